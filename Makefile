@@ -1,0 +1,29 @@
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/batchgen: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/batchgen
+
+demo: venv
+	rm -rf runs/demo
+	$(BIN)/batchgen run jobs/demo.jsonl --provider sim --run-dir runs/demo \
+	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --rpm 600 --concurrency 8 || test $$? -eq 1
+	$(BIN)/batchgen report runs/demo --format html
+	$(BIN)/batchgen report runs/demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) runs bench/results.json

@@ -1,0 +1,256 @@
+"""The error taxonomy: one definition, used by the retry policy, the pool and the analyzers.
+
+Every failure of an attempt becomes an :class:`AttemptError` carrying an :class:`ErrorClass`.
+What the pool does about it (stop the run, fail the job, retry) is the class's :class:`Action`;
+what the report tells the user is its diagnosis and remedy.
+
+    AttemptError (Exception)
+     ├── class auth / quota            → Action.STOP_RUN   (remaining jobs stay pending)
+     ├── class content_policy          → Action.FAIL_JOB   (never retried)
+     ├── class bad_request             → Action.FAIL_JOB
+     ├── class rate_limit              → Action.RETRY      (honours Retry-After, pauses the pool)
+     ├── class server / timeout /
+     │   network / invalid_response    → Action.RETRY      (backoff with full jitter)
+     └── class budget / cancelled      → Action.PENDING    (never sent / not finished)
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import re
+import time
+from dataclasses import dataclass
+
+
+class Action(enum.StrEnum):
+    STOP_RUN = "stop_run"
+    FAIL_JOB = "fail_job"
+    RETRY = "retry"
+    PENDING = "pending"
+
+
+class ErrorClass(enum.StrEnum):
+    AUTH = "auth"
+    QUOTA = "quota"
+    RATE_LIMIT = "rate_limit"
+    CONTENT_POLICY = "content_policy"
+    BAD_REQUEST = "bad_request"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    INVALID_RESPONSE = "invalid_response"
+    BUDGET = "budget"
+    CANCELLED = "cancelled"
+
+    @property
+    def action(self) -> Action:
+        return _INFO[self].action
+
+    @property
+    def retryable(self) -> bool:
+        return self.action is Action.RETRY
+
+    @property
+    def diagnosis(self) -> str:
+        return _INFO[self].diagnosis
+
+    @property
+    def remedy(self) -> str:
+        return _INFO[self].remedy
+
+
+@dataclass(frozen=True, slots=True)
+class ClassInfo:
+    action: Action
+    diagnosis: str
+    remedy: str
+
+
+_INFO: dict[ErrorClass, ClassInfo] = {
+    ErrorClass.AUTH: ClassInfo(
+        Action.STOP_RUN,
+        "The API key was rejected (401/403): missing, mistyped, revoked, or not allowed "
+        "to use this model or project.",
+        "Check OPENAI_API_KEY (or --api-key-env) and that the key's project may use the model, "
+        "then `batchgen resume RUN_DIR`.",
+    ),
+    ErrorClass.QUOTA: ClassInfo(
+        Action.STOP_RUN,
+        "The account is out of credit or hit a spend/usage limit (429 insufficient_quota, 402).",
+        "Add credit or raise the project's spend limit, then `batchgen resume RUN_DIR`.",
+    ),
+    ErrorClass.RATE_LIMIT: ClassInfo(
+        Action.RETRY,
+        "The provider throttled requests (429): more requests or images per minute than the "
+        "account's tier allows.",
+        "Lower --rpm/--ipm to the accepted rate, or raise the account's tier.",
+    ),
+    ErrorClass.CONTENT_POLICY: ClassInfo(
+        Action.FAIL_JOB,
+        "The prompt was refused by the provider's safety system (moderation_blocked, "
+        "content_policy_violation).",
+        "Rewrite the listed prompts; retrying the same prompt will be refused again.",
+    ),
+    ErrorClass.BAD_REQUEST: ClassInfo(
+        Action.FAIL_JOB,
+        "The request was malformed for this model: unknown model, unsupported size/quality/n, "
+        "or a prompt too long (400/404/413/422).",
+        "Check the model name and its supported sizes and parameters (`batchgen plan` checks "
+        "them), then start from the simplest request.",
+    ),
+    ErrorClass.SERVER: ClassInfo(
+        Action.RETRY,
+        "The provider failed on its side (5xx, an HTML error page, overload).",
+        "Usually transient: retries handle it; if the share stays high, lower concurrency or "
+        "try later.",
+    ),
+    ErrorClass.TIMEOUT: ClassInfo(
+        Action.RETRY,
+        "No answer before the client deadline (--timeout).",
+        "Raise --timeout above the observed p99 latency, or lower concurrency.",
+    ),
+    ErrorClass.NETWORK: ClassInfo(
+        Action.RETRY,
+        "The connection failed: refused, reset, DNS, or dropped mid-response.",
+        "Check the base URL, proxy and network; retries cover brief outages.",
+    ),
+    ErrorClass.INVALID_RESPONSE: ClassInfo(
+        Action.RETRY,
+        "The provider answered 200 but the body was unusable: bad JSON, no data, bad base64, "
+        "bytes that are not an image, or a failed image download.",
+        "Often a proxy or aggregator problem; check the base URL speaks the OpenAI images "
+        "protocol.",
+    ),
+    ErrorClass.BUDGET: ClassInfo(
+        Action.PENDING,
+        "Not sent: its worst-case cost would have passed --max-cost.",
+        "`batchgen resume RUN_DIR --max-cost HIGHER` to finish.",
+    ),
+    ErrorClass.CANCELLED: ClassInfo(
+        Action.PENDING,
+        "Not finished: the run was interrupted (Ctrl-C, SIGTERM, a crash, or a stop of the run).",
+        "`batchgen resume RUN_DIR` finishes it.",
+    ),
+}
+
+_QUOTA_CODES = {"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"}
+_QUOTA_SUFFIXES = ("_spend_limit_exceeded", "_usage_limit_exceeded")
+_CONTENT_CODES = {"moderation_blocked", "content_policy_violation", "content_filter"}
+_AUTH_CODES = {"invalid_api_key", "invalid_authentication", "unauthorized"}
+
+
+def classify_http(status: int, code: str | None = None, *, is_html: bool = False) -> ErrorClass:
+    """Map an HTTP error answer to its class. ``code`` is ``error.code`` from the body.
+
+    Quota exhaustion is also HTTP 429, so the code is checked before the status.
+    """
+    code = (code or "").lower()
+    if code in _AUTH_CODES:
+        return ErrorClass.AUTH
+    if code in _QUOTA_CODES or code.endswith(_QUOTA_SUFFIXES) or status == 402:
+        return ErrorClass.QUOTA
+    if code in _CONTENT_CODES:
+        return ErrorClass.CONTENT_POLICY
+    if status in (401, 403):
+        return ErrorClass.AUTH
+    if status == 429:
+        return ErrorClass.RATE_LIMIT
+    if status == 408:
+        return ErrorClass.TIMEOUT
+    if status >= 500 or is_html:
+        return ErrorClass.SERVER
+    if status in (400, 404, 405, 409, 413, 415, 422):
+        return ErrorClass.BAD_REQUEST
+    return ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST
+
+
+class AttemptError(Exception):
+    """One attempt failed. ``message`` is already redacted (no API key)."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        request_id: str | None = None,
+        billed_usd: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.request_id = request_id
+        self.billed_usd = billed_usd
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.http_status} " if self.http_status else ""
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.error_class}: {where}{self.message}{code}"
+
+
+class RunStopped(Exception):
+    """The run must stop at once (auth, quota): raised out of the pool."""
+
+    def __init__(self, cause: AttemptError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def parse_retry_after(headers: dict[str, str] | object, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date).
+
+    ``headers`` is any case-insensitive mapping (aiohttp's CIMultiDict) or a plain dict.
+    """
+    get = getattr(headers, "get")
+    ms = get("retry-after-ms") or get("Retry-After-Ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = get("retry-after") or get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset_duration(value: str | None) -> float | None:
+    """Parse ``x-ratelimit-reset-*`` values like ``1s``, ``6m0s``, ``20ms`` into seconds."""
+    if not value:
+        return None
+    parts = _DURATION.findall(value)
+    if not parts:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """Remove every secret (and any `sk-...`-looking token) from a message."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEYLIKE.sub("sk-***", text)
+
+
+_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")

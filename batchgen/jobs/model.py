@@ -1,0 +1,57 @@
+"""A job: one request to the images endpoint, with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def canonical_json(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """sha256 of the request body (canonical JSON): tells an edited job from an unchanged one."""
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request. ``body`` is the full JSON body sent to ``/images/generations``
+    (prompt, model, size, quality, n, and any pass-through fields), defaults applied.
+    ``line`` is the 1-based line of the job file it came from (for FILE:LINE messages)."""
+
+    id: str
+    line: int
+    body: dict[str, Any] = field(hash=False)
+    fingerprint: str = ""
+
+    @classmethod
+    def make(cls, id: str, line: int, body: dict[str, Any]) -> "Job":
+        return cls(id=id, line=line, body=body, fingerprint=fingerprint(body))
+
+    @property
+    def prompt(self) -> str:
+        return str(self.body["prompt"])
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model")
+
+    @property
+    def size(self) -> str | None:
+        return self.body.get("size")
+
+    @property
+    def quality(self) -> str | None:
+        return self.body.get("quality")
+
+    @property
+    def n(self) -> int:
+        return int(self.body.get("n") or 1)
+
+    def params_json(self) -> str:
+        """Everything but the prompt, as canonical JSON (the log's ``params`` column)."""
+        return canonical_json({k: v for k, v in self.body.items() if k != "prompt"})

@@ -1,0 +1,46 @@
+"""The provider seam: the pool sees only this Protocol, so other protocols (BFL polling,
+Replicate, fal, Gemini) can be added without touching the pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from batchgen.jobs.model import Job
+
+
+@dataclass(frozen=True, slots=True)
+class ImageData:
+    data: bytes
+    ext: str  # "png", "jpeg", "webp", "gif"
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the provider bills it (gpt-image family)."""
+
+    input_tokens: int = 0
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateResult:
+    images: list[ImageData]
+    usage: Usage | None = None
+    request_id: str | None = None
+    http_status: int = 200
+    # rate-limit headers seen on the answer, for the adaptive limiter
+    ratelimit: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+
+    async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
+        """Send one request. Raise batchgen.errors.AttemptError on any failure."""
+        ...
+
+    async def aclose(self) -> None: ...

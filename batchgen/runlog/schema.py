@@ -1,0 +1,66 @@
+"""The Parquet log's schema: one row per attempt (and one per job skipped before sending).
+
+This is the user-visible contract of ``RUN_DIR/log/*.parquet``; readers (resume, analyzers,
+DuckDB users) rely on these names. Add columns at the end; never rename.
+
+status:
+  ok       the attempt returned images that were saved (``image_paths``)
+  error    the attempt failed; ``error_class`` says why (see batchgen.errors)
+  skipped  the job was taken but never sent: ``error_class`` is budget / cancelled / auth / quota
+           (the run stopped), so the job is pending
+final:     True on the last row of a job within a session (ok, failed for good, or pending)
+cost_source: usage (from the response's usage tokens) / price-table / recovered / unknown / none
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("session", pa.int32()),
+        ("job_id", pa.string()),
+        ("job_line", pa.int64()),
+        ("fingerprint", pa.string()),
+        ("attempt", pa.int32()),
+        ("status", pa.string()),
+        ("final", pa.bool_()),
+        ("error_class", pa.string()),
+        ("http_status", pa.int32()),
+        ("error_code", pa.string()),
+        ("error_message", pa.string()),
+        ("provider", pa.string()),
+        ("model", pa.string()),
+        ("prompt", pa.string()),
+        ("size", pa.string()),
+        ("quality", pa.string()),
+        ("n", pa.int32()),
+        ("params", pa.string()),
+        ("queued_at", TS),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("latency_s", pa.float64()),
+        ("wait_s", pa.float64()),
+        ("retry_after_s", pa.float64()),
+        ("image_paths", pa.list_(pa.string())),
+        ("image_count", pa.int32()),
+        ("image_bytes", pa.int64()),
+        ("revised_prompt", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("input_text_tokens", pa.int64()),
+        ("input_image_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("cost_source", pa.string()),
+        ("request_id", pa.string()),
+    ]
+)
+
+COLUMNS = tuple(SCHEMA.names)
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"
