@@ -1,4 +1,9 @@
-"""The clock seam: the pool and the limiter read time only through a Clock, so tests inject one."""
+"""The clock seam.
+
+Durations (the limiter, backoff, pauses) are measured on the event loop's clock: aiolimiter,
+anyio.sleep and tenacity's sleep all read it, so a test that runs the pool on a virtual-time
+event loop (tests/vtime.py) makes every wait exact and instant. Wall-clock timestamps for the
+log come from a Clock, which tests can also replace."""
 
 from __future__ import annotations
 

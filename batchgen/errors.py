@@ -178,6 +178,7 @@ class AttemptError(Exception):
         retry_after_s: float | None = None,
         request_id: str | None = None,
         billed_usd: float = 0.0,
+        ratelimit: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
@@ -187,6 +188,8 @@ class AttemptError(Exception):
         self.retry_after_s = retry_after_s
         self.request_id = request_id
         self.billed_usd = billed_usd
+        # x-ratelimit-* headers of the answer, for the adaptive limiter
+        self.ratelimit = ratelimit or {}
 
     def __str__(self) -> str:
         where = f"HTTP {self.http_status} " if self.http_status else ""
