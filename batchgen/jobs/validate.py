@@ -1,0 +1,381 @@
+"""Whole-file validation and streaming of jobs, through one shared code path.
+
+``validate_file`` and ``iter_jobs`` both consume :func:`_scan`, so they agree exactly on ids
+and line numbers. The scan keeps only the ids it has seen (short strings, never job bodies):
+a file of millions of lines streams in memory that grows by one id per job.
+
+Ids: a job's explicit ``id`` (or a batch line's ``custom_id``), else ``j-`` + the first 12 hex
+of the sha256 of the job's own fields as written (before defaults, so a resume with other
+command-line defaults still finds its jobs; the fingerprint covers the full body). The n-th
+identical request gets ``-n`` appended. Ids are compared case-insensitively because
+``A_1.png`` and ``a_1.png`` are the same file on macOS and Windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchgen.jobs.formats import (
+    READERS,
+    Hasher,
+    JobFileError,
+    Problem,
+    Record,
+    detect_format,
+    did_you_mean,
+    first_content_line,
+    kind_of,
+    physical_lines,
+    show,
+)
+from batchgen.jobs.model import Job, fingerprint
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_DERIVED_ID = re.compile(r"j-([0-9a-f]{12})(?:-(\d+))?")
+_STRING_FIELDS = {
+    "model": "gpt-image-1",
+    "size": "1024x1024",
+    "quality": "high",
+    "style": "vivid",
+    "output_format": "png",
+    "background": "transparent",
+    "response_format": "b64_json",
+    "moderation": "low",
+    "user": "user-1234",
+}
+_INT_FIELDS = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """The result of checking a whole job file before the first request."""
+
+    path: str
+    format: str
+    jobs: int
+    images: int  # the sum of n over all jobs
+    sha256: str  # of the file's bytes, as read by this pass
+    problems: list[Problem]  # at most max_errors, in line order
+    problem_count: int  # all problems found, shown or not
+    truncated: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Clash:
+    """An id already taken. The first holder's line is looked up afterwards (a second pass,
+    only on this error path) so the scan need not remember a line per id."""
+
+    line: int
+    id: str
+    kind: str  # "duplicate", "takes_derived" (explicit id = an earlier derived one), "derived"
+
+
+# ---------------------------------------------------------------------------- field checks
+
+
+def _int_problem(name: str, value: object, low: int, high: int) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if low <= value <= high:
+            return None
+        fix = "split the job into several jobs" if name == "n" else f"use {low} to {high}"
+        return f'"{name}" must be a whole number from {low} to {high}, got {value}: {fix}'
+    got = f"got {show(value)} ({kind_of(value)})"
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        fix = f"write {value.strip()} without quotes"
+    elif isinstance(value, float) and value.is_integer():
+        fix = f"write {int(value)}"
+    else:
+        fix = f"write a whole number like {max(low, 1)}"
+    return f'"{name}" must be a whole number from {low} to {high}, {got}: {fix}'
+
+
+def check_fields(fields: Mapping[str, Any], *, need_prompt: bool = True) -> list[str]:
+    """What is wrong with the shape and types of a request's fields (not model rules)."""
+    found: list[str] = []
+    prompt = fields.get("prompt")
+    if need_prompt and prompt is None:
+        found.append(
+            f'missing "prompt"{did_you_mean("prompt", fields)}: '
+            'every job needs "prompt": "what to draw"'
+        )
+    elif need_prompt and not isinstance(prompt, str):
+        found.append(
+            f'"prompt" must be a string, got {show(prompt)} ({kind_of(prompt)}): '
+            "put the prompt in double quotes"
+        )
+    elif need_prompt and not prompt.strip():
+        found.append('"prompt" is empty: write what to draw, or delete the line')
+    for name, example in _STRING_FIELDS.items():
+        value = fields.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            found.append(
+                f'"{name}" must be a non-empty string like "{example}", got {show(value)} '
+                f"({kind_of(value)}): write it in double quotes"
+            )
+    for name, (low, high) in _INT_FIELDS.items():
+        if name in fields and (problem := _int_problem(name, fields[name], low, high)):
+            found.append(problem)
+    if fields.get("stream"):
+        found.append('streamed answers are not supported: remove "stream"')
+    return found
+
+
+def check_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The defaults that apply (None means "not given"); raises ValueError on a bad one."""
+    given = {k: v for k, v in (defaults or {}).items() if v is not None}
+    if problems := check_fields(given, need_prompt=False):
+        msg = f"bad default ({problems[0]}): fix the command-line flag or its config value"
+        raise ValueError(msg)
+    return given
+
+
+def unsafe_id_problem(job_id: str) -> str | None:
+    if _SAFE_ID.fullmatch(job_id):
+        return None
+    if not job_id:
+        why = "it is empty"
+    elif len(job_id) > 128:
+        why = f"it is {len(job_id)} characters long"
+    elif job_id.startswith("."):
+        why = 'it starts with "."'
+    else:
+        bad = sorted({c for c in job_id if not _SAFE_ID.fullmatch("a" + c)})
+        why = "it contains " + ", ".join(show(c) for c in bad)
+    return (
+        f"id {show(job_id)} is not safe as a file name ({why}): use 1 to 128 letters, digits, "
+        '".", "_" or "-", not starting with "."'
+    )
+
+
+# ---------------------------------------------------------------------------- ids
+
+
+class _Ids:
+    """Every id handed out so far, lower-cased: explicit ids, and derived ids as their 12-hex
+    base plus a repeat count (only for bases seen twice or more)."""
+
+    def __init__(self) -> None:
+        self.explicit: set[str] = set()
+        self.bases: set[str] = set()
+        self.repeats: dict[str, int] = {}
+
+    def claim(self, job_id: str) -> str | None:
+        """None if the explicit id is free (and now taken), else the kind of clash."""
+        key = job_id.lower()
+        if key in self.explicit:
+            return "duplicate"
+        if self._derived_taken(key):
+            return "takes_derived"
+        self.explicit.add(key)
+        return None
+
+    def derive(self, digest: str) -> tuple[str, bool]:
+        base = digest[:12]
+        if base in self.bases:
+            count = self.repeats[base] = self.repeats.get(base, 1) + 1
+            job_id = f"j-{base}-{count}"
+        else:
+            self.bases.add(base)
+            job_id = f"j-{base}"
+        return job_id, job_id not in self.explicit
+
+    def _derived_taken(self, key: str) -> bool:
+        match = _DERIVED_ID.fullmatch(key)
+        if match is None or match[1] not in self.bases:
+            return False
+        if match[2] is None:
+            return True
+        return 2 <= int(match[2]) <= self.repeats.get(match[1], 1)
+
+
+# ---------------------------------------------------------------------------- the one scan
+
+
+def _resolve_format(path: Path, fmt: str | None) -> tuple[str | None, Problem | None]:
+    where = str(path)
+    if fmt is not None:
+        if fmt not in READERS:
+            msg = f"unknown format {fmt!r}: use one of {', '.join(READERS)}"
+            return None, Problem(where, 0, msg)
+        return fmt, None
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        return None, Problem(where, 0, f"the job file {what}: check the path")
+    head = first_content_line(path)
+    detected = detect_format(path, head)
+    if detected is None:
+        msg = (
+            "cannot tell the format of this file from its name or its first line: "
+            "name it .jsonl (JSON objects), .csv (with a prompt column) or .txt (one prompt a line)"
+        )
+        return None, Problem(where, 1, msg)
+    return detected, None
+
+
+def _job(record: Record, defaults: dict[str, Any], ids: _Ids) -> Job | _Clash:
+    fields = record.fields
+    missing = {k: v for k, v in defaults.items() if k not in fields}
+    body = {**fields, **missing} if missing else fields
+    own = fingerprint(fields)
+    full = fingerprint(body) if missing else own
+    if record.explicit_id is not None:
+        if clash := ids.claim(record.explicit_id):
+            return _Clash(record.line, record.explicit_id, clash)
+        return Job(record.explicit_id, record.line, body, full)
+    job_id, free = ids.derive(own)
+    if not free:
+        return _Clash(record.line, job_id, "derived")
+    return Job(job_id, record.line, body, full)
+
+
+def _scan(
+    path: Path, defaults: dict[str, Any], fmt: str, hasher: Hasher | None = None
+) -> Iterator[Job | Problem | _Clash]:
+    where = str(path)
+    ids = _Ids()
+    with path.open("rb") as f:
+        for item in READERS[fmt](physical_lines(f, hasher), where):
+            if isinstance(item, Problem):
+                yield item
+                continue
+            found = check_fields(item.fields)
+            if item.explicit_id is not None and (bad := unsafe_id_problem(item.explicit_id)):
+                found.insert(0, bad)
+            if found:
+                yield from (Problem(where, item.line, message) for message in found)
+                continue
+            yield _job(item, defaults, ids)
+        if hasher is not None:  # a reader may stop early; the checksum still covers the file
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                hasher.update(chunk)
+
+
+def _clash_problems(
+    path: Path, defaults: dict[str, Any], fmt: str, clashes: list[_Clash]
+) -> list[Problem]:
+    wanted = {clash.id.lower() for clash in clashes}
+    holders: dict[str, Job] = {}
+    for item in _scan(path, defaults, fmt):
+        if isinstance(item, Job) and (key := item.id.lower()) in wanted and key not in holders:
+            holders[key] = item
+            if len(holders) == len(wanted):
+                break
+    return [_clash_problem(str(path), clash, holders.get(clash.id.lower())) for clash in clashes]
+
+
+def _clash_problem(where: str, clash: _Clash, holder: Job | None) -> Problem:
+    first = f"line {holder.line}" if holder else "an earlier line"
+    if clash.kind == "derived":
+        msg = (
+            f"this job has no id, and the id derived from its content ({clash.id}) is already "
+            f'the explicit id of {first}: give this job an "id", or rename the other'
+        )
+    elif holder is not None and holder.id != clash.id and holder.id.lower() == clash.id.lower():
+        msg = (
+            f'id "{clash.id}" differs only in case from "{holder.id}" on {first}: their image '
+            "files would overwrite each other on macOS and Windows; rename one"
+        )
+    elif clash.kind == "takes_derived":
+        msg = (
+            f'id "{clash.id}" is also the id derived for the job without an id on {first} '
+            '("j-" + a hash of the request): choose another id'
+        )
+    else:
+        msg = f'duplicate id "{clash.id}", first used on {first}: give each job its own id'
+    return Problem(where, clash.line, msg)
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate_file(
+    path: str | Path,
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    max_errors: int = 20,
+    fmt: str | None = None,
+) -> Validation:
+    """Check the whole file (one streaming pass) and count its jobs and images.
+
+    ``defaults`` (model/size/quality/n from the command line; None values ignored) fill what a
+    job leaves out. ``fmt`` forces a format instead of detecting it. Raises ValueError only
+    for bad defaults; everything wrong with the file is a Problem."""
+    path = Path(path)
+    given = check_defaults(defaults)
+    resolved, problem = _resolve_format(path, fmt)
+    if resolved is None:
+        assert problem is not None
+        sha = sha256_file(path) if path.is_file() else ""
+        return Validation(str(path), "unknown", 0, 0, sha, [problem], 1, False)
+    hasher = hashlib.sha256()
+    shown: list[Problem] = []
+    clashes: list[_Clash] = []
+    count = jobs = images = 0
+    for item in _scan(path, given, resolved, hasher):
+        if isinstance(item, Job):
+            jobs += 1
+            images += item.n
+            continue
+        count += 1
+        if len(shown) + len(clashes) < max_errors:
+            (clashes if isinstance(item, _Clash) else shown).append(item)  # type: ignore[arg-type]
+    if clashes:
+        shown.extend(_clash_problems(path, given, resolved, clashes))
+    if count == 0 and jobs == 0:
+        shown.append(Problem(str(path), 1, _no_jobs_message(resolved)))
+        count = 1
+    shown.sort(key=lambda p: p.line)
+    return Validation(
+        str(path), resolved, jobs, images, hasher.hexdigest(), shown, count, count > len(shown)
+    )
+
+
+def _no_jobs_message(fmt: str) -> str:
+    if fmt == "csv":
+        return "no jobs: the file has no rows under the header: add one row per prompt"
+    return "no jobs: the file is empty or holds only blank lines and comments: add prompts"
+
+
+def iter_jobs(
+    path: str | Path, defaults: Mapping[str, Any] | None = None, *, fmt: str | None = None
+) -> Iterator[Job]:
+    """Stream the file's jobs, defaults applied. Meant to run after ``validate_file``: the
+    first problem (e.g. the file changed since) raises JobFileError."""
+    path = Path(path)
+    given = check_defaults(defaults)
+    resolved, problem = _resolve_format(path, fmt)
+    if resolved is None:
+        assert problem is not None
+        raise JobFileError(problem)
+    for item in _scan(path, given, resolved):
+        if isinstance(item, Job):
+            yield item
+        elif isinstance(item, Problem):
+            raise JobFileError(item)
+        else:
+            raise JobFileError(_clash_problems(path, given, resolved, [item])[0])
+
+
+def job_index(
+    path: str | Path, defaults: Mapping[str, Any] | None = None, *, fmt: str | None = None
+) -> Iterator[tuple[str, str, int]]:
+    """(id, fingerprint, line) of every job, for the resume scan: same ids as ``iter_jobs``."""
+    for job in iter_jobs(path, defaults, fmt=fmt):
+        yield job.id, job.fingerprint, job.line
