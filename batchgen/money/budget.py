@@ -1,0 +1,174 @@
+"""The hard budget cap (``--max-cost``): a job is sent only if its worst case still fits.
+
+Before sending, a worker reserves the job's worst-case cost (:func:`worst_case_usd`); after
+the answer it settles the reservation with what was actually billed. Because a reservation is
+never smaller than what it settles, ``spent + reserved`` never grows on settle, and reserve
+refuses whatever would push it past the cap — so ``spent ≤ cap`` under any interleaving.
+
+Amounts are kept as whole nano-dollars: float sums drift (0.1 + 0.2 > 0.3), and a cap must
+not be passed by a rounding error. Reserving and settling never await, so on one event loop
+each is atomic; a lock makes them safe from threads too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Iterable
+
+from batchgen.jobs.model import Job
+from batchgen.money.cost import worst_case_usd
+from batchgen.money.table import PriceTable
+
+_NANO = 1_000_000_000
+
+
+class BudgetError(Exception):
+    """The budget cannot be enforced (e.g. a model has no price and no --price-per-image)."""
+
+
+def _to_nano_up(usd: float) -> int:
+    return math.ceil(usd * _NANO - 1e-6)
+
+
+def _to_nano(usd: float) -> int:
+    return round(usd * _NANO)
+
+
+class Reservation:
+    """Money held for one job until it is settled (once)."""
+
+    __slots__ = ("_budget", "job_id", "model", "amount_nano", "settled")
+
+    def __init__(self, budget: Budget, job_id: str, model: str | None, amount_nano: int) -> None:
+        self._budget = budget
+        self.job_id = job_id
+        self.model = model
+        self.amount_nano = amount_nano
+        self.settled = False
+
+    @property
+    def amount_usd(self) -> float:
+        return self.amount_nano / _NANO
+
+    def settle(self, actual_usd: float | None) -> None:
+        """Release the reservation and add what was billed. ``None`` (cost unknown) is charged
+        as the full reservation, the only figure known to be high enough."""
+        self._budget._settle(self, actual_usd)
+
+    def release(self) -> None:
+        """The job was not sent (or failed before billing): nothing is charged."""
+        self.settle(0.0)
+
+
+class Budget:
+    """Spend tracking with an optional hard cap; ``cap_usd=None`` only tracks."""
+
+    def __init__(
+        self,
+        cap_usd: float | None,
+        spent_before: float,
+        prices: PriceTable,
+        price_per_image: float | None = None,
+    ) -> None:
+        if cap_usd is not None and not (math.isfinite(cap_usd) and cap_usd >= 0):
+            msg = f"--max-cost must be a number of USD ≥ 0, got {cap_usd!r}"
+            raise BudgetError(msg)
+        if price_per_image is not None:
+            prices = dataclasses.replace(prices, fallback_per_image=price_per_image)
+        self.cap_usd = cap_usd
+        self.prices = prices
+        self._cap = None if cap_usd is None else math.floor(cap_usd * _NANO + 1e-6)
+        self._spent = _to_nano(max(spent_before, 0.0))
+        self._reserved = 0
+        self._refused = 0
+        self._refused_nano = 0
+        # actual / reserved seen per model when a bill passed its reservation (a price table
+        # behind the provider's): later reservations for that model are scaled up by it
+        self._overrun: dict[str | None, float] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def spent(self) -> float:
+        return self._spent / _NANO
+
+    @property
+    def reserved(self) -> float:
+        return self._reserved / _NANO
+
+    @property
+    def remaining(self) -> float | None:
+        """USD still free under the cap (None without a cap)."""
+        if self._cap is None:
+            return None
+        return max(self._cap - self._spent - self._reserved, 0) / _NANO
+
+    @property
+    def refused(self) -> int:
+        """Jobs refused so far (recorded by the caller as class ``budget``)."""
+        return self._refused
+
+    def require_priced(self, models: Iterable[str | None]) -> None:
+        """Refuse to start a capped run whose cost cannot be bounded."""
+        if self._cap is None:
+            return
+        unpriced = sorted({str(m) for m in models if not self.prices.is_priced(m)})
+        if unpriced:
+            names = ", ".join(unpriced)
+            msg = (
+                f"--max-cost cannot be enforced: no price for {names}. Add the model(s) to a "
+                "--prices FILE, or pass --price-per-image USD to price every unknown image"
+            )
+            raise BudgetError(msg)
+
+    def worst_case(self, job: Job) -> float:
+        """What :meth:`reserve` would hold for this job (USD)."""
+        return self._worst_case_nano(job) / _NANO
+
+    def reserve(self, job: Job) -> Reservation | None:
+        """Hold the job's worst case if it fits under the cap; None means "do not send"."""
+        amount = self._worst_case_nano(job)
+        with self._lock:
+            if self._cap is not None and self._spent + self._reserved + amount > self._cap:
+                self._refused += 1
+                self._refused_nano += amount
+                return None
+            self._reserved += amount
+        return Reservation(self, job.id, job.model, amount)
+
+    def exhausted_message(self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None) -> str:
+        """What happened and how to continue, for the end of a run stopped by the cap."""
+        cap = self.cap_usd or 0.0
+        held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
+        need = self.spent + remaining_usd if remaining_usd else max(cap * 2, self.spent + 1.0)
+        return (
+            f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap:.2f}{held}; "
+            f"{self._refused} job(s) were not sent because their worst case would pass the cap. "
+            f"To continue: batchgen resume {run_dir} --max-cost {math.ceil(need * 100) / 100:.2f}"
+        )
+
+    def _worst_case_nano(self, job: Job) -> int:
+        usd = worst_case_usd(self.prices, job)
+        if usd is None:
+            if self._cap is None:
+                return 0
+            msg = (
+                f"job {job.id} (line {job.line}): no price for model {job.model!r}, so "
+                "--max-cost cannot bound it; add it to a --prices FILE or pass --price-per-image"
+            )
+            raise BudgetError(msg)
+        return _to_nano_up(usd * self._overrun.get(job.model, 1.0))
+
+    def _settle(self, reservation: Reservation, actual_usd: float | None) -> None:
+        with self._lock:
+            if reservation.settled:
+                msg = f"reservation for job {reservation.job_id} was settled twice (a pool bug)"
+                raise BudgetError(msg)
+            reservation.settled = True
+            actual = reservation.amount_nano if actual_usd is None else _to_nano(max(actual_usd, 0.0))
+            self._reserved -= reservation.amount_nano
+            self._spent += actual
+            if actual > reservation.amount_nano > 0:
+                ratio = actual / reservation.amount_nano
+                self._overrun[reservation.model] = max(self._overrun.get(reservation.model, 1.0), ratio)

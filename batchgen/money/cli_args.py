@@ -1,0 +1,83 @@
+"""The money flags shared by ``plan``, ``run`` and ``resume``, and what they turn into."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import TextIO
+
+from batchgen.money.load import load_prices
+from batchgen.money.quote import Quote
+from batchgen.money.table import PriceTable
+
+
+def _usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        msg = f"expected an amount of USD ≥ 0 (e.g. 12.50), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_money_arguments(parser: argparse.ArgumentParser) -> None:
+    """--prices, --max-cost, --price-per-image, --confirm-above, --yes."""
+    group = parser.add_argument_group("cost")
+    group.add_argument(
+        "--prices", metavar="FILE",
+        help="a TOML price table merged over the shipped one (add models, change prices)",
+    )
+    group.add_argument(
+        "--max-cost", metavar="USD", type=_usd,
+        help="hard budget: a job is not sent if its worst-case cost would pass this total",
+    )
+    group.add_argument(
+        "--price-per-image", metavar="USD", type=_usd,
+        help="price of one image for models missing from the price table",
+    )
+    group.add_argument(
+        "--confirm-above", metavar="USD", type=_usd,
+        help="ask before starting when the quote's high estimate is above this",
+    )
+    group.add_argument("--yes", action="store_true", help="do not ask, start at once")
+
+
+def prices_from_args(args: argparse.Namespace) -> PriceTable:
+    """The validated table the flags describe (raises PricesError with the fix)."""
+    return load_prices(
+        getattr(args, "prices", None), fallback_per_image=getattr(args, "price_per_image", None)
+    )
+
+
+def needs_confirmation(quote: Quote, confirm_above: float | None) -> bool:
+    """Ask when the worst of the quote's range passes --confirm-above, or a cost is unknown."""
+    if confirm_above is None:
+        return False
+    return quote.high_usd > confirm_above or not quote.complete
+
+
+def confirm(
+    quote: Quote,
+    args: argparse.Namespace,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> bool:
+    """True to go ahead: --yes, no threshold passed, or the user typed y. A non-interactive
+    input refuses (a script must say --yes), so nothing is spent by accident."""
+    if getattr(args, "yes", False) or not needs_confirmation(quote, args.confirm_above):
+        return True
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    if not stdin.isatty():
+        stdout.write(
+            f"The quote (up to ${quote.high_usd:,.2f}) is above --confirm-above "
+            f"${args.confirm_above:,.2f} and there is no terminal to ask: pass --yes to start.\n"
+        )
+        return False
+    stdout.write(f"This batch may cost up to ${quote.high_usd:,.2f}. Start it? [y/N] ")
+    stdout.flush()
+    return stdin.readline().strip().lower() in {"y", "yes"}

@@ -1,0 +1,105 @@
+"""Does the model accept this request? Checked by ``plan`` and by ``run`` before sending,
+so a batch does not pay for a 400 that the table already predicts.
+
+The facts (sizes, qualities, n, prompt limits, refused parameters) are data in
+``data/prices.toml`` under ``[constraints.*]``; a model without constraints (an aggregator's,
+or one missing from the table) is only checked for a sane ``n``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchgen.jobs.model import Job
+from batchgen.money.table import AUTO, Constraints, CustomSizes, PriceTable, parse_size
+
+
+def check_job(models_table: PriceTable, job: Job) -> list[str]:
+    """Messages (without FILE:LINE) for everything the job's model would refuse."""
+    body = job.body
+    model = body.get("model")
+    problems = _check_n(body.get("n", 1), None)
+    if not model:
+        problems.append(
+            'no "model": set it in the job or pass --model '
+            "(the API would silently fall back to dall-e-2)"
+        )
+        return problems
+    limits = models_table.constraints_for(str(model))
+    if limits is None:
+        return problems
+    problems = _check_n(body.get("n", 1), limits)
+    problems += _check_size(body.get("size"), str(model), limits)
+    problems += _check_quality(body.get("quality"), str(model), limits)
+    problems += _check_prompt(body.get("prompt"), str(model), limits)
+    problems += _check_params(body, str(model), limits)
+    return problems
+
+
+def _check_n(n: Any, limits: Constraints | None) -> list[str]:
+    if n is None:
+        return []
+    if not isinstance(n, int) or isinstance(n, bool):
+        return [f'"n" must be a whole number, got {n!r}']
+    low, high = (limits.n_min, limits.n_max) if limits else (1, 10)
+    if low <= n <= high:
+        return []
+    if low == high:
+        return [f'"n" is {n} but {limits.name if limits else "this model"} takes only n={low}: '
+                f"split it into {n} jobs"]
+    return [f'"n" is {n}, outside {low}–{high}: split it into several jobs']
+
+
+def _check_size(size: Any, model: str, limits: Constraints) -> list[str]:
+    if size is None or size in limits.sizes:
+        return []
+    accepted = ", ".join(limits.sizes)
+    wh = parse_size(size) if isinstance(size, str) else None
+    if wh and limits.custom_sizes:
+        reason = _custom_size_problem(wh, limits.custom_sizes)
+        if reason is None:
+            return []
+        return [f'size "{size}" is not accepted by {model}: {reason}']
+    if size == AUTO:
+        return [f'size "auto" is not accepted by {model}: use one of {accepted}']
+    return [f'size "{size}" is not accepted by {model}: use one of {accepted}']
+
+
+def _custom_size_problem(wh: tuple[int, int], rule: CustomSizes) -> str | None:
+    width, height = wh
+    if width % rule.multiple or height % rule.multiple:
+        return f"width and height must both be multiples of {rule.multiple}"
+    if width > rule.max_width or height > rule.max_height or width * height > rule.max_pixels:
+        return (
+            f"at most {rule.max_width} px wide, {rule.max_height} px high "
+            f"and {rule.max_pixels:,} pixels in all"
+        )
+    if max(width, height) > rule.max_ratio * min(width, height):
+        return f"the aspect ratio must be within {rule.max_ratio:g}:1"
+    return None
+
+
+def _check_quality(quality: Any, model: str, limits: Constraints) -> list[str]:
+    if quality is None or not limits.qualities or quality in limits.qualities:
+        return []
+    accepted = ", ".join(limits.qualities)
+    return [f'quality "{quality}" is not accepted by {model}: use one of {accepted}']
+
+
+def _check_prompt(prompt: Any, model: str, limits: Constraints) -> list[str]:
+    if not isinstance(prompt, str) or limits.max_prompt_chars is None:
+        return []
+    if len(prompt) <= limits.max_prompt_chars:
+        return []
+    return [
+        f"prompt is {len(prompt):,} characters; {model} takes at most "
+        f"{limits.max_prompt_chars:,}: shorten it or use a gpt-image model (32,000)"
+    ]
+
+
+def _check_params(body: dict[str, Any], model: str, limits: Constraints) -> list[str]:
+    refused = [key for key in limits.rejected_params if body.get(key) is not None]
+    if not refused:
+        return []
+    names = ", ".join(f'"{key}"' for key in refused)
+    return [f"{model} does not take {names}: remove it from the job (or its defaults)"]

@@ -1,0 +1,174 @@
+"""What one attempt cost, and what one job may cost before it is sent.
+
+Three figures per job, all from the same table lookups:
+
+* ``expected`` — the quote: ``auto``/missing quality and size are quoted as the model's
+  assumption (gpt-image: medium, 1024x1024), input text as ``ceil(len(prompt) / 4)`` tokens
+  (the usual ~4 characters per token; the simulator bills exactly that);
+* ``low`` / ``high`` — the cheapest and dearest quality × size the request may turn into;
+* ``worst_case_usd`` — what the budget reserves: ``high`` with the prompt's UTF-8 byte length
+  as its input tokens, a true upper bound since a BPE token is at least one byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from batchgen.jobs.model import Job
+from batchgen.money.table import ANY, AUTO, ModelPrice, PriceTable, parse_size
+from batchgen.provider.base import Usage
+
+SOURCE_USAGE = "usage"
+SOURCE_TABLE = "price-table"
+SOURCE_UNKNOWN = "unknown"
+SOURCE_NONE = "none"  # nothing was billed: a failed attempt
+
+
+def quoted_input_tokens(prompt: str) -> int:
+    """Text input tokens the quote assumes: ~4 characters per token, rounded up."""
+    return math.ceil(len(prompt) / 4)
+
+
+def max_input_tokens(prompt: str) -> int:
+    """An upper bound on the prompt's tokens: a BPE token covers at least one byte."""
+    return len(prompt.encode("utf-8"))
+
+
+def cost_of_attempt(
+    prices: PriceTable, job: Job, usage: Usage | None, images_returned: int
+) -> tuple[float | None, str]:
+    """USD billed for one attempt and where the figure comes from.
+
+    ``usage`` (the answer's token counts) wins for token-billed models; otherwise the table is
+    read by the job's quality × size × images returned (``auto`` → the model's assumption). A
+    failed attempt (no images, no usage) costs 0 with source ``none``. A model missing from the
+    table costs ``None`` (``unknown``) unless ``--price-per-image`` gave a fallback.
+    """
+    if usage is None and images_returned <= 0:
+        return 0.0, SOURCE_NONE
+    entry = prices.get(job.model)
+    if entry is None:
+        if prices.fallback_per_image is None:
+            return None, SOURCE_UNKNOWN
+        return prices.fallback_per_image * max(images_returned, 0), SOURCE_TABLE
+    if entry.billing == "tokens" and usage is not None:
+        return usage_cost(entry, usage), SOURCE_USAGE
+    quality, size = assumed_quality(entry, job.quality), assumed_size(entry, job.size)
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(quality, size)
+        if tokens is None:
+            return None, SOURCE_UNKNOWN
+        text = entry.text_input_usd(quoted_input_tokens(job.prompt))
+        return text + entry.image_output_usd(tokens) * images_returned, SOURCE_TABLE
+    price = entry.image_price(quality, size)
+    if price is None:
+        return None, SOURCE_UNKNOWN
+    return price * images_returned, SOURCE_TABLE
+
+
+def usage_cost(entry: ModelPrice, usage: Usage) -> float:
+    """Exactly as billed: text in, image in and image out, each at its own rate."""
+    text_in, image_in = usage.input_text_tokens, usage.input_image_tokens
+    if text_in + image_in == 0 and usage.input_tokens:
+        # an answer without the input breakdown: a generation's input is its text prompt
+        text_in = usage.input_tokens
+    return (
+        text_in * entry.text_input_per_1m
+        + image_in * entry.image_input_per_1m
+        + usage.output_tokens * entry.image_output_per_1m
+    ) / 1e6
+
+
+def assumed_quality(entry: ModelPrice, quality: str | None) -> str:
+    known = entry.known_qualities()
+    if quality in known:
+        return quality
+    return entry.auto_quality if entry.auto_quality in known or ANY in known else known[0]
+
+
+def assumed_size(entry: ModelPrice, size: str | None) -> str:
+    return size if parse_size(size) else entry.auto_size
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One job's cost before it is sent (USD). ``exact`` when quality and size are known."""
+
+    low: float
+    expected: float
+    high: float
+
+    @property
+    def exact(self) -> bool:
+        return self.low == self.high
+
+
+def estimate_job(prices: PriceTable, job: Job) -> Estimate | None:
+    """Low / expected / high cost of a job, or None when its model has no price."""
+    entry = prices.get(job.model)
+    if entry is None:
+        if prices.fallback_per_image is None:
+            return None
+        flat = prices.fallback_per_image * job.n
+        return Estimate(flat, flat, flat)
+    input_tokens = quoted_input_tokens(job.prompt)
+    options = [_one_request(entry, job, q, s, input_tokens) for q, s in _candidates(entry, job)]
+    known = [c for c in options if c is not None]
+    if not known:
+        return None
+    expected = _one_request(
+        entry, job, assumed_quality(entry, job.quality), _expected_size(entry, job), input_tokens
+    )
+    return Estimate(min(known), expected if expected is not None else max(known), max(known))
+
+
+def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
+    """The most this job can cost (what the budget reserves), or None when unpriced."""
+    entry = prices.get(job.model)
+    if entry is None:
+        return None if prices.fallback_per_image is None else prices.fallback_per_image * job.n
+    input_tokens = max_input_tokens(job.prompt)
+    options = [_one_request(entry, job, q, s, input_tokens) for q, s in _candidates(entry, job)]
+    known = [c for c in options if c is not None]
+    return max(known) if known else None
+
+
+def _expected_size(entry: ModelPrice, job: Job) -> str:
+    if parse_size(job.size) and _priced_size(entry, job.size):
+        return str(job.size)
+    return entry.auto_size
+
+
+def _candidates(entry: ModelPrice, job: Job) -> list[tuple[str, str]]:
+    """Every quality × size this request may be billed as."""
+    known_q = entry.known_qualities()
+    qualities = [job.quality] if job.quality in known_q else list(known_q)
+    size = job.size
+    if size is None and entry.constraints and AUTO not in entry.constraints.sizes:
+        # the model has no automatic sizing: a missing size is its default, not a range
+        size = entry.auto_size
+    if parse_size(size) and _priced_size(entry, size):
+        sizes = [str(size)]
+    else:
+        sizes = list(entry.known_sizes())
+    return [(q, s) for q in qualities for s in sizes]
+
+
+def _priced_size(entry: ModelPrice, size: str | None) -> bool:
+    quality = entry.known_qualities()[0]
+    if entry.billing == "tokens":
+        return entry.image_output_tokens(quality, str(size)) is not None
+    return entry.image_price(quality, str(size)) is not None
+
+
+def _one_request(
+    entry: ModelPrice, job: Job, quality: str, size: str, input_tokens: int
+) -> float | None:
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(quality, size)
+        if tokens is None:
+            return None
+        return entry.text_input_usd(input_tokens) + entry.image_output_usd(tokens) * job.n
+    price = entry.image_price(quality, size)
+    return None if price is None else price * job.n

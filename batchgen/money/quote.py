@@ -1,0 +1,194 @@
+"""The quote: what a job stream will cost and how long it must take, before anything is sent.
+
+``quote`` is pure and streams (memory grows with the number of model × quality × size groups,
+not with the jobs); ``plan`` prints it and ``run`` shows it before the first request.
+
+Minimum wall time is the largest of three lower bounds:
+
+* requests/min: the last request cannot start before ``(requests - 1) / rpm``, then takes a
+  latency;
+* images/min: likewise with ``images / ipm``;
+* concurrency: each slot serves its requests one after another, ``Σ latency / concurrency``.
+
+The latency is ``--assume-latency`` or the model's ``typical_latency_s`` from the table
+(gpt-image: 15 s, the middle of the 10–20 s a medium 1024x1024 image usually takes). It is an
+assumption, so the figure is a floor for planning, not a promise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from batchgen.jobs.model import Job
+from batchgen.money.cost import SOURCE_TABLE, SOURCE_UNKNOWN, estimate_job
+from batchgen.money.table import AUTO, PriceTable
+
+DEFAULT_LATENCY_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteLine:
+    """One model × quality × size group. Costs are None when the model has no price."""
+
+    model: str
+    quality: str
+    size: str
+    jobs: int
+    images: int
+    low_usd: float | None
+    expected_usd: float | None
+    high_usd: float | None
+    cost_source: str  # price-table / unknown
+    assumption: str = ""  # e.g. "auto quoted as medium 1024x1024"
+
+    @property
+    def is_range(self) -> bool:
+        return self.low_usd is not None and self.high_usd is not None and self.low_usd < self.high_usd
+
+
+@dataclass(frozen=True, slots=True)
+class WallTime:
+    """The least time the batch can take under the given limits (seconds)."""
+
+    seconds: float
+    bound: str  # which limit binds: rpm / ipm / concurrency / latency / none
+    rpm: float | None
+    ipm: float | None
+    concurrency: int | None
+    latency_s: float  # mean assumed latency per request
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    lines: tuple[QuoteLine, ...]
+    jobs: int
+    images: int
+    low_usd: float
+    expected_usd: float
+    high_usd: float
+    wall: WallTime
+    unknown_models: tuple[str, ...] = ()
+    price_files: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        """False when some jobs' models have no price (their cost is not in the totals)."""
+        return not self.unknown_models
+
+
+@dataclass(slots=True)
+class _Group:
+    jobs: int = 0
+    images: int = 0
+    low: float = 0.0
+    expected: float = 0.0
+    high: float = 0.0
+    priced: bool = True
+
+
+def quote(
+    jobs: Iterable[Job],
+    prices: PriceTable,
+    *,
+    rpm: float | None = None,
+    ipm: float | None = None,
+    concurrency: int | None = None,
+    assume_latency: float | None = None,
+) -> Quote:
+    """Cost and minimum wall time of ``jobs`` (consumed once, streamed)."""
+    groups: dict[tuple[str, str, str], _Group] = {}
+    latency_sum = 0.0
+    requests = images = 0
+    for job in jobs:
+        key = (str(job.model or "(none)"), str(job.quality or AUTO), str(job.size or AUTO))
+        group = groups.setdefault(key, _Group())
+        estimate = estimate_job(prices, job)
+        group.jobs += 1
+        group.images += job.n
+        if estimate is None:
+            group.priced = False
+        else:
+            group.low += estimate.low
+            group.expected += estimate.expected
+            group.high += estimate.high
+        requests += 1
+        images += job.n
+        latency_sum += _latency(prices, job.model, assume_latency)
+    lines = tuple(_line(prices, key, g) for key, g in sorted(groups.items()))
+    priced = [line for line in lines if line.cost_source != SOURCE_UNKNOWN]
+    return Quote(
+        lines=lines,
+        jobs=requests,
+        images=images,
+        low_usd=math.fsum(line.low_usd or 0.0 for line in priced),
+        expected_usd=math.fsum(line.expected_usd or 0.0 for line in priced),
+        high_usd=math.fsum(line.high_usd or 0.0 for line in priced),
+        wall=min_wall_time(requests, images, latency_sum, rpm=rpm, ipm=ipm, concurrency=concurrency),
+        unknown_models=tuple(sorted({line.model for line in lines if line.cost_source == SOURCE_UNKNOWN})),
+        price_files=prices.files,
+    )
+
+
+def min_wall_time(
+    requests: int,
+    images: int,
+    latency_sum: float,
+    *,
+    rpm: float | None,
+    ipm: float | None,
+    concurrency: int | None,
+) -> WallTime:
+    """The largest of the rate, image-rate and concurrency lower bounds (see module doc)."""
+    mean_latency = latency_sum / requests if requests else 0.0
+    if not requests:
+        return WallTime(0.0, "none", rpm, ipm, concurrency, 0.0)
+    bounds = {"latency": mean_latency}
+    if rpm:
+        bounds["rpm"] = (requests - 1) * 60.0 / rpm + mean_latency
+    if ipm:
+        bounds["ipm"] = max(images - 1, 0) * 60.0 / ipm + mean_latency
+    if concurrency:
+        bounds["concurrency"] = max(latency_sum / concurrency, mean_latency)
+    bound = max(bounds, key=lambda name: bounds[name])
+    return WallTime(bounds[bound], bound, rpm, ipm, concurrency, mean_latency)
+
+
+def _latency(prices: PriceTable, model: str | None, assume: float | None) -> float:
+    if assume is not None:
+        return assume
+    limits = prices.constraints_for(model)
+    if limits and limits.typical_latency_s:
+        return limits.typical_latency_s
+    return DEFAULT_LATENCY_S
+
+
+def _line(prices: PriceTable, key: tuple[str, str, str], group: _Group) -> QuoteLine:
+    model, quality, size = key
+    if not group.priced:
+        return QuoteLine(model, quality, size, group.jobs, group.images, None, None, None, SOURCE_UNKNOWN)
+    return QuoteLine(
+        model,
+        quality,
+        size,
+        group.jobs,
+        group.images,
+        group.low,
+        group.expected,
+        group.high,
+        SOURCE_TABLE,
+        _assumption(prices, model, quality, size),
+    )
+
+
+def _assumption(prices: PriceTable, model: str, quality: str, size: str) -> str:
+    entry = prices.get(model)
+    if entry is None:
+        return f"--price-per-image ${prices.fallback_per_image}" if prices.fallback_per_image else ""
+    said = []
+    if quality not in entry.known_qualities() and entry.known_qualities() != ("*",):
+        said.append(f"quality {quality} quoted as {entry.auto_quality}")
+    if size == AUTO:
+        said.append(f"size auto quoted as {entry.auto_size}")
+    return "; ".join(said)
