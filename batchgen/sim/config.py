@@ -1,0 +1,180 @@
+"""The simulator's knobs: one frozen record, built from Python, CLI flags or live JSON updates."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Order matters: random fault rates are drawn against the cumulative sum in this order, so a
+# given seed picks the same class for the same (prompt, attempt) on every run.
+FAULT_CLASSES: tuple[str, ...] = (
+    "auth",
+    "quota",
+    "rate_limit",
+    "content_policy",
+    "server",
+    "server_html",
+    "timeout",
+    "disconnect",
+    "truncated_json",
+    "bad_base64",
+    "not_image",
+)
+FAIL_AFTER_CLASSES: tuple[str, ...] = ("auth", "quota")
+LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")
+
+
+class SimConfigError(ValueError):
+    """A knob has a value the simulator cannot use; the message names the knob and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything the simulator can be told. ``0``/``None`` means "off" for every knob."""
+
+    seed: int = 0
+    # latency: seconds; jitter is the standard deviation (lognormal) or half-width (uniform)
+    latency_mean: float = 0.0
+    latency_jitter: float = 0.0
+    latency_dist: str = "lognormal"
+    # server-side smooth limits (token buckets holding ~1 s worth)
+    rpm: float | None = None
+    ipm: float | None = None
+    # ((t_seconds_since_start, rpm), ...): the rpm in force from each t on
+    limit_schedule: tuple[tuple[float, float], ...] = ()
+    # probability per request of each class in FAULT_CLASSES
+    faults: Mapping[str, float] = field(default_factory=dict)
+    # {"auth": N} / {"quota": N}: every request after the Nth successful one gets that fault
+    fail_after: Mapping[str, int] = field(default_factory=dict)
+    retry_after_s: float = 1.0
+    hang_s: float = 60.0
+    # None: any bearer key is accepted (but one is required)
+    api_key: str | None = None
+    extra_models: tuple[str, ...] = ()
+    # rendering: tiny = 64x64 whatever the size; image_kb = a noise image of about that size
+    tiny: bool = False
+    image_kb: float | None = None
+    variants: int = 8
+    url_ttl_s: float = 3600.0
+    url_store_max: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+
+    def __repr__(self) -> str:
+        # the key must never reach a log line, even through a repr of the config
+        knobs = ", ".join(
+            f"{f.name}={'***' if f.name == 'api_key' and self.api_key else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"SimConfig({knobs})"
+
+    def updated(self, knobs: Mapping[str, Any]) -> SimConfig:
+        """A copy with ``knobs`` applied (JSON-ish values are coerced to the field types)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(knobs) - known)
+        if unknown:
+            msg = f"unknown simulator knob(s) {unknown}; known knobs: {sorted(known)}"
+            raise SimConfigError(msg)
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in knobs.items()})
+
+    def public_dict(self) -> dict[str, Any]:
+        """The knobs as JSON, with the API key masked."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["api_key"] = "***" if self.api_key else None
+        out["faults"] = dict(self.faults)
+        out["fail_after"] = dict(self.fail_after)
+        out["limit_schedule"] = [list(p) for p in self.limit_schedule]
+        out["extra_models"] = list(self.extra_models)
+        return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "faults" and isinstance(value, str):
+        return parse_faults(value)
+    if name == "fail_after" and isinstance(value, str):
+        return {k: int(v) for k, v in parse_faults(value).items()}
+    if name == "limit_schedule" and value is not None:
+        return tuple((float(t), float(r)) for t, r in value)
+    if name == "extra_models" and value is not None:
+        return tuple([value] if isinstance(value, str) else value)
+    if name in ("faults", "fail_after") and value is None:
+        return {}
+    return value
+
+
+def _check_config(c: SimConfig) -> None:
+    problems: list[str] = []
+    for cls, rate in c.faults.items():
+        if cls not in FAULT_CLASSES:
+            problems.append(f"faults: unknown class {cls!r} (known: {', '.join(FAULT_CLASSES)})")
+        elif not (isinstance(rate, int | float) and 0.0 <= rate <= 1.0):
+            problems.append(f"faults: {cls}={rate!r} must be a probability in [0, 1]")
+    if sum(float(r) for r in c.faults.values() if isinstance(r, int | float)) > 1.0 + 1e-9:
+        problems.append("faults: the rates add up to more than 1; lower some of them")
+    for cls, n in c.fail_after.items():
+        if cls not in FAIL_AFTER_CLASSES:
+            problems.append(f"fail_after: {cls!r} must be one of {', '.join(FAIL_AFTER_CLASSES)}")
+        elif not isinstance(n, int) or n < 0:
+            problems.append(f"fail_after: {cls}={n!r} must be a whole number >= 0")
+    for name in ("rpm", "ipm"):
+        value = getattr(c, name)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            problems.append(f"{name}={value!r} must be a positive number (or None for no limit)")
+    for t, rpm in c.limit_schedule:
+        if t < 0 or rpm <= 0 or not math.isfinite(rpm):
+            problems.append(f"limit_schedule: ({t}, {rpm}) needs t >= 0 and rpm > 0")
+    for name in ("latency_mean", "latency_jitter", "retry_after_s", "hang_s"):
+        value = getattr(c, name)
+        if not (isinstance(value, int | float) and value >= 0):
+            problems.append(f"{name}={value!r} must be a number >= 0")
+    if c.latency_dist not in LATENCY_DISTRIBUTIONS:
+        problems.append(f"latency_dist={c.latency_dist!r}: use one of {LATENCY_DISTRIBUTIONS}")
+    if c.image_kb is not None and not (0 < c.image_kb <= 50_000):
+        problems.append(f"image_kb={c.image_kb!r} must be in (0, 50000]")
+    if c.variants < 1:
+        problems.append(f"variants={c.variants!r} must be >= 1")
+    if problems:
+        msg = "invalid simulator config: " + "; ".join(problems)
+        raise SimConfigError(msg)
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """``"server=0.1,rate_limit=0.05"`` → ``{"server": 0.1, "rate_limit": 0.05}``."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or math.isnan(number):
+            msg = (
+                f"bad fault spec {part!r} in {text!r}: write CLASS=RATE pairs separated by "
+                f"commas, e.g. 'server=0.1,rate_limit=0.05'"
+            )
+            raise SimConfigError(msg)
+        out[name] = number
+    return out
+
+
+def parse_schedule(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0:60,30:120"`` → ``((0.0, 60.0), (30.0, 120.0))`` (seconds:rpm pairs)."""
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        t, sep, rpm = part.partition(":")
+        try:
+            pairs.append((float(t), float(rpm)))
+        except ValueError:
+            msg = f"bad limit schedule entry {part!r}: write SECONDS:RPM pairs, e.g. '0:60,30:120'"
+            raise SimConfigError(msg) from None
+        if not sep:
+            msg = f"bad limit schedule entry {part!r}: write SECONDS:RPM pairs, e.g. '0:60,30:120'"
+            raise SimConfigError(msg)
+    return tuple(sorted(pairs))

@@ -1,0 +1,188 @@
+"""The simulator's own rate limits: smooth token buckets, like a real service enforces them.
+
+A bucket holds about one second's worth of tokens and refills continuously, so a client that
+bursts a whole minute's quota at once is refused (429) instead of being served — the mistake
+a per-minute window would hide. Time comes from an injected ``monotonic`` so tests are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+NO_LIMIT_RPM = 1_000_000  # what the headers say when no limit is set
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    retry_after_s: float  # when the refused request could pass (0 when allowed)
+    limited_by: str | None  # "requests" / "images"
+
+
+class TokenBucket:
+    """``per_minute`` tokens a minute, capacity ``max(1, per_minute / 60)``.
+
+    A request costing more than the capacity (n images against a tiny images/min limit) passes
+    when the bucket is full and drives it negative, so the long-run rate stays exact.
+    """
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.per_minute = per_minute
+        self.capacity = max(1.0, per_minute / 60.0)
+        self.tokens = self.capacity
+        self._stamp = now
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / 60.0
+
+    def refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._stamp)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+        self._stamp = now
+
+    def wait_for(self, cost: float) -> float:
+        """Seconds until ``cost`` tokens (at most a full bucket) are there; 0 when they are."""
+        need = min(cost, self.capacity)
+        if self.tokens >= need - 1e-9:
+            return 0.0
+        return (need - self.tokens) / self.per_second
+
+    def take(self, cost: float) -> None:
+        self.tokens -= cost
+
+    def set_rate(self, per_minute: float) -> None:
+        self.per_minute = per_minute
+        self.capacity = max(1.0, per_minute / 60.0)
+        self.tokens = min(self.tokens, self.capacity)
+
+    def remaining(self) -> int:
+        """Remaining on the per-minute scale the headers use: a full bucket = the limit."""
+        return max(0, int(self.per_minute * max(0.0, self.tokens) / self.capacity))
+
+    def reset_s(self) -> float:
+        """Seconds until the bucket is full again."""
+        return max(0.0, (self.capacity - self.tokens) / self.per_second)
+
+
+class ServerLimiter:
+    """Requests/min and images/min buckets, with an rpm schedule that changes over time."""
+
+    def __init__(
+        self,
+        monotonic: Callable[[], float],
+        rpm: float | None = None,
+        ipm: float | None = None,
+        schedule: tuple[tuple[float, float], ...] = (),
+    ) -> None:
+        self._monotonic = monotonic
+        self._start = monotonic()
+        now = self._start
+        self._schedule = tuple(sorted(schedule))
+        self.requests: TokenBucket | None = TokenBucket(rpm, now) if rpm else None
+        self.images: TokenBucket | None = TokenBucket(ipm, now) if ipm else None
+        self._base_rpm = rpm
+        self._apply_schedule(now)
+
+    def configure(
+        self, rpm: float | None, ipm: float | None, schedule: tuple[tuple[float, float], ...]
+    ) -> None:
+        """Apply new limits live; a changed schedule restarts its clock."""
+        now = self._monotonic()
+        if tuple(sorted(schedule)) != self._schedule:
+            self._schedule = tuple(sorted(schedule))
+            self._start = now
+        self._base_rpm = rpm
+        self.images = _retarget(self.images, ipm, now)
+        self.requests = _retarget(self.requests, rpm, now)
+        self._apply_schedule(now)
+
+    def restart(self) -> None:
+        """Full buckets and the schedule back at t=0 (``/_sim/reset``)."""
+        now = self._monotonic()
+        self._start = now
+        for bucket in (self.requests, self.images):
+            if bucket is not None:
+                bucket.tokens, bucket._stamp = bucket.capacity, now
+        self._apply_schedule(now)
+
+    def current_rpm(self) -> float | None:
+        return self.requests.per_minute if self.requests else None
+
+    def _apply_schedule(self, now: float) -> None:
+        rpm = self._base_rpm
+        for t, scheduled in self._schedule:
+            if now - self._start >= t:
+                rpm = scheduled
+        if rpm is None:
+            self.requests = None
+        elif self.requests is None:
+            self.requests = TokenBucket(rpm, now)
+        elif self.requests.per_minute != rpm:
+            self.requests.refill(now)
+            self.requests.set_rate(rpm)
+
+    def check(self, n_images: int) -> Verdict:
+        """Admit one request of ``n_images`` (taking tokens) or say how long to wait."""
+        now = self._monotonic()
+        if self._schedule:
+            self._apply_schedule(now)
+        waits: list[tuple[float, str]] = []
+        for bucket, cost, name in ((self.requests, 1, "requests"), (self.images, n_images, "images")):
+            if bucket is not None:
+                bucket.refill(now)
+                wait = bucket.wait_for(cost)
+                if wait > 0:
+                    waits.append((wait, name))
+        if waits:
+            wait, name = max(waits)
+            return Verdict(False, wait, name)
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.images is not None:
+            self.images.take(n_images)
+        return Verdict(True, 0.0, None)
+
+    def headers(self) -> dict[str, str]:
+        """``x-ratelimit-*`` headers describing the buckets right now."""
+        out: dict[str, str] = {}
+        if self.requests is None:
+            out["x-ratelimit-limit-requests"] = str(NO_LIMIT_RPM)
+            out["x-ratelimit-remaining-requests"] = str(NO_LIMIT_RPM)
+            out["x-ratelimit-reset-requests"] = "0s"
+        else:
+            _describe(out, "requests", self.requests)
+        if self.images is not None:
+            _describe(out, "images", self.images)
+        return out
+
+
+def _retarget(bucket: TokenBucket | None, per_minute: float | None, now: float) -> TokenBucket | None:
+    if not per_minute:
+        return None
+    if bucket is None:
+        return TokenBucket(per_minute, now)
+    bucket.refill(now)
+    bucket.set_rate(per_minute)
+    return bucket
+
+
+def _describe(out: dict[str, str], name: str, bucket: TokenBucket) -> None:
+    out[f"x-ratelimit-limit-{name}"] = str(int(bucket.per_minute))
+    out[f"x-ratelimit-remaining-{name}"] = str(bucket.remaining())
+    out[f"x-ratelimit-reset-{name}"] = format_duration(bucket.reset_s())
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: ``20ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 1.0:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 60.0:
+        text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+        return f"{text}s"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"

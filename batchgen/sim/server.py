@@ -1,0 +1,283 @@
+"""The simulator's HTTP surface: an OpenAI-compatible ``POST /v1/images/generations`` on aiohttp.
+
+    POST /v1/images/generations    (also /images/generations)  the images API
+    GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
+    GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
+    GET  /_sim/config  POST /_sim/config                        the accepted list); live knobs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from batchgen.sim import responses
+from batchgen.sim.config import SimConfig, SimConfigError
+from batchgen.sim.faults import FaultPlanner, parse_directives
+from batchgen.sim.limits import ServerLimiter
+from batchgen.sim.models import ApiError, ImageRequest, validate
+from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
+from batchgen.sim.stats import (
+    INVALID_REQUEST,
+    MODEL_NOT_FOUND,
+    OK,
+    SERVER_RATE_LIMITED,
+    UNAUTHORIZED,
+    SimStats,
+)
+
+# faults answered at once, before any simulated generation time
+_FAST_FAULTS = frozenset({"auth", "quota", "rate_limit"})
+
+
+class SimServer:
+    """State behind the routes. Not thread-safe: touch it only from its event loop."""
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        image_cache: ImageCache = IMAGE_CACHE,
+    ) -> None:
+        self.config = config or SimConfig()
+        self.stats = SimStats()
+        self._monotonic = monotonic
+        self._images = image_cache
+        self._planner = FaultPlanner()
+        c = self.config
+        self.limiter = ServerLimiter(monotonic, c.rpm, c.ipm, c.limit_schedule)
+        self._request_ids = itertools.count(1)
+        # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
+        self._files: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
+
+    # -- control -------------------------------------------------------------------------
+    def update(self, **knobs: Any) -> SimConfig:
+        """Apply knobs live (raises SimConfigError naming the bad knob)."""
+        self.config = self.config.updated(knobs)
+        c = self.config
+        self.limiter.configure(c.rpm, c.ipm, c.limit_schedule)
+        return self.config
+
+    def reset(self) -> None:
+        """Clear counters, per-prompt attempts and the fail_after tally; refill the limits."""
+        self.stats.reset()
+        self._planner.reset()
+        self.limiter.restart()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/v1/images/generations", self.handle_generate)
+        app.router.add_post("/images/generations", self.handle_generate)
+        app.router.add_get("/v1/images/files/{name}", self.handle_file)
+        app.router.add_get("/images/files/{name}", self.handle_file)
+        app.router.add_get("/_sim/stats", self.handle_stats)
+        app.router.add_post("/_sim/reset", self.handle_reset)
+        app.router.add_get("/_sim/config", self.handle_get_config)
+        app.router.add_post("/_sim/config", self.handle_set_config)
+        return app
+
+    # -- the images API --------------------------------------------------------------------
+    async def handle_generate(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+        self.stats.record_received(prompt if isinstance(prompt, str) else None)
+        try:
+            return await self._generate(request, body, request_id, started)
+        except ApiError as err:
+            outcome = {404: MODEL_NOT_FOUND, 401: UNAUTHORIZED}.get(err.status, INVALID_REQUEST)
+            self.stats.record_outcome(outcome)
+            return self._json(err.status, err.body(), request_id, started)
+
+    async def _generate(
+        self, request: web.Request, body: Any, request_id: str, started: float
+    ) -> web.StreamResponse:
+        self._check_auth(request.headers.get("Authorization", ""))
+        if body is None:
+            msg = (
+                "We could not parse the JSON body of your request. Send a JSON object "
+                "(Content-Type: application/json) following CreateImageRequest."
+            )
+            raise ApiError(400, msg)
+        config = self.config
+        req = validate(body, config.extra_models)
+        directives = parse_directives(req.prompt)
+
+        verdict = self.limiter.check(req.n)
+        if not verdict.allowed:
+            self.stats.record_outcome(SERVER_RATE_LIMITED)
+            limit = self.limiter.current_rpm() if verdict.limited_by == "requests" else config.ipm
+            err = responses.server_rate_limited(req.model, verdict.limited_by or "requests", limit, verdict.retry_after_s)
+            return self._json(429, err.body(), request_id, started, responses.retry_headers(verdict.retry_after_s))
+        self.stats.record_accepted(self._monotonic(), req.n)
+
+        decision = self._planner.decide(config, req.prompt, directives)
+        fault = decision.fault
+        if fault in _FAST_FAULTS:
+            self.stats.record_outcome(fault)
+            err = responses.FAULT_ERRORS[fault]
+            extra = responses.retry_headers(config.retry_after_s) if fault == "rate_limit" else None
+            return self._json(err.status, err.body(), request_id, started, extra)
+        if fault == "timeout":
+            self.stats.record_outcome(fault)
+            await asyncio.sleep(config.hang_s)
+        elif decision.latency_s > 0:
+            await asyncio.sleep(decision.latency_s)
+
+        if fault in ("content_policy", "server"):
+            self.stats.record_outcome(fault)
+            err = responses.FAULT_ERRORS[fault]
+            return self._json(err.status, err.body(), request_id, started)
+        if fault == "server_html":
+            self.stats.record_outcome(fault)
+            headers = self._headers(request_id, started)
+            return web.Response(status=503, text=responses.HTML_503, content_type="text/html", headers=headers)
+
+        images = await self._rendered(req, config)
+        payload = self._success_body(request, req, images, fault)
+        if fault is None:
+            self.stats.record_outcome(OK, images=req.n)
+        elif fault == "truncated_json":
+            self.stats.record_outcome(fault)
+            payload = payload[: len(payload) // 2]
+        elif fault in ("bad_base64", "not_image"):
+            self.stats.record_outcome(fault)
+        elif fault == "disconnect":
+            self.stats.record_outcome(fault)
+            return await self._drop_mid_response(request, payload, request_id, started)
+        headers = self._headers(request_id, started)
+        return web.Response(body=payload, content_type="application/json", headers=headers)
+
+    def _check_auth(self, header: str) -> None:
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise responses.missing_key()
+        expected = self.config.api_key
+        if expected is not None and key.strip() != expected:
+            raise responses.wrong_key()
+
+    async def _rendered(self, req: ImageRequest, config: SimConfig) -> list[Rendered]:
+        out = []
+        for i in range(req.n):
+            key = ImageKey(
+                req.width, req.height, req.output_format, req.transparent,
+                variant_of(req.prompt, i, config.variants), config.seed, config.tiny, config.image_kb,
+            )  # fmt: skip
+            found = self._images.peek(key)
+            # a first render of a 4K PNG takes a while: keep it off the event loop
+            out.append(found if found is not None else await asyncio.to_thread(self._images.get, key))
+        return out
+
+    def _success_body(
+        self, request: web.Request, req: ImageRequest, images: list[Rendered], fault: str | None
+    ) -> bytes:
+        created = int(time.time())
+        revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
+        if req.response_format == "url":
+            items = [self._url_item(request, req, img, fault, revised) for img in images]
+        else:
+            items = [responses.b64_item(img, fault, revised) for img in images]
+        rest = responses.response_fields(req) if req.family == "gpt" else {}
+        tail = json.dumps(rest).encode()[1:] if rest else b"}"
+        sep = b"," if rest else b""
+        return b'{"created":%d,"data":[' % created + b",".join(items) + b"]" + sep + tail
+
+    def _url_item(
+        self, request: web.Request, req: ImageRequest, img: Rendered, fault: str | None, revised: str | None
+    ) -> bytes:
+        file_id = f"img-{self.config.seed:x}-{next(self._request_ids):x}"
+        source: bytes | None = img.data
+        if fault == "not_image":
+            source = responses.NOT_IMAGE
+        elif fault == "bad_base64":
+            source = None  # the download fails: a url that answers 404
+        self._store_file(file_id, source)
+        item: dict[str, str] = {"url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"}
+        if revised is not None:
+            item["revised_prompt"] = revised
+        return json.dumps(item).encode()
+
+    def _store_file(self, file_id: str, source: bytes | None) -> None:
+        files = self._files
+        files[file_id] = (source, self._monotonic() + self.config.url_ttl_s)
+        while len(files) > self.config.url_store_max:
+            files.popitem(last=False)
+
+    async def handle_file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["name"].removesuffix(".png")
+        found = self._files.get(file_id)
+        if found is None or found[0] is None or found[1] < self._monotonic():
+            self._files.pop(file_id, None)
+            msg = f"Image {file_id!r} does not exist or its url expired (urls live {self.config.url_ttl_s:g} s)."
+            return web.json_response(ApiError(404, msg, code="not_found").body(), status=404)
+        self._files.move_to_end(file_id)
+        self.stats.record_download()
+        data = found[0] if isinstance(found[0], bytes) else b""
+        return web.Response(body=data, content_type="image/png")
+
+    async def _drop_mid_response(
+        self, request: web.Request, payload: bytes, request_id: str, started: float
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers=self._headers(request_id, started))
+        response.content_type = "application/json"
+        response.content_length = len(payload)
+        await response.prepare(request)
+        await response.write(payload[: len(payload) // 2])
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        # aiohttp sees the closed transport and gives up on the rest of this answer
+        raise asyncio.CancelledError
+
+    # -- answers ---------------------------------------------------------------------------
+    def _headers(self, request_id: str, started: float, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = self.limiter.headers()
+        headers["x-request-id"] = request_id
+        headers["openai-processing-ms"] = str(math.ceil((time.perf_counter() - started) * 1000))
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _json(
+        self, status: int, body: dict[str, Any], request_id: str, started: float, extra: dict[str, str] | None = None
+    ) -> web.Response:
+        headers = self._headers(request_id, started, extra)
+        return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+
+    # -- control routes --------------------------------------------------------------------
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        timeline = request.query.get("timeline", "1") not in ("0", "false", "no")
+        return web.json_response(self.stats.snapshot(timeline=timeline))
+
+    async def handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def handle_get_config(self, request: web.Request) -> web.Response:
+        return web.json_response(self.config.public_dict())
+
+    async def handle_set_config(self, request: web.Request) -> web.Response:
+        try:
+            knobs = await request.json()
+            if not isinstance(knobs, dict):
+                msg = "POST /_sim/config takes a JSON object of knobs, e.g. {\"rpm\": 60}"
+                raise SimConfigError(msg)
+            self.update(**knobs)
+        except (ValueError, TypeError) as exc:
+            err = ApiError(400, str(exc), code="invalid_value")
+            return web.json_response(err.body(), status=400)
+        return web.json_response(self.config.public_dict())
