@@ -1,0 +1,23 @@
+"""Figures from a run directory: the log's attempts, run.json and the saved images.
+
+    analyze_run(run_dir, *, image_checks=True, thresholds=, price_lookup=, check_config=) -> dict
+    check_images(run_dir, config=CheckConfig()) -> dict
+    Thresholds(latency_p95_s=, success_rate=, cost_per_image_usd=) ; rate_run(figures, thresholds)
+    Recommendation(kind, message, evidence)
+"""
+
+from batchgen.analyze.images import CheckConfig, check_images
+from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
+from batchgen.analyze.recommend import Recommendation
+from batchgen.analyze.run import REPORT_VERSION, analyze_run
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "REPORT_VERSION",
+    "CheckConfig",
+    "Recommendation",
+    "Thresholds",
+    "analyze_run",
+    "check_images",
+    "rate_run",
+]

@@ -1,0 +1,346 @@
+"""Figures from the attempt log: jobs, latency, throughput, rate limiting and cost.
+
+Job-level and attempt-level figures are kept apart: a job is one line of the job file, an
+attempt is one request (one row with status ok/error).  All work is columnar (pyarrow compute
+and numpy) on the few columns each figure needs, so a 1M-row log reports in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchgen.analyze.load import Manifest, floats, seconds, strings
+from batchgen.errors import Action, ErrorClass
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+
+CORE_COLUMNS = [
+    "job_id",
+    "session",
+    "attempt",
+    "status",
+    "final",
+    "error_class",
+    "error_code",
+    "http_status",
+    "latency_s",
+    "wait_s",
+    "retry_after_s",
+    "finished_at",
+    "image_count",
+    "cost_usd",
+    "cost_source",
+    "model",
+    "quality",
+    "size",
+]
+
+PERCENTILES = (50, 90, 95, 99)
+# Bin widths for "throughput over time": the smallest that keeps a chart under ~120 bars.
+_NICE_BINS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The core columns as numpy arrays, decoded once and shared by every figure."""
+
+    job_id: pa.ChunkedArray
+    session: np.ndarray
+    status: np.ndarray
+    final: np.ndarray
+    error_class: np.ndarray
+    error_code: np.ndarray
+    latency_s: np.ndarray
+    wait_s: np.ndarray
+    retry_after_s: np.ndarray
+    finished_at: np.ndarray
+    image_count: np.ndarray
+    cost_usd: np.ndarray
+    table: pa.Table
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "Columns":
+        return cls(
+            job_id=table["job_id"],
+            session=floats(table["session"]),
+            status=strings(table["status"]),
+            final=pc.fill_null(table["final"], False).to_numpy(zero_copy_only=False),
+            error_class=strings(table["error_class"]),
+            error_code=strings(table["error_code"]),
+            latency_s=floats(table["latency_s"]),
+            wait_s=floats(table["wait_s"]),
+            retry_after_s=floats(table["retry_after_s"]),
+            finished_at=seconds(table["finished_at"]),
+            image_count=floats(table["image_count"]),
+            cost_usd=floats(table["cost_usd"]),
+            table=table,
+        )
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == STATUS_OK
+
+    @property
+    def sent(self) -> np.ndarray:
+        """Rows that are attempts (a request went out), not jobs skipped before sending."""
+        return (self.status == STATUS_OK) | (self.status == STATUS_ERROR)
+
+    def images_per_row(self) -> np.ndarray:
+        # An ok row whose writer left image_count null still saved at least one image.
+        counts = np.where(np.isnan(self.image_count), 1.0, self.image_count)
+        return np.where(self.ok, counts, 0.0)
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    values = values[~np.isnan(values)]
+    keys = [f"p{p}" for p in PERCENTILES] + ["max", "mean"]
+    if values.size == 0:
+        return dict.fromkeys(keys)
+    pct = np.percentile(values, PERCENTILES)
+    out: dict[str, float | None] = {f"p{p}": float(v) for p, v in zip(PERCENTILES, pct)}
+    out["max"] = float(values.max())
+    out["mean"] = float(values.mean())
+    return out
+
+
+def _pending_classes() -> set[str]:
+    """Classes that leave a job pending (resume retries it) rather than failed."""
+    return {str(c) for c in ErrorClass if c.action in (Action.PENDING, Action.STOP_RUN)}
+
+
+def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
+    """succeeded: some attempt saved images.  failed: the job's last final row (latest
+    session) is an error of a class that fails a job (content_policy, bad_request, or a
+    retryable class out of attempts).  pending: the rest of run.json's job total, including
+    jobs stopped by auth/quota/budget/cancel and jobs never taken."""
+    ok_jobs = pc.unique(cols.job_id.filter(pa.array(cols.ok)))
+    succeeded = len(ok_jobs)
+
+    final_idx = np.flatnonzero(cols.final)
+    order = final_idx[np.argsort(cols.session[final_idx], kind="stable")]
+    finals = pa.table(
+        {
+            "job_id": cols.job_id.take(pa.array(order)),
+            "status": pa.array(cols.status[order], pa.string()),
+            "error_class": pa.array(cols.error_class[order], pa.string()),
+        }
+    )
+    # use_threads=False keeps input order, so "last" is the latest session's final row.
+    last = finals.group_by("job_id", use_threads=False).aggregate(
+        [("status", "last"), ("error_class", "last")]
+    )
+    last_status = strings(last["status_last"])
+    last_class = strings(last["error_class_last"])
+    not_ok = ~np.asarray(pc.is_in(last["job_id"], ok_jobs).to_numpy(zero_copy_only=False))
+    failing = (last_status == STATUS_ERROR) & not_ok
+    failing &= ~np.isin(last_class, list(_pending_classes()))
+    failed_ids = last["job_id"].filter(pa.array(failing))
+    classes, counts = np.unique(last_class[failing], return_counts=True)
+    failed = int(failing.sum())
+
+    seen_jobs = len(pc.unique(cols.job_id))
+    total = manifest.jobs if manifest.jobs is not None else seen_jobs
+    decided = succeeded + failed
+
+    sent_ids = cols.job_id.filter(pa.array(cols.sent))
+    per_job = pc.value_counts(sent_ids).field("counts").to_numpy(zero_copy_only=False)
+    attempts = int(cols.sent.sum())
+    return {
+        "jobs_total": int(total),
+        "jobs_succeeded": succeeded,
+        "jobs_failed": failed,
+        "jobs_failed_by_class": {str(c): int(n) for c, n in zip(classes, counts)},
+        "jobs_pending": max(0, int(total) - decided),
+        "success_rate": (succeeded / decided) if decided else None,
+        "completion": (decided / total) if total else None,
+        "attempts": attempts,
+        "attempts_ok": int(cols.ok.sum()),
+        "attempt_success_rate": (float(cols.ok.sum()) / attempts) if attempts else None,
+        "retries_per_job": {
+            "mean": float(per_job.mean() - 1) if per_job.size else None,
+            "max": int(per_job.max() - 1) if per_job.size else None,
+        },
+        "_failed_ids": failed_ids,
+    }
+
+
+def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
+    """Sum of session durations; a session still running (or killed without an end) ends
+    at its last logged attempt.  Without sessions in run.json, the log's own span per
+    session stands in."""
+    fin = cols.finished_at
+    total = 0.0
+    covered: set[int] = set()
+    for s in manifest.sessions:
+        mask = (cols.session == s.session) & ~np.isnan(fin)
+        last = float(fin[mask].max()) if mask.any() else None
+        first = float((fin[mask] - np.nan_to_num(cols.latency_s[mask])).min()) if mask.any() else None
+        start = s.started_at if s.started_at is not None else first
+        end = s.ended_at if s.ended_at is not None else last
+        if start is not None and end is not None and end > start:
+            total += end - start
+            covered.add(s.session)
+    for sess in np.unique(cols.session[~np.isnan(cols.session)]):
+        if int(sess) in covered:
+            continue
+        mask = (cols.session == sess) & ~np.isnan(fin)
+        if mask.any():
+            start = float((fin[mask] - np.nan_to_num(cols.latency_s[mask])).min())
+            total += max(0.0, float(fin[mask].max()) - start)
+    return total
+
+
+def _bin_width(span_s: float) -> int:
+    for width in _NICE_BINS_S:
+        if span_s / width <= 120:
+            return width
+    return int(math.ceil(span_s / 120))
+
+
+def time_series(cols: Columns) -> dict[str, Any]:
+    """Images, attempts, 429s and cost per time bin, from the first to the last attempt."""
+    fin = cols.finished_at
+    have = ~np.isnan(fin)
+    if not have.any():
+        return {"bin_s": None, "start": None, "t": [], "images": [], "attempts": [],
+                "rate_limited": [], "cost_usd": []}
+    start = float(fin[have].min())
+    span = float(fin[have].max()) - start
+    width = _bin_width(max(span, 1.0))
+    nbins = int(span // width) + 1
+    idx = ((fin[have] - start) // width).astype(np.int64)
+
+    def per_bin(weights: np.ndarray) -> list[float]:
+        return np.bincount(idx, weights=weights[have], minlength=nbins).tolist()
+
+    return {
+        "bin_s": width,
+        "start": start,
+        "t": [i * width for i in range(nbins)],
+        "images": per_bin(cols.images_per_row()),
+        "attempts": per_bin(cols.sent.astype(float)),
+        "rate_limited": per_bin((cols.error_class == ErrorClass.RATE_LIMIT).astype(float)),
+        "cost_usd": per_bin(np.nan_to_num(cols.cost_usd)),
+    }
+
+
+def throughput_figures(cols: Columns, manifest: Manifest, series: dict[str, Any]) -> dict[str, Any]:
+    images = float(cols.images_per_row().sum())
+    active = _sessions_active_s(cols, manifest)
+    width = series["bin_s"]
+    per_min = [n * 60.0 / width for n in series["images"]] if width else []
+    return {
+        "images": int(images),
+        "images_requested": manifest.images,
+        "active_s": active,
+        "images_per_min": (images * 60.0 / active) if active > 0 else None,
+        "images_per_min_peak": max(per_min) if per_min else None,
+        "attempts_per_min": (float(cols.sent.sum()) * 60.0 / active) if active > 0 else None,
+    }
+
+
+def latency_figures(cols: Columns) -> dict[str, Any]:
+    sent = cols.sent
+    wait = cols.wait_s[sent]
+    wait = wait[~np.isnan(wait)]
+    ok_lat = cols.latency_s[cols.ok]
+    ok_lat = ok_lat[~np.isnan(ok_lat)]
+    hist_counts, hist_edges = (
+        np.histogram(ok_lat, bins=min(40, max(5, int(np.sqrt(ok_lat.size)))))
+        if ok_lat.size
+        else (np.array([]), np.array([]))
+    )
+    return {
+        "latency_s": _stats(ok_lat),
+        "wait_s": {
+            "mean": float(wait.mean()) if wait.size else None,
+            "p95": float(np.percentile(wait, 95)) if wait.size else None,
+            "total": float(wait.sum()),
+        },
+        "latency_histogram": {"edges": hist_edges.tolist(), "counts": hist_counts.tolist()},
+    }
+
+
+def rate_limit_figures(cols: Columns, active_s: float) -> dict[str, Any]:
+    attempts = int(cols.sent.sum())
+    limited = (cols.error_class == ErrorClass.RATE_LIMIT) & cols.sent
+    n = int(limited.sum())
+    accepted = attempts - n
+    return {
+        "rate_limited": n,
+        "rate_limited_share": (n / attempts) if attempts else 0.0,
+        # Workers wait out the same pause side by side, so this sum over-counts wall time.
+        "paused_s_approx": float(np.nansum(cols.retry_after_s[limited])),
+        "paused_note": "sum of Retry-After over 429 answers: an approximation (pauses overlap)",
+        "accepted_rpm": (accepted * 60.0 / active_s) if active_s > 0 else None,
+    }
+
+
+def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
+    cost = np.nan_to_num(cols.cost_usd)
+    total = float(cost.sum())
+    wasted = float(cost[~cols.ok].sum())
+    table = cols.table
+    groups = (
+        pa.table(
+            {
+                "model": pc.fill_null(table["model"], "?"),
+                "quality": pc.fill_null(table["quality"], "?"),
+                "size": pc.fill_null(table["size"], "?"),
+                "cost": pa.array(cost),
+                "images": pa.array(cols.images_per_row()),
+                "attempts": pa.array(cols.sent.astype(np.int64)),
+            }
+        )
+        .group_by(["model", "quality", "size"])
+        .aggregate([("cost", "sum"), ("images", "sum"), ("attempts", "sum")])
+        .sort_by([("cost_sum", "descending")])
+    )
+    by_group = [
+        {
+            "model": r["model"],
+            "quality": r["quality"],
+            "size": r["size"],
+            "cost_usd": r["cost_sum"],
+            "images": int(r["images_sum"]),
+            "attempts": int(r["attempts_sum"]),
+            "cost_per_image_usd": (r["cost_sum"] / r["images_sum"]) if r["images_sum"] else None,
+        }
+        for r in groups.to_pylist()
+    ]
+    sources = (
+        pa.table({"source": pc.fill_null(table["cost_source"], "none"), "cost": pa.array(cost)})
+        .group_by("source")
+        .aggregate([("cost", "sum"), ("cost", "count")])
+    )
+    by_source = {r["source"]: {"rows": r["cost_count"], "cost_usd": r["cost_sum"]}
+                 for r in sources.to_pylist()}
+    unknown = by_source.get("unknown", {}).get("rows", 0)
+    return {
+        "cost_usd_total": total,
+        "cost_per_image_usd": (total / images) if images else None,
+        "cost_wasted_usd": wasted,
+        "cost_by_group": by_group,
+        "cost_by_source": by_source,
+        "cost_unknown_rows": int(unknown),
+        "cost_note": (
+            f"{unknown} rows have unknown cost: the totals are a lower bound" if unknown else None
+        ),
+    }
+
+
+def possibly_billed_twice(cols: Columns) -> int:
+    """Jobs in flight when a session crashed: the provider may have billed an answer we never
+    saw, and resume sends them again.  Convention with the run log: error_class cancelled,
+    error_code ``in_flight_at_crash``."""
+    mask = (cols.error_class == ErrorClass.CANCELLED) & (cols.error_code == "in_flight_at_crash")
+    return len(pc.unique(cols.job_id.filter(pa.array(mask))))
+
+
+def skipped_rows(cols: Columns) -> int:
+    return int((cols.status == STATUS_SKIPPED).sum())

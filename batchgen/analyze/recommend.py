@@ -1,0 +1,175 @@
+"""Recommendations computed from this run's figures: each says what to change, and carries
+the numbers it was computed from, so a user can check it (and a test can see it move)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchgen.analyze.savings import PriceLookup, cheaper_options
+from batchgen.errors import ErrorClass
+
+RATE_LIMIT_SHARE = 0.03  # above this share of 429s the limiter is set above the account's tier
+RPM_HEADROOM = 0.9  # run a little under the accepted rate so bursts do not hit the limit again
+TIMEOUT_FACTOR = 1.5
+RETRYABLE_SHARE = 0.05  # server/network/invalid answers above this share deserve a word
+LISTED_PROMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    kind: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def recommend(
+    fig: dict[str, Any], run_dir: Path, lookup: PriceLookup | None = None
+) -> list[Recommendation]:
+    out: list[Recommendation] = []
+    out += _stopped(fig)
+    out += _rate_limit(fig)
+    out += _timeout(fig)
+    out += _retryable(fig)
+    out += _content_policy(fig)
+    out += _bad_request(fig)
+    out += _cheaper(fig, lookup)
+    out += _billed_twice(fig)
+    out += _pending(fig, run_dir)
+    return out
+
+
+def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
+    seen = set(fig["errors"]) | set(fig["skipped"]) | {s.get("how") for s in fig["sessions"]}
+    out = []
+    for cls in (ErrorClass.AUTH, ErrorClass.QUOTA):
+        if str(cls) in seen:
+            count = fig["errors"].get(str(cls), 0) + fig["skipped"].get(str(cls), 0)
+            out.append(Recommendation(f"stop_{cls}", cls.remedy, {"rows": count}))
+    return out
+
+
+def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
+    share, accepted = fig["rate_limited_share"], fig["accepted_rpm"]
+    if share <= RATE_LIMIT_SHARE or not accepted:
+        return []
+    rpm = max(1, math.floor(RPM_HEADROOM * accepted))
+    current = fig["settings"].get("rpm")
+    return [
+        Recommendation(
+            "rpm",
+            f"{share:.1%} of attempts were rate limited (429): run with --rpm {rpm} "
+            f"({RPM_HEADROOM} × the {accepted:.1f} requests/min the provider accepted"
+            + (f"; this run used --rpm {current})" if current else ")"),
+            {"rate_limited_share": share, "accepted_rpm": accepted, "suggested_rpm": rpm,
+             "current_rpm": current, "rate_limited": fig["rate_limited"]},
+        )
+    ]
+
+
+def _timeout(fig: dict[str, Any]) -> list[Recommendation]:
+    timeouts = fig["errors"].get(str(ErrorClass.TIMEOUT), 0)
+    p99 = fig["latency_s"]["p99"]
+    if not timeouts or p99 is None:
+        return []
+    current = fig["settings"].get("timeout")
+    suggested = math.ceil(TIMEOUT_FACTOR * p99)
+    # Successful latencies are cut off at the deadline, so p99 under it says little: go past it.
+    if current and suggested <= float(current):
+        suggested = math.ceil(TIMEOUT_FACTOR * float(current))
+    return [
+        Recommendation(
+            "timeout",
+            f"{timeouts} attempts timed out: run with --timeout {suggested} "
+            f"({TIMEOUT_FACTOR} × the observed p99 of {p99:.1f} s"
+            + (f", above the {current} s used)" if current else ")"),
+            {"timeouts": timeouts, "latency_p99_s": p99, "suggested_timeout_s": suggested,
+             "current_timeout_s": current},
+        )
+    ]
+
+
+def _retryable(fig: dict[str, Any]) -> list[Recommendation]:
+    attempts = fig["attempts"]
+    out = []
+    for cls in (ErrorClass.SERVER, ErrorClass.NETWORK, ErrorClass.INVALID_RESPONSE):
+        n = fig["errors"].get(str(cls), 0)
+        if attempts and n / attempts > RETRYABLE_SHARE:
+            out.append(Recommendation(
+                str(cls),
+                f"{n / attempts:.1%} of attempts failed as {cls}: {cls.remedy}",
+                {"errors": n, "attempts": attempts, "share": n / attempts},
+            ))
+    return out
+
+
+def _failed_of(fig: dict[str, Any], cls: ErrorClass) -> list[dict[str, Any]]:
+    return [j for j in fig["failed_jobs"] if j["error_class"] == str(cls)]
+
+
+def _content_policy(fig: dict[str, Any]) -> list[Recommendation]:
+    count = fig["jobs_failed_by_class"].get(str(ErrorClass.CONTENT_POLICY), 0)
+    if not count:
+        return []
+    listed = _failed_of(fig, ErrorClass.CONTENT_POLICY)[:LISTED_PROMPTS]
+    return [Recommendation(
+        "content_policy",
+        f"{count} jobs were refused by the safety system: "
+        f"{ErrorClass.CONTENT_POLICY.remedy}",
+        {"jobs": count, "prompts": [{"job_id": j["job_id"], "prompt": j["prompt"]}
+                                    for j in listed]},
+    )]
+
+
+def _bad_request(fig: dict[str, Any]) -> list[Recommendation]:
+    count = fig["jobs_failed_by_class"].get(str(ErrorClass.BAD_REQUEST), 0)
+    if not count:
+        return []
+    messages = fig["error_details"].get(str(ErrorClass.BAD_REQUEST), {}).get("messages", [])
+    return [Recommendation(
+        "bad_request",
+        f"{count} jobs failed as bad requests: {ErrorClass.BAD_REQUEST.remedy}",
+        {"jobs": count, "messages": messages},
+    )]
+
+
+def _cheaper(fig: dict[str, Any], lookup: PriceLookup | None) -> list[Recommendation]:
+    out = []
+    for opt in cheaper_options(fig["cost_by_group"], lookup)[:3]:
+        a, b = opt["from"], opt["to"]
+        out.append(Recommendation(
+            "cheaper",
+            f"{a['images']} images at {a['model']}/{a['quality']}/{a['size']} "
+            f"(${a['price_usd']:.3f} each): {b['model']} at quality {b['quality']} costs "
+            f"${b['price_usd']:.3f}, saving ${b['saving_usd']:.2f} on a run like this",
+            opt,
+        ))
+    return out
+
+
+def _billed_twice(fig: dict[str, Any]) -> list[Recommendation]:
+    n = fig["possibly_billed_twice"]
+    if not n:
+        return []
+    return [Recommendation(
+        "billed_twice",
+        f"possibly billed twice: {n} jobs were in flight when a session crashed and were "
+        "sent again; the provider's usage page shows whether the lost answers were billed",
+        {"jobs": n},
+    )]
+
+
+def _pending(fig: dict[str, Any], run_dir: Path) -> list[Recommendation]:
+    n = fig["jobs_pending"]
+    if not n:
+        return []
+    return [Recommendation(
+        "pending",
+        f"batchgen resume {run_dir} to finish {n} pending jobs",
+        {"jobs_pending": n, "jobs_total": fig["jobs_total"]},
+    )]

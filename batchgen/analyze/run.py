@@ -1,0 +1,77 @@
+"""One call that turns a run directory into the report's data (a JSON-ready dict).
+
+The dict's top-level keys are the stable contract of ``batchgen report --format json``
+(``batchgen/report/schema.json``); every renderer (text, Markdown, HTML) reads only it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from batchgen.analyze import figures as F
+from batchgen.analyze.failures import failure_figures
+from batchgen.analyze.images import CheckConfig, check_images
+from batchgen.analyze.load import load_manifest, read_columns
+from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
+from batchgen.analyze.recommend import recommend
+from batchgen.analyze.savings import PriceLookup, default_price_lookup
+
+REPORT_VERSION = 1
+_DEFAULT = object()
+
+
+def analyze_run(
+    run_dir: Path | str,
+    *,
+    image_checks: bool = True,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    price_lookup: PriceLookup | None | object = _DEFAULT,
+    check_config: CheckConfig = CheckConfig(),
+) -> dict[str, Any]:
+    """Figures, ratings, recommendations and (optionally) image checks of one run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        msg = f"{run_dir}: no such run directory; pass the folder that holds run.json and log/"
+        raise FileNotFoundError(msg)
+    manifest = load_manifest(run_dir)
+    cols = F.Columns.from_table(read_columns(run_dir, F.CORE_COLUMNS))
+
+    jobs = F.job_figures(cols, manifest)
+    failed_ids = jobs.pop("_failed_ids")
+    series = F.time_series(cols)
+    throughput = F.throughput_figures(cols, manifest, series)
+    fig: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "run_dir": str(run_dir),
+        "run_name": manifest.name,
+        "settings": _public_settings(manifest.settings),
+        "sessions": [
+            {"session": s.session, "started_at": s.started_at, "ended_at": s.ended_at,
+             "how": s.how}
+            for s in manifest.sessions
+        ],
+        **jobs,
+        **throughput,
+        **F.latency_figures(cols),
+        **F.rate_limit_figures(cols, throughput["active_s"]),
+        **F.cost_figures(cols, throughput["images"]),
+        "possibly_billed_twice": F.possibly_billed_twice(cols),
+        **failure_figures(run_dir, failed_ids),
+        "series": series,
+    }
+    fig["ratings"] = rate_run(fig, thresholds)
+    lookup = default_price_lookup(manifest.settings.get("prices")) if price_lookup is _DEFAULT else price_lookup
+    fig["recommendations"] = [r.to_dict() for r in recommend(fig, run_dir, lookup)]  # type: ignore[arg-type]
+    fig["image_checks"] = (
+        {"enabled": True, **check_images(run_dir, check_config)}
+        if image_checks
+        else {"enabled": False}
+    )
+    return fig
+
+
+def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    # run.json never holds the key, but a report is shared more widely: drop anything key-like.
+    return {k: v for k, v in settings.items() if "key" not in k.lower() and "secret" not in k.lower()
+            and "token" not in k.lower()}
