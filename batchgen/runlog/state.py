@@ -1,0 +1,244 @@
+"""Per-job state for resume, computed column-wise from the log (no Python loop over rows).
+
+The state of a job is decided by its last ``final`` row (the last session that finished it)::
+
+    done              status ok
+    failed            status error, class content_policy / bad_request (never retried)
+    retryable_failed  status error, a retryable class, attempts exhausted
+    pending           status skipped (budget / cancelled / auth / quota), or an error of a
+                      stop-the-run class
+    unfinished        rows but no final row in its latest session (the run died mid-job)
+
+Job ids never seen in the log have no state: they are new or were never reached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchgen.errors import Action, ErrorClass
+from batchgen.rundir import RunDir
+from batchgen.runlog.orphans import Orphan, find_orphans
+from batchgen.runlog.reader import read_log, resolve_log_dir
+from batchgen.runlog.writer import inflight_path
+
+__all__ = [
+    "JobStates",
+    "Orphan",
+    "Remaining",
+    "crashed_inflight",
+    "find_orphans",
+    "job_states",
+    "remaining",
+]
+
+DONE, FAILED, RETRYABLE_FAILED, PENDING, UNFINISHED = (
+    "done",
+    "failed",
+    "retryable_failed",
+    "pending",
+    "unfinished",
+)
+_FAIL_CLASSES = pa.array([c.value for c in ErrorClass if c.action is Action.FAIL_JOB])
+_PENDING_CLASSES = pa.array(
+    [c.value for c in ErrorClass if c.action in (Action.STOP_RUN, Action.PENDING)]
+)
+_COLUMNS = ["job_id", "session", "status", "final", "error_class", "fingerprint"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStates:
+    """One row per job id seen in the log: ``table`` has job_id, state, fingerprint (of the
+    job's latest row), error_class and session (of its last final row). Kept as Arrow so a
+    million jobs cost tens of MB, not a dict of Python strings."""
+
+    table: pa.Table
+    inflight_at_crash: frozenset[str] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def ids(self, state: str) -> set[str]:
+        mask = pc.equal(self.table["state"], state)
+        return set(self.table["job_id"].filter(mask).to_pylist())
+
+    def done(self) -> dict[str, str]:
+        """job id → fingerprint of the body that produced its images."""
+        t = self.table.filter(pc.equal(self.table["state"], DONE))
+        return dict(zip(t["job_id"].to_pylist(), t["fingerprint"].to_pylist(), strict=True))
+
+    def counts(self) -> dict[str, int]:
+        vc = pc.value_counts(self.table["state"]) if len(self) else pa.array([])
+        out = dict.fromkeys((DONE, FAILED, RETRYABLE_FAILED, PENDING, UNFINISHED), 0)
+        for item in vc.to_pylist():
+            out[item["values"]] = item["counts"]
+        return out
+
+
+def _last_per_job(t: pa.Table, rows: pa.Table | None = None) -> pa.Table:
+    """The last row (highest ``_i``, the row number in ``t``) of each job_id among ``rows``
+    (a filtered ``t``; all of ``t`` by default)."""
+    rows = t if rows is None else rows
+    if rows.num_rows == 0:
+        return rows
+    idx = rows.group_by("job_id").aggregate([("_i", "max")])["_i_max"]
+    return t.take(idx)
+
+
+def states_from_table(t: pa.Table, inflight_at_crash: frozenset[str] = frozenset()) -> JobStates:
+    """Compute states from a log table holding at least ``_COLUMNS``, rows in write order."""
+    t = t.select(_COLUMNS).append_column("_i", pa.array(np.arange(t.num_rows, dtype=np.int64)))
+    last = _last_per_job(t).select(["job_id", "session", "fingerprint"])
+    finals = _last_per_job(t, t.filter(pc.fill_null(t["final"], False)))
+    finals = finals.select(["job_id", "session", "status", "error_class"]).rename_columns(
+        ["job_id", "final_session", "status", "error_class"]
+    )
+    j = last.join(finals, "job_id", join_type="left outer")
+    status, ec = j["status"], j["error_class"]
+    unfinished = pc.fill_null(
+        pc.or_kleene(pc.is_null(j["final_session"]), pc.greater(j["session"], j["final_session"])),
+        True,
+    )
+    is_error = pc.equal(status, "error")
+    conds = [
+        unfinished,
+        pc.equal(status, "ok"),
+        pc.and_kleene(is_error, pc.is_in(ec, value_set=_FAIL_CLASSES)),
+        pc.or_kleene(pc.equal(status, "skipped"), pc.is_in(ec, value_set=_PENDING_CLASSES)),
+    ]
+    conds = [pc.fill_null(c, False) for c in conds]
+    names = ["c0", "c1", "c2", "c3"]
+    state = pc.case_when(
+        pc.make_struct(*conds, field_names=names),
+        UNFINISHED,
+        DONE,
+        FAILED,
+        PENDING,
+        RETRYABLE_FAILED,
+    )
+    table = pa.table(
+        {
+            "job_id": j["job_id"],
+            "state": state,
+            "fingerprint": j["fingerprint"],
+            "error_class": ec,
+            "session": j["final_session"],
+        }
+    )
+    return JobStates(table, inflight_at_crash)
+
+
+def job_states(run_dir: Path | str, *, with_inflight: bool = True) -> JobStates:
+    """Per-job states of a run (or a bare log dir). ``inflight_at_crash`` comes from
+    ``crashed_inflight`` (call this BEFORE ``RunDir.mark_crashed()``)."""
+    t = read_log(run_dir, _COLUMNS)
+    inflight = crashed_inflight(run_dir) if with_inflight else set()
+    return states_from_table(t, frozenset(inflight))
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """What resume runs, and how the job file changed against the log."""
+
+    run: frozenset[str]
+    added: tuple[str, ...]  # in the job file, not in the log: new, or never reached
+    removed: tuple[str, ...]  # in the log, no longer in the job file (not run)
+    edited: tuple[str, ...]  # same id, different body than last logged (rerun), by line
+    skipped_done: int
+    skipped_failed: int  # failed for good and not --retry-failed
+    possibly_billed_twice: frozenset[str]  # in flight at a crash and run again now
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "run": len(self.run),
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "edited": len(self.edited),
+            "skipped_done": self.skipped_done,
+            "skipped_failed": self.skipped_failed,
+            "possibly_billed_twice": len(self.possibly_billed_twice),
+        }
+
+
+def _job_index_table(job_index: Iterable[tuple[str, str, int]]) -> pa.Table:
+    ids: list[str] = []
+    fps: list[str] = []
+    lines: list[int] = []
+    for job_id, fp, line in job_index:
+        ids.append(job_id)
+        fps.append(fp)
+        lines.append(line)
+    return pa.table(
+        {
+            "job_id": pa.array(ids, pa.string()),
+            "job_fp": pa.array(fps, pa.string()),
+            "line": pa.array(lines, pa.int64()),
+        }
+    )
+
+
+def remaining(
+    job_index: Iterable[tuple[str, str, int]], states: JobStates, retry_failed: bool = False
+) -> Remaining:
+    """``job_index`` yields (job id, fingerprint, line) for every job of the (maybe edited)
+    job file. Runs: never attempted, pending, unfinished, retryable failed, edited; failed
+    for good only with ``retry_failed``."""
+    jobs = _job_index_table(job_index)
+    logged = states.table.select(["job_id", "state", "fingerprint"])
+    j = jobs.join(logged, "job_id", join_type="left outer")
+    in_log = pc.is_valid(j["state"])
+    edited = pc.fill_null(pc.and_kleene(in_log, pc.not_equal(j["job_fp"], j["fingerprint"])), False)
+    rerun_states = [PENDING, UNFINISHED, RETRYABLE_FAILED] + ([FAILED] if retry_failed else [])
+    by_state = pc.is_in(j["state"], value_set=pa.array(rerun_states))
+    run = pc.or_(pc.or_(pc.invert(in_log), edited), by_state)
+    not_run = pc.invert(run)
+    run_ids = frozenset(j["job_id"].filter(run).to_pylist())
+    removed = jobs.select(["job_id"]).join(logged, "job_id", join_type="right anti")
+    edited_t = j.filter(edited).sort_by("line")
+    return Remaining(
+        run=run_ids,
+        added=tuple(j["job_id"].filter(pc.invert(in_log)).to_pylist()),
+        removed=tuple(sorted(removed["job_id"].to_pylist())),
+        edited=tuple(edited_t["job_id"].to_pylist()),
+        skipped_done=pc.sum(pc.and_(not_run, pc.equal(j["state"], DONE))).as_py() or 0,
+        skipped_failed=pc.sum(pc.and_(not_run, pc.equal(j["state"], FAILED))).as_py() or 0,
+        possibly_billed_twice=frozenset(states.inflight_at_crash & run_ids),
+    )
+
+
+def crashed_inflight(run_dir: Path | str, sessions: Iterable[int] | None = None) -> set[str]:
+    """Job ids in flight when a session died (its last inflight file) that have no final row
+    in that session: they may have been billed and will be sent again.
+
+    ``sessions`` defaults to the sessions of run.json without an end record (all sessions
+    with an inflight file when there is no run.json)."""
+    log_dir = resolve_log_dir(run_dir)
+    state_dir = log_dir.parent / "state"
+    if sessions is None:
+        sessions = _unended_sessions(log_dir.parent, state_dir)
+    out: set[str] = set()
+    for s in sessions:
+        path = inflight_path(state_dir, s)
+        if not path.exists():
+            continue
+        ids = set(json.loads(path.read_text())["job_ids"])
+        if not ids:
+            continue
+        mine = (pc.field("session") == s) & (pc.field("final") == True)  # noqa: E712
+        finished = read_log(log_dir, ["job_id"], filter=mine)["job_id"].to_pylist()
+        out |= ids - set(finished)
+    return out
+
+
+def _unended_sessions(run_dir: Path, state_dir: Path) -> list[int]:
+    rd = RunDir(run_dir)
+    if rd.exists():
+        return rd.unended_sessions()
+    return sorted(int(p.stem.split("-")[1]) for p in state_dir.glob("inflight-*.json"))
