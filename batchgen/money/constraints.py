@@ -69,10 +69,10 @@ def _custom_size_problem(wh: tuple[int, int], rule: CustomSizes) -> str | None:
     width, height = wh
     if width % rule.multiple or height % rule.multiple:
         return f"width and height must both be multiples of {rule.multiple}"
-    if width > rule.max_width or height > rule.max_height or width * height > rule.max_pixels:
+    if max(wh) > rule.max_long_edge or min(wh) > rule.max_short_edge:
         return (
-            f"at most {rule.max_width} px wide, {rule.max_height} px high "
-            f"and {rule.max_pixels:,} pixels in all"
+            f"the long side may be at most {rule.max_long_edge} px and the short side at most "
+            f"{rule.max_short_edge} px"
         )
     if max(width, height) > rule.max_ratio * min(width, height):
         return f"the aspect ratio must be within {rule.max_ratio:g}:1"

@@ -160,7 +160,8 @@ class _Checker:
 
     def fail(self, section: str, name: str, key: str, what: str, value: Any = ...) -> None:
         file = self.origin.get((section, name), SHIPPED)
-        got = "" if value is ... else f", got {value!r}"
+        # TOML has no null: None is a key that is not there
+        got = "" if value is ... else ", but it is missing" if value is None else f", got {value!r}"
         self.problems.append(f'{file}: {section}."{name}"{key} {what}{got}')
 
     def amount(self, section: str, name: str, key: str, value: Any) -> float | None:

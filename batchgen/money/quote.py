@@ -187,7 +187,7 @@ def _assumption(prices: PriceTable, model: str, quality: str, size: str) -> str:
     if entry is None:
         return f"--price-per-image ${prices.fallback_per_image}" if prices.fallback_per_image else ""
     said = []
-    if quality not in entry.known_qualities() and entry.known_qualities() != ("*",):
+    if quality not in entry.known_qualities() and len(entry.known_qualities()) > 1:
         said.append(f"quality {quality} quoted as {entry.auto_quality}")
     if size == AUTO:
         said.append(f"size auto quoted as {entry.auto_size}")

@@ -41,8 +41,8 @@ def duration(seconds: float) -> str:
 
 def wall_sentence(wall: WallTime) -> str:
     why = {
-        "rpm": f"--rpm {wall.rpm} binds",
-        "ipm": f"--ipm {wall.ipm} binds",
+        "rpm": f"--rpm {wall.rpm or 0:g} binds",
+        "ipm": f"--ipm {wall.ipm or 0:g} binds",
         "concurrency": f"--concurrency {wall.concurrency} binds",
         "latency": "one request's latency",
         "none": "no jobs",

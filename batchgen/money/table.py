@@ -32,9 +32,8 @@ class CustomSizes:
     """Any WxH within these limits (gpt-image-2)."""
 
     multiple: int = 16
-    max_width: int = 3840
-    max_height: int = 3840
-    max_pixels: int = 3840 * 2160
+    max_long_edge: int = 3840
+    max_short_edge: int = 2160
     max_ratio: float = 3.0
 
 

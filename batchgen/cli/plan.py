@@ -1,0 +1,177 @@
+"""``batchgen plan JOBFILE``: check a job file and quote it, without sending anything.
+
+Exit status: 0 when every job would be accepted, 2 when any problem was found (shape problems
+from the job reader, or model constraints from the price table) or the inputs are unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from batchgen.jobs import Job, JobFileError, Problem, iter_jobs, validate_file
+from batchgen.money.cli_args import add_money_arguments, prices_from_args
+from batchgen.money.constraints import check_job
+from batchgen.money.load import PricesError
+from batchgen.money.quote import Quote, quote
+from batchgen.money.render import quote_renderable, quote_to_dict, usd
+from batchgen.money.table import PriceTable
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 2
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="check a job file and estimate its cost and duration (sends nothing)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("jobfile", help="JSONL, OpenAI batch JSONL, CSV or plain text job file")
+    add_shared_arguments(parser)
+    add_money_arguments(parser)
+    parser.add_argument(
+        "--assume-latency", metavar="S", type=float,
+        help="seconds one request takes, for the minimum wall time (default: the model's "
+        "typical latency from the price table, 15 s for gpt-image)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", dest="output_format")
+    parser.add_argument(
+        "--max-problems", metavar="N", type=int, default=20,
+        help="show at most N problems of each kind (all are counted)",
+    )
+    parser.set_defaults(func=cmd_plan)
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """Job defaults and rate flags, until the CLI's shared helper adds them (skips any flag
+    the parser already has, so both can be called)."""
+    have = set(parser._option_string_actions)  # noqa: SLF001 - argparse has no public lookup
+    specs: list[tuple[str, dict[str, Any]]] = [
+        ("--model", {"help": "default model for jobs that name none"}),
+        ("--size", {"help": "default size, e.g. 1024x1024"}),
+        ("--quality", {"help": "default quality, e.g. medium"}),
+        ("--n", {"type": int, "help": "default images per request"}),
+        ("--rpm", {"type": float, "help": "requests per minute allowed"}),
+        ("--ipm", {"type": float, "help": "images per minute allowed"}),
+        ("--concurrency", {"type": int, "default": 8, "help": "requests in flight (default 8)"}),
+    ]
+    for flag, kwargs in specs:
+        if flag not in have:
+            parser.add_argument(flag, **kwargs)
+
+
+def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    try:
+        prices = prices_from_args(args)
+    except PricesError as exc:
+        print(f"batchgen plan: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    defaults = {k: getattr(args, k, None) for k in ("model", "size", "quality", "n")}
+    try:
+        validation = validate_file(args.jobfile, defaults, max_errors=args.max_problems)
+    except ValueError as exc:
+        print(f"batchgen plan: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    shape = list(validation.problems)
+    model_problems: list[Problem] = []
+    counts = {"model": 0}
+    result: Quote | None = None
+    if validation.ok:
+        jobs = _checked(iter_jobs(args.jobfile, defaults), prices, args, model_problems, counts)
+        try:
+            result = quote(
+                jobs, prices, rpm=args.rpm, ipm=args.ipm,
+                concurrency=args.concurrency, assume_latency=args.assume_latency,
+            )
+        except JobFileError as exc:  # the file changed between the two passes
+            shape.append(exc.problem)
+    total = validation.problem_count + counts["model"]
+    if args.output_format == "json":
+        _print_json(out, args, shape + model_problems, total, result)
+    else:
+        _print_text(out, args, shape, model_problems, total, result)
+    return EXIT_PROBLEMS if total or result is None else EXIT_OK
+
+
+def _checked(
+    jobs: Iterator[Job],
+    prices: PriceTable,
+    args: argparse.Namespace,
+    problems: list[Problem],
+    counts: dict[str, int],
+) -> Iterator[Job]:
+    """Pass jobs through to the quote, noting (a bounded number of) constraint problems."""
+    for job in jobs:
+        for message in check_job(prices, job):
+            counts["model"] += 1
+            if len(problems) < args.max_problems:
+                problems.append(Problem(str(args.jobfile), job.line, message))
+        yield job
+
+
+def _print_text(
+    out: TextIO,
+    args: argparse.Namespace,
+    shape: list[Problem],
+    model_problems: list[Problem],
+    total: int,
+    result: Quote | None,
+) -> None:
+    # problems go out verbatim: rich markup would eat the [brackets] in user text
+    for problem in shape + model_problems:
+        print(problem, file=out)
+    shown = len(shape) + len(model_problems)
+    if total > shown:
+        print(f"… and {total - shown} more problem(s) (--max-problems to see more)", file=out)
+    if shape and result is None:
+        print(
+            f"{total} problem(s): fix the job file first; model checks and the quote need "
+            "every line readable.",
+            file=out,
+        )
+        return
+    if result is None:
+        return
+    console = Console(file=out, width=None if out.isatty() else 110)
+    console.print(quote_renderable(result))
+    if args.max_cost is not None:
+        print(_cap_sentence(result, args.max_cost), file=out)
+    if total:
+        print(f"{total} problem(s) found: the jobs above would be refused (400).", file=out)
+
+
+def _cap_sentence(result: Quote, cap: float) -> str:
+    if result.high_usd <= cap:
+        return f"--max-cost {usd(cap)}: the whole batch fits even at its dearest ({usd(result.high_usd)})."
+    if result.expected_usd <= cap:
+        return (
+            f"--max-cost {usd(cap)}: the expected cost fits, but the cap reserves each job's worst "
+            "case, so the run may stop early; resume with a higher --max-cost."
+        )
+    share = cap / result.expected_usd if result.expected_usd else 0.0
+    return (
+        f"--max-cost {usd(cap)}: covers about {share:.0%} of the expected {usd(result.expected_usd)}; "
+        "the run will stop with the rest pending."
+    )
+
+
+def _print_json(
+    out: TextIO, args: argparse.Namespace, problems: list[Problem], total: int, result: Quote | None
+) -> None:
+    document = {
+        "file": args.jobfile,
+        "problems": [{"file": p.file, "line": p.line, "message": p.message} for p in problems],
+        "problem_count": total,
+        "quote": quote_to_dict(result) if result is not None else None,
+        "max_cost": args.max_cost,
+    }
+    json.dump(document, out, indent=2, ensure_ascii=False)
+    out.write("\n")
