@@ -40,7 +40,7 @@ ENDINGS = frozenset(
         "crashed",
     }
 )
-_SECRETISH = re.compile(r"key|token|secret|password", re.IGNORECASE)
+_SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STRIPPED = "<stripped>"
 
