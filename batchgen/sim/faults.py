@@ -17,7 +17,7 @@ from statistics import NormalDist
 from batchgen.sim.config import FAULT_CLASSES, SimConfig
 from batchgen.sim.models import ApiError
 
-_DIRECTIVE = re.compile(r"\[sim:([a-z_]+)(?:\*(\d+))?\]")
+_DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,39 @@
+"""Shared fixtures: the simulator, real HTTP on 127.0.0.1, one per test.
+
+    def test_x(sim): ...                                  # default knobs, tiny images
+    @pytest.mark.parametrize("sim", [{"rpm": 60}], indirect=True)
+    def test_y(sim): ...                                  # knobs via indirect parametrization
+    def test_z(make_sim): sim = make_sim(faults={"server": 0.5})   # several, or built mid-test
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from batchgen.sim import SimConfig, ThreadedSim, sim_in_thread
+
+# tests want fast renders; a test that checks real dimensions passes tiny=False
+_TEST_DEFAULTS: dict[str, Any] = {"tiny": True}
+
+
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., ThreadedSim]]:
+    """A factory: ``make_sim(rpm=60, clock=fake)`` starts a simulator stopped at teardown."""
+    with ExitStack() as stack:
+
+        def factory(*, clock: Any = None, **knobs: Any) -> ThreadedSim:
+            config = SimConfig(**{**_TEST_DEFAULTS, **knobs})
+            return stack.enter_context(sim_in_thread(config, clock=clock))
+
+        yield factory
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest, make_sim: Callable[..., ThreadedSim]) -> ThreadedSim:
+    """A running simulator; ``indirect`` parametrization passes a dict of knobs."""
+    knobs = getattr(request, "param", None) or {}
+    return make_sim(**knobs)
