@@ -141,7 +141,8 @@ class Budget:
         """What happened and how to continue, for the end of a run stopped by the cap."""
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
-        need = self.spent + remaining_usd if remaining_usd else max(cap * 2, self.spent + 1.0)
+        # with the rest of the batch quoted, suggest exactly enough; else double the cap
+        need = self.spent + remaining_usd if remaining_usd else (cap * 2 or 1.0)
         return (
             f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap:.2f}{held}; "
             f"{self._refused} job(s) were not sent because their worst case would pass the cap. "
