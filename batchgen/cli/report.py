@@ -1,0 +1,66 @@
+"""`batchgen report RUN_DIR [RUN_DIR2]`: what happened in a run, and what to change next time."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from batchgen.analyze import analyze_run
+from batchgen.report import FORMATS, build, write
+from batchgen.report.text import summary
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "report",
+        help="report a run: success, latency, throughput, cost, errors, recommendations",
+        description="Report one run, or compare two (B relative to A). Works on finished, "
+        "stopped, killed and still-running runs.",
+    )
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="the run directory; give a second one to compare")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="text (terminal, default), json, html (RUN_DIR/report.html), md")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="write to this file instead of the terminal / RUN_DIR/report.html")
+    parser.add_argument("--no-image-checks", action="store_true",
+                        help="skip decoding the saved images (fast on huge runs)")
+    parser.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    console = Console()
+    err = Console(stderr=True)
+    if len(args.run_dirs) > 2:
+        err.print(f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})")
+        return 2
+    for d in args.run_dirs:
+        if not Path(d).is_dir():
+            err.print(f"batchgen report: {d} is not a run directory; pass the folder holding "
+                      "run.json and log/ (see `batchgen run --run-dir`)", markup=False)
+            return 2
+    data = build(args.run_dirs, image_checks=not args.no_image_checks)
+    path = write(data, args.format, args.output, console)
+    if path is not None and args.format == "html":
+        err.print(f"report written to {path}", markup=False, highlight=False)
+    return 0
+
+
+def print_run_summary(run_dir: Path | str, console: Console) -> None:
+    """The short summary `batchgen run` prints at the end (no image checks: it must be quick)."""
+    console.print(summary(analyze_run(run_dir, image_checks=False)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `report` alone (python -m batchgen.cli.report), before the CLI's main wires it."""
+    parser = argparse.ArgumentParser(prog="batchgen")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The HTML report's charts: matplotlib (Agg, no display) rendered to inline base64 PNG, so the
+page is one offline file."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # a report is written on servers and in CI: never ask for a display
+
+import matplotlib.pyplot as plt  # noqa: E402 - must follow the backend choice
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+COLORS = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea")
+Draw = Callable[[Any, list[dict[str, Any]]], None]
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _chart(title: str, xlabel: str, ylabel: str, draw: Draw, reports: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    draw(ax, reports)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _label(r: dict[str, Any], reports: list[dict[str, Any]], what: str = "") -> str | None:
+    """Legend text: the run's name when runs are compared, else only what a line shows."""
+    name = str(r.get("run_name") or r.get("run_dir")) if len(reports) > 1 else ""
+    text = ": ".join(p for p in (name, what) if p)
+    return text or None
+
+
+def _latency(ax: Any, reports: list[dict[str, Any]]) -> None:
+    for i, r in enumerate(reports):
+        h = r["latency_histogram"]
+        if not h["counts"]:
+            continue
+        edges = np.asarray(h["edges"])
+        ax.stairs(h["counts"], edges, fill=len(reports) == 1, alpha=0.6 if len(reports) == 1 else 1,
+                  color=COLORS[i % len(COLORS)], label=_label(r, reports))
+        p95 = r["latency_s"]["p95"]
+        if p95 is not None:
+            ax.axvline(p95, color=COLORS[i % len(COLORS)], linestyle="--", linewidth=1)
+
+
+def _minutes(r: dict[str, Any]) -> np.ndarray:
+    return np.asarray(r["series"]["t"], dtype=float) / 60.0
+
+
+def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
+    for i, r in enumerate(reports):
+        s = r["series"]
+        if not s["t"]:
+            continue
+        per_min = np.asarray(s["images"]) * 60.0 / s["bin_s"]
+        ax.step(_minutes(r), per_min, where="post", color=COLORS[i % len(COLORS)],
+                label=_label(r, reports, "images/min"))
+        limited = np.asarray(s["rate_limited"]) * 60.0 / s["bin_s"]
+        if limited.any():
+            ax.step(_minutes(r), limited, where="post", color=COLORS[3], alpha=0.6,
+                    linewidth=1, label=_label(r, reports, "429 answers/min"))
+
+
+def _cost(ax: Any, reports: list[dict[str, Any]]) -> None:
+    for i, r in enumerate(reports):
+        s = r["series"]
+        if s["t"]:
+            ax.plot(_minutes(r), np.cumsum(s["cost_usd"]), color=COLORS[i % len(COLORS)],
+                    label=_label(r, reports))
+
+
+def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
+    classes = sorted({c for r in reports for c in r["errors"]})
+    if not classes:
+        ax.text(0.5, 0.5, "no errors", ha="center", va="center", transform=ax.transAxes)
+        return
+    width = 0.8 / len(reports)
+    y = np.arange(len(classes))
+    for i, r in enumerate(reports):
+        ax.barh(y + i * width, [r["errors"].get(c, 0) for c in classes], height=width,
+                color=COLORS[i % len(COLORS)], label=_label(r, reports))
+    ax.set_yticks(y + width * (len(reports) - 1) / 2, classes)
+
+
+def charts(reports: list[dict[str, Any]]) -> dict[str, str]:
+    """name → data: URL of a PNG, for one run or several overlaid."""
+    return {
+        "latency": _chart("Latency of successful attempts (dashed: p95)", "seconds", "attempts",
+                          _latency, reports),
+        "throughput": _chart("Throughput over time", "minutes since first attempt",
+                             "per minute", _throughput, reports),
+        "cost": _chart("Cumulative cost", "minutes since first attempt", "USD", _cost, reports),
+        "errors": _chart("Failed attempts by class", "attempts", "", _errors, reports),
+    }

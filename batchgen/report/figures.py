@@ -1,0 +1,117 @@
+"""The figures every format shows, in one order, with one way of printing each; and the
+comparison of two runs.  Renderers (text, Markdown, HTML) only lay these out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def pct(v: Any) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def secs(v: Any) -> str:
+    return "–" if v is None else f"{v:.2f} s"
+
+
+def usd(v: Any) -> str:
+    return "–" if v is None else (f"${v:.4f}" if abs(v) < 1 else f"${v:,.2f}")
+
+
+def num(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    key: str  # stable name (the compare JSON's delta keys)
+    label: str
+    get: Getter
+    fmt: Callable[[Any], str]
+    higher_is_better: bool | None = None  # None: not a quality (a count)
+
+
+def _lat(p: str) -> Getter:
+    return lambda r: r["latency_s"][p]
+
+
+KEY_FIGURES: tuple[Figure, ...] = (
+    Figure("jobs_total", "jobs (run.json)", lambda r: r["jobs_total"], num),
+    Figure("jobs_succeeded", "jobs succeeded", lambda r: r["jobs_succeeded"], num),
+    Figure("jobs_failed", "jobs failed", lambda r: r["jobs_failed"], num),
+    Figure("jobs_pending", "jobs pending", lambda r: r["jobs_pending"], num),
+    Figure("success_rate", "success rate (decided jobs)", lambda r: r["success_rate"], pct, True),
+    Figure("attempts", "attempts", lambda r: r["attempts"], num),
+    Figure("attempt_success_rate", "attempt success rate", lambda r: r["attempt_success_rate"],
+           pct, True),
+    Figure("retries_mean", "retries per job (mean)", lambda r: r["retries_per_job"]["mean"],
+           lambda v: "–" if v is None else f"{v:.2f}", False),
+    Figure("retries_max", "retries per job (max)", lambda r: r["retries_per_job"]["max"], num),
+    Figure("images", "images saved", lambda r: r["images"], num),
+    Figure("latency_p50_s", "latency p50", _lat("p50"), secs, False),
+    Figure("latency_p90_s", "latency p90", _lat("p90"), secs, False),
+    Figure("latency_p95_s", "latency p95", _lat("p95"), secs, False),
+    Figure("latency_p99_s", "latency p99", _lat("p99"), secs, False),
+    Figure("latency_max_s", "latency max", _lat("max"), secs, False),
+    Figure("latency_mean_s", "latency mean", _lat("mean"), secs, False),
+    Figure("wait_mean_s", "limiter wait (mean)", lambda r: r["wait_s"]["mean"], secs, False),
+    Figure("images_per_min", "images/min (active time)", lambda r: r["images_per_min"], num, True),
+    Figure("images_per_min_peak", "images/min (peak bin)", lambda r: r["images_per_min_peak"],
+           num, True),
+    Figure("rate_limited_share", "rate-limited attempts (429)", lambda r: r["rate_limited_share"],
+           pct, False),
+    Figure("paused_s_approx", "paused by 429 (≈ Σ Retry-After)", lambda r: r["paused_s_approx"],
+           secs, False),
+    Figure("cost_usd_total", "cost total", lambda r: r["cost_usd_total"], usd),
+    Figure("cost_per_image_usd", "cost per image", lambda r: r["cost_per_image_usd"], usd, False),
+    Figure("cost_wasted_usd", "cost of attempts without an image", lambda r: r["cost_wasted_usd"],
+           usd, False),
+    Figure("possibly_billed_twice", "possibly billed twice", lambda r: r["possibly_billed_twice"],
+           num, False),
+)
+
+# The deltas a comparison leads with (the brief's four), then the rest of KEY_FIGURES.
+DELTA_KEYS = ("success_rate", "latency_p95_s", "images_per_min", "cost_per_image_usd")
+
+
+def delta_text(fig: Figure, a: Any, b: Any) -> str:
+    if a is None or b is None or not isinstance(a, (int, float)):
+        return "–"
+    d = b - a
+    if fig.fmt is pct:
+        text = f"{d * 100:+.1f} pt"
+    elif fig.fmt is usd:
+        text = f"{'+' if d >= 0 else '-'}{usd(abs(d))}"
+    elif fig.fmt is secs:
+        text = f"{d:+.2f} s"
+    else:
+        text = f"{d:+,.1f}" if isinstance(d, float) else f"{d:+,}"
+    if fig.higher_is_better is not None and d != 0:
+        text += " ✓" if (d > 0) == fig.higher_is_better else " ✗"
+    return text
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two runs side by side: B relative to A."""
+    deltas = {}
+    for fig in KEY_FIGURES:
+        va, vb = fig.get(a), fig.get(b)
+        both = isinstance(va, (int, float)) and isinstance(vb, (int, float))
+        deltas[fig.key] = {
+            "a": va,
+            "b": vb,
+            "delta": (vb - va) if both else None,
+            "better": (None if not both or vb == va or fig.higher_is_better is None
+                       else (vb > va) == fig.higher_is_better),
+        }
+    return {"compare": True, "runs": [a, b], "deltas": deltas, "headline": list(DELTA_KEYS)}
+
+
+def by_key(key: str) -> Figure:
+    return next(f for f in KEY_FIGURES if f.key == key)

@@ -1,0 +1,161 @@
+"""The terminal report (rich tables).  Prompts and messages go in as ``Text`` objects, never as
+markup strings, so a prompt like ``[bold]`` or ``[/]`` is shown as typed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text, pct
+
+RATING_STYLE = {"excellent": "bold green", "good": "green", "acceptable": "yellow",
+                "poor": "bold red", None: "dim"}
+SAMPLE_FAILED = 10
+
+
+def _table(title: str, *columns: str) -> Table:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    return t
+
+
+def figures_table(report: dict[str, Any]) -> Table:
+    t = _table("Figures", "figure", "value")
+    t.columns[1].justify = "right"
+    for fig in KEY_FIGURES:
+        t.add_row(fig.label, fig.fmt(fig.get(report)))
+    return t
+
+
+def ratings_table(report: dict[str, Any]) -> Table:
+    t = _table("Ratings", "what", "value", "rating", "excellent / good / acceptable")
+    for name, r in report["ratings"].items():
+        fig = by_key({"response_time": "latency_p95_s", "success_rate": "success_rate",
+                      "cost_per_image": "cost_per_image_usd"}[name])
+        t.add_row(f"{name.replace('_', ' ')} ({r['metric']})", fig.fmt(r["value"]),
+                  Text(r["rating"] or "n/a", style=RATING_STYLE.get(r["rating"], "")),
+                  " / ".join(fig.fmt(b) for b in r["bounds"]))
+    return t
+
+
+def errors_table(report: dict[str, Any]) -> Group:
+    t = _table("Errors by class", "class", "attempts", "skipped", "top message")
+    why = Text()
+    for name, d in report["error_details"].items():
+        top = d["messages"][0] if d["messages"] else None
+        t.add_row(name, str(d["attempts"]), str(d["skipped"]),
+                  Text(f"{top['message']} (×{top['count']})" if top else ""))
+        why.append(f" {name}: ", style="bold")
+        why.append(f"{d['diagnosis']}\n   → {d['remedy']}\n")
+    return Group(t, why)
+
+
+def cost_table(report: dict[str, Any]) -> Table:
+    t = _table("Cost by model × quality × size", "model", "quality", "size", "images",
+               "cost", "per image")
+    for g in report["cost_by_group"]:
+        t.add_row(Text(g["model"]), Text(g["quality"]), Text(g["size"]), str(g["images"]),
+                  by_key("cost_usd_total").fmt(g["cost_usd"]),
+                  by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]))
+    sources = ", ".join(f"{k}: {v['rows']} rows" for k, v in report["cost_by_source"].items())
+    t.caption = Text(f"cost source: {sources}" + (f" — {report['cost_note']}"
+                                                   if report["cost_note"] else ""))
+    return t
+
+
+def failed_table(report: dict[str, Any]) -> Table:
+    t = _table(f"Failed jobs (first {SAMPLE_FAILED} of {report['jobs_failed']})", "job", "class",
+               "message", "prompt")
+    for j in report["failed_jobs"][:SAMPLE_FAILED]:
+        t.add_row(Text(j["job_id"]), j["error_class"], Text(j["message"] or ""),
+                  Text(j["prompt"] or ""))
+    return t
+
+
+def images_table(report: dict[str, Any]) -> Table | Text:
+    ic = report["image_checks"]
+    if not ic.get("enabled"):
+        return Text("Image checks: skipped (--no-image-checks)", style="dim")
+    t = _table(f"Image checks: {ic['checked']} images, {ic['flagged']} flagged", "problem",
+               "count", "examples")
+    for problem, count in ic["counts"].items():
+        examples = [f["path"] for f in ic["findings"] if f["problem"] == problem][:3]
+        t.add_row(problem, str(count), Text(", ".join(examples)))
+    return t
+
+
+def recommendations(report: dict[str, Any]) -> Text:
+    recs = report["recommendations"]
+    if not recs:
+        return Text("Recommendations: none — nothing in this run's figures calls for a change.")
+    out = Text("Recommendations\n", style="bold")
+    for r in recs:
+        out.append(f" • [{r['kind']}] ", style="cyan")
+        out.append(r["message"] + "\n")
+    return out
+
+
+def render_text(report: dict[str, Any], console: Console) -> None:
+    title = Text(f"batchgen report — {report['run_name']}", style="bold")
+    sessions = ", ".join(f"#{s['session']} {s['how'] or 'running?'}" for s in report["sessions"])
+    console.print(Panel(Text(f"{report['run_dir']}\nsessions: {sessions or 'none recorded'}"),
+                         title=title, title_align="left"))
+    console.print(figures_table(report))
+    console.print(ratings_table(report))
+    if report["cost_by_group"]:
+        console.print(cost_table(report))
+    if report["error_details"]:
+        console.print(errors_table(report))
+    if report["failed_jobs"]:
+        console.print(failed_table(report))
+    console.print(images_table(report))
+    console.print(Text(report["paused_note"], style="dim"))
+    console.print(recommendations(report))
+
+
+def compare_table(cmp: dict[str, Any]) -> Table:
+    a, b = cmp["runs"]
+    t = _table("Comparison (Δ = B − A; ✓ better, ✗ worse)", "figure", f"A: {a['run_name']}",
+               f"B: {b['run_name']}", "Δ")
+    head = [by_key(k) for k in DELTA_KEYS]
+    rest = [f for f in KEY_FIGURES if f.key not in DELTA_KEYS]
+    for i, fig in enumerate(head + rest):
+        va, vb = fig.get(a), fig.get(b)
+        t.add_row(Text(fig.label, style="bold" if i < len(head) else ""), fig.fmt(va),
+                  fig.fmt(vb), delta_text(fig, va, vb), end_section=i == len(head) - 1)
+    return t
+
+
+def render_compare_text(cmp: dict[str, Any], console: Console) -> None:
+    console.print(compare_table(cmp))
+    for label, r in zip("AB", cmp["runs"]):
+        console.print(Text(f"{label}: {r['run_dir']}", style="bold"))
+        console.print(recommendations(r))
+
+
+def summary(report: dict[str, Any]) -> Group:
+    """The few lines `batchgen run` prints when it ends."""
+    rt = report["ratings"]
+    line = Text()
+    line.append(f"{report['jobs_succeeded']:,} succeeded, {report['jobs_failed']:,} failed, "
+                f"{report['jobs_pending']:,} pending of {report['jobs_total']:,} jobs "
+                f"(success {pct(report['success_rate'])}, "
+                f"{rt['success_rate']['rating'] or 'n/a'})\n")
+    line.append(f"{report['images']:,} images in {report['attempts']:,} attempts; "
+                f"p95 {by_key('latency_p95_s').fmt(report['latency_s']['p95'])}; "
+                f"{by_key('images_per_min').fmt(report['images_per_min'])} images/min; "
+                f"429s {pct(report['rate_limited_share'])}\n")
+    line.append(f"cost {by_key('cost_usd_total').fmt(report['cost_usd_total'])} "
+                f"({by_key('cost_per_image_usd').fmt(report['cost_per_image_usd'])} per image)")
+    if report["possibly_billed_twice"]:
+        line.append(f"; possibly billed twice: {report['possibly_billed_twice']}", style="yellow")
+    parts: list[Any] = [line]
+    for r in report["recommendations"][:3]:
+        parts.append(Text(f"→ {r['message']}", style="cyan"))
+    return Group(*parts)
