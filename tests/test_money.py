@@ -392,3 +392,12 @@ def test_quote_uses_the_table_latency_unless_told(prices):
     assert quote(iter(jobs), prices, concurrency=4).wall.seconds == pytest.approx(30.0)
     told = quote(iter(jobs), prices, concurrency=4, assume_latency=5.0)
     assert told.wall.seconds == pytest.approx(10.0)
+
+
+def test_image_usd_resolves_auto_like_the_quote(prices):
+    from batchgen.money import image_usd
+
+    assert image_usd(prices, "gpt-image-1", "auto", "auto") == pytest.approx(1056 * 40e-6)
+    assert image_usd(prices, "gpt-image-1", "high", "1024x1536") == pytest.approx(6240 * 40e-6)
+    assert image_usd(prices, "dall-e-3", None, None) == pytest.approx(0.04)
+    assert image_usd(prices, "nope", "auto", "auto") is None

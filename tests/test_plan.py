@@ -191,3 +191,30 @@ def test_quote_function_matches_plan(tmp_path):
     _, out = run_plan(str(path), "--format", "json")
     direct = quote(iter_jobs(path), load_prices())
     assert json.loads(out)["quote"]["expected_usd"] == pytest.approx(direct.expected_usd)
+
+
+class _Input(io.StringIO):
+    def __init__(self, text: str, tty: bool) -> None:
+        super().__init__(text)
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_confirm_above_asks_only_when_the_quote_passes_it(tmp_path):
+    from batchgen.money.cli_args import confirm
+
+    path = jobfile(tmp_path, *[{"prompt": "a", "model": "dall-e-3"}] * 10)  # up to $0.80
+    q = quote(iter_jobs(path), load_prices())
+    out = io.StringIO()
+    assert confirm(q, parse(str(path), "--confirm-above", "1"), stdin=_Input("", True), stdout=out)
+    assert out.getvalue() == ""  # under the threshold: no question
+    args = parse(str(path), "--confirm-above", "0.5")
+    assert confirm(q, args, stdin=_Input("y\n", True), stdout=out)
+    assert "may cost up to $0.80" in out.getvalue()
+    assert not confirm(q, args, stdin=_Input("\n", True), stdout=io.StringIO())
+    refused = io.StringIO()
+    assert not confirm(q, args, stdin=_Input("y\n", False), stdout=refused)  # no terminal
+    assert "pass --yes" in refused.getvalue()
+    assert confirm(q, parse(str(path), "--confirm-above", "0.5", "--yes"), stdin=_Input("", False))

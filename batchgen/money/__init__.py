@@ -3,6 +3,7 @@ quote ``plan`` and ``run`` show, and the hard budget cap.
 
     load_prices(override, fallback_per_image=) -> PriceTable     (raises PricesError)
     cost_of_attempt(prices, job, usage, images_returned) -> (usd | None, source)
+    image_usd(prices, model, quality, size) -> usd | None        (one image's output, auto resolved)
     check_job(prices, job) -> list[str]
     quote(jobs, prices, rpm=, ipm=, concurrency=, assume_latency=) -> Quote
     format_quote(quote) -> str ; quote_renderable(quote) ; quote_to_dict(quote)
@@ -19,6 +20,7 @@ from batchgen.money.cost import (
     Estimate,
     cost_of_attempt,
     estimate_job,
+    image_usd,
     worst_case_usd,
 )
 from batchgen.money.load import PricesError, load_prices
@@ -46,6 +48,7 @@ __all__ = [
     "cost_of_attempt",
     "estimate_job",
     "format_quote",
+    "image_usd",
     "load_prices",
     "quote",
     "quote_renderable",

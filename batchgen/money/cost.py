@@ -80,6 +80,19 @@ def usage_cost(entry: ModelPrice, usage: Usage) -> float:
     ) / 1e6
 
 
+def image_usd(prices: PriceTable, model: str | None, quality: str | None, size: str | None) -> float | None:
+    """USD for one image's output alone (what a cheaper quality or model changes), with ``auto``
+    resolved as the quote resolves it; None when the table cannot say."""
+    entry = prices.get(model)
+    if entry is None:
+        return prices.fallback_per_image
+    q, s = assumed_quality(entry, quality), assumed_size(entry, size)
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(q, s)
+        return None if tokens is None else entry.image_output_usd(tokens)
+    return entry.image_price(q, s)
+
+
 def assumed_quality(entry: ModelPrice, quality: str | None) -> str:
     known = entry.known_qualities()
     if quality in known:
