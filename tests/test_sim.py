@@ -503,3 +503,11 @@ def test_latency_distribution_is_seeded_with_the_requested_mean():
     assert mean == pytest.approx(2.0, rel=0.05) and sd == pytest.approx(1.0, rel=0.1)
     flat = SimConfig(latency_mean=0.5)
     assert FaultPlanner().decide(flat, "x", ()).latency_s == 0.5
+
+
+def test_unprefixed_path_and_latency_knob(make_sim):
+    sim = make_sim(latency_mean=0.05)
+    status, headers, data = post(sim, gpt("no /v1"), path="/images/generations")
+    assert status == 200 and json.loads(data)["data"]
+    assert int(headers["openai-processing-ms"]) >= 50
+    assert sim.stats.accepted[0][1] == 1 and sim.stats.snapshot()["accepted_count"] == 1

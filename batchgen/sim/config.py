@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 # Order matters: random fault rates are drawn against the cumulative sum in this order, so a
@@ -62,6 +63,11 @@ class SimConfig:
     url_store_max: int = 10_000
 
     def __post_init__(self) -> None:
+        # freeze the containers too, so a caller's later edit cannot change a running sim
+        object.__setattr__(self, "faults", MappingProxyType(dict(self.faults)))
+        object.__setattr__(self, "fail_after", MappingProxyType(dict(self.fail_after)))
+        object.__setattr__(self, "limit_schedule", _coerce("limit_schedule", self.limit_schedule))
+        object.__setattr__(self, "extra_models", _coerce("extra_models", self.extra_models))
         _check_config(self)
 
     def __repr__(self) -> str:
@@ -97,10 +103,10 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_faults(value)
     if name == "fail_after" and isinstance(value, str):
         return {k: int(v) for k, v in parse_faults(value).items()}
-    if name == "limit_schedule" and value is not None:
-        return tuple((float(t), float(r)) for t, r in value)
-    if name == "extra_models" and value is not None:
-        return tuple([value] if isinstance(value, str) else value)
+    if name == "limit_schedule":
+        return tuple(sorted((float(t), float(r)) for t, r in value or ()))
+    if name == "extra_models":
+        return tuple([value] if isinstance(value, str) else value or ())
     if name in ("faults", "fail_after") and value is None:
         return {}
     return value

@@ -57,6 +57,7 @@ class SimServer:
         self.limiter = ServerLimiter(monotonic, c.rpm, c.ipm, c.limit_schedule)
         self._request_ids = itertools.count(1)
         # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
+        self._renders: dict[ImageKey, asyncio.Future[Rendered]] = {}
         self._files: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
 
     # -- control -------------------------------------------------------------------------
@@ -171,16 +172,28 @@ class SimServer:
             raise responses.wrong_key()
 
     async def _rendered(self, req: ImageRequest, config: SimConfig) -> list[Rendered]:
+        # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
+        sized = not (config.tiny or config.image_kb)
+        width, height = (req.width, req.height) if sized else (0, 0)
         out = []
         for i in range(req.n):
             key = ImageKey(
-                req.width, req.height, req.output_format, req.transparent,
+                width, height, req.output_format, req.transparent,
                 variant_of(req.prompt, i, config.variants), config.seed, config.tiny, config.image_kb,
             )  # fmt: skip
             found = self._images.peek(key)
-            # a first render of a 4K PNG takes a while: keep it off the event loop
-            out.append(found if found is not None else await asyncio.to_thread(self._images.get, key))
+            out.append(found if found is not None else await self._render_once(key))
         return out
+
+    async def _render_once(self, key: ImageKey) -> Rendered:
+        """Render off the event loop (a 4K PNG takes a while), once however many ask at once."""
+        task = self._renders.get(key)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._images.get, key))
+            self._renders[key] = task
+            task.add_done_callback(lambda _: self._renders.pop(key, None))
+        # shielded: a client that hangs up must not cancel a render others are waiting for
+        return await asyncio.shield(task)
 
     def _success_body(
         self, request: web.Request, req: ImageRequest, images: list[Rendered], fault: str | None
