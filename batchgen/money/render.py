@@ -48,7 +48,7 @@ def wall_sentence(wall: WallTime) -> str:
         "none": "no jobs",
     }[wall.bound]
     return (
-        f"Minimum wall time: {duration(wall.seconds)} ({why}; assuming {wall.latency_s:g} s "
+        f"Minimum wall time: {duration(wall.seconds)} ({why}; assuming {wall.latency_s:.3g} s "
         "per request — set --assume-latency to your observed latency)"
     )
 
