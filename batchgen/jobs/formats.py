@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import difflib
+import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # CSV columns the API types as integers; every other cell is passed on as a string.
 _INT_COLUMNS = ("n", "output_compression", "partial_images")
+_WHOLE = re.compile(r"[0-9]+(?:\.0*)?")
 # How many lines the format sniffer reads at most looking for the first non-blank one.
 _SNIFF_LINES = 1000
 
@@ -142,11 +145,17 @@ def first_content_line(path: Path) -> str | None:
 def physical_lines(f: BinaryIO, hasher: Hasher | None = None) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, raw bytes) for each line; feeds every byte to ``hasher`` so the
     checksum describes exactly the bytes that were read."""
-    for number, raw in enumerate(f, 1):
-        if hasher is not None:
-            hasher.update(raw)
-        if number == 1:
-            raw = raw.removeprefix(_BOM)
+    first = f.readline()
+    if not first:
+        return
+    if hasher is not None:
+        hasher.update(first)
+    yield 1, first.removeprefix(_BOM)
+    if hasher is None:
+        yield from enumerate(f, 2)
+        return
+    for number, raw in enumerate(f, 2):
+        hasher.update(raw)
         yield number, raw
 
 
@@ -197,6 +206,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(msg)
 
 
+# Built once: json.loads with any option builds a new decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
     """One JSON object per line: plain jobs, or OpenAI batch lines (``custom_id`` + ``body``)."""
     for number, raw in lines:
@@ -211,7 +224,7 @@ def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
         if not text:
             continue
         try:
-            obj = json.loads(text, parse_constant=_reject_constant)
+            obj = _DECODER.decode(text)
         except json.JSONDecodeError as e:
             msg = f"malformed JSON at column {e.colno}: {e.msg}: {_json_hint(text, e)}"
             yield Problem(file, number, msg)
@@ -235,6 +248,8 @@ def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
 
 def _drop_nulls(obj: dict[str, Any]) -> dict[str, Any]:
     # null means "not given" (pandas and most exporters write missing values as null)
+    if None not in obj.values():
+        return obj
     return {k: v for k, v in obj.items() if v is not None}
 
 
@@ -304,7 +319,7 @@ def read_csv(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
     header_text = first[-1][1].decode("utf-8", "replace")
 
     def text_lines() -> Iterator[str]:
-        for number, raw in _chain(first, lines):
+        for number, raw in itertools.chain(first, lines):
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -340,13 +355,6 @@ def read_csv(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
                 return
             continue
         yield _csv_record(columns, cells, row_start, file)
-
-
-def _chain(
-    first: list[tuple[int, bytes]], rest: Iterator[tuple[int, bytes]]
-) -> Iterator[tuple[int, bytes]]:
-    yield from first
-    yield from rest
 
 
 def _csv_error(file: str, start: int, end: int, error: csv.Error) -> Problem:
@@ -396,11 +404,10 @@ def _csv_record(columns: list[str], cells: list[str], line: int, file: str) -> I
             return Problem(file, line, msg)
         fields[column] = cell
     for column in _INT_COLUMNS:
-        if column in fields:
-            if not (fields[column].isascii() and fields[column].isdigit()):
-                msg = f'"{column}" must be a whole number, got {show(fields[column])}: write digits only, like 2'
-                return Problem(file, line, msg)
-            fields[column] = int(fields[column])
+        # pandas writes an int column holding NaN as "2.0"; anything else is left as text
+        # for the field check to report
+        if column in fields and _WHOLE.fullmatch(fields[column]):
+            fields[column] = int(float(fields[column]))
     if "prompt" not in fields:
         return Problem(file, line, "the prompt cell is empty: write the prompt or delete the row")
     explicit_id = fields.pop("id", None)

@@ -8,8 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# One encoder for all calls: json.dumps(sort_keys=True) builds a new one per call, which is
+# most of the cost of indexing a million-line job file for resume.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(body: dict[str, Any]) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(body)
 
 
 def fingerprint(body: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ _STRING_FIELDS = {
     "user": "user-1234",
 }
 _INT_FIELDS = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
+# The request fields of POST /images/generations (reference/openai-images-openapi.json).
+API_FIELDS = frozenset({"prompt", "stream", *_STRING_FIELDS, *_INT_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ class Validation:
     problems: list[Problem]  # at most max_errors, in line order
     problem_count: int  # all problems found, shown or not
     truncated: bool
+    # fields the OpenAI API does not know (sent as is: other servers may accept them),
+    # one per field name, at its first line
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -101,31 +106,33 @@ def _int_problem(name: str, value: object, low: int, high: int) -> str | None:
 def check_fields(fields: Mapping[str, Any], *, need_prompt: bool = True) -> list[str]:
     """What is wrong with the shape and types of a request's fields (not model rules)."""
     found: list[str] = []
-    prompt = fields.get("prompt")
-    if need_prompt and prompt is None:
-        found.append(
-            f'missing "prompt"{did_you_mean("prompt", fields)}: '
-            'every job needs "prompt": "what to draw"'
-        )
-    elif need_prompt and not isinstance(prompt, str):
-        found.append(
-            f'"prompt" must be a string, got {show(prompt)} ({kind_of(prompt)}): '
-            "put the prompt in double quotes"
-        )
-    elif need_prompt and not prompt.strip():
-        found.append('"prompt" is empty: write what to draw, or delete the line')
-    for name, example in _STRING_FIELDS.items():
-        value = fields.get(name)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
+    if need_prompt:
+        prompt = fields.get("prompt")
+        if prompt is None:
             found.append(
-                f'"{name}" must be a non-empty string like "{example}", got {show(value)} '
-                f"({kind_of(value)}): write it in double quotes"
+                f'missing "prompt"{did_you_mean("prompt", fields)}: '
+                'every job needs "prompt": "what to draw"'
             )
-    for name, (low, high) in _INT_FIELDS.items():
-        if name in fields and (problem := _int_problem(name, fields[name], low, high)):
-            found.append(problem)
-    if fields.get("stream"):
-        found.append('streamed answers are not supported: remove "stream"')
+        elif not isinstance(prompt, str):
+            found.append(
+                f'"prompt" must be a string, got {show(prompt)} ({kind_of(prompt)}): '
+                "put the prompt in double quotes"
+            )
+        elif not prompt or prompt.isspace():
+            found.append('"prompt" is empty: write what to draw, or delete the line')
+    # loop over the job's few fields, not over every known name: this runs once per line
+    for name, value in fields.items():
+        if name in _STRING_FIELDS:
+            if not isinstance(value, str) or not value or value.isspace():
+                found.append(
+                    f'"{name}" must be a non-empty string like "{_STRING_FIELDS[name]}", '
+                    f"got {show(value)} ({kind_of(value)}): write it in double quotes"
+                )
+        elif name in _INT_FIELDS:
+            if problem := _int_problem(name, value, *_INT_FIELDS[name]):
+                found.append(problem)
+        elif name == "stream" and value:
+            found.append('streamed answers are not supported: remove "stream"')
     return found
 
 
@@ -223,7 +230,7 @@ def _resolve_format(path: Path, fmt: str | None) -> tuple[str | None, Problem | 
 
 def _job(record: Record, defaults: dict[str, Any], ids: _Ids) -> Job | _Clash:
     fields = record.fields
-    missing = {k: v for k, v in defaults.items() if k not in fields}
+    missing = {k: v for k, v in defaults.items() if k not in fields} if defaults else None
     body = {**fields, **missing} if missing else fields
     own = fingerprint(fields)
     full = fingerprint(body) if missing else own
@@ -327,11 +334,16 @@ def validate_file(
     hasher = hashlib.sha256()
     shown: list[Problem] = []
     clashes: list[_Clash] = []
+    warnings: list[Problem] = []
+    unknown_seen: set[str] = set()
     count = jobs = images = 0
     for item in _scan(path, given, resolved, hasher):
         if isinstance(item, Job):
             jobs += 1
             images += item.n
+            if unknown := item.body.keys() - API_FIELDS - unknown_seen:
+                unknown_seen |= unknown
+                warnings.extend(_unknown_field(str(path), item.line, name) for name in sorted(unknown))
             continue
         count += 1
         if len(shown) + len(clashes) < max_errors:
@@ -343,8 +355,24 @@ def validate_file(
         count = 1
     shown.sort(key=lambda p: p.line)
     return Validation(
-        str(path), resolved, jobs, images, hasher.hexdigest(), shown, count, count > len(shown)
+        str(path),
+        resolved,
+        jobs,
+        images,
+        hasher.hexdigest(),
+        shown,
+        count,
+        count > len(shown),
+        warnings,
     )
+
+
+def _unknown_field(where: str, line: int, name: str) -> Problem:
+    msg = (
+        f'"{name}" is not a field of the OpenAI images API: it is sent as is (some servers '
+        "accept extra fields); delete it if it is only a note"
+    )
+    return Problem(where, line, msg)
 
 
 def _no_jobs_message(fmt: str) -> str:
@@ -377,5 +405,4 @@ def job_index(
     path: str | Path, defaults: Mapping[str, Any] | None = None, *, fmt: str | None = None
 ) -> Iterator[tuple[str, str, int]]:
     """(id, fingerprint, line) of every job, for the resume scan: same ids as ``iter_jobs``."""
-    for job in iter_jobs(path, defaults, fmt=fmt):
-        yield job.id, job.fingerprint, job.line
+    return ((job.id, job.fingerprint, job.line) for job in iter_jobs(path, defaults, fmt=fmt))
