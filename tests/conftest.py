@@ -1,9 +1,9 @@
 """Shared fixtures: the simulator, real HTTP on 127.0.0.1, one per test.
 
-    def test_x(sim): ...                                  # default knobs, tiny images
-    @pytest.mark.parametrize("sim", [{"rpm": 60}], indirect=True)
-    def test_y(sim): ...                                  # knobs via indirect parametrization
-    def test_z(make_sim): sim = make_sim(faults={"server": 0.5})   # several, or built mid-test
+def test_x(sim): ...                                  # default knobs, tiny images
+@pytest.mark.parametrize("sim", [{"rpm": 60}], indirect=True)
+def test_y(sim): ...                                  # knobs via indirect parametrization
+def test_z(make_sim): sim = make_sim(faults={"server": 0.5})   # several, or built mid-test
 """
 
 from __future__ import annotations

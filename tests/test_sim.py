@@ -118,7 +118,9 @@ def error_of(status: int, data: bytes) -> dict[str, Any]:
 )
 def test_gpt_image_answer_is_valid_real_image_with_usage(sim, size, quality, fmt, dims, per_image):
     prompt = "a lighthouse at dusk, oil painting, " * 3
-    status, headers, data = post(sim, gpt(prompt, n=2, size=size, quality=quality, output_format=fmt))
+    status, headers, data = post(
+        sim, gpt(prompt, n=2, size=size, quality=quality, output_format=fmt)
+    )
     assert status == 200
     body = json.loads(data)
     IMAGES_RESPONSE.validate(body)
@@ -193,10 +195,14 @@ def test_dalle3_url_is_downloadable_png_with_revised_prompt(sim):
 def test_dalle2_b64_and_url_expiry(make_sim):
     clock = FakeClock()
     sim = make_sim(clock=clock, url_ttl_s=60)
-    status, _, data = post(sim, {"prompt": "default model is dall-e-2", "response_format": "b64_json"})
+    status, _, data = post(
+        sim, {"prompt": "default model is dall-e-2", "response_format": "b64_json"}
+    )
     item = json.loads(data)["data"][0]
     assert status == 200 and set(item) == {"b64_json"}
-    url = json.loads(post(sim, {"model": "dall-e-2", "prompt": "p", "size": "256x256"})[2])["data"][0]["url"]
+    url = json.loads(post(sim, {"model": "dall-e-2", "prompt": "p", "size": "256x256"})[2])["data"][
+        0
+    ]["url"]
     path = url.split(str(sim.port), 1)[1]
     clock.advance(59)
     assert get(sim, path)[0] == 200
@@ -295,7 +301,10 @@ def test_openai_async_client_unchanged():
             client = openai.AsyncOpenAI(base_url=sim.base_url, api_key=KEY, max_retries=0)
             try:
                 results = await asyncio.gather(
-                    *(client.images.generate(model="gpt-image-1-mini", prompt=f"cat {i}") for i in range(5))
+                    *(
+                        client.images.generate(model="gpt-image-1-mini", prompt=f"cat {i}")
+                        for i in range(5)
+                    )
                 )
                 assert all(r.data[0].b64_json for r in results)
                 url = await client.images.generate(model="dall-e-2", prompt="dog", size="256x256")
@@ -304,7 +313,9 @@ def test_openai_async_client_unchanged():
                     await client.images.generate(model="gpt-image-1", prompt="[sim:server] x")
             finally:
                 await client.close()
-            assert sim.stats["ok"] == 6 and sim.stats["server"] == 1 and sim.stats.images_served == 6
+            assert (
+                sim.stats["ok"] == 6 and sim.stats["server"] == 1 and sim.stats.images_served == 6
+            )
 
     asyncio.run(scenario())
 
@@ -377,7 +388,9 @@ def test_directives_without_count_always_fault_and_chain_in_order(sim):
     assert status == 400 and "bogus" in error_of(status, data)["message"]
 
 
-@pytest.mark.parametrize("sim", [{"faults": {"server": 0.3, "content_policy": 0.2}, "seed": 7}], indirect=True)
+@pytest.mark.parametrize(
+    "sim", [{"faults": {"server": 0.3, "content_policy": 0.2}, "seed": 7}], indirect=True
+)
 def test_random_fault_rates_are_seeded_per_prompt_and_attempt(sim, make_sim):
     prompts = [f"job {i}" for i in range(200)]
     first = [post(sim, gpt(p))[0] for p in prompts]
@@ -389,7 +402,10 @@ def test_random_fault_rates_are_seeded_per_prompt_and_attempt(sim, make_sim):
     assert sim.stats["server"] == first.count(500) and sim.stats.received == 200
 
 
-@pytest.mark.parametrize(("cls", "status", "code"), [("quota", 429, "insufficient_quota"), ("auth", 401, "invalid_api_key")])
+@pytest.mark.parametrize(
+    ("cls", "status", "code"),
+    [("quota", 429, "insufficient_quota"), ("auth", 401, "invalid_api_key")],
+)
 def test_fail_after_n_successes(make_sim, cls, status, code):
     sim = make_sim(fail_after={cls: 3})
     answers = [post(sim, gpt(f"p{i}")) for i in range(6)]
@@ -444,7 +460,9 @@ def test_ipm_limit_counts_images_and_schedule_raises_rpm(make_sim):
 
 def test_live_config_update_and_reset(sim):
     assert post(sim, gpt("[sim:server*1] a"))[0] == 500
-    status, _, data = post(sim, json.dumps({"rpm": 60, "faults": "server=1"}).encode(), path="/_sim/config")
+    status, _, data = post(
+        sim, json.dumps({"rpm": 60, "faults": "server=1"}).encode(), path="/_sim/config"
+    )
     assert status == 200 and json.loads(data)["faults"] == {"server": 1.0}
     assert post(sim, gpt("b"))[0] == 500
     assert post(sim, gpt("c"))[0] == 429  # the 60 rpm bucket holds one request
@@ -463,7 +481,10 @@ def test_live_config_update_and_reset(sim):
 
 
 def test_parse_faults_and_cli_flags():
-    assert parse_faults("server=0.1, content_policy=0.05") == {"server": 0.1, "content_policy": 0.05}
+    assert parse_faults("server=0.1, content_policy=0.05") == {
+        "server": 0.1,
+        "content_policy": 0.05,
+    }
     with pytest.raises(SimConfigError, match="CLASS=RATE"):
         parse_faults("server")
     with pytest.raises(SimConfigError, match="unknown class 'serve'"):
@@ -477,7 +498,13 @@ def test_parse_faults_and_cli_flags():
         "--image-kb 48 --seed 1 --fail-after quota=5 --limit-schedule 0:60,30:120".split()
     )
     config = sim_config_from_args(args)
-    assert (config.rpm, config.latency_mean, config.tiny, config.image_kb, config.seed) == (60, 0.3, True, 48, 1)
+    assert (config.rpm, config.latency_mean, config.tiny, config.image_kb, config.seed) == (
+        60,
+        0.3,
+        True,
+        48,
+        1,
+    )
     assert config.faults == {"server": 0.1, "content_policy": 0.05}
     assert config.fail_after == {"quota": 5} and config.limit_schedule == ((0, 60), (30, 120))
     prefixed = argparse.ArgumentParser()
@@ -486,7 +513,13 @@ def test_parse_faults_and_cli_flags():
 
 
 def test_reset_durations_round_trip():
-    for seconds, text in [(0.02, "20ms"), (1.0, "1s"), (1.5, "1.5s"), (360.0, "6m0s"), (3723.0, "1h2m3s")]:
+    for seconds, text in [
+        (0.02, "20ms"),
+        (1.0, "1s"),
+        (1.5, "1.5s"),
+        (360.0, "6m0s"),
+        (3723.0, "1h2m3s"),
+    ]:
         assert format_duration(seconds) == text
         assert parse_reset_duration(text) == pytest.approx(seconds)
 

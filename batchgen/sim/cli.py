@@ -36,10 +36,14 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
         f"{p}fail-after", default="", metavar="auth=N|quota=N",
         help="every request after the Nth successful one fails with that class",
     )  # fmt: skip
-    group.add_argument(f"{p}retry-after", type=float, default=1.0, help="Retry-After of rate_limit faults, s")
+    group.add_argument(
+        f"{p}retry-after", type=float, default=1.0, help="Retry-After of rate_limit faults, s"
+    )
     group.add_argument(f"{p}hang", type=float, default=60.0, help="seconds a timeout fault hangs")
     group.add_argument(f"{p}tiny", action="store_true", help="64x64 images whatever the size")
-    group.add_argument(f"{p}image-kb", type=float, default=None, help="images of about this many KB")
+    group.add_argument(
+        f"{p}image-kb", type=float, default=None, help="images of about this many KB"
+    )
     group.add_argument(f"{p}extra-models", default="", help="more model names, comma-separated")
     group.add_argument(
         f"{p}api-key-env", default=None, metavar="VAR",

@@ -64,7 +64,9 @@ def directive_fault(directives: tuple[Directive, ...], attempt: int) -> str | No
 def _uniforms(seed: int, prompt: str, attempt: int) -> tuple[float, float]:
     digest = hashlib.blake2b(f"{seed}\x00{attempt}\x00{prompt}".encode(), digest_size=16).digest()
     scale = float(1 << 64)
-    return int.from_bytes(digest[:8], "little") / scale, int.from_bytes(digest[8:], "little") / scale
+    return int.from_bytes(digest[:8], "little") / scale, int.from_bytes(
+        digest[8:], "little"
+    ) / scale
 
 
 class FaultPlanner:
@@ -80,14 +82,18 @@ class FaultPlanner:
 
     def decide(self, config: SimConfig, prompt: str, directives: tuple[Directive, ...]) -> Decision:
         """Called once per request that passed auth, validation and the server limit."""
-        random_needed = bool(config.faults) or (config.latency_jitter > 0 and config.latency_mean > 0)
+        random_needed = bool(config.faults) or (
+            config.latency_jitter > 0 and config.latency_mean > 0
+        )
         attempt = 0
         if directives or random_needed:
             # counted only when it matters: a benchmark of a million distinct prompts with no
             # faults should not keep a million counters
             self.attempts[prompt] += 1
             attempt = self.attempts[prompt]
-        u_fault, u_latency = _uniforms(config.seed, prompt, attempt) if random_needed else (1.0, 0.5)
+        u_fault, u_latency = (
+            _uniforms(config.seed, prompt, attempt) if random_needed else (1.0, 0.5)
+        )
         latency = _latency(config, u_latency)
         fault = directive_fault(directives, attempt)
         if fault is not None:

@@ -130,7 +130,10 @@ class ServerLimiter:
         if self._schedule:
             self._apply_schedule(now)
         waits: list[tuple[float, str]] = []
-        for bucket, cost, name in ((self.requests, 1, "requests"), (self.images, n_images, "images")):
+        for bucket, cost, name in (
+            (self.requests, 1, "requests"),
+            (self.images, n_images, "images"),
+        ):
             if bucket is not None:
                 bucket.refill(now)
                 wait = bucket.wait_for(cost)
@@ -159,7 +162,9 @@ class ServerLimiter:
         return out
 
 
-def _retarget(bucket: TokenBucket | None, per_minute: float | None, now: float) -> TokenBucket | None:
+def _retarget(
+    bucket: TokenBucket | None, per_minute: float | None, now: float
+) -> TokenBucket | None:
     if not per_minute:
         return None
     if bucket is None:

@@ -47,7 +47,7 @@ class ApiError(Exception):
         status: int,
         message: str,
         *,
-        type: str = "invalid_request_error",  # noqa: A002 - the OpenAI field name
+        type: str = "invalid_request_error",  # the OpenAI field name
         param: str | None = None,
         code: str | None = None,
     ) -> None:
@@ -112,7 +112,9 @@ def validate(body: object, extra_models: tuple[str, ...] = ()) -> ImageRequest:
         raise ApiError(400, msg)
     model = body.get("model")
     if model is None:
-        model = "gpt-image-1" if any(body.get(p) is not None for p in _GPT_ONLY_PARAMS) else "dall-e-2"
+        model = (
+            "gpt-image-1" if any(body.get(p) is not None for p in _GPT_ONLY_PARAMS) else "dall-e-2"
+        )
     if not isinstance(model, str):
         raise _invalid("model", model, "a model name string")
     if model in GPT_IMAGE_MODELS:
@@ -171,14 +173,19 @@ def _validate_gpt(body: dict[str, Any], model: str, prompt: str, n: int) -> Imag
     background = _choice(body, "background", ("transparent", "opaque", "auto"), "auto")
     _choice(body, "moderation", ("low", "auto"), "auto")
     if body.get("response_format") not in (None, "b64_json"):
-        msg = f"Invalid 'response_format': {model} always returns b64_json images; drop the parameter."
+        msg = (
+            f"Invalid 'response_format': {model} always returns b64_json images; "
+            "drop the parameter."
+        )
         raise ApiError(400, msg, param="response_format", code="invalid_value")
     if body.get("style") is not None:
         msg = "Invalid 'style': only supported for dall-e-3."
         raise ApiError(400, msg, param="style", code="invalid_value")
     compression = body.get("output_compression")
     if compression is not None and (
-        isinstance(compression, bool) or not isinstance(compression, int) or not 0 <= compression <= 100
+        isinstance(compression, bool)
+        or not isinstance(compression, int)
+        or not 0 <= compression <= 100
     ):
         raise _invalid("output_compression", compression, "an integer from 0 to 100")
     if background == "transparent" and output_format == "jpeg":
@@ -193,7 +200,8 @@ def _validate_gpt(body: dict[str, Any], model: str, prompt: str, n: int) -> Imag
     return ImageRequest(
         model=model, family="gpt", prompt=prompt, n=n, width=width, height=height,
         size=f"{width}x{height}", quality=quality, output_format=output_format,
-        response_format="b64_json", background="transparent" if background == "transparent" else "opaque",
+        response_format="b64_json",
+        background="transparent" if background == "transparent" else "opaque",
     )  # fmt: skip
 
 
@@ -227,7 +235,9 @@ def _validate_extra(body: dict[str, Any], model: str, prompt: str, n: int) -> Im
     # aggregator per-image models take many dialects; accept any WxH and answer b64 PNG/JPEG
     size = body.get("size") or "1024x1024"
     width, height = (1024, 1024) if size == "auto" else _parse_size(str(size), param_value=size)
-    output_format = body.get("output_format") if body.get("output_format") in ("jpeg", "webp") else "png"
+    output_format = (
+        body.get("output_format") if body.get("output_format") in ("jpeg", "webp") else "png"
+    )
     return ImageRequest(
         model=model, family="extra", prompt=prompt, n=n, width=width, height=height,
         size=f"{width}x{height}", quality=None, output_format=output_format,

@@ -101,7 +101,9 @@ def _picture(width: int, height: int, key: ImageKey) -> Image.Image:
     # linear_gradient is 256x256 black→white top to bottom; resizing it is far cheaper than
     # drawing a gradient line by line on a 4K canvas
     mask = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270))).resize((width, height))
-    img = Image.composite(Image.new("RGB", (width, height), c1), Image.new("RGB", (width, height), c2), mask)
+    img = Image.composite(
+        Image.new("RGB", (width, height), c1), Image.new("RGB", (width, height), c2), mask
+    )
     draw = ImageDraw.Draw(img)
     unit = max(4, min(width, height) // 8)
     for _ in range(6):
@@ -109,16 +111,22 @@ def _picture(width: int, height: int, key: ImageKey) -> Image.Image:
         r = rng.randrange(unit // 2, unit * 2)
         fill = tuple(rng.randrange(256) for _ in range(3))
         if rng.random() < 0.5:
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=fill, outline=(0, 0, 0), width=max(1, r // 12))
+            draw.ellipse(
+                (x - r, y - r, x + r, y + r), fill=fill, outline=(0, 0, 0), width=max(1, r // 12)
+            )
         else:
-            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=fill, outline=(255, 255, 255))
+            draw.rectangle(
+                (x - r, y - r // 2, x + r, y + r // 2), fill=fill, outline=(255, 255, 255)
+            )
     for gx in range(0, width, unit):
         draw.line((gx, 0, gx, height), fill=(0, 0, 0), width=1)
     for gy in range(0, height, unit):
         draw.line((0, gy, width, gy), fill=(0, 0, 0), width=1)
     if key.transparent:
         alpha = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(alpha).ellipse((width // 8, height // 8, width * 7 // 8, height * 7 // 8), fill=255)
+        ImageDraw.Draw(alpha).ellipse(
+            (width // 8, height // 8, width * 7 // 8, height * 7 // 8), fill=255
+        )
         img.putalpha(alpha)
     return img
 

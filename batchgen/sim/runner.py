@@ -137,7 +137,9 @@ def sim_in_thread(
         thread.join(timeout=10)
 
 
-async def serve_forever(config: SimConfig | None = None, host: str = LOOPBACK, port: int = 8000) -> None:
+async def serve_forever(
+    config: SimConfig | None = None, host: str = LOOPBACK, port: int = 8000
+) -> None:
     """Serve until cancelled (Ctrl-C), printing the base URL clients should use."""
     async with run_sim(config, host=host, port=port) as sim:
         print(f"batchgen simulator listening: base URL {sim.base_url}", flush=True)

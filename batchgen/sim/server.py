@@ -1,9 +1,9 @@
 """The simulator's HTTP surface: an OpenAI-compatible ``POST /v1/images/generations`` on aiohttp.
 
-    POST /v1/images/generations    (also /images/generations)  the images API
-    GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
-    GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
-    GET  /_sim/config  POST /_sim/config                        the accepted list); live knobs
+POST /v1/images/generations    (also /images/generations)  the images API
+GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
+GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
+GET  /_sim/config  POST /_sim/config                        the accepted list); live knobs
 """
 
 from __future__ import annotations
@@ -122,8 +122,12 @@ class SimServer:
         if not verdict.allowed:
             self.stats.record_outcome(SERVER_RATE_LIMITED)
             limit = self.limiter.current_rpm() if verdict.limited_by == "requests" else config.ipm
-            err = responses.server_rate_limited(req.model, verdict.limited_by or "requests", limit, verdict.retry_after_s)
-            return self._json(429, err.body(), request_id, started, responses.retry_headers(verdict.retry_after_s))
+            err = responses.server_rate_limited(
+                req.model, verdict.limited_by or "requests", limit, verdict.retry_after_s
+            )
+            return self._json(
+                429, err.body(), request_id, started, responses.retry_headers(verdict.retry_after_s)
+            )
         self.stats.record_accepted(self._monotonic(), req.n)
 
         decision = self._planner.decide(config, req.prompt, directives)
@@ -146,7 +150,9 @@ class SimServer:
         if fault == "server_html":
             self.stats.record_outcome(fault)
             headers = self._headers(request_id, started)
-            return web.Response(status=503, text=responses.HTML_503, content_type="text/html", headers=headers)
+            return web.Response(
+                status=503, text=responses.HTML_503, content_type="text/html", headers=headers
+            )
 
         images = await self._rendered(req, config)
         payload = self._success_body(request, req, images, fault)
@@ -179,7 +185,8 @@ class SimServer:
         for i in range(req.n):
             key = ImageKey(
                 width, height, req.output_format, req.transparent,
-                variant_of(req.prompt, i, config.variants), config.seed, config.tiny, config.image_kb,
+                variant_of(req.prompt, i, config.variants), config.seed, config.tiny,
+                config.image_kb,
             )  # fmt: skip
             found = self._images.peek(key)
             out.append(found if found is not None else await self._render_once(key))
@@ -210,7 +217,12 @@ class SimServer:
         return b'{"created":%d,"data":[' % created + b",".join(items) + b"]" + sep + tail
 
     def _url_item(
-        self, request: web.Request, req: ImageRequest, img: Rendered, fault: str | None, revised: str | None
+        self,
+        request: web.Request,
+        req: ImageRequest,
+        img: Rendered,
+        fault: str | None,
+        revised: str | None,
     ) -> bytes:
         file_id = f"img-{self.config.seed:x}-{next(self._request_ids):x}"
         source: bytes | None = img.data
@@ -219,7 +231,9 @@ class SimServer:
         elif fault == "bad_base64":
             source = None  # the download fails: a url that answers 404
         self._store_file(file_id, source)
-        item: dict[str, str] = {"url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"}
+        item: dict[str, str] = {
+            "url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
+        }
         if revised is not None:
             item["revised_prompt"] = revised
         return json.dumps(item).encode()
@@ -235,7 +249,8 @@ class SimServer:
         found = self._files.get(file_id)
         if found is None or found[0] is None or found[1] < self._monotonic():
             self._files.pop(file_id, None)
-            msg = f"Image {file_id!r} does not exist or its url expired (urls live {self.config.url_ttl_s:g} s)."
+            ttl = self.config.url_ttl_s
+            msg = f"Image {file_id!r} does not exist or its url expired (urls live {ttl:g} s)."
             return web.json_response(ApiError(404, msg, code="not_found").body(), status=404)
         self._files.move_to_end(file_id)
         self.stats.record_download()
@@ -257,7 +272,9 @@ class SimServer:
         raise asyncio.CancelledError
 
     # -- answers ---------------------------------------------------------------------------
-    def _headers(self, request_id: str, started: float, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(
+        self, request_id: str, started: float, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         headers = self.limiter.headers()
         headers["x-request-id"] = request_id
         headers["openai-processing-ms"] = str(math.ceil((time.perf_counter() - started) * 1000))
@@ -266,10 +283,20 @@ class SimServer:
         return headers
 
     def _json(
-        self, status: int, body: dict[str, Any], request_id: str, started: float, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        body: dict[str, Any],
+        request_id: str,
+        started: float,
+        extra: dict[str, str] | None = None,
     ) -> web.Response:
         headers = self._headers(request_id, started, extra)
-        return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+        return web.Response(
+            status=status,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            headers=headers,
+        )
 
     # -- control routes --------------------------------------------------------------------
     async def handle_stats(self, request: web.Request) -> web.Response:
@@ -287,7 +314,7 @@ class SimServer:
         try:
             knobs = await request.json()
             if not isinstance(knobs, dict):
-                msg = "POST /_sim/config takes a JSON object of knobs, e.g. {\"rpm\": 60}"
+                msg = 'POST /_sim/config takes a JSON object of knobs, e.g. {"rpm": 60}'
                 raise SimConfigError(msg)
             self.update(**knobs)
         except (ValueError, TypeError) as exc:

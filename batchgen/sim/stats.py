@@ -91,7 +91,9 @@ class SimStats:
                 "accepted_count": len(self._accepted_t),
             }
             if timeline:
-                out["accepted"] = [[t, n] for t, n in zip(self._accepted_t, self._accepted_n, strict=True)]
+                out["accepted"] = [
+                    [t, n] for t, n in zip(self._accepted_t, self._accepted_n, strict=True)
+                ]
         return out
 
     def __getitem__(self, outcome: str) -> int:
