@@ -18,17 +18,16 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
     """Messages (without FILE:LINE) for everything the job's model would refuse."""
     body = job.body
     model = body.get("model")
-    problems = _check_n(body.get("n", 1), None)
     if not model:
-        problems.append(
+        return [
             'no "model": set it in the job or pass --model '
             "(the API would silently fall back to dall-e-2)"
-        )
-        return problems
+        ]
     limits = models_table.constraints_for(str(model))
     if limits is None:
-        return problems
-    problems = _check_n(body.get("n", 1), limits)
+        # the job reader already checked n's type and 1–10; nothing more is known
+        return []
+    problems = _check_n(body.get("n"), str(model), limits)
     problems += _check_size(body.get("size"), str(model), limits)
     problems += _check_quality(body.get("quality"), str(model), limits)
     problems += _check_prompt(body.get("prompt"), str(model), limits)
@@ -36,18 +35,16 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
     return problems
 
 
-def _check_n(n: Any, limits: Constraints | None) -> list[str]:
+def _check_n(n: Any, model: str, limits: Constraints) -> list[str]:
     if n is None:
         return []
     if not isinstance(n, int) or isinstance(n, bool):
         return [f'"n" must be a whole number, got {n!r}']
-    low, high = (limits.n_min, limits.n_max) if limits else (1, 10)
-    if low <= n <= high:
+    if limits.n_min <= n <= limits.n_max:
         return []
-    if low == high:
-        return [f'"n" is {n} but {limits.name if limits else "this model"} takes only n={low}: '
-                f"split it into {n} jobs"]
-    return [f'"n" is {n}, outside {low}–{high}: split it into several jobs']
+    if limits.n_min == limits.n_max:
+        return [f'"n" is {n} but {model} takes only n={limits.n_min}: split it into {n} jobs']
+    return [f'"n" is {n}, outside {limits.n_min}–{limits.n_max}: split it into several jobs']
 
 
 def _check_size(size: Any, model: str, limits: Constraints) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from batchgen.jobs.model import Job
 from batchgen.money.cost import SOURCE_TABLE, SOURCE_UNKNOWN, estimate_job
@@ -70,7 +70,7 @@ class Quote:
     high_usd: float
     wall: WallTime
     unknown_models: tuple[str, ...] = ()
-    price_files: tuple[str, ...] = field(default=())
+    price_files: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
