@@ -212,6 +212,7 @@ def _validate_dalle(
         if body.get(param) is not None:
             msg = f"Invalid '{param}': only supported for the GPT image models, not {model}."
             raise ApiError(400, msg, param=param, code="invalid_value")
+    qualities: tuple[str, ...]
     if family == "dall-e-3":
         sizes, qualities = DALLE3_SIZES, ("standard", "hd", "auto")
         _choice(body, "style", ("vivid", "natural"), "vivid")
@@ -235,9 +236,8 @@ def _validate_extra(body: dict[str, Any], model: str, prompt: str, n: int) -> Im
     # aggregator per-image models take many dialects; accept any WxH and answer b64 PNG/JPEG
     size = body.get("size") or "1024x1024"
     width, height = (1024, 1024) if size == "auto" else _parse_size(str(size), param_value=size)
-    output_format = (
-        body.get("output_format") if body.get("output_format") in ("jpeg", "webp") else "png"
-    )
+    asked = body.get("output_format")
+    output_format = asked if asked in ("jpeg", "webp") else "png"
     return ImageRequest(
         model=model, family="extra", prompt=prompt, n=n, width=width, height=height,
         size=f"{width}x{height}", quality=None, output_format=output_format,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -59,8 +60,7 @@ async def run_sim(
     ``clock`` drives the server's rate limiter and its accepted-request timeline, so a test
     can make the smooth limit exact; latency and hangs still use real (loop) time.
     """
-    kwargs = {"monotonic": clock.monotonic} if clock is not None else {}
-    server = SimServer(config, **kwargs)
+    server = SimServer(config, monotonic=clock.monotonic if clock is not None else time.monotonic)
     runner = web.AppRunner(
         server.app(),
         handle_signals=False,
