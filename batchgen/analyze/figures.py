@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.analyze.load import Manifest, floats, seconds, strings
-from batchgen.errors import Action, ErrorClass
+from batchgen.errors import ErrorClass
+from batchgen.runlog.state import (
+    DONE,
+    FAILED,
+    RETRYABLE_FAILED,
+    crashed_inflight,
+    states_from_table,
+)
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 CORE_COLUMNS = [
@@ -38,7 +46,10 @@ CORE_COLUMNS = [
     "model",
     "quality",
     "size",
+    "fingerprint",
 ]
+# what batchgen.runlog.state needs to decide each job's state
+STATE_COLUMNS = ["job_id", "session", "status", "final", "error_class", "fingerprint"]
 
 PERCENTILES = (50, 90, 95, 99)
 # Bin widths for "throughput over time": the smallest that keeps a chart under ~120 bars.
@@ -61,14 +72,17 @@ class Columns:
     finished_at: np.ndarray
     image_count: np.ndarray
     cost_usd: np.ndarray
+    ok: np.ndarray
+    sent: np.ndarray  # rows that are attempts (a request went out), not jobs skipped unsent
     table: pa.Table
 
     @classmethod
     def from_table(cls, table: pa.Table) -> "Columns":
+        status = strings(table["status"])
         return cls(
             job_id=table["job_id"],
             session=floats(table["session"]),
-            status=strings(table["status"]),
+            status=status,
             final=pc.fill_null(table["final"], False).to_numpy(zero_copy_only=False),
             error_class=strings(table["error_class"]),
             error_code=strings(table["error_code"]),
@@ -78,17 +92,10 @@ class Columns:
             finished_at=seconds(table["finished_at"]),
             image_count=floats(table["image_count"]),
             cost_usd=floats(table["cost_usd"]),
+            ok=status == STATUS_OK,
+            sent=(status == STATUS_OK) | (status == STATUS_ERROR),
             table=table,
         )
-
-    @property
-    def ok(self) -> np.ndarray:
-        return self.status == STATUS_OK
-
-    @property
-    def sent(self) -> np.ndarray:
-        """Rows that are attempts (a request went out), not jobs skipped before sending."""
-        return (self.status == STATUS_OK) | (self.status == STATUS_ERROR)
 
     def images_per_row(self) -> np.ndarray:
         # An ok row whose writer left image_count null still saved at least one image.
@@ -108,45 +115,22 @@ def _stats(values: np.ndarray) -> dict[str, float | None]:
     return out
 
 
-def _pending_classes() -> set[str]:
-    """Classes that leave a job pending (resume retries it) rather than failed."""
-    return {str(c) for c in ErrorClass if c.action in (Action.PENDING, Action.STOP_RUN)}
-
-
 def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
-    """succeeded: some attempt saved images.  failed: the job's last final row (latest
-    session) is an error of a class that fails a job (content_policy, bad_request, or a
-    retryable class out of attempts).  pending: the rest of run.json's job total, including
-    jobs stopped by auth/quota/budget/cancel and jobs never taken."""
-    ok_jobs = pc.unique(cols.job_id.filter(pa.array(cols.ok)))
-    succeeded = len(ok_jobs)
-
-    final_idx = np.flatnonzero(cols.final)
-    order = final_idx[np.argsort(cols.session[final_idx], kind="stable")]
-    finals = pa.table(
-        {
-            "job_id": cols.job_id.take(pa.array(order)),
-            "status": pa.array(cols.status[order], pa.string()),
-            "error_class": pa.array(cols.error_class[order], pa.string()),
-        }
-    )
-    # use_threads=False keeps input order, so "last" is the latest session's final row.
-    last = finals.group_by("job_id", use_threads=False).aggregate(
-        [("status", "last"), ("error_class", "last")]
-    )
-    last_status = strings(last["status_last"])
-    last_class = strings(last["error_class_last"])
-    not_ok = ~np.asarray(pc.is_in(last["job_id"], ok_jobs).to_numpy(zero_copy_only=False))
-    failing = (last_status == STATUS_ERROR) & not_ok
-    failing &= ~np.isin(last_class, list(_pending_classes()))
-    failed_ids = last["job_id"].filter(pa.array(failing))
-    classes, counts = np.unique(last_class[failing], return_counts=True)
+    """Job states are resume's own (``batchgen.runlog.state``: a job's last final row
+    decides), so the report and resume never disagree.  succeeded = done; failed = failed
+    for good (content_policy, bad_request) or out of attempts on a retryable class; pending =
+    the rest of run.json's total: stopped by auth/quota/budget/cancel, cut mid-job by a crash,
+    or never taken."""
+    states = states_from_table(cols.table.select(STATE_COLUMNS)).table
+    state = strings(states["state"])
+    failing = (state == FAILED) | (state == RETRYABLE_FAILED)
+    succeeded = int((state == DONE).sum())
     failed = int(failing.sum())
+    classes, counts = np.unique(strings(states["error_class"])[failing], return_counts=True)
 
-    seen_jobs = len(pc.unique(cols.job_id))
+    seen_jobs = states.num_rows
     total = manifest.jobs if manifest.jobs is not None else seen_jobs
     decided = succeeded + failed
-
     sent_ids = cols.job_id.filter(pa.array(cols.sent))
     per_job = pc.value_counts(sent_ids).field("counts").to_numpy(zero_copy_only=False)
     attempts = int(cols.sent.sum())
@@ -165,7 +149,7 @@ def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
             "mean": float(per_job.mean() - 1) if per_job.size else None,
             "max": int(per_job.max() - 1) if per_job.size else None,
         },
-        "_failed_ids": failed_ids,
+        "_failed_ids": states["job_id"].filter(pa.array(failing)),
     }
 
 
@@ -334,12 +318,17 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
     }
 
 
-def possibly_billed_twice(cols: Columns) -> int:
+def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> int:
     """Jobs in flight when a session crashed: the provider may have billed an answer we never
-    saw, and resume sends them again.  Convention with the run log: error_class cancelled,
-    error_code ``in_flight_at_crash``."""
+    saw, and resume sends them again.  Two sources, united: the log's rows with error_class
+    cancelled and error_code ``in_flight_at_crash``, and the in-flight files that
+    ``batchgen.runlog.state.crashed_inflight`` reads for crashed or unended sessions."""
     mask = (cols.error_class == ErrorClass.CANCELLED) & (cols.error_code == "in_flight_at_crash")
-    return len(pc.unique(cols.job_id.filter(pa.array(mask))))
+    ids = set(pc.unique(cols.job_id.filter(pa.array(mask))).to_pylist())
+    crashed = [s.session for s in manifest.sessions if s.how in (None, "crashed")]
+    if crashed:
+        ids |= crashed_inflight(run_dir, crashed)
+    return len(ids)
 
 
 def skipped_rows(cols: Columns) -> int:

@@ -45,11 +45,12 @@ def recommend(
 
 
 def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
-    seen = set(fig["errors"]) | set(fig["skipped"]) | {s.get("how") for s in fig["sessions"]}
+    """auth / quota stop the run, budget leaves jobs unsent: say the class's remedy."""
+    endings = {s.get("how") for s in fig["sessions"]}
     out = []
-    for cls in (ErrorClass.AUTH, ErrorClass.QUOTA):
-        if str(cls) in seen:
-            count = fig["errors"].get(str(cls), 0) + fig["skipped"].get(str(cls), 0)
+    for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):
+        count = fig["errors"].get(str(cls), 0) + fig["skipped"].get(str(cls), 0)
+        if count or f"stopped_{cls}" in endings:
             out.append(Recommendation(f"stop_{cls}", cls.remedy, {"rows": count}))
     return out
 

@@ -56,7 +56,7 @@ def analyze_run(
         **F.latency_figures(cols),
         **F.rate_limit_figures(cols, throughput["active_s"]),
         **F.cost_figures(cols, throughput["images"]),
-        "possibly_billed_twice": F.possibly_billed_twice(cols),
+        "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
         **failure_figures(run_dir, failed_ids),
         "series": series,
     }

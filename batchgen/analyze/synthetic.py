@@ -54,7 +54,10 @@ def synthetic_log(
     duration_s: float = 3600.0,
     max_attempts: int = 4,
     timeout_s: float = 60.0,
+    groups: tuple[tuple[str, str, str, float], ...] = GROUPS,
 ) -> pa.Table:
+    """One row per attempt of ``jobs`` jobs; each job is one (model, quality, size, price)
+    of ``groups``, drawn at random."""
     rng = np.random.default_rng(seed)
     taken = jobs - int(round(jobs * faults.never_taken))
     job = np.arange(taken)
@@ -85,13 +88,13 @@ def synthetic_log(
     status = np.where(ok, "ok", "error")
     final = last | crash_row
 
-    g = rng.integers(0, len(GROUPS), taken)[row_job]
+    g = rng.integers(0, len(groups), taken)[row_job]
     finished = start + (np.arange(nrows) + rng.random(nrows)) * (duration_s / nrows)
     finished = np.where(session == 2, finished + duration_s, finished)
     latency = rng.lognormal(np.log(4.0), 0.5, nrows)
     latency = np.where(cls == "timeout", timeout_s, latency)
     latency = np.where(cls == "rate_limit", 0.05, latency)
-    price = np.array([p for *_, p in GROUPS])[g]
+    price = np.array([p for *_, p in groups])[g]
     unknown = ok & (rng.random(nrows) < faults.unknown_cost)
     cost = np.where(ok & ~unknown, price, 0.0)
     job_ids = np.char.add("job-", np.char.zfill(row_job.astype(str), 7))
@@ -112,10 +115,10 @@ def synthetic_log(
         "error_code": pa.array([CODES.get(c) if c else None for c in cls], pa.string()),
         "error_message": pa.array([MESSAGES.get(c) if c else None for c in cls], pa.string()),
         "provider": pa.array(np.full(nrows, "sim")),
-        "model": pa.array(np.array([m for m, *_ in GROUPS])[g]),
+        "model": pa.array(np.array([m for m, *_ in groups])[g]),
         "prompt": pa.array(prompts),
-        "size": pa.array(np.array([s for _, _, s, _ in GROUPS])[g]),
-        "quality": pa.array(np.array([qq for _, qq, _, _ in GROUPS])[g]),
+        "size": pa.array(np.array([s for _, _, s, _ in groups])[g]),
+        "quality": pa.array(np.array([qq for _, qq, _, _ in groups])[g]),
         "n": pa.array(np.ones(nrows, np.int32)),
         "queued_at": _ts(started - wait - 0.01),
         "started_at": _ts(started),
@@ -179,3 +182,43 @@ def write_run(
     }
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return run_dir
+
+
+def table_from_rows(rows: list[dict]) -> pa.Table:
+    """Log rows (dicts keyed by schema columns; missing keys are null) as a log table;
+    float timestamps are epoch seconds, as the run log's writer takes them."""
+    ts = [n for n in SCHEMA.names if pa.types.is_timestamp(SCHEMA.field(n).type)]
+    fixed = []
+    for r in rows:
+        r = dict(r)
+        for n in ts:
+            if isinstance(r.get(n), (int, float)):
+                r[n] = int(r[n] * 1e6)
+        fixed.append(r)
+    raw = pa.schema([pa.field(f.name, pa.int64()) if f.name in ts else f for f in SCHEMA])
+    return pa.Table.from_pylist(fixed, schema=raw).cast(SCHEMA)
+
+
+def _measure(rows: int = 1_000_000) -> None:
+    """``python -m batchgen.analyze.synthetic [JOBS]``: time the report on a synthetic log."""
+    import sys
+    import tempfile
+    import time
+
+    from batchgen.analyze.run import analyze_run
+    from batchgen.report import to_json
+
+    jobs = int(sys.argv[1]) if len(sys.argv) > 1 else rows
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        table = synthetic_log(jobs)
+        run = write_run(Path(tmp) / "run", table, jobs=jobs)
+        t1 = time.perf_counter()
+        report = analyze_run(run, image_checks=False)
+        to_json(report)
+        t2 = time.perf_counter()
+    print(f"{table.num_rows:,} rows: generated in {t1 - t0:.1f} s, reported in {t2 - t1:.1f} s")
+
+
+if __name__ == "__main__":
+    _measure()
