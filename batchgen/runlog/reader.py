@@ -47,11 +47,11 @@ def read_log(
         raise KeyError(msg)
     last: Exception | None = None
     for attempt in range(_RETRIES):
-        paths = log_files(log_dir)
-        if not paths:
-            empty = schema.SCHEMA.empty_table()
-            return empty.select(columns) if columns is not None else empty
         try:
+            paths = log_files(log_dir)
+            if not paths:
+                empty = schema.SCHEMA.empty_table()
+                return empty.select(columns) if columns is not None else empty
             dataset = ds.dataset([str(p) for p in paths], schema=schema.SCHEMA, format="parquet")
             return dataset.to_table(columns=columns, filter=filter)
         except (FileNotFoundError, OSError) as e:
