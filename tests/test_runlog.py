@@ -149,7 +149,8 @@ def test_readable_by_dataset_duckdb_and_pandas_while_writer_is_open(log_dir: Pat
         assert ds.dataset(log_dir, format="parquet").to_table().num_rows == 30
         glob = str(log_dir / "*.parquet")
         con = duckdb.connect()
-        n, cost = con.execute(f"select count(*), sum(cost_usd) from read_parquet('{glob}')").fetchone()
+        query = f"select count(*), sum(cost_usd) from read_parquet('{glob}')"
+        n, cost = con.execute(query).fetchone()
         con.close()
         assert n == 30 and cost == pytest.approx(0.30)
         df = pd.read_parquet(log_dir)
@@ -263,7 +264,8 @@ def job_ids(log_dir: Path) -> list[str]:
 def duckdb_count(log_dir: Path) -> int:
     con = duckdb.connect()
     try:
-        return con.execute(f"select count(*) from read_parquet('{log_dir}/*.parquet')").fetchone()[0]
+        query = f"select count(*) from read_parquet('{log_dir}/*.parquet')"
+        return con.execute(query).fetchone()[0]
     finally:
         con.close()
 

@@ -107,7 +107,7 @@ def states_from_table(t: pa.Table, inflight_at_crash: frozenset[str] = frozenset
     last = _last_index(codes, every, len(ids))
     last_final = _last_index(codes, every[final], len(ids))
 
-    session = t["session"].to_numpy() if n else np.zeros(0, np.int32)
+    session = pc.fill_null(t["session"], 0).to_numpy() if n else np.zeros(0, np.int32)
     unfinished = (last_final < 0) | (session[last] > session[np.maximum(last_final, 0)])
     status = _take_or_null(t["status"], last_final)
     ec = _take_or_null(t["error_class"], last_final)
@@ -203,7 +203,8 @@ def remaining(
     state = logged["state"].take(pos)
     edited = pc.fill_null(pc.not_equal(jobs["job_fp"], logged["fingerprint"].take(pos)), False)
     rerun_states = [PENDING, UNFINISHED, RETRYABLE_FAILED] + ([FAILED] if retry_failed else [])
-    run = pc.or_(pc.or_(pc.invert(in_log), edited), pc.is_in(state, value_set=pa.array(rerun_states)))
+    by_state = pc.is_in(state, value_set=pa.array(rerun_states))
+    run = pc.or_(pc.or_(pc.invert(in_log), edited), by_state)
     not_run = pc.invert(run)
     run_ids = frozenset(jobs["job_id"].filter(run).to_pylist())
     seen = np.zeros(len(logged), dtype=bool)
