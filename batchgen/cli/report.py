@@ -32,20 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    console = Console()
-    err = Console(stderr=True)
+    # plain stderr, not rich: a message must not be re-wrapped or styled
     if len(args.run_dirs) > 2:
-        err.print(f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})")
+        print(f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})",
+              file=sys.stderr)
         return 2
     for d in args.run_dirs:
         if not Path(d).is_dir():
-            err.print(f"batchgen report: {d} is not a run directory; pass the folder holding "
-                      "run.json and log/ (see `batchgen run --run-dir`)", markup=False)
+            print(f"batchgen report: {d} is not a run directory; pass the folder holding "
+                  "run.json and log/ (see `batchgen run --run-dir`)", file=sys.stderr)
             return 2
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
-    path = write(data, args.format, args.output, console)
+    path = write(data, args.format, args.output, Console())
     if path is not None and args.format == "html":
-        err.print(f"report written to {path}", markup=False, highlight=False)
+        print(f"report written to {path}", file=sys.stderr)
     return 0
 
 

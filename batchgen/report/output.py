@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,10 @@ def write(
     if out:
         Path(out).write_text(text, encoding="utf-8")
         return Path(out)
-    (console or Console()).out(text, highlight=False)
+    # JSON and Markdown are data: written as is, never wrapped or styled by rich
+    target = console.file if console is not None else sys.stdout
+    target.write(text)
+    target.flush()
     return None
 
 

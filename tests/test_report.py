@@ -1,0 +1,161 @@
+"""Report formats: JSON against its schema, text and Markdown, compare, and the CLI wiring."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+from rich.console import Console
+
+from batchgen.analyze.synthetic import Faults, synthetic_log, table_from_rows, write_run
+from batchgen.cli.report import cmd_report, print_run_summary, register
+from batchgen.report import build, to_json, write
+
+SCHEMA = json.loads(resources.files("batchgen.report").joinpath("schema.json").read_text())
+HOSTILE = "<script>alert(1)</script> | [bold]not markup[/bold] `tick`"
+GOOD = Faults(rate_limit=0.01, server=0.01, timeout=0, content_policy=0.0, never_taken=0,
+              in_flight_at_crash=0, unknown_cost=0)
+BAD = Faults(rate_limit=0.3, server=0.1, timeout=0.05, content_policy=0.05, never_taken=0.1,
+             in_flight_at_crash=0.01, unknown_cost=0.02)
+
+
+def validate(doc: dict) -> None:
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path]:
+    a = write_run(tmp_path / "a", synthetic_log(800, faults=BAD, seed=1), jobs=800,
+                  settings={"rpm": 600, "timeout": 60, "api_key": "sk-live-SECRET123456789"})
+    b = write_run(tmp_path / "b", synthetic_log(800, faults=GOOD, seed=2), jobs=800)
+    hostile = [{"run_id": "h", "session": 1, "job_id": "evil", "attempt": 1, "status": "error",
+                "final": True, "error_class": "content_policy", "http_status": 400,
+                "error_message": HOSTILE, "prompt": HOSTILE}]
+    extra = table_from_rows(hostile)
+    import pyarrow.parquet as pq
+
+    pq.write_table(extra, a / "log" / "part-00001-900000.parquet")
+    return a, b
+
+
+def test_json_has_stable_keys_and_matches_schema(runs):
+    a, _ = runs
+    doc = json.loads(to_json(build([a])))
+    validate(doc)
+    for key in ("jobs_total", "jobs_succeeded", "jobs_failed", "jobs_pending", "success_rate",
+                "attempts", "images", "latency_s", "images_per_min", "rate_limited_share",
+                "cost_usd_total", "cost_per_image_usd", "errors", "ratings", "recommendations",
+                "image_checks"):
+        assert key in doc
+    assert set(doc["latency_s"]) == {"p50", "p90", "p95", "p99", "max", "mean"}
+    assert doc["image_checks"]["enabled"] is True
+    # the images of a synthetic run were never written: every one is reported missing
+    assert doc["image_checks"]["counts"]["missing"] == doc["images"] > 0
+
+
+def test_schema_rejects_a_report_missing_a_key(runs):
+    a, _ = runs
+    doc = json.loads(to_json(build([a], image_checks=False)))
+    del doc["cost_per_image_usd"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+def test_secret_setting_never_reaches_any_format(runs, tmp_path):
+    a, b = runs
+    data = build([a, b], image_checks=False)
+    outs = []
+    for fmt in ("json", "md", "text", "html"):
+        out = tmp_path / f"out.{fmt}"
+        write(data, fmt, out)
+        outs.append(out.read_text())
+    assert all("SECRET123456789" not in o and "api_key" not in o for o in outs)
+
+
+def test_compare_deltas_in_every_format(runs, tmp_path):
+    a, b = runs
+    data = build([a, b], image_checks=False)
+    validate(json.loads(to_json(data)))
+    ra, rb = data["runs"]
+    d = data["deltas"]
+    assert d["success_rate"]["delta"] == pytest.approx(rb["success_rate"] - ra["success_rate"])
+    assert d["latency_p95_s"]["delta"] == pytest.approx(rb["latency_s"]["p95"] - ra["latency_s"]["p95"])
+    assert d["images_per_min"]["delta"] == pytest.approx(rb["images_per_min"] - ra["images_per_min"])
+    assert d["cost_per_image_usd"]["delta"] == pytest.approx(
+        rb["cost_per_image_usd"] - ra["cost_per_image_usd"])
+    assert d["success_rate"]["better"] is True  # B is the clean run
+    assert d["rate_limited_share"]["better"] is True
+
+    pt = f"{d['success_rate']['delta'] * 100:+.1f} pt"
+    for fmt in ("text", "md", "html"):
+        out = tmp_path / f"cmp.{fmt}"
+        write(data, fmt, out)
+        text = out.read_text()
+        assert pt in text, fmt
+        assert "A: a" in text and "B: b" in text
+
+
+def test_text_report_shows_figures_and_hostile_text_verbatim(runs):
+    a, _ = runs
+    data = build([a], image_checks=False)
+    buf = io.StringIO()
+    write(data, "text", console=Console(file=buf, width=200, no_color=True))
+    out = buf.getvalue()
+    assert f"{data['jobs_succeeded']:,}" in out and f"{data['jobs_pending']:,}" in out
+    assert "[bold]not markup[/bold]" in out  # rich markup in a prompt is not interpreted
+    assert "batchgen resume" in out
+    assert "possibly billed twice" in out
+
+
+def test_markdown_escapes_user_text(runs, tmp_path):
+    a, _ = runs
+    out = tmp_path / "r.md"
+    write(build([a], image_checks=False), "md", out)
+    md = out.read_text()
+    assert "<script>" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\|" in md
+    assert md.startswith("# batchgen report — a")
+
+
+def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
+    a, b = runs
+    parser = argparse.ArgumentParser(prog="batchgen")
+    register(parser.add_subparsers(dest="command"))
+
+    args = parser.parse_args(["report", str(a), "--format", "json", "--no-image-checks"])
+    assert args.func is cmd_report
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    validate(doc)
+    assert doc["image_checks"] == {"enabled": False}
+
+    args = parser.parse_args(["report", str(a), "--format", "html", "--no-image-checks"])
+    assert args.func(args) == 0
+    assert (a / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+    out = tmp_path / "cmp.json"
+    args = parser.parse_args(["report", str(a), str(b), "--format", "json", "-o", str(out),
+                              "--no-image-checks"])
+    assert args.func(args) == 0
+    assert json.loads(out.read_text())["compare"] is True
+
+    args = parser.parse_args(["report", str(tmp_path / "missing")])
+    assert args.func(args) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_run_summary_is_short_and_has_the_figures(runs):
+    a, _ = runs
+    buf = io.StringIO()
+    print_run_summary(a, Console(file=buf, width=120, no_color=True))
+    out = buf.getvalue()
+    data = build([a], image_checks=False)
+    assert f"{data['jobs_succeeded']:,} succeeded" in out
+    assert f"{data['jobs_pending']:,} pending of 800 jobs" in out
+    assert "per image" in out and "possibly billed twice" in out
+    assert len(out.splitlines()) <= 8
