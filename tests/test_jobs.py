@@ -88,7 +88,7 @@ def test_csv_quoted_multiline_rows_keep_their_start_line() -> None:
 
 
 def test_csv_semicolon_header_is_understood(tmp_path: Path) -> None:
-    path = write(tmp_path, "eu.csv", "prompt;size;n\n\"a bridge; at night\";1024x1024;2\n")
+    path = write(tmp_path, "eu.csv", 'prompt;size;n\n"a bridge; at night";1024x1024;2\n')
     (job,) = iter_jobs(path)
     assert job.body == {"prompt": "a bridge; at night", "size": "1024x1024", "n": 2}
 
@@ -178,7 +178,13 @@ def test_unknown_api_field_is_a_warning_not_a_problem(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- problems
 
 BAD = [
-    ("json-syntax", "x.jsonl", '{"prompt": "a"}\n{"prompt": "b",}\n', 2, "malformed JSON at column"),
+    (
+        "json-syntax",
+        "x.jsonl",
+        '{"prompt": "a"}\n{"prompt": "b",}\n',
+        2,
+        "malformed JSON at column",
+    ),
     ("python-dict", "x.jsonl", "{'prompt': 'a'}\n", 1, "use double quotes"),
     ("multi-line-object", "x.jsonl", '{\n  "prompt": "a"\n}\n', 1, "single line"),
     ("nan", "x.jsonl", '{"prompt": "a", "n": NaN}\n', 1, "NaN is not valid JSON"),
@@ -186,7 +192,13 @@ BAD = [
     ("not-object", "x.jsonl", '{"prompt": "a"}\n"just a string"\n', 2, "must be a JSON object"),
     ("missing-prompt", "x.jsonl", '{"promt": "a"}\n', 1, 'did you mean "prompt"'),
     ("empty-prompt", "x.jsonl", '{"prompt": "   "}\n', 1, '"prompt" is empty'),
-    ("prompt-type", "x.jsonl", '{"prompt": ["a"]}\n', 1, '"prompt" must be a string, got ["a"] (a list)'),
+    (
+        "prompt-type",
+        "x.jsonl",
+        '{"prompt": ["a"]}\n',
+        1,
+        '"prompt" must be a string, got ["a"] (a list)',
+    ),
     (
         "n-string",
         "x.jsonl",
@@ -198,8 +210,20 @@ BAD = [
     ("n-float", "x.jsonl", '{"prompt": "a", "n": 2.0}\n', 1, "got 2.0 (a number): write 2"),
     ("n-range", "x.jsonl", '{"prompt": "a", "n": 11}\n', 1, "from 1 to 10, got 11"),
     ("n-zero", "x.jsonl", '{"prompt": "a", "n": 0}\n', 1, "from 1 to 10, got 0"),
-    ("size-type", "x.jsonl", '{"prompt": "a", "size": 1024}\n', 1, '"size" must be a non-empty string'),
-    ("model-type", "x.jsonl", '{"prompt": "a", "model": 3}\n', 1, '"model" must be a non-empty string'),
+    (
+        "size-type",
+        "x.jsonl",
+        '{"prompt": "a", "size": 1024}\n',
+        1,
+        '"size" must be a non-empty string',
+    ),
+    (
+        "model-type",
+        "x.jsonl",
+        '{"prompt": "a", "model": 3}\n',
+        1,
+        '"model" must be a non-empty string',
+    ),
     ("quality-empty", "x.jsonl", '{"prompt": "a", "quality": ""}\n', 1, '"quality" must be'),
     ("stream", "x.jsonl", '{"prompt": "a", "stream": true}\n', 1, 'remove "stream"'),
     ("unsafe-id", "x.jsonl", '{"id": "a/b c", "prompt": "a"}\n', 1, 'it contains " ", "/"'),
@@ -237,7 +261,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "line", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(
+    ("name", "content", "line", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
 def test_bad_input_names_file_and_line(
     tmp_path: Path, name: str, content: str | bytes, line: int, fragment: str
 ) -> None:
@@ -251,9 +277,16 @@ def test_bad_input_names_file_and_line(
 def test_missing_file_is_a_problem_and_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     result = validate_file(missing)
-    assert [str(p) for p in result.problems] == [f"{missing}: the job file does not exist: check the path"]
+    assert [str(p) for p in result.problems] == [
+        f"{missing}: the job file does not exist: check the path"
+    ]
     with pytest.raises(JobFileError, match="does not exist"):
         next(iter_jobs(missing))
+    with pytest.raises(JobFileError, match="does not exist"):
+        next(iter_jobs(missing, fmt="text"))
+    assert (
+        validate_file(tmp_path, fmt="text").problems[0].message.startswith("the job file is a dir")
+    )
 
 
 def test_bom_is_fine_and_an_empty_csv_id_cell_means_no_id(tmp_path: Path) -> None:
@@ -272,7 +305,7 @@ def test_duplicate_explicit_ids_name_both_lines(tmp_path: Path) -> None:
     lines = ['{"id": "a", "prompt": "x"}', '{"prompt": "y"}', '{"id": "a", "prompt": "z"}']
     path = write(tmp_path, "dup.jsonl", "\n".join(lines) + "\n")
     (problem,) = validate_file(path).problems
-    assert str(problem).startswith(f"{path}:3: duplicate id \"a\", first used on line 1")
+    assert str(problem).startswith(f'{path}:3: duplicate id "a", first used on line 1')
 
 
 def test_ids_differing_only_in_case_clash(tmp_path: Path) -> None:
@@ -283,7 +316,11 @@ def test_ids_differing_only_in_case_clash(tmp_path: Path) -> None:
 
 def test_explicit_id_colliding_with_a_derived_id_either_way(tmp_path: Path) -> None:
     base = derived({"prompt": "p"})
-    later = write(tmp_path, "l.jsonl", f'{{"prompt": "p"}}\n{{"prompt": "p"}}\n{{"id": "{base}-2", "prompt": "q"}}\n')
+    later = write(
+        tmp_path,
+        "l.jsonl",
+        f'{{"prompt": "p"}}\n{{"prompt": "p"}}\n{{"id": "{base}-2", "prompt": "q"}}\n',
+    )
     (problem,) = validate_file(later).problems
     assert problem.line == 3 and "derived for the job without an id on line 2" in problem.message
     earlier = write(tmp_path, "e.jsonl", f'{{"id": "{base}", "prompt": "q"}}\n{{"prompt": "p"}}\n')
@@ -325,7 +362,11 @@ def test_example_job_files_are_valid() -> None:
     prompts = " ".join(j.prompt for j in jobs)
     assert "[sim:server*1]" in prompts and "[sim:content_policy]" in prompts
     assert sum(not j.id.startswith("j-") for j in jobs) >= 2
-    for name, fmt in [("examples.csv", "csv"), ("examples.txt", "text"), ("openai-batch.jsonl", "jsonl")]:
+    for name, fmt in [
+        ("examples.csv", "csv"),
+        ("examples.txt", "text"),
+        ("openai-batch.jsonl", "jsonl"),
+    ]:
         result = validate_file(EXAMPLES / name, {"model": "gpt-image-1-mini"})
         assert (result.ok, result.format, not result.warnings) == (True, fmt, True), result.problems
         assert result.jobs >= 4
@@ -358,7 +399,9 @@ def test_first_job_streams_without_reading_the_file(big_file: Path) -> None:
     assert [j.line for j in head] == list(range(1, 1001))
     assert head[0].prompt.startswith("product shot 0 ")
     # 1000 jobs are ~1 MB as Python objects; the file is 60 MB
-    assert peak < 3_000_000, f"{peak} bytes to read 1000 jobs of a {big_file.stat().st_size} byte file"
+    assert peak < 3_000_000, (
+        f"{peak} bytes to read 1000 jobs of a {big_file.stat().st_size} byte file"
+    )
 
 
 def test_validation_memory_is_bounded_by_ids_not_bodies(big_file: Path) -> None:

@@ -179,10 +179,10 @@ def _utf16_problem(file: str, raw: bytes) -> Problem | None:
 
 _JSON_HINTS = (
     ("Expecting property name", "use double quotes around keys (JSON, not Python)"),
-    ("Unterminated string", 'close the string with a double quote; write a line break as \\n'),
+    ("Unterminated string", "close the string with a double quote; write a line break as \\n"),
     ("Invalid control character", "write tabs and line breaks inside strings as \\t and \\n"),
     ("Extra data", "put exactly one JSON object on each line"),
-    ("Expecting ',' delimiter", "add the missing comma, or escape a \" inside a string as \\\""),
+    ("Expecting ',' delimiter", 'add the missing comma, or escape a " inside a string as \\"'),
     ("Expecting ':' delimiter", 'write each field as "key": value'),
     ("Invalid \\escape", "write a backslash inside a string as \\\\"),
 )
@@ -238,7 +238,9 @@ def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
                 if isinstance(obj, list)
                 else 'write an object like {"prompt": "..."}'
             )
-            yield Problem(file, number, f"each line must be a JSON object, got {kind_of(obj)}: {hint}")
+            yield Problem(
+                file, number, f"each line must be a JSON object, got {kind_of(obj)}: {hint}"
+            )
             continue
         if "custom_id" in obj and "body" in obj:
             yield _batch_record(obj, number, file)
@@ -374,8 +376,9 @@ def _csv_error(file: str, start: int, end: int, error: csv.Error) -> Problem:
 def _header_problem(columns: list[str], line: int, file: str) -> Problem | None:
     if "prompt" not in columns:
         found = ", ".join(f'"{c}"' for c in columns if c) or "none"
+        hint = did_you_mean("prompt", columns)
         msg = (
-            f'the header row has no "prompt" column (columns: {found}){did_you_mean("prompt", columns)}: '
+            f'the header row has no "prompt" column (columns: {found}){hint}: '
             'name the column holding the prompts "prompt"; the first row must be the header'
         )
         return Problem(file, line, msg)
@@ -400,7 +403,9 @@ def _csv_record(columns: list[str], cells: list[str], line: int, file: str) -> I
         if not cell:
             continue
         if not column:
-            msg = f"the cell in column {index} has no header name: name the column or empty the cell"
+            msg = (
+                f"the cell in column {index} has no header name: name the column or empty the cell"
+            )
             return Problem(file, line, msg)
         fields[column] = cell
     for column in _INT_COLUMNS:

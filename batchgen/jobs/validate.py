@@ -208,25 +208,24 @@ class _Ids:
 # ---------------------------------------------------------------------------- the one scan
 
 
-def _resolve_format(path: Path, fmt: str | None) -> tuple[str | None, Problem | None]:
+def _resolve_format(path: Path, fmt: str | None) -> str | Problem:
     where = str(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        return Problem(where, 0, f"the job file {what}: check the path")
     if fmt is not None:
         if fmt not in READERS:
             msg = f"unknown format {fmt!r}: use one of {', '.join(READERS)}"
-            return None, Problem(where, 0, msg)
-        return fmt, None
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        return None, Problem(where, 0, f"the job file {what}: check the path")
-    head = first_content_line(path)
-    detected = detect_format(path, head)
+            return Problem(where, 0, msg)
+        return fmt
+    detected = detect_format(path, first_content_line(path))
     if detected is None:
         msg = (
             "cannot tell the format of this file from its name or its first line: "
             "name it .jsonl (JSON objects), .csv (with a prompt column) or .txt (one prompt a line)"
         )
-        return None, Problem(where, 1, msg)
-    return detected, None
+        return Problem(where, 1, msg)
+    return detected
 
 
 def _job(record: Record, defaults: dict[str, Any], ids: _Ids) -> Job | _Clash:
@@ -327,11 +326,10 @@ def validate_file(
     for bad defaults; everything wrong with the file is a Problem."""
     path = Path(path)
     given = check_defaults(defaults)
-    resolved, problem = _resolve_format(path, fmt)
-    if resolved is None:
-        assert problem is not None
+    resolved = _resolve_format(path, fmt)
+    if isinstance(resolved, Problem):
         sha = sha256_file(path) if path.is_file() else ""
-        return Validation(str(path), "unknown", 0, 0, sha, [problem], 1, False)
+        return Validation(str(path), "unknown", 0, 0, sha, [resolved], 1, False)
     hasher = hashlib.sha256()
     shown: list[Problem] = []
     clashes: list[_Clash] = []
@@ -344,11 +342,17 @@ def validate_file(
             images += item.n
             if unknown := item.body.keys() - API_FIELDS - unknown_seen:
                 unknown_seen |= unknown
-                warnings.extend(_unknown_field(str(path), item.line, name) for name in sorted(unknown))
+                warnings.extend(
+                    _unknown_field(str(path), item.line, name) for name in sorted(unknown)
+                )
             continue
         count += 1
-        if len(shown) + len(clashes) < max_errors:
-            (clashes if isinstance(item, _Clash) else shown).append(item)  # type: ignore[arg-type]
+        if len(shown) + len(clashes) >= max_errors:
+            continue
+        if isinstance(item, _Clash):
+            clashes.append(item)
+        else:
+            shown.append(item)
     if clashes:
         shown.extend(_clash_problems(path, given, resolved, clashes))
     if count == 0 and jobs == 0:
@@ -389,10 +393,9 @@ def iter_jobs(
     first problem (e.g. the file changed since) raises JobFileError."""
     path = Path(path)
     given = check_defaults(defaults)
-    resolved, problem = _resolve_format(path, fmt)
-    if resolved is None:
-        assert problem is not None
-        raise JobFileError(problem)
+    resolved = _resolve_format(path, fmt)
+    if isinstance(resolved, Problem):
+        raise JobFileError(resolved)
     for item in _scan(path, given, resolved):
         if isinstance(item, Job):
             yield item
