@@ -6,8 +6,9 @@ Layout of ``RUN_DIR/log``::
     compact-<session:05d>-<seq:06d>.parquet   zstd merge of a session's earlier files
     .<name>.tmp                               being written; never read, deleted by recovery
 
-``seq`` is one counter per session shared by parts and compact files, so sorting by
-(session, seq) is the order rows were written.
+``seq`` counts a session's parts; a compact file takes the seq of the last file it merges, so
+sorting by (session, seq) is the order rows were written (a compact file sorts before a part
+of the same seq, which it replaces).
 
 Compaction is crash-safe without a second metadata file: the compact file's Parquet key-value
 metadata ``batchgen.replaces`` lists the file names it replaces. It is written to a temp name,
@@ -113,11 +114,14 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema.SCHEMA)
 
 
-def compact(log_dir: Path, session: int, sources: list[LogFile], seq: int) -> Path:
-    """Merge ``sources`` (one session's files, in order) into ``compact-<session>-<seq>``.
+def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
+    """Merge ``sources`` (one session's files, in order) into ``compact-<session>-<seq>``
+    where ``seq`` is the last source's: the merged rows sort exactly where their sources did,
+    even if later parts exist.
 
     Streams source files through a ParquetWriter so memory stays at one row group.
     """
+    seq = max(s.seq for s in sources)
     names = [s.name for s in sources]
     # transitive: a source compact file's own leftovers (if a crash left any) stay covered
     # after that compact file is deleted
@@ -194,6 +198,5 @@ def compact_all(log_dir: Path) -> Recovery:
     for session, files in sorted(by_session.items()):
         if len(files) == 1 and files[0].kind == "compact":
             continue
-        seq = max(f.seq for f in files) + 1
-        written.append(compact(log_dir, session, files, seq).name)
+        written.append(compact(log_dir, session, files).name)
     return Recovery(rec.temp_deleted, rec.replaced_deleted, tuple(written))

@@ -252,13 +252,11 @@ class RunLogWriter:
 
     def _compact_parts(self) -> None:
         parts = [f for f in self._files if f.kind == "part"]
-        target = files.compact(self.log_dir, self.session, parts, self._seq)
+        target = files.compact(self.log_dir, self.session, parts)
         keep = [f for f in self._files if f.kind != "part"]
-        self._files = [*keep, files.LogFile(self.session, self._seq, "compact", target)]
-        self._seq += 1
+        self._files = [*keep, files.LogFile(self.session, parts[-1].seq, "compact", target)]
 
     def _compact_mine(self) -> Path:
-        target = files.compact(self.log_dir, self.session, self._files, self._seq)
-        self._files = [files.LogFile(self.session, self._seq, "compact", target)]
-        self._seq += 1
+        target = files.compact(self.log_dir, self.session, self._files)
+        self._files = [files.LogFile(self.session, self._files[-1].seq, "compact", target)]
         return target
