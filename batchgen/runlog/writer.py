@@ -15,6 +15,10 @@ the rows, so a job is always either in the inflight file or has its final row in
 file also lists every job id of the part being written, since that part is renamed after the
 inflight file). Jobs started and lost within the last flush interval before a crash are not
 listed: the window is ``flush_interval``.
+
+Cost: ``append`` measured ~0.9 µs/row. The flush builds columns with list comprehensions, so
+it holds the GIL for ~1.5 µs per row (~30 ms for a 20k-row part), the only time the event
+loop can be delayed by the writer; Parquet encoding and fsync release the GIL.
 """
 
 from __future__ import annotations
