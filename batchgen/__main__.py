@@ -1,0 +1,5 @@
+import sys
+
+from batchgen.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,317 @@
+"""One job through its attempts: limiter → provider → images → a log row per attempt.
+
+The retry decision is tenacity's, driven by the error taxonomy: only classes whose action is
+RETRY are retried, with exponential backoff and full jitter, or exactly the server's
+Retry-After when it gave one. Auth and quota stop the whole run through the RunControl.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from batchgen import faultpoints
+from batchgen.clock import Clock
+from batchgen.errors import Action, AttemptError, ErrorClass
+from batchgen.images import save_images
+from batchgen.jobs.model import Job
+from batchgen.limits import RateLimiter
+from batchgen.money import Budget, PriceTable, cost_of_attempt
+from batchgen.provider.base import GenerateResult, Provider
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+
+
+class Sink(Protocol):
+    def append(self, row: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    concurrency: int = 16
+    timeout: float = 120.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    grace_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """What every row of this session shares."""
+
+    run_id: str
+    session: int
+    provider: str
+    images_dir: Path
+
+
+class RunControl:
+    """The run's stop switch, shared by the pool, its workers and the signal handler.
+
+    ``stop`` ends dispatching (no new request is sent; requests in flight finish); ``cancel``
+    also cancels the requests in flight (set by the pool to its task group's cancel scope)."""
+
+    def __init__(self) -> None:
+        self.reason: ErrorClass | None = None
+        self.message = ""
+        self._cancel: Any = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.reason is not None
+
+    def stop(self, reason: ErrorClass, message: str = "") -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.message = message
+
+    def cancel(self) -> None:
+        self.stop(ErrorClass.CANCELLED, "cancelled")
+        if self._cancel is not None:
+            self._cancel()
+
+
+class _Stopped(Exception):
+    """The run is stopping: do not start (another) attempt of this job."""
+
+
+class _Backoff:
+    """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self._jitter = wait_random_exponential(multiplier=base, max=cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return float(self._jitter(state))
+
+
+class JobRunner:
+    """Runs one job at a time for a worker; shared state lives in the pool's objects."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        limiter: RateLimiter,
+        sink: Sink,
+        settings: PoolSettings,
+        context: RowContext,
+        control: RunControl,
+        clock: Clock,
+        prices: PriceTable | None,
+        budget: Budget | None,
+        inflight: set[str],
+        tally: Any,
+    ) -> None:
+        self.provider = provider
+        self.limiter = limiter
+        self.sink = sink
+        self.settings = settings
+        self.ctx = context
+        self.control = control
+        self.clock = clock
+        self.prices = prices
+        self.budget = budget
+        self.inflight = inflight
+        self.tally = tally
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return (
+            isinstance(exc, AttemptError)
+            and exc.error_class.retryable
+            and not self.control.stopping
+        )
+
+    async def run(self, job: Job, queued_at: float, reservation: Any) -> None:
+        cost_total = 0.0
+        attempts = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s),
+            retry=retry_if_exception(self._retryable),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    if self.control.stopping:
+                        raise _Stopped
+                    cost_total += await self._attempt(job, number, queued_at)
+        except _Stopped:
+            self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
+        except AttemptError:
+            pass  # recorded by _attempt; the job failed for good or the run stops
+        finally:
+            if reservation is not None:
+                reservation.settle(cost_total)
+
+    async def _attempt(self, job: Job, number: int, queued_at: float) -> float:
+        wait_s = await self.limiter.acquire(job.n)
+        if self.control.stopping:
+            raise _Stopped
+        started = self.clock.wall()
+        t0 = anyio.current_time()
+        self.inflight.add(job.id)
+        try:
+            result = await self.provider.generate(job, timeout=self.settings.timeout)
+        except AttemptError as exc:
+            latency = anyio.current_time() - t0
+            self._on_error(job, number, exc, queued_at, started, latency, wait_s)
+            raise
+        except anyio.get_cancelled_exc_class():
+            latency = anyio.current_time() - t0
+            exc = AttemptError(ErrorClass.CANCELLED, "cancelled in flight by the stop of the run")
+            self._record_error(job, number, exc, queued_at, started, latency, wait_s, final=True)
+            raise
+        finally:
+            self.inflight.discard(job.id)
+        latency = anyio.current_time() - t0
+        self.limiter.observe_headers(result.ratelimit)
+        self.limiter.on_success()
+        paths, nbytes = await anyio.to_thread.run_sync(
+            save_images, self.ctx.images_dir, job.id, result.images
+        )
+        # a crash here leaves images without their row: resume adopts them (runlog.orphans)
+        faultpoints.hit("image:before_row")
+        cost, source = (
+            cost_of_attempt(self.prices, job, result.usage, len(result.images))
+            if self.prices is not None
+            else (None, "unknown")
+        )
+        row = self._row(job, number, queued_at, started, latency, wait_s)
+        row.update(
+            status=STATUS_OK,
+            final=True,
+            http_status=result.http_status,
+            image_paths=paths,
+            image_count=len(paths),
+            image_bytes=nbytes,
+            revised_prompt=next((i.revised_prompt for i in result.images if i.revised_prompt), None),
+            cost_usd=cost,
+            cost_source=source,
+            request_id=result.request_id,
+        )
+        _usage_into(row, result)
+        self.sink.append(row)
+        self.tally.ok(job, len(paths), cost or 0.0)
+        return cost or 0.0
+
+    def _on_error(
+        self,
+        job: Job,
+        number: int,
+        exc: AttemptError,
+        queued_at: float,
+        started: float,
+        latency: float,
+        wait_s: float,
+    ) -> None:
+        self.limiter.observe_headers(exc.ratelimit)
+        if exc.error_class is ErrorClass.RATE_LIMIT:
+            self.limiter.on_rate_limited(exc.retry_after_s)
+        if exc.error_class.action is Action.STOP_RUN:
+            self.control.stop(exc.error_class, str(exc))
+        final = (
+            not exc.error_class.retryable
+            or number >= self.settings.max_attempts
+            or self.control.stopping
+        )
+        self._record_error(job, number, exc, queued_at, started, latency, wait_s, final=final)
+
+    def _record_error(
+        self,
+        job: Job,
+        number: int,
+        exc: AttemptError,
+        queued_at: float,
+        started: float,
+        latency: float,
+        wait_s: float,
+        *,
+        final: bool,
+    ) -> None:
+        row = self._row(job, number, queued_at, started, latency, wait_s)
+        row.update(
+            status=STATUS_ERROR,
+            final=final,
+            error_class=exc.error_class.value,
+            http_status=exc.http_status,
+            error_code=exc.code,
+            error_message=exc.message[:2000],
+            retry_after_s=exc.retry_after_s,
+            request_id=exc.request_id,
+            cost_usd=exc.billed_usd,
+            cost_source="none",
+        )
+        self.sink.append(row)
+        self.tally.error(job, exc.error_class, final)
+
+    def skip(self, job: Job, queued_at: float, reason: ErrorClass, message: str = "") -> None:
+        """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
+        row = self._row(job, 0, queued_at, None, None, None)
+        row.update(
+            status=STATUS_SKIPPED,
+            final=True,
+            error_class=reason.value,
+            error_message=message or self.control.message or reason.diagnosis,
+            cost_usd=0.0,
+            cost_source="none",
+        )
+        self.sink.append(row)
+        self.tally.skipped(job, reason)
+
+    def _row(
+        self,
+        job: Job,
+        number: int,
+        queued_at: float,
+        started: float | None,
+        latency: float | None,
+        wait_s: float | None,
+    ) -> dict[str, Any]:
+        body = job.body
+        return {
+            "run_id": self.ctx.run_id,
+            "session": self.ctx.session,
+            "job_id": job.id,
+            "job_line": job.line,
+            "fingerprint": job.fingerprint,
+            "attempt": number,
+            "provider": self.ctx.provider,
+            "model": body.get("model"),
+            "prompt": body.get("prompt"),
+            "size": body.get("size"),
+            "quality": body.get("quality"),
+            "n": job.n,
+            "params": job.params_json(),
+            "queued_at": queued_at,
+            "started_at": started,
+            "finished_at": self.clock.wall(),
+            "latency_s": latency,
+            "wait_s": wait_s,
+        }
+
+
+def _usage_into(row: dict[str, Any], result: GenerateResult) -> None:
+    usage = result.usage
+    if usage is not None:
+        row.update(
+            input_tokens=usage.input_tokens,
+            input_text_tokens=usage.input_text_tokens,
+            input_image_tokens=usage.input_image_tokens,
+            output_tokens=usage.output_tokens,
+        )

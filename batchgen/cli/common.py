@@ -1,0 +1,159 @@
+"""Flags and set-up shared by `run` and `resume`: provider, key, limits, pool settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from batchgen.attempt import PoolSettings
+from batchgen.money.cli_args import add_money_arguments
+from batchgen.provider.openai import DEFAULT_BASE_URL
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+SIM_KEY = "sk-sim-local"
+
+# settings recorded in run.json and overridable on resume: name -> default
+POOL_DEFAULTS: dict[str, Any] = {
+    "concurrency": 8,
+    "rpm": None,
+    "ipm": None,
+    "timeout": 120.0,
+    "max_attempts": 5,
+    "grace": 30.0,
+    "adaptive": True,
+}
+
+
+class UsageError(Exception):
+    """Bad flags or environment: exit 2 before anything is sent."""
+
+
+def add_job_defaults(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("job defaults (fill what a job leaves out)")
+    group.add_argument("--model", help="e.g. gpt-image-1")
+    group.add_argument("--size", help="e.g. 1024x1024")
+    group.add_argument("--quality", help="e.g. low, medium, high, standard, hd")
+    group.add_argument("--n", type=int, help="images per request")
+
+
+def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> None:
+    """Flags of `run`, and of `resume` where given ones override run.json (default None)."""
+
+    def default(name: str) -> Any:
+        return None if resume else POOL_DEFAULTS[name]
+
+    conn = parser.add_argument_group("provider")
+    conn.add_argument(
+        "--provider", choices=("openai", "sim"), default=None,
+        help="openai: any OpenAI-compatible API (default); sim: start the built-in simulator",
+    )
+    conn.add_argument(
+        "--base-url", help=f"API base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})"
+    )
+    conn.add_argument(
+        "--api-key-env", metavar="NAME",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--concurrency", type=_positive_int, default=default("concurrency"),
+                        help="requests in flight at most (default 8)")
+    limits.add_argument("--rpm", type=_positive_float, default=default("rpm"),
+                        help="requests per minute at most (smooth from the first second)")
+    limits.add_argument("--ipm", type=_positive_float, default=default("ipm"),
+                        help="images per minute at most (a request with n=4 counts 4)")
+    limits.add_argument("--no-adapt", dest="adaptive", action="store_false",
+                        default=None if resume else True,
+                        help="do not slow down on 429s or follow x-ratelimit headers")
+    limits.add_argument("--timeout", type=_positive_float, default=default("timeout"),
+                        help="seconds per request (default 120)")
+    limits.add_argument("--max-attempts", type=_positive_int, default=default("max_attempts"),
+                        help="attempts per job for retryable errors (default 5)")
+    limits.add_argument("--grace", type=float, default=default("grace"),
+                        help="seconds requests in flight may finish after Ctrl-C (default 30)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress display")
+    add_money_arguments(parser)
+    from batchgen.sim.cli import add_sim_arguments
+
+    add_sim_arguments(parser, prefix="sim-")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number ≥ 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        msg = f"expected a number > 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    provider: str  # "openai" | "sim"
+    base_url: str | None  # None for sim until it is started
+    key_env: str
+    api_key: str  # never written anywhere
+
+
+def resolve_connection(provider: str | None, base_url: str | None, key_env: str | None) -> Connection:
+    """Where requests go and with which key; raises UsageError with the fix."""
+    provider = provider or "openai"
+    key_env = key_env or "OPENAI_API_KEY"
+    if provider == "sim":
+        return Connection("sim", None, key_env, os.environ.get(key_env) or SIM_KEY)
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"--base-url {url!r} is not an http(s) URL (e.g. https://api.openai.com/v1)"
+        raise UsageError(msg)
+    key = os.environ.get(key_env, "")
+    if not key:
+        if _is_loopback(parts.hostname or ""):
+            key = SIM_KEY  # a local server (the simulator, a local gateway) may need none
+        else:
+            msg = (
+                f"no API key: ${key_env} is not set. Export it (export {key_env}=sk-...), name "
+                "another variable with --api-key-env NAME, or try the simulator with "
+                "--provider sim"
+            )
+            raise UsageError(msg)
+    return Connection("openai", url, key_env, key)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def pool_settings(values: dict[str, Any]) -> PoolSettings:
+    return PoolSettings(
+        concurrency=int(values["concurrency"]),
+        timeout=float(values["timeout"]),
+        max_attempts=int(values["max_attempts"]),
+        grace_s=float(values["grace"]),
+    )
+
+
+def pool_values(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POOL_DEFAULTS, overridden by ``base`` (run.json), overridden by flags that were given."""
+    values = {**POOL_DEFAULTS, **(base or {})}
+    for name in POOL_DEFAULTS:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return values

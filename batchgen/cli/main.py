@@ -1,0 +1,57 @@
+"""The `batchgen` command: run, resume, plan, report, jobs, sim."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from batchgen import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from batchgen.cli import plan, report, run
+
+    parser = argparse.ArgumentParser(
+        prog="batchgen",
+        description="Batch image generation for OpenAI-compatible APIs: rate limits, retries, "
+        "a crash-safe Parquet log, resume, cost control and reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"batchgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run.register(sub)
+    _register_optional(sub, "batchgen.cli.resume")
+    plan.register(sub)
+    report.register(sub)
+    _register_optional(sub, "batchgen.cli.export")
+    sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
+    from batchgen.sim.cli import add_sim_arguments, main_sim
+
+    add_sim_arguments(sim)
+    sim.set_defaults(func=main_sim)
+    return parser
+
+
+def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:  # type: ignore[type-arg]
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return
+    mod.register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

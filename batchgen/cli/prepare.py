@@ -1,0 +1,119 @@
+"""Before anything is sent: validate the job file, check each job against its model, quote it,
+and set up the budget. Shared by `run` and `resume` (which re-checks an edited job file)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from batchgen.cli.common import UsageError
+from batchgen.jobs import Job, JobFileError, Problem, iter_jobs, validate_file
+from batchgen.money import Budget, BudgetError, PriceTable, PricesError, Quote, check_job, quote
+from batchgen.money.cli_args import confirm, prices_from_args
+from batchgen.money.render import quote_renderable
+
+MAX_PROBLEMS = 20
+
+
+class JobFileProblems(Exception):
+    """The job file has problems: printed as FILE:LINE lines, exit 2, nothing sent."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    jobs: int
+    images: int
+    sha256: str
+    quote: Quote
+
+
+def load_prices(args: argparse.Namespace) -> PriceTable:
+    try:
+        return prices_from_args(args)
+    except PricesError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def check_job_file(
+    path: str | Path,
+    defaults: dict[str, Any],
+    prices: PriceTable,
+    *,
+    only: frozenset[str] | None = None,
+    rpm: float | None = None,
+    ipm: float | None = None,
+    concurrency: int | None = None,
+) -> Checked:
+    """Validate shape, then model constraints and the quote in one streamed pass.
+
+    ``only``: quote just these job ids (resume), while every line is still validated."""
+    try:
+        validation = validate_file(path, defaults, max_errors=MAX_PROBLEMS)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+    if not validation.ok:
+        lines = [str(p) for p in validation.problems]
+        if validation.problem_count > len(lines):
+            lines.append(f"... and {validation.problem_count - len(lines)} more problems")
+        raise JobFileProblems(lines)
+    problems: list[Problem] = []
+    counted = [0]
+
+    def checked(jobs: Iterator[Job]) -> Iterator[Job]:
+        for job in jobs:
+            for message in check_job(prices, job):
+                counted[0] += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(Problem(str(path), job.line, message))
+            if only is None or job.id in only:
+                yield job
+
+    try:
+        result = quote(
+            checked(iter_jobs(path, defaults)), prices, rpm=rpm, ipm=ipm, concurrency=concurrency
+        )
+    except JobFileError as exc:
+        raise JobFileProblems([str(exc.problem)]) from exc
+    if counted[0]:
+        lines = [str(p) for p in problems]
+        if counted[0] > len(lines):
+            lines.append(f"... and {counted[0] - len(lines)} more problems")
+        lines.append("check the model's sizes, qualities and n (`batchgen plan` shows the quote)")
+        raise JobFileProblems(lines)
+    return Checked(validation.jobs, validation.images, validation.sha256, result)
+
+
+def make_budget(
+    args: argparse.Namespace, prices: PriceTable, checked: Checked, spent_before: float = 0.0
+) -> Budget:
+    try:
+        budget = Budget(
+            getattr(args, "max_cost", None), spent_before, prices,
+            getattr(args, "price_per_image", None),
+        )
+        budget.require_priced(checked.quote.unknown_models)
+    except BudgetError as exc:
+        raise UsageError(str(exc)) from exc
+    return budget
+
+
+def show_quote_and_confirm(
+    console: Console, args: argparse.Namespace, checked: Checked, quiet: bool
+) -> bool:
+    if not quiet:
+        console.print(quote_renderable(checked.quote))
+    for model in checked.quote.unknown_models:
+        console.print(
+            f"[yellow]warning: no price for model {model!r}: its cost is logged as unknown "
+            "(add it with --prices FILE or --price-per-image USD)[/]"
+        )
+    return confirm(checked.quote, args)

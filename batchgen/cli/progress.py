@@ -1,0 +1,77 @@
+"""The live progress display: a rich bar on a terminal, a plain line every few seconds
+otherwise (CI logs, pipes), nothing with --quiet."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.progress import TimeRemainingColumn
+
+from batchgen.money import Budget
+from batchgen.pool import PoolTally
+
+_PLAIN_EVERY_S = 5.0
+
+
+class Progress:
+    def __init__(
+        self, console: Console, *, total: int, quiet: bool, budget: Budget | None = None
+    ) -> None:
+        self.console = console
+        self.total = total
+        self.quiet = quiet
+        self.budget = budget
+        self.live = console.is_terminal and not quiet
+        self._start = time.monotonic()
+        self._last_plain = 0.0
+        self._bar: RichProgress | None = None
+        self._task = None
+
+    def __enter__(self) -> Progress:
+        self._start = time.monotonic()
+        if self.live:
+            self._bar = RichProgress(
+                TextColumn("[bold]batchgen"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                refresh_per_second=4,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("run", total=self.total, stats="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def stats_line(self, tally: PoolTally) -> str:
+        elapsed = max(time.monotonic() - self._start, 1e-6)
+        per_min = tally.images / elapsed * 60
+        pending = max(self.total - tally.finished, 0)
+        spent = self.budget.spent if self.budget is not None else tally.cost_usd
+        return (
+            f"ok {tally.ok_jobs} · failed {tally.failed_jobs} · pending {pending} · "
+            f"{per_min:.0f} img/min · ${spent:.4f}"
+        )
+
+    def update(self, tally: PoolTally) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=tally.finished, stats=self.stats_line(tally))
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total:
+            self._last_plain = now
+            elapsed = now - self._start
+            self.console.print(
+                f"[{elapsed:7.1f}s] {tally.finished}/{self.total} · {self.stats_line(tally)}"
+            )

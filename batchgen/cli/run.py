@@ -1,0 +1,142 @@
+"""``batchgen run JOBFILE``: validate, quote, then run every job into a new run directory.
+
+Exit status: 0 every job succeeded; 1 some jobs failed; 2 bad usage or job file (nothing was
+sent); 3 stopped early with jobs pending (auth, quota, budget, interrupt) — `batchgen resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from batchgen.cli.common import (
+    EXIT_USAGE,
+    UsageError,
+    add_job_defaults,
+    add_session_arguments,
+    pool_settings,
+    pool_values,
+    resolve_connection,
+)
+from batchgen.cli.prepare import (
+    JobFileProblems,
+    check_job_file,
+    load_prices,
+    make_budget,
+    show_quote_and_confirm,
+)
+from batchgen.cli.session import SessionPlan, execute, make_console, print_ending
+from batchgen.jobs import iter_jobs
+from batchgen.rundir import RunDir, RunDirError, redact_argv
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a job file of prompts", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("jobfile", help="JSONL, OpenAI batch JSONL, CSV or plain text job file")
+    parser.add_argument(
+        "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
+    )
+    add_job_defaults(parser)
+    add_session_arguments(parser, resume=False)
+    parser.set_defaults(func=cmd_run)
+
+
+def default_run_dir(jobfile: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path("runs") / f"{Path(jobfile).stem}-{stamp}"
+
+
+def sim_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k.startswith("sim_")}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    console = make_console()
+    err = make_console(stderr=True)
+    try:
+        connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        prices = load_prices(args)
+        defaults = {k: getattr(args, k) for k in ("model", "size", "quality", "n")}
+        values = pool_values(args)
+        checked = check_job_file(
+            args.jobfile, defaults, prices,
+            rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
+        )
+        budget = make_budget(args, prices, checked)
+        sim_config = _sim_config(args) if connection.provider == "sim" else None
+    except JobFileProblems as exc:
+        for line in exc.lines:
+            err.print(line, markup=False)
+        err.print("nothing was sent: fix the job file and run again")
+        return EXIT_USAGE
+    except UsageError as exc:
+        err.print(f"batchgen run: {exc}", markup=False)
+        return EXIT_USAGE
+    if not show_quote_and_confirm(console, args, checked, args.quiet):
+        return EXIT_USAGE
+    rundir = RunDir(args.run_dir or default_run_dir(args.jobfile))
+    settings = {
+        "defaults": defaults,
+        "pool": values,
+        "provider": connection.provider,
+        "base_url": connection.base_url,
+        "api_key_env": connection.key_env,
+        "sim": sim_settings(args) if connection.provider == "sim" else None,
+        "prices": str(Path(args.prices).resolve()) if args.prices else None,
+        "max_cost": args.max_cost,
+        "price_per_image": args.price_per_image,
+    }
+    try:
+        rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
+        with rundir.lock():
+            manifest = rundir.load()
+            session = rundir.begin_session({}, redact_argv(sys.argv))
+            console.print(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
+            plan = SessionPlan(
+                rundir=rundir,
+                manifest=manifest,
+                session=session,
+                jobs=iter_jobs(args.jobfile, defaults),
+                jobs_to_run=checked.jobs,
+                connection=connection,
+                settings=pool_settings(values),
+                rpm=values["rpm"],
+                ipm=values["ipm"],
+                adaptive=values["adaptive"],
+                prices=prices,
+                budget=budget,
+                sim_config=sim_config,
+                quiet=args.quiet,
+            )
+            result = anyio.run(execute, plan, console)
+    except RunDirError as exc:
+        err.print(f"batchgen run: {exc}", markup=False)
+        return EXIT_USAGE
+    finish(console, rundir, result, budget, quiet=args.quiet)
+    return result.exit_code
+
+
+def finish(console: Any, rundir: RunDir, result: Any, budget: Any, *, quiet: bool) -> None:
+    if not quiet:
+        from batchgen.cli.report import print_run_summary
+
+        print_run_summary(rundir.path, console)
+    print_ending(console, rundir, result, budget)
+
+
+def _sim_config(args: argparse.Namespace) -> Any:
+    from batchgen.sim.cli import sim_config_from_args
+    from batchgen.sim.config import SimConfigError
+
+    try:
+        return sim_config_from_args(args, prefix="sim-")
+    except (SimConfigError, ValueError) as exc:
+        raise UsageError(f"simulator flags: {exc}") from exc

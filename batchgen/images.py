@@ -1,0 +1,52 @@
+"""Saving images: ``RUN_DIR/images/<job_id>_<i>.<ext>``, each written atomically.
+
+A file appears under its final name only once complete (temp name, then rename), so a crash
+leaves either the whole image or nothing, and resume can adopt what it finds. The write is not
+fsynced per image (that would cost a disk flush per image at thousands per second); a process
+crash or kill -9 loses nothing, since the page cache survives the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from batchgen.provider.base import ImageData
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+
+
+def sniff_ext(data: bytes) -> str | None:
+    """The image format from its first bytes, or None if these bytes are not an image."""
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def image_name(job_id: str, index: int, ext: str) -> str:
+    return f"{job_id}_{index}.{'jpg' if ext == 'jpeg' else ext}"
+
+
+def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple[list[str], int]:
+    """Write every image of one answer; returns (paths relative to the run dir, total bytes).
+
+    Blocking: the pool calls it in a worker thread, off the event loop."""
+    paths, total = [], 0
+    for i, image in enumerate(images):
+        name = image_name(job_id, i, image.ext)
+        final = images_dir / name
+        tmp = images_dir / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(image.data)
+        os.replace(tmp, final)
+        paths.append(f"images/{name}")
+        total += len(image.data)
+    return paths, total

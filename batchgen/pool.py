@@ -1,0 +1,194 @@
+"""The worker pool: a library function that takes an iterator of jobs, a provider, a limiter
+and a sink. No CLI inside, so it can run one shard of a job file on many machines later.
+
+    jobs ──► producer (reads batches in a thread) ──► bounded channel ──► N workers
+                                                                          │ budget reservation
+                                                                          │ JobRunner: limiter,
+                                                                          │ provider, images, row
+                                                                          ▼
+                                                                        sink (RunLogWriter)
+
+Memory stays flat: the channel holds at most 2 × concurrency jobs, and the producer reads the
+job file only as fast as the workers take jobs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from batchgen.attempt import JobRunner, PoolSettings, RowContext, RunControl, Sink
+from batchgen.clock import SYSTEM_CLOCK, Clock
+from batchgen.errors import ErrorClass
+from batchgen.jobs.model import Job
+from batchgen.limits import RateLimiter
+from batchgen.money import Budget, PriceTable
+from batchgen.provider.base import Provider
+
+__all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool"]
+
+_READ_BATCH = 256
+
+
+@dataclass
+class PoolTally:
+    """Live counters for the progress display and the end-of-session summary."""
+
+    taken: int = 0
+    ok_jobs: int = 0
+    failed_jobs: int = 0
+    skipped_jobs: int = 0
+    images: int = 0
+    attempts: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    failed_by_class: Counter[str] = field(default_factory=Counter)
+
+    def ok(self, job: Job, images: int, cost: float) -> None:
+        self.attempts += 1
+        self.ok_jobs += 1
+        self.images += images
+        self.cost_usd += cost
+
+    def error(self, job: Job, klass: ErrorClass, final: bool) -> None:
+        self.attempts += 1
+        self.errors[klass.value] += 1
+        if final:
+            if klass.action.value in ("fail_job", "retry"):
+                self.failed_jobs += 1
+                self.failed_by_class[klass.value] += 1
+            else:
+                self.skipped_jobs += 1
+        else:
+            self.retries += 1
+
+    def skipped(self, job: Job, reason: ErrorClass) -> None:
+        self.skipped_jobs += 1
+
+    @property
+    def finished(self) -> int:
+        return self.ok_jobs + self.failed_jobs + self.skipped_jobs
+
+
+async def run_pool(
+    jobs: Iterable[Job],
+    provider: Provider,
+    limiter: RateLimiter,
+    sink: Sink,
+    *,
+    context: RowContext,
+    settings: PoolSettings = PoolSettings(),
+    control: RunControl | None = None,
+    prices: PriceTable | None = None,
+    budget: Budget | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    inflight: set[str] | None = None,
+    on_progress: Callable[[PoolTally], None] | None = None,
+) -> PoolTally:
+    """Run every job once through its attempts; returns the tally.
+
+    Stops dispatching when ``control`` is stopped (auth/quota from a worker, budget, a signal);
+    jobs never taken from ``jobs`` get no row (the resume scan sees them as never attempted).
+    """
+    control = control or RunControl()
+    tally = PoolTally()
+    runner = JobRunner(
+        provider=provider,
+        limiter=limiter,
+        sink=sink,
+        settings=settings,
+        context=context,
+        control=control,
+        clock=clock,
+        prices=prices,
+        budget=budget,
+        inflight=inflight if inflight is not None else set(),
+        tally=tally,
+    )
+    budget_gate = _BudgetGate(budget, control) if budget is not None else None
+    send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * settings.concurrency))
+    async with anyio.create_task_group() as tg:
+        control._cancel = tg.cancel_scope.cancel
+        tg.start_soon(_produce, iter(jobs), send, control)
+        async with receive:
+            for _ in range(settings.concurrency):
+                tg.start_soon(_work, receive.clone(), runner, budget_gate, tally, on_progress)
+    control._cancel = None
+    return tally
+
+
+async def _produce(jobs: Iterator[Job], send: MemoryObjectSendStream[Job], control: RunControl) -> None:
+    async with send:
+        while not control.stopping:
+            # the job file is read in a thread, a batch at a time, off the event loop
+            batch = await anyio.to_thread.run_sync(lambda: list(islice(jobs, _READ_BATCH)))
+            if not batch:
+                return
+            for job in batch:
+                if control.stopping:
+                    return
+                try:
+                    await send.send(job)
+                except anyio.BrokenResourceError:
+                    return  # every worker has stopped
+
+
+async def _work(
+    receive: MemoryObjectReceiveStream[Job],
+    runner: JobRunner,
+    budget_gate: _BudgetGate | None,
+    tally: PoolTally,
+    on_progress: Callable[[PoolTally], None] | None,
+) -> None:
+    async with receive:
+        async for job in receive:
+            if runner.control.stopping:
+                return  # the job stays in the channel's past: no row, still pending
+            tally.taken += 1
+            queued_at = runner.clock.wall()
+            reservation = None
+            if budget_gate is not None:
+                reservation = await budget_gate.reserve(job)
+                if reservation is None:
+                    runner.skip(job, queued_at, runner.control.reason or ErrorClass.BUDGET)
+                    if on_progress:
+                        on_progress(tally)
+                    return
+            await runner.run(job, queued_at, reservation)
+            if budget_gate is not None:
+                budget_gate.settled()
+            if on_progress:
+                on_progress(tally)
+
+
+class _BudgetGate:
+    """Reservations against the cap. A job that does not fit while others hold reservations
+    waits for them to settle (they usually cost less than their worst case); when nothing is
+    held and it still does not fit, the budget is spent and dispatching stops."""
+
+    def __init__(self, budget: Budget, control: RunControl) -> None:
+        self.budget = budget
+        self.control = control
+        self._changed = anyio.Event()
+
+    async def reserve(self, job: Job):  # noqa: ANN201 - Reservation | None
+        while True:
+            if self.control.stopping:
+                return None
+            reservation = self.budget.reserve(job)
+            if reservation is not None:
+                return reservation
+            if self.budget.reserved <= 0:
+                self.control.stop(ErrorClass.BUDGET, self.budget.exhausted_message())
+                return None
+            await self._changed.wait()
+
+    def settled(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
