@@ -69,21 +69,24 @@ def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
         s = r["series"]
         if not s["t"]:
             continue
+        edges = np.append(_minutes(r), (s["t"][-1] + s["bin_s"]) / 60.0)
         per_min = np.asarray(s["images"]) * 60.0 / s["bin_s"]
-        ax.step(_minutes(r), per_min, where="post", color=COLORS[i % len(COLORS)],
-                label=_label(r, reports, "images/min"))
+        ax.stairs(per_min, edges, color=COLORS[i % len(COLORS)], linewidth=1.5,
+                  label=_label(r, reports, "images/min"))
         limited = np.asarray(s["rate_limited"]) * 60.0 / s["bin_s"]
         if limited.any():
-            ax.step(_minutes(r), limited, where="post", color=COLORS[3], alpha=0.6,
-                    linewidth=1, label=_label(r, reports, "429 answers/min"))
+            ax.stairs(limited, edges, color=COLORS[3], alpha=0.6, linewidth=1,
+                      label=_label(r, reports, "429 answers/min"))
 
 
 def _cost(ax: Any, reports: list[dict[str, Any]]) -> None:
     for i, r in enumerate(reports):
         s = r["series"]
         if s["t"]:
-            ax.plot(_minutes(r), np.cumsum(s["cost_usd"]), color=COLORS[i % len(COLORS)],
-                    label=_label(r, reports))
+            # spend is known at the end of each bin: start the line at (0, $0)
+            ends = np.append(0.0, _minutes(r) + s["bin_s"] / 60.0)
+            ax.plot(ends, np.append(0.0, np.cumsum(s["cost_usd"])),
+                    color=COLORS[i % len(COLORS)], label=_label(r, reports))
 
 
 def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:

@@ -37,7 +37,7 @@ th{background:#f3f4f6;font-weight:600}td.n{text-align:right;font-variant-numeric
 .sheet{display:flex;flex-wrap:wrap;gap:8px}.sheet figure{margin:0;width:160px;background:#fff;border:1px solid #e5e7eb;border-radius:6px;overflow:hidden}
 .sheet img{display:block;width:160px;height:160px;object-fit:cover}.sheet figcaption{font-size:11px;padding:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .flag{outline:3px solid #dc2626}.prompt{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word}
-li{margin:4px 0}.better{color:#166534}.worse{color:#991b1b}
+table.kv{max-width:720px}li{margin:4px 0}.better{color:#166534}.worse{color:#991b1b}
 """
 
 
@@ -59,7 +59,9 @@ def _badge(rating: str | None) -> str:
     return f"<span class=\"badge {e(rating or 'na')}\">{e(rating or 'n/a')}</span>"
 
 
-def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def _table(
+    header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), cls: str = ""
+) -> str:
     """``rows`` hold HTML already escaped by the caller."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join(
@@ -67,7 +69,8 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
                          for i, c in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{cls}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _cards(r: dict[str, Any]) -> str:
@@ -157,7 +160,8 @@ def _image_checks(r: dict[str, Any]) -> str:
 
 def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str:
     sessions = ", ".join(f"#{s['session']} {s['how'] or 'no end recorded'}" for s in r["sessions"])
-    figs = _table(["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1})
+    figs = _table(["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1},
+                  "kv")
     ratings = _table(
         ["what", "value", "rating", "bounds (excellent / good / acceptable)"],
         [[e(f"{k} ({v['metric']})"), e(by_key(RATING_KEYS[k]).fmt(v["value"])), _badge(v["rating"]),
