@@ -1,0 +1,191 @@
+"""``batchgen resume RUN_DIR``: finish exactly the rest of a run.
+
+Runs every job without a successful result: never attempted, pending after a stop (auth,
+quota, budget, interrupt), cancelled, in flight at a crash, or failed with a retryable class
+after its attempts ran out. Jobs that failed for good (content policy, bad request) are rerun
+only with --retry-failed. Images on disk whose log row never landed are adopted, not paid for
+again. Settings come from run.json; flags given here override them for this session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pyarrow.compute as pc
+
+from batchgen.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    add_session_arguments,
+    pool_settings,
+    pool_values,
+    resolve_connection,
+)
+from batchgen.cli.prepare import (
+    JobFileProblems,
+    check_job_file,
+    load_prices,
+    make_budget,
+    show_quote_and_confirm,
+)
+from batchgen.cli.run import _sim_config, finish, sim_settings
+from batchgen.cli.session import SessionPlan, execute, make_console
+from batchgen.jobs import iter_jobs, job_index
+from batchgen.rundir import RunDir, RunDirError, redact_argv
+from batchgen.runlog.files import compact_all
+from batchgen.runlog.reader import read_log
+from batchgen.recovery import adopt_orphans, record_crashed_inflight
+from batchgen.runlog.state import job_states, remaining
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "resume", help="finish an interrupted or partly failed run", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", help="the run directory (holds run.json)")
+    parser.add_argument(
+        "--retry-failed", action="store_true",
+        help="also rerun jobs that failed for good (content policy, bad request)",
+    )
+    add_session_arguments(parser, resume=True)
+    parser.set_defaults(func=cmd_resume)
+
+
+def _namespace_with(args: argparse.Namespace, recorded: dict[str, Any]) -> argparse.Namespace:
+    """Flags given now win; the rest come from run.json."""
+    merged = vars(args).copy()
+    for key in ("prices", "max_cost", "price_per_image"):
+        if merged.get(key) is None:
+            merged[key] = recorded.get(key)
+    for key, value in (recorded.get("sim") or {}).items():
+        if merged.get(key) in (None, "", False, 0.0) or key not in merged:
+            merged[key] = value
+    return argparse.Namespace(**merged)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    console = make_console()
+    err = make_console(stderr=True)
+    rundir = RunDir(args.run_dir)
+    try:
+        with rundir.lock():
+            return _resume_locked(args, rundir, console, err)
+    except RunDirError as exc:
+        err.print(f"batchgen resume: {exc}", markup=False)
+        return EXIT_USAGE
+    except JobFileProblems as exc:
+        for line in exc.lines:
+            err.print(line, markup=False)
+        err.print("nothing was sent: fix the job file and resume again")
+        return EXIT_USAGE
+    except UsageError as exc:
+        err.print(f"batchgen resume: {exc}", markup=False)
+        return EXIT_USAGE
+
+
+def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: Any) -> int:
+    manifest = rundir.load()
+    recorded = manifest["settings"]
+    args = _namespace_with(args, recorded)
+    job_file = Path(manifest["job_file"])
+    if not job_file.exists():
+        msg = f"the job file {job_file} of this run is gone: put it back to resume"
+        raise UsageError(msg)
+    # a crashed session left part files and an in-flight list: settle them first
+    compact_all(rundir.log_dir)
+    states = job_states(rundir.path)
+    rundir.mark_crashed()
+    defaults = recorded.get("defaults") or {}
+    rest = remaining(job_index(job_file, defaults), states, args.retry_failed)
+    connection = resolve_connection(
+        args.provider or recorded.get("provider"),
+        args.base_url or recorded.get("base_url"),
+        args.api_key_env or recorded.get("api_key_env"),
+    )
+    _say_what_changed(console, manifest, job_file, rest)
+    if not rest.run:
+        console.print(
+            f"nothing to resume: {rest.skipped_done} job(s) done, "
+            f"{rest.skipped_failed} failed for good"
+            + (" (rerun them with --retry-failed)" if rest.skipped_failed else "")
+        )
+        return EXIT_OK
+    values = pool_values(args, recorded.get("pool"))
+    prices = load_prices(args)
+    checked = check_job_file(
+        job_file, defaults, prices, only=rest.run,
+        rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
+    )
+    session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
+    run_id = manifest["run_id"]
+    wanted = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in rest.run}
+    adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
+    billed_twice = record_crashed_inflight(rundir, run_id, session, rest.possibly_billed_twice)
+    to_run = rest.run - set(adopted)
+    if adopted:
+        console.print(f"adopted {len(adopted)} job(s) whose images were saved before the crash")
+    if billed_twice:
+        console.print(
+            f"[yellow]{billed_twice} job(s) were in flight at a crash: they may have been billed "
+            "and are sent again[/]"
+        )
+    spent = _spent_so_far(rundir)
+    budget = make_budget(args, prices, checked, spent_before=spent)
+    if not show_quote_and_confirm(console, args, checked, args.quiet):
+        rundir.end_session(session, "interrupted", {"jobs_taken": 0})
+        return EXIT_USAGE
+    console.print(f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}")
+    plan = SessionPlan(
+        rundir=rundir,
+        manifest=manifest,
+        session=session,
+        jobs=(job for job in iter_jobs(job_file, defaults) if job.id in to_run),
+        jobs_to_run=len(to_run),
+        connection=connection,
+        settings=pool_settings(values),
+        rpm=values["rpm"],
+        ipm=values["ipm"],
+        adaptive=values["adaptive"],
+        prices=prices,
+        budget=budget,
+        sim_config=_sim_config(args) if connection.provider == "sim" else None,
+        quiet=args.quiet,
+    )
+    result = anyio.run(execute, plan, console)
+    finish(console, rundir, result, budget, quiet=args.quiet)
+    return result.exit_code
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    given = {k: v for k, v in vars(args).items() if v not in (None, False) and k != "func"}
+    given.pop("run_dir", None)
+    return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
+        "sim": sim_settings(args) or None
+    }
+
+
+def _spent_so_far(rundir: RunDir) -> float:
+    table = read_log(rundir.path, ["cost_usd"])
+    return float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
+
+
+def _say_what_changed(console: Any, manifest: dict[str, Any], job_file: Path, rest: Any) -> None:
+    from batchgen.jobs import sha256_file
+
+    if sha256_file(job_file) == manifest.get("job_file_sha256"):
+        return
+    console.print(
+        f"[yellow]the job file {job_file} changed since the run started:[/] "
+        f"{len(rest.edited)} edited, {len(rest.removed)} removed, and jobs not in the log "
+        f"(new or never reached): {len(rest.added)}"
+    )
+    for label, ids in (("edited", rest.edited), ("removed", rest.removed)):
+        if ids:
+            shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+            console.print(f"  {label}: {shown}")

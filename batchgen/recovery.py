@@ -1,0 +1,111 @@
+"""After a crash, before a resume sends anything: adopt images that reached the disk without
+their log row, and log the jobs that were in flight (they may have been billed twice)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchgen.errors import ErrorClass
+from batchgen.jobs.model import Job
+from batchgen.money import PriceTable, cost_of_attempt
+from batchgen.rundir import RunDir
+from batchgen.runlog.orphans import find_orphans
+from batchgen.runlog.reader import read_log
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
+from batchgen.runlog.writer import RunLogWriter
+
+IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
+
+
+def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
+    now = time.time()
+    return {
+        "run_id": run_id,
+        "session": session,
+        "job_id": job.id,
+        "job_line": job.line,
+        "fingerprint": job.fingerprint,
+        "attempt": 0,
+        "provider": "recovery",
+        "model": job.model,
+        "prompt": job.prompt,
+        "size": job.size,
+        "quality": job.quality,
+        "n": job.n,
+        "params": job.params_json(),
+        "queued_at": now,
+        "finished_at": now,
+    }
+
+
+def adopt_orphans(
+    rundir: RunDir, run_id: str, session: int, wanted: Mapping[str, Job], prices: PriceTable
+) -> list[str]:
+    """Log an ok row (cost_source=recovered) for every job whose full set of images is on disk
+    and decodes. Returns the adopted job ids; they are not sent again."""
+    orphans = find_orphans(rundir.images_dir, (), {i: j.n for i, j in wanted.items()})
+    adoptable = [o for o in orphans if o.adoptable]
+    if not adoptable:
+        return []
+    with RunLogWriter(rundir.log_dir, run_id=run_id, session=session,
+                      state_dir=rundir.state_dir) as writer:
+        for orphan in adoptable:
+            job = wanted[orphan.job_id]
+            cost, _ = cost_of_attempt(prices, job, None, orphan.wanted)
+            row = _base_row(run_id, session, job)
+            row.update(
+                status=STATUS_OK,
+                final=True,
+                image_paths=[f"images/{p.name}" for p in orphan.paths],
+                image_count=len(orphan.paths),
+                image_bytes=orphan.image_bytes,
+                cost_usd=cost,
+                cost_source="recovered",
+                error_message="adopted: images saved before a crash, log row missing",
+            )
+            writer.append(row)
+    return [o.job_id for o in adoptable]
+
+
+def record_crashed_inflight(
+    rundir: RunDir, run_id: str, session: int, job_ids: frozenset[str] | set[str]
+) -> int:
+    """One row per job that was in flight when a session died: the report counts them as
+    "possibly billed twice". Not final: the job is run again in this session."""
+    if not job_ids:
+        return 0
+    known = read_log(rundir.path, ["job_id", "prompt", "model", "job_line", "fingerprint"])
+    mask = pc.is_in(known["job_id"], value_set=pa.array(sorted(job_ids)))
+    seen: dict[str, dict[str, object]] = {}
+    for row in known.filter(mask).to_pylist():
+        seen.setdefault(row["job_id"], row)
+    now = time.time()
+    with RunLogWriter(rundir.log_dir, run_id=run_id, session=session,
+                      state_dir=rundir.state_dir) as writer:
+        for job_id in sorted(job_ids):
+            info = seen.get(job_id, {})
+            writer.append({
+                "run_id": run_id,
+                "session": session,
+                "job_id": job_id,
+                "job_line": info.get("job_line"),
+                "fingerprint": info.get("fingerprint"),
+                "attempt": 0,
+                "status": STATUS_ERROR,
+                "final": False,
+                "error_class": ErrorClass.CANCELLED.value,
+                "error_code": IN_FLIGHT_AT_CRASH,
+                "error_message": "in flight when the process died: possibly billed, sent again",
+                "provider": "recovery",
+                "model": info.get("model"),
+                "prompt": info.get("prompt"),
+                "queued_at": now,
+                "finished_at": now,
+                "cost_usd": 0.0,
+                "cost_source": "none",
+            })
+    return len(job_ids)
