@@ -298,3 +298,13 @@ def test_hundred_thousand_rows_is_quick(tmp_path):
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     assert time.perf_counter() - t0 < 5.0
     assert fig["attempts"] > 100_000
+
+
+def test_settings_nested_under_pool_as_run_json_keeps_them(tmp_path):
+    run, _ = make(tmp_path, 1500, Faults(rate_limit=0.3, server=0, timeout=0.1, content_policy=0,
+                                         never_taken=0, in_flight_at_crash=0, unknown_cost=0),
+                  settings={"pool": {"rpm": 120, "timeout": 200.0}, "provider": "sim"})
+    k = kinds(analyze_run(run, image_checks=False, price_lookup=None))
+    assert k["rpm"]["evidence"]["current_rpm"] == 120
+    assert k["timeout"]["evidence"]["current_timeout_s"] == 200.0
+    assert k["timeout"]["evidence"]["suggested_timeout_s"] == 300  # p99 sits under the deadline

@@ -159,3 +159,40 @@ def test_run_summary_is_short_and_has_the_figures(runs):
     assert f"{data['jobs_pending']:,} pending of 800 jobs" in out
     assert "per image" in out and "possibly billed twice" in out
     assert len(out.splitlines()) <= 8
+
+
+def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):
+    """`batchgen run` against the simulator (real HTTP on 127.0.0.1) with known fault rates;
+    the report's counts must equal what the simulator itself counted."""
+    import os
+    import subprocess
+    import sys
+
+    sim = make_sim(faults={"server": 0.15, "content_policy": 0.1, "rate_limit": 0.1},
+                   retry_after_s=0.01, seed=7)
+    jobs = tmp_path / "jobs.jsonl"
+    n = 30
+    jobs.write_text("".join(json.dumps({"prompt": f"a tin robot, pose {i}"}) + "\n"
+                            for i in range(n)))
+    run = tmp_path / "run"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-123"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchgen.cli.main", "run", str(jobs), "--base-url", sim.base_url,
+         "--run-dir", str(run), "--model", "gpt-image-1", "--size", "1024x1024",
+         "--quality", "low", "--concurrency", "8", "--max-attempts", "3", "--yes", "--quiet"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = build([run], image_checks=False)
+    validate(json.loads(to_json(data)))
+    stats = sim.stats
+    assert stats["server"] and stats["content_policy"] and stats["rate_limit"]  # faults happened
+    assert data["attempts"] == stats.received
+    assert data["attempts_ok"] == data["jobs_succeeded"] == data["images"] == stats["ok"]
+    for cls in ("server", "content_policy", "rate_limit"):
+        assert data["errors"].get(cls, 0) == stats[cls], cls
+    assert data["jobs_failed_by_class"].get("content_policy", 0) == stats["content_policy"]
+    assert data["jobs_succeeded"] + data["jobs_failed"] + data["jobs_pending"] == n
+    assert data["rate_limited_share"] == pytest.approx(stats["rate_limit"] / stats.received)
+    everything = json.dumps(data) + (run / "run.json").read_text()
+    assert "sk-test-not-a-real-key-123" not in everything

@@ -44,6 +44,13 @@ def recommend(
     return out
 
 
+def _setting(fig: dict[str, Any], name: str) -> Any:
+    """A run setting: run.json keeps the pool's under ``settings.pool``; flat also accepted."""
+    settings = fig["settings"]
+    pool = settings.get("pool") if isinstance(settings.get("pool"), dict) else {}
+    return pool.get(name, settings.get(name))
+
+
 def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
     """auth / quota stop the run, budget leaves jobs unsent: say the class's remedy."""
     endings = {s.get("how") for s in fig["sessions"]}
@@ -60,7 +67,7 @@ def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
     if share <= RATE_LIMIT_SHARE or not accepted:
         return []
     rpm = max(1, math.floor(RPM_HEADROOM * accepted))
-    current = fig["settings"].get("rpm")
+    current = _setting(fig, "rpm")
     return [
         Recommendation(
             "rpm",
@@ -78,7 +85,7 @@ def _timeout(fig: dict[str, Any]) -> list[Recommendation]:
     p99 = fig["latency_s"]["p99"]
     if not timeouts or p99 is None:
         return []
-    current = fig["settings"].get("timeout")
+    current = _setting(fig, "timeout")
     suggested = math.ceil(TIMEOUT_FACTOR * p99)
     # Successful latencies are cut off at the deadline, so p99 under it says little: go past it.
     if current and suggested <= float(current):
