@@ -1,0 +1,58 @@
+"""The clients under test, each run as its own measured process against a running simulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.proc import Measured, run_measured
+
+API_KEY = "sk-bench"  # the simulator takes any bearer key; a real key must never be used here
+BATCHGEN = Path(sys.executable).with_name("batchgen")
+
+
+def client_env() -> dict[str, str]:
+    """This environment with the bench key in place of any real one, so a real key cannot
+    reach the simulator, a run's files or a report."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env["OPENAI_API_KEY"] = API_KEY
+    return env
+
+
+def batchgen_command(
+    jobfile: Path, base_url: str, run_dir: Path, *, concurrency: int = 64, extra: Sequence[str] = ()
+) -> list[str]:
+    return [
+        str(BATCHGEN), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
+        "--concurrency", str(concurrency), "--quiet", "--yes", *extra,
+    ]  # fmt: skip
+
+
+def run_batchgen(
+    jobfile: Path,
+    base_url: str,
+    run_dir: Path,
+    *,
+    concurrency: int = 64,
+    extra: Sequence[str] = (),
+    timeout_s: float = 600.0,
+) -> Measured:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = batchgen_command(jobfile, base_url, run_dir, concurrency=concurrency, extra=extra)
+    return run_measured(cmd, env=client_env(), timeout_s=timeout_s).check("batchgen run")
+
+
+def run_baseline(
+    name: str, jobfile: Path, base_url: str, out_dir: Path, *, concurrency: int = 64
+) -> Measured:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "bench.baselines", name, str(jobfile), base_url, str(out_dir),
+           str(concurrency)]  # fmt: skip
+    return run_measured(cmd, env=client_env()).check(f"the {name} baseline")
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
