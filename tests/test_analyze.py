@@ -18,10 +18,24 @@ from batchgen.analyze.synthetic import Faults, synthetic_log, table_from_rows, w
 from batchgen.money import load_prices
 
 PENDING_CLASSES = {"auth", "quota", "budget", "cancelled"}
-HEAVY = Faults(rate_limit=0.25, server=0.15, timeout=0.08, content_policy=0.03,
-               never_taken=0.05, in_flight_at_crash=0.02, unknown_cost=0.05)
-CLEAN = Faults(rate_limit=0, server=0, timeout=0, content_policy=0, never_taken=0,
-               in_flight_at_crash=0, unknown_cost=0)
+HEAVY = Faults(
+    rate_limit=0.25,
+    server=0.15,
+    timeout=0.08,
+    content_policy=0.03,
+    never_taken=0.05,
+    in_flight_at_crash=0.02,
+    unknown_cost=0.05,
+)
+CLEAN = Faults(
+    rate_limit=0,
+    server=0,
+    timeout=0,
+    content_policy=0,
+    never_taken=0,
+    in_flight_at_crash=0,
+    unknown_cost=0,
+)
 MINI = (("gpt-image-1-mini", "low", "1024x1024", 0.005),)
 
 
@@ -38,9 +52,11 @@ def expected(rows: list[dict], jobs_total: int, active_s: float) -> dict:
     last_final: dict[str, dict] = {}
     for r in sorted((r for r in rows if r["final"]), key=lambda r: (r["session"], r["attempt"])):
         last_final[r["job_id"]] = r
-    failed = {j: r["error_class"] for j, r in last_final.items()
-              if j not in ok_jobs and r["status"] == "error"
-              and r["error_class"] not in PENDING_CLASSES}
+    failed = {
+        j: r["error_class"]
+        for j, r in last_final.items()
+        if j not in ok_jobs and r["status"] == "error" and r["error_class"] not in PENDING_CLASSES
+    }
     sent = [r for r in rows if r["status"] in ("ok", "error")]
     ok = [r for r in rows if r["status"] == "ok"]
     lat = np.array([r["latency_s"] for r in ok])
@@ -66,7 +82,7 @@ def expected(rows: list[dict], jobs_total: int, active_s: float) -> dict:
         "paused": sum(r["retry_after_s"] for r in sent if r["error_class"] == "rate_limit"),
         "accepted_rpm": (len(sent) - limited) / (active_s / 60),
         "cost_total": sum(cost),
-        "cost_wasted": sum(c for c, r in zip(cost, rows) if r["status"] != "ok"),
+        "cost_wasted": sum(c for c, r in zip(cost, rows, strict=False) if r["status"] != "ok"),
         "errors": dict(Counter(r["error_class"] for r in rows if r["status"] == "error")),
         "billed_twice": len({r["job_id"] for r in rows if r["error_code"] == "in_flight_at_crash"}),
         "unknown_cost": sum(1 for r in rows if r["cost_source"] == "unknown"),
@@ -142,19 +158,29 @@ def test_still_running_run_uses_last_attempt_as_session_end(tmp_path):
     table = synthetic_log(400, faults=CLEAN, seed=1)
     fin = table["finished_at"].cast("int64").to_numpy() / 1e6
     start = float(fin.min()) - 2
-    run = write_run(tmp_path / "live", table, jobs=1000,
-                    sessions=[{"session": 1, "started_at": start, "ended_at": None, "how": None}])
+    run = write_run(
+        tmp_path / "live",
+        table,
+        jobs=1000,
+        sessions=[{"session": 1, "started_at": start, "ended_at": None, "how": None}],
+    )
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     assert fig["active_s"] == pytest.approx(float(fin.max()) - start)
     assert fig["jobs_pending"] == 600
-    assert any(r["kind"] == "pending" and "600 pending" in r["message"]
-               for r in fig["recommendations"])
+    assert any(
+        r["kind"] == "pending" and "600 pending" in r["message"] for r in fig["recommendations"]
+    )
 
 
 def test_empty_run_reports_everything_pending(tmp_path):
     run = write_run(tmp_path / "empty", table_from_rows([]), jobs=12, sessions=[])
     fig = analyze_run(run, image_checks=True, price_lookup=None)
-    assert (fig["jobs_total"], fig["jobs_pending"], fig["attempts"], fig["images"]) == (12, 12, 0, 0)
+    assert (fig["jobs_total"], fig["jobs_pending"], fig["attempts"], fig["images"]) == (
+        12,
+        12,
+        0,
+        0,
+    )
     assert fig["success_rate"] is None and fig["latency_s"]["p95"] is None
     assert [r["kind"] for r in fig["recommendations"]] == ["pending"]
     assert fig["image_checks"]["checked"] == 0
@@ -167,10 +193,18 @@ def test_missing_run_dir_says_what_to_pass(tmp_path):
 
 # ---- ratings --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("value", "label"),
-    [(0.99, "excellent"), (0.98, "excellent"), (0.96, "good"), (0.90, "acceptable"),
-     (0.87, "poor"), (0.5, "poor"), (None, None)],
+    [
+        (0.99, "excellent"),
+        (0.98, "excellent"),
+        (0.96, "good"),
+        (0.90, "acceptable"),
+        (0.87, "poor"),
+        (0.5, "poor"),
+        (None, None),
+    ],
 )
 def test_success_rating(value, label):
     assert rate_at_least(value, Thresholds().success_rate) == label
@@ -189,13 +223,15 @@ def test_cost_gap_is_poor_and_thresholds_configurable():
     ratings = rate_run(fig)
     assert ratings["cost_per_image"]["rating"] == "poor"
     assert ratings["response_time"]["rating"] == "good"
-    lenient = Thresholds(latency_p95_s=(6, 10, 20), success_rate=(0.9, 0.8, 0.7),
-                         cost_per_image_usd=(0.1, 0.2, 0.3))
+    lenient = Thresholds(
+        latency_p95_s=(6, 10, 20), success_rate=(0.9, 0.8, 0.7), cost_per_image_usd=(0.1, 0.2, 0.3)
+    )
     ratings = rate_run(fig, lenient)
     assert [r["rating"] for r in ratings.values()] == ["excellent", "excellent", "excellent"]
 
 
 # ---- recommendations ------------------------------------------------------------------------
+
 
 def kinds(fig: dict) -> dict[str, dict]:
     return {r["kind"]: r for r in fig["recommendations"]}
@@ -209,9 +245,19 @@ def test_clean_run_has_no_recommendations(tmp_path):
 
 
 def test_many_429s_suggest_a_lower_rpm_from_the_accepted_rate(tmp_path):
-    run, rows = make(tmp_path, 2000, Faults(rate_limit=0.3, server=0, timeout=0,
-                                            content_policy=0, never_taken=0,
-                                            in_flight_at_crash=0, unknown_cost=0))
+    run, rows = make(
+        tmp_path,
+        2000,
+        Faults(
+            rate_limit=0.3,
+            server=0,
+            timeout=0,
+            content_policy=0,
+            never_taken=0,
+            in_flight_at_crash=0,
+            unknown_cost=0,
+        ),
+    )
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     rec = kinds(fig)["rpm"]
     sent = [r for r in rows if r["status"] != "skipped"]
@@ -221,16 +267,38 @@ def test_many_429s_suggest_a_lower_rpm_from_the_accepted_rate(tmp_path):
     assert rec["evidence"]["current_rpm"] == 600
 
     # the same run with a 2% share: below the threshold, nothing to change
-    run2, _ = make(tmp_path, 2000, Faults(rate_limit=0.02, server=0, timeout=0, content_policy=0,
-                                          never_taken=0, in_flight_at_crash=0, unknown_cost=0),
-                   seed=4)
+    run2, _ = make(
+        tmp_path,
+        2000,
+        Faults(
+            rate_limit=0.02,
+            server=0,
+            timeout=0,
+            content_policy=0,
+            never_taken=0,
+            in_flight_at_crash=0,
+            unknown_cost=0,
+        ),
+        seed=4,
+    )
     assert "rpm" not in kinds(analyze_run(run2, image_checks=False, price_lookup=None))
 
 
 def test_timeouts_suggest_a_timeout_from_p99(tmp_path):
-    run, _ = make(tmp_path, 1500, Faults(rate_limit=0, server=0, timeout=0.1, content_policy=0,
-                                         never_taken=0, in_flight_at_crash=0, unknown_cost=0),
-                  settings={"rpm": 600, "timeout": 5})
+    run, _ = make(
+        tmp_path,
+        1500,
+        Faults(
+            rate_limit=0,
+            server=0,
+            timeout=0.1,
+            content_policy=0,
+            never_taken=0,
+            in_flight_at_crash=0,
+            unknown_cost=0,
+        ),
+        settings={"rpm": 600, "timeout": 5},
+    )
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     rec = kinds(fig)["timeout"]
     p99 = fig["latency_s"]["p99"]
@@ -263,18 +331,42 @@ def test_failures_crashes_and_stops_are_recommended_on(tmp_path):
     k = kinds(fig)
     assert k["content_policy"]["evidence"]["jobs"] == fig["jobs_failed_by_class"]["content_policy"]
     listed = {p["job_id"] for p in k["content_policy"]["evidence"]["prompts"]}
-    assert listed and all(any(r["job_id"] == j and r["error_class"] == "content_policy"
-                              for r in rows) for j in listed)
+    assert listed and all(
+        any(r["job_id"] == j and r["error_class"] == "content_policy" for r in rows) for j in listed
+    )
     assert k["billed_twice"]["evidence"]["jobs"] == fig["possibly_billed_twice"]
     assert f"batchgen resume {run}" in k["pending"]["message"]
     assert "server" in k  # 15% server errors is above the 5% share worth a word
 
-    stop = [{"run_id": "t", "session": 1, "job_id": "j1", "attempt": 1, "status": "error",
-             "final": True, "error_class": "auth", "http_status": 401, "prompt": "p"},
-            {"run_id": "t", "session": 1, "job_id": "j2", "attempt": 0, "status": "skipped",
-             "final": True, "error_class": "auth", "prompt": "q"}]
-    run2 = write_run(tmp_path / "auth", table_from_rows(stop), jobs=5, sessions=[
-        {"session": 1, "started_at": 1.0, "ended_at": 2.0, "how": "stopped_auth"}])
+    stop = [
+        {
+            "run_id": "t",
+            "session": 1,
+            "job_id": "j1",
+            "attempt": 1,
+            "status": "error",
+            "final": True,
+            "error_class": "auth",
+            "http_status": 401,
+            "prompt": "p",
+        },
+        {
+            "run_id": "t",
+            "session": 1,
+            "job_id": "j2",
+            "attempt": 0,
+            "status": "skipped",
+            "final": True,
+            "error_class": "auth",
+            "prompt": "q",
+        },
+    ]
+    run2 = write_run(
+        tmp_path / "auth",
+        table_from_rows(stop),
+        jobs=5,
+        sessions=[{"session": 1, "started_at": 1.0, "ended_at": 2.0, "how": "stopped_auth"}],
+    )
     fig2 = analyze_run(run2, image_checks=False, price_lookup=None)
     from batchgen.errors import ErrorClass
 
@@ -301,9 +393,20 @@ def test_hundred_thousand_rows_is_quick(tmp_path):
 
 
 def test_settings_nested_under_pool_as_run_json_keeps_them(tmp_path):
-    run, _ = make(tmp_path, 1500, Faults(rate_limit=0.3, server=0, timeout=0.1, content_policy=0,
-                                         never_taken=0, in_flight_at_crash=0, unknown_cost=0),
-                  settings={"pool": {"rpm": 120, "timeout": 200.0}, "provider": "sim"})
+    run, _ = make(
+        tmp_path,
+        1500,
+        Faults(
+            rate_limit=0.3,
+            server=0,
+            timeout=0.1,
+            content_policy=0,
+            never_taken=0,
+            in_flight_at_crash=0,
+            unknown_cost=0,
+        ),
+        settings={"pool": {"rpm": 120, "timeout": 200.0}, "provider": "sim"},
+    )
     k = kinds(analyze_run(run, image_checks=False, price_lookup=None))
     assert k["rpm"]["evidence"]["current_rpm"] == 120
     assert k["timeout"]["evidence"]["current_timeout_s"] == 200.0

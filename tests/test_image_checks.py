@@ -36,20 +36,36 @@ def distinct_prompts(count: int) -> list[str]:
 
 def fetch(sim, prompt: str, size: str = "1024x1024", fmt: str = "png") -> bytes:
     client = openai.OpenAI(base_url=sim.base_url, api_key="sk-test-not-a-key", max_retries=0)
-    answer = client.images.generate(model="gpt-image-1", prompt=prompt, size=size,
-                                    output_format=fmt)
+    answer = client.images.generate(
+        model="gpt-image-1", prompt=prompt, size=size, output_format=fmt
+    )
     return base64.b64decode(answer.data[0].b64_json)
 
 
 def ok_row(job_id: str, prompt: str, size: str, paths: list[str]) -> dict:
-    return {"run_id": "t", "session": 1, "job_id": job_id, "attempt": 1, "status": "ok",
-            "final": True, "prompt": prompt, "size": size, "model": "gpt-image-1",
-            "quality": "medium", "image_paths": paths, "image_count": len(paths),
-            "latency_s": 1.0, "finished_at": 1_800_000_000.0, "cost_usd": 0.04,
-            "cost_source": "usage"}
+    return {
+        "run_id": "t",
+        "session": 1,
+        "job_id": job_id,
+        "attempt": 1,
+        "status": "ok",
+        "final": True,
+        "prompt": prompt,
+        "size": size,
+        "model": "gpt-image-1",
+        "quality": "medium",
+        "image_paths": paths,
+        "image_count": len(paths),
+        "latency_s": 1.0,
+        "finished_at": 1_800_000_000.0,
+        "cost_usd": 0.04,
+        "cost_source": "usage",
+    }
 
 
-def make_run(tmp_path: Path, images: list[tuple[str, str, str, list[tuple[str, bytes | None]]]]) -> Path:
+def make_run(
+    tmp_path: Path, images: list[tuple[str, str, str, list[tuple[str, bytes | None]]]]
+) -> Path:
     """images: (job_id, prompt, size, [(file name, bytes or None = not written)])."""
     run = tmp_path / "run"
     (run / "images").mkdir(parents=True)
@@ -79,12 +95,15 @@ def renders(make_sim):
 def test_clean_simulator_renders_are_not_flagged(tmp_path, renders):
     prompts, data, sim = renders
     jpeg = fetch(sim, prompts[0] + " in jpeg", size="1536x1024", fmt="jpeg")
-    entries = [(f"job-{i}", p, "1024x1024", [(f"job-{i}_0.png", d)])
-               for i, (p, d) in enumerate(zip(prompts, data))]
+    entries = [
+        (f"job-{i}", p, "1024x1024", [(f"job-{i}_0.png", d)])
+        for i, (p, d) in enumerate(zip(prompts, data, strict=False))
+    ]
     entries.append(("job-jpeg", prompts[0] + " in jpeg", "1536x1024", [("job-jpeg_0.jpeg", jpeg)]))
     # n=2 of one prompt may come back alike: not a duplicate across prompts
-    entries.append(("job-n2", prompts[1], "1024x1024",
-                    [("job-n2_0.png", data[1]), ("job-n2_1.png", data[1])]))
+    entries.append(
+        ("job-n2", prompts[1], "1024x1024", [("job-n2_0.png", data[1]), ("job-n2_1.png", data[1])])
+    )
     result = check_images(make_run(tmp_path, entries))
     assert result["checked"] == len(prompts) + 1 + 2
     assert result["flagged"] == 0, json.dumps(result["findings"], indent=1)
@@ -95,11 +114,19 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
     sharp = Image.open(io.BytesIO(data[0]))
     entries = [
         ("clean-1", prompts[1], "1024x1024", [("clean-1_0.png", data[1])]),
-        ("blank", "an empty room", "1024x1024",
-         [("blank_0.png", png(Image.new("RGB", (1024, 1024), (200, 200, 205))))]),
+        (
+            "blank",
+            "an empty room",
+            "1024x1024",
+            [("blank_0.png", png(Image.new("RGB", (1024, 1024), (200, 200, 205))))],
+        ),
         ("wrong-size", prompts[2], "1536x1024", [("wrong-size_0.png", data[2])]),
-        ("blurred", prompts[3], "1024x1024",
-         [("blurred_0.png", png(sharp.filter(ImageFilter.GaussianBlur(8))))]),
+        (
+            "blurred",
+            prompts[3],
+            "1024x1024",
+            [("blurred_0.png", png(sharp.filter(ImageFilter.GaussianBlur(8))))],
+        ),
         # the same picture as clean-1, delivered for another prompt
         ("dup", prompts[4] + " but different", "1024x1024", [("dup_0.png", data[1])]),
         ("broken", prompts[5], "1024x1024", [("broken_0.png", b"\x89PNG\r\n\x1a\n not really")]),
@@ -108,12 +135,24 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
     ]
     result = check_images(make_run(tmp_path, entries))
     counts = result["counts"]
-    assert counts == {"missing": 1, "undecodable": 1, "wrong_size": 1, "blank": 1,
-                      "blurred": 1, "duplicate": 2}
+    assert counts == {
+        "missing": 1,
+        "undecodable": 1,
+        "wrong_size": 1,
+        "blank": 1,
+        "blurred": 1,
+        "duplicate": 2,
+    }
     by_problem = {(f["problem"], f["job_id"]) for f in result["findings"]}
-    assert by_problem == {("missing", "gone"), ("undecodable", "broken"),
-                          ("wrong_size", "wrong-size"), ("blank", "blank"),
-                          ("blurred", "blurred"), ("duplicate", "clean-1"), ("duplicate", "dup")}
+    assert by_problem == {
+        ("missing", "gone"),
+        ("undecodable", "broken"),
+        ("wrong_size", "wrong-size"),
+        ("blank", "blank"),
+        ("blurred", "blurred"),
+        ("duplicate", "clean-1"),
+        ("duplicate", "dup"),
+    }
     assert result["duplicate_groups"] == [["images/clean-1_0.png", "images/dup_0.png"]]
     wrong = next(f for f in result["findings"] if f["problem"] == "wrong_size")
     assert "1024x1024, requested 1536x1024" in wrong["detail"]
@@ -122,8 +161,10 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
 def test_near_duplicate_after_recompression_is_caught(tmp_path, renders):
     prompts, data, _ = renders
     recompressed = png(Image.open(io.BytesIO(data[0])).convert("RGB"), "JPEG")
-    entries = [("a", prompts[0], "1024x1024", [("a_0.png", data[0])]),
-               ("b", "another prompt", "1024x1024", [("b_0.jpeg", recompressed)])]
+    entries = [
+        ("a", prompts[0], "1024x1024", [("a_0.png", data[0])]),
+        ("b", "another prompt", "1024x1024", [("b_0.jpeg", recompressed)]),
+    ]
     assert check_images(make_run(tmp_path, entries))["counts"]["duplicate"] == 2
     strict = CheckConfig(dup_max_bits=0, hash_size=16)
     h1 = dhash(_gray_thumb(tmp_path / "run/images/a_0.png", 256)[1], 16)

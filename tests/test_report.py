@@ -18,10 +18,24 @@ from batchgen.report import build, to_json, write
 
 SCHEMA = json.loads(resources.files("batchgen.report").joinpath("schema.json").read_text())
 HOSTILE = "<script>alert(1)</script> | [bold]not markup[/bold] `tick`"
-GOOD = Faults(rate_limit=0.01, server=0.01, timeout=0, content_policy=0.0, never_taken=0,
-              in_flight_at_crash=0, unknown_cost=0)
-BAD = Faults(rate_limit=0.3, server=0.1, timeout=0.05, content_policy=0.05, never_taken=0.1,
-             in_flight_at_crash=0.01, unknown_cost=0.02)
+GOOD = Faults(
+    rate_limit=0.01,
+    server=0.01,
+    timeout=0,
+    content_policy=0.0,
+    never_taken=0,
+    in_flight_at_crash=0,
+    unknown_cost=0,
+)
+BAD = Faults(
+    rate_limit=0.3,
+    server=0.1,
+    timeout=0.05,
+    content_policy=0.05,
+    never_taken=0.1,
+    in_flight_at_crash=0.01,
+    unknown_cost=0.02,
+)
 
 
 def validate(doc: dict) -> None:
@@ -30,12 +44,27 @@ def validate(doc: dict) -> None:
 
 @pytest.fixture
 def runs(tmp_path: Path) -> tuple[Path, Path]:
-    a = write_run(tmp_path / "a", synthetic_log(800, faults=BAD, seed=1), jobs=800,
-                  settings={"rpm": 600, "timeout": 60, "api_key": "sk-live-SECRET123456789"})
+    a = write_run(
+        tmp_path / "a",
+        synthetic_log(800, faults=BAD, seed=1),
+        jobs=800,
+        settings={"rpm": 600, "timeout": 60, "api_key": "sk-live-SECRET123456789"},
+    )
     b = write_run(tmp_path / "b", synthetic_log(800, faults=GOOD, seed=2), jobs=800)
-    hostile = [{"run_id": "h", "session": 1, "job_id": "evil", "attempt": 1, "status": "error",
-                "final": True, "error_class": "content_policy", "http_status": 400,
-                "error_message": HOSTILE, "prompt": HOSTILE}]
+    hostile = [
+        {
+            "run_id": "h",
+            "session": 1,
+            "job_id": "evil",
+            "attempt": 1,
+            "status": "error",
+            "final": True,
+            "error_class": "content_policy",
+            "http_status": 400,
+            "error_message": HOSTILE,
+            "prompt": HOSTILE,
+        }
+    ]
     extra = table_from_rows(hostile)
     import pyarrow.parquet as pq
 
@@ -47,10 +76,24 @@ def test_json_has_stable_keys_and_matches_schema(runs):
     a, _ = runs
     doc = json.loads(to_json(build([a])))
     validate(doc)
-    for key in ("jobs_total", "jobs_succeeded", "jobs_failed", "jobs_pending", "success_rate",
-                "attempts", "images", "latency_s", "images_per_min", "rate_limited_share",
-                "cost_usd_total", "cost_per_image_usd", "errors", "ratings", "recommendations",
-                "image_checks"):
+    for key in (
+        "jobs_total",
+        "jobs_succeeded",
+        "jobs_failed",
+        "jobs_pending",
+        "success_rate",
+        "attempts",
+        "images",
+        "latency_s",
+        "images_per_min",
+        "rate_limited_share",
+        "cost_usd_total",
+        "cost_per_image_usd",
+        "errors",
+        "ratings",
+        "recommendations",
+        "image_checks",
+    ):
         assert key in doc
     assert set(doc["latency_s"]) == {"p50", "p90", "p95", "p99", "max", "mean"}
     assert doc["image_checks"]["enabled"] is True
@@ -84,10 +127,15 @@ def test_compare_deltas_in_every_format(runs, tmp_path):
     ra, rb = data["runs"]
     d = data["deltas"]
     assert d["success_rate"]["delta"] == pytest.approx(rb["success_rate"] - ra["success_rate"])
-    assert d["latency_p95_s"]["delta"] == pytest.approx(rb["latency_s"]["p95"] - ra["latency_s"]["p95"])
-    assert d["images_per_min"]["delta"] == pytest.approx(rb["images_per_min"] - ra["images_per_min"])
+    assert d["latency_p95_s"]["delta"] == pytest.approx(
+        rb["latency_s"]["p95"] - ra["latency_s"]["p95"]
+    )
+    assert d["images_per_min"]["delta"] == pytest.approx(
+        rb["images_per_min"] - ra["images_per_min"]
+    )
     assert d["cost_per_image_usd"]["delta"] == pytest.approx(
-        rb["cost_per_image_usd"] - ra["cost_per_image_usd"])
+        rb["cost_per_image_usd"] - ra["cost_per_image_usd"]
+    )
     assert d["success_rate"]["better"] is True  # B is the clean run
     assert d["rate_limited_share"]["better"] is True
 
@@ -139,8 +187,9 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert (a / "report.html").read_text().startswith("<!DOCTYPE html>")
 
     out = tmp_path / "cmp.json"
-    args = parser.parse_args(["report", str(a), str(b), "--format", "json", "-o", str(out),
-                              "--no-image-checks"])
+    args = parser.parse_args(
+        ["report", str(a), str(b), "--format", "json", "-o", str(out), "--no-image-checks"]
+    )
     assert args.func(args) == 0
     assert json.loads(out.read_text())["compare"] is True
 
@@ -168,19 +217,46 @@ def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):
     import subprocess
     import sys
 
-    sim = make_sim(faults={"server": 0.15, "content_policy": 0.1, "rate_limit": 0.1},
-                   retry_after_s=0.01, seed=7)
+    sim = make_sim(
+        faults={"server": 0.15, "content_policy": 0.1, "rate_limit": 0.1},
+        retry_after_s=0.01,
+        seed=7,
+    )
     jobs = tmp_path / "jobs.jsonl"
     n = 30
-    jobs.write_text("".join(json.dumps({"prompt": f"a tin robot, pose {i}"}) + "\n"
-                            for i in range(n)))
+    jobs.write_text(
+        "".join(json.dumps({"prompt": f"a tin robot, pose {i}"}) + "\n" for i in range(n))
+    )
     run = tmp_path / "run"
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-123"}
     proc = subprocess.run(
-        [sys.executable, "-m", "batchgen.cli.main", "run", str(jobs), "--base-url", sim.base_url,
-         "--run-dir", str(run), "--model", "gpt-image-1", "--size", "1024x1024",
-         "--quality", "low", "--concurrency", "8", "--max-attempts", "3", "--yes", "--quiet"],
-        capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "batchgen.cli.main",
+            "run",
+            str(jobs),
+            "--base-url",
+            sim.base_url,
+            "--run-dir",
+            str(run),
+            "--model",
+            "gpt-image-1",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "low",
+            "--concurrency",
+            "8",
+            "--max-attempts",
+            "3",
+            "--yes",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     data = build([run], image_checks=False)

@@ -33,24 +33,55 @@ def run_with_images(tmp_path: Path, make_sim) -> Path:
     t0 = 1_800_000_000.0
     for i in range(6):
         prompt = f"a harbour at night, print {i}"
-        data = base64.b64decode(client.images.generate(model="gpt-image-1", prompt=prompt,
-                                                        size="1024x1024").data[0].b64_json)
+        data = base64.b64decode(
+            client.images.generate(model="gpt-image-1", prompt=prompt, size="1024x1024")
+            .data[0]
+            .b64_json
+        )
         (run / "images" / f"job-{i}_0.png").write_bytes(data)
-        rows.append({"run_id": "r", "session": 1, "job_id": f"job-{i}", "attempt": 1,
-                     "status": "ok", "final": True, "prompt": prompt, "model": "gpt-image-1",
-                     "quality": "medium", "size": "1024x1024", "image_paths":
-                     [f"images/job-{i}_0.png"], "image_count": 1, "latency_s": 2.0 + i,
-                     "wait_s": 0.1, "finished_at": t0 + 20 * i, "cost_usd": 0.042,
-                     "cost_source": "usage"})
+        rows.append(
+            {
+                "run_id": "r",
+                "session": 1,
+                "job_id": f"job-{i}",
+                "attempt": 1,
+                "status": "ok",
+                "final": True,
+                "prompt": prompt,
+                "model": "gpt-image-1",
+                "quality": "medium",
+                "size": "1024x1024",
+                "image_paths": [f"images/job-{i}_0.png"],
+                "image_count": 1,
+                "latency_s": 2.0 + i,
+                "wait_s": 0.1,
+                "finished_at": t0 + 20 * i,
+                "cost_usd": 0.042,
+                "cost_source": "usage",
+            }
+        )
     for i, cls in enumerate(["content_policy", "server", "server", "rate_limit"]):
-        rows.append({"run_id": "r", "session": 1, "job_id": f"bad-{i}", "attempt": 1,
-                     "status": "error", "final": cls == "content_policy",
-                     "error_class": cls, "error_message": f"refused: {XSS}",
-                     "prompt": f"{XSS} & <b>bold</b> {i}", "finished_at": t0 + 5 * i,
-                     "http_status": 400 if cls == "content_policy" else 503})
-    write_run(run, table_from_rows(rows), jobs=8,
-              sessions=[{"session": 1, "started_at": t0 - 5, "ended_at": t0 + 130,
-                         "how": "completed"}])
+        rows.append(
+            {
+                "run_id": "r",
+                "session": 1,
+                "job_id": f"bad-{i}",
+                "attempt": 1,
+                "status": "error",
+                "final": cls == "content_policy",
+                "error_class": cls,
+                "error_message": f"refused: {XSS}",
+                "prompt": f"{XSS} & <b>bold</b> {i}",
+                "finished_at": t0 + 5 * i,
+                "http_status": 400 if cls == "content_policy" else 503,
+            }
+        )
+    write_run(
+        run,
+        table_from_rows(rows),
+        jobs=8,
+        sessions=[{"session": 1, "started_at": t0 - 5, "ended_at": t0 + 130, "how": "completed"}],
+    )
     return run
 
 
@@ -78,9 +109,20 @@ def test_html_links_are_relative_to_the_output_file(run_with_images, tmp_path):
 
 def chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     profile = tmp_path / "profile"
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+    base = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
     return subprocess.run(base + args, capture_output=True, text=True, timeout=90)
 
 

@@ -17,8 +17,17 @@ from batchgen.analyze.load import read_columns
 from batchgen.errors import ErrorClass
 from batchgen.runlog.schema import STATUS_OK
 
-TEXT_COLUMNS = ["job_id", "session", "attempt", "status", "error_class", "error_code", "http_status",
-                "error_message", "prompt"]
+TEXT_COLUMNS = [
+    "job_id",
+    "session",
+    "attempt",
+    "status",
+    "error_class",
+    "error_code",
+    "http_status",
+    "error_message",
+    "prompt",
+]
 TOP_MESSAGES = 3
 SAMPLES = 5
 FAILED_LIST_MAX = 200
@@ -33,12 +42,10 @@ def _error_class(name: str) -> ErrorClass | None:
 
 def failure_figures(run_dir: Path, failed_ids: pa.ChunkedArray | pa.Array) -> dict[str, Any]:
     rows = read_columns(run_dir, TEXT_COLUMNS, filter=pc.field("status") != STATUS_OK)
-    rows = rows.append_column(
-        "cls", pc.fill_null(rows["error_class"], "unknown")
-    ).append_column("msg", pc.fill_null(rows["error_message"], ""))
-    by_status = (
-        rows.group_by(["cls", "status"]).aggregate([("job_id", "count")]).to_pylist()
+    rows = rows.append_column("cls", pc.fill_null(rows["error_class"], "unknown")).append_column(
+        "msg", pc.fill_null(rows["error_message"], "")
     )
+    by_status = rows.group_by(["cls", "status"]).aggregate([("job_id", "count")]).to_pylist()
     attempts_by_class: dict[str, int] = {}
     skipped_by_class: dict[str, int] = {}
     for r in by_status:
@@ -46,7 +53,8 @@ def failure_figures(run_dir: Path, failed_ids: pa.ChunkedArray | pa.Array) -> di
         target[r["cls"]] = target.get(r["cls"], 0) + r["job_id_count"]
 
     messages = (
-        rows.group_by(["cls", "msg"]).aggregate([("job_id", "count")])
+        rows.group_by(["cls", "msg"])
+        .aggregate([("job_id", "count")])
         .sort_by([("job_id_count", "descending"), ("msg", "ascending")])
         .to_pylist()
     )
@@ -61,7 +69,8 @@ def failure_figures(run_dir: Path, failed_ids: pa.ChunkedArray | pa.Array) -> di
             "remedy": cls.remedy if cls else "Check the log rows of this class.",
             "messages": [
                 {"message": m["msg"], "count": m["job_id_count"]}
-                for m in messages if m["cls"] == name and m["msg"]
+                for m in messages
+                if m["cls"] == name and m["msg"]
             ][:TOP_MESSAGES],
             "samples": _samples(rows, name),
         }

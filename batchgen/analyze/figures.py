@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from batchgen.analyze.load import Manifest, floats, seconds, strings
 from batchgen.errors import ErrorClass
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from batchgen.runlog.state import (
     DONE,
     FAILED,
@@ -25,7 +26,6 @@ from batchgen.runlog.state import (
     crashed_inflight,
     states_from_table,
 )
-from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 CORE_COLUMNS = [
     "job_id",
@@ -109,7 +109,9 @@ def _stats(values: np.ndarray) -> dict[str, float | None]:
     if values.size == 0:
         return dict.fromkeys(keys)
     pct = np.percentile(values, PERCENTILES)
-    out: dict[str, float | None] = {f"p{p}": float(v) for p, v in zip(PERCENTILES, pct)}
+    out: dict[str, float | None] = {
+        f"p{p}": float(v) for p, v in zip(PERCENTILES, pct, strict=False)
+    }
     out["max"] = float(values.max())
     out["mean"] = float(values.mean())
     return out
@@ -138,7 +140,7 @@ def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
         "jobs_total": int(total),
         "jobs_succeeded": succeeded,
         "jobs_failed": failed,
-        "jobs_failed_by_class": {str(c): int(n) for c, n in zip(classes, counts)},
+        "jobs_failed_by_class": {str(c): int(n) for c, n in zip(classes, counts, strict=False)},
         "jobs_pending": max(0, int(total) - decided),
         "success_rate": (succeeded / decided) if decided else None,
         "completion": (decided / total) if total else None,
@@ -163,7 +165,9 @@ def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
     for s in manifest.sessions:
         mask = (cols.session == s.session) & ~np.isnan(fin)
         last = float(fin[mask].max()) if mask.any() else None
-        first = float((fin[mask] - np.nan_to_num(cols.latency_s[mask])).min()) if mask.any() else None
+        first = (
+            float((fin[mask] - np.nan_to_num(cols.latency_s[mask])).min()) if mask.any() else None
+        )
         start = s.started_at if s.started_at is not None else first
         end = s.ended_at if s.ended_at is not None else last
         if start is not None and end is not None and end > start:
@@ -194,8 +198,15 @@ def time_series(cols: Columns) -> dict[str, Any]:
     fin = cols.finished_at
     have = ~np.isnan(fin)
     if not have.any():
-        return {"bin_s": None, "start": None, "t": [], "images": [], "attempts": [],
-                "rate_limited": [], "cost_usd": []}
+        return {
+            "bin_s": None,
+            "start": None,
+            "t": [],
+            "images": [],
+            "attempts": [],
+            "rate_limited": [],
+            "cost_usd": [],
+        }
     start = float(fin[have].min())
     span = float(fin[have].max()) - start
     width = _bin_width(max(span, 1.0), float(cols.images_per_row().sum()))
@@ -305,8 +316,10 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
         .group_by("source")
         .aggregate([("cost", "sum"), ("cost", "count")])
     )
-    by_source = {r["source"]: {"rows": r["cost_count"], "cost_usd": r["cost_sum"]}
-                 for r in sources.to_pylist()}
+    by_source = {
+        r["source"]: {"rows": r["cost_count"], "cost_usd": r["cost_sum"]}
+        for r in sources.to_pylist()
+    }
     unknown = by_source.get("unknown", {}).get("rows", 0)
     return {
         "cost_usd_total": total,

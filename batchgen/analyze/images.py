@@ -72,8 +72,13 @@ def saved_images(run_dir: Path, limit: int | None = None) -> Iterator[SavedImage
     for batch in table.to_batches(max_chunksize=4096):
         for row in batch.to_pylist():
             for logged in row["image_paths"] or []:
-                yield SavedImage(logged, resolve_image(run_dir, logged), row["job_id"] or "",
-                                 row["prompt"] or "", row["size"])
+                yield SavedImage(
+                    logged,
+                    resolve_image(run_dir, logged),
+                    row["job_id"] or "",
+                    row["prompt"] or "",
+                    row["size"],
+                )
                 count += 1
                 if limit is not None and count >= limit:
                     return
@@ -110,7 +115,10 @@ def dhash(a: np.ndarray, size: int) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def check_images(run_dir: Path, config: CheckConfig = CheckConfig()) -> dict[str, Any]:
+DEFAULT_CHECKS = CheckConfig()
+
+
+def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[str, Any]:
     counts = dict.fromkeys(
         ("missing", "undecodable", "wrong_size", "blank", "blurred", "duplicate"), 0
     )
@@ -154,8 +162,9 @@ def check_images(run_dir: Path, config: CheckConfig = CheckConfig()) -> dict[str
             counts["duplicate"] += 1
             if len(findings) < config.listed_max:
                 others = [meta[j][0] for j in group if j != i]
-                findings.append(Finding("duplicate", path, job_id,
-                                        "same picture as " + ", ".join(others[:3])))
+                findings.append(
+                    Finding("duplicate", path, job_id, "same picture as " + ", ".join(others[:3]))
+                )
     return {
         "checked": checked,
         "counts": counts,
@@ -189,12 +198,11 @@ def _duplicate_groups(
 
     for members in buckets.values():
         for i, a in enumerate(members):
-            for b in members[i + 1:]:
+            for b in members[i + 1 :]:
                 if (hashes[a][0] ^ hashes[b][0]).bit_count() <= config.dup_max_bits:
                     parent[find(a)] = find(b)
     clusters: dict[int, list[int]] = defaultdict(list)
     for pos in range(len(hashes)):
         clusters[find(pos)].append(hashes[pos][1])
     # n>1 images of one prompt may legitimately look alike; only different prompts count.
-    return [sorted(c) for c in clusters.values()
-            if len(c) > 1 and len({meta[i][2] for i in c}) > 1]
+    return [sorted(c) for c in clusters.values() if len(c) > 1 and len({meta[i][2] for i in c}) > 1]

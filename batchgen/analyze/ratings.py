@@ -34,7 +34,7 @@ def rate_at_most(value: float | None, bounds: tuple[float, float, float]) -> str
     """Lower is better (latency, cost)."""
     if value is None:
         return None
-    for label, bound in zip(LABELS, bounds):
+    for label, bound in zip(LABELS, bounds, strict=False):
         if value <= bound:
             return label
     return LABELS[-1]
@@ -44,13 +44,15 @@ def rate_at_least(value: float | None, bounds: tuple[float, float, float]) -> st
     """Higher is better (success rate)."""
     if value is None:
         return None
-    for label, bound in zip(LABELS, bounds):
+    for label, bound in zip(LABELS, bounds, strict=False):
         if value >= bound:
             return label
     return LABELS[-1]
 
 
-def rate_run(figures: dict[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+def rate_run(
+    figures: dict[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> dict[str, Any]:
     p95 = (figures.get("latency_s") or {}).get("p95")
     return {
         "response_time": {
@@ -68,7 +70,9 @@ def rate_run(figures: dict[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLD
         "cost_per_image": {
             "metric": "cost_per_image_usd",
             "value": figures.get("cost_per_image_usd"),
-            "rating": rate_at_most(figures.get("cost_per_image_usd"), thresholds.cost_per_image_usd),
+            "rating": rate_at_most(
+                figures.get("cost_per_image_usd"), thresholds.cost_per_image_usd
+            ),
             "bounds": list(thresholds.cost_per_image_usd),
         },
     }

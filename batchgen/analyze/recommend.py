@@ -74,8 +74,13 @@ def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
             f"{share:.1%} of attempts were rate limited (429): run with --rpm {rpm} "
             f"({RPM_HEADROOM} × the {accepted:.1f} requests/min the provider accepted"
             + (f"; this run used --rpm {current})" if current else ")"),
-            {"rate_limited_share": share, "accepted_rpm": accepted, "suggested_rpm": rpm,
-             "current_rpm": current, "rate_limited": fig["rate_limited"]},
+            {
+                "rate_limited_share": share,
+                "accepted_rpm": accepted,
+                "suggested_rpm": rpm,
+                "current_rpm": current,
+                "rate_limited": fig["rate_limited"],
+            },
         )
     ]
 
@@ -96,8 +101,12 @@ def _timeout(fig: dict[str, Any]) -> list[Recommendation]:
             f"{timeouts} attempts timed out: run with --timeout {suggested} "
             f"({TIMEOUT_FACTOR} × the observed p99 of {p99:.1f} s"
             + (f", above the {current} s used)" if current else ")"),
-            {"timeouts": timeouts, "latency_p99_s": p99, "suggested_timeout_s": suggested,
-             "current_timeout_s": current},
+            {
+                "timeouts": timeouts,
+                "latency_p99_s": p99,
+                "suggested_timeout_s": suggested,
+                "current_timeout_s": current,
+            },
         )
     ]
 
@@ -108,11 +117,13 @@ def _retryable(fig: dict[str, Any]) -> list[Recommendation]:
     for cls in (ErrorClass.SERVER, ErrorClass.NETWORK, ErrorClass.INVALID_RESPONSE):
         n = fig["errors"].get(str(cls), 0)
         if attempts and n / attempts > RETRYABLE_SHARE:
-            out.append(Recommendation(
-                str(cls),
-                f"{n / attempts:.1%} of attempts failed as {cls}: {cls.remedy}",
-                {"errors": n, "attempts": attempts, "share": n / attempts},
-            ))
+            out.append(
+                Recommendation(
+                    str(cls),
+                    f"{n / attempts:.1%} of attempts failed as {cls}: {cls.remedy}",
+                    {"errors": n, "attempts": attempts, "share": n / attempts},
+                )
+            )
     return out
 
 
@@ -125,13 +136,16 @@ def _content_policy(fig: dict[str, Any]) -> list[Recommendation]:
     if not count:
         return []
     listed = _failed_of(fig, ErrorClass.CONTENT_POLICY)[:LISTED_PROMPTS]
-    return [Recommendation(
-        "content_policy",
-        f"{count} jobs were refused by the safety system: "
-        f"{ErrorClass.CONTENT_POLICY.remedy}",
-        {"jobs": count, "prompts": [{"job_id": j["job_id"], "prompt": j["prompt"]}
-                                    for j in listed]},
-    )]
+    return [
+        Recommendation(
+            "content_policy",
+            f"{count} jobs were refused by the safety system: {ErrorClass.CONTENT_POLICY.remedy}",
+            {
+                "jobs": count,
+                "prompts": [{"job_id": j["job_id"], "prompt": j["prompt"]} for j in listed],
+            },
+        )
+    ]
 
 
 def _bad_request(fig: dict[str, Any]) -> list[Recommendation]:
@@ -139,24 +153,28 @@ def _bad_request(fig: dict[str, Any]) -> list[Recommendation]:
     if not count:
         return []
     messages = fig["error_details"].get(str(ErrorClass.BAD_REQUEST), {}).get("messages", [])
-    return [Recommendation(
-        "bad_request",
-        f"{count} jobs failed as bad requests: {ErrorClass.BAD_REQUEST.remedy}",
-        {"jobs": count, "messages": messages},
-    )]
+    return [
+        Recommendation(
+            "bad_request",
+            f"{count} jobs failed as bad requests: {ErrorClass.BAD_REQUEST.remedy}",
+            {"jobs": count, "messages": messages},
+        )
+    ]
 
 
 def _cheaper(fig: dict[str, Any], lookup: PriceLookup | None) -> list[Recommendation]:
     out = []
     for opt in cheaper_options(fig["cost_by_group"], lookup)[:3]:
         a, b = opt["from"], opt["to"]
-        out.append(Recommendation(
-            "cheaper",
-            f"{a['images']} images at {a['model']}/{a['quality']}/{a['size']} "
-            f"(${a['price_usd']:.3f} each): {b['model']} at quality {b['quality']} costs "
-            f"${b['price_usd']:.3f}, saving ${b['saving_usd']:.2f} on a run like this",
-            opt,
-        ))
+        out.append(
+            Recommendation(
+                "cheaper",
+                f"{a['images']} images at {a['model']}/{a['quality']}/{a['size']} "
+                f"(${a['price_usd']:.3f} each): {b['model']} at quality {b['quality']} costs "
+                f"${b['price_usd']:.3f}, saving ${b['saving_usd']:.2f} on a run like this",
+                opt,
+            )
+        )
     return out
 
 
@@ -164,20 +182,24 @@ def _billed_twice(fig: dict[str, Any]) -> list[Recommendation]:
     n = fig["possibly_billed_twice"]
     if not n:
         return []
-    return [Recommendation(
-        "billed_twice",
-        f"possibly billed twice: {n} jobs were in flight when a session crashed and were "
-        "sent again; the provider's usage page shows whether the lost answers were billed",
-        {"jobs": n},
-    )]
+    return [
+        Recommendation(
+            "billed_twice",
+            f"possibly billed twice: {n} jobs were in flight when a session crashed and were "
+            "sent again; the provider's usage page shows whether the lost answers were billed",
+            {"jobs": n},
+        )
+    ]
 
 
 def _pending(fig: dict[str, Any], run_dir: Path) -> list[Recommendation]:
     n = fig["jobs_pending"]
     if not n:
         return []
-    return [Recommendation(
-        "pending",
-        f"batchgen resume {run_dir} to finish {n} pending jobs",
-        {"jobs_pending": n, "jobs_total": fig["jobs_total"]},
-    )]
+    return [
+        Recommendation(
+            "pending",
+            f"batchgen resume {run_dir} to finish {n} pending jobs",
+            {"jobs_pending": n, "jobs_total": fig["jobs_total"]},
+        )
+    ]

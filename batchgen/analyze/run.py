@@ -11,7 +11,7 @@ from typing import Any
 
 from batchgen.analyze import figures as F
 from batchgen.analyze.failures import failure_figures
-from batchgen.analyze.images import CheckConfig, check_images
+from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
 from batchgen.analyze.load import load_manifest, read_columns
 from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
@@ -27,7 +27,7 @@ def analyze_run(
     image_checks: bool = True,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     price_lookup: PriceLookup | None | object = _DEFAULT,
-    check_config: CheckConfig = CheckConfig(),
+    check_config: CheckConfig = DEFAULT_CHECKS,
 ) -> dict[str, Any]:
     """Figures, ratings, recommendations and (optionally) image checks of one run."""
     run_dir = Path(run_dir)
@@ -47,8 +47,7 @@ def analyze_run(
         "run_name": manifest.name,
         "settings": _public_settings(manifest.settings),
         "sessions": [
-            {"session": s.session, "started_at": s.started_at, "ended_at": s.ended_at,
-             "how": s.how}
+            {"session": s.session, "started_at": s.started_at, "ended_at": s.ended_at, "how": s.how}
             for s in manifest.sessions
         ],
         **jobs,
@@ -61,7 +60,11 @@ def analyze_run(
         "series": series,
     }
     fig["ratings"] = rate_run(fig, thresholds)
-    lookup = default_price_lookup(manifest.settings.get("prices")) if price_lookup is _DEFAULT else price_lookup
+    lookup = (
+        default_price_lookup(manifest.settings.get("prices"))
+        if price_lookup is _DEFAULT
+        else price_lookup
+    )
     fig["recommendations"] = [r.to_dict() for r in recommend(fig, run_dir, lookup)]  # type: ignore[arg-type]
     fig["image_checks"] = (
         {"enabled": True, **check_images(run_dir, check_config)}
@@ -73,5 +76,8 @@ def analyze_run(
 
 def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     # run.json never holds the key, but a report is shared more widely: drop anything key-like.
-    return {k: v for k, v in settings.items() if "key" not in k.lower() and "secret" not in k.lower()
-            and "token" not in k.lower()}
+    return {
+        k: v
+        for k, v in settings.items()
+        if "key" not in k.lower() and "secret" not in k.lower() and "token" not in k.lower()
+    }

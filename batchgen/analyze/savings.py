@@ -16,8 +16,12 @@ PriceLookup = Callable[[str, str, str], float | None]
 # Cheaper steps to try, in the order a user would accept them: same model at a lower quality,
 # then a cheaper model of the same family at the same quality.
 QUALITY_DOWN = {"high": "medium", "medium": "low", "hd": "standard", "auto": "medium"}
-MODEL_DOWN = {"gpt-image-1": "gpt-image-1-mini", "gpt-image-1.5": "gpt-image-1-mini",
-              "gpt-image-2": "gpt-image-1", "dall-e-3": "dall-e-2"}
+MODEL_DOWN = {
+    "gpt-image-1": "gpt-image-1-mini",
+    "gpt-image-1.5": "gpt-image-1-mini",
+    "gpt-image-2": "gpt-image-1",
+    "dall-e-3": "dall-e-2",
+}
 
 
 def default_price_lookup(override: str | None = None) -> PriceLookup | None:
@@ -69,9 +73,24 @@ def cheaper_options(
                 continue
             saving = (now - price) * images
             if best is None or saving > best["saving_usd"]:
-                best = {"model": m, "quality": q, "size": size, "price_usd": price,
-                        "saving_usd": saving}
+                best = {
+                    "model": m,
+                    "quality": q,
+                    "size": size,
+                    "price_usd": price,
+                    "saving_usd": saving,
+                }
         if best is not None:
-            out.append({"from": {"model": model, "quality": quality, "size": size,
-                                 "price_usd": now, "images": images}, "to": best})
+            out.append(
+                {
+                    "from": {
+                        "model": model,
+                        "quality": quality,
+                        "size": size,
+                        "price_usd": now,
+                        "images": images,
+                    },
+                    "to": best,
+                }
+            )
     return sorted(out, key=lambda o: -o["to"]["saving_usd"])

@@ -25,13 +25,21 @@ GROUPS = (
     ("gpt-image-1-mini", "low", "1024x1024", 0.005),
 )
 RETRY_CLASSES = ("rate_limit", "server", "timeout")
-HTTP = {"rate_limit": 429, "server": 503, "timeout": None, "content_policy": 400,
-        "cancelled": None}
-CODES = {"rate_limit": "rate_limit_exceeded", "server": None, "timeout": None,
-         "content_policy": "moderation_blocked", "cancelled": "in_flight_at_crash"}
-MESSAGES = {"rate_limit": "Rate limit reached for images per min", "server": "Service unavailable",
-            "timeout": "no answer within 60 s", "content_policy": "Your request was rejected "
-            "by the safety system", "cancelled": "in flight when the session crashed"}
+HTTP = {"rate_limit": 429, "server": 503, "timeout": None, "content_policy": 400, "cancelled": None}
+CODES = {
+    "rate_limit": "rate_limit_exceeded",
+    "server": None,
+    "timeout": None,
+    "content_policy": "moderation_blocked",
+    "cancelled": "in_flight_at_crash",
+}
+MESSAGES = {
+    "rate_limit": "Rate limit reached for images per min",
+    "server": "Service unavailable",
+    "timeout": "no answer within 60 s",
+    "content_policy": "Your request was rejected by the safety system",
+    "cancelled": "in flight when the session crashed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,9 @@ def synthetic_log(
     job = np.arange(taken)
     policy = rng.random(taken) < faults.content_policy
     q = faults.rate_limit + faults.server + faults.timeout
-    fails = np.minimum(rng.geometric(1 - q, taken) - 1, max_attempts) if q > 0 else np.zeros(taken, int)
+    fails = (
+        np.minimum(rng.geometric(1 - q, taken) - 1, max_attempts) if q > 0 else np.zeros(taken, int)
+    )
     fails = np.where(policy, 1, fails)
     crashed = (rng.random(taken) < faults.in_flight_at_crash) & ~policy
     succeeded = ~policy & (fails < max_attempts)
@@ -79,9 +89,14 @@ def synthetic_log(
     ok = succeeded[row_job] & last
 
     nrows = row_job.size
-    cls = np.asarray(rng.choice(RETRY_CLASSES, nrows, p=np.array(
-        [faults.rate_limit, faults.server, faults.timeout]) / q) if q > 0 else
-        np.full(nrows, "server"), dtype=object)
+    cls = np.asarray(
+        rng.choice(
+            RETRY_CLASSES, nrows, p=np.array([faults.rate_limit, faults.server, faults.timeout]) / q
+        )
+        if q > 0
+        else np.full(nrows, "server"),
+        dtype=object,
+    )
     cls = np.where(policy[row_job], "content_policy", cls)
     cls = np.where(crash_row, "cancelled", cls)
     cls = np.where(ok, None, cls)
@@ -99,7 +114,10 @@ def synthetic_log(
     cost = np.where(ok & ~unknown, price, 0.0)
     job_ids = np.char.add("job-", np.char.zfill(row_job.astype(str), 7))
     prompts = np.char.add("a watercolour fox, variant ", row_job.astype(str))
-    paths = [[f"images/{j}_0.png"] if o else None for j, o in zip(job_ids.tolist(), ok.tolist())]
+    paths = [
+        [f"images/{j}_0.png"] if o else None
+        for j, o in zip(job_ids.tolist(), ok.tolist(), strict=False)
+    ]
     started = finished - latency
     wait = rng.exponential(0.2, nrows)
     cols = {
@@ -125,8 +143,9 @@ def synthetic_log(
         "finished_at": _ts(finished),
         "latency_s": pa.array(latency),
         "wait_s": pa.array(wait),
-        "retry_after_s": pa.array(np.where(cls == "rate_limit", rng.uniform(1, 5, nrows), np.nan),
-                                  from_pandas=True),
+        "retry_after_s": pa.array(
+            np.where(cls == "rate_limit", rng.uniform(1, 5, nrows), np.nan), from_pandas=True
+        ),
         "image_paths": pa.array(paths, pa.list_(pa.string())),
         "image_count": pa.array(np.where(ok, 1, 0).astype(np.int32)),
         "cost_usd": pa.array(np.where(unknown, np.nan, cost), from_pandas=True),
@@ -159,7 +178,9 @@ def write_run(
     for sess in sorted(set(table["session"].to_pylist())):
         rows = table.filter(pc.equal(table["session"], sess))
         for offset in range(0, rows.num_rows, part_rows):
-            pq.write_table(rows.slice(offset, part_rows), log / f"part-{sess:05d}-{seq:06d}.parquet")
+            pq.write_table(
+                rows.slice(offset, part_rows), log / f"part-{sess:05d}-{seq:06d}.parquet"
+            )
             seq += 1
     # a writer's temp file (a crash mid-write): readers must not see it
     (log / f".part-00001-{seq:06d}.parquet.tmp").write_bytes(b"PAR1 half a file")
@@ -169,15 +190,21 @@ def write_run(
         sessions = []
         for s in sorted(set(sess.tolist())):
             times = fin[sess == s]
-            sessions.append({"session": int(s), "started_at": float(times.min()) - 5.0,
-                             "ended_at": float(times.max()), "how": "finished"})
+            sessions.append(
+                {
+                    "session": int(s),
+                    "started_at": float(times.min()) - 5.0,
+                    "ended_at": float(times.max()),
+                    "how": "finished",
+                }
+            )
     manifest = {
         "version": 1,
         "name": run_dir.name,
         "jobs": jobs,
         "images": jobs,
-        "settings": settings or {"rpm": 600, "ipm": None, "concurrency": 8, "timeout": 60,
-                                 "max_attempts": 4},
+        "settings": settings
+        or {"rpm": 600, "ipm": None, "concurrency": 8, "timeout": 60, "max_attempts": 4},
         "sessions": sessions,
     }
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")

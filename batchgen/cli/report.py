@@ -20,27 +20,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Report one run, or compare two (B relative to A). Works on finished, "
         "stopped, killed and still-running runs.",
     )
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="the run directory; give a second one to compare")
-    parser.add_argument("--format", choices=FORMATS, default="text",
-                        help="text (terminal, default), json, html (RUN_DIR/report.html), md")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="write to this file instead of the terminal / RUN_DIR/report.html")
-    parser.add_argument("--no-image-checks", action="store_true",
-                        help="skip decoding the saved images (fast on huge runs)")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the run directory; give a second one to compare",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (terminal, default), json, html (RUN_DIR/report.html), md",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="write to this file instead of the terminal / RUN_DIR/report.html",
+    )
+    parser.add_argument(
+        "--no-image-checks",
+        action="store_true",
+        help="skip decoding the saved images (fast on huge runs)",
+    )
     parser.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     # plain stderr, not rich: a message must not be re-wrapped or styled
     if len(args.run_dirs) > 2:
-        print(f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})",
-              file=sys.stderr)
+        print(
+            f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})",
+            file=sys.stderr,
+        )
         return 2
     for d in args.run_dirs:
         if not Path(d).is_dir():
-            print(f"batchgen report: {d} is not a run directory; pass the folder holding "
-                  "run.json and log/ (see `batchgen run --run-dir`)", file=sys.stderr)
+            print(
+                f"batchgen report: {d} is not a run directory; pass the folder holding "
+                "run.json and log/ (see `batchgen run --run-dir`)",
+                file=sys.stderr,
+            )
             return 2
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
     path = write(data, args.format, args.output, Console())

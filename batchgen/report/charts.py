@@ -53,8 +53,14 @@ def _latency(ax: Any, reports: list[dict[str, Any]]) -> None:
         if not h["counts"]:
             continue
         edges = np.asarray(h["edges"])
-        ax.stairs(h["counts"], edges, fill=len(reports) == 1, alpha=0.6 if len(reports) == 1 else 1,
-                  color=COLORS[i % len(COLORS)], label=_label(r, reports))
+        ax.stairs(
+            h["counts"],
+            edges,
+            fill=len(reports) == 1,
+            alpha=0.6 if len(reports) == 1 else 1,
+            color=COLORS[i % len(COLORS)],
+            label=_label(r, reports),
+        )
         p95 = r["latency_s"]["p95"]
         if p95 is not None:
             ax.axvline(p95, color=COLORS[i % len(COLORS)], linestyle="--", linewidth=1)
@@ -71,12 +77,23 @@ def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
             continue
         edges = np.append(_minutes(r), (s["t"][-1] + s["bin_s"]) / 60.0)
         per_min = np.asarray(s["images"]) * 60.0 / s["bin_s"]
-        ax.stairs(per_min, edges, color=COLORS[i % len(COLORS)], linewidth=1.5,
-                  label=_label(r, reports, "images/min"))
+        ax.stairs(
+            per_min,
+            edges,
+            color=COLORS[i % len(COLORS)],
+            linewidth=1.5,
+            label=_label(r, reports, "images/min"),
+        )
         limited = np.asarray(s["rate_limited"]) * 60.0 / s["bin_s"]
         if limited.any():
-            ax.stairs(limited, edges, color=COLORS[3], alpha=0.6, linewidth=1,
-                      label=_label(r, reports, "429 answers/min"))
+            ax.stairs(
+                limited,
+                edges,
+                color=COLORS[3],
+                alpha=0.6,
+                linewidth=1,
+                label=_label(r, reports, "429 answers/min"),
+            )
 
 
 def _cost(ax: Any, reports: list[dict[str, Any]]) -> None:
@@ -85,8 +102,12 @@ def _cost(ax: Any, reports: list[dict[str, Any]]) -> None:
         if s["t"]:
             # spend is known at the end of each bin: start the line at (0, $0)
             ends = np.append(0.0, _minutes(r) + s["bin_s"] / 60.0)
-            ax.plot(ends, np.append(0.0, np.cumsum(s["cost_usd"])),
-                    color=COLORS[i % len(COLORS)], label=_label(r, reports))
+            ax.plot(
+                ends,
+                np.append(0.0, np.cumsum(s["cost_usd"])),
+                color=COLORS[i % len(COLORS)],
+                label=_label(r, reports),
+            )
 
 
 def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
@@ -97,18 +118,29 @@ def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
     width = 0.8 / len(reports)
     y = np.arange(len(classes))
     for i, r in enumerate(reports):
-        ax.barh(y + i * width, [r["errors"].get(c, 0) for c in classes], height=width,
-                color=COLORS[i % len(COLORS)], label=_label(r, reports))
+        ax.barh(
+            y + i * width,
+            [r["errors"].get(c, 0) for c in classes],
+            height=width,
+            color=COLORS[i % len(COLORS)],
+            label=_label(r, reports),
+        )
     ax.set_yticks(y + width * (len(reports) - 1) / 2, classes)
 
 
 def charts(reports: list[dict[str, Any]]) -> dict[str, str]:
     """name → data: URL of a PNG, for one run or several overlaid."""
     return {
-        "latency": _chart("Latency of successful attempts (dashed: p95)", "seconds", "attempts",
-                          _latency, reports),
-        "throughput": _chart("Throughput over time", "minutes since first attempt",
-                             "per minute", _throughput, reports),
+        "latency": _chart(
+            "Latency of successful attempts (dashed: p95)", "seconds", "attempts", _latency, reports
+        ),
+        "throughput": _chart(
+            "Throughput over time",
+            "minutes since first attempt",
+            "per minute",
+            _throughput,
+            reports,
+        ),
         "cost": _chart("Cumulative cost", "minutes since first attempt", "USD", _cost, reports),
         "errors": _chart("Failed attempts by class", "attempts", "", _errors, reports),
     }

@@ -48,10 +48,20 @@ KEY_FIGURES: tuple[Figure, ...] = (
     Figure("jobs_pending", "jobs pending", lambda r: r["jobs_pending"], num),
     Figure("success_rate", "success rate (decided jobs)", lambda r: r["success_rate"], pct, True),
     Figure("attempts", "attempts", lambda r: r["attempts"], num),
-    Figure("attempt_success_rate", "attempt success rate", lambda r: r["attempt_success_rate"],
-           pct, True),
-    Figure("retries_mean", "retries per job (mean)", lambda r: r["retries_per_job"]["mean"],
-           lambda v: "–" if v is None else f"{v:.2f}", False),
+    Figure(
+        "attempt_success_rate",
+        "attempt success rate",
+        lambda r: r["attempt_success_rate"],
+        pct,
+        True,
+    ),
+    Figure(
+        "retries_mean",
+        "retries per job (mean)",
+        lambda r: r["retries_per_job"]["mean"],
+        lambda v: "–" if v is None else f"{v:.2f}",
+        False,
+    ),
     Figure("retries_max", "retries per job (max)", lambda r: r["retries_per_job"]["max"], num),
     Figure("images", "images saved", lambda r: r["images"], num),
     Figure("latency_p50_s", "latency p50", _lat("p50"), secs, False),
@@ -62,18 +72,43 @@ KEY_FIGURES: tuple[Figure, ...] = (
     Figure("latency_mean_s", "latency mean", _lat("mean"), secs, False),
     Figure("wait_mean_s", "limiter wait (mean)", lambda r: r["wait_s"]["mean"], secs, False),
     Figure("images_per_min", "images/min (active time)", lambda r: r["images_per_min"], num, True),
-    Figure("images_per_min_peak", "images/min (peak bin)", lambda r: r["images_per_min_peak"],
-           num, True),
-    Figure("rate_limited_share", "rate-limited attempts (429)", lambda r: r["rate_limited_share"],
-           pct, False),
-    Figure("paused_s_approx", "paused by 429 (≈ Σ Retry-After)", lambda r: r["paused_s_approx"],
-           secs, False),
+    Figure(
+        "images_per_min_peak",
+        "images/min (peak bin)",
+        lambda r: r["images_per_min_peak"],
+        num,
+        True,
+    ),
+    Figure(
+        "rate_limited_share",
+        "rate-limited attempts (429)",
+        lambda r: r["rate_limited_share"],
+        pct,
+        False,
+    ),
+    Figure(
+        "paused_s_approx",
+        "paused by 429 (≈ Σ Retry-After)",
+        lambda r: r["paused_s_approx"],
+        secs,
+        False,
+    ),
     Figure("cost_usd_total", "cost total", lambda r: r["cost_usd_total"], usd),
     Figure("cost_per_image_usd", "cost per image", lambda r: r["cost_per_image_usd"], usd, False),
-    Figure("cost_wasted_usd", "cost of attempts without an image", lambda r: r["cost_wasted_usd"],
-           usd, False),
-    Figure("possibly_billed_twice", "possibly billed twice", lambda r: r["possibly_billed_twice"],
-           num, False),
+    Figure(
+        "cost_wasted_usd",
+        "cost of attempts without an image",
+        lambda r: r["cost_wasted_usd"],
+        usd,
+        False,
+    ),
+    Figure(
+        "possibly_billed_twice",
+        "possibly billed twice",
+        lambda r: r["possibly_billed_twice"],
+        num,
+        False,
+    ),
 )
 
 # The deltas a comparison leads with (the brief's four), then the rest of KEY_FIGURES.
@@ -107,8 +142,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "a": va,
             "b": vb,
             "delta": (vb - va) if both else None,
-            "better": (None if not both or vb == va or fig.higher_is_better is None
-                       else (vb > va) == fig.higher_is_better),
+            "better": (
+                None
+                if not both or vb == va or fig.higher_is_better is None
+                else (vb > va) == fig.higher_is_better
+            ),
         }
     return {"compare": True, "runs": [a, b], "deltas": deltas, "headline": list(DELTA_KEYS)}
 

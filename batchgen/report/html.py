@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from batchgen.analyze.images import resolve_image, saved_images
+from batchgen.analyze.images import saved_images
 from batchgen.report.charts import charts
 from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text, pct
 from batchgen.report.markdown import RATING_KEYS
@@ -24,20 +24,42 @@ CONTACT_SHEET = 48
 FAILED_SHOWN = 100
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1f2937}
+body{
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
+  background:#f6f7f9;color:#1f2937;}
 main{max-width:1200px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
-.muted{color:#6b7280}.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:14px;margin:10px 0}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
+.muted{color:#6b7280}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:14px;margin:10px 0}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:12px}
-.big{font-size:24px;font-weight:600}.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.excellent{background:#dcfce7;color:#166534}.good{background:#e0f2fe;color:#075985}.acceptable{background:#fef9c3;color:#854d0e}.poor{background:#fee2e2;color:#991b1b}.na{background:#e5e7eb;color:#374151}
-table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}
-th{background:#f3f4f6;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:12px}.charts img{width:100%;height:auto}
-.sheet{display:flex;flex-wrap:wrap;gap:8px}.sheet figure{margin:0;width:160px;background:#fff;border:1px solid #e5e7eb;border-radius:6px;overflow:hidden}
-.sheet img{display:block;width:160px;height:160px;object-fit:cover}.sheet figcaption{font-size:11px;padding:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.flag{outline:3px solid #dc2626}.prompt{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word}
-table.kv{max-width:720px}li{margin:4px 0}.better{color:#166534}.worse{color:#991b1b}
+.big{font-size:24px;font-weight:600}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.excellent{background:#dcfce7;color:#166534}
+.good{background:#e0f2fe;color:#075985}
+.acceptable{background:#fef9c3;color:#854d0e}
+.poor{background:#fee2e2;color:#991b1b}
+.na{background:#e5e7eb;color:#374151}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}
+th{background:#f3f4f6;font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:12px}
+.charts img{width:100%;height:auto}
+.sheet{display:flex;flex-wrap:wrap;gap:8px}
+.sheet figure{
+  margin:0;width:160px;background:#fff;border:1px solid #e5e7eb;border-radius:6px;
+  overflow:hidden;}
+.sheet img{display:block;width:160px;height:160px;object-fit:cover}
+.sheet figcaption{
+  font-size:11px;padding:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}
+.flag{outline:3px solid #dc2626}
+.prompt{
+  font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word;}
+table.kv{max-width:720px}
+li{margin:4px 0}
+.better{color:#166534}
+.worse{color:#991b1b}
 """
 
 
@@ -47,16 +69,16 @@ def e(value: Any) -> str:
 
 def _page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        "<link rel=\"icon\" href=\"data:,\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'
         f"<title>{e(title)}</title><style>{CSS}</style></head>"
         f"<body><main>{body}</main></body></html>\n"
     )
 
 
 def _badge(rating: str | None) -> str:
-    return f"<span class=\"badge {e(rating or 'na')}\">{e(rating or 'n/a')}</span>"
+    return f'<span class="badge {e(rating or "na")}">{e(rating or "n/a")}</span>'
 
 
 def _table(
@@ -65,8 +87,12 @@ def _table(
     """``rows`` hold HTML already escaped by the caller."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td class=\"n\">{c}</td>" if i in numeric else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     attr = f' class="{cls}"' if cls else ""
@@ -76,27 +102,48 @@ def _table(
 def _cards(r: dict[str, Any]) -> str:
     rt = r["ratings"]
     items = [
-        ("success rate", pct(r["success_rate"]), rt["success_rate"]["rating"],
-         f"{r['jobs_succeeded']:,} ok · {r['jobs_failed']:,} failed · {r['jobs_pending']:,} pending"),
-        ("latency p95", by_key("latency_p95_s").fmt(r["latency_s"]["p95"]),
-         rt["response_time"]["rating"], f"p50 {by_key('latency_p50_s').fmt(r['latency_s']['p50'])}"),
-        ("images / min", by_key("images_per_min").fmt(r["images_per_min"]), None,
-         f"{r['images']:,} images · peak {by_key('images_per_min_peak').fmt(r['images_per_min_peak'])}"),
-        ("cost per image", by_key("cost_per_image_usd").fmt(r["cost_per_image_usd"]),
-         rt["cost_per_image"]["rating"], f"total {by_key('cost_usd_total').fmt(r['cost_usd_total'])}"),
+        (
+            "success rate",
+            pct(r["success_rate"]),
+            rt["success_rate"]["rating"],
+            f"{r['jobs_succeeded']:,} ok · {r['jobs_failed']:,} failed · "
+            f"{r['jobs_pending']:,} pending",
+        ),
+        (
+            "latency p95",
+            by_key("latency_p95_s").fmt(r["latency_s"]["p95"]),
+            rt["response_time"]["rating"],
+            f"p50 {by_key('latency_p50_s').fmt(r['latency_s']['p50'])}",
+        ),
+        (
+            "images / min",
+            by_key("images_per_min").fmt(r["images_per_min"]),
+            None,
+            f"{r['images']:,} images · peak "
+            f"{by_key('images_per_min_peak').fmt(r['images_per_min_peak'])}",
+        ),
+        (
+            "cost per image",
+            by_key("cost_per_image_usd").fmt(r["cost_per_image_usd"]),
+            rt["cost_per_image"]["rating"],
+            f"total {by_key('cost_usd_total').fmt(r['cost_usd_total'])}",
+        ),
     ]
     html_items = "".join(
-        f"<div class=\"card\"><div class=\"muted\">{e(name)}</div><div class=\"big\">{e(value)}</div>"
-        f"{_badge(rating) if name != 'images / min' else ''} <span class=\"muted\">{e(sub)}</span></div>"
+        f'<div class="card"><div class="muted">{e(name)}</div><div class="big">{e(value)}</div>'
+        f"{_badge(rating) if name != 'images / min' else ''} "
+        f'<span class="muted">{e(sub)}</span></div>'
         for name, value, rating, sub in items
     )
-    return f"<div class=\"cards\">{html_items}</div>"
+    return f'<div class="cards">{html_items}</div>'
 
 
 def _charts(reports: list[dict[str, Any]]) -> str:
-    imgs = "".join(f"<div class=\"card\"><img alt=\"{e(name)} chart\" src=\"{url}\"></div>"
-                   for name, url in charts(reports).items())
-    return f"<div class=\"charts\">{imgs}</div>"
+    imgs = "".join(
+        f'<div class="card"><img alt="{e(name)} chart" src="{url}"></div>'
+        for name, url in charts(reports).items()
+    )
+    return f'<div class="charts">{imgs}</div>'
 
 
 def _thumb(path: Path) -> str | None:
@@ -121,16 +168,19 @@ def _contact_sheet(r: dict[str, Any], out_dir: Path) -> str:
         href = urllib.parse.quote(os.path.relpath(img.file.resolve(), out_dir.resolve()))
         problem = flagged.get(img.path)
         flag = ' class="flag"' if problem else ""
-        pic = (f"<img loading=\"lazy\" src=\"{data}\" alt=\"{e(img.prompt)}\">" if data
-               else f"<div class=\"muted\" style=\"height:160px\">cannot decode</div>")
+        pic = (
+            f'<img loading="lazy" src="{data}" alt="{e(img.prompt)}">'
+            if data
+            else '<div class="muted" style="height:160px">cannot decode</div>'
+        )
         figures.append(
-            f"<figure><a href=\"{e(href)}\"{flag}>{pic}</a>"
-            f"<figcaption title=\"{e(img.prompt)}\">{e(problem + ': ' if problem else '')}"
+            f'<figure><a href="{e(href)}"{flag}>{pic}</a>'
+            f'<figcaption title="{e(img.prompt)}">{e(problem + ": " if problem else "")}'
             f"{e(img.job_id)}</figcaption></figure>"
         )
     if not figures:
-        return "<p class=\"muted\">No saved images.</p>"
-    return f"<div class=\"sheet\">{''.join(figures)}</div>"
+        return '<p class="muted">No saved images.</p>'
+    return f'<div class="sheet">{"".join(figures)}</div>'
 
 
 def _errors(r: dict[str, Any]) -> str:
@@ -138,20 +188,33 @@ def _errors(r: dict[str, Any]) -> str:
         return "<p>No errors.</p>"
     rows = []
     for name, d in r["error_details"].items():
-        msgs = "<br>".join(f"{e(m['message'])} <span class=\"muted\">×{m['count']}</span>"
-                           for m in d["messages"])
-        samples = "<br>".join(f"{e(s['job_id'])}: <span class=\"prompt\">{e(s['prompt'])}</span>"
-                              for s in d["samples"])
-        rows.append([e(name), str(d["attempts"]), str(d["skipped"]),
-                     f"{e(d['diagnosis'])}<br><b>→</b> {e(d['remedy'])}", msgs, samples])
-    return _table(["class", "attempts", "skipped", "diagnosis / remedy", "top messages",
-                   "sample jobs"], rows, {1, 2})
+        msgs = "<br>".join(
+            f'{e(m["message"])} <span class="muted">×{m["count"]}</span>' for m in d["messages"]
+        )
+        samples = "<br>".join(
+            f'{e(s["job_id"])}: <span class="prompt">{e(s["prompt"])}</span>' for s in d["samples"]
+        )
+        rows.append(
+            [
+                e(name),
+                str(d["attempts"]),
+                str(d["skipped"]),
+                f"{e(d['diagnosis'])}<br><b>→</b> {e(d['remedy'])}",
+                msgs,
+                samples,
+            ]
+        )
+    return _table(
+        ["class", "attempts", "skipped", "diagnosis / remedy", "top messages", "sample jobs"],
+        rows,
+        {1, 2},
+    )
 
 
 def _image_checks(r: dict[str, Any]) -> str:
     ic = r["image_checks"]
     if not ic.get("enabled"):
-        return "<p class=\"muted\">Skipped (--no-image-checks).</p>"
+        return '<p class="muted">Skipped (--no-image-checks).</p>'
     counts = " · ".join(f"{e(k)}: <b>{v}</b>" for k, v in ic["counts"].items())
     rows = [[e(f["problem"]), e(f["path"]), e(f["job_id"]), e(f["detail"])] for f in ic["findings"]]
     listing = _table(["problem", "file", "job", "detail"], rows) if rows else ""
@@ -160,40 +223,77 @@ def _image_checks(r: dict[str, Any]) -> str:
 
 def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str:
     sessions = ", ".join(f"#{s['session']} {s['how'] or 'no end recorded'}" for s in r["sessions"])
-    figs = _table(["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1},
-                  "kv")
+    figs = _table(
+        ["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1}, "kv"
+    )
     ratings = _table(
         ["what", "value", "rating", "bounds (excellent / good / acceptable)"],
-        [[e(f"{k} ({v['metric']})"), e(by_key(RATING_KEYS[k]).fmt(v["value"])), _badge(v["rating"]),
-          e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v["bounds"]))]
-         for k, v in r["ratings"].items()])
-    cost = _table(["model", "quality", "size", "images", "attempts", "cost", "per image"],
-                  [[e(g["model"]), e(g["quality"]), e(g["size"]), f"{g['images']:,}",
-                    f"{g['attempts']:,}", e(by_key("cost_usd_total").fmt(g["cost_usd"])),
-                    e(by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]))]
-                   for g in r["cost_by_group"]], {3, 4, 5, 6})
+        [
+            [
+                e(f"{k} ({v['metric']})"),
+                e(by_key(RATING_KEYS[k]).fmt(v["value"])),
+                _badge(v["rating"]),
+                e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v["bounds"])),
+            ]
+            for k, v in r["ratings"].items()
+        ],
+    )
+    cost = _table(
+        ["model", "quality", "size", "images", "attempts", "cost", "per image"],
+        [
+            [
+                e(g["model"]),
+                e(g["quality"]),
+                e(g["size"]),
+                f"{g['images']:,}",
+                f"{g['attempts']:,}",
+                e(by_key("cost_usd_total").fmt(g["cost_usd"])),
+                e(by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])),
+            ]
+            for g in r["cost_by_group"]
+        ],
+        {3, 4, 5, 6},
+    )
     sources = ", ".join(f"{e(k)}: {v['rows']:,} rows" for k, v in r["cost_by_source"].items())
-    recs = "".join(f"<li><b>{e(x['kind'])}</b>: {e(x['message'])}</li>"
-                   for x in r["recommendations"]) or "<li>None: nothing in this run calls for a change.</li>"
-    failed = _table(["job", "class", "HTTP", "message", "prompt"],
-                    [[e(j["job_id"]), e(j["error_class"]), e(j["http_status"]), e(j["message"]),
-                      f"<span class=\"prompt\">{e(j['prompt'])}</span>"]
-                     for j in r["failed_jobs"][:FAILED_SHOWN]])
+    recs = (
+        "".join(f"<li><b>{e(x['kind'])}</b>: {e(x['message'])}</li>" for x in r["recommendations"])
+        or "<li>None: nothing in this run calls for a change.</li>"
+    )
+    failed = _table(
+        ["job", "class", "HTTP", "message", "prompt"],
+        [
+            [
+                e(j["job_id"]),
+                e(j["error_class"]),
+                e(j["http_status"]),
+                e(j["message"]),
+                f'<span class="prompt">{e(j["prompt"])}</span>',
+            ]
+            for j in r["failed_jobs"][:FAILED_SHOWN]
+        ],
+    )
     return (
-        f"<p class=\"muted\">{e(r['run_dir'])} · sessions: {e(sessions or 'none recorded')}</p>"
+        f'<p class="muted">{e(r["run_dir"])} · sessions: {e(sessions or "none recorded")}</p>'
         + _cards(r)
-        + "<h2>Recommendations</h2>" + f"<ul>{recs}</ul>"
+        + "<h2>Recommendations</h2>"
+        + f"<ul>{recs}</ul>"
         + ("<h2>Charts</h2>" + _charts([r]) if with_charts else "")
-        + "<h2>Figures</h2>" + figs
-        + "<h2>Ratings</h2>" + ratings
-        + "<h2>Cost</h2>" + cost
-        + f"<p class=\"muted\">cost source: {sources}. {e(r['cost_note'] or '')}</p>"
-        + f"<p class=\"muted\">{e(r['paused_note'])}</p>"
-        + "<h2>Errors by class</h2>" + _errors(r)
+        + "<h2>Figures</h2>"
+        + figs
+        + "<h2>Ratings</h2>"
+        + ratings
+        + "<h2>Cost</h2>"
+        + cost
+        + f'<p class="muted">cost source: {sources}. {e(r["cost_note"] or "")}</p>'
+        + f'<p class="muted">{e(r["paused_note"])}</p>'
+        + "<h2>Errors by class</h2>"
+        + _errors(r)
         + f"<h2>Failed jobs ({r['jobs_failed']:,})</h2>"
         + (failed if r["failed_jobs"] else "<p>No failed jobs.</p>")
-        + "<h2>Image checks</h2>" + _image_checks(r)
-        + "<h2>Contact sheet</h2>" + _contact_sheet(r, out_dir)
+        + "<h2>Image checks</h2>"
+        + _image_checks(r)
+        + "<h2>Contact sheet</h2>"
+        + _contact_sheet(r, out_dir)
     )
 
 
@@ -214,13 +314,16 @@ def render_compare_html(cmp: dict[str, Any], out_path: Path) -> str:
         va, vb = f.get(a), f.get(b)
         d = delta_text(f, va, vb)
         cls = "better" if d.endswith("✓") else "worse" if d.endswith("✗") else ""
-        rows.append([e(f.label), e(f.fmt(va)), e(f.fmt(vb)), f"<span class=\"{cls}\">{e(d)}</span>"])
+        rows.append([e(f.label), e(f.fmt(va)), e(f.fmt(vb)), f'<span class="{cls}">{e(d)}</span>'])
     out_dir = Path(out_path).parent
     body = (
-        f"<h1>{e(title)}</h1><p class=\"muted\">Δ = B − A; ✓ better, ✗ worse.</p>"
+        f'<h1>{e(title)}</h1><p class="muted">Δ = B − A; ✓ better, ✗ worse.</p>'
         + _table(["figure", f"A: {a['run_name']}", f"B: {b['run_name']}", "Δ"], rows, {1, 2, 3})
-        + "<h2>Charts (both runs)</h2>" + _charts([a, b])
-        + f"<h2>A: {e(a['run_name'])}</h2>" + _run_body(a, out_dir, with_charts=False)
-        + f"<h2>B: {e(b['run_name'])}</h2>" + _run_body(b, out_dir, with_charts=False)
+        + "<h2>Charts (both runs)</h2>"
+        + _charts([a, b])
+        + f"<h2>A: {e(a['run_name'])}</h2>"
+        + _run_body(a, out_dir, with_charts=False)
+        + f"<h2>B: {e(b['run_name'])}</h2>"
+        + _run_body(b, out_dir, with_charts=False)
     )
     return _page(title, body)

@@ -8,8 +8,11 @@ from typing import Any
 
 from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text
 
-RATING_KEYS = {"response_time": "latency_p95_s", "success_rate": "success_rate",
-               "cost_per_image": "cost_per_image_usd"}
+RATING_KEYS = {
+    "response_time": "latency_p95_s",
+    "success_rate": "success_rate",
+    "cost_per_image": "cost_per_image_usd",
+}
 
 
 def cell(value: Any) -> str:
@@ -28,60 +31,99 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
     out += [f"{level} Ratings", ""]
     out += _table(
         ["what", "value", "rating"],
-        [[f"{k} ({v['metric']})", by_key(RATING_KEYS[k]).fmt(v["value"]), v["rating"] or "n/a"]
-         for k, v in r["ratings"].items()],
+        [
+            [f"{k} ({v['metric']})", by_key(RATING_KEYS[k]).fmt(v["value"]), v["rating"] or "n/a"]
+            for k, v in r["ratings"].items()
+        ],
     )
     if r["cost_by_group"]:
         out += [f"{level} Cost by model × quality × size", ""]
-        out += _table(["model", "quality", "size", "images", "cost", "per image"],
-                      [[g["model"], g["quality"], g["size"], g["images"],
-                        by_key("cost_usd_total").fmt(g["cost_usd"]),
-                        by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])]
-                       for g in r["cost_by_group"]])
+        out += _table(
+            ["model", "quality", "size", "images", "cost", "per image"],
+            [
+                [
+                    g["model"],
+                    g["quality"],
+                    g["size"],
+                    g["images"],
+                    by_key("cost_usd_total").fmt(g["cost_usd"]),
+                    by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]),
+                ]
+                for g in r["cost_by_group"]
+            ],
+        )
         if r["cost_note"]:
             out += [cell(r["cost_note"]), ""]
     if r["error_details"]:
         out += [f"{level} Errors by class", ""]
-        out += _table(["class", "attempts", "skipped", "diagnosis", "remedy", "top message"],
-                      [[k, d["attempts"], d["skipped"], d["diagnosis"], d["remedy"],
-                        d["messages"][0]["message"] if d["messages"] else ""]
-                       for k, d in r["error_details"].items()])
+        out += _table(
+            ["class", "attempts", "skipped", "diagnosis", "remedy", "top message"],
+            [
+                [
+                    k,
+                    d["attempts"],
+                    d["skipped"],
+                    d["diagnosis"],
+                    d["remedy"],
+                    d["messages"][0]["message"] if d["messages"] else "",
+                ]
+                for k, d in r["error_details"].items()
+            ],
+        )
     if r["failed_jobs"]:
         out += [f"{level} Failed jobs", ""]
-        out += _table(["job", "class", "message", "prompt"],
-                      [[j["job_id"], j["error_class"], j["message"], j["prompt"]]
-                       for j in r["failed_jobs"][:50]])
+        out += _table(
+            ["job", "class", "message", "prompt"],
+            [
+                [j["job_id"], j["error_class"], j["message"], j["prompt"]]
+                for j in r["failed_jobs"][:50]
+            ],
+        )
     ic = r["image_checks"]
     out += [f"{level} Image checks", ""]
     if ic.get("enabled"):
         out += [f"{ic['checked']} images checked, {ic['flagged']} flagged.", ""]
         out += _table(["problem", "count"], [[k, v] for k, v in ic["counts"].items()])
         if ic["findings"]:
-            out += _table(["problem", "file", "job", "detail"],
-                          [[f["problem"], f["path"], f["job_id"], f["detail"]]
-                           for f in ic["findings"][:50]])
+            out += _table(
+                ["problem", "file", "job", "detail"],
+                [[f["problem"], f["path"], f["job_id"], f["detail"]] for f in ic["findings"][:50]],
+            )
     else:
         out += ["Skipped (--no-image-checks).", ""]
     out += [f"{level} Recommendations", ""]
     out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
-        "None: nothing in this run's figures calls for a change."]
+        "None: nothing in this run's figures calls for a change."
+    ]
     return out + [""]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    head = [f"# batchgen report — {cell(report['run_name'])}", "", f"`{cell(report['run_dir'])}`",
-            ""]
+    head = [
+        f"# batchgen report — {cell(report['run_name'])}",
+        "",
+        f"`{cell(report['run_dir'])}`",
+        "",
+    ]
     return "\n".join(head + _body(report))
 
 
 def render_compare_markdown(cmp: dict[str, Any]) -> str:
     a, b = cmp["runs"]
-    out = [f"# batchgen comparison — A: {cell(a['run_name'])}, B: {cell(b['run_name'])}", "",
-           "Δ = B − A; ✓ better, ✗ worse.", ""]
+    out = [
+        f"# batchgen comparison — A: {cell(a['run_name'])}, B: {cell(b['run_name'])}",
+        "",
+        "Δ = B − A; ✓ better, ✗ worse.",
+        "",
+    ]
     order = [by_key(k) for k in DELTA_KEYS] + [f for f in KEY_FIGURES if f.key not in DELTA_KEYS]
-    out += _table(["figure", "A", "B", "Δ"],
-                  [[f.label, f.fmt(f.get(a)), f.fmt(f.get(b)), delta_text(f, f.get(a), f.get(b))]
-                   for f in order])
-    for label, r in zip("AB", (a, b)):
+    out += _table(
+        ["figure", "A", "B", "Δ"],
+        [
+            [f.label, f.fmt(f.get(a)), f.fmt(f.get(b)), delta_text(f, f.get(a), f.get(b))]
+            for f in order
+        ],
+    )
+    for label, r in zip("AB", (a, b), strict=False):
         out += [f"## {label}: {cell(r['run_name'])}", ""] + _body(r, "###")
     return "\n".join(out)

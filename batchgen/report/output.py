@@ -75,8 +75,11 @@ def write(
             return Path(out)
         _text(data, console or Console(), is_cmp)
         return None
-    text = to_json(data) if fmt == "json" else (
-        render_compare_markdown(data) if is_cmp else render_markdown(data))
+    text = (
+        to_json(data)
+        if fmt == "json"
+        else (render_compare_markdown(data) if is_cmp else render_markdown(data))
+    )
     if out:
         Path(out).write_text(text, encoding="utf-8")
         return Path(out)

@@ -13,8 +13,13 @@ from rich.text import Text
 
 from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text, pct
 
-RATING_STYLE = {"excellent": "bold green", "good": "green", "acceptable": "yellow",
-                "poor": "bold red", None: "dim"}
+RATING_STYLE = {
+    "excellent": "bold green",
+    "good": "green",
+    "acceptable": "yellow",
+    "poor": "bold red",
+    None: "dim",
+}
 SAMPLE_FAILED = 10
 
 
@@ -36,11 +41,19 @@ def figures_table(report: dict[str, Any]) -> Table:
 def ratings_table(report: dict[str, Any]) -> Table:
     t = _table("Ratings", "what", "value", "rating", "excellent / good / acceptable")
     for name, r in report["ratings"].items():
-        fig = by_key({"response_time": "latency_p95_s", "success_rate": "success_rate",
-                      "cost_per_image": "cost_per_image_usd"}[name])
-        t.add_row(f"{name.replace('_', ' ')} ({r['metric']})", fig.fmt(r["value"]),
-                  Text(r["rating"] or "n/a", style=RATING_STYLE.get(r["rating"], "")),
-                  " / ".join(fig.fmt(b) for b in r["bounds"]))
+        fig = by_key(
+            {
+                "response_time": "latency_p95_s",
+                "success_rate": "success_rate",
+                "cost_per_image": "cost_per_image_usd",
+            }[name]
+        )
+        t.add_row(
+            f"{name.replace('_', ' ')} ({r['metric']})",
+            fig.fmt(r["value"]),
+            Text(r["rating"] or "n/a", style=RATING_STYLE.get(r["rating"], "")),
+            " / ".join(fig.fmt(b) for b in r["bounds"]),
+        )
     return t
 
 
@@ -49,32 +62,49 @@ def errors_table(report: dict[str, Any]) -> Group:
     why = Text()
     for name, d in report["error_details"].items():
         top = d["messages"][0] if d["messages"] else None
-        t.add_row(name, str(d["attempts"]), str(d["skipped"]),
-                  Text(f"{top['message']} (×{top['count']})" if top else ""))
+        t.add_row(
+            name,
+            str(d["attempts"]),
+            str(d["skipped"]),
+            Text(f"{top['message']} (×{top['count']})" if top else ""),
+        )
         why.append(f" {name}: ", style="bold")
         why.append(f"{d['diagnosis']}\n   → {d['remedy']}\n")
     return Group(t, why)
 
 
 def cost_table(report: dict[str, Any]) -> Table:
-    t = _table("Cost by model × quality × size", "model", "quality", "size", "images",
-               "cost", "per image")
+    t = _table(
+        "Cost by model × quality × size", "model", "quality", "size", "images", "cost", "per image"
+    )
     for g in report["cost_by_group"]:
-        t.add_row(Text(g["model"]), Text(g["quality"]), Text(g["size"]), str(g["images"]),
-                  by_key("cost_usd_total").fmt(g["cost_usd"]),
-                  by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]))
+        t.add_row(
+            Text(g["model"]),
+            Text(g["quality"]),
+            Text(g["size"]),
+            str(g["images"]),
+            by_key("cost_usd_total").fmt(g["cost_usd"]),
+            by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]),
+        )
     sources = ", ".join(f"{k}: {v['rows']} rows" for k, v in report["cost_by_source"].items())
-    t.caption = Text(f"cost source: {sources}" + (f" — {report['cost_note']}"
-                                                   if report["cost_note"] else ""))
+    t.caption = Text(
+        f"cost source: {sources}" + (f" — {report['cost_note']}" if report["cost_note"] else "")
+    )
     return t
 
 
 def failed_table(report: dict[str, Any]) -> Table:
-    t = _table(f"Failed jobs (first {SAMPLE_FAILED} of {report['jobs_failed']})", "job", "class",
-               "message", "prompt")
+    t = _table(
+        f"Failed jobs (first {SAMPLE_FAILED} of {report['jobs_failed']})",
+        "job",
+        "class",
+        "message",
+        "prompt",
+    )
     for j in report["failed_jobs"][:SAMPLE_FAILED]:
-        t.add_row(Text(j["job_id"]), j["error_class"], Text(j["message"] or ""),
-                  Text(j["prompt"] or ""))
+        t.add_row(
+            Text(j["job_id"]), j["error_class"], Text(j["message"] or ""), Text(j["prompt"] or "")
+        )
     return t
 
 
@@ -82,8 +112,12 @@ def images_table(report: dict[str, Any]) -> Table | Text:
     ic = report["image_checks"]
     if not ic.get("enabled"):
         return Text("Image checks: skipped (--no-image-checks)", style="dim")
-    t = _table(f"Image checks: {ic['checked']} images, {ic['flagged']} flagged", "problem",
-               "count", "examples")
+    t = _table(
+        f"Image checks: {ic['checked']} images, {ic['flagged']} flagged",
+        "problem",
+        "count",
+        "examples",
+    )
     for problem, count in ic["counts"].items():
         examples = [f["path"] for f in ic["findings"] if f["problem"] == problem][:3]
         t.add_row(problem, str(count), Text(", ".join(examples)))
@@ -104,8 +138,13 @@ def recommendations(report: dict[str, Any]) -> Text:
 def render_text(report: dict[str, Any], console: Console) -> None:
     title = Text(f"batchgen report — {report['run_name']}", style="bold")
     sessions = ", ".join(f"#{s['session']} {s['how'] or 'running?'}" for s in report["sessions"])
-    console.print(Panel(Text(f"{report['run_dir']}\nsessions: {sessions or 'none recorded'}"),
-                         title=title, title_align="left"))
+    console.print(
+        Panel(
+            Text(f"{report['run_dir']}\nsessions: {sessions or 'none recorded'}"),
+            title=title,
+            title_align="left",
+        )
+    )
     console.print(figures_table(report))
     console.print(ratings_table(report))
     if report["cost_by_group"]:
@@ -121,20 +160,30 @@ def render_text(report: dict[str, Any], console: Console) -> None:
 
 def compare_table(cmp: dict[str, Any]) -> Table:
     a, b = cmp["runs"]
-    t = _table("Comparison (Δ = B − A; ✓ better, ✗ worse)", "figure", f"A: {a['run_name']}",
-               f"B: {b['run_name']}", "Δ")
+    t = _table(
+        "Comparison (Δ = B − A; ✓ better, ✗ worse)",
+        "figure",
+        f"A: {a['run_name']}",
+        f"B: {b['run_name']}",
+        "Δ",
+    )
     head = [by_key(k) for k in DELTA_KEYS]
     rest = [f for f in KEY_FIGURES if f.key not in DELTA_KEYS]
     for i, fig in enumerate(head + rest):
         va, vb = fig.get(a), fig.get(b)
-        t.add_row(Text(fig.label, style="bold" if i < len(head) else ""), fig.fmt(va),
-                  fig.fmt(vb), delta_text(fig, va, vb), end_section=i == len(head) - 1)
+        t.add_row(
+            Text(fig.label, style="bold" if i < len(head) else ""),
+            fig.fmt(va),
+            fig.fmt(vb),
+            delta_text(fig, va, vb),
+            end_section=i == len(head) - 1,
+        )
     return t
 
 
 def render_compare_text(cmp: dict[str, Any], console: Console) -> None:
     console.print(compare_table(cmp))
-    for label, r in zip("AB", cmp["runs"]):
+    for label, r in zip("AB", cmp["runs"], strict=False):
         console.print(Text(f"{label}: {r['run_dir']}", style="bold"))
         console.print(recommendations(r))
 
@@ -143,16 +192,22 @@ def summary(report: dict[str, Any]) -> Group:
     """The few lines `batchgen run` prints when it ends."""
     rt = report["ratings"]
     line = Text()
-    line.append(f"{report['jobs_succeeded']:,} succeeded, {report['jobs_failed']:,} failed, "
-                f"{report['jobs_pending']:,} pending of {report['jobs_total']:,} jobs "
-                f"(success {pct(report['success_rate'])}, "
-                f"{rt['success_rate']['rating'] or 'n/a'})\n")
-    line.append(f"{report['images']:,} images in {report['attempts']:,} attempts; "
-                f"p95 {by_key('latency_p95_s').fmt(report['latency_s']['p95'])}; "
-                f"{by_key('images_per_min').fmt(report['images_per_min'])} images/min; "
-                f"429s {pct(report['rate_limited_share'])}\n")
-    line.append(f"cost {by_key('cost_usd_total').fmt(report['cost_usd_total'])} "
-                f"({by_key('cost_per_image_usd').fmt(report['cost_per_image_usd'])} per image)")
+    line.append(
+        f"{report['jobs_succeeded']:,} succeeded, {report['jobs_failed']:,} failed, "
+        f"{report['jobs_pending']:,} pending of {report['jobs_total']:,} jobs "
+        f"(success {pct(report['success_rate'])}, "
+        f"{rt['success_rate']['rating'] or 'n/a'})\n"
+    )
+    line.append(
+        f"{report['images']:,} images in {report['attempts']:,} attempts; "
+        f"p95 {by_key('latency_p95_s').fmt(report['latency_s']['p95'])}; "
+        f"{by_key('images_per_min').fmt(report['images_per_min'])} images/min; "
+        f"429s {pct(report['rate_limited_share'])}\n"
+    )
+    line.append(
+        f"cost {by_key('cost_usd_total').fmt(report['cost_usd_total'])} "
+        f"({by_key('cost_per_image_usd').fmt(report['cost_per_image_usd'])} per image)"
+    )
     if report["possibly_billed_twice"]:
         line.append(f"; possibly billed twice: {report['possibly_billed_twice']}", style="yellow")
     parts: list[Any] = [line]
