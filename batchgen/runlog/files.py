@@ -65,7 +65,22 @@ def compact_name(session: int, seq: int) -> str:
 
 
 def scan(log_dir: Path) -> list[LogFile]:
-    """Every complete log file (parts and compact files, replaced or not), in write order."""
+    """Every complete log file (parts and compact files, replaced or not), in write order.
+
+    readdir may miss entries renamed or deleted while it runs, so a compaction racing one
+    listing could hide both a new compact file and the parts it just deleted. A compaction
+    renames before it deletes, so two identical listings in a row are a consistent view."""
+    previous = _scan_once(log_dir)
+    for _ in range(100):
+        current = _scan_once(log_dir)
+        if current == previous:
+            return current
+        previous = current
+    msg = f"{log_dir}: the file list kept changing under the reader; is a writer looping?"
+    raise OSError(msg)
+
+
+def _scan_once(log_dir: Path) -> list[LogFile]:
     found = []
     try:
         entries = list(os.scandir(log_dir))
