@@ -411,3 +411,14 @@ def test_settings_nested_under_pool_as_run_json_keeps_them(tmp_path):
     assert k["rpm"]["evidence"]["current_rpm"] == 120
     assert k["timeout"]["evidence"]["current_timeout_s"] == 200.0
     assert k["timeout"]["evidence"]["suggested_timeout_s"] == 300  # p99 sits under the deadline
+
+
+def test_run_without_manifest_still_reports_from_the_log(tmp_path):
+    """A first session killed before run.json was complete: the log alone still reports."""
+    run, rows = make(tmp_path, 300, HEAVY, seed=13)
+    (run / "run.json").unlink()
+    fig = analyze_run(run, image_checks=False, price_lookup=None)
+    seen = {r["job_id"] for r in rows}
+    assert fig["jobs_total"] == len(seen)
+    assert fig["attempts"] == sum(1 for r in rows if r["status"] != "skipped")
+    assert fig["active_s"] > 0 and fig["images_per_min"] > 0
