@@ -43,9 +43,12 @@ class Rendered:
 
 
 def variant_of(prompt: str, index: int, variants: int) -> int:
-    """Which picture a prompt gets (stable across runs, unlike ``hash()``)."""
-    digest = hashlib.blake2b(prompt.encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") + index) % variants
+    """Which picture a prompt gets (stable across runs, unlike ``hash()``); ``variants=0``
+    gives every (prompt, index) a picture of its own, so a clean run has no duplicates."""
+    digest = hashlib.blake2b(f"{prompt}\x00{index if variants == 0 else ''}".encode(),
+                             digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return value if variants == 0 else (value + index) % variants
 
 
 class ImageCache:

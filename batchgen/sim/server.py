@@ -181,11 +181,12 @@ class SimServer:
         # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
         sized = not (config.tiny or config.image_kb)
         width, height = (req.width, req.height) if sized else (0, 0)
+        variants = config.variants or (0 if sized else 8)
         out = []
         for i in range(req.n):
             key = ImageKey(
                 width, height, req.output_format, req.transparent,
-                variant_of(req.prompt, i, config.variants), config.seed, config.tiny,
+                variant_of(req.prompt, i, variants), config.seed, config.tiny,
                 config.image_kb,
             )  # fmt: skip
             found = self._images.peek(key)
