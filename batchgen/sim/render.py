@@ -100,7 +100,8 @@ def _picture(width: int, height: int, key: ImageKey) -> Image.Image:
     """A gradient with seeded shapes and a grid: structure a viewer (or a check) can see."""
     rng = random.Random(f"{key.seed}:{key.variant}")
     c1 = tuple(rng.randrange(256) for _ in range(3))
-    c2 = tuple(rng.randrange(256) for _ in range(3))
+    # far from c1 in every channel, so the gradient always spans many grey levels
+    c2 = tuple((c + 96 + rng.randrange(64)) % 256 for c in c1)
     # linear_gradient is 256x256 black→white top to bottom; resizing it is far cheaper than
     # drawing a gradient line by line on a 4K canvas
     mask = Image.linear_gradient("L").rotate(rng.choice((0, 90, 180, 270))).resize((width, height))
