@@ -28,7 +28,7 @@ CONCURRENCY = 64
 CLIENTS = ("aiohttp", "openai", "batchgen")
 
 
-def _one(client: str, jobfile: Path, sim: SimProcess, work: Path) -> dict[str, Any]:
+def _one(client: str, jobfile: Path, sim: SimProcess, work: Path, jobs: int) -> dict[str, Any]:
     sim.reset()
     out = work / client
     if client == "batchgen":
@@ -39,25 +39,27 @@ def _one(client: str, jobfile: Path, sim: SimProcess, work: Path) -> dict[str, A
         written = count_files(out)
     stats = sim.stats()
     shutil.rmtree(out, ignore_errors=True)  # 5,000 × 48 KB per client: keep the disk free
-    if written != JOBS or stats["outcomes"].get("ok") != JOBS:
-        msg = (f"bench overhead: {client} wrote {written} images for {JOBS} jobs "
+    if written != jobs or stats["outcomes"].get("ok") != jobs:
+        msg = (f"bench overhead: {client} wrote {written} images for {jobs} jobs "
                f"(simulator outcomes {stats['outcomes']}); the comparison needs equal work")
         raise RuntimeError(msg)  # fmt: skip
     return {
         "wall_s": measured.wall_s,
         "cpu_s": measured.cpu_s,
         "peak_rss_mb": measured.peak_rss_mb,
-        "images_per_s": JOBS / measured.wall_s,
+        "images_per_s": jobs / measured.wall_s,
         "steady_images_per_s": window_rate(stats["accepted"], images=True) / 60.0,
     }
 
 
-def bench_overhead(root: Path, rounds: int = 1) -> tuple[list[Figure], dict[str, Any]]:
-    jobfile = write_jobs(root / "overhead.jsonl", JOBS)
+def bench_overhead(
+    root: Path, *, jobs: int = JOBS, rounds: int = 1
+) -> tuple[list[Figure], dict[str, Any]]:
+    jobfile = write_jobs(root / "overhead.jsonl", jobs)
     per_round: list[dict[str, dict[str, Any]]] = []
     with SimProcess(image_kb=IMAGE_KB) as sim:
         for _ in range(rounds):
-            per_round.append({c: _one(c, jobfile, sim, root / "overhead") for c in CLIENTS})
+            per_round.append({c: _one(c, jobfile, sim, root / c, jobs) for c in CLIENTS})
 
     def ratio_median(key: str, a: str, b: str) -> float | None:
         return median([r[a][key] / r[b][key] for r in per_round])
@@ -65,7 +67,7 @@ def bench_overhead(root: Path, rounds: int = 1) -> tuple[list[Figure], dict[str,
     def value_median(client: str, key: str) -> float | None:
         return median([r[client][key] for r in per_round])
 
-    note = f"{JOBS:,} jobs, {IMAGE_KB} KB images, concurrency {CONCURRENCY}"
+    note = f"{jobs:,} jobs, {IMAGE_KB} KB images, concurrency {CONCURRENCY}"
     figures = [
         Figure("batchgen / bare aiohttp, images/s", ratio_median("images_per_s", "batchgen",
                "aiohttp"), Target(">=", 0.8), "×", note + ", whole process"),
@@ -79,7 +81,7 @@ def bench_overhead(root: Path, rounds: int = 1) -> tuple[list[Figure], dict[str,
     for client in CLIENTS:
         figures.append(Figure(f"  {client}: images/s (CPU ms/image)",
                               value_median(client, "images_per_s"), unit="img/s",
-                              note=f"{1000 * (value_median(client, 'cpu_s') or 0) / JOBS:.2f} "
+                              note=f"{1000 * (value_median(client, 'cpu_s') or 0) / jobs:.2f} "
                                    "ms CPU per image"))  # fmt: skip
     return figures, {"rounds": per_round}
 

@@ -44,7 +44,8 @@ def make_resume_case(root: Path, rows: int) -> tuple[Path, Path, int]:
             fps[f"job-{i:07d}"] = fingerprint(body)
     table = synthetic_log(int(rows / ROWS_PER_JOB))
     logged = table["job_id"].to_pylist()
-    column = [fps[j] if k % EDITED_EVERY else "0" * 64 for k, j in enumerate(logged)]
+    # a job edited since it was logged: every row of it carries the old body's fingerprint
+    column = [fps[j] if int(j[4:]) % EDITED_EVERY else "0" * 64 for j in logged]
     table = table.set_column(
         table.schema.get_field_index("fingerprint"), "fingerprint", pa.array(column, pa.string())
     )

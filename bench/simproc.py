@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any
 
 from batchgen.sim import SimConfig, serve_forever
+from bench.proc import REPO
 from batchgen.sim.runner import LOOPBACK
 
 _URL = re.compile(r"base URL (http://\S+/v1)")
@@ -38,6 +39,7 @@ class SimProcess:
             [sys.executable, "-m", "bench.simproc", json.dumps(self.knobs)],
             stdout=subprocess.PIPE,
             text=True,
+            cwd=REPO,
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

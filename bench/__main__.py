@@ -1,0 +1,123 @@
+"""``python -m bench`` (``make bench``): run the benchmarks of issue 6, print each figure beside
+its target, write ``bench/results.json``. Exit status 1 when a target is missed.
+
+    python -m bench                      all seven, once each (≤ 10 min on 2 cores)
+    python -m bench --repeat 3           the closing figures: median of three runs
+    python -m bench --only overhead,resume
+    python -m bench --quick              small sizes, a smoke test of the harness (~1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import memory, overhead, scale, utilisation
+from bench.metrics import Figure, median_figures
+from bench.report import Outcome, print_table, write_results
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+Bench = Callable[[Path, bool], tuple[list[Figure], dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    key: str
+    title: str
+    run: Bench
+
+
+# Order: the CPU-bound overhead comparison first, on a machine the harness has not warmed
+# with its own work; the scale benchmarks (which build big files in this process) last.
+SPECS = (
+    Spec("overhead", "3. overhead, instant provider",
+         lambda root, quick: overhead.bench_overhead(root, jobs=500 if quick else overhead.JOBS)),
+    Spec("memory", "4. memory vs job file size",
+         lambda root, quick: memory.bench_memory(root, *((1_000, 10_000) if quick else
+                                                         (memory.SMALL, memory.LARGE)))),
+    Spec("rpm", "1. limit utilisation, --rpm",
+         lambda root, quick: utilisation.bench_rpm(root, seconds=10 if quick else 62)),
+    Spec("ipm", "1. limit utilisation, --ipm",
+         lambda root, quick: utilisation.bench_ipm(root, seconds=10 if quick else 62)),
+    Spec("misconfigured", "2. misconfigured --rpm 2R",
+         lambda root, quick: utilisation.bench_misconfigured(root, quick=quick)),
+    Spec("resume", "5. resume scan, 1M rows",
+         lambda root, quick: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
+    Spec("report", "6. report, 1M rows",
+         lambda root, quick: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
+)  # fmt: skip
+
+
+def run_spec(spec: Spec, root: Path, repeat: int, quick: bool, console: Console) -> Outcome:
+    started = time.perf_counter()
+    runs: list[list[Figure]] = []
+    details: list[dict[str, Any]] = []
+    try:
+        for i in range(repeat):
+            console.print(f"[dim]{spec.title}: run {i + 1} of {repeat}…[/dim]")
+            work = root / f"{spec.key}-{i}"
+            work.mkdir(parents=True)
+            figures, detail = spec.run(work, quick)
+            runs.append(figures)
+            details.append(detail)
+    except Exception as exc:  # one benchmark's failure must not hide the others' figures
+        console.print(f"[red]{spec.title} failed:[/red]", traceback.format_exc(), markup=False)
+        return Outcome(spec.key, spec.title, median_figures(runs), details,
+                       time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+    return Outcome(spec.key, spec.title, median_figures(runs), details,
+                   time.perf_counter() - started)  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="", metavar="KEY,...",
+                        help=f"run only these: {', '.join(s.key for s in SPECS)}")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per benchmark (median kept)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="work in DIR and keep its files (default: a temp dir, removed)")
+    args = parser.parse_args(argv)
+    known = {s.key for s in SPECS}
+    args.keys = [k.strip() for k in args.only.split(",") if k.strip()] or [s.key for s in SPECS]
+    unknown = sorted(set(args.keys) - known)
+    if unknown:
+        parser.error(f"--only {','.join(unknown)}: unknown; choose from {', '.join(sorted(known))}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    started = time.perf_counter()
+    outcomes: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="batchgen-bench-") as tmp:
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        for spec in SPECS:
+            if spec.key in args.keys:
+                outcomes.append(run_spec(spec, root / spec.key, args.repeat, args.quick, console))
+                # written after each benchmark, so an interrupted run keeps what it measured
+                meta = {"repeat": args.repeat, "quick": args.quick,
+                        "duration_s": round(time.perf_counter() - started, 1)}
+                write_results(args.out, outcomes, meta)
+    print_table(outcomes, console)
+    total = time.perf_counter() - started
+    console.print(f"{len(outcomes)} benchmarks in {total:.0f} s; results in {args.out}")
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The benchmark harness's own correctness (not timings): its arithmetic, its child-process
+measurements, its simulator process and baseline clients over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import parse_args
+from bench.baselines import main as baseline_main
+from bench.clients import client_env, count_files
+from bench.jobfiles import read_jobs, write_jobs
+from bench.metrics import Figure, Target, median_figures, rate_limited_share, window_rate
+from bench.proc import run_measured
+from bench.report import Outcome, fmt_target, fmt_value, write_results
+from bench.scale import make_resume_case, time_resume
+from bench.simproc import SimProcess
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def test_window_rate_whole_span_counts_intervals_not_events() -> None:
+    # 11 events 0.1 s apart: 10 intervals in 1 s = 600/min, not 660
+    timeline = [[10.0 + i / 10, 1] for i in range(11)]
+    assert window_rate(timeline) == pytest.approx(600.0)
+
+
+def test_window_rate_in_a_window_and_by_images() -> None:
+    timeline = [[0.0, 2], [0.5, 2], [1.0, 4], [1.5, 1], [2.0, 3]]
+    # [0.5, 1.5): two requests, six images, over half a second... of a one-second window
+    assert window_rate(timeline, 0.5, 1.5) == pytest.approx(120.0)
+    assert window_rate(timeline, 0.5, 1.5, images=True) == pytest.approx(360.0)
+    assert window_rate(timeline, 3.0, 3.0) == 0.0
+    assert window_rate([]) == 0.0
+    assert window_rate([[1.0, 1]]) == 0.0
+
+
+def test_rate_limited_share_counts_only_the_servers_own_limit() -> None:
+    stats = {"received": 200, "outcomes": {"ok": 180, "server_rate_limited": 10, "rate_limit": 10}}
+    assert rate_limited_share(stats) == pytest.approx(0.05)
+    assert rate_limited_share({"received": 0, "outcomes": {}}) == 0.0
+
+
+def test_target_and_figure_pass_fail() -> None:
+    assert Target(">=", 0.98).met(0.98)
+    assert not Target(">=", 0.98).met(0.979)
+    assert Target("<=", 0.005).met(0.0)
+    assert not Target("<=", 3.0).met(None)
+    assert Figure("x", 1.0).passed is None
+    assert Figure("x", 2.0, Target("<=", 1.0)).passed is False
+    with pytest.raises(ValueError, match="Target op"):
+        Target("==", 1.0)
+
+
+def test_median_figures_takes_each_figures_median_over_repeats() -> None:
+    t = Target(">=", 1.0)
+    runs = [[Figure("a", 3.0, t), Figure("b", 10.0)], [Figure("a", 1.0, t), Figure("b", None)],
+            [Figure("a", 2.0, t), Figure("b", 30.0)]]  # fmt: skip
+    a, b = median_figures(runs)
+    assert (a.value, a.passed, a.note) == (2.0, True, "median of 3")
+    assert b.value == 20.0  # the repeat that did not measure b is left out
+
+
+def test_formatting_of_shares_and_ratios() -> None:
+    share = Figure("429 share", 0.0012, Target("<=", 0.005))
+    assert (fmt_value(share), fmt_target(share)) == ("0.12 %", "<= 0.5 %")
+    assert fmt_value(Figure("r", 0.98765, Target(">=", 0.98), "×")) == "0.988 ×"
+    assert fmt_value(Figure("v", None)) == "—"
+
+
+def test_results_json_has_every_figure_and_the_overall_verdict(tmp_path: Path) -> None:
+    ok = Outcome("a", "A", [Figure("f", 1.0, Target(">=", 0.5), "×")])
+    bad = Outcome("b", "B", [], error="RuntimeError: boom")
+    write_results(tmp_path / "r.json", [ok, bad], {"repeat": 1})
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["passed"] is False
+    assert data["benchmarks"]["a"]["figures"][0] == {
+        "name": "f", "value": 1.0, "unit": "×", "target": ">= 0.5", "passed": True, "note": ""
+    }  # fmt: skip
+    assert data["benchmarks"]["b"]["error"] == "RuntimeError: boom"
+    assert data["machine"]["cores"] >= 1
+
+
+def test_cli_rejects_unknown_benchmarks() -> None:
+    assert parse_args(["--only", "resume,report"]).keys == ["resume", "report"]
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nope"])
+
+
+# -- measured child processes ----------------------------------------------------------------
+_SPIN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+
+
+def test_peak_rss_and_cpu_belong_to_the_child_measured() -> None:
+    # the harness itself holds far more than the small child: its size must not leak in
+    ballast = bytearray(200 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    small = run_measured([sys.executable, "-c", _SPIN])
+    big = run_measured([sys.executable, "-c", "b = bytearray(80 << 20); b[::4096] = "
+                        "b'x' * len(b[::4096])\n" + _SPIN])  # fmt: skip
+    del ballast
+    assert small.returncode == big.returncode == 0
+    assert small.peak_rss_mb < 60
+    assert 70 < big.peak_rss_mb - small.peak_rss_mb < 100
+    assert small.cpu_s >= 0.3
+
+
+def test_a_failing_child_is_reported_with_its_output() -> None:
+    failed = run_measured([sys.executable, "-c", "import sys; sys.exit('no such thing')"])
+    assert failed.returncode == 1
+    with pytest.raises(RuntimeError, match="no such thing"):
+        failed.check("the probe")
+
+
+def test_client_env_never_carries_a_real_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-secret")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://example.invalid/v1")
+    env = client_env()
+    assert env["OPENAI_API_KEY"] == "sk-bench"
+    assert "OPENAI_BASE_URL" not in env
+
+
+# -- the simulator process and a baseline over real HTTP ---------------------------------------
+def test_simulator_process_serves_and_counts_and_resets(tmp_path: Path) -> None:
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", 12, n=2)
+    assert [job_id for job_id, _ in read_jobs(jobfile)][:2] == ["b00", "b01"]
+    with SimProcess(tiny=True) as sim:
+        assert sim.base_url.startswith("http://127.0.0.1:")
+        out = tmp_path / "out"
+        assert baseline_main(["aiohttp", str(jobfile), sim.base_url, str(out), "4"]) == 0
+        assert count_files(out) == 24
+        stats = sim.stats()
+        assert stats["outcomes"] == {"ok": 12}
+        assert window_rate(stats["accepted"], images=True) > 0
+        sim.reset()
+        assert sim.stats()["received"] == 0
+
+
+def test_simulator_process_refuses_a_bad_knob_before_starting() -> None:
+    with pytest.raises(ValueError, match="rpm"):
+        SimProcess(rpm=-1)
+
+
+# -- the resume case: the synthetic log agrees with the job file it pairs with -------------------
+def test_resume_case_log_matches_job_file_except_the_edited_jobs(tmp_path: Path) -> None:
+    run, jobs, rows = make_resume_case(tmp_path, 3_000)
+    timing = time_resume(run, jobs)
+    import pyarrow.parquet as pq
+
+    log = pq.read_table(run / "log", columns=["job_id", "fingerprint"])
+    edited_ids = {j for j, fp in zip(log["job_id"].to_pylist(), log["fingerprint"].to_pylist(),
+                                     strict=True) if fp == "0" * 64}  # fmt: skip
+    assert rows == log.num_rows
+    assert timing["edited"] == len(edited_ids) > 0
+    assert timing["run"] >= timing["edited"]
