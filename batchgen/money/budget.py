@@ -82,8 +82,9 @@ class Budget:
         self._cap = None if cap_usd is None else math.floor(cap_usd * _NANO + 1e-6)
         self._spent = _to_nano(max(spent_before, 0.0))
         self._reserved = 0
-        self._refused = 0
-        self._refused_nano = 0
+        # ids, not a count: the pool retries a job that does not fit yet, and one that fits
+        # later was sent after all
+        self._refused: set[str] = set()
         # actual / reserved seen per model when a bill passed its reservation (a price table
         # behind the provider's): later reservations for that model are scaled up by it
         self._overrun: dict[str | None, float] = {}
@@ -106,8 +107,8 @@ class Budget:
 
     @property
     def refused(self) -> int:
-        """Jobs refused so far (recorded by the caller as class ``budget``)."""
-        return self._refused
+        """Jobs refused and not reserved since (recorded by the caller as class ``budget``)."""
+        return len(self._refused)
 
     def require_priced(self, models: Iterable[str | None]) -> None:
         """Refuse to start a capped run whose cost cannot be bounded."""
@@ -131,10 +132,10 @@ class Budget:
         amount = self._worst_case_nano(job)
         with self._lock:
             if self._cap is not None and self._spent + self._reserved + amount > self._cap:
-                self._refused += 1
-                self._refused_nano += amount
+                self._refused.add(job.id)
                 return None
             self._reserved += amount
+            self._refused.discard(job.id)
         return Reservation(self, job.id, job.model, amount)
 
     def exhausted_message(self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None) -> str:
@@ -143,9 +144,12 @@ class Budget:
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
         # with the rest of the batch quoted, suggest exactly enough; else double the cap
         need = self.spent + remaining_usd if remaining_usd else (cap * 2 or 1.0)
+        # a cap in whole cents reads as such; another one at the spend's precision, so a spend
+        # just under it never looks like it passed it
+        cap_text = f"{cap:.2f}" if abs(cap * 100 - round(cap * 100)) < 1e-9 else f"{cap:.4f}"
         return (
-            f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap:.2f}{held}; "
-            f"{self._refused} job(s) were not sent because their worst case would pass the cap. "
+            f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap_text}{held}; "
+            f"{self.refused} job(s) were not sent because their worst case would pass the cap. "
             f"To continue: batchgen resume {run_dir} --max-cost {math.ceil(need * 100) / 100:.2f}"
         )
 
