@@ -1,10 +1,15 @@
 """After a crash, before a resume sends anything: adopt images that reached the disk without
-their log row, and log the jobs that were in flight (they may have been billed twice)."""
+their log row, and log the jobs that were in flight (they may have been billed twice).
+
+Call these under the run lock: ``remove_torn_images`` deletes temp files a live writer would
+still be renaming."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +45,21 @@ def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
         "queued_at": now,
         "finished_at": now,
     }
+
+
+def remove_torn_images(images_dir: Path) -> int:
+    """Delete ``.<name>.tmp`` files an image write left when the process died mid-write: such a
+    file never got its final name, so its job has no image and runs again. Returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(images_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def adopt_orphans(

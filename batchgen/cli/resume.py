@@ -39,7 +39,7 @@ from batchgen.jobs import iter_jobs, job_index
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 from batchgen.runlog.files import compact_all
 from batchgen.runlog.reader import read_log
-from batchgen.recovery import adopt_orphans, record_crashed_inflight
+from batchgen.recovery import adopt_orphans, record_crashed_inflight, remove_torn_images
 from batchgen.runlog.state import job_states, remaining
 
 
@@ -99,6 +99,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         raise UsageError(msg)
     # a crashed session left part files and an in-flight list: settle them first
     compact_all(rundir.log_dir)
+    remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
     rundir.mark_crashed()
     defaults = recorded.get("defaults") or {}
@@ -126,7 +127,10 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     run_id = manifest["run_id"]
     wanted = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in rest.run}
     adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
-    billed_twice = record_crashed_inflight(rundir, run_id, session, rest.possibly_billed_twice)
+    # an adopted job's answer arrived before the crash: billed once, and not sent again
+    billed_twice = record_crashed_inflight(
+        rundir, run_id, session, rest.possibly_billed_twice - set(adopted)
+    )
     to_run = rest.run - set(adopted)
     if adopted:
         console.print(f"adopted {len(adopted)} job(s) whose images were saved before the crash")
