@@ -7,6 +7,8 @@ Retry-After when it gave one. Auth and quota stop the whole run through the RunC
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +67,8 @@ class RunControl:
         self.reason: ErrorClass | None = None
         self.message = ""
         self._cancel: Any = None
+        # waits that a stop should cut short (limiter, backoff): a stop must not wait them out
+        self._waits: set[anyio.CancelScope] = set()
 
     @property
     def stopping(self) -> bool:
@@ -74,6 +78,21 @@ class RunControl:
         if self.reason is None:
             self.reason = reason
             self.message = message
+        for scope in list(self._waits):
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A wait that ends early (silently) when the run stops; the caller checks ``stopping``."""
+        scope = anyio.CancelScope()
+        if self.stopping:
+            scope.cancel()
+        self._waits.add(scope)
+        try:
+            with scope:
+                yield
+        finally:
+            self._waits.discard(scope)
 
     def cancel(self) -> None:
         self.stop(ErrorClass.CANCELLED, "cancelled")
@@ -135,13 +154,17 @@ class JobRunner:
             and not self.control.stopping
         )
 
+    async def _backoff_sleep(self, seconds: float) -> None:
+        with self.control.interruptible():
+            await anyio.sleep(seconds)
+
     async def run(self, job: Job, queued_at: float, reservation: Any) -> None:
         cost_total = 0.0
         attempts = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s),
             retry=retry_if_exception(self._retryable),
-            sleep=anyio.sleep,
+            sleep=self._backoff_sleep,
             reraise=True,
         )
         try:
@@ -160,7 +183,9 @@ class JobRunner:
                 reservation.settle(cost_total)
 
     async def _attempt(self, job: Job, number: int, queued_at: float) -> float:
-        wait_s = await self.limiter.acquire(job.n)
+        wait_s = 0.0
+        with self.control.interruptible():
+            wait_s = await self.limiter.acquire(job.n)
         if self.control.stopping:
             raise _Stopped
         started = self.clock.wall()

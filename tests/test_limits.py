@@ -120,3 +120,26 @@ def test_remaining_zero_pauses_until_reset() -> None:
         return anyio.current_time() - t0
 
     assert run_virtual(main) == pytest.approx(1.5, abs=0.01)
+
+
+def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
+    from batchgen.attempt import RunControl
+    from batchgen.errors import ErrorClass
+
+    async def main() -> float:
+        control = RunControl()
+        limiter = RateLimiter(rpm=60, adapt=False)
+        limiter.pause(3600)  # a long Retry-After
+        t0 = anyio.current_time()
+
+        async def waiter() -> None:
+            with control.interruptible():
+                await limiter.acquire()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(5)
+            control.stop(ErrorClass.AUTH, "bad key")
+        return anyio.current_time() - t0
+
+    assert run_virtual(main) == pytest.approx(5.0, abs=0.01)

@@ -182,4 +182,7 @@ def print_ending(
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    return Console(highlight=False, soft_wrap=True, file=sys.stderr if stderr else sys.stdout)
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a CI log gets 120 columns, not rich's 80, so tables keep their model names
+    width = None if stream.isatty() else 120
+    return Console(highlight=False, soft_wrap=True, file=stream, width=width)
