@@ -208,3 +208,23 @@ def test_log_is_readable_while_the_run_goes(tmp_path: Path, make_sim) -> None:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
     table = read_log(run_dir, ["status"])
     assert pc.sum(pc.equal(table["status"], "ok")).as_py() == 400
+
+
+def test_url_answers_are_downloaded_and_metadata_kept(tmp_path: Path, sim) -> None:
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", [
+        {"id": "d3", "prompt": "a fox in snow", "model": "dall-e-3", "quality": "standard"},
+        {"id": "g1", "prompt": "a fox in rain", "model": "gpt-image-1", "n": 2},
+    ])
+    code, run_dir = run(tmp_path, sim, jobfile)
+    assert code == 0
+    log = {r["job_id"]: r for r in rows(run_dir)}
+    assert sim.stats.downloads == 1  # the dall-e-3 url was fetched
+    assert log["d3"]["revised_prompt"]
+    assert log["d3"]["cost_source"] == "price-table" and log["d3"]["cost_usd"] == pytest.approx(0.04)
+    assert log["g1"]["output_tokens"] > 0 and log["g1"]["cost_source"] == "usage"
+    assert log["g1"]["image_count"] == 2 and all(log[j]["request_id"] for j in log)
+    for r in log.values():
+        assert sum((run_dir / p).stat().st_size for p in r["image_paths"]) == r["image_bytes"]
+        for p in r["image_paths"]:
+            with Image.open(run_dir / p) as im:
+                im.verify()
