@@ -190,7 +190,17 @@ class JobRunner:
             raise _Stopped
         started = self.clock.wall()
         t0 = anyio.current_time()
+        # in flight from before the request until its row is appended (the log writer copies
+        # this set at each flush: after a crash it names the jobs possibly billed twice)
         self.inflight.add(job.id)
+        try:
+            return await self._send_and_save(job, number, queued_at, started, t0, wait_s)
+        finally:
+            self.inflight.discard(job.id)
+
+    async def _send_and_save(
+        self, job: Job, number: int, queued_at: float, started: float, t0: float, wait_s: float
+    ) -> float:
         try:
             result = await self.provider.generate(job, timeout=self.settings.timeout)
         except AttemptError as exc:
@@ -202,8 +212,6 @@ class JobRunner:
             exc = AttemptError(ErrorClass.CANCELLED, "cancelled in flight by the stop of the run")
             self._record_error(job, number, exc, queued_at, started, latency, wait_s, final=True)
             raise
-        finally:
-            self.inflight.discard(job.id)
         latency = anyio.current_time() - t0
         self.limiter.observe_headers(result.ratelimit)
         self.limiter.on_success()
