@@ -22,7 +22,6 @@ from batchgen.cli.common import (
     EXIT_USAGE,
     UsageError,
     add_session_arguments,
-    pool_settings,
     pool_values,
     resolve_connection,
 )
@@ -33,8 +32,8 @@ from batchgen.cli.prepare import (
     make_budget,
     show_quote_and_confirm,
 )
-from batchgen.cli.run import _sim_config, finish, sim_settings
-from batchgen.cli.session import SessionPlan, execute, make_console
+from batchgen.cli.run import make_sim_config, sim_settings
+from batchgen.cli.session import SessionPlan, execute, finish, make_console
 from batchgen.jobs import iter_jobs, job_index
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 from batchgen.runlog.files import compact_all
@@ -125,7 +124,9 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     )
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
-    wanted = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in rest.run}
+    # an edited job's images on disk are its old body's (same file names): never adopt them
+    adoptable = rest.run - set(rest.edited)
+    wanted = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in adoptable}
     adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
     # an adopted job's answer arrived before the crash: billed once, and not sent again
     billed_twice = record_crashed_inflight(
@@ -152,13 +153,10 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         jobs=(job for job in iter_jobs(job_file, defaults) if job.id in to_run),
         jobs_to_run=len(to_run),
         connection=connection,
-        settings=pool_settings(values),
-        rpm=values["rpm"],
-        ipm=values["ipm"],
-        adaptive=values["adaptive"],
+        values=values,
         prices=prices,
         budget=budget,
-        sim_config=_sim_config(args) if connection.provider == "sim" else None,
+        sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
     )
     result = anyio.run(execute, plan, console)

@@ -19,7 +19,6 @@ from batchgen.cli.common import (
     UsageError,
     add_job_defaults,
     add_session_arguments,
-    pool_settings,
     pool_values,
     resolve_connection,
 )
@@ -30,7 +29,7 @@ from batchgen.cli.prepare import (
     make_budget,
     show_quote_and_confirm,
 )
-from batchgen.cli.session import SessionPlan, execute, make_console, print_ending
+from batchgen.cli.session import SessionPlan, execute, finish, make_console
 from batchgen.jobs import iter_jobs
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 
@@ -71,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
         )
         budget = make_budget(args, prices, checked)
-        sim_config = _sim_config(args) if connection.provider == "sim" else None
+        sim_config = make_sim_config(args) if connection.provider == "sim" else None
     except JobFileProblems as exc:
         for line in exc.lines:
             err.print(line, markup=False)
@@ -107,10 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 jobs=iter_jobs(args.jobfile, defaults),
                 jobs_to_run=checked.jobs,
                 connection=connection,
-                settings=pool_settings(values),
-                rpm=values["rpm"],
-                ipm=values["ipm"],
-                adaptive=values["adaptive"],
+                values=values,
                 prices=prices,
                 budget=budget,
                 sim_config=sim_config,
@@ -124,15 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def finish(console: Any, rundir: RunDir, result: Any, budget: Any, *, quiet: bool) -> None:
-    if not quiet:
-        from batchgen.cli.report import print_run_summary
-
-        print_run_summary(rundir.path, console)
-    print_ending(console, rundir, result, budget)
-
-
-def _sim_config(args: argparse.Namespace) -> Any:
+def make_sim_config(args: argparse.Namespace) -> Any:
     from batchgen.sim.cli import sim_config_from_args
     from batchgen.sim.config import SimConfigError
 

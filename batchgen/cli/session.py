@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from batchgen.attempt import PoolSettings, RowContext, RunControl
-from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection
+from batchgen.attempt import RowContext, RunControl
+from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
@@ -43,10 +43,7 @@ class SessionPlan:
     jobs: Iterable[Job]
     jobs_to_run: int
     connection: Connection
-    settings: PoolSettings
-    rpm: float | None
-    ipm: float | None
-    adaptive: bool
+    values: dict[str, Any]  # pool settings: concurrency, rpm, ipm, timeout, ... (common.py)
     prices: PriceTable
     budget: Budget | None
     sim_config: Any  # SimConfig when connection.provider == "sim"
@@ -63,6 +60,7 @@ class SessionResult:
 
 async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     control = RunControl()
+    settings = pool_settings(plan.values)
     inflight: set[str] = set()
     writer = RunLogWriter(
         plan.rundir.log_dir,
@@ -76,21 +74,23 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
             provider = OpenAIImages(
-                base_url, plan.connection.api_key, connections=plan.settings.concurrency + 4
+                base_url, plan.connection.api_key, connections=settings.concurrency + 4
             )
-            tg.start_soon(_watch_signals, control, plan.settings.grace_s, console)
+            tg.start_soon(_watch_signals, control, settings.grace_s, console)
             try:
                 with progress:
                     tally = await run_pool(
                         plan.jobs,
                         provider,
-                        RateLimiter(plan.rpm, plan.ipm, adapt=plan.adaptive),
+                        RateLimiter(
+                            plan.values["rpm"], plan.values["ipm"], adapt=plan.values["adaptive"]
+                        ),
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
                             plan.rundir.images_dir,
                         ),
-                        settings=plan.settings,
+                        settings=settings,
                         control=control,
                         prices=plan.prices,
                         budget=plan.budget,
@@ -186,3 +186,13 @@ def make_console(*, stderr: bool = False) -> Console:
     # a pipe or a CI log gets 120 columns, not rich's 80, so tables keep their model names
     width = None if stream.isatty() else 120
     return Console(highlight=False, soft_wrap=True, file=stream, width=width)
+
+
+def finish(console: Console, rundir: RunDir, result: SessionResult, budget: Budget | None,
+           *, quiet: bool) -> None:
+    """The end-of-session summary (the report's short form), then the final lines."""
+    if not quiet:
+        from batchgen.cli.report import print_run_summary
+
+        print_run_summary(rundir.path, console)
+    print_ending(console, rundir, result, budget)
