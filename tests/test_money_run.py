@@ -381,3 +381,62 @@ def test_progress_and_summary_show_the_spend(tmp_path, money_sim, capsys):
     assert summary is not None, out
     assert float(summary[1].replace(",", "")) == pytest.approx(total, abs=0.005)
     assert float(summary[2]) == pytest.approx(total / images, abs=5e-5)
+
+
+# -- models without a price, and asking before a large batch --------------------------------------
+
+
+def test_an_unpriced_model_is_unknown_and_a_cap_needs_price_per_image(tmp_path, make_sim, capsys):
+    sim = make_sim(extra_models=("mystery-model",))
+    jobs = [{"prompt": f"mystery {i}", "model": "mystery-model", "n": 1 + i % 2} for i in range(6)]
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", jobs)
+
+    code, out, err = run(capsys, sim, jobfile, tmp_path / "capped", "--max-cost", "1")
+    assert code == 2
+    assert "mystery-model" in err and "--price-per-image" in err
+    assert sim.stats.received == 0 and not (tmp_path / "capped").exists()
+
+    code, out, err = run(capsys, sim, jobfile, tmp_path / "uncapped")
+    assert code == 0, out + err
+    assert out.count("no price for model 'mystery-model'") == 1  # warned once, at the start
+    rows = log_rows(tmp_path / "uncapped")
+    assert {(r["cost_source"], r["cost_usd"]) for r in rows} == {("unknown", None)}
+
+    code, out, err = run(
+        capsys, sim, jobfile, tmp_path / "priced", "--max-cost", "1", "--price-per-image", "0.02"
+    )
+    assert code == 0, out + err
+    rows = log_rows(tmp_path / "priced")
+    assert {r["cost_source"] for r in rows} == {"price-table"}
+    assert logged_total(rows) == pytest.approx(0.02 * sum(j["n"] for j in jobs))
+
+
+def test_confirm_above_refuses_without_a_terminal_unless_yes(tmp_path, money_sim, capsys):
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", JOBS[:8])
+    code, out, err = run(capsys, money_sim, jobfile, tmp_path / "asked", "--confirm-above", "0.10")
+    assert code == 2
+    assert "--yes" in out + err
+    assert money_sim.stats.received == 0 and not (tmp_path / "asked").exists()
+    code, out, err = run(
+        capsys, money_sim, jobfile, tmp_path / "yes", "--confirm-above", "0.10", "--yes"
+    )
+    assert code == 0, out + err
+    assert money_sim.stats.received == 8
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a 200 answer with `usage` whose image is broken (invalid_response) was billed by the "
+    "provider, but provider/openai.py drops the usage when it raises and attempt.py logs the "
+    "attempt at cost 0 (AttemptError.billed_usd is never set), so the budget never sees it",
+)
+def test_a_billed_answer_with_a_broken_image_is_logged_at_its_cost(tmp_path, money_sim, capsys):
+    job = {"prompt": "a broken picture [sim:bad_base64*1]", "model": "gpt-image-1",
+           "quality": "high", "size": "1024x1024"}
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", [job])
+    code, out, err = run(capsys, money_sim, jobfile, tmp_path / "run")
+    assert code == 0, out + err
+    rows = log_rows(tmp_path / "run")
+    assert [r["status"] for r in sorted(rows, key=lambda r: r["attempt"])] == ["error", "ok"]
+    # the simulator answered both attempts with usage: both were billed
+    assert logged_total(rows) == pytest.approx(2 * bill_from_design(job))
