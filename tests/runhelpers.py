@@ -83,6 +83,11 @@ class Cli:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def stdout_so_far(self) -> str:
+        """What the child printed up to now (read at an offset: the file position is the
+        child's, shared through the inherited descriptor)."""
+        return os.pread(self._out.fileno(), 1 << 20, 0).decode("utf-8", "replace")
+
     def _collected(self) -> Finished:
         texts = []
         for f in (self._out, self._err):
