@@ -82,9 +82,10 @@ class Budget:
         self._cap = None if cap_usd is None else math.floor(cap_usd * _NANO + 1e-6)
         self._spent = _to_nano(max(spent_before, 0.0))
         self._reserved = 0
-        # ids, not a count: the pool retries a job that does not fit yet, and one that fits
+        # job id -> worst case (nano) of jobs refused and not reserved since: keyed, not
+        # counted, because the pool retries a job that does not fit yet, and one that fits
         # later was sent after all
-        self._refused: set[str] = set()
+        self._refused: dict[str, int] = {}
         # actual / reserved seen per model when a bill passed its reservation (a price table
         # behind the provider's): later reservations for that model are scaled up by it
         self._overrun: dict[str | None, float] = {}
@@ -132,18 +133,21 @@ class Budget:
         amount = self._worst_case_nano(job)
         with self._lock:
             if self._cap is not None and self._spent + self._reserved + amount > self._cap:
-                self._refused.add(job.id)
+                self._refused[job.id] = amount
                 return None
             self._reserved += amount
-            self._refused.discard(job.id)
+            self._refused.pop(job.id, None)
         return Reservation(self, job.id, job.model, amount)
 
     def exhausted_message(self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None) -> str:
         """What happened and how to continue, for the end of a run stopped by the cap."""
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
-        # with the rest of the batch quoted, suggest exactly enough; else double the cap
-        need = self.spent + remaining_usd if remaining_usd else (cap * 2 or 1.0)
+        # with the rest of the batch quoted, suggest that; else double the cap. Either way at
+        # least enough for what is held and the refused jobs' worst cases, or the suggested
+        # resume would stop again at the same job without sending anything
+        unblock = (self._spent + self._reserved + sum(self._refused.values())) / _NANO
+        need = max(self.spent + remaining_usd if remaining_usd else (cap * 2 or 1.0), unblock)
         # a cap in whole cents reads as such; another one at the spend's precision, so a spend
         # just under it never looks like it passed it
         cap_text = f"{cap:.2f}" if abs(cap * 100 - round(cap * 100)) < 1e-9 else f"{cap:.4f}"
