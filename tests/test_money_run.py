@@ -251,6 +251,27 @@ def test_half_the_quote_stops_at_the_cap_and_resume_finishes(
     assert set(money_sim.stats.by_prompt.values()) == {1}
 
 
+def test_the_suggested_resume_sends_the_job_the_cap_refused(tmp_path, money_sim, capsys):
+    """A first job dearer than the whole cap: the stop says so, and the command it prints
+    lets that job through instead of stopping again at it without sending anything."""
+    big = {"prompt": "big", "model": "gpt-image-1", "quality": "high", "size": "1024x1536", "n": 10}
+    small = [{"prompt": f"small {i}", "model": "gpt-image-1-mini", "quality": "low",
+              "size": "1024x1024"} for i in range(4)]
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", [big, *small])
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, money_sim, jobfile, run_dir, "--max-cost", "1", "--concurrency", "1")
+    assert code == 3 and money_sim.stats.received == 0
+    assert int(NOT_SENT.search(out)[1]) == 1
+    suggested = float(RESUME_HINT.search(out)[2])
+    assert suggested >= worst_case(big)
+    code, out, err = cli(capsys, "resume", str(run_dir), "--max-cost", str(suggested), "--quiet")
+    assert code in (0, 3), out + err
+    assert money_sim.stats.by_prompt["big"] == 1
+    rows = log_rows(run_dir)
+    assert any(r["prompt"] == "big" and r["status"] == "ok" for r in rows)
+    assert logged_total(rows) <= suggested
+
+
 # -- 4: constraint violations are refused before anything is sent ---------------------------------
 
 
