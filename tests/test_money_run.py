@@ -126,7 +126,8 @@ def bill_from_design(
         return per_image[job["model"]] * n
     text, _, image_out = rates[job["model"]]
     quality, size = resolved(job)
-    return (math.ceil(len(job["prompt"]) / 4) * text + OUTPUT_TOKENS[quality][size] * n * image_out) / 1e6
+    prompt_tokens = math.ceil(len(job["prompt"]) / 4)
+    return (prompt_tokens * text + OUTPUT_TOKENS[quality][size] * n * image_out) / 1e6
 
 
 def worst_case(job: dict[str, Any]) -> float:
@@ -161,7 +162,8 @@ def test_logged_cost_is_the_bill_from_usage_and_the_table(tmp_path, money_sim, c
             # no usage in a per-image answer: the table's price × images returned
             assert row["cost_source"] == "price-table"
             assert row["output_tokens"] is None
-            assert row["cost_usd"] == pytest.approx(PER_IMAGE[PER_IMAGE_MODEL] * row["image_count"], abs=1e-12)
+            price = PER_IMAGE[PER_IMAGE_MODEL]
+            assert row["cost_usd"] == pytest.approx(price * row["image_count"], abs=1e-12)
             continue
         assert row["cost_source"] == "usage", row
         # the simulator's usage figures reached the log as DESIGN.md's token table says
@@ -353,7 +355,8 @@ MALFORMED = {
     "value": ('[models."gpt-image-1"]\nimage_output_per_1m = "forty"\n',
               'models."gpt-image-1".image_output_per_1m'),
     "missing": ('[models."my-model"]\nbilling = "tokens"\nsource = "me"\nas_of = "2026-01-01"\n'
-                'text_input_per_1m = 1.0\nimage_input_per_1m = 1.0\noutput_tokens = "gpt-image-1"\n',
+                "text_input_per_1m = 1.0\nimage_input_per_1m = 1.0\n"
+                'output_tokens = "gpt-image-1"\n',
                 'models."my-model".image_output_per_1m'),
     "syntax": ('[models."gpt-image-1"\nimage_output_per_1m = 40\n', "not valid TOML"),
 }
