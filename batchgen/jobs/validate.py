@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.jobs.formats import (
-    READERS,
     Hasher,
     JobFileError,
     Problem,
@@ -34,6 +33,7 @@ from batchgen.jobs.formats import (
     show,
 )
 from batchgen.jobs.model import Job, fingerprint
+from batchgen.jobs.readers import READERS
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _DERIVED_ID = re.compile(r"j-([0-9a-f]{12})(?:-(\d+))?")
