@@ -20,37 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchgen.jobs.fields import API_FIELDS, check_defaults, check_fields, unsafe_id_problem
 from batchgen.jobs.formats import (
     Hasher,
     JobFileError,
     Problem,
     Record,
     detect_format,
-    did_you_mean,
     first_content_line,
-    kind_of,
     physical_lines,
-    show,
 )
 from batchgen.jobs.model import Job, fingerprint
 from batchgen.jobs.readers import READERS
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _DERIVED_ID = re.compile(r"j-([0-9a-f]{12})(?:-(\d+))?")
-_STRING_FIELDS = {
-    "model": "gpt-image-1",
-    "size": "1024x1024",
-    "quality": "high",
-    "style": "vivid",
-    "output_format": "png",
-    "background": "transparent",
-    "response_format": "b64_json",
-    "moderation": "low",
-    "user": "user-1234",
-}
-_INT_FIELDS = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
-# The request fields of POST /images/generations (reference/openai-images-openapi.json).
-API_FIELDS = frozenset({"prompt", "stream", *_STRING_FIELDS, *_INT_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,85 +65,6 @@ class _Clash:
     line: int
     id: str
     kind: str  # "duplicate", "takes_derived" (explicit id = an earlier derived one), "derived"
-
-
-# ---------------------------------------------------------------------------- field checks
-
-
-def _int_problem(name: str, value: object, low: int, high: int) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if low <= value <= high:
-            return None
-        fix = "split the job into several jobs" if name == "n" else f"use {low} to {high}"
-        return f'"{name}" must be a whole number from {low} to {high}, got {value}: {fix}'
-    got = f"got {show(value)} ({kind_of(value)})"
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        fix = f"write {value.strip()} without quotes"
-    elif isinstance(value, float) and value.is_integer():
-        fix = f"write {int(value)}"
-    else:
-        fix = f"write a whole number like {max(low, 1)}"
-    return f'"{name}" must be a whole number from {low} to {high}, {got}: {fix}'
-
-
-def check_fields(fields: Mapping[str, Any], *, need_prompt: bool = True) -> list[str]:
-    """What is wrong with the shape and types of a request's fields (not model rules)."""
-    found: list[str] = []
-    if need_prompt:
-        prompt = fields.get("prompt")
-        if prompt is None:
-            found.append(
-                f'missing "prompt"{did_you_mean("prompt", fields)}: '
-                'every job needs "prompt": "what to draw"'
-            )
-        elif not isinstance(prompt, str):
-            found.append(
-                f'"prompt" must be a string, got {show(prompt)} ({kind_of(prompt)}): '
-                "put the prompt in double quotes"
-            )
-        elif not prompt or prompt.isspace():
-            found.append('"prompt" is empty: write what to draw, or delete the line')
-    # loop over the job's few fields, not over every known name: this runs once per line
-    for name, value in fields.items():
-        if name in _STRING_FIELDS:
-            if not isinstance(value, str) or not value or value.isspace():
-                found.append(
-                    f'"{name}" must be a non-empty string like "{_STRING_FIELDS[name]}", '
-                    f"got {show(value)} ({kind_of(value)}): write it in double quotes"
-                )
-        elif name in _INT_FIELDS:
-            if problem := _int_problem(name, value, *_INT_FIELDS[name]):
-                found.append(problem)
-        elif name == "stream" and value:
-            found.append('streamed answers are not supported: remove "stream"')
-    return found
-
-
-def check_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The defaults that apply (None means "not given"); raises ValueError on a bad one."""
-    given = {k: v for k, v in (defaults or {}).items() if v is not None}
-    if problems := check_fields(given, need_prompt=False):
-        msg = f"bad default ({problems[0]}): fix the command-line flag or its config value"
-        raise ValueError(msg)
-    return given
-
-
-def unsafe_id_problem(job_id: str) -> str | None:
-    if _SAFE_ID.fullmatch(job_id):
-        return None
-    if not job_id:
-        why = "it is empty"
-    elif len(job_id) > 128:
-        why = f"it is {len(job_id)} characters long"
-    elif job_id.startswith("."):
-        why = 'it starts with "."'
-    else:
-        bad = sorted({c for c in job_id if not _SAFE_ID.fullmatch("a" + c)})
-        why = "it contains " + ", ".join(show(c) for c in bad)
-    return (
-        f"id {show(job_id)} is not safe as a file name ({why}): use 1 to 128 letters, digits, "
-        '".", "_" or "-", not starting with "."'
-    )
 
 
 # ---------------------------------------------------------------------------- ids
