@@ -1,6 +1,12 @@
 """After a crash, before a resume sends anything: adopt images that reached the disk without
 their log row, and log the jobs that were in flight (they may have been billed twice).
 
+Which jobs were in flight: the writer's ``state/inflight-<session>.json`` is a snapshot taken
+at each flush (~1 s), so it misses requests sent after the last flush, which at a few hundred
+requests per second are all of those in flight at a kill. ``SentJournal`` closes that window:
+the pool's in-flight set appends every job id to ``state/sent-<session>.txt`` before its
+request is sent (one unbuffered ``write``, no fsync: the page cache survives kill -9).
+
 Call these under the run lock: ``remove_torn_images`` deletes temp files a live writer would
 still be renaming."""
 
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +30,54 @@ from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.writer import RunLogWriter
 
 IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
+
+
+def journal_path(state_dir: Path, session: int) -> Path:
+    return Path(state_dir) / f"sent-{session:05d}.txt"
+
+
+class SentJournal(set[str]):
+    """The pool's live in-flight set (``add`` before a request is sent, ``discard`` after its
+    row is appended) that also appends each added id to the session's sent journal.
+
+    Use it as the ``inflight`` set of ``run_pool`` and of ``RunLogWriter.set_inflight``; call
+    ``close(remove=True)`` once the writer has closed (every row durable): a session that ends
+    cleanly leaves no journal."""
+
+    def __init__(self, state_dir: Path, session: int) -> None:
+        super().__init__()
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        self.path = journal_path(state_dir, session)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def add(self, job_id: str) -> None:
+        super().add(job_id)
+        if self._fd is not None:
+            os.write(self._fd, f"{job_id}\n".encode())
+
+    def close(self, *, remove: bool) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def sent_unfinished(rundir: RunDir, sessions: Iterable[int]) -> set[str]:
+    """Job ids the sent journals of ``sessions`` (crashed ones) list without a final row in
+    that session: sent, and the answer never logged. Call before ``RunDir.mark_crashed``."""
+    out: set[str] = set()
+    for s in sessions:
+        path = journal_path(rundir.state_dir, s)
+        if not path.exists():
+            continue
+        sent = set(path.read_text(encoding="utf-8").split())
+        if not sent:
+            continue
+        mine = (pc.field("session") == s) & (pc.field("final") == True)  # noqa: E712
+        finished = read_log(rundir.path, ["job_id"], filter=mine)["job_id"].to_pylist()
+        out |= sent - set(finished)
+    return out
 
 
 def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
@@ -92,12 +146,18 @@ def adopt_orphans(
 
 
 def record_crashed_inflight(
-    rundir: RunDir, run_id: str, session: int, job_ids: frozenset[str] | set[str]
+    rundir: RunDir,
+    run_id: str,
+    session: int,
+    job_ids: frozenset[str] | set[str],
+    jobs: Mapping[str, Job] | None = None,
 ) -> int:
     """One row per job that was in flight when a session died: the report counts them as
-    "possibly billed twice". Not final: the job is run again in this session."""
+    "possibly billed twice". Not final: the job is run again in this session. ``jobs`` (id →
+    Job) fills prompt and model for jobs the log never saw (sent, then the process died)."""
     if not job_ids:
         return 0
+    jobs = jobs or {}
     known = read_log(rundir.path, ["job_id", "prompt", "model", "job_line", "fingerprint"])
     mask = pc.is_in(known["job_id"], value_set=pa.array(sorted(job_ids)))
     seen: dict[str, dict[str, object]] = {}
@@ -107,7 +167,11 @@ def record_crashed_inflight(
     with RunLogWriter(rundir.log_dir, run_id=run_id, session=session,
                       state_dir=rundir.state_dir) as writer:
         for job_id in sorted(job_ids):
-            info = seen.get(job_id, {})
+            job = jobs.get(job_id)
+            info = seen.get(job_id) or (
+                {"job_line": job.line, "fingerprint": job.fingerprint, "model": job.model,
+                 "prompt": job.prompt} if job is not None else {}
+            )
             writer.append({
                 "run_id": run_id,
                 "session": session,

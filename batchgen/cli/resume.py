@@ -38,7 +38,12 @@ from batchgen.jobs import iter_jobs, job_index
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 from batchgen.runlog.files import compact_all
 from batchgen.runlog.reader import read_log
-from batchgen.recovery import adopt_orphans, record_crashed_inflight, remove_torn_images
+from batchgen.recovery import (
+    adopt_orphans,
+    record_crashed_inflight,
+    remove_torn_images,
+    sent_unfinished,
+)
 from batchgen.runlog.state import job_states, remaining
 
 
@@ -100,6 +105,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     compact_all(rundir.log_dir)
     remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
+    sent_lost = sent_unfinished(rundir, rundir.unended_sessions())
     rundir.mark_crashed()
     defaults = recorded.get("defaults") or {}
     rest = remaining(job_index(job_file, defaults), states, args.retry_failed)
@@ -124,14 +130,15 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     )
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
+    rest_jobs = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in rest.run}
     # an edited job's images on disk are its old body's (same file names): never adopt them
-    adoptable = rest.run - set(rest.edited)
-    wanted = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in adoptable}
+    edited = set(rest.edited)
+    wanted = {i: job for i, job in rest_jobs.items() if i not in edited}
     adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
+    # in flight at a crash: in the last in-flight snapshot, or sent after it (the journal);
     # an adopted job's answer arrived before the crash: billed once, and not sent again
-    billed_twice = record_crashed_inflight(
-        rundir, run_id, session, rest.possibly_billed_twice - set(adopted)
-    )
+    in_flight = (rest.possibly_billed_twice | (sent_lost & rest.run)) - set(adopted)
+    billed_twice = record_crashed_inflight(rundir, run_id, session, in_flight, rest_jobs)
     to_run = rest.run - set(adopted)
     if adopted:
         console.print(f"adopted {len(adopted)} job(s) whose images were saved before the crash")

@@ -23,6 +23,7 @@ from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
 from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
+from batchgen.recovery import SentJournal
 from batchgen.rundir import RunDir
 from batchgen.runlog.writer import RunLogWriter
 
@@ -61,7 +62,8 @@ class SessionResult:
 async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     control = RunControl()
     settings = pool_settings(plan.values)
-    inflight: set[str] = set()
+    # journaled: a resume after kill -9 knows every request sent since the last flush
+    inflight = SentJournal(plan.rundir.state_dir, plan.session)
     writer = RunLogWriter(
         plan.rundir.log_dir,
         run_id=plan.manifest["run_id"],
@@ -103,6 +105,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     finally:
         # whatever happened, every row that was appended reaches a readable part file
         writer.close(compact=True)
+        inflight.close(remove=True)  # every sent job has its row now
     reason = control.reason
     if reason is None and tally.failed_jobs:
         how, code = "failed_jobs", EXIT_FAILED
