@@ -28,8 +28,8 @@ from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
-from batchgen.money import Budget, PriceTable, cost_of_attempt
-from batchgen.provider.base import GenerateResult, Provider
+from batchgen.money import PriceTable, cost_of_attempt
+from batchgen.provider.base import Provider, Usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 
@@ -104,6 +104,10 @@ class _Stopped(Exception):
     """The run is stopping: do not start (another) attempt of this job."""
 
 
+class _OverBudget(Exception):
+    """This attempt's worst case does not fit under --max-cost: the job is not sent."""
+
+
 class _Backoff:
     """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one."""
 
@@ -131,7 +135,7 @@ class JobRunner:
         control: RunControl,
         clock: Clock,
         prices: PriceTable | None,
-        budget: Budget | None,
+        budget_gate: Any,
         inflight: set[str],
         tally: Any,
     ) -> None:
@@ -143,7 +147,7 @@ class JobRunner:
         self.control = control
         self.clock = clock
         self.prices = prices
-        self.budget = budget
+        self.budget_gate = budget_gate  # batchgen.budget_gate.BudgetGate or None
         self.inflight = inflight
         self.tally = tally
 
@@ -158,8 +162,7 @@ class JobRunner:
         with self.control.interruptible():
             await anyio.sleep(seconds)
 
-    async def run(self, job: Job, queued_at: float, reservation: Any) -> None:
-        cost_total = 0.0
+    async def run(self, job: Job, queued_at: float) -> None:
         attempts = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s),
@@ -173,16 +176,33 @@ class JobRunner:
                     number = attempt.retry_state.attempt_number
                     if self.control.stopping:
                         raise _Stopped
-                    cost_total += await self._attempt(job, number, queued_at)
+                    await self._reserved_attempt(job, number, queued_at)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
+        except _OverBudget:
+            self.skip(job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message())
         except AttemptError:
             pass  # recorded by _attempt; the job failed for good or the run stops
-        finally:
-            if reservation is not None:
-                reservation.settle(cost_total)
 
-    async def _attempt(self, job: Job, number: int, queued_at: float) -> float:
+    async def _reserved_attempt(self, job: Job, number: int, queued_at: float) -> None:
+        """Every attempt holds its own worst case: a provider that bills a failed attempt
+        (a 200 with a broken image) cannot push the spend past the cap on the retry."""
+        if self.budget_gate is None:
+            await self._attempt(job, number, queued_at)
+            return
+        reservation = await self.budget_gate.reserve(job)
+        if reservation is None:
+            raise _Stopped if self.control.stopping else _OverBudget
+        billed = [0.0]
+        try:
+            billed[0] = await self._attempt(job, number, queued_at, billed)
+        finally:
+            self.budget_gate.settle(reservation, billed[0])
+
+    async def _attempt(
+        self, job: Job, number: int, queued_at: float, billed: list[float] | None = None
+    ) -> float:
+        """One request; returns its cost. A failed attempt's billed cost goes to ``billed``."""
         wait_s = 0.0
         with self.control.interruptible():
             wait_s = await self.limiter.acquire(job.n)
@@ -194,18 +214,27 @@ class JobRunner:
         # this set at each flush: after a crash it names the jobs possibly billed twice)
         self.inflight.add(job.id)
         try:
-            return await self._send_and_save(job, number, queued_at, started, t0, wait_s)
+            return await self._send_and_save(job, number, queued_at, started, t0, wait_s, billed)
         finally:
             self.inflight.discard(job.id)
 
     async def _send_and_save(
-        self, job: Job, number: int, queued_at: float, started: float, t0: float, wait_s: float
+        self,
+        job: Job,
+        number: int,
+        queued_at: float,
+        started: float,
+        t0: float,
+        wait_s: float,
+        billed: list[float] | None,
     ) -> float:
         try:
             result = await self.provider.generate(job, timeout=self.settings.timeout)
         except AttemptError as exc:
             latency = anyio.current_time() - t0
-            self._on_error(job, number, exc, queued_at, started, latency, wait_s)
+            cost = self._on_error(job, number, exc, queued_at, started, latency, wait_s)
+            if billed is not None:
+                billed[0] = cost
             raise
         except anyio.get_cancelled_exc_class():
             latency = anyio.current_time() - t0
@@ -238,7 +267,7 @@ class JobRunner:
             cost_source=source,
             request_id=result.request_id,
         )
-        _usage_into(row, result)
+        _usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), cost or 0.0)
         return cost or 0.0
@@ -252,7 +281,8 @@ class JobRunner:
         started: float,
         latency: float,
         wait_s: float,
-    ) -> None:
+    ) -> float:
+        """Record a failed attempt, act on its class; returns what the provider billed for it."""
         self.limiter.observe_headers(exc.ratelimit)
         if exc.error_class is ErrorClass.RATE_LIMIT:
             self.limiter.on_rate_limited(exc.retry_after_s)
@@ -263,7 +293,9 @@ class JobRunner:
             or number >= self.settings.max_attempts
             or self.control.stopping
         )
-        self._record_error(job, number, exc, queued_at, started, latency, wait_s, final=final)
+        return self._record_error(
+            job, number, exc, queued_at, started, latency, wait_s, final=final
+        )
 
     def _record_error(
         self,
@@ -276,8 +308,14 @@ class JobRunner:
         wait_s: float,
         *,
         final: bool,
-    ) -> None:
+    ) -> float:
+        # a 200 whose image was unusable still carries the usage the provider billed
+        cost, source = exc.billed_usd, "none"
+        if exc.usage is not None and self.prices is not None:
+            billed, source = cost_of_attempt(self.prices, job, exc.usage, 0)
+            cost = billed or 0.0
         row = self._row(job, number, queued_at, started, latency, wait_s)
+        _usage_into(row, exc.usage)
         row.update(
             status=STATUS_ERROR,
             final=final,
@@ -287,11 +325,12 @@ class JobRunner:
             error_message=exc.message[:2000],
             retry_after_s=exc.retry_after_s,
             request_id=exc.request_id,
-            cost_usd=exc.billed_usd,
-            cost_source="none",
+            cost_usd=cost,
+            cost_source=source,
         )
         self.sink.append(row)
-        self.tally.error(job, exc.error_class, final)
+        self.tally.error(job, exc.error_class, final, cost)
+        return cost
 
     def skip(self, job: Job, queued_at: float, reason: ErrorClass, message: str = "") -> None:
         """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
@@ -339,8 +378,7 @@ class JobRunner:
         }
 
 
-def _usage_into(row: dict[str, Any], result: GenerateResult) -> None:
-    usage = result.usage
+def _usage_into(row: dict[str, Any], usage: Usage | None) -> None:
     if usage is not None:
         row.update(
             input_tokens=usage.input_tokens,

@@ -21,6 +21,7 @@ import enum
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 class Action(enum.StrEnum):
@@ -179,6 +180,7 @@ class AttemptError(Exception):
         request_id: str | None = None,
         billed_usd: float = 0.0,
         ratelimit: dict[str, str] | None = None,
+        usage: Any = None,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
@@ -190,6 +192,8 @@ class AttemptError(Exception):
         self.billed_usd = billed_usd
         # x-ratelimit-* headers of the answer, for the adaptive limiter
         self.ratelimit = ratelimit or {}
+        # batchgen.provider.base.Usage of a 200 answer that was unusable: it was still billed
+        self.usage = usage
 
     def __str__(self) -> str:
         where = f"HTTP {self.http_status} " if self.http_status else ""

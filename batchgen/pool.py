@@ -2,8 +2,8 @@
 and a sink. No CLI inside, so it can run one shard of a job file on many machines later.
 
     jobs ──► producer (reads batches in a thread) ──► bounded channel ──► N workers
-                                                                          │ budget reservation
-                                                                          │ JobRunner: limiter,
+                                                                          │ JobRunner: budget,
+                                                                          │ limiter,
                                                                           │ provider, images, row
                                                                           ▼
                                                                         sink (RunLogWriter)
@@ -23,6 +23,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchgen.attempt import JobRunner, PoolSettings, RowContext, RunControl, Sink
+from batchgen.budget_gate import BudgetGate
 from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
@@ -49,6 +50,7 @@ class PoolTally:
     cost_usd: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
     failed_by_class: Counter[str] = field(default_factory=Counter)
+    skipped_by_class: Counter[str] = field(default_factory=Counter)
 
     def ok(self, job: Job, images: int, cost: float) -> None:
         self.attempts += 1
@@ -56,8 +58,9 @@ class PoolTally:
         self.images += images
         self.cost_usd += cost
 
-    def error(self, job: Job, klass: ErrorClass, final: bool) -> None:
+    def error(self, job: Job, klass: ErrorClass, final: bool, cost: float = 0.0) -> None:
         self.attempts += 1
+        self.cost_usd += cost
         self.errors[klass.value] += 1
         if final:
             if klass.action.value in ("fail_job", "retry"):
@@ -70,6 +73,7 @@ class PoolTally:
 
     def skipped(self, job: Job, reason: ErrorClass) -> None:
         self.skipped_jobs += 1
+        self.skipped_by_class[reason.value] += 1
 
     @property
     def finished(self) -> int:
@@ -87,6 +91,7 @@ async def run_pool(
     control: RunControl | None = None,
     prices: PriceTable | None = None,
     budget: Budget | None = None,
+    cheapest_job_usd: float = 0.0,
     clock: Clock = SYSTEM_CLOCK,
     inflight: set[str] | None = None,
     on_progress: Callable[[PoolTally], None] | None = None,
@@ -98,6 +103,7 @@ async def run_pool(
     """
     control = control or RunControl()
     tally = PoolTally()
+    gate = BudgetGate(budget, control, cheapest_job_usd) if budget is not None else None
     runner = JobRunner(
         provider=provider,
         limiter=limiter,
@@ -107,18 +113,17 @@ async def run_pool(
         control=control,
         clock=clock,
         prices=prices,
-        budget=budget,
+        budget_gate=gate,
         inflight=inflight if inflight is not None else set(),
         tally=tally,
     )
-    budget_gate = _BudgetGate(budget, control) if budget is not None else None
     send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * settings.concurrency))
     async with anyio.create_task_group() as tg:
         control._cancel = tg.cancel_scope.cancel
         tg.start_soon(_produce, iter(jobs), send, control)
         async with receive:
             for _ in range(settings.concurrency):
-                tg.start_soon(_work, receive.clone(), runner, budget_gate, tally, on_progress)
+                tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
     control._cancel = None
     return tally
 
@@ -142,53 +147,14 @@ async def _produce(jobs: Iterator[Job], send: MemoryObjectSendStream[Job], contr
 async def _work(
     receive: MemoryObjectReceiveStream[Job],
     runner: JobRunner,
-    budget_gate: _BudgetGate | None,
     tally: PoolTally,
     on_progress: Callable[[PoolTally], None] | None,
 ) -> None:
     async with receive:
         async for job in receive:
             if runner.control.stopping:
-                return  # the job stays in the channel's past: no row, still pending
+                return  # the job gets no row: never attempted, still pending
             tally.taken += 1
-            queued_at = runner.clock.wall()
-            reservation = None
-            if budget_gate is not None:
-                reservation = await budget_gate.reserve(job)
-                if reservation is None:
-                    runner.skip(job, queued_at, runner.control.reason or ErrorClass.BUDGET)
-                    if on_progress:
-                        on_progress(tally)
-                    return
-            await runner.run(job, queued_at, reservation)
-            if budget_gate is not None:
-                budget_gate.settled()
+            await runner.run(job, runner.clock.wall())
             if on_progress:
                 on_progress(tally)
-
-
-class _BudgetGate:
-    """Reservations against the cap. A job that does not fit while others hold reservations
-    waits for them to settle (they usually cost less than their worst case); when nothing is
-    held and it still does not fit, the budget is spent and dispatching stops."""
-
-    def __init__(self, budget: Budget, control: RunControl) -> None:
-        self.budget = budget
-        self.control = control
-        self._changed = anyio.Event()
-
-    async def reserve(self, job: Job):  # noqa: ANN201 - Reservation | None
-        while True:
-            if self.control.stopping:
-                return None
-            reservation = self.budget.reserve(job)
-            if reservation is not None:
-                return reservation
-            if self.budget.reserved <= 0:
-                self.control.stop(ErrorClass.BUDGET, self.budget.exhausted_message())
-                return None
-            await self._changed.wait()
-
-    def settled(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()

@@ -53,6 +53,8 @@ def _setting(fig: dict[str, Any], name: str) -> Any:
 
 def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
     """auth / quota stop the run, budget leaves jobs unsent: say the class's remedy."""
+    if not fig["jobs_pending"]:
+        return []  # a later session finished what the stop left: nothing to act on
     endings = {s.get("how") for s in fig["sessions"]}
     out = []
     for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):

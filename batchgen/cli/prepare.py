@@ -4,6 +4,7 @@ and set up the budget. Shared by `run` and `resume` (which re-checks an edited j
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,16 @@ from rich.console import Console
 
 from batchgen.cli.common import UsageError
 from batchgen.jobs import Job, JobFileError, Problem, iter_jobs, validate_file
-from batchgen.money import Budget, BudgetError, PriceTable, PricesError, Quote, check_job, quote
+from batchgen.money import (
+    Budget,
+    BudgetError,
+    PriceTable,
+    PricesError,
+    Quote,
+    check_job,
+    quote,
+    worst_case_usd,
+)
 from batchgen.money.cli_args import confirm, prices_from_args
 from batchgen.money.render import quote_renderable
 
@@ -34,6 +44,7 @@ class Checked:
     images: int
     sha256: str
     quote: Quote
+    cheapest_job_usd: float  # the smallest worst case among the jobs quoted (0 if unpriced)
 
 
 def load_prices(args: argparse.Namespace) -> PriceTable:
@@ -67,6 +78,7 @@ def check_job_file(
         raise JobFileProblems(lines)
     problems: list[Problem] = []
     counted = [0]
+    cheapest = [math.inf]
 
     def checked(jobs: Iterator[Job]) -> Iterator[Job]:
         for job in jobs:
@@ -75,6 +87,7 @@ def check_job_file(
                 if len(problems) < MAX_PROBLEMS:
                     problems.append(Problem(str(path), job.line, message))
             if only is None or job.id in only:
+                cheapest[0] = min(cheapest[0], worst_case_usd(prices, job) or 0.0)
                 yield job
 
     try:
@@ -89,7 +102,8 @@ def check_job_file(
             lines.append(f"... and {counted[0] - len(lines)} more problems")
         lines.append("check the model's sizes, qualities and n (`batchgen plan` shows the quote)")
         raise JobFileProblems(lines)
-    return Checked(validation.jobs, validation.images, validation.sha256, result)
+    floor = 0.0 if math.isinf(cheapest[0]) else cheapest[0]
+    return Checked(validation.jobs, validation.images, validation.sha256, result, floor)
 
 
 def make_budget(

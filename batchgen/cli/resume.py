@@ -163,6 +163,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         values=values,
         prices=prices,
         budget=budget,
+        cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
     )

@@ -109,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 values=values,
                 prices=prices,
                 budget=budget,
+                cheapest_job_usd=checked.cheapest_job_usd,
                 sim_config=sim_config,
                 quiet=args.quiet,
             )

@@ -47,6 +47,7 @@ class SessionPlan:
     values: dict[str, Any]  # pool settings: concurrency, rpm, ipm, timeout, ... (common.py)
     prices: PriceTable
     budget: Budget | None
+    cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
     sim_config: Any  # SimConfig when connection.provider == "sim"
     quiet: bool
 
@@ -96,6 +97,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         control=control,
                         prices=plan.prices,
                         budget=plan.budget,
+                        cheapest_job_usd=plan.cheapest_job_usd,
                         inflight=inflight,
                         on_progress=progress.update,
                     )
@@ -107,6 +109,8 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         writer.close(compact=True)
         inflight.close(remove=True)  # every sent job has its row now
     reason = control.reason
+    if reason is None and tally.skipped_by_class.get(ErrorClass.BUDGET.value):
+        reason = ErrorClass.BUDGET  # some jobs did not fit under the cap: they are pending
     if reason is None and tally.failed_jobs:
         how, code = "failed_jobs", EXIT_FAILED
     elif reason is None:
@@ -114,7 +118,8 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     else:
         how, code = _ENDING.get(reason, "interrupted"), EXIT_STOPPED
     plan.rundir.end_session(plan.session, how, _summary(tally, plan.budget))
-    return SessionResult(tally, reason, control.message, code)
+    message = control.message or (plan.budget.exhausted_message() if plan.budget else "")
+    return SessionResult(tally, reason, message, code)
 
 
 @contextlib.asynccontextmanager
@@ -177,7 +182,9 @@ def print_ending(
         console.print(f"ended:  {ended}")
         return
     if reason is ErrorClass.BUDGET and budget is not None:
+        # the message carries the resume command with a cap that lets the rest through
         console.print(f"[yellow]ended:  {budget.exhausted_message(str(rundir.path))}[/]")
+        return
     else:
         console.print(f"[yellow]ended:  stopped ({reason.value}): {result.stop_message}[/]")
         console.print(f"        {reason.remedy}")

@@ -125,6 +125,7 @@ class OpenAIImages:
     ) -> GenerateResult:
         request_id = headers.get("x-request-id")
         ratelimit = _ratelimit_headers(headers)
+        usage: Usage | None = None
 
         def invalid(msg: str) -> AttemptError:
             return AttemptError(
@@ -133,12 +134,15 @@ class OpenAIImages:
                 http_status=200,
                 request_id=request_id,
                 ratelimit=ratelimit,
+                usage=usage,
             )
 
         try:
             payload = json.loads(body)
         except ValueError as exc:
             raise invalid(f"the 200 answer is not valid JSON ({exc}; {len(body)} bytes)") from exc
+        if isinstance(payload, dict):
+            usage = _usage(payload.get("usage"))
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or not data:
             raise invalid("the 200 answer has no images (`data` is missing or empty)")
@@ -161,7 +165,7 @@ class OpenAIImages:
             images.append(ImageData(raw, ext, item.get("revised_prompt")))
         return GenerateResult(
             images=images,
-            usage=_usage(payload.get("usage")),
+            usage=usage,
             request_id=request_id,
             ratelimit=ratelimit,
         )

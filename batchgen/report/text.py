@@ -210,6 +210,15 @@ def summary(report: dict[str, Any]) -> Group:
     )
     if report["possibly_billed_twice"]:
         line.append(f"; possibly billed twice: {report['possibly_billed_twice']}", style="yellow")
+    by_model: dict[str, float] = {}
+    for group in report["cost_by_group"]:
+        by_model[group["model"]] = by_model.get(group["model"], 0.0) + (group["cost_usd"] or 0.0)
+    if len(by_model) > 1:
+        shown = sorted(by_model.items(), key=lambda kv: -kv[1])
+        line.append(
+            "; by model: "
+            + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
+        )
     parts: list[Any] = [line]
     for r in report["recommendations"][:3]:
         parts.append(Text(f"→ {r['message']}", style="cyan"))
