@@ -216,10 +216,11 @@ def summary(report: dict[str, Any]) -> Group:
     if len(by_model) > 1:
         shown = sorted(by_model.items(), key=lambda kv: -kv[1])
         line.append(
-            "; by model: "
+            "\nby model: "
             + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
         )
     parts: list[Any] = [line]
     for r in report["recommendations"][:3]:
-        parts.append(Text(f"→ {r['message']}", style="cyan"))
+        # one line each: the full advice is in `batchgen report`
+        parts.append(Text(f"→ {r['message']}", style="cyan", no_wrap=True, overflow="ellipsis"))
     return Group(*parts)
