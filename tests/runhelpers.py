@@ -67,7 +67,9 @@ class Cli:
     """A running `batchgen` subprocess. Its output goes to unnamed temp files, not pipes: a
     child that prints while the test is busy polling must never block on a full pipe."""
 
-    def __init__(self, args: Sequence[str], *, env: dict[str, str], cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], *, env: dict[str, str], cwd: Path | None = None
+    ) -> None:
         self.args = list(args)
         self._out = tempfile.TemporaryFile("w+", encoding="utf-8")
         self._err = tempfile.TemporaryFile("w+", encoding="utf-8")
@@ -170,7 +172,8 @@ def ok_counts(run_dir: Path) -> dict[str, int]:
 
 def image_files(run_dir: Path) -> set[str]:
     """Visible image files as the log names them (``images/<name>``); temp files excluded."""
-    return {f"images/{p.name}" for p in (run_dir / "images").iterdir() if not p.name.startswith(".")}
+    names = (p.name for p in (run_dir / "images").iterdir())
+    return {f"images/{name}" for name in names if not name.startswith(".")}
 
 
 def logged_images(run_dir: Path) -> list[str]:

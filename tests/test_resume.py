@@ -30,7 +30,9 @@ pytestmark = pytest.mark.timeout(90)
 GOOD_KEY = "sk-test-GOOD987654321"
 
 
-def _start(tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY):  # noqa: ANN001, ANN202
+def _start(  # noqa: ANN202 - (run dir, Finished)
+    tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY  # noqa: ANN001
+):
     run_dir = tmp_path / "run"
     done = run_cli(
         ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
