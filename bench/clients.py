@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,14 @@ from bench.proc import Measured, run_measured
 
 API_KEY = "sk-bench"  # the simulator takes any bearer key; a real key must never be used here
 BATCHGEN = Path(sys.executable).with_name("batchgen")
+# BENCH_BATCHGEN="python /path/to/patched_entry.py" measures another build of batchgen (a
+# branch, a proposed fix) with the same harness; it must take batchgen's own arguments
+OVERRIDE_ENV = "BENCH_BATCHGEN"
+
+
+def batchgen_prefix() -> list[str]:
+    override = os.environ.get(OVERRIDE_ENV, "").strip()
+    return shlex.split(override) if override else [str(BATCHGEN)]
 
 
 def client_env() -> dict[str, str]:
@@ -26,7 +35,7 @@ def batchgen_command(
     jobfile: Path, base_url: str, run_dir: Path, *, concurrency: int = 64, extra: Sequence[str] = ()
 ) -> list[str]:
     return [
-        str(BATCHGEN), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
+        *batchgen_prefix(), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
         "--concurrency", str(concurrency), "--quiet", "--yes", *extra,
     ]  # fmt: skip
 

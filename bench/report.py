@@ -108,4 +108,8 @@ def write_results(path: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> 
 
 
 def print_table(outcomes: list[Outcome], console: Console | None = None) -> None:
-    (console or Console()).print(table(outcomes))
+    console = console or Console()
+    if not console.is_terminal:
+        # make's output, a log file: wide enough that a figure's name and note stay on one line
+        console = Console(width=150)
+    console.print(table(outcomes))
