@@ -41,6 +41,23 @@ class AdaptConfig:
     headroom: float = 0.985  # share of a server-announced limit to aim for
 
 
+class _Bucket(AsyncLimiter):
+    """aiolimiter's leaky bucket with a rate that changes in place.
+
+    Replacing the bucket on every adjustment would forget how full it is and let a burst of
+    its whole capacity through each time (AIMD adjusts every second: that alone overshoots the
+    rate by a fifth). aiolimiter keeps its state in ``_level`` and ``_rate_per_sec``; drain
+    the bucket at the old rate first, then switch."""
+
+    def set_rate(self, capacity: float, period: float) -> None:
+        self._leak()
+        self.max_rate = capacity
+        self.time_period = period
+        self._rate_per_sec = capacity / period
+        self._level = min(self._level, capacity)
+        self._wake_next()
+
+
 class _Rate:
     """One adaptive rate (per minute) backed by an aiolimiter bucket of unit acquisitions."""
 
@@ -54,10 +71,13 @@ class _Rate:
         # round-robin to many waiting requests would delay all of them
         self._order = anyio.Lock()
 
-    def _make_bucket(self) -> AsyncLimiter:
+    def _shape(self) -> tuple[float, float]:
         per_s = self.current / 60.0
         capacity = max(1.0, per_s * self._cfg.burst_s)
-        return AsyncLimiter(capacity, capacity / per_s)
+        return capacity, capacity / per_s
+
+    def _make_bucket(self) -> _Bucket:
+        return _Bucket(*self._shape())
 
     async def acquire(self, amount: int) -> None:
         if amount == 1:
@@ -72,8 +92,7 @@ class _Rate:
         value = min(self.ceiling, max(self.ceiling * self._cfg.floor, value))
         if not math.isclose(value, self.current, rel_tol=1e-3):
             self.current = value
-            # a new bucket starts empty: the change costs at most one burst_s of tokens
-            self._bucket = self._make_bucket()
+            self._bucket.set_rate(*self._shape())
 
     def set_ceiling(self, announced: float) -> None:
         """The server announced its limit: stay just under it (its bucket and ours drift)."""

@@ -25,42 +25,14 @@ from batchgen.jobs.model import Job
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.rundir import RunDir
 from batchgen.runlog.orphans import find_orphans
-from batchgen.runlog.reader import read_log
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
+from batchgen.runlog.journal import SentJournal, journal_path
+from batchgen.runlog.reader import read_log
 from batchgen.runlog.writer import RunLogWriter
 
+__all__ = ["IN_FLIGHT_AT_CRASH", "SentJournal", "journal_path"]
+
 IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
-
-
-def journal_path(state_dir: Path, session: int) -> Path:
-    return Path(state_dir) / f"sent-{session:05d}.txt"
-
-
-class SentJournal(set[str]):
-    """The pool's live in-flight set (``add`` before a request is sent, ``discard`` after its
-    row is appended) that also appends each added id to the session's sent journal.
-
-    Use it as the ``inflight`` set of ``run_pool`` and of ``RunLogWriter.set_inflight``; call
-    ``close(remove=True)`` once the writer has closed (every row durable): a session that ends
-    cleanly leaves no journal."""
-
-    def __init__(self, state_dir: Path, session: int) -> None:
-        super().__init__()
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        self.path = journal_path(state_dir, session)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def add(self, job_id: str) -> None:
-        super().add(job_id)
-        if self._fd is not None:
-            os.write(self._fd, f"{job_id}\n".encode())
-
-    def close(self, *, remove: bool) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if remove:
-            self.path.unlink(missing_ok=True)
 
 
 def sent_unfinished(rundir: RunDir, sessions: Iterable[int]) -> set[str]:

@@ -143,3 +143,28 @@ def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
         return anyio.current_time() - t0
 
     assert run_virtual(main) == pytest.approx(5.0, abs=0.01)
+
+
+def test_rate_changes_keep_the_bucket_full_no_burst_per_adjustment() -> None:
+    """AIMD adjusts every second; each adjustment must not hand out a fresh burst."""
+
+    async def main() -> list[float]:
+        cfg = AdaptConfig(increase=0.001, increase_every_s=1.0)
+        limiter = RateLimiter(rpm=6000, config=cfg)
+        limiter.requests.set_current(5000)  # below the ceiling: every success nudges it up
+        grants: list[float] = []
+
+        async def worker() -> None:
+            for _ in range(200):
+                await limiter.acquire()
+                grants.append(anyio.current_time())
+                limiter.on_success()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(worker)
+        return grants
+
+    grants = sorted(run_virtual(main))
+    # ≈ 5000-5100/min = 83-85/s: 1,600 grants take ≥ 18.5 s, not less (bursts would shorten it)
+    assert grants[-1] - grants[0] >= (len(grants) - 20) / (5100 / 60)

@@ -272,3 +272,10 @@ def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):
     assert data["rate_limited_share"] == pytest.approx(stats["rate_limit"] / stats.received)
     everything = json.dumps(data) + (run / "run.json").read_text()
     assert "sk-test-not-a-real-key-123" not in everything
+
+
+def test_cli_formats_match_the_writers() -> None:
+    from batchgen.cli import report as cli_report
+    from batchgen.report.output import FORMATS as WRITER_FORMATS
+
+    assert cli_report.FORMATS == WRITER_FORMATS

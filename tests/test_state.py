@@ -217,3 +217,10 @@ def test_one_million_rows_scan_and_resume_state_timing(tmp_path: Path) -> None:
     assert rem.added == tuple(f"job-{i}" for i in range(900_000, N))
     assert len(rem.run) == 180_000 and "job-100000" in rem.run and "job-10" not in rem.run
     assert rem.skipped_done == 820_000 and rem.edited == () and rem.removed == ()
+
+
+def test_export_state_names_match_the_state_module() -> None:
+    from batchgen.cli import export
+    from batchgen.runlog import state
+
+    assert export._STATES == {"ok": {state.DONE}, "failed": {state.FAILED, state.RETRYABLE_FAILED}}

@@ -12,9 +12,8 @@ from typing import Any
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE
 from batchgen.jobs import iter_jobs
 from batchgen.rundir import RunDir, RunDirError
-from batchgen.runlog.state import DONE, FAILED, RETRYABLE_FAILED, job_states
-
-_STATES = {"ok": {DONE}, "failed": {FAILED, RETRYABLE_FAILED}}
+# states as batchgen.runlog.state names them (imported lazily: it loads pyarrow.dataset)
+_STATES = {"ok": {"done"}, "failed": {"failed", "retryable_failed"}}
 
 
 def register(subparsers: Any) -> None:
@@ -40,6 +39,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if not job_file.exists():
         print(f"batchgen jobs: the run's job file {job_file} is gone", file=sys.stderr)
         return EXIT_USAGE
+    from batchgen.runlog.state import job_states
+
     table = job_states(rundir.path, with_inflight=False).table
     state_of = dict(zip(table["job_id"].to_pylist(), table["state"].to_pylist(), strict=True))
     finished = _STATES["ok"] | _STATES["failed"]

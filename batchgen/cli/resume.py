@@ -37,14 +37,6 @@ from batchgen.cli.session import SessionPlan, execute, finish, make_console
 from batchgen.jobs import iter_jobs, job_index
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 from batchgen.runlog.files import compact_all
-from batchgen.runlog.reader import read_log
-from batchgen.recovery import (
-    adopt_orphans,
-    record_crashed_inflight,
-    remove_torn_images,
-    sent_unfinished,
-)
-from batchgen.runlog.state import job_states, remaining
 
 
 def register(subparsers: Any) -> None:
@@ -94,6 +86,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: Any) -> int:
+    # the log readers (pyarrow.dataset) load here, not when the CLI builds its parser
+    from batchgen.recovery import (
+        adopt_orphans,
+        record_crashed_inflight,
+        remove_torn_images,
+        sent_unfinished,
+    )
+    from batchgen.runlog.state import job_states, remaining
+
     manifest = rundir.load()
     recorded = manifest["settings"]
     args = _namespace_with(args, recorded)
@@ -181,6 +182,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _spent_so_far(rundir: RunDir) -> float:
+    from batchgen.runlog.reader import read_log
+
     table = read_log(rundir.path, ["cost_usd"])
     return float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
 

@@ -23,7 +23,7 @@ from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
 from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
-from batchgen.recovery import SentJournal
+from batchgen.runlog.journal import SentJournal
 from batchgen.rundir import RunDir
 from batchgen.runlog.writer import RunLogWriter
 

@@ -41,7 +41,7 @@ REPLACES_KEY = b"batchgen.replaces"
 _NAME = re.compile(r"^(part|compact)-(\d{5,})-(\d{6,})\.parquet$")
 # a compact file holds row groups of about this many rows: big enough for fast scans,
 # small enough that compaction never holds more than this in memory
-COMPACT_ROW_GROUP = 131_072
+COMPACT_ROW_GROUP = 65_536
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -152,12 +152,14 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
             pending: list[pa.Table] = []
             rows = 0
             for src in sources:
-                t = conform(pq.read_table(src.path)).replace_schema_metadata(None)
-                pending.append(t)
-                rows += t.num_rows
-                if rows >= COMPACT_ROW_GROUP:
-                    writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
-                    pending, rows = [], 0
+                # batch by batch: a source may be an earlier compact file of the whole session
+                for batch in pq.ParquetFile(src.path).iter_batches(batch_size=COMPACT_ROW_GROUP):
+                    t = conform(pa.Table.from_batches([batch])).replace_schema_metadata(None)
+                    pending.append(t)
+                    rows += t.num_rows
+                    if rows >= COMPACT_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
+                        pending, rows = [], 0
             if pending:
                 writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
         sink.flush()
