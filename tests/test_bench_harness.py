@@ -11,7 +11,7 @@ import pytest
 
 from bench.__main__ import parse_args
 from bench.baselines import main as baseline_main
-from bench.clients import client_env, count_files
+from bench.clients import OVERRIDE_ENV, batchgen_command, client_env, count_files
 from bench.jobfiles import read_jobs, write_jobs
 from bench.metrics import Figure, Target, median_figures, rate_limited_share, window_rate
 from bench.proc import run_measured
@@ -122,7 +122,18 @@ def test_client_env_never_carries_a_real_key(monkeypatch: pytest.MonkeyPatch) ->
     assert "OPENAI_BASE_URL" not in env
 
 
-# -- the simulator process and a baseline over real HTTP ---------------------------------------
+def test_batchgen_command_can_measure_another_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    cmd = batchgen_command(Path("j.jsonl"), "http://127.0.0.1:1/v1", Path("r"), extra=["--rpm", "60"])
+    assert Path(cmd[0]).name == "batchgen" and cmd[1:3] == ["run", "j.jsonl"]
+    assert cmd[-2:] == ["--rpm", "60"] and "--quiet" in cmd
+    monkeypatch.setenv(OVERRIDE_ENV, "/usr/bin/python3 '/tmp/patched entry.py'")
+    assert batchgen_command(Path("j"), "u", Path("r"))[:3] == [
+        "/usr/bin/python3", "/tmp/patched entry.py", "run"
+    ]  # fmt: skip
+
+
+# -- the simulator process and the baselines over real HTTP ------------------------------------
 def test_simulator_process_serves_and_counts_and_resets(tmp_path: Path) -> None:
     jobfile = write_jobs(tmp_path / "jobs.jsonl", 12, n=2)
     assert [job_id for job_id, _ in read_jobs(jobfile)][:2] == ["b00", "b01"]
@@ -136,6 +147,23 @@ def test_simulator_process_serves_and_counts_and_resets(tmp_path: Path) -> None:
         assert window_rate(stats["accepted"], images=True) > 0
         sim.reset()
         assert sim.stats()["received"] == 0
+
+
+def test_sdk_baseline_writes_every_image_and_counts_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", 6)
+    with SimProcess(tiny=True, faults={"content_policy": 1.0}) as refusing:
+        assert baseline_main(["openai", str(jobfile), refusing.base_url, str(tmp_path / "no")]) == 0
+        assert count_files(tmp_path / "no") == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed["images"], printed["errors"]) == (0, 6)
+    with SimProcess(tiny=True) as sim:
+        out = tmp_path / "out"
+        assert baseline_main(["openai", str(jobfile), sim.base_url, str(out), "2"]) == 0
+        assert sorted(p.name for p in out.iterdir())[:2] == ["b0_0.png", "b1_0.png"]
+        assert count_files(out) == 6
+        assert sim.stats(timeline=False)["outcomes"] == {"ok": 6}
 
 
 def test_simulator_process_refuses_a_bad_knob_before_starting() -> None:
