@@ -103,7 +103,9 @@ async def run_pool(
     """
     control = control or RunControl()
     tally = PoolTally()
-    gate = BudgetGate(budget, control, cheapest_job_usd) if budget is not None else None
+    # without a cap there is nothing to reserve: spend is still summed from the rows
+    capped = budget is not None and budget.cap_usd is not None
+    gate = BudgetGate(budget, control, cheapest_job_usd) if capped else None
     runner = JobRunner(
         provider=provider,
         limiter=limiter,

@@ -13,6 +13,16 @@ from rich.progress import TimeRemainingColumn
 from batchgen.money import Budget
 from batchgen.pool import PoolTally
 
+
+def total_spent(budget: Budget | None, tally: PoolTally) -> float:
+    """Spend of the whole run directory: a capped budget tracks it attempt by attempt;
+    otherwise it is what earlier sessions spent plus this session's rows."""
+    if budget is None:
+        return tally.cost_usd
+    if budget.cap_usd is not None:
+        return budget.spent
+    return budget.spent + tally.cost_usd
+
 _PLAIN_EVERY_S = 5.0
 
 
@@ -56,7 +66,7 @@ class Progress:
         elapsed = max(time.monotonic() - self._start, 1e-6)
         per_min = tally.images / elapsed * 60
         pending = max(self.total - tally.finished, 0)
-        spent = self.budget.spent if self.budget is not None else tally.cost_usd
+        spent = total_spent(self.budget, tally)
         return (
             f"ok {tally.ok_jobs} · failed {tally.failed_jobs} · pending {pending} · "
             f"{per_min:.0f} img/min · ${spent:.4f}"

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from batchgen.attempt import RowContext, RunControl
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
-from batchgen.cli.progress import Progress
+from batchgen.cli.progress import Progress, total_spent
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
@@ -162,7 +162,7 @@ def _summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
         "images": tally.images,
         "attempts": tally.attempts,
         "cost_usd": round(tally.cost_usd, 6),
-        "spent_total_usd": round(budget.spent, 6) if budget is not None else None,
+        "spent_total_usd": round(total_spent(budget, tally), 6),
     }
 
 
