@@ -7,11 +7,8 @@ Retry-After when it gave one. Auth and quota stop the whole run through the RunC
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+import copy
+from typing import Any
 
 import anyio
 from tenacity import (
@@ -24,6 +21,7 @@ from tenacity import (
 
 from batchgen import faultpoints
 from batchgen.clock import Clock
+from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
@@ -33,71 +31,8 @@ from batchgen.provider.base import Provider, Usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 
-class Sink(Protocol):
-    def append(self, row: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    concurrency: int = 16
-    timeout: float = 120.0
-    max_attempts: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    grace_s: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class RowContext:
-    """What every row of this session shares."""
-
-    run_id: str
-    session: int
-    provider: str
-    images_dir: Path
-
-
-class RunControl:
-    """The run's stop switch, shared by the pool, its workers and the signal handler.
-
-    ``stop`` ends dispatching (no new request is sent; requests in flight finish); ``cancel``
-    also cancels the requests in flight (set by the pool to its task group's cancel scope)."""
-
-    def __init__(self) -> None:
-        self.reason: ErrorClass | None = None
-        self.message = ""
-        self._cancel: Any = None
-        # waits that a stop should cut short (limiter, backoff): a stop must not wait them out
-        self._waits: set[anyio.CancelScope] = set()
-
-    @property
-    def stopping(self) -> bool:
-        return self.reason is not None
-
-    def stop(self, reason: ErrorClass, message: str = "") -> None:
-        if self.reason is None:
-            self.reason = reason
-            self.message = message
-        for scope in list(self._waits):
-            scope.cancel()
-
-    @contextlib.contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """A wait that ends early (silently) when the run stops; the caller checks ``stopping``."""
-        scope = anyio.CancelScope()
-        if self.stopping:
-            scope.cancel()
-        self._waits.add(scope)
-        try:
-            with scope:
-                yield
-        finally:
-            self._waits.discard(scope)
-
-    def cancel(self) -> None:
-        self.stop(ErrorClass.CANCELLED, "cancelled")
-        if self._cancel is not None:
-            self._cancel()
+# answers up to this size are written on the event loop; larger ones in a worker thread
+_INLINE_SAVE_BYTES = 512 * 1024
 
 
 class _Stopped(Exception):
@@ -109,16 +44,25 @@ class _OverBudget(Exception):
 
 
 class _Backoff:
-    """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one."""
+    """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one.
 
-    def __init__(self, base: float, cap: float) -> None:
+    ``first_attempt`` shifts tenacity's attempt count: the pool sends a job's first attempt
+    without tenacity (most jobs never retry) and hands it only the retries."""
+
+    def __init__(self, base: float, cap: float, first_attempt: int = 1) -> None:
         self._jitter = wait_random_exponential(multiplier=base, max=cap)
+        self._shift = first_attempt - 1
 
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def delay(self, exc: BaseException | None, state: RetryCallState) -> float:
         if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
             return exc.retry_after_s
+        if self._shift:
+            state = copy.copy(state)
+            state.attempt_number += self._shift
         return float(self._jitter(state))
+
+    def __call__(self, state: RetryCallState) -> float:
+        return self.delay(state.outcome.exception() if state.outcome else None, state)
 
 
 class JobRunner:
@@ -163,26 +107,37 @@ class JobRunner:
             await anyio.sleep(seconds)
 
     async def run(self, job: Job, queued_at: float) -> None:
-        attempts = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
-            wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s),
-            retry=retry_if_exception(self._retryable),
-            sleep=self._backoff_sleep,
-            reraise=True,
-        )
         try:
-            async for attempt in attempts:
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    if self.control.stopping:
-                        raise _Stopped
-                    await self._reserved_attempt(job, number, queued_at)
+            try:
+                await self._reserved_attempt(job, 1, queued_at)
+                return
+            except AttemptError as exc:
+                if not self._retryable(exc) or self.settings.max_attempts < 2:
+                    return  # recorded by _attempt: failed for good, or the run stops
+                backoff = _Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s)
+                await self._backoff_sleep(backoff.delay(exc, RetryCallState(None, None, (), {})))
+            await self._retry(job, queued_at)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
         except _OverBudget:
             self.skip(job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message())
         except AttemptError:
             pass  # recorded by _attempt; the job failed for good or the run stops
+
+    async def _retry(self, job: Job, queued_at: float) -> None:
+        """Attempts 2..max_attempts, decided by tenacity from the error taxonomy."""
+        attempts = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts - 1),
+            wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, 2),
+            retry=retry_if_exception(self._retryable),
+            sleep=self._backoff_sleep,
+            reraise=True,
+        )
+        async for attempt in attempts:
+            with attempt:
+                if self.control.stopping:
+                    raise _Stopped
+                await self._reserved_attempt(job, attempt.retry_state.attempt_number + 1, queued_at)
 
     async def _reserved_attempt(self, job: Job, number: int, queued_at: float) -> None:
         """Every attempt holds its own worst case: a provider that bills a failed attempt
@@ -244,9 +199,13 @@ class JobRunner:
         latency = anyio.current_time() - t0
         self.limiter.observe_headers(result.ratelimit)
         self.limiter.on_success()
-        paths, nbytes = await anyio.to_thread.run_sync(
-            save_images, self.ctx.images_dir, job.id, result.images
-        )
+        if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
+            # into the page cache: cheaper than a thread hop and its hand-off of the GIL
+            paths, nbytes = save_images(self.ctx.images_dir, job.id, result.images)
+        else:
+            paths, nbytes = await anyio.to_thread.run_sync(
+                save_images, self.ctx.images_dir, job.id, result.images
+            )
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
         cost, source = (

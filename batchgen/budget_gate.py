@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import anyio
 
-from batchgen.attempt import RunControl
+from batchgen.control import RunControl
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import Budget, Reservation

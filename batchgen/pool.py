@@ -22,7 +22,8 @@ from itertools import islice
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from batchgen.attempt import JobRunner, PoolSettings, RowContext, RunControl, Sink
+from batchgen.attempt import JobRunner
+from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.budget_gate import BudgetGate
 from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.errors import ErrorClass

@@ -123,7 +123,7 @@ def test_remaining_zero_pauses_until_reset() -> None:
 
 
 def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
-    from batchgen.attempt import RunControl
+    from batchgen.control import RunControl
     from batchgen.errors import ErrorClass
 
     async def main() -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from batchgen.attempt import PoolSettings
+from batchgen.control import PoolSettings
 from batchgen.money.cli_args import add_money_arguments
 from batchgen.provider.openai import DEFAULT_BASE_URL
 

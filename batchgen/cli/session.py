@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from batchgen.attempt import RowContext, RunControl
+from batchgen.control import RowContext, RunControl
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
 from batchgen.errors import ErrorClass

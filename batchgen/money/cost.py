@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from batchgen.jobs.model import Job
 from batchgen.money.table import ANY, AUTO, ModelPrice, PriceTable, parse_size
@@ -126,14 +127,15 @@ def estimate_job(prices: PriceTable, job: Job) -> Estimate | None:
         flat = prices.fallback_per_image * job.n
         return Estimate(flat, flat, flat)
     input_tokens = quoted_input_tokens(job.prompt)
-    options = [_one_request(entry, job, q, s, input_tokens) for q, s in _candidates(entry, job)]
-    known = [c for c in options if c is not None]
+    known = _output_costs(prices, entry, job)
     if not known:
         return None
+    text_in = _text_input_usd(entry, input_tokens)
     expected = _one_request(
         entry, job, assumed_quality(entry, job.quality), _expected_size(entry, job), input_tokens
     )
-    return Estimate(min(known), expected if expected is not None else max(known), max(known))
+    high = text_in + max(known)
+    return Estimate(text_in + min(known), expected if expected is not None else high, high)
 
 
 def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
@@ -141,10 +143,34 @@ def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
     entry = prices.get(job.model)
     if entry is None:
         return None if prices.fallback_per_image is None else prices.fallback_per_image * job.n
-    input_tokens = max_input_tokens(job.prompt)
-    options = [_one_request(entry, job, q, s, input_tokens) for q, s in _candidates(entry, job)]
-    known = [c for c in options if c is not None]
-    return max(known) if known else None
+    known = _output_costs(prices, entry, job)
+    if not known:
+        return None
+    return _text_input_usd(entry, max_input_tokens(job.prompt)) + max(known)
+
+
+# (id(prices), model, quality, size, n) -> (prices, output cost of each candidate quality ×
+# size). A job file has a handful of distinct combinations; the quote and the budget ask the
+# same question for every job. The table is kept in the value so a reused id never matches.
+_OUTPUT_CACHE: dict[tuple[Any, ...], tuple[PriceTable, tuple[float, ...]]] = {}
+
+
+def _output_costs(prices: PriceTable, entry: ModelPrice, job: Job) -> tuple[float, ...]:
+    """What the images of ``job`` cost under each quality × size it may be billed as."""
+    key = (id(prices), job.model, job.quality, job.size, job.n)
+    hit = _OUTPUT_CACHE.get(key)
+    if hit is not None and hit[0] is prices:
+        return hit[1]
+    options = (_one_request(entry, job, q, s, 0) for q, s in _candidates(entry, job))
+    costs = tuple(c for c in options if c is not None)
+    if len(_OUTPUT_CACHE) >= 4096:
+        _OUTPUT_CACHE.clear()
+    _OUTPUT_CACHE[key] = (prices, costs)
+    return costs
+
+
+def _text_input_usd(entry: ModelPrice, tokens: int) -> float:
+    return entry.text_input_usd(tokens) if entry.billing == "tokens" else 0.0
 
 
 def _expected_size(entry: ModelPrice, job: Job) -> str:
