@@ -108,6 +108,9 @@ def median_figures(runs: Sequence[Sequence[Figure]]) -> list[Figure]:
     out = []
     for first in runs[0]:
         values = [f.value for run in runs for f in run if f.name == first.name]
-        note = first.note if len(runs) == 1 else f"median of {len(values)}"
+        note = first.note
+        if len(runs) > 1:
+            # the first repeat's note (sizes, set-up) stays: it says what was measured
+            note = f"{note}; median of {len(values)}" if note else f"median of {len(values)}"
         out.append(Figure(first.name, median(values), first.target, first.unit, note))
     return out

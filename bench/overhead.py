@@ -13,6 +13,7 @@ accepted request, start-up excluded).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ CLIENTS = ("aiohttp", "openai", "batchgen")
 
 
 def _one(client: str, jobfile: Path, sim: SimProcess, work: Path, jobs: int) -> dict[str, Any]:
+    # each client writes ~240 MB: flush the last one's dirty pages first, or the kernel's
+    # writeback throttling bills the previous client's files to this one
+    os.sync()
     sim.reset()
     out = work / client
     if client == "batchgen":

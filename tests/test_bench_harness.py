@@ -56,10 +56,11 @@ def test_target_and_figure_pass_fail() -> None:
 
 def test_median_figures_takes_each_figures_median_over_repeats() -> None:
     t = Target(">=", 1.0)
-    runs = [[Figure("a", 3.0, t), Figure("b", 10.0)], [Figure("a", 1.0, t), Figure("b", None)],
+    runs = [[Figure("a", 3.0, t, note="5k jobs"), Figure("b", 10.0)],
+            [Figure("a", 1.0, t), Figure("b", None)],
             [Figure("a", 2.0, t), Figure("b", 30.0)]]  # fmt: skip
     a, b = median_figures(runs)
-    assert (a.value, a.passed, a.note) == (2.0, True, "median of 3")
+    assert (a.value, a.passed, a.note) == (2.0, True, "5k jobs; median of 3")
     assert b.value == 20.0  # the repeat that did not measure b is left out
 
 
