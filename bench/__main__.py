@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks of issue 6, print each figure beside
 its target, write ``bench/results.json``. Exit status 1 when a target is missed.
 
-    python -m bench                      all seven, once each (≤ 10 min on 2 cores)
+    python -m bench                      every benchmark once (~6 min on 2 cores)
     python -m bench --repeat 3           the closing figures: median of three runs
     python -m bench --only overhead,resume
     python -m bench --quick              small sizes, a smoke test of the harness (~1 min)
