@@ -152,14 +152,19 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
             pending: list[pa.Table] = []
             rows = 0
             for src in sources:
-                # batch by batch: a source may be an earlier compact file of the whole session
-                for batch in pq.ParquetFile(src.path).iter_batches(batch_size=COMPACT_ROW_GROUP):
-                    t = conform(pa.Table.from_batches([batch])).replace_schema_metadata(None)
-                    pending.append(t)
-                    rows += t.num_rows
-                    if rows >= COMPACT_ROW_GROUP:
-                        writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
-                        pending, rows = [], 0
+                # batch by batch (a source may be an earlier compact file of the whole
+                # session), one thread, no pre-buffering, each file closed when read: memory
+                # stays flat however many parts a long session left
+                with pq.ParquetFile(src.path, pre_buffer=False) as source:
+                    for batch in source.iter_batches(
+                        batch_size=COMPACT_ROW_GROUP, use_threads=False
+                    ):
+                        t = conform(pa.Table.from_batches([batch])).replace_schema_metadata(None)
+                        pending.append(t)
+                        rows += t.num_rows
+                        if rows >= COMPACT_ROW_GROUP:
+                            writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
+                            pending, rows = [], 0
             if pending:
                 writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
         sink.flush()
