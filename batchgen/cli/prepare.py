@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -26,6 +26,9 @@ from batchgen.money import (
 )
 from batchgen.money.cli_args import confirm, prices_from_args
 from batchgen.money.render import quote_renderable
+
+if TYPE_CHECKING:
+    from batchgen.runlog.jobindex import IndexBuilder
 
 MAX_PROBLEMS = 20
 
@@ -63,10 +66,12 @@ def check_job_file(
     rpm: float | None = None,
     ipm: float | None = None,
     concurrency: int | None = None,
+    index: IndexBuilder | None = None,
 ) -> Checked:
     """Validate shape, then model constraints and the quote in one streamed pass.
 
-    ``only``: quote just these job ids (resume), while every line is still validated."""
+    ``only``: quote just these job ids (resume), while every line is still validated.
+    ``index``: also collect every job's (id, fingerprint, line) there, for resume."""
     try:
         validation = validate_file(path, defaults, max_errors=MAX_PROBLEMS)
     except (OSError, ValueError) as exc:
@@ -82,6 +87,8 @@ def check_job_file(
 
     def checked(jobs: Iterator[Job]) -> Iterator[Job]:
         for job in jobs:
+            if index is not None:
+                index.add(job.id, job.fingerprint, job.line)
             for message in check_job(prices, job):
                 counted[0] += 1
                 if len(problems) < MAX_PROBLEMS:

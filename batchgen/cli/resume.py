@@ -34,7 +34,7 @@ from batchgen.cli.prepare import (
 )
 from batchgen.cli.run import make_sim_config, sim_settings
 from batchgen.cli.session import SessionPlan, execute, finish, make_console
-from batchgen.jobs import iter_jobs, job_index
+from batchgen.jobs import iter_jobs, sha256_file
 from batchgen.rundir import RunDir, RunDirError, redact_argv
 from batchgen.runlog.files import compact_all
 
@@ -93,6 +93,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         remove_torn_images,
         sent_unfinished,
     )
+    from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.state import job_states, remaining
 
     manifest = rundir.load()
@@ -109,13 +110,17 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     sent_lost = sent_unfinished(rundir, rundir.unended_sessions())
     rundir.mark_crashed()
     defaults = recorded.get("defaults") or {}
-    rest = remaining(job_index(job_file, defaults), states, args.retry_failed)
+    job_sha256 = sha256_file(job_file)
+    # the index `run` stored when the file is the same; else the file is scanned (edited)
+    index = load_or_build(rundir.state_dir, job_file, job_sha256, defaults)
+    rest = remaining(index, states, args.retry_failed)
+    del index
     connection = resolve_connection(
         args.provider or recorded.get("provider"),
         args.base_url or recorded.get("base_url"),
         args.api_key_env or recorded.get("api_key_env"),
     )
-    _say_what_changed(console, manifest, job_file, rest)
+    _say_what_changed(console, manifest, job_file, job_sha256, rest)
     if not rest.run:
         console.print(
             f"nothing to resume: {rest.skipped_done} job(s) done, "
@@ -188,10 +193,10 @@ def _spent_so_far(rundir: RunDir) -> float:
     return float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
 
 
-def _say_what_changed(console: Any, manifest: dict[str, Any], job_file: Path, rest: Any) -> None:
-    from batchgen.jobs import sha256_file
-
-    if sha256_file(job_file) == manifest.get("job_file_sha256"):
+def _say_what_changed(
+    console: Any, manifest: dict[str, Any], job_file: Path, job_sha256: str, rest: Any
+) -> None:
+    if job_sha256 == manifest.get("job_file_sha256"):
         return
     console.print(
         f"[yellow]the job file {job_file} changed since the run started:[/] "

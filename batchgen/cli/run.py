@@ -32,6 +32,7 @@ from batchgen.cli.prepare import (
 from batchgen.cli.session import SessionPlan, execute, finish, make_console
 from batchgen.jobs import iter_jobs
 from batchgen.rundir import RunDir, RunDirError, redact_argv
+from batchgen.runlog.jobindex import IndexBuilder, write_index
 
 
 def register(subparsers: Any) -> None:
@@ -65,9 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         prices = load_prices(args)
         defaults = {k: getattr(args, k) for k in ("model", "size", "quality", "n")}
         values = pool_values(args)
+        index = IndexBuilder()
         checked = check_job_file(
             args.jobfile, defaults, prices,
-            rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
+            rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
         )
         budget = make_budget(args, prices, checked)
         sim_config = make_sim_config(args) if connection.provider == "sim" else None
@@ -95,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
+        _store_index(rundir, index, checked.sha256, defaults)
         with rundir.lock():
             manifest = rundir.load()
             session = rundir.begin_session({}, redact_argv(sys.argv))
@@ -119,6 +122,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     finish(console, rundir, result, budget, quiet=args.quiet)
     return result.exit_code
+
+
+def _store_index(
+    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any]
+) -> None:
+    """Keep the job file's index for resume; without it resume rescans the file (slower)."""
+    import pyarrow as pa
+
+    try:
+        write_index(rundir.state_dir, index.table(), job_sha256, defaults)
+    except OSError:
+        return
+    # the index is on disk: hand its buffers back before the run's own allocations start
+    pa.default_memory_pool().release_unused()
 
 
 def make_sim_config(args: argparse.Namespace) -> Any:

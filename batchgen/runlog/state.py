@@ -190,12 +190,18 @@ def _job_index_table(job_index: Iterable[tuple[str, str, int]]) -> pa.Table:
 
 
 def remaining(
-    job_index: Iterable[tuple[str, str, int]], states: JobStates, retry_failed: bool = False
+    job_index: Iterable[tuple[str, str, int]] | pa.Table,
+    states: JobStates,
+    retry_failed: bool = False,
 ) -> Remaining:
     """``job_index`` yields (job id, fingerprint, line) for every job of the (maybe edited)
-    job file. Runs: never attempted, pending, unfinished, retryable failed, edited; failed
-    for good only with ``retry_failed``."""
-    jobs = _job_index_table(job_index)
+    job file, or is that as a table (columns job_id, job_fp, line: ``runlog.jobindex``).
+    Runs: never attempted, pending, unfinished, retryable failed, edited; failed for good
+    only with ``retry_failed``."""
+    if isinstance(job_index, pa.Table):
+        jobs = job_index.select(["job_id", "job_fp", "line"])
+    else:
+        jobs = _job_index_table(job_index)
     logged = states.table
     # one hash lookup per job; position in ``logged`` or null when the log never saw it
     pos = pc.index_in(jobs["job_id"], value_set=logged["job_id"].combine_chunks())
