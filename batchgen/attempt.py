@@ -8,6 +8,7 @@ Retry-After when it gave one. Auth and quota stop the whole run through the RunC
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -33,6 +34,21 @@ from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
+
+
+@dataclass(slots=True)
+class _Try:
+    """One attempt of a job, as its row will tell it."""
+
+    job: Job
+    number: int  # 1-based; 0 for a job skipped before any attempt
+    queued_at: float
+    started: float | None = None  # wall clock, when the request went out
+    t0: float = 0.0  # loop clock at the same moment, for the latency
+    wait_s: float | None = None  # spent waiting for the limiter
+
+    def latency(self) -> float:
+        return anyio.current_time() - self.t0
 
 
 class _Stopped(Exception):
@@ -158,45 +174,35 @@ class JobRunner:
         self, job: Job, number: int, queued_at: float, billed: list[float] | None = None
     ) -> float:
         """One request; returns its cost. A failed attempt's billed cost goes to ``billed``."""
-        wait_s = 0.0
+        tried = _Try(job, number, queued_at)
         with self.control.interruptible():
-            wait_s = await self.limiter.acquire(job.n)
+            tried.wait_s = await self.limiter.acquire(job.n)
         if self.control.stopping:
             raise _Stopped
-        started = self.clock.wall()
-        t0 = anyio.current_time()
+        tried.started = self.clock.wall()
+        tried.t0 = anyio.current_time()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
         self.inflight.add(job.id)
         try:
-            return await self._send_and_save(job, number, queued_at, started, t0, wait_s, billed)
+            return await self._send_and_save(tried, billed)
         finally:
             self.inflight.discard(job.id)
 
-    async def _send_and_save(
-        self,
-        job: Job,
-        number: int,
-        queued_at: float,
-        started: float,
-        t0: float,
-        wait_s: float,
-        billed: list[float] | None,
-    ) -> float:
+    async def _send_and_save(self, tried: _Try, billed: list[float] | None) -> float:
+        job = tried.job
         try:
             result = await self.provider.generate(job, timeout=self.settings.timeout)
         except AttemptError as exc:
-            latency = anyio.current_time() - t0
-            cost = self._on_error(job, number, exc, queued_at, started, latency, wait_s)
+            cost = self._on_error(tried, exc)
             if billed is not None:
                 billed[0] = cost
             raise
         except anyio.get_cancelled_exc_class():
-            latency = anyio.current_time() - t0
             exc = AttemptError(ErrorClass.CANCELLED, "cancelled in flight by the stop of the run")
-            self._record_error(job, number, exc, queued_at, started, latency, wait_s, final=True)
+            self._record_error(tried, exc, final=True)
             raise
-        latency = anyio.current_time() - t0
+        latency = tried.latency()
         self.limiter.observe_headers(result.ratelimit)
         self.limiter.on_success()
         if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
@@ -213,7 +219,7 @@ class JobRunner:
             if self.prices is not None
             else (None, "unknown")
         )
-        row = self._row(job, number, queued_at, started, latency, wait_s)
+        row = self._row(tried, latency)
         row.update(
             status=STATUS_OK,
             final=True,
@@ -231,16 +237,7 @@ class JobRunner:
         self.tally.ok(job, len(paths), cost or 0.0)
         return cost or 0.0
 
-    def _on_error(
-        self,
-        job: Job,
-        number: int,
-        exc: AttemptError,
-        queued_at: float,
-        started: float,
-        latency: float,
-        wait_s: float,
-    ) -> float:
+    def _on_error(self, tried: _Try, exc: AttemptError) -> float:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
         self.limiter.observe_headers(exc.ratelimit)
         if exc.error_class is ErrorClass.RATE_LIMIT:
@@ -249,31 +246,18 @@ class JobRunner:
             self.control.stop(exc.error_class, str(exc))
         final = (
             not exc.error_class.retryable
-            or number >= self.settings.max_attempts
+            or tried.number >= self.settings.max_attempts
             or self.control.stopping
         )
-        return self._record_error(
-            job, number, exc, queued_at, started, latency, wait_s, final=final
-        )
+        return self._record_error(tried, exc, final=final)
 
-    def _record_error(
-        self,
-        job: Job,
-        number: int,
-        exc: AttemptError,
-        queued_at: float,
-        started: float,
-        latency: float,
-        wait_s: float,
-        *,
-        final: bool,
-    ) -> float:
+    def _record_error(self, tried: _Try, exc: AttemptError, *, final: bool) -> float:
         # a 200 whose image was unusable still carries the usage the provider billed
         cost, source = exc.billed_usd, "none"
         if exc.usage is not None and self.prices is not None:
-            billed, source = cost_of_attempt(self.prices, job, exc.usage, 0)
+            billed, source = cost_of_attempt(self.prices, tried.job, exc.usage, 0)
             cost = billed or 0.0
-        row = self._row(job, number, queued_at, started, latency, wait_s)
+        row = self._row(tried, tried.latency())
         _usage_into(row, exc.usage)
         row.update(
             status=STATUS_ERROR,
@@ -288,12 +272,12 @@ class JobRunner:
             cost_source=source,
         )
         self.sink.append(row)
-        self.tally.error(job, exc.error_class, final, cost)
+        self.tally.error(tried.job, exc.error_class, final, cost)
         return cost
 
     def skip(self, job: Job, queued_at: float, reason: ErrorClass, message: str = "") -> None:
         """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
-        row = self._row(job, 0, queued_at, None, None, None)
+        row = self._row(_Try(job, 0, queued_at), None)
         row.update(
             status=STATUS_SKIPPED,
             final=True,
@@ -305,15 +289,8 @@ class JobRunner:
         self.sink.append(row)
         self.tally.skipped(job, reason)
 
-    def _row(
-        self,
-        job: Job,
-        number: int,
-        queued_at: float,
-        started: float | None,
-        latency: float | None,
-        wait_s: float | None,
-    ) -> dict[str, Any]:
+    def _row(self, tried: _Try, latency: float | None) -> dict[str, Any]:
+        job = tried.job
         body = job.body
         return {
             "run_id": self.ctx.run_id,
@@ -321,7 +298,7 @@ class JobRunner:
             "job_id": job.id,
             "job_line": job.line,
             "fingerprint": job.fingerprint,
-            "attempt": number,
+            "attempt": tried.number,
             "provider": self.ctx.provider,
             "model": body.get("model"),
             "prompt": body.get("prompt"),
@@ -329,11 +306,11 @@ class JobRunner:
             "quality": body.get("quality"),
             "n": job.n,
             "params": job.params_json(),
-            "queued_at": queued_at,
-            "started_at": started,
+            "queued_at": tried.queued_at,
+            "started_at": tried.started,
             "finished_at": self.clock.wall(),
             "latency_s": latency,
-            "wait_s": wait_s,
+            "wait_s": tried.wait_s,
         }
 
 
