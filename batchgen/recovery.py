@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,23 +33,6 @@ from batchgen.runlog.writer import RunLogWriter
 __all__ = ["IN_FLIGHT_AT_CRASH", "SentJournal", "journal_path"]
 
 IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
-
-
-def sent_unfinished(rundir: RunDir, sessions: Iterable[int]) -> set[str]:
-    """Job ids the sent journals of ``sessions`` (crashed ones) list without a final row in
-    that session: sent, and the answer never logged. Call before ``RunDir.mark_crashed``."""
-    out: set[str] = set()
-    for s in sessions:
-        path = journal_path(rundir.state_dir, s)
-        if not path.exists():
-            continue
-        sent = set(path.read_text(encoding="utf-8").split())
-        if not sent:
-            continue
-        mine = (pc.field("session") == s) & (pc.field("final") == True)  # noqa: E712
-        finished = read_log(rundir.path, ["job_id"], filter=mine)["job_id"].to_pylist()
-        out |= sent - set(finished)
-    return out
 
 
 def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:

@@ -91,9 +91,9 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         adopt_orphans,
         record_crashed_inflight,
         remove_torn_images,
-        sent_unfinished,
     )
     from batchgen.runlog.jobindex import load_or_build
+    from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.state import job_states, remaining
 
     manifest = rundir.load()
@@ -107,7 +107,6 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     compact_all(rundir.log_dir)
     remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
-    sent_lost = sent_unfinished(rundir, rundir.unended_sessions())
     rundir.mark_crashed()
     defaults = recorded.get("defaults") or {}
     job_sha256 = sha256_file(job_file)
@@ -136,14 +135,17 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     )
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
-    rest_jobs = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in rest.run}
+    # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
+    # and those in flight at a crash; the rest stream from the file when the pool runs
+    candidates = (image_job_ids(rundir.images_dir) & rest.run) | rest.possibly_billed_twice
+    rest_jobs = {job.id: job for job in iter_jobs(job_file, defaults) if job.id in candidates}
     # an edited job's images on disk are its old body's (same file names): never adopt them
     edited = set(rest.edited)
     wanted = {i: job for i, job in rest_jobs.items() if i not in edited}
     adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
-    # in flight at a crash: in the last in-flight snapshot, or sent after it (the journal);
-    # an adopted job's answer arrived before the crash: billed once, and not sent again
-    in_flight = (rest.possibly_billed_twice | (sent_lost & rest.run)) - set(adopted)
+    # in flight at a crash (the last in-flight snapshot and the sent journal); an adopted
+    # job's answer arrived before the crash: billed once, and not sent again
+    in_flight = rest.possibly_billed_twice - set(adopted)
     billed_twice = record_crashed_inflight(rundir, run_id, session, in_flight, rest_jobs)
     to_run = rest.run - set(adopted)
     if adopted:

@@ -6,7 +6,7 @@ the job runs again."""
 from __future__ import annotations
 
 import os
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +33,8 @@ def _decodes(path: Path) -> str:
     return ""
 
 
-def _scan(images_dir: Path, done_ids: Container[str], wanted: Mapping[str, int]) -> dict:
-    groups: dict[str, dict[int, Path]] = {}
+def _image_files(images_dir: Path) -> Iterator[tuple[str, int, str]]:
+    """(job id, image index, path) of every ``<job_id>_<i>.<ext>`` in the folder."""
     with os.scandir(images_dir) as it:
         for entry in it:
             name = entry.name
@@ -42,11 +42,24 @@ def _scan(images_dir: Path, done_ids: Container[str], wanted: Mapping[str, int])
                 continue
             stem, dot, _ext = name.rpartition(".")
             job_id, sep, index = stem.rpartition("_")
-            if not (dot and sep and index.isdigit()):
-                continue
-            if job_id in done_ids or job_id not in wanted:
-                continue
-            groups.setdefault(job_id, {}).setdefault(int(index), Path(entry.path))
+            if dot and sep and index.isdigit():
+                yield job_id, int(index), entry.path
+
+
+def image_job_ids(images_dir: Path | str) -> set[str]:
+    """Ids of the jobs that have at least one image file on disk."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        return set()
+    return {job_id for job_id, _, _ in _image_files(images_dir)}
+
+
+def _scan(images_dir: Path, done_ids: Container[str], wanted: Mapping[str, int]) -> dict:
+    groups: dict[str, dict[int, Path]] = {}
+    for job_id, index, path in _image_files(images_dir):
+        if job_id in done_ids or job_id not in wanted:
+            continue
+        groups.setdefault(job_id, {}).setdefault(index, Path(path))
     return groups
 
 

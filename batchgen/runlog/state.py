@@ -27,6 +27,7 @@ from batchgen.errors import Action, ErrorClass
 from batchgen.rundir import RunDir
 from batchgen.runlog.orphans import Orphan, find_orphans
 from batchgen.runlog.reader import read_log, resolve_log_dir
+from batchgen.runlog.journal import journal_path
 from batchgen.runlog.writer import inflight_path
 
 __all__ = [
@@ -235,8 +236,8 @@ def remaining(
 
 
 def crashed_inflight(run_dir: Path | str, sessions: Iterable[int] | None = None) -> set[str]:
-    """Job ids in flight when a session died (its last inflight file) that have no final row
-    in that session: they may have been billed and will be sent again.
+    """Job ids in flight when a session died (its last inflight file, and its sent journal)
+    that have no final row in that session: they may have been billed and will be sent again.
 
     ``sessions`` defaults to the sessions of run.json without an end record (all sessions
     with an inflight file when there is no run.json)."""
@@ -246,10 +247,14 @@ def crashed_inflight(run_dir: Path | str, sessions: Iterable[int] | None = None)
         sessions = _unended_sessions(log_dir.parent, state_dir)
     out: set[str] = set()
     for s in sessions:
+        ids: set[str] = set()
         path = inflight_path(state_dir, s)
-        if not path.exists():
-            continue
-        ids = set(json.loads(path.read_text())["job_ids"])
+        if path.exists():
+            ids.update(json.loads(path.read_text())["job_ids"])
+        # requests sent after the last snapshot are in the sent journal
+        journal = journal_path(state_dir, s)
+        if journal.exists():
+            ids.update(journal.read_text(encoding="utf-8").split())
         if not ids:
             continue
         mine = (pc.field("session") == s) & (pc.field("final") == True)  # noqa: E712
