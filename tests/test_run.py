@@ -228,3 +228,31 @@ def test_url_answers_are_downloaded_and_metadata_kept(tmp_path: Path, sim) -> No
         for p in r["image_paths"]:
             with Image.open(run_dir / p) as im:
                 im.verify()
+
+
+@pytest.mark.parametrize(
+    ("directive", "error_class", "http_status"),
+    [
+        ("truncated_json", "invalid_response", 200),
+        ("not_image", "invalid_response", 200),
+        ("bad_base64", "invalid_response", 200),
+        ("server_html", "server", 503),
+        ("server", "server", 500),
+        ("disconnect", "network", None),
+        ("timeout", "timeout", None),
+    ],
+)
+def test_each_transient_fault_is_classified_then_retried(
+    tmp_path: Path, make_sim, directive: str, error_class: str, http_status: int | None
+) -> None:
+    sim = make_sim(hang_s=5.0)
+    prompt = f"a quiet harbour [sim:{directive}*1]"
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", [{"id": "j", "prompt": prompt}])
+    code, run_dir = run(tmp_path, sim, jobfile, "--timeout", "1")
+    assert code == 0
+    attempts = sorted(rows(run_dir), key=lambda r: r["attempt"])
+    assert [(r["status"], r["error_class"]) for r in attempts] == [
+        ("error", error_class), ("ok", None)
+    ]
+    assert attempts[0]["http_status"] == http_status
+    assert attempts[0]["error_message"] and KEY not in attempts[0]["error_message"]
