@@ -369,3 +369,25 @@ def test_a_compact_of_a_compact_keeps_covering_the_first_ones_leftovers(log_dir:
     assert p1.name in files.replaced_by(c2)
     assert job_ids(log_dir) == ["j0", "j1", "j2"]
     w.close(compact=False)
+
+
+def test_compacting_a_session_whose_last_file_is_a_compact_file(tmp_path: Path) -> None:
+    """Two mid-run compactions and no part after them: the session's final compaction must
+    not collide with the name of its own last source."""
+    import pyarrow.parquet as pq
+
+    from batchgen.runlog import files
+
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    w = RunLogWriter(log_dir, run_id="r", session=1, flush_interval=3600, compact_every=2)
+    for i in range(4):  # four parts: two mid-run compactions, the last one ending the session
+        w.append({"job_id": f"j{i}", "status": "ok", "final": True})
+        w.flush()
+    kinds = [f.kind for f in files.visible_files(log_dir)]
+    assert kinds == ["compact", "compact"]
+    w.close(compact=True)
+    visible = files.visible_files(log_dir)
+    assert [f.kind for f in visible] == ["compact"]
+    table = pq.read_table(visible[0].path)
+    assert table["job_id"].to_pylist() == ["j0", "j1", "j2", "j3"]

@@ -142,6 +142,11 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
     # after that compact file is deleted
     names += [n for s in sources if s.kind == "compact" for n in replaced_by(s.path)]
     target = log_dir / compact_name(session, seq)
+    if target.name in names:
+        # the last source is itself a compact file (the session's files are all sources, so
+        # nothing of this session sorts after it): take the next number rather than its name
+        seq += 1
+        target = log_dir / compact_name(session, seq)
     if target.exists():
         msg = f"{target}: a compact file with this name exists already; refusing to overwrite it"
         raise FileExistsError(msg)
