@@ -118,7 +118,9 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     else:
         how, code = _ENDING.get(reason, "interrupted"), EXIT_STOPPED
     plan.rundir.end_session(plan.session, how, _summary(tally, plan.budget))
-    message = control.message or (plan.budget.exhausted_message() if plan.budget else "")
+    message = control.message
+    if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
+        message = plan.budget.exhausted_message()
     return SessionResult(tally, reason, message, code)
 
 
