@@ -21,6 +21,9 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
 def sniff_ext(data: bytes) -> str | None:
     """The image format from its first bytes, or None if these bytes are not an image."""
     for magic, ext in _MAGIC:
@@ -38,15 +41,27 @@ def image_name(job_id: str, index: int, ext: str) -> str:
 def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple[list[str], int]:
     """Write every image of one answer; returns (paths relative to the run dir, total bytes).
 
-    Blocking: the pool calls it in a worker thread, off the event loop."""
+    Blocking, and cheap on a page cache: the pool calls it on the event loop for small
+    answers, in a worker thread for large ones. Plain ``os`` calls on ``str`` paths: pathlib
+    and the buffered file object cost more than the write itself at thousands per second."""
+    folder = os.fspath(images_dir)
     paths, total = [], 0
     for i, image in enumerate(images):
         name = image_name(job_id, i, image.ext)
-        final = images_dir / name
-        tmp = images_dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(image.data)
+        final = f"{folder}/{name}"
+        tmp = f"{folder}/.{name}.tmp"
+        fd = os.open(tmp, _CREATE, 0o644)
+        try:
+            _write_all(fd, image.data)
+        finally:
+            os.close(fd)
         os.replace(tmp, final)
         paths.append(f"images/{name}")
         total += len(image.data)
     return paths, total
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -142,7 +142,12 @@ async def _produce(jobs: Iterator[Job], send: MemoryObjectSendStream[Job], contr
                 if control.stopping:
                     return
                 try:
-                    await send.send(job)
+                    # no checkpoint per job while the channel has room (anyio's send()
+                    # yields to the loop on every call): waits only when it is full
+                    try:
+                        send.send_nowait(job)
+                    except anyio.WouldBlock:
+                        await send.send(job)
                 except anyio.BrokenResourceError:
                     return  # every worker has stopped
 
@@ -154,7 +159,18 @@ async def _work(
     on_progress: Callable[[PoolTally], None] | None,
 ) -> None:
     async with receive:
-        async for job in receive:
+        while True:
+            # a worker yields on every request anyway: take the next job without the extra
+            # checkpoint of receive() unless the channel is empty
+            try:
+                job = receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    job = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
             if runner.control.stopping:
                 return  # the job gets no row: never attempted, still pending
             tally.taken += 1
