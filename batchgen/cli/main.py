@@ -1,4 +1,10 @@
-"""The `batchgen` command: run, resume, plan, report, jobs, sim."""
+"""The `batchgen` command: run, resume, plan, report, jobs, sim.
+
+Building the parser imports only the subcommands' flag definitions: what a subcommand needs
+to run (aiohttp, pyarrow, the simulator, matplotlib) is imported inside its ``cmd_*``, so
+`batchgen --help` and a `run` start without paying for the other commands (and tests/
+test_startup.py keeps it that way).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from batchgen import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from batchgen.cli import plan, report, run
+    from batchgen.cli.common import add_sim_arguments
 
     parser = argparse.ArgumentParser(
         prog="batchgen",
@@ -24,11 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.register(sub)
     _register_optional(sub, "batchgen.cli.export")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
-    from batchgen.sim.cli import add_sim_arguments, main_sim
-
     add_sim_arguments(sim)
-    sim.set_defaults(func=main_sim)
+    sim.set_defaults(func=_main_sim)
     return parser
+
+
+def _main_sim(args: argparse.Namespace) -> int:
+    from batchgen.sim.cli import main_sim
+
+    return main_sim(args)
 
 
 def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:  # type: ignore[type-arg]

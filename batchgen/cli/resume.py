@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import anyio
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from batchgen.cli.common import (
     EXIT_OK,
@@ -25,18 +22,10 @@ from batchgen.cli.common import (
     pool_values,
     resolve_connection,
 )
-from batchgen.cli.prepare import (
-    JobFileProblems,
-    check_job_file,
-    load_prices,
-    make_budget,
-    show_quote_and_confirm,
-)
 from batchgen.cli.run import make_sim_config, sim_settings
-from batchgen.cli.session import SessionPlan, execute, finish, make_console
-from batchgen.jobs import iter_jobs, sha256_file
-from batchgen.rundir import RunDir, RunDirError, redact_argv
-from batchgen.runlog.files import compact_all
+
+if TYPE_CHECKING:
+    from batchgen.rundir import RunDir
 
 
 def register(subparsers: Any) -> None:
@@ -66,6 +55,10 @@ def _namespace_with(args: argparse.Namespace, recorded: dict[str, Any]) -> argpa
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from batchgen.cli.prepare import JobFileProblems
+    from batchgen.cli.session import make_console
+    from batchgen.rundir import RunDir, RunDirError
+
     console = make_console()
     err = make_console(stderr=True)
     rundir = RunDir(args.run_dir)
@@ -86,12 +79,25 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: Any) -> int:
-    # the log readers (pyarrow.dataset) load here, not when the CLI builds its parser
+    # the log readers (pyarrow.dataset), the pool and aiohttp load here, not when the CLI
+    # builds its parser
+    import anyio
+
+    from batchgen.cli.prepare import (
+        check_job_file,
+        load_prices,
+        make_budget,
+        show_quote_and_confirm,
+    )
+    from batchgen.cli.session import SessionPlan, execute, finish
+    from batchgen.jobs import iter_jobs, sha256_file
     from batchgen.recovery import (
         adopt_orphans,
         record_crashed_inflight,
         remove_torn_images,
     )
+    from batchgen.rundir import redact_argv
+    from batchgen.runlog.files import compact_all
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.state import job_states, remaining
@@ -189,6 +195,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _spent_so_far(rundir: RunDir) -> float:
+    import pyarrow.compute as pc
+
     from batchgen.runlog.reader import read_log
 
     table = read_log(rundir.path, ["cost_usd"])

@@ -10,9 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from batchgen.cli.common import (
     EXIT_USAGE,
@@ -22,17 +20,10 @@ from batchgen.cli.common import (
     pool_values,
     resolve_connection,
 )
-from batchgen.cli.prepare import (
-    JobFileProblems,
-    check_job_file,
-    load_prices,
-    make_budget,
-    show_quote_and_confirm,
-)
-from batchgen.cli.session import SessionPlan, execute, finish, make_console
-from batchgen.jobs import iter_jobs
-from batchgen.rundir import RunDir, RunDirError, redact_argv
-from batchgen.runlog.jobindex import IndexBuilder, write_index
+
+if TYPE_CHECKING:
+    from batchgen.rundir import RunDir
+    from batchgen.runlog.jobindex import IndexBuilder
 
 
 def register(subparsers: Any) -> None:
@@ -59,6 +50,22 @@ def sim_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
+    # the parser is built for another command
+    import anyio
+
+    from batchgen.cli.prepare import (
+        JobFileProblems,
+        check_job_file,
+        load_prices,
+        make_budget,
+        show_quote_and_confirm,
+    )
+    from batchgen.cli.session import SessionPlan, execute, finish, make_console
+    from batchgen.jobs import iter_jobs
+    from batchgen.rundir import RunDir, RunDirError, redact_argv
+    from batchgen.runlog.jobindex import IndexBuilder
+
     console = make_console()
     err = make_console(stderr=True)
     try:
@@ -129,6 +136,8 @@ def _store_index(
 ) -> None:
     """Keep the job file's index for resume; without it resume rescans the file (slower)."""
     import pyarrow as pa
+
+    from batchgen.runlog.jobindex import write_index
 
     try:
         write_index(rundir.state_dir, index.table(), job_sha256, defaults)
