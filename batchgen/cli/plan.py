@@ -9,18 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
+from batchgen.money.cli_args import add_money_arguments
 
-from batchgen.jobs import Job, JobFileError, Problem, iter_jobs, validate_file
-from batchgen.money.cli_args import add_money_arguments, prices_from_args
-from batchgen.money.constraints import check_job
-from batchgen.money.load import PricesError
-from batchgen.money.quote import Quote, quote
-from batchgen.money.render import quote_renderable, quote_to_dict, usd
-from batchgen.money.table import PriceTable
+if TYPE_CHECKING:
+    from batchgen.jobs import Job, Problem
+    from batchgen.money.quote import Quote
+    from batchgen.money.table import PriceTable
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 2
@@ -68,6 +65,12 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    # the reader, the price table and rich load when a plan is made, not for `batchgen run`
+    from batchgen.jobs import validate_file
+    from batchgen.money.cli_args import prices_from_args
+    from batchgen.money.load import PricesError
+    from batchgen.money.quote import Quoter
+
     out = stdout or sys.stdout
     try:
         prices = prices_from_args(args)
@@ -75,24 +78,25 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     defaults = {k: getattr(args, k, None) for k in ("model", "size", "quality", "n")}
+    model_problems: list[Problem] = []
+    counts = {"model": 0}
+    quoter = Quoter(prices, assume_latency=args.assume_latency)
     try:
-        validation = validate_file(args.jobfile, defaults, max_errors=args.max_problems)
+        # one pass: shape checks, model checks and the quote (dropped if the shape is wrong)
+        validation = validate_file(
+            args.jobfile, defaults, max_errors=args.max_problems,
+            on_job=_checker(prices, args, model_problems, counts, quoter.add),
+        )  # fmt: skip
     except ValueError as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     shape = list(validation.problems)
-    model_problems: list[Problem] = []
-    counts = {"model": 0}
     result: Quote | None = None
     if validation.ok:
-        jobs = _checked(iter_jobs(args.jobfile, defaults), prices, args, model_problems, counts)
-        try:
-            result = quote(
-                jobs, prices, rpm=args.rpm, ipm=args.ipm,
-                concurrency=args.concurrency, assume_latency=args.assume_latency,
-            )
-        except JobFileError as exc:  # the file changed between the two passes
-            shape.append(exc.problem)
+        result = quoter.result(rpm=args.rpm, ipm=args.ipm, concurrency=args.concurrency)
+    else:
+        model_problems.clear()
+        counts["model"] = 0
     total = validation.problem_count + counts["model"]
     if args.output_format == "json":
         _print_json(out, args, shape + model_problems, total, result)
@@ -101,20 +105,27 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     return EXIT_PROBLEMS if total or result is None else EXIT_OK
 
 
-def _checked(
-    jobs: Iterator[Job],
+def _checker(
     prices: PriceTable,
     args: argparse.Namespace,
     problems: list[Problem],
     counts: dict[str, int],
-) -> Iterator[Job]:
-    """Pass jobs through to the quote, noting (a bounded number of) constraint problems."""
-    for job in jobs:
+    then: Callable[[Job], None],
+) -> Callable[[Job], None]:
+    """Note (a bounded number of) each job's constraint problems, then pass it on."""
+    from batchgen.jobs import Problem
+    from batchgen.money.constraints import check_job
+
+    where = str(args.jobfile)
+
+    def check(job: Job) -> None:
         for message in check_job(prices, job):
             counts["model"] += 1
             if len(problems) < args.max_problems:
-                problems.append(Problem(str(args.jobfile), job.line, message))
-        yield job
+                problems.append(Problem(where, job.line, message))
+        then(job)
+
+    return check
 
 
 def _print_text(
@@ -140,6 +151,10 @@ def _print_text(
         return
     if result is None:
         return
+    from rich.console import Console
+
+    from batchgen.money.render import quote_renderable
+
     console = Console(file=out, width=None if out.isatty() else 110)
     console.print(quote_renderable(result))
     if args.max_cost is not None:
@@ -149,6 +164,8 @@ def _print_text(
 
 
 def _cap_sentence(result: Quote, cap: float) -> str:
+    from batchgen.money.render import usd
+
     if result.high_usd <= cap:
         return f"--max-cost {usd(cap)}: the whole batch fits even at its dearest ({usd(result.high_usd)})."
     if result.expected_usd <= cap:
@@ -166,6 +183,8 @@ def _cap_sentence(result: Quote, cap: float) -> str:
 def _print_json(
     out: TextIO, args: argparse.Namespace, problems: list[Problem], total: int, result: Quote | None
 ) -> None:
+    from batchgen.money.render import quote_to_dict
+
     document = {
         "file": args.jobfile,
         "problems": [{"file": p.file, "line": p.line, "message": p.message} for p in problems],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from batchgen.cli.common import UsageError
-from batchgen.jobs import Job, JobFileError, Problem, iter_jobs, validate_file
+from batchgen.jobs import Job, Problem, validate_file
 from batchgen.money import (
     Budget,
     BudgetError,
@@ -21,10 +20,10 @@ from batchgen.money import (
     PricesError,
     Quote,
     check_job,
-    quote,
     worst_case_usd,
 )
 from batchgen.money.cli_args import confirm, prices_from_args
+from batchgen.money.quote import Quoter
 from batchgen.money.render import quote_renderable
 
 if TYPE_CHECKING:
@@ -68,12 +67,33 @@ def check_job_file(
     concurrency: int | None = None,
     index: IndexBuilder | None = None,
 ) -> Checked:
-    """Validate shape, then model constraints and the quote in one streamed pass.
+    """Validate shape, model constraints and the quote in one streamed pass over the file.
 
     ``only``: quote just these job ids (resume), while every line is still validated.
-    ``index``: also collect every job's (id, fingerprint, line) there, for resume."""
+    ``index``: also collect every job's (id, fingerprint, line) there, for resume.
+
+    Shape problems (from the reader) win: when there are any, the model problems and the
+    quote gathered alongside are dropped, as if the file had stopped at validation."""
+    problems: list[Problem] = []
+    counted = [0]
+    cheapest = [math.inf]
+    quoter = Quoter(prices)
+    add_to_quote = quoter.add
+    where = str(path)
+
+    def visit(job: Job) -> None:
+        if index is not None:
+            index.add(job.id, job.fingerprint, job.line)
+        for message in check_job(prices, job):
+            counted[0] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(Problem(where, job.line, message))
+        if only is None or job.id in only:
+            cheapest[0] = min(cheapest[0], worst_case_usd(prices, job) or 0.0)
+            add_to_quote(job)
+
     try:
-        validation = validate_file(path, defaults, max_errors=MAX_PROBLEMS)
+        validation = validate_file(path, defaults, max_errors=MAX_PROBLEMS, on_job=visit)
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from exc
     if not validation.ok:
@@ -81,34 +101,13 @@ def check_job_file(
         if validation.problem_count > len(lines):
             lines.append(f"... and {validation.problem_count - len(lines)} more problems")
         raise JobFileProblems(lines)
-    problems: list[Problem] = []
-    counted = [0]
-    cheapest = [math.inf]
-
-    def checked(jobs: Iterator[Job]) -> Iterator[Job]:
-        for job in jobs:
-            if index is not None:
-                index.add(job.id, job.fingerprint, job.line)
-            for message in check_job(prices, job):
-                counted[0] += 1
-                if len(problems) < MAX_PROBLEMS:
-                    problems.append(Problem(str(path), job.line, message))
-            if only is None or job.id in only:
-                cheapest[0] = min(cheapest[0], worst_case_usd(prices, job) or 0.0)
-                yield job
-
-    try:
-        result = quote(
-            checked(iter_jobs(path, defaults)), prices, rpm=rpm, ipm=ipm, concurrency=concurrency
-        )
-    except JobFileError as exc:
-        raise JobFileProblems([str(exc.problem)]) from exc
     if counted[0]:
         lines = [str(p) for p in problems]
         if counted[0] > len(lines):
             lines.append(f"... and {counted[0] - len(lines)} more problems")
         lines.append("check the model's sizes, qualities and n (`batchgen plan` shows the quote)")
         raise JobFileProblems(lines)
+    result = quoter.result(rpm=rpm, ipm=ipm, concurrency=concurrency)
     floor = 0.0 if math.isinf(cheapest[0]) else cheapest[0]
     return Checked(validation.jobs, validation.images, validation.sha256, result, floor)
 

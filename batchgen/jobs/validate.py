@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,12 +222,18 @@ def validate_file(
     *,
     max_errors: int = 20,
     fmt: str | None = None,
+    on_job: Callable[[Job], None] | None = None,
 ) -> Validation:
     """Check the whole file (one streaming pass) and count its jobs and images.
 
     ``defaults`` (model/size/quality/n from the command line; None values ignored) fill what a
     job leaves out. ``fmt`` forces a format instead of detecting it. Raises ValueError only
-    for bad defaults; everything wrong with the file is a Problem."""
+    for bad defaults; everything wrong with the file is a Problem.
+
+    ``on_job`` sees every job as the scan reaches it — the jobs ``iter_jobs`` would yield,
+    in the same order — so a caller can quote or index the file in this same pass instead of
+    reading it twice. It runs before the rest of the file is checked: when the result is not
+    ``ok``, discard what it collected."""
     path = Path(path)
     given = check_defaults(defaults)
     resolved = _resolve_format(path, fmt)
@@ -244,6 +250,8 @@ def validate_file(
         if isinstance(item, Job):
             jobs += 1
             images += item.n
+            if on_job is not None:
+                on_job(item)
             if unknown := item.body.keys() - API_FIELDS - unknown_seen:
                 unknown_seen |= unknown
                 warnings.extend(

@@ -88,6 +88,67 @@ class _Group:
     priced: bool = True
 
 
+class Quoter:
+    """The quote built one job at a time: ``add`` each job, then ``result``. For a caller that
+    sees the jobs inside another pass over the file (``validate_file(on_job=...)``), so the
+    file is read once; :func:`quote` is the same over an iterable."""
+
+    __slots__ = ("_assume", "_groups", "_images", "_latency_sum", "_prices", "_requests")
+
+    def __init__(self, prices: PriceTable, *, assume_latency: float | None = None) -> None:
+        self._prices = prices
+        self._assume = assume_latency
+        self._groups: dict[tuple[str, str, str], _Group] = {}
+        self._latency_sum = 0.0
+        self._requests = 0
+        self._images = 0
+
+    def add(self, job: Job) -> None:
+        prices = self._prices
+        key = (str(job.model or "(none)"), str(job.quality or AUTO), str(job.size or AUTO))
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        estimate = estimate_job(prices, job)
+        group.jobs += 1
+        group.images += job.n
+        if estimate is None:
+            group.priced = False
+        else:
+            group.low += estimate.low
+            group.expected += estimate.expected
+            group.high += estimate.high
+        self._requests += 1
+        self._images += job.n
+        self._latency_sum += _latency(prices, job.model, self._assume)
+
+    def result(
+        self,
+        *,
+        rpm: float | None = None,
+        ipm: float | None = None,
+        concurrency: int | None = None,
+    ) -> Quote:
+        prices = self._prices
+        lines = tuple(_line(prices, key, g) for key, g in sorted(self._groups.items()))
+        priced = [line for line in lines if line.cost_source != SOURCE_UNKNOWN]
+        unknown = {line.model for line in lines if line.cost_source == SOURCE_UNKNOWN}
+        return Quote(
+            lines=lines,
+            jobs=self._requests,
+            images=self._images,
+            low_usd=math.fsum(line.low_usd or 0.0 for line in priced),
+            expected_usd=math.fsum(line.expected_usd or 0.0 for line in priced),
+            high_usd=math.fsum(line.high_usd or 0.0 for line in priced),
+            wall=min_wall_time(
+                self._requests, self._images, self._latency_sum,
+                rpm=rpm, ipm=ipm, concurrency=concurrency,
+            ),  # fmt: skip
+            unknown_models=tuple(sorted(unknown)),
+            price_files=prices.files,
+        )
+
+
 def quote(
     jobs: Iterable[Job],
     prices: PriceTable,
@@ -98,37 +159,11 @@ def quote(
     assume_latency: float | None = None,
 ) -> Quote:
     """Cost and minimum wall time of ``jobs`` (consumed once, streamed)."""
-    groups: dict[tuple[str, str, str], _Group] = {}
-    latency_sum = 0.0
-    requests = images = 0
+    quoter = Quoter(prices, assume_latency=assume_latency)
+    add = quoter.add
     for job in jobs:
-        key = (str(job.model or "(none)"), str(job.quality or AUTO), str(job.size or AUTO))
-        group = groups.setdefault(key, _Group())
-        estimate = estimate_job(prices, job)
-        group.jobs += 1
-        group.images += job.n
-        if estimate is None:
-            group.priced = False
-        else:
-            group.low += estimate.low
-            group.expected += estimate.expected
-            group.high += estimate.high
-        requests += 1
-        images += job.n
-        latency_sum += _latency(prices, job.model, assume_latency)
-    lines = tuple(_line(prices, key, g) for key, g in sorted(groups.items()))
-    priced = [line for line in lines if line.cost_source != SOURCE_UNKNOWN]
-    return Quote(
-        lines=lines,
-        jobs=requests,
-        images=images,
-        low_usd=math.fsum(line.low_usd or 0.0 for line in priced),
-        expected_usd=math.fsum(line.expected_usd or 0.0 for line in priced),
-        high_usd=math.fsum(line.high_usd or 0.0 for line in priced),
-        wall=min_wall_time(requests, images, latency_sum, rpm=rpm, ipm=ipm, concurrency=concurrency),
-        unknown_models=tuple(sorted({line.model for line in lines if line.cost_source == SOURCE_UNKNOWN})),
-        price_files=prices.files,
-    )
+        add(job)
+    return quoter.result(rpm=rpm, ipm=ipm, concurrency=concurrency)
 
 
 def min_wall_time(
