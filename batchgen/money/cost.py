@@ -126,16 +126,19 @@ def estimate_job(prices: PriceTable, job: Job) -> Estimate | None:
             return None
         flat = prices.fallback_per_image * job.n
         return Estimate(flat, flat, flat)
-    input_tokens = quoted_input_tokens(job.prompt)
-    known = _output_costs(prices, entry, job)
+    known, expected_out = _costs(prices, entry, job)
     if not known:
         return None
-    text_in = _text_input_usd(entry, input_tokens)
-    expected = _one_request(
-        entry, job, assumed_quality(entry, job.quality), _expected_size(entry, job), input_tokens
+    high_out = max(known)
+    if entry.billing != "tokens":
+        expected = expected_out if expected_out is not None else high_out
+        return Estimate(min(known), expected, high_out)
+    # only the prompt's text varies between the jobs of one model × quality × size × n
+    text_in = entry.text_input_usd(quoted_input_tokens(job.prompt))
+    high = text_in + high_out
+    return Estimate(
+        text_in + min(known), text_in + expected_out if expected_out is not None else high, high
     )
-    high = text_in + max(known)
-    return Estimate(text_in + min(known), expected if expected is not None else high, high)
 
 
 def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
@@ -150,23 +153,35 @@ def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
 
 
 # (id(prices), model, quality, size, n) -> (prices, output cost of each candidate quality ×
-# size). A job file has a handful of distinct combinations; the quote and the budget ask the
-# same question for every job. The table is kept in the value so a reused id never matches.
-_OUTPUT_CACHE: dict[tuple[Any, ...], tuple[PriceTable, tuple[float, ...]]] = {}
+# size, expected output cost). A job file has a handful of distinct combinations; the quote
+# and the budget ask the same question for every job. The table is kept in the value so a
+# reused id never matches.
+_OUTPUT_CACHE: dict[tuple[Any, ...], tuple[PriceTable, tuple[float, ...], float | None]] = {}
 
 
 def _output_costs(prices: PriceTable, entry: ModelPrice, job: Job) -> tuple[float, ...]:
     """What the images of ``job`` cost under each quality × size it may be billed as."""
+    return _costs(prices, entry, job)[0]
+
+
+def _costs(
+    prices: PriceTable, entry: ModelPrice, job: Job
+) -> tuple[tuple[float, ...], float | None]:
+    """The candidates' output costs, and the output cost at the quote's assumed quality ×
+    size (None when the table has no price for it): the parts of a job's cost that do not
+    depend on its prompt."""
     key = (id(prices), job.model, job.quality, job.size, job.n)
     hit = _OUTPUT_CACHE.get(key)
     if hit is not None and hit[0] is prices:
-        return hit[1]
+        return hit[1], hit[2]
     options = (_one_request(entry, job, q, s, 0) for q, s in _candidates(entry, job))
     costs = tuple(c for c in options if c is not None)
+    quality, size = assumed_quality(entry, job.quality), _expected_size(entry, job)
+    expected = _output_only(entry, job, quality, size)
     if len(_OUTPUT_CACHE) >= 4096:
         _OUTPUT_CACHE.clear()
-    _OUTPUT_CACHE[key] = (prices, costs)
-    return costs
+    _OUTPUT_CACHE[key] = (prices, costs, expected)
+    return costs, expected
 
 
 def _text_input_usd(entry: ModelPrice, tokens: int) -> float:
@@ -199,6 +214,15 @@ def _priced_size(entry: ModelPrice, size: str | None) -> bool:
     if entry.billing == "tokens":
         return entry.image_output_tokens(quality, str(size)) is not None
     return entry.image_price(quality, str(size)) is not None
+
+
+def _output_only(entry: ModelPrice, job: Job, quality: str, size: str) -> float | None:
+    """The images' part of :func:`_one_request` (its text input is added per job)."""
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(quality, size)
+        return None if tokens is None else entry.image_output_usd(tokens) * job.n
+    price = entry.image_price(quality, size)
+    return None if price is None else price * job.n
 
 
 def _one_request(
