@@ -5,6 +5,11 @@ same work in the same run, one after the other against one simulator process: th
 loop (the floor), the official SDK with a semaphore, and ``batchgen run`` (with its Parquet log).
 Each round runs all three; ratios are taken within a round and the median over rounds kept.
 
+The judged round writes images (and batchgen's run dir) to a memory filesystem, so the figure
+is the clients' own cost (bench/storage.py says why); a second round writes to the disk under
+the work dir and is shown beside it, untargeted. Without a memory filesystem the judged round
+runs on the disk and says so.
+
 Two throughputs per client: whole process (start to exit, what a user waits for, imports
 and batchgen's validation and quote included) and steady state (the simulator's first to last
 accepted request, start-up excluded).
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +28,30 @@ from bench.clients import count_files, run_baseline, run_batchgen
 from bench.jobfiles import write_jobs
 from bench.metrics import Figure, Target, median, window_rate
 from bench.simproc import SimProcess
+from bench.storage import fs_type, memory_root
 
 JOBS = 5_000
 IMAGE_KB = 48
 CONCURRENCY = 64
 CLIENTS = ("aiohttp", "openai", "batchgen")
+Round = dict[str, dict[str, Any]]
 
 
-def _one(client: str, jobfile: Path, sim: SimProcess, work: Path, jobs: int) -> dict[str, Any]:
+def _one(client: str, jobfile: Path, sim: SimProcess, out: Path, jobs: int) -> dict[str, Any]:
     # each client writes ~240 MB: flush the last one's dirty pages first, or the kernel's
     # writeback throttling bills the previous client's files to this one
     os.sync()
     sim.reset()
-    out = work / client
-    if client == "batchgen":
-        measured = run_batchgen(jobfile, sim.base_url, out, concurrency=CONCURRENCY)
-        written = count_files(out / "images")
-    else:
-        measured = run_baseline(client, jobfile, sim.base_url, out, concurrency=CONCURRENCY)
-        written = count_files(out)
+    try:
+        if client == "batchgen":
+            measured = run_batchgen(jobfile, sim.base_url, out, concurrency=CONCURRENCY)
+            written = count_files(out / "images")
+        else:
+            measured = run_baseline(client, jobfile, sim.base_url, out, concurrency=CONCURRENCY)
+            written = count_files(out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # 5,000 × 48 KB per client: keep room
     stats = sim.stats()
-    shutil.rmtree(out, ignore_errors=True)  # 5,000 × 48 KB per client: keep the disk free
     if written != jobs or stats["outcomes"].get("ok") != jobs:
         msg = (f"bench overhead: {client} wrote {written} images for {jobs} jobs "
                f"(simulator outcomes {stats['outcomes']}); the comparison needs equal work")
@@ -50,49 +59,76 @@ def _one(client: str, jobfile: Path, sim: SimProcess, work: Path, jobs: int) -> 
     return {
         "wall_s": measured.wall_s,
         "cpu_s": measured.cpu_s,
+        "sys_s": measured.sys_s,
         "peak_rss_mb": measured.peak_rss_mb,
         "images_per_s": jobs / measured.wall_s,
         "steady_images_per_s": window_rate(stats["accepted"], images=True) / 60.0,
     }
 
 
+def _round(jobfile: Path, sim: SimProcess, where: Path, jobs: int) -> Round:
+    where.mkdir(parents=True, exist_ok=True)
+    return {c: _one(c, jobfile, sim, where / c, jobs) for c in CLIENTS}
+
+
 def bench_overhead(
-    root: Path, *, jobs: int = JOBS, rounds: int = 1
+    root: Path, *, jobs: int = JOBS, rounds: int = 1, disk_round: bool = True
 ) -> tuple[list[Figure], dict[str, Any]]:
     jobfile = write_jobs(root / "overhead.jsonl", jobs)
-    per_round: list[dict[str, dict[str, Any]]] = []
+    memory = memory_root()
+    judged: list[Round] = []
+    on_disk: list[Round] = []
     with SimProcess(image_kb=IMAGE_KB) as sim:
         for _ in range(rounds):
-            per_round.append({c: _one(c, jobfile, sim, root / c, jobs) for c in CLIENTS})
-
-    def ratio_median(key: str, a: str, b: str) -> float | None:
-        return median([r[a][key] / r[b][key] for r in per_round])
-
-    def value_median(client: str, key: str) -> float | None:
-        return median([r[client][key] for r in per_round])
-
-    note = f"{jobs:,} jobs, {IMAGE_KB} KB images, concurrency {CONCURRENCY}"
+            if memory is None:
+                judged.append(_round(jobfile, sim, root / "out", jobs))
+                continue
+            with tempfile.TemporaryDirectory(prefix="batchgen-bench-", dir=memory) as tmp:
+                judged.append(_round(jobfile, sim, Path(tmp), jobs))
+            if disk_round:
+                on_disk.append(_round(jobfile, sim, root / "out", jobs))
+    where = f"files on {fs_type(memory)}" if memory else f"files on disk ({fs_type(root)})"
+    note = f"{jobs:,} jobs, {IMAGE_KB} KB images, concurrency {CONCURRENCY}, {where}"
     figures = [
-        Figure("batchgen / bare aiohttp, images/s", ratio_median("images_per_s", "batchgen",
-               "aiohttp"), Target(">=", 0.8), "×", note + ", whole process"),
-        Figure("batchgen / openai SDK, images/s", ratio_median("images_per_s", "batchgen",
-               "openai"), Target(">=", 2.5), "×", "whole process"),
-        Figure("  steady state: batchgen / bare", ratio_median("steady_images_per_s",
-               "batchgen", "aiohttp"), unit="×", note="first to last accepted request"),
-        Figure("  steady state: batchgen / SDK", ratio_median("steady_images_per_s",
-               "batchgen", "openai"), unit="×"),
+        Figure("batchgen / bare aiohttp, images/s", _ratio(judged, "images_per_s", "aiohttp"),
+               Target(">=", 0.8), "×", note + ", whole process"),
+        Figure("batchgen / openai SDK, images/s", _ratio(judged, "images_per_s", "openai"),
+               Target(">=", 2.5), "×", "whole process"),
+        Figure("  steady state: batchgen / bare", _ratio(judged, "steady_images_per_s",
+               "aiohttp"), unit="×", note="first to last accepted request"),
+        Figure("  steady state: batchgen / SDK", _ratio(judged, "steady_images_per_s",
+               "openai"), unit="×"),
+        *_client_figures(judged, jobs, ""),
     ]  # fmt: skip
-    for client in CLIENTS:
-        figures.append(Figure(f"  {client}: images/s (CPU ms/image)",
-                              value_median(client, "images_per_s"), unit="img/s",
-                              note=f"{1000 * (value_median(client, 'cpu_s') or 0) / jobs:.2f} "
-                                   "ms CPU per image"))  # fmt: skip
-    return figures, {"rounds": per_round}
+    if on_disk:
+        disk = f"on disk ({fs_type(root)})"
+        figures += [
+            Figure(f"  {disk}: batchgen / bare", _ratio(on_disk, "images_per_s", "aiohttp"),
+                   unit="×", note="whole process; not judged: the disk sets the pace"),
+            Figure(f"  {disk}: batchgen / SDK", _ratio(on_disk, "images_per_s", "openai"),
+                   unit="×", note="whole process"),
+            *_client_figures(on_disk, jobs, f"{disk}: "),
+        ]  # fmt: skip
+    return figures, {"rounds": judged, "disk_rounds": on_disk, "judged_on": where}
+
+
+def _ratio(rounds: list[Round], key: str, baseline: str) -> float | None:
+    return median([r["batchgen"][key] / r[baseline][key] for r in rounds])
+
+
+def _client_figures(rounds: list[Round], jobs: int, prefix: str) -> list[Figure]:
+    def per_image_ms(client: str, key: str) -> float:
+        return 1000 * (median([r[client][key] for r in rounds]) or 0.0) / jobs
+
+    return [
+        Figure(f"  {prefix}{client}: images/s", median([r[client]["images_per_s"] for r in rounds]),
+               unit="img/s", note=f"{per_image_ms(client, 'cpu_s'):.2f} ms CPU per image, "
+                                  f"{per_image_ms(client, 'sys_s'):.2f} of it in the kernel")
+        for client in CLIENTS
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         figs, details = bench_overhead(Path(tmp))
         print(json.dumps([f.as_dict() for f in figs], indent=1))

@@ -26,6 +26,7 @@ class Measured:
     returncode: int
     wall_s: float
     cpu_s: float  # user + system
+    sys_s: float  # system (kernel) time alone: file writes show up here
     peak_rss_mb: float
     stdout: str
     stderr: str
@@ -58,6 +59,7 @@ def run_measured(
             returncode=os.waitstatus_to_exitcode(status),
             wall_s=wall,
             cpu_s=usage.ru_utime + usage.ru_stime,
+            sys_s=usage.ru_stime,
             # KiB, as Linux reports both; ru_maxrss only when the child ended before one poll
             peak_rss_mb=(hwm_kb or usage.ru_maxrss) / 1024.0,
             stdout=out.read(),

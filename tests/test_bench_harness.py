@@ -18,6 +18,7 @@ from bench.proc import run_measured
 from bench.report import Outcome, fmt_target, fmt_value, write_results
 from bench.scale import make_resume_case, time_resume
 from bench.simproc import SimProcess
+from bench.storage import MEMORY_FS, fs_type, memory_root
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -106,6 +107,22 @@ def test_peak_rss_and_cpu_belong_to_the_child_measured() -> None:
     assert small.peak_rss_mb < 60
     assert 70 < big.peak_rss_mb - small.peak_rss_mb < 100
     assert small.cpu_s >= 0.3
+
+
+def test_kernel_time_of_the_child_is_measured_apart() -> None:
+    # 400,000 one-byte os.write calls to /dev/null: system time, next to no user-level work
+    writes = run_measured([sys.executable, "-c", "import os\nfd = os.open(os.devnull, os.O_WRONLY)"
+                           "\nfor _ in range(400_000): os.write(fd, b'x')"])  # fmt: skip
+    assert writes.returncode == 0
+    assert 0 < writes.sys_s <= writes.cpu_s
+
+
+def test_fs_type_names_the_mount_that_holds_a_path() -> None:
+    assert fs_type(Path("/proc/self")) == "proc"
+    assert fs_type(Path("/")) not in ("?", "proc")
+    root = memory_root()
+    if root is not None:  # benchmark 3's judged round writes there: it must be memory
+        assert fs_type(root) in MEMORY_FS
 
 
 def test_a_failing_child_is_reported_with_its_output() -> None:
