@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from batchgen.runlog.fsio import fsync_dir
+from batchgen.runlog.table import ints_from_buffers, strings_from_buffers
 
 INDEX_NAME = "job-index.parquet"
 SCHEMA = pa.schema([("job_id", pa.string()), ("job_fp", pa.string()), ("line", pa.int64())])
@@ -58,8 +59,10 @@ class IndexBuilder:
 
     def _flush(self) -> None:
         if self._ids:
-            arrays = [pa.array(self._ids, pa.string()), pa.array(self._fps, pa.string()),
-                      pa.array(self._lines, pa.int64())]  # fmt: skip
+            # from buffers, not pa.array: that would import pandas (see runlog/table.py)
+            arrays = [strings_from_buffers(self._ids, has_none=False),
+                      strings_from_buffers(self._fps, has_none=False),
+                      ints_from_buffers(self._lines, 64, has_none=False)]  # fmt: skip
             self._chunks.append(pa.RecordBatch.from_arrays(arrays, schema=SCHEMA))
             self._ids, self._fps, self._lines = [], [], []
 
@@ -88,7 +91,10 @@ def write_index(
 
     path = index_path(state_dir)
     meta = {_SHA_KEY: job_sha256.encode(), _DEFAULTS_KEY: defaults_key(defaults).encode()}
-    table = table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(meta)
+    table = table.select(SCHEMA.names)
+    if not table.schema.equals(SCHEMA, check_metadata=False):
+        table = table.cast(SCHEMA)  # loads pyarrow.compute: not for IndexBuilder's tables
+    table = table.replace_schema_metadata(meta)
     tmp = path.with_name(f".{path.name}.tmp")
     # ids and fingerprints are unique: no dictionary. zstd halves the hex (75 → 35 MB for
     # 1M jobs) and still reads back in <0.1 s
