@@ -1,0 +1,146 @@
+"""What `batchgen` loads before it does anything: building the parser imports no provider,
+pool, log or simulator code, and a whole `run` never imports pandas (pyarrow would, at its
+first conversion of a Python list, if the log's columns were built with ``pa.array``).
+
+These check modules, not timings: a timing test would be flaky on a shared machine, while an
+eager import that comes back shows up in ``sys.modules`` every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from batchgen.cli import common
+from tests.runhelpers import (
+    MODEL_FLAGS,
+    SECRET_KEY,
+    cli_env,
+    log_table,
+    sim_flags,
+    write_jsonl_jobs,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+# what none of the subcommands needs to register its flags
+HEAVY = ("aiohttp", "anyio", "pyarrow", "pandas", "numpy", "batchgen.sim", "matplotlib", "PIL")
+
+
+def _in_child(code: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return the JSON it
+    prints last."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_building_the_parser_imports_nothing_heavy() -> None:
+    loaded = _in_child(
+        "import json, sys\n"
+        "import batchgen.cli.main as m\n"
+        "p = m.build_parser()\n"
+        "for argv in (['run', 'x.jsonl', '--sim-rpm', '5'], ['resume', 'runs/x'],\n"
+        "             ['plan', 'x.jsonl'], ['report', 'runs/x'], ['jobs', 'r', '--status', 'ok'],\n"
+        "             ['sim', '--port', '0']):\n"
+        "    p.parse_args(argv)\n"
+        f"print(json.dumps([n for n in {HEAVY!r} if n in sys.modules]))\n"
+    )
+    assert loaded == [], f"building the parser imported {loaded}: import them in cmd_*"
+
+
+def test_help_of_every_command_still_works_without_them() -> None:
+    for argv in ([], ["run"], ["resume"], ["plan"], ["report"], ["jobs"], ["sim"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "batchgen", *argv, "--help"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, (argv, proc.stderr[-2000:])
+        assert proc.stdout.startswith("usage: batchgen"), argv
+    run_help = subprocess.run(
+        [sys.executable, "-m", "batchgen", "run", "--help"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert "--sim-latency" in run_help and "--max-cost" in run_help and "--rpm" in run_help
+
+
+def _actions(add: Any, prefix: str) -> list[tuple[Any, ...]]:
+    parser = argparse.ArgumentParser(prog="x", add_help=False)
+    add(parser, prefix=prefix)
+    return [
+        (a.option_strings, a.dest, a.default, a.type, a.choices, a.help, a.metavar, a.nargs,
+         type(a).__name__, a.container.title)  # fmt: skip
+        for a in parser._actions  # noqa: SLF001 - argparse has no public list of its actions
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["", "sim-"])
+def test_the_sim_flags_copy_matches_the_simulators_own(prefix: str) -> None:
+    from batchgen.sim.cli import add_sim_arguments
+
+    ours, theirs = _actions(common.add_sim_arguments, prefix), _actions(add_sim_arguments, prefix)
+    assert ours == theirs, (
+        "batchgen/sim/cli.py changed its flags: make the same change in "
+        "batchgen/cli/common.py add_sim_arguments (a copy, so the parser needs no simulator)"
+    )
+
+
+def test_copied_constants_match_their_sources() -> None:
+    from batchgen.provider.openai import DEFAULT_BASE_URL
+    from batchgen.sim.runner import LOOPBACK
+
+    assert common.DEFAULT_BASE_URL == DEFAULT_BASE_URL
+    assert common.SIM_LOOPBACK == LOOPBACK
+
+
+def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None:
+    """The job index and every part of the log are built without pyarrow's pandas shim; what
+    pyarrow, pandas and DuckDB read back is still the full log."""
+    sim = make_sim(faults={"server": 0.2}, retry_after_s=0.01, seed=3)
+    jobs = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl", ({"id": f"j{i}", "prompt": f"a kite, no. {i}"} for i in range(25))
+    )
+    run = tmp_path / "run"
+    argv = ["run", str(jobs), "--run-dir", str(run), *sim_flags(sim), *MODEL_FLAGS,
+            "--concurrency", "4", "--max-attempts", "5", "--yes", "--quiet"]  # fmt: skip
+    loaded = _in_child(
+        "import json, sys\n"
+        "from batchgen.cli.main import main\n"
+        f"code = main({argv!r})\n"
+        "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules,\n"
+        "                  'compute': 'pyarrow.compute' in sys.modules}))\n",
+        env=cli_env(),
+    )
+    assert loaded == {"code": 0, "pandas": False, "compute": False}
+    served = sim.stats
+    assert served["server"] > 0  # some retries: rows with nulls and error columns filled
+    rows = log_table(run).to_pylist()
+    assert len(rows) == served.received
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 25 and all(r["image_paths"] and r["finished_at"] for r in ok)
+    failed = [r for r in rows if r["status"] == "error"]
+    assert all(r["error_class"] == "server" and r["http_status"] == 500 for r in failed)
+    frame = log_table(run).to_pandas()
+    assert sorted(frame["job_id"].unique()) == [f"j{i}" for i in sorted(range(25), key=str)]
+    assert frame["finished_at"].dt.tz is not None and frame["finished_at"].notna().all()
+    log_glob = str(run / "log" / "*.parquet")
+    con = duckdb.connect()
+    count, oks = con.execute(
+        f"SELECT count(*), count(*) FILTER (status = 'ok') FROM read_parquet('{log_glob}')"
+    ).fetchone()
+    con.close()
+    assert (count, oks) == (len(rows), 25)
+    index = pq.read_table(run / "state" / "job-index.parquet")
+    assert index.num_rows == 25 and index.column("line").to_pylist() == list(range(1, 26))
+    assert SECRET_KEY not in (run / "run.json").read_text()
