@@ -93,25 +93,29 @@ class Quoter:
     sees the jobs inside another pass over the file (``validate_file(on_job=...)``), so the
     file is read once; :func:`quote` is the same over an iterable."""
 
-    __slots__ = ("_assume", "_groups", "_images", "_latency_sum", "_prices", "_requests")
+    __slots__ = (
+        "_assume", "_groups", "_images", "_latencies", "_latency_sum", "_prices", "_requests",
+    )  # fmt: skip
 
     def __init__(self, prices: PriceTable, *, assume_latency: float | None = None) -> None:
         self._prices = prices
         self._assume = assume_latency
         self._groups: dict[tuple[str, str, str], _Group] = {}
+        self._latencies: dict[str | None, float] = {}  # per model: a table lookup, once
         self._latency_sum = 0.0
         self._requests = 0
         self._images = 0
 
     def add(self, job: Job) -> None:
         prices = self._prices
-        key = (str(job.model or "(none)"), str(job.quality or AUTO), str(job.size or AUTO))
+        model, n = job.model, job.n  # properties that read the body: once each per job
+        key = (str(model or "(none)"), str(job.quality or AUTO), str(job.size or AUTO))
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
         estimate = estimate_job(prices, job)
         group.jobs += 1
-        group.images += job.n
+        group.images += n
         if estimate is None:
             group.priced = False
         else:
@@ -119,8 +123,11 @@ class Quoter:
             group.expected += estimate.expected
             group.high += estimate.high
         self._requests += 1
-        self._images += job.n
-        self._latency_sum += _latency(prices, job.model, self._assume)
+        self._images += n
+        latency = self._latencies.get(model)
+        if latency is None:
+            latency = self._latencies[model] = _latency(prices, model, self._assume)
+        self._latency_sum += latency
 
     def result(
         self,
