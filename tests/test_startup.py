@@ -8,7 +8,6 @@ eager import that comes back shows up in ``sys.modules`` every time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.cli import common
 from tests.runhelpers import (
     MODEL_FLAGS,
     SECRET_KEY,
@@ -31,8 +29,10 @@ from tests.runhelpers import (
 
 pytestmark = pytest.mark.timeout(120)
 
-# what none of the subcommands needs to register its flags
-HEAVY = ("aiohttp", "anyio", "pyarrow", "pandas", "numpy", "batchgen.sim", "matplotlib", "PIL")
+# what none of the subcommands needs to register its flags (batchgen.sim.flags is light; the
+# simulator's server, config and runner are not)
+HEAVY = ("aiohttp", "anyio", "pyarrow", "pandas", "numpy", "batchgen.sim.server",
+         "batchgen.sim.runner", "batchgen.sim.config", "matplotlib", "PIL")
 
 
 def _in_child(code: str, env: dict[str, str] | None = None) -> Any:
@@ -73,35 +73,6 @@ def test_help_of_every_command_still_works_without_them() -> None:
         capture_output=True, text=True, timeout=60,
     ).stdout  # fmt: skip
     assert "--sim-latency" in run_help and "--max-cost" in run_help and "--rpm" in run_help
-
-
-def _actions(add: Any, prefix: str) -> list[tuple[Any, ...]]:
-    parser = argparse.ArgumentParser(prog="x", add_help=False)
-    add(parser, prefix=prefix)
-    return [
-        (a.option_strings, a.dest, a.default, a.type, a.choices, a.help, a.metavar, a.nargs,
-         type(a).__name__, a.container.title)  # fmt: skip
-        for a in parser._actions  # noqa: SLF001 - argparse has no public list of its actions
-    ]
-
-
-@pytest.mark.parametrize("prefix", ["", "sim-"])
-def test_the_sim_flags_copy_matches_the_simulators_own(prefix: str) -> None:
-    from batchgen.sim.cli import add_sim_arguments
-
-    ours, theirs = _actions(common.add_sim_arguments, prefix), _actions(add_sim_arguments, prefix)
-    assert ours == theirs, (
-        "batchgen/sim/cli.py changed its flags: make the same change in "
-        "batchgen/cli/common.py add_sim_arguments (a copy, so the parser needs no simulator)"
-    )
-
-
-def test_copied_constants_match_their_sources() -> None:
-    from batchgen.provider.openai import DEFAULT_BASE_URL
-    from batchgen.sim.runner import LOOPBACK
-
-    assert common.DEFAULT_BASE_URL == DEFAULT_BASE_URL
-    assert common.SIM_LOOPBACK == LOOPBACK
 
 
 def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None:

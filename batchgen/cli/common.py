@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from batchgen.money.cli_args import add_money_arguments
+from batchgen.provider.base import DEFAULT_BASE_URL
+from batchgen.sim.flags import add_sim_arguments
 
 if TYPE_CHECKING:
     from batchgen.control import PoolSettings
 
-# = batchgen.provider.openai.DEFAULT_BASE_URL (which imports aiohttp); a test keeps them equal
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# = batchgen.sim.runner.LOOPBACK
-SIM_LOOPBACK = "127.0.0.1"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 SIM_KEY = "sk-sim-local"
@@ -88,51 +86,6 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
     out.add_argument("--quiet", action="store_true", help="no progress display")
     add_money_arguments(parser)
     add_sim_arguments(parser, prefix="sim-")
-
-
-def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
-    """The simulator's knobs as flags, exactly as ``batchgen.sim.cli.add_sim_arguments`` adds
-    them (``batchgen sim``; ``--sim-*`` of run/resume). A copy, because importing anything
-    under batchgen.sim loads its server (aiohttp.web, Pillow: ~50 ms) just to build a parser;
-    tests/test_startup.py compares the two flag by flag, so a change there fails until it is
-    made here too."""
-    p = f"--{prefix}"
-    group = parser.add_argument_group("simulator")
-    group.add_argument(
-        f"{p}host", default=SIM_LOOPBACK, help="interface to bind (default 127.0.0.1)"
-    )
-    group.add_argument(f"{p}port", type=int, default=8000, help="port; 0 picks a free one")
-    group.add_argument(f"{p}seed", type=int, default=0, help="seed for faults, latency, images")
-    group.add_argument(f"{p}rpm", type=float, default=None, help="server limit, requests/min")
-    group.add_argument(f"{p}ipm", type=float, default=None, help="server limit, images/min")
-    group.add_argument(
-        f"{p}limit-schedule", default=None, metavar="T:RPM,...",
-        help="change the rpm limit at T seconds after start, e.g. '0:60,30:240'",
-    )  # fmt: skip
-    group.add_argument(f"{p}latency", type=float, default=0.0, help="mean latency, seconds")
-    group.add_argument(f"{p}latency-jitter", type=float, default=0.0, help="latency std dev, s")
-    group.add_argument(f"{p}latency-dist", choices=("lognormal", "uniform"), default="lognormal")
-    group.add_argument(
-        f"{p}faults", default="", metavar="CLASS=RATE,...",
-        help="fault probabilities, e.g. 'server=0.1,content_policy=0.05'",
-    )  # fmt: skip
-    group.add_argument(
-        f"{p}fail-after", default="", metavar="auth=N|quota=N",
-        help="every request after the Nth successful one fails with that class",
-    )  # fmt: skip
-    group.add_argument(
-        f"{p}retry-after", type=float, default=1.0, help="Retry-After of rate_limit faults, s"
-    )
-    group.add_argument(f"{p}hang", type=float, default=60.0, help="seconds a timeout fault hangs")
-    group.add_argument(f"{p}tiny", action="store_true", help="64x64 images whatever the size")
-    group.add_argument(
-        f"{p}image-kb", type=float, default=None, help="images of about this many KB"
-    )
-    group.add_argument(f"{p}extra-models", default="", help="more model names, comma-separated")
-    group.add_argument(
-        f"{p}api-key-env", default=None, metavar="VAR",
-        help="accept only the key in this environment variable (default: any bearer key)",
-    )  # fmt: skip
 
 
 def _positive_int(text: str) -> int:

@@ -16,7 +16,7 @@ from batchgen import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from batchgen.cli import plan, report, run
-    from batchgen.cli.common import add_sim_arguments
+    from batchgen.sim.flags import add_sim_arguments
 
     parser = argparse.ArgumentParser(
         prog="batchgen",

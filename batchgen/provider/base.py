@@ -8,6 +8,8 @@ from typing import Protocol
 
 from batchgen.jobs.model import Job
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
 
 @dataclass(frozen=True, slots=True)
 class ImageData:

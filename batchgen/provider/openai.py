@@ -20,7 +20,6 @@ from batchgen.images import sniff_ext
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult, ImageData, Usage
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 _RATELIMIT_PREFIX = "x-ratelimit-"
 

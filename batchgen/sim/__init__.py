@@ -10,25 +10,41 @@ Prompts can carry directives for exact tests: ``[sim:server*1]`` (one 500, then 
 ``[sim:content_policy]`` (always refused). See :mod:`batchgen.sim.config` for every knob.
 """
 
-from batchgen.sim.cli import add_sim_arguments, main_sim, sim_config_from_args
-from batchgen.sim.config import FAULT_CLASSES, SimConfig, SimConfigError, parse_faults
-from batchgen.sim.runner import RunningSim, ThreadedSim, run_sim, serve_forever, sim_in_thread
-from batchgen.sim.server import SimServer
-from batchgen.sim.stats import SimStats
+from __future__ import annotations
 
-__all__ = [
-    "FAULT_CLASSES",
-    "RunningSim",
-    "SimConfig",
-    "SimConfigError",
-    "SimServer",
-    "SimStats",
-    "ThreadedSim",
-    "add_sim_arguments",
-    "main_sim",
-    "parse_faults",
-    "run_sim",
-    "serve_forever",
-    "sim_config_from_args",
-    "sim_in_thread",
-]
+import importlib
+from typing import Any
+
+# what the package offers, and the module each name lives in: loaded on first use, so that
+# ``batchgen.sim.flags`` (the CLI's --sim-* flags) does not bring aiohttp.web and Pillow along
+_EXPORTS = {
+    "FAULT_CLASSES": "config",
+    "SimConfig": "config",
+    "SimConfigError": "config",
+    "parse_faults": "config",
+    "RunningSim": "runner",
+    "ThreadedSim": "runner",
+    "run_sim": "runner",
+    "serve_forever": "runner",
+    "sim_in_thread": "runner",
+    "SimServer": "server",
+    "SimStats": "stats",
+    "add_sim_arguments": "flags",
+    "main_sim": "cli",
+    "sim_config_from_args": "cli",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'batchgen.sim' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"batchgen.sim.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -8,47 +8,7 @@ import os
 from typing import Any
 
 from batchgen.sim.config import SimConfig, SimConfigError, parse_faults, parse_schedule
-from batchgen.sim.runner import LOOPBACK, serve_forever
-
-
-def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
-    """Add the simulator's knobs as flags. ``prefix="sim-"`` gives ``--sim-rpm`` etc., for
-    commands (like ``run --provider sim``) whose own flags would otherwise collide."""
-    p = f"--{prefix}"
-    group = parser.add_argument_group("simulator")
-    group.add_argument(f"{p}host", default=LOOPBACK, help="interface to bind (default 127.0.0.1)")
-    group.add_argument(f"{p}port", type=int, default=8000, help="port; 0 picks a free one")
-    group.add_argument(f"{p}seed", type=int, default=0, help="seed for faults, latency, images")
-    group.add_argument(f"{p}rpm", type=float, default=None, help="server limit, requests/min")
-    group.add_argument(f"{p}ipm", type=float, default=None, help="server limit, images/min")
-    group.add_argument(
-        f"{p}limit-schedule", default=None, metavar="T:RPM,...",
-        help="change the rpm limit at T seconds after start, e.g. '0:60,30:240'",
-    )  # fmt: skip
-    group.add_argument(f"{p}latency", type=float, default=0.0, help="mean latency, seconds")
-    group.add_argument(f"{p}latency-jitter", type=float, default=0.0, help="latency std dev, s")
-    group.add_argument(f"{p}latency-dist", choices=("lognormal", "uniform"), default="lognormal")
-    group.add_argument(
-        f"{p}faults", default="", metavar="CLASS=RATE,...",
-        help="fault probabilities, e.g. 'server=0.1,content_policy=0.05'",
-    )  # fmt: skip
-    group.add_argument(
-        f"{p}fail-after", default="", metavar="auth=N|quota=N",
-        help="every request after the Nth successful one fails with that class",
-    )  # fmt: skip
-    group.add_argument(
-        f"{p}retry-after", type=float, default=1.0, help="Retry-After of rate_limit faults, s"
-    )
-    group.add_argument(f"{p}hang", type=float, default=60.0, help="seconds a timeout fault hangs")
-    group.add_argument(f"{p}tiny", action="store_true", help="64x64 images whatever the size")
-    group.add_argument(
-        f"{p}image-kb", type=float, default=None, help="images of about this many KB"
-    )
-    group.add_argument(f"{p}extra-models", default="", help="more model names, comma-separated")
-    group.add_argument(
-        f"{p}api-key-env", default=None, metavar="VAR",
-        help="accept only the key in this environment variable (default: any bearer key)",
-    )  # fmt: skip
+from batchgen.sim.runner import serve_forever
 
 
 def sim_config_from_args(args: argparse.Namespace, *, prefix: str = "") -> SimConfig:

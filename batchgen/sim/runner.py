@@ -13,10 +13,10 @@ from aiohttp import web
 
 from batchgen.clock import Clock
 from batchgen.sim.config import SimConfig
+from batchgen.sim.flags import LOOPBACK
 from batchgen.sim.server import SimServer
 from batchgen.sim.stats import SimStats
 
-LOOPBACK = "127.0.0.1"
 # in-flight answers (a hanging `timeout` fault) get this long to finish when the sim stops
 _SHUTDOWN_GRACE_S = 0.25
 
