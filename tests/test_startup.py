@@ -9,6 +9,7 @@ eager import that comes back shows up in ``sys.modules`` every time.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,22 @@ def test_help_of_every_command_still_works_without_them() -> None:
     assert "--sim-latency" in run_help and "--max-cost" in run_help and "--rpm" in run_help
 
 
+def test_a_users_own_arrow_allocator_wins() -> None:
+    code = (
+        "import json\n"
+        "from batchgen.cli.common import prefer_system_allocator\n"
+        "prefer_system_allocator()\n"
+        "import pyarrow as pa\n"
+        "print(json.dumps(pa.default_memory_pool().backend_name))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    assert _in_child(code, env) == "system"
+    for chosen in ("mimalloc", "jemalloc"):
+        if chosen in _in_child("import json, pyarrow as pa\n"
+                               "print(json.dumps(pa.supported_memory_backends()))", env):
+            assert _in_child(code, {**env, "ARROW_DEFAULT_MEMORY_POOL": chosen}) == chosen
+
+
 def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None:
     """The job index and every part of the log are built without pyarrow's pandas shim; what
     pyarrow, pandas and DuckDB read back is still the full log."""
@@ -89,11 +106,14 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
         "import json, sys\n"
         "from batchgen.cli.main import main\n"
         f"code = main({argv!r})\n"
+        "import pyarrow as pa\n"
         "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules,\n"
-        "                  'compute': 'pyarrow.compute' in sys.modules}))\n",
-        env=cli_env(),
+        "                  'compute': 'pyarrow.compute' in sys.modules,\n"
+        "                  'allocator': pa.default_memory_pool().backend_name}))\n",
+        env={k: v for k, v in cli_env().items() if k != "ARROW_DEFAULT_MEMORY_POOL"},
     )
-    assert loaded == {"code": 0, "pandas": False, "compute": False}
+    # the system allocator hands the log writer's freed memory back (mimalloc keeps it)
+    assert loaded == {"code": 0, "pandas": False, "compute": False, "allocator": "system"}
     served = sim.stats
     assert served["server"] > 0  # some retries: rows with nulls and error columns filled
     rows = log_table(run).to_pylist()

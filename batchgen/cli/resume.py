@@ -20,6 +20,7 @@ from batchgen.cli.common import (
     UsageError,
     add_session_arguments,
     pool_values,
+    prefer_system_allocator,
     resolve_connection,
 )
 from batchgen.cli.run import make_sim_config, sim_settings
@@ -55,6 +56,7 @@ def _namespace_with(args: argparse.Namespace, recorded: dict[str, Any]) -> argpa
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    prefer_system_allocator()
     from batchgen.cli.prepare import JobFileProblems
     from batchgen.cli.session import make_console
     from batchgen.rundir import RunDir, RunDirError

@@ -18,6 +18,7 @@ from batchgen.cli.common import (
     add_job_defaults,
     add_session_arguments,
     pool_values,
+    prefer_system_allocator,
     resolve_connection,
 )
 
@@ -52,6 +53,7 @@ def sim_settings(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
+    prefer_system_allocator()
     import anyio
 
     from batchgen.cli.prepare import (
