@@ -423,3 +423,48 @@ def test_validation_memory_is_bounded_by_ids_not_bodies(big_file: Path) -> None:
     # one short id per job (under 100 bytes with its set slot); keeping the bodies would
     # take about 1 KB per job here
     assert growth < 150 * LINES and growth < size / 2, (growth, size)
+
+
+def _iter_peak(path: Path) -> tuple[int, int]:
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in iter_jobs(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return count, peak
+
+
+def test_the_pools_scan_does_not_remember_every_explicit_id(tmp_path: Path) -> None:
+    # validation holds every id (to report duplicates); the scan that feeds the pool runs
+    # after it and must stay flat however many ids the file has
+    def file_of(count: int) -> Path:
+        lines = (json.dumps({"id": f"shot-{i:06d}", "prompt": f"a lamp, view {i}"})
+                 for i in range(count))  # fmt: skip
+        return write(tmp_path, f"ids-{count}.jsonl", "\n".join(lines) + "\n")
+
+    (small, small_peak), (large, large_peak) = _iter_peak(file_of(2_000)), _iter_peak(
+        file_of(20_000)
+    )
+    assert (small, large) == (2_000, 20_000)
+    assert large_peak < small_peak * 1.5 + 200_000, (small_peak, large_peak)
+
+
+def test_the_pools_scan_gives_the_ids_validation_checked(tmp_path: Path) -> None:
+    # explicit ids that look derived, repeats of id-less jobs, explicit ids in any case
+    apple = {"prompt": "an apple on a plate"}
+    lines = [
+        json.dumps(apple),
+        json.dumps({"id": derived({"prompt": "a pear"}) + "-7", "prompt": "x"}),
+        json.dumps(apple),
+        json.dumps({"id": "Mixed-Case", "prompt": "y"}),
+        json.dumps({"prompt": "a pear"}),
+        json.dumps(apple),
+    ]
+    path = write(tmp_path, "mixed.jsonl", "\n".join(lines) + "\n")
+    seen: list[tuple[str, int]] = []
+    assert validate_file(path, on_job=lambda j: seen.append((j.id, j.line))).ok
+    assert [(j.id, j.line) for j in iter_jobs(path)] == seen
+    assert [i for i, _ in seen] == [derived(apple), derived({"prompt": "a pear"}) + "-7",
+                                    derived(apple) + "-2", "Mixed-Case",
+                                    derived({"prompt": "a pear"}), derived(apple) + "-3"]  # fmt: skip

@@ -75,14 +75,21 @@ class _Ids:
     base plus a repeat count (only for bases seen twice or more). Bases are kept as ints:
     32 bytes instead of 61 for the string, per job of a file without ids."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, trusting: bool = False) -> None:
         self.explicit: set[str] = set()
         self.bases: set[int] = set()
         self.repeats: dict[int, int] = {}
+        # after validate_file: the ids are known to be unique, so an explicit id is kept only
+        # if it could meet a derived one (memory then no longer grows with a file's ids)
+        self.trusting = trusting
 
     def claim(self, job_id: str) -> str | None:
         """None if the explicit id is free (and now taken), else the kind of clash."""
         key = job_id.lower()
+        if self.trusting:
+            if _DERIVED_ID.fullmatch(key):
+                self.explicit.add(key)
+            return None
         if key in self.explicit:
             return "duplicate"
         if self._derived_taken(key):
@@ -149,10 +156,15 @@ def _job(record: Record, defaults: dict[str, Any], ids: _Ids) -> Job | _Clash:
 
 
 def _scan(
-    path: Path, defaults: dict[str, Any], fmt: str, hasher: Hasher | None = None
+    path: Path,
+    defaults: dict[str, Any],
+    fmt: str,
+    hasher: Hasher | None = None,
+    *,
+    trusting: bool = False,
 ) -> Iterator[Job | Problem | _Clash]:
     where = str(path)
-    ids = _Ids()
+    ids = _Ids(trusting=trusting)
     with path.open("rb") as f:
         for item in READERS[fmt](physical_lines(f, hasher), where):
             if isinstance(item, Problem):
@@ -302,13 +314,15 @@ def iter_jobs(
     path: str | Path, defaults: Mapping[str, Any] | None = None, *, fmt: str | None = None
 ) -> Iterator[Job]:
     """Stream the file's jobs, defaults applied. Meant to run after ``validate_file``: the
-    first problem (e.g. the file changed since) raises JobFileError."""
+    first problem (e.g. the file changed since) raises JobFileError. Unique ids are taken as
+    checked by that validation: the scan remembers only what deriving ids needs (the bases of
+    jobs without an id), not every explicit id, so a pool reading a big file stays flat."""
     path = Path(path)
     given = check_defaults(defaults)
     resolved = _resolve_format(path, fmt)
     if isinstance(resolved, Problem):
         raise JobFileError(resolved)
-    for item in _scan(path, given, resolved):
+    for item in _scan(path, given, resolved, trusting=True):
         if isinstance(item, Job):
             yield item
         elif isinstance(item, Problem):
