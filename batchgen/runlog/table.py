@@ -176,17 +176,20 @@ def _timestamps(values: list[Any], name: str, problems: list[str]) -> pa.Array:
     if fast is not None:
         return fast
     try:
-        seconds = pa.array(values, pa.float64(), from_pandas=True)
+        return _to_timestamp(pa.array(values, pa.float64(), from_pandas=True))
     except _CONVERT_ERRORS:
-        converted = []
-        for v in values:
-            try:
-                converted.append(_epoch_seconds(v))
-            except _CONVERT_ERRORS:
-                problems.append(f"column {name}: {v!r} is not epoch seconds; stored null")
-                converted.append(None)
-        seconds = pa.array(converted, pa.float64(), from_pandas=True)
-    return _to_timestamp(seconds)
+        pass
+    # slow path: ±inf or beyond int64 microseconds fail the cast, so check each value whole
+    converted = []
+    for v in values:
+        try:
+            seconds = _epoch_seconds(v)
+            _to_timestamp(pa.array([seconds], pa.float64(), from_pandas=True))
+            converted.append(seconds)
+        except _CONVERT_ERRORS:
+            problems.append(f"column {name}: {v!r} is not epoch seconds; stored null")
+            converted.append(None)
+    return _to_timestamp(pa.array(converted, pa.float64(), from_pandas=True))
 
 
 def _to_timestamp(seconds: pa.Array) -> pa.Array:
