@@ -26,7 +26,8 @@ from bench.report import Outcome, print_table, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
-Bench = Callable[[Path, bool], tuple[list[Figure], dict[str, Any]]]
+# (work dir, quick, the repeat's number) -> figures, details
+Bench = Callable[[Path, bool, int], tuple[list[Figure], dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +41,21 @@ class Spec:
 # with its own work; the scale benchmarks (which build big files in this process) last.
 SPECS = (
     Spec("overhead", "3. overhead, instant provider",
-         lambda root, quick: overhead.bench_overhead(root, jobs=500 if quick else overhead.JOBS)),
+         lambda root, quick, i: overhead.bench_overhead(
+             root, jobs=500 if quick else overhead.JOBS, first=i)),
     Spec("memory", "4. memory vs job file size",
-         lambda root, quick: memory.bench_memory(root, *((1_000, 10_000) if quick else
+         lambda root, quick, _: memory.bench_memory(root, *((1_000, 10_000) if quick else
                                                          (memory.SMALL, memory.LARGE)))),
     Spec("rpm", "1. limit utilisation, --rpm",
-         lambda root, quick: utilisation.bench_rpm(root, seconds=10 if quick else 62)),
+         lambda root, quick, _: utilisation.bench_rpm(root, seconds=10 if quick else 62)),
     Spec("ipm", "1. limit utilisation, --ipm",
-         lambda root, quick: utilisation.bench_ipm(root, seconds=10 if quick else 62)),
+         lambda root, quick, _: utilisation.bench_ipm(root, seconds=10 if quick else 62)),
     Spec("misconfigured", "2. misconfigured --rpm 2R",
-         lambda root, quick: utilisation.bench_misconfigured(root, quick=quick)),
+         lambda root, quick, _: utilisation.bench_misconfigured(root, quick=quick)),
     Spec("resume", "5. resume scan, 1M rows",
-         lambda root, quick: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
+         lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
     Spec("report", "6. report, 1M rows",
-         lambda root, quick: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
+         lambda root, quick, _: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
 )  # fmt: skip
 
 
@@ -66,7 +68,7 @@ def run_spec(spec: Spec, root: Path, repeat: int, quick: bool, console: Console)
             console.print(f"[dim]{spec.title}: run {i + 1} of {repeat}…[/dim]")
             work = root / f"{spec.key}-{i}"
             work.mkdir(parents=True)
-            figures, detail = spec.run(work, quick)
+            figures, detail = spec.run(work, quick, i)
             runs.append(figures)
             details.append(detail)
     except Exception as exc:  # one benchmark's failure must not hide the others' figures
