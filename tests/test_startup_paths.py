@@ -28,7 +28,6 @@ from batchgen.money import load_prices
 from batchgen.money.cost import (
     _candidates,
     _expected_size,
-    _one_request,
     _text_input_usd,
     assumed_quality,
     estimate_job,
@@ -233,6 +232,19 @@ def test_shape_problems_win_over_model_problems_in_one_pass(tmp_path: Path) -> N
 
 
 # ---- estimate_job's cache ------------------------------------------------------------------
+
+
+def _one_request(
+    entry: Any, job: Job, quality: str, size: str, input_tokens: int
+) -> float | None:
+    """One request's cost as the module computed it before the cache (the reference)."""
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(quality, size)
+        if tokens is None:
+            return None
+        return entry.text_input_usd(input_tokens) + entry.image_output_usd(tokens) * job.n
+    price = entry.image_price(quality, size)
+    return None if price is None else price * job.n
 
 
 def _uncached_estimate(prices: Any, job: Job) -> tuple[float, float, float] | None:

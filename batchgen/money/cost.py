@@ -174,7 +174,7 @@ def _costs(
     hit = _OUTPUT_CACHE.get(key)
     if hit is not None and hit[0] is prices:
         return hit[1], hit[2]
-    options = (_one_request(entry, job, q, s, 0) for q, s in _candidates(entry, job))
+    options = (_output_only(entry, job, q, s) for q, s in _candidates(entry, job))
     costs = tuple(c for c in options if c is not None)
     quality, size = assumed_quality(entry, job.quality), _expected_size(entry, job)
     expected = _output_only(entry, job, quality, size)
@@ -217,21 +217,11 @@ def _priced_size(entry: ModelPrice, size: str | None) -> bool:
 
 
 def _output_only(entry: ModelPrice, job: Job, quality: str, size: str) -> float | None:
-    """The images' part of :func:`_one_request` (its text input is added per job)."""
+    """What the images of one request cost at ``quality`` × ``size`` (the text input, which
+    depends on the prompt, is added per job), or None when the table has no price for it."""
     if entry.billing == "tokens":
         tokens = entry.image_output_tokens(quality, size)
         return None if tokens is None else entry.image_output_usd(tokens) * job.n
     price = entry.image_price(quality, size)
     return None if price is None else price * job.n
 
-
-def _one_request(
-    entry: ModelPrice, job: Job, quality: str, size: str, input_tokens: int
-) -> float | None:
-    if entry.billing == "tokens":
-        tokens = entry.image_output_tokens(quality, size)
-        if tokens is None:
-            return None
-        return entry.text_input_usd(input_tokens) + entry.image_output_usd(tokens) * job.n
-    price = entry.image_price(quality, size)
-    return None if price is None else price * job.n
