@@ -33,6 +33,7 @@ _ENDING = {
     ErrorClass.QUOTA: "stopped_quota",
     ErrorClass.BUDGET: "stopped_budget",
     ErrorClass.CANCELLED: "interrupted",
+    ErrorClass.RATE_LIMIT: "stopped_rate_limit",
 }
 
 
@@ -72,7 +73,14 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         state_dir=plan.rundir.state_dir,
     )
     writer.set_inflight(inflight)
-    progress = Progress(console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget)
+    limiter = RateLimiter(
+        plan.values["rpm"], plan.values["ipm"],
+        concurrency=plan.values.get("concurrency"), adapt=plan.values["adaptive"],
+    )  # fmt: skip
+    progress = Progress(
+        console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget,
+        status=limiter.describe,
+    )  # fmt: skip
     tally = PoolTally()
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
@@ -85,9 +93,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                     tally = await run_pool(
                         plan.jobs,
                         provider,
-                        RateLimiter(
-                            plan.values["rpm"], plan.values["ipm"], adapt=plan.values["adaptive"]
-                        ),
+                        limiter,
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
@@ -117,7 +123,9 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         how, code = "completed", EXIT_OK
     else:
         how, code = _ENDING.get(reason, "interrupted"), EXIT_STOPPED
-    plan.rundir.end_session(plan.session, how, _summary(tally, plan.budget))
+    summary = _summary(tally, plan.budget)
+    summary["autopilot"] = limiter.learned()
+    plan.rundir.end_session(plan.session, how, summary)
     message = control.message
     if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
         message = plan.budget.exhausted_message()
