@@ -201,7 +201,9 @@ class RateControl:
         """The rate the provider sustains, as far as this run found out."""
         if self.announced is not None:
             return min(self.cap, self.announced)
-        if self.losses and self.w_max is not None:
+        if self.losses >= 2 and self.w_max is not None:
+            # one 429 proves little (a provider may throw a few at any rate); two cuts at
+            # the same ceiling do
             return min(self.cap, self.w_max * self.cfg.plateau)
         return None if math.isinf(self.cap) else self.cap
 

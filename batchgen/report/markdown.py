@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text
+from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
 
 RATING_KEYS = {
     "response_time": "latency_p95_s",
@@ -91,6 +91,8 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
             )
     else:
         out += ["Skipped (--no-image-checks).", ""]
+    if r.get("autopilot"):
+        out += [cell(autopilot_line(r["autopilot"])), ""]
     out += [f"{level} Recommendations", ""]
     out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
         "None: nothing in this run's figures calls for a change."
