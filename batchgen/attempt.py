@@ -277,9 +277,11 @@ class JobRunner:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
         tries = tried.tries or _Tries()
         if exc.error_class is ErrorClass.RATE_LIMIT:
-            self.limiter.on_throttled(
+            held = self.limiter.on_throttled(
                 ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
             )
+            if exc.retry_after_s is not None and exc.retry_after_s > held >= self.limiter.max_pause_s:
+                exc.message += f" [Retry-After {exc.retry_after_s:.0f}s capped to {held:.0f}s]"
             # never final: the job goes round again, or gets a pending row if the run stops
             return self._record_error(tried, exc, final=False)
         self.limiter.observe_headers(exc.ratelimit)

@@ -6,7 +6,8 @@ Three controls, each adapting from the first request, each capped by the user's 
   the rate is used and no 429 comes), then, after the first 429, a cubic-like cycle around the
   rate at which the provider refused (``w_max``): cut to ``decrease`` × that rate, close the gap
   quickly, hold just under it, and only after ``hold_s`` clean seconds probe above it (slowly
-  at first, faster the longer it stays clean, so a limit that rises is followed up);
+  at first, doubling every ``probe_double_s`` while it stays clean, so a limit that rises, or
+  a ceiling set too low by a few stray 429s, is left behind within a minute);
 * an in-flight limit (:class:`InflightControl`): slow start while the slots are full and the
   latency stays near its floor, then one slot at a time; shrinks when latency rises (a queue at
   the provider, as in Netflix's gradient limiters) and drops just under the in-flight count of a
@@ -30,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 
 REQUESTS, IMAGES, CONCURRENCY = "requests", "images", "concurrency"
+_MIN_SAMPLE = 8  # units sent in the window before their rate says anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,8 @@ class AutopilotConfig:
     approach: float = 0.35  # share of the gap to the plateau closed per interval
     plateau: float = 0.97  # hold at this share of the rate a 429 came at
     hold_s: float = 15.0  # clean seconds at the plateau before probing above it
-    probe: float = 0.01  # probe growth per interval, share of w_max; doubles every hold_s
+    probe: float = 0.01  # probe growth per interval, share of w_max ...
+    probe_double_s: float = 5.0  # ... doubling every this many clean seconds (up to 64×)
     headroom: float = 0.985  # share of an announced limit to aim for
     cooldown_s: float = 1.0  # 429s this close after a cut belong to the same episode
     floor_rpm: float = 0.5
@@ -157,8 +160,12 @@ class RateControl:
         self.losses += 1
         if self.source in (None, "flag") and self.announced is None:
             self.source = "429" if self.source is None else self.source
-        sent = self.sent_rate(now, 2 * self.cfg.interval_s)
-        base = min(self.current, sent) if sent > 0 else self.current
+        window = 2 * self.cfg.interval_s
+        sent = self.sent_rate(now, window)
+        # the rate actually sent, when enough was sent to measure it (a few requests in two
+        # seconds measure nothing: a provider can refuse those at any rate)
+        measured = sent * window / 60.0 >= _MIN_SAMPLE
+        base = min(self.current, sent) if measured else self.current
         if self.slow_start:
             self.slow_start = False
             self.w_max = base
@@ -191,8 +198,8 @@ class RateControl:
             step = max(self.cfg.approach * (target - self.current), 0.002 * w_max)
             self.current = min(target, self.current + step)
         elif used and now - self._clean_since >= self.cfg.hold_s and self.current < ceiling:
-            doublings = (now - self._clean_since - self.cfg.hold_s) / self.cfg.hold_s
-            step = self.cfg.probe * w_max * 2.0 ** min(doublings, 5.0)
+            doublings = (now - self._clean_since - self.cfg.hold_s) / self.cfg.probe_double_s
+            step = self.cfg.probe * w_max * 2.0 ** min(doublings, 6.0)
             self.current = min(ceiling, self.current + step)
             if self.current > w_max:
                 self.w_max = self.current / self.cfg.plateau  # passed cleanly: a new plateau

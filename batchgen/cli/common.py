@@ -39,6 +39,7 @@ POOL_DEFAULTS: dict[str, Any] = {
     "grace": 30.0,
     "adaptive": True,
     "stall_timeout": 300.0,
+    "max_pause": 300.0,
 }
 
 
@@ -91,6 +92,10 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
                         default=default("stall_timeout"), metavar="SECONDS",
                         help="stop (exit 3, jobs pending) when the provider has answered "
                         "nothing but 429s for this long (default 300)")
+    limits.add_argument("--max-pause", dest="max_pause", type=_positive_float,
+                        default=default("max_pause"), metavar="SECONDS",
+                        help="hold the pool at most this long for one Retry-After or reset "
+                        "(default 300; a longer ask is capped and logged)")
     limits.add_argument("--timeout", type=_positive_float, default=default("timeout"),
                         help="seconds per request (default 120)")
     limits.add_argument("--max-attempts", type=_positive_int, default=default("max_attempts"),

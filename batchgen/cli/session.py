@@ -76,6 +76,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     limiter = RateLimiter(
         plan.values["rpm"], plan.values["ipm"],
         concurrency=plan.values.get("concurrency"), adapt=plan.values["adaptive"],
+        max_pause_s=float(plan.values.get("max_pause") or 300.0),
     )  # fmt: skip
     progress = Progress(
         console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget,
