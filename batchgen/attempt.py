@@ -36,7 +36,6 @@ from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import Provider, Usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
-
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
 

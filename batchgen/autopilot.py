@@ -65,10 +65,10 @@ class Hint:
 
 
 _LIMIT_MSG = re.compile(
-    r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.I
+    r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
 )
-_KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.I)
-_CONCURRENT_MSG = re.compile(r"concurren|parallel|simultaneous|active (requests|tasks)", re.I)
+_KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
+_CONCURRENT_MSG = re.compile(r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE)
 _KIND_OF = {"requests": REQUESTS, "rpm": REQUESTS, "images": IMAGES, "ipm": IMAGES,
             "tokens": REQUESTS, "tpm": REQUESTS}  # fmt: skip
 

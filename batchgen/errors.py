@@ -216,7 +216,7 @@ def parse_retry_after(headers: dict[str, str] | object, now: float | None = None
     ``headers`` is any case-insensitive mapping (aiohttp's CIMultiDict) or a plain dict.
     A value that is not a number of seconds ≥ 0 (``nan``, ``-5``, ``soon``) says nothing: None.
     Huge values are returned as they are; the limiter caps every pause it holds."""
-    get = getattr(headers, "get")
+    get = headers.get
     ms = _seconds(get("retry-after-ms") or get("Retry-After-Ms"))
     if ms is not None:
         return ms / 1000.0

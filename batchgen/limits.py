@@ -380,6 +380,6 @@ def _round(value: float | None) -> float | None:
 def _in_loop() -> bool:
     try:
         anyio.current_time()
-    except Exception:
+    except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
         return False
     return True

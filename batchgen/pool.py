@@ -23,9 +23,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchgen.attempt import JobRunner
-from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.budget_gate import BudgetGate
 from batchgen.clock import SYSTEM_CLOCK, Clock
+from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter

@@ -5,6 +5,8 @@ a minute or more of virtual time in well under a second of real time."""
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 
@@ -151,8 +153,8 @@ def test_inflight_drops_under_a_refused_count_and_probes_it_ever_more_rarely() -
             probes.append(now)
             control.on_refused(now, inflight=control.slots)
     # each probe above the refused count waits twice as long as the one before
-    gaps = [b - a for a, b in zip(probes, probes[1:])]
-    assert len(probes) >= 3 and all(b > a for a, b in zip(gaps, gaps[1:]))
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(probes) >= 3 and all(b > a for a, b in itertools.pairwise(gaps))
     assert control.learned() == 24
 
 
@@ -241,14 +243,13 @@ def test_a_concurrency_cap_with_no_hint_is_found_and_held() -> None:
 
 def test_images_per_minute_with_mixed_n() -> None:
     p, limiter, took = _scenario({"ipm": 2400}, [1, 2, 4] * 360)
-    assert rate(p.accepted, 0, 10**9, images=True) * 1e9 / 60 / took * 60 / 1e9 >= 0  # sanity
     images = sum(n for _, n in p.accepted)
     assert images * 60 / took >= 0.9 * 2400
     assert limiter.learned()["ipm"] == 2400.0
 
 
 def test_a_limit_that_halves_and_comes_back_is_followed_both_ways() -> None:
-    p, limiter, took = _scenario(
+    p, _limiter, _took = _scenario(
         {"rpm": 1200, "schedule": ((30.0, 600.0), (60.0, 1200.0))}, [1] * 1500
     )
     t0 = p.accepted[0][0]
@@ -258,7 +259,7 @@ def test_a_limit_that_halves_and_comes_back_is_followed_both_ways() -> None:
 
 
 def test_a_given_rpm_starts_there_at_once() -> None:
-    p, limiter, took = _scenario({"rpm": 1200, "retry_after": "ms"}, [1] * 600, rpm=1200)
+    p, _limiter, _took = _scenario({"rpm": 1200, "retry_after": "ms"}, [1] * 600, rpm=1200)
     t0 = p.accepted[0][0]
     assert rate(p.accepted, t0, t0 + 10) >= 0.95 * 1200
     assert _share(p) <= 0.005

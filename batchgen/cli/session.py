@@ -14,17 +14,17 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from batchgen.control import RowContext, RunControl
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
+from batchgen.control import RowContext, RunControl
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
 from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
-from batchgen.runlog.journal import SentJournal
 from batchgen.rundir import RunDir
+from batchgen.runlog.journal import SentJournal
 from batchgen.runlog.writer import RunLogWriter
 
 _ENDING = {
