@@ -130,6 +130,11 @@ class ServerLimiter:
             if bucket is not None:
                 bucket.tokens, bucket._stamp = bucket.capacity, now
 
+    @property
+    def started_at(self) -> float:
+        """The monotonic time the schedules count from (start, reset, a changed schedule)."""
+        return self._start
+
     def current_rpm(self) -> float | None:
         return self.requests.per_minute if self.requests else None
 

@@ -3,7 +3,8 @@
 POST /v1/images/generations    (also /images/generations)  the images API
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
-GET  /_sim/config  POST /_sim/config                        the accepted list); live knobs
+GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
+                                                            the schedules' t0; live knobs
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ class SimServer:
         except ValueError:
             body = None
         prompt = body.get("prompt") if isinstance(body, dict) else None
-        self.stats.record_received(prompt if isinstance(prompt, str) else None)
+        self.stats.record_received(
+            prompt if isinstance(prompt, str) else None, self._monotonic()
+        )
         cap = self.config.max_concurrent
         if cap is not None and self.in_flight >= cap:
             # refused at once, with no hint: no retry-after, no x-ratelimit-*
@@ -336,7 +339,8 @@ class SimServer:
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.reset()
-        return web.json_response({"reset": True})
+        # t0: where the limit schedules start, on the same monotonic clock as the timeline
+        return web.json_response({"reset": True, "t0": self.limiter.started_at})
 
     async def handle_get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.config.public_dict())

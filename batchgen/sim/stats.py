@@ -31,6 +31,7 @@ class SimStats:
     def reset(self) -> None:
         with self._lock:
             self.received = 0
+            self.first_received: float | None = None  # monotonic time of the first request
             self.outcomes: Counter[str] = Counter()
             self.images_served = 0
             self.downloads = 0  # GET of a dall-e image url
@@ -41,9 +42,11 @@ class SimStats:
             self._accepted_n = array("i")
 
     # -- written by the server -------------------------------------------------------------
-    def record_received(self, prompt: str | None) -> None:
+    def record_received(self, prompt: str | None, t: float | None = None) -> None:
         with self._lock:
             self.received += 1
+            if self.first_received is None:
+                self.first_received = t
             if prompt is not None:
                 self.by_prompt[prompt] += 1
 
@@ -91,6 +94,7 @@ class SimStats:
         with self._lock:
             out: dict[str, Any] = {
                 "received": self.received,
+                "first_received": self.first_received,
                 "outcomes": dict(self.outcomes),
                 "images_served": self.images_served,
                 "downloads": self.downloads,
