@@ -120,7 +120,9 @@ def _common(run: dict[str, Any], jobs: int, share_bound: float | None) -> list[F
     return [
         Figure("jobs not done", float(run["not_done"]), Target("<=", 0), "jobs",
                f"{jobs:,} jobs; batchgen exit status {run['exit']}"),
-        Figure("429 share", rate_limited_share(run["stats"]), target, "",
+        # with no target the report would print a bare fraction: say what it is
+        Figure("429 share", rate_limited_share(run["stats"]), target,
+               "" if target else "of requests",
                "server limit + concurrency refusals per request received"),
     ]  # fmt: skip
 
@@ -166,7 +168,8 @@ def bench_rpm(
     figures = [
         *_common(run, jobs, share_bound),
         Figure("accepted rate / limit, whole run", rate, Target(">=", rate_bound), "×",
-               f"limit {RPM:g}/min, {setup}; first request to last accepted"),
+               f"limit {RPM:g}/min, {setup}; first request to last accepted (the bucket's "
+               f"initial 1 s of rate adds ~{100 / seconds:.1f} %)"),
         *learned_figures(run["autopilot"], "rpm", RPM),
     ]  # fmt: skip
     return figures, _details(run)
@@ -242,8 +245,9 @@ def bench_moving(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, An
     for a, b in windows:
         limit = [rpm for t, rpm in schedule if t <= a][-1]
         rate = window_rate(accepted, t0 + a, t0 + b) / limit
-        figures.append(Figure(f"rate / limit in {a:g}–{b:g} s", rate, Target(">=", 0.85), "×",
+        figures.append(Figure(f"rate / limit in {a:.3g}–{b:.3g} s", rate, Target(">=", 0.85), "×",
                               f"limit {limit:g}/min there; schedule " +
-                              ", ".join(f"{t:g} s: {r:g}" for t, r in schedule)))  # fmt: skip
+                              ", ".join(f"{t:.3g} s: {r:g}" for t, r in schedule) +
+                              " after the reset"))  # fmt: skip
     figures += learned_figures(run["autopilot"], "rpm", schedule[-1][1])
     return figures, _details(run)
