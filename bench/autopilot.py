@@ -50,7 +50,9 @@ def _seconds(quick: bool) -> float:
 
 # -- what the client recorded ------------------------------------------------------------------
 def read_autopilot(run_dir: Path) -> dict[str, Any] | None:
-    """``sessions[-1]["autopilot"]`` of the run's run.json, or None when there is none."""
+    """What the last session's limiter learned, from the run's run.json: the client keeps it in
+    ``sessions[-1]["summary"]["autopilot"]`` (``sessions[-1]["autopilot"]`` is read too, the
+    shape first planned); None when there is none."""
     try:
         doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -58,7 +60,11 @@ def read_autopilot(run_dir: Path) -> dict[str, Any] | None:
     sessions = doc.get("sessions") if isinstance(doc, dict) else None
     if not isinstance(sessions, list) or not sessions or not isinstance(sessions[-1], dict):
         return None
-    found = sessions[-1].get("autopilot")
+    last = sessions[-1]
+    summary = last.get("summary")
+    found = summary.get("autopilot") if isinstance(summary, dict) else None
+    if not isinstance(found, dict):
+        found = last.get("autopilot")
     return found if isinstance(found, dict) else None
 
 
@@ -73,16 +79,16 @@ def learned_figures(
 ) -> list[Figure]:
     """The learned rpm / ipm / concurrency (context), then the ``judged`` one over the true
     limit against both bounds of "within 10 %" (a missing record fails both)."""
-    if autopilot is None:
-        note = "no autopilot record in run.json (sessions[-1])"
-    else:
-        note = f"source: {autopilot.get('source', '?')}"
     units = {"rpm": "/min", "ipm": "images/min", "concurrency": "in flight"}
-    out = [
-        Figure(f"learned {key}", _number(autopilot.get(key)) if autopilot else None, None,
-               units[key], note if i == 0 else "")
-        for i, key in enumerate(LEARNED)
-    ]  # fmt: skip
+    out = []
+    for key in LEARNED:
+        if autopilot is None:
+            note = "no autopilot record in run.json (sessions[-1].summary)" if key == "rpm" else ""
+        else:
+            # the client names a source per kind ("rpm_source"); a single "source" also goes
+            note = f"source: {autopilot.get(f'{key}_source', autopilot.get('source'))}"
+        value = _number(autopilot.get(key)) if autopilot else None
+        out.append(Figure(f"learned {key}", value, None, units[key], note))
     value = _number(autopilot.get(judged)) if autopilot else None
     share = ratio(value, true_limit)
     out.append(Figure(f"learned {judged} / true, low bound", share, Target(">=", 0.9), "×",

@@ -73,8 +73,11 @@ def test_learned_figures_judge_the_record_within_ten_percent(tmp_path: Path) -> 
     run = tmp_path / "run"
     run.mkdir()
     assert read_autopilot(run) is None  # no run.json
-    record = {"rpm": 1150.0, "ipm": None, "concurrency": 22, "source": "headers"}
-    doc = {"sessions": [{"session": 1}, {"session": 2, "autopilot": record}]}
+    # the client's shape: sessions[].summary.autopilot, a source per kind
+    record = {"rpm": 1150.0, "rpm_source": "headers", "ipm": None, "concurrency": 22,
+              "concurrency_source": "429", "final_rpm": 1100.0}  # fmt: skip
+    doc = {"sessions": [{"session": 1, "summary": {"autopilot": {"rpm": 5.0}}},
+                        {"session": 2, "summary": {"ok": 3, "autopilot": record}}]}  # fmt: skip
     (run / "run.json").write_text(json.dumps(doc))
     found = read_autopilot(run)
     assert found == record
@@ -82,13 +85,19 @@ def test_learned_figures_judge_the_record_within_ten_percent(tmp_path: Path) -> 
     assert by_name["learned rpm"].value == 1150.0 and by_name["learned ipm"].value is None
     assert by_name["learned concurrency"].value == 22.0
     assert by_name["learned rpm"].note == "source: headers"
+    assert by_name["learned concurrency"].note == "source: 429"
     low, high = by_name["learned rpm / true, low bound"], by_name["learned rpm / true, high bound"]
     assert low.value == pytest.approx(1150 / 1200) and (low.passed, high.passed) == (True, True)
     too_high = {f.name: f for f in learned_figures({"rpm": 1400}, "rpm", 1200.0)}
     assert too_high["learned rpm / true, high bound"].passed is False
     assert too_high["learned rpm / true, low bound"].passed is True
-    # the session without a record, or a record with junk: shown as missing, and failing
-    (run / "run.json").write_text(json.dumps({"sessions": [{"session": 1}]}))
+    # the shape first planned, straight on the session, is read too
+    planned = {"rpm": None, "ipm": None, "concurrency": 24, "source": "429"}
+    (run / "run.json").write_text(json.dumps({"sessions": [{"autopilot": planned}]}))
+    assert read_autopilot(run) == planned
+    assert learned_figures(planned, "concurrency", 24)[2].note == "source: 429"
+    # a session without a record (crashed: summary {}), or a record with junk: missing, failing
+    (run / "run.json").write_text(json.dumps({"sessions": [{"session": 1, "summary": {}}]}))
     assert read_autopilot(run) is None
     missing = learned_figures(None, "concurrency", 24)
     assert [f.value for f in missing] == [None] * 5
