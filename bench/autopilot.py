@@ -86,7 +86,8 @@ def learned_figures(
             note = "no autopilot record in run.json (sessions[-1].summary)" if key == "rpm" else ""
         else:
             # the client names a source per kind ("rpm_source"); a single "source" also goes
-            note = f"source: {autopilot.get(f'{key}_source', autopilot.get('source'))}"
+            source = autopilot.get(f"{key}_source", autopilot.get("source"))
+            note = f"source: {source}" if source is not None else ""
         value = _number(autopilot.get(key)) if autopilot else None
         out.append(Figure(f"learned {key}", value, None, units[key], note))
     value = _number(autopilot.get(judged)) if autopilot else None
