@@ -137,22 +137,30 @@ async def _base_url(plan: SessionPlan) -> AsyncIterator[str]:
 
 
 async def _watch_signals(control: RunControl, grace_s: float, console: Console) -> None:
-    """First Ctrl-C/SIGTERM: stop dispatching, let requests in flight finish for grace_s.
-    Second (or the grace running out): cancel them at once. Rows of what finished are flushed
-    either way. The pool's end cancels this watcher."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """First Ctrl-C/SIGTERM/SIGHUP (the terminal closed, ssh dropped): stop dispatching, let
+    requests in flight finish for grace_s. Second (or the grace running out): cancel them at
+    once. Rows of what finished are flushed either way. The pool's end cancels this watcher."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         received = signals.__aiter__()
         signum = await received.__anext__()
         name = signal.Signals(signum).name
-        console.print(
-            f"[yellow]{name}: stopping — no new requests; waiting up to {grace_s:g}s for "
-            "requests in flight (Ctrl-C again to cancel them now)[/]"
-        )
         control.stop(ErrorClass.CANCELLED, f"interrupted by {name}")
+        _say(
+            console,
+            f"[yellow]{name}: stopping — no new requests; waiting up to {grace_s:g}s for "
+            "requests in flight (Ctrl-C again to cancel them now)[/]",
+        )
         with anyio.move_on_after(grace_s):
             await received.__anext__()
-            console.print("[red]cancelling requests in flight[/]")
+            _say(console, "[red]cancelling requests in flight[/]")
         control.cancel()
+
+
+def _say(console: Console, text: str) -> None:
+    """Print, unless the terminal is gone (after SIGHUP a write may fail with EIO): the stop
+    must go on whatever the terminal does."""
+    with contextlib.suppress(OSError):
+        console.print(text)
 
 
 def _summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
