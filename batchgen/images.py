@@ -21,7 +21,11 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# a new regular file, never an existing one, never through a symlink planted at the temp name
+_CREATE = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def sniff_ext(data: bytes) -> str | None:
@@ -50,7 +54,7 @@ def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple
         name = image_name(job_id, i, image.ext)
         final = f"{folder}/{name}"
         tmp = f"{folder}/.{name}.tmp"
-        fd = os.open(tmp, _CREATE, 0o644)
+        fd = _create(tmp)
         try:
             _write_all(fd, image.data)
         finally:
@@ -59,6 +63,16 @@ def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple
         paths.append(f"images/{name}")
         total += len(image.data)
     return paths, total
+
+
+def _create(tmp: str) -> int:
+    try:
+        return os.open(tmp, _CREATE, 0o644)
+    except FileExistsError:
+        # a temp file left by a killed process, or a planted link: unlink the name (never its
+        # target) and create afresh, exclusively again
+        os.unlink(tmp)
+        return os.open(tmp, _CREATE, 0o644)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from batchgen import faultpoints
 from batchgen.runlog import schema
-from batchgen.runlog.fsio import fsync_dir
+from batchgen.runlog.fsio import create_temp, fsync_dir
 
 REPLACES_KEY = b"batchgen.replaces"
 _NAME = re.compile(r"^(part|compact)-(\d{5,})-(\d{6,})\.parquet$")
@@ -152,7 +152,7 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
         raise FileExistsError(msg)
     tmp = log_dir / f".{target.name}.tmp"
     out_schema = schema.SCHEMA.with_metadata({REPLACES_KEY: json.dumps(names).encode()})
-    with open(tmp, "wb") as sink:
+    with create_temp(tmp) as sink:
         with pq.ParquetWriter(sink, out_schema, compression="zstd") as writer:
             pending: list[pa.Table] = []
             rows = 0

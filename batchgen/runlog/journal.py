@@ -28,7 +28,9 @@ class SentJournal(set[str]):
         super().__init__()
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = journal_path(state_dir, session)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
 
     def add(self, job_id: str) -> None:
         super().add(job_id)

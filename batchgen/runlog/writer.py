@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from batchgen import faultpoints
 from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.runlog import files
-from batchgen.runlog.fsio import atomic_write_bytes, fsync_dir
+from batchgen.runlog.fsio import atomic_write_bytes, create_temp, fsync_dir
 from batchgen.runlog.table import rows_to_table
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class RunLogWriter:
         seq = self._seq
         final = self.log_dir / files.part_name(self.session, seq)
         tmp = self.log_dir / f".{final.name}.tmp"
-        with open(tmp, "wb") as f:
+        with create_temp(tmp) as f:
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())
