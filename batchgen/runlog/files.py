@@ -152,7 +152,26 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
         raise FileExistsError(msg)
     tmp = log_dir / f".{target.name}.tmp"
     out_schema = schema.SCHEMA.with_metadata({REPLACES_KEY: json.dumps(names).encode()})
+    try:
+        _merge_into(tmp, out_schema, sources)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk gets its space back; the sources stay
+        raise
+    faultpoints.hit("compact:before_rename")
+    os.replace(tmp, target)
+    fsync_dir(log_dir)
+    faultpoints.hit("compact:after_rename")
+    for i, src in enumerate(sources):
+        src.path.unlink(missing_ok=True)
+        if i == 0:
+            faultpoints.hit("compact:mid_delete")
+    fsync_dir(log_dir)
+    return target
+
+
+def _merge_into(tmp: Path, out_schema: pa.Schema, sources: list[LogFile]) -> None:
     with create_temp(tmp) as sink:
+        faultpoints.fail("compact:write")
         with pq.ParquetWriter(sink, out_schema, compression="zstd") as writer:
             pending: list[pa.Table] = []
             rows = 0
@@ -174,16 +193,6 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
                 writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
         sink.flush()
         os.fsync(sink.fileno())
-    faultpoints.hit("compact:before_rename")
-    os.replace(tmp, target)
-    fsync_dir(log_dir)
-    faultpoints.hit("compact:after_rename")
-    for i, src in enumerate(sources):
-        src.path.unlink(missing_ok=True)
-        if i == 0:
-            faultpoints.hit("compact:mid_delete")
-    fsync_dir(log_dir)
-    return target
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,10 +50,15 @@ def fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes, *, fault_point: str | None = None) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a torn one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with create_temp(tmp) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with create_temp(tmp) as f:
+            faultpoints.fail("file:write")
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if fault_point:
         faultpoints.hit(fault_point)
     os.replace(tmp, path)
