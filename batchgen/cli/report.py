@@ -68,6 +68,16 @@ def cmd_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    from batchgen.rundir import RunDir, RunDirError
+
+    for d in args.run_dirs:
+        # a run.json edited into nonsense must not turn into a confident report
+        if (Path(d) / "run.json").exists():
+            try:
+                RunDir(d).load()
+            except RunDirError as exc:
+                print(f"batchgen report: {exc}", file=sys.stderr)
+                return 2
     from batchgen.report import build, write
 
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
