@@ -55,12 +55,19 @@ _POOL: tuple[Check, ...] = (
 )
 
 
-def _check(doc: dict[str, Any], checks: tuple[Check, ...], prefix: str) -> list[str]:
+_RESUME_ONLY = frozenset({"run_id", "job_file", "job_file_sha256"})
+
+
+def _check(
+    doc: dict[str, Any], checks: tuple[Check, ...], prefix: str, strict: bool = True
+) -> list[str]:
     out = []
     for key, ok, what, required in checks:
+        if not strict and key in _RESUME_ONLY:
+            continue
         value = doc.get(key, _MISSING)
         if value is _MISSING:
-            if required:
+            if required and strict:
                 out.append(f"{prefix}{key}: missing (must be {what})")
             continue
         if not ok(value):
@@ -68,15 +75,18 @@ def _check(doc: dict[str, Any], checks: tuple[Check, ...], prefix: str) -> list[
     return out
 
 
-def problems(doc: Any, endings: frozenset[str]) -> list[str]:
+def problems(doc: Any, endings: frozenset[str] | None, *, strict: bool = True) -> list[str]:
+    """Every problem of a manifest. ``strict`` (resume, jobs): what a session needs must be
+    there. Not strict (report): only what is present must make sense, so a report still
+    reads a manifest written by other tools or older versions."""
     if not isinstance(doc, dict):
-        return [f"the top level must be an object (found {type(doc).__name__})"]
-    out = _check(doc, _TOP, "")
+        return [f"the top level is a JSON {type(doc).__name__}, not an object"]
+    out = _check(doc, _TOP, "", strict)
     settings = doc.get("settings")
     if isinstance(settings, dict):
-        out += _check(settings, _SETTINGS, "settings.")
+        out += _check(settings, _SETTINGS, "settings.", strict)
         if isinstance(settings.get("pool"), dict):
-            out += _check(settings["pool"], _POOL, "settings.pool.")
+            out += _check(settings["pool"], _POOL, "settings.pool.", strict)
     sessions = doc.get("sessions")
     if isinstance(sessions, list):
         seen: set[int] = set()
@@ -92,7 +102,7 @@ def problems(doc: Any, endings: frozenset[str]) -> list[str]:
             else:
                 seen.add(number)
             how = rec.get("how")
-            if how is not None and how not in endings:
+            if how is not None and endings is not None and how not in endings:
                 out.append(f"{where}.how: must be one of {sorted(endings)} or null "
                            f"(found {how!r:.60})")
             if rec.get("settings") is not None and not isinstance(rec.get("settings"), dict):
