@@ -21,6 +21,7 @@ from tests.runhelpers import (
     check_log_readable,
     cli_env,
     image_files,
+    job_ids_by_prompt,
     log_table,
     logged_images,
     ok_counts,
@@ -153,3 +154,55 @@ def test_disk_full_before_any_request_is_one_line_not_a_traceback(
     assert "Traceback" not in done.output
     assert "stopped (disk)" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert sim.stats.snapshot(timeline=False)["received"] == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201
+    """A real 1 MB tmpfs (root only; skipped where mounting is not possible), and a function
+    that "frees space" by growing it to 32 MB."""
+    import os
+    import subprocess
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=32m", str(where)], check=True)
+
+    try:
+        yield where, grow
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_real_full_disk_stops_with_exit_3_and_resume_finishes_after_space_is_freed(
+    tmp_path: Path, make_sim, small_disk
+) -> None:
+    disk, grow = small_disk
+    jobs = 60  # ~30 KB per image: the 1 MB disk fills about half way
+    sim = make_sim(latency_mean=0.0, seed=25, tiny=False)
+    job_file = write_text_jobs(tmp_path / "jobs.txt", (f"full disk {i:03d}" for i in range(jobs)))
+    run_dir = disk / "run"
+    done = run_cli(
+        ["run", str(job_file), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
+         "--concurrency", "4", "--grace", "1", "--yes", "--quiet"],
+        env=cli_env(),
+    )
+    _stopped_cleanly(done, run_dir)
+    assert sim.stats.snapshot(timeline=False)["outcomes"]["ok"] < jobs
+    saved_first = {p.removeprefix("images/") for p in image_files(run_dir)}
+    assert saved_first  # some images made it before the disk filled
+
+    grow()  # space is freed
+    by_prompt = _resume_finishes_everything(run_dir, sim, jobs)
+    assert len(by_prompt) == jobs
+    # a job whose image was on disk after the first session was never sent again
+    prompts = {job_id: prompt for prompt, job_id in job_ids_by_prompt(run_dir).items()}
+    for name in saved_first:
+        assert by_prompt[prompts[name.rsplit("_", 1)[0]]] == 1, name
