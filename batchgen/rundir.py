@@ -167,7 +167,9 @@ class RunDir:
         self._write(doc)
         return doc
 
-    def load(self) -> dict[str, Any]:
+    def load(self, *, strict: bool = False) -> dict[str, Any]:
+        """run.json, checked: what is present must make sense (types, pool settings);
+        ``strict`` (before a session or an export) also requires every key a session uses."""
         try:
             doc = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
@@ -190,7 +192,7 @@ class RunDir:
                 f"reads version {MANIFEST_VERSION}; use the batchgen that created the run"
             )
             raise RunDirError(msg)
-        found = manifest.problems(doc, ENDINGS)
+        found = manifest.problems(doc, ENDINGS if strict else None, strict=strict)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             msg = (

@@ -105,7 +105,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.state import job_states, remaining
 
-    manifest = rundir.load()
+    manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     args = _namespace_with(args, recorded)
     job_file = Path(manifest["job_file"])
