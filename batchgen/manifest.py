@@ -45,13 +45,19 @@ _SETTINGS: tuple[Check, ...] = (
      "a number >= 0 or null", False),
 )
 _POOL: tuple[Check, ...] = (
-    ("concurrency", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", False),
+    # null: no cap (the autopilot on main picks the in-flight limit)
+    ("concurrency", lambda v: v is None or (_is_int(v) and v >= 1),
+     "a whole number >= 1 or null", False),
     ("rpm", lambda v: v is None or (_is_num(v) and v > 0), "a number > 0 or null", False),
     ("ipm", lambda v: v is None or (_is_num(v) and v > 0), "a number > 0 or null", False),
     ("timeout", lambda v: _is_num(v) and v > 0, "a number of seconds > 0", False),
     ("max_attempts", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", False),
     ("grace", lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0", False),
     ("adaptive", lambda v: isinstance(v, bool), "true or false", False),
+    ("stall_timeout", lambda v: v is None or (_is_num(v) and v > 0),
+     "a number of seconds > 0 or null", False),
+    ("max_pause", lambda v: v is None or (_is_num(v) and v > 0),
+     "a number of seconds > 0 or null", False),
 )
 
 
