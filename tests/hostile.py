@@ -22,11 +22,23 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 from PIL import Image
+
+from batchgen.runlog.reader import read_log
+from tests.runhelpers import (
+    SECRET_KEY,
+    Finished,
+    check_log_readable,
+    cli_env,
+    run_cli,
+    secret_in_log,
+    write_jsonl_jobs,
+)
 
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -216,3 +228,50 @@ def hostile_server() -> Iterator[HostileServer]:
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(timeout=10)
+
+
+# ---- running `batchgen run` against it, and what every run must hold -------------------------
+MODEL = ("--model", "gpt-image-1", "--size", "1024x1024", "--quality", "low")
+
+
+def run(server: HostileServer, tmp: Path, jobs: list[dict[str, Any]], *extra: str) -> tuple[
+    Finished, Path
+]:
+    jobfile = write_jsonl_jobs(tmp / "jobs.jsonl", jobs)
+    run_dir = tmp / "run"
+    done = run_cli(
+        ["run", str(jobfile), "--run-dir", str(run_dir), "--base-url", server.url, "--quiet",
+         "--max-attempts", "1", *MODEL, *extra],
+        env=cli_env(),
+    )  # fmt: skip
+    return done, run_dir
+
+
+def check_run(done: Finished, run_dir: Path | None, code: int) -> list[dict[str, Any]]:
+    """What every hostile case must hold; returns the log's rows (none without a run dir)."""
+    assert done.code == code, done.output
+    assert "Traceback" not in done.output, done.output
+    assert "\x1b" not in done.output, "a terminal control sequence reached the output"
+    for secret in (SECRET_KEY, SECRET_KEY.upper(), SECRET_KEY.lower()):
+        assert secret not in done.output
+    if code == 2:
+        assert done.stderr.strip(), "a refused run says why"
+    else:
+        ended = [line for line in done.stdout.splitlines() if line.startswith("ended:")]
+        assert len(ended) == 1, done.stdout  # the one-line verdict
+    if run_dir is None or not run_dir.exists():
+        return []
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in (SECRET_KEY, SECRET_KEY.upper()):
+                assert secret.encode() not in data, f"the key is in {path}"
+    check_log_readable(run_dir)
+    for secret in (SECRET_KEY, SECRET_KEY.upper()):
+        assert not secret_in_log(run_dir, secret)
+    return read_log(run_dir).to_pylist()
+
+
+def only_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(rows) == 1, rows
+    return rows[0]

@@ -2,7 +2,8 @@
 and the documented exit code — never a traceback, never a hang — and the log stays readable.
 
 Real HTTP against tests/hostile.py (answers the simulator does not model), the real CLI in a
-subprocess. Every run is checked by :func:`check_run`; each test adds what its case is about.
+subprocess. Every run is checked by :func:`tests.hostile.check_run`; each test adds what its case
+is about.
 """
 
 from __future__ import annotations
@@ -10,23 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from batchgen.runlog.reader import read_log
-from tests.hostile import HostileServer, bomb_png, hostile_server
-from tests.runhelpers import (
-    SECRET_KEY,
-    Finished,
-    check_log_readable,
-    cli_env,
-    run_cli,
-    secret_in_log,
-    write_jsonl_jobs,
+from tests.hostile import (
+    MODEL,
+    HostileServer,
+    bomb_png,
+    check_run,
+    hostile_server,
+    only_row,
+    run,
 )
+from tests.runhelpers import cli_env, run_cli
 
-MODEL = ("--model", "gpt-image-1", "--size", "1024x1024", "--quality", "low")
 INT64_MAX = 2**63 - 1
 
 
@@ -34,49 +32,6 @@ INT64_MAX = 2**63 - 1
 def server() -> Iterator[HostileServer]:
     with hostile_server() as running:
         yield running
-
-
-def run(server: HostileServer, tmp: Path, jobs: list[dict[str, Any]], *extra: str) -> tuple[
-    Finished, Path
-]:
-    jobfile = write_jsonl_jobs(tmp / "jobs.jsonl", jobs)
-    run_dir = tmp / "run"
-    done = run_cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), "--base-url", server.url, "--quiet",
-         "--max-attempts", "1", *MODEL, *extra],
-        env=cli_env(),
-    )  # fmt: skip
-    return done, run_dir
-
-
-def check_run(done: Finished, run_dir: Path | None, code: int) -> list[dict[str, Any]]:
-    """What every hostile case must hold; returns the log's rows (none without a run dir)."""
-    assert done.code == code, done.output
-    assert "Traceback" not in done.output, done.output
-    assert "\x1b" not in done.output, "a terminal control sequence reached the output"
-    for secret in (SECRET_KEY, SECRET_KEY.upper(), SECRET_KEY.lower()):
-        assert secret not in done.output
-    if code == 2:
-        assert done.stderr.strip(), "a refused run says why"
-    else:
-        ended = [line for line in done.stdout.splitlines() if line.startswith("ended:")]
-        assert len(ended) == 1, done.stdout  # the one-line verdict
-    if run_dir is None or not run_dir.exists():
-        return []
-    for path in run_dir.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for secret in (SECRET_KEY, SECRET_KEY.upper()):
-                assert secret.encode() not in data, f"the key is in {path}"
-    check_log_readable(run_dir)
-    for secret in (SECRET_KEY, SECRET_KEY.upper()):
-        assert not secret_in_log(run_dir, secret)
-    return read_log(run_dir).to_pylist()
-
-
-def only_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    assert len(rows) == 1, rows
-    return rows[0]
 
 
 # ------------------------------------------------------------------ error.code off the shape

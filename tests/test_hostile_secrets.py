@@ -14,9 +14,8 @@ from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt, load_prices
 from batchgen.provider.base import Usage
 from batchgen.provider.usage import parse_usage
-from tests.hostile import HostileServer, hostile_server
+from tests.hostile import HostileServer, check_run, hostile_server, run
 from tests.runhelpers import SECRET_KEY, cli_env, run_cli
-from tests.test_hostile_answers import check_run, run
 
 
 @pytest.fixture(scope="module")
