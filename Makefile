@@ -15,7 +15,7 @@ venv: $(BIN)/batchgen
 demo: venv
 	rm -rf runs/demo
 	$(BIN)/batchgen run jobs/demo.jsonl --provider sim --run-dir runs/demo \
-	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --rpm 600 --concurrency 8 || test $$? -eq 1
+	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --sim-rpm 300 --sim-latency 0.5 || test $$? -eq 1
 	$(BIN)/batchgen report runs/demo --format html
 	$(BIN)/batchgen report runs/demo
 

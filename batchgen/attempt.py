@@ -3,6 +3,12 @@
 The retry decision is tenacity's, driven by the error taxonomy: only classes whose action is
 RETRY are retried, with exponential backoff and full jitter, or exactly the server's
 Retry-After when it gave one. Auth and quota stop the whole run through the RunControl.
+
+A 429 for rate or concurrency is the provider pacing the pool, not a failed attempt: the
+limiter learns from it and pauses the pool, and the job is sent again without using up one of
+its ``max_attempts`` (those are for server, network, timeout and invalid-response faults). Only
+a run that makes no progress at all for ``stall_timeout_s`` stops (the pool's watchdog), and
+then its jobs stay pending.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
@@ -26,11 +31,10 @@ from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
-from batchgen.limits import RateLimiter
+from batchgen.limits import RateLimiter, Ticket
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import Provider, Usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
-
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
@@ -46,9 +50,18 @@ class _Try:
     started: float | None = None  # wall clock, when the request went out
     t0: float = 0.0  # loop clock at the same moment, for the latency
     wait_s: float | None = None  # spent waiting for the limiter
+    tries: _Tries | None = None  # the job's count of attempts that used up max_attempts
 
     def latency(self) -> float:
         return anyio.current_time() - self.t0
+
+
+@dataclass(slots=True)
+class _Tries:
+    """Attempts of one job that count against max_attempts (a 429 for rate does not)."""
+
+    failures: int = 0
+    number: int = 0  # every attempt sent, 429s included: the row's ``attempt``
 
 
 class _Stopped(Exception):
@@ -65,16 +78,19 @@ class _Backoff:
     ``first_attempt`` shifts tenacity's attempt count: the pool sends a job's first attempt
     without tenacity (most jobs never retry) and hands it only the retries."""
 
-    def __init__(self, base: float, cap: float, first_attempt: int = 1) -> None:
+    def __init__(self, base: float, cap: float, tries: _Tries) -> None:
         self._jitter = wait_random_exponential(multiplier=base, max=cap)
-        self._shift = first_attempt - 1
+        self._cap = cap
+        self._tries = tries
 
     def delay(self, exc: BaseException | None, state: RetryCallState) -> float:
+        if isinstance(exc, AttemptError) and exc.error_class is ErrorClass.RATE_LIMIT:
+            return 0.0  # the limiter paused the whole pool for it already
         if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
-            return exc.retry_after_s
-        if self._shift:
-            state = copy.copy(state)
-            state.attempt_number += self._shift
+            return min(exc.retry_after_s, self._cap)
+        # the exponent counts the failures that use up attempts, not the 429s between them
+        state = copy.copy(state)
+        state.attempt_number = max(1, self._tries.failures)
         return float(self._jitter(state))
 
     def __call__(self, state: RetryCallState) -> float:
@@ -111,41 +127,51 @@ class JobRunner:
         self.inflight = inflight
         self.tally = tally
 
-    def _retryable(self, exc: BaseException) -> bool:
-        return (
-            isinstance(exc, AttemptError)
-            and exc.error_class.retryable
-            and not self.control.stopping
-        )
+    def _again(self, exc: BaseException, tries: _Tries) -> bool:
+        """Send this job again? Retryable class, the run going on, attempts left (a 429 for
+        rate uses none up)."""
+        if not isinstance(exc, AttemptError) or self.control.stopping:
+            return False
+        if exc.error_class is ErrorClass.RATE_LIMIT:
+            return True
+        return exc.error_class.retryable and tries.failures < self.settings.max_attempts
 
     async def _backoff_sleep(self, seconds: float) -> None:
         with self.control.interruptible():
             await anyio.sleep(seconds)
 
     async def run(self, job: Job, queued_at: float) -> None:
+        tries = _Tries()
+        backoff = _Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tries)
         try:
             try:
-                await self._reserved_attempt(job, 1, queued_at)
+                await self._reserved_attempt(job, tries, queued_at)
                 return
             except AttemptError as exc:
-                if not self._retryable(exc) or self.settings.max_attempts < 2:
-                    return  # recorded by _attempt: failed for good, or the run stops
-                backoff = _Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s)
+                if not self._again(exc, tries):
+                    self._ended(job, exc, queued_at)
+                    return
                 await self._backoff_sleep(backoff.delay(exc, RetryCallState(None, None, (), {})))
-            await self._retry(job, queued_at)
+            await self._retry(job, tries, backoff, queued_at)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
         except _OverBudget:
             self.skip(job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message())
-        except AttemptError:
-            pass  # recorded by _attempt; the job failed for good or the run stops
+        except AttemptError as exc:
+            self._ended(job, exc, queued_at)
 
-    async def _retry(self, job: Job, queued_at: float) -> None:
-        """Attempts 2..max_attempts, decided by tenacity from the error taxonomy."""
+    def _ended(self, job: Job, exc: AttemptError, queued_at: float) -> None:
+        """The job's last attempt failed and it is not sent again. Its row is final, except a
+        429's (a 429 is never final): the run is stopping, so the job gets a pending row."""
+        if exc.error_class is ErrorClass.RATE_LIMIT:
+            self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
+
+    async def _retry(self, job: Job, tries: _Tries, backoff: _Backoff, queued_at: float) -> None:
+        """Attempts after the first, decided by tenacity from the error taxonomy."""
         attempts = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts - 1),
-            wait=_Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, 2),
-            retry=retry_if_exception(self._retryable),
+            stop=lambda _state: False,  # _again decides, from the job's own count
+            wait=backoff,
+            retry=retry_if_exception(lambda exc: self._again(exc, tries)),
             sleep=self._backoff_sleep,
             reraise=True,
         )
@@ -153,48 +179,58 @@ class JobRunner:
             with attempt:
                 if self.control.stopping:
                     raise _Stopped
-                await self._reserved_attempt(job, attempt.retry_state.attempt_number + 1, queued_at)
+                await self._reserved_attempt(job, tries, queued_at)
 
-    async def _reserved_attempt(self, job: Job, number: int, queued_at: float) -> None:
+    async def _reserved_attempt(self, job: Job, tries: _Tries, queued_at: float) -> None:
         """Every attempt holds its own worst case: a provider that bills a failed attempt
         (a 200 with a broken image) cannot push the spend past the cap on the retry."""
         if self.budget_gate is None:
-            await self._attempt(job, number, queued_at)
+            await self._attempt(job, tries, queued_at)
             return
         reservation = await self.budget_gate.reserve(job)
         if reservation is None:
             raise _Stopped if self.control.stopping else _OverBudget
         billed = [0.0]
         try:
-            billed[0] = await self._attempt(job, number, queued_at, billed)
+            billed[0] = await self._attempt(job, tries, queued_at, billed)
         finally:
             self.budget_gate.settle(reservation, billed[0])
 
     async def _attempt(
-        self, job: Job, number: int, queued_at: float, billed: list[float] | None = None
+        self, job: Job, tries: _Tries, queued_at: float, billed: list[float] | None = None
     ) -> float:
         """One request; returns its cost. A failed attempt's billed cost goes to ``billed``."""
-        tried = _Try(job, number, queued_at)
+        tries.number += 1
+        tried = _Try(job, tries.number, queued_at, tries=tries)
+        ticket: Ticket | None = None
+        waited_from = anyio.current_time()
         with self.control.interruptible():
-            tried.wait_s = await self.limiter.acquire(job.n)
-        if self.control.stopping:
+            await self.limiter.acquire(job.n)
+            ticket = await self.limiter.enter()
+        if ticket is None or self.control.stopping:
+            if ticket is not None:
+                self.limiter.leave(ticket)
             raise _Stopped
+        tried.wait_s = anyio.current_time() - waited_from
         tried.started = self.clock.wall()
         tried.t0 = anyio.current_time()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
         self.inflight.add(job.id)
         try:
-            return await self._send_and_save(tried, billed)
+            return await self._send_and_save(tried, billed, ticket)
         finally:
             self.inflight.discard(job.id)
+            self.limiter.leave(ticket)
 
-    async def _send_and_save(self, tried: _Try, billed: list[float] | None) -> float:
+    async def _send_and_save(
+        self, tried: _Try, billed: list[float] | None, ticket: Ticket | None = None
+    ) -> float:
         job = tried.job
         try:
             result = await self.provider.generate(job, timeout=self.settings.timeout)
         except AttemptError as exc:
-            cost = self._on_error(tried, exc)
+            cost = self._on_error(tried, exc, ticket)
             if billed is not None:
                 billed[0] = cost
             raise
@@ -203,8 +239,7 @@ class JobRunner:
             self._record_error(tried, exc, final=True)
             raise
         latency = tried.latency()
-        self.limiter.observe_headers(result.ratelimit)
-        self.limiter.on_success()
+        self.limiter.on_ok(ticket, result.ratelimit)
         if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
             # into the page cache: cheaper than a thread hop and its hand-off of the GIL
             paths, nbytes = save_images(self.ctx.images_dir, job.id, result.images)
@@ -238,16 +273,26 @@ class JobRunner:
         self.tally.ok(job, len(paths), cost or 0.0)
         return cost or 0.0
 
-    def _on_error(self, tried: _Try, exc: AttemptError) -> float:
+    def _on_error(self, tried: _Try, exc: AttemptError, ticket: Ticket | None = None) -> float:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
-        self.limiter.observe_headers(exc.ratelimit)
+        tries = tried.tries or _Tries()
         if exc.error_class is ErrorClass.RATE_LIMIT:
-            self.limiter.on_rate_limited(exc.retry_after_s)
+            held = self.limiter.on_throttled(
+                ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
+            )
+            if exc.retry_after_s is not None and exc.retry_after_s > held >= self.limiter.max_pause_s:
+                exc.message += f" [Retry-After {exc.retry_after_s:.0f}s capped to {held:.0f}s]"
+            # never final: the job goes round again, or gets a pending row if the run stops
+            return self._record_error(tried, exc, final=False)
+        self.limiter.observe_headers(exc.ratelimit)
+        self.limiter.on_other()
         if exc.error_class.action is Action.STOP_RUN:
             self.control.stop(exc.error_class, str(exc))
+        if exc.error_class.retryable:
+            tries.failures += 1
         final = (
             not exc.error_class.retryable
-            or tried.number >= self.settings.max_attempts
+            or tries.failures >= self.settings.max_attempts
             or self.control.stopping
         )
         return self._record_error(tried, exc, final=final)

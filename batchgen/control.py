@@ -26,6 +26,8 @@ class PoolSettings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     grace_s: float = 30.0
+    # a run that gets nothing but 429s for this long stops (exit 3), its jobs pending
+    stall_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

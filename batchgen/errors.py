@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import functools
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -216,43 +217,51 @@ def parse_retry_after(headers: dict[str, str] | object, now: float | None = None
     """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date).
 
     ``headers`` is any case-insensitive mapping (aiohttp's CIMultiDict) or a plain dict.
-    """
-    get = getattr(headers, "get")
-    ms = get("retry-after-ms") or get("Retry-After-Ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+    A value that is not a number of seconds ≥ 0 (``nan``, ``-5``, ``soon``) says nothing: None.
+    Huge values are returned as they are; the limiter caps every pause it holds."""
+    get = headers.get
+    ms = _seconds(get("retry-after-ms") or get("Retry-After-Ms"))
+    if ms is not None:
+        return ms / 1000.0
     value = get("retry-after") or get("Retry-After")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _seconds(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None  # nan and negatives fail the comparison
+
+
+# OpenAI's reset format: one or more NUMBER UNIT pairs, nothing else (`6m0s`, `20ms`, `1.5s`)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_WHOLE_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_reset_duration(value: str | None) -> float | None:
-    """Parse ``x-ratelimit-reset-*`` values like ``1s``, ``6m0s``, ``20ms`` into seconds."""
+    """Parse ``x-ratelimit-reset-*`` values like ``1s``, ``6m0s``, ``20ms`` into seconds.
+
+    Exactly: ``1e9s`` is a billion seconds (not 9), a bare number is seconds, and anything
+    else (``-3s``, ``nan``, ``soon``) says nothing (None)."""
     if not value:
         return None
-    parts = _DURATION.findall(value)
-    if not parts:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    text = value.strip()
+    if _WHOLE_DURATION.fullmatch(text):
+        return sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
+    number = _seconds(text.removesuffix("s")) if text.endswith("s") and "ms" not in text else None
+    return number if number is not None else _seconds(text)
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:

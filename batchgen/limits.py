@@ -1,20 +1,19 @@
-"""Rate limits for the pool: requests/min and images/min, smooth from the first second,
-a pool-wide pause on 429, and additive-increase / multiplicative-decrease adaptation.
+"""The pool's gate: a pool-wide pause, a requests/min and an images/min bucket, and the in-flight
+slots, each moved by the autopilot (batchgen.autopilot) from what the provider answers.
+
+    worker:  acquire(n)  → pause, then 1 request token and n image tokens (aiolimiter buckets)
+             enter()     → an in-flight slot; the Ticket remembers how many were out at send
+             ... request ...
+             on_ok(ticket, headers) / on_throttled(ticket, ...) / on_other(ticket)
+             leave(ticket)
 
 Both rates are aiolimiter leaky buckets whose capacity is a fraction of a second's worth
 (``burst_s``), not a minute's: ``AsyncLimiter(600, 60)`` would let 600 requests out in the first
 instant, and a provider that counts per second answers 429. Images are taken one at a time, so a
 request with n=4 waits for 4 image tokens and the bucket never needs a capacity of n.
 
-Adaptation lives here, not in the workers: the pool reports each answer (``on_success``,
-``on_rate_limited``, ``observe_headers``) and the limiter moves its effective rate:
-
-* a 429 multiplies the rate by ``decrease`` (at most once per ``cooldown_s``, since the requests
-  already in flight answer 429 together) and pauses every worker until Retry-After has passed;
-* each ``increase_every_s`` without a 429 adds ``increase`` × the ceiling;
-* the ceiling is the user's --rpm, lowered to the server's announced ``x-ratelimit-limit-*``;
-  a server that raises its limit mid-run raises the ceiling again;
-* ``x-ratelimit-remaining-*`` near zero with a reset in the future paces the pool until then.
+The user's --rpm/--ipm/--concurrency are ceilings the autopilot never passes; with
+``adapt=False`` (--no-adapt) the rates and the slots stay exactly at the flags.
 
 All time is the event loop's (``anyio.current_time``), so tests run this on a virtual clock.
 """
@@ -22,32 +21,36 @@ All time is the event loop's (``anyio.current_time``), so tests run this on a vi
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from aiolimiter import AsyncLimiter
 
+from batchgen.autopilot import (
+    CONCURRENCY,
+    IMAGES,
+    REQUESTS,
+    AutopilotConfig,
+    InflightControl,
+    RateControl,
+    read_hint,
+)
 from batchgen.errors import parse_reset_duration
 
-
-@dataclass(frozen=True, slots=True)
-class AdaptConfig:
-    decrease: float = 0.75
-    increase: float = 0.02
-    increase_every_s: float = 1.0
-    cooldown_s: float = 2.0
-    floor: float = 0.05  # never below this share of the ceiling
-    burst_s: float = 0.2  # bucket capacity, in seconds of the current rate
-    headroom: float = 0.985  # share of a server-announced limit to aim for
+DEFAULT_CONCURRENCY_CAP = 256  # in flight at most when --concurrency is not given
+FIXED_CONCURRENCY = 8  # with --no-adapt and no --concurrency (the old default)
+BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
+MAX_PAUSE_S = 300.0  # no Retry-After or reset holds the pool longer than this at once
 
 
 class _Bucket(AsyncLimiter):
     """aiolimiter's leaky bucket with a rate that changes in place.
 
     Replacing the bucket on every adjustment would forget how full it is and let a burst of
-    its whole capacity through each time (AIMD adjusts every second: that alone overshoots the
-    rate by a fifth). aiolimiter keeps its state in ``_level`` and ``_rate_per_sec``; drain
-    the bucket at the old rate first, then switch."""
+    its whole capacity through each time. aiolimiter (≥ 1.2) keeps its state in ``_level``
+    and ``_rate_per_sec``; drain the bucket at the old rate first, then switch."""
 
     def set_rate(self, capacity: float, period: float) -> None:
         self._leak()
@@ -58,148 +61,325 @@ class _Bucket(AsyncLimiter):
         self._wake_next()
 
 
-class _Rate:
-    """One adaptive rate (per minute) backed by an aiolimiter bucket of unit acquisitions."""
+def _shape(per_min: float) -> tuple[float, float]:
+    per_s = per_min / 60.0
+    capacity = max(1.0, per_s * BURST_S)
+    return capacity, capacity / per_s
 
-    def __init__(self, per_min: float, cfg: AdaptConfig) -> None:
-        self.configured = float(per_min)
-        self.ceiling = float(per_min)
-        self.current = float(per_min)
-        self._cfg = cfg
-        self._bucket = self._make_bucket()
+
+class _Paced:
+    """A rate control and the bucket that paces at its current rate (none while it is
+    infinite: an images/min rate nobody has limited yet)."""
+
+    def __init__(self, control: RateControl) -> None:
+        self.control = control
+        self._applied = control.current
+        self._bucket = _Bucket(*_shape(control.current)) if math.isfinite(control.current) else None
         # one request collects its n image tokens before the next starts: tokens handed out
         # round-robin to many waiting requests would delay all of them
         self._order = anyio.Lock()
 
-    def _shape(self) -> tuple[float, float]:
-        per_s = self.current / 60.0
-        capacity = max(1.0, per_s * self._cfg.burst_s)
-        return capacity, capacity / per_s
-
-    def _make_bucket(self) -> _Bucket:
-        return _Bucket(*self._shape())
+    def sync(self) -> None:
+        value = self.control.current
+        if math.isclose(value, self._applied, rel_tol=1e-4):
+            return
+        self._applied = value
+        if not math.isfinite(value):
+            self._bucket = None
+        elif self._bucket is None:
+            self._bucket = _Bucket(*_shape(value))
+        else:
+            self._bucket.set_rate(*_shape(value))
 
     async def acquire(self, amount: int) -> None:
-        if amount == 1:
-            await self._bucket.acquire(1)
-            return
-        # one token at a time, so capacity stays below a second's worth whatever n is
-        async with self._order:
-            for _ in range(amount):
-                await self._bucket.acquire(1)
+        bucket = self._bucket
+        if bucket is not None:
+            if amount == 1:
+                await bucket.acquire(1)
+            else:
+                # one token at a time, so capacity stays below a second's worth whatever n is
+                async with self._order:
+                    for _ in range(amount):
+                        await bucket.acquire(1)
+        self.control.sent(anyio.current_time(), amount)
 
-    def set_current(self, value: float) -> None:
-        value = min(self.ceiling, max(self.ceiling * self._cfg.floor, value))
-        if not math.isclose(value, self.current, rel_tol=1e-3):
-            self.current = value
-            self._bucket.set_rate(*self._shape())
 
-    def set_ceiling(self, announced: float) -> None:
-        """The server announced its limit: stay just under it (its bucket and ours drift)."""
-        ceiling = min(self.configured, announced * self._cfg.headroom)
-        if ceiling != self.ceiling:
-            self.ceiling = ceiling
-            if self.current > ceiling:
-                self.set_current(ceiling)
+class _Slots:
+    """A semaphore whose size changes while it is held (the adaptive in-flight limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def acquire(self) -> int:
+        """Take a slot; returns how many are out, this one included."""
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return self.used
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # handed a slot while being cancelled: pass it on
+            else:
+                self._waiters.remove(event)
+            raise
+        return self.used
+
+    def release(self) -> None:
+        self.used -= 1
+        self._wake()
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.used < self.limit:
+            self.used += 1
+            self._waiters.popleft().set()
+
+
+@dataclass(slots=True)
+class Ticket:
+    inflight: int  # requests out when this one was sent, itself included
+    sent_at: float
 
 
 class RateLimiter:
-    """The pool's gate: ``await acquire(n)`` before each request of n images."""
+    """The pool's gate and the autopilot's seat."""
 
     def __init__(
         self,
         rpm: float | None = None,
         ipm: float | None = None,
         *,
+        concurrency: int | None = None,
         adapt: bool = True,
-        config: AdaptConfig | None = None,
+        config: AutopilotConfig | None = None,
+        max_pause_s: float = MAX_PAUSE_S,
     ) -> None:
-        cfg = config or AdaptConfig()
-        self._cfg = cfg
-        self._adapt = adapt
-        self.requests = _Rate(rpm, cfg) if rpm else None
-        self.images = _Rate(ipm, cfg) if ipm else None
+        cfg = config or AutopilotConfig()
+        now = anyio.current_time() if _in_loop() else 0.0
+        self.adapt = adapt
+        self.max_pause_s = max_pause_s
+        self.requests: _Paced | None = None
+        self.images: _Paced | None = None
+        if adapt or rpm:
+            self.requests = _Paced(RateControl(REQUESTS, rpm, cfg, now))
+        if adapt or ipm:
+            images = RateControl(IMAGES, ipm, cfg, now)
+            if not ipm:
+                images.current = math.inf  # dormant until the provider limits images
+            self.images = _Paced(images)
+        cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
+        self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
+        self._slots = _Slots(self.inflight.slots)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
-        self.rate_limited = 0
-        self._last_decrease = -math.inf
-        self._last_increase = 0.0
+        self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
+        self.throttled = 0
+        self.throttled_since_progress = 0
+        self.last_progress = now
 
+    # -- the gate ----------------------------------------------------------------------------
     @property
-    def rates(self) -> list[_Rate]:
-        return [r for r in (self.requests, self.images) if r is not None]
+    def concurrency_cap(self) -> int:
+        return self.inflight.cap
 
     async def acquire(self, n: int = 1) -> float:
         """Wait for the pause, then for one request token and n image tokens.
 
         Returns the seconds spent waiting (the log's ``wait_s``)."""
         start = anyio.current_time()
-        while (delay := self.paused_until - anyio.current_time()) > 0:
-            await anyio.sleep(delay)
+        await self._wait_pause()
         if self.requests is not None:
             await self.requests.acquire(1)
         if self.images is not None:
             await self.images.acquire(n)
         return anyio.current_time() - start
 
-    def pause(self, seconds: float) -> None:
-        """Hold every worker until ``seconds`` from now (Retry-After, reset of a window)."""
+    async def enter(self) -> Ticket:
+        """An in-flight slot (after any pause that began while waiting for it)."""
+        inflight = await self._slots.acquire()
+        try:
+            await self._wait_pause()
+        except BaseException:
+            self._slots.release()
+            raise
+        self.inflight.sent_at(inflight)
+        return Ticket(inflight, anyio.current_time())
+
+    def leave(self, ticket: Ticket) -> None:
+        self._slots.release()
+
+    async def _wait_pause(self) -> None:
+        while (delay := self.paused_until - anyio.current_time()) > 0:
+            await anyio.sleep(delay)
+
+    def pause(self, seconds: float) -> float:
+        """Hold every worker until ``seconds`` from now (capped); returns the pause held."""
+        seconds = max(0.0, seconds)
+        if seconds > self.max_pause_s:
+            self.capped_pause = (seconds, self.max_pause_s)
+            seconds = self.max_pause_s
         now = anyio.current_time()
-        until = now + max(0.0, seconds)
+        until = now + seconds
         if until > self.paused_until:
             self.paused_total_s += until - max(now, self.paused_until)
             self.paused_until = until
+        return seconds
 
-    def on_rate_limited(self, retry_after_s: float | None) -> None:
-        self.rate_limited += 1
-        self.pause(retry_after_s if retry_after_s is not None else 1.0)
-        if not self._adapt:
-            return
+    # -- what the provider said ---------------------------------------------------------------
+    def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
         now = anyio.current_time()
-        if now - self._last_decrease >= self._cfg.cooldown_s:
-            self._last_decrease = now
-            self._last_increase = now
-            for rate in self.rates:
-                rate.set_current(rate.current * self._cfg.decrease)
+        self.last_progress = now
+        self.throttled_since_progress = 0
+        self.observe_headers(headers)
+        if ticket is not None:
+            self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
+        self._tick(now)
 
-    def on_success(self) -> None:
-        if not self._adapt:
-            return
+    def on_other(self) -> None:
+        """An answer that was neither a success nor a 429: the run is progressing."""
+        self.last_progress = anyio.current_time()
+        self.throttled_since_progress = 0
+
+    def on_throttled(
+        self,
+        ticket: Ticket | None,
+        retry_after_s: float | None,
+        headers: dict[str, str] | None = None,
+        message: str = "",
+        code: str = "",
+    ) -> float:
+        """A 429 for rate or concurrency: learn from it, cut the right control, and pause the
+        pool for the hint — never shorter than one request's spacing at the cut rate.
+        Returns the pause held (0 for a concurrency 429: the slots hold the pool back)."""
         now = anyio.current_time()
-        if now - self._last_increase >= self._cfg.increase_every_s:
-            self._last_increase = now
-            for rate in self.rates:
-                if rate.current < rate.ceiling:
-                    rate.set_current(rate.current + rate.ceiling * self._cfg.increase)
+        self.throttled += 1
+        self.throttled_since_progress += 1
+        hint = read_hint(headers, message, code)
+        kind = CONCURRENCY if hint.concurrency else hint.exhausted
+        if self.adapt:
+            self._announce(hint.limits, now)
+            if kind is None:
+                kind = self._guess_kind(ticket, now)
+            if kind == CONCURRENCY:
+                if ticket is not None:
+                    self.inflight.on_refused(now, ticket.inflight)
+                    self._slots.set_limit(self.inflight.slots)
+            else:
+                paced = self.images if kind == IMAGES else self.requests
+                if paced is not None and paced.control.on_loss(now):
+                    paced.sync()
+        if kind == CONCURRENCY and retry_after_s is None:
+            return 0.0
+        spacing = 0.0
+        if self.requests is not None and math.isfinite(self.requests.control.current):
+            spacing = 60.0 / self.requests.control.current
+        return self.pause(max(retry_after_s or 0.0, spacing))
 
-    def observe_headers(self, headers: dict[str, str]) -> None:
-        """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}``."""
-        if not headers or not self._adapt:
+    def observe_headers(self, headers: dict[str, str] | None) -> None:
+        """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
+        if not headers:
             return
-        for kind, rate in (("requests", self.requests), ("images", self.images)):
-            if rate is None:
-                continue
-            limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
-            if limit:
-                rate.set_ceiling(limit)
-            remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
-            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{kind}"))
-            if remaining is not None and remaining < 1 and reset:
-                self.pause(reset)
+        hint = read_hint(headers)
+        if self.adapt:
+            self._announce(hint.limits, anyio.current_time())
+        if hint.exhausted is not None:
+            # the provider's bucket is empty: wait for one unit of it, not for it to refill
+            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{hint.exhausted}"))
+            if reset:
+                limit = hint.limits.get(hint.exhausted)
+                self.pause(min(reset, 60.0 / limit) if limit else reset)
+
+    def _announce(self, limits: dict[str, float], now: float) -> None:
+        for kind, limit in limits.items():
+            paced = self.requests if kind == REQUESTS else self.images
+            if paced is not None and paced.control.announced != limit:
+                paced.control.announce(limit, now)
+                paced.sync()
+
+    def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
+        """A 429 with no hint: concurrency when it was sent with every slot taken and more
+        out than any recent success was sent with; otherwise requests/min."""
+        if ticket is None or self.inflight.fixed:
+            return REQUESTS
+        full = ticket.inflight >= self.inflight.slots
+        return CONCURRENCY if full and ticket.inflight > self.inflight.ok_high(now) else REQUESTS
+
+    def _tick(self, now: float) -> None:
+        if not self.adapt:
+            return
+        for paced in (self.requests, self.images):
+            if paced is not None:
+                paced.control.tick(now)
+                paced.sync()
+        if self._slots.limit != self.inflight.slots:
+            self._slots.set_limit(self.inflight.slots)
+
+    # -- what it found ------------------------------------------------------------------------
+    def stalled_s(self) -> float:
+        return anyio.current_time() - self.last_progress
+
+    @property
+    def in_flight(self) -> int:
+        return self._slots.used
 
     def describe(self) -> str:
         parts = []
-        if self.requests:
-            parts.append(f"{self.requests.current:.0f} req/min")
-        if self.images:
-            parts.append(f"{self.images.current:.0f} img/min")
-        return ", ".join(parts) or "no rate limit"
+        if self.requests is not None:
+            parts.append(f"{self.requests.control.current:.0f} req/min")
+        if self.images is not None and math.isfinite(self.images.control.current):
+            parts.append(f"{self.images.control.current:.0f} img/min")
+        parts.append(f"{self._slots.used}/{self.inflight.slots} in flight")
+        if self.paused_until > anyio.current_time():
+            left = self.paused_until - anyio.current_time()
+            parts.append(f"paused {left:.1f}s")
+            if self.capped_pause is not None:
+                parts.append(f"(asked {self.capped_pause[0]:.0f}s, capped)")
+        return ", ".join(parts)
+
+    def learned(self) -> dict[str, Any]:
+        """What the autopilot found, for run.json and the report."""
+        req = self.requests.control if self.requests else None
+        img = self.images.control if self.images else None
+        conc = self.inflight
+        return {
+            "adaptive": self.adapt,
+            "rpm": _round(req.learned() if req else None),
+            "rpm_source": req.source if req else None,
+            "ipm": _round(img.learned() if img else None),
+            "ipm_source": img.source if img else None,
+            "concurrency": conc.learned(),
+            "concurrency_source": (
+                "flag" if conc.fixed else "429" if conc.losses else
+                "latency" if conc.shrinks else None
+            ),
+            "final_rpm": _round(req.current if req else None),
+            "final_ipm": _round(img.current if img else None),
+            "final_concurrency": conc.slots,
+            "peak_inflight": conc.peak,
+            "throttled": self.throttled,
+            "rate_cuts": (req.losses if req else 0) + (img.losses if img else 0),
+            "paused_s": round(self.paused_total_s, 3),
+            "capped_pause_s": self.capped_pause[0] if self.capped_pause else None,
+        }
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
         return None
+    return round(value, 1)
+
+
+def _in_loop() -> bool:
     try:
-        return float(value)
-    except ValueError:
-        return None
+        anyio.current_time()
+    except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
+        return False
+    return True

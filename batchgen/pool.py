@@ -23,9 +23,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchgen.attempt import JobRunner
-from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.budget_gate import BudgetGate
 from batchgen.clock import SYSTEM_CLOCK, Clock
+from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
@@ -120,15 +120,35 @@ async def run_pool(
         inflight=inflight if inflight is not None else set(),
         tally=tally,
     )
-    send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * settings.concurrency))
-    async with anyio.create_task_group() as tg:
-        control._cancel = tg.cancel_scope.cancel
-        tg.start_soon(_produce, iter(jobs), send, control)
-        async with receive:
-            for _ in range(settings.concurrency):
-                tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
+    # one worker per slot the limiter may open; the limiter decides how many send at once
+    workers = min(settings.concurrency, limiter.concurrency_cap)
+    send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(_watch_stall, limiter, control, settings.stall_timeout_s)
+        async with anyio.create_task_group() as tg:
+            control._cancel = tg.cancel_scope.cancel
+            tg.start_soon(_produce, iter(jobs), send, control)
+            async with receive:
+                for _ in range(workers):
+                    tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
+        outer.cancel_scope.cancel()
     control._cancel = None
     return tally
+
+
+async def _watch_stall(limiter: RateLimiter, control: RunControl, timeout_s: float) -> None:
+    """Stop the run when the provider has answered nothing but 429s for ``timeout_s``: the
+    jobs stay pending for resume, none is failed for rate limiting."""
+    while not control.stopping:
+        await anyio.sleep(max(0.05, min(5.0, timeout_s / 20)))
+        stalled = limiter.stalled_s()
+        if limiter.throttled_since_progress and stalled >= timeout_s:
+            control.stop(
+                ErrorClass.RATE_LIMIT,
+                f"no progress for {stalled:.0f}s: the provider answered every request with 429 "
+                f"({limiter.throttled_since_progress} in a row); the jobs left are pending",
+            )
+            return
 
 
 async def _produce(jobs: Iterator[Job], send: MemoryObjectSendStream[Job], control: RunControl) -> None:

@@ -36,6 +36,7 @@ ENDINGS = frozenset(
         "stopped_auth",
         "stopped_quota",
         "stopped_budget",
+        "stopped_rate_limit",
         "interrupted",
         "crashed",
     }

@@ -4,7 +4,8 @@ its target, write ``bench/results.json``. Exit status 1 when a target is missed.
     python -m bench                      every benchmark once (~6 min on 2 cores)
     python -m bench --repeat 3           the closing figures: median of three runs
     python -m bench --only overhead,resume
-    python -m bench --quick              small sizes, a smoke test of the harness (~1 min)
+    python -m bench --quick              small sizes, a smoke test of the harness (~3 min)
+    python -m bench --only auto-headers  issue 10: the client finds the limit by itself
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import memory, overhead, scale, utilisation
+from bench import autopilot, memory, overhead, scale, utilisation
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -52,6 +53,19 @@ SPECS = (
          lambda root, quick, _: utilisation.bench_ipm(root, seconds=10 if quick else 62)),
     Spec("misconfigured", "2. misconfigured --rpm 2R",
          lambda root, quick, _: utilisation.bench_misconfigured(root, quick=quick)),
+    # issue 10: no --rpm/--ipm/--concurrency, the simulator enforcing its limit (each ≥ 60 s)
+    Spec("auto-headers", "10. autopilot, rpm, x-ratelimit headers, retry-after-ms",
+         lambda root, quick, _: autopilot.bench_headers(root, quick=quick)),
+    Spec("auto-noheaders", "10. autopilot, rpm, no headers, Retry-After seconds",
+         lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="seconds")),
+    Spec("auto-noheaders-none", "10. autopilot, rpm, no headers, no Retry-After",
+         lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="none")),
+    Spec("auto-concurrency", "10. autopilot, max 24 concurrent, no rate limit",
+         lambda root, quick, _: autopilot.bench_concurrency(root, quick=quick)),
+    Spec("auto-ipm", "10. autopilot, ipm, n = 1/2/4",
+         lambda root, quick, _: autopilot.bench_ipm(root, quick=quick)),
+    Spec("auto-moving", "10. autopilot, rpm halved at 30 s, restored at 60 s",
+         lambda root, quick, _: autopilot.bench_moving(root, quick=quick)),
     Spec("resume", "5. resume scan, 1M rows",
          lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
     Spec("report", "6. report, 1M rows",

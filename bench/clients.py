@@ -32,11 +32,18 @@ def client_env() -> dict[str, str]:
 
 
 def batchgen_command(
-    jobfile: Path, base_url: str, run_dir: Path, *, concurrency: int = 64, extra: Sequence[str] = ()
+    jobfile: Path,
+    base_url: str,
+    run_dir: Path,
+    *,
+    concurrency: int | None = 64,
+    extra: Sequence[str] = (),
 ) -> list[str]:
+    """``concurrency=None``: no --concurrency flag (the client picks its own)."""
+    limit = ["--concurrency", str(concurrency)] if concurrency is not None else []
     return [
         *batchgen_prefix(), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
-        "--concurrency", str(concurrency), "--quiet", "--yes", *extra,
+        *limit, "--quiet", "--yes", *extra,
     ]  # fmt: skip
 
 
@@ -45,7 +52,7 @@ def run_batchgen(
     base_url: str,
     run_dir: Path,
     *,
-    concurrency: int = 64,
+    concurrency: int | None = 64,
     extra: Sequence[str] = (),
     timeout_s: float = 600.0,
     ok: tuple[int, ...] = (0,),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RATE_LIMITED = "server_rate_limited"  # batchgen.sim.stats.SERVER_RATE_LIMITED
+CONCURRENCY_LIMITED = "concurrency_limited"  # batchgen.sim.stats.CONCURRENCY_LIMITED
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 
 
@@ -81,12 +82,33 @@ def window_rate(
     return total * 60.0 / (t1 - t0)
 
 
+def run_rate(
+    timeline: Sequence[Sequence[float]], first_received: float | None, *, images: bool = False
+) -> float:
+    """Accepted requests (or images) per minute over the whole run, warm-up included: from the
+    first request the simulator received (refused or not) to the last one it accepted.
+
+    Counted like :func:`window_rate` (every acceptance after the first, N − 1 intervals for N
+    events), so when the first request was accepted the two agree; a client that opened with
+    refused requests has that time counted against it."""
+    if not timeline:
+        return 0.0
+    start = timeline[0][0] if first_received is None else min(first_received, timeline[0][0])
+    span = timeline[-1][0] - start
+    weight = (lambda n: n) if images else (lambda n: 1)
+    total = sum(weight(n) for _, n in timeline[1:])
+    return total * 60.0 / span if span > 0 else 0.0
+
+
 def rate_limited_share(stats: Mapping[str, Any]) -> float:
-    """429s from the simulator's own limit per request received."""
+    """429s from the simulator's own limits per request received: its rate limit and its cap
+    on concurrent requests (not the random ``rate_limit`` fault)."""
     received = int(stats.get("received", 0))
     if received == 0:
         return 0.0
-    return int(stats.get("outcomes", {}).get(RATE_LIMITED, 0)) / received
+    outcomes = stats.get("outcomes", {})
+    limited = int(outcomes.get(RATE_LIMITED, 0)) + int(outcomes.get(CONCURRENCY_LIMITED, 0))
+    return limited / received
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -84,9 +84,10 @@ class SimProcess:
         """``GET /_sim/stats``: received, outcomes, images_served, accepted [[t, n], ...]."""
         return self._call("GET", f"/_sim/stats?timeline={int(timeline)}")
 
-    def reset(self) -> None:
-        """Counters to zero, buckets full, the limit schedule back at t=0."""
-        self._call("POST", "/_sim/reset", {})
+    def reset(self) -> float:
+        """Counters to zero, buckets full, the limit schedules back at t=0; returns that t0 on
+        the simulator's monotonic clock (its timeline's, common to every process here)."""
+        return float(self._call("POST", "/_sim/reset", {})["t0"])
 
     def update(self, **knobs: Any) -> dict[str, Any]:
         return self._call("POST", "/_sim/config", knobs)

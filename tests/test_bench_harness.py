@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.__main__ import parse_args
+from bench.__main__ import SPECS, parse_args
+from bench.autopilot import learned_figures, moving_plan, read_autopilot
 from bench.baselines import main as baseline_main
 from bench.clients import OVERRIDE_ENV, batchgen_command, client_env, count_files
 from bench.jobfiles import read_jobs, write_jobs
-from bench.metrics import Figure, Target, median_figures, rate_limited_share, window_rate
+from bench.metrics import (
+    Figure,
+    Target,
+    median_figures,
+    rate_limited_share,
+    run_rate,
+    window_rate,
+)
 from bench.proc import run_measured
 from bench.report import Outcome, fmt_target, fmt_value, write_results
 from bench.scale import make_resume_case, time_resume
@@ -42,6 +51,68 @@ def test_rate_limited_share_counts_only_the_servers_own_limit() -> None:
     stats = {"received": 200, "outcomes": {"ok": 180, "server_rate_limited": 10, "rate_limit": 10}}
     assert rate_limited_share(stats) == pytest.approx(0.05)
     assert rate_limited_share({"received": 0, "outcomes": {}}) == 0.0
+    # the concurrency cap's instant 429s are the server's own refusals too
+    capped = {"received": 100, "outcomes": {"ok": 90, "concurrency_limited": 6,
+                                            "server_rate_limited": 4}}  # fmt: skip
+    assert rate_limited_share(capped) == pytest.approx(0.10)
+
+
+def test_run_rate_counts_the_warm_up_from_the_first_request_received() -> None:
+    # 11 acceptances 0.1 s apart from t=12: 600/min from the first to the last acceptance ...
+    timeline = [[12.0 + i / 10, 1] for i in range(11)]
+    assert run_rate(timeline, 12.0) == pytest.approx(window_rate(timeline)) == pytest.approx(600)
+    # ... but the first request arrived at t=10 and was refused: 10 in 3 s = 200/min
+    assert run_rate(timeline, 10.0) == pytest.approx(200.0)
+    assert run_rate(timeline, None) == pytest.approx(600.0)
+    images = [[10.0, 4], [11.0, 2], [12.0, 1]]  # the first event's images start the clock
+    assert run_rate(images, 9.0, images=True) == pytest.approx(3 * 60 / 3)
+    assert run_rate([], 1.0) == 0.0 and run_rate([[5.0, 1]], 5.0) == 0.0
+
+
+def test_learned_figures_judge_the_record_within_ten_percent(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert read_autopilot(run) is None  # no run.json
+    # the client's shape: sessions[].summary.autopilot, a source per kind
+    record = {"rpm": 1150.0, "rpm_source": "headers", "ipm": None, "concurrency": 22,
+              "concurrency_source": "429", "final_rpm": 1100.0}  # fmt: skip
+    doc = {"sessions": [{"session": 1, "summary": {"autopilot": {"rpm": 5.0}}},
+                        {"session": 2, "summary": {"ok": 3, "autopilot": record}}]}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(doc))
+    found = read_autopilot(run)
+    assert found == record
+    by_name = {f.name: f for f in learned_figures(found, "rpm", 1200.0)}
+    assert by_name["learned rpm"].value == 1150.0 and by_name["learned ipm"].value is None
+    assert by_name["learned concurrency"].value == 22.0
+    assert by_name["learned rpm"].note == "source: headers"
+    assert by_name["learned concurrency"].note == "source: 429"
+    low, high = by_name["learned rpm / true, low bound"], by_name["learned rpm / true, high bound"]
+    assert low.value == pytest.approx(1150 / 1200) and (low.passed, high.passed) == (True, True)
+    too_high = {f.name: f for f in learned_figures({"rpm": 1400}, "rpm", 1200.0)}
+    assert too_high["learned rpm / true, high bound"].passed is False
+    assert too_high["learned rpm / true, low bound"].passed is True
+    # the shape first planned, straight on the session, is read too
+    planned = {"rpm": None, "ipm": None, "concurrency": 24, "source": "429"}
+    (run / "run.json").write_text(json.dumps({"sessions": [{"autopilot": planned}]}))
+    assert read_autopilot(run) == planned
+    assert learned_figures(planned, "concurrency", 24)[2].note == "source: 429"
+    # a session without a record (crashed: summary {}), or a record with junk: missing, failing
+    (run / "run.json").write_text(json.dumps({"sessions": [{"session": 1, "summary": {}}]}))
+    assert read_autopilot(run) is None
+    missing = learned_figures(None, "concurrency", 24)
+    assert [f.value for f in missing] == [None] * 5
+    assert "no autopilot record" in missing[0].note
+    assert [f.passed for f in missing] == [None, None, None, False, False]
+    assert learned_figures({"rpm": True, "concurrency": "24"}, "rpm", 1200)[0].value is None
+
+
+def test_moving_plan_windows_sit_after_each_change() -> None:
+    schedule, windows, end = moving_plan(quick=False)
+    assert schedule == ((0.0, 1200.0), (30.0, 600.0), (60.0, 1200.0)) and end == 90.0
+    assert windows == ((40.0, 60.0), (70.0, 90.0))
+    quick_schedule, quick_windows, quick_end = moving_plan(quick=True)
+    assert quick_end == pytest.approx(15.0) and quick_windows[1][1] == pytest.approx(15.0)
+    assert [rpm for _, rpm in quick_schedule] == [1200.0, 600.0, 1200.0]
 
 
 def test_target_and_figure_pass_fail() -> None:
@@ -87,6 +158,10 @@ def test_results_json_has_every_figure_and_the_overall_verdict(tmp_path: Path) -
 
 def test_cli_rejects_unknown_benchmarks() -> None:
     assert parse_args(["--only", "resume,report"]).keys == ["resume", "report"]
+    autopilot_keys = [s.key for s in SPECS if s.key.startswith("auto-")]
+    assert autopilot_keys == ["auto-headers", "auto-noheaders", "auto-noheaders-none",
+                              "auto-concurrency", "auto-ipm", "auto-moving"]  # fmt: skip
+    assert "rpm" in {s.key for s in SPECS}
     with pytest.raises(SystemExit):
         parse_args(["--only", "nope"])
 
@@ -145,6 +220,10 @@ def test_batchgen_command_can_measure_another_build(monkeypatch: pytest.MonkeyPa
     cmd = batchgen_command(Path("j.jsonl"), "http://127.0.0.1:1/v1", Path("r"), extra=["--rpm", "60"])
     assert Path(cmd[0]).name == "batchgen" and cmd[1:3] == ["run", "j.jsonl"]
     assert cmd[-2:] == ["--rpm", "60"] and "--quiet" in cmd
+    assert cmd[cmd.index("--concurrency") + 1] == "64"
+    # the autopilot benchmarks: no limit flags at all, the client picks its own
+    bare = batchgen_command(Path("j"), "u", Path("r"), concurrency=None)
+    assert not {"--concurrency", "--rpm", "--ipm"} & set(bare)
     monkeypatch.setenv(OVERRIDE_ENV, "/usr/bin/python3 '/tmp/patched entry.py'")
     assert batchgen_command(Path("j"), "u", Path("r"))[:3] == [
         "/usr/bin/python3", "/tmp/patched entry.py", "run"
@@ -155,6 +234,8 @@ def test_batchgen_command_can_measure_another_build(monkeypatch: pytest.MonkeyPa
 def test_simulator_process_serves_and_counts_and_resets(tmp_path: Path) -> None:
     jobfile = write_jobs(tmp_path / "jobs.jsonl", 12, n=2)
     assert [job_id for job_id, _ in read_jobs(jobfile)][:2] == ["b00", "b01"]
+    mixed = read_jobs(write_jobs(tmp_path / "mixed.jsonl", 5, n=(1, 2, 4)))
+    assert [body.get("n", 1) for _, body in mixed] == [1, 2, 4, 1, 2]
     with SimProcess(tiny=True) as sim:
         assert sim.base_url.startswith("http://127.0.0.1:")
         out = tmp_path / "out"
@@ -163,8 +244,12 @@ def test_simulator_process_serves_and_counts_and_resets(tmp_path: Path) -> None:
         stats = sim.stats()
         assert stats["outcomes"] == {"ok": 12}
         assert window_rate(stats["accepted"], images=True) > 0
-        sim.reset()
-        assert sim.stats()["received"] == 0
+        assert stats["first_received"] <= stats["accepted"][0][0]
+        before = time.monotonic()
+        t0 = sim.reset()
+        assert before <= t0 <= time.monotonic()  # the schedules' start, on this clock too
+        after = sim.stats()
+        assert after["received"] == 0 and after["first_received"] is None
 
 
 def test_sdk_baseline_writes_every_image_and_counts_refusals(

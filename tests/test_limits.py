@@ -1,12 +1,13 @@
-"""The limiter on a virtual clock: rates hold from the first second, 429 pauses the whole pool,
-AIMD moves the rate down and back up."""
+"""The limiter's gate on a virtual clock: rates hold from the first second, a 429 pauses the
+whole pool, pauses are capped, a stop cuts waits short. (The autopilot's adaptation:
+tests/test_autopilot.py.)"""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from batchgen.limits import AdaptConfig, RateLimiter
+from batchgen.limits import BURST_S, RateLimiter
 from tests.vtime import run_virtual
 
 
@@ -42,7 +43,7 @@ def test_requests_per_window_never_pass_rpm_first_second_included(rpm: int) -> N
     grants = run_virtual(main)
     per_s = rpm / 60
     # first second: at most one burst_s worth beyond the steady rate (not a minute's quota)
-    burst = max(1.0, per_s * AdaptConfig().burst_s)
+    burst = max(1.0, per_s * BURST_S)
     first = sum(1 for t in grants if t - grants[0] < 1.0)
     assert first <= per_s + burst
     assert _max_in_window(grants, 1.0) <= per_s + burst
@@ -66,60 +67,58 @@ def test_rate_limited_pauses_every_worker() -> None:
         limiter = RateLimiter(rpm=6000, adapt=False)
         await limiter.acquire()
         t429 = anyio.current_time()
-        limiter.on_rate_limited(retry_after_s=5.0)
+        limiter.on_throttled(None, retry_after_s=5.0)
         return t429, await _drive(limiter, workers=16, jobs=16)
 
     t429, grants = run_virtual(main)
     assert min(grants) >= t429 + 5.0
 
 
-def test_aimd_decreases_on_429_and_recovers() -> None:
-    async def main() -> list[float]:
-        cfg = AdaptConfig(decrease=0.5, increase=0.1, increase_every_s=1.0, cooldown_s=2.0)
-        limiter = RateLimiter(rpm=600, config=cfg)
-        seen = [limiter.requests.current]
-        limiter.on_rate_limited(0.0)
-        limiter.on_rate_limited(0.0)  # same burst of 429s: one decrease only
-        seen.append(limiter.requests.current)
-        for _ in range(10):
-            await anyio.sleep(1.0)
-            limiter.on_success()
-        seen.append(limiter.requests.current)
-        return seen
+def test_remaining_zero_pauses_for_one_unit_not_the_whole_reset() -> None:
+    """remaining 0 means the provider's bucket is empty: wait for one request's worth of it
+    (60 / limit s), not until it is full again (the reset)."""
 
-    start, after_429, recovered = run_virtual(main)
-    assert after_429 == pytest.approx(start * 0.5)
-    assert recovered == pytest.approx(start)  # +10% of the ceiling per second, capped
-
-
-def test_announced_server_limit_caps_and_raises_the_ceiling() -> None:
-    async def main() -> tuple[float, float, float]:
-        limiter = RateLimiter(rpm=1200)
-        limiter.observe_headers({"x-ratelimit-limit-requests": "600"})
-        lowered = limiter.requests.current
-        limiter.observe_headers({"x-ratelimit-limit-requests": "900"})
-        for _ in range(30):
-            await anyio.sleep(1.0)
-            limiter.on_success()
-        return lowered, limiter.requests.ceiling, limiter.requests.current
-
-    lowered, ceiling, current = run_virtual(main)
-    assert lowered == pytest.approx(600 * 0.985)
-    assert ceiling == pytest.approx(900 * 0.985)
-    assert current == pytest.approx(ceiling)
-
-
-def test_remaining_zero_pauses_until_reset() -> None:
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         limiter = RateLimiter(rpm=600)
         t0 = anyio.current_time()
+        limiter.observe_headers({"x-ratelimit-limit-requests": "120",
+                                 "x-ratelimit-remaining-requests": "0",
+                                 "x-ratelimit-reset-requests": "20s"})
+        await limiter.acquire()
+        waited_known = anyio.current_time() - t0
         limiter.observe_headers(
             {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"}
         )
+        t1 = anyio.current_time()
         await limiter.acquire()
-        return anyio.current_time() - t0
+        return waited_known, anyio.current_time() - t1
 
-    assert run_virtual(main) == pytest.approx(1.5, abs=0.01)
+    known, unknown = run_virtual(main)
+    assert known == pytest.approx(0.5, abs=0.01)  # 60 / 120
+    assert unknown == pytest.approx(1.5, abs=0.01)  # no limit known: the reset
+
+
+def test_no_pause_passes_the_cap_and_the_cap_is_reported() -> None:
+    async def main() -> tuple[float, str, float]:
+        limiter = RateLimiter(rpm=600, max_pause_s=30.0)
+        held = limiter.pause(86_400)
+        text = limiter.describe()
+        t0 = anyio.current_time()
+        await limiter.acquire()
+        return held, text, anyio.current_time() - t0
+
+    held, text, waited = run_virtual(main)
+    assert held == 30.0
+    assert waited == pytest.approx(30.0, abs=0.01)
+    assert "asked 86400s, capped" in text
+
+
+def test_cli_defaults_match_the_limiter() -> None:
+    from batchgen import limits
+    from batchgen.cli import common
+
+    assert common.DEFAULT_CONCURRENCY_CAP == limits.DEFAULT_CONCURRENCY_CAP
+    assert common.FIXED_CONCURRENCY == limits.FIXED_CONCURRENCY
 
 
 def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
@@ -146,19 +145,21 @@ def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
 
 
 def test_rate_changes_keep_the_bucket_full_no_burst_per_adjustment() -> None:
-    """AIMD adjusts every second; each adjustment must not hand out a fresh burst."""
+    """The autopilot moves the rate every second; no move may hand out a fresh burst."""
 
     async def main() -> list[float]:
-        cfg = AdaptConfig(increase=0.001, increase_every_s=1.0)
-        limiter = RateLimiter(rpm=6000, config=cfg)
-        limiter.requests.set_current(5000)  # below the ceiling: every success nudges it up
+        limiter = RateLimiter(rpm=6000)
+        assert limiter.requests is not None
+        control = limiter.requests.control
         grants: list[float] = []
 
         async def worker() -> None:
-            for _ in range(200):
+            for i in range(200):
                 await limiter.acquire()
                 grants.append(anyio.current_time())
-                limiter.on_success()
+                if i % 20 == 0:  # nudge the rate up and down, as the autopilot does
+                    control.current = 5000 if control.current > 5050 else 5100
+                    limiter.requests.sync()
 
         async with anyio.create_task_group() as tg:
             for _ in range(8):

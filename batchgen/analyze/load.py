@@ -28,6 +28,7 @@ class Session:
     started_at: float | None
     ended_at: float | None
     how: str | None
+    autopilot: dict[str, Any] | None = None  # what the session's limiter learned
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,11 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def _autopilot(summary: Any) -> dict[str, Any] | None:
+    found = summary.get("autopilot") if isinstance(summary, dict) else None
+    return dict(found) if isinstance(found, dict) else None
+
+
 def load_manifest(run_dir: Path) -> Manifest:
     """Read ``run.json``; a missing or damaged manifest gives an empty one (the log still
     reports), because a killed first session may not have written it completely."""
@@ -83,6 +89,7 @@ def load_manifest(run_dir: Path) -> Manifest:
                 started_at=_epoch(s.get("started_at")),
                 ended_at=_epoch(s.get("ended_at")),
                 how=s.get("how"),
+                autopilot=_autopilot(s.get("summary")),
             )
         )
     settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}

@@ -65,6 +65,10 @@ def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
 
 
 def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
+    learned = fig.get("autopilot")
+    if learned and learned.get("adaptive", True):
+        return _learned_limits(fig, learned)
+    # --no-adapt (or a run from before the autopilot): judge the fixed --rpm by the 429 share
     share, accepted = fig["rate_limited_share"], fig["accepted_rpm"]
     if share <= RATE_LIMIT_SHARE or not accepted:
         return []
@@ -85,6 +89,45 @@ def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
             },
         )
     ]
+
+
+def _learned_limits(fig: dict[str, Any], learned: dict[str, Any]) -> list[Recommendation]:
+    """Where the autopilot found the provider's limits, say so and how to start there next
+    time. Only when the provider throttled this run: a run bounded by its job count (or by
+    random 429s at a rate far below any limit) teaches nothing about the limit."""
+    flags: list[str] = []
+    said: list[str] = []
+    accepted = fig["accepted_rpm"] or 0.0
+    rpm, source = learned.get("rpm"), learned.get("rpm_source")
+    rate_found = source == "headers" or (source == "429" and learned.get("rate_cuts", 0) >= 2)
+    if rpm and rate_found and accepted >= AT_LIMIT * rpm:
+        flags.append(f"--rpm {math.floor(rpm)}")
+        said.append(f"{math.floor(rpm)} requests/min ({_BY[source]})")
+    ipm = learned.get("ipm")
+    if ipm and learned.get("ipm_source") in ("headers", "429"):
+        images = fig.get("images_per_min") or 0.0
+        if images >= AT_LIMIT * ipm:
+            flags.append(f"--ipm {math.floor(ipm)}")
+            said.append(f"{math.floor(ipm)} images/min ({_BY[learned['ipm_source']]})")
+    conc = learned.get("concurrency")
+    if conc and learned.get("concurrency_source") in ("429", "latency"):
+        flags.append(f"--concurrency {conc}")
+        said.append(f"{conc} requests in flight ({_BY[learned['concurrency_source']]})")
+    if not flags:
+        return []
+    return [
+        Recommendation(
+            "limits",
+            f"the provider sustained {' and '.join(said)}; next time "
+            f"`{' '.join(flags)}` starts there at once",
+            {"learned": learned, "accepted_rpm": accepted, "flags": " ".join(flags)},
+        )
+    ]
+
+
+AT_LIMIT = 0.8  # a run whose accepted rate came this close to a limit was held by it
+_BY = {"headers": "announced in its x-ratelimit headers", "429": "found from its 429s",
+       "latency": "found from its latency", "flag": "your flag"}  # fmt: skip
 
 
 def _timeout(fig: dict[str, Any]) -> list[Recommendation]:

@@ -55,6 +55,7 @@ def analyze_run(
         **F.latency_figures(cols),
         **F.rate_limit_figures(cols, throughput["active_s"]),
         **F.cost_figures(cols, throughput["images"]),
+        "autopilot": _autopilot(manifest),
         "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
         **failure_figures(run_dir, failed_ids),
         "series": series,
@@ -72,6 +73,14 @@ def analyze_run(
         else {"enabled": False}
     )
     return fig
+
+
+def _autopilot(manifest: Any) -> dict[str, Any] | None:
+    """What the limiter learned in the latest session that recorded it."""
+    for s in reversed(manifest.sessions):
+        if s.autopilot:
+            return {"session": s.session, **s.autopilot}
+    return None
 
 
 def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,11 @@ from batchgen.money.cli_args import add_money_arguments
 from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.sim.flags import add_sim_arguments
 
+# the limiter's own defaults, repeated here so building the parser does not import anyio;
+# tests/test_limits.py checks they agree
+DEFAULT_CONCURRENCY_CAP = 256
+FIXED_CONCURRENCY = 8
+
 if TYPE_CHECKING:
     from batchgen.control import PoolSettings
 
@@ -27,13 +32,15 @@ SIM_KEY = "sk-sim-local"
 
 # settings recorded in run.json and overridable on resume: name -> default
 POOL_DEFAULTS: dict[str, Any] = {
-    "concurrency": 8,
+    "concurrency": None,  # the autopilot's in-flight limit; a number caps it
     "rpm": None,
     "ipm": None,
     "timeout": 120.0,
     "max_attempts": 5,
     "grace": 30.0,
     "adaptive": True,
+    "stall_timeout": 300.0,
+    "max_pause": 300.0,
 }
 
 
@@ -69,14 +76,27 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--concurrency", type=_positive_int, default=default("concurrency"),
-                        help="requests in flight at most (default 8)")
+                        help="requests in flight at most: a cap on the autopilot's in-flight "
+                        f"limit (default {DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with "
+                        "--no-adapt)")
     limits.add_argument("--rpm", type=_positive_float, default=default("rpm"),
-                        help="requests per minute at most (smooth from the first second)")
+                        help="requests per minute at most: a ceiling the autopilot never "
+                        "passes, and where it starts (default: found from the provider)")
     limits.add_argument("--ipm", type=_positive_float, default=default("ipm"),
-                        help="images per minute at most (a request with n=4 counts 4)")
+                        help="images per minute at most (a request with n=4 counts 4); a "
+                        "ceiling like --rpm")
     limits.add_argument("--no-adapt", dest="adaptive", action="store_false",
                         default=None if resume else True,
-                        help="do not slow down on 429s or follow x-ratelimit headers")
+                        help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
+                        "(no slow start, no following 429s or x-ratelimit headers)")
+    limits.add_argument("--stall-timeout", dest="stall_timeout", type=_positive_float,
+                        default=default("stall_timeout"), metavar="SECONDS",
+                        help="stop (exit 3, jobs pending) when the provider has answered "
+                        "nothing but 429s for this long (default 300)")
+    limits.add_argument("--max-pause", dest="max_pause", type=_positive_float,
+                        default=default("max_pause"), metavar="SECONDS",
+                        help="hold the pool at most this long for one Retry-After or reset "
+                        "(default 300; a longer ask is capped and logged)")
     limits.add_argument("--timeout", type=_positive_float, default=default("timeout"),
                         help="seconds per request (default 120)")
     limits.add_argument("--max-attempts", type=_positive_int, default=default("max_attempts"),
@@ -171,8 +191,12 @@ def _is_loopback(host: str) -> bool:
 def pool_settings(values: dict[str, Any]) -> PoolSettings:
     from batchgen.control import PoolSettings
 
+    concurrency = values.get("concurrency") or (
+        DEFAULT_CONCURRENCY_CAP if values.get("adaptive", True) else FIXED_CONCURRENCY
+    )
     return PoolSettings(
-        concurrency=int(values["concurrency"]),
+        concurrency=int(concurrency),
+        stall_timeout_s=float(values.get("stall_timeout") or 300.0),
         timeout=float(values["timeout"]),
         max_attempts=int(values["max_attempts"]),
         grace_s=float(values["grace"]),

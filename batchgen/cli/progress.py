@@ -4,6 +4,7 @@ otherwise (CI logs, pipes), nothing with --quiet."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -28,9 +29,16 @@ _PLAIN_EVERY_S = 5.0
 
 class Progress:
     def __init__(
-        self, console: Console, *, total: int, quiet: bool, budget: Budget | None = None
+        self,
+        console: Console,
+        *,
+        total: int,
+        quiet: bool,
+        budget: Budget | None = None,
+        status: Callable[[], str] | None = None,
     ) -> None:
         self.console = console
+        self.status = status  # the limiter's: current rate, in-flight limit, pause
         self.total = total
         self.quiet = quiet
         self.budget = budget
@@ -67,10 +75,11 @@ class Progress:
         per_min = tally.images / elapsed * 60
         pending = max(self.total - tally.finished, 0)
         spent = total_spent(self.budget, tally)
-        return (
+        line = (
             f"ok {tally.ok_jobs} · failed {tally.failed_jobs} · pending {pending} · "
             f"{per_min:.0f} img/min · ${spent:.4f}"
         )
+        return f"{line} · limits: {self.status()}" if self.status else line
 
     def update(self, tally: PoolTally) -> None:
         if self.quiet:

@@ -14,17 +14,17 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from batchgen.control import RowContext, RunControl
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
+from batchgen.control import RowContext, RunControl
 from batchgen.errors import ErrorClass, printable
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
 from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
-from batchgen.runlog.journal import SentJournal
 from batchgen.rundir import RunDir
+from batchgen.runlog.journal import SentJournal
 from batchgen.runlog.writer import RunLogWriter
 
 _ENDING = {
@@ -33,6 +33,7 @@ _ENDING = {
     ErrorClass.QUOTA: "stopped_quota",
     ErrorClass.BUDGET: "stopped_budget",
     ErrorClass.CANCELLED: "interrupted",
+    ErrorClass.RATE_LIMIT: "stopped_rate_limit",
 }
 
 
@@ -72,7 +73,15 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         state_dir=plan.rundir.state_dir,
     )
     writer.set_inflight(inflight)
-    progress = Progress(console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget)
+    limiter = RateLimiter(
+        plan.values["rpm"], plan.values["ipm"],
+        concurrency=plan.values.get("concurrency"), adapt=plan.values["adaptive"],
+        max_pause_s=float(plan.values.get("max_pause") or 300.0),
+    )  # fmt: skip
+    progress = Progress(
+        console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget,
+        status=limiter.describe,
+    )  # fmt: skip
     tally = PoolTally()
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
@@ -85,9 +94,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                     tally = await run_pool(
                         plan.jobs,
                         provider,
-                        RateLimiter(
-                            plan.values["rpm"], plan.values["ipm"], adapt=plan.values["adaptive"]
-                        ),
+                        limiter,
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
@@ -117,7 +124,9 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         how, code = "completed", EXIT_OK
     else:
         how, code = _ENDING.get(reason, "interrupted"), EXIT_STOPPED
-    plan.rundir.end_session(plan.session, how, _summary(tally, plan.budget))
+    summary = _summary(tally, plan.budget)
+    summary["autopilot"] = limiter.learned()
+    plan.rundir.end_session(plan.session, how, summary)
     message = control.message
     if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
         message = plan.budget.exhausted_message()

@@ -153,3 +153,28 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def by_key(key: str) -> Figure:
     return next(f for f in KEY_FIGURES if f.key == key)
+
+
+_SOURCE = {"headers": "x-ratelimit headers", "429": "429s", "latency": "latency", "flag": "flag"}
+
+
+def autopilot_line(ap: dict[str, Any]) -> str:
+    """One line on what the limiter learned: ``limits found: 1200 req/min (x-ratelimit
+    headers) · 24 in flight (429s) · peak 24 in flight · 9 429s``."""
+    if not ap.get("adaptive", True):
+        return "limits: fixed (--no-adapt)"
+    parts = []
+    for key, unit in (("rpm", "req/min"), ("ipm", "img/min")):
+        if ap.get(key) is not None:
+            parts.append(f"{ap[key]:,.0f} {unit} ({_SOURCE.get(ap.get(key + '_source'), '?')})")
+    if ap.get("concurrency") is not None:
+        src = _SOURCE.get(ap.get("concurrency_source"), "?")
+        parts.append(f"{ap['concurrency']} in flight ({src})")
+    if not parts:
+        parts.append("no provider limit met")
+    parts.append(f"peak {ap.get('peak_inflight', 0)} in flight")
+    if ap.get("throttled"):
+        parts.append(f"{ap['throttled']} × 429")
+    if ap.get("capped_pause_s"):
+        parts.append(f"a {ap['capped_pause_s']:.0f}s Retry-After was capped")
+    return "limits found: " + " · ".join(parts)

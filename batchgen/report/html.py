@@ -16,7 +16,14 @@ from PIL import Image
 
 from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
 from batchgen.report.charts import charts
-from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text, pct
+from batchgen.report.figures import (
+    DELTA_KEYS,
+    KEY_FIGURES,
+    autopilot_line,
+    by_key,
+    delta_text,
+    pct,
+)
 from batchgen.report.markdown import RATING_KEYS
 
 THUMB_PX = 160
@@ -286,6 +293,7 @@ def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str
         + cost
         + f'<p class="muted">cost source: {sources}. {e(r["cost_note"] or "")}</p>'
         + f'<p class="muted">{e(r["paused_note"])}</p>'
+        + (f"<p><b>{e(autopilot_line(r['autopilot']))}</b></p>" if r.get("autopilot") else "")
         + "<h2>Errors by class</h2>"
         + _errors(r)
         + f"<h2>Failed jobs ({r['jobs_failed']:,})</h2>"

@@ -8,7 +8,7 @@ import html
 from typing import Any
 
 from batchgen.errors import printable, printable_all
-from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text
+from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
 
 RATING_KEYS = {
     "response_time": "latency_p95_s",
@@ -94,6 +94,8 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
             )
     else:
         out += ["Skipped (--no-image-checks).", ""]
+    if r.get("autopilot"):
+        out += [cell(autopilot_line(r["autopilot"])), ""]
     out += [f"{level} Recommendations", ""]
     out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
         "None: nothing in this run's figures calls for a change."

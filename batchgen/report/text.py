@@ -13,7 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgen.errors import printable_all
-from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, by_key, delta_text, pct
+from batchgen.report.figures import (
+    DELTA_KEYS,
+    KEY_FIGURES,
+    autopilot_line,
+    by_key,
+    delta_text,
+    pct,
+)
 
 RATING_STYLE = {
     "excellent": "bold green",
@@ -158,6 +165,8 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         console.print(failed_table(report))
     console.print(images_table(report))
     console.print(Text(report["paused_note"], style="dim"))
+    if report.get("autopilot"):
+        console.print(Text(autopilot_line(report["autopilot"])))
     console.print(recommendations(report))
 
 
@@ -213,6 +222,8 @@ def summary(report: dict[str, Any]) -> Group:
         f"cost {by_key('cost_usd_total').fmt(report['cost_usd_total'])} "
         f"({by_key('cost_per_image_usd').fmt(report['cost_per_image_usd'])} per image)"
     )
+    if report.get("autopilot"):
+        line.append("\n" + autopilot_line(report["autopilot"]))
     if report["possibly_billed_twice"]:
         line.append(f"; possibly billed twice: {report['possibly_billed_twice']}", style="yellow")
     by_model: dict[str, float] = {}

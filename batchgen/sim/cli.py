@@ -27,6 +27,7 @@ def sim_config_from_args(args: argparse.Namespace, *, prefix: str = "") -> SimCo
             raise SimConfigError(msg)
     fail_after = {k: int(v) for k, v in parse_faults(get("fail_after") or "").items()}
     schedule = get("limit_schedule")
+    ipm_schedule = get("ipm_schedule")
     extra = tuple(m.strip() for m in (get("extra_models") or "").split(",") if m.strip())
     return SimConfig(
         seed=get("seed", 0),
@@ -36,6 +37,11 @@ def sim_config_from_args(args: argparse.Namespace, *, prefix: str = "") -> SimCo
         rpm=get("rpm"),
         ipm=get("ipm"),
         limit_schedule=parse_schedule(schedule) if schedule else (),
+        ipm_schedule=parse_schedule(ipm_schedule) if ipm_schedule else (),
+        burst_s=get("burst", 1.0),
+        ratelimit_headers=not get("no_ratelimit_headers", False),
+        retry_after_mode=get("retry_after_mode", "both"),
+        max_concurrent=get("max_concurrent"),
         faults=parse_faults(get("faults") or ""),
         fail_after=fail_after,
         retry_after_s=get("retry_after", 1.0),

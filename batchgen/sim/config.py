@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from batchgen.sim.flags import RETRY_AFTER_MODES
+
 # Order matters: random fault rates are drawn against the cumulative sum in this order, so a
 # given seed picks the same class for the same (prompt, attempt) on every run.
 FAULT_CLASSES: tuple[str, ...] = (
@@ -41,11 +43,21 @@ class SimConfig:
     latency_mean: float = 0.0
     latency_jitter: float = 0.0
     latency_dist: str = "lognormal"
-    # server-side smooth limits (token buckets holding ~1 s worth)
+    # server-side smooth limits (token buckets holding burst_s seconds' worth, at least 1)
     rpm: float | None = None
     ipm: float | None = None
-    # ((t_seconds_since_start, rpm), ...): the rpm in force from each t on
+    burst_s: float = 1.0
+    # ((t_seconds_since_start, rpm), ...): the rpm in force from each t on; ipm likewise
     limit_schedule: tuple[tuple[float, float], ...] = ()
+    ipm_schedule: tuple[tuple[float, float], ...] = ()
+    # False: no x-ratelimit-* headers on any answer and a 429 body that names no limit, like
+    # many aggregators and self-hosted gateways
+    ratelimit_headers: bool = True
+    # the Retry-After style of 429s (server limit and rate_limit faults): RETRY_AFTER_MODES
+    retry_after_mode: str = "both"
+    # requests processed at once (arrival to the end of the answer); one more gets a 429 with
+    # no hint at all (no retry-after, no x-ratelimit-*), like providers that cap active tasks
+    max_concurrent: int | None = None
     # probability per request of each class in FAULT_CLASSES
     faults: Mapping[str, float] = field(default_factory=dict)
     # {"auth": N} / {"quota": N}: every request after the Nth successful one gets that fault
@@ -69,6 +81,7 @@ class SimConfig:
         object.__setattr__(self, "faults", MappingProxyType(dict(self.faults)))
         object.__setattr__(self, "fail_after", MappingProxyType(dict(self.fail_after)))
         object.__setattr__(self, "limit_schedule", _coerce("limit_schedule", self.limit_schedule))
+        object.__setattr__(self, "ipm_schedule", _coerce("ipm_schedule", self.ipm_schedule))
         object.__setattr__(self, "extra_models", _coerce("extra_models", self.extra_models))
         _check_config(self)
 
@@ -96,6 +109,7 @@ class SimConfig:
         out["faults"] = dict(self.faults)
         out["fail_after"] = dict(self.fail_after)
         out["limit_schedule"] = [list(p) for p in self.limit_schedule]
+        out["ipm_schedule"] = [list(p) for p in self.ipm_schedule]
         out["extra_models"] = list(self.extra_models)
         return out
 
@@ -105,7 +119,9 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_faults(value)
     if name == "fail_after" and isinstance(value, str):
         return {k: int(v) for k, v in parse_faults(value).items()}
-    if name == "limit_schedule":
+    if name in ("limit_schedule", "ipm_schedule"):
+        if isinstance(value, str):
+            return parse_schedule(value)
         return tuple(sorted((float(t), float(r)) for t, r in value or ()))
     if name == "extra_models":
         return tuple([value] if isinstance(value, str) else value or ())
@@ -132,9 +148,26 @@ def _check_config(c: SimConfig) -> None:
         value = getattr(c, name)
         if value is not None and not (isinstance(value, int | float) and value > 0):
             problems.append(f"{name}={value!r} must be a positive number (or None for no limit)")
-    for t, rpm in c.limit_schedule:
-        if t < 0 or rpm <= 0 or not math.isfinite(rpm):
-            problems.append(f"limit_schedule: ({t}, {rpm}) needs t >= 0 and rpm > 0")
+    for name, unit in (("limit_schedule", "rpm"), ("ipm_schedule", "ipm")):
+        for t, limit in getattr(c, name):
+            if t < 0 or limit <= 0 or not math.isfinite(limit):
+                problems.append(f"{name}: ({t}, {limit}) needs t >= 0 and {unit} > 0")
+    if not (isinstance(c.burst_s, int | float) and 0 < c.burst_s <= 3600):
+        problems.append(f"burst_s={c.burst_s!r} must be a number of seconds in (0, 3600]")
+    if not isinstance(c.ratelimit_headers, bool):
+        problems.append(f"ratelimit_headers={c.ratelimit_headers!r} must be true or false")
+    if c.retry_after_mode not in RETRY_AFTER_MODES:
+        problems.append(
+            f"retry_after_mode={c.retry_after_mode!r}: use one of {', '.join(RETRY_AFTER_MODES)}"
+        )
+    if c.max_concurrent is not None and not (
+        isinstance(c.max_concurrent, int)
+        and not isinstance(c.max_concurrent, bool)
+        and c.max_concurrent >= 1
+    ):
+        problems.append(
+            f"max_concurrent={c.max_concurrent!r} must be a whole number >= 1 (or None for no cap)"
+        )
     for name in ("latency_mean", "latency_jitter", "retry_after_s", "hang_s"):
         value = getattr(c, name)
         if not (isinstance(value, int | float) and value >= 0):
@@ -173,16 +206,15 @@ def parse_faults(text: str) -> dict[str, float]:
 
 
 def parse_schedule(text: str) -> tuple[tuple[float, float], ...]:
-    """``"0:60,30:120"`` → ``((0.0, 60.0), (30.0, 120.0))`` (seconds:rpm pairs)."""
+    """``"0:60,30:120"`` → ``((0.0, 60.0), (30.0, 120.0))`` (seconds:limit pairs, per minute)."""
     pairs = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         t, sep, rpm = part.partition(":")
+        msg = f"bad limit schedule entry {part!r}: write SECONDS:LIMIT pairs, e.g. '0:60,30:120'"
         try:
             pairs.append((float(t), float(rpm)))
         except ValueError:
-            msg = f"bad limit schedule entry {part!r}: write SECONDS:RPM pairs, e.g. '0:60,30:120'"
             raise SimConfigError(msg) from None
         if not sep:
-            msg = f"bad limit schedule entry {part!r}: write SECONDS:RPM pairs, e.g. '0:60,30:120'"
             raise SimConfigError(msg)
     return tuple(sorted(pairs))

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 
 LOOPBACK = "127.0.0.1"
+# how a 429 says when to come back (SimConfig.retry_after_mode): "both" = retry-after-ms
+# (exact) + retry-after (whole seconds, rounded up); "ms" / "seconds" one of them; "date" an
+# HTTP-date; "none" no hint. Here rather than in config, which the parser must not load.
+RETRY_AFTER_MODES: tuple[str, ...] = ("both", "ms", "seconds", "date", "none")
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
@@ -21,6 +25,27 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
     group.add_argument(
         f"{p}limit-schedule", default=None, metavar="T:RPM,...",
         help="change the rpm limit at T seconds after start, e.g. '0:60,30:240'",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}ipm-schedule", default=None, metavar="T:IPM,...",
+        help="change the ipm limit at T seconds after start, e.g. '0:120,30:480'",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}burst", type=float, default=1.0, metavar="SECONDS",
+        help="the limits' token buckets hold this many seconds of the rate (default 1)",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}no-ratelimit-headers", action="store_true",
+        help="send no x-ratelimit-* headers, and 429 bodies that name no limit",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}retry-after-mode", choices=RETRY_AFTER_MODES, default="both",
+        help="the 429s' hint: retry-after-ms and retry-after (both, the default), only one "
+        "(ms, seconds), an HTTP-date (date) or nothing (none)",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}max-concurrent", type=int, default=None, metavar="N",
+        help="requests processed at once; one more gets a 429 with no hint",
     )  # fmt: skip
     group.add_argument(f"{p}latency", type=float, default=0.0, help="mean latency, seconds")
     group.add_argument(f"{p}latency-jitter", type=float, default=0.0, help="latency std dev, s")

@@ -1,8 +1,9 @@
 """The simulator's own rate limits: smooth token buckets, like a real service enforces them.
 
-A bucket holds about one second's worth of tokens and refills continuously, so a client that
-bursts a whole minute's quota at once is refused (429) instead of being served — the mistake
-a per-minute window would hide. Time comes from an injected ``monotonic`` so tests are exact.
+A bucket holds ``burst_s`` seconds' worth of tokens (1 s unless told) and refills continuously,
+so a client that bursts a whole minute's quota at once is refused (429) instead of being served
+— the mistake a per-minute window would hide. Time comes from an injected ``monotonic`` so
+tests are exact.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ class Verdict:
 
 
 class TokenBucket:
-    """``per_minute`` tokens a minute, capacity ``max(1, per_minute / 60)``.
+    """``per_minute`` tokens a minute, capacity ``max(1, per_minute / 60 * burst_s)``.
 
     A request costing more than the capacity (n images against a tiny images/min limit) passes
     when the bucket is full and drives it negative, so the long-run rate stays exact.
     """
 
-    def __init__(self, per_minute: float, now: float) -> None:
+    def __init__(self, per_minute: float, now: float, burst_s: float = 1.0) -> None:
         self.per_minute = per_minute
-        self.capacity = max(1.0, per_minute / 60.0)
+        self.burst_s = burst_s
+        self.capacity = _capacity(per_minute, burst_s)
         self.tokens = self.capacity
         self._stamp = now
 
@@ -53,9 +55,11 @@ class TokenBucket:
     def take(self, cost: float) -> None:
         self.tokens -= cost
 
-    def set_rate(self, per_minute: float) -> None:
+    def set_rate(self, per_minute: float, burst_s: float | None = None) -> None:
         self.per_minute = per_minute
-        self.capacity = max(1.0, per_minute / 60.0)
+        if burst_s is not None:
+            self.burst_s = burst_s
+        self.capacity = _capacity(per_minute, self.burst_s)
         self.tokens = min(self.tokens, self.capacity)
 
     def remaining(self) -> int:
@@ -67,67 +71,87 @@ class TokenBucket:
         return max(0.0, (self.capacity - self.tokens) / self.per_second)
 
 
+Schedule = tuple[tuple[float, float], ...]
+
+
 class ServerLimiter:
-    """Requests/min and images/min buckets, with an rpm schedule that changes over time."""
+    """Requests/min and images/min buckets, each with a schedule that changes it over time."""
 
     def __init__(
         self,
         monotonic: Callable[[], float],
         rpm: float | None = None,
         ipm: float | None = None,
-        schedule: tuple[tuple[float, float], ...] = (),
+        schedule: Schedule = (),
+        *,
+        ipm_schedule: Schedule = (),
+        burst_s: float = 1.0,
     ) -> None:
         self._monotonic = monotonic
         self._start = monotonic()
         now = self._start
         self._schedule = tuple(sorted(schedule))
-        self.requests: TokenBucket | None = TokenBucket(rpm, now) if rpm else None
-        self.images: TokenBucket | None = TokenBucket(ipm, now) if ipm else None
+        self._ipm_schedule = tuple(sorted(ipm_schedule))
+        self.burst_s = burst_s
+        self.requests: TokenBucket | None = TokenBucket(rpm, now, burst_s) if rpm else None
+        self.images: TokenBucket | None = TokenBucket(ipm, now, burst_s) if ipm else None
         self._base_rpm = rpm
+        self._base_ipm = ipm
         self._apply_schedule(now)
 
     def configure(
-        self, rpm: float | None, ipm: float | None, schedule: tuple[tuple[float, float], ...]
+        self,
+        rpm: float | None,
+        ipm: float | None,
+        schedule: Schedule,
+        *,
+        ipm_schedule: Schedule = (),
+        burst_s: float = 1.0,
     ) -> None:
-        """Apply new limits live; a changed schedule restarts its clock."""
+        """Apply new limits live; a changed schedule (either) restarts the schedule clock."""
         now = self._monotonic()
-        if tuple(sorted(schedule)) != self._schedule:
-            self._schedule = tuple(sorted(schedule))
+        schedules = (tuple(sorted(schedule)), tuple(sorted(ipm_schedule)))
+        if schedules != (self._schedule, self._ipm_schedule):
+            self._schedule, self._ipm_schedule = schedules
             self._start = now
         self._base_rpm = rpm
-        self.images = _retarget(self.images, ipm, now)
-        self.requests = _retarget(self.requests, rpm, now)
+        self._base_ipm = ipm
+        self.burst_s = burst_s
+        self.images = _retarget(self.images, ipm, now, burst_s)
+        self.requests = _retarget(self.requests, rpm, now, burst_s)
         self._apply_schedule(now)
 
     def restart(self) -> None:
-        """Full buckets and the schedule back at t=0 (``/_sim/reset``)."""
+        """Full buckets and the schedules back at t=0 (``/_sim/reset``)."""
         now = self._monotonic()
         self._start = now
+        self._apply_schedule(now)
         for bucket in (self.requests, self.images):
             if bucket is not None:
                 bucket.tokens, bucket._stamp = bucket.capacity, now
-        self._apply_schedule(now)
+
+    @property
+    def started_at(self) -> float:
+        """The monotonic time the schedules count from (start, reset, a changed schedule)."""
+        return self._start
 
     def current_rpm(self) -> float | None:
         return self.requests.per_minute if self.requests else None
 
+    def current_ipm(self) -> float | None:
+        return self.images.per_minute if self.images else None
+
     def _apply_schedule(self, now: float) -> None:
-        rpm = self._base_rpm
-        for t, scheduled in self._schedule:
-            if now - self._start >= t:
-                rpm = scheduled
-        if rpm is None:
-            self.requests = None
-        elif self.requests is None:
-            self.requests = TokenBucket(rpm, now)
-        elif self.requests.per_minute != rpm:
-            self.requests.refill(now)
-            self.requests.set_rate(rpm)
+        elapsed = now - self._start
+        rpm = _scheduled(self._base_rpm, self._schedule, elapsed)
+        ipm = _scheduled(self._base_ipm, self._ipm_schedule, elapsed)
+        self.requests = _retarget(self.requests, rpm, now, self.burst_s)
+        self.images = _retarget(self.images, ipm, now, self.burst_s)
 
     def check(self, n_images: int) -> Verdict:
         """Admit one request of ``n_images`` (taking tokens) or say how long to wait."""
         now = self._monotonic()
-        if self._schedule:
+        if self._schedule or self._ipm_schedule:
             self._apply_schedule(now)
         waits: list[tuple[float, str]] = []
         for bucket, cost, name in (
@@ -149,28 +173,47 @@ class ServerLimiter:
         return Verdict(True, 0.0, None)
 
     def headers(self) -> dict[str, str]:
-        """``x-ratelimit-*`` headers describing the buckets right now."""
+        """``x-ratelimit-*`` headers describing the buckets right now (schedules applied, so an
+        answer that never reached :meth:`check`, a 400 say, announces the limit in force)."""
+        now = self._monotonic()
+        if self._schedule or self._ipm_schedule:
+            self._apply_schedule(now)
         out: dict[str, str] = {}
         if self.requests is None:
             out["x-ratelimit-limit-requests"] = str(NO_LIMIT_RPM)
             out["x-ratelimit-remaining-requests"] = str(NO_LIMIT_RPM)
             out["x-ratelimit-reset-requests"] = "0s"
         else:
+            self.requests.refill(now)
             _describe(out, "requests", self.requests)
         if self.images is not None:
+            self.images.refill(now)
             _describe(out, "images", self.images)
         return out
 
 
+def _capacity(per_minute: float, burst_s: float) -> float:
+    return max(1.0, per_minute / 60.0 * burst_s)
+
+
+def _scheduled(base: float | None, schedule: Schedule, elapsed: float) -> float | None:
+    limit = base
+    for t, scheduled in schedule:
+        if elapsed >= t:
+            limit = scheduled
+    return limit
+
+
 def _retarget(
-    bucket: TokenBucket | None, per_minute: float | None, now: float
+    bucket: TokenBucket | None, per_minute: float | None, now: float, burst_s: float
 ) -> TokenBucket | None:
     if not per_minute:
         return None
     if bucket is None:
-        return TokenBucket(per_minute, now)
-    bucket.refill(now)
-    bucket.set_rate(per_minute)
+        return TokenBucket(per_minute, now, burst_s)
+    if bucket.per_minute != per_minute or bucket.burst_s != burst_s:
+        bucket.refill(now)
+        bucket.set_rate(per_minute, burst_s)
     return bucket
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
+from email.utils import formatdate
 from typing import Any
 
 from batchgen.sim.models import ApiError, ImageRequest, output_tokens_per_image, text_tokens
@@ -82,12 +84,35 @@ def server_rate_limited(model: str, kind: str, limit: float | None, wait_s: floa
     return ApiError(429, msg, type="requests", code="rate_limit_exceeded")
 
 
-def retry_headers(wait_s: float) -> dict[str, str]:
-    """``retry-after-ms`` (exact) and ``retry-after`` (whole seconds, rounded up, per HTTP)."""
-    return {
-        "retry-after-ms": str(max(1, math.ceil(wait_s * 1000))),
-        "retry-after": str(max(1, math.ceil(wait_s))),
-    }
+# a server-side limit's 429 from a gateway that announces nothing (ratelimit_headers=False)
+GENERIC_RATE_LIMITED = ApiError(
+    429, "Too Many Requests", type="rate_limit_error", code="rate_limit_exceeded"
+)
+
+
+def concurrency_limited() -> ApiError:
+    """The 429 of a provider that caps the tasks one key may have running."""
+    return ApiError(
+        429,
+        "Too many concurrent requests",
+        type="rate_limit_error",
+        code="concurrency_limit_exceeded",
+    )
+
+
+def retry_headers(wait_s: float, mode: str = "both", wall: float | None = None) -> dict[str, str]:
+    """The 429's hint in the style ``mode`` (config.RETRY_AFTER_MODES): ``retry-after-ms``
+    (exact), ``retry-after`` as whole delta-seconds rounded up (RFC 9110), both, an HTTP-date
+    (whole seconds, so rounded up too: never earlier than the request could pass), or none."""
+    out: dict[str, str] = {}
+    if mode in ("both", "ms"):
+        out["retry-after-ms"] = str(max(1, math.ceil(wait_s * 1000)))
+    if mode in ("both", "seconds"):
+        out["retry-after"] = str(max(1, math.ceil(wait_s)))
+    elif mode == "date":
+        at = math.ceil((time.time() if wall is None else wall) + wait_s)
+        out["retry-after"] = formatdate(at, usegmt=True)
+    return out
 
 
 def _human(seconds: float) -> str:

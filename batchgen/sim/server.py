@@ -3,7 +3,8 @@
 POST /v1/images/generations    (also /images/generations)  the images API
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
-GET  /_sim/config  POST /_sim/config                        the accepted list); live knobs
+GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
+                                                            the schedules' t0; live knobs
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
 from batchgen.sim.stats import (
+    CONCURRENCY_LIMITED,
     INVALID_REQUEST,
     MODEL_NOT_FOUND,
     OK,
@@ -54,7 +56,11 @@ class SimServer:
         self._images = image_cache
         self._planner = FaultPlanner()
         c = self.config
-        self.limiter = ServerLimiter(monotonic, c.rpm, c.ipm, c.limit_schedule)
+        self.limiter = ServerLimiter(
+            monotonic, c.rpm, c.ipm, c.limit_schedule, ipm_schedule=c.ipm_schedule,
+            burst_s=c.burst_s,
+        )  # fmt: skip
+        self.in_flight = 0  # image requests between arrival and the end of their answer
         self._request_ids = itertools.count(1)
         # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
         self._renders: dict[ImageKey, asyncio.Future[Rendered]] = {}
@@ -65,7 +71,9 @@ class SimServer:
         """Apply knobs live (raises SimConfigError naming the bad knob)."""
         self.config = self.config.updated(knobs)
         c = self.config
-        self.limiter.configure(c.rpm, c.ipm, c.limit_schedule)
+        self.limiter.configure(
+            c.rpm, c.ipm, c.limit_schedule, ipm_schedule=c.ipm_schedule, burst_s=c.burst_s
+        )
         return self.config
 
     def reset(self) -> None:
@@ -96,13 +104,26 @@ class SimServer:
         except ValueError:
             body = None
         prompt = body.get("prompt") if isinstance(body, dict) else None
-        self.stats.record_received(prompt if isinstance(prompt, str) else None)
+        self.stats.record_received(
+            prompt if isinstance(prompt, str) else None, self._monotonic()
+        )
+        cap = self.config.max_concurrent
+        if cap is not None and self.in_flight >= cap:
+            # refused at once, with no hint: no retry-after, no x-ratelimit-*
+            self.stats.record_outcome(CONCURRENCY_LIMITED)
+            err = responses.concurrency_limited()
+            return self._json(429, err.body(), request_id, started, limits=False)
+        self.in_flight += 1
+        self.stats.record_in_flight(self.in_flight)
         try:
             return await self._generate(request, body, request_id, started)
         except ApiError as err:
             outcome = {404: MODEL_NOT_FOUND, 401: UNAUTHORIZED}.get(err.status, INVALID_REQUEST)
             self.stats.record_outcome(outcome)
             return self._json(err.status, err.body(), request_id, started)
+        finally:
+            # the answer is built (small ones are sent with it); a disconnect cancels us here too
+            self.in_flight -= 1
 
     async def _generate(
         self, request: web.Request, body: Any, request_id: str, started: float
@@ -121,13 +142,15 @@ class SimServer:
         verdict = self.limiter.check(req.n)
         if not verdict.allowed:
             self.stats.record_outcome(SERVER_RATE_LIMITED)
-            limit = self.limiter.current_rpm() if verdict.limited_by == "requests" else config.ipm
-            err = responses.server_rate_limited(
-                req.model, verdict.limited_by or "requests", limit, verdict.retry_after_s
-            )
-            return self._json(
-                429, err.body(), request_id, started, responses.retry_headers(verdict.retry_after_s)
-            )
+            if not config.ratelimit_headers:
+                err = responses.GENERIC_RATE_LIMITED
+            else:
+                by = verdict.limited_by or "requests"
+                limiter = self.limiter
+                limit = limiter.current_rpm() if by == "requests" else limiter.current_ipm()
+                err = responses.server_rate_limited(req.model, by, limit, verdict.retry_after_s)
+            retry = responses.retry_headers(verdict.retry_after_s, config.retry_after_mode)
+            return self._json(429, err.body(), request_id, started, retry)
         self.stats.record_accepted(self._monotonic(), req.n)
 
         decision = self._planner.decide(config, req.prompt, directives)
@@ -135,7 +158,9 @@ class SimServer:
         if fault in _FAST_FAULTS:
             self.stats.record_outcome(fault)
             err = responses.FAULT_ERRORS[fault]
-            extra = responses.retry_headers(config.retry_after_s) if fault == "rate_limit" else None
+            extra = None
+            if fault == "rate_limit":
+                extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
             return self._json(err.status, err.body(), request_id, started, extra)
         if fault == "timeout":
             self.stats.record_outcome(fault)
@@ -274,9 +299,15 @@ class SimServer:
 
     # -- answers ---------------------------------------------------------------------------
     def _headers(
-        self, request_id: str, started: float, extra: dict[str, str] | None = None
+        self,
+        request_id: str,
+        started: float,
+        extra: dict[str, str] | None = None,
+        *,
+        limits: bool = True,
     ) -> dict[str, str]:
-        headers = self.limiter.headers()
+        send_limits = limits and self.config.ratelimit_headers
+        headers = self.limiter.headers() if send_limits else {}
         headers["x-request-id"] = request_id
         headers["openai-processing-ms"] = str(math.ceil((time.perf_counter() - started) * 1000))
         if extra:
@@ -290,8 +321,10 @@ class SimServer:
         request_id: str,
         started: float,
         extra: dict[str, str] | None = None,
+        *,
+        limits: bool = True,
     ) -> web.Response:
-        headers = self._headers(request_id, started, extra)
+        headers = self._headers(request_id, started, extra, limits=limits)
         return web.Response(
             status=status,
             body=json.dumps(body).encode(),
@@ -306,7 +339,8 @@ class SimServer:
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.reset()
-        return web.json_response({"reset": True})
+        # t0: where the limit schedules start, on the same monotonic clock as the timeline
+        return web.json_response({"reset": True, "t0": self.limiter.started_at})
 
     async def handle_get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.config.public_dict())

@@ -14,6 +14,7 @@ INVALID_REQUEST = "invalid_request"  # 400 from validation
 MODEL_NOT_FOUND = "model_not_found"  # 404
 UNAUTHORIZED = "unauthorized"  # missing or wrong key (not an injected auth fault)
 SERVER_RATE_LIMITED = "server_rate_limited"  # refused by the rpm/ipm limit
+CONCURRENCY_LIMITED = "concurrency_limited"  # refused by max_concurrent (a 429 with no hint)
 
 
 class SimStats:
@@ -30,17 +31,22 @@ class SimStats:
     def reset(self) -> None:
         with self._lock:
             self.received = 0
+            self.first_received: float | None = None  # monotonic time of the first request
             self.outcomes: Counter[str] = Counter()
             self.images_served = 0
             self.downloads = 0  # GET of a dall-e image url
+            # image requests being processed at once (arrival to answer): the most seen
+            self.peak_in_flight = 0
             self.by_prompt: Counter[str] = Counter()
             self._accepted_t = array("d")
             self._accepted_n = array("i")
 
     # -- written by the server -------------------------------------------------------------
-    def record_received(self, prompt: str | None) -> None:
+    def record_received(self, prompt: str | None, t: float | None = None) -> None:
         with self._lock:
             self.received += 1
+            if self.first_received is None:
+                self.first_received = t
             if prompt is not None:
                 self.by_prompt[prompt] += 1
 
@@ -53,6 +59,10 @@ class SimStats:
         with self._lock:
             self.outcomes[outcome] += 1
             self.images_served += images
+
+    def record_in_flight(self, count: int) -> None:
+        with self._lock:
+            self.peak_in_flight = max(self.peak_in_flight, count)
 
     def record_download(self) -> None:
         with self._lock:
@@ -84,9 +94,11 @@ class SimStats:
         with self._lock:
             out: dict[str, Any] = {
                 "received": self.received,
+                "first_received": self.first_received,
                 "outcomes": dict(self.outcomes),
                 "images_served": self.images_served,
                 "downloads": self.downloads,
+                "peak_in_flight": self.peak_in_flight,
                 "by_prompt": dict(self.by_prompt),
                 "accepted_count": len(self._accepted_t),
             }

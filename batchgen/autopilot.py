@@ -1,0 +1,316 @@
+"""The autopilot: find the provider's limits from its answers and hold the pool just under them.
+
+Three controls, each adapting from the first request, each capped by the user's flag:
+
+* a requests/min and an images/min rate (:class:`RateControl`): slow start (×2 a second while
+  the rate is used and no 429 comes), then, after the first 429, a cubic-like cycle around the
+  rate at which the provider refused (``w_max``): cut to ``decrease`` × that rate, close the gap
+  quickly, hold just under it, and only after ``hold_s`` clean seconds probe above it (slowly
+  at first, doubling every ``probe_double_s`` while it stays clean, so a limit that rises, or
+  a ceiling set too low by a few stray 429s, is left behind within a minute);
+* an in-flight limit (:class:`InflightControl`): slow start while the slots are full and the
+  latency stays near its floor, then one slot at a time; shrinks when latency rises (a queue at
+  the provider, as in Netflix's gradient limiters) and drops just under the in-flight count of a
+  request refused for concurrency; probing above a refused count waits longer each time.
+
+Signals, in order of trust: ``x-ratelimit-limit/remaining-*`` headers (any answer) and a 429
+message that states its limit ("... on requests per min (RPM): Limit 1200") set a ceiling the
+rate jumps to; a 429 says which limit it hit through ``remaining-*`` = 0 or its message; a 429
+with no hint at all is told apart by the in-flight count it was sent at (all slots full, and
+more than any recent success was sent at → concurrency; otherwise → requests/min).
+
+All time is the caller's (``now`` arguments, the event loop's clock), so tests drive this on
+a virtual clock. Nothing here waits or touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from dataclasses import dataclass
+
+REQUESTS, IMAGES, CONCURRENCY = "requests", "images", "concurrency"
+_MIN_SAMPLE = 8  # units sent in the window before their rate says anything
+
+
+@dataclass(frozen=True, slots=True)
+class AutopilotConfig:
+    start_rpm: float = 60.0  # slow start from one request a second
+    start_inflight: int = 4
+    interval_s: float = 1.0  # how often a rate moves
+    ss_factor: float = 2.0  # slow start: × per interval while used and clean
+    ss_decrease: float = 0.5  # first 429 ends slow start: the rate sent at then × this
+    decrease: float = 0.85  # later 429s: the rate at the loss × this
+    approach: float = 0.35  # share of the gap to the plateau closed per interval
+    plateau: float = 0.97  # hold at this share of the rate a 429 came at
+    hold_s: float = 15.0  # clean seconds at the plateau before probing above it
+    probe: float = 0.01  # probe growth per interval, share of w_max ...
+    probe_double_s: float = 5.0  # ... doubling every this many clean seconds (up to 64×)
+    headroom: float = 0.985  # share of an announced limit to aim for
+    cooldown_s: float = 1.0  # 429s this close after a cut belong to the same episode
+    floor_rpm: float = 0.5
+    latency_tolerance: float = 2.0  # window median over floor median above this: a queue
+    probe_wait_s: float = 5.0  # before probing above a refused in-flight count; doubles
+    max_probe_wait_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """What one answer says about the provider's limits."""
+
+    limits: dict[str, float]  # announced limits per kind (per minute)
+    exhausted: str | None  # the kind whose remaining is 0 (or that a 429 message names)
+    concurrency: bool = False  # a 429 that names concurrent requests
+
+
+_LIMIT_MSG = re.compile(
+    r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
+)
+_KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
+_CONCURRENT_MSG = re.compile(r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE)
+_KIND_OF = {"requests": REQUESTS, "rpm": REQUESTS, "images": IMAGES, "ipm": IMAGES,
+            "tokens": REQUESTS, "tpm": REQUESTS}  # fmt: skip
+
+
+def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "") -> Hint:
+    """Announced limits and the exhausted kind from ``x-ratelimit-*`` headers and a 429 text.
+
+    Nonsense is ignored: a limit of 0, a negative or non-finite one, or one no provider has
+    (over a billion a minute) announces nothing."""
+    limits: dict[str, float] = {}
+    exhausted: str | None = None
+    for kind in (REQUESTS, IMAGES):
+        limit = _number((headers or {}).get(f"x-ratelimit-limit-{kind}"))
+        if limit is not None and 0 < limit < 1e9:
+            limits[kind] = limit
+        remaining = _number((headers or {}).get(f"x-ratelimit-remaining-{kind}"))
+        if remaining is not None and remaining < 1 and exhausted is None:
+            exhausted = kind
+    text = message or ""
+    if m := _LIMIT_MSG.search(text):
+        kind = _KIND_OF[m.group(1).lower()]
+        value = _number(m.group(2).replace(",", ""))
+        if value is not None and 0 < value < 1e9 and m.group(1).lower() != "tokens":
+            limits.setdefault(kind, value)
+        exhausted = exhausted or kind
+    elif m := _KIND_MSG.search(text):
+        exhausted = exhausted or _KIND_OF[(m.group(1) or m.group(2)).lower()]
+    concurrency = bool(_CONCURRENT_MSG.search(text) or _CONCURRENT_MSG.search(code or ""))
+    return Hint(limits, exhausted, concurrency)
+
+
+class RateControl:
+    """One adaptive rate, per minute. ``current`` is what the pool paces at."""
+
+    def __init__(self, kind: str, cap: float | None, cfg: AutopilotConfig, now: float) -> None:
+        self.kind = kind
+        self.cap = float(cap) if cap else math.inf
+        self.cfg = cfg
+        self.announced: float | None = None
+        self.w_max: float | None = float(cap) if cap else None
+        self.slow_start = cap is None
+        self.current = float(cap) if cap else cfg.start_rpm
+        self.source = "flag" if cap else None
+        self.losses = 0
+        self._last_loss = -math.inf
+        self._clean_since = now
+        self._last_move = now
+        self._sent: deque[tuple[float, int]] = deque()  # (time, amount) of the last seconds
+
+    @property
+    def ceiling(self) -> float:
+        if self.announced is None:
+            return self.cap
+        return min(self.cap, self.announced * self.cfg.headroom)
+
+    def sent(self, now: float, amount: int) -> None:
+        self._sent.append((now, amount))
+        while self._sent and self._sent[0][0] < now - 4 * self.cfg.interval_s:
+            self._sent.popleft()
+
+    def sent_rate(self, now: float, window: float) -> float:
+        """Per minute, over the last ``window`` seconds."""
+        total = sum(a for t, a in self._sent if t >= now - window)
+        return total * 60.0 / window
+
+    def announce(self, limit: float, now: float) -> None:
+        """The provider stated its limit: aim just under it at once."""
+        old = self.ceiling
+        self.announced = limit
+        new = self.ceiling
+        if self.source != "flag" or new < self.cap:
+            self.source = "headers"
+        if self.slow_start:
+            self.slow_start = False
+            self.current = new
+            self.w_max = new
+        elif not math.isclose(new, old, rel_tol=1e-3) and math.isfinite(old):
+            # a limit that moved: move with it, keeping our share of it
+            self.current *= new / old
+            self.w_max = (self.w_max or old) * new / old
+        self.current = min(self.current, new)
+
+    def on_loss(self, now: float) -> bool:
+        """A 429 for this kind. Returns True when it cut (the first of an episode)."""
+        if now - self._last_loss < self.cfg.cooldown_s:
+            return False
+        self._last_loss = now
+        self._clean_since = now
+        self.losses += 1
+        if self.source in (None, "flag") and self.announced is None:
+            self.source = "429" if self.source is None else self.source
+        window = 2 * self.cfg.interval_s
+        sent = self.sent_rate(now, window)
+        # the rate actually sent, when enough was sent to measure it (a few requests in two
+        # seconds measure nothing: a provider can refuse those at any rate)
+        measured = sent * window / 60.0 >= _MIN_SAMPLE
+        base = min(self.current, sent) if measured else self.current
+        if self.slow_start:
+            self.slow_start = False
+            self.w_max = base
+            self.current = base * self.cfg.ss_decrease
+        else:
+            self.w_max = base
+            self.current = base * self.cfg.decrease
+        self.current = max(self.cfg.floor_rpm, min(self.current, self.ceiling))
+        return True
+
+    def tick(self, now: float) -> None:
+        """Called as answers come in; moves the rate at most once an interval."""
+        if now - self._last_move < self.cfg.interval_s:
+            return
+        elapsed = now - self._last_move
+        self._last_move = now
+        if now - self._last_loss < self.cfg.cooldown_s:
+            return
+        ceiling = self.ceiling
+        used = self.sent_rate(now, min(elapsed, 2 * self.cfg.interval_s)) >= 0.5 * self.current
+        if self.slow_start:
+            if used:
+                self.current = min(ceiling, self.current * self.cfg.ss_factor)
+            return
+        w_max = self.w_max if self.w_max is not None else ceiling
+        if not math.isfinite(w_max):
+            return
+        target = min(ceiling, w_max * self.cfg.plateau)
+        if self.current < target:
+            step = max(self.cfg.approach * (target - self.current), 0.002 * w_max)
+            self.current = min(target, self.current + step)
+        elif used and now - self._clean_since >= self.cfg.hold_s and self.current < ceiling:
+            doublings = (now - self._clean_since - self.cfg.hold_s) / self.cfg.probe_double_s
+            step = self.cfg.probe * w_max * 2.0 ** min(doublings, 6.0)
+            self.current = min(ceiling, self.current + step)
+            if self.current > w_max:
+                self.w_max = self.current / self.cfg.plateau  # passed cleanly: a new plateau
+
+    def learned(self) -> float | None:
+        """The rate the provider sustains, as far as this run found out."""
+        if self.announced is not None:
+            return min(self.cap, self.announced)
+        if self.losses >= 2 and self.w_max is not None:
+            # one 429 proves little (a provider may throw a few at any rate); two cuts at
+            # the same ceiling do
+            return min(self.cap, self.w_max * self.cfg.plateau)
+        return None if math.isinf(self.cap) else self.cap
+
+
+class InflightControl:
+    """The adaptive in-flight limit (a gradient-style concurrency limiter)."""
+
+    def __init__(self, cap: int, cfg: AutopilotConfig, now: float, *, fixed: bool = False) -> None:
+        self.cap = max(1, int(cap))
+        self.cfg = cfg
+        self.fixed = fixed
+        self.limit = float(self.cap if fixed else min(self.cap, cfg.start_inflight))
+        self.slow_start = not fixed
+        self.refused_at: int | None = None  # in-flight count of the last concurrency 429
+        self.losses = 0
+        self.shrinks = 0
+        self.peak = 0
+        self._probe_wait = cfg.probe_wait_s
+        self._probe_after = -math.inf
+        self._window_start = now
+        self._window: list[float] = []
+        self._full = False  # the slots were all taken at some point of this window
+        self._medians: deque[tuple[float, float]] = deque()  # (time, window median)
+        self._ok_hi: list[int] = [0, 0]  # highest in-flight of a success: this and last 10 s
+        self._ok_epoch = now
+
+    @property
+    def slots(self) -> int:
+        return max(1, int(self.limit))
+
+    def sent_at(self, inflight: int) -> None:
+        self.peak = max(self.peak, inflight)
+        if inflight >= self.slots:
+            self._full = True
+
+    def ok_high(self, now: float) -> int:
+        self._roll(now)
+        return max(self._ok_hi)
+
+    def _roll(self, now: float) -> None:
+        if now - self._ok_epoch >= 10.0:
+            self._ok_hi = [0, self._ok_hi[0]] if now - self._ok_epoch < 20.0 else [0, 0]
+            self._ok_epoch = now
+
+    def on_ok(self, now: float, inflight: int, latency: float) -> None:
+        self._roll(now)
+        self._ok_hi[0] = max(self._ok_hi[0], inflight)
+        self._window.append(latency)
+        if self.fixed:
+            return
+        span = now - self._window_start
+        if span < self.cfg.interval_s * 0.5 - 1e-6 or len(self._window) < 5:
+            return
+        median = sorted(self._window)[len(self._window) // 2]
+        full = self._full
+        self._window, self._full, self._window_start = [], False, now
+        self._medians.append((now, median))
+        while self._medians and self._medians[0][0] < now - 60.0:
+            self._medians.popleft()
+        floor = min(m for _, m in self._medians)
+        if median > self.cfg.latency_tolerance * floor and full:
+            # latency grows with load: a queue is forming at the provider
+            self.limit = max(1.0, self.limit * 0.9)
+            self.slow_start = False
+            self.shrinks += 1
+            return
+        if not full:
+            return
+        if self.slow_start:
+            self.limit = min(self.cap, self.limit * 2)
+            return
+        nxt = self.limit + 1
+        if self.refused_at is not None and nxt >= self.refused_at:
+            if now < self._probe_after:
+                return
+            self._probe_after = now + self._probe_wait
+        self.limit = min(float(self.cap), nxt)
+
+    def on_refused(self, now: float, inflight: int) -> None:
+        """A 429 for concurrency, for a request sent when ``inflight`` were out (itself too)."""
+        self.losses += 1
+        self.slow_start = False
+        repeat = self.refused_at is not None and inflight <= self.refused_at
+        self.refused_at = inflight if self.refused_at is None else min(self.refused_at, inflight)
+        self.limit = max(1.0, min(self.limit, inflight - 1.0))
+        if repeat or now >= self._probe_after:
+            self._probe_wait = min(self.cfg.max_probe_wait_s, self._probe_wait * 2)
+        self._probe_after = now + self._probe_wait
+
+    def learned(self) -> int | None:
+        if self.losses or self.shrinks:
+            return self.slots
+        return self.cap if self.fixed else None
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,265 @@
+"""The autopilot on the virtual clock (tests/vtime.py): each control in isolation (slow start,
+decrease, the pause floor, in-flight growth and shrink, header and message learning), then
+whole scenarios against the simulator's own token buckets (tests/autopilot_drive.py), each
+a minute or more of virtual time in well under a second of real time."""
+
+from __future__ import annotations
+
+import itertools
+
+import anyio
+import pytest
+
+from batchgen.autopilot import AutopilotConfig, InflightControl, RateControl, read_hint
+from batchgen.limits import RateLimiter, Ticket
+from tests.autopilot_drive import Provider, drive, rate
+from tests.vtime import run_virtual
+
+# -- one control at a time ---------------------------------------------------------------------
+
+
+def _used(control: RateControl, now: float) -> None:
+    """Report the rate as fully used over the last second."""
+    per_s = max(1, int(control.current / 60))
+    for i in range(per_s):
+        control.sent(now - i / per_s, 1)
+
+
+def test_slow_start_doubles_each_second_while_used_and_stops_when_not() -> None:
+    cfg = AutopilotConfig()
+    control = RateControl("requests", None, cfg, now=0.0)
+    seen = []
+    for t in range(1, 5):
+        _used(control, float(t))
+        control.tick(float(t))
+        seen.append(control.current)
+    assert seen == [120.0, 240.0, 480.0, 960.0]
+    control.tick(5.0)  # nothing sent in the last second: an unused rate does not grow
+    assert control.current == 960.0
+
+
+def test_first_429_ends_slow_start_at_half_the_rate_sent_then_climbs_back_under_it() -> None:
+    cfg = AutopilotConfig()
+    control = RateControl("requests", None, cfg, now=0.0)
+    control.current = 2400.0
+    for i in range(60):  # 1,800/min actually sent over the last 2 s
+        control.sent(10.0 - i / 30, 1)
+    assert control.on_loss(10.0)
+    assert not control.on_loss(10.2)  # the same burst of 429s: one cut only
+    assert control.w_max == pytest.approx(1800.0, rel=0.02)
+    assert control.current == pytest.approx(900.0, rel=0.02)
+    for t in range(11, 25):  # before hold_s has passed at the plateau
+        _used(control, float(t))
+        control.tick(float(t))
+    # closes the gap to the plateau just under the rate that was refused, never above it
+    assert control.current == pytest.approx(cfg.plateau * control.w_max, rel=0.01)
+
+
+def test_a_later_429_cuts_to_decrease_times_the_rate_then_probes_only_after_holding() -> None:
+    cfg = AutopilotConfig(hold_s=10.0)
+    control = RateControl("requests", None, cfg, now=0.0)
+    control.slow_start = False
+    control.current, control.w_max = 1000.0, 1000.0
+    control.on_loss(0.0)
+    assert control.current == pytest.approx(cfg.decrease * 1000.0)
+    plateau = cfg.plateau * 1000.0
+    at: dict[int, float] = {}
+    for t in range(1, 40):
+        _used(control, float(t))
+        control.tick(float(t))
+        at[t] = control.current
+    assert at[8] == pytest.approx(plateau, rel=0.01)
+    assert at[10] <= plateau * 1.001  # held under the refused rate ...
+    assert at[39] > 1000.0  # ... then probed above it: a limit that rose is found
+
+
+def test_a_user_rpm_is_a_ceiling_the_autopilot_never_passes() -> None:
+    cfg = AutopilotConfig(hold_s=1.0)
+    control = RateControl("requests", 600.0, cfg, now=0.0)
+    assert control.current == 600.0 and not control.slow_start
+    control.on_loss(0.0)
+    assert control.current < 600.0
+    for t in range(1, 120):
+        _used(control, float(t))
+        control.tick(float(t))
+        assert control.current <= 600.0
+    assert control.current == 600.0  # probed back up to the cap, and no further
+
+
+def test_headers_set_the_ceiling_and_a_moving_limit_moves_the_rate() -> None:
+    cfg = AutopilotConfig()
+    control = RateControl("requests", None, cfg, now=0.0)
+    control.announce(1200.0, 0.5)  # slow start ends: the provider said where to go
+    assert control.current == pytest.approx(1200 * cfg.headroom)
+    assert control.source == "headers"
+    control.announce(600.0, 30.0)
+    assert control.current == pytest.approx(600 * cfg.headroom)
+    control.announce(1200.0, 60.0)
+    assert control.current == pytest.approx(1200 * cfg.headroom)
+    assert control.learned() == 1200.0
+
+
+def test_hints_from_headers_and_openai_style_messages() -> None:
+    hint = read_hint({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
+                      "x-ratelimit-limit-images": "50", "x-ratelimit-remaining-images": "7"})
+    assert hint.limits == {"requests": 500.0, "images": 50.0}
+    assert hint.exhausted == "requests"
+    msg = ("Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
+           "Limit 1,000, Used 1000, Requested 1. Please try again in 6ms.")
+    hint = read_hint({}, msg)
+    assert hint.limits == {"images": 1000.0} and hint.exhausted == "images"
+    assert read_hint({}, "Too many concurrent requests").concurrency
+    assert read_hint({}, "Too Many Requests") == read_hint(None)
+    # nonsense announces nothing: zero, negative, not a number, absurdly large
+    for bad in ("0", "-5", "nan", "inf", "1e300", "many"):
+        assert read_hint({"x-ratelimit-limit-requests": bad}).limits == {}
+
+
+def test_inflight_slow_start_then_one_at_a_time_and_shrink_under_a_queue() -> None:
+    cfg = AutopilotConfig(start_inflight=4)
+    control = InflightControl(256, cfg, now=0.0)
+    clock = [0.0]
+
+    def window(latency: float, full: bool = True) -> int:
+        """One measuring window: five answers 0.1 s apart; returns the slots after it."""
+        if full:
+            control.sent_at(control.slots)
+        for _ in range(5):
+            clock[0] += 0.1
+            control.on_ok(clock[0], control.slots, latency)
+        return control.slots
+
+    assert [window(0.3) for _ in range(3)] == [8, 16, 32]  # full slots, flat latency: ×2
+    assert window(0.3, full=False) == 32  # not every slot used: no growth
+    assert window(0.9) == 28  # latency three times its floor, every slot taken: a queue, × 0.9
+    assert not control.slow_start
+    assert [window(0.3) for _ in range(3)] == [29, 30, 31]  # then one at a time
+    assert control.learned() == 31 and control.shrinks == 1
+
+
+def test_inflight_drops_under_a_refused_count_and_probes_it_ever_more_rarely() -> None:
+    cfg = AutopilotConfig(start_inflight=32, probe_wait_s=5.0)
+    control = InflightControl(256, cfg, now=0.0)
+    control.on_refused(0.0, inflight=25)
+    control.on_refused(0.001, inflight=31)  # the rest of the same burst: no further cut
+    assert control.slots == 24
+    probes = []
+    for step in range(1, 400):
+        now = step * 0.5
+        control.sent_at(control.slots)
+        for i in range(6):
+            control.on_ok(now + i * 0.01, control.slots, 0.3)
+        if control.slots > 24:
+            probes.append(now)
+            control.on_refused(now, inflight=control.slots)
+    # each probe above the refused count waits twice as long as the one before
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(probes) >= 3 and all(b > a for a, b in itertools.pairwise(gaps))
+    assert control.learned() == 24
+
+
+def test_pause_honours_the_hint_but_never_less_than_one_requests_spacing() -> None:
+    async def main() -> tuple[float, float, float]:
+        limiter = RateLimiter(rpm=120)  # 0.5 s between requests
+        tiny = limiter.on_throttled(None, 0.006)  # OpenAI's "try again in 6ms"
+        await anyio.sleep(5)
+        long = limiter.on_throttled(None, 3.0)
+        await anyio.sleep(5)
+        none = limiter.on_throttled(None, None)
+        return tiny, long, none
+
+    tiny, long, none = run_virtual(main)
+    spacing = 60.0 / (120 * AutopilotConfig().decrease)  # the rate after the cut
+    assert tiny == pytest.approx(spacing, rel=0.01)
+    assert long == 3.0
+    assert none == pytest.approx(60.0 / (120 * AutopilotConfig().decrease**3), rel=0.01)
+
+
+def test_a_no_hint_429_is_told_apart_by_the_in_flight_count_it_was_sent_at() -> None:
+    async def main() -> tuple[int, float, int, float]:
+        limiter = RateLimiter(concurrency=64)
+        limiter.inflight.limit = 10
+        for _ in range(3):
+            limiter.inflight.on_ok(anyio.current_time(), 8, 0.3)  # successes at 8 out
+        before = limiter.requests.control.current  # type: ignore[union-attr]
+        limiter.on_throttled(Ticket(10, anyio.current_time()), None)  # all full, above 8
+        after_conc = (limiter.inflight.slots, limiter.requests.control.current)  # type: ignore[union-attr]
+        await anyio.sleep(2)
+        limiter.on_throttled(Ticket(5, anyio.current_time()), None)  # where successes went
+        return after_conc[0], after_conc[1] / before, limiter.inflight.slots, (
+            limiter.requests.control.current / before  # type: ignore[union-attr]
+        )
+
+    slots, rate_kept, slots_after, rate_cut = run_virtual(main)
+    assert slots == 9 and rate_kept == 1.0  # concurrency: the slots drop, the rate stays
+    assert slots_after == 9 and rate_cut < 1.0  # requests/min: the rate drops, the slots stay
+
+
+# -- whole scenarios against the simulator's buckets --------------------------------------------
+
+
+def _scenario(provider_kw: dict, ns: list[int], **limiter_kw: object) -> tuple[Provider, RateLimiter, float]:
+    async def main() -> tuple[Provider, RateLimiter, float]:
+        provider = Provider(**provider_kw)
+        limiter = RateLimiter(**limiter_kw)  # type: ignore[arg-type]
+        took = await drive(limiter, provider, ns)
+        return provider, limiter, took
+
+    return run_virtual(main)
+
+
+def _share(p: Provider) -> float:
+    return p.refused / (p.refused + len(p.accepted))
+
+
+@pytest.mark.parametrize("retry_after", ["seconds", "none"])
+def test_no_headers_finds_the_limit_from_429s_alone(retry_after: str) -> None:
+    p, limiter, took = _scenario(
+        {"rpm": 1200, "headers": False, "retry_after": retry_after}, [1] * 1240
+    )
+    assert len(p.accepted) * 60 / took >= 0.9 * 1200
+    assert _share(p) <= 0.03
+    learned = limiter.learned()
+    assert learned["rpm_source"] == "429"
+    assert 0.9 * 1200 <= learned["rpm"] <= 1.1 * 1200
+
+
+def test_announced_limit_with_tiny_retry_after_ms() -> None:
+    p, limiter, took = _scenario({"rpm": 1200, "retry_after": "ms"}, [1] * 1240)
+    assert len(p.accepted) * 60 / took >= 0.93 * 1200
+    assert _share(p) <= 0.02
+    assert limiter.learned()["rpm"] == 1200.0
+
+
+def test_a_concurrency_cap_with_no_hint_is_found_and_held() -> None:
+    p, limiter, took = _scenario(
+        {"max_concurrent": 24, "headers": False, "retry_after": "none"}, [1] * 4800
+    )
+    assert len(p.accepted) / took >= 0.85 * 24 / 0.3
+    assert _share(p) <= 0.05
+    assert limiter.learned()["concurrency"] == 24
+    assert limiter.learned()["rpm"] is None  # no rate was limited
+
+
+def test_images_per_minute_with_mixed_n() -> None:
+    p, limiter, took = _scenario({"ipm": 2400}, [1, 2, 4] * 360)
+    images = sum(n for _, n in p.accepted)
+    assert images * 60 / took >= 0.9 * 2400
+    assert limiter.learned()["ipm"] == 2400.0
+
+
+def test_a_limit_that_halves_and_comes_back_is_followed_both_ways() -> None:
+    p, _limiter, _took = _scenario(
+        {"rpm": 1200, "schedule": ((30.0, 600.0), (60.0, 1200.0))}, [1] * 1500
+    )
+    t0 = p.accepted[0][0]
+    assert rate(p.accepted, t0 + 40, t0 + 60) >= 0.85 * 600
+    assert rate(p.accepted, t0 + 70, t0 + 85) >= 0.85 * 1200
+    assert _share(p) <= 0.05
+
+
+def test_a_given_rpm_starts_there_at_once() -> None:
+    p, _limiter, _took = _scenario({"rpm": 1200, "retry_after": "ms"}, [1] * 600, rpm=1200)
+    t0 = p.accepted[0][0]
+    assert rate(p.accepted, t0, t0 + 10) >= 0.95 * 1200
+    assert _share(p) <= 0.005
