@@ -11,12 +11,14 @@ what the report tells the user is its diagnosis and remedy.
      ├── class rate_limit              → Action.RETRY      (honours Retry-After, pauses the pool)
      ├── class server / timeout /
      │   network / invalid_response    → Action.RETRY      (backoff with full jitter)
+     ├── class disk                    → Action.STOP_RUN   (full or read-only: nothing to save to)
      └── class budget / cancelled      → Action.PENDING    (never sent / not finished)
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
 import enum
 import functools
 import math
@@ -45,6 +47,7 @@ class ErrorClass(enum.StrEnum):
     TIMEOUT = "timeout"
     NETWORK = "network"
     INVALID_RESPONSE = "invalid_response"
+    DISK = "disk"
     BUDGET = "budget"
     CANCELLED = "cancelled"
 
@@ -127,6 +130,13 @@ _INFO: dict[ErrorClass, ClassInfo] = {
         "Often a proxy or aggregator problem; check the base URL speaks the OpenAI images "
         "protocol.",
     ),
+    ErrorClass.DISK: ClassInfo(
+        Action.STOP_RUN,
+        "The run directory's disk is full or read-only (ENOSPC, EDQUOT, EROFS): an answer's "
+        "image or the log could not be saved, so the run stopped sending.",
+        "Free space on the run directory's file system (or remount it read-write), then "
+        "`batchgen resume RUN_DIR`: saved images are adopted, never paid for again.",
+    ),
     ErrorClass.BUDGET: ClassInfo(
         Action.PENDING,
         "Not sent: its worst-case cost would have passed --max-cost.",
@@ -203,6 +213,15 @@ class AttemptError(Exception):
         where = f"HTTP {self.http_status} " if self.http_status else ""
         code = f" [{self.code}]" if self.code else ""
         return f"{self.error_class}: {where}{self.message}{code}"
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """The file system refuses writes (full, over quota, read-only, file too big): the run
+    cannot save answers and must stop, not retry."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS
 
 
 class RunStopped(Exception):

@@ -12,6 +12,7 @@ import os
 import struct
 from pathlib import Path
 
+from batchgen import faultpoints
 from batchgen.provider.base import ImageData
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -22,7 +23,11 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# a new regular file, never an existing one, never through a symlink planted at the temp name
+_CREATE = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def sniff_ext(data: bytes) -> str | None:
@@ -79,19 +84,47 @@ def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple
     and the buffered file object cost more than the write itself at thousands per second."""
     folder = os.fspath(images_dir)
     paths, total = [], 0
-    for i, image in enumerate(images):
-        name = image_name(job_id, i, image.ext)
-        final = f"{folder}/{name}"
-        tmp = f"{folder}/.{name}.tmp"
-        fd = os.open(tmp, _CREATE, 0o644)
-        try:
-            _write_all(fd, image.data)
-        finally:
+    try:
+        for i, image in enumerate(images):
+            name = image_name(job_id, i, image.ext)
+            final = f"{folder}/{name}"
+            tmp = f"{folder}/.{name}.tmp"
+            fd = _create(tmp)
+            try:
+                faultpoints.fail("image:write")
+                _write_all(fd, image.data)
+            except BaseException:
+                os.close(fd)
+                _unlink_quietly(tmp)
+                raise
             os.close(fd)
-        os.replace(tmp, final)
-        paths.append(f"images/{name}")
-        total += len(image.data)
+            os.replace(tmp, final)
+            paths.append(f"images/{name}")
+            total += len(image.data)
+    except OSError:
+        # disk full or read-only: leave no part of this answer (the job is sent again on
+        # resume, and its whole set of images is what gets adopted or logged)
+        for path in paths:
+            _unlink_quietly(f"{folder}/{path.removeprefix('images/')}")
+        raise
     return paths, total
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _create(tmp: str) -> int:
+    try:
+        return os.open(tmp, _CREATE, 0o644)
+    except FileExistsError:
+        # a temp file left by a killed process, or a planted link: unlink the name (never its
+        # target) and create afresh, exclusively again
+        os.unlink(tmp)
+        return os.open(tmp, _CREATE, 0o644)
 
 
 def _write_all(fd: int, data: bytes) -> None:

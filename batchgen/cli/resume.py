@@ -97,14 +97,15 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         adopt_orphans,
         record_crashed_inflight,
         remove_torn_images,
+        settle_log,
     )
     from batchgen.rundir import redact_argv
-    from batchgen.runlog.files import compact_all
+    from batchgen.runlog.files import damaged_message
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.state import job_states, remaining
 
-    manifest = rundir.load()
+    manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     args = _namespace_with(args, recorded)
     job_file = Path(manifest["job_file"])
@@ -112,7 +113,8 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         msg = f"the job file {job_file} of this run is gone: put it back to resume"
         raise UsageError(msg)
     # a crashed session left part files and an in-flight list: settle them first
-    compact_all(rundir.log_dir)
+    for path in settle_log(rundir.log_dir):
+        err.print(damaged_message(path, moved=True), markup=False)
     remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
     rundir.mark_crashed()
