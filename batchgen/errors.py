@@ -18,8 +18,8 @@ what the report tells the user is its diagnosis and remedy.
 from __future__ import annotations
 
 import email.utils
-import errno
 import enum
+import errno
 import functools
 import math
 import re
