@@ -269,6 +269,7 @@ class JobRunner:
             cost_usd=cost,
             cost_source=source,
             request_id=result.request_id,
+            error_message=getattr(result, "note", None),  # what was odd about a usable answer
         )
         _usage_into(row, result.usage)
         self.sink.append(row)

@@ -170,7 +170,10 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     if not show_quote_and_confirm(console, args, checked, args.quiet):
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
         return EXIT_USAGE
-    console.print(f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}")
+    console.print(
+        f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}",
+        markup=False,
+    )
     plan = SessionPlan(
         rundir=rundir,
         manifest=manifest,

@@ -17,7 +17,7 @@ from rich.console import Console
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
 from batchgen.control import RowContext, RunControl
-from batchgen.errors import ErrorClass
+from batchgen.errors import ErrorClass, printable
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
@@ -228,26 +228,30 @@ def _summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
 def print_ending(
     console: Console, rundir: RunDir, result: SessionResult, budget: Budget | None
 ) -> None:
-    """The final lines: where things are and how the session ended."""
+    """The final lines: where things are and how the session ended. No markup: a path or a
+    provider's message holding ``[/x]`` is printed as written, control sequences removed."""
     path = shlex.quote(str(rundir.path))
-    console.print(f"images: {rundir.images_dir}")
-    console.print(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))")
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(printable(text, one_line=True), markup=False, style=style)
+
+    say(f"images: {rundir.images_dir}")
+    say(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))")
     reason = result.stop_reason
     if reason is None:
         ended = "every job succeeded" if result.exit_code == EXIT_OK else (
             f"finished; {result.tally.failed_jobs} job(s) failed for good "
             f"(see `batchgen report {path}`)"
         )
-        console.print(f"ended:  {ended}")
+        say(f"ended:  {ended}")
         return
     if reason is ErrorClass.BUDGET and budget is not None:
         # the message carries the resume command with a cap that lets the rest through
-        console.print(f"[yellow]ended:  {budget.exhausted_message(str(rundir.path))}[/]")
+        say(f"ended:  {budget.exhausted_message(str(rundir.path))}", "yellow")
         return
-    else:
-        console.print(f"[yellow]ended:  stopped ({reason.value}): {result.stop_message}[/]")
-        console.print(f"        {reason.remedy}")
-    console.print(f"to finish the rest: [bold]batchgen resume {path}[/]")
+    say(f"ended:  stopped ({reason.value}): {result.stop_message}", "yellow")
+    say(f"        {reason.remedy}")
+    say(f"to finish the rest: batchgen resume {path}", "bold")
 
 
 def make_console(*, stderr: bool = False) -> Console:
