@@ -147,8 +147,33 @@ async def _bomb_image(_req: web.Request, _key: str) -> web.Response:
     return _json(200, {"data": [{"b64_json": base64.b64encode(bomb_png()).decode()}]})
 
 
+# rate-limit headers that would stall a client that believed them
+_ABSURD = {"x-ratelimit-limit-requests": "-5", "x-ratelimit-limit-images": "nan",
+           "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1e9s"}  # fmt: skip
+
+
+def _429_once(retry_after: str) -> Handler:
+    """The first request of this case (per server) is a 429 asking for ``retry_after`` with a
+    limit of 0 and a reset of a billion seconds; every later one succeeds, with headers as
+    absurd."""
+    calls: dict[int, int] = {}
+
+    async def handler(req: web.Request, _key: str) -> web.Response:
+        n = calls[id(req.app)] = calls.get(id(req.app), 0) + 1
+        if n == 1:
+            error = {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}
+            headers = {**_ABSURD, "retry-after": retry_after, "x-ratelimit-limit-requests": "0"}
+            return _json(429, {"error": error}, headers)
+        return _json(200, {"created": 1, "data": [{"b64_json": PNG_B64}]}, _ABSURD)
+
+    return handler
+
+
 # error.code / error.type the way some providers write them (OpenRouter: a number)
 CASES: dict[str, Handler] = {
+    "retry_after_a_year": _429_once("31536000"),
+    "retry_after_2099": _429_once("Wed, 21 Oct 2099 07:28:00 GMT"),
+    "retry_after_inf": _429_once("inf"),
     "numeric_code": _error(400, code=400, message="Provider returned error"),
     "numeric_code_402": _error(402, code=402, message="Insufficient credits"),
     "float_code": _error(400, code=1.5e300, type=7, message="odd"),
