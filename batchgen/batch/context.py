@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,4 +54,5 @@ class BatchContext:
     logged: dict[str, set[str]] = field(default_factory=dict)  # batch id -> job ids with rows
     holds: dict[int, Reservation] = field(default_factory=dict)  # part -> money held
     cutover: bool = False  # the deadline sent the rest to the live API
+    started_at: float = field(default_factory=time.time)  # wall clock, the session's start
 

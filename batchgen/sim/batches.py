@@ -8,7 +8,7 @@ A batch follows the real state machine on a compressible clock: ``batch_seconds`
 creation to completed — validating for 5 % of T, in_progress for 90 % (its lines complete at
 an even pace), finalizing for 5 % — plus failed (validation: a bad line, a duplicate
 custom_id, or the ``batch_faults`` ``fail=K`` knob), expired (``expire=K``: half-way through,
-the rest of its lines are ``batch_expired`` errors) and cancelling → cancelled (what finished
+the rest of its lines are ``batch_expired`` errors) and cancelling (1 % of T) → cancelled (what finished
 before the cancel is in the output file). States are computed from the clock when asked, so
 nothing runs in the background. Line faults come from the live ``faults`` knob and prompt
 directives: content_policy → a 400 line, any other fault → a 500 line, in the error file.
@@ -36,6 +36,7 @@ from batchgen.sim.models import ApiError, validate
 
 ENDPOINTS = ("/v1/images/generations",)
 _VALIDATING, _RUN_END = 0.05, 0.95  # fractions of T: validation ends, the last line completes
+_CANCELLING = 0.01  # fraction of T a cancel takes (OpenAI: "up to 10 minutes")
 _TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -104,7 +105,7 @@ class _Batch:
                 return "expired", len(self.lines) // 2
         if self.cancel_t is not None:
             done = self.done_at(self.cancel_t)
-            over = now >= self.cancel_t + 0.05 * self.seconds
+            over = now >= self.cancel_t + _CANCELLING * self.seconds
             return ("cancelled" if over else "cancelling"), done
         if now < self.at(_VALIDATING):
             return "validating", 0
@@ -183,8 +184,8 @@ class SimBatches:
         data = [f.json() for f in page[0]]
         return web.json_response({
             "object": "list", "data": data, "has_more": page[1],
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
+            "first_id": data[0]["id"] if data else "",
+            "last_id": data[-1]["id"] if data else "",
         })  # fmt: skip
 
     def _file(self, request: web.Request) -> _File:
@@ -316,7 +317,7 @@ class SimBatches:
 
         started = status not in ("validating",) and not b.errors
         cancel_frac = None if b.cancel_t is None else (b.cancel_t - b.t0) / max(b.seconds, 1e-9)
-        return {
+        out = {
             "id": b.id, "object": "batch", "endpoint": b.endpoint, "model": _model(b),
             "errors": {"object": "list", "data": b.errors} if b.errors else None,
             "input_file_id": b.input_file_id, "completion_window": "24h", "status": status,
@@ -328,10 +329,12 @@ class SimBatches:
             "failed_at": when(status == "failed", _VALIDATING),
             "expired_at": when(status == "expired", 0.5),
             "cancelling_at": None if cancel_frac is None else stamp(cancel_frac),
-            "cancelled_at": when(status == "cancelled", (cancel_frac or 0) + 0.05),
+            "cancelled_at": when(status == "cancelled", (cancel_frac or 0) + _CANCELLING),
             "request_counts": {"total": len(b.lines), "completed": ok, "failed": failed},
             "metadata": b.metadata,
         }  # fmt: skip
+        # the schema's fields are not nullable (but metadata): an unset one is left out
+        return {k: v for k, v in out.items() if v is not None or k == "metadata"}
 
     def _refresh(self, b: _Batch) -> None:
         """Once terminal: the output and error files exist and the lines that ran are billed."""
@@ -427,8 +430,7 @@ class SimBatches:
         data = [self._json(b) for b in batches]
         return web.json_response({
             "object": "list", "data": data, "has_more": more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
+            **({"first_id": data[0]["id"], "last_id": data[-1]["id"]} if data else {}),
         })  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:
