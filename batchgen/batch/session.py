@@ -53,7 +53,8 @@ class BatchOutcome:
     stop_reason: ErrorClass | None
     stop_message: str
     detached: bool
-    pending: int  # jobs of this session's lines left pending (retryable errors, not run)
+    pending: int  # jobs left pending (retryable errors, not run); the CLI counts the run's
+    failed: int = 0  # jobs of the run failed for good (content policy, bad request)
 
     @property
     def cutover(self) -> bool:
@@ -61,8 +62,10 @@ class BatchOutcome:
 
 
 async def run_batch_session(
-    s: BatchSession, base_url: str, submit: Iterable[Job] | None
+    s: BatchSession, base_url: str, submit: Callable[[], Iterable[Job] | None] | None
 ) -> BatchOutcome:
+    """Reconcile, collect the batches already out there, then submit ``submit()`` (called
+    once they are collected, so a job they left pending is sent again) and follow those."""
     control = RunControl()
     writer = RunLogWriter(s.rundir.log_dir, run_id=s.run_id, session=s.session,
                           state_dir=s.rundir.state_dir)  # fmt: skip
@@ -82,8 +85,13 @@ async def run_batch_session(
             try:
                 with work:
                     await reconcile(ctx)
-                    if submit is not None and not s.options.collect_only:
-                        await submit_jobs(ctx, submit)
+                    if ctx.state.open_parts() and not (s.options.detach or s.options.collect_only):
+                        await follow(ctx)  # what earlier sessions submitted comes first
+                    jobs = None
+                    if submit is not None and not (s.options.collect_only or ctx.cutover):
+                        jobs = None if control.stopping else submit()
+                    if jobs is not None:
+                        await submit_jobs(ctx, jobs)
                     if s.options.detach and not control.stopping:
                         detached = True
                     elif not control.stopping:

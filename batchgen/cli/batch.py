@@ -8,7 +8,7 @@ import argparse
 import re
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,8 @@ def jobs_lookup(job_file: Path | str, defaults: dict[str, Any]) -> Any:
 
 
 def run_batch(
-    plan: SessionPlan, options: BatchOptions, console: Console, submit: Iterable[Job] | None,
+    plan: SessionPlan, options: BatchOptions, console: Console,
+    submit: Callable[[], Iterable[Job] | None] | None,
     job_file: Path | str, defaults: dict[str, Any],
 ) -> tuple[SessionResult, BatchOutcome]:  # fmt: skip
     """One batch session of ``plan``; ends it in run.json; returns what the CLI prints."""
@@ -126,6 +127,7 @@ def run_batch(
             return await run_batch_session(s, base_url, submit)
 
     outcome = anyio.run(go)
+    outcome = _with_run_pending(plan, outcome)
     tally = outcome.ctx.tally
     reason = outcome.stop_reason
     if outcome.detached:
@@ -136,7 +138,7 @@ def run_batch(
         code = EXIT_STOPPED
     elif outcome.pending or outcome.ctx.state.open_parts():
         how, code = "failed_jobs", EXIT_STOPPED
-    elif tally.failed_jobs:
+    elif outcome.failed:
         how, code = "failed_jobs", EXIT_FAILED
     else:
         how, code = "completed", EXIT_OK
@@ -145,6 +147,20 @@ def run_batch(
                         "cutover": outcome.cutover}  # fmt: skip
     plan.rundir.end_session(plan.session, how, summary)
     return SessionResult(tally, reason, outcome.stop_message, code), outcome
+
+
+def _with_run_pending(plan: SessionPlan, outcome: BatchOutcome) -> BatchOutcome:
+    """Pending counted over the whole run (a job this session left pending may have been
+    submitted again and finished in the same session): not done, not failed for good."""
+    import dataclasses
+
+    from batchgen.runlog.state import DONE, FAILED, job_states
+
+    counts = job_states(plan.rundir.path, with_inflight=False).counts()
+    pending = max(int(plan.manifest.get("jobs") or 0) - counts[DONE] - counts[FAILED], 0)
+    open_ids = outcome.ctx.state.ids_in(outcome.ctx.state.open_parts())
+    return dataclasses.replace(outcome, pending=max(pending - len(open_ids), 0),
+                               failed=counts[FAILED])  # fmt: skip
 
 
 def print_batch_ending(console: Console, rundir: RunDir, outcome: BatchOutcome, code: int) -> None:
@@ -258,7 +274,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def run_via_batch(
     args: argparse.Namespace, rundir: RunDir, plan: SessionPlan, values: dict[str, Any],
     console: Console, err: Console, job_file: Path | str, defaults: dict[str, Any],
-    submit: Iterable[Job] | None, *, collect_only: bool = False, cancel_open: bool = False,
+    submit: Callable[[], Iterable[Job] | None] | None, *, collect_only: bool = False,
+    cancel_open: bool = False,
 ) -> int | None:  # fmt: skip
     """A batch session, its summary and ending lines. None: the deadline cut over (or the
     open batches were cancelled for ``--via live``), the caller finishes the rest live."""
@@ -316,6 +333,7 @@ def resume_via_batch(
     for part in open_parts_of(rundir, run_id):
         open_ids.update(part_ids(rundir, run_id, part))
     to_submit: set[str] = set()
+    index = None
     if via == "batch" and not collect_only:
         if not job_file.exists():
             msg = f"the job file {job_file} of this run is gone: put it back to resume"
@@ -361,10 +379,25 @@ def resume_via_batch(
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
     )  # fmt: skip
-    submit = (j for j in iter_jobs(job_file, defaults) if j.id in to_submit) if to_submit else None
+    def submit() -> Iterable[Job] | None:
+        """Called once the open batches are collected: what is left now, their pending too."""
+        if index is None:
+            return None
+        now = remaining(index, job_states(rundir.path, with_inflight=False), args.retry_failed)
+        ids = set(now.run) - open_ids_now(rundir, run_id)
+        return (j for j in iter_jobs(job_file, defaults) if j.id in ids) if ids else None
+
     settings = batch_settings(args, recorded.get("batch"))
-    return run_via_batch(args, rundir, plan, settings, console, err, job_file, defaults, submit,
+    return run_via_batch(args, rundir, plan, settings, console, err, job_file, defaults,
+                         submit if index is not None else None,
                          collect_only=collect_only, cancel_open=via == "live")  # fmt: skip
+
+
+def open_ids_now(rundir: RunDir, run_id: str) -> set[str]:
+    from batchgen.batch.state import BatchState
+
+    state = BatchState(rundir.state_dir, run_id)
+    return state.ids_in(state.open_parts())
 
 
 def part_ids(rundir: RunDir, run_id: str, part: Any) -> list[str]:

@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from batchgen.cli.batch import run_via_batch
 
                 code = run_via_batch(args, rundir, plan, settings["batch"], console, err,
-                                     args.jobfile, defaults, plan.jobs)  # fmt: skip
+                                     args.jobfile, defaults, lambda: plan.jobs)  # fmt: skip
                 if code is not None:
                     return code
                 # the deadline: what the batches could not finish in time goes live
