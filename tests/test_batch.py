@@ -297,3 +297,27 @@ def test_cancel_command_cancels_open_batches_and_resume_finishes_the_rest(
     assert len(ok_counts(run_dir)) == 60 and set(ok_counts(run_dir).values()) == {1}
     assert set(batch_stats(sim)["billed"].values()) == {1}
     assert SECRET_KEY not in cancelled.output + resumed.output
+
+
+def test_max_cost_reserves_each_input_file_before_it_is_submitted(tmp_path: Path, make_sim) -> None:
+    sim = make_sim(batch_seconds=0.2)
+    jobs = _jobs(tmp_path, 100)
+    run_dir = tmp_path / "run"
+    # a job's worst case at the batch rate is ~$0.0055 (272 output tokens at $20/M, its
+    # prompt's bytes at $2.5/M): $0.30 holds 54 of them
+    capped = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", "40", "--max-cost", "0.30",
+                          "--quiet"), env=cli_env())  # fmt: skip
+    assert capped.code == 3, capped.output
+    assert "--max-cost" in capped.stdout
+    stats = batch_stats(sim)
+    submitted = len(stats["submitted"])
+    assert stats["batches_created"] == 2 and 40 < submitted < 60  # the second file cut short
+    log = log_table(run_dir, ["status", "error_class", "cost_usd"])
+    skipped = log.filter(pc.equal(log["status"], "skipped"))
+    assert set(skipped["error_class"].to_pylist()) == {"budget"}
+    assert skipped.num_rows == 100 - submitted
+    assert pc.sum(log["cost_usd"]).as_py() <= 0.30
+    resumed = run_cli(_resume(run_dir, "--max-cost", "1.00"), env=cli_env())
+    assert resumed.code == 0, resumed.output
+    assert len(ok_counts(run_dir)) == 100
+    assert set(batch_stats(sim)["submitted"].values()) == {1}
