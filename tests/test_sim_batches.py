@@ -89,7 +89,7 @@ def test_state_machine_counts_and_output_lines_follow_the_clock(make_sim) -> Non
     seen = []
     for t in (4, 10, 50, 94.9, 96, 101):
         clock.now = 1000.0 + t
-        status, b = _call(sim, "GET", f"/v1/batches/{batch['id']}")
+        _, b = _call(sim, "GET", f"/v1/batches/{batch['id']}")
         BATCH.validate(b)
         seen.append((b["status"], b["request_counts"]["completed"]))
     assert seen == [
@@ -173,13 +173,13 @@ def test_batch_faults_fail_validation_and_expire(make_sim) -> None:
 def test_lists_page_newest_first_and_files_are_found_by_name(make_sim) -> None:
     sim = make_sim(batch_seconds=0.0)
     ids = [_submit(sim, _lines(1, start=i), part=str(i))["id"] for i in range(3)]
-    status, page = _call(sim, "GET", "/v1/batches?limit=2")
+    _, page = _call(sim, "GET", "/v1/batches?limit=2")
     BATCH_LIST.validate(page)
     assert [b["id"] for b in page["data"]] == ids[::-1][:2] and page["has_more"]
-    status, rest = _call(sim, "GET", f"/v1/batches?limit=2&after={page['last_id']}")
+    _, rest = _call(sim, "GET", f"/v1/batches?limit=2&after={page['last_id']}")
     assert [b["id"] for b in rest["data"]] == [ids[0]] and not rest["has_more"]
     assert [b["metadata"]["part"] for b in page["data"] + rest["data"]] == ["2", "1", "0"]
-    status, files = _call(sim, "GET", "/v1/files?purpose=batch")
+    _, files = _call(sim, "GET", "/v1/files?purpose=batch")
     FILE_LIST.validate(files)
     assert len(files["data"]) == 3 and all(f["filename"].endswith(".jsonl") for f in files["data"])
     official = [b.id for b in _client(sim).batches.list()]

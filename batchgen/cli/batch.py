@@ -307,7 +307,12 @@ def resume_via_batch(
     import sys
 
     from batchgen.cli.common import pool_values, resolve_connection
-    from batchgen.cli.prepare import check_job_file, load_prices, make_budget, show_quote_and_confirm
+    from batchgen.cli.prepare import (
+        check_job_file,
+        load_prices,
+        make_budget,
+        show_quote_and_confirm,
+    )
     from batchgen.cli.resume import _overrides, _spent_so_far
     from batchgen.cli.run import make_sim_config
     from batchgen.cli.session import SessionPlan
