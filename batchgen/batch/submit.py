@@ -13,7 +13,7 @@ recorded), batch:after_create (created, id not recorded).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -216,7 +216,3 @@ def base_row(ctx: BatchContext, job: Job, *, attempt: int = 1) -> dict[str, Any]
         "finished_at": time.time(),
     }  # fmt: skip
 
-
-def iter_ids(jobs: Iterable[Job]) -> Iterator[str]:
-    for job in jobs:
-        yield job.id
