@@ -78,6 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if via == "live" and (args.detach or args.deadline is not None):
             raise UsageError("--detach and --deadline go with --via batch")
         connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        if args.detach and connection.provider == "sim":
+            raise UsageError("--detach needs a provider that outlives this process: the "
+                             "in-process simulator stops with it (serve one: batchgen sim)")
         prices = load_prices(args)
         if via == "batch":
             from batchgen.money.batchrate import batch_table
