@@ -77,7 +77,7 @@ def _check_once_each(run_dir: Path, sim: Any, jobs: int) -> None:
     assert len(logged) == len(set(logged)) == jobs
     assert image_files(run_dir) == set(logged)
     stats = batch_stats(sim)
-    assert set(stats["billed"].values()) == {1}
+    assert set(stats["billed"].values()) <= {1}
     check_log_readable(run_dir)
     assert files_holding_secret(run_dir) == [] and not secret_in_log(run_dir)
 
@@ -252,10 +252,10 @@ def test_expired_and_failed_batches_and_errored_lines_leave_exactly_their_jobs_p
 def test_deadline_cancels_a_slow_batch_and_finishes_the_rest_live_paying_once(
     tmp_path: Path, make_sim
 ) -> None:
-    sim = make_sim(batch_seconds=40.0)  # far slower than the deadline
+    sim = make_sim(batch_seconds=20.0)  # far slower than the deadline
     jobs = _jobs(tmp_path, 200)
     run_dir = tmp_path / "run"
-    deadline_s = 4.0
+    deadline_s = 6.0
     started = time.time()
     done = run_cli(_run(jobs, run_dir, sim, "--deadline", f"{deadline_s}s",
                         "--assume-latency", "0.01", "--concurrency", "16"), env=cli_env())  # fmt: skip
@@ -267,17 +267,27 @@ def test_deadline_cancels_a_slow_batch_and_finishes_the_rest_live_paying_once(
 
     by_prompt = job_ids_by_prompt(run_dir)
     live = {by_prompt[p] for p in sim.stats.snapshot(timeline=False)["by_prompt"]}
-    batch = set(stats["billed"])
+    batch = set(stats["billed"])  # the cancelled batch's partial output, collected first
     assert batch and live and not batch & live  # no job paid twice
     assert batch | live == set(by_prompt.values())
     assert set(sim.stats.snapshot(timeline=False)["by_prompt"].values()) == {1}
     _check_once_each(run_dir, sim, 200)
-    finished = log_table(run_dir, ["finished_at"])["finished_at"]
-    last = pc.max(finished).as_py().timestamp()
-    # every job before the deadline plus the little the live API needed (and process start)
-    assert last - started <= deadline_s + 3.0, last - started
-    print(f"\ndeadline {deadline_s}s: {len(batch)} from the batch, {len(live)} live, "
-          f"last result at {last - started:.2f}s")
+    log = log_table(run_dir, ["status", "provider_batch_id", "started_at", "finished_at"])
+    ok = log.filter(pc.equal(log["status"], "ok"))
+    assert set(ok.filter(pc.is_valid(ok["provider_batch_id"]))["provider_batch_id"].to_pylist()) <= {
+        json.loads((run_dir / "state" / "batches.json").read_text())["parts"][0]["batch_id"]
+    }
+    live_rows = ok.filter(pc.is_null(ok["provider_batch_id"]))
+    deadline_at = json.loads((run_dir / "run.json").read_text())["settings"]["batch"]["deadline_at"]
+    live_began = pc.min(live_rows["started_at"]).as_py().timestamp() - deadline_at
+    last = pc.max(log["finished_at"]).as_py().timestamp() - deadline_at
+    # the cut-over came before the deadline (the live estimate is tiny here; the slack is the
+    # cancel landing, the partial output's collection and the live session's start), and the
+    # rest took only the live time it needed after that
+    assert live_began <= 1.0, live_began
+    assert time.time() - started < 60
+    print(f"\ndeadline {deadline_s}s: {len(batch)} from the batch, {len(live)} live; first live "
+          f"request {live_began:+.2f}s from the deadline, last result {last:+.2f}s")
 
 
 def test_cancel_command_cancels_open_batches_and_resume_finishes_the_rest(

@@ -9,8 +9,9 @@ pace (requests finished per second since it was first seen running) and so a pro
 When a batch's projected end is after the deadline and the time left is no more than what the
 live API needs for the requests still unfinished (the quote's minimum wall time under the pool
 settings, plus a margin), what is left is cancelled; the cancelled batches' partial output is
-collected, and then the caller sends the rest live. The margin: two polls, a tenth of the live estimate, and time for the cancel to
-land (5 % of the deadline's span, at most the 10 minutes OpenAI allows itself). Nothing is paid twice: a job goes live only
+collected, and then the caller sends the rest live. The margin: two polls, a tenth of the live estimate, time for the cancel to
+land (5 % of the deadline's span, at most the 10 minutes OpenAI allows itself), and 2 s for
+the live session to start. Nothing is paid twice: a job goes live only
 if no batch line of it was billed.
 
 Ctrl-C stops following (``RunControl``); it never cancels a batch — they run on at the provider,
@@ -32,6 +33,11 @@ from batchgen.batch.state import Part
 from batchgen.batch.submit import update_part
 from batchgen.errors import AttemptError
 from batchgen.money.quote import DEFAULT_LATENCY_S, min_wall_time
+
+
+# the live session's own start after the cut-over: the job file re-checked, the log read, the
+# pool started (about a second on a busy 2-core machine)
+_LIVE_START_S = 2.0
 
 
 @dataclass(slots=True)
@@ -136,7 +142,7 @@ def _too_slow(ctx: BatchContext, paces: dict[int, _Pace]) -> bool:
     # a cancel takes time to land (OpenAI: up to 10 minutes): allow 5 % of the deadline's
     # span for it, at most 10 minutes, plus two polls and a tenth of the live estimate
     cancel_s = min(600.0, 0.05 * max(deadline - ctx.started_at, 0.0))
-    margin = 2 * ctx.options.poll_max_s + 0.1 * live_s + cancel_s
+    margin = 2 * ctx.options.poll_max_s + 0.1 * live_s + cancel_s + _LIVE_START_S
     return left_s + live_s + margin >= deadline
 
 
