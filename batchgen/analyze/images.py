@@ -1,9 +1,11 @@
 """Checks on every saved image: decodable, the requested size, not blank, not blurred, and
 not a duplicate of an image made for a different prompt.
 
-Images are decoded one at a time into a small grayscale thumbnail (JPEG decodes straight to
-it via ``Image.draft``), so memory stays flat however many images a run has; only a
-perceptual hash per image is kept for the duplicate search.
+The verdicts come from stored measurements (``RUN_DIR/checks/``, see batchgen/checks/):
+made while the run went, or by an earlier report. Only images with no stored measurement (a
+run made before ingest checks, images the run left unchecked) are decoded, on a process pool,
+and their measurements stored, so the next report decodes nothing. Thresholds apply to the
+stored numbers: changing them needs no decoding. The duplicate search runs on stored hashes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
 from batchgen.analyze.load import read_columns
+from batchgen.checks.lookup import disk_sizes, stored_for
+from batchgen.checks.measure import dhash, gray_thumb, laplacian_var
 from batchgen.runlog.schema import STATUS_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -112,35 +116,22 @@ def no_bombs() -> Iterator[None]:
         yield
 
 
-def _gray_thumb(path: Path, px: int) -> tuple[tuple[int, int], np.ndarray]:
-    with no_bombs(), Image.open(path) as im:
-        dims = im.size  # before draft(), which shrinks JPEG decoding
-        im.draft("L", (px, px))
-        gray = im.convert("L")
-    gray.thumbnail((px, px))
-    return dims, np.asarray(gray, dtype=np.float32)
-
-
-def laplacian_var(a: np.ndarray) -> float:
-    if a.shape[0] < 3 or a.shape[1] < 3:
-        return 0.0
-    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
-    return float(lap.var())
-
-
-def dhash(a: np.ndarray, size: int) -> int:
-    """Difference hash: is each pixel brighter than its right neighbour, on a
-    (size+1)×size shrink of the grayscale image."""
-    small = Image.fromarray(a.astype(np.uint8)).resize((size + 1, size), Image.Resampling.LANCZOS)
-    s = np.asarray(small, dtype=np.int16)
-    bits = (s[:, 1:] > s[:, :-1]).flatten()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+# the measurements themselves live in batchgen.checks.measure (what the check workers load)
+_gray_thumb = gray_thumb
 
 
 DEFAULT_CHECKS = CheckConfig()
 
 
-def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[str, Any]:
+def check_images(
+    run_dir: Path, config: CheckConfig = DEFAULT_CHECKS, *, measure: bool = True
+) -> dict[str, Any]:
+    """Evaluate every saved image against ``config``, from the stored measurements
+    (``checks/``, made while the run went); images with none are measured now and stored, so
+    the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
+    images = list(saved_images(run_dir))
+    on_disk = disk_sizes(run_dir, images)
+    found = stored_for(run_dir, images, on_disk, config, measure=measure)
     counts = dict.fromkeys(
         ("missing", "undecodable", "wrong_size", "blank", "blurred", "duplicate"), 0
     )
@@ -154,27 +145,31 @@ def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[st
         if len(findings) < config.listed_max:
             findings.append(Finding(problem, img.path, img.job_id, detail))
 
-    for img in saved_images(run_dir):
+    for img in images:
         checked += 1
-        if not img.file.exists():
+        if img.path not in on_disk:
             flag("missing", img, "the log lists it but the file is not there")
             continue
-        try:
-            dims, a = _gray_thumb(img.file, config.thumb_px)
-        except IMAGE_ERRORS as exc:
-            flag("undecodable", img, f"{type(exc).__name__}: {exc}")
+        m = found.rows.get(img.path)
+        if m is None:
+            continue  # not measured (measure=False): counted in "unmeasured"
+        if m.error is not None:
+            flag("undecodable", img, m.error)
             continue
+        dims = (m.width, m.height)
         want = requested_dims(img.size)
         if want is not None and dims != want:
             flag("wrong_size", img, f"{dims[0]}x{dims[1]}, requested {img.size}")
-        std = float(a.std())
-        if std < config.blank_std:
-            flag("blank", img, f"pixel std-dev {std:.2f} < {config.blank_std}")
+        if m.std < config.blank_std:
+            flag("blank", img, f"pixel std-dev {m.std:.2f} < {config.blank_std}")
             continue  # a flat image is trivially "blurred" and "duplicate": say it once
-        lap = laplacian_var(a)
-        if lap < config.blur_laplacian_var:
-            flag("blurred", img, f"Laplacian variance {lap:.1f} < {config.blur_laplacian_var}")
-        hashes.append((dhash(a, config.hash_size), len(meta)))
+        if m.laplacian_var < config.blur_laplacian_var:
+            flag(
+                "blurred",
+                img,
+                f"Laplacian variance {m.laplacian_var:.1f} < {config.blur_laplacian_var}",
+            )
+        hashes.append((int.from_bytes(m.dhash, "big"), len(meta)))
         meta.append((img.path, img.job_id, img.prompt))
 
     groups = _duplicate_groups(hashes, meta, config)
@@ -193,6 +188,11 @@ def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[st
         "flagged": sum(counts.values()),
         "findings": [asdict(f) for f in findings],
         "duplicate_groups": [[meta[i][0] for i in g] for g in groups[: config.listed_max]],
+        "measured": {
+            "stored": found.stored,
+            "now": found.measured_now,
+            "unmeasured": found.unmeasured,
+        },
     }
 
 

@@ -1,0 +1,124 @@
+"""The measurements of one image, from its bytes: decodable, pixel size, grayscale std-dev
+(blank), Laplacian variance (blur) and a perceptual hash (duplicates).
+
+Only measurements are kept, never verdicts: the thresholds (``CheckConfig``) are applied when
+a report is made, so changing them re-evaluates the stored numbers without decoding again.
+Two parameters shape the numbers themselves (the thumbnail edge and the hash size); a stored
+measurement made with others is measured again.
+
+This module imports only numpy and Pillow: it is what the checker's worker processes load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+THUMB_PX = 256
+HASH_SIZE = 16
+
+
+class Measured(NamedTuple):
+    """One image's measurements; ``error`` is set (and the pixel fields are None) when the
+    bytes do not decode, or the file could not be read."""
+
+    path: str  # as the log names it (relative to the run directory)
+    nbytes: int  # file size: with the path, the key of a stored measurement
+    sha256: str | None
+    error: str | None
+    width: int | None
+    height: int | None
+    std: float | None
+    laplacian_var: float | None
+    dhash: bytes | None  # hash_size² bits, big-endian
+
+
+def gray_thumb(source: str | os.PathLike[str] | io.BytesIO, px: int) -> tuple[tuple[int, int], np.ndarray]:
+    """(width, height) before shrinking, and a grayscale thumbnail of at most px × px."""
+    with Image.open(source) as im:
+        dims = im.size  # before draft(), which shrinks JPEG decoding
+        im.draft("L", (px, px))
+        gray = im.convert("L")
+    gray.thumbnail((px, px))
+    return dims, np.asarray(gray, dtype=np.float32)
+
+
+def laplacian_var(a: np.ndarray) -> float:
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return 0.0
+    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
+    return float(lap.var())
+
+
+def dhash_bits(a: np.ndarray, size: int) -> bytes:
+    """Difference hash: is each pixel brighter than its right neighbour, on a
+    (size+1)×size shrink of the grayscale image."""
+    small = Image.fromarray(a.astype(np.uint8)).resize((size + 1, size), Image.Resampling.LANCZOS)
+    s = np.asarray(small, dtype=np.int16)
+    return np.packbits((s[:, 1:] > s[:, :-1]).flatten()).tobytes()
+
+
+def dhash(a: np.ndarray, size: int) -> int:
+    return int.from_bytes(dhash_bits(a, size), "big")
+
+
+def measure_bytes(
+    path: str, data: bytes, thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE
+) -> Measured:
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        dims, a = gray_thumb(io.BytesIO(data), thumb_px)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return Measured(path, len(data), digest, f"{type(exc).__name__}: {exc}", *[None] * 5)
+    return Measured(
+        path,
+        len(data),
+        digest,
+        None,
+        dims[0],
+        dims[1],
+        float(a.std()),
+        laplacian_var(a),
+        dhash_bits(a, hash_size),
+    )
+
+
+def measure_file(
+    run_dir: str, path: str, thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE
+) -> Measured:
+    """Read and measure ``run_dir/path`` (a logged path; absolute paths are taken as they are)."""
+    full = path if os.path.isabs(path) else os.path.join(run_dir, path)
+    try:
+        with open(full, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return Measured(path, -1, None, f"unreadable: {type(exc).__name__}: {exc}", *[None] * 5)
+    return measure_bytes(path, data, thumb_px, hash_size)
+
+
+def measure_batch(
+    run_dir: str, items: list[tuple[str, str | bytes]], thumb_px: int, hash_size: int
+) -> list[Measured]:
+    """Worker entry point: ``items`` are (logged path, the image's bytes or the file to read).
+    A process worker is given file names (the page cache has the bytes: a pipe would copy
+    them twice), a thread worker the bytes themselves."""
+    out = []
+    for logged, source in items:
+        if isinstance(source, bytes):
+            out.append(measure_bytes(logged, source, thumb_px, hash_size))
+        else:
+            out.append(measure_file(run_dir, source, thumb_px, hash_size)._replace(path=logged))
+    return out
+
+
+def lower_priority() -> None:
+    """Worker initializer: checking yields the CPU to the run (and to everything else)."""
+    try:
+        os.nice(19)
+    except (AttributeError, OSError):
+        pass
