@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import autopilot, memory, overhead, scale, utilisation
+from bench import autopilot, ingest, memory, overhead, scale, utilisation
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -70,6 +70,8 @@ SPECS = (
          lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
     Spec("report", "6. report, 1M rows",
          lambda root, quick, _: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
+    Spec("ingest", "7. image checks at ingest",
+         lambda root, quick, _: ingest.bench_ingest(root, jobs=300 if quick else ingest.JOBS)),
 )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from batchgen.analyze.load import read_columns
 from batchgen.checks.lookup import disk_sizes, stored_for
-from batchgen.checks.measure import dhash, gray_thumb, laplacian_var
+from batchgen.checks.measure import dhash, gray_thumb, laplacian_var  # noqa: F401 - re-exported
 from batchgen.runlog.schema import STATUS_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")

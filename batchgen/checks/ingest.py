@@ -114,7 +114,9 @@ class IngestChecker:
         self._finish_share = finish_share
         self._finish_cap_s = finish_cap_s
         self._params = (thumb_px, hash_size)
-        self._writer = ChecksWriter.for_session(run_dir, session, thumb_px=thumb_px, hash_size=hash_size)
+        self._writer = ChecksWriter.for_session(
+            run_dir, session, thumb_px=thumb_px, hash_size=hash_size
+        )
         self._backlog: collections.deque[tuple[str, Any]] = collections.deque()
         self._wake = threading.Event()
         self._closed = False  # no more submits
@@ -141,7 +143,8 @@ class IngestChecker:
         if self.kind == "thread":
             self._backlog.extend(zip(paths, (getattr(i, "data", i) for i in images), strict=True))
         else:
-            self._backlog.extend(zip(paths, (len(getattr(i, "data", i)) for i in images), strict=True))
+            sizes = (len(getattr(i, "data", i)) for i in images)
+            self._backlog.extend(zip(paths, sizes, strict=True))
         self._wake.set()
 
     # ---- lifecycle -----------------------------------------------------------------------

@@ -38,7 +38,9 @@ class Measured(NamedTuple):
     dhash: bytes | None  # hash_size² bits, big-endian
 
 
-def gray_thumb(source: str | os.PathLike[str] | io.BytesIO, px: int) -> tuple[tuple[int, int], np.ndarray]:
+def gray_thumb(
+    source: str | os.PathLike[str] | io.BytesIO, px: int
+) -> tuple[tuple[int, int], np.ndarray]:
     """(width, height) before shrinking, and a grayscale thumbnail of at most px × px."""
     with Image.open(source) as im:
         dims = im.size  # before draft(), which shrinks JPEG decoding

@@ -256,7 +256,9 @@ class StoredKeys:
     sizes: dict[str, int]
 
     @classmethod
-    def load(cls, run_dir: Path | str, thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE) -> StoredKeys:
+    def load(
+        cls, run_dir: Path | str, thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE
+    ) -> StoredKeys:
         sizes: dict[str, int] = {}
         for path in visible_files(run_dir):
             t = _read_one(path, ["path", "bytes", "thumb_px", "hash_size"])
