@@ -117,6 +117,19 @@ def _spin(stop: threading.Event) -> int:
     return n
 
 
+def _solo_rate(seconds: float = 0.5) -> float:
+    """The spinner's speed in a thread of its own, nothing else running in this process."""
+    stop = threading.Event()
+    counted: list[int] = []
+    spinner = threading.Thread(target=lambda: counted.append(_spin(stop)))
+    t0 = time.perf_counter()
+    spinner.start()
+    time.sleep(seconds)
+    stop.set()
+    spinner.join()
+    return counted[0] / (time.perf_counter() - t0)
+
+
 def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
     """Thread vs process workers on the same images, the main thread busy meanwhile."""
     from batchgen.checks.ingest import IngestChecker
@@ -124,11 +137,6 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
     files = sorted((run_dir / "images").iterdir())[:sample]
     datas = [f.read_bytes() for f in files]
     paths = [f"images/{f.name}" for f in files]
-    stop = threading.Event()
-    timer = threading.Timer(1.0, stop.set)
-    timer.start()
-    t0 = time.perf_counter()
-    solo = _spin(stop) / (time.perf_counter() - t0)
     out = {}
     for kind in ("thread", "process"):
         scratch = run_dir.parent / f"kind-{kind}"  # a run dir of its own: nothing stored yet
@@ -141,6 +149,7 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
         checker.submit(paths[:2], datas[:2])  # warm: the pool started, workers imported
         while checker.measured < 2:
             time.sleep(0.01)
+        solo = _solo_rate()  # just before: other load on the machine drifts
         stop = threading.Event()
         t0 = time.perf_counter()
         checker.submit(paths, datas)
@@ -152,7 +161,7 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
         stop.set()
         spinner.join()
         checker.finish(0.0)
-        out[kind] = {"checks_per_s": sample / elapsed,
-                     "main_kept": out[kind]["n"] / elapsed / solo}  # fmt: skip
+        out[kind] = {"checks_per_s": sample / elapsed, "main_kept": out[kind]["n"] / elapsed
+                     / solo, "solo_per_s": solo}  # fmt: skip
         shutil.rmtree(scratch, ignore_errors=True)
     return out

@@ -5,7 +5,9 @@ from the stored table and the report's own tally, never from timing."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +30,28 @@ from tests.runhelpers import (
 )
 
 pytestmark = pytest.mark.timeout(180)
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def stored_rows(run_dir: Path) -> pa.Table:
@@ -65,6 +89,7 @@ def verdicts(result: dict) -> tuple:
     )
 
 
+@linux_only
 def test_kill_9_mid_run_then_resume_each_image_checked_once(tmp_path: Path, make_sim) -> None:
     # 64x64 renders from 150 pictures: wrong_size for every image, and duplicate groups
     sim = make_sim(latency_mean=0.05, latency_jitter=0.01, variants=150, seed=17)
@@ -76,7 +101,12 @@ def test_kill_9_mid_run_then_resume_each_image_checked_once(tmp_path: Path, make
     wait_until(lambda: any(p.name.startswith("s00001") for p in visible_files(run_dir)),
                what="a stored check part", cli=cli, timeout=60)  # fmt: skip
     served_at_kill = sim.stats["ok"]
+    workers = children_of(cli.pid)
+    assert workers, "the checks' worker processes were not running"
     assert cli.kill_hard().code == -9
+    # orphaned by kill -9, the workers notice and exit: nothing left running
+    wait_until(lambda: not any(alive(p) for p in workers), what="the workers to exit",
+               timeout=30)  # fmt: skip
     assert served_at_kill < 600
     stored_before = stored_rows(run_dir).num_rows
     assert stored_before > 0

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchgen.checks.measure import HASH_SIZE, THUMB_PX, Measured, lower_priority, measure_batch
+from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
+from batchgen.checks.worker import run_batch, warm, worker_init
 from batchgen.checks.store import ChecksWriter, StoredKeys, compact
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ BATCH = 8  # images per task: amortises the pickling and pipe round trip of a ta
 START_AFTER = 48
 FLUSH_S = 2.0
 FLUSH_ROWS = 4_000
+# the event loop's thread busier than this (CPU time / wall time, sampled every LOAD_SAMPLE_S):
+# the run is CPU-bound (a very fast provider), and workers decoding beside it would slow it
+# (they share the cores, their caches, their memory bandwidth) — dispatching pauses until it
+# is below RESUME_BELOW, and the backlog grows instead
+PAUSE_ABOVE = 0.6
+RESUME_BELOW = 0.45
+LOAD_SAMPLE_S = 0.25
 FINISH_SHARE = 0.05  # after the last request, check for at most 5% of the session's time ...
 FINISH_CAP_S = 60.0  # ... and never more than this
 
@@ -64,7 +72,7 @@ def make_executor(kind: str, workers: int, *, nice: bool = True) -> cf.Executor:
     # spawn, not fork: the run process has threads (the log writer, anyio's workers)
     return cf.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=lower_priority if nice else None,
+        initializer=worker_init, initargs=(os.getpid(), nice),
     )  # fmt: skip
 
 
@@ -78,6 +86,8 @@ class IngestStats:
     deferred: int  # queued but not measured by the end of finish(): left to the report
     failed_batches: int
     finish_s: float  # spent in finish()
+    paused_share: float  # of the run's time, dispatching paused: the event loop was busy
+    loop_busy: float | None  # the event loop thread's mean CPU use while requests went
     where: str  # "background", "deferred" (nothing measured) or "off"
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,11 +129,13 @@ class IngestChecker:
         )
         self._backlog: collections.deque[tuple[str, Any]] = collections.deque()
         self._wake = threading.Event()
+        self._idle = False  # the dispatcher waits for work (not paused, nothing queued)
         self._closed = False  # no more submits
         self._deadline: float | None = None  # set by finish(): stop dispatching after it
         self._abort = False
         self._thread: threading.Thread | None = None
         self._started_at = time.monotonic()
+        self._load = LoopLoad(threading.get_ident())  # built on the event loop's thread
         self.submitted = self.dropped = self.measured = self.skipped = self.failed_batches = 0
         self.deferred = 0
         self.measured_by_end = 0  # measured before finish() began (while requests went)
@@ -145,7 +157,9 @@ class IngestChecker:
         else:
             sizes = (len(getattr(i, "data", i)) for i in images)
             self._backlog.extend(zip(paths, sizes, strict=True))
-        self._wake.set()
+        if self._idle:  # only a dispatcher waiting for work is woken: a wake-up takes the GIL
+            self._idle = False
+            self._wake.set()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> IngestChecker:
@@ -161,6 +175,7 @@ class IngestChecker:
         if budget_s is None:
             budget_s = min(self._finish_cap_s, self._finish_share * (t0 - self._started_at))
         self._closed = True
+        self._load.stop()  # the requests are over: the loop's load no longer matters
         self.measured_by_end = self.measured
         self._deadline = t0 + max(0.0, budget_s)
         self._wake.set()
@@ -193,7 +208,8 @@ class IngestChecker:
             where = "background"
         return IngestStats(
             self.submitted, self.measured, self.measured - self.measured_by_end, self.skipped,
-            self.dropped, self.deferred, self.failed_batches, round(self.finish_s, 3), where,
+            self.dropped, self.deferred, self.failed_batches, round(self.finish_s, 3),
+            round(self._load.paused_share(), 3), self._load.mean_busy(), where,
         )  # fmt: skip
 
     # ---- the dispatcher thread -------------------------------------------------------------
@@ -213,6 +229,8 @@ class IngestChecker:
                     # measured before (an adopted image of a resumed run): not again
                     known = StoredKeys.load(self.run_dir, *self._params).sizes
                     executor = make_executor(self.kind, self.workers)
+                    for _ in range(self.workers):  # started (nice'd) now: warm when needed
+                        executor.submit(warm)
                 past = self._deadline is not None and time.monotonic() >= self._deadline
                 if past or self._abort:
                     # bounded: batches still running are abandoned, the report measures them
@@ -222,11 +240,11 @@ class IngestChecker:
                     self.deferred += sum(inflight.values())
                     inflight.clear()
                     break
-                if executor is not None:
+                if executor is not None and not self._load.paused():
                     while len(inflight) < 2 * self.workers and self._backlog:
                         items = self._take(known)
                         if items:
-                            fut = executor.submit(measure_batch, self.run_dir, items, *self._params)
+                            fut = executor.submit(run_batch, self.run_dir, items, *self._params)
                             inflight[fut] = len(items)
                 if inflight:
                     timeout = max(0.001, min(self._flush_s, self._until_deadline()))
@@ -237,8 +255,14 @@ class IngestChecker:
                 elif self._deadline is not None and (not self._backlog or executor is None):
                     break  # finishing, and nothing left (or too little to start workers for)
                 else:
-                    self._wake.wait(max(0.001, min(self._flush_s, self._until_deadline())))
+                    if self._load.is_paused:  # sampled again after the nap; not woken
+                        nap = LOAD_SAMPLE_S
+                    else:
+                        nap = self._flush_s
+                        self._idle = executor is None or not self._backlog
+                    self._wake.wait(max(0.001, min(nap, self._until_deadline())))
                     self._wake.clear()
+                    self._idle = False
                 now = time.monotonic()
                 if self._writer.pending >= FLUSH_ROWS or (
                     self._writer.pending and now - last_flush >= self._flush_s
@@ -288,6 +312,85 @@ class IngestChecker:
         self._writer.add(measured)
         self.measured += len(measured)
 
+
+
+class LoopLoad:
+    """How much the event loop's thread wants a CPU: its time on a CPU plus its time waiting
+    for one (Linux schedstat), over wall time, sampled at most every LOAD_SAMPLE_S by the
+    dispatcher thread; ``paused()`` with hysteresis. The waiting counts: on a loaded machine a
+    starved loop uses little CPU yet cannot go faster. Elsewhere the thread's CPU clock alone;
+    without either, never paused."""
+
+    def __init__(self, thread_ident: int) -> None:
+        self._stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self._clock: int | None = None
+        if self._read_stat() is None:
+            self._stat = ""
+            try:
+                self._clock = time.pthread_getcpuclockid(thread_ident)
+            except (AttributeError, OSError):
+                self._clock = None
+        self._enabled = bool(self._stat) or self._clock is not None
+        self._last = (time.monotonic(), self._demand() or 0.0)
+        self._t0 = self._last[0]
+        self.is_paused = False
+        self._paused_s = 0.0
+        self._busy_s = 0.0
+        self._ended_at: float | None = None
+
+    def _read_stat(self) -> float | None:
+        try:
+            with open(self._stat, "rb") as f:
+                on_cpu, waiting = f.read().split()[:2]
+        except (OSError, ValueError):
+            return None
+        return (int(on_cpu) + int(waiting)) / 1e9
+
+    def _demand(self) -> float | None:
+        """Seconds the thread has run or waited to run."""
+        if self._stat:
+            return self._read_stat()
+        if self._clock is not None:
+            try:
+                return time.clock_gettime(self._clock)
+            except OSError:
+                return None
+        return None
+
+    def paused(self) -> bool:
+        if not self._enabled or self._ended_at is not None:
+            return False
+        now = time.monotonic()
+        t_prev, cpu_prev = self._last
+        if now - t_prev < LOAD_SAMPLE_S:
+            return self.is_paused
+        cpu = self._demand()
+        if cpu is None:  # the thread is gone
+            self._enabled = False
+            return False
+        busy = (cpu - cpu_prev) / (now - t_prev)
+        if self.is_paused:
+            self._paused_s += now - t_prev
+        self._busy_s += cpu - cpu_prev
+        self._last = (now, cpu)
+        self.is_paused = busy > PAUSE_ABOVE or (self.is_paused and busy >= RESUME_BELOW)
+        return self.is_paused
+
+    def stop(self) -> None:
+        if self._ended_at is None:
+            self.paused()  # the last sample
+            self._ended_at = time.monotonic()
+            self.is_paused = False
+
+    def paused_share(self) -> float:
+        end = self._ended_at or time.monotonic()
+        return self._paused_s / (end - self._t0) if end > self._t0 else 0.0
+
+    def mean_busy(self) -> float | None:
+        end = self._ended_at or time.monotonic()
+        if not self._enabled and not self._busy_s:
+            return None
+        return round(self._busy_s / (end - self._t0), 3) if end > self._t0 else None
 
 
 def _stop(executor: cf.Executor, *, abandon: bool) -> None:

@@ -86,10 +86,14 @@ def disk_sizes(run_dir: Path | str, images: Iterable[_Image]) -> dict[str, tuple
 
 
 def stored_rows(run_dir: Path | str, config: _Config) -> dict[str, Measured]:
-    t = read_store(run_dir, config.thumb_px, config.hash_size)
-    cols = [t[c].to_pylist() for c in ("path", "bytes", "sha256", "error", "width", "height",
-                                        "std", "laplacian_var", "dhash")]  # fmt: skip
-    return {row[0]: Measured(*row) for row in zip(*cols, strict=True)}
+    names = ["path", "bytes", "error", "width", "height", "std", "laplacian_var", "dhash"]
+    t = read_store(run_dir, config.thumb_px, config.hash_size, columns=names)
+    cols = [t[c].to_pylist() for c in names]
+    # sha256 is not needed for a verdict: left out, it saves ~110 bytes per image in memory
+    return {
+        p: Measured(p, n, None, e, w, h, s, lv, d)
+        for p, n, e, w, h, s, lv, d in zip(*cols, strict=True)
+    }
 
 
 def stored_for(

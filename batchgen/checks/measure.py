@@ -6,7 +6,8 @@ a report is made, so changing them re-evaluates the stored numbers without decod
 Two parameters shape the numbers themselves (the thumbnail edge and the hash size); a stored
 measurement made with others is measured again.
 
-This module imports only numpy and Pillow: it is what the checker's worker processes load.
+The decoding (numpy, Pillow) happens in the checker's worker processes; the run's process
+never imports this module (see worker.py).
 """
 
 from __future__ import annotations
@@ -14,28 +15,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-THUMB_PX = 256
-HASH_SIZE = 16
+from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 
-
-class Measured(NamedTuple):
-    """One image's measurements; ``error`` is set (and the pixel fields are None) when the
-    bytes do not decode, or the file could not be read."""
-
-    path: str  # as the log names it (relative to the run directory)
-    nbytes: int  # file size: with the path, the key of a stored measurement
-    sha256: str | None
-    error: str | None
-    width: int | None
-    height: int | None
-    std: float | None
-    laplacian_var: float | None
-    dhash: bytes | None  # hash_size² bits, big-endian
+__all__ = ["HASH_SIZE", "THUMB_PX", "Measured", "dhash", "gray_thumb", "laplacian_var",
+           "measure_batch", "measure_bytes", "measure_file"]
 
 
 def gray_thumb(
@@ -116,11 +103,3 @@ def measure_batch(
         else:
             out.append(measure_file(run_dir, source, thumb_px, hash_size)._replace(path=logged))
     return out
-
-
-def lower_priority() -> None:
-    """Worker initializer: checking yields the CPU to the run (and to everything else)."""
-    try:
-        os.nice(19)
-    except (AttributeError, OSError):
-        pass

@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchgen.checks.measure import HASH_SIZE, THUMB_PX, Measured
+from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 from batchgen.runlog.fsio import fsync_dir
 from batchgen.runlog.table import ints_from_buffers, strings_from_buffers
 
