@@ -57,6 +57,7 @@ RESUME_BELOW = 0.45
 LOAD_SAMPLE_S = 0.25
 FINISH_SHARE = 0.05  # after the last request, check for at most 5% of the session's time ...
 FINISH_CAP_S = 60.0  # ... and never more than this
+MIN_FINISH_TO_START_S = 2.0  # workers not started yet: not worth starting for less
 
 
 def default_workers() -> int:
@@ -223,8 +224,8 @@ class IngestChecker:
                 if (
                     executor is None
                     and len(self._backlog) >= self._start_after
-                    and self._deadline is None
                     and not self._abort
+                    and self._may_start()
                 ):
                     # measured before (an adopted image of a resumed run): not again
                     known = StoredKeys.load(self.run_dir, *self._params).sizes
@@ -255,7 +256,7 @@ class IngestChecker:
                 elif self._deadline is not None and (not self._backlog or executor is None):
                     break  # finishing, and nothing left (or too little to start workers for)
                 else:
-                    if self._load.is_paused:  # sampled again after the nap; not woken
+                    if self._load.is_paused or not self._load.sampled:  # sample after a nap
                         nap = LOAD_SAMPLE_S
                     else:
                         nap = self._flush_s
@@ -283,6 +284,15 @@ class IngestChecker:
                 log.warning("storing image checks failed: %s", exc)
             if executor is not None:
                 _stop(executor, abandon=bool(inflight) or self.deferred > 0)
+
+    def _may_start(self) -> bool:
+        """Start the workers (~0.3 s of CPU each to import numpy and Pillow) only when they
+        can work: while requests go, once the loop's load was sampled and is low; after the
+        last request, only with time enough left to be worth it."""
+        if self._deadline is not None:
+            return self._until_deadline() >= MIN_FINISH_TO_START_S
+        paused = self._load.paused()  # takes a sample when one is due
+        return self._load.sampled and not paused
 
     def _until_deadline(self) -> float:
         return self._flush_s if self._deadline is None else self._deadline - time.monotonic()
@@ -334,6 +344,7 @@ class LoopLoad:
         self._last = (time.monotonic(), self._demand() or 0.0)
         self._t0 = self._last[0]
         self.is_paused = False
+        self.sampled = not self._enabled  # a first sample taken (or none possible)
         self._paused_s = 0.0
         self._busy_s = 0.0
         self._ended_at: float | None = None
@@ -373,6 +384,7 @@ class LoopLoad:
             self._paused_s += now - t_prev
         self._busy_s += cpu - cpu_prev
         self._last = (now, cpu)
+        self.sampled = True
         self.is_paused = busy > PAUSE_ABOVE or (self.is_paused and busy >= RESUME_BELOW)
         return self.is_paused
 
