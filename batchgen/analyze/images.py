@@ -69,8 +69,11 @@ def resolve_image(run_dir: Path, logged: str) -> Path:
     return direct if direct.exists() else Path(run_dir) / "images" / p.name
 
 
-def saved_images(run_dir: Path, limit: int | None = None) -> Iterator[SavedImage]:
-    """Every image of the ok rows, in log order."""
+def saved_images(
+    run_dir: Path, limit: int | None = None, *, resolve: bool = True
+) -> Iterator[SavedImage]:
+    """Every image of the ok rows, in log order. ``resolve=False``: ``file`` is left as the
+    logged path (no stat per image; the checks list the images folder once instead)."""
     table = read_columns(
         run_dir, ["job_id", "prompt", "size", "image_paths"], filter=pc.field("status") == STATUS_OK
     )
@@ -80,7 +83,7 @@ def saved_images(run_dir: Path, limit: int | None = None) -> Iterator[SavedImage
             for logged in row["image_paths"] or []:
                 yield SavedImage(
                     logged,
-                    resolve_image(run_dir, logged),
+                    resolve_image(run_dir, logged) if resolve else Path(logged),
                     row["job_id"] or "",
                     row["prompt"] or "",
                     row["size"],
@@ -129,7 +132,7 @@ def check_images(
     """Evaluate every saved image against ``config``, from the stored measurements
     (``checks/``, made while the run went); images with none are measured now and stored, so
     the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
-    images = list(saved_images(run_dir))
+    images = list(saved_images(run_dir, resolve=False))
     on_disk = disk_sizes(run_dir, images)
     found = stored_for(run_dir, images, on_disk, config, measure=measure)
     counts = dict.fromkeys(
@@ -199,18 +202,23 @@ def check_images(
 def _duplicate_groups(
     hashes: list[tuple[int, int]], meta: list[tuple[str, str, str]], config: CheckConfig
 ) -> list[list[int]]:
-    """Groups of near-same hashes whose prompts differ.  Pigeonhole: two hashes within
-    dup_max_bits differ in at most that many of dup_max_bits+1 bands, so they share one
-    band exactly; only images sharing a band are compared."""
+    """Groups of near-same hashes whose prompts differ.  Identical hashes are one entry of the
+    search (a batch of copies would make it quadratic); then pigeonhole: two hashes within
+    dup_max_bits differ in at most that many of dup_max_bits+1 bands, so they share one band
+    exactly; only hashes sharing a band are compared."""
+    same: dict[int, list[int]] = defaultdict(list)  # hash → indexes into meta
+    for h, i in hashes:
+        same[h].append(i)
+    unique = list(same)
     nbits = config.hash_size * config.hash_size
     nbands = config.dup_max_bits + 1
     edges = np.linspace(0, nbits, nbands + 1).astype(int)
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for pos, (h, _) in enumerate(hashes):
+    for pos, h in enumerate(unique):
         for b in range(nbands):
             width = edges[b + 1] - edges[b]
             buckets[(b, (h >> int(edges[b])) & ((1 << int(width)) - 1))].append(pos)
-    parent = list(range(len(hashes)))
+    parent = list(range(len(unique)))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -221,10 +229,10 @@ def _duplicate_groups(
     for members in buckets.values():
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                if (hashes[a][0] ^ hashes[b][0]).bit_count() <= config.dup_max_bits:
+                if (unique[a] ^ unique[b]).bit_count() <= config.dup_max_bits:
                     parent[find(a)] = find(b)
     clusters: dict[int, list[int]] = defaultdict(list)
-    for pos in range(len(hashes)):
-        clusters[find(pos)].append(hashes[pos][1])
+    for pos, h in enumerate(unique):
+        clusters[find(pos)].extend(same[h])
     # n>1 images of one prompt may legitimately look alike; only different prompts count.
     return [sorted(c) for c in clusters.values() if len(c) > 1 and len({meta[i][2] for i in c}) > 1]
