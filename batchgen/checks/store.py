@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
-from batchgen.runlog.fsio import fsync_dir
+from batchgen.runlog.fsio import create_temp, fsync_dir
 from batchgen.runlog.table import ints_from_buffers, strings_from_buffers
 
 CHECKS_DIR = "checks"
@@ -126,11 +126,15 @@ def to_table(measured: Iterable[Measured], origin: str, thumb_px: int, hash_size
 def _write_atomic(folder: Path, name: str, table: pa.Table) -> Path:
     final = folder / name
     tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        with create_temp(tmp) as f:  # exclusive: never through a planted link
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(folder)
     return final
 
