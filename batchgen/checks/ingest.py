@@ -3,13 +3,16 @@ results stored beside the log (``checks/``, see store.py), so a report only read
 
 The hot path is ``submit(paths, images)``, called by the pool right after ``save_images`` on
 the event loop: it appends (path, size) to a bounded backlog and wakes the dispatcher thread
-(a few µs; no I/O, no hashing, no pickling). When the backlog is full the images are not
+when it waits for work (a few µs; no I/O, no hashing, no pickling). When the backlog is full the images are not
 queued, only counted: checking never slows the run down. The dispatcher thread hands batches
 to the workers, collects their measurements and writes them every ``flush_s``.
 
 Workers are processes by default: decoding and the numpy maths hold the GIL in parts, and
-threads would take it from the event loop. They run at the lowest CPU priority (nice 19), so
-on a busy machine the run keeps its cores and the backlog grows instead. A process worker
+threads would take it from the event loop. They run at the lowest CPU priority (nice 19), and
+the dispatcher hands them nothing while the event loop's thread wants a CPU (loopload.py: a
+very fast provider, or a machine busy with other work), so the run keeps its cores and the
+backlog grows instead. The workers start only once they can work (the loop not busy), so a
+CPU-bound session defers its checks without paying for their start. A process worker
 reads the image back from the page cache (just written); a thread worker (``kind="thread"``,
 for comparison) is given the bytes in hand.
 
@@ -36,6 +39,7 @@ from typing import Any
 
 from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 from batchgen.checks.worker import run_batch, warm, worker_init
+from batchgen.checks.loopload import LOAD_SAMPLE_S, LoopLoad
 from batchgen.checks.store import ChecksWriter, StoredKeys, compact
 
 log = logging.getLogger(__name__)
@@ -48,13 +52,6 @@ BATCH = 8  # images per task: amortises the pickling and pipe round trip of a ta
 START_AFTER = 48
 FLUSH_S = 2.0
 FLUSH_ROWS = 4_000
-# the event loop's thread busier than this (CPU time / wall time, sampled every LOAD_SAMPLE_S):
-# the run is CPU-bound (a very fast provider), and workers decoding beside it would slow it
-# (they share the cores, their caches, their memory bandwidth) — dispatching pauses until it
-# is below RESUME_BELOW, and the backlog grows instead
-PAUSE_ABOVE = 0.6
-RESUME_BELOW = 0.45
-LOAD_SAMPLE_S = 0.25
 FINISH_SHARE = 0.05  # after the last request, check for at most 5% of the session's time ...
 FINISH_CAP_S = 60.0  # ... and never more than this
 MIN_FINISH_TO_START_S = 2.0  # workers not started yet: not worth starting for less
@@ -322,87 +319,6 @@ class IngestChecker:
         self._writer.add(measured)
         self.measured += len(measured)
 
-
-
-class LoopLoad:
-    """How much the event loop's thread wants a CPU: its time on a CPU plus its time waiting
-    for one (Linux schedstat), over wall time, sampled at most every LOAD_SAMPLE_S by the
-    dispatcher thread; ``paused()`` with hysteresis. The waiting counts: on a loaded machine a
-    starved loop uses little CPU yet cannot go faster. Elsewhere the thread's CPU clock alone;
-    without either, never paused."""
-
-    def __init__(self, thread_ident: int) -> None:
-        self._stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
-        self._clock: int | None = None
-        if self._read_stat() is None:
-            self._stat = ""
-            try:
-                self._clock = time.pthread_getcpuclockid(thread_ident)
-            except (AttributeError, OSError):
-                self._clock = None
-        self._enabled = bool(self._stat) or self._clock is not None
-        self._last = (time.monotonic(), self._demand() or 0.0)
-        self._t0 = self._last[0]
-        self.is_paused = False
-        self.sampled = not self._enabled  # a first sample taken (or none possible)
-        self._paused_s = 0.0
-        self._busy_s = 0.0
-        self._ended_at: float | None = None
-
-    def _read_stat(self) -> float | None:
-        try:
-            with open(self._stat, "rb") as f:
-                on_cpu, waiting = f.read().split()[:2]
-        except (OSError, ValueError):
-            return None
-        return (int(on_cpu) + int(waiting)) / 1e9
-
-    def _demand(self) -> float | None:
-        """Seconds the thread has run or waited to run."""
-        if self._stat:
-            return self._read_stat()
-        if self._clock is not None:
-            try:
-                return time.clock_gettime(self._clock)
-            except OSError:
-                return None
-        return None
-
-    def paused(self) -> bool:
-        if not self._enabled or self._ended_at is not None:
-            return False
-        now = time.monotonic()
-        t_prev, cpu_prev = self._last
-        if now - t_prev < LOAD_SAMPLE_S:
-            return self.is_paused
-        cpu = self._demand()
-        if cpu is None:  # the thread is gone
-            self._enabled = False
-            return False
-        busy = (cpu - cpu_prev) / (now - t_prev)
-        if self.is_paused:
-            self._paused_s += now - t_prev
-        self._busy_s += cpu - cpu_prev
-        self._last = (now, cpu)
-        self.sampled = True
-        self.is_paused = busy > PAUSE_ABOVE or (self.is_paused and busy >= RESUME_BELOW)
-        return self.is_paused
-
-    def stop(self) -> None:
-        if self._ended_at is None:
-            self.paused()  # the last sample
-            self._ended_at = time.monotonic()
-            self.is_paused = False
-
-    def paused_share(self) -> float:
-        end = self._ended_at or time.monotonic()
-        return self._paused_s / (end - self._t0) if end > self._t0 else 0.0
-
-    def mean_busy(self) -> float | None:
-        end = self._ended_at or time.monotonic()
-        if not self._enabled and not self._busy_s:
-            return None
-        return round(self._busy_s / (end - self._t0), 3) if end > self._t0 else None
 
 
 def _stop(executor: cf.Executor, *, abandon: bool) -> None:
