@@ -10,9 +10,7 @@ stored numbers: changing them needs no decoding. The duplicate search runs on st
 
 from __future__ import annotations
 
-import contextlib
 import re
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -21,11 +19,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from PIL import Image, UnidentifiedImageError
 
 from batchgen.analyze.load import read_columns
 from batchgen.checks.lookup import disk_sizes, stored_for
-from batchgen.checks.measure import dhash, gray_thumb, laplacian_var  # noqa: F401 - re-exported
+# re-exported: the measurements and the decompression-bomb guard live with the check workers
+from batchgen.checks.measure import (  # noqa: F401
+    IMAGE_ERRORS,
+    dhash,
+    gray_thumb,
+    laplacian_var,
+    no_bombs,
+)
 from batchgen.runlog.schema import STATUS_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -99,27 +103,6 @@ def requested_dims(size: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-# what opening a saved image may raise: a broken file, or a decompression bomb (a small file
-# whose header claims billions of pixels: Pillow warns past its limit and refuses past twice
-# that; the warning is made an error here, so nothing that large is ever decoded)
-IMAGE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    ValueError,
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
-
-
-@contextlib.contextmanager
-def no_bombs() -> Iterator[None]:
-    """Inside: a decompression bomb raises (one of IMAGE_ERRORS) instead of being decoded."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
-
-
-# the measurements themselves live in batchgen.checks.measure (what the check workers load)
 _gray_thumb = gray_thumb
 
 

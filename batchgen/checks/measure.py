@@ -12,24 +12,47 @@ never imports this module (see worker.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 
-__all__ = ["HASH_SIZE", "THUMB_PX", "Measured", "dhash", "gray_thumb", "laplacian_var",
-           "measure_batch", "measure_bytes", "measure_file"]
+__all__ = ["HASH_SIZE", "IMAGE_ERRORS", "THUMB_PX", "Measured", "dhash", "gray_thumb",
+           "laplacian_var", "measure_batch", "measure_bytes", "measure_file", "no_bombs"]
+
+
+# what opening a saved image may raise: a broken file, or a decompression bomb (a small file
+# whose header claims billions of pixels: Pillow warns past its limit and refuses past twice
+# that; the warning is made an error here, so nothing that large is ever decoded)
+IMAGE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+@contextlib.contextmanager
+def no_bombs() -> Iterator[None]:
+    """Inside: a decompression bomb raises (one of IMAGE_ERRORS) instead of being decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def gray_thumb(
     source: str | os.PathLike[str] | io.BytesIO, px: int
 ) -> tuple[tuple[int, int], np.ndarray]:
     """(width, height) before shrinking, and a grayscale thumbnail of at most px × px."""
-    with Image.open(source) as im:
+    with no_bombs(), Image.open(source) as im:
         dims = im.size  # before draft(), which shrinks JPEG decoding
         im.draft("L", (px, px))
         gray = im.convert("L")
@@ -62,7 +85,7 @@ def measure_bytes(
     digest = hashlib.sha256(data).hexdigest()
     try:
         dims, a = gray_thumb(io.BytesIO(data), thumb_px)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except IMAGE_ERRORS as exc:
         return Measured(path, len(data), digest, f"{type(exc).__name__}: {exc}", *[None] * 5)
     return Measured(
         path,
