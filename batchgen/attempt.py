@@ -250,6 +250,8 @@ class JobRunner:
                 )
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None
+        if self.ctx.checker is not None:  # queued for the background checks; never waits
+            self.ctx.checker.submit(paths, result.images)
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
         cost, source = (

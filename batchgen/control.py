@@ -38,6 +38,7 @@ class RowContext:
     session: int
     provider: str
     images_dir: Path
+    checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
 
 
 class RunControl:

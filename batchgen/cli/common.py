@@ -41,6 +41,7 @@ POOL_DEFAULTS: dict[str, Any] = {
     "adaptive": True,
     "stall_timeout": 300.0,
     "max_pause": 300.0,
+    "image_checks": True,
 }
 
 
@@ -105,6 +106,11 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
                         help="seconds requests in flight may finish after Ctrl-C (default 30)")
     out = parser.add_argument_group("output")
     out.add_argument("--quiet", action="store_true", help="no progress display")
+    out.add_argument(
+        "--image-checks", action=argparse.BooleanOptionalAction, default=default("image_checks"),
+        help="check each saved image in the background (decodable, size, blank, blur, "
+        "duplicates) so `batchgen report` only reads the results (default on)",
+    )
     add_money_arguments(parser)
     add_sim_arguments(parser, prefix="sim-")
 

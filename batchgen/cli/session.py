@@ -84,6 +84,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         status=limiter.describe,
     )  # fmt: skip
     tally = PoolTally()
+    checker = _image_checker(plan)
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
             provider = OpenAIImages(
@@ -100,7 +101,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
-                            plan.rundir.images_dir,
+                            plan.rundir.images_dir, checker,
                         ),
                         settings=settings,
                         control=control,
@@ -118,6 +119,8 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         lost = _close_log(writer, settings.grace_s, console)
         # every sent job has its row now; else the journal stays for resume, as after a crash
         inflight.close(remove=lost is None)
+        # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
+        checks = checker.finish().as_dict() if checker is not None else {"where": "off"}
     if lost is not None:  # whatever stopped the run, the rows it could not save come first
         control.reason, control.message = ErrorClass.DISK, lost
     reason = control.reason
@@ -134,6 +137,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         try:
             summary = _summary(tally, plan.budget)
             summary["autopilot"] = limiter.learned()
+            summary["image_checks"] = checks
             plan.rundir.end_session(plan.session, how, summary)
         except OSError as exc:  # the log is complete; resume treats the session as crashed
             message = f"{message}; run.json could not record the session's end ({exc})"
@@ -171,6 +175,14 @@ async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunCo
         error = writer.last_error or journal.error
         if error is not None and not control.stopping:
             control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
+
+
+def _image_checker(plan: SessionPlan) -> Any:
+    if not plan.values.get("image_checks", True):
+        return None
+    from batchgen.checks.ingest import start_ingest_checks
+
+    return start_ingest_checks(plan.rundir.path, plan.session)
 
 
 @contextlib.asynccontextmanager
