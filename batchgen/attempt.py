@@ -242,10 +242,12 @@ class JobRunner:
         self.limiter.on_ok(ticket, result.ratelimit)
         if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
             # into the page cache: cheaper than a thread hop and its hand-off of the GIL
-            paths, nbytes = save_images(self.ctx.images_dir, job.id, result.images)
+            paths, nbytes = save_images(
+                self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+            )
         else:
             paths, nbytes = await anyio.to_thread.run_sync(
-                save_images, self.ctx.images_dir, job.id, result.images
+                save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
             )
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")

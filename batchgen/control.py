@@ -38,6 +38,8 @@ class RowContext:
     session: int
     provider: str
     images_dir: Path
+    # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
+    image_tag: str = ""
 
 
 class RunControl:

@@ -34,11 +34,15 @@ def sniff_ext(data: bytes) -> str | None:
     return None
 
 
-def image_name(job_id: str, index: int, ext: str) -> str:
-    return f"{job_id}_{index}.{'jpg' if ext == 'jpeg' else ext}"
+def image_name(job_id: str, index: int, ext: str, tag: str = "") -> str:
+    """``<job_id>_<i>.<ext>``; a regeneration round adds its tag: ``<job_id>~r2_<i>.<ext>``
+    (``~`` is not allowed in job ids, so a tagged name never reads as another job's image)."""
+    return f"{job_id}{tag}_{index}.{'jpg' if ext == 'jpeg' else ext}"
 
 
-def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple[list[str], int]:
+def save_images(
+    images_dir: Path, job_id: str, images: list[ImageData], tag: str = ""
+) -> tuple[list[str], int]:
     """Write every image of one answer; returns (paths relative to the run dir, total bytes).
 
     Blocking, and cheap on a page cache: the pool calls it on the event loop for small
@@ -47,7 +51,7 @@ def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple
     folder = os.fspath(images_dir)
     paths, total = [], 0
     for i, image in enumerate(images):
-        name = image_name(job_id, i, image.ext)
+        name = image_name(job_id, i, image.ext, tag)
         final = f"{folder}/{name}"
         tmp = f"{folder}/.{name}.tmp"
         fd = os.open(tmp, _CREATE, 0o644)

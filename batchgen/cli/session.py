@@ -51,6 +51,9 @@ class SessionPlan:
     cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
     sim_config: Any  # SimConfig when connection.provider == "sim"
     quiet: bool
+    # a regeneration round (resume --regenerate-below): file name tag and the round header
+    image_tag: str = ""
+    extra_headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,8 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
             provider = OpenAIImages(
-                base_url, plan.connection.api_key, connections=settings.concurrency + 4
+                base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+                extra_headers=plan.extra_headers,
             )
             tg.start_soon(_watch_signals, control, settings.grace_s, console)
             try:
@@ -98,7 +102,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
-                            plan.rundir.images_dir,
+                            plan.rundir.images_dir, plan.image_tag,
                         ),
                         settings=settings,
                         control=control,
