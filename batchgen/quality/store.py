@@ -126,7 +126,7 @@ def read_scores(
         if key in last and rows[last[key]]["status"] == "ok" and r["status"] != "ok":
             continue
         last[key] = i
-    return table.take(sorted(last.values()))
+    return table.take(pa.array(sorted(last.values()), type=pa.int64()))
 
 
 class ScoreStore:

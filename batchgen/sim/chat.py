@@ -4,7 +4,7 @@ It answers what ``batchgen score --judge MODEL`` asks: a user message holding th
 text and the image as a data URL (``image_url`` part), with ``response_format`` json_schema.
 The verdict is deterministic, read from the mark the simulator wrote into the image it
 rendered (sim/render.py): an image of a ``[sim:wrong]`` prompt's first round scores 2 with a
-defect; the others score by their quality (low ≈ 7.6, medium ≈ 7.9, high ≈ 8.2 on average),
+defect; the others score by their quality (low ≈ 7.75, medium ≈ 7.9, high ≈ 8.15 on average),
 drawn from the image's sha256 so the same image always gets the same score.
 
 Like the images API it checks the key, takes the server's rate limits (one request token, no
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from batchgen.sim.server import SimServer
 
 VISION_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "gpt-4.1-nano")
-_BASE_SCORE = {"low": (0.6, 8, 7), "medium": (0.85, 8, 7), "high": (0.8, 8, 9)}
+# quality -> (share of the common score, common, other): means 7.75, 7.9, 8.15
+_BASE_SCORE = {"low": (0.75, 8, 7), "medium": (0.9, 8, 7), "high": (0.85, 8, 9)}
 _FAST = frozenset({"auth", "quota", "rate_limit"})
 
 
