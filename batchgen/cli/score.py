@@ -184,8 +184,8 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
     )
     if result.possibly_twice:
         console.print(
-            f"[yellow]{result.possibly_twice} image(s) were in flight when a `score` was killed: "
-            "they may have been judged (and billed) twice[/]"
+            f"[yellow]{result.possibly_twice} image(s) were in flight when a `score` of this run "
+            "was killed: they may have been judged (and billed) twice[/]"
         )
     best = best_per_job(run_dir, spec.id)
     below = {j: b for j, b in best.items() if b["score"] is not None and b["score"] < spec.threshold}

@@ -30,6 +30,7 @@ from batchgen.quality.store import ScoreStore, read_scores
 from batchgen.runlog.reader import read_log
 
 JOURNAL_PREFIX = "judge-sent-"
+TWICE_FILE = "judge-possibly-twice.txt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,23 @@ def possibly_judged_twice(run_dir: Path, state_dir: Path) -> set[str]:
         ) if st == "ok"
     }  # fmt: skip
     return sent - have
+
+
+def settle_journals(run_dir: Path, state_dir: Path) -> int:
+    """Move what killed sessions' journals say into the run's record of images possibly
+    judged twice (kept, deduplicated, fsynced) and remove the journals; returns the record's
+    size: every image of this run that may have been judged (and billed) twice."""
+    record = state_dir / TWICE_FILE
+    known = set(record.read_text("utf-8").splitlines()) if record.exists() else set()
+    new = possibly_judged_twice(run_dir, state_dir) - known
+    if new:
+        with open(record, "a", encoding="utf-8") as f:
+            f.write("".join(f"{k}\n" for k in sorted(new)))
+            f.flush()
+            os.fsync(f.fileno())
+    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
+        p.unlink(missing_ok=True)
+    return len(known | new)
 
 
 class Scorer(Protocol):

@@ -21,11 +21,10 @@ from batchgen.control import RunControl
 from batchgen.errors import ErrorClass
 from batchgen.quality.judge import DEFAULT_RUBRIC, OpenAIJudge, rubric_id
 from batchgen.quality.score import (
-    JOURNAL_PREFIX,
     JudgePool,
     ScoreTally,
-    possibly_judged_twice,
     score_locally,
+    settle_journals,
     to_score,
 )
 from batchgen.quality.store import ScoreStore, next_session, remove_temp_files, save_scorer
@@ -65,7 +64,7 @@ class ScoreResult:
     tally: ScoreTally
     already: int  # images that had a verdict of this scorer before the session
     to_score: int
-    possibly_twice: int  # sent by a killed session, verdict never saved: judged again now
+    possibly_twice: int  # sent by a killed session, verdict never saved (this run, in all)
     stop_reason: ErrorClass | None
     stop_message: str
     mean: float | None
@@ -88,10 +87,9 @@ async def score_run(
 
     remove_temp_files(run_dir)
     state_dir = run_dir / "state"
-    twice = possibly_judged_twice(run_dir, state_dir) if spec.kind == "judge" else set()
+    # journals of killed sessions: their unsaved images are judged again now, and recorded
+    twice = await anyio.to_thread.run_sync(settle_journals, run_dir, state_dir)
     items, already = await anyio.to_thread.run_sync(to_score, run_dir, spec.id, rescore)
-    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
-        p.unlink(missing_ok=True)  # read: its images are either scored or in `items` again
     save_scorer(run_dir, spec.public())
     control = extra_control or RunControl()
     store = ScoreStore(run_dir, next_session(run_dir))
@@ -131,7 +129,7 @@ async def score_run(
         await anyio.to_thread.run_sync(lambda: store.close(compact=True))
     mean = statistics.fmean(tally.scores) if tally.scores else None
     return ScoreResult(
-        tally, already, len(items), len(twice & {i.key for i in items}),
+        tally, already, len(items), twice,
         control.reason, control.message, mean,
     )  # fmt: skip
 
