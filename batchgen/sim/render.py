@@ -34,7 +34,7 @@ class ImageKey:
     seed: int
     tiny: bool
     image_kb: float | None
-    # written into the file's metadata (PNG text chunk / JPEG comment) for the simulator's
+    # written into the file's metadata (PNG text chunk, JPEG comment, WebP XMP) for the simulator's
     # judge: "quality=low;wrong=0"; "" writes none
     mark: str = ""
 
@@ -152,10 +152,10 @@ def read_mark(data: bytes) -> dict[str, str] | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             text = img.info.get(MARK_KEY)
-            if text is None:
-                comment = img.info.get("comment")
-                if isinstance(comment, bytes) and comment.startswith(MARK_KEY.encode() + b":"):
-                    text = comment.split(b":", 1)[1].decode("utf-8", "replace")
+            for field in ("comment", "xmp"):  # JPEG comment, WebP XMP
+                raw = img.info.get(field)
+                if text is None and isinstance(raw, bytes) and raw.startswith(MARK_KEY.encode() + b":"):
+                    text = raw.split(b":", 1)[1].decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - anything Pillow cannot open has no mark
         return None
     if not isinstance(text, str):
@@ -190,7 +190,8 @@ def _encode(img: Image.Image, key: ImageKey) -> bytes:
         extra = {"comment": f"{MARK_KEY}:{key.mark}".encode()} if key.mark else {}
         img.convert("RGB").save(buf, "JPEG", quality=90, **extra)
     elif key.fmt == "webp":
-        img.save(buf, "WEBP", quality=90)
+        extra = {"xmp": f"{MARK_KEY}:{key.mark}".encode()} if key.mark else {}
+        img.save(buf, "WEBP", quality=90, **extra)
     else:
         info = None
         if key.mark:
