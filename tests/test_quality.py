@@ -260,3 +260,50 @@ def test_score_usage_errors(tmp_path: Path, make_sim) -> None:
     assert done.code == 0 and "scored 3 image(s)" in done.output
     assert len({r["scorer"] for r in read_scores(run_dir).to_pylist()}) == 2
     assert job_ids_by_prompt(run_dir)
+
+
+def test_max_cost_stops_judging_then_a_higher_cap_finishes(tmp_path: Path, make_sim) -> None:
+    sim = make_sim(**SIM)
+    run_dir = tmp_path / "run"
+    jobs = write_jsonl_jobs(tmp_path / "j.jsonl", ({"prompt": f"a lamp {i}"} for i in range(40)))
+    env = cli_env()
+    common = [*sim_flags(sim), *QUIET]
+    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--model", "gpt-image-1",
+                    "--quality", "low", "--size", "1024x1024", *common], env=env)  # fmt: skip
+    assert done.code == 0, done.output
+    images_usd = sum(r["cost_usd"] for r in log_table(run_dir, ["cost_usd"]).to_pylist())
+    # a judge the price table does not know cannot be capped
+    unpriced = run_cli(["score", str(run_dir), "--judge", "gpt-4.1", "--max-cost", "100",
+                        *common], env=env)  # fmt: skip
+    assert unpriced.code == 2 and "--max-cost needs the judge's price" in unpriced.output
+    cap = images_usd + 0.0015  # room for about half of the 40 verdicts
+    done = run_cli(["score", str(run_dir), *JUDGE, "--max-cost", f"{cap:.6f}", "--concurrency",
+                    "4", *common], env=env)  # fmt: skip
+    assert done.code == 3, done.output
+    assert "stopped (budget)" in done.output
+    scored = read_scores(run_dir, latest=False).to_pylist()
+    assert 0 < len(scored) < 40
+    assert images_usd + sum(r["cost_usd"] for r in scored) <= cap + 1e-12
+    done = run_cli(["score", str(run_dir), "--max-cost", "10", *common], env=env)
+    assert done.code == 0, done.output
+    judged = sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"]
+    assert len(judged) == 40 and set(judged.values()) == {1}
+
+
+def test_score_store_takes_concurrent_writers(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batchgen.quality.store import ScoreStore
+
+    store = ScoreStore(tmp_path, 1)
+
+    def write(i: int) -> None:
+        store.add([{"job_id": f"j{i}", "image_path": f"images/j{i}_0.png", "image_sha256": str(i),
+                    "scorer": "s", "score": 5.0, "status": "ok"}])  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(200)))
+    assert read_scores(tmp_path).num_rows == 200
+    store.close()
+    assert read_scores(tmp_path).num_rows == 200
+    assert len(list((tmp_path / "scores").glob("*.parquet"))) == 1

@@ -84,13 +84,14 @@ def scorer_spec(args: argparse.Namespace, saved: dict[str, Any] | None, recorded
             raise UsageError(f"--rubric {args.rubric}: {exc.strerror or exc}") from exc
         if not rubric:
             raise UsageError(f"--rubric {args.rubric} is empty")
+    provider = args.provider or ("openai" if args.base_url else recorded.get("provider"))
     return ScorerSpec(
         kind=kind,
         model=(args.clip_model or DEFAULT_CLIP_MODEL) if kind == "clip" else args.judge,
         rubric=rubric,
         detail=args.detail or "low",
-        provider=args.provider or recorded.get("provider"),
-        base_url=args.base_url or (recorded.get("base_url") if not args.provider else None),
+        provider=provider,
+        base_url=args.base_url or (recorded.get("base_url") if provider != "sim" else None),
         api_key_env=args.api_key_env or recorded.get("api_key_env"),
         threshold=threshold if threshold is not None else DEFAULT_THRESHOLD,
     )
@@ -112,6 +113,20 @@ def local_scorer_or_usage_error(spec: Any) -> Any:
         return load_local_scorer(spec)
     except ClipUnavailable as exc:
         raise UsageError(str(exc)) from exc
+
+
+def require_judge_price(spec: Any, prices: Any, max_cost: float | None) -> None:
+    """--max-cost cannot bound what it cannot price: a judge must be in the price table."""
+    if max_cost is None or spec.kind != "judge":
+        return
+    entry = prices.get(spec.model)
+    if entry is None or entry.billing != "chat":
+        msg = (
+            f"--max-cost needs the judge's price: {spec.model!r} is not a chat model of the "
+            'price table; add it with --prices FILE ([models."NAME"] billing = "chat", '
+            "input_per_1m, output_per_1m, source, as_of)"
+        )
+        raise UsageError(msg)
 
 
 def spent_total(run_dir: Path) -> float:
@@ -146,6 +161,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             spec = scorer_spec(args, load_scorer(rundir.path), recorded)
             local = local_scorer_or_usage_error(spec)
             prices = load_prices(args)
+            require_judge_price(spec, prices, args.max_cost)
             cap = None
             if args.max_cost is not None:
                 cap = max(0.0, args.max_cost - spent_total(rundir.path))
@@ -154,7 +170,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             result = anyio.run(lambda: score_run(
                 rundir.path, spec, run_id=manifest["run_id"], values=pool_values(args),
                 prices=prices, cap_usd=cap, sim_config=sim_config, local_scorer=local,
-                rescore=args.rescore, console=console,
+                rescore=args.rescore, console=console, quiet=args.quiet,
             ))  # fmt: skip
     except RunDirError as exc:
         err.print(f"batchgen score: {exc}", markup=False)

@@ -10,6 +10,8 @@ scoring) leaves nothing for the next request. ``scores/best.json`` marks each jo
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,12 @@ def weak_jobs(run_dir: Path, scorer: str, threshold: float) -> dict[str, float]:
     return {j: b["score"] for j, b in best_per_job(run_dir, scorer).items() if b["score"] < threshold}
 
 
+_TAG = re.compile(r"~r(\d+)_\d+\.")
+
+
 def next_round(run_dir: Path) -> int:
+    """One past every round in the log and on disk (a round killed before its rows landed
+    left its images: the next round's names must not overwrite them)."""
     from batchgen.runlog.reader import read_log
 
     t = read_log(run_dir, ["job_id", "image_paths"])
@@ -53,6 +60,11 @@ def next_round(run_dir: Path) -> int:
     for job_id, paths in zip(t["job_id"].to_pylist(), t["image_paths"].to_pylist(), strict=True):
         for p in paths or []:
             top = max(top, image_round(job_id, p))
+    images = Path(run_dir) / "images"
+    for name in os.listdir(images) if images.is_dir() else ():
+        found = _TAG.search(name)
+        if found:
+            top = max(top, int(found.group(1)))
     return top + 1
 
 
@@ -73,6 +85,7 @@ def regenerate(
     from batchgen.cli.score import (
         local_scorer_or_usage_error,
         print_score_summary,
+        require_judge_price,
         scorer_spec,
         spent_total,
     )
@@ -91,6 +104,7 @@ def regenerate(
         spec = dataclasses.replace(spec, base_url=connection.base_url)
     local = local_scorer_or_usage_error(spec)
     prices = load_prices(args)
+    require_judge_price(spec, prices, args.max_cost)
     run_id = manifest["run_id"]
     max_rounds = int(args.max_rounds)
 
@@ -104,6 +118,7 @@ def regenerate(
         result = anyio.run(lambda: score_run(
             rundir.path, spec, run_id=run_id, values=values, prices=prices,
             cap_usd=cap_left(), sim_config=sim_config, local_scorer=local, console=console,
+            quiet=args.quiet,
         ))  # fmt: skip
         mark_best(rundir.path, spec.id)
         if result.to_score:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ async def score_run(
     run_dir: Path, spec: ScorerSpec, *, run_id: str, values: dict[str, Any], prices: Any,
     cap_usd: float | None, sim_config: Any = None, local_scorer: Any = None,
     rescore: bool = False, console: Any = None, extra_control: RunControl | None = None,
+    quiet: bool = False,
 ) -> ScoreResult:  # fmt: skip
     """Score every saved image without a verdict of ``spec``; rows land in scores/."""
     from batchgen.cli.common import pool_settings, resolve_connection
@@ -94,12 +96,15 @@ async def score_run(
     control = extra_control or RunControl()
     store = ScoreStore(run_dir, next_session(run_dir))
     tally = ScoreTally()
+    progress = _Progress(console if not quiet else None, len(items))
     try:
         if not items:
             pass
         elif spec.kind == "clip":
             scorer = local_scorer or load_local_scorer(spec)
-            tally = await score_locally(scorer, items, store, run_id=run_id, control=control)
+            tally = await score_locally(
+                scorer, items, store, run_id=run_id, control=control, on_progress=progress
+            )
         else:
             connection = resolve_connection(spec.provider, spec.base_url, spec.api_key_env)
             settings = pool_settings(values)
@@ -119,8 +124,9 @@ async def score_run(
                     pool = JudgePool(
                         judge, limiter, store, run_id=run_id, settings=settings,
                         control=control, prices=prices, cap_usd=cap_usd,
-                        journal_dir=state_dir,
+                        journal_dir=state_dir, on_progress=progress,
                     )  # fmt: skip
+                    progress.status = limiter.describe
                     tally = await pool.run(items, spec.id)
                 finally:
                     await judge.aclose()
@@ -132,6 +138,33 @@ async def score_run(
         tally, already, len(items), twice,
         control.reason, control.message, mean,
     )  # fmt: skip
+
+
+class _Progress:
+    """A plain line every few seconds: images scored of those to score, spend, limits."""
+
+    EVERY_S = 3.0
+
+    def __init__(self, console: Any, total: int) -> None:
+        self.console = console
+        self.total = total
+        self.status: Any = None
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def __call__(self, tally: ScoreTally) -> None:
+        now = time.monotonic()
+        done = tally.scored + tally.failed
+        if self.console is None or (now - self.last < self.EVERY_S and done < self.total):
+            return
+        self.last = now
+        line = (
+            f"[{now - self.started:7.1f}s] scored {done}/{self.total} · failed {tally.failed} "
+            f"· ${tally.cost_usd:.4f}"
+        )
+        if self.status is not None:
+            line += f" · limits: {self.status()}"
+        self.console.print(line, markup=False, highlight=False)
 
 
 async def _watch_signals(control: RunControl, grace_s: float, console: Any) -> None:

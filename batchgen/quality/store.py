@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,20 @@ class ScoreStore:
         self._seq = max((q for _k, s, q, _p in _files(self.folder) if s == session), default=-1) + 1
         self._parts: list[Path] = []
         self.rows_written = 0
+        # workers write from several threads at once: one name per part, one writer at a time
+        self._lock = threading.Lock()
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Blocking: the rows are on disk when this returns (call it in a worker thread)."""
         if not rows:
             return
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        with self._lock:
+            self._write(table)
+            self.rows_written += len(rows)
+            faultpoints.hit("score:after_save")
+
+    def _write(self, table: pa.Table) -> None:
         name = f"part-{self.session:05d}-{self._seq:06d}.parquet"
         self._seq += 1
         final = self.folder / name
@@ -155,8 +164,6 @@ class ScoreStore:
         os.replace(tmp, final)
         fsync_dir(self.folder)
         self._parts.append(final)
-        self.rows_written += len(rows)
-        faultpoints.hit("score:after_save")
 
     def close(self, *, compact: bool = True) -> None:
         if not compact or len(self._parts) < 2:
