@@ -240,15 +240,18 @@ class JobRunner:
             raise
         latency = tried.latency()
         self.limiter.on_ok(ticket, result.ratelimit)
-        if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
-            # into the page cache: cheaper than a thread hop and its hand-off of the GIL
-            paths, nbytes = save_images(
-                self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
-            )
-        else:
-            paths, nbytes = await anyio.to_thread.run_sync(
-                save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
-            )
+        try:
+            if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
+                # into the page cache: cheaper than a thread hop and its hand-off of the GIL
+                paths, nbytes = save_images(
+                    self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                )
+            else:
+                paths, nbytes = await anyio.to_thread.run_sync(
+                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                )
+        except OSError as exc:  # disk full, read-only: the run stops (class disk)
+            raise self._unsaved(tried, result, exc, billed) from None
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
         cost, source = (
@@ -268,11 +271,29 @@ class JobRunner:
             cost_usd=cost,
             cost_source=source,
             request_id=result.request_id,
+            error_message=getattr(result, "note", None),  # what was odd about a usable answer
         )
         _usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), cost or 0.0)
         return cost or 0.0
+
+    def _unsaved(
+        self, tried: _Try, result: Any, exc: OSError, billed: list[float] | None
+    ) -> AttemptError:
+        """An answer whose images could not be written: log it (at what it was billed) as
+        class disk, which stops the run; the job stays pending for resume."""
+        cost = 0.0
+        if self.prices is not None:
+            cost = cost_of_attempt(self.prices, tried.job, result.usage, len(result.images))[0]
+        error = AttemptError(
+            ErrorClass.DISK, f"the image could not be saved: {exc}", code="image_not_saved",
+            request_id=result.request_id, billed_usd=cost or 0.0, usage=result.usage,
+        )
+        cost = self._on_error(tried, error)
+        if billed is not None:
+            billed[0] = cost
+        return error
 
     def _on_error(self, tried: _Try, exc: AttemptError, ticket: Ticket | None = None) -> float:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""

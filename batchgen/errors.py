@@ -11,6 +11,7 @@ what the report tells the user is its diagnosis and remedy.
      ├── class rate_limit              → Action.RETRY      (honours Retry-After, pauses the pool)
      ├── class server / timeout /
      │   network / invalid_response    → Action.RETRY      (backoff with full jitter)
+     ├── class disk                    → Action.STOP_RUN   (full or read-only: nothing to save to)
      └── class budget / cancelled      → Action.PENDING    (never sent / not finished)
 """
 
@@ -18,11 +19,15 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import errno
+import functools
 import math
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 
 class Action(enum.StrEnum):
@@ -42,6 +47,7 @@ class ErrorClass(enum.StrEnum):
     TIMEOUT = "timeout"
     NETWORK = "network"
     INVALID_RESPONSE = "invalid_response"
+    DISK = "disk"
     BUDGET = "budget"
     CANCELLED = "cancelled"
 
@@ -124,6 +130,13 @@ _INFO: dict[ErrorClass, ClassInfo] = {
         "Often a proxy or aggregator problem; check the base URL speaks the OpenAI images "
         "protocol.",
     ),
+    ErrorClass.DISK: ClassInfo(
+        Action.STOP_RUN,
+        "The run directory's disk is full or read-only (ENOSPC, EDQUOT, EROFS): an answer's "
+        "image or the log could not be saved, so the run stopped sending.",
+        "Free space on the run directory's file system (or remount it read-write), then "
+        "`batchgen resume RUN_DIR`: saved images are adopted, never paid for again.",
+    ),
     ErrorClass.BUDGET: ClassInfo(
         Action.PENDING,
         "Not sent: its worst-case cost would have passed --max-cost.",
@@ -202,6 +215,15 @@ class AttemptError(Exception):
         return f"{self.error_class}: {where}{self.message}{code}"
 
 
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """The file system refuses writes (full, over quota, read-only, file too big): the run
+    cannot save answers and must stop, not retry."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS
+
+
 class RunStopped(Exception):
     """The run must stop at once (auth, quota): raised out of the pool."""
 
@@ -261,12 +283,91 @@ def parse_reset_duration(value: str | None) -> float | None:
     return number if number is not None else _seconds(text)
 
 
-def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """Remove every secret (and any `sk-...`-looking token) from a message."""
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Remove every secret (in any letter case), any `sk-...`-looking token and the password
+    of any ``scheme://user:password@host`` URL from a message: the one redaction, used for
+    everything a provider sends and everything printed or stored."""
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+            text = _secret_pattern(secret).sub("***", text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     return _KEYLIKE.sub("sk-***", text)
 
 
-_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
+# the userinfo of an absolute URL: keep the user, hide the password
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#@\s]*@")
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    return re.compile(re.escape(secret), re.IGNORECASE)
+
+
+# a field of a provider's answer is cut to this many characters before it is stored
+MAX_FIELD_CHARS = 2000
+
+
+def provider_text(
+    value: Any, secrets: list[str] | tuple[str, ...] = (), limit: int = MAX_FIELD_CHARS
+) -> str | None:
+    """A value from a provider's answer made safe to store and print: None stays None,
+    anything else (a number, an object, a list) becomes its text, redacted, cut to ``limit``.
+    Terminal control sequences are kept here (the log is data); :func:`printable` removes
+    them before anything reaches a terminal or a text report."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
+        except (TypeError, ValueError):
+            text = repr(value)
+    # redact before cutting, so a secret is never cut into a part the patterns miss
+    longest = max((len(s) for s in secrets if s), default=0)
+    text = redact(text[: limit + longest + 64], secrets)
+    return text[:limit]
+
+
+def error_code(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> str | None:
+    """``error.code`` / ``error.type`` as providers send it: a string (OpenAI), a number
+    (OpenRouter), or something else entirely. A string or a number becomes a short string;
+    an object, a list, a boolean or null is no code at all."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return provider_text(value, secrets, limit=200) or None
+
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC strings, other ESC pairs,
+# then any C0/C1 control but tab and newline, and the bidi overrides that reorder a line
+_TERMINAL_UNSAFE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-Z\\-_ -/]?[0-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` without terminal control sequences (colours, cursor moves, OSC titles and
+    hyperlinks, bells): what a provider wrote is shown as data, never executed by the
+    terminal. ``one_line`` also turns line breaks and tabs into spaces."""
+    if text.isprintable() and not one_line:
+        return text
+    text = _TERMINAL_UNSAFE.sub("", text)
+    if one_line:
+        text = text.replace("\n", " ").replace("\t", " ")
+    return text
+
+
+def printable_all(value: Any) -> Any:
+    """Every string inside ``value`` (dicts, lists, tuples) passed through :func:`printable`."""
+    if isinstance(value, str):
+        return printable(value) if not value.isprintable() else value
+    if isinstance(value, dict):
+        return {k: printable_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(printable_all(v) for v in value)
+    return value

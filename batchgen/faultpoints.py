@@ -12,10 +12,20 @@ Points in use (grep ``faultpoints.hit`` for the full list):
   compact:before_rename   compact file written and fsynced, not yet renamed
   compact:after_rename    compact file visible, replaced sources not yet deleted
   compact:mid_delete      first replaced source deleted, the others not yet
+
+``BATCHGEN_FAIL_AT=<point>:<k>[..<m>]`` makes ``fail(point)`` raise ``OSError(ENOSPC)`` (the
+disk is full) on its k-th hit, or on hits k to m (``..`` alone: from the k-th on, for good):
+``image:write:5..``, ``log:write:2..3``. ``BATCHGEN_FAIL_ERRNO=EROFS`` raises another errno
+(a file system remounted read-only). Points in use (grep ``faultpoints.fail``):
+  image:write             an image's temp file, before its bytes are written
+  log:write               a log part's temp file, before the Parquet bytes are written
+  compact:write           a compact file's temp file, before it is written
+  file:write              a small file (run.json, the in-flight list), before it is written
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 ENV = "BATCHGEN_CRASH_AT"
@@ -51,6 +61,50 @@ def hit(name: str) -> None:
         # _exit skips atexit handlers, finally blocks and buffered writes, like kill -9
         os._exit(EXIT_CODE)
     _armed[name] = left - 1
+
+
+FAIL_ENV = "BATCHGEN_FAIL_AT"
+FAIL_ERRNO_ENV = "BATCHGEN_FAIL_ERRNO"
+
+
+def _parse_failures(spec: str) -> dict[str, list[int]]:
+    """point -> [first hit, last hit (0: no end), hits so far]"""
+    points: dict[str, list[int]] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, hits = item.rpartition(":")
+        first, dots, last = hits.partition("..")
+        if not name or not first.isdigit() or int(first) < 1 or (last and not last.isdigit()):
+            msg = (
+                f"{FAIL_ENV}={spec!r}: item {item!r} is not <point>:<k>[..[<m>]] with k >= 1 "
+                "(e.g. image:write:3..); fix or unset the variable"
+            )
+            raise ValueError(msg)
+        end = int(last) if last else (0 if dots else int(first))
+        points[name] = [int(first), end, 0]
+    return points
+
+
+_failing: dict[str, list[int]] = _parse_failures(os.environ.get(FAIL_ENV, ""))
+
+
+def fail(name: str) -> None:
+    """Raise the armed OSError if ``name`` is armed for this hit (see the module docstring)."""
+    if not _failing:
+        return
+    window = _failing.get(name)
+    if window is None:
+        return
+    window[2] += 1
+    first, last, count = window
+    if count >= first and (last == 0 or count <= last):
+        code = getattr(errno, os.environ.get(FAIL_ERRNO_ENV, "ENOSPC"), errno.ENOSPC)
+        raise OSError(code, f"{os.strerror(code)} (injected at {name}, hit {count})")
+
+
+def arm_failures(spec: str) -> None:
+    """Re-read a ``BATCHGEN_FAIL_AT`` spec in-process (tests)."""
+    _failing.clear()
+    _failing.update(_parse_failures(spec))
 
 
 def arm(spec: str) -> None:

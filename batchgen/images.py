@@ -9,8 +9,10 @@ crash or kill -9 loses nothing, since the page cache survives the process.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
+from batchgen import faultpoints
 from batchgen.provider.base import ImageData
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -21,7 +23,11 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# a new regular file, never an existing one, never through a symlink planted at the temp name
+_CREATE = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def sniff_ext(data: bytes) -> str | None:
@@ -32,6 +38,38 @@ def sniff_ext(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     return None
+
+
+# Pillow's own limit (Image.MAX_IMAGE_PIXELS): above it Pillow warns of a decompression bomb,
+# above twice it refuses to open the file
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def image_pixels(data: bytes, ext: str) -> int | None:
+    """Width × height from the image's header (nothing is decoded), or None when the header
+    does not say. PNG and GIF are read by hand (a microsecond, on the hot path of every
+    answer); JPEG and WebP by Pillow, which reads only their header too."""
+    if ext == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return width * height
+    if ext == "gif" and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return width * height
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        return MAX_IMAGE_PIXELS * 2 + 1
+    except Exception:  # noqa: BLE001 - a bad header: sniff_ext's caller reports the bytes
+        return None
+    return width * height
 
 
 def image_name(job_id: str, index: int, ext: str, tag: str = "") -> str:
@@ -50,19 +88,47 @@ def save_images(
     and the buffered file object cost more than the write itself at thousands per second."""
     folder = os.fspath(images_dir)
     paths, total = [], 0
-    for i, image in enumerate(images):
-        name = image_name(job_id, i, image.ext, tag)
-        final = f"{folder}/{name}"
-        tmp = f"{folder}/.{name}.tmp"
-        fd = os.open(tmp, _CREATE, 0o644)
-        try:
-            _write_all(fd, image.data)
-        finally:
+    try:
+        for i, image in enumerate(images):
+            name = image_name(job_id, i, image.ext, tag)
+            final = f"{folder}/{name}"
+            tmp = f"{folder}/.{name}.tmp"
+            fd = _create(tmp)
+            try:
+                faultpoints.fail("image:write")
+                _write_all(fd, image.data)
+            except BaseException:
+                os.close(fd)
+                _unlink_quietly(tmp)
+                raise
             os.close(fd)
-        os.replace(tmp, final)
-        paths.append(f"images/{name}")
-        total += len(image.data)
+            os.replace(tmp, final)
+            paths.append(f"images/{name}")
+            total += len(image.data)
+    except OSError:
+        # disk full or read-only: leave no part of this answer (the job is sent again on
+        # resume, and its whole set of images is what gets adopted or logged)
+        for path in paths:
+            _unlink_quietly(f"{folder}/{path.removeprefix('images/')}")
+        raise
     return paths, total
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _create(tmp: str) -> int:
+    try:
+        return os.open(tmp, _CREATE, 0o644)
+    except FileExistsError:
+        # a temp file left by a killed process, or a planted link: unlink the name (never its
+        # target) and create afresh, exclusively again
+        os.unlink(tmp)
+        return os.open(tmp, _CREATE, 0o644)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -24,6 +24,7 @@ from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.rundir import RunDir
+from batchgen.runlog import files
 from batchgen.runlog.orphans import find_orphans
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.journal import SentJournal, journal_path
@@ -54,6 +55,24 @@ def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
         "queued_at": now,
         "finished_at": now,
     }
+
+
+def settle_log(log_dir: Path) -> list[Path]:
+    """Before a resume reads the log: quarantine damaged files (a truncated or overwritten
+    Parquet file would stop every reader), recover a crashed writer's leftovers and compact.
+    Returns the damaged files' original paths (their rows are unknown: those jobs run again,
+    their saved images are adopted)."""
+    damaged = files.quarantine_damaged(log_dir)
+    try:
+        files.compact_all(log_dir)
+    except (pa.ArrowException, ValueError) as exc:
+        # a file with an intact footer and a damaged page: find it by reading every row
+        deeper = files.quarantine_damaged(log_dir, deep=True)
+        if not deeper:
+            raise exc
+        damaged += deeper
+        files.compact_all(log_dir)
+    return damaged
 
 
 def remove_torn_images(images_dir: Path) -> int:

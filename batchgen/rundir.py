@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchgen import manifest
 from batchgen.errors import redact
 from batchgen.runlog.fsio import atomic_write_bytes
 
@@ -37,6 +38,7 @@ ENDINGS = frozenset(
         "stopped_quota",
         "stopped_budget",
         "stopped_rate_limit",
+        "stopped_disk",
         "interrupted",
         "crashed",
     }
@@ -166,7 +168,9 @@ class RunDir:
         self._write(doc)
         return doc
 
-    def load(self) -> dict[str, Any]:
+    def load(self, *, strict: bool = False) -> dict[str, Any]:
+        """run.json, checked: what is present must make sense (types, pool settings);
+        ``strict`` (before a session or an export) also requires every key a session uses."""
         try:
             doc = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
@@ -181,10 +185,20 @@ class RunDir:
                 "a backup or fix it by hand"
             )
             raise RunDirError(msg) from None
-        if doc.get("version") != MANIFEST_VERSION:
+        if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+            if not isinstance(doc, dict):
+                doc = {"version": f"<a JSON {type(doc).__name__}, not an object>"}
             msg = (
                 f"{self.manifest_path}: manifest version {doc.get('version')!r}, this batchgen "
                 f"reads version {MANIFEST_VERSION}; use the batchgen that created the run"
+            )
+            raise RunDirError(msg)
+        found = manifest.problems(doc, ENDINGS if strict else None, strict=strict)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            msg = (
+                f"{self.manifest_path}: {found[0]}{more}; run.json was edited or damaged: "
+                "fix the key by hand or restore it from a backup"
             )
             raise RunDirError(msg)
         return doc

@@ -23,7 +23,6 @@ from batchgen.runlog.state import (
     DONE,
     FAILED,
     RETRYABLE_FAILED,
-    crashed_inflight,
     states_from_table,
 )
 
@@ -335,16 +334,30 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
 
 
 def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> int:
-    """Jobs in flight when a session crashed: the provider may have billed an answer we never
-    saw, and resume sends them again.  Two sources, united: the log's rows with error_class
-    cancelled and error_code ``in_flight_at_crash``, and the in-flight files that
-    ``batchgen.runlog.state.crashed_inflight`` reads for crashed or unended sessions."""
-    mask = (cols.error_class == ErrorClass.CANCELLED) & (cols.error_code == "in_flight_at_crash")
-    ids = set(pc.unique(cols.job_id.filter(pa.array(mask))).to_pylist())
-    crashed = [s.session for s in manifest.sessions if s.how in (None, "crashed")]
-    if crashed:
-        ids |= crashed_inflight(run_dir, crashed)
-    return len(ids)
+    """Requests sent again after one of the same job was lost in flight: the provider may
+    have billed the answer we never saw. A lost request is a row with error_class cancelled
+    and status error — error_code ``in_flight_at_crash`` (logged by resume for a crash), or
+    a request cancelled in flight by a forced stop (a second Ctrl-C, the grace running out).
+    It counts once a real request of that job (attempt >= 1) follows it: not when the job's
+    saved images were adopted, not while the run was never resumed."""
+    lost = (cols.status == STATUS_ERROR) & (cols.error_class == ErrorClass.CANCELLED)
+    if not lost.any():
+        return 0
+    n = len(cols.status)
+    attempt = floats(cols.table["attempt"]) if "attempt" in cols.table.column_names else (
+        np.ones(n)
+    )
+    crash_row = cols.error_code == "in_flight_at_crash"
+    sent = cols.sent & (attempt >= 1) & ~crash_row
+    # order: session first, then the row's place in the log (rows are in write order)
+    session = np.nan_to_num(cols.session, nan=0.0).astype(np.int64)
+    order = session * (n + 1) + np.arange(n, dtype=np.int64)
+    codes = pc.dictionary_encode(cols.job_id.combine_chunks()).indices.to_numpy(
+        zero_copy_only=False
+    )
+    last_sent = np.full(int(codes.max()) + 1 if n else 0, -1, dtype=np.int64)
+    np.maximum.at(last_sent, codes[sent], order[sent])
+    return int((last_sent[codes[lost]] > order[lost]).sum())
 
 
 def skipped_rows(cols: Columns) -> int:

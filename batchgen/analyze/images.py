@@ -8,7 +8,9 @@ perceptual hash per image is kept for the duplicate search.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -90,8 +92,28 @@ def requested_dims(size: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+# what opening a saved image may raise: a broken file, or a decompression bomb (a small file
+# whose header claims billions of pixels: Pillow warns past its limit and refuses past twice
+# that; the warning is made an error here, so nothing that large is ever decoded)
+IMAGE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+@contextlib.contextmanager
+def no_bombs() -> Iterator[None]:
+    """Inside: a decompression bomb raises (one of IMAGE_ERRORS) instead of being decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def _gray_thumb(path: Path, px: int) -> tuple[tuple[int, int], np.ndarray]:
-    with Image.open(path) as im:
+    with no_bombs(), Image.open(path) as im:
         dims = im.size  # before draft(), which shrinks JPEG decoding
         im.draft("L", (px, px))
         gray = im.convert("L")
@@ -139,7 +161,7 @@ def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[st
             continue
         try:
             dims, a = _gray_thumb(img.file, config.thumb_px)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except IMAGE_ERRORS as exc:
             flag("undecodable", img, f"{type(exc).__name__}: {exc}")
             continue
         want = requested_dims(img.size)

@@ -253,8 +253,9 @@ def _billed_twice(fig: dict[str, Any]) -> list[Recommendation]:
     return [
         Recommendation(
             "billed_twice",
-            f"possibly billed twice: {n} jobs were in flight when a session crashed and were "
-            "sent again; the provider's usage page shows whether the lost answers were billed",
+            f"possibly billed twice: {n} request(s) were sent again after one of the same job "
+            "was lost in flight (a crash, or a forced stop); the provider's usage page shows "
+            "whether the lost answers were billed",
             {"jobs": n},
         )
     ]

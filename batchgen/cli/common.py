@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from batchgen.errors import redact
 from batchgen.money.cli_args import add_money_arguments
 from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.sim.flags import add_sim_arguments
@@ -158,7 +159,16 @@ def resolve_connection(provider: str | None, base_url: str | None, key_env: str 
     url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        msg = f"--base-url {url!r} is not an http(s) URL (e.g. https://api.openai.com/v1)"
+        msg = f"--base-url {redact(url)!r} is not an http(s) URL (e.g. https://api.openai.com/v1)"
+        raise UsageError(msg)
+    if parts.password is not None:
+        # aiohttp would refuse every request (one Authorization header cannot carry both), and
+        # the password would be one more secret to keep out of run.json and the log
+        msg = (
+            f"--base-url {redact(url)} carries a password: batchgen sends the API key as the "
+            "Authorization header, which cannot also carry the URL's user:password. Drop "
+            f"`user:password@` from the URL (a gateway's token goes in ${key_env})"
+        )
         raise UsageError(msg)
     key = os.environ.get(key_env, "")
     if not key:

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 def cmd_jobs(args: argparse.Namespace) -> int:
     rundir = RunDir(args.run_dir)
     try:
-        manifest = rundir.load()
+        manifest = rundir.load(strict=True)
     except RunDirError as exc:
         print(f"batchgen jobs: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 3
+    except OSError as exc:
+        from batchgen.errors import ErrorClass, is_disk_error
+
+        if not (is_disk_error(exc) or type(exc).__name__ == "RunLogError"):
+            raise
+        # outside a session (creating the run, recovery before a resume): nothing half-done
+        # is lost, every write is atomic; one line and the stop code
+        print(f"batchgen: stopped (disk): {exc}. {ErrorClass.DISK.remedy}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

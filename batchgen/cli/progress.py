@@ -92,5 +92,6 @@ class Progress:
             self._last_plain = now
             elapsed = now - self._start
             self.console.print(
-                f"[{elapsed:7.1f}s] {tally.finished}/{self.total} · {self.stats_line(tally)}"
+                f"[{elapsed:7.1f}s] {tally.finished}/{self.total} · {self.stats_line(tally)}",
+                markup=False,
             )

@@ -68,6 +68,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    for d in args.run_dirs:
+        # a run.json edited into nonsense must not turn into a confident report
+        problem = _manifest_problem(Path(d) / "run.json")
+        if problem:
+            print(f"batchgen report: {problem}", file=sys.stderr)
+            return 2
     from batchgen.report import build, write
 
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
@@ -75,6 +81,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     if path is not None and args.format == "html":
         print(f"report written to {path}", file=sys.stderr)
     return 0
+
+
+def _manifest_problem(path: Path) -> str | None:
+    """What is wrong with run.json, if it exists (a bare log directory has none)."""
+    import json
+
+    from batchgen import manifest
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"{path}: not valid JSON ({exc}); restore it from a backup or fix it by hand"
+    found = manifest.problems(doc, None, strict=False)
+    if not found:
+        return None
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return f"{path}: {found[0]}{more}; run.json was edited or damaged: fix the key by hand"
 
 
 def print_run_summary(run_dir: Path | str, console: Console) -> None:

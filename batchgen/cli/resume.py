@@ -97,12 +97,12 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     # the log readers (pyarrow.dataset), the pool and aiohttp load here, not when the CLI
     # builds its parser
     from batchgen.jobs import sha256_file
-    from batchgen.recovery import remove_torn_images
-    from batchgen.runlog.files import compact_all
+    from batchgen.recovery import remove_torn_images, settle_log
+    from batchgen.runlog.files import damaged_message
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.state import job_states, remaining
 
-    manifest = rundir.load()
+    manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     args = _namespace_with(args, recorded)
     job_file = Path(manifest["job_file"])
@@ -110,7 +110,8 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         msg = f"the job file {job_file} of this run is gone: put it back to resume"
         raise UsageError(msg)
     # a crashed session left part files and an in-flight list: settle them first
-    compact_all(rundir.log_dir)
+    for path in settle_log(rundir.log_dir):
+        err.print(damaged_message(path, moved=True), markup=False)
     remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
     rundir.mark_crashed()
@@ -207,7 +208,10 @@ def _run_rest(
     if not show_quote_and_confirm(console, args, checked, args.quiet):
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
         return EXIT_USAGE
-    console.print(f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}")
+    console.print(
+        f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}",
+        markup=False,
+    )
     plan = SessionPlan(
         rundir=rundir,
         manifest=manifest,

@@ -110,7 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with rundir.lock():
             manifest = rundir.load()
             session = rundir.begin_session({}, redact_argv(sys.argv))
-            console.print(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
+            console.print(
+                f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)",
+                markup=False,
+            )
             plan = SessionPlan(
                 rundir=rundir,
                 manifest=manifest,

@@ -17,7 +17,7 @@ from rich.console import Console
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
 from batchgen.control import RowContext, RunControl
-from batchgen.errors import ErrorClass
+from batchgen.errors import ErrorClass, printable
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
 from batchgen.money import Budget, PriceTable
@@ -25,13 +25,14 @@ from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
 from batchgen.rundir import RunDir
 from batchgen.runlog.journal import SentJournal
-from batchgen.runlog.writer import RunLogWriter
+from batchgen.runlog.writer import RunLogError, RunLogWriter
 
 _ENDING = {
     None: "completed",
     ErrorClass.AUTH: "stopped_auth",
     ErrorClass.QUOTA: "stopped_quota",
     ErrorClass.BUDGET: "stopped_budget",
+    ErrorClass.DISK: "stopped_disk",
     ErrorClass.CANCELLED: "interrupted",
     ErrorClass.RATE_LIMIT: "stopped_rate_limit",
 }
@@ -93,6 +94,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                 extra_headers=plan.extra_headers,
             )
             tg.start_soon(_watch_signals, control, settings.grace_s, console)
+            tg.start_soon(_watch_disk, writer, inflight, control)
             try:
                 with progress:
                     tally = await run_pool(
@@ -117,8 +119,11 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                 tg.cancel_scope.cancel()
     finally:
         # whatever happened, every row that was appended reaches a readable part file
-        writer.close(compact=True)
-        inflight.close(remove=True)  # every sent job has its row now
+        lost = _close_log(writer, settings.grace_s, console)
+        # every sent job has its row now; else the journal stays for resume, as after a crash
+        inflight.close(remove=lost is None)
+    if lost is not None:  # whatever stopped the run, the rows it could not save come first
+        control.reason, control.message = ErrorClass.DISK, lost
     reason = control.reason
     if reason is None and tally.skipped_by_class.get(ErrorClass.BUDGET.value):
         reason = ErrorClass.BUDGET  # some jobs did not fit under the cap: they are pending
@@ -128,13 +133,48 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         how, code = "completed", EXIT_OK
     else:
         how, code = _ENDING.get(reason, "interrupted"), EXIT_STOPPED
-    summary = _summary(tally, plan.budget)
-    summary["autopilot"] = limiter.learned()
-    plan.rundir.end_session(plan.session, how, summary)
     message = control.message
+    if lost is None:
+        try:
+            summary = _summary(tally, plan.budget)
+            summary["autopilot"] = limiter.learned()
+            plan.rundir.end_session(plan.session, how, summary)
+        except OSError as exc:  # the log is complete; resume treats the session as crashed
+            message = f"{message}; run.json could not record the session's end ({exc})"
+    # rows lost: the session stays without an end, so resume recovers it like a crash (its
+    # sent journal names the jobs; their saved images are adopted)
     if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
         message = plan.budget.exhausted_message()
     return SessionResult(tally, reason, message, code)
+
+
+def _close_log(writer: RunLogWriter, retry_for: float, console: Console) -> str | None:
+    """Close the log, retrying a failing final flush (disk full) for ``retry_for`` seconds;
+    None when every row is written, else what was lost, in one line."""
+    if writer.last_error is not None and writer.unwritten:
+        _say(
+            console,
+            f"[yellow]the run log cannot be written ({writer.last_error}): retrying "
+            f"{writer.unwritten} row(s) for up to {retry_for:g}s — free disk space now[/]",
+        )
+    try:
+        writer.close(compact=True, retry_for=retry_for)
+    except RunLogError as exc:
+        return (
+            f"{exc.unwritten} row(s) of the log could not be written "
+            f"({exc.__cause__ or exc}); images already saved are adopted by resume"
+        )
+    return None
+
+
+async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunControl) -> None:
+    """A log flush (the writer's thread) or the sent journal failing — disk full, read-only —
+    stops dispatching: answers that cannot be saved must not be paid for."""
+    while True:
+        await anyio.sleep(0.2)
+        error = writer.last_error or journal.error
+        if error is not None and not control.stopping:
+            control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
 
 
 @contextlib.asynccontextmanager
@@ -150,22 +190,30 @@ async def _base_url(plan: SessionPlan) -> AsyncIterator[str]:
 
 
 async def _watch_signals(control: RunControl, grace_s: float, console: Console) -> None:
-    """First Ctrl-C/SIGTERM: stop dispatching, let requests in flight finish for grace_s.
-    Second (or the grace running out): cancel them at once. Rows of what finished are flushed
-    either way. The pool's end cancels this watcher."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """First Ctrl-C/SIGTERM/SIGHUP (the terminal closed, ssh dropped): stop dispatching, let
+    requests in flight finish for grace_s. Second (or the grace running out): cancel them at
+    once. Rows of what finished are flushed either way. The pool's end cancels this watcher."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         received = signals.__aiter__()
         signum = await received.__anext__()
         name = signal.Signals(signum).name
-        console.print(
-            f"[yellow]{name}: stopping — no new requests; waiting up to {grace_s:g}s for "
-            "requests in flight (Ctrl-C again to cancel them now)[/]"
-        )
         control.stop(ErrorClass.CANCELLED, f"interrupted by {name}")
+        _say(
+            console,
+            f"[yellow]{name}: stopping — no new requests; waiting up to {grace_s:g}s for "
+            "requests in flight (Ctrl-C again to cancel them now)[/]",
+        )
         with anyio.move_on_after(grace_s):
             await received.__anext__()
-            console.print("[red]cancelling requests in flight[/]")
+            _say(console, "[red]cancelling requests in flight[/]")
         control.cancel()
+
+
+def _say(console: Console, text: str) -> None:
+    """Print, unless the terminal is gone (after SIGHUP a write may fail with EIO): the stop
+    must go on whatever the terminal does."""
+    with contextlib.suppress(OSError):
+        console.print(text)
 
 
 def _summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
@@ -184,26 +232,30 @@ def _summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
 def print_ending(
     console: Console, rundir: RunDir, result: SessionResult, budget: Budget | None
 ) -> None:
-    """The final lines: where things are and how the session ended."""
+    """The final lines: where things are and how the session ended. No markup: a path or a
+    provider's message holding ``[/x]`` is printed as written, control sequences removed."""
     path = shlex.quote(str(rundir.path))
-    console.print(f"images: {rundir.images_dir}")
-    console.print(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))")
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(printable(text, one_line=True), markup=False, style=style)
+
+    say(f"images: {rundir.images_dir}")
+    say(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))")
     reason = result.stop_reason
     if reason is None:
         ended = "every job succeeded" if result.exit_code == EXIT_OK else (
             f"finished; {result.tally.failed_jobs} job(s) failed for good "
             f"(see `batchgen report {path}`)"
         )
-        console.print(f"ended:  {ended}")
+        say(f"ended:  {ended}")
         return
     if reason is ErrorClass.BUDGET and budget is not None:
         # the message carries the resume command with a cap that lets the rest through
-        console.print(f"[yellow]ended:  {budget.exhausted_message(str(rundir.path))}[/]")
+        say(f"ended:  {budget.exhausted_message(str(rundir.path))}", "yellow")
         return
-    else:
-        console.print(f"[yellow]ended:  stopped ({reason.value}): {result.stop_message}[/]")
-        console.print(f"        {reason.remedy}")
-    console.print(f"to finish the rest: [bold]batchgen resume {path}[/]")
+    say(f"ended:  stopped ({reason.value}): {result.stop_message}", "yellow")
+    say(f"        {reason.remedy}")
+    say(f"to finish the rest: batchgen resume {path}", "bold")
 
 
 def make_console(*, stderr: bool = False) -> Console:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 # One encoder for all calls: json.dumps(sort_keys=True) builds a new one per call, which is
 # most of the cost of indexing a million-line job file for resume.
@@ -15,6 +17,14 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 def canonical_json(body: dict[str, Any]) -> str:
     return _CANONICAL.encode(body)
+
+
+def request_bytes(body: dict[str, Any]) -> bytes:
+    """The body exactly as it goes on the wire: the provider sends this, and validation runs
+    it on every job first, so a body the encoder refuses (an integer beyond 64 bits, nesting
+    deeper than 254 levels) is a FILE:LINE problem before anything is sent, not a crash
+    mid-run. Raises TypeError (orjson.JSONEncodeError) for such a body."""
+    return orjson.dumps(body)
 
 
 def fingerprint(body: dict[str, Any]) -> str:

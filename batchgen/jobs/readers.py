@@ -77,8 +77,18 @@ def _reject_constant(name: str) -> None:
     raise ValueError(msg)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        # the request encoder would send it as null: refuse it here, with its line
+        msg = f"the number {text[:40]} is too large for a JSON number (it reads as infinity)"
+        raise ValueError(msg)
+    return value
+
+
+_INF = float("inf")
 # Built once: json.loads with any option builds a new decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
@@ -96,8 +106,12 @@ def read_jsonl(lines: Iterator[tuple[int, bytes]], file: str) -> Iterator[Item]:
             msg = f"malformed JSON at column {e.colno}: {e.msg}: {_json_hint(text, e)}"
             yield Problem(file, number, msg)
             continue
-        except ValueError as e:  # NaN / Infinity
+        except ValueError as e:  # NaN / Infinity / 1e400
             yield Problem(file, number, f"{e}: write a number or a string instead")
+            continue
+        except RecursionError:
+            msg = "the JSON is nested too deeply to read: flatten the object"
+            yield Problem(file, number, msg)
             continue
         if not isinstance(obj, dict):
             hint = (

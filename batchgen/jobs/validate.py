@@ -30,7 +30,7 @@ from batchgen.jobs.formats import (
     first_content_line,
     physical_lines,
 )
-from batchgen.jobs.model import Job, fingerprint
+from batchgen.jobs.model import Job, fingerprint, request_bytes
 from batchgen.jobs.readers import READERS
 
 _DERIVED_ID = re.compile(r"j-([0-9a-f]{12})(?:-(\d+))?")
@@ -173,6 +173,8 @@ def _scan(
             found = check_fields(item.fields)
             if item.explicit_id is not None and (bad := unsafe_id_problem(item.explicit_id)):
                 found.insert(0, bad)
+            if not found and (wire := wire_problem(item.fields)):
+                found.append(wire)
             if found:
                 yield from (Problem(where, item.line, message) for message in found)
                 continue
@@ -180,6 +182,37 @@ def _scan(
         if hasher is not None:  # a reader may stop early; the checksum still covers the file
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 hasher.update(chunk)
+
+
+def wire_problem(fields: dict[str, Any]) -> str | None:
+    """Why the request encoder (the very function the provider sends with) refuses these
+    fields, naming the field and the fix; None when they encode. The defaults a job gets are
+    checked strings and small integers, so fields that encode make a body that encodes."""
+    try:
+        request_bytes(fields)
+    except TypeError as exc:
+        name = next((k for k in fields if not _encodes(fields[k])), None)
+        where = f'"{name}"' if name is not None else "the job"
+        if "64-bit" in str(exc):
+            why = "holds a whole number beyond 64 bits, which JSON APIs cannot carry"
+            fix = "write it as a string, or use a smaller number"
+        elif "ecursion" in str(exc):
+            why = "is nested more than 254 levels deep, which the request encoder refuses"
+            fix = "flatten it"
+        else:
+            why, fix = f"cannot be sent as JSON ({exc})", "write plain JSON values"
+        return f"{where} {why}: {fix}"
+    except RecursionError:
+        return "the job is nested too deeply to send: flatten it"
+    return None
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        request_bytes({"v": value})
+    except (TypeError, RecursionError):
+        return False
+    return True
 
 
 def _clash_problems(

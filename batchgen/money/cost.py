@@ -48,13 +48,21 @@ def cost_of_attempt(
     """
     if usage is None and images_returned <= 0:
         return 0.0, SOURCE_NONE
+    if usage is not None and usage.suspect:
+        # the answer's token counts were not plausible (provider.usage): the table's price of
+        # what was asked for (a 200 without a usable image was still billed)
+        usage, images_returned = None, max(images_returned, job.n)
     entry = prices.get(job.model)
     if entry is None:
         if prices.fallback_per_image is None:
             return None, SOURCE_UNKNOWN
         return prices.fallback_per_image * max(images_returned, 0), SOURCE_TABLE
     if entry.billing == "tokens" and usage is not None:
-        return usage_cost(entry, usage), SOURCE_USAGE
+        # never below the cheapest price the returned images can have: an answer claiming
+        # (say) 0 output tokens must not lower the spend the budget counts
+        cheapest = _output_costs(prices, entry, job)
+        floor = min(cheapest) / job.n * images_returned if cheapest else 0.0
+        return max(usage_cost(entry, usage), floor), SOURCE_USAGE
     quality, size = assumed_quality(entry, job.quality), assumed_size(entry, job.size)
     if entry.billing == "tokens":
         tokens = entry.image_output_tokens(quality, size)

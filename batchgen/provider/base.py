@@ -26,6 +26,9 @@ class Usage:
     input_text_tokens: int = 0
     input_image_tokens: int = 0
     output_tokens: int = 0
+    # some count was not a plausible token count (batchgen.provider.usage): the attempt is
+    # priced from the table, never below it
+    suspect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,9 @@ class GenerateResult:
     http_status: int = 200
     # rate-limit headers seen on the answer, for the adaptive limiter
     ratelimit: dict[str, str] = field(default_factory=dict)
+    # what was odd about a usable answer (more images than asked for, a lying usage): the
+    # row's error_message, so the report can show it
+    note: str | None = None
 
 
 class Provider(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from batchgen.analyze.images import saved_images
+from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
 from batchgen.report.charts import charts
 from batchgen.report.figures import (
     DELTA_KEYS,
@@ -155,13 +155,13 @@ def _charts(reports: list[dict[str, Any]]) -> str:
 
 def _thumb(path: Path) -> str | None:
     try:
-        with Image.open(path) as im:
+        with no_bombs(), Image.open(path) as im:
             im.draft("RGB", (THUMB_PX, THUMB_PX))
             rgb = im.convert("RGB")
         rgb.thumbnail((THUMB_PX, THUMB_PX))
         buf = io.BytesIO()
         rgb.save(buf, format="JPEG", quality=75)
-    except (OSError, ValueError):
+    except IMAGE_ERRORS:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 

@@ -1,11 +1,13 @@
 """The Markdown report (for a README, an issue or a PR comment).  User text is HTML-escaped
-and pipes/backticks neutralised, since Markdown renderers pass raw HTML through."""
+and pipes/backticks neutralised, since Markdown renderers pass raw HTML through; terminal
+control sequences are removed (the file may be `cat` to a terminal)."""
 
 from __future__ import annotations
 
 import html
 from typing import Any
 
+from batchgen.errors import printable, printable_all
 from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
 
 RATING_KEYS = {
@@ -16,7 +18,8 @@ RATING_KEYS = {
 
 
 def cell(value: Any) -> str:
-    text = html.escape(str(value if value is not None else ""))
+    # a provider's message is data: no terminal control sequences, no line breaks
+    text = html.escape(printable(str(value if value is not None else ""), one_line=True))
     return text.replace("|", "\\|").replace("`", "\\`").replace("\n", " ")
 
 
@@ -121,6 +124,7 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    report = printable_all(report)
     head = [
         f"# batchgen report — {cell(report['run_name'])}",
         "",
@@ -131,6 +135,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def render_compare_markdown(cmp: dict[str, Any]) -> str:
+    cmp = printable_all(cmp)
     a, b = cmp["runs"]
     out = [
         f"# batchgen comparison — A: {cell(a['run_name'])}, B: {cell(b['run_name'])}",

@@ -1,5 +1,6 @@
 """The terminal report (rich tables).  Prompts and messages go in as ``Text`` objects, never as
-markup strings, so a prompt like ``[bold]`` or ``[/]`` is shown as typed."""
+markup strings, so a prompt like ``[bold]`` or ``[/]`` is shown as typed; every string of the
+report loses its terminal control sequences (errors.printable) before it is shown."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from batchgen.errors import printable_all
 from batchgen.report.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -168,6 +170,7 @@ def quality_tables(q: dict[str, Any]) -> list[Any]:
 
 
 def render_text(report: dict[str, Any], console: Console) -> None:
+    report = printable_all(report)
     title = Text(f"batchgen report — {report['run_name']}", style="bold")
     sessions = ", ".join(f"#{s['session']} {s['how'] or 'running?'}" for s in report["sessions"])
     console.print(
@@ -219,6 +222,7 @@ def compare_table(cmp: dict[str, Any]) -> Table:
 
 
 def render_compare_text(cmp: dict[str, Any], console: Console) -> None:
+    cmp = printable_all(cmp)
     console.print(compare_table(cmp))
     for label, r in zip("AB", cmp["runs"], strict=False):
         console.print(Text(f"{label}: {r['run_dir']}", style="bold"))
@@ -227,6 +231,7 @@ def render_compare_text(cmp: dict[str, Any], console: Console) -> None:
 
 def summary(report: dict[str, Any]) -> Group:
     """The few lines `batchgen run` prints when it ends."""
+    report = printable_all(report)
     rt = report["ratings"]
     line = Text()
     line.append(

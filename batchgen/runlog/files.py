@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from batchgen import faultpoints
 from batchgen.runlog import schema
-from batchgen.runlog.fsio import fsync_dir
+from batchgen.runlog.fsio import create_temp, fsync_dir
 
 REPLACES_KEY = b"batchgen.replaces"
 _NAME = re.compile(r"^(part|compact)-(\d{5,})-(\d{6,})\.parquet$")
@@ -106,7 +106,10 @@ def split_replaced(files: list[LogFile]) -> tuple[list[LogFile], list[LogFile]]:
     replaced: set[str] = set()
     for f in files:
         if f.kind == "compact":
-            replaced.update(replaced_by(f.path))
+            try:
+                replaced.update(replaced_by(f.path))
+            except (pa.ArrowException, OSError, ValueError):
+                continue  # a damaged compact file replaces nothing (see ``find_damaged``)
     visible = [f for f in files if f.name not in replaced]
     gone = [f for f in files if f.name in replaced]
     return visible, gone
@@ -114,6 +117,64 @@ def split_replaced(files: list[LogFile]) -> tuple[list[LogFile], list[LogFile]]:
 
 def visible_files(log_dir: Path) -> list[LogFile]:
     return split_replaced(scan(log_dir))[0]
+
+
+QUARANTINE = "_quarantine"  # pyarrow, pandas and DuckDB's *.parquet glob all skip it
+
+
+def find_damaged(paths: list[Path], *, deep: bool = False) -> list[Path]:
+    """The files among ``paths`` that are not readable Parquet (truncated, overwritten): their
+    footer does not parse or, with ``deep``, a page does not decode (reads every row)."""
+    bad = []
+    for path in paths:
+        try:
+            with pq.ParquetFile(path, pre_buffer=False) as f:
+                if deep:
+                    for _ in f.iter_batches(batch_size=COMPACT_ROW_GROUP, use_threads=False):
+                        pass
+        except FileNotFoundError:
+            continue  # compacted away meanwhile: not damaged
+        except (pa.ArrowException, OSError, ValueError):
+            bad.append(Path(path))
+    return bad
+
+
+def quarantine(log_dir: Path, damaged: list[Path]) -> list[Path]:
+    """Move damaged files to ``log/_quarantine/`` (kept for inspection, ignored by every
+    reader). Only under the run lock. Returns the new paths."""
+    if not damaged:
+        return []
+    folder = Path(log_dir) / QUARANTINE
+    folder.mkdir(exist_ok=True)
+    moved = []
+    for path in damaged:
+        target = folder / path.name
+        n = 1
+        while target.exists():
+            target = folder / f"{path.name}.{n}"
+            n += 1
+        os.replace(path, target)
+        moved.append(target)
+    fsync_dir(Path(log_dir))
+    fsync_dir(folder)
+    return moved
+
+
+def quarantine_damaged(log_dir: Path, *, deep: bool = False) -> list[Path]:
+    """Find the damaged visible files of ``log_dir`` and quarantine them (resume, under the
+    lock, before anything reads the log). Returns their original paths."""
+    bad = find_damaged([f.path for f in visible_files(log_dir)], deep=deep)
+    quarantine(log_dir, bad)
+    return bad
+
+
+def damaged_message(path: Path, moved: bool) -> str:
+    where = f"moved to {path.parent / QUARANTINE}/" if moved else "skipped"
+    return (
+        f"batchgen: the log file {path} is damaged (not readable Parquet): {where}; the rows "
+        "it held are unknown, so its jobs count as not run (resume runs them again and "
+        "adopts their saved images)"
+    )
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -152,7 +213,26 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
         raise FileExistsError(msg)
     tmp = log_dir / f".{target.name}.tmp"
     out_schema = schema.SCHEMA.with_metadata({REPLACES_KEY: json.dumps(names).encode()})
-    with open(tmp, "wb") as sink:
+    try:
+        _merge_into(tmp, out_schema, sources)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk gets its space back; the sources stay
+        raise
+    faultpoints.hit("compact:before_rename")
+    os.replace(tmp, target)
+    fsync_dir(log_dir)
+    faultpoints.hit("compact:after_rename")
+    for i, src in enumerate(sources):
+        src.path.unlink(missing_ok=True)
+        if i == 0:
+            faultpoints.hit("compact:mid_delete")
+    fsync_dir(log_dir)
+    return target
+
+
+def _merge_into(tmp: Path, out_schema: pa.Schema, sources: list[LogFile]) -> None:
+    with create_temp(tmp) as sink:
+        faultpoints.fail("compact:write")
         with pq.ParquetWriter(sink, out_schema, compression="zstd") as writer:
             pending: list[pa.Table] = []
             rows = 0
@@ -174,16 +254,6 @@ def compact(log_dir: Path, session: int, sources: list[LogFile]) -> Path:
                 writer.write_table(pa.concat_tables(pending), COMPACT_ROW_GROUP)
         sink.flush()
         os.fsync(sink.fileno())
-    faultpoints.hit("compact:before_rename")
-    os.replace(tmp, target)
-    fsync_dir(log_dir)
-    faultpoints.hit("compact:after_rename")
-    for i, src in enumerate(sources):
-        src.path.unlink(missing_ok=True)
-        if i == 0:
-            faultpoints.hit("compact:mid_delete")
-    fsync_dir(log_dir)
-    return target
 
 
 @dataclass(frozen=True, slots=True)

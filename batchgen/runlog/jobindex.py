@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from batchgen.runlog.fsio import fsync_dir
+from batchgen.runlog.fsio import create_temp, fsync_dir
 from batchgen.runlog.table import ints_from_buffers, strings_from_buffers
 
 INDEX_NAME = "job-index.parquet"
@@ -98,8 +98,9 @@ def write_index(
     tmp = path.with_name(f".{path.name}.tmp")
     # ids and fingerprints are unique: no dictionary. zstd halves the hex (75 → 35 MB for
     # 1M jobs) and still reads back in <0.1 s
-    pq.write_table(table, tmp, use_dictionary=False, compression="zstd")
-    with open(tmp, "rb+") as f:
+    with create_temp(tmp) as f:
+        pq.write_table(table, f, use_dictionary=False, compression="zstd")
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)

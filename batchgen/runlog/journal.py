@@ -26,14 +26,24 @@ class SentJournal(set[str]):
 
     def __init__(self, state_dir: Path, session: int) -> None:
         super().__init__()
+        self.error: OSError | None = None
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = journal_path(state_dir, session)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
 
     def add(self, job_id: str) -> None:
         super().add(job_id)
         if self._fd is not None:
-            os.write(self._fd, f"{job_id}\n".encode())
+            try:
+                os.write(self._fd, f"{job_id}\n".encode())
+            except OSError as e:
+                # disk full or read-only: the run is stopped (``error`` is watched); the
+                # writer's in-flight snapshot still names the jobs in flight
+                self.error = e
+                os.close(self._fd)
+                self._fd = None
 
     def close(self, *, remove: bool) -> None:
         if self._fd is not None:

@@ -7,6 +7,7 @@ compaction (a part deleted after we listed it) is retried.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -17,6 +18,16 @@ import pyarrow.dataset as ds
 from batchgen.runlog import files, schema
 
 _RETRIES = 20
+_warned: set[Path] = set()
+log = logging.getLogger("batchgen")
+
+
+def _warn_damaged(paths: list[Path]) -> None:
+    """One line per damaged file per process (a report reads the log many times)."""
+    for path in paths:
+        if path not in _warned:
+            _warned.add(path)
+            log.warning("%s", files.damaged_message(path, moved=False))
 
 
 def resolve_log_dir(path: Path | str) -> Path:
@@ -46,15 +57,27 @@ def read_log(
         )
         raise KeyError(msg)
     last: Exception | None = None
+    skip: set[Path] = set()
     for attempt in range(_RETRIES):
+        paths = []
         try:
-            paths = log_files(log_dir)
+            paths = [p for p in log_files(log_dir) if p not in skip]
             if not paths:
                 empty = schema.SCHEMA.empty_table()
                 return empty.select(columns) if columns is not None else empty
             dataset = ds.dataset([str(p) for p in paths], schema=schema.SCHEMA, format="parquet")
             return dataset.to_table(columns=columns, filter=filter)
-        except (FileNotFoundError, OSError) as e:
+        except (FileNotFoundError, OSError, pa.ArrowException, ValueError) as e:
+            # a damaged file (truncated by hand, a disk fault): read around it, say so once
+            bad = [] if isinstance(e, FileNotFoundError) else files.find_damaged(
+                paths, deep=True
+            )
+            if bad:
+                skip.update(bad)
+                _warn_damaged(bad)
+                continue
+            if not isinstance(e, OSError):
+                raise
             # a compaction deleted a listed part between our listing and the read
             last = e
             time.sleep(0.005 * (attempt + 1))

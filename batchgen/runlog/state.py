@@ -250,7 +250,10 @@ def crashed_inflight(run_dir: Path | str, sessions: Iterable[int] | None = None)
         ids: set[str] = set()
         path = inflight_path(state_dir, s)
         if path.exists():
-            ids.update(json.loads(path.read_text())["job_ids"])
+            try:
+                ids.update(str(i) for i in json.loads(path.read_text())["job_ids"])
+            except (ValueError, KeyError, TypeError):
+                pass  # damaged by hand: the sent journal below still names the jobs
         # requests sent after the last snapshot are in the sent journal
         journal = journal_path(state_dir, s)
         if journal.exists():

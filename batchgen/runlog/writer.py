@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from batchgen import faultpoints
 from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.runlog import files
-from batchgen.runlog.fsio import atomic_write_bytes, fsync_dir
+from batchgen.runlog.fsio import atomic_write_bytes, create_temp, fsync_dir
 from batchgen.runlog.table import rows_to_table
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,17 @@ InflightSource = Collection[str] | Callable[[], Iterable[str]]
 _MAX_PROBLEMS = 100
 
 
-class RunLogError(Exception):
-    """Writing the log failed (disk full, permissions); rows stay buffered and are retried."""
+class RunLogError(OSError):
+    """Writing the log failed (disk full, permissions); rows stay buffered and are retried.
+    ``errno`` is the cause's; ``unwritten`` is how many rows were still only in memory."""
+
+    def __init__(self, message: str, cause: BaseException, unwritten: int) -> None:
+        super().__init__(getattr(cause, "errno", None), message)
+        self.message = message
+        self.unwritten = unwritten
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def inflight_path(state_dir: Path, session: int) -> Path:
@@ -131,10 +140,13 @@ class RunLogWriter:
         """Write every buffered row to a part file now (blocking; for shutdown and tests)."""
         self._flush_once()
 
-    def close(self, compact: bool = True) -> Path | None:
+    def close(self, compact: bool = True, *, retry_for: float = 0.0) -> Path | None:
         """Final flush, then (``compact``) merge this session's files into one compact file.
 
-        Returns the compact file's path, if one was written. Idempotent.
+        A failing final flush (disk full) is retried for ``retry_for`` seconds, then raises
+        ``RunLogError`` (the rows it could not write are counted in ``unwritten``). A failing
+        compaction is not an error: the part files stay, complete, and the next resume
+        compacts them. Returns the compact file's path, if one was written. Idempotent.
         """
         with self._lock:
             if self._closed:
@@ -143,13 +155,32 @@ class RunLogWriter:
         self._stop = True
         self._wake.set()
         self._thread.join()
-        self._flush_once()
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                self._flush_once()
+                break
+            except RunLogError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(0.2, left))  # space may be freed meanwhile
         if not compact:
             return None
         with self._io_lock:
             if len(self._files) <= 1 and all(f.kind == "compact" for f in self._files):
                 return None
-            return self._compact_mine()
+            try:
+                return self._compact_mine()
+            except OSError as e:
+                log.warning("run log: compaction skipped (%s); the part files are kept", e)
+                return None
+
+    @property
+    def unwritten(self) -> int:
+        """Rows appended and not yet in a part file."""
+        with self._lock:
+            return len(self._rows)
 
     def __enter__(self) -> RunLogWriter:
         return self
@@ -193,13 +224,16 @@ class RunLogWriter:
                     f"writing the run log in {self.log_dir} failed: {e}. Rows are kept in "
                     "memory and retried every flush; free disk space or fix permissions"
                 )
-                raise RunLogError(msg) from e
+                raise RunLogError(msg, e, len(self._rows)) from e
             self.last_error = None
             self.last_flush_s = time.perf_counter() - start
             if renamed and self._compact_every and self._parts_since_compact() >= (
                 self._compact_every
             ):
-                self._compact_parts()
+                try:
+                    self._compact_parts()
+                except OSError as e:  # the parts stay complete; compacted later
+                    log.warning("run log: compaction skipped (%s); the part files are kept", e)
 
     def _snapshot_inflight(self) -> frozenset[str] | None:
         source = self._inflight
@@ -219,10 +253,15 @@ class RunLogWriter:
         seq = self._seq
         final = self.log_dir / files.part_name(self.session, seq)
         tmp = self.log_dir / f".{final.name}.tmp"
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with create_temp(tmp) as f:
+                faultpoints.fail("log:write")
+                pq.write_table(table, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk gets its space back
+            raise
         if inflight is not None:
             # the part's own jobs too: if we die before its rename they were sent but unlogged
             batch_ids = {r.get("job_id") for r in rows} - {None}
