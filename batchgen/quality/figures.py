@@ -154,7 +154,9 @@ def cheaper_settings(groups: list[dict[str, Any]], margin: float = MARGIN) -> li
             f"{_label(cheap, pair)} averaged {cheap['mean_score']:.1f} at "
             f"${cheap['cost_per_image_usd']:.4f}/image, {_label(dear, pair)} "
             f"{dear['mean_score']:.1f} at ${dear['cost_per_image_usd']:.4f} ({dear['size']}): "
-            f"within {margin:g} points, {_label(cheap, pair)} would have saved "
+            + (f"within {margin:g} points" if cheap["mean_score"] < dear["mean_score"]
+               else "as good or better")
+            + f", {_label(cheap, pair)} would have saved "
             f"${saving:.4f} per image (${saving * dear['images']:.2f} on this run's "
             f"{dear['images']} {_label(dear, pair)} images)"
         )
