@@ -39,7 +39,7 @@ def _to_nano(usd: float) -> int:
 class Reservation:
     """Money held for one job until it is settled (once)."""
 
-    __slots__ = ("_budget", "amount_nano", "job_id", "model", "settled")
+    __slots__ = ("_budget", "job_id", "model", "amount_nano", "settled")
 
     def __init__(self, budget: Budget, job_id: str, model: str | None, amount_nano: int) -> None:
         self._budget = budget
