@@ -39,6 +39,8 @@ class RowContext:
     provider: str
     images_dir: Path
     checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
+    # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
+    image_tag: str = ""
 
 
 class RunControl:

@@ -16,6 +16,7 @@ from batchgen.analyze.load import load_manifest, read_columns
 from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
+from batchgen.quality.figures import quality_figures
 
 REPORT_VERSION = 1
 _DEFAULT = object()
@@ -60,6 +61,8 @@ def analyze_run(
         **failure_figures(run_dir, failed_ids),
         "series": series,
     }
+    # scores of `batchgen score` (scores/), joined to the log; None when never scored
+    fig["quality"] = quality_figures(run_dir)
     fig["ratings"] = rate_run(fig, thresholds)
     lookup = (
         default_price_lookup(manifest.settings.get("prices"))

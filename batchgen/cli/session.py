@@ -52,6 +52,9 @@ class SessionPlan:
     cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
     sim_config: Any  # SimConfig when connection.provider == "sim"
     quiet: bool
+    # a regeneration round (resume --regenerate-below): file name tag and the round header
+    image_tag: str = ""
+    extra_headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
             provider = OpenAIImages(
-                base_url, plan.connection.api_key, connections=settings.concurrency + 4
+                base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+                extra_headers=plan.extra_headers,
             )
             tg.start_soon(_watch_signals, control, settings.grace_s, console)
             tg.start_soon(_watch_disk, writer, inflight, control)
@@ -101,7 +105,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
-                            plan.rundir.images_dir, checker,
+                            plan.rundir.images_dir, checker=checker, image_tag=plan.image_tag,
                         ),
                         settings=settings,
                         control=control,

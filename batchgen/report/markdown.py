@@ -94,6 +94,26 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
             )
     else:
         out += ["Skipped (--no-image-checks).", ""]
+    q = r.get("quality")
+    if q:
+        mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+        out += [f"{level} Quality", ""]
+        out += [cell(
+            f"{q['images_scored']} images scored by {q['scorer']}, mean {mean}; "
+            f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
+            f"scoring cost ${q['scoring_cost_usd']:.4f}"
+        ), ""]  # fmt: skip
+        out += _table(
+            ["model", "quality", "size", "scored", "mean score", "cost / image"],
+            [[g["model"], g["quality"], g["size"], g["images_scored"], f"{g['mean_score']:.2f}",
+              by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])]
+             for g in q["by_setting"]],
+        )  # fmt: skip
+        out += _table(
+            ["score", "image", "best", "reasons"],
+            [[f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", w["reasons"]]
+             for w in q["weakest"]],
+        )  # fmt: skip
     if r.get("autopilot"):
         out += [cell(autopilot_line(r["autopilot"])), ""]
     out += [f"{level} Recommendations", ""]

@@ -144,6 +144,31 @@ def recommendations(report: dict[str, Any]) -> Text:
     return out
 
 
+def quality_tables(q: dict[str, Any]) -> list[Any]:
+    """Score summary, score by setting beside cost per image, the weakest images."""
+    mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+    head = Text(
+        f"Quality ({q['scorer']}): {q['images_scored']} images scored, mean {mean}; "
+        f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
+        f"scoring cost ${q['scoring_cost_usd']:.4f} ({q['scoring_requests']} requests)"
+        + (f"; {q['jobs_regenerated']} jobs regenerated over {q['rounds']} round(s), "
+           f"{q['jobs_best_from_regeneration']} now best from a new image"
+           if q["jobs_regenerated"] else "")
+    )  # fmt: skip
+    dist = " ".join(f"{d['score']}:{d['images']}" for d in q["distribution"] if d["images"])
+    by = _table("Score by setting", "model", "quality", "size", "scored", "mean score",
+                "cost / image")  # fmt: skip
+    for g in q["by_setting"]:
+        per = g["cost_per_image_usd"]
+        by.add_row(str(g["model"]), str(g["quality"]), str(g["size"]), str(g["images_scored"]),
+                   f"{g['mean_score']:.2f}", f"${per:.4f}" if per is not None else "n/a")
+    weak = _table("Weakest images", "score", "image", "best?", "reasons / defects")
+    for w in q["weakest"]:
+        why = w["reasons"] + (f" [{'; '.join(w['defects'])}]" if w["defects"] else "")
+        weak.add_row(f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", why)
+    return [head, Text(f"score distribution {dist}", style="dim"), by, weak]
+
+
 def render_text(report: dict[str, Any], console: Console) -> None:
     report = printable_all(report)
     title = Text(f"batchgen report — {report['run_name']}", style="bold")
@@ -164,6 +189,9 @@ def render_text(report: dict[str, Any], console: Console) -> None:
     if report["failed_jobs"]:
         console.print(failed_table(report))
     console.print(images_table(report))
+    if report.get("quality"):
+        for part in quality_tables(report["quality"]):
+            console.print(part)
     console.print(Text(report["paused_note"], style="dim"))
     if report.get("autopilot"):
         console.print(Text(autopilot_line(report["autopilot"])))

@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: an OpenAI-compatible ``POST /v1/images/generations`` on aiohttp.
 
 POST /v1/images/generations    (also /images/generations)  the images API
+POST /v1/chat/completions      (also /chat/completions)    a vision judge (sim/chat.py)
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
 GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
@@ -21,9 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from batchgen.sim import responses
+from batchgen.sim import chat, responses
 from batchgen.sim.config import SimConfig, SimConfigError
-from batchgen.sim.faults import FaultPlanner, parse_directives
+from batchgen.sim.faults import FaultPlanner, parse_directives, wrong_rounds
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
@@ -93,6 +94,7 @@ class SimServer:
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
+        chat.add_routes(app, self)
         app.router.add_get("/_sim/stats", self.handle_stats)
         app.router.add_post("/_sim/reset", self.handle_reset)
         app.router.add_get("/_sim/config", self.handle_get_config)
@@ -184,8 +186,13 @@ class SimServer:
                 status=503, text=responses.HTML_503, content_type="text/html", headers=headers
             )
 
-        images = await self._rendered(req, config)
+        images = await self._rendered(req, config, _round_of(request))
         payload = self._success_body(request, req, images, fault)
+        if fault in (None, "bad_base64", "not_image") and req.family == "gpt":
+            usage = responses.response_fields(req)["usage"]
+            self.stats.record_billed(
+                "images", req.model, usage["input_tokens"], usage["output_tokens"]
+            )
         if fault is None:
             self.stats.record_outcome(OK, images=req.n)
         elif fault == "truncated_json":
@@ -207,17 +214,25 @@ class SimServer:
         if expected is not None and key.strip() != expected:
             raise responses.wrong_key()
 
-    async def _rendered(self, req: ImageRequest, config: SimConfig) -> list[Rendered]:
+    async def _rendered(
+        self, req: ImageRequest, config: SimConfig, round_: int = 1
+    ) -> list[Rendered]:
         # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
         sized = not (config.tiny or config.image_kb)
         width, height = (req.width, req.height) if sized else (0, 0)
         variants = config.variants or (0 if sized else 8)
+        # a regeneration round (batchgen resume --regenerate-below) is a new picture; the
+        # judge (sim/chat.py) reads quality and wrongness from the mark (none on the
+        # benchmarks' image_kb noise)
+        source = req.prompt if round_ <= 1 else f"{req.prompt}\x00round{round_}"
+        wrong = int(round_ <= wrong_rounds(req.prompt))
+        mark = "" if config.image_kb else f"quality={req.quality};wrong={wrong}"
         out = []
         for i in range(req.n):
             key = ImageKey(
                 width, height, req.output_format, req.transparent,
-                variant_of(req.prompt, i, variants), config.seed, config.tiny,
-                config.image_kb,
+                variant_of(source, i, variants), config.seed, config.tiny,
+                config.image_kb, mark,
             )  # fmt: skip
             found = self._images.peek(key)
             out.append(found if found is not None else await self._render_once(key))
@@ -363,3 +378,11 @@ class SimServer:
             err = ApiError(400, str(exc), code="invalid_value")
             return web.json_response(err.body(), status=400)
         return web.json_response(self.config.public_dict())
+
+
+def _round_of(request: web.Request) -> int:
+    """The regeneration round batchgen sends (``X-Batchgen-Round``; 1 without it)."""
+    try:
+        return max(1, int(request.headers.get("X-Batchgen-Round", "1")))
+    except ValueError:
+        return 1
