@@ -21,9 +21,10 @@ from batchgen.cli.common import (
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
-from batchgen.cli.run import make_sim_config, sim_settings
+from batchgen.cli.run import check_served, make_sim_config, sim_settings
 
 if TYPE_CHECKING:
     from batchgen.rundir import RunDir
@@ -124,10 +125,14 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     index = load_or_build(rundir.state_dir, job_file, job_sha256, defaults)
     rest = remaining(index, states, args.retry_failed)
     del index
-    connection = resolve_connection(
-        args.provider or recorded.get("provider"),
-        args.base_url or recorded.get("base_url"),
-        args.api_key_env or recorded.get("api_key_env"),
+    routed = providers_connection(args, recorded.get("endpoints"))
+    connection, endpoints = routed or (
+        resolve_connection(
+            args.provider or recorded.get("provider"),
+            args.base_url or recorded.get("base_url"),
+            args.api_key_env or recorded.get("api_key_env"),
+        ),
+        None,
     )
     _say_what_changed(console, manifest, job_file, job_sha256, rest)
     if not rest.run:
@@ -143,6 +148,8 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         job_file, defaults, prices, only=rest.run,
         rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
     )
+    if endpoints:
+        check_served(endpoints, checked)
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
     # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
@@ -187,6 +194,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
+        endpoints=endpoints,
     )
     result = anyio.run(execute, plan, console)
     finish(console, rundir, result, budget, quiet=args.quiet)

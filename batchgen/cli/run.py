@@ -19,6 +19,7 @@ from batchgen.cli.common import (
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
 
@@ -71,7 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = make_console()
     err = make_console(stderr=True)
     try:
-        connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        routed = providers_connection(args)
+        connection, endpoints = routed or (
+            resolve_connection(args.provider, args.base_url, args.api_key_env), None
+        )
         prices = load_prices(args)
         defaults = {k: getattr(args, k) for k in ("model", "size", "quality", "n")}
         values = pool_values(args)
@@ -80,6 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.jobfile, defaults, prices,
             rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
         )
+        if endpoints:
+            check_served(endpoints, checked)
         budget = make_budget(args, prices, checked)
         sim_config = make_sim_config(args) if connection.provider == "sim" else None
     except JobFileProblems as exc:
@@ -104,6 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         "max_cost": args.max_cost,
         "price_per_image": args.price_per_image,
     }
+    if endpoints:
+        from batchgen.cli.providers import describe
+
+        settings["endpoints"] = describe(endpoints)  # names, URLs, key variables: no key
+        settings["providers_file"] = str(Path(args.providers).resolve())
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, index, checked.sha256, defaults)
@@ -127,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cheapest_job_usd=checked.cheapest_job_usd,
                 sim_config=sim_config,
                 quiet=args.quiet,
+                endpoints=endpoints,
             )
             result = anyio.run(execute, plan, console)
     except RunDirError as exc:
@@ -150,6 +162,19 @@ def _store_index(
         return
     # the index is on disk: hand its buffers back before the run's own allocations start
     pa.default_memory_pool().release_unused()
+
+
+def check_served(endpoints: list[Any], checked: Any) -> None:
+    """Every model of the job file has an endpoint, or nothing is sent."""
+    from batchgen.cli.providers import unserved
+
+    missing = unserved(endpoints, {line.model for line in checked.quote.lines})
+    if missing:
+        msg = (
+            f"no endpoint of the providers file serves model(s) {', '.join(missing)}: add them "
+            "to an endpoint's models list"
+        )
+        raise UsageError(msg)
 
 
 def make_sim_config(args: argparse.Namespace) -> Any:

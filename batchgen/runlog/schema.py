@@ -56,6 +56,8 @@ SCHEMA = pa.schema(
         ("cost_usd", pa.float64()),
         ("cost_source", pa.string()),
         ("request_id", pa.string()),
+        # the providers file's endpoint that answered (`run --providers`); null otherwise
+        ("endpoint", pa.string()),
     ]
 )
 
