@@ -104,7 +104,9 @@ def test_a_wrong_key_is_auth_and_never_echoed(keyed_sim: Any, protocol: str) -> 
 
 
 @pytest.mark.parametrize("protocol", ("bfl", "fal"))
-def test_an_expired_result_url_is_an_invalid_response_retried(keyed_sim: Any, protocol: str) -> None:
+def test_an_expired_result_url_is_an_invalid_response_retried(
+    keyed_sim: Any, protocol: str
+) -> None:
     result = generate(protocol, keyed_sim, "[sim:expired_url] a fox")
     assert isinstance(result, AttemptError), result
     assert result.error_class is ErrorClass.INVALID_RESPONSE
@@ -187,7 +189,9 @@ def test_gemini_error_shapes_map_to_the_taxonomy() -> None:
         return g._error(status, json.dumps(body).encode(), {}, "application/json").error_class
 
     assert klass(429, "RESOURCE_EXHAUSTED") is ErrorClass.RATE_LIMIT
-    assert klass(429, "RESOURCE_EXHAUSTED", "check your plan and billing details") is ErrorClass.QUOTA
+    assert (
+        klass(429, "RESOURCE_EXHAUSTED", "check your plan and billing details") is ErrorClass.QUOTA
+    )
     per_day = [{"violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel"}]}]
     assert klass(429, "RESOURCE_EXHAUSTED", details=per_day) is ErrorClass.QUOTA
     assert klass(400, "INVALID_ARGUMENT") is ErrorClass.BAD_REQUEST

@@ -30,7 +30,9 @@ def providers_file(path: Path, endpoints: list[dict[str, Any]]) -> Path:
     for ep in endpoints:
         lines.append("[[endpoint]]")
         for key, value in ep.items():
-            lines.append(f"{key} = {json.dumps(value) if not isinstance(value, dict) else _table(value)}")
+            lines.append(
+                f"{key} = {json.dumps(value) if not isinstance(value, dict) else _table(value)}"
+            )
         lines.append("")
     path.write_text("\n".join(lines))
     return path
@@ -149,7 +151,9 @@ def test_the_run_stops_when_no_endpoint_is_left(make_sim: Any, tmp_path: Path) -
     assert ok_rows(run).num_rows < 30
 
 
-def test_a_model_no_endpoint_serves_is_refused_before_sending(make_sim: Any, tmp_path: Path) -> None:
+def test_a_model_no_endpoint_serves_is_refused_before_sending(
+    make_sim: Any, tmp_path: Path
+) -> None:
     sim = make_sim()
     endpoints = [{"name": "a", "protocol": "openai", "base_url": sim.base_url,
                   "key_env": "KEY_A", "models": ["gpt-image-1"]}]  # fmt: skip
@@ -183,7 +187,9 @@ def test_a_providers_file_holding_a_key_or_a_password_url_is_refused(tmp_path: P
             raise AssertionError(f"{bad} was accepted")
 
 
-def test_two_endpoints_of_600_rpm_sustain_about_1200_together(make_sim: Any, tmp_path: Path) -> None:
+def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
+    make_sim: Any, tmp_path: Path
+) -> None:
     """Each endpoint has its own limiter: two keys of 600 rpm (each sim enforces it) carry
     about twice what one does. Library level (run_pool + Router), ~7 s of real traffic."""
     import anyio

@@ -70,7 +70,12 @@ class BflImages(PollingProvider):
         return Poll()  # Pending, Queued, or anything new: keep polling until the timeout
 
     async def fetch_result(
-        self, job: Job, ticket: Any, poll: Poll, timeout: aiohttp.ClientTimeout, invalid: Any,
+        self,
+        job: Job,
+        ticket: Any,
+        poll: Poll,
+        timeout: aiohttp.ClientTimeout,
+        invalid: Any,
         request_id: str | None,
     ) -> GenerateResult:
         raw = await self._download(poll.result, timeout, self.expired(request_id), invalid)

@@ -56,7 +56,12 @@ class FalImages(PollingProvider):
         return Poll()  # IN_QUEUE, IN_PROGRESS
 
     async def fetch_result(
-        self, job: Job, ticket: Any, poll: Poll, timeout: aiohttp.ClientTimeout, invalid: Any,
+        self,
+        job: Job,
+        ticket: Any,
+        poll: Poll,
+        timeout: aiohttp.ClientTimeout,
+        invalid: Any,
         request_id: str | None,
     ) -> GenerateResult:
         url = str(ticket)

@@ -65,7 +65,12 @@ class JsonHttp:
         return provider_text(value, (self._key,), limit)
 
     async def _request(
-        self, method: str, url: str, *, headers: dict[str, str], data: bytes | None,
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        data: bytes | None,
         timeout: aiohttp.ClientTimeout,
     ) -> tuple[int, Any, bytes, str]:
         """(status, headers, body, content type); an error answer's body is cut to 64 KB, a
@@ -104,7 +109,10 @@ class JsonHttp:
         return payload
 
     async def _download(
-        self, url: str, timeout: aiohttp.ClientTimeout, expired: Callable[[int], AttemptError],
+        self,
+        url: str,
+        timeout: aiohttp.ClientTimeout,
+        expired: Callable[[int], AttemptError],
         invalid: Callable[[str], AttemptError],
     ) -> bytes:
         """A signed result URL, fetched without the key. ``expired(status)`` is the error
@@ -122,7 +130,9 @@ class JsonHttp:
                     raise invalid(f"the result download is larger than {self._max_download} bytes")
                 return bytes(body)
         except aiohttp.ClientError as exc:
-            raise invalid(self._redact(f"result download failed: {type(exc).__name__}: {exc}")) from exc
+            raise invalid(
+                self._redact(f"result download failed: {type(exc).__name__}: {exc}")
+            ) from exc
 
 
 def checked_image(
@@ -138,9 +148,7 @@ def checked_image(
     return ImageData(raw, ext, revised)
 
 
-def b64_image(
-    data: Any, where: str, invalid: Callable[[str], AttemptError]
-) -> ImageData:
+def b64_image(data: Any, where: str, invalid: Callable[[str], AttemptError]) -> ImageData:
     if not isinstance(data, str) or not data:
         raise invalid(f"{where} has no base64 data")
     try:
@@ -160,8 +168,10 @@ def same_site(url: str, base_url: str) -> bool:
     if a.hostname == b.hostname:
         return a.port == b.port
     parent = ".".join(b.hostname.split(".")[-2:])
-    return "." in parent and not parent.replace(".", "").isdigit() and (
-        a.hostname.endswith("." + parent) or a.hostname == parent
+    return (
+        "." in parent
+        and not parent.replace(".", "").isdigit()
+        and (a.hostname.endswith("." + parent) or a.hostname == parent)
     )
 
 

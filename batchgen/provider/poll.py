@@ -74,7 +74,12 @@ class PollingProvider(JsonHttp):
         raise NotImplementedError
 
     async def fetch_result(
-        self, job: Job, ticket: Any, poll: Poll, timeout: aiohttp.ClientTimeout, invalid: Any,
+        self,
+        job: Job,
+        ticket: Any,
+        poll: Poll,
+        timeout: aiohttp.ClientTimeout,
+        invalid: Any,
         request_id: str | None,
     ) -> GenerateResult:
         raise NotImplementedError

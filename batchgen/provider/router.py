@@ -161,7 +161,10 @@ class Router:
             except AttemptError as exc:
                 exc.endpoint, exc.wait_s = ep.name, wait
                 self._answered(ep, ticket, exc)
-                if exc.error_class.action is Action.STOP_RUN and exc.error_class is not ErrorClass.DISK:
+                if (
+                    exc.error_class.action is Action.STOP_RUN
+                    and exc.error_class is not ErrorClass.DISK
+                ):
                     if ep.down is None:
                         ep.down = exc
                     raise self._rerouted_or_final(job, ep, exc, wait) from None

@@ -84,7 +84,9 @@ class ProtocolSims:
         verdict = s.limiter.check(req.n)
         if not verdict.allowed:
             s.stats.record_outcome(SERVER_RATE_LIMITED)
-            return Outcome("limited", verdict.retry_after_s, limit_by=verdict.limited_by or "requests")
+            return Outcome(
+                "limited", verdict.retry_after_s, limit_by=verdict.limited_by or "requests"
+            )
         s.stats.record_accepted(s._monotonic(), req.n)
         decision = s._planner.decide(s.config, req.prompt, directives)
         kind = decision.fault or "ok"
@@ -130,7 +132,9 @@ class ProtocolSims:
         if ratio not in _GEMINI_SIZE:
             return error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}")
         try:
-            outcome = self.admit(_request(request.match_info["model"], prompt, 1, *_GEMINI_SIZE[ratio]))
+            outcome = self.admit(
+                _request(request.match_info["model"], prompt, 1, *_GEMINI_SIZE[ratio])
+            )
         except ApiError as exc:
             return error(400, "INVALID_ARGUMENT", exc.message)
         kind = outcome.kind
@@ -310,7 +314,7 @@ class ProtocolSims:
         return web.json_response({"status": "COMPLETED", "request_id": rid})
 
     async def fal_result(self, request: web.Request) -> web.Response:
-        rid, task, ok = self._fal_task(request)
+        _rid, task, ok = self._fal_task(request)
         if not ok:
             return web.json_response({"detail": "Unauthorized"}, status=401)
         if task is None or self.s._monotonic() < task["ready"]:

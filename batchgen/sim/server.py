@@ -196,7 +196,8 @@ class SimServer:
         elif fault == "truncated_json":
             self.stats.record_outcome(fault)
             payload = payload[: len(payload) // 2]
-        elif fault in ("bad_base64", "not_image"):
+        elif fault in ("bad_base64", "not_image", "expired_url"):
+            # expired_url: a `url` answer's file is gone at once; base64 cannot expire
             self.stats.record_outcome(fault)
         elif fault == "disconnect":
             self.stats.record_outcome(fault)
@@ -284,6 +285,8 @@ class SimServer:
         elif fault == "bad_base64":
             source = None  # the download fails: a url that answers 404
         self._store_file(file_id, source)
+        if fault == "expired_url":
+            self._files[file_id] = (source, self._monotonic() - 1.0)
         item: dict[str, str] = {
             "url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
         }
