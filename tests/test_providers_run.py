@@ -230,3 +230,37 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     # one endpoint cannot pass 600 (its sim refuses more); together ≈ 1,200
     assert rpm > 900, f"{rpm:.0f} rpm over {elapsed:.1f}s, split {per}"
     print(f"two endpoints: {rpm:.0f} rpm over {elapsed:.1f}s, split {per}")
+
+
+def test_a_model_whose_only_endpoint_is_out_stays_pending_and_resume_finishes_it(
+    make_sim: Any, tmp_path: Path
+) -> None:
+    openai_sim, gemini_sim = make_sim(), make_sim(fail_after={"quota": 1})
+    endpoints = [
+        {"name": "o", "protocol": "openai", "base_url": openai_sim.base_url, "key_env": "KEY_A",
+         "models": ["gpt-image-1"]},
+        {"name": "g", "protocol": "gemini", "base_url": f"{gemini_sim.root_url}/v1beta",
+         "key_env": "KEY_B", "models": ["gemini-2.5-flash-image"]},
+    ]  # fmt: skip
+    jobs = [{"id": f"j{i}", "prompt": f"p {i}", "size": "1024x1024",
+             "model": "gpt-image-1" if i % 2 else "gemini-2.5-flash-image"}
+            for i in range(20)]  # fmt: skip
+    job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", jobs)
+    providers = providers_file(tmp_path / "providers.toml", endpoints)
+    run = tmp_path / "run"
+    env = env_with(KEY_A=KEY_A, KEY_B=KEY_B)
+    done = run_cli(["run", str(job_file), "--run-dir", str(run), "--providers", str(providers),
+                    "--yes", "--concurrency", "2"], env=env)  # fmt: skip
+    assert done.code == 3 and "stopped (quota)" in done.stdout, done.output
+    table = log_table(run, ["job_id", "model", "status"])
+    ok = [r for r in table.to_pylist() if r["status"] == "ok"]
+    # every OpenAI job went on after the Gemini endpoint was taken out
+    assert {r["job_id"] for r in ok if r["model"] == "gpt-image-1"} == {
+        f"j{i}" for i in range(1, 20, 2)
+    }
+    assert sum(1 for r in ok if r["model"] != "gpt-image-1") == 1
+    gemini_sim.update(fail_after={})
+    gemini_sim.reset()
+    again = run_cli(["resume", str(run), "--yes"], env=env)  # endpoints from run.json
+    assert again.code == 0, again.output
+    assert ok_rows(run).num_rows == 20 and len(image_files(run)) == 20
