@@ -273,8 +273,9 @@ class JobRunner:
             request_id=result.request_id,
             error_message=getattr(result, "note", None),  # what was odd about a usable answer
         )
-        if result.endpoint is not None:
-            _routed(row, result.endpoint, result.wait_s)
+        endpoint = getattr(result, "endpoint", None)  # a Router's answer (several endpoints)
+        if endpoint is not None:
+            _routed(row, endpoint, result.wait_s)
         _usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), cost or 0.0)
