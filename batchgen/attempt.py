@@ -218,7 +218,9 @@ class JobRunner:
         tried.t0 = anyio.current_time()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
-        self.inflight.add(job.id)
+        if not getattr(self.provider, "adds_inflight", False):
+            # (a Router adds it itself, when the request leaves its endpoint's limiter)
+            self.inflight.add(job.id)
         try:
             return await self._send_and_save(tried, billed, ticket)
         finally:

@@ -200,3 +200,46 @@ def test_gemini_error_shapes_map_to_the_taxonomy() -> None:
     assert klass(503, "UNAVAILABLE") is ErrorClass.SERVER
     assert klass(504, "DEADLINE_EXCEEDED") is ErrorClass.TIMEOUT
     assert klass(400, "INVALID_ARGUMENT", "API key not valid.") is ErrorClass.AUTH
+
+
+def test_a_job_waiting_for_its_endpoint_is_not_journaled_as_sent(make_sim: Any) -> None:
+    """The Router adds a job to the pool's in-flight set (the sent journal) when its request
+    leaves the endpoint's limiter, not while it waits there: a crash then does not call a
+    waiting job "possibly billed twice"."""
+    from batchgen.limits import RateLimiter
+    from batchgen.provider.openai import OpenAIImages
+    from batchgen.provider.router import Endpoint, Router
+
+    sim = make_sim(latency_mean=0.2)
+    finished: list[str] = []
+    added_after: dict[str, int] = {}
+
+    class Journal(set[str]):
+        def add(self, job_id: str) -> None:
+            added_after[job_id] = len(finished)
+            super().add(job_id)
+
+    async def main() -> None:
+        limiter = RateLimiter(None, None, concurrency=1, adapt=False)
+        provider = OpenAIImages(sim.base_url, KEY)
+        router = Router([Endpoint("e", "openai", provider, limiter, frozenset({"gpt-image-1"}))])
+        router.inflight = Journal()
+        assert router.adds_inflight
+
+        async def one(jid: str) -> None:
+            j = Job.make(jid, 1, {"prompt": jid, "model": "gpt-image-1", "n": 1})
+            result = await router.generate(j, timeout=5)
+            assert result.endpoint == "e"
+            finished.append(jid)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, "first")
+                while "first" not in router.inflight:  # polled: no timing assumption
+                    await anyio.sleep(0.001)
+                tg.start_soon(one, "second")
+        finally:
+            await provider.aclose()
+
+    anyio.run(main)
+    assert added_after == {"first": 0, "second": 1}

@@ -82,6 +82,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         from batchgen.cli.providers import build_router, resolve_keys
 
         router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.values, control)
+        router.inflight = inflight  # added to the sent journal when a request really leaves
         limiter: RateLimiter = router.gate
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:

@@ -92,12 +92,20 @@ class Router:
             raise ValueError("a Router needs at least one endpoint")
         self.endpoints = endpoints
         self.control = control
+        # the pool's in-flight set (the sent journal): the Router adds a job when its request
+        # really leaves (after the endpoint's limiter), so a job still waiting at a crash is
+        # not "possibly billed twice"; the pool discards it after the row, as for one endpoint
+        self.inflight: set[str] | None = None
         self.by_model: dict[str, list[Endpoint]] = {}
         for ep in endpoints:
             for model in sorted(ep.models):
                 self.by_model.setdefault(model, []).append(ep)
         cap = sum(ep.limiter.concurrency_cap for ep in endpoints)
         self.gate = SharedGate(cap, self.describe)
+
+    @property
+    def adds_inflight(self) -> bool:
+        return self.inflight is not None
 
     def serves(self, model: str | None) -> bool:
         return model in self.by_model
@@ -156,6 +164,8 @@ class Router:
             wait = anyio.current_time() - start
             if not ep.alive:  # taken out while this attempt waited for it
                 raise self._rerouted_or_final(job, ep, ep.down, wait)  # type: ignore[arg-type]
+            if self.inflight is not None:
+                self.inflight.add(job.id)
             try:
                 result = await ep.provider.generate(job, timeout=timeout)
             except AttemptError as exc:
