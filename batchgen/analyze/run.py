@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.analyze import figures as F
+from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
 from batchgen.analyze.load import load_manifest, read_columns
@@ -57,6 +58,7 @@ def analyze_run(
         **F.rate_limit_figures(cols, throughput["active_s"]),
         **F.cost_figures(cols, throughput["images"]),
         "autopilot": _autopilot(manifest),
+        "by_endpoint": endpoint_figures(run_dir, manifest),
         "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
         **failure_figures(run_dir, failed_ids),
         "series": series,

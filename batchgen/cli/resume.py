@@ -22,9 +22,10 @@ from batchgen.cli.common import (
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
-from batchgen.cli.run import make_sim_config, sim_settings
+from batchgen.cli.run import check_served, make_sim_config, sim_settings
 from batchgen.cli.score import add_scorer_arguments
 
 if TYPE_CHECKING:
@@ -133,16 +134,21 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     index = load_or_build(rundir.state_dir, job_file, job_sha256, defaults)
     rest = remaining(index, states, args.retry_failed)
     del index
-    connection = resolve_connection(
-        args.provider or recorded.get("provider"),
-        args.base_url or recorded.get("base_url"),
-        args.api_key_env or recorded.get("api_key_env"),
+    routed = providers_connection(args, recorded.get("endpoints"))
+    connection, endpoints = routed or (
+        resolve_connection(
+            args.provider or recorded.get("provider"),
+            args.base_url or recorded.get("base_url"),
+            args.api_key_env or recorded.get("api_key_env"),
+        ),
+        None,
     )
     _say_what_changed(console, manifest, job_file, job_sha256, rest)
     if args.regenerate_below is not None:
         code = EXIT_OK
         if rest.run:
-            code = _run_rest(args, rundir, console, manifest, job_file, defaults, rest, connection)
+            code = _run_rest(args, rundir, console, manifest, job_file, defaults, rest,
+                             connection, endpoints)  # fmt: skip
             if code not in (EXIT_OK, EXIT_FAILED):
                 return code
         from batchgen.quality.regenerate import regenerate
@@ -160,12 +166,14 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
             + (" (rerun them with --retry-failed)" if rest.skipped_failed else "")
         )
         return EXIT_OK
-    return _run_rest(args, rundir, console, manifest, job_file, defaults, rest, connection)
+    return _run_rest(args, rundir, console, manifest, job_file, defaults, rest, connection,
+                     endpoints)  # fmt: skip
 
 
 def _run_rest(
     args: argparse.Namespace, rundir: RunDir, console: Any, manifest: dict[str, Any],
     job_file: Path, defaults: dict[str, Any], rest: Any, connection: Any,
+    endpoints: list[Any] | None = None,
 ) -> int:  # fmt: skip
     """Run the jobs without a successful result (the resume proper)."""
     import anyio
@@ -189,6 +197,8 @@ def _run_rest(
         job_file, defaults, prices, only=rest.run,
         rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
     )
+    if endpoints:
+        check_served(endpoints, checked)
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
     # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
@@ -237,6 +247,7 @@ def _run_rest(
         cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
+        endpoints=endpoints,
     )
     result = anyio.run(execute, plan, console)
     finish(console, rundir, result, budget, quiet=args.quiet)

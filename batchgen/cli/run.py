@@ -19,6 +19,7 @@ from batchgen.cli.common import (
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
 
@@ -77,7 +78,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if via == "live" and (args.detach or args.deadline is not None):
             raise UsageError("--detach and --deadline go with --via batch")
-        connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        routed = providers_connection(args)
+        connection, endpoints = routed or (
+            resolve_connection(args.provider, args.base_url, args.api_key_env), None
+        )
+        if via == "batch" and endpoints:
+            raise UsageError("--via batch goes to one OpenAI endpoint: drop --providers, or "
+                             "run the batch with --base-url / --api-key-env")
         if args.detach and connection.provider == "sim":
             raise UsageError("--detach needs a provider that outlives this process: the "
                              "in-process simulator stops with it (serve one: batchgen sim)")
@@ -93,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.jobfile, defaults, prices,
             rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
         )
+        if endpoints:
+            check_served(endpoints, checked)
         budget = make_budget(args, prices, checked)
         sim_config = make_sim_config(args) if connection.provider == "sim" else None
     except JobFileProblems as exc:
@@ -122,6 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from batchgen.cli.batch import batch_settings
 
         settings["batch"] = batch_settings(args)
+    if endpoints:
+        from batchgen.cli.providers import describe
+
+        settings["endpoints"] = describe(endpoints)  # names, URLs, key variables: no key
+        settings["providers_file"] = str(Path(args.providers).resolve())
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, index, checked.sha256, defaults)
@@ -145,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cheapest_job_usd=checked.cheapest_job_usd,
                 sim_config=sim_config,
                 quiet=args.quiet,
+                endpoints=endpoints,
             )
             if via == "batch":
                 from batchgen.cli.batch import run_via_batch
@@ -180,6 +195,19 @@ def _store_index(
         return
     # the index is on disk: hand its buffers back before the run's own allocations start
     pa.default_memory_pool().release_unused()
+
+
+def check_served(endpoints: list[Any], checked: Any) -> None:
+    """Every model of the job file has an endpoint, or nothing is sent."""
+    from batchgen.cli.providers import unserved
+
+    missing = unserved(endpoints, {line.model for line in checked.quote.lines})
+    if missing:
+        msg = (
+            f"no endpoint of the providers file serves model(s) {', '.join(missing)}: add them "
+            "to an endpoint's models list"
+        )
+        raise UsageError(msg)
 
 
 def make_sim_config(args: argparse.Namespace) -> Any:

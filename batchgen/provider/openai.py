@@ -79,6 +79,10 @@ class OpenAIImages:
             await self._session.close()
             self._session = None
 
+    def _url_for(self, job: Job) -> str:
+        """Where this job's request goes (Azure: per deployment)."""
+        return self._url
+
     def _redact(self, text: str) -> str:
         return redact(text, (self._key,))
 
@@ -95,7 +99,7 @@ class OpenAIImages:
             raise AttemptError(ErrorClass.BAD_REQUEST, msg) from exc
         try:
             async with self._client().post(
-                self._url, data=data, headers=self._headers, timeout=client_timeout
+                self._url_for(job), data=data, headers=self._headers, timeout=client_timeout
             ) as resp:
                 headers = resp.headers
                 status = resp.status

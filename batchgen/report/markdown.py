@@ -116,6 +116,15 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
         )  # fmt: skip
     if r.get("autopilot"):
         out += [cell(autopilot_line(r["autopilot"])), ""]
+    if r.get("by_endpoint"):
+        out += [f"{level} By endpoint", ""]
+        out += _table(
+            ["endpoint", "protocol", "jobs", "ok", "images", "p50 s", "cost", "learned rpm",
+             "taken out"],
+            [[e["name"], e["protocol"], e["jobs"], e["jobs_succeeded"], e["images"],
+              e["latency_p50_s"], f"${e['cost_usd']:.4f}", e["learned_rpm"],
+              (e["taken_out"] or {}).get("class", "")] for e in r["by_endpoint"]],
+        )  # fmt: skip
     out += [f"{level} Recommendations", ""]
     out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
         "None: nothing in this run's figures calls for a change."

@@ -169,6 +169,27 @@ def quality_tables(q: dict[str, Any]) -> list[Any]:
     return [head, Text(f"score distribution {dist}", style="dim"), by, weak]
 
 
+def endpoints_table(report: dict[str, Any]) -> Table:
+    """Figures by endpoint (`run --providers`)."""
+    table = _table("By endpoint", "endpoint", "protocol", "jobs", "success", "images",
+                   "p50 / p95 s", "cost", "429s", "learned rpm / conc.", "state")  # fmt: skip
+
+    def num(v: Any, fmt: str = "{:g}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    for ep in report["by_endpoint"]:
+        out = ep.get("taken_out")
+        table.add_row(
+            str(ep["name"]), str(ep["protocol"]), str(ep["jobs"]),
+            num(ep["success_rate"], "{:.1%}"), str(ep["images"]),
+            f"{num(ep['latency_p50_s'])} / {num(ep['latency_p95_s'])}",
+            f"${ep['cost_usd']:.4f}", str(ep["throttled"]),
+            f"{num(ep['learned_rpm'])} / {num(ep['learned_concurrency'])}",
+            f"out ({out['class']})" if isinstance(out, dict) else "ok",
+        )  # fmt: skip
+    return table
+
+
 def render_text(report: dict[str, Any], console: Console) -> None:
     report = printable_all(report)
     title = Text(f"batchgen report — {report['run_name']}", style="bold")
@@ -188,6 +209,8 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         console.print(errors_table(report))
     if report["failed_jobs"]:
         console.print(failed_table(report))
+    if report.get("by_endpoint"):
+        console.print(endpoints_table(report))
     console.print(images_table(report))
     if report.get("quality"):
         for part in quality_tables(report["quality"]):

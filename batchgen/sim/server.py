@@ -91,6 +91,13 @@ class SimServer:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/v1/images/generations", self.handle_generate)
         app.router.add_post("/images/generations", self.handle_generate)
+        # Azure OpenAI: the same API per deployment, the key in an `api-key` header
+        app.router.add_post(
+            "/openai/deployments/{deployment}/images/generations", self.handle_generate
+        )
+        from batchgen.sim import protocols  # Gemini, Black Forest Labs, fal
+
+        protocols.add_routes(app, self)
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
@@ -135,7 +142,10 @@ class SimServer:
     async def _generate(
         self, request: web.Request, body: Any, request_id: str, started: float
     ) -> web.StreamResponse:
-        self._check_auth(request.headers.get("Authorization", ""))
+        if "deployment" in request.match_info:
+            self._check_azure(request, body)
+        else:
+            self._check_auth(request.headers.get("Authorization", ""))
         if body is None:
             msg = (
                 "We could not parse the JSON body of your request. Send a JSON object "
@@ -198,7 +208,8 @@ class SimServer:
         elif fault == "truncated_json":
             self.stats.record_outcome(fault)
             payload = payload[: len(payload) // 2]
-        elif fault in ("bad_base64", "not_image"):
+        elif fault in ("bad_base64", "not_image", "expired_url"):
+            # expired_url: a `url` answer's file is gone at once; base64 cannot expire
             self.stats.record_outcome(fault)
         elif fault == "disconnect":
             self.stats.record_outcome(fault)
@@ -213,6 +224,23 @@ class SimServer:
         expected = self.config.api_key
         if expected is not None and key.strip() != expected:
             raise responses.wrong_key()
+
+    def _check_azure(self, request: web.Request, body: Any) -> None:
+        """Azure: ``api-key`` (a bearer header is refused: Azure's key auth does not read it),
+        an ``api-version`` query, and the deployment's name standing for the model."""
+        key = request.headers.get("api-key", "").strip()
+        if not key:
+            msg = ("Access denied due to missing subscription key. Make sure to include an "
+                   "api-key header when making requests to an API.")  # fmt: skip
+            raise ApiError(401, msg, code="401")
+        if self.config.api_key is not None and key != self.config.api_key:
+            msg = ("Access denied due to invalid subscription key or wrong API endpoint. Make "
+                   "sure to provide a valid key for an active subscription.")  # fmt: skip
+            raise ApiError(401, msg, code="401")
+        if not request.query.get("api-version"):
+            raise ApiError(404, "Resource not found", code="404")
+        if isinstance(body, dict) and not body.get("model"):
+            body["model"] = request.match_info["deployment"]
 
     async def _rendered(
         self, req: ImageRequest, config: SimConfig, round_: int = 1
@@ -277,6 +305,8 @@ class SimServer:
         elif fault == "bad_base64":
             source = None  # the download fails: a url that answers 404
         self._store_file(file_id, source)
+        if fault == "expired_url":
+            self._files[file_id] = (source, self._monotonic() - 1.0)
         item: dict[str, str] = {
             "url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
         }
