@@ -214,6 +214,10 @@ def _say_what_changed(
     console: Any, manifest: dict[str, Any], job_file: Path, job_sha256: str, rest: Any
 ) -> None:
     if job_sha256 == manifest.get("job_file_sha256"):
+        if rest.edited:  # same file, other content: an edit's input photos changed
+            shown = ", ".join(rest.edited[:10]) + (" ..." if len(rest.edited) > 10 else "")
+            console.print(f"input images changed: {len(rest.edited)} job(s) run again: {shown}",
+                          markup=False)  # fmt: skip
         return
     console.print(
         f"[yellow]the job file {job_file} changed since the run started:[/] "

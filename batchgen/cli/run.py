@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
-        _store_index(rundir, index, checked.sha256, defaults)
+        _store_index(rundir, index, checked.sha256, defaults, args.jobfile)
         with rundir.lock():
             manifest = rundir.load()
             session = rundir.begin_session({}, redact_argv(sys.argv))
@@ -137,13 +137,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _store_index(
-    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any]
+    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any],
+    job_file: str,
 ) -> None:
-    """Keep the job file's index for resume; without it resume rescans the file (slower)."""
+    """Keep the job file's index for resume; without it resume rescans the file (slower).
+    Not for a file of edits: its fingerprints depend on input photos that can change."""
     import pyarrow as pa
 
+    from batchgen.jobs.inputs import may_have_inputs
     from batchgen.runlog.jobindex import write_index
 
+    if may_have_inputs(job_file):
+        return
     try:
         write_index(rundir.state_dir, index.table(), job_sha256, defaults)
     except OSError:

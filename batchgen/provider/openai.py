@@ -1,4 +1,5 @@
-"""OpenAI-compatible images provider: ``POST {base_url}/images/generations`` over aiohttp.
+"""OpenAI-compatible images provider: ``POST {base_url}/images/generations`` over aiohttp,
+and ``POST {base_url}/images/edits`` for jobs with input images (batchgen.provider.edits).
 
 Speaks to OpenAI, Azure-style proxies, aggregators, LiteLLM and local servers that use the same
 protocol. Every failure leaves as an AttemptError whose class comes from batchgen.errors; every
@@ -28,6 +29,7 @@ from batchgen.errors import (
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
+from batchgen.provider.edits import edit_request
 from batchgen.provider.usage import parse_usage
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
@@ -56,6 +58,7 @@ class OpenAIImages:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._url = f"{self.base_url}/images/generations"
+        self._edits_url = f"{self.base_url}/images/edits"
         self._key = api_key
         self._max_download = max_download_bytes
         self._max_answer = max_answer_bytes
@@ -88,14 +91,21 @@ class OpenAIImages:
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
+        url, headers = self._url, self._headers
+        data: Any
         try:
             data = request_bytes(job.body)
         except TypeError as exc:  # validation refuses such a body; kept for library callers
             msg = f"the request body cannot be sent as JSON ({exc}): fix job line {job.line}"
             raise AttemptError(ErrorClass.BAD_REQUEST, msg) from exc
+        if job.inputs:
+            data, content_type = await edit_request(job)
+            url, headers = self._edits_url, dict(headers)
+            if content_type is None:
+                del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
         try:
             async with self._client().post(
-                self._url, data=data, headers=self._headers, timeout=client_timeout
+                url, data=data, headers=headers, timeout=client_timeout
             ) as resp:
                 headers = resp.headers
                 status = resp.status

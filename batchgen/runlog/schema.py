@@ -10,6 +10,10 @@ status:
            (the run stopped), so the job is pending
 final:     True on the last row of a job within a session (ok, failed for good, or pending)
 cost_source: usage (from the response's usage tokens) / price-table / recovered / unknown / none
+input_hashes: an edit's inputs, images then mask: "sha256:<hex>" of a local file's content,
+           "url:<url>" or "file_id:<id>" for a remote one (null for a generation)
+vars:      a spec cell's variables as canonical JSON ({"background":"oak","style":"studio"});
+           null for jobs not from a spec. DuckDB: vars->>'style'
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ SCHEMA = pa.schema(
         ("cost_usd", pa.float64()),
         ("cost_source", pa.string()),
         ("request_id", pa.string()),
+        ("input_hashes", pa.list_(pa.string())),
+        ("vars", pa.string()),
     ]
 )
 

@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: an OpenAI-compatible ``POST /v1/images/generations`` on aiohttp.
 
 POST /v1/images/generations    (also /images/generations)  the images API
+POST /v1/images/edits          (also /images/edits)        edits: multipart or JSON (sim/edits.py)
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
 GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from batchgen.sim import responses
 from batchgen.sim.config import SimConfig, SimConfigError
+from batchgen.sim.edits import EditRequest
 from batchgen.sim.faults import FaultPlanner, parse_directives
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest, validate
@@ -83,9 +85,13 @@ class SimServer:
         self.limiter.restart()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        # edits upload images (up to 16 of < 50 MB each on the real API; the simulator
+        # takes bodies up to 128 MB)
+        app = web.Application(client_max_size=128 * 1024 * 1024)
         app.router.add_post("/v1/images/generations", self.handle_generate)
         app.router.add_post("/images/generations", self.handle_generate)
+        app.router.add_post("/v1/images/edits", self.handle_edit)
+        app.router.add_post("/images/edits", self.handle_edit)
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         app.router.add_get("/_sim/stats", self.handle_stats)
@@ -96,13 +102,28 @@ class SimServer:
 
     # -- the images API --------------------------------------------------------------------
     async def handle_generate(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
         raw = await request.read()
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
+        return await self._serve(request, body)
+
+    async def handle_edit(self, request: web.Request) -> web.StreamResponse:
+        from batchgen.sim.edits import parse_edit
+
+        try:
+            edit: EditRequest | ApiError = await parse_edit(request, self.config.extra_models)
+        except ApiError as err:
+            edit = err
+        body = edit.body if not isinstance(edit, ApiError) else {}
+        return await self._serve(request, body, edit)
+
+    async def _serve(
+        self, request: web.Request, body: Any, edit: EditRequest | ApiError | None = None
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
         prompt = body.get("prompt") if isinstance(body, dict) else None
         self.stats.record_received(
             prompt if isinstance(prompt, str) else None, self._monotonic()
@@ -116,7 +137,7 @@ class SimServer:
         self.in_flight += 1
         self.stats.record_in_flight(self.in_flight)
         try:
-            return await self._generate(request, body, request_id, started)
+            return await self._generate(request, body, request_id, started, edit)
         except ApiError as err:
             outcome = {404: MODEL_NOT_FOUND, 401: UNAUTHORIZED}.get(err.status, INVALID_REQUEST)
             self.stats.record_outcome(outcome)
@@ -126,9 +147,17 @@ class SimServer:
             self.in_flight -= 1
 
     async def _generate(
-        self, request: web.Request, body: Any, request_id: str, started: float
+        self,
+        request: web.Request,
+        body: Any,
+        request_id: str,
+        started: float,
+        edit: EditRequest | ApiError | None = None,
     ) -> web.StreamResponse:
         self._check_auth(request.headers.get("Authorization", ""))
+        if isinstance(edit, ApiError):
+            raise edit
+        image_tokens = edit.image_tokens if edit is not None else 0
         if body is None:
             msg = (
                 "We could not parse the JSON body of your request. Send a JSON object "
@@ -180,7 +209,7 @@ class SimServer:
             )
 
         images = await self._rendered(req, config)
-        payload = self._success_body(request, req, images, fault)
+        payload = self._success_body(request, req, images, fault, image_tokens)
         if fault is None:
             self.stats.record_outcome(OK, images=req.n)
         elif fault == "truncated_json":
@@ -229,7 +258,12 @@ class SimServer:
         return await asyncio.shield(task)
 
     def _success_body(
-        self, request: web.Request, req: ImageRequest, images: list[Rendered], fault: str | None
+        self,
+        request: web.Request,
+        req: ImageRequest,
+        images: list[Rendered],
+        fault: str | None,
+        image_tokens: int = 0,
     ) -> bytes:
         created = int(time.time())
         revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
@@ -237,7 +271,7 @@ class SimServer:
             items = [self._url_item(request, req, img, fault, revised) for img in images]
         else:
             items = [responses.b64_item(img, fault, revised) for img in images]
-        rest = responses.response_fields(req) if req.family == "gpt" else {}
+        rest = responses.response_fields(req, image_tokens) if req.family == "gpt" else {}
         tail = json.dumps(rest).encode()[1:] if rest else b"}"
         sep = b"," if rest else b""
         return b'{"created":%d,"data":[' % created + b",".join(items) + b"]" + sep + tail
