@@ -32,7 +32,13 @@ def register(subparsers: Any) -> None:
         "run", help="run a job file of prompts", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("jobfile", help="JSONL, OpenAI batch JSONL, CSV or plain text job file")
+    parser.add_argument(
+        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+    )
+    parser.add_argument(
+        "--max-jobs", metavar="N", type=int,
+        help="refuse (exit 2, nothing sent) a job file or spec of more than N jobs",
+    )
     parser.add_argument(
         "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
     )
@@ -70,6 +76,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = make_console()
     err = make_console(stderr=True)
+    from batchgen.cli.planvars import too_many_jobs
+
+    if refused := too_many_jobs(args.jobfile, args.max_jobs):
+        err.print(refused[0], markup=False)
+        return EXIT_USAGE
     try:
         connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
         prices = load_prices(args)
@@ -80,6 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.jobfile, defaults, prices,
             rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
         )
+        if args.max_jobs is not None and checked.jobs > args.max_jobs:
+            msg = f"{args.jobfile}: {checked.jobs:,} jobs, more than --max-jobs {args.max_jobs:,}"
+            raise UsageError(msg)
         budget = make_budget(args, prices, checked)
         sim_config = make_sim_config(args) if connection.provider == "sim" else None
     except JobFileProblems as exc:
