@@ -148,10 +148,11 @@ def variables_table(report: dict[str, Any]) -> Table:
     """A spec run's success rate, latency and cost per value of each variable."""
     t = _table("By variable", "variable", "value", "jobs", "ok", "fail", "pend",
                "success", "p50 s", "p95 s", "cost")  # fmt: skip
+    t.padding = (0, 1, 0, 0)
     for col in t.columns[:2]:
-        col.overflow, col.no_wrap, col.max_width = "ellipsis", True, 24
-    for col in t.columns[2:]:
-        col.justify, col.no_wrap = "right", True
+        col.overflow, col.no_wrap, col.max_width = "ellipsis", True, 20
+    for col, width in zip(t.columns[2:], (4, 4, 4, 4, 7, 5, 5, 7), strict=True):
+        col.justify, col.no_wrap, col.min_width = "right", True, width
     for name, rows in report["by_variable"].items():
         for r in rows:
             t.add_row(
