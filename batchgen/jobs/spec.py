@@ -59,7 +59,6 @@ class Spec:
     zipped: list[tuple[str, list[Any]]] = field(default_factory=list)
     repeat: int = 1
     files: list[Path] | None = None  # the images glob, expanded (one job per file)
-    glob_key: str = "image"
     csv_path: Path | None = None
     csv_columns: list[str] = field(default_factory=list)
     csv_rows: int = 1
@@ -191,8 +190,7 @@ def _globbed(spec: Spec, bad: Any) -> None:
             found = [p for p in found if p.is_file()]
             if not found:
                 bad(key, f'the pattern "{value}" matches no file: check the folder and pattern')
-            spec.files = found
-            spec.glob_key = key
+            spec.files = found  # one job per file: its "image"
             del spec.template[key]
             return
 
@@ -331,7 +329,7 @@ def _record(
         parts.append(f"row={row_no}")
     if file is not None:
         names["stem"] = file.stem
-        fields[spec.glob_key] = str(file)
+        fields["image"] = str(file)
         parts.append(f"stem={_safe(file.stem)}")
     for i, pick in enumerate(picks, 1):
         names[f"v{i}"] = pick
