@@ -127,3 +127,26 @@ def test_invalid_inputs_are_file_line_errors_and_nothing_is_sent(
         assert f"{jobs}:2: " in done.output and expect in done.output, done.output
     assert sim.stats["received"] == 0
     assert not (tmp_path / "run").exists()
+
+
+def test_a_url_input_goes_as_the_json_form(tmp_path: Path, sim: Any) -> None:
+    from batchgen.jobs.inputs import input_image_tokens
+
+    Image.new("RGB", (64, 200), "red").save(tmp_path / "a.png")
+    jobs = tmp_path / "jobs.jsonl"
+    job = {"id": "mix", "prompt": "combine them", "input_fidelity": "low",
+           "images": ["a.png", "https://example.com/b.png", "file-abc123"]}  # fmt: skip
+    jobs.write_text(json.dumps(job) + "\n")
+    run = tmp_path / "run"
+    done = run_cli(["run", str(jobs), "--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim),
+                    "--quiet"], env=cli_env())  # fmt: skip
+    assert done.code == 0, done.output
+    (row,) = [r for r in log_table(run).to_pylist() if r["status"] == "ok"]
+    assert row["input_hashes"] == [_sha(tmp_path / "a.png"), "url:https://example.com/b.png",
+                                   "file_id:file-abc123"]  # fmt: skip
+    # the simulator read the data URL (64x200: 4 tiles) and counted the remote ones as
+    # 1024x1024 (1 tile each)
+    assert input_image_tokens(64, 200) != input_image_tokens(1024, 1024)
+    assert row["input_image_tokens"] == input_image_tokens(64, 200) + 2 * input_image_tokens(
+        1024, 1024
+    )

@@ -246,11 +246,12 @@ def _mask_problems(mask: InputImage, first: InputImage | None) -> list[str]:
     if first is not None and first.kind == "path" and first.width and (
         (mask.width, mask.height) != (first.width, first.height)
     ):
-        return [
+        msg = (
             f'mask "{mask.ref}" is {mask.width}x{mask.height} but the first image '
             f'"{first.ref}" is {first.width}x{first.height}: a mask must have the same '
             "dimensions as the image it edits; resize the mask"
-        ]
+        )
+        return [msg]
     return []
 
 

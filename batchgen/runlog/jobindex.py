@@ -136,7 +136,6 @@ def load_or_build(
     """The index for resume: the stored one when it matches, else scan the job file (the
     slow path) and store the result, so the next resume is fast."""
     from batchgen import jobs  # looked up at call time: tests replace jobs.job_index
-
     from batchgen.jobs.inputs import may_have_inputs
 
     # an edit's fingerprint covers its input photos, which change without the job file:
