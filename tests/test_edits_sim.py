@@ -151,3 +151,14 @@ def test_the_openai_client_edits_against_the_simulator(sim: Any) -> None:
     assert result.data and result.data[0].b64_json
     assert result.usage is not None
     assert result.usage.input_tokens_details.image_tokens == 2 * input_image_tokens(64, 64)
+
+
+def test_edits_count_against_the_server_limits(make_sim: Any) -> None:
+    from tests.simhelpers import FakeClock
+
+    clock = FakeClock()
+    sim = make_sim(rpm=60, clock=clock)  # one a second, the bucket holds one
+    statuses = [multipart(sim, BASE, [("image[]", png())])[0] for _ in range(2)]
+    assert statuses == [200, 429]
+    clock.advance(1.0)
+    assert multipart(sim, BASE, [("image[]", png())])[0] == 200
