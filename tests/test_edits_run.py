@@ -74,6 +74,12 @@ def test_a_folder_of_photos_runs_as_edits_and_resume_redoes_the_changed_one(
     assert [r["job_id"] for r in second] == ["e3"]
     assert second[0]["status"] == "ok" and second[0]["input_hashes"] == [_sha(photos[3])]
     assert sim.stats["ok"] == 11
+    # exported jobs keep finding their photos from anywhere
+    out = tmp_path / "elsewhere" / "ok.jsonl"
+    out.parent.mkdir()
+    assert run_cli(["jobs", str(run), "--status", "ok", "-o", str(out)], env=cli_env()).code == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(j["image"]) for j in exported] == [p.resolve() for p in photos]
     # and nothing more to do afterwards
     third = run_cli(["resume", str(run), *sim_flags(sim), "--quiet"], env=cli_env())
     assert third.code == 0 and "nothing to resume" in third.output

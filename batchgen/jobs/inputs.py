@@ -298,3 +298,25 @@ def may_have_inputs(path: str | Path) -> bool:
                 return True
             tail = chunk[-16:]
     return False
+
+
+def portable_body(body: dict[str, Any], inputs: tuple[InputImage, ...]) -> dict[str, Any]:
+    """The body with local inputs as absolute paths: a job written to another file (``batchgen
+    jobs -o``) still finds its photos."""
+    if not inputs:
+        return body
+    where = {(i.role, i.ref): i.path for i in inputs if i.kind == "path"}
+
+    def fix(role: str, ref: Any) -> Any:
+        return where.get((role, ref), ref) if isinstance(ref, str) else ref
+
+    out = dict(body)
+    for key in ("image", "images"):
+        if key in out:
+            value = out[key]
+            out[key] = [fix("image", v) for v in value] if isinstance(value, list) else fix(
+                "image", value
+            )
+    if "mask" in out:
+        out["mask"] = fix("mask", out["mask"])
+    return out
