@@ -162,6 +162,8 @@ def test_spec_run_report_by_variable_and_grid(tmp_path: Path, sim: Any) -> None:
     assert rows["studio"]["latency_p50_s"] is not None
     text = run_cli(["report", str(run)], env=cli_env()).stdout
     assert "By variable" in text and "lifestyle" in text
+    md = run_cli(["report", str(run), "--format", "md"], env=cli_env()).stdout
+    assert "## By variable" in md and "| style | studio | 8 |" in md
 
     html_done = run_cli(["report", str(run), "--format", "html", "--grid", "style,product"],
                         env=cli_env())  # fmt: skip
