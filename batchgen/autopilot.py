@@ -204,6 +204,13 @@ class RateControl:
             if self.current > w_max:
                 self.w_max = self.current / self.cfg.plateau  # passed cleanly: a new plateau
 
+    @property
+    def known(self) -> bool:
+        """A real limit, not a guess: a flag, an announced limit, or two cuts at it."""
+        return not self.slow_start and (
+            self.source in ("flag", "headers") or self.losses >= 2
+        ) and math.isfinite(self.current)
+
     def learned(self) -> float | None:
         """The rate the provider sustains, as far as this run found out."""
         if self.announced is not None:
@@ -225,6 +232,12 @@ class InflightControl:
         self.limit = float(self.cap if fixed else min(self.cap, cfg.start_inflight))
         self.slow_start = not fixed
         self.refused_at: int | None = None  # in-flight count of the last concurrency 429
+        # in flight that a known rate limit needs (rate × latency): the rate bounds the load
+        # then, so the limit may grow to this whatever the latency does, and never shrinks
+        # under it for latency (a busy client's own queueing looks like the provider's)
+        self.need = 0.0
+        self.last_median: float | None = None
+        self._shrunk = 0  # latency cuts in a row
         self.losses = 0
         self.shrinks = 0
         self.peak = 0
@@ -265,19 +278,31 @@ class InflightControl:
         if span < self.cfg.interval_s * 0.5 - 1e-6 or len(self._window) < 5:
             return
         median = sorted(self._window)[len(self._window) // 2]
+        self.last_median = median
         full = self._full
         self._window, self._full, self._window_start = [], False, now
         self._medians.append((now, median))
         while self._medians and self._medians[0][0] < now - 60.0:
             self._medians.popleft()
         floor = min(m for _, m in self._medians)
-        if median > self.cfg.latency_tolerance * floor and full:
+        ceiling = self.cap if self.refused_at is None else max(1, self.refused_at - 1)
+        need = min(self.need, ceiling)
+        if median > self.cfg.latency_tolerance * floor and full and self.limit > need:
+            if self._shrunk >= 3:
+                # three cuts and the latency did not come back: it is not our load (slower
+                # prompts, a slower model); take it as the new floor
+                self._medians.clear()
+                self._medians.append((now, median))
+                self._shrunk = 0
+                return
             # latency grows with load: a queue is forming at the provider
-            self.limit = max(1.0, self.limit * 0.9)
+            self.limit = max(1.0, need, self.limit * 0.9)
             self.slow_start = False
             self.shrinks += 1
+            self._shrunk += 1
             return
-        if not full:
+        self._shrunk = 0
+        if not full or (median > self.cfg.latency_tolerance * floor and self.limit >= need):
             return
         if self.slow_start:
             self.limit = min(self.cap, self.limit * 2)

@@ -319,6 +319,10 @@ class RateLimiter:
             if paced is not None:
                 paced.control.tick(now)
                 paced.sync()
+        req = self.requests.control if self.requests is not None else None
+        latency = self.inflight.last_median
+        if req is not None and latency is not None and req.known:
+            self.inflight.need = req.current / 60.0 * latency * 1.25
         if self._slots.limit != self.inflight.slots:
             self._slots.set_limit(self.inflight.slots)
 

@@ -41,6 +41,7 @@ ENDINGS = frozenset(
         "stopped_disk",
         "interrupted",
         "crashed",
+        "detached",  # --via batch --detach: batches submitted, left running at the provider
     }
 )
 _SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)

@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import autopilot, memory, overhead, scale, utilisation
+from bench import autopilot, batch_collect, memory, overhead, scale, utilisation
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -70,6 +70,9 @@ SPECS = (
          lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
     Spec("report", "6. report, 1M rows",
          lambda root, quick, _: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
+    Spec("batch_collect", "7. --via batch: collect a ≥ 1 GB output file",
+         lambda root, quick, _: batch_collect.bench_batch_collect(
+             root, *((40, 500) if quick else (batch_collect.JOBS, batch_collect.IMAGE_KB)))),
 )  # fmt: skip
 
 

@@ -263,3 +263,38 @@ def test_a_given_rpm_starts_there_at_once() -> None:
     t0 = p.accepted[0][0]
     assert rate(p.accepted, t0, t0 + 10) >= 0.95 * 1200
     assert _share(p) <= 0.005
+
+
+def test_latency_that_triples_does_not_starve_a_pool_paced_by_a_known_rate() -> None:
+    """A busy client's own queueing inflates every latency it measures. With a rate limit
+    known (here announced), the in-flight limit keeps what that rate needs (rate × latency)."""
+    start: list[float] = []
+
+    def latency(rng: object) -> float:
+        now = anyio.current_time()
+        start.append(now) if not start else None
+        return 0.3 if now - start[0] < 5 else 0.9
+
+    p, limiter, took = _scenario({"rpm": 1200, "latency": latency}, [1] * 1300, concurrency=64)
+    t0 = p.accepted[0][0]
+    assert rate(p.accepted, t0 + 10, t0 + 50) >= 0.95 * 1200 * 0.985
+    assert limiter.inflight.peak >= 18  # 19.7/s × 0.9 s
+
+
+def test_latency_that_rises_for_good_is_taken_as_the_new_floor_after_three_cuts() -> None:
+    cfg = AutopilotConfig(start_inflight=32)
+    control = InflightControl(256, cfg, now=0.0)
+    control.slow_start = False
+    clock = [0.0]
+
+    def window(latency: float) -> int:
+        control.sent_at(control.slots)
+        for _ in range(5):
+            clock[0] += 0.1
+            control.on_ok(clock[0], control.slots, latency)
+        return control.slots
+
+    assert window(0.3) == 33
+    slots = [window(1.0) for _ in range(6)]  # three times slower from now on, whatever we do
+    assert slots[:3] == [29, 26, 24]  # three cuts (× 0.9 each) ...
+    assert slots[3] == 24 and slots[4:] == [25, 26]  # ... then the new floor, and growth again

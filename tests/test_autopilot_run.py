@@ -23,6 +23,17 @@ def _jobs(path: Path, count: int) -> Path:
     return path
 
 
+def _run(tmp_path: Path, sim: Any, jobs: int, *flags: str, timeout: float = 60) -> tuple[Any, Path]:
+    """``batchgen run`` of ``jobs`` prompts against ``sim``; returns (finished, run dir)."""
+    run_dir = tmp_path / "run"
+    done = run_cli(
+        ["run", str(_jobs(tmp_path / "jobs.jsonl", jobs)), "--run-dir", str(run_dir),
+         *sim_flags(sim), *MODEL_FLAGS, "--yes", "--quiet", *flags],
+        env=cli_env(), timeout=timeout,
+    )  # fmt: skip
+    return done, run_dir
+
+
 def _manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "run.json").read_text())
 
@@ -36,12 +47,7 @@ def test_a_burst_of_tiny_retry_after_429s_fails_no_job(
 ) -> None:
     # 300 requests/min, ~1 s of burst: the sim answers 429 with retry-after-ms of a few ms
     sim = make_sim(rpm=300, latency_mean=0.02)
-    run_dir = tmp_path / "run"
-    done = run_cli(
-        ["run", str(_jobs(tmp_path / "jobs.jsonl", 60)), "--run-dir", str(run_dir),
-         *sim_flags(sim), *MODEL_FLAGS, "--max-attempts", "1", "--yes", "--quiet", *flags],
-        env=cli_env(), timeout=120,
-    )  # fmt: skip
+    done, run_dir = _run(tmp_path, sim, 60, "--max-attempts", "1", *flags, timeout=120)
     assert done.code == 0, done.output
     log = read_log(run_dir)
     limited = log.filter(pc.equal(log["error_class"], "rate_limit"))
@@ -58,12 +64,7 @@ def test_nothing_but_429s_stops_the_run_after_the_stall_timeout_with_jobs_pendin
     make_sim: Any, tmp_path: Path
 ) -> None:
     sim = make_sim(faults={"rate_limit": 1.0}, retry_after_s=0.01)
-    run_dir = tmp_path / "run"
-    done = run_cli(
-        ["run", str(_jobs(tmp_path / "jobs.jsonl", 12)), "--run-dir", str(run_dir),
-         *sim_flags(sim), *MODEL_FLAGS, "--stall-timeout", "2", "--yes", "--quiet"],
-        env=cli_env(), timeout=60,
-    )  # fmt: skip
+    done, run_dir = _run(tmp_path, sim, 12, "--stall-timeout", "2", timeout=60)
     assert done.code == 3, done.output
     assert "no progress for" in done.output and "batchgen resume" in done.output
     assert "Traceback" not in done.stderr
@@ -84,12 +85,7 @@ def test_what_the_autopilot_learned_is_in_run_json_and_the_report(
     make_sim: Any, tmp_path: Path
 ) -> None:
     sim = make_sim(rpm=600, latency_mean=0.05)
-    run_dir = tmp_path / "run"
-    done = run_cli(
-        ["run", str(_jobs(tmp_path / "jobs.jsonl", 80)), "--run-dir", str(run_dir),
-         *sim_flags(sim), *MODEL_FLAGS, "--yes", "--quiet"],
-        env=cli_env(), timeout=60,
-    )  # fmt: skip
+    done, run_dir = _run(tmp_path, sim, 80, timeout=60)
     assert done.code == 0, done.output
     learned = _manifest(run_dir)["sessions"][-1]["summary"]["autopilot"]
     assert learned["rpm"] == 600.0 and learned["rpm_source"] == "headers"
@@ -108,12 +104,7 @@ def test_a_short_run_with_a_few_random_429s_recommends_no_limit(
     """The demo's case: 26 jobs, random 429s, no provider limit reached — today's rate is
     bounded by the job count, so no --rpm (slower than needed) is recommended."""
     sim = make_sim(faults={"rate_limit": 0.1}, retry_after_s=0.01, seed=3)
-    run_dir = tmp_path / "run"
-    done = run_cli(
-        ["run", str(_jobs(tmp_path / "jobs.jsonl", 26)), "--run-dir", str(run_dir),
-         *sim_flags(sim), *MODEL_FLAGS, "--yes", "--quiet"],
-        env=cli_env(), timeout=60,
-    )  # fmt: skip
+    done, run_dir = _run(tmp_path, sim, 26, timeout=60)
     assert done.code == 0, done.output
     report = json.loads(
         run_cli(["report", str(run_dir), "--format", "json"], env=cli_env()).stdout

@@ -156,3 +156,15 @@ def test_a_url_input_goes_as_the_json_form(tmp_path: Path, sim: Any) -> None:
     assert row["input_image_tokens"] == input_image_tokens(64, 200) + 2 * input_image_tokens(
         1024, 1024
     )
+
+
+def test_edits_are_refused_via_batch_before_anything_is_sent(tmp_path: Path, sim: Any) -> None:
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "e", "prompt": "recolour", "image": "a.png"}) + "\n")
+    done = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *MODEL_FLAGS,
+                    *sim_flags(sim), "--via", "batch"], env=cli_env())  # fmt: skip
+    assert done.code == 2 and "edits (jobs with image/images/mask) go through the live API" in (
+        done.output
+    )
+    assert sim.stats["received"] == 0 and not (tmp_path / "run").exists()

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.register(sub)
     report.register(sub)
     _register_optional(sub, "batchgen.cli.export")
+    _register_optional(sub, "batchgen.cli.batch")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
     sim.set_defaults(func=_main_sim)

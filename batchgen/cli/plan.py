@@ -45,6 +45,11 @@ def register(subparsers: Any) -> None:
         help="seconds one request takes, for the minimum wall time (default: the model's "
         "typical latency from the price table, 15 s for gpt-image)",
     )
+    parser.add_argument(
+        "--via", choices=("live", "batch"), default="live",
+        help="batch: also quote the provider's Batch API (half price for OpenAI image models, "
+        "done within 24 h) beside the live price",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", dest="output_format")
     parser.add_argument(
         "--max-problems", metavar="N", type=int, default=20,
@@ -95,9 +100,20 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     counts = {"model": 0}
     quoter = Quoter(prices, assume_latency=args.assume_latency)
     tally = PlanTally()
+    batch_quoter = None
+    add = quoter.add
+    if getattr(args, "via", "live") == "batch":
+        from batchgen.money.batchrate import batch_table
+
+        batch_quoter = Quoter(batch_table(prices), assume_latency=args.assume_latency)
+
+        def add(job: Job, live: Callable[[Job], None] = quoter.add,
+                batch: Callable[[Job], None] = batch_quoter.add) -> None:  # fmt: skip
+            live(job)
+            batch(job)
 
     def then(job: Job) -> None:
-        quoter.add(job)
+        add(job)
         tally.add(job)
 
     try:
@@ -111,8 +127,11 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
         return EXIT_PROBLEMS
     shape = list(validation.problems)
     result: Quote | None = None
+    batch_result: Quote | None = None
     if validation.ok:
         result = quoter.result(rpm=args.rpm, ipm=args.ipm, concurrency=args.concurrency)
+        if batch_quoter is not None:
+            batch_result = batch_quoter.result()
     else:
         model_problems.clear()
         counts["model"] = 0
@@ -123,9 +142,12 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
               file=out)  # fmt: skip
         return EXIT_PROBLEMS
     if args.output_format == "json":
-        _print_json(out, args, shape + model_problems, total, result, tally.to_dict())
+        _print_json(out, args, shape + model_problems, total, result, batch_result,
+                    tally.to_dict())  # fmt: skip
     else:
         _print_text(out, args, shape, model_problems, total, result)
+        if batch_result is not None and result is not None:
+            print(_batch_sentence(result, batch_result), file=out)
         if result is not None:
             if validation.format == "spec":
                 print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
@@ -191,6 +213,20 @@ def _print_text(
         print(f"{total} problem(s) found: the jobs above would be refused (400).", file=out)
 
 
+def _batch_sentence(live: Quote, batch: Quote) -> str:
+    """The Batch API's quote beside the live one."""
+    from batchgen.money.render import usd
+
+    span = usd(batch.expected_usd) if batch.low_usd == batch.high_usd else (
+        f"{usd(batch.expected_usd)} ({usd(batch.low_usd)}–{usd(batch.high_usd)})")
+    share = f", {batch.expected_usd / live.expected_usd:.0%} of live" if live.expected_usd else ""
+    text = (f"--via batch: {span} expected{share} (live: {usd(live.expected_usd)}); "
+            "results within 24 h, not minutes")
+    if batch.unknown_models:
+        text += f"; no batch price for {', '.join(batch.unknown_models)} (not in the total)"
+    return text
+
+
 def _cap_sentence(result: Quote, cap: float) -> str:
     from batchgen.money.render import usd
 
@@ -214,6 +250,7 @@ def _print_json(
     problems: list[Problem],
     total: int,
     result: Quote | None,
+    batch_result: Quote | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
     from batchgen.money.render import quote_to_dict
@@ -226,5 +263,7 @@ def _print_json(
         "max_cost": args.max_cost,
         **(extra or {}),
     }
+    if batch_result is not None:
+        document["batch_quote"] = quote_to_dict(batch_result)
     json.dump(document, out, indent=2, ensure_ascii=False)
     out.write("\n")

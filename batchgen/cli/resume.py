@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
         help="also rerun jobs that failed for good (content policy, bad request)",
     )
     add_session_arguments(parser, resume=True)
+    from batchgen.cli.batch import add_batch_arguments
+
+    add_batch_arguments(parser, resume=True)
     parser.set_defaults(func=cmd_resume)
 
 
@@ -108,6 +111,15 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     args = _namespace_with(args, recorded)
+    via = getattr(args, "via", None) or recorded.get("via") or "live"
+    from batchgen.cli.batch import open_parts_of, resume_via_batch
+
+    if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
+        # batches of this run: collect them first; --via batch submits the rest as batches
+        code = resume_via_batch(args, rundir, manifest, via, console, err)
+        if code is not None:
+            return code
+        manifest = rundir.load()
     job_file = Path(manifest["job_file"])
     if not job_file.exists():
         msg = f"the job file {job_file} of this run is gone: put it back to resume"

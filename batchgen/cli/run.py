@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
     )
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
+    from batchgen.cli.batch import add_batch_arguments
+
+    add_batch_arguments(parser, resume=False)
     parser.set_defaults(func=cmd_run)
 
 
@@ -81,9 +84,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if refused := too_many_jobs(args.jobfile, args.max_jobs):
         err.print(refused[0], markup=False)
         return EXIT_USAGE
+    via = args.via or "live"
     try:
+        if via == "live" and (args.detach or args.deadline is not None):
+            raise UsageError("--detach and --deadline go with --via batch")
         connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        if args.detach and connection.provider == "sim":
+            raise UsageError("--detach needs a provider that outlives this process: the "
+                             "in-process simulator stops with it (serve one: batchgen sim)")
         prices = load_prices(args)
+        if via == "batch" and _has_edits(args.jobfile):
+            raise UsageError("edits (jobs with image/images/mask) go through the live API "
+                             "only: run them without --via batch")  # fmt: skip
+        if via == "batch":
+            from batchgen.money.batchrate import batch_table
+
+            prices = batch_table(prices)  # quote, budget and costs at the batch rate
         defaults = {k: getattr(args, k) for k in ("model", "size", "quality", "n")}
         values = pool_values(args)
         index = IndexBuilder()
@@ -117,7 +133,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "prices": str(Path(args.prices).resolve()) if args.prices else None,
         "max_cost": args.max_cost,
         "price_per_image": args.price_per_image,
+        "via": via,
     }
+    if via == "batch":
+        from batchgen.cli.batch import batch_settings
+
+        settings["batch"] = batch_settings(args)
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, index, checked.sha256, defaults, args.jobfile)
@@ -142,6 +163,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 sim_config=sim_config,
                 quiet=args.quiet,
             )
+            if via == "batch":
+                from batchgen.cli.batch import run_via_batch
+
+                code = run_via_batch(args, rundir, plan, settings["batch"], console, err,
+                                     args.jobfile, defaults, lambda: plan.jobs)  # fmt: skip
+                if code is not None:
+                    return code
+                # the deadline: what the batches could not finish in time goes live
+                from batchgen.cli.resume import _resume_locked
+
+                args.via, args.retry_failed = "live", False
+                return _resume_locked(args, rundir, console, err)
             result = anyio.run(execute, plan, console)
     except RunDirError as exc:
         err.print(f"batchgen run: {exc}", markup=False)
@@ -169,6 +202,19 @@ def _store_index(
         return
     # the index is on disk: hand its buffers back before the run's own allocations start
     pa.default_memory_pool().release_unused()
+
+
+def _has_edits(job_file: str) -> bool:
+    """Whether any job of the file is an edit (a byte scan first; a parse only if it may)."""
+    from batchgen.jobs import JobFileError, iter_jobs
+    from batchgen.jobs.inputs import may_have_inputs
+
+    if not may_have_inputs(job_file):
+        return False
+    try:
+        return any(job.inputs for job in iter_jobs(job_file))
+    except (JobFileError, OSError, ValueError):
+        return False  # the validation that follows reports it
 
 
 def make_sim_config(args: argparse.Namespace) -> Any:

@@ -139,6 +139,15 @@ class Budget:
             self._refused.pop(job.id, None)
         return Reservation(self, job.id, job.model, amount)
 
+    def hold(self, usd: float, label: str) -> Reservation:
+        """Hold ``usd`` whatever the cap: money already committed to the provider (a batch
+        submitted earlier, still running), so later reservations see it. Settle it with what
+        was billed."""
+        amount = _to_nano_up(max(usd, 0.0))
+        with self._lock:
+            self._reserved += amount
+        return Reservation(self, label, None, amount)
+
     def exhausted_message(self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None) -> str:
         """What happened and how to continue, for the end of a run stopped by the cap."""
         cap = self.cap_usd or 0.0

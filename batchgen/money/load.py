@@ -30,7 +30,9 @@ SHIPPED = "batchgen/data/prices.toml"
 _SECTIONS = ("models", "output_tokens", "constraints")
 _TOKEN_RATES = ("text_input_per_1m", "image_input_per_1m", "image_output_per_1m")
 _CACHED_RATES = ("cached_text_input_per_1m", "cached_image_input_per_1m")
-_COMMON_KEYS = {"billing", "source", "as_of", "constraints", "note"}
+_COMMON_KEYS = {"billing", "source", "as_of", "constraints", "note"} | {
+    "batch_rate", "batch_source", "batch_as_of",
+}
 _MODEL_KEYS = {
     "tokens": _COMMON_KEYS | set(_TOKEN_RATES) | set(_CACHED_RATES) | {"output_tokens"},
     "per_image": _COMMON_KEYS | {"per_image"},
@@ -205,6 +207,7 @@ class _Checker:
             fields["output_tokens"] = self.output_tokens_ref(name, raw.get("output_tokens"))
         else:
             fields["per_image"] = self.per_image(name, raw.get("per_image"))
+        fields.update(self.batch(name, raw))
         if len(self.problems) > before:
             return None
         return ModelPrice(
@@ -215,6 +218,25 @@ class _Checker:
             constraints=constraints,
             **fields,
         )
+
+    def batch(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """``batch_rate`` (the Batch API's price as a fraction of live) with its own source."""
+        if "batch_rate" not in raw:
+            return {}
+        rate = raw["batch_rate"]
+        if not _is_amount(rate) or rate > 1:
+            self.fail("models", name, ".batch_rate", "must be a fraction of the live price in [0, 1], e.g. 0.5", rate)
+            return {}
+        out: dict[str, Any] = {"batch_rate": float(rate)}
+        for key in ("batch_source", "batch_as_of"):
+            value = raw.get(key)
+            if isinstance(value, dt.date):
+                value = value.isoformat()
+            if not isinstance(value, str) or not value.strip():
+                self.fail("models", name, f".{key}", "must say where the batch price comes from and when", value)
+            else:
+                out[key] = value
+        return out
 
     def per_image(self, name: str, raw: Any) -> dict[str, dict[str, float]]:
         key = ".per_image"

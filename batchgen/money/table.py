@@ -72,6 +72,10 @@ class ModelPrice:
     output_tokens: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)
     per_image: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     constraints: Constraints | None = None
+    # the Batch API's price as a fraction of the live one (None: not offered / not known)
+    batch_rate: float | None = None
+    batch_source: str | None = None
+    batch_as_of: str | None = None
 
     @property
     def auto_quality(self) -> str:

@@ -9,6 +9,8 @@ status:
   skipped  the job was taken but never sent: ``error_class`` is budget / cancelled / auth / quota
            (the run stopped), so the job is pending
 final:     True on the last row of a job within a session (ok, failed for good, or pending)
+provider_batch_id: the Batch API batch (``--via batch``) whose output or error line the row
+  logs; the line's ``custom_id`` is the job id. Null for live requests.
 cost_source: usage (from the response's usage tokens) / price-table / recovered / unknown / none
 input_hashes: an edit's inputs, images then mask: "sha256:<hex>" of a local file's content,
            "url:<url>" or "file_id:<id>" for a remote one (null for a generation)
@@ -60,6 +62,8 @@ SCHEMA = pa.schema(
         ("cost_usd", pa.float64()),
         ("cost_source", pa.string()),
         ("request_id", pa.string()),
+        # the provider's batch that produced the row (``--via batch``); null on the live path
+        ("provider_batch_id", pa.string()),
         ("input_hashes", pa.list_(pa.string())),
         ("vars", pa.string()),
     ]

@@ -50,6 +50,8 @@ def sim_config_from_args(args: argparse.Namespace, *, prefix: str = "") -> SimCo
         extra_models=extra,
         tiny=bool(get("tiny", False)),
         image_kb=get("image_kb"),
+        batch_seconds=get("batch_seconds") if get("batch_seconds") is not None else 1.0,
+        batch_faults=get("batch_faults") or {},
     )
 
 

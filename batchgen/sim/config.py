@@ -28,6 +28,7 @@ FAULT_CLASSES: tuple[str, ...] = (
 )
 FAIL_AFTER_CLASSES: tuple[str, ...] = ("auth", "quota")
 LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")
+BATCH_FAULTS: tuple[str, ...] = ("fail", "expire")
 
 
 class SimConfigError(ValueError):
@@ -75,11 +76,18 @@ class SimConfig:
     variants: int = 0
     url_ttl_s: float = 3600.0
     url_store_max: int = 10_000
+    # the Batch API (sim/batches.py): seconds a batch takes from creation to completed (the
+    # compressible clock), and batch faults: {"fail": K, "expire": K} makes the K-th batch
+    # created fail validation / expire half-way ("fail=1,expire=2"); line faults come from
+    # ``faults`` and prompt directives, as for live requests
+    batch_seconds: float = 1.0
+    batch_faults: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # freeze the containers too, so a caller's later edit cannot change a running sim
         object.__setattr__(self, "faults", MappingProxyType(dict(self.faults)))
         object.__setattr__(self, "fail_after", MappingProxyType(dict(self.fail_after)))
+        object.__setattr__(self, "batch_faults", _coerce("batch_faults", self.batch_faults))
         object.__setattr__(self, "limit_schedule", _coerce("limit_schedule", self.limit_schedule))
         object.__setattr__(self, "ipm_schedule", _coerce("ipm_schedule", self.ipm_schedule))
         object.__setattr__(self, "extra_models", _coerce("extra_models", self.extra_models))
@@ -111,6 +119,7 @@ class SimConfig:
         out["limit_schedule"] = [list(p) for p in self.limit_schedule]
         out["ipm_schedule"] = [list(p) for p in self.ipm_schedule]
         out["extra_models"] = list(self.extra_models)
+        out["batch_faults"] = dict(self.batch_faults)
         return out
 
 
@@ -119,6 +128,10 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_faults(value)
     if name == "fail_after" and isinstance(value, str):
         return {k: int(v) for k, v in parse_faults(value).items()}
+    if name == "batch_faults":
+        if isinstance(value, str):
+            value = parse_faults(value)
+        return MappingProxyType({k: int(v) for k, v in dict(value or {}).items()})
     if name in ("limit_schedule", "ipm_schedule"):
         if isinstance(value, str):
             return parse_schedule(value)
@@ -176,6 +189,11 @@ def _check_config(c: SimConfig) -> None:
         problems.append(f"latency_dist={c.latency_dist!r}: use one of {LATENCY_DISTRIBUTIONS}")
     if c.image_kb is not None and not (0 < c.image_kb <= 50_000):
         problems.append(f"image_kb={c.image_kb!r} must be in (0, 50000]")
+    for kind, k in c.batch_faults.items():
+        if kind not in BATCH_FAULTS or k < 1:
+            problems.append(f"batch_faults: {kind}={k!r}: use {'/'.join(BATCH_FAULTS)}=K, K >= 1")
+    if not (isinstance(c.batch_seconds, int | float) and c.batch_seconds >= 0):
+        problems.append(f"batch_seconds={c.batch_seconds!r} must be a number >= 0")
     if c.variants < 0:
         problems.append(f"variants={c.variants!r} must be >= 0")
     if problems:

@@ -68,6 +68,14 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
     )
     group.add_argument(f"{p}extra-models", default="", help="more model names, comma-separated")
     group.add_argument(
+        f"{p}batch-seconds", type=float, default=None, metavar="S",
+        help="Batch API: seconds a batch takes from creation to completed (default 1)",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}batch-faults", default="", metavar="fail=K,expire=K",
+        help="Batch API: the K-th batch created fails validation / expires half-way",
+    )  # fmt: skip
+    group.add_argument(
         f"{p}api-key-env", default=None, metavar="VAR",
         help="accept only the key in this environment variable (default: any bearer key)",
     )  # fmt: skip

@@ -6,6 +6,7 @@ GET  /v1/images/files/<id>.png                              dall-e ``url`` downl
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
 GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
                                                             the schedules' t0; live knobs
+/v1/files, /v1/batches                                      the Batch API (sim/batches.py)
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class SimServer:
         # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
         self._renders: dict[ImageKey, asyncio.Future[Rendered]] = {}
         self._files: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
+        from batchgen.sim.batches import SimBatches
+
+        self.batches = SimBatches(self)  # the Files and Batch APIs (sim/batches.py)
 
     # -- control -------------------------------------------------------------------------
     def update(self, **knobs: Any) -> SimConfig:
@@ -94,6 +98,7 @@ class SimServer:
         app.router.add_post("/images/edits", self.handle_edit)
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
+        self.batches.register(app)
         app.router.add_get("/_sim/stats", self.handle_stats)
         app.router.add_post("/_sim/reset", self.handle_reset)
         app.router.add_get("/_sim/config", self.handle_get_config)
@@ -369,7 +374,9 @@ class SimServer:
     # -- control routes --------------------------------------------------------------------
     async def handle_stats(self, request: web.Request) -> web.Response:
         timeline = request.query.get("timeline", "1") not in ("0", "false", "no")
-        return web.json_response(self.stats.snapshot(timeline=timeline))
+        return web.json_response(
+            {**self.stats.snapshot(timeline=timeline), "batch": self.batches.snapshot()}
+        )
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.reset()

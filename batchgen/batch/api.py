@@ -1,0 +1,205 @@
+"""The Files and Batch APIs over aiohttp (OpenAI's schemas: tests/data/openapi/).
+
+Every failure leaves as an :class:`~batchgen.errors.AttemptError` classified by
+``classify_http`` (the one taxonomy), its message redacted of the key. Transient classes
+(server, network, timeout, rate_limit) are retried here a few times with full-jitter backoff;
+what is left is for the caller to act on (auth and quota stop the session).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+
+from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after, redact
+
+_RETRIES = 5
+_CHUNK = 1 << 20
+
+
+class BatchApi:
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "batchgen"}
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _redact(self, text: str) -> str:
+        return redact(text, (self._key,))
+
+    # -- requests --------------------------------------------------------------------------
+    async def _call(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+        """One JSON call, retried on transient classes; returns the decoded answer."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._once(method, path, **kwargs)
+            except AttemptError as exc:
+                if not retry or not exc.error_class.retryable or attempt >= _RETRIES:
+                    raise
+                wait = exc.retry_after_s or random.uniform(0, min(30.0, 0.25 * 2**attempt))
+                await anyio.sleep(wait)
+
+    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        try:
+            async with self._client().request(
+                method, f"{self.base_url}{path}", headers=self._headers, timeout=timeout, **kwargs
+            ) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise self._http_error(resp.status, body, resp.headers, resp.content_type)
+        except AttemptError:
+            raise
+        except TimeoutError as exc:
+            raise AttemptError(ErrorClass.TIMEOUT, f"{method} {path}: no answer in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            msg = self._redact(f"{method} {path}: {type(exc).__name__}: {exc}")
+            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+        try:
+            return orjson.loads(body)
+        except ValueError as exc:
+            msg = f"{method} {path}: the answer is not JSON ({len(body)} bytes)"
+            raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200) from exc
+
+    def _http_error(self, status: int, body: bytes, headers: Any, content_type: str) -> AttemptError:
+        is_html = "html" in content_type or body.lstrip()[:1] == b"<"
+        code, message = error_fields(body) if not is_html else (None, "an HTML error page")
+        return AttemptError(
+            classify_http(status, code, is_html=is_html),
+            self._redact(message or f"HTTP {status}"),
+            http_status=status,
+            code=code,
+            retry_after_s=parse_retry_after(headers),
+            request_id=headers.get("x-request-id"),
+        )
+
+    # -- files -----------------------------------------------------------------------------
+    async def upload(self, path: Path, filename: str) -> dict[str, Any]:
+        """Upload a JSONL file with purpose ``batch`` (streamed from disk, not read whole)."""
+
+        async def once() -> dict[str, Any]:
+            with open(path, "rb") as f:  # noqa: ASYNC230 - aiohttp streams it
+                form = aiohttp.FormData()
+                form.add_field("purpose", "batch")
+                form.add_field("file", f, filename=filename, content_type="application/jsonl")
+                return await self._once("POST", "/files", data=form)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await once()
+            except AttemptError as exc:
+                if not exc.error_class.retryable or attempt >= _RETRIES:
+                    raise
+                await anyio.sleep(exc.retry_after_s or random.uniform(0, 0.25 * 2**attempt))
+
+    async def list_files(self) -> AsyncIterator[dict[str, Any]]:
+        """Files with purpose ``batch``, newest first."""
+        after: str | None = None
+        while True:
+            params = {"purpose": "batch", "limit": "10000", "order": "desc"}
+            if after:
+                params["after"] = after
+            page = await self._call("GET", "/files", params=params)
+            for item in page.get("data") or []:
+                yield item
+            if not page.get("has_more") or not page.get("data"):
+                return
+            after = page["data"][-1]["id"]
+
+    async def stream_lines(self, file_id: str) -> AsyncIterator[bytes]:
+        """The lines of a file's content, read in 1 MB chunks: memory holds one chunk plus
+        the current line, however big the file (an image batch's output can be many GB)."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
+        path = f"/files/{file_id}/content"
+        try:
+            async with self._client().get(
+                f"{self.base_url}{path}", headers=self._headers, timeout=timeout
+            ) as resp:
+                if resp.status != 200:
+                    body = await resp.read()
+                    raise self._http_error(resp.status, body, resp.headers, resp.content_type)
+                pending = bytearray()
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    pending += chunk
+                    start = 0
+                    while (end := pending.find(b"\n", start)) >= 0:
+                        if end > start:
+                            yield bytes(pending[start:end])
+                        start = end + 1
+                    del pending[:start]
+                if pending.strip():
+                    yield bytes(pending)
+        except AttemptError:
+            raise
+        except TimeoutError as exc:
+            raise AttemptError(ErrorClass.TIMEOUT, f"GET {path}: stalled") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            msg = self._redact(f"GET {path}: {type(exc).__name__}: {exc}")
+            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+
+    # -- batches ---------------------------------------------------------------------------
+    async def create_batch(
+        self, input_file_id: str, endpoint: str, metadata: dict[str, str]
+    ) -> dict[str, Any]:
+        body = {
+            "input_file_id": input_file_id, "endpoint": endpoint, "completion_window": "24h",
+            "metadata": metadata,
+        }  # fmt: skip
+        # not retried blindly: a lost answer may hide a created batch (the caller reconciles)
+        return await self._call("POST", "/batches", retry=False, json=body)
+
+    async def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/batches/{batch_id}")
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/batches/{batch_id}/cancel")
+
+    async def list_batches(self, newer_than: float = 0.0) -> AsyncIterator[dict[str, Any]]:
+        """Batches newest first, stopping at those created before ``newer_than`` (unix s)."""
+        after: str | None = None
+        while True:
+            params = {"limit": "100"}
+            if after:
+                params["after"] = after
+            page = await self._call("GET", "/batches", params=params)
+            data = page.get("data") or []
+            for item in data:
+                if (item.get("created_at") or 0) < newer_than:
+                    return
+                yield item
+            if not page.get("has_more") or not data:
+                return
+            after = data[-1]["id"]
+
+
+def error_fields(body: bytes | dict[str, Any] | None) -> tuple[str | None, str]:
+    """(code, message) of an OpenAI error body."""
+    try:
+        doc = orjson.loads(body) if isinstance(body, bytes | bytearray) else body
+    except ValueError:
+        return None, bytes(body or b"")[:200].decode("utf-8", "replace")  # type: ignore[arg-type]
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(err, dict):
+        return (err.get("code") or err.get("type")), str(err.get("message") or "")
+    return None, str(err or "")

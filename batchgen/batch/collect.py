@@ -1,0 +1,203 @@
+"""A finished batch's output and error files → images on disk and one log row per line.
+
+Both files are streamed line by line (``BatchApi.stream_lines``): memory holds one 1 MB chunk
+and the line being decoded, whatever the file's size. Each line is logged as it is read — an
+ok row after its images were saved atomically (``images.save_images``), an error row classified
+by ``classify_http`` — so a crash mid-download loses at most the writer's last second, and the
+next collection of the same batch skips every custom_id that already has a row for this batch
+(or an ok row from anywhere): no duplicate rows, no image paid twice.
+
+A line without a response (``batch_expired``, ``batch_cancelled``) and a job of the part that
+got no line at all (a batch that failed validation, the unfinished part of a cancelled one)
+get a row of class ``cancelled``: pending, for ``resume`` to send again. An errored line keeps
+its class: retryable ones (server, …) are sent again by ``resume``; content policy and bad
+requests fail for good, as on the live path.
+
+Fault point: ``batch:collect_line`` (a line's images saved, its row not yet appended).
+"""
+
+from __future__ import annotations
+
+import binascii
+import time
+from typing import Any
+
+import anyio
+import orjson
+import pybase64
+
+from batchgen import faultpoints
+from batchgen.batch.api import error_fields
+from batchgen.batch.context import BatchContext
+from batchgen.batch.state import Part
+from batchgen.batch.submit import base_row
+from batchgen.errors import ErrorClass, classify_http, redact
+from batchgen.images import save_images, sniff_ext
+from batchgen.jobs.model import Job
+from batchgen.money import cost_of_attempt
+from batchgen.provider.base import ImageData, Usage
+from batchgen.provider.openai import _usage as parse_usage
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
+
+_INLINE_SAVE_BYTES = 512 * 1024
+_NOT_RUN = {"batch_expired", "batch_cancelled"}
+
+
+class _Line(Exception):
+    """A line that is not what the Batch API writes: logged as invalid_response."""
+
+
+async def collect_part(ctx: BatchContext, part: Part) -> None:
+    """Log every line of the part's files, then close the part (``collected``)."""
+    ids = set(ctx.state.job_ids(part))
+    jobs = ctx.jobs_of(ids - ctx.done_ids)
+    seen = ctx.logged.setdefault(str(part.batch_id), set())
+    billed = [0.0]
+    for file_id in (part.output_file_id, part.error_file_id):
+        if file_id:
+            async for raw in ctx.api.stream_lines(file_id):
+                await _one_line(ctx, part, raw, jobs, seen, billed)
+    # jobs the files said nothing about: not run (failed validation, cancelled, expired)
+    why = f"batch_{part.status or 'lost'}"
+    message = _batch_message(part)
+    for job_id in sorted(ids - seen - ctx.done_ids):
+        job = jobs.get(job_id)
+        if job is not None:
+            _error_row(ctx, part, job, ErrorClass.CANCELLED, None, why, message, None, None)
+            seen.add(job_id)
+    # every row of this part reaches a part file before the part is marked collected
+    await anyio.to_thread.run_sync(ctx.sink.flush)
+    part.collected = True
+    ctx.state.record(part)
+    hold = ctx.holds.pop(part.part, None)
+    if hold is not None:
+        hold.settle(billed[0])
+
+
+def _batch_message(part: Part) -> str:
+    if part.errors:
+        first = part.errors[0]
+        line = f" (input line {first.get('line')})" if first.get("line") else ""
+        return f"the batch {part.status}: {first.get('message') or first.get('code')}{line}"
+    return f"not run: the batch ended {part.status or 'without an answer'}"
+
+
+async def _one_line(
+    ctx: BatchContext, part: Part, raw: bytes, jobs: dict[str, Job], seen: set[str],
+    billed: list[float],
+) -> None:  # fmt: skip
+    try:
+        doc = orjson.loads(raw)
+    except ValueError:
+        ctx.say(f"[yellow]{part.label()}: skipped a line that is not JSON ({len(raw)} bytes)[/]")
+        return
+    cid = doc.get("custom_id") if isinstance(doc, dict) else None
+    if not isinstance(cid, str) or cid in seen or cid in ctx.done_ids:
+        return  # logged already (an earlier collection of this batch), or done elsewhere
+    job = jobs.get(cid)
+    if job is None:
+        return  # not one of this part's jobs (or done since)
+    seen.add(cid)
+    response = doc.get("response")
+    error = doc.get("error")
+    if not isinstance(response, dict):
+        code = error.get("code") if isinstance(error, dict) else None
+        message = str(error.get("message") or "") if isinstance(error, dict) else "no response"
+        klass = ErrorClass.CANCELLED if code in _NOT_RUN or code is None else ErrorClass.SERVER
+        _error_row(ctx, part, job, klass, None, code, message, None, None)
+        return
+    status = int(response.get("status_code") or 0)
+    request_id = response.get("request_id")
+    body = response.get("body")
+    if status != 200:
+        code, message = error_fields(body if isinstance(body, dict) else None)
+        klass = classify_http(status, code)
+        _error_row(ctx, part, job, klass, status, code, message, request_id, None)
+        return
+    usage = parse_usage(body.get("usage")) if isinstance(body, dict) else None
+    try:
+        images = _images(body)
+    except _Line as exc:
+        cost = _cost(ctx, job, usage, 0)
+        billed[0] += cost or 0.0
+        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, 200, None, str(exc), request_id,
+                   usage, cost)  # fmt: skip
+        return
+    if sum(len(i.data) for i in images) <= _INLINE_SAVE_BYTES:
+        paths, nbytes = save_images(ctx.rundir.images_dir, job.id, images)
+    else:
+        paths, nbytes = await anyio.to_thread.run_sync(
+            save_images, ctx.rundir.images_dir, job.id, images
+        )
+    faultpoints.hit("batch:collect_line")
+    cost = _cost(ctx, job, usage, len(images))
+    billed[0] += cost or 0.0
+    row = _row(ctx, part, job, request_id)
+    row.update(
+        status=STATUS_OK, final=True, http_status=200, image_paths=paths,
+        image_count=len(paths), image_bytes=nbytes,
+        revised_prompt=next((i.revised_prompt for i in images if i.revised_prompt), None),
+        cost_usd=cost, cost_source="usage" if usage is not None and cost is not None else (
+            "price-table" if cost is not None else "unknown"),
+    )  # fmt: skip
+    _usage_into(row, usage)
+    ctx.sink.append(row)
+    ctx.done_ids.add(job.id)
+    ctx.tally.ok(job, len(paths), cost or 0.0)
+
+
+def _images(body: Any) -> list[ImageData]:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not data:
+        raise _Line("the 200 line has no images (`data` is missing or empty)")
+    out = []
+    for i, item in enumerate(data):
+        b64 = item.get("b64_json") if isinstance(item, dict) else None
+        if not b64:
+            raise _Line(f"data[{i}] has no b64_json (batch image answers carry base64)")
+        try:
+            raw = pybase64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise _Line(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
+        ext = sniff_ext(raw)
+        if ext is None:
+            raise _Line(f"data[{i}] is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
+        out.append(ImageData(raw, ext, item.get("revised_prompt")))
+    return out
+
+
+def _cost(ctx: BatchContext, job: Job, usage: Usage | None, images: int) -> float | None:
+    return cost_of_attempt(ctx.prices, job, usage, images)[0]
+
+
+def _row(ctx: BatchContext, part: Part, job: Job, request_id: str | None) -> dict[str, Any]:
+    row = base_row(ctx, job)
+    row.update(
+        queued_at=part.created_local, finished_at=time.time(), request_id=request_id,
+        provider_batch_id=part.batch_id,
+    )  # fmt: skip
+    return row
+
+
+def _error_row(
+    ctx: BatchContext, part: Part, job: Job, klass: ErrorClass, status: int | None,
+    code: str | None, message: str, request_id: str | None, usage: Usage | None,
+    cost: float | None = 0.0,
+) -> None:  # fmt: skip
+    row = _row(ctx, part, job, request_id)
+    row.update(
+        status=STATUS_ERROR, final=True, error_class=klass.value, http_status=status,
+        error_code=code, error_message=redact(message, (ctx.api._key,))[:2000],
+        cost_usd=cost, cost_source="usage" if usage is not None else "none",
+    )  # fmt: skip
+    _usage_into(row, usage)
+    ctx.sink.append(row)
+    ctx.tally.error(job, klass, True, cost or 0.0)
+
+
+def _usage_into(row: dict[str, Any], usage: Usage | None) -> None:
+    if usage is not None:
+        row.update(
+            input_tokens=usage.input_tokens, input_text_tokens=usage.input_text_tokens,
+            input_image_tokens=usage.input_image_tokens, output_tokens=usage.output_tokens,
+        )  # fmt: skip
