@@ -16,6 +16,8 @@ demo: venv
 	rm -rf runs/demo
 	$(BIN)/batchgen run jobs/demo.jsonl --provider sim --run-dir runs/demo \
 	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --sim-rpm 300 --sim-latency 0.5 || test $$? -eq 1
+	$(BIN)/batchgen score runs/demo --provider sim --judge gpt-4o-mini
+	$(BIN)/batchgen resume runs/demo --regenerate-below 6 --quiet --yes || test $$? -eq 1
 	$(BIN)/batchgen report runs/demo --format html
 	$(BIN)/batchgen report runs/demo
 

@@ -84,8 +84,10 @@ class _Backoff:
         self._tries = tries
 
     def delay(self, exc: BaseException | None, state: RetryCallState) -> float:
-        if isinstance(exc, AttemptError) and exc.error_class is ErrorClass.RATE_LIMIT:
-            return 0.0  # the limiter paused the whole pool for it already
+        if isinstance(exc, AttemptError) and (
+            exc.error_class is ErrorClass.RATE_LIMIT or exc.rerouted
+        ):
+            return 0.0  # the limiter paused the whole pool for it already / another endpoint
         if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
             return min(exc.retry_after_s, self._cap)
         # the exponent counts the failures that use up attempts, not the 429s between them
@@ -132,7 +134,7 @@ class JobRunner:
         rate uses none up)."""
         if not isinstance(exc, AttemptError) or self.control.stopping:
             return False
-        if exc.error_class is ErrorClass.RATE_LIMIT:
+        if exc.error_class is ErrorClass.RATE_LIMIT or exc.rerouted:
             return True
         return exc.error_class.retryable and tries.failures < self.settings.max_attempts
 
@@ -216,7 +218,9 @@ class JobRunner:
         tried.t0 = anyio.current_time()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
-        self.inflight.add(job.id)
+        if not getattr(self.provider, "adds_inflight", False):
+            # (a Router adds it itself, when the request leaves its endpoint's limiter)
+            self.inflight.add(job.id)
         try:
             return await self._send_and_save(tried, billed, ticket)
         finally:
@@ -243,13 +247,17 @@ class JobRunner:
         try:
             if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
                 # into the page cache: cheaper than a thread hop and its hand-off of the GIL
-                paths, nbytes = save_images(self.ctx.images_dir, job.id, result.images)
+                paths, nbytes = save_images(
+                    self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                )
             else:
                 paths, nbytes = await anyio.to_thread.run_sync(
-                    save_images, self.ctx.images_dir, job.id, result.images
+                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
                 )
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None
+        if self.ctx.checker is not None:  # queued for the background checks; never waits
+            self.ctx.checker.submit(paths, result.images)
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
         cost, source = (
@@ -271,6 +279,9 @@ class JobRunner:
             request_id=result.request_id,
             error_message=getattr(result, "note", None),  # what was odd about a usable answer
         )
+        endpoint = getattr(result, "endpoint", None)  # a Router's answer (several endpoints)
+        if endpoint is not None:
+            _routed(row, endpoint, result.wait_s)
         _usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), cost or 0.0)
@@ -306,12 +317,12 @@ class JobRunner:
             return self._record_error(tried, exc, final=False)
         self.limiter.observe_headers(exc.ratelimit)
         self.limiter.on_other()
-        if exc.error_class.action is Action.STOP_RUN:
+        if exc.action is Action.STOP_RUN:
             self.control.stop(exc.error_class, str(exc))
         if exc.error_class.retryable:
             tries.failures += 1
         final = (
-            not exc.error_class.retryable
+            exc.action is not Action.RETRY
             or tries.failures >= self.settings.max_attempts
             or self.control.stopping
         )
@@ -337,6 +348,8 @@ class JobRunner:
             cost_usd=cost,
             cost_source=source,
         )
+        if exc.endpoint is not None:
+            _routed(row, exc.endpoint, exc.wait_s)
         self.sink.append(row)
         self.tally.error(tried.job, exc.error_class, final, cost)
         return cost
@@ -379,6 +392,16 @@ class JobRunner:
             "wait_s": tried.wait_s,
             **job.log_fields(),
         }
+
+
+def _routed(row: dict[str, Any], endpoint: str, wait_s: float) -> None:
+    """Several endpoints: the row names the endpoint, and the wait for its limiter moves
+    from the latency to wait_s."""
+    row["endpoint"] = endpoint
+    if wait_s:
+        row["wait_s"] = (row.get("wait_s") or 0.0) + wait_s
+        if row.get("latency_s") is not None:
+            row["latency_s"] = max(0.0, row["latency_s"] - wait_s)
 
 
 def _usage_into(row: dict[str, Any], usage: Usage | None) -> None:

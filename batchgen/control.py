@@ -38,6 +38,9 @@ class RowContext:
     session: int
     provider: str
     images_dir: Path
+    checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
+    # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
+    image_tag: str = ""
 
 
 class RunControl:

@@ -195,6 +195,8 @@ class AttemptError(Exception):
         billed_usd: float = 0.0,
         ratelimit: dict[str, str] | None = None,
         usage: Any = None,
+        endpoint: str | None = None,
+        rerouted: bool = False,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
@@ -208,6 +210,24 @@ class AttemptError(Exception):
         self.ratelimit = ratelimit or {}
         # batchgen.provider.base.Usage of a 200 answer that was unusable: it was still billed
         self.usage = usage
+        # several endpoints (batchgen.provider.router): the endpoint that answered, the seconds
+        # spent waiting for its limiter, and whether the job goes to another endpoint (this
+        # one was taken out by an auth/quota answer): then the run goes on and the job is sent
+        # again at once, without using up an attempt
+        self.endpoint = endpoint
+        self.wait_s = 0.0
+        self.rerouted = rerouted
+        # set by the Router when an auth/quota answer must not stop a run that other
+        # endpoints carry on: PENDING (the job's row is final, the job pending for resume)
+        self.action_override: Action | None = None
+
+    @property
+    def action(self) -> Action:
+        """What the pool does: the class's action, except RETRY for a rerouted job (and the
+        Router's override)."""
+        if self.rerouted:
+            return Action.RETRY
+        return self.action_override or self.error_class.action
 
     def __str__(self) -> str:
         where = f"HTTP {self.http_status} " if self.http_status else ""

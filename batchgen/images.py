@@ -72,11 +72,15 @@ def image_pixels(data: bytes, ext: str) -> int | None:
     return width * height
 
 
-def image_name(job_id: str, index: int, ext: str) -> str:
-    return f"{job_id}_{index}.{'jpg' if ext == 'jpeg' else ext}"
+def image_name(job_id: str, index: int, ext: str, tag: str = "") -> str:
+    """``<job_id>_<i>.<ext>``; a regeneration round adds its tag: ``<job_id>~r2_<i>.<ext>``
+    (``~`` is not allowed in job ids, so a tagged name never reads as another job's image)."""
+    return f"{job_id}{tag}_{index}.{'jpg' if ext == 'jpeg' else ext}"
 
 
-def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple[list[str], int]:
+def save_images(
+    images_dir: Path, job_id: str, images: list[ImageData], tag: str = ""
+) -> tuple[list[str], int]:
     """Write every image of one answer; returns (paths relative to the run dir, total bytes).
 
     Blocking, and cheap on a page cache: the pool calls it on the event loop for small
@@ -86,7 +90,7 @@ def save_images(images_dir: Path, job_id: str, images: list[ImageData]) -> tuple
     paths, total = [], 0
     try:
         for i, image in enumerate(images):
-            name = image_name(job_id, i, image.ext)
+            name = image_name(job_id, i, image.ext, tag)
             final = f"{folder}/{name}"
             tmp = f"{folder}/.{name}.tmp"
             fd = _create(tmp)

@@ -58,6 +58,7 @@ _POOL: tuple[Check, ...] = (
      "a number of seconds > 0 or null", False),
     ("max_pause", lambda v: v is None or (_is_num(v) and v > 0),
      "a number of seconds > 0 or null", False),
+    ("image_checks", lambda v: isinstance(v, bool), "true or false", False),
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import autopilot, batch_collect, memory, overhead, scale, utilisation
+from bench import autopilot, batch_collect, ingest, memory, overhead, scale, utilisation
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -73,6 +73,8 @@ SPECS = (
     Spec("batch_collect", "7. --via batch: collect a ≥ 1 GB output file",
          lambda root, quick, _: batch_collect.bench_batch_collect(
              root, *((40, 500) if quick else (batch_collect.JOBS, batch_collect.IMAGE_KB)))),
+    Spec("ingest", "8. image checks at ingest",
+         lambda root, quick, _: ingest.bench_ingest(root, jobs=300 if quick else ingest.JOBS)),
 )  # fmt: skip
 
 

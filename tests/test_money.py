@@ -204,7 +204,7 @@ as_of = "2026-01-01"
         ),
         (
             '[models."x"]\nbilling = "per_token"\nsource = "s"\nas_of = "d"\n',
-            ['models."x".billing must be "tokens" or "per_image"', "'per_token'"],
+            ['models."x".billing must be "tokens", "per_image" or "chat"', "'per_token'"],
         ),
         (
             '[models."x"]\nbilling = "tokens"\ntext_input_per_1m = 1\nimage_input_per_1m = 1\n'

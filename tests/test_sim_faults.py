@@ -66,7 +66,9 @@ def _assert_fault(sim: Any, fault: str, prompt: str) -> None:
             json.loads(data)
         return
     b64 = json.loads(data)["data"][0]["b64_json"]
-    if fault == "bad_base64":
+    if fault == "expired_url":  # only a `url` answer can expire: base64 arrives whole
+        Image.open(io.BytesIO(base64.b64decode(b64, validate=True))).verify()
+    elif fault == "bad_base64":
         with pytest.raises(ValueError):
             base64.b64decode(b64)
     else:  # not_image

@@ -1,16 +1,16 @@
 """Checks on every saved image: decodable, the requested size, not blank, not blurred, and
 not a duplicate of an image made for a different prompt.
 
-Images are decoded one at a time into a small grayscale thumbnail (JPEG decodes straight to
-it via ``Image.draft``), so memory stays flat however many images a run has; only a
-perceptual hash per image is kept for the duplicate search.
+The verdicts come from stored measurements (``RUN_DIR/checks/``, see batchgen/checks/):
+made while the run went, or by an earlier report. Only images with no stored measurement (a
+run made before ingest checks, images the run left unchecked) are decoded, on a process pool,
+and their measurements stored, so the next report decodes nothing. Thresholds apply to the
+stored numbers: changing them needs no decoding. The duplicate search runs on stored hashes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -19,9 +19,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from PIL import Image, UnidentifiedImageError
 
 from batchgen.analyze.load import read_columns
+from batchgen.checks.lookup import disk_sizes, stored_for
+# re-exported: the measurements and the decompression-bomb guard live with the check workers
+from batchgen.checks.measure import (  # noqa: F401
+    IMAGE_ERRORS,
+    dhash,
+    gray_thumb,
+    laplacian_var,
+    no_bombs,
+)
 from batchgen.runlog.schema import STATUS_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -65,8 +73,11 @@ def resolve_image(run_dir: Path, logged: str) -> Path:
     return direct if direct.exists() else Path(run_dir) / "images" / p.name
 
 
-def saved_images(run_dir: Path, limit: int | None = None) -> Iterator[SavedImage]:
-    """Every image of the ok rows, in log order."""
+def saved_images(
+    run_dir: Path, limit: int | None = None, *, resolve: bool = True
+) -> Iterator[SavedImage]:
+    """Every image of the ok rows, in log order. ``resolve=False``: ``file`` is left as the
+    logged path (no stat per image; the checks list the images folder once instead)."""
     table = read_columns(
         run_dir, ["job_id", "prompt", "size", "image_paths"], filter=pc.field("status") == STATUS_OK
     )
@@ -76,7 +87,7 @@ def saved_images(run_dir: Path, limit: int | None = None) -> Iterator[SavedImage
             for logged in row["image_paths"] or []:
                 yield SavedImage(
                     logged,
-                    resolve_image(run_dir, logged),
+                    resolve_image(run_dir, logged) if resolve else Path(logged),
                     row["job_id"] or "",
                     row["prompt"] or "",
                     row["size"],
@@ -92,55 +103,21 @@ def requested_dims(size: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-# what opening a saved image may raise: a broken file, or a decompression bomb (a small file
-# whose header claims billions of pixels: Pillow warns past its limit and refuses past twice
-# that; the warning is made an error here, so nothing that large is ever decoded)
-IMAGE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    ValueError,
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
-
-
-@contextlib.contextmanager
-def no_bombs() -> Iterator[None]:
-    """Inside: a decompression bomb raises (one of IMAGE_ERRORS) instead of being decoded."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
-
-
-def _gray_thumb(path: Path, px: int) -> tuple[tuple[int, int], np.ndarray]:
-    with no_bombs(), Image.open(path) as im:
-        dims = im.size  # before draft(), which shrinks JPEG decoding
-        im.draft("L", (px, px))
-        gray = im.convert("L")
-    gray.thumbnail((px, px))
-    return dims, np.asarray(gray, dtype=np.float32)
-
-
-def laplacian_var(a: np.ndarray) -> float:
-    if a.shape[0] < 3 or a.shape[1] < 3:
-        return 0.0
-    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
-    return float(lap.var())
-
-
-def dhash(a: np.ndarray, size: int) -> int:
-    """Difference hash: is each pixel brighter than its right neighbour, on a
-    (size+1)×size shrink of the grayscale image."""
-    small = Image.fromarray(a.astype(np.uint8)).resize((size + 1, size), Image.Resampling.LANCZOS)
-    s = np.asarray(small, dtype=np.int16)
-    bits = (s[:, 1:] > s[:, :-1]).flatten()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+_gray_thumb = gray_thumb
 
 
 DEFAULT_CHECKS = CheckConfig()
 
 
-def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[str, Any]:
+def check_images(
+    run_dir: Path, config: CheckConfig = DEFAULT_CHECKS, *, measure: bool = True
+) -> dict[str, Any]:
+    """Evaluate every saved image against ``config``, from the stored measurements
+    (``checks/``, made while the run went); images with none are measured now and stored, so
+    the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
+    images = list(saved_images(run_dir, resolve=False))
+    on_disk = disk_sizes(run_dir, images)
+    found = stored_for(run_dir, images, on_disk, config, measure=measure)
     counts = dict.fromkeys(
         ("missing", "undecodable", "wrong_size", "blank", "blurred", "duplicate"), 0
     )
@@ -154,27 +131,31 @@ def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[st
         if len(findings) < config.listed_max:
             findings.append(Finding(problem, img.path, img.job_id, detail))
 
-    for img in saved_images(run_dir):
+    for img in images:
         checked += 1
-        if not img.file.exists():
+        if img.path not in on_disk:
             flag("missing", img, "the log lists it but the file is not there")
             continue
-        try:
-            dims, a = _gray_thumb(img.file, config.thumb_px)
-        except IMAGE_ERRORS as exc:
-            flag("undecodable", img, f"{type(exc).__name__}: {exc}")
+        m = found.rows.get(img.path)
+        if m is None:
+            continue  # not measured (measure=False): counted in "unmeasured"
+        if m.error is not None:
+            flag("undecodable", img, m.error)
             continue
+        dims = (m.width, m.height)
         want = requested_dims(img.size)
         if want is not None and dims != want:
             flag("wrong_size", img, f"{dims[0]}x{dims[1]}, requested {img.size}")
-        std = float(a.std())
-        if std < config.blank_std:
-            flag("blank", img, f"pixel std-dev {std:.2f} < {config.blank_std}")
+        if m.std < config.blank_std:
+            flag("blank", img, f"pixel std-dev {m.std:.2f} < {config.blank_std}")
             continue  # a flat image is trivially "blurred" and "duplicate": say it once
-        lap = laplacian_var(a)
-        if lap < config.blur_laplacian_var:
-            flag("blurred", img, f"Laplacian variance {lap:.1f} < {config.blur_laplacian_var}")
-        hashes.append((dhash(a, config.hash_size), len(meta)))
+        if m.laplacian_var < config.blur_laplacian_var:
+            flag(
+                "blurred",
+                img,
+                f"Laplacian variance {m.laplacian_var:.1f} < {config.blur_laplacian_var}",
+            )
+        hashes.append((int.from_bytes(m.dhash, "big"), len(meta)))
         meta.append((img.path, img.job_id, img.prompt))
 
     groups = _duplicate_groups(hashes, meta, config)
@@ -193,24 +174,34 @@ def check_images(run_dir: Path, config: CheckConfig = DEFAULT_CHECKS) -> dict[st
         "flagged": sum(counts.values()),
         "findings": [asdict(f) for f in findings],
         "duplicate_groups": [[meta[i][0] for i in g] for g in groups[: config.listed_max]],
+        "measured": {
+            "stored": found.stored,
+            "now": found.measured_now,
+            "unmeasured": found.unmeasured,
+        },
     }
 
 
 def _duplicate_groups(
     hashes: list[tuple[int, int]], meta: list[tuple[str, str, str]], config: CheckConfig
 ) -> list[list[int]]:
-    """Groups of near-same hashes whose prompts differ.  Pigeonhole: two hashes within
-    dup_max_bits differ in at most that many of dup_max_bits+1 bands, so they share one
-    band exactly; only images sharing a band are compared."""
+    """Groups of near-same hashes whose prompts differ.  Identical hashes are one entry of the
+    search (a batch of copies would make it quadratic); then pigeonhole: two hashes within
+    dup_max_bits differ in at most that many of dup_max_bits+1 bands, so they share one band
+    exactly; only hashes sharing a band are compared."""
+    same: dict[int, list[int]] = defaultdict(list)  # hash → indexes into meta
+    for h, i in hashes:
+        same[h].append(i)
+    unique = list(same)
     nbits = config.hash_size * config.hash_size
     nbands = config.dup_max_bits + 1
     edges = np.linspace(0, nbits, nbands + 1).astype(int)
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for pos, (h, _) in enumerate(hashes):
+    for pos, h in enumerate(unique):
         for b in range(nbands):
             width = edges[b + 1] - edges[b]
             buckets[(b, (h >> int(edges[b])) & ((1 << int(width)) - 1))].append(pos)
-    parent = list(range(len(hashes)))
+    parent = list(range(len(unique)))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -221,10 +212,10 @@ def _duplicate_groups(
     for members in buckets.values():
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                if (hashes[a][0] ^ hashes[b][0]).bit_count() <= config.dup_max_bits:
+                if (unique[a] ^ unique[b]).bit_count() <= config.dup_max_bits:
                     parent[find(a)] = find(b)
     clusters: dict[int, list[int]] = defaultdict(list)
-    for pos in range(len(hashes)):
-        clusters[find(pos)].append(hashes[pos][1])
+    for pos, h in enumerate(unique):
+        clusters[find(pos)].extend(same[h])
     # n>1 images of one prompt may legitimately look alike; only different prompts count.
     return [sorted(c) for c in clusters.values() if len(c) > 1 and len({meta[i][2] for i in c}) > 1]

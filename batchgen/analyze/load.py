@@ -29,6 +29,8 @@ class Session:
     ended_at: float | None
     how: str | None
     autopilot: dict[str, Any] | None = None  # what the session's limiter learned
+    # `run --providers`: per endpoint, what its limiter learned and whether it was taken out
+    endpoints: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,11 @@ def _autopilot(summary: Any) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
+def _endpoints(summary: Any) -> dict[str, Any] | None:
+    found = summary.get("endpoints") if isinstance(summary, dict) else None
+    return dict(found) if isinstance(found, dict) else None
+
+
 def load_manifest(run_dir: Path) -> Manifest:
     """Read ``run.json``; a missing or damaged manifest gives an empty one (the log still
     reports), because a killed first session may not have written it completely."""
@@ -91,6 +98,7 @@ def load_manifest(run_dir: Path) -> Manifest:
                 ended_at=_epoch(s.get("ended_at")),
                 how=s.get("how"),
                 autopilot=_autopilot(s.get("summary")),
+                endpoints=_endpoints(s.get("summary")),
             )
         )
     settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}

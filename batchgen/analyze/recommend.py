@@ -39,8 +39,31 @@ def recommend(
     out += _content_policy(fig)
     out += _bad_request(fig)
     out += _cheaper(fig, lookup)
+    out += _quality(fig)
     out += _billed_twice(fig)
     out += _pending(fig, run_dir)
+    return out
+
+
+def _quality(fig: dict[str, Any]) -> list[Recommendation]:
+    """From the scores: a cheaper setting that scored as well, and weak jobs to regenerate."""
+    q = fig.get("quality")
+    if not q:
+        return []
+    out = [
+        Recommendation("cheaper_setting_scores_as_well", c["message"], {
+            "cheaper": c["cheaper"], "dearer": c["dearer"], "margin": c["margin"],
+            "saving_per_image_usd": c["saving_per_image_usd"],
+        })
+        for c in q["cheaper_settings"]
+    ]  # fmt: skip
+    if q["jobs_below_threshold"]:
+        out.append(Recommendation(
+            "regenerate_weak",
+            f"{q['jobs_below_threshold']} job(s) have no image scoring {q['threshold']:g} or "
+            f"more: batchgen resume {fig['run_dir']} --regenerate-below {q['threshold']:g}",
+            {"jobs": q["jobs_below_threshold"], "threshold": q["threshold"]},
+        ))  # fmt: skip
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.analyze import figures as F
+from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
 from batchgen.analyze.load import load_manifest, read_columns
@@ -17,6 +18,7 @@ from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
 from batchgen.analyze.variables import variable_figures
+from batchgen.quality.figures import quality_figures
 
 REPORT_VERSION = 1
 _DEFAULT = object()
@@ -57,12 +59,15 @@ def analyze_run(
         **F.rate_limit_figures(cols, throughput["active_s"]),
         **F.cost_figures(cols, throughput["images"]),
         "autopilot": _autopilot(manifest),
+        "by_endpoint": endpoint_figures(run_dir, manifest),
         "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
         **failure_figures(run_dir, failed_ids),
         # spec runs and edits: per-variable figures, input → output pairs ({} / [] else)
         **variable_figures(run_dir, manifest.job_file),
         "series": series,
     }
+    # scores of `batchgen score` (scores/), joined to the log; None when never scored
+    fig["quality"] = quality_figures(run_dir)
     fig["ratings"] = rate_run(fig, thresholds)
     lookup = (
         default_price_lookup(manifest.settings.get("prices"))

@@ -36,7 +36,7 @@ from batchgen.images import save_images, sniff_ext
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
 from batchgen.provider.base import ImageData, Usage
-from batchgen.provider.openai import _usage as parse_usage
+from batchgen.provider.usage import parse_usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 
 _INLINE_SAVE_BYTES = 512 * 1024
@@ -114,7 +114,8 @@ async def _one_line(
         klass = classify_http(status, code)
         _error_row(ctx, part, job, klass, status, code, message, request_id, None)
         return
-    usage = parse_usage(body.get("usage")) if isinstance(body, dict) else None
+    # a usage the provider got wrong is priced from the table (provider/usage.py)
+    usage = parse_usage(body.get("usage"))[0] if isinstance(body, dict) else None
     try:
         images = _images(body)
     except _Line as exc:

@@ -41,6 +41,7 @@ POOL_DEFAULTS: dict[str, Any] = {
     "adaptive": True,
     "stall_timeout": 300.0,
     "max_pause": 300.0,
+    "image_checks": True,
 }
 
 
@@ -74,6 +75,12 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
         "--api-key-env", metavar="NAME",
         help="environment variable holding the API key (default OPENAI_API_KEY)",
     )
+    conn.add_argument(
+        "--providers", metavar="FILE",
+        help="a TOML file of endpoints (protocol, base URL, key variable, models): each job "
+        "goes to an endpoint serving its model, each endpoint with its own autopilot "
+        "(README: Providers)",
+    )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--concurrency", type=_positive_int, default=default("concurrency"),
                         help="requests in flight at most: a cap on the autopilot's in-flight "
@@ -105,6 +112,11 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
                         help="seconds requests in flight may finish after Ctrl-C (default 30)")
     out = parser.add_argument_group("output")
     out.add_argument("--quiet", action="store_true", help="no progress display")
+    out.add_argument(
+        "--image-checks", action=argparse.BooleanOptionalAction, default=default("image_checks"),
+        help="check each saved image in the background (decodable, size, blank, blur, "
+        "duplicates) so `batchgen report` only reads the results (default on)",
+    )
     add_money_arguments(parser)
     add_sim_arguments(parser, prefix="sim-")
 
@@ -148,6 +160,26 @@ class Connection:
     base_url: str | None  # None for sim until it is started
     key_env: str
     api_key: str  # never written anywhere
+
+
+def providers_connection(args: argparse.Namespace, recorded: list[Any] | None = None) -> tuple[
+    Connection, list[Any]
+] | None:
+    """``--providers FILE`` (or the endpoints run.json recorded): the endpoints, their keys
+    checked; None when the run has one endpoint (the --provider/--base-url flags)."""
+    from batchgen.cli.providers import from_records, load_providers, resolve_keys
+
+    if getattr(args, "providers", None):
+        if args.provider or args.base_url or args.api_key_env:
+            msg = "--providers names every endpoint: drop --provider/--base-url/--api-key-env"
+            raise UsageError(msg)
+        specs = load_providers(args.providers)
+    elif recorded and not (args.provider or args.base_url):
+        specs = from_records(recorded)
+    else:
+        return None
+    resolve_keys(specs)
+    return Connection("providers", None, "", ""), specs
 
 
 def resolve_connection(provider: str | None, base_url: str | None, key_env: str | None) -> Connection:

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.resume")
     plan.register(sub)
     report.register(sub)
+    _register_optional(sub, "batchgen.cli.score")
     _register_optional(sub, "batchgen.cli.export")
     _register_optional(sub, "batchgen.cli.batch")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgen.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
-from batchgen.cli.run import make_sim_config, sim_settings
+from batchgen.cli.run import check_served, make_sim_config, sim_settings
+from batchgen.cli.score import add_scorer_arguments
 
 if TYPE_CHECKING:
     from batchgen.rundir import RunDir
@@ -39,6 +42,17 @@ def register(subparsers: Any) -> None:
         "--retry-failed", action="store_true",
         help="also rerun jobs that failed for good (content policy, bad request)",
     )
+    regen = parser.add_argument_group("quality loop")
+    regen.add_argument(
+        "--regenerate-below", type=float, metavar="S",
+        help="rerun jobs whose best image scores below S (scored with the last `batchgen "
+        "score`'s scorer, or --judge/--scorer given here); every image is kept",
+    )
+    regen.add_argument(
+        "--max-rounds", type=int, default=2, metavar="R",
+        help="regeneration rounds at most (default 2); --max-cost also stops them",
+    )
+    add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True)
     from batchgen.cli.batch import add_batch_arguments
 
@@ -86,26 +100,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: Any) -> int:
     # the log readers (pyarrow.dataset), the pool and aiohttp load here, not when the CLI
     # builds its parser
-    import anyio
-
-    from batchgen.cli.prepare import (
-        check_job_file,
-        load_prices,
-        make_budget,
-        show_quote_and_confirm,
-    )
-    from batchgen.cli.session import SessionPlan, execute, finish
-    from batchgen.jobs import iter_jobs, sha256_file
-    from batchgen.recovery import (
-        adopt_orphans,
-        record_crashed_inflight,
-        remove_torn_images,
-        settle_log,
-    )
-    from batchgen.rundir import redact_argv
+    from batchgen.jobs import sha256_file
+    from batchgen.recovery import remove_torn_images, settle_log
     from batchgen.runlog.files import damaged_message
     from batchgen.runlog.jobindex import load_or_build
-    from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.state import job_states, remaining
 
     manifest = rundir.load(strict=True)
@@ -136,12 +134,31 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     index = load_or_build(rundir.state_dir, job_file, job_sha256, defaults)
     rest = remaining(index, states, args.retry_failed)
     del index
-    connection = resolve_connection(
-        args.provider or recorded.get("provider"),
-        args.base_url or recorded.get("base_url"),
-        args.api_key_env or recorded.get("api_key_env"),
+    routed = providers_connection(args, recorded.get("endpoints"))
+    connection, endpoints = routed or (
+        resolve_connection(
+            args.provider or recorded.get("provider"),
+            args.base_url or recorded.get("base_url"),
+            args.api_key_env or recorded.get("api_key_env"),
+        ),
+        None,
     )
     _say_what_changed(console, manifest, job_file, job_sha256, rest)
+    if args.regenerate_below is not None:
+        code = EXIT_OK
+        if rest.run:
+            code = _run_rest(args, rundir, console, manifest, job_file, defaults, rest,
+                             connection, endpoints)  # fmt: skip
+            if code not in (EXIT_OK, EXIT_FAILED):
+                return code
+        from batchgen.quality.regenerate import regenerate
+
+        values = pool_values(args, recorded.get("pool"))
+        regen = regenerate(
+            args, rundir, manifest, console, connection=connection, values=values,
+            job_file=job_file, defaults=defaults,
+        )  # fmt: skip
+        return max(code, regen)
     if not rest.run:
         console.print(
             f"nothing to resume: {rest.skipped_done} job(s) done, "
@@ -149,12 +166,39 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
             + (" (rerun them with --retry-failed)" if rest.skipped_failed else "")
         )
         return EXIT_OK
+    return _run_rest(args, rundir, console, manifest, job_file, defaults, rest, connection,
+                     endpoints)  # fmt: skip
+
+
+def _run_rest(
+    args: argparse.Namespace, rundir: RunDir, console: Any, manifest: dict[str, Any],
+    job_file: Path, defaults: dict[str, Any], rest: Any, connection: Any,
+    endpoints: list[Any] | None = None,
+) -> int:  # fmt: skip
+    """Run the jobs without a successful result (the resume proper)."""
+    import anyio
+
+    from batchgen.cli.prepare import (
+        check_job_file,
+        load_prices,
+        make_budget,
+        show_quote_and_confirm,
+    )
+    from batchgen.cli.session import SessionPlan, execute, finish
+    from batchgen.jobs import iter_jobs
+    from batchgen.recovery import adopt_orphans, record_crashed_inflight
+    from batchgen.rundir import redact_argv
+    from batchgen.runlog.orphans import image_job_ids
+
+    recorded = manifest["settings"]
     values = pool_values(args, recorded.get("pool"))
     prices = load_prices(args)
     checked = check_job_file(
         job_file, defaults, prices, only=rest.run,
         rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
     )
+    if endpoints:
+        check_served(endpoints, checked)
     session = rundir.begin_session(_overrides(args), redact_argv(sys.argv))
     run_id = manifest["run_id"]
     # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
@@ -178,6 +222,10 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
             "and are sent again[/]"
         )
     spent = _spent_so_far(rundir)
+    if args.max_cost is not None:
+        from batchgen.quality.store import scores_cost
+
+        spent += scores_cost(rundir.path)  # --max-cost bounds images and scoring together
     budget = make_budget(args, prices, checked, spent_before=spent)
     if not show_quote_and_confirm(console, args, checked, args.quiet):
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
@@ -199,6 +247,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
+        endpoints=endpoints,
     )
     result = anyio.run(execute, plan, console)
     finish(console, rundir, result, budget, quiet=args.quiet)

@@ -19,6 +19,7 @@ from batchgen.cli.common import (
     add_session_arguments,
     pool_values,
     prefer_system_allocator,
+    providers_connection,
     resolve_connection,
 )
 
@@ -88,7 +89,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if via == "live" and (args.detach or args.deadline is not None):
             raise UsageError("--detach and --deadline go with --via batch")
-        connection = resolve_connection(args.provider, args.base_url, args.api_key_env)
+        routed = providers_connection(args)
+        connection, endpoints = routed or (
+            resolve_connection(args.provider, args.base_url, args.api_key_env), None
+        )
+        if via == "batch" and endpoints:
+            raise UsageError("--via batch goes to one OpenAI endpoint: drop --providers, or "
+                             "run the batch with --base-url / --api-key-env")
         if args.detach and connection.provider == "sim":
             raise UsageError("--detach needs a provider that outlives this process: the "
                              "in-process simulator stops with it (serve one: batchgen sim)")
@@ -96,6 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if via == "batch" and _has_edits(args.jobfile):
             raise UsageError("edits (jobs with image/images/mask) go through the live API "
                              "only: run them without --via batch")  # fmt: skip
+        if endpoints and any(ep.protocol not in ("openai", "azure") for ep in endpoints) and (
+            _has_edits(args.jobfile)
+        ):
+            raise UsageError("edits (jobs with image/images/mask) are sent by the openai and "
+                             "azure protocols only: keep only such endpoints in --providers")  # fmt: skip
         if via == "batch":
             from batchgen.money.batchrate import batch_table
 
@@ -110,6 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.max_jobs is not None and checked.jobs > args.max_jobs:
             msg = f"{args.jobfile}: {checked.jobs:,} jobs, more than --max-jobs {args.max_jobs:,}"
             raise UsageError(msg)
+        if endpoints:
+            check_served(endpoints, checked)
         budget = make_budget(args, prices, checked)
         sim_config = make_sim_config(args) if connection.provider == "sim" else None
     except JobFileProblems as exc:
@@ -139,6 +153,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from batchgen.cli.batch import batch_settings
 
         settings["batch"] = batch_settings(args)
+    if endpoints:
+        from batchgen.cli.providers import describe
+
+        settings["endpoints"] = describe(endpoints)  # names, URLs, key variables: no key
+        settings["providers_file"] = str(Path(args.providers).resolve())
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, index, checked.sha256, defaults, args.jobfile)
@@ -162,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cheapest_job_usd=checked.cheapest_job_usd,
                 sim_config=sim_config,
                 quiet=args.quiet,
+                endpoints=endpoints,
             )
             if via == "batch":
                 from batchgen.cli.batch import run_via_batch
@@ -215,6 +235,19 @@ def _has_edits(job_file: str) -> bool:
         return any(job.inputs for job in iter_jobs(job_file))
     except (JobFileError, OSError, ValueError):
         return False  # the validation that follows reports it
+
+
+def check_served(endpoints: list[Any], checked: Any) -> None:
+    """Every model of the job file has an endpoint, or nothing is sent."""
+    from batchgen.cli.providers import unserved
+
+    missing = unserved(endpoints, {line.model for line in checked.quote.lines})
+    if missing:
+        msg = (
+            f"no endpoint of the providers file serves model(s) {', '.join(missing)}: add them "
+            "to an endpoint's models list"
+        )
+        raise UsageError(msg)
 
 
 def make_sim_config(args: argparse.Namespace) -> Any:

@@ -4,6 +4,7 @@ and how it ended. Shared by `run` and `resume` so both stop, flush and report th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shlex
 import signal
 import sys
@@ -52,6 +53,11 @@ class SessionPlan:
     cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
     sim_config: Any  # SimConfig when connection.provider == "sim"
     quiet: bool
+    # a regeneration round (resume --regenerate-below): file name tag and the round header
+    image_tag: str = ""
+    extra_headers: dict[str, str] | None = None
+    # `--providers FILE`: the endpoints (batchgen.cli.providers.EndpointSpec); None: one
+    endpoints: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +80,31 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
         state_dir=plan.rundir.state_dir,
     )
     writer.set_inflight(inflight)
-    limiter = RateLimiter(
-        plan.values["rpm"], plan.values["ipm"],
-        concurrency=plan.values.get("concurrency"), adapt=plan.values["adaptive"],
-        max_pause_s=float(plan.values.get("max_pause") or 300.0),
-    )  # fmt: skip
+    router = None
+    if plan.endpoints:
+        from batchgen.cli.providers import build_router, resolve_keys
+
+        router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.values, control)
+        router.inflight = inflight  # added to the sent journal when a request really leaves
+        limiter: RateLimiter = router.gate
+        settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
+    else:
+        limiter = RateLimiter(
+            plan.values["rpm"], plan.values["ipm"],
+            concurrency=plan.values.get("concurrency"), adapt=plan.values["adaptive"],
+            max_pause_s=float(plan.values.get("max_pause") or 300.0),
+        )  # fmt: skip
     progress = Progress(
         console, total=plan.jobs_to_run, quiet=plan.quiet, budget=plan.budget,
         status=limiter.describe,
     )  # fmt: skip
     tally = PoolTally()
+    checker = _image_checker(plan)
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
-            provider = OpenAIImages(
-                base_url, plan.connection.api_key, connections=settings.concurrency + 4
+            provider: Any = router or OpenAIImages(
+                base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+                extra_headers=plan.extra_headers,
             )
             tg.start_soon(_watch_signals, control, settings.grace_s, console)
             tg.start_soon(_watch_disk, writer, inflight, control)
@@ -100,7 +117,7 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         writer,
                         context=RowContext(
                             plan.manifest["run_id"], plan.session, plan.connection.provider,
-                            plan.rundir.images_dir,
+                            plan.rundir.images_dir, checker=checker, image_tag=plan.image_tag,
                         ),
                         settings=settings,
                         control=control,
@@ -111,16 +128,26 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         on_progress=progress.update,
                     )
             finally:
-                await provider.aclose()
+                for closing in [ep.provider for ep in router.endpoints] if router else [provider]:
+                    await closing.aclose()
                 tg.cancel_scope.cancel()
     finally:
         # whatever happened, every row that was appended reaches a readable part file
         lost = _close_log(writer, settings.grace_s, console)
         # every sent job has its row now; else the journal stays for resume, as after a crash
         inflight.close(remove=lost is None)
+        # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
+        checks = checker.finish().as_dict() if checker is not None else {"where": "off"}
     if lost is not None:  # whatever stopped the run, the rows it could not save come first
         control.reason, control.message = ErrorClass.DISK, lost
     reason = control.reason
+    if router is not None and reason is None and router.taken_out() and tally.skipped_jobs:
+        # endpoints taken out (auth, quota) left the jobs of their models pending
+        first = next(iter(router.taken_out().items()))
+        reason = first[1].error_class
+        control.message = "; ".join(
+            f"endpoint {name} taken out: {exc}" for name, exc in router.taken_out().items()
+        )
     if reason is None and tally.skipped_by_class.get(ErrorClass.BUDGET.value):
         reason = ErrorClass.BUDGET  # some jobs did not fit under the cap: they are pending
     if reason is None and tally.failed_jobs:
@@ -133,7 +160,11 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     if lost is None:
         try:
             summary = _summary(tally, plan.budget)
-            summary["autopilot"] = limiter.learned()
+            if router is None:
+                summary["autopilot"] = limiter.learned()
+            else:
+                summary["endpoints"] = _endpoint_summary(router)
+            summary["image_checks"] = checks
             plan.rundir.end_session(plan.session, how, summary)
         except OSError as exc:  # the log is complete; resume treats the session as crashed
             message = f"{message}; run.json could not record the session's end ({exc})"
@@ -142,6 +173,21 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
         message = plan.budget.exhausted_message()
     return SessionResult(tally, reason, message, code)
+
+
+def _endpoint_summary(router: Any) -> dict[str, Any]:
+    """Each endpoint's learned limits (like ``summary.autopilot`` of one endpoint) and
+    whether it was taken out."""
+    out = {}
+    for ep in router.endpoints:
+        out[ep.name] = {
+            "protocol": ep.protocol,
+            "autopilot": ep.limiter.learned(),
+            "taken_out": None if ep.down is None else {
+                "class": ep.down.error_class.value, "message": ep.down.message[:500],
+            },
+        }
+    return out
 
 
 def _close_log(writer: RunLogWriter, retry_for: float, console: Console) -> str | None:
@@ -173,8 +219,19 @@ async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunCo
             control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
 
 
+def _image_checker(plan: SessionPlan) -> Any:
+    if not plan.values.get("image_checks", True):
+        return None
+    from batchgen.checks.ingest import start_ingest_checks
+
+    return start_ingest_checks(plan.rundir.path, plan.session)
+
+
 @contextlib.asynccontextmanager
 async def _base_url(plan: SessionPlan) -> AsyncIterator[str]:
+    if plan.endpoints:
+        yield ""  # each endpoint has its own
+        return
     if plan.connection.provider != "sim":
         assert plan.connection.base_url is not None
         yield plan.connection.base_url

@@ -33,9 +33,12 @@ _CACHED_RATES = ("cached_text_input_per_1m", "cached_image_input_per_1m")
 _COMMON_KEYS = {"billing", "source", "as_of", "constraints", "note"} | {
     "batch_rate", "batch_source", "batch_as_of",
 }
+_CHAT_RATES = ("input_per_1m", "output_per_1m")
 _MODEL_KEYS = {
     "tokens": _COMMON_KEYS | set(_TOKEN_RATES) | set(_CACHED_RATES) | {"output_tokens"},
     "per_image": _COMMON_KEYS | {"per_image"},
+    # vision chat models used as judges (batchgen score --judge): billed per token
+    "chat": _COMMON_KEYS | set(_CHAT_RATES) | {"cached_input_per_1m"},
 }
 _CUSTOM_KEYS = {f for f in CustomSizes.__dataclass_fields__}
 _CONSTRAINT_KEYS = {f for f in Constraints.__dataclass_fields__} - {"name"}
@@ -177,7 +180,9 @@ class _Checker:
         before = len(self.problems)
         billing = raw.get("billing")
         if billing not in _MODEL_KEYS:
-            self.fail("models", name, ".billing", 'must be "tokens" or "per_image"', billing)
+            self.fail(
+                "models", name, ".billing", 'must be "tokens", "per_image" or "chat"', billing
+            )
             return None
         for key in raw:
             if key not in _MODEL_KEYS[billing]:
@@ -205,6 +210,16 @@ class _Checker:
                 if key in raw:
                     fields[key] = self.amount("models", name, f".{key}", raw[key])
             fields["output_tokens"] = self.output_tokens_ref(name, raw.get("output_tokens"))
+        elif billing == "chat":
+            for key in _CHAT_RATES:
+                if key not in raw:
+                    self.fail("models", name, f".{key}", "is missing (USD per 1M tokens)")
+                else:
+                    fields[f"chat_{key}"] = self.amount("models", name, f".{key}", raw[key])
+            if "cached_input_per_1m" in raw:
+                fields["chat_cached_input_per_1m"] = self.amount(
+                    "models", name, ".cached_input_per_1m", raw["cached_input_per_1m"]
+                )
         else:
             fields["per_image"] = self.per_image(name, raw.get("per_image"))
         fields.update(self.batch(name, raw))

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Billing = Literal["tokens", "per_image"]
+Billing = Literal["tokens", "per_image", "chat"]
 ANY = "*"
 AUTO = "auto"
 
@@ -76,6 +76,24 @@ class ModelPrice:
     batch_rate: float | None = None
     batch_source: str | None = None
     batch_as_of: str | None = None
+    # chat models (judges): USD per 1M prompt / cached prompt / completion tokens
+    chat_input_per_1m: float = 0.0
+    chat_output_per_1m: float = 0.0
+    chat_cached_input_per_1m: float | None = None
+
+    def chat_usd(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """What one chat completion cost, from its ``usage``."""
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        cached_rate = (
+            self.chat_cached_input_per_1m
+            if self.chat_cached_input_per_1m is not None
+            else self.chat_input_per_1m
+        )
+        return (
+            (prompt_tokens - cached) * self.chat_input_per_1m
+            + cached * cached_rate
+            + completion_tokens * self.chat_output_per_1m
+        ) / 1e6
 
     @property
     def auto_quality(self) -> str:

@@ -42,6 +42,10 @@ class GenerateResult:
     # what was odd about a usable answer (more images than asked for, a lying usage): the
     # row's error_message, so the report can show it
     note: str | None = None
+    # several endpoints (batchgen.provider.router): which one answered, and the seconds this
+    # attempt waited for that endpoint's limiter (the log's wait_s, not its latency)
+    endpoint: str | None = None
+    wait_s: float = 0.0
 
 
 class Provider(Protocol):

@@ -58,7 +58,6 @@ class OpenAIImages:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._url = f"{self.base_url}/images/generations"
-        self._edits_url = f"{self.base_url}/images/edits"
         self._key = api_key
         self._max_download = max_download_bytes
         self._max_answer = max_answer_bytes
@@ -82,6 +81,10 @@ class OpenAIImages:
             await self._session.close()
             self._session = None
 
+    def _url_for(self, job: Job) -> str:
+        """Where this job's request goes (Azure: per deployment)."""
+        return self._url
+
     def _redact(self, text: str) -> str:
         return redact(text, (self._key,))
 
@@ -91,7 +94,7 @@ class OpenAIImages:
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
-        url, headers = self._url, self._headers
+        url, headers = self._url_for(job), self._headers
         data: Any
         try:
             data = request_bytes(job.body)
@@ -100,7 +103,8 @@ class OpenAIImages:
             raise AttemptError(ErrorClass.BAD_REQUEST, msg) from exc
         if job.inputs:
             data, content_type = await edit_request(job)
-            url, headers = self._edits_url, dict(headers)
+            # the edits endpoint beside the generations one (Azure: of the same deployment)
+            url, headers = url.replace("/images/generations", "/images/edits"), dict(headers)
             if content_type is None:
                 del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
         try:

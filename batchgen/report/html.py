@@ -170,6 +170,7 @@ def _thumb(path: Path) -> str | None:
 def _contact_sheet(r: dict[str, Any], out_dir: Path) -> str:
     run_dir = Path(r["run_dir"])
     flagged = {f["path"]: f["problem"] for f in r["image_checks"].get("findings", [])}
+    best = set((r.get("quality") or {}).get("best_images", {}).values())
     figures = []
     for img in saved_images(run_dir, limit=CONTACT_SHEET):
         data = _thumb(img.file)
@@ -184,11 +185,73 @@ def _contact_sheet(r: dict[str, Any], out_dir: Path) -> str:
         figures.append(
             f'<figure><a href="{e(href)}"{flag}>{pic}</a>'
             f'<figcaption title="{e(img.prompt)}">{e(problem + ": " if problem else "")}'
-            f"{e(img.job_id)}</figcaption></figure>"
+            f"{e(img.job_id)}{' ★ best' if img.path in best else ''}</figcaption></figure>"
         )
     if not figures:
         return '<p class="muted">No saved images.</p>'
     return f'<div class="sheet">{"".join(figures)}</div>'
+
+
+def _quality(r: dict[str, Any], out_dir: Path) -> str:
+    """Scores: summary, distribution, score by setting beside cost, the weakest images with
+    the judge's reasons (thumbnails), and the cheaper-setting finding."""
+    q = r.get("quality")
+    if not q:
+        return (
+            '<p class="muted">Not scored: <code>batchgen score RUN_DIR --judge MODEL</code> '
+            "(or <code>--scorer clip</code>) scores every image against its prompt.</p>"
+        )
+    mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+    top = max((d["images"] for d in q["distribution"]), default=0) or 1
+    bars = "".join(
+        f'<div title="{d["images"]} images"><span style="display:inline-block;width:2em">'
+        f'{d["score"]}</span><span style="display:inline-block;background:#4a7;height:0.9em;'
+        f'width:{300 * d["images"] / top:.0f}px"></span> {d["images"]}</div>'
+        for d in q["distribution"]
+    )
+    by = _table(
+        ["model", "quality", "size", "scored", "mean score", "cost / image"],
+        [
+            [e(g["model"]), e(g["quality"]), e(g["size"]), f"{g['images_scored']:,}",
+             f"{g['mean_score']:.2f}", e(by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]))]
+            for g in q["by_setting"]
+        ],
+        {3, 4, 5},
+    )  # fmt: skip
+    cheaper = "".join(f"<li>{e(c['message'])}</li>" for c in q["cheaper_settings"])
+    figures = []
+    run_dir = Path(r["run_dir"])
+    for w in q["weakest"]:
+        file = run_dir / w["image_path"]
+        data = _thumb(file)
+        href = urllib.parse.quote(os.path.relpath(file.resolve(), out_dir.resolve()))
+        pic = (f'<img loading="lazy" src="{data}" alt="{e(w["prompt"] or "")}">' if data
+               else '<div class="muted" style="height:160px">cannot decode</div>')  # fmt: skip
+        defects = "; ".join(w["defects"])
+        figures.append(
+            f'<figure><a href="{e(href)}" class="flag">{pic}</a>'
+            f'<figcaption title="{e(w["prompt"] or "")}"><b>{w["score"]:.1f}</b>'
+            f'{" (best of its job)" if w["best"] else ""} {e(w["job_id"])}<br>'
+            f"{e(w['reasons'])}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
+            "</figcaption></figure>"
+        )
+    regen = (
+        f" {q['jobs_regenerated']} jobs regenerated over {q['rounds']} round(s);"
+        f" {q['jobs_best_from_regeneration']} now have their best image from a new round."
+        if q["jobs_regenerated"] else ""
+    )  # fmt: skip
+    return (
+        f"<p>{q['images_scored']:,} images scored by <code>{e(q['scorer'])}</code>: mean "
+        f"{mean}; {q['jobs_below_threshold']:,} of {q['jobs_scored']:,} jobs have no image "
+        f"scoring {q['threshold']:g} or more.{e(regen)} Scoring cost "
+        f"{e(by_key('cost_usd_total').fmt(q['scoring_cost_usd']))} "
+        f"({q['scoring_requests']:,} requests).</p>"
+        + f"<h3>Score distribution</h3>{bars}"
+        + "<h3>Score by setting</h3>" + by
+        + (f"<ul>{cheaper}</ul>" if cheaper else "")
+        + "<h3>Weakest images</h3>"
+        + (f'<div class="sheet">{"".join(figures)}</div>' if figures else "<p>None.</p>")
+    )
 
 
 def _errors(r: dict[str, Any]) -> str:
@@ -302,6 +365,8 @@ def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str
         + _errors(r)
         + f"<h2>Failed jobs ({r['jobs_failed']:,})</h2>"
         + (failed if r["failed_jobs"] else "<p>No failed jobs.</p>")
+        + "<h2>Quality</h2>"
+        + _quality(r, out_dir)
         + "<h2>Image checks</h2>"
         + _image_checks(r)
         + "<h2>Contact sheet</h2>"

@@ -107,8 +107,37 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
             )
     else:
         out += ["Skipped (--no-image-checks).", ""]
+    q = r.get("quality")
+    if q:
+        mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+        out += [f"{level} Quality", ""]
+        out += [cell(
+            f"{q['images_scored']} images scored by {q['scorer']}, mean {mean}; "
+            f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
+            f"scoring cost ${q['scoring_cost_usd']:.4f}"
+        ), ""]  # fmt: skip
+        out += _table(
+            ["model", "quality", "size", "scored", "mean score", "cost / image"],
+            [[g["model"], g["quality"], g["size"], g["images_scored"], f"{g['mean_score']:.2f}",
+              by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])]
+             for g in q["by_setting"]],
+        )  # fmt: skip
+        out += _table(
+            ["score", "image", "best", "reasons"],
+            [[f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", w["reasons"]]
+             for w in q["weakest"]],
+        )  # fmt: skip
     if r.get("autopilot"):
         out += [cell(autopilot_line(r["autopilot"])), ""]
+    if r.get("by_endpoint"):
+        out += [f"{level} By endpoint", ""]
+        out += _table(
+            ["endpoint", "protocol", "jobs", "ok", "images", "p50 s", "cost", "learned rpm",
+             "taken out"],
+            [[e["name"], e["protocol"], e["jobs"], e["jobs_succeeded"], e["images"],
+              e["latency_p50_s"], f"${e['cost_usd']:.4f}", e["learned_rpm"],
+              (e["taken_out"] or {}).get("class", "")] for e in r["by_endpoint"]],
+        )  # fmt: skip
     out += [f"{level} Recommendations", ""]
     out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
         "None: nothing in this run's figures calls for a change."

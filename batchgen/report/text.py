@@ -168,6 +168,52 @@ def _secs(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def quality_tables(q: dict[str, Any]) -> list[Any]:
+    """Score summary, score by setting beside cost per image, the weakest images."""
+    mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+    head = Text(
+        f"Quality ({q['scorer']}): {q['images_scored']} images scored, mean {mean}; "
+        f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
+        f"scoring cost ${q['scoring_cost_usd']:.4f} ({q['scoring_requests']} requests)"
+        + (f"; {q['jobs_regenerated']} jobs regenerated over {q['rounds']} round(s), "
+           f"{q['jobs_best_from_regeneration']} now best from a new image"
+           if q["jobs_regenerated"] else "")
+    )  # fmt: skip
+    dist = " ".join(f"{d['score']}:{d['images']}" for d in q["distribution"] if d["images"])
+    by = _table("Score by setting", "model", "quality", "size", "scored", "mean score",
+                "cost / image")  # fmt: skip
+    for g in q["by_setting"]:
+        per = g["cost_per_image_usd"]
+        by.add_row(str(g["model"]), str(g["quality"]), str(g["size"]), str(g["images_scored"]),
+                   f"{g['mean_score']:.2f}", f"${per:.4f}" if per is not None else "n/a")
+    weak = _table("Weakest images", "score", "image", "best?", "reasons / defects")
+    for w in q["weakest"]:
+        why = w["reasons"] + (f" [{'; '.join(w['defects'])}]" if w["defects"] else "")
+        weak.add_row(f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", why)
+    return [head, Text(f"score distribution {dist}", style="dim"), by, weak]
+
+
+def endpoints_table(report: dict[str, Any]) -> Table:
+    """Figures by endpoint (`run --providers`)."""
+    table = _table("By endpoint", "endpoint", "protocol", "jobs", "success", "images",
+                   "p50 / p95 s", "cost", "429s", "learned rpm / conc.", "state")  # fmt: skip
+
+    def num(v: Any, fmt: str = "{:g}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    for ep in report["by_endpoint"]:
+        out = ep.get("taken_out")
+        table.add_row(
+            str(ep["name"]), str(ep["protocol"]), str(ep["jobs"]),
+            num(ep["success_rate"], "{:.1%}"), str(ep["images"]),
+            f"{num(ep['latency_p50_s'])} / {num(ep['latency_p95_s'])}",
+            f"${ep['cost_usd']:.4f}", str(ep["throttled"]),
+            f"{num(ep['learned_rpm'])} / {num(ep['learned_concurrency'])}",
+            f"out ({out['class']})" if isinstance(out, dict) else "ok",
+        )  # fmt: skip
+    return table
+
+
 def render_text(report: dict[str, Any], console: Console) -> None:
     report = printable_all(report)
     title = Text(f"batchgen report — {report['run_name']}", style="bold")
@@ -189,7 +235,12 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         console.print(errors_table(report))
     if report["failed_jobs"]:
         console.print(failed_table(report))
+    if report.get("by_endpoint"):
+        console.print(endpoints_table(report))
     console.print(images_table(report))
+    if report.get("quality"):
+        for part in quality_tables(report["quality"]):
+            console.print(part)
     console.print(Text(report["paused_note"], style="dim"))
     if report.get("autopilot"):
         console.print(Text(autopilot_line(report["autopilot"])))

@@ -64,6 +64,8 @@ SCHEMA = pa.schema(
         ("request_id", pa.string()),
         # the provider's batch that produced the row (``--via batch``); null on the live path
         ("provider_batch_id", pa.string()),
+        # the providers file's endpoint that answered (`run --providers`); null otherwise
+        ("endpoint", pa.string()),
         ("input_hashes", pa.list_(pa.string())),
         ("vars", pa.string()),
     ]

@@ -25,6 +25,8 @@ FAULT_CLASSES: tuple[str, ...] = (
     "truncated_json",
     "bad_base64",
     "not_image",
+    # submit-then-poll protocols (sim.poll): the signed result URL has expired at download
+    "expired_url",
 )
 FAIL_AFTER_CLASSES: tuple[str, ...] = ("auth", "quota")
 LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")

@@ -18,6 +18,10 @@ from batchgen.sim.config import FAULT_CLASSES, SimConfig
 from batchgen.sim.models import ApiError
 
 _DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
+# directives about what the picture shows, not faults: ``[sim:wrong]`` makes the job's first
+# image (``[sim:wrong*K]``: its first K generation rounds) come out not matching the prompt, and
+# the simulator's judge (sim/chat.py) says so with a low score
+QUALITY_DIRECTIVES = frozenset({"wrong"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,8 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
         return ()
     found = []
     for name, times in _DIRECTIVE.findall(prompt):
+        if name in QUALITY_DIRECTIVES:
+            continue
         if name not in FAULT_CLASSES:
             msg = (
                 f"Unknown simulator directive [sim:{name}] in the prompt; "
@@ -47,6 +53,17 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
             raise ApiError(400, msg, param="prompt", code="invalid_value")
         found.append(Directive(name, int(times) if times else None))
     return tuple(found)
+
+
+def wrong_rounds(prompt: str) -> int:
+    """How many generation rounds of this prompt come out wrong: 0 without ``[sim:wrong]``,
+    1 for ``[sim:wrong]``, K for ``[sim:wrong*K]``."""
+    if "[sim:wrong" not in prompt:
+        return 0
+    for name, times in _DIRECTIVE.findall(prompt):
+        if name == "wrong":
+            return int(times) if times else 1
+    return 0
 
 
 def directive_fault(directives: tuple[Directive, ...], attempt: int) -> str | None:

@@ -17,9 +17,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 TINY_EDGE = 64
+MARK_KEY = "batchgen-sim"
 _CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 
@@ -33,6 +34,9 @@ class ImageKey:
     seed: int
     tiny: bool
     image_kb: float | None
+    # written into the file's metadata (PNG text chunk, JPEG comment, WebP XMP) for the simulator's
+    # judge: "quality=low;wrong=0"; "" writes none
+    mark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,14 @@ def render(key: ImageKey) -> bytes:
     if key.image_kb is not None:
         return _render_to_size(key, int(key.image_kb * 1024))
     width, height = (TINY_EDGE, TINY_EDGE) if key.tiny else (key.width, key.height)
-    return _encode(_picture(width, height, key), key)
+    img = _picture(width, height, key)
+    if "wrong=1" in key.mark:
+        # a picture a person can tell apart on the contact sheet: crossed out in red
+        draw = ImageDraw.Draw(img)
+        line = max(2, min(width, height) // 16)
+        draw.line((0, 0, width, height), fill=(220, 0, 0), width=line)
+        draw.line((0, height, width, 0), fill=(220, 0, 0), width=line)
+    return _encode(img, key)
 
 
 def _picture(width: int, height: int, key: ImageKey) -> Image.Image:
@@ -135,6 +146,23 @@ def _picture(width: int, height: int, key: ImageKey) -> Image.Image:
     return img
 
 
+def read_mark(data: bytes) -> dict[str, str] | None:
+    """The simulator's mark of an image it rendered ({"quality": "low", "wrong": "0"}), or
+    None for an image without one (not the simulator's, or a webp)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            text = img.info.get(MARK_KEY)
+            for field in ("comment", "xmp"):  # JPEG comment, WebP XMP
+                raw = img.info.get(field)
+                if text is None and isinstance(raw, bytes) and raw.startswith(MARK_KEY.encode() + b":"):
+                    text = raw.split(b":", 1)[1].decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - anything Pillow cannot open has no mark
+        return None
+    if not isinstance(text, str):
+        return None
+    return dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+
+
 def _noise(side: int, key: ImageKey) -> Image.Image:
     # incompressible pixels make the encoded size predictable: ~3 bytes per pixel in PNG
     rng = random.Random(f"noise:{key.seed}:{key.variant}")
@@ -159,9 +187,15 @@ def _render_to_size(key: ImageKey, target: int) -> bytes:
 def _encode(img: Image.Image, key: ImageKey) -> bytes:
     buf = io.BytesIO()
     if key.fmt == "jpeg":
-        img.convert("RGB").save(buf, "JPEG", quality=90)
+        extra = {"comment": f"{MARK_KEY}:{key.mark}".encode()} if key.mark else {}
+        img.convert("RGB").save(buf, "JPEG", quality=90, **extra)
     elif key.fmt == "webp":
-        img.save(buf, "WEBP", quality=90)
+        extra = {"xmp": f"{MARK_KEY}:{key.mark}".encode()} if key.mark else {}
+        img.save(buf, "WEBP", quality=90, **extra)
     else:
-        img.save(buf, "PNG", compress_level=1)
+        info = None
+        if key.mark:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(MARK_KEY, key.mark)
+        img.save(buf, "PNG", compress_level=1, pnginfo=info)
     return buf.getvalue()

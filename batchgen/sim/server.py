@@ -2,6 +2,7 @@
 
 POST /v1/images/generations    (also /images/generations)  the images API
 POST /v1/images/edits          (also /images/edits)        edits: multipart or JSON (sim/edits.py)
+POST /v1/chat/completions      (also /chat/completions)    a vision judge (sim/chat.py)
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
 GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
@@ -22,10 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from batchgen.sim import responses
+from batchgen.sim import chat, responses
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest
-from batchgen.sim.faults import FaultPlanner, parse_directives
+from batchgen.sim.faults import FaultPlanner, parse_directives, wrong_rounds
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
@@ -96,9 +97,17 @@ class SimServer:
         app.router.add_post("/images/generations", self.handle_generate)
         app.router.add_post("/v1/images/edits", self.handle_edit)
         app.router.add_post("/images/edits", self.handle_edit)
+        # Azure OpenAI: the same API per deployment, the key in an `api-key` header
+        app.router.add_post(
+            "/openai/deployments/{deployment}/images/generations", self.handle_generate
+        )
+        from batchgen.sim import protocols  # Gemini, Black Forest Labs, fal
+
+        protocols.add_routes(app, self)
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
+        chat.add_routes(app, self)
         app.router.add_get("/_sim/stats", self.handle_stats)
         app.router.add_post("/_sim/reset", self.handle_reset)
         app.router.add_get("/_sim/config", self.handle_get_config)
@@ -159,7 +168,10 @@ class SimServer:
         started: float,
         edit: EditRequest | ApiError | None = None,
     ) -> web.StreamResponse:
-        self._check_auth(request.headers.get("Authorization", ""))
+        if "deployment" in request.match_info:
+            self._check_azure(request, body)
+        else:
+            self._check_auth(request.headers.get("Authorization", ""))
         if isinstance(edit, ApiError):
             raise edit
         image_tokens = edit.image_tokens if edit is not None else 0
@@ -213,14 +225,20 @@ class SimServer:
                 status=503, text=responses.HTML_503, content_type="text/html", headers=headers
             )
 
-        images = await self._rendered(req, config)
+        images = await self._rendered(req, config, _round_of(request))
         payload = self._success_body(request, req, images, fault, image_tokens)
+        if fault in (None, "bad_base64", "not_image") and req.family == "gpt":
+            usage = responses.response_fields(req, image_tokens)["usage"]
+            self.stats.record_billed(
+                "images", req.model, usage["input_tokens"], usage["output_tokens"]
+            )
         if fault is None:
             self.stats.record_outcome(OK, images=req.n)
         elif fault == "truncated_json":
             self.stats.record_outcome(fault)
             payload = payload[: len(payload) // 2]
-        elif fault in ("bad_base64", "not_image"):
+        elif fault in ("bad_base64", "not_image", "expired_url"):
+            # expired_url: a `url` answer's file is gone at once; base64 cannot expire
             self.stats.record_outcome(fault)
         elif fault == "disconnect":
             self.stats.record_outcome(fault)
@@ -236,17 +254,42 @@ class SimServer:
         if expected is not None and key.strip() != expected:
             raise responses.wrong_key()
 
-    async def _rendered(self, req: ImageRequest, config: SimConfig) -> list[Rendered]:
+    def _check_azure(self, request: web.Request, body: Any) -> None:
+        """Azure: ``api-key`` (a bearer header is refused: Azure's key auth does not read it),
+        an ``api-version`` query, and the deployment's name standing for the model."""
+        key = request.headers.get("api-key", "").strip()
+        if not key:
+            msg = ("Access denied due to missing subscription key. Make sure to include an "
+                   "api-key header when making requests to an API.")  # fmt: skip
+            raise ApiError(401, msg, code="401")
+        if self.config.api_key is not None and key != self.config.api_key:
+            msg = ("Access denied due to invalid subscription key or wrong API endpoint. Make "
+                   "sure to provide a valid key for an active subscription.")  # fmt: skip
+            raise ApiError(401, msg, code="401")
+        if not request.query.get("api-version"):
+            raise ApiError(404, "Resource not found", code="404")
+        if isinstance(body, dict) and not body.get("model"):
+            body["model"] = request.match_info["deployment"]
+
+    async def _rendered(
+        self, req: ImageRequest, config: SimConfig, round_: int = 1
+    ) -> list[Rendered]:
         # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
         sized = not (config.tiny or config.image_kb)
         width, height = (req.width, req.height) if sized else (0, 0)
         variants = config.variants or (0 if sized else 8)
+        # a regeneration round (batchgen resume --regenerate-below) is a new picture; the
+        # judge (sim/chat.py) reads quality and wrongness from the mark (none on the
+        # benchmarks' image_kb noise)
+        source = req.prompt if round_ <= 1 else f"{req.prompt}\x00round{round_}"
+        wrong = int(round_ <= wrong_rounds(req.prompt))
+        mark = "" if config.image_kb else f"quality={req.quality};wrong={wrong}"
         out = []
         for i in range(req.n):
             key = ImageKey(
                 width, height, req.output_format, req.transparent,
-                variant_of(req.prompt, i, variants), config.seed, config.tiny,
-                config.image_kb,
+                variant_of(source, i, variants), config.seed, config.tiny,
+                config.image_kb, mark,
             )  # fmt: skip
             found = self._images.peek(key)
             out.append(found if found is not None else await self._render_once(key))
@@ -296,6 +339,8 @@ class SimServer:
         elif fault == "bad_base64":
             source = None  # the download fails: a url that answers 404
         self._store_file(file_id, source)
+        if fault == "expired_url":
+            self._files[file_id] = (source, self._monotonic() - 1.0)
         item: dict[str, str] = {
             "url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
         }
@@ -397,3 +442,11 @@ class SimServer:
             err = ApiError(400, str(exc), code="invalid_value")
             return web.json_response(err.body(), status=400)
         return web.json_response(self.config.public_dict())
+
+
+def _round_of(request: web.Request) -> int:
+    """The regeneration round batchgen sends (``X-Batchgen-Round``; 1 without it)."""
+    try:
+        return max(1, int(request.headers.get("X-Batchgen-Round", "1")))
+    except ValueError:
+        return 1

@@ -38,6 +38,12 @@ class SimStats:
             # image requests being processed at once (arrival to answer): the most seen
             self.peak_in_flight = 0
             self.by_prompt: Counter[str] = Counter()
+            # the judge (POST /v1/chat/completions): answers by outcome, images judged by
+            # sha256 (a 200 delivered), and usage billed per (endpoint, model)
+            self.chat_received = 0
+            self.chat_outcomes: Counter[str] = Counter()
+            self.judged: Counter[str] = Counter()
+            self.billed: dict[str, dict[str, int]] = {}
             self._accepted_t = array("d")
             self._accepted_n = array("i")
 
@@ -63,6 +69,25 @@ class SimStats:
     def record_in_flight(self, count: int) -> None:
         with self._lock:
             self.peak_in_flight = max(self.peak_in_flight, count)
+
+    def record_chat(self, outcome: str, sha256: str | None = None) -> None:
+        with self._lock:
+            self.chat_outcomes[outcome] += 1
+            if sha256 is not None:
+                self.judged[sha256] += 1
+
+    def record_chat_received(self) -> None:
+        with self._lock:
+            self.chat_received += 1
+
+    def record_billed(self, endpoint: str, model: str, input_tokens: int, output_tokens: int) -> None:
+        with self._lock:
+            entry = self.billed.setdefault(
+                f"{endpoint}:{model}", {"requests": 0, "input_tokens": 0, "output_tokens": 0}
+            )
+            entry["requests"] += 1
+            entry["input_tokens"] += input_tokens
+            entry["output_tokens"] += output_tokens
 
     def record_download(self) -> None:
         with self._lock:
@@ -101,6 +126,12 @@ class SimStats:
                 "peak_in_flight": self.peak_in_flight,
                 "by_prompt": dict(self.by_prompt),
                 "accepted_count": len(self._accepted_t),
+                "chat": {
+                    "received": self.chat_received,
+                    "outcomes": dict(self.chat_outcomes),
+                    "judged_by_sha256": dict(self.judged),
+                },
+                "billed": {k: dict(v) for k, v in self.billed.items()},
             }
             if timeline:
                 out["accepted"] = [

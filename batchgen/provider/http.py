@@ -1,0 +1,183 @@
+"""What the non-OpenAI providers (Gemini, Black Forest Labs, fal) share: one aiohttp session,
+JSON requests with capped answers, the mapping of transport failures (timeout, network) into
+the taxonomy, image checks, and downloads of signed result URLs without the key.
+
+Each provider maps its own error answers into batchgen.errors in one method, ``_error``.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import pybase64
+
+from batchgen.errors import AttemptError, ErrorClass, provider_text, redact
+from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
+from batchgen.provider.base import ImageData
+from batchgen.provider.openai import (
+    MAX_ANSWER_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    _loads,
+    _ratelimit_headers,
+    _read_capped,
+)
+
+T = TypeVar("T")
+ERROR_READ_BYTES = 64 * 1024
+
+__all__ = ["JsonHttp", "checked_image", "ratelimit_headers"]
+
+ratelimit_headers = _ratelimit_headers
+
+
+class JsonHttp:
+    """A shared session, the key's redaction, and capped JSON round trips."""
+
+    name = "http"
+
+    def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._max_answer = MAX_ANSWER_BYTES
+        self._max_download = MAX_DOWNLOAD_BYTES
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _redact(self, text: str) -> str:
+        return redact(text, (self._key,))
+
+    def _text(self, value: Any, limit: int = 2000) -> str | None:
+        return provider_text(value, (self._key,), limit)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        data: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> tuple[int, Any, bytes, str]:
+        """(status, headers, body, content type); an error answer's body is cut to 64 KB, a
+        200's over the answer cap is refused."""
+        async with self._client().request(
+            method, url, data=data, headers=headers, timeout=timeout
+        ) as resp:
+            if resp.status != 200:
+                body = await _read_capped(resp, ERROR_READ_BYTES, truncate=True)
+            else:
+                body = await _read_capped(resp, self._max_answer)
+                if body is None:
+                    msg = f"the 200 answer is larger than {self._max_answer} bytes: refused"
+                    raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200)
+            return resp.status, resp.headers, bytes(body or b""), resp.content_type
+
+    async def _guarded(self, timeout: float, work: Callable[[], Awaitable[T]]) -> T:
+        """Transport failures as AttemptErrors (timeout, network), redacted."""
+        try:
+            return await work()
+        except AttemptError:
+            raise
+        except TimeoutError as exc:
+            msg = f"no complete answer within --timeout {timeout:g}s"
+            raise AttemptError(ErrorClass.TIMEOUT, msg) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            msg = self._redact(f"{type(exc).__name__}: {exc}")
+            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+
+    def _json(self, body: bytes, invalid: Callable[[str], AttemptError]) -> dict[str, Any]:
+        payload = _loads(body)
+        if isinstance(payload, Exception):
+            raise invalid(f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)")
+        if not isinstance(payload, dict):
+            raise invalid("the 200 answer is not a JSON object")
+        return payload
+
+    async def _download(
+        self,
+        url: str,
+        timeout: aiohttp.ClientTimeout,
+        expired: Callable[[int], AttemptError],
+        invalid: Callable[[str], AttemptError],
+    ) -> bytes:
+        """A signed result URL, fetched without the key. ``expired(status)`` is the error
+        for a URL that answers 403/404/410 (signed URLs expire within minutes)."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise invalid(f"refusing to download a result URL that is not http(s): {url[:80]}")
+        try:
+            async with self._client().get(url, timeout=timeout) as resp:
+                if resp.status in (403, 404, 410):
+                    raise expired(resp.status)
+                if resp.status != 200:
+                    raise invalid(f"the result download answered HTTP {resp.status}")
+                body = await _read_capped(resp, self._max_download)
+                if body is None:
+                    raise invalid(f"the result download is larger than {self._max_download} bytes")
+                return bytes(body)
+        except aiohttp.ClientError as exc:
+            raise invalid(
+                self._redact(f"result download failed: {type(exc).__name__}: {exc}")
+            ) from exc
+
+
+def checked_image(
+    raw: bytes, where: str, invalid: Callable[[str], AttemptError], revised: str | None = None
+) -> ImageData:
+    """Bytes that are a PNG/JPEG/WebP/GIF and no decompression bomb, or ``invalid``."""
+    ext = sniff_ext(raw)
+    if ext is None:
+        raise invalid(f"{where} is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
+    pixels = image_pixels(raw, ext)
+    if pixels is not None and pixels > MAX_IMAGE_PIXELS:
+        raise invalid(f"{where} is a decompression bomb: its header claims {pixels:,} pixels")
+    return ImageData(raw, ext, revised)
+
+
+def b64_image(data: Any, where: str, invalid: Callable[[str], AttemptError]) -> ImageData:
+    if not isinstance(data, str) or not data:
+        raise invalid(f"{where} has no base64 data")
+    try:
+        raw = pybase64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise invalid(f"{where} is not valid base64 ({exc})") from exc
+    return checked_image(raw, where, invalid)
+
+
+def same_site(url: str, base_url: str) -> bool:
+    """Does ``url`` (a polling or status URL the provider returned) belong to the provider
+    (its host, or a host of the same parent domain: api.us1.bfl.ai for api.bfl.ai)? Only
+    then does the key go with it; a signed result URL never gets it."""
+    a, b = urlsplit(url), urlsplit(base_url)
+    if a.scheme not in ("http", "https") or not a.hostname or not b.hostname:
+        return False
+    if a.hostname == b.hostname:
+        return a.port == b.port
+    parent = ".".join(b.hostname.split(".")[-2:])
+    return (
+        "." in parent
+        and not parent.replace(".", "").isdigit()
+        and (a.hostname.endswith("." + parent) or a.hostname == parent)
+    )
+
+
+def json_error_text(body: bytes) -> tuple[dict[str, Any], str]:
+    """An error answer's JSON object (or {}) and a short text of it."""
+    payload = _loads(body)
+    if isinstance(payload, dict):
+        return payload, body[:500].decode("utf-8", "replace")
+    return {}, body[:200].decode("utf-8", "replace")

@@ -1,0 +1,411 @@
+"""Score every saved image against its prompt: which images, and the judging pool.
+
+Judge requests go through the images pool's machinery: the same RateLimiter (the autopilot:
+slow start, 429s cut the rate and pause the pool, x-ratelimit headers trusted), the same error
+taxonomy (auth and quota stop the session; 5xx, timeouts, network and unusable answers are
+retried with full-jitter backoff up to --max-attempts; a 429 never uses up an attempt and never
+fails an image), the same stall watchdog, and a --max-cost cap. Every verdict is on disk before
+the next is counted (quality/store.py); each image key is journaled before its request leaves,
+so after a kill -9 the next session can say which images may have been judged twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from tenacity import RetryCallState, wait_random_exponential
+
+from batchgen.control import PoolSettings, RunControl
+from batchgen.errors import Action, AttemptError, ErrorClass
+from batchgen.limits import RateLimiter
+from batchgen.money import PriceTable
+from batchgen.quality.store import ScoreStore, read_scores
+from batchgen.runlog.reader import read_log
+
+JOURNAL_PREFIX = "judge-sent-"
+TWICE_FILE = "judge-possibly-twice.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageItem:
+    """One saved image, as the log names it."""
+
+    job_id: str
+    image_path: str  # images/<name>
+    sha256: str
+    round: int
+    prompt: str
+    model: str | None
+    quality: str | None
+    size: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.image_path}\t{self.sha256}"
+
+
+def image_round(job_id: str, image_path: str) -> int:
+    """1 for ``<job>_<i>.ext``; r for a regeneration's ``<job>~r<r>_<i>.ext``."""
+    rest = Path(image_path).name[len(job_id):]
+    if rest.startswith("~r"):
+        digits = rest[2:].split("_", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def saved_images(run_dir: Path) -> list[ImageItem]:
+    """Every image an ok row of the log names that is on disk, in log order."""
+    t = read_log(run_dir, ["job_id", "status", "image_paths", "prompt", "model", "quality", "size"])
+    out: list[ImageItem] = []
+    seen: set[str] = set()
+    for row in t.to_pylist():
+        if row["status"] != "ok":
+            continue
+        for rel in row["image_paths"] or []:
+            path = run_dir / rel
+            if rel in seen or not path.is_file():
+                continue
+            seen.add(rel)
+            out.append(ImageItem(
+                row["job_id"], rel, sha256_file(path), image_round(row["job_id"], rel),
+                row["prompt"] or "", row["model"], row["quality"], row["size"],
+            ))  # fmt: skip
+    return out
+
+
+def to_score(run_dir: Path, scorer: str, rescore: bool = False) -> tuple[list[ImageItem], int]:
+    """(images without an ok verdict of ``scorer``, how many already have one)."""
+    items = saved_images(run_dir)
+    if rescore:
+        return items, 0
+    done = read_scores(run_dir, scorer)
+    ok = {
+        f"{p}\t{s}"
+        for p, s, st in zip(
+            done["image_path"].to_pylist(), done["image_sha256"].to_pylist(),
+            done["status"].to_pylist(), strict=True,
+        )  # fmt: skip
+        if st == "ok"
+    }
+    todo = [i for i in items if i.key not in ok]
+    return todo, len(items) - len(todo)
+
+
+def possibly_judged_twice(run_dir: Path, state_dir: Path) -> set[str]:
+    """Image keys journaled by an earlier session that ended without removing its journal
+    (killed) — sent, and maybe judged, but with no verdict saved."""
+    sent: set[str] = set()
+    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
+        sent.update(line for line in p.read_text("utf-8").splitlines() if line)
+    if not sent:
+        return set()
+    done = read_scores(run_dir)
+    have = {
+        f"{p}\t{s}" for p, s, st in zip(
+            done["image_path"].to_pylist(), done["image_sha256"].to_pylist(),
+            done["status"].to_pylist(), strict=True,
+        ) if st == "ok"
+    }  # fmt: skip
+    return sent - have
+
+
+def settle_journals(run_dir: Path, state_dir: Path) -> int:
+    """Move what killed sessions' journals say into the run's record of images possibly
+    judged twice (kept, deduplicated, fsynced) and remove the journals; returns the record's
+    size: every image of this run that may have been judged (and billed) twice."""
+    record = state_dir / TWICE_FILE
+    known = set(record.read_text("utf-8").splitlines()) if record.exists() else set()
+    new = possibly_judged_twice(run_dir, state_dir) - known
+    if new:
+        with open(record, "a", encoding="utf-8") as f:
+            f.write("".join(f"{k}\n" for k in sorted(new)))
+            f.flush()
+            os.fsync(f.fileno())
+    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
+        p.unlink(missing_ok=True)
+    return len(known | new)
+
+
+class Scorer(Protocol):
+    id: str
+    kind: str
+
+
+@dataclass
+class ScoreTally:
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0  # not judged: the session stopped (cap, auth, quota, Ctrl-C)
+    attempts: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    scores: list[float] = field(default_factory=list)
+
+
+class _JudgeBudget:
+    """--max-cost for judging: an estimate is held for each request in flight."""
+
+    def __init__(self, cap_usd: float | None, prior_usd: float) -> None:
+        self.cap = cap_usd
+        self.spent = 0.0
+        self.held = 0.0
+        self.estimate = prior_usd
+
+    def reserve(self) -> float | None:
+        if self.cap is None:
+            return 0.0
+        if self.spent + self.held + self.estimate > self.cap + 1e-12:
+            return None
+        self.held += self.estimate
+        return self.estimate
+
+    def settle(self, held: float, cost: float) -> None:
+        self.held -= held
+        self.spent += cost
+        self.estimate = max(self.estimate, cost * 1.5)
+
+
+class JudgePool:
+    """Judges images with a concurrency the limiter decides; one verdict row per image."""
+
+    def __init__(
+        self, judge: Any, limiter: RateLimiter, store: ScoreStore, *, run_id: str,
+        settings: PoolSettings, control: RunControl, prices: PriceTable | None,
+        cap_usd: float | None, journal_dir: Path,
+        on_progress: Callable[[ScoreTally], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.judge = judge
+        self.limiter = limiter
+        self.store = store
+        self.run_id = run_id
+        self.settings = settings
+        self.control = control
+        self.entry = prices.get(judge.model) if prices is not None else None
+        prior = self.entry.chat_usd(2000, 300) if self.entry and self.entry.billing == "chat" else 0.01
+        self.budget = _JudgeBudget(cap_usd, prior)
+        self.tally = ScoreTally()
+        self.on_progress = on_progress
+        self.scorer_id = ""
+        journal_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = journal_dir / f"{JOURNAL_PREFIX}{store.session:05d}.txt"
+        self._jfd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._wait = wait_random_exponential(
+            multiplier=settings.backoff_base_s, max=settings.backoff_max_s
+        )
+
+    def cost(self, usage: Any) -> tuple[float | None, str]:
+        if usage is None:
+            return 0.0, "none"
+        if self.entry is None or self.entry.billing != "chat":
+            return None, "unknown"
+        return self.entry.chat_usd(
+            usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        ), "usage"
+
+    async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
+        from batchgen.pool import _watch_stall
+
+        self.scorer_id = scorer_id
+        send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)
+        for item in items:
+            send.send_nowait(item)
+        send.close()
+        workers = min(self.settings.concurrency, self.limiter.concurrency_cap, max(1, len(items)))
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(
+                    _watch_stall, self.limiter, self.control, self.settings.stall_timeout_s
+                )
+                async with anyio.create_task_group() as tg:
+                    self.control._cancel = tg.cancel_scope.cancel
+                    for _ in range(workers):
+                        tg.start_soon(self._work, receive.clone())
+                    receive.close()
+                outer.cancel_scope.cancel()
+        finally:
+            self.control._cancel = None
+            os.close(self._jfd)
+        # the session ended without a kill: every sent image has its row (or never got one)
+        self.journal.unlink(missing_ok=True)
+        return self.tally
+
+    async def _work(self, receive: Any) -> None:
+        async with receive:
+            async for item in receive:
+                if self.control.stopping:
+                    self.tally.skipped += 1
+                    continue
+                row = await self._judge_one(item)
+                if row is None:
+                    self.tally.skipped += 1
+                    continue
+                await anyio.to_thread.run_sync(self.store.add, [row])
+                if row["status"] == "ok":
+                    self.tally.scored += 1
+                    self.tally.scores.append(row["score"])
+                else:
+                    self.tally.failed += 1
+                if self.on_progress:
+                    self.on_progress(self.tally)
+
+    async def _judge_one(self, item: ImageItem) -> dict[str, Any] | None:
+        data = await anyio.to_thread.run_sync((self.store.folder.parent / item.image_path).read_bytes)
+        ext = Path(item.image_path).suffix.lstrip(".")
+        failures, number, billed, started = 0, 0, 0.0, time.time()
+        unknown = False
+        tokens = [0, 0]
+        while True:
+            if self.control.stopping:
+                return None
+            held = self.budget.reserve()
+            if held is None:
+                self.control.stop(ErrorClass.BUDGET, "--max-cost reached while judging")
+                return None
+            ticket = None
+            cost: float | None = 0.0
+            try:
+                with self.control.interruptible():
+                    await self.limiter.acquire(1)
+                    ticket = await self.limiter.enter()
+                if ticket is None or self.control.stopping:
+                    return None
+                number += 1
+                self.tally.attempts += 1
+                os.write(self._jfd, f"{item.key}\n".encode())
+                t0 = anyio.current_time()
+                try:
+                    verdict = await self.judge.judge(
+                        item.prompt, data, ext, timeout=self.settings.timeout
+                    )
+                except AttemptError as exc:
+                    cost, source = self.cost(exc.usage)
+                    unknown |= source == "unknown"
+                    billed += cost or 0.0
+                    if exc.usage is not None:
+                        tokens[0] += exc.usage.prompt_tokens
+                        tokens[1] += exc.usage.completion_tokens
+                    if exc.error_class is ErrorClass.RATE_LIMIT:
+                        self.limiter.on_throttled(
+                            ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
+                        )
+                        continue
+                    self.limiter.observe_headers(exc.ratelimit)
+                    self.limiter.on_other()
+                    if exc.error_class.action is Action.STOP_RUN:
+                        self.control.stop(exc.error_class, str(exc))
+                        return None
+                    if exc.error_class.retryable:
+                        failures += 1
+                    if exc.error_class.retryable and failures < self.settings.max_attempts:
+                        self.tally.retries += 1
+                        await self._sleep(exc, failures)
+                        continue
+                    return self._row(item, number, started, billed, tokens, unknown, error=exc)
+                cost, source = self.cost(verdict.usage)
+                unknown |= source == "unknown"
+                billed += cost or 0.0
+                if verdict.usage is not None:
+                    tokens[0] += verdict.usage.prompt_tokens
+                    tokens[1] += verdict.usage.completion_tokens
+                self.limiter.on_ok(ticket, verdict.ratelimit)
+                row = self._row(item, number, started, billed, tokens, unknown)
+                row.update(
+                    score=verdict.score, defects=verdict.defects, reasons=verdict.reasons,
+                    request_id=verdict.request_id, latency_s=anyio.current_time() - t0,
+                )  # fmt: skip
+                return row
+            finally:
+                if ticket is not None:
+                    self.limiter.leave(ticket)
+                if held is not None:
+                    self.budget.settle(held, cost or 0.0)
+                    self.tally.cost_usd += cost or 0.0
+
+    async def _sleep(self, exc: AttemptError, failures: int) -> None:
+        if exc.retry_after_s is not None:
+            delay = min(exc.retry_after_s, self.settings.backoff_max_s)
+        else:
+            state = RetryCallState(None, None, (), {})
+            state.attempt_number = failures
+            delay = float(self._wait(state))
+        with self.control.interruptible():
+            await anyio.sleep(delay)
+
+    def _row(
+        self, item: ImageItem, number: int, started: float, billed: float, tokens: list[int],
+        unknown: bool, error: AttemptError | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        row: dict[str, Any] = {
+            "run_id": self.run_id,
+            "session": self.store.session,
+            "job_id": item.job_id,
+            "image_path": item.image_path,
+            "image_sha256": item.sha256,
+            "round": item.round,
+            "scorer": self.scorer_id,
+            "status": "ok" if error is None else "error",
+            "attempts": number,
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            "cost_usd": None if unknown else billed,
+            "cost_source": "unknown" if unknown else ("usage" if tokens[0] else "none"),
+            "scored_at": time.time(),
+            "latency_s": time.time() - started,
+        }
+        if error is not None:
+            row.update(
+                error_class=error.error_class.value, error_message=error.message[:2000],
+                request_id=error.request_id,
+            )  # fmt: skip
+        return row
+
+
+async def score_locally(
+    scorer: Any, items: list[ImageItem], store: ScoreStore, *, run_id: str,
+    control: RunControl, batch: int = 16,
+    on_progress: Callable[[ScoreTally], None] | None = None,
+) -> ScoreTally:  # fmt: skip
+    """A local scorer (CLIP): batches in a worker thread, one part file per batch."""
+    tally = ScoreTally()
+    run_dir = store.folder.parent
+    for start in range(0, len(items), batch):
+        if control.stopping:
+            tally.skipped += len(items) - start
+            break
+        chunk = items[start : start + batch]
+        t0 = time.time()
+        results = await anyio.to_thread.run_sync(
+            scorer.score_batch, [(i.prompt, run_dir / i.image_path) for i in chunk]
+        )
+        rows = []
+        for item, (score, reasons) in zip(chunk, results, strict=True):
+            rows.append({
+                "run_id": run_id, "session": store.session, "job_id": item.job_id,
+                "image_path": item.image_path, "image_sha256": item.sha256,
+                "round": item.round, "scorer": scorer.id, "score": score, "defects": [],
+                "reasons": reasons, "status": "ok", "attempts": 1, "cost_usd": 0.0,
+                "cost_source": "local", "scored_at": time.time(),
+                "latency_s": (time.time() - t0) / len(chunk),
+            })  # fmt: skip
+        await anyio.to_thread.run_sync(store.add, rows)
+        tally.scored += len(rows)
+        tally.scores.extend(r["score"] for r in rows)
+        if on_progress:
+            on_progress(tally)
+    return tally

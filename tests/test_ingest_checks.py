@@ -1,0 +1,220 @@
+"""Image checks at ingest (issue 17): measured while the run goes, stored in checks/, read by
+the report. The real CLI against the simulator over HTTP on 127.0.0.1; decodes are counted
+from the stored table and the report's own tally, never from timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchgen.analyze import CheckConfig, check_images
+from batchgen.checks import ingest, lookup
+from batchgen.checks.store import visible_files
+from batchgen.cli.main import main
+from tests.runhelpers import (
+    MODEL_FLAGS,
+    Cli,
+    cli_env,
+    logged_images,
+    run_cli,
+    sim_flags,
+    wait_until,
+    write_text_jobs,
+)
+
+pytestmark = pytest.mark.timeout(180)
+JOBS = 1_000  # ~12 s at 80 answers/s: the background checks start and store well before the end
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stored_rows(run_dir: Path) -> pa.Table:
+    """Every row of every visible file in checks/, as written (no folding of duplicates)."""
+    files = visible_files(run_dir)
+    if not files:
+        return pa.table({"path": pa.array([], pa.string()), "origin": pa.array([], pa.string())})
+    return pa.concat_tables([pq.read_table(f, columns=["path", "origin"]) for f in files])
+
+
+def report_json(run_dir: Path) -> dict:
+    done = run_cli(["report", str(run_dir), "--format", "json"], env=cli_env())
+    assert done.code == 0, done.output
+    return json.loads(done.stdout)["image_checks"]
+
+
+def fresh_recheck(run_dir: Path, where: Path) -> dict:
+    """The same run without any stored measurement: every image decoded again."""
+    copy = where / "fresh"
+    copy.mkdir()
+    for name in ("run.json", "log", "images"):
+        src = run_dir / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, copy / name)
+    result = check_images(copy)
+    assert result["measured"] == {"stored": 0, "now": result["checked"], "unmeasured": 0}
+    return result
+
+
+def verdicts(result: dict) -> tuple:
+    return (
+        result["checked"],
+        result["counts"],
+        sorted((f["problem"], f["path"]) for f in result["findings"]),
+        sorted(map(sorted, result["duplicate_groups"])),
+    )
+
+
+@linux_only
+def test_kill_9_mid_run_then_resume_each_image_checked_once(tmp_path: Path, make_sim) -> None:
+    # 64x64 renders from 150 pictures: wrong_size for every image, and duplicate groups
+    sim = make_sim(latency_mean=0.05, latency_jitter=0.01, variants=150, seed=17)
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"ingest job {i:04d}" for i in range(JOBS)))
+    run_dir = tmp_path / "run"
+    common = [*sim_flags(sim), "--concurrency", "4", "--yes", "--quiet"]
+    cli = Cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *common], env=cli_env())
+    # killed once the background checks have stored something, while requests still go
+    wait_until(lambda: any(p.name.startswith("s00001") for p in visible_files(run_dir)),
+               what="a stored check part", cli=cli, timeout=60)  # fmt: skip
+    served_at_kill = sim.stats["ok"]
+    workers = children_of(cli.pid)
+    assert workers, "the checks' worker processes were not running"
+    assert cli.kill_hard().code == -9
+    # orphaned by kill -9, the workers notice and exit: nothing left running
+    wait_until(lambda: not any(alive(p) for p in workers), what="the workers to exit",
+               timeout=30)  # fmt: skip
+    assert served_at_kill < JOBS
+    stored_before = stored_rows(run_dir).num_rows
+    assert stored_before > 0
+
+    done = run_cli(["resume", str(run_dir), *common], env=cli_env())
+    assert done.code == 0, done.output
+    images = logged_images(run_dir)
+    assert len(images) == len(set(images)) == JOBS
+
+    first = report_json(run_dir)
+    rows = stored_rows(run_dir)
+    paths = rows["path"].to_pylist()
+    # exactly one stored result per image: nothing measured twice, nothing left out
+    assert len(paths) == len(set(paths)) == JOBS
+    assert set(paths) == set(images)
+    assert first["measured"]["stored"] + first["measured"]["now"] == JOBS
+    assert first["measured"]["stored"] >= stored_before  # the ingest results were used
+    origins = set(rows["origin"].to_pylist())
+    assert "ingest" in origins or "finish" in origins
+
+    fresh = fresh_recheck(run_dir, tmp_path)
+    assert verdicts(first) == verdicts(fresh)
+    assert first["counts"]["wrong_size"] == JOBS and first["counts"]["duplicate"] > 0
+
+    second = report_json(run_dir)
+    assert second["measured"] == {"stored": JOBS, "now": 0, "unmeasured": 0}
+    assert stored_rows(run_dir).num_rows == JOBS
+    assert verdicts(second) == verdicts(first)
+
+
+def test_report_on_an_old_run_checks_each_image_once(tmp_path: Path, make_sim) -> None:
+    """A run without stored measurements (made before ingest checks, here with
+    --no-image-checks): the first report decodes every image and stores the results, the
+    second decodes none; new thresholds re-evaluate the stored numbers."""
+    sim = make_sim(variants=40, seed=5)
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"old run {i:03d}" for i in range(60)))
+    run_dir = tmp_path / "run"
+    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
+                    "--yes", "--quiet", "--no-image-checks"], env=cli_env())  # fmt: skip
+    assert done.code == 0, done.output
+    assert not (run_dir / "checks").exists()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["sessions"][-1]["summary"]["image_checks"] == {"where": "off"}
+
+    first = report_json(run_dir)  # 60 > lookup.INLINE_MAX: measured on the process pool
+    assert first["measured"] == {"stored": 0, "now": 60, "unmeasured": 0}
+    assert stored_rows(run_dir).num_rows == 60
+    second = report_json(run_dir)
+    assert second["measured"] == {"stored": 60, "now": 0, "unmeasured": 0}
+    assert stored_rows(run_dir).num_rows == 60  # nothing measured, nothing written
+    assert verdicts(second) == verdicts(first)
+
+
+def test_new_thresholds_re_evaluate_without_decoding(
+    tmp_path: Path, make_sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = make_sim(variants=30, seed=9)
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"thresholds {i:02d}" for i in range(12)))
+    run_dir = tmp_path / "run"
+    assert main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
+                 "--yes", "--quiet"]) == 0  # fmt: skip
+    before = check_images(run_dir)  # 12 images: measured in this process, then stored
+    assert before["measured"]["stored"] + before["measured"]["now"] == 12
+    assert before["counts"]["blank"] == 0
+
+    def no_decoding(*_: object, **__: object) -> None:
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(lookup, "measure_batch", no_decoding)
+    strict = check_images(run_dir, CheckConfig(blank_std=1e9))
+    assert strict["measured"] == {"stored": 12, "now": 0, "unmeasured": 0}
+    assert strict["counts"]["blank"] == 12  # every image now "blank", from stored std-devs
+    blurry = check_images(run_dir, CheckConfig(blur_laplacian_var=1e12))
+    assert blurry["counts"]["blurred"] == 12
+    # the measurement itself changes with the thumbnail size: that one needs decoding
+    with pytest.raises(AssertionError, match="decoded again"):
+        check_images(run_dir, CheckConfig(thumb_px=128))
+
+
+def test_a_full_backlog_drops_work_which_the_report_checks(
+    tmp_path: Path, make_sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool never waits for the checks: past the backlog's bound images are only counted,
+    and after the last request the queue is worked for a bounded time (here none). The report
+    measures exactly what the session did not store."""
+    made: list[ingest.IngestChecker] = []
+
+    def small_checker(run_dir: Path, session: int) -> ingest.IngestChecker:
+        checker = ingest.IngestChecker(run_dir, session, backlog=20, start_after=10_000,
+                                       finish_cap_s=0.0)  # fmt: skip
+        made.append(checker)
+        return checker.start()
+
+    monkeypatch.setattr(ingest, "start_ingest_checks", small_checker)
+    sim = make_sim(variants=50, seed=2)
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"backlog {i:02d}" for i in range(50)))
+    run_dir = tmp_path / "run"
+    assert main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
+                 "--yes", "--quiet"]) == 0  # fmt: skip
+    stats = made[0].stats()
+    assert stats.submitted == 50
+    assert stats.dropped == 30 and stats.deferred == 20 and stats.measured == 0
+    assert stats.where == "deferred"
+    summary = json.loads((run_dir / "run.json").read_text())["sessions"][-1]["summary"]
+    assert summary["image_checks"]["dropped"] == 30
+    assert stored_rows(run_dir).num_rows == 0
+
+    result = check_images(run_dir)
+    assert result["measured"] == {"stored": 0, "now": 50, "unmeasured": 0}
+    assert stored_rows(run_dir).num_rows == 50
