@@ -144,7 +144,9 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         None,
     )
     _say_what_changed(console, manifest, job_file, job_sha256, rest)
-    if args.regenerate_below is not None:
+    # `run --deadline` finishes live through here with the run command's arguments, which
+    # have no --regenerate-below (main at 626d334 raised AttributeError there)
+    if getattr(args, "regenerate_below", None) is not None:
         code = EXIT_OK
         if rest.run:
             code = _run_rest(args, rundir, console, manifest, job_file, defaults, rest,
