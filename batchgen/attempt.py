@@ -390,6 +390,7 @@ class JobRunner:
             "finished_at": self.clock.wall(),
             "latency_s": latency,
             "wait_s": tried.wait_s,
+            **job.log_fields(),
         }
 
 

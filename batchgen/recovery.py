@@ -54,6 +54,7 @@ def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
         "params": job.params_json(),
         "queued_at": now,
         "finished_at": now,
+        **job.log_fields(),
     }
 
 

@@ -42,6 +42,7 @@ class Manifest:
     settings: dict[str, Any] = field(default_factory=dict)
     sessions: tuple[Session, ...] = ()
     name: str | None = None
+    job_file: str | None = None  # resolved path of the job file (edits' inputs are relative)
 
 
 def _epoch(value: Any) -> float | None:
@@ -107,6 +108,7 @@ def load_manifest(run_dir: Path) -> Manifest:
         settings=dict(settings),
         sessions=tuple(sessions),
         name=raw.get("name") or Path(run_dir).name,
+        job_file=raw["job_file"] if isinstance(raw.get("job_file"), str) else None,
     )
 
 

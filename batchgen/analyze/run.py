@@ -17,6 +17,7 @@ from batchgen.analyze.load import load_manifest, read_columns
 from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
+from batchgen.analyze.variables import variable_figures
 from batchgen.quality.figures import quality_figures
 
 REPORT_VERSION = 1
@@ -61,6 +62,8 @@ def analyze_run(
         "by_endpoint": endpoint_figures(run_dir, manifest),
         "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
         **failure_figures(run_dir, failed_ids),
+        # spec runs and edits: per-variable figures, input → output pairs ({} / [] else)
+        **variable_figures(run_dir, manifest.job_file),
         "series": series,
     }
     # scores of `batchgen score` (scores/), joined to the log; None when never scored

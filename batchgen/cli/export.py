@@ -11,6 +11,7 @@ from typing import Any
 
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE
 from batchgen.jobs import iter_jobs
+from batchgen.jobs.inputs import portable_body
 from batchgen.rundir import RunDir, RunDirError
 # states as batchgen.runlog.state names them (imported lazily: it loads pyarrow.dataset)
 _STATES = {"ok": {"done"}, "failed": {"failed", "retryable_failed"}}
@@ -55,7 +56,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     try:
         for job in iter_jobs(job_file, manifest["settings"].get("defaults") or {}):
             if wanted(state_of.get(job.id)):
-                out.write(json.dumps({"id": job.id, **job.body}, ensure_ascii=False) + "\n")
+                body = portable_body(job.body, job.inputs)  # an edit's photos: absolute paths
+                out.write(json.dumps({"id": job.id, **body}, ensure_ascii=False) + "\n")
                 count += 1
     finally:
         if out is not sys.stdout:

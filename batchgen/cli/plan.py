@@ -30,8 +30,15 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("jobfile", help="JSONL, OpenAI batch JSONL, CSV or plain text job file")
+    parser.add_argument(
+        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+    )
     add_shared_arguments(parser)
+    parser.add_argument(
+        "--max-jobs", metavar="N", type=int,
+        help="refuse (exit 2) a job file or spec of more than N jobs; a spec is counted "
+        "before it is expanded",
+    )
     add_money_arguments(parser)
     parser.add_argument(
         "--assume-latency", metavar="S", type=float,
@@ -82,10 +89,17 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     except PricesError as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
+    from batchgen.cli.planvars import PlanTally, too_many_jobs
+
     defaults = {k: getattr(args, k, None) for k in ("model", "size", "quality", "n")}
+    max_jobs = getattr(args, "max_jobs", None)
+    if refused := too_many_jobs(args.jobfile, max_jobs):
+        print(refused[0], file=out)
+        return EXIT_PROBLEMS
     model_problems: list[Problem] = []
     counts = {"model": 0}
     quoter = Quoter(prices, assume_latency=args.assume_latency)
+    tally = PlanTally()
     batch_quoter = None
     add = quoter.add
     if getattr(args, "via", "live") == "batch":
@@ -98,11 +112,15 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
             live(job)
             batch(job)
 
+    def then(job: Job) -> None:
+        add(job)
+        tally.add(job)
+
     try:
         # one pass: shape checks, model checks and the quote (dropped if the shape is wrong)
         validation = validate_file(
             args.jobfile, defaults, max_errors=args.max_problems,
-            on_job=_checker(prices, args, model_problems, counts, add),
+            on_job=_checker(prices, args, model_problems, counts, then),
         )  # fmt: skip
     except ValueError as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
@@ -117,13 +135,23 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     else:
         model_problems.clear()
         counts["model"] = 0
+        tally.clear()
     total = validation.problem_count + counts["model"]
+    if max_jobs is not None and validation.jobs > max_jobs:
+        print(f"{args.jobfile}: {validation.jobs:,} jobs, more than --max-jobs {max_jobs:,}",
+              file=out)  # fmt: skip
+        return EXIT_PROBLEMS
     if args.output_format == "json":
-        _print_json(out, args, shape + model_problems, total, result, batch_result)
+        _print_json(out, args, shape + model_problems, total, result, batch_result,
+                    tally.to_dict())  # fmt: skip
     else:
         _print_text(out, args, shape, model_problems, total, result)
         if batch_result is not None and result is not None:
             print(_batch_sentence(result, batch_result), file=out)
+        if result is not None:
+            if validation.format == "spec":
+                print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
+            tally.print_text(out)
     return EXIT_PROBLEMS if total or result is None else EXIT_OK
 
 
@@ -217,8 +245,13 @@ def _cap_sentence(result: Quote, cap: float) -> str:
 
 
 def _print_json(
-    out: TextIO, args: argparse.Namespace, problems: list[Problem], total: int, result: Quote | None,
+    out: TextIO,
+    args: argparse.Namespace,
+    problems: list[Problem],
+    total: int,
+    result: Quote | None,
     batch_result: Quote | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     from batchgen.money.render import quote_to_dict
 
@@ -228,6 +261,7 @@ def _print_json(
         "problem_count": total,
         "quote": quote_to_dict(result) if result is not None else None,
         "max_cost": args.max_cost,
+        **(extra or {}),
     }
     if batch_result is not None:
         document["batch_quote"] = quote_to_dict(batch_result)

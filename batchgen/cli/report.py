@@ -43,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="write to this file instead of the terminal / RUN_DIR/report.html",
     )
     parser.add_argument(
+        "--grid", metavar="A,B",
+        help="a spec run's images laid out over two variables (rows A, columns B), failed "
+        "cells marked; in the HTML and JSON reports",
+    )
+    parser.add_argument(
         "--no-image-checks",
         action="store_true",
         help="skip decoding the saved images (fast on huge runs)",
@@ -77,6 +82,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from batchgen.report import build, write
 
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
+    if getattr(args, "grid", None):
+        from batchgen.analyze.variables import grid
+
+        names = [n.strip() for n in args.grid.split(",")]
+        if len(names) != 2 or not all(names) or data.get("compare"):
+            print("batchgen report: --grid takes two variables, A,B (e.g. --grid style,product), "
+                  "and one run directory", file=sys.stderr)  # fmt: skip
+            return 2
+        try:
+            data["grid"] = grid(args.run_dirs[0], names[0], names[1])
+        except ValueError as exc:
+            print(f"batchgen report: {exc}", file=sys.stderr)
+            return 2
     path = write(data, args.format, args.output, Console())
     if path is not None and args.format == "html":
         print(f"report written to {path}", file=sys.stderr)

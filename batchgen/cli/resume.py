@@ -144,7 +144,9 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
         None,
     )
     _say_what_changed(console, manifest, job_file, job_sha256, rest)
-    if args.regenerate_below is not None:
+    # `run --deadline` finishes live through here with the run command's arguments, which
+    # have no --regenerate-below (main at 626d334 raised AttributeError there)
+    if getattr(args, "regenerate_below", None) is not None:
         code = EXIT_OK
         if rest.run:
             code = _run_rest(args, rundir, console, manifest, job_file, defaults, rest,
@@ -275,6 +277,10 @@ def _say_what_changed(
     console: Any, manifest: dict[str, Any], job_file: Path, job_sha256: str, rest: Any
 ) -> None:
     if job_sha256 == manifest.get("job_file_sha256"):
+        if rest.edited:  # same file, other content: an edit's input photos changed
+            shown = ", ".join(rest.edited[:10]) + (" ..." if len(rest.edited) > 10 else "")
+            console.print(f"input images changed: {len(rest.edited)} job(s) run again: {shown}",
+                          markup=False)  # fmt: skip
         return
     console.print(
         f"[yellow]the job file {job_file} changed since the run started:[/] "

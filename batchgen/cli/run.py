@@ -33,7 +33,13 @@ def register(subparsers: Any) -> None:
         "run", help="run a job file of prompts", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("jobfile", help="JSONL, OpenAI batch JSONL, CSV or plain text job file")
+    parser.add_argument(
+        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+    )
+    parser.add_argument(
+        "--max-jobs", metavar="N", type=int,
+        help="refuse (exit 2, nothing sent) a job file or spec of more than N jobs",
+    )
     parser.add_argument(
         "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
     )
@@ -74,6 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = make_console()
     err = make_console(stderr=True)
+    from batchgen.cli.planvars import too_many_jobs
+
+    if refused := too_many_jobs(args.jobfile, args.max_jobs):
+        err.print(refused[0], markup=False)
+        return EXIT_USAGE
     via = args.via or "live"
     try:
         if via == "live" and (args.detach or args.deadline is not None):
@@ -89,6 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--detach needs a provider that outlives this process: the "
                              "in-process simulator stops with it (serve one: batchgen sim)")
         prices = load_prices(args)
+        if via == "batch" and _has_edits(args.jobfile):
+            raise UsageError("edits (jobs with image/images/mask) go through the live API "
+                             "only: run them without --via batch")  # fmt: skip
+        if endpoints and any(ep.protocol not in ("openai", "azure") for ep in endpoints) and (
+            _has_edits(args.jobfile)
+        ):
+            raise UsageError("edits (jobs with image/images/mask) are sent by the openai and "
+                             "azure protocols only: keep only such endpoints in --providers")  # fmt: skip
         if via == "batch":
             from batchgen.money.batchrate import batch_table
 
@@ -100,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.jobfile, defaults, prices,
             rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
         )
+        if args.max_jobs is not None and checked.jobs > args.max_jobs:
+            msg = f"{args.jobfile}: {checked.jobs:,} jobs, more than --max-jobs {args.max_jobs:,}"
+            raise UsageError(msg)
         if endpoints:
             check_served(endpoints, checked)
         budget = make_budget(args, prices, checked)
@@ -138,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings["providers_file"] = str(Path(args.providers).resolve())
     try:
         rundir.create(args.jobfile, checked.sha256, checked.jobs, checked.images, settings)
-        _store_index(rundir, index, checked.sha256, defaults)
+        _store_index(rundir, index, checked.sha256, defaults, args.jobfile)
         with rundir.lock():
             manifest = rundir.load()
             session = rundir.begin_session({}, redact_argv(sys.argv))
@@ -183,19 +205,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _store_index(
-    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any]
+    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any],
+    job_file: str,
 ) -> None:
-    """Keep the job file's index for resume; without it resume rescans the file (slower)."""
+    """Keep the job file's index for resume; without it resume rescans the file (slower).
+    Not for a file of edits: its fingerprints depend on input photos that can change."""
     import pyarrow as pa
 
+    from batchgen.jobs.inputs import may_have_inputs
     from batchgen.runlog.jobindex import write_index
 
+    if may_have_inputs(job_file):
+        return
     try:
         write_index(rundir.state_dir, index.table(), job_sha256, defaults)
     except OSError:
         return
     # the index is on disk: hand its buffers back before the run's own allocations start
     pa.default_memory_pool().release_unused()
+
+
+def _has_edits(job_file: str) -> bool:
+    """Whether any job of the file is an edit (a byte scan first; a parse only if it may)."""
+    from batchgen.jobs import JobFileError, iter_jobs
+    from batchgen.jobs.inputs import may_have_inputs
+
+    if not may_have_inputs(job_file):
+        return False
+    try:
+        return any(job.inputs for job in iter_jobs(job_file))
+    except (JobFileError, OSError, ValueError):
+        return False  # the validation that follows reports it
 
 
 def check_served(endpoints: list[Any], checked: Any) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from batchgen.jobs.formats import did_you_mean, kind_of, show
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+# "=" is allowed after the first character: a spec cell's id reads style=studio.product=mug
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._=-]{0,127}")
 _STRING_FIELDS = {
     "model": "gpt-image-1",
     "size": "1024x1024",
@@ -23,10 +24,13 @@ _STRING_FIELDS = {
     "response_format": "b64_json",
     "moderation": "low",
     "user": "user-1234",
+    "input_fidelity": "high",
 }
 _INT_FIELDS = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (0, 3)}
-# The request fields of POST /images/generations (reference/openai-images-openapi.json).
-API_FIELDS = frozenset({"prompt", "stream", *_STRING_FIELDS, *_INT_FIELDS})
+# The request fields of POST /images/generations (reference/openai-images-openapi.json), and
+# those only POST /images/edits takes (openai-batch-files-edits-openapi.json)
+EDIT_ONLY_FIELDS = frozenset({"image", "images", "mask", "input_fidelity"})
+API_FIELDS = frozenset({"prompt", "stream", *_STRING_FIELDS, *_INT_FIELDS, *EDIT_ONLY_FIELDS})
 
 
 def _int_problem(name: str, value: object, low: int, high: int) -> str | None:
@@ -94,12 +98,12 @@ def unsafe_id_problem(job_id: str) -> str | None:
         why = "it is empty"
     elif len(job_id) > 128:
         why = f"it is {len(job_id)} characters long"
-    elif job_id.startswith("."):
-        why = 'it starts with "."'
+    elif job_id.startswith((".", "=")):
+        why = f'it starts with "{job_id[0]}"'
     else:
         bad = sorted({c for c in job_id if not _SAFE_ID.fullmatch("a" + c)})
         why = "it contains " + ", ".join(show(c) for c in bad)
     return (
         f"id {show(job_id)} is not safe as a file name ({why}): use 1 to 128 letters, digits, "
-        '".", "_" or "-", not starting with "."'
+        '".", "_", "-" or "=", not starting with "." or "="'
     )

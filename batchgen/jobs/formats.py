@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-FORMATS = ("jsonl", "csv", "text")
+FORMATS = ("jsonl", "csv", "text", "spec")
 _EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -24,6 +24,8 @@ _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "csv",
     ".txt": "text",
+    ".yaml": "spec",
+    ".yml": "spec",
 }
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -61,6 +63,7 @@ class Record:
     line: int
     fields: dict[str, Any]
     explicit_id: str | None = None
+    vars: dict[str, str] | None = None  # a spec cell's variables (batchgen.jobs.spec)
 
 
 class Hasher(Protocol):

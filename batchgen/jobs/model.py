@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from batchgen.jobs.inputs import InputImage
 
 
 # One encoder for all calls: json.dumps(sort_keys=True) builds a new one per call, which is
@@ -27,9 +30,14 @@ def request_bytes(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
 
 
-def fingerprint(body: dict[str, Any]) -> str:
-    """sha256 of the request body (canonical JSON): tells an edited job from an unchanged one."""
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+def fingerprint(body: dict[str, Any], input_hashes: tuple[str, ...] = ()) -> str:
+    """sha256 of the request body (canonical JSON): tells an edited job from an unchanged one.
+    An edit's input images count by content: ``input_hashes`` (their sha256) are folded in,
+    so a changed source photo is an edited job."""
+    text = canonical_json(body)
+    if input_hashes:
+        text += "\x00inputs:" + ",".join(input_hashes)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +50,42 @@ class Job:
     line: int
     body: dict[str, Any] = field(hash=False)
     fingerprint: str = ""
+    # an edit's input images (batchgen.jobs.inputs), images first, then the mask
+    inputs: tuple[InputImage, ...] = field(default=(), hash=False)
+    # a spec's variables for this cell (style=studio, ...): logged, never sent
+    vars: dict[str, str] | None = field(default=None, hash=False)
 
     @classmethod
-    def make(cls, id: str, line: int, body: dict[str, Any]) -> "Job":
-        return cls(id=id, line=line, body=body, fingerprint=fingerprint(body))
+    def make(
+        cls,
+        id: str,
+        line: int,
+        body: dict[str, Any],
+        inputs: tuple[InputImage, ...] = (),
+        vars: dict[str, str] | None = None,
+    ) -> "Job":
+        fp = fingerprint(body, tuple(i.log_hash for i in inputs))
+        return cls(id=id, line=line, body=body, fingerprint=fp, inputs=inputs, vars=vars)
+
+    @property
+    def is_edit(self) -> bool:
+        return bool(self.inputs)
+
+    @property
+    def input_image_tokens(self) -> int:
+        """The quote's estimate of the input image tokens of an edit (0 for a generation)."""
+        if not self.inputs:
+            return 0
+        from batchgen.jobs.inputs import job_input_tokens
+
+        return job_input_tokens(self.inputs, self.body.get("input_fidelity"))
+
+    def log_fields(self) -> dict[str, Any]:
+        """The log's ``input_hashes`` and ``vars`` columns (null for a plain generation)."""
+        return {
+            "input_hashes": [i.log_hash for i in self.inputs] if self.inputs else None,
+            "vars": canonical_json(self.vars) if self.vars else None,
+        }
 
     @property
     def prompt(self) -> str:

@@ -30,8 +30,10 @@ from batchgen.jobs.formats import (
     first_content_line,
     physical_lines,
 )
+from batchgen.jobs.inputs import InputImage, has_inputs, resolve_inputs
 from batchgen.jobs.model import Job, fingerprint, request_bytes
 from batchgen.jobs.readers import READERS
+from batchgen.jobs.spec import read_spec
 
 _DERIVED_ID = re.compile(r"j-([0-9a-f]{12})(?:-(\d+))?")
 
@@ -125,8 +127,8 @@ def _resolve_format(path: Path, fmt: str | None) -> str | Problem:
         what = "is a directory" if path.is_dir() else "does not exist"
         return Problem(where, 0, f"the job file {what}: check the path")
     if fmt is not None:
-        if fmt not in READERS:
-            msg = f"unknown format {fmt!r}: use one of {', '.join(READERS)}"
+        if fmt not in READERS and fmt != "spec":
+            msg = f"unknown format {fmt!r}: use one of {', '.join(READERS)}, spec"
             return Problem(where, 0, msg)
         return fmt
     detected = detect_format(path, first_content_line(path))
@@ -139,20 +141,23 @@ def _resolve_format(path: Path, fmt: str | None) -> str | Problem:
     return detected
 
 
-def _job(record: Record, defaults: dict[str, Any], ids: _Ids) -> Job | _Clash:
+def _job(
+    record: Record, defaults: dict[str, Any], ids: _Ids, inputs: tuple[InputImage, ...] = ()
+) -> Job | _Clash:
     fields = record.fields
     missing = {k: v for k, v in defaults.items() if k not in fields} if defaults else None
     body = {**fields, **missing} if missing else fields
     own = fingerprint(fields)
-    full = fingerprint(body) if missing else own
+    hashes = tuple(i.log_hash for i in inputs)
+    full = fingerprint(body, hashes) if missing or hashes else own
     if record.explicit_id is not None:
         if clash := ids.claim(record.explicit_id):
             return _Clash(record.line, record.explicit_id, clash)
-        return Job(record.explicit_id, record.line, body, full)
+        return Job(record.explicit_id, record.line, body, full, inputs, record.vars)
     job_id, free = ids.derive(own)
     if not free:
         return _Clash(record.line, job_id, "derived")
-    return Job(job_id, record.line, body, full)
+    return Job(job_id, record.line, body, full, inputs, record.vars)
 
 
 def _scan(
@@ -165,8 +170,10 @@ def _scan(
 ) -> Iterator[Job | Problem | _Clash]:
     where = str(path)
     ids = _Ids(trusting=trusting)
+    spec = fmt == "spec"
     with path.open("rb") as f:
-        for item in READERS[fmt](physical_lines(f, hasher), where):
+        items = read_spec(path) if spec else READERS[fmt](physical_lines(f, hasher), where)
+        for item in items:
             if isinstance(item, Problem):
                 yield item
                 continue
@@ -175,10 +182,18 @@ def _scan(
                 found.insert(0, bad)
             if not found and (wire := wire_problem(item.fields)):
                 found.append(wire)
+            inputs: tuple[InputImage, ...] = ()
+            if not found and has_inputs(item.fields):
+                model = item.fields.get("model", defaults.get("model"))
+                inputs, wrong = resolve_inputs(item.fields, path.parent, model)
+                found += wrong
             if found:
-                yield from (Problem(where, item.line, message) for message in found)
+                if spec:  # a spec's jobs have no line of their own: name the job
+                    found = [f"job {item.explicit_id} (#{item.line}): {m}" for m in found]
+                line = 0 if spec else item.line
+                yield from (Problem(where, line, message) for message in found)
                 continue
-            yield _job(item, defaults, ids)
+            yield _job(item, defaults, ids, inputs)
         if hasher is not None:  # a reader may stop early; the checksum still covers the file
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 hasher.update(chunk)

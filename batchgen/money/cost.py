@@ -68,7 +68,7 @@ def cost_of_attempt(
         tokens = entry.image_output_tokens(quality, size)
         if tokens is None:
             return None, SOURCE_UNKNOWN
-        text = entry.text_input_usd(quoted_input_tokens(job.prompt))
+        text = entry.text_input_usd(quoted_input_tokens(job.prompt)) + input_images_usd(entry, job)
         return text + entry.image_output_usd(tokens) * images_returned, SOURCE_TABLE
     price = entry.image_price(quality, size)
     if price is None:
@@ -141,8 +141,9 @@ def estimate_job(prices: PriceTable, job: Job) -> Estimate | None:
     if entry.billing != "tokens":
         expected = expected_out if expected_out is not None else high_out
         return Estimate(min(known), expected, high_out)
-    # only the prompt's text varies between the jobs of one model × quality × size × n
-    text_in = entry.text_input_usd(quoted_input_tokens(job.prompt))
+    # only the prompt's text (and an edit's input images) vary between the jobs of one
+    # model × quality × size × n
+    text_in = entry.text_input_usd(quoted_input_tokens(job.prompt)) + input_images_usd(entry, job)
     high = text_in + high_out
     return Estimate(
         text_in + min(known), text_in + expected_out if expected_out is not None else high, high
@@ -157,7 +158,23 @@ def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
     known = _output_costs(prices, entry, job)
     if not known:
         return None
-    return _text_input_usd(entry, max_input_tokens(job.prompt)) + max(known)
+    inputs = input_images_usd(entry, job, worst=True)
+    return _text_input_usd(entry, max_input_tokens(job.prompt)) + inputs + max(known)
+
+
+def input_images_usd(entry: ModelPrice, job: Job, *, worst: bool = False) -> float:
+    """An edit's input images at the model's image-input rate, from the tokens they are
+    estimated at (batchgen.jobs.inputs.input_image_tokens). ``worst``: as if sent with
+    ``input_fidelity: high`` and twice the estimate — what the budget reserves."""
+    if not job.inputs or entry.billing != "tokens":
+        return 0.0
+    if not worst:
+        tokens = job.input_image_tokens
+    else:
+        from batchgen.jobs.inputs import job_input_tokens
+
+        tokens = 2 * job_input_tokens(job.inputs, "high")
+    return tokens * entry.image_input_per_1m / 1e6
 
 
 # (id(prices), model, quality, size, n) -> (prices, output cost of each candidate quality ×

@@ -1,4 +1,5 @@
-"""OpenAI-compatible images provider: ``POST {base_url}/images/generations`` over aiohttp.
+"""OpenAI-compatible images provider: ``POST {base_url}/images/generations`` over aiohttp,
+and ``POST {base_url}/images/edits`` for jobs with input images (batchgen.provider.edits).
 
 Speaks to OpenAI, Azure-style proxies, aggregators, LiteLLM and local servers that use the same
 protocol. Every failure leaves as an AttemptError whose class comes from batchgen.errors; every
@@ -28,6 +29,7 @@ from batchgen.errors import (
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
+from batchgen.provider.edits import edit_request
 from batchgen.provider.usage import parse_usage
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
@@ -92,14 +94,22 @@ class OpenAIImages:
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
+        url, headers = self._url_for(job), self._headers
+        data: Any
         try:
             data = request_bytes(job.body)
         except TypeError as exc:  # validation refuses such a body; kept for library callers
             msg = f"the request body cannot be sent as JSON ({exc}): fix job line {job.line}"
             raise AttemptError(ErrorClass.BAD_REQUEST, msg) from exc
+        if job.inputs:
+            data, content_type = await edit_request(job)
+            # the edits endpoint beside the generations one (Azure: of the same deployment)
+            url, headers = url.replace("/images/generations", "/images/edits"), dict(headers)
+            if content_type is None:
+                del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
         try:
             async with self._client().post(
-                self._url_for(job), data=data, headers=self._headers, timeout=client_timeout
+                url, data=data, headers=headers, timeout=client_timeout
             ) as resp:
                 headers = resp.headers
                 status = resp.status

@@ -16,6 +16,7 @@ from PIL import Image
 
 from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
 from batchgen.report.charts import charts
+from batchgen.report.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.report.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -79,7 +80,7 @@ def _page(title: str, body: str) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>{e(title)}</title><style>{CSS}</style></head>"
+        f"<title>{e(title)}</title><style>{CSS}{GRID_CSS}</style></head>"
         f"<body><main>{body}</main></body></html>\n"
     )
 
@@ -357,6 +358,9 @@ def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str
         + f'<p class="muted">cost source: {sources}. {e(r["cost_note"] or "")}</p>'
         + f'<p class="muted">{e(r["paused_note"])}</p>'
         + (f"<p><b>{e(autopilot_line(r['autopilot']))}</b></p>" if r.get("autopilot") else "")
+        + by_variable_html(r, e, _table)
+        + grid_html(r, out_dir, e, _thumb)
+        + edit_pairs_html(r, out_dir, e, _thumb)
         + "<h2>Errors by class</h2>"
         + _errors(r)
         + f"<h2>Failed jobs ({r['jobs_failed']:,})</h2>"

@@ -57,6 +57,19 @@ def _body(r: dict[str, Any], level: str = "##") -> list[str]:
         )
         if r["cost_note"]:
             out += [cell(r["cost_note"]), ""]
+    if r.get("by_variable"):
+        out += [f"{level} By variable", ""]
+        out += _table(
+            ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p95", "cost"],
+            [
+                [name, x["value"], x["jobs"], x["succeeded"], x["failed"], x["pending"],
+                 by_key("success_rate").fmt(x["success_rate"]),
+                 by_key("latency_p95_s").fmt(x["latency_p95_s"]),
+                 by_key("cost_usd_total").fmt(x["cost_usd"])]
+                for name, values in r["by_variable"].items()
+                for x in values
+            ],
+        )  # fmt: skip
     if r["error_details"]:
         out += [f"{level} Errors by class", ""]
         out += _table(

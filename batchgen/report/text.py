@@ -144,6 +144,30 @@ def recommendations(report: dict[str, Any]) -> Text:
     return out
 
 
+def variables_table(report: dict[str, Any]) -> Table:
+    """A spec run's success rate, latency and cost per value of each variable."""
+    t = _table("By variable", "variable", "value", "jobs", "ok", "fail", "pend",
+               "success", "p50 s", "p95 s", "cost")  # fmt: skip
+    t.padding = (0, 1, 0, 0)
+    for col in t.columns[:2]:
+        col.overflow, col.no_wrap, col.max_width = "ellipsis", True, 20
+    for col, width in zip(t.columns[2:], (4, 4, 4, 4, 7, 5, 5, 7), strict=True):
+        col.justify, col.no_wrap, col.min_width = "right", True, width
+    for name, rows in report["by_variable"].items():
+        for r in rows:
+            t.add_row(
+                Text(name), Text(r["value"]), str(r["jobs"]), str(r["succeeded"]),
+                str(r["failed"]), str(r["pending"]), pct(r["success_rate"]),
+                _secs(r["latency_p50_s"]), _secs(r["latency_p95_s"]),
+                by_key("cost_usd_total").fmt(r["cost_usd"]),
+            )  # fmt: skip
+    return t
+
+
+def _secs(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def quality_tables(q: dict[str, Any]) -> list[Any]:
     """Score summary, score by setting beside cost per image, the weakest images."""
     mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
@@ -205,6 +229,8 @@ def render_text(report: dict[str, Any], console: Console) -> None:
     console.print(ratings_table(report))
     if report["cost_by_group"]:
         console.print(cost_table(report))
+    if report.get("by_variable"):
+        console.print(variables_table(report))
     if report["error_details"]:
         console.print(errors_table(report))
     if report["failed_jobs"]:

@@ -136,11 +136,17 @@ def load_or_build(
     """The index for resume: the stored one when it matches, else scan the job file (the
     slow path) and store the result, so the next resume is fast."""
     from batchgen import jobs  # looked up at call time: tests replace jobs.job_index
+    from batchgen.jobs.inputs import may_have_inputs
 
-    table = read_index(state_dir, job_sha256, defaults)
+    # an edit's fingerprint covers its input photos, which change without the job file:
+    # such a file is always scanned afresh, and no index of it is kept
+    volatile = may_have_inputs(job_file)
+    table = None if volatile else read_index(state_dir, job_sha256, defaults)
     if table is not None:
         return table
     table = build_index(jobs.job_index(job_file, defaults))
+    if volatile:
+        return table
     try:
         write_index(state_dir, table, job_sha256, defaults)
     except OSError:

@@ -12,6 +12,10 @@ final:     True on the last row of a job within a session (ok, failed for good, 
 provider_batch_id: the Batch API batch (``--via batch``) whose output or error line the row
   logs; the line's ``custom_id`` is the job id. Null for live requests.
 cost_source: usage (from the response's usage tokens) / price-table / recovered / unknown / none
+input_hashes: an edit's inputs, images then mask: "sha256:<hex>" of a local file's content,
+           "url:<url>" or "file_id:<id>" for a remote one (null for a generation)
+vars:      a spec cell's variables as canonical JSON ({"background":"oak","style":"studio"});
+           null for jobs not from a spec. DuckDB: vars->>'style'
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ SCHEMA = pa.schema(
         ("provider_batch_id", pa.string()),
         # the providers file's endpoint that answered (`run --providers`); null otherwise
         ("endpoint", pa.string()),
+        ("input_hashes", pa.list_(pa.string())),
+        ("vars", pa.string()),
     ]
 )
 

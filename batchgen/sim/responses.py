@@ -145,8 +145,9 @@ def _broken_base64(b64: str) -> str:
     return head + "%%"
 
 
-def response_fields(req: ImageRequest) -> dict[str, Any]:
-    """The fields after ``data`` for GPT image models: format, quality, size, usage."""
+def response_fields(req: ImageRequest, image_tokens: int = 0) -> dict[str, Any]:
+    """The fields after ``data`` for GPT image models: format, quality, size, usage (an
+    edit's input images as ``input_tokens_details.image_tokens``)."""
     out_per_image = output_tokens_per_image(req.quality or "medium", req.width, req.height)
     text = text_tokens(req.prompt)
     output = out_per_image * req.n
@@ -158,10 +159,10 @@ def response_fields(req: ImageRequest) -> dict[str, Any]:
     if req.size in _SCHEMA_SIZES:
         fields["size"] = req.size
     fields["usage"] = {
-        "input_tokens": text,
-        "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+        "input_tokens": text + image_tokens,
+        "input_tokens_details": {"text_tokens": text, "image_tokens": image_tokens},
         "output_tokens": output,
         "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
-        "total_tokens": text + output,
+        "total_tokens": text + image_tokens + output,
     }
     return fields

@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: an OpenAI-compatible ``POST /v1/images/generations`` on aiohttp.
 
 POST /v1/images/generations    (also /images/generations)  the images API
+POST /v1/images/edits          (also /images/edits)        edits: multipart or JSON (sim/edits.py)
 POST /v1/chat/completions      (also /chat/completions)    a vision judge (sim/chat.py)
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from batchgen.sim import chat, responses
 from batchgen.sim.config import SimConfig, SimConfigError
+from batchgen.sim.edits import EditRequest
 from batchgen.sim.faults import FaultPlanner, parse_directives, wrong_rounds
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest, validate
@@ -88,9 +90,13 @@ class SimServer:
         self.limiter.restart()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        # edits upload images (up to 16 of < 50 MB each on the real API; the simulator
+        # takes bodies up to 128 MB)
+        app = web.Application(client_max_size=128 * 1024 * 1024)
         app.router.add_post("/v1/images/generations", self.handle_generate)
         app.router.add_post("/images/generations", self.handle_generate)
+        app.router.add_post("/v1/images/edits", self.handle_edit)
+        app.router.add_post("/images/edits", self.handle_edit)
         # Azure OpenAI: the same API per deployment, the key in an `api-key` header
         app.router.add_post(
             "/openai/deployments/{deployment}/images/generations", self.handle_generate
@@ -110,13 +116,28 @@ class SimServer:
 
     # -- the images API --------------------------------------------------------------------
     async def handle_generate(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
         raw = await request.read()
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
+        return await self._serve(request, body)
+
+    async def handle_edit(self, request: web.Request) -> web.StreamResponse:
+        from batchgen.sim.edits import parse_edit
+
+        try:
+            edit: EditRequest | ApiError = await parse_edit(request, self.config.extra_models)
+        except ApiError as err:
+            edit = err
+        body = edit.body if not isinstance(edit, ApiError) else {}
+        return await self._serve(request, body, edit)
+
+    async def _serve(
+        self, request: web.Request, body: Any, edit: EditRequest | ApiError | None = None
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
         prompt = body.get("prompt") if isinstance(body, dict) else None
         self.stats.record_received(
             prompt if isinstance(prompt, str) else None, self._monotonic()
@@ -130,7 +151,7 @@ class SimServer:
         self.in_flight += 1
         self.stats.record_in_flight(self.in_flight)
         try:
-            return await self._generate(request, body, request_id, started)
+            return await self._generate(request, body, request_id, started, edit)
         except ApiError as err:
             outcome = {404: MODEL_NOT_FOUND, 401: UNAUTHORIZED}.get(err.status, INVALID_REQUEST)
             self.stats.record_outcome(outcome)
@@ -140,12 +161,20 @@ class SimServer:
             self.in_flight -= 1
 
     async def _generate(
-        self, request: web.Request, body: Any, request_id: str, started: float
+        self,
+        request: web.Request,
+        body: Any,
+        request_id: str,
+        started: float,
+        edit: EditRequest | ApiError | None = None,
     ) -> web.StreamResponse:
         if "deployment" in request.match_info:
             self._check_azure(request, body)
         else:
             self._check_auth(request.headers.get("Authorization", ""))
+        if isinstance(edit, ApiError):
+            raise edit
+        image_tokens = edit.image_tokens if edit is not None else 0
         if body is None:
             msg = (
                 "We could not parse the JSON body of your request. Send a JSON object "
@@ -197,9 +226,9 @@ class SimServer:
             )
 
         images = await self._rendered(req, config, _round_of(request))
-        payload = self._success_body(request, req, images, fault)
+        payload = self._success_body(request, req, images, fault, image_tokens)
         if fault in (None, "bad_base64", "not_image") and req.family == "gpt":
-            usage = responses.response_fields(req)["usage"]
+            usage = responses.response_fields(req, image_tokens)["usage"]
             self.stats.record_billed(
                 "images", req.model, usage["input_tokens"], usage["output_tokens"]
             )
@@ -277,7 +306,12 @@ class SimServer:
         return await asyncio.shield(task)
 
     def _success_body(
-        self, request: web.Request, req: ImageRequest, images: list[Rendered], fault: str | None
+        self,
+        request: web.Request,
+        req: ImageRequest,
+        images: list[Rendered],
+        fault: str | None,
+        image_tokens: int = 0,
     ) -> bytes:
         created = int(time.time())
         revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
@@ -285,7 +319,7 @@ class SimServer:
             items = [self._url_item(request, req, img, fault, revised) for img in images]
         else:
             items = [responses.b64_item(img, fault, revised) for img in images]
-        rest = responses.response_fields(req) if req.family == "gpt" else {}
+        rest = responses.response_fields(req, image_tokens) if req.family == "gpt" else {}
         tail = json.dumps(rest).encode()[1:] if rest else b"}"
         sep = b"," if rest else b""
         return b'{"created":%d,"data":[' % created + b",".join(items) + b"]" + sep + tail

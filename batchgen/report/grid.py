@@ -1,0 +1,102 @@
+"""HTML sections of spec runs and edits: the by-variable table, input → output pairs, and the
+image grid over two variables (``batchgen report RUN --format html --grid style,product``).
+
+Each renderer reads only the report dict (``by_variable``, ``edit_pairs``, ``grid``); every
+value is escaped; thumbnails are inlined (the page works offline)."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from batchgen.report.figures import pct, secs, usd
+
+GRID_CSS = """
+.grid td{vertical-align:top;min-width:120px}
+.grid .cell{display:flex;flex-wrap:wrap;gap:4px}
+.grid img,.pairs img{max-width:120px;max-height:120px;border-radius:4px}
+.grid .failed{background:#fde8e8;color:#9b1c1c;padding:6px;border-radius:4px;font-size:.85em}
+.grid .pending{background:#f3f4f6;color:#555;padding:6px;border-radius:4px;font-size:.85em}
+.pairs td{vertical-align:middle}
+"""
+
+Escape = Callable[[Any], str]
+Thumb = Callable[[Path], "str | None"]
+
+
+def by_variable_html(r: dict[str, Any], e: Escape, table: Callable[..., str]) -> str:
+    rows = [
+        [e(name), e(x["value"]), f"{x['jobs']:,}", f"{x['succeeded']:,}", f"{x['failed']:,}",
+         f"{x['pending']:,}", e(pct(x["success_rate"])), e(secs(x["latency_p50_s"])),
+         e(secs(x["latency_p95_s"])), e(usd(x["cost_usd"]))]
+        for name, values in r.get("by_variable", {}).items()
+        for x in values
+    ]  # fmt: skip
+    if not rows:
+        return ""
+    head = ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p50", "p95", "cost"]
+    return "<h2>By variable</h2>" + table(head, rows, {2, 3, 4, 5, 6, 7, 8, 9})
+
+
+def _img(path: Path, out_dir: Path, thumb: Thumb, e: Escape, alt: str) -> str:
+    data = thumb(path)
+    href = urllib.parse.quote(os.path.relpath(path.resolve(), out_dir.resolve()))
+    pic = f'<img loading="lazy" src="{data}" alt="{e(alt)}">' if data else e(path.name)
+    return f'<a href="{e(href)}">{pic}</a>'
+
+
+def edit_pairs_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
+    pairs = r.get("edit_pairs") or []
+    if not pairs:
+        return ""
+    run_dir = Path(r["run_dir"])
+    rows = []
+    for p in pairs:
+        ins = "".join(
+            _img(Path(ref), out_dir, thumb, e, "input") if Path(ref).is_file() else e(ref)
+            for ref in p["inputs"]
+        )
+        outs = "".join(_img(run_dir / o, out_dir, thumb, e, "output") for o in p["outputs"])
+        if not outs:
+            outs = f'<span class="muted">{e(p["state"])}</span>'
+        rows.append(f"<tr><td>{e(p['job_id'])}</td><td>{ins}</td><td>→</td><td>{outs}</td></tr>")
+    return (
+        "<h2>Edits: input → output</h2>"
+        '<table class="pairs"><thead><tr><th>job</th><th>input</th><th></th><th>output</th>'
+        f'</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def grid_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
+    g = r.get("grid")
+    if not g:
+        return ""
+    run_dir = Path(r["run_dir"])
+    cells = {(c["row"], c["col"]): c["jobs"] for c in g["cells"]}
+    head = "".join(f"<th>{e(g['cols'])}={e(v)}</th>" for v in g["col_values"])
+    body = []
+    for rv in g["row_values"]:
+        tds = []
+        for cv in g["col_values"]:
+            jobs = cells.get((rv, cv), [])
+            parts = []
+            for j in jobs:
+                if j["state"] == "succeeded":
+                    parts += [_img(run_dir / p, out_dir, thumb, e, j["job_id"]) for p in j["images"]]
+                else:
+                    why = f": {j['error_class']}" if j.get("error_class") else ""
+                    parts.append(
+                        f'<div class="{e(j["state"])}" title="{e(j["job_id"])}">'
+                        f"{e(j['state'])}{e(why)}</div>"
+                    )
+            state = "failed" if any(j["state"] == "failed" for j in jobs) else "ok"
+            tds.append(f'<td data-state="{state}"><div class="cell">{"".join(parts)}</div></td>')
+        body.append(f"<tr><th>{e(g['rows'])}={e(rv)}</th>{''.join(tds)}</tr>")
+    return (
+        f"<h2>Grid: {e(g['rows'])} × {e(g['cols'])}</h2>"
+        f'<table class="grid"><thead><tr><th></th>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table>'
+    )
