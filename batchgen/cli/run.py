@@ -194,7 +194,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from batchgen.cli.resume import _resume_locked
 
                 args.via, args.retry_failed = "live", False
-                args.regenerate_below = None  # resume's flags that run does not have
                 return _resume_locked(args, rundir, console, err)
             result = anyio.run(execute, plan, console)
     except RunDirError as exc:
