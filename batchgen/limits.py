@@ -330,10 +330,6 @@ class RateLimiter:
     def stalled_s(self) -> float:
         return anyio.current_time() - self.last_progress
 
-    @property
-    def in_flight(self) -> int:
-        return self._slots.used
-
     def describe(self) -> str:
         parts = []
         if self.requests is not None:
