@@ -92,22 +92,40 @@ def run_spec(spec: Spec, root: Path, repeat: int, quick: bool, console: Console)
             details.append(detail)
     except Exception as exc:  # one benchmark's failure must not hide the others' figures
         console.print(f"[red]{spec.title} failed:[/red]", traceback.format_exc(), markup=False)
-        return Outcome(spec.key, spec.title, median_figures(runs), details,
-                       time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+        return Outcome(
+            spec.key,
+            spec.title,
+            median_figures(runs),
+            details,
+            time.perf_counter() - started,
+            error=f"{type(exc).__name__}: {exc}",
+        )
     return Outcome(spec.key, spec.title, median_figures(runs), details,
                    time.perf_counter() - started)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="", metavar="KEY,...",
-                        help=f"run only these: {', '.join(s.key for s in SPECS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="KEY,...",
+        help=f"run only these: {', '.join(s.key for s in SPECS)}",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per benchmark (median kept)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
-    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
-                        help="work in DIR and keep its files (default: a temp dir, removed)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="work in DIR and keep its files (default: a temp dir, removed)",
+    )
     args = parser.parse_args(argv)
     known = {s.key for s in SPECS}
     args.keys = [k.strip() for k in args.only.split(",") if k.strip()] or [s.key for s in SPECS]
@@ -131,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             if spec.key in args.keys:
                 outcomes.append(run_spec(spec, root / spec.key, args.repeat, args.quick, console))
                 # written after each benchmark, so an interrupted run keeps what it measured
-                meta = {"repeat": args.repeat, "quick": args.quick,
-                        "duration_s": round(time.perf_counter() - started, 1)}
+                meta = {
+                    "repeat": args.repeat,
+                    "quick": args.quick,
+                    "duration_s": round(time.perf_counter() - started, 1),
+                }
                 write_results(args.out, outcomes, meta)
     print_table(outcomes, console)
     total = time.perf_counter() - started

@@ -41,7 +41,9 @@ def _output_bytes(base_url: str, run_dir: Path) -> int:
     return total
 
 
-def bench_batch_collect(root: Path, jobs: int = JOBS, image_kb: float = IMAGE_KB) -> tuple[list[Figure], dict[str, Any]]:
+def bench_batch_collect(
+    root: Path, jobs: int = JOBS, image_kb: float = IMAGE_KB
+) -> tuple[list[Figure], dict[str, Any]]:
     jobfile = write_jobs(root / "batch-collect.jsonl", jobs)
     run_dir = root / "batch-collect"
     with SimProcess(image_kb=image_kb, batch_seconds=0.5) as sim:

@@ -100,10 +100,25 @@ def bench_ingest(root: Path, *, jobs: int = JOBS) -> tuple[list[Figure], dict[st
     ]  # fmt: skip
     kinds = _kinds(with_dir, KIND_SAMPLE)
     for kind, k in kinds.items():
-        figures.append(Figure(f"  {kind} workers: checks/s", k["checks_per_s"], unit="img/s",
-                              note=f"main thread kept {k['main_kept']:.0%} of its solo speed"))
-    details = {"on": on, "off": off, "report_s": {"plain": [plain_a, plain_b], "checks":
-               checked_s, "old_first": old_first_s, "old_second": old_second_s}, "kinds": kinds}
+        figures.append(
+            Figure(
+                f"  {kind} workers: checks/s",
+                k["checks_per_s"],
+                unit="img/s",
+                note=f"main thread kept {k['main_kept']:.0%} of its solo speed",
+            )
+        )
+    details = {
+        "on": on,
+        "off": off,
+        "report_s": {
+            "plain": [plain_a, plain_b],
+            "checks": checked_s,
+            "old_first": old_first_s,
+            "old_second": old_second_s,
+        },
+        "kinds": kinds,
+    }
     shutil.rmtree(with_dir, ignore_errors=True)
     shutil.rmtree(without_dir, ignore_errors=True)
     return figures, details  # fmt: skip

@@ -18,7 +18,9 @@ from bench.simproc import SimProcess
 SMALL, LARGE = 10_000, 100_000
 
 
-def bench_memory(root: Path, small: int = SMALL, large: int = LARGE) -> tuple[list[Figure], dict[str, Any]]:
+def bench_memory(
+    root: Path, small: int = SMALL, large: int = LARGE
+) -> tuple[list[Figure], dict[str, Any]]:
     peaks: dict[int, float] = {}
     walls: dict[int, float] = {}
     with SimProcess(tiny=True) as sim:

@@ -60,8 +60,10 @@ def _one(client: str, jobfile: Path, sim: SimProcess, out: Path, jobs: int) -> d
         shutil.rmtree(out, ignore_errors=True)  # 5,000 × 48 KB per client: keep room
     stats = sim.stats()
     if written != jobs or stats["outcomes"].get("ok") != jobs:
-        msg = (f"bench overhead: {client} wrote {written} images for {jobs} jobs "
-               f"(simulator outcomes {stats['outcomes']}); the comparison needs equal work")
+        msg = (
+            f"bench overhead: {client} wrote {written} images for {jobs} jobs "
+            f"(simulator outcomes {stats['outcomes']}); the comparison needs equal work"
+        )
         raise RuntimeError(msg)  # fmt: skip
     return {
         "wall_s": measured.wall_s,

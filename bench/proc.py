@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 _POLL_S = 0.02
 
+
 @dataclass(frozen=True, slots=True)
 class Measured:
     returncode: int

@@ -80,8 +80,14 @@ def fmt_target(f: Figure) -> str:
 
 def table(outcomes: list[Outcome]) -> Table:
     t = Table(title="batchgen benchmarks (ratios measured in the same run)")
-    for name, justify in (("benchmark", "left"), ("figure", "left"), ("value", "right"),
-                          ("target", "right"), ("", "center"), ("note", "left")):
+    for name, justify in (
+        ("benchmark", "left"),
+        ("figure", "left"),
+        ("value", "right"),
+        ("target", "right"),
+        ("", "center"),
+        ("note", "left"),
+    ):
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for o in outcomes:
         if o.error:

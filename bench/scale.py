@@ -1,6 +1,6 @@
 """Benchmarks 5 and 6: the resume scan and the report on a synthetic 1M-row log.
 
-The log comes from ``batchgen.analyze.synthetic`` (the analyzers' own generator, vectorised);
+The log comes from ``batchgen.testing.synthetic`` (the analyzers' own generator, vectorised);
 its ``fingerprint`` column is filled from the job file's own index, with a few jobs edited, so
 resume does the full comparison a real resume does. The run dir also holds the job index
 ``batchgen run`` stores (``state/job-index.parquet``, keyed by the job file's sha256), so the
@@ -35,9 +35,9 @@ def make_resume_case(root: Path, rows: int) -> tuple[Path, Path, int]:
     """A run dir with a ~``rows``-row log and a job file of ``rows`` lines: (run, jobs, rows)."""
     import pyarrow as pa
 
-    from batchgen.analyze.synthetic import synthetic_log, write_run
     from batchgen.jobs import fingerprint, sha256_file
     from batchgen.runlog.jobindex import IndexBuilder, write_index
+    from batchgen.testing.synthetic import synthetic_log, write_run
 
     jobs_path = root / "jobs-1m.jsonl"
     index = IndexBuilder()
@@ -64,7 +64,7 @@ def make_resume_case(root: Path, rows: int) -> tuple[Path, Path, int]:
 
 
 def make_report_case(root: Path, rows: int) -> tuple[Path, int]:
-    from batchgen.analyze.synthetic import synthetic_log, write_run
+    from batchgen.testing.synthetic import synthetic_log, write_run
 
     jobs = int(rows / ROWS_PER_JOB)
     table = synthetic_log(jobs)
@@ -93,8 +93,10 @@ def time_resume(run: Path, jobs_path: Path) -> dict[str, float]:
     scanned = remaining(job_index(jobs_path, DEFAULTS), states)
     t4 = time.perf_counter()
     if scanned != rest:
-        msg = (f"the stored index and a scan of {jobs_path} disagree: "
-               f"{rest.summary()} vs {scanned.summary()}")
+        msg = (
+            f"the stored index and a scan of {jobs_path} disagree: "
+            f"{rest.summary()} vs {scanned.summary()}"
+        )
         raise SystemExit(msg)
     return {
         "index_s": t1 - t0,

@@ -17,8 +17,8 @@ import urllib.request
 from typing import Any
 
 from batchgen.sim import SimConfig, serve_forever
-from bench.proc import REPO
 from batchgen.sim.runner import LOOPBACK
+from bench.proc import REPO
 
 _URL = re.compile(r"base URL (http://\S+/v1)")
 _START_TIMEOUT_S = 30.0
@@ -77,7 +77,7 @@ class SimProcess:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=_START_TIMEOUT_S) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=_START_TIMEOUT_S) as resp:
             return json.loads(resp.read())
 
     def stats(self, *, timeline: bool = True) -> dict[str, Any]:

@@ -105,8 +105,7 @@ def bench_misconfigured(root: Path, *, quick: bool = False) -> tuple[list[Figure
     ]  # fmt: skip
     details = _details(run, span)
     details["per_10s"] = [
-        round(window_rate(accepted, t0 + s, t0 + s + 10.0))
-        for s in range(0, int(span) + 10, 10)
+        round(window_rate(accepted, t0 + s, t0 + s + 10.0)) for s in range(0, int(span) + 10, 10)
     ]
     return figures, details
 

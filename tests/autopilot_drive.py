@@ -74,8 +74,13 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
     if p.max_concurrent is not None and p.active >= p.max_concurrent:
         await anyio.sleep(RTT_S / 2)
         p.refused += 1
-        limiter.on_throttled(ticket, None, None, "Too many concurrent requests",  # type: ignore[arg-type]
-                             "concurrency_limit_exceeded")
+        limiter.on_throttled(
+            ticket,
+            None,
+            None,
+            "Too many concurrent requests",  # type: ignore[arg-type]
+            "concurrency_limit_exceeded",
+        )
         return False
     verdict = p.server.check(n)
     headers = p.server.headers() if p.headers else None
@@ -88,8 +93,13 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
             limit = p.server.current_rpm() if kind == "requests" else p.ipm
             unit = "requests per min (RPM)" if kind == "requests" else "images per min (IPM)"
             message = f"Rate limit reached on {unit}: Limit {int(limit or 0)}."
-        limiter.on_throttled(ticket, p.retry(verdict.retry_after_s), headers, message,  # type: ignore[arg-type]
-                             "rate_limit_exceeded")
+        limiter.on_throttled(
+            ticket,
+            p.retry(verdict.retry_after_s),
+            headers,
+            message,  # type: ignore[arg-type]
+            "rate_limit_exceeded",
+        )
         return False
     p.active += 1
     p.peak = max(p.peak, p.active)
@@ -103,7 +113,9 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
     return True
 
 
-def rate(accepted: list[tuple[float, int]], start: float, end: float, *, images: bool = False) -> float:
+def rate(
+    accepted: list[tuple[float, int]], start: float, end: float, *, images: bool = False
+) -> float:
     """Accepted per minute in [start, end)."""
     total = sum(n if images else 1 for t, n in accepted if start <= t < end)
     return total * 60.0 / (end - start)

@@ -182,12 +182,18 @@ CASES: dict[str, Handler] = {
     "null_code": _error(400, code=None, type=None, message=None),
     "bool_code": _error(400, code=True, type=False, message=12345),
     "many_images": _ok(count=5000),
-    "usage_negative": _ok(usage={"input_tokens": -10**6, "output_tokens": -5}),
+    "usage_negative": _ok(usage={"input_tokens": -(10**6), "output_tokens": -5}),
     "usage_text": _ok(usage={"input_tokens": "lots", "output_tokens": {"a": 1}}),
-    "usage_huge": _raw(200, b'{"data": [{"b64_json": "%s"}], "usage": {"input_tokens": '
-                       b'100000000000000000000000000000, "output_tokens": 1e300}}' % PNG_B64.encode()),
-    "usage_nan": _raw(200, b'{"data": [{"b64_json": "%s"}], "usage": {"input_tokens": 5, '
-                      b'"output_tokens": 1e999}}' % PNG_B64.encode()),
+    "usage_huge": _raw(
+        200,
+        b'{"data": [{"b64_json": "%s"}], "usage": {"input_tokens": '
+        b'100000000000000000000000000000, "output_tokens": 1e300}}' % PNG_B64.encode(),
+    ),
+    "usage_nan": _raw(
+        200,
+        b'{"data": [{"b64_json": "%s"}], "usage": {"input_tokens": 5, '
+        b'"output_tokens": 1e999}}' % PNG_B64.encode(),
+    ),
     "usage_zero": _ok(usage={"input_tokens": 0, "output_tokens": 0}),
     "endless": _endless,
     "gzip_bomb": _gzip_bomb,
@@ -259,9 +265,9 @@ def hostile_server() -> Iterator[HostileServer]:
 MODEL = ("--model", "gpt-image-1", "--size", "1024x1024", "--quality", "low")
 
 
-def run(server: HostileServer, tmp: Path, jobs: list[dict[str, Any]], *extra: str) -> tuple[
-    Finished, Path
-]:
+def run(
+    server: HostileServer, tmp: Path, jobs: list[dict[str, Any]], *extra: str
+) -> tuple[Finished, Path]:
     jobfile = write_jsonl_jobs(tmp / "jobs.jsonl", jobs)
     run_dir = tmp / "run"
     done = run_cli(

@@ -75,7 +75,11 @@ class Cli:
         self._err = tempfile.TemporaryFile("w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchgen", *self.args],
-            env=env, cwd=cwd, stdout=self._out, stderr=self._err, text=True,
+            env=env,
+            cwd=cwd,
+            stdout=self._out,
+            stderr=self._err,
+            text=True,
         )
 
     @property
@@ -116,7 +120,10 @@ class Cli:
 
 
 def run_cli(
-    args: Sequence[str], *, env: dict[str, str], cwd: Path | None = None,
+    args: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: Path | None = None,
     timeout: float = STEP_TIMEOUT_S,
 ) -> Finished:
     return Cli(args, env=env, cwd=cwd).finish(timeout)
@@ -225,8 +232,6 @@ def secret_in_log(run_dir: Path, secret: str = SECRET_KEY) -> bool:
     t = read_log(run_dir)
     for name in t.column_names:
         column = t[name]
-        if pa.types.is_string(column.type) and pc.any(
-            pc.match_substring(column, secret)
-        ).as_py():
+        if pa.types.is_string(column.type) and pc.any(pc.match_substring(column, secret)).as_py():
             return True
     return False

@@ -14,8 +14,8 @@ import pytest
 
 from batchgen.analyze import Thresholds, analyze_run, rate_run
 from batchgen.analyze.ratings import rate_at_least, rate_at_most
-from batchgen.analyze.synthetic import Faults, synthetic_log, table_from_rows, write_run
 from batchgen.money import load_prices
+from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
 PENDING_CLASSES = {"auth", "quota", "budget", "cancelled"}
 HEAVY = Faults(
@@ -382,7 +382,7 @@ def test_reads_only_complete_files(tmp_path):
 
 
 def test_hundred_thousand_rows_is_quick(tmp_path):
-    """The full-size figure (1M rows) is measured by `python -m batchgen.analyze.synthetic`;
+    """The full-size figure (1M rows) is measured by `python -m batchgen.testing.synthetic`;
     here a tenth of it keeps the suite fast and still catches a per-row Python loop."""
     table = synthetic_log(100_000, faults=HEAVY, seed=9)
     run = write_run(tmp_path / "big", table, jobs=100_000)

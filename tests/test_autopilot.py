@@ -10,8 +10,8 @@ import itertools
 import anyio
 import pytest
 
-from batchgen.autopilot import AutopilotConfig, InflightControl, RateControl, read_hint
 from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits.autopilot import AutopilotConfig, InflightControl, RateControl, read_hint
 from tests.autopilot_drive import Provider, drive, rate
 from tests.vtime import run_virtual
 
@@ -100,12 +100,20 @@ def test_headers_set_the_ceiling_and_a_moving_limit_moves_the_rate() -> None:
 
 
 def test_hints_from_headers_and_openai_style_messages() -> None:
-    hint = read_hint({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
-                      "x-ratelimit-limit-images": "50", "x-ratelimit-remaining-images": "7"})
+    hint = read_hint(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-limit-images": "50",
+            "x-ratelimit-remaining-images": "7",
+        }
+    )
     assert hint.limits == {"requests": 500.0, "images": 50.0}
     assert hint.exhausted == "requests"
-    msg = ("Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
-           "Limit 1,000, Used 1000, Requested 1. Please try again in 6ms.")
+    msg = (
+        "Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
+        "Limit 1,000, Used 1000, Requested 1. Please try again in 6ms."
+    )
     hint = read_hint({}, msg)
     assert hint.limits == {"images": 1000.0} and hint.exhausted == "images"
     assert read_hint({}, "Too many concurrent requests").concurrency
@@ -172,7 +180,7 @@ def test_pause_honours_the_hint_but_never_less_than_one_requests_spacing() -> No
     spacing = 60.0 / (120 * AutopilotConfig().decrease)  # the rate after the cut
     assert tiny == pytest.approx(spacing, rel=0.01)
     assert long == 3.0
-    assert none == pytest.approx(60.0 / (120 * AutopilotConfig().decrease**3), rel=0.01)
+    assert none == pytest.approx(60.0 / (120 * AutopilotConfig().decrease ** 3), rel=0.01)
 
 
 def test_a_no_hint_429_is_told_apart_by_the_in_flight_count_it_was_sent_at() -> None:
@@ -186,8 +194,13 @@ def test_a_no_hint_429_is_told_apart_by_the_in_flight_count_it_was_sent_at() -> 
         after_conc = (limiter.inflight.slots, limiter.requests.control.current)  # type: ignore[union-attr]
         await anyio.sleep(2)
         limiter.on_throttled(Ticket(5, anyio.current_time()), None)  # where successes went
-        return after_conc[0], after_conc[1] / before, limiter.inflight.slots, (
-            limiter.requests.control.current / before  # type: ignore[union-attr]
+        return (
+            after_conc[0],
+            after_conc[1] / before,
+            limiter.inflight.slots,
+            (
+                limiter.requests.control.current / before  # type: ignore[union-attr]
+            ),
         )
 
     slots, rate_kept, slots_after, rate_cut = run_virtual(main)
@@ -198,7 +211,9 @@ def test_a_no_hint_429_is_told_apart_by_the_in_flight_count_it_was_sent_at() -> 
 # -- whole scenarios against the simulator's buckets --------------------------------------------
 
 
-def _scenario(provider_kw: dict, ns: list[int], **limiter_kw: object) -> tuple[Provider, RateLimiter, float]:
+def _scenario(
+    provider_kw: dict, ns: list[int], **limiter_kw: object
+) -> tuple[Provider, RateLimiter, float]:
     async def main() -> tuple[Provider, RateLimiter, float]:
         provider = Provider(**provider_kw)
         limiter = RateLimiter(**limiter_kw)  # type: ignore[arg-type]

@@ -106,9 +106,7 @@ def test_a_short_run_with_a_few_random_429s_recommends_no_limit(
     sim = make_sim(faults={"rate_limit": 0.1}, retry_after_s=0.01, seed=3)
     done, run_dir = _run(tmp_path, sim, 26, timeout=60)
     assert done.code == 0, done.output
-    report = json.loads(
-        run_cli(["report", str(run_dir), "--format", "json"], env=cli_env()).stdout
-    )
+    report = json.loads(run_cli(["report", str(run_dir), "--format", "json"], env=cli_env()).stdout)
     assert report["rate_limited"] >= 1, "the seed drove no 429"
     kinds = {r["kind"] for r in report["recommendations"]}
     assert not kinds & {"rpm", "limits"}

@@ -274,9 +274,9 @@ def test_deadline_cancels_a_slow_batch_and_finishes_the_rest_live_paying_once(
     _check_once_each(run_dir, sim, 200)
     log = log_table(run_dir, ["status", "provider_batch_id", "started_at", "finished_at"])
     ok = log.filter(pc.equal(log["status"], "ok"))
-    assert set(ok.filter(pc.is_valid(ok["provider_batch_id"]))["provider_batch_id"].to_pylist()) <= {
-        json.loads((run_dir / "state" / "batches.json").read_text())["parts"][0]["batch_id"]
-    }
+    assert set(
+        ok.filter(pc.is_valid(ok["provider_batch_id"]))["provider_batch_id"].to_pylist()
+    ) <= {json.loads((run_dir / "state" / "batches.json").read_text())["parts"][0]["batch_id"]}
     live_rows = ok.filter(pc.is_null(ok["provider_batch_id"]))
     deadline_at = json.loads((run_dir / "run.json").read_text())["settings"]["batch"]["deadline_at"]
     live_began = pc.min(live_rows["started_at"]).as_py().timestamp() - deadline_at
@@ -286,8 +286,10 @@ def test_deadline_cancels_a_slow_batch_and_finishes_the_rest_live_paying_once(
     # rest took only the live time it needed after that
     assert live_began <= 1.0, live_began
     assert time.time() - started < 60
-    print(f"\ndeadline {deadline_s}s: {len(batch)} from the batch, {len(live)} live; first live "
-          f"request {live_began:+.2f}s from the deadline, last result {last:+.2f}s")
+    print(
+        f"\ndeadline {deadline_s}s: {len(batch)} from the batch, {len(live)} live; first live "
+        f"request {live_began:+.2f}s from the deadline, last result {last:+.2f}s"
+    )
 
 
 def test_cancel_command_cancels_open_batches_and_resume_finishes_the_rest(

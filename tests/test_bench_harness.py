@@ -217,7 +217,9 @@ def test_client_env_never_carries_a_real_key(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_batchgen_command_can_measure_another_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(OVERRIDE_ENV, raising=False)
-    cmd = batchgen_command(Path("j.jsonl"), "http://127.0.0.1:1/v1", Path("r"), extra=["--rpm", "60"])
+    cmd = batchgen_command(
+        Path("j.jsonl"), "http://127.0.0.1:1/v1", Path("r"), extra=["--rpm", "60"]
+    )
     assert Path(cmd[0]).name == "batchgen" and cmd[1:3] == ["run", "j.jsonl"]
     assert cmd[-2:] == ["--rpm", "60"] and "--quiet" in cmd
     assert cmd[cmd.index("--concurrency") + 1] == "64"

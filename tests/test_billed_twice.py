@@ -1,4 +1,4 @@
-""""Possibly billed twice" counts exactly the requests sent again after one of the same job
+""" "Possibly billed twice" counts exactly the requests sent again after one of the same job
 was lost in flight (kill -9, or a second Ctrl-C cancelling it): not adopted images, not jobs
 a run killed and never resumed did not send again.
 
@@ -30,31 +30,42 @@ JOBS = 10
 
 
 def _billed_twice(run_dir: Path) -> int:
-    done = run_cli(["report", str(run_dir), "--format", "json", "--no-image-checks"],
-                   env=cli_env())
+    done = run_cli(["report", str(run_dir), "--format", "json", "--no-image-checks"], env=cli_env())
     assert done.code == 0 and "Traceback" not in done.output, done.output
     return json.loads(done.stdout)["possibly_billed_twice"]
 
 
-def _start(tmp_path: Path, sim, concurrency: int, **kw) -> tuple[Path, Cli]:  # noqa: ANN001
+def _start(tmp_path: Path, sim, concurrency: int, **kw) -> tuple[Path, Cli]:
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"billed job {i}" for i in range(JOBS)))
     run_dir = tmp_path / "run"
     cli = Cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", str(concurrency), "--grace", "60", "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            str(concurrency),
+            "--grace",
+            "60",
+            "--yes",
+            "--quiet",
+        ],
         env=kw.get("env") or cli_env(),
     )
     return run_dir, cli
 
 
-def _resume_on(run_dir: Path, sim) -> None:  # noqa: ANN001
+def _resume_on(run_dir: Path, sim) -> None:
     done = run_cli(["resume", str(run_dir), "--quiet", *sim_flags(sim)], env=cli_env())
     assert done.code == 0, done.output
     counts = ok_counts(run_dir)
     assert len(counts) == JOBS and set(counts.values()) == {1}
 
 
-def _sent_twice(*sims) -> int:  # noqa: ANN002
+def _sent_twice(*sims) -> int:
     seen: dict[str, int] = {}
     for sim in sims:
         for prompt, n in sim.stats.snapshot(timeline=False)["by_prompt"].items():
@@ -89,9 +100,7 @@ def test_an_adopted_image_is_not_counted(tmp_path: Path, make_sim) -> None:
     assert _billed_twice(run_dir) == 0
 
 
-def test_requests_cancelled_by_a_second_ctrl_c_count_once_resent(
-    tmp_path: Path, make_sim
-) -> None:
+def test_requests_cancelled_by_a_second_ctrl_c_count_once_resent(tmp_path: Path, make_sim) -> None:
     slow = make_sim(latency_mean=30.0, seed=44)
     run_dir, cli = _start(tmp_path, slow, 2)
     wait_until(lambda: slow.stats.received >= 2, what="two requests in flight", cli=cli)

@@ -29,12 +29,23 @@ from tests.runhelpers import (
 pytestmark = pytest.mark.timeout(120)
 
 
-def _run(tmp_path: Path, sim, prompts: list[str], *extra: str):  # noqa: ANN001
+def _run(tmp_path: Path, sim, prompts: list[str], *extra: str):
     jobs = write_text_jobs(tmp_path / "jobs.txt", prompts)
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "2", "--yes", "--quiet", *extra],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "2",
+            "--yes",
+            "--quiet",
+            *extra,
+        ],
         env=cli_env(),
     )
     return jobs, run_dir, done
@@ -57,8 +68,9 @@ def test_truncated_log_file_is_quarantined_and_its_jobs_adopted_not_paid_twice(
     (damaged,) = _session_files(run_dir, 1)
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
 
-    report = run_cli(["report", str(run_dir), "--no-image-checks", "--format", "json"],
-                     env=cli_env())
+    report = run_cli(
+        ["report", str(run_dir), "--no-image-checks", "--format", "json"], env=cli_env()
+    )
     assert report.code == 0, report.output
     assert "Traceback" not in report.output
     notes = [line for line in report.stderr.splitlines() if "damaged" in line]
@@ -107,16 +119,27 @@ def _edit(doc: dict[str, Any], path: str, value: Any) -> None:
         ("not json", "not valid JSON"),
         ("[1, 2]", "not an object"),
     ],
-    ids=["concurrency-0", "negative-rpm", "timeout-type", "no-run_id", "jobs-type",
-         "sessions-type", "settings-null", "negative-max-cost", "invalid-json", "json-list"],
+    ids=[
+        "concurrency-0",
+        "negative-rpm",
+        "timeout-type",
+        "no-run_id",
+        "jobs-type",
+        "sessions-type",
+        "settings-null",
+        "negative-max-cost",
+        "invalid-json",
+        "json-list",
+    ],
 )
 def test_bad_run_json_is_named_and_refused_with_exit_2(
     tmp_path: Path, make_sim, edit: Any, named: str
 ) -> None:
     sim = make_sim(latency_mean=0.0, seed=32)
     # a run stopped by its budget: jobs are pending, so a resume would send requests
-    _, run_dir, done = _run(tmp_path, sim, [f"manifest job {i}" for i in range(6)],
-                            "--max-cost", "0.03")
+    _, run_dir, done = _run(
+        tmp_path, sim, [f"manifest job {i}" for i in range(6)], "--max-cost", "0.03"
+    )
     assert done.code == 3, done.output
     manifest = run_dir / "run.json"
     if isinstance(edit, str):
@@ -127,8 +150,10 @@ def test_bad_run_json_is_named_and_refused_with_exit_2(
         manifest.write_text(json.dumps(doc))
     saved = manifest.read_bytes()
     sent_before = sim.stats.snapshot(timeline=False)["received"]
-    commands = [["resume", str(run_dir), "--max-cost", "10"],
-                ["jobs", str(run_dir), "--status", "pending"]]
+    commands = [
+        ["resume", str(run_dir), "--max-cost", "10"],
+        ["jobs", str(run_dir), "--status", "pending"],
+    ]
     if named != "run_id":  # the report needs no run id (it reads manifests of other tools)
         commands.append(["report", str(run_dir)])
     for command in commands:

@@ -41,25 +41,37 @@ def _env(fail_at: str, errno_name: str | None = None) -> dict[str, str]:
     return env
 
 
-def _run(tmp_path: Path, sim, jobs: int, env: dict[str, str], grace: str = "2"):  # noqa: ANN001
+def _run(tmp_path: Path, sim, jobs: int, env: dict[str, str], grace: str = "2"):
     job_file = write_text_jobs(tmp_path / "jobs.txt", (f"disk job {i:03d}" for i in range(jobs)))
     run_dir = tmp_path / "run"
     done = Cli(
-        ["run", str(job_file), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "4", "--grace", grace, "--yes", "--quiet"],
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "4",
+            "--grace",
+            grace,
+            "--yes",
+            "--quiet",
+        ],
         env=env,
     ).finish()
     return run_dir, done
 
 
-def _stopped_cleanly(done, run_dir: Path) -> None:  # noqa: ANN001
+def _stopped_cleanly(done, run_dir: Path) -> None:
     assert done.code == 3, done.output
     assert "Traceback" not in done.output, done.output
     assert "stopped (disk)" in done.stdout, done.output
     assert f"batchgen resume {run_dir}" in done.stdout, done.output
 
 
-def _resume_finishes_everything(run_dir: Path, sim, jobs: int) -> dict[str, int]:  # noqa: ANN001
+def _resume_finishes_everything(run_dir: Path, sim, jobs: int) -> dict[str, int]:
     resumed = run_cli(["resume", str(run_dir), "--quiet"], env=cli_env())
     assert resumed.code == 0, resumed.output
     assert "Traceback" not in resumed.output
@@ -86,8 +98,9 @@ def test_image_write_fails_then_the_run_stops_keeps_every_row_and_resume_finishe
     # one row per answer received: 7 saved (ok), the rest logged as class disk
     assert received.num_rows == served
     assert pc.sum(pc.equal(received["status"], "ok")).as_py() == 7
-    assert pc.all(pc.equal(received.filter(pc.equal(received["status"], "error"))
-                           ["error_class"], "disk")).as_py()
+    assert pc.all(
+        pc.equal(received.filter(pc.equal(received["status"], "error"))["error_class"], "disk")
+    ).as_py()
     assert image_files(run_dir) == set(logged_images(run_dir))  # no half answer left
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
     assert [s["how"] for s in sessions] == ["stopped_disk"]
@@ -96,8 +109,15 @@ def test_image_write_fails_then_the_run_stops_keeps_every_row_and_resume_finishe
     by_prompt = _resume_finishes_everything(run_dir, sim, jobs)
     ids = {f"disk job {i:03d}" for i in range(jobs)}
     assert set(by_prompt) == ids
-    prompts = dict(zip(*[log_table(run_dir, ["job_id", "prompt"])[c].to_pylist()
-                         for c in ("job_id", "prompt")], strict=True))
+    prompts = dict(
+        zip(
+            *[
+                log_table(run_dir, ["job_id", "prompt"])[c].to_pylist()
+                for c in ("job_id", "prompt")
+            ],
+            strict=True,
+        )
+    )
     # an image that reached the disk was never paid for again
     assert all(by_prompt[prompts[j]] == 1 for j in saved_first)
 
@@ -145,9 +165,7 @@ def test_log_write_fails_for_a_while_then_the_final_flush_saves_every_row(
     assert len(by_prompt) == jobs and set(by_prompt.values()) == {1}
 
 
-def test_disk_full_before_any_request_is_one_line_not_a_traceback(
-    tmp_path: Path, make_sim
-) -> None:
+def test_disk_full_before_any_request_is_one_line_not_a_traceback(tmp_path: Path, make_sim) -> None:
     sim = make_sim(latency_mean=0.0, seed=24)
     run_dir, done = _run(tmp_path, sim, 5, _env("file:write:1.."))  # run.json cannot be written
     assert done.code == 3, done.output
@@ -157,7 +175,7 @@ def test_disk_full_before_any_request_is_one_line_not_a_traceback(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # noqa: ANN201
+def small_disk(tmp_path: Path):
     """A real 1 MB tmpfs (root only; skipped where mounting is not possible), and a function
     that "frees space" by growing it to 32 MB."""
     import os
@@ -167,8 +185,11 @@ def small_disk(tmp_path: Path):  # noqa: ANN201
     where.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
-                             capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
 
@@ -190,8 +211,20 @@ def test_a_real_full_disk_stops_with_exit_3_and_resume_finishes_after_space_is_f
     job_file = write_text_jobs(tmp_path / "jobs.txt", (f"full disk {i:03d}" for i in range(jobs)))
     run_dir = disk / "run"
     done = run_cli(
-        ["run", str(job_file), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "4", "--grace", "1", "--yes", "--quiet"],
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "4",
+            "--grace",
+            "1",
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     _stopped_cleanly(done, run_dir)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from batchgen import faultpoints
-from batchgen.recovery import IN_FLIGHT_AT_CRASH
+from batchgen.run.recovery import IN_FLIGHT_AT_CRASH
 from tests.runhelpers import (
     MODEL_FLAGS,
     Cli,
@@ -40,11 +40,11 @@ KILLS = 5
 SEED = 20_240_611
 
 
-def _served(sim) -> int:  # noqa: ANN001 - a ThreadedSim
+def _served(sim) -> int:
     return sim.stats["ok"]
 
 
-def _requested(sim) -> dict[str, int]:  # noqa: ANN001
+def _requested(sim) -> dict[str, int]:
     return dict(sim.stats.snapshot(timeline=False)["by_prompt"])
 
 
@@ -150,8 +150,18 @@ def test_kill_between_image_write_and_its_row_adopts_the_image_without_a_new_req
     run_dir = tmp_path / "run"
     env = cli_env(crash_at="image:before_row:25")
     crashed = run_cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "4", "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "4",
+            "--yes",
+            "--quiet",
+        ],
         env=env,
     )
     assert crashed.code == faultpoints.EXIT_CODE, crashed.output

@@ -21,7 +21,9 @@ from batchgen.jobs.inputs import input_image_tokens
 from tests.simhelpers import ERROR_RESPONSE, KEY, post
 
 EDITS_SPEC = json.loads(
-    (Path(__file__).parent / "data" / "openapi" / "openai-batch-files-edits-openapi.json").read_text()
+    (
+        Path(__file__).parent / "data" / "openapi" / "openai-batch-files-edits-openapi.json"
+    ).read_text()
 )
 
 
@@ -80,7 +82,10 @@ def test_multipart_edit_answers_to_the_schema_with_input_image_tokens(sim: Any) 
     EDIT_RESPONSE.validate(doc)
     expected = input_image_tokens(64, 64) + input_image_tokens(128, 64)
     assert doc["usage"]["input_tokens_details"]["image_tokens"] == expected
-    assert doc["usage"]["input_tokens"] == expected + doc["usage"]["input_tokens_details"]["text_tokens"]
+    assert (
+        doc["usage"]["input_tokens"]
+        == expected + doc["usage"]["input_tokens_details"]["text_tokens"]
+    )
     Image.open(io.BytesIO(base64.b64decode(doc["data"][0]["b64_json"]))).verify()
 
 
@@ -133,9 +138,7 @@ def test_invalid_edits_are_refused_like_the_real_api(
 
 
 def test_edits_get_the_usual_faults(sim: Any) -> None:
-    status, doc = multipart(
-        sim, {**BASE, "prompt": "recolour [sim:server]"}, [("image[]", png())]
-    )
+    status, doc = multipart(sim, {**BASE, "prompt": "recolour [sim:server]"}, [("image[]", png())])
     assert status == 500
     ERROR_RESPONSE.validate(doc)
     status, doc = multipart(sim, BASE, [("image[]", png())])

@@ -105,14 +105,18 @@ def test_a_decompression_bomb_image_is_an_invalid_response(
 def test_report_survives_bomb_images_on_disk(server: HostileServer, tmp_path: Path) -> None:
     """Images saved by an older batchgen (or replaced on disk) that are decompression bombs:
     one past Pillow's error limit, one in its warning range. Every report format survives."""
-    done, run_dir = run(server, tmp_path, [{"id": "a", "prompt": "ok"}, {"id": "b", "prompt": "ok"}])
+    done, run_dir = run(
+        server, tmp_path, [{"id": "a", "prompt": "ok"}, {"id": "b", "prompt": "ok"}]
+    )
     check_run(done, run_dir, 0)
     (run_dir / "images" / "a_0.png").write_bytes(bomb_png(40_000, 40_000))  # 1.6 G pixels
     (run_dir / "images" / "b_0.png").write_bytes(bomb_png(10_000, 10_000))  # 100 M pixels
     out = tmp_path / "report.json"
     for fmt in ("json", "text", "md", "html"):
         target = out.with_suffix(f".{fmt}")
-        report = run_cli(["report", str(run_dir), "--format", fmt, "-o", str(target)], env=cli_env())
+        report = run_cli(
+            ["report", str(run_dir), "--format", fmt, "-o", str(target)], env=cli_env()
+        )
         assert report.code == 0 and "Traceback" not in report.output, report.output
     checks = json.loads(out.read_text())["image_checks"]
     assert checks["counts"]["undecodable"] == 2

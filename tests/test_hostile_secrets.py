@@ -82,7 +82,9 @@ def test_markup_in_a_stop_message_is_printed_as_written(
 def test_control_sequences_never_reach_the_terminal_or_a_text_report(
     server: HostileServer, tmp_path: Path
 ) -> None:
-    done, run_dir = run(server, tmp_path, [{"id": "a", "prompt": "ansi_400"}], "--max-attempts", "1")
+    done, run_dir = run(
+        server, tmp_path, [{"id": "a", "prompt": "ansi_400"}], "--max-attempts", "1"
+    )
     check_run(done, run_dir, 1)
     for fmt in ("text", "md"):
         printed = run_cli(["report", str(run_dir), "--format", fmt], env=cli_env())
@@ -116,7 +118,13 @@ def test_provider_text_and_error_code_take_any_json_value() -> None:
     cut = provider_text("x" * 1990 + key, (key,))
     assert cut is not None and "tok-" not in cut
     assert [error_code(v) for v in (400, "quota", None, {}, [1], True, 1.5)] == [
-        "400", "quota", None, None, None, None, "1.5"
+        "400",
+        "quota",
+        None,
+        None,
+        None,
+        None,
+        "1.5",
     ]
 
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageFilter
 
 from batchgen.analyze import CheckConfig, check_images
 from batchgen.analyze.images import _gray_thumb, dhash, laplacian_var
-from batchgen.analyze.synthetic import table_from_rows, write_run
 from batchgen.sim.render import variant_of
+from batchgen.testing.synthetic import table_from_rows, write_run
 
 VARIANTS = 64
 

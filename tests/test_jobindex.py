@@ -114,7 +114,10 @@ def test_run_writes_the_index_and_resume_uses_it_without_scanning(
 
 @pytest.mark.usefixtures("cli_env")
 def test_an_edited_job_file_is_scanned_and_runs_exactly_the_added_and_edited_jobs(
-    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, scans: list[str],
+    tmp_path: Path,
+    make_sim: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    scans: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_sim(latency_mean=0.0, seed=6)
@@ -196,8 +199,12 @@ def test_the_builder_flushes_in_chunks_and_keeps_order(tmp_path: Path) -> None:
     assert read_index(tmp_path, "a" * 64, {"model": "m", "n": 1}) is None
     assert not list(tmp_path.glob(".*.tmp"))  # the temp file was renamed into place
 
-    pq.write_table(pa.table({"job_id": ["x"]}).replace_schema_metadata(
-        pq.read_schema(index_path(tmp_path)).metadata), index_path(tmp_path))
+    pq.write_table(
+        pa.table({"job_id": ["x"]}).replace_schema_metadata(
+            pq.read_schema(index_path(tmp_path)).metadata
+        ),
+        index_path(tmp_path),
+    )
     assert read_index(tmp_path, "a" * 64, {"model": "m", "n": None}) is None  # wrong columns
 
 

@@ -443,8 +443,9 @@ def test_the_pools_scan_does_not_remember_every_explicit_id(tmp_path: Path) -> N
                  for i in range(count))  # fmt: skip
         return write(tmp_path, f"ids-{count}.jsonl", "\n".join(lines) + "\n")
 
-    (small, small_peak), (large, large_peak) = _iter_peak(file_of(2_000)), _iter_peak(
-        file_of(20_000)
+    (small, small_peak), (large, large_peak) = (
+        _iter_peak(file_of(2_000)),
+        _iter_peak(file_of(20_000)),
     )
     assert (small, large) == (2_000, 20_000)
     assert large_peak < small_peak * 1.5 + 200_000, (small_peak, large_peak)

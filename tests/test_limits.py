@@ -81,9 +81,13 @@ def test_remaining_zero_pauses_for_one_unit_not_the_whole_reset() -> None:
     async def main() -> tuple[float, float]:
         limiter = RateLimiter(rpm=600)
         t0 = anyio.current_time()
-        limiter.observe_headers({"x-ratelimit-limit-requests": "120",
-                                 "x-ratelimit-remaining-requests": "0",
-                                 "x-ratelimit-reset-requests": "20s"})
+        limiter.observe_headers(
+            {
+                "x-ratelimit-limit-requests": "120",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "20s",
+            }
+        )
         await limiter.acquire()
         waited_known = anyio.current_time() - t0
         limiter.observe_headers(
@@ -122,8 +126,8 @@ def test_cli_defaults_match_the_limiter() -> None:
 
 
 def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
-    from batchgen.control import RunControl
     from batchgen.errors import ErrorClass
+    from batchgen.limits.stop import RunControl
 
     async def main() -> float:
         control = RunControl()

@@ -27,12 +27,22 @@ pytestmark = pytest.mark.timeout(90)
 JOBS = 16
 
 
-def _start_slow_run(tmp_path: Path, sim) -> tuple[Path, Path, Cli]:  # noqa: ANN001
+def _start_slow_run(tmp_path: Path, sim) -> tuple[Path, Path, Cli]:
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"lock job {i:02d}" for i in range(JOBS)))
     run_dir = tmp_path / "run"
     cli = Cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "2", "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "2",
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     # requests on the wire: the first process holds the lock for sure

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from batchgen.cli.quote import format_quote
 from batchgen.jobs.model import Job
 from batchgen.money import (
     PricesError,
     check_job,
     cost_of_attempt,
     estimate_job,
-    format_quote,
     load_prices,
     quote,
     quote_to_dict,
@@ -45,7 +45,11 @@ def test_shipped_table_has_the_documented_figures(prices):
     g1 = prices.get("gpt-image-1")
     assert (g1.text_input_per_1m, g1.image_input_per_1m, g1.image_output_per_1m) == (5, 10, 40)
     mini = prices.get("gpt-image-1-mini")
-    assert (mini.text_input_per_1m, mini.image_input_per_1m, mini.image_output_per_1m) == (2, 2.5, 8)
+    assert (mini.text_input_per_1m, mini.image_input_per_1m, mini.image_output_per_1m) == (
+        2,
+        2.5,
+        8,
+    )
     assert g1.image_output_tokens("high", "1024x1536") == 6240
     assert g1.image_output_tokens("low", "1536x1024") == 400
     assert prices.get("dall-e-3").image_price("hd", "1792x1024") == 0.12
@@ -78,16 +82,22 @@ def test_gpt_image_1_cost_from_the_table(prices, quality, size, n, expected):
 
 
 def test_gpt_image_1_high_square_by_hand(prices):
-    usd, _ = cost_of_attempt(prices, job({"model": "gpt-image-1", "quality": "high", "size": "1024x1024"}), None, 1)
+    usd, _ = cost_of_attempt(
+        prices, job({"model": "gpt-image-1", "quality": "high", "size": "1024x1024"}), None, 1
+    )
     assert round(usd, 5) == 0.16643  # 4160 × $40/M + 6 × $5/M
 
 
 def test_cost_from_usage_beats_the_table(prices):
-    usage = Usage(input_tokens=120, input_text_tokens=100, input_image_tokens=20, output_tokens=5000)
+    usage = Usage(
+        input_tokens=120, input_text_tokens=100, input_image_tokens=20, output_tokens=5000
+    )
     body = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
     usd, source = cost_of_attempt(prices, job(body), usage, 1)
     assert source == "usage"
-    assert usd == pytest.approx(100 * 5e-6 + 20 * 10e-6 + 5000 * 40e-6)  # 0.2007, not the low figure
+    assert usd == pytest.approx(
+        100 * 5e-6 + 20 * 10e-6 + 5000 * 40e-6
+    )  # 0.2007, not the low figure
 
 
 def test_usage_without_breakdown_is_text_input(prices):
@@ -119,7 +129,9 @@ def test_images_returned_not_n_is_billed(prices):
     ],
 )
 def test_dalle3_per_image(prices, quality, size, expected):
-    usd, source = cost_of_attempt(prices, job({"model": "dall-e-3", "quality": quality, "size": size}), None, 1)
+    usd, source = cost_of_attempt(
+        prices, job({"model": "dall-e-3", "quality": quality, "size": size}), None, 1
+    )
     assert (usd, source) == (pytest.approx(expected), "price-table")
 
 
@@ -196,7 +208,10 @@ as_of = "2026-01-01"
     [
         (
             '[models."gpt-image-1"]\nimage_output_per_1m = "forty"\n',
-            ['my-prices.toml: models."gpt-image-1".image_output_per_1m must be a number ≥ 0', "'forty'"],
+            [
+                'my-prices.toml: models."gpt-image-1".image_output_per_1m must be a number ≥ 0',
+                "'forty'",
+            ],
         ),
         (
             '[models."gpt-image-1"]\ntext_input_per_1m = -1\n',
@@ -217,7 +232,10 @@ as_of = "2026-01-01"
         ),
         (
             '[models."gpt-image-1"]\nimage_ouput_per_1m = 3\n',
-            ["image_ouput_per_1m is not a key of a tokens model", "did you mean 'image_output_per_1m'"],
+            [
+                "image_ouput_per_1m is not a key of a tokens model",
+                "did you mean 'image_output_per_1m'",
+            ],
         ),
         (
             '[models."x"]\nbilling = "per_image"\nper_image = { hd = { "huge" = 1 } }\nsource = "s"\nas_of = "d"\n',
@@ -272,7 +290,10 @@ def test_bad_fallback_price_is_refused():
     [
         ({"model": "dall-e-3", "n": 2}, "dall-e-3 takes only n=1"),
         ({"model": "gpt-image-1", "n": 11}, "outside 1–10"),
-        ({"model": "gpt-image-1", "size": "1792x1024"}, 'size "1792x1024" is not accepted by gpt-image-1'),
+        (
+            {"model": "gpt-image-1", "size": "1792x1024"},
+            'size "1792x1024" is not accepted by gpt-image-1',
+        ),
         ({"model": "dall-e-3", "size": "auto"}, 'size "auto" is not accepted by dall-e-3'),
         ({"model": "dall-e-2", "size": "2048x2048"}, "use one of 256x256, 512x512, 1024x1024"),
         ({"model": "gpt-image-2", "size": "1000x1000"}, "multiples of 16"),
@@ -295,7 +316,13 @@ def test_check_job_finds(prices, body, needle):
 @pytest.mark.parametrize(
     "body",
     [
-        {"model": "gpt-image-1", "n": 10, "size": "1536x1024", "quality": "auto", "output_format": "webp"},
+        {
+            "model": "gpt-image-1",
+            "n": 10,
+            "size": "1536x1024",
+            "quality": "auto",
+            "output_format": "webp",
+        },
         {"model": "gpt-image-2", "size": "2048x1152"},
         {"model": "gpt-image-2", "size": "2160x3840"},
         {"model": "dall-e-3", "size": "1024x1792", "quality": "hd", "style": "natural"},
@@ -313,7 +340,9 @@ def test_prompt_limits(prices):
     [problem] = check_job(prices, Job.make("a", 1, {"prompt": "x" * 1001, "model": "dall-e-2"}))
     assert "1,001 characters; dall-e-2 takes at most 1,000" in problem
     assert check_job(prices, Job.make("a", 1, {"prompt": "x" * 4001, "model": "dall-e-3"}))
-    assert check_job(prices, Job.make("a", 1, {"prompt": "x" * 32000, "model": "gpt-image-1"})) == []
+    assert (
+        check_job(prices, Job.make("a", 1, {"prompt": "x" * 32000, "model": "gpt-image-1"})) == []
+    )
     assert check_job(prices, Job.make("a", 1, {"prompt": "x" * 32001, "model": "gpt-image-1"}))
 
 
@@ -334,8 +363,14 @@ def test_estimate_range_for_auto_quality_and_size(prices):
 
 
 def test_estimate_range_for_auto_quality_only(prices):
-    e = estimate_job(prices, job({"model": "dall-e-3", "size": "1792x1024", "quality": "auto", "n": 1}))
-    assert (e.low, e.expected, e.high) == (pytest.approx(0.08), pytest.approx(0.08), pytest.approx(0.12))
+    e = estimate_job(
+        prices, job({"model": "dall-e-3", "size": "1792x1024", "quality": "auto", "n": 1})
+    )
+    assert (e.low, e.expected, e.high) == (
+        pytest.approx(0.08),
+        pytest.approx(0.08),
+        pytest.approx(0.12),
+    )
 
 
 def test_worst_case_bounds_every_possible_bill(prices):
@@ -344,7 +379,9 @@ def test_worst_case_bounds_every_possible_bill(prices):
     assert worst_case_usd(prices, j) == pytest.approx(300 * 5e-6 + 3 * 6240 * 40e-6)
     # dall-e-3 has no automatic size: missing means its default 1024x1024; quality may be hd
     assert worst_case_usd(prices, job({"model": "dall-e-3"})) == pytest.approx(0.08)
-    assert worst_case_usd(prices, job({"model": "dall-e-3", "size": "1792x1024"})) == pytest.approx(0.12)
+    assert worst_case_usd(prices, job({"model": "dall-e-3", "size": "1792x1024"})) == pytest.approx(
+        0.12
+    )
     assert worst_case_usd(prices, job({"model": "no-such"})) is None
 
 

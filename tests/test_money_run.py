@@ -81,8 +81,15 @@ def plan_json(capsys: pytest.CaptureFixture[str], jobfile: Path, *extra: str) ->
 
 def run(capsys, sim, jobfile: Path, run_dir: Path, *extra: str) -> tuple[int, str, str]:
     return cli(
-        capsys, "run", str(jobfile), "--base-url", sim.base_url, "--run-dir", str(run_dir),
-        "--quiet", *extra,
+        capsys,
+        "run",
+        str(jobfile),
+        "--base-url",
+        sim.base_url,
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        *extra,
     )
 
 
@@ -212,8 +219,14 @@ def test_half_the_quote_stops_at_the_cap_and_resume_finishes(
     cap = expected / 2
     run_dir = tmp_path / "run"
     code, out, err = run(
-        capsys, money_sim, jobfile, run_dir, "--max-cost", repr(cap),
-        "--concurrency", str(concurrency),
+        capsys,
+        money_sim,
+        jobfile,
+        run_dir,
+        "--max-cost",
+        repr(cap),
+        "--concurrency",
+        str(concurrency),
     )
     assert code == 3, out + err
     rows = log_rows(run_dir)
@@ -258,8 +271,10 @@ def test_the_suggested_resume_sends_the_job_the_cap_refused(tmp_path, money_sim,
     (the run stops only when nothing more fits), and the command the stop prints lets the
     refused job through instead of stopping again at it without sending anything."""
     big = {"prompt": "big", "model": "gpt-image-1", "quality": "high", "size": "1024x1536", "n": 10}
-    small = [{"prompt": f"small {i}", "model": "gpt-image-1-mini", "quality": "low",
-              "size": "1024x1024"} for i in range(4)]
+    small = [
+        {"prompt": f"small {i}", "model": "gpt-image-1-mini", "quality": "low", "size": "1024x1024"}
+        for i in range(4)
+    ]
     jobfile = write_jobs(tmp_path / "jobs.jsonl", [big, *small])
     run_dir = tmp_path / "run"
     code, out, _ = run(capsys, money_sim, jobfile, run_dir, "--max-cost", "1", "--concurrency", "1")
@@ -354,12 +369,16 @@ def test_a_price_override_changes_the_quote_and_the_recorded_costs(tmp_path, mon
 
 
 MALFORMED = {
-    "value": ('[models."gpt-image-1"]\nimage_output_per_1m = "forty"\n',
-              'models."gpt-image-1".image_output_per_1m'),
-    "missing": ('[models."my-model"]\nbilling = "tokens"\nsource = "me"\nas_of = "2026-01-01"\n'
-                "text_input_per_1m = 1.0\nimage_input_per_1m = 1.0\n"
-                'output_tokens = "gpt-image-1"\n',
-                'models."my-model".image_output_per_1m'),
+    "value": (
+        '[models."gpt-image-1"]\nimage_output_per_1m = "forty"\n',
+        'models."gpt-image-1".image_output_per_1m',
+    ),
+    "missing": (
+        '[models."my-model"]\nbilling = "tokens"\nsource = "me"\nas_of = "2026-01-01"\n'
+        "text_input_per_1m = 1.0\nimage_input_per_1m = 1.0\n"
+        'output_tokens = "gpt-image-1"\n',
+        'models."my-model".image_output_per_1m',
+    ),
     "syntax": ('[models."gpt-image-1"\nimage_output_per_1m = 40\n', "not valid TOML"),
 }
 
@@ -391,8 +410,15 @@ def test_progress_and_summary_show_the_spend(tmp_path, money_sim, capsys):
     jobfile = write_jobs(tmp_path / "jobs.jsonl", JOBS[:16])
     run_dir = tmp_path / "run"
     code, out, err = cli(
-        capsys, "run", str(jobfile), "--base-url", money_sim.base_url, "--run-dir", str(run_dir),
-        "--concurrency", "4",
+        capsys,
+        "run",
+        str(jobfile),
+        "--base-url",
+        money_sim.base_url,
+        "--run-dir",
+        str(run_dir),
+        "--concurrency",
+        "4",
     )
     assert code == 0, out + err
     rows = log_rows(run_dir)
@@ -451,8 +477,12 @@ def test_confirm_above_refuses_without_a_terminal_unless_yes(tmp_path, money_sim
 
 
 def test_a_billed_answer_with_a_broken_image_is_logged_at_its_cost(tmp_path, money_sim, capsys):
-    job = {"prompt": "a broken picture [sim:bad_base64*1]", "model": "gpt-image-1",
-           "quality": "high", "size": "1024x1024"}
+    job = {
+        "prompt": "a broken picture [sim:bad_base64*1]",
+        "model": "gpt-image-1",
+        "quality": "high",
+        "size": "1024x1024",
+    }
     jobfile = write_jobs(tmp_path / "jobs.jsonl", [job])
     code, out, err = run(capsys, money_sim, jobfile, tmp_path / "run")
     assert code == 0, out + err

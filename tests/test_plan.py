@@ -61,10 +61,15 @@ def test_model_problems_are_file_line_and_exit_2(tmp_path):
     status, out = run_plan(str(path))
     assert status == 2
     lines = out.splitlines()
-    assert f"{path}:2: \"n\" is 2 but dall-e-3 takes only n=1: split it into 2 jobs" in lines
-    assert any(line.startswith(f"{path}:3: size \"2048x2048\" is not accepted by dall-e-2") for line in lines)
-    assert any(line.startswith(f"{path}:4: prompt is 4,001 characters; dall-e-3 takes at most 4,000") for line in lines)
-    assert any(line.startswith(f"{path}:5: gpt-image-1 does not take \"style\"") for line in lines)
+    assert f'{path}:2: "n" is 2 but dall-e-3 takes only n=1: split it into 2 jobs' in lines
+    assert any(
+        line.startswith(f'{path}:3: size "2048x2048" is not accepted by dall-e-2') for line in lines
+    )
+    assert any(
+        line.startswith(f"{path}:4: prompt is 4,001 characters; dall-e-3 takes at most 4,000")
+        for line in lines
+    )
+    assert any(line.startswith(f'{path}:5: gpt-image-1 does not take "style"') for line in lines)
     assert not any(line.startswith(f"{path}:1:") for line in lines)
     assert "4 problem(s) found" in out
     assert "Estimated cost" in out  # the quote is still shown for what the file holds
@@ -74,13 +79,15 @@ def test_defaults_from_flags_are_checked(tmp_path):
     path = jobfile(tmp_path, {"prompt": "a"}, {"prompt": "b", "model": "gpt-image-1"})
     status, out = run_plan(str(path), "--model", "dall-e-3", "--n", "3")
     assert status == 2
-    assert f"{path}:1: \"n\" is 3 but dall-e-3 takes only n=1" in out
-    assert f"{path}:2: \"n\"" not in out  # gpt-image-1 takes n=3
+    assert f'{path}:1: "n" is 3 but dall-e-3 takes only n=1' in out
+    assert f'{path}:2: "n"' not in out  # gpt-image-1 takes n=3
 
 
 def test_shape_problems_come_from_the_job_reader(tmp_path):
     path = tmp_path / "jobs.jsonl"
-    path.write_text('{"prompt": "ok", "model": "gpt-image-1"}\n{"prompt": "bad", "n": "two"}\n{broken\n')
+    path.write_text(
+        '{"prompt": "ok", "model": "gpt-image-1"}\n{"prompt": "bad", "n": "two"}\n{broken\n'
+    )
     status, out = run_plan(str(path))
     assert status == 2
     assert f"{path}:2:" in out and f"{path}:3:" in out
@@ -107,7 +114,9 @@ def test_json_format(tmp_path):
     doc = json.loads(out)
     assert doc["problem_count"] == 1
     assert doc["problems"][0] == {
-        "file": str(path), "line": 1, "message": '"n" is 2 but dall-e-3 takes only n=1: split it into 2 jobs'
+        "file": str(path),
+        "line": 1,
+        "message": '"n" is 2 but dall-e-3 takes only n=1: split it into 2 jobs',
     }
     q = doc["quote"]
     assert (q["jobs"], q["images"]) == (3, 4)
@@ -120,8 +129,12 @@ def test_json_format(tmp_path):
 def test_price_override_and_fallback_flow_into_the_quote(tmp_path):
     prices = tmp_path / "p.toml"
     prices.write_text('[models."dall-e-3"]\nper_image = 1.0\n')
-    path = jobfile(tmp_path, {"prompt": "a", "model": "dall-e-3"}, {"prompt": "b", "model": "mystery", "n": 2})
-    status, out = run_plan(str(path), "--prices", str(prices), "--price-per-image", "0.5", "--format", "json")
+    path = jobfile(
+        tmp_path, {"prompt": "a", "model": "dall-e-3"}, {"prompt": "b", "model": "mystery", "n": 2}
+    )
+    status, out = run_plan(
+        str(path), "--prices", str(prices), "--price-per-image", "0.5", "--format", "json"
+    )
     assert status == 0, out
     assert json.loads(out)["quote"]["expected_usd"] == pytest.approx(2.0)
 
@@ -131,7 +144,9 @@ def test_bad_price_file_exits_2_with_the_message(tmp_path, capsys):
     prices.write_text('[models."gpt-image-1"]\nimage_output_per_1m = "forty"\n')
     status, _ = run_plan(str(jobfile(tmp_path, {"prompt": "a"})), "--prices", str(prices))
     assert status == 2
-    assert 'models."gpt-image-1".image_output_per_1m must be a number ≥ 0' in capsys.readouterr().err
+    assert (
+        'models."gpt-image-1".image_output_per_1m must be a number ≥ 0' in capsys.readouterr().err
+    )
 
 
 def test_max_cost_sentence(tmp_path):
@@ -143,10 +158,27 @@ def test_max_cost_sentence(tmp_path):
 
 
 MIXED = [
-    {"prompt": "a lighthouse at dawn", "model": "gpt-image-1", "quality": "low", "size": "1024x1024"},
-    {"prompt": "a lighthouse at dusk, oil painting" * 5, "model": "gpt-image-1", "quality": "high", "size": "1536x1024", "n": 2},
+    {
+        "prompt": "a lighthouse at dawn",
+        "model": "gpt-image-1",
+        "quality": "low",
+        "size": "1024x1024",
+    },
+    {
+        "prompt": "a lighthouse at dusk, oil painting" * 5,
+        "model": "gpt-image-1",
+        "quality": "high",
+        "size": "1536x1024",
+        "n": 2,
+    },
     {"prompt": "an owl", "model": "gpt-image-1"},  # auto → medium, square
-    {"prompt": "an owl in a hat", "model": "gpt-image-1-mini", "quality": "medium", "size": "1024x1536", "n": 3},
+    {
+        "prompt": "an owl in a hat",
+        "model": "gpt-image-1-mini",
+        "quality": "medium",
+        "size": "1024x1536",
+        "n": 3,
+    },
     {"prompt": "a wide river", "model": "gpt-image-2", "quality": "high", "size": "2048x1152"},
     {"prompt": "a teapot", "model": "dall-e-3", "quality": "hd", "size": "1792x1024"},
     {"prompt": "a kettle", "model": "dall-e-2", "size": "512x512", "n": 2},
@@ -203,7 +235,7 @@ class _Input(io.StringIO):
 
 
 def test_confirm_above_asks_only_when_the_quote_passes_it(tmp_path):
-    from batchgen.money.cli_args import confirm
+    from batchgen.cli.money_args import confirm
 
     path = jobfile(tmp_path, *[{"prompt": "a", "model": "dall-e-3"}] * 10)  # up to $0.80
     q = quote(iter_jobs(path), load_prices())

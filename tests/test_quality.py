@@ -49,7 +49,7 @@ def _jobs(path: Path) -> Path:
     ))  # fmt: skip
 
 
-def _chat_stats(sim) -> dict:  # noqa: ANN001
+def _chat_stats(sim) -> dict:
     return sim.stats.snapshot(timeline=False)
 
 
@@ -110,7 +110,9 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     log = log_table(run_dir, ["session", "job_id", "status", "image_paths", "cost_usd"])
     rows = log.to_pylist()
     last_session = max(r["session"] for r in rows)
-    regenerated = {r["job_id"] for r in rows if r["session"] == last_session and r["status"] == "ok"}
+    regenerated = {
+        r["job_id"] for r in rows if r["session"] == last_session and r["status"] == "ok"
+    }
     assert regenerated == wrong_ids
     new_paths = [p for r in rows if r["session"] == last_session for p in r["image_paths"] or []]
     assert all("~r2_" in p for p in new_paths) and len(new_paths) == 20
@@ -132,7 +134,9 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     prices = load_prices()
     judge = prices.get("gpt-4o-mini")
     image = prices.get("gpt-image-1")
-    judge_usd = _usd(billed, "chat:gpt-4o-mini", (judge.chat_input_per_1m, judge.chat_output_per_1m))
+    judge_usd = _usd(
+        billed, "chat:gpt-4o-mini", (judge.chat_input_per_1m, judge.chat_output_per_1m)
+    )
     images_usd = _usd(billed, "images:gpt-image-1",
                       (image.text_input_per_1m, image.image_output_per_1m))  # fmt: skip
     logged_scoring = sum(r["cost_usd"] for r in read_scores(run_dir, latest=False).to_pylist())

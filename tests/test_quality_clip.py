@@ -23,7 +23,11 @@ HAVE_CLIP = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's byte → printable character table."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    bs = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -84,7 +88,7 @@ def build_tiny_clip(out: Path) -> Path:
     return out
 
 
-def _run(tmp_path: Path, sim, jobs: int = 12) -> Path:  # noqa: ANN001
+def _run(tmp_path: Path, sim, jobs: int = 12) -> Path:
     run_dir = tmp_path / "run"
     path = write_text_jobs(tmp_path / "jobs.txt", (f"a teapot number {i}" for i in range(jobs)))
     done = run_cli(["run", str(path), "--run-dir", str(run_dir), "--model", "gpt-image-1",
@@ -103,7 +107,9 @@ def test_clip_scorer_without_the_extra_says_how_to_install(tmp_path: Path, make_
     assert "pip install 'batchgen[clip]'" in done.output
 
 
-@pytest.mark.skipif(not HAVE_CLIP, reason="optional extra not installed: pip install 'batchgen[clip]'")
+@pytest.mark.skipif(
+    not HAVE_CLIP, reason="optional extra not installed: pip install 'batchgen[clip]'"
+)
 def test_clip_scorer_end_to_end_with_a_tiny_model(tmp_path: Path, make_sim) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

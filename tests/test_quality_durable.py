@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(180)
 SEED = 20_261_201
 
 
-def _run(tmp_path: Path, sim, jobs: int) -> Path:  # noqa: ANN001
+def _run(tmp_path: Path, sim, jobs: int) -> Path:
     run_dir = tmp_path / "run"
     path = write_text_jobs(tmp_path / "jobs.txt", (f"studio photo {i}" for i in range(jobs)))
     done = run_cli(["run", str(path), "--run-dir", str(run_dir), "--model", "gpt-image-1",
@@ -35,7 +35,7 @@ def _run(tmp_path: Path, sim, jobs: int) -> Path:  # noqa: ANN001
     return run_dir
 
 
-def _judged(sim) -> dict[str, int]:  # noqa: ANN001
+def _judged(sim) -> dict[str, int]:
     return sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"]
 
 
@@ -97,5 +97,7 @@ def test_kill_9_at_random_instants_then_score_misses_none_and_says_what_may_be_t
 
 
 def _twice(output: str) -> int:
-    found = re.search(r"(\d+) image\(s\) were in flight when a `score` of this run was killed", output)
+    found = re.search(
+        r"(\d+) image\(s\) were in flight when a `score` of this run was killed", output
+    )
     return int(found.group(1)) if found else 0

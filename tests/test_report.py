@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from rich.console import Console
 
-from batchgen.analyze.synthetic import Faults, synthetic_log, table_from_rows, write_run
 from batchgen.cli.report import cmd_report, print_run_summary, register
 from batchgen.report import build, to_json, write
+from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
 SCHEMA = json.loads(resources.files("batchgen.report").joinpath("schema.json").read_text())
 HOSTILE = "<script>alert(1)</script> | [bold]not markup[/bold] `tick`"

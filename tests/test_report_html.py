@@ -15,8 +15,8 @@ import openai
 import pytest
 from PIL import Image
 
-from batchgen.analyze.synthetic import table_from_rows, write_run
 from batchgen.report import build, write
+from batchgen.testing.synthetic import table_from_rows, write_run
 
 XSS = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

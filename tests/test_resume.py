@@ -30,13 +30,20 @@ pytestmark = pytest.mark.timeout(90)
 GOOD_KEY = "sk-test-GOOD987654321"
 
 
-def _start(  # noqa: ANN202 - (run dir, Finished)
-    tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY  # noqa: ANN001
-):
+def _start(tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY):
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--yes", "--quiet", *extra],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+            *extra,
+        ],
         env=cli_env(key),
     )
     return run_dir, done
@@ -150,8 +157,12 @@ def test_jobs_export_splits_ok_failed_pending_into_valid_job_files(
     jobs = write_text_jobs(tmp_path / "jobs.txt", prompts)
     run_dir, first = _start(tmp_path, sim, jobs, "--concurrency", "1")
     assert first.code == 3, first.output
-    ids = [job.id for job in iter_jobs(jobs, json.loads(
-        (run_dir / "run.json").read_text())["settings"]["defaults"])]
+    ids = [
+        job.id
+        for job in iter_jobs(
+            jobs, json.loads((run_dir / "run.json").read_text())["settings"]["defaults"]
+        )
+    ]
 
     exported = {
         status: _exported(run_dir, status, tmp_path / f"{status}.jsonl")
@@ -166,16 +177,27 @@ def test_jobs_export_splits_ok_failed_pending_into_valid_job_files(
         assert validate_file(path, {}).ok
         again = list(iter_jobs(path, {}))
         assert [j.id for j in again] == want
-        by_id = {j.id: j for j in iter_jobs(jobs, json.loads(
-            (run_dir / "run.json").read_text())["settings"]["defaults"])}
+        by_id = {
+            j.id: j
+            for j in iter_jobs(
+                jobs, json.loads((run_dir / "run.json").read_text())["settings"]["defaults"]
+            )
+        }
         assert all(j.fingerprint == by_id[j.id].fingerprint for j in again)
 
     # the pending export re-drives elsewhere: a new run of it sends exactly those jobs
     sim.update(fail_after={})
     other = tmp_path / "other"
     redo = run_cli(
-        ["run", str(tmp_path / "pending.jsonl"), "--run-dir", str(other), *sim_flags(sim),
-         "--yes", "--quiet"],
+        [
+            "run",
+            str(tmp_path / "pending.jsonl"),
+            "--run-dir",
+            str(other),
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     assert redo.code == 0, redo.output

@@ -30,9 +30,24 @@ def write_jobs(path: Path, jobs: list[dict]) -> Path:
 def run(tmp_path: Path, sim, jobfile: Path, *extra: str) -> tuple[int, Path]:
     run_dir = tmp_path / "run"
     code = main(
-        ["run", str(jobfile), "--base-url", sim.base_url, "--run-dir", str(run_dir), "--quiet",
-         "--model", "gpt-image-1-mini", "--quality", "low", "--size", "1024x1024",
-         "--max-attempts", "3", *extra]
+        [
+            "run",
+            str(jobfile),
+            "--base-url",
+            sim.base_url,
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            "--model",
+            "gpt-image-1-mini",
+            "--quality",
+            "low",
+            "--size",
+            "1024x1024",
+            "--max-attempts",
+            "3",
+            *extra,
+        ]
     )
     return code, run_dir
 
@@ -43,13 +58,16 @@ def rows(run_dir: Path) -> list[dict]:
 
 def test_faults_are_decided_by_the_taxonomy(tmp_path: Path, make_sim) -> None:
     sim = make_sim(retry_after_s=0.5)
-    jobfile = write_jobs(tmp_path / "jobs.jsonl", [
-        {"id": "clean", "prompt": "a red bicycle", "n": 3},
-        {"id": "refused", "prompt": "something refused [sim:content_policy]"},
-        {"id": "flaky", "prompt": "a lighthouse [sim:server*1]"},
-        {"id": "throttled", "prompt": "a harbour [sim:rate_limit*1]", "n": 2},
-        {"id": "garbled", "prompt": "a cat [sim:bad_base64*1]"},
-    ])
+    jobfile = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            {"id": "clean", "prompt": "a red bicycle", "n": 3},
+            {"id": "refused", "prompt": "something refused [sim:content_policy]"},
+            {"id": "flaky", "prompt": "a lighthouse [sim:server*1]"},
+            {"id": "throttled", "prompt": "a harbour [sim:rate_limit*1]", "n": 2},
+            {"id": "garbled", "prompt": "a cat [sim:bad_base64*1]"},
+        ],
+    )
     code, run_dir = run(tmp_path, sim, jobfile, "--concurrency", "2")
     assert code == 1  # one job failed for good
     log = rows(run_dir)
@@ -66,7 +84,8 @@ def test_faults_are_decided_by_the_taxonomy(tmp_path: Path, make_sim) -> None:
     assert [r["final"] for r in flaky] == [False, True]
     # invalid response (bad base64) is retried too
     assert [r["status"] for r in sorted(by_job["garbled"], key=lambda r: r["attempt"])] == [
-        "error", "ok"
+        "error",
+        "ok",
     ]
     # 429 retried only after the server's Retry-After
     first, second = sorted(by_job["throttled"], key=lambda r: r["attempt"])
@@ -85,8 +104,9 @@ def test_faults_are_decided_by_the_taxonomy(tmp_path: Path, make_sim) -> None:
     assert manifest["sessions"][0]["how"] == "failed_jobs"
 
 
-@pytest.mark.parametrize(("fault", "code"), [("auth", "invalid_api_key"),
-                                             ("quota", "insufficient_quota")])
+@pytest.mark.parametrize(
+    ("fault", "code"), [("auth", "invalid_api_key"), ("quota", "insufficient_quota")]
+)
 def test_auth_or_quota_stops_the_run_within_concurrency(
     tmp_path: Path, make_sim, fault: str, code: str
 ) -> None:
@@ -99,7 +119,9 @@ def test_auth_or_quota_stops_the_run_within_concurrency(
     log = rows(run_dir)
     assert sum(r["status"] == "ok" for r in log) == 10
     assert {r["error_code"] for r in log if r["status"] == "error"} == {code}
-    assert json.loads((run_dir / "run.json").read_text())["sessions"][0]["how"] == f"stopped_{fault}"
+    assert (
+        json.loads((run_dir / "run.json").read_text())["sessions"][0]["how"] == f"stopped_{fault}"
+    )
 
 
 BAD_FILES = {
@@ -134,8 +156,18 @@ def test_missing_key_for_a_remote_url_is_a_usage_error(
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     jobfile = write_jobs(tmp_path / "j.jsonl", [{"prompt": "x"}])
-    code = main(["run", str(jobfile), "--base-url", "https://api.example.invalid/v1",
-                 "--run-dir", str(tmp_path / "r"), "--model", "gpt-image-1"])
+    code = main(
+        [
+            "run",
+            str(jobfile),
+            "--base-url",
+            "https://api.example.invalid/v1",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--model",
+            "gpt-image-1",
+        ]
+    )
     assert code == 2
     assert "OPENAI_API_KEY" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
@@ -187,9 +219,24 @@ def test_log_is_readable_while_the_run_goes(tmp_path: Path, make_sim) -> None:
     jobfile = write_jobs(tmp_path / "jobs.jsonl", [{"prompt": f"m{i}"} for i in range(400)])
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batchgen", "run", str(jobfile), "--base-url", sim.base_url,
-         "--run-dir", str(run_dir), "--quiet", "--model", "gpt-image-1-mini", "--concurrency", "4"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(jobfile),
+            "--base-url",
+            sim.base_url,
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            "--model",
+            "gpt-image-1-mini",
+            "--concurrency",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
@@ -198,7 +245,9 @@ def test_log_is_readable_while_the_run_goes(tmp_path: Path, make_sim) -> None:
             if (run_dir / "log").is_dir() and list((run_dir / "log").glob("*.parquet")):
                 mid = read_log(run_dir, ["job_id"]).num_rows
                 con = duckdb.connect()
-                n = con.execute(f"SELECT count(*) FROM read_parquet('{run_dir}/log/*.parquet')").fetchone()[0]
+                n = con.execute(
+                    f"SELECT count(*) FROM read_parquet('{run_dir}/log/*.parquet')"
+                ).fetchone()[0]
                 if 0 < mid < 400 and n > 0:
                     break
             time.sleep(0.05)  # polling for a file, not timing anything
@@ -211,16 +260,21 @@ def test_log_is_readable_while_the_run_goes(tmp_path: Path, make_sim) -> None:
 
 
 def test_url_answers_are_downloaded_and_metadata_kept(tmp_path: Path, sim) -> None:
-    jobfile = write_jobs(tmp_path / "jobs.jsonl", [
-        {"id": "d3", "prompt": "a fox in snow", "model": "dall-e-3", "quality": "standard"},
-        {"id": "g1", "prompt": "a fox in rain", "model": "gpt-image-1", "n": 2},
-    ])
+    jobfile = write_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            {"id": "d3", "prompt": "a fox in snow", "model": "dall-e-3", "quality": "standard"},
+            {"id": "g1", "prompt": "a fox in rain", "model": "gpt-image-1", "n": 2},
+        ],
+    )
     code, run_dir = run(tmp_path, sim, jobfile)
     assert code == 0
     log = {r["job_id"]: r for r in rows(run_dir)}
     assert sim.stats.downloads == 1  # the dall-e-3 url was fetched
     assert log["d3"]["revised_prompt"]
-    assert log["d3"]["cost_source"] == "price-table" and log["d3"]["cost_usd"] == pytest.approx(0.04)
+    assert log["d3"]["cost_source"] == "price-table" and log["d3"]["cost_usd"] == pytest.approx(
+        0.04
+    )
     assert log["g1"]["output_tokens"] > 0 and log["g1"]["cost_source"] == "usage"
     assert log["g1"]["image_count"] == 2 and all(log[j]["request_id"] for j in log)
     for r in log.values():
@@ -252,7 +306,8 @@ def test_each_transient_fault_is_classified_then_retried(
     assert code == 0
     attempts = sorted(rows(run_dir), key=lambda r: r["attempt"])
     assert [(r["status"], r["error_class"]) for r in attempts] == [
-        ("error", error_class), ("ok", None)
+        ("error", error_class),
+        ("ok", None),
     ]
     assert attempts[0]["http_status"] == http_status
     assert attempts[0]["error_message"] and KEY not in attempts[0]["error_message"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batchgen.rundir import RunDir, RunDirBusy, RunDirError, redact_argv, strip_secrets
+from batchgen.runlog.rundir import RunDir, RunDirBusy, RunDirError, redact_argv, strip_secrets
 
 SECRET = "sk-proj-ABCDEFGH1234567890secret"
 
@@ -66,8 +66,16 @@ def test_create_refuses_an_existing_run(tmp_path: Path) -> None:
 
 def test_sessions_begin_end_and_crash_marking(tmp_path: Path) -> None:
     rd = make_run(tmp_path)
-    argv = ["batchgen", "run", "jobs.jsonl", "--api-key", SECRET, f"--token={SECRET}",
-            "--api-key-env", "MY_KEY"]
+    argv = [
+        "batchgen",
+        "run",
+        "jobs.jsonl",
+        "--api-key",
+        SECRET,
+        f"--token={SECRET}",
+        "--api-key-env",
+        "MY_KEY",
+    ]
     s1 = rd.begin_session({"rpm": 30, "secret": "x"}, argv)
     s2 = rd.begin_session({}, ["batchgen", "resume", "runs/x"])
     assert (s1, s2) == (1, 2)
@@ -76,8 +84,14 @@ def test_sessions_begin_end_and_crash_marking(tmp_path: Path) -> None:
     assert SECRET not in rd.manifest_path.read_text()
     sessions = rd.load()["sessions"]
     assert sessions[0]["command"] == [
-        "batchgen", "run", "jobs.jsonl", "--api-key", "***", "--token=***",
-        "--api-key-env", "MY_KEY",
+        "batchgen",
+        "run",
+        "jobs.jsonl",
+        "--api-key",
+        "***",
+        "--token=***",
+        "--api-key-env",
+        "MY_KEY",
     ]
     assert sessions[0]["settings"] == {"rpm": 30} and sessions[0]["pid"] == os.getpid()
     assert sessions[1]["how"] == "stopped_quota" and sessions[1]["summary"] == {"done": 3}
@@ -117,7 +131,7 @@ def test_helpers_strip_and_redact() -> None:
 HOLDER = textwrap.dedent(
     """
     import sys
-    from batchgen.rundir import RunDir
+    from batchgen.runlog.rundir import RunDir
     with RunDir(sys.argv[1]).lock():
         print("locked", flush=True)
         sys.stdin.readline()   # hold until the parent says so (or kills us)
@@ -129,7 +143,9 @@ HOLDER = textwrap.dedent(
 def start_holder(path: Path) -> subprocess.Popen:
     p = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert p.stdout is not None and p.stdout.readline().strip() == "locked"
     return p
@@ -139,9 +155,8 @@ def test_second_holder_is_refused_with_pid_and_advice(tmp_path: Path) -> None:
     rd = make_run(tmp_path)
     holder = start_holder(rd.path)
     try:
-        with pytest.raises(RunDirBusy) as info:
-            with rd.lock():
-                pytest.fail("lock acquired twice")
+        with pytest.raises(RunDirBusy) as info, rd.lock():
+            pytest.fail("lock acquired twice")
         msg = str(info.value)
         assert f"pid {holder.pid}" in msg and f"kill {holder.pid}" in msg
         assert "batchgen resume" in msg
@@ -164,7 +179,6 @@ def test_lock_of_a_killed_holder_is_not_stale(tmp_path: Path) -> None:
 
 def test_lock_is_exclusive_within_one_process_too(tmp_path: Path) -> None:
     rd = make_run(tmp_path)
-    with rd.lock():
-        with pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
-            with RunDir(rd.path).lock():
-                pass
+    with rd.lock(), pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
+        with RunDir(rd.path).lock():
+            pass

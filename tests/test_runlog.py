@@ -250,7 +250,10 @@ CHILD = textwrap.dedent(
 def run_child(log_dir: Path, crash_at: str) -> tuple[int, list[int]]:
     env = {**os.environ, faultpoints.ENV: crash_at}
     p = subprocess.run(
-        [sys.executable, "-c", CHILD, str(log_dir)], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", CHILD, str(log_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     flushed = [int(line.split()[1]) for line in p.stdout.splitlines() if line.startswith("flushed")]

@@ -29,15 +29,23 @@ JOBS = 16
 CONCURRENCY = 4
 
 
-def test_sighup_stops_gracefully_and_flushes_then_resume_finishes(
-    tmp_path: Path, make_sim
-) -> None:
+def test_sighup_stops_gracefully_and_flushes_then_resume_finishes(tmp_path: Path, make_sim) -> None:
     sim = make_sim(latency_mean=0.5, seed=11)
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"hangup job {i:02d}" for i in range(JOBS)))
     run_dir = tmp_path / "run"
     cli = Cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", str(CONCURRENCY), "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     wait_until(lambda: sim.stats.received >= CONCURRENCY + 2, what="a second wave", cli=cli)

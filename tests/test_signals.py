@@ -48,8 +48,18 @@ def test_first_signal_lets_in_flight_requests_finish_then_resume_finishes_the_ba
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"signal job {i:02d}" for i in range(JOBS)))
     run_dir = tmp_path / "run"
     cli = Cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", str(CONCURRENCY), "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     # the second wave is in flight: some answers are back, four requests are being served
@@ -66,8 +76,9 @@ def test_first_signal_lets_in_flight_requests_finish_then_resume_finishes_the_ba
     counts = ok_counts(run_dir)
     assert len(counts) == stats["outcomes"]["ok"] < JOBS
     log = log_table(run_dir, ["status", "error_class"])
-    cancelled_in_flight = pc.and_(pc.equal(log["status"], "error"),
-                                  pc.equal(log["error_class"], "cancelled"))
+    cancelled_in_flight = pc.and_(
+        pc.equal(log["status"], "error"), pc.equal(log["error_class"], "cancelled")
+    )
     assert not pc.any(cancelled_in_flight).as_py()
     check_log_readable(run_dir)  # flushed and compacted on the way out
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
@@ -89,8 +100,20 @@ def test_second_sigint_cancels_in_flight_requests_and_keeps_what_finished(
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"slow job {i}" for i in range(8)))
     run_dir = tmp_path / "run"
     cli = Cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--concurrency", "2", "--grace", "60", "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "2",
+            "--grace",
+            "60",
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     wait_until(lambda: sim.stats.received >= 2, what="two requests in flight", cli=cli)
@@ -107,4 +130,3 @@ def test_second_sigint_cancels_in_flight_requests_and_keeps_what_finished(
     # cancelled jobs are pending: they are exactly what the export lists as pending
     pending = run_cli(["jobs", str(run_dir), "--status", "pending"], env=cli_env())
     assert pending.code == 0 and len(pending.stdout.splitlines()) == 8
-

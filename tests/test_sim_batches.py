@@ -113,8 +113,10 @@ def test_state_machine_counts_and_output_lines_follow_the_clock(make_sim) -> Non
 def test_line_faults_go_to_the_error_file_in_the_real_format(make_sim) -> None:
     clock = FakeClock()
     sim = make_sim(clock=clock, batch_seconds=10.0)
-    data = _lines(3) + _lines(1, start=3, prompt="[sim:content_policy] refused") + _lines(
-        1, start=4, prompt="[sim:server] broken"
+    data = (
+        _lines(3)
+        + _lines(1, start=3, prompt="[sim:content_policy] refused")
+        + _lines(1, start=4, prompt="[sim:server] broken")
     )
     batch = _submit(sim, data)
     clock.advance(11)

@@ -150,8 +150,25 @@ def test_parse_faults_and_cli_flags():
     parser = argparse.ArgumentParser()
     add_sim_arguments(parser)
     args = parser.parse_args(
-        "--port 0 --rpm 60 --latency 0.3 --faults server=0.1,content_policy=0.05 --tiny "
-        "--image-kb 48 --seed 1 --fail-after quota=5 --limit-schedule 0:60,30:120".split()
+        [
+            "--port",
+            "0",
+            "--rpm",
+            "60",
+            "--latency",
+            "0.3",
+            "--faults",
+            "server=0.1,content_policy=0.05",
+            "--tiny",
+            "--image-kb",
+            "48",
+            "--seed",
+            "1",
+            "--fail-after",
+            "quota=5",
+            "--limit-schedule",
+            "0:60,30:120",
+        ]
     )
     config = sim_config_from_args(args)
     assert (config.rpm, config.latency_mean, config.tiny, config.image_kb, config.seed) == (

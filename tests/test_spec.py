@@ -127,8 +127,10 @@ def test_spec_problems_are_file_line_errors_and_nothing_is_sent(
 ) -> None:
     path = _spec(tmp_path, "defaults: {model: gpt-image-1}\n" + text if "defaults" not in text
                  and not text.startswith("prompt: [") else text)  # fmt: skip
-    for command in (["plan", str(path)],
-                    ["run", str(path), "--run-dir", str(tmp_path / "run"), *sim_flags(sim)]):
+    for command in (
+        ["plan", str(path)],
+        ["run", str(path), "--run-dir", str(tmp_path / "run"), *sim_flags(sim)],
+    ):
         done = run_cli(command, env=cli_env())
         assert done.code == 2, done.output
         assert f"{path}{expect}" in done.output, done.output
@@ -169,7 +171,7 @@ def test_spec_run_report_by_variable_and_grid(tmp_path: Path, sim: Any) -> None:
                         env=cli_env())  # fmt: skip
     assert html_done.code == 0, html_done.output
     page = (run / "report.html").read_text()
-    grid = page[page.index("<h2>Grid: style × product</h2>"):]
+    grid = page[page.index("<h2>Grid: style × product</h2>") :]
     grid = grid[: grid.index("</table>")]
     cells = re.findall(r'<td data-state="(\w+)">', grid)
     assert len(cells) == 3 * 2

@@ -32,8 +32,18 @@ pytestmark = pytest.mark.timeout(120)
 
 # what none of the subcommands needs to register its flags (batchgen.sim.flags is light; the
 # simulator's server, config and runner are not)
-HEAVY = ("aiohttp", "anyio", "pyarrow", "pandas", "numpy", "batchgen.sim.server",
-         "batchgen.sim.runner", "batchgen.sim.config", "matplotlib", "PIL")
+HEAVY = (
+    "aiohttp",
+    "anyio",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "batchgen.sim.server",
+    "batchgen.sim.runner",
+    "batchgen.sim.config",
+    "matplotlib",
+    "PIL",
+)
 
 
 def _in_child(code: str, env: dict[str, str] | None = None) -> Any:
@@ -87,8 +97,9 @@ def test_a_users_own_arrow_allocator_wins() -> None:
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     assert _in_child(code, env) == "system"
     for chosen in ("mimalloc", "jemalloc"):
-        if chosen in _in_child("import json, pyarrow as pa\n"
-                               "print(json.dumps(pa.supported_memory_backends()))", env):
+        if chosen in _in_child(
+            "import json, pyarrow as pa\nprint(json.dumps(pa.supported_memory_backends()))", env
+        ):
             assert _in_child(code, {**env, "ARROW_DEFAULT_MEMORY_POOL": chosen}) == chosen
 
 

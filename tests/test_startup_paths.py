@@ -234,9 +234,7 @@ def test_shape_problems_win_over_model_problems_in_one_pass(tmp_path: Path) -> N
 # ---- estimate_job's cache ------------------------------------------------------------------
 
 
-def _one_request(
-    entry: Any, job: Job, quality: str, size: str, input_tokens: int
-) -> float | None:
+def _one_request(entry: Any, job: Job, quality: str, size: str, input_tokens: int) -> float | None:
     """One request's cost as the module computed it before the cache (the reference)."""
     if entry.billing == "tokens":
         tokens = entry.image_output_tokens(quality, size)

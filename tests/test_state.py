@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from batchgen.rundir import RunDir
 from batchgen.runlog import schema
 from batchgen.runlog.reader import read_log
+from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.state import (
     crashed_inflight,
     find_orphans,
@@ -25,10 +25,22 @@ from batchgen.runlog.state import (
 from batchgen.runlog.writer import RunLogWriter
 
 
-def r(job_id: str, status: str, final: bool, ec: str | None = None, fp: str | None = None,
-      attempt: int = 1) -> dict:
-    return {"job_id": job_id, "status": status, "final": final, "error_class": ec,
-            "fingerprint": fp or f"fp-{job_id}", "attempt": attempt}
+def r(
+    job_id: str,
+    status: str,
+    final: bool,
+    ec: str | None = None,
+    fp: str | None = None,
+    attempt: int = 1,
+) -> dict:
+    return {
+        "job_id": job_id,
+        "status": status,
+        "final": final,
+        "error_class": ec,
+        "fingerprint": fp or f"fp-{job_id}",
+        "attempt": attempt,
+    }
 
 
 SESSION_1 = [
@@ -62,8 +74,13 @@ def test_job_states_counts_on_a_synthetic_log(tmp_path: Path) -> None:
     write_sessions(tmp_path / "log")
     st = job_states(tmp_path)
     assert len(st) == 10
-    assert st.counts() == {"done": 5, "failed": 1, "retryable_failed": 0, "pending": 2,
-                           "unfinished": 2}
+    assert st.counts() == {
+        "done": 5,
+        "failed": 1,
+        "retryable_failed": 0,
+        "pending": 2,
+        "unfinished": 2,
+    }
     assert st.inflight_at_crash == frozenset()  # no inflight files were written
 
 
@@ -72,11 +89,18 @@ def test_states_per_job(tmp_path: Path) -> None:
     st = job_states(tmp_path)
     by_id = dict(zip(st.table["job_id"].to_pylist(), st.table["state"].to_pylist(), strict=True))
     assert by_id == {
-        "a": "done", "b": "failed", "c": "done", "d": "pending", "e": "unfinished",
-        "f": "done", "g": "pending", "h": "unfinished", "gone": "done", "x": "done",
+        "a": "done",
+        "b": "failed",
+        "c": "done",
+        "d": "pending",
+        "e": "unfinished",
+        "f": "done",
+        "g": "pending",
+        "h": "unfinished",
+        "gone": "done",
+        "x": "done",
     }
-    assert st.done() == {"a": "fp-a", "c": "fp-c", "f": "fp-f-old", "gone": "fp-gone",
-                         "x": "fp-x"}
+    assert st.done() == {"a": "fp-a", "c": "fp-c", "f": "fp-f-old", "gone": "fp-gone", "x": "fp-x"}
     assert st.ids("failed") == {"b"}
 
 
@@ -148,8 +172,15 @@ def png(color: str = "red") -> bytes:
 def test_find_orphans_adopts_complete_decodable_sets_only(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    for name in ["p_0.png", "p_1.png", "q_0.png", "q_1.png", "with_under_score_0.png",
-                 "done_0.png", "unwanted_0.png"]:
+    for name in [
+        "p_0.png",
+        "p_1.png",
+        "q_0.png",
+        "q_1.png",
+        "with_under_score_0.png",
+        "done_0.png",
+        "unwanted_0.png",
+    ]:
         (images / name).write_bytes(png())
     (images / "s_0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated garbage")
     (images / ".t_0.png.tmp").write_bytes(png())
@@ -181,15 +212,20 @@ def synthetic_log(log_dir: Path) -> None:
     status = np.where(idx >= 900_000, "ok", status)  # the retries succeeded
     final = ~((job % 10 == 0) & (idx < 900_000) & (job < 100_000))
     cols = {
-        "run_id": pa.array(np.full(N, "r")), "session": pa.array(np.ones(N, np.int32)),
-        "job_id": job_ids, "fingerprint": fps, "status": pa.array(status),
-        "final": pa.array(final), "error_class": pa.array(np.where(status == "error",
-                                                                   "server", None)),
+        "run_id": pa.array(np.full(N, "r")),
+        "session": pa.array(np.ones(N, np.int32)),
+        "job_id": job_ids,
+        "fingerprint": fps,
+        "status": pa.array(status),
+        "final": pa.array(final),
+        "error_class": pa.array(np.where(status == "error", "server", None)),
     }
-    t = pa.table({f.name: cols.get(f.name, pa.nulls(N, f.type)) for f in schema.SCHEMA},
-                 schema=schema.SCHEMA)
-    pq.write_table(t, log_dir / "compact-00001-000000.parquet", compression="zstd",
-                   row_group_size=131_072)
+    t = pa.table(
+        {f.name: cols.get(f.name, pa.nulls(N, f.type)) for f in schema.SCHEMA}, schema=schema.SCHEMA
+    )
+    pq.write_table(
+        t, log_dir / "compact-00001-000000.parquet", compression="zstd", row_group_size=131_072
+    )
 
 
 def test_one_million_rows_scan_and_resume_state_timing(tmp_path: Path) -> None:
@@ -212,8 +248,13 @@ def test_one_million_rows_scan_and_resume_state_timing(tmp_path: Path) -> None:
     # jobs < 100k ending in 0 failed once, then their 2nd attempt (the last 100k rows) was ok;
     # the other jobs ending in 0 failed with a retryable class; 900k.. were never reached
     assert len(st) == 900_000
-    assert st.counts() == {"done": 820_000, "failed": 0, "retryable_failed": 80_000,
-                           "pending": 0, "unfinished": 0}
+    assert st.counts() == {
+        "done": 820_000,
+        "failed": 0,
+        "retryable_failed": 80_000,
+        "pending": 0,
+        "unfinished": 0,
+    }
     assert rem.added == tuple(f"job-{i}" for i in range(900_000, N))
     assert len(rem.run) == 180_000 and "job-100000" in rem.run and "job-10" not in rem.run
     assert rem.skipped_done == 820_000 and rem.edited == () and rem.removed == ()
@@ -223,4 +264,4 @@ def test_export_state_names_match_the_state_module() -> None:
     from batchgen.cli import export
     from batchgen.runlog import state
 
-    assert export._STATES == {"ok": {state.DONE}, "failed": {state.FAILED, state.RETRYABLE_FAILED}}
+    assert {"ok": {state.DONE}, "failed": {state.FAILED, state.RETRYABLE_FAILED}} == export._STATES

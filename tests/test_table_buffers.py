@@ -77,15 +77,39 @@ CLEAN: dict[pa.DataType, st.SearchStrategy[Any]] = {
 ODD: dict[pa.DataType, st.SearchStrategy[Any]] = {
     pa.string(): st.sampled_from([*ODD_TEXT, b"bytes", 5, 1.5, True, ["a"], np.str_("np")]),
     pa.int32(): st.sampled_from(
-        [2**31, -(2**31) - 1, 2**63, True, False, 1.0, 1.5, -2.0, math.nan, math.inf,
-         "5", Decimal(3), *NUMPY]
+        [
+            2**31,
+            -(2**31) - 1,
+            2**63,
+            True,
+            False,
+            1.0,
+            1.5,
+            -2.0,
+            math.nan,
+            math.inf,
+            "5",
+            Decimal(3),
+            *NUMPY,
+        ]
     ),  # fmt: skip
     pa.int64(): st.sampled_from(
         [2**63, -(2**63) - 1, 2**64, True, 7.0, 2.5, math.nan, -math.inf, "5", *NUMPY]
     ),
     pa.float64(): st.sampled_from(
-        [EXACT + 1, -EXACT - 1, 2**63, 2**64, 10**400, True, False, Decimal("1.5"), "1.5",
-         "nan", *NUMPY]
+        [
+            EXACT + 1,
+            -EXACT - 1,
+            2**63,
+            2**64,
+            10**400,
+            True,
+            False,
+            Decimal("1.5"),
+            "1.5",
+            "nan",
+            *NUMPY,
+        ]
     ),  # fmt: skip
     pa.bool_(): st.sampled_from([0, 1, 1.0, "true", None, *NUMPY]),
     pa.list_(pa.string()): st.sampled_from(
@@ -102,8 +126,19 @@ TS_CLEAN = st.one_of(
     st.sampled_from([2**63 / 1e6, -(2**63) / 1e6, 9_223_372_036_854.775, -9_223_372_036_854.775]),
 )
 TS_ODD = st.one_of(
-    st.sampled_from([True, "1.5", "soon", Decimal("2.5"), np.float64(3.5), np.int64(4), 2**60,
-                     2**53 + 1, -(2**53) - 1]),
+    st.sampled_from(
+        [
+            True,
+            "1.5",
+            "soon",
+            Decimal("2.5"),
+            np.float64(3.5),
+            np.int64(4),
+            2**60,
+            2**53 + 1,
+            -(2**53) - 1,
+        ]
+    ),
     st.datetimes(timezones=st.just(dt.UTC)),
     st.sampled_from([_EPOCH, dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5)))]),
 )
@@ -311,9 +346,7 @@ def _pandas_columns(path: Path) -> dict[str, list[Any]]:
 
 
 def _duckdb_columns(path: Path) -> dict[str, list[Any]]:
-    picks = [
-        f"epoch_us({f.name})" if f.type == schema.TS else f.name for f in schema.SCHEMA
-    ]
+    picks = [f"epoch_us({f.name})" if f.type == schema.TS else f.name for f in schema.SCHEMA]
     with duckdb.connect() as con:
         got = con.execute(f"SELECT {', '.join(picks)} FROM read_parquet(?)", [str(path)])
         rows = got.fetchall()

@@ -83,8 +83,16 @@ def test_a_run_with_links_planted_at_every_temp_name_writes_only_inside_its_dire
             planted.append((run_dir / sub / name, target))
 
     done = run_cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
     )
     assert done.code == 0, done.output

@@ -76,7 +76,7 @@ class Columns:
     table: pa.Table
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "Columns":
+    def from_table(cls, table: pa.Table) -> Columns:
         status = strings(table["status"])
         return cls(
             job_id=table["job_id"],
@@ -344,8 +344,8 @@ def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> i
     if not lost.any():
         return 0
     n = len(cols.status)
-    attempt = floats(cols.table["attempt"]) if "attempt" in cols.table.column_names else (
-        np.ones(n)
+    attempt = (
+        floats(cols.table["attempt"]) if "attempt" in cols.table.column_names else (np.ones(n))
     )
     crash_row = cols.error_code == "in_flight_at_crash"
     sent = cols.sent & (attempt >= 1) & ~crash_row

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from batchgen.analyze.load import read_columns
 from batchgen.checks.lookup import disk_sizes, stored_for
+
 # re-exported: the measurements and the decompression-bomb guard live with the check workers
 from batchgen.checks.measure import (  # noqa: F401
     IMAGE_ERRORS,

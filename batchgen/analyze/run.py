@@ -29,7 +29,7 @@ def analyze_run(
     *,
     image_checks: bool = True,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    price_lookup: PriceLookup | None | object = _DEFAULT,
+    price_lookup: PriceLookup | object | None = _DEFAULT,
     check_config: CheckConfig = DEFAULT_CHECKS,
 ) -> dict[str, Any]:
     """Figures, ratings, recommendations and (optionally) image checks of one run."""

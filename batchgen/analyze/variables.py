@@ -175,8 +175,12 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
         if k not in col_values:
             col_values.append(k)
         table.setdefault((r, k), []).append(
-            {"job_id": c.job_id, "state": c.state, "error_class": c.error_class,
-             "images": c.images}  # fmt: skip
+            {
+                "job_id": c.job_id,
+                "state": c.state,
+                "error_class": c.error_class,
+                "images": c.images,
+            }  # fmt: skip
         )
     return {
         "rows": rows,

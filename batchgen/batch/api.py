@@ -80,7 +80,9 @@ class BatchApi:
             msg = f"{method} {path}: the answer is not JSON ({len(body)} bytes)"
             raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200) from exc
 
-    def _http_error(self, status: int, body: bytes, headers: Any, content_type: str) -> AttemptError:
+    def _http_error(
+        self, status: int, body: bytes, headers: Any, content_type: str
+    ) -> AttemptError:
         is_html = "html" in content_type or body.lstrip()[:1] == b"<"
         code, message = error_fields(body) if not is_html else (None, "an HTML error page")
         return AttemptError(

@@ -9,11 +9,11 @@ from typing import Any
 
 from batchgen.batch.api import BatchApi
 from batchgen.batch.state import BatchState
-from batchgen.control import RunControl
 from batchgen.jobs.model import Job
+from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable, Reservation
-from batchgen.pool import PoolTally
-from batchgen.rundir import RunDir
+from batchgen.run.pool import PoolTally
+from batchgen.runlog.rundir import RunDir
 
 ENDPOINT = "/v1/images/generations"
 MAX_REQUESTS = 50_000  # per input file (the provider's limit)
@@ -55,4 +55,3 @@ class BatchContext:
     holds: dict[int, Reservation] = field(default_factory=dict)  # part -> money held
     cutover: bool = False  # the deadline sent the rest to the live API
     started_at: float = field(default_factory=time.time)  # wall clock, the session's start
-

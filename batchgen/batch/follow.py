@@ -34,7 +34,6 @@ from batchgen.batch.submit import update_part
 from batchgen.errors import AttemptError
 from batchgen.money.quote import DEFAULT_LATENCY_S, min_wall_time
 
-
 # the live session's own start after the cut-over: the job file re-checked, the log read, the
 # pool started (about a second on a busy 2-core machine)
 _LIVE_START_S = 2.0

@@ -22,12 +22,12 @@ from batchgen.batch.context import BatchContext, BatchOptions
 from batchgen.batch.follow import follow
 from batchgen.batch.state import BatchState
 from batchgen.batch.submit import reconcile, submit_jobs
-from batchgen.control import RunControl
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.jobs.model import Job
+from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
-from batchgen.rundir import RunDir
 from batchgen.runlog.reader import read_log
+from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogWriter
 
 
@@ -136,7 +136,9 @@ def _from_log(ctx: BatchContext) -> None:
         )
 
 
-async def _watch_signals(control: RunControl, work: anyio.CancelScope, say: Callable[[str], None]) -> None:
+async def _watch_signals(
+    control: RunControl, work: anyio.CancelScope, say: Callable[[str], None]
+) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name

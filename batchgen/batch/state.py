@@ -144,6 +144,10 @@ class BatchState:
     def summary(self) -> dict[str, Any]:
         by: dict[str, int] = {}
         for p in self.parts:
-            key = "collected" if p.collected else (p.status or ("uploaded" if p.file_id else "intent"))
+            key = (
+                "collected"
+                if p.collected
+                else (p.status or ("uploaded" if p.file_id else "intent"))
+            )
             by[key] = by.get(key, 0) + 1
         return {"parts": len(self.parts), "by_status": by}

@@ -215,4 +215,3 @@ def base_row(ctx: BatchContext, job: Job, *, attempt: int = 1) -> dict[str, Any]
         "quality": body.get("quality"), "n": job.n, "params": job.params_json(),
         "finished_at": time.time(),
     }  # fmt: skip
-

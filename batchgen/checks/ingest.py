@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
-from batchgen.checks.worker import run_batch, warm, worker_init
 from batchgen.checks.loopload import LOAD_SAMPLE_S, LoopLoad
+from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 from batchgen.checks.store import ChecksWriter, StoredKeys, compact
+from batchgen.checks.worker import run_batch, warm, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class IngestChecker:
                 ):
                     self._writer.flush()
                     last_flush = now
-        except BaseException as exc:  # noqa: BLE001 - checking must never break a run
+        except BaseException as exc:
             self.error = exc
             log.warning("image checks stopped: %s", exc)
         finally:
@@ -276,7 +276,7 @@ class IngestChecker:
             try:
                 self._writer.flush(origin="finish" if self._deadline is not None else None)
                 compact(self.run_dir)  # a long run's many parts become one file
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.error = exc
                 log.warning("storing image checks failed: %s", exc)
             if executor is not None:
@@ -312,13 +312,12 @@ class IngestChecker:
             return
         try:
             measured = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a broken worker: those images go to the report
+        except Exception as exc:
             self.failed_batches += 1
             log.warning("an image check batch failed: %s", exc)
             return
         self._writer.add(measured)
         self.measured += len(measured)
-
 
 
 def _stop(executor: cf.Executor, *, abandon: bool) -> None:

@@ -180,5 +180,3 @@ def _measure_and_store(
             compact(run_dir)
         except OSError as exc:
             log.warning("cannot compact %s: %s", writer.folder, exc)
-
-

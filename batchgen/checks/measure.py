@@ -24,8 +24,19 @@ from PIL import Image, UnidentifiedImageError
 
 from batchgen.checks.record import HASH_SIZE, THUMB_PX, Measured
 
-__all__ = ["HASH_SIZE", "IMAGE_ERRORS", "THUMB_PX", "Measured", "dhash", "gray_thumb",
-           "laplacian_var", "measure_batch", "measure_bytes", "measure_file", "no_bombs"]
+__all__ = [
+    "HASH_SIZE",
+    "IMAGE_ERRORS",
+    "THUMB_PX",
+    "Measured",
+    "dhash",
+    "gray_thumb",
+    "laplacian_var",
+    "measure_batch",
+    "measure_bytes",
+    "measure_file",
+    "no_bombs",
+]
 
 
 # what opening a saved image may raise: a broken file, or a decompression bomb (a small file

@@ -24,8 +24,8 @@ import os
 import time
 from array import array
 from collections.abc import Iterable
-from itertools import accumulate
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
@@ -210,8 +210,10 @@ def read_store(
             break
     tables = [t for t in tables if t is not None and t.num_rows]
     if not tables:
-        return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(
-            [*columns, "thumb_px", "hash_size", "checked_at"]
+        return (
+            SCHEMA.empty_table()
+            if columns is None
+            else SCHEMA.empty_table().select([*columns, "thumb_px", "hash_size", "checked_at"])
         )
     table = pa.concat_tables(tables, promote_options="default")
     import pyarrow.compute as pc

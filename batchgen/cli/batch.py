@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from batchgen.batch.session import BatchOutcome
     from batchgen.cli.session import SessionPlan, SessionResult
     from batchgen.jobs.model import Job
-    from batchgen.rundir import RunDir
+    from batchgen.runlog.rundir import RunDir
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,26 +49,61 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> Non
         help="live: request by request (default); batch: through the provider's Batch API"
         + (" (default: what the run used)" if resume else ""),
     )  # fmt: skip
-    group.add_argument("--detach", action="store_true",
-                       help="submit the batches and exit; `batchgen collect RUN_DIR` later")
-    group.add_argument("--deadline", type=duration, default=None, metavar="DURATION",
-                       help="e.g. 6h: what the batches cannot finish in time goes to the live "
-                       "API (counted from now)")
-    group.add_argument("--poll-interval", type=float, default=None, metavar="S",
-                       help="first poll of the batches after S seconds, doubling while "
-                       "nothing changes (default 5)")
-    group.add_argument("--poll-max", type=float, default=None, metavar="S",
-                       help="longest wait between polls (default 60)")
-    group.add_argument("--batch-max-requests", type=int, default=None, metavar="N",
-                       help="requests per input file (default 50000, the provider's limit)")
-    group.add_argument("--batch-max-bytes", type=int, default=None, metavar="BYTES",
-                       help="bytes per input file (default 200 MB, the provider's limit)")
-    group.add_argument("--assume-latency", type=float, default=None, metavar="S",
-                       help="seconds one live request takes, for the deadline's estimate "
-                       "(default: the model's typical latency, 15 s for gpt-image)")
+    group.add_argument(
+        "--detach",
+        action="store_true",
+        help="submit the batches and exit; `batchgen collect RUN_DIR` later",
+    )
+    group.add_argument(
+        "--deadline",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="e.g. 6h: what the batches cannot finish in time goes to the live "
+        "API (counted from now)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="first poll of the batches after S seconds, doubling while "
+        "nothing changes (default 5)",
+    )
+    group.add_argument(
+        "--poll-max",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest wait between polls (default 60)",
+    )
+    group.add_argument(
+        "--batch-max-requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests per input file (default 50000, the provider's limit)",
+    )
+    group.add_argument(
+        "--batch-max-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="bytes per input file (default 200 MB, the provider's limit)",
+    )
+    group.add_argument(
+        "--assume-latency",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds one live request takes, for the deadline's estimate "
+        "(default: the model's typical latency, 15 s for gpt-image)",
+    )
 
 
-def batch_settings(args: argparse.Namespace, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+def batch_settings(
+    args: argparse.Namespace, recorded: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The batch settings: BATCH_DEFAULTS, overridden by run.json, by flags given now."""
     values = {**BATCH_DEFAULTS, **(recorded or {})}
     for key in BATCH_DEFAULTS:
@@ -133,8 +168,13 @@ def run_batch(
     if outcome.detached:
         how, code = "detached", EXIT_OK
     elif reason is not None:
-        how = "stopped_budget" if reason is ErrorClass.BUDGET else {
-            ErrorClass.AUTH: "stopped_auth", ErrorClass.QUOTA: "stopped_quota"}.get(reason, "interrupted")
+        how = (
+            "stopped_budget"
+            if reason is ErrorClass.BUDGET
+            else {ErrorClass.AUTH: "stopped_auth", ErrorClass.QUOTA: "stopped_quota"}.get(
+                reason, "interrupted"
+            )
+        )
         code = EXIT_STOPPED
     elif outcome.pending or outcome.ctx.state.open_parts():
         how, code = "failed_jobs", EXIT_STOPPED
@@ -231,9 +271,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batchgen.batch.state import BatchState
     from batchgen.cli.common import resolve_connection
     from batchgen.cli.session import make_console
-    from batchgen.control import RunControl
     from batchgen.errors import AttemptError
-    from batchgen.rundir import RunDir, RunDirError
+    from batchgen.limits.stop import RunControl
+    from batchgen.runlog.rundir import RunDir, RunDirError
 
     console, err = make_console(), make_console(stderr=True)
     rundir = RunDir(args.run_dir)
@@ -318,11 +358,11 @@ def resume_via_batch(
     from batchgen.cli.session import SessionPlan
     from batchgen.jobs import iter_jobs, sha256_file
     from batchgen.money.batchrate import batch_table
-    from batchgen.recovery import adopt_orphans, remove_torn_images
-    from batchgen.rundir import redact_argv
+    from batchgen.run.recovery import adopt_orphans, remove_torn_images
     from batchgen.runlog.files import compact_all
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.orphans import image_job_ids
+    from batchgen.runlog.rundir import redact_argv
     from batchgen.runlog.state import job_states, remaining
 
     recorded = manifest["settings"]
@@ -384,6 +424,7 @@ def resume_via_batch(
         sim_config=make_sim_config(args) if connection.provider == "sim" else None,
         quiet=args.quiet,
     )  # fmt: skip
+
     def submit() -> Iterable[Job] | None:
         """Called once the open batches are collected: what is left now, their pending too."""
         if index is None:

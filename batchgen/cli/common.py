@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from batchgen.cli.money_args import add_money_arguments
 from batchgen.errors import redact
-from batchgen.money.cli_args import add_money_arguments
 from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.sim.flags import add_sim_arguments
 
@@ -24,7 +24,7 @@ DEFAULT_CONCURRENCY_CAP = 256
 FIXED_CONCURRENCY = 8
 
 if TYPE_CHECKING:
-    from batchgen.control import PoolSettings
+    from batchgen.run.control import PoolSettings
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
@@ -65,55 +65,98 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
 
     conn = parser.add_argument_group("provider")
     conn.add_argument(
-        "--provider", choices=("openai", "sim"), default=None,
+        "--provider",
+        choices=("openai", "sim"),
+        default=None,
         help="openai: any OpenAI-compatible API (default); sim: start the built-in simulator",
     )
     conn.add_argument(
         "--base-url", help=f"API base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})"
     )
     conn.add_argument(
-        "--api-key-env", metavar="NAME",
+        "--api-key-env",
+        metavar="NAME",
         help="environment variable holding the API key (default OPENAI_API_KEY)",
     )
     conn.add_argument(
-        "--providers", metavar="FILE",
+        "--providers",
+        metavar="FILE",
         help="a TOML file of endpoints (protocol, base URL, key variable, models): each job "
         "goes to an endpoint serving its model, each endpoint with its own autopilot "
         "(README: Providers)",
     )
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--concurrency", type=_positive_int, default=default("concurrency"),
-                        help="requests in flight at most: a cap on the autopilot's in-flight "
-                        f"limit (default {DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with "
-                        "--no-adapt)")
-    limits.add_argument("--rpm", type=_positive_float, default=default("rpm"),
-                        help="requests per minute at most: a ceiling the autopilot never "
-                        "passes, and where it starts (default: found from the provider)")
-    limits.add_argument("--ipm", type=_positive_float, default=default("ipm"),
-                        help="images per minute at most (a request with n=4 counts 4); a "
-                        "ceiling like --rpm")
-    limits.add_argument("--no-adapt", dest="adaptive", action="store_false",
-                        default=None if resume else True,
-                        help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
-                        "(no slow start, no following 429s or x-ratelimit headers)")
-    limits.add_argument("--stall-timeout", dest="stall_timeout", type=_positive_float,
-                        default=default("stall_timeout"), metavar="SECONDS",
-                        help="stop (exit 3, jobs pending) when the provider has answered "
-                        "nothing but 429s for this long (default 300)")
-    limits.add_argument("--max-pause", dest="max_pause", type=_positive_float,
-                        default=default("max_pause"), metavar="SECONDS",
-                        help="hold the pool at most this long for one Retry-After or reset "
-                        "(default 300; a longer ask is capped and logged)")
-    limits.add_argument("--timeout", type=_positive_float, default=default("timeout"),
-                        help="seconds per request (default 120)")
-    limits.add_argument("--max-attempts", type=_positive_int, default=default("max_attempts"),
-                        help="attempts per job for retryable errors (default 5)")
-    limits.add_argument("--grace", type=float, default=default("grace"),
-                        help="seconds requests in flight may finish after Ctrl-C (default 30)")
+    limits.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=default("concurrency"),
+        help="requests in flight at most: a cap on the autopilot's in-flight "
+        f"limit (default {DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with "
+        "--no-adapt)",
+    )
+    limits.add_argument(
+        "--rpm",
+        type=_positive_float,
+        default=default("rpm"),
+        help="requests per minute at most: a ceiling the autopilot never "
+        "passes, and where it starts (default: found from the provider)",
+    )
+    limits.add_argument(
+        "--ipm",
+        type=_positive_float,
+        default=default("ipm"),
+        help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
+    )
+    limits.add_argument(
+        "--no-adapt",
+        dest="adaptive",
+        action="store_false",
+        default=None if resume else True,
+        help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
+        "(no slow start, no following 429s or x-ratelimit headers)",
+    )
+    limits.add_argument(
+        "--stall-timeout",
+        dest="stall_timeout",
+        type=_positive_float,
+        default=default("stall_timeout"),
+        metavar="SECONDS",
+        help="stop (exit 3, jobs pending) when the provider has answered "
+        "nothing but 429s for this long (default 300)",
+    )
+    limits.add_argument(
+        "--max-pause",
+        dest="max_pause",
+        type=_positive_float,
+        default=default("max_pause"),
+        metavar="SECONDS",
+        help="hold the pool at most this long for one Retry-After or reset "
+        "(default 300; a longer ask is capped and logged)",
+    )
+    limits.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default("timeout"),
+        help="seconds per request (default 120)",
+    )
+    limits.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=default("max_attempts"),
+        help="attempts per job for retryable errors (default 5)",
+    )
+    limits.add_argument(
+        "--grace",
+        type=float,
+        default=default("grace"),
+        help="seconds requests in flight may finish after Ctrl-C (default 30)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--quiet", action="store_true", help="no progress display")
     out.add_argument(
-        "--image-checks", action=argparse.BooleanOptionalAction, default=default("image_checks"),
+        "--image-checks",
+        action=argparse.BooleanOptionalAction,
+        default=default("image_checks"),
         help="check each saved image in the background (decodable, size, blank, blur, "
         "duplicates) so `batchgen report` only reads the results (default on)",
     )
@@ -162,9 +205,9 @@ class Connection:
     api_key: str  # never written anywhere
 
 
-def providers_connection(args: argparse.Namespace, recorded: list[Any] | None = None) -> tuple[
-    Connection, list[Any]
-] | None:
+def providers_connection(
+    args: argparse.Namespace, recorded: list[Any] | None = None
+) -> tuple[Connection, list[Any]] | None:
     """``--providers FILE`` (or the endpoints run.json recorded): the endpoints, their keys
     checked; None when the run has one endpoint (the --provider/--base-url flags)."""
     from batchgen.cli.providers import from_records, load_providers, resolve_keys
@@ -182,7 +225,9 @@ def providers_connection(args: argparse.Namespace, recorded: list[Any] | None = 
     return Connection("providers", None, "", ""), specs
 
 
-def resolve_connection(provider: str | None, base_url: str | None, key_env: str | None) -> Connection:
+def resolve_connection(
+    provider: str | None, base_url: str | None, key_env: str | None
+) -> Connection:
     """Where requests go and with which key; raises UsageError with the fix."""
     provider = provider or "openai"
     key_env = key_env or "OPENAI_API_KEY"
@@ -221,7 +266,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def pool_settings(values: dict[str, Any]) -> PoolSettings:
-    from batchgen.control import PoolSettings
+    from batchgen.run.control import PoolSettings
 
     concurrency = values.get("concurrency") or (
         DEFAULT_CONCURRENCY_CAP if values.get("adaptive", True) else FIXED_CONCURRENCY

@@ -12,19 +12,25 @@ from typing import Any
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE
 from batchgen.jobs import iter_jobs
 from batchgen.jobs.inputs import portable_body
-from batchgen.rundir import RunDir, RunDirError
+from batchgen.runlog.rundir import RunDir, RunDirError
+
 # states as batchgen.runlog.state names them (imported lazily: it loads pyarrow.dataset)
 _STATES = {"ok": {"done"}, "failed": {"failed", "retryable_failed"}}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "jobs", help="export a run's ok / failed / pending jobs as a JSONL job file",
+        "jobs",
+        help="export a run's ok / failed / pending jobs as a JSONL job file",
         description=__doc__,
     )
     parser.add_argument("run_dir")
-    parser.add_argument("--status", choices=("ok", "failed", "pending"), required=True,
-                        help="pending = not ok and not failed (never sent, stopped, cancelled)")
+    parser.add_argument(
+        "--status",
+        choices=("ok", "failed", "pending"),
+        required=True,
+        help="pending = not ok and not failed (never sent, stopped, cancelled)",
+    )
     parser.add_argument("-o", "--output", help="file to write (default: standard output)")
     parser.set_defaults(func=cmd_jobs)
 
@@ -62,6 +68,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    print(f"{count} {args.status} job(s)" + (f" written to {args.output}" if args.output else ""),
-          file=sys.stderr)
+    print(
+        f"{count} {args.status} job(s)" + (f" written to {args.output}" if args.output else ""),
+        file=sys.stderr,
+    )
     return EXIT_OK

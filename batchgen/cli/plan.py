@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from batchgen.money.cli_args import add_money_arguments
+from batchgen.cli.money_args import add_money_arguments
 
 if TYPE_CHECKING:
     from batchgen.jobs import Job, Problem
@@ -35,24 +35,33 @@ def register(subparsers: Any) -> None:
     )
     add_shared_arguments(parser)
     parser.add_argument(
-        "--max-jobs", metavar="N", type=int,
+        "--max-jobs",
+        metavar="N",
+        type=int,
         help="refuse (exit 2) a job file or spec of more than N jobs; a spec is counted "
         "before it is expanded",
     )
     add_money_arguments(parser)
     parser.add_argument(
-        "--assume-latency", metavar="S", type=float,
+        "--assume-latency",
+        metavar="S",
+        type=float,
         help="seconds one request takes, for the minimum wall time (default: the model's "
         "typical latency from the price table, 15 s for gpt-image)",
     )
     parser.add_argument(
-        "--via", choices=("live", "batch"), default="live",
+        "--via",
+        choices=("live", "batch"),
+        default="live",
         help="batch: also quote the provider's Batch API (half price for OpenAI image models, "
         "done within 24 h) beside the live price",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", dest="output_format")
     parser.add_argument(
-        "--max-problems", metavar="N", type=int, default=20,
+        "--max-problems",
+        metavar="N",
+        type=int,
+        default=20,
         help="show at most N problems of each kind (all are counted)",
     )
     parser.set_defaults(func=cmd_plan)
@@ -61,7 +70,7 @@ def register(subparsers: Any) -> None:
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     """Job defaults and rate flags, until the CLI's shared helper adds them (skips any flag
     the parser already has, so both can be called)."""
-    have = set(parser._option_string_actions)  # noqa: SLF001 - argparse has no public lookup
+    have = set(parser._option_string_actions)
     specs: list[tuple[str, dict[str, Any]]] = [
         ("--model", {"help": "default model for jobs that name none"}),
         ("--size", {"help": "default size, e.g. 1024x1024"}),
@@ -78,8 +87,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
+    from batchgen.cli.money_args import prices_from_args
     from batchgen.jobs import validate_file
-    from batchgen.money.cli_args import prices_from_args
     from batchgen.money.load import PricesError
     from batchgen.money.quote import Quoter
 
@@ -203,7 +212,7 @@ def _print_text(
         return
     from rich.console import Console
 
-    from batchgen.money.render import quote_renderable
+    from batchgen.cli.quote import quote_renderable
 
     console = Console(file=out, width=None if out.isatty() else 110)
     console.print(quote_renderable(result))
@@ -215,20 +224,25 @@ def _print_text(
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:
     """The Batch API's quote beside the live one."""
-    from batchgen.money.render import usd
+    from batchgen.cli.quote import usd
 
-    span = usd(batch.expected_usd) if batch.low_usd == batch.high_usd else (
-        f"{usd(batch.expected_usd)} ({usd(batch.low_usd)}–{usd(batch.high_usd)})")
+    span = (
+        usd(batch.expected_usd)
+        if batch.low_usd == batch.high_usd
+        else (f"{usd(batch.expected_usd)} ({usd(batch.low_usd)}–{usd(batch.high_usd)})")
+    )
     share = f", {batch.expected_usd / live.expected_usd:.0%} of live" if live.expected_usd else ""
-    text = (f"--via batch: {span} expected{share} (live: {usd(live.expected_usd)}); "
-            "results within 24 h, not minutes")
+    text = (
+        f"--via batch: {span} expected{share} (live: {usd(live.expected_usd)}); "
+        "results within 24 h, not minutes"
+    )
     if batch.unknown_models:
         text += f"; no batch price for {', '.join(batch.unknown_models)} (not in the total)"
     return text
 
 
 def _cap_sentence(result: Quote, cap: float) -> str:
-    from batchgen.money.render import usd
+    from batchgen.cli.quote import usd
 
     if result.high_usd <= cap:
         return f"--max-cost {usd(cap)}: the whole batch fits even at its dearest ({usd(result.high_usd)})."
@@ -253,7 +267,7 @@ def _print_json(
     batch_result: Quote | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    from batchgen.money.render import quote_to_dict
+    from batchgen.money import quote_to_dict
 
     document = {
         "file": args.jobfile,

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from batchgen.cli.common import UsageError
+from batchgen.cli.money_args import confirm, prices_from_args
+from batchgen.cli.quote import quote_renderable
 from batchgen.jobs import Job, Problem, validate_file
 from batchgen.money import (
     Budget,
     BudgetError,
-    PriceTable,
     PricesError,
+    PriceTable,
     Quote,
     check_job,
     worst_case_usd,
 )
-from batchgen.money.cli_args import confirm, prices_from_args
 from batchgen.money.quote import Quoter
-from batchgen.money.render import quote_renderable
 
 if TYPE_CHECKING:
     from batchgen.runlog.jobindex import IndexBuilder
@@ -117,7 +117,9 @@ def make_budget(
 ) -> Budget:
     try:
         budget = Budget(
-            getattr(args, "max_cost", None), spent_before, prices,
+            getattr(args, "max_cost", None),
+            spent_before,
+            prices,
             getattr(args, "price_per_image", None),
         )
         budget.require_priced(checked.quote.unknown_models)

@@ -7,12 +7,17 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as RichProgress
-from rich.progress import TimeRemainingColumn
 
 from batchgen.money import Budget
-from batchgen.pool import PoolTally
+from batchgen.run.pool import PoolTally
 
 
 def total_spent(budget: Budget | None, tally: PoolTally) -> float:
@@ -23,6 +28,7 @@ def total_spent(budget: Budget | None, tally: PoolTally) -> float:
     if budget.cap_usd is not None:
         return budget.spent
     return budget.spent + tally.cost_usd
+
 
 _PLAIN_EVERY_S = 5.0
 

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="write to this file instead of the terminal / RUN_DIR/report.html",
     )
     parser.add_argument(
-        "--grid", metavar="A,B",
+        "--grid",
+        metavar="A,B",
         help="a spec run's images laid out over two variables (rows A, columns B), failed "
         "cells marked; in the HTML and JSON reports",
     )
@@ -105,7 +106,7 @@ def _manifest_problem(path: Path) -> str | None:
     """What is wrong with run.json, if it exists (a bare log directory has none)."""
     import json
 
-    from batchgen import manifest
+    from batchgen.runlog import manifest
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

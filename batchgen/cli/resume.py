@@ -29,27 +29,35 @@ from batchgen.cli.run import check_served, make_sim_config, sim_settings
 from batchgen.cli.score import add_scorer_arguments
 
 if TYPE_CHECKING:
-    from batchgen.rundir import RunDir
+    from batchgen.runlog.rundir import RunDir
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "resume", help="finish an interrupted or partly failed run", description=__doc__,
+        "resume",
+        help="finish an interrupted or partly failed run",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
     parser.add_argument(
-        "--retry-failed", action="store_true",
+        "--retry-failed",
+        action="store_true",
         help="also rerun jobs that failed for good (content policy, bad request)",
     )
     regen = parser.add_argument_group("quality loop")
     regen.add_argument(
-        "--regenerate-below", type=float, metavar="S",
+        "--regenerate-below",
+        type=float,
+        metavar="S",
         help="rerun jobs whose best image scores below S (scored with the last `batchgen "
         "score`'s scorer, or --judge/--scorer given here); every image is kept",
     )
     regen.add_argument(
-        "--max-rounds", type=int, default=2, metavar="R",
+        "--max-rounds",
+        type=int,
+        default=2,
+        metavar="R",
         help="regeneration rounds at most (default 2); --max-cost also stops them",
     )
     add_scorer_arguments(parser, for_resume=True)
@@ -76,7 +84,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     prefer_system_allocator()
     from batchgen.cli.prepare import JobFileProblems
     from batchgen.cli.session import make_console
-    from batchgen.rundir import RunDir, RunDirError
+    from batchgen.runlog.rundir import RunDir, RunDirError
 
     console = make_console()
     err = make_console(stderr=True)
@@ -101,7 +109,7 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     # the log readers (pyarrow.dataset), the pool and aiohttp load here, not when the CLI
     # builds its parser
     from batchgen.jobs import sha256_file
-    from batchgen.recovery import remove_torn_images, settle_log
+    from batchgen.run.recovery import remove_torn_images, settle_log
     from batchgen.runlog.files import damaged_message
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.state import job_states, remaining
@@ -188,16 +196,21 @@ def _run_rest(
     )
     from batchgen.cli.session import SessionPlan, execute, finish
     from batchgen.jobs import iter_jobs
-    from batchgen.recovery import adopt_orphans, record_crashed_inflight
-    from batchgen.rundir import redact_argv
+    from batchgen.run.recovery import adopt_orphans, record_crashed_inflight
     from batchgen.runlog.orphans import image_job_ids
+    from batchgen.runlog.rundir import redact_argv
 
     recorded = manifest["settings"]
     values = pool_values(args, recorded.get("pool"))
     prices = load_prices(args)
     checked = check_job_file(
-        job_file, defaults, prices, only=rest.run,
-        rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
+        job_file,
+        defaults,
+        prices,
+        only=rest.run,
+        rpm=values["rpm"],
+        ipm=values["ipm"],
+        concurrency=values["concurrency"],
     )
     if endpoints:
         check_served(endpoints, checked)

@@ -24,20 +24,24 @@ from batchgen.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from batchgen.rundir import RunDir
     from batchgen.runlog.jobindex import IndexBuilder
+    from batchgen.runlog.rundir import RunDir
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="run a job file of prompts", description=__doc__,
+        "run",
+        help="run a job file of prompts",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
     )
     parser.add_argument(
-        "--max-jobs", metavar="N", type=int,
+        "--max-jobs",
+        metavar="N",
+        type=int,
         help="refuse (exit 2, nothing sent) a job file or spec of more than N jobs",
     )
     parser.add_argument(
@@ -75,8 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     from batchgen.cli.session import SessionPlan, execute, finish, make_console
     from batchgen.jobs import iter_jobs
-    from batchgen.rundir import RunDir, RunDirError, redact_argv
     from batchgen.runlog.jobindex import IndexBuilder
+    from batchgen.runlog.rundir import RunDir, RunDirError, redact_argv
 
     console = make_console()
     err = make_console(stderr=True)
@@ -91,20 +95,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--detach and --deadline go with --via batch")
         routed = providers_connection(args)
         connection, endpoints = routed or (
-            resolve_connection(args.provider, args.base_url, args.api_key_env), None
+            resolve_connection(args.provider, args.base_url, args.api_key_env),
+            None,
         )
         if via == "batch" and endpoints:
-            raise UsageError("--via batch goes to one OpenAI endpoint: drop --providers, or "
-                             "run the batch with --base-url / --api-key-env")
+            raise UsageError(
+                "--via batch goes to one OpenAI endpoint: drop --providers, or "
+                "run the batch with --base-url / --api-key-env"
+            )
         if args.detach and connection.provider == "sim":
-            raise UsageError("--detach needs a provider that outlives this process: the "
-                             "in-process simulator stops with it (serve one: batchgen sim)")
+            raise UsageError(
+                "--detach needs a provider that outlives this process: the "
+                "in-process simulator stops with it (serve one: batchgen sim)"
+            )
         prices = load_prices(args)
         if via == "batch" and _has_edits(args.jobfile):
             raise UsageError("edits (jobs with image/images/mask) go through the live API "
                              "only: run them without --via batch")  # fmt: skip
-        if endpoints and any(ep.protocol not in ("openai", "azure") for ep in endpoints) and (
-            _has_edits(args.jobfile)
+        if (
+            endpoints
+            and any(ep.protocol not in ("openai", "azure") for ep in endpoints)
+            and (_has_edits(args.jobfile))
         ):
             raise UsageError("edits (jobs with image/images/mask) are sent by the openai and "
                              "azure protocols only: keep only such endpoints in --providers")  # fmt: skip
@@ -116,8 +127,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         values = pool_values(args)
         index = IndexBuilder()
         checked = check_job_file(
-            args.jobfile, defaults, prices,
-            rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"], index=index,
+            args.jobfile,
+            defaults,
+            prices,
+            rpm=values["rpm"],
+            ipm=values["ipm"],
+            concurrency=values["concurrency"],
+            index=index,
         )
         if args.max_jobs is not None and checked.jobs > args.max_jobs:
             msg = f"{args.jobfile}: {checked.jobs:,} jobs, more than --max-jobs {args.max_jobs:,}"
@@ -204,7 +220,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _store_index(
-    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any],
+    rundir: RunDir,
+    index: IndexBuilder,
+    job_sha256: str,
+    defaults: dict[str, Any],
     job_file: str,
 ) -> None:
     """Keep the job file's index for resume; without it resume rescans the file (slower).

@@ -30,29 +30,49 @@ from batchgen.cli.common import (
 
 def add_scorer_arguments(parser: argparse.ArgumentParser, *, for_resume: bool = False) -> None:
     group = parser.add_argument_group("scoring")
-    group.add_argument("--judge", metavar="MODEL",
-                       help="a vision-capable chat model as the judge, e.g. gpt-4o-mini")
-    group.add_argument("--scorer", choices=("judge", "clip"),
-                       help="judge (a chat model, --judge MODEL) or clip (local, "
-                       "pip install 'batchgen[clip]')")
-    group.add_argument("--clip-model", metavar="NAME_OR_PATH",
-                       help="CLIP model for --scorer clip: a Hugging Face name or a local "
-                       "folder (default openai/clip-vit-base-patch32)")
-    group.add_argument("--rubric", metavar="FILE",
-                       help="a text file replacing the judge's default rubric")
-    group.add_argument("--detail", choices=("low", "high", "auto"),
-                       help="image detail the judge is sent at (default low: 85 tokens)")
+    group.add_argument(
+        "--judge",
+        metavar="MODEL",
+        help="a vision-capable chat model as the judge, e.g. gpt-4o-mini",
+    )
+    group.add_argument(
+        "--scorer",
+        choices=("judge", "clip"),
+        help="judge (a chat model, --judge MODEL) or clip (local, pip install 'batchgen[clip]')",
+    )
+    group.add_argument(
+        "--clip-model",
+        metavar="NAME_OR_PATH",
+        help="CLIP model for --scorer clip: a Hugging Face name or a local "
+        "folder (default openai/clip-vit-base-patch32)",
+    )
+    group.add_argument(
+        "--rubric", metavar="FILE", help="a text file replacing the judge's default rubric"
+    )
+    group.add_argument(
+        "--detail",
+        choices=("low", "high", "auto"),
+        help="image detail the judge is sent at (default low: 85 tokens)",
+    )
     if not for_resume:
-        group.add_argument("--threshold", type=float, default=None, metavar="S",
-                           help="images scoring below this are flagged (default 6)")
-        group.add_argument("--rescore", action="store_true",
-                           help="score again images this scorer already scored")
+        group.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            metavar="S",
+            help="images scoring below this are flagged (default 6)",
+        )
+        group.add_argument(
+            "--rescore", action="store_true", help="score again images this scorer already scored"
+        )
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "score", help="score every saved image against its prompt (a judge model or CLIP)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "score",
+        help="score every saved image against its prompt (a judge model or CLIP)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
     add_scorer_arguments(parser)
@@ -60,7 +80,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=cmd_score)
 
 
-def scorer_spec(args: argparse.Namespace, saved: dict[str, Any] | None, recorded: dict[str, Any]) -> Any:
+def scorer_spec(
+    args: argparse.Namespace, saved: dict[str, Any] | None, recorded: dict[str, Any]
+) -> Any:
     """The scorer the flags ask for; without --judge/--scorer, the last `score`'s."""
     from batchgen.quality.clip import DEFAULT_CLIP_MODEL
     from batchgen.quality.judge import DEFAULT_RUBRIC
@@ -149,7 +171,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from batchgen.cli.session import make_console
     from batchgen.quality.session import score_run
     from batchgen.quality.store import load_scorer
-    from batchgen.rundir import RunDir, RunDirError
+    from batchgen.runlog.rundir import RunDir, RunDirError
 
     console = make_console()
     err = make_console(stderr=True)
@@ -204,8 +226,12 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
             "was killed: they may have been judged (and billed) twice[/]"
         )
     best = best_per_job(run_dir, spec.id)
-    below = {j: b for j, b in best.items() if b["score"] is not None and b["score"] < spec.threshold}
-    console.print(f"jobs whose best image scores below {spec.threshold:g}: {len(below)} of {len(best)}")
+    below = {
+        j: b for j, b in best.items() if b["score"] is not None and b["score"] < spec.threshold
+    }
+    console.print(
+        f"jobs whose best image scores below {spec.threshold:g}: {len(below)} of {len(best)}"
+    )
     best_paths = {b["image_path"] for b in best.values()}
     shown = [r for r in weakest(run_dir, spec.id, 10**9) if r["image_path"] in best_paths][:5]
     if shown:

@@ -17,15 +17,16 @@ from rich.console import Console
 
 from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Connection, pool_settings
 from batchgen.cli.progress import Progress, total_spent
-from batchgen.control import RowContext, RunControl
 from batchgen.errors import ErrorClass, printable
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
+from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
-from batchgen.pool import PoolTally, run_pool
 from batchgen.provider.openai import OpenAIImages
-from batchgen.rundir import RunDir
+from batchgen.run.control import RowContext
+from batchgen.run.pool import PoolTally, run_pool
 from batchgen.runlog.journal import SentJournal
+from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogError, RunLogWriter
 
 _ENDING = {
@@ -103,7 +104,9 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
     try:
         async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
             provider: Any = router or OpenAIImages(
-                base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+                base_url,
+                plan.connection.api_key,
+                connections=settings.concurrency + 4,
                 extra_headers=plan.extra_headers,
             )
             tg.start_soon(_watch_signals, control, settings.grace_s, console)
@@ -116,8 +119,12 @@ async def execute(plan: SessionPlan, console: Console) -> SessionResult:
                         limiter,
                         writer,
                         context=RowContext(
-                            plan.manifest["run_id"], plan.session, plan.connection.provider,
-                            plan.rundir.images_dir, checker=checker, image_tag=plan.image_tag,
+                            plan.manifest["run_id"],
+                            plan.session,
+                            plan.connection.provider,
+                            plan.rundir.images_dir,
+                            checker=checker,
+                            image_tag=plan.image_tag,
                         ),
                         settings=settings,
                         control=control,
@@ -183,8 +190,11 @@ def _endpoint_summary(router: Any) -> dict[str, Any]:
         out[ep.name] = {
             "protocol": ep.protocol,
             "autopilot": ep.limiter.learned(),
-            "taken_out": None if ep.down is None else {
-                "class": ep.down.error_class.value, "message": ep.down.message[:500],
+            "taken_out": None
+            if ep.down is None
+            else {
+                "class": ep.down.error_class.value,
+                "message": ep.down.message[:500],
             },
         }
     return out
@@ -293,12 +303,18 @@ def print_ending(
         console.print(printable(text, one_line=True), markup=False, style=style)
 
     say(f"images: {rundir.images_dir}")
-    say(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))")
+    say(
+        f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM read_parquet('{rundir.log_dir}/*.parquet'))"
+    )
     reason = result.stop_reason
     if reason is None:
-        ended = "every job succeeded" if result.exit_code == EXIT_OK else (
-            f"finished; {result.tally.failed_jobs} job(s) failed for good "
-            f"(see `batchgen report {path}`)"
+        ended = (
+            "every job succeeded"
+            if result.exit_code == EXIT_OK
+            else (
+                f"finished; {result.tally.failed_jobs} job(s) failed for good "
+                f"(see `batchgen report {path}`)"
+            )
         )
         say(f"ended:  {ended}")
         return
@@ -318,8 +334,9 @@ def make_console(*, stderr: bool = False) -> Console:
     return Console(highlight=False, soft_wrap=True, file=stream, width=width)
 
 
-def finish(console: Console, rundir: RunDir, result: SessionResult, budget: Budget | None,
-           *, quiet: bool) -> None:
+def finish(
+    console: Console, rundir: RunDir, result: SessionResult, budget: Budget | None, *, quiet: bool
+) -> None:
     """The end-of-session summary (the report's short form), then the final lines."""
     if not quiet:
         from batchgen.cli.report import print_run_summary

@@ -243,8 +243,11 @@ def _mask_problems(mask: InputImage, first: InputImage | None) -> list[str]:
     size = os.stat(mask.path or "").st_size
     if size >= MAX_DALLE2_BYTES:
         return [f'mask "{mask.ref}" is {size / 1e6:.1f} MB; masks must be under 4 MB']
-    if first is not None and first.kind == "path" and first.width and (
-        (mask.width, mask.height) != (first.width, first.height)
+    if (
+        first is not None
+        and first.kind == "path"
+        and first.width
+        and ((mask.width, mask.height) != (first.width, first.height))
     ):
         msg = (
             f'mask "{mask.ref}" is {mask.width}x{mask.height} but the first image '
@@ -314,8 +317,8 @@ def portable_body(body: dict[str, Any], inputs: tuple[InputImage, ...]) -> dict[
     for key in ("image", "images"):
         if key in out:
             value = out[key]
-            out[key] = [fix("image", v) for v in value] if isinstance(value, list) else fix(
-                "image", value
+            out[key] = (
+                [fix("image", v) for v in value] if isinstance(value, list) else fix("image", value)
             )
     if "mask" in out:
         out["mask"] = fix("mask", out["mask"])

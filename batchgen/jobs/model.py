@@ -63,7 +63,7 @@ class Job:
         body: dict[str, Any],
         inputs: tuple[InputImage, ...] = (),
         vars: dict[str, str] | None = None,
-    ) -> "Job":
+    ) -> Job:
         fp = fingerprint(body, tuple(i.log_hash for i in inputs))
         return cls(id=id, line=line, body=body, fingerprint=fp, inputs=inputs, vars=vars)
 

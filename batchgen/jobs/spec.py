@@ -146,8 +146,10 @@ def load_spec(path: Path) -> Spec:
     names = spec.variables
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        bad("matrix" if "matrix" in data else "zip",
-            f"variable(s) {', '.join(dupes)} defined twice: each variable comes from one place")
+        bad(
+            "matrix" if "matrix" in data else "zip",
+            f"variable(s) {', '.join(dupes)} defined twice: each variable comes from one place",
+        )
     if isinstance(spec.template.get("prompt"), str):
         spec.variants = _variants(spec.template["prompt"])
         names = spec.variables

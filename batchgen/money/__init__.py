@@ -6,7 +6,7 @@ quote ``plan`` and ``run`` show, and the hard budget cap.
     image_usd(prices, model, quality, size) -> usd | None        (one image's output, auto resolved)
     check_job(prices, job) -> list[str]
     quote(jobs, prices, rpm=, ipm=, concurrency=, assume_latency=) -> Quote
-    format_quote(quote) -> str ; quote_renderable(quote) ; quote_to_dict(quote)
+    quote_to_dict(quote) -> dict      (the terminal rendering is batchgen.cli.quote)
     Budget(cap_usd, spent_before, prices, price_per_image) .reserve(job) -> Reservation | None
 """
 
@@ -24,8 +24,7 @@ from batchgen.money.cost import (
     worst_case_usd,
 )
 from batchgen.money.load import PricesError, load_prices
-from batchgen.money.quote import Quote, QuoteLine, WallTime, quote
-from batchgen.money.render import format_quote, quote_renderable, quote_to_dict
+from batchgen.money.quote import Quote, QuoteLine, WallTime, quote, quote_to_dict
 from batchgen.money.table import Constraints, ModelPrice, PriceTable
 
 __all__ = [
@@ -47,11 +46,9 @@ __all__ = [
     "check_job",
     "cost_of_attempt",
     "estimate_job",
-    "format_quote",
     "image_usd",
     "load_prices",
     "quote",
-    "quote_renderable",
     "quote_to_dict",
     "worst_case_usd",
 ]

@@ -34,7 +34,8 @@ def batch_price(entry: ModelPrice) -> ModelPrice | None:
             scaled[key] = value * rate
     if entry.per_image:
         scaled["per_image"] = {
-            q: {s: usd * rate for s, usd in by_size.items()} for q, by_size in entry.per_image.items()
+            q: {s: usd * rate for s, usd in by_size.items()}
+            for q, by_size in entry.per_image.items()
         }
     return dataclasses.replace(
         entry, source=entry.batch_source or entry.source, as_of=entry.batch_as_of or entry.as_of,

@@ -39,7 +39,7 @@ def _to_nano(usd: float) -> int:
 class Reservation:
     """Money held for one job until it is settled (once)."""
 
-    __slots__ = ("_budget", "job_id", "model", "amount_nano", "settled")
+    __slots__ = ("_budget", "amount_nano", "job_id", "model", "settled")
 
     def __init__(self, budget: Budget, job_id: str, model: str | None, amount_nano: int) -> None:
         self._budget = budget
@@ -148,7 +148,9 @@ class Budget:
             self._reserved += amount
         return Reservation(self, label, None, amount)
 
-    def exhausted_message(self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None) -> str:
+    def exhausted_message(
+        self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None
+    ) -> str:
         """What happened and how to continue, for the end of a run stopped by the cap."""
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
@@ -184,9 +186,13 @@ class Budget:
                 msg = f"reservation for job {reservation.job_id} was settled twice (a pool bug)"
                 raise BudgetError(msg)
             reservation.settled = True
-            actual = reservation.amount_nano if actual_usd is None else _to_nano(max(actual_usd, 0.0))
+            actual = (
+                reservation.amount_nano if actual_usd is None else _to_nano(max(actual_usd, 0.0))
+            )
             self._reserved -= reservation.amount_nano
             self._spent += actual
             if actual > reservation.amount_nano > 0:
                 ratio = actual / reservation.amount_nano
-                self._overrun[reservation.model] = max(self._overrun.get(reservation.model, 1.0), ratio)
+                self._overrun[reservation.model] = max(
+                    self._overrun.get(reservation.model, 1.0), ratio
+                )

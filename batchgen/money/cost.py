@@ -89,7 +89,9 @@ def usage_cost(entry: ModelPrice, usage: Usage) -> float:
     ) / 1e6
 
 
-def image_usd(prices: PriceTable, model: str | None, quality: str | None, size: str | None) -> float | None:
+def image_usd(
+    prices: PriceTable, model: str | None, quality: str | None, size: str | None
+) -> float | None:
     """USD for one image's output alone (what a cheaper quality or model changes), with ``auto``
     resolved as the quote resolves it; None when the table cannot say."""
     entry = prices.get(model)
@@ -249,4 +251,3 @@ def _output_only(entry: ModelPrice, job: Job, quality: str, size: str) -> float 
         return None if tokens is None else entry.image_output_usd(tokens) * job.n
     price = entry.image_price(quality, size)
     return None if price is None else price * job.n
-

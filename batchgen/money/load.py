@@ -31,7 +31,9 @@ _SECTIONS = ("models", "output_tokens", "constraints")
 _TOKEN_RATES = ("text_input_per_1m", "image_input_per_1m", "image_output_per_1m")
 _CACHED_RATES = ("cached_text_input_per_1m", "cached_image_input_per_1m")
 _COMMON_KEYS = {"billing", "source", "as_of", "constraints", "note"} | {
-    "batch_rate", "batch_source", "batch_as_of",
+    "batch_rate",
+    "batch_source",
+    "batch_as_of",
 }
 _CHAT_RATES = ("input_per_1m", "output_per_1m")
 _MODEL_KEYS = {
@@ -127,7 +129,9 @@ def _merge_layer(
                 continue
             old = merged[section].get(name)
             replace_whole = old is None or (
-                section == "models" and "billing" in entry and entry["billing"] != old.get("billing")
+                section == "models"
+                and "billing" in entry
+                and entry["billing"] != old.get("billing")
             )
             # a changed billing kind leaves no shipped key meaningful, so the entry is replaced
             merged[section][name] = dict(entry) if replace_whole else {**old, **entry}
@@ -195,7 +199,13 @@ class _Checker:
         if isinstance(as_of, dt.date):
             as_of = as_of.isoformat()
         if not isinstance(as_of, str) or not as_of.strip():
-            self.fail("models", name, ".as_of", 'must be the date the price was read, e.g. "2025-10-01"', as_of)
+            self.fail(
+                "models",
+                name,
+                ".as_of",
+                'must be the date the price was read, e.g. "2025-10-01"',
+                as_of,
+            )
         constraints = None
         if "constraints" in raw:
             constraints = self.constraints_ref(name, raw["constraints"])
@@ -240,7 +250,13 @@ class _Checker:
             return {}
         rate = raw["batch_rate"]
         if not _is_amount(rate) or rate > 1:
-            self.fail("models", name, ".batch_rate", "must be a fraction of the live price in [0, 1], e.g. 0.5", rate)
+            self.fail(
+                "models",
+                name,
+                ".batch_rate",
+                "must be a fraction of the live price in [0, 1], e.g. 0.5",
+                rate,
+            )
             return {}
         out: dict[str, Any] = {"batch_rate": float(rate)}
         for key in ("batch_source", "batch_as_of"):
@@ -248,7 +264,13 @@ class _Checker:
             if isinstance(value, dt.date):
                 value = value.isoformat()
             if not isinstance(value, str) or not value.strip():
-                self.fail("models", name, f".{key}", "must say where the batch price comes from and when", value)
+                self.fail(
+                    "models",
+                    name,
+                    f".{key}",
+                    "must say where the batch price comes from and when",
+                    value,
+                )
             else:
                 out[key] = value
         return out
@@ -272,7 +294,9 @@ class _Checker:
                     value = self.amount("models", name, f'{where}."{size}"', price)
                     table[quality][size] = value or 0.0
             else:
-                self.fail("models", name, where, "must be a price or a table size -> price", by_size)
+                self.fail(
+                    "models", name, where, "must be a price or a table size -> price", by_size
+                )
         return table
 
     def size_key(self, section: str, name: str, where: str, size: str) -> None:
@@ -282,8 +306,11 @@ class _Checker:
     def output_tokens_ref(self, name: str, ref: Any) -> dict[str, dict[str, int]]:
         if not isinstance(ref, str):
             self.fail(
-                "models", name, ".output_tokens",
-                'must name an [output_tokens."NAME"] table (tokens per image for quoting)', ref,
+                "models",
+                name,
+                ".output_tokens",
+                'must name an [output_tokens."NAME"] table (tokens per image for quoting)',
+                ref,
             )
             return {}
         if ref not in self.merged["output_tokens"]:
@@ -302,7 +329,9 @@ class _Checker:
         table: dict[str, dict[str, int]] = {}
         for quality, by_size in raw.items():
             if not isinstance(by_size, dict) or not by_size:
-                self.fail("output_tokens", ref, f".{quality}", "must be a table size -> tokens", by_size)
+                self.fail(
+                    "output_tokens", ref, f".{quality}", "must be a table size -> tokens", by_size
+                )
                 continue
             table[quality] = {}
             for size, tokens in by_size.items():
@@ -318,7 +347,11 @@ class _Checker:
         if not isinstance(ref, str) or ref not in self.merged["constraints"]:
             known = ", ".join(sorted(self.merged["constraints"])) or "none"
             self.fail(
-                "models", name, ".constraints", f'must name a [constraints."NAME"] table (known: {known})', ref
+                "models",
+                name,
+                ".constraints",
+                f'must name a [constraints."NAME"] table (known: {known})',
+                ref,
             )
             return None
         if ref not in self._constraints:

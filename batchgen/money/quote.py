@@ -17,9 +17,11 @@ assumption, so the figure is a floor for planning, not a promise.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from batchgen.jobs.model import Job
 from batchgen.money.cost import SOURCE_TABLE, SOURCE_UNKNOWN, estimate_job
@@ -45,7 +47,9 @@ class QuoteLine:
 
     @property
     def is_range(self) -> bool:
-        return self.low_usd is not None and self.high_usd is not None and self.low_usd < self.high_usd
+        return (
+            self.low_usd is not None and self.high_usd is not None and self.low_usd < self.high_usd
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +152,12 @@ class Quoter:
             expected_usd=math.fsum(line.expected_usd or 0.0 for line in priced),
             high_usd=math.fsum(line.high_usd or 0.0 for line in priced),
             wall=min_wall_time(
-                self._requests, self._images, self._latency_sum,
-                rpm=rpm, ipm=ipm, concurrency=concurrency,
+                self._requests,
+                self._images,
+                self._latency_sum,
+                rpm=rpm,
+                ipm=ipm,
+                concurrency=concurrency,
             ),  # fmt: skip
             unknown_models=tuple(sorted(unknown)),
             price_files=prices.files,
@@ -209,7 +217,9 @@ def _latency(prices: PriceTable, model: str | None, assume: float | None) -> flo
 def _line(prices: PriceTable, key: tuple[str, str, str], group: _Group) -> QuoteLine:
     model, quality, size = key
     if not group.priced:
-        return QuoteLine(model, quality, size, group.jobs, group.images, None, None, None, SOURCE_UNKNOWN)
+        return QuoteLine(
+            model, quality, size, group.jobs, group.images, None, None, None, SOURCE_UNKNOWN
+        )
     return QuoteLine(
         model,
         quality,
@@ -227,10 +237,21 @@ def _line(prices: PriceTable, key: tuple[str, str, str], group: _Group) -> Quote
 def _assumption(prices: PriceTable, model: str, quality: str, size: str) -> str:
     entry = prices.get(model)
     if entry is None:
-        return f"--price-per-image ${prices.fallback_per_image}" if prices.fallback_per_image else ""
+        return (
+            f"--price-per-image ${prices.fallback_per_image}" if prices.fallback_per_image else ""
+        )
     said = []
     if quality not in entry.known_qualities() and len(entry.known_qualities()) > 1:
         said.append(f"quality {quality} quoted as {entry.auto_quality}")
     if size == AUTO:
         said.append(f"size auto quoted as {entry.auto_size}")
     return "; ".join(said)
+
+
+def quote_to_dict(quote: Quote) -> dict[str, Any]:
+    """JSON-ready: every figure of the quote, with ``is_range`` per line."""
+    data = dataclasses.asdict(quote)
+    for line, raw in zip(quote.lines, data["lines"], strict=True):
+        raw["is_range"] = line.is_range
+    data["complete"] = quote.complete
+    return data

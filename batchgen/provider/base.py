@@ -6,16 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from batchgen.images import ImageData
 from batchgen.jobs.model import Job
 
+__all__ = ["DEFAULT_BASE_URL", "GenerateResult", "ImageData", "Provider", "Usage"]
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageData:
-    data: bytes
-    ext: str  # "png", "jpeg", "webp", "gif"
-    revised_prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

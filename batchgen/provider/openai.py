@@ -124,7 +124,9 @@ class OpenAIImages:
                             "(after decompression): refused, not read to the end"
                         )
                         raise AttemptError(
-                            ErrorClass.INVALID_RESPONSE, msg, http_status=200,
+                            ErrorClass.INVALID_RESPONSE,
+                            msg,
+                            http_status=200,
                             request_id=self._text(headers.get("x-request-id"), 200),
                         )
             if status != 200:
@@ -208,7 +210,9 @@ class OpenAIImages:
             raise invalid("the 200 answer has no images (`data` is missing or empty)")
         if len(data) > job.n:
             # only what was asked for is decoded and saved (and priced by the table)
-            notes.append(f"the answer held {len(data)} images for n={job.n}: kept the first {job.n}")
+            notes.append(
+                f"the answer held {len(data)} images for n={job.n}: kept the first {job.n}"
+            )
             data = data[: job.n]
         images = []
         for i, item in enumerate(data):

@@ -28,10 +28,10 @@ from typing import Any
 
 import anyio
 
-from batchgen.control import RunControl
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits.stop import RunControl
 from batchgen.provider.base import GenerateResult, Provider
 
 

@@ -64,7 +64,11 @@ class ClipScorer:
                 images.append(img.convert("RGB"))
         prompts = [p for p, _ in pairs]
         inputs: Any = self.processor(
-            text=prompts, images=images, return_tensors="pt", padding=True, truncation=True,
+            text=prompts,
+            images=images,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
         )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.no_grad():

@@ -21,7 +21,9 @@ MIN_IMAGES = 3  # a setting needs this many scored images before it is compared
 WEAKEST_SHOWN = 12
 
 
-def _setting_of_images(run_dir: Path) -> tuple[dict[str, tuple[Any, ...]], dict[tuple, list[float]]]:
+def _setting_of_images(
+    run_dir: Path,
+) -> tuple[dict[str, tuple[Any, ...]], dict[tuple, list[float]]]:
     """image path → (model, quality, size, prompt); (model, quality, size) → [cost, images]."""
     from batchgen.runlog.reader import read_log
 
@@ -57,8 +59,10 @@ def quality_figures(run_dir: Path | str) -> dict[str, Any] | None:
     best: dict[str, dict[str, Any]] = {}
     for r in ok:
         cur = best.get(r["job_id"])
-        if cur is None or r["score"] > cur["score"] or (
-            r["score"] == cur["score"] and (r["round"] or 1) < (cur["round"] or 1)
+        if (
+            cur is None
+            or r["score"] > cur["score"]
+            or (r["score"] == cur["score"] and (r["round"] or 1) < (cur["round"] or 1))
         ):
             best[r["job_id"]] = r
     best_paths = {r["image_path"] for r in best.values()}
@@ -87,9 +91,13 @@ def quality_figures(run_dir: Path | str) -> dict[str, Any] | None:
         "distribution": distribution,
         "weakest": [
             {
-                "job_id": r["job_id"], "image_path": r["image_path"], "score": r["score"],
-                "defects": list(r["defects"] or []), "reasons": r["reasons"] or "",
-                "round": r["round"] or 1, "best": r["image_path"] in best_paths,
+                "job_id": r["job_id"],
+                "image_path": r["image_path"],
+                "score": r["score"],
+                "defects": list(r["defects"] or []),
+                "reasons": r["reasons"] or "",
+                "round": r["round"] or 1,
+                "best": r["image_path"] in best_paths,
                 "prompt": (by_path.get(r["image_path"]) or (None,) * 4)[3],
             }
             for r in weakest
@@ -114,7 +122,9 @@ def by_setting(
             continue
         groups.setdefault(found[:3], []).append(r["score"])
     out = []
-    for (model, quality, size), scores in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for (model, quality, size), scores in sorted(
+        groups.items(), key=lambda kv: tuple(map(str, kv[0]))
+    ):
         cost, images = costs.get((model, quality, size), [0.0, 0])
         out.append({
             "model": model, "quality": quality, "size": size,
@@ -154,8 +164,11 @@ def cheaper_settings(groups: list[dict[str, Any]], margin: float = MARGIN) -> li
             f"{_label(cheap, pair)} averaged {cheap['mean_score']:.1f} at "
             f"${cheap['cost_per_image_usd']:.4f}/image, {_label(dear, pair)} "
             f"{dear['mean_score']:.1f} at ${dear['cost_per_image_usd']:.4f} ({dear['size']}): "
-            + (f"within {margin:g} points" if cheap["mean_score"] < dear["mean_score"]
-               else "as good or better")
+            + (
+                f"within {margin:g} points"
+                if cheap["mean_score"] < dear["mean_score"]
+                else "as good or better"
+            )
             + f", {_label(cheap, pair)} would have saved "
             f"${saving:.4f} per image (${saving * dear['images']:.2f} on this run's "
             f"{dear['images']} {_label(dear, pair)} images)"

@@ -28,8 +28,10 @@ def best_per_job(run_dir: Path, scorer: str) -> dict[str, dict[str, Any]]:
         if r["status"] != "ok" or r["score"] is None:
             continue
         cur = best.get(r["job_id"])
-        if cur is None or r["score"] > cur["score"] or (
-            r["score"] == cur["score"] and (r["round"] or 1) < cur["round"]
+        if (
+            cur is None
+            or r["score"] > cur["score"]
+            or (r["score"] == cur["score"] and (r["round"] or 1) < cur["round"])
         ):
             best[r["job_id"]] = {
                 "image_path": r["image_path"], "score": r["score"], "round": r["round"] or 1,
@@ -44,7 +46,9 @@ def weakest(run_dir: Path, scorer: str, k: int) -> list[dict[str, Any]]:
 
 
 def weak_jobs(run_dir: Path, scorer: str, threshold: float) -> dict[str, float]:
-    return {j: b["score"] for j, b in best_per_job(run_dir, scorer).items() if b["score"] < threshold}
+    return {
+        j: b["score"] for j, b in best_per_job(run_dir, scorer).items() if b["score"] < threshold
+    }
 
 
 _TAG = re.compile(r"~r(\d+)_\d+\.")
@@ -93,7 +97,7 @@ def regenerate(
     from batchgen.jobs import iter_jobs
     from batchgen.quality.session import score_run
     from batchgen.quality.store import load_scorer
-    from batchgen.rundir import redact_argv
+    from batchgen.runlog.rundir import redact_argv
 
     threshold = float(args.regenerate_below)
     spec = scorer_spec(args, load_scorer(rundir.path), manifest.get("settings") or {})
@@ -127,7 +131,9 @@ def regenerate(
 
     result = score()
     if result.stop_reason is not None:
-        console.print(f"[yellow]scoring stopped ({result.stop_reason.value}): {result.stop_message}[/]")
+        console.print(
+            f"[yellow]scoring stopped ({result.stop_reason.value}): {result.stop_message}[/]"
+        )
         return EXIT_STOPPED
     rounds = 0
     for _ in range(max_rounds):

@@ -22,11 +22,12 @@ from typing import Any, Protocol
 import anyio
 from tenacity import RetryCallState, wait_random_exponential
 
-from batchgen.control import PoolSettings, RunControl
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.limits import RateLimiter
+from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable
 from batchgen.quality.store import ScoreStore, read_scores
+from batchgen.run.control import PoolSettings
 from batchgen.runlog.reader import read_log
 
 JOURNAL_PREFIX = "judge-sent-"
@@ -53,7 +54,7 @@ class ImageItem:
 
 def image_round(job_id: str, image_path: str) -> int:
     """1 for ``<job>_<i>.ext``; r for a regeneration's ``<job>~r<r>_<i>.ext``."""
-    rest = Path(image_path).name[len(job_id):]
+    rest = Path(image_path).name[len(job_id) :]
     if rest.startswith("~r"):
         digits = rest[2:].split("_", 1)[0]
         if digits.isdigit():
@@ -98,8 +99,10 @@ def to_score(run_dir: Path, scorer: str, rescore: bool = False) -> tuple[list[Im
     ok = {
         f"{p}\t{s}"
         for p, s, st in zip(
-            done["image_path"].to_pylist(), done["image_sha256"].to_pylist(),
-            done["status"].to_pylist(), strict=True,
+            done["image_path"].to_pylist(),
+            done["image_sha256"].to_pylist(),
+            done["status"].to_pylist(),
+            strict=True,
         )  # fmt: skip
         if st == "ok"
     }
@@ -197,7 +200,9 @@ class JudgePool:
         self.settings = settings
         self.control = control
         self.entry = prices.get(judge.model) if prices is not None else None
-        prior = self.entry.chat_usd(2000, 300) if self.entry and self.entry.billing == "chat" else 0.01
+        prior = (
+            self.entry.chat_usd(2000, 300) if self.entry and self.entry.billing == "chat" else 0.01
+        )
         self.budget = _JudgeBudget(cap_usd, prior)
         self.tally = ScoreTally()
         self.on_progress = on_progress
@@ -219,7 +224,7 @@ class JudgePool:
         ), "usage"
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
-        from batchgen.pool import _watch_stall
+        from batchgen.run.pool import _watch_stall
 
         self.scorer_id = scorer_id
         send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)
@@ -265,7 +270,9 @@ class JudgePool:
                     self.on_progress(self.tally)
 
     async def _judge_one(self, item: ImageItem) -> dict[str, Any] | None:
-        data = await anyio.to_thread.run_sync((self.store.folder.parent / item.image_path).read_bytes)
+        data = await anyio.to_thread.run_sync(
+            (self.store.folder.parent / item.image_path).read_bytes
+        )
         ext = Path(item.image_path).suffix.lstrip(".")
         failures, number, billed, started = 0, 0, 0.0, time.time()
         unknown = False

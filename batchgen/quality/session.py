@@ -18,8 +18,8 @@ from typing import Any
 
 import anyio
 
-from batchgen.control import RunControl
 from batchgen.errors import ErrorClass
+from batchgen.limits.stop import RunControl
 from batchgen.quality.judge import DEFAULT_RUBRIC, OpenAIJudge, rubric_id
 from batchgen.quality.score import (
     JudgePool,
@@ -113,7 +113,10 @@ async def score_run(
                 adapt=values.get("adaptive", True),
                 max_pause_s=float(values.get("max_pause") or 300.0),
             )  # fmt: skip
-            async with _base_url(connection, sim_config) as base_url, anyio.create_task_group() as tg:
+            async with (
+                _base_url(connection, sim_config) as base_url,
+                anyio.create_task_group() as tg,
+            ):
                 judge = OpenAIJudge(
                     base_url, connection.api_key, spec.model, rubric=spec.rubric,
                     detail=spec.detail, connections=settings.concurrency + 4,

@@ -100,9 +100,7 @@ def scores_cost(run_dir: Path | str) -> float:
     return float(sum(c for c in table["cost_usd"].to_pylist() if c))
 
 
-def read_scores(
-    run_dir: Path | str, scorer: str | None = None, *, latest: bool = True
-) -> pa.Table:
+def read_scores(run_dir: Path | str, scorer: str | None = None, *, latest: bool = True) -> pa.Table:
     """Every score row (the last per image and scorer), optionally of one scorer;
     ``latest=False``: every row ever written."""
     paths = visible_files(scores_dir(run_dir))

@@ -12,9 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # a report is written on servers and in CI: never ask for a display
 
-import matplotlib.pyplot as plt  # noqa: E402 - must follow the backend choice
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 COLORS = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea")
 Draw = Callable[[Any, list[dict[str, Any]]], None]

@@ -66,7 +66,7 @@ def edit_pairs_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -
     return (
         "<h2>Edits: input → output</h2>"
         '<table class="pairs"><thead><tr><th>job</th><th>input</th><th></th><th>output</th>'
-        f'</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -85,7 +85,9 @@ def grid_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
             parts = []
             for j in jobs:
                 if j["state"] == "succeeded":
-                    parts += [_img(run_dir / p, out_dir, thumb, e, j["job_id"]) for p in j["images"]]
+                    parts += [
+                        _img(run_dir / p, out_dir, thumb, e, j["job_id"]) for p in j["images"]
+                    ]
                 else:
                     why = f": {j['error_class']}" if j.get("error_class") else ""
                     parts.append(
@@ -98,5 +100,5 @@ def grid_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
     return (
         f"<h2>Grid: {e(g['rows'])} × {e(g['cols'])}</h2>"
         f'<table class="grid"><thead><tr><th></th>{head}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table>'
+        f"<tbody>{''.join(body)}</tbody></table>"
     )

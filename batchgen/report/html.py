@@ -16,7 +16,6 @@ from PIL import Image
 
 from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
 from batchgen.report.charts import charts
-from batchgen.report.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.report.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -25,6 +24,7 @@ from batchgen.report.figures import (
     delta_text,
     pct,
 )
+from batchgen.report.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.report.markdown import RATING_KEYS
 
 THUMB_PX = 160
@@ -231,7 +231,7 @@ def _quality(r: dict[str, Any], out_dir: Path) -> str:
         figures.append(
             f'<figure><a href="{e(href)}" class="flag">{pic}</a>'
             f'<figcaption title="{e(w["prompt"] or "")}"><b>{w["score"]:.1f}</b>'
-            f'{" (best of its job)" if w["best"] else ""} {e(w["job_id"])}<br>'
+            f"{' (best of its job)' if w['best'] else ''} {e(w['job_id'])}<br>"
             f"{e(w['reasons'])}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
             "</figcaption></figure>"
         )
@@ -247,7 +247,8 @@ def _quality(r: dict[str, Any], out_dir: Path) -> str:
         f"{e(by_key('cost_usd_total').fmt(q['scoring_cost_usd']))} "
         f"({q['scoring_requests']:,} requests).</p>"
         + f"<h3>Score distribution</h3>{bars}"
-        + "<h3>Score by setting</h3>" + by
+        + "<h3>Score by setting</h3>"
+        + by
         + (f"<ul>{cheaper}</ul>" if cheaper else "")
         + "<h3>Weakest images</h3>"
         + (f'<div class="sheet">{"".join(figures)}</div>' if figures else "<p>None.</p>")

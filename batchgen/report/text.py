@@ -184,8 +184,14 @@ def quality_tables(q: dict[str, Any]) -> list[Any]:
                 "cost / image")  # fmt: skip
     for g in q["by_setting"]:
         per = g["cost_per_image_usd"]
-        by.add_row(str(g["model"]), str(g["quality"]), str(g["size"]), str(g["images_scored"]),
-                   f"{g['mean_score']:.2f}", f"${per:.4f}" if per is not None else "n/a")
+        by.add_row(
+            str(g["model"]),
+            str(g["quality"]),
+            str(g["size"]),
+            str(g["images_scored"]),
+            f"{g['mean_score']:.2f}",
+            f"${per:.4f}" if per is not None else "n/a",
+        )
     weak = _table("Weakest images", "score", "image", "best?", "reasons / defects")
     for w in q["weakest"]:
         why = w["reasons"] + (f" [{'; '.join(w['defects'])}]" if w["defects"] else "")
@@ -309,8 +315,7 @@ def summary(report: dict[str, Any]) -> Group:
     if len(by_model) > 1:
         shown = sorted(by_model.items(), key=lambda kv: -kv[1])
         line.append(
-            "\nby model: "
-            + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
+            "\nby model: " + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
         )
     parts: list[Any] = [line]
     for r in report["recommendations"][:3]:

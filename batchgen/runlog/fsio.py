@@ -12,12 +12,15 @@ from typing import BinaryIO
 
 from batchgen import faultpoints
 
-
 # a temp file is always a new regular file of ours: never an existing file, never a symlink
 # (a link planted at the temp name must not make us write outside the run directory)
 EXCLUSIVE = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
 )
 
 

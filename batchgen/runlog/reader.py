@@ -44,7 +44,7 @@ def log_files(log_dir: Path | str) -> list[Path]:
 def read_log(
     run_dir_or_log_dir: Path | str,
     columns: list[str] | None = None,
-    filter: pc.Expression | None = None,  # noqa: A002 - pyarrow's own name for it
+    filter: pc.Expression | None = None,
 ) -> pa.Table:
     """The log as one table, rows in write order. ``columns`` limits what is read from disk;
     ``filter`` is a pyarrow expression (``pc.field("status") == "ok"``) pushed into the scan."""
@@ -69,9 +69,7 @@ def read_log(
             return dataset.to_table(columns=columns, filter=filter)
         except (FileNotFoundError, OSError, pa.ArrowException, ValueError) as e:
             # a damaged file (truncated by hand, a disk fault): read around it, say so once
-            bad = [] if isinstance(e, FileNotFoundError) else files.find_damaged(
-                paths, deep=True
-            )
+            bad = [] if isinstance(e, FileNotFoundError) else files.find_damaged(paths, deep=True)
             if bad:
                 skip.update(bad)
                 _warn_damaged(bad)

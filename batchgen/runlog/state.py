@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.errors import Action, ErrorClass
-from batchgen.rundir import RunDir
+from batchgen.runlog.journal import journal_path
 from batchgen.runlog.orphans import Orphan, find_orphans
 from batchgen.runlog.reader import read_log, resolve_log_dir
-from batchgen.runlog.journal import journal_path
+from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import inflight_path
 
 __all__ = [

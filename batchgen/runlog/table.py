@@ -114,9 +114,7 @@ def _timestamps_from_buffers(values: list[Any]) -> pa.Array | None:
 
 
 def _exact_as_float(values: list[Any], types: set[type]) -> bool:
-    return int not in types or all(
-        -_EXACT_INT <= v <= _EXACT_INT for v in values if type(v) is int
-    )
+    return int not in types or all(-_EXACT_INT <= v <= _EXACT_INT for v in values if type(v) is int)
 
 
 def _bools(values: Sequence[bool | None], has_none: bool) -> pa.Array:

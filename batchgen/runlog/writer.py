@@ -196,7 +196,7 @@ class RunLogWriter:
                 return
             try:
                 self._flush_once()
-            except Exception as e:  # noqa: BLE001 - kept and re-raised by flush()/close()
+            except Exception as e:
                 log.error("run log flush failed (will retry): %s", e)
 
     def _flush_once(self) -> None:
@@ -227,8 +227,10 @@ class RunLogWriter:
                 raise RunLogError(msg, e, len(self._rows)) from e
             self.last_error = None
             self.last_flush_s = time.perf_counter() - start
-            if renamed and self._compact_every and self._parts_since_compact() >= (
-                self._compact_every
+            if (
+                renamed
+                and self._compact_every
+                and self._parts_since_compact() >= (self._compact_every)
             ):
                 try:
                     self._compact_parts()

@@ -238,7 +238,9 @@ class SimBatches:
             raise ApiError(400, "metadata: at most 16 string values.", param="metadata")
         source = self.files.get(str(body.get("input_file_id")))
         if source is None or source.data is None or source.purpose != "batch":
-            msg = f"No batch input file {body.get('input_file_id')!r} (upload it with purpose batch)."
+            msg = (
+                f"No batch input file {body.get('input_file_id')!r} (upload it with purpose batch)."
+            )
             raise ApiError(400, msg, param="input_file_id")
         lines, errors = self._parse(source.data, endpoint)
         number = len(self.batches) + 1
@@ -445,7 +447,9 @@ class SimBatches:
         }  # fmt: skip
 
 
-def _page(items: list[Any], request: web.Request, *, default_limit: int, max_limit: int) -> tuple[list[Any], bool]:
+def _page(
+    items: list[Any], request: web.Request, *, default_limit: int, max_limit: int
+) -> tuple[list[Any], bool]:
     try:
         limit = min(max(int(request.query.get("limit", default_limit)), 1), max_limit)
     except ValueError:

@@ -55,11 +55,17 @@ def verdict(image: bytes) -> dict[str, Any]:
     """The judge's answer for these image bytes (what a test can recompute)."""
     mark = read_mark(image)
     if mark is None:
-        return {"score": 5, "defects": ["not an image the simulator rendered"],
-                "reasons": "No simulator mark: the simulator cannot tell what it shows."}
+        return {
+            "score": 5,
+            "defects": ["not an image the simulator rendered"],
+            "reasons": "No simulator mark: the simulator cannot tell what it shows.",
+        }
     if mark.get("wrong") == "1":
-        return {"score": 2, "defects": ["the subject the prompt asks for is missing"],
-                "reasons": "The image does not show what the prompt describes."}
+        return {
+            "score": 2,
+            "defects": ["the subject the prompt asks for is missing"],
+            "reasons": "The image does not show what the prompt describes.",
+        }
     share, common, other = _BASE_SCORE.get(mark.get("quality") or "", (1.0, 8, 8))
     u = int.from_bytes(hashlib.sha256(image).digest()[:8], "little") / float(1 << 64)
     score = common if u < share else other
@@ -76,7 +82,7 @@ def image_tokens(image: bytes, detail: str) -> int:
 
         with Image.open(io.BytesIO(image)) as img:
             w, h = img.size
-    except Exception:  # noqa: BLE001
+    except Exception:
         w = h = 512
     return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
 
@@ -221,9 +227,14 @@ def _content(messages: Any) -> tuple[str, bytes, str]:
                 try:
                     image = base64.b64decode(data, validate=True)
                 except (binascii.Error, ValueError) as exc:
-                    raise ApiError(400, f"Invalid base64 image data: {exc}",
-                                   param="messages", code="invalid_image_format") from exc
+                    raise ApiError(
+                        400,
+                        f"Invalid base64 image data: {exc}",
+                        param="messages",
+                        code="invalid_image_format",
+                    ) from exc
     if image is None:
-        raise ApiError(400, "No image_url part in the messages: nothing to judge.",
-                       param="messages")
+        raise ApiError(
+            400, "No image_url part in the messages: nothing to judge.", param="messages"
+        )
     return "\n".join(texts), image, detail

@@ -83,7 +83,9 @@ async def parse_edit(request: web.Request, extra_models: tuple[str, ...]) -> Edi
         raise _invalid("JSON edits support GPT image models only; send dall-e-2 as multipart.",
                        "model")  # fmt: skip
     if not images:
-        raise _invalid("Missing required parameter: 'image'.", "image", "missing_required_parameter")
+        raise _invalid(
+            "Missing required parameter: 'image'.", "image", "missing_required_parameter"
+        )
     most = 1 if dalle2 else MAX_IMAGES
     if len(images) > most:
         raise _invalid(f"Too many images: {len(images)} given, at most {most}.", "image")

@@ -49,8 +49,9 @@ class Rendered:
 def variant_of(prompt: str, index: int, variants: int) -> int:
     """Which picture a prompt gets (stable across runs, unlike ``hash()``); ``variants=0``
     gives every (prompt, index) a picture of its own, so a clean run has no duplicates."""
-    digest = hashlib.blake2b(f"{prompt}\x00{index if variants == 0 else ''}".encode(),
-                             digest_size=8).digest()
+    digest = hashlib.blake2b(
+        f"{prompt}\x00{index if variants == 0 else ''}".encode(), digest_size=8
+    ).digest()
     value = int.from_bytes(digest, "little")
     return value if variants == 0 else (value + index) % variants
 
@@ -154,9 +155,13 @@ def read_mark(data: bytes) -> dict[str, str] | None:
             text = img.info.get(MARK_KEY)
             for field in ("comment", "xmp"):  # JPEG comment, WebP XMP
                 raw = img.info.get(field)
-                if text is None and isinstance(raw, bytes) and raw.startswith(MARK_KEY.encode() + b":"):
+                if (
+                    text is None
+                    and isinstance(raw, bytes)
+                    and raw.startswith(MARK_KEY.encode() + b":")
+                ):
                     text = raw.split(b":", 1)[1].decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - anything Pillow cannot open has no mark
+    except Exception:
         return None
     if not isinstance(text, str):
         return None

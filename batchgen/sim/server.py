@@ -139,9 +139,7 @@ class SimServer:
         started = time.perf_counter()
         request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
         prompt = body.get("prompt") if isinstance(body, dict) else None
-        self.stats.record_received(
-            prompt if isinstance(prompt, str) else None, self._monotonic()
-        )
+        self.stats.record_received(prompt if isinstance(prompt, str) else None, self._monotonic())
         cap = self.config.max_concurrent
         if cap is not None and self.in_flight >= cap:
             # refused at once, with no hint: no retry-after, no x-ratelimit-*

@@ -80,7 +80,9 @@ class SimStats:
         with self._lock:
             self.chat_received += 1
 
-    def record_billed(self, endpoint: str, model: str, input_tokens: int, output_tokens: int) -> None:
+    def record_billed(
+        self, endpoint: str, model: str, input_tokens: int, output_tokens: int
+    ) -> None:
         with self._lock:
             entry = self.billed.setdefault(
                 f"{endpoint}:{model}", {"requests": 0, "input_tokens": 0, "output_tokens": 0}

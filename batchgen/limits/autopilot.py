@@ -68,7 +68,9 @@ _LIMIT_MSG = re.compile(
     r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
 )
 _KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
-_CONCURRENT_MSG = re.compile(r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE)
+_CONCURRENT_MSG = re.compile(
+    r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE
+)
 _KIND_OF = {"requests": REQUESTS, "rpm": REQUESTS, "images": IMAGES, "ipm": IMAGES,
             "tokens": REQUESTS, "tpm": REQUESTS}  # fmt: skip
 
@@ -207,9 +209,11 @@ class RateControl:
     @property
     def known(self) -> bool:
         """A real limit, not a guess: a flag, an announced limit, or two cuts at it."""
-        return not self.slow_start and (
-            self.source in ("flag", "headers") or self.losses >= 2
-        ) and math.isfinite(self.current)
+        return (
+            not self.slow_start
+            and (self.source in ("flag", "headers") or self.losses >= 2)
+            and math.isfinite(self.current)
+        )
 
     def learned(self) -> float | None:
         """The rate the provider sustains, as far as this run found out."""

@@ -27,13 +27,14 @@ from tenacity import (
 
 from batchgen import faultpoints
 from batchgen.clock import Clock
-from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import Provider, Usage
+from batchgen.run.control import PoolSettings, RowContext, Sink
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
@@ -125,7 +126,7 @@ class JobRunner:
         self.control = control
         self.clock = clock
         self.prices = prices
-        self.budget_gate = budget_gate  # batchgen.budget_gate.BudgetGate or None
+        self.budget_gate = budget_gate  # batchgen.run.budget_gate.BudgetGate or None
         self.inflight = inflight
         self.tally = tally
 
@@ -158,7 +159,9 @@ class JobRunner:
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
         except _OverBudget:
-            self.skip(job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message())
+            self.skip(
+                job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message()
+            )
         except AttemptError as exc:
             self._ended(job, exc, queued_at)
 
@@ -273,7 +276,9 @@ class JobRunner:
             image_paths=paths,
             image_count=len(paths),
             image_bytes=nbytes,
-            revised_prompt=next((i.revised_prompt for i in result.images if i.revised_prompt), None),
+            revised_prompt=next(
+                (i.revised_prompt for i in result.images if i.revised_prompt), None
+            ),
             cost_usd=cost,
             cost_source=source,
             request_id=result.request_id,
@@ -296,8 +301,12 @@ class JobRunner:
         if self.prices is not None:
             cost = cost_of_attempt(self.prices, tried.job, result.usage, len(result.images))[0]
         error = AttemptError(
-            ErrorClass.DISK, f"the image could not be saved: {exc}", code="image_not_saved",
-            request_id=result.request_id, billed_usd=cost or 0.0, usage=result.usage,
+            ErrorClass.DISK,
+            f"the image could not be saved: {exc}",
+            code="image_not_saved",
+            request_id=result.request_id,
+            billed_usd=cost or 0.0,
+            usage=result.usage,
         )
         cost = self._on_error(tried, error)
         if billed is not None:
@@ -311,7 +320,10 @@ class JobRunner:
             held = self.limiter.on_throttled(
                 ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
             )
-            if exc.retry_after_s is not None and exc.retry_after_s > held >= self.limiter.max_pause_s:
+            if (
+                exc.retry_after_s is not None
+                and exc.retry_after_s > held >= self.limiter.max_pause_s
+            ):
                 exc.message += f" [Retry-After {exc.retry_after_s:.0f}s capped to {held:.0f}s]"
             # never final: the job goes round again, or gets a pending row if the run stops
             return self._record_error(tried, exc, final=False)

@@ -1,5 +1,5 @@
 """The pool's gate: a pool-wide pause, a requests/min and an images/min bucket, and the in-flight
-slots, each moved by the autopilot (batchgen.autopilot) from what the provider answers.
+slots, each moved by the autopilot (batchgen.limits.autopilot) from what the provider answers.
 
     worker:  acquire(n)  → pause, then 1 request token and n image tokens (aiolimiter buckets)
              enter()     → an in-flight slot; the Ticket remembers how many were out at send
@@ -28,7 +28,8 @@ from typing import Any
 import anyio
 from aiolimiter import AsyncLimiter
 
-from batchgen.autopilot import (
+from batchgen.errors import parse_reset_duration
+from batchgen.limits.autopilot import (
     CONCURRENCY,
     IMAGES,
     REQUESTS,
@@ -37,7 +38,6 @@ from batchgen.autopilot import (
     RateControl,
     read_hint,
 )
-from batchgen.errors import parse_reset_duration
 
 DEFAULT_CONCURRENCY_CAP = 256  # in flight at most when --concurrency is not given
 FIXED_CONCURRENCY = 8  # with --no-adapt and no --concurrency (the old default)
@@ -357,8 +357,13 @@ class RateLimiter:
             "ipm_source": img.source if img else None,
             "concurrency": conc.learned(),
             "concurrency_source": (
-                "flag" if conc.fixed else "429" if conc.losses else
-                "latency" if conc.shrinks else None
+                "flag"
+                if conc.fixed
+                else "429"
+                if conc.losses
+                else "latency"
+                if conc.shrinks
+                else None
             ),
             "final_rpm": _round(req.current if req else None),
             "final_ipm": _round(img.current if img else None),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import anyio
 
-from batchgen.control import RunControl
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
+from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, Reservation
 
 

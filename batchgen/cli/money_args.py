@@ -27,19 +27,26 @@ def add_money_arguments(parser: argparse.ArgumentParser) -> None:
     """--prices, --max-cost, --price-per-image, --confirm-above, --yes."""
     group = parser.add_argument_group("cost")
     group.add_argument(
-        "--prices", metavar="FILE",
+        "--prices",
+        metavar="FILE",
         help="a TOML price table merged over the shipped one (add models, change prices)",
     )
     group.add_argument(
-        "--max-cost", metavar="USD", type=_usd,
+        "--max-cost",
+        metavar="USD",
+        type=_usd,
         help="hard budget: a job is not sent if its worst-case cost would pass this total",
     )
     group.add_argument(
-        "--price-per-image", metavar="USD", type=_usd,
+        "--price-per-image",
+        metavar="USD",
+        type=_usd,
         help="price of one image for models missing from the price table",
     )
     group.add_argument(
-        "--confirm-above", metavar="USD", type=_usd,
+        "--confirm-above",
+        metavar="USD",
+        type=_usd,
         help="ask before starting when the quote's high estimate is above this",
     )
     group.add_argument("--yes", action="store_true", help="do not ask, start at once")

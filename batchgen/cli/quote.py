@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from typing import Any
 
@@ -89,15 +88,6 @@ def format_quote(quote: Quote, *, width: int = 110) -> str:
     console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
     console.print(quote_renderable(quote))
     return buffer.getvalue()
-
-
-def quote_to_dict(quote: Quote) -> dict[str, Any]:
-    """JSON-ready: every figure of the quote, with ``is_range`` per line."""
-    data = dataclasses.asdict(quote)
-    for line, raw in zip(quote.lines, data["lines"], strict=True):
-        raw["is_range"] = line.is_range
-    data["complete"] = quote.complete
-    return data
 
 
 def _cells(line: QuoteLine) -> tuple[str, ...]:

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchgen import manifest
 from batchgen.errors import redact
+from batchgen.runlog import manifest
 from batchgen.runlog.fsio import atomic_write_bytes
 
 MANIFEST_VERSION = 1
@@ -73,8 +73,11 @@ def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                     out[k] = c
             return out
         if isinstance(value, list | tuple):
-            return [c for i, v in enumerate(value) if (c := clean(v, f"{path}[{i}]", secretish))
-                    is not _STRIPPED]
+            return [
+                c
+                for i, v in enumerate(value)
+                if (c := clean(v, f"{path}[{i}]", secretish)) is not _STRIPPED
+            ]
         if isinstance(value, str) and (
             (secretish and not _ENV_NAME.match(value)) or redact(value, ()) != value
         ):

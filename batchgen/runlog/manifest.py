@@ -41,23 +41,39 @@ _SETTINGS: tuple[Check, ...] = (
     ("sim", lambda v: v is None or isinstance(v, dict), "an object or null", False),
     ("prices", lambda v: v is None or isinstance(v, str), "a path or null", False),
     ("max_cost", lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0 or null", False),
-    ("price_per_image", lambda v: v is None or (_is_num(v) and v >= 0),
-     "a number >= 0 or null", False),
+    (
+        "price_per_image",
+        lambda v: v is None or (_is_num(v) and v >= 0),
+        "a number >= 0 or null",
+        False,
+    ),
 )
 _POOL: tuple[Check, ...] = (
     # null: no cap (the autopilot on main picks the in-flight limit)
-    ("concurrency", lambda v: v is None or (_is_int(v) and v >= 1),
-     "a whole number >= 1 or null", False),
+    (
+        "concurrency",
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "a whole number >= 1 or null",
+        False,
+    ),
     ("rpm", lambda v: v is None or (_is_num(v) and v > 0), "a number > 0 or null", False),
     ("ipm", lambda v: v is None or (_is_num(v) and v > 0), "a number > 0 or null", False),
     ("timeout", lambda v: _is_num(v) and v > 0, "a number of seconds > 0", False),
     ("max_attempts", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", False),
     ("grace", lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0", False),
     ("adaptive", lambda v: isinstance(v, bool), "true or false", False),
-    ("stall_timeout", lambda v: v is None or (_is_num(v) and v > 0),
-     "a number of seconds > 0 or null", False),
-    ("max_pause", lambda v: v is None or (_is_num(v) and v > 0),
-     "a number of seconds > 0 or null", False),
+    (
+        "stall_timeout",
+        lambda v: v is None or (_is_num(v) and v > 0),
+        "a number of seconds > 0 or null",
+        False,
+    ),
+    (
+        "max_pause",
+        lambda v: v is None or (_is_num(v) and v > 0),
+        "a number of seconds > 0 or null",
+        False,
+    ),
     ("image_checks", lambda v: isinstance(v, bool), "true or false", False),
 )
 
@@ -104,14 +120,16 @@ def problems(doc: Any, endings: frozenset[str] | None, *, strict: bool = True) -
                 continue
             number = rec.get("session")
             if not _is_int(number) or number < 1 or number in seen:
-                out.append(f"{where}.session: must be a unique whole number >= 1 "
-                           f"(found {number!r:.60})")
+                out.append(
+                    f"{where}.session: must be a unique whole number >= 1 (found {number!r:.60})"
+                )
             else:
                 seen.add(number)
             how = rec.get("how")
             if how is not None and endings is not None and how not in endings:
-                out.append(f"{where}.how: must be one of {sorted(endings)} or null "
-                           f"(found {how!r:.60})")
+                out.append(
+                    f"{where}.how: must be one of {sorted(endings)} or null (found {how!r:.60})"
+                )
             if rec.get("settings") is not None and not isinstance(rec.get("settings"), dict):
                 out.append(f"{where}.settings: must be an object or null")
     return out

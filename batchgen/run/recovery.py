@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import PriceTable, cost_of_attempt
-from batchgen.rundir import RunDir
 from batchgen.runlog import files
-from batchgen.runlog.orphans import find_orphans
-from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.journal import SentJournal, journal_path
+from batchgen.runlog.orphans import find_orphans
 from batchgen.runlog.reader import read_log
+from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.writer import RunLogWriter
 
 __all__ = ["IN_FLIGHT_AT_CRASH", "SentJournal", "journal_path"]
@@ -100,8 +100,9 @@ def adopt_orphans(
     adoptable = [o for o in orphans if o.adoptable]
     if not adoptable:
         return []
-    with RunLogWriter(rundir.log_dir, run_id=run_id, session=session,
-                      state_dir=rundir.state_dir) as writer:
+    with RunLogWriter(
+        rundir.log_dir, run_id=run_id, session=session, state_dir=rundir.state_dir
+    ) as writer:
         for orphan in adoptable:
             job = wanted[orphan.job_id]
             cost, _ = cost_of_attempt(prices, job, None, orphan.wanted)
@@ -139,32 +140,41 @@ def record_crashed_inflight(
     for row in known.filter(mask).to_pylist():
         seen.setdefault(row["job_id"], row)
     now = time.time()
-    with RunLogWriter(rundir.log_dir, run_id=run_id, session=session,
-                      state_dir=rundir.state_dir) as writer:
+    with RunLogWriter(
+        rundir.log_dir, run_id=run_id, session=session, state_dir=rundir.state_dir
+    ) as writer:
         for job_id in sorted(job_ids):
             job = jobs.get(job_id)
             info = seen.get(job_id) or (
-                {"job_line": job.line, "fingerprint": job.fingerprint, "model": job.model,
-                 "prompt": job.prompt} if job is not None else {}
+                {
+                    "job_line": job.line,
+                    "fingerprint": job.fingerprint,
+                    "model": job.model,
+                    "prompt": job.prompt,
+                }
+                if job is not None
+                else {}
             )
-            writer.append({
-                "run_id": run_id,
-                "session": session,
-                "job_id": job_id,
-                "job_line": info.get("job_line"),
-                "fingerprint": info.get("fingerprint"),
-                "attempt": 0,
-                "status": STATUS_ERROR,
-                "final": False,
-                "error_class": ErrorClass.CANCELLED.value,
-                "error_code": IN_FLIGHT_AT_CRASH,
-                "error_message": "in flight when the process died: possibly billed, sent again",
-                "provider": "recovery",
-                "model": info.get("model"),
-                "prompt": info.get("prompt"),
-                "queued_at": now,
-                "finished_at": now,
-                "cost_usd": 0.0,
-                "cost_source": "none",
-            })
+            writer.append(
+                {
+                    "run_id": run_id,
+                    "session": session,
+                    "job_id": job_id,
+                    "job_line": info.get("job_line"),
+                    "fingerprint": info.get("fingerprint"),
+                    "attempt": 0,
+                    "status": STATUS_ERROR,
+                    "final": False,
+                    "error_class": ErrorClass.CANCELLED.value,
+                    "error_code": IN_FLIGHT_AT_CRASH,
+                    "error_message": "in flight when the process died: possibly billed, sent again",
+                    "provider": "recovery",
+                    "model": info.get("model"),
+                    "prompt": info.get("prompt"),
+                    "queued_at": now,
+                    "finished_at": now,
+                    "cost_usd": 0.0,
+                    "cost_source": "none",
+                }
+            )
     return len(job_ids)

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from batchgen import faultpoints
-from batchgen.provider.base import ImageData
+
+
+@dataclass(frozen=True, slots=True)
+class ImageData:
+    """One image as a provider returned it."""
+
+    data: bytes
+    ext: str  # "png", "jpeg", "webp", "gif"
+    revised_prompt: str | None = None
+
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -25,8 +35,12 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 
 # a new regular file, never an existing one, never through a symlink planted at the temp name
 _CREATE = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
 )
 
 
@@ -67,7 +81,7 @@ def image_pixels(data: bytes, ext: str) -> int | None:
                 width, height = im.size
     except Image.DecompressionBombError:
         return MAX_IMAGE_PIXELS * 2 + 1
-    except Exception:  # noqa: BLE001 - a bad header: sniff_ext's caller reports the bytes
+    except Exception:
         return None
     return width * height
 

@@ -22,15 +22,16 @@ from itertools import islice
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from batchgen.attempt import JobRunner
-from batchgen.budget_gate import BudgetGate
 from batchgen.clock import SYSTEM_CLOCK, Clock
-from batchgen.control import PoolSettings, RowContext, RunControl, Sink
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter
+from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
 from batchgen.provider.base import Provider
+from batchgen.run.attempt import JobRunner
+from batchgen.run.budget_gate import BudgetGate
+from batchgen.run.control import PoolSettings, RowContext, Sink
 
 __all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool"]
 
@@ -151,7 +152,9 @@ async def _watch_stall(limiter: RateLimiter, control: RunControl, timeout_s: flo
             return
 
 
-async def _produce(jobs: Iterator[Job], send: MemoryObjectSendStream[Job], control: RunControl) -> None:
+async def _produce(
+    jobs: Iterator[Job], send: MemoryObjectSendStream[Job], control: RunControl
+) -> None:
     async with send:
         while not control.stopping:
             # the job file is read in a thread, a batch at a time, off the event loop

@@ -227,7 +227,7 @@ def table_from_rows(rows: list[dict]) -> pa.Table:
 
 
 def _measure(rows: int = 1_000_000) -> None:
-    """``python -m batchgen.analyze.synthetic [JOBS]``: time the report on a synthetic log."""
+    """``python -m batchgen.testing.synthetic [JOBS]``: time the report on a synthetic log."""
     import sys
     import tempfile
     import time

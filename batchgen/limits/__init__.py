@@ -1,0 +1,23 @@
+"""Limits: what holds sending back. The autopilot controls that learn a provider's limits
+(``autopilot``), the gate every request passes (``gate.RateLimiter``: pause, rate buckets,
+adaptive in-flight slots) and the run's stop switch (``stop.RunControl``)."""
+
+from batchgen.limits.gate import (
+    BURST_S,
+    DEFAULT_CONCURRENCY_CAP,
+    FIXED_CONCURRENCY,
+    MAX_PAUSE_S,
+    RateLimiter,
+    Ticket,
+)
+from batchgen.limits.stop import RunControl
+
+__all__ = [
+    "BURST_S",
+    "DEFAULT_CONCURRENCY_CAP",
+    "FIXED_CONCURRENCY",
+    "MAX_PAUSE_S",
+    "RateLimiter",
+    "RunControl",
+    "Ticket",
+]
