@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from batchgen import faultpoints
-from batchgen.run.recovery import IN_FLIGHT_AT_CRASH
+from batchgen.runner.recovery import IN_FLIGHT_AT_CRASH
 from tests.runhelpers import (
     MODEL_FLAGS,
     Cli,

@@ -196,8 +196,8 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
 
     from batchgen.cli.providers import EndpointSpec, build_router
     from batchgen.jobs.model import Job
-    from batchgen.run.control import PoolSettings, RowContext
-    from batchgen.run.pool import run_pool
+    from batchgen.runner.control import PoolSettings, RowContext
+    from batchgen.runner.pool import run_pool
 
     sims = [make_sim(rpm=600, burst_s=0.2), make_sim(rpm=600, burst_s=0.2)]
     specs = [EndpointSpec(f"e{i}", "openai", s.base_url, "NO_SUCH_KEY_VAR", ("gpt-image-1",),

@@ -152,7 +152,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     done = run_cli(["report", str(run_dir), "--format", "json", "-o", str(out)], env=env)
     assert done.code == 0, done.output
     report = json.loads(out.read_text())
-    schema = json.loads(Path("batchgen/report/schema.json").read_text())
+    schema = json.loads(Path("batchgen/reports/schema.json").read_text())
     jsonschema.validate(report, schema)
     q = report["quality"]
     assert q["images_scored"] == JOBS + 20

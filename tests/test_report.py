@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 
 from batchgen.cli.report import cmd_report, print_run_summary, register
-from batchgen.report import build, to_json, write
+from batchgen.reports import build, to_json, write
 from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
-SCHEMA = json.loads(resources.files("batchgen.report").joinpath("schema.json").read_text())
+SCHEMA = json.loads(resources.files("batchgen.reports").joinpath("schema.json").read_text())
 HOSTILE = "<script>alert(1)</script> | [bold]not markup[/bold] `tick`"
 GOOD = Faults(
     rate_limit=0.01,
@@ -276,6 +276,6 @@ def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):
 
 def test_cli_formats_match_the_writers() -> None:
     from batchgen.cli import report as cli_report
-    from batchgen.report.output import FORMATS as WRITER_FORMATS
+    from batchgen.reports.output import FORMATS as WRITER_FORMATS
 
     assert cli_report.FORMATS == WRITER_FORMATS

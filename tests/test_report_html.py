@@ -15,7 +15,7 @@ import openai
 import pytest
 from PIL import Image
 
-from batchgen.report import build, write
+from batchgen.reports import build, write
 from batchgen.testing.synthetic import table_from_rows, write_run
 
 XSS = "<script>alert(1)</script>"

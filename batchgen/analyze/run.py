@@ -1,7 +1,7 @@
 """One call that turns a run directory into the report's data (a JSON-ready dict).
 
 The dict's top-level keys are the stable contract of ``batchgen report --format json``
-(``batchgen/report/schema.json``); every renderer (text, Markdown, HTML) reads only it.
+(``batchgen/reports/schema.json``); every renderer (text, Markdown, HTML) reads only it.
 """
 
 from __future__ import annotations

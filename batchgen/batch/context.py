@@ -12,8 +12,8 @@ from batchgen.batch.state import BatchState
 from batchgen.jobs.model import Job
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable, Reservation
-from batchgen.run.pool import PoolTally
 from batchgen.runlog.rundir import RunDir
+from batchgen.runner.pool import PoolTally
 
 ENDPOINT = "/v1/images/generations"
 MAX_REQUESTS = 50_000  # per input file (the provider's limit)

@@ -358,12 +358,12 @@ def resume_via_batch(
     from batchgen.cli.session import SessionPlan
     from batchgen.jobs import iter_jobs, sha256_file
     from batchgen.money.batchrate import batch_table
-    from batchgen.run.recovery import adopt_orphans, remove_torn_images
     from batchgen.runlog.files import compact_all
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.rundir import redact_argv
     from batchgen.runlog.state import job_states, remaining
+    from batchgen.runner.recovery import adopt_orphans, remove_torn_images
 
     recorded = manifest["settings"]
     run_id = manifest["run_id"]

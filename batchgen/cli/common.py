@@ -24,7 +24,7 @@ DEFAULT_CONCURRENCY_CAP = 256
 FIXED_CONCURRENCY = 8
 
 if TYPE_CHECKING:
-    from batchgen.run.control import PoolSettings
+    from batchgen.runner.control import PoolSettings
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
@@ -266,7 +266,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def pool_settings(values: dict[str, Any]) -> PoolSettings:
-    from batchgen.run.control import PoolSettings
+    from batchgen.runner.control import PoolSettings
 
     concurrency = values.get("concurrency") or (
         DEFAULT_CONCURRENCY_CAP if values.get("adaptive", True) else FIXED_CONCURRENCY

@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 from batchgen.money import Budget
-from batchgen.run.pool import PoolTally
+from batchgen.runner.pool import PoolTally
 
 
 def total_spent(budget: Budget | None, tally: PoolTally) -> float:

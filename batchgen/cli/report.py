@@ -80,7 +80,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if problem:
             print(f"batchgen report: {problem}", file=sys.stderr)
             return 2
-    from batchgen.report import build, write
+    from batchgen.reports import build, write
 
     data = build(args.run_dirs, image_checks=not args.no_image_checks)
     if getattr(args, "grid", None):
@@ -124,7 +124,7 @@ def _manifest_problem(path: Path) -> str | None:
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
     """The short summary `batchgen run` prints at the end (no image checks: it must be quick)."""
     from batchgen.analyze import analyze_run
-    from batchgen.report.text import summary
+    from batchgen.reports.text import summary
 
     console.print(summary(analyze_run(run_dir, image_checks=False)))
 

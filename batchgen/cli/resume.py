@@ -109,10 +109,10 @@ def _resume_locked(args: argparse.Namespace, rundir: RunDir, console: Any, err: 
     # the log readers (pyarrow.dataset), the pool and aiohttp load here, not when the CLI
     # builds its parser
     from batchgen.jobs import sha256_file
-    from batchgen.run.recovery import remove_torn_images, settle_log
     from batchgen.runlog.files import damaged_message
     from batchgen.runlog.jobindex import load_or_build
     from batchgen.runlog.state import job_states, remaining
+    from batchgen.runner.recovery import remove_torn_images, settle_log
 
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
@@ -196,9 +196,9 @@ def _run_rest(
     )
     from batchgen.cli.session import SessionPlan, execute, finish
     from batchgen.jobs import iter_jobs
-    from batchgen.run.recovery import adopt_orphans, record_crashed_inflight
     from batchgen.runlog.orphans import image_job_ids
     from batchgen.runlog.rundir import redact_argv
+    from batchgen.runner.recovery import adopt_orphans, record_crashed_inflight
 
     recorded = manifest["settings"]
     values = pool_values(args, recorded.get("pool"))

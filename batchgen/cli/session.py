@@ -23,11 +23,11 @@ from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
 from batchgen.provider.openai import OpenAIImages
-from batchgen.run.control import RowContext
-from batchgen.run.pool import PoolTally, run_pool
 from batchgen.runlog.journal import SentJournal
 from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogError, RunLogWriter
+from batchgen.runner.control import RowContext
+from batchgen.runner.pool import PoolTally, run_pool
 
 _ENDING = {
     None: "completed",

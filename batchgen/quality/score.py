@@ -27,8 +27,8 @@ from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable
 from batchgen.quality.store import ScoreStore, read_scores
-from batchgen.run.control import PoolSettings
 from batchgen.runlog.reader import read_log
+from batchgen.runner.control import PoolSettings
 
 JOURNAL_PREFIX = "judge-sent-"
 TWICE_FILE = "judge-possibly-twice.txt"
@@ -224,7 +224,7 @@ class JudgePool:
         ), "usage"
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
-        from batchgen.run.pool import _watch_stall
+        from batchgen.runner.pool import _watch_stall
 
         self.scorer_id = scorer_id
         send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)

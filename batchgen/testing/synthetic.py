@@ -233,7 +233,7 @@ def _measure(rows: int = 1_000_000) -> None:
     import time
 
     from batchgen.analyze.run import analyze_run
-    from batchgen.report import to_json
+    from batchgen.reports import to_json
 
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else rows
     with tempfile.TemporaryDirectory() as tmp:

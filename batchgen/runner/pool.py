@@ -29,9 +29,9 @@ from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
 from batchgen.provider.base import Provider
-from batchgen.run.attempt import JobRunner
-from batchgen.run.budget_gate import BudgetGate
-from batchgen.run.control import PoolSettings, RowContext, Sink
+from batchgen.runner.attempt import JobRunner
+from batchgen.runner.budget_gate import BudgetGate
+from batchgen.runner.control import PoolSettings, RowContext, Sink
 
 __all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool"]
 

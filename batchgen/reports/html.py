@@ -15,8 +15,8 @@ from typing import Any
 from PIL import Image
 
 from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
-from batchgen.report.charts import charts
-from batchgen.report.figures import (
+from batchgen.reports.charts import charts
+from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
     autopilot_line,
@@ -24,8 +24,8 @@ from batchgen.report.figures import (
     delta_text,
     pct,
 )
-from batchgen.report.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
-from batchgen.report.markdown import RATING_KEYS
+from batchgen.reports.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
+from batchgen.reports.markdown import RATING_KEYS
 
 THUMB_PX = 160
 CONTACT_SHEET = 48

@@ -6,6 +6,6 @@ write(data, fmt, out=None, console=None) -> Path | None        render and write/
 default_html_path(data) -> Path                                RUN_DIR/report.html
 """
 
-from batchgen.report.output import FORMATS, build, default_html_path, to_json, write
+from batchgen.reports.output import FORMATS, build, default_html_path, to_json, write
 
 __all__ = ["FORMATS", "build", "default_html_path", "to_json", "write"]

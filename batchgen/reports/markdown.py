@@ -8,7 +8,7 @@ import html
 from typing import Any
 
 from batchgen.errors import printable, printable_all
-from batchgen.report.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
+from batchgen.reports.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
 
 RATING_KEYS = {
     "response_time": "latency_p95_s",

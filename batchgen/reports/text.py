@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgen.errors import printable_all
-from batchgen.report.figures import (
+from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
     autopilot_line,

@@ -12,10 +12,10 @@ from typing import Any
 from rich.console import Console
 
 from batchgen.analyze import DEFAULT_THRESHOLDS, Thresholds, analyze_run
-from batchgen.report.figures import compare
-from batchgen.report.html import render_compare_html, render_html
-from batchgen.report.markdown import render_compare_markdown, render_markdown
-from batchgen.report.text import render_compare_text, render_text
+from batchgen.reports.figures import compare
+from batchgen.reports.html import render_compare_html, render_html
+from batchgen.reports.markdown import render_compare_markdown, render_markdown
+from batchgen.reports.text import render_compare_text, render_text
 
 FORMATS = ("text", "json", "html", "md")
 

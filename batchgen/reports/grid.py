@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchgen.report.figures import pct, secs, usd
+from batchgen.reports.figures import pct, secs, usd
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}

@@ -34,8 +34,8 @@ from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import Provider, Usage
-from batchgen.run.control import PoolSettings, RowContext, Sink
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from batchgen.runner.control import PoolSettings, RowContext, Sink
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
@@ -126,7 +126,7 @@ class JobRunner:
         self.control = control
         self.clock = clock
         self.prices = prices
-        self.budget_gate = budget_gate  # batchgen.run.budget_gate.BudgetGate or None
+        self.budget_gate = budget_gate  # batchgen.runner.budget_gate.BudgetGate or None
         self.inflight = inflight
         self.tally = tally
 
