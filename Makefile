@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test lint bench clean
 
 $(BIN)/batchgen: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,17 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# the gates .ci/run runs before the tests: any ruff or mypy finding fails the build. The lint
+# tools (pinned in pyproject's `lint` extra) go into the same venv, installed when missing
+$(BIN)/ruff: pyproject.toml | $(BIN)/batchgen
+	$(BIN)/pip install -q -e '.[test,lint]'
+	@touch $@
+
+lint: $(BIN)/ruff
+	$(BIN)/ruff check batchgen tests bench
+	$(BIN)/ruff format --check batchgen tests bench
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python -m bench

@@ -20,14 +20,16 @@ from __future__ import annotations
 import email.utils
 import enum
 import errno
-import functools
 import math
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from batchgen.redaction import redact as redact  # the one redaction, re-exported
 
 
 class Action(enum.StrEnum):
@@ -252,7 +254,7 @@ class RunStopped(Exception):
         self.cause = cause
 
 
-def parse_retry_after(headers: dict[str, str] | object, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date).
 
     ``headers`` is any case-insensitive mapping (aiohttp's CIMultiDict) or a plain dict.
@@ -303,33 +305,12 @@ def parse_reset_duration(value: str | None) -> float | None:
     return number if number is not None else _seconds(text)
 
 
-def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """Remove every secret (in any letter case), any `sk-...`-looking token and the password
-    of any ``scheme://user:password@host`` URL from a message: the one redaction, used for
-    everything a provider sends and everything printed or stored."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = _secret_pattern(secret).sub("***", text)
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    return _KEYLIKE.sub("sk-***", text)
-
-
-_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
-# the userinfo of an absolute URL: keep the user, hide the password
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#@\s]*@")
-
-
-@functools.lru_cache(maxsize=8)
-def _secret_pattern(secret: str) -> re.Pattern[str]:
-    return re.compile(re.escape(secret), re.IGNORECASE)
-
-
 # a field of a provider's answer is cut to this many characters before it is stored
 MAX_FIELD_CHARS = 2000
 
 
 def provider_text(
-    value: Any, secrets: list[str] | tuple[str, ...] = (), limit: int = MAX_FIELD_CHARS
+    value: Any, secrets: Sequence[str] = (), limit: int = MAX_FIELD_CHARS
 ) -> str | None:
     """A value from a provider's answer made safe to store and print: None stays None,
     anything else (a number, an object, a list) becomes its text, redacted, cut to ``limit``.
@@ -350,7 +331,7 @@ def provider_text(
     return text[:limit]
 
 
-def error_code(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> str | None:
+def error_code(value: Any, secrets: Sequence[str] = ()) -> str | None:
     """``error.code`` / ``error.type`` as providers send it: a string (OpenAI), a number
     (OpenRouter), or something else entirely. A string or a number becomes a short string;
     an object, a list, a boolean or null is no code at all."""

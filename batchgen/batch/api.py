@@ -9,7 +9,7 @@ what is left is for the caller to act on (auth and quota stop the session).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +17,20 @@ import aiohttp
 import anyio
 import orjson
 
-from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after, redact
+from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after
+from batchgen.provider.transport import KeyedSession
 
 _RETRIES = 5
 _CHUNK = 1 << 20
 
 
-class BatchApi:
+class BatchApi(KeyedSession):
+    """The session, the key's redaction and transport failures: batchgen.provider.transport."""
+
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 120.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._key = api_key
+        super().__init__(base_url, api_key)
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "batchgen"}
         self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _redact(self, text: str) -> str:
-        return redact(text, (self._key,))
 
     # -- requests --------------------------------------------------------------------------
     async def _call(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
@@ -60,20 +48,13 @@ class BatchApi:
 
     async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         timeout = aiohttp.ClientTimeout(total=self._timeout)
-        try:
+        with self._transport_errors(f"{method} {path}: no answer in time", f"{method} {path}: "):
             async with self._client().request(
                 method, f"{self.base_url}{path}", headers=self._headers, timeout=timeout, **kwargs
             ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise self._http_error(resp.status, body, resp.headers, resp.content_type)
-        except AttemptError:
-            raise
-        except TimeoutError as exc:
-            raise AttemptError(ErrorClass.TIMEOUT, f"{method} {path}: no answer in time") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            msg = self._redact(f"{method} {path}: {type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
         try:
             return orjson.loads(body)
         except ValueError as exc:
@@ -81,7 +62,7 @@ class BatchApi:
             raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200) from exc
 
     def _http_error(
-        self, status: int, body: bytes, headers: Any, content_type: str
+        self, status: int, body: bytes, headers: Mapping[str, str], content_type: str
     ) -> AttemptError:
         is_html = "html" in content_type or body.lstrip()[:1] == b"<"
         code, message = error_fields(body) if not is_html else (None, "an HTML error page")
@@ -134,7 +115,7 @@ class BatchApi:
         the current line, however big the file (an image batch's output can be many GB)."""
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
         path = f"/files/{file_id}/content"
-        try:
+        with self._transport_errors(f"GET {path}: stalled", f"GET {path}: "):
             async with self._client().get(
                 f"{self.base_url}{path}", headers=self._headers, timeout=timeout
             ) as resp:
@@ -152,13 +133,6 @@ class BatchApi:
                     del pending[:start]
                 if pending.strip():
                     yield bytes(pending)
-        except AttemptError:
-            raise
-        except TimeoutError as exc:
-            raise AttemptError(ErrorClass.TIMEOUT, f"GET {path}: stalled") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            msg = self._redact(f"GET {path}: {type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
 
     # -- batches ---------------------------------------------------------------------------
     async def create_batch(
@@ -197,11 +171,14 @@ class BatchApi:
 
 def error_fields(body: bytes | dict[str, Any] | None) -> tuple[str | None, str]:
     """(code, message) of an OpenAI error body."""
-    try:
-        doc = orjson.loads(body) if isinstance(body, bytes | bytearray) else body
-    except ValueError:
-        return None, bytes(body or b"")[:200].decode("utf-8", "replace")  # type: ignore[arg-type]
+    doc: Any = body
+    if isinstance(body, bytes | bytearray):
+        try:
+            doc = orjson.loads(body)
+        except ValueError:
+            return None, bytes(body[:200]).decode("utf-8", "replace")
     err = doc.get("error") if isinstance(doc, dict) else None
     if isinstance(err, dict):
-        return (err.get("code") or err.get("type")), str(err.get("message") or "")
+        code = err.get("code") or err.get("type")
+        return (str(code) if code is not None else None), str(err.get("message") or "")
     return None, str(err or "")

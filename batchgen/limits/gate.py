@@ -217,7 +217,8 @@ class RateLimiter:
         self._slots.release()
 
     async def _wait_pause(self) -> None:
-        while (delay := self.paused_until - anyio.current_time()) > 0:
+        # a deadline that a new pause may move on, not a condition an Event could signal
+        while (delay := self.paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(delay)
 
     def pause(self, seconds: float) -> float:

@@ -17,8 +17,9 @@ import aiohttp
 from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult
-from batchgen.provider.http import checked_image, json_error_text, ratelimit_headers
+from batchgen.provider.http import checked_image, json_error_text
 from batchgen.provider.poll import Poll, PollingProvider
+from batchgen.provider.transport import ratelimit_headers
 
 DEFAULT_BFL_URL = "https://api.bfl.ai/v1"
 _MODERATED = ("Request Moderated", "Content Moderated")

@@ -17,8 +17,9 @@ import aiohttp
 from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult
-from batchgen.provider.http import checked_image, json_error_text, ratelimit_headers
+from batchgen.provider.http import checked_image, json_error_text
 from batchgen.provider.poll import Poll, PollingProvider
+from batchgen.provider.transport import ratelimit_headers
 
 DEFAULT_FAL_URL = "https://queue.fal.run"
 _PASS = ("seed", "output_format", "enable_safety_checker", "num_inference_steps",

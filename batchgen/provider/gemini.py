@@ -24,7 +24,8 @@ from batchgen.errors import AttemptError, ErrorClass, classify_http, error_code
 from batchgen.errors import parse_reset_duration as _duration
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult, ImageData, Usage
-from batchgen.provider.http import JsonHttp, b64_image, ratelimit_headers
+from batchgen.provider.http import JsonHttp, b64_image
+from batchgen.provider.transport import ratelimit_headers
 from batchgen.provider.usage import MAX_TOKENS
 
 DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -130,7 +131,8 @@ class GeminiImages(JsonHttp):
                 err = {}
         code = error_code(err.get("status"), (self._key,))
         message = self._text(err.get("message") or "") or f"HTTP {status}"
-        details = err.get("details") if isinstance(err.get("details"), list) else []
+        found_details = err.get("details")
+        details: list[Any] = found_details if isinstance(found_details, list) else []
         reasons = " ".join(str(d.get("reason", "")) for d in details if isinstance(d, dict))
         retry_after = None
         for d in details:

@@ -1,6 +1,6 @@
-"""What the non-OpenAI providers (Gemini, Black Forest Labs, fal) share: one aiohttp session,
-JSON requests with capped answers, the mapping of transport failures (timeout, network) into
-the taxonomy, image checks, and downloads of signed result URLs without the key.
+"""What the non-OpenAI providers (Gemini, Black Forest Labs, fal) share beyond the transport
+(batchgen.provider.transport: the session, redaction, transport failures): JSON requests with
+capped answers, image checks, and downloads of signed result URLs without the key.
 
 Each provider maps its own error answers into batchgen.errors in one method, ``_error``.
 """
@@ -8,61 +8,39 @@ Each provider maps its own error answers into batchgen.errors in one method, ``_
 from __future__ import annotations
 
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import pybase64
 
-from batchgen.errors import AttemptError, ErrorClass, provider_text, redact
+from batchgen.errors import AttemptError, ErrorClass
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
 from batchgen.provider.base import ImageData
-from batchgen.provider.openai import (
+from batchgen.provider.transport import (
+    ERROR_READ_BYTES,
     MAX_ANSWER_BYTES,
     MAX_DOWNLOAD_BYTES,
-    _loads,
-    _ratelimit_headers,
-    _read_capped,
+    KeyedSession,
+    loads,
+    read_capped,
 )
 
 T = TypeVar("T")
-ERROR_READ_BYTES = 64 * 1024
 
-__all__ = ["JsonHttp", "checked_image", "ratelimit_headers"]
-
-ratelimit_headers = _ratelimit_headers
+__all__ = ["JsonHttp", "b64_image", "checked_image", "json_error_text", "same_site"]
 
 
-class JsonHttp:
-    """A shared session, the key's redaction, and capped JSON round trips."""
+class JsonHttp(KeyedSession):
+    """Capped JSON round trips over the shared session (batchgen.provider.transport)."""
 
     name = "http"
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._key = api_key
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(base_url, api_key, connections=connections)
         self._max_answer = MAX_ANSWER_BYTES
         self._max_download = MAX_DOWNLOAD_BYTES
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _redact(self, text: str) -> str:
-        return redact(text, (self._key,))
-
-    def _text(self, value: Any, limit: int = 2000) -> str | None:
-        return provider_text(value, (self._key,), limit)
 
     async def _request(
         self,
@@ -72,16 +50,16 @@ class JsonHttp:
         headers: dict[str, str],
         data: bytes | None,
         timeout: aiohttp.ClientTimeout,
-    ) -> tuple[int, Any, bytes, str]:
+    ) -> tuple[int, Mapping[str, str], bytes, str]:
         """(status, headers, body, content type); an error answer's body is cut to 64 KB, a
         200's over the answer cap is refused."""
         async with self._client().request(
             method, url, data=data, headers=headers, timeout=timeout
         ) as resp:
             if resp.status != 200:
-                body = await _read_capped(resp, ERROR_READ_BYTES, truncate=True)
+                body = await read_capped(resp, ERROR_READ_BYTES, truncate=True)
             else:
-                body = await _read_capped(resp, self._max_answer)
+                body = await read_capped(resp, self._max_answer)
                 if body is None:
                     msg = f"the 200 answer is larger than {self._max_answer} bytes: refused"
                     raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200)
@@ -89,19 +67,11 @@ class JsonHttp:
 
     async def _guarded(self, timeout: float, work: Callable[[], Awaitable[T]]) -> T:
         """Transport failures as AttemptErrors (timeout, network), redacted."""
-        try:
+        with self._transport_errors(f"no complete answer within --timeout {timeout:g}s"):
             return await work()
-        except AttemptError:
-            raise
-        except TimeoutError as exc:
-            msg = f"no complete answer within --timeout {timeout:g}s"
-            raise AttemptError(ErrorClass.TIMEOUT, msg) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            msg = self._redact(f"{type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
 
     def _json(self, body: bytes, invalid: Callable[[str], AttemptError]) -> dict[str, Any]:
-        payload = _loads(body)
+        payload = loads(body)
         if isinstance(payload, Exception):
             raise invalid(f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)")
         if not isinstance(payload, dict):
@@ -125,7 +95,7 @@ class JsonHttp:
                     raise expired(resp.status)
                 if resp.status != 200:
                     raise invalid(f"the result download answered HTTP {resp.status}")
-                body = await _read_capped(resp, self._max_download)
+                body = await read_capped(resp, self._max_download)
                 if body is None:
                     raise invalid(f"the result download is larger than {self._max_download} bytes")
                 return bytes(body)
@@ -177,7 +147,7 @@ def same_site(url: str, base_url: str) -> bool:
 
 def json_error_text(body: bytes) -> tuple[dict[str, Any], str]:
     """An error answer's JSON object (or {}) and a short text of it."""
-    payload = _loads(body)
+    payload = loads(body)
     if isinstance(payload, dict):
         return payload, body[:500].decode("utf-8", "replace")
     return {}, body[:200].decode("utf-8", "replace")

@@ -9,7 +9,7 @@ message is redacted of the key before it leaves.
 from __future__ import annotations
 
 import binascii
-import json
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,26 +23,25 @@ from batchgen.errors import (
     classify_http,
     error_code,
     parse_retry_after,
-    provider_text,
-    redact,
 )
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
+from batchgen.provider.transport import (
+    ERROR_READ_BYTES,
+    MAX_ANSWER_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    KeyedSession,
+    loads,
+    ratelimit_headers,
+    read_capped,
+)
 from batchgen.provider.usage import parse_usage
 
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-# a whole answer (n base64 images), counted after gzip/deflate/br decoding: a body of
-# hundreds of MB, or a small gzip bomb, is cut off here instead of filling the memory
-MAX_ANSWER_BYTES = 128 * 1024 * 1024
-# of an error answer only the start is read: the message is in its first few KB
-_ERROR_READ_BYTES = 64 * 1024
-_RATELIMIT_PREFIX = "x-ratelimit-"
 
-
-class OpenAIImages:
-    """One shared aiohttp session for the whole run (connection reuse matters at volume)."""
+class OpenAIImages(KeyedSession):
+    """One shared aiohttp session for the whole run (batchgen.provider.transport)."""
 
     name = "openai"
 
@@ -56,9 +55,8 @@ class OpenAIImages:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, api_key, connections=connections)
         self._url = f"{self.base_url}/images/generations"
-        self._key = api_key
         self._max_download = max_download_bytes
         self._max_answer = max_answer_bytes
         self._headers = {
@@ -67,30 +65,10 @@ class OpenAIImages:
             "User-Agent": "batchgen",
             **(extra_headers or {}),
         }
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def _url_for(self, job: Job) -> str:
         """Where this job's request goes (Azure: per deployment)."""
         return self._url
-
-    def _redact(self, text: str) -> str:
-        return redact(text, (self._key,))
-
-    def _text(self, value: Any, limit: int = 2000) -> str | None:
-        """Any field of an answer, as stored and printed: text, redacted, cut."""
-        return provider_text(value, (self._key,), limit)
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -107,45 +85,34 @@ class OpenAIImages:
             url, headers = url.replace("/images/generations", "/images/edits"), dict(headers)
             if content_type is None:
                 del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
-        try:
+        with self._transport_errors(f"no complete answer within --timeout {timeout:g}s"):
             async with self._client().post(
                 url, data=data, headers=headers, timeout=client_timeout
             ) as resp:
-                headers = resp.headers
+                answer_headers = resp.headers
                 status = resp.status
                 content_type = resp.content_type
                 if status != 200:
-                    body = await _read_capped(resp, _ERROR_READ_BYTES, truncate=True)
-                else:
-                    body = await _read_capped(resp, self._max_answer)
-                    if body is None:
-                        msg = (
-                            f"the 200 answer is larger than {self._max_answer} bytes "
-                            "(after decompression): refused, not read to the end"
-                        )
-                        raise AttemptError(
-                            ErrorClass.INVALID_RESPONSE,
-                            msg,
-                            http_status=200,
-                            request_id=self._text(headers.get("x-request-id"), 200),
-                        )
-            if status != 200:
-                raise self._http_error(status, body or b"", headers, content_type)
-            return await self._parse_success(job, body, headers, client_timeout)
-        except AttemptError:
-            raise
-        except TimeoutError as exc:
-            msg = f"no complete answer within --timeout {timeout:g}s"
-            raise AttemptError(ErrorClass.TIMEOUT, msg) from exc
-        except aiohttp.ClientError as exc:
-            msg = self._redact(f"{type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
-        except OSError as exc:
-            msg = self._redact(f"{type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+                    error_body = await read_capped(resp, ERROR_READ_BYTES, truncate=True)
+                    raise self._http_error(
+                        status, bytes(error_body or b""), answer_headers, content_type
+                    )
+                body = await read_capped(resp, self._max_answer)
+                if body is None:
+                    msg = (
+                        f"the 200 answer is larger than {self._max_answer} bytes "
+                        "(after decompression): refused, not read to the end"
+                    )
+                    raise AttemptError(
+                        ErrorClass.INVALID_RESPONSE,
+                        msg,
+                        http_status=200,
+                        request_id=self._text(answer_headers.get("x-request-id"), 200),
+                    )
+            return await self._parse_success(job, body, answer_headers, client_timeout)
 
     def _http_error(
-        self, status: int, body: bytes, headers: Any, content_type: str
+        self, status: int, body: bytes, headers: Mapping[str, str], content_type: str
     ) -> AttemptError:
         # error.code / error.type may be strings (OpenAI), numbers (OpenRouter), objects,
         # lists or null: only a string or a number is a code; anything else is not one
@@ -173,14 +140,18 @@ class OpenAIImages:
             code=code,
             retry_after_s=parse_retry_after(headers),
             request_id=self._text(headers.get("x-request-id"), 200),
-            ratelimit=_ratelimit_headers(headers),
+            ratelimit=ratelimit_headers(headers),
         )
 
     async def _parse_success(
-        self, job: Job, body: bytes | bytearray, headers: Any, timeout: aiohttp.ClientTimeout
+        self,
+        job: Job,
+        body: bytes | bytearray,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
     ) -> GenerateResult:
         request_id = self._text(headers.get("x-request-id"), 200)
-        ratelimit = _ratelimit_headers(headers)
+        ratelimit = ratelimit_headers(headers)
         usage = None
         notes: list[str] = []
 
@@ -197,7 +168,7 @@ class OpenAIImages:
         # orjson and pybase64 (SIMD): a 48 KB answer parses in ~12 µs instead of ~25 µs and
         # decodes in ~2 µs instead of ~74 µs (the stdlib's); at thousands of images per second
         # on one core that is the difference between the client and the server setting the pace
-        payload = _loads(body)
+        payload = loads(body)
         if isinstance(payload, Exception):
             msg = f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)"
             raise invalid(msg) from payload
@@ -246,7 +217,9 @@ class OpenAIImages:
             note="; ".join(notes) or None,
         )
 
-    async def _download(self, url: str, timeout: aiohttp.ClientTimeout, invalid: Any) -> bytes:
+    async def _download(
+        self, url: str, timeout: aiohttp.ClientTimeout, invalid: Callable[[str], AttemptError]
+    ) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download an image URL that is not http(s): {url[:80]}")
         try:
@@ -265,37 +238,3 @@ class OpenAIImages:
                 return b"".join(chunks)
         except aiohttp.ClientError as exc:
             raise invalid(f"image download failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _ratelimit_headers(headers: Any) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATELIMIT_PREFIX)}
-
-
-def _loads(body: bytes | bytearray) -> Any:
-    """orjson first (fast); the standard library for what orjson refuses but JSON allows (a
-    number like 1e999, an integer beyond 64 bits). The error, returned, when neither parses."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            return exc
-
-
-async def _read_capped(
-    resp: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
-) -> bytearray | None:
-    """The body, decompressed, up to ``limit`` bytes. Past it: None, or with ``truncate``
-    the first ``limit`` bytes. The rest is never read (the connection is dropped)."""
-    if not truncate and (resp.content_length or 0) > limit:
-        return None
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf += chunk
-        if len(buf) > limit:
-            if truncate:
-                del buf[limit:]
-                break
-            return None
-    return buf

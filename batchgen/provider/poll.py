@@ -19,7 +19,8 @@ import anyio
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult
-from batchgen.provider.http import JsonHttp, ratelimit_headers, same_site
+from batchgen.provider.http import JsonHttp, same_site
+from batchgen.provider.transport import ratelimit_headers
 
 DEFAULT_POLL_S = 0.5
 MAX_POLL_S = 5.0

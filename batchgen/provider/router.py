@@ -112,7 +112,8 @@ class Router:
 
     def describe(self) -> str:
         return " | ".join(
-            f"{ep.name}: {ep.limiter.describe() if ep.alive else 'out (' + ep.down.error_class.value + ')'}"  # type: ignore[union-attr]
+            f"{ep.name}: "
+            + (ep.limiter.describe() if ep.down is None else f"out ({ep.down.error_class.value})")
             for ep in self.endpoints
         )
 
@@ -162,8 +163,8 @@ class Router:
             if ticket is None or (self.control is not None and self.control.stopping):
                 raise AttemptError(ErrorClass.CANCELLED, "the run stopped before sending")
             wait = anyio.current_time() - start
-            if not ep.alive:  # taken out while this attempt waited for it
-                raise self._rerouted_or_final(job, ep, ep.down, wait)  # type: ignore[arg-type]
+            if ep.down is not None:  # taken out while this attempt waited for it
+                raise self._rerouted_or_final(job, ep, ep.down, wait)
             if self.inflight is not None:
                 self.inflight.add(job.id)
             try:
@@ -205,8 +206,9 @@ class Router:
         live endpoint serves its model; else the job's row is final (pending) and the run
         stops only when no endpoint at all is left."""
         if self.pick(job.model) is not None:
+            note = f"[endpoint {ep.name} taken out; job sent to another]"
             error = AttemptError(
-                exc.error_class, f"{exc.message} [endpoint {ep.name} taken out; job sent to another]",
+                exc.error_class, f"{exc.message} {note}",
                 http_status=exc.http_status, code=exc.code, request_id=exc.request_id,
                 endpoint=ep.name, rerouted=True,
             )  # fmt: skip

@@ -18,7 +18,8 @@ import aiohttp
 import orjson
 
 from batchgen.errors import AttemptError, ErrorClass
-from batchgen.provider.openai import OpenAIImages, _ratelimit_headers
+from batchgen.provider.openai import OpenAIImages
+from batchgen.provider.transport import ratelimit_headers
 
 DEFAULT_RUBRIC = """\
 You are a strict art director checking generated images before they ship. You get the prompt
@@ -133,7 +134,7 @@ class OpenAIJudge(OpenAIImages):
 
     def _parse(self, raw: bytes, headers: Any) -> Verdict:
         request_id = headers.get("x-request-id")
-        ratelimit = _ratelimit_headers(headers)
+        ratelimit = ratelimit_headers(headers)
         usage: ChatUsage | None = None
 
         def invalid(msg: str, klass: ErrorClass = ErrorClass.INVALID_RESPONSE) -> AttemptError:

@@ -89,25 +89,10 @@ def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """The command line without secrets: ``--api-key X`` / ``--api-key=X`` become ``***``
-    (env var names stay), and key-looking tokens are masked anywhere."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(arg if _ENV_NAME.match(arg) else "***")
-            hide_next = False
-            continue
-        if arg.startswith("-") and _SECRETISH.search(arg):
-            name, eq, value = arg.partition("=")
-            if eq:
-                out.append(f"{name}={value if _ENV_NAME.match(value) else '***'}")
-            else:
-                out.append(arg)
-                hide_next = True
-            continue
-        out.append(redact(arg, ()))
-    return out
+    """The command line without secrets (the one redaction: batchgen.redaction)."""
+    from batchgen.redaction import redact_argv as redact_args
+
+    return redact_args(argv)
 
 
 def _tool_version() -> str:

@@ -1,0 +1,114 @@
+"""The HTTP transport every client of a provider shares (the images providers, the judge, the
+Files and Batch APIs): one aiohttp session per client, the key's redaction, transport
+failures (timeout, network) mapped into the taxonomy, capped reads of an answer, JSON that
+orjson refuses but the standard allows, and the ``x-ratelimit-*`` headers of an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from batchgen.errors import MAX_FIELD_CHARS, AttemptError, ErrorClass, provider_text
+from batchgen.redaction import redact
+
+__all__ = [
+    "ERROR_READ_BYTES",
+    "MAX_ANSWER_BYTES",
+    "MAX_DOWNLOAD_BYTES",
+    "KeyedSession",
+    "loads",
+    "ratelimit_headers",
+    "read_capped",
+]
+
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+# a whole answer (n base64 images), counted after gzip/deflate/br decoding: a body of
+# hundreds of MB, or a small gzip bomb, is cut off here instead of filling the memory
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
+# of an error answer only the start is read: the message is in its first few KB
+ERROR_READ_BYTES = 64 * 1024
+_RATELIMIT_PREFIX = "x-ratelimit-"
+
+
+class KeyedSession:
+    """A client of one provider: its base URL, its key (only ever sent in the headers a
+    subclass builds, never printed: :meth:`_redact`), and one aiohttp session for all its
+    requests (connection reuse matters at volume), opened on first use, closed by
+    :meth:`aclose`."""
+
+    def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _redact(self, text: str) -> str:
+        return redact(text, (self._key,))
+
+    def _text(self, value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
+        """Any field of an answer, as stored and printed: text, redacted, cut."""
+        return provider_text(value, (self._key,), limit)
+
+    @contextmanager
+    def _transport_errors(self, on_timeout: str, where: str = "") -> Iterator[None]:
+        """A timeout as ErrorClass.TIMEOUT (``on_timeout`` its message), a failed connection
+        or read as ErrorClass.NETWORK (``where`` before the exception's text, redacted)."""
+        try:
+            yield
+        except TimeoutError as exc:  # before OSError: TimeoutError is one
+            raise AttemptError(ErrorClass.TIMEOUT, on_timeout) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            msg = self._redact(f"{where}{type(exc).__name__}: {exc}")
+            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+
+
+def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers of an answer (for the adaptive limiter), names lower case."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATELIMIT_PREFIX)}
+
+
+def loads(body: bytes | bytearray) -> Any:
+    """orjson first (fast); the standard library for what orjson refuses but JSON allows (a
+    number like 1e999, an integer beyond 64 bits). The error, returned, when neither parses."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return exc
+
+
+async def read_capped(
+    resp: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
+) -> bytearray | None:
+    """The body, decompressed, up to ``limit`` bytes. Past it: None, or with ``truncate``
+    the first ``limit`` bytes. The rest is never read (the connection is dropped)."""
+    if not truncate and (resp.content_length or 0) > limit:
+        return None
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            if truncate:
+                del buf[limit:]
+                break
+            return None
+    return buf

@@ -1,0 +1,94 @@
+"""The one redaction: what removes an API key from everything batchgen prints or stores.
+
+:func:`redact` is used for every message and field a provider sends back, every error
+message, the base URL in settings and reports; :func:`redact_argv` (the command line saved in
+run.json) applies it to each argument after hiding the values of secret-named flags. A key
+is caught in any of the forms it travels in:
+
+- the key itself, in any letter case, when the caller knows it (``secrets``);
+- anything that looks like an OpenAI-style key (``sk-...``);
+- a credential after ``Bearer``/``Basic`` (an ``Authorization`` header echoed back);
+- the value of a key-named header (``api-key: ...``, ``x-goog-api-key: ...``);
+- the value of a key-named query parameter (``?api_key=...``, ``&key=...``);
+- the value of a key-named JSON field (``"api_key": "..."``: a request body echoed back);
+- the password of a URL's userinfo (``https://user:password@host``: the user is kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+MASK = "***"
+
+# names under which a value is a secret: whole words, so `monkey` or `max_tokens` are not
+_SECRET_NAME = (
+    r"(?:[A-Za-z0-9]+[_.\-])*"
+    r"(?:api[_\-]?key|key|token|access[_\-]?token|secret|password|passwd|authorization"
+    r"|credential|signature|sig)"
+)
+_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
+# the userinfo of an absolute URL: keep the user, hide the password
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#@\s]*@")
+# a credential after an auth scheme; it holds a digit, so "the bearer messenger" is prose
+_AUTH_SCHEME = re.compile(
+    r"\b((?:Bearer|Basic|Token)\s+)(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}",
+    re.IGNORECASE,
+)
+# `api-key: VALUE`, `x-goog-api-key: VALUE` (a header echoed back); Authorization has a scheme
+_HEADER = re.compile(r"(?<![\w\-])((?:x-)?(?:goog-)?api-key\s*:\s*)[^\s,;\"']+", re.IGNORECASE)
+_QUERY = re.compile(rf"([?&]{_SECRET_NAME}=)[^&#\s\"']+", re.IGNORECASE)
+# `"api_key": "VALUE"` in JSON (or escaped JSON inside a message, or a Python repr's quotes)
+_JSON_FIELD = re.compile(
+    rf"""(\\?["']{_SECRET_NAME}\\?["']\s*:\s*\\?["'])[^"'\\]+""", re.IGNORECASE
+)
+# a flag naming a secret (`--api-key`, `--token`); `--api-key-env` names a variable instead
+_SECRET_FLAG = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with every secret (in any letter case) and every key-looking value (see the
+    module's list) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = _secret_pattern(secret).sub(MASK, text)
+    text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    text = _AUTH_SCHEME.sub(rf"\1{MASK}", text)
+    text = _HEADER.sub(rf"\1{MASK}", text)
+    text = _QUERY.sub(rf"\1{MASK}", text)
+    text = _JSON_FIELD.sub(rf"\1{MASK}", text)
+    return _KEYLIKE.sub("sk-" + MASK, text)
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """The command line without secrets: ``--api-key X`` / ``--api-key=X`` become ``***``
+    (environment variable names stay: ``--api-key-env MY_KEY``), and every argument is
+    passed through :func:`redact`, with those flags' values as known secrets (a key given
+    once as a flag and again inside another argument is caught there too)."""
+    out: list[str] = []
+    hidden: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            hide_next = False
+            if not ENV_NAME.match(arg):
+                hidden.append(arg)
+                arg = MASK
+            out.append(arg)
+        elif arg.startswith("-") and _SECRET_FLAG.search(arg):
+            name, eq, value = arg.partition("=")
+            if eq and not ENV_NAME.match(value):
+                hidden.append(value)
+                arg = f"{name}={MASK}"
+            hide_next = not eq
+            out.append(arg)
+        else:
+            out.append(arg)
+    return [redact(arg, hidden) for arg in out]
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    return re.compile(re.escape(secret), re.IGNORECASE)

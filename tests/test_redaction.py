@@ -1,0 +1,91 @@
+"""The one redaction (batchgen.redaction): a key in any form it travels in never survives,
+whether the caller knows the key or not, and text without a key is left as it was."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchgen import errors, redaction
+from batchgen.redaction import redact, redact_argv
+from batchgen.runlog import rundir
+
+# keys as providers issue them: OpenAI, Gemini, a gateway's token; all hold a digit
+KEYS = ["sk-proj-AbCdEf0123456789", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", "gw_tok_77xQ2k9Lm"]
+
+# (form, text with {key} where the key goes); none names the key to redact()
+FORMS = [
+    ("bearer header", "Authorization: Bearer {key}"),
+    ("bearer, lower case", "sent authorization: bearer {key} and got 401"),
+    ("azure header", "api-key: {key}"),
+    ("gemini header", "x-goog-api-key:{key}, retry"),
+    ("query parameter", "GET https://host/v1/models?key={key}&alt=json failed"),
+    ("query parameter, second", "https://host/v1/x?alt=json&api_key={key}#frag"),
+    ("query parameter, token", "https://host/v1/x?access_token={key}"),
+    ("JSON body echo", '{{"model": "m", "api_key": "{key}", "prompt": "p"}}'),
+    ("JSON body echo, escaped", '{{\\"api_key\\": \\"{key}\\"}}'),
+    ("Python repr", "{{'Authorization': 'Bearer {key}'}}"),
+    ("repr of a dict field", "{{'x-api-key': '{key}'}}"),
+    ("URL userinfo", "ClientConnectorError: https://user:{key}@host:443/v1"),
+]
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize(("form", "template"), FORMS, ids=[f for f, _ in FORMS])
+def test_a_key_in_any_form_never_survives_even_unnamed(key: str, form: str, template: str) -> None:
+    text = template.format(key=key)
+    assert key in text
+    for out in (redact(text), redact(text, (key,))):
+        assert key not in out and key.lower() not in out.lower(), (form, out)
+        assert "***" in out, (form, out)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_argv_hides_flag_values_in_both_spellings(key: str) -> None:
+    argv = ["batchgen", "run", "jobs.jsonl", "--api-key", key, f"--api-key={key}",
+            "--token", key, "--api-key-env", "MY_KEY", "--rpm", "30", f"--x=see {key}"]  # fmt: skip
+    out = redact_argv(argv)
+    assert not any(key in arg for arg in out), out
+    assert out[:4] == ["batchgen", "run", "jobs.jsonl", "--api-key"]
+    assert out[4:8] == ["***", "--api-key=***", "--token", "***"]
+    assert out[8:12] == ["--api-key-env", "MY_KEY", "--rpm", "30"]  # a variable's name stays
+    assert out[12] == "--x=see ***"  # the flag's value, seen once, is a known secret after
+    # the run dir's helper is the same function
+    assert rundir.redact_argv(argv) == out
+
+
+@given(
+    key=st.text(string.ascii_letters + string.digits + "-_", min_size=12, max_size=60).filter(
+        lambda k: any(c.isdigit() for c in k)
+    ),
+    form=st.sampled_from([t for _, t in FORMS]),
+)
+def test_any_key_shape_in_any_form(key: str, form: str) -> None:
+    assert key not in redact(form.format(key=key))
+
+
+def test_the_known_key_is_caught_anywhere_in_any_case() -> None:
+    key = "gateway-token-XYZ7"
+    assert redact(f"echo {key.lower()} / {key.upper()}", (key,)) == "echo *** / ***"
+    assert redact("ab", ("ab",)) == "ab"  # too short to be a key: never masks prose
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a watercolour of a monkey=happy, max_tokens=100 and ?size=1024x1024&quality=high",
+        '{"max_tokens": "100", "monkey": "x", "prompt": "the bearer of news"}',
+        "Bearer token expired",  # no credential: nothing to hide
+        "https://api.openai.com/v1/images/generations?api-version=2024-02-01",
+        '{"api_key": ""}',
+    ],
+)
+def test_text_without_a_key_is_unchanged(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_every_module_uses_the_one_function() -> None:
+    assert errors.redact is redaction.redact
