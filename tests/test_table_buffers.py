@@ -92,7 +92,7 @@ ODD: dict[pa.DataType, st.SearchStrategy[Any]] = {
             Decimal(3),
             *NUMPY,
         ]
-    ),  # fmt: skip
+    ),
     pa.int64(): st.sampled_from(
         [2**63, -(2**63) - 1, 2**64, True, 7.0, 2.5, math.nan, -math.inf, "5", *NUMPY]
     ),
@@ -110,7 +110,7 @@ ODD: dict[pa.DataType, st.SearchStrategy[Any]] = {
             "nan",
             *NUMPY,
         ]
-    ),  # fmt: skip
+    ),
     pa.bool_(): st.sampled_from([0, 1, 1.0, "true", None, *NUMPY]),
     pa.list_(pa.string()): st.sampled_from(
         [("a", "b"), [1], [b"x"], ["ok", "\ud800"], [["nested"]], "ab", {"a": 1}, np.str_("x")]

@@ -3,9 +3,10 @@ results stored beside the log (``checks/``, see store.py), so a report only read
 
 The hot path is ``submit(paths, images)``, called by the pool right after ``save_images`` on
 the event loop: it appends (path, size) to a bounded backlog and wakes the dispatcher thread
-when it waits for work (a few µs; no I/O, no hashing, no pickling). When the backlog is full the images are not
-queued, only counted: checking never slows the run down. The dispatcher thread hands batches
-to the workers, collects their measurements and writes them every ``flush_s``.
+when it waits for work (a few µs; no I/O, no hashing, no pickling). When the backlog is full
+the images are not queued, only counted: checking never slows the run down. The dispatcher
+thread hands batches to the workers, collects their measurements and writes them every
+``flush_s``.
 
 Workers are processes by default: decoding and the numpy maths hold the GIL in parts, and
 threads would take it from the event loop. They run at the lowest CPU priority (nice 19), and

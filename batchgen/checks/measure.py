@@ -17,7 +17,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -125,7 +125,7 @@ def measure_file(
 
 
 def measure_batch(
-    run_dir: str, items: list[tuple[str, str | bytes]], thumb_px: int, hash_size: int
+    run_dir: str, items: Sequence[tuple[str, str | bytes]], thumb_px: int, hash_size: int
 ) -> list[Measured]:
     """Worker entry point: ``items`` are (logged path, the image's bytes or the file to read).
     A process worker is given file names (the page cache has the bytes: a pipe would copy

@@ -65,10 +65,10 @@ def image_pixels(data: bytes, ext: str) -> int | None:
     answer); JPEG and WebP by Pillow, which reads only their header too."""
     if ext == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
         width, height = struct.unpack(">II", data[16:24])
-        return width * height
+        return int(width) * int(height)
     if ext == "gif" and len(data) >= 10:
         width, height = struct.unpack("<HH", data[6:10])
-        return width * height
+        return int(width) * int(height)
     import io
     import warnings
 

@@ -4,11 +4,11 @@ Validate first (``validate_file``), then stream (``iter_jobs``); both read the f
 way, so ids and line numbers agree. ``job_index`` is the cheap id listing for resume.
 """
 
+from batchgen.jobs.fields import check_fields
 from batchgen.jobs.formats import FORMATS, JobFileError, Problem
 from batchgen.jobs.model import Job, canonical_json, fingerprint
 from batchgen.jobs.validate import (
     Validation,
-    check_fields,
     iter_jobs,
     job_index,
     sha256_file,

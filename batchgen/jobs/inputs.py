@@ -263,12 +263,12 @@ def input_image_tokens(width: int, height: int, fidelity: str | None = None) -> 
     scaled to fit 2048x2048, then its short side to 512, counted in 512-px tiles at 129
     tokens each plus 65; ``input_fidelity: high`` adds a flat 4,096 (gpt-image-1's
     high-fidelity surcharge for a 1024-px image, rounded). Unknown sizes count as 1024x1024."""
-    width, height = (width, height) if width and height else (1024, 1024)
-    scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = 512 / min(width, height)
-    width, height = width * scale, height * scale
-    tiles = math.ceil(width / 512) * math.ceil(height / 512)
+    w, h = (float(width), float(height)) if width and height else (1024.0, 1024.0)
+    scale = min(1.0, 2048 / max(w, h))
+    w, h = w * scale, h * scale
+    scale = 512 / min(w, h)
+    w, h = w * scale, h * scale
+    tiles = math.ceil(w / 512) * math.ceil(h / 512)
     return 65 + 129 * tiles + (4096 if fidelity == "high" else 0)
 
 

@@ -10,6 +10,7 @@ so its batch cost is ``unknown`` (and ``--max-cost`` refuses it unless ``--price
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from batchgen.money.table import ModelPrice, PriceTable
 
@@ -27,7 +28,7 @@ def batch_price(entry: ModelPrice) -> ModelPrice | None:
     rate = entry.batch_rate
     if rate is None:
         return None
-    scaled: dict[str, object] = {}
+    scaled: dict[str, Any] = {}
     for key in _RATES:
         value = getattr(entry, key)
         if value is not None:

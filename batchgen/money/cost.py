@@ -106,13 +106,13 @@ def image_usd(
 
 def assumed_quality(entry: ModelPrice, quality: str | None) -> str:
     known = entry.known_qualities()
-    if quality in known:
+    if quality is not None and quality in known:
         return quality
     return entry.auto_quality if entry.auto_quality in known or ANY in known else known[0]
 
 
 def assumed_size(entry: ModelPrice, size: str | None) -> str:
-    return size if parse_size(size) else entry.auto_size
+    return size if size is not None and parse_size(size) else entry.auto_size
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,9 @@ def _merge_layer(
                 and entry["billing"] != old.get("billing")
             )
             # a changed billing kind leaves no shipped key meaningful, so the entry is replaced
-            merged[section][name] = dict(entry) if replace_whole else {**old, **entry}
+            merged[section][name] = (
+                dict(entry) if replace_whole or old is None else {**old, **entry}
+            )
             origin[(section, name)] = file
 
 

@@ -158,7 +158,7 @@ class Quoter:
                 rpm=rpm,
                 ipm=ipm,
                 concurrency=concurrency,
-            ),  # fmt: skip
+            ),
             unknown_models=tuple(sorted(unknown)),
             price_files=prices.files,
         )

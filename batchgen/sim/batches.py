@@ -8,10 +8,11 @@ A batch follows the real state machine on a compressible clock: ``batch_seconds`
 creation to completed — validating for 5 % of T, in_progress for 90 % (its lines complete at
 an even pace), finalizing for 5 % — plus failed (validation: a bad line, a duplicate
 custom_id, or the ``batch_faults`` ``fail=K`` knob), expired (``expire=K``: half-way through,
-the rest of its lines are ``batch_expired`` errors) and cancelling (1 % of T) → cancelled (what finished
-before the cancel is in the output file). States are computed from the clock when asked, so
-nothing runs in the background. Line faults come from the live ``faults`` knob and prompt
-directives: content_policy → a 400 line, any other fault → a 500 line, in the error file.
+the rest of its lines are ``batch_expired`` errors) and cancelling (1 % of T) → cancelled
+(what finished before the cancel is in the output file). States are computed from the clock
+when asked, so nothing runs in the background. Line faults come from the live ``faults`` knob
+and prompt directives: content_policy → a 400 line, any other fault → a 500 line, in the error
+file.
 
 Counters for tests (in ``GET /_sim/stats`` under ``batch``): ``submitted`` — custom_id →
 times it was in a created batch; ``billed`` — custom_id → 200 lines it got; batches created,
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from batchgen.sim import responses
 from batchgen.sim.faults import parse_directives
@@ -161,6 +162,8 @@ class SimBatches:
         reader = await request.multipart()
         purpose, filename, data = None, "upload.jsonl", b""
         async for part in reader:
+            if not isinstance(part, BodyPartReader):  # a nested multipart: not a form field
+                continue
             if part.name == "purpose":
                 purpose = (await part.text()).strip()
             elif part.name == "file":
@@ -392,10 +395,12 @@ class SimBatches:
                     err = responses.FAULT_ERRORS[line.fault]
                 yield _line_bytes(b, line, err.status, json.dumps(err.body()).encode())
             for line in unrun:
-                message = (
-                    "This request could not be executed before the completion window expired."
-                    if code == "batch_expired" else "This request was not executed: the batch was cancelled."
-                )  # fmt: skip
+                if code == "batch_expired":
+                    message = (
+                        "This request could not be executed before the completion window expired."
+                    )
+                else:
+                    message = "This request was not executed: the batch was cancelled."
                 error = {"code": code, "message": message}
                 yield json.dumps({
                     "id": f"batch_req_{b.id}_{line.number}", "custom_id": line.custom_id,

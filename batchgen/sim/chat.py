@@ -193,9 +193,11 @@ class SimJudge:
             # the client hung up (or was killed) while we "looked": nothing was delivered
             server.stats.record_chat("client_gone")
             raise asyncio.CancelledError
-        billed_ok = fault is None
         server.stats.record_billed("chat", model, prompt_tokens, completion_tokens)
-        server.stats.record_chat(OK if billed_ok else fault, sha if billed_ok else None)
+        if fault is None:
+            server.stats.record_chat(OK, sha)
+        else:
+            server.stats.record_chat(fault)
         return web.Response(body=payload, content_type="application/json", headers=headers)
 
 
@@ -222,7 +224,10 @@ def _content(messages: Any) -> tuple[str, bytes, str]:
                 detail = str(spec.get("detail") or "auto")
                 head, _, data = url.partition(",")
                 if not head.startswith("data:image/") or ";base64" not in head:
-                    msg = "The simulator's judge takes images as data URLs (data:image/png;base64,...)."
+                    msg = (
+                        "The simulator's judge takes images as data URLs "
+                        "(data:image/png;base64,...)."
+                    )
                     raise ApiError(400, msg, param="messages", code="invalid_image_url")
                 try:
                     image = base64.b64decode(data, validate=True)

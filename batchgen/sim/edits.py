@@ -60,15 +60,16 @@ async def parse_edit(request: web.Request, extra_models: tuple[str, ...]) -> Edi
     else:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            loaded = json.loads(raw)
         except ValueError:
-            body = None
-        if not isinstance(body, dict):
+            loaded = None
+        if not isinstance(loaded, dict):
             msg = (
                 "We could not parse the body of your request. Send multipart/form-data "
                 "(CreateImageEditRequest) or a JSON object (EditImageBodyJsonParam)."
             )
             raise ApiError(400, msg)
+        body = loaded
         images, mask = _json_inputs(body)
         json_form = True
     model = body.get("model") or DEFAULT_EDIT_MODEL
@@ -145,8 +146,8 @@ def _form_value(name: str, value: str) -> Any:
 def _json_inputs(body: dict[str, Any]) -> tuple[list[_Input], _Input | None]:
     refs = body.get("images")
     if not isinstance(refs, list) or not refs:
-        raise _invalid("'images' must be a non-empty array of image references.", "images",
-                       "missing_required_parameter" if refs is None else "invalid_value")  # fmt: skip
+        code = "missing_required_parameter" if refs is None else "invalid_value"
+        raise _invalid("'images' must be a non-empty array of image references.", "images", code)
     images = [_json_ref(r, f"images[{i}]") for i, r in enumerate(refs)]
     mask = _json_ref(body["mask"], "mask") if body.get("mask") is not None else None
     return images, mask

@@ -255,15 +255,15 @@ class ProtocolSims:
         if kind == "content_policy":
             self.s.stats.record_outcome(kind)
             self.tasks.pop(tid, None)
-            return web.json_response({"id": tid, "status": "Request Moderated",
-                                      "details": {"Moderation Reasons": ["simulated"]}})  # fmt: skip
+            details = {"Moderation Reasons": ["simulated"]}
+            return web.json_response({"id": tid, "status": "Request Moderated", "details": details})
         if kind in ("server", "server_html", "disconnect", "truncated_json", "bad_base64"):
             self.s.stats.record_outcome(kind)
             self.tasks.pop(tid, None)
             return web.json_response({"id": tid, "status": "Error"})
         urls = await self._result_urls(request, task)
-        return web.json_response({"id": tid, "status": "Ready",
-                                  "result": {"sample": urls[0], "prompt": task["outcome"].req.prompt}})  # fmt: skip
+        result = {"sample": urls[0], "prompt": task["outcome"].req.prompt}
+        return web.json_response({"id": tid, "status": "Ready", "result": result})
 
     async def fal_submit(self, request: web.Request) -> web.Response:
         def detail(status: int, text: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -322,8 +322,11 @@ class ProtocolSims:
         kind = task["outcome"].kind
         if kind == "content_policy":
             self.s.stats.record_outcome(kind)
-            detail = [{"type": "content_policy_violation", "msg": "The content could not be "
-                       "processed because it contained material flagged by a content checker."}]  # fmt: skip
+            msg = (
+                "The content could not be processed because it contained material flagged by "
+                "a content checker."
+            )
+            detail = [{"type": "content_policy_violation", "msg": msg}]
             return web.json_response({"detail": detail}, status=422)
         if kind in ("server", "server_html", "disconnect", "truncated_json", "bad_base64"):
             self.s.stats.record_outcome(kind)
