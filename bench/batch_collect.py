@@ -61,7 +61,8 @@ def bench_batch_collect(
     figures = [
         Figure("output file collected", gb, Target(">=", 1.0), "GB", f"{jobs} lines"),
         Figure("peak RSS collecting it", measured.peak_rss_mb, Target("<=", 300.0), "MB",
-               f"{size / 1e6 / measured.wall_s:.0f} MB/s over the whole run ({measured.wall_s:.0f} s)"),
+               f"{size / 1e6 / measured.wall_s:.0f} MB/s over the whole run "
+               f"({measured.wall_s:.0f} s)"),
     ]  # fmt: skip
     return figures, {"output_bytes": size, "peak_rss_mb": measured.peak_rss_mb,
                      "wall_s": measured.wall_s, "cpu_s": measured.cpu_s}  # fmt: skip

@@ -168,7 +168,9 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
         stop = threading.Event()
         t0 = time.perf_counter()
         checker.submit(paths, datas)
-        spinner = threading.Thread(target=lambda: out.setdefault(kind, {"n": _spin(stop)}))
+        spinner = threading.Thread(
+            target=lambda kind=kind, stop=stop: out.setdefault(kind, {"n": _spin(stop)})
+        )
         spinner.start()
         while checker.measured < sample + 2:
             time.sleep(0.005)

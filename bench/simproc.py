@@ -25,7 +25,8 @@ _START_TIMEOUT_S = 30.0
 
 
 class SimProcess:
-    """``with SimProcess(rpm=600, latency_mean=0.3) as sim:`` → ``sim.base_url``, ``sim.stats()``."""
+    """``with SimProcess(rpm=600, latency_mean=0.3) as sim:`` → ``sim.base_url``,
+    ``sim.stats()``."""
 
     def __init__(self, **knobs: Any) -> None:
         # fail here, in the caller's process, on a bad knob rather than in the child

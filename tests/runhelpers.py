@@ -71,8 +71,9 @@ class Cli:
         self, args: Sequence[str], *, env: dict[str, str], cwd: Path | None = None
     ) -> None:
         self.args = list(args)
-        self._out = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self._err = tempfile.TemporaryFile("w+", encoding="utf-8")
+        # open until _collected reads and closes them: the child writes to them meanwhile
+        self._out = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._err = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchgen", *self.args],
             env=env,

@@ -187,7 +187,7 @@ def test_empty_run_reports_everything_pending(tmp_path):
 
 
 def test_missing_run_dir_says_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run.json and log/"):
+    with pytest.raises(FileNotFoundError, match=r"run\.json and log/"):
         analyze_run(tmp_path / "nope")
 
 

@@ -290,7 +290,7 @@ def test_latency_that_triples_does_not_starve_a_pool_paced_by_a_known_rate() -> 
         start.append(now) if not start else None
         return 0.3 if now - start[0] < 5 else 0.9
 
-    p, limiter, took = _scenario({"rpm": 1200, "latency": latency}, [1] * 1300, concurrency=64)
+    p, limiter, _took = _scenario({"rpm": 1200, "latency": latency}, [1] * 1300, concurrency=64)
     t0 = p.accepted[0][0]
     assert rate(p.accepted, t0 + 10, t0 + 50) >= 0.95 * 1200 * 0.985
     assert limiter.inflight.peak >= 18  # 19.7/s × 0.9 s

@@ -257,8 +257,8 @@ def test_deadline_cancels_a_slow_batch_and_finishes_the_rest_live_paying_once(
     run_dir = tmp_path / "run"
     deadline_s = 6.0
     started = time.time()
-    done = run_cli(_run(jobs, run_dir, sim, "--deadline", f"{deadline_s}s",
-                        "--assume-latency", "0.01", "--concurrency", "16"), env=cli_env())  # fmt: skip
+    args = ["--deadline", f"{deadline_s}s", "--assume-latency", "0.01", "--concurrency", "16"]
+    done = run_cli(_run(jobs, run_dir, sim, *args), env=cli_env())
     assert done.code == 0, done.output
     assert "deadline" in done.stdout
     stats = batch_stats(sim)

@@ -167,7 +167,7 @@ def test_log_write_fails_for_a_while_then_the_final_flush_saves_every_row(
 
 def test_disk_full_before_any_request_is_one_line_not_a_traceback(tmp_path: Path, make_sim) -> None:
     sim = make_sim(latency_mean=0.0, seed=24)
-    run_dir, done = _run(tmp_path, sim, 5, _env("file:write:1.."))  # run.json cannot be written
+    _run_dir, done = _run(tmp_path, sim, 5, _env("file:write:1.."))  # run.json cannot be written
     assert done.code == 3, done.output
     assert "Traceback" not in done.output
     assert "stopped (disk)" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -49,9 +49,8 @@ def multipart(
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        parts.append(f"{head}{value}\r\n".encode())
     for i, (name, data) in enumerate(files):
         head = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '

@@ -466,6 +466,6 @@ def test_the_pools_scan_gives_the_ids_validation_checked(tmp_path: Path) -> None
     seen: list[tuple[str, int]] = []
     assert validate_file(path, on_job=lambda j: seen.append((j.id, j.line))).ok
     assert [(j.id, j.line) for j in iter_jobs(path)] == seen
-    assert [i for i, _ in seen] == [derived(apple), derived({"prompt": "a pear"}) + "-7",
-                                    derived(apple) + "-2", "Mixed-Case",
-                                    derived({"prompt": "a pear"}), derived(apple) + "-3"]  # fmt: skip
+    pear = derived({"prompt": "a pear"})
+    assert [i for i, _ in seen] == [derived(apple), pear + "-7", derived(apple) + "-2",
+                                    "Mixed-Case", pear, derived(apple) + "-3"]  # fmt: skip

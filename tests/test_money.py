@@ -238,7 +238,8 @@ as_of = "2026-01-01"
             ],
         ),
         (
-            '[models."x"]\nbilling = "per_image"\nper_image = { hd = { "huge" = 1 } }\nsource = "s"\nas_of = "d"\n',
+            '[models."x"]\nbilling = "per_image"\nper_image = { hd = { "huge" = 1 } }\n'
+            'source = "s"\nas_of = "d"\n',
             ['models."x".per_image.hd."huge" is not a size'],
         ),
         (
@@ -273,7 +274,7 @@ def test_all_problems_are_reported_at_once(tmp_path):
 
 
 def test_missing_price_file_says_which(tmp_path):
-    with pytest.raises(PricesError, match="nope.toml: cannot read the price file"):
+    with pytest.raises(PricesError, match=r"nope\.toml: cannot read the price file"):
         load_prices(tmp_path / "nope.toml")
 
 

@@ -392,11 +392,11 @@ def test_a_malformed_price_file_is_a_clear_error_from_plan_and_run(
     prices.write_text(text)
     jobfile = write_jobs(tmp_path / "jobs.jsonl", JOBS[:4])
 
-    code, out, err = cli(capsys, "plan", str(jobfile), "--prices", str(prices))
+    code, _, err = cli(capsys, "plan", str(jobfile), "--prices", str(prices))
     assert code == 2
     assert str(prices) in err and key in err, err
 
-    code, out, err = run(capsys, money_sim, jobfile, tmp_path / "run", "--prices", str(prices))
+    code, _, err = run(capsys, money_sim, jobfile, tmp_path / "run", "--prices", str(prices))
     assert code == 2
     assert str(prices) in err and key in err, err
     assert money_sim.stats.received == 0

@@ -42,7 +42,8 @@ def _jobs(path: Path) -> Path:
     return write_jsonl_jobs(path, (
         {
             "id": f"shot-{i:03d}",
-            "prompt": f"product shot {i}: a ceramic mug on oak" + (" [sim:wrong]" if i in WRONG else ""),
+            "prompt": f"product shot {i}: a ceramic mug on oak"
+            + (" [sim:wrong]" if i in WRONG else ""),
             "quality": "low" if i % 2 == 0 else "high",
         }
         for i in range(JOBS)

@@ -179,6 +179,5 @@ def test_lock_of_a_killed_holder_is_not_stale(tmp_path: Path) -> None:
 
 def test_lock_is_exclusive_within_one_process_too(tmp_path: Path) -> None:
     rd = make_run(tmp_path)
-    with rd.lock(), pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
-        with RunDir(rd.path).lock():
-            pass
+    with rd.lock(), pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"), RunDir(rd.path).lock():
+        pass

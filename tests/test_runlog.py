@@ -163,7 +163,7 @@ def test_empty_log_reads_as_empty_table_with_schema(tmp_path: Path) -> None:
     assert read_log(tmp_path).schema.equals(schema.SCHEMA)
     t = read_log(tmp_path, ["job_id", "status"])
     assert t.num_rows == 0 and t.column_names == ["job_id", "status"]
-    with pytest.raises(KeyError, match="schema.py"):
+    with pytest.raises(KeyError, match=r"schema\.py"):
         read_log(tmp_path, ["job_idd"])
 
 
