@@ -101,12 +101,6 @@ def fail(name: str) -> None:
         raise OSError(code, f"{os.strerror(code)} (injected at {name}, hit {count})")
 
 
-def arm_failures(spec: str) -> None:
-    """Re-read a ``BATCHGEN_FAIL_AT`` spec in-process (tests)."""
-    _failing.clear()
-    _failing.update(_parse_failures(spec))
-
-
 def arm(spec: str) -> None:
     """Re-read a spec (tests that arm points in-process after import)."""
     _armed.clear()

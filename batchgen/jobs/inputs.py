@@ -25,16 +25,8 @@ from typing import Any
 
 from batchgen.jobs.formats import kind_of, show
 
-# models the schema lists for POST /images/edits (CreateImageEditRequest.model)
-EDIT_MODELS = frozenset(
-    {
-        "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2",
-        "gpt-image-2-2026-04-21", "chatgpt-image-latest", "dall-e-2",
-    }
-)  # fmt: skip
 # OpenAI models known to take no edits
 NO_EDIT_MODELS = frozenset({"dall-e-3"})
-EDIT_FIELDS = frozenset({"image", "images", "mask", "input_fidelity"})
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # "less than 50MB" (GPT image models)
 MAX_DALLE2_BYTES = 4 * 1024 * 1024  # dall-e-2 image and every mask: "less than 4MB"

@@ -364,26 +364,3 @@ def read_spec(path: Path) -> Iterator[Record | Problem]:
         yield from exc.problems
         return
     yield from records(spec)
-
-
-def variable_counts(spec: Spec) -> dict[str, dict[str, int]]:
-    """Jobs per value of each variable, computed (no expansion): a value's share of the
-    cells times the rest. Variants and CSV columns are counted by their options / rows."""
-    total = count(spec)
-    out: dict[str, dict[str, int]] = {}
-    for name, values in spec.matrix + spec.zipped:
-        each = total // len(values)
-        counts: dict[str, int] = {}
-        for v in values:
-            label = _stem(v) if name in INPUT_KEYS else str(v)
-            counts[label] = counts.get(label, 0) + each
-        out[name] = counts
-    if spec.files is not None:
-        each = total // len(spec.files)
-        stems: dict[str, int] = {}
-        for p in spec.files:
-            stems[p.stem] = stems.get(p.stem, 0) + each
-        out["stem"] = stems
-    for i, options in enumerate(spec.variants, 1):
-        out[f"v{i}"] = {o: total // len(options) for o in options}
-    return out

@@ -21,7 +21,6 @@ from batchgen.provider.http import checked_image, json_error_text
 from batchgen.provider.poll import Poll, PollingProvider
 from batchgen.provider.transport import ratelimit_headers
 
-DEFAULT_BFL_URL = "https://api.bfl.ai/v1"
 _MODERATED = ("Request Moderated", "Content Moderated")
 _FAILED = ("Error", "Failed", "Task not found")
 _PASS = ("aspect_ratio", "seed", "output_format", "safety_tolerance", "prompt_upsampling",

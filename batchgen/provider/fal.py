@@ -21,7 +21,6 @@ from batchgen.provider.http import checked_image, json_error_text
 from batchgen.provider.poll import Poll, PollingProvider
 from batchgen.provider.transport import ratelimit_headers
 
-DEFAULT_FAL_URL = "https://queue.fal.run"
 _PASS = ("seed", "output_format", "enable_safety_checker", "num_inference_steps",
          "guidance_scale", "aspect_ratio")  # fmt: skip
 

@@ -28,7 +28,6 @@ from batchgen.provider.http import JsonHttp, b64_image
 from batchgen.provider.transport import ratelimit_headers
 from batchgen.provider.usage import MAX_TOKENS
 
-DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta"
 RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 _BLOCKED = frozenset({
     "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST",

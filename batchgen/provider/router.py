@@ -107,9 +107,6 @@ class Router:
     def adds_inflight(self) -> bool:
         return self.inflight is not None
 
-    def serves(self, model: str | None) -> bool:
-        return model in self.by_model
-
     def describe(self) -> str:
         return " | ".join(
             f"{ep.name}: "
