@@ -89,3 +89,44 @@ def test_text_without_a_key_is_unchanged(text: str) -> None:
 
 def test_every_module_uses_the_one_function() -> None:
     assert errors.redact is redaction.redact
+
+
+# ------------------------------------------------------------------ the shared transport
+def test_transport_failures_are_classified_and_never_carry_the_key() -> None:
+    import aiohttp
+    import anyio
+
+    from batchgen.errors import AttemptError, ErrorClass
+    from batchgen.provider.transport import KeyedSession
+
+    key = "gw_tok_77xQ2k9Lm"
+    client = KeyedSession("http://127.0.0.1:9/v1/", key)
+    assert client.base_url == "http://127.0.0.1:9/v1"
+
+    async def fail(exc: BaseException) -> AttemptError:
+        with pytest.raises(AttemptError) as caught, client._transport_errors("late", "GET /x: "):
+            raise exc
+        return caught.value
+
+    async def main() -> list[AttemptError]:
+        try:
+            # a real request: the URL (with the key in its query) is echoed by aiohttp's error
+            with pytest.raises(AttemptError) as real, client._transport_errors("late"):
+                await client._client().get(f"http://[::1/?key={key}")
+            return [
+                real.value,
+                await fail(TimeoutError()),
+                await fail(aiohttp.ClientOSError(104, f"reset by {key.upper()}")),
+                await fail(ConnectionRefusedError(111, f"Bearer {key} refused")),
+            ]
+        finally:
+            await client.aclose()
+
+    real, timeout, reset, refused = anyio.run(main)
+    assert client._session is None  # closed, and a next use opens a new one
+    assert real.error_class is ErrorClass.NETWORK and "Invalid" in real.message
+    assert (timeout.error_class, timeout.message) == (ErrorClass.TIMEOUT, "late")
+    assert reset.error_class is refused.error_class is ErrorClass.NETWORK
+    assert reset.message.startswith("GET /x: ClientOSError")
+    for error in (real, reset, refused):
+        assert key.lower() not in str(error).lower() and "***" in error.message, error
