@@ -43,8 +43,8 @@ _QUERY = re.compile(rf"([?&]{_SECRET_NAME}=)[^&#\s\"']+", re.IGNORECASE)
 _JSON_FIELD = re.compile(
     rf"""(\\?["']{_SECRET_NAME}\\?["']\s*:\s*\\?["'])[^"'\\]+""", re.IGNORECASE
 )
-# a flag naming a secret (`--api-key`, `--token`); `--api-key-env` names a variable instead
-_SECRET_FLAG = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
+# a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret
+SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
@@ -77,7 +77,7 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
                 hidden.append(arg)
                 arg = MASK
             out.append(arg)
-        elif arg.startswith("-") and _SECRET_FLAG.search(arg):
+        elif arg.startswith("-") and SECRETISH.search(arg):
             name, eq, value = arg.partition("=")
             if eq and not ENV_NAME.match(value):
                 hidden.append(value)
