@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from batchgen.sim import responses
 from batchgen.sim.batchstate import (
@@ -82,6 +82,8 @@ class SimBatches:
         reader = await request.multipart()
         purpose, filename, data = None, "upload.jsonl", b""
         async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue  # a nested multipart: not a field the Files API takes
             if part.name == "purpose":
                 purpose = (await part.text()).strip()
             elif part.name == "file":

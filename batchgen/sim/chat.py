@@ -191,9 +191,11 @@ class SimJudge:
             # the client hung up (or was killed) while we "looked": nothing was delivered
             server.stats.record_chat("client_gone")
             raise asyncio.CancelledError
-        billed_ok = fault is None
         server.stats.record_billed("chat", model, prompt_tokens, completion_tokens)
-        server.stats.record_chat(OK if billed_ok else fault, sha if billed_ok else None)
+        if fault is None:
+            server.stats.record_chat(OK, sha)
+        else:
+            server.stats.record_chat(fault, None)
         return web.Response(body=payload, content_type="application/json", headers=headers)
 
 
