@@ -44,7 +44,7 @@ def _main_sim(args: argparse.Namespace) -> int:
     return main_sim(args)
 
 
-def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:  # type: ignore[type-arg]
+def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
     import importlib
 
     try:

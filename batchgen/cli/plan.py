@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchgen.cli.money_args import add_money_arguments
 
 if TYPE_CHECKING:
-    from batchgen.jobs import Job, Problem
+    from batchgen.jobs import Problem
+    from batchgen.money.plan import Plan
     from batchgen.money.quote import Quote
-    from batchgen.money.table import PriceTable
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 2
+_DEFAULTS = ("model", "size", "quality", "n")  # job defaults from the flags
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         "before it is expanded",
     )
     add_money_arguments(parser)
+    _add_output_arguments(parser)
+    parser.set_defaults(func=cmd_plan)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--assume-latency",
         metavar="S",
@@ -64,7 +69,6 @@ def register(subparsers: Any) -> None:
         default=20,
         help="show at most N problems of each kind (all are counted)",
     )
-    parser.set_defaults(func=cmd_plan)
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,103 +92,44 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
     from batchgen.cli.money_args import prices_from_args
-    from batchgen.jobs import validate_file
     from batchgen.money.load import PricesError
-    from batchgen.money.quote import Quoter
+    from batchgen.money.plan import plan_file
 
     out = stdout or sys.stdout
     try:
         prices = prices_from_args(args)
-    except PricesError as exc:
-        print(f"batchgen plan: {exc}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    from batchgen.cli.planvars import PlanTally, too_many_jobs
-
-    defaults = {k: getattr(args, k, None) for k in ("model", "size", "quality", "n")}
-    max_jobs = getattr(args, "max_jobs", None)
-    if refused := too_many_jobs(args.jobfile, max_jobs):
-        print(refused[0], file=out)
-        return EXIT_PROBLEMS
-    model_problems: list[Problem] = []
-    counts = {"model": 0}
-    quoter = Quoter(prices, assume_latency=args.assume_latency)
-    tally = PlanTally()
-    batch_quoter = None
-    add = quoter.add
-    if getattr(args, "via", "live") == "batch":
-        from batchgen.money.batchrate import batch_table
-
-        batch_quoter = Quoter(batch_table(prices), assume_latency=args.assume_latency)
-
-        def add(job: Job, live: Callable[[Job], None] = quoter.add,
-                batch: Callable[[Job], None] = batch_quoter.add) -> None:  # fmt: skip
-            live(job)
-            batch(job)
-
-    def then(job: Job) -> None:
-        add(job)
-        tally.add(job)
-
-    try:
-        # one pass: shape checks, model checks and the quote (dropped if the shape is wrong)
-        validation = validate_file(
-            args.jobfile, defaults, max_errors=args.max_problems,
-            on_job=_checker(prices, args, model_problems, counts, then),
+        plan = plan_file(
+            args.jobfile, prices, {k: getattr(args, k, None) for k in _DEFAULTS},
+            max_jobs=getattr(args, "max_jobs", None), max_problems=args.max_problems,
+            assume_latency=args.assume_latency, rpm=args.rpm, ipm=args.ipm,
+            concurrency=args.concurrency, via=getattr(args, "via", "live"),
         )  # fmt: skip
-    except ValueError as exc:
+    except (PricesError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    shape = list(validation.problems)
-    result: Quote | None = None
-    batch_result: Quote | None = None
-    if validation.ok:
-        result = quoter.result(rpm=args.rpm, ipm=args.ipm, concurrency=args.concurrency)
-        if batch_quoter is not None:
-            batch_result = batch_quoter.result()
-    else:
-        model_problems.clear()
-        counts["model"] = 0
-        tally.clear()
-    total = validation.problem_count + counts["model"]
-    if max_jobs is not None and validation.jobs > max_jobs:
-        print(f"{args.jobfile}: {validation.jobs:,} jobs, more than --max-jobs {max_jobs:,}",
-              file=out)  # fmt: skip
+    if plan.refused is not None or plan.check is None:
+        print(plan.refused, file=out)
         return EXIT_PROBLEMS
     if args.output_format == "json":
-        _print_json(out, args, shape + model_problems, total, result, batch_result,
-                    tally.to_dict())  # fmt: skip
+        _print_json(out, args, plan)
     else:
-        _print_text(out, args, shape, model_problems, total, result)
-        if batch_result is not None and result is not None:
-            print(_batch_sentence(result, batch_result), file=out)
-        if result is not None:
-            if validation.format == "spec":
-                print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
-            tally.print_text(out)
-    return EXIT_PROBLEMS if total or result is None else EXIT_OK
+        _print_plan(out, args, plan)
+    return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
-def _checker(
-    prices: PriceTable,
-    args: argparse.Namespace,
-    problems: list[Problem],
-    counts: dict[str, int],
-    then: Callable[[Job], None],
-) -> Callable[[Job], None]:
-    """Note (a bounded number of) each job's constraint problems, then pass it on."""
-    from batchgen.jobs import Problem
-    from batchgen.money.constraints import check_job
+def _print_plan(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
+    from batchgen.cli.planvars import print_tally
 
-    where = str(args.jobfile)
-
-    def check(job: Job) -> None:
-        for message in check_job(prices, job):
-            counts["model"] += 1
-            if len(problems) < args.max_problems:
-                problems.append(Problem(where, job.line, message))
-        then(job)
-
-    return check
+    check = plan.check
+    assert check is not None
+    result, validation = check.quote, check.validation
+    _print_text(out, args, validation.problems, check.model_problems, check.problem_count, result)
+    if check.batch_quote is not None and result is not None:
+        print(_batch_sentence(result, check.batch_quote), file=out)
+    if result is not None:
+        if validation.format == "spec":
+            print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
+        print_tally(plan.tally, out)
 
 
 def _print_text(
@@ -245,7 +190,8 @@ def _cap_sentence(result: Quote, cap: float) -> str:
     from batchgen.cli.quote import usd
 
     if result.high_usd <= cap:
-        return f"--max-cost {usd(cap)}: the whole batch fits even at its dearest ({usd(result.high_usd)})."
+        dearest = usd(result.high_usd)
+        return f"--max-cost {usd(cap)}: the whole batch fits even at its dearest ({dearest})."
     if result.expected_usd <= cap:
         return (
             f"--max-cost {usd(cap)}: the expected cost fits, but the cap reserves each job's worst "
@@ -253,31 +199,27 @@ def _cap_sentence(result: Quote, cap: float) -> str:
         )
     share = cap / result.expected_usd if result.expected_usd else 0.0
     return (
-        f"--max-cost {usd(cap)}: covers about {share:.0%} of the expected {usd(result.expected_usd)}; "
-        "the run will stop with the rest pending."
+        f"--max-cost {usd(cap)}: covers about {share:.0%} of the expected "
+        f"{usd(result.expected_usd)}; the run will stop with the rest pending."
     )
 
 
-def _print_json(
-    out: TextIO,
-    args: argparse.Namespace,
-    problems: list[Problem],
-    total: int,
-    result: Quote | None,
-    batch_result: Quote | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
+def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
     from batchgen.money import quote_to_dict
 
+    check = plan.check
+    assert check is not None
+    problems = [*check.validation.problems, *check.model_problems]
+    result = check.quote
     document = {
         "file": args.jobfile,
         "problems": [{"file": p.file, "line": p.line, "message": p.message} for p in problems],
-        "problem_count": total,
+        "problem_count": check.problem_count,
         "quote": quote_to_dict(result) if result is not None else None,
         "max_cost": args.max_cost,
-        **(extra or {}),
+        **plan.tally.to_dict(),
     }
-    if batch_result is not None:
-        document["batch_quote"] = quote_to_dict(batch_result)
+    if check.batch_quote is not None:
+        document["batch_quote"] = quote_to_dict(check.batch_quote)
     json.dump(document, out, indent=2, ensure_ascii=False)
     out.write("\n")

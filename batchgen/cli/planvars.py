@@ -1,102 +1,27 @@
-"""What `plan` adds for specs and edits: the --max-jobs gate (counted before anything is
-expanded), jobs and images per value of each variable, and the input images of edits."""
+"""How `plan` prints what it adds for specs and edits (batchgen/jobs/tally.py counts it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from batchgen.jobs.model import Job
+from batchgen.jobs.tally import PlanTally, too_many_jobs
 
-
-def too_many_jobs(path: str | Path, max_jobs: int | None) -> tuple[str, int] | None:
-    """(message, count) when a spec expands past ``max_jobs`` — computed, not expanded.
-    None when it fits, is no spec, or has problems of its own (validation reports them)."""
-    from batchgen.jobs.spec import SpecProblems, count, is_spec, load_spec
-
-    path = Path(path)
-    if max_jobs is None or not is_spec(path) or not path.is_file():
-        return None
-    try:
-        spec = load_spec(path)
-    except SpecProblems:
-        return None
-    total = count(spec)
-    if total <= max_jobs:
-        return None
-    factors = [f"{len(v)} {k}" for k, v in spec.matrix]
-    if spec.zipped:
-        factors.append(f"{len(spec.zipped[0][1])} zip rows")
-    if spec.files is not None:
-        factors.append(f"{len(spec.files)} files")
-    if spec.csv_path is not None:
-        factors.append(f"{spec.csv_rows} CSV rows")
-    factors += [f"{len(v)} variants" for v in spec.variants]
-    if spec.repeat > 1:
-        factors.append(f"repeat {spec.repeat}")
-    how = " × ".join(factors) or "1"
-    msg = (
-        f"{path}: expands to {total:,} jobs ({how}), more than --max-jobs {max_jobs:,}: "
-        "shrink the matrix, or raise --max-jobs"
-    )
-    return msg, total
+__all__ = ["PlanTally", "print_tally", "too_many_jobs"]
 
 
-@dataclass
-class PlanTally:
-    """Per-variable counts and edit inputs, fed every job by the validation pass."""
-
-    variables: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    edit_jobs: int = 0
-    input_images: int = 0
-    masks: int = 0
-    input_tokens: int = 0
-
-    def add(self, job: Job) -> None:
-        if job.vars:
-            for name, value in job.vars.items():
-                if name in ("images", "image", "mask"):
-                    value = Path(value).stem
-                cell = self.variables.setdefault(name, {}).setdefault(value, [0, 0])
-                cell[0] += 1
-                cell[1] += job.n
-        if job.inputs:
-            self.edit_jobs += 1
-            self.input_images += sum(1 for i in job.inputs if i.role == "image")
-            self.masks += sum(1 for i in job.inputs if i.role == "mask")
-            self.input_tokens += job.input_image_tokens
-
-    def clear(self) -> None:
-        self.variables.clear()
-        self.edit_jobs = self.input_images = self.masks = self.input_tokens = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "variables": {
-                name: {v: {"jobs": c[0], "images": c[1]} for v, c in values.items()}
-                for name, values in self.variables.items()
-            },
-            "edits": {
-                "jobs": self.edit_jobs,
-                "input_images": self.input_images,
-                "masks": self.masks,
-                "input_image_tokens_estimate": self.input_tokens,
-            },
-        }
-
-    def print_text(self, out: TextIO) -> None:
-        if self.variables:
-            print("by variable                          jobs   images", file=out)
-            for name, values in self.variables.items():
-                for value, (jobs, images) in values.items():
-                    label = f"{name}={value}"
-                    label = label if len(label) <= 34 else label[:33] + "…"
-                    print(f"  {label:<34} {jobs:>5,} {images:>8,}", file=out)
-        if self.edit_jobs:
-            print(
-                f"edits: {self.edit_jobs:,} job(s) with {self.input_images:,} input image(s)"
-                + (f" and {self.masks:,} mask(s)" if self.masks else "")
-                + f", ~{self.input_tokens:,} input image tokens (in the quote above)",
-                file=out,
-            )
+def print_tally(tally: PlanTally, out: TextIO) -> None:
+    """Jobs and images per variable value, and the edits' input images."""
+    if tally.variables:
+        print("by variable                          jobs   images", file=out)
+        for name, values in tally.variables.items():
+            for value, (jobs, images) in values.items():
+                label = f"{name}={value}"
+                label = label if len(label) <= 34 else label[:33] + "…"
+                print(f"  {label:<34} {jobs:>5,} {images:>8,}", file=out)
+    if tally.edit_jobs:
+        print(
+            f"edits: {tally.edit_jobs:,} job(s) with {tally.input_images:,} input image(s)"
+            + (f" and {tally.masks:,} mask(s)" if tally.masks else "")
+            + f", ~{tally.input_tokens:,} input image tokens (in the quote above)",
+            file=out,
+        )

@@ -4,7 +4,7 @@ and set up the budget. Shared by `run` and `resume` (which re-checks an edited j
 from __future__ import annotations
 
 import argparse
-import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,17 +14,9 @@ from rich.console import Console
 from batchgen.cli.common import UsageError
 from batchgen.cli.money_args import confirm, prices_from_args
 from batchgen.cli.quote import quote_renderable
-from batchgen.jobs import Job, Problem, validate_file
-from batchgen.money import (
-    Budget,
-    BudgetError,
-    PricesError,
-    PriceTable,
-    Quote,
-    check_job,
-    worst_case_usd,
-)
-from batchgen.money.quote import Quoter
+from batchgen.jobs import Problem
+from batchgen.money import Budget, BudgetError, PricesError, PriceTable, Quote
+from batchgen.money.precheck import check_file
 
 if TYPE_CHECKING:
     from batchgen.runlog.jobindex import IndexBuilder
@@ -61,55 +53,44 @@ def check_job_file(
     defaults: dict[str, Any],
     prices: PriceTable,
     *,
-    only: frozenset[str] | None = None,
+    only: Collection[str] | None = None,
     rpm: float | None = None,
     ipm: float | None = None,
     concurrency: int | None = None,
     index: IndexBuilder | None = None,
 ) -> Checked:
-    """Validate shape, model constraints and the quote in one streamed pass over the file.
+    """Validate shape, model constraints and the quote in one streamed pass over the file
+    (batchgen.money.precheck); any problem raises JobFileProblems, a file that cannot be read
+    or bad defaults UsageError.
 
     ``only``: quote just these job ids (resume), while every line is still validated.
-    ``index``: also collect every job's (id, fingerprint, line) there, for resume.
-
-    Shape problems (from the reader) win: when there are any, the model problems and the
-    quote gathered alongside are dropped, as if the file had stopped at validation."""
-    problems: list[Problem] = []
-    counted = [0]
-    cheapest = [math.inf]
-    quoter = Quoter(prices)
-    add_to_quote = quoter.add
-    where = str(path)
-
-    def visit(job: Job) -> None:
-        if index is not None:
-            index.add(job.id, job.fingerprint, job.line)
-        for message in check_job(prices, job):
-            counted[0] += 1
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(Problem(where, job.line, message))
-        if only is None or job.id in only:
-            cheapest[0] = min(cheapest[0], worst_case_usd(prices, job) or 0.0)
-            add_to_quote(job)
-
+    ``index``: also collect every job's (id, fingerprint, line) there, for resume."""
+    on_job = None if index is None else (lambda job: index.add(job.id, job.fingerprint, job.line))
     try:
-        validation = validate_file(path, defaults, max_errors=MAX_PROBLEMS, on_job=visit)
+        check = check_file(
+            path, defaults, prices, max_problems=MAX_PROBLEMS, only=only, on_job=on_job,
+            rpm=rpm, ipm=ipm, concurrency=concurrency,
+        )  # fmt: skip
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from exc
+    validation = check.validation
     if not validation.ok:
-        lines = [str(p) for p in validation.problems]
-        if validation.problem_count > len(lines):
-            lines.append(f"... and {validation.problem_count - len(lines)} more problems")
-        raise JobFileProblems(lines)
-    if counted[0]:
-        lines = [str(p) for p in problems]
-        if counted[0] > len(lines):
-            lines.append(f"... and {counted[0] - len(lines)} more problems")
+        raise JobFileProblems(_problem_lines(validation.problems, validation.problem_count))
+    if check.model_problem_count:
+        lines = _problem_lines(check.model_problems, check.model_problem_count)
         lines.append("check the model's sizes, qualities and n (`batchgen plan` shows the quote)")
         raise JobFileProblems(lines)
-    result = quoter.result(rpm=rpm, ipm=ipm, concurrency=concurrency)
-    floor = 0.0 if math.isinf(cheapest[0]) else cheapest[0]
-    return Checked(validation.jobs, validation.images, validation.sha256, result, floor)
+    assert check.quote is not None
+    return Checked(
+        validation.jobs, validation.images, validation.sha256, check.quote, check.cheapest_job_usd
+    )
+
+
+def _problem_lines(shown: list[Problem], count: int) -> list[str]:
+    lines = [str(p) for p in shown]
+    if count > len(lines):
+        lines.append(f"... and {count - len(lines)} more problems")
+    return lines
 
 
 def make_budget(

@@ -1,4 +1,6 @@
-"""Score every saved image against its prompt: which images, and the judging pool.
+"""Score saved images against their prompts: the judging pool and the local scorer's loop.
+
+Which images, and the kill journals, are in quality/items.py (its names are re-exported here).
 
 Judge requests go through the images pool's machinery: the same RateLimiter (the autopilot:
 slow start, 429s cut the rate and pause the pool, x-ratelimit headers trusted), the same error
@@ -11,7 +13,6 @@ so after a kill -9 the next session can say which images may have been judged tw
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,129 +21,41 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable
-from batchgen.quality.store import ScoreStore, read_scores
-from batchgen.runlog.reader import read_log
+from batchgen.quality.items import (
+    JOURNAL_PREFIX,
+    TWICE_FILE,
+    ImageItem,
+    image_round,
+    possibly_judged_twice,
+    saved_images,
+    settle_journals,
+    sha256_file,
+    to_score,
+)
+from batchgen.quality.store import ScoreStore
 from batchgen.runner.control import PoolSettings
 
-JOURNAL_PREFIX = "judge-sent-"
-TWICE_FILE = "judge-possibly-twice.txt"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageItem:
-    """One saved image, as the log names it."""
-
-    job_id: str
-    image_path: str  # images/<name>
-    sha256: str
-    round: int
-    prompt: str
-    model: str | None
-    quality: str | None
-    size: str | None
-
-    @property
-    def key(self) -> str:
-        return f"{self.image_path}\t{self.sha256}"
-
-
-def image_round(job_id: str, image_path: str) -> int:
-    """1 for ``<job>_<i>.ext``; r for a regeneration's ``<job>~r<r>_<i>.ext``."""
-    rest = Path(image_path).name[len(job_id) :]
-    if rest.startswith("~r"):
-        digits = rest[2:].split("_", 1)[0]
-        if digits.isdigit():
-            return int(digits)
-    return 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def saved_images(run_dir: Path) -> list[ImageItem]:
-    """Every image an ok row of the log names that is on disk, in log order."""
-    t = read_log(run_dir, ["job_id", "status", "image_paths", "prompt", "model", "quality", "size"])
-    out: list[ImageItem] = []
-    seen: set[str] = set()
-    for row in t.to_pylist():
-        if row["status"] != "ok":
-            continue
-        for rel in row["image_paths"] or []:
-            path = run_dir / rel
-            if rel in seen or not path.is_file():
-                continue
-            seen.add(rel)
-            out.append(ImageItem(
-                row["job_id"], rel, sha256_file(path), image_round(row["job_id"], rel),
-                row["prompt"] or "", row["model"], row["quality"], row["size"],
-            ))  # fmt: skip
-    return out
-
-
-def to_score(run_dir: Path, scorer: str, rescore: bool = False) -> tuple[list[ImageItem], int]:
-    """(images without an ok verdict of ``scorer``, how many already have one)."""
-    items = saved_images(run_dir)
-    if rescore:
-        return items, 0
-    done = read_scores(run_dir, scorer)
-    ok = {
-        f"{p}\t{s}"
-        for p, s, st in zip(
-            done["image_path"].to_pylist(),
-            done["image_sha256"].to_pylist(),
-            done["status"].to_pylist(),
-            strict=True,
-        )  # fmt: skip
-        if st == "ok"
-    }
-    todo = [i for i in items if i.key not in ok]
-    return todo, len(items) - len(todo)
-
-
-def possibly_judged_twice(run_dir: Path, state_dir: Path) -> set[str]:
-    """Image keys journaled by an earlier session that ended without removing its journal
-    (killed) — sent, and maybe judged, but with no verdict saved."""
-    sent: set[str] = set()
-    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
-        sent.update(line for line in p.read_text("utf-8").splitlines() if line)
-    if not sent:
-        return set()
-    done = read_scores(run_dir)
-    have = {
-        f"{p}\t{s}" for p, s, st in zip(
-            done["image_path"].to_pylist(), done["image_sha256"].to_pylist(),
-            done["status"].to_pylist(), strict=True,
-        ) if st == "ok"
-    }  # fmt: skip
-    return sent - have
-
-
-def settle_journals(run_dir: Path, state_dir: Path) -> int:
-    """Move what killed sessions' journals say into the run's record of images possibly
-    judged twice (kept, deduplicated, fsynced) and remove the journals; returns the record's
-    size: every image of this run that may have been judged (and billed) twice."""
-    record = state_dir / TWICE_FILE
-    known = set(record.read_text("utf-8").splitlines()) if record.exists() else set()
-    new = possibly_judged_twice(run_dir, state_dir) - known
-    if new:
-        with open(record, "a", encoding="utf-8") as f:
-            f.write("".join(f"{k}\n" for k in sorted(new)))
-            f.flush()
-            os.fsync(f.fileno())
-    for p in state_dir.glob(f"{JOURNAL_PREFIX}*.txt"):
-        p.unlink(missing_ok=True)
-    return len(known | new)
+__all__ = [
+    "JOURNAL_PREFIX",
+    "TWICE_FILE",
+    "ImageItem",
+    "JudgePool",
+    "ScoreTally",
+    "Scorer",
+    "image_round",
+    "possibly_judged_twice",
+    "saved_images",
+    "score_locally",
+    "settle_journals",
+    "sha256_file",
+    "to_score",
+]
 
 
 class Scorer(Protocol):
@@ -348,7 +261,7 @@ class JudgePool:
         if exc.retry_after_s is not None:
             delay = min(exc.retry_after_s, self.settings.backoff_max_s)
         else:
-            state = RetryCallState(None, None, (), {})
+            state = RetryCallState(Retrying(), None, (), {})
             state.attempt_number = failures
             delay = float(self._wait(state))
         with self.control.interruptible():

@@ -26,18 +26,16 @@ import io
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from batchgen.sim import responses
 from batchgen.sim.faults import parse_directives
+from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, text_tokens
 from batchgen.sim.render import read_mark
 from batchgen.sim.stats import INVALID_REQUEST, OK, SERVER_RATE_LIMITED
-
-if TYPE_CHECKING:
-    from batchgen.sim.server import SimServer
 
 VISION_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "gpt-4.1-nano")
 # quality -> (share of the common score, common, other): means 7.75, 7.9, 8.15
@@ -45,7 +43,7 @@ _BASE_SCORE = {"low": (0.75, 8, 7), "medium": (0.9, 8, 7), "high": (0.85, 8, 9)}
 _FAST = frozenset({"auth", "quota", "rate_limit"})
 
 
-def add_routes(app: web.Application, server: SimServer) -> None:
+def add_routes(app: web.Application, server: SimFront) -> None:
     judge = SimJudge(server)
     app.router.add_post("/v1/chat/completions", judge.handle)
     app.router.add_post("/chat/completions", judge.handle)
@@ -88,25 +86,25 @@ def image_tokens(image: bytes, detail: str) -> int:
 
 
 class SimJudge:
-    def __init__(self, server: SimServer) -> None:
+    def __init__(self, server: SimFront) -> None:
         self.server = server
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         server = self.server
         started = time.perf_counter()
-        request_id = f"chatcmpl_{server.config.seed:04x}{next(server._request_ids):024x}"
+        request_id = f"chatcmpl_{server.config.seed:04x}{next(server.request_ids):024x}"
         server.stats.record_chat_received()
         try:
             return await self._judge(request, request_id, started)
         except ApiError as err:
             server.stats.record_chat(INVALID_REQUEST if err.status != 401 else "unauthorized")
-            return server._json(err.status, err.body(), request_id, started)
+            return server.json_answer(err.status, err.body(), request_id, started)
 
     async def _judge(
         self, request: web.Request, request_id: str, started: float
     ) -> web.StreamResponse:
         server, config = self.server, self.server.config
-        server._check_auth(request.headers.get("Authorization", ""))
+        server.check_auth(request.headers.get("Authorization", ""))
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -127,10 +125,10 @@ class SimJudge:
                 model, "requests", server.limiter.current_rpm(), verdict_limit.retry_after_s
             )
             retry = responses.retry_headers(verdict_limit.retry_after_s, config.retry_after_mode)
-            return server._json(429, err.body(), request_id, started, retry)
+            return server.json_answer(429, err.body(), request_id, started, retry)
 
         directives = parse_directives(text)
-        decision = server._planner.decide(config, f"judge\x00{sha}\x00{text}", directives)
+        decision = server.planner.decide(config, f"judge\x00{sha}\x00{text}", directives)
         fault = decision.fault
         if fault in _FAST:
             server.stats.record_chat(fault)
@@ -138,7 +136,7 @@ class SimJudge:
             extra = None
             if fault == "rate_limit":
                 extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
-            return server._json(err.status, err.body(), request_id, started, extra)
+            return server.json_answer(err.status, err.body(), request_id, started, extra)
         if fault == "timeout":
             server.stats.record_chat(fault)
             await asyncio.sleep(config.hang_s)
@@ -147,12 +145,12 @@ class SimJudge:
         if fault in ("content_policy", "server"):
             server.stats.record_chat(fault)
             err = responses.FAULT_ERRORS[fault]
-            return server._json(err.status, err.body(), request_id, started)
+            return server.json_answer(err.status, err.body(), request_id, started)
         if fault == "server_html":
             server.stats.record_chat(fault)
             return web.Response(
                 status=503, text=responses.HTML_503, content_type="text/html",
-                headers=server._headers(request_id, started),
+                headers=server.headers(request_id, started),
             )  # fmt: skip
 
         answer = verdict(image)
@@ -178,7 +176,7 @@ class SimJudge:
                 "prompt_tokens_details": {"cached_tokens": 0},
             },
         }).encode()  # fmt: skip
-        headers = server._headers(request_id, started)
+        headers = server.headers(request_id, started)
         if fault == "truncated_json":
             server.stats.record_chat(fault)
             return web.Response(
@@ -187,7 +185,7 @@ class SimJudge:
             )  # fmt: skip
         if fault == "disconnect":
             server.stats.record_chat(fault)
-            return await server._drop_mid_response(request, payload, request_id, started)
+            return await server.drop_mid_response(request, payload, request_id, started)
         transport = request.transport
         if transport is None or transport.is_closing():
             # the client hung up (or was killed) while we "looked": nothing was delivered

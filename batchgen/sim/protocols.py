@@ -21,17 +21,15 @@ import base64
 import itertools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from batchgen.sim import responses
 from batchgen.sim.faults import parse_directives
+from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest
 from batchgen.sim.stats import OK, SERVER_RATE_LIMITED, UNAUTHORIZED
-
-if TYPE_CHECKING:
-    from batchgen.sim.server import SimServer
 
 _IDS = itertools.count(1)
 _GEMINI_SIZE = {"1:1": (1024, 1024), "3:2": (1248, 832), "2:3": (832, 1248),
@@ -50,7 +48,7 @@ class Outcome:
     limit_by: str = "requests"
 
 
-def add_routes(app: web.Application, server: SimServer) -> None:
+def add_routes(app: web.Application, server: SimFront) -> None:
     sims = ProtocolSims(server)
     app.router.add_post("/v1beta/models/{model}:generateContent", sims.gemini)
     app.router.add_post("/bfl/v1/{model}", sims.bfl_submit)
@@ -66,7 +64,7 @@ def _request(model: str, prompt: str, n: int, width: int, height: int) -> ImageR
 
 
 class ProtocolSims:
-    def __init__(self, server: SimServer) -> None:
+    def __init__(self, server: SimFront) -> None:
         self.s = server
         # task id -> (ready at (monotonic), outcome, model, result url or None)
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -79,7 +77,7 @@ class ProtocolSims:
     def admit(self, req: ImageRequest) -> Outcome:
         """Count it, check the server's limit, pick the fault (prompt directives, rates)."""
         s = self.s
-        s.stats.record_received(req.prompt, s._monotonic())
+        s.stats.record_received(req.prompt, s.monotonic())
         directives = parse_directives(req.prompt)
         verdict = s.limiter.check(req.n)
         if not verdict.allowed:
@@ -87,22 +85,22 @@ class ProtocolSims:
             return Outcome(
                 "limited", verdict.retry_after_s, limit_by=verdict.limited_by or "requests"
             )
-        s.stats.record_accepted(s._monotonic(), req.n)
-        decision = s._planner.decide(s.config, req.prompt, directives)
+        s.stats.record_accepted(s.monotonic(), req.n)
+        decision = s.planner.decide(s.config, req.prompt, directives)
         kind = decision.fault or "ok"
         if kind == "rate_limit":
             return Outcome(kind, s.config.retry_after_s)
         return Outcome(kind, latency_s=decision.latency_s, req=req)
 
     async def images(self, req: ImageRequest) -> list[bytes]:
-        rendered = await self.s._rendered(req, self.s.config)
+        rendered = await self.s.rendered(req, self.s.config)
         return [img.data for img in rendered]
 
     def store(self, request: web.Request, data: bytes, *, expired: bool) -> str:
         file_id = f"res-{self.s.config.seed:x}-{next(_IDS):x}"
-        self.s._store_file(file_id, data)
+        self.s.store_file(file_id, data)
         if expired:
-            self.s._files[file_id] = (data, self.s._monotonic() - 1.0)
+            self.s.files[file_id] = (data, self.s.monotonic() - 1.0)
         return f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
 
     def _retry(self, outcome: Outcome) -> dict[str, str]:
@@ -191,7 +189,7 @@ class ProtocolSims:
                 ) -> tuple[str, Outcome]:  # fmt: skip
         outcome = self.admit(_request(model, prompt, n, *size))
         task = f"{next(_IDS):08x}-{self.s.config.seed:04x}"
-        ready = self.s._monotonic() + (outcome.latency_s if outcome.kind != "timeout"
+        ready = self.s.monotonic() + (outcome.latency_s if outcome.kind != "timeout"
                                        else self.s.config.hang_s)  # fmt: skip
         self.tasks[task] = {"ready": ready, "outcome": outcome, "url": None, "n": n}
         return task, outcome
@@ -249,7 +247,7 @@ class ProtocolSims:
         if task is None:
             return web.json_response({"id": request.query.get("id"), "status": "Task not found"})
         tid = request.query["id"]
-        if self.s._monotonic() < task["ready"]:
+        if self.s.monotonic() < task["ready"]:
             return web.json_response({"id": tid, "status": "Pending", "progress": 0.5})
         kind = task["outcome"].kind
         if kind == "content_policy":
@@ -309,7 +307,7 @@ class ProtocolSims:
             return web.json_response({"detail": "Unauthorized"}, status=401)
         if task is None:
             return web.json_response({"detail": "Request not found"}, status=404)
-        if self.s._monotonic() < task["ready"]:
+        if self.s.monotonic() < task["ready"]:
             return web.json_response({"status": "IN_PROGRESS", "request_id": rid}, status=202)
         return web.json_response({"status": "COMPLETED", "request_id": rid})
 
@@ -317,7 +315,7 @@ class ProtocolSims:
         _rid, task, ok = self._fal_task(request)
         if not ok:
             return web.json_response({"detail": "Unauthorized"}, status=401)
-        if task is None or self.s._monotonic() < task["ready"]:
+        if task is None or self.s.monotonic() < task["ready"]:
             return web.json_response({"detail": "Request is still in progress"}, status=400)
         kind = task["outcome"].kind
         if kind == "content_policy":

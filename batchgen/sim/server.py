@@ -13,23 +13,21 @@ GET  /_sim/config  POST /_sim/config                        the accepted list); 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from batchgen.sim import chat, responses
+from batchgen.sim import chat, protocols, responses
+from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest
-from batchgen.sim.faults import FaultPlanner, parse_directives, wrong_rounds
-from batchgen.sim.limits import ServerLimiter
+from batchgen.sim.faults import parse_directives
+from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
-from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
+from batchgen.sim.render import IMAGE_CACHE, ImageCache, Rendered
 from batchgen.sim.stats import (
     CONCURRENCY_LIMITED,
     INVALID_REQUEST,
@@ -37,15 +35,15 @@ from batchgen.sim.stats import (
     OK,
     SERVER_RATE_LIMITED,
     UNAUTHORIZED,
-    SimStats,
 )
 
 # faults answered at once, before any simulated generation time
 _FAST_FAULTS = frozenset({"auth", "quota", "rate_limit"})
 
 
-class SimServer:
-    """State behind the routes. Not thread-safe: touch it only from its event loop."""
+class SimServer(SimFront):
+    """The images API and the control routes, on the shared front (sim/front.py); the chat
+    judge, the other protocols and the Batch API add their routes in ``app``."""
 
     def __init__(
         self,
@@ -54,40 +52,8 @@ class SimServer:
         monotonic: Callable[[], float] = time.monotonic,
         image_cache: ImageCache = IMAGE_CACHE,
     ) -> None:
-        self.config = config or SimConfig()
-        self.stats = SimStats()
-        self._monotonic = monotonic
-        self._images = image_cache
-        self._planner = FaultPlanner()
-        c = self.config
-        self.limiter = ServerLimiter(
-            monotonic, c.rpm, c.ipm, c.limit_schedule, ipm_schedule=c.ipm_schedule,
-            burst_s=c.burst_s,
-        )  # fmt: skip
-        self.in_flight = 0  # image requests between arrival and the end of their answer
-        self._request_ids = itertools.count(1)
-        # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
-        self._renders: dict[ImageKey, asyncio.Future[Rendered]] = {}
-        self._files: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
-        from batchgen.sim.batches import SimBatches
-
+        super().__init__(config, monotonic=monotonic, image_cache=image_cache)
         self.batches = SimBatches(self)  # the Files and Batch APIs (sim/batches.py)
-
-    # -- control -------------------------------------------------------------------------
-    def update(self, **knobs: Any) -> SimConfig:
-        """Apply knobs live (raises SimConfigError naming the bad knob)."""
-        self.config = self.config.updated(knobs)
-        c = self.config
-        self.limiter.configure(
-            c.rpm, c.ipm, c.limit_schedule, ipm_schedule=c.ipm_schedule, burst_s=c.burst_s
-        )
-        return self.config
-
-    def reset(self) -> None:
-        """Clear counters, per-prompt attempts and the fail_after tally; refill the limits."""
-        self.stats.reset()
-        self._planner.reset()
-        self.limiter.restart()
 
     def app(self) -> web.Application:
         # edits upload images (up to 16 of < 50 MB each on the real API; the simulator
@@ -101,9 +67,7 @@ class SimServer:
         app.router.add_post(
             "/openai/deployments/{deployment}/images/generations", self.handle_generate
         )
-        from batchgen.sim import protocols  # Gemini, Black Forest Labs, fal
-
-        protocols.add_routes(app, self)
+        protocols.add_routes(app, self)  # Gemini, Black Forest Labs, fal
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
@@ -137,15 +101,15 @@ class SimServer:
         self, request: web.Request, body: Any, edit: EditRequest | ApiError | None = None
     ) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = f"req_{self.config.seed:04x}{next(self._request_ids):028x}"
+        request_id = f"req_{self.config.seed:04x}{next(self.request_ids):028x}"
         prompt = body.get("prompt") if isinstance(body, dict) else None
-        self.stats.record_received(prompt if isinstance(prompt, str) else None, self._monotonic())
+        self.stats.record_received(prompt if isinstance(prompt, str) else None, self.monotonic())
         cap = self.config.max_concurrent
         if cap is not None and self.in_flight >= cap:
             # refused at once, with no hint: no retry-after, no x-ratelimit-*
             self.stats.record_outcome(CONCURRENCY_LIMITED)
             err = responses.concurrency_limited()
-            return self._json(429, err.body(), request_id, started, limits=False)
+            return self.json_answer(429, err.body(), request_id, started, limits=False)
         self.in_flight += 1
         self.stats.record_in_flight(self.in_flight)
         try:
@@ -153,7 +117,7 @@ class SimServer:
         except ApiError as err:
             outcome = {404: MODEL_NOT_FOUND, 401: UNAUTHORIZED}.get(err.status, INVALID_REQUEST)
             self.stats.record_outcome(outcome)
-            return self._json(err.status, err.body(), request_id, started)
+            return self.json_answer(err.status, err.body(), request_id, started)
         finally:
             # the answer is built (small ones are sent with it); a disconnect cancels us here too
             self.in_flight -= 1
@@ -169,7 +133,7 @@ class SimServer:
         if "deployment" in request.match_info:
             self._check_azure(request, body)
         else:
-            self._check_auth(request.headers.get("Authorization", ""))
+            self.check_auth(request.headers.get("Authorization", ""))
         if isinstance(edit, ApiError):
             raise edit
         image_tokens = edit.image_tokens if edit is not None else 0
@@ -194,10 +158,10 @@ class SimServer:
                 limit = limiter.current_rpm() if by == "requests" else limiter.current_ipm()
                 err = responses.server_rate_limited(req.model, by, limit, verdict.retry_after_s)
             retry = responses.retry_headers(verdict.retry_after_s, config.retry_after_mode)
-            return self._json(429, err.body(), request_id, started, retry)
-        self.stats.record_accepted(self._monotonic(), req.n)
+            return self.json_answer(429, err.body(), request_id, started, retry)
+        self.stats.record_accepted(self.monotonic(), req.n)
 
-        decision = self._planner.decide(config, req.prompt, directives)
+        decision = self.planner.decide(config, req.prompt, directives)
         fault = decision.fault
         if fault in _FAST_FAULTS:
             self.stats.record_outcome(fault)
@@ -205,7 +169,7 @@ class SimServer:
             extra = None
             if fault == "rate_limit":
                 extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
-            return self._json(err.status, err.body(), request_id, started, extra)
+            return self.json_answer(err.status, err.body(), request_id, started, extra)
         if fault == "timeout":
             self.stats.record_outcome(fault)
             await asyncio.sleep(config.hang_s)
@@ -215,15 +179,15 @@ class SimServer:
         if fault in ("content_policy", "server"):
             self.stats.record_outcome(fault)
             err = responses.FAULT_ERRORS[fault]
-            return self._json(err.status, err.body(), request_id, started)
+            return self.json_answer(err.status, err.body(), request_id, started)
         if fault == "server_html":
             self.stats.record_outcome(fault)
-            headers = self._headers(request_id, started)
+            headers = self.headers(request_id, started)
             return web.Response(
                 status=503, text=responses.HTML_503, content_type="text/html", headers=headers
             )
 
-        images = await self._rendered(req, config, _round_of(request))
+        images = await self.rendered(req, config, _round_of(request))
         payload = self._success_body(request, req, images, fault, image_tokens)
         if fault in (None, "bad_base64", "not_image") and req.family == "gpt":
             usage = responses.response_fields(req, image_tokens)["usage"]
@@ -240,17 +204,9 @@ class SimServer:
             self.stats.record_outcome(fault)
         elif fault == "disconnect":
             self.stats.record_outcome(fault)
-            return await self._drop_mid_response(request, payload, request_id, started)
-        headers = self._headers(request_id, started)
+            return await self.drop_mid_response(request, payload, request_id, started)
+        headers = self.headers(request_id, started)
         return web.Response(body=payload, content_type="application/json", headers=headers)
-
-    def _check_auth(self, header: str) -> None:
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise responses.missing_key()
-        expected = self.config.api_key
-        if expected is not None and key.strip() != expected:
-            raise responses.wrong_key()
 
     def _check_azure(self, request: web.Request, body: Any) -> None:
         """Azure: ``api-key`` (a bearer header is refused: Azure's key auth does not read it),
@@ -268,40 +224,6 @@ class SimServer:
             raise ApiError(404, "Resource not found", code="404")
         if isinstance(body, dict) and not body.get("model"):
             body["model"] = request.match_info["deployment"]
-
-    async def _rendered(
-        self, req: ImageRequest, config: SimConfig, round_: int = 1
-    ) -> list[Rendered]:
-        # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
-        sized = not (config.tiny or config.image_kb)
-        width, height = (req.width, req.height) if sized else (0, 0)
-        variants = config.variants or (0 if sized else 8)
-        # a regeneration round (batchgen resume --regenerate-below) is a new picture; the
-        # judge (sim/chat.py) reads quality and wrongness from the mark (none on the
-        # benchmarks' image_kb noise)
-        source = req.prompt if round_ <= 1 else f"{req.prompt}\x00round{round_}"
-        wrong = int(round_ <= wrong_rounds(req.prompt))
-        mark = "" if config.image_kb else f"quality={req.quality};wrong={wrong}"
-        out = []
-        for i in range(req.n):
-            key = ImageKey(
-                width, height, req.output_format, req.transparent,
-                variant_of(source, i, variants), config.seed, config.tiny,
-                config.image_kb, mark,
-            )  # fmt: skip
-            found = self._images.peek(key)
-            out.append(found if found is not None else await self._render_once(key))
-        return out
-
-    async def _render_once(self, key: ImageKey) -> Rendered:
-        """Render off the event loop (a 4K PNG takes a while), once however many ask at once."""
-        task = self._renders.get(key)
-        if task is None:
-            task = asyncio.ensure_future(asyncio.to_thread(self._images.get, key))
-            self._renders[key] = task
-            task.add_done_callback(lambda _: self._renders.pop(key, None))
-        # shielded: a client that hangs up must not cancel a render others are waiting for
-        return await asyncio.shield(task)
 
     def _success_body(
         self,
@@ -330,89 +252,21 @@ class SimServer:
         fault: str | None,
         revised: str | None,
     ) -> bytes:
-        file_id = f"img-{self.config.seed:x}-{next(self._request_ids):x}"
+        file_id = f"img-{self.config.seed:x}-{next(self.request_ids):x}"
         source: bytes | None = img.data
         if fault == "not_image":
             source = responses.NOT_IMAGE
         elif fault == "bad_base64":
             source = None  # the download fails: a url that answers 404
-        self._store_file(file_id, source)
+        self.store_file(file_id, source)
         if fault == "expired_url":
-            self._files[file_id] = (source, self._monotonic() - 1.0)
+            self.files[file_id] = (source, self.monotonic() - 1.0)
         item: dict[str, str] = {
             "url": f"{request.scheme}://{request.host}/v1/images/files/{file_id}.png"
         }
         if revised is not None:
             item["revised_prompt"] = revised
         return json.dumps(item).encode()
-
-    def _store_file(self, file_id: str, source: bytes | None) -> None:
-        files = self._files
-        files[file_id] = (source, self._monotonic() + self.config.url_ttl_s)
-        while len(files) > self.config.url_store_max:
-            files.popitem(last=False)
-
-    async def handle_file(self, request: web.Request) -> web.Response:
-        file_id = request.match_info["name"].removesuffix(".png")
-        found = self._files.get(file_id)
-        if found is None or found[0] is None or found[1] < self._monotonic():
-            self._files.pop(file_id, None)
-            ttl = self.config.url_ttl_s
-            msg = f"Image {file_id!r} does not exist or its url expired (urls live {ttl:g} s)."
-            return web.json_response(ApiError(404, msg, code="not_found").body(), status=404)
-        self._files.move_to_end(file_id)
-        self.stats.record_download()
-        data = found[0] if isinstance(found[0], bytes) else b""
-        return web.Response(body=data, content_type="image/png")
-
-    async def _drop_mid_response(
-        self, request: web.Request, payload: bytes, request_id: str, started: float
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers=self._headers(request_id, started))
-        response.content_type = "application/json"
-        response.content_length = len(payload)
-        await response.prepare(request)
-        await response.write(payload[: len(payload) // 2])
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        # aiohttp sees the closed transport and gives up on the rest of this answer
-        raise asyncio.CancelledError
-
-    # -- answers ---------------------------------------------------------------------------
-    def _headers(
-        self,
-        request_id: str,
-        started: float,
-        extra: dict[str, str] | None = None,
-        *,
-        limits: bool = True,
-    ) -> dict[str, str]:
-        send_limits = limits and self.config.ratelimit_headers
-        headers = self.limiter.headers() if send_limits else {}
-        headers["x-request-id"] = request_id
-        headers["openai-processing-ms"] = str(math.ceil((time.perf_counter() - started) * 1000))
-        if extra:
-            headers.update(extra)
-        return headers
-
-    def _json(
-        self,
-        status: int,
-        body: dict[str, Any],
-        request_id: str,
-        started: float,
-        extra: dict[str, str] | None = None,
-        *,
-        limits: bool = True,
-    ) -> web.Response:
-        headers = self._headers(request_id, started, extra, limits=limits)
-        return web.Response(
-            status=status,
-            body=json.dumps(body).encode(),
-            content_type="application/json",
-            headers=headers,
-        )
 
     # -- control routes --------------------------------------------------------------------
     async def handle_stats(self, request: web.Request) -> web.Response:
