@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import accumulate, chain, repeat
 from operator import is_not
 from typing import Any
@@ -219,7 +219,7 @@ def _column(values: list[Any], field: pa.Field, problems: list[str]) -> pa.Array
 
 
 def rows_to_table(
-    rows: Sequence[dict[str, Any]], *, run_id: str, session: int
+    rows: Sequence[Mapping[str, Any]], *, run_id: str, session: int
 ) -> tuple[pa.Table, list[str]]:
     """Build the table; return it with a list of problems (bad values, unknown keys).
 
