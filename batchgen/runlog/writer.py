@@ -272,7 +272,7 @@ class RunLogWriter:
             raise
         if inflight is not None:
             # the part's own jobs too: if we die before its rename they were sent but unlogged
-            batch_ids = {r.get("job_id") for r in rows} - {None}
+            batch_ids = {r["job_id"] for r in rows}  # check_row: every row has one
             self._write_inflight(inflight | batch_ids)
         faultpoints.hit("flush:before_rename")
         os.replace(tmp, final)
