@@ -16,7 +16,7 @@ from batchgen.cli.common import prefer_system_allocator
 FORMATS = ("text", "json", "html", "md")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
         help="report a run: success, latency, throughput, cost, errors, recommendations",

@@ -164,9 +164,11 @@ def autopilot_line(ap: Mapping[str, Any]) -> str:
     parts = []
     for key, unit in (("rpm", "req/min"), ("ipm", "img/min")):
         if ap.get(key) is not None:
-            parts.append(f"{ap[key]:,.0f} {unit} ({_SOURCE.get(ap.get(key + '_source'), '?')})")
+            parts.append(
+                f"{ap[key]:,.0f} {unit} ({_SOURCE.get(str(ap.get(key + '_source')), '?')})"
+            )
     if ap.get("concurrency") is not None:
-        src = _SOURCE.get(ap.get("concurrency_source"), "?")
+        src = _SOURCE.get(str(ap.get("concurrency_source")), "?")
         parts.append(f"{ap['concurrency']} in flight ({src})")
     if not parts:
         parts.append("no provider limit met")

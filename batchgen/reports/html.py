@@ -9,6 +9,7 @@ import html
 import io
 import os
 import urllib.parse
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def _badge(rating: str | None) -> str:
 
 
 def _table(
-    header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), cls: str = ""
+    header: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset(), cls: str = ""
 ) -> str:
     """``rows`` hold HTML already escaped by the caller."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)

@@ -14,7 +14,6 @@ by class or problem) stay mappings: their keys are data, not schema.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -64,9 +63,14 @@ class Section:
         return type(self).from_dict(printable_all(self.to_dict()))
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _load(tp: Any, value: Any) -> Any:
