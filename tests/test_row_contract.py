@@ -117,3 +117,16 @@ def test_the_writer_refuses_a_bad_row_and_keeps_the_good_ones(tmp_path: Path) ->
         w.append(good(job_id="c"))
         assert w.unwritten == 2
     assert read_log(tmp_path / "log", ["job_id"])["job_id"].to_pylist() == ["a", "c"]
+
+
+def test_score_rows_are_checked_against_their_own_schema(tmp_path: Path) -> None:
+    from batchgen.quality.store import ScoreStore
+
+    store = ScoreStore(tmp_path, session=1)
+    row = {"job_id": "j", "image_path": "images/j_0.png", "status": "ok", "score": 7.0}
+    with pytest.raises(TypeError, match=r"score row for job 'j': column 'score' \(double\)"):
+        store.add([{**row, "score": "7"}])
+    with pytest.raises(ValueError, match=r"unknown column 'grade'.*quality/store\.py"):
+        store.add([{**row, "grade": 7}])
+    store.add([row])
+    assert store.rows_written == 1

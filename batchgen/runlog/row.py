@@ -91,9 +91,18 @@ _INF = (math.inf, -math.inf)
 class RowContract:
     """The accepted types and int ranges of one Arrow schema's columns (``check`` a row)."""
 
-    def __init__(self, arrow_schema: pa.Schema, required: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        arrow_schema: pa.Schema,
+        required: tuple[str, ...] = (),
+        *,
+        what: str = "log row",
+        defined_in: str = "batchgen/runlog/schema.py",
+    ) -> None:
         self.schema = arrow_schema
         self.required = required
+        self.what = what  # "log row", "score row": how a message names the row
+        self.defined_in = defined_in
         self.accept: dict[str, frozenset[type]] = {}
         self.int_range: dict[str, tuple[int, int]] = {}
         self.timestamps: frozenset[str] = frozenset(
@@ -128,20 +137,20 @@ class RowContract:
                 raise ValueError(self._wrong(name, value, row, "not a finite time"))
         for name in self.required:
             if row.get(name) is None:
-                msg = f"a log row has no {name!r} (every row needs {', '.join(self.required)})"
+                msg = f"a {self.what} has no {name!r} (every row needs {', '.join(self.required)})"
                 raise ValueError(f"{msg}: {_brief(row)}")
 
     def _unknown(self, name: str, row: Mapping[str, Any]) -> str:
         return (
-            f"log row for job {row.get('job_id')!r}: unknown column {name!r}; add it to the "
-            "schema (batchgen/runlog/schema.py, at the end) or stop sending it"
+            f"{self.what} for job {row.get('job_id')!r}: unknown column {name!r}; add it to "
+            f"the schema ({self.defined_in}, at the end) or stop sending it"
         )
 
     def _wrong(self, name: str, value: Any, row: Mapping[str, Any], why: str = "") -> str:
         field = self.schema.field(name)
         expected = " or ".join(k.__name__ for k in _accepted(field.type)[0])
         return (
-            f"log row for job {row.get('job_id')!r}: column {name!r} ({field.type}) got "
+            f"{self.what} for job {row.get('job_id')!r}: column {name!r} ({field.type}) got "
             f"{type(value).__name__} {value!r:.80}{'; ' + why if why else ''}; "
             f"expected {expected} or None"
         )
