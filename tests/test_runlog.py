@@ -23,6 +23,7 @@ import pytest
 from batchgen import faultpoints
 from batchgen.runlog import files, schema
 from batchgen.runlog.reader import log_files, read_log
+from batchgen.runlog.table import rows_to_table
 from batchgen.runlog.writer import RunLogError, RunLogWriter, inflight_path
 
 
@@ -85,13 +86,21 @@ def test_timestamps_are_converted_in_bulk_to_utc_microseconds(log_dir: Path) -> 
     assert t["finished_at"].null_count == 2
 
 
-def test_bad_values_become_null_and_are_reported_not_fatal(log_dir: Path) -> None:
+def test_bad_values_are_refused_at_append_naming_the_column(log_dir: Path) -> None:
     with RunLogWriter(log_dir, run_id="r", session=1, flush_interval=3600) as w:
-        w.append(row("a", http_status="not-a-number", latency_s=1.25))
-        w.append(row("b", http_status=500, bogus_column=1))
-        w.flush()
-        problems = list(w.problems)
-    t = read_log(log_dir, ["job_id", "http_status", "latency_s"])
+        with pytest.raises(TypeError, match=r"'http_status' \(int32\) got str 'not-a-number'"):
+            w.append(row("a", http_status="not-a-number", latency_s=1.25))
+        with pytest.raises(ValueError, match=r"unknown column 'bogus_column'.*schema.py"):
+            w.append(row("b", http_status=500, bogus_column=1))
+        w.append(row("c", http_status=500))
+    assert read_log(log_dir, ["job_id"])["job_id"].to_pylist() == ["c"]  # nothing half-kept
+
+
+def test_bad_values_become_null_and_are_reported_not_fatal() -> None:
+    # the table builder stays tolerant (a second line behind the check at append)
+    rows = [row("a", http_status="not-a-number", latency_s=1.25),
+            row("b", http_status=500, bogus_column=1)]  # fmt: skip
+    t, problems = rows_to_table(rows, run_id="r", session=1)
     assert t["http_status"].to_pylist() == [None, 500]
     assert t["latency_s"].to_pylist() == [1.25, None]
     assert any("http_status" in p and "not-a-number" in p for p in problems)

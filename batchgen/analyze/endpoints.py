@@ -25,11 +25,11 @@ def endpoint_figures(run_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
     if not isinstance(recorded, list) or not recorded:
         return []
     table = read_columns(run_dir, _COLUMNS, filter=pc.field("endpoint").is_valid())
-    learned: dict[str, Any] = {}
+    learned: dict[str | None, Any] = {}
     for session in manifest.sessions:  # the latest session that recorded each endpoint wins
-        for name, found in (session.endpoints or {}).items():
+        for recorded_name, found in (session.endpoints or {}).items():
             if isinstance(found, dict):
-                learned[name] = found
+                learned[recorded_name] = found
     rows = table.to_pydict()
     out = []
     for spec in recorded:

@@ -189,7 +189,7 @@ def _bin_width(span_s: float, events: float) -> int:
         bins = span_s / width
         if bins <= 120 and (bins <= 10 or events / max(bins, 1.0) >= 5):
             return width
-    return int(math.ceil(span_s / 120))
+    return math.ceil(span_s / 120)
 
 
 def time_series(cols: Columns) -> dict[str, Any]:

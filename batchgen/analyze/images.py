@@ -24,13 +24,12 @@ from batchgen.analyze.load import read_columns
 from batchgen.checks.lookup import disk_sizes, stored_for
 
 # re-exported: the measurements and the decompression-bomb guard live with the check workers
-from batchgen.checks.measure import (  # noqa: F401
-    IMAGE_ERRORS,
-    dhash,
-    gray_thumb,
-    laplacian_var,
-    no_bombs,
-)
+from batchgen.checks.measure import IMAGE_ERRORS as IMAGE_ERRORS
+from batchgen.checks.measure import dhash as dhash
+from batchgen.checks.measure import gray_thumb as gray_thumb
+from batchgen.checks.measure import laplacian_var as laplacian_var
+from batchgen.checks.measure import no_bombs as no_bombs
+from batchgen.checks.record import Measured
 from batchgen.runlog.schema import STATUS_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -110,6 +109,30 @@ _gray_thumb = gray_thumb
 DEFAULT_CHECKS = CheckConfig()
 
 
+PROBLEMS = ("missing", "undecodable", "wrong_size", "blank", "blurred", "duplicate")
+
+
+class _Tally:
+    """The counts by problem, the first ``listed_max`` findings, and the images fit to be
+    compared for duplicates (their dHash, and path, job and prompt)."""
+
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+        self.counts = dict.fromkeys(PROBLEMS, 0)
+        self.findings: list[Finding] = []
+        self.hashes: list[tuple[int, int]] = []  # (hash, index into meta)
+        self.meta: list[tuple[str, str, str]] = []  # (path, job_id, prompt)
+
+    def flag(self, problem: str, path: str, job_id: str, detail: str) -> None:
+        self.counts[problem] += 1
+        if len(self.findings) < self.config.listed_max:
+            self.findings.append(Finding(problem, path, job_id, detail))
+
+    def compare_later(self, img: SavedImage, dhash: bytes) -> None:
+        self.hashes.append((int.from_bytes(dhash, "big"), len(self.meta)))
+        self.meta.append((img.path, img.job_id, img.prompt))
+
+
 def check_images(
     run_dir: Path, config: CheckConfig = DEFAULT_CHECKS, *, measure: bool = True
 ) -> dict[str, Any]:
@@ -119,68 +142,55 @@ def check_images(
     images = list(saved_images(run_dir, resolve=False))
     on_disk = disk_sizes(run_dir, images)
     found = stored_for(run_dir, images, on_disk, config, measure=measure)
-    counts = dict.fromkeys(
-        ("missing", "undecodable", "wrong_size", "blank", "blurred", "duplicate"), 0
-    )
-    findings: list[Finding] = []
-    hashes: list[tuple[int, int]] = []  # (hash, index into meta) of images fit to compare
-    meta: list[tuple[str, str, str]] = []  # (path, job_id, prompt)
-    checked = 0
-
-    def flag(problem: str, img: SavedImage, detail: str) -> None:
-        counts[problem] += 1
-        if len(findings) < config.listed_max:
-            findings.append(Finding(problem, img.path, img.job_id, detail))
-
+    tally = _Tally(config)
     for img in images:
-        checked += 1
         if img.path not in on_disk:
-            flag("missing", img, "the log lists it but the file is not there")
+            tally.flag(
+                "missing", img.path, img.job_id, "the log lists it but the file is not there"
+            )
             continue
         m = found.rows.get(img.path)
-        if m is None:
-            continue  # not measured (measure=False): counted in "unmeasured"
-        if m.error is not None:
-            flag("undecodable", img, m.error)
-            continue
-        dims = (m.width, m.height)
-        want = requested_dims(img.size)
-        if want is not None and dims != want:
-            flag("wrong_size", img, f"{dims[0]}x{dims[1]}, requested {img.size}")
-        if m.std < config.blank_std:
-            flag("blank", img, f"pixel std-dev {m.std:.2f} < {config.blank_std}")
-            continue  # a flat image is trivially "blurred" and "duplicate": say it once
-        if m.laplacian_var < config.blur_laplacian_var:
-            flag(
-                "blurred",
-                img,
-                f"Laplacian variance {m.laplacian_var:.1f} < {config.blur_laplacian_var}",
-            )
-        hashes.append((int.from_bytes(m.dhash, "big"), len(meta)))
-        meta.append((img.path, img.job_id, img.prompt))
-
-    groups = _duplicate_groups(hashes, meta, config)
+        if m is not None:  # None: not measured (measure=False): counted in "unmeasured"
+            _check_one(img, m, tally)
+    groups = _duplicate_groups(tally.hashes, tally.meta, config)
     for group in groups:
         for i in group:
-            path, job_id, _ = meta[i]
-            counts["duplicate"] += 1
-            if len(findings) < config.listed_max:
-                others = [meta[j][0] for j in group if j != i]
-                findings.append(
-                    Finding("duplicate", path, job_id, "same picture as " + ", ".join(others[:3]))
-                )
+            path, job_id, _ = tally.meta[i]
+            others = [tally.meta[j][0] for j in group if j != i]
+            tally.flag("duplicate", path, job_id, "same picture as " + ", ".join(others[:3]))
     return {
-        "checked": checked,
-        "counts": counts,
-        "flagged": sum(counts.values()),
-        "findings": [asdict(f) for f in findings],
-        "duplicate_groups": [[meta[i][0] for i in g] for g in groups[: config.listed_max]],
+        "checked": len(images),
+        "counts": tally.counts,
+        "flagged": sum(tally.counts.values()),
+        "findings": [asdict(f) for f in tally.findings],
+        "duplicate_groups": [[tally.meta[i][0] for i in g] for g in groups[: config.listed_max]],
         "measured": {
             "stored": found.stored,
             "now": found.measured_now,
             "unmeasured": found.unmeasured,
         },
     }
+
+
+def _check_one(img: SavedImage, m: Measured, tally: _Tally) -> None:
+    """One measured image against the config: undecodable, wrong size, blank, blurred; a
+    sound one is kept for the duplicate search."""
+    config = tally.config
+    if m.error is not None or m.std is None or m.laplacian_var is None or m.dhash is None:
+        tally.flag("undecodable", img.path, img.job_id, m.error or "no measurement stored")
+        return
+    want = requested_dims(img.size)
+    if want is not None and (m.width, m.height) != want:
+        detail = f"{m.width}x{m.height}, requested {img.size}"
+        tally.flag("wrong_size", img.path, img.job_id, detail)
+    if m.std < config.blank_std:
+        detail = f"pixel std-dev {m.std:.2f} < {config.blank_std}"
+        tally.flag("blank", img.path, img.job_id, detail)
+        return  # a flat image is trivially "blurred" and "duplicate": say it once
+    if m.laplacian_var < config.blur_laplacian_var:
+        detail = f"Laplacian variance {m.laplacian_var:.1f} < {config.blur_laplacian_var}"
+        tally.flag("blurred", img.path, img.job_id, detail)
+    tally.compare_later(img, m.dhash)
 
 
 def _duplicate_groups(

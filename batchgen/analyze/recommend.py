@@ -125,7 +125,7 @@ def _learned_limits(fig: dict[str, Any], learned: dict[str, Any]) -> list[Recomm
     rate_found = source == "headers" or (source == "429" and learned.get("rate_cuts", 0) >= 2)
     if rpm and rate_found and accepted >= AT_LIMIT * rpm:
         flags.append(f"--rpm {math.floor(rpm)}")
-        said.append(f"{math.floor(rpm)} requests/min ({_BY[source]})")
+        said.append(f"{math.floor(rpm)} requests/min ({_BY[str(source)]})")
     ipm = learned.get("ipm")
     if ipm and learned.get("ipm_source") in ("headers", "429"):
         images = fig.get("images_per_min") or 0.0

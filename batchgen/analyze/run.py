@@ -13,7 +13,7 @@ from batchgen.analyze import figures as F
 from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
-from batchgen.analyze.load import load_manifest, read_columns
+from batchgen.analyze.load import Manifest, load_manifest, read_columns
 from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
@@ -38,13 +38,33 @@ def analyze_run(
         msg = f"{run_dir}: no such run directory; pass the folder that holds run.json and log/"
         raise FileNotFoundError(msg)
     manifest = load_manifest(run_dir)
-    cols = F.Columns.from_table(read_columns(run_dir, F.CORE_COLUMNS))
+    fig = _figures(run_dir, manifest)
+    # scores of `batchgen score` (scores/), joined to the log; None when never scored
+    fig["quality"] = quality_figures(run_dir)
+    fig["ratings"] = rate_run(fig, thresholds)
+    lookup = (
+        default_price_lookup(manifest.settings.get("prices"))
+        if price_lookup is _DEFAULT
+        else price_lookup
+    )
+    fig["recommendations"] = [r.to_dict() for r in recommend(fig, run_dir, lookup)]  # type: ignore[arg-type]
+    fig["image_checks"] = (
+        {"enabled": True, **check_images(run_dir, check_config)}
+        if image_checks
+        else {"enabled": False}
+    )
+    return fig
 
+
+def _figures(run_dir: Path, manifest: Manifest) -> dict[str, Any]:
+    """What the log, run.json and the run's files say, before ratings and advice (the keys
+    in the JSON document's order)."""
+    cols = F.Columns.from_table(read_columns(run_dir, F.CORE_COLUMNS))
     jobs = F.job_figures(cols, manifest)
     failed_ids = jobs.pop("_failed_ids")
     series = F.time_series(cols)
     throughput = F.throughput_figures(cols, manifest, series)
-    fig: dict[str, Any] = {
+    return {
         "report_version": REPORT_VERSION,
         "run_dir": str(run_dir),
         "run_name": manifest.name,
@@ -66,24 +86,9 @@ def analyze_run(
         **variable_figures(run_dir, manifest.job_file),
         "series": series,
     }
-    # scores of `batchgen score` (scores/), joined to the log; None when never scored
-    fig["quality"] = quality_figures(run_dir)
-    fig["ratings"] = rate_run(fig, thresholds)
-    lookup = (
-        default_price_lookup(manifest.settings.get("prices"))
-        if price_lookup is _DEFAULT
-        else price_lookup
-    )
-    fig["recommendations"] = [r.to_dict() for r in recommend(fig, run_dir, lookup)]  # type: ignore[arg-type]
-    fig["image_checks"] = (
-        {"enabled": True, **check_images(run_dir, check_config)}
-        if image_checks
-        else {"enabled": False}
-    )
-    return fig
 
 
-def _autopilot(manifest: Any) -> dict[str, Any] | None:
+def _autopilot(manifest: Manifest) -> dict[str, Any] | None:
     """What the limiter learned in the latest session that recorded it."""
     for s in reversed(manifest.sessions):
         if s.autopilot:

@@ -180,7 +180,7 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
                 "state": c.state,
                 "error_class": c.error_class,
                 "images": c.images,
-            }  # fmt: skip
+            }
         )
     return {
         "rows": rows,

@@ -22,12 +22,15 @@ STORE_EVERY = 2_000  # rows: an interrupted report keeps what it measured
 
 
 class _Image(Protocol):
-    path: str  # as logged
+    @property
+    def path(self) -> str: ...  # as logged
 
 
 class _Config(Protocol):
-    thumb_px: int
-    hash_size: int
+    @property
+    def thumb_px(self) -> int: ...
+    @property
+    def hash_size(self) -> int: ...
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -15,7 +16,7 @@ from batchgen.cli.common import prefer_system_allocator
 FORMATS = ("text", "json", "html", "md")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
         help="report a run: success, latency, throughput, cost, errors, recommendations",
@@ -59,47 +60,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def cmd_report(args: argparse.Namespace) -> int:
     # a 1M-row log peaked at ~765 MB RSS with Arrow's default allocator, ~660 MB with this
     prefer_system_allocator()
-    # plain stderr, not rich: a message must not be re-wrapped or styled
-    if len(args.run_dirs) > 2:
-        print(
-            f"batchgen report: give one RUN_DIR, or two to compare (got {len(args.run_dirs)})",
-            file=sys.stderr,
-        )
+    problem = _arguments_problem(args)
+    if problem:
+        # plain stderr, not rich: a message must not be re-wrapped or styled
+        print(f"batchgen report: {problem}", file=sys.stderr)
         return 2
+    from batchgen.reports import build_report
+
+    a, *b = args.run_dirs
+    report = build_report(a, compare_to=b[0] if b else None, image_checks=not args.no_image_checks)
+    if getattr(args, "grid", None):
+        try:
+            report = report.with_grid(_grid(a, args.grid))
+        except ValueError as exc:
+            print(f"batchgen report: {exc}", file=sys.stderr)
+            return 2
+    path = report.write(args.format, args.output, Console())
+    if path is not None and args.format == "html":
+        print(f"report written to {path}", file=sys.stderr)
+    return 0
+
+
+def _arguments_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the run directories or --grid, before any work."""
+    if len(args.run_dirs) > 2:
+        return f"give one RUN_DIR, or two to compare (got {len(args.run_dirs)})"
     for d in args.run_dirs:
         if not Path(d).is_dir():
-            print(
-                f"batchgen report: {d} is not a run directory; pass the folder holding "
-                "run.json and log/ (see `batchgen run --run-dir`)",
-                file=sys.stderr,
+            return (
+                f"{d} is not a run directory; pass the folder holding run.json and log/ "
+                "(see `batchgen run --run-dir`)"
             )
-            return 2
     for d in args.run_dirs:
         # a run.json edited into nonsense must not turn into a confident report
         problem = _manifest_problem(Path(d) / "run.json")
         if problem:
-            print(f"batchgen report: {problem}", file=sys.stderr)
-            return 2
-    from batchgen.reports import build, write
+            return problem
+    if getattr(args, "grid", None) and (
+        len(_grid_names(args.grid)) != 2 or len(args.run_dirs) != 1
+    ):
+        return GRID_USAGE
+    return None
 
-    data = build(args.run_dirs, image_checks=not args.no_image_checks)
-    if getattr(args, "grid", None):
-        from batchgen.analyze.variables import grid
 
-        names = [n.strip() for n in args.grid.split(",")]
-        if len(names) != 2 or not all(names) or data.get("compare"):
-            print("batchgen report: --grid takes two variables, A,B (e.g. --grid style,product), "
-                  "and one run directory", file=sys.stderr)  # fmt: skip
-            return 2
-        try:
-            data["grid"] = grid(args.run_dirs[0], names[0], names[1])
-        except ValueError as exc:
-            print(f"batchgen report: {exc}", file=sys.stderr)
-            return 2
-    path = write(data, args.format, args.output, Console())
-    if path is not None and args.format == "html":
-        print(f"report written to {path}", file=sys.stderr)
-    return 0
+GRID_USAGE = "--grid takes two variables, A,B (e.g. --grid style,product), and one run directory"
+
+
+def _grid_names(spec: str) -> list[str]:
+    names = [n.strip() for n in spec.split(",")]
+    return names if all(names) else []
+
+
+def _grid(run_dir: Path, spec: str) -> dict[str, Any]:
+    from batchgen.analyze.variables import grid
+
+    rows, cols = _grid_names(spec)
+    return grid(run_dir, rows, cols)
 
 
 def _manifest_problem(path: Path) -> str | None:
@@ -123,10 +139,10 @@ def _manifest_problem(path: Path) -> str | None:
 
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
     """The short summary `batchgen run` prints at the end (no image checks: it must be quick)."""
-    from batchgen.analyze import analyze_run
+    from batchgen.reports import build_report
     from batchgen.reports.text import summary
 
-    console.print(summary(analyze_run(run_dir, image_checks=False)))
+    console.print(summary(build_report(run_dir, image_checks=False).run))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from batchgen import faultpoints
 from batchgen.runlog.fsio import atomic_write_bytes, fsync_dir
+from batchgen.runlog.row import RowContract
 
 SCORES_DIR = "scores"
 REPLACES_KEY = b"batchgen.replaces"
@@ -58,6 +59,14 @@ SCHEMA = pa.schema([
     ("scored_at", pa.float64()),  # epoch seconds
     ("request_id", pa.string()),
 ])  # fmt: skip
+
+
+SCORE_ROW = RowContract(
+    SCHEMA,
+    ("job_id", "image_path", "status"),
+    what="score row",
+    defined_in="batchgen/quality/store.py",
+)
 
 
 def scores_dir(run_dir: Path | str) -> Path:
@@ -145,6 +154,8 @@ class ScoreStore:
         """Blocking: the rows are on disk when this returns (call it in a worker thread)."""
         if not rows:
             return
+        for row in rows:  # a wrong type or an unknown column is an error here, naming it
+            SCORE_ROW.check(row)
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         with self._lock:
             self._write(table)

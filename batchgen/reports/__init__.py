@@ -1,11 +1,32 @@
 """Reports of a run (or two, compared): text (rich), JSON, Markdown and one-file HTML.
 
-build(run_dirs, *, image_checks=True, thresholds=) -> dict     one report, or a comparison
-to_json(data) -> str                                          stable keys, schema.json
-write(data, fmt, out=None, console=None) -> Path | None        render and write/print
-default_html_path(data) -> Path                                RUN_DIR/report.html
+build_report(run_dir, *, compare_to=None, thresholds=None, image_checks=True) -> Report
+Report.to_json() / .to_text() / .to_markdown() / .to_html() / .write(fmt, out=None)
+Report.body: RunReport (one run) or Comparison (batchgen.reports.model: the sections)
+
+build(run_dirs, ...) -> dict; to_json(data); write(data, fmt, out=None, console=None);
+default_html_path(data): the same for the report's JSON document as a dict
 """
 
-from batchgen.reports.output import FORMATS, build, default_html_path, to_json, write
+from batchgen.reports.model import Comparison, RunReport
+from batchgen.reports.output import (
+    FORMATS,
+    Report,
+    build,
+    build_report,
+    default_html_path,
+    to_json,
+    write,
+)
 
-__all__ = ["FORMATS", "build", "default_html_path", "to_json", "write"]
+__all__ = [
+    "FORMATS",
+    "Comparison",
+    "Report",
+    "RunReport",
+    "build",
+    "build_report",
+    "default_html_path",
+    "to_json",
+    "write",
+]

@@ -16,8 +16,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from batchgen.reports.model import RunReport
+
 COLORS = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea")
-Draw = Callable[[Any, list[dict[str, Any]]], None]
+Draw = Callable[[Any, list[RunReport]], None]
 
 
 def _png(fig: Figure) -> str:
@@ -27,7 +29,7 @@ def _png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _chart(title: str, xlabel: str, ylabel: str, draw: Draw, reports: list[dict[str, Any]]) -> str:
+def _chart(title: str, xlabel: str, ylabel: str, draw: Draw, reports: list[RunReport]) -> str:
     fig, ax = plt.subplots(figsize=(6.0, 3.0))
     draw(ax, reports)
     ax.set_title(title, fontsize=11)
@@ -40,43 +42,43 @@ def _chart(title: str, xlabel: str, ylabel: str, draw: Draw, reports: list[dict[
     return _png(fig)
 
 
-def _label(r: dict[str, Any], reports: list[dict[str, Any]], what: str = "") -> str | None:
+def _label(r: RunReport, reports: list[RunReport], what: str = "") -> str | None:
     """Legend text: the run's name when runs are compared, else only what a line shows."""
-    name = str(r.get("run_name") or r.get("run_dir")) if len(reports) > 1 else ""
+    name = str(r.run_name or r.run_dir) if len(reports) > 1 else ""
     text = ": ".join(p for p in (name, what) if p)
     return text or None
 
 
-def _latency(ax: Any, reports: list[dict[str, Any]]) -> None:
+def _latency(ax: Any, reports: list[RunReport]) -> None:
     for i, r in enumerate(reports):
-        h = r["latency_histogram"]
-        if not h["counts"]:
+        h = r.latency_histogram
+        if not h.counts:
             continue
-        edges = np.asarray(h["edges"])
+        edges = np.asarray(h.edges)
         ax.stairs(
-            h["counts"],
+            h.counts,
             edges,
             fill=len(reports) == 1,
             alpha=0.6 if len(reports) == 1 else 1,
             color=COLORS[i % len(COLORS)],
             label=_label(r, reports),
         )
-        p95 = r["latency_s"]["p95"]
+        p95 = r.latency_s.p95
         if p95 is not None:
             ax.axvline(p95, color=COLORS[i % len(COLORS)], linestyle="--", linewidth=1)
 
 
-def _minutes(r: dict[str, Any]) -> np.ndarray:
-    return np.asarray(r["series"]["t"], dtype=float) / 60.0
+def _minutes(r: RunReport) -> np.ndarray:
+    return np.asarray(r.series.t, dtype=float) / 60.0
 
 
-def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
+def _throughput(ax: Any, reports: list[RunReport]) -> None:
     for i, r in enumerate(reports):
-        s = r["series"]
-        if not s["t"]:
+        s = r.series
+        if not s.t:
             continue
-        edges = np.append(_minutes(r), (s["t"][-1] + s["bin_s"]) / 60.0)
-        per_min = np.asarray(s["images"]) * 60.0 / s["bin_s"]
+        edges = np.append(_minutes(r), (s.t[-1] + s.bin_s) / 60.0)
+        per_min = np.asarray(s.images) * 60.0 / s.bin_s
         ax.stairs(
             per_min,
             edges,
@@ -84,7 +86,7 @@ def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
             linewidth=1.5,
             label=_label(r, reports, "images/min"),
         )
-        limited = np.asarray(s["rate_limited"]) * 60.0 / s["bin_s"]
+        limited = np.asarray(s.rate_limited) * 60.0 / s.bin_s
         if limited.any():
             ax.stairs(
                 limited,
@@ -96,22 +98,22 @@ def _throughput(ax: Any, reports: list[dict[str, Any]]) -> None:
             )
 
 
-def _cost(ax: Any, reports: list[dict[str, Any]]) -> None:
+def _cost(ax: Any, reports: list[RunReport]) -> None:
     for i, r in enumerate(reports):
-        s = r["series"]
-        if s["t"]:
+        s = r.series
+        if s.t:
             # spend is known at the end of each bin: start the line at (0, $0)
-            ends = np.append(0.0, _minutes(r) + s["bin_s"] / 60.0)
+            ends = np.append(0.0, _minutes(r) + s.bin_s / 60.0)
             ax.plot(
                 ends,
-                np.append(0.0, np.cumsum(s["cost_usd"])),
+                np.append(0.0, np.cumsum(s.cost_usd)),
                 color=COLORS[i % len(COLORS)],
                 label=_label(r, reports),
             )
 
 
-def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
-    classes = sorted({c for r in reports for c in r["errors"]})
+def _errors(ax: Any, reports: list[RunReport]) -> None:
+    classes = sorted({c for r in reports for c in r.errors})
     if not classes:
         ax.text(0.5, 0.5, "no errors", ha="center", va="center", transform=ax.transAxes)
         return
@@ -120,7 +122,7 @@ def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
     for i, r in enumerate(reports):
         ax.barh(
             y + i * width,
-            [r["errors"].get(c, 0) for c in classes],
+            [r.errors.get(c, 0) for c in classes],
             height=width,
             color=COLORS[i % len(COLORS)],
             label=_label(r, reports),
@@ -128,7 +130,7 @@ def _errors(ax: Any, reports: list[dict[str, Any]]) -> None:
     ax.set_yticks(y + width * (len(reports) - 1) / 2, classes)
 
 
-def charts(reports: list[dict[str, Any]]) -> dict[str, str]:
+def charts(reports: list[RunReport]) -> dict[str, str]:
     """name → data: URL of a PNG, for one run or several overlaid."""
     return {
         "latency": _chart(

@@ -3,11 +3,13 @@ comparison of two runs.  Renderers (text, Markdown, HTML) only lay these out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-Getter = Callable[[dict[str, Any]], Any]
+from batchgen.reports.model import Comparison, Delta, RunReport
+
+Getter = Callable[[RunReport], Any]
 
 
 def pct(v: Any) -> str:
@@ -38,74 +40,74 @@ class Figure:
 
 
 def _lat(p: str) -> Getter:
-    return lambda r: r["latency_s"][p]
+    return lambda r: getattr(r.latency_s, p)
 
 
 KEY_FIGURES: tuple[Figure, ...] = (
-    Figure("jobs_total", "jobs (run.json)", lambda r: r["jobs_total"], num),
-    Figure("jobs_succeeded", "jobs succeeded", lambda r: r["jobs_succeeded"], num),
-    Figure("jobs_failed", "jobs failed", lambda r: r["jobs_failed"], num),
-    Figure("jobs_pending", "jobs pending", lambda r: r["jobs_pending"], num),
-    Figure("success_rate", "success rate (decided jobs)", lambda r: r["success_rate"], pct, True),
-    Figure("attempts", "attempts", lambda r: r["attempts"], num),
+    Figure("jobs_total", "jobs (run.json)", lambda r: r.jobs_total, num),
+    Figure("jobs_succeeded", "jobs succeeded", lambda r: r.jobs_succeeded, num),
+    Figure("jobs_failed", "jobs failed", lambda r: r.jobs_failed, num),
+    Figure("jobs_pending", "jobs pending", lambda r: r.jobs_pending, num),
+    Figure("success_rate", "success rate (decided jobs)", lambda r: r.success_rate, pct, True),
+    Figure("attempts", "attempts", lambda r: r.attempts, num),
     Figure(
         "attempt_success_rate",
         "attempt success rate",
-        lambda r: r["attempt_success_rate"],
+        lambda r: r.attempt_success_rate,
         pct,
         True,
     ),
     Figure(
         "retries_mean",
         "retries per job (mean)",
-        lambda r: r["retries_per_job"]["mean"],
+        lambda r: r.retries_per_job.mean,
         lambda v: "–" if v is None else f"{v:.2f}",
         False,
     ),
-    Figure("retries_max", "retries per job (max)", lambda r: r["retries_per_job"]["max"], num),
-    Figure("images", "images saved", lambda r: r["images"], num),
+    Figure("retries_max", "retries per job (max)", lambda r: r.retries_per_job.max, num),
+    Figure("images", "images saved", lambda r: r.images, num),
     Figure("latency_p50_s", "latency p50", _lat("p50"), secs, False),
     Figure("latency_p90_s", "latency p90", _lat("p90"), secs, False),
     Figure("latency_p95_s", "latency p95", _lat("p95"), secs, False),
     Figure("latency_p99_s", "latency p99", _lat("p99"), secs, False),
     Figure("latency_max_s", "latency max", _lat("max"), secs, False),
     Figure("latency_mean_s", "latency mean", _lat("mean"), secs, False),
-    Figure("wait_mean_s", "limiter wait (mean)", lambda r: r["wait_s"]["mean"], secs, False),
-    Figure("images_per_min", "images/min (active time)", lambda r: r["images_per_min"], num, True),
+    Figure("wait_mean_s", "limiter wait (mean)", lambda r: r.wait_s.mean, secs, False),
+    Figure("images_per_min", "images/min (active time)", lambda r: r.images_per_min, num, True),
     Figure(
         "images_per_min_peak",
         "images/min (peak bin)",
-        lambda r: r["images_per_min_peak"],
+        lambda r: r.images_per_min_peak,
         num,
         True,
     ),
     Figure(
         "rate_limited_share",
         "rate-limited attempts (429)",
-        lambda r: r["rate_limited_share"],
+        lambda r: r.rate_limited_share,
         pct,
         False,
     ),
     Figure(
         "paused_s_approx",
         "paused by 429 (≈ Σ Retry-After)",
-        lambda r: r["paused_s_approx"],
+        lambda r: r.paused_s_approx,
         secs,
         False,
     ),
-    Figure("cost_usd_total", "cost total", lambda r: r["cost_usd_total"], usd),
-    Figure("cost_per_image_usd", "cost per image", lambda r: r["cost_per_image_usd"], usd, False),
+    Figure("cost_usd_total", "cost total", lambda r: r.cost_usd_total, usd),
+    Figure("cost_per_image_usd", "cost per image", lambda r: r.cost_per_image_usd, usd, False),
     Figure(
         "cost_wasted_usd",
         "cost of attempts without an image",
-        lambda r: r["cost_wasted_usd"],
+        lambda r: r.cost_wasted_usd,
         usd,
         False,
     ),
     Figure(
         "possibly_billed_twice",
         "possibly billed twice",
-        lambda r: r["possibly_billed_twice"],
+        lambda r: r.possibly_billed_twice,
         num,
         False,
     ),
@@ -132,23 +134,19 @@ def delta_text(fig: Figure, a: Any, b: Any) -> str:
     return text
 
 
-def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def compare(a: RunReport, b: RunReport) -> Comparison:
     """Two runs side by side: B relative to A."""
     deltas = {}
     for fig in KEY_FIGURES:
         va, vb = fig.get(a), fig.get(b)
         both = isinstance(va, (int, float)) and isinstance(vb, (int, float))
-        deltas[fig.key] = {
-            "a": va,
-            "b": vb,
-            "delta": (vb - va) if both else None,
-            "better": (
-                None
-                if not both or vb == va or fig.higher_is_better is None
-                else (vb > va) == fig.higher_is_better
-            ),
-        }
-    return {"compare": True, "runs": [a, b], "deltas": deltas, "headline": list(DELTA_KEYS)}
+        better = (
+            None
+            if not both or vb == va or fig.higher_is_better is None
+            else (vb > va) == fig.higher_is_better
+        )
+        deltas[fig.key] = Delta(a=va, b=vb, delta=(vb - va) if both else None, better=better)
+    return Comparison(compare=True, runs=(a, b), deltas=deltas, headline=DELTA_KEYS)
 
 
 def by_key(key: str) -> Figure:
@@ -158,7 +156,7 @@ def by_key(key: str) -> Figure:
 _SOURCE = {"headers": "x-ratelimit headers", "429": "429s", "latency": "latency", "flag": "flag"}
 
 
-def autopilot_line(ap: dict[str, Any]) -> str:
+def autopilot_line(ap: Mapping[str, Any]) -> str:
     """One line on what the limiter learned: ``limits found: 1200 req/min (x-ratelimit
     headers) · 24 in flight (429s) · peak 24 in flight · 9 429s``."""
     if not ap.get("adaptive", True):
@@ -166,9 +164,11 @@ def autopilot_line(ap: dict[str, Any]) -> str:
     parts = []
     for key, unit in (("rpm", "req/min"), ("ipm", "img/min")):
         if ap.get(key) is not None:
-            parts.append(f"{ap[key]:,.0f} {unit} ({_SOURCE.get(ap.get(key + '_source'), '?')})")
+            parts.append(
+                f"{ap[key]:,.0f} {unit} ({_SOURCE.get(str(ap.get(key + '_source')), '?')})"
+            )
     if ap.get("concurrency") is not None:
-        src = _SOURCE.get(ap.get("concurrency_source"), "?")
+        src = _SOURCE.get(str(ap.get("concurrency_source")), "?")
         parts.append(f"{ap['concurrency']} in flight ({src})")
     if not parts:
         parts.append("no provider limit met")

@@ -1,7 +1,7 @@
 """HTML sections of spec runs and edits: the by-variable table, input → output pairs, and the
 image grid over two variables (``batchgen report RUN --format html --grid style,product``).
 
-Each renderer reads only the report dict (``by_variable``, ``edit_pairs``, ``grid``); every
+Each renderer reads only the report (``by_variable``, ``edit_pairs``, ``grid``); every
 value is escaped; thumbnails are inlined (the page works offline)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.reports.figures import pct, secs, usd
+from batchgen.reports.model import RunReport
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}
@@ -27,12 +28,12 @@ Escape = Callable[[Any], str]
 Thumb = Callable[[Path], "str | None"]
 
 
-def by_variable_html(r: dict[str, Any], e: Escape, table: Callable[..., str]) -> str:
+def by_variable_html(r: RunReport, e: Escape, table: Callable[..., str]) -> str:
     rows = [
-        [e(name), e(x["value"]), f"{x['jobs']:,}", f"{x['succeeded']:,}", f"{x['failed']:,}",
-         f"{x['pending']:,}", e(pct(x["success_rate"])), e(secs(x["latency_p50_s"])),
-         e(secs(x["latency_p95_s"])), e(usd(x["cost_usd"]))]
-        for name, values in r.get("by_variable", {}).items()
+        [e(name), e(x.value), f"{x.jobs:,}", f"{x.succeeded:,}", f"{x.failed:,}",
+         f"{x.pending:,}", e(pct(x.success_rate)), e(secs(x.latency_p50_s)),
+         e(secs(x.latency_p95_s)), e(usd(x.cost_usd))]
+        for name, values in r.by_variable.items()
         for x in values
     ]  # fmt: skip
     if not rows:
@@ -48,21 +49,21 @@ def _img(path: Path, out_dir: Path, thumb: Thumb, e: Escape, alt: str) -> str:
     return f'<a href="{e(href)}">{pic}</a>'
 
 
-def edit_pairs_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
-    pairs = r.get("edit_pairs") or []
+def edit_pairs_html(r: RunReport, out_dir: Path, e: Escape, thumb: Thumb) -> str:
+    pairs = r.edit_pairs
     if not pairs:
         return ""
-    run_dir = Path(r["run_dir"])
+    run_dir = Path(r.run_dir)
     rows = []
     for p in pairs:
         ins = "".join(
             _img(Path(ref), out_dir, thumb, e, "input") if Path(ref).is_file() else e(ref)
-            for ref in p["inputs"]
+            for ref in p.inputs
         )
-        outs = "".join(_img(run_dir / o, out_dir, thumb, e, "output") for o in p["outputs"])
+        outs = "".join(_img(run_dir / o, out_dir, thumb, e, "output") for o in p.outputs)
         if not outs:
-            outs = f'<span class="muted">{e(p["state"])}</span>'
-        rows.append(f"<tr><td>{e(p['job_id'])}</td><td>{ins}</td><td>→</td><td>{outs}</td></tr>")
+            outs = f'<span class="muted">{e(p.state)}</span>'
+        rows.append(f"<tr><td>{e(p.job_id)}</td><td>{ins}</td><td>→</td><td>{outs}</td></tr>")
     return (
         "<h2>Edits: input → output</h2>"
         '<table class="pairs"><thead><tr><th>job</th><th>input</th><th></th><th>output</th>'
@@ -70,35 +71,33 @@ def edit_pairs_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -
     )
 
 
-def grid_html(r: dict[str, Any], out_dir: Path, e: Escape, thumb: Thumb) -> str:
-    g = r.get("grid")
+def grid_html(r: RunReport, out_dir: Path, e: Escape, thumb: Thumb) -> str:
+    g = r.grid
     if not g:
         return ""
-    run_dir = Path(r["run_dir"])
-    cells = {(c["row"], c["col"]): c["jobs"] for c in g["cells"]}
-    head = "".join(f"<th>{e(g['cols'])}={e(v)}</th>" for v in g["col_values"])
+    run_dir = Path(r.run_dir)
+    cells = {(c.row, c.col): c.jobs for c in g.cells}
+    head = "".join(f"<th>{e(g.cols)}={e(v)}</th>" for v in g.col_values)
     body = []
-    for rv in g["row_values"]:
+    for rv in g.row_values:
         tds = []
-        for cv in g["col_values"]:
-            jobs = cells.get((rv, cv), [])
+        for cv in g.col_values:
+            jobs = cells.get((rv, cv), ())
             parts = []
             for j in jobs:
-                if j["state"] == "succeeded":
-                    parts += [
-                        _img(run_dir / p, out_dir, thumb, e, j["job_id"]) for p in j["images"]
-                    ]
+                if j.state == "succeeded":
+                    parts += [_img(run_dir / p, out_dir, thumb, e, j.job_id) for p in j.images]
                 else:
-                    why = f": {j['error_class']}" if j.get("error_class") else ""
+                    why = f": {j.error_class}" if j.error_class else ""
                     parts.append(
-                        f'<div class="{e(j["state"])}" title="{e(j["job_id"])}">'
-                        f"{e(j['state'])}{e(why)}</div>"
+                        f'<div class="{e(j.state)}" title="{e(j.job_id)}">'
+                        f"{e(j.state)}{e(why)}</div>"
                     )
-            state = "failed" if any(j["state"] == "failed" for j in jobs) else "ok"
+            state = "failed" if any(j.state == "failed" for j in jobs) else "ok"
             tds.append(f'<td data-state="{state}"><div class="cell">{"".join(parts)}</div></td>')
-        body.append(f"<tr><th>{e(g['rows'])}={e(rv)}</th>{''.join(tds)}</tr>")
+        body.append(f"<tr><th>{e(g.rows)}={e(rv)}</th>{''.join(tds)}</tr>")
     return (
-        f"<h2>Grid: {e(g['rows'])} × {e(g['cols'])}</h2>"
+        f"<h2>Grid: {e(g.rows)} × {e(g.cols)}</h2>"
         f'<table class="grid"><thead><tr><th></th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )

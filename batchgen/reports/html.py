@@ -9,6 +9,7 @@ import html
 import io
 import os
 import urllib.parse
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from batchgen.reports.figures import (
 )
 from batchgen.reports.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
+from batchgen.reports.model import Comparison, ImageChecks, Quality, RunReport
 
 THUMB_PX = 160
 CONTACT_SHEET = 48
@@ -90,7 +92,7 @@ def _badge(rating: str | None) -> str:
 
 
 def _table(
-    header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), cls: str = ""
+    header: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset(), cls: str = ""
 ) -> str:
     """``rows`` hold HTML already escaped by the caller."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)
@@ -107,34 +109,33 @@ def _table(
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _cards(r: dict[str, Any]) -> str:
-    rt = r["ratings"]
+def _cards(r: RunReport) -> str:
+    rt = r.ratings
     items = [
         (
             "success rate",
-            pct(r["success_rate"]),
-            rt["success_rate"]["rating"],
-            f"{r['jobs_succeeded']:,} ok · {r['jobs_failed']:,} failed · "
-            f"{r['jobs_pending']:,} pending",
+            pct(r.success_rate),
+            rt["success_rate"].rating,
+            f"{r.jobs_succeeded:,} ok · {r.jobs_failed:,} failed · {r.jobs_pending:,} pending",
         ),
         (
             "latency p95",
-            by_key("latency_p95_s").fmt(r["latency_s"]["p95"]),
-            rt["response_time"]["rating"],
-            f"p50 {by_key('latency_p50_s').fmt(r['latency_s']['p50'])}",
+            by_key("latency_p95_s").fmt(r.latency_s.p95),
+            rt["response_time"].rating,
+            f"p50 {by_key('latency_p50_s').fmt(r.latency_s.p50)}",
         ),
         (
             "images / min",
-            by_key("images_per_min").fmt(r["images_per_min"]),
+            by_key("images_per_min").fmt(r.images_per_min),
             None,
-            f"{r['images']:,} images · peak "
-            f"{by_key('images_per_min_peak').fmt(r['images_per_min_peak'])}",
+            f"{r.images:,} images · peak "
+            f"{by_key('images_per_min_peak').fmt(r.images_per_min_peak)}",
         ),
         (
             "cost per image",
-            by_key("cost_per_image_usd").fmt(r["cost_per_image_usd"]),
-            rt["cost_per_image"]["rating"],
-            f"total {by_key('cost_usd_total').fmt(r['cost_usd_total'])}",
+            by_key("cost_per_image_usd").fmt(r.cost_per_image_usd),
+            rt["cost_per_image"].rating,
+            f"total {by_key('cost_usd_total').fmt(r.cost_usd_total)}",
         ),
     ]
     html_items = "".join(
@@ -146,7 +147,7 @@ def _cards(r: dict[str, Any]) -> str:
     return f'<div class="cards">{html_items}</div>'
 
 
-def _charts(reports: list[dict[str, Any]]) -> str:
+def _charts(reports: list[RunReport]) -> str:
     imgs = "".join(
         f'<div class="card"><img alt="{e(name)} chart" src="{url}"></div>'
         for name, url in charts(reports).items()
@@ -167,10 +168,10 @@ def _thumb(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _contact_sheet(r: dict[str, Any], out_dir: Path) -> str:
-    run_dir = Path(r["run_dir"])
-    flagged = {f["path"]: f["problem"] for f in r["image_checks"].get("findings", [])}
-    best = set((r.get("quality") or {}).get("best_images", {}).values())
+def _contact_sheet(r: RunReport, out_dir: Path) -> str:
+    run_dir = Path(r.run_dir)
+    flagged = {f.path: f.problem for f in r.image_checks.findings or ()}
+    best = set(r.quality.best_images.values()) if r.quality else set()
     figures = []
     for img in saved_images(run_dir, limit=CONTACT_SHEET):
         data = _thumb(img.file)
@@ -192,86 +193,95 @@ def _contact_sheet(r: dict[str, Any], out_dir: Path) -> str:
     return f'<div class="sheet">{"".join(figures)}</div>'
 
 
-def _quality(r: dict[str, Any], out_dir: Path) -> str:
+def _link(file: Path, out_dir: Path) -> str:
+    return urllib.parse.quote(os.path.relpath(file.resolve(), out_dir.resolve()))
+
+
+def _score_bars(q: Quality) -> str:
+    top = max((d.images for d in q.distribution), default=0) or 1
+    return "".join(
+        f'<div title="{d.images} images"><span style="display:inline-block;width:2em">'
+        f'{d.score}</span><span style="display:inline-block;background:#4a7;height:0.9em;'
+        f'width:{300 * d.images / top:.0f}px"></span> {d.images}</div>'
+        for d in q.distribution
+    )
+
+
+def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
+    figures = []
+    for w in q.weakest:
+        file = run_dir / w.image_path
+        data = _thumb(file)
+        pic = (f'<img loading="lazy" src="{data}" alt="{e(w.prompt or "")}">' if data
+               else '<div class="muted" style="height:160px">cannot decode</div>')  # fmt: skip
+        defects = "; ".join(w.defects)
+        figures.append(
+            f'<figure><a href="{e(_link(file, out_dir))}" class="flag">{pic}</a>'
+            f'<figcaption title="{e(w.prompt or "")}"><b>{w.score:.1f}</b>'
+            f"{' (best of its job)' if w.best else ''} {e(w.job_id)}<br>"
+            f"{e(w.reasons)}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
+            "</figcaption></figure>"
+        )
+    return f'<div class="sheet">{"".join(figures)}</div>' if figures else "<p>None.</p>"
+
+
+def _quality(r: RunReport, out_dir: Path) -> str:
     """Scores: summary, distribution, score by setting beside cost, the weakest images with
     the judge's reasons (thumbnails), and the cheaper-setting finding."""
-    q = r.get("quality")
+    q = r.quality
     if not q:
         return (
             '<p class="muted">Not scored: <code>batchgen score RUN_DIR --judge MODEL</code> '
             "(or <code>--scorer clip</code>) scores every image against its prompt.</p>"
         )
-    mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
-    top = max((d["images"] for d in q["distribution"]), default=0) or 1
-    bars = "".join(
-        f'<div title="{d["images"]} images"><span style="display:inline-block;width:2em">'
-        f'{d["score"]}</span><span style="display:inline-block;background:#4a7;height:0.9em;'
-        f'width:{300 * d["images"] / top:.0f}px"></span> {d["images"]}</div>'
-        for d in q["distribution"]
-    )
+    mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     by = _table(
         ["model", "quality", "size", "scored", "mean score", "cost / image"],
         [
-            [e(g["model"]), e(g["quality"]), e(g["size"]), f"{g['images_scored']:,}",
-             f"{g['mean_score']:.2f}", e(by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]))]
-            for g in q["by_setting"]
+            [e(g.model), e(g.quality), e(g.size), f"{g.images_scored:,}",
+             f"{g.mean_score:.2f}", e(by_key("cost_per_image_usd").fmt(g.cost_per_image_usd))]
+            for g in q.by_setting
         ],
         {3, 4, 5},
     )  # fmt: skip
-    cheaper = "".join(f"<li>{e(c['message'])}</li>" for c in q["cheaper_settings"])
-    figures = []
-    run_dir = Path(r["run_dir"])
-    for w in q["weakest"]:
-        file = run_dir / w["image_path"]
-        data = _thumb(file)
-        href = urllib.parse.quote(os.path.relpath(file.resolve(), out_dir.resolve()))
-        pic = (f'<img loading="lazy" src="{data}" alt="{e(w["prompt"] or "")}">' if data
-               else '<div class="muted" style="height:160px">cannot decode</div>')  # fmt: skip
-        defects = "; ".join(w["defects"])
-        figures.append(
-            f'<figure><a href="{e(href)}" class="flag">{pic}</a>'
-            f'<figcaption title="{e(w["prompt"] or "")}"><b>{w["score"]:.1f}</b>'
-            f"{' (best of its job)' if w['best'] else ''} {e(w['job_id'])}<br>"
-            f"{e(w['reasons'])}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
-            "</figcaption></figure>"
-        )
+    cheaper = "".join(f"<li>{e(c.message)}</li>" for c in q.cheaper_settings)
     regen = (
-        f" {q['jobs_regenerated']} jobs regenerated over {q['rounds']} round(s);"
-        f" {q['jobs_best_from_regeneration']} now have their best image from a new round."
-        if q["jobs_regenerated"] else ""
+        f" {q.jobs_regenerated} jobs regenerated over {q.rounds} round(s);"
+        f" {q.jobs_best_from_regeneration} now have their best image from a new round."
+        if q.jobs_regenerated else ""
     )  # fmt: skip
     return (
-        f"<p>{q['images_scored']:,} images scored by <code>{e(q['scorer'])}</code>: mean "
-        f"{mean}; {q['jobs_below_threshold']:,} of {q['jobs_scored']:,} jobs have no image "
-        f"scoring {q['threshold']:g} or more.{e(regen)} Scoring cost "
-        f"{e(by_key('cost_usd_total').fmt(q['scoring_cost_usd']))} "
-        f"({q['scoring_requests']:,} requests).</p>"
-        + f"<h3>Score distribution</h3>{bars}"
+        f"<p>{q.images_scored:,} images scored by <code>{e(q.scorer)}</code>: mean "
+        f"{mean}; {q.jobs_below_threshold:,} of {q.jobs_scored:,} jobs have no image "
+        f"scoring {q.threshold:g} or more.{e(regen)} Scoring cost "
+        f"{e(by_key('cost_usd_total').fmt(q.scoring_cost_usd))} "
+        f"({q.scoring_requests:,} requests).</p>"
+        + f"<h3>Score distribution</h3>{_score_bars(q)}"
         + "<h3>Score by setting</h3>"
         + by
         + (f"<ul>{cheaper}</ul>" if cheaper else "")
         + "<h3>Weakest images</h3>"
-        + (f'<div class="sheet">{"".join(figures)}</div>' if figures else "<p>None.</p>")
+        + _weakest(q, Path(r.run_dir), out_dir)
     )
 
 
-def _errors(r: dict[str, Any]) -> str:
-    if not r["error_details"]:
+def _errors(r: RunReport) -> str:
+    if not r.error_details:
         return "<p>No errors.</p>"
     rows = []
-    for name, d in r["error_details"].items():
+    for name, d in r.error_details.items():
         msgs = "<br>".join(
-            f'{e(m["message"])} <span class="muted">×{m["count"]}</span>' for m in d["messages"]
+            f'{e(m.message)} <span class="muted">×{m.count}</span>' for m in d.messages
         )
         samples = "<br>".join(
-            f'{e(s["job_id"])}: <span class="prompt">{e(s["prompt"])}</span>' for s in d["samples"]
+            f'{e(s.job_id)}: <span class="prompt">{e(s.prompt)}</span>' for s in d.samples
         )
         rows.append(
             [
                 e(name),
-                str(d["attempts"]),
-                str(d["skipped"]),
-                f"{e(d['diagnosis'])}<br><b>→</b> {e(d['remedy'])}",
+                str(d.attempts),
+                str(d.skipped),
+                f"{e(d.diagnosis)}<br><b>→</b> {e(d.remedy)}",
                 msgs,
                 samples,
             ]
@@ -283,109 +293,112 @@ def _errors(r: dict[str, Any]) -> str:
     )
 
 
-def _image_checks(r: dict[str, Any]) -> str:
-    ic = r["image_checks"]
-    if not ic.get("enabled"):
+def _image_checks(ic: ImageChecks) -> str:
+    if not ic.enabled:
         return '<p class="muted">Skipped (--no-image-checks).</p>'
-    counts = " · ".join(f"{e(k)}: <b>{v}</b>" for k, v in ic["counts"].items())
-    rows = [[e(f["problem"]), e(f["path"]), e(f["job_id"]), e(f["detail"])] for f in ic["findings"]]
+    counts = " · ".join(f"{e(k)}: <b>{v}</b>" for k, v in (ic.counts or {}).items())
+    rows = [[e(f.problem), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
     listing = _table(["problem", "file", "job", "detail"], rows) if rows else ""
-    return f"<p>{ic['checked']:,} images checked, {ic['flagged']:,} flagged — {counts}</p>{listing}"
+    checked, flagged = ic.checked or 0, ic.flagged or 0
+    return f"<p>{checked:,} images checked, {flagged:,} flagged — {counts}</p>{listing}"
 
 
-def _run_body(r: dict[str, Any], out_dir: Path, with_charts: bool = True) -> str:
-    sessions = ", ".join(f"#{s['session']} {s['how'] or 'no end recorded'}" for s in r["sessions"])
-    figs = _table(
-        ["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1}, "kv"
-    )
-    ratings = _table(
+def _ratings(r: RunReport) -> str:
+    return _table(
         ["what", "value", "rating", "bounds (excellent / good / acceptable)"],
         [
             [
-                e(f"{k} ({v['metric']})"),
-                e(by_key(RATING_KEYS[k]).fmt(v["value"])),
-                _badge(v["rating"]),
-                e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v["bounds"])),
+                e(f"{k} ({v.metric})"),
+                e(by_key(RATING_KEYS[k]).fmt(v.value)),
+                _badge(v.rating),
+                e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v.bounds)),
             ]
-            for k, v in r["ratings"].items()
+            for k, v in r.ratings.items()
         ],
     )
-    cost = _table(
+
+
+def _cost(r: RunReport) -> str:
+    table = _table(
         ["model", "quality", "size", "images", "attempts", "cost", "per image"],
         [
             [
-                e(g["model"]),
-                e(g["quality"]),
-                e(g["size"]),
-                f"{g['images']:,}",
-                f"{g['attempts']:,}",
-                e(by_key("cost_usd_total").fmt(g["cost_usd"])),
-                e(by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])),
+                e(g.model),
+                e(g.quality),
+                e(g.size),
+                f"{g.images:,}",
+                f"{g.attempts:,}",
+                e(by_key("cost_usd_total").fmt(g.cost_usd)),
+                e(by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)),
             ]
-            for g in r["cost_by_group"]
+            for g in r.cost_by_group
         ],
         {3, 4, 5, 6},
     )
-    sources = ", ".join(f"{e(k)}: {v['rows']:,} rows" for k, v in r["cost_by_source"].items())
-    recs = (
-        "".join(f"<li><b>{e(x['kind'])}</b>: {e(x['message'])}</li>" for x in r["recommendations"])
-        or "<li>None: nothing in this run calls for a change.</li>"
+    sources = ", ".join(f"{e(k)}: {v.rows:,} rows" for k, v in r.cost_by_source.items())
+    return (
+        table
+        + f'<p class="muted">cost source: {sources}. {e(r.cost_note or "")}</p>'
+        + f'<p class="muted">{e(r.paused_note)}</p>'
+        + (f"<p><b>{e(autopilot_line(r.autopilot))}</b></p>" if r.autopilot else "")
     )
-    failed = _table(
+
+
+def _failed(r: RunReport) -> str:
+    if not r.failed_jobs:
+        return "<p>No failed jobs.</p>"
+    return _table(
         ["job", "class", "HTTP", "message", "prompt"],
         [
             [
-                e(j["job_id"]),
-                e(j["error_class"]),
-                e(j["http_status"]),
-                e(j["message"]),
-                f'<span class="prompt">{e(j["prompt"])}</span>',
+                e(j.job_id),
+                e(j.error_class),
+                e(j.http_status),
+                e(j.message),
+                f'<span class="prompt">{e(j.prompt)}</span>',
             ]
-            for j in r["failed_jobs"][:FAILED_SHOWN]
+            for j in r.failed_jobs[:FAILED_SHOWN]
         ],
     )
+
+
+def _run_body(r: RunReport, out_dir: Path, with_charts: bool = True) -> str:
+    sessions = ", ".join(f"#{s.session} {s.how or 'no end recorded'}" for s in r.sessions)
+    figs = _table(
+        ["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1}, "kv"
+    )
+    recs = (
+        "".join(f"<li><b>{e(x.kind)}</b>: {e(x.message)}</li>" for x in r.recommendations)
+        or "<li>None: nothing in this run calls for a change.</li>"
+    )
     return (
-        f'<p class="muted">{e(r["run_dir"])} · sessions: {e(sessions or "none recorded")}</p>'
+        f'<p class="muted">{e(r.run_dir)} · sessions: {e(sessions or "none recorded")}</p>'
         + _cards(r)
-        + "<h2>Recommendations</h2>"
-        + f"<ul>{recs}</ul>"
+        + f"<h2>Recommendations</h2><ul>{recs}</ul>"
         + ("<h2>Charts</h2>" + _charts([r]) if with_charts else "")
-        + "<h2>Figures</h2>"
-        + figs
-        + "<h2>Ratings</h2>"
-        + ratings
-        + "<h2>Cost</h2>"
-        + cost
-        + f'<p class="muted">cost source: {sources}. {e(r["cost_note"] or "")}</p>'
-        + f'<p class="muted">{e(r["paused_note"])}</p>'
-        + (f"<p><b>{e(autopilot_line(r['autopilot']))}</b></p>" if r.get("autopilot") else "")
+        + f"<h2>Figures</h2>{figs}<h2>Ratings</h2>{_ratings(r)}<h2>Cost</h2>{_cost(r)}"
         + by_variable_html(r, e, _table)
         + grid_html(r, out_dir, e, _thumb)
         + edit_pairs_html(r, out_dir, e, _thumb)
-        + "<h2>Errors by class</h2>"
-        + _errors(r)
-        + f"<h2>Failed jobs ({r['jobs_failed']:,})</h2>"
-        + (failed if r["failed_jobs"] else "<p>No failed jobs.</p>")
-        + "<h2>Quality</h2>"
-        + _quality(r, out_dir)
-        + "<h2>Image checks</h2>"
-        + _image_checks(r)
-        + "<h2>Contact sheet</h2>"
-        + _contact_sheet(r, out_dir)
+        + f"<h2>Errors by class</h2>{_errors(r)}"
+        + f"<h2>Failed jobs ({r.jobs_failed:,})</h2>{_failed(r)}"
+        + f"<h2>Quality</h2>{_quality(r, out_dir)}"
+        + f"<h2>Image checks</h2>{_image_checks(r.image_checks)}"
+        + f"<h2>Contact sheet</h2>{_contact_sheet(r, out_dir)}"
     )
 
 
-def render_html(report: dict[str, Any], out_path: Path) -> str:
+def render_html(report: RunReport, out_path: Path) -> str:
     """The page for one run; ``out_path`` is where it will be written (image links are
     relative to it)."""
-    title = f"batchgen report — {report['run_name']}"
+    title = f"batchgen report — {report.run_name}"
     body = f"<h1>{e(title)}</h1>" + _run_body(report, Path(out_path).parent)
     return _page(title, body)
 
 
-def render_compare_html(cmp: dict[str, Any], out_path: Path) -> str:
-    a, b = cmp["runs"]
-    title = f"batchgen comparison — {a['run_name']} vs {b['run_name']}"
+def render_compare_html(cmp: Comparison, out_path: Path) -> str:
+    a, b = cmp.runs
+    title = f"batchgen comparison — {a.run_name} vs {b.run_name}"
     order = [by_key(k) for k in DELTA_KEYS] + [f for f in KEY_FIGURES if f.key not in DELTA_KEYS]
     rows = []
     for f in order:
@@ -396,12 +409,12 @@ def render_compare_html(cmp: dict[str, Any], out_path: Path) -> str:
     out_dir = Path(out_path).parent
     body = (
         f'<h1>{e(title)}</h1><p class="muted">Δ = B − A; ✓ better, ✗ worse.</p>'
-        + _table(["figure", f"A: {a['run_name']}", f"B: {b['run_name']}", "Δ"], rows, {1, 2, 3})
+        + _table(["figure", f"A: {a.run_name}", f"B: {b.run_name}", "Δ"], rows, {1, 2, 3})
         + "<h2>Charts (both runs)</h2>"
         + _charts([a, b])
-        + f"<h2>A: {e(a['run_name'])}</h2>"
+        + f"<h2>A: {e(a.run_name)}</h2>"
         + _run_body(a, out_dir, with_charts=False)
-        + f"<h2>B: {e(b['run_name'])}</h2>"
+        + f"<h2>B: {e(b.run_name)}</h2>"
         + _run_body(b, out_dir, with_charts=False)
     )
     return _page(title, body)

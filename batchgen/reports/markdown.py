@@ -7,8 +7,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from batchgen.errors import printable, printable_all
+from batchgen.errors import printable
 from batchgen.reports.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
+from batchgen.reports.model import Comparison, ImageChecks, Quality, RunReport
 
 RATING_KEYS = {
     "response_time": "latency_p95_s",
@@ -26,141 +27,164 @@ def cell(value: Any) -> str:
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return out + [""]
+    return [*out, ""]
 
 
-def _body(r: dict[str, Any], level: str = "##") -> list[str]:
-    out = _table(["figure", "value"], [[f.label, f.fmt(f.get(r))] for f in KEY_FIGURES])
-    out += [f"{level} Ratings", ""]
-    out += _table(
+def _section(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [title, "", *_table(header, rows)]
+
+
+def _ratings(r: RunReport, level: str) -> list[str]:
+    out = [f"{level} Ratings", ""]
+    return out + _table(
         ["what", "value", "rating"],
         [
-            [f"{k} ({v['metric']})", by_key(RATING_KEYS[k]).fmt(v["value"]), v["rating"] or "n/a"]
-            for k, v in r["ratings"].items()
+            [f"{k} ({v.metric})", by_key(RATING_KEYS[k]).fmt(v.value), v.rating or "n/a"]
+            for k, v in r.ratings.items()
         ],
     )
-    if r["cost_by_group"]:
-        out += [f"{level} Cost by model × quality × size", ""]
-        out += _table(
-            ["model", "quality", "size", "images", "cost", "per image"],
-            [
-                [
-                    g["model"],
-                    g["quality"],
-                    g["size"],
-                    g["images"],
-                    by_key("cost_usd_total").fmt(g["cost_usd"]),
-                    by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]),
-                ]
-                for g in r["cost_by_group"]
-            ],
-        )
-        if r["cost_note"]:
-            out += [cell(r["cost_note"]), ""]
-    if r.get("by_variable"):
-        out += [f"{level} By variable", ""]
-        out += _table(
-            ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p95", "cost"],
-            [
-                [name, x["value"], x["jobs"], x["succeeded"], x["failed"], x["pending"],
-                 by_key("success_rate").fmt(x["success_rate"]),
-                 by_key("latency_p95_s").fmt(x["latency_p95_s"]),
-                 by_key("cost_usd_total").fmt(x["cost_usd"])]
-                for name, values in r["by_variable"].items()
-                for x in values
-            ],
-        )  # fmt: skip
-    if r["error_details"]:
-        out += [f"{level} Errors by class", ""]
-        out += _table(
-            ["class", "attempts", "skipped", "diagnosis", "remedy", "top message"],
-            [
-                [
-                    k,
-                    d["attempts"],
-                    d["skipped"],
-                    d["diagnosis"],
-                    d["remedy"],
-                    d["messages"][0]["message"] if d["messages"] else "",
-                ]
-                for k, d in r["error_details"].items()
-            ],
-        )
-    if r["failed_jobs"]:
-        out += [f"{level} Failed jobs", ""]
-        out += _table(
-            ["job", "class", "message", "prompt"],
-            [
-                [j["job_id"], j["error_class"], j["message"], j["prompt"]]
-                for j in r["failed_jobs"][:50]
-            ],
-        )
-    ic = r["image_checks"]
-    out += [f"{level} Image checks", ""]
-    if ic.get("enabled"):
-        out += [f"{ic['checked']} images checked, {ic['flagged']} flagged.", ""]
-        out += _table(["problem", "count"], [[k, v] for k, v in ic["counts"].items()])
-        if ic["findings"]:
-            out += _table(
-                ["problem", "file", "job", "detail"],
-                [[f["problem"], f["path"], f["job_id"], f["detail"]] for f in ic["findings"][:50]],
-            )
-    else:
-        out += ["Skipped (--no-image-checks).", ""]
-    q = r.get("quality")
-    if q:
-        mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
-        out += [f"{level} Quality", ""]
-        out += [cell(
-            f"{q['images_scored']} images scored by {q['scorer']}, mean {mean}; "
-            f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
-            f"scoring cost ${q['scoring_cost_usd']:.4f}"
-        ), ""]  # fmt: skip
-        out += _table(
-            ["model", "quality", "size", "scored", "mean score", "cost / image"],
-            [[g["model"], g["quality"], g["size"], g["images_scored"], f"{g['mean_score']:.2f}",
-              by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"])]
-             for g in q["by_setting"]],
-        )  # fmt: skip
-        out += _table(
-            ["score", "image", "best", "reasons"],
-            [[f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", w["reasons"]]
-             for w in q["weakest"]],
-        )  # fmt: skip
-    if r.get("autopilot"):
-        out += [cell(autopilot_line(r["autopilot"])), ""]
-    if r.get("by_endpoint"):
-        out += [f"{level} By endpoint", ""]
-        out += _table(
-            ["endpoint", "protocol", "jobs", "ok", "images", "p50 s", "cost", "learned rpm",
-             "taken out"],
-            [[e["name"], e["protocol"], e["jobs"], e["jobs_succeeded"], e["images"],
-              e["latency_p50_s"], f"${e['cost_usd']:.4f}", e["learned_rpm"],
-              (e["taken_out"] or {}).get("class", "")] for e in r["by_endpoint"]],
-        )  # fmt: skip
-    out += [f"{level} Recommendations", ""]
-    out += [f"- **{cell(x['kind'])}**: {cell(x['message'])}" for x in r["recommendations"]] or [
-        "None: nothing in this run's figures calls for a change."
-    ]
-    return out + [""]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    report = printable_all(report)
-    head = [
-        f"# batchgen report — {cell(report['run_name'])}",
+def _cost(r: RunReport, level: str) -> list[str]:
+    if not r.cost_by_group:
+        return []
+    out = [f"{level} Cost by model × quality × size", ""]
+    out += _table(
+        ["model", "quality", "size", "images", "cost", "per image"],
+        [
+            [g.model, g.quality, g.size, g.images, by_key("cost_usd_total").fmt(g.cost_usd),
+             by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
+            for g in r.cost_by_group
+        ],
+    )  # fmt: skip
+    return out + ([cell(r.cost_note), ""] if r.cost_note else [])
+
+
+def _variables(r: RunReport, level: str) -> list[str]:
+    if not r.by_variable:
+        return []
+    return _section(f"{level} By variable",
+        ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p95", "cost"],
+        [
+            [name, x.value, x.jobs, x.succeeded, x.failed, x.pending,
+             by_key("success_rate").fmt(x.success_rate),
+             by_key("latency_p95_s").fmt(x.latency_p95_s),
+             by_key("cost_usd_total").fmt(x.cost_usd)]
+            for name, values in r.by_variable.items()
+            for x in values
+        ],
+    )  # fmt: skip
+
+
+def _errors(r: RunReport, level: str) -> list[str]:
+    if not r.error_details:
+        return []
+    return _section(f"{level} Errors by class",
+        ["class", "attempts", "skipped", "diagnosis", "remedy", "top message"],
+        [
+            [k, d.attempts, d.skipped, d.diagnosis, d.remedy,
+             d.messages[0].message if d.messages else ""]
+            for k, d in r.error_details.items()
+        ],
+    )  # fmt: skip
+
+
+def _failed(r: RunReport, level: str) -> list[str]:
+    if not r.failed_jobs:
+        return []
+    return [
+        f"{level} Failed jobs",
         "",
-        f"`{cell(report['run_dir'])}`",
+        *_table(
+            ["job", "class", "message", "prompt"],
+            [[j.job_id, j.error_class, j.message, j.prompt] for j in r.failed_jobs[:50]],
+        ),
+    ]
+
+
+def _image_checks(ic: ImageChecks, level: str) -> list[str]:
+    out = [f"{level} Image checks", ""]
+    if not ic.enabled:
+        return [*out, "Skipped (--no-image-checks).", ""]
+    out += [f"{ic.checked} images checked, {ic.flagged} flagged.", ""]
+    out += _table(["problem", "count"], [[k, v] for k, v in (ic.counts or {}).items()])
+    if ic.findings:
+        out += _table(
+            ["problem", "file", "job", "detail"],
+            [[f.problem, f.path, f.job_id, f.detail] for f in ic.findings[:50]],
+        )
+    return out
+
+
+def _quality(q: Quality | None, level: str) -> list[str]:
+    if not q:
+        return []
+    mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
+    out = [f"{level} Quality", ""]
+    out += [cell(
+        f"{q.images_scored} images scored by {q.scorer}, mean {mean}; "
+        f"{q.jobs_below_threshold} of {q.jobs_scored} jobs below {q.threshold:g}; "
+        f"scoring cost ${q.scoring_cost_usd:.4f}"
+    ), ""]  # fmt: skip
+    out += _table(
+        ["model", "quality", "size", "scored", "mean score", "cost / image"],
+        [[g.model, g.quality, g.size, g.images_scored, f"{g.mean_score:.2f}",
+          by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
+         for g in q.by_setting],
+    )  # fmt: skip
+    return out + _table(
+        ["score", "image", "best", "reasons"],
+        [[f"{w.score:.1f}", w.image_path, "best" if w.best else "", w.reasons]
+         for w in q.weakest],
+    )  # fmt: skip
+
+
+def _endpoints(r: RunReport, level: str) -> list[str]:
+    if not r.by_endpoint:
+        return []
+    return _section(f"{level} By endpoint",
+        ["endpoint", "protocol", "jobs", "ok", "images", "p50 s", "cost", "learned rpm",
+         "taken out"],
+        [[e.name, e.protocol, e.jobs, e.jobs_succeeded, e.images, e.latency_p50_s,
+          f"${e.cost_usd:.4f}", e.learned_rpm, (e.taken_out or {}).get("class", "")]
+         for e in r.by_endpoint],
+    )  # fmt: skip
+
+
+def _recommendations(r: RunReport, level: str) -> list[str]:
+    items = [f"- **{cell(x.kind)}**: {cell(x.message)}" for x in r.recommendations]
+    return [f"{level} Recommendations", ""] + (
+        items or ["None: nothing in this run's figures calls for a change."]
+    )
+
+
+def _body(r: RunReport, level: str = "##") -> list[str]:
+    out = _table(["figure", "value"], [[f.label, f.fmt(f.get(r))] for f in KEY_FIGURES])
+    out += _ratings(r, level) + _cost(r, level) + _variables(r, level)
+    out += _errors(r, level) + _failed(r, level) + _image_checks(r.image_checks, level)
+    out += _quality(r.quality, level)
+    if r.autopilot:
+        out += [cell(autopilot_line(r.autopilot)), ""]
+    out += _endpoints(r, level) + _recommendations(r, level)
+    return [*out, ""]
+
+
+def render_markdown(report: RunReport) -> str:
+    report = report.printable()
+    head = [
+        f"# batchgen report — {cell(report.run_name)}",
+        "",
+        f"`{cell(report.run_dir)}`",
         "",
     ]
     return "\n".join(head + _body(report))
 
 
-def render_compare_markdown(cmp: dict[str, Any]) -> str:
-    cmp = printable_all(cmp)
-    a, b = cmp["runs"]
+def render_compare_markdown(cmp: Comparison) -> str:
+    cmp = cmp.printable()
+    a, b = cmp.runs
     out = [
-        f"# batchgen comparison — A: {cell(a['run_name'])}, B: {cell(b['run_name'])}",
+        f"# batchgen comparison — A: {cell(a.run_name)}, B: {cell(b.run_name)}",
         "",
         "Δ = B − A; ✓ better, ✗ worse.",
         "",
@@ -174,5 +198,5 @@ def render_compare_markdown(cmp: dict[str, Any]) -> str:
         ],
     )
     for label, r in zip("AB", (a, b), strict=False):
-        out += [f"## {label}: {cell(r['run_name'])}", ""] + _body(r, "###")
+        out += [f"## {label}: {cell(r.run_name)}", "", *_body(r, "###")]
     return "\n".join(out)

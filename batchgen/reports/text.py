@@ -12,7 +12,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from batchgen.errors import printable_all
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -21,6 +20,7 @@ from batchgen.reports.figures import (
     delta_text,
     pct,
 )
+from batchgen.reports.model import Comparison, Quality, RunReport
 
 RATING_STYLE = {
     "excellent": "bold green",
@@ -39,7 +39,7 @@ def _table(title: str, *columns: str) -> Table:
     return t
 
 
-def figures_table(report: dict[str, Any]) -> Table:
+def figures_table(report: RunReport) -> Table:
     t = _table("Figures", "figure", "value")
     t.columns[1].justify = "right"
     for fig in KEY_FIGURES:
@@ -47,9 +47,9 @@ def figures_table(report: dict[str, Any]) -> Table:
     return t
 
 
-def ratings_table(report: dict[str, Any]) -> Table:
+def ratings_table(report: RunReport) -> Table:
     t = _table("Ratings", "what", "value", "rating", "excellent / good / acceptable")
-    for name, r in report["ratings"].items():
+    for name, r in report.ratings.items():
         fig = by_key(
             {
                 "response_time": "latency_p95_s",
@@ -58,93 +58,91 @@ def ratings_table(report: dict[str, Any]) -> Table:
             }[name]
         )
         t.add_row(
-            f"{name.replace('_', ' ')} ({r['metric']})",
-            fig.fmt(r["value"]),
-            Text(r["rating"] or "n/a", style=RATING_STYLE.get(r["rating"], "")),
-            " / ".join(fig.fmt(b) for b in r["bounds"]),
+            f"{name.replace('_', ' ')} ({r.metric})",
+            fig.fmt(r.value),
+            Text(r.rating or "n/a", style=RATING_STYLE.get(r.rating, "")),
+            " / ".join(fig.fmt(b) for b in r.bounds),
         )
     return t
 
 
-def errors_table(report: dict[str, Any]) -> Group:
+def errors_table(report: RunReport) -> Group:
     t = _table("Errors by class", "class", "attempts", "skipped", "top message")
     why = Text()
-    for name, d in report["error_details"].items():
-        top = d["messages"][0] if d["messages"] else None
+    for name, d in report.error_details.items():
+        top = d.messages[0] if d.messages else None
         t.add_row(
             name,
-            str(d["attempts"]),
-            str(d["skipped"]),
-            Text(f"{top['message']} (×{top['count']})" if top else ""),
+            str(d.attempts),
+            str(d.skipped),
+            Text(f"{top.message} (×{top.count})" if top else ""),
         )
         why.append(f" {name}: ", style="bold")
-        why.append(f"{d['diagnosis']}\n   → {d['remedy']}\n")
+        why.append(f"{d.diagnosis}\n   → {d.remedy}\n")
     return Group(t, why)
 
 
-def cost_table(report: dict[str, Any]) -> Table:
+def cost_table(report: RunReport) -> Table:
     t = _table(
         "Cost by model × quality × size", "model", "quality", "size", "images", "cost", "per image"
     )
-    for g in report["cost_by_group"]:
+    for g in report.cost_by_group:
         t.add_row(
-            Text(g["model"]),
-            Text(g["quality"]),
-            Text(g["size"]),
-            str(g["images"]),
-            by_key("cost_usd_total").fmt(g["cost_usd"]),
-            by_key("cost_per_image_usd").fmt(g["cost_per_image_usd"]),
+            Text(g.model),
+            Text(g.quality),
+            Text(g.size),
+            str(g.images),
+            by_key("cost_usd_total").fmt(g.cost_usd),
+            by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
         )
-    sources = ", ".join(f"{k}: {v['rows']} rows" for k, v in report["cost_by_source"].items())
+    sources = ", ".join(f"{k}: {v.rows} rows" for k, v in report.cost_by_source.items())
     t.caption = Text(
-        f"cost source: {sources}" + (f" — {report['cost_note']}" if report["cost_note"] else "")
+        f"cost source: {sources}" + (f" — {report.cost_note}" if report.cost_note else "")
     )
     return t
 
 
-def failed_table(report: dict[str, Any]) -> Table:
+def failed_table(report: RunReport) -> Table:
     t = _table(
-        f"Failed jobs (first {SAMPLE_FAILED} of {report['jobs_failed']})",
+        f"Failed jobs (first {SAMPLE_FAILED} of {report.jobs_failed})",
         "job",
         "class",
         "message",
         "prompt",
     )
-    for j in report["failed_jobs"][:SAMPLE_FAILED]:
-        t.add_row(
-            Text(j["job_id"]), j["error_class"], Text(j["message"] or ""), Text(j["prompt"] or "")
-        )
+    for j in report.failed_jobs[:SAMPLE_FAILED]:
+        t.add_row(Text(j.job_id), j.error_class, Text(j.message or ""), Text(j.prompt or ""))
     return t
 
 
-def images_table(report: dict[str, Any]) -> Table | Text:
-    ic = report["image_checks"]
-    if not ic.get("enabled"):
+def images_table(report: RunReport) -> Table | Text:
+    ic = report.image_checks
+    if not ic.enabled:
         return Text("Image checks: skipped (--no-image-checks)", style="dim")
     t = _table(
-        f"Image checks: {ic['checked']} images, {ic['flagged']} flagged",
+        f"Image checks: {ic.checked} images, {ic.flagged} flagged",
         "problem",
         "count",
         "examples",
     )
-    for problem, count in ic["counts"].items():
-        examples = [f["path"] for f in ic["findings"] if f["problem"] == problem][:3]
+    for problem, count in (ic.counts or {}).items():
+        examples = [f.path for f in ic.findings or () if f.problem == problem][:3]
         t.add_row(problem, str(count), Text(", ".join(examples)))
     return t
 
 
-def recommendations(report: dict[str, Any]) -> Text:
-    recs = report["recommendations"]
+def recommendations(report: RunReport) -> Text:
+    recs = report.recommendations
     if not recs:
         return Text("Recommendations: none — nothing in this run's figures calls for a change.")
     out = Text("Recommendations\n", style="bold")
     for r in recs:
-        out.append(f" • [{r['kind']}] ", style="cyan")
-        out.append(r["message"] + "\n")
+        out.append(f" • [{r.kind}] ", style="cyan")
+        out.append(r.message + "\n")
     return out
 
 
-def variables_table(report: dict[str, Any]) -> Table:
+def variables_table(report: RunReport) -> Table:
     """A spec run's success rate, latency and cost per value of each variable."""
     t = _table("By variable", "variable", "value", "jobs", "ok", "fail", "pend",
                "success", "p50 s", "p95 s", "cost")  # fmt: skip
@@ -153,13 +151,13 @@ def variables_table(report: dict[str, Any]) -> Table:
         col.overflow, col.no_wrap, col.max_width = "ellipsis", True, 20
     for col, width in zip(t.columns[2:], (4, 4, 4, 4, 7, 5, 5, 7), strict=True):
         col.justify, col.no_wrap, col.min_width = "right", True, width
-    for name, rows in report["by_variable"].items():
+    for name, rows in report.by_variable.items():
         for r in rows:
             t.add_row(
-                Text(name), Text(r["value"]), str(r["jobs"]), str(r["succeeded"]),
-                str(r["failed"]), str(r["pending"]), pct(r["success_rate"]),
-                _secs(r["latency_p50_s"]), _secs(r["latency_p95_s"]),
-                by_key("cost_usd_total").fmt(r["cost_usd"]),
+                Text(name), Text(r.value), str(r.jobs), str(r.succeeded),
+                str(r.failed), str(r.pending), pct(r.success_rate),
+                _secs(r.latency_p50_s), _secs(r.latency_p95_s),
+                by_key("cost_usd_total").fmt(r.cost_usd),
             )  # fmt: skip
     return t
 
@@ -168,38 +166,38 @@ def _secs(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def quality_tables(q: dict[str, Any]) -> list[Any]:
+def quality_tables(q: Quality) -> list[Any]:
     """Score summary, score by setting beside cost per image, the weakest images."""
-    mean = f"{q['mean']:.2f}" if q["mean"] is not None else "n/a"
+    mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     head = Text(
-        f"Quality ({q['scorer']}): {q['images_scored']} images scored, mean {mean}; "
-        f"{q['jobs_below_threshold']} of {q['jobs_scored']} jobs below {q['threshold']:g}; "
-        f"scoring cost ${q['scoring_cost_usd']:.4f} ({q['scoring_requests']} requests)"
-        + (f"; {q['jobs_regenerated']} jobs regenerated over {q['rounds']} round(s), "
-           f"{q['jobs_best_from_regeneration']} now best from a new image"
-           if q["jobs_regenerated"] else "")
+        f"Quality ({q.scorer}): {q.images_scored} images scored, mean {mean}; "
+        f"{q.jobs_below_threshold} of {q.jobs_scored} jobs below {q.threshold:g}; "
+        f"scoring cost ${q.scoring_cost_usd:.4f} ({q.scoring_requests} requests)"
+        + (f"; {q.jobs_regenerated} jobs regenerated over {q.rounds} round(s), "
+           f"{q.jobs_best_from_regeneration} now best from a new image"
+           if q.jobs_regenerated else "")
     )  # fmt: skip
-    dist = " ".join(f"{d['score']}:{d['images']}" for d in q["distribution"] if d["images"])
+    dist = " ".join(f"{d.score}:{d.images}" for d in q.distribution if d.images)
     by = _table("Score by setting", "model", "quality", "size", "scored", "mean score",
                 "cost / image")  # fmt: skip
-    for g in q["by_setting"]:
-        per = g["cost_per_image_usd"]
+    for g in q.by_setting:
+        per = g.cost_per_image_usd
         by.add_row(
-            str(g["model"]),
-            str(g["quality"]),
-            str(g["size"]),
-            str(g["images_scored"]),
-            f"{g['mean_score']:.2f}",
+            str(g.model),
+            str(g.quality),
+            str(g.size),
+            str(g.images_scored),
+            f"{g.mean_score:.2f}",
             f"${per:.4f}" if per is not None else "n/a",
         )
     weak = _table("Weakest images", "score", "image", "best?", "reasons / defects")
-    for w in q["weakest"]:
-        why = w["reasons"] + (f" [{'; '.join(w['defects'])}]" if w["defects"] else "")
-        weak.add_row(f"{w['score']:.1f}", w["image_path"], "best" if w["best"] else "", why)
+    for w in q.weakest:
+        why = w.reasons + (f" [{'; '.join(w.defects)}]" if w.defects else "")
+        weak.add_row(f"{w.score:.1f}", w.image_path, "best" if w.best else "", why)
     return [head, Text(f"score distribution {dist}", style="dim"), by, weak]
 
 
-def endpoints_table(report: dict[str, Any]) -> Table:
+def endpoints_table(report: RunReport) -> Table:
     """Figures by endpoint (`run --providers`)."""
     table = _table("By endpoint", "endpoint", "protocol", "jobs", "success", "images",
                    "p50 / p95 s", "cost", "429s", "learned rpm / conc.", "state")  # fmt: skip
@@ -207,59 +205,64 @@ def endpoints_table(report: dict[str, Any]) -> Table:
     def num(v: Any, fmt: str = "{:g}") -> str:
         return "-" if v is None else fmt.format(v)
 
-    for ep in report["by_endpoint"]:
-        out = ep.get("taken_out")
+    for ep in report.by_endpoint:
+        out = ep.taken_out
         table.add_row(
-            str(ep["name"]), str(ep["protocol"]), str(ep["jobs"]),
-            num(ep["success_rate"], "{:.1%}"), str(ep["images"]),
-            f"{num(ep['latency_p50_s'])} / {num(ep['latency_p95_s'])}",
-            f"${ep['cost_usd']:.4f}", str(ep["throttled"]),
-            f"{num(ep['learned_rpm'])} / {num(ep['learned_concurrency'])}",
+            str(ep.name), str(ep.protocol), str(ep.jobs),
+            num(ep.success_rate, "{:.1%}"), str(ep.images),
+            f"{num(ep.latency_p50_s)} / {num(ep.latency_p95_s)}",
+            f"${ep.cost_usd:.4f}", str(ep.throttled),
+            f"{num(ep.learned_rpm)} / {num(ep.learned_concurrency)}",
             f"out ({out['class']})" if isinstance(out, dict) else "ok",
         )  # fmt: skip
     return table
 
 
-def render_text(report: dict[str, Any], console: Console) -> None:
-    report = printable_all(report)
-    title = Text(f"batchgen report — {report['run_name']}", style="bold")
-    sessions = ", ".join(f"#{s['session']} {s['how'] or 'running?'}" for s in report["sessions"])
+def _sections(report: RunReport) -> list[Any]:
+    """The tables a run has something to show in, in the report's order."""
+    parts: list[Any] = [figures_table(report), ratings_table(report)]
+    if report.cost_by_group:
+        parts.append(cost_table(report))
+    if report.by_variable:
+        parts.append(variables_table(report))
+    if report.error_details:
+        parts.append(errors_table(report))
+    if report.failed_jobs:
+        parts.append(failed_table(report))
+    if report.by_endpoint:
+        parts.append(endpoints_table(report))
+    parts.append(images_table(report))
+    if report.quality:
+        parts += quality_tables(report.quality)
+    parts.append(Text(report.paused_note, style="dim"))
+    if report.autopilot:
+        parts.append(Text(autopilot_line(report.autopilot)))
+    parts.append(recommendations(report))
+    return parts
+
+
+def render_text(report: RunReport, console: Console) -> None:
+    report = report.printable()
+    title = Text(f"batchgen report — {report.run_name}", style="bold")
+    sessions = ", ".join(f"#{s.session} {s.how or 'running?'}" for s in report.sessions)
     console.print(
         Panel(
-            Text(f"{report['run_dir']}\nsessions: {sessions or 'none recorded'}"),
+            Text(f"{report.run_dir}\nsessions: {sessions or 'none recorded'}"),
             title=title,
             title_align="left",
         )
     )
-    console.print(figures_table(report))
-    console.print(ratings_table(report))
-    if report["cost_by_group"]:
-        console.print(cost_table(report))
-    if report.get("by_variable"):
-        console.print(variables_table(report))
-    if report["error_details"]:
-        console.print(errors_table(report))
-    if report["failed_jobs"]:
-        console.print(failed_table(report))
-    if report.get("by_endpoint"):
-        console.print(endpoints_table(report))
-    console.print(images_table(report))
-    if report.get("quality"):
-        for part in quality_tables(report["quality"]):
-            console.print(part)
-    console.print(Text(report["paused_note"], style="dim"))
-    if report.get("autopilot"):
-        console.print(Text(autopilot_line(report["autopilot"])))
-    console.print(recommendations(report))
+    for part in _sections(report):
+        console.print(part)
 
 
-def compare_table(cmp: dict[str, Any]) -> Table:
-    a, b = cmp["runs"]
+def compare_table(cmp: Comparison) -> Table:
+    a, b = cmp.runs
     t = _table(
         "Comparison (Δ = B − A; ✓ better, ✗ worse)",
         "figure",
-        f"A: {a['run_name']}",
-        f"B: {b['run_name']}",
+        f"A: {a.run_name}",
+        f"B: {b.run_name}",
         "Δ",
     )
     head = [by_key(k) for k in DELTA_KEYS]
@@ -276,49 +279,52 @@ def compare_table(cmp: dict[str, Any]) -> Table:
     return t
 
 
-def render_compare_text(cmp: dict[str, Any], console: Console) -> None:
-    cmp = printable_all(cmp)
+def render_compare_text(cmp: Comparison, console: Console) -> None:
+    cmp = cmp.printable()
     console.print(compare_table(cmp))
-    for label, r in zip("AB", cmp["runs"], strict=False):
-        console.print(Text(f"{label}: {r['run_dir']}", style="bold"))
+    for label, r in zip("AB", cmp.runs, strict=False):
+        console.print(Text(f"{label}: {r.run_dir}", style="bold"))
         console.print(recommendations(r))
 
 
-def summary(report: dict[str, Any]) -> Group:
+def summary(report: RunReport) -> Group:
     """The few lines `batchgen run` prints when it ends."""
-    report = printable_all(report)
-    rt = report["ratings"]
+    report = report.printable()
     line = Text()
     line.append(
-        f"{report['jobs_succeeded']:,} succeeded, {report['jobs_failed']:,} failed, "
-        f"{report['jobs_pending']:,} pending of {report['jobs_total']:,} jobs "
-        f"(success {pct(report['success_rate'])}, "
-        f"{rt['success_rate']['rating'] or 'n/a'})\n"
+        f"{report.jobs_succeeded:,} succeeded, {report.jobs_failed:,} failed, "
+        f"{report.jobs_pending:,} pending of {report.jobs_total:,} jobs "
+        f"(success {pct(report.success_rate)}, "
+        f"{report.ratings['success_rate'].rating or 'n/a'})\n"
     )
     line.append(
-        f"{report['images']:,} images in {report['attempts']:,} attempts; "
-        f"p95 {by_key('latency_p95_s').fmt(report['latency_s']['p95'])}; "
-        f"{by_key('images_per_min').fmt(report['images_per_min'])} images/min; "
-        f"429s {pct(report['rate_limited_share'])}\n"
+        f"{report.images:,} images in {report.attempts:,} attempts; "
+        f"p95 {by_key('latency_p95_s').fmt(report.latency_s.p95)}; "
+        f"{by_key('images_per_min').fmt(report.images_per_min)} images/min; "
+        f"429s {pct(report.rate_limited_share)}\n"
     )
     line.append(
-        f"cost {by_key('cost_usd_total').fmt(report['cost_usd_total'])} "
-        f"({by_key('cost_per_image_usd').fmt(report['cost_per_image_usd'])} per image)"
+        f"cost {by_key('cost_usd_total').fmt(report.cost_usd_total)} "
+        f"({by_key('cost_per_image_usd').fmt(report.cost_per_image_usd)} per image)"
     )
-    if report.get("autopilot"):
-        line.append("\n" + autopilot_line(report["autopilot"]))
-    if report["possibly_billed_twice"]:
-        line.append(f"; possibly billed twice: {report['possibly_billed_twice']}", style="yellow")
+    if report.autopilot:
+        line.append("\n" + autopilot_line(report.autopilot))
+    if report.possibly_billed_twice:
+        line.append(f"; possibly billed twice: {report.possibly_billed_twice}", style="yellow")
+    _by_model(report, line)
+    parts: list[Any] = [line]
+    for r in report.recommendations[:3]:
+        # one line each: the full advice is in `batchgen report`
+        parts.append(Text(f"→ {r.message}", style="cyan", no_wrap=True, overflow="ellipsis"))
+    return Group(*parts)
+
+
+def _by_model(report: RunReport, line: Text) -> None:
     by_model: dict[str, float] = {}
-    for group in report["cost_by_group"]:
-        by_model[group["model"]] = by_model.get(group["model"], 0.0) + (group["cost_usd"] or 0.0)
+    for group in report.cost_by_group:
+        by_model[group.model] = by_model.get(group.model, 0.0) + (group.cost_usd or 0.0)
     if len(by_model) > 1:
         shown = sorted(by_model.items(), key=lambda kv: -kv[1])
         line.append(
             "\nby model: " + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
         )
-    parts: list[Any] = [line]
-    for r in report["recommendations"][:3]:
-        # one line each: the full advice is in `batchgen report`
-        parts.append(Text(f"→ {r['message']}", style="cyan", no_wrap=True, overflow="ellipsis"))
-    return Group(*parts)

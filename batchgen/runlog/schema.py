@@ -1,7 +1,9 @@
 """The Parquet log's schema: one row per attempt (and one per job skipped before sending).
 
 This is the user-visible contract of ``RUN_DIR/log/*.parquet``; readers (resume, analyzers,
-DuckDB users) rely on these names. Add columns at the end; never rename.
+DuckDB users) rely on these names. Add columns at the end; never rename. A row is typed as
+``row.Row`` (keep it in step: tests/test_row_contract.py) and checked against this schema by
+``RunLogWriter.append``.
 
 status:
   ok       the attempt returned images that were saved (``image_paths``)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import accumulate, chain, repeat
 from operator import is_not
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -59,7 +59,8 @@ def _validity(values: Sequence[Any], has_none: bool) -> tuple[pa.Buffer | None, 
 def strings_from_buffers(values: Sequence[str | None], has_none: bool = True) -> pa.Array:
     """A ``pa.string()`` array of Python str (or None), without pa.array's pandas check.
     Raises UnicodeEncodeError (a lone surrogate) or OverflowError (≥ 2 GiB of text)."""
-    present: Sequence[str] = [("" if v is None else v) for v in values] if has_none else values
+    # has_none False: the caller saw no None in values
+    present = [("" if v is None else v) for v in values] if has_none else cast(list[str], values)
     text = "".join(present)
     if text.isascii():  # one byte per character: the offsets follow the str lengths
         data = text.encode("ascii")
@@ -78,7 +79,10 @@ def ints_from_buffers(
     values: Sequence[int | None], bits: int = 64, has_none: bool = True
 ) -> pa.Array:
     """An int32/int64 array of Python int (or None); OverflowError when one does not fit."""
-    data = array(_INT_CODE[bits], [0 if v is None else v for v in values] if has_none else values)
+    data = array(
+        _INT_CODE[bits],
+        [0 if v is None else v for v in values] if has_none else cast(list[int], values),
+    )
     validity, nulls = _validity(values, has_none)
     kind = pa.int32() if bits == 32 else pa.int64()
     buffers = [validity, pa.py_buffer(data)]
@@ -86,7 +90,9 @@ def ints_from_buffers(
 
 
 def _floats(values: Sequence[float | int | None], has_none: bool) -> pa.Array:
-    data = array("d", [0.0 if v is None else v for v in values] if has_none else values)
+    data = array(
+        "d", [0.0 if v is None else v for v in values] if has_none else cast(list[float], values)
+    )
     validity, nulls = _validity(values, has_none)
     return pa.Array.from_buffers(
         pa.float64(), len(values), [validity, pa.py_buffer(data)], null_count=nulls
@@ -119,7 +125,7 @@ def _exact_as_float(values: list[Any], types: set[type]) -> bool:
 
 def _bools(values: Sequence[bool | None], has_none: bool) -> pa.Array:
     validity, nulls = _validity(values, has_none)
-    data = _bits([v is True for v in values] if has_none else list(values))
+    data = _bits([v is True for v in values] if has_none else cast(list[bool], values))
     return pa.Array.from_buffers(pa.bool_(), len(values), [validity, data], null_count=nulls)
 
 
@@ -128,7 +134,7 @@ def _string_lists(values: Sequence[list[str] | None], has_none: bool) -> pa.Arra
     types = set(map(type, items))
     if not types <= {str, _NONE}:
         return None
-    lengths = (0 if v is None else len(v) for v in values) if has_none else map(len, values)
+    lengths = (0 if v is None else len(v) for v in values) if has_none else map(len, values)  # type: ignore[arg-type]
     offsets = array(_INT_CODE[32], [0, *accumulate(lengths)])
     validity, nulls = _validity(values, has_none)
     return pa.Array.from_buffers(
@@ -219,7 +225,7 @@ def _column(values: list[Any], field: pa.Field, problems: list[str]) -> pa.Array
 
 
 def rows_to_table(
-    rows: Sequence[dict[str, Any]], *, run_id: str, session: int
+    rows: Sequence[Mapping[str, Any]], *, run_id: str, session: int
 ) -> tuple[pa.Table, list[str]]:
     """Build the table; return it with a list of problems (bad values, unknown keys).
 

@@ -67,7 +67,7 @@ def synthetic_log(
     """One row per attempt of ``jobs`` jobs; each job is one (model, quality, size, price)
     of ``groups``, drawn at random."""
     rng = np.random.default_rng(seed)
-    taken = jobs - int(round(jobs * faults.never_taken))
+    taken = jobs - round(jobs * faults.never_taken)
     job = np.arange(taken)
     policy = rng.random(taken) < faults.content_policy
     q = faults.rate_limit + faults.server + faults.timeout
@@ -99,7 +99,7 @@ def synthetic_log(
     )
     cls = np.where(policy[row_job], "content_policy", cls)
     cls = np.where(crash_row, "cancelled", cls)
-    cls = np.where(ok, None, cls)
+    cls = np.where(ok, np.array(None, dtype=object), cls)
     status = np.where(ok, "ok", "error")
     final = last | crash_row
 
