@@ -5,6 +5,7 @@ exact and takes no real time."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ class Run:
     def gaps(self, job_id: str) -> list[float]:
         """Seconds from the end of each request of the job to the start of the next."""
         calls = [c for c in self.provider.calls if c.job_id == job_id]
-        return [b.sent_at - (a.ended_at or 0.0) for a, b in zip(calls, calls[1:], strict=False)]
+        return [b.sent_at - (a.ended_at or 0.0) for a, b in itertools.pairwise(calls)]
 
 
 def test_a_server_error_is_retried_after_a_jittered_backoff(tmp_path: Path) -> None:
