@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-slow bench clean
 
 $(BIN)/batchgen: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,10 +21,15 @@ demo: venv
 	$(BIN)/batchgen report runs/demo --format html
 	$(BIN)/batchgen report runs/demo
 
+# the default set: every behaviour, at small scale (the scale-size runs are marked slow)
 test: venv
 	$(BIN)/python -m pytest -q
 
-bench: venv
+# the scale-size end-to-end scenarios (5,000-job batch, 1,000-job kill -9, long mixed runs)
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: test-slow
 	$(BIN)/python -m bench
 
 clean:
