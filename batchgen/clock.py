@@ -66,9 +66,11 @@ BACKOFF = BackoffSwitch()
 
 async def backoff_sleep(seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
     """Wait ``seconds`` between two attempts of a job, on ``clock``. With backoff waits
-    turned off it records the wait and only yields to the loop once."""
-    if BACKOFF.off:
-        BACKOFF.waits.append(seconds)
+    turned off it records the wait and only yields to the loop once. A wait of zero (a 429's:
+    the limiter holds the pool instead) is no backoff, and is not recorded."""
+    if BACKOFF.off or seconds <= 0:
+        if seconds > 0:
+            BACKOFF.waits.append(seconds)
         await anyio.lowlevel.checkpoint()
         return
     await clock.sleep(seconds)

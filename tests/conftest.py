@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from batchgen.sim import SimConfig, ThreadedSim, sim_in_thread
+from batchgen.testing import BackoffWaits, testing
 
 # tests want fast renders; a test that checks real dimensions passes tiny=False
 _TEST_DEFAULTS: dict[str, Any] = {"tiny": True}
@@ -38,6 +39,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[BackoffWaits]:
+    """Backoff waits between a job's attempts off for an in-process run, and counted (a test
+    that asserts what is retried, not how long it waited)."""
+    with testing() as waits:
+        yield waits
 
 
 @pytest.fixture
