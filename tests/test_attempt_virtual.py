@@ -6,6 +6,7 @@ exact and takes no real time."""
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,28 @@ def test_a_stop_cuts_a_backoff_short(tmp_path: Path) -> None:
     assert run.elapsed == pytest.approx(5.0, abs=0.2)
     assert provider.sent["a"] == 1
     assert run.of("a")[-1]["status"] == "skipped"
+
+
+def test_the_system_clock_reads_the_event_loops_time_and_the_systems_outside_one() -> None:
+    from batchgen.clock import SYSTEM_CLOCK
+
+    async def main() -> tuple[float, float]:
+        await anyio.sleep(30)
+        return SYSTEM_CLOCK.monotonic(), anyio.current_time()
+
+    inside, loop_time = run_virtual(main)
+    assert inside == loop_time  # the virtual loop's, 30 s on although no real time passed
+    assert abs(SYSTEM_CLOCK.monotonic() - time.monotonic()) < 1.0
+
+
+def test_a_sequence_script_answers_requests_in_arrival_order(tmp_path: Path) -> None:
+    provider = MemoryProvider([content_policy(), server_error()], latency_s=1.0)
+    run = Run(tmp_path, provider).go([job("a"), job("b")])
+    assert provider.outcomes("a") == ["content_policy"]
+    assert provider.outcomes("b") == ["server", "ok"]  # the default once the script ran out
+    assert [c.job_id for c in provider.calls] == ["a", "b", "b"]
+    # the refusal came at once (its own latency, 0), the 500 after the provider's 1 s
+    assert [c.ended_at - c.sent_at for c in provider.calls[:2]] == pytest.approx(
+        [0.0, 1.0], abs=1e-6
+    )
+    assert run.tally.ok_jobs == 1 and not provider.closed
