@@ -81,7 +81,7 @@ class _Backoff:
         self._jitter = wait_random_exponential(multiplier=base, max=cap)
         self._cap = cap
         self._tries = tries
-        self._state = RetryCallState(AsyncRetrying(), None, (), {})
+        self._state: RetryCallState | None = None  # made at the first backoff: most jobs have none
 
     def delay(self, exc: BaseException | None) -> float:
         if isinstance(exc, AttemptError) and (
@@ -90,6 +90,8 @@ class _Backoff:
             return 0.0  # the limiter paused the whole pool for it already / another endpoint
         if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
             return min(exc.retry_after_s, self._cap)
+        if self._state is None:
+            self._state = RetryCallState(AsyncRetrying(), None, (), {})
         self._state.attempt_number = max(1, self._tries.failures)
         return float(self._jitter(self._state))
 
@@ -157,11 +159,10 @@ class JobRunner:
             await self._retry(job, tries, backoff, queued_at)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
-        except _OverBudget:
-            assert self.budget_gate is not None  # only the gate refuses a job for its budget
-            self.skip(
-                job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message()
-            )
+        except _OverBudget:  # only the gate refuses a job for its budget
+            gate = self.budget_gate
+            message = gate.budget.exhausted_message() if gate is not None else ""
+            self.skip(job, queued_at, ErrorClass.BUDGET, message)
         except AttemptError as exc:
             self._ended(job, exc, queued_at)
 
