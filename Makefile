@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-slow lint bench clean
 
 $(BIN)/batchgen: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,7 @@ demo: venv
 	$(BIN)/batchgen report runs/demo --format html
 	$(BIN)/batchgen report runs/demo
 
+# the default set: every behaviour, at small scale (the scale-size runs are marked slow)
 test: venv
 	$(BIN)/python -m pytest -q
 
@@ -35,7 +36,11 @@ lint: $(BIN)/ruff
 	$(BIN)/ruff format --check batchgen tests bench
 	$(BIN)/mypy
 
-bench: venv
+# the scale-size end-to-end scenarios (5,000-job batch, 1,000-job kill -9, long mixed runs)
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: test-slow
 	$(BIN)/python -m bench
 
 clean:

@@ -1,20 +1,30 @@
 """The clock seam.
 
-Durations (the limiter, backoff, pauses) are measured on the event loop's clock: aiolimiter,
-anyio.sleep and tenacity's sleep all read it, so a test that runs the pool on a virtual-time
-event loop (tests/vtime.py) makes every wait exact and instant. Wall-clock timestamps for the
-log come from a Clock, which tests can also replace."""
+Durations (the limiter, backoff, pauses, latencies) are measured on the event loop's clock:
+aiolimiter, anyio.sleep and tenacity's sleep all read it, so a test that runs the pool on a
+virtual-time event loop (``batchgen.testing.run_virtual``) makes every wait exact and instant.
+Wall-clock timestamps for the log come from a Clock, which tests can also replace
+(``batchgen.testing.VirtualClock`` stamps rows on the virtual timeline).
+
+Backoff waits between a job's attempts go through :func:`backoff_sleep`:
+``batchgen.testing.set_testing(True)`` turns them off (they return at once and are counted),
+as stamina's ``set_testing`` does, so a test of retries does not sit out their waits.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+import anyio.lowlevel
 
 
 class Clock(Protocol):
-    def monotonic(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds on the clock that durations are measured on (the event loop's)."""
+        ...
 
     def wall(self) -> float:
         """Seconds since the epoch (for timestamps in the log)."""
@@ -24,8 +34,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The real clock: the event loop's time for durations, the system's for timestamps."""
+
     def monotonic(self) -> float:
-        return time.monotonic()
+        try:
+            return anyio.current_time()
+        except RuntimeError:  # outside an event loop
+            return time.monotonic()
 
     def wall(self) -> float:
         return time.time()
@@ -35,3 +50,27 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass
+class BackoffSwitch:
+    """Whether backoff waits are skipped (tests), and the waits skipped while they were."""
+
+    off: bool = False
+    waits: list[float] = field(default_factory=list)
+
+
+BACKOFF = BackoffSwitch()
+"""The process's switch; set through ``batchgen.testing.set_testing``."""
+
+
+async def backoff_sleep(seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
+    """Wait ``seconds`` between two attempts of a job, on ``clock``. With backoff waits
+    turned off it records the wait and only yields to the loop once. A wait of zero (a 429's:
+    the limiter holds the pool instead) is no backoff, and is not recorded."""
+    if BACKOFF.off or seconds <= 0:
+        if seconds > 0:
+            BACKOFF.waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
+        return
+    await clock.sleep(seconds)

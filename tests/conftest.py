@@ -4,6 +4,10 @@ def test_x(sim): ...                                  # default knobs, tiny imag
 @pytest.mark.parametrize("sim", [{"rpm": 60}], indirect=True)
 def test_y(sim): ...                                  # knobs via indirect parametrization
 def test_z(make_sim): sim = make_sim(faults={"server": 0.5})   # several, or built mid-test
+
+Scale-size end-to-end scenarios are marked ``@pytest.mark.slow``: left out of a plain
+``pytest`` run (``make test``), run by ``pytest -m slow`` (``make bench``). Each has a small
+version in the default set that asserts the same behaviour.
 """
 
 from __future__ import annotations
@@ -15,9 +19,34 @@ from typing import Any
 import pytest
 
 from batchgen.sim import SimConfig, ThreadedSim, sim_in_thread
+from batchgen.testing import BackoffWaits, testing
 
 # tests want fast renders; a test that checks real dimensions passes tiny=False
 _TEST_DEFAULTS: dict[str, Any] = {"tiny": True}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a scale-size scenario, run by `make bench` (pytest -m slow)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a -m expression, leave the slow scenarios out (``-m slow`` runs them)."""
+    if config.getoption("markexpr", ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[BackoffWaits]:
+    """Backoff waits between a job's attempts off for an in-process run, and counted (a test
+    that asserts what is retried, not how long it waited)."""
+    with testing() as waits:
+        yield waits
 
 
 @pytest.fixture

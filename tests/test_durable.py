@@ -34,7 +34,6 @@ from tests.runhelpers import (
 
 pytestmark = pytest.mark.timeout(120)
 
-JOBS = 2_000
 CONCURRENCY = 8
 KILLS = 5
 SEED = 20_240_611
@@ -52,14 +51,22 @@ def _jobs_with_images(run_dir: Path) -> set[str]:
     return {name.removeprefix("images/").rsplit("_", 1)[0] for name in image_files(run_dir)}
 
 
+@pytest.mark.parametrize(
+    ("count", "kill_after"),
+    [
+        pytest.param(1_000, (30, 180), id="1000"),
+        pytest.param(2_000, (60, 360), id="2000", marks=pytest.mark.slow),
+    ],
+)
 def test_kill_9_at_random_instants_then_resume_pays_each_saved_image_once(
-    tmp_path: Path, make_sim
+    tmp_path: Path, make_sim, count: int, kill_after: tuple[int, int]
 ) -> None:
     started = time.monotonic()
-    # ~160 answers/s: the seeded kill points (60-360 answers into a session) fall both before
-    # and after the writer's first flush (1 s), so both recovery paths are exercised
+    # ~160 answers/s: the seeded kill points (30-180 or 60-360 answers into a session) fall
+    # both before and after the writer's first flush (1 s), so both recovery paths are
+    # exercised; five of them end before the last job
     sim = make_sim(latency_mean=0.05, latency_jitter=0.01, seed=SEED)
-    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"durable job {i:04d}" for i in range(JOBS)))
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"durable job {i:04d}" for i in range(count)))
     run_dir = tmp_path / "run"
     rng = random.Random(SEED)
     common = [*sim_flags(sim), "--concurrency", str(CONCURRENCY), "--yes", "--quiet"]
@@ -77,7 +84,7 @@ def test_kill_9_at_random_instants_then_resume_pays_each_saved_image_once(
         before_requests = _requested(sim)
         cli = Cli(args, env=cli_env(crash_at=crash_at))
         if kill:
-            target = _served(sim) + rng.randint(60, 360)
+            target = _served(sim) + rng.randint(*kill_after)
             wait_until(lambda: _served(sim) >= target, what=f"{target} served", cli=cli)
             stats = sim.stats.snapshot(timeline=False)
             # received and not answered: requests a killed client dropped stay so for good
@@ -111,13 +118,13 @@ def test_kill_9_at_random_instants_then_resume_pays_each_saved_image_once(
     assert set(counts.values()) == {1}  # exactly one successful result each
     check_log_readable(run_dir)
     logged = logged_images(run_dir)
-    assert len(logged) == len(set(logged)) == JOBS
+    assert len(logged) == len(set(logged)) == count
     assert image_files(run_dir) == set(logged)
     assert not list((run_dir / "images").glob(".*"))  # recovery removed torn temp images
 
     # served twice only if in flight at a kill: at most `concurrency` requests per kill
     served = _served(sim)
-    excess = served - JOBS
+    excess = served - count
     assert 0 <= excess <= CONCURRENCY * KILLS, (served, in_flight_at_kills)
     requested = _requested(sim)
     assert max(requested.values()) <= 1 + KILLS
@@ -135,7 +142,7 @@ def test_kill_9_at_random_instants_then_resume_pays_each_saved_image_once(
     assert served_twice <= flagged
     assert excess <= recorded
     print(  # the numbers for the report (pytest -s)
-        f"\nkill -9 x{KILLS} + compaction crash: {JOBS} jobs, served {served} "
+        f"\nkill -9 x{KILLS} + compaction crash: {count} jobs, served {served} "
         f"(excess {excess}, bound {CONCURRENCY * KILLS}); sim in flight at kills "
         f"{in_flight_at_kills}; in_flight_at_crash rows {recorded}; adopted images {recovered}; "
         f"sessions {pc.max(log['session']).as_py()}; {time.monotonic() - started:.1f}s"

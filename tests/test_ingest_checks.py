@@ -30,7 +30,7 @@ from tests.runhelpers import (
 )
 
 pytestmark = pytest.mark.timeout(180)
-JOBS = 1_000  # ~12 s at 80 answers/s: the background checks start and store well before the end
+
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
 
@@ -91,10 +91,20 @@ def verdicts(result: dict) -> tuple:
 
 
 @linux_only
-def test_kill_9_mid_run_then_resume_each_image_checked_once(tmp_path: Path, make_sim) -> None:
+@pytest.mark.parametrize(
+    ("count", "latency"),
+    [
+        # ~8 s at 50 answers/s: long enough for a stored check part before the end
+        pytest.param(400, 0.08, id="400"),
+        pytest.param(1_000, 0.05, id="1000", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_9_mid_run_then_resume_each_image_checked_once(
+    tmp_path: Path, make_sim, count: int, latency: float
+) -> None:
     # 64x64 renders from 150 pictures: wrong_size for every image, and duplicate groups
-    sim = make_sim(latency_mean=0.05, latency_jitter=0.01, variants=150, seed=17)
-    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"ingest job {i:04d}" for i in range(JOBS)))
+    sim = make_sim(latency_mean=latency, latency_jitter=0.01, variants=150, seed=17)
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"ingest job {i:04d}" for i in range(count)))
     run_dir = tmp_path / "run"
     common = [*sim_flags(sim), "--concurrency", "4", "--yes", "--quiet"]
     cli = Cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *common], env=cli_env())
@@ -108,33 +118,33 @@ def test_kill_9_mid_run_then_resume_each_image_checked_once(tmp_path: Path, make
     # orphaned by kill -9, the workers notice and exit: nothing left running
     wait_until(lambda: not any(alive(p) for p in workers), what="the workers to exit",
                timeout=30)  # fmt: skip
-    assert served_at_kill < JOBS
+    assert served_at_kill < count
     stored_before = stored_rows(run_dir).num_rows
     assert stored_before > 0
 
     done = run_cli(["resume", str(run_dir), *common], env=cli_env())
     assert done.code == 0, done.output
     images = logged_images(run_dir)
-    assert len(images) == len(set(images)) == JOBS
+    assert len(images) == len(set(images)) == count
 
     first = report_json(run_dir)
     rows = stored_rows(run_dir)
     paths = rows["path"].to_pylist()
     # exactly one stored result per image: nothing measured twice, nothing left out
-    assert len(paths) == len(set(paths)) == JOBS
+    assert len(paths) == len(set(paths)) == count
     assert set(paths) == set(images)
-    assert first["measured"]["stored"] + first["measured"]["now"] == JOBS
+    assert first["measured"]["stored"] + first["measured"]["now"] == count
     assert first["measured"]["stored"] >= stored_before  # the ingest results were used
     origins = set(rows["origin"].to_pylist())
     assert "ingest" in origins or "finish" in origins
 
     fresh = fresh_recheck(run_dir, tmp_path)
     assert verdicts(first) == verdicts(fresh)
-    assert first["counts"]["wrong_size"] == JOBS and first["counts"]["duplicate"] > 0
+    assert first["counts"]["wrong_size"] == count and first["counts"]["duplicate"] > 0
 
     second = report_json(run_dir)
-    assert second["measured"] == {"stored": JOBS, "now": 0, "unmeasured": 0}
-    assert stored_rows(run_dir).num_rows == JOBS
+    assert second["measured"] == {"stored": count, "now": 0, "unmeasured": 0}
+    assert stored_rows(run_dir).num_rows == count
     assert verdicts(second) == verdicts(first)
 
 

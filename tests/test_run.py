@@ -12,6 +12,7 @@ from PIL import Image
 
 from batchgen.cli.main import main
 from batchgen.runlog.reader import read_log
+from batchgen.testing import BackoffWaits
 
 KEY = "sk-test-KEEPOUT-7f3a9c1e2b"
 
@@ -56,7 +57,9 @@ def rows(run_dir: Path) -> list[dict]:
     return read_log(run_dir).to_pylist()
 
 
-def test_faults_are_decided_by_the_taxonomy(tmp_path: Path, make_sim) -> None:
+def test_faults_are_decided_by_the_taxonomy(
+    tmp_path: Path, make_sim, no_backoff: BackoffWaits
+) -> None:
     sim = make_sim(retry_after_s=0.5)
     jobfile = write_jobs(
         tmp_path / "jobs.jsonl",
@@ -91,6 +94,8 @@ def test_faults_are_decided_by_the_taxonomy(tmp_path: Path, make_sim) -> None:
     first, second = sorted(by_job["throttled"], key=lambda r: r["attempt"])
     assert first["error_class"] == "rate_limit" and first["retry_after_s"] == pytest.approx(0.5)
     assert (second["started_at"] - first["finished_at"]).total_seconds() >= 0.5 - 0.01
+    # the backoffs of the server error and the bad answer were asked for, not slept
+    assert no_backoff.count == 2
 
     # images on disk == images in ok rows, every one decodable
     ok_paths = {p for r in log if r["status"] == "ok" for p in r["image_paths"]}
@@ -297,7 +302,12 @@ def test_url_answers_are_downloaded_and_metadata_kept(tmp_path: Path, sim) -> No
     ],
 )
 def test_each_transient_fault_is_classified_then_retried(
-    tmp_path: Path, make_sim, directive: str, error_class: str, http_status: int | None
+    tmp_path: Path,
+    make_sim,
+    no_backoff: BackoffWaits,
+    directive: str,
+    error_class: str,
+    http_status: int | None,
 ) -> None:
     sim = make_sim(hang_s=5.0)
     prompt = f"a quiet harbour [sim:{directive}*1]"
@@ -310,4 +320,5 @@ def test_each_transient_fault_is_classified_then_retried(
         ("ok", None),
     ]
     assert attempts[0]["http_status"] == http_status
+    assert no_backoff.count == 1  # one backoff asked for (not slept), before the retry
     assert attempts[0]["error_message"] and KEY not in attempts[0]["error_message"]

@@ -13,7 +13,6 @@ then its jobs stay pending.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +25,17 @@ from tenacity import (
 )
 
 from batchgen import faultpoints
-from batchgen.clock import Clock
+from batchgen.clock import Clock, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
-from batchgen.provider.base import Provider, Usage
+from batchgen.provider.base import GenerateResult, Provider, Usage
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
-from batchgen.runner.control import PoolSettings, RowContext, Sink
+from batchgen.runner.budget_gate import BudgetGate
+from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
@@ -49,12 +49,9 @@ class _Try:
     number: int  # 1-based; 0 for a job skipped before any attempt
     queued_at: float
     started: float | None = None  # wall clock, when the request went out
-    t0: float = 0.0  # loop clock at the same moment, for the latency
+    t0: float = 0.0  # the clock's monotonic time at the same moment, for the latency
     wait_s: float | None = None  # spent waiting for the limiter
     tries: _Tries | None = None  # the job's count of attempts that used up max_attempts
-
-    def latency(self) -> float:
-        return anyio.current_time() - self.t0
 
 
 @dataclass(slots=True)
@@ -76,28 +73,30 @@ class _OverBudget(Exception):
 class _Backoff:
     """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one.
 
-    ``first_attempt`` shifts tenacity's attempt count: the pool sends a job's first attempt
-    without tenacity (most jobs never retry) and hands it only the retries."""
+    The exponent counts the job's failures that use up attempts, not tenacity's attempt
+    number: the pool sends a job's first attempt without tenacity (most jobs never retry), and
+    the 429s between failures do not count."""
 
     def __init__(self, base: float, cap: float, tries: _Tries) -> None:
         self._jitter = wait_random_exponential(multiplier=base, max=cap)
         self._cap = cap
         self._tries = tries
+        self._state: RetryCallState | None = None  # made at the first backoff: most jobs have none
 
-    def delay(self, exc: BaseException | None, state: RetryCallState) -> float:
+    def delay(self, exc: BaseException | None) -> float:
         if isinstance(exc, AttemptError) and (
             exc.error_class is ErrorClass.RATE_LIMIT or exc.rerouted
         ):
             return 0.0  # the limiter paused the whole pool for it already / another endpoint
         if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
             return min(exc.retry_after_s, self._cap)
-        # the exponent counts the failures that use up attempts, not the 429s between them
-        state = copy.copy(state)
-        state.attempt_number = max(1, self._tries.failures)
-        return float(self._jitter(state))
+        if self._state is None:
+            self._state = RetryCallState(AsyncRetrying(), None, (), {})
+        self._state.attempt_number = max(1, self._tries.failures)
+        return float(self._jitter(self._state))
 
     def __call__(self, state: RetryCallState) -> float:
-        return self.delay(state.outcome.exception() if state.outcome else None, state)
+        return self.delay(state.outcome.exception() if state.outcome else None)
 
 
 class JobRunner:
@@ -114,9 +113,9 @@ class JobRunner:
         control: RunControl,
         clock: Clock,
         prices: PriceTable | None,
-        budget_gate: Any,
+        budget_gate: BudgetGate | None,
         inflight: set[str],
-        tally: Any,
+        tally: PoolTally,
     ) -> None:
         self.provider = provider
         self.limiter = limiter
@@ -126,7 +125,7 @@ class JobRunner:
         self.control = control
         self.clock = clock
         self.prices = prices
-        self.budget_gate = budget_gate  # batchgen.runner.budget_gate.BudgetGate or None
+        self.budget_gate = budget_gate
         self.inflight = inflight
         self.tally = tally
 
@@ -140,8 +139,10 @@ class JobRunner:
         return exc.error_class.retryable and tries.failures < self.settings.max_attempts
 
     async def _backoff_sleep(self, seconds: float) -> None:
+        """The wait before a job's next attempt (none under ``batchgen.testing.set_testing``);
+        a stop of the run cuts it short."""
         with self.control.interruptible():
-            await anyio.sleep(seconds)
+            await backoff_sleep(seconds, self.clock)
 
     async def run(self, job: Job, queued_at: float) -> None:
         tries = _Tries()
@@ -154,14 +155,14 @@ class JobRunner:
                 if not self._again(exc, tries):
                     self._ended(job, exc, queued_at)
                     return
-                await self._backoff_sleep(backoff.delay(exc, RetryCallState(None, None, (), {})))
+                await self._backoff_sleep(backoff.delay(exc))
             await self._retry(job, tries, backoff, queued_at)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
-        except _OverBudget:
-            self.skip(
-                job, queued_at, ErrorClass.BUDGET, self.budget_gate.budget.exhausted_message()
-            )
+        except _OverBudget:  # only the gate refuses a job for its budget
+            gate = self.budget_gate
+            message = gate.budget.exhausted_message() if gate is not None else ""
+            self.skip(job, queued_at, ErrorClass.BUDGET, message)
         except AttemptError as exc:
             self._ended(job, exc, queued_at)
 
@@ -208,7 +209,7 @@ class JobRunner:
         tries.number += 1
         tried = _Try(job, tries.number, queued_at, tries=tries)
         ticket: Ticket | None = None
-        waited_from = anyio.current_time()
+        waited_from = self.clock.monotonic()
         with self.control.interruptible():
             await self.limiter.acquire(job.n)
             ticket = await self.limiter.enter()
@@ -216,9 +217,9 @@ class JobRunner:
             if ticket is not None:
                 self.limiter.leave(ticket)
             raise _Stopped
-        tried.wait_s = anyio.current_time() - waited_from
+        tried.wait_s = self.clock.monotonic() - waited_from
         tried.started = self.clock.wall()
-        tried.t0 = anyio.current_time()
+        tried.t0 = self.clock.monotonic()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
         if not getattr(self.provider, "adds_inflight", False):
@@ -242,10 +243,12 @@ class JobRunner:
                 billed[0] = cost
             raise
         except anyio.get_cancelled_exc_class():
-            exc = AttemptError(ErrorClass.CANCELLED, "cancelled in flight by the stop of the run")
-            self._record_error(tried, exc, final=True)
+            cancelled = AttemptError(
+                ErrorClass.CANCELLED, "cancelled in flight by the stop of the run"
+            )
+            self._record_error(tried, cancelled, final=True)
             raise
-        latency = tried.latency()
+        latency = self._latency(tried)
         self.limiter.on_ok(ticket, result.ratelimit)
         try:
             if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
@@ -263,7 +266,7 @@ class JobRunner:
             self.ctx.checker.submit(paths, result.images)
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
-        cost, source = (
+        price, source = (
             cost_of_attempt(self.prices, job, result.usage, len(result.images))
             if self.prices is not None
             else (None, "unknown")
@@ -279,7 +282,7 @@ class JobRunner:
             revised_prompt=next(
                 (i.revised_prompt for i in result.images if i.revised_prompt), None
             ),
-            cost_usd=cost,
+            cost_usd=price,
             cost_source=source,
             request_id=result.request_id,
             error_message=getattr(result, "note", None),  # what was odd about a usable answer
@@ -289,15 +292,18 @@ class JobRunner:
             _routed(row, endpoint, result.wait_s)
         _usage_into(row, result.usage)
         self.sink.append(row)
-        self.tally.ok(job, len(paths), cost or 0.0)
-        return cost or 0.0
+        self.tally.ok(job, len(paths), price or 0.0)
+        return price or 0.0
+
+    def _latency(self, tried: _Try) -> float:
+        return self.clock.monotonic() - tried.t0
 
     def _unsaved(
-        self, tried: _Try, result: Any, exc: OSError, billed: list[float] | None
+        self, tried: _Try, result: GenerateResult, exc: OSError, billed: list[float] | None
     ) -> AttemptError:
         """An answer whose images could not be written: log it (at what it was billed) as
         class disk, which stops the run; the job stays pending for resume."""
-        cost = 0.0
+        cost: float | None = 0.0
         if self.prices is not None:
             cost = cost_of_attempt(self.prices, tried.job, result.usage, len(result.images))[0]
         error = AttemptError(
@@ -346,7 +352,7 @@ class JobRunner:
         if exc.usage is not None and self.prices is not None:
             billed, source = cost_of_attempt(self.prices, tried.job, exc.usage, 0)
             cost = billed or 0.0
-        row = self._row(tried, tried.latency())
+        row = self._row(tried, self._latency(tried))
         _usage_into(row, exc.usage)
         row.update(
             status=STATUS_ERROR,

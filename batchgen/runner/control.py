@@ -1,15 +1,22 @@
-"""What the pool, its workers and the session share: the settings, the row context and the
-sink protocol. The stop switch they also share is ``batchgen.limits.stop.RunControl``."""
+"""What the pool, its workers and the session share: the settings, the row context, the
+sink protocol and the tally. The stop switch they also share is
+``batchgen.limits.stop.RunControl``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchgen.errors import ErrorClass
+from batchgen.jobs.model import Job
+
 
 class Sink(Protocol):
-    def append(self, row: dict[str, Any]) -> None: ...
+    """Where rows go: the run log's writer, or a plain list in tests."""
+
+    def append(self, row: dict[str, Any], /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +42,47 @@ class RowContext:
     checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
     # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
     image_tag: str = ""
+
+
+@dataclass
+class PoolTally:
+    """Live counters for the progress display and the end-of-session summary."""
+
+    taken: int = 0
+    ok_jobs: int = 0
+    failed_jobs: int = 0
+    skipped_jobs: int = 0
+    images: int = 0
+    attempts: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    failed_by_class: Counter[str] = field(default_factory=Counter)
+    skipped_by_class: Counter[str] = field(default_factory=Counter)
+
+    def ok(self, job: Job, images: int, cost: float) -> None:
+        self.attempts += 1
+        self.ok_jobs += 1
+        self.images += images
+        self.cost_usd += cost
+
+    def error(self, job: Job, klass: ErrorClass, final: bool, cost: float = 0.0) -> None:
+        self.attempts += 1
+        self.cost_usd += cost
+        self.errors[klass.value] += 1
+        if final:
+            if klass.action.value in ("fail_job", "retry"):
+                self.failed_jobs += 1
+                self.failed_by_class[klass.value] += 1
+            else:
+                self.skipped_jobs += 1
+        else:
+            self.retries += 1
+
+    def skipped(self, job: Job, reason: ErrorClass) -> None:
+        self.skipped_jobs += 1
+        self.skipped_by_class[reason.value] += 1
+
+    @property
+    def finished(self) -> int:
+        return self.ok_jobs + self.failed_jobs + self.skipped_jobs

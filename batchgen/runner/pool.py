@@ -14,9 +14,7 @@ job file only as fast as the workers take jobs.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
 import anyio
@@ -31,55 +29,12 @@ from batchgen.money import Budget, PriceTable
 from batchgen.provider.base import Provider
 from batchgen.runner.attempt import JobRunner
 from batchgen.runner.budget_gate import BudgetGate
-from batchgen.runner.control import PoolSettings, RowContext, Sink
+from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
 
 __all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool"]
 
 _READ_BATCH = 256
-
-
-@dataclass
-class PoolTally:
-    """Live counters for the progress display and the end-of-session summary."""
-
-    taken: int = 0
-    ok_jobs: int = 0
-    failed_jobs: int = 0
-    skipped_jobs: int = 0
-    images: int = 0
-    attempts: int = 0
-    retries: int = 0
-    cost_usd: float = 0.0
-    errors: Counter[str] = field(default_factory=Counter)
-    failed_by_class: Counter[str] = field(default_factory=Counter)
-    skipped_by_class: Counter[str] = field(default_factory=Counter)
-
-    def ok(self, job: Job, images: int, cost: float) -> None:
-        self.attempts += 1
-        self.ok_jobs += 1
-        self.images += images
-        self.cost_usd += cost
-
-    def error(self, job: Job, klass: ErrorClass, final: bool, cost: float = 0.0) -> None:
-        self.attempts += 1
-        self.cost_usd += cost
-        self.errors[klass.value] += 1
-        if final:
-            if klass.action.value in ("fail_job", "retry"):
-                self.failed_jobs += 1
-                self.failed_by_class[klass.value] += 1
-            else:
-                self.skipped_jobs += 1
-        else:
-            self.retries += 1
-
-    def skipped(self, job: Job, reason: ErrorClass) -> None:
-        self.skipped_jobs += 1
-        self.skipped_by_class[reason.value] += 1
-
-    @property
-    def finished(self) -> int:
-        return self.ok_jobs + self.failed_jobs + self.skipped_jobs
+_DEFAULT_SETTINGS = PoolSettings()
 
 
 async def run_pool(
@@ -89,7 +44,7 @@ async def run_pool(
     sink: Sink,
     *,
     context: RowContext,
-    settings: PoolSettings = PoolSettings(),
+    settings: PoolSettings = _DEFAULT_SETTINGS,
     control: RunControl | None = None,
     prices: PriceTable | None = None,
     budget: Budget | None = None,
@@ -102,12 +57,17 @@ async def run_pool(
 
     Stops dispatching when ``control`` is stopped (auth/quota from a worker, budget, a signal);
     jobs never taken from ``jobs`` get no row (the resume scan sees them as never attempted).
+
+    ``clock`` stamps the rows and times the backoff and the stall watchdog (tests pass
+    ``batchgen.testing.VirtualClock`` with ``run_virtual``). A list or tuple of jobs is read
+    on the event loop; any other iterable (a job file's reader) in a worker thread.
     """
     control = control or RunControl()
     tally = PoolTally()
     # without a cap there is nothing to reserve: spend is still summed from the rows
-    capped = budget is not None and budget.cap_usd is not None
-    gate = BudgetGate(budget, control, cheapest_job_usd) if capped else None
+    gate = None
+    if budget is not None and budget.cap_usd is not None:
+        gate = BudgetGate(budget, control, cheapest_job_usd)
     runner = JobRunner(
         provider=provider,
         limiter=limiter,
@@ -125,10 +85,11 @@ async def run_pool(
     workers = min(settings.concurrency, limiter.concurrency_cap)
     send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
     async with anyio.create_task_group() as outer:
-        outer.start_soon(_watch_stall, limiter, control, settings.stall_timeout_s)
+        outer.start_soon(_watch_stall, limiter, control, settings.stall_timeout_s, clock)
         async with anyio.create_task_group() as tg:
             control._cancel = tg.cancel_scope.cancel
-            tg.start_soon(_produce, iter(jobs), send, control)
+            in_memory = isinstance(jobs, Sequence)
+            tg.start_soon(_produce, iter(jobs), send, control, in_memory)
             async with receive:
                 for _ in range(workers):
                     tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
@@ -137,11 +98,13 @@ async def run_pool(
     return tally
 
 
-async def _watch_stall(limiter: RateLimiter, control: RunControl, timeout_s: float) -> None:
+async def _watch_stall(
+    limiter: RateLimiter, control: RunControl, timeout_s: float, clock: Clock
+) -> None:
     """Stop the run when the provider has answered nothing but 429s for ``timeout_s``: the
     jobs stay pending for resume, none is failed for rate limiting."""
     while not control.stopping:
-        await anyio.sleep(max(0.05, min(5.0, timeout_s / 20)))
+        await clock.sleep(max(0.05, min(5.0, timeout_s / 20)))
         stalled = limiter.stalled_s()
         if limiter.throttled_since_progress and stalled >= timeout_s:
             control.stop(
@@ -153,12 +116,18 @@ async def _watch_stall(limiter: RateLimiter, control: RunControl, timeout_s: flo
 
 
 async def _produce(
-    jobs: Iterator[Job], send: MemoryObjectSendStream[Job], control: RunControl
+    jobs: Iterator[Job],
+    send: MemoryObjectSendStream[Job],
+    control: RunControl,
+    in_memory: bool = False,
 ) -> None:
     async with send:
         while not control.stopping:
             # the job file is read in a thread, a batch at a time, off the event loop
-            batch = await anyio.to_thread.run_sync(lambda: list(islice(jobs, _READ_BATCH)))
+            if in_memory:
+                batch = list(islice(jobs, _READ_BATCH))
+            else:
+                batch = await anyio.to_thread.run_sync(lambda: list(islice(jobs, _READ_BATCH)))
             if not batch:
                 return
             for job in batch:
