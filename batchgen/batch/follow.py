@@ -9,10 +9,10 @@ pace (requests finished per second since it was first seen running) and so a pro
 When a batch's projected end is after the deadline and the time left is no more than what the
 live API needs for the requests still unfinished (the quote's minimum wall time under the pool
 settings, plus a margin), what is left is cancelled; the cancelled batches' partial output is
-collected, and then the caller sends the rest live. The margin: two polls, a tenth of the live estimate, time for the cancel to
-land (5 % of the deadline's span, at most the 10 minutes OpenAI allows itself), and 2 s for
-the live session to start. Nothing is paid twice: a job goes live only
-if no batch line of it was billed.
+collected, and then the caller sends the rest live. The margin: two polls, a tenth of the
+live estimate, time for the cancel to land (5 % of the deadline's span, at most the 10
+minutes OpenAI allows itself), and 2 s for the live session to start. Nothing is paid twice:
+a job goes live only if no batch line of it was billed.
 
 Ctrl-C stops following (``RunControl``); it never cancels a batch — they run on at the provider,
 and ``batchgen collect RUN_DIR`` picks them up.
@@ -31,6 +31,7 @@ from batchgen.batch.collect import collect_part
 from batchgen.batch.context import BatchContext
 from batchgen.batch.state import Part
 from batchgen.batch.submit import update_part
+from batchgen.config import DEFAULT_CONCURRENCY_CAP
 from batchgen.errors import AttemptError
 from batchgen.money.quote import DEFAULT_LATENCY_S, min_wall_time
 
@@ -150,7 +151,7 @@ def _live_seconds(ctx: BatchContext, requests: int) -> float:
     if latency is None:
         latency = DEFAULT_LATENCY_S
     values = ctx.live_values
-    concurrency = values.get("concurrency") or 256
+    concurrency = values.get("concurrency") or DEFAULT_CONCURRENCY_CAP
     wall = min_wall_time(
         requests, requests, requests * latency,
         rpm=values.get("rpm"), ipm=values.get("ipm"), concurrency=int(concurrency),

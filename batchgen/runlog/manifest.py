@@ -119,7 +119,7 @@ def problems(doc: Any, endings: frozenset[str] | None, *, strict: bool = True) -
                 out.append(f"{where}: must be an object (found {rec!r:.60})")
                 continue
             number = rec.get("session")
-            if not _is_int(number) or number < 1 or number in seen:
+            if not isinstance(number, int) or not _is_int(number) or number < 1 or number in seen:
                 out.append(
                     f"{where}.session: must be a unique whole number >= 1 (found {number!r:.60})"
                 )
