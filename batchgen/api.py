@@ -263,21 +263,19 @@ def _result(run_dir: Path, outcome: Outcome) -> RunResult:
     from batchgen.session.resume import spent_so_far
 
     rundir = RunDir(run_dir)
-    manifest = rundir.load()
+    manifest = rundir.manifest()
     counts = job_states(run_dir, with_inflight=False).counts()
-    sessions = manifest["sessions"]
-    last = sessions[-1] if sessions else {}
-    summary = last.get("summary") or {}
+    last = manifest.last_session
     result = outcome.result
     reason = result.stop_reason if result is not None else None
     return RunResult(
-        run_dir=run_dir, run_id=manifest["run_id"], session=int(last.get("session") or 0),
+        run_dir=run_dir, run_id=str(manifest.run_id), session=last.session if last else 0,
         succeeded=counts[DONE], failed=counts[FAILED],
-        pending=max(int(manifest["jobs"]) - counts[DONE] - counts[FAILED], 0),
-        images=_images(rundir), spent_usd=spent_so_far(rundir), ending=str(last.get("how")),
-        stop_reason=reason.value if reason is not None else None,
+        pending=max((manifest.jobs or 0) - counts[DONE] - counts[FAILED], 0),
+        images=_images(rundir), spent_usd=spent_so_far(rundir),
+        ending=str(last.how) if last else "", stop_reason=reason.value if reason else None,
         stop_message=result.stop_message if result is not None else "",
-        exit_code=outcome.exit_code, limits=summary.get("autopilot"),
+        exit_code=outcome.exit_code, limits=last.autopilot if last else None,
     )  # fmt: skip
 
 

@@ -28,7 +28,9 @@ from typing import Any
 import anyio
 from aiolimiter import AsyncLimiter
 
-from batchgen.config import DEFAULT_CONCURRENCY_CAP, FIXED_CONCURRENCY, POOL_DEFAULTS
+from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
+from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
+from batchgen.config import POOL_DEFAULTS
 from batchgen.errors import parse_reset_duration
 from batchgen.limits.autopilot import (
     CONCURRENCY,

@@ -204,6 +204,10 @@ class RunDir:
             raise RunDirError(msg)
         return doc
 
+    def manifest(self, *, strict: bool = False) -> manifest.Manifest:
+        """run.json checked as ``load`` does, typed."""
+        return manifest.Manifest.from_doc(self.load(strict=strict), self.path.name)
+
     def _write(self, doc: dict[str, Any]) -> None:
         atomic_write_bytes(self.manifest_path, json.dumps(doc, indent=2).encode())
 
