@@ -17,7 +17,6 @@ library.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -223,9 +222,6 @@ class RunConfig:
             given=merged,
             **scalars,
         )
-
-    def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
 
     @property
     def via_batch(self) -> bool:

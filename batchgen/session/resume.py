@@ -44,7 +44,7 @@ def resume_run(
 
 def resume_locked(
     rundir: RunDir,
-    flags: Mapping[str, Any] | RunConfig,
+    flags: Mapping[str, Any],
     observer: Observer,
     argv: Sequence[str],
     *,
@@ -55,8 +55,7 @@ def resume_locked(
 
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
-    given = flags.given if isinstance(flags, RunConfig) else flags
-    cfg = RunConfig.build(given, recorded)
+    cfg = RunConfig.build(flags, recorded)
     via = cfg.via or recorded.get("via") or "live"
     if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
         # batches of this run: collect them first; --via batch submits the rest as batches

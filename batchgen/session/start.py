@@ -178,7 +178,7 @@ def _batch_first(
     if outcome is not None:
         return outcome
     # the deadline: what the batches could not finish in time goes live
-    live = cfg.replace(via="live", retry_failed=False)
+    live = {**cfg.given, "via": "live", "retry_failed": False}
     return resume_locked(rundir, live, observer, argv, handle_signals=plan.handle_signals)
 
 
