@@ -146,7 +146,8 @@ def resume(
     here override them for this session."""
     from batchgen.session.resume import resume_run
 
-    given = _config(flags, sim).given
+    given = _flags(flags, sim)
+    RunConfig.build(given)  # a bad value is a ConfigError now, before the lock is taken
     observer = _observer(progress, on_message)
     outcome = resume_run(run_dir, given, observer=observer, handle_signals=False)
     return _result(Path(run_dir), outcome)
@@ -180,6 +181,11 @@ def report(run_dir: str | Path) -> Any:
 
 # ---- helpers ----------------------------------------------------------------------------
 def _config(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> RunConfig:
+    return RunConfig.build(_flags(flags, sim))
+
+
+def _flags(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments as the flags they stand for (``sim`` as ``sim_*`` options)."""
     unknown = sorted(set(flags) - _FLAGS)
     if unknown:
         msg = (
@@ -193,7 +199,7 @@ def _config(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> RunConfi
         given["sim_" + name.replace("-", "_")] = value
     if sim and given.get("provider") is None:
         given["provider"] = "sim"
-    return RunConfig.build(given)
+    return given
 
 
 def _job_file(jobs: JobsSource, run_dir: Path | None) -> Path:

@@ -187,7 +187,7 @@ class RunConfig:
     sim: Mapping[str, Any] = field(default_factory=dict)  # sim_* options, flag-named
     # the flags of this session as given (and as merged with run.json on resume): what
     # run.json's session record keeps (secrets stripped there)
-    given: Mapping[str, Any] = field(default_factory=dict)
+    given: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -219,7 +219,7 @@ class RunConfig:
             job_defaults=_job_defaults(merged, rec),
             recorded_endpoints=rec.get("endpoints"),
             sim={k: v for k, v in merged.items() if k.startswith("sim_")},
-            given=merged,
+            given={k: v for k, v in merged.items() if k != "api_key"},  # the key: never kept
             **scalars,
         )
 

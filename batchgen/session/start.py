@@ -178,7 +178,7 @@ def _batch_first(
     if outcome is not None:
         return outcome
     # the deadline: what the batches could not finish in time goes live
-    live = {**cfg.given, "via": "live", "retry_failed": False}
+    live = {**cfg.given, "api_key": cfg.api_key, "via": "live", "retry_failed": False}
     return resume_locked(rundir, live, observer, argv, handle_signals=plan.handle_signals)
 
 
