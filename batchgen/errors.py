@@ -1,4 +1,22 @@
-"""The error taxonomy: one definition, used by the retry policy, the pool and the analyzers.
+"""The errors batchgen raises, and the taxonomy of a failed attempt.
+
+What a caller of the library (``batchgen.run``, ``batchgen.resume``) can catch:
+
+    BatchgenError (Exception)        anything batchgen raises on purpose
+     ├── UsageError                  bad arguments or environment: nothing was sent (CLI exit 2)
+     │    ├── ConfigError            a setting's value is wrong (rpm 0, an unknown provider)
+     │    ├── JobFileError           the job file cannot be read, or has problems (``.lines``)
+     │    ├── PricesError            the price table is missing or malformed
+     │    └── RunDirError            the run directory is missing, damaged, or already a run
+     │         └── RunLocked         another live process holds the run's lock
+     ├── RunStopped                  the run stopped with jobs pending; ``.reason`` is the
+     │                               ErrorClass (auth, quota, budget, disk, rate_limit, cancelled)
+     └── RunLogError (also OSError)  rows of the log could not be written (disk full)
+
+``RunResult.raise_for_stop()`` raises RunStopped for a session that stopped early.
+
+The error taxonomy of one attempt: one definition, used by the retry policy, the pool and the
+analyzers.
 
 Every failure of an attempt becomes an :class:`AttemptError` carrying an :class:`ErrorClass`.
 What the pool does about it (stop the run, fail the job, retry) is the class's :class:`Action`;
@@ -182,6 +200,37 @@ def classify_http(status: int, code: str | None = None, *, is_html: bool = False
     return ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST
 
 
+class BatchgenError(Exception):
+    """Base of every error batchgen raises on purpose (the tree is in this module's docstring)."""
+
+
+class UsageError(BatchgenError):
+    """Bad arguments or environment: nothing was sent (the CLI exits 2)."""
+
+
+class ConfigError(UsageError):
+    """A setting's value is wrong (a keyword argument of the API, a flag, run.json)."""
+
+
+class RunDirError(UsageError):
+    """The run directory is missing, malformed, or in use."""
+
+
+class RunLocked(RunDirError):
+    """Another live process holds the run's lock."""
+
+
+class RunStopped(BatchgenError):
+    """A session stopped early with jobs pending: ``reason`` is the ErrorClass (auth, quota,
+    budget, disk, rate_limit, cancelled); ``batchgen.resume(run_dir)`` finishes the rest."""
+
+    def __init__(self, reason: ErrorClass, message: str, run_dir: str = "") -> None:
+        super().__init__(f"stopped ({reason.value}): {message}" if message else reason.value)
+        self.reason = reason
+        self.message = message
+        self.run_dir = run_dir
+
+
 class AttemptError(Exception):
     """One attempt failed. ``message`` is already redacted (no API key)."""
 
@@ -244,14 +293,6 @@ def is_disk_error(exc: BaseException) -> bool:
     """The file system refuses writes (full, over quota, read-only, file too big): the run
     cannot save answers and must stop, not retry."""
     return isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS
-
-
-class RunStopped(Exception):
-    """The run must stop at once (auth, quota): raised out of the pool."""
-
-    def __init__(self, cause: AttemptError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -117,14 +117,6 @@ def test_no_pause_passes_the_cap_and_the_cap_is_reported() -> None:
     assert "asked 86400s, capped" in text
 
 
-def test_cli_defaults_match_the_limiter() -> None:
-    from batchgen import limits
-    from batchgen.cli import common
-
-    assert common.DEFAULT_CONCURRENCY_CAP == limits.DEFAULT_CONCURRENCY_CAP
-    assert common.FIXED_CONCURRENCY == limits.FIXED_CONCURRENCY
-
-
 def test_a_stop_cuts_limiter_waits_and_backoff_short() -> None:
     from batchgen.errors import ErrorClass
     from batchgen.limits.stop import RunControl

@@ -168,7 +168,7 @@ def test_a_model_no_endpoint_serves_is_refused_before_sending(
 
 def test_a_providers_file_holding_a_key_or_a_password_url_is_refused(tmp_path: Path) -> None:
     from batchgen.cli.common import UsageError
-    from batchgen.cli.providers import load_providers
+    from batchgen.provider.endpoints import load_providers
 
     for bad, needle in (
         ({"key_env": "sk-live-abcdef123456789"}, "key_env"),
@@ -194,6 +194,7 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     about twice what one does. Library level (run_pool + Router), ~7 s of real traffic."""
     import anyio
 
+    from batchgen.config import PoolConfig
     from batchgen.provider.endpoints import EndpointSpec, build_router
     from batchgen.jobs.model import Job
     from batchgen.runner.control import PoolSettings, RowContext
@@ -202,14 +203,14 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     sims = [make_sim(rpm=600, burst_s=0.2), make_sim(rpm=600, burst_s=0.2)]
     specs = [EndpointSpec(f"e{i}", "openai", s.base_url, "NO_SUCH_KEY_VAR", ("gpt-image-1",),
                           rpm=600.0) for i, s in enumerate(sims)]  # fmt: skip
-    values = {"rpm": None, "ipm": None, "concurrency": 16, "adaptive": True, "max_pause": 300}
+    pool = PoolConfig.build(None, {"concurrency": 16})
     jobs = [Job.make(f"j{i}", i + 1, {"prompt": f"p{i}", "model": "gpt-image-1", "n": 1,
                                        "size": "1024x1024", "quality": "low"})
             for i in range(140)]  # fmt: skip
     rows: list[dict[str, Any]] = []
 
     async def main() -> float:
-        router = build_router(specs, {"e0": "k", "e1": "k"}, values, None)
+        router = build_router(specs, {"e0": "k", "e1": "k"}, pool, None)
         t0 = anyio.current_time()
         try:
             await run_pool(jobs, router, router.gate, rows,

@@ -235,8 +235,12 @@ def test_max_concurrent_refuses_at_once_with_no_hint(make_sim):
 
 
 def test_run_flags_reach_the_new_knobs():
+    from batchgen.cli.common import run_config
     from batchgen.cli.main import build_parser
-    from batchgen.cli.run import make_sim_config
+    from batchgen.session.connect import sim_config
+
+    def make_sim_config(args):
+        return sim_config(run_config(args))
 
     args = build_parser().parse_args([
         "run", "x.jsonl", "--sim-burst", "3", "--sim-no-ratelimit-headers",

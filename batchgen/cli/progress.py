@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,17 +19,9 @@ from rich.progress import Progress as RichProgress
 
 from batchgen.money import Budget
 from batchgen.runner.pool import PoolTally
+from batchgen.session.execute import total_spent
 
-
-def total_spent(budget: Budget | None, tally: PoolTally) -> float:
-    """Spend of the whole run directory: a capped budget tracks it attempt by attempt;
-    otherwise it is what earlier sessions spent plus this session's rows."""
-    if budget is None:
-        return tally.cost_usd
-    if budget.cap_usd is not None:
-        return budget.spent
-    return budget.spent + tally.cost_usd
-
+__all__ = ["Progress", "total_spent"]
 
 _PLAIN_EVERY_S = 5.0
 
@@ -52,7 +45,7 @@ class Progress:
         self._start = time.monotonic()
         self._last_plain = 0.0
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()

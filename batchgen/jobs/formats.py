@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from batchgen.errors import UsageError
+
 FORMATS = ("jsonl", "csv", "text", "spec")
 _EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -47,7 +49,7 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class JobFileError(Exception):
+class JobFileError(UsageError):
     """A job file cannot be used as it is (raised by ``iter_jobs``; ``validate_file`` lists
     problems instead of raising)."""
 

@@ -28,6 +28,9 @@ from typing import Any
 import anyio
 from aiolimiter import AsyncLimiter
 
+from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
+from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
+from batchgen.config import POOL_DEFAULTS
 from batchgen.errors import parse_reset_duration
 from batchgen.limits.autopilot import (
     CONCURRENCY,
@@ -39,10 +42,11 @@ from batchgen.limits.autopilot import (
     read_hint,
 )
 
-DEFAULT_CONCURRENCY_CAP = 256  # in flight at most when --concurrency is not given
-FIXED_CONCURRENCY = 8  # with --no-adapt and no --concurrency (the old default)
+# DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
+# FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
 BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
-MAX_PAUSE_S = 300.0  # no Retry-After or reset holds the pool longer than this at once
+# no Retry-After or reset holds the pool longer than this at once (--max-pause)
+MAX_PAUSE_S: float = POOL_DEFAULTS["max_pause"]
 
 
 class _Bucket(AsyncLimiter):

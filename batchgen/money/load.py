@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from batchgen.errors import UsageError
 from batchgen.money.table import (
     ANY,
     Constraints,
@@ -46,7 +47,7 @@ _CUSTOM_KEYS = {f for f in CustomSizes.__dataclass_fields__}
 _CONSTRAINT_KEYS = {f for f in Constraints.__dataclass_fields__} - {"name"}
 
 
-class PricesError(ValueError):
+class PricesError(UsageError, ValueError):
     """A price table is missing, unreadable or malformed; the message lists every problem."""
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from batchgen.errors import redact
+from batchgen.config import PoolConfig
+from batchgen.errors import UsageError, redact
 
 if TYPE_CHECKING:
     from batchgen.limits.stop import RunControl
@@ -49,8 +50,9 @@ _KEYS = frozenset({"name", "protocol", "base_url", "key_env", "models", "rpm", "
                    "concurrency", "deployments", "api_version", "poll_interval"})  # fmt: skip
 
 
-class EndpointError(ValueError):
-    """A providers file or an endpoint record that cannot be used; the message names the fix."""
+class EndpointError(UsageError):
+    """A providers file or an endpoint record that cannot be used; the message names the fix
+    (a usage error: nothing was sent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,7 @@ def describe(specs: list[EndpointSpec]) -> list[dict[str, Any]]:
 def build_router(
     specs: list[EndpointSpec],
     keys: dict[str, str],
-    values: Mapping[str, Any],
+    pool: PoolConfig,
     control: RunControl | None,
 ) -> Router:
     """The Router over these endpoints: a provider and a RateLimiter (its own autopilot)
@@ -237,15 +239,16 @@ def build_router(
     endpoints = []
     for spec in specs:
         limiter = RateLimiter(
-            spec.rpm or values.get("rpm"), spec.ipm or values.get("ipm"),
-            concurrency=spec.concurrency or values.get("concurrency"),
-            adapt=bool(values.get("adaptive", True)),
-            max_pause_s=float(values.get("max_pause") or 300.0),
-        )  # fmt: skip
-        connections = limiter.concurrency_cap + 4
-        endpoints.append(Endpoint(spec.name, spec.protocol,
-                                  make_provider(spec, keys[spec.name], connections),
-                                  limiter, frozenset(spec.models)))  # fmt: skip
+            spec.rpm or pool.rpm,
+            spec.ipm or pool.ipm,
+            concurrency=spec.concurrency or pool.concurrency,
+            adapt=pool.adaptive,
+            max_pause_s=pool.max_pause_s,
+        )
+        provider = make_provider(spec, keys[spec.name], limiter.concurrency_cap + 4)
+        endpoints.append(
+            Endpoint(spec.name, spec.protocol, provider, limiter, frozenset(spec.models))
+        )
     return Router(endpoints, control)
 
 

@@ -6,13 +6,16 @@ images pool over the weak jobs only, with their images saved under a round tag
 images are scored with the scorer of the last ``score`` (or the one given again). Rounds stop
 after R, when no job is weak, or when --max-cost (the run directory's total: images and
 scoring) leaves nothing for the next request. ``scores/best.json`` marks each job's best image.
+
+The rounds themselves are the session layer's (``batchgen.session.regenerate``); here are
+the helpers they and ``batchgen score`` read: each job's best image, the weak jobs, the next
+round's number.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,112 +77,3 @@ def next_round(run_dir: Path) -> int:
 
 def mark_best(run_dir: Path, scorer: str) -> None:
     save_best(run_dir, best_per_job(run_dir, scorer))
-
-
-def regenerate(
-    args: Any, rundir: Any, manifest: dict[str, Any], console: Any, *, connection: Any,
-    values: dict[str, Any], job_file: Path, defaults: dict[str, Any],
-) -> int:  # fmt: skip
-    """The rounds; returns the exit status. Runs under the run directory's lock."""
-    import anyio
-
-    from batchgen.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
-    from batchgen.cli.prepare import check_job_file, load_prices, make_budget
-    from batchgen.cli.run import make_sim_config
-    from batchgen.cli.score import (
-        local_scorer_or_usage_error,
-        print_score_summary,
-        require_judge_price,
-        scorer_spec,
-        spent_total,
-    )
-    from batchgen.cli.session import SessionPlan, execute, print_ending
-    from batchgen.jobs import iter_jobs
-    from batchgen.quality.session import score_run
-    from batchgen.quality.store import load_scorer
-    from batchgen.runlog.rundir import redact_argv
-
-    threshold = float(args.regenerate_below)
-    spec = scorer_spec(args, load_scorer(rundir.path), manifest.get("settings") or {})
-    import dataclasses
-
-    spec = dataclasses.replace(spec, threshold=threshold)
-    if spec.kind == "judge" and spec.provider != "sim" and not spec.base_url:
-        spec = dataclasses.replace(spec, base_url=connection.base_url)
-    local = local_scorer_or_usage_error(spec)
-    prices = load_prices(args)
-    require_judge_price(spec, prices, args.max_cost)
-    run_id = manifest["run_id"]
-    max_rounds = int(args.max_rounds)
-
-    def cap_left() -> float | None:
-        if args.max_cost is None:
-            return None
-        return max(0.0, args.max_cost - spent_total(rundir.path))
-
-    def score() -> Any:
-        sim_config = make_sim_config(args) if spec.provider == "sim" else None
-        result = anyio.run(lambda: score_run(
-            rundir.path, spec, run_id=run_id, values=values, prices=prices,
-            cap_usd=cap_left(), sim_config=sim_config, local_scorer=local, console=console,
-            quiet=args.quiet,
-        ))  # fmt: skip
-        mark_best(rundir.path, spec.id)
-        if result.to_score:
-            print_score_summary(console, rundir.path, spec, result)
-        return result
-
-    result = score()
-    if result.stop_reason is not None:
-        console.print(
-            f"[yellow]scoring stopped ({result.stop_reason.value}): {result.stop_message}[/]"
-        )
-        return EXIT_STOPPED
-    rounds = 0
-    for _ in range(max_rounds):
-        weak = weak_jobs(rundir.path, spec.id, threshold)
-        if not weak:
-            break
-        if args.max_cost is not None and (cap_left() or 0.0) <= 0.0:
-            console.print("[yellow]--max-cost leaves nothing for another round[/]")
-            return EXIT_STOPPED
-        round_no = next_round(rundir.path)
-        rounds += 1
-        console.print(
-            f"round {rounds}/{max_rounds}: regenerating {len(weak)} job(s) whose best image "
-            f"scores below {threshold:g} (images tagged ~r{round_no})"
-        )
-        checked = check_job_file(
-            job_file, defaults, prices, only=set(weak),
-            rpm=values["rpm"], ipm=values["ipm"], concurrency=values["concurrency"],
-        )  # fmt: skip
-        budget = make_budget(args, prices, checked, spent_before=spent_total(rundir.path))
-        session = rundir.begin_session(
-            {"regenerate_below": threshold, "round": round_no}, redact_argv(sys.argv)
-        )
-        plan = SessionPlan(
-            rundir=rundir, manifest=manifest, session=session,
-            jobs=(job for job in iter_jobs(job_file, defaults) if job.id in weak),
-            jobs_to_run=len(weak), connection=connection, values=values, prices=prices,
-            budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
-            sim_config=make_sim_config(args) if connection.provider == "sim" else None,
-            quiet=args.quiet, image_tag=f"~r{round_no}",
-            extra_headers={"X-Batchgen-Round": str(round_no)},
-        )  # fmt: skip
-        session_result = anyio.run(execute, plan, console)
-        if session_result.stop_reason is not None:
-            print_ending(console, rundir, session_result, budget)
-            score()  # what was made before the stop is still scored
-            return EXIT_STOPPED
-        result = score()
-        if result.stop_reason is not None:
-            console.print(
-                f"[yellow]scoring stopped ({result.stop_reason.value}): {result.stop_message}[/]"
-            )
-            return EXIT_STOPPED
-    still = weak_jobs(rundir.path, spec.id, threshold)
-    console.print(
-        f"regeneration: {rounds} round(s); jobs whose best image scores below {threshold:g}: "
-        f"{len(still)}; best images marked in {rundir.path / 'scores' / 'best.json'}"
-    )
-    return EXIT_FAILED if still and rounds >= max_rounds else EXIT_OK

@@ -9,16 +9,18 @@ provider, base URL and the *name* of the key's variable, as run.json does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from batchgen.errors import ErrorClass
+from batchgen.config import PoolConfig
+from batchgen.errors import ErrorClass, UsageError
 from batchgen.limits.stop import RunControl
 from batchgen.quality.judge import DEFAULT_RUBRIC, OpenAIJudge, rubric_id
 from batchgen.quality.score import (
@@ -29,6 +31,8 @@ from batchgen.quality.score import (
     to_score,
 )
 from batchgen.quality.store import ScoreStore, next_session, remove_temp_files, save_scorer
+from batchgen.runner.control import PoolSettings
+from batchgen.runner.signals import Say, watch_signals
 
 DEFAULT_THRESHOLD = 6.0
 
@@ -78,13 +82,14 @@ def load_local_scorer(spec: ScorerSpec) -> Any:
 
 
 async def score_run(
-    run_dir: Path, spec: ScorerSpec, *, run_id: str, values: dict[str, Any], prices: Any,
-    cap_usd: float | None, sim_config: Any = None, local_scorer: Any = None,
-    rescore: bool = False, console: Any = None, extra_control: RunControl | None = None,
-    quiet: bool = False,
+    run_dir: Path, spec: ScorerSpec, *, run_id: str, pool: PoolConfig, prices: Any,
+    cap_usd: float | None, connection: Any = None, sim_config: Any = None,
+    local_scorer: Any = None, rescore: bool = False, say: Say | None = None,
+    extra_control: RunControl | None = None, quiet: bool = False,
 ) -> ScoreResult:  # fmt: skip
-    """Score every saved image without a verdict of ``spec``; rows land in scores/."""
-    from batchgen.cli.common import pool_settings, resolve_connection
+    """Score every saved image without a verdict of ``spec``; rows land in scores/.
+    ``connection`` (a judge's: provider, base_url, api_key) is resolved by the caller;
+    ``say(text, style)`` gets the progress lines and the signal notes (None: silent)."""
     from batchgen.limits import RateLimiter
 
     remove_temp_files(run_dir)
@@ -96,7 +101,7 @@ async def score_run(
     control = extra_control or RunControl()
     store = ScoreStore(run_dir, next_session(run_dir))
     tally = ScoreTally()
-    progress = _Progress(console if not quiet else None, len(items))
+    progress = _Progress(say if not quiet else None, len(items))
     try:
         if not items:
             pass
@@ -106,12 +111,10 @@ async def score_run(
                 scorer, items, store, run_id=run_id, control=control, on_progress=progress
             )
         else:
-            connection = resolve_connection(spec.provider, spec.base_url, spec.api_key_env)
-            settings = pool_settings(values)
+            settings = PoolSettings.from_config(pool)
             limiter = RateLimiter(
-                values.get("rpm"), None, concurrency=values.get("concurrency"),
-                adapt=values.get("adaptive", True),
-                max_pause_s=float(values.get("max_pause") or 300.0),
+                pool.rpm, None, concurrency=pool.concurrency, adapt=pool.adaptive,
+                max_pause_s=pool.max_pause_s,
             )  # fmt: skip
             async with (
                 _base_url(connection, sim_config) as base_url,
@@ -121,16 +124,16 @@ async def score_run(
                     base_url, connection.api_key, spec.model, rubric=spec.rubric,
                     detail=spec.detail, connections=settings.concurrency + 4,
                 )  # fmt: skip
-                if console is not None:
-                    tg.start_soon(_watch_signals, control, settings.grace_s, console)
+                if say is not None:
+                    tg.start_soon(watch_signals, control, settings.grace_s, say)
                 try:
-                    pool = JudgePool(
+                    judges = JudgePool(
                         judge, limiter, store, run_id=run_id, settings=settings,
                         control=control, prices=prices, cap_usd=cap_usd,
                         journal_dir=state_dir, on_progress=progress,
                     )  # fmt: skip
                     progress.status = limiter.describe
-                    tally = await pool.run(items, spec.id)
+                    tally = await judges.run(items, spec.id)
                 finally:
                     await judge.aclose()
                     tg.cancel_scope.cancel()
@@ -148,8 +151,8 @@ class _Progress:
 
     EVERY_S = 3.0
 
-    def __init__(self, console: Any, total: int) -> None:
-        self.console = console
+    def __init__(self, say: Say | None, total: int) -> None:
+        self.say = say
         self.total = total
         self.status: Any = None
         self.started = time.monotonic()
@@ -158,7 +161,7 @@ class _Progress:
     def __call__(self, tally: ScoreTally) -> None:
         now = time.monotonic()
         done = tally.scored + tally.failed
-        if self.console is None or (now - self.last < self.EVERY_S and done < self.total):
+        if self.say is None or (now - self.last < self.EVERY_S and done < self.total):
             return
         self.last = now
         line = (
@@ -167,13 +170,7 @@ class _Progress:
         )
         if self.status is not None:
             line += f" · limits: {self.status()}"
-        self.console.print(line, markup=False, highlight=False)
-
-
-async def _watch_signals(control: RunControl, grace_s: float, console: Any) -> None:
-    from batchgen.cli.session import _watch_signals as watch
-
-    await watch(control, grace_s, console)
+        self.say(line, None)
 
 
 @contextlib.asynccontextmanager
@@ -185,3 +182,84 @@ async def _base_url(connection: Any, sim_config: Any) -> AsyncIterator[str]:
 
     async with run_sim(sim_config or SimConfig()) as sim:
         yield sim.base_url
+
+
+def scorer_spec(
+    flags: Mapping[str, Any], saved: dict[str, Any] | None, recorded: Mapping[str, Any]
+) -> ScorerSpec:
+    """The scorer the flags ask for (judge, scorer, clip_model, rubric, detail, threshold,
+    provider, base_url, api_key_env); without judge/scorer, the last `score`'s (``saved``)."""
+    from batchgen.quality.clip import DEFAULT_CLIP_MODEL
+
+    judge = flags.get("judge")
+    kind = flags.get("scorer") or ("judge" if judge else None)
+    threshold = flags.get("threshold")
+    if kind is None:
+        if saved is None:
+            msg = "say how to score: --judge MODEL (a vision chat model) or --scorer clip"
+            raise UsageError(msg)
+        spec = ScorerSpec.from_saved(saved)
+        return dataclasses.replace(spec, threshold=threshold) if threshold is not None else spec
+    if kind == "judge" and not judge:
+        raise UsageError("--scorer judge needs --judge MODEL (e.g. --judge gpt-4o-mini)")
+    base_url = flags.get("base_url")
+    provider = flags.get("provider") or ("openai" if base_url else recorded.get("provider"))
+    return ScorerSpec(
+        kind=kind,
+        model=str(flags.get("clip_model") or DEFAULT_CLIP_MODEL) if kind == "clip" else str(judge),
+        rubric=_rubric(flags.get("rubric")),
+        detail=flags.get("detail") or "low",
+        provider=provider,
+        base_url=base_url or (recorded.get("base_url") if provider != "sim" else None),
+        api_key_env=flags.get("api_key_env") or recorded.get("api_key_env"),
+        threshold=threshold if threshold is not None else DEFAULT_THRESHOLD,
+    )
+
+
+def _rubric(path: str | None) -> str:
+    if not path:
+        return DEFAULT_RUBRIC
+    try:
+        rubric = Path(path).read_text("utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"--rubric {path}: {exc.strerror or exc}") from exc
+    if not rubric:
+        raise UsageError(f"--rubric {path} is empty")
+    return rubric
+
+
+def local_scorer_or_usage_error(spec: ScorerSpec) -> Any:
+    if spec.kind != "clip":
+        return None
+    from batchgen.quality.clip import ClipUnavailable
+
+    try:
+        return load_local_scorer(spec)
+    except ClipUnavailable as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def require_judge_price(spec: ScorerSpec, prices: Any, max_cost: float | None) -> None:
+    """--max-cost cannot bound what it cannot price: a judge must be in the price table."""
+    if max_cost is None or spec.kind != "judge":
+        return
+    entry = prices.get(spec.model)
+    if entry is None or entry.billing != "chat":
+        msg = (
+            f"--max-cost needs the judge's price: {spec.model!r} is not a chat model of the "
+            'price table; add it with --prices FILE ([models."NAME"] billing = "chat", '
+            "input_per_1m, output_per_1m, source, as_of)"
+        )
+        raise UsageError(msg)
+
+
+def spent_total(run_dir: Path) -> float:
+    """What the run directory cost so far: images (the log) and scoring."""
+    import pyarrow.compute as pc
+
+    from batchgen.quality.store import scores_cost
+    from batchgen.runlog.reader import read_log
+
+    table = read_log(run_dir, ["cost_usd"])
+    logged = float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
+    return logged + scores_cost(run_dir)

@@ -4,11 +4,18 @@ reports "every job succeeded"; a negative rpm never sends).
 
 ``problems(doc)`` lists every problem as ``key.path: what it must be (found ...)``; RunDir.load
 raises on the first few.
+
+:class:`Manifest` is run.json typed, the one type every reader uses: ``RunDir.manifest()``
+(checked) and :func:`read_manifest` (tolerant, for the report).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _MISSING = object()
@@ -119,7 +126,7 @@ def problems(doc: Any, endings: frozenset[str] | None, *, strict: bool = True) -
                 out.append(f"{where}: must be an object (found {rec!r:.60})")
                 continue
             number = rec.get("session")
-            if not _is_int(number) or number < 1 or number in seen:
+            if not isinstance(number, int) or not _is_int(number) or number < 1 or number in seen:
                 out.append(
                     f"{where}.session: must be a unique whole number >= 1 (found {number!r:.60})"
                 )
@@ -133,3 +140,132 @@ def problems(doc: Any, endings: frozenset[str] | None, *, strict: bool = True) -
             if rec.get("settings") is not None and not isinstance(rec.get("settings"), dict):
                 out.append(f"{where}.settings: must be an object or null")
     return out
+
+
+# ---- the typed manifest -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session of run.json (``sessions[i]``)."""
+
+    session: int
+    started_at: float | None
+    ended_at: float | None
+    how: str | None  # the ending (rundir.ENDINGS); None while it runs or after a crash
+    summary: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None  # the flags given for this session
+    command: tuple[str, ...] = ()
+
+    @property
+    def autopilot(self) -> dict[str, Any] | None:
+        """What the session's limiter learned (one endpoint)."""
+        return _sub_dict(self.summary, "autopilot")
+
+    @property
+    def endpoints(self) -> dict[str, Any] | None:
+        """`run --providers`: per endpoint, what its limiter learned and whether it was out."""
+        return _sub_dict(self.summary, "endpoints")
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """run.json, typed. Missing keys stay None: a report still reads a manifest written by
+    other tools or older versions (``read_manifest``); a session checks it strictly first
+    (``RunDir.load(strict=True)``)."""
+
+    jobs: int | None = None
+    images: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    sessions: tuple[SessionRecord, ...] = ()
+    name: str | None = None
+    job_file: str | None = None  # resolved path of the job file (edits' inputs are relative)
+    run_id: str | None = None
+    job_file_sha256: str | None = None
+    created_at: float | None = None
+
+    @property
+    def last_session(self) -> SessionRecord | None:
+        return self.sessions[-1] if self.sessions else None
+
+    @classmethod
+    def from_doc(cls, raw: Any, name: str | None = None) -> Manifest:
+        """Tolerant: what is there and makes sense is kept, the rest is None."""
+        if not isinstance(raw, dict):
+            return cls(name=name)
+        given = raw.get("job_file")
+        job_file: dict[str, Any] = given if isinstance(given, dict) else {}
+        jobs = raw.get("jobs", job_file.get("jobs", job_file.get("job_count")))
+        found = raw.get("settings")
+        settings: dict[str, Any] = found if isinstance(found, dict) else {}
+        return cls(
+            jobs=_int_or_none(jobs),
+            images=_int_or_none(raw.get("images", job_file.get("images"))),
+            settings=dict(settings),
+            sessions=_sessions(raw.get("sessions")),
+            name=raw.get("name") or name,
+            job_file=raw["job_file"] if isinstance(raw.get("job_file"), str) else None,
+            run_id=raw.get("run_id") if isinstance(raw.get("run_id"), str) else None,
+            job_file_sha256=_str_or_none(raw.get("job_file_sha256")),
+            created_at=_epoch(raw.get("created_at")),
+        )
+
+
+def read_manifest(run_dir: Path | str) -> Manifest:
+    """``run.json`` of ``run_dir``, tolerant; a missing or damaged one gives an empty manifest
+    (the log still reports), because a killed first session may not have written it whole.
+    The strict reader for sessions is ``RunDir.load``."""
+    path = Path(run_dir) / "run.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Manifest(name=Path(run_dir).name)
+    return Manifest.from_doc(raw, Path(run_dir).name)
+
+
+def _sessions(raw: Any) -> tuple[SessionRecord, ...]:
+    out = []
+    for i, s in enumerate(raw if isinstance(raw, list) else [], start=1):
+        if not isinstance(s, dict):
+            continue
+        command = s.get("command")
+        out.append(
+            SessionRecord(
+                session=_int_or_none(s.get("session", s.get("id", i))) or i,
+                started_at=_epoch(s.get("started_at")),
+                ended_at=_epoch(s.get("ended_at")),
+                how=s.get("how"),
+                summary=s.get("summary") if isinstance(s.get("summary"), dict) else None,
+                settings=s.get("settings") if isinstance(s.get("settings"), dict) else None,
+                command=tuple(str(c) for c in command) if isinstance(command, list) else (),
+            )
+        )
+    return tuple(out)
+
+
+def _sub_dict(summary: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    found = summary.get(key) if isinstance(summary, dict) else None
+    return dict(found) if isinstance(found, dict) else None
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

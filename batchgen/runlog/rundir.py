@@ -25,7 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchgen.errors import redact
+from batchgen.errors import RunDirError as RunDirError  # re-exported: callers import it here
+from batchgen.errors import RunLocked, redact
 from batchgen.runlog import manifest
 from batchgen.runlog.fsio import atomic_write_bytes
 
@@ -49,12 +50,8 @@ _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STRIPPED = "<stripped>"
 
 
-class RunDirError(Exception):
-    """The run directory is missing, malformed, or in use."""
-
-
-class RunDirBusy(RunDirError):
-    """Another live process holds the run's lock."""
+# RunDirBusy: the name the tests and older callers use for batchgen.errors.RunLocked
+RunDirBusy = RunLocked
 
 
 def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -192,6 +189,10 @@ class RunDir:
             raise RunDirError(msg)
         return doc
 
+    def manifest(self, *, strict: bool = False) -> manifest.Manifest:
+        """run.json checked as ``load`` does, typed."""
+        return manifest.Manifest.from_doc(self.load(strict=strict), self.path.name)
+
     def _write(self, doc: dict[str, Any]) -> None:
         atomic_write_bytes(self.manifest_path, json.dumps(doc, indent=2).encode())
 
@@ -247,7 +248,8 @@ class RunDir:
     def _session(self, doc: dict[str, Any], session: int) -> dict[str, Any]:
         for rec in doc["sessions"]:
             if rec["session"] == session:
-                return rec
+                found: dict[str, Any] = rec
+                return found
         msg = f"{self.manifest_path}: no session {session} (sessions: "
         msg += f"{[s['session'] for s in doc['sessions']]}); call begin_session() first"
         raise RunDirError(msg)
@@ -255,14 +257,14 @@ class RunDir:
     # ---- the one-writer lock ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunDirBusy``."""
+        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``."""
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunDirBusy(self._busy_message(fd)) from None
+                raise RunLocked(self._busy_message(fd)) from None
             info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)

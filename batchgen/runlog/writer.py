@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from batchgen import faultpoints
 from batchgen.clock import SYSTEM_CLOCK, Clock
+from batchgen.errors import BatchgenError
 from batchgen.runlog import files
 from batchgen.runlog.fsio import atomic_write_bytes, create_temp, fsync_dir
 from batchgen.runlog.row import check_row
@@ -49,7 +50,7 @@ InflightSource = Collection[str] | Callable[[], Iterable[str]]
 _MAX_PROBLEMS = 100
 
 
-class RunLogError(OSError):
+class RunLogError(BatchgenError, OSError):
     """Writing the log failed (disk full, permissions); rows stay buffered and are retried.
     ``errno`` is the cause's; ``unwritten`` is how many rows were still only in memory."""
 

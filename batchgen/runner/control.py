@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchgen.config import FIXED_CONCURRENCY, POOL_DEFAULTS, PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 
@@ -21,14 +22,27 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
-    concurrency: int = 16
-    timeout: float = 120.0
-    max_attempts: int = 5
+    """The pool's working settings; a session builds them with :meth:`from_config` (the
+    defaults here are batchgen.config's, for a pool driven directly, as in tests)."""
+
+    concurrency: int = FIXED_CONCURRENCY
+    timeout: float = POOL_DEFAULTS["timeout"]
+    max_attempts: int = POOL_DEFAULTS["max_attempts"]
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    grace_s: float = 30.0
+    grace_s: float = POOL_DEFAULTS["grace"]
     # a run that gets nothing but 429s for this long stops (exit 3), its jobs pending
-    stall_timeout_s: float = 300.0
+    stall_timeout_s: float = POOL_DEFAULTS["stall_timeout"]
+
+    @classmethod
+    def from_config(cls, pool: PoolConfig) -> PoolSettings:
+        return cls(
+            concurrency=pool.concurrency_cap,
+            stall_timeout_s=pool.stall_timeout_s,
+            timeout=float(pool.timeout),
+            max_attempts=int(pool.max_attempts),
+            grace_s=float(pool.grace),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,311 @@
+"""The Batch API mode of a session (``via="batch"``): submit, follow and collect the run's
+batches, end the session in run.json, and hand what the deadline cut over (or ``--via live``)
+to the live path. The work is in batchgen/batch/; this is its lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchgen.config import BatchConfig, RunConfig
+from batchgen.errors import ErrorClass, UsageError
+from batchgen.session.connect import resolve_connection, sim_config
+from batchgen.session.execute import SessionPlan, SessionResult, base_url_of, session_summary
+from batchgen.session.observer import Observer
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome
+
+if TYPE_CHECKING:
+    from batchgen.batch.context import BatchOptions
+    from batchgen.batch.session import BatchOutcome
+    from batchgen.jobs.model import Job
+    from batchgen.runlog.rundir import RunDir
+
+Submit = Callable[[], "Iterable[Job] | None"]
+_STYLED = re.compile(r"^\[(\w+)\](.*)\[/\]$", re.DOTALL)
+_BATCH_ENDING = {ErrorClass.BUDGET: "stopped_budget", ErrorClass.AUTH: "stopped_auth",
+                 ErrorClass.QUOTA: "stopped_quota"}  # fmt: skip
+
+
+def batch_options(batch: BatchConfig, **extra: Any) -> BatchOptions:
+    from batchgen.batch.context import BatchOptions
+
+    return BatchOptions(
+        max_requests=int(batch.batch_max_requests), max_bytes=int(batch.batch_max_bytes),
+        poll_s=float(batch.poll_interval), poll_max_s=float(batch.poll_max),
+        deadline_at=batch.deadline_at, assume_latency_s=batch.assume_latency, **extra,
+    )  # fmt: skip
+
+
+def jobs_lookup(job_file: Path | str, defaults: dict[str, Any]) -> Callable[[set[str]], Any]:
+    from batchgen.jobs import iter_jobs
+
+    def jobs_of(ids: set[str]) -> dict[str, Job]:
+        if not ids:
+            return {}
+        return {job.id: job for job in iter_jobs(job_file, defaults) if job.id in ids}
+
+    return jobs_of
+
+
+def say_for(observer: Observer) -> Callable[[str], None]:
+    """batchgen/batch/ says ``[style]text[/]``: the observer gets the text and the style."""
+
+    def say(text: str) -> None:
+        styled = _STYLED.match(text)
+        if styled:
+            observer.say(styled[2], styled[1])
+        else:
+            observer.say(text)
+
+    return say
+
+
+def run_batch(
+    plan: SessionPlan, options: BatchOptions, submit: Submit | None, job_file: Path | str,
+    defaults: dict[str, Any],
+) -> tuple[SessionResult, BatchOutcome]:  # fmt: skip
+    """One batch session of ``plan``; ends it in run.json."""
+    import anyio
+
+    from batchgen.batch.session import BatchSession, run_batch_session
+
+    say = (lambda _msg: None) if plan.quiet else say_for(plan.observer)
+    s = BatchSession(
+        rundir=plan.rundir, run_id=plan.run_id, session=plan.session,
+        provider=plan.connection.provider, api_key=plan.connection.api_key, prices=plan.prices,
+        budget=plan.budget, options=options, jobs_of=jobs_lookup(job_file, defaults),
+        live_values=plan.pool.record(), say=say, timeout_s=float(plan.pool.timeout),
+    )  # fmt: skip
+
+    async def go() -> BatchOutcome:
+        async with base_url_of(plan.connection, plan.sim_config) as base_url:
+            return await run_batch_session(s, base_url, submit)
+
+    outcome = _with_run_pending(plan, anyio.run(go))
+    how, code = _ending(outcome)
+    summary = session_summary(outcome.ctx.tally, plan.budget)
+    summary["batch"] = {**outcome.ctx.state.summary(), "pending": outcome.pending,
+                        "cutover": outcome.cutover}  # fmt: skip
+    plan.rundir.end_session(plan.session, how, summary)
+    result = SessionResult(outcome.ctx.tally, outcome.stop_reason, outcome.stop_message, code, how)
+    return result, outcome
+
+
+def _ending(outcome: BatchOutcome) -> tuple[str, int]:
+    reason = outcome.stop_reason
+    if outcome.detached:
+        return "detached", EXIT_OK
+    if reason is not None:
+        return _BATCH_ENDING.get(reason, "interrupted"), EXIT_STOPPED
+    if outcome.pending or outcome.ctx.state.open_parts():
+        return "failed_jobs", EXIT_STOPPED
+    if outcome.failed:
+        return "failed_jobs", EXIT_FAILED
+    return "completed", EXIT_OK
+
+
+def _with_run_pending(plan: SessionPlan, outcome: BatchOutcome) -> BatchOutcome:
+    """Pending counted over the whole run (a job this session left pending may have been
+    submitted again and finished in the same session): not done, not failed for good."""
+    from batchgen.runlog.state import DONE, FAILED, job_states
+
+    counts = job_states(plan.rundir.path, with_inflight=False).counts()
+    pending = max(int(plan.manifest.get("jobs") or 0) - counts[DONE] - counts[FAILED], 0)
+    open_ids = outcome.ctx.state.ids_in(outcome.ctx.state.open_parts())
+    return dataclasses.replace(outcome, pending=max(pending - len(open_ids), 0),
+                               failed=counts[FAILED])  # fmt: skip
+
+
+def run_via_batch(
+    plan: SessionPlan, cfg: RunConfig, job_file: Path | str, defaults: dict[str, Any],
+    submit: Submit | None, *, collect_only: bool = False, cancel_open: bool = False,
+) -> Outcome | None:  # fmt: skip
+    """A batch session and what it tells the observer. None: the deadline cut over (or the
+    open batches were cancelled for ``--via live``), the caller finishes the rest live."""
+    options = batch_options(cfg.batch, detach=cfg.detach, collect_only=collect_only,
+                            cancel_open=cancel_open)  # fmt: skip
+    result, outcome = run_batch(plan, options, submit, job_file, defaults)
+    if (outcome.cutover or cancel_open) and result.stop_reason is None:
+        plan.observer.say("the rest goes to the live API now")
+        return None
+    plan.observer.batch_ended(plan.rundir, result, outcome, plan.budget)
+    return Outcome(plan.rundir, result.exit_code, result, plan.budget)
+
+
+def open_parts_of(rundir: RunDir, run_id: str) -> list[Any]:
+    from batchgen.batch.state import BatchState
+
+    return BatchState(rundir.state_dir, run_id).open_parts()
+
+
+def open_ids_now(rundir: RunDir, run_id: str) -> set[str]:
+    from batchgen.batch.state import BatchState
+
+    state = BatchState(rundir.state_dir, run_id)
+    return state.ids_in(state.open_parts())
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """What a resume of a run with batches has to do: the open batches' jobs, what to submit."""
+
+    open_ids: set[str]
+    to_submit: set[str]
+    index: Any  # the job index when --via batch submits the rest, else None
+
+
+def _what_is_pending(
+    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, via: str, collect_only: bool
+) -> _Pending:
+    from batchgen.batch.state import BatchState
+    from batchgen.jobs import sha256_file
+    from batchgen.runlog.files import compact_all
+    from batchgen.runlog.jobindex import load_or_build
+    from batchgen.runlog.state import job_states, remaining
+    from batchgen.runner.recovery import remove_torn_images
+
+    run_id, job_file = manifest["run_id"], Path(manifest["job_file"])
+    compact_all(rundir.log_dir)
+    remove_torn_images(rundir.images_dir)
+    states = job_states(rundir.path)
+    rundir.mark_crashed()
+    state = BatchState(rundir.state_dir, run_id)
+    open_ids: set[str] = set()
+    for part in state.open_parts():
+        open_ids.update(state.job_ids(part))
+    if via != "batch" or collect_only:
+        return _Pending(open_ids, set(), None)
+    if not job_file.exists():
+        msg = f"the job file {job_file} of this run is gone: put it back to resume"
+        raise UsageError(msg)
+    index = load_or_build(rundir.state_dir, job_file, sha256_file(job_file), dict(cfg.job_defaults))
+    rest = remaining(index, states, cfg.retry_failed)
+    return _Pending(open_ids, set(rest.run) - open_ids, index)
+
+
+def resume_via_batch(
+    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, via: str, observer: Observer,
+    argv: Sequence[str], *, handle_signals: bool = True,
+) -> Outcome | None:  # fmt: skip
+    """`resume`/`collect` of a run with batches: follow and collect what was submitted, then
+    submit what is left (``--via batch``), or cancel the open batches, collect them, and hand
+    the rest to the live path (``--via live``: returns None)."""
+    collect_only = bool(cfg.given.get("collect_only"))
+    pending = _what_is_pending(rundir, manifest, cfg, via, collect_only)
+    if not pending.open_ids and not pending.to_submit:
+        if collect_only:
+            observer.say("nothing to collect: no batch of this run is open")
+            return Outcome(rundir, EXIT_OK)
+        if via == "live":
+            return None
+        observer.say("nothing to resume: every job is done or failed for good")
+        return Outcome(rundir, EXIT_OK)
+    plan = _resume_plan(rundir, manifest, cfg, pending, observer, argv, handle_signals)
+    job_file, defaults = Path(manifest["job_file"]), dict(cfg.job_defaults)
+    index, run_id = pending.index, manifest["run_id"]
+
+    def submit() -> Iterable[Job] | None:
+        """Called once the open batches are collected: what is left now, their pending too."""
+        from batchgen.jobs import iter_jobs
+        from batchgen.runlog.state import job_states, remaining
+
+        now = remaining(index, job_states(rundir.path, with_inflight=False), cfg.retry_failed)
+        ids = set(now.run) - open_ids_now(rundir, run_id)
+        return (j for j in iter_jobs(job_file, defaults) if j.id in ids) if ids else None
+
+    return run_via_batch(plan, cfg, job_file, defaults, submit if index is not None else None,
+                         collect_only=collect_only, cancel_open=via == "live")  # fmt: skip
+
+
+def _resume_plan(
+    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, pending: _Pending,
+    observer: Observer, argv: Sequence[str], handle_signals: bool,
+) -> SessionPlan:  # fmt: skip
+    from batchgen.money.batchrate import batch_table
+    from batchgen.session.prepare import check_job_file, load_prices, make_budget
+    from batchgen.session.resume import session_overrides, spent_so_far
+    from batchgen.session.start import Declined
+
+    connection = resolve_connection(cfg.provider, cfg.base_url, cfg.api_key_env, cfg.api_key)
+    prices = batch_table(load_prices(cfg.prices, cfg.price_per_image))
+    checked = check_job_file(Path(manifest["job_file"]), dict(cfg.job_defaults), prices,
+                             only=frozenset(pending.to_submit), rpm=cfg.pool.rpm,
+                             ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency)  # fmt: skip
+    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked,
+                         spent_before=spent_so_far(rundir))  # fmt: skip
+    if pending.to_submit and not observer.confirm(checked):
+        raise Declined("the quote was not confirmed: nothing was sent")
+    session = rundir.begin_session(session_overrides(cfg), list(argv))
+    _adopt_live_orphans(rundir, manifest, cfg, pending, session, prices)
+    what = "collecting" if not pending.to_submit else "resuming"
+    observer.say(f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "
+                 f"{len(pending.to_submit)} to submit")  # fmt: skip
+    return SessionPlan(
+        rundir=rundir, manifest=manifest, session=session, jobs=(),
+        jobs_to_run=len(pending.to_submit), connection=connection, pool=cfg.pool,
+        prices=prices, budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
+        sim_config=sim_config(cfg, connection), quiet=cfg.quiet, observer=observer,
+        handle_signals=handle_signals,
+    )  # fmt: skip
+
+
+def _adopt_live_orphans(
+    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, pending: _Pending, session: int,
+    prices: Any,
+) -> None:  # fmt: skip
+    """Images a crashed live session saved without their row (never those of open batches:
+    their collection logs them) are adopted, and not submitted again."""
+    from batchgen.jobs import iter_jobs
+    from batchgen.runlog.orphans import image_job_ids
+    from batchgen.runner.recovery import adopt_orphans
+
+    adoptable = (image_job_ids(rundir.images_dir) & pending.to_submit) - pending.open_ids
+    if not adoptable:
+        return
+    job_file, defaults = manifest["job_file"], dict(cfg.job_defaults)
+    wanted = {j.id: j for j in iter_jobs(job_file, defaults) if j.id in adoptable}
+    adopted = adopt_orphans(rundir, manifest["run_id"], session, wanted, prices)
+    pending.to_submit -= set(adopted)
+
+
+def cancel_batches(
+    run_dir: str | Path, base_url: str | None, api_key_env: str | None, observer: Observer
+) -> int | None:
+    """Ask the provider to cancel the run's open batches; how many. None: the run used the
+    in-process simulator, whose batches ended with it."""
+    import anyio
+
+    from batchgen.batch.api import BatchApi
+    from batchgen.batch.context import BatchContext
+    from batchgen.batch.follow import cancel_open
+    from batchgen.batch.state import BatchState
+    from batchgen.limits.stop import RunControl
+    from batchgen.runlog.rundir import RunDir
+
+    rundir = RunDir(run_dir)
+    with rundir.lock():
+        manifest = rundir.load()
+        recorded = manifest["settings"]
+        if recorded.get("provider") == "sim" and not base_url:
+            return None
+        conn = resolve_connection("openai", base_url or recorded.get("base_url"),
+                                  api_key_env or recorded.get("api_key_env"))  # fmt: skip
+        api = BatchApi(str(conn.base_url), conn.api_key)
+        ctx = BatchContext(
+            rundir=rundir, run_id=manifest["run_id"], session=0, provider=conn.provider,
+            api=api, state=BatchState(rundir.state_dir, manifest["run_id"]), sink=None,
+            prices=None, budget=None,  # type: ignore[arg-type]
+            options=batch_options(BatchConfig()), control=RunControl(),
+            jobs_of=lambda ids: {}, say=say_for(observer),
+        )  # fmt: skip
+
+        async def go() -> int:
+            try:
+                return await cancel_open(ctx)
+            finally:
+                await api.aclose()
+
+        return anyio.run(go)

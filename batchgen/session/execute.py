@@ -1,0 +1,318 @@
+"""One live session of a run (the first `run`, a `resume`, a regeneration round): the log
+writer, signals, the disk watch, the pool, and how it ended (recorded in run.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from batchgen.config import PoolConfig
+from batchgen.errors import ErrorClass
+from batchgen.jobs.model import Job
+from batchgen.limits import RateLimiter
+from batchgen.limits.stop import RunControl
+from batchgen.money import Budget, PriceTable
+from batchgen.provider.openai import OpenAIImages
+from batchgen.runlog.journal import SentJournal
+from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.writer import RunLogError, RunLogWriter
+from batchgen.runner.control import PoolSettings, RowContext
+from batchgen.runner.pool import PoolTally, run_pool
+from batchgen.runner.signals import watch_signals
+from batchgen.session.connect import Connection
+from batchgen.session.observer import Observer, Silent
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+
+ENDING = {
+    None: "completed",
+    ErrorClass.AUTH: "stopped_auth",
+    ErrorClass.QUOTA: "stopped_quota",
+    ErrorClass.BUDGET: "stopped_budget",
+    ErrorClass.DISK: "stopped_disk",
+    ErrorClass.CANCELLED: "interrupted",
+    ErrorClass.RATE_LIMIT: "stopped_rate_limit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    rundir: RunDir
+    manifest: dict[str, Any]
+    session: int
+    jobs: Iterable[Job]
+    jobs_to_run: int
+    connection: Connection
+    pool: PoolConfig
+    prices: PriceTable
+    budget: Budget | None
+    cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
+    sim_config: Any  # SimConfig when connection.provider == "sim"
+    quiet: bool = False
+    # a regeneration round (resume --regenerate-below): file name tag and the round header
+    image_tag: str = ""
+    extra_headers: dict[str, str] | None = None
+    # `--providers FILE`: the endpoints (batchgen.provider.endpoints.EndpointSpec); None: one
+    endpoints: list[Any] | None = None
+    observer: Observer = field(default_factory=Silent)
+    handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest["run_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    tally: PoolTally
+    stop_reason: ErrorClass | None
+    stop_message: str
+    exit_code: int
+    how: str = "completed"  # the session's ending in run.json
+    learned: dict[str, Any] | None = None  # what the autopilot learned (one endpoint)
+
+
+def pool_settings(pool: PoolConfig) -> PoolSettings:
+    return PoolSettings.from_config(pool)
+
+
+def make_limiter(pool: PoolConfig) -> RateLimiter:
+    return RateLimiter(
+        pool.rpm, pool.ipm, concurrency=pool.concurrency, adapt=pool.adaptive,
+        max_pause_s=pool.max_pause_s,
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Parts:
+    """What one session wires together before the pool starts."""
+
+    control: RunControl
+    settings: PoolSettings
+    inflight: SentJournal
+    writer: RunLogWriter
+    limiter: RateLimiter
+    router: Any  # batchgen.provider.router.Router with endpoints, else None
+    checker: Any
+
+
+def _wire(plan: SessionPlan) -> _Parts:
+    control = RunControl()
+    settings = pool_settings(plan.pool)
+    # journaled: a resume after kill -9 knows every request sent since the last flush
+    inflight = SentJournal(plan.rundir.state_dir, plan.session)
+    writer = RunLogWriter(
+        plan.rundir.log_dir, run_id=plan.run_id, session=plan.session,
+        state_dir=plan.rundir.state_dir,
+    )  # fmt: skip
+    writer.set_inflight(inflight)
+    router = None
+    if plan.endpoints:
+        from batchgen.provider.endpoints import build_router, resolve_keys
+
+        router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control)
+        router.inflight = inflight  # added to the sent journal when a request really leaves
+        limiter: RateLimiter = router.gate
+        settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
+    else:
+        limiter = make_limiter(plan.pool)
+    return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan))
+
+
+async def execute(plan: SessionPlan) -> SessionResult:
+    """Run the plan's jobs through the pool; end the session in run.json; never raises for
+    what the jobs or the provider do (that is the result's stop reason)."""
+    parts = _wire(plan)
+    tally = PoolTally()
+    try:
+        tally = await _run(plan, parts)
+    finally:
+        # whatever happened, every row that was appended reaches a readable part file
+        lost = _close_log(parts.writer, parts.settings.grace_s, plan.observer)
+        # every sent job has its row now; else the journal stays for resume, as after a crash
+        parts.inflight.close(remove=lost is None)
+        # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
+        checks = parts.checker.finish().as_dict() if parts.checker is not None else {"where": "off"}
+    return _end(plan, parts, tally, lost, checks)
+
+
+async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
+    router, settings, observer = parts.router, parts.settings, plan.observer
+    tally = PoolTally()
+    async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
+        provider: Any = router or OpenAIImages(
+            base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+            extra_headers=plan.extra_headers,
+        )  # fmt: skip
+        if plan.handle_signals:
+            tg.start_soon(watch_signals, parts.control, settings.grace_s, observer.say)
+        tg.start_soon(_watch_disk, parts.writer, parts.inflight, parts.control)
+        try:
+            progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
+            with progress as on_progress:
+                tally = await run_pool(
+                    plan.jobs, provider, parts.limiter, parts.writer,
+                    context=RowContext(
+                        plan.run_id, plan.session, plan.connection.provider,
+                        plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
+                    ),
+                    settings=settings, control=parts.control, prices=plan.prices,
+                    budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
+                    inflight=parts.inflight, on_progress=on_progress,
+                )  # fmt: skip
+        finally:
+            for closing in [ep.provider for ep in router.endpoints] if router else [provider]:
+                await closing.aclose()
+            tg.cancel_scope.cancel()
+    return tally
+
+
+def _end(
+    plan: SessionPlan, parts: _Parts, tally: PoolTally, lost: str | None, checks: Any
+) -> SessionResult:
+    control, router = parts.control, parts.router
+    if lost is not None:  # whatever stopped the run, the rows it could not save come first
+        control.reason, control.message = ErrorClass.DISK, lost
+    reason = _stop_reason(control, router, tally)
+    if reason is None and tally.failed_jobs:
+        how, code = "failed_jobs", EXIT_FAILED
+    elif reason is None:
+        how, code = "completed", EXIT_OK
+    else:
+        how, code = ENDING.get(reason, "interrupted"), EXIT_STOPPED
+    message = control.message
+    learned = parts.limiter.learned() if router is None else None
+    if lost is None:
+        try:
+            summary = session_summary(tally, plan.budget)
+            if router is None:
+                summary["autopilot"] = learned
+            else:
+                summary["endpoints"] = _endpoint_summary(router)
+            summary["image_checks"] = checks
+            plan.rundir.end_session(plan.session, how, summary)
+        except OSError as exc:  # the log is complete; resume treats the session as crashed
+            message = f"{message}; run.json could not record the session's end ({exc})"
+    # rows lost: the session stays without an end, so resume recovers it like a crash (its
+    # sent journal names the jobs; their saved images are adopted)
+    if not message and reason is ErrorClass.BUDGET and plan.budget is not None:
+        message = plan.budget.exhausted_message()
+    return SessionResult(tally, reason, message, code, how, learned)
+
+
+def _stop_reason(control: RunControl, router: Any, tally: PoolTally) -> ErrorClass | None:
+    reason = control.reason
+    if router is not None and reason is None and router.taken_out() and tally.skipped_jobs:
+        # endpoints taken out (auth, quota) left the jobs of their models pending
+        first = next(iter(router.taken_out().items()))
+        reason = first[1].error_class
+        control.message = "; ".join(
+            f"endpoint {name} taken out: {exc}" for name, exc in router.taken_out().items()
+        )
+    if reason is None and tally.skipped_by_class.get(ErrorClass.BUDGET.value):
+        reason = ErrorClass.BUDGET  # some jobs did not fit under the cap: they are pending
+    return reason
+
+
+def _endpoint_summary(router: Any) -> dict[str, Any]:
+    """Each endpoint's learned limits (like ``summary.autopilot`` of one endpoint) and
+    whether it was taken out."""
+    out = {}
+    for ep in router.endpoints:
+        down = ep.down
+        out[ep.name] = {
+            "protocol": ep.protocol,
+            "autopilot": ep.limiter.learned(),
+            "taken_out": None
+            if down is None
+            else {"class": down.error_class.value, "message": down.message[:500]},
+        }
+    return out
+
+
+def _close_log(writer: RunLogWriter, retry_for: float, observer: Observer) -> str | None:
+    """Close the log, retrying a failing final flush (disk full) for ``retry_for`` seconds;
+    None when every row is written, else what was lost, in one line."""
+    if writer.last_error is not None and writer.unwritten:
+        observer.say(
+            f"the run log cannot be written ({writer.last_error}): retrying "
+            f"{writer.unwritten} row(s) for up to {retry_for:g}s — free disk space now",
+            "yellow",
+        )
+    try:
+        writer.close(compact=True, retry_for=retry_for)
+    except RunLogError as exc:
+        return (
+            f"{exc.unwritten} row(s) of the log could not be written "
+            f"({exc.__cause__ or exc}); images already saved are adopted by resume"
+        )
+    return None
+
+
+async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunControl) -> None:
+    """A log flush (the writer's thread) or the sent journal failing — disk full, read-only —
+    stops dispatching: answers that cannot be saved must not be paid for."""
+    while True:
+        await anyio.sleep(0.2)
+        error = writer.last_error or journal.error
+        if error is not None and not control.stopping:
+            control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
+
+
+def _image_checker(plan: SessionPlan) -> Any:
+    if not plan.pool.image_checks:
+        return None
+    from batchgen.checks.ingest import start_ingest_checks
+
+    return start_ingest_checks(plan.rundir.path, plan.session)
+
+
+@contextlib.asynccontextmanager
+async def _base_url(plan: SessionPlan) -> AsyncIterator[str]:
+    async with base_url_of(plan.connection, plan.sim_config, bool(plan.endpoints)) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def base_url_of(
+    connection: Connection, sim_config: Any, endpoints: bool = False
+) -> AsyncIterator[str]:
+    """The connection's base URL; for the simulator, one started for the block."""
+    if endpoints:
+        yield ""  # each endpoint has its own
+        return
+    if connection.provider != "sim":
+        assert connection.base_url is not None
+        yield connection.base_url
+        return
+    from batchgen.sim import SimConfig, run_sim
+
+    async with run_sim(sim_config or SimConfig()) as sim:
+        yield sim.base_url
+
+
+def total_spent(budget: Budget | None, tally: PoolTally) -> float:
+    """Spend of the whole run directory: a capped budget tracks it attempt by attempt;
+    otherwise it is what earlier sessions spent plus this session's rows."""
+    if budget is None:
+        return tally.cost_usd
+    if budget.cap_usd is not None:
+        return budget.spent
+    return budget.spent + tally.cost_usd
+
+
+def session_summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
+    return {
+        "jobs_taken": tally.taken,
+        "jobs_ok": tally.ok_jobs,
+        "jobs_failed": tally.failed_jobs,
+        "jobs_skipped": tally.skipped_jobs,
+        "images": tally.images,
+        "attempts": tally.attempts,
+        "cost_usd": round(tally.cost_usd, 6),
+        "spent_total_usd": round(total_spent(budget, tally), 6),
+    }

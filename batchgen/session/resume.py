@@ -1,0 +1,251 @@
+"""The rest of a run (``batchgen resume``, ``batchgen.resume``): under the run's lock, settle
+what a crash left (part files, torn images, sessions without an end), work out which jobs have
+no successful result, adopt images saved without their row, then run the rest — live, through
+the Batch API, or as regeneration rounds of the quality loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchgen.config import RunConfig
+from batchgen.errors import UsageError
+from batchgen.session.connect import connect, sim_config
+from batchgen.session.execute import SessionPlan
+from batchgen.session.observer import Observer, Silent
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome
+
+if TYPE_CHECKING:
+    from batchgen.runlog.rundir import RunDir
+    from batchgen.runlog.state import Remaining
+    from batchgen.session.regenerate import Regenerate
+
+
+def resume_run(
+    run_dir: str | Path,
+    flags: Mapping[str, Any],
+    *,
+    observer: Observer | None = None,
+    argv: Sequence[str] = (),
+    regenerate: Regenerate | None = None,
+    handle_signals: bool = True,
+) -> Outcome:
+    """Take the run's lock and finish the rest of it. ``flags`` (CLI names) override what
+    run.json recorded for this session. Raises UsageError (RunDirError, RunLocked,
+    JobFileProblems) before anything is sent."""
+    from batchgen.runlog.rundir import RunDir
+
+    rundir = RunDir(run_dir)
+    with rundir.lock():
+        return resume_locked(rundir, flags, observer or Silent(), argv,
+                             regenerate=regenerate, handle_signals=handle_signals)  # fmt: skip
+
+
+def resume_locked(
+    rundir: RunDir,
+    flags: Mapping[str, Any],
+    observer: Observer,
+    argv: Sequence[str],
+    *,
+    regenerate: Regenerate | None = None,
+    handle_signals: bool = True,
+) -> Outcome:
+    from batchgen.session.batchmode import open_parts_of, resume_via_batch
+
+    manifest = rundir.load(strict=True)
+    recorded = manifest["settings"]
+    cfg = RunConfig.build(flags, recorded)
+    via = cfg.via or recorded.get("via") or "live"
+    if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
+        # batches of this run: collect them first; --via batch submits the rest as batches
+        outcome = resume_via_batch(rundir, manifest, cfg, via, observer, argv,
+                                   handle_signals=handle_signals)  # fmt: skip
+        if outcome is not None:
+            return outcome
+        manifest = rundir.load()
+    job_file = Path(manifest["job_file"])
+    if not job_file.exists():
+        msg = f"the job file {job_file} of this run is gone: put it back to resume"
+        raise UsageError(msg)
+    rest, job_sha256 = _recover(rundir, cfg, job_file, observer)
+    _say_what_changed(observer, manifest, job_file, job_sha256, rest)
+    ctx = _Resume(rundir, cfg, manifest, job_file, observer, argv, handle_signals)
+    if regenerate is not None:
+        return _with_rounds(ctx, rest, regenerate)
+    if not rest.run:
+        observer.say(
+            f"nothing to resume: {rest.skipped_done} job(s) done, "
+            f"{rest.skipped_failed} failed for good"
+            + (" (rerun them with --retry-failed)" if rest.skipped_failed else "")
+        )
+        return Outcome(rundir, EXIT_OK)
+    return run_rest(ctx, rest)
+
+
+def _recover(
+    rundir: RunDir, cfg: RunConfig, job_file: Path, observer: Observer
+) -> tuple[Remaining, str]:
+    """Settle what a crashed session left; which jobs still need a run."""
+    # the log readers (pyarrow.dataset) load here, not when the CLI builds its parser
+    from batchgen.jobs import sha256_file
+    from batchgen.runlog.files import damaged_message
+    from batchgen.runlog.jobindex import load_or_build
+    from batchgen.runlog.state import job_states, remaining
+    from batchgen.runner.recovery import remove_torn_images, settle_log
+
+    # a crashed session left part files and an in-flight list: settle them first
+    for path in settle_log(rundir.log_dir):
+        observer.warn(damaged_message(path, moved=True))
+    remove_torn_images(rundir.images_dir)
+    states = job_states(rundir.path)
+    rundir.mark_crashed()
+    job_sha256 = sha256_file(job_file)
+    # the index `run` stored when the file is the same; else the file is scanned (edited)
+    index = load_or_build(rundir.state_dir, job_file, job_sha256, dict(cfg.job_defaults))
+    return remaining(index, states, cfg.retry_failed), job_sha256
+
+
+class _Resume:
+    """What every step of one resume shares."""
+
+    def __init__(
+        self, rundir: RunDir, cfg: RunConfig, manifest: dict[str, Any], job_file: Path,
+        observer: Observer, argv: Sequence[str], handle_signals: bool,
+    ) -> None:  # fmt: skip
+        self.rundir, self.cfg, self.manifest = rundir, cfg, manifest
+        self.job_file, self.observer, self.argv = job_file, observer, argv
+        self.handle_signals = handle_signals
+        self.defaults = dict(cfg.job_defaults)
+
+
+def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
+    from batchgen.session.regenerate import run_rounds
+
+    code = EXIT_OK
+    last: Outcome | None = None
+    if rest.run:
+        last = run_rest(ctx, rest)
+        code = last.exit_code
+        if code not in (EXIT_OK, EXIT_FAILED):
+            return last
+    rounds = run_rounds(ctx.rundir, ctx.cfg, ctx.manifest, regen, ctx.job_file,
+                        ctx.observer, ctx.argv, ctx.handle_signals)  # fmt: skip
+    result = rounds.result or (last.result if last else None)
+    return Outcome(ctx.rundir, max(code, rounds.exit_code), result, rounds.budget)
+
+
+def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
+    """Run the jobs without a successful result (the resume proper)."""
+    import anyio
+
+    from batchgen.jobs import iter_jobs
+    from batchgen.session.execute import execute
+    from batchgen.session.prepare import check_job_file, load_prices, make_budget
+    from batchgen.session.start import Declined, check_served
+
+    cfg, rundir = ctx.cfg, ctx.rundir
+    connection, endpoints = connect(cfg)
+    prices = load_prices(cfg.prices, cfg.price_per_image)
+    checked = check_job_file(
+        ctx.job_file, ctx.defaults, prices, only=rest.run, rpm=cfg.pool.rpm,
+        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency,
+    )  # fmt: skip
+    if endpoints:
+        check_served(endpoints, checked)
+    session = rundir.begin_session(session_overrides(cfg), list(ctx.argv))
+    to_run = rest.run - _adopt(ctx, rest, session, prices)
+    spent = spent_so_far(rundir)
+    if cfg.max_cost is not None:
+        from batchgen.quality.store import scores_cost
+
+        spent += scores_cost(rundir.path)  # --max-cost bounds images and scoring together
+    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before=spent)
+    if not ctx.observer.confirm(checked):
+        rundir.end_session(session, "interrupted", {"jobs_taken": 0})
+        raise Declined("the quote was not confirmed: nothing was sent")
+    ctx.observer.say(
+        f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}"
+    )
+    plan = SessionPlan(
+        rundir=rundir, manifest=ctx.manifest, session=session,
+        jobs=(job for job in iter_jobs(ctx.job_file, ctx.defaults) if job.id in to_run),
+        jobs_to_run=len(to_run), connection=connection, pool=cfg.pool, prices=prices,
+        budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
+        sim_config=sim_config(cfg, connection), quiet=cfg.quiet, endpoints=endpoints,
+        observer=ctx.observer, handle_signals=ctx.handle_signals,
+    )  # fmt: skip
+    result = anyio.run(execute, plan)
+    ctx.observer.session_ended(rundir, result, budget, summary=not cfg.quiet)
+    return Outcome(rundir, result.exit_code, result, budget)
+
+
+def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]:
+    """Jobs whose images were saved before a crash (logged now, not paid again); jobs in
+    flight at a crash are recorded as possibly billed twice. Returns the adopted ids."""
+    from batchgen.jobs import iter_jobs
+    from batchgen.runlog.orphans import image_job_ids
+    from batchgen.runner.recovery import adopt_orphans, record_crashed_inflight
+
+    rundir, run_id = ctx.rundir, ctx.manifest["run_id"]
+    # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
+    # and those in flight at a crash; the rest stream from the file when the pool runs
+    candidates = (image_job_ids(rundir.images_dir) & rest.run) | rest.possibly_billed_twice
+    rest_jobs = {j.id: j for j in iter_jobs(ctx.job_file, ctx.defaults) if j.id in candidates}
+    # an edited job's images on disk are its old body's (same file names): never adopt them
+    edited = set(rest.edited)
+    wanted = {i: job for i, job in rest_jobs.items() if i not in edited}
+    adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
+    # in flight at a crash (the last in-flight snapshot and the sent journal); an adopted
+    # job's answer arrived before the crash: billed once, and not sent again
+    in_flight = rest.possibly_billed_twice - set(adopted)
+    billed_twice = record_crashed_inflight(rundir, run_id, session, in_flight, rest_jobs)
+    if adopted:
+        ctx.observer.say(f"adopted {len(adopted)} job(s) whose images were saved before the crash")
+    if billed_twice:
+        ctx.observer.say(
+            f"{billed_twice} job(s) were in flight at a crash: they may have been billed "
+            "and are sent again",
+            "yellow",
+        )
+    return set(adopted)
+
+
+def session_overrides(cfg: RunConfig) -> dict[str, Any]:
+    """What run.json's session record keeps of the flags (secrets stripped by RunDir)."""
+    given = {k: v for k, v in cfg.given.items() if v not in (None, False) and k != "func"}
+    given.pop("run_dir", None)
+    return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
+        "sim": dict(cfg.sim) or None
+    }
+
+
+def spent_so_far(rundir: RunDir) -> float:
+    import pyarrow.compute as pc
+
+    from batchgen.runlog.reader import read_log
+
+    table = read_log(rundir.path, ["cost_usd"])
+    return float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
+
+
+def _say_what_changed(
+    observer: Observer, manifest: dict[str, Any], job_file: Path, job_sha256: str,
+    rest: Remaining,
+) -> None:  # fmt: skip
+    def shown(ids: Sequence[str]) -> str:
+        return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+
+    if job_sha256 == manifest.get("job_file_sha256"):
+        if rest.edited:  # same file, other content: an edit's input photos changed
+            observer.say(f"input images changed: {len(rest.edited)} job(s) run again: "
+                         f"{shown(rest.edited)}")  # fmt: skip
+        return
+    observer.say(
+        f"the job file {job_file} changed since the run started: "
+        f"{len(rest.edited)} edited, {len(rest.removed)} removed, and jobs not in the log "
+        f"(new or never reached): {len(rest.added)}"
+    )
+    for label, ids in (("edited", rest.edited), ("removed", rest.removed)):
+        if ids:
+            observer.say(f"  {label}: {shown(ids)}")

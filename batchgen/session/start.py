@@ -1,0 +1,253 @@
+"""A new run (``batchgen run``, ``batchgen.run``): check and quote the job file, create the
+run directory, then its first session — live, or through the Batch API (``via="batch"``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchgen.config import RunConfig
+from batchgen.errors import UsageError
+from batchgen.session.connect import Connection, connect, sim_config
+from batchgen.session.execute import SessionPlan
+from batchgen.session.observer import Observer, Silent
+from batchgen.session.outcome import Outcome
+from batchgen.session.prepare import Checked, check_job_file, load_prices, make_budget
+
+if TYPE_CHECKING:
+    from batchgen.money import Budget, PriceTable
+    from batchgen.runlog.jobindex import IndexBuilder
+    from batchgen.runlog.rundir import RunDir
+
+
+class Declined(UsageError):
+    """The quote was not confirmed: nothing was sent (the CLI exits 2, silently)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A run checked and quoted, nothing created or sent yet."""
+
+    cfg: RunConfig
+    job_file: str
+    connection: Connection
+    endpoints: list[Any] | None
+    prices: PriceTable
+    checked: Checked
+    budget: Budget
+    index: IndexBuilder
+
+
+def default_run_dir(jobfile: str | Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path("runs") / f"{Path(jobfile).stem}-{stamp}"
+
+
+def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
+    """Everything `run` checks before it creates the run directory; raises UsageError (or
+    JobFileProblems) with the fix, nothing sent."""
+    from batchgen.runlog.jobindex import IndexBuilder
+
+    _check_modes(cfg)
+    connection, endpoints = connect(cfg)
+    _check_connection(cfg, connection, endpoints, job_file)
+    prices = load_prices(cfg.prices, cfg.price_per_image)
+    if cfg.via_batch:
+        from batchgen.money.batchrate import batch_table
+
+        prices = batch_table(prices)  # quote, budget and costs at the batch rate
+    index = IndexBuilder()
+    pool = cfg.pool
+    checked = check_job_file(
+        job_file, dict(cfg.job_defaults), prices, rpm=pool.rpm, ipm=pool.ipm,
+        concurrency=pool.concurrency, index=index,
+    )  # fmt: skip
+    if cfg.max_jobs is not None and checked.jobs > cfg.max_jobs:
+        msg = f"{job_file}: {checked.jobs:,} jobs, more than --max-jobs {cfg.max_jobs:,}"
+        raise UsageError(msg)
+    if endpoints:
+        check_served(endpoints, checked)
+    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
+    sim_config(cfg, connection)  # bad simulator options: a usage error now
+    return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index)
+
+
+def _check_modes(cfg: RunConfig) -> None:
+    if not cfg.via_batch and (cfg.detach or cfg.deadline is not None):
+        raise UsageError("--detach and --deadline go with --via batch")
+
+
+def _check_connection(
+    cfg: RunConfig, connection: Connection, endpoints: list[Any] | None, job_file: str
+) -> None:
+    if cfg.via_batch and endpoints:
+        raise UsageError(
+            "--via batch goes to one OpenAI endpoint: drop --providers, or "
+            "run the batch with --base-url / --api-key-env"
+        )
+    if cfg.detach and connection.provider == "sim":
+        raise UsageError(
+            "--detach needs a provider that outlives this process: the "
+            "in-process simulator stops with it (serve one: batchgen sim)"
+        )
+    if cfg.via_batch and has_edits(job_file):
+        raise UsageError(
+            "edits (jobs with image/images/mask) go through the live API "
+            "only: run them without --via batch"
+        )
+    if (
+        endpoints
+        and any(ep.protocol not in ("openai", "azure") for ep in endpoints)
+        and has_edits(job_file)
+    ):
+        raise UsageError(
+            "edits (jobs with image/images/mask) are sent by the openai and "
+            "azure protocols only: keep only such endpoints in --providers"
+        )
+
+
+def start_run(
+    job_file: str,
+    cfg: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    observer: Observer | None = None,
+    argv: Sequence[str] = (),
+    handle_signals: bool = True,
+) -> Outcome:
+    """Check, quote (``observer.confirm``), create the run directory and run its first
+    session. Raises UsageError (JobFileProblems, RunDirError, Declined) before anything is
+    sent; what the provider does is the outcome's exit code and stop reason."""
+    from batchgen.runlog.rundir import RunDir
+
+    observer = observer or Silent()
+    prepared = prepare_run(job_file, cfg)
+    if not observer.confirm(prepared.checked):
+        raise Declined("the quote was not confirmed: nothing was sent")
+    rundir = RunDir(run_dir or default_run_dir(job_file))
+    settings = run_settings(prepared)
+    checked = prepared.checked
+    rundir.create(job_file, checked.sha256, checked.jobs, checked.images, settings)
+    _store_index(rundir, prepared.index, checked.sha256, dict(cfg.job_defaults), job_file)
+    with rundir.lock():
+        return _first_session(rundir, prepared, observer, argv, handle_signals)
+
+
+def _first_session(
+    rundir: RunDir, prepared: Prepared, observer: Observer, argv: Sequence[str],
+    handle_signals: bool,
+) -> Outcome:  # fmt: skip
+    import anyio
+
+    from batchgen.jobs import iter_jobs
+    from batchgen.session.execute import execute
+
+    cfg, checked = prepared.cfg, prepared.checked
+    manifest = rundir.load()
+    session = rundir.begin_session({}, list(argv))
+    observer.say(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
+    defaults = dict(cfg.job_defaults)
+    plan = SessionPlan(
+        rundir=rundir, manifest=manifest, session=session,
+        jobs=iter_jobs(prepared.job_file, defaults), jobs_to_run=checked.jobs,
+        connection=prepared.connection, pool=cfg.pool, prices=prepared.prices,
+        budget=prepared.budget, cheapest_job_usd=checked.cheapest_job_usd,
+        sim_config=sim_config(cfg, prepared.connection), quiet=cfg.quiet,
+        endpoints=prepared.endpoints, observer=observer, handle_signals=handle_signals,
+    )  # fmt: skip
+    if cfg.via_batch:
+        return _batch_first(rundir, prepared, plan, observer, argv)
+    result = anyio.run(execute, plan)
+    observer.session_ended(rundir, result, plan.budget, summary=not cfg.quiet)
+    return Outcome(rundir, result.exit_code, result, plan.budget)
+
+
+def _batch_first(
+    rundir: RunDir, prepared: Prepared, plan: SessionPlan, observer: Observer,
+    argv: Sequence[str],
+) -> Outcome:  # fmt: skip
+    from batchgen.session.batchmode import run_via_batch
+    from batchgen.session.resume import resume_locked
+
+    cfg = prepared.cfg
+    outcome = run_via_batch(plan, cfg, prepared.job_file, dict(cfg.job_defaults),
+                            lambda: plan.jobs)  # fmt: skip
+    if outcome is not None:
+        return outcome
+    # the deadline: what the batches could not finish in time goes live
+    live = {**cfg.given, "api_key": cfg.api_key, "via": "live", "retry_failed": False}
+    return resume_locked(rundir, live, observer, argv, handle_signals=plan.handle_signals)
+
+
+def run_settings(prepared: Prepared) -> dict[str, Any]:
+    """What run.json records of the run's settings (no key: the variable's name only)."""
+    cfg, connection = prepared.cfg, prepared.connection
+    settings: dict[str, Any] = {
+        "defaults": dict(cfg.job_defaults),
+        "pool": cfg.pool.record(),
+        "provider": connection.provider,
+        "base_url": connection.base_url,
+        "api_key_env": connection.key_env,
+        "sim": dict(cfg.sim) if connection.provider == "sim" else None,
+        "prices": str(Path(cfg.prices).resolve()) if cfg.prices else None,
+        "max_cost": cfg.max_cost,
+        "price_per_image": cfg.price_per_image,
+        "via": cfg.via or "live",
+    }
+    if cfg.via_batch:
+        settings["batch"] = cfg.batch.record()
+    if prepared.endpoints:
+        from batchgen.provider.endpoints import describe
+
+        settings["endpoints"] = describe(prepared.endpoints)  # names, URLs, key variables
+        settings["providers_file"] = str(Path(str(cfg.providers)).resolve())
+    return settings
+
+
+def _store_index(
+    rundir: RunDir, index: IndexBuilder, job_sha256: str, defaults: dict[str, Any], job_file: str
+) -> None:
+    """Keep the job file's index for resume; without it resume rescans the file (slower).
+    Not for a file of edits: its fingerprints depend on input photos that can change."""
+    import pyarrow as pa
+
+    from batchgen.jobs.inputs import may_have_inputs
+    from batchgen.runlog.jobindex import write_index
+
+    if may_have_inputs(job_file):
+        return
+    try:
+        write_index(rundir.state_dir, index.table(), job_sha256, defaults)
+    except OSError:
+        return
+    # the index is on disk: hand its buffers back before the run's own allocations start
+    pa.default_memory_pool().release_unused()
+
+
+def has_edits(job_file: str | Path) -> bool:
+    """Whether any job of the file is an edit (a byte scan first; a parse only if it may)."""
+    from batchgen.jobs import JobFileError, iter_jobs
+    from batchgen.jobs.inputs import may_have_inputs
+
+    if not may_have_inputs(job_file):
+        return False
+    try:
+        return any(job.inputs for job in iter_jobs(job_file))
+    except (JobFileError, OSError, ValueError):
+        return False  # the validation that follows reports it
+
+
+def check_served(endpoints: list[Any], checked: Checked) -> None:
+    """Every model of the job file has an endpoint, or nothing is sent."""
+    from batchgen.provider.endpoints import unserved
+
+    missing = unserved(endpoints, {line.model for line in checked.quote.lines})
+    if missing:
+        msg = (
+            f"no endpoint of the providers file serves model(s) {', '.join(missing)}: add them "
+            "to an endpoint's models list"
+        )
+        raise UsageError(msg)
