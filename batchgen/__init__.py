@@ -1,7 +1,7 @@
 """batchgen: batch image generation for OpenAI-compatible image APIs.
 
 The public surface is ``__all__``: ``run``/``run_async``, ``resume``/``resume_async`` and
-``report`` (batchgen.api), their result types, ``RunConfig`` and the errors a caller can
+``report`` (batchgen.api), their result types (``RunResult``, ``Progress``, ``Report``), ``RunConfig`` and the errors a caller can
 catch (the tree is in batchgen.errors). Everything is loaded on first use, so importing
 batchgen (or the CLI, ``batchgen.cli.main``) stays cheap.
 """
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from batchgen.jobs import JobFileError
     from batchgen.money import PricesError
+    from batchgen.reports import Report
     from batchgen.runlog.writer import RunLogError
 
 # public name -> the module that defines it
@@ -39,6 +40,7 @@ _WHERE = {
     "RunResult": "batchgen.api",
     "Progress": "batchgen.api",
     "RunConfig": "batchgen.config",
+    "Report": "batchgen.reports",
     "BatchgenError": "batchgen.errors",
     "UsageError": "batchgen.errors",
     "ConfigError": "batchgen.errors",
@@ -58,6 +60,7 @@ __all__ = [
     "JobFileError",
     "PricesError",
     "Progress",
+    "Report",
     "RunConfig",
     "RunDirError",
     "RunLocked",

@@ -29,6 +29,7 @@ from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped
 from batchgen.session.observer import Silent
 
 if TYPE_CHECKING:
+    from batchgen.reports import Report
     from batchgen.jobs.model import Job
     from batchgen.runner.pool import PoolTally
     from batchgen.session.outcome import Outcome
@@ -169,14 +170,19 @@ async def resume_async(
     return await anyio.to_thread.run_sync(call)
 
 
-def report(run_dir: str | Path) -> Any:
-    """The run's analysis (what `batchgen report` renders).
+def report(
+    run_dir: str | Path,
+    *,
+    compare_to: str | Path | None = None,
+    image_checks: bool = True,
+) -> Report:
+    """The run's report (what `batchgen report` renders), as a typed :class:`Report`:
+    ``.run`` holds the sections (batchgen.reports.model), ``.to_json()``, ``.to_text()``,
+    ``.to_markdown()`` and ``.to_html()`` render it, ``.write(fmt, out)`` saves it. With
+    ``compare_to``, the two runs compared (``run_dir`` as A)."""
+    from batchgen.reports import build_report
 
-    MERGE POINT: returns ``batchgen.analyze.analyze_run``'s result today; at merge this
-    becomes the typed ``batchgen.reports.model.Report`` (``.to_json()``, ``.to_html()``)."""
-    from batchgen.analyze import analyze_run
-
-    return analyze_run(Path(run_dir))
+    return build_report(run_dir, compare_to=compare_to, image_checks=image_checks)
 
 
 # ---- helpers ----------------------------------------------------------------------------

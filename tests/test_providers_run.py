@@ -195,8 +195,8 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     import anyio
 
     from batchgen.config import PoolConfig
-    from batchgen.provider.endpoints import EndpointSpec, build_router
     from batchgen.jobs.model import Job
+    from batchgen.provider.endpoints import EndpointSpec, build_router
     from batchgen.runner.control import PoolSettings, RowContext
     from batchgen.runner.pool import run_pool
 

@@ -42,3 +42,6 @@ def test_the_readme_api_examples_run(
     out = capsys.readouterr().out
     assert "stopped: quota" in out and "refused: rpm must be a number > 0" in out
     assert (tmp_path / "runs" / "api-demo" / "run.json").exists()
+    assert (
+        (tmp_path / "runs" / "api-demo" / "report.html").read_text().startswith("<!DOCTYPE html>")
+    )

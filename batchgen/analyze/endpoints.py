@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from batchgen.analyze.load import Manifest, read_columns
+from batchgen.analyze.load import read_columns
+from batchgen.runlog.manifest import Manifest
 from batchgen.runlog.schema import STATUS_OK
 
 _COLUMNS = ["endpoint", "job_id", "status", "latency_s", "cost_usd", "image_count", "error_class"]

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchgen.analyze.load import Manifest, floats, seconds, strings
+from batchgen.analyze.load import floats, seconds, strings
 from batchgen.errors import ErrorClass
+from batchgen.runlog.manifest import Manifest
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from batchgen.runlog.state import (
     DONE,

@@ -13,12 +13,13 @@ from batchgen.analyze import figures as F
 from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
-from batchgen.analyze.load import Manifest, load_manifest, read_columns
+from batchgen.analyze.load import load_manifest, read_columns
 from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
 from batchgen.analyze.variables import variable_figures
 from batchgen.quality.figures import quality_figures
+from batchgen.runlog.manifest import Manifest
 
 REPORT_VERSION = 1
 _DEFAULT = object()

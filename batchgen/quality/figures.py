@@ -101,7 +101,7 @@ def quality_figures(run_dir: Path | str) -> dict[str, Any] | None:
                 "prompt": (by_path.get(r["image_path"]) or (None,) * 4)[3],
             }
             for r in weakest
-        ],  # fmt: skip
+        ],
         "best_images": {j: r["image_path"] for j, r in sorted(best.items())},
         "scoring_cost_usd": sum(all_cost),
         "scoring_requests": sum(all_attempts),

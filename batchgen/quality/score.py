@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import anyio
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
+from batchgen.clock import SYSTEM_CLOCK
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
@@ -148,7 +149,11 @@ class JudgePool:
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(
-                    _watch_stall, self.limiter, self.control, self.settings.stall_timeout_s
+                    _watch_stall,
+                    self.limiter,
+                    self.control,
+                    self.settings.stall_timeout_s,
+                    SYSTEM_CLOCK,
                 )
                 async with anyio.create_task_group() as tg:
                     self.control._cancel = tg.cancel_scope.cancel

@@ -74,7 +74,7 @@ def scores_dir(run_dir: Path | str) -> Path:
 
 
 def _files(folder: Path) -> list[tuple[str, int, int, Path]]:
-    out = []
+    out: list[tuple[str, int, int, Path]] = []
     if not folder.is_dir():
         return out
     for p in folder.iterdir():

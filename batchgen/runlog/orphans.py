@@ -54,7 +54,9 @@ def image_job_ids(images_dir: Path | str) -> set[str]:
     return {job_id for job_id, _, _ in _image_files(images_dir)}
 
 
-def _scan(images_dir: Path, done_ids: Container[str], wanted: Mapping[str, int]) -> dict:
+def _scan(
+    images_dir: Path, done_ids: Container[str], wanted: Mapping[str, int]
+) -> dict[str, dict[int, Path]]:
     groups: dict[str, dict[int, Path]] = {}
     for job_id, index, path in _image_files(images_dir):
         if job_id in done_ids or job_id not in wanted:

@@ -64,7 +64,7 @@ class JobStates:
     inflight_at_crash: frozenset[str] = field(default_factory=frozenset)
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def ids(self, state: str) -> set[str]:
         mask = pc.equal(self.table["state"], state)

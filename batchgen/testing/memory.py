@@ -222,7 +222,7 @@ class MemoryProvider:
         """How each request of ``job_id`` ended, in order ("ok" or an error class)."""
         return [c.outcome for c in self.calls if c.job_id == job_id]
 
-    async def generate(self, job: Job, *, timeout: float) -> GenerateResult:  # noqa: ASYNC109
+    async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         self.sent[job.id] += 1
         number = self.sent[job.id]
         answer = self._answer(job, number)
