@@ -1,8 +1,8 @@
 """batchgen: batch image generation for OpenAI-compatible image APIs.
 
 The public surface is ``__all__``: ``run``/``run_async``, ``resume``/``resume_async`` and
-``report`` (batchgen.api), their result types (``RunResult``, ``Progress``, ``Report``), ``RunConfig`` and the errors a caller can
-catch (the tree is in batchgen.errors). Everything is loaded on first use, so importing
+``report`` (batchgen.api), their result types (``RunResult``, ``Progress``, ``Report``),
+``RunConfig`` and the errors a caller can catch (the tree is in batchgen.errors). Everything is loaded on first use, so importing
 batchgen (or the CLI, ``batchgen.cli.main``) stays cheap.
 """
 

@@ -29,8 +29,8 @@ from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped
 from batchgen.session.observer import Silent
 
 if TYPE_CHECKING:
-    from batchgen.reports import Report
     from batchgen.jobs.model import Job
+    from batchgen.reports import Report
     from batchgen.runner.pool import PoolTally
     from batchgen.session.outcome import Outcome
 
