@@ -2,8 +2,9 @@
 
 The public surface is ``__all__``: ``run``/``run_async``, ``resume``/``resume_async`` and
 ``report`` (batchgen.api), their result types (``RunResult``, ``Progress``, ``Report``),
-``RunConfig`` and the errors a caller can catch (the tree is in batchgen.errors). Everything is loaded on first use, so importing
-batchgen (or the CLI, ``batchgen.cli.main``) stays cheap.
+``RunConfig`` and the errors a caller can catch (the tree is in batchgen.errors). Everything
+is loaded on first use, so importing batchgen (or the CLI, ``batchgen.cli.main``) stays
+cheap.
 """
 
 from __future__ import annotations
