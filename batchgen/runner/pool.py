@@ -99,7 +99,7 @@ async def run_pool(
 
 
 async def _watch_stall(
-    limiter: RateLimiter, control: RunControl, timeout_s: float, clock: Clock
+    limiter: RateLimiter, control: RunControl, timeout_s: float, clock: Clock = SYSTEM_CLOCK
 ) -> None:
     """Stop the run when the provider has answered nothing but 429s for ``timeout_s``: the
     jobs stay pending for resume, none is failed for rate limiting."""
