@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchgen.cli.money_args import add_money_arguments
+from batchgen.config import FIXED_CONCURRENCY
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -72,9 +73,8 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """Job defaults and rate flags, until the CLI's shared helper adds them (skips any flag
-    the parser already has, so both can be called)."""
-    have = set(parser._option_string_actions)
+    """The job defaults, and the limits the quote's wall time is estimated under (``plan``
+    sends nothing, so it has no autopilot to ask: --concurrency defaults to the fixed one)."""
     specs: list[tuple[str, dict[str, Any]]] = [
         ("--model", {"help": "default model for jobs that name none"}),
         ("--size", {"help": "default size, e.g. 1024x1024"}),
@@ -82,11 +82,17 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
         ("--n", {"type": int, "help": "default images per request"}),
         ("--rpm", {"type": float, "help": "requests per minute allowed"}),
         ("--ipm", {"type": float, "help": "images per minute allowed"}),
-        ("--concurrency", {"type": int, "default": 8, "help": "requests in flight (default 8)"}),
+        (
+            "--concurrency",
+            {
+                "type": int,
+                "default": FIXED_CONCURRENCY,
+                "help": f"requests in flight (default {FIXED_CONCURRENCY})",
+            },
+        ),
     ]
     for flag, kwargs in specs:
-        if flag not in have:
-            parser.add_argument(flag, **kwargs)
+        parser.add_argument(flag, **kwargs)
 
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:

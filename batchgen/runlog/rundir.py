@@ -17,7 +17,6 @@ import fcntl
 import importlib.metadata
 import json
 import os
-import re
 import socket
 import time
 import uuid
@@ -27,6 +26,7 @@ from typing import Any
 
 from batchgen.errors import RunDirError as RunDirError  # re-exported: callers import it here
 from batchgen.errors import RunLocked, redact
+from batchgen.redaction import ENV_NAME, SECRETISH
 from batchgen.runlog import manifest
 from batchgen.runlog.fsio import atomic_write_bytes
 
@@ -45,8 +45,6 @@ ENDINGS = frozenset(
         "detached",  # --via batch --detach: batches submitted, left running at the provider
     }
 )
-_SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STRIPPED = "<stripped>"
 
 
@@ -65,7 +63,7 @@ def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             out = {}
             for k, v in value.items():
                 sub = f"{path}.{k}" if path else str(k)
-                c = clean(v, sub, secretish or bool(_SECRETISH.search(str(k))))
+                c = clean(v, sub, secretish or bool(SECRETISH.search(str(k))))
                 if c is not _STRIPPED:
                     out[k] = c
             return out
@@ -76,7 +74,7 @@ def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 if (c := clean(v, f"{path}[{i}]", secretish)) is not _STRIPPED
             ]
         if isinstance(value, str) and (
-            (secretish and not _ENV_NAME.match(value)) or redact(value, ()) != value
+            (secretish and not ENV_NAME.match(value)) or redact(value, ()) != value
         ):
             dropped.append(path)
             return _STRIPPED
