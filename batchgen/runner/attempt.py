@@ -13,15 +13,12 @@ then its jobs stay pending.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
-    wait_random_exponential,
 )
 
 from batchgen import faultpoints
@@ -32,34 +29,15 @@ from batchgen.jobs.model import Job
 from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
-from batchgen.provider.base import GenerateResult, Provider, Usage
+from batchgen.provider.base import GenerateResult, Provider
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
+from batchgen.runner.rows import attempt_row, routed, usage_into
+from batchgen.runner.tries import Backoff, Tries, Try
 
 # answers up to this size are written on the event loop; larger ones in a worker thread
 _INLINE_SAVE_BYTES = 512 * 1024
-
-
-@dataclass(slots=True)
-class _Try:
-    """One attempt of a job, as its row will tell it."""
-
-    job: Job
-    number: int  # 1-based; 0 for a job skipped before any attempt
-    queued_at: float
-    started: float | None = None  # wall clock, when the request went out
-    t0: float = 0.0  # the clock's monotonic time at the same moment, for the latency
-    wait_s: float | None = None  # spent waiting for the limiter
-    tries: _Tries | None = None  # the job's count of attempts that used up max_attempts
-
-
-@dataclass(slots=True)
-class _Tries:
-    """Attempts of one job that count against max_attempts (a 429 for rate does not)."""
-
-    failures: int = 0
-    number: int = 0  # every attempt sent, 429s included: the row's ``attempt``
 
 
 class _Stopped(Exception):
@@ -68,35 +46,6 @@ class _Stopped(Exception):
 
 class _OverBudget(Exception):
     """This attempt's worst case does not fit under --max-cost: the job is not sent."""
-
-
-class _Backoff:
-    """Full-jitter exponential backoff, or exactly the server's Retry-After when it gave one.
-
-    The exponent counts the job's failures that use up attempts, not tenacity's attempt
-    number: the pool sends a job's first attempt without tenacity (most jobs never retry), and
-    the 429s between failures do not count."""
-
-    def __init__(self, base: float, cap: float, tries: _Tries) -> None:
-        self._jitter = wait_random_exponential(multiplier=base, max=cap)
-        self._cap = cap
-        self._tries = tries
-        self._state: RetryCallState | None = None  # made at the first backoff: most jobs have none
-
-    def delay(self, exc: BaseException | None) -> float:
-        if isinstance(exc, AttemptError) and (
-            exc.error_class is ErrorClass.RATE_LIMIT or exc.rerouted
-        ):
-            return 0.0  # the limiter paused the whole pool for it already / another endpoint
-        if isinstance(exc, AttemptError) and exc.retry_after_s is not None:
-            return min(exc.retry_after_s, self._cap)
-        if self._state is None:
-            self._state = RetryCallState(AsyncRetrying(), None, (), {})
-        self._state.attempt_number = max(1, self._tries.failures)
-        return float(self._jitter(self._state))
-
-    def __call__(self, state: RetryCallState) -> float:
-        return self.delay(state.outcome.exception() if state.outcome else None)
 
 
 class JobRunner:
@@ -129,7 +78,7 @@ class JobRunner:
         self.inflight = inflight
         self.tally = tally
 
-    def _again(self, exc: BaseException, tries: _Tries) -> bool:
+    def _again(self, exc: BaseException, tries: Tries) -> bool:
         """Send this job again? Retryable class, the run going on, attempts left (a 429 for
         rate uses none up)."""
         if not isinstance(exc, AttemptError) or self.control.stopping:
@@ -145,8 +94,8 @@ class JobRunner:
             await backoff_sleep(seconds, self.clock)
 
     async def run(self, job: Job, queued_at: float) -> None:
-        tries = _Tries()
-        backoff = _Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tries)
+        tries = Tries()
+        backoff = Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tries)
         try:
             try:
                 await self._reserved_attempt(job, tries, queued_at)
@@ -172,7 +121,7 @@ class JobRunner:
         if exc.error_class is ErrorClass.RATE_LIMIT:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
 
-    async def _retry(self, job: Job, tries: _Tries, backoff: _Backoff, queued_at: float) -> None:
+    async def _retry(self, job: Job, tries: Tries, backoff: Backoff, queued_at: float) -> None:
         """Attempts after the first, decided by tenacity from the error taxonomy."""
         attempts = AsyncRetrying(
             stop=lambda _state: False,  # _again decides, from the job's own count
@@ -187,7 +136,7 @@ class JobRunner:
                     raise _Stopped
                 await self._reserved_attempt(job, tries, queued_at)
 
-    async def _reserved_attempt(self, job: Job, tries: _Tries, queued_at: float) -> None:
+    async def _reserved_attempt(self, job: Job, tries: Tries, queued_at: float) -> None:
         """Every attempt holds its own worst case: a provider that bills a failed attempt
         (a 200 with a broken image) cannot push the spend past the cap on the retry."""
         if self.budget_gate is None:
@@ -203,11 +152,11 @@ class JobRunner:
             self.budget_gate.settle(reservation, billed[0])
 
     async def _attempt(
-        self, job: Job, tries: _Tries, queued_at: float, billed: list[float] | None = None
+        self, job: Job, tries: Tries, queued_at: float, billed: list[float] | None = None
     ) -> float:
         """One request; returns its cost. A failed attempt's billed cost goes to ``billed``."""
         tries.number += 1
-        tried = _Try(job, tries.number, queued_at, tries=tries)
+        tried = Try(job, tries.number, queued_at, tries=tries)
         ticket: Ticket | None = None
         waited_from = self.clock.monotonic()
         with self.control.interruptible():
@@ -232,7 +181,7 @@ class JobRunner:
             self.limiter.leave(ticket)
 
     async def _send_and_save(
-        self, tried: _Try, billed: list[float] | None, ticket: Ticket | None = None
+        self, tried: Try, billed: list[float] | None, ticket: Ticket | None = None
     ) -> float:
         job = tried.job
         try:
@@ -289,17 +238,17 @@ class JobRunner:
         )
         endpoint = getattr(result, "endpoint", None)  # a Router's answer (several endpoints)
         if endpoint is not None:
-            _routed(row, endpoint, result.wait_s)
-        _usage_into(row, result.usage)
+            routed(row, endpoint, result.wait_s)
+        usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), price or 0.0)
         return price or 0.0
 
-    def _latency(self, tried: _Try) -> float:
+    def _latency(self, tried: Try) -> float:
         return self.clock.monotonic() - tried.t0
 
     def _unsaved(
-        self, tried: _Try, result: GenerateResult, exc: OSError, billed: list[float] | None
+        self, tried: Try, result: GenerateResult, exc: OSError, billed: list[float] | None
     ) -> AttemptError:
         """An answer whose images could not be written: log it (at what it was billed) as
         class disk, which stops the run; the job stays pending for resume."""
@@ -319,9 +268,9 @@ class JobRunner:
             billed[0] = cost
         return error
 
-    def _on_error(self, tried: _Try, exc: AttemptError, ticket: Ticket | None = None) -> float:
+    def _on_error(self, tried: Try, exc: AttemptError, ticket: Ticket | None = None) -> float:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
-        tries = tried.tries or _Tries()
+        tries = tried.tries or Tries()
         if exc.error_class is ErrorClass.RATE_LIMIT:
             held = self.limiter.on_throttled(
                 ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
@@ -346,14 +295,14 @@ class JobRunner:
         )
         return self._record_error(tried, exc, final=final)
 
-    def _record_error(self, tried: _Try, exc: AttemptError, *, final: bool) -> float:
+    def _record_error(self, tried: Try, exc: AttemptError, *, final: bool) -> float:
         # a 200 whose image was unusable still carries the usage the provider billed
         cost, source = exc.billed_usd, "none"
         if exc.usage is not None and self.prices is not None:
             billed, source = cost_of_attempt(self.prices, tried.job, exc.usage, 0)
             cost = billed or 0.0
         row = self._row(tried, self._latency(tried))
-        _usage_into(row, exc.usage)
+        usage_into(row, exc.usage)
         row.update(
             status=STATUS_ERROR,
             final=final,
@@ -367,14 +316,14 @@ class JobRunner:
             cost_source=source,
         )
         if exc.endpoint is not None:
-            _routed(row, exc.endpoint, exc.wait_s)
+            routed(row, exc.endpoint, exc.wait_s)
         self.sink.append(row)
         self.tally.error(tried.job, exc.error_class, final, cost)
         return cost
 
     def skip(self, job: Job, queued_at: float, reason: ErrorClass, message: str = "") -> None:
         """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
-        row = self._row(_Try(job, 0, queued_at), None)
+        row = self._row(Try(job, 0, queued_at), None)
         row.update(
             status=STATUS_SKIPPED,
             final=True,
@@ -386,47 +335,5 @@ class JobRunner:
         self.sink.append(row)
         self.tally.skipped(job, reason)
 
-    def _row(self, tried: _Try, latency: float | None) -> dict[str, Any]:
-        job = tried.job
-        body = job.body
-        return {
-            "run_id": self.ctx.run_id,
-            "session": self.ctx.session,
-            "job_id": job.id,
-            "job_line": job.line,
-            "fingerprint": job.fingerprint,
-            "attempt": tried.number,
-            "provider": self.ctx.provider,
-            "model": body.get("model"),
-            "prompt": body.get("prompt"),
-            "size": body.get("size"),
-            "quality": body.get("quality"),
-            "n": job.n,
-            "params": job.params_json(),
-            "queued_at": tried.queued_at,
-            "started_at": tried.started,
-            "finished_at": self.clock.wall(),
-            "latency_s": latency,
-            "wait_s": tried.wait_s,
-            **job.log_fields(),
-        }
-
-
-def _routed(row: dict[str, Any], endpoint: str, wait_s: float) -> None:
-    """Several endpoints: the row names the endpoint, and the wait for its limiter moves
-    from the latency to wait_s."""
-    row["endpoint"] = endpoint
-    if wait_s:
-        row["wait_s"] = (row.get("wait_s") or 0.0) + wait_s
-        if row.get("latency_s") is not None:
-            row["latency_s"] = max(0.0, row["latency_s"] - wait_s)
-
-
-def _usage_into(row: dict[str, Any], usage: Usage | None) -> None:
-    if usage is not None:
-        row.update(
-            input_tokens=usage.input_tokens,
-            input_text_tokens=usage.input_text_tokens,
-            input_image_tokens=usage.input_image_tokens,
-            output_tokens=usage.output_tokens,
-        )
+    def _row(self, tried: Try, latency: float | None) -> dict[str, Any]:
+        return attempt_row(self.ctx, tried, self.clock.wall(), latency)
