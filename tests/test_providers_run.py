@@ -194,8 +194,8 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     about twice what one does. Library level (run_pool + Router), ~7 s of real traffic."""
     import anyio
 
-    from batchgen.provider.endpoints import EndpointSpec, build_router
     from batchgen.jobs.model import Job
+    from batchgen.provider.endpoints import EndpointSpec, build_router
     from batchgen.runner.control import PoolSettings, RowContext
     from batchgen.runner.pool import run_pool
 
