@@ -13,8 +13,18 @@ from batchgen.jobs.inputs import portable_body
 from batchgen.runlog.rundir import RunDir, RunDirError
 
 STATUSES = ("ok", "failed", "pending")  # pending = not ok and not failed
-# states as batchgen.runlog.state names them (imported lazily: it loads pyarrow.dataset)
-_STATES = {"ok": {"done"}, "failed": {"failed", "retryable_failed"}}
+
+
+def states_for(status: str) -> frozenset[str]:
+    """The job states (batchgen.runlog.state's names) that ``status`` exports; "pending" is
+    every other state."""
+    from batchgen.runlog import state  # here: it loads pyarrow.dataset
+
+    finished = {"ok": frozenset({state.DONE}),
+                "failed": frozenset({state.FAILED, state.RETRYABLE_FAILED})}  # fmt: skip
+    if status == "pending":
+        return frozenset()
+    return finished[status]
 
 
 def export_jobs(run_dir: str | Path, status: str) -> Iterator[dict[str, Any]]:
@@ -31,9 +41,9 @@ def export_jobs(run_dir: str | Path, status: str) -> Iterator[dict[str, Any]]:
 
     table = job_states(rundir.path, with_inflight=False).table
     state_of = dict(zip(table["job_id"].to_pylist(), table["state"].to_pylist(), strict=True))
-    finished = _STATES["ok"] | _STATES["failed"]
+    finished = states_for("ok") | states_for("failed")
     wanted: Callable[[str | None], bool] = (
-        (lambda s: s not in finished) if status == "pending" else _STATES[status].__contains__
+        (lambda s: s not in finished) if status == "pending" else states_for(status).__contains__
     )
     defaults = manifest["settings"].get("defaults") or {}
     return _lines(job_file, defaults, state_of, wanted)
