@@ -23,7 +23,7 @@ demo: venv
 
 # the default set: every behaviour, at small scale (the scale-size runs are marked slow)
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # the gates .ci/run runs before the tests: any ruff or mypy finding fails the build. The lint
 # tools (pinned in pyproject's `lint` extra) go into the same venv, installed when missing
