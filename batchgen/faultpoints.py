@@ -12,6 +12,8 @@ Points in use (grep ``faultpoints.hit`` for the full list):
   compact:before_rename   compact file written and fsynced, not yet renamed
   compact:after_rename    compact file visible, replaced sources not yet deleted
   compact:mid_delete      first replaced source deleted, the others not yet
+  resume:before_recovery_rows  a resume's session begun, the crashed sessions' requests in
+                          flight not yet logged (nor those sessions marked crashed)
 
 ``BATCHGEN_FAIL_AT=<point>:<k>[..<m>]`` makes ``fail(point)`` raise ``OSError(ENOSPC)`` (the
 disk is full) on its k-th hit, or on hits k to m (``..`` alone: from the k-th on, for good):

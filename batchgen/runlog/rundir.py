@@ -230,13 +230,15 @@ class RunDir:
         """Sessions with no end record: their process died (call under ``lock()``)."""
         return [s["session"] for s in self.load()["sessions"] if not s.get("how")]
 
-    def mark_crashed(self) -> list[int]:
-        """Recovery: give every session without an end record ``how="crashed"``. Run
-        ``runlog.state.crashed_inflight`` first; it looks at exactly these sessions."""
+    def mark_crashed(self, before: int | None = None) -> list[int]:
+        """Recovery: give every session without an end record (numbered below ``before``, when
+        given: not the session now starting) ``how="crashed"``. Only once what
+        ``runlog.state.crashed_inflight`` found in them is durable in the log: it looks at
+        exactly these sessions, and a session marked crashed is not looked at again."""
         doc = self.load()
         marked = []
         for rec in doc["sessions"]:
-            if not rec.get("how"):
+            if not rec.get("how") and (before is None or rec["session"] < before):
                 rec.update(how="crashed", summary={})
                 marked.append(rec["session"])
         if marked:

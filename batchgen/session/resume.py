@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchgen import faultpoints
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.session.connect import connect, sim_config
@@ -74,6 +75,7 @@ def resume_locked(
     if regenerate is not None:
         return _with_rounds(ctx, rest, regenerate)
     if not rest.run:
+        rundir.mark_crashed()  # no job of theirs is left to run: nothing to log first
         observer.say(
             f"nothing to resume: {rest.skipped_done} job(s) done, "
             f"{rest.skipped_failed} failed for good"
@@ -99,7 +101,8 @@ def _recover(
         observer.warn(damaged_message(path, moved=True))
     remove_torn_images(rundir.images_dir)
     states = job_states(rundir.path)
-    rundir.mark_crashed()
+    # the crashed sessions are marked only once their requests in flight are logged (run_rest):
+    # a resume killed before that leaves them to the next one, which finds the same jobs
     job_sha256 = sha256_file(job_file)
     # the index `run` stored when the file is the same; else the file is scanned (edited)
     index = load_or_build(rundir.state_dir, job_file, job_sha256, dict(cfg.job_defaults))
@@ -129,6 +132,8 @@ def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
         code = last.exit_code
         if code not in (EXIT_OK, EXIT_FAILED):
             return last
+    else:
+        ctx.rundir.mark_crashed()  # no job of theirs is left to run: nothing to log first
     rounds = run_rounds(ctx.rundir, ctx.cfg, ctx.manifest, regen, ctx.job_file,
                         ctx.observer, ctx.argv, ctx.handle_signals)  # fmt: skip
     result = rounds.result or (last.result if last else None)
@@ -154,7 +159,9 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     if endpoints:
         check_served(endpoints, checked)
     session = rundir.begin_session(session_overrides(cfg), list(ctx.argv))
+    faultpoints.hit("resume:before_recovery_rows")
     to_run = rest.run - _adopt(ctx, rest, session, prices)
+    rundir.mark_crashed(before=session)  # what they left is in the log now
     spent = spent_so_far(rundir)
     if cfg.max_cost is not None:
         from batchgen.quality.store import scores_cost
