@@ -138,7 +138,7 @@ class JudgePool:
         ), "usage"
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
-        from batchgen.runner.pool import _watch_stall
+        from batchgen.runner.pool import watch_stall
 
         self.scorer_id = scorer_id
         send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)
@@ -149,7 +149,7 @@ class JudgePool:
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(
-                    _watch_stall,
+                    watch_stall,
                     self.limiter,
                     self.control,
                     self.settings.stall_timeout_s,

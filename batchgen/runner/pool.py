@@ -31,7 +31,7 @@ from batchgen.runner.attempt import JobRunner
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
 
-__all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool"]
+__all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool", "watch_stall"]
 
 _READ_BATCH = 256
 _DEFAULT_SETTINGS = PoolSettings()
@@ -85,7 +85,7 @@ async def run_pool(
     workers = min(settings.concurrency, limiter.concurrency_cap)
     send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
     async with anyio.create_task_group() as outer:
-        outer.start_soon(_watch_stall, limiter, control, settings.stall_timeout_s, clock)
+        outer.start_soon(watch_stall, limiter, control, settings.stall_timeout_s, clock)
         async with anyio.create_task_group() as tg:
             control._cancel = tg.cancel_scope.cancel
             in_memory = isinstance(jobs, Sequence)
@@ -98,7 +98,7 @@ async def run_pool(
     return tally
 
 
-async def _watch_stall(
+async def watch_stall(
     limiter: RateLimiter, control: RunControl, timeout_s: float, clock: Clock = SYSTEM_CLOCK
 ) -> None:
     """Stop the run when the provider has answered nothing but 429s for ``timeout_s``: the
