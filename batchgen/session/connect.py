@@ -11,11 +11,10 @@ from urllib.parse import urlsplit
 
 from batchgen.errors import UsageError, redact
 from batchgen.provider.base import DEFAULT_BASE_URL
+from batchgen.provider.endpoints import LOCAL_KEY, is_loopback
 
 if TYPE_CHECKING:
     from batchgen.config import RunConfig
-
-SIM_KEY = "sk-sim-local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ def resolve_connection(
     provider = provider or "openai"
     key_env = key_env or "OPENAI_API_KEY"
     if provider == "sim":
-        return Connection("sim", None, key_env, api_key or os.environ.get(key_env) or SIM_KEY)
+        return Connection("sim", None, key_env, api_key or os.environ.get(key_env) or LOCAL_KEY)
     url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -82,7 +81,7 @@ def resolve_connection(
     key = api_key or os.environ.get(key_env, "")
     if not key:
         if is_loopback(parts.hostname or ""):
-            key = SIM_KEY  # a local server (the simulator, a local gateway) may need none
+            key = LOCAL_KEY  # a local server (the simulator, a local gateway) may need none
         else:
             msg = (
                 f"no API key: ${key_env} is not set. Export it (export {key_env}=sk-...), name "
@@ -107,7 +106,3 @@ def sim_config(cfg: RunConfig, connection: Connection | None = None) -> Any:
         return sim_config_from_args(Namespace(**cfg.sim), prefix="sim-")
     except (SimConfigError, ValueError) as exc:
         raise UsageError(f"simulator flags: {exc}") from exc
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
