@@ -40,7 +40,6 @@ from batchgen.sim.stats import INVALID_REQUEST, OK, SERVER_RATE_LIMITED
 VISION_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "gpt-4.1-nano")
 # quality -> (share of the common score, common, other): means 7.75, 7.9, 8.15
 _BASE_SCORE = {"low": (0.75, 8, 7), "medium": (0.9, 8, 7), "high": (0.85, 8, 9)}
-_FAST = frozenset({"auth", "quota", "rate_limit"})
 
 
 def add_routes(app: web.Application, server: SimFront) -> None:
@@ -129,29 +128,12 @@ class SimJudge:
 
         directives = parse_directives(text)
         decision = server.planner.decide(config, f"judge\x00{sha}\x00{text}", directives)
+        early = await server.fault_before_body(
+            config, decision, request_id, started, server.stats.record_chat
+        )
+        if early is not None:
+            return early
         fault = decision.fault
-        if fault in _FAST:
-            server.stats.record_chat(fault)
-            err = responses.FAULT_ERRORS[fault]
-            extra = None
-            if fault == "rate_limit":
-                extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
-            return server.json_answer(err.status, err.body(), request_id, started, extra)
-        if fault == "timeout":
-            server.stats.record_chat(fault)
-            await asyncio.sleep(config.hang_s)
-        elif decision.latency_s > 0:
-            await asyncio.sleep(decision.latency_s)
-        if fault in ("content_policy", "server"):
-            server.stats.record_chat(fault)
-            err = responses.FAULT_ERRORS[fault]
-            return server.json_answer(err.status, err.body(), request_id, started)
-        if fault == "server_html":
-            server.stats.record_chat(fault)
-            return web.Response(
-                status=503, text=responses.HTML_503, content_type="text/html",
-                headers=server.headers(request_id, started),
-            )  # fmt: skip
 
         answer = verdict(image)
         content = json.dumps(answer)

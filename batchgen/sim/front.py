@@ -23,11 +23,14 @@ from aiohttp import web
 
 from batchgen.sim import responses
 from batchgen.sim.config import SimConfig
-from batchgen.sim.faults import FaultPlanner, wrong_rounds
+from batchgen.sim.faults import Decision, FaultPlanner, wrong_rounds
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
 from batchgen.sim.stats import SimStats
+
+# answered at once, before the planned latency
+FAST_FAULTS = frozenset({"auth", "quota", "rate_limit"})
 
 
 class SimFront:
@@ -167,6 +170,43 @@ class SimFront:
         if extra:
             headers.update(extra)
         return headers
+
+    async def fault_before_body(
+        self,
+        config: SimConfig,
+        decision: Decision,
+        request_id: str,
+        started: float,
+        record: Callable[[str], None],
+    ) -> web.Response | None:
+        """What a planned fault answers before any body is made — auth, quota and a 429 at
+        once; after the planned latency (or a timeout's hang), a content refusal, a 500 or an
+        HTML 503 — or None when the request goes on to its body. ``record`` counts the fault
+        in the route's own stats (images or chat)."""
+        fault = decision.fault
+        if fault in FAST_FAULTS:
+            record(fault)
+            err = responses.FAULT_ERRORS[fault]
+            extra = None
+            if fault == "rate_limit":
+                extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
+            return self.json_answer(err.status, err.body(), request_id, started, extra)
+        if fault == "timeout":
+            record(fault)
+            await asyncio.sleep(config.hang_s)
+        elif decision.latency_s > 0:
+            await asyncio.sleep(decision.latency_s)
+        if fault in ("content_policy", "server"):
+            record(fault)
+            err = responses.FAULT_ERRORS[fault]
+            return self.json_answer(err.status, err.body(), request_id, started)
+        if fault == "server_html":
+            record(fault)
+            headers = self.headers(request_id, started)
+            return web.Response(
+                status=503, text=responses.HTML_503, content_type="text/html", headers=headers
+            )
+        return None
 
     def json_answer(
         self,

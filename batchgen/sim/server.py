@@ -12,7 +12,6 @@ GET  /_sim/config  POST /_sim/config                        the accepted list); 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -37,10 +36,8 @@ from batchgen.sim.stats import (
     UNAUTHORIZED,
 )
 
+
 # faults answered at once, before any simulated generation time
-_FAST_FAULTS = frozenset({"auth", "quota", "rate_limit"})
-
-
 class SimServer(SimFront):
     """The images API and the control routes, on the shared front (sim/front.py); the chat
     judge, the other protocols and the Batch API add their routes in ``app``."""
@@ -162,30 +159,12 @@ class SimServer(SimFront):
         self.stats.record_accepted(self.monotonic(), req.n)
 
         decision = self.planner.decide(config, req.prompt, directives)
+        early = await self.fault_before_body(
+            config, decision, request_id, started, self.stats.record_outcome
+        )
+        if early is not None:
+            return early
         fault = decision.fault
-        if fault in _FAST_FAULTS:
-            self.stats.record_outcome(fault)
-            err = responses.FAULT_ERRORS[fault]
-            extra = None
-            if fault == "rate_limit":
-                extra = responses.retry_headers(config.retry_after_s, config.retry_after_mode)
-            return self.json_answer(err.status, err.body(), request_id, started, extra)
-        if fault == "timeout":
-            self.stats.record_outcome(fault)
-            await asyncio.sleep(config.hang_s)
-        elif decision.latency_s > 0:
-            await asyncio.sleep(decision.latency_s)
-
-        if fault in ("content_policy", "server"):
-            self.stats.record_outcome(fault)
-            err = responses.FAULT_ERRORS[fault]
-            return self.json_answer(err.status, err.body(), request_id, started)
-        if fault == "server_html":
-            self.stats.record_outcome(fault)
-            headers = self.headers(request_id, started)
-            return web.Response(
-                status=503, text=responses.HTML_503, content_type="text/html", headers=headers
-            )
 
         images = await self.rendered(req, config, _round_of(request))
         payload = self._success_body(request, req, images, fault, image_tokens)
