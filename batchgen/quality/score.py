@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-from batchgen.clock import SYSTEM_CLOCK
+from batchgen.clock import SYSTEM_CLOCK, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
@@ -41,6 +40,7 @@ from batchgen.quality.items import (
 )
 from batchgen.quality.store import ScoreStore
 from batchgen.runner.control import PoolSettings
+from batchgen.runner.tries import Backoff, Tries
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -98,6 +98,16 @@ class _JudgeBudget:
         self.estimate = max(self.estimate, cost * 1.5)
 
 
+@dataclass(slots=True)
+class _Spend:
+    """What the answers about one image cost so far (every attempt's, failed ones too)."""
+
+    billed: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unknown: bool = False  # an answer's price could not be known: the row's cost is null
+
+
 class JudgePool:
     """Judges images with a concurrency the limiter decides; one verdict row per image."""
 
@@ -124,9 +134,6 @@ class JudgePool:
         journal_dir.mkdir(parents=True, exist_ok=True)
         self.journal = journal_dir / f"{JOURNAL_PREFIX}{store.session:05d}.txt"
         self._jfd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._wait = wait_random_exponential(
-            multiplier=settings.backoff_base_s, max=settings.backoff_max_s
-        )
 
     def cost(self, usage: Any) -> tuple[float | None, str]:
         if usage is None:
@@ -136,6 +143,16 @@ class JudgePool:
         return self.entry.chat_usd(
             usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
         ), "usage"
+
+    def _charge(self, spend: _Spend, usage: Any) -> float | None:
+        """One answer's cost, added to the image's spend (``None``: the price is unknown)."""
+        cost, source = self.cost(usage)
+        spend.unknown |= source == "unknown"
+        spend.billed += cost or 0.0
+        if usage is not None:
+            spend.prompt_tokens += usage.prompt_tokens
+            spend.completion_tokens += usage.completion_tokens
+        return cost
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
         from batchgen.runner.pool import watch_stall
@@ -192,9 +209,10 @@ class JudgePool:
             (self.store.folder.parent / item.image_path).read_bytes
         )
         ext = Path(item.image_path).suffix.lstrip(".")
-        failures, number, billed, started = 0, 0, 0.0, time.time()
-        unknown = False
-        tokens = [0, 0]
+        number, started = 0, time.time()
+        spend = _Spend()
+        tries = Tries()
+        backoff = Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tries)
         while True:
             if self.control.stopping:
                 return None
@@ -219,12 +237,7 @@ class JudgePool:
                         item.prompt, data, ext, timeout=self.settings.timeout
                     )
                 except AttemptError as exc:
-                    cost, source = self.cost(exc.usage)
-                    unknown |= source == "unknown"
-                    billed += cost or 0.0
-                    if exc.usage is not None:
-                        tokens[0] += exc.usage.prompt_tokens
-                        tokens[1] += exc.usage.completion_tokens
+                    cost = self._charge(spend, exc.usage)
                     if exc.error_class is ErrorClass.RATE_LIMIT:
                         self.limiter.on_throttled(
                             ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
@@ -236,20 +249,16 @@ class JudgePool:
                         self.control.stop(exc.error_class, str(exc))
                         return None
                     if exc.error_class.retryable:
-                        failures += 1
-                    if exc.error_class.retryable and failures < self.settings.max_attempts:
+                        tries.failures += 1
+                    if exc.error_class.retryable and tries.failures < self.settings.max_attempts:
                         self.tally.retries += 1
-                        await self._sleep(exc, failures)
+                        with self.control.interruptible():
+                            await backoff_sleep(backoff.delay(exc))
                         continue
-                    return self._row(item, number, started, billed, tokens, unknown, error=exc)
-                cost, source = self.cost(verdict.usage)
-                unknown |= source == "unknown"
-                billed += cost or 0.0
-                if verdict.usage is not None:
-                    tokens[0] += verdict.usage.prompt_tokens
-                    tokens[1] += verdict.usage.completion_tokens
+                    return self._row(item, number, started, spend, error=exc)
+                cost = self._charge(spend, verdict.usage)
                 self.limiter.on_ok(ticket, verdict.ratelimit)
-                row = self._row(item, number, started, billed, tokens, unknown)
+                row = self._row(item, number, started, spend)
                 row.update(
                     score=verdict.score, defects=verdict.defects, reasons=verdict.reasons,
                     request_id=verdict.request_id, latency_s=anyio.current_time() - t0,
@@ -262,19 +271,9 @@ class JudgePool:
                     self.budget.settle(held, cost or 0.0)
                     self.tally.cost_usd += cost or 0.0
 
-    async def _sleep(self, exc: AttemptError, failures: int) -> None:
-        if exc.retry_after_s is not None:
-            delay = min(exc.retry_after_s, self.settings.backoff_max_s)
-        else:
-            state = RetryCallState(Retrying(), None, (), {})
-            state.attempt_number = failures
-            delay = float(self._wait(state))
-        with self.control.interruptible():
-            await anyio.sleep(delay)
-
     def _row(
-        self, item: ImageItem, number: int, started: float, billed: float, tokens: list[int],
-        unknown: bool, error: AttemptError | None = None,
+        self, item: ImageItem, number: int, started: float, spend: _Spend,
+        error: AttemptError | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         row: dict[str, Any] = {
             "run_id": self.run_id,
@@ -286,10 +285,12 @@ class JudgePool:
             "scorer": self.scorer_id,
             "status": "ok" if error is None else "error",
             "attempts": number,
-            "input_tokens": tokens[0],
-            "output_tokens": tokens[1],
-            "cost_usd": None if unknown else billed,
-            "cost_source": "unknown" if unknown else ("usage" if tokens[0] else "none"),
+            "input_tokens": spend.prompt_tokens,
+            "output_tokens": spend.completion_tokens,
+            "cost_usd": None if spend.unknown else spend.billed,
+            "cost_source": "unknown"
+            if spend.unknown
+            else ("usage" if spend.prompt_tokens else "none"),
             "scored_at": time.time(),
             "latency_s": time.time() - started,
         }
