@@ -6,7 +6,7 @@ the least important first, so the count, the rate, the cost and the ETA are the 
 (80 columns keeps them all); the bar takes what room is left, and only when there is some.
 
     batchgen ━━━━━━━━━━╸━━━━━━ 81/300 · ok 78 · failed 3 · pending 219 · 52 img/min · $0.4120
-    · 0:01:34 · ETA 4:12 · limits 290 req/min, 12/256 in flight
+    · 1:34 · ETA 4:12 · limits 290 req/min, 12/256 in flight   (one line)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = ["Progress", "total_spent"]
 _PLAIN_EVERY_S = 5.0
 _SEP = " · "
 _BAR_MIN, _BAR_MAX = 10, 40
+_LABEL = "batchgen "
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +94,17 @@ class Progress:
         spent = total_spent(self.budget, tally)
         parts = [
             _Part(0, 2, f"{tally.finished:,}/{self.total:,}", "bold"),
-            _Part(1, 5, f"{compact(per_min)} img/min"),
-            _Part(2, 6, f"${spent:,.2f}" if spent >= 100 else f"${spent:.4f}"),
-            _Part(3, 8, f"ETA {self._eta(tally, elapsed)}"),
-            _Part(5, 4, f"pending {pending:,}"),
+            _Part(1, 6, f"{compact(per_min)} img/min"),
+            _Part(2, 7, f"${spent:,.2f}" if spent >= 100 else f"${spent:.4f}"),
+            _Part(3, 9, f"ETA {self._eta(tally, elapsed)}"),
+            _Part(5, 5, f"pending {pending:,}"),
             _Part(6, 3, f"ok {tally.ok_jobs:,}", "green"),
-            _Part(7, 7, _clock(elapsed), "dim"),
-            _Part(9, 0, "batchgen", "bold"),
+            _Part(7, 8, _clock(elapsed), "dim"),
         ]
         if tally.failed_jobs:  # a failure is news: kept right after the essentials
-            parts.append(_Part(4, 3, f"failed {tally.failed_jobs:,}", "red"))
+            parts.append(_Part(4, 4, f"failed {tally.failed_jobs:,}", "red"))
         if self.status is not None:
-            parts.append(_Part(8, 9, f"limits {self.status()}", "dim"))
+            parts.append(_Part(8, 10, f"limits {self.status()}", "dim"))
         return parts
 
     def _eta(self, tally: PoolTally, elapsed: float) -> str:
@@ -117,7 +117,8 @@ class Progress:
 
     def line(self, tally: PoolTally, width: int) -> Text:
         """The terminal line for ``width`` columns: the most important parts that fit, in
-        their order; the bar (when at least 10 columns are left) after the label."""
+        their order; the bar in front when at least 10 columns are left (and the name before
+        it when there is room for that too)."""
         chosen: list[_Part] = []
         used = 0
         for part in sorted(self._parts(tally), key=lambda p: p.rank):
@@ -125,8 +126,8 @@ class Progress:
             if used + extra <= width:
                 chosen.append(part)
                 used += extra
-            elif part.text.startswith("limits ") and "," in part.text:
-                short = part.text.split(",")[0]  # the rate alone, when all of it does not fit
+            elif part.text.startswith("limits ") and ", " in part.text:
+                short = part.text.split(", ")[0]  # the rate alone, when all of it does not fit
                 if used + len(short) + len(_SEP) <= width:
                     chosen.append(_Part(part.rank, part.order, short, part.style))
                     used += len(short) + len(_SEP)
@@ -139,19 +140,19 @@ class Progress:
         room = width - used - 1
         if room < _BAR_MIN:
             return text
+        label = room >= _BAR_MIN + len(_LABEL)
         bar = bar_text(
             ProgressBar(total=max(self.total, 1), completed=tally.finished,
-                        width=min(room, _BAR_MAX)),
+                        width=min(room - (len(_LABEL) if label else 0), _BAR_MAX)),
             self.console,
         )  # fmt: skip
-        if chosen and chosen[0].text == "batchgen":  # the bar goes after the label
-            return Text.assemble(text[:9], bar, " ", text[11:], no_wrap=True, overflow="crop")
-        return Text.assemble(bar, " ", text, no_wrap=True, overflow="crop")
+        head = Text(_LABEL if label else "", style="bold")
+        return Text.assemble(head, bar, " ", text, no_wrap=True, overflow="crop")
 
     def stats_line(self, tally: PoolTally) -> str:
         """The plain line's figures (pipes and CI logs: no width to fit)."""
         parts = sorted(
-            (p for p in self._parts(tally) if p.order not in (0, 2, 7)), key=lambda p: p.order
+            (p for p in self._parts(tally) if p.order not in (2, 8)), key=lambda p: p.order
         )
         return _SEP.join(p.text for p in parts)
 

@@ -314,8 +314,8 @@ def summary(report: RunReport) -> Group:
     _by_model(report, line)
     parts: list[Any] = [line]
     for r in report.recommendations[:3]:
-        # one line each: the full advice is in `batchgen report`
-        parts.append(Text(f"→ {r.message}", style="cyan", no_wrap=True, overflow="ellipsis"))
+        # wrapped, not cut: a command to copy must be whole
+        parts.append(Text(f"→ {r.message}", style="cyan", overflow="fold"))
     return Group(*parts)
 
 
