@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["compact", "count", "decimal", "duration", "money", "seconds", "tidy", "usd"]
+__all__ = [
+    "compact", "count", "decimal", "duration", "for_json", "money", "seconds", "tidy", "usd",
+]  # fmt: skip
 
 
 def count(n: float) -> str:
@@ -77,3 +79,15 @@ def tidy(x: float | None, digits: int = 4) -> float | None:
     if abs(x) >= 10**digits:
         return float(round(x))
     return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def for_json(value: object, digits: int = 10) -> object:
+    """A document for JSON with every float to ``digits`` significant digits: binary noise
+    (``0.008478000000000001``) goes, nothing measurable does (sums still add up to 1e-9)."""
+    if isinstance(value, float):
+        return tidy(value, digits)
+    if isinstance(value, dict):
+        return {k: for_json(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [for_json(v, digits) for v in value]
+    return value

@@ -239,5 +239,7 @@ def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
     }
     if check.batch_quote is not None:
         document["batch_quote"] = quote_to_dict(check.batch_quote)
-    json.dump(document, out, indent=2, ensure_ascii=False)
+    from batchgen.numbers import for_json
+
+    json.dump(for_json(document), out, indent=2, ensure_ascii=False)
     out.write("\n")
