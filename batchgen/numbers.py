@@ -55,7 +55,7 @@ def duration(x: float) -> str:
     """A duration in the unit that suits it: ``45 s``, ``12 min``, ``1 h 30 min``."""
     if x < 120:
         return f"{x:.0f} s" if x >= 10 else seconds(x)
-    if x < 7200:
+    if x < 3600:
         return f"{x / 60:.0f} min"
     hours, rest = divmod(round(x / 60), 60)
     return f"{hours} h {rest} min" if rest else f"{hours} h"
