@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # a report is written on servers and in CI: never ask for
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from batchgen.reports.model import RunReport
 
@@ -140,6 +141,7 @@ def _errors(ax: Any, reports: list[RunReport]) -> None:
             label=_label(r, reports),
         )
     ax.set_yticks(y + width * (len(reports) - 1) / 2, classes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # attempts: whole numbers
 
 
 def charts(reports: list[RunReport]) -> dict[str, str]:

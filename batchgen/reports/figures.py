@@ -66,6 +66,17 @@ def below_threshold(jobs_below: int, jobs_scored: int, threshold: float) -> str:
     return f"{jobs_below:,} of {jobs_scored:,} jobs have no image scoring {threshold:g} or more"
 
 
+def rating_label(name: str, metric_label: str) -> str:
+    """``response_time`` rated on the figure ``latency p95`` → ``response time (latency p95)``."""
+    return f"{name.replace('_', ' ')} ({metric_label})"
+
+
+def words(key: str | None, missing: str = "") -> str:
+    """A stored key as words (``failed_jobs`` → ``failed jobs``, ``wrong_size`` → ``wrong
+    size``)."""
+    return missing if not key else str(key).replace("_", " ")
+
+
 def setting(value: Any) -> str:
     """A model, quality or size as the report shows it: one the job left to the provider
     is the provider's ``default``."""

@@ -17,6 +17,7 @@ from batchgen.reports.model import RunReport
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}
+.grid th{white-space:nowrap;overflow-wrap:normal}
 .grid .cell{display:flex;flex-wrap:wrap;gap:6px}
 .grid figure{margin:0;width:120px}
 .grid figcaption{font-size:11px;color:#4b5563;overflow-wrap:anywhere;line-height:1.25}

@@ -27,7 +27,9 @@ from batchgen.reports.figures import (
     delta_text,
     kind_label,
     pct,
+    rating_label,
     setting,
+    words,
 )
 from batchgen.reports.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
@@ -56,7 +58,8 @@ h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #e5e7eb;padding-bot
 .na{background:#e5e7eb;color:#374151}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f3;vertical-align:top;
-  overflow-wrap:anywhere}
+  overflow-wrap:break-word}
+table.checks td{overflow-wrap:anywhere}
 th{background:#f3f4f6;font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 .wide{overflow-x:auto;max-width:100%}
@@ -199,8 +202,9 @@ def _contact_sheet(r: RunReport, out_dir: Path) -> str:
         star = '<span class="best">★ best</span> ' if img.path in best else ""
         figures.append(
             f'<figure><a href="{e(href)}"{flag}>{pic}</a>'
-            f'<figcaption title="{e(img.prompt)}">{star}{e(problem + ": " if problem else "")}'
-            f"{e(img.job_id)}</figcaption></figure>"
+            f'<figcaption title="{e(img.prompt)}">{star}'
+            f"{e(words(problem) + ': ' if problem else '')}"
+            f"{e(Path(img.path).stem)}</figcaption></figure>"
         )
     if not figures:
         return '<p class="muted">No saved images.</p>'
@@ -310,9 +314,9 @@ def _errors(r: RunReport) -> str:
 def _image_checks(ic: ImageChecks) -> str:
     if not ic.enabled:
         return '<p class="muted">Skipped (--no-image-checks).</p>'
-    counts = " · ".join(f"{e(k)}: <b>{v}</b>" for k, v in (ic.counts or {}).items())
-    rows = [[e(f.problem), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
-    listing = _table(["problem", "file", "job", "detail"], rows) if rows else ""
+    counts = " · ".join(f"{e(words(k))}: <b>{v:,}</b>" for k, v in (ic.counts or {}).items())
+    rows = [[e(words(f.problem)), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
+    listing = _table(["problem", "file", "job", "detail"], rows, cls="checks") if rows else ""
     checked, flagged = ic.checked or 0, ic.flagged or 0
     return f"<p>{checked:,} images checked, {flagged:,} flagged — {counts}</p>{listing}"
 
@@ -322,7 +326,7 @@ def _ratings(r: RunReport) -> str:
         ["what", "value", "rating", "bounds (excellent / good / acceptable)"],
         [
             [
-                e(f"{k} ({v.metric})"),
+                e(rating_label(k, by_key(RATING_KEYS[k]).label)),
                 e(by_key(RATING_KEYS[k]).fmt(v.value)),
                 _badge(v.rating),
                 e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v.bounds)),
@@ -377,7 +381,7 @@ def _failed(r: RunReport) -> str:
 
 
 def _run_body(r: RunReport, out_dir: Path, with_charts: bool = True) -> str:
-    sessions = ", ".join(f"#{s.session} {s.how or 'no end recorded'}" for s in r.sessions)
+    sessions = ", ".join(f"#{s.session} {words(s.how, 'no end recorded')}" for s in r.sessions)
     figs = _table(
         ["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1}, "kv"
     )

@@ -17,6 +17,7 @@ from batchgen.reports.figures import (
     by_key,
     delta_text,
     kind_label,
+    rating_label,
     secs,
     setting,
 )
@@ -50,7 +51,11 @@ def _ratings(r: RunReport, level: str) -> list[str]:
     return out + _table(
         ["what", "value", "rating"],
         [
-            [f"{k} ({v.metric})", by_key(RATING_KEYS[k]).fmt(v.value), v.rating or "n/a"]
+            [
+                rating_label(k, by_key(RATING_KEYS[k]).label),
+                by_key(RATING_KEYS[k]).fmt(v.value),
+                v.rating or "n/a",
+            ]
             for k, v in r.ratings.items()
         ],
     )

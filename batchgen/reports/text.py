@@ -25,7 +25,9 @@ from batchgen.reports.figures import (
     delta_text,
     kind_label,
     pct,
+    rating_label,
     setting,
+    words,
 )
 from batchgen.reports.model import Comparison, Quality, RunReport
 
@@ -65,7 +67,7 @@ def ratings_table(report: RunReport) -> Table:
             }[name]
         )
         t.add_row(
-            f"{name.replace('_', ' ')} ({r.metric})",
+            rating_label(name, fig.label),
             fig.fmt(r.value),
             Text(r.rating or "n/a", style=RATING_STYLE.get(r.rating, "")),
             " / ".join(fig.fmt(b) for b in r.bounds),
@@ -136,7 +138,7 @@ def images_table(report: RunReport) -> Table | Text:
     )
     for problem, count in (ic.counts or {}).items():
         examples = [f.path for f in ic.findings or () if f.problem == problem][:3]
-        t.add_row(problem, str(count), Text(", ".join(examples)))
+        t.add_row(words(problem), f"{count:,}", Text(", ".join(examples)))
     return t
 
 
@@ -253,7 +255,7 @@ def _sections(report: RunReport) -> list[Any]:
 def render_text(report: RunReport, console: Console) -> None:
     report = report.printable()
     title = Text(f"batchgen report — {report.run_name}", style="bold")
-    sessions = ", ".join(f"#{s.session} {s.how or 'running?'}" for s in report.sessions)
+    sessions = ", ".join(f"#{s.session} {words(s.how, 'running?')}" for s in report.sessions)
     console.print(
         Panel(
             Text(f"{report.run_dir}\nsessions: {sessions or 'none recorded'}"),
