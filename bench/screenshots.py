@@ -52,6 +52,16 @@ def _shot(chromium: str, page: Path, png: Path, height: int, work: Path) -> None
     )  # fmt: skip
     if proc.returncode != 0 or not png.is_file():
         raise SystemExit(f"chromium failed: {proc.stderr[-2000:]}")
+    _shrink(png)
+
+
+def _shrink(png: Path) -> None:
+    """256 colours: a third of the bytes in git, the page still readable."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)
 
 
 def make_screenshots(work: Path, out: Path = OUT) -> list[Path]:

@@ -236,7 +236,7 @@ def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
         figures.append(
             f'<figure><a href="{e(_link(file, out_dir))}" class="flag">{pic}</a>'
             f'<figcaption title="{e(w.prompt or "")}"><b>{w.score:.1f}</b>'
-            f"{' (best of its job)' if w.best else ''} {e(w.job_id)}<br>"
+            f"{' ★ best of its job' if w.best else ''} {e(Path(w.image_path).stem)}<br>"
             f"{e(w.reasons)}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
             "</figcaption></figure>"
         )
