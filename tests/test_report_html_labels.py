@@ -76,7 +76,7 @@ def test_no_internal_keys_and_numbers_aligned(tmp_path: Path) -> None:
     for key in ("latency_s.p95", "cost_per_image_usd", "success_rate (success_rate)",
                 "response_time", "wrong_size", "cheaper_setting_scores_as_well"):  # fmt: skip
         assert key not in text, key
-    assert "response time (latency p95)" in text
+    assert "response time (latency p95)" in text and "success rate (decided jobs)" in text
     # a numeric column's header sits over its numbers; every table scrolls inside its box
     assert '<th class="n">images</th>' in page and '<td class="n">' in page
     assert page.count('<div class="wide"><table') == page.count("<table")

@@ -67,8 +67,10 @@ def below_threshold(jobs_below: int, jobs_scored: int, threshold: float) -> str:
 
 
 def rating_label(name: str, metric_label: str) -> str:
-    """``response_time`` rated on the figure ``latency p95`` → ``response time (latency p95)``."""
-    return f"{name.replace('_', ' ')} ({metric_label})"
+    """``response_time`` rated on the figure ``latency p95`` → ``response time (latency p95)``;
+    ``success_rate`` on ``success rate (decided jobs)`` → the figure's label alone."""
+    spoken = name.replace("_", " ")
+    return metric_label if metric_label.startswith(spoken) else f"{spoken} ({metric_label})"
 
 
 def words(key: str | None, missing: str = "") -> str:
