@@ -34,7 +34,9 @@ def _shown(width: int, *, failed: int = 3, status: str = STATUS) -> str:
     bar = Progress(console, total=3000, quiet=False, status=lambda: status, now=clock)
     bar._start = clock.t
     clock.t += 94.0  # 1:34 in
-    line = bar.line(_tally(1078, failed, 0.41234), console.width)
+    tally = _tally(1078, failed, 0.41234)
+    bar.observe(tally)
+    line = bar.line(tally, console.width)
     console.print(line)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     lines = out.rstrip("\n").splitlines()
@@ -84,3 +86,16 @@ def test_the_plain_line_formats_numbers_for_people() -> None:
     text = out.getvalue()
     assert "[1:34] 1,081/3,000 · ok 1,078 · failed 3 · pending 1,919 · 688 img/min" in text
     assert "ETA 2:46" in text and "$0.4123" in text
+
+
+def test_the_redraw_thread_never_asks_the_limiter() -> None:
+    # the limiter reads the event loop's clock: rich redraws from its own thread, so the line
+    # is drawn from what update() took on the loop, never by calling the status there
+    asked = []
+    console = Console(width=130, file=io.StringIO(), force_terminal=True, color_system=None)
+    bar = Progress(console, total=10, quiet=False, status=lambda: asked.append(1) or "1 req/min")
+    tally = _tally(3, 0, 0.01)
+    bar.observe(tally)
+    for _ in range(5):
+        assert "limits 1 req/min" in bar.line(tally, 130).plain
+    assert len(asked) == 1

@@ -69,6 +69,7 @@ class Progress:
         self._start = now()
         self._last_plain = 0.0
         self._tally = PoolTally()
+        self._status: str | None = None  # the limiter's, read on the event loop's thread
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
 
@@ -103,8 +104,8 @@ class Progress:
         ]
         if tally.failed_jobs:  # a failure is news: kept right after the essentials
             parts.append(_Part(4, 4, f"failed {tally.failed_jobs:,}", "red"))
-        if self.status is not None:
-            parts.append(_Part(8, 10, f"limits {self.status()}", "dim"))
+        if self._status is not None:
+            parts.append(_Part(8, 10, f"limits {self._status}", "dim"))
         return parts
 
     def _eta(self, tally: PoolTally, elapsed: float) -> str:
@@ -114,6 +115,12 @@ class Progress:
         if tally.finished == 0:
             return "-:--"
         return _clock(left * elapsed / tally.finished)
+
+    def observe(self, tally: PoolTally) -> None:
+        """Take the latest counts and the limiter's status. On the event loop's thread: the
+        limiter reads the loop's clock, and rich redraws from its own thread, which must not."""
+        self._tally = tally
+        self._status = self.status() if self.status is not None else None
 
     def line(self, tally: PoolTally, width: int) -> Text:
         """The terminal line for ``width`` columns: the most important parts that fit, in
@@ -159,7 +166,7 @@ class Progress:
     def update(self, tally: PoolTally) -> None:
         if self.quiet:
             return
-        self._tally = tally
+        self.observe(tally)
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=tally.finished)
             return
