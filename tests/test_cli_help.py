@@ -12,7 +12,7 @@ import io
 
 import pytest
 
-from batchgen.cli import batch, common, export, plan, report, resume, run, score
+from batchgen.cli import batch, common, export, models, plan, report, resume, run, score
 from batchgen.cli.main import build_parser, main
 
 # every command and the flags it reads (a new command without a declaration fails below)
@@ -25,6 +25,7 @@ DECLARED: dict[str, frozenset[str]] = {
     "jobs": export.READS,
     "collect": batch.COLLECT_READS,
     "cancel": batch.CANCEL_READS,
+    "models": models.READS,
     "sim": frozenset(name.removeprefix("sim_") for name in common.SIM_FLAGS),
 }
 
