@@ -12,7 +12,19 @@ import io
 
 import pytest
 
-from batchgen.cli import batch, common, export, models, plan, report, resume, run, runs, score
+from batchgen.cli import (
+    batch,
+    common,
+    export,
+    gen,
+    models,
+    plan,
+    report,
+    resume,
+    run,
+    runs,
+    score,
+)
 from batchgen.cli.main import build_parser, main
 
 # every command and the flags it reads (a new command without a declaration fails below)
@@ -26,6 +38,7 @@ DECLARED: dict[str, frozenset[str]] = {
     "collect": batch.COLLECT_READS,
     "cancel": batch.CANCEL_READS,
     "models": models.READS,
+    "gen": gen.READS,
     "runs": runs.READS,
     "sim": frozenset(name.removeprefix("sim_") for name in common.SIM_FLAGS),
 }

@@ -35,6 +35,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.score")
     _register_optional(sub, "batchgen.cli.export")
     _register_optional(sub, "batchgen.cli.batch")
+    _register_optional(sub, "batchgen.cli.gen")
     _register_optional(sub, "batchgen.cli.models")
     _register_optional(sub, "batchgen.cli.runs")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
