@@ -13,7 +13,9 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 from rich.console import Console
 
 from batchgen.cli.main import build_parser
@@ -22,12 +24,15 @@ from batchgen.reports import build_report
 from batchgen.reports.charts import time_axis
 from batchgen.reports.figures import autopilot_line, kind_label
 from batchgen.testing.synthetic import table_from_rows, write_run
+from tests.runhelpers import cli_env, run_cli, sim_flags
 
 REPO = Path(__file__).resolve().parents[1]
 # what people should never read: a long fractional tail, binary noise, e-notation
 LONG_TAIL = re.compile(r"\d\.\d{5,}")
 NOISE = re.compile(r"\d\.\d*(?:0{6,}|9{6,})\d")
 E_NOTATION = re.compile(r"(?<![\w-])\d+(?:\.\d+)?e[+-]?\d+", re.IGNORECASE)
+# JSON writes a float under 1e-4 as 5.8e-05 (valid, exact for scripts); a big one never as e+
+E_PLUS = re.compile(r"(?<![\w-])\d+(?:\.\d+)?e\+?\d+", re.IGNORECASE)
 T0 = 1_800_000_000.0
 
 
@@ -78,7 +83,8 @@ def test_no_float_artefacts_in_any_format(tmp_path: Path) -> None:
     outputs = _outputs(_awkward_run(tmp_path))
     for fmt, text in outputs.items():
         assert not NOISE.findall(text), fmt
-        assert not E_NOTATION.findall(text), (fmt, E_NOTATION.findall(text)[:5])
+        e_notation = E_PLUS if fmt == "json" else E_NOTATION
+        assert not e_notation.findall(text), (fmt, e_notation.findall(text)[:5])
         if fmt != "json":  # JSON keeps 10 significant digits for scripts that add things up
             assert not LONG_TAIL.findall(text), (fmt, LONG_TAIL.findall(text)[:5])
     doc = json.loads(outputs["json"])
@@ -134,3 +140,32 @@ def test_the_number_helpers() -> None:
     assert duration(15) == "15 s" and duration(5400) == "1 h 30 min" and duration(600) == "10 min"
     assert usd(0.008478000000000001) == "$0.0085" and usd(1234.5) == "$1,234.50"
     assert for_json({"a": [0.008478000000000001], "b": 2}) == {"a": [0.008478], "b": 2}
+
+
+@pytest.mark.slow
+def test_the_demo_itself_shows_no_float_artefacts(tmp_path: Path, make_sim: Any) -> None:
+    """The demo's commands (run with faults, score, regenerate) against the simulator, then
+    every report format scanned; about a minute, so with the slow tests (make test-slow)."""
+    sim = make_sim(faults={"server": 0.1, "rate_limit": 0.05, "content_policy": 0.05})
+    run_dir = tmp_path / "demo"
+    steps = [
+        ["run", str(REPO / "jobs" / "demo.jsonl"), "--run-dir", str(run_dir), "--yes"],
+        ["score", str(run_dir), "--judge", "gpt-4o-mini"],
+        ["resume", str(run_dir), "--regenerate-below", "6", "--yes"],
+    ]
+    texts = []
+    for step in steps:
+        done = run_cli([*step, *sim_flags(sim)], env=cli_env(), timeout=300)
+        assert done.code in (0, 1), done.output
+        texts.append(done.output)
+    outputs = _outputs(run_dir)
+    for fmt, text in [*outputs.items(), *(("cli", t) for t in texts)]:
+        assert not NOISE.findall(text), fmt
+        e_notation = E_PLUS if fmt == "json" else E_NOTATION
+        assert not e_notation.findall(text), (fmt, e_notation.findall(text)[:5])
+        if fmt != "json":
+            assert not LONG_TAIL.findall(text), (fmt, LONG_TAIL.findall(text)[:5])
+    assert (
+        "Recommendations" in outputs["text"]
+        and "_" not in outputs["md"].split("Recommendations")[-1].split("**")[1]
+    )
