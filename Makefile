@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-slow lint bench clean
+.PHONY: venv demo test test-slow lint bench screenshots clean
 
 $(BIN)/batchgen: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-slow: venv
 
 bench: test-slow
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.screenshots
+
+# docs/screenshots/*.png: the demo's HTML report and a spec grid in headless Chromium, 1400 px
+# wide (apt-get install -y chromium); look at them after changing the report
+screenshots: venv
+	$(BIN)/python -m bench.screenshots
 
 clean:
 	rm -rf $(VENV) runs bench/results.json

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"images"},
     {"config"},
     {"errors"},
-    {"redaction", "clock", "faultpoints"},
+    {"redaction", "clock", "faultpoints", "numbers"},
 ]
 # they stand aside: the simulator (started by a session for --provider sim, and the
 # simulated judge of the quality loop) and the test support; nothing below imports them

@@ -426,7 +426,7 @@ def test_progress_and_summary_show_the_spend(tmp_path, money_sim, capsys):
     images = sum(r["image_count"] for r in rows)
     # the quote comes first, then progress lines (not a terminal: plain lines) with the spend
     assert out.index("Estimated cost") < out.index("run dir:")
-    progress = [line for line in out.splitlines() if re.match(r"\[\s*[\d.]+s\] \d+/16", line)]
+    progress = [line for line in out.splitlines() if re.match(r"\[\d+:\d\d\] \d+/16", line)]
     assert progress and progress[-1].startswith("[") and "16/16" in progress[-1]
     assert f"· ${total:.4f}" in progress[-1], progress[-1]  # then the limits in force
     summary = re.search(r"cost \$([\d.,]+) \(\$([\d.]+) per image\)", out)

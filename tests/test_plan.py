@@ -235,18 +235,26 @@ class _Input(io.StringIO):
 
 
 def test_confirm_above_asks_only_when_the_quote_passes_it(tmp_path):
+    from batchgen.cli.main import build_parser
     from batchgen.cli.money_args import confirm
+
+    def parse_run(*argv: str) -> argparse.Namespace:  # `run` asks; `plan` only quotes
+        return build_parser(["run"]).parse_args(["run", *argv])
 
     path = jobfile(tmp_path, *[{"prompt": "a", "model": "dall-e-3"}] * 10)  # up to $0.80
     q = quote(iter_jobs(path), load_prices())
     out = io.StringIO()
-    assert confirm(q, parse(str(path), "--confirm-above", "1"), stdin=_Input("", True), stdout=out)
+    assert confirm(
+        q, parse_run(str(path), "--confirm-above", "1"), stdin=_Input("", True), stdout=out
+    )
     assert out.getvalue() == ""  # under the threshold: no question
-    args = parse(str(path), "--confirm-above", "0.5")
+    args = parse_run(str(path), "--confirm-above", "0.5")
     assert confirm(q, args, stdin=_Input("y\n", True), stdout=out)
     assert "may cost up to $0.80" in out.getvalue()
     assert not confirm(q, args, stdin=_Input("\n", True), stdout=io.StringIO())
     refused = io.StringIO()
     assert not confirm(q, args, stdin=_Input("y\n", False), stdout=refused)  # no terminal
     assert "pass --yes" in refused.getvalue()
-    assert confirm(q, parse(str(path), "--confirm-above", "0.5", "--yes"), stdin=_Input("", False))
+    assert confirm(
+        q, parse_run(str(path), "--confirm-above", "0.5", "--yes"), stdin=_Input("", False)
+    )

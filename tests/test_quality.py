@@ -38,6 +38,11 @@ JUDGE = ["--judge", "gpt-4o-mini"]
 QUIET = ["--yes", "--quiet"]
 
 
+def _no_yes(flags: list[str]) -> list[str]:
+    """`score` asks nothing before it starts: it takes no --yes."""
+    return [f for f in flags if f != "--yes"]
+
+
 def _jobs(path: Path) -> Path:
     return write_jsonl_jobs(path, (
         {
@@ -81,7 +86,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     wrong_ids = {f"shot-{i:03d}" for i in WRONG}
 
     # -- score: exactly the 20 wrong jobs fall below the threshold --------------------------
-    done = run_cli(["score", str(run_dir), *JUDGE, "--threshold", str(THRESHOLD), *common],
+    done = run_cli(["score", str(run_dir), *JUDGE, "--threshold", str(THRESHOLD), *_no_yes(common)],
                    env=env, timeout=120)  # fmt: skip
     assert done.code == 0, done.output
     assert f"jobs whose best image scores below {THRESHOLD}: 20 of {JOBS}" in done.output
@@ -96,7 +101,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
         assert r["score"] == verdict((run_dir / r["image_path"]).read_bytes())["score"]
 
     # a second `score` judges nothing again
-    again = run_cli(["score", str(run_dir), *common], env=env)
+    again = run_cli(["score", str(run_dir), *_no_yes(common)], env=env)
     assert again.code == 0, again.output
     assert f"scored 0 image(s), {JOBS} already scored" in again.output
     assert _chat_stats(sim)["chat"]["received"] == stats["chat"]["received"]
@@ -227,8 +232,8 @@ def test_judge_faults_and_429s_are_retried_and_billed_usage_counted(
     # now the judge meets 5xx, unusable answers (billed) and rate limits
     sim.update(faults={"server": 0.15, "not_image": 0.15, "rate_limit": 0.15},
                retry_after_s=0.01)  # fmt: skip
-    done = run_cli(["score", str(run_dir), *JUDGE, "--max-attempts", "8", *common], env=env,
-                   timeout=120)  # fmt: skip
+    done = run_cli(["score", str(run_dir), *JUDGE, "--max-attempts", "8", *_no_yes(common)],
+                   env=env, timeout=120)  # fmt: skip
     assert done.code == 0, done.output
     stats = sim.stats.snapshot(timeline=False)
     outcomes = stats["chat"]["outcomes"]
@@ -280,17 +285,17 @@ def test_max_cost_stops_judging_then_a_higher_cap_finishes(tmp_path: Path, make_
     images_usd = sum(r["cost_usd"] for r in log_table(run_dir, ["cost_usd"]).to_pylist())
     # a judge the price table does not know cannot be capped
     unpriced = run_cli(["score", str(run_dir), "--judge", "gpt-4.1", "--max-cost", "100",
-                        *common], env=env)  # fmt: skip
+                        *_no_yes(common)], env=env)  # fmt: skip
     assert unpriced.code == 2 and "--max-cost needs the judge's price" in unpriced.output
     cap = images_usd + 0.0015  # room for about half of the 40 verdicts
     done = run_cli(["score", str(run_dir), *JUDGE, "--max-cost", f"{cap:.6f}", "--concurrency",
-                    "4", *common], env=env)  # fmt: skip
+                    "4", *_no_yes(common)], env=env)  # fmt: skip
     assert done.code == 3, done.output
     assert "stopped (budget)" in done.output
     scored = read_scores(run_dir, latest=False).to_pylist()
     assert 0 < len(scored) < 40
     assert images_usd + sum(r["cost_usd"] for r in scored) <= cap + 1e-12
-    done = run_cli(["score", str(run_dir), "--max-cost", "10", *common], env=env)
+    done = run_cli(["score", str(run_dir), "--max-cost", "10", *_no_yes(common)], env=env)
     assert done.code == 0, done.output
     judged = sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"]
     assert len(judged) == 40 and set(judged.values()) == {1}

@@ -207,7 +207,11 @@ def test_run_summary_is_short_and_has_the_figures(runs):
     assert f"{data['jobs_succeeded']:,} succeeded" in out
     assert f"{data['jobs_pending']:,} pending of 800 jobs" in out
     assert "per image" in out and "possibly billed twice" in out
-    assert len(out.splitlines()) <= 8
+    # at most three recommendations, each whole (wrapped, never cut with "…")
+    assert len(out.splitlines()) <= 12 and "…" not in out
+    flat = " ".join(out.split())
+    for rec in data["recommendations"][:3]:
+        assert " ".join(rec["message"].split()) in flat
 
 
 def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):

@@ -80,7 +80,7 @@ def test_help_of_every_command_still_works_without_them() -> None:
         assert proc.returncode == 0, (argv, proc.stderr[-2000:])
         assert proc.stdout.startswith("usage: batchgen"), argv
     run_help = subprocess.run(
-        [sys.executable, "-m", "batchgen", "run", "--help"],
+        [sys.executable, "-m", "batchgen", "run", "--provider", "sim", "--help"],
         capture_output=True, text=True, timeout=60,
     ).stdout  # fmt: skip
     assert "--sim-latency" in run_help and "--max-cost" in run_help and "--rpm" in run_help

@@ -288,8 +288,8 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
         pa.table(
             {
                 "model": pc.fill_null(table["model"], "?"),
-                "quality": pc.fill_null(table["quality"], "?"),
-                "size": pc.fill_null(table["size"], "?"),
+                "quality": pc.fill_null(table["quality"], "default"),
+                "size": pc.fill_null(table["size"], "default"),
                 "cost": pa.array(cost),
                 "images": pa.array(cols.images_per_row()),
                 "attempts": pa.array(cols.sent.astype(np.int64)),

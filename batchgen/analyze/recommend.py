@@ -67,6 +67,11 @@ def _quality(fig: dict[str, Any]) -> list[Recommendation]:
     return out
 
 
+def setting_text(value: Any) -> str:
+    """A quality or size the jobs left to the provider reads as its ``default``."""
+    return "default" if value in (None, "", "?") else str(value)
+
+
 def _setting(fig: dict[str, Any], name: str) -> Any:
     """A run setting: run.json keeps the pool's under ``settings.pool``; flat also accepted."""
     settings = fig["settings"]
@@ -237,7 +242,8 @@ def _cheaper(fig: dict[str, Any], lookup: PriceLookup | None) -> list[Recommenda
         out.append(
             Recommendation(
                 "cheaper",
-                f"{a['images']} images at {a['model']}/{a['quality']}/{a['size']} "
+                f"{a['images']:,} image{'' if a['images'] == 1 else 's'} at "
+                f"{a['model']}/{setting_text(a['quality'])}/{setting_text(a['size'])} "
                 f"(${a['price_usd']:.3f} each): {b['model']} at quality {b['quality']} costs "
                 f"${b['price_usd']:.3f}, saving ${b['saving_usd']:.2f} on a run like this",
                 opt,

@@ -90,11 +90,21 @@ def _figures(run_dir: Path, manifest: Manifest) -> dict[str, Any]:
 
 
 def _autopilot(manifest: Manifest) -> dict[str, Any] | None:
-    """What the limiter learned in the latest session that recorded it."""
-    for s in reversed(manifest.sessions):
-        if s.autopilot:
-            return {"session": s.session, **s.autopilot}
-    return None
+    """What the limiter learned in the latest session that recorded it (the limits it found
+    are the freshest there), with the peak in flight and the 429s over every session: a short
+    last session (one regenerated job) must not read as the run's peak."""
+    recorded = [s for s in manifest.sessions if s.autopilot]
+    if not recorded:
+        return None
+    last = recorded[-1]
+    out: dict[str, Any] = {"session": last.session, **(last.autopilot or {})}
+    if len(recorded) > 1:
+        out["sessions"] = len(recorded)
+        out["peak_inflight"] = max(int(s.autopilot.get("peak_inflight") or 0)
+                                   for s in recorded if s.autopilot)  # fmt: skip
+        out["throttled"] = sum(int(s.autopilot.get("throttled") or 0)
+                               for s in recorded if s.autopilot)  # fmt: skip
+    return out
 
 
 def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:

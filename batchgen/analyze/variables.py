@@ -15,6 +15,7 @@ Nothing is read beyond ``vars`` and ``input_hashes`` for a run that has neither.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,7 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
                 "state": c.state,
                 "error_class": c.error_class,
                 "images": c.images,
+                "label": _grid_label(c.job_id, c.vars, (rows, cols)),
             }
         )
     return {
@@ -193,6 +195,19 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
             for k in col_values
         ],
     }
+
+
+_REPEAT = re.compile(r"\.r(\d+)$")
+
+
+def _grid_label(job_id: str, variables: dict[str, Any], shown: tuple[str, str]) -> str:
+    """What tells a job from the others of its grid cell: the variables the grid does not
+    lay out, and the repeat (``background=oak · repeat 2``); "" when it is alone."""
+    parts = [f"{k}={v}" for k, v in variables.items() if k not in shown]
+    repeat = _REPEAT.search(job_id)
+    if repeat:
+        parts.append(f"repeat {int(repeat[1])}")
+    return " · ".join(parts)
 
 
 __all__ = ["by_variable", "edit_pairs", "grid", "job_cells", "variable_figures"]

@@ -44,7 +44,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> Non
     _add_batch_tuning(group)
 
 
-def _add_batch_tuning(group: Any) -> None:
+def add_poll_arguments(group: Any) -> None:
     d = BATCH_DEFAULTS
     group.add_argument(
         "--poll-interval", type=float, default=None, metavar="S",
@@ -55,6 +55,11 @@ def _add_batch_tuning(group: Any) -> None:
         "--poll-max", type=float, default=None, metavar="S",
         help=f"longest wait between polls (default {d['poll_max']:g})",
     )  # fmt: skip
+
+
+def _add_batch_tuning(group: Any) -> None:
+    d = BATCH_DEFAULTS
+    add_poll_arguments(group)
     group.add_argument(
         "--batch-max-requests", type=int, default=None, metavar="N",
         help=f"requests per input file (default {d['batch_max_requests']}, the provider's limit)",
@@ -72,17 +77,27 @@ def _add_batch_tuning(group: Any) -> None:
 
 
 # ---- collect / cancel --------------------------------------------------------------------
+# `collect` submits nothing and sends no image request: of the session's flags it reads where
+# the batches are, how long a request may take, the output and the prices of what it collects
+COLLECT_READS = frozenset({
+    "run_dir", "provider", "base_url", "api_key_env", "providers", "timeout", "grace", "quiet",
+    "image_checks", "prices", "price_per_image", "poll_interval", "poll_max",
+})  # fmt: skip
+CANCEL_READS = frozenset({"run_dir", "base_url", "api_key_env"})
+
+
 def register(subparsers: Any) -> None:
-    from batchgen.cli.common import add_session_arguments
+    from batchgen.cli.common import SESSION_FLAGS, add_session_arguments
 
     collect = subparsers.add_parser(
         "collect", help="follow and collect a run's submitted batches (--via batch)",
+        usage="%(prog)s RUN_DIR [options]",
         description="Re-attach to the batches a run submitted (after --detach, Ctrl-C or a "
         "crash): wait for them, save their images, log one row per line. Submits nothing.",
     )  # fmt: skip
-    collect.add_argument("run_dir")
-    add_session_arguments(collect, resume=True)
-    add_batch_arguments(collect, resume=True)
+    collect.add_argument("run_dir", help="the run directory (holds run.json)")
+    add_session_arguments(collect, resume=True, leave_out=SESSION_FLAGS - COLLECT_READS, sim=False)
+    add_poll_arguments(collect.add_argument_group("Batch API"))
     collect.set_defaults(func=cmd_collect)
     cancel = subparsers.add_parser(
         "cancel", help="cancel a run's open batches (--via batch)",
@@ -90,9 +105,15 @@ def register(subparsers: Any) -> None:
         "What finished before the cancel is billed and is collected by `collect`/`resume`; "
         "the rest stays pending.",
     )  # fmt: skip
-    cancel.add_argument("run_dir")
-    cancel.add_argument("--base-url", default=None)
-    cancel.add_argument("--api-key-env", default=None, metavar="NAME")
+    cancel.add_argument("run_dir", help="the run directory (holds run.json)")
+    cancel.add_argument(
+        "--base-url", default=None,
+        help="the Batch API's base URL (default: the one the run used)",
+    )  # fmt: skip
+    cancel.add_argument(
+        "--api-key-env", default=None, metavar="NAME",
+        help="environment variable holding the API key (default: the one the run used)",
+    )  # fmt: skip
     cancel.set_defaults(func=cmd_cancel)
 
 
@@ -102,22 +123,23 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from batchgen.session.resume import resume_run
 
     prefer_system_allocator()
-    args.via = "batch"
-    args.collect_only = True
+    flags = {**flags_of(args, COLLECT_READS), "via": "batch", "collect_only": True}
     console, err = make_console(), make_console(stderr=True)
     observer = ConsoleObserver(console, err, args)
-    return usage_errors(err, "resume", lambda: resume_run(
-        args.run_dir, flags_of(args), observer=observer, argv=redacted_argv(),
+    return usage_errors(err, "collect", lambda: resume_run(
+        args.run_dir, flags, observer=observer, argv=redacted_argv(),
     ).exit_code)  # fmt: skip
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from batchgen.cli.common import flags_of
     from batchgen.cli.session import ConsoleObserver, make_console
     from batchgen.errors import AttemptError
     from batchgen.session.batchmode import cancel_batches
 
     console, err = make_console(), make_console(stderr=True)
     try:
+        flags_of(args, CANCEL_READS)  # the parser offers only what is read here
         n = cancel_batches(args.run_dir, args.base_url, args.api_key_env,
                            ConsoleObserver(console, err, args))  # fmt: skip
     except (UsageError, AttemptError) as exc:

@@ -10,6 +10,7 @@ nor the simulator. tests/test_startup.py fails if one of them comes back.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,10 +28,13 @@ from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_US
 from batchgen.sim.flags import add_sim_arguments
 
 __all__ = [
+    "BATCH_FLAGS",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_STOPPED",
     "EXIT_USAGE",
+    "JOB_DEFAULT_FLAGS",
+    "SESSION_FLAGS",
     "UsageError",
     "add_job_defaults",
     "add_session_arguments",
@@ -48,24 +52,80 @@ def add_job_defaults(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n", type=int, help="images per request")
 
 
-def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> None:
+# ---- which flags each command reads (its parser must offer exactly these: test_cli_help) --
+JOB_DEFAULT_FLAGS = frozenset({"model", "size", "quality", "n"})
+CONNECTION_FLAGS = frozenset({"provider", "base_url", "api_key_env", "providers"})
+LIMIT_FLAGS = frozenset({
+    "concurrency", "rpm", "ipm", "adaptive", "stall_timeout", "max_pause", "timeout",
+    "max_attempts", "grace",
+})  # fmt: skip
+OUTPUT_FLAGS = frozenset({"quiet", "image_checks"})
+MONEY_FLAGS = frozenset({"prices", "max_cost", "price_per_image", "confirm_above", "yes"})
+SIM_FLAGS = frozenset(f"sim_{name}" for name in (
+    "host", "port", "seed", "rpm", "ipm", "limit_schedule", "ipm_schedule", "burst",
+    "no_ratelimit_headers", "retry_after_mode", "max_concurrent", "latency", "latency_jitter",
+    "latency_dist", "faults", "fail_after", "retry_after", "hang", "tiny", "image_kb",
+    "extra_models", "batch_seconds", "batch_faults", "api_key_env",
+))  # fmt: skip
+SESSION_FLAGS = CONNECTION_FLAGS | LIMIT_FLAGS | OUTPUT_FLAGS | MONEY_FLAGS | SIM_FLAGS
+BATCH_FLAGS = frozenset({
+    "via", "detach", "deadline", "poll_interval", "poll_max", "batch_max_requests",
+    "batch_max_bytes", "assume_latency",
+})  # fmt: skip
+
+# `--help` lists the --sim-* flags only when the command line asks for the simulator (set by
+# batchgen.cli.main before the subcommands register; the flags are accepted either way)
+SHOW_SIM_HELP = [False]
+
+
+def wants_sim_help(argv: list[str]) -> bool:
+    """True when ``argv`` says ``--provider sim`` (or ``--provider=sim``)."""
+    return "--provider=sim" in argv or any(
+        a == "--provider" and b == "sim" for a, b in itertools.pairwise(argv)
+    )
+
+
+class _Skipping:
+    """An argument group that leaves out the flags a command does not read (by dest)."""
+
+    def __init__(self, group: Any, leave_out: frozenset[str]) -> None:
+        self.group, self.leave_out = group, leave_out
+
+    def add_argument(self, *names: str, **kwargs: Any) -> None:
+        dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
+        if dest not in self.leave_out:
+            self.group.add_argument(*names, **kwargs)
+
+
+def add_session_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    resume: bool,
+    leave_out: frozenset[str] = frozenset(),
+    sim: bool = True,
+) -> None:
     """Flags of `run`, and of `resume` where given ones override run.json. Every default is
-    None here: RunConfig fills what was not given (run.json, then batchgen.config)."""
-    _add_provider_arguments(parser)
-    _add_limit_arguments(parser)
-    _add_output_arguments(parser)
-    add_money_arguments(parser)
-    add_sim_arguments(parser, prefix="sim-")
+    None here: RunConfig fills what was not given (run.json, then batchgen.config).
+    ``leave_out``: the dests of flags the command does not read (`score` reads no --ipm);
+    ``sim=False``: no --sim-* flags (`collect` starts no simulator)."""
+    _add_provider_arguments(parser, leave_out)
+    _add_limit_arguments(parser, leave_out)
+    _add_output_arguments(parser, leave_out)
+    add_money_arguments(parser, leave_out=leave_out)
+    if sim:
+        add_sim_arguments(parser, prefix="sim-", shown=SHOW_SIM_HELP[0])
 
 
-def _add_provider_arguments(parser: argparse.ArgumentParser) -> None:
-    conn = parser.add_argument_group("provider")
+def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+    conn = _Skipping(parser.add_argument_group("provider"), leave_out)
     conn.add_argument(
         "--provider", choices=("openai", "sim"), default=None,
         help="openai: any OpenAI-compatible API (default); sim: start the built-in simulator",
     )  # fmt: skip
     conn.add_argument(
-        "--base-url", help=f"API base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})"
+        "--base-url",
+        metavar="URL",
+        help=f"API base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     conn.add_argument(
         "--api-key-env", metavar="NAME",
@@ -79,21 +139,21 @@ def _add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
     d = POOL_DEFAULTS
-    limits = parser.add_argument_group("limits")
+    limits = _Skipping(parser.add_argument_group("limits"), leave_out)
     limits.add_argument(
-        "--concurrency", type=_positive_int,
+        "--concurrency", type=_positive_int, metavar="N",
         help="requests in flight at most: a cap on the autopilot's in-flight limit (default "
         f"{DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with --no-adapt)",
     )  # fmt: skip
     limits.add_argument(
-        "--rpm", type=_positive_float,
+        "--rpm", type=_positive_float, metavar="N",
         help="requests per minute at most: a ceiling the autopilot never "
         "passes, and where it starts (default: found from the provider)",
     )  # fmt: skip
     limits.add_argument(
-        "--ipm", type=_positive_float,
+        "--ipm", type=_positive_float, metavar="N",
         help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
     )  # fmt: skip
     limits.add_argument(
@@ -117,20 +177,23 @@ def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_request_arguments(limits: Any) -> None:
     d = POOL_DEFAULTS
     limits.add_argument(
-        "--timeout", type=_positive_float, help=f"seconds per request (default {d['timeout']:g})"
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=f"seconds per request (default {d['timeout']:g})",
     )
     limits.add_argument(
-        "--max-attempts", type=_positive_int,
+        "--max-attempts", type=_positive_int, metavar="N",
         help=f"attempts per job for retryable errors (default {d['max_attempts']})",
     )  # fmt: skip
     limits.add_argument(
-        "--grace", type=float,
+        "--grace", type=float, metavar="SECONDS",
         help=f"seconds requests in flight may finish after Ctrl-C (default {d['grace']:g})",
     )  # fmt: skip
 
 
-def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    out = parser.add_argument_group("output")
+def _add_output_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+    out = _Skipping(parser.add_argument_group("output"), leave_out)
     out.add_argument("--quiet", action="store_true", help="no progress display")
     out.add_argument(
         "--image-checks", action=argparse.BooleanOptionalAction, default=None,
@@ -139,14 +202,27 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def flags_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed flags by name (the parser's own entries left out)."""
-    return {k: v for k, v in vars(args).items() if k != "func"}
+def flags_of(args: argparse.Namespace, reads: frozenset[str] | None = None) -> dict[str, Any]:
+    """The parsed flags by name (the parser's own entries left out). With ``reads`` (the
+    command's declaration of the flags it reads), a parsed flag outside it is a bug of the
+    parser's (tests/test_cli_help.py walks every command for them): it fails loudly here
+    rather than being accepted and ignored."""
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    if reads is not None:
+        stray = sorted(set(flags) - reads)
+        if stray:
+            msg = f"the parser gives flags this command does not read: {', '.join(stray)}"
+            raise AssertionError(msg)
+    return flags
 
 
-def run_config(args: argparse.Namespace, recorded: Mapping[str, Any] | None = None) -> RunConfig:
+def run_config(
+    args: argparse.Namespace,
+    recorded: Mapping[str, Any] | None = None,
+    reads: frozenset[str] | None = None,
+) -> RunConfig:
     """The flags given, over run.json's settings (``recorded``), over batchgen.config's."""
-    return RunConfig.build(flags_of(args), recorded)
+    return RunConfig.build(flags_of(args, reads), recorded)
 
 
 def prefer_system_allocator() -> None:

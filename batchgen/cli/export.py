@@ -13,6 +13,8 @@ from batchgen.cli.common import EXIT_OK, EXIT_USAGE
 from batchgen.runlog.export import STATUSES, export_jobs
 from batchgen.runlog.rundir import RunDirError
 
+READS = frozenset({"run_dir", "status", "output"})
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def register(subparsers: Any) -> None:
         help="export a run's ok / failed / pending jobs as a JSONL job file",
         description=__doc__,
     )
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", help="the run directory (holds run.json)")
     parser.add_argument(
         "--status",
         choices=STATUSES,
@@ -32,6 +34,9 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from batchgen.cli.common import flags_of
+
+    flags_of(args, READS)  # the parser offers only what is read here
     try:
         lines = export_jobs(args.run_dir, args.status)
     except RunDirError as exc:

@@ -14,10 +14,13 @@ import sys
 from batchgen import __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from batchgen.cli import plan, report, run
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser. ``argv`` (default: the command line) only decides whether `--help`
+    lists the --sim-* flags: with ``--provider sim`` it does, else their group says how."""
+    from batchgen.cli import common, plan, report, run
     from batchgen.sim.flags import add_sim_arguments
 
+    common.SHOW_SIM_HELP[0] = common.wants_sim_help(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="batchgen",
         description="Batch image generation for OpenAI-compatible APIs: rate limits, retries, "
@@ -32,10 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.score")
     _register_optional(sub, "batchgen.cli.export")
     _register_optional(sub, "batchgen.cli.batch")
+    _register_optional(sub, "batchgen.cli.gen")
+    _register_optional(sub, "batchgen.cli.models")
+    _register_optional(sub, "batchgen.cli.runs")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
     sim.set_defaults(func=_main_sim)
+    for command in sub.choices.values():
+        _plain_text(command)
     return parser
+
+
+def _plain_text(parser: argparse.ArgumentParser) -> None:
+    """The docstrings a description comes from write code as ``this``: a terminal shows `this`."""
+    if parser.description:
+        parser.description = parser.description.replace("``", "`")
+    for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = action.help.replace("``", "`")
 
 
 def _main_sim(args: argparse.Namespace) -> int:
@@ -57,7 +74,7 @@ def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from batchgen.money.load import load_prices
 from batchgen.money.quote import Quote
@@ -23,33 +23,28 @@ def _usd(text: str) -> float:
     return value
 
 
-def add_money_arguments(parser: argparse.ArgumentParser) -> None:
-    """--prices, --max-cost, --price-per-image, --confirm-above, --yes."""
+def add_money_arguments(
+    parser: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()
+) -> None:
+    """--prices, --max-cost, --price-per-image, --confirm-above, --yes (but ``leave_out``)."""
     group = parser.add_argument_group("cost")
-    group.add_argument(
-        "--prices",
-        metavar="FILE",
-        help="a TOML price table merged over the shipped one (add models, change prices)",
-    )
-    group.add_argument(
-        "--max-cost",
-        metavar="USD",
-        type=_usd,
-        help="hard budget: a job is not sent if its worst-case cost would pass this total",
-    )
-    group.add_argument(
-        "--price-per-image",
-        metavar="USD",
-        type=_usd,
-        help="price of one image for models missing from the price table",
-    )
-    group.add_argument(
-        "--confirm-above",
-        metavar="USD",
-        type=_usd,
-        help="ask before starting when the quote's high estimate is above this",
-    )
-    group.add_argument("--yes", action="store_true", help="do not ask, start at once")
+    for args, kwargs in _MONEY_FLAGS:
+        dest = args[0].lstrip("-").replace("-", "_")
+        if dest not in leave_out:
+            group.add_argument(*args, **kwargs)
+
+
+_MONEY_FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--prices",), {"metavar": "FILE", "help": "a TOML price table merged over the shipped "
+                     "one (add models, change prices)"}),
+    (("--max-cost",), {"metavar": "USD", "type": _usd, "help": "hard budget: a job is not "
+                       "sent if its worst-case cost would pass this total"}),
+    (("--price-per-image",), {"metavar": "USD", "type": _usd, "help": "price of one image for "
+                              "models missing from the price table"}),
+    (("--confirm-above",), {"metavar": "USD", "type": _usd, "help": "ask before starting when "
+                            "the quote's high estimate is above this"}),
+    (("--yes",), {"action": "store_true", "help": "do not ask, start at once"}),
+]  # fmt: skip
 
 
 def prices_from_args(args: argparse.Namespace) -> PriceTable:

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_PROBLEMS = 2
 _DEFAULTS = ("model", "size", "quality", "n")  # job defaults from the flags
+# the flags `plan` reads (tests/test_cli_help.py: its parser offers exactly these); it asks
+# nothing before a start, so no --confirm-above / --yes
+READS = frozenset({
+    "jobfile", *_DEFAULTS, "rpm", "ipm", "concurrency", "max_jobs", "prices", "max_cost",
+    "price_per_image", "assume_latency", "via", "output_format", "max_problems",
+})  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +48,7 @@ def register(subparsers: Any) -> None:
         help="refuse (exit 2) a job file or spec of more than N jobs; a spec is counted "
         "before it is expanded",
     )
-    add_money_arguments(parser)
+    add_money_arguments(parser, leave_out=frozenset({"confirm_above", "yes"}))
     _add_output_arguments(parser)
     parser.set_defaults(func=cmd_plan)
 
@@ -62,7 +68,10 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch: also quote the provider's Batch API (half price for OpenAI image models, "
         "done within 24 h) beside the live price",
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text", dest="output_format")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", dest="output_format",
+        help="text (default) or json: the same plan as one JSON object, for scripts",
+    )  # fmt: skip
     parser.add_argument(
         "--max-problems",
         metavar="N",
@@ -97,8 +106,11 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
+    from batchgen.cli.common import flags_of
     from batchgen.cli.money_args import prices_from_args
     from batchgen.money.load import PricesError
+
+    flags_of(args, READS)  # the parser offers only what is read here
     from batchgen.money.plan import plan_file
 
     out = stdout or sys.stdout
@@ -227,5 +239,7 @@ def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
     }
     if check.batch_quote is not None:
         document["batch_quote"] = quote_to_dict(check.batch_quote)
-    json.dump(document, out, indent=2, ensure_ascii=False)
+    from batchgen.numbers import for_json
+
+    json.dump(for_json(document), out, indent=2, ensure_ascii=False)
     out.write("\n")

@@ -1,29 +1,51 @@
-"""The live progress display: a rich bar on a terminal, a plain line every few seconds
-otherwise (CI logs, pipes), nothing with --quiet."""
+"""The live progress display: one line fitted to the terminal on a terminal, a plain line every
+few seconds otherwise (CI logs, pipes), nothing with --quiet.
+
+The terminal line is built for its width: its parts have a rank, and a narrow terminal drops
+the least important first, so the count, the rate, the cost and the ETA are the last to go
+(80 columns keeps them all); the bar takes what room is left, and only when there is some.
+
+    batchgen ━━━━━━━━━━╸━━━━━━ 81/300 · ok 78 · failed 3 · pending 219 · 52 img/min · $0.4120
+    · 1:34 · ETA 4:12 · limits 290 req/min, 12/256 in flight   (one line)
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.progress import Progress as RichProgress
+from rich.progress import ProgressColumn, Task, TaskID
+from rich.progress_bar import ProgressBar
+from rich.text import Text
 
 from batchgen.money import Budget
+from batchgen.numbers import compact
 from batchgen.runner.pool import PoolTally
 from batchgen.session.execute import total_spent
 
 __all__ = ["Progress", "total_spent"]
 
 _PLAIN_EVERY_S = 5.0
+_SEP = " · "
+_BAR_MIN, _BAR_MAX = 10, 40
+_LABEL = "batchgen "
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    rank: int  # 0 is kept longest
+    order: int  # where it stands on the line
+    text: str
+    style: str = ""
+
+
+def _clock(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 class Progress:
@@ -35,62 +57,145 @@ class Progress:
         quiet: bool,
         budget: Budget | None = None,
         status: Callable[[], str] | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
         self.status = status  # the limiter's: current rate, in-flight limit, pause
         self.total = total
         self.quiet = quiet
         self.budget = budget
+        self.now = now
         self.live = console.is_terminal and not quiet
-        self._start = time.monotonic()
+        self._start = now()
         self._last_plain = 0.0
+        self._tally = PoolTally()
+        self._status: str | None = None  # the limiter's, read on the event loop's thread
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
-        self._start = time.monotonic()
+        self._start = self.now()
         if self.live:
             self._bar = RichProgress(
-                TextColumn("[bold]batchgen"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-                refresh_per_second=4,
+                _LineColumn(self), console=self.console, refresh_per_second=4, expand=True
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task("run", total=self.total, stats="")
+            self._task = self._bar.add_task("run", total=self.total)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def stats_line(self, tally: PoolTally) -> str:
-        elapsed = max(time.monotonic() - self._start, 1e-6)
+    # -- what the line says ------------------------------------------------------------------
+    def _parts(self, tally: PoolTally) -> list[_Part]:
+        elapsed = max(self.now() - self._start, 1e-6)
         per_min = tally.images / elapsed * 60
         pending = max(self.total - tally.finished, 0)
         spent = total_spent(self.budget, tally)
-        line = (
-            f"ok {tally.ok_jobs} · failed {tally.failed_jobs} · pending {pending} · "
-            f"{per_min:.0f} img/min · ${spent:.4f}"
+        parts = [
+            _Part(0, 2, f"{tally.finished:,}/{self.total:,}", "bold"),
+            _Part(1, 6, f"{compact(per_min)} img/min"),
+            _Part(2, 7, f"${spent:,.2f}" if spent >= 100 else f"${spent:.4f}"),
+            _Part(3, 9, f"ETA {self._eta(tally, elapsed)}"),
+            _Part(5, 5, f"pending {pending:,}"),
+            _Part(6, 3, f"ok {tally.ok_jobs:,}", "green"),
+            _Part(7, 8, _clock(elapsed), "dim"),
+        ]
+        if tally.failed_jobs:  # a failure is news: kept right after the essentials
+            parts.append(_Part(4, 4, f"failed {tally.failed_jobs:,}", "red"))
+        if self._status is not None:
+            parts.append(_Part(8, 10, f"limits {self._status}", "dim"))
+        return parts
+
+    def _eta(self, tally: PoolTally, elapsed: float) -> str:
+        left = self.total - tally.finished
+        if left <= 0:
+            return "0:00"
+        if tally.finished == 0:
+            return "-:--"
+        return _clock(left * elapsed / tally.finished)
+
+    def observe(self, tally: PoolTally) -> None:
+        """Take the latest counts and the limiter's status. On the event loop's thread: the
+        limiter reads the loop's clock, and rich redraws from its own thread, which must not."""
+        self._tally = tally
+        self._status = self.status() if self.status is not None else None
+
+    def line(self, tally: PoolTally, width: int) -> Text:
+        """The terminal line for ``width`` columns: the most important parts that fit, in
+        their order; the bar in front when at least 10 columns are left (and the name before
+        it when there is room for that too)."""
+        chosen: list[_Part] = []
+        used = 0
+        for part in sorted(self._parts(tally), key=lambda p: p.rank):
+            extra = len(part.text) + (len(_SEP) if chosen else 0)
+            if used + extra <= width:
+                chosen.append(part)
+                used += extra
+            elif part.text.startswith("limits ") and ", " in part.text:
+                short = part.text.split(", ")[0]  # the rate alone, when all of it does not fit
+                if used + len(short) + len(_SEP) <= width:
+                    chosen.append(_Part(part.rank, part.order, short, part.style))
+                    used += len(short) + len(_SEP)
+        chosen.sort(key=lambda p: p.order)
+        text = Text(no_wrap=True, overflow="crop")
+        for i, part in enumerate(chosen):
+            if i:
+                text.append(_SEP, style="dim")
+            text.append(part.text, style=part.style)
+        room = width - used - 1
+        if room < _BAR_MIN:
+            return text
+        label = room >= _BAR_MIN + len(_LABEL)
+        bar = bar_text(
+            ProgressBar(total=max(self.total, 1), completed=tally.finished,
+                        width=min(room - (len(_LABEL) if label else 0), _BAR_MAX)),
+            self.console,
+        )  # fmt: skip
+        head = Text(_LABEL if label else "", style="bold")
+        return Text.assemble(head, bar, " ", text, no_wrap=True, overflow="crop")
+
+    def stats_line(self, tally: PoolTally) -> str:
+        """The plain line's figures (pipes and CI logs: no width to fit)."""
+        parts = sorted(
+            (p for p in self._parts(tally) if p.order not in (2, 8)), key=lambda p: p.order
         )
-        return f"{line} · limits: {self.status()}" if self.status else line
+        return _SEP.join(p.text for p in parts)
 
     def update(self, tally: PoolTally) -> None:
         if self.quiet:
             return
+        self.observe(tally)
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=tally.finished, stats=self.stats_line(tally))
+            self._bar.update(self._task, completed=tally.finished)
             return
-        now = time.monotonic()
+        now = self.now()
         if now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total:
             self._last_plain = now
             elapsed = now - self._start
             self.console.print(
-                f"[{elapsed:7.1f}s] {tally.finished}/{self.total} · {self.stats_line(tally)}",
+                f"[{_clock(elapsed)}] {tally.finished:,}/{self.total:,} · {self.stats_line(tally)}",
                 markup=False,
             )
+
+
+def bar_text(bar: ProgressBar, console: Console) -> Text:
+    """The bar as Text, so it joins the line's other parts."""
+    segments = console.render(bar, console.options.update(width=bar.width or _BAR_MIN))
+    out = Text()
+    for seg in segments:
+        if seg.text != "\n":
+            out.append(seg.text, style=seg.style)
+    return out
+
+
+class _LineColumn(ProgressColumn):
+    """The whole line in one column, built for the console's width at each refresh."""
+
+    def __init__(self, owner: Progress) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def render(self, task: Task) -> Text:
+        return self.owner.line(self.owner._tally, self.owner.console.width)

@@ -14,6 +14,7 @@ from batchgen.cli.common import prefer_system_allocator
 # the analyzers pull in matplotlib and pyarrow.dataset: imported when a report is made, so
 # `batchgen run` does not carry them (start-up time and ~100 MB of memory)
 FORMATS = ("text", "json", "html", "md")
+READS = frozenset({"run_dirs", "format", "output", "grid", "no_image_checks"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     # a 1M-row log peaked at ~765 MB RSS with Arrow's default allocator, ~660 MB with this
     prefer_system_allocator()
+    from batchgen.cli.common import flags_of
+
+    flags_of(args, READS)  # the parser offers only what is read here
     problem = _arguments_problem(args)
     if problem:
         # plain stderr, not rich: a message must not be re-wrapped or styled

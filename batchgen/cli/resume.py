@@ -12,8 +12,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from batchgen.cli.common import add_session_arguments, flags_of, prefer_system_allocator
-from batchgen.cli.score import add_scorer_arguments
+from batchgen.cli.common import (
+    BATCH_FLAGS,
+    SESSION_FLAGS,
+    add_session_arguments,
+    flags_of,
+    prefer_system_allocator,
+)
+from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
+
+# the flags `resume` reads (tests/test_cli_help.py: its parser offers exactly these)
+READS = (
+    frozenset({"run_dir", "retry_failed", "regenerate_below", "max_rounds"})
+    | SCORER_FLAGS
+    | SESSION_FLAGS
+    | BATCH_FLAGS
+)
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +35,7 @@ def register(subparsers: Any) -> None:
         "resume",
         help="finish an interrupted or partly failed run",
         description=__doc__,
+        usage="%(prog)s RUN_DIR [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
@@ -58,5 +73,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
     return usage_errors(err, "resume", lambda: resume_run(
-        args.run_dir, flags_of(args), observer=observer, argv=redacted_argv(), regenerate=regen,
+        args.run_dir, flags_of(args, READS), observer=observer, argv=redacted_argv(),
+        regenerate=regen,
     ).exit_code)  # fmt: skip

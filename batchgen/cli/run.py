@@ -10,11 +10,19 @@ import argparse
 from typing import Any
 
 from batchgen.cli.common import (
+    BATCH_FLAGS,
     EXIT_USAGE,
+    JOB_DEFAULT_FLAGS,
+    SESSION_FLAGS,
     add_job_defaults,
     add_session_arguments,
     prefer_system_allocator,
     run_config,
+)
+
+# the flags `run` reads (tests/test_cli_help.py: its parser offers exactly these)
+READS = (
+    frozenset({"jobfile", "max_jobs", "run_dir"}) | JOB_DEFAULT_FLAGS | SESSION_FLAGS | BATCH_FLAGS
 )
 
 
@@ -23,6 +31,7 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a job file of prompts",
         description=__doc__,
+        usage="%(prog)s JOBFILE [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -57,6 +66,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     observer = ConsoleObserver(console, err, args)
     return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args), run_dir=args.run_dir, observer=observer,
+        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir, observer=observer,
         argv=redacted_argv(),
     ).exit_code)  # fmt: skip

@@ -22,11 +22,19 @@ from batchgen.cli.common import (
     EXIT_OK,
     EXIT_STOPPED,
     EXIT_USAGE,
+    SESSION_FLAGS,
     UsageError,
     add_session_arguments,
     flags_of,
     prefer_system_allocator,
 )
+
+SCORER_FLAGS = frozenset({"judge", "scorer", "clip_model", "rubric", "detail"})
+# what a scoring session does not read: it starts no image requests (no --ipm, no image
+# checks), talks to one judge (no --providers) and asks nothing before it starts
+_NOT_READ = frozenset({"providers", "ipm", "image_checks", "confirm_above", "yes"})
+# the flags `score` reads (tests/test_cli_help.py: its parser offers exactly these)
+READS = frozenset({"run_dir", "threshold", "rescore"}) | SCORER_FLAGS | (SESSION_FLAGS - _NOT_READ)
 
 
 def add_scorer_arguments(parser: argparse.ArgumentParser, *, for_resume: bool = False) -> None:
@@ -73,11 +81,12 @@ def register(subparsers: Any) -> None:
         "score",
         help="score every saved image against its prompt (a judge model or CLIP)",
         description=__doc__,
+        usage="%(prog)s RUN_DIR (--judge MODEL | --scorer clip) [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
     add_scorer_arguments(parser)
-    add_session_arguments(parser, resume=True)
+    add_session_arguments(parser, resume=True, leave_out=_NOT_READ)
     parser.set_defaults(func=cmd_score)
 
 
@@ -89,7 +98,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     console = make_console()
     err = make_console(stderr=True)
     try:
-        spec, result = score_directory(args.run_dir, flags_of(args), say=_say_to(console))
+        spec, result = score_directory(args.run_dir, flags_of(args, READS), say=_say_to(console))
     except UsageError as exc:
         err.print(f"batchgen score: {exc}", markup=False)
         return EXIT_USAGE

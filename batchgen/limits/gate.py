@@ -338,9 +338,9 @@ class RateLimiter:
     def describe(self) -> str:
         parts = []
         if self.requests is not None:
-            parts.append(f"{self.requests.control.current:.0f} req/min")
+            parts.append(f"{self.requests.control.current:,.0f} req/min")
         if self.images is not None and math.isfinite(self.images.control.current):
-            parts.append(f"{self.images.control.current:.0f} img/min")
+            parts.append(f"{self.images.control.current:,.0f} img/min")
         parts.append(f"{self._slots.used}/{self.inflight.slots} in flight")
         if self.paused_until > anyio.current_time():
             left = self.paused_until - anyio.current_time()

@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # a report is written on servers and in CI: never ask for
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from batchgen.reports.model import RunReport
 
@@ -68,16 +69,28 @@ def _latency(ax: Any, reports: list[RunReport]) -> None:
             ax.axvline(p95, color=COLORS[i % len(COLORS)], linestyle="--", linewidth=1)
 
 
-def _minutes(r: RunReport) -> np.ndarray:
-    return np.asarray(r.series.t, dtype=float) / 60.0
+def time_axis(reports: list[RunReport]) -> tuple[float, str]:
+    """The time axis' unit, chosen by how long the runs lasted: (seconds per unit, name). A
+    15-second run is drawn in seconds (not 0.00-0.25 minutes), an afternoon in hours."""
+    span = max((r.series.t[-1] + r.series.bin_s for r in reports if r.series.t), default=0.0)
+    if span <= 180:
+        return 1.0, "seconds"
+    if span <= 3 * 3600:
+        return 60.0, "minutes"
+    return 3600.0, "hours"
+
+
+def _times(r: RunReport, reports: list[RunReport]) -> np.ndarray:
+    return np.asarray(r.series.t, dtype=float) / time_axis(reports)[0]
 
 
 def _throughput(ax: Any, reports: list[RunReport]) -> None:
+    unit = time_axis(reports)[0]
     for i, r in enumerate(reports):
         s = r.series
         if not s.t:
             continue
-        edges = np.append(_minutes(r), (s.t[-1] + s.bin_s) / 60.0)
+        edges = np.append(_times(r, reports), (s.t[-1] + s.bin_s) / unit)
         per_min = np.asarray(s.images) * 60.0 / s.bin_s
         ax.stairs(
             per_min,
@@ -103,7 +116,7 @@ def _cost(ax: Any, reports: list[RunReport]) -> None:
         s = r.series
         if s.t:
             # spend is known at the end of each bin: start the line at (0, $0)
-            ends = np.append(0.0, _minutes(r) + s.bin_s / 60.0)
+            ends = np.append(0.0, _times(r, reports) + s.bin_s / time_axis(reports)[0])
             ax.plot(
                 ends,
                 np.append(0.0, np.cumsum(s.cost_usd)),
@@ -128,21 +141,23 @@ def _errors(ax: Any, reports: list[RunReport]) -> None:
             label=_label(r, reports),
         )
     ax.set_yticks(y + width * (len(reports) - 1) / 2, classes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # attempts: whole numbers
 
 
 def charts(reports: list[RunReport]) -> dict[str, str]:
     """name → data: URL of a PNG, for one run or several overlaid."""
+    since = f"{time_axis(reports)[1]} since first attempt"
     return {
         "latency": _chart(
             "Latency of successful attempts (dashed: p95)", "seconds", "attempts", _latency, reports
         ),
         "throughput": _chart(
             "Throughput over time",
-            "minutes since first attempt",
+            since,
             "per minute",
             _throughput,
             reports,
         ),
-        "cost": _chart("Cumulative cost", "minutes since first attempt", "USD", _cost, reports),
+        "cost": _chart("Cumulative cost", since, "USD", _cost, reports),
         "errors": _chart("Failed attempts by class", "attempts", "", _errors, reports),
     }

@@ -30,6 +30,61 @@ def num(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
 
 
+# a recommendation's kind is a stable key (JSON); people read these labels
+_KIND_LABELS = {
+    "cheaper_setting_scores_as_well": "Cheaper setting, same scores",
+    "regenerate_weak": "Weak images",
+    "rpm": "Rate limit",
+    "limits": "Limits",
+    "timeout": "Timeout",
+    "content_policy": "Content policy",
+    "bad_request": "Bad requests",
+    "cheaper": "Cheaper option",
+    "billed_twice": "Possibly billed twice",
+    "pending": "Jobs pending",
+    "server": "Server errors",
+    "network": "Network errors",
+    "invalid_response": "Unusable answers",
+}
+NO_RECOMMENDATION = "Nothing in this run's figures calls for a change."
+
+
+def kind_label(kind: str) -> str:
+    """``cheaper_setting_scores_as_well`` → ``Cheaper setting, same scores``; an unknown kind
+    reads as words (``stop_quota`` → ``Stopped: quota``)."""
+    if kind in _KIND_LABELS:
+        return _KIND_LABELS[kind]
+    if kind.startswith("stop_"):
+        return f"Stopped: {kind.removeprefix('stop_').replace('_', ' ')}"
+    return kind.replace("_", " ").capitalize()
+
+
+def below_threshold(jobs_below: int, jobs_scored: int, threshold: float) -> str:
+    """The quality summary's sentence on weak jobs, worded for both cases."""
+    if not jobs_below:
+        return f"all {jobs_scored:,} jobs scored have an image scoring {threshold:g} or more"
+    return f"{jobs_below:,} of {jobs_scored:,} jobs have no image scoring {threshold:g} or more"
+
+
+def rating_label(name: str, metric_label: str) -> str:
+    """``response_time`` rated on the figure ``latency p95`` → ``response time (latency p95)``;
+    ``success_rate`` on ``success rate (decided jobs)`` → the figure's label alone."""
+    spoken = name.replace("_", " ")
+    return metric_label if metric_label.startswith(spoken) else f"{spoken} ({metric_label})"
+
+
+def words(key: str | None, missing: str = "") -> str:
+    """A stored key as words (``failed_jobs`` → ``failed jobs``, ``wrong_size`` → ``wrong
+    size``)."""
+    return missing if not key else str(key).replace("_", " ")
+
+
+def setting(value: Any) -> str:
+    """A model, quality or size as the report shows it: one the job left to the provider
+    is the provider's ``default``."""
+    return "default" if value in (None, "", "?", "None") else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Figure:
     key: str  # stable name (the compare JSON's delta keys)
@@ -169,12 +224,15 @@ def autopilot_line(ap: Mapping[str, Any]) -> str:
             )
     if ap.get("concurrency") is not None:
         src = _SOURCE.get(str(ap.get("concurrency_source")), "?")
-        parts.append(f"{ap['concurrency']} in flight ({src})")
+        parts.append(f"{ap['concurrency']:,} in flight ({src})")
     if not parts:
         parts.append("no provider limit met")
-    parts.append(f"peak {ap.get('peak_inflight', 0)} in flight")
+    sessions = int(ap.get("sessions") or 1)
+    over = f" over {sessions} sessions" if sessions > 1 else ""
+    parts.append(f"peak {ap.get('peak_inflight', 0):,} in flight{over}")
     if ap.get("throttled"):
         parts.append(f"{ap['throttled']} × 429")
     if ap.get("capped_pause_s"):
         parts.append(f"a {ap['capped_pause_s']:.0f}s Retry-After was capped")
-    return "limits found: " + " · ".join(parts)
+    head = f"limits found (session #{ap['session']})" if sessions > 1 else "limits found"
+    return f"{head}: " + " · ".join(parts)

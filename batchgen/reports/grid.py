@@ -17,7 +17,10 @@ from batchgen.reports.model import RunReport
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}
-.grid .cell{display:flex;flex-wrap:wrap;gap:4px}
+.grid th{white-space:nowrap;overflow-wrap:normal}
+.grid .cell{display:flex;flex-wrap:wrap;gap:6px}
+.grid figure{margin:0;width:120px}
+.grid figcaption{font-size:11px;color:#4b5563;overflow-wrap:anywhere;line-height:1.25}
 .grid img,.pairs img{max-width:120px;max-height:120px;border-radius:4px}
 .grid .failed{background:#fde8e8;color:#9b1c1c;padding:6px;border-radius:4px;font-size:.85em}
 .grid .pending{background:#f3f4f6;color:#555;padding:6px;border-radius:4px;font-size:.85em}
@@ -85,19 +88,31 @@ def grid_html(r: RunReport, out_dir: Path, e: Escape, thumb: Thumb) -> str:
             jobs = cells.get((rv, cv), ())
             parts = []
             for j in jobs:
+                # every image says which job of the cell it is (the other variables, the
+                # repeat, the image's number when a job made several); the job id on hover
+                label = j.label if len(jobs) > 1 else ""
                 if j.state == "succeeded":
-                    parts += [_img(run_dir / p, out_dir, thumb, e, j.job_id) for p in j.images]
+                    for k, p in enumerate(j.images, 1):
+                        caption = " · ".join(
+                            x for x in (label, f"image {k}" if len(j.images) > 1 else "") if x
+                        )
+                        parts.append(
+                            f'<figure title="{e(j.job_id)}">'
+                            f"{_img(run_dir / p, out_dir, thumb, e, caption or j.job_id)}"
+                            + (f"<figcaption>{e(caption)}</figcaption>" if caption else "")
+                            + "</figure>"
+                        )
                 else:
                     why = f": {j.error_class}" if j.error_class else ""
                     parts.append(
                         f'<div class="{e(j.state)}" title="{e(j.job_id)}">'
-                        f"{e(j.state)}{e(why)}</div>"
+                        f"{e(j.state)}{e(why)}" + (f"<br>{e(label)}" if label else "") + "</div>"
                     )
             state = "failed" if any(j.state == "failed" for j in jobs) else "ok"
             tds.append(f'<td data-state="{state}"><div class="cell">{"".join(parts)}</div></td>')
         body.append(f"<tr><th>{e(g.rows)}={e(rv)}</th>{''.join(tds)}</tr>")
     return (
         f"<h2>Grid: {e(g.rows)} × {e(g.cols)}</h2>"
-        f'<table class="grid"><thead><tr><th></th>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="wide"><table class="grid"><thead><tr><th></th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )

@@ -20,10 +20,16 @@ from batchgen.reports.charts import charts
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
+    NO_RECOMMENDATION,
     autopilot_line,
+    below_threshold,
     by_key,
     delta_text,
+    kind_label,
     pct,
+    rating_label,
+    setting,
+    words,
 )
 from batchgen.reports.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
@@ -51,9 +57,12 @@ h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #e5e7eb;padding-bot
 .poor{background:#fee2e2;color:#991b1b}
 .na{background:#e5e7eb;color:#374151}
 table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f3;vertical-align:top;
+  overflow-wrap:break-word}
+table.checks td{overflow-wrap:anywhere}
 th{background:#f3f4f6;font-weight:600}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
+.wide{overflow-x:auto;max-width:100%}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:12px}
 .charts img{width:100%;height:auto}
 .sheet{display:flex;flex-wrap:wrap;gap:8px}
@@ -61,8 +70,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
   margin:0;width:160px;background:#fff;border:1px solid #e5e7eb;border-radius:6px;
   overflow:hidden;}
 .sheet img{display:block;width:160px;height:160px;object-fit:cover}
-.sheet figcaption{
-  font-size:11px;padding:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}
+.sheet figcaption{font-size:11px;padding:4px;overflow-wrap:anywhere;line-height:1.3}
+.sheet figcaption .best{color:#b45309;font-weight:600}
 .flag{outline:3px solid #dc2626}
 .prompt{
   font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word;}
@@ -95,7 +104,10 @@ def _table(
     header: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset(), cls: str = ""
 ) -> str:
     """``rows`` hold HTML already escaped by the caller."""
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    head = "".join(
+        f'<th class="n">{e(h)}</th>' if i in numeric else f"<th>{e(h)}</th>"
+        for i, h in enumerate(header)
+    )
     body = "".join(
         "<tr>"
         + "".join(
@@ -106,7 +118,11 @@ def _table(
         for row in rows
     )
     attr = f' class="{cls}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a wide table scrolls inside its box; the page never does
+    return (
+        f'<div class="wide"><table{attr}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _cards(r: RunReport) -> str:
@@ -183,10 +199,12 @@ def _contact_sheet(r: RunReport, out_dir: Path) -> str:
             if data
             else '<div class="muted" style="height:160px">cannot decode</div>'
         )
+        star = '<span class="best">★ best</span> ' if img.path in best else ""
         figures.append(
             f'<figure><a href="{e(href)}"{flag}>{pic}</a>'
-            f'<figcaption title="{e(img.prompt)}">{e(problem + ": " if problem else "")}'
-            f"{e(img.job_id)}{' ★ best' if img.path in best else ''}</figcaption></figure>"
+            f'<figcaption title="{e(img.prompt)}">{star}'
+            f"{e(words(problem) + ': ' if problem else '')}"
+            f"{e(Path(img.path).stem)}</figcaption></figure>"
         )
     if not figures:
         return '<p class="muted">No saved images.</p>'
@@ -218,7 +236,7 @@ def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
         figures.append(
             f'<figure><a href="{e(_link(file, out_dir))}" class="flag">{pic}</a>'
             f'<figcaption title="{e(w.prompt or "")}"><b>{w.score:.1f}</b>'
-            f"{' (best of its job)' if w.best else ''} {e(w.job_id)}<br>"
+            f"{' ★ best of its job' if w.best else ''} {e(Path(w.image_path).stem)}<br>"
             f"{e(w.reasons)}{'<br><i>' + e(defects) + '</i>' if defects else ''}"
             "</figcaption></figure>"
         )
@@ -238,7 +256,7 @@ def _quality(r: RunReport, out_dir: Path) -> str:
     by = _table(
         ["model", "quality", "size", "scored", "mean score", "cost / image"],
         [
-            [e(g.model), e(g.quality), e(g.size), f"{g.images_scored:,}",
+            [e(setting(g.model)), e(setting(g.quality)), e(setting(g.size)), f"{g.images_scored:,}",
              f"{g.mean_score:.2f}", e(by_key("cost_per_image_usd").fmt(g.cost_per_image_usd))]
             for g in q.by_setting
         ],
@@ -246,14 +264,14 @@ def _quality(r: RunReport, out_dir: Path) -> str:
     )  # fmt: skip
     cheaper = "".join(f"<li>{e(c.message)}</li>" for c in q.cheaper_settings)
     regen = (
-        f" {q.jobs_regenerated} jobs regenerated over {q.rounds} round(s);"
+        f" {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s);"
         f" {q.jobs_best_from_regeneration} now have their best image from a new round."
         if q.jobs_regenerated else ""
     )  # fmt: skip
+    below = below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)
     return (
         f"<p>{q.images_scored:,} images scored by <code>{e(q.scorer)}</code>: mean "
-        f"{mean}; {q.jobs_below_threshold:,} of {q.jobs_scored:,} jobs have no image "
-        f"scoring {q.threshold:g} or more.{e(regen)} Scoring cost "
+        f"{mean}; {below}.{e(regen)} Scoring cost "
         f"{e(by_key('cost_usd_total').fmt(q.scoring_cost_usd))} "
         f"({q.scoring_requests:,} requests).</p>"
         + f"<h3>Score distribution</h3>{_score_bars(q)}"
@@ -296,9 +314,9 @@ def _errors(r: RunReport) -> str:
 def _image_checks(ic: ImageChecks) -> str:
     if not ic.enabled:
         return '<p class="muted">Skipped (--no-image-checks).</p>'
-    counts = " · ".join(f"{e(k)}: <b>{v}</b>" for k, v in (ic.counts or {}).items())
-    rows = [[e(f.problem), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
-    listing = _table(["problem", "file", "job", "detail"], rows) if rows else ""
+    counts = " · ".join(f"{e(words(k))}: <b>{v:,}</b>" for k, v in (ic.counts or {}).items())
+    rows = [[e(words(f.problem)), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
+    listing = _table(["problem", "file", "job", "detail"], rows, cls="checks") if rows else ""
     checked, flagged = ic.checked or 0, ic.flagged or 0
     return f"<p>{checked:,} images checked, {flagged:,} flagged — {counts}</p>{listing}"
 
@@ -308,7 +326,7 @@ def _ratings(r: RunReport) -> str:
         ["what", "value", "rating", "bounds (excellent / good / acceptable)"],
         [
             [
-                e(f"{k} ({v.metric})"),
+                e(rating_label(k, by_key(RATING_KEYS[k]).label)),
                 e(by_key(RATING_KEYS[k]).fmt(v.value)),
                 _badge(v.rating),
                 e(" / ".join(by_key(RATING_KEYS[k]).fmt(b) for b in v.bounds)),
@@ -323,9 +341,9 @@ def _cost(r: RunReport) -> str:
         ["model", "quality", "size", "images", "attempts", "cost", "per image"],
         [
             [
-                e(g.model),
-                e(g.quality),
-                e(g.size),
+                e(setting(g.model)),
+                e(setting(g.quality)),
+                e(setting(g.size)),
                 f"{g.images:,}",
                 f"{g.attempts:,}",
                 e(by_key("cost_usd_total").fmt(g.cost_usd)),
@@ -363,13 +381,16 @@ def _failed(r: RunReport) -> str:
 
 
 def _run_body(r: RunReport, out_dir: Path, with_charts: bool = True) -> str:
-    sessions = ", ".join(f"#{s.session} {s.how or 'no end recorded'}" for s in r.sessions)
+    sessions = ", ".join(f"#{s.session} {words(s.how, 'no end recorded')}" for s in r.sessions)
     figs = _table(
         ["figure", "value"], [[e(f.label), e(f.fmt(f.get(r)))] for f in KEY_FIGURES], {1}, "kv"
     )
     recs = (
-        "".join(f"<li><b>{e(x.kind)}</b>: {e(x.message)}</li>" for x in r.recommendations)
-        or "<li>None: nothing in this run calls for a change.</li>"
+        "".join(
+            f'<li title="{e(x.kind)}"><b>{e(kind_label(x.kind))}</b>: {e(x.message)}</li>'
+            for x in r.recommendations
+        )
+        or f"<li>{e(NO_RECOMMENDATION)}</li>"
     )
     return (
         f'<p class="muted">{e(r.run_dir)} · sessions: {e(sessions or "none recorded")}</p>'

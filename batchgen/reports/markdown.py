@@ -8,7 +8,19 @@ import html
 from typing import Any
 
 from batchgen.errors import printable
-from batchgen.reports.figures import DELTA_KEYS, KEY_FIGURES, autopilot_line, by_key, delta_text
+from batchgen.reports.figures import (
+    DELTA_KEYS,
+    KEY_FIGURES,
+    NO_RECOMMENDATION,
+    autopilot_line,
+    below_threshold,
+    by_key,
+    delta_text,
+    kind_label,
+    rating_label,
+    secs,
+    setting,
+)
 from batchgen.reports.model import Comparison, ImageChecks, Quality, RunReport
 
 RATING_KEYS = {
@@ -39,7 +51,11 @@ def _ratings(r: RunReport, level: str) -> list[str]:
     return out + _table(
         ["what", "value", "rating"],
         [
-            [f"{k} ({v.metric})", by_key(RATING_KEYS[k]).fmt(v.value), v.rating or "n/a"]
+            [
+                rating_label(k, by_key(RATING_KEYS[k]).label),
+                by_key(RATING_KEYS[k]).fmt(v.value),
+                v.rating or "n/a",
+            ]
             for k, v in r.ratings.items()
         ],
     )
@@ -52,7 +68,8 @@ def _cost(r: RunReport, level: str) -> list[str]:
     out += _table(
         ["model", "quality", "size", "images", "cost", "per image"],
         [
-            [g.model, g.quality, g.size, g.images, by_key("cost_usd_total").fmt(g.cost_usd),
+            [setting(g.model), setting(g.quality), setting(g.size), g.images,
+             by_key("cost_usd_total").fmt(g.cost_usd),
              by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
             for g in r.cost_by_group
         ],
@@ -123,12 +140,13 @@ def _quality(q: Quality | None, level: str) -> list[str]:
     out = [f"{level} Quality", ""]
     out += [cell(
         f"{q.images_scored} images scored by {q.scorer}, mean {mean}; "
-        f"{q.jobs_below_threshold} of {q.jobs_scored} jobs below {q.threshold:g}; "
+        f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
         f"scoring cost ${q.scoring_cost_usd:.4f}"
     ), ""]  # fmt: skip
     out += _table(
         ["model", "quality", "size", "scored", "mean score", "cost / image"],
-        [[g.model, g.quality, g.size, g.images_scored, f"{g.mean_score:.2f}",
+        [[setting(g.model), setting(g.quality), setting(g.size), g.images_scored,
+          f"{g.mean_score:.2f}",
           by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
          for g in q.by_setting],
     )  # fmt: skip
@@ -143,19 +161,18 @@ def _endpoints(r: RunReport, level: str) -> list[str]:
     if not r.by_endpoint:
         return []
     return _section(f"{level} By endpoint",
-        ["endpoint", "protocol", "jobs", "ok", "images", "p50 s", "cost", "learned rpm",
+        ["endpoint", "protocol", "jobs", "ok", "images", "p50", "cost", "learned rpm",
          "taken out"],
-        [[e.name, e.protocol, e.jobs, e.jobs_succeeded, e.images, e.latency_p50_s,
-          f"${e.cost_usd:.4f}", e.learned_rpm, (e.taken_out or {}).get("class", "")]
+        [[e.name, e.protocol, e.jobs, e.jobs_succeeded, e.images, secs(e.latency_p50_s),
+          f"${e.cost_usd:.4f}", "-" if e.learned_rpm is None else f"{e.learned_rpm:,.0f}",
+          (e.taken_out or {}).get("class", "")]
          for e in r.by_endpoint],
     )  # fmt: skip
 
 
 def _recommendations(r: RunReport, level: str) -> list[str]:
-    items = [f"- **{cell(x.kind)}**: {cell(x.message)}" for x in r.recommendations]
-    return [f"{level} Recommendations", ""] + (
-        items or ["None: nothing in this run's figures calls for a change."]
-    )
+    items = [f"- **{cell(kind_label(x.kind))}**: {cell(x.message)}" for x in r.recommendations]
+    return [f"{level} Recommendations", ""] + (items or [NO_RECOMMENDATION])
 
 
 def _body(r: RunReport, level: str = "##") -> list[str]:

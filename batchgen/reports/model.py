@@ -272,6 +272,7 @@ class GridJob(Section):
     state: str
     error_class: str | None
     images: tuple[str, ...]
+    label: str  # what tells it from the other jobs of its cell (other variables, repeat)
 
 
 @dataclass(frozen=True, slots=True)

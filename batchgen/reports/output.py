@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from batchgen.analyze import DEFAULT_THRESHOLDS, Thresholds, analyze_run
+from batchgen.numbers import for_json
 from batchgen.reports.figures import compare
 from batchgen.reports.html import render_compare_html, render_html
 from batchgen.reports.markdown import render_compare_markdown, render_markdown
@@ -63,7 +64,7 @@ class Report:
 
     def to_json(self) -> str:
         """The JSON document, stable keys (``batchgen/reports/schema.json``); NaN → null."""
-        doc = _finite(self.to_dict())
+        doc = for_json(_finite(self.to_dict()))
         return json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
     def to_markdown(self) -> str:

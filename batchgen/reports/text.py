@@ -4,6 +4,7 @@ report loses its terminal control sequences (errors.printable) before it is show
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -12,13 +13,21 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from batchgen.numbers import count as count_of
+from batchgen.numbers import decimal
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
+    NO_RECOMMENDATION,
     autopilot_line,
+    below_threshold,
     by_key,
     delta_text,
+    kind_label,
     pct,
+    rating_label,
+    setting,
+    words,
 )
 from batchgen.reports.model import Comparison, Quality, RunReport
 
@@ -58,7 +67,7 @@ def ratings_table(report: RunReport) -> Table:
             }[name]
         )
         t.add_row(
-            f"{name.replace('_', ' ')} ({r.metric})",
+            rating_label(name, fig.label),
             fig.fmt(r.value),
             Text(r.rating or "n/a", style=RATING_STYLE.get(r.rating, "")),
             " / ".join(fig.fmt(b) for b in r.bounds),
@@ -88,9 +97,9 @@ def cost_table(report: RunReport) -> Table:
     )
     for g in report.cost_by_group:
         t.add_row(
-            Text(g.model),
-            Text(g.quality),
-            Text(g.size),
+            Text(setting(g.model)),
+            Text(setting(g.quality)),
+            Text(setting(g.size)),
             str(g.images),
             by_key("cost_usd_total").fmt(g.cost_usd),
             by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
@@ -103,8 +112,10 @@ def cost_table(report: RunReport) -> Table:
 
 
 def failed_table(report: RunReport) -> Table:
+    n = max(report.jobs_failed, len(report.failed_jobs))
+    shown = f"first {SAMPLE_FAILED:,} of {n:,}" if n > SAMPLE_FAILED else f"{n:,}"
     t = _table(
-        f"Failed jobs (first {SAMPLE_FAILED} of {report.jobs_failed})",
+        f"Failed jobs ({shown})",
         "job",
         "class",
         "message",
@@ -127,17 +138,17 @@ def images_table(report: RunReport) -> Table | Text:
     )
     for problem, count in (ic.counts or {}).items():
         examples = [f.path for f in ic.findings or () if f.problem == problem][:3]
-        t.add_row(problem, str(count), Text(", ".join(examples)))
+        t.add_row(words(problem), f"{count:,}", Text(", ".join(examples)))
     return t
 
 
 def recommendations(report: RunReport) -> Text:
     recs = report.recommendations
     if not recs:
-        return Text("Recommendations: none — nothing in this run's figures calls for a change.")
+        return Text(f"Recommendations: none. {NO_RECOMMENDATION}")
     out = Text("Recommendations\n", style="bold")
     for r in recs:
-        out.append(f" • [{r.kind}] ", style="cyan")
+        out.append(f" • {kind_label(r.kind)}: ", style="cyan")
         out.append(r.message + "\n")
     return out
 
@@ -171,9 +182,9 @@ def quality_tables(q: Quality) -> list[Any]:
     mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     head = Text(
         f"Quality ({q.scorer}): {q.images_scored} images scored, mean {mean}; "
-        f"{q.jobs_below_threshold} of {q.jobs_scored} jobs below {q.threshold:g}; "
+        f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
         f"scoring cost ${q.scoring_cost_usd:.4f} ({q.scoring_requests} requests)"
-        + (f"; {q.jobs_regenerated} jobs regenerated over {q.rounds} round(s), "
+        + (f"; {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s), "
            f"{q.jobs_best_from_regeneration} now best from a new image"
            if q.jobs_regenerated else "")
     )  # fmt: skip
@@ -183,9 +194,9 @@ def quality_tables(q: Quality) -> list[Any]:
     for g in q.by_setting:
         per = g.cost_per_image_usd
         by.add_row(
-            str(g.model),
-            str(g.quality),
-            str(g.size),
+            setting(g.model),
+            setting(g.quality),
+            setting(g.size),
             str(g.images_scored),
             f"{g.mean_score:.2f}",
             f"${per:.4f}" if per is not None else "n/a",
@@ -202,17 +213,17 @@ def endpoints_table(report: RunReport) -> Table:
     table = _table("By endpoint", "endpoint", "protocol", "jobs", "success", "images",
                    "p50 / p95 s", "cost", "429s", "learned rpm / conc.", "state")  # fmt: skip
 
-    def num(v: Any, fmt: str = "{:g}") -> str:
-        return "-" if v is None else fmt.format(v)
+    def num(v: Any, fmt: Callable[[float], str] = decimal) -> str:
+        return "-" if v is None else fmt(v)
 
     for ep in report.by_endpoint:
         out = ep.taken_out
         table.add_row(
             str(ep.name), str(ep.protocol), str(ep.jobs),
-            num(ep.success_rate, "{:.1%}"), str(ep.images),
+            num(ep.success_rate, pct), str(ep.images),
             f"{num(ep.latency_p50_s)} / {num(ep.latency_p95_s)}",
             f"${ep.cost_usd:.4f}", str(ep.throttled),
-            f"{num(ep.learned_rpm)} / {num(ep.learned_concurrency)}",
+            f"{num(ep.learned_rpm, count_of)} / {num(ep.learned_concurrency, count_of)}",
             f"out ({out['class']})" if isinstance(out, dict) else "ok",
         )  # fmt: skip
     return table
@@ -244,7 +255,7 @@ def _sections(report: RunReport) -> list[Any]:
 def render_text(report: RunReport, console: Console) -> None:
     report = report.printable()
     title = Text(f"batchgen report — {report.run_name}", style="bold")
-    sessions = ", ".join(f"#{s.session} {s.how or 'running?'}" for s in report.sessions)
+    sessions = ", ".join(f"#{s.session} {words(s.how, 'running?')}" for s in report.sessions)
     console.print(
         Panel(
             Text(f"{report.run_dir}\nsessions: {sessions or 'none recorded'}"),
@@ -314,8 +325,8 @@ def summary(report: RunReport) -> Group:
     _by_model(report, line)
     parts: list[Any] = [line]
     for r in report.recommendations[:3]:
-        # one line each: the full advice is in `batchgen report`
-        parts.append(Text(f"→ {r.message}", style="cyan", no_wrap=True, overflow="ellipsis"))
+        # wrapped, not cut: a command to copy must be whole
+        parts.append(Text(f"→ {r.message}", style="cyan", overflow="fold"))
     return Group(*parts)
 
 

@@ -12,11 +12,20 @@ LOOPBACK = "127.0.0.1"
 RETRY_AFTER_MODES: tuple[str, ...] = ("both", "ms", "seconds", "date", "none")
 
 
-def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+def add_sim_arguments(
+    parser: argparse.ArgumentParser, *, prefix: str = "", shown: bool = True
+) -> None:
     """Add the simulator's knobs as flags. ``prefix="sim-"`` gives ``--sim-rpm`` etc., for
-    commands (like ``run --provider sim``) whose own flags would otherwise collide."""
+    commands (like ``run --provider sim``) whose own flags would otherwise collide.
+    ``shown=False`` keeps them out of ``--help`` (the group says how to list them)."""
     p = f"--{prefix}"
-    group = parser.add_argument_group("simulator")
+    described = (
+        None
+        if shown
+        else f"{p}* flags tune the built-in simulator (--provider sim); list them with "
+        f"`{parser.prog} --provider sim --help`"
+    )
+    group = parser.add_argument_group("simulator", described)
     group.add_argument(f"{p}host", default=LOOPBACK, help="interface to bind (default 127.0.0.1)")
     group.add_argument(f"{p}port", type=int, default=8000, help="port; 0 picks a free one")
     group.add_argument(f"{p}seed", type=int, default=0, help="seed for faults, latency, images")
@@ -49,7 +58,10 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
     )  # fmt: skip
     group.add_argument(f"{p}latency", type=float, default=0.0, help="mean latency, seconds")
     group.add_argument(f"{p}latency-jitter", type=float, default=0.0, help="latency std dev, s")
-    group.add_argument(f"{p}latency-dist", choices=("lognormal", "uniform"), default="lognormal")
+    group.add_argument(
+        f"{p}latency-dist", choices=("lognormal", "uniform"), default="lognormal",
+        help="latency distribution (default lognormal)",
+    )  # fmt: skip
     group.add_argument(
         f"{p}faults", default="", metavar="CLASS=RATE,...",
         help="fault probabilities, e.g. 'server=0.1,content_policy=0.05'",
@@ -79,3 +91,6 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
         f"{p}api-key-env", default=None, metavar="VAR",
         help="accept only the key in this environment variable (default: any bearer key)",
     )  # fmt: skip
+    if not shown:
+        for action in group._group_actions:
+            action.help = argparse.SUPPRESS

@@ -1,0 +1,131 @@
+"""`--help` of every command: each command's parser offers exactly the flags the command reads
+(its READS declaration, which ``flags_of`` enforces when the command runs: a parsed flag
+outside it stops the command, so an undeclared flag cannot be accepted and ignored), every
+flag has help text, no RST markup shows through, and the simulator's flags stay in their own
+group, listed only with ``--provider sim``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+import pytest
+
+from batchgen.cli import (
+    batch,
+    common,
+    export,
+    gen,
+    models,
+    plan,
+    report,
+    resume,
+    run,
+    runs,
+    score,
+)
+from batchgen.cli.main import build_parser, main
+
+# every command and the flags it reads (a new command without a declaration fails below)
+DECLARED: dict[str, frozenset[str]] = {
+    "run": run.READS,
+    "resume": resume.READS,
+    "plan": plan.READS,
+    "report": report.READS,
+    "score": score.READS,
+    "jobs": export.READS,
+    "collect": batch.COLLECT_READS,
+    "cancel": batch.CANCEL_READS,
+    "models": models.READS,
+    "gen": gen.READS,
+    "runs": runs.READS,
+    "sim": frozenset(name.removeprefix("sim_") for name in common.SIM_FLAGS),
+}
+
+
+def _commands(argv: list[str]) -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser(argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _dests(parser: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
+
+
+def _help(command: str, *more: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        main([command, *more, "--help"])
+    assert done.value.code == 0
+    return out.getvalue()
+
+
+def test_every_command_offers_exactly_the_flags_it_reads() -> None:
+    commands = _commands(["--provider", "sim"])
+    assert set(commands) == set(DECLARED), "declare the flags of a new command in DECLARED"
+    for name, parser in commands.items():
+        offered = _dests(parser)
+        assert not offered - DECLARED[name], f"{name} accepts flags it ignores"
+        assert not DECLARED[name] - offered, f"{name} reads flags it does not offer"
+
+
+def test_a_flag_outside_the_declaration_stops_the_command() -> None:
+    args = argparse.Namespace(run_dir="r", status="ok", output=None, ipm=5.0)
+    with pytest.raises(AssertionError, match="ipm"):
+        common.flags_of(args, export.READS)
+    assert common.flags_of(argparse.Namespace(run_dir="r"), export.READS) == {"run_dir": "r"}
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("collect", ["--detach"]),
+        ("collect", ["--deadline", "6h"]),
+        ("collect", ["--confirm-above", "5"]),
+        ("collect", ["--sim-rpm", "5"]),
+        ("score", ["--ipm", "60"]),
+        ("score", ["--image-checks"]),
+        ("score", ["--providers", "p.toml"]),
+        ("plan", ["--yes"]),
+    ],
+)
+def test_flags_a_command_ignores_are_refused(command: str, flag: list[str]) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as done:
+        build_parser([command]).parse_args([command, "runs/x", *flag])
+    assert done.value.code == 2
+    assert "unrecognized arguments" in err.getvalue()
+
+
+def test_every_flag_has_help_and_no_markup_shows() -> None:
+    for name, parser in _commands(["--provider", "sim"]).items():
+        for action in parser._actions:
+            assert action.help and action.help.strip(), f"{name} {action.dest}: no help text"
+            assert "``" not in action.help, f"{name} {action.dest}: RST markup in help"
+        assert "``" not in (parser.description or ""), f"{name}: RST markup in description"
+
+
+def test_simulator_flags_are_grouped_and_listed_only_for_the_simulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in ("run", "resume", "score"):
+        plain = _help(command)
+        assert "--sim-rpm" not in plain and "--sim-faults" not in plain
+        assert "--provider sim --help" in plain  # the group says how to list them
+        shown = _help(command, "--provider", "sim")
+        simulator = shown[shown.index("\nsimulator:") :]
+        assert "--sim-rpm" in simulator and "--sim-faults" in simulator
+        assert len(plain.splitlines()) < 120, f"{command} --help is long"
+    # the flags are accepted whatever the help shows
+    args = build_parser(["run"]).parse_args(["run", "jobs.txt", "--sim-rpm", "5"])
+    assert args.sim_rpm == 5
+
+
+def test_the_named_flags_have_help() -> None:
+    assert "the Batch API's base URL" in _help("cancel")
+    assert "json: the same plan" in _help("plan")
+    jobs = _help("jobs")
+    assert "the run directory (holds run.json)" in jobs

@@ -1,0 +1,171 @@
+"""Numbers for people in every output: a run whose log holds the awkward floats real runs make
+(``0.008478000000000001``, ``0.012600879399906258``, a learned limit of 985,000 req/min) is
+reported as text, Markdown, JSON and HTML, and `plan --format json` quotes the demo's job file;
+none shows a long fractional tail, float noise or e-notation. And the smaller wordings: a size
+or quality left to the provider reads "default", "Failed jobs (2)" not "first 10 of 2",
+recommendations under labels, the autopilot line over every session, the time axis in the
+unit a run's length calls for."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from batchgen.cli.main import build_parser
+from batchgen.numbers import compact, count, decimal, duration, for_json, usd
+from batchgen.reports import build_report
+from batchgen.reports.charts import time_axis
+from batchgen.reports.figures import autopilot_line, kind_label
+from batchgen.testing.synthetic import table_from_rows, write_run
+from tests.runhelpers import cli_env, run_cli, sim_flags
+
+REPO = Path(__file__).resolve().parents[1]
+# what people should never read: a long fractional tail, binary noise, e-notation
+LONG_TAIL = re.compile(r"\d\.\d{5,}")
+NOISE = re.compile(r"\d\.\d*(?:0{6,}|9{6,})\d")
+E_NOTATION = re.compile(r"(?<![\w-])\d+(?:\.\d+)?e[+-]?\d+", re.IGNORECASE)
+# JSON writes a float under 1e-4 as 5.8e-05 (valid, exact for scripts); a big one never as e+
+E_PLUS = re.compile(r"(?<![\w-])\d+(?:\.\d+)?e\+?\d+", re.IGNORECASE)
+T0 = 1_800_000_000.0
+
+
+def _awkward_run(tmp_path: Path, span_s: float = 15.0) -> Path:
+    rows = []
+    for i in range(8):
+        rows.append({
+            "run_id": "r", "session": 1 if i < 6 else 2, "job_id": f"job-{i}", "attempt": 1,
+            "status": "ok", "final": True, "prompt": f"a lighthouse {i}",
+            "model": "gpt-image-1", "quality": None if i % 2 else "medium",
+            "size": None if i % 3 == 0 else "1024x1024",
+            "image_paths": [], "image_count": 1,
+            "latency_s": 0.012600879399906258 * (i + 1), "wait_s": 0.1 / 3,
+            "finished_at": T0 + span_s * i / 8, "cost_usd": 0.008478000000000001 * (i + 1),
+            "cost_source": "usage",
+        })  # fmt: skip
+    for i in range(2):
+        rows.append({
+            "run_id": "r", "session": 1, "job_id": f"bad-{i}", "attempt": 1, "status": "error",
+            "final": True, "error_class": "content_policy", "error_message": "refused",
+            "prompt": "no", "finished_at": T0 + 1 / 3, "http_status": 400,
+        })  # fmt: skip
+    autopilot = {"adaptive": True, "rpm": 985000.0, "rpm_source": "headers",
+                 "concurrency": 24, "concurrency_source": "latency"}  # fmt: skip
+    sessions = [
+        {"session": 1, "started_at": T0 - 1, "ended_at": T0 + span_s, "how": "completed",
+         "summary": {"autopilot": {**autopilot, "peak_inflight": 24, "throttled": 3}}},
+        {"session": 2, "started_at": T0 + span_s, "ended_at": T0 + span_s + 2, "how": "completed",
+         "summary": {"autopilot": {**autopilot, "peak_inflight": 1, "throttled": 1}}},
+    ]  # fmt: skip
+    return write_run(tmp_path / "run", table_from_rows(rows), jobs=10, sessions=sessions)
+
+
+def _outputs(run_dir: Path) -> dict[str, str]:
+    report = build_report(run_dir, image_checks=False)
+    console = Console(width=120, file=io.StringIO(), color_system=None)
+    report.write("text", None, console)
+    page = report.to_html()
+    return {
+        "text": console.file.getvalue(),  # type: ignore[attr-defined]
+        "md": report.to_markdown(),
+        "json": report.to_json(),
+        "html": re.sub(r'data:[^"]+', "", page),  # the inline images are not text
+    }
+
+
+def test_no_float_artefacts_in_any_format(tmp_path: Path) -> None:
+    outputs = _outputs(_awkward_run(tmp_path))
+    for fmt, text in outputs.items():
+        assert not NOISE.findall(text), fmt
+        e_notation = E_PLUS if fmt == "json" else E_NOTATION
+        assert not e_notation.findall(text), (fmt, e_notation.findall(text)[:5])
+        if fmt != "json":  # JSON keeps 10 significant digits for scripts that add things up
+            assert not LONG_TAIL.findall(text), (fmt, LONG_TAIL.findall(text)[:5])
+    doc = json.loads(outputs["json"])
+    assert doc["cost_usd_total"] == round(0.008478 * 36, 10)  # exact to the cent and beyond
+    text = outputs["text"]
+    assert "985,000 req/min" in text
+    assert "Failed jobs (2)" in text and "first 10" not in text
+    for fmt in ("text", "md", "html"):
+        assert "default" in outputs[fmt], fmt  # a size/quality left to the provider
+        assert "│ ?" not in outputs[fmt] and "| ? |" not in outputs[fmt]
+
+
+def test_the_autopilot_line_covers_every_session(tmp_path: Path) -> None:
+    text = " ".join(_outputs(_awkward_run(tmp_path))["text"].split())
+    assert "peak 24 in flight over 2 sessions" in text  # not the last session's 1
+    assert "4 × 429" in text
+    alone = autopilot_line({"rpm": 1200.0, "rpm_source": "headers", "peak_inflight": 8})
+    assert alone == "limits found: 1,200 req/min (x-ratelimit headers) · peak 8 in flight"
+
+
+def test_recommendations_read_as_labels() -> None:
+    source = (REPO / "batchgen" / "analyze" / "recommend.py").read_text(encoding="utf-8")
+    kinds = set(re.findall(r'Recommendation\(\s*"([a-z_]+)"', source))
+    assert "cheaper_setting_scores_as_well" in kinds
+    for kind in kinds | {"stop_quota", "server"}:
+        label = kind_label(kind)
+        assert "_" not in label and label[0].isupper(), (kind, label)
+    assert kind_label("cheaper_setting_scores_as_well") == "Cheaper setting, same scores"
+
+
+def test_plan_json_rounds_money() -> None:
+    out = io.StringIO()
+    args = build_parser(["plan"]).parse_args(
+        ["plan", str(REPO / "jobs" / "demo.jsonl"), "--format", "json"]
+    )
+    with contextlib.redirect_stderr(io.StringIO()):
+        args.func(args, stdout=out)
+    text = out.getvalue()
+    assert json.loads(text)["quote"]["expected_usd"] > 0
+    assert not NOISE.findall(text) and not E_NOTATION.findall(text)
+
+
+def test_the_time_axis_follows_the_run_length(tmp_path: Path) -> None:
+    short = build_report(_awkward_run(tmp_path / "a", span_s=15.0), image_checks=False).run
+    assert time_axis([short]) == (1.0, "seconds")
+    long = build_report(_awkward_run(tmp_path / "b", span_s=3600.0), image_checks=False).run
+    assert time_axis([long]) == (60.0, "minutes")
+
+
+def test_the_number_helpers() -> None:
+    assert count(985000) == "985,000" and compact(985000) == "985k" and compact(1.2e6) == "1.2M"
+    assert decimal(1e6) == "1,000,000" and decimal(0.012600879399906258) == "0.0126"
+    assert duration(15) == "15 s" and duration(5400) == "1 h 30 min" and duration(600) == "10 min"
+    assert usd(0.008478000000000001) == "$0.0085" and usd(1234.5) == "$1,234.50"
+    assert for_json({"a": [0.008478000000000001], "b": 2}) == {"a": [0.008478], "b": 2}
+
+
+@pytest.mark.slow
+def test_the_demo_itself_shows_no_float_artefacts(tmp_path: Path, make_sim: Any) -> None:
+    """The demo's commands (run with faults, score, regenerate) against the simulator, then
+    every report format scanned; about a minute, so with the slow tests (make test-slow)."""
+    sim = make_sim(faults={"server": 0.1, "rate_limit": 0.05, "content_policy": 0.05})
+    run_dir = tmp_path / "demo"
+    steps = [
+        ["run", str(REPO / "jobs" / "demo.jsonl"), "--run-dir", str(run_dir), "--yes"],
+        ["score", str(run_dir), "--judge", "gpt-4o-mini"],
+        ["resume", str(run_dir), "--regenerate-below", "6", "--yes"],
+    ]
+    texts = []
+    for step in steps:
+        done = run_cli([*step, *sim_flags(sim)], env=cli_env(), timeout=300)
+        assert done.code in (0, 1), done.output
+        texts.append(done.output)
+    outputs = _outputs(run_dir)
+    for fmt, text in [*outputs.items(), *(("cli", t) for t in texts)]:
+        assert not NOISE.findall(text), fmt
+        e_notation = E_PLUS if fmt == "json" else E_NOTATION
+        assert not e_notation.findall(text), (fmt, e_notation.findall(text)[:5])
+        if fmt != "json":
+            assert not LONG_TAIL.findall(text), (fmt, LONG_TAIL.findall(text)[:5])
+    assert (
+        "Recommendations" in outputs["text"]
+        and "_" not in outputs["md"].split("Recommendations")[-1].split("**")[1]
+    )
