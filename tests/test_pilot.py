@@ -110,6 +110,13 @@ def test_pilot_prints_the_table_picks_what_a_person_would_and_apply_pays_once(
     # low misses the target at this bar (about 75% pass): a person would not pick it
     assert per["low"]["passed"] / per["low"]["scored"] < TARGET
 
+    # the HTML report shows the settings side by side: table, chart, thumbnails
+    import batchgen
+
+    page = batchgen.report(pilot_dir, image_checks=False).to_html()
+    assert "Pilot: settings side by side" in page and f"quality={expected} ★" in page
+    assert page.count('alt="quality=') == 3 * 6 and "<svg" in page
+
     # -- apply: the whole job file under the chosen setting -------------------------------
     run_dir = tmp_path / "applied"
     done = run_cli(["run", str(jobs), "--from-pilot", str(pilot_dir), "--run-dir", str(run_dir),
