@@ -134,6 +134,23 @@ def test_sample_is_seeded_and_stratified_over_a_specs_variables() -> None:
     assert len(draw(jobs, 100, seed=0)) == 40
 
 
+def test_more_cells_than_places_balances_each_variable() -> None:
+    jobs = []
+    for i, (a, b, c) in enumerate((a, b, c) for a in range(3) for b in range(4) for c in range(4)):
+        vars_ = {"style": str(a), "product": str(b), "background": str(c)}
+        jobs.append(Job.make(f"c{i}", i + 1, {"prompt": f"p{i}"}, vars=vars_))
+    got = draw(jobs, 24, seed=3)
+    assert len({j.id for j in got}) == 24
+    for name, values in (("style", 3), ("product", 4), ("background", 4)):  # 8, 6, 6 each
+        counts: dict[str, int] = {}
+        for j in got:
+            assert j.vars is not None
+            counts[j.vars[name]] = counts.get(j.vars[name], 0) + 1
+        assert len(counts) == values, (name, counts)
+        assert max(counts.values()) - min(counts.values()) <= 2, (name, counts)
+    assert [j.id for j in draw(jobs, 24, seed=3)] == [j.id for j in got]
+
+
 def test_sample_size_takes_a_count_or_a_share() -> None:
     assert sample_size("24", 100) == 24
     assert sample_size("24", 10) == 10

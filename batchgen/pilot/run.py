@@ -86,8 +86,14 @@ def run_pilot(
             raise UsageError(f"{target} holds a run that is not a pilot: choose another --run-dir")
         cfg = RunConfig.build(run_flags)
         plan = _make_plan(Path(job_file), flags, cfg, target, say)
-        outcome = start_run(str(target / JOBS_FILE), cfg, run_dir=target, observer=observer,
-                            argv=argv, handle_signals=handle_signals)  # fmt: skip
+        from batchgen.session.prepare import JobFileProblems
+
+        try:
+            outcome = start_run(str(target / JOBS_FILE), cfg, run_dir=target,
+                                observer=observer, argv=argv,
+                                handle_signals=handle_signals)  # fmt: skip
+        except JobFileProblems as exc:
+            raise _mapped_problems(exc, plan, target) from None
     if outcome.exit_code == EXIT_STOPPED:
         say(f"the pilot stopped before every setting ran; finish it: batchgen pilot {job_file} "
             f"--run-dir {target}")  # fmt: skip
@@ -196,6 +202,32 @@ def _make_plan(
         for j in picked))  # fmt: skip
     say("settings: " + "; ".join(s.label for s in settings))
     return plan
+
+
+def _mapped_problems(exc: Any, plan: PilotPlan, target: Path) -> UsageError:
+    """Problems of the pilot's own job file (a size the model refuses under a setting, a
+    field it does not take) named by the user's job file, line and setting; the pilot's
+    files removed so the next try starts afresh. Nothing was sent."""
+    import re
+
+    from batchgen.session.prepare import JobFileProblems
+
+    where = re.compile(re.escape(JOBS_FILE) + r":(\d+): ")
+    k = max(1, len(plan.sample))
+    lines = []
+    for text in exc.lines:
+        m = where.search(text)
+        if m is None:
+            lines.append(text.replace("resume again", "run the pilot again"))
+            continue
+        i = int(m.group(1)) - 1
+        job, setting = plan.sample[i % k], plan.settings[min(i // k, len(plan.settings) - 1)]
+        lines.append(f"{plan.job_file}:{job['line']}: under --try {setting['label']}: "
+                     + text[m.end():])  # fmt: skip
+    lines.append("choose settings every sampled job can take (--try), or fix those jobs")
+    (target / PILOT_FILE).unlink(missing_ok=True)
+    (target / JOBS_FILE).unlink(missing_ok=True)
+    return JobFileProblems(lines)
 
 
 def _no_edits(job_file: Path, line: int) -> None:
