@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,34 @@ def test_try_gives_every_combination_and_clear_errors() -> None:
     assert [s.values["quality"] for s in default_ladder("sim")][:2] == ["low", "medium"]
     with pytest.raises(UsageError, match="--try"):
         default_ladder("gemini")
+
+
+# ---- usage errors before anything is sent (in process: no request can leave) -------------
+def _file(tmp_path, lines: list[dict]) -> Path:  # type: ignore[no-untyped-def]
+    import json
+
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+def test_pilot_usage_errors_name_the_fix_and_send_nothing(tmp_path: Path) -> None:
+    from batchgen.pilot.run import run_apply, run_pilot
+    from batchgen.session.prepare import JobFileProblems
+
+    jobs = _file(tmp_path, [{"id": f"a{i}", "prompt": f"p {i}", "size": "1024x1024"}
+                            for i in range(6)])  # fmt: skip
+    with pytest.raises(UsageError, match="--judge MODEL"):
+        run_pilot(jobs, {"base_url": "http://127.0.0.1:9/v1"}, run_dir=tmp_path / "x")
+    # a size the model refuses under one setting: the job file's line and the setting
+    wide = _file(tmp_path, [{"id": "w", "prompt": "p", "size": "1792x1024",
+                             "model": "dall-e-3"}])  # fmt: skip
+    with pytest.raises(JobFileProblems) as caught:
+        run_pilot(wide, {"provider": "sim", "try_": ["model=gpt-image-1-mini"]},
+                  run_dir=tmp_path / "w")  # fmt: skip
+    text = str(caught.value)
+    assert f"{wide.resolve()}:1: under --try model=gpt-image-1-mini:" in text, text
+    assert "1792x1024" in text and not (tmp_path / "w" / "pilot.json").exists()
+    assert not (tmp_path / "w" / "run.json").exists()
+    with pytest.raises(UsageError, match="not a pilot"):
+        run_apply(jobs, tmp_path / "nothing", {"provider": "sim"})

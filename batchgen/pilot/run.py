@@ -73,6 +73,7 @@ def run_pilot(
     score_flags = _score_flags(flags, run_flags)
     if (target / PILOT_FILE).is_file():
         plan = PilotPlan.load(target)
+        _same_pilot(plan, Path(job_file), flags, target)
         say(f"pilot {target}: resuming ({len(plan.settings)} settings × {len(plan.sample)} jobs)")
         if (target / "run.json").is_file():
             outcome = resume_run(target, run_flags, observer=observer, argv=argv,
@@ -123,6 +124,20 @@ def _score_and_choose(
             f"reads the images scored so far — run the pilot again to score the rest")  # fmt: skip
         return PilotOutcome(target, EXIT_STOPPED, result, plan)
     return PilotOutcome(target, EXIT_OK, result, plan)
+
+
+def _same_pilot(plan: PilotPlan, job_file: Path, flags: Mapping[str, Any], target: Path) -> None:
+    """Resuming: the command names the same job file and settings as the pilot there."""
+    if job_file.resolve() != Path(plan.job_file):
+        msg = (f"{target} is a pilot of {plan.job_file}, not {job_file}: resume it with that "
+               "file, or choose another --run-dir")  # fmt: skip
+        raise UsageError(msg)
+    tried = flags.get("try_")
+    if tried and [s.label for s in parse_try(list(tried))] != [s["label"] for s in plan.settings]:
+        names = "; ".join(s["label"] for s in plan.settings)
+        msg = (f"{target} is a pilot of other settings ({names}): resume it without --try, "
+               "or choose another --run-dir")  # fmt: skip
+        raise UsageError(msg)
 
 
 def _run_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
