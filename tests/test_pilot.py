@@ -119,11 +119,17 @@ def test_pilot_prints_the_table_picks_what_a_person_would_and_apply_pays_once(
 
     # -- apply: the whole job file under the chosen setting -------------------------------
     run_dir = tmp_path / "applied"
+    judged_before = len(sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"])
     done = run_cli(["run", str(jobs), "--from-pilot", str(pilot_dir), "--run-dir", str(run_dir),
-                    *sim_flags(sim), "--yes", "--quiet"], env=env, timeout=120)  # fmt: skip
+                    "--regenerate-below", "2", "--judge", "gpt-4o-mini", *sim_flags(sim),
+                    "--yes", "--quiet"], env=env, timeout=120)  # fmt: skip
     assert done.code == 0, done.output
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]
     assert sum(by_prompt.values()) == 3 * SAMPLE + (JOBS - SAMPLE)  # the rest only
+    # the quality loop judged the rest only: the pilot's verdicts came with its images
+    assert f"{SAMPLE} verdict(s) of the pilot's judge carried over" in done.output
+    judged = sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"]
+    assert len(judged) - judged_before == JOBS - SAMPLE
     log = log_table(run_dir)
     assert log.num_rows == JOBS
     assert set(log["quality"].to_pylist()) == {expected}

@@ -96,8 +96,10 @@ def run_pilot(
         except JobFileProblems as exc:
             raise _mapped_problems(exc, plan, target) from None
     if outcome.exit_code == EXIT_STOPPED:
+        result = getattr(outcome, "result", None)
+        budget = getattr(getattr(result, "stop_reason", None), "value", None) == "budget"
         say(f"the pilot stopped before every setting ran; finish it: batchgen pilot {job_file} "
-            f"--run-dir {target}")  # fmt: skip
+            f"--run-dir {target}" + (" --max-cost <higher>" if budget else ""))  # fmt: skip
         return PilotOutcome(target, EXIT_STOPPED, None, plan)
     return _score_and_choose(target, plan, score_flags, say)
 
@@ -342,6 +344,11 @@ def run_apply(
                         observer=observer, argv=argv, handle_signals=handle_signals)  # fmt: skip
     if regenerate is None or outcome.exit_code == EXIT_STOPPED:
         return outcome
+    from batchgen.pilot.carry import carry_scores
+
+    carried = carry_scores(pdir, target)
+    if carried:
+        say(f"{carried} verdict(s) of the pilot's judge carried over with its images")
     regen_flags = {k: v for k, v in given.items() if k != "reuse"}
     if not regen_flags.get("judge") and not regen_flags.get("scorer"):
         regen_flags.update(_pilot_scorer(pdir))
