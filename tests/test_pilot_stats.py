@@ -194,7 +194,8 @@ def _file(tmp_path, lines: list[dict]) -> Path:  # type: ignore[no-untyped-def]
 
 
 def test_pilot_usage_errors_name_the_fix_and_send_nothing(tmp_path: Path) -> None:
-    from batchgen.pilot.run import run_apply, run_pilot
+    from batchgen.pilot.apply import run_apply
+    from batchgen.pilot.run import run_pilot
     from batchgen.session.prepare import JobFileProblems
 
     jobs = _file(tmp_path, [{"id": f"a{i}", "prompt": f"p {i}", "size": "1024x1024"}

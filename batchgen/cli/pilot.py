@@ -155,7 +155,8 @@ def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_pilot(args: argparse.Namespace) -> int:
     prefer_system_allocator()
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.pilot.run import run_apply, run_pilot
+    from batchgen.pilot.apply import run_apply
+    from batchgen.pilot.run import run_pilot
 
     console, err = make_console(), make_console(stderr=True)
     observer = ConsoleObserver(console, err, args)

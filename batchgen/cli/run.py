@@ -75,7 +75,7 @@ def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
     from batchgen.cli.pilot import apply_flags, regenerate_of
     from batchgen.cli.session import redacted_argv
     from batchgen.config import RunConfig
-    from batchgen.pilot.run import run_apply
+    from batchgen.pilot.apply import run_apply
     from batchgen.session.outcome import EXIT_STOPPED
     from batchgen.session.resume import resume_run
     from batchgen.session.start import default_run_dir, start_run
