@@ -81,6 +81,12 @@ def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
     from batchgen.session.start import default_run_dir, start_run
 
     flags, regen = apply_flags(args), regenerate_of(args)
+    if flags.get("via") == "batch":
+        from batchgen.errors import UsageError
+
+        msg = ("--reuse, --from-pilot and --regenerate-below go with the live API: drop "
+               "--via batch")  # fmt: skip
+        raise UsageError(msg)
     if args.from_pilot:
         return int(run_apply(
             args.jobfile, args.from_pilot, flags, run_dir=args.run_dir, observer=observer,
