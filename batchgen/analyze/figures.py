@@ -93,7 +93,9 @@ class Columns:
             image_count=floats(table["image_count"]),
             cost_usd=floats(table["cost_usd"]),
             ok=status == STATUS_OK,
-            sent=(status == STATUS_OK) | (status == STATUS_ERROR),
+            # a reused image (cost_source "reused": run --reuse / --from-pilot) sent nothing
+            sent=((status == STATUS_OK) | (status == STATUS_ERROR))
+            & (strings(table["cost_source"]) != "reused"),
             table=table,
         )
 
