@@ -5,6 +5,7 @@ source, and two writers adding at once leave the index whole."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -54,8 +55,11 @@ def test_reuse_second_run_sends_nothing_and_a_changed_job_is_sent(tmp_path: Path
     for r in log.to_pylist():
         assert (second / r["image_paths"][0]).read_bytes() == (
             first / "images" / f"{r['job_id']}_0.png").read_bytes()  # fmt: skip
-    report = run_cli(["report", str(second)], env=env)
-    assert f"{JOBS} images reused" in " ".join(report.output.replace("│", " ").split())
+    report = run_cli(["report", str(second), "--format", "json", "--no-image-checks"], env=env)
+    figures = json.loads(report.stdout)
+    assert figures["cost_by_source"] == {"reused": {"rows": JOBS, "cost_usd": 0.0}}
+    assert figures["images"] == JOBS and figures["attempts"] == 0  # nothing was sent
+    assert figures["cost_note"].startswith(f"{JOBS} images reused from earlier runs")
 
     # one field changed on one job: that job alone is sent
     third = tmp_path / "third"
