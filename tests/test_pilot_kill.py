@@ -1,6 +1,7 @@
 """kill -9 during a pilot and during its --from-pilot run; each resumed: every job ends with
-exactly one successful row, and nothing was sent again but the requests in flight at the
-kill, which the report counts as possibly billed twice. Marked slow (make bench /
+exactly one successful row, and nothing was sent again but requests in flight at the kill,
+which the report counts as possibly billed twice (an upper bound: a request journaled just
+before the kill may never have reached the server). Marked slow (make bench /
 pytest -m slow); the reuse it rests on is covered in the default set by test_pilot.py."""
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def test_kill_9_during_pilot_and_apply_then_resume_pays_nothing_twice(
     assert "chosen:" in done.output or "none chosen" in done.output
     counts = ok_counts(pilot_dir)
     assert len(counts) == 3 * SAMPLE and set(counts.values()) == {1}
-    assert _sent(slow, fast) == 3 * SAMPLE + _billed_twice(pilot_dir)
+    # sent again at most what was journaled in flight at the kill (a journaled request may
+    # not have reached the server before the kill: the count is an upper bound)
+    assert 3 * SAMPLE <= _sent(slow, fast) <= 3 * SAMPLE + _billed_twice(pilot_dir)
 
     # -- the apply, killed after a few requests of the rest --------------------------------
     run_dir = tmp_path / "applied"
@@ -83,5 +86,6 @@ def test_kill_9_during_pilot_and_apply_then_resume_pays_nothing_twice(
     assert set(reused["job_id"].to_pylist()) == sampled
     assert set(ok["quality"].to_pylist()) == {"high"}
     # the pilot's sims saw nothing more; the apply sent the rest once, plus what was lost
-    assert _sent(slow, fast) == 3 * SAMPLE + _billed_twice(pilot_dir)
-    assert _sent(slow2, fast2) == (JOBS - SAMPLE) + _billed_twice(run_dir)
+    assert 3 * SAMPLE <= _sent(slow, fast) <= 3 * SAMPLE + _billed_twice(pilot_dir)
+    rest = JOBS - SAMPLE
+    assert rest <= _sent(slow2, fast2) <= rest + _billed_twice(run_dir)
