@@ -154,3 +154,17 @@ def test_gc_drops_entries_whose_files_are_gone_and_unreferenced_files(tmp_path: 
         lib.lookup(e.fingerprint).images[0].name
         for e in a[1:]  # type: ignore[union-attr]
     )
+
+
+def test_a_damaged_index_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    from batchgen.errors import UsageError
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "index.sqlite").write_bytes(b"not a database, but long enough to be read" * 4)
+    try:
+        Library(lib).check()
+    except UsageError as exc:
+        assert str(lib / "index.sqlite") in str(exc) and "move it aside" in str(exc)
+    else:  # pragma: no cover - the failure is the assertion
+        raise AssertionError("a damaged index passed the check")

@@ -31,17 +31,25 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_library(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from batchgen.cli.common import EXIT_OK, EXIT_USAGE
+    from batchgen.errors import UsageError
     from batchgen.library.entries import run_entries
     from batchgen.library.index import DEFAULT_LIBRARY, Library
 
     lib = Library(Path(args.library) if args.library else DEFAULT_LIBRARY)
+    try:
+        lib.check()
+    except UsageError as exc:
+        print(f"batchgen library: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "add":
         for run_dir in args.run_dirs:
             if not (Path(run_dir) / "run.json").is_file():
-                print(f"batchgen library add: {run_dir} is not a run directory (no run.json)")
+                print(f"batchgen library add: {run_dir} is not a run directory (no run.json)",
+                      file=sys.stderr)  # fmt: skip
                 return EXIT_USAGE
             added, new = lib.add_entries(run_entries(run_dir))
             print(f"{run_dir}: {added} answer(s) indexed, {new} new image file(s) in {lib.root}")

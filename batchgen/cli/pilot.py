@@ -127,9 +127,10 @@ def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     from pathlib import Path
 
-    from batchgen.library.index import DEFAULT_LIBRARY
+    from batchgen.library.index import DEFAULT_LIBRARY, Library
 
     path = Path(args.reuse).expanduser().resolve() if args.reuse else DEFAULT_LIBRARY
+    Library(path).check()  # a damaged index: a usage error now, before anything is sent
     return {"sources": [{"kind": "library", "path": str(path)}],
             "bar": getattr(args, "reuse_bar", None)}  # fmt: skip
 

@@ -76,6 +76,20 @@ class Library:
         finally:
             con.close()
 
+    def check(self) -> None:
+        """Raise UsageError (naming the file and the fix) when the index cannot be used."""
+        from batchgen.errors import UsageError
+
+        try:
+            with self._db() as con:
+                con.execute("SELECT COUNT(*) FROM entries").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            msg = (
+                f"{self.index_path}: not a usable batchgen library index ({exc}); move it "
+                "aside (the image files beside it stay) or choose another library"
+            )
+            raise UsageError(msg) from None
+
     # -- adding --------------------------------------------------------------------------
     def add_entries(self, entries: list[Entry]) -> tuple[int, int]:
         """Store the entries' images, then index them in one transaction; returns

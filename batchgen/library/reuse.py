@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,7 +59,10 @@ class Reuser:
         if hit is not None and all(p.is_file() for p in hit.images):
             return hit
         for lib in self.libraries:
-            stored = lib.lookup(job.fingerprint, self.bar)
+            try:
+                stored = lib.lookup(job.fingerprint, self.bar)
+            except (sqlite3.Error, OSError):
+                continue  # checked before the run; damaged since: send the request
             if stored is not None:
                 return Found(stored.run_id, stored.run_dir, stored.images)
         return None
