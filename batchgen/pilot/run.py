@@ -240,7 +240,7 @@ def _mapped_problems(exc: Any, plan: PilotPlan, target: Path) -> UsageError:
         job, setting = plan.sample[i % k], plan.settings[min(i // k, len(plan.settings) - 1)]
         lines.append(f"{plan.job_file}:{job['line']}: under --try {setting['label']}: "
                      + text[m.end():])  # fmt: skip
-    lines.append("choose settings every sampled job can take (--try), or fix those jobs")
+    lines.append("choose settings every sampled job can take (--try), or fix those jobs;")
     (target / PILOT_FILE).unlink(missing_ok=True)
     (target / JOBS_FILE).unlink(missing_ok=True)
     return JobFileProblems(lines)
