@@ -23,7 +23,7 @@ COMMON = ["--model", "gpt-image-1-mini", "--size", "1024x1024", "--yes", "--quie
 SIM = {"variants": 10**9}  # a picture per prompt, so the judge's draws are independent
 
 
-def write_jobs(path: Path, wrong: set[int] = frozenset({5})) -> Path:  # type: ignore[assignment]
+def write_jobs(path: Path, wrong: set[int] | frozenset[int] = frozenset({5})) -> Path:
     return write_jsonl_jobs(path, (
         {"id": f"shot-{i:03d}",
          "prompt": f"product shot {i}: a ceramic mug" + (" [sim:wrong]" if i in wrong else "")}
@@ -150,3 +150,34 @@ def pytest_approx(value: float) -> object:
     import pytest
 
     return pytest.approx(value, rel=1e-9)
+
+
+def test_the_pilots_spend_counts_against_max_cost_and_a_rerun_finishes(
+    tmp_path: Path, make_sim
+) -> None:
+    """In process (the same path as the CLI, real HTTP to the simulator): a cap too small
+    for the pilot stops it with settings pending; the same pilot with a higher cap finishes
+    the rest, and images and judging together stay under each cap."""
+    from batchgen.pilot.run import run_pilot
+    from batchgen.quality.session import spent_total
+
+    sim = make_sim(**SIM)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", wrong=set())
+    pilot_dir = tmp_path / "pilot"
+    flags = {"base_url": sim.base_url, "judge": "gpt-4o-mini", "sample": "6",
+             "try_": ["quality=low,high"], "model": "gpt-image-1-mini", "size": "1024x1024",
+             "yes": True, "quiet": True, "image_checks": False}  # fmt: skip
+    said: list[str] = []
+    first = run_pilot(jobs, {**flags, "max_cost": 0.05}, run_dir=pilot_dir, say=said.append,
+                      handle_signals=False)  # fmt: skip
+    assert first.exit_code == 3 and first.result is None
+    assert any("--max-cost <higher>" in line for line in said), said
+    assert spent_total(pilot_dir) <= 0.05
+    served = sim.stats["ok"]
+    assert 0 < served < 12
+    second = run_pilot(jobs, {**flags, "max_cost": 1.0}, run_dir=pilot_dir, say=said.append,
+                       handle_signals=False)  # fmt: skip
+    assert second.exit_code == 0 and second.result is not None
+    assert sim.stats["ok"] == 12  # the rest only: 6 jobs × 2 settings in all
+    assert all(s["images"] == 6 for s in second.result["settings"])
+    assert spent_total(pilot_dir) <= 1.0
