@@ -31,6 +31,17 @@ def _jobs(path: Path, changed: int | None = None) -> Path:
     ))  # fmt: skip
 
 
+def _run(jobs: Path, run_dir: Path, sim, reuse: dict) -> int:  # type: ignore[no-untyped-def, type-arg]
+    from batchgen.config import RunConfig
+    from batchgen.session.start import start_run
+
+    flags = {"base_url": sim.base_url, "model": "gpt-image-1-mini", "size": "1024x1024",
+             "quality": "low", "yes": True, "quiet": True, "image_checks": False,
+             "reuse": reuse}  # fmt: skip
+    return start_run(str(jobs), RunConfig.build(flags), run_dir=run_dir,
+                     handle_signals=False).exit_code  # fmt: skip
+
+
 def test_reuse_second_run_sends_nothing_and_a_changed_job_is_sent(tmp_path: Path, sim) -> None:
     env, lib = cli_env(), tmp_path / "lib"
     jobs = _jobs(tmp_path / "jobs.jsonl")
@@ -61,20 +72,19 @@ def test_reuse_second_run_sends_nothing_and_a_changed_job_is_sent(tmp_path: Path
     assert figures["images"] == JOBS and figures["attempts"] == 0  # nothing was sent
     assert figures["cost_note"].startswith(f"{JOBS} images reused from earlier runs")
 
-    # one field changed on one job: that job alone is sent
+    # one field changed on one job: that job alone is sent (in process from here on: the
+    # same session code as the CLI, without a process start-up each)
     third = tmp_path / "third"
     changed = _jobs(tmp_path / "changed.jsonl", changed=4)
-    done = run_cli(["run", str(changed), "--run-dir", str(third), "--reuse", str(lib),
-                    *sim_flags(sim), *RUN], env=env)  # fmt: skip
-    assert done.code == 0, done.output
+    assert _run(changed, third, sim, {"sources": [{"kind": "library", "path": str(lib)}]}) == 0
     assert sim.stats.received == JOBS + 1
     sent = log_table(third).filter(pc.not_equal(log_table(third)["cost_source"], "reused"))
     assert sent["job_id"].to_pylist() == ["r04"] and sent["quality"].to_pylist() == ["medium"]
 
     # --reuse-bar: only images scored at least the bar (none of these is scored)
-    done = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "bar"), "--reuse", str(lib),
-                    "--reuse-bar", "7", *sim_flags(sim), *RUN], env=env)  # fmt: skip
-    assert done.code == 0 and sim.stats.received == 2 * JOBS + 1
+    spec = {"sources": [{"kind": "library", "path": str(lib)}], "bar": 7.0}
+    assert _run(jobs, tmp_path / "bar", sim, spec) == 0
+    assert sim.stats.received == 2 * JOBS + 1
 
     ls = run_cli(["library", "ls", "--library", str(lib)], env=env)
     assert str(first.resolve()) in ls.output and "answers" in ls.output
