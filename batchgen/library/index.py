@@ -168,14 +168,24 @@ class Library:
 
     # -- listing and collecting ----------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
+        # counted here, not with SQLite's JSON functions (not in every Python's SQLite)
+        out: dict[tuple[str, str], dict[str, Any]] = {}
         with self._db() as con:
-            rows = con.execute(
-                "SELECT run_id, run_dir, COUNT(*), SUM(json_array_length(images)), "
-                "AVG(score), MAX(added_at) FROM entries GROUP BY run_id, run_dir "
-                "ORDER BY MAX(added_at)"
-            ).fetchall()
-        keys = ("run_id", "run_dir", "entries", "images", "mean_score", "added_at")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+            query = "SELECT run_id, run_dir, images, score, added_at FROM entries"
+            for run_id, run_dir, images, score, added in con.execute(query):
+                r = out.setdefault((run_id, run_dir), {
+                    "run_id": run_id, "run_dir": run_dir, "entries": 0, "images": 0,
+                    "scores": [], "added_at": added})  # fmt: skip
+                r["entries"] += 1
+                r["images"] += len(json.loads(images))
+                r["added_at"] = max(r["added_at"], added)
+                if score is not None:
+                    r["scores"].append(score)
+        rows = sorted(out.values(), key=lambda r: r["added_at"])
+        for r in rows:
+            scores = r.pop("scores")
+            r["mean_score"] = sum(scores) / len(scores) if scores else None
+        return rows
 
     def totals(self) -> dict[str, int]:
         with self._db() as con:
