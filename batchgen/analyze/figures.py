@@ -93,7 +93,9 @@ class Columns:
             image_count=floats(table["image_count"]),
             cost_usd=floats(table["cost_usd"]),
             ok=status == STATUS_OK,
-            sent=(status == STATUS_OK) | (status == STATUS_ERROR),
+            # a reused image (cost_source "reused": run --reuse / --from-pilot) sent nothing
+            sent=((status == STATUS_OK) | (status == STATUS_ERROR))
+            & (strings(table["cost_source"]) != "reused"),
             table=table,
         )
 
@@ -284,6 +286,9 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
     total = float(cost.sum())
     wasted = float(cost[~cols.ok].sum())
     table = cols.table
+    # images taken from an earlier run (run --reuse / --from-pilot) cost nothing here: they
+    # are counted apart and left out of the cost per image
+    is_reused = np.asarray(pc.fill_null(pc.equal(table["cost_source"], "reused"), False))
     groups = (
         pa.table(
             {
@@ -291,7 +296,7 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
                 "quality": pc.fill_null(table["quality"], "default"),
                 "size": pc.fill_null(table["size"], "default"),
                 "cost": pa.array(cost),
-                "images": pa.array(cols.images_per_row()),
+                "images": pa.array(np.where(is_reused, 0.0, cols.images_per_row())),
                 "attempts": pa.array(cols.sent.astype(np.int64)),
             }
         )
@@ -321,16 +326,22 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
         for r in sources.to_pylist()
     }
     unknown = by_source.get("unknown", {}).get("rows", 0)
+    reused = int(cols.images_per_row()[is_reused].sum())
+    paid = images - reused
+    notes = [f"{unknown} rows have unknown cost: the totals are a lower bound"] if unknown else []
+    if reused:
+        notes.append(
+            f"{reused} images reused from earlier runs (no request, no cost; `reused_from` "
+            "names the run): left out of the cost per image"
+        )
     return {
         "cost_usd_total": total,
-        "cost_per_image_usd": (total / images) if images else None,
+        "cost_per_image_usd": (total / paid) if paid > 0 else None,
         "cost_wasted_usd": wasted,
         "cost_by_group": by_group,
         "cost_by_source": by_source,
         "cost_unknown_rows": int(unknown),
-        "cost_note": (
-            f"{unknown} rows have unknown cost: the totals are a lower bound" if unknown else None
-        ),
+        "cost_note": "; ".join(notes) or None,
     }
 
 

@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
     from batchgen.cli.batch import add_batch_arguments
 
     add_batch_arguments(parser, resume=False)
+    from batchgen.cli.pilot import add_apply_arguments
+    from batchgen.cli.score import add_scorer_arguments
+
+    add_apply_arguments(parser, from_pilot=True)
+    add_scorer_arguments(parser, for_resume=True)
     parser.set_defaults(func=cmd_run)
 
 
@@ -65,7 +70,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         err.print(refused[0], markup=False)
         return EXIT_USAGE
     observer = ConsoleObserver(console, err, args)
+    if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
+        return usage_errors(err, "run", lambda: _run_reusing(args, observer))
     return usage_errors(err, "run", lambda: start_run(
         args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir, observer=observer,
         argv=redacted_argv(),
     ).exit_code)  # fmt: skip
+
+
+def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
+    """--from-pilot (the pilot's setting and images), --reuse (the library), or the
+    quality loop right after the run (--regenerate-below)."""
+    from batchgen.cli.pilot import apply_flags, regenerate_of
+    from batchgen.cli.session import redacted_argv
+    from batchgen.config import RunConfig
+    from batchgen.pilot.apply import run_apply
+    from batchgen.session.outcome import EXIT_STOPPED
+    from batchgen.session.resume import resume_run
+    from batchgen.session.start import default_run_dir, start_run
+
+    flags, regen = apply_flags(args), regenerate_of(args)
+    if flags.get("via") == "batch":
+        from batchgen.errors import UsageError
+
+        msg = ("--reuse, --from-pilot and --regenerate-below go with the live API: drop "
+               "--via batch")  # fmt: skip
+        raise UsageError(msg)
+    if args.from_pilot:
+        return int(run_apply(
+            args.jobfile, args.from_pilot, flags, run_dir=args.run_dir, observer=observer,
+            say=observer.say, argv=redacted_argv(), regenerate=regen, pick=args.setting,
+        ).exit_code)  # fmt: skip
+    target = args.run_dir or default_run_dir(args.jobfile)
+    outcome = start_run(args.jobfile, RunConfig.build(flags), run_dir=target,
+                        observer=observer, argv=redacted_argv())  # fmt: skip
+    if regen is None or outcome.exit_code == EXIT_STOPPED:
+        return int(outcome.exit_code)
+    flags.pop("reuse", None)
+    return int(resume_run(target, flags, observer=observer, argv=redacted_argv(),
+                          regenerate=regen).exit_code)  # fmt: skip

@@ -152,7 +152,7 @@ def usage_errors(err: Console, command: str, go: Callable[[], int]) -> int:
     except JobFileProblems as exc:
         for line in exc.lines:
             err.print(line, markup=False)
-        again = "run again" if command == "run" else "resume again"
+        again = f"{command} again" if command in ("run", "pilot") else "resume again"
         err.print(f"nothing was sent: fix the job file and {again}")
         return EXIT_USAGE
     except UsageError as exc:

@@ -34,6 +34,7 @@ from batchgen.reports.figures import (
 from batchgen.reports.grid import GRID_CSS, by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
 from batchgen.reports.model import Comparison, ImageChecks, Quality, RunReport
+from batchgen.reports.pilot import pilot_html
 
 THUMB_PX = 160
 CONTACT_SHEET = 48
@@ -396,6 +397,7 @@ def _run_body(r: RunReport, out_dir: Path, with_charts: bool = True) -> str:
         f'<p class="muted">{e(r.run_dir)} · sessions: {e(sessions or "none recorded")}</p>'
         + _cards(r)
         + f"<h2>Recommendations</h2><ul>{recs}</ul>"
+        + pilot_html(r, out_dir, e, _table, _thumb)
         + ("<h2>Charts</h2>" + _charts([r]) if with_charts else "")
         + f"<h2>Figures</h2>{figs}<h2>Ratings</h2>{_ratings(r)}<h2>Cost</h2>{_cost(r)}"
         + by_variable_html(r, e, _table)

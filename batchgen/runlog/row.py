@@ -81,6 +81,7 @@ class Row(TypedDict, total=False):
     endpoint: str | None
     input_hashes: list[str] | None
     vars: str | None
+    reused_from: str | None
 
 
 _NONE = type(None)

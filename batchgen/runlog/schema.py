@@ -14,6 +14,7 @@ final:     True on the last row of a job within a session (ok, failed for good, 
 provider_batch_id: the Batch API batch (``--via batch``) whose output or error line the row
   logs; the line's ``custom_id`` is the job id. Null for live requests.
 cost_source: usage (from the response's usage tokens) / price-table / recovered / unknown / none
+           / reused (an earlier run's image, no request: ``reused_from`` names that run)
 input_hashes: an edit's inputs, images then mask: "sha256:<hex>" of a local file's content,
            "url:<url>" or "file_id:<id>" for a remote one (null for a generation)
 vars:      a spec cell's variables as canonical JSON ({"background":"oak","style":"studio"});
@@ -70,6 +71,9 @@ SCHEMA = pa.schema(
         ("endpoint", pa.string()),
         ("input_hashes", pa.list_(pa.string())),
         ("vars", pa.string()),
+        # cost_source "reused": the run (directory) whose image the job took instead of a
+        # request (`run --reuse`, `run --from-pilot`); null for a request sent
+        ("reused_from", pa.string()),
     ]
 )
 

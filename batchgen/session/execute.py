@@ -137,7 +137,31 @@ async def execute(plan: SessionPlan) -> SessionResult:
         parts.inflight.close(remove=lost is None)
         # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
         checks = parts.checker.finish().as_dict() if parts.checker is not None else {"where": "off"}
-    return _end(plan, parts, tally, lost, checks)
+    ended = _end(plan, parts, tally, lost, checks)
+    if lost is None:
+        _add_to_library(plan)
+    return ended
+
+
+def _add_to_library(plan: SessionPlan) -> None:
+    """``run --reuse LIBRARY``: the run's answers go into the library at the session's end
+    (what it reused is stored already; a failure here loses nothing of the run)."""
+    spec = (plan.manifest.get("settings") or {}).get("reuse") or {}
+    libraries = [s["path"] for s in spec.get("sources") or [] if s.get("kind") == "library"]
+    if not libraries:
+        return
+    import sqlite3
+
+    from batchgen.library.entries import run_entries
+    from batchgen.library.index import Library
+
+    try:
+        entries = run_entries(plan.rundir.path)
+        for path in libraries:
+            added, new = Library(path).add_entries(entries)
+            plan.observer.say(f"library {path}: {added} answer(s) indexed, {new} new file(s)")
+    except (OSError, sqlite3.Error) as exc:
+        plan.observer.warn(f"the run's images could not be added to the library: {exc}")
 
 
 async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
@@ -155,7 +179,7 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
             progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
             with progress as on_progress:
                 tally = await run_pool(
-                    plan.jobs, provider, parts.limiter, parts.writer,
+                    _reusing(plan, parts), provider, parts.limiter, parts.writer,
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
@@ -169,6 +193,20 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                 await closing.aclose()
             tg.cancel_scope.cancel()
     return tally
+
+
+def _reusing(plan: SessionPlan, parts: _Parts) -> Iterable[Job]:
+    """The plan's jobs; with ``settings.reuse`` (run --reuse / --from-pilot), those a source
+    holds take its images and a row here instead of a request (batchgen.library.reuse)."""
+    spec = (plan.manifest.get("settings") or {}).get("reuse")
+    if not spec or plan.image_tag:  # a regeneration round wants a new picture
+        return plan.jobs
+    from batchgen.library.reuse import reuse_filter
+
+    return reuse_filter(
+        plan.jobs, spec, parts.writer.append, run_id=plan.run_id, session=plan.session,
+        images_dir=plan.rundir.images_dir,
+    )  # fmt: skip
 
 
 def _end(

@@ -196,6 +196,8 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "max_cost": cfg.max_cost,
         "price_per_image": cfg.price_per_image,
         "via": cfg.via or "live",
+        # run --reuse / --from-pilot: where stored answers are taken from (library.reuse)
+        "reuse": cfg.given.get("reuse"),
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()

@@ -1,0 +1,184 @@
+"""``batchgen pilot JOBFILE``: find the cheapest setting that is good enough, on a sample.
+
+Takes a seeded sample of the job file (--sample 24 jobs, or a share: 10%; stratified over a
+spec's variables), runs it under each setting (--try model=gpt-image-1-mini,gpt-image-1
+quality=low,medium: every combination; default: a ladder from the cheap model at low quality
+to the full model at high), scores every image (--judge MODEL or --scorer clip) and prints,
+per setting: mean score (95% bootstrap interval), the share of images scoring at least --bar
+(95% Wilson interval, and the one-sided lower bound at --confidence), cost per image,
+expected cost per image that passes (cost ÷ pass rate), median latency, and the whole job
+file projected. It names the cheapest setting (per passing image) whose pass rate is at
+least --target at --confidence (Wilson lower bound), or says none is and which came closest.
+
+The pilot is a run directory (its spend counts against --max-cost; `batchgen report` reads
+it). Run the same command with --run-dir DIR again to resume a stopped pilot. --apply then
+runs the whole job file with the chosen setting (or later: batchgen run JOBFILE --from-pilot
+DIR), taking the pilot's images for the sampled jobs instead of paying twice.
+
+Exit status: 0 done; 2 bad usage (nothing sent); 3 stopped early: run it again to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from batchgen.cli.common import (
+    EXIT_STOPPED,
+    add_job_defaults,
+    add_session_arguments,
+    flags_of,
+    prefer_system_allocator,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "pilot",
+        help="try settings on a sample, pick the cheapest good enough (then --apply)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("jobfile", help="the job file (or YAML spec) to pilot")
+    g = parser.add_argument_group("pilot")
+    g.add_argument(
+        "--sample",
+        metavar="N|SHARE",
+        help="jobs in the sample: a number (default 24) or a share (10%%, 0.1)",
+    )
+    g.add_argument("--seed", type=int, help="the sample's seed (default 0)")
+    g.add_argument(
+        "--try",
+        dest="try_",
+        nargs="+",
+        metavar="FIELD=A,B",
+        help="settings to try, every combination: --try model=gpt-image-1-mini,"
+        "gpt-image-1 quality=low,medium (default: a ladder per provider)",
+    )
+    g.add_argument("--bar", type=float, help="an image passes at this score or above (default 7)")
+    g.add_argument("--target", type=float, help="the pass rate a setting must reach (default 0.9)")
+    g.add_argument(
+        "--confidence",
+        type=float,
+        help="confidence of the pass rate's lower bound the choice reads "
+        "(default 0.8: one-sided Wilson)",
+    )
+    g.add_argument(
+        "--run-dir",
+        help="the pilot's run directory (default runs/pilot-<stem>-<time>); "
+        "an existing pilot there is resumed",
+    )
+    g.add_argument(
+        "--apply", action="store_true", help="then run the whole job file with the chosen setting"
+    )
+    g.add_argument("--apply-run-dir", metavar="DIR", help="the --apply run's directory")
+    add_apply_arguments(parser)
+    from batchgen.cli.score import add_scorer_arguments
+
+    add_scorer_arguments(parser, for_resume=True)
+    add_job_defaults(parser)
+    add_session_arguments(parser, resume=False)
+    parser.set_defaults(func=cmd_pilot)  # fmt: skip
+
+
+def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = False) -> None:
+    g = parser.add_argument_group("applying a pilot, reuse")
+    if from_pilot:
+        g.add_argument(
+            "--from-pilot",
+            metavar="PILOT_DIR",
+            help="run with the setting this pilot chose; its images of the sampled "
+            "jobs are taken, not paid for again",
+        )
+    g.add_argument(
+        "--setting",
+        metavar="LABEL|ROW",
+        help="with --from-pilot/--apply: this setting of the pilot's table instead of its choice",
+    )
+    g.add_argument(
+        "--regenerate-below",
+        type=float,
+        metavar="S",
+        help="after the run, the quality loop: rerun jobs whose image scores below S",
+    )
+    g.add_argument(
+        "--max-rounds",
+        type=int,
+        default=2,
+        metavar="R",
+        help="regeneration rounds at most (default 2)",
+    )
+    g.add_argument(
+        "--reuse",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="LIBRARY",
+        help="take images an earlier run made for the very same request from the "
+        "library (default ~/.batchgen/library) and add this run's to it",
+    )
+    g.add_argument("--reuse-bar", type=float, metavar="S",
+                   help="with --reuse: only images scored at least S")  # fmt: skip
+
+
+def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--reuse [LIBRARY]`` as run.json's settings.reuse (library.reuse)."""
+    if getattr(args, "reuse", None) is None:
+        return None
+    from pathlib import Path
+
+    from batchgen.library.index import DEFAULT_LIBRARY, Library
+
+    path = Path(args.reuse).expanduser().resolve() if args.reuse else DEFAULT_LIBRARY
+    Library(path).check()  # a damaged index: a usage error now, before anything is sent
+    return {"sources": [{"kind": "library", "path": str(path)}],
+            "bar": getattr(args, "reuse_bar", None)}  # fmt: skip
+
+
+def regenerate_of(args: argparse.Namespace) -> Any:
+    below = getattr(args, "regenerate_below", None)
+    if below is None:
+        return None
+    from batchgen.session.regenerate import Regenerate
+
+    return Regenerate(float(below), int(args.max_rounds))
+
+
+def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"jobfile", "run_dir", "apply", "apply_run_dir", "from_pilot", "setting",
+            "regenerate_below", "max_rounds", "reuse_bar", "sample", "seed", "try_", "bar",
+            "target", "confidence"}  # fmt: skip
+    flags = {k: v for k, v in flags_of(args).items() if k not in skip}
+    flags["reuse"] = reuse_spec(args)
+    return flags
+
+
+def cmd_pilot(args: argparse.Namespace) -> int:
+    prefer_system_allocator()
+    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
+    from batchgen.pilot.apply import run_apply
+    from batchgen.pilot.run import run_pilot
+
+    console, err = make_console(), make_console(stderr=True)
+    observer = ConsoleObserver(console, err, args)
+
+    def say(text: str) -> None:
+        observer.say(text)
+
+    def go() -> int:
+        flags = {k: v for k, v in flags_of(args).items()
+                 if k not in ("jobfile", "run_dir", "apply", "apply_run_dir", "setting",
+                              "regenerate_below", "max_rounds", "reuse", "reuse_bar")}  # fmt: skip
+        outcome = run_pilot(args.jobfile, flags, run_dir=args.run_dir, observer=observer,
+                            say=say, argv=redacted_argv())  # fmt: skip
+        if not args.apply or outcome.exit_code == EXIT_STOPPED:
+            if outcome.result is not None and outcome.result.get("chosen"):
+                say(f"next: batchgen run {args.jobfile} --from-pilot {outcome.run_dir}")
+            return outcome.exit_code
+        applied = run_apply(args.jobfile, outcome.run_dir, apply_flags(args),
+                            run_dir=args.apply_run_dir, observer=observer, say=say,
+                            argv=redacted_argv(), regenerate=regenerate_of(args),
+                            pick=args.setting)  # fmt: skip
+        return int(applied.exit_code)
+
+    return usage_errors(err, "pilot", go)
