@@ -17,7 +17,9 @@ from batchgen.cli import (
     common,
     export,
     gen,
+    library,
     models,
+    pilot,
     plan,
     report,
     resume,
@@ -40,6 +42,8 @@ DECLARED: dict[str, frozenset[str]] = {
     "models": models.READS,
     "gen": gen.READS,
     "runs": runs.READS,
+    "pilot": pilot.READS,
+    "library": library.READS,
     "sim": frozenset(name.removeprefix("sim_") for name in common.SIM_FLAGS),
 }
 
@@ -51,7 +55,13 @@ def _commands(argv: list[str]) -> dict[str, argparse.ArgumentParser]:
 
 
 def _dests(parser: argparse.ArgumentParser) -> set[str]:
-    return {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
+    """The parser's flags, and those of its actions' own parsers (``library add``)."""
+    dests = {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                dests |= _dests(child)
+    return dests
 
 
 def _help(command: str, *more: str) -> str:

@@ -71,8 +71,8 @@ def _add_batch_tuning(group: Any) -> None:
     )  # fmt: skip
     group.add_argument(
         "--assume-latency", type=float, default=None, metavar="S",
-        help="seconds one live request takes, for the deadline's estimate "
-        "(default: the model's typical latency, 15 s for gpt-image)",
+        help="seconds a live request takes, for the deadline's estimate (default: "
+        "the model's typical latency)",
     )  # fmt: skip
 
 

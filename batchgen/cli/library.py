@@ -13,15 +13,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+# the flags `library` reads, over its actions (tests/test_cli_help.py)
+READS = frozenset({"action", "run_dirs", "drop_run", "library"})
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "library", help="the reuse library: add a run's images, list, collect garbage",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="add, ls or gc"
+    )
     add = sub.add_parser("add", help="store a run's successful answers")
-    add.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    add.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to store")
     ls = sub.add_parser("ls", help="what the library holds, by run")
     gc = sub.add_parser("gc", help="drop dangling entries and unreferenced files")
     gc.add_argument("--drop-run", metavar="RUN_ID_OR_DIR", help="drop this run's entries first")
@@ -34,11 +39,12 @@ def cmd_library(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from batchgen.cli.common import EXIT_OK, EXIT_USAGE
+    from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
     from batchgen.errors import UsageError
     from batchgen.library.entries import run_entries
     from batchgen.library.index import DEFAULT_LIBRARY, Library
 
+    flags_of(args, READS)  # the parser offers only what is read here
     lib = Library(Path(args.library) if args.library else DEFAULT_LIBRARY)
     try:
         lib.check()

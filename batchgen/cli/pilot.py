@@ -25,11 +25,23 @@ from typing import Any
 
 from batchgen.cli.common import (
     EXIT_STOPPED,
+    JOB_DEFAULT_FLAGS,
+    SESSION_FLAGS,
     add_job_defaults,
     add_session_arguments,
     flags_of,
     prefer_system_allocator,
 )
+from batchgen.cli.score import SCORER_FLAGS
+
+# the flags of applying a pilot or reusing a library, on `run` and `pilot` alike
+APPLY_READS = frozenset({"setting", "regenerate_below", "max_rounds", "reuse", "reuse_bar"})
+# the flags `pilot` reads (tests/test_cli_help.py: its parser offers exactly these)
+READS = (
+    frozenset({"jobfile", "sample", "seed", "try_", "bar", "target", "confidence", "run_dir",
+               "apply", "apply_run_dir"})
+    | APPLY_READS | SCORER_FLAGS | JOB_DEFAULT_FLAGS | SESSION_FLAGS
+)  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
@@ -87,8 +99,7 @@ def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = F
         g.add_argument(
             "--from-pilot",
             metavar="PILOT_DIR",
-            help="run with the setting this pilot chose; its images of the sampled "
-            "jobs are taken, not paid for again",
+            help="run with the setting this pilot chose, reusing its images",
         )
     g.add_argument(
         "--setting",
@@ -99,7 +110,7 @@ def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = F
         "--regenerate-below",
         type=float,
         metavar="S",
-        help="after the run, the quality loop: rerun jobs whose image scores below S",
+        help="then rerun jobs whose image scores below S",
     )
     g.add_argument(
         "--max-rounds",
@@ -114,8 +125,7 @@ def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = F
         const="",
         default=None,
         metavar="LIBRARY",
-        help="take images an earlier run made for the very same request from the "
-        "library (default ~/.batchgen/library) and add this run's to it",
+        help="reuse images made for the same request (library: default ~/.batchgen/library)",
     )
     g.add_argument("--reuse-bar", type=float, metavar="S",
                    help="with --reuse: only images scored at least S")  # fmt: skip
@@ -166,7 +176,7 @@ def cmd_pilot(args: argparse.Namespace) -> int:
         observer.say(text)
 
     def go() -> int:
-        flags = {k: v for k, v in flags_of(args).items()
+        flags = {k: v for k, v in flags_of(args, READS).items()
                  if k not in ("jobfile", "run_dir", "apply", "apply_run_dir", "setting",
                               "regenerate_below", "max_rounds", "reuse", "reuse_bar")}  # fmt: skip
         outcome = run_pilot(args.jobfile, flags, run_dir=args.run_dir, observer=observer,

@@ -19,10 +19,17 @@ from batchgen.cli.common import (
     prefer_system_allocator,
     run_config,
 )
+from batchgen.cli.pilot import APPLY_READS
+from batchgen.cli.score import SCORER_FLAGS
 
 # the flags `run` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
-    frozenset({"jobfile", "max_jobs", "run_dir"}) | JOB_DEFAULT_FLAGS | SESSION_FLAGS | BATCH_FLAGS
+    frozenset({"jobfile", "max_jobs", "run_dir", "from_pilot"})
+    | JOB_DEFAULT_FLAGS
+    | SESSION_FLAGS
+    | BATCH_FLAGS
+    | APPLY_READS
+    | SCORER_FLAGS
 )
 
 

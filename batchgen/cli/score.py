@@ -42,18 +42,18 @@ def add_scorer_arguments(parser: argparse.ArgumentParser, *, for_resume: bool = 
     group.add_argument(
         "--judge",
         metavar="MODEL",
-        help="a vision-capable chat model as the judge, e.g. gpt-4o-mini",
+        help="a vision chat model as the judge, e.g. gpt-4o-mini",
     )
     group.add_argument(
         "--scorer",
         choices=("judge", "clip"),
-        help="judge (a chat model, --judge MODEL) or clip (local, pip install 'batchgen[clip]')",
+        metavar="KIND",
+        help="judge (--judge MODEL) or clip (local, batchgen[clip])",
     )
     group.add_argument(
         "--clip-model",
-        metavar="NAME_OR_PATH",
-        help="CLIP model for --scorer clip: a Hugging Face name or a local "
-        "folder (default openai/clip-vit-base-patch32)",
+        metavar="NAME",
+        help="CLIP model, a Hugging Face name or a folder (default openai/clip-vit-base-patch32)",
     )
     group.add_argument(
         "--rubric", metavar="FILE", help="a text file replacing the judge's default rubric"
@@ -61,7 +61,8 @@ def add_scorer_arguments(parser: argparse.ArgumentParser, *, for_resume: bool = 
     group.add_argument(
         "--detail",
         choices=("low", "high", "auto"),
-        help="image detail the judge is sent at (default low: 85 tokens)",
+        metavar="LEVEL",
+        help="the image detail sent to the judge: low (default), high, auto",
     )
     if not for_resume:
         group.add_argument(
