@@ -9,13 +9,14 @@ thread hands batches to the workers, collects their measurements and writes them
 ``flush_s``.
 
 Workers are processes by default: decoding and the numpy maths hold the GIL in parts, and
-threads would take it from the event loop (measured: 2 thread workers delay the loop's
-timers 3x more than 2 processes, p99 37 ms against 14 ms). They are batchgen's own
-subprocesses (procpool.py), not multiprocessing's: those re-run the caller's script. They
-run at the lowest CPU priority (nice 19), and the dispatcher hands them nothing while the
-event loop's thread wants a CPU (loopload.py: a very fast provider, or a machine busy with
-other work), so the run keeps its cores and the backlog grows instead. The workers start
-only once they can work (the loop not busy), so a CPU-bound session defers its checks
+threads would take it from the event loop (measured on a loaded 2-core box, 120 PNGs of
+2.6 MB: 2 thread workers delay the loop's 1 ms timers 2-3x more than 2 processes, p99 37 ms
+against 14 ms, and 78 against 31 ms under heavier load, at the same images/s). Workers are
+batchgen's own subprocesses (procpool.py), not multiprocessing's: those re-run the caller's
+script. They run at the lowest CPU priority (nice 19), and the dispatcher hands them nothing
+while the event loop's thread wants a CPU (loopload.py: a very fast provider, or a machine
+busy with other work), so the run keeps its cores and the backlog grows instead. The workers
+start only once they can work (the loop not busy), so a CPU-bound session defers its checks
 without paying for their start. A process worker reads the image back from the page cache
 (just written); a thread worker (``kind="thread"``, for comparison) is given the bytes.
 
