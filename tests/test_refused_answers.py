@@ -87,3 +87,38 @@ def test_a_refused_delivered_answer_is_generated_once_and_not_resent_by_resume(
     again = run_cli(["resume", str(run), "--yes"], env=env)
     assert again.code == 0 and "5 failed for good" in again.output, again.output
     assert [sim.stats.by_prompt[j["prompt"]] for j in refused] == [1] * 5  # not sent again
+
+
+def test_data_urls_decode_and_a_malformed_one_is_a_final_refusal() -> None:
+    import base64
+
+    from batchgen.errors import AttemptError, ErrorClass
+    from batchgen.provider.http import data_url_bytes, is_data_url
+
+    def invalid(msg: str, *, final: bool = True) -> AttemptError:
+        return AttemptError(ErrorClass.INVALID_RESPONSE, msg, final=final)
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    b64 = base64.b64encode(png).decode()
+    assert is_data_url("DATA:image/png;base64,xx") and not is_data_url("https://x/data:")
+    wrapped = "data:image/png;base64," + "\n".join(b64[i : i + 10] for i in range(0, len(b64), 10))
+    assert data_url_bytes(wrapped, "w", invalid) == png
+    assert data_url_bytes("data:image/png;BASE64," + b64, "w", invalid) == png
+    assert data_url_bytes("data:image/svg+xml,%3Csvg%2F%3E", "w", invalid) == b"<svg/>"
+    for bad, says in [
+        ("data:image/png;base64" + b64, "without a comma"),
+        ("data:image/png;base64," + b64[:-3] + "%%", "not valid"),
+    ]:
+        try:
+            data_url_bytes(bad, "data[0].url", invalid)
+        except AttemptError as exc:
+            assert says in exc.message and exc.final and exc.code == "answer_refused"
+            assert exc.action.value == "fail_job"
+        else:
+            raise AssertionError(f"{bad[:30]} was accepted")
+    try:
+        data_url_bytes("data:image/png;base64," + b64, "big", invalid, cap=10)
+    except AttemptError as exc:
+        assert "larger than 10 bytes" in exc.message
+    else:
+        raise AssertionError("the cap was not applied")

@@ -197,14 +197,13 @@ class OpenAIImages(KeyedSession):
             if not isinstance(item, dict):
                 raise invalid(f"data[{i}] is not an object")
             b64 = item.get("b64_json")
-            if isinstance(b64, str) and is_data_url(b64):  # a gateway's data: URL there
-                raw = data_url_bytes(b64, f"data[{i}].b64_json", invalid)
-            elif b64:
+            if b64:
                 try:
                     raw = pybase64.b64decode(b64, validate=True)
                 except (binascii.Error, ValueError, TypeError) as exc:
                     raise invalid(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
             elif isinstance(item.get("url"), str) and is_data_url(item["url"]):
+                # a gateway's (or fal-style) image inline: decoded, never downloaded
                 raw = data_url_bytes(item["url"], f"data[{i}].url", invalid, self._max_download)
             elif item.get("url"):
                 raw = await self._download(str(item["url"]), timeout, invalid)
