@@ -120,6 +120,32 @@ def test_ctrl_c_to_the_process_group_during_image_checks_prints_no_traceback(
     assert sim.stats.received < 400
 
 
+def test_a_relative_run_dir_finds_its_images_and_a_second_report_decodes_nothing(
+    make_sim: Any, tmp_path: Path
+) -> None:
+    """Fast: the test simulator's 64x64 images (so "wrong_size" and look-alike "duplicate"
+    findings are expected; never "undecodable" or "missing")."""
+    sim = make_sim(api_key=SECRET_KEY)
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("".join(f"a relative picture {i}\n" for i in range(20)))
+    env = cli_env(SECRET_KEY)
+    run = ["run", "jobs.txt", "--run-dir", "runs/rel", "--base-url", sim.base_url, "--yes",
+           *MODEL_FLAGS]  # fmt: skip
+    done = run_cli(run, env=env, cwd=tmp_path)
+    assert done.code == 0, done.output
+    reports = []
+    for _ in range(2):
+        done = run_cli(["report", "runs/rel", "--format", "json"], env=env, cwd=tmp_path)
+        assert done.code == 0, done.output
+        reports.append(json.loads(done.stdout)["image_checks"])
+    first, second = reports
+    assert first["checked"] == 20 and first["measured"]["now"] == 20
+    counts = first["counts"]
+    assert counts["wrong_size"] == 20 and counts["undecodable"] == counts["missing"] == 0
+    assert second["measured"] == {"stored": 20, "now": 0, "unmeasured": 0}
+
+
+@pytest.mark.slow
 def test_the_demo_with_a_relative_run_dir_flags_no_good_image_and_decodes_once(
     tmp_path: Path,
 ) -> None:
