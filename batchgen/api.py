@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgen.config import RunConfig
-from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped
+from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped, UsageError
 from batchgen.session.observer import Silent
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from batchgen.session.outcome import Outcome
 
 JobsSource = str | Path | Iterable["Mapping[str, Any] | Job"]
+_log = logging.getLogger("batchgen")
 # the keyword arguments run() and resume() take, by their CLI flag's name
 _FLAGS = frozenset({
     "rpm", "ipm", "concurrency", "timeout", "max_attempts", "grace", "adaptive",
@@ -104,14 +107,26 @@ def run(
     (``{"rpm": 60, "fail_rate": 0.1}``, named like ``batchgen sim``'s flags)."""
     from batchgen.session.start import default_run_dir, start_run
 
+    _no_running_loop("run")
     cfg = _config(flags, sim)
-    target = Path(run_dir) if run_dir is not None else None
-    job_file = _job_file(jobs, target)
+    target = _run_dir_arg(run_dir)
+    observer = _observer(progress, on_message)
+    write_jobs = None
+    if isinstance(jobs, str | Path):
+        job_file = Path(jobs)
+    else:
+        if target is None:
+            raise ConfigError("jobs given as objects need run_dir= (their file is kept there)")
+        records = _job_records(jobs)
+        job_file = target / "jobs.jsonl"
+
+        def write_jobs() -> None:  # under the run directory's lock (start_run)
+            _write_jobs(records, job_file)
+
     if target is None:
         target = default_run_dir(job_file)
-    observer = _observer(progress, on_message)
     outcome = start_run(str(job_file), cfg, run_dir=target, observer=observer,
-                        handle_signals=False)  # fmt: skip
+                        handle_signals=False, write_jobs=write_jobs)  # fmt: skip
     return _result(target, outcome)
 
 
@@ -147,6 +162,9 @@ def resume(
     here override them for this session."""
     from batchgen.session.resume import resume_run
 
+    _no_running_loop("resume")
+    if _run_dir_arg(run_dir) is None:
+        raise ConfigError("resume needs the run directory: resume(run_dir)")
     given = _flags(flags, sim)
     RunConfig.build(given)  # a bad value is a ConfigError now, before the lock is taken
     observer = _observer(progress, on_message)
@@ -182,16 +200,91 @@ def report(
     ``compare_to``, the two runs compared (``run_dir`` as A)."""
     from batchgen.reports import build_report
 
+    for d in (run_dir, compare_to):
+        if d is None and d is compare_to:
+            continue
+        path = _run_dir_arg(d)
+        if path is None or not path.is_dir():
+            raise RunDirError(
+                f"{d} is not a run directory (no such folder); pass the folder holding "
+                "run.json and log/ (the run_dir given to batchgen.run)"
+            )
     return build_report(run_dir, compare_to=compare_to, image_checks=image_checks)
 
 
 # ---- helpers ----------------------------------------------------------------------------
+_CHOICES = {"via": ("live", "batch"), "provider": ("openai", "sim")}
+_BOOLS = frozenset({"adaptive", "image_checks", "retry_failed"})
+_STRINGS = frozenset({"model", "size", "quality", "base_url", "api_key_env", "api_key"})
+_PATHS = frozenset({"providers", "prices"})
+_WHOLE = frozenset({"n", "max_jobs"})  # the pool's and money's numbers: RunConfig checks them
+
+
+def _checked(name: str, value: Any) -> Any:
+    """One keyword argument as its flag takes it (None: not given)."""
+    if value is None:
+        return None
+    if name in _CHOICES and value not in _CHOICES[name]:
+        choices = " or ".join(repr(c) for c in _CHOICES[name])
+        raise ConfigError(f"{name} must be {choices}, got {value!r}")
+    if name in _BOOLS and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if name in _STRINGS and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{name} must be a non-empty string, got {_shown(name, value)}")
+    if name in _PATHS:
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"{name} must be a file's path, got {type(value).__name__}")
+        return os.fspath(value)
+    if name in _WHOLE and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _shown(name: str, value: Any) -> str:
+    return "a value that is not one" if name == "api_key" else repr(value)
+
+
+def _no_running_loop(what: str) -> None:
+    """``run()`` inside a running event loop (a notebook cell, an async function) cannot start
+    its own: say so before anything starts."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UsageError(
+        f"batchgen.{what}() was called inside a running event loop (a notebook, an async "
+        f"function): use `await batchgen.{what}_async(...)` there"
+    )
+
+
+def _run_dir_arg(run_dir: Any) -> Path | None:
+    if run_dir is None:
+        return None
+    if not isinstance(run_dir, str | os.PathLike):
+        raise ConfigError(f"run_dir must be a folder's path, got {type(run_dir).__name__}")
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run_dir {path} is a file, not a folder: pick another run_dir")
+    return path
+
+
+def _callback(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise ConfigError(f"{name} must be a function (or None), got {type(value).__name__}")
+
+
 def _config(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> RunConfig:
     return RunConfig.build(_flags(flags, sim))
 
 
 def _flags(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The keyword arguments as the flags they stand for (``sim`` as ``sim_*`` options)."""
+    """The keyword arguments as the flags they stand for (``sim`` as ``sim_*`` options),
+    each checked as its flag is: a wrong kind of value or an unknown choice is a ConfigError
+    before anything is sent (``via="btach"`` must not run live at full price)."""
+    from batchgen.session.connect import check_sim_options
+
     unknown = sorted(set(flags) - _FLAGS)
     if unknown:
         msg = (
@@ -199,35 +292,58 @@ def _flags(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -> dict[str,
         )
         raise ConfigError(msg)
     given = dict(flags)
+    for name, value in flags.items():
+        given[name] = _checked(name, value)
     if given.get("api_key") is not None and given.get("providers"):
         raise ConfigError("api_key goes with one endpoint: a providers file names its variables")
+    if sim is not None and not isinstance(sim, Mapping):
+        raise ConfigError(f"sim must be a dict of simulator options, got {type(sim).__name__}")
+    check_sim_options(sim or {})
     for name, value in (sim or {}).items():
-        given["sim_" + name.replace("-", "_")] = value
+        given["sim_" + str(name).replace("-", "_")] = value
     if sim and given.get("provider") is None:
         given["provider"] = "sim"
     return given
 
 
-def _job_file(jobs: JobsSource, run_dir: Path | None) -> Path:
-    """A path as given; an iterable of jobs written to ``RUN_DIR/jobs.jsonl``."""
-    if isinstance(jobs, str | Path):
-        return Path(jobs)
-    if run_dir is None:
-        raise ConfigError("jobs given as objects need run_dir= (their file is kept there)")
-    if (run_dir / "run.json").exists():
-        msg = f"{run_dir / 'run.json'} exists: {run_dir} already holds a run (resume it)"
-        raise RunDirError(msg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "jobs.jsonl"
-    with path.open("w", encoding="utf-8") as out:
-        for job in jobs:
-            out.write(json.dumps(_job_record(job), ensure_ascii=False) + "\n")
-    return path
+def _job_records(jobs: Any) -> list[dict[str, Any]]:
+    """Jobs given as objects, checked: an iterable of dicts or ``Job`` objects."""
+    if isinstance(jobs, Mapping):
+        raise ConfigError(
+            "jobs is one dict: pass a list of job dicts ([{...}]), or a job file's path"
+        )
+    if isinstance(jobs, bytes | bytearray) or not isinstance(jobs, Iterable):
+        raise ConfigError(
+            f"jobs must be a job file's path or a list of job dicts, not {type(jobs).__name__}"
+        )
+    try:
+        return [_job_record(job, i) for i, job in enumerate(jobs)]
+    except ConfigError:
+        raise
+    except Exception as exc:  # a generator of the caller's that fails: its error, said so
+        raise ConfigError(f"jobs could not be read: {type(exc).__name__}: {exc}") from exc
 
 
-def _job_record(job: Mapping[str, Any] | Job) -> dict[str, Any]:
+def _write_jobs(records: list[dict[str, Any]], path: Path) -> None:
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a job is not JSON-serialisable ({exc}): use plain values") from exc
+    except OSError as exc:
+        raise RunDirError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _job_record(job: Any, index: int) -> dict[str, Any]:
+    from batchgen.jobs.model import Job
+
     if isinstance(job, Mapping):
         return dict(job)
+    if not isinstance(job, Job):
+        raise ConfigError(
+            f'jobs[{index}] is a {type(job).__name__}, not a job dict ({{"prompt": ...}}) or Job'
+        )
     if job.inputs:
         raise ConfigError(f"job {job.id}: an edit's input images go in a job file, not a Job")
     return {"id": job.id, **job.body}
@@ -241,6 +357,7 @@ class _ApiObserver(Silent):
     ) -> None:
         super().__init__()
         self.user_progress, self.on_message = progress, on_message
+        self.progress_error: Exception | None = None
 
     def say(self, text: str, style: str | None = None) -> None:
         if self.on_message is not None:
@@ -257,14 +374,34 @@ class _ApiObserver(Silent):
             return super().progress(total, budget, status)
 
         def update(t: PoolTally) -> None:
-            user(Progress(t.finished, total, t.ok_jobs, t.failed_jobs, t.images, t.cost_usd))
+            if self.progress_error is not None:
+                return
+            try:
+                user(Progress(t.finished, total, t.ok_jobs, t.failed_jobs, t.images, t.cost_usd))
+            except Exception as exc:  # the caller's bug must not abort a paid run
+                self._progress_failed(exc)
 
         return contextlib.nullcontext(update)
+
+    def _progress_failed(self, exc: Exception) -> None:
+        """Said once (a warning and on_message); the run goes on."""
+        if self.progress_error is not None:
+            return
+        self.progress_error = exc
+        text = (
+            f"the progress callback raised {type(exc).__name__}: {exc}; the run goes on "
+            "without calling it again"
+        )
+        _log.warning(text)
+        self.say(text)
+        self.user_progress = None
 
 
 def _observer(
     progress: Callable[[Progress], None] | None, on_message: Callable[[str], None] | None
 ) -> _ApiObserver:
+    _callback("progress", progress)
+    _callback("on_message", on_message)
     return _ApiObserver(progress, on_message)
 
 

@@ -29,6 +29,8 @@ what the report tells the user is its diagnosis and remedy.
      ├── class rate_limit              → Action.RETRY      (honours Retry-After, pauses the pool)
      ├── class server / timeout /
      │   network / invalid_response    → Action.RETRY      (backoff with full jitter)
+     │     except a delivered answer the client refused (``final=True``, code
+     │     ``answer_refused``)           → Action.FAIL_JOB   (sending it again is a second bill)
      ├── class disk                    → Action.STOP_RUN   (full or read-only: nothing to save to)
      └── class budget / cancelled      → Action.PENDING    (never sent / not finished)
 """
@@ -231,8 +233,21 @@ class RunStopped(BatchgenError):
         self.run_dir = run_dir
 
 
+# the error code of a delivered answer the client refused (see AttemptError's ``final``): its
+# job failed for good, and resume does not send it again (batchgen.runlog.state)
+REFUSED_CODE = "answer_refused"
+
+
 class AttemptError(Exception):
-    """One attempt failed. ``message`` is already redacted (no API key)."""
+    """One attempt failed. ``message`` is already redacted (no API key).
+
+    ``final=True``: the provider delivered its answer (and billed the generation) and the
+    client refused it for what it is — an image that is not one, broken base64, a decompression
+    bomb, an answer over the size cap, a shape this protocol does not have. The same request
+    would be generated, billed and refused the same way again, so the job fails for good
+    (Action.FAIL_JOB) whatever its class; its code is REFUSED_CODE unless it had one. Faults of
+    the way there (a cut connection, a body that is not JSON, a download that failed or
+    expired) are not final: the answer never arrived whole."""
 
     def __init__(
         self,
@@ -248,12 +263,14 @@ class AttemptError(Exception):
         usage: Any = None,
         endpoint: str | None = None,
         rerouted: bool = False,
+        final: bool = False,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.http_status = http_status
-        self.code = code
+        self.final = final
+        self.code = code if code is not None or not final else REFUSED_CODE
         self.retry_after_s = retry_after_s
         self.request_id = request_id
         self.billed_usd = billed_usd
@@ -278,7 +295,15 @@ class AttemptError(Exception):
         Router's override)."""
         if self.rerouted:
             return Action.RETRY
-        return self.action_override or self.error_class.action
+        if self.action_override is not None:
+            return self.action_override
+        return Action.FAIL_JOB if self.final else self.error_class.action
+
+    @property
+    def retryable(self) -> bool:
+        """Does the retry policy send the job again (attempts left)? Its action, not only its
+        class: a refused delivered answer is never retried."""
+        return self.action is Action.RETRY
 
     def __str__(self) -> str:
         where = f"HTTP {self.http_status} " if self.http_status else ""
@@ -287,6 +312,11 @@ class AttemptError(Exception):
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
+
+
+def refused(message: str, **kw: Any) -> AttemptError:
+    """A delivered answer the client refuses, final for its job (see AttemptError)."""
+    return AttemptError(ErrorClass.INVALID_RESPONSE, message, final=True, **kw)
 
 
 def is_disk_error(exc: BaseException) -> bool:

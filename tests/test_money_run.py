@@ -485,8 +485,9 @@ def test_a_billed_answer_with_a_broken_image_is_logged_at_its_cost(tmp_path, mon
     }
     jobfile = write_jobs(tmp_path / "jobs.jsonl", [job])
     code, out, err = run(capsys, money_sim, jobfile, tmp_path / "run")
-    assert code == 0, out + err
+    assert code == 1, out + err  # refused for good: sending it again would be billed again
     rows = log_rows(tmp_path / "run")
-    assert [r["status"] for r in sorted(rows, key=lambda r: r["attempt"])] == ["error", "ok"]
-    # the simulator answered both attempts with usage: both were billed
-    assert logged_total(rows) == pytest.approx(2 * bill_from_design(job))
+    assert [r["status"] for r in rows] == ["error"]
+    # the simulator answered with usage: the refused answer was billed, and logged so
+    assert logged_total(rows) == pytest.approx(bill_from_design(job))
+    assert money_sim.stats.received == 1

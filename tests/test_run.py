@@ -68,7 +68,7 @@ def test_faults_are_decided_by_the_taxonomy(
             {"id": "refused", "prompt": "something refused [sim:content_policy]"},
             {"id": "flaky", "prompt": "a lighthouse [sim:server*1]"},
             {"id": "throttled", "prompt": "a harbour [sim:rate_limit*1]", "n": 2},
-            {"id": "garbled", "prompt": "a cat [sim:bad_base64*1]"},
+            {"id": "garbled", "prompt": "a cat [sim:truncated_json*1]"},
         ],
     )
     code, run_dir = run(tmp_path, sim, jobfile, "--concurrency", "2")
@@ -85,7 +85,7 @@ def test_faults_are_decided_by_the_taxonomy(
     flaky = sorted(by_job["flaky"], key=lambda r: r["attempt"])
     assert [(r["status"], r["error_class"]) for r in flaky] == [("error", "server"), ("ok", None)]
     assert [r["final"] for r in flaky] == [False, True]
-    # invalid response (bad base64) is retried too
+    # invalid response (a body cut on its way) is retried too
     assert [r["status"] for r in sorted(by_job["garbled"], key=lambda r: r["attempt"])] == [
         "error",
         "ok",
@@ -293,8 +293,6 @@ def test_url_answers_are_downloaded_and_metadata_kept(tmp_path: Path, sim) -> No
     ("directive", "error_class", "http_status"),
     [
         ("truncated_json", "invalid_response", 200),
-        ("not_image", "invalid_response", 200),
-        ("bad_base64", "invalid_response", 200),
         ("server_html", "server", 503),
         ("server", "server", 500),
         ("disconnect", "network", None),
@@ -322,3 +320,20 @@ def test_each_transient_fault_is_classified_then_retried(
     assert attempts[0]["http_status"] == http_status
     assert no_backoff.count == 1  # one backoff asked for (not slept), before the retry
     assert attempts[0]["error_message"] and KEY not in attempts[0]["error_message"]
+
+
+@pytest.mark.parametrize("directive", ["not_image", "bad_base64"])
+def test_a_refused_delivered_answer_fails_its_job_at_once(
+    tmp_path: Path, make_sim, no_backoff: BackoffWaits, directive: str
+) -> None:
+    """Issue 22: the answer arrived (and was billed) but cannot be used: sending the job again
+    would be billed and refused again, so it is not retried."""
+    sim = make_sim()
+    prompt = f"a quiet harbour [sim:{directive}*1]"
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", [{"id": "j", "prompt": prompt}])
+    code, run_dir = run(tmp_path, sim, jobfile)
+    assert code == 1
+    (row,) = rows(run_dir)
+    assert (row["status"], row["error_class"], row["final"]) == ("error", "invalid_response", True)
+    assert row["error_code"] == "answer_refused" and row["http_status"] == 200
+    assert sim.stats.by_prompt[prompt] == 1 and no_backoff.count == 0

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from batchgen.analyze.load import read_columns
-from batchgen.checks.lookup import disk_sizes, stored_for
+from batchgen.checks.lookup import absolute, disk_sizes, stored_for
 
 # re-exported: the measurements and the decompression-bomb guard live with the check workers
 from batchgen.checks.measure import IMAGE_ERRORS as IMAGE_ERRORS
@@ -139,6 +139,7 @@ def check_images(
     """Evaluate every saved image against ``config``, from the stored measurements
     (``checks/``, made while the run went); images with none are measured now and stored, so
     the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
+    run_dir = absolute(run_dir)  # once: every file below is found from it
     images = list(saved_images(run_dir, resolve=False))
     on_disk = disk_sizes(run_dir, images)
     found = stored_for(run_dir, images, on_disk, config, measure=measure)

@@ -76,9 +76,16 @@ def _listing(images_dir: Path) -> dict[str, int] | None:
         return None
 
 
+def absolute(run_dir: Path | str) -> Path:
+    """The run directory as an absolute path, resolved once: the files found from it are
+    absolute, and never joined to the run directory a second time (a relative ``runs/demo``
+    made ``runs/demo/runs/demo/images/...``), whatever the current directory of a worker."""
+    return Path(os.path.abspath(run_dir))
+
+
 def disk_sizes(run_dir: Path | str, images: Iterable[_Image]) -> dict[str, tuple[str, int]]:
-    """logged path → (file, size) of every image that is on disk."""
-    run_dir = Path(run_dir)
+    """logged path → (absolute file, size) of every image that is on disk."""
+    run_dir = absolute(run_dir)
     listing = _listing(run_dir / "images")
     out = {}
     for img in images:
@@ -126,7 +133,7 @@ def stored_for(
     if not measure:
         found.unmeasured = len(todo)
         return found
-    for m in _measure_and_store(Path(run_dir), list(todo.items()), config, workers):
+    for m in _measure_and_store(absolute(run_dir), list(todo.items()), config, workers):
         found.rows[m.path] = m
         found.measured_now += 1
     return found
@@ -143,15 +150,31 @@ def _measure(
 
     n = workers or default_workers()
     batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
-    with make_executor("process", n, nice=False) as pool:
-        futures = [pool.submit(measure_batch, args[0], b, *args[1:]) for b in batches]
-        try:
-            for fut in cf.as_completed(futures):
+    pool = make_executor("process", n, nice=False)
+    try:
+        # a few batches per worker in flight: an interrupted report stops at once
+        todo = iter(batches)
+        running = {pool.submit(measure_batch, args[0], b, *args[1:]) for b in _take(todo, 2 * n)}
+        while running:
+            done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for b in _take(todo, len(done)):
+                running.add(pool.submit(measure_batch, args[0], b, *args[1:]))
+            for fut in done:
                 yield fut.result()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # the workers are stopped, not waited for
+        raise
+    pool.shutdown(wait=True)
+
+
+def _take(it: Iterator[list[tuple[str, str]]], k: int) -> list[list[tuple[str, str]]]:
+    out = []
+    for _ in range(k):
+        b = next(it, None)
+        if b is None:
+            break
+        out.append(b)
+    return out
 
 
 def _measure_and_store(

@@ -156,9 +156,9 @@ class GeminiImages(JsonHttp):
         ratelimit = ratelimit_headers(headers)
         usage: list[Usage | None] = [None]
 
-        def invalid(msg: str) -> AttemptError:
+        def invalid(msg: str, *, final: bool = True) -> AttemptError:
             return AttemptError(ErrorClass.INVALID_RESPONSE, self._redact(msg), http_status=200,
-                                ratelimit=ratelimit, usage=usage[0])  # fmt: skip
+                                ratelimit=ratelimit, usage=usage[0], final=final)  # fmt: skip
 
         payload = self._json(body, invalid)
         usage[0] = parse_usage(payload.get("usageMetadata"))
@@ -180,6 +180,7 @@ class GeminiImages(JsonHttp):
                 inline = part.get("inlineData") if isinstance(part, dict) else None
                 if isinstance(inline, dict) and len(images) < job.n:
                     where = f"candidates[{c}].parts[{p}].inlineData"
+                    # base64, or a gateway's data: URL there (b64_image takes both)
                     images.append(b64_image(inline.get("data"), where, invalid))
         if not images:
             if reasons:

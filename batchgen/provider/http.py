@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import aiohttp
 import pybase64
@@ -29,7 +29,23 @@ from batchgen.provider.transport import (
 
 T = TypeVar("T")
 
-__all__ = ["JsonHttp", "b64_image", "checked_image", "json_error_text", "same_site"]
+__all__ = [
+    "Invalid",
+    "JsonHttp",
+    "b64_image",
+    "checked_image",
+    "data_url_bytes",
+    "is_data_url",
+    "json_error_text",
+    "same_site",
+]
+
+
+class Invalid(Protocol):
+    """Makes a provider's invalid_response error: ``final`` (the default) for a delivered
+    answer the client refuses, ``final=False`` for one that did not arrive whole."""
+
+    def __call__(self, msg: str, *, final: bool = True) -> AttemptError: ...
 
 
 class JsonHttp(KeyedSession):
@@ -60,9 +76,11 @@ class JsonHttp(KeyedSession):
                 body = await read_capped(resp, ERROR_READ_BYTES, truncate=True)
             else:
                 body = await read_capped(resp, self._max_answer)
-                if body is None:
+                if body is None:  # delivered, and it would be this large again: final
                     msg = f"the 200 answer is larger than {self._max_answer} bytes: refused"
-                    raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200)
+                    raise AttemptError(
+                        ErrorClass.INVALID_RESPONSE, msg, http_status=200, final=True
+                    )
             return resp.status, resp.headers, bytes(body or b""), resp.content_type
 
     async def _guarded(self, timeout: float, work: Callable[[], Awaitable[T]]) -> T:
@@ -70,10 +88,13 @@ class JsonHttp(KeyedSession):
         with self._transport_errors(f"no complete answer within --timeout {timeout:g}s"):
             return await work()
 
-    def _json(self, body: bytes, invalid: Callable[[str], AttemptError]) -> dict[str, Any]:
+    def _json(self, body: bytes, invalid: Invalid) -> dict[str, Any]:
         payload = loads(body)
         if isinstance(payload, Exception):
-            raise invalid(f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)")
+            # not final: a body cut on its way, or not the provider's answer at all (a proxy's
+            # page): the answer did not arrive as it was made
+            msg = f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)"
+            raise invalid(msg, final=False)
         if not isinstance(payload, dict):
             raise invalid("the 200 answer is not a JSON object")
         return payload
@@ -83,10 +104,13 @@ class JsonHttp(KeyedSession):
         url: str,
         timeout: aiohttp.ClientTimeout,
         expired: Callable[[int], AttemptError],
-        invalid: Callable[[str], AttemptError],
+        invalid: Invalid,
     ) -> bytes:
-        """A signed result URL, fetched without the key. ``expired(status)`` is the error
-        for a URL that answers 403/404/410 (signed URLs expire within minutes)."""
+        """A signed result URL, fetched without the key, or a ``data:`` URL decoded.
+        ``expired(status)`` is the error for a URL that answers 403/404/410 (signed URLs expire
+        within minutes)."""
+        if is_data_url(url):
+            return data_url_bytes(url, "the result URL", invalid, self._max_download)
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download a result URL that is not http(s): {url[:80]}")
         try:
@@ -94,19 +118,19 @@ class JsonHttp(KeyedSession):
                 if resp.status in (403, 404, 410):
                     raise expired(resp.status)
                 if resp.status != 200:
-                    raise invalid(f"the result download answered HTTP {resp.status}")
+                    msg = f"the result download answered HTTP {resp.status}"
+                    raise invalid(msg, final=False)
                 body = await read_capped(resp, self._max_download)
                 if body is None:
                     raise invalid(f"the result download is larger than {self._max_download} bytes")
                 return bytes(body)
         except aiohttp.ClientError as exc:
-            raise invalid(
-                self._redact(f"result download failed: {type(exc).__name__}: {exc}")
-            ) from exc
+            msg = self._redact(f"result download failed: {type(exc).__name__}: {exc}")
+            raise invalid(msg, final=False) from exc
 
 
 def checked_image(
-    raw: bytes, where: str, invalid: Callable[[str], AttemptError], revised: str | None = None
+    raw: bytes, where: str, invalid: Invalid, revised: str | None = None
 ) -> ImageData:
     """Bytes that are a PNG/JPEG/WebP/GIF and no decompression bomb, or ``invalid``."""
     ext = sniff_ext(raw)
@@ -118,14 +142,37 @@ def checked_image(
     return ImageData(raw, ext, revised)
 
 
-def b64_image(data: Any, where: str, invalid: Callable[[str], AttemptError]) -> ImageData:
+def b64_image(data: Any, where: str, invalid: Invalid) -> ImageData:
     if not isinstance(data, str) or not data:
         raise invalid(f"{where} has no base64 data")
+    if is_data_url(data):  # a gateway's data: URL where the bare base64 belongs
+        return checked_image(data_url_bytes(data, where, invalid), where, invalid)
     try:
         raw = pybase64.b64decode(data, validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise invalid(f"{where} is not valid base64 ({exc})") from exc
     return checked_image(raw, where, invalid)
+
+
+def is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
+
+
+def data_url_bytes(url: str, where: str, invalid: Invalid, cap: int | None = None) -> bytes:
+    """The bytes of a ``data:[type][;base64],DATA`` URL (RFC 2397), as fal (``sync_mode``) and
+    several gateways send images; the caller checks they are an image. Malformed: ``invalid``
+    (final: the answer was delivered as it is)."""
+    head, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise invalid(f"{where} is a data: URL without a comma: {url[:60]}")
+    if cap is not None and len(payload) * 3 // 4 > cap:
+        raise invalid(f"{where} is a data: URL larger than {cap} bytes")
+    if head.lower().endswith(";base64"):
+        try:
+            return pybase64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise invalid(f"{where} is a data: URL whose base64 is not valid ({exc})") from exc
+    return unquote_to_bytes(payload)
 
 
 def same_site(url: str, base_url: str) -> bool:

@@ -9,7 +9,7 @@ message is redacted of the key before it leaves.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
+from batchgen.provider.http import Invalid, data_url_bytes, is_data_url
 from batchgen.provider.transport import (
     ERROR_READ_BYTES,
     MAX_ANSWER_BYTES,
@@ -98,7 +99,7 @@ class OpenAIImages(KeyedSession):
                         status, bytes(error_body or b""), answer_headers, content_type
                     )
                 body = await read_capped(resp, self._max_answer)
-                if body is None:
+                if body is None:  # delivered, and it would be this large again: final
                     msg = (
                         f"the 200 answer is larger than {self._max_answer} bytes "
                         "(after decompression): refused, not read to the end"
@@ -108,6 +109,7 @@ class OpenAIImages(KeyedSession):
                         msg,
                         http_status=200,
                         request_id=self._text(answer_headers.get("x-request-id"), 200),
+                        final=True,
                     )
             return await self._parse_success(job, body, answer_headers, client_timeout)
 
@@ -155,7 +157,9 @@ class OpenAIImages(KeyedSession):
         usage = None
         notes: list[str] = []
 
-        def invalid(msg: str) -> AttemptError:
+        def invalid(msg: str, *, final: bool = True) -> AttemptError:
+            # final (the default): the answer was delivered, billed, and would be refused the
+            # same way again; not final: it did not arrive whole (see AttemptError)
             return AttemptError(
                 ErrorClass.INVALID_RESPONSE,
                 self._redact("; ".join([msg, *notes])),
@@ -163,6 +167,7 @@ class OpenAIImages(KeyedSession):
                 request_id=request_id,
                 ratelimit=ratelimit,
                 usage=usage,
+                final=final,
             )
 
         # orjson and pybase64 (SIMD): a 48 KB answer parses in ~12 µs instead of ~25 µs and
@@ -170,8 +175,10 @@ class OpenAIImages(KeyedSession):
         # on one core that is the difference between the client and the server setting the pace
         payload = loads(body)
         if isinstance(payload, Exception):
+            # not final: a body cut on its way, or not the provider's answer at all (a proxy's
+            # page): the answer did not arrive as it was made
             msg = f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)"
-            raise invalid(msg) from payload
+            raise invalid(msg, final=False) from payload
         if isinstance(payload, dict) and "usage" in payload:
             usage, note = parse_usage(payload["usage"])
             if note:
@@ -189,11 +196,15 @@ class OpenAIImages(KeyedSession):
         for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise invalid(f"data[{i}] is not an object")
-            if item.get("b64_json"):
+            b64 = item.get("b64_json")
+            if b64:
                 try:
-                    raw = pybase64.b64decode(item["b64_json"], validate=True)
+                    raw = pybase64.b64decode(b64, validate=True)
                 except (binascii.Error, ValueError, TypeError) as exc:
                     raise invalid(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
+            elif isinstance(item.get("url"), str) and is_data_url(item["url"]):
+                # a gateway's (or fal-style) image inline: decoded, never downloaded
+                raw = data_url_bytes(item["url"], f"data[{i}].url", invalid, self._max_download)
             elif item.get("url"):
                 raw = await self._download(str(item["url"]), timeout, invalid)
             else:
@@ -217,16 +228,14 @@ class OpenAIImages(KeyedSession):
             note="; ".join(notes) or None,
         )
 
-    async def _download(
-        self, url: str, timeout: aiohttp.ClientTimeout, invalid: Callable[[str], AttemptError]
-    ) -> bytes:
+    async def _download(self, url: str, timeout: aiohttp.ClientTimeout, invalid: Invalid) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download an image URL that is not http(s): {url[:80]}")
         try:
             # no Authorization header: image URLs are pre-signed, and the key must not leak
             async with self._client().get(url, timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise invalid(f"image download answered HTTP {resp.status}")
+                if resp.status != 200:  # the download failed, not the answer: not final
+                    raise invalid(f"image download answered HTTP {resp.status}", final=False)
                 if (resp.content_length or 0) > self._max_download:
                     raise invalid(f"image download larger than {self._max_download} bytes")
                 chunks, size = [], 0
@@ -237,4 +246,5 @@ class OpenAIImages(KeyedSession):
                     chunks.append(chunk)
                 return b"".join(chunks)
         except aiohttp.ClientError as exc:
-            raise invalid(f"image download failed: {type(exc).__name__}: {exc}") from exc
+            msg = f"image download failed: {type(exc).__name__}: {exc}"
+            raise invalid(msg, final=False) from exc

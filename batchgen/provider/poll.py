@@ -111,10 +111,10 @@ class PollingProvider(JsonHttp):
             ratelimit = ratelimit_headers(headers)
             request_id: list[str | None] = [None]
 
-            def invalid(msg: str) -> AttemptError:
+            def invalid(msg: str, *, final: bool = True) -> AttemptError:
                 return AttemptError(ErrorClass.INVALID_RESPONSE, self._redact(msg),
                                     http_status=200, request_id=request_id[0],
-                                    ratelimit=ratelimit)  # fmt: skip
+                                    ratelimit=ratelimit, final=final)  # fmt: skip
 
             poll_url, request_id[0], ticket = self.read_submit(self._json(raw, invalid), invalid)
             poll_url = str(poll_url)

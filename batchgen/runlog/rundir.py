@@ -126,12 +126,7 @@ class RunDir:
         settings: dict[str, Any],
     ) -> dict[str, Any]:
         """Start a new run: make the directories and write run.json (refuses an existing run)."""
-        if self.exists():
-            msg = (
-                f"{self.manifest_path} exists: {self.path} already holds a run. Use "
-                f"`batchgen resume {self.path}` to continue it, or pick another --run-dir"
-            )
-            raise RunDirError(msg)
+        self.refuse_existing()
         for d in (self.path, self.log_dir, self.images_dir, self.state_dir):
             d.mkdir(parents=True, exist_ok=True)
         clean, dropped = strip_secrets(settings)
@@ -151,6 +146,18 @@ class RunDir:
         }
         self._write(doc)
         return doc
+
+    def refuse_existing(self) -> None:
+        """RunDirError if this directory already holds a run (or is not a directory)."""
+        if self.path.exists() and not self.path.is_dir():
+            msg = f"{self.path} is a file, not a directory: pick another --run-dir"
+            raise RunDirError(msg)
+        if self.exists():
+            msg = (
+                f"{self.manifest_path} exists: {self.path} already holds a run. Use "
+                f"`batchgen resume {self.path}` to continue it, or pick another --run-dir"
+            )
+            raise RunDirError(msg)
 
     def load(self, *, strict: bool = False) -> dict[str, Any]:
         """run.json, checked: what is present must make sense (types, pool settings);
@@ -258,8 +265,15 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileExistsError, NotADirectoryError):
+            msg = f"{self.path} (or a folder above it) is a file: pick another --run-dir"
+            raise RunDirError(msg) from None
+        except OSError as exc:
+            msg = f"cannot create the run directory {self.path}: {exc.strerror or exc}"
+            raise RunDirError(msg) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

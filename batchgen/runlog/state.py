@@ -3,7 +3,9 @@
 The state of a job is decided by its last ``final`` row (the last session that finished it)::
 
     done              status ok
-    failed            status error, class content_policy / bad_request (never retried)
+    failed            status error, class content_policy / bad_request (never retried), or
+                      a delivered answer the client refused (code answer_refused: sending it
+                      again would be billed and refused again)
     retryable_failed  status error, a retryable class, attempts exhausted
     pending           status skipped (budget / cancelled / auth / quota), or an error of a
                       stop-the-run class
@@ -23,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchgen.errors import Action, ErrorClass
+from batchgen.errors import REFUSED_CODE, Action, ErrorClass
 from batchgen.runlog.journal import journal_path
 from batchgen.runlog.orphans import Orphan, find_orphans
 from batchgen.runlog.reader import read_log, resolve_log_dir
@@ -51,7 +53,7 @@ _FAIL_CLASSES = pa.array([c.value for c in ErrorClass if c.action is Action.FAIL
 _PENDING_CLASSES = pa.array(
     [c.value for c in ErrorClass if c.action in (Action.STOP_RUN, Action.PENDING)]
 )
-_COLUMNS = ["job_id", "session", "status", "final", "error_class", "fingerprint"]
+_COLUMNS = ["job_id", "session", "status", "final", "error_class", "error_code", "fingerprint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +115,14 @@ def states_from_table(t: pa.Table, inflight_at_crash: frozenset[str] = frozenset
     status = _take_or_null(t["status"], last_final)
     ec = _take_or_null(t["error_class"], last_final)
     is_error = pc.equal(status, "error")
+    for_good = pc.is_in(ec, value_set=_FAIL_CLASSES)
+    if "error_code" in t.column_names:  # a refused delivered answer: failed for good too
+        refused = pc.equal(_take_or_null(t["error_code"], last_final), REFUSED_CODE)
+        for_good = pc.or_kleene(for_good, pc.fill_null(refused, False))
     conds = [
         pa.array(unfinished),
         pc.equal(status, "ok"),
-        pc.and_kleene(is_error, pc.is_in(ec, value_set=_FAIL_CLASSES)),
+        pc.and_kleene(is_error, for_good),
         pc.or_kleene(pc.equal(status, "skipped"), pc.is_in(ec, value_set=_PENDING_CLASSES)),
     ]
     conds = [pc.fill_null(c, False) for c in conds]

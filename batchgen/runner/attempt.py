@@ -85,7 +85,7 @@ class JobRunner:
             return False
         if exc.error_class is ErrorClass.RATE_LIMIT or exc.rerouted:
             return True
-        return exc.error_class.retryable and tries.failures < self.settings.max_attempts
+        return exc.retryable and tries.failures < self.settings.max_attempts
 
     async def _backoff_sleep(self, seconds: float) -> None:
         """The wait before a job's next attempt (none under ``batchgen.testing.set_testing``);
@@ -286,7 +286,7 @@ class JobRunner:
         self.limiter.on_other()
         if exc.action is Action.STOP_RUN:
             self.control.stop(exc.error_class, str(exc))
-        if exc.error_class.retryable:
+        if exc.retryable:
             tries.failures += 1
         final = (
             exc.action is not Action.RETRY

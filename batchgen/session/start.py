@@ -4,7 +4,7 @@ run directory, then its first session — live, or through the Batch API (``via=
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,23 +117,40 @@ def start_run(
     observer: Observer | None = None,
     argv: Sequence[str] = (),
     handle_signals: bool = True,
+    write_jobs: Callable[[], None] | None = None,
 ) -> Outcome:
     """Check, quote (``observer.confirm``), create the run directory and run its first
-    session. Raises UsageError (JobFileProblems, RunDirError, Declined) before anything is
-    sent; what the provider does is the outcome's exit code and stop reason."""
+    session. Raises UsageError (JobFileProblems, RunDirError, RunLocked, Declined) before
+    anything is sent; what the provider does is the outcome's exit code and stop reason.
+
+    The run directory's lock is taken before anything is written into it: of two runs
+    started on one directory, the second gets RunLocked (or RunDirError once the first has
+    created its run) and writes nothing. ``write_jobs`` (the API's jobs given as objects)
+    writes ``job_file`` inside the run directory, under the lock."""
     from batchgen.runlog.rundir import RunDir
 
     observer = observer or Silent()
+    rundir = RunDir(run_dir or default_run_dir(job_file))
+    rundir.refuse_existing()  # said before the lock's "in use" for a run already there
+    prepared = None if write_jobs is not None else _checked_and_quoted(job_file, cfg, observer)
+    with rundir.lock():
+        rundir.refuse_existing()
+        if write_jobs is not None:
+            write_jobs()
+            prepared = _checked_and_quoted(job_file, cfg, observer)
+        assert prepared is not None
+        settings = run_settings(prepared)
+        checked = prepared.checked
+        rundir.create(job_file, checked.sha256, checked.jobs, checked.images, settings)
+        _store_index(rundir, prepared.index, checked.sha256, dict(cfg.job_defaults), job_file)
+        return _first_session(rundir, prepared, observer, argv, handle_signals)
+
+
+def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> Prepared:
     prepared = prepare_run(job_file, cfg)
     if not observer.confirm(prepared.checked):
         raise Declined("the quote was not confirmed: nothing was sent")
-    rundir = RunDir(run_dir or default_run_dir(job_file))
-    settings = run_settings(prepared)
-    checked = prepared.checked
-    rundir.create(job_file, checked.sha256, checked.jobs, checked.images, settings)
-    _store_index(rundir, prepared.index, checked.sha256, dict(cfg.job_defaults), job_file)
-    with rundir.lock():
-        return _first_session(rundir, prepared, observer, argv, handle_signals)
+    return prepared
 
 
 def _first_session(

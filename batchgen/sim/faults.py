@@ -7,6 +7,7 @@ concurrent requests arrive in.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
@@ -22,6 +23,10 @@ _DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
 # image (``[sim:wrong*K]``: its first K generation rounds) come out not matching the prompt, and
 # the simulator's judge (sim/chat.py) says so with a low score
 QUALITY_DIRECTIVES = frozenset({"wrong"})
+# directives about the answer's shape: ``[sim:data_url]`` answers each image as a
+# ``data:image/png;base64,...`` URL (fal's sync_mode, several gateways) in the field that
+# carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``)
+SHAPE_DIRECTIVES = frozenset({"data_url"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +48,7 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
         return ()
     found = []
     for name, times in _DIRECTIVE.findall(prompt):
-        if name in QUALITY_DIRECTIVES:
+        if name in QUALITY_DIRECTIVES or name in SHAPE_DIRECTIVES:
             continue
         if name not in FAULT_CLASSES:
             msg = (
@@ -53,6 +58,15 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
             raise ApiError(400, msg, param="prompt", code="invalid_value")
         found.append(Directive(name, int(times) if times else None))
     return tuple(found)
+
+
+def wants_data_url(prompt: str) -> bool:
+    """``[sim:data_url]`` in the prompt: images as data: URLs."""
+    return "[sim:data_url]" in prompt
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def wrong_rounds(prompt: str) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from batchgen.sim import responses
-from batchgen.sim.faults import parse_directives
+from batchgen.sim.faults import data_url, parse_directives, wants_data_url
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest
 from batchgen.sim.stats import OK, SERVER_RATE_LIMITED, UNAUTHORIZED
@@ -169,6 +169,8 @@ class ProtocolSims:
             b64 = base64.b64encode(responses.NOT_IMAGE).decode()
         self.s.stats.record_outcome(OK if kind in ("ok", "expired_url") else kind,
                                     images=1 if kind in ("ok", "expired_url") else 0)  # fmt: skip
+        if wants_data_url(prompt):  # a gateway's shape: a data: URL where base64 belongs
+            b64 = "data:image/png;base64," + b64
         parts = [{"text": "Here is your image."},
                  {"inlineData": {"mimeType": "image/png", "data": b64}}]  # fmt: skip
         payload = {"candidates": [{"content": {"role": "model", "parts": parts},
@@ -201,7 +203,10 @@ class ProtocolSims:
             if outcome.kind == "not_image":
                 images = [responses.NOT_IMAGE for _ in images]
             expired = outcome.kind == "expired_url"
-            task["url"] = [self.store(request, d, expired=expired) for d in images]
+            if wants_data_url(outcome.req.prompt):
+                task["url"] = [data_url(d) for d in images]
+            else:
+                task["url"] = [self.store(request, d, expired=expired) for d in images]
             ok = outcome.kind == "ok"
             self.s.stats.record_outcome(OK if ok else outcome.kind, images=len(images) if ok else 0)
         return task["url"]

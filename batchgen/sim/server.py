@@ -23,7 +23,7 @@ from batchgen.sim import chat, protocols, responses
 from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest
-from batchgen.sim.faults import parse_directives
+from batchgen.sim.faults import data_url, parse_directives, wants_data_url
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, Rendered
@@ -214,7 +214,9 @@ class SimServer(SimFront):
     ) -> bytes:
         created = int(time.time())
         revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
-        if req.response_format == "url":
+        if wants_data_url(req.prompt) and fault is None:  # [sim:data_url]: a gateway's shape
+            items = [json.dumps({"url": data_url(img.data)}).encode() for img in images]
+        elif req.response_format == "url":
             items = [self._url_item(request, req, img, fault, revised) for img in images]
         else:
             items = [responses.b64_item(img, fault, revised) for img in images]
