@@ -39,6 +39,7 @@ ENDINGS = frozenset(
         "stopped_quota",
         "stopped_budget",
         "stopped_rate_limit",
+        "stopped_network",  # every request failed with a network error: endpoint unreachable
         "stopped_disk",
         "interrupted",
         "crashed",

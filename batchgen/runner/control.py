@@ -33,6 +33,9 @@ class PoolSettings:
     grace_s: float = POOL_DEFAULTS["grace"]
     # a run that gets nothing but 429s for this long stops (exit 3), its jobs pending
     stall_timeout_s: float = POOL_DEFAULTS["stall_timeout"]
+    # a run whose requests all fail with network errors, none answered for this long (or
+    # one job's attempts all spent so), stops (exit 3), its jobs pending (runner.reach)
+    unreachable_window_s: float = 5.0
 
     @classmethod
     def from_config(cls, pool: PoolConfig) -> PoolSettings:

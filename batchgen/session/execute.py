@@ -36,6 +36,7 @@ ENDING = {
     ErrorClass.DISK: "stopped_disk",
     ErrorClass.CANCELLED: "interrupted",
     ErrorClass.RATE_LIMIT: "stopped_rate_limit",
+    ErrorClass.NETWORK: "stopped_network",
 }
 
 
