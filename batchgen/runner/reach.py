@@ -51,6 +51,5 @@ class Reachability:
         return (
             f"the endpoint is unreachable: {self.errors} request(s) in a row failed with a "
             f"network error and none was answered for {silent:.0f}s (last: {last}); "
-            "the jobs left are pending. Check the base URL, proxy and network, then "
-            "`batchgen resume RUN_DIR`"
+            "the jobs left are pending"
         )

@@ -152,6 +152,8 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
         if plan.handle_signals:
             tg.start_soon(watch_signals, parts.control, settings.grace_s, observer.say)
         tg.start_soon(_watch_disk, parts.writer, parts.inflight, parts.control)
+        if callable(getattr(observer, "closed", None)):
+            tg.start_soon(_watch_output, observer, parts.control)
         try:
             progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
             with progress as on_progress:
@@ -165,6 +167,9 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                     budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
                     inflight=parts.inflight, on_progress=on_progress,
                 )  # fmt: skip
+                # the final counts (jobs cancelled in flight report no progress of their own):
+                # the last progress line agrees with the summary printed after it
+                on_progress(tally)
         finally:
             for closing in [ep.provider for ep in router.endpoints] if router else [provider]:
                 await closing.aclose()
@@ -262,6 +267,17 @@ async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunCo
         error = writer.last_error or journal.error
         if error is not None and not control.stopping:
             control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
+
+
+async def _watch_output(observer: Any, control: RunControl) -> None:
+    """The caller's output went away (the CLI's stdout piped into `head`): stop dispatching,
+    like a first Ctrl-C — requests in flight finish, the session ends as interrupted."""
+    while not control.stopping:
+        await anyio.sleep(0.2)
+        why = observer.closed()
+        if why:
+            control.stop(ErrorClass.CANCELLED, f"{why}: stopped; the jobs left are pending")
+            return
 
 
 def _image_checker(plan: SessionPlan) -> Any:
