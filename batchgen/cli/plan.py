@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchgen.cli.money_args import add_money_arguments
-from batchgen.config import FIXED_CONCURRENCY
+from batchgen.config import DEFAULT_CONCURRENCY_CAP, DEFAULT_MODEL, with_default_model
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -73,10 +73,10 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job defaults, and the limits the quote's wall time is estimated under (``plan``
-    sends nothing, so it has no autopilot to ask: --concurrency defaults to the fixed one)."""
+    """The job defaults, and the limits the quote's wall time is estimated under: the same
+    defaults as ``run`` (no --concurrency: the autopilot's cap), so both quote alike."""
     specs: list[tuple[str, dict[str, Any]]] = [
-        ("--model", {"help": "default model for jobs that name none"}),
+        ("--model", {"help": f"default model for jobs that name none (default {DEFAULT_MODEL})"}),
         ("--size", {"help": "default size, e.g. 1024x1024"}),
         ("--quality", {"help": "default quality, e.g. medium"}),
         ("--n", {"type": int, "help": "default images per request"}),
@@ -86,8 +86,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
             "--concurrency",
             {
                 "type": int,
-                "default": FIXED_CONCURRENCY,
-                "help": f"requests in flight (default {FIXED_CONCURRENCY})",
+                "help": "requests in flight at most (default, as for run: the autopilot finds "
+                f"the provider's limit, up to {DEFAULT_CONCURRENCY_CAP})",
             },
         ),
     ]
@@ -104,8 +104,9 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     try:
         prices = prices_from_args(args)
+        defaults = with_default_model({k: getattr(args, k, None) for k in _DEFAULTS})
         plan = plan_file(
-            args.jobfile, prices, {k: getattr(args, k, None) for k in _DEFAULTS},
+            args.jobfile, prices, defaults,
             max_jobs=getattr(args, "max_jobs", None), max_problems=args.max_problems,
             assume_latency=args.assume_latency, rpm=args.rpm, ipm=args.ipm,
             concurrency=args.concurrency, via=getattr(args, "via", "live"),
@@ -167,10 +168,19 @@ def _print_text(
 
     console = Console(file=out, width=None if out.isatty() else 110)
     console.print(quote_renderable(result))
+    if not getattr(args, "model", None):
+        print(default_model_note(), file=out)
     if args.max_cost is not None:
         print(_cap_sentence(result, args.max_cost), file=out)
     if total:
         print(f"{total} problem(s) found: the jobs above would be refused (400).", file=out)
+
+
+def default_model_note() -> str:
+    return (
+        f"Jobs that name no model are quoted (and run) as {DEFAULT_MODEL}, batchgen's default; "
+        "--model picks another."
+    )
 
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:

@@ -48,6 +48,10 @@ def show_quote_and_confirm(
 ) -> bool:
     if not quiet:
         console.print(quote_renderable(checked.quote))
+        if not getattr(args, "model", None) and getattr(args, "command", None) == "run":
+            from batchgen.cli.plan import default_model_note
+
+            console.print(default_model_note(), markup=False)
     for model in checked.quote.unknown_models:
         console.print(
             f"[yellow]warning: no price for model {model!r}: its cost is logged as unknown "
