@@ -109,7 +109,8 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
             args.jobfile, prices, defaults,
             max_jobs=getattr(args, "max_jobs", None), max_problems=args.max_problems,
             assume_latency=args.assume_latency, rpm=args.rpm, ipm=args.ipm,
-            concurrency=args.concurrency, via=getattr(args, "via", "live"),
+            concurrency=args.concurrency or DEFAULT_CONCURRENCY_CAP,
+            via=getattr(args, "via", "live"),
         )  # fmt: skip
     except (PricesError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
@@ -192,13 +193,20 @@ def _batch_sentence(live: Quote, batch: Quote) -> str:
         if batch.low_usd == batch.high_usd
         else (f"{usd(batch.expected_usd)} ({usd(batch.low_usd)}–{usd(batch.high_usd)})")
     )
-    share = f", {batch.expected_usd / live.expected_usd:.0%} of live" if live.expected_usd else ""
+    # like with like: the live total of the same jobs, without the models batch cannot price
+    missing = [m for m in batch.unknown_models if m not in live.unknown_models]
+    live_same = live.expected_without(batch.unknown_models)
+    share = f", {batch.expected_usd / live_same:.0%} of live" if live_same else ""
+    same = " for the same jobs" if missing else ""
     text = (
-        f"--via batch: {span} expected{share} (live: {usd(live.expected_usd)}); "
+        f"--via batch: {span} expected{share} (live{same}: {usd(live_same)}); "
         "results within 24 h, not minutes"
     )
-    if batch.unknown_models:
-        text += f"; no batch price for {', '.join(batch.unknown_models)} (not in the total)"
+    if missing:
+        text += (
+            f"; no Batch API price for {', '.join(missing)} (left out of both totals; "
+            "live it costs as quoted above)"
+        )
     return text
 
 

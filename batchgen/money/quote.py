@@ -81,6 +81,12 @@ class Quote:
         """False when some jobs' models have no price (their cost is not in the totals)."""
         return not self.unknown_models
 
+    def expected_without(self, models: Iterable[str]) -> float:
+        """The expected total of the jobs of every model but ``models``: a total comparable
+        with another quote that could not price those (the Batch API's, for dall-e-3)."""
+        left_out = set(models)
+        return sum(line.expected_usd or 0.0 for line in self.lines if line.model not in left_out)
+
 
 @dataclass(slots=True)
 class _Group:

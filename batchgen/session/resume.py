@@ -154,7 +154,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     prices = load_prices(cfg.prices, cfg.price_per_image)
     checked = check_job_file(
         ctx.job_file, ctx.defaults, prices, only=rest.run, rpm=cfg.pool.rpm,
-        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency,
+        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency_cap,
     )  # fmt: skip
     if endpoints:
         check_served(endpoints, checked)

@@ -63,7 +63,7 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
     pool = cfg.pool
     checked = check_job_file(
         job_file, dict(cfg.job_defaults), prices, rpm=pool.rpm, ipm=pool.ipm,
-        concurrency=pool.concurrency, index=index,
+        concurrency=pool.concurrency_cap, index=index,
     )  # fmt: skip
     if cfg.max_jobs is not None and checked.jobs > cfg.max_jobs:
         msg = f"{job_file}: {checked.jobs:,} jobs, more than --max-jobs {cfg.max_jobs:,}"
