@@ -106,7 +106,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     args.collect_only = True
     console, err = make_console(), make_console(stderr=True)
     observer = ConsoleObserver(console, err, args)
-    return usage_errors(err, "resume", lambda: resume_run(
+    return usage_errors(err, "collect", lambda: resume_run(
         args.run_dir, flags_of(args), observer=observer, argv=redacted_argv(),
     ).exit_code)  # fmt: skip
 

@@ -128,9 +128,13 @@ class RunDir:
     ) -> dict[str, Any]:
         """Start a new run: make the directories and write run.json (refuses an existing run)."""
         if self.exists():
+            fresh = self.path.with_name(f"{self.path.name}-2")
             msg = (
                 f"{self.manifest_path} exists: {self.path} already holds a run. Use "
-                f"`batchgen resume {self.path}` to continue it, or pick another --run-dir"
+                f"`batchgen resume {self.path}` to continue it (`batchgen report {self.path}` "
+                f"shows it), or start a new run in another directory: --run-dir {fresh} (or "
+                f"leave --run-dir out for a new timestamped one; delete {self.path} to reuse "
+                "its name)"
             )
             raise RunDirError(msg)
         for d in (self.path, self.log_dir, self.images_dir, self.state_dir):

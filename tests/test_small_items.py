@@ -1,0 +1,50 @@
+"""The smaller first-hour items of issue 23: each command names itself, a taken run directory
+says how to go on, the simulator lists its models (SDK clients call it first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchgen.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SMALL-0000")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def test_collect_on_a_directory_without_a_run_names_collect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["collect", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("batchgen collect: ") and "batchgen resume:" not in err
+
+
+def test_a_second_run_into_the_same_directory_says_how_to_go_on(
+    tmp_path: Path, sim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("a kettle\n", encoding="utf-8")
+    run_dir = tmp_path / "runs" / "demo"
+    argv = ["run", str(jobs), "--base-url", sim.base_url, "--run-dir", str(run_dir), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"batchgen resume {run_dir}" in err  # reuse it
+    assert f"--run-dir {run_dir}-2" in err  # or a new directory, named
+    assert "leave --run-dir out" in err
+
+
+def test_the_simulator_lists_its_models_to_the_openai_client(sim) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=sim.base_url, api_key="sk-test-SMALL-0000")
+    ids = {m.id for m in client.models.list()}
+    assert {"gpt-image-1", "gpt-image-1-mini", "dall-e-3"} <= ids
+    assert client.models.retrieve("gpt-image-1").id == "gpt-image-1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
