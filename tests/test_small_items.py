@@ -48,3 +48,27 @@ def test_the_simulator_lists_its_models_to_the_openai_client(sim) -> None:
     assert client.models.retrieve("gpt-image-1").id == "gpt-image-1"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_the_scores_folder_is_a_pure_parquet_dataset(tmp_path: Path) -> None:
+    """best.json and scorer.json live beside run.json: pyarrow.dataset reads scores/ as is,
+    and the readers (the report's quality figures) still find the scorer and the best images."""
+    import pyarrow.dataset as ds
+
+    from batchgen.quality.store import best_path, load_scorer, save_best, save_scorer
+
+    run_dir = tmp_path / "run"
+    scores = run_dir / "scores"
+    scores.mkdir(parents=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image_path": ["images/a_0.png"], "score": [7.0]}),
+                   scores / "part-00001-000001.parquet")  # fmt: skip
+    (scores / "scorer.json").write_text('{"id": "old"}')  # as an older version left it
+    assert load_scorer(run_dir) == {"id": "old"}  # still read
+    save_scorer(run_dir, {"id": "judge"})
+    save_best(run_dir, {"a": {"image_path": "images/a_0.png", "score": 7.0}})
+    assert load_scorer(run_dir) == {"id": "judge"}
+    assert best_path(run_dir) == run_dir / "best.json" and best_path(run_dir).exists()
+    assert ds.dataset(scores).to_table().num_rows == 1  # no JSON file in the dataset's way
