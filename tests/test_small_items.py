@@ -72,3 +72,32 @@ def test_the_scores_folder_is_a_pure_parquet_dataset(tmp_path: Path) -> None:
     assert load_scorer(run_dir) == {"id": "judge"}
     assert best_path(run_dir) == run_dir / "best.json" and best_path(run_dir).exists()
     assert ds.dataset(scores).to_table().num_rows == 1  # no JSON file in the dataset's way
+
+
+def test_a_refused_detach_leaves_no_run_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("a kettle\n", encoding="utf-8")
+    run_dir = tmp_path / "runs" / "detached"
+    code = main(["run", str(jobs), "--provider", "sim", "--via", "batch", "--detach",
+                 "--run-dir", str(run_dir)])  # fmt: skip
+    assert code == 2 and "--detach needs a provider" in capsys.readouterr().err
+    assert not (run_dir / "run.lock").exists() and not run_dir.exists()
+
+
+def test_a_second_cancel_says_there_is_nothing_to_cancel(
+    tmp_path: Path, make_sim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = make_sim(batch_seconds=600)  # the batch stays open at the provider
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("a kettle\na teapot\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    code = main(["run", str(jobs), "--base-url", sim.base_url, "--via", "batch", "--detach",
+                 "--run-dir", str(run_dir), "--yes", "--quiet"])  # fmt: skip
+    assert code == 0
+    assert main(["cancel", str(run_dir)]) == 0
+    assert "cancelled 1 batch(es)" in capsys.readouterr().out
+    assert main(["cancel", str(run_dir)]) == 0
+    again = " ".join(capsys.readouterr().out.split())
+    assert again.startswith("nothing to cancel: no batch of") and "batchgen collect" in again

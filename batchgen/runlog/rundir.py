@@ -262,7 +262,10 @@ class RunDir:
     # ---- the one-writer lock ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``."""
+        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``.
+        A block that started no run here (refused before run.json was written) leaves no
+        run.lock behind, nor the directory it made for it."""
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -278,6 +281,11 @@ class RunDir:
                 yield
             finally:
                 os.ftruncate(fd, 0)
+                if not self.manifest_path.exists():  # nothing was started: tidy up
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.lock_path)
+                        if created:
+                            self.path.rmdir()  # only if empty
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
