@@ -215,11 +215,11 @@ class JobRunner:
             if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
                 # into the page cache: cheaper than a thread hop and its hand-off of the GIL
                 paths, nbytes = save_images(
-                    self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                    self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
                 )
             else:
                 paths, nbytes = await anyio.to_thread.run_sync(
-                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
                 )
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None

@@ -59,6 +59,14 @@ class RowContext:
     checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
     # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
     image_tag: str = ""
+    # jobs run again after an edit of their job line or input images: their new images get
+    # the session's tag ("~s2") and do not overwrite the images the earlier answer paid for
+    retag: frozenset[str] = frozenset()
+
+    def tag_of(self, job_id: str) -> str:
+        if self.image_tag or job_id not in self.retag:
+            return self.image_tag
+        return f"~s{self.session}"
 
 
 @dataclass

@@ -56,6 +56,7 @@ class SessionPlan:
     quiet: bool = False
     # a regeneration round (resume --regenerate-below): file name tag and the round header
     image_tag: str = ""
+    retag: frozenset[str] = frozenset()  # edited jobs: new images under the session's tag
     extra_headers: dict[str, str] | None = None
     # `--providers FILE`: the endpoints (batchgen.provider.endpoints.EndpointSpec); None: one
     endpoints: list[Any] | None = None
@@ -162,6 +163,7 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
+                        retag=plan.retag,
                     ),
                     settings=settings, control=parts.control, prices=plan.prices,
                     budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,

@@ -181,6 +181,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, connection), quiet=cfg.quiet, endpoints=endpoints,
         observer=ctx.observer, handle_signals=ctx.handle_signals,
+        retag=frozenset(rest.edited) & to_run,
     )  # fmt: skip
     result = anyio.run(execute, plan)
     ctx.observer.session_ended(rundir, result, budget, summary=not cfg.quiet)
