@@ -101,3 +101,48 @@ def test_a_second_cancel_says_there_is_nothing_to_cancel(
     assert main(["cancel", str(run_dir)]) == 0
     again = " ".join(capsys.readouterr().out.split())
     assert again.startswith("nothing to cancel: no batch of") and "batchgen collect" in again
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_a_job_file_of_dash_is_read_from_stdin_and_kept_for_resume(
+    tmp_path: Path, sim, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = b'id,prompt,model\nmug,"a mug, steaming",gpt-image-1-mini\n,a cat,\n'
+    _stdin(monkeypatch, csv)
+    assert main(["plan", "-"]) == 0
+    assert "total" in capsys.readouterr().out
+    _stdin(monkeypatch, csv)
+    run_dir = tmp_path / "run"
+    argv = ["run", "-", "--base-url", sim.base_url, "--run-dir", str(run_dir), "--quiet"]
+    assert main(argv) == 0
+    kept = run_dir / "stdin-jobs.csv"
+    assert kept.read_bytes() == csv and sim.stats["ok"] == 2
+    capsys.readouterr()
+    assert main(["resume", str(run_dir), "--quiet"]) == 0  # reads the kept copy again
+    assert "nothing to resume: 2 job(s) done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("data", "suffix"),
+    [(b'{"prompt": "x"}\n', ".jsonl"), (b"prompt,size\nx,auto\n", ".csv"),
+     (b"prompt: a {s} mug\nmatrix:\n  s: [red]\n", ".yaml"), (b"a mug, red\n", ".txt")],
+)  # fmt: skip
+def test_stdins_format_is_recognised(data: bytes, suffix: str) -> None:
+    from batchgen.cli.stdin import suffix_of
+
+    assert suffix_of(data) == suffix
+
+
+def test_an_empty_stdin_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, b"")
+    assert main(["plan", "-"]) == 2
+    err = capsys.readouterr().err
+    assert 'job file "-" (stdin) is empty' in err and "Traceback" not in err

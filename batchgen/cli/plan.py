@@ -32,7 +32,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+        "jobfile",
+        help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec; - reads it "
+        "from stdin",
     )
     add_shared_arguments(parser)
     parser.add_argument(
@@ -96,6 +98,24 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    if args.jobfile != "-":
+        return _plan(args, stdout)
+    import tempfile
+    from pathlib import Path
+
+    from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
+
+    try:
+        data = read_stdin()
+    except StdinError as exc:
+        print(f"batchgen plan: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    with tempfile.TemporaryDirectory(prefix="batchgen-stdin-") as folder:
+        args.jobfile = str(save_stdin(Path(folder), data))
+        return _plan(args, stdout)
+
+
+def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
     from batchgen.cli.money_args import prices_from_args
     from batchgen.money.load import PricesError
