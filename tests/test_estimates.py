@@ -82,3 +82,34 @@ def test_a_batch_runs_recommendations_use_batch_prices() -> None:
     half = batch("gpt-image-1", "medium", "1024x1024")
     assert one is not None and half == pytest.approx(one / 2)
     assert batch("dall-e-3", "standard", "1024x1024") is None  # no batch price: no advice
+
+
+def _seconds(text: str) -> float:
+    """rich duration text (5s, 1m05s, 1h02m) → seconds."""
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    assert m and text, text
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def test_a_runs_real_time_on_the_simulator_falls_within_the_stated_band(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batchgen.runlog.reader import read_log
+
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("".join(f"a vase, take {i}\n" for i in range(40)), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    # the built-in simulator: the run knows its latency and quotes with it
+    code = main(["run", str(jobs), "--provider", "sim", "--sim-latency", "0.4", "--sim-tiny",
+                 "--run-dir", str(run_dir), "--yes"])  # fmt: skip
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    assert "assuming 0.4 s per request" in out, out
+    band = re.search(r"expect (\S+)–(\S+) with the autopilot's slow start", out)
+    assert band, out
+    low, high = _seconds(band.group(1)), _seconds(band.group(2))
+    log = read_log(run_dir, ["queued_at", "finished_at"]).to_pylist()
+    took = (max(r["finished_at"] for r in log) - min(r["queued_at"] for r in log)).total_seconds()
+    # the stated band, to the second it is printed in
+    assert low - 0.5 <= took <= high + 0.5, (took, band.group(0))

@@ -108,7 +108,8 @@ class Progress:
             self._bar.update(self._task, completed=self._done(tally), stats=self.stats_line(tally))
             return
         now = time.monotonic()
-        if now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total:
+        due = now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total
+        if due and self._key(tally) != self._printed:
             self._print_plain(tally, now)
 
     def _print_plain(self, tally: PoolTally, now: float) -> None:
