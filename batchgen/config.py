@@ -77,6 +77,20 @@ OTHER_DEFAULTS: Mapping[str, Any] = {
 }
 DEFAULTS: Mapping[str, Any] = {**POOL_DEFAULTS, **BATCH_DEFAULTS, **OTHER_DEFAULTS}
 JOB_DEFAULT_NAMES = ("model", "size", "quality", "n")
+# the model of a job that names none when --model is not given either (the API itself would
+# fall back to the retired dall-e-2): the cheapest current image model, stated in the quote
+DEFAULT_MODEL = "gpt-image-1-mini"
+
+
+def with_default_model(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Job defaults with batchgen's default model when --model was not given (a new run or a
+    plan; a resume keeps the defaults its run recorded)."""
+    out = dict(defaults)
+    if not out.get("model"):
+        out["model"] = DEFAULT_MODEL
+    return out
+
+
 PROVIDERS = ("openai", "sim")
 # recorded by `run` at the top of settings and taken from there on resume
 _RECORDED_MONEY = ("prices", "max_cost", "price_per_image")
@@ -254,7 +268,7 @@ def _merge_recorded(flags: Mapping[str, Any], recorded: Mapping[str, Any]) -> di
 def _job_defaults(merged: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
     if recorded:  # resume: what the run recorded (the job file's ids depend on it)
         return dict(recorded.get("defaults") or {})
-    return {name: merged.get(name) for name in JOB_DEFAULT_NAMES}
+    return with_default_model({name: merged.get(name) for name in JOB_DEFAULT_NAMES})
 
 
 def _positive(name: str, value: Any, *, whole: bool = False) -> None:

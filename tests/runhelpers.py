@@ -68,7 +68,12 @@ class Cli:
     child that prints while the test is busy polling must never block on a full pipe."""
 
     def __init__(
-        self, args: Sequence[str], *, env: dict[str, str], cwd: Path | None = None
+        self,
+        args: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        new_group: bool = False,
     ) -> None:
         self.args = list(args)
         # open until _collected reads and closes them: the child writes to them meanwhile
@@ -81,6 +86,8 @@ class Cli:
             stdout=self._out,
             stderr=self._err,
             text=True,
+            # its own process group: a test signals the group, as a terminal's Ctrl-C does
+            start_new_session=new_group,
         )
 
     @property

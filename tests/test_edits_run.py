@@ -74,6 +74,13 @@ def test_a_folder_of_photos_runs_as_edits_and_resume_redoes_the_changed_one(
     assert [r["job_id"] for r in second] == ["e3"]
     assert second[0]["status"] == "ok" and second[0]["input_hashes"] == [_sha(photos[3])]
     assert sim.stats["ok"] == 11
+    # the new answer does not overwrite the image the first one paid for: 11 answers, 11
+    # files, each logged once (the report counts what is on disk)
+    assert second[0]["image_paths"] == ["images/e3~s2_0.png"]
+    logged = [
+        p for r in log_table(run).to_pylist() if r["status"] == "ok" for p in r["image_paths"]
+    ]
+    assert len(logged) == len(set(logged)) == 11 and image_files(run) == set(logged)
     # exported jobs keep finding their photos from anywhere
     out = tmp_path / "elsewhere" / "ok.jsonl"
     out.parent.mkdir()

@@ -130,7 +130,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     assert set(new_scores) == set(new_paths)
     assert min(new_scores.values()) >= THRESHOLD
     assert not {j for j, s in _best(run_dir).items() if s < THRESHOLD}
-    marked = json.loads((run_dir / "scores" / "best.json").read_text())
+    marked = json.loads((run_dir / "best.json").read_text())
     assert {j for j, b in marked.items() if b["round"] == 2} == wrong_ids
     judged = _chat_stats(sim)["chat"]["judged_by_sha256"]
     assert len(judged) == JOBS + 20 and set(judged.values()) == {1}

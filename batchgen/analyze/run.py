@@ -44,7 +44,9 @@ def analyze_run(
     fig["quality"] = quality_figures(run_dir)
     fig["ratings"] = rate_run(fig, thresholds)
     lookup = (
-        default_price_lookup(manifest.settings.get("prices"))
+        default_price_lookup(
+            manifest.settings.get("prices"), batch=manifest.settings.get("via") == "batch"
+        )
         if price_lookup is _DEFAULT
         else price_lookup
     )

@@ -24,13 +24,18 @@ MODEL_DOWN = {
 }
 
 
-def default_price_lookup(override: str | None = None) -> PriceLookup | None:
+def default_price_lookup(override: str | None = None, *, batch: bool = False) -> PriceLookup | None:
     """USD per image from ``batchgen.money``'s table (the output-image part, which is what a
-    cheaper quality or model changes), or None when no table can be read."""
+    cheaper quality or model changes), or None when no table can be read. ``batch``: at the
+    Batch API's rates (a ``--via batch`` run is advised in the prices it pays)."""
     try:
         from batchgen.money import load_prices
 
         prices = load_prices(override)
+        if batch:
+            from batchgen.money.batchrate import batch_table
+
+            prices = batch_table(prices)
     except Exception:  # no table, or a malformed override: the report goes on without prices
         return None
 

@@ -149,6 +149,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         console.print("this run used the in-process simulator: its batches ended with it")
         return EXIT_OK
     path = shlex.quote(str(Path(args.run_dir)))
+    if n == 0:
+        console.print(
+            f"nothing to cancel: no batch of {path} is open at the provider (each was "
+            f"cancelled before or has ended). `batchgen collect {path}` picks up what "
+            f"finished; `batchgen resume {path}` sends the rest.",
+            markup=False,
+        )
+        return EXIT_OK
     console.print(
         f"cancelled {n} batch(es). What finished before the cancel is collected by "
         f"`batchgen collect {path}`; `batchgen resume {path}` then sends the rest."

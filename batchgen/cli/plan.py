@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchgen.cli.money_args import add_money_arguments
-from batchgen.config import FIXED_CONCURRENCY
+from batchgen.config import DEFAULT_CONCURRENCY_CAP, DEFAULT_MODEL, with_default_model
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+        "jobfile",
+        help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec; - reads it "
+        "from stdin",
     )
     add_shared_arguments(parser)
     parser.add_argument(
@@ -82,10 +84,10 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job defaults, and the limits the quote's wall time is estimated under (``plan``
-    sends nothing, so it has no autopilot to ask: --concurrency defaults to the fixed one)."""
+    """The job defaults, and the limits the quote's wall time is estimated under: the same
+    defaults as ``run`` (no --concurrency: the autopilot's cap), so both quote alike."""
     specs: list[tuple[str, dict[str, Any]]] = [
-        ("--model", {"help": "default model for jobs that name none"}),
+        ("--model", {"help": f"default model for jobs that name none (default {DEFAULT_MODEL})"}),
         ("--size", {"help": "default size, e.g. 1024x1024"}),
         ("--quality", {"help": "default quality, e.g. medium"}),
         ("--n", {"type": int, "help": "default images per request"}),
@@ -95,8 +97,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
             "--concurrency",
             {
                 "type": int,
-                "default": FIXED_CONCURRENCY,
-                "help": f"requests in flight (default {FIXED_CONCURRENCY})",
+                "help": "requests in flight at most (default, as for run: the autopilot finds "
+                f"the provider's limit, up to {DEFAULT_CONCURRENCY_CAP})",
             },
         ),
     ]
@@ -105,6 +107,24 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    if args.jobfile != "-":
+        return _plan(args, stdout)
+    import tempfile
+    from pathlib import Path
+
+    from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
+
+    try:
+        data = read_stdin()
+    except StdinError as exc:
+        print(f"batchgen plan: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    with tempfile.TemporaryDirectory(prefix="batchgen-stdin-") as folder:
+        args.jobfile = str(save_stdin(Path(folder), data))
+        return _plan(args, stdout)
+
+
+def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
     from batchgen.cli.common import flags_of
     from batchgen.cli.money_args import prices_from_args
@@ -116,11 +136,13 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     try:
         prices = prices_from_args(args)
+        defaults = with_default_model({k: getattr(args, k, None) for k in _DEFAULTS})
         plan = plan_file(
-            args.jobfile, prices, {k: getattr(args, k, None) for k in _DEFAULTS},
+            args.jobfile, prices, defaults,
             max_jobs=getattr(args, "max_jobs", None), max_problems=args.max_problems,
             assume_latency=args.assume_latency, rpm=args.rpm, ipm=args.ipm,
-            concurrency=args.concurrency, via=getattr(args, "via", "live"),
+            concurrency=args.concurrency or DEFAULT_CONCURRENCY_CAP,
+            via=getattr(args, "via", "live"),
         )  # fmt: skip
     except (PricesError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
@@ -179,10 +201,19 @@ def _print_text(
 
     console = Console(file=out, width=None if out.isatty() else 110)
     console.print(quote_renderable(result))
+    if not getattr(args, "model", None):
+        print(default_model_note(), file=out)
     if args.max_cost is not None:
         print(_cap_sentence(result, args.max_cost), file=out)
     if total:
         print(f"{total} problem(s) found: the jobs above would be refused (400).", file=out)
+
+
+def default_model_note() -> str:
+    return (
+        f"Jobs that name no model are quoted (and run) as {DEFAULT_MODEL}, batchgen's default; "
+        "--model picks another."
+    )
 
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:
@@ -194,13 +225,20 @@ def _batch_sentence(live: Quote, batch: Quote) -> str:
         if batch.low_usd == batch.high_usd
         else (f"{usd(batch.expected_usd)} ({usd(batch.low_usd)}–{usd(batch.high_usd)})")
     )
-    share = f", {batch.expected_usd / live.expected_usd:.0%} of live" if live.expected_usd else ""
+    # like with like: the live total of the same jobs, without the models batch cannot price
+    missing = [m for m in batch.unknown_models if m not in live.unknown_models]
+    live_same = live.expected_without(batch.unknown_models)
+    share = f", {batch.expected_usd / live_same:.0%} of live" if live_same else ""
+    same = " for the same jobs" if missing else ""
     text = (
-        f"--via batch: {span} expected{share} (live: {usd(live.expected_usd)}); "
+        f"--via batch: {span} expected{share} (live{same}: {usd(live_same)}); "
         "results within 24 h, not minutes"
     )
-    if batch.unknown_models:
-        text += f"; no batch price for {', '.join(batch.unknown_models)} (not in the total)"
+    if missing:
+        text += (
+            f"; no Batch API price for {', '.join(missing)} (left out of both totals; "
+            "live it costs as quoted above)"
+        )
     return text
 
 

@@ -48,9 +48,15 @@ def show_quote_and_confirm(
 ) -> bool:
     if not quiet:
         console.print(quote_renderable(checked.quote))
+        if not getattr(args, "model", None) and getattr(args, "command", None) == "run":
+            from batchgen.cli.plan import default_model_note
+
+            console.print(default_model_note(), markup=False)
+    batch = getattr(args, "via", None) == "batch"
     for model in checked.quote.unknown_models:
+        what = "no Batch API price" if batch else "no price"
         console.print(
-            f"[yellow]warning: no price for model {model!r}: its cost is logged as unknown "
+            f"[yellow]warning: {what} for model {model!r}: its cost is logged as unknown "
             "(add it with --prices FILE or --price-per-image USD)[/]"
         )
     return confirm(checked.quote, args)

@@ -72,6 +72,8 @@ class Progress:
         self._status: str | None = None  # the limiter's, read on the event loop's thread
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
+        self._last: PoolTally | None = None  # the latest tally
+        self._printed: tuple[int, int, int] | None = None  # (ok, failed, skipped) last shown
 
     def __enter__(self) -> Progress:
         self._start = self.now()
@@ -84,6 +86,12 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # the last line shown holds the session's final counts: the summary after it agrees
+        if self._last is not None and not self.quiet:
+            if self._bar is not None and self._task is not None:
+                self._bar.update(self._task, completed=_done(self._last))
+            elif self._printed != _key(self._last):
+                self._print_plain(self._last, self.now())
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
@@ -91,10 +99,10 @@ class Progress:
     def _parts(self, tally: PoolTally) -> list[_Part]:
         elapsed = max(self.now() - self._start, 1e-6)
         per_min = tally.images / elapsed * 60
-        pending = max(self.total - tally.finished, 0)
+        pending = max(self.total - _done(tally), 0)
         spent = total_spent(self.budget, tally)
         parts = [
-            _Part(0, 2, f"{tally.finished:,}/{self.total:,}", "bold"),
+            _Part(0, 2, f"{_done(tally):,}/{self.total:,}", "bold"),
             _Part(1, 6, f"{compact(per_min)} img/min"),
             _Part(2, 7, f"${spent:,.2f}" if spent >= 100 else f"${spent:.4f}"),
             _Part(3, 9, f"ETA {self._eta(tally, elapsed)}"),
@@ -109,12 +117,13 @@ class Progress:
         return parts
 
     def _eta(self, tally: PoolTally, elapsed: float) -> str:
-        left = self.total - tally.finished
+        done = _done(tally)
+        left = self.total - done
         if left <= 0:
             return "0:00"
-        if tally.finished == 0:
+        if done == 0:
             return "-:--"
-        return _clock(left * elapsed / tally.finished)
+        return _clock(left * elapsed / done)
 
     def observe(self, tally: PoolTally) -> None:
         """Take the latest counts and the limiter's status. On the event loop's thread: the
@@ -149,7 +158,7 @@ class Progress:
             return text
         label = room >= _BAR_MIN + len(_LABEL)
         bar = bar_text(
-            ProgressBar(total=max(self.total, 1), completed=tally.finished,
+            ProgressBar(total=max(self.total, 1), completed=_done(tally),
                         width=min(room - (len(_LABEL) if label else 0), _BAR_MAX)),
             self.console,
         )  # fmt: skip
@@ -167,17 +176,33 @@ class Progress:
         if self.quiet:
             return
         self.observe(tally)
+        self._last = tally
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=tally.finished)
+            self._bar.update(self._task, completed=_done(tally))
             return
         now = self.now()
-        if now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total:
-            self._last_plain = now
-            elapsed = now - self._start
-            self.console.print(
-                f"[{_clock(elapsed)}] {tally.finished:,}/{self.total:,} · {self.stats_line(tally)}",
-                markup=False,
-            )
+        due = now - self._last_plain >= _PLAIN_EVERY_S or tally.finished >= self.total
+        if due and _key(tally) != self._printed:
+            self._print_plain(tally, now)
+
+    def _print_plain(self, tally: PoolTally, now: float) -> None:
+        self._last_plain = now
+        self._printed = _key(tally)
+        elapsed = now - self._start
+        self.console.print(
+            f"[{_clock(elapsed)}] {_done(tally):,}/{self.total:,} · {self.stats_line(tally)}",
+            markup=False,
+        )
+
+
+def _key(tally: PoolTally) -> tuple[int, int, int]:
+    return (tally.ok_jobs, tally.failed_jobs, tally.skipped_jobs)
+
+
+def _done(tally: PoolTally) -> int:
+    """Jobs with an outcome: succeeded or failed for good. A job a stop cut (skipped: a
+    budget, a signal, an unreachable endpoint) is pending, as the summary counts it."""
+    return tally.ok_jobs + tally.failed_jobs
 
 
 def bar_text(bar: ProgressBar, console: Console) -> Text:

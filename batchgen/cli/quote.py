@@ -38,7 +38,7 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def wall_sentence(wall: WallTime) -> str:
+def wall_sentence(wall: WallTime, band: tuple[float, float] | None = None) -> str:
     why = {
         "rpm": f"--rpm {wall.rpm or 0:g} binds",
         "ipm": f"--ipm {wall.ipm or 0:g} binds",
@@ -46,10 +46,14 @@ def wall_sentence(wall: WallTime) -> str:
         "latency": "one request's latency",
         "none": "no jobs",
     }[wall.bound]
-    return (
+    text = (
         f"Minimum wall time: {duration(wall.seconds)} ({why}; assuming {wall.latency_s:.3g} s "
         "per request — set --assume-latency to your observed latency)"
     )
+    if band is not None and band[1] > band[0]:
+        low, high = band
+        text += f"; expect {duration(low)}–{duration(high)} with the autopilot's slow start"
+    return text
 
 
 def quote_renderable(quote: Quote, *, title: str = "Estimated cost") -> Group:
@@ -69,7 +73,7 @@ def quote_renderable(quote: Quote, *, title: str = "Estimated cost") -> Group:
     table.add_section()
     total = usd_range(quote.low_usd, quote.expected_usd, quote.high_usd)
     table.add_row("total", "", "", f"{quote.jobs:,}", f"{quote.images:,}", total, "")
-    parts: list[Any] = [table, Text(wall_sentence(quote.wall))]
+    parts: list[Any] = [table, Text(wall_sentence(quote.wall, quote.wall_band()))]
     if quote.unknown_models:
         names = ", ".join(quote.unknown_models)
         parts.append(

@@ -142,11 +142,16 @@ def _manifest_problem(path: Path) -> str | None:
 
 
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
-    """The short summary `batchgen run` prints at the end (no image checks: it must be quick)."""
+    """The short summary `batchgen run` prints at the end (no image checks: it must be quick).
+    The resume command is left to the ending's "to finish the rest" line: printed once."""
+    import dataclasses
+
     from batchgen.reports import build_report
     from batchgen.reports.text import summary
 
-    console.print(summary(build_report(run_dir, image_checks=False).run))
+    run = build_report(run_dir, image_checks=False).run
+    advice = tuple(r for r in run.recommendations if r.kind != "pending")
+    console.print(summary(dataclasses.replace(run, recommendations=advice)))
 
 
 def main(argv: list[str] | None = None) -> int:

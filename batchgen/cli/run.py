@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "jobfile", help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec"
+        "jobfile",
+        help="JSONL, OpenAI batch JSONL, CSV, plain text job file or YAML spec; - reads it "
+        "from stdin (kept in the run directory as stdin-jobs.<ext>, for resume)",
     )
     parser.add_argument(
         "--max-jobs", metavar="N", type=int,
@@ -73,6 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchgen.session.start import start_run
 
     console, err = make_console(), make_console(stderr=True)
+    if args.jobfile == "-":
+        problem = _jobs_from_stdin(args)
+        if problem:
+            err.print(f"batchgen run: {problem}", markup=False)
+            return EXIT_USAGE
     if refused := too_many_jobs(args.jobfile, args.max_jobs):
         err.print(refused[0], markup=False)
         return EXIT_USAGE
@@ -116,3 +123,22 @@ def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
     flags.pop("reuse", None)
     return int(resume_run(target, flags, observer=observer, argv=redacted_argv(),
                           regenerate=regen).exit_code)  # fmt: skip
+
+
+def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
+    """``-``: stdin saved into the run directory (resume reads it again); None when done."""
+    from pathlib import Path
+
+    from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
+    from batchgen.session.start import default_run_dir
+
+    try:
+        data = read_stdin()
+    except StdinError as exc:
+        return str(exc)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("stdin")
+    if (run_dir / "run.json").exists():
+        return f"{run_dir} already holds a run: pick another --run-dir for the jobs on stdin"
+    args.run_dir = str(run_dir)
+    args.jobfile = str(save_stdin(run_dir, data))
+    return None

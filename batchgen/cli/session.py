@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,24 @@ from batchgen.session.outcome import EXIT_OK, EXIT_USAGE
 from batchgen.session.prepare import Checked
 
 
+class _Console(Console):
+    """A rich console that survives its reader going away: on a broken pipe (``batchgen run …
+    | head -3``) it goes quiet and says so through ``closed``, where rich's own would raise
+    SystemExit(1) mid-session and leave the session to look crashed. The session sees
+    ``closed`` (ConsoleObserver.closed) and stops like a Ctrl-C: rows flushed, the session
+    ended as interrupted, jobs pending."""
+
+    closed = False
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())  # later writes (and the exit flush) vanish
+            os.close(devnull)
+
+
 class ConsoleObserver:
     """Prints what a session tells (stdout), notes on the run directory (stderr)."""
 
@@ -37,6 +56,12 @@ class ConsoleObserver:
     def warn(self, text: str) -> None:
         self.err.print(text, markup=False)
 
+    def closed(self) -> str | None:
+        """Why the session should stop for its output: stdout's reader went away."""
+        if getattr(self.console, "closed", False):
+            return "stdout was closed (the pipe's reader ended)"
+        return None
+
     @contextlib.contextmanager
     def progress(
         self, total: int, budget: Budget | None, status: Callable[[], str]
@@ -50,7 +75,8 @@ class ConsoleObserver:
     def confirm(self, checked: Checked) -> bool:
         from batchgen.cli.prepare import show_quote_and_confirm
 
-        return show_quote_and_confirm(self.console, self.args, checked, self.quiet)
+        go = show_quote_and_confirm(self.console, self.args, checked, self.quiet)
+        return go and self.closed() is None  # nobody reads what it would print: send nothing
 
     def session_ended(
         self, rundir: RunDir, result: SessionResult, budget: Budget | None, *, summary: bool
@@ -97,8 +123,14 @@ def print_ending(
         say(f"ended:  {budget.exhausted_message(str(rundir.path))}", "yellow")
     else:
         say(f"ended:  stopped ({reason.value}): {result.stop_message}", "yellow")
-        say(f"        {reason.remedy}")
+        # the resume command is printed once, on the last line, with the real path
+        remedy = reason.remedy
+        if not remedy.startswith(_RESUME):
+            say("        " + remedy.replace(_RESUME, "resume (the command below)"))
         say(f"to finish the rest: batchgen resume {path}", "bold")
+
+
+_RESUME = "`batchgen resume RUN_DIR`"
 
 
 def _finished(result: SessionResult, path: str) -> str:
@@ -136,7 +168,7 @@ def make_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # a pipe or a CI log gets 120 columns, not rich's 80, so tables keep their model names
     width = None if stream.isatty() else 120
-    return Console(highlight=False, soft_wrap=True, file=stream, width=width)
+    return _Console(highlight=False, soft_wrap=True, file=stream, width=width)
 
 
 def usage_errors(err: Console, command: str, go: Callable[[], int]) -> int:

@@ -87,7 +87,8 @@ def image_pixels(data: bytes, ext: str) -> int | None:
 
 
 def image_name(job_id: str, index: int, ext: str, tag: str = "") -> str:
-    """``<job_id>_<i>.<ext>``; a regeneration round adds its tag: ``<job_id>~r2_<i>.<ext>``
+    """``<job_id>_<i>.<ext>``; a regeneration round adds its tag: ``<job_id>~r2_<i>.<ext>``,
+    a job run again after an edit its session's: ``<job_id>~s2_<i>.<ext>``
     (``~`` is not allowed in job ids, so a tagged name never reads as another job's image)."""
     return f"{job_id}{tag}_{index}.{'jpg' if ext == 'jpeg' else ext}"
 

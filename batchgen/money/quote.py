@@ -76,10 +76,27 @@ class Quote:
     unknown_models: tuple[str, ...] = ()
     price_files: tuple[str, ...] = ()
 
+    def wall_band(self) -> tuple[float, float]:
+        """The run's duration as the quote states it: from the minimum wall time to that plus
+        the autopilot's slow start (one request a second, doubling each clean second: about
+        log2(requests + 1) s until the last request can leave, and a second more) and one more
+        request's latency for the slowest answer. An estimate from the assumed latency."""
+        wall = self.wall
+        if not self.jobs:
+            return (0.0, 0.0)
+        ramp = math.log2(self.jobs + 1) + 1.0
+        return (wall.seconds, wall.seconds + ramp + wall.latency_s)
+
     @property
     def complete(self) -> bool:
         """False when some jobs' models have no price (their cost is not in the totals)."""
         return not self.unknown_models
+
+    def expected_without(self, models: Iterable[str]) -> float:
+        """The expected total of the jobs of every model but ``models``: a total comparable
+        with another quote that could not price those (the Batch API's, for dall-e-3)."""
+        left_out = set(models)
+        return sum(line.expected_usd or 0.0 for line in self.lines if line.model not in left_out)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """The report's quality section: score distribution, weakest images, score by setting beside
 cost per image, and whether a cheaper setting scores as well as a dearer one.
 
-Scores are those of the scorer of the last ``batchgen score`` (scores/scorer.json), one per
+Scores are those of the scorer of the last ``batchgen score`` (RUN_DIR/scorer.json), one per
 image (the latest verdict). Score by setting joins each scored image to its log row (the
 model, quality and size it was made with); cost per image is the log's: the ok rows' cost
 divided by their images, per model × quality × size (what an image costs to make, scoring not

@@ -2,7 +2,7 @@
 
 Shared by ``batchgen score`` and by ``batchgen resume --regenerate-below`` (which scores each
 round's new images with the scorer of the last ``score``). The API key is read from the
-environment when the session starts and is never written: ``scores/scorer.json`` records the
+environment when the session starts and is never written: ``RUN_DIR/scorer.json`` records the
 provider, base URL and the *name* of the key's variable, as run.json does.
 """
 

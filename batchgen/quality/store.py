@@ -9,6 +9,9 @@ metadata names the parts it replaces (readers here drop those), as the log does.
 
     part-<session:05d>-<seq:06d>.parquet     one verdict (or a CLIP batch)
     compact-<session:05d>-<seq:06d>.parquet  a session's parts merged
+
+and beside them, in RUN_DIR (so this folder is a pure Parquet dataset)::
+
     scorer.json                              the scorer of the last `score` (no key)
     best.json                                job id -> its best image and score
 
@@ -207,20 +210,36 @@ def remove_temp_files(run_dir: Path | str) -> None:
             p.unlink(missing_ok=True)
 
 
+# beside run.json, not in scores/: that folder holds only Parquet files, so
+# pyarrow.dataset("RUN_DIR/scores") and read_parquet('RUN_DIR/scores/*') read it as it is
+SCORER_FILE = "scorer.json"
+BEST_FILE = "best.json"
+
+
 def save_scorer(run_dir: Path | str, config: dict[str, Any]) -> None:
-    folder = scores_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "scorer.json", json.dumps(config, indent=2).encode())
+    atomic_write_bytes(Path(run_dir) / SCORER_FILE, json.dumps(config, indent=2).encode())
+    old = scores_dir(run_dir) / SCORER_FILE  # left by an older version: it broke the dataset
+    if old.exists():
+        old.unlink()
 
 
 def load_scorer(run_dir: Path | str) -> dict[str, Any] | None:
-    try:
-        return json.loads((scores_dir(run_dir) / "scorer.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
+    # a run scored before the move keeps its scorer in scores/
+    for path in (Path(run_dir) / SCORER_FILE, scores_dir(run_dir) / SCORER_FILE):
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def best_path(run_dir: Path | str) -> Path:
+    return Path(run_dir) / BEST_FILE
 
 
 def save_best(run_dir: Path | str, best: dict[str, dict[str, Any]]) -> None:
-    folder = scores_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "best.json", json.dumps(best, indent=1, sort_keys=True).encode())
+    data = json.dumps(best, indent=1, sort_keys=True).encode()
+    atomic_write_bytes(best_path(run_dir), data)
+    old = scores_dir(run_dir) / BEST_FILE  # left by an older version: it broke the dataset
+    if old.exists():
+        old.unlink()

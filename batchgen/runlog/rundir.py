@@ -39,6 +39,7 @@ ENDINGS = frozenset(
         "stopped_quota",
         "stopped_budget",
         "stopped_rate_limit",
+        "stopped_network",  # every request failed with a network error: endpoint unreachable
         "stopped_disk",
         "interrupted",
         "crashed",
@@ -153,9 +154,13 @@ class RunDir:
             msg = f"{self.path} is a file, not a directory: pick another --run-dir"
             raise RunDirError(msg)
         if self.exists():
+            fresh = self.path.with_name(f"{self.path.name}-2")
             msg = (
                 f"{self.manifest_path} exists: {self.path} already holds a run. Use "
-                f"`batchgen resume {self.path}` to continue it, or pick another --run-dir"
+                f"`batchgen resume {self.path}` to continue it (`batchgen report {self.path}` "
+                f"shows it), or start a new run in another directory: --run-dir {fresh} (or "
+                f"leave --run-dir out for a new timestamped one; delete {self.path} to reuse "
+                "its name)"
             )
             raise RunDirError(msg)
 
@@ -264,7 +269,10 @@ class RunDir:
     # ---- the one-writer lock ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``."""
+        """Hold the run's one-writer lock for the ``with`` block, or raise ``RunLocked``.
+        A block that started no run here (refused before run.json was written) leaves no
+        run.lock behind, nor the directory it made for it."""
+        created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -287,6 +295,11 @@ class RunDir:
                 yield
             finally:
                 os.ftruncate(fd, 0)
+                if not self.manifest_path.exists():  # nothing was started: tidy up
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.lock_path)
+                        if created:
+                            self.path.rmdir()  # only if empty
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -33,6 +33,7 @@ from batchgen.provider.base import GenerateResult, Provider
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
+from batchgen.runner.reach import Reachability
 from batchgen.runner.rows import attempt_row, routed, usage_into
 from batchgen.runner.tries import Backoff, Tries, Try
 
@@ -65,6 +66,7 @@ class JobRunner:
         budget_gate: BudgetGate | None,
         inflight: set[str],
         tally: PoolTally,
+        reach: Reachability | None = None,
     ) -> None:
         self.provider = provider
         self.limiter = limiter
@@ -77,6 +79,12 @@ class JobRunner:
         self.budget_gate = budget_gate
         self.inflight = inflight
         self.tally = tally
+        self.reach = reach or Reachability(
+            clock.monotonic(), window_s=settings.unreachable_window_s
+        )
+        # jobs whose last attempt failed (retryably) while the run was stopping: the row is
+        # not final and the job gets a pending row, not "failed for good"
+        self._cut: set[str] = set()
 
     def _again(self, exc: BaseException, tries: Tries) -> bool:
         """Send this job again? Retryable class, the run going on, attempts left (a 429 for
@@ -117,8 +125,11 @@ class JobRunner:
 
     def _ended(self, job: Job, exc: AttemptError, queued_at: float) -> None:
         """The job's last attempt failed and it is not sent again. Its row is final, except a
-        429's (a 429 is never final): the run is stopping, so the job gets a pending row."""
-        if exc.error_class is ErrorClass.RATE_LIMIT:
+        429's (a 429 is never final) and a retryable error's while the run was stopping (a
+        server error or a reset during Ctrl-C): the job gets a pending row."""
+        cut = job.id in self._cut
+        self._cut.discard(job.id)
+        if exc.error_class is ErrorClass.RATE_LIMIT or cut:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
 
     async def _retry(self, job: Job, tries: Tries, backoff: Backoff, queued_at: float) -> None:
@@ -199,15 +210,16 @@ class JobRunner:
             raise
         latency = self._latency(tried)
         self.limiter.on_ok(ticket, result.ratelimit)
+        self.reach.answered(self.clock.monotonic())
         try:
             if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
                 # into the page cache: cheaper than a thread hop and its hand-off of the GIL
                 paths, nbytes = save_images(
-                    self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                    self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
                 )
             else:
                 paths, nbytes = await anyio.to_thread.run_sync(
-                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.image_tag
+                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
                 )
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None
@@ -272,6 +284,7 @@ class JobRunner:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
         tries = tried.tries or Tries()
         if exc.error_class is ErrorClass.RATE_LIMIT:
+            self.reach.answered(self.clock.monotonic())
             held = self.limiter.on_throttled(
                 ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
             )
@@ -283,16 +296,24 @@ class JobRunner:
             # never final: the job goes round again, or gets a pending row if the run stops
             return self._record_error(tried, exc, final=False)
         self.limiter.observe_headers(exc.ratelimit)
-        self.limiter.on_other()
+        if exc.error_class is not ErrorClass.NETWORK:
+            self.limiter.on_other()  # (a network error is no answer: not progress either)
         if exc.action is Action.STOP_RUN:
             self.control.stop(exc.error_class, str(exc))
         if exc.retryable:
             tries.failures += 1
-        final = (
-            exc.action is not Action.RETRY
-            or tries.failures >= self.settings.max_attempts
-            or self.control.stopping
-        )
+        exhausted = tries.failures >= self.settings.max_attempts
+        now = self.clock.monotonic()
+        self.reach.failed(exc.error_class, exc.message, now)
+        if exc.error_class is ErrorClass.NETWORK:
+            down = self.reach.down(now, job_exhausted=exhausted)
+            if down is not None:
+                self.control.stop(ErrorClass.NETWORK, down)
+        if exc.action is Action.RETRY and self.control.stopping:
+            # cut by the stop of the run, not failed for good: pending for resume
+            self._cut.add(tried.job.id)
+            return self._record_error(tried, exc, final=False)
+        final = exc.action is not Action.RETRY or exhausted
         return self._record_error(tried, exc, final=final)
 
     def _record_error(self, tried: Try, exc: AttemptError, *, final: bool) -> float:

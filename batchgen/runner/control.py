@@ -33,6 +33,9 @@ class PoolSettings:
     grace_s: float = POOL_DEFAULTS["grace"]
     # a run that gets nothing but 429s for this long stops (exit 3), its jobs pending
     stall_timeout_s: float = POOL_DEFAULTS["stall_timeout"]
+    # a run whose requests all fail with network errors, none answered for this long (or
+    # one job's attempts all spent so), stops (exit 3), its jobs pending (runner.reach)
+    unreachable_window_s: float = 5.0
 
     @classmethod
     def from_config(cls, pool: PoolConfig) -> PoolSettings:
@@ -56,6 +59,14 @@ class RowContext:
     checker: Any = None  # batchgen.checks.ingest.IngestChecker: measures each saved image
     # a regeneration round's file name tag ("~r2"): new images never overwrite old ones
     image_tag: str = ""
+    # jobs run again after an edit of their job line or input images: their new images get
+    # the session's tag ("~s2") and do not overwrite the images the earlier answer paid for
+    retag: frozenset[str] = frozenset()
+
+    def tag_of(self, job_id: str) -> str:
+        if self.image_tag or job_id not in self.retag:
+            return self.image_tag
+        return f"~s{self.session}"
 
 
 @dataclass

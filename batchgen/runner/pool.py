@@ -30,6 +30,7 @@ from batchgen.provider.base import Provider
 from batchgen.runner.attempt import JobRunner
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
+from batchgen.runner.reach import Reachability
 
 __all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool", "watch_stall"]
 
@@ -68,6 +69,7 @@ async def run_pool(
     gate = None
     if budget is not None and budget.cap_usd is not None:
         gate = BudgetGate(budget, control, cheapest_job_usd)
+    reach = Reachability(clock.monotonic(), window_s=settings.unreachable_window_s)
     runner = JobRunner(
         provider=provider,
         limiter=limiter,
@@ -80,12 +82,13 @@ async def run_pool(
         budget_gate=gate,
         inflight=inflight if inflight is not None else set(),
         tally=tally,
+        reach=reach,
     )
     # one worker per slot the limiter may open; the limiter decides how many send at once
     workers = min(settings.concurrency, limiter.concurrency_cap)
     send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
     async with anyio.create_task_group() as outer:
-        outer.start_soon(watch_stall, limiter, control, settings.stall_timeout_s, clock)
+        outer.start_soon(watch_stall, limiter, control, settings.stall_timeout_s, clock, reach)
         async with anyio.create_task_group() as tg:
             control._cancel = tg.cancel_scope.cancel
             in_memory = isinstance(jobs, Sequence)
@@ -99,12 +102,24 @@ async def run_pool(
 
 
 async def watch_stall(
-    limiter: RateLimiter, control: RunControl, timeout_s: float, clock: Clock = SYSTEM_CLOCK
+    limiter: RateLimiter,
+    control: RunControl,
+    timeout_s: float,
+    clock: Clock = SYSTEM_CLOCK,
+    reach: Reachability | None = None,
 ) -> None:
-    """Stop the run when the provider has answered nothing but 429s for ``timeout_s``: the
-    jobs stay pending for resume, none is failed for rate limiting."""
+    """Stop the run when the provider has answered nothing but 429s for ``timeout_s``, or
+    (``reach``) nothing at all, every request failing with a network error: the jobs stay
+    pending for resume, none is failed for rate limiting or an unreachable endpoint."""
+    every = max(0.05, min(5.0, timeout_s / 20))
+    if reach is not None:
+        every = max(0.05, min(every, reach.window_s / 5))
     while not control.stopping:
-        await clock.sleep(max(0.05, min(5.0, timeout_s / 20)))
+        await clock.sleep(every)
+        down = reach.down(clock.monotonic()) if reach is not None else None
+        if down is not None:
+            control.stop(ErrorClass.NETWORK, down)
+            return
         stalled = limiter.stalled_s()
         if limiter.throttled_since_progress and stalled >= timeout_s:
             control.stop(

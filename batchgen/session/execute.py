@@ -36,6 +36,7 @@ ENDING = {
     ErrorClass.DISK: "stopped_disk",
     ErrorClass.CANCELLED: "interrupted",
     ErrorClass.RATE_LIMIT: "stopped_rate_limit",
+    ErrorClass.NETWORK: "stopped_network",
 }
 
 
@@ -55,6 +56,7 @@ class SessionPlan:
     quiet: bool = False
     # a regeneration round (resume --regenerate-below): file name tag and the round header
     image_tag: str = ""
+    retag: frozenset[str] = frozenset()  # edited jobs: new images under the session's tag
     extra_headers: dict[str, str] | None = None
     # `--providers FILE`: the endpoints (batchgen.provider.endpoints.EndpointSpec); None: one
     endpoints: list[Any] | None = None
@@ -175,6 +177,8 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
         if plan.handle_signals:
             tg.start_soon(watch_signals, parts.control, settings.grace_s, observer.say)
         tg.start_soon(_watch_disk, parts.writer, parts.inflight, parts.control)
+        if callable(getattr(observer, "closed", None)):
+            tg.start_soon(_watch_output, observer, parts.control)
         try:
             progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
             with progress as on_progress:
@@ -183,11 +187,15 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
+                        retag=plan.retag,
                     ),
                     settings=settings, control=parts.control, prices=plan.prices,
                     budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
                     inflight=parts.inflight, on_progress=on_progress,
                 )  # fmt: skip
+                # the final counts (jobs cancelled in flight report no progress of their own):
+                # the last progress line agrees with the summary printed after it
+                on_progress(tally)
         finally:
             for closing in [ep.provider for ep in router.endpoints] if router else [provider]:
                 await closing.aclose()
@@ -299,6 +307,17 @@ async def _watch_disk(writer: RunLogWriter, journal: SentJournal, control: RunCo
         error = writer.last_error or journal.error
         if error is not None and not control.stopping:
             control.stop(ErrorClass.DISK, f"the run log cannot be written: {error}")
+
+
+async def _watch_output(observer: Any, control: RunControl) -> None:
+    """The caller's output went away (the CLI's stdout piped into `head`): stop dispatching,
+    like a first Ctrl-C — requests in flight finish, the session ends as interrupted."""
+    while not control.stopping:
+        await anyio.sleep(0.2)
+        why = observer.closed()
+        if why:
+            control.stop(ErrorClass.CANCELLED, f"{why}: stopped; the jobs left are pending")
+            return
 
 
 def _image_checker(plan: SessionPlan) -> Any:

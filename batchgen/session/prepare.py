@@ -61,6 +61,7 @@ def check_job_file(
     ipm: float | None = None,
     concurrency: int | None = None,
     index: IndexBuilder | None = None,
+    assume_latency: float | None = None,
 ) -> Checked:
     """Validate shape, model constraints and the quote in one streamed pass over the file
     (batchgen.money.precheck); any problem raises JobFileProblems, a file that cannot be read
@@ -72,7 +73,7 @@ def check_job_file(
     try:
         check = check_file(
             path, defaults, prices, max_problems=MAX_PROBLEMS, only=only, on_job=on_job,
-            rpm=rpm, ipm=ipm, concurrency=concurrency,
+            rpm=rpm, ipm=ipm, concurrency=concurrency, assume_latency=assume_latency,
         )  # fmt: skip
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from exc

@@ -136,7 +136,7 @@ def run_rounds(
     observer.say(
         f"regeneration: {rounds} round(s); jobs whose best image scores below "
         f"{regen.threshold:g}: {len(still)}; best images marked in "
-        f"{rundir.path / 'scores' / 'best.json'}"
+        f"{rundir.path / 'best.json'}"
     )
     return RoundsOutcome(EXIT_FAILED if still and rounds >= regen.max_rounds else EXIT_OK)
 

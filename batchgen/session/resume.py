@@ -154,7 +154,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     prices = load_prices(cfg.prices, cfg.price_per_image)
     checked = check_job_file(
         ctx.job_file, ctx.defaults, prices, only=rest.run, rpm=cfg.pool.rpm,
-        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency,
+        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency_cap,
     )  # fmt: skip
     if endpoints:
         check_served(endpoints, checked)
@@ -181,6 +181,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, connection), quiet=cfg.quiet, endpoints=endpoints,
         observer=ctx.observer, handle_signals=ctx.handle_signals,
+        retag=frozenset(rest.edited) & to_run,
     )  # fmt: skip
     result = anyio.run(execute, plan)
     ctx.observer.session_ended(rundir, result, budget, summary=not cfg.quiet)

@@ -61,9 +61,12 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
         prices = batch_table(prices)  # quote, budget and costs at the batch rate
     index = IndexBuilder()
     pool = cfg.pool
+    # the built-in simulator's latency is known: the estimate assumes it, not a real model's
+    sim = sim_config(cfg, connection)  # bad simulator options: a usage error now
     checked = check_job_file(
         job_file, dict(cfg.job_defaults), prices, rpm=pool.rpm, ipm=pool.ipm,
-        concurrency=pool.concurrency, index=index,
+        concurrency=pool.concurrency_cap, index=index,
+        assume_latency=sim.latency_mean if sim is not None else None,
     )  # fmt: skip
     if cfg.max_jobs is not None and checked.jobs > cfg.max_jobs:
         msg = f"{job_file}: {checked.jobs:,} jobs, more than --max-jobs {cfg.max_jobs:,}"
@@ -71,7 +74,6 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
     if endpoints:
         check_served(endpoints, checked)
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
-    sim_config(cfg, connection)  # bad simulator options: a usage error now
     return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index)
 
 
