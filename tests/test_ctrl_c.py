@@ -35,7 +35,8 @@ pytestmark = pytest.mark.timeout(90)
 JOBS = 40
 FLAGS = ("--concurrency", "8", "--no-adapt", "--max-attempts", "5", "--yes")
 
-PROGRESS = re.compile(r"\] (\d+)/(\d+) · ok (\d+) · failed (\d+) · pending (\d+) ·")
+# the plain line names failures only once there are some
+PROGRESS = re.compile(r"\] (\d+)/(\d+) · ok (\d+)(?: · failed (\d+))? · pending (\d+) ·")
 SUMMARY = re.compile(r"(\d+) succeeded, (\d+) failed, (\d+) pending of (\d+) jobs")
 
 
@@ -52,7 +53,7 @@ def _counts(stdout: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     progress = PROGRESS.findall(stdout)
     summary = SUMMARY.findall(stdout)
     assert progress and summary, stdout
-    return tuple(map(int, progress[-1])), tuple(map(int, summary[-1]))
+    return tuple(int(n or 0) for n in progress[-1]), tuple(map(int, summary[-1]))
 
 
 def _check_stopped(cli: Cli, run_dir: Path) -> None:
