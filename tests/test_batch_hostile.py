@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 import pytest
 
 from batchgen import faultpoints
-
 from batchgen.batch.lines import MAX_LINE_ENV, LineSplitter, LongLine
 from tests.runhelpers import (
     check_log_readable,

@@ -26,8 +26,8 @@ from batchgen.batch.state import Part
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import Reservation
-from batchgen.runner.recovery import IN_FLIGHT_AT_CRASH
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_SKIPPED
+from batchgen.runner.recovery import IN_FLIGHT_AT_CRASH
 
 
 def request_line(job: Job) -> bytes:

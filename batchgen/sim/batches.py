@@ -7,9 +7,9 @@ POST /v1/batches   GET /v1/batches   GET /v1/batches/{id}   POST /v1/batches/{id
 A batch's state machine, its lines and its JSON are in sim/batchstate.py; here are the routes,
 and the output and error files a batch gets once it is terminal.
 
-Hostile answers, for tests: ``batch_faults`` (sim/config.py: ``counts_str``, ``errors_list``,
-``output_404``, ``no_file_list``, ``no_batch_list``) and a ``[batch:MODE]`` marker in a line's prompt, which
-mangles that line of the output file: ``status_abc``, ``status_huge`` (10³⁰), ``status_null``
+Hostile answers, for tests: ``batch_faults`` (sim/config.py: ``counts_str``,
+``errors_list``, ``output_404``, ``no_file_list``, ``no_batch_list``) and a ``[batch:MODE]``
+marker in a line's prompt, which mangles that line of the output file: ``status_abc``, ``status_huge`` (10³⁰), ``status_null``
 (a valid image with a null status), ``revised_dict``, ``error_then_ok`` (a 500 line, then the
 ok line, for the same custom_id), ``pad=N`` (N KB of padding inside the line's body).
 
