@@ -9,9 +9,10 @@ and the output and error files a batch gets once it is terminal.
 
 Hostile answers, for tests: ``batch_faults`` (sim/config.py: ``counts_str``,
 ``errors_list``, ``output_404``, ``no_file_list``, ``no_batch_list``) and a ``[batch:MODE]``
-marker in a line's prompt, which mangles that line of the output file: ``status_abc``, ``status_huge`` (10³⁰), ``status_null``
-(a valid image with a null status), ``revised_dict``, ``error_then_ok`` (a 500 line, then the
-ok line, for the same custom_id), ``pad=N`` (N KB of padding inside the line's body).
+marker in a line's prompt, which mangles that line of the output file: ``status_abc``,
+``status_huge`` (10³⁰), ``status_null`` (a valid image with a null status), ``revised_dict``,
+``error_then_ok`` (a 500 line, then the ok line, for the same custom_id), ``pad=N`` (N KB of
+padding inside the line's body).
 
 Counters for tests (in ``GET /_sim/stats`` under ``batch``): ``submitted`` — custom_id →
 times it was in a created batch; ``billed`` — custom_id → 200 lines it got; batches created,
