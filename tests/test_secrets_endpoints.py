@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from batchgen.provider.endpoints import load_providers
-from tests.runhelpers import MODEL_FLAGS, cli_env, ok_counts, run_cli, write_text_jobs
+from tests.runhelpers import MODEL_FLAGS, cli_env, log_table, ok_counts, run_cli, write_text_jobs
 from tests.test_providers_run import env_with, providers_file
 
 HEX_KEY = "d41d8cd98f00b204e9800998ecf8427e"
@@ -141,3 +141,29 @@ def test_key_looking_names_and_url_redaction() -> None:
         assert not looks_like_key(name), name
     assert redact("http://TOKEN123@host/v1") == "http://***@host/v1"
     assert redact_url("https://h/api?code=abc&x=1") == "https://h/api?code=***&x=***"
+
+
+def test_attempts_waiting_for_an_endpoint_taken_out_by_auth_are_not_logged_as_sent(
+    make_sim: Any, tmp_path: Path
+) -> None:
+    good = make_sim(api_key="sk-good-endpoint-0001", latency_mean=0.05)
+    broke = make_sim(api_key="sk-broke-endpoint-001", fail_after={"auth": 1}, latency_mean=0.2)
+    endpoints = [
+        {"name": "a", "protocol": "openai", "base_url": good.base_url, "key_env": "KEY_A",
+         "models": ["gpt-image-1"], "concurrency": 4, "rpm": 240},
+        {"name": "b", "protocol": "openai", "base_url": broke.base_url, "key_env": "KEY_B",
+         "models": ["gpt-image-1"], "concurrency": 4, "rpm": 240},
+    ]  # fmt: skip
+    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"a quiet pier {i:02d}" for i in range(30)))
+    run = tmp_path / "run"
+    env = env_with(KEY_A="sk-good-endpoint-0001", KEY_B="sk-broke-endpoint-001")
+    done = run_cli(["run", str(jobs), "--run-dir", str(run), "--providers",
+                    str(providers_file(tmp_path / "p.toml", endpoints)), *MODEL_FLAGS, "--yes"],
+                   env=env)  # fmt: skip
+    assert done.code == 0, done.output
+    assert len(ok_counts(run)) == 30
+    t = log_table(run, ["endpoint", "status"]).to_pylist()
+    b_errors = [r for r in t if r["endpoint"] == "b" and r["status"] == "error"]
+    # only the 401s b really answered are rows: none for attempts that waited and went to a
+    answered = broke.stats.received - broke.stats["ok"]
+    assert len(b_errors) == answered, (len(b_errors), answered)
