@@ -119,6 +119,9 @@ async def _one_line(
     except ValueError:
         ctx.say(f"[yellow]{part.label()}: skipped a line that is not JSON ({len(raw)} bytes)[/]")
         return
+    finally:
+        if isinstance(raw, bytearray):
+            raw.clear()  # the line's bytes are parsed: free them before its images are decoded
     cid = doc.get("custom_id") if isinstance(doc, dict) else None
     if not isinstance(cid, str) or cid in ctx.done_ids:
         return  # done already (an earlier collection of this batch, or elsewhere)
