@@ -11,7 +11,12 @@ is caught in any of the forms it travels in:
 - the value of a key-named header (``api-key: ...``, ``x-goog-api-key: ...``);
 - the value of a key-named query parameter (``?api_key=...``, ``&key=...``);
 - the value of a key-named JSON field (``"api_key": "..."``: a request body echoed back);
-- the password of a URL's userinfo (``https://user:password@host``: the user is kept).
+- the password of a URL's userinfo (``https://user:password@host``: the user is kept), and a
+  userinfo without a password (``https://TOKEN@host``: gateways take a token there).
+
+:func:`redact_url` also hides every query value of a URL (``?code=...``: Azure Functions and
+gateways take keys under any name) — for URLs that are stored (run.json), not for messages.
+:func:`looks_like_key` tells a key pasted where a variable's NAME belongs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -31,6 +37,8 @@ _SECRET_NAME = (
 _KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
 # the userinfo of an absolute URL: keep the user, hide the password
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#@\s]*@")
+# a userinfo with no password: all of it may be a token
+_URL_USER = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s:]+@")
 # a credential after an auth scheme; it holds a digit, so "the bearer messenger" is prose
 _AUTH_SCHEME = re.compile(
     r"\b((?:Bearer|Basic|Token)\s+)(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}",
@@ -46,6 +54,29 @@ _JSON_FIELD = re.compile(
 # a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret
 SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ANY_CASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_env_name(value: str) -> bool:
+    """A variable's NAME in any letter case (``openai_key`` is one), not a key pasted in
+    its place (:func:`looks_like_key`): what a ``*_env`` setting may keep in run.json."""
+    return bool(_ANY_CASE_NAME.match(value)) and not looks_like_key(value)
+
+
+def looks_like_key(name: str) -> bool:
+    """True for a value that looks like an API key rather than a variable's name: an
+    ``sk-`` key, or 20+ characters with no underscore that mix letters and digits (Azure's
+    hex keys, Gemini's ``AIza…``), or long with many digits. Real names
+    (``OPENAI_API_KEY``, ``azure_key_2``) have underscores and few digits."""
+    if _KEYLIKE.search(name) or name.startswith("AIza"):
+        return True
+    if len(name) < 20:
+        return False
+    digits = sum(c.isdigit() for c in name)
+    letters = sum(c.isalpha() for c in name)
+    if "_" not in name and digits and letters:
+        return True
+    return digits >= 8 and digits >= len(name) // 4
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
@@ -55,11 +86,29 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
         if secret and len(secret) >= 4:
             text = _secret_pattern(secret).sub(MASK, text)
     text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    text = _URL_USER.sub(rf"\1{MASK}@", text)
     text = _AUTH_SCHEME.sub(rf"\1{MASK}", text)
     text = _HEADER.sub(rf"\1{MASK}", text)
     text = _QUERY.sub(rf"\1{MASK}", text)
     text = _JSON_FIELD.sub(rf"\1{MASK}", text)
     return _KEYLIKE.sub("sk-" + MASK, text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as stored: :func:`redact`, and every query value hidden (``?code=***``)."""
+    parts = urlsplit(redact(url))
+    if not parts.query:
+        return urlunsplit(parts)
+    hidden = "&".join(
+        f"{name}={MASK}" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(query=hidden))
+
+
+def has_hidden_query(url: str) -> bool:
+    """True for a stored URL whose query values were hidden (it cannot be used as it is)."""
+    return f"={MASK}" in urlsplit(url).query
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
@@ -86,7 +135,16 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
             out.append(arg)
         else:
             out.append(arg)
-    return [redact(arg, hidden) for arg in out]
+    return [_url_arg(redact(arg, hidden)) for arg in out]
+
+
+def _url_arg(arg: str) -> str:
+    """An argument that is (or ends in, ``--base-url=URL``) an http(s) URL: its query values
+    hidden too (``?code=...`` keys of gateways and Azure Functions)."""
+    name, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    if not value.lower().startswith(("http://", "https://")) or "?" not in value:
+        return arg
+    return f"{name}{eq}{redact_url(value)}"
 
 
 @functools.lru_cache(maxsize=8)

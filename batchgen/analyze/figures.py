@@ -355,6 +355,13 @@ def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> i
     lost = (cols.status == STATUS_ERROR) & (cols.error_class == ErrorClass.CANCELLED)
     if not lost.any():
         return 0
+    # a batch line the provider says never ran (batch_expired, batch_cancelled, a batch that
+    # failed validation: error code batch_*) was not billed: sending it again costs once
+    where = np.flatnonzero(lost)
+    never_ran = [isinstance(c, str) and c.startswith("batch_") for c in cols.error_code[where]]
+    lost[where[np.array(never_ran, dtype=bool)]] = False
+    if not lost.any():
+        return 0
     n = len(cols.status)
     attempt = (
         floats(cols.table["attempt"]) if "attempt" in cols.table.column_names else (np.ones(n))

@@ -17,6 +17,7 @@ import aiohttp
 import anyio
 import orjson
 
+from batchgen.batch.lines import LineSplitter, LongLine, max_line_bytes
 from batchgen.errors import AttemptError, ErrorClass, classify_http, parse_retry_after
 from batchgen.provider.transport import KeyedSession
 
@@ -110,9 +111,16 @@ class BatchApi(KeyedSession):
                 return
             after = page["data"][-1]["id"]
 
-    async def stream_lines(self, file_id: str) -> AsyncIterator[bytes]:
+    async def stream_lines(
+        self, file_id: str, *, max_line: int | None = None
+    ) -> AsyncIterator[bytearray | LongLine]:
         """The lines of a file's content, read in 1 MB chunks: memory holds one chunk plus
-        the current line, however big the file (an image batch's output can be many GB)."""
+        the current line, however big the file (an image batch's output can be many GB).
+
+        Each chunk is scanned once (linear in the file's size, however long a line is). A
+        line longer than ``max_line`` bytes (default ``max_line_bytes()``) is not kept: it
+        is read through and yielded as a :class:`LongLine` (its first bytes and its size)."""
+        cap = max_line_bytes() if max_line is None else max_line
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
         path = f"/files/{file_id}/content"
         with self._transport_errors(f"GET {path}: stalled", f"GET {path}: "):
@@ -122,17 +130,13 @@ class BatchApi(KeyedSession):
                 if resp.status != 200:
                     body = await resp.read()
                     raise self._http_error(resp.status, body, resp.headers, resp.content_type)
-                pending = bytearray()
+                splitter = LineSplitter(cap)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
-                    pending += chunk
-                    start = 0
-                    while (end := pending.find(b"\n", start)) >= 0:
-                        if end > start:
-                            yield bytes(pending[start:end])
-                        start = end + 1
-                    del pending[:start]
-                if pending.strip():
-                    yield bytes(pending)
+                    for line in splitter.feed(chunk):
+                        yield line
+                last = splitter.end()
+                if last is not None:
+                    yield last
 
     # -- batches ---------------------------------------------------------------------------
     async def create_batch(

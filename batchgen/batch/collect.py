@@ -19,6 +19,7 @@ Fault point: ``batch:collect_line`` (a line's images saved, its row not yet appe
 from __future__ import annotations
 
 import binascii
+import json
 import time
 from typing import Any
 
@@ -29,9 +30,10 @@ import pybase64
 from batchgen import faultpoints
 from batchgen.batch.api import error_fields
 from batchgen.batch.context import BatchContext
+from batchgen.batch.lines import MAX_LINE_ENV, LongLine, http_status, text
 from batchgen.batch.state import Part
 from batchgen.batch.submit import base_row
-from batchgen.errors import ErrorClass, classify_http, redact
+from batchgen.errors import AttemptError, ErrorClass, classify_http, redact
 from batchgen.images import save_images, sniff_ext
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
@@ -41,6 +43,7 @@ from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 
 _INLINE_SAVE_BYTES = 512 * 1024
 _NOT_RUN = {"batch_expired", "batch_cancelled"}
+_GONE = frozenset({404, 410})  # a file the provider no longer has
 
 
 class _Line(Exception):
@@ -53,13 +56,35 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
     jobs = ctx.jobs_of(ids - ctx.done_ids)
     seen = ctx.logged.setdefault(str(part.batch_id), set())
     billed = [0.0]
-    for file_id in (part.output_file_id, part.error_file_id):
+    lost: str | None = None
+    for file_id, what in ((part.output_file_id, "output"), (part.error_file_id, "error")):
         if file_id:
-            async for raw in ctx.api.stream_lines(file_id):
-                await _one_line(ctx, part, raw, jobs, seen, billed)
+            try:
+                async for raw in ctx.api.stream_lines(file_id):
+                    await _one_line(ctx, part, raw, jobs, seen, billed)
+            except AttemptError as exc:
+                if exc.http_status not in _GONE:
+                    raise
+                ctx.say(f"[yellow]{part.label()}: its {what} file {file_id} answers HTTP "
+                        f"{exc.http_status}: its lines cannot be read[/]")  # fmt: skip
+                lost = lost or what
     # jobs the files said nothing about: not run (failed validation, cancelled, expired)
     why = f"batch_{part.status or 'lost'}"
     message = _batch_message(part)
+    if lost == "output":
+        # the provider ran (and billed) these lines, but their answers cannot be read: sent
+        # again, counted as possibly billed twice (the code does not start with batch_)
+        why = "output_file_lost"
+        message = (
+            f"the batch's output file cannot be read (it answers 404): the provider counted "
+            f"{part.counts.get('completed', 0)} line(s) of it completed and may have billed "
+            "them; this job is sent again"
+        )
+        unread = len(ids - seen - ctx.done_ids)
+        if unread:
+            ctx.say(f"[yellow]{part.label()}: {unread} job(s) with no readable answer are left "
+                    "pending (resume sends them again); they may have been billed once "
+                    "already[/]")  # fmt: skip
     for job_id in sorted(ids - seen - ctx.done_ids):
         job = jobs.get(job_id)
         if job is not None:
@@ -76,54 +101,85 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
 
 def _batch_message(part: Part) -> str:
     if part.errors:
-        first = part.errors[0]
+        first = part.errors[0] if isinstance(part.errors[0], dict) else {}
         line = f" (input line {first.get('line')})" if first.get("line") else ""
         return f"the batch {part.status}: {first.get('message') or first.get('code')}{line}"
     return f"not run: the batch ended {part.status or 'without an answer'}"
 
 
 async def _one_line(
-    ctx: BatchContext, part: Part, raw: bytes, jobs: dict[str, Job], seen: set[str],
-    billed: list[float],
+    ctx: BatchContext, part: Part, raw: bytes | bytearray | LongLine, jobs: dict[str, Job],
+    seen: set[str], billed: list[float],
 ) -> None:  # fmt: skip
+    if isinstance(raw, LongLine):
+        _long_line(ctx, part, raw, jobs, seen)
+        return
     try:
-        doc = orjson.loads(raw)
+        doc = _loads(raw)
     except ValueError:
         ctx.say(f"[yellow]{part.label()}: skipped a line that is not JSON ({len(raw)} bytes)[/]")
         return
+    finally:
+        if isinstance(raw, bytearray):
+            raw.clear()  # the line's bytes are parsed: free them before its images are decoded
     cid = doc.get("custom_id") if isinstance(doc, dict) else None
-    if not isinstance(cid, str) or cid in seen or cid in ctx.done_ids:
-        return  # logged already (an earlier collection of this batch), or done elsewhere
+    if not isinstance(cid, str) or cid in ctx.done_ids:
+        return  # done already (an earlier collection of this batch, or elsewhere)
     job = jobs.get(cid)
     if job is None:
         return  # not one of this part's jobs (or done since)
-    seen.add(cid)
     response = doc.get("response")
     error = doc.get("error")
     if not isinstance(response, dict):
-        code = error.get("code") if isinstance(error, dict) else None
-        message = str(error.get("message") or "") if isinstance(error, dict) else "no response"
+        if cid in seen:
+            return  # logged already; only an ok line may follow one
+        seen.add(cid)
+        err = error if isinstance(error, dict) else {}
+        code = text(err.get("code"), 200)
+        message = str(err.get("message") or "") if err else "no response"
         klass = ErrorClass.CANCELLED if code in _NOT_RUN or code is None else ErrorClass.SERVER
-        _error_row(ctx, part, job, klass, None, code, message, None, None)
+        _error_row(ctx, part, job, klass, None, code or "batch_not_run", message, None, None)
         return
-    status = int(response.get("status_code") or 0)
-    request_id = response.get("request_id")
+    raw_status = response.get("status_code")
+    status = http_status(raw_status)
+    request_id = text(response.get("request_id"), 200)
     body = response.get("body")
-    if status != 200:
-        code, message = error_fields(body if isinstance(body, dict) else None)
-        klass = classify_http(status, code)
-        _error_row(ctx, part, job, klass, status, code, message, request_id, None)
+    # an answer with images is saved whatever its status says (null, "abc"): it was billed
+    if status == 200 or (status is None and _has_images(body)):
+        await _ok_line(ctx, part, job, body, status, request_id, seen, billed)
         return
+    if cid in seen:
+        return
+    seen.add(cid)
+    if status is None:
+        shown = orjson.dumps(raw_status)[:40].decode("utf-8", "replace")
+        message = f"the line's status_code {shown} is not an HTTP status, and it has no images"
+        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, None, None, message,
+                   request_id, None)  # fmt: skip
+        return
+    code, message = error_fields(body if isinstance(body, dict) else None)
+    klass = classify_http(status, code)
+    _error_row(ctx, part, job, klass, status, code, message, request_id, None)
+
+
+async def _ok_line(
+    ctx: BatchContext, part: Part, job: Job, body: Any, status: int | None,
+    request_id: str | None, seen: set[str], billed: list[float],
+) -> None:  # fmt: skip
     # a usage the provider got wrong is priced from the table (provider/usage.py)
     usage = parse_usage(body.get("usage"))[0] if isinstance(body, dict) else None
     try:
         images = _images(body)
     except _Line as exc:
+        if job.id in seen:
+            return
+        seen.add(job.id)
         cost = _cost(ctx, job, usage, 0)
         billed[0] += cost or 0.0
-        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, 200, None, str(exc), request_id,
-                   usage, cost)  # fmt: skip
+        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, status, None, str(exc),
+                   request_id, usage, cost)  # fmt: skip
         return
+    seen.add(job.id)
     if sum(len(i.data) for i in images) <= _INLINE_SAVE_BYTES:
         paths, nbytes = save_images(ctx.rundir.images_dir, job.id, images)
     else:
@@ -135,7 +191,7 @@ async def _one_line(
     billed[0] += cost or 0.0
     row = _row(ctx, part, job, request_id)
     row.update(
-        status=STATUS_OK, final=True, http_status=200, image_paths=paths,
+        status=STATUS_OK, final=True, http_status=status, image_paths=paths,
         image_count=len(paths), image_bytes=nbytes,
         revised_prompt=next((i.revised_prompt for i in images if i.revised_prompt), None),
         cost_usd=cost, cost_source="usage" if usage is not None and cost is not None else (
@@ -147,6 +203,46 @@ async def _one_line(
     ctx.tally.ok(job, len(paths), cost or 0.0)
 
 
+def _long_line(
+    ctx: BatchContext, part: Part, line: LongLine, jobs: dict[str, Job], seen: set[str]
+) -> None:
+    cid = line.custom_id
+    job = jobs.get(cid) if cid is not None and cid not in ctx.done_ids else None
+    mb = f"{line.size / 1e6:,.1f} MB"
+    if job is None:
+        ctx.say(f"[yellow]{part.label()}: skipped a {mb} line over the line cap "
+                f"({MAX_LINE_ENV}={line.cap}) that names none of its open jobs[/]")  # fmt: skip
+        return
+    if job.id in seen:
+        return
+    seen.add(job.id)
+    message = (
+        f"the batch output line is {mb}, over the cap of {line.cap:,} bytes: not read. The "
+        f"provider may have billed it; raise {MAX_LINE_ENV} and collect a copy of the file "
+        "to keep it"
+    )
+    _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, None, "line_too_long", message,
+               None, None)  # fmt: skip
+
+
+def _loads(raw: bytes | bytearray) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if len(raw) > 1 << 20:
+            raise
+        # orjson refuses integers past 64 bits (a status_code of 10**30): the standard
+        # library reads them (small lines only: a big line is images, parsed by orjson)
+        return json.loads(raw)
+
+
+def _has_images(body: Any) -> bool:
+    data = body.get("data") if isinstance(body, dict) else None
+    return isinstance(data, list) and any(
+        isinstance(i, dict) and isinstance(i.get("b64_json"), str) for i in data
+    )
+
+
 def _images(body: Any) -> list[ImageData]:
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list) or not data:
@@ -154,7 +250,7 @@ def _images(body: Any) -> list[ImageData]:
     out = []
     for i, item in enumerate(data):
         b64 = item.get("b64_json") if isinstance(item, dict) else None
-        if not b64:
+        if not b64 or not isinstance(b64, str):
             raise _Line(f"data[{i}] has no b64_json (batch image answers carry base64)")
         try:
             raw = pybase64.b64decode(b64, validate=True)
@@ -163,7 +259,7 @@ def _images(body: Any) -> list[ImageData]:
         ext = sniff_ext(raw)
         if ext is None:
             raise _Line(f"data[{i}] is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
-        out.append(ImageData(raw, ext, item.get("revised_prompt")))
+        out.append(ImageData(raw, ext, text(item.get("revised_prompt"))))
     return out
 
 

@@ -21,11 +21,13 @@ import orjson
 
 from batchgen import faultpoints
 from batchgen.batch.context import ENDPOINT, BatchContext
+from batchgen.batch.lines import batch_errors, count, text
 from batchgen.batch.state import Part
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import Reservation
-from batchgen.runlog.schema import STATUS_SKIPPED
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_SKIPPED
+from batchgen.runner.recovery import IN_FLIGHT_AT_CRASH
 
 
 def request_line(job: Job) -> bytes:
@@ -153,21 +155,65 @@ async def _create(ctx: BatchContext, part: Part) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+# answers of a provider that has no such listing route
+_NO_LISTING = frozenset({404, 405, 501})
+
+
 async def _find_file(ctx: BatchContext, part: Part) -> str | None:
-    async for item in ctx.api.list_files():
-        if item.get("filename") == part.filename and item.get("purpose") == "batch":
-            return str(item["id"])
+    try:
+        async for item in ctx.api.list_files():
+            if not isinstance(item, dict):
+                continue
+            if item.get("filename") == part.filename and item.get("purpose") == "batch":
+                return str(item["id"])
+    except AttemptError as exc:
+        if exc.http_status not in _NO_LISTING:
+            raise
+        # an upload costs nothing: send the file again (a copy may be left at the provider)
+        ctx.say(f"[yellow]part {part.part}: the provider cannot list its files (HTTP "
+                f"{exc.http_status}), so an upload cut short by the crash cannot be found; "
+                "uploading the input again (uploads are free; an earlier copy may be left "
+                "among your files)[/]")  # fmt: skip
     return None
 
 
 async def _find_batch(ctx: BatchContext, part: Part) -> dict[str, Any] | None:
     want = ctx.state.metadata(part.part)
     since = part.created_local - 3600  # clocks differ; a margin, the metadata decides
-    async for item in ctx.api.list_batches(newer_than=since):
-        meta = item.get("metadata") or {}
-        if all(meta.get(k) == v for k, v in want.items()):
-            return item
+    try:
+        async for item in ctx.api.list_batches(newer_than=since):
+            meta = item.get("metadata") if isinstance(item, dict) else None
+            if isinstance(meta, dict) and all(meta.get(k) == v for k, v in want.items()):
+                return item
+    except AttemptError as exc:
+        if exc.http_status not in _NO_LISTING:
+            raise
+        _unknown_batch(ctx, part, exc.http_status)
     return None
+
+
+def _unknown_batch(ctx: BatchContext, part: Part, status: int | None) -> None:
+    """The crash may have left a batch of this part at the provider that cannot be found:
+    say so, and log each job as possibly billed (``in_flight_at_crash``, attempt 0) so the
+    report counts it as possibly billed twice once it is sent again."""
+    ids = ctx.state.job_ids(part)
+    ctx.say(f"[yellow]part {part.part}: the provider cannot list its batches (HTTP {status}), "
+            "so a batch created just before the crash cannot be found; submitting again. If "
+            f"that batch exists, its {len(ids)} request(s) are billed twice (the report counts "
+            "them as possibly billed twice)[/]")  # fmt: skip
+    jobs = ctx.jobs_of(set(ids) - ctx.done_ids)
+    for job_id in ids:
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        row = base_row(ctx, job, attempt=0)
+        row.update(
+            status=STATUS_ERROR, final=False, error_class=ErrorClass.CANCELLED.value,
+            error_code=IN_FLIGHT_AT_CRASH, cost_usd=None, cost_source="unknown",
+            error_message=f"part {part.part}: a batch may have been created before a crash; "
+            "the provider cannot list batches to find it, so it was submitted again",
+        )  # fmt: skip
+        ctx.sink.append(row)
 
 
 async def reconcile(ctx: BatchContext) -> None:
@@ -179,16 +225,19 @@ async def reconcile(ctx: BatchContext) -> None:
 
 def _update(part: Part, batch: dict[str, Any]) -> bool:
     """Copy the provider's view of the batch into ``part``; True when something changed."""
+    if not isinstance(batch, dict):
+        return False  # not a Batch object: nothing to learn from it (polled again)
     before = (part.status, part.counts, part.output_file_id, part.error_file_id)
     part.batch_id = str(batch.get("id") or part.batch_id)
-    part.status = batch.get("status") or part.status
-    counts = batch.get("request_counts") or {}
-    part.counts = {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")}
-    part.output_file_id = batch.get("output_file_id") or part.output_file_id
-    part.error_file_id = batch.get("error_file_id") or part.error_file_id
-    errors = (batch.get("errors") or {}).get("data") or []
+    part.status = text(batch.get("status"), 40) or part.status
+    counts = batch.get("request_counts")
+    counts = counts if isinstance(counts, dict) else {}
+    part.counts = {k: count(counts.get(k)) for k in ("total", "completed", "failed")}
+    part.output_file_id = text(batch.get("output_file_id"), 200) or part.output_file_id
+    part.error_file_id = text(batch.get("error_file_id"), 200) or part.error_file_id
+    errors = batch_errors(batch.get("errors"))
     if errors:
-        part.errors = errors[:20]
+        part.errors = errors
     return before != (part.status, part.counts, part.output_file_id, part.error_file_id)
 
 

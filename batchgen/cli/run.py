@@ -7,6 +7,7 @@ sent); 3 stopped early with jobs pending (auth, quota, budget, interrupt) — `b
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from batchgen.cli.common import (
@@ -83,6 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if refused := too_many_jobs(args.jobfile, args.max_jobs):
         err.print(refused[0], markup=False)
         return EXIT_USAGE
+    if args.max_jobs is None and not _big_spec_confirmed(args, err):
+        return EXIT_USAGE
     observer = ConsoleObserver(console, err, args)
     if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
@@ -142,3 +145,24 @@ def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
     args.run_dir = str(run_dir)
     args.jobfile = str(save_stdin(run_dir, data))
     return None
+
+
+def _big_spec_confirmed(args: argparse.Namespace, err: Any) -> bool:
+    """A spec of more than ASK_ABOVE_JOBS jobs without --max-jobs: say the count before its
+    jobs are made and checked, and ask (--yes goes on; no terminal: refuse, naming the fix)."""
+    from batchgen.jobs.tally import ASK_ABOVE_JOBS, spec_size
+
+    size = spec_size(args.jobfile)
+    if size is None or size[0] <= ASK_ABOVE_JOBS:
+        return True
+    total, how = size
+    said = f"{args.jobfile}: expands to {total:,} jobs ({how})"
+    if getattr(args, "yes", False):
+        err.print(f"{said}; checking them before the quote", markup=False)
+        return True
+    if not sys.stdin.isatty():
+        err.print(f"{said}: more than {ASK_ABOVE_JOBS:,} — pass --max-jobs {total} (or --yes) "
+                  "to go on, or shrink the matrix", markup=False)  # fmt: skip
+        return False
+    err.print(f"{said}. Check them all and quote? [y/N] ", markup=False, end="")
+    return sys.stdin.readline().strip().lower() in {"y", "yes"}

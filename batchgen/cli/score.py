@@ -112,8 +112,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _say_to(console: Any) -> Any:
+    from batchgen.errors import printable
+
     def say(text: str, style: str | None = None) -> None:
         with contextlib.suppress(OSError):  # the terminal may be gone after SIGHUP
-            console.print(text, markup=False, style=style)
+            console.print(printable(text), markup=False, style=style)
 
     return say

@@ -227,10 +227,13 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
     shown = [r for r in weakest(run_dir, spec.id, 10**9) if r["image_path"] in best_paths][:5]
     if shown:
         console.print("weakest jobs (their best image):")
+    from batchgen.errors import printable
+
     for row in shown:
-        console.print(
-            f"  {row['score']:>4.1f}  {row['image_path']}  {row['reasons']}", markup=False
-        )
+        # the judge's words are data: no control sequence reaches the terminal
+        reasons = printable(str(row["reasons"] or ""), one_line=True)
+        path = printable(str(row["image_path"]), one_line=True)
+        console.print(f"  {row['score']:>4.1f}  {path}  {reasons}", markup=False)
     if below:
         console.print(
             f"regenerate them: batchgen resume {run_dir} --regenerate-below {spec.threshold:g}"

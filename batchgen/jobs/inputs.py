@@ -18,10 +18,11 @@ import hashlib
 import math
 import os
 import re
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchgen.jobs.formats import kind_of, show
 
@@ -86,24 +87,65 @@ def _dimensions(path: str) -> tuple[int, int]:
         return 0, 0
 
 
+class NotAnImageFile(OSError):
+    """A local input that is not a regular file (a FIFO, a device) or too big to send: refused
+    before it is read (a FIFO would block, /dev/zero never ends, a sparse file is huge)."""
+
+
+def open_input(path: str, limit: int = MAX_IMAGE_BYTES) -> tuple[BinaryIO, int]:
+    """``path`` opened for reading without blocking on a FIFO, checked to be a regular file
+    of at most ``limit`` bytes (by its size, before a byte is read); (file, size)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAnImageFile(f"{path} is not a regular file (a pipe, a device or a socket)")
+        if st.st_size > limit:
+            raise NotAnImageFile(
+                f"{path} is {st.st_size / 1e6:,.1f} MB, over the {limit / 1e6:.0f} MB an input "
+                "image may be"
+            )
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_input(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a local input, refused as :func:`open_input` does; never more than
+    ``limit`` bytes read (a file that grows while it is read is refused)."""
+    f, _ = open_input(path, limit)
+    with f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise NotAnImageFile(f"{path} grew past {limit / 1e6:.0f} MB while it was read")
+    return data
+
+
 def file_facts(path: str) -> _FileFacts:
     """sha256, format, dimensions and size of a local file (cached by path, mtime, size).
-    Raises OSError when it cannot be read."""
+    Raises OSError when it cannot be read, NotAnImageFile when it is not a regular file or
+    is over the size an input may be (checked before it is hashed)."""
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     hit = _FACTS.get(key)
-    if hit is not None:
+    if hit is not None and stat.S_ISREG(st.st_mode):
         _FACTS.move_to_end(key)
         return hit
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    f, size = open_input(path)
+    with f:
         head = f.read(1 << 16)
         digest.update(head)
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        left = MAX_IMAGE_BYTES + 1 - len(head)
+        while left > 0 and (chunk := f.read(min(1 << 20, left))):
             digest.update(chunk)
+            left -= len(chunk)
+    if left <= 0:
+        raise NotAnImageFile(f"{path} grew past {MAX_IMAGE_BYTES / 1e6:.0f} MB while it was read")
     fmt = _sniff(head)
     width, height = _dimensions(path) if fmt is not None else (0, 0)
-    facts = _FileFacts(digest.hexdigest(), fmt, width, height, st.st_size)
+    facts = _FileFacts(digest.hexdigest(), fmt, width, height, size)
     _FACTS[key] = facts
     while len(_FACTS) > _CACHE_MAX:
         _FACTS.popitem(last=False)
@@ -151,11 +193,13 @@ def _one(role: str, ref: Any, base: Path, field: str) -> InputImage | str:
     if not path.is_absolute():
         path = base / path
     where = str(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         what = "is a directory" if path.is_dir() else "does not exist"
         return f'{role} "{ref}" {what} ({where}): check the path (relative to the job file)'
     try:
         facts = file_facts(where)
+    except NotAnImageFile as exc:
+        return f'{role} "{ref}" is refused: {exc}; give a PNG, JPEG or WebP file'
     except OSError as exc:
         return f'{role} "{ref}" cannot be read ({exc.strerror or exc}): check its permissions'
     return InputImage(role, ref, "path", where, facts.sha256, facts.fmt, facts.width, facts.height)

@@ -24,7 +24,6 @@ one-option variant (it would swallow our ``{variable}``), its generators return 
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import itertools
 import math
@@ -36,6 +35,8 @@ from typing import Any
 
 from batchgen.jobs.fields import EDIT_ONLY_FIELDS
 from batchgen.jobs.formats import Problem, Record, kind_of, show
+from batchgen.jobs.specglob import glob_files
+from batchgen.jobs.specyaml import SpecYamlError, load_yaml
 
 SPEC_KEYS = frozenset({"defaults", "prompt", "matrix", "zip", "repeat", "vars_csv", "id"})
 INPUT_KEYS = frozenset({"image", "images", "mask"})
@@ -100,9 +101,11 @@ def load_spec(path: Path) -> Spec:
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except UnicodeDecodeError:
         raise SpecProblems([Problem(where, 0, "not UTF-8 text: save the spec as UTF-8")]) from None
+    except SpecYamlError as exc:
+        raise SpecProblems([Problem(where, exc.line, exc.message)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
@@ -187,9 +190,11 @@ def _globbed(spec: Spec, bad: Any) -> None:
     for key in ("images", "image"):
         value = spec.template.get(key)
         if isinstance(value, str) and _GLOB_CHARS & set(value):
-            pattern = value if Path(value).is_absolute() else str(spec.path.parent / value)
-            found = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            found = [p for p in found if p.is_file()]
+            # relative to the spec's folder, made absolute: a later step must not join it
+            # to that folder again (spec/spec/photos/a.png)
+            base = spec.path.parent.absolute()
+            pattern = value if Path(value).is_absolute() else str(base / value)
+            found = sorted(glob_files(pattern))
             if not found:
                 bad(key, f'the pattern "{value}" matches no file: check the folder and pattern')
             spec.files = found  # one job per file: its "image"

@@ -9,21 +9,22 @@ from typing import Any
 
 from batchgen.jobs.model import Job
 
+# a spec past this many jobs without --max-jobs is said, and asked about, before its jobs are
+# made and checked one by one (10⁹ cells would run silently for hours)
+ASK_ABOVE_JOBS = 100_000
 
-def too_many_jobs(path: str | Path, max_jobs: int | None) -> tuple[str, int] | None:
-    """(message, count) when a spec expands past ``max_jobs`` — computed, not expanded.
-    None when it fits, is no spec, or has problems of its own (validation reports them)."""
+
+def spec_size(path: str | Path) -> tuple[int, str] | None:
+    """(jobs, how: "3 style × 2 background") of a spec — computed, not expanded. None when
+    it is no spec or has problems of its own (validation reports them)."""
     from batchgen.jobs.spec import SpecProblems, count, is_spec, load_spec
 
     path = Path(path)
-    if max_jobs is None or not is_spec(path) or not path.is_file():
+    if not is_spec(path) or not path.is_file():
         return None
     try:
         spec = load_spec(path)
     except SpecProblems:
-        return None
-    total = count(spec)
-    if total <= max_jobs:
         return None
     factors = [f"{len(v)} {k}" for k, v in spec.matrix]
     if spec.zipped:
@@ -35,7 +36,18 @@ def too_many_jobs(path: str | Path, max_jobs: int | None) -> tuple[str, int] | N
     factors += [f"{len(v)} variants" for v in spec.variants]
     if spec.repeat > 1:
         factors.append(f"repeat {spec.repeat}")
-    how = " × ".join(factors) or "1"
+    return count(spec), " × ".join(factors) or "1"
+
+
+def too_many_jobs(path: str | Path, max_jobs: int | None) -> tuple[str, int] | None:
+    """(message, count) when a spec expands past ``max_jobs`` — computed, not expanded.
+    None when it fits, is no spec, or has problems of its own (validation reports them)."""
+    if max_jobs is None:
+        return None
+    size = spec_size(path)
+    if size is None or size[0] <= max_jobs:
+        return None
+    total, how = size
     msg = (
         f"{path}: expands to {total:,} jobs ({how}), more than --max-jobs {max_jobs:,}: "
         "shrink the matrix, or raise --max-jobs"

@@ -26,7 +26,7 @@ import orjson
 import pybase64
 
 from batchgen.errors import AttemptError, ErrorClass
-from batchgen.jobs.inputs import InputImage
+from batchgen.jobs.inputs import InputImage, read_input
 from batchgen.jobs.model import Job
 
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -34,7 +34,8 @@ _INPUT_FIELDS = frozenset({"image", "images", "mask"})
 
 
 def _read(item: InputImage) -> bytes:
-    data = Path(item.path or "").read_bytes()
+    # not read_bytes(): a file swapped for a FIFO would block, /dev/zero never end
+    data = read_input(item.path or "")
     if hashlib.sha256(data).hexdigest() != item.sha256:
         msg = (
             f'{item.role} "{item.ref}" changed after the job file was checked: run '

@@ -8,7 +8,8 @@
     key_env = "OPENAI_KEY_A"     # the variable's name — never the key
     models = ["gpt-image-1", "gpt-image-1-mini"]
     # optional: rpm, ipm, concurrency (caps for this endpoint's autopilot),
-    # deployments = {"gpt-image-1" = "my-dep"} and api_version (azure),
+    # deployments = {"gpt-image-1" = "my-dep"} or deployment = "my-dep" (every model of the
+    # endpoint), and api_version (azure),
     # poll_interval (bfl, fal: seconds between polls, default 0.5)
 
 What run.json records of it (:meth:`EndpointSpec.record`) holds no key: names, protocols,
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError, redact
+from batchgen.redaction import has_hidden_query, looks_like_key, redact_url
 
 if TYPE_CHECKING:
     from batchgen.limits.stop import RunControl
@@ -47,7 +49,8 @@ LOCAL_KEY = "sk-sim-local"  # the key sent to a loopback server when none is set
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _KEYS = frozenset({"name", "protocol", "base_url", "key_env", "models", "rpm", "ipm",
-                   "concurrency", "deployments", "api_version", "poll_interval"})  # fmt: skip
+                   "concurrency", "deployments", "deployment", "api_version",
+                   "poll_interval"})  # fmt: skip
 
 
 class EndpointError(UsageError):
@@ -72,7 +75,7 @@ class EndpointSpec:
     def record(self) -> dict[str, Any]:
         """For run.json and the report: everything but the key (never held here anyway)."""
         out: dict[str, Any] = {
-            "name": self.name, "protocol": self.protocol, "base_url": redact(self.base_url),
+            "name": self.name, "protocol": self.protocol, "base_url": redact_url(self.base_url),
             "key_env": self.key_env, "models": list(self.models),
         }  # fmt: skip
         for key in ("rpm", "ipm", "concurrency", "api_version", "poll_interval"):
@@ -158,6 +161,13 @@ def _base_url(t: dict[str, Any], protocol: str, fail: _Fail) -> str:
     if parts.password is not None:
         raise fail(f"base_url {redact(url)} carries a password: drop `user:password@` (the key "
                    "goes in the variable named by key_env)")  # fmt: skip
+    if parts.username is not None:
+        # aiohttp cannot send both the URL's credentials and the key's Authorization header
+        raise fail(f"base_url {redact(url)} carries credentials before `@`: drop them (a "
+                   "gateway's token goes in the variable named by key_env)")  # fmt: skip
+    if has_hidden_query(url):
+        raise fail(f"base_url {url} lost its query values: run.json keeps none (they may be "
+                   "secrets); give the providers file again with --providers FILE")  # fmt: skip
     return url
 
 
@@ -170,6 +180,14 @@ def _models(t: dict[str, Any], fail: _Fail) -> tuple[str, ...]:
 
 
 def _deployments(t: dict[str, Any], fail: _Fail) -> dict[str, str]:
+    one = t.get("deployment")
+    if one is not None:
+        # a one-deployment endpoint (Azure's usual): every model it lists goes there
+        if t.get("deployments"):
+            raise fail('give deployment = "name" or deployments = {model = "name"}, not both')
+        if not isinstance(one, str) or not one.strip():
+            raise fail('deployment must be a deployment name (deployment = "my-dep")')
+        return dict.fromkeys(_models(t, fail), one)
     deployments = t.get("deployments") or {}
     if not isinstance(deployments, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in deployments.items()
@@ -206,12 +224,20 @@ def resolve_keys(
         key = env.get(spec.key_env, "")
         if not key:
             if not is_loopback(urlsplit(spec.base_url).hostname or ""):
-                msg = (f"endpoint {spec.name}: no API key: ${spec.key_env} is not set "
-                       f"(export {spec.key_env}=...)")  # fmt: skip
-                raise EndpointError(msg)
+                raise EndpointError(f"endpoint {spec.name}: {no_key_message(spec.key_env)}")
             key = LOCAL_KEY
         keys[spec.name] = key
     return keys
+
+
+def no_key_message(key_env: str, flag: str = "key_env") -> str:
+    """Why there is no key, never echoing a key pasted where the variable's name belongs."""
+    if looks_like_key(key_env):
+        return (
+            f"no API key: the variable named in {flag} looks like a key itself; put the "
+            f'variable\'s NAME there ({flag} = "OPENAI_API_KEY") and the key in that variable'
+        )
+    return f"no API key: ${key_env} is not set (export {key_env}=...)"
 
 
 def unserved(specs: list[EndpointSpec], models: set[str]) -> list[str]:

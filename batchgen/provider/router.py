@@ -35,6 +35,14 @@ from batchgen.limits.stop import RunControl
 from batchgen.provider.base import GenerateResult, Provider
 
 
+class _TakenOutWhileWaiting(Exception):
+    """The endpoint was taken out while the attempt waited for it: nothing was sent."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__("taken out while waiting")
+        self.wait_s = wait_s
+
+
 @dataclass(eq=False)
 class Endpoint:
     name: str
@@ -143,9 +151,20 @@ class Router:
         return error
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
-        ep = self.pick(job.model)
-        if ep is None:
-            raise self._none_left(job)
+        waited = 0.0
+        while True:
+            ep = self.pick(job.model)
+            if ep is None:
+                error = self._none_left(job)
+                error.wait_s = waited
+                raise error
+            try:
+                return await self._send(ep, job, timeout, waited)
+            except _TakenOutWhileWaiting as out:
+                # nothing was sent: no row, no attempt used; the next live endpoint (if any)
+                waited = out.wait_s
+
+    async def _send(self, ep: Endpoint, job: Job, timeout: float, waited: float) -> GenerateResult:
         ep.pending += 1
         start = anyio.current_time()
         ticket: Ticket | None = None
@@ -159,9 +178,9 @@ class Router:
                 ticket = await ep.limiter.enter()
             if ticket is None or (self.control is not None and self.control.stopping):
                 raise AttemptError(ErrorClass.CANCELLED, "the run stopped before sending")
-            wait = anyio.current_time() - start
-            if ep.down is not None:  # taken out while this attempt waited for it
-                raise self._rerouted_or_final(job, ep, ep.down, wait)
+            wait = waited + anyio.current_time() - start
+            if ep.down is not None:  # taken out while this attempt waited for it: not sent
+                raise _TakenOutWhileWaiting(wait)
             if self.inflight is not None:
                 self.inflight.add(job.id)
             try:

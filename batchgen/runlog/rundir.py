@@ -26,7 +26,7 @@ from typing import Any
 
 from batchgen.errors import RunDirError as RunDirError  # re-exported: callers import it here
 from batchgen.errors import RunLocked, redact
-from batchgen.redaction import ENV_NAME, SECRETISH
+from batchgen.redaction import ENV_NAME, SECRETISH, is_env_name
 from batchgen.runlog import manifest
 from batchgen.runlog.fsio import atomic_write_bytes
 
@@ -75,13 +75,19 @@ def strip_secrets(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 if (c := clean(v, f"{path}[{i}]", secretish)) is not _STRIPPED
             ]
         if isinstance(value, str) and (
-            (secretish and not ENV_NAME.match(value)) or redact(value, ()) != value
+            (secretish and not _name_ok(path, value)) or redact(value, ()) != value
         ):
             dropped.append(path)
             return _STRIPPED
         return value
 
     return clean(settings, "", False), dropped
+
+
+def _name_ok(path: str, value: str) -> bool:
+    """A secret-named setting may keep a variable's NAME: a ``*_env`` one in any letter case
+    (``key_env = "openai_key"``), unless a key was pasted there; others in upper case."""
+    return is_env_name(value) if path.endswith("_env") else bool(ENV_NAME.match(value))
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

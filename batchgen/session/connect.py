@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from batchgen.errors import ConfigError, UsageError, redact
 from batchgen.provider.base import DEFAULT_BASE_URL
-from batchgen.provider.endpoints import LOCAL_KEY, is_loopback
+from batchgen.provider.endpoints import LOCAL_KEY, is_loopback, no_key_message
+from batchgen.redaction import has_hidden_query, looks_like_key
 
 if TYPE_CHECKING:
     from batchgen.config import RunConfig
@@ -79,11 +80,27 @@ def resolve_connection(
             f"`user:password@` from the URL (a gateway's token goes in ${key_env})"
         )
         raise UsageError(msg)
+    if parts.username is not None:
+        # aiohttp cannot send both the URL's credentials and the key's Authorization header
+        msg = (
+            f"--base-url {redact(url)} carries credentials before `@`: batchgen sends the key "
+            "as the Authorization header. Drop them from the URL (a gateway's token goes in "
+            "the variable named by --api-key-env)"
+        )
+        raise UsageError(msg)
+    if has_hidden_query(url):
+        msg = (
+            f"the base URL {url} lost its query values: run.json keeps none (they may be "
+            "secrets). Give it again with --base-url URL"
+        )
+        raise UsageError(msg)
     key = api_key or os.environ.get(key_env, "")
     if not key:
         if is_loopback(parts.hostname or ""):
             key = LOCAL_KEY  # a local server (the simulator, a local gateway) may need none
         else:
+            if looks_like_key(key_env):
+                raise UsageError(no_key_message(key_env, "--api-key-env"))
             msg = (
                 f"no API key: ${key_env} is not set. Export it (export {key_env}=sk-...), name "
                 "another variable with --api-key-env NAME, or try the simulator with "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
+from batchgen.redaction import redact_url
 from batchgen.session.connect import Connection, connect, sim_config
 from batchgen.session.execute import SessionPlan
 from batchgen.session.observer import Observer, Silent
@@ -208,7 +209,7 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "defaults": dict(cfg.job_defaults),
         "pool": cfg.pool.record(),
         "provider": connection.provider,
-        "base_url": connection.base_url,
+        "base_url": redact_url(connection.base_url) if connection.base_url else None,
         "api_key_env": connection.key_env,
         "sim": dict(cfg.sim) if connection.provider == "sim" else None,
         "prices": str(Path(cfg.prices).resolve()) if cfg.prices else None,

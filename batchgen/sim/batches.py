@@ -7,6 +7,13 @@ POST /v1/batches   GET /v1/batches   GET /v1/batches/{id}   POST /v1/batches/{id
 A batch's state machine, its lines and its JSON are in sim/batchstate.py; here are the routes,
 and the output and error files a batch gets once it is terminal.
 
+Hostile answers, for tests: ``batch_faults`` (sim/config.py: ``counts_str``,
+``errors_list``, ``output_404``, ``no_file_list``, ``no_batch_list``) and a ``[batch:MODE]``
+marker in a line's prompt, which mangles that line of the output file: ``status_abc``,
+``status_huge`` (10³⁰), ``status_null`` (a valid image with a null status), ``revised_dict``,
+``error_then_ok`` (a 500 line, then the ok line, for the same custom_id), ``pad=N`` (N KB of
+padding inside the line's body).
+
 Counters for tests (in ``GET /_sim/stats`` under ``batch``): ``submitted`` — custom_id →
 times it was in a created batch; ``billed`` — custom_id → 200 lines it got; batches created,
 files uploaded.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -99,6 +107,8 @@ class SimBatches:
         return web.json_response(f.json())
 
     async def list_files(self, request: web.Request) -> web.Response:
+        if self.server.config.batch_faults.get("no_file_list"):
+            raise ApiError(405, "Method Not Allowed", code="method_not_allowed")
         purpose = request.query.get("purpose")
         found = [f for f in reversed(self.files.values()) if purpose in (None, f.purpose)]
         if request.query.get("order") == "asc":
@@ -125,6 +135,11 @@ class SimBatches:
 
     async def content(self, request: web.Request) -> web.StreamResponse:
         f = self._file(request)
+        lost = self.server.config.batch_faults.get("output_404")
+        if lost and any(
+            b.number == lost and f.id == b.output_file_id for b in self.batches.values()
+        ):
+            raise ApiError(404, f"No such File object: {f.id}", param="id", code="not_found")
         resp = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
         if f.data is not None:
             resp.content_length = len(f.data)
@@ -166,9 +181,10 @@ class SimBatches:
             )
             raise ApiError(400, msg, param="input_file_id")
         config = self.server.config
+        faults = config.batch_faults
         lines, errors = parse_input(source.data, endpoint, config, self.server.planner)
         number = len(self.batches) + 1
-        if config.batch_faults.get("fail") == number and not errors:
+        if number in (faults.get("fail"), faults.get("errors_list")) and not errors:
             errors = [{"code": "invalid_request", "message": "Simulated validation failure "
                        "(batch_faults fail).", "param": None, "line": 1}]  # fmt: skip
         batch = Batch(
@@ -184,7 +200,13 @@ class SimBatches:
 
     def _json(self, b: Batch) -> dict[str, Any]:
         self._refresh(b)
-        return b.json(self._now())
+        out = b.json(self._now())
+        faults = self.server.config.batch_faults
+        if faults.get("counts_str") == b.number:
+            out["request_counts"] = {k: str(v) for k, v in out["request_counts"].items()}
+        if faults.get("errors_list") == b.number and b.errors:
+            out["errors"] = list(b.errors)
+        return out
 
     def _refresh(self, b: Batch) -> None:
         """Once terminal: the output and error files exist and the lines that ran are billed."""
@@ -221,7 +243,12 @@ class SimBatches:
                 rest = responses.response_fields(req) if req.family == "gpt" else {}
                 tail = (b"," + json.dumps(rest).encode()[1:-1]) if rest else b""
                 body = b'{"created":%d,"data":[%s]%s}' % (b.created_at, items, tail)
-                yield line_bytes(b, line, 200, body)
+                mode = _marker(line)
+                if mode is None:
+                    yield line_bytes(b, line, 200, body)
+                else:
+                    for out in _mangled(b, line, body, mode):
+                        yield out
 
         f = SimFile(self._new_id("file"), name, "batch_output", int(time.time()), lines=lines)
         self.files[f.id] = f
@@ -277,6 +304,8 @@ class SimBatches:
         return web.json_response(self._json(b))
 
     async def list_batches(self, request: web.Request) -> web.Response:
+        if self.server.config.batch_faults.get("no_batch_list"):
+            raise ApiError(405, "Method Not Allowed", code="method_not_allowed")
         newest_first = list(reversed(self.batches.values()))
         batches, more = _page(newest_first, request, default_limit=20, max_limit=100)
         data = [self._json(b) for b in batches]
@@ -295,6 +324,38 @@ class SimBatches:
             "statuses": dict(Counter(b.state(now)[0] for b in self.batches.values())),
             "submitted": dict(self.submitted), "billed": dict(self.billed),
         }  # fmt: skip
+
+
+_MARKER = re.compile(r"\[batch:([a-z_]+(?:=\d+)?)\]")
+
+
+def _marker(line: Line) -> str | None:
+    prompt = line.body.get("prompt")
+    found = _MARKER.search(prompt) if isinstance(prompt, str) else None
+    return found.group(1) if found else None
+
+
+def _mangled(b: Batch, line: Line, body: bytes, mode: str) -> list[bytes]:
+    """The output line(s) of ``line`` as a hostile provider writes them (module doc)."""
+    ok = line_bytes(b, line, 200, body)
+    if mode == "status_abc":
+        return [ok.replace(b'"status_code":200', b'"status_code":"abc"', 1)]
+    if mode == "status_huge":
+        return [ok.replace(b'"status_code":200', b'"status_code":' + b"1" + b"0" * 30, 1)]
+    if mode == "status_null":
+        return [ok.replace(b'"status_code":200', b'"status_code":null', 1)]
+    if mode == "revised_dict":
+        doc = json.loads(body)
+        for item in doc["data"]:
+            item["revised_prompt"] = {"text": "a dict, not a string"}
+        return [line_bytes(b, line, 200, json.dumps(doc).encode())]
+    if mode == "error_then_ok":
+        err = responses.FAULT_ERRORS["server"]
+        return [line_bytes(b, line, err.status, json.dumps(err.body()).encode()), ok]
+    if mode.startswith("pad="):
+        pad = b"x" * (int(mode[4:]) * 1024)
+        return [line_bytes(b, line, 200, body[:-1] + b',"pad":"' + pad + b'"}')]
+    return [ok]
 
 
 def _page(

@@ -30,7 +30,13 @@ FAULT_CLASSES: tuple[str, ...] = (
 )
 FAIL_AFTER_CLASSES: tuple[str, ...] = ("auth", "quota")
 LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")
-BATCH_FAULTS: tuple[str, ...] = ("fail", "expire")
+BATCH_FAULTS: tuple[str, ...] = (
+    "fail", "expire",
+    # hostile providers (K-th batch): request_counts as strings, errors as a bare list (with
+    # a failed validation), its output file answers 404; =1 on/off: GET /v1/files
+    # or GET /v1/batches answers 405 (providers without those listings)
+    "counts_str", "errors_list", "output_404", "no_file_list", "no_batch_list",
+)  # fmt: skip
 
 
 class SimConfigError(ValueError):
@@ -81,7 +87,8 @@ class SimConfig:
     # the Batch API (sim/batches.py): seconds a batch takes from creation to completed (the
     # compressible clock), and batch faults: {"fail": K, "expire": K} makes the K-th batch
     # created fail validation / expire half-way ("fail=1,expire=2"); line faults come from
-    # ``faults`` and prompt directives, as for live requests
+    # ``faults`` and prompt directives, as for live requests; hostile output lines from a
+    # ``[batch:MODE]`` marker in the prompt (sim/batches.py); more kinds: BATCH_FAULTS
     batch_seconds: float = 1.0
     batch_faults: Mapping[str, int] = field(default_factory=dict)
 

@@ -1,0 +1,110 @@
+"""Reading a spec's YAML safely: bounded before it is built, duplicate keys refused.
+
+PyYAML's ``safe_load`` shares the node of an anchor with each of its aliases, so a 1 KB
+"billion laughs" spec loads at once — and then every walk over it (placeholders, the request
+body, its size) visits each alias again: 10⁹ nodes. Its composer also recurses per level, so
+50,000 nested ``[`` raise RecursionError. So the text is first read as a stream of events
+(the parser keeps its own stack, no recursion) to bound three things with FILE:LINE errors:
+
+- nesting depth (``MAX_DEPTH`` levels),
+- the expanded size: every node counted as often as aliases repeat it (``MAX_NODES``),
+- then, on the composed nodes, a key given twice in one mapping (YAML says keys are unique;
+  PyYAML keeps the last silently — ``matrix:`` twice would lose the first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+class SpecYamlError(ValueError):
+    """A problem at ``line`` (1-based; 0: the whole file) of the spec."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def load_yaml(text: str) -> Any:
+    """The spec's data; SpecYamlError for a bomb, a deep nest or a duplicate key;
+    yaml.YAMLError for bad syntax."""
+    import yaml
+
+    _bound(text)
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    _no_duplicate_keys(node)
+    loader = yaml.SafeLoader(text)
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _bound(text: str) -> None:
+    import yaml
+    from yaml import events as ev
+
+    sizes = [0]  # expanded node count of each open collection (and the document)
+    anchors: dict[str, int] = {}
+    open_anchor: list[str | None] = [None]
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, ev.ScalarEvent):
+            add = 1
+            if event.anchor:
+                anchors[event.anchor] = 1
+        elif isinstance(event, ev.AliasEvent):
+            add = anchors.get(str(event.anchor), 1)
+        elif isinstance(event, ev.CollectionStartEvent):
+            if len(sizes) > MAX_DEPTH:
+                msg = (f"nested more than {MAX_DEPTH} levels deep: a spec is a few levels "
+                       "(matrix → variable → list); flatten it")  # fmt: skip
+                raise SpecYamlError(line, msg)
+            sizes.append(1)
+            open_anchor.append(event.anchor)
+            continue
+        elif isinstance(event, ev.CollectionEndEvent):
+            add = sizes.pop()
+            anchor = open_anchor.pop()
+            if anchor:
+                anchors[anchor] = add
+        else:
+            continue
+        sizes[-1] += add
+        total += add if isinstance(event, ev.AliasEvent) else 0
+        if sizes[-1] > MAX_NODES or total > MAX_NODES:
+            msg = (f"expands to more than {MAX_NODES:,} values through aliases (*name): an "
+                   "alias bomb? Write the values out, or use vars_csv for long lists")  # fmt: skip
+            raise SpecYamlError(line, msg)
+
+
+def _no_duplicate_keys(root: Any) -> None:
+    import yaml
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        msg = (f"{key.value}: given twice (lines {first[key.value]} and {line}); "
+                               "YAML keeps only the last: merge them into one")  # fmt: skip
+                        raise SpecYamlError(line, msg)
+                    first[key.value] = line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
