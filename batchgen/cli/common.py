@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from batchgen.cli.money_args import add_money_arguments
+from batchgen.cli.money_args import add_ledger_arguments, add_money_arguments
 from batchgen.config import (
     DEFAULT_CONCURRENCY_CAP,
     FIXED_CONCURRENCY,
@@ -55,6 +55,7 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
     _add_limit_arguments(parser)
     _add_output_arguments(parser)
     add_money_arguments(parser)
+    add_ledger_arguments(parser)
     add_sim_arguments(parser, prefix="sim-")
 
 
