@@ -292,7 +292,8 @@ def _check_pool(values: Mapping[str, Any]) -> None:
 
 
 def _check_money(values: Mapping[str, Any]) -> None:
-    for name in ("max_cost", "price_per_image", "confirm_above", "monthly_budget", "project_budget"):
+    money = ("max_cost", "price_per_image", "confirm_above", "monthly_budget", "project_budget")
+    for name in money:
         value = values.get(name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int | float) or value < 0

@@ -12,16 +12,15 @@ version in the default set that asserts the same behaviour.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
-
-import atexit
-import os
-import shutil
-import tempfile
 
 from batchgen.sim import SimConfig, ThreadedSim, sim_in_thread
 from batchgen.testing import BackoffWaits, testing

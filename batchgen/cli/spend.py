@@ -103,15 +103,14 @@ def spend_document(args: argparse.Namespace) -> dict[str, Any]:
             })  # fmt: skip
     finally:
         ledger.close()
-    t = total[0] if total else None
+    empty = {"key": "total", "attempts": 0, "images": 0, "cost_usd": 0.0, "cost_per_image": None}
     return {
         "ledger": str(ledger.path),
         "since": datetime.fromtimestamp(since, UTC).isoformat(),
         "by": args.by,
         "project": args.project,
         "lines": [_line(line) for line in lines] if args.by else [],
-        "total": _line(t) if t else {"key": "total", "attempts": 0, "images": 0,
-                                     "cost_usd": 0.0, "cost_per_image": None},  # fmt: skip
+        "total": _line(total[0]) if total else empty,
         "budgets": budgets,
     }
 

@@ -176,9 +176,7 @@ def ledger_row(row: Mapping[str, Any], run: RunTag) -> tuple[Any, ...] | None:
     cost = row.get("cost_usd")
     if cost is None or not cost > 0:
         return None
-    at = (
-        _to_seconds(row.get("finished_at")) or _to_seconds(row.get("started_at")) or time.time()
-    )
+    at = _to_seconds(row.get("finished_at")) or _to_seconds(row.get("started_at")) or time.time()
     kind = row.get("kind") or ("batch" if row.get("provider_batch_id") else "live")
     return (
         run.run_id, run.run_dir, row.get("session"), row.get("job_id"), row.get("attempt"),
@@ -366,7 +364,8 @@ class Ledger:
             "day": "strftime('%Y-%m-%d', at, 'unixepoch')",
             "run": "run_id",
         }.get(by, f"COALESCE({by}, '-')")
-        where, args = ["at >= ?"], [since]
+        where: list[str] = ["at >= ?"]
+        args: list[Any] = [since]
         if until is not None:
             where.append("at < ?")
             args.append(until)

@@ -59,15 +59,19 @@ def load_user_config(path: Path | None = None) -> UserConfig:
     except FileNotFoundError:
         return UserConfig()
     except OSError as exc:
-        raise UsageError(f"{path}: cannot be read ({exc}); fix its permissions or remove it")
+        msg = f"{path}: cannot be read ({exc}); fix its permissions or remove it"
+        raise UsageError(msg) from exc
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc}); fix the line or remove the file")
+        msg = f"{path}: not valid TOML ({exc}); fix the line or remove the file"
+        raise UsageError(msg) from exc
     known = {"ledger", "monthly_budget", "on_budget", "projects"}
     unknown = sorted(set(doc) - known)
     if unknown:
-        msg = f"{path}: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(sorted(known))}"
+        msg = (
+            f"{path}: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(sorted(known))}"
+        )
         raise UsageError(msg)
     projects: dict[str, float] = {}
     table = doc.get("projects", {})
@@ -144,7 +148,7 @@ def run_hook(command: str, event: BudgetEvent) -> subprocess.Popen[bytes] | None
     """Start ``--on-budget CMD`` (a shell command) with the event in its environment; never
     waits for it. A command that cannot start is not an error of the run."""
     try:
-        return subprocess.Popen(  # noqa: S602 - the user's own command line
+        return subprocess.Popen(
             command, shell=True, env={**os.environ, **event.environ()},
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip

@@ -71,9 +71,7 @@ class LedgerSink:
 
 
 class LedgerLink:
-    def __init__(
-        self, ledger: Ledger, project: str, cfg: RunConfig, user: UserConfig
-    ) -> None:
+    def __init__(self, ledger: Ledger, project: str, cfg: RunConfig, user: UserConfig) -> None:
         self.ledger = ledger
         self.project = project
         self.run = RunTag("", project)
@@ -182,7 +180,8 @@ def log_rows(run_dir: Path) -> list[dict[str, Any]]:
     if not table.num_rows:
         return []
     table = table.filter(pc.fill_null(pc.greater(table["cost_usd"], 0), False))
-    return table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
 
 
 def rebuild(ledger: Ledger, run_dirs: list[Path]) -> list[tuple[Path, str, int, float]]:
