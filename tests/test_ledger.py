@@ -18,10 +18,18 @@ import duckdb
 import pyarrow.compute as pc
 import pytest
 
+from batchgen.cli.main import main
 from batchgen.money.ledger import ALL, NANO, Ledger, RunTag, month_of
 from batchgen.money.monthly import UserConfig, load_user_config
 from batchgen.runlog.reader import read_log
-from tests.runhelpers import SECRET_KEY, Cli, cli_env, run_cli, sim_flags, wait_until
+from tests.runhelpers import (
+    SECRET_KEY,
+    Cli,
+    Finished,
+    cli_env,
+    sim_flags,
+    wait_until,
+)
 
 # DESIGN.md: dall-e-3 hd 1024x1024 is $0.08 an image; standard 1024x1024 $0.04
 HD = {"model": "dall-e-3", "quality": "hd", "size": "1024x1024"}
@@ -44,6 +52,25 @@ def _env(ledger: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`batchgen ARGS` in this process (fast; the tests of several processes use Cli)."""
+
+    def call(args: list[str], ledger: Path, **env: str) -> Finished:
+        with monkeypatch.context() as m:
+            m.setenv("OPENAI_API_KEY", SECRET_KEY)
+            m.delenv("OPENAI_BASE_URL", raising=False)
+            m.setenv("BATCHGEN_LEDGER", str(ledger))
+            for name, value in env.items():
+                m.setenv(name, value)
+            capsys.readouterr()
+            code = main(args)
+            out = capsys.readouterr()
+        return Finished(code, out.out, out.err)
+
+    return call
+
+
 def _log_cost(run_dir: Path) -> float:
     t = read_log(run_dir, ["cost_usd"])
     return float(pc.sum(t["cost_usd"]).as_py() or 0.0) if t.num_rows else 0.0
@@ -62,11 +89,11 @@ def _run_id(run_dir: Path) -> str:
     return str(json.loads((run_dir / "run.json").read_text())["run_id"])
 
 
-def test_a_run_is_in_the_ledger_user_only_and_without_the_key(tmp_path, sim):
+def test_a_run_is_in_the_ledger_user_only_and_without_the_key(tmp_path, sim, cli):
     ledger = tmp_path / "data" / "ledger.sqlite"
     jobs = _jobs(tmp_path / "cats" / "jobs.jsonl", 6, STD)
     run = tmp_path / "run"
-    done = run_cli(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim)], env=_env(ledger))
+    done = cli(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim)], ledger)
     assert done.code == 0, done.output
     assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
     for f in ledger.parent.iterdir():  # the db and its -wal / -shm files
@@ -112,7 +139,7 @@ def test_two_runs_at_once_never_pass_the_monthly_budget_together(tmp_path, make_
             assert "--monthly-budget $10.00" in text and "batchgen spend" in text
 
 
-def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim):
+def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim, cli):
     ledger_path = tmp_path / "ledger.sqlite"
     ledger = Ledger.open(ledger_path)
     now = time.time()
@@ -123,7 +150,7 @@ def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim)
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 25, STD)  # needs $1.00
     args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--monthly-budget", "9.5",
             *sim_flags(sim)]  # fmt: skip
-    done = run_cli(args, env=_env(ledger_path))
+    done = cli(args, ledger_path)
     assert done.code == 2, done.output
     text = " ".join(done.output.split())
     assert "$9.0000" in text and "needs about $1.0000" in text and "$9.50" in text
@@ -133,15 +160,14 @@ def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim)
     cfg = tmp_path / "cfg"
     (cfg / "batchgen").mkdir(parents=True)
     (cfg / "batchgen" / "config.toml").write_text("monthly_budget = 9.5\n")
-    env = _env(ledger_path, XDG_CONFIG_HOME=str(cfg))
     base = ["run", str(jobs), "--run-dir", str(tmp_path / "run2"), *sim_flags(sim)]
-    assert run_cli(base, env=env).code == 2
-    done = run_cli([*base, "--monthly-budget", "11"], env=env)
+    assert cli(base, ledger_path, XDG_CONFIG_HOME=str(cfg)).code == 2
+    done = cli([*base, "--monthly-budget", "11"], ledger_path, XDG_CONFIG_HOME=str(cfg))
     assert done.code == 0, done.output
     assert _ledger_total(ledger_path) == pytest.approx(9 + 25 * STD_USD)
 
 
-def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, sim):
+def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, sim, cli):
     ledger = tmp_path / "ledger.sqlite"
     events = tmp_path / "events.txt"
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 11, HD)  # $0.88 of $1
@@ -150,7 +176,7 @@ def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, s
         "+ chr(10))\""  # fmt: skip
     args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--monthly-budget", "1",
             "--on-budget", hook, "--concurrency", "1", *sim_flags(sim)]  # fmt: skip
-    done = run_cli(args, env=_env(ledger))
+    done = cli(args, ledger)
     assert done.code == 0, done.output
     text = " ".join(done.output.split())
     assert "budget alert: 50 % of the monthly budget" in text
@@ -163,23 +189,24 @@ def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, s
     assert float(got[0][1]) >= 0.5 and float(got[1][1]) >= 0.8
     # once per month across runs: a second run past the same thresholds says nothing again
     one = _jobs(tmp_path / "p" / "one.jsonl", 1, HD, tag="again ")
-    again = run_cli(["run", str(one), "--run-dir", str(tmp_path / "run2"), *args[4:]],
-                    env=_env(ledger))  # fmt: skip
+    again = cli(["run", str(one), "--run-dir", str(tmp_path / "run2"), *args[4:]], ledger)
     assert again.code == 0, again.output
     assert "budget alert" not in again.output
     assert _ledger_total(ledger) == pytest.approx(12 * HD_USD)
 
 
-def test_kill_9_then_resume_ledger_and_log_agree_and_rebuild_gives_the_same(tmp_path, make_sim):
+def test_kill_9_then_resume_ledger_and_log_agree_and_rebuild_gives_the_same(
+    tmp_path, make_sim, cli
+):
     sim = make_sim(latency_mean=0.05, latency_jitter=0.0, latency_dist="uniform")
     ledger = tmp_path / "ledger.sqlite"
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 120, STD)
     run = tmp_path / "run"
-    cli = Cli(["run", str(jobs), "--run-dir", str(run), "--concurrency", "4", "--quiet",
+    proc = Cli(["run", str(jobs), "--run-dir", str(run), "--concurrency", "4", "--quiet",
                *sim_flags(sim)], env=_env(ledger))  # fmt: skip
-    wait_until(lambda: sim.stats["ok"] >= 30, what="30 served requests", cli=cli)
-    cli.kill_hard()
-    done = run_cli(["resume", str(run), "--quiet"], env=_env(ledger))
+    wait_until(lambda: sim.stats["ok"] >= 30, what="30 served requests", cli=proc)
+    proc.kill_hard()
+    done = cli(["resume", str(run), "--quiet"], ledger)
     assert done.code == 0, done.output
     run_id = _run_id(run)
     assert _ledger_total(ledger, run_id) == pytest.approx(_log_cost(run))
@@ -188,27 +215,26 @@ def test_kill_9_then_resume_ledger_and_log_agree_and_rebuild_gives_the_same(tmp_
     ledger.unlink()
     for extra in ("-wal", "-shm"):
         Path(str(ledger) + extra).unlink(missing_ok=True)
-    rebuilt = run_cli(["ledger", "rebuild", str(run)], env=_env(ledger))
+    rebuilt = cli(["ledger", "rebuild", str(run)], ledger)
     assert rebuilt.code == 0, rebuilt.output
     assert _ledger_total(ledger, run_id) == pytest.approx(before)
-    again = run_cli(["ledger", "rebuild", str(run)], env=_env(ledger))  # idempotent
+    again = cli(["ledger", "rebuild", str(run)], ledger)  # idempotent
     assert again.code == 0 and _ledger_total(ledger) == pytest.approx(before)
-    bad = run_cli(["ledger", "rebuild", str(tmp_path / "p")], env=_env(ledger))
+    bad = cli(["ledger", "rebuild", str(tmp_path / "p")], ledger)
     assert bad.code == 2 and "run.json" in bad.output and "Traceback" not in bad.output
 
 
-def test_spend_by_model_matches_duckdb_over_the_logs(tmp_path, sim):
+def test_spend_by_model_matches_duckdb_over_the_logs(tmp_path, sim, cli):
     ledger = tmp_path / "ledger.sqlite"
     runs = []
     for name, body, n in (("a", HD, 3), ("b", STD, 5), ("c", {"model": "gpt-image-1",
                           "quality": "low", "size": "1024x1024"}, 4)):  # fmt: skip
         jobs = _jobs(tmp_path / name / "jobs.jsonl", n, body, tag=name)
         run = tmp_path / "runs" / name
-        done = run_cli(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim)],
-                       env=_env(ledger))  # fmt: skip
+        done = cli(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim)], ledger)
         assert done.code == 0, done.output
         runs.append(run)
-    out = run_cli(["spend", "--by", "model", "--format", "json"], env=_env(ledger))
+    out = cli(["spend", "--by", "model", "--format", "json"], ledger)
     assert out.code == 0, out.output
     doc = json.loads(out.stdout)
     got = {line["key"]: (line["images"], line["cost_usd"]) for line in doc["lines"]}
@@ -225,11 +251,11 @@ def test_spend_by_model_matches_duckdb_over_the_logs(tmp_path, sim):
         assert got[model][0] == images
         assert got[model][1] == pytest.approx(cost, abs=1e-9)
     assert doc["total"]["cost_usd"] == pytest.approx(sum(c for _, c in want.values()))
-    by_project = run_cli(["spend", "--by", "project", "--monthly-budget", "2"], env=_env(ledger))
+    by_project = cli(["spend", "--by", "project", "--monthly-budget", "2"], ledger)
     assert by_project.code == 0
     assert {"a", "b", "c"} <= set(by_project.stdout.split())
     assert "left" in by_project.stdout and "%" in by_project.stdout
-    bad = run_cli(["spend", "--since", "yesterday"], env=_env(ledger))
+    bad = cli(["spend", "--since", "yesterday"], ledger)
     assert bad.code == 2 and "--since" in bad.output and "Traceback" not in bad.output
 
 
