@@ -193,7 +193,13 @@ def _bound(prepared: Prepared, manifest: dict[str, Any], rundir: RunDir, observe
     link = prepared.ledger
     if link is not None:
         link.bind(str(manifest["run_id"]), rundir.path)
-        link.attach(prepared.budget, observer)
+        if not prepared.cfg.via_batch:
+            link.attach(prepared.budget, observer)
+        elif link.monthly.enforced:
+            observer.warn(
+                "--via batch: the monthly budget was checked against the quote; the batches' "
+                "cost reaches the ledger when they are collected"
+            )
     return link
 
 
