@@ -313,3 +313,37 @@ def test_config_file_honours_xdg_and_names_its_problems(tmp_path, monkeypatch):
         with pytest.raises(UsageError) as info:
             load_user_config()
         assert str(path) in str(info.value) and words in str(info.value)
+
+
+def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
+    sim = make_sim(variants=10**9)
+    ledger = tmp_path / "ledger.sqlite"
+    wrong = {1, 4}
+    lines = [
+        {"id": f"shot-{i}", "prompt": f"shot {i}: a mug" + (" [sim:wrong]" if i in wrong else ""),
+         "model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
+        for i in range(6)
+    ]  # fmt: skip
+    jobs = tmp_path / "p" / "jobs.jsonl"
+    jobs.parent.mkdir()
+    jobs.write_text("".join(json.dumps(j) + "\n" for j in lines))
+    run = tmp_path / "run"
+    common = [*sim_flags(sim), "--yes", "--quiet"]
+    assert cli(["run", str(jobs), "--run-dir", str(run), *common], ledger).code == 0
+    done = cli(["score", str(run), "--judge", "gpt-4o-mini", "--threshold", "6", *common], ledger)
+    assert done.code == 0, done.output
+    done = cli(["resume", str(run), "--regenerate-below", "6", "--max-rounds", "1", *common],
+               ledger)  # fmt: skip
+    assert done.code == 0, done.output
+    from batchgen.quality.store import scores_cost
+
+    with sqlite3.connect(ledger) as con:
+        by_kind = dict(
+            con.execute("SELECT kind, SUM(cost_usd) FROM attempts GROUP BY kind").fetchall()
+        )
+        regen = con.execute(
+            "SELECT COUNT(*) FROM attempts WHERE kind = 'live' AND session > 1"
+        ).fetchone()[0]
+    assert by_kind["judge"] == pytest.approx(scores_cost(run)) and by_kind["judge"] > 0
+    assert by_kind["live"] == pytest.approx(_log_cost(run))
+    assert regen == len(wrong)  # the regeneration round's attempts, as they were logged

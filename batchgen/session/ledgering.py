@@ -163,25 +163,48 @@ class LedgerLink:
 
     def sync_run(self, rundir: RunDir) -> int:
         """The run's rows in the ledger become its log's (after recovery, on resume)."""
-        rows = log_rows(rundir.path)
-        return self.ledger.replace_run(rows, self.run)
+        return self.sync_run_of(rundir.path)
+
+    def sync_run_of(self, run_dir: Path) -> int:
+        return self.ledger.replace_run(log_rows(run_dir), self.run)
 
     def close(self) -> None:
         self.ledger.close()
 
 
 def log_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The priced rows of a run's log, with the columns the ledger keeps."""
+    """The priced rows of a run's log, with the columns the ledger keeps, and the judge's
+    bills of its scores (kind ``judge``)."""
     import pyarrow.compute as pc
 
     from batchgen.runlog.reader import read_log
 
     table = read_log(run_dir, _LOG_COLUMNS)
-    if not table.num_rows:
-        return []
-    table = table.filter(pc.fill_null(pc.greater(table["cost_usd"], 0), False))
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return rows
+    rows: list[dict[str, Any]] = []
+    if table.num_rows:
+        table = table.filter(pc.fill_null(pc.greater(table["cost_usd"], 0), False))
+        rows = table.to_pylist()
+    return rows + judge_rows(run_dir)
+
+
+def judge_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Each billed score row as a ledger row: the judge's model from the scorer's id
+    (``judge:<model>:<rubric>``)."""
+    from batchgen.quality.store import read_scores
+
+    out = []
+    for r in read_scores(run_dir, latest=False).to_pylist():
+        if not r["cost_usd"] or r["cost_usd"] <= 0:
+            continue
+        scorer = str(r["scorer"] or "")
+        parts = scorer.split(":")
+        out.append({
+            "session": r["session"], "job_id": r["job_id"], "attempt": r["attempts"],
+            "kind": "judge", "model": parts[1] if len(parts) > 1 else scorer,
+            "image_count": 0, "cost_usd": r["cost_usd"], "cost_source": r["cost_source"],
+            "finished_at": r["scored_at"],
+        })  # fmt: skip
+    return out
 
 
 def rebuild(ledger: Ledger, run_dirs: list[Path]) -> list[tuple[Path, str, int, float]]:
@@ -209,3 +232,33 @@ def rebuild(ledger: Ledger, run_dirs: list[Path]) -> list[tuple[Path, str, int, 
         count = ledger.replace_run(rows, run)
         out.append((Path(run_dir), run_id, count, sum(float(r["cost_usd"]) for r in rows)))
     return out
+
+
+def link_for_run(
+    cfg: RunConfig, manifest: Mapping[str, Any], run_dir: Path, budget: Budget | None,
+    observer: Observer,
+) -> LedgerLink | None:  # fmt: skip
+    """The ledger for another session of a recorded run (a regeneration round): bound to the
+    run, its budget holding money in the ledger. None: the ledger is off."""
+    settings = manifest.get("settings") or {}
+    link = LedgerLink.open(cfg, str(manifest["job_file"]), settings.get("project"))
+    if link is None:
+        return None
+    link.bind(str(manifest["run_id"]), run_dir)
+    if budget is not None:
+        link.attach(budget, observer)
+    return link
+
+
+def judge_to_ledger(cfg: RunConfig, manifest: Mapping[str, Any], run_dir: Path) -> None:
+    """After scoring: the judge's bills join the run's rows in the spend ledger (the run's
+    rows made again from its log and scores)."""
+    settings = manifest.get("settings") or {}
+    link = LedgerLink.open(cfg, str(manifest["job_file"]), settings.get("project"))
+    if link is None:
+        return
+    try:
+        link.bind(str(manifest["run_id"]), run_dir)
+        link.sync_run_of(run_dir)
+    finally:
+        link.close()
