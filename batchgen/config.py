@@ -85,7 +85,10 @@ DEFAULTS: Mapping[str, Any] = {**POOL_DEFAULTS, **BATCH_DEFAULTS, **OTHER_DEFAUL
 JOB_DEFAULT_NAMES = ("model", "size", "quality", "n")
 PROVIDERS = ("openai", "sim")
 # recorded by `run` at the top of settings and taken from there on resume
-_RECORDED_MONEY = ("prices", "max_cost", "price_per_image", "project")
+_RECORDED_MONEY = (
+    "prices", "max_cost", "price_per_image", "ledger", "project", "monthly_budget",
+    "project_budget",
+)  # fmt: skip
 _RECORDED_CONNECTION = ("provider", "base_url", "api_key_env")
 
 

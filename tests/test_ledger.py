@@ -347,3 +347,22 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
     assert by_kind["judge"] == pytest.approx(scores_cost(run)) and by_kind["judge"] > 0
     assert by_kind["live"] == pytest.approx(_log_cost(run))
     assert regen == len(wrong)  # the regeneration round's attempts, as they were logged
+
+
+def test_resume_keeps_the_runs_ledger_and_monthly_budget(tmp_path, sim, cli):
+    ledger = tmp_path / "mine.sqlite"
+    elsewhere = tmp_path / "env.sqlite"  # $BATCHGEN_LEDGER of the later sessions
+    jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 10, STD)  # $0.40
+    run = tmp_path / "run"
+    first = cli(["run", str(jobs), "--run-dir", str(run), "--ledger", str(ledger),
+                 "--monthly-budget", "0.3", "--max-cost", "0.2", *sim_flags(sim)],
+                elsewhere)  # fmt: skip
+    assert first.code == 3, first.output  # --max-cost stopped it at $0.20
+    refused = cli(["resume", str(run), "--max-cost", "1"], elsewhere)
+    assert refused.code == 2, refused.output  # the recorded $0.30 a month: $0.20 more won't fit
+    assert "$0.30" in refused.output and "needs about $0.2000" in refused.output
+    done = cli(["resume", str(run), "--max-cost", "1", "--monthly-budget", "1"], elsewhere)
+    assert done.code == 0, done.output
+    assert _ledger_total(ledger, _run_id(run)) == pytest.approx(10 * STD_USD)
+    assert _log_cost(run) == pytest.approx(10 * STD_USD)
+    assert not elsewhere.exists() or _ledger_total(elsewhere) == 0.0

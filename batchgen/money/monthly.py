@@ -227,7 +227,8 @@ class MonthlyBudget:
             for percent in THRESHOLDS:
                 if cap <= 0 or spent * 100 < cap * percent:
                     continue
-                if self.ledger.claim_alert(month, scope, percent, now):
+                # keyed by the budget too: a budget raised mid-month alerts again
+                if self.ledger.claim_alert(month, f"{scope}@{cap}", percent, now):
                     event = BudgetEvent(
                         scope, percent, month, spent / NANO, cap / NANO, self.project, self.run_id
                     )

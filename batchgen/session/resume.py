@@ -255,6 +255,7 @@ def session_overrides(cfg: RunConfig) -> dict[str, Any]:
     """What run.json's session record keeps of the flags (secrets stripped by RunDir)."""
     given = {k: v for k, v in cfg.given.items() if v not in (None, False) and k != "func"}
     given.pop("run_dir", None)
+    given.pop("on_budget", None)  # a command line may carry a webhook's secret
     return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
         "sim": dict(cfg.sim) or None
     }

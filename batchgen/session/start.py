@@ -234,7 +234,12 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "max_cost": cfg.max_cost,
         "price_per_image": cfg.price_per_image,
         "via": cfg.via or "live",
+        # the spend ledger (a path given now; never the --on-budget command: it may hold a
+        # webhook's secret) and the budgets, which a resume keeps unless given again
+        "ledger": cfg.ledger,
         "project": prepared.ledger.project if prepared.ledger is not None else cfg.project,
+        "monthly_budget": cfg.monthly_budget,
+        "project_budget": cfg.project_budget,
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()
