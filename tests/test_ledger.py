@@ -366,3 +366,23 @@ def test_resume_keeps_the_runs_ledger_and_monthly_budget(tmp_path, sim, cli):
     assert _ledger_total(ledger, _run_id(run)) == pytest.approx(10 * STD_USD)
     assert _log_cost(run) == pytest.approx(10 * STD_USD)
     assert not elsewhere.exists() or _ledger_total(elsewhere) == 0.0
+
+
+def test_a_ledger_that_fails_mid_run_stops_sending_under_its_budget(tmp_path):
+    from batchgen.jobs.model import Job
+    from batchgen.money import Budget, load_prices
+    from batchgen.money.monthly import MonthlyBudget
+
+    ledger = Ledger.open(tmp_path / "l.sqlite")
+    budget = Budget(None, 0.0, load_prices(None))
+    budget.monthly = MonthlyBudget(ledger, "p", {ALL: 10 * NANO})
+    body = {**STD, "prompt": "x", "n": 1}
+    job = Job(id="j1", line=1, body=body, fingerprint="f")
+    held = budget.reserve(job)
+    assert held is not None and held.hold_id is not None
+    assert ledger.held_nano() == round(STD_USD * NANO)
+    ledger.close()  # the ledger breaks (disk, lock, a deleted file)
+    held.settle(STD_USD)  # the hold cannot be released: it will expire; no traceback
+    assert budget.reserve(job) is None
+    message = budget.exhausted_message("runs/x")
+    assert "cannot be kept" in message and "batchgen resume runs/x" in message

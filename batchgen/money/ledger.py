@@ -234,10 +234,14 @@ class Ledger:
                 raise LedgerError(f"the spend ledger {self.path} is busy or broken: {exc}") from exc
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    msg = f"the spend ledger {self.path} cannot be written: {exc}"
+                    raise LedgerError(msg) from exc
                 raise
-            conn.execute("COMMIT")
 
     # ---- attempts -------------------------------------------------------------------------
     def record(self, rows: Iterable[Mapping[str, Any]], run: RunTag) -> int:

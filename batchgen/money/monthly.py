@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import UsageError
-from batchgen.money.ledger import ALL, NANO, Ledger, Refusal, month_of
+from batchgen.money.ledger import ALL, NANO, Ledger, LedgerError, Refusal, month_of
 
 THRESHOLDS = (50, 80, 100)
 CONFIG_ENV = "XDG_CONFIG_HOME"
@@ -178,27 +178,38 @@ class MonthlyBudget:
         self.on_event = on_event
         self.clock = clock
         self.last_refusal: Refusal | None = None
+        # the ledger could not be read or written: nothing more is sent under its budget
+        self.error: str | None = None
 
     @property
     def enforced(self) -> bool:
         return bool(self.caps)
 
     def hold(self, amount_nano: int) -> int | None:
-        if not self.caps:
+        if not self.caps or self.error is not None:
             return None
-        got = self.ledger.hold(
-            amount_nano, self.caps, project=self.project, ttl_s=self.ttl_s, now=self.clock()
-        )
+        try:
+            got = self.ledger.hold(
+                amount_nano, self.caps, project=self.project, ttl_s=self.ttl_s, now=self.clock()
+            )
+        except LedgerError as exc:
+            self.error = str(exc)
+            return None
         if isinstance(got, Refusal):
             self.last_refusal = got
             return None
         return got
 
     def release(self, hold_id: int) -> None:
-        self.ledger.release(hold_id)
+        try:
+            self.ledger.release(hold_id)
+        except LedgerError as exc:  # the hold expires by itself; stop taking new ones
+            self.error = str(exc)
 
     def remaining_nano(self) -> int:
         """The least room left under the caps (held money counted as spent)."""
+        if self.error is not None:
+            return 0
         now = self.clock()
         month = month_of(now)
         room = []
@@ -217,7 +228,7 @@ class MonthlyBudget:
 
     def check_alerts(self) -> list[BudgetEvent]:
         """Thresholds crossed by the month's spend and not reported yet (by any process)."""
-        if not self.caps:
+        if not self.caps or self.error is not None:
             return []
         now = self.clock()
         month = month_of(now)
@@ -238,6 +249,11 @@ class MonthlyBudget:
         return events
 
     def refusal_message(self, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
+        if self.error is not None:
+            return (
+                f"the monthly budget cannot be kept: {self.error}; {refused} job(s) were not "
+                f"sent. Fix the ledger, then batchgen resume {run_dir}"
+            )
         r = self.last_refusal
         if r is None:
             return "the monthly budget is used up"

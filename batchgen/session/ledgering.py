@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
-from batchgen.money.ledger import ENV, NANO, Ledger, RunTag, ledger_path, month_of
+from batchgen.money.ledger import (
+    ENV,
+    NANO,
+    Ledger,
+    LedgerError,
+    RunTag,
+    ledger_path,
+    month_of,
+)
 from batchgen.money.monthly import (
     BudgetEvent,
     MonthlyBudget,
@@ -63,8 +71,13 @@ class LedgerSink:
     def append(self, row: Mapping[str, Any]) -> None:
         self.inner.append(row)
         cost = row.get("cost_usd")
-        if cost is not None and cost > 0:
-            self.link.ledger.record([row], self.link.run)
+        if cost is not None and cost > 0 and self.link.monthly.error is None:
+            try:
+                self.link.ledger.record([row], self.link.run)
+            except LedgerError as exc:
+                # the log has the row (a resume or `ledger rebuild` adds it); a budget kept
+                # in a ledger that misses it would let money through: no more holds
+                self.link.monthly.error = str(exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
