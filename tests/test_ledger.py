@@ -165,6 +165,10 @@ def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim,
     done = cli([*base, "--monthly-budget", "11"], ledger_path, XDG_CONFIG_HOME=str(cfg))
     assert done.code == 0, done.output
     assert _ledger_total(ledger_path) == pytest.approx(9 + 25 * STD_USD)
+    # the run's share of the month, and what the budget has left: $1 of $10, $1 of $11 left
+    text = " ".join(done.output.split())
+    assert "this run: $1.0000 in the spend ledger, 10 % of this month's $10.00" in text
+    assert "--monthly-budget $11.00: 9 % left" in text
 
 
 def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, sim, cli):

@@ -14,6 +14,7 @@ path also from ``$BATCHGEN_LEDGER`` (between the two).
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,27 @@ class LedgerLink:
 
     def sync_run_of(self, run_dir: Path) -> int:
         return self.ledger.replace_run(log_rows(run_dir), self.run)
+
+    def share_line(self) -> str | None:
+        """ "this run: $X, N % of the month's spend" (None when nothing was spent)."""
+        try:
+            run = self.ledger.run_total(self.run.run_id)
+            month = self.ledger.spent_nano(month_of(self.monthly.clock())) / NANO
+        except (LedgerError, sqlite3.Error):
+            return None
+        if run <= 0 or month <= 0:
+            return None
+        text = (
+            f"this run: ${run:.4f} in the spend ledger, {min(run / month, 1.0) * 100:.0f} % of "
+            f"this month's ${month:.2f}"
+        )
+        for scope, spent, cap in self.monthly.state():
+            if cap > 0:
+                text += (
+                    f"; {describe_scope(scope, self.project)} ${cap:.2f}: "
+                    f"{max(cap - spent, 0.0) / cap * 100:.0f} % left"
+                )
+        return text
 
     def close(self) -> None:
         self.ledger.close()

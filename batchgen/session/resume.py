@@ -191,6 +191,8 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     )  # fmt: skip
     try:
         result = anyio.run(execute, plan)
+        if link is not None and not cfg.quiet and (line := link.share_line()):
+            ctx.observer.say(line)
     finally:
         if link is not None:
             link.close()

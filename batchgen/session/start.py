@@ -182,6 +182,8 @@ def _first_session(
         return _batch_first(rundir, prepared, plan, observer, argv)
     try:
         result = anyio.run(execute, plan)
+        if plan.ledger is not None and not cfg.quiet and (line := plan.ledger.share_line()):
+            observer.say(line)
     finally:
         if plan.ledger is not None:
             plan.ledger.close()
