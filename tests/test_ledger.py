@@ -185,7 +185,7 @@ def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, s
     text = " ".join(done.output.split())
     assert "budget alert: 50 % of the monthly budget" in text
     assert "budget alert: 80 % of the monthly budget" in text
-    assert "100 %" not in text
+    assert "100 % of the monthly budget" not in text
     wait_until(lambda: events.exists() and len(events.read_text().splitlines()) == 2,
                what="two hook events")  # fmt: skip
     got = sorted(line.split() for line in events.read_text().splitlines())
@@ -390,3 +390,24 @@ def test_a_ledger_that_fails_mid_run_stops_sending_under_its_budget(tmp_path):
     assert budget.reserve(job) is None
     message = budget.exhausted_message("runs/x")
     assert "cannot be kept" in message and "batchgen resume runs/x" in message
+
+
+def test_month_totals_follow_records_and_run_replacements(tmp_path):
+    ledger = Ledger.open(tmp_path / "l.sqlite")
+    now = time.time()
+
+    def rows(n: int, usd: float) -> list[dict[str, Any]]:
+        return [{"job_id": f"j{i}", "cost_usd": usd, "image_count": 1, "finished_at": now}
+                for i in range(n)]  # fmt: skip
+
+    ledger.record(rows(7, 0.1), RunTag("a", "cats"))
+    ledger.record(rows(3, 0.04), RunTag("b", "dogs"))
+    month = month_of(now)
+    assert ledger.spent_nano(month) == round(0.82 * NANO)
+    assert ledger.spent_nano(month, "cats") == round(0.7 * NANO)
+    ledger.replace_run(rows(2, 0.1), RunTag("a", "cats"))  # e.g. rebuilt from a shorter log
+    assert ledger.spent_nano(month, "cats") == round(0.2 * NANO)
+    assert ledger.spent_nano(month) == round(0.32 * NANO)
+    assert ledger.run_total("a") == pytest.approx(0.2)
+    assert ledger.spent_nano("1999-01") == 0
+    ledger.close()

@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_month ON attempts (month, project);
 CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run_id);
+-- the month's spend per project in whole nano-dollars, kept with every insert and delete
+-- of attempts (same transaction): a reservation reads a few rows, not the month's attempts
+CREATE TABLE IF NOT EXISTS totals (
+    month TEXT NOT NULL,
+    project TEXT NOT NULL,
+    cost_nano INTEGER NOT NULL,
+    PRIMARY KEY (month, project)
+);
 CREATE TABLE IF NOT EXISTS holds (
     id INTEGER PRIMARY KEY,
     project TEXT NOT NULL,
@@ -81,6 +89,10 @@ _COLUMNS = (
     "run_id", "run_dir", "session", "job_id", "attempt", "kind", "project", "provider",
     "endpoint", "model", "quality", "size", "images", "cost_usd", "cost_source", "at", "month",
 )  # fmt: skip
+_ADD_TOTAL = (
+    "INSERT INTO totals (month, project, cost_nano) VALUES (?, ?, ?) "
+    "ON CONFLICT (month, project) DO UPDATE SET cost_nano = cost_nano + excluded.cost_nano"
+)
 _INSERT = f"INSERT INTO attempts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
@@ -186,6 +198,23 @@ def ledger_row(row: Mapping[str, Any], run: RunTag) -> tuple[Any, ...] | None:
     )  # fmt: skip
 
 
+_I_PROJECT, _I_COST, _I_MONTH = _COLUMNS.index("project"), _COLUMNS.index("cost_usd"), -1
+
+
+def _as_values(month: str, project: str, cost: float) -> tuple[Any, ...]:
+    row: list[Any] = [None] * len(_COLUMNS)
+    row[_I_PROJECT], row[_I_COST], row[_I_MONTH] = project, cost, month
+    return tuple(row)
+
+
+def _add_totals(conn: sqlite3.Connection, values: list[tuple[Any, ...]], sign: int) -> None:
+    sums: dict[tuple[str, str], int] = {}
+    for v in values:
+        key = (v[_I_MONTH], v[_I_PROJECT])
+        sums[key] = sums.get(key, 0) + round(float(v[_I_COST]) * NANO)
+    conn.executemany(_ADD_TOTAL, [(m, p, sign * n) for (m, p), n in sums.items()])
+
+
 class Ledger:
     """One connection to the ledger file, safe to share between the threads of a process."""
 
@@ -250,14 +279,20 @@ class Ledger:
         if values:
             with self._write() as conn:
                 conn.executemany(_INSERT, values)
+                _add_totals(conn, values, 1)
         return len(values)
 
     def replace_run(self, rows: Iterable[Mapping[str, Any]], run: RunTag) -> int:
         """The run's rows become exactly these (from its log): one transaction."""
         values = [v for v in (ledger_row(r, run) for r in rows) if v is not None]
         with self._write() as conn:
+            old = conn.execute(
+                "SELECT month, project, cost_usd FROM attempts WHERE run_id = ?", (run.run_id,)
+            ).fetchall()
+            _add_totals(conn, [_as_values(m, p, c) for m, p, c in old], -1)
             conn.execute("DELETE FROM attempts WHERE run_id = ?", (run.run_id,))
             conn.executemany(_INSERT, values)
+            _add_totals(conn, values, 1)
         return len(values)
 
     def run_total(self, run_id: str) -> float:
@@ -275,14 +310,14 @@ class Ledger:
     def _spent_nano(conn: sqlite3.Connection, month: str, scope: str) -> int:
         if scope == ALL:
             cur = conn.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE month = ?", (month,)
+                "SELECT COALESCE(SUM(cost_nano), 0) FROM totals WHERE month = ?", (month,)
             )
         else:
             cur = conn.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE month = ? AND project = ?",
+                "SELECT COALESCE(SUM(cost_nano), 0) FROM totals WHERE month = ? AND project = ?",
                 (month, scope),
             )
-        return round(float(cur.fetchone()[0]) * NANO)
+        return int(cur.fetchone()[0])
 
     # ---- reservations -----------------------------------------------------------------
     def hold(
