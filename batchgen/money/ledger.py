@@ -25,194 +25,36 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batchgen.errors import UsageError
-
-NANO = 1_000_000_000
-ENV = "BATCHGEN_LEDGER"
-OFF = ("off", "none", "")  # BATCHGEN_LEDGER=off / --ledger off: no ledger
-BY = ("day", "model", "project", "endpoint", "provider", "run")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    run_dir TEXT,
-    session INTEGER,
-    job_id TEXT,
-    attempt INTEGER,
-    kind TEXT NOT NULL,          -- live / batch / judge
-    project TEXT NOT NULL,
-    provider TEXT,
-    endpoint TEXT,
-    model TEXT,
-    quality TEXT,
-    size TEXT,
-    images INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    cost_source TEXT,
-    at REAL NOT NULL,            -- unix seconds (the attempt's end)
-    month TEXT NOT NULL          -- UTC YYYY-MM of at
-);
-CREATE INDEX IF NOT EXISTS attempts_month ON attempts (month, project);
-CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run_id);
--- the month's spend per project in whole nano-dollars, kept with every insert and delete
--- of attempts (same transaction): a reservation reads a few rows, not the month's attempts
-CREATE TABLE IF NOT EXISTS totals (
-    month TEXT NOT NULL,
-    project TEXT NOT NULL,
-    cost_nano INTEGER NOT NULL,
-    PRIMARY KEY (month, project)
-);
-CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY,
-    project TEXT NOT NULL,
-    month TEXT NOT NULL,
-    amount_nano INTEGER NOT NULL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    month TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    percent INTEGER NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (month, scope, percent)
-);
-"""
-_COLUMNS = (
-    "run_id", "run_dir", "session", "job_id", "attempt", "kind", "project", "provider",
-    "endpoint", "model", "quality", "size", "images", "cost_usd", "cost_source", "at", "month",
-)  # fmt: skip
-_ADD_TOTAL = (
-    "INSERT INTO totals (month, project, cost_nano) VALUES (?, ?, ?) "
-    "ON CONFLICT (month, project) DO UPDATE SET cost_nano = cost_nano + excluded.cost_nano"
+from batchgen.money.ledgerdata import (
+    ALL,
+    BY,
+    ENV,
+    INSERT_SQL,
+    NANO,
+    OFF,
+    SCHEMA_SQL,
+    LedgerError,
+    Refusal,
+    RunTag,
+    SpendLine,
+    add_totals,
+    as_values,
+    default_path,
+    ledger_path,
+    ledger_row,
+    month_of,
+    month_start,
+    pid_alive,
 )
-_INSERT = f"INSERT INTO attempts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
-
-class LedgerError(UsageError):
-    """The ledger file cannot be opened or used (the message names the file and the fix)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunTag:
-    """What the ledger records of the run a row belongs to."""
-
-    run_id: str
-    project: str
-    run_dir: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a hold did not fit: the scope (``*`` the whole ledger, else a project)."""
-
-    scope: str
-    cap_nano: int
-    spent_nano: int
-    held_nano: int
-    amount_nano: int
-
-    @property
-    def remaining_nano(self) -> int:
-        return max(self.cap_nano - self.spent_nano - self.held_nano, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class SpendLine:
-    key: str
-    attempts: int
-    images: int
-    cost_usd: float
-
-    @property
-    def per_image(self) -> float | None:
-        return self.cost_usd / self.images if self.images else None
-
-
-ALL = "*"  # the scope of a budget over every project of the ledger
-
-
-def default_path() -> Path:
-    """The user's data directory (XDG_DATA_HOME on Linux) / batchgen / ledger.sqlite."""
-    from platformdirs import user_data_path
-
-    return user_data_path("batchgen", appauthor=False) / "ledger.sqlite"
-
-
-def ledger_path(given: str | None) -> Path | None:
-    """--ledger PATH, else $BATCHGEN_LEDGER, else the default; None when turned off."""
-    value = given if given is not None else os.environ.get(ENV)
-    if value is None:
-        return default_path()
-    if value.strip().lower() in OFF:
-        return None
-    return Path(value).expanduser()
-
-
-def month_of(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m")
-
-
-def month_start(at: float) -> float:
-    d = datetime.fromtimestamp(at, UTC)
-    return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _to_seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
-def ledger_row(row: Mapping[str, Any], run: RunTag) -> tuple[Any, ...] | None:
-    """The ledger's tuple of one log row, or None when it cost nothing."""
-    cost = row.get("cost_usd")
-    if cost is None or not cost > 0:
-        return None
-    at = _to_seconds(row.get("finished_at")) or _to_seconds(row.get("started_at")) or time.time()
-    kind = row.get("kind") or ("batch" if row.get("provider_batch_id") else "live")
-    return (
-        run.run_id, run.run_dir, row.get("session"), row.get("job_id"), row.get("attempt"),
-        kind, run.project, row.get("provider"), row.get("endpoint"), row.get("model"),
-        row.get("quality"), row.get("size"), int(row.get("image_count") or 0), float(cost),
-        row.get("cost_source"), at, month_of(at),
-    )  # fmt: skip
-
-
-_I_PROJECT, _I_COST, _I_MONTH = _COLUMNS.index("project"), _COLUMNS.index("cost_usd"), -1
-
-
-def _as_values(month: str, project: str, cost: float) -> tuple[Any, ...]:
-    row: list[Any] = [None] * len(_COLUMNS)
-    row[_I_PROJECT], row[_I_COST], row[_I_MONTH] = project, cost, month
-    return tuple(row)
-
-
-def _add_totals(conn: sqlite3.Connection, values: list[tuple[Any, ...]], sign: int) -> None:
-    sums: dict[tuple[str, str], int] = {}
-    for v in values:
-        key = (v[_I_MONTH], v[_I_PROJECT])
-        sums[key] = sums.get(key, 0) + round(float(v[_I_COST]) * NANO)
-    conn.executemany(_ADD_TOTAL, [(m, p, sign * n) for (m, p), n in sums.items()])
+__all__ = [
+    "ALL", "BY", "ENV", "NANO", "OFF", "Ledger", "LedgerError", "Refusal", "RunTag",
+    "SpendLine", "default_path", "ledger_path", "ledger_row", "month_of", "month_start",
+]  # fmt: skip
 
 
 class Ledger:
@@ -239,7 +81,7 @@ class Ledger:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA_SQL)
         except (OSError, sqlite3.Error) as exc:
             msg = (
                 f"the spend ledger {path} cannot be opened ({exc}): give another file with "
@@ -278,8 +120,8 @@ class Ledger:
         values = [v for v in (ledger_row(r, run) for r in rows) if v is not None]
         if values:
             with self._write() as conn:
-                conn.executemany(_INSERT, values)
-                _add_totals(conn, values, 1)
+                conn.executemany(INSERT_SQL, values)
+                add_totals(conn, values, 1)
         return len(values)
 
     def replace_run(self, rows: Iterable[Mapping[str, Any]], run: RunTag) -> int:
@@ -289,10 +131,10 @@ class Ledger:
             old = conn.execute(
                 "SELECT month, project, cost_usd FROM attempts WHERE run_id = ?", (run.run_id,)
             ).fetchall()
-            _add_totals(conn, [_as_values(m, p, c) for m, p, c in old], -1)
+            add_totals(conn, [as_values(m, p, c) for m, p, c in old], -1)
             conn.execute("DELETE FROM attempts WHERE run_id = ?", (run.run_id,))
-            conn.executemany(_INSERT, values)
-            _add_totals(conn, values, 1)
+            conn.executemany(INSERT_SQL, values)
+            add_totals(conn, values, 1)
         return len(values)
 
     def run_total(self, run_id: str) -> float:
@@ -377,7 +219,7 @@ class Ledger:
         for hold_id, pid in conn.execute(
             "SELECT id, pid FROM holds WHERE host = ? AND pid != ?", (self.host, os.getpid())
         ).fetchall():
-            if not _pid_alive(int(pid)):
+            if not pid_alive(int(pid)):
                 conn.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
 
     # ---- alerts -----------------------------------------------------------------------
