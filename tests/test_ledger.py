@@ -411,3 +411,27 @@ def test_month_totals_follow_records_and_run_replacements(tmp_path):
     assert ledger.run_total("a") == pytest.approx(0.2)
     assert ledger.spent_nano("1999-01") == 0
     ledger.close()
+
+
+def test_a_project_budget_from_config_toml_binds_only_its_project(tmp_path, sim, cli):
+    ledger = tmp_path / "ledger.sqlite"
+    cfg = tmp_path / "cfg"
+    (cfg / "batchgen").mkdir(parents=True)
+    (cfg / "batchgen" / "config.toml").write_text("[projects.cats]\nmonthly_budget = 0.1\n")
+    cats = _jobs(tmp_path / "cats" / "jobs.jsonl", 5, STD)  # $0.20
+    dogs = _jobs(tmp_path / "dogs" / "jobs.jsonl", 5, STD)
+    env = {"XDG_CONFIG_HOME": str(cfg)}
+    flags = [*sim_flags(sim), "--quiet"]
+    refused = cli(["run", str(cats), "--run-dir", str(tmp_path / "c"), *flags], ledger, **env)
+    assert refused.code == 2
+    assert "--project-budget (project cats) $0.10" in " ".join(refused.output.split())
+    done = cli(["run", str(dogs), "--run-dir", str(tmp_path / "d"), *flags], ledger, **env)
+    assert done.code == 0, done.output
+    # the flag wins over the file: 3 jobs of cats fit in $0.12
+    done = cli(["run", str(cats), "--run-dir", str(tmp_path / "c2"), "--project-budget", "0.12",
+                "--max-cost", "0.12", *flags], ledger, **env)  # fmt: skip
+    assert done.code == 3, done.output
+    assert _log_cost(tmp_path / "c2") == pytest.approx(3 * STD_USD)
+    with sqlite3.connect(ledger) as con:
+        per = dict(con.execute("SELECT project, SUM(cost_usd) FROM attempts GROUP BY project"))
+    assert per == pytest.approx({"dogs": 5 * STD_USD, "cats": 3 * STD_USD})
