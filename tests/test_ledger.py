@@ -183,6 +183,12 @@ def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, s
     done = cli(args, ledger)
     assert done.code == 0, done.output
     text = " ".join(done.output.split())
+    # the hook's command line (it may carry a webhook's token) is masked in a recorded argv
+    from batchgen.redaction import redact_argv
+
+    for argv in (["--on-budget", "curl https://hooks.example/T0K3N"],
+                 ["--on-budget=curl https://hooks.example/T0K3N"]):  # fmt: skip
+        assert "T0K3N" not in " ".join(redact_argv(["run", "jobs.csv", *argv]))
     assert "budget alert: 50 % of the monthly budget" in text
     assert "budget alert: 80 % of the monthly budget" in text
     assert "100 % of the monthly budget" not in text
