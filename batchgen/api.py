@@ -44,6 +44,7 @@ _FLAGS = frozenset({
     "stall_timeout", "max_pause", "image_checks", "model", "size", "quality", "n",
     "provider", "base_url", "api_key_env", "api_key", "providers", "prices", "max_cost",
     "price_per_image", "via", "retry_failed", "max_jobs",
+    "ledger", "project", "monthly_budget", "project_budget", "on_budget",
 })  # fmt: skip
 
 

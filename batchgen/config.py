@@ -74,6 +74,12 @@ OTHER_DEFAULTS: Mapping[str, Any] = {
     "quiet": False,
     "retry_failed": False,
     "max_jobs": None,
+    # money across runs (money/ledger.py, money/monthly.py); None: config.toml, then off
+    "ledger": None,  # the ledger file (default $BATCHGEN_LEDGER, else the user data dir)
+    "project": None,  # the ledger's project (default the job file's folder name)
+    "monthly_budget": None,  # USD per calendar month (UTC) over every project of the ledger
+    "project_budget": None,  # USD per calendar month for this run's project
+    "on_budget": None,  # a shell command run at 50/80/100 % of a budget
 }
 DEFAULTS: Mapping[str, Any] = {**POOL_DEFAULTS, **BATCH_DEFAULTS, **OTHER_DEFAULTS}
 JOB_DEFAULT_NAMES = ("model", "size", "quality", "n")
@@ -93,7 +99,10 @@ def with_default_model(defaults: Mapping[str, Any]) -> dict[str, Any]:
 
 PROVIDERS = ("openai", "sim")
 # recorded by `run` at the top of settings and taken from there on resume
-_RECORDED_MONEY = ("prices", "max_cost", "price_per_image")
+_RECORDED_MONEY = (
+    "prices", "max_cost", "price_per_image", "ledger", "project", "monthly_budget",
+    "project_budget",
+)  # fmt: skip
 _RECORDED_CONNECTION = ("provider", "base_url", "api_key_env")
 
 
@@ -198,6 +207,11 @@ class RunConfig:
     quiet: bool = False
     retry_failed: bool = False
     max_jobs: int | None = None
+    ledger: str | None = None
+    project: str | None = None
+    monthly_budget: float | None = None
+    project_budget: float | None = None
+    on_budget: str | None = None
     sim: Mapping[str, Any] = field(default_factory=dict)  # sim_* options, flag-named
     # the flags of this session as given (and as merged with run.json on resume): what
     # run.json's session record keeps (secrets stripped there)
@@ -295,7 +309,8 @@ def _check_pool(values: Mapping[str, Any]) -> None:
 
 
 def _check_money(values: Mapping[str, Any]) -> None:
-    for name in ("max_cost", "price_per_image", "confirm_above"):
+    money = ("max_cost", "price_per_image", "confirm_above", "monthly_budget", "project_budget")
+    for name in money:
         value = values.get(name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int | float) or value < 0

@@ -12,6 +12,10 @@ version in the default set that asserts the same behaviour.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -20,6 +24,15 @@ import pytest
 
 from batchgen.sim import SimConfig, ThreadedSim, sim_in_thread
 from batchgen.testing import BackoffWaits, testing
+
+# the spend ledger (user data dir) and config.toml (user config dir) of every run a test
+# starts, in-process or as a subprocess (cli_env keeps XDG_*), go to a throw-away home: the
+# user's real ledger and budgets never see a test
+_HOME = tempfile.mkdtemp(prefix="batchgen-tests-")
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["XDG_DATA_HOME"] = os.path.join(_HOME, "data")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+os.environ.pop("BATCHGEN_LEDGER", None)
 
 # tests want fast renders; a test that checks real dimensions passes tiny=False
 _TEST_DEFAULTS: dict[str, Any] = {"tiny": True}

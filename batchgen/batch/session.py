@@ -45,6 +45,8 @@ class BatchSession:
     live_values: dict[str, Any]
     say: Callable[[str], None]
     timeout_s: float = 120.0
+    # the spend ledger's sink around the log writer (batchgen.session.ledgering); None: off
+    wrap_sink: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,10 @@ async def run_batch_session(
                           state_dir=s.rundir.state_dir)  # fmt: skip
     api = BatchApi(base_url, s.api_key, timeout=s.timeout_s)
     state = BatchState(s.rundir.state_dir, s.run_id)
+    sink = writer if s.wrap_sink is None else s.wrap_sink(writer)
     ctx = BatchContext(
         rundir=s.rundir, run_id=s.run_id, session=s.session, provider=s.provider, api=api,
-        state=state, sink=writer, prices=s.prices, budget=s.budget, options=s.options,
+        state=state, sink=sink, prices=s.prices, budget=s.budget, options=s.options,
         control=control, jobs_of=s.jobs_of, say=s.say, live_values=s.live_values,
     )  # fmt: skip
     _from_log(ctx)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from batchgen.cli.money_args import add_money_arguments
+from batchgen.cli.money_args import SkippingGroup, add_ledger_arguments, add_money_arguments
 from batchgen.config import (
     DEFAULT_CONCURRENCY_CAP,
     FIXED_CONCURRENCY,
@@ -61,13 +61,16 @@ LIMIT_FLAGS = frozenset({
 })  # fmt: skip
 OUTPUT_FLAGS = frozenset({"quiet", "image_checks"})
 MONEY_FLAGS = frozenset({"prices", "max_cost", "price_per_image", "confirm_above", "yes"})
+LEDGER_FLAGS = frozenset({"ledger", "project", "monthly_budget", "project_budget", "on_budget"})
 SIM_FLAGS = frozenset(f"sim_{name}" for name in (
     "host", "port", "seed", "rpm", "ipm", "limit_schedule", "ipm_schedule", "burst",
     "no_ratelimit_headers", "retry_after_mode", "max_concurrent", "latency", "latency_jitter",
     "latency_dist", "faults", "fail_after", "retry_after", "hang", "tiny", "image_kb",
     "extra_models", "batch_seconds", "batch_faults", "api_key_env",
 ))  # fmt: skip
-SESSION_FLAGS = CONNECTION_FLAGS | LIMIT_FLAGS | OUTPUT_FLAGS | MONEY_FLAGS | SIM_FLAGS
+SESSION_FLAGS = (
+    CONNECTION_FLAGS | LIMIT_FLAGS | OUTPUT_FLAGS | MONEY_FLAGS | LEDGER_FLAGS | SIM_FLAGS
+)
 BATCH_FLAGS = frozenset({
     "via", "detach", "deadline", "poll_interval", "poll_max", "batch_max_requests",
     "batch_max_bytes", "assume_latency",
@@ -85,18 +88,6 @@ def wants_sim_help(argv: list[str]) -> bool:
     )
 
 
-class _Skipping:
-    """An argument group that leaves out the flags a command does not read (by dest)."""
-
-    def __init__(self, group: Any, leave_out: frozenset[str]) -> None:
-        self.group, self.leave_out = group, leave_out
-
-    def add_argument(self, *names: str, **kwargs: Any) -> None:
-        dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
-        if dest not in self.leave_out:
-            self.group.add_argument(*names, **kwargs)
-
-
 def add_session_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -112,12 +103,13 @@ def add_session_arguments(
     _add_limit_arguments(parser, leave_out)
     _add_output_arguments(parser, leave_out)
     add_money_arguments(parser, leave_out=leave_out)
+    add_ledger_arguments(parser, leave_out=leave_out)
     if sim:
         add_sim_arguments(parser, prefix="sim-", shown=SHOW_SIM_HELP[0])
 
 
 def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
-    conn = _Skipping(parser.add_argument_group("provider"), leave_out)
+    conn = SkippingGroup(parser.add_argument_group("provider"), leave_out)
     conn.add_argument(
         "--provider", choices=("openai", "sim"), default=None,
         help="openai: any OpenAI-compatible API (default); sim: start the built-in simulator",
@@ -141,7 +133,7 @@ def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozense
 
 def _add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
     d = POOL_DEFAULTS
-    limits = _Skipping(parser.add_argument_group("limits"), leave_out)
+    limits = SkippingGroup(parser.add_argument_group("limits"), leave_out)
     limits.add_argument(
         "--concurrency", type=_positive_int, metavar="N",
         help="requests in flight at most: a cap on the autopilot's in-flight limit (default "
@@ -193,7 +185,7 @@ def _add_request_arguments(limits: Any) -> None:
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
-    out = _Skipping(parser.add_argument_group("output"), leave_out)
+    out = SkippingGroup(parser.add_argument_group("output"), leave_out)
     out.add_argument("--quiet", action="store_true", help="no progress display")
     out.add_argument(
         "--image-checks", action=argparse.BooleanOptionalAction, default=None,

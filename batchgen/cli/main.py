@@ -40,6 +40,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.runs")
     _register_optional(sub, "batchgen.cli.pilot")
     _register_optional(sub, "batchgen.cli.library")
+    _register_optional(sub, "batchgen.cli.spend")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
     sim.set_defaults(func=_main_sim)

@@ -23,6 +23,50 @@ def _usd(text: str) -> float:
     return value
 
 
+class SkippingGroup:
+    """An argument group that leaves out the flags a command does not read (by dest)."""
+
+    def __init__(self, group: Any, leave_out: frozenset[str]) -> None:
+        self.group, self.leave_out = group, leave_out
+
+    def add_argument(self, *names: str, **kwargs: Any) -> None:
+        dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
+        if dest not in self.leave_out:
+            self.group.add_argument(*names, **kwargs)
+
+
+def add_ledger_arguments(
+    parser: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()
+) -> None:
+    """--ledger, --project, --monthly-budget, --project-budget, --on-budget (but ``leave_out``)."""
+    group = SkippingGroup(
+        parser.add_argument_group("money across runs (the spend ledger)"), leave_out
+    )
+    group.add_argument(
+        "--ledger", metavar="PATH",
+        help="the SQLite spend ledger shared by every run (default $BATCHGEN_LEDGER, else "
+        "config.toml's ledger, else the user data directory; 'off': none)",
+    )  # fmt: skip
+    group.add_argument(
+        "--project", metavar="NAME",
+        help="the project this run's spend counts for (default the job file's folder name)",
+    )  # fmt: skip
+    group.add_argument(
+        "--monthly-budget", metavar="USD", type=_usd,
+        help="this month's spend over every run sharing the ledger never passes USD: a "
+        "request is sent only if its worst case still fits (config.toml: monthly_budget)",
+    )  # fmt: skip
+    group.add_argument(
+        "--project-budget", metavar="USD", type=_usd,
+        help="the same for this run's project (config.toml: [projects.NAME] monthly_budget)",
+    )  # fmt: skip
+    group.add_argument(
+        "--on-budget", metavar="CMD",
+        help="a shell command run at 50, 80 and 100 %% of a budget, the event in "
+        "BATCHGEN_BUDGET_* environment variables",
+    )  # fmt: skip
+
+
 def add_money_arguments(
     parser: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()
 ) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from batchgen.jobs.model import Job
 from batchgen.money.cost import worst_case_usd
+from batchgen.money.monthly import MonthlyBudget
 from batchgen.money.table import PriceTable
 
 _NANO = 1_000_000_000
@@ -39,13 +40,21 @@ def _to_nano(usd: float) -> int:
 class Reservation:
     """Money held for one job until it is settled (once)."""
 
-    __slots__ = ("_budget", "amount_nano", "job_id", "model", "settled")
+    __slots__ = ("_budget", "amount_nano", "hold_id", "job_id", "model", "settled")
 
-    def __init__(self, budget: Budget, job_id: str, model: str | None, amount_nano: int) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        job_id: str,
+        model: str | None,
+        amount_nano: int,
+        hold_id: int | None = None,
+    ) -> None:
         self._budget = budget
         self.job_id = job_id
         self.model = model
         self.amount_nano = amount_nano
+        self.hold_id = hold_id  # the monthly budget's hold in the shared ledger
         self.settled = False
 
     @property
@@ -90,6 +99,9 @@ class Budget:
         # behind the provider's): later reservations for that model are scaled up by it
         self._overrun: dict[str | None, float] = {}
         self._lock = threading.Lock()
+        # the shared monthly budget(s) (money/monthly.py): a hold in the ledger per reservation
+        self.monthly: MonthlyBudget | None = None
+        self.refused_by_month = False  # the last refusal was the monthly budget's
 
     @property
     def spent(self) -> float:
@@ -102,9 +114,11 @@ class Budget:
     @property
     def remaining(self) -> float | None:
         """USD still free under the cap (None without a cap)."""
-        if self._cap is None:
-            return None
-        return max(self._cap - self._spent - self._reserved, 0) / _NANO
+        local = None if self._cap is None else max(self._cap - self._spent - self._reserved, 0)
+        if self.monthly is not None and self.monthly.enforced:
+            month = self.monthly.remaining_nano()
+            local = month if local is None else min(local, month)
+        return None if local is None else local / _NANO
 
     @property
     def refused(self) -> int:
@@ -134,10 +148,18 @@ class Budget:
         with self._lock:
             if self._cap is not None and self._spent + self._reserved + amount > self._cap:
                 self._refused[job.id] = amount
+                self.refused_by_month = False
                 return None
+            hold_id = None
+            if self.monthly is not None and self.monthly.enforced:
+                hold_id = self.monthly.hold(amount)
+                if hold_id is None:
+                    self._refused[job.id] = amount
+                    self.refused_by_month = True
+                    return None
             self._reserved += amount
             self._refused.pop(job.id, None)
-        return Reservation(self, job.id, job.model, amount)
+        return Reservation(self, job.id, job.model, amount, hold_id)
 
     def hold(self, usd: float, label: str) -> Reservation:
         """Hold ``usd`` whatever the cap: money already committed to the provider (a batch
@@ -152,6 +174,8 @@ class Budget:
         self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None
     ) -> str:
         """What happened and how to continue, for the end of a run stopped by the cap."""
+        if self.refused_by_month and self.monthly is not None:
+            return self.monthly.refusal_message(run_dir, self.refused)
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
         # with the rest of the batch quoted, suggest that; else double the cap. Either way at
@@ -171,7 +195,7 @@ class Budget:
     def _worst_case_nano(self, job: Job) -> int:
         usd = worst_case_usd(self.prices, job)
         if usd is None:
-            if self._cap is None:
+            if self._cap is None and not (self.monthly is not None and self.monthly.enforced):
                 return 0
             msg = (
                 f"job {job.id} (line {job.line}): no price for model {job.model!r}, so "
@@ -191,6 +215,9 @@ class Budget:
             )
             self._reserved -= reservation.amount_nano
             self._spent += actual
+            if reservation.hold_id is not None and self.monthly is not None:
+                # the attempt's row is in the ledger by now (the sink records it first)
+                self.monthly.release(reservation.hold_id)
             if actual > reservation.amount_nano > 0:
                 ratio = actual / reservation.amount_nano
                 self._overrun[reservation.model] = max(

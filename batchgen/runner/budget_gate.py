@@ -42,5 +42,7 @@ class BudgetGate:
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         reservation.settle(actual_usd)
+        if self.budget.monthly is not None:
+            self.budget.monthly.check_alerts()  # 50 / 80 / 100 % of a monthly budget
         self._changed.set()
         self._changed = anyio.Event()

@@ -67,7 +67,7 @@ async def run_pool(
     tally = PoolTally()
     # without a cap there is nothing to reserve: spend is still summed from the rows
     gate = None
-    if budget is not None and budget.cap_usd is not None:
+    if budget is not None and (budget.cap_usd is not None or budget.monthly is not None):
         gate = BudgetGate(budget, control, cheapest_job_usd)
     reach = Reachability(clock.monotonic(), window_s=settings.unreachable_window_s)
     runner = JobRunner(

@@ -78,13 +78,18 @@ def run_batch(
         provider=plan.connection.provider, api_key=plan.connection.api_key, prices=plan.prices,
         budget=plan.budget, options=options, jobs_of=jobs_lookup(job_file, defaults),
         live_values=plan.pool.record(), say=say, timeout_s=float(plan.pool.timeout),
+        wrap_sink=None if plan.ledger is None else plan.ledger.sink,
     )  # fmt: skip
 
     async def go() -> BatchOutcome:
         async with base_url_of(plan.connection, plan.sim_config) as base_url:
             return await run_batch_session(s, base_url, submit)
 
-    outcome = _with_run_pending(plan, anyio.run(go))
+    try:
+        outcome = _with_run_pending(plan, anyio.run(go))
+    finally:
+        if plan.ledger is not None:
+            plan.ledger.close()
     how, code = _ending(outcome)
     summary = session_summary(outcome.ctx.tally, plan.budget)
     summary["batch"] = {**outcome.ctx.state.summary(), "pending": outcome.pending,
@@ -240,6 +245,7 @@ def _resume_plan(
         raise Declined("the quote was not confirmed: nothing was sent")
     session = rundir.begin_session(session_overrides(cfg), list(argv))
     _adopt_live_orphans(rundir, manifest, cfg, pending, session, prices)
+    link = _ledger(rundir, manifest, cfg)
     what = "collecting" if not pending.to_submit else "resuming"
     observer.say(f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "
                  f"{len(pending.to_submit)} to submit")  # fmt: skip
@@ -248,8 +254,21 @@ def _resume_plan(
         jobs_to_run=len(pending.to_submit), connection=connection, pool=cfg.pool,
         prices=prices, budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, connection), quiet=cfg.quiet, observer=observer,
-        handle_signals=handle_signals,
+        handle_signals=handle_signals, ledger=link,
     )  # fmt: skip
+
+
+def _ledger(rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig) -> Any:
+    """The spend ledger: the run's rows made its log's; what the batches collected now is
+    added as it is logged."""
+    from batchgen.session.ledgering import LedgerLink
+
+    settings = manifest.get("settings") or {}
+    link = LedgerLink.open(cfg, manifest["job_file"], settings.get("project"))
+    if link is not None:
+        link.bind(str(manifest["run_id"]), rundir.path)
+        link.sync_run(rundir)
+    return link
 
 
 def _adopt_live_orphans(

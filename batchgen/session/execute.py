@@ -62,6 +62,7 @@ class SessionPlan:
     endpoints: list[Any] | None = None
     observer: Observer = field(default_factory=Silent)
     handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
+    ledger: Any = None  # batchgen.session.ledgering.LedgerLink, bound to the run; None: off
 
     @property
     def run_id(self) -> str:
@@ -181,9 +182,10 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
             tg.start_soon(_watch_output, observer, parts.control)
         try:
             progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
+            sink: Any = parts.writer if plan.ledger is None else plan.ledger.sink(parts.writer)
             with progress as on_progress:
                 tally = await run_pool(
-                    _reusing(plan, parts), provider, parts.limiter, parts.writer,
+                    _reusing(plan, parts), provider, parts.limiter, sink,
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,

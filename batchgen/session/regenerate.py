@@ -78,6 +78,7 @@ class _Rounds:
 
         from batchgen.quality.regenerate import mark_best
         from batchgen.quality.session import score_run
+        from batchgen.session.ledgering import judge_to_ledger
 
         spec, cfg = self.spec, self.cfg
         judge = self._judge_connection()
@@ -88,6 +89,7 @@ class _Rounds:
             local_scorer=self.local, say=self._say(), quiet=cfg.quiet,
         ))  # fmt: skip
         mark_best(self.rundir.path, spec.id)
+        judge_to_ledger(cfg, self.manifest, self.rundir.path)
         if result.to_score:
             self.observer.scored(self.rundir.path, spec, result)
         return result
@@ -149,6 +151,7 @@ def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
     from batchgen.quality.regenerate import next_round
     from batchgen.quality.session import spent_total
     from batchgen.session.execute import execute
+    from batchgen.session.ledgering import link_for_run
     from batchgen.session.prepare import check_job_file, make_budget
 
     cfg, rundir, defaults = r.cfg, r.rundir, dict(r.cfg.job_defaults)
@@ -174,8 +177,13 @@ def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
         sim_config=sim_config(cfg, r.connection), quiet=cfg.quiet, image_tag=f"~r{round_no}",
         extra_headers={"X-Batchgen-Round": str(round_no)}, observer=r.observer,
         handle_signals=r.handle_signals,
+        ledger=link_for_run(cfg, r.manifest, rundir.path, budget, r.observer),
     )  # fmt: skip
-    result = anyio.run(execute, plan)
+    try:
+        result = anyio.run(execute, plan)
+    finally:
+        if plan.ledger is not None:
+            plan.ledger.close()
     if result.stop_reason is not None:
         r.observer.session_ended(rundir, result, budget, summary=False)
         r.score()  # what was made before the stop is still scored

@@ -168,7 +168,14 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
 
         spent += scores_cost(rundir.path)  # --max-cost bounds images and scoring together
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before=spent)
+    try:
+        link = _ledger(ctx, budget, checked.quote)
+    except UsageError:
+        rundir.end_session(session, "interrupted", {"jobs_taken": 0})
+        raise
     if not ctx.observer.confirm(checked):
+        if link is not None:
+            link.close()
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
         raise Declined("the quote was not confirmed: nothing was sent")
     ctx.observer.say(
@@ -180,12 +187,40 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         jobs_to_run=len(to_run), connection=connection, pool=cfg.pool, prices=prices,
         budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, connection), quiet=cfg.quiet, endpoints=endpoints,
-        observer=ctx.observer, handle_signals=ctx.handle_signals,
+        observer=ctx.observer, handle_signals=ctx.handle_signals, ledger=link,
         retag=frozenset(rest.edited) & to_run,
     )  # fmt: skip
-    result = anyio.run(execute, plan)
+    try:
+        result = anyio.run(execute, plan)
+        if link is not None and not cfg.quiet and (line := link.share_line()):
+            ctx.observer.say(line)
+    finally:
+        if link is not None:
+            link.close()
     ctx.observer.session_ended(rundir, result, budget, summary=not cfg.quiet)
     return Outcome(rundir, result.exit_code, result, budget)
+
+
+def _ledger(ctx: _Resume, budget: Any, quote: Any) -> Any:
+    """The spend ledger for this session: the run's rows made its log's (what a crash left
+    unlogged is not in the log either, and recovery's rows are), then the month checked."""
+    from batchgen.session.ledgering import LedgerLink
+
+    settings = ctx.manifest.get("settings") or {}
+    link = LedgerLink.open(ctx.cfg, ctx.job_file, settings.get("project"))
+    if link is None:
+        return None
+    try:
+        link.bind(str(ctx.manifest["run_id"]), ctx.rundir.path)
+        link.sync_run(ctx.rundir)
+        cap, need = ctx.cfg.max_cost, quote.expected_usd
+        need = need if cap is None else min(need, max(cap - budget.spent, 0))
+        link.check_month(need, str(ctx.rundir.path), quote.unknown_models)
+    except BaseException:
+        link.close()
+        raise
+    link.attach(budget, ctx.observer)
+    return link
 
 
 def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]:
@@ -223,6 +258,7 @@ def session_overrides(cfg: RunConfig) -> dict[str, Any]:
     """What run.json's session record keeps of the flags (secrets stripped by RunDir)."""
     given = {k: v for k, v in cfg.given.items() if v not in (None, False) and k != "func"}
     given.pop("run_dir", None)
+    given.pop("on_budget", None)  # a command line may carry a webhook's secret
     return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
         "sim": dict(cfg.sim) or None
     }

@@ -30,6 +30,7 @@ def score_directory(
     )
     from batchgen.quality.store import load_scorer
     from batchgen.runlog.rundir import RunDir
+    from batchgen.session.ledgering import judge_to_ledger
     from batchgen.session.prepare import load_prices
 
     cfg = RunConfig.build(flags)
@@ -54,4 +55,5 @@ def score_directory(
             prices=prices, cap_usd=cap, connection=judge, sim_config=sims, local_scorer=local,
             rescore=bool(flags.get("rescore")), say=say, quiet=cfg.quiet,
         ))  # fmt: skip
+        judge_to_ledger(cfg, manifest, rundir.path)
     return spec, result

@@ -40,6 +40,7 @@ class Prepared:
     checked: Checked
     budget: Budget
     index: IndexBuilder
+    ledger: Any = None  # batchgen.session.ledgering.LedgerLink (None: the ledger is off)
 
 
 def default_run_dir(jobfile: str | Path) -> Path:
@@ -75,7 +76,25 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
     if endpoints:
         check_served(endpoints, checked)
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
-    return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index)
+    link = _open_ledger(cfg, job_file, checked)
+    return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index, link)
+
+
+def _open_ledger(cfg: RunConfig, job_file: str, checked: Checked) -> Any:
+    """The spend ledger, and the month's budgets checked against the run's quote."""
+    from batchgen.session.ledgering import LedgerLink
+
+    link = LedgerLink.open(cfg, job_file)
+    if link is not None:
+        need = checked.quote.expected_usd
+        if cfg.max_cost is not None:
+            need = min(need, cfg.max_cost)
+        try:
+            link.check_month(need, unpriced=checked.quote.unknown_models)
+        except UsageError:
+            link.close()
+            raise
+    return link
 
 
 def _check_modes(cfg: RunConfig) -> None:
@@ -177,12 +196,33 @@ def _first_session(
         budget=prepared.budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, prepared.connection), quiet=cfg.quiet,
         endpoints=prepared.endpoints, observer=observer, handle_signals=handle_signals,
+        ledger=_bound(prepared, manifest, rundir, observer),
     )  # fmt: skip
     if cfg.via_batch:
         return _batch_first(rundir, prepared, plan, observer, argv)
-    result = anyio.run(execute, plan)
+    try:
+        result = anyio.run(execute, plan)
+        if plan.ledger is not None and not cfg.quiet and (line := plan.ledger.share_line()):
+            observer.say(line)
+    finally:
+        if plan.ledger is not None:
+            plan.ledger.close()
     observer.session_ended(rundir, result, plan.budget, summary=not cfg.quiet)
     return Outcome(rundir, result.exit_code, result, plan.budget)
+
+
+def _bound(prepared: Prepared, manifest: dict[str, Any], rundir: RunDir, observer: Observer) -> Any:
+    link = prepared.ledger
+    if link is not None:
+        link.bind(str(manifest["run_id"]), rundir.path)
+        if not prepared.cfg.via_batch:
+            link.attach(prepared.budget, observer)
+        elif link.monthly.enforced:
+            observer.warn(
+                "--via batch: the monthly budget was checked against the quote; the batches' "
+                "cost reaches the ledger when they are collected"
+            )
+    return link
 
 
 def _batch_first(
@@ -218,6 +258,12 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "via": cfg.via or "live",
         # run --reuse / --from-pilot: where stored answers are taken from (library.reuse)
         "reuse": cfg.given.get("reuse"),
+        # the spend ledger (a path given now; never the --on-budget command: it may hold a
+        # webhook's secret) and the budgets, which a resume keeps unless given again
+        "ledger": cfg.ledger,
+        "project": prepared.ledger.project if prepared.ledger is not None else cfg.project,
+        "monthly_budget": cfg.monthly_budget,
+        "project_budget": cfg.project_budget,
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()
