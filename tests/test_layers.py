@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"__init__"},
     {"api"},
+    {"doctor", "export", "notify"},  # around a batch (before it, after it, when it ends)
     {"session"},
     {"reports"},
     {"analyze"},
