@@ -44,7 +44,10 @@ _JSON_FIELD = re.compile(
     rf"""(\\?["']{_SECRET_NAME}\\?["']\s*:\s*\\?["'])[^"'\\]+""", re.IGNORECASE
 )
 # a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret
-SECRETISH = re.compile(r"key|token|secret|password|authorization|credential", re.IGNORECASE)
+# --notify URLs (apprise) carry webhook tokens, and --on-end commands may
+SECRETISH = re.compile(
+    r"key|token|secret|password|authorization|credential|notify|on-end", re.IGNORECASE
+)
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchgen.cli.money_args import add_money_arguments
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
 from batchgen.config import (
     DEFAULT_CONCURRENCY_CAP,
     FIXED_CONCURRENCY,
@@ -55,6 +56,7 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> N
     _add_limit_arguments(parser)
     _add_output_arguments(parser)
     add_money_arguments(parser)
+    add_notify_arguments(parser)
     add_sim_arguments(parser, prefix="sim-")
 
 
@@ -140,8 +142,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed flags by name (the parser's own entries left out)."""
-    return {k: v for k, v in vars(args).items() if k != "func"}
+    """The parsed flags by name (the parser's own entries, and --notify/--on-end, which are
+    not the run's settings and may hold tokens, left out)."""
+    return {k: v for k, v in vars(args).items() if k != "func" and k not in NOTIFY_FLAGS}
 
 
 def run_config(args: argparse.Namespace, recorded: Mapping[str, Any] | None = None) -> RunConfig:

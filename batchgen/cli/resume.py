@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     prefer_system_allocator()
+    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.regenerate import Regenerate
     from batchgen.session.resume import resume_run
@@ -58,5 +59,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
     return usage_errors(err, "resume", lambda: resume_run(
-        args.run_dir, flags_of(args), observer=observer, argv=redacted_argv(), regenerate=regen,
+        args.run_dir, flags_of(args), observer=with_notify(observer, args),
+        argv=redacted_argv(), regenerate=regen,
     ).exit_code)  # fmt: skip

@@ -47,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
     prefer_system_allocator()
+    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.planvars import too_many_jobs
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.start import start_run
@@ -57,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     observer = ConsoleObserver(console, err, args)
     return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args), run_dir=args.run_dir, observer=observer,
+        args.jobfile, run_config(args), run_dir=args.run_dir,
+        observer=with_notify(observer, args),
         argv=redacted_argv(),
     ).exit_code)  # fmt: skip
