@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.score")
     _register_optional(sub, "batchgen.cli.export")
     _register_optional(sub, "batchgen.cli.batch")
+    _register_optional(sub, "batchgen.cli.doctor")
+    _register_optional(sub, "batchgen.cli.dataset")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
     sim.set_defaults(func=_main_sim)
