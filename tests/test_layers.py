@@ -16,7 +16,12 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"__init__"},
     {"api"},
-    {"doctor", "export", "notify"},  # around a batch (before it, after it, when it ends)
+    {
+        "doctor",
+        "export",
+        "notify",
+        "metadata",
+    },  # around a batch (before it, after it, when it ends)
     {"session"},
     {"reports"},
     {"analyze"},

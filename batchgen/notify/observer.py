@@ -1,5 +1,6 @@
 """A session observer that passes everything to the one it wraps, and when a session ends
-(live or through the Batch API) sends the end message: ``--notify`` and ``--on-end``."""
+(live or through the Batch API) runs the caller's hooks (``--metadata``), then sends the end
+message: ``--notify`` and ``--on-end``."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ class NotifyingObserver:
         *,
         hide_env: Sequence[str] = (),
         warn: Callable[[str], None] | None = None,
+        hooks: Sequence[Callable[[Any, Any], None]] = (),
     ) -> None:
         self.inner = inner
+        self.hooks = list(hooks)
         self.urls = list(urls)
         self.on_end = on_end
         self.hide_env = tuple(hide_env)
@@ -52,6 +55,8 @@ class NotifyingObserver:
         self.inner.scored(run_dir, spec, result)
 
     def _ended(self, rundir: Any, result: Any) -> None:
+        for hook in self.hooks:
+            hook(rundir, result)
         if not self.urls and not self.on_end:
             return
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C skips the message
