@@ -231,3 +231,34 @@ def test_cli_json_and_exit_codes(make_sim, tmp_path, monkeypatch, capsys):
     assert main([*base, "--base-url", _url(sim)]) == 2
     out = capsys.readouterr().out
     assert "sk-not-the-key-000" not in out and json.loads(out)["would_start"] is False
+
+
+def test_a_providers_file_checks_each_endpoint(make_sim, tmp_path):
+    sim = make_sim(api_key=KEY)
+    providers = tmp_path / "providers.toml"
+    providers.write_text(f"""
+[[endpoint]]
+name = "main"
+protocol = "openai"
+base_url = "{_url(sim)}"
+key_env = "DOCTOR_KEY"
+models = ["gpt-image-1"]
+
+[[endpoint]]
+name = "flux"
+protocol = "bfl"
+base_url = "http://127.0.0.1:{sim.port}/bfl/v1"
+key_env = "FLUX_KEY"
+models = ["flux-dev"]
+""")
+    opts = DoctorOptions(providers=str(providers), jobfile=_jobs(tmp_path),
+                         environ={"DOCTOR_KEY": KEY}, run_dir=str(tmp_path / "runs"))  # fmt: skip
+    diagnosis = run_diagnose(opts)
+    titles = [s.title for s in diagnosis.sections]
+    assert titles[0].startswith("endpoint main (openai") and titles[1].startswith("endpoint flux")
+    flux = {c.name: c for c in diagnosis.sections[1].checks}
+    assert flux["key present"].status is Status.OK and "needs none" in flux["key present"].seen
+    assert flux["key accepted"].status is Status.UNKNOWN and "--probe" in flux["key accepted"].fix
+    assert flux["models"].seen == "no job of the file goes to this endpoint"
+    main_checks = {c.name: c.status for c in diagnosis.sections[0].checks}
+    assert main_checks["models"] is Status.OK and diagnosis.exit_code == 0

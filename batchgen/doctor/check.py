@@ -49,15 +49,17 @@ def endpoints(opts: DoctorOptions) -> list[remote.Endpoint]:
         out = []
         for spec in load_providers(opts.providers):
             loop = is_loopback(urlsplit(spec.base_url).hostname or "")
-            key = env.get(spec.key_env, "") or (LOCAL_KEY if loop else "")
+            given = env.get(spec.key_env, "")
+            key = given or (LOCAL_KEY if loop else "")
             out.append(remote.Endpoint(spec.name, spec.protocol, spec.base_url, spec.key_env,
-                                       key, spec.models, loop))  # fmt: skip
+                                       key, spec.models, loop, bool(given)))  # fmt: skip
         return out
     url = opts.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     key_env = opts.api_key_env or "OPENAI_API_KEY"
     loop = is_loopback(urlsplit(url).hostname or "")
-    key = env.get(key_env, "") or (LOCAL_KEY if loop else "")
-    return [remote.Endpoint("default", "openai", url, key_env, key, (), loop)]
+    given = env.get(key_env, "")
+    key = given or (LOCAL_KEY if loop else "")
+    return [remote.Endpoint("default", "openai", url, key_env, key, (), loop, bool(given))]
 
 
 async def diagnose(opts: DoctorOptions, confirm: Callable[[str], bool] | None = None) -> Diagnosis:

@@ -37,6 +37,7 @@ class Endpoint:
     key: str = field(repr=False)
     models: tuple[str, ...] = ()  # what a providers file routes here (() = every model)
     loopback: bool = False
+    key_set: bool = True  # False: the variable is unset (a loopback placeholder, or none)
 
 
 @dataclass(slots=True)
@@ -50,9 +51,12 @@ class Seen:
 
 def key_check(section: Section, ep: Endpoint) -> bool:
     how = KEY_HEADERS.get(ep.protocol, "?")
-    if ep.key:
-        source = f"${ep.key_env}" if not ep.loopback or ep.key_env else "none needed (loopback)"
-        section.add(ok("key present", f"{source} is set, sent as {how}"))
+    if ep.key and ep.key_set:
+        section.add(ok("key present", f"${ep.key_env} is set, sent as {how}"))
+        return True
+    if ep.key:  # a loopback server without a key variable: the placeholder a run sends
+        section.add(ok("key present", f"${ep.key_env} is not set: a local server needs none "
+                       f"(a placeholder is sent as {how})"))  # fmt: skip
         return True
     section.add(fail(
         "key present", f"${ep.key_env} is not set",
@@ -101,6 +105,12 @@ def _refused(ep: Endpoint, shown: str, status: int, doc: Any) -> Any:
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     said = redact(str(message), (ep.key,))[:160].rstrip(". ") if message else ""
+    if 300 <= status < 400:
+        return fail(
+            "base URL", f"GET {shown} answered {status}, a redirect: the API is elsewhere",
+            "Use the URL the server redirects to as --base-url (batchgen does not follow "
+            "redirects with the key)", ErrorClass.BAD_REQUEST,
+        )  # fmt: skip
     if status in (404, 405) or status == 200:
         what = f"{status}, not JSON" if not isinstance(doc, dict) else f"{status}"
         return fail(
@@ -114,6 +124,9 @@ def _refused(ep: Endpoint, shown: str, status: int, doc: Any) -> Any:
     if cls is ErrorClass.RATE_LIMIT:
         return unknown("key accepted", seen + " — throttled, so the key is probably good",
                        ErrorClass.RATE_LIMIT.remedy)  # fmt: skip
+    if cls in (ErrorClass.SERVER, ErrorClass.TIMEOUT):
+        return unknown("key accepted", f"{seen} — the server failed, the key was not judged",
+                       cls.remedy)  # fmt: skip
     remedy = cls.remedy.replace("OPENAI_API_KEY", f"${ep.key_env}").replace(
         ", then `batchgen resume RUN_DIR`", ""
     )
