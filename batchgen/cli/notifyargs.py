@@ -44,6 +44,10 @@ def with_notify(observer: Any, args: argparse.Namespace) -> Any:
 
     check_urls(urls)
     hide = {getattr(args, "api_key_env", None) or "OPENAI_API_KEY"}
+    if on_end and getattr(args, "providers", None):
+        from batchgen.provider.endpoints import load_providers
+
+        hide.update(spec.key_env for spec in load_providers(args.providers))
     hooks = [] if mode == "none" else [_metadata_hook(observer, mode)]
     return NotifyingObserver(observer, urls, on_end, hide_env=sorted(hide), hooks=hooks)
 
