@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from batchgen.metadata import containers
+from batchgen.runlog.files import visible_files
 from batchgen.runlog.fsio import atomic_write_bytes
-from batchgen.runlog.reader import log_files
-from batchgen.runlog.schema import SCHEMA, STATUS_OK
+from batchgen.runlog.schema import STATUS_OK
 
 MODES = ("sidecar", "embed", "none")
 KEYWORD = "batchgen"  # the PNG iTXt keyword
@@ -87,17 +86,15 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
     if mode == "none":
         return tally
     root = Path(run_dir)
-    files = [str(p) for p in log_files(root)]
-    if not files:
+    log_dir = root / "log"
+    if not log_dir.is_dir():
         return tally
-    cond = pc.field("status") == STATUS_OK
-    if session is not None:
-        cond = cond & (pc.field("session") == session)
-    scanner = ds.dataset(files, schema=SCHEMA, format="parquet").scanner(
-        columns=_COLUMNS, filter=cond, batch_size=256
-    )
-    for batch in scanner.to_batches():
-        for row in batch.to_pylist():
+    # plain Parquet batches and a filter in Python: a run imports neither pyarrow.compute
+    # nor pandas (tests/test_startup.py), and this pass runs at the end of every run
+    for log_file in visible_files(log_dir):
+        for row in _rows(log_file.path):
+            if row["status"] != STATUS_OK or (session is not None and row["session"] != session):
+                continue
             paths = row["image_paths"] or []
             for i, rel in enumerate(paths):
                 image = root / rel
@@ -107,6 +104,17 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
                     except OSError as exc:
                         tally.errors.append(f"{rel}: {exc}")
     return tally
+
+
+def _rows(path: Path) -> Any:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError):
+        return  # a damaged part: resume quarantines it; its images get no record here
+    names = set(parquet.schema_arrow.names)
+    columns = [c for c in _COLUMNS if c in names]
+    for batch in parquet.iter_batches(batch_size=256, columns=columns):
+        yield from batch.to_pylist()
 
 
 def _one(image: Path, record: dict[str, Any], mode: str, tally: Tally) -> None:
