@@ -55,11 +55,12 @@ class NotifyingObserver:
         self.inner.scored(run_dir, spec, result)
 
     def _ended(self, rundir: Any, result: Any) -> None:
-        for hook in self.hooks:
-            hook(rundir, result)
-        if not self.urls and not self.on_end:
-            return
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C skips the message
+        # a second Ctrl-C skips what is left of this (the run's result is on disk already)
+        with contextlib.suppress(KeyboardInterrupt):
+            for hook in self.hooks:
+                hook(rundir, result)
+            if not self.urls and not self.on_end:
+                return
             message = end_message(rundir, result)
             self.sent.append(message)
             notify(self.urls, message, self._warn)
