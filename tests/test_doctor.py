@@ -5,6 +5,7 @@ images API without --probe (counted at the simulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
 import json
@@ -117,29 +118,41 @@ def test_an_unknown_host_fails_name_resolution(tmp_path):
 @pytest.fixture
 def self_signed_server(tmp_path: Path) -> Iterator[int]:
     """An https server on localhost whose certificate signs itself."""
+    with _tls_server(tmp_path, "localhost", days=30) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def _tls_server(tmp_path: Path, name_on_cert: str, days: int) -> Iterator[int]:
+    """An https server on 127.0.0.1 with a self-signed certificate for ``name_on_cert``,
+    valid until ``days`` from now (negative: expired); its PEM at tmp_path/cert.pem."""
     x509 = pytest.importorskip("cryptography.x509")
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name_on_cert)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .not_valid_before(now - dt.timedelta(days=60))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name_on_cert)]),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
     pem = tmp_path / "cert.pem"
-    pem.write_bytes(
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    both = tmp_path / "cert-and-key.pem"
+    both.write_bytes(
         cert.public_bytes(serialization.Encoding.PEM)
         + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     )  # fmt: skip
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pem)
+    ctx.load_cert_chain(both)
 
     class Quiet(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -262,3 +275,18 @@ models = ["flux-dev"]
     assert flux["models"].seen == "no job of the file goes to this endpoint"
     main_checks = {c.name: c.status for c in diagnosis.sections[0].checks}
     assert main_checks["models"] is Status.OK and diagnosis.exit_code == 0
+
+
+@pytest.mark.parametrize(("name_on_cert", "days", "said", "fix"), [
+    ("localhost", -1, "has expired", "renew"),
+    ("api.other.example", 30, "for another name", "host name the certificate names"),
+], ids=["expired", "hostname"])  # fmt: skip
+def test_a_trusted_certificate_that_expired_or_names_another_host(
+    tmp_path, monkeypatch, name_on_cert, days, said, fix
+):
+    with _tls_server(tmp_path, name_on_cert, days) as port:
+        # the test's certificate trusted the way a user trusts a private CA
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+        diagnosis = run_diagnose(_opts(tmp_path, f"https://localhost:{port}/v1"))
+    [bad] = _failed(diagnosis)
+    assert bad.name == "TLS" and said in bad.seen and fix in bad.fix
