@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from batchgen.cli.main import main
-from tests.runhelpers import MODEL_FLAGS, sim_flags, write_text_jobs
+from tests.runhelpers import MODEL_FLAGS, sim_flags, wait_until, write_text_jobs
 
 pytest.importorskip("apprise")
 
@@ -96,3 +96,21 @@ def test_a_url_apprise_cannot_use_is_refused_before_sending(make_sim, tmp_path, 
     err = capsys.readouterr().err
     assert "--notify" in err and "token=abc" not in err
     assert sim.stats.snapshot(timeline=False)["received"] == 0
+
+
+def test_a_budget_alert_before_the_cap_then_the_end(make_sim, tmp_path, receiver, monkeypatch):
+    url, got = receiver
+    sim = make_sim(api_key=KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    # ~$0.011 an image: 80% of $0.06 is passed at the 5th image, the cap stops the run
+    code = _run(tmp_path, sim, "--notify", url, "--max-cost", "0.06", "--concurrency", "1",
+                prompts=10)  # fmt: skip
+    assert code == 3
+    wait_until(lambda: len(got) >= 2, what="the alert and the end message", timeout=10)
+    bodies = [g["body"] for g in got]
+    assert len(bodies) == 2
+    alert = next(b for b in bodies if "budget spent" in b["title"])
+    end = next(b for b in bodies if b is not alert)
+    assert alert["type"] == "warning" and "of the $0.06 budget" in alert["title"]
+    assert "stopped (budget)" in end["title"] and "pending" in end["message"]
+    assert KEY not in json.dumps(got)

@@ -29,9 +29,9 @@ class EndMessage:
     @property
     def kind(self) -> str:
         """apprise's notification type."""
-        return {"finished": "success", "finished_with_failures": "warning"}.get(
-            self.outcome, "failure"
-        )
+        kinds = {"finished": "success", "finished_with_failures": "warning",
+                 "budget_alert": "warning"}  # fmt: skip
+        return kinds.get(self.outcome, "failure")
 
     def environ(self) -> dict[str, str]:
         """What ``--on-end CMD`` gets, as BATCHGEN_* variables."""
@@ -47,6 +47,17 @@ class EndMessage:
             "BATCHGEN_STOP_REASON": self.stop_reason,
             "BATCHGEN_MESSAGE": self.body,
         }
+
+
+ALERT_SHARE = 0.8  # a budget alert when the spend passes this share of --max-cost
+
+
+def budget_alert(spent: float, cap: float) -> EndMessage:
+    """The one mid-run message: the spend passed ALERT_SHARE of --max-cost."""
+    title = f"batchgen: ${spent:.2f} of the ${cap:.2f} budget spent"
+    body = (f"{spent / cap:.0%} of --max-cost is spent; the run stops sending before it "
+            "passes the cap (then: batchgen resume RUN_DIR --max-cost HIGHER)")  # fmt: skip
+    return EndMessage("budget_alert", title, body, "", 0, 0, 0, 0, spent, "budget", "running")
 
 
 def end_message(rundir: Any, result: Any) -> EndMessage:

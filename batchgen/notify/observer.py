@@ -5,10 +5,11 @@ message: ``--notify`` and ``--on-end``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from batchgen.notify.message import EndMessage, end_message
+from batchgen.notify.message import ALERT_SHARE, EndMessage, budget_alert, end_message
 from batchgen.notify.send import notify, run_on_end
 
 
@@ -38,7 +39,29 @@ class NotifyingObserver:
         self.inner.warn(text)
 
     def progress(self, total: int, budget: Any, status: Callable[[], str]) -> Any:
-        return self.inner.progress(total, budget, status)
+        shown = self.inner.progress(total, budget, status)
+        if not self.urls or budget is None or not getattr(budget, "cap_usd", None):
+            return shown
+        return self._watch_budget(shown, budget)
+
+    @contextlib.contextmanager
+    def _watch_budget(self, shown: Any, budget: Any) -> Iterator[Callable[[Any], None]]:
+        """One alert when the spend passes ALERT_SHARE of --max-cost, sent from a thread (the
+        pool calls the progress function on its event loop, which must not wait on a
+        webhook)."""
+        alerted = [False]
+        with shown as update:
+
+            def on_tally(tally: Any) -> None:
+                update(tally)
+                if not alerted[0] and budget.spent >= ALERT_SHARE * budget.cap_usd:
+                    alerted[0] = True
+                    alert = budget_alert(budget.spent, budget.cap_usd)
+                    threading.Thread(
+                        target=notify, args=(self.urls, alert, self._warn), daemon=True
+                    ).start()
+
+            yield on_tally
 
     def confirm(self, checked: Any) -> bool:
         return bool(self.inner.confirm(checked))
