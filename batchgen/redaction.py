@@ -52,9 +52,10 @@ _JSON_FIELD = re.compile(
     rf"""(\\?["']{_SECRET_NAME}\\?["']\s*:\s*\\?["'])[^"'\\]+""", re.IGNORECASE
 )
 # a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret
-# on[-_]budget: the --on-budget command line may carry a webhook's secret
+# on[-_]budget: the --on-budget command line may carry a webhook's secret; --notify URLs
+# (apprise) carry webhook tokens, and --on-end commands may
 SECRETISH = re.compile(
-    r"key|token|secret|password|authorization|credential|on[-_]budget", re.IGNORECASE
+    r"key|token|secret|password|authorization|credential|on[-_]budget|notify|on-end", re.IGNORECASE
 )
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _ANY_CASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

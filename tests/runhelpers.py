@@ -186,9 +186,14 @@ def ok_counts(run_dir: Path) -> dict[str, int]:
 
 
 def image_files(run_dir: Path) -> set[str]:
-    """Visible image files as the log names them (``images/<name>``); temp files excluded."""
+    """Visible image files as the log names them (``images/<name>``); temp files and the
+    ``--metadata`` sidecars (``<name>.json``) excluded."""
     names = (p.name for p in (run_dir / "images").iterdir())
-    return {f"images/{name}" for name in names if not name.startswith(".")}
+    return {
+        f"images/{name}"
+        for name in names
+        if not name.startswith(".") and not name.endswith(".json")
+    }
 
 
 def logged_images(run_dir: Path) -> list[str]:

@@ -15,6 +15,8 @@ import pytest
 from batchgen.cli import (
     batch,
     common,
+    dataset,
+    doctor,
     export,
     gen,
     library,
@@ -46,6 +48,8 @@ DECLARED: dict[str, frozenset[str]] = {
     "pilot": pilot.READS,
     "library": library.READS,
     "spend": spend.READS,
+    "doctor": doctor.READS,
+    "export": dataset.READS,
     "ledger": spend.LEDGER_READS,
     "sim": frozenset(name.removeprefix("sim_") for name in common.SIM_FLAGS),
 }

@@ -23,7 +23,7 @@ from tests.hostile import (
     only_row,
     run,
 )
-from tests.runhelpers import cli_env, run_cli
+from tests.runhelpers import cli_env, image_files, run_cli
 
 INT64_MAX = 2**63 - 1
 
@@ -62,7 +62,7 @@ def test_more_images_than_n_saves_n_and_says_so(server: HostileServer, tmp_path:
     done, run_dir = run(server, tmp_path, [{"id": "a", "prompt": "many_images", "n": 2}])
     row = only_row(check_run(done, run_dir, 0))
     assert row["status"] == "ok" and row["image_count"] == 2
-    assert sorted(p.name for p in (run_dir / "images").iterdir()) == ["a_0.png", "a_1.png"]
+    assert sorted(image_files(run_dir)) == ["images/a_0.png", "images/a_1.png"]
     assert "5000 images for n=2" in row["error_message"]
 
 
@@ -99,7 +99,7 @@ def test_a_decompression_bomb_image_is_an_invalid_response(
     row = only_row(check_run(done, run_dir, 1))
     assert row["error_class"] == "invalid_response"
     assert "decompression bomb" in row["error_message"]
-    assert not list((run_dir / "images").iterdir())
+    assert not image_files(run_dir)
 
 
 def test_report_survives_bomb_images_on_disk(server: HostileServer, tmp_path: Path) -> None:

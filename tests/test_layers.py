@@ -17,6 +17,12 @@ LAYERS: list[set[str]] = [
     {"__init__"},
     {"api"},
     {"pilot"},
+    {
+        "doctor",
+        "export",
+        "notify",
+        "metadata",
+    },  # around a batch (before it, after it, when it ends)
     {"session"},
     {"reports"},
     {"analyze"},

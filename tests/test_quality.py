@@ -18,6 +18,7 @@ from tests.runhelpers import (
     SECRET_KEY,
     cli_env,
     files_holding_secret,
+    image_files,
     job_ids_by_prompt,
     log_table,
     run_cli,
@@ -107,7 +108,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     assert _chat_stats(sim)["chat"]["received"] == stats["chat"]["received"]
 
     # -- regenerate: exactly those 20, and the new images score above --------------------
-    images_before = {p.name for p in (run_dir / "images").iterdir()}
+    images_before = image_files(run_dir)  # sidecars (--metadata) left out
     done = run_cli(["resume", str(run_dir), "--regenerate-below", str(THRESHOLD),
                     "--max-rounds", "3", *common], env=env, timeout=120)  # fmt: skip
     assert done.code == 0, done.output
@@ -123,7 +124,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     new_paths = [p for r in rows if r["session"] == last_session for p in r["image_paths"] or []]
     assert all("~r2_" in p for p in new_paths) and len(new_paths) == 20
     # every old image is still there, none overwritten
-    images_after = {p.name for p in (run_dir / "images").iterdir()}
+    images_after = image_files(run_dir)
     assert images_before < images_after and len(images_after - images_before) == 20
     scores = read_scores(run_dir).to_pylist()
     new_scores = {r["image_path"]: r["score"] for r in scores if r["round"] == 2}

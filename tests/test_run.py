@@ -13,6 +13,7 @@ from PIL import Image
 from batchgen.cli.main import main
 from batchgen.runlog.reader import read_log
 from batchgen.testing import BackoffWaits
+from tests.runhelpers import image_files
 
 KEY = "sk-test-KEEPOUT-7f3a9c1e2b"
 
@@ -99,7 +100,7 @@ def test_faults_are_decided_by_the_taxonomy(
 
     # images on disk == images in ok rows, every one decodable
     ok_paths = {p for r in log if r["status"] == "ok" for p in r["image_paths"]}
-    on_disk = {f"images/{p.name}" for p in (run_dir / "images").iterdir()}
+    on_disk = image_files(run_dir)  # the --metadata sidecars left out
     assert on_disk == ok_paths
     assert len(ok_paths) == 3 + 1 + 2 + 1
     for p in ok_paths:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchgen.cli.money_args import SkippingGroup, add_ledger_arguments, add_money_arguments
+from batchgen.cli.notifyargs import NOTIFY_FLAGS
 from batchgen.config import (
     DEFAULT_CONCURRENCY_CAP,
     FIXED_CONCURRENCY,
@@ -198,14 +199,15 @@ def flags_of(args: argparse.Namespace, reads: frozenset[str] | None = None) -> d
     """The parsed flags by name (the parser's own entries left out). With ``reads`` (the
     command's declaration of the flags it reads), a parsed flag outside it is a bug of the
     parser's (tests/test_cli_help.py walks every command for them): it fails loudly here
-    rather than being accepted and ignored."""
+    rather than being accepted and ignored. --notify, --on-end and --metadata are read by
+    the CLI's observer, not the run's settings (and may hold tokens): never returned."""
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     if reads is not None:
         stray = sorted(set(flags) - reads)
         if stray:
             msg = f"the parser gives flags this command does not read: {', '.join(stray)}"
             raise AssertionError(msg)
-    return flags
+    return {k: v for k, v in flags.items() if k not in NOTIFY_FLAGS}
 
 
 def run_config(

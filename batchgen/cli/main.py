@@ -41,6 +41,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _register_optional(sub, "batchgen.cli.pilot")
     _register_optional(sub, "batchgen.cli.library")
     _register_optional(sub, "batchgen.cli.spend")
+    _register_optional(sub, "batchgen.cli.doctor")
+    _register_optional(sub, "batchgen.cli.dataset")
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
     sim.set_defaults(func=_main_sim)

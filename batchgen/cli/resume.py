@@ -19,12 +19,14 @@ from batchgen.cli.common import (
     flags_of,
     prefer_system_allocator,
 )
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
 from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
 # the flags `resume` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
     frozenset({"run_dir", "retry_failed", "regenerate_below", "max_rounds"})
     | SCORER_FLAGS
+    | NOTIFY_FLAGS
     | SESSION_FLAGS
     | BATCH_FLAGS
 )
@@ -56,6 +58,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True)
+    add_notify_arguments(parser)
     from batchgen.cli.batch import add_batch_arguments
 
     add_batch_arguments(parser, resume=True)
@@ -64,6 +67,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     prefer_system_allocator()
+    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.regenerate import Regenerate
     from batchgen.session.resume import resume_run
@@ -73,6 +77,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
     return usage_errors(err, "resume", lambda: resume_run(
-        args.run_dir, flags_of(args, READS), observer=observer, argv=redacted_argv(),
-        regenerate=regen,
+        args.run_dir, flags_of(args, READS), observer=with_notify(observer, args),
+        argv=redacted_argv(), regenerate=regen,
     ).exit_code)  # fmt: skip

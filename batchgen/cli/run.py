@@ -20,6 +20,7 @@ from batchgen.cli.common import (
     prefer_system_allocator,
     run_config,
 )
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
 from batchgen.cli.pilot import APPLY_READS
 from batchgen.cli.score import SCORER_FLAGS
 
@@ -31,6 +32,7 @@ READS = (
     | BATCH_FLAGS
     | APPLY_READS
     | SCORER_FLAGS
+    | NOTIFY_FLAGS
 )
 
 
@@ -56,6 +58,7 @@ def register(subparsers: Any) -> None:
     )
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
+    add_notify_arguments(parser)
     from batchgen.cli.batch import add_batch_arguments
 
     add_batch_arguments(parser, resume=False)
@@ -71,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
     prefer_system_allocator()
+    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.planvars import too_many_jobs
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.start import start_run
@@ -90,7 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
     return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir, observer=observer,
+        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir,
+        observer=with_notify(observer, args),
         argv=redacted_argv(),
     ).exit_code)  # fmt: skip
 

@@ -3,6 +3,7 @@
 POST /v1/images/generations    (also /images/generations)  the images API
 POST /v1/images/edits          (also /images/edits)        edits: multipart or JSON (sim/edits.py)
 POST /v1/chat/completions      (also /chat/completions)    a vision judge (sim/chat.py)
+GET  /v1/models                 (also /models)               the free model list
 GET  /v1/images/files/<id>.png                              dall-e ``url`` downloads
 GET  /_sim/stats   POST /_sim/reset                         counters (?timeline=0 to skip
 GET  /_sim/config  POST /_sim/config                        the accepted list); reset answers
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from batchgen.sim import chat, protocols, responses
+from batchgen.sim import chat, modellist, protocols, responses
 from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest
@@ -74,6 +75,7 @@ class SimServer(SimFront):
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
         chat.add_routes(app, self)
+        modellist.add_routes(app, self)  # GET /v1/models, free (sim/modellist.py)
         app.router.add_get("/_sim/stats", self.handle_stats)
         app.router.add_post("/_sim/reset", self.handle_reset)
         app.router.add_get("/_sim/config", self.handle_get_config)

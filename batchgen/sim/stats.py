@@ -35,6 +35,7 @@ class SimStats:
             self.outcomes: Counter[str] = Counter()
             self.images_served = 0
             self.downloads = 0  # GET of a dall-e image url
+            self.models_listed = 0  # GET /v1/models (free: no image request)
             # image requests being processed at once (arrival to answer): the most seen
             self.peak_in_flight = 0
             self.by_prompt: Counter[str] = Counter()
@@ -91,6 +92,10 @@ class SimStats:
             entry["input_tokens"] += input_tokens
             entry["output_tokens"] += output_tokens
 
+    def record_models_listed(self) -> None:
+        with self._lock:
+            self.models_listed += 1
+
     def record_download(self) -> None:
         with self._lock:
             self.downloads += 1
@@ -125,6 +130,7 @@ class SimStats:
                 "outcomes": dict(self.outcomes),
                 "images_served": self.images_served,
                 "downloads": self.downloads,
+                "models_listed": self.models_listed,
                 "peak_in_flight": self.peak_in_flight,
                 "by_prompt": dict(self.by_prompt),
                 "accepted_count": len(self._accepted_t),

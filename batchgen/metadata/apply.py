@@ -1,0 +1,167 @@
+"""``--metadata sidecar|embed|none``: after a session, each image it saved gets its record —
+prompt, model, settings, run and job id, session, cost (and score, once scored) — as a
+``NAME.json`` sidecar beside it (the default), or embedded (PNG ``iTXt``; JPEG and WebP XMP)
+**only when the file carries no C2PA manifest**: adding a byte to a signed file invalidates
+its content credential, so such a file keeps the provider's bytes and gets a sidecar, and the
+tally says how many fell back. Embedding rewrites the file atomically (temp + rename)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from batchgen.metadata import containers
+from batchgen.runlog.files import visible_files
+from batchgen.runlog.fsio import atomic_write_bytes
+from batchgen.runlog.schema import STATUS_OK
+
+MODES = ("sidecar", "embed", "none")
+KEYWORD = "batchgen"  # the PNG iTXt keyword
+_COLUMNS = ["run_id", "session", "job_id", "attempt", "status", "model", "prompt", "size",
+            "quality", "n", "params", "vars", "image_paths", "cost_usd", "revised_prompt",
+            "provider", "endpoint"]  # fmt: skip
+
+
+@dataclass(slots=True)
+class Tally:
+    sidecars: int = 0
+    embedded: int = 0
+    c2pa_sidecars: int = 0  # embed asked, a C2PA manifest found: a sidecar instead
+    other_sidecars: int = 0  # embed asked, a format it cannot write: a sidecar instead
+    errors: list[str] = field(default_factory=list)
+
+    def describe(self, mode: str) -> str:
+        if mode == "sidecar":
+            return f"metadata: {self.sidecars} sidecar(s) NAME.json beside the images"
+        text = f"metadata: {self.embedded} image(s) embedded"
+        if self.c2pa_sidecars:
+            text += (f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
+                     "credential): left as sent, a sidecar NAME.json instead")  # fmt: skip
+        if self.other_sidecars:
+            text += (f"; {self.other_sidecars} in a format it cannot embed into, or already "
+                     "holding the provider's XMP: sidecars")  # fmt: skip
+        return text
+
+
+def record_of(row: dict[str, Any], index: int, count: int) -> dict[str, Any]:
+    cost = row.get("cost_usd")
+    params = json.loads(row["params"]) if row.get("params") else None
+    return {
+        "prompt": row.get("prompt"),
+        "revised_prompt": row.get("revised_prompt"),
+        "model": row.get("model"),
+        "settings": {
+            "size": row.get("size"),
+            "quality": row.get("quality"),
+            "n": row.get("n"),
+            "params": params,
+        },
+        "vars": json.loads(row["vars"]) if row.get("vars") else None,
+        "run_id": row.get("run_id"),
+        "job_id": row.get("job_id"),
+        "session": row.get("session"),
+        "attempt": row.get("attempt"),
+        "image_index": index,
+        "provider": row.get("endpoint") or row.get("provider"),
+        "cost_usd": (cost / count) if cost is not None and count else None,
+        "score": None,
+        "tool": "batchgen",
+    }
+
+
+def sidecar_path(image: Path) -> Path:
+    """``images/NAME.png`` → ``images/NAME.png.json`` (never a name the image scan adopts)."""
+    return image.with_name(image.name + ".json")
+
+
+def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
+    """Write the records of ``session``'s ok images (every session's when None)."""
+    tally = Tally()
+    if mode == "none":
+        return tally
+    root = Path(run_dir)
+    log_dir = root / "log"
+    if not log_dir.is_dir():
+        return tally
+    # plain Parquet batches and a filter in Python: a run imports neither pyarrow.compute
+    # nor pandas (tests/test_startup.py), and this pass runs at the end of every run
+    for log_file in visible_files(log_dir):
+        for row in _rows(log_file.path):
+            if row["status"] != STATUS_OK or (session is not None and row["session"] != session):
+                continue
+            paths = row["image_paths"] or []
+            for i, rel in enumerate(paths):
+                image = root / rel
+                if image.is_file():
+                    try:
+                        _one(image, record_of(row, i, len(paths)), mode, tally)
+                    except OSError as exc:
+                        tally.errors.append(f"{rel}: {exc}")
+    return tally
+
+
+def _rows(path: Path) -> Any:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError):
+        return  # a damaged part: resume quarantines it; its images get no record here
+    names = set(parquet.schema_arrow.names)
+    columns = [c for c in _COLUMNS if c in names]
+    for batch in parquet.iter_batches(batch_size=256, columns=columns):
+        yield from batch.to_pylist()
+
+
+def _one(image: Path, record: dict[str, Any], mode: str, tally: Tally) -> None:
+    text = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    if mode == "embed":
+        data = image.read_bytes()
+        if containers.has_c2pa(data):
+            tally.c2pa_sidecars += 1
+        else:
+            embedded = _embedded(data, text, record)
+            if embedded is not None:
+                atomic_write_bytes(image, embedded)
+                tally.embedded += 1
+                return
+            tally.other_sidecars += 1
+    _write_sidecar(sidecar_path(image), (text + "\n").encode())
+    tally.sidecars += 1
+
+
+def _write_sidecar(path: Path, data: bytes) -> None:
+    """Temp + rename (never a torn sidecar), without fsync: a sidecar is rebuilt from the log
+    (``batchgen.metadata.apply``), and a run of 100,000 images should not wait on 200,000
+    fsyncs. An embedded image is written with fsync (atomic_write_bytes): it is the image."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _embedded(data: bytes, text: str, record: dict[str, Any]) -> bytes | None:
+    kind = containers.kind(data)
+    fields = {"prompt": str(record.get("prompt") or ""), "metadata": text}
+    try:
+        if kind == "png":
+            return containers.png_with_itxt(data, KEYWORD, text)
+        if kind == "jpeg":
+            return containers.jpeg_with_xmp(data, containers.xmp_packet(fields))
+        if kind == "webp":
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                width, height, alpha = im.width, im.height, "A" in im.getbands()
+            packet = containers.xmp_packet(fields)
+            return containers.webp_with_xmp(data, packet, width, height, alpha)
+    except (ValueError, OSError):
+        return None
+    return None

@@ -1,0 +1,102 @@
+"""Where the end message goes: every ``--notify URL`` through apprise (one URL format for Slack,
+Discord, e-mail, ntfy, a plain ``json://`` webhook …), and ``--on-end CMD`` run with the outcome
+in BATCHGEN_* environment variables. A failed notification is said, never fatal: the run's
+result is on disk whatever a webhook answers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from batchgen.errors import UsageError, redact
+from batchgen.notify.message import EndMessage
+
+ON_END_TIMEOUT_S = 120.0
+INSTALL_HINT = "pip install 'batchgen[notify]' (the apprise library)"
+
+
+def _apprise() -> Any:
+    with _quiet():
+        import apprise
+    return apprise
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """apprise loads its plugins on first use, and one imports the deprecated ``imghdr``
+    (Python 3.11–3.12): a DeprecationWarning that is not the user's business."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def check_urls(urls: Sequence[str]) -> None:
+    """Refuse (UsageError, before anything is sent) a URL apprise cannot use, or a missing
+    apprise; the message names the URL's scheme, never the URL (it may hold a token)."""
+    if not urls:
+        return
+    try:
+        apprise = _apprise()
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--notify needs apprise: {INSTALL_HINT}") from exc
+    for i, url in enumerate(urls, 1):
+        with _quiet():
+            usable = apprise.Apprise.instantiate(url) is not None
+        if not usable:
+            scheme = url.partition("://")[0] if "://" in url else "(no scheme)"
+            msg = (f"--notify #{i} ({scheme}://…) is not a URL apprise can send to: see "
+                   "https://github.com/caronc/apprise/wiki for the formats (e.g. "
+                   "json://host:port/path, slack://…, ntfys://topic)")  # fmt: skip
+            raise UsageError(msg)
+
+
+def notify(urls: Sequence[str], message: EndMessage, warn: Callable[[str], None]) -> int:
+    """Send ``message`` to every URL; returns how many took it."""
+    if not urls:
+        return 0
+    apprise = _apprise()
+
+    sent = 0
+    for i, url in enumerate(urls, 1):
+        box = apprise.Apprise()
+        with _quiet():
+            box.add(url)
+        try:
+            with _quiet():
+                okay = bool(box.notify(title=message.title, body=message.body,
+                                   notify_type=message.kind))  # fmt: skip
+        except Exception as exc:  # a notifier's own bug must not cost the run its ending
+            okay = False
+            warn(f"--notify #{i}: {type(exc).__name__}: {redact(str(exc), (url,))}")
+        if okay:
+            sent += 1
+        else:
+            warn(f"--notify #{i}: not delivered (the run's result is on disk: {message.run_dir})")
+    return sent
+
+
+def run_on_end(
+    command: str,
+    message: EndMessage,
+    warn: Callable[[str], None],
+    *,
+    hide: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> int | None:
+    """Run ``command`` in a shell with BATCHGEN_* set; ``hide``: variables not passed on (the
+    run's key variables). Returns its exit status (None when it could not run in time)."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in hide}
+    env.update(message.environ())
+    try:
+        done = subprocess.run(command, shell=True, env=env, timeout=ON_END_TIMEOUT_S,
+                              check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        warn(f"--on-end: {type(exc).__name__}: {exc}")
+        return None
+    if done.returncode != 0:
+        warn(f"--on-end exited with status {done.returncode}")
+    return done.returncode
