@@ -35,7 +35,7 @@ def scored_run(make_sim, tmp_path, monkeypatch) -> Path:
         for p in PROMPTS
     ))  # fmt: skip
     run = tmp_path / "run"
-    common = [*sim_flags(sim), "--yes", "--quiet"]
+    common = [*sim_flags(sim), "--quiet"]
     assert main(["run", str(jobs), "--run-dir", str(run), *common]) == 0
     assert main(["score", str(run), "--judge", "gpt-4o-mini", *common]) == 0
     return run

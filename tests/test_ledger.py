@@ -340,7 +340,8 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
     run = tmp_path / "run"
     common = [*sim_flags(sim), "--yes", "--quiet"]
     assert cli(["run", str(jobs), "--run-dir", str(run), *common], ledger).code == 0
-    done = cli(["score", str(run), "--judge", "gpt-4o-mini", "--threshold", "6", *common], ledger)
+    scoring = [*sim_flags(sim), "--quiet"]  # score asks nothing before it starts: no --yes
+    done = cli(["score", str(run), "--judge", "gpt-4o-mini", "--threshold", "6", *scoring], ledger)
     assert done.code == 0, done.output
     done = cli(["resume", str(run), "--regenerate-below", "6", "--max-rounds", "1", *common],
                ledger)  # fmt: skip

@@ -63,6 +63,12 @@ class NotifyingObserver:
 
             yield on_tally
 
+    def closed(self) -> str | None:
+        """The wrapped observer's word that nobody reads its output any more (a closed pipe
+        stops the session like a Ctrl-C), when it has one."""
+        inner = getattr(self.inner, "closed", None)
+        return inner() if callable(inner) else None
+
     def confirm(self, checked: Any) -> bool:
         return bool(self.inner.confirm(checked))
 

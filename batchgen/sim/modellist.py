@@ -1,4 +1,5 @@
-"""``GET /v1/models`` (also ``/models``): the free model list of the OpenAI API.
+"""``GET /v1/models`` (also ``/models``, and ``/v1/models/{model}``): the free model list of
+the OpenAI API (SDK clients call it first: ``client.models.list()``).
 
 OpenAI answers it without spending anything, which makes it the call `batchgen doctor` uses
 to prove a key is accepted and to see which models an endpoint serves. The simulator lists the
@@ -34,7 +35,14 @@ def add_routes(app: web.Application, front: SimFront) -> None:
             {"id": name, "object": "model", "created": _CREATED, "owned_by": "system"}
             for name in (*names, *CHAT_MODELS)
         ]
-        return front.json_answer(200, {"object": "list", "data": data}, request_id, started)
+        wanted = request.match_info.get("model")
+        if wanted is None:
+            return front.json_answer(200, {"object": "list", "data": data}, request_id, started)
+        for model in data:
+            if model["id"] == wanted:
+                return front.json_answer(200, model, request_id, started)
+        missing = ApiError(404, f"The model '{wanted}' does not exist", code="model_not_found")
+        return front.json_answer(404, missing.body(), request_id, started)
 
-    app.router.add_get("/v1/models", handle)
-    app.router.add_get("/models", handle)
+    for path in ("/v1/models", "/models", "/v1/models/{model}", "/models/{model}"):
+        app.router.add_get(path, handle)

@@ -66,44 +66,17 @@ class SimServer(SimFront):
             "/openai/deployments/{deployment}/images/generations", self.handle_generate
         )
         protocols.add_routes(app, self)  # Gemini, Black Forest Labs, fal
-        # the model list SDK clients call first (`client.models.list()`)
-        app.router.add_get("/v1/models", self.handle_models)
-        app.router.add_get("/models", self.handle_models)
-        app.router.add_get("/v1/models/{model}", self.handle_models)
-        app.router.add_get("/models/{model}", self.handle_models)
         app.router.add_get("/v1/images/files/{name}", self.handle_file)
         app.router.add_get("/images/files/{name}", self.handle_file)
         self.batches.register(app)
         chat.add_routes(app, self)
-        modellist.add_routes(app, self)  # GET /v1/models, free (sim/modellist.py)
+        # GET /v1/models (and /v1/models/{model}), free: what SDK clients call first
+        modellist.add_routes(app, self)
         app.router.add_get("/_sim/stats", self.handle_stats)
         app.router.add_post("/_sim/reset", self.handle_reset)
         app.router.add_get("/_sim/config", self.handle_get_config)
         app.router.add_post("/_sim/config", self.handle_set_config)
         return app
-
-    async def handle_models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models`` (and ``/v1/models/{model}``) as OpenAI answers them: the image
-        models the simulator serves, with the extra models it was told to accept."""
-        from batchgen.sim.models import DALLE_MODELS, GPT_IMAGE_MODELS
-
-        try:
-            self.check_auth(request.headers.get("Authorization", ""))
-        except ApiError as err:
-            return web.json_response(err.body(), status=err.status)
-        names = sorted(GPT_IMAGE_MODELS | DALLE_MODELS | set(self.config.extra_models))
-        listed = [
-            {"id": name, "object": "model", "created": 1700000000, "owned_by": "batchgen-sim"}
-            for name in names
-        ]
-        wanted = request.match_info.get("model")
-        if wanted is None:
-            return web.json_response({"object": "list", "data": listed})
-        for model in listed:
-            if model["id"] == wanted:
-                return web.json_response(model)
-        msg = f"The model '{wanted}' does not exist"
-        return web.json_response(ApiError(404, msg, code="model_not_found").body(), status=404)
 
     # -- the images API --------------------------------------------------------------------
     async def handle_generate(self, request: web.Request) -> web.StreamResponse:
