@@ -114,6 +114,9 @@ class RateControl:
         self.slow_start = cap is None
         self.current = float(cap) if cap else cfg.start_rpm
         self.source = "flag" if cap else None
+        # slow start doubles once a step: the gate sets it from how fast answers come (an
+        # instant server's rate doubles every few tens of ms, a slow one's once a second)
+        self.step_s = cfg.interval_s
         self.losses = 0
         self._last_loss = -math.inf
         self._clean_since = now
@@ -179,15 +182,20 @@ class RateControl:
         return True
 
     def tick(self, now: float) -> None:
-        """Called as answers come in; moves the rate at most once an interval."""
-        if now - self._last_move < self.cfg.interval_s:
+        """Called as requests leave and answers come in; moves the rate at most once an
+        interval (once a step in slow start)."""
+        step = self.step_s if self.slow_start else self.cfg.interval_s
+        if now - self._last_move < step:
             return
         elapsed = now - self._last_move
         self._last_move = now
         if now - self._last_loss < self.cfg.cooldown_s:
             return
         ceiling = self.ceiling
-        used = self.sent_rate(now, min(elapsed, 2 * self.cfg.interval_s)) >= 0.5 * self.current
+        # over at least two of the rate's spacings: a slow rate's sends are seconds apart
+        window = min(4 * self.cfg.interval_s, max(min(elapsed, 2 * self.cfg.interval_s),
+                                                 120.0 / max(self.current, 1e-9)))  # fmt: skip
+        used = self.sent_rate(now, window) >= 0.5 * self.current
         if self.slow_start:
             if used:
                 self.current = min(ceiling, self.current * self.cfg.ss_factor)
@@ -255,8 +263,15 @@ class InflightControl:
         self._ok_epoch = now
 
     @property
+    def ceiling(self) -> int:
+        return self.cap if self.refused_at is None else max(1, self.refused_at - 1)
+
+    @property
     def slots(self) -> int:
-        return max(1, int(self.limit))
+        """The limit, never under what a known rate needs (Little's law: rate × latency)."""
+        if self.fixed:
+            return max(1, int(self.limit))
+        return max(1, int(max(self.limit, min(self.need, self.ceiling))))
 
     def sent_at(self, inflight: int) -> None:
         self.peak = max(self.peak, inflight)
@@ -278,8 +293,17 @@ class InflightControl:
         self._window.append(latency)
         if self.fixed:
             return
+        floor_now = min((m for _, m in self._medians), default=math.inf)
+        if self.slow_start and self._full and latency <= self.cfg.latency_tolerance * floor_now:
+            # clocked by answers, as TCP's slow start by acknowledgements: one slot more per
+            # answer while the slots are what holds the pool back (and the answer came as fast
+            # as usual) doubles them once a latency
+            self.limit = min(float(self.cap), self.limit + 1)
         span = now - self._window_start
-        if span < self.cfg.interval_s * 0.5 - 1e-6 or len(self._window) < 5:
+        # a window of five answers and half an interval, or of a few latencies when answers
+        # come in milliseconds (an instant server's limit moves in well under a second)
+        least = min(self.cfg.interval_s * 0.5, 4 * min(self._window))
+        if span < least - 1e-6 or len(self._window) < 5:
             return
         median = sorted(self._window)[len(self._window) // 2]
         self.last_median = median
@@ -289,8 +313,7 @@ class InflightControl:
         while self._medians and self._medians[0][0] < now - 60.0:
             self._medians.popleft()
         floor = min(m for _, m in self._medians)
-        ceiling = self.cap if self.refused_at is None else max(1, self.refused_at - 1)
-        need = min(self.need, ceiling)
+        need = min(self.need, self.ceiling)
         if median > self.cfg.latency_tolerance * floor and full and self.limit > need:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
@@ -309,8 +332,7 @@ class InflightControl:
         if not full or (median > self.cfg.latency_tolerance * floor and self.limit >= need):
             return
         if self.slow_start:
-            self.limit = min(self.cap, self.limit * 2)
-            return
+            return  # grown per answer above
         nxt = self.limit + 1
         if self.refused_at is not None and nxt >= self.refused_at:
             if now < self._probe_after:

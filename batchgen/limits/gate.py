@@ -151,6 +151,7 @@ class _Slots:
 class Ticket:
     inflight: int  # requests out when this one was sent, itself included
     sent_at: float
+    n: int = 1  # images asked for
 
 
 class RateLimiter:
@@ -188,6 +189,12 @@ class RateLimiter:
         self.throttled = 0
         self.throttled_since_progress = 0
         self.last_progress = now
+        self._out = 0  # requests sent and not answered
+        self._first_sent: float | None = None
+        self._answered = False
+        self._fastest = math.inf  # the quickest answer (a 429's round trip, or a success)
+        self._max_n = 1
+        self._sent_n = [0, 0]  # requests, images: the mean n of this run
 
     # -- the gate ----------------------------------------------------------------------------
     @property
@@ -206,6 +213,44 @@ class RateLimiter:
             await self.images.acquire(n)
         return anyio.current_time() - start
 
+    async def admit(self, n: int = 1) -> Ticket:
+        """Wait for an in-flight slot, then for the pause, then for one request token and n
+        image tokens; the request leaves at once. Returns its Ticket.
+
+        The slot comes first: a worker that took its tokens and then waited for a slot would
+        hold them, and when the slots open every such worker would leave in the same instant
+        (a burst past the bucket). Taken in this order, nothing leaves faster than the rate."""
+        while True:
+            await self._slots.acquire()
+            try:
+                await self._wait_pause()
+                if self.requests is not None:
+                    await self.requests.acquire(1)
+                if self.images is not None:
+                    await self.images.acquire(n)
+                await self._wait_pause()
+            except BaseException:
+                self._slots.release()
+                raise
+            if self._out < self._slots.limit:
+                return self._sent(n)
+            # the limit fell while this worker waited for its tokens (a concurrency 429): the
+            # tokens go unused (the rate only gets slower) and the slot is queued for again
+            self._slots.release()
+
+    def _sent(self, n: int) -> Ticket:
+        now = anyio.current_time()
+        self._out += 1
+        self._max_n = max(self._max_n, n)
+        self._sent_n[0] += 1
+        self._sent_n[1] += n
+        if self._first_sent is None:
+            self._first_sent = now
+        self.inflight.sent_at(max(self._out, self._slots.used))
+        if self.adapt:
+            self._tick(now)
+        return Ticket(self._out, now, n)
+
     async def enter(self) -> Ticket:
         """An in-flight slot (after any pause that began while waiting for it)."""
         inflight = await self._slots.acquire()
@@ -214,10 +259,11 @@ class RateLimiter:
         except BaseException:
             self._slots.release()
             raise
-        self.inflight.sent_at(inflight)
-        return Ticket(inflight, anyio.current_time())
+        del inflight
+        return self._sent(1)
 
     def leave(self, ticket: Ticket) -> None:
+        self._out = max(0, self._out - 1)
         self._slots.release()
 
     async def _wait_pause(self) -> None:
@@ -245,6 +291,7 @@ class RateLimiter:
         self.throttled_since_progress = 0
         self.observe_headers(headers)
         if ticket is not None:
+            self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
         self._tick(now)
 
@@ -269,6 +316,8 @@ class RateLimiter:
         self.throttled_since_progress += 1
         hint = read_hint(headers, message, code)
         kind = CONCURRENCY if hint.concurrency else hint.exhausted
+        if ticket is not None:
+            self._answer(now, ticket, ok=False)
         if self.adapt:
             self._announce(hint.limits, now)
             if kind is None:
@@ -283,10 +332,38 @@ class RateLimiter:
                     paced.sync()
         if kind == CONCURRENCY and retry_after_s is None:
             return 0.0
+        spacing = self._spacing(ticket.n if ticket is not None else 1)
+        wait = retry_after_s or 0.0
+        if self.adapt and wait >= 1.0 and wait == int(wait):
+            # whole seconds (RFC 9110's Retry-After) are rounded up: "1" may mean 50 ms. The
+            # rate just cut spaces the requests; hold the pool only for what is surely left
+            wait -= 1.0
+        return self.pause(max(wait, spacing))
+
+    def _spacing(self, n: int) -> float:
+        """Seconds between requests (of n images) at the rates in force."""
         spacing = 0.0
         if self.requests is not None and math.isfinite(self.requests.control.current):
             spacing = 60.0 / self.requests.control.current
-        return self.pause(max(retry_after_s or 0.0, spacing))
+        if self.images is not None and math.isfinite(self.images.control.current):
+            spacing = max(spacing, 60.0 * n / self.images.control.current)
+        return spacing
+
+    def _answer(self, now: float, ticket: Ticket, *, ok: bool) -> None:
+        """An answer came back: how fast answers come clocks the rates' slow start."""
+        latency = now - ticket.sent_at
+        if latency < self._fastest:
+            self._fastest = latency
+            step = min(self.requests.control.cfg.interval_s if self.requests else 1.0,
+                       max(0.05, 2 * latency))  # fmt: skip
+            for paced in (self.requests, self.images):
+                if paced is not None:
+                    paced.control.step_s = step
+        if ok and not self._answered:
+            self._answered = True
+            # what is out already was let out by the rate: the first answer keeps it
+            if self.inflight.slow_start:
+                self.inflight.limit = max(self.inflight.limit, min(self.inflight.cap, self._out))
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
@@ -312,10 +389,15 @@ class RateLimiter:
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
         """A 429 with no hint: concurrency when it was sent with every slot taken and more
         out than any recent success was sent with; otherwise requests/min."""
+        # with jobs of several n, count images: pacing images holds an images/min limit, and a
+        # requests/min one too at the mean n
+        rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
         if ticket is None or self.inflight.fixed:
-            return REQUESTS
+            return rate_kind
+        # before any success nothing tells the two apart; a rate that is cut is the safe guess
+        high = self.inflight.ok_high(now)
         full = ticket.inflight >= self.inflight.slots
-        return CONCURRENCY if full and ticket.inflight > self.inflight.ok_high(now) else REQUESTS
+        return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
 
     def _tick(self, now: float) -> None:
         if not self.adapt:
@@ -324,12 +406,33 @@ class RateLimiter:
             if paced is not None:
                 paced.control.tick(now)
                 paced.sync()
-        req = self.requests.control if self.requests is not None else None
-        latency = self.inflight.last_median
-        if req is not None and latency is not None and req.known:
-            self.inflight.need = req.current / 60.0 * latency * 1.25
+        self.inflight.need = self._need(now)
         if self._slots.limit != self.inflight.slots:
             self._slots.set_limit(self.inflight.slots)
+
+    def _need(self, now: float) -> float:
+        """In flight the rates in force need (Little's law: rate × latency, 25 % over).
+
+        Before any answer the latency is at least the age of the first request, and the rate
+        (still climbing, bounded by the first 429) is what holds the pool; afterwards only a
+        known rate (a flag, an announced limit, two cuts at it) sets it."""
+        latency = self.inflight.last_median
+        if not self._answered:
+            if self._first_sent is None:
+                return 0.0
+            latency = now - self._first_sent
+        if latency is None:
+            return 0.0
+        per_s = 0.0
+        mean_n = self._sent_n[1] / max(1, self._sent_n[0])
+        for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
+            if paced is None or not math.isfinite(paced.control.current):
+                continue
+            if self._answered and not paced.control.known:
+                continue
+            rate = paced.control.current / 60.0 / per_request
+            per_s = rate if per_s == 0.0 else min(per_s, rate)
+        return per_s * latency * 1.25
 
     # -- what it found ------------------------------------------------------------------------
     def stalled_s(self) -> float:

@@ -147,18 +147,24 @@ class SimServer(SimFront):
         verdict = self.limiter.check(req.n)
         if not verdict.allowed:
             self.stats.record_outcome(SERVER_RATE_LIMITED)
-            if not config.ratelimit_headers:
+            style = config.limit_message
+            if style == "plain":
+                err = responses.PLAIN_RATE_LIMITED
+            elif style == "auto" and not config.ratelimit_headers:
                 err = responses.GENERIC_RATE_LIMITED
             else:
                 by = verdict.limited_by or "requests"
                 limiter = self.limiter
                 limit = limiter.current_rpm() if by == "requests" else limiter.current_ipm()
-                err = responses.server_rate_limited(req.model, by, limit, verdict.retry_after_s)
+                requested = req.n if style == "stated" else None
+                err = responses.server_rate_limited(
+                    req.model, by, limit, verdict.retry_after_s, requested
+                )
             retry = responses.retry_headers(verdict.retry_after_s, config.retry_after_mode)
             return self.json_answer(429, err.body(), request_id, started, retry)
         self.stats.record_accepted(self.monotonic(), req.n)
 
-        decision = self.planner.decide(config, req.prompt, directives)
+        decision = self.planner.decide(config, req.prompt, directives, req)
         early = await self.fault_before_body(
             config, decision, request_id, started, self.stats.record_outcome
         )
