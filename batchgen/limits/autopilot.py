@@ -314,7 +314,10 @@ class InflightControl:
             self._medians.popleft()
         floor = min(m for _, m in self._medians)
         need = min(self.need, self.ceiling)
-        if median > self.cfg.latency_tolerance * floor and full and self.limit > need:
+        # a provider that refuses past its cap of tasks does not queue them: with that cap
+        # found, a slow window is jitter, not a queue
+        queue = self.refused_at is None
+        if median > self.cfg.latency_tolerance * floor and full and self.limit > need and queue:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
                 # prompts, a slower model); take it as the new floor

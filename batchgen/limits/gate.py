@@ -91,7 +91,10 @@ class _Paced:
         if not math.isfinite(value):
             self._bucket = None
         elif self._bucket is None:
+            # a limit just found (a 429 said so): it was just used up, so the bucket starts
+            # full, or what waited for it would leave together with the refused retry
             self._bucket = _Bucket(*_shape(value))
+            self._bucket._level = self._bucket.max_rate
         else:
             self._bucket.set_rate(*_shape(value))
 
@@ -190,6 +193,7 @@ class RateLimiter:
         self.throttled_since_progress = 0
         self.last_progress = now
         self._out = 0  # requests sent and not answered
+        self._ticking = False  # a worker waits for a slot on a timer (before any answer)
         self._first_sent: float | None = None
         self._answered = False
         self._fastest = math.inf  # the quickest answer (a 429's round trip, or a success)
@@ -221,7 +225,7 @@ class RateLimiter:
         hold them, and when the slots open every such worker would leave in the same instant
         (a burst past the bucket). Taken in this order, nothing leaves faster than the rate."""
         while True:
-            await self._slots.acquire()
+            await self._take_slot()
             try:
                 await self._wait_pause()
                 if self.requests is not None:
@@ -237,6 +241,21 @@ class RateLimiter:
             # the limit fell while this worker waited for its tokens (a concurrency 429): the
             # tokens go unused (the rate only gets slower) and the slot is queued for again
             self._slots.release()
+
+    async def _take_slot(self) -> None:
+        while self.adapt and not self._answered and not self._ticking:
+            # before any answer the in-flight limit grows with time (the latency is at least
+            # the first request's age): one waiting worker looks again now and then
+            self._ticking = True
+            try:
+                with anyio.move_on_after(0.25) as scope:
+                    await self._slots.acquire()
+            finally:
+                self._ticking = False
+            if not scope.cancelled_caught:
+                return
+            self._tick(anyio.current_time())
+        await self._slots.acquire()
 
     def _sent(self, n: int) -> Ticket:
         now = anyio.current_time()
@@ -324,6 +343,8 @@ class RateLimiter:
                 kind = self._guess_kind(ticket, now)
             if kind == CONCURRENCY:
                 if ticket is not None:
+                    # the slots in force (need included) are what the cut starts from
+                    self.inflight.limit = max(self.inflight.limit, float(self.inflight.slots))
                     self.inflight.on_refused(now, ticket.inflight)
                     self._slots.set_limit(self.inflight.slots)
             else:
@@ -362,8 +383,8 @@ class RateLimiter:
         if ok and not self._answered:
             self._answered = True
             # what is out already was let out by the rate: the first answer keeps it
-            if self.inflight.slow_start:
-                self.inflight.limit = max(self.inflight.limit, min(self.inflight.cap, self._out))
+            keep = min(self.inflight.ceiling, self._out)
+            self.inflight.limit = max(self.inflight.limit, float(keep))
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
@@ -415,21 +436,19 @@ class RateLimiter:
 
         Before any answer the latency is at least the age of the first request, and the rate
         (still climbing, bounded by the first 429) is what holds the pool; afterwards only a
-        known rate (a flag, an announced limit, two cuts at it) sets it."""
-        latency = self.inflight.last_median
-        if not self._answered:
-            if self._first_sent is None:
-                return 0.0
-            latency = now - self._first_sent
-        if latency is None:
+        rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
+        if self._first_sent is None:
             return 0.0
+        latency = self.inflight.last_median
+        if latency is None:  # no window of answers yet: at least as long as the first is out
+            latency = now - self._first_sent
         per_s = 0.0
         mean_n = self._sent_n[1] / max(1, self._sent_n[0])
         for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
             if paced is None or not math.isfinite(paced.control.current):
                 continue
-            if self._answered and not paced.control.known:
-                continue
+            if self._answered and paced.control.slow_start:
+                continue  # never bounded: the in-flight limit finds its own way
             rate = paced.control.current / 60.0 / per_request
             per_s = rate if per_s == 0.0 else min(per_s, rate)
         return per_s * latency * 1.25
