@@ -119,6 +119,8 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
     await anyio.sleep(RTT_S / 2)
     if p.first_answer is None:
         p.first_answer = anyio.current_time()
+    # the answer's headers describe the limits when it is sent (as the simulator's do)
+    headers = p.server.headers() if p.headers else None
     limiter.on_ok(ticket, headers)  # type: ignore[arg-type]
     return True
 

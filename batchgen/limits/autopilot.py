@@ -122,6 +122,7 @@ class RateControl:
         self._clean_since = now
         self._last_move = now
         self._sent: deque[tuple[float, int]] = deque()  # (time, amount) of the last seconds
+        self._used = True  # the rate was used at the last tick (slow start grows only then)
 
     @property
     def ceiling(self) -> float:
@@ -196,6 +197,7 @@ class RateControl:
         window = min(4 * self.cfg.interval_s, max(min(elapsed, 2 * self.cfg.interval_s),
                                                  120.0 / max(self.current, 1e-9)))  # fmt: skip
         used = self.sent_rate(now, window) >= 0.5 * self.current
+        self._used = used
         if self.slow_start:
             if used:
                 self.current = min(ceiling, self.current * self.cfg.ss_factor)
@@ -213,6 +215,15 @@ class RateControl:
             self.current = min(ceiling, self.current + step)
             if self.current > w_max:
                 self.w_max = self.current / self.cfg.plateau  # passed cleanly: a new plateau
+
+    def on_answer(self, latency: float) -> None:
+        """A clean answer in slow start: the rate grows by one request per latency (as TCP's
+        window grows by one segment per acknowledgement), at most doubling per answer. An
+        instant server's rate doubles per answer; a 15 s one's hardly moves this way."""
+        if not self.slow_start or not self._used:
+            return
+        step = min(self.current, 60.0 / max(latency, 1e-3))
+        self.current = min(self.ceiling, self.current + step)
 
     @property
     def known(self) -> bool:
@@ -244,6 +255,7 @@ class InflightControl:
         self.limit = float(self.cap if fixed else min(self.cap, cfg.start_inflight))
         self.slow_start = not fixed
         self.refused_at: int | None = None  # in-flight count of the last concurrency 429
+        self.given = False  # the cap is the user's --concurrency: no latency cuts under it
         # in flight that a known rate limit needs (rate × latency): the rate bounds the load
         # then, so the limit may grow to this whatever the latency does, and never shrinks
         # under it for latency (a busy client's own queueing looks like the provider's)
@@ -273,8 +285,9 @@ class InflightControl:
             return max(1, int(self.limit))
         return max(1, int(max(self.limit, min(self.need, self.ceiling))))
 
-    def sent_at(self, inflight: int) -> None:
-        self.peak = max(self.peak, inflight)
+    def sent_at(self, inflight: int, out: int | None = None) -> None:
+        """A request left with ``inflight`` slots taken (``out`` of them sent, when known)."""
+        self.peak = max(self.peak, inflight if out is None else out)
         if inflight >= self.slots:
             self._full = True
 
@@ -293,8 +306,7 @@ class InflightControl:
         self._window.append(latency)
         if self.fixed:
             return
-        floor_now = min((m for _, m in self._medians), default=math.inf)
-        if self.slow_start and self._full and latency <= self.cfg.latency_tolerance * floor_now:
+        if self.slow_start and self._full and self._usual(latency):
             # clocked by answers, as TCP's slow start by acknowledgements: one slot more per
             # answer while the slots are what holds the pool back (and the answer came as fast
             # as usual) doubles them once a latency
@@ -312,11 +324,14 @@ class InflightControl:
         self._medians.append((now, median))
         while self._medians and self._medians[0][0] < now - 60.0:
             self._medians.popleft()
-        floor = min(m for _, m in self._medians)
+        # the lower quartile of the last minute's window medians (their minimum once there
+        # are few): one lucky window of a wide-jitter provider is not its floor
+        recent = sorted(m for _, m in self._medians)
+        floor = recent[len(recent) // 4]
         need = min(self.need, self.ceiling)
         # a provider that refuses past its cap of tasks does not queue them: with that cap
         # found, a slow window is jitter, not a queue
-        queue = self.refused_at is None
+        queue = self.refused_at is None and not self.given
         if median > self.cfg.latency_tolerance * floor and full and self.limit > need and queue:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
@@ -342,6 +357,12 @@ class InflightControl:
                 return
             self._probe_after = now + self._probe_wait
         self.limit = min(float(self.cap), nxt)
+
+    def _usual(self, latency: float) -> bool:
+        """Not slower than the latency tolerance allows over the floor (any, before one)."""
+        if not self._medians:
+            return True
+        return latency <= self.cfg.latency_tolerance * min(m for _, m in self._medians)
 
     def on_refused(self, now: float, inflight: int) -> None:
         """A 429 for concurrency, for a request sent when ``inflight`` were out (itself too)."""

@@ -98,6 +98,13 @@ class _Paced:
         else:
             self._bucket.set_rate(*_shape(value))
 
+    def drain(self) -> None:
+        """Take every token out: the next one comes one spacing from now."""
+        bucket = self._bucket
+        if bucket is not None:
+            bucket._leak()
+            bucket._level = bucket.max_rate
+
     async def acquire(self, amount: int) -> None:
         bucket = self._bucket
         if bucket is not None:
@@ -185,6 +192,12 @@ class RateLimiter:
             self.images = _Paced(images)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
+        if adapt and concurrency:
+            # a cap the user knows: start there, as a given rpm does, and hold it against
+            # latency jitter (a 429 for concurrency still cuts it)
+            self.inflight.limit = float(self.inflight.cap)
+            self.inflight.slow_start = False
+            self.inflight.given = True
         self._slots = _Slots(self.inflight.slots)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
@@ -265,7 +278,7 @@ class RateLimiter:
         self._sent_n[1] += n
         if self._first_sent is None:
             self._first_sent = now
-        self.inflight.sent_at(max(self._out, self._slots.used))
+        self.inflight.sent_at(max(self._out, self._slots.used), self._out)
         if self.adapt:
             self._tick(now)
         return Ticket(self._out, now, n)
@@ -338,7 +351,7 @@ class RateLimiter:
         if ticket is not None:
             self._answer(now, ticket, ok=False)
         if self.adapt:
-            self._announce(hint.limits, now)
+            moved = self._announce(hint.limits, now)
             if kind is None:
                 kind = self._guess_kind(ticket, now)
             if kind == CONCURRENCY:
@@ -349,7 +362,9 @@ class RateLimiter:
                     self._slots.set_limit(self.inflight.slots)
             else:
                 paced = self.images if kind == IMAGES else self.requests
-                if paced is not None and paced.control.on_loss(now):
+                # a 429 stating a new limit of its kind is explained by it: the rate moved
+                # to it already, a cut on top would run under it
+                if paced is not None and kind not in moved and paced.control.on_loss(now):
                     paced.sync()
         if kind == CONCURRENCY and retry_after_s is None:
             return 0.0
@@ -359,7 +374,16 @@ class RateLimiter:
             # whole seconds (RFC 9110's Retry-After) are rounded up: "1" may mean 50 ms. The
             # rate just cut spaces the requests; hold the pool only for what is surely left
             wait -= 1.0
-        return self.pause(max(wait, spacing))
+        if wait > spacing or not self.adapt:
+            return self.pause(max(wait, spacing))
+        # no longer a wait than one request's spacing: the provider's bucket is empty, so
+        # ours is made so too. The next request leaves one spacing from now; a pool-wide
+        # pause would hold back workers that took their tokens already and then let them
+        # all out together when it ends
+        for paced in (self.requests, self.images):
+            if paced is not None:
+                paced.drain()
+        return spacing
 
     def _spacing(self, n: int) -> float:
         """Seconds between requests (of n images) at the rates in force."""
@@ -373,6 +397,10 @@ class RateLimiter:
     def _answer(self, now: float, ticket: Ticket, *, ok: bool) -> None:
         """An answer came back: how fast answers come clocks the rates' slow start."""
         latency = now - ticket.sent_at
+        if ok and self.adapt:
+            for paced in (self.requests, self.images):
+                if paced is not None and math.isfinite(paced.control.current):
+                    paced.control.on_answer(latency)
         if latency < self._fastest:
             self._fastest = latency
             step = min(self.requests.control.cfg.interval_s if self.requests else 1.0,
@@ -400,12 +428,16 @@ class RateLimiter:
                 limit = hint.limits.get(hint.exhausted)
                 self.pause(min(reset, 60.0 / limit) if limit else reset)
 
-    def _announce(self, limits: dict[str, float], now: float) -> None:
+    def _announce(self, limits: dict[str, float], now: float) -> set[str]:
+        """Announced limits → the rates; returns the kinds whose limit moved."""
+        moved = set()
         for kind, limit in limits.items():
             paced = self.requests if kind == REQUESTS else self.images
             if paced is not None and paced.control.announced != limit:
                 paced.control.announce(limit, now)
                 paced.sync()
+                moved.add(kind)
+        return moved
 
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
         """A 429 with no hint: concurrency when it was sent with every slot taken and more

@@ -106,13 +106,13 @@ class Shape:
         return knobs
 
 
-# the issue's seven shapes (issue 21), each ~4 minutes of work at its limit (12 for 5 img/min):
+# the issue's seven shapes (issue 21), each 2–4 minutes of work at its limit (12 for 5 img/min):
 # the last requests' latency tail (the slowest of ~75 in flight is ~2× the median) costs a
 # fixed ~15 s whatever the client does, so shorter runs measure the provider, not the client
 SHAPES: tuple[Shape, ...] = (
-    Shape("rpm-headers-5s", "600 req/min in x-ratelimit headers, 5 s", jobs=2400, rpm=600,
+    Shape("rpm-headers-5s", "600 req/min in x-ratelimit headers, 5 s", jobs=1200, rpm=600,
           headers=True, message="stated", retry_after="ms", latency_median=5.0, hint=True),
-    Shape("rpm-plain-15s", "300 req/min, no headers, Retry-After whole s, 15 s", jobs=1200,
+    Shape("rpm-plain-15s", "300 req/min, no headers, Retry-After whole s, 15 s", jobs=1500,
           rpm=300, retry_after="seconds", latency_median=15.0),
     Shape("ipm-text-10s", "240 img/min in the 429 text, n = 1/2/4, 10 s", jobs=420,
           ns=(1, 2, 4), ipm=240, message="stated", retry_after="none", latency_median=10.0,
