@@ -327,7 +327,7 @@ class InflightControl:
         # the lower quartile of the last minute's window medians (their minimum once there
         # are few): one lucky window of a wide-jitter provider is not its floor
         recent = sorted(m for _, m in self._medians)
-        floor = recent[len(recent) // 4]
+        floor = recent[len(recent) // 4] if len(recent) >= 8 else recent[0]
         need = min(self.need, self.ceiling)
         # a provider that refuses past its cap of tasks does not queue them: with that cap
         # found, a slow window is jitter, not a queue
