@@ -105,6 +105,8 @@ class SimServer(SimFront):
         if cap is not None and self.in_flight >= cap:
             # refused at once, with no hint: no retry-after, no x-ratelimit-*
             self.stats.record_outcome(CONCURRENCY_LIMITED)
+            asked = body.get("n", 1) if isinstance(body, dict) else 1
+            self.stats.record_refused(self.monotonic(), asked if isinstance(asked, int) else 1)
             err = responses.concurrency_limited()
             return self.json_answer(429, err.body(), request_id, started, limits=False)
         self.in_flight += 1
@@ -147,6 +149,7 @@ class SimServer(SimFront):
         verdict = self.limiter.check(req.n)
         if not verdict.allowed:
             self.stats.record_outcome(SERVER_RATE_LIMITED)
+            self.stats.record_refused(self.monotonic(), req.n)
             style = config.limit_message
             if style == "plain":
                 err = responses.PLAIN_RATE_LIMITED
