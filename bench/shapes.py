@@ -33,8 +33,10 @@ def _ns_jobs(path: Path, shape: Shape) -> Path:
     return write_jobs(path, shape.jobs, n=shape.ns)
 
 
-def shape_figures(shape: Shape, stats: dict[str, Any], wall_s: float, scale: float,
-                  learned: dict[str, Any] | None) -> tuple[list[Figure], dict[str, Any]]:  # fmt: skip
+def shape_figures(
+    shape: Shape, stats: dict[str, Any], wall_s: float, scale: float,
+    learned: dict[str, Any] | None,
+) -> tuple[list[Figure], dict[str, Any]]:  # fmt: skip
     """Efficiency, 429 share and the worst second from the simulator's own record."""
     received = sorted(
         [(t, n, True) for t, n in stats.get("accepted") or []]
