@@ -448,11 +448,15 @@ class RateLimiter:
         if ticket is None or self.inflight.fixed:
             return rate_kind
         # before any success nothing tells the two apart; a rate that is cut is the safe guess
+        # sending at about the rate a 429 came at before: the rate is the likely cause
         paced = self.images if rate_kind == IMAGES else self.requests
-        if paced is not None and paced.control.w_max is not None:
-            # sending at about the rate a 429 came at before: the rate is the likely cause
-            if paced.control.sent_rate(now, 2.0) >= 0.8 * paced.control.w_max:
-                return rate_kind
+        w_max = paced.control.w_max if paced is not None else None
+        if (
+            paced is not None
+            and w_max is not None
+            and (paced.control.sent_rate(now, 2.0) >= 0.8 * w_max)
+        ):
+            return rate_kind
         high = self.inflight.ok_high(now)
         full = ticket.inflight >= self.inflight.slots
         return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
