@@ -21,12 +21,10 @@ All time is the event loop's (``anyio.current_time``), so tests run this on a vi
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from aiolimiter import AsyncLimiter
 
 from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
 from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
@@ -41,120 +39,14 @@ from batchgen.limits.autopilot import (
     RateControl,
     read_hint,
 )
+from batchgen.limits.found import describe, learned
+from batchgen.limits.pacing import BURST_S as BURST_S
+from batchgen.limits.pacing import Paced, Slots
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
-BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
 # no Retry-After or reset holds the pool longer than this at once (--max-pause)
 MAX_PAUSE_S: float = POOL_DEFAULTS["max_pause"]
-
-
-class _Bucket(AsyncLimiter):
-    """aiolimiter's leaky bucket with a rate that changes in place.
-
-    Replacing the bucket on every adjustment would forget how full it is and let a burst of
-    its whole capacity through each time. aiolimiter (≥ 1.2) keeps its state in ``_level``
-    and ``_rate_per_sec``; drain the bucket at the old rate first, then switch."""
-
-    def set_rate(self, capacity: float, period: float) -> None:
-        self._leak()
-        self.max_rate = capacity
-        self.time_period = period
-        self._rate_per_sec = capacity / period
-        self._level = min(self._level, capacity)
-        self._wake_next()
-
-
-def _shape(per_min: float) -> tuple[float, float]:
-    per_s = per_min / 60.0
-    capacity = max(1.0, per_s * BURST_S)
-    return capacity, capacity / per_s
-
-
-class _Paced:
-    """A rate control and the bucket that paces at its current rate (none while it is
-    infinite: an images/min rate nobody has limited yet)."""
-
-    def __init__(self, control: RateControl) -> None:
-        self.control = control
-        self._applied = control.current
-        self._bucket = _Bucket(*_shape(control.current)) if math.isfinite(control.current) else None
-        # one request collects its n image tokens before the next starts: tokens handed out
-        # round-robin to many waiting requests would delay all of them
-        self._order = anyio.Lock()
-
-    def sync(self) -> None:
-        value = self.control.current
-        if math.isclose(value, self._applied, rel_tol=1e-4):
-            return
-        self._applied = value
-        if not math.isfinite(value):
-            self._bucket = None
-        elif self._bucket is None:
-            # a limit just found (a 429 said so): it was just used up, so the bucket starts
-            # full, or what waited for it would leave together with the refused retry
-            self._bucket = _Bucket(*_shape(value))
-            self._bucket._level = self._bucket.max_rate
-        else:
-            self._bucket.set_rate(*_shape(value))
-
-    def drain(self) -> None:
-        """Take every token out: the next one comes one spacing from now."""
-        bucket = self._bucket
-        if bucket is not None:
-            bucket._leak()
-            bucket._level = bucket.max_rate
-
-    async def acquire(self, amount: int) -> None:
-        bucket = self._bucket
-        if bucket is not None:
-            if amount == 1:
-                await bucket.acquire(1)
-            else:
-                # one token at a time, so capacity stays below a second's worth whatever n is
-                async with self._order:
-                    for _ in range(amount):
-                        await bucket.acquire(1)
-        self.control.sent(anyio.current_time(), amount)
-
-
-class _Slots:
-    """A semaphore whose size changes while it is held (the adaptive in-flight limit)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._waiters: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> int:
-        """Take a slot; returns how many are out, this one included."""
-        if self.used < self.limit and not self._waiters:
-            self.used += 1
-            return self.used
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():
-                self.release()  # handed a slot while being cancelled: pass it on
-            else:
-                self._waiters.remove(event)
-            raise
-        return self.used
-
-    def release(self) -> None:
-        self.used -= 1
-        self._wake()
-
-    def set_limit(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.used < self.limit:
-            self.used += 1
-            self._waiters.popleft().set()
 
 
 @dataclass(slots=True)
@@ -181,15 +73,15 @@ class RateLimiter:
         now = anyio.current_time() if _in_loop() else 0.0
         self.adapt = adapt
         self.max_pause_s = max_pause_s
-        self.requests: _Paced | None = None
-        self.images: _Paced | None = None
+        self.requests: Paced | None = None
+        self.images: Paced | None = None
         if adapt or rpm:
-            self.requests = _Paced(RateControl(REQUESTS, rpm, cfg, now))
+            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now))
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
             if not ipm:
                 images.current = math.inf  # dormant until the provider limits images
-            self.images = _Paced(images)
+            self.images = Paced(images)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
         if adapt and concurrency:
@@ -198,7 +90,7 @@ class RateLimiter:
             self.inflight.limit = float(self.inflight.cap)
             self.inflight.slow_start = False
             self.inflight.given = True
-        self._slots = _Slots(self.inflight.slots)
+        self._slots = Slots(self.inflight.slots)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
         self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
@@ -499,55 +391,12 @@ class RateLimiter:
         return anyio.current_time() - self.last_progress
 
     def describe(self) -> str:
-        parts = []
-        if self.requests is not None:
-            parts.append(f"{self.requests.control.current:.0f} req/min")
-        if self.images is not None and math.isfinite(self.images.control.current):
-            parts.append(f"{self.images.control.current:.0f} img/min")
-        parts.append(f"{self._slots.used}/{self.inflight.slots} in flight")
-        if self.paused_until > anyio.current_time():
-            left = self.paused_until - anyio.current_time()
-            parts.append(f"paused {left:.1f}s")
-            if self.capped_pause is not None:
-                parts.append(f"(asked {self.capped_pause[0]:.0f}s, capped)")
-        return ", ".join(parts)
+        """The progress line's part: rates, slots, a pause."""
+        return describe(self)
 
     def learned(self) -> dict[str, Any]:
         """What the autopilot found, for run.json and the report."""
-        req = self.requests.control if self.requests else None
-        img = self.images.control if self.images else None
-        conc = self.inflight
-        return {
-            "adaptive": self.adapt,
-            "rpm": _round(req.learned() if req else None),
-            "rpm_source": req.source if req else None,
-            "ipm": _round(img.learned() if img else None),
-            "ipm_source": img.source if img else None,
-            "concurrency": conc.learned(),
-            "concurrency_source": (
-                "flag"
-                if conc.fixed
-                else "429"
-                if conc.losses
-                else "latency"
-                if conc.shrinks
-                else None
-            ),
-            "final_rpm": _round(req.current if req else None),
-            "final_ipm": _round(img.current if img else None),
-            "final_concurrency": conc.slots,
-            "peak_inflight": conc.peak,
-            "throttled": self.throttled,
-            "rate_cuts": (req.losses if req else 0) + (img.losses if img else 0),
-            "paused_s": round(self.paused_total_s, 3),
-            "capped_pause_s": self.capped_pause[0] if self.capped_pause else None,
-        }
-
-
-def _round(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, 1)
+        return learned(self)
 
 
 def _in_loop() -> bool:
