@@ -71,7 +71,7 @@ SPECS = (
     *(Spec(f"shape-{sh.key}", f"21. {sh.title} (time × {shapes.TIME_SCALE:g})",
            lambda root, quick, _, key=sh.key: shapes.bench_shape(root, key, quick=quick))
       for sh in SHAPES),
-    Spec("auto-instant", "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
+    Spec("instant", "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
          lambda root, quick, _: shapes.bench_instant(root, quick=quick)),
     Spec("resume", "5. resume scan, 1M rows",
          lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),

@@ -8,7 +8,7 @@ shape in a quarter of the time. (At × 0.1 the seconds judged are 100 ms bins, a
 span from its log (first request to last answer): the process's start-up is not the
 autopilot's. Each figure row also says what the client learned.
 
-``auto-instant`` is the CPU-bound end (issue 21, point 4): an instant local server, 6,000 jobs,
+``instant`` is the CPU-bound end (issue 21, point 4): an instant local server, 6,000 jobs,
 the bare aiohttp loop, ``batchgen run`` with no flags and with ``--no-adapt --concurrency 64``,
 one after the other against one simulator process; the ratios are taken within the run.
 """
@@ -135,7 +135,7 @@ def bench_instant(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
                 written = count_files(out / "images")
             shutil.rmtree(out, ignore_errors=True)
             if written != jobs:
-                msg = f"bench auto-instant: {name} wrote {written} images for {jobs} jobs"
+                msg = f"bench instant: {name} wrote {written} images for {jobs} jobs"
                 raise RuntimeError(msg)
             rates[name] = jobs / measured.wall_s
     figures = [
