@@ -318,3 +318,21 @@ def test_latency_that_rises_for_good_is_taken_as_the_new_floor_after_three_cuts(
     slots = [window(1.0) for _ in range(6)]  # three times slower from now on, whatever we do
     assert slots[:3] == [29, 26, 24]  # three cuts (× 0.9 each) ...
     assert slots[3] == 24 and slots[4:] == [25, 26]  # ... then the new floor, and growth again
+
+
+def test_a_429_text_that_says_when_to_try_again_is_read_as_the_wait() -> None:
+    """OpenAI's images 429s often carry no Retry-After header, only the text."""
+    text = ("Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
+            "Limit 5, Used 5, Requested 1. Please try again in 12s. Visit https://…")  # fmt: skip
+    hint = read_hint(None, text)
+    assert hint.wait_s == 12.0 and hint.limits == {"images": 5.0}
+    assert read_hint(None, "... Please try again in 566ms.").wait_s == 0.566
+    assert read_hint(None, "Rate limit exceeded").wait_s is None
+
+    async def main() -> float:
+        limiter = RateLimiter()
+        return limiter.on_throttled(Ticket(1, anyio.current_time()), None, None, text)
+
+    held = run_virtual(main)
+    # the pool waits the 12 s the text asks (the 5 img/min spacing, 12.2 s, is longer still)
+    assert held == pytest.approx(60.0 / (5 * AutopilotConfig().headroom), rel=0.01)

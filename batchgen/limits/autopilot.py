@@ -62,11 +62,13 @@ class Hint:
     limits: dict[str, float]  # announced limits per kind (per minute)
     exhausted: str | None  # the kind whose remaining is 0 (or that a 429 message names)
     concurrency: bool = False  # a 429 that names concurrent requests
+    wait_s: float | None = None  # "Please try again in 12s" in a 429's text
 
 
 _LIMIT_MSG = re.compile(
     r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
 )
+_WAIT_MSG = re.compile(r"try again in\s+([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
 _KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
 _CONCURRENT_MSG = re.compile(
     r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE
@@ -99,7 +101,11 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
     elif m := _KIND_MSG.search(text):
         exhausted = exhausted or _KIND_OF[(m.group(1) or m.group(2)).lower()]
     concurrency = bool(_CONCURRENT_MSG.search(text) or _CONCURRENT_MSG.search(code or ""))
-    return Hint(limits, exhausted, concurrency)
+    wait = None
+    if m := _WAIT_MSG.search(text):
+        wait = float(m.group(1)) / (1000.0 if m.group(2).lower() == "ms" else 1.0)
+        wait = wait if math.isfinite(wait) and wait < 86_400 else None
+    return Hint(limits, exhausted, concurrency, wait)
 
 
 class RateControl:
