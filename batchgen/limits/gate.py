@@ -347,7 +347,11 @@ class RateLimiter:
         if (
             paced is not None
             and w_max is not None
-            and (paced.control.sent_rate(now, 2.0) >= 0.8 * w_max)
+            and (
+                paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
+                # or with about what the bounded rate needs in flight (rate × latency) out
+                or ticket.inflight >= 0.8 * self.inflight.need
+            )
         ):
             return rate_kind
         high = self.inflight.ok_high(now)
