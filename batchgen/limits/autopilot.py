@@ -131,6 +131,11 @@ class RateControl:
         self._used = True  # the rate was used at the last tick (slow start grows only then)
 
     @property
+    def fixed_by_flag(self) -> bool:
+        """The rate is the user's flag and nothing cut it (w_max is the flag, not a 429's)."""
+        return self.source == "flag" and self.losses == 0
+
+    @property
     def ceiling(self) -> float:
         if self.announced is None:
             return self.cap

@@ -340,20 +340,18 @@ class RateLimiter:
         rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
         if ticket is None or self.inflight.fixed:
             return rate_kind
-        # before any success nothing tells the two apart; a rate that is cut is the safe guess
-        # sending at about the rate a 429 came at before: the rate is the likely cause
+        # Nothing tells the two apart before the rate was ever cut (a rate that is cut is the
+        # safe guess: the first no-hint 429 of a run is the rate's), nor while sending at
+        # about the rate a 429 came at before, or with about what that rate needs in flight
         paced = self.images if rate_kind == IMAGES else self.requests
-        w_max = paced.control.w_max if paced is not None else None
-        if (
-            paced is not None
-            and w_max is not None
-            and (
-                paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
-                # or with about what the bounded rate needs in flight (rate × latency) out
-                or ticket.inflight >= 0.8 * self.inflight.need
-            )
-        ):
-            return rate_kind
+        if paced is not None and not paced.control.fixed_by_flag:
+            w_max = paced.control.w_max
+            if (
+                w_max is None
+                or paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
+                or 0 < 0.8 * self.inflight.need <= ticket.inflight
+            ):
+                return rate_kind
         high = self.inflight.ok_high(now)
         full = ticket.inflight >= self.inflight.slots
         return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
