@@ -14,8 +14,10 @@ venv: $(BIN)/batchgen
 
 demo: venv
 	rm -rf runs/demo
+	@echo "demo: the simulator answers at each model's usual latency (gpt-image-1 high ~50 s) x 0.05"
 	$(BIN)/batchgen run jobs/demo.jsonl --provider sim --run-dir runs/demo \
-	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --sim-rpm 300 --sim-latency 0.5 || test $$? -eq 1
+	    --sim-faults 'server=0.1,rate_limit=0.05,content_policy=0.05' --sim-rpm 300 \
+	    --sim-model-latency --sim-time-scale 0.05 || test $$? -eq 1
 	$(BIN)/batchgen score runs/demo --provider sim --judge gpt-4o-mini
 	$(BIN)/batchgen resume runs/demo --regenerate-below 6 --quiet --yes || test $$? -eq 1
 	$(BIN)/batchgen report runs/demo --format html

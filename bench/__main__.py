@@ -21,7 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import autopilot, batch_collect, ingest, memory, overhead, scale, utilisation
+from batchgen.sim.shapes import SHAPES
+from bench import autopilot, batch_collect, ingest, memory, overhead, scale, shapes, utilisation
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -66,6 +67,12 @@ SPECS = (
          lambda root, quick, _: autopilot.bench_ipm(root, quick=quick)),
     Spec("auto-moving", "10. autopilot, rpm halved at 30 s, restored at 60 s",
          lambda root, quick, _: autopilot.bench_moving(root, quick=quick)),
+    # issue 21: realistic shapes (latency of seconds, images/min, plain 429s), time × 0.1
+    *(Spec(f"shape-{sh.key}", f"21. {sh.title} (time × {shapes.TIME_SCALE:g})",
+           lambda root, quick, _, key=sh.key: shapes.bench_shape(root, key, quick=quick))
+      for sh in SHAPES),
+    Spec("instant", "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
+         lambda root, quick, _: shapes.bench_instant(root, quick=quick)),
     Spec("resume", "5. resume scan, 1M rows",
          lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
     Spec("report", "6. report, 1M rows",

@@ -16,6 +16,8 @@ import anyio
 
 from batchgen.limits import RateLimiter
 from batchgen.sim.limits import ServerLimiter
+from batchgen.sim.responses import server_rate_limited
+from batchgen.sim.shapes import Shape
 
 RTT_S = 0.002  # a 429 comes back after one round trip
 
@@ -28,12 +30,16 @@ class Provider:
     max_concurrent: int | None = None
     headers: bool = True
     retry_after: str = "ms"  # ms | seconds | none
+    message: str | None = None  # "stated" (OpenAI's text) | "plain"; None: stated with headers
     latency: Callable[[random.Random], float] = lambda r: max(0.05, r.gauss(0.3, 0.1))
     seed: int = 1
     accepted: list[tuple[float, int]] = field(default_factory=list)
     refused: int = 0
     active: int = 0
     peak: int = 0
+    # every request that reached the server: (time, n, refused)
+    arrivals: list[tuple[float, int, bool]] = field(default_factory=list)
+    first_answer: float | None = None  # when the first success reached the client
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -55,8 +61,7 @@ async def drive(limiter: RateLimiter, provider: Provider, ns: list[int]) -> floa
     async def worker() -> None:
         for n in jobs:
             while True:
-                await limiter.acquire(n)
-                ticket = await limiter.enter()
+                ticket = await limiter.admit(n)
                 try:
                     if await _answer(limiter, provider, ticket, n):
                         break
@@ -71,7 +76,9 @@ async def drive(limiter: RateLimiter, provider: Provider, ns: list[int]) -> floa
 
 async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> bool:
     await anyio.sleep(RTT_S / 2)
+    now = anyio.current_time()
     if p.max_concurrent is not None and p.active >= p.max_concurrent:
+        p.arrivals.append((now, n, True))
         await anyio.sleep(RTT_S / 2)
         p.refused += 1
         limiter.on_throttled(
@@ -84,15 +91,16 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
         return False
     verdict = p.server.check(n)
     headers = p.server.headers() if p.headers else None
+    p.arrivals.append((now, n, not verdict.allowed))
     if not verdict.allowed:
         await anyio.sleep(RTT_S / 2)
         p.refused += 1
         kind = verdict.limited_by or "requests"
-        message = "Too Many Requests"
-        if p.headers:
-            limit = p.server.current_rpm() if kind == "requests" else p.ipm
-            unit = "requests per min (RPM)" if kind == "requests" else "images per min (IPM)"
-            message = f"Rate limit reached on {unit}: Limit {int(limit or 0)}."
+        message = "Rate limit exceeded"
+        if p.message == "stated" or (p.message is None and p.headers):
+            message = server_rate_limited(
+                "gpt-image-1", kind, _limit(p, kind), verdict.retry_after_s, requested=n
+            ).message
         limiter.on_throttled(
             ticket,
             p.retry(verdict.retry_after_s),
@@ -109,6 +117,10 @@ async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> 
     finally:
         p.active -= 1
     await anyio.sleep(RTT_S / 2)
+    if p.first_answer is None:
+        p.first_answer = anyio.current_time()
+    # the answer's headers describe the limits when it is sent (as the simulator's do)
+    headers = p.server.headers() if p.headers else None
     limiter.on_ok(ticket, headers)  # type: ignore[arg-type]
     return True
 
@@ -119,3 +131,86 @@ def rate(
     """Accepted per minute in [start, end)."""
     total = sum(n if images else 1 for t, n in accepted if start <= t < end)
     return total * 60.0 / (end - start)
+
+
+def _limit(p: Provider, kind: str) -> float | None:
+    if kind == "requests":
+        return p.server.current_rpm()
+    return p.server.current_ipm()
+
+
+# -- the realistic shapes (batchgen.sim.shapes) on the virtual clock ---------------------------
+@dataclass
+class ShapeRun:
+    shape: Shape
+    took: float
+    refused: int
+    sent: int
+    first_hint: float | None  # when the first 429 or header reached the client
+    worst_second: float  # most requests (images for an ipm shape) sent in one second after it
+    learned: dict[str, object]
+    per_second: list[int]
+
+    @property
+    def efficiency(self) -> float:
+        return self.shape.ideal_s() / self.took
+
+    @property
+    def share_429(self) -> float:
+        return self.refused / max(1, self.sent)
+
+    @property
+    def burst_ratio(self) -> float:
+        """The worst second after the first hint over the limit's per-second share."""
+        return self.worst_second / self.shape.limit_per_s()
+
+    def row(self) -> str:
+        return (
+            f"{self.shape.key:16} eff {self.efficiency:5.2f}  429s {100 * self.share_429:5.1f} %"
+            f"  worst s {self.burst_ratio:4.2f}x"
+            f"  took {self.took:6.1f}/{self.shape.ideal_s():.1f} s"
+        )
+
+
+def shape_provider(shape: Shape, seed: int = 1) -> Provider:
+    median, sigma = shape.latency_median, shape.latency_sigma
+    return Provider(
+        rpm=shape.rpm,
+        ipm=shape.ipm,
+        schedule=shape.schedule,
+        max_concurrent=shape.max_concurrent,
+        headers=shape.headers,
+        retry_after=shape.retry_after,
+        message=shape.message,
+        latency=lambda r: median * math.exp(sigma * r.gauss(0.0, 1.0)),
+        seed=seed,
+    )
+
+
+def run_shape(shape: Shape, seed: int = 1, **limiter_kw: object) -> ShapeRun:
+    """One shape, every job to success, on the virtual clock."""
+    from batchgen.testing.vtime import run_virtual
+
+    async def main() -> ShapeRun:
+        p = shape_provider(shape, seed)
+        limiter = RateLimiter(**limiter_kw)  # type: ignore[arg-type]
+        t0 = anyio.current_time()
+        ns = [shape.n_of(i) for i in range(shape.jobs)]
+        took = await drive(limiter, p, ns)
+        images = shape.ipm is not None
+        hint = next((t for t, _, refused in p.arrivals if refused), None)
+        if shape.headers and p.first_answer is not None:
+            hint = p.first_answer if hint is None else min(hint, p.first_answer)
+        bins: dict[int, int] = {}
+        for t, n, _ in p.arrivals:
+            bins[int(t - t0)] = bins.get(int(t - t0), 0) + (n if images else 1)
+        after = [c for s, c in bins.items() if hint is not None and s > int(hint - t0)]
+        per_second = [bins.get(s, 0) for s in range(int(took) + 1)]
+        # a limit under a request a second (5 img/min): one request in a second is fine
+        floor = 2 * max(shape.ns) if images else 2
+        worst = max([0, *after])
+        worst = worst if worst > floor else 0.0
+        return ShapeRun(shape, took, p.refused, len(p.arrivals), hint, worst, limiter.learned(),
+                        per_second)  # fmt: skip
+
+    return run_virtual(main)

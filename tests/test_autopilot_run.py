@@ -47,8 +47,9 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
 def test_a_burst_of_tiny_retry_after_429s_fails_no_job(
     make_sim: Any, tmp_path: Path, flags: list[str], rpm: int, jobs: int
 ) -> None:
-    # ~1 s of burst, then the sim answers 429 with retry-after-ms of a few ms
-    sim = make_sim(rpm=rpm, latency_mean=0.02)
+    # ~1 s of burst, then the sim answers 429 with retry-after-ms of a few ms; no headers
+    # (the first answer's x-ratelimit-limit would tell the autopilot the limit before any 429)
+    sim = make_sim(rpm=rpm, latency_mean=0.02, ratelimit_headers=False, retry_after_mode="ms")
     done, run_dir = _run(tmp_path, sim, jobs, "--max-attempts", "1", *flags, timeout=120)
     assert done.code == 0, done.output
     log = read_log(run_dir)

@@ -276,3 +276,58 @@ def _until(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the simulator never got there"
         time.sleep(0.005)
+
+
+def test_openai_429_texts_stated_and_plain_and_the_client_reads_the_stated_one(make_sim):
+    """Issue 21: OpenAI's IPM text ("... on images per min (IPM): Limit 5, Used 5, Requested
+    2. Please try again in 24s.") with no headers, and a gateway's plain 429."""
+    from batchgen.limits.autopilot import read_hint
+
+    clock = FakeClock()
+    sim = make_sim(ipm=5, ratelimit_headers=False, limit_message="stated",
+                   retry_after_mode="none", clock=clock)  # fmt: skip
+    assert post(sim, gpt("first", n=2))[0] == 200
+    status, headers, data = post(sim, gpt("second", n=2))
+    message = error_of(status, data)["message"]
+    assert status == 429 and "retry-after" not in headers and "retry-after-ms" not in headers
+    assert "on images per min (IPM): Limit 5, Used 5, Requested 2. Please try again in" in message
+    hint = read_hint(None, message)
+    assert hint.limits == {"images": 5.0} and hint.exhausted == "images"
+    sim.update(limit_message="plain")
+    status, _, data = post(sim, gpt("third", n=2))
+    assert error_of(status, data)["message"] == "Rate limit exceeded"
+    assert read_hint(None, "Rate limit exceeded").limits == {}
+    assert sim.stats["server_rate_limited"] == 2
+
+
+def test_per_model_latency_profiles_and_the_time_scale():
+    """latency_profile="models": gpt-image-1 takes tens of seconds (more at high quality),
+    dall-e-3 ~10 s, FLUX a few; time_scale shrinks all of them alike (for fast replays)."""
+    import statistics
+
+    from batchgen.sim.config import SimConfig
+    from batchgen.sim.faults import FaultPlanner
+    from batchgen.sim.models import validate
+
+    def medians(scale: float) -> dict[str, float]:
+        config = SimConfig(latency_profile="models", time_scale=scale, extra_models=("flux-dev",))
+        planner = FaultPlanner()
+        out = {}
+        for name, body in {
+            "gpt-low": {"model": "gpt-image-1", "quality": "low"},
+            "gpt-high": {"model": "gpt-image-1", "quality": "high"},
+            "dall-e-3": {"model": "dall-e-3"},
+            "flux": {"model": "flux-dev"},
+        }.items():
+            draws = []
+            for i in range(201):
+                req = validate({**body, "prompt": f"{name} {i}"}, config.extra_models)
+                draws.append(planner.decide(config, req.prompt, (), req).latency_s)
+            out[name] = statistics.median(draws)
+        return out
+
+    real = medians(1.0)
+    assert 8 <= real["gpt-low"] <= 18 and 35 <= real["gpt-high"] <= 70
+    assert 7 <= real["dall-e-3"] <= 13 and 2 <= real["flux"] <= 7
+    fast = medians(0.001)
+    assert fast["gpt-high"] == pytest.approx(real["gpt-high"] * 0.001, rel=1e-6)

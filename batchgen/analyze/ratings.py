@@ -5,6 +5,10 @@ Decisions, so the report is unambiguous:
   is driven by its slow tail, and p50 hides a provider that stalls one request in ten;
 * success rate is over **decided jobs** (succeeded + failed): pending jobs have not had
   their chance yet, and a stopped run would otherwise look like a failing one;
+* response time is judged against what is **usual for the run's models** (by model, quality
+  and size: batchgen.provider.typical), not one scale for all: a 25 s p95 is ordinary for
+  gpt-image-1 at medium quality and slow for FLUX; the rating says what its baseline was.
+  Thresholds set by the caller are kept as they are;
 * anything worse than the "acceptable" bound is **poor**: the design notes leave 0.85–0.90
   (success) and $0.06–$0.10 (cost per image) unnamed, and a figure that misses "acceptable"
   is a problem to act on, so it gets the label that says so.
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from batchgen.provider.typical import p95_of, typical_latency
 
 LABELS = ("excellent", "good", "acceptable", "poor")
 
@@ -50,17 +56,59 @@ def rate_at_least(value: float | None, bounds: tuple[float, float, float]) -> st
     return LABELS[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class LatencyBaseline:
+    """The usual p95 of the run's models (batchgen.provider.typical), weighted by their
+    share of the successes, and what it is, in words."""
+
+    p95_s: float
+    what: str
+
+    def bounds(self) -> tuple[float, float, float]:
+        """Excellent: faster than usual; good: usual; acceptable: up to twice the usual."""
+        return (0.75 * self.p95_s, 1.25 * self.p95_s, 2.0 * self.p95_s)
+
+
+def latency_baseline(groups: list[tuple[str | None, str | None, str | None, int]]) -> (
+    LatencyBaseline | None
+):  # fmt: skip
+    """From (model, quality, size, successes) groups; None when nothing succeeded."""
+    total = sum(n for *_, n in groups)
+    if total <= 0:
+        return None
+    p95 = 0.0
+    parts: list[tuple[int, str]] = []
+    for model, quality, size, n in groups:
+        typical = typical_latency(model, quality, size)
+        p95 += p95_of(typical) * n / total
+        parts.append((n, f"{typical.source} ~{typical.median_s:g} s median"))
+    parts.sort(reverse=True)
+    what = "; ".join(text for _, text in parts[:3]) + (" …" if len(parts) > 3 else "")
+    return LatencyBaseline(p95, f"usual p95 {p95:.1f} s ({what})")
+
+
 def rate_run(
-    figures: dict[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS
+    figures: dict[str, Any],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    baseline: LatencyBaseline | None = None,
 ) -> dict[str, Any]:
+    """``baseline``: judge the p95 latency against the run's models' usual one (unless the
+    caller set its own latency thresholds): a 25 s p95 is ordinary for gpt-image-1."""
     p95 = (figures.get("latency_s") or {}).get("p95")
+    bounds = thresholds.latency_p95_s
+    judged = baseline is not None and bounds == DEFAULT_THRESHOLDS.latency_p95_s
+    if baseline is not None and judged:
+        bounds = tuple(round(b, 1) for b in baseline.bounds())  # type: ignore[assignment]
+    response: dict[str, Any] = {
+        "metric": "latency_s.p95",
+        "value": p95,
+        "rating": rate_at_most(p95, bounds),
+        "bounds": list(bounds),
+    }
+    if baseline is not None and judged:
+        response["baseline"] = baseline.what
     return {
-        "response_time": {
-            "metric": "latency_s.p95",
-            "value": p95,
-            "rating": rate_at_most(p95, thresholds.latency_p95_s),
-            "bounds": list(thresholds.latency_p95_s),
-        },
+        "response_time": response,
         "success_rate": {
             "metric": "success_rate",
             "value": figures.get("success_rate"),

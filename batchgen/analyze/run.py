@@ -14,7 +14,13 @@ from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
 from batchgen.analyze.load import load_manifest, read_columns
-from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, Thresholds, rate_run
+from batchgen.analyze.ratings import (
+    DEFAULT_THRESHOLDS,
+    LatencyBaseline,
+    Thresholds,
+    latency_baseline,
+    rate_run,
+)
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
 from batchgen.analyze.variables import variable_figures
@@ -42,7 +48,7 @@ def analyze_run(
     fig = _figures(run_dir, manifest)
     # scores of `batchgen score` (scores/), joined to the log; None when never scored
     fig["quality"] = quality_figures(run_dir)
-    fig["ratings"] = rate_run(fig, thresholds)
+    fig["ratings"] = rate_run(fig, thresholds, _baseline(run_dir))
     lookup = (
         default_price_lookup(
             manifest.settings.get("prices"), batch=manifest.settings.get("via") == "batch"
@@ -57,6 +63,20 @@ def analyze_run(
         else {"enabled": False}
     )
     return fig
+
+
+def _baseline(run_dir: Path) -> LatencyBaseline | None:
+    """The usual latency of the models that answered in this run (successes only)."""
+    import pyarrow.compute as pc
+
+    table = read_columns(run_dir, ["status", "model", "quality", "size"])
+    if table.num_rows == 0:
+        return None
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    groups = ok.group_by(["model", "quality", "size"]).aggregate([("status", "count")])
+    return latency_baseline(
+        [(r["model"], r["quality"], r["size"], r["status_count"]) for r in groups.to_pylist()]
+    )
 
 
 def _figures(run_dir: Path, manifest: Manifest) -> dict[str, Any]:

@@ -63,12 +63,16 @@ LIMIT_FLAGS = frozenset({
 OUTPUT_FLAGS = frozenset({"quiet", "image_checks"})
 MONEY_FLAGS = frozenset({"prices", "max_cost", "price_per_image", "confirm_above", "yes"})
 LEDGER_FLAGS = frozenset({"ledger", "project", "monthly_budget", "project_budget", "on_budget"})
-SIM_FLAGS = frozenset(f"sim_{name}" for name in (
-    "host", "port", "seed", "rpm", "ipm", "limit_schedule", "ipm_schedule", "burst",
-    "no_ratelimit_headers", "retry_after_mode", "max_concurrent", "latency", "latency_jitter",
-    "latency_dist", "faults", "fail_after", "retry_after", "hang", "tiny", "image_kb",
-    "extra_models", "batch_seconds", "batch_faults", "api_key_env",
-))  # fmt: skip
+
+
+def _sim_flags() -> frozenset[str]:
+    """The --sim-* flags' names, from the simulator's own definitions (one list)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_sim_arguments(parser, prefix="sim-")
+    return frozenset(vars(parser.parse_args([])))
+
+
+SIM_FLAGS = _sim_flags()
 SESSION_FLAGS = (
     CONNECTION_FLAGS | LIMIT_FLAGS | OUTPUT_FLAGS | MONEY_FLAGS | LEDGER_FLAGS | SIM_FLAGS
 )

@@ -62,11 +62,13 @@ class Hint:
     limits: dict[str, float]  # announced limits per kind (per minute)
     exhausted: str | None  # the kind whose remaining is 0 (or that a 429 message names)
     concurrency: bool = False  # a 429 that names concurrent requests
+    wait_s: float | None = None  # "Please try again in 12s" in a 429's text
 
 
 _LIMIT_MSG = re.compile(
     r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
 )
+_WAIT_MSG = re.compile(r"try again in\s+([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
 _KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
 _CONCURRENT_MSG = re.compile(
     r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE
@@ -99,7 +101,11 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
     elif m := _KIND_MSG.search(text):
         exhausted = exhausted or _KIND_OF[(m.group(1) or m.group(2)).lower()]
     concurrency = bool(_CONCURRENT_MSG.search(text) or _CONCURRENT_MSG.search(code or ""))
-    return Hint(limits, exhausted, concurrency)
+    wait = None
+    if m := _WAIT_MSG.search(text):
+        wait = float(m.group(1)) / (1000.0 if m.group(2).lower() == "ms" else 1.0)
+        wait = wait if math.isfinite(wait) and wait < 86_400 else None
+    return Hint(limits, exhausted, concurrency, wait)
 
 
 class RateControl:
@@ -114,11 +120,20 @@ class RateControl:
         self.slow_start = cap is None
         self.current = float(cap) if cap else cfg.start_rpm
         self.source = "flag" if cap else None
+        # slow start doubles once a step: the gate sets it from how fast answers come (an
+        # instant server's rate doubles every few tens of ms, a slow one's once a second)
+        self.step_s = cfg.interval_s
         self.losses = 0
         self._last_loss = -math.inf
         self._clean_since = now
         self._last_move = now
         self._sent: deque[tuple[float, int]] = deque()  # (time, amount) of the last seconds
+        self._used = True  # the rate was used at the last tick (slow start grows only then)
+
+    @property
+    def fixed_by_flag(self) -> bool:
+        """The rate is the user's flag and nothing cut it (w_max is the flag, not a 429's)."""
+        return self.source == "flag" and self.losses == 0
 
     @property
     def ceiling(self) -> float:
@@ -179,15 +194,21 @@ class RateControl:
         return True
 
     def tick(self, now: float) -> None:
-        """Called as answers come in; moves the rate at most once an interval."""
-        if now - self._last_move < self.cfg.interval_s:
+        """Called as requests leave and answers come in; moves the rate at most once an
+        interval (once a step in slow start)."""
+        step = self.step_s if self.slow_start else self.cfg.interval_s
+        if now - self._last_move < step:
             return
         elapsed = now - self._last_move
         self._last_move = now
         if now - self._last_loss < self.cfg.cooldown_s:
             return
         ceiling = self.ceiling
-        used = self.sent_rate(now, min(elapsed, 2 * self.cfg.interval_s)) >= 0.5 * self.current
+        # over at least two of the rate's spacings: a slow rate's sends are seconds apart
+        window = min(4 * self.cfg.interval_s, max(min(elapsed, 2 * self.cfg.interval_s),
+                                                 120.0 / max(self.current, 1e-9)))  # fmt: skip
+        used = self.sent_rate(now, window) >= 0.5 * self.current
+        self._used = used
         if self.slow_start:
             if used:
                 self.current = min(ceiling, self.current * self.cfg.ss_factor)
@@ -205,6 +226,15 @@ class RateControl:
             self.current = min(ceiling, self.current + step)
             if self.current > w_max:
                 self.w_max = self.current / self.cfg.plateau  # passed cleanly: a new plateau
+
+    def on_answer(self, latency: float) -> None:
+        """A clean answer in slow start: the rate grows by one request per latency (as TCP's
+        window grows by one segment per acknowledgement), at most doubling per answer. An
+        instant server's rate doubles per answer; a 15 s one's hardly moves this way."""
+        if not self.slow_start or not self._used:
+            return
+        step = min(self.current, 60.0 / max(latency, 1e-3))
+        self.current = min(self.ceiling, self.current + step)
 
     @property
     def known(self) -> bool:
@@ -236,6 +266,7 @@ class InflightControl:
         self.limit = float(self.cap if fixed else min(self.cap, cfg.start_inflight))
         self.slow_start = not fixed
         self.refused_at: int | None = None  # in-flight count of the last concurrency 429
+        self.given = False  # the cap is the user's --concurrency: no latency cuts under it
         # in flight that a known rate limit needs (rate × latency): the rate bounds the load
         # then, so the limit may grow to this whatever the latency does, and never shrinks
         # under it for latency (a busy client's own queueing looks like the provider's)
@@ -255,11 +286,19 @@ class InflightControl:
         self._ok_epoch = now
 
     @property
-    def slots(self) -> int:
-        return max(1, int(self.limit))
+    def ceiling(self) -> int:
+        return self.cap if self.refused_at is None else max(1, self.refused_at - 1)
 
-    def sent_at(self, inflight: int) -> None:
-        self.peak = max(self.peak, inflight)
+    @property
+    def slots(self) -> int:
+        """The limit, never under what a known rate needs (Little's law: rate × latency)."""
+        if self.fixed:
+            return max(1, int(self.limit))
+        return max(1, int(max(self.limit, min(self.need, self.ceiling))))
+
+    def sent_at(self, inflight: int, out: int | None = None) -> None:
+        """A request left with ``inflight`` slots taken (``out`` of them sent, when known)."""
+        self.peak = max(self.peak, inflight if out is None else out)
         if inflight >= self.slots:
             self._full = True
 
@@ -278,8 +317,16 @@ class InflightControl:
         self._window.append(latency)
         if self.fixed:
             return
+        if self.slow_start and self._full and self._usual(latency):
+            # clocked by answers, as TCP's slow start by acknowledgements: one slot more per
+            # answer while the slots are what holds the pool back (and the answer came as fast
+            # as usual) doubles them once a latency
+            self.limit = min(float(self.cap), self.limit + 1)
         span = now - self._window_start
-        if span < self.cfg.interval_s * 0.5 - 1e-6 or len(self._window) < 5:
+        # a window of five answers and half an interval, or of a few latencies when answers
+        # come in milliseconds (an instant server's limit moves in well under a second)
+        least = min(self.cfg.interval_s * 0.5, 4 * min(self._window))
+        if span < least - 1e-6 or len(self._window) < 5:
             return
         median = sorted(self._window)[len(self._window) // 2]
         self.last_median = median
@@ -288,10 +335,15 @@ class InflightControl:
         self._medians.append((now, median))
         while self._medians and self._medians[0][0] < now - 60.0:
             self._medians.popleft()
-        floor = min(m for _, m in self._medians)
-        ceiling = self.cap if self.refused_at is None else max(1, self.refused_at - 1)
-        need = min(self.need, ceiling)
-        if median > self.cfg.latency_tolerance * floor and full and self.limit > need:
+        # the lower quartile of the last minute's window medians (their minimum once there
+        # are few): one lucky window of a wide-jitter provider is not its floor
+        recent = sorted(m for _, m in self._medians)
+        floor = recent[len(recent) // 4] if len(recent) >= 8 else recent[0]
+        need = min(self.need, self.ceiling)
+        # a provider that refuses past its cap of tasks does not queue them: with that cap
+        # found, a slow window is jitter, not a queue
+        queue = self.refused_at is None and not self.given
+        if median > self.cfg.latency_tolerance * floor and full and self.limit > need and queue:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
                 # prompts, a slower model); take it as the new floor
@@ -309,14 +361,19 @@ class InflightControl:
         if not full or (median > self.cfg.latency_tolerance * floor and self.limit >= need):
             return
         if self.slow_start:
-            self.limit = min(self.cap, self.limit * 2)
-            return
+            return  # grown per answer above
         nxt = self.limit + 1
         if self.refused_at is not None and nxt >= self.refused_at:
             if now < self._probe_after:
                 return
             self._probe_after = now + self._probe_wait
         self.limit = min(float(self.cap), nxt)
+
+    def _usual(self, latency: float) -> bool:
+        """Not slower than the latency tolerance allows over the floor (any, before one)."""
+        if not self._medians:
+            return True
+        return latency <= self.cfg.latency_tolerance * min(m for _, m in self._medians)
 
     def on_refused(self, now: float, inflight: int) -> None:
         """A 429 for concurrency, for a request sent when ``inflight`` were out (itself too)."""

@@ -21,12 +21,10 @@ All time is the event loop's (``anyio.current_time``), so tests run this on a vi
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from aiolimiter import AsyncLimiter
 
 from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
 from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
@@ -41,116 +39,21 @@ from batchgen.limits.autopilot import (
     RateControl,
     read_hint,
 )
+from batchgen.limits.found import describe, learned
+from batchgen.limits.pacing import BURST_S as BURST_S
+from batchgen.limits.pacing import Paced, Slots
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
-BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
 # no Retry-After or reset holds the pool longer than this at once (--max-pause)
 MAX_PAUSE_S: float = POOL_DEFAULTS["max_pause"]
-
-
-class _Bucket(AsyncLimiter):
-    """aiolimiter's leaky bucket with a rate that changes in place.
-
-    Replacing the bucket on every adjustment would forget how full it is and let a burst of
-    its whole capacity through each time. aiolimiter (≥ 1.2) keeps its state in ``_level``
-    and ``_rate_per_sec``; drain the bucket at the old rate first, then switch."""
-
-    def set_rate(self, capacity: float, period: float) -> None:
-        self._leak()
-        self.max_rate = capacity
-        self.time_period = period
-        self._rate_per_sec = capacity / period
-        self._level = min(self._level, capacity)
-        self._wake_next()
-
-
-def _shape(per_min: float) -> tuple[float, float]:
-    per_s = per_min / 60.0
-    capacity = max(1.0, per_s * BURST_S)
-    return capacity, capacity / per_s
-
-
-class _Paced:
-    """A rate control and the bucket that paces at its current rate (none while it is
-    infinite: an images/min rate nobody has limited yet)."""
-
-    def __init__(self, control: RateControl) -> None:
-        self.control = control
-        self._applied = control.current
-        self._bucket = _Bucket(*_shape(control.current)) if math.isfinite(control.current) else None
-        # one request collects its n image tokens before the next starts: tokens handed out
-        # round-robin to many waiting requests would delay all of them
-        self._order = anyio.Lock()
-
-    def sync(self) -> None:
-        value = self.control.current
-        if math.isclose(value, self._applied, rel_tol=1e-4):
-            return
-        self._applied = value
-        if not math.isfinite(value):
-            self._bucket = None
-        elif self._bucket is None:
-            self._bucket = _Bucket(*_shape(value))
-        else:
-            self._bucket.set_rate(*_shape(value))
-
-    async def acquire(self, amount: int) -> None:
-        bucket = self._bucket
-        if bucket is not None:
-            if amount == 1:
-                await bucket.acquire(1)
-            else:
-                # one token at a time, so capacity stays below a second's worth whatever n is
-                async with self._order:
-                    for _ in range(amount):
-                        await bucket.acquire(1)
-        self.control.sent(anyio.current_time(), amount)
-
-
-class _Slots:
-    """A semaphore whose size changes while it is held (the adaptive in-flight limit)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._waiters: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> int:
-        """Take a slot; returns how many are out, this one included."""
-        if self.used < self.limit and not self._waiters:
-            self.used += 1
-            return self.used
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():
-                self.release()  # handed a slot while being cancelled: pass it on
-            else:
-                self._waiters.remove(event)
-            raise
-        return self.used
-
-    def release(self) -> None:
-        self.used -= 1
-        self._wake()
-
-    def set_limit(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.used < self.limit:
-            self.used += 1
-            self._waiters.popleft().set()
 
 
 @dataclass(slots=True)
 class Ticket:
     inflight: int  # requests out when this one was sent, itself included
     sent_at: float
+    n: int = 1  # images asked for
 
 
 class RateLimiter:
@@ -170,24 +73,37 @@ class RateLimiter:
         now = anyio.current_time() if _in_loop() else 0.0
         self.adapt = adapt
         self.max_pause_s = max_pause_s
-        self.requests: _Paced | None = None
-        self.images: _Paced | None = None
+        self.requests: Paced | None = None
+        self.images: Paced | None = None
         if adapt or rpm:
-            self.requests = _Paced(RateControl(REQUESTS, rpm, cfg, now))
+            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now))
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
             if not ipm:
                 images.current = math.inf  # dormant until the provider limits images
-            self.images = _Paced(images)
+            self.images = Paced(images)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
-        self._slots = _Slots(self.inflight.slots)
+        if adapt and concurrency:
+            # a cap the user knows: start there, as a given rpm does, and hold it against
+            # latency jitter (a 429 for concurrency still cuts it)
+            self.inflight.limit = float(self.inflight.cap)
+            self.inflight.slow_start = False
+            self.inflight.given = True
+        self._slots = Slots(self.inflight.slots)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
         self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
         self.throttled = 0
         self.throttled_since_progress = 0
         self.last_progress = now
+        self._out = 0  # requests sent and not answered
+        self._ticking = False  # a worker waits for a slot on a timer (before any answer)
+        self._first_sent: float | None = None
+        self._answered = False
+        self._fastest = math.inf  # the quickest answer (a 429's round trip, or a success)
+        self._max_n = 1
+        self._sent_n = [0, 0]  # requests, images: the mean n of this run
 
     # -- the gate ----------------------------------------------------------------------------
     @property
@@ -206,6 +122,59 @@ class RateLimiter:
             await self.images.acquire(n)
         return anyio.current_time() - start
 
+    async def admit(self, n: int = 1) -> Ticket:
+        """Wait for an in-flight slot, then for the pause, then for one request token and n
+        image tokens; the request leaves at once. Returns its Ticket.
+
+        The slot comes first: a worker that took its tokens and then waited for a slot would
+        hold them, and when the slots open every such worker would leave in the same instant
+        (a burst past the bucket). Taken in this order, nothing leaves faster than the rate."""
+        while True:
+            await self._take_slot()
+            try:
+                await self._wait_pause()
+                if self.requests is not None:
+                    await self.requests.acquire(1)
+                if self.images is not None:
+                    await self.images.acquire(n)
+                await self._wait_pause()
+            except BaseException:
+                self._slots.release()
+                raise
+            if self._out < self._slots.limit:
+                return self._sent(n)
+            # the limit fell while this worker waited for its tokens (a concurrency 429): the
+            # tokens go unused (the rate only gets slower) and the slot is queued for again
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        while self.adapt and not self._answered and not self._ticking:
+            # before any answer the in-flight limit grows with time (the latency is at least
+            # the first request's age): one waiting worker looks again now and then
+            self._ticking = True
+            try:
+                with anyio.move_on_after(0.25) as scope:
+                    await self._slots.acquire()
+            finally:
+                self._ticking = False
+            if not scope.cancelled_caught:
+                return
+            self._tick(anyio.current_time())
+        await self._slots.acquire()
+
+    def _sent(self, n: int) -> Ticket:
+        now = anyio.current_time()
+        self._out += 1
+        self._max_n = max(self._max_n, n)
+        self._sent_n[0] += 1
+        self._sent_n[1] += n
+        if self._first_sent is None:
+            self._first_sent = now
+        self.inflight.sent_at(max(self._out, self._slots.used), self._out)
+        if self.adapt:
+            self._tick(now)
+        return Ticket(self._out, now, n)
+
     async def enter(self) -> Ticket:
         """An in-flight slot (after any pause that began while waiting for it)."""
         inflight = await self._slots.acquire()
@@ -214,10 +183,11 @@ class RateLimiter:
         except BaseException:
             self._slots.release()
             raise
-        self.inflight.sent_at(inflight)
-        return Ticket(inflight, anyio.current_time())
+        del inflight
+        return self._sent(1)
 
     def leave(self, ticket: Ticket) -> None:
+        self._out = max(0, self._out - 1)
         self._slots.release()
 
     async def _wait_pause(self) -> None:
@@ -245,6 +215,7 @@ class RateLimiter:
         self.throttled_since_progress = 0
         self.observe_headers(headers)
         if ticket is not None:
+            self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
         self._tick(now)
 
@@ -269,24 +240,72 @@ class RateLimiter:
         self.throttled_since_progress += 1
         hint = read_hint(headers, message, code)
         kind = CONCURRENCY if hint.concurrency else hint.exhausted
+        if ticket is not None:
+            self._answer(now, ticket, ok=False)
         if self.adapt:
-            self._announce(hint.limits, now)
+            moved = self._announce(hint.limits, now)
             if kind is None:
                 kind = self._guess_kind(ticket, now)
             if kind == CONCURRENCY:
                 if ticket is not None:
+                    # the slots in force (need included) are what the cut starts from
+                    self.inflight.limit = max(self.inflight.limit, float(self.inflight.slots))
                     self.inflight.on_refused(now, ticket.inflight)
                     self._slots.set_limit(self.inflight.slots)
             else:
                 paced = self.images if kind == IMAGES else self.requests
-                if paced is not None and paced.control.on_loss(now):
+                # a 429 stating a new limit of its kind is explained by it: the rate moved
+                # to it already, a cut on top would run under it
+                if paced is not None and kind not in moved and paced.control.on_loss(now):
                     paced.sync()
         if kind == CONCURRENCY and retry_after_s is None:
             return 0.0
+        spacing = self._spacing(ticket.n if ticket is not None else 1)
+        # no Retry-After header: OpenAI's text says it ("Please try again in 12s")
+        wait = retry_after_s if retry_after_s is not None else (hint.wait_s or 0.0)
+        if self.adapt and wait >= 1.0 and wait == int(wait):
+            # whole seconds (RFC 9110's Retry-After) are rounded up: "1" may mean 50 ms. The
+            # rate just cut spaces the requests; hold the pool only for what is surely left
+            wait -= 1.0
+        if wait > spacing or not self.adapt:
+            return self.pause(max(wait, spacing))
+        # no longer a wait than one request's spacing: the provider's bucket is empty, so
+        # ours is made so too. The next request leaves one spacing from now; a pool-wide
+        # pause would hold back workers that took their tokens already and then let them
+        # all out together when it ends
+        for paced in (self.requests, self.images):
+            if paced is not None:
+                paced.drain()
+        return spacing
+
+    def _spacing(self, n: int) -> float:
+        """Seconds between requests (of n images) at the rates in force."""
         spacing = 0.0
         if self.requests is not None and math.isfinite(self.requests.control.current):
             spacing = 60.0 / self.requests.control.current
-        return self.pause(max(retry_after_s or 0.0, spacing))
+        if self.images is not None and math.isfinite(self.images.control.current):
+            spacing = max(spacing, 60.0 * n / self.images.control.current)
+        return spacing
+
+    def _answer(self, now: float, ticket: Ticket, *, ok: bool) -> None:
+        """An answer came back: how fast answers come clocks the rates' slow start."""
+        latency = now - ticket.sent_at
+        if ok and self.adapt:
+            for paced in (self.requests, self.images):
+                if paced is not None and math.isfinite(paced.control.current):
+                    paced.control.on_answer(latency)
+        if latency < self._fastest:
+            self._fastest = latency
+            step = min(self.requests.control.cfg.interval_s if self.requests else 1.0,
+                       max(0.05, 2 * latency))  # fmt: skip
+            for paced in (self.requests, self.images):
+                if paced is not None:
+                    paced.control.step_s = step
+        if ok and not self._answered:
+            self._answered = True
+            # what is out already was let out by the rate: the first answer keeps it
+            keep = min(self.inflight.ceiling, self._out)
+            self.inflight.limit = max(self.inflight.limit, float(keep))
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
@@ -302,20 +321,40 @@ class RateLimiter:
                 limit = hint.limits.get(hint.exhausted)
                 self.pause(min(reset, 60.0 / limit) if limit else reset)
 
-    def _announce(self, limits: dict[str, float], now: float) -> None:
+    def _announce(self, limits: dict[str, float], now: float) -> set[str]:
+        """Announced limits → the rates; returns the kinds whose limit moved."""
+        moved = set()
         for kind, limit in limits.items():
             paced = self.requests if kind == REQUESTS else self.images
             if paced is not None and paced.control.announced != limit:
                 paced.control.announce(limit, now)
                 paced.sync()
+                moved.add(kind)
+        return moved
 
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
         """A 429 with no hint: concurrency when it was sent with every slot taken and more
         out than any recent success was sent with; otherwise requests/min."""
+        # with jobs of several n, count images: pacing images holds an images/min limit, and a
+        # requests/min one too at the mean n
+        rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
         if ticket is None or self.inflight.fixed:
-            return REQUESTS
+            return rate_kind
+        # Nothing tells the two apart before the rate was ever cut (a rate that is cut is the
+        # safe guess: the first no-hint 429 of a run is the rate's), nor while sending at
+        # about the rate a 429 came at before, or with about what that rate needs in flight
+        paced = self.images if rate_kind == IMAGES else self.requests
+        if paced is not None and not paced.control.fixed_by_flag:
+            w_max = paced.control.w_max
+            if (
+                w_max is None
+                or paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
+                or 0 < 0.8 * self.inflight.need <= ticket.inflight
+            ):
+                return rate_kind
+        high = self.inflight.ok_high(now)
         full = ticket.inflight >= self.inflight.slots
-        return CONCURRENCY if full and ticket.inflight > self.inflight.ok_high(now) else REQUESTS
+        return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
 
     def _tick(self, now: float) -> None:
         if not self.adapt:
@@ -324,67 +363,43 @@ class RateLimiter:
             if paced is not None:
                 paced.control.tick(now)
                 paced.sync()
-        req = self.requests.control if self.requests is not None else None
-        latency = self.inflight.last_median
-        if req is not None and latency is not None and req.known:
-            self.inflight.need = req.current / 60.0 * latency * 1.25
+        self.inflight.need = self._need(now)
         if self._slots.limit != self.inflight.slots:
             self._slots.set_limit(self.inflight.slots)
+
+    def _need(self, now: float) -> float:
+        """In flight the rates in force need (Little's law: rate × latency, 25 % over).
+
+        Before any answer the latency is at least the age of the first request, and the rate
+        (still climbing, bounded by the first 429) is what holds the pool; afterwards only a
+        rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
+        if self._first_sent is None:
+            return 0.0
+        latency = self.inflight.last_median
+        if latency is None:  # no window of answers yet: at least as long as the first is out
+            latency = now - self._first_sent
+        per_s = 0.0
+        mean_n = self._sent_n[1] / max(1, self._sent_n[0])
+        for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
+            if paced is None or not math.isfinite(paced.control.current):
+                continue
+            if self._answered and paced.control.slow_start:
+                continue  # never bounded: the in-flight limit finds its own way
+            rate = paced.control.current / 60.0 / per_request
+            per_s = rate if per_s == 0.0 else min(per_s, rate)
+        return per_s * latency * 1.25
 
     # -- what it found ------------------------------------------------------------------------
     def stalled_s(self) -> float:
         return anyio.current_time() - self.last_progress
 
     def describe(self) -> str:
-        parts = []
-        if self.requests is not None:
-            parts.append(f"{self.requests.control.current:,.0f} req/min")
-        if self.images is not None and math.isfinite(self.images.control.current):
-            parts.append(f"{self.images.control.current:,.0f} img/min")
-        parts.append(f"{self._slots.used}/{self.inflight.slots} in flight")
-        if self.paused_until > anyio.current_time():
-            left = self.paused_until - anyio.current_time()
-            parts.append(f"paused {left:.1f}s")
-            if self.capped_pause is not None:
-                parts.append(f"(asked {self.capped_pause[0]:.0f}s, capped)")
-        return ", ".join(parts)
+        """The progress line's part: rates, slots, a pause."""
+        return describe(self)
 
     def learned(self) -> dict[str, Any]:
         """What the autopilot found, for run.json and the report."""
-        req = self.requests.control if self.requests else None
-        img = self.images.control if self.images else None
-        conc = self.inflight
-        return {
-            "adaptive": self.adapt,
-            "rpm": _round(req.learned() if req else None),
-            "rpm_source": req.source if req else None,
-            "ipm": _round(img.learned() if img else None),
-            "ipm_source": img.source if img else None,
-            "concurrency": conc.learned(),
-            "concurrency_source": (
-                "flag"
-                if conc.fixed
-                else "429"
-                if conc.losses
-                else "latency"
-                if conc.shrinks
-                else None
-            ),
-            "final_rpm": _round(req.current if req else None),
-            "final_ipm": _round(img.current if img else None),
-            "final_concurrency": conc.slots,
-            "peak_inflight": conc.peak,
-            "throttled": self.throttled,
-            "rate_cuts": (req.losses if req else 0) + (img.losses if img else 0),
-            "paused_s": round(self.paused_total_s, 3),
-            "capped_pause_s": self.capped_pause[0] if self.capped_pause else None,
-        }
-
-
-def _round(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, 1)
+        return learned(self)
 
 
 def _in_loop() -> bool:

@@ -171,11 +171,9 @@ class Router:
         try:
             if self.control is not None:
                 with self.control.interruptible():
-                    await ep.limiter.acquire(job.n)
-                    ticket = await ep.limiter.enter()
+                    ticket = await ep.limiter.admit(job.n)
             else:
-                await ep.limiter.acquire(job.n)
-                ticket = await ep.limiter.enter()
+                ticket = await ep.limiter.admit(job.n)
             if ticket is None or (self.control is not None and self.control.stopping):
                 raise AttemptError(ErrorClass.CANCELLED, "the run stopped before sending")
             wait = waited + anyio.current_time() - start

@@ -224,8 +224,7 @@ class JudgePool:
             cost: float | None = 0.0
             try:
                 with self.control.interruptible():
-                    await self.limiter.acquire(1)
-                    ticket = await self.limiter.enter()
+                    ticket = await self.limiter.admit(1)
                 if ticket is None or self.control.stopping:
                     return None
                 number += 1

@@ -48,7 +48,7 @@ def _section(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _ratings(r: RunReport, level: str) -> list[str]:
     out = [f"{level} Ratings", ""]
-    return out + _table(
+    out += _table(
         ["what", "value", "rating"],
         [
             [
@@ -59,6 +59,9 @@ def _ratings(r: RunReport, level: str) -> list[str]:
             for k, v in r.ratings.items()
         ],
     )
+    notes = [f"{k.replace('_', ' ')} judged against {v.baseline}" for k, v in
+             r.ratings.items() if v.baseline]  # fmt: skip
+    return out + ([cell(n) for n in notes] + [""] if notes else [])
 
 
 def _cost(r: RunReport, level: str) -> list[str]:

@@ -234,6 +234,9 @@ class Rating(Section):
     value: float | None
     rating: str | None
     bounds: tuple[float, ...]
+    # what the bounds were judged against (response time: the usual latency of the run's
+    # models), when not the fixed defaults
+    baseline: str | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,8 @@ def ratings_table(report: RunReport) -> Table:
             Text(r.rating or "n/a", style=RATING_STYLE.get(r.rating, "")),
             " / ".join(fig.fmt(b) for b in r.bounds),
         )
+        if r.baseline:
+            t.add_row("", "", "", Text(f"against {r.baseline}", style="dim"))
     return t
 
 

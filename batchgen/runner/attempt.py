@@ -171,8 +171,7 @@ class JobRunner:
         ticket: Ticket | None = None
         waited_from = self.clock.monotonic()
         with self.control.interruptible():
-            await self.limiter.acquire(job.n)
-            ticket = await self.limiter.enter()
+            ticket = await self.limiter.admit(job.n)
         if ticket is None or self.control.stopping:
             if ticket is not None:
                 self.limiter.leave(ticket)

@@ -30,6 +30,8 @@ FAULT_CLASSES: tuple[str, ...] = (
 )
 FAIL_AFTER_CLASSES: tuple[str, ...] = ("auth", "quota")
 LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")
+LATENCY_PROFILES: tuple[str, ...] = ("", "models")
+LIMIT_MESSAGES: tuple[str, ...] = ("auto", "stated", "plain")
 BATCH_FAULTS: tuple[str, ...] = (
     "fail", "expire",
     # hostile providers (K-th batch): request_counts as strings, errors as a bare list (with
@@ -52,6 +54,11 @@ class SimConfig:
     latency_mean: float = 0.0
     latency_jitter: float = 0.0
     latency_dist: str = "lognormal"
+    # "models": each model's typical latency (batchgen.provider.typical: by model, quality and
+    # size, lognormal around its median) instead of latency_mean; time_scale multiplies every
+    # latency (0.1 replays a 30 s model in 3 s; the benchmarks divide the limits by it too)
+    latency_profile: str = ""
+    time_scale: float = 1.0
     # server-side smooth limits (token buckets holding burst_s seconds' worth, at least 1)
     rpm: float | None = None
     ipm: float | None = None
@@ -64,6 +71,10 @@ class SimConfig:
     ratelimit_headers: bool = True
     # the Retry-After style of 429s (server limit and rate_limit faults): RETRY_AFTER_MODES
     retry_after_mode: str = "both"
+    # the text of a server-limit 429: "stated" (OpenAI's, naming the limit: "... on images per
+    # min (IPM): Limit 5, Used 5, Requested 1. Please try again in 12s."), "plain" ("Rate limit
+    # exceeded"), "auto" (stated with ratelimit_headers, else "Too Many Requests")
+    limit_message: str = "auto"
     # requests processed at once (arrival to the end of the answer); one more gets a 429 with
     # no hint at all (no retry-after, no x-ratelimit-*), like providers that cap active tasks
     max_concurrent: int | None = None
@@ -194,6 +205,12 @@ def _check_config(c: SimConfig) -> None:
         value = getattr(c, name)
         if not (isinstance(value, int | float) and value >= 0):
             problems.append(f"{name}={value!r} must be a number >= 0")
+    if c.latency_profile not in LATENCY_PROFILES:
+        problems.append(f"latency_profile={c.latency_profile!r}: use one of {LATENCY_PROFILES}")
+    if not (isinstance(c.time_scale, int | float) and 0 < c.time_scale <= 1000):
+        problems.append(f"time_scale={c.time_scale!r} must be a number in (0, 1000]")
+    if c.limit_message not in LIMIT_MESSAGES:
+        problems.append(f"limit_message={c.limit_message!r}: use one of {LIMIT_MESSAGES}")
     if c.latency_dist not in LATENCY_DISTRIBUTIONS:
         problems.append(f"latency_dist={c.latency_dist!r}: use one of {LATENCY_DISTRIBUTIONS}")
     if c.image_kb is not None and not (0 < c.image_kb <= 50_000):

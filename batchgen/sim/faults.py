@@ -15,8 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from batchgen.provider.typical import typical_latency
 from batchgen.sim.config import FAULT_CLASSES, SimConfig
-from batchgen.sim.models import ApiError
+from batchgen.sim.models import ApiError, ImageRequest
 
 _DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
 # directives about what the picture shows, not faults: ``[sim:wrong]`` makes the job's first
@@ -111,10 +112,19 @@ class FaultPlanner:
         self.attempts.clear()
         self.ok_admitted = 0
 
-    def decide(self, config: SimConfig, prompt: str, directives: tuple[Directive, ...]) -> Decision:
-        """Called once per request that passed auth, validation and the server limit."""
-        random_needed = bool(config.faults) or (
-            config.latency_jitter > 0 and config.latency_mean > 0
+    def decide(
+        self,
+        config: SimConfig,
+        prompt: str,
+        directives: tuple[Directive, ...],
+        req: ImageRequest | None = None,
+    ) -> Decision:
+        """Called once per request that passed auth, validation and the server limit; ``req``
+        picks the model's typical latency when ``config.latency_profile`` is "models"."""
+        random_needed = (
+            bool(config.faults)
+            or (config.latency_jitter > 0 and config.latency_mean > 0)
+            or bool(config.latency_profile)
         )
         attempt = 0
         if directives or random_needed:
@@ -125,7 +135,7 @@ class FaultPlanner:
         u_fault, u_latency = (
             _uniforms(config.seed, prompt, attempt) if random_needed else (1.0, 0.5)
         )
-        latency = _latency(config, u_latency)
+        latency = _latency(config, u_latency, req) * config.time_scale
         fault = directive_fault(directives, attempt)
         if fault is not None:
             return Decision(fault, "directive", latency)
@@ -143,7 +153,11 @@ class FaultPlanner:
         return Decision(None, "none", latency)
 
 
-def _latency(config: SimConfig, u: float) -> float:
+def _latency(config: SimConfig, u: float, req: ImageRequest | None = None) -> float:
+    if config.latency_profile == "models" and req is not None:
+        typical = typical_latency(req.model, req.quality, req.size)
+        z = _STANDARD_NORMAL.inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
+        return typical.median_s * math.exp(typical.sigma * z)
     mean, jitter = config.latency_mean, config.latency_jitter
     if mean <= 0:
         return 0.0

@@ -63,6 +63,20 @@ def add_sim_arguments(
         help="latency distribution (default lognormal)",
     )  # fmt: skip
     group.add_argument(
+        f"{p}model-latency", action="store_true",
+        help="each model's usual latency (gpt-image-1 tens of seconds by quality, dall-e-3 "
+        "~10 s, FLUX/Gemini a few) instead of --latency",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}time-scale", type=float, default=1.0, metavar="X",
+        help="multiply every latency by X (0.1: a 30 s model answers in 3 s)",
+    )  # fmt: skip
+    group.add_argument(
+        f"{p}limit-message", choices=("auto", "stated", "plain"), default="auto",
+        help="a limit 429's text: OpenAI's naming the limit (stated), 'Rate limit exceeded' "
+        "(plain), or stated with headers and 'Too Many Requests' without (auto)",
+    )  # fmt: skip
+    group.add_argument(
         f"{p}faults", default="", metavar="CLASS=RATE,...",
         help="fault probabilities, e.g. 'server=0.1,content_policy=0.05'",
     )  # fmt: skip

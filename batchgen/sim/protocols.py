@@ -86,7 +86,7 @@ class ProtocolSims:
                 "limited", verdict.retry_after_s, limit_by=verdict.limited_by or "requests"
             )
         s.stats.record_accepted(s.monotonic(), req.n)
-        decision = s.planner.decide(s.config, req.prompt, directives)
+        decision = s.planner.decide(s.config, req.prompt, directives, req)
         kind = decision.fault or "ok"
         if kind == "rate_limit":
             return Outcome(kind, s.config.retry_after_s)

@@ -75,13 +75,25 @@ def wrong_key() -> ApiError:
     return ApiError(401, msg, code="invalid_api_key")
 
 
-def server_rate_limited(model: str, kind: str, limit: float | None, wait_s: float) -> ApiError:
+def server_rate_limited(
+    model: str, kind: str, limit: float | None, wait_s: float, requested: int | None = None
+) -> ApiError:
+    """OpenAI's 429 text for a limit it states ("... on images per min (IPM): Limit 5, Used 5,
+    Requested 1. Please try again in 12s. Visit ... to learn more.")."""
     unit = "requests per min (RPM)" if kind == "requests" else "images per min (IPM)"
+    used = f", Used {int(limit or 0)}, Requested {requested}" if requested is not None else ""
     msg = (
         f"Rate limit reached for {model} in organization org-sim on {unit}: Limit "
-        f"{int(limit or 0)}. Please try again in {_human(wait_s)}."
+        f"{int(limit or 0)}{used}. Please try again in {_human(wait_s)}. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more."
     )
     return ApiError(429, msg, type="requests", code="rate_limit_exceeded")
+
+
+# a plain 429 from a gateway or a self-hosted server: no limit named, no wait
+PLAIN_RATE_LIMITED = ApiError(
+    429, "Rate limit exceeded", type="rate_limit_error", code="rate_limit_exceeded"
+)
 
 
 # a server-side limit's 429 from a gateway that announces nothing (ratelimit_headers=False)
@@ -116,7 +128,12 @@ def retry_headers(wait_s: float, mode: str = "both", wall: float | None = None) 
 
 
 def _human(seconds: float) -> str:
-    return f"{math.ceil(seconds * 1000)}ms" if seconds < 1 else f"{seconds:.3f}s"
+    """OpenAI's "try again in" durations: ``566ms``, ``1.234s``, ``12s``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    if seconds >= 10:
+        return f"{math.ceil(seconds)}s"
+    return f"{seconds:.3f}s"
 
 
 def revised_prompt(prompt: str) -> str:

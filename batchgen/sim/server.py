@@ -108,6 +108,8 @@ class SimServer(SimFront):
         if cap is not None and self.in_flight >= cap:
             # refused at once, with no hint: no retry-after, no x-ratelimit-*
             self.stats.record_outcome(CONCURRENCY_LIMITED)
+            asked = body.get("n", 1) if isinstance(body, dict) else 1
+            self.stats.record_refused(self.monotonic(), asked if isinstance(asked, int) else 1)
             err = responses.concurrency_limited()
             return self.json_answer(429, err.body(), request_id, started, limits=False)
         self.in_flight += 1
@@ -150,18 +152,25 @@ class SimServer(SimFront):
         verdict = self.limiter.check(req.n)
         if not verdict.allowed:
             self.stats.record_outcome(SERVER_RATE_LIMITED)
-            if not config.ratelimit_headers:
+            self.stats.record_refused(self.monotonic(), req.n)
+            style = config.limit_message
+            if style == "plain":
+                err = responses.PLAIN_RATE_LIMITED
+            elif style == "auto" and not config.ratelimit_headers:
                 err = responses.GENERIC_RATE_LIMITED
             else:
                 by = verdict.limited_by or "requests"
                 limiter = self.limiter
                 limit = limiter.current_rpm() if by == "requests" else limiter.current_ipm()
-                err = responses.server_rate_limited(req.model, by, limit, verdict.retry_after_s)
+                requested = req.n if style == "stated" else None
+                err = responses.server_rate_limited(
+                    req.model, by, limit, verdict.retry_after_s, requested
+                )
             retry = responses.retry_headers(verdict.retry_after_s, config.retry_after_mode)
             return self.json_answer(429, err.body(), request_id, started, retry)
         self.stats.record_accepted(self.monotonic(), req.n)
 
-        decision = self.planner.decide(config, req.prompt, directives)
+        decision = self.planner.decide(config, req.prompt, directives, req)
         early = await self.fault_before_body(
             config, decision, request_id, started, self.stats.record_outcome
         )

@@ -47,6 +47,8 @@ class SimStats:
             self.billed: dict[str, dict[str, int]] = {}
             self._accepted_t = array("d")
             self._accepted_n = array("i")
+            self._refused_t = array("d")  # 429s for the server's limits or its cap on tasks
+            self._refused_n = array("i")
 
     # -- written by the server -------------------------------------------------------------
     def record_received(self, prompt: str | None, t: float | None = None) -> None:
@@ -61,6 +63,11 @@ class SimStats:
         with self._lock:
             self._accepted_t.append(t)
             self._accepted_n.append(n)
+
+    def record_refused(self, t: float, n: int) -> None:
+        with self._lock:
+            self._refused_t.append(t)
+            self._refused_n.append(n)
 
     def record_outcome(self, outcome: str, images: int = 0) -> None:
         with self._lock:
@@ -142,6 +149,9 @@ class SimStats:
                 "billed": {k: dict(v) for k, v in self.billed.items()},
             }
             if timeline:
+                out["refused"] = [
+                    [t, n] for t, n in zip(self._refused_t, self._refused_n, strict=True)
+                ]
                 out["accepted"] = [
                     [t, n] for t, n in zip(self._accepted_t, self._accepted_n, strict=True)
                 ]
