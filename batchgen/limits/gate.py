@@ -263,7 +263,7 @@ class RateLimiter:
         spacing = self._spacing(ticket.n if ticket is not None else 1)
         # no Retry-After header: OpenAI's text says it ("Please try again in 12s")
         wait = retry_after_s if retry_after_s is not None else (hint.wait_s or 0.0)
-        if self.adapt and wait >= 1.0 and wait == int(wait):
+        if self.adapt and math.isfinite(wait) and wait >= 1.0 and wait == int(wait):
             # whole seconds (RFC 9110's Retry-After) are rounded up: "1" may mean 50 ms. The
             # rate just cut spaces the requests; hold the pool only for what is surely left
             wait -= 1.0
