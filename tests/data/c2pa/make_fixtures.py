@@ -46,7 +46,7 @@ def _cert(
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(_NOW - dt.timedelta(days=1))
-        .not_valid_after(_NOW + dt.timedelta(days=3650 if ca else 3000))
+        .not_valid_after(_NOW + dt.timedelta(days=7300))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
