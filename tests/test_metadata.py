@@ -1,7 +1,7 @@
 """--metadata: a sidecar NAME.png.json beside each image by default; embed writes PNG iTXt and
 JPEG/WebP XMP that Pillow reads, except into a file carrying a C2PA manifest, which keeps the
-provider's bytes and gets a sidecar (a fixture: a real simulator PNG with a ``caBX`` chunk
-added — the c2pa tooling is not used, see docs/metadata.md)."""
+provider's bytes and gets a sidecar (here a hand-made ``caBX`` marker beside unsigned images in
+one run; manifests signed by the C2PA tooling: tests/test_metadata_c2pa.py)."""
 
 from __future__ import annotations
 

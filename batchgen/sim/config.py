@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -90,6 +91,9 @@ class SimConfig:
     # rendering: tiny = 64x64 whatever the size; image_kb = a noise image of about that size
     tiny: bool = False
     image_kb: float | None = None
+    # a file whose bytes are served as every image, whatever the request asks: a real
+    # provider's file, e.g. one signed with a C2PA manifest (tests/test_metadata_c2pa.py)
+    image_file: str | None = None
     # pictures to choose from by prompt hash; 0 = one per (prompt, image index) for real-size
     # renders (tiny / image_kb renders, the benchmarks' hot path, then use 8)
     variants: int = 0
@@ -215,6 +219,8 @@ def _check_config(c: SimConfig) -> None:
         problems.append(f"latency_dist={c.latency_dist!r}: use one of {LATENCY_DISTRIBUTIONS}")
     if c.image_kb is not None and not (0 < c.image_kb <= 50_000):
         problems.append(f"image_kb={c.image_kb!r} must be in (0, 50000]")
+    if c.image_file is not None and not Path(c.image_file).is_file():
+        problems.append(f"image_file={c.image_file!r}: no such file")
     for kind, k in c.batch_faults.items():
         if kind not in BATCH_FAULTS or k < 1:
             problems.append(f"batch_faults: {kind}={k!r}: use {'/'.join(BATCH_FAULTS)}=K, K >= 1")

@@ -17,6 +17,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +27,14 @@ from batchgen.sim.config import SimConfig
 from batchgen.sim.faults import Decision, FaultPlanner, wrong_rounds
 from batchgen.sim.limits import ServerLimiter
 from batchgen.sim.models import ApiError, ImageRequest
-from batchgen.sim.render import IMAGE_CACHE, ImageCache, ImageKey, Rendered, variant_of
+from batchgen.sim.render import (
+    IMAGE_CACHE,
+    ImageCache,
+    ImageKey,
+    Rendered,
+    encode_item,
+    variant_of,
+)
 from batchgen.sim.stats import SimStats
 
 # answered at once, before the planned latency
@@ -57,6 +65,7 @@ class SimFront:
         self.request_ids = itertools.count(1)
         # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
         self._renders: dict[ImageKey, asyncio.Future[Rendered]] = {}
+        self._served_files: dict[str, Rendered] = {}  # config.image_file, read once
         self.files: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
 
     # -- control -------------------------------------------------------------------------
@@ -89,6 +98,12 @@ class SimFront:
     async def rendered(
         self, req: ImageRequest, config: SimConfig, round_: int = 1
     ) -> list[Rendered]:
+        if config.image_file is not None:
+            found = self._served_files.get(config.image_file)
+            if found is None:
+                data = await asyncio.to_thread(Path(config.image_file).read_bytes)
+                found = self._served_files[config.image_file] = encode_item(data)
+            return [found] * req.n
         # tiny and image_kb pictures ignore the requested size: one cache entry serves all sizes
         sized = not (config.tiny or config.image_kb)
         width, height = (req.width, req.height) if sized else (0, 0)

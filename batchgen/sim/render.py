@@ -74,7 +74,7 @@ class ImageCache:
         found = self._items.get(key)
         if found is not None:
             return found
-        rendered = _encode_item(render(key))
+        rendered = encode_item(render(key))
         with self._lock:
             if key not in self._items:
                 self._items[key] = rendered
@@ -88,7 +88,8 @@ class ImageCache:
 IMAGE_CACHE = ImageCache()
 
 
-def _encode_item(data: bytes) -> Rendered:
+def encode_item(data: bytes) -> Rendered:
+    """``data`` ready to serve: its bytes, base64 text and ``{"b64_json":...}`` fragment."""
     b64 = base64.b64encode(data).decode("ascii")
     return Rendered(data=data, b64=b64, b64_item=b'{"b64_json":"' + b64.encode() + b'"}')
 
