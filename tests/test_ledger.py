@@ -442,3 +442,27 @@ def test_a_project_budget_from_config_toml_binds_only_its_project(tmp_path, sim,
     with sqlite3.connect(ledger) as con:
         per = dict(con.execute("SELECT project, SUM(cost_usd) FROM attempts GROUP BY project"))
     assert per == pytest.approx({"dogs": 5 * STD_USD, "cats": 3 * STD_USD})
+
+
+def test_the_simulators_spend_stays_out_of_the_users_ledger(tmp_path, capsys, monkeypatch):
+    """`make demo` and every try on the built-in simulator (--provider sim): no ledger is
+    named, so none is written (the default one is the user's real money); a budget then asks
+    for a ledger of its own."""
+    from batchgen.money.ledgerdata import default_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("BATCHGEN_LEDGER", raising=False)
+    jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 3, STD)
+    flags = ["--provider", "sim", "--sim-port", "0", "--sim-tiny", "--yes", "--quiet"]
+    assert main(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *flags]) == 0
+    assert not default_path().exists()
+    assert "spend ledger" not in capsys.readouterr().out
+    code = main(["run", str(jobs), "--run-dir", str(tmp_path / "run2"), *flags,
+                 "--monthly-budget", "5"])  # fmt: skip
+    assert code == 2 and "--ledger PATH" in capsys.readouterr().err
+    assert not default_path().exists() and not (tmp_path / "run2" / "run.json").exists()
+    # named, the simulator's spend goes where it is told
+    named = tmp_path / "sim-ledger.sqlite"
+    assert main(["run", str(jobs), "--run-dir", str(tmp_path / "run3"), *flags,
+                 "--ledger", str(named)]) == 0  # fmt: skip
+    assert named.exists() and not default_path().exists()

@@ -105,6 +105,14 @@ class LedgerLink:
     def open(
         cls, cfg: RunConfig, job_file: str | Path, recorded_project: str | None = None
     ) -> LedgerLink | None:
+        if cfg.provider == "sim" and cfg.ledger is None and os.environ.get(ENV) is None:
+            # the simulator's spend is no money: it reaches a ledger only when one is named
+            if cfg.monthly_budget is not None or cfg.project_budget is not None:
+                raise UsageError(
+                    "a monthly budget against the simulator needs a ledger of its own: "
+                    f"--ledger PATH (or {ENV}=PATH), so the real one stays real"
+                )
+            return None
         user = load_user_config()
         given = cfg.ledger
         if given is None and os.environ.get(ENV) is None:
