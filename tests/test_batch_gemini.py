@@ -15,7 +15,9 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 
+from batchgen import faultpoints
 from tests.runhelpers import (
+    Cli,
     check_log_readable,
     cli_env,
     files_holding_secret,
@@ -26,6 +28,7 @@ from tests.runhelpers import (
     ok_counts,
     run_cli,
     secret_in_log,
+    wait_until,
     write_text_jobs,
 )
 from tests.test_batch import POLL, batch_stats
@@ -101,3 +104,87 @@ def test_gemini_batch_runs_every_job_once_at_half_the_live_price(
     assert all(p["batch_id"].startswith("batches/") for p in state["parts"])
     log = log_table(run_dir, ["provider"])
     assert set(log["provider"].to_pylist()) == {"gemini"}
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "files_api"),
+    [
+        ("batch:after_intent:2", False),
+        ("batch:after_upload:2", True),  # uploaded through the Files API, its name not recorded
+        ("batch:after_create:2", False),  # created, its name not recorded: found by display name
+        ("batch:poll:3", False),
+        ("batch:collect_line:30", True),  # an image saved, its row not appended
+    ],
+)
+def test_a_crash_anywhere_then_resume_sends_every_gemini_job_once(
+    tmp_path: Path, make_sim: Any, crash_at: str, files_api: bool
+) -> None:
+    sim = make_sim(batch_seconds=0.3, api_key=KEY)
+    providers, jobs = _setup(tmp_path, sim, 60)
+    run_dir = tmp_path / "run"
+    env = _env(crash_at)
+    if files_api:
+        env["BATCHGEN_GEMINI_INLINE_MAX_BYTES"] = "1000"
+    crashed = run_cli(_run(jobs, providers, run_dir, "--batch-max-requests", "25", "--quiet"),
+                      env=env)  # fmt: skip
+    assert crashed.code == faultpoints.EXIT_CODE, crashed.output
+    env = _env()
+    if files_api:
+        env["BATCHGEN_GEMINI_INLINE_MAX_BYTES"] = "1000"
+    resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet"], env=env)
+    assert resumed.code == 0, resumed.output
+    stats = batch_stats(sim)
+    assert stats["batches_created"] == 3, stats  # never a batch twice
+    assert stats["files_uploaded"] == (3 if files_api else 0), stats
+    assert set(stats["submitted"].values()) == {1} and len(stats["submitted"]) == 60
+    _once_each(run_dir, sim, 60)
+    assert log_table(run_dir, ["job_id"]).num_rows == 60  # no duplicate rows
+
+
+def test_kill_9_while_following_then_collect_reattaches_to_the_gemini_batches(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    sim = make_sim(batch_seconds=3.0, api_key=KEY)
+    providers, jobs = _setup(tmp_path, sim, 40)
+    run_dir = tmp_path / "run"
+    cli = Cli(_run(jobs, providers, run_dir, "--batch-max-requests", "20", "--quiet"), env=_env())
+    wait_until(lambda: batch_stats(sim)["batches_created"] == 2, what="2 batches", cli=cli)
+    assert cli.kill_hard().code == -9
+    collected = run_cli(["collect", str(run_dir), *POLL, "--quiet"], env=_env())
+    assert collected.code == 0, collected.output
+    assert batch_stats(sim)["batches_created"] == 2
+    _once_each(run_dir, sim, 40)
+
+
+def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    # batch 2 expires half-way: its first half was run (and billed), the rest never ran
+    sim = make_sim(batch_seconds=0.4, api_key=KEY, batch_faults="expire=2")
+    providers, jobs = _setup(tmp_path, sim, 40)
+    run_dir = tmp_path / "run"
+    first = run_cli(_run(jobs, providers, run_dir, "--batch-max-requests", "20", "--quiet"),
+                    env=_env())  # fmt: skip
+    assert first.code == 3, first.output
+    assert "pending" in first.stdout and "batchgen resume" in first.stdout
+    billed = set(batch_stats(sim)["billed"])
+    assert len(billed) == 30  # batch 1 whole, half of batch 2
+    assert sim.stats.snapshot(timeline=False)["by_prompt"] == {}  # nothing live yet
+    batch_spent, _ = _batch_cost(run_dir)
+    assert math.isclose(batch_spent, 30 * LIVE_PER_IMAGE / 2, rel_tol=1e-9)
+
+    resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "live"],
+                      env=_env())  # fmt: skip
+    assert resumed.code == 0, resumed.output
+    by_prompt = job_ids_by_prompt(run_dir)
+    live = {by_prompt[p] for p in sim.stats.snapshot(timeline=False)["by_prompt"]}
+    assert len(live) == 10 and not live & billed  # exactly the expired rest, live
+    assert batch_stats(sim)["billed"] == dict.fromkeys(billed, 1)  # no batch line again
+    counts = ok_counts(run_dir)
+    assert len(counts) == 40 and set(counts.values()) == {1}
+    log = log_table(run_dir, ["status", "cost_usd", "provider_batch_id"])
+    ok = log.filter(pc.equal(log["status"], "ok"))
+    live_rows = ok.filter(pc.is_null(ok["provider_batch_id"]))
+    assert live_rows.num_rows == 10
+    assert math.isclose(pc.sum(live_rows["cost_usd"]).as_py(), 10 * LIVE_PER_IMAGE, rel_tol=1e-9)
+    assert image_files(run_dir) == set(logged_images(run_dir))
