@@ -188,3 +188,59 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     assert live_rows.num_rows == 10
     assert math.isclose(pc.sum(live_rows["cost_usd"]).as_py(), 10 * LIVE_PER_IMAGE, rel_tol=1e-9)
     assert image_files(run_dir) == set(logged_images(run_dir))
+
+
+def test_gemini_errored_and_blocked_answers_keep_their_class(tmp_path: Path, make_sim: Any) -> None:
+    sim = make_sim(batch_seconds=0.2, api_key=KEY)
+    providers, _ = _setup(tmp_path, sim, 0)
+    prompts = [f"a rocky cove {i:02d}" for i in range(12)]
+    prompts[3] = "[sim:content_policy] a rocky cove 03"  # blocked: IMAGE_SAFETY, no image
+    prompts[7] = "[sim:server*1] a rocky cove 07"  # an INTERNAL error Status, once
+    jobs = write_text_jobs(tmp_path / "jobs.txt", prompts)
+    run_dir = tmp_path / "run"
+    first = run_cli(_run(jobs, providers, run_dir, "--quiet"), env=_env())
+    assert first.code == 3, first.output  # one job left pending (the server error)
+    by_prompt = job_ids_by_prompt(run_dir)
+    log = log_table(run_dir, ["job_id", "status", "error_class", "cost_usd"])
+    errors = log.filter(pc.equal(log["status"], "error"))
+    assert dict(zip(errors["job_id"].to_pylist(), errors["error_class"].to_pylist(),
+                    strict=True)) == {by_prompt[prompts[3]]: "content_policy",
+                                      by_prompt[prompts[7]]: "server"}  # fmt: skip
+    assert pc.sum(errors["cost_usd"]).as_py() == 0
+    resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet"], env=_env())
+    assert resumed.code == 1, resumed.output  # the blocked prompt fails for good
+    counts = ok_counts(run_dir)
+    assert len(counts) == 11 and by_prompt[prompts[3]] not in counts
+    assert batch_stats(sim)["submitted"][by_prompt[prompts[7]]] == 2
+
+
+def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: Any) -> None:
+    sim = make_sim(batch_seconds=20.0, api_key=KEY)  # far slower than the deadline
+    providers, jobs = _setup(tmp_path, sim, 40)
+    run_dir = tmp_path / "run"
+    args = ["--deadline", "5s", "--assume-latency", "0.01", "--concurrency", "8"]
+    done = run_cli(_run(jobs, providers, run_dir, *args), env=_env())
+    assert done.code == 0, done.output
+    assert "deadline" in done.stdout
+    stats = batch_stats(sim)
+    assert stats["cancels"] == 1 and stats["statuses"] == {"cancelled": 1}
+    by_prompt = job_ids_by_prompt(run_dir)
+    live = {by_prompt[p] for p in sim.stats.snapshot(timeline=False)["by_prompt"]}
+    batch = set(stats["billed"])  # the cancelled batch's partial answers, collected first
+    assert live and not batch & live and batch | live == set(by_prompt.values())
+    _once_each(run_dir, sim, 40)
+
+    other = tmp_path / "other"
+    jobs2 = write_text_jobs(tmp_path / "more.txt", (f"a dune {i:02d}" for i in range(20)))
+    detached = run_cli(_run(jobs2, providers, other, "--detach", "--batch-max-requests", "10"),
+                       env=_env())  # fmt: skip
+    assert detached.code == 0, detached.output
+    cancelled = run_cli(["cancel", str(other)], env=_env())
+    assert cancelled.code == 0, cancelled.output
+    assert "cancelled 2 batch(es)" in cancelled.stdout
+    assert batch_stats(sim)["cancels"] == 3
+    sim.update(batch_seconds=0.3)
+    resumed = run_cli(["resume", str(other), *POLL, "--yes", "--quiet"], env=_env())
+    assert resumed.code == 0, resumed.output
+    assert len(ok_counts(other)) == 20 and set(ok_counts(other).values()) == {1}
+    assert KEY not in cancelled.output + resumed.output
