@@ -24,17 +24,16 @@ import base64
 import datetime as dt
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from batchgen.sim.batchstate import TERMINAL, Batch, Line, SimFile
 from batchgen.sim.faults import parse_directives
+from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest
-
-if TYPE_CHECKING:
-    from batchgen.sim.batches import SimBatches
 
 _STATE = {"validating": "BATCH_STATE_PENDING", "in_progress": "BATCH_STATE_RUNNING",
           "finalizing": "BATCH_STATE_RUNNING", "cancelling": "BATCH_STATE_RUNNING",
@@ -54,10 +53,24 @@ def _error(status: int, grpc: str, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+class _Owner(Protocol):
+    """The OpenAI batches (sim/batches.py, which imports this module): shared counters."""
+
+    server: SimFront
+    batches: Any
+    submitted: Counter[str]
+    billed: Counter[str]
+    uploads: int
+    cancels: int
+
+    def _new_id(self, kind: str) -> str: ...
+    def _now(self) -> float: ...
+
+
 class GeminiBatches:
     """Gemini batches of one simulator; shares the OpenAI batches' counters and numbering."""
 
-    def __init__(self, owner: SimBatches) -> None:
+    def __init__(self, owner: _Owner) -> None:
         self.owner = owner
         self.server = owner.server
         self.batches: dict[str, Batch] = {}
