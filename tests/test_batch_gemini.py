@@ -41,9 +41,11 @@ MODEL = "gemini-2.5-flash-image"
 LIVE_PER_IMAGE = 0.039  # batchgen/data/prices.toml, the live rate
 
 
-def _env(crash_at: str | None = None) -> dict[str, str]:
+def _env(crash_at: str | None = None, ledger: Path | None = None) -> dict[str, str]:
     env = cli_env(None, crash_at=crash_at)
     env["GEMINI_KEY"] = KEY
+    if ledger is not None:
+        env["BATCHGEN_LEDGER"] = str(ledger)
     return env
 
 
@@ -163,8 +165,9 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     sim = make_sim(batch_seconds=0.4, api_key=KEY, batch_faults="expire=2")
     providers, jobs = _setup(tmp_path, sim, 40)
     run_dir = tmp_path / "run"
+    ledger = tmp_path / "ledger.sqlite"
     first = run_cli(_run(jobs, providers, run_dir, "--batch-max-requests", "20", "--quiet"),
-                    env=_env())  # fmt: skip
+                    env=_env(ledger=ledger))  # fmt: skip
     assert first.code == 3, first.output
     assert "pending" in first.stdout and "batchgen resume" in first.stdout
     billed = set(batch_stats(sim)["billed"])
@@ -174,7 +177,7 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     assert math.isclose(batch_spent, 30 * LIVE_PER_IMAGE / 2, rel_tol=1e-9)
 
     resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "live"],
-                      env=_env())  # fmt: skip
+                      env=_env(ledger=ledger))  # fmt: skip
     assert resumed.code == 0, resumed.output
     by_prompt = job_ids_by_prompt(run_dir)
     live = {by_prompt[p] for p in sim.stats.snapshot(timeline=False)["by_prompt"]}
@@ -188,6 +191,15 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     assert live_rows.num_rows == 10
     assert math.isclose(pc.sum(live_rows["cost_usd"]).as_py(), 10 * LIVE_PER_IMAGE, rel_tol=1e-9)
     assert image_files(run_dir) == set(logged_images(run_dir))
+    # the ledger holds what the log holds: 30 images at the batch rate, 10 at the live one
+    spend = run_cli(["spend", "--by", "model", "--format", "json"], env=_env(ledger=ledger))
+    assert spend.code == 0, spend.output
+    lines = {line["key"]: line for line in json.loads(spend.stdout)["lines"]}
+    assert lines[MODEL]["images"] == 40
+    want = 30 * LIVE_PER_IMAGE / 2 + 10 * LIVE_PER_IMAGE
+    assert math.isclose(lines[MODEL]["cost_usd"], want, rel_tol=1e-9)
+    assert math.isclose(pc.sum(log["cost_usd"]).as_py(), want, rel_tol=1e-9)
+    assert KEY.encode() not in ledger.read_bytes()
 
 
 def test_gemini_errored_and_blocked_answers_keep_their_class(tmp_path: Path, make_sim: Any) -> None:
@@ -244,3 +256,66 @@ def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: An
     assert resumed.code == 0, resumed.output
     assert len(ok_counts(other)) == 20 and set(ok_counts(other).values()) == {1}
     assert KEY not in cancelled.output + resumed.output
+
+
+def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() -> None:
+    from batchgen.batch.gemini import _batch_of, display_name, metadata_of, output_line
+
+    meta = {"batchgen_run": "r-2026 x", "part": "3"}
+    assert metadata_of(display_name(meta)) == meta and metadata_of("someone else's") is None
+    op = {"name": "batches/b1", "done": True, "metadata": {
+        "displayName": display_name(meta), "state": "BATCH_STATE_EXPIRED",
+        "createTime": "2026-12-07T05:00:00.5Z",
+        "batchStats": {"requestCount": "10", "successfulRequestCount": "4",
+                       "failedRequestCount": True}},
+        "response": {"responsesFile": "files/out1"}}  # fmt: skip
+    batch = _batch_of(op)
+    assert batch["status"] == "expired" and batch["metadata"] == meta
+    assert batch["request_counts"] == {"total": 10, "completed": 4, "failed": 0}
+    assert batch["output_file_id"] == "files/out1" and batch["created_at"] == 1796619600
+    assert _batch_of({"name": "batches/b2", "metadata": {"state": "??"}})["status"] is None
+    assert _batch_of("not an object") == {}
+
+    ok = json.loads(output_line("job-1", {"candidates": [{"content": {"parts": [
+        {"text": "here"}, {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}],
+        "responseId": "r1"}, None))  # fmt: skip
+    assert ok["custom_id"] == "job-1" and ok["response"]["status_code"] == 200
+    assert ok["response"]["body"]["data"] == [{"b64_json": "iVBO"}]
+    blocked = json.loads(output_line("job-2", {"promptFeedback": {"blockReason": "SAFETY"}}, None))
+    assert blocked["response"]["status_code"] == 400
+    assert blocked["response"]["body"]["error"]["code"] == "content_policy_violation"
+    failed = json.loads(output_line("job-3", None, {"code": 8, "message": "quota"}))
+    assert failed["response"]["status_code"] == 429
+    not_run = json.loads(output_line("job-4", None, {"code": 1, "message": "cancelled"}))
+    assert not_run["response"] is None and not_run["error"]["code"] == "batch_cancelled"
+
+
+def test_gemini_batch_refuses_mixed_models_and_several_endpoints_before_sending(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    sim = make_sim(api_key=KEY)
+    both = {
+        "name": "g",
+        "protocol": "gemini",
+        "base_url": f"{sim.root_url}/v1beta",
+        "key_env": "GEMINI_KEY",
+        "models": [MODEL, "gemini-2.5-flash-image-preview"],
+    }
+    providers = providers_file(tmp_path / "one.toml", [both])
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(
+        json.dumps({"prompt": f"a heron {i}", "model": model}) + "\n"
+        for i, model in enumerate([MODEL, "gemini-2.5-flash-image-preview"])
+    ))  # fmt: skip
+    two = providers_file(tmp_path / "two.toml", [
+        both,
+        {"name": "o", "protocol": "openai", "base_url": sim.base_url, "key_env": "GEMINI_KEY",
+         "models": ["gpt-image-1"]},
+    ])  # fmt: skip
+    for file, jobs, want in ((two, mixed, "one endpoint with a Batch API"),
+                             (providers, mixed, "a Gemini batch runs one model")):  # fmt: skip
+        refused = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "r"), "--providers",
+                           str(file), "--via", "batch", "--yes"], env=_env())  # fmt: skip
+        assert refused.code == 2, refused.output
+        assert want in refused.output and "Traceback" not in refused.output
+    assert batch_stats(sim)["batches_created"] == 0

@@ -78,6 +78,13 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
         raise UsageError(msg)
     if endpoints:
         check_served(endpoints, checked)
+    if cfg.via_batch and connection.provider == "gemini":
+        models = sorted({line.model for line in checked.quote.lines})
+        if len(models) > 1:
+            raise UsageError(
+                f"{job_file}: a Gemini batch runs one model, and this job file has "
+                f"{len(models)} ({', '.join(models)}): split it by model, one run each"
+            )
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
     link = _open_ledger(cfg, job_file, checked)
     return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index, link)
