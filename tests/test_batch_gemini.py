@@ -259,7 +259,7 @@ def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: An
 
 
 def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() -> None:
-    from batchgen.batch.gemini import _batch_of, display_name, metadata_of, output_line
+    from batchgen.batch.geminishapes import batch_of, display_name, metadata_of, output_line
 
     meta = {"batchgen_run": "r-2026 x", "part": "3"}
     assert metadata_of(display_name(meta)) == meta and metadata_of("someone else's") is None
@@ -269,12 +269,12 @@ def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() ->
         "batchStats": {"requestCount": "10", "successfulRequestCount": "4",
                        "failedRequestCount": True}},
         "response": {"responsesFile": "files/out1"}}  # fmt: skip
-    batch = _batch_of(op)
+    batch = batch_of(op)
     assert batch["status"] == "expired" and batch["metadata"] == meta
     assert batch["request_counts"] == {"total": 10, "completed": 4, "failed": 0}
     assert batch["output_file_id"] == "files/out1" and batch["created_at"] == 1796619600
-    assert _batch_of({"name": "batches/b2", "metadata": {"state": "??"}})["status"] is None
-    assert _batch_of("not an object") == {}
+    assert batch_of({"name": "batches/b2", "metadata": {"state": "??"}})["status"] is None
+    assert batch_of("not an object") == {}
 
     ok = json.loads(output_line("job-1", {"candidates": [{"content": {"parts": [
         {"text": "here"}, {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}],
