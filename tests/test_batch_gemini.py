@@ -319,3 +319,20 @@ def test_gemini_batch_refuses_mixed_models_and_several_endpoints_before_sending(
         assert refused.code == 2, refused.output
         assert want in refused.output and "Traceback" not in refused.output
     assert batch_stats(sim)["batches_created"] == 0
+
+
+def test_a_wrong_gemini_key_stops_the_batch_run_naming_no_key(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    sim = make_sim(api_key=KEY)
+    providers, jobs = _setup(tmp_path, sim, 5)
+    env = _env()
+    env["GEMINI_KEY"] = wrong = "gk-WRONG-key-2718281828"
+    run_dir = tmp_path / "run"
+    stopped = run_cli(_run(jobs, providers, run_dir), env=env)
+    assert stopped.code == 3, stopped.output
+    assert "API key not valid" in stopped.output and "Traceback" not in stopped.output
+    assert wrong not in stopped.output and files_holding_secret(run_dir, wrong) == []
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["sessions"][-1]["how"] == "stopped_auth"
+    assert batch_stats(sim)["batches_created"] == 0
