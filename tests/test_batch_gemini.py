@@ -111,10 +111,11 @@ def test_gemini_batch_runs_every_job_once_at_half_the_live_price(
 @pytest.mark.parametrize(
     ("crash_at", "files_api"),
     [
-        ("batch:after_intent:2", False),
+        # the generic points (the OpenAI tests cover their logic) in `make test-slow`
+        pytest.param("batch:after_intent:2", False, marks=pytest.mark.slow),
         ("batch:after_upload:2", True),  # uploaded through the Files API, its name not recorded
         ("batch:after_create:2", False),  # created, its name not recorded: found by display name
-        ("batch:poll:3", False),
+        pytest.param("batch:poll:3", False, marks=pytest.mark.slow),
         ("batch:collect_line:30", True),  # an image saved, its row not appended
     ],
 )
@@ -226,7 +227,9 @@ def test_gemini_errored_and_blocked_answers_keep_their_class(tmp_path: Path, mak
     assert batch_stats(sim)["submitted"][by_prompt[prompts[7]]] == 2
 
 
-def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: Any) -> None:
+def test_deadline_cancels_a_slow_gemini_batch_and_finishes_the_rest_live_paying_once(
+    tmp_path: Path, make_sim: Any
+) -> None:
     sim = make_sim(batch_seconds=20.0, api_key=KEY)  # far slower than the deadline
     providers, jobs = _setup(tmp_path, sim, 40)
     run_dir = tmp_path / "run"
@@ -242,6 +245,12 @@ def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: An
     assert live and not batch & live and batch | live == set(by_prompt.values())
     _once_each(run_dir, sim, 40)
 
+
+def test_cancel_command_cancels_open_gemini_batches_and_resume_finishes_the_rest(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    sim = make_sim(batch_seconds=20.0, api_key=KEY)
+    providers, _ = _setup(tmp_path, sim, 0)
     other = tmp_path / "other"
     jobs2 = write_text_jobs(tmp_path / "more.txt", (f"a dune {i:02d}" for i in range(20)))
     detached = run_cli(_run(jobs2, providers, other, "--detach", "--batch-max-requests", "10"),
@@ -250,7 +259,7 @@ def test_deadline_and_cancel_work_on_gemini_batches(tmp_path: Path, make_sim: An
     cancelled = run_cli(["cancel", str(other)], env=_env())
     assert cancelled.code == 0, cancelled.output
     assert "cancelled 2 batch(es)" in cancelled.stdout
-    assert batch_stats(sim)["cancels"] == 3
+    assert batch_stats(sim)["cancels"] == 2
     sim.update(batch_seconds=0.3)
     resumed = run_cli(["resume", str(other), *POLL, "--yes", "--quiet"], env=_env())
     assert resumed.code == 0, resumed.output
