@@ -268,7 +268,14 @@ def test_cancel_command_cancels_open_gemini_batches_and_resume_finishes_the_rest
 
 
 def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() -> None:
-    from batchgen.batch.geminishapes import batch_of, display_name, metadata_of, output_line
+    from batchgen.batch.geminishapes import (
+        batch_of,
+        converted,
+        display_name,
+        metadata_of,
+        output_line,
+    )
+    from batchgen.batch.lines import LongLine
 
     meta = {"batchgen_run": "r-2026 x", "part": "3"}
     assert metadata_of(display_name(meta)) == meta and metadata_of("someone else's") is None
@@ -297,6 +304,11 @@ def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() ->
     assert failed["response"]["status_code"] == 429
     not_run = json.loads(output_line("job-4", None, {"code": 1, "message": "cancelled"}))
     assert not_run["response"] is None and not_run["error"]["code"] == "batch_cancelled"
+    # a responses-file line over the line cap still names its job (logged, not lost)
+    long = converted(LongLine(b'{"key": "job-5", "response": {"candidates": [', 2 << 30, 1 << 30))
+    assert isinstance(long, LongLine) and long.custom_id == "job-5"
+    line = converted(bytearray(b'{"key": "job-6", "error": {"code": 13, "message": "x"}}'))
+    assert json.loads(line)["response"]["status_code"] == 500
 
 
 def test_gemini_batch_refuses_mixed_models_and_several_endpoints_before_sending(
