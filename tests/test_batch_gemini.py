@@ -104,6 +104,7 @@ def test_gemini_batch_runs_every_job_once_at_half_the_live_price(
     assert sources == {"price-table"}
     state = json.loads((run_dir / "state" / "batches.json").read_text())
     assert all(p["batch_id"].startswith("batches/") for p in state["parts"])
+    assert not list((run_dir / "state" / "batch").glob("*.jsonl"))  # inputs, converted: gone
     log = log_table(run_dir, ["provider"])
     assert set(log["provider"].to_pylist()) == {"gemini"}
 

@@ -129,24 +129,31 @@ class GeminiBatchApi(KeyedSession):
             raise AttemptError(ErrorClass.BAD_REQUEST, msg)
         return models.pop()
 
-    def _gemini_jsonl(self, path: Path) -> bytes:
-        return b"".join(
-            orjson.dumps({"key": key, "request": body_request(body)}) + b"\n"
-            for key, body in self._lines(path)
-        )
+    def _gemini_lines(self, path: Path) -> Iterator[bytes]:
+        for key, body in self._lines(path):
+            yield orjson.dumps({"key": key, "request": body_request(body)}) + b"\n"
 
     async def upload(self, path: Path, filename: str) -> dict[str, Any]:
-        """Small parts stay local (sent inline at creation); others go to the Files API."""
+        """Small parts stay local (sent inline at creation); others go to the Files API as a
+        JSONL of ``{"key", "request"}`` lines, written beside the input and streamed from disk
+        (never held whole in memory)."""
         self._model(path)
-        data = self._gemini_jsonl(path)
-        if len(data) <= self.inline_max_bytes:
+        size = sum(len(line) for line in self._gemini_lines(path))
+        if size <= self.inline_max_bytes:
             return {"id": f"{INLINE}{filename}"}
-        return await self._upload(data, filename)
+        converted_path = path.with_name(path.stem + ".gemini.jsonl")
+        with open(converted_path, "wb") as f:  # noqa: ASYNC230 - a local file, once
+            for line in self._gemini_lines(path):
+                f.write(line)
+        try:
+            return await self._upload(converted_path, size, filename)
+        finally:
+            converted_path.unlink(missing_ok=True)
 
-    async def _upload(self, data: bytes, filename: str) -> dict[str, Any]:
+    async def _upload(self, path: Path, size: int, filename: str) -> dict[str, Any]:
         url = f"{self._root}/upload/{self._version}/files"
         start = {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-                 "X-Goog-Upload-Header-Content-Length": str(len(data)),
+                 "X-Goog-Upload-Header-Content-Length": str(size),
                  "X-Goog-Upload-Header-Content-Type": "application/jsonl"}  # fmt: skip
         attempt = 0
         while True:
@@ -160,7 +167,8 @@ class GeminiBatchApi(KeyedSession):
                     msg = "POST upload/files: the answer has no x-goog-upload-url"
                     raise AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=200)
                 finish = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
-                doc, _ = await self._raw("POST", target, headers=finish, data=data)
+                with open(path, "rb") as data:  # noqa: ASYNC230 - aiohttp streams it
+                    doc, _ = await self._raw("POST", target, headers=finish, data=data)
                 file = doc.get("file") if isinstance(doc, dict) else None
                 if not isinstance(file, dict) or not isinstance(file.get("name"), str):
                     msg = "POST upload/files: the answer names no file"
