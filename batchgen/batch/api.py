@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -23,6 +23,27 @@ from batchgen.provider.transport import KeyedSession
 
 _RETRIES = 5
 _CHUNK = 1 << 20
+
+
+class BatchBackend(Protocol):
+    """The seam of batchgen/batch/: a provider's Files and Batch APIs, in OpenAI's shapes
+    (Batch objects, output lines). :class:`BatchApi` is OpenAI's; Gemini's translates
+    (batchgen/batch/gemini.py)."""
+
+    _key: str
+
+    async def upload(self, path: Path, filename: str) -> dict[str, Any]: ...
+    def list_files(self) -> AsyncIterator[dict[str, Any]]: ...
+    def stream_lines(
+        self, file_id: str, *, max_line: int | None = None
+    ) -> AsyncIterator[bytearray | LongLine]: ...
+    async def create_batch(
+        self, input_file_id: str, endpoint: str, metadata: dict[str, str]
+    ) -> dict[str, Any]: ...
+    async def retrieve_batch(self, batch_id: str) -> dict[str, Any]: ...
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]: ...
+    def list_batches(self, newer_than: float = 0.0) -> AsyncIterator[dict[str, Any]]: ...
+    async def aclose(self) -> None: ...
 
 
 class BatchApi(KeyedSession):

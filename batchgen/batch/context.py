@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchgen.batch.api import BatchApi
+from batchgen.batch.api import BatchBackend
 from batchgen.batch.state import BatchState
 from batchgen.jobs.model import Job
 from batchgen.limits.stop import RunControl
@@ -39,7 +39,7 @@ class BatchContext:
     run_id: str
     session: int
     provider: str
-    api: BatchApi
+    api: BatchBackend
     state: BatchState
     sink: Any  # RunLogWriter
     prices: PriceTable  # the batch price table

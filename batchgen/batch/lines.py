@@ -25,7 +25,8 @@ from typing import Any
 MAX_LINE_ENV = "BATCHGEN_BATCH_MAX_LINE_BYTES"
 DEFAULT_MAX_LINE = 1 << 30
 _HEAD = 4096
-_CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"([^"\\]{1,256})"')
+# OpenAI's output lines name the job in custom_id, Gemini's responses file in key
+_CUSTOM_ID = re.compile(rb'"(?:custom_id|key)"\s*:\s*"([^"\\]{1,256})"')
 
 
 def max_line_bytes() -> int:

@@ -17,7 +17,7 @@ import anyio
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchgen.batch.api import BatchApi
+from batchgen.batch.api import BatchApi, BatchBackend
 from batchgen.batch.context import BatchContext, BatchOptions
 from batchgen.batch.follow import follow
 from batchgen.batch.state import BatchState
@@ -47,6 +47,7 @@ class BatchSession:
     timeout_s: float = 120.0
     # the spend ledger's sink around the log writer (batchgen.session.ledgering); None: off
     wrap_sink: Callable[[Any], Any] | None = None
+    protocol: str = "openai"  # "gemini": Gemini's Batch API (batchgen/batch/gemini.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,8 @@ async def run_batch_session(
     control = RunControl()
     writer = RunLogWriter(s.rundir.log_dir, run_id=s.run_id, session=s.session,
                           state_dir=s.rundir.state_dir)  # fmt: skip
-    api = BatchApi(base_url, s.api_key, timeout=s.timeout_s)
     state = BatchState(s.rundir.state_dir, s.run_id)
+    api = batch_backend(s.protocol, base_url, s.api_key, state, s.timeout_s)
     sink = writer if s.wrap_sink is None else s.wrap_sink(writer)
     ctx = BatchContext(
         rundir=s.rundir, run_id=s.run_id, session=s.session, provider=s.provider, api=api,
@@ -112,6 +113,17 @@ async def run_batch_session(
         n for k, n in ctx.tally.failed_by_class.items() if ErrorClass(k).retryable
     )
     return BatchOutcome(ctx, control.reason, control.message, detached, pending)
+
+
+def batch_backend(
+    protocol: str, base_url: str, api_key: str, state: BatchState, timeout_s: float = 120.0
+) -> BatchBackend:
+    """The Batch API client of the endpoint's protocol (OpenAI's, or Gemini's)."""
+    if protocol == "gemini":
+        from batchgen.batch.gemini import GeminiBatchApi
+
+        return GeminiBatchApi(base_url, api_key, input_path=state.input_path, timeout=timeout_s)
+    return BatchApi(base_url, api_key, timeout=timeout_s)
 
 
 def _from_log(ctx: BatchContext) -> None:

@@ -25,7 +25,7 @@ from batchgen.errors import parse_reset_duration as _duration
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult, ImageData, Usage
 from batchgen.provider.http import JsonHttp, b64_image
-from batchgen.provider.transport import ratelimit_headers
+from batchgen.provider.transport import KeyedSession, ratelimit_headers
 from batchgen.provider.usage import MAX_TOKENS
 
 RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -68,15 +68,20 @@ def aspect_ratio(body: dict[str, Any]) -> str | None:
 
 
 def request_body(job: Job) -> dict[str, Any]:
+    return body_request(job.body)
+
+
+def body_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A job's (OpenAI-shaped) body as a Gemini GenerateContentRequest."""
     image_config: dict[str, Any] = {}
-    if ratio := aspect_ratio(job.body):
+    if ratio := aspect_ratio(body):
         image_config["aspectRatio"] = ratio
-    if isinstance(job.body.get("image_size"), str):
-        image_config["imageSize"] = job.body["image_size"]
+    if isinstance(body.get("image_size"), str):
+        image_config["imageSize"] = body["image_size"]
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if image_config:
         config["imageConfig"] = image_config
-    return {"contents": [{"role": "user", "parts": [{"text": job.prompt}]}],
+    return {"contents": [{"role": "user", "parts": [{"text": str(body.get("prompt") or "")}]}],
             "generationConfig": config}  # fmt: skip
 
 
@@ -90,6 +95,44 @@ def parse_usage(raw: Any) -> Usage | None:
         return None
     prompt = _tokens(raw.get("promptTokenCount"))
     return Usage(prompt, prompt, 0, _tokens(raw.get("candidatesTokenCount")))
+
+
+def gemini_error(
+    session: KeyedSession, status: int, body: bytes, headers: Any, ctype: str
+) -> AttemptError:
+    """Gemini's error answer → the taxonomy (the one place for this protocol; the Batch API
+    client shares it: batchgen/batch/gemini.py)."""
+    is_html = "html" in ctype or body.lstrip()[:1] == b"<"
+    err: dict[str, Any] = {}
+    if not is_html:
+        try:
+            found = orjson.loads(body).get("error")
+            err = found if isinstance(found, dict) else {}
+        except (ValueError, AttributeError):
+            err = {}
+    code = error_code(err.get("status"), (session._key,))
+    message = session._text(err.get("message") or "") or f"HTTP {status}"
+    found_details = err.get("details")
+    details: list[Any] = found_details if isinstance(found_details, list) else []
+    reasons = " ".join(str(d.get("reason", "")) for d in details if isinstance(d, dict))
+    retry_after = None
+    for d in details:
+        if isinstance(d, dict) and isinstance(d.get("retryDelay"), str):
+            retry_after = _duration(d["retryDelay"])
+    klass = _STATUS_CLASS.get(code or "")
+    if "API_KEY_INVALID" in reasons or "API key not valid" in message:
+        klass = ErrorClass.AUTH
+    elif code == "RESOURCE_EXHAUSTED" or status == 429:
+        text = f"{message} {orjson.dumps(details).decode()}".lower()
+        # a daily quota or an empty prepaid balance does not clear within a run
+        quota = any(w in text for w in ("billing", "credit", "perday", "per day", "prepay"))
+        klass = ErrorClass.QUOTA if quota else ErrorClass.RATE_LIMIT
+    if klass is None:
+        klass = classify_http(status, None, is_html=is_html)
+    return AttemptError(
+        klass, message, http_status=status, code=code, retry_after_s=retry_after,
+        ratelimit=ratelimit_headers(headers),
+    )  # fmt: skip
 
 
 class GeminiImages(JsonHttp):
@@ -120,37 +163,7 @@ class GeminiImages(JsonHttp):
 
     def _error(self, status: int, body: bytes, headers: Any, ctype: str) -> AttemptError:
         """Gemini's error answer → the taxonomy (the one place for this protocol)."""
-        is_html = "html" in ctype or body.lstrip()[:1] == b"<"
-        err: dict[str, Any] = {}
-        if not is_html:
-            try:
-                found = orjson.loads(body).get("error")
-                err = found if isinstance(found, dict) else {}
-            except (ValueError, AttributeError):
-                err = {}
-        code = error_code(err.get("status"), (self._key,))
-        message = self._text(err.get("message") or "") or f"HTTP {status}"
-        found_details = err.get("details")
-        details: list[Any] = found_details if isinstance(found_details, list) else []
-        reasons = " ".join(str(d.get("reason", "")) for d in details if isinstance(d, dict))
-        retry_after = None
-        for d in details:
-            if isinstance(d, dict) and isinstance(d.get("retryDelay"), str):
-                retry_after = _duration(d["retryDelay"])
-        klass = _STATUS_CLASS.get(code or "")
-        if "API_KEY_INVALID" in reasons or "API key not valid" in message:
-            klass = ErrorClass.AUTH
-        elif code == "RESOURCE_EXHAUSTED" or status == 429:
-            text = f"{message} {orjson.dumps(details).decode()}".lower()
-            # a daily quota or an empty prepaid balance does not clear within a run
-            quota = any(w in text for w in ("billing", "credit", "perday", "per day", "prepay"))
-            klass = ErrorClass.QUOTA if quota else ErrorClass.RATE_LIMIT
-        if klass is None:
-            klass = classify_http(status, None, is_html=is_html)
-        return AttemptError(
-            klass, message, http_status=status, code=code, retry_after_s=retry_after,
-            ratelimit=ratelimit_headers(headers),
-        )  # fmt: skip
+        return gemini_error(self, status, body, headers, ctype)
 
     def _parse(self, job: Job, body: bytes, headers: Any) -> GenerateResult:
         ratelimit = ratelimit_headers(headers)

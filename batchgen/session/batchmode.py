@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgen.config import BatchConfig, RunConfig
 from batchgen.errors import ErrorClass, UsageError
-from batchgen.session.connect import resolve_connection, sim_config
+from batchgen.session.connect import batch_connection, connect, resolve_connection, sim_config
 from batchgen.session.execute import SessionPlan, SessionResult, base_url_of, session_summary
 from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome
@@ -79,6 +79,7 @@ def run_batch(
         budget=plan.budget, options=options, jobs_of=jobs_lookup(job_file, defaults),
         live_values=plan.pool.record(), say=say, timeout_s=float(plan.pool.timeout),
         wrap_sink=None if plan.ledger is None else plan.ledger.sink,
+        protocol="gemini" if plan.connection.provider == "gemini" else "openai",
     )  # fmt: skip
 
     async def go() -> BatchOutcome:
@@ -234,7 +235,8 @@ def _resume_plan(
     from batchgen.session.resume import session_overrides, spent_so_far
     from batchgen.session.start import Declined
 
-    connection = resolve_connection(cfg.provider, cfg.base_url, cfg.api_key_env, cfg.api_key)
+    routed, endpoints = connect(cfg)
+    connection = batch_connection(routed, endpoints)
     prices = batch_table(load_prices(cfg.prices, cfg.price_per_image))
     checked = check_job_file(Path(manifest["job_file"]), dict(cfg.job_defaults), prices,
                              only=frozenset(pending.to_submit), rpm=cfg.pool.rpm,
@@ -297,9 +299,9 @@ def cancel_batches(
     in-process simulator, whose batches ended with it."""
     import anyio
 
-    from batchgen.batch.api import BatchApi
     from batchgen.batch.context import BatchContext
     from batchgen.batch.follow import cancel_open
+    from batchgen.batch.session import batch_backend
     from batchgen.batch.state import BatchState
     from batchgen.limits.stop import RunControl
     from batchgen.runlog.rundir import RunDir
@@ -310,12 +312,12 @@ def cancel_batches(
         recorded = manifest["settings"]
         if recorded.get("provider") == "sim" and not base_url:
             return None
-        conn = resolve_connection("openai", base_url or recorded.get("base_url"),
-                                  api_key_env or recorded.get("api_key_env"))  # fmt: skip
-        api = BatchApi(str(conn.base_url), conn.api_key)
+        conn = _cancel_connection(recorded, base_url, api_key_env)
+        state = BatchState(rundir.state_dir, manifest["run_id"])
+        api = batch_backend(conn.provider, str(conn.base_url), conn.api_key, state)
         ctx = BatchContext(
             rundir=rundir, run_id=manifest["run_id"], session=0, provider=conn.provider,
-            api=api, state=BatchState(rundir.state_dir, manifest["run_id"]), sink=None,
+            api=api, state=state, sink=None,
             prices=None, budget=None,  # type: ignore[arg-type]
             options=batch_options(BatchConfig()), control=RunControl(),
             jobs_of=lambda ids: {}, say=say_for(observer),
@@ -328,3 +330,18 @@ def cancel_batches(
                 await api.aclose()
 
         return anyio.run(go)
+
+
+def _cancel_connection(
+    recorded: dict[str, Any], base_url: str | None, api_key_env: str | None
+) -> Any:
+    """Where the run's batches are: the one endpoint run.json recorded (``--providers``), or
+    the OpenAI-compatible URL (the one given now winning)."""
+    endpoints = recorded.get("endpoints")
+    if endpoints and not base_url:
+        from batchgen.provider.endpoints import from_records
+        from batchgen.session.connect import Connection
+
+        return batch_connection(Connection("providers", None, "", ""), from_records(endpoints))
+    return resolve_connection("openai", base_url or recorded.get("base_url"),
+                              api_key_env or recorded.get("api_key_env"))  # fmt: skip

@@ -158,3 +158,25 @@ def check_sim_options(options: Mapping[str, Any]) -> None:
             ok, kind = False, "one of " + ", ".join(map(str, action.choices))
         if not ok:
             raise ConfigError(f"sim: option {name!r} must be {kind}, got {value!r}")
+
+
+BATCH_PROTOCOLS = ("openai", "gemini")  # the protocols whose Batch API batchgen drives
+
+
+def batch_connection(connection: Connection, endpoints: list[Any] | None) -> Connection:
+    """``--via batch``: one endpoint. With a providers file it must hold exactly one, of a
+    protocol with a Batch API (OpenAI's or Gemini's); its key and URL become the connection
+    (``provider`` is the protocol). Raises UsageError naming the fix."""
+    if not endpoints:
+        return connection
+    from batchgen.provider.endpoints import resolve_keys
+
+    if len(endpoints) != 1 or endpoints[0].protocol not in BATCH_PROTOCOLS:
+        raise UsageError(
+            "--via batch goes to one endpoint with a Batch API (protocol openai or gemini): "
+            "keep one such endpoint in --providers, or run the batch with --base-url / "
+            "--api-key-env"
+        )
+    spec = endpoints[0]
+    key = resolve_keys([spec])[spec.name]
+    return Connection(spec.protocol, spec.base_url, spec.key_env, key)

@@ -59,6 +59,9 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
     prices = load_prices(cfg.prices, cfg.price_per_image)
     if cfg.via_batch:
         from batchgen.money.batchrate import batch_table
+        from batchgen.session.connect import batch_connection
+
+        connection = batch_connection(connection, endpoints)  # one endpoint, its Batch API
 
         prices = batch_table(prices)  # quote, budget and costs at the batch rate
     index = IndexBuilder()
@@ -75,6 +78,13 @@ def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
         raise UsageError(msg)
     if endpoints:
         check_served(endpoints, checked)
+    if cfg.via_batch and connection.provider == "gemini":
+        models = sorted({line.model for line in checked.quote.lines})
+        if len(models) > 1:
+            raise UsageError(
+                f"{job_file}: a Gemini batch runs one model, and this job file has "
+                f"{len(models)} ({', '.join(models)}): split it by model, one run each"
+            )
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
     link = _open_ledger(cfg, job_file, checked)
     return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index, link)
@@ -105,11 +115,6 @@ def _check_modes(cfg: RunConfig) -> None:
 def _check_connection(
     cfg: RunConfig, connection: Connection, endpoints: list[Any] | None, job_file: str
 ) -> None:
-    if cfg.via_batch and endpoints:
-        raise UsageError(
-            "--via batch goes to one OpenAI endpoint: drop --providers, or "
-            "run the batch with --base-url / --api-key-env"
-        )
     if cfg.detach and connection.provider == "sim":
         raise UsageError(
             "--detach needs a provider that outlives this process: the "

@@ -42,6 +42,7 @@ from batchgen.sim.batchstate import (
     parse_input,
 )
 from batchgen.sim.front import SimFront
+from batchgen.sim.geminibatch import GeminiBatches
 from batchgen.sim.models import ApiError, validate
 
 
@@ -57,8 +58,10 @@ class SimBatches:
         self.billed: Counter[str] = Counter()
         self.uploads = 0
         self.cancels = 0
+        self.gemini = GeminiBatches(self)  # Gemini's Batch API (sim/geminibatch.py)
 
     def register(self, app: web.Application) -> None:
+        self.gemini.register(app)
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/files", self._guard(self.upload))
             app.router.add_get(f"{prefix}/files", self._guard(self.list_files))
@@ -183,7 +186,7 @@ class SimBatches:
         config = self.server.config
         faults = config.batch_faults
         lines, errors = parse_input(source.data, endpoint, config, self.server.planner)
-        number = len(self.batches) + 1
+        number = self.gemini.number()
         if number in (faults.get("fail"), faults.get("errors_list")) and not errors:
             errors = [{"code": "invalid_request", "message": "Simulated validation failure "
                        "(batch_faults fail).", "param": None, "line": 1}]  # fmt: skip
@@ -318,10 +321,11 @@ class SimBatches:
         for b in self.batches.values():
             self._refresh(b)
         now = self._now()
+        statuses = [b.state(now)[0] for b in self.batches.values()] + self.gemini.statuses()
         return {
-            "batches_created": len(self.batches), "files_uploaded": self.uploads,
-            "cancels": self.cancels,
-            "statuses": dict(Counter(b.state(now)[0] for b in self.batches.values())),
+            "batches_created": len(self.batches) + len(self.gemini.batches),
+            "files_uploaded": self.uploads, "cancels": self.cancels,
+            "statuses": dict(Counter(statuses)),
             "submitted": dict(self.submitted), "billed": dict(self.billed),
         }  # fmt: skip
 
