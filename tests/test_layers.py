@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"__init__"},
     {"api"},
+    {"apiargs"},
     {"pilot"},
     {
         "doctor",
