@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchgen.pilot.plan import PilotPlan
+from batchgen.reports.pilot import with_interval
 
 
 def _money(v: float | None) -> str:
@@ -29,16 +30,8 @@ def table_lines(result: dict[str, Any], plan: PilotPlan) -> list[str]:
             "with regen $", "time")  # fmt: skip
     rows = [head]
     for s in result["settings"]:
-        mean = (
-            "—"
-            if s["mean_score"] is None
-            else (f"{s['mean_score']:.2f} [{s['mean_ci'][0]:.2f}–{s['mean_ci'][1]:.2f}]")
-        )
-        rate = (
-            "—"
-            if s["pass_rate"] is None
-            else (f"{s['pass_rate']:.0%} [{s['pass_ci'][0]:.0%}–{s['pass_ci'][1]:.0%}]")
-        )
+        mean = with_interval(s["mean_score"], s["mean_ci"], lambda v: f"{v:.2f}")
+        rate = with_interval(s["pass_rate"], s["pass_ci"], lambda v: f"{v:.0%}")
         rows.append((
             s["label"], f"{s['images']}/{s['jobs']}", mean, rate, f"{s['pass_lower']:.0%}",
             _money(s["cost_per_image"]), _money(s["cost_per_passing"]),

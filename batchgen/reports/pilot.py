@@ -34,6 +34,11 @@ def _usd(v: float | None) -> str:
     return "—" if v is None else (f"${v:,.4f}" if v < 1 else f"${v:,.2f}")
 
 
+def with_interval(value: float | None, ci: Any, fmt: Callable[[float], str]) -> str:
+    """``7.20 [6.90–7.50]``: a pilot's figure and its interval, or a dash without one."""
+    return "—" if value is None else f"{fmt(value)} [{fmt(ci[0])}–{fmt(ci[1])}]"
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.0%}"
 
@@ -57,16 +62,8 @@ def _section(
     settings = result["settings"]
     rows = []
     for s in settings:
-        mean = (
-            "—"
-            if s["mean_score"] is None
-            else (f"{s['mean_score']:.2f} [{s['mean_ci'][0]:.2f}–{s['mean_ci'][1]:.2f}]")
-        )
-        rate = (
-            "—"
-            if s["pass_rate"] is None
-            else (f"{_pct(s['pass_rate'])} [{_pct(s['pass_ci'][0])}–{_pct(s['pass_ci'][1])}]")
-        )
+        mean = with_interval(s["mean_score"], s["mean_ci"], lambda v: f"{v:.2f}")
+        rate = with_interval(s["pass_rate"], s["pass_ci"], _pct)
         mark = " ★" if s["label"] == result.get("chosen") else ""
         rows.append([
             e(s["label"] + mark), f"{s['images']}/{s['jobs']}", e(mean), e(rate),
