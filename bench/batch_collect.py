@@ -52,7 +52,11 @@ def bench_batch_collect(
             extra=["--via", "batch", "--poll-interval", "0.2", "--poll-max", "1"],
         )  # fmt: skip
         size = _output_bytes(sim.base_url, run_dir)
-        images = sum(1 for p in (run_dir / "images").iterdir() if not p.name.startswith("."))
+        images = sum(
+            1
+            for p in (run_dir / "images").iterdir()
+            if not p.name.startswith(".") and p.suffix != ".json"  # not the metadata sidecars
+        )
     shutil.rmtree(run_dir, ignore_errors=True)
     if images != jobs:
         msg = f"bench batch_collect: {images} images saved of {jobs} jobs"

@@ -149,7 +149,8 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
     """Thread vs process workers on the same images, the main thread busy meanwhile."""
     from batchgen.checks.ingest import IngestChecker
 
-    files = sorted((run_dir / "images").iterdir())[:sample]
+    images = (f for f in (run_dir / "images").iterdir() if f.suffix != ".json")  # no sidecars
+    files = sorted(images)[:sample]
     datas = [f.read_bytes() for f in files]
     paths = [f"images/{f.name}" for f in files]
     out = {}
