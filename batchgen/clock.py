@@ -13,6 +13,7 @@ as stamina's ``set_testing`` does, so a test of retries does not sit out their w
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,6 +38,13 @@ class SystemClock:
     """The real clock: the event loop's time for durations, the system's for timestamps."""
 
     def monotonic(self) -> float:
+        # asyncio's loop time first: the same value anyio.current_time() returns there, at a
+        # tenth of its cost (anyio finds the backend on every call; this runs ~5 times per
+        # request, measured 7.8 µs a call under cProfile on the instant-server bench)
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:  # another backend (trio), or outside an event loop
+            pass
         try:
             return anyio.current_time()
         except RuntimeError:  # outside an event loop

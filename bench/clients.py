@@ -39,11 +39,12 @@ def batchgen_command(
     concurrency: int | None = 64,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """``concurrency=None``: no --concurrency flag (the client picks its own)."""
+    """``concurrency=None``: no --concurrency flag (the client picks its own). ``--ledger off``:
+    a bench run's simulated spend must not land in the user's real spend ledger."""
     limit = ["--concurrency", str(concurrency)] if concurrency is not None else []
     return [
         *batchgen_prefix(), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
-        *limit, "--quiet", "--yes", *extra,
+        *limit, "--quiet", "--yes", "--ledger", "off", *extra,
     ]  # fmt: skip
 
 
@@ -73,4 +74,8 @@ def run_baseline(
 
 
 def count_files(folder: Path) -> int:
-    return sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+    """The images in ``folder``: a metadata sidecar (NAME.png.json, batchgen's default) is
+    not an image."""
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix != ".json")
