@@ -40,6 +40,7 @@ from batchgen.sim.batchstate import (
     SimFile,
     line_bytes,
     parse_input,
+    send_file,
 )
 from batchgen.sim.front import SimFront
 from batchgen.sim.geminibatch import GeminiBatches
@@ -143,18 +144,7 @@ class SimBatches:
             b.number == lost and f.id == b.output_file_id for b in self.batches.values()
         ):
             raise ApiError(404, f"No such File object: {f.id}", param="id", code="not_found")
-        resp = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
-        if f.data is not None:
-            resp.content_length = len(f.data)
-            await resp.prepare(request)
-            await resp.write(f.data)
-        else:
-            assert f.lines is not None
-            await resp.prepare(request)
-            async for line in f.lines():
-                await resp.write(line)
-        await resp.write_eof()
-        return resp
+        return await send_file(request, f)
 
     # -- batches ---------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from batchgen.sim.config import SimConfig
 from batchgen.sim.faults import FaultPlanner, parse_directives
 from batchgen.sim.models import ApiError, validate
@@ -206,3 +208,20 @@ def line_bytes(b: Batch, line: Line, status: int, body: bytes) -> bytes:
         + body
         + b'},"error":null}\n'
     )
+
+
+async def send_file(request: web.Request, f: SimFile) -> web.StreamResponse:
+    """A file's content as JSONL: an upload's bytes at once, a generated file line by line
+    (OpenAI's ``/v1/files/{id}/content`` and Gemini's ``:download`` alike)."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
+    if f.data is not None:
+        resp.content_length = len(f.data)
+        await resp.prepare(request)
+        await resp.write(f.data)
+    else:
+        assert f.lines is not None
+        await resp.prepare(request)
+        async for line in f.lines():
+            await resp.write(line)
+    await resp.write_eof()
+    return resp

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from batchgen.sim.batchstate import TERMINAL, Batch, Line, SimFile
+from batchgen.sim.batchstate import TERMINAL, Batch, Line, SimFile, send_file
 from batchgen.sim.faults import parse_directives
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest
@@ -148,12 +148,7 @@ class GeminiBatches:
         f = self.files.get(fid)
         if f is None or f.lines is None:
             return _error(404, "NOT_FOUND", f"File {fid} not found.")
-        resp = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
-        await resp.prepare(request)
-        async for line in f.lines():
-            await resp.write(line)
-        await resp.write_eof()
-        return resp
+        return await send_file(request, f)
 
     # -- batches ---------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
