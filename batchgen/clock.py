@@ -38,9 +38,9 @@ class SystemClock:
     """The real clock: the event loop's time for durations, the system's for timestamps."""
 
     def monotonic(self) -> float:
-        # asyncio's loop time first: the same value anyio.current_time() returns there, at a
-        # tenth of its cost (anyio finds the backend on every call; this runs ~5 times per
-        # request, measured 7.8 µs a call under cProfile on the instant-server bench)
+        # asyncio's loop time first: the same value anyio.current_time() returns there, for
+        # less (anyio finds the backend on every call, and this runs several times per
+        # request; the cost of each is in docs/bench.md)
         try:
             return asyncio.get_running_loop().time()
         except RuntimeError:  # another backend (trio), or outside an event loop

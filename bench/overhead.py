@@ -88,8 +88,8 @@ def _image_checks(run_dir: Path) -> dict[str, Any] | None:
 
 def _round(jobfile: Path, sim: SimProcess, where: Path, jobs: int, first: int = 0) -> Round:
     """All three clients, the ``first``-th going first: on ext4 the first writer after the
-    tmpfs round often writes twice as fast as the next two (measured: the bare loop at 1,946
-    then 981 images/s in back-to-back runs), so repeats rotate who goes first."""
+    tmpfs round often writes about twice as fast as the next two (docs/bench.md), so repeats
+    rotate who goes first."""
     where.mkdir(parents=True, exist_ok=True)
     done = {c: _one(c, jobfile, sim, where / c, jobs) for c in _order(first)}
     return {c: done[c] for c in CLIENTS}

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from batchgen.analyze.load import floats, seconds, strings
 from batchgen.errors import ErrorClass
 from batchgen.runlog.manifest import Manifest
-from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.state import (
     DONE,
     FAILED,
@@ -377,7 +377,3 @@ def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> i
     last_sent = np.full(int(codes.max()) + 1 if n else 0, -1, dtype=np.int64)
     np.maximum.at(last_sent, codes[sent], order[sent])
     return int((last_sent[codes[lost]] > order[lost]).sum())
-
-
-def skipped_rows(cols: Columns) -> int:
-    return int((cols.status == STATUS_SKIPPED).sum())

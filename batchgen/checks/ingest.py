@@ -9,9 +9,8 @@ thread hands batches to the workers, collects their measurements and writes them
 ``flush_s``.
 
 Workers are processes by default: decoding and the numpy maths hold the GIL in parts, and
-threads would take it from the event loop (measured on a loaded 2-core box, 120 PNGs of
-2.6 MB: 2 thread workers delay the loop's 1 ms timers 2-3x more than 2 processes, p99 37 ms
-against 14 ms, and 78 against 31 ms under heavier load, at the same images/s). Workers are
+threads would take it from the event loop (thread workers delay the loop's timers more than
+process workers do: docs/bench.md, "Figures moved out of the code"). Workers are
 batchgen's own subprocesses (procpool.py), not multiprocessing's: those re-run the caller's
 script. They run at the lowest CPU priority (nice 19), and the dispatcher hands them nothing
 while the event loop's thread wants a CPU (loopload.py: a very fast provider, or a machine

@@ -11,7 +11,6 @@ import re
 import sys
 from pathlib import Path
 
-STDIN = "-"
 _SPEC_KEY = re.compile(rb"^(prompt|matrix|defaults|zip|repeat|vars_csv)\s*:", re.MULTILINE)
 
 

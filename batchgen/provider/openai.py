@@ -170,9 +170,9 @@ class OpenAIImages(KeyedSession):
                 final=final,
             )
 
-        # orjson and pybase64 (SIMD): a 48 KB answer parses in ~12 µs instead of ~25 µs and
-        # decodes in ~2 µs instead of ~74 µs (the stdlib's); at thousands of images per second
-        # on one core that is the difference between the client and the server setting the pace
+        # orjson and pybase64 (SIMD) parse and decode an answer several times faster than the
+        # stdlib (docs/bench.md); at thousands of images per second on one core that is the
+        # difference between the client and the server setting the pace
         payload = loads(body)
         if isinstance(payload, Exception):
             # not final: a body cut on its way, or not the provider's answer at all (a proxy's

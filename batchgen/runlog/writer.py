@@ -17,10 +17,10 @@ file also lists every job id of the part being written, since that part is renam
 inflight file). Jobs started and lost within the last flush interval before a crash are not
 listed: the window is ``flush_interval``.
 
-Cost: ``append`` measured ~0.9 µs/row, plus ~2 µs for the row check (a 35-column row). The
-flush builds columns with list comprehensions, so it holds the GIL for ~1.5 µs per row (~30 ms
-for a 20k-row part), the only time the event loop can be delayed by the writer; Parquet
-encoding and fsync release the GIL.
+Cost: ``append`` is a list append after the row check. The flush builds columns with list
+comprehensions, so it holds the GIL for a time that grows with the part's rows, the only time
+the event loop can be delayed by the writer; Parquet encoding and fsync release the GIL
+(figures in docs/bench.md).
 """
 
 from __future__ import annotations
