@@ -2,7 +2,7 @@
 
 Why not ``multiprocessing`` / ``ProcessPoolExecutor``: with the spawn and forkserver start
 methods every child re-runs the caller's ``__main__`` script (as ``__mp_main__``) before its
-first task. A script without an ``if __name__ == "__main__":`` guard — the README's examples,
+first task. A script without an ``if __name__ == "__main__":`` guard — the docs' examples,
 a notebook exported to a file — then runs its whole batch again in every worker (billed
 again), or dies with "An attempt has been made to start a new process before the current
 process has finished its bootstrapping phase". loky, joblib's backend, copies the same spawn

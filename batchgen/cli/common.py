@@ -132,7 +132,7 @@ def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozense
         "--providers", metavar="FILE",
         help="a TOML file of endpoints (protocol, base URL, key variable, models): each job "
         "goes to an endpoint serving its model, each endpoint with its own autopilot "
-        "(README: Providers)",
+        "(docs/providers.md)",
     )  # fmt: skip
 
 

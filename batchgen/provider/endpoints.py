@@ -101,7 +101,7 @@ def load_providers(path: str | Path) -> list[EndpointSpec]:
         raise EndpointError(f"--providers {where}: not valid TOML ({exc})") from exc
     tables = doc.get("endpoint")
     if not isinstance(tables, list) or not tables:
-        raise EndpointError(f"--providers {where}: no [[endpoint]] tables (see README: Providers)")
+        raise EndpointError(f"--providers {where}: no [[endpoint]] tables (see docs/providers.md)")
     return from_records(tables, where)
 
 
