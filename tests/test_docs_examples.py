@@ -21,6 +21,8 @@ has no key and exits 2 before sending.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -34,7 +36,7 @@ import duckdb
 import pytest
 import yaml
 
-from batchgen.cli.main import main
+from batchgen.cli.main import build_parser, main
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -124,7 +126,9 @@ def run_block(
     block: Block, namespace: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> str:
     if block.lang == "python":
-        exec(compile(block.body, block.where, "exec"), namespace)
+        # blank lines first, so a traceback's line numbers are the page's
+        code = "\n" * block.line + block.body
+        exec(compile(code, block.page, "exec"), namespace)
         return ""
     if block.lang == "console":
         printed = []
@@ -204,6 +208,46 @@ def test_the_data_blocks_parse(page: Path) -> None:
                     json.loads(line)
         except ValueError as exc:  # tomllib, yaml and json errors are all ValueErrors
             pytest.fail(f"{block.where}: the {block.lang} block does not parse: {exc}")
+
+
+def shown_commands(block: Block) -> list[list[str]]:
+    """The batchgen commands of a block shown only: each line of an sh block (after a pipe),
+    the ``$`` lines of a block without a language (``\\`` continues a line)."""
+    out = []
+    lines = iter(block.body.splitlines())
+    for line in lines:
+        if block.lang == "":
+            if not line.startswith("$ "):
+                continue
+            line = line[2:]
+            while line.endswith("\\"):
+                line = line[:-1] + next(lines, "")
+        argv = shlex.split(line.split(" | ")[-1], comments=True)
+        if argv and argv[0] == "batchgen":
+            out.append(argv[1:])
+    return out
+
+
+def test_the_commands_shown_only_parse() -> None:
+    """The commands that are not run (they need a key, or a long run) still name flags that
+    exist, with values of the right type: the CLI's parser accepts each as written."""
+    shown = [
+        (block, argv)
+        for page in PAGES
+        for block in blocks(page)
+        if block.lang in ("sh", "")
+        for argv in shown_commands(block)
+    ]
+    assert len(shown) >= 30 and {"run", "resume", "plan", "pilot"} <= {a[0] for _, a in shown}
+    refused = []
+    for block, argv in shown:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                build_parser(argv).parse_args(argv)
+        except SystemExit:
+            refused.append(f"{block.where}: batchgen {shlex.join(argv)}: {err.getvalue()}")
+    assert not refused, "\n".join(refused)
 
 
 # ---- links ---------------------------------------------------------------------------------
