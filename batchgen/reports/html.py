@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchgen.analyze.model import Comparison, ImageChecks, RunReport
 from batchgen.reports.charts import charts
 from batchgen.reports.figures import (
     DELTA_KEYS,
@@ -24,7 +25,6 @@ from batchgen.reports.figures import (
 )
 from batchgen.reports.grid import by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
-from batchgen.reports.model import Comparison, ImageChecks, RunReport
 from batchgen.reports.page import badge, e, html_page, html_table
 from batchgen.reports.pilot import pilot_html
 from batchgen.reports.sheet import contact_sheet, quality_html, thumb

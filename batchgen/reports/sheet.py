@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
+from batchgen.analyze.model import Quality, RunReport
 from batchgen.reports.figures import below_threshold, by_key, setting, words
-from batchgen.reports.model import Quality, RunReport
 from batchgen.reports.page import e, html_table
 
 THUMB_PX = 160
