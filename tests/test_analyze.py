@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from batchgen.analyze import Thresholds, analyze_run, rate_run
+from batchgen.analyze.model import Advice, RunReport
 from batchgen.analyze.ratings import rate_at_least, rate_at_most
 from batchgen.money import load_prices
 from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
@@ -100,44 +101,44 @@ def test_figures_match_independent_computation(tmp_path):
     want = expected(rows, 3000, active_seconds(run))
 
     assert want["jobs_failed"] > 20 and want["jobs_pending"] > 100  # the data exercises both
-    assert fig["jobs_total"] == 3000
+    assert fig.jobs_total == 3000
     for key in ("jobs_succeeded", "jobs_failed", "jobs_pending", "attempts", "images"):
-        assert fig[key] == want[key], key
-    assert fig["jobs_failed_by_class"] == want["jobs_failed_by_class"]
-    assert fig["jobs_succeeded"] + fig["jobs_failed"] + fig["jobs_pending"] == 3000
-    assert fig["success_rate"] == pytest.approx(want["success_rate"])
-    assert fig["attempt_success_rate"] == pytest.approx(want["attempt_success_rate"])
-    assert fig["retries_per_job"]["mean"] == pytest.approx(want["retries_mean"])
-    assert fig["retries_per_job"]["max"] == want["retries_max"]
-    assert fig["latency_s"] == pytest.approx(want["latency"])
-    assert fig["images_per_min"] == pytest.approx(want["images_per_min"])
-    assert fig["rate_limited_share"] == pytest.approx(want["rate_limited_share"])
-    assert fig["paused_s_approx"] == pytest.approx(want["paused"])
-    assert fig["accepted_rpm"] == pytest.approx(want["accepted_rpm"])
-    assert fig["cost_usd_total"] == pytest.approx(want["cost_total"])
-    assert fig["cost_per_image_usd"] == pytest.approx(want["cost_total"] / want["images"])
-    assert fig["cost_wasted_usd"] == pytest.approx(want["cost_wasted"])
-    assert fig["errors"] == want["errors"]
-    assert fig["possibly_billed_twice"] == want["billed_twice"] > 0
-    assert fig["cost_unknown_rows"] == want["unknown_cost"] > 0
-    assert "lower bound" in fig["cost_note"]
+        assert getattr(fig, key) == want[key], key
+    assert fig.jobs_failed_by_class == want["jobs_failed_by_class"]
+    assert fig.jobs_succeeded + fig.jobs_failed + fig.jobs_pending == 3000
+    assert fig.success_rate == pytest.approx(want["success_rate"])
+    assert fig.attempt_success_rate == pytest.approx(want["attempt_success_rate"])
+    assert fig.retries_per_job.mean == pytest.approx(want["retries_mean"])
+    assert fig.retries_per_job.max == want["retries_max"]
+    assert fig.latency_s.to_dict() == pytest.approx(want["latency"])
+    assert fig.images_per_min == pytest.approx(want["images_per_min"])
+    assert fig.rate_limited_share == pytest.approx(want["rate_limited_share"])
+    assert fig.paused_s_approx == pytest.approx(want["paused"])
+    assert fig.accepted_rpm == pytest.approx(want["accepted_rpm"])
+    assert fig.cost_usd_total == pytest.approx(want["cost_total"])
+    assert fig.cost_per_image_usd == pytest.approx(want["cost_total"] / want["images"])
+    assert fig.cost_wasted_usd == pytest.approx(want["cost_wasted"])
+    assert fig.errors == want["errors"]
+    assert fig.possibly_billed_twice == want["billed_twice"] > 0
+    assert fig.cost_unknown_rows == want["unknown_cost"] > 0
+    assert "lower bound" in fig.cost_note
 
 
 def test_series_and_groups_add_up(tmp_path):
     run, rows = make(tmp_path, 1500, HEAVY, seed=5)
     fig = analyze_run(run, image_checks=False, price_lookup=None)
-    series = fig["series"]
-    assert sum(series["images"]) == fig["images"]
-    assert sum(series["attempts"]) == fig["attempts"]
-    assert sum(series["rate_limited"]) == fig["rate_limited"]
-    assert sum(series["cost_usd"]) == pytest.approx(fig["cost_usd_total"])
-    assert max(series["images"]) * 60 / series["bin_s"] == pytest.approx(fig["images_per_min_peak"])
-    assert sum(g["images"] for g in fig["cost_by_group"]) == fig["images"]
-    assert sum(g["cost_usd"] for g in fig["cost_by_group"]) == pytest.approx(fig["cost_usd_total"])
-    mini = next(g for g in fig["cost_by_group"] if g["model"] == "gpt-image-1-mini")
+    series = fig.series
+    assert sum(series.images) == fig.images
+    assert sum(series.attempts) == fig.attempts
+    assert sum(series.rate_limited) == fig.rate_limited
+    assert sum(series.cost_usd) == pytest.approx(fig.cost_usd_total)
+    assert max(series.images) * 60 / series.bin_s == pytest.approx(fig.images_per_min_peak)
+    assert sum(g.images for g in fig.cost_by_group) == fig.images
+    assert sum(g.cost_usd for g in fig.cost_by_group) == pytest.approx(fig.cost_usd_total)
+    mini = next(g for g in fig.cost_by_group if g.model == "gpt-image-1-mini")
     want = sum(r["cost_usd"] or 0 for r in rows if r["model"] == "gpt-image-1-mini")
-    assert mini["cost_usd"] == pytest.approx(want)
-    assert sum(fig["latency_histogram"]["counts"]) == fig["attempts_ok"]
+    assert mini.cost_usd == pytest.approx(want)
+    assert sum(fig.latency_histogram.counts) == fig.attempts_ok
 
 
 def test_error_details_use_the_taxonomy(tmp_path):
@@ -145,13 +146,13 @@ def test_error_details_use_the_taxonomy(tmp_path):
 
     run, _ = make(tmp_path, 1000, HEAVY, seed=7)
     fig = analyze_run(run, image_checks=False, price_lookup=None)
-    cp = fig["error_details"]["content_policy"]
-    assert cp["diagnosis"] == ErrorClass.CONTENT_POLICY.diagnosis
-    assert cp["remedy"] == ErrorClass.CONTENT_POLICY.remedy
-    assert cp["messages"][0]["count"] == fig["errors"]["content_policy"]
-    assert cp["samples"] and all(s["prompt"].startswith("a watercolour fox") for s in cp["samples"])
-    failed_ids = {j["job_id"] for j in fig["failed_jobs"]}
-    assert len(failed_ids) == min(fig["jobs_failed"], 200)
+    cp = fig.error_details["content_policy"]
+    assert cp.diagnosis == ErrorClass.CONTENT_POLICY.diagnosis
+    assert cp.remedy == ErrorClass.CONTENT_POLICY.remedy
+    assert cp.messages[0].count == fig.errors["content_policy"]
+    assert cp.samples and all((s.prompt or "").startswith("a watercolour fox") for s in cp.samples)
+    failed_ids = {j.job_id for j in fig.failed_jobs}
+    assert len(failed_ids) == min(fig.jobs_failed, 200)
 
 
 def test_still_running_run_uses_last_attempt_as_session_end(tmp_path):
@@ -165,25 +166,23 @@ def test_still_running_run_uses_last_attempt_as_session_end(tmp_path):
         sessions=[{"session": 1, "started_at": start, "ended_at": None, "how": None}],
     )
     fig = analyze_run(run, image_checks=False, price_lookup=None)
-    assert fig["active_s"] == pytest.approx(float(fin.max()) - start)
-    assert fig["jobs_pending"] == 600
-    assert any(
-        r["kind"] == "pending" and "600 pending" in r["message"] for r in fig["recommendations"]
-    )
+    assert fig.active_s == pytest.approx(float(fin.max()) - start)
+    assert fig.jobs_pending == 600
+    assert any(r.kind == "pending" and "600 pending" in r.message for r in fig.recommendations)
 
 
 def test_empty_run_reports_everything_pending(tmp_path):
     run = write_run(tmp_path / "empty", table_from_rows([]), jobs=12, sessions=[])
     fig = analyze_run(run, image_checks=True, price_lookup=None)
-    assert (fig["jobs_total"], fig["jobs_pending"], fig["attempts"], fig["images"]) == (
+    assert (fig.jobs_total, fig.jobs_pending, fig.attempts, fig.images) == (
         12,
         12,
         0,
         0,
     )
-    assert fig["success_rate"] is None and fig["latency_s"]["p95"] is None
-    assert [r["kind"] for r in fig["recommendations"]] == ["pending"]
-    assert fig["image_checks"]["checked"] == 0
+    assert fig.success_rate is None and fig.latency_s.p95 is None
+    assert [r.kind for r in fig.recommendations] == ["pending"]
+    assert fig.image_checks.checked == 0
 
 
 def test_missing_run_dir_says_what_to_pass(tmp_path):
@@ -219,29 +218,29 @@ def test_latency_rating_on_p95(value, label):
 
 
 def test_cost_gap_is_poor_and_thresholds_configurable():
-    fig = {"latency_s": {"p95": 5.0}, "success_rate": 0.97, "cost_per_image_usd": 0.08}
-    ratings = rate_run(fig)
-    assert ratings["cost_per_image"]["rating"] == "poor"
-    assert ratings["response_time"]["rating"] == "good"
+    fig = {"latency_p95_s": 5.0, "success_rate": 0.97, "cost_per_image_usd": 0.08}
+    ratings = rate_run(**fig)
+    assert ratings["cost_per_image"].rating == "poor"
+    assert ratings["response_time"].rating == "good"
     lenient = Thresholds(
         latency_p95_s=(6, 10, 20), success_rate=(0.9, 0.8, 0.7), cost_per_image_usd=(0.1, 0.2, 0.3)
     )
-    ratings = rate_run(fig, lenient)
-    assert [r["rating"] for r in ratings.values()] == ["excellent", "excellent", "excellent"]
+    ratings = rate_run(**fig, thresholds=lenient)
+    assert [r.rating for r in ratings.values()] == ["excellent", "excellent", "excellent"]
 
 
 # ---- recommendations ------------------------------------------------------------------------
 
 
-def kinds(fig: dict) -> dict[str, dict]:
-    return {r["kind"]: r for r in fig["recommendations"]}
+def kinds(fig: RunReport) -> dict[str, Advice]:
+    return {r.kind: r for r in fig.recommendations}
 
 
 def test_clean_run_has_no_recommendations(tmp_path):
     run, _ = make(tmp_path, 500, CLEAN, groups=MINI)
     fig = analyze_run(run, image_checks=False)
-    assert fig["recommendations"] == []
-    assert fig["jobs_succeeded"] == 500 and fig["rate_limited_share"] == 0
+    assert fig.recommendations == ()
+    assert fig.jobs_succeeded == 500 and fig.rate_limited_share == 0
 
 
 def test_many_429s_suggest_a_lower_rpm_from_the_accepted_rate(tmp_path):
@@ -262,9 +261,9 @@ def test_many_429s_suggest_a_lower_rpm_from_the_accepted_rate(tmp_path):
     rec = kinds(fig)["rpm"]
     sent = [r for r in rows if r["status"] != "skipped"]
     accepted = sum(1 for r in sent if r["error_class"] != "rate_limit") / (active_seconds(run) / 60)
-    assert rec["evidence"]["suggested_rpm"] == math.floor(0.9 * accepted)
-    assert f"--rpm {math.floor(0.9 * accepted)}" in rec["message"]
-    assert rec["evidence"]["current_rpm"] == 600
+    assert rec.evidence["suggested_rpm"] == math.floor(0.9 * accepted)
+    assert f"--rpm {math.floor(0.9 * accepted)}" in rec.message
+    assert rec.evidence["current_rpm"] == 600
 
     # the same run with a 2% share: below the threshold, nothing to change
     run2, _ = make(
@@ -301,9 +300,9 @@ def test_timeouts_suggest_a_timeout_from_p99(tmp_path):
     )
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     rec = kinds(fig)["timeout"]
-    p99 = fig["latency_s"]["p99"]
-    assert rec["evidence"]["suggested_timeout_s"] == max(math.ceil(1.5 * p99), math.ceil(7.5))
-    assert rec["evidence"]["timeouts"] == fig["errors"]["timeout"]
+    p99 = fig.latency_s.p99
+    assert rec.evidence["suggested_timeout_s"] == max(math.ceil(1.5 * p99), math.ceil(7.5))
+    assert rec.evidence["timeouts"] == fig.errors["timeout"]
 
 
 def test_cheaper_option_uses_the_price_table(tmp_path):
@@ -319,8 +318,8 @@ def test_cheaper_option_uses_the_price_table(tmp_path):
 
     now = price("gpt-image-1", "high")
     best = max((now - price("gpt-image-1", "medium")), (now - price("gpt-image-1-mini", "high")))
-    assert rec["evidence"]["to"]["saving_usd"] == pytest.approx(best * 300)
-    assert "gpt-image-1" in rec["message"] and "saving $" in rec["message"]
+    assert rec.evidence["to"]["saving_usd"] == pytest.approx(best * 300)
+    assert "gpt-image-1" in rec.message and "saving $" in rec.message
     # and without a price table the recommendation is simply absent
     assert "cheaper" not in kinds(analyze_run(run, image_checks=False, price_lookup=None))
 
@@ -329,13 +328,13 @@ def test_failures_crashes_and_stops_are_recommended_on(tmp_path):
     run, rows = make(tmp_path, 2000, HEAVY, seed=11)
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     k = kinds(fig)
-    assert k["content_policy"]["evidence"]["jobs"] == fig["jobs_failed_by_class"]["content_policy"]
-    listed = {p["job_id"] for p in k["content_policy"]["evidence"]["prompts"]}
+    assert k["content_policy"].evidence["jobs"] == fig.jobs_failed_by_class["content_policy"]
+    listed = {p["job_id"] for p in k["content_policy"].evidence["prompts"]}
     assert listed and all(
         any(r["job_id"] == j and r["error_class"] == "content_policy" for r in rows) for j in listed
     )
-    assert k["billed_twice"]["evidence"]["jobs"] == fig["possibly_billed_twice"]
-    assert f"batchgen resume {run}" in k["pending"]["message"]
+    assert k["billed_twice"].evidence["jobs"] == fig.possibly_billed_twice
+    assert f"batchgen resume {run}" in k["pending"].message
     assert "server" in k  # 15% server errors is above the 5% share worth a word
 
     stop = [
@@ -370,15 +369,15 @@ def test_failures_crashes_and_stops_are_recommended_on(tmp_path):
     fig2 = analyze_run(run2, image_checks=False, price_lookup=None)
     from batchgen.errors import ErrorClass
 
-    assert kinds(fig2)["stop_auth"]["message"] == ErrorClass.AUTH.remedy
-    assert (fig2["jobs_failed"], fig2["jobs_pending"]) == (0, 5)
+    assert kinds(fig2)["stop_auth"].message == ErrorClass.AUTH.remedy
+    assert (fig2.jobs_failed, fig2.jobs_pending) == (0, 5)
 
 
 def test_reads_only_complete_files(tmp_path):
     run, rows = make(tmp_path, 800, HEAVY, seed=2)
     assert any(p.name.startswith(".") for p in (run / "log").iterdir())
     fig = analyze_run(run, image_checks=False, price_lookup=None)
-    assert fig["attempts"] == sum(1 for r in rows if r["status"] != "skipped")
+    assert fig.attempts == sum(1 for r in rows if r["status"] != "skipped")
 
 
 def test_hundred_thousand_rows_is_quick(tmp_path):
@@ -389,7 +388,7 @@ def test_hundred_thousand_rows_is_quick(tmp_path):
     t0 = time.perf_counter()
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     assert time.perf_counter() - t0 < 5.0
-    assert fig["attempts"] > 100_000
+    assert fig.attempts > 100_000
 
 
 def test_settings_nested_under_pool_as_run_json_keeps_them(tmp_path):
@@ -408,9 +407,9 @@ def test_settings_nested_under_pool_as_run_json_keeps_them(tmp_path):
         settings={"pool": {"rpm": 120, "timeout": 200.0}, "provider": "sim"},
     )
     k = kinds(analyze_run(run, image_checks=False, price_lookup=None))
-    assert k["rpm"]["evidence"]["current_rpm"] == 120
-    assert k["timeout"]["evidence"]["current_timeout_s"] == 200.0
-    assert k["timeout"]["evidence"]["suggested_timeout_s"] == 300  # p99 sits under the deadline
+    assert k["rpm"].evidence["current_rpm"] == 120
+    assert k["timeout"].evidence["current_timeout_s"] == 200.0
+    assert k["timeout"].evidence["suggested_timeout_s"] == 300  # p99 sits under the deadline
 
 
 def test_run_without_manifest_still_reports_from_the_log(tmp_path):
@@ -419,6 +418,6 @@ def test_run_without_manifest_still_reports_from_the_log(tmp_path):
     (run / "run.json").unlink()
     fig = analyze_run(run, image_checks=False, price_lookup=None)
     seen = {r["job_id"] for r in rows}
-    assert fig["jobs_total"] == len(seen)
-    assert fig["attempts"] == sum(1 for r in rows if r["status"] != "skipped")
-    assert fig["active_s"] > 0 and fig["images_per_min"] > 0
+    assert fig.jobs_total == len(seen)
+    assert fig.attempts == sum(1 for r in rows if r["status"] != "skipped")
+    assert fig.active_s > 0 and fig.images_per_min > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +104,8 @@ def test_clean_simulator_renders_are_not_flagged(tmp_path, renders):
         ("job-n2", prompts[1], "1024x1024", [("job-n2_0.png", data[1]), ("job-n2_1.png", data[1])])
     )
     result = check_images(make_run(tmp_path, entries))
-    assert result["checked"] == len(prompts) + 1 + 2
-    assert result["flagged"] == 0, json.dumps(result["findings"], indent=1)
+    assert result.checked == len(prompts) + 1 + 2
+    assert result.flagged == 0, result.findings
 
 
 def test_planted_defects_are_each_flagged(tmp_path, renders):
@@ -134,7 +133,7 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
         ("auto", prompts[7], "auto", [("auto_0.png", data[7])]),
     ]
     result = check_images(make_run(tmp_path, entries))
-    counts = result["counts"]
+    counts = result.counts
     assert counts == {
         "missing": 1,
         "undecodable": 1,
@@ -143,7 +142,7 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
         "blurred": 1,
         "duplicate": 2,
     }
-    by_problem = {(f["problem"], f["job_id"]) for f in result["findings"]}
+    by_problem = {(f.problem, f.job_id) for f in result.findings or ()}
     assert by_problem == {
         ("missing", "gone"),
         ("undecodable", "broken"),
@@ -153,9 +152,9 @@ def test_planted_defects_are_each_flagged(tmp_path, renders):
         ("duplicate", "clean-1"),
         ("duplicate", "dup"),
     }
-    assert result["duplicate_groups"] == [["images/clean-1_0.png", "images/dup_0.png"]]
-    wrong = next(f for f in result["findings"] if f["problem"] == "wrong_size")
-    assert "1024x1024, requested 1536x1024" in wrong["detail"]
+    assert result.duplicate_groups == [["images/clean-1_0.png", "images/dup_0.png"]]
+    wrong = next(f for f in result.findings or () if f.problem == "wrong_size")
+    assert "1024x1024, requested 1536x1024" in wrong.detail
 
 
 def test_near_duplicate_after_recompression_is_caught(tmp_path, renders):
@@ -165,12 +164,12 @@ def test_near_duplicate_after_recompression_is_caught(tmp_path, renders):
         ("a", prompts[0], "1024x1024", [("a_0.png", data[0])]),
         ("b", "another prompt", "1024x1024", [("b_0.jpeg", recompressed)]),
     ]
-    assert check_images(make_run(tmp_path, entries))["counts"]["duplicate"] == 2
+    assert check_images(make_run(tmp_path, entries)).counts["duplicate"] == 2
     strict = CheckConfig(dup_max_bits=0, hash_size=16)
     h1 = dhash(_gray_thumb(tmp_path / "run/images/a_0.png", 256)[1], 16)
     h2 = dhash(_gray_thumb(tmp_path / "run/images/b_0.jpeg", 256)[1], 16)
     if h1 != h2:  # JPEG moved a few bits: only the near-same search finds it
-        assert check_images(tmp_path / "run", strict)["counts"]["duplicate"] == 0
+        assert check_images(tmp_path / "run", strict).counts["duplicate"] == 0
 
 
 def test_thresholds_separate_sharp_from_blurred(renders):

@@ -77,8 +77,8 @@ def fresh_recheck(run_dir: Path, where: Path) -> dict:
         src = run_dir / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, copy / name)
     result = check_images(copy)
-    assert result["measured"] == {"stored": 0, "now": result["checked"], "unmeasured": 0}
-    return result
+    assert result.measured == {"stored": 0, "now": result.checked, "unmeasured": 0}
+    return result.to_dict()  # as the JSON report holds it, to compare with the CLI's
 
 
 def verdicts(result: dict) -> tuple:
@@ -181,18 +181,18 @@ def test_new_thresholds_re_evaluate_without_decoding(
     assert main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
                  "--yes", "--quiet"]) == 0  # fmt: skip
     before = check_images(run_dir)  # 12 images: measured in this process, then stored
-    assert before["measured"]["stored"] + before["measured"]["now"] == 12
-    assert before["counts"]["blank"] == 0
+    assert before.measured["stored"] + before.measured["now"] == 12
+    assert before.counts["blank"] == 0
 
     def no_decoding(*_: object, **__: object) -> None:
         raise AssertionError("an image was decoded again")
 
     monkeypatch.setattr(lookup, "measure_batch", no_decoding)
     strict = check_images(run_dir, CheckConfig(blank_std=1e9))
-    assert strict["measured"] == {"stored": 12, "now": 0, "unmeasured": 0}
-    assert strict["counts"]["blank"] == 12  # every image now "blank", from stored std-devs
+    assert strict.measured == {"stored": 12, "now": 0, "unmeasured": 0}
+    assert strict.counts["blank"] == 12  # every image now "blank", from stored std-devs
     blurry = check_images(run_dir, CheckConfig(blur_laplacian_var=1e12))
-    assert blurry["counts"]["blurred"] == 12
+    assert blurry.counts["blurred"] == 12
     # the measurement itself changes with the thumbnail size: that one needs decoding
     with pytest.raises(AssertionError, match="decoded again"):
         check_images(run_dir, CheckConfig(thumb_px=128))
@@ -227,5 +227,5 @@ def test_a_full_backlog_drops_work_which_the_report_checks(
     assert stored_rows(run_dir).num_rows == 0
 
     result = check_images(run_dir)
-    assert result["measured"] == {"stored": 0, "now": 50, "unmeasured": 0}
+    assert result.measured == {"stored": 0, "now": 50, "unmeasured": 0}
     assert stored_rows(run_dir).num_rows == 50

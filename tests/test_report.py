@@ -289,15 +289,15 @@ def test_latency_is_rated_against_the_models_usual_latency() -> None:
     """Issue 21: a gpt-image-1 run at its usual latency is not "poor"; a FLUX run that slow is."""
     from batchgen.analyze.ratings import latency_baseline, rate_run
 
-    figures = {"latency_s": {"p95": 40.0}, "success_rate": 1.0, "cost_per_image_usd": 0.04}
+    figures = {"latency_p95_s": 40.0, "success_rate": 1.0, "cost_per_image_usd": 0.04}
     gpt = latency_baseline([("gpt-image-1", "medium", "1024x1024", 100)])
     flux = latency_baseline([("flux-pro-1.1", None, None, 100)])
     assert gpt is not None and flux is not None
-    assert rate_run(figures)["response_time"]["rating"] == "poor"  # the fixed 3 / 8 / 15 s
-    rated = rate_run(figures, baseline=gpt)["response_time"]
-    assert rated["rating"] in ("excellent", "good")
-    assert "gpt-image-1 at medium quality" in rated["baseline"]
-    assert rate_run(figures, baseline=flux)["response_time"]["rating"] == "poor"
+    assert rate_run(**figures)["response_time"].rating == "poor"  # the fixed 3 / 8 / 15 s
+    rated = rate_run(**figures, baseline=gpt)["response_time"]
+    assert rated.rating in ("excellent", "good")
+    assert rated.baseline is not None and "gpt-image-1 at medium quality" in rated.baseline
+    assert rate_run(**figures, baseline=flux)["response_time"].rating == "poor"
     # twice gpt-image-1's usual p95 is past "acceptable" there too
-    slow = {**figures, "latency_s": {"p95": 2.1 * gpt.p95_s}}
-    assert rate_run(slow, baseline=gpt)["response_time"]["rating"] == "poor"
+    slow = {**figures, "latency_p95_s": 2.1 * gpt.p95_s}
+    assert rate_run(**slow, baseline=gpt)["response_time"].rating == "poor"

@@ -30,16 +30,19 @@ def runs(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def test_the_model_holds_the_analysis_document_key_for_key_in_order(runs) -> None:
+def test_the_analysis_returns_the_model_and_its_document_reads_back_key_for_key(runs) -> None:
     a, _ = runs
     for checks in (True, False):
-        doc = analyze_run(a, image_checks=checks)
-        model = RunReport.from_dict(doc)
-        # order-sensitive: the JSON document is byte for byte what it was
-        assert json.dumps(model.to_dict()) == json.dumps(doc)
+        model = analyze_run(a, image_checks=checks)
+        assert isinstance(model, RunReport)
+        doc = model.to_dict()
+        # order-sensitive: the document read back writes the same JSON, byte for byte
+        assert json.dumps(RunReport.from_dict(doc).to_dict()) == json.dumps(doc)
+        jsonschema.validate(json.loads(Report(model).to_json()), SCHEMA)
     assert isinstance(model.ratings["success_rate"], Rating)
     assert model.image_checks == ImageChecks(enabled=False)
     assert model.latency_s.p95 == doc["latency_s"]["p95"]
+    assert list(doc)[:3] == ["report_version", "run_dir", "run_name"]
 
 
 def test_report_json_is_the_dict_api_json_and_validates(runs) -> None:

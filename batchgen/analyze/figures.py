@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.analyze.load import floats, seconds, strings
+from batchgen.analyze.model import (
+    CostGroup,
+    CostSource,
+    Histogram,
+    Latency,
+    Retries,
+    Series,
+    Wait,
+)
 from batchgen.errors import ErrorClass
 from batchgen.runlog.manifest import Manifest
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
@@ -105,21 +113,36 @@ class Columns:
         return np.where(self.ok, counts, 0.0)
 
 
-def _stats(values: np.ndarray) -> dict[str, float | None]:
+def _stats(values: np.ndarray) -> Latency:
     values = values[~np.isnan(values)]
-    keys = [f"p{p}" for p in PERCENTILES] + ["max", "mean"]
     if values.size == 0:
-        return dict.fromkeys(keys)
-    pct = np.percentile(values, PERCENTILES)
-    out: dict[str, float | None] = {
-        f"p{p}": float(v) for p, v in zip(PERCENTILES, pct, strict=False)
-    }
-    out["max"] = float(values.max())
-    out["mean"] = float(values.mean())
-    return out
+        return Latency(p50=None, p90=None, p95=None, p99=None, max=None, mean=None)
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(values, PERCENTILES))
+    return Latency(
+        p50=p50, p90=p90, p95=p95, p99=p99, max=float(values.max()), mean=float(values.mean())
+    )
 
 
-def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class JobFigures:
+    """The report's job-level figures (RunReport's fields of the same names), and the ids of
+    the failed jobs, which the failure list reads (not a figure of the report itself)."""
+
+    jobs_total: int
+    jobs_succeeded: int
+    jobs_failed: int
+    jobs_failed_by_class: dict[str, int]
+    jobs_pending: int
+    success_rate: float | None
+    completion: float | None
+    attempts: int
+    attempts_ok: int
+    attempt_success_rate: float | None
+    retries_per_job: Retries
+    failed_ids: pa.ChunkedArray
+
+
+def job_figures(cols: Columns, manifest: Manifest) -> JobFigures:
     """Job states are resume's own (``batchgen.runlog.state``: a job's last final row
     decides), so the report and resume never disagree.  succeeded = done; failed = failed
     for good (content_policy, bad_request) or out of attempts on a retryable class; pending =
@@ -138,23 +161,23 @@ def job_figures(cols: Columns, manifest: Manifest) -> dict[str, Any]:
     sent_ids = cols.job_id.filter(pa.array(cols.sent))
     per_job = pc.value_counts(sent_ids).field("counts").to_numpy(zero_copy_only=False)
     attempts = int(cols.sent.sum())
-    return {
-        "jobs_total": int(total),
-        "jobs_succeeded": succeeded,
-        "jobs_failed": failed,
-        "jobs_failed_by_class": {str(c): int(n) for c, n in zip(classes, counts, strict=False)},
-        "jobs_pending": max(0, int(total) - decided),
-        "success_rate": (succeeded / decided) if decided else None,
-        "completion": (decided / total) if total else None,
-        "attempts": attempts,
-        "attempts_ok": int(cols.ok.sum()),
-        "attempt_success_rate": (float(cols.ok.sum()) / attempts) if attempts else None,
-        "retries_per_job": {
-            "mean": float(per_job.mean() - 1) if per_job.size else None,
-            "max": int(per_job.max() - 1) if per_job.size else None,
-        },
-        "_failed_ids": states["job_id"].filter(pa.array(failing)),
-    }
+    return JobFigures(
+        jobs_total=int(total),
+        jobs_succeeded=succeeded,
+        jobs_failed=failed,
+        jobs_failed_by_class={str(c): int(n) for c, n in zip(classes, counts, strict=False)},
+        jobs_pending=max(0, int(total) - decided),
+        success_rate=(succeeded / decided) if decided else None,
+        completion=(decided / total) if total else None,
+        attempts=attempts,
+        attempts_ok=int(cols.ok.sum()),
+        attempt_success_rate=(float(cols.ok.sum()) / attempts) if attempts else None,
+        retries_per_job=Retries(
+            mean=float(per_job.mean() - 1) if per_job.size else None,
+            max=int(per_job.max() - 1) if per_job.size else None,
+        ),
+        failed_ids=states["job_id"].filter(pa.array(failing)),
+    )
 
 
 def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
@@ -195,56 +218,67 @@ def _bin_width(span_s: float, events: float) -> int:
     return math.ceil(span_s / 120)
 
 
-def time_series(cols: Columns) -> dict[str, Any]:
+def time_series(cols: Columns) -> Series:
     """Images, attempts, 429s and cost per time bin, from the first to the last attempt."""
     fin = cols.finished_at
     have = ~np.isnan(fin)
     if not have.any():
-        return {
-            "bin_s": None,
-            "start": None,
-            "t": [],
-            "images": [],
-            "attempts": [],
-            "rate_limited": [],
-            "cost_usd": [],
-        }
+        return Series(
+            bin_s=None, start=None, t=(), images=(), attempts=(), rate_limited=(), cost_usd=()
+        )
     start = float(fin[have].min())
     span = float(fin[have].max()) - start
     width = _bin_width(max(span, 1.0), float(cols.images_per_row().sum()))
     nbins = int(span // width) + 1
     idx = ((fin[have] - start) // width).astype(np.int64)
 
-    def per_bin(weights: np.ndarray) -> list[float]:
-        return np.bincount(idx, weights=weights[have], minlength=nbins).tolist()
+    def per_bin(weights: np.ndarray) -> tuple[float, ...]:
+        return tuple(np.bincount(idx, weights=weights[have], minlength=nbins).tolist())
 
-    return {
-        "bin_s": width,
-        "start": start,
-        "t": [i * width for i in range(nbins)],
-        "images": per_bin(cols.images_per_row()),
-        "attempts": per_bin(cols.sent.astype(float)),
-        "rate_limited": per_bin((cols.error_class == ErrorClass.RATE_LIMIT).astype(float)),
-        "cost_usd": per_bin(np.nan_to_num(cols.cost_usd)),
-    }
+    return Series(
+        bin_s=width,
+        start=start,
+        t=tuple(i * width for i in range(nbins)),
+        images=per_bin(cols.images_per_row()),
+        attempts=per_bin(cols.sent.astype(float)),
+        rate_limited=per_bin((cols.error_class == ErrorClass.RATE_LIMIT).astype(float)),
+        cost_usd=per_bin(np.nan_to_num(cols.cost_usd)),
+    )
 
 
-def throughput_figures(cols: Columns, manifest: Manifest, series: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    images: int
+    images_requested: int | None
+    active_s: float
+    images_per_min: float | None
+    images_per_min_peak: float | None
+    attempts_per_min: float | None
+
+
+def throughput_figures(cols: Columns, manifest: Manifest, series: Series) -> Throughput:
     images = float(cols.images_per_row().sum())
     active = _sessions_active_s(cols, manifest)
-    width = series["bin_s"]
-    per_min = [n * 60.0 / width for n in series["images"]] if width else []
-    return {
-        "images": int(images),
-        "images_requested": manifest.images,
-        "active_s": active,
-        "images_per_min": (images * 60.0 / active) if active > 0 else None,
-        "images_per_min_peak": max(per_min) if per_min else None,
-        "attempts_per_min": (float(cols.sent.sum()) * 60.0 / active) if active > 0 else None,
-    }
+    width = series.bin_s
+    per_min = [n * 60.0 / width for n in series.images] if width else []
+    return Throughput(
+        images=int(images),
+        images_requested=manifest.images,
+        active_s=active,
+        images_per_min=(images * 60.0 / active) if active > 0 else None,
+        images_per_min_peak=max(per_min) if per_min else None,
+        attempts_per_min=(float(cols.sent.sum()) * 60.0 / active) if active > 0 else None,
+    )
 
 
-def latency_figures(cols: Columns) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class LatencyFigures:
+    latency_s: Latency
+    wait_s: Wait
+    latency_histogram: Histogram
+
+
+def latency_figures(cols: Columns) -> LatencyFigures:
     sent = cols.sent
     wait = cols.wait_s[sent]
     wait = wait[~np.isnan(wait)]
@@ -255,33 +289,55 @@ def latency_figures(cols: Columns) -> dict[str, Any]:
         if ok_lat.size
         else (np.array([]), np.array([]))
     )
-    return {
-        "latency_s": _stats(ok_lat),
-        "wait_s": {
-            "mean": float(wait.mean()) if wait.size else None,
-            "p95": float(np.percentile(wait, 95)) if wait.size else None,
-            "total": float(wait.sum()),
-        },
-        "latency_histogram": {"edges": hist_edges.tolist(), "counts": hist_counts.tolist()},
-    }
+    return LatencyFigures(
+        latency_s=_stats(ok_lat),
+        wait_s=Wait(
+            mean=float(wait.mean()) if wait.size else None,
+            p95=float(np.percentile(wait, 95)) if wait.size else None,
+            total=float(wait.sum()),
+        ),
+        latency_histogram=Histogram(
+            edges=tuple(hist_edges.tolist()), counts=tuple(hist_counts.tolist())
+        ),
+    )
 
 
-def rate_limit_figures(cols: Columns, active_s: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RateLimitFigures:
+    rate_limited: int
+    rate_limited_share: float
+    paused_s_approx: float
+    paused_note: str
+    accepted_rpm: float | None
+
+
+def rate_limit_figures(cols: Columns, active_s: float) -> RateLimitFigures:
     attempts = int(cols.sent.sum())
     limited = (cols.error_class == ErrorClass.RATE_LIMIT) & cols.sent
     n = int(limited.sum())
     accepted = attempts - n
-    return {
-        "rate_limited": n,
-        "rate_limited_share": (n / attempts) if attempts else 0.0,
+    return RateLimitFigures(
+        rate_limited=n,
+        rate_limited_share=(n / attempts) if attempts else 0.0,
         # Workers wait out the same pause side by side, so this sum over-counts wall time.
-        "paused_s_approx": float(np.nansum(cols.retry_after_s[limited])),
-        "paused_note": "sum of Retry-After over 429 answers: an approximation (pauses overlap)",
-        "accepted_rpm": (accepted * 60.0 / active_s) if active_s > 0 else None,
-    }
+        paused_s_approx=float(np.nansum(cols.retry_after_s[limited])),
+        paused_note="sum of Retry-After over 429 answers: an approximation (pauses overlap)",
+        accepted_rpm=(accepted * 60.0 / active_s) if active_s > 0 else None,
+    )
 
 
-def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class CostFigures:
+    cost_usd_total: float
+    cost_per_image_usd: float | None
+    cost_wasted_usd: float
+    cost_by_group: tuple[CostGroup, ...]
+    cost_by_source: dict[str, CostSource]
+    cost_unknown_rows: int
+    cost_note: str | None
+
+
+def cost_figures(cols: Columns, images: int) -> CostFigures:
     cost = np.nan_to_num(cols.cost_usd)
     total = float(cost.sum())
     wasted = float(cost[~cols.ok].sum())
@@ -304,28 +360,28 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
         .aggregate([("cost", "sum"), ("images", "sum"), ("attempts", "sum")])
         .sort_by([("cost_sum", "descending")])
     )
-    by_group = [
-        {
-            "model": r["model"],
-            "quality": r["quality"],
-            "size": r["size"],
-            "cost_usd": r["cost_sum"],
-            "images": int(r["images_sum"]),
-            "attempts": int(r["attempts_sum"]),
-            "cost_per_image_usd": (r["cost_sum"] / r["images_sum"]) if r["images_sum"] else None,
-        }
+    by_group = tuple(
+        CostGroup(
+            model=r["model"],
+            quality=r["quality"],
+            size=r["size"],
+            cost_usd=r["cost_sum"],
+            images=int(r["images_sum"]),
+            attempts=int(r["attempts_sum"]),
+            cost_per_image_usd=(r["cost_sum"] / r["images_sum"]) if r["images_sum"] else None,
+        )
         for r in groups.to_pylist()
-    ]
+    )
     sources = (
         pa.table({"source": pc.fill_null(table["cost_source"], "none"), "cost": pa.array(cost)})
         .group_by("source")
         .aggregate([("cost", "sum"), ("cost", "count")])
     )
     by_source = {
-        r["source"]: {"rows": r["cost_count"], "cost_usd": r["cost_sum"]}
+        r["source"]: CostSource(rows=r["cost_count"], cost_usd=r["cost_sum"])
         for r in sources.to_pylist()
     }
-    unknown = by_source.get("unknown", {}).get("rows", 0)
+    unknown = by_source["unknown"].rows if "unknown" in by_source else 0
     reused = int(cols.images_per_row()[is_reused].sum())
     paid = images - reused
     notes = [f"{unknown} rows have unknown cost: the totals are a lower bound"] if unknown else []
@@ -334,15 +390,15 @@ def cost_figures(cols: Columns, images: int) -> dict[str, Any]:
             f"{reused} images reused from earlier runs (no request, no cost; `reused_from` "
             "names the run): left out of the cost per image"
         )
-    return {
-        "cost_usd_total": total,
-        "cost_per_image_usd": (total / paid) if paid > 0 else None,
-        "cost_wasted_usd": wasted,
-        "cost_by_group": by_group,
-        "cost_by_source": by_source,
-        "cost_unknown_rows": int(unknown),
-        "cost_note": "; ".join(notes) or None,
-    }
+    return CostFigures(
+        cost_usd_total=total,
+        cost_per_image_usd=(total / paid) if paid > 0 else None,
+        cost_wasted_usd=wasted,
+        cost_by_group=by_group,
+        cost_by_source=by_source,
+        cost_unknown_rows=int(unknown),
+        cost_note="; ".join(notes) or None,
+    )
 
 
 def possibly_billed_twice(cols: Columns, run_dir: Path, manifest: Manifest) -> int:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 
 from batchgen.analyze.load import read_columns
+from batchgen.analyze.model import Finding, ImageChecks
 from batchgen.checks.lookup import absolute, disk_sizes, stored_for
 
 # re-exported: the measurements and the decompression-bomb guard live with the check workers
@@ -46,14 +46,6 @@ class CheckConfig:
     hash_size: int = 16  # dHash of 16×16 = 256 bits: few collisions between similar layouts
     dup_max_bits: int = 8  # near-same: at most this many of the 256 bits differ
     listed_max: int = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    problem: str  # undecodable / wrong_size / blank / blurred / duplicate / missing
-    path: str
-    job_id: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +127,7 @@ class _Tally:
 
 def check_images(
     run_dir: Path, config: CheckConfig = DEFAULT_CHECKS, *, measure: bool = True
-) -> dict[str, Any]:
+) -> ImageChecks:
     """Evaluate every saved image against ``config``, from the stored measurements
     (``checks/``, made while the run went); images with none are measured now and stored, so
     the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
@@ -159,18 +151,19 @@ def check_images(
             path, job_id, _ = tally.meta[i]
             others = [tally.meta[j][0] for j in group if j != i]
             tally.flag("duplicate", path, job_id, "same picture as " + ", ".join(others[:3]))
-    return {
-        "checked": len(images),
-        "counts": tally.counts,
-        "flagged": sum(tally.counts.values()),
-        "findings": [asdict(f) for f in tally.findings],
-        "duplicate_groups": [[tally.meta[i][0] for i in g] for g in groups[: config.listed_max]],
-        "measured": {
+    return ImageChecks(
+        enabled=True,
+        checked=len(images),
+        counts=tally.counts,
+        flagged=sum(tally.counts.values()),
+        findings=tuple(tally.findings),
+        duplicate_groups=[[tally.meta[i][0] for i in g] for g in groups[: config.listed_max]],
+        measured={
             "stored": found.stored,
             "now": found.measured_now,
             "unmeasured": found.unmeasured,
         },
-    }
+    )
 
 
 def _check_one(img: SavedImage, m: Measured, tally: _Tally) -> None:

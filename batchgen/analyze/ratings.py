@@ -17,8 +17,8 @@ Decisions, so the report is unambiguous:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from batchgen.analyze.model import Rating
 from batchgen.provider.typical import p95_of, typical_latency
 
 LABELS = ("excellent", "good", "acceptable", "poor")
@@ -88,39 +88,40 @@ def latency_baseline(groups: list[tuple[str | None, str | None, str | None, int]
 
 
 def rate_run(
-    figures: dict[str, Any],
+    *,
+    latency_p95_s: float | None,
+    success_rate: float | None,
+    cost_per_image_usd: float | None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     baseline: LatencyBaseline | None = None,
-) -> dict[str, Any]:
-    """``baseline``: judge the p95 latency against the run's models' usual one (unless the
-    caller set its own latency thresholds): a 25 s p95 is ordinary for gpt-image-1."""
-    p95 = (figures.get("latency_s") or {}).get("p95")
+) -> dict[str, Rating]:
+    """The three ratings of a run's figures, by the report's keys (response_time,
+    success_rate, cost_per_image). ``baseline``: judge the p95 latency against the run's
+    models' usual one (unless the caller set its own latency thresholds): a 25 s p95 is
+    ordinary for gpt-image-1."""
     bounds = thresholds.latency_p95_s
-    judged = baseline is not None and bounds == DEFAULT_THRESHOLDS.latency_p95_s
-    if baseline is not None and judged:
-        bounds = tuple(round(b, 1) for b in baseline.bounds())  # type: ignore[assignment]
-    response: dict[str, Any] = {
-        "metric": "latency_s.p95",
-        "value": p95,
-        "rating": rate_at_most(p95, bounds),
-        "bounds": list(bounds),
-    }
-    if baseline is not None and judged:
-        response["baseline"] = baseline.what
+    judged = baseline if bounds == DEFAULT_THRESHOLDS.latency_p95_s else None
+    if judged is not None:
+        low, mid, high = judged.bounds()
+        bounds = (round(low, 1), round(mid, 1), round(high, 1))
     return {
-        "response_time": response,
-        "success_rate": {
-            "metric": "success_rate",
-            "value": figures.get("success_rate"),
-            "rating": rate_at_least(figures.get("success_rate"), thresholds.success_rate),
-            "bounds": list(thresholds.success_rate),
-        },
-        "cost_per_image": {
-            "metric": "cost_per_image_usd",
-            "value": figures.get("cost_per_image_usd"),
-            "rating": rate_at_most(
-                figures.get("cost_per_image_usd"), thresholds.cost_per_image_usd
-            ),
-            "bounds": list(thresholds.cost_per_image_usd),
-        },
+        "response_time": Rating(
+            metric="latency_s.p95",
+            value=latency_p95_s,
+            rating=rate_at_most(latency_p95_s, bounds),
+            bounds=bounds,
+            baseline=judged.what if judged is not None else None,
+        ),
+        "success_rate": Rating(
+            metric="success_rate",
+            value=success_rate,
+            rating=rate_at_least(success_rate, thresholds.success_rate),
+            bounds=thresholds.success_rate,
+        ),
+        "cost_per_image": Rating(
+            metric="cost_per_image_usd",
+            value=cost_per_image_usd,
+            rating=rate_at_most(cost_per_image_usd, thresholds.cost_per_image_usd),
+            bounds=thresholds.cost_per_image_usd,
+        ),
     }

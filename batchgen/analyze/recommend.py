@@ -4,10 +4,10 @@ the numbers it was computed from, so a user can check it (and a test can see it 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchgen.analyze.model import Advice, FailedJob, RunReport
 from batchgen.analyze.savings import PriceLookup, cheaper_options
 from batchgen.errors import ErrorClass
 
@@ -18,19 +18,15 @@ RETRYABLE_SHARE = 0.05  # server/network/invalid answers above this share deserv
 LISTED_PROMPTS = 20
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    kind: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# a recommendation is the report's Advice: kind, message and the evidence it was computed from
+Recommendation = Advice
 
 
 def recommend(
-    fig: dict[str, Any], run_dir: Path, lookup: PriceLookup | None = None
+    fig: RunReport, run_dir: Path, lookup: PriceLookup | None = None
 ) -> list[Recommendation]:
+    """What to change next time, from the run's figures (``fig``: the report so far; its
+    ``recommendations`` are not read)."""
     out: list[Recommendation] = []
     out += _stopped(fig)
     out += _rate_limit(fig)
@@ -45,24 +41,24 @@ def recommend(
     return out
 
 
-def _quality(fig: dict[str, Any]) -> list[Recommendation]:
+def _quality(fig: RunReport) -> list[Recommendation]:
     """From the scores: a cheaper setting that scored as well, and weak jobs to regenerate."""
-    q = fig.get("quality")
+    q = fig.quality
     if not q:
         return []
     out = [
-        Recommendation("cheaper_setting_scores_as_well", c["message"], {
-            "cheaper": c["cheaper"], "dearer": c["dearer"], "margin": c["margin"],
-            "saving_per_image_usd": c["saving_per_image_usd"],
+        Recommendation("cheaper_setting_scores_as_well", c.message, {
+            "cheaper": c.cheaper, "dearer": c.dearer, "margin": c.margin,
+            "saving_per_image_usd": c.saving_per_image_usd,
         })
-        for c in q["cheaper_settings"]
+        for c in q.cheaper_settings
     ]  # fmt: skip
-    if q["jobs_below_threshold"]:
+    if q.jobs_below_threshold:
         out.append(Recommendation(
             "regenerate_weak",
-            f"{q['jobs_below_threshold']} job(s) have no image scoring {q['threshold']:g} or "
-            f"more: batchgen resume {fig['run_dir']} --regenerate-below {q['threshold']:g}",
-            {"jobs": q["jobs_below_threshold"], "threshold": q["threshold"]},
+            f"{q.jobs_below_threshold} job(s) have no image scoring {q.threshold:g} or "
+            f"more: batchgen resume {fig.run_dir} --regenerate-below {q.threshold:g}",
+            {"jobs": q.jobs_below_threshold, "threshold": q.threshold},
         ))  # fmt: skip
     return out
 
@@ -72,33 +68,33 @@ def setting_text(value: Any) -> str:
     return "default" if value in (None, "", "?") else str(value)
 
 
-def _setting(fig: dict[str, Any], name: str) -> Any:
+def _setting(fig: RunReport, name: str) -> Any:
     """A run setting: run.json keeps the pool's under ``settings.pool``; flat also accepted."""
-    settings = fig["settings"]
-    pool = settings.get("pool") if isinstance(settings.get("pool"), dict) else {}
-    return pool.get(name, settings.get(name))
+    settings = fig.settings
+    pool = settings.get("pool")
+    return (pool if isinstance(pool, dict) else {}).get(name, settings.get(name))
 
 
-def _stopped(fig: dict[str, Any]) -> list[Recommendation]:
+def _stopped(fig: RunReport) -> list[Recommendation]:
     """auth / quota stop the run, budget leaves jobs unsent: say the class's remedy."""
-    if not fig["jobs_pending"]:
+    if not fig.jobs_pending:
         return []  # a later session finished what the stop left: nothing to act on
-    endings = {s.get("how") for s in fig["sessions"]}
+    endings = {s.how for s in fig.sessions}
     out = []
     for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):
-        count = fig["errors"].get(str(cls), 0) + fig["skipped"].get(str(cls), 0)
+        count = fig.errors.get(str(cls), 0) + fig.skipped.get(str(cls), 0)
         if count or f"stopped_{cls}" in endings:
             out.append(Recommendation(f"stop_{cls}", cls.remedy, {"rows": count}))
     return out
 
 
-def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
-    learned = fig.get("autopilot")
+def _rate_limit(fig: RunReport) -> list[Recommendation]:
+    learned = fig.autopilot
     if learned and learned.get("adaptive", True):
         return _learned_limits(fig, learned)
     # --no-adapt (or a run from before the autopilot): judge the fixed --rpm by the 429 share
-    share, accepted = fig["rate_limited_share"], fig["accepted_rpm"]
-    if share <= RATE_LIMIT_SHARE or not accepted:
+    share, accepted = fig.rate_limited_share, fig.accepted_rpm
+    if share is None or share <= RATE_LIMIT_SHARE or not accepted:
         return []
     rpm = max(1, math.floor(RPM_HEADROOM * accepted))
     current = _setting(fig, "rpm")
@@ -113,19 +109,19 @@ def _rate_limit(fig: dict[str, Any]) -> list[Recommendation]:
                 "accepted_rpm": accepted,
                 "suggested_rpm": rpm,
                 "current_rpm": current,
-                "rate_limited": fig["rate_limited"],
+                "rate_limited": fig.rate_limited,
             },
         )
     ]
 
 
-def _learned_limits(fig: dict[str, Any], learned: dict[str, Any]) -> list[Recommendation]:
+def _learned_limits(fig: RunReport, learned: dict[str, Any]) -> list[Recommendation]:
     """Where the autopilot found the provider's limits, say so and how to start there next
     time. Only when the provider throttled this run: a run bounded by its job count (or by
     random 429s at a rate far below any limit) teaches nothing about the limit."""
     flags: list[str] = []
     said: list[str] = []
-    accepted = fig["accepted_rpm"] or 0.0
+    accepted = fig.accepted_rpm or 0.0
     rpm, source = learned.get("rpm"), learned.get("rpm_source")
     rate_found = source == "headers" or (source == "429" and learned.get("rate_cuts", 0) >= 2)
     if rpm and rate_found and accepted >= AT_LIMIT * rpm:
@@ -133,7 +129,7 @@ def _learned_limits(fig: dict[str, Any], learned: dict[str, Any]) -> list[Recomm
         said.append(f"{math.floor(rpm)} requests/min ({_BY[str(source)]})")
     ipm = learned.get("ipm")
     if ipm and learned.get("ipm_source") in ("headers", "429"):
-        images = fig.get("images_per_min") or 0.0
+        images = fig.images_per_min or 0.0
         if images >= AT_LIMIT * ipm:
             flags.append(f"--ipm {math.floor(ipm)}")
             said.append(f"{math.floor(ipm)} images/min ({_BY[learned['ipm_source']]})")
@@ -158,9 +154,9 @@ _BY = {"headers": "announced in its x-ratelimit headers", "429": "found from its
        "latency": "found from its latency", "flag": "your flag"}  # fmt: skip
 
 
-def _timeout(fig: dict[str, Any]) -> list[Recommendation]:
-    timeouts = fig["errors"].get(str(ErrorClass.TIMEOUT), 0)
-    p99 = fig["latency_s"]["p99"]
+def _timeout(fig: RunReport) -> list[Recommendation]:
+    timeouts = fig.errors.get(str(ErrorClass.TIMEOUT), 0)
+    p99 = fig.latency_s.p99
     if not timeouts or p99 is None:
         return []
     current = _setting(fig, "timeout")
@@ -184,11 +180,11 @@ def _timeout(fig: dict[str, Any]) -> list[Recommendation]:
     ]
 
 
-def _retryable(fig: dict[str, Any]) -> list[Recommendation]:
-    attempts = fig["attempts"]
+def _retryable(fig: RunReport) -> list[Recommendation]:
+    attempts = fig.attempts
     out = []
     for cls in (ErrorClass.SERVER, ErrorClass.NETWORK, ErrorClass.INVALID_RESPONSE):
-        n = fig["errors"].get(str(cls), 0)
+        n = fig.errors.get(str(cls), 0)
         if attempts and n / attempts > RETRYABLE_SHARE:
             out.append(
                 Recommendation(
@@ -200,12 +196,12 @@ def _retryable(fig: dict[str, Any]) -> list[Recommendation]:
     return out
 
 
-def _failed_of(fig: dict[str, Any], cls: ErrorClass) -> list[dict[str, Any]]:
-    return [j for j in fig["failed_jobs"] if j["error_class"] == str(cls)]
+def _failed_of(fig: RunReport, cls: ErrorClass) -> list[FailedJob]:
+    return [j for j in fig.failed_jobs if j.error_class == str(cls)]
 
 
-def _content_policy(fig: dict[str, Any]) -> list[Recommendation]:
-    count = fig["jobs_failed_by_class"].get(str(ErrorClass.CONTENT_POLICY), 0)
+def _content_policy(fig: RunReport) -> list[Recommendation]:
+    count = fig.jobs_failed_by_class.get(str(ErrorClass.CONTENT_POLICY), 0)
     if not count:
         return []
     listed = _failed_of(fig, ErrorClass.CONTENT_POLICY)[:LISTED_PROMPTS]
@@ -215,17 +211,18 @@ def _content_policy(fig: dict[str, Any]) -> list[Recommendation]:
             f"{count} jobs were refused by the safety system: {ErrorClass.CONTENT_POLICY.remedy}",
             {
                 "jobs": count,
-                "prompts": [{"job_id": j["job_id"], "prompt": j["prompt"]} for j in listed],
+                "prompts": [{"job_id": j.job_id, "prompt": j.prompt} for j in listed],
             },
         )
     ]
 
 
-def _bad_request(fig: dict[str, Any]) -> list[Recommendation]:
-    count = fig["jobs_failed_by_class"].get(str(ErrorClass.BAD_REQUEST), 0)
+def _bad_request(fig: RunReport) -> list[Recommendation]:
+    count = fig.jobs_failed_by_class.get(str(ErrorClass.BAD_REQUEST), 0)
     if not count:
         return []
-    messages = fig["error_details"].get(str(ErrorClass.BAD_REQUEST), {}).get("messages", [])
+    detail = fig.error_details.get(str(ErrorClass.BAD_REQUEST))
+    messages = [m.to_dict() for m in detail.messages] if detail else []
     return [
         Recommendation(
             "bad_request",
@@ -235,9 +232,9 @@ def _bad_request(fig: dict[str, Any]) -> list[Recommendation]:
     ]
 
 
-def _cheaper(fig: dict[str, Any], lookup: PriceLookup | None) -> list[Recommendation]:
+def _cheaper(fig: RunReport, lookup: PriceLookup | None) -> list[Recommendation]:
     out = []
-    for opt in cheaper_options(fig["cost_by_group"], lookup)[:3]:
+    for opt in cheaper_options(fig.cost_by_group, lookup)[:3]:
         a, b = opt["from"], opt["to"]
         out.append(
             Recommendation(
@@ -252,8 +249,8 @@ def _cheaper(fig: dict[str, Any], lookup: PriceLookup | None) -> list[Recommenda
     return out
 
 
-def _billed_twice(fig: dict[str, Any]) -> list[Recommendation]:
-    n = fig["possibly_billed_twice"]
+def _billed_twice(fig: RunReport) -> list[Recommendation]:
+    n = fig.possibly_billed_twice
     if not n:
         return []
     return [
@@ -267,14 +264,14 @@ def _billed_twice(fig: dict[str, Any]) -> list[Recommendation]:
     ]
 
 
-def _pending(fig: dict[str, Any], run_dir: Path) -> list[Recommendation]:
-    n = fig["jobs_pending"]
+def _pending(fig: RunReport, run_dir: Path) -> list[Recommendation]:
+    n = fig.jobs_pending
     if not n:
         return []
     return [
         Recommendation(
             "pending",
             f"batchgen resume {run_dir} to finish {n} pending jobs",
-            {"jobs_pending": n, "jobs_total": fig["jobs_total"]},
+            {"jobs_pending": n, "jobs_total": fig.jobs_total},
         )
     ]

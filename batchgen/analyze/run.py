@@ -1,11 +1,13 @@
-"""One call that turns a run directory into the report's data (a JSON-ready dict).
+"""One call that turns a run directory into its report: a ``RunReport`` (batchgen.analyze.model),
+built section by section by the analyzers.
 
-The dict's top-level keys are the stable contract of ``batchgen report --format json``
-(``batchgen/reports/schema.json``); every renderer (text, Markdown, HTML) reads only it.
+``RunReport.to_dict()`` is the stable contract of ``batchgen report --format json``
+(``batchgen/reports/schema.json``); every renderer (text, Markdown, HTML) reads the sections.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
 from batchgen.analyze.load import load_manifest, read_columns
+from batchgen.analyze.model import ImageChecks, RunReport
+from batchgen.analyze.model import Session as SessionFigures
+from batchgen.analyze.quality import quality_figures
 from batchgen.analyze.ratings import (
     DEFAULT_THRESHOLDS,
     LatencyBaseline,
@@ -23,8 +28,8 @@ from batchgen.analyze.ratings import (
 )
 from batchgen.analyze.recommend import recommend
 from batchgen.analyze.savings import PriceLookup, default_price_lookup
+from batchgen.analyze.section import Json
 from batchgen.analyze.variables import variable_figures
-from batchgen.quality.figures import quality_figures
 from batchgen.runlog.manifest import Manifest
 
 REPORT_VERSION = 1
@@ -38,17 +43,15 @@ def analyze_run(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     price_lookup: PriceLookup | object | None = _DEFAULT,
     check_config: CheckConfig = DEFAULT_CHECKS,
-) -> dict[str, Any]:
+) -> RunReport:
     """Figures, ratings, recommendations and (optionally) image checks of one run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         msg = f"{run_dir}: no such run directory; pass the folder that holds run.json and log/"
         raise FileNotFoundError(msg)
     manifest = load_manifest(run_dir)
-    fig = _figures(run_dir, manifest)
-    # scores of `batchgen score` (scores/), joined to the log; None when never scored
-    fig["quality"] = quality_figures(run_dir)
-    fig["ratings"] = rate_run(fig, thresholds, _baseline(run_dir))
+    checks = check_images(run_dir, check_config) if image_checks else ImageChecks(enabled=False)
+    report = _figures(run_dir, manifest, thresholds, checks)
     lookup = (
         default_price_lookup(
             manifest.settings.get("prices"), batch=manifest.settings.get("via") == "batch"
@@ -56,13 +59,8 @@ def analyze_run(
         if price_lookup is _DEFAULT
         else price_lookup
     )
-    fig["recommendations"] = [r.to_dict() for r in recommend(fig, run_dir, lookup)]  # type: ignore[arg-type]
-    fig["image_checks"] = (
-        {"enabled": True, **check_images(run_dir, check_config)}
-        if image_checks
-        else {"enabled": False}
-    )
-    return fig
+    advice = recommend(report, run_dir, lookup)  # type: ignore[arg-type]
+    return replace(report, recommendations=tuple(advice))
 
 
 def _baseline(run_dir: Path) -> LatencyBaseline | None:
@@ -79,39 +77,90 @@ def _baseline(run_dir: Path) -> LatencyBaseline | None:
     )
 
 
-def _figures(run_dir: Path, manifest: Manifest) -> dict[str, Any]:
-    """What the log, run.json and the run's files say, before ratings and advice (the keys
-    in the JSON document's order)."""
+def _figures(
+    run_dir: Path, manifest: Manifest, thresholds: Thresholds, checks: ImageChecks
+) -> RunReport:
+    """What the log, run.json and the run's files say, with the ratings and the image
+    checks; the recommendations, computed from it, are left empty."""
     cols = F.Columns.from_table(read_columns(run_dir, F.CORE_COLUMNS))
     jobs = F.job_figures(cols, manifest)
-    failed_ids = jobs.pop("_failed_ids")
     series = F.time_series(cols)
     throughput = F.throughput_figures(cols, manifest, series)
-    return {
-        "report_version": REPORT_VERSION,
-        "run_dir": str(run_dir),
-        "run_name": manifest.name,
-        "settings": _public_settings(manifest.settings),
-        "sessions": [
-            {"session": s.session, "started_at": s.started_at, "ended_at": s.ended_at, "how": s.how}
+    latency = F.latency_figures(cols)
+    limited = F.rate_limit_figures(cols, throughput.active_s)
+    cost = F.cost_figures(cols, throughput.images)
+    failures = failure_figures(run_dir, jobs.failed_ids)
+    # spec runs and edits: per-variable figures, input → output pairs ({} / () else)
+    variables = variable_figures(run_dir, manifest.job_file)
+    ratings = rate_run(
+        latency_p95_s=latency.latency_s.p95,
+        success_rate=jobs.success_rate,
+        cost_per_image_usd=cost.cost_per_image_usd,
+        thresholds=thresholds,
+        baseline=_baseline(run_dir),
+    )
+    return RunReport(
+        report_version=REPORT_VERSION,
+        run_dir=str(run_dir),
+        run_name=manifest.name,
+        settings=_public_settings(manifest.settings),
+        sessions=tuple(
+            SessionFigures(
+                session=s.session, started_at=s.started_at, ended_at=s.ended_at, how=s.how
+            )
             for s in manifest.sessions
-        ],
-        **jobs,
-        **throughput,
-        **F.latency_figures(cols),
-        **F.rate_limit_figures(cols, throughput["active_s"]),
-        **F.cost_figures(cols, throughput["images"]),
-        "autopilot": _autopilot(manifest),
-        "by_endpoint": endpoint_figures(run_dir, manifest),
-        "possibly_billed_twice": F.possibly_billed_twice(cols, run_dir, manifest),
-        **failure_figures(run_dir, failed_ids),
-        # spec runs and edits: per-variable figures, input → output pairs ({} / [] else)
-        **variable_figures(run_dir, manifest.job_file),
-        "series": series,
-    }
+        ),
+        jobs_total=jobs.jobs_total,
+        jobs_succeeded=jobs.jobs_succeeded,
+        jobs_failed=jobs.jobs_failed,
+        jobs_failed_by_class=jobs.jobs_failed_by_class,
+        jobs_pending=jobs.jobs_pending,
+        success_rate=jobs.success_rate,
+        completion=jobs.completion,
+        attempts=jobs.attempts,
+        attempts_ok=jobs.attempts_ok,
+        attempt_success_rate=jobs.attempt_success_rate,
+        retries_per_job=jobs.retries_per_job,
+        images=throughput.images,
+        images_requested=throughput.images_requested,
+        active_s=throughput.active_s,
+        images_per_min=throughput.images_per_min,
+        images_per_min_peak=throughput.images_per_min_peak,
+        attempts_per_min=throughput.attempts_per_min,
+        latency_s=latency.latency_s,
+        wait_s=latency.wait_s,
+        latency_histogram=latency.latency_histogram,
+        rate_limited=limited.rate_limited,
+        rate_limited_share=limited.rate_limited_share,
+        paused_s_approx=limited.paused_s_approx,
+        paused_note=limited.paused_note,
+        accepted_rpm=limited.accepted_rpm,
+        cost_usd_total=cost.cost_usd_total,
+        cost_per_image_usd=cost.cost_per_image_usd,
+        cost_wasted_usd=cost.cost_wasted_usd,
+        cost_by_group=cost.cost_by_group,
+        cost_by_source=cost.cost_by_source,
+        cost_unknown_rows=cost.cost_unknown_rows,
+        cost_note=cost.cost_note,
+        autopilot=_autopilot(manifest),
+        by_endpoint=endpoint_figures(run_dir, manifest),
+        possibly_billed_twice=F.possibly_billed_twice(cols, run_dir, manifest),
+        errors=failures.errors,
+        skipped=failures.skipped,
+        error_details=failures.error_details,
+        failed_jobs=failures.failed_jobs,
+        by_variable=variables.by_variable,
+        edit_pairs=variables.edit_pairs,
+        series=series,
+        # scores of `batchgen score` (scores/), joined to the log; None when never scored
+        quality=quality_figures(run_dir),
+        ratings=ratings,
+        recommendations=(),
+        image_checks=checks,
+    )
 
 
-def _autopilot(manifest: Manifest) -> dict[str, Any] | None:
+def _autopilot(manifest: Manifest) -> dict[str, Json] | None:
     """What the limiter learned in the latest session that recorded it (the limits it found
     are the freshest there), with the peak in flight and the 429s over every session: a short
     last session (one regenerated job) must not read as the run's peak."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from batchgen.analyze.model import CostGroup
+
 PriceLookup = Callable[[str, str, str], float | None]
 """(model, quality, size) → USD per image, or None when the table does not know it."""
 
@@ -52,7 +54,7 @@ def default_price_lookup(override: str | None = None, *, batch: bool = False) ->
 
 
 def cheaper_options(
-    groups: Iterable[dict[str, Any]], lookup: PriceLookup | None
+    groups: Iterable[CostGroup], lookup: PriceLookup | None
 ) -> list[dict[str, Any]]:
     """For each (model, quality, size) group that produced images, the cheaper step with the
     larger projected saving on this run's image count."""
@@ -60,7 +62,7 @@ def cheaper_options(
         return []
     out = []
     for g in groups:
-        model, quality, size, images = g["model"], g["quality"], g["size"], g["images"]
+        model, quality, size, images = g.model, g.quality, g.size, g.images
         if not images:
             continue
         now = lookup(model, quality, size)
@@ -71,7 +73,7 @@ def cheaper_options(
             steps.append((model, QUALITY_DOWN[quality]))
         if model in MODEL_DOWN:
             steps.append((MODEL_DOWN[model], quality))
-        best = None
+        best: dict[str, Any] | None = None
         for m, q in steps:
             price = lookup(m, q, size)
             if price is None or price >= now:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from batchgen.analyze.load import read_columns
+from batchgen.analyze.model import EditPair, Grid, GridCell, GridJob, VariableRow
 
 _COLUMNS = [
     "job_id", "session", "status", "final", "error_class", "fingerprint", "vars",
@@ -98,7 +99,7 @@ def _input_refs(params: str) -> list[str]:
     return [str(r) for r in refs]
 
 
-def by_variable(cells: dict[str, JobCell]) -> dict[str, list[dict[str, Any]]]:
+def by_variable(cells: dict[str, JobCell]) -> dict[str, tuple[VariableRow, ...]]:
     groups: dict[str, dict[str, list[JobCell]]] = {}
     for cell in cells.values():
         for name, value in cell.vars.items():
@@ -106,33 +107,33 @@ def by_variable(cells: dict[str, JobCell]) -> dict[str, list[dict[str, Any]]]:
                 continue
             groups.setdefault(name, {}).setdefault(value, []).append(cell)
     return {
-        name: [_figures(value, members) for value, members in values.items()]
+        name: tuple(_figures(value, members) for value, members in values.items())
         for name, values in groups.items()
     }
 
 
-def _figures(value: str, members: list[JobCell]) -> dict[str, Any]:
+def _figures(value: str, members: list[JobCell]) -> VariableRow:
     ok = sum(1 for c in members if c.state == "succeeded")
     failed = sum(1 for c in members if c.state == "failed")
     lat = np.array([x for c in members for x in c.latencies], dtype=float)
-    return {
-        "value": value,
-        "jobs": len(members),
-        "succeeded": ok,
-        "failed": failed,
-        "pending": len(members) - ok - failed,
-        "success_rate": ok / (ok + failed) if ok + failed else None,
-        "attempts": sum(c.attempts for c in members),
-        "images": sum(len(c.images) for c in members if c.state == "succeeded"),
-        "cost_usd": float(sum(c.cost for c in members)),
-        "latency_p50_s": float(np.quantile(lat, 0.5)) if lat.size else None,
-        "latency_p95_s": float(np.quantile(lat, 0.95)) if lat.size else None,
-    }
+    return VariableRow(
+        value=value,
+        jobs=len(members),
+        succeeded=ok,
+        failed=failed,
+        pending=len(members) - ok - failed,
+        success_rate=ok / (ok + failed) if ok + failed else None,
+        attempts=sum(c.attempts for c in members),
+        images=sum(len(c.images) for c in members if c.state == "succeeded"),
+        cost_usd=float(sum(c.cost for c in members)),
+        latency_p50_s=float(np.quantile(lat, 0.5)) if lat.size else None,
+        latency_p95_s=float(np.quantile(lat, 0.95)) if lat.size else None,
+    )
 
 
-def edit_pairs(cells: dict[str, JobCell], base: Path | None) -> list[dict[str, Any]]:
+def edit_pairs(cells: dict[str, JobCell], base: Path | None) -> tuple[EditPair, ...]:
     """Input → output of the first edits (inputs resolved against the job file's folder)."""
-    out = []
+    out: list[EditPair] = []
     for cell in cells.values():
         if not cell.inputs:
             continue
@@ -142,20 +143,28 @@ def edit_pairs(cells: dict[str, JobCell], base: Path | None) -> list[dict[str, A
             if not ref.startswith(("http://", "https://", "file-")) and not path.is_absolute():
                 path = (base or Path()) / path
             inputs.append(str(path) if not ref.startswith(("http", "file-")) else ref)
-        out.append({"job_id": cell.job_id, "state": cell.state, "inputs": inputs,
-                    "outputs": cell.images})  # fmt: skip
+        out.append(EditPair(job_id=cell.job_id, state=cell.state, inputs=tuple(inputs),
+                            outputs=tuple(cell.images)))  # fmt: skip
         if len(out) >= EDIT_PAIRS_SHOWN:
             break
-    return out
+    return tuple(out)
 
 
-def variable_figures(run_dir: Path | str, job_file: str | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class VariableFigures:
+    """RunReport's fields of the same names: {} and () for a run with no spec and no edits."""
+
+    by_variable: dict[str, tuple[VariableRow, ...]]
+    edit_pairs: tuple[EditPair, ...]
+
+
+def variable_figures(run_dir: Path | str, job_file: str | None) -> VariableFigures:
     cells = job_cells(run_dir)
     base = Path(job_file).parent if job_file else None
-    return {"by_variable": by_variable(cells), "edit_pairs": edit_pairs(cells, base)}
+    return VariableFigures(by_variable(cells), edit_pairs(cells, base))
 
 
-def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
+def grid(run_dir: Path | str, rows: str, cols: str) -> Grid:
     """The jobs of a spec run laid out over two variables: one cell per (row value, column
     value), holding its jobs' states and saved images (repeats and other variables share a
     cell). Raises ValueError naming the variables there are when one is unknown."""
@@ -168,7 +177,7 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
             raise ValueError(msg)
     row_values: list[str] = []
     col_values: list[str] = []
-    table: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    table: dict[tuple[str, str], list[GridJob]] = {}
     for c in cells.values():
         r, k = c.vars[rows], c.vars[cols]
         if r not in row_values:
@@ -176,25 +185,25 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> dict[str, Any]:
         if k not in col_values:
             col_values.append(k)
         table.setdefault((r, k), []).append(
-            {
-                "job_id": c.job_id,
-                "state": c.state,
-                "error_class": c.error_class,
-                "images": c.images,
-                "label": _grid_label(c.job_id, c.vars, (rows, cols)),
-            }
+            GridJob(
+                job_id=c.job_id,
+                state=c.state,
+                error_class=c.error_class,
+                images=tuple(c.images),
+                label=_grid_label(c.job_id, c.vars, (rows, cols)),
+            )
         )
-    return {
-        "rows": rows,
-        "cols": cols,
-        "row_values": row_values,
-        "col_values": col_values,
-        "cells": [
-            {"row": r, "col": k, "jobs": table.get((r, k), [])}
+    return Grid(
+        rows=rows,
+        cols=cols,
+        row_values=tuple(row_values),
+        col_values=tuple(col_values),
+        cells=tuple(
+            GridCell(row=r, col=k, jobs=tuple(table.get((r, k), [])))
             for r in row_values
             for k in col_values
-        ],
-    }
+        ),
+    )
 
 
 _REPEAT = re.compile(r"\.r(\d+)$")

@@ -39,6 +39,7 @@ from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
 from batchgen.provider.base import ImageData, Usage
 from batchgen.provider.usage import parse_usage
+from batchgen.runlog.row import Row
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 
 _INLINE_SAVE_BYTES = 512 * 1024
@@ -191,12 +192,20 @@ async def _ok_line(
     billed[0] += cost or 0.0
     row = _row(ctx, part, job, request_id)
     row.update(
-        status=STATUS_OK, final=True, http_status=status, image_paths=paths,
-        image_count=len(paths), image_bytes=nbytes,
-        revised_prompt=next((i.revised_prompt for i in images if i.revised_prompt), None),
-        cost_usd=cost, cost_source="usage" if usage is not None and cost is not None else (
-            "price-table" if cost is not None else "unknown"),
-    )  # fmt: skip
+        {
+            "status": STATUS_OK,
+            "final": True,
+            "http_status": status,
+            "image_paths": paths,
+            "image_count": len(paths),
+            "image_bytes": nbytes,
+            "revised_prompt": next((i.revised_prompt for i in images if i.revised_prompt), None),
+            "cost_usd": cost,
+            "cost_source": "usage"
+            if usage is not None and cost is not None
+            else ("price-table" if cost is not None else "unknown"),
+        }
+    )
     _usage_into(row, usage)
     ctx.sink.append(row)
     ctx.done_ids.add(job.id)
@@ -267,12 +276,16 @@ def _cost(ctx: BatchContext, job: Job, usage: Usage | None, images: int) -> floa
     return cost_of_attempt(ctx.prices, job, usage, images)[0]
 
 
-def _row(ctx: BatchContext, part: Part, job: Job, request_id: str | None) -> dict[str, Any]:
+def _row(ctx: BatchContext, part: Part, job: Job, request_id: str | None) -> Row:
     row = base_row(ctx, job)
     row.update(
-        queued_at=part.created_local, finished_at=time.time(), request_id=request_id,
-        provider_batch_id=part.batch_id,
-    )  # fmt: skip
+        {
+            "queued_at": part.created_local,
+            "finished_at": time.time(),
+            "request_id": request_id,
+            "provider_batch_id": part.batch_id,
+        }
+    )
     return row
 
 
@@ -283,18 +296,29 @@ def _error_row(
 ) -> None:  # fmt: skip
     row = _row(ctx, part, job, request_id)
     row.update(
-        status=STATUS_ERROR, final=True, error_class=klass.value, http_status=status,
-        error_code=code, error_message=redact(message, (ctx.api._key,))[:2000],
-        cost_usd=cost, cost_source="usage" if usage is not None else "none",
-    )  # fmt: skip
+        {
+            "status": STATUS_ERROR,
+            "final": True,
+            "error_class": klass.value,
+            "http_status": status,
+            "error_code": code,
+            "error_message": redact(message, (ctx.api._key,))[:2000],
+            "cost_usd": cost,
+            "cost_source": "usage" if usage is not None else "none",
+        }
+    )
     _usage_into(row, usage)
     ctx.sink.append(row)
     ctx.tally.error(job, klass, True, cost or 0.0)
 
 
-def _usage_into(row: dict[str, Any], usage: Usage | None) -> None:
+def _usage_into(row: Row, usage: Usage | None) -> None:
     if usage is not None:
         row.update(
-            input_tokens=usage.input_tokens, input_text_tokens=usage.input_text_tokens,
-            input_image_tokens=usage.input_image_tokens, output_tokens=usage.output_tokens,
-        )  # fmt: skip
+            {
+                "input_tokens": usage.input_tokens,
+                "input_text_tokens": usage.input_text_tokens,
+                "input_image_tokens": usage.input_image_tokens,
+                "output_tokens": usage.output_tokens,
+            }
+        )

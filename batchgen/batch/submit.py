@@ -26,6 +26,7 @@ from batchgen.batch.state import Part
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.money import Reservation
+from batchgen.runlog.row import Row
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_SKIPPED
 from batchgen.runner.recovery import IN_FLIGHT_AT_CRASH
 
@@ -208,11 +209,17 @@ def _unknown_batch(ctx: BatchContext, part: Part, status: int | None) -> None:
             continue
         row = base_row(ctx, job, attempt=0)
         row.update(
-            status=STATUS_ERROR, final=False, error_class=ErrorClass.CANCELLED.value,
-            error_code=IN_FLIGHT_AT_CRASH, cost_usd=None, cost_source="unknown",
-            error_message=f"part {part.part}: a batch may have been created before a crash; "
-            "the provider cannot list batches to find it, so it was submitted again",
-        )  # fmt: skip
+            {
+                "status": STATUS_ERROR,
+                "final": False,
+                "error_class": ErrorClass.CANCELLED.value,
+                "error_code": IN_FLIGHT_AT_CRASH,
+                "cost_usd": None,
+                "cost_source": "unknown",
+                "error_message": f"part {part.part}: a batch may have been created before a crash; "
+                "the provider cannot list batches to find it, so it was submitted again",
+            }
+        )
         ctx.sink.append(row)
 
 
@@ -247,15 +254,20 @@ update_part = _update
 def _skip(ctx: BatchContext, job: Job, reason: ErrorClass, message: str = "") -> None:
     row = base_row(ctx, job, attempt=0)
     row.update(
-        status=STATUS_SKIPPED, final=True, error_class=reason.value,
-        error_message=message or (ctx.control.message or reason.diagnosis),
-        cost_usd=0.0, cost_source="none",
-    )  # fmt: skip
+        {
+            "status": STATUS_SKIPPED,
+            "final": True,
+            "error_class": reason.value,
+            "error_message": message or (ctx.control.message or reason.diagnosis),
+            "cost_usd": 0.0,
+            "cost_source": "none",
+        }
+    )
     ctx.sink.append(row)
     ctx.tally.skipped(job, reason)
 
 
-def base_row(ctx: BatchContext, job: Job, *, attempt: int = 1) -> dict[str, Any]:
+def base_row(ctx: BatchContext, job: Job, *, attempt: int = 1) -> Row:
     body = job.body
     return {
         "run_id": ctx.run_id, "session": ctx.session, "job_id": job.id, "job_line": job.line,

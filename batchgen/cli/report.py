@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from batchgen.cli.common import prefer_system_allocator
+
+if TYPE_CHECKING:
+    from batchgen.analyze.model import Grid
 
 # the analyzers pull in matplotlib and pyarrow.dataset: imported when a report is made, so
 # `batchgen run` does not carry them (start-up time and ~100 MB of memory)
@@ -115,7 +118,7 @@ def _grid_names(spec: str) -> list[str]:
     return names if all(names) else []
 
 
-def _grid(run_dir: Path, spec: str) -> dict[str, Any]:
+def _grid(run_dir: Path, spec: str) -> Grid:
     from batchgen.analyze.variables import grid
 
     rows, cols = _grid_names(spec)

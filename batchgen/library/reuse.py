@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgen.library.entries import run_entries
 from batchgen.library.index import Library, link_or_copy
+from batchgen.runlog.row import Row
 
 if TYPE_CHECKING:
     from batchgen.jobs.model import Job
@@ -71,7 +72,7 @@ class Reuser:
 def reuse_filter(
     jobs: Iterable[Job],
     spec: Mapping[str, Any],
-    append: Callable[[dict[str, Any]], None],
+    append: Callable[[Row], None],
     *,
     run_id: str,
     session: int,
@@ -119,8 +120,9 @@ def _materialise(found: Found, job_id: str, images_dir: Path) -> tuple[list[str]
 
 def reused_row(
     job: Job, found: Found, paths: list[str], nbytes: int, *, run_id: str, session: int
-) -> dict[str, Any]:
+) -> Row:
     now = time.time()
+    fields = job.log_fields()
     return {
         "run_id": run_id, "session": session, "job_id": job.id, "job_line": job.line,
         "fingerprint": job.fingerprint, "attempt": 1, "status": "ok", "final": True,
@@ -129,5 +131,6 @@ def reused_row(
         "params": job.params_json(), "queued_at": now, "started_at": now, "finished_at": now,
         "latency_s": None, "image_paths": paths, "image_count": len(paths),
         "image_bytes": nbytes, "cost_usd": 0.0, "cost_source": REUSED,
-        "reused_from": found.run_dir or found.run_id, **job.log_fields(),
+        "reused_from": found.run_dir or found.run_id,
+        "input_hashes": fields["input_hashes"], "vars": fields["vars"],
     }  # fmt: skip

@@ -8,7 +8,7 @@ build(run_dirs, ...) -> dict; to_json(data); write(data, fmt, out=None, console=
 default_html_path(data): the same for the report's JSON document as a dict
 """
 
-from batchgen.reports.model import Comparison, RunReport
+from batchgen.analyze.model import Comparison, RunReport
 from batchgen.reports.output import (
     FORMATS,
     Report,

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from batchgen.reports.model import RunReport
+from batchgen.analyze.model import RunReport
 
 COLORS = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea")
 Draw = Callable[[Any, list[RunReport]], None]
@@ -72,7 +72,10 @@ def _latency(ax: Any, reports: list[RunReport]) -> None:
 def time_axis(reports: list[RunReport]) -> tuple[float, str]:
     """The time axis' unit, chosen by how long the runs lasted: (seconds per unit, name). A
     15-second run is drawn in seconds (not 0.00-0.25 minutes), an afternoon in hours."""
-    span = max((r.series.t[-1] + r.series.bin_s for r in reports if r.series.t), default=0.0)
+    span = max(
+        (r.series.t[-1] + r.series.bin_s for r in reports if r.series.t and r.series.bin_s),
+        default=0.0,
+    )
     if span <= 180:
         return 1.0, "seconds"
     if span <= 3 * 3600:
@@ -88,7 +91,7 @@ def _throughput(ax: Any, reports: list[RunReport]) -> None:
     unit = time_axis(reports)[0]
     for i, r in enumerate(reports):
         s = r.series
-        if not s.t:
+        if not s.t or s.bin_s is None:
             continue
         edges = np.append(_times(r, reports), (s.t[-1] + s.bin_s) / unit)
         per_min = np.asarray(s.images) * 60.0 / s.bin_s
@@ -114,7 +117,7 @@ def _throughput(ax: Any, reports: list[RunReport]) -> None:
 def _cost(ax: Any, reports: list[RunReport]) -> None:
     for i, r in enumerate(reports):
         s = r.series
-        if s.t:
+        if s.t and s.bin_s is not None:
             # spend is known at the end of each bin: start the line at (0, $0)
             ends = np.append(0.0, _times(r, reports) + s.bin_s / time_axis(reports)[0])
             ax.plot(

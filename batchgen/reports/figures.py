@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchgen.reports.model import Comparison, Delta, RunReport
+from batchgen.analyze.model import Comparison, Delta, RunReport
 
 Getter = Callable[[RunReport], Any]
 

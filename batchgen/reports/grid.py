@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from batchgen.analyze.model import RunReport
 from batchgen.reports.figures import pct, secs, usd
-from batchgen.reports.model import RunReport
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}

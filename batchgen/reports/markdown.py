@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from batchgen.analyze.model import Comparison, ImageChecks, Quality, RunReport
 from batchgen.errors import printable
 from batchgen.reports.figures import (
     DELTA_KEYS,
@@ -21,7 +22,6 @@ from batchgen.reports.figures import (
     secs,
     setting,
 )
-from batchgen.reports.model import Comparison, ImageChecks, Quality, RunReport
 
 RATING_KEYS = {
     "response_time": "latency_p95_s",

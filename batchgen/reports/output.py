@@ -22,11 +22,11 @@ from typing import Any
 from rich.console import Console
 
 from batchgen.analyze import DEFAULT_THRESHOLDS, Thresholds, analyze_run
+from batchgen.analyze.model import Comparison, Grid, RunReport, section_from_dict
 from batchgen.numbers import for_json
 from batchgen.reports.figures import compare
 from batchgen.reports.html import render_compare_html, render_html
 from batchgen.reports.markdown import render_compare_markdown, render_markdown
-from batchgen.reports.model import Comparison, Grid, RunReport, section_from_dict
 from batchgen.reports.text import render_compare_text, render_text
 
 FORMATS = ("text", "json", "html", "md")
@@ -99,9 +99,10 @@ class Report:
     def html_path(self) -> Path:
         return Path(self.runs[0].run_dir) / "report.html"
 
-    def with_grid(self, grid: Mapping[str, Any]) -> Report:
+    def with_grid(self, grid: Grid | Mapping[str, Any]) -> Report:
         """The report with a spec run's ``--grid`` (``analyze.variables.grid``) added."""
-        return Report(replace(self.run, grid=Grid.from_dict(grid)))
+        section = grid if isinstance(grid, Grid) else Grid.from_dict(grid)
+        return Report(replace(self.run, grid=section))
 
     def write(
         self, fmt: str, out: Path | str | None = None, console: Console | None = None
@@ -144,10 +145,7 @@ def build_report(
     relative to ``run_dir`` as A)."""
     limits = thresholds or DEFAULT_THRESHOLDS
     dirs = [run_dir] if compare_to is None else [run_dir, compare_to]
-    runs = [
-        RunReport.from_dict(analyze_run(d, image_checks=image_checks, thresholds=limits))
-        for d in dirs
-    ]
+    runs = [analyze_run(d, image_checks=image_checks, thresholds=limits) for d in dirs]
     return Report(runs[0] if len(runs) == 1 else compare(runs[0], runs[1]))
 
 
@@ -172,8 +170,12 @@ def build(
     return report.to_dict()
 
 
-def _report(data: Report | Mapping[str, Any]) -> Report:
-    return data if isinstance(data, Report) else Report.from_dict(data)
+def _report(data: Report | RunReport | Comparison | Mapping[str, Any]) -> Report:
+    if isinstance(data, Report):
+        return data
+    if isinstance(data, RunReport | Comparison):
+        return Report(data)
+    return Report.from_dict(data)
 
 
 def _finite(value: Any) -> Any:
@@ -187,7 +189,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def to_json(data: Report | Mapping[str, Any]) -> str:
+def to_json(data: Report | RunReport | Comparison | Mapping[str, Any]) -> str:
     return _report(data).to_json()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchgen.reports.model import RunReport
+from batchgen.analyze.model import RunReport
 
 Escape = Callable[[Any], str]
 Thumb = Callable[[Path], "str | None"]

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from batchgen.analyze.model import Comparison, Quality, RunReport
 from batchgen.numbers import count as count_of
 from batchgen.numbers import decimal
 from batchgen.reports.figures import (
@@ -29,7 +30,6 @@ from batchgen.reports.figures import (
     setting,
     words,
 )
-from batchgen.reports.model import Comparison, Quality, RunReport
 
 RATING_STYLE = {
     "excellent": "bold green",

@@ -13,8 +13,6 @@ then its jobs stay pending.
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 from tenacity import (
     AsyncRetrying,
@@ -30,6 +28,7 @@ from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import GenerateResult, Provider
+from batchgen.runlog.row import Row
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
@@ -233,19 +232,21 @@ class JobRunner:
         )
         row = self._row(tried, latency)
         row.update(
-            status=STATUS_OK,
-            final=True,
-            http_status=result.http_status,
-            image_paths=paths,
-            image_count=len(paths),
-            image_bytes=nbytes,
-            revised_prompt=next(
-                (i.revised_prompt for i in result.images if i.revised_prompt), None
-            ),
-            cost_usd=price,
-            cost_source=source,
-            request_id=result.request_id,
-            error_message=getattr(result, "note", None),  # what was odd about a usable answer
+            {
+                "status": STATUS_OK,
+                "final": True,
+                "http_status": result.http_status,
+                "image_paths": paths,
+                "image_count": len(paths),
+                "image_bytes": nbytes,
+                "revised_prompt": next(
+                    (i.revised_prompt for i in result.images if i.revised_prompt), None
+                ),
+                "cost_usd": price,
+                "cost_source": source,
+                "request_id": result.request_id,
+                "error_message": getattr(result, "note", None),
+            }
         )
         endpoint = getattr(result, "endpoint", None)  # a Router's answer (several endpoints)
         if endpoint is not None:
@@ -324,16 +325,18 @@ class JobRunner:
         row = self._row(tried, self._latency(tried))
         usage_into(row, exc.usage)
         row.update(
-            status=STATUS_ERROR,
-            final=final,
-            error_class=exc.error_class.value,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            error_message=exc.message[:2000],
-            retry_after_s=exc.retry_after_s,
-            request_id=exc.request_id,
-            cost_usd=cost,
-            cost_source=source,
+            {
+                "status": STATUS_ERROR,
+                "final": final,
+                "error_class": exc.error_class.value,
+                "http_status": exc.http_status,
+                "error_code": exc.code,
+                "error_message": exc.message[:2000],
+                "retry_after_s": exc.retry_after_s,
+                "request_id": exc.request_id,
+                "cost_usd": cost,
+                "cost_source": source,
+            }
         )
         if exc.endpoint is not None:
             routed(row, exc.endpoint, exc.wait_s)
@@ -345,15 +348,17 @@ class JobRunner:
         """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
         row = self._row(Try(job, 0, queued_at), None)
         row.update(
-            status=STATUS_SKIPPED,
-            final=True,
-            error_class=reason.value,
-            error_message=message or self.control.message or reason.diagnosis,
-            cost_usd=0.0,
-            cost_source="none",
+            {
+                "status": STATUS_SKIPPED,
+                "final": True,
+                "error_class": reason.value,
+                "error_message": message or self.control.message or reason.diagnosis,
+                "cost_usd": 0.0,
+                "cost_source": "none",
+            }
         )
         self.sink.append(row)
         self.tally.skipped(job, reason)
 
-    def _row(self, tried: Try, latency: float | None) -> dict[str, Any]:
+    def _row(self, tried: Try, latency: float | None) -> Row:
         return attempt_row(self.ctx, tried, self.clock.wall(), latency)

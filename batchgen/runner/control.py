@@ -12,12 +12,13 @@ from typing import Any, Protocol
 from batchgen.config import FIXED_CONCURRENCY, POOL_DEFAULTS, PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
+from batchgen.runlog.row import Row
 
 
 class Sink(Protocol):
     """Where rows go: the run log's writer, or a plain list in tests."""
 
-    def append(self, row: dict[str, Any], /) -> None: ...
+    def append(self, row: Row, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from batchgen.runlog import files
 from batchgen.runlog.journal import SentJournal, journal_path
 from batchgen.runlog.orphans import find_orphans
 from batchgen.runlog.reader import read_log
+from batchgen.runlog.row import Row
 from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
 from batchgen.runlog.writer import RunLogWriter
@@ -36,8 +37,9 @@ __all__ = ["IN_FLIGHT_AT_CRASH", "SentJournal", "journal_path"]
 IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
 
 
-def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
+def _base_row(run_id: str, session: int, job: Job) -> Row:
     now = time.time()
+    fields = job.log_fields()
     return {
         "run_id": run_id,
         "session": session,
@@ -54,7 +56,8 @@ def _base_row(run_id: str, session: int, job: Job) -> dict[str, object]:
         "params": job.params_json(),
         "queued_at": now,
         "finished_at": now,
-        **job.log_fields(),
+        "input_hashes": fields["input_hashes"],
+        "vars": fields["vars"],
     }
 
 
@@ -108,14 +111,16 @@ def adopt_orphans(
             cost, _ = cost_of_attempt(prices, job, None, orphan.wanted)
             row = _base_row(run_id, session, job)
             row.update(
-                status=STATUS_OK,
-                final=True,
-                image_paths=[f"images/{p.name}" for p in orphan.paths],
-                image_count=len(orphan.paths),
-                image_bytes=orphan.image_bytes,
-                cost_usd=cost,
-                cost_source="recovered",
-                error_message="adopted: images saved before a crash, log row missing",
+                {
+                    "status": STATUS_OK,
+                    "final": True,
+                    "image_paths": [f"images/{p.name}" for p in orphan.paths],
+                    "image_count": len(orphan.paths),
+                    "image_bytes": orphan.image_bytes,
+                    "cost_usd": cost,
+                    "cost_source": "recovered",
+                    "error_message": "adopted: images saved before a crash, log row missing",
+                }
             )
             writer.append(row)
     return [o.job_id for o in adoptable]

@@ -1,7 +1,8 @@
-"""The machinery of the report's sections: a frozen dataclass that reads itself from the
-analysis' JSON-ready dict (``from_dict``: unknown and missing keys refused, nested sections,
-tuples and optional values typed by the annotations) and writes itself back (``to_dict``: the
-same keys in the same order). The sections themselves are in ``batchgen.reports.model``."""
+"""The machinery of the report's sections: a frozen dataclass that writes itself as the JSON
+document's dict (``to_dict``: its fields in order, nested sections, tuples as lists) and reads
+itself back from one (``from_dict``: a saved ``--format json`` document; unknown and missing
+keys refused, nested sections, tuples and optional values typed by the annotations). The
+analyzers build the sections directly; they are in ``batchgen.analyze.model``."""
 
 from __future__ import annotations
 
