@@ -79,3 +79,24 @@ def count_files(folder: Path) -> int:
     if not folder.is_dir():
         return 0
     return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix != ".json")
+
+
+def instant_client(name: str, jobfile: Path, base_url: str, root: Path, jobs: int) -> Measured:
+    """One client of the ``instant`` benchmark, whole process: ``aiohttp`` (the bare loop),
+    ``batchgen`` (no flags) or ``no-adapt`` (``--no-adapt --concurrency 64``). Returns its
+    measure (wall and CPU seconds); raises unless it wrote one image per job. Its files are
+    removed after."""
+    out = root / f"instant-{name}"
+    if name == "aiohttp":
+        measured = run_baseline("aiohttp", jobfile, base_url, out, concurrency=64)
+        images = out
+    else:
+        flags = {"batchgen": (None, []), "no-adapt": (64, ["--no-adapt"])}[name]
+        measured = run_batchgen(jobfile, base_url, out, concurrency=flags[0], extra=flags[1])
+        images = out / "images"
+    written = count_files(images)
+    shutil.rmtree(out, ignore_errors=True)
+    if written != jobs:
+        msg = f"bench instant: {name} wrote {written} images for {jobs} jobs"
+        raise RuntimeError(msg)
+    return measured
