@@ -87,6 +87,9 @@ def instant_client(name: str, jobfile: Path, base_url: str, root: Path, jobs: in
     measure (wall and CPU seconds); raises unless it wrote one image per job. Its files are
     removed after."""
     out = root / f"instant-{name}"
+    # the last client's dirty pages flushed first, or the kernel's write-back throttling
+    # bills its files to this one
+    os.sync()
     if name == "aiohttp":
         measured = run_baseline("aiohttp", jobfile, base_url, out, concurrency=64)
         images = out
@@ -100,3 +103,17 @@ def instant_client(name: str, jobfile: Path, base_url: str, root: Path, jobs: in
         msg = f"bench instant: {name} wrote {written} images for {jobs} jobs"
         raise RuntimeError(msg)
     return measured
+
+
+def compile_bytecode() -> None:
+    """Write the bytecode of the batchgen this harness imports (the one measured, unless
+    BENCH_BATCHGEN names another), as ``pip install`` does for a wheel: an
+    editable checkout run with PYTHONDONTWRITEBYTECODE set (as some shells and CI images do)
+    would otherwise compile ~300 modules from source in every measured process, a cost the
+    bare loop (its aiohttp installed with bytecode) does not pay and a user does not either."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("batchgen")
+    if spec is not None and spec.origin is not None:
+        compileall.compile_dir(Path(spec.origin).parent, quiet=1)

@@ -21,7 +21,7 @@ from typing import Any
 
 from batchgen.sim.shapes import BY_KEY, Shape
 from bench.autopilot import read_autopilot
-from bench.clients import instant_client, run_batchgen
+from bench.clients import compile_bytecode, instant_client, run_batchgen
 from bench.jobfiles import write_jobs
 from bench.metrics import Figure, Target
 from bench.simproc import SimProcess
@@ -124,6 +124,7 @@ def bench_instant(
     median of the rounds is reported, beside each client's median rate."""
     jobs = 1_500 if quick else 6_000
     jobfile = write_jobs(root / "instant.jsonl", jobs)
+    compile_bytecode()
     names = ("aiohttp", "batchgen", "no-adapt")
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}  # images per CPU second
