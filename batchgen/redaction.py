@@ -51,6 +51,26 @@ _QUERY = re.compile(rf"([?&]{_SECRET_NAME}=)[^&#\s\"']+", re.IGNORECASE)
 _JSON_FIELD = re.compile(
     rf"""(\\?["']{_SECRET_NAME}\\?["']\s*:\s*\\?["'])[^"'\\]+""", re.IGNORECASE
 )
+# A cheap pre-check: every pattern above can match only where one of these literals occurs
+# (in any letter case, as the patterns match), so a text with none of them is returned as it
+# is. A URL's userinfo needs "@"; the auth schemes are named; every secret name (_SECRET_NAME,
+# and so the header, query and JSON-field patterns) ends in key, token, secret, passw(or)d,
+# authorization, credential or sig(nature); a key-like value starts "sk-". Most of what
+# providers send (request ids, revised prompts, error texts) has none, and redaction runs on
+# every answer. ASCII text is checked by plain containment in its lower case (~0.5 µs);
+# other text by the same literals under IGNORECASE, which folds as the patterns do (the long
+# s, the Kelvin sign).
+_TRIGGERS = ("@", "sk-", "bearer", "basic", "token", "key", "secret", "passw", "authorization",
+             "credential", "sig")  # fmt: skip
+_MAYBE_SECRET = re.compile("|".join(map(re.escape, _TRIGGERS)), re.IGNORECASE)
+
+
+def _may_hold_secret(text: str, lowered: str | None) -> bool:
+    if lowered is None:
+        return _MAYBE_SECRET.search(text) is not None
+    return any(trigger in lowered for trigger in _TRIGGERS)
+
+
 # a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret
 # on[-_]budget: the --on-budget command line may carry a webhook's secret; --notify URLs
 # (apprise) carry webhook tokens, and --on-end commands may
@@ -86,9 +106,20 @@ def looks_like_key(name: str) -> bool:
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
     """``text`` with every secret (in any letter case) and every key-looking value (see the
     module's list) replaced by ``***``."""
+    lowered = text.lower() if text.isascii() else None
     for secret in secrets:
         if secret and len(secret) >= 4:
+            if lowered is not None and secret.isascii() and secret.lower() not in lowered:
+                continue  # (ASCII both: IGNORECASE is lower-case containment)
             text = _secret_pattern(secret).sub(MASK, text)
+            lowered = text.lower() if text.isascii() else None
+    if not _may_hold_secret(text, lowered):
+        return text
+    return _redact_patterns(text)
+
+
+def _redact_patterns(text: str) -> str:
+    """Every pattern of the module's list but the known secrets, on any text."""
     text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _URL_USER.sub(rf"\1{MASK}@", text)
     text = _AUTH_SCHEME.sub(rf"\1{MASK}", text)

@@ -79,3 +79,41 @@ def count_files(folder: Path) -> int:
     if not folder.is_dir():
         return 0
     return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix != ".json")
+
+
+def instant_client(name: str, jobfile: Path, base_url: str, root: Path, jobs: int) -> Measured:
+    """One client of the ``instant`` benchmark, whole process: ``aiohttp`` (the bare loop),
+    ``batchgen`` (no flags) or ``no-adapt`` (``--no-adapt --concurrency 64``). Returns its
+    measure (wall and CPU seconds); raises unless it wrote one image per job. Its files are
+    removed after."""
+    out = root / f"instant-{name}"
+    # the last client's dirty pages flushed first, or the kernel's write-back throttling
+    # bills its files to this one
+    os.sync()
+    if name == "aiohttp":
+        measured = run_baseline("aiohttp", jobfile, base_url, out, concurrency=64)
+        images = out
+    else:
+        flags = {"batchgen": (None, []), "no-adapt": (64, ["--no-adapt"])}[name]
+        measured = run_batchgen(jobfile, base_url, out, concurrency=flags[0], extra=flags[1])
+        images = out / "images"
+    written = count_files(images)
+    shutil.rmtree(out, ignore_errors=True)
+    if written != jobs:
+        msg = f"bench instant: {name} wrote {written} images for {jobs} jobs"
+        raise RuntimeError(msg)
+    return measured
+
+
+def compile_bytecode() -> None:
+    """Write the bytecode of the batchgen this harness imports (the one measured, unless
+    BENCH_BATCHGEN names another), as ``pip install`` does for a wheel: an
+    editable checkout run with PYTHONDONTWRITEBYTECODE set (as some shells and CI images do)
+    would otherwise compile ~300 modules from source in every measured process, a cost the
+    bare loop (its aiohttp installed with bytecode) does not pay and a user does not either."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("batchgen")
+    if spec is not None and spec.origin is not None:
+        compileall.compile_dir(Path(spec.origin).parent, quiet=1)
