@@ -132,8 +132,9 @@ def run(
         target = default_run_dir(job_file)
     cluster = None
     if address is not None:
-        from batchgen.cluster import ClusterRun
+        from batchgen.cluster import ClusterRun, refuse
 
+        refuse(cfg)
         cluster = ClusterRun(address or None)
     outcome = start_run(str(job_file), cfg, run_dir=target, observer=observer,
                         handle_signals=False, write_jobs=write_jobs,

@@ -81,10 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
     prefer_system_allocator()
-    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.planvars import too_many_jobs
-    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.session.start import start_run
+    from batchgen.cli.session import ConsoleObserver, make_console, usage_errors
 
     console, err = make_console(), make_console(stderr=True)
     if args.jobfile == "-":
@@ -104,20 +102,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                       "--regenerate-below", markup=False)  # fmt: skip
             return EXIT_USAGE
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
-    return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir,
-        observer=with_notify(observer, args),
-        argv=redacted_argv(), execute_plan=_on_cluster(args.ray),
-    ).exit_code)  # fmt: skip
+    return usage_errors(err, "run", lambda: _start(args, observer))
 
 
-def _on_cluster(address: str | None) -> Any:
-    """--ray [ADDRESS]: the session's plan runs as shards on a Ray cluster."""
-    if address is None:
-        return None
-    from batchgen.cluster import ClusterRun
+def _start(args: argparse.Namespace, observer: Any) -> int:
+    from batchgen.cli.notifyargs import with_notify
+    from batchgen.cli.session import redacted_argv
+    from batchgen.session.start import start_run
 
-    return ClusterRun(address or None)
+    cfg = run_config(args, reads=READS)
+    cluster = None
+    if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
+        from batchgen.cluster import ClusterRun, refuse
+
+        refuse(cfg)
+        cluster = ClusterRun(args.ray or None)
+    return start_run(
+        args.jobfile, cfg, run_dir=args.run_dir, observer=with_notify(observer, args),
+        argv=redacted_argv(), execute_plan=cluster,
+    ).exit_code  # fmt: skip
 
 
 def _run_reusing(args: argparse.Namespace, observer: Any) -> int:

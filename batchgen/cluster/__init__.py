@@ -11,6 +11,6 @@ cluster.
 Ray is an optional extra (``pip install 'batchgen[ray]'``): nothing here is imported by a run
 without ``--ray``, and ``ray`` itself only inside the functions that need it."""
 
-from batchgen.cluster.driver import ClusterRun
+from batchgen.cluster.driver import ClusterRun, refuse
 
-__all__ = ["ClusterRun"]
+__all__ = ["ClusterRun", "refuse"]

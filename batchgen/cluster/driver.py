@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.cluster.shards import ShardOutcome, ShardSpec, run_shard, shard_sizes
+from batchgen.config import RunConfig
 from batchgen.errors import ErrorClass, UsageError
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runner.control import PoolTally
@@ -90,15 +91,29 @@ def _spec(
     )  # fmt: skip
 
 
+def refuse(cfg: RunConfig) -> None:
+    """What a cluster run cannot do, said before anything is created (UsageError)."""
+    if cfg.provider == "sim":
+        raise UsageError(_NO_SIM)
+    if cfg.providers:
+        raise UsageError(_ONE_ENDPOINT)
+    if cfg.via_batch:
+        raise UsageError("--ray runs the live API: drop --via batch (a batch needs no cluster)")
+
+
+_NO_SIM = (
+    "--ray needs a provider every worker reaches: serve the simulator with "
+    "`batchgen sim --port 8000 --rpm ...` and run with --base-url "
+    "http://HOST:8000/v1 (the in-process one lives in the driver)"
+)
+_ONE_ENDPOINT = "--ray runs one endpoint for now: drop --providers"
+
+
 def _refuse(plan: SessionPlan) -> None:
     if plan.connection.provider == "sim":
-        raise UsageError(
-            "--ray needs a provider every worker reaches: serve the simulator with "
-            "`batchgen sim --port 8000 --rpm ...` and run with --base-url "
-            "http://HOST:8000/v1 (the in-process one lives in the driver)"
-        )
+        raise UsageError(_NO_SIM)
     if plan.endpoints:
-        raise UsageError("--ray runs one endpoint for now: drop --providers")
+        raise UsageError(_ONE_ENDPOINT)
 
 
 def _connect(address: str | None) -> Any:

@@ -29,7 +29,8 @@ START_PER_S = 2.0  # requests/s before anything is known (slow start doubles it 
 CUT = 0.7  # a 429 with no stated limit: the rate falls to this share
 CLIMB = 0.05  # after a cut: the rate grows this share a second
 HORIZON_S = 0.5  # a grant covers about this much of the cluster's sends
-AHEAD_S = 1.0  # the schedule is never handed out further ahead than this
+# the schedule is handed out at most a grant per shard (and one more) ahead: each shard holds
+# about one grant while the next is fetched, and a cut rate is in force within that time
 MIN_PER_S = 1 / 60  # one request a minute: a rate the cuts never pass below
 
 
@@ -121,8 +122,9 @@ class SharedLimit:
         self.shards.add(shard)
         self._grow(now)
         start = max(now, self.next_free)
-        if start - now > AHEAD_S:
-            return Grant((), start - now - AHEAD_S, self.per_minute)
+        ahead = HORIZON_S * (len(self.shards) + 1)
+        if start - now > ahead:
+            return Grant((), start - now - ahead, self.per_minute)
         count = max(1, min(want, math.floor(self.rate * HORIZON_S)))
         spacing = 1.0 / self.rate
         offsets = tuple(start - now + i * spacing for i in range(count))
