@@ -19,6 +19,9 @@ from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.autopilot import REQUESTS, read_hint
 
 WANT = 64  # permits asked for at once (the actor grants at most ~half a second of the rate)
+# the next chunk is asked for this long before the last one runs out (a call to the actor
+# takes milliseconds): a shard holds about one chunk, so the shards' chunks interleave
+LEAD_S = 0.1
 
 
 @dataclass(slots=True)
@@ -52,6 +55,7 @@ class Permits:
         self.permits = 0
         self.per_minute = 0.0
         self._times: deque[float] = deque()  # loop times at which each held permit may go
+        self._until = 0.0  # when the last chunk's time runs out
         self._fetching = anyio.Lock()
 
     async def take(self) -> None:
@@ -63,8 +67,14 @@ class Permits:
                     await anyio.sleep(delay)
                 return
             async with self._fetching:
-                if not self._times:
-                    await self._fetch()
+                if self._times:
+                    continue
+                # every time held went to a worker already: ask for more when they are near
+                # their end, not at once (a chunk held early is a chunk another shard waits for)
+                early = self._until - LEAD_S - anyio.current_time()
+                if early > 0:
+                    await anyio.sleep(early)
+                await self._fetch()
 
     async def _fetch(self) -> None:
         grant: Grant = await self.actor.grant.remote(self.shard, self.want, self.seen.take())
@@ -76,10 +86,13 @@ class Permits:
             return
         self.permits += len(grant.offsets)
         self._times.extend(now + offset for offset in grant.offsets)
+        spacing = 60.0 / grant.per_minute if grant.per_minute > 0 else 0.0
+        self._until = self._times[-1] + spacing
 
     def drop(self) -> None:
         """A 429: the times held were given out at the old rate; the actor gives new ones."""
         self._times.clear()
+        self._until = 0.0
 
 
 class ClusterGate(RateLimiter):
