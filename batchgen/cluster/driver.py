@@ -126,13 +126,22 @@ def _connect(address: str | None) -> Any:
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'batchgen[ray]'") from None
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    else:  # a cluster of this machine, on loopback, gone when the run ends
-        ray.init(
-            include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )  # fmt: skip
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:  # a cluster of this machine, on loopback, gone when the run ends
+            ray.init(
+                include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )  # fmt: skip
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        msg = (
+            f"--ray: could not connect to {where} ({_first_line(exc)}); nothing was sent: "
+            "start the cluster (`ray start --head`), then `batchgen resume` the run directory, "
+            "or run again without --ray"
+        )
+        raise UsageError(msg) from None
     return ray
 
 
