@@ -147,8 +147,11 @@ def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
                Target("<=", 0.35)),
         Figure("per-shard autopilots: sent / limit", alone["sent_per_min"] / RPM, None, "×"),
         Figure("per-shard autopilots: 429 share", alone["share_429"]),
+        # each shard pauses for the 429s' Retry-After, so 4 × the limit shows as 2–3.5 ×
         Figure("per-shard --rpm L: sent / limit", flagged["sent_per_min"] / RPM,
-               Target(">=", 3.0), "×", note="4 shards × the limit: what the shared one stops"),
+               Target(">=", 2.0), "×", note="4 shards at the limit each: the shared one stops it"),
+        Figure("per-shard --rpm L: ok rate after the ramp / limit",
+               flagged["ok_per_min"] / RPM, None, "×"),
         Figure("per-shard --rpm L: 429 share", flagged["share_429"]),
     ]  # fmt: skip
     return figures, {"rpm": RPM, "shared": shared, "per_shard": alone, "per_shard_flags": flagged}

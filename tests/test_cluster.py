@@ -205,7 +205,7 @@ sys.exit(outcome.exit_code)
 
 def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: Path) -> None:
     """The same cluster and server, each shard with its own limiter set to the server's limit
-    (--rpm --no-adapt: as Ray Data's per-actor qps is): together they send about four
+    (--rpm --no-adapt: as Ray Data's per-actor qps is): together they send two to four
     times the limit and most of it comes back 429. With the shared limit the same flags hold
     the whole cluster at the limit (test_the_flags_are_the_clusters_with_the_shared_limit)."""
     scale = {"jobs": 160, "rpm": 1200}
@@ -223,7 +223,8 @@ def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: P
     assert done.returncode == 0, done.stdout + done.stderr
     _exactly_once(run_dir, scale["jobs"])
     figures = _figures(run_dir)
-    assert figures["sent_per_min"] >= 2.5 * scale["rpm"], figures
+    # 4 x the limit is asked for; each shard's pauses for Retry-After let 2-3.5 x go out
+    assert figures["sent_per_min"] >= 2.0 * scale["rpm"], figures
     assert figures["share_429"] >= 0.5, figures
 
 
