@@ -225,7 +225,7 @@ def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: P
     figures = _figures(run_dir)
     # 4 x the limit is asked for; each shard's pauses for Retry-After let 2-3.5 x go out
     assert figures["sent_per_min"] >= 2.0 * scale["rpm"], figures
-    assert figures["share_429"] >= 0.5, figures
+    assert figures["share_429"] >= 0.3, figures  # with the shared limit: <= 3 %
 
 
 @pytest.mark.slow
