@@ -30,6 +30,7 @@ from batchgen.apiargs import (
     flags_of_keywords,
     job_records,
     no_running_loop,
+    ray_address,
     run_dir_arg,
     write_jobs_file,
 )
@@ -97,6 +98,7 @@ def run(
     progress: Callable[[Progress], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     sim: Mapping[str, Any] | None = None,
+    ray: str | bool | None = None,
     **flags: Any,
 ) -> RunResult:
     """Run every job into a new run directory; blocks until the session ends.
@@ -104,10 +106,13 @@ def run(
     ``jobs``: a job file (JSONL, CSV, text, YAML spec ...) or an iterable of job dicts /
     ``Job`` objects (written to ``RUN_DIR/jobs.jsonl`` first, so ``resume`` can read them).
     ``provider="sim"`` runs against the built-in simulator, ``sim={...}`` its options
-    (``{"rpm": 60, "fail_rate": 0.1}``, named like ``batchgen sim``'s flags)."""
+    (``{"rpm": 60, "fail_rate": 0.1}``, named like ``batchgen sim``'s flags).
+    ``ray=True`` (a cluster of this machine) or ``ray="HOST:PORT"`` spreads the run over a Ray
+    cluster, as ``--ray`` does (docs/cluster.md)."""
     from batchgen.session.start import default_run_dir, start_run
 
     no_running_loop("run")
+    address = ray_address(ray)
     cfg = config_of(flags, sim)
     target = run_dir_arg(run_dir)
     observer = _observer(progress, on_message)
@@ -125,8 +130,15 @@ def run(
 
     if target is None:
         target = default_run_dir(job_file)
+    cluster = None
+    if address is not None:
+        from batchgen.cluster import ClusterRun, refuse
+
+        refuse(cfg)
+        cluster = ClusterRun(address or None)
     outcome = start_run(str(job_file), cfg, run_dir=target, observer=observer,
-                        handle_signals=False, write_jobs=write_jobs)  # fmt: skip
+                        handle_signals=False, write_jobs=write_jobs,
+                        execute_plan=cluster)  # fmt: skip
     return _result(target, outcome)
 
 

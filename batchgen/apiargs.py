@@ -80,6 +80,18 @@ def run_dir_arg(run_dir: Any) -> Path | None:
     return path
 
 
+def ray_address(ray: Any) -> str | None:
+    """``ray=``: None/False (not on a cluster), True ("": a cluster of this machine, or
+    $RAY_ADDRESS) or a running cluster's address, as ``--ray [ADDRESS]`` takes it."""
+    if ray is None or ray is False:
+        return None
+    if ray is True:
+        return ""
+    if not isinstance(ray, str) or not ray.strip():
+        raise ConfigError(f"ray must be True or a cluster's address (HOST:PORT), got {ray!r}")
+    return ray.strip()
+
+
 def check_callback(name: str, value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(f"{name} must be a function (or None), got {type(value).__name__}")

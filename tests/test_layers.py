@@ -24,6 +24,8 @@ LAYERS: list[set[str]] = [
         "notify",
         "metadata",
     },  # around a batch (before it, after it, when it ends)
+    # --ray: shards of a run, each a session (so above session), started by the fronts
+    {"cluster"},
     {"session"},
     {"reports"},
     {"analyze"},

@@ -181,11 +181,13 @@ def job_figures(cols: Columns, manifest: Manifest) -> JobFigures:
 
 
 def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
-    """Sum of session durations; a session still running (or killed without an end) ends
+    """Time covered by the sessions; a session still running (or killed without an end) ends
     at its last logged attempt.  Without sessions in run.json, the log's own span per
-    session stands in."""
+    session stands in. Sessions that ran at the same time (the shards of a ``--ray`` run)
+    count once: the union of their spans, which for sessions run one after another is the
+    sum of their durations."""
     fin = cols.finished_at
-    total = 0.0
+    spans: list[tuple[float, float]] = []
     covered: set[int] = set()
     for s in manifest.sessions:
         mask = (cols.session == s.session) & ~np.isnan(fin)
@@ -196,7 +198,7 @@ def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
         start = s.started_at if s.started_at is not None else first
         end = s.ended_at if s.ended_at is not None else last
         if start is not None and end is not None and end > start:
-            total += end - start
+            spans.append((start, end))
             covered.add(s.session)
     for sess in np.unique(cols.session[~np.isnan(cols.session)]):
         if int(sess) in covered:
@@ -204,7 +206,16 @@ def _sessions_active_s(cols: Columns, manifest: Manifest) -> float:
         mask = (cols.session == sess) & ~np.isnan(fin)
         if mask.any():
             start = float((fin[mask] - np.nan_to_num(cols.latency_s[mask])).min())
-            total += max(0.0, float(fin[mask].max()) - start)
+            spans.append((start, max(start, float(fin[mask].max()))))
+    return _union_s(spans)
+
+
+def _union_s(spans: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
     return total
 
 

@@ -57,7 +57,8 @@ def _metadata_hook(observer: Any, mode: str) -> Any:
         from batchgen.metadata import apply
 
         last = rundir.manifest().last_session
-        tally = apply(rundir.path, mode, last.session if last else None)
+        # a --ray run's driver session logs nothing: its shards' sessions hold the images
+        tally = apply(rundir.path, mode, last.session if last and not last.shards else None)
         if tally.sidecars or tally.embedded:
             observer.say(tally.describe(mode))
         for error in tally.errors[:3]:

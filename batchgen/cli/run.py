@@ -26,7 +26,7 @@ from batchgen.cli.score import SCORER_FLAGS
 
 # the flags `run` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
-    frozenset({"jobfile", "max_jobs", "run_dir", "from_pilot"})
+    frozenset({"jobfile", "max_jobs", "run_dir", "from_pilot", "ray"})
     | JOB_DEFAULT_FLAGS
     | SESSION_FLAGS
     | BATCH_FLAGS
@@ -56,6 +56,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
     )
+    parser.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="spread the run over a Ray cluster (pip install 'batchgen[ray]'): shards of the "
+        "job file run on its workers under one shared limit; ADDRESS of a running cluster "
+        "(ray start --head), else $RAY_ADDRESS, else a cluster of this machine. Put it after "
+        "JOBFILE, or write --ray=ADDRESS. See docs/cluster.md",
+    )  # fmt: skip
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
     add_notify_arguments(parser)
@@ -74,10 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
     prefer_system_allocator()
-    from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.planvars import too_many_jobs
-    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.session.start import start_run
+    from batchgen.cli.session import ConsoleObserver, make_console, usage_errors
 
     console, err = make_console(), make_console(stderr=True)
     if args.jobfile == "-":
@@ -92,12 +97,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     observer = ConsoleObserver(console, err, args)
     if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
+        if args.ray is not None:
+            err.print("batchgen run: --ray goes without --from-pilot, --reuse and "
+                      "--regenerate-below", markup=False)  # fmt: skip
+            return EXIT_USAGE
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
-    return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir,
-        observer=with_notify(observer, args),
-        argv=redacted_argv(),
-    ).exit_code)  # fmt: skip
+    return usage_errors(err, "run", lambda: _start(args, observer))
+
+
+def _start(args: argparse.Namespace, observer: Any) -> int:
+    from batchgen.cli.notifyargs import with_notify
+    from batchgen.cli.session import redacted_argv
+    from batchgen.session.start import start_run
+
+    cfg = run_config(args, reads=READS)
+    cluster = None
+    if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
+        from batchgen.cluster import ClusterRun, refuse
+
+        refuse(cfg)
+        cluster = ClusterRun(args.ray or None)
+    return start_run(
+        args.jobfile, cfg, run_dir=args.run_dir, observer=with_notify(observer, args),
+        argv=redacted_argv(), execute_plan=cluster,
+    ).exit_code  # fmt: skip
 
 
 def _run_reusing(args: argparse.Namespace, observer: Any) -> int:

@@ -165,6 +165,19 @@ class SessionRecord:
         """`run --providers`: per endpoint, what its limiter learned and whether it was out."""
         return _sub_dict(self.summary, "endpoints")
 
+    # ---- a run over a Ray cluster (batchgen.cluster): one driver session, a session a shard
+    @property
+    def shard(self) -> bool:
+        """A shard's session: it ran beside the others of its driver session."""
+        return bool(self.settings and "ray_shard" in self.settings)
+
+    @property
+    def shards(self) -> tuple[int, ...]:
+        """A driver session's shard sessions (none for a session of one process)."""
+        cluster = _sub_dict(self.summary, "cluster") or {}
+        found = cluster.get("sessions")
+        return tuple(int(s) for s in found) if isinstance(found, list) else ()
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -184,7 +197,10 @@ class Manifest:
 
     @property
     def last_session(self) -> SessionRecord | None:
-        return self.sessions[-1] if self.sessions else None
+        """The latest session a command started: a ``--ray`` run's driver session, not one of
+        its shards (they are numbered after it)."""
+        whole = [s for s in self.sessions if not s.shard]
+        return whole[-1] if whole else None
 
     @classmethod
     def from_doc(cls, raw: Any, name: str | None = None) -> Manifest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,9 @@ class SessionPlan:
     observer: Observer = field(default_factory=Silent)
     handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
     ledger: Any = None  # batchgen.session.ledgering.LedgerLink, bound to the run; None: off
+    # the gate-factory hook: the pool's gate made another way (a cluster shard's, scheduled by
+    # the run's one limit: batchgen.cluster.gate); None: make_limiter, this process's autopilot
+    gate: Callable[[PoolConfig], RateLimiter] | None = None
 
     @property
     def run_id(self) -> str:
@@ -122,7 +125,7 @@ def _wire(plan: SessionPlan) -> _Parts:
         limiter: RateLimiter = router.gate
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:
-        limiter = make_limiter(plan.pool)
+        limiter = (plan.gate or make_limiter)(plan.pool)
     return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan))
 
 

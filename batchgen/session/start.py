@@ -13,7 +13,7 @@ from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.redaction import redact_url
 from batchgen.session.connect import Connection, connect, sim_config
-from batchgen.session.execute import SessionPlan
+from batchgen.session.execute import SessionPlan, SessionResult
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import Outcome
 from batchgen.session.prepare import Checked, check_job_file, load_prices, make_budget
@@ -145,6 +145,7 @@ def start_run(
     argv: Sequence[str] = (),
     handle_signals: bool = True,
     write_jobs: Callable[[], None] | None = None,
+    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
 ) -> Outcome:
     """Check, quote (``observer.confirm``), create the run directory and run its first
     session. Raises UsageError (JobFileProblems, RunDirError, RunLocked, Declined) before
@@ -153,7 +154,8 @@ def start_run(
     The run directory's lock is taken before anything is written into it: of two runs
     started on one directory, the second gets RunLocked (or RunDirError once the first has
     created its run) and writes nothing. ``write_jobs`` (the API's jobs given as objects)
-    writes ``job_file`` inside the run directory, under the lock."""
+    writes ``job_file`` inside the run directory, under the lock. ``execute_plan`` runs the
+    first session's plan another way (``--ray``: batchgen.cluster spreads it over shards)."""
     from batchgen.runlog.rundir import RunDir
 
     observer = observer or Silent()
@@ -170,7 +172,7 @@ def start_run(
         checked = prepared.checked
         rundir.create(job_file, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, prepared.index, checked.sha256, dict(cfg.job_defaults), job_file)
-        return _first_session(rundir, prepared, observer, argv, handle_signals)
+        return _first_session(rundir, prepared, observer, argv, handle_signals, execute_plan)
 
 
 def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> Prepared:
@@ -182,7 +184,7 @@ def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> Pr
 
 def _first_session(
     rundir: RunDir, prepared: Prepared, observer: Observer, argv: Sequence[str],
-    handle_signals: bool,
+    handle_signals: bool, execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
 ) -> Outcome:  # fmt: skip
     import anyio
 
@@ -206,7 +208,7 @@ def _first_session(
     if cfg.via_batch:
         return _batch_first(rundir, prepared, plan, observer, argv)
     try:
-        result = anyio.run(execute, plan)
+        result = anyio.run(execute, plan) if execute_plan is None else execute_plan(plan)
         if plan.ledger is not None and not cfg.quiet and (line := plan.ledger.share_line()):
             observer.say(line)
     finally:

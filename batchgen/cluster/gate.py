@@ -1,0 +1,155 @@
+"""A shard's gate: the pool's RateLimiter, its sends scheduled by the cluster's limit actor.
+
+The local part keeps what is per process (the in-flight slots, the stall watchdog's counts, a
+429's pause for this shard's workers); the rate is the cluster's: after its slot a request waits
+for a send time from the ``Permits`` this shard holds, fetched from the actor a chunk at a time.
+What the answers say (successes, 429s, a stated limit, Retry-After) rides on the next fetch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from batchgen.cluster.limit import Grant, Report
+from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits.autopilot import REQUESTS, read_hint
+
+WANT = 64  # permits asked for at once (the actor grants at most ~half a second of the rate)
+# the next chunk is asked for this long before the last one runs out (a call to the actor
+# takes milliseconds): a shard holds about one chunk, so the shards' chunks interleave
+LEAD_S = 0.1
+
+
+@dataclass(slots=True)
+class _Seen:
+    ok: int = 0
+    throttled: int = 0
+    retry_after_s: float = 0.0
+    announced_rpm: float | None = None
+
+    def take(self) -> Report:
+        report = Report(self.ok, self.throttled, self.retry_after_s, self.announced_rpm)
+        self.ok = self.throttled = 0
+        self.retry_after_s = 0.0
+        return report
+
+    def hint(self, headers: dict[str, str] | None, message: str = "", code: str = "") -> None:
+        limit = read_hint(headers, message, code).limits.get(REQUESTS)
+        if limit is not None:
+            self.announced_rpm = limit
+
+
+class Permits:
+    """Send times granted by the limit actor, in the order they were given out."""
+
+    def __init__(self, actor: Any, shard: str, want: int = WANT) -> None:
+        self.actor = actor  # a Ray actor handle of cluster.limit.LimitActor
+        self.shard = shard
+        self.want = want
+        self.seen = _Seen()
+        self.calls = 0
+        self.permits = 0
+        self.per_minute = 0.0
+        self._times: deque[float] = deque()  # loop times at which each held permit may go
+        self._until = 0.0  # when the last chunk's time runs out
+        self._fetching = anyio.Lock()
+
+    async def take(self) -> None:
+        """Wait for this shard's next send time."""
+        while True:
+            if self._times:
+                delay = self._times.popleft() - anyio.current_time()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                return
+            async with self._fetching:
+                if self._times:
+                    continue
+                # every time held went to a worker already: ask for more when they are near
+                # their end, not at once (a chunk held early is a chunk another shard waits for)
+                early = self._until - LEAD_S - anyio.current_time()
+                if early > 0:
+                    await anyio.sleep(early)
+                await self._fetch()
+
+    async def _fetch(self) -> None:
+        grant: Grant = await self.actor.grant.remote(self.shard, self.want, self.seen.take())
+        now = anyio.current_time()
+        self.calls += 1
+        self.per_minute = grant.per_minute
+        if not grant.offsets:
+            await anyio.sleep(grant.wait_s)
+            return
+        self.permits += len(grant.offsets)
+        self._times.extend(now + offset for offset in grant.offsets)
+        spacing = 60.0 / grant.per_minute if grant.per_minute > 0 else 0.0
+        self._until = self._times[-1] + spacing
+
+    def drop(self) -> None:
+        """A 429: the times held were given out at the old rate; the actor gives new ones."""
+        self._times.clear()
+        self._until = 0.0
+
+
+class ClusterGate(RateLimiter):
+    """RateLimiter with fixed local slots and the cluster's rate (``--no-adapt`` locally: the
+    actor adapts, once for every shard)."""
+
+    def __init__(self, permits: Permits, *, concurrency: int, max_pause_s: float) -> None:
+        super().__init__(None, None, concurrency=concurrency, adapt=False, max_pause_s=max_pause_s)
+        self.permits = permits
+
+    async def admit(self, n: int = 1) -> Ticket:
+        ticket = await super().admit(n)  # the slot first: a permit is never held while waiting
+        try:
+            await self.permits.take()
+        except BaseException:
+            self.leave(ticket)
+            raise
+        ticket.sent_at = anyio.current_time()
+        return ticket
+
+    async def acquire(self, n: int = 1) -> float:
+        start = anyio.current_time()
+        await super().acquire(n)
+        await self.permits.take()
+        return anyio.current_time() - start
+
+    def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
+        super().on_ok(ticket, headers)
+        self.permits.seen.ok += 1
+        self.permits.seen.hint(headers)
+
+    def on_throttled(
+        self,
+        ticket: Ticket | None,
+        retry_after_s: float | None,
+        headers: dict[str, str] | None = None,
+        message: str = "",
+        code: str = "",
+    ) -> float:
+        held = super().on_throttled(ticket, retry_after_s, headers, message, code)
+        seen = self.permits.seen
+        seen.throttled += 1
+        seen.retry_after_s = max(seen.retry_after_s, retry_after_s or 0.0)
+        seen.hint(headers, message, code)
+        self.permits.drop()
+        return held
+
+    def describe(self) -> str:
+        return f"cluster {self.permits.per_minute:,.0f} req/min, {super().describe()}"
+
+    def learned(self) -> dict[str, Any]:
+        found = super().learned()
+        found.update(
+            adaptive=True,
+            rpm_source="cluster",
+            final_rpm=round(self.permits.per_minute, 1),
+            cluster_calls=self.permits.calls,
+            cluster_permits=self.permits.permits,
+        )
+        return found

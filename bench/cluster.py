@@ -1,0 +1,157 @@
+"""``python -m bench --only cluster`` (issue 28): a run over a local Ray cluster (a head and a
+worker node on loopback, 2 CPUs each: 4 shards) against the simulator in its own process,
+enforcing 1,200 requests/min, with no limit flags.
+
+Three runs in one harness, so the figures compare within one measurement:
+    shared      ``batchgen run --ray``: the shards under the one limit actor
+    per-shard   each shard its own autopilot (the shared limit switched off)
+    per-shard, flags   each shard told the server's limit (--rpm L --no-adapt): what a
+                per-actor qps setting does on Ray Data
+Figures: the shared run's aggregate rate after the ramp (10th–90th percentile of its sends) as
+a share of the limit, its 429 share, the limit actor's calls per request sent; the per-shard
+runs' sending rate as a multiple of the limit and their 429 share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.metrics import Figure, Target
+from bench.proc import REPO
+from bench.simproc import SimProcess
+
+RPM = 1200
+JOBS = 2000
+KEY = "sk-bench-cluster"
+
+_PER_SHARD = """
+import sys
+from batchgen.cluster import ClusterRun
+from batchgen.config import RunConfig
+from batchgen.session.start import start_run
+
+jobs, run_dir, base_url, address, rpm = sys.argv[1:6]
+flags = {"base_url": base_url, "model": "gpt-image-1", "quality": "low",
+         "image_checks": False, "yes": True, "quiet": True}
+if rpm != "-":
+    flags.update(rpm=float(rpm), adaptive=False)
+outcome = start_run(jobs, RunConfig.build(flags), run_dir=run_dir,
+                    execute_plan=ClusterRun(address, shared_limit=False))
+sys.exit(outcome.exit_code)
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHGEN_"))}
+    env["OPENAI_API_KEY"] = KEY
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep the cluster on 127.0.0.1
+    return env
+
+
+def _cluster() -> Any:
+    """A head and one worker node on loopback; their workers inherit the key (batchgen never
+    sends it through Ray)."""
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    saved = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = KEY
+    try:
+        from ray.cluster_utils import Cluster
+
+        c = Cluster(
+            initialize_head=True, connect=False,
+            head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
+                            "include_dashboard": False},
+        )  # fmt: skip
+        c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+        c.wait_for_nodes()
+    finally:
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
+    return c
+
+
+def _jobs(path: Path, count: int) -> Path:
+    path.write_text("".join(json.dumps({"prompt": f"a harbour at dawn, study {i}"}) + "\n"
+                            for i in range(count)))  # fmt: skip
+    return path
+
+
+def _run(work: Path, name: str, address: str, jobs: Path, rpm: str | None) -> dict[str, Any]:
+    run_dir = work / name
+    with SimProcess(rpm=RPM, latency_mean=0.3, tiny=True, seed=7) as sim:
+        if rpm is None:  # the shared limit, through the CLI as a user runs it
+            cmd = [sys.executable, "-m", "batchgen", "run", str(jobs), "--run-dir", str(run_dir),
+                   "--base-url", sim.base_url, "--model", "gpt-image-1", "--quality", "low",
+                   "--yes", "--quiet", "--no-image-checks", f"--ray={address}"]  # fmt: skip
+        else:
+            cmd = [sys.executable, "-c", _PER_SHARD, str(jobs), str(run_dir), sim.base_url,
+                   address, rpm]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True,
+                              timeout=1800)  # fmt: skip
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        msg = f"bench cluster {name}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        raise RuntimeError(msg)
+    return {"wall_s": round(wall, 1), **_figures(run_dir)}
+
+
+def _figures(run_dir: Path) -> dict[str, Any]:
+    from batchgen.runlog.reader import read_log
+
+    log = read_log(run_dir, ["job_id", "status", "http_status", "started_at"]).to_pandas()
+    log["t"] = (log.started_at - log.started_at.min()).dt.total_seconds()
+    sent = log[log.http_status.notna()]
+    ok = sent[sent.status == "ok"].t
+    t10, t90 = ok.quantile(0.1), ok.quantile(0.9)
+    middle = sent[(sent.t >= t10) & (sent.t < t90)]
+    window = max(t90 - t10, 1e-9)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    limit = (manifest["sessions"][0]["summary"].get("cluster") or {}).get("limit") or {}
+    return {
+        "jobs_once": bool(ok.size == log[log.status == "ok"].job_id.nunique()),
+        "ok_jobs": int(log[log.status == "ok"].job_id.nunique()),
+        "attempts": len(sent),
+        "share_429": round(float((sent.http_status == 429).mean()), 4),
+        "ok_per_min": round(float((middle.status == "ok").sum() / window * 60), 1),
+        "sent_per_min": round(float(len(middle) / window * 60), 1),
+        "limit_calls": limit.get("calls"),
+        "calls_per_request": round(limit["calls"] / len(sent), 4) if limit.get("calls") else None,
+        "ramp_s": round(float(t10), 1),
+    }
+
+
+def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
+    jobs = _jobs(work / "jobs.jsonl", 400 if quick else JOBS)
+    cluster = _cluster()
+    try:
+        shared = _run(work, "shared", cluster.address, jobs, None)
+        alone = _run(work, "per-shard", cluster.address, jobs, "-")
+        flagged = _run(work, "per-shard-flags", cluster.address, jobs, str(RPM))
+    finally:
+        cluster.shutdown()
+    figures = [
+        Figure("shared: every job exactly once", float(shared["jobs_once"]), Target(">=", 1)),
+        Figure("shared: ok rate after the ramp / limit", shared["ok_per_min"] / RPM,
+               Target(">=", 0.90), "×"),
+        Figure("shared: 429 share", shared["share_429"], Target("<=", 0.03)),
+        Figure("shared: limit actor calls per request", shared["calls_per_request"],
+               Target("<=", 0.35)),
+        Figure("per-shard autopilots: sent / limit", alone["sent_per_min"] / RPM, None, "×"),
+        Figure("per-shard autopilots: 429 share", alone["share_429"]),
+        # each shard pauses for the 429s' Retry-After, so 4 × the limit shows as 2–3.5 ×
+        Figure("per-shard --rpm L: sent / limit", flagged["sent_per_min"] / RPM,
+               Target(">=", 2.0), "×", note="4 shards at the limit each: the shared one stops it"),
+        Figure("per-shard --rpm L: ok rate after the ramp / limit",
+               flagged["ok_per_min"] / RPM, None, "×"),
+        Figure("per-shard --rpm L: 429 share", flagged["share_429"]),
+    ]  # fmt: skip
+    return figures, {"rpm": RPM, "shared": shared, "per_shard": alone, "per_shard_flags": flagged}

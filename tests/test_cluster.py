@@ -1,0 +1,314 @@
+"""`batchgen run --ray`: a run spread over a real local Ray cluster (a head and a worker node on
+loopback, started here) against the simulator in its own process, enforcing a limit.
+
+- the shards send at the one limit together (every job once, few 429s, the rate near the
+  limit); with the shared limit switched off the same cluster overshoots it several times
+- a worker killed mid-run, then the driver: `batchgen resume` finishes exactly the rest, and
+  no image that reached the disk is generated again
+
+The small versions run in `make test` (one cluster for the module, ~15-25 s to start, and
+each run ~20 s of Ray starting its workers on a busy 2-core machine); the acceptance scale
+(2,000 jobs, 1,200 requests/min, 4 shards) and the flags' check are marked slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.runhelpers import SECRET_KEY, Cli, cli_env
+
+# Ray turns a loopback address into the machine's outward one unless told not to: the test
+# cluster stays on 127.0.0.1 (this must be set before ray is imported)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+SMALL = {"jobs": 200, "rpm": 1200}
+ACCEPTANCE = {"jobs": 2000, "rpm": 1200}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A head (2 CPUs) and a worker node (2 CPUs): 4 shards. Their workers inherit this
+    environment, so the test key is set while they start (a cluster's nodes hold the key in
+    their environment; batchgen never sends it through Ray)."""
+    saved = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = SECRET_KEY
+    try:
+        c = ray_cluster_utils.Cluster(
+            initialize_head=True, connect=False,
+            head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
+                            "include_dashboard": False},
+        )  # fmt: skip
+        c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+        c.wait_for_nodes()
+    finally:
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
+    yield str(c.address)
+    c.shutdown()
+
+
+class SimProcess:
+    """`batchgen sim` in its own process, on a free loopback port."""
+
+    def __init__(self, *flags: str) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchgen", "sim", "--port", str(self.port), *flags],
+            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)  # polling for a port to open, not timing the test
+        raise AssertionError("the simulator did not start")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _sim(rpm: int) -> SimProcess:
+    return SimProcess("--rpm", str(rpm), "--latency", "0.3", "--tiny", "--seed", "7")
+
+
+def _jobs(path: Path, count: int) -> Path:
+    path.write_text(
+        "".join(json.dumps({"prompt": f"a lighthouse, study {i}"}) + "\n" for i in range(count))
+    )
+    return path
+
+
+def _run_flags(sim: SimProcess, run_dir: Path) -> list[str]:
+    return ["--run-dir", str(run_dir), "--base-url", sim.base_url, "--model", "gpt-image-1",
+            "--quality", "low", "--yes", "--quiet", "--no-image-checks"]  # fmt: skip
+
+
+def _log(run_dir: Path) -> Any:
+    from batchgen.runlog.reader import read_log
+
+    cols = ["session", "job_id", "status", "http_status", "started_at", "cost_source"]
+    log = read_log(run_dir, cols).to_pandas()
+    log["started_at"] = (log.started_at - log.started_at.min()).dt.total_seconds()
+    return log
+
+
+def _figures(run_dir: Path) -> dict[str, float]:
+    """The 429 share of every attempt, and the sending rates between the 10th and the 90th
+    percentile of the sends (after the ramp, before the tail)."""
+    log = _log(run_dir)
+    sent = log[log.http_status.notna()]
+    ok = sent[sent.status == "ok"].started_at.sort_values()
+    t10, t90 = ok.quantile(0.1), ok.quantile(0.9)
+    window = t90 - t10
+    middle = sent[(sent.started_at >= t10) & (sent.started_at < t90)]
+    return {
+        "share_429": float((sent.http_status == 429).mean()),
+        "ok_per_min": float(((middle.status == "ok").sum()) / window * 60),
+        "sent_per_min": float(len(middle) / window * 60),
+    }
+
+
+def _exactly_once(run_dir: Path, count: int) -> None:
+    log = _log(run_dir)
+    ok = log[log.status == "ok"]
+    assert ok.job_id.nunique() == count
+    assert ok.job_id.value_counts().max() == 1  # no job generated twice
+
+
+def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int]) -> Path:
+    sim = _sim(scale["rpm"])
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
+        run_dir = tmp_path / "run"
+        cli = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"],
+                  env=cli_env())  # fmt: skip
+        done = cli.finish(timeout=60 + scale["jobs"] / scale["rpm"] * 60 * 2)
+    finally:
+        sim.stop()
+    assert done.code == 0, done.output
+    assert "4 shard(s)" in done.output
+    return run_dir
+
+
+def _check_shared_limit(run_dir: Path, scale: dict[str, int]) -> None:
+    _exactly_once(run_dir, scale["jobs"])
+    figures = _figures(run_dir)
+    assert figures["share_429"] <= 0.03, figures
+    assert figures["ok_per_min"] >= 0.90 * scale["rpm"], figures
+    manifest = json.loads((run_dir / "run.json").read_text())
+    driver = manifest["sessions"][0]
+    assert driver["how"] == "completed"
+    limit = driver["summary"]["cluster"]["limit"]
+    assert limit["shards"] == 4
+    assert limit["calls_per_permit"] < 0.35  # the actor is asked per chunk, not per request
+    assert [s["how"] for s in manifest["sessions"][1:]] == ["completed"] * 4
+    for path in run_dir.rglob("*"):  # the key reached no file of the run
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".txt", ""):
+            assert SECRET_KEY not in path.read_text(errors="replace"), path
+
+
+def test_the_shards_send_at_the_one_limit_together(cluster: str, tmp_path: Path) -> None:
+    run_dir = _cluster_run(cluster, tmp_path, SMALL)
+    _check_shared_limit(run_dir, SMALL)
+    # the report and `jobs` read the shards' sessions as the one run
+    from batchgen.runlog.state import DONE, job_states
+
+    assert job_states(run_dir).counts()[DONE] == SMALL["jobs"]
+
+
+@pytest.mark.slow
+def test_acceptance_2000_jobs_over_4_workers_at_1200_rpm(cluster: str, tmp_path: Path) -> None:
+    _check_shared_limit(_cluster_run(cluster, tmp_path, ACCEPTANCE), ACCEPTANCE)
+
+
+_UNSHARED = """
+import sys
+from batchgen.cluster import ClusterRun
+from batchgen.config import RunConfig
+from batchgen.session.start import start_run
+
+jobs, run_dir, base_url, address = sys.argv[1:5]
+cfg = RunConfig.build({"base_url": base_url, "model": "gpt-image-1", "quality": "low",
+                       "image_checks": False, "yes": True, "quiet": True,
+                       "rpm": float(sys.argv[5]), "adaptive": False})
+outcome = start_run(jobs, cfg, run_dir=run_dir,
+                    execute_plan=ClusterRun(address, shared_limit=False))
+sys.exit(outcome.exit_code)
+"""
+
+
+def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: Path) -> None:
+    """The same cluster and server, each shard with its own limiter set to the server's limit
+    (--rpm --no-adapt: as Ray Data's per-actor qps is): together they send two to four
+    times the limit and most of it comes back 429. With the shared limit the same flags hold
+    the whole cluster at the limit (test_the_flags_are_the_clusters_with_the_shared_limit)."""
+    scale = {"jobs": 160, "rpm": 1200}
+    sim = _sim(scale["rpm"])
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
+        run_dir = tmp_path / "run"
+        done = subprocess.run(
+            [sys.executable, "-c", _UNSHARED, str(jobs), str(run_dir), sim.base_url, cluster,
+             str(scale["rpm"])],
+            env=cli_env(), capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        sim.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    _exactly_once(run_dir, scale["jobs"])
+    figures = _figures(run_dir)
+    # 4 x the limit is asked for; each shard's pauses for Retry-After let 2-3.5 x go out
+    assert figures["sent_per_min"] >= 2.0 * scale["rpm"], figures
+    assert figures["share_429"] >= 0.3, figures  # with the shared limit: <= 3 %
+
+
+@pytest.mark.slow
+def test_the_flags_are_the_clusters_with_the_shared_limit(cluster: str, tmp_path: Path) -> None:
+    """--rpm with the shared limit is the whole cluster's rate, not each shard's."""
+    scale = {"jobs": 120, "rpm": 600}
+    sim = _sim(scale["rpm"])
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
+        run_dir = tmp_path / "run"
+        flags = [*_run_flags(sim, run_dir), "--rpm", "600", "--no-adapt", f"--ray={cluster}"]
+        done = Cli(["run", str(jobs), *flags], env=cli_env()).finish(120)
+    finally:
+        sim.stop()
+    assert done.code == 0, done.output
+    _exactly_once(run_dir, scale["jobs"])
+    figures = _figures(run_dir)
+    assert figures["sent_per_min"] <= 1.05 * scale["rpm"], figures
+    assert figures["share_429"] <= 0.03, figures
+
+
+def _pids(run_dir: Path) -> dict[int, int]:
+    """session -> pid of the worker running that shard (RUN_DIR/shards/s<session>.json)."""
+    out = {}
+    for path in (run_dir / "shards").glob("s*.json"):
+        note = json.loads(path.read_text())
+        out[int(note["session"])] = int(note["pid"])
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(what: str, check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)  # polling for another process's progress, not timing the test
+
+
+def _saved_images(run_dir: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in (run_dir / "images").glob("*.png")}  # fmt: skip
+
+
+def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
+    cluster: str, tmp_path: Path
+) -> None:
+    jobs_count, rpm = 300, 900
+    sim = _sim(rpm)
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", jobs_count)
+        run_dir = tmp_path / "run"
+        driver = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"],
+                     env=cli_env())  # fmt: skip
+        _wait_for("4 shards", lambda: len(_pids(run_dir)) == 4)
+        _wait_for("some images", lambda: len(_saved_images(run_dir)) >= 60)
+        pids = _pids(run_dir)
+        victim = min(pids)
+        os.kill(pids[victim], signal.SIGKILL)  # a Ray worker dies mid-shard
+        _wait_for("more images", lambda: len(_saved_images(run_dir)) >= 120)
+        assert driver.running()
+        driver.kill_hard()  # then the driver
+        # Ray ends a dead driver's tasks: wait until no shard still writes
+        _wait_for("the shards to end", lambda: not any(_alive(p) for p in pids.values()))
+        before = _saved_images(run_dir)
+        assert len(before) < jobs_count
+        resumed = Cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env()).finish(120)
+    finally:
+        sim.stop()
+    assert resumed.code == 0, resumed.output
+    _exactly_once(run_dir, jobs_count)
+    after = _saved_images(run_dir)
+    assert len(after) == jobs_count
+    # an image on disk before the resume was adopted, never generated (and paid) again
+    assert {name: after[name] for name in before} == before
+    manifest = json.loads((run_dir / "run.json").read_text())
+    hows = {s["session"]: s["how"] for s in manifest["sessions"]}
+    assert hows[victim] == "crashed"  # recovered by resume like a crashed session
+    assert hows[max(hows)] == "completed"
