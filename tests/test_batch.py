@@ -204,6 +204,26 @@ def test_ctrl_c_stops_following_without_cancelling_and_detach_exits_at_once(
     assert len(ok_counts(detached_dir)) == 40
 
 
+def test_sighup_stops_following_as_ctrl_c_does(tmp_path: Path, make_sim) -> None:
+    """One signal watcher (runner/signals.py) for every session: the Batch API's following
+    stops on SIGHUP (the terminal closed, ssh dropped) as on Ctrl-C, instead of dying by it
+    (SIGHUP's default action: exit -1, no final flush)."""
+    sim = make_sim(batch_seconds=2.0)
+    jobs = _jobs(tmp_path, 60)
+    run_dir = tmp_path / "run"
+    cli = Cli(_run(jobs, run_dir, sim), env=cli_env())
+    wait_until(lambda: "in_progress" in cli.stdout_so_far(), what="a batch running", cli=cli)
+    cli.proc.send_signal(signal.SIGHUP)
+    stopped = cli.finish()
+    assert stopped.code == 3, stopped.output
+    assert "SIGHUP: stopped following" in stopped.stdout, stopped.output
+    assert "nothing was cancelled" in stopped.stdout and "[yellow]" not in stopped.output
+    assert batch_stats(sim)["cancels"] == 0
+    collected = run_cli(["collect", str(run_dir), *POLL, "--quiet"], env=cli_env())
+    assert collected.code == 0, collected.output
+    _check_once_each(run_dir, sim, 60)
+
+
 def _expected_pending(run_dir: Path, sim: Any) -> set[str]:
     state = json.loads((run_dir / "state" / "batches.json").read_text())
     ids = {p["part"]: (run_dir / "state" / "batch" / f"part-{p['part']:05d}.ids").read_text()

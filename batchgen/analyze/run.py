@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.analyze import figures as F
+from batchgen.analyze.cost import cost_figures, possibly_billed_twice
 from batchgen.analyze.endpoints import endpoint_figures
 from batchgen.analyze.failures import failure_figures
 from batchgen.analyze.images import DEFAULT_CHECKS, CheckConfig, check_images
@@ -88,7 +89,7 @@ def _figures(
     throughput = F.throughput_figures(cols, manifest, series)
     latency = F.latency_figures(cols)
     limited = F.rate_limit_figures(cols, throughput.active_s)
-    cost = F.cost_figures(cols, throughput.images)
+    cost = cost_figures(cols, throughput.images)
     failures = failure_figures(run_dir, jobs.failed_ids)
     # spec runs and edits: per-variable figures, input → output pairs ({} / () else)
     variables = variable_figures(run_dir, manifest.job_file)
@@ -144,7 +145,7 @@ def _figures(
         cost_note=cost.cost_note,
         autopilot=_autopilot(manifest),
         by_endpoint=endpoint_figures(run_dir, manifest),
-        possibly_billed_twice=F.possibly_billed_twice(cols, run_dir, manifest),
+        possibly_billed_twice=possibly_billed_twice(cols, run_dir, manifest),
         errors=failures.errors,
         skipped=failures.skipped,
         error_details=failures.error_details,

@@ -66,8 +66,11 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
             except AttemptError as exc:
                 if exc.http_status not in _GONE:
                     raise
-                ctx.say(f"[yellow]{part.label()}: its {what} file {file_id} answers HTTP "
-                        f"{exc.http_status}: its lines cannot be read[/]")  # fmt: skip
+                ctx.say(
+                    f"{part.label()}: its {what} file {file_id} answers HTTP "
+                    f"{exc.http_status}: its lines cannot be read",
+                    warning=True,
+                )
                 lost = lost or what
     # jobs the files said nothing about: not run (failed validation, cancelled, expired)
     why = f"batch_{part.status or 'lost'}"
@@ -83,9 +86,12 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
         )
         unread = len(ids - seen - ctx.done_ids)
         if unread:
-            ctx.say(f"[yellow]{part.label()}: {unread} job(s) with no readable answer are left "
-                    "pending (resume sends them again); they may have been billed once "
-                    "already[/]")  # fmt: skip
+            ctx.say(
+                f"{part.label()}: {unread} job(s) with no readable answer are left "
+                "pending (resume sends them again); they may have been billed once "
+                "already",
+                warning=True,
+            )
     for job_id in sorted(ids - seen - ctx.done_ids):
         job = jobs.get(job_id)
         if job is not None:
@@ -118,7 +124,7 @@ async def _one_line(
     try:
         doc = _loads(raw)
     except ValueError:
-        ctx.say(f"[yellow]{part.label()}: skipped a line that is not JSON ({len(raw)} bytes)[/]")
+        ctx.say(f"{part.label()}: skipped a line that is not JSON ({len(raw)} bytes)", warning=True)
         return
     finally:
         if isinstance(raw, bytearray):
@@ -219,8 +225,11 @@ def _long_line(
     job = jobs.get(cid) if cid is not None and cid not in ctx.done_ids else None
     mb = f"{line.size / 1e6:,.1f} MB"
     if job is None:
-        ctx.say(f"[yellow]{part.label()}: skipped a {mb} line over the line cap "
-                f"({MAX_LINE_ENV}={line.cap}) that names none of its open jobs[/]")  # fmt: skip
+        ctx.say(
+            f"{part.label()}: skipped a {mb} line over the line cap "
+            f"({MAX_LINE_ENV}={line.cap}) that names none of its open jobs",
+            warning=True,
+        )
         return
     if job.id in seen:
         return

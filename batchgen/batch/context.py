@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from batchgen.batch.api import BatchBackend
 from batchgen.batch.state import BatchState
@@ -14,6 +14,18 @@ from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable, Reservation
 from batchgen.runlog.rundir import RunDir
 from batchgen.runner.pool import PoolTally
+
+
+class Say(Protocol):
+    """One line for the user about the batches; ``warning``: something to look at. What it
+    looks like is the caller's (the session's observer): batch/ holds no markup."""
+
+    def __call__(self, text: str, /, *, warning: bool = False) -> None: ...
+
+
+def say_nothing(text: str, /, *, warning: bool = False) -> None:
+    """The Say of a quiet session."""
+
 
 ENDPOINT = "/v1/images/generations"
 MAX_REQUESTS = 50_000  # per input file (the provider's limit)
@@ -47,7 +59,7 @@ class BatchContext:
     options: BatchOptions
     control: RunControl
     jobs_of: Callable[[set[str]], dict[str, Job]]  # ids -> Job, from the job file
-    say: Callable[[str], None]
+    say: Say
     tally: PoolTally = field(default_factory=PoolTally)
     live_values: dict[str, Any] = field(default_factory=dict)  # pool settings (deadline)
     done_ids: set[str] = field(default_factory=set)  # jobs with an ok row

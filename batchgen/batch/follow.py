@@ -81,8 +81,11 @@ async def follow(ctx: BatchContext) -> None:
                 changed = True
         if ctx.options.deadline_at is not None and not ctx.cutover and _too_slow(ctx, paces):
             ctx.cutover = True
-            ctx.say("[yellow]deadline: the batches would finish too late; cancelling what is "
-                    "left of them, then the rest goes to the live API[/]")  # fmt: skip
+            ctx.say(
+                "deadline: the batches would finish too late; cancelling what is "
+                "left of them, then the rest goes to the live API",
+                warning=True,
+            )
             await cancel_open(ctx)
             changed = True
         interval = ctx.options.poll_s if changed else min(interval * 2, ctx.options.poll_max_s)

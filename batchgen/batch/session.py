@@ -8,9 +8,9 @@ runs on at the provider.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.batch.api import BatchApi, BatchBackend
-from batchgen.batch.context import BatchContext, BatchOptions
+from batchgen.batch.context import BatchContext, BatchOptions, Say
 from batchgen.batch.follow import follow
 from batchgen.batch.state import BatchState
 from batchgen.batch.submit import reconcile, submit_jobs
@@ -29,6 +29,7 @@ from batchgen.money import Budget, PriceTable
 from batchgen.runlog.reader import read_log
 from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogWriter
+from batchgen.runner.signals import watch_signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class BatchSession:
     options: BatchOptions
     jobs_of: Callable[[set[str]], dict[str, Job]]
     live_values: dict[str, Any]
-    say: Callable[[str], None]
+    say: Say
     timeout_s: float = 120.0
     # the spend ledger's sink around the log writer (batchgen.session.ledgering); None: off
     wrap_sink: Callable[[Any], Any] | None = None
@@ -85,9 +86,15 @@ async def run_batch_session(
     try:
         async with anyio.create_task_group() as tg:
             work = anyio.CancelScope()
-            tg.start_soon(_watch_signals, control, work, s.say)
+            # a signal stops following at once (grace 0): the batches run on at the provider
+            tg.start_soon(
+                partial(watch_signals, stopping=_STOPPED_FOLLOWING),
+                control,
+                0.0,
+                lambda text, style: s.say(text, warning=style is not None),
+            )
             try:
-                with work:
+                with work, control.cancels(work):
                     await reconcile(ctx)
                     if ctx.state.open_parts() and not (s.options.detach or s.options.collect_only):
                         await follow(ctx)  # what earlier sessions submitted comes first
@@ -151,14 +158,4 @@ def _from_log(ctx: BatchContext) -> None:
         )
 
 
-async def _watch_signals(
-    control: RunControl, work: anyio.CancelScope, say: Callable[[str], None]
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            say(f"[yellow]{name}: stopped following; the batches run on at the provider "
-                "(nothing was cancelled)[/]")  # fmt: skip
-            control.stop(ErrorClass.CANCELLED, f"interrupted by {name}")
-            work.cancel()
-            return
+_STOPPED_FOLLOWING = "stopped following; the batches run on at the provider (nothing was cancelled)"

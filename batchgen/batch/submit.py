@@ -171,10 +171,13 @@ async def _find_file(ctx: BatchContext, part: Part) -> str | None:
         if exc.http_status not in _NO_LISTING:
             raise
         # an upload costs nothing: send the file again (a copy may be left at the provider)
-        ctx.say(f"[yellow]part {part.part}: the provider cannot list its files (HTTP "
-                f"{exc.http_status}), so an upload cut short by the crash cannot be found; "
-                "uploading the input again (uploads are free; an earlier copy may be left "
-                "among your files)[/]")  # fmt: skip
+        ctx.say(
+            f"part {part.part}: the provider cannot list its files (HTTP "
+            f"{exc.http_status}), so an upload cut short by the crash cannot be found; "
+            "uploading the input again (uploads are free; an earlier copy may be left "
+            "among your files)",
+            warning=True,
+        )
     return None
 
 
@@ -198,10 +201,13 @@ def _unknown_batch(ctx: BatchContext, part: Part, status: int | None) -> None:
     say so, and log each job as possibly billed (``in_flight_at_crash``, attempt 0) so the
     report counts it as possibly billed twice once it is sent again."""
     ids = ctx.state.job_ids(part)
-    ctx.say(f"[yellow]part {part.part}: the provider cannot list its batches (HTTP {status}), "
-            "so a batch created just before the crash cannot be found; submitting again. If "
-            f"that batch exists, its {len(ids)} request(s) are billed twice (the report counts "
-            "them as possibly billed twice)[/]")  # fmt: skip
+    ctx.say(
+        f"part {part.part}: the provider cannot list its batches (HTTP {status}), "
+        "so a batch created just before the crash cannot be found; submitting again. If "
+        f"that batch exists, its {len(ids)} request(s) are billed twice (the report counts "
+        "them as possibly billed twice)",
+        warning=True,
+    )
     jobs = ctx.jobs_of(set(ids) - ctx.done_ids)
     for job_id in ids:
         job = jobs.get(job_id)

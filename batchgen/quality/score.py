@@ -17,10 +17,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from batchgen.clock import SYSTEM_CLOCK, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
@@ -41,6 +43,7 @@ from batchgen.quality.items import (
 from batchgen.quality.store import ScoreStore
 from batchgen.runner.control import PoolSettings
 from batchgen.runner.tries import Backoff, Tries
+from batchgen.runner.workers import run_workers
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -158,28 +161,32 @@ class JudgePool:
         from batchgen.runner.pool import watch_stall
 
         self.scorer_id = scorer_id
-        send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)
-        for item in items:
-            send.send_nowait(item)
-        send.close()
-        workers = min(self.settings.concurrency, self.limiter.concurrency_cap, max(1, len(items)))
+
+        async def feed(send: MemoryObjectSendStream[ImageItem]) -> None:
+            try:
+                for item in items:
+                    send.send_nowait(item)  # the channel holds them all
+            finally:
+                send.close()
+
         try:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(
+            await run_workers(
+                feed,
+                self._work,
+                workers=min(
+                    self.settings.concurrency, self.limiter.concurrency_cap, max(1, len(items))
+                ),
+                buffer=len(items) or 1,
+                control=self.control,
+                watchdog=partial(
                     watch_stall,
                     self.limiter,
                     self.control,
                     self.settings.stall_timeout_s,
                     SYSTEM_CLOCK,
-                )
-                async with anyio.create_task_group() as tg:
-                    self.control._cancel = tg.cancel_scope.cancel
-                    for _ in range(workers):
-                        tg.start_soon(self._work, receive.clone())
-                    receive.close()
-                outer.cancel_scope.cancel()
+                ),
+            )
         finally:
-            self.control._cancel = None
             os.close(self._jfd)
         # the session ended without a kill: every sent image has its row (or never got one)
         self.journal.unlink(missing_ok=True)

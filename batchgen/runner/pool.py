@@ -15,6 +15,7 @@ job file only as fast as the workers take jobs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from itertools import islice
 
 import anyio
@@ -31,6 +32,7 @@ from batchgen.runner.attempt import JobRunner
 from batchgen.runner.budget_gate import BudgetGate
 from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
 from batchgen.runner.reach import Reachability
+from batchgen.runner.workers import run_workers
 
 __all__ = ["PoolSettings", "PoolTally", "RowContext", "RunControl", "run_pool", "watch_stall"]
 
@@ -86,18 +88,15 @@ async def run_pool(
     )
     # one worker per slot the limiter may open; the limiter decides how many send at once
     workers = min(settings.concurrency, limiter.concurrency_cap)
-    send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
-    async with anyio.create_task_group() as outer:
-        outer.start_soon(watch_stall, limiter, control, settings.stall_timeout_s, clock, reach)
-        async with anyio.create_task_group() as tg:
-            control._cancel = tg.cancel_scope.cancel
-            in_memory = isinstance(jobs, Sequence)
-            tg.start_soon(_produce, iter(jobs), send, control, in_memory)
-            async with receive:
-                for _ in range(workers):
-                    tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
-        outer.cancel_scope.cancel()
-    control._cancel = None
+    in_memory = isinstance(jobs, Sequence)
+    await run_workers(
+        partial(_produce, iter(jobs), control=control, in_memory=in_memory),
+        partial(_work, runner=runner, tally=tally, on_progress=on_progress),
+        workers=workers,
+        buffer=max(2, 2 * workers),
+        control=control,
+        watchdog=partial(watch_stall, limiter, control, settings.stall_timeout_s, clock, reach),
+    )
     return tally
 
 
@@ -133,6 +132,7 @@ async def watch_stall(
 async def _produce(
     jobs: Iterator[Job],
     send: MemoryObjectSendStream[Job],
+    *,
     control: RunControl,
     in_memory: bool = False,
 ) -> None:
@@ -161,6 +161,7 @@ async def _produce(
 
 async def _work(
     receive: MemoryObjectReceiveStream[Job],
+    *,
     runner: JobRunner,
     tally: PoolTally,
     on_progress: Callable[[PoolTally], None] | None,

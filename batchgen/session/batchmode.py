@@ -5,7 +5,6 @@ to the live path. The work is in batchgen/batch/; this is its lifecycle."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +17,12 @@ from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome
 
 if TYPE_CHECKING:
-    from batchgen.batch.context import BatchOptions
+    from batchgen.batch.context import BatchOptions, Say
     from batchgen.batch.session import BatchOutcome
     from batchgen.jobs.model import Job
     from batchgen.runlog.rundir import RunDir
 
 Submit = Callable[[], "Iterable[Job] | None"]
-_STYLED = re.compile(r"^\[(\w+)\](.*)\[/\]$", re.DOTALL)
 _BATCH_ENDING = {ErrorClass.BUDGET: "stopped_budget", ErrorClass.AUTH: "stopped_auth",
                  ErrorClass.QUOTA: "stopped_quota"}  # fmt: skip
 
@@ -50,15 +48,11 @@ def jobs_lookup(job_file: Path | str, defaults: dict[str, Any]) -> Callable[[set
     return jobs_of
 
 
-def say_for(observer: Observer) -> Callable[[str], None]:
-    """batchgen/batch/ says ``[style]text[/]``: the observer gets the text and the style."""
+def say_for(observer: Observer) -> Say:
+    """What batchgen/batch/ says, to the observer: a warning in yellow."""
 
-    def say(text: str) -> None:
-        styled = _STYLED.match(text)
-        if styled:
-            observer.say(styled[2], styled[1])
-        else:
-            observer.say(text)
+    def say(text: str, /, *, warning: bool = False) -> None:
+        observer.say(text, "yellow" if warning else None)
 
     return say
 
@@ -70,9 +64,10 @@ def run_batch(
     """One batch session of ``plan``; ends it in run.json."""
     import anyio
 
+    from batchgen.batch.context import say_nothing
     from batchgen.batch.session import BatchSession, run_batch_session
 
-    say = (lambda _msg: None) if plan.quiet else say_for(plan.observer)
+    say = say_nothing if plan.quiet else say_for(plan.observer)
     s = BatchSession(
         rundir=plan.rundir, run_id=plan.run_id, session=plan.session,
         provider=plan.connection.provider, api_key=plan.connection.api_key, prices=plan.prices,
