@@ -76,12 +76,12 @@ class RateLimiter:
         self.requests: Paced | None = None
         self.images: Paced | None = None
         if adapt or rpm:
-            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now))
+            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now), now)
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
             if not ipm:
                 images.current = math.inf  # dormant until the provider limits images
-            self.images = Paced(images)
+            self.images = Paced(images, now)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
         if adapt and concurrency:
