@@ -272,6 +272,7 @@ class InflightControl:
         # under it for latency (a busy client's own queueing looks like the provider's)
         self.need = 0.0
         self.last_median: float | None = None
+        self.calm = True  # the last window's latency was near its floor: no queue forming
         self._shrunk = 0  # latency cuts in a row
         self.losses = 0
         self.shrinks = 0
@@ -343,7 +344,8 @@ class InflightControl:
         # a provider that refuses past its cap of tasks does not queue them: with that cap
         # found, a slow window is jitter, not a queue
         queue = self.refused_at is None and not self.given
-        if median > self.cfg.latency_tolerance * floor and full and self.limit > need and queue:
+        self.calm = median <= self.cfg.latency_tolerance * floor
+        if not self.calm and full and self.limit > need and queue:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
                 # prompts, a slower model); take it as the new floor

@@ -370,8 +370,11 @@ class RateLimiter:
     def _need(self, now: float) -> float:
         """In flight the rates in force need (Little's law: rate × latency, 25 % over).
 
-        Before any answer the latency is at least the age of the first request, and the rate
-        (still climbing, bounded by the first 429) is what holds the pool; afterwards only a
+        Before any answer the latency is at least the age of the first request. A rate still
+        in slow start (climbing until the first 429) counts while the latency stays near its
+        floor: the rate's ramp leads and the in-flight limit follows it, or, once answers come,
+        the limit would grow one slot per answer, doubling once per latency (a minute at 15 s,
+        while the rate waits for it). When the latency rises (a queue at the provider), only a
         rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
         if self._first_sent is None:
             return 0.0
@@ -383,8 +386,8 @@ class RateLimiter:
         for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
             if paced is None or not math.isfinite(paced.control.current):
                 continue
-            if self._answered and paced.control.slow_start:
-                continue  # never bounded: the in-flight limit finds its own way
+            if self._answered and paced.control.slow_start and not self.inflight.calm:
+                continue  # a queue and no bound: the in-flight limit finds its own way
             rate = paced.control.current / 60.0 / per_request
             per_s = rate if per_s == 0.0 else min(per_s, rate)
         return per_s * latency * 1.25
