@@ -8,8 +8,8 @@ from batchgen.limits.gate import (
     FIXED_CONCURRENCY,
     MAX_PAUSE_S,
     RateLimiter,
-    Ticket,
 )
+from batchgen.limits.pacing import Ticket
 from batchgen.limits.stop import RunControl
 
 __all__ = [

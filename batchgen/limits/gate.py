@@ -21,7 +21,6 @@ All time is the event loop's (``anyio.current_time``), so tests run this on a vi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -37,23 +36,16 @@ from batchgen.limits.autopilot import (
     AutopilotConfig,
     InflightControl,
     RateControl,
-    read_hint,
 )
 from batchgen.limits.found import describe, learned
+from batchgen.limits.hints import guess_kind, read_hint
 from batchgen.limits.pacing import BURST_S as BURST_S
-from batchgen.limits.pacing import Paced, Slots
+from batchgen.limits.pacing import Paced, Slots, Ticket
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
 # no Retry-After or reset holds the pool longer than this at once (--max-pause)
 MAX_PAUSE_S: float = POOL_DEFAULTS["max_pause"]
-
-
-@dataclass(slots=True)
-class Ticket:
-    inflight: int  # requests out when this one was sent, itself included
-    sent_at: float
-    n: int = 1  # images asked for
 
 
 class RateLimiter:
@@ -333,28 +325,15 @@ class RateLimiter:
         return moved
 
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
-        """A 429 with no hint: concurrency when it was sent with every slot taken and more
-        out than any recent success was sent with; otherwise requests/min."""
+        """A 429 with no hint: which limit it most likely was (hints.guess_kind)."""
         # with jobs of several n, count images: pacing images holds an images/min limit, and a
         # requests/min one too at the mean n
         rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
         if ticket is None or self.inflight.fixed:
             return rate_kind
-        # Nothing tells the two apart before the rate was ever cut (a rate that is cut is the
-        # safe guess: the first no-hint 429 of a run is the rate's), nor while sending at
-        # about the rate a 429 came at before, or with about what that rate needs in flight
         paced = self.images if rate_kind == IMAGES else self.requests
-        if paced is not None and not paced.control.fixed_by_flag:
-            w_max = paced.control.w_max
-            if (
-                w_max is None
-                or paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
-                or 0 < 0.8 * self.inflight.need <= ticket.inflight
-            ):
-                return rate_kind
-        high = self.inflight.ok_high(now)
-        full = ticket.inflight >= self.inflight.slots
-        return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
+        rate = paced.control if paced is not None else None
+        return guess_kind(rate_kind, rate, self.inflight, ticket.inflight, now)
 
     def _tick(self, now: float) -> None:
         if not self.adapt:

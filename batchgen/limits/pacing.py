@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import anyio
 
@@ -93,6 +94,15 @@ class Paced:
                 return
             with anyio.move_on_after(wait):
                 await self._moved.wait()
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request let out by the gate (its slot, when it left, what it asked for)."""
+
+    inflight: int  # requests out when this one was sent, itself included
+    sent_at: float
+    n: int = 1  # images asked for
 
 
 class Slots:
