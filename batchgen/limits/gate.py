@@ -40,7 +40,7 @@ from batchgen.limits.autopilot import (
 from batchgen.limits.found import describe, learned
 from batchgen.limits.hints import guess_kind, read_hint
 from batchgen.limits.pacing import BURST_S as BURST_S
-from batchgen.limits.pacing import Paced, Slots, Ticket
+from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
@@ -62,7 +62,7 @@ class RateLimiter:
         max_pause_s: float = MAX_PAUSE_S,
     ) -> None:
         cfg = config or AutopilotConfig()
-        now = anyio.current_time() if _in_loop() else 0.0
+        now = loop_now()
         self.adapt = adapt
         self.max_pause_s = max_pause_s
         self.requests: Paced | None = None
@@ -382,11 +382,3 @@ class RateLimiter:
     def learned(self) -> dict[str, Any]:
         """What the autopilot found, for run.json and the report."""
         return learned(self)
-
-
-def _in_loop() -> bool:
-    try:
-        anyio.current_time()
-    except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
-        return False
-    return True

@@ -142,3 +142,11 @@ class Slots:
         while self._waiters and self.used < self.limit:
             self.used += 1
             self._waiters.popleft().set()
+
+
+def loop_now() -> float:
+    """The event loop's time, or 0.0 outside a loop (a gate built before the run starts)."""
+    try:
+        return anyio.current_time()
+    except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
+        return 0.0
