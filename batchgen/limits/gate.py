@@ -102,6 +102,11 @@ class RateLimiter:
     def concurrency_cap(self) -> int:
         return self.inflight.cap
 
+    @property
+    def slots_taken(self) -> int:
+        """In-flight slots held now (requests out, and workers between a slot and sending)."""
+        return self._slots.used
+
     async def acquire(self, n: int = 1) -> float:
         """Wait for the pause, then for one request token and n image tokens.
 
