@@ -1,7 +1,7 @@
 """The clock seam.
 
 Durations (the limiter, backoff, pauses, latencies) are measured on the event loop's clock:
-aiolimiter, anyio.sleep and tenacity's sleep all read it, so a test that runs the pool on a
+the token buckets, anyio.sleep and tenacity's sleep all read it, so a test that runs the pool on a
 virtual-time event loop (``batchgen.testing.run_virtual``) makes every wait exact and instant.
 Wall-clock timestamps for the log come from a Clock, which tests can also replace
 (``batchgen.testing.VirtualClock`` stamps rows on the virtual timeline).

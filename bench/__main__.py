@@ -78,9 +78,13 @@ SPECS = (
          lambda root, quick, _: autopilot.bench_ipm(root, quick=quick)),
     Spec("auto-moving", "10. autopilot, rpm halved at 30 s, restored at 60 s",
          lambda root, quick, _: autopilot.bench_moving(root, quick=quick)),
-    # issue 21: realistic shapes (latency of seconds, images/min, plain 429s), time × 0.1
+    # issue 21: realistic shapes (latency of seconds, images/min, plain 429s), time × 0.25
     *(Spec(f"shape-{sh.key}", f"21. {sh.title} (time × {shapes.TIME_SCALE:g})",
            lambda root, quick, _, key=sh.key: shapes.bench_shape(root, key, quick=quick))
+      for sh in SHAPES),
+    # issue 21, acceptance 3: the same shapes with the limit given, against --no-adapt
+    *(Spec(f"given-{sh.key}", f"21. {sh.title}, limit given (time × {shapes.TIME_SCALE:g})",
+           lambda root, quick, _, key=sh.key: shapes.bench_given(root, key, quick=quick))
       for sh in SHAPES),
     Spec("instant", "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
          lambda root, quick, _: shapes.bench_instant(root, quick=quick)),

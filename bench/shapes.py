@@ -87,19 +87,67 @@ def bench_shape(root: Path, key: str, *, quick: bool) -> tuple[list[Figure], dic
     scale = TIME_SCALE / (2 if quick else 1)
     jobfile = _ns_jobs(root / f"{key}.jsonl", shape)
     with SimProcess(**shape.sim_knobs(scale)) as sim:
-        sim.reset()
-        measured = run_batchgen(jobfile, sim.base_url, root / f"{key}-run", concurrency=None,
-                                timeout_s=max(300.0, 8 * shape.ideal_s() * scale),
-                                ok=(0, 1, 3))  # fmt: skip
-        stats = sim.stats()
-    learned = read_autopilot(root / f"{key}-run")
+        figures, details = _one_run(sim, shape, jobfile, root / f"{key}-run", scale, None, [])
+    return figures, details
+
+
+def _one_run(
+    sim: SimProcess, shape: Shape, jobfile: Path, run_dir: Path, scale: float,
+    concurrency: int | None, extra: list[str],
+) -> tuple[list[Figure], dict[str, Any]]:  # fmt: skip
+    sim.reset()
+    measured = run_batchgen(jobfile, sim.base_url, run_dir, concurrency=concurrency, extra=extra,
+                            timeout_s=max(300.0, 8 * shape.ideal_s() * scale),
+                            ok=(0, 1, 3))  # fmt: skip
+    stats = sim.stats()
+    learned = read_autopilot(run_dir)
     # the run's own span (first request sent to last answer, from its log): the process's
     # start-up (imports, validation, the quote) is not the autopilot's, and on a shape scaled
     # to seconds it would weigh ten times what it does on the real one
-    span = _log_span(root / f"{key}-run") or measured.wall_s
+    span = _log_span(run_dir) or measured.wall_s
     figures, details = shape_figures(shape, stats, span, scale, learned)
     details["process_wall_s"] = measured.wall_s
     return figures, details
+
+
+def rate_flags(shape: Shape, scale: float) -> list[str]:
+    """The server's rate limit as flags (scaled as the simulator's is)."""
+    flags = []
+    if shape.rpm is not None:
+        flags += ["--rpm", f"{shape.rpm / scale:g}"]
+    if shape.ipm is not None:
+        flags += ["--ipm", f"{shape.ipm / scale:g}"]
+    return flags
+
+
+def bench_given(root: Path, key: str, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
+    """Issue 21, acceptance 3: the limit given as flags equal to the server's (``--rpm``,
+    ``--ipm``, ``--concurrency`` for a cap on tasks), the autopilot against ``--no-adapt`` with
+    the same flags (``--concurrency 128`` where the shape caps no tasks), one after the other
+    against one simulator process."""
+    shape = BY_KEY[key]
+    scale = TIME_SCALE / (2 if quick else 1)
+    jobfile = _ns_jobs(root / f"{key}.jsonl", shape)
+    flags = rate_flags(shape, scale)
+    with SimProcess(**shape.sim_knobs(scale)) as sim:
+        auto, auto_d = _one_run(sim, shape, jobfile, root / f"{key}-given", scale,
+                                shape.max_concurrent, flags)  # fmt: skip
+        fixed, fixed_d = _one_run(sim, shape, jobfile, root / f"{key}-fixed", scale,
+                                  shape.max_concurrent or 128, [*flags, "--no-adapt"])  # fmt: skip
+    eff, share = auto[0].value, auto[1].value
+    fixed_eff, fixed_share = fixed[0].value, fixed[1].value
+    given = " ".join(flags + (["--concurrency", str(shape.max_concurrent)]
+                              if shape.max_concurrent else []))  # fmt: skip
+    figures = [
+        Figure("efficiency, limit given", eff, Target(">=", 0.95), "×", given),
+        Figure("429 share, limit given", share, Target("<=", 0.01), "of requests", auto[1].note),
+        Figure("efficiency − --no-adapt's", None if eff is None or fixed_eff is None
+               else eff - fixed_eff, Target(">=", -0.03), "",
+               f"--no-adapt: {fixed_eff or 0:.3f}"),
+        Figure("429 share − --no-adapt's", None if share is None or fixed_share is None
+               else share - fixed_share, Target("<=", 0.0), "", f"--no-adapt: {fixed[1].note}"),
+    ]  # fmt: skip
+    return figures, {"given": auto_d, "no_adapt": fixed_d}
 
 
 def _log_span(run_dir: Path) -> float | None:

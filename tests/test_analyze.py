@@ -421,3 +421,34 @@ def test_run_without_manifest_still_reports_from_the_log(tmp_path):
     assert fig.jobs_total == len(seen)
     assert fig.attempts == sum(1 for r in rows if r["status"] != "skipped")
     assert fig.active_s > 0 and fig.images_per_min > 0
+
+
+def _slow_run(tmp_path: Path, model: str, quality: str) -> RunReport:
+    """A clean run of ``model`` whose successes took gpt-image-1-like times (p95 ~35 s)."""
+    import pyarrow as pa
+
+    groups = ((model, quality, "1024x1024", 0.04),)
+    table = synthetic_log(200, faults=CLEAN, seed=5, groups=groups)
+    latency = table["latency_s"].to_numpy() * 5.0  # lognormal around 20 s
+    finished = table["finished_at"].cast(pa.int64()).to_numpy()
+    started = pa.array(finished - np.round(latency * 1e6).astype("int64"))
+    for name, column in (("latency_s", pa.array(latency)), ("started_at", started)):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, column.cast(table.schema.field(i).type))
+    run = write_run(tmp_path / f"run-{model}-{quality}", table, jobs=200)
+    return analyze_run(run, image_checks=False)
+
+
+def test_a_gpt_image_1_run_at_its_usual_latency_is_not_poor(tmp_path: Path) -> None:
+    """Issue 21, acceptance 6, through the log: the report reads each success's model and
+    quality and rates the p95 against what is usual for them (batchgen.provider.typical)."""
+    gpt = _slow_run(tmp_path, "gpt-image-1", "medium")
+    p95 = gpt.latency_s.p95
+    assert 25.0 < p95 < 60.0, p95  # "poor" on the fixed 3 / 8 / 15 s scale
+    rated = gpt.ratings["response_time"]
+    assert rated.rating in ("excellent", "good"), rated
+    assert "gpt-image-1 at medium quality" in (rated.baseline or "")
+    # the same times at low quality (usually ~12 s) or from a FLUX endpoint are slow
+    assert _slow_run(tmp_path, "gpt-image-1", "low").ratings["response_time"].rating in (
+        "acceptable", "poor")  # fmt: skip
+    assert _slow_run(tmp_path, "flux-pro-1.1", "").ratings["response_time"].rating == "poor"

@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from batchgen.limits import RateLimiter, Ticket
-from batchgen.limits.autopilot import AutopilotConfig, InflightControl, RateControl, read_hint
+from batchgen.limits.autopilot import AutopilotConfig, InflightControl, RateControl
+from batchgen.limits.hints import read_hint
 from tests.autopilot_drive import Provider, drive, rate
 from tests.vtime import run_virtual
 

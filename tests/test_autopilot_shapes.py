@@ -80,3 +80,21 @@ def test_a_long_latency_run_ramps_without_a_burst_when_the_limit_is_announced() 
     # from the first answer on (~5 s), every 10 s sends at least 90 % of the limit
     for start in range(10, int(run.took) - 30, 10):
         assert sum(run.per_second[start : start + 10]) >= 0.9 * 10 * per_s, start
+
+
+def test_when_answers_come_before_the_first_429_the_inflight_limit_follows_the_rate() -> None:
+    """The bench's rpm-plain-15s trace (time × 0.25: 1,200 req/min at 3.75 s): the first answer
+    came before the rate had found the limit. The in-flight limit then grew one slot per answer
+    (doubling once per latency: 8 in flight for 10 s, the limit reached after 75 s of 360) while
+    the rate, not used, waited for it. Here: 3,000 req/min at 2 s, no headers, whole-second
+    Retry-After — the rate needs ~6 s of doubling, answers come from the 2nd. The in-flight
+    limit keeps what the climbing rate needs (rate × latency) while the latency stays at its
+    floor, so the pool is at the limit's share within 6 s."""
+    shape = Shape("fast-answers", "3000 req/min, no headers, 2 s", jobs=3000, rpm=3000,
+                  retry_after="seconds", latency_median=2.0)  # fmt: skip
+    run = run_shape(shape)
+    per_s = shape.limit_per_s()
+    reached = next(i for i, c in enumerate(run.per_second) if c >= 0.8 * per_s)
+    assert reached <= 6, run.per_second[:12]  # one slot per answer: the 10th second
+    assert run.efficiency >= 0.92, run.row()
+    assert run.share_429 <= 0.05 and run.burst_ratio <= 2.0, run.row()

@@ -166,6 +166,20 @@ def test_cli_rejects_unknown_benchmarks() -> None:
         parse_args(["--only", "nope"])
 
 
+def test_every_shape_is_benched_with_no_flags_and_with_its_limit_given() -> None:
+    """Issue 21: acceptance 1 (shape-*) and 3 (given-*: the server's limit as flags, scaled
+    as the simulator's is, against --no-adapt with the same flags)."""
+    from batchgen.sim.shapes import BY_KEY, SHAPES
+    from bench.shapes import rate_flags
+
+    keys = {s.key for s in SPECS}
+    for shape in SHAPES:
+        assert {f"shape-{shape.key}", f"given-{shape.key}"} <= keys
+    assert rate_flags(BY_KEY["rpm-plain-15s"], 0.25) == ["--rpm", "1200"]
+    assert rate_flags(BY_KEY["ipm-text-10s"], 0.125) == ["--ipm", "1920"]
+    assert rate_flags(BY_KEY["conc16-8s"], 0.25) == []  # --concurrency 16: not a rate
+
+
 # -- measured child processes ----------------------------------------------------------------
 _SPIN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
 

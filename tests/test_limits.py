@@ -165,3 +165,29 @@ def test_rate_changes_keep_the_bucket_full_no_burst_per_adjustment() -> None:
     grants = sorted(run_virtual(main))
     # ≈ 5000-5100/min = 83-85/s: 1,600 grants take ≥ 18.5 s, not less (bursts would shorten it)
     assert grants[-1] - grants[0] >= (len(grants) - 20) / (5100 / 60)
+
+
+def test_the_limits_and_the_simulators_bucket_touch_no_private_name_of_another_object() -> None:
+    """Issue 24, point 3, for the gate and the bucket: no ``obj._name`` but on ``self`` (the
+    gate once wrote aiolimiter's ``_level`` and ``_wake_next``), and no dependency's class
+    subclassed. Read from the source, every attribute access."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "batchgen"
+    files = [*sorted((root / "limits").glob("*.py")), root / "sim" / "limits.py"]
+    found = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                found.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.ClassDef):
+                found += [f"{path.name}:{node.lineno} {node.name}({ast.unparse(b)})"
+                          for b in node.bases if "." in ast.unparse(b)]  # fmt: skip
+    assert found == []

@@ -281,7 +281,7 @@ def _until(condition, timeout_s: float = 10.0) -> None:
 def test_openai_429_texts_stated_and_plain_and_the_client_reads_the_stated_one(make_sim):
     """Issue 21: OpenAI's IPM text ("... on images per min (IPM): Limit 5, Used 5, Requested
     2. Please try again in 24s.") with no headers, and a gateway's plain 429."""
-    from batchgen.limits.autopilot import read_hint
+    from batchgen.limits.hints import read_hint
 
     clock = FakeClock()
     sim = make_sim(ipm=5, ratelimit_headers=False, limit_message="stated",

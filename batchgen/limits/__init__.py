@@ -1,6 +1,7 @@
 """Limits: what holds sending back. The autopilot controls that learn a provider's limits
 (``autopilot``), the gate every request passes (``gate.RateLimiter``: pause, rate buckets,
-adaptive in-flight slots) and the run's stop switch (``stop.RunControl``)."""
+adaptive in-flight slots; ``seam.Gate`` is what the pool needs of any gate) and the run's stop
+switch (``stop.RunControl``)."""
 
 from batchgen.limits.gate import (
     BURST_S,
@@ -8,8 +9,9 @@ from batchgen.limits.gate import (
     FIXED_CONCURRENCY,
     MAX_PAUSE_S,
     RateLimiter,
-    Ticket,
 )
+from batchgen.limits.pacing import Ticket
+from batchgen.limits.seam import Gate
 from batchgen.limits.stop import RunControl
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY_CAP",
     "FIXED_CONCURRENCY",
     "MAX_PAUSE_S",
+    "Gate",
     "RateLimiter",
     "RunControl",
     "Ticket",

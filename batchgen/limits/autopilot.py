@@ -26,7 +26,6 @@ a virtual clock. Nothing here waits or touches the network.
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -53,59 +52,6 @@ class AutopilotConfig:
     latency_tolerance: float = 2.0  # window median over floor median above this: a queue
     probe_wait_s: float = 5.0  # before probing above a refused in-flight count; doubles
     max_probe_wait_s: float = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Hint:
-    """What one answer says about the provider's limits."""
-
-    limits: dict[str, float]  # announced limits per kind (per minute)
-    exhausted: str | None  # the kind whose remaining is 0 (or that a 429 message names)
-    concurrency: bool = False  # a 429 that names concurrent requests
-    wait_s: float | None = None  # "Please try again in 12s" in a 429's text
-
-
-_LIMIT_MSG = re.compile(
-    r"on (requests|images|tokens) per min(?:ute)?[^:]*:\s*limit\s+([0-9][0-9,]*)", re.IGNORECASE
-)
-_WAIT_MSG = re.compile(r"try again in\s+([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
-_KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", re.IGNORECASE)
-_CONCURRENT_MSG = re.compile(
-    r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE
-)
-_KIND_OF = {"requests": REQUESTS, "rpm": REQUESTS, "images": IMAGES, "ipm": IMAGES,
-            "tokens": REQUESTS, "tpm": REQUESTS}  # fmt: skip
-
-
-def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "") -> Hint:
-    """Announced limits and the exhausted kind from ``x-ratelimit-*`` headers and a 429 text.
-
-    Nonsense is ignored: a limit of 0, a negative or non-finite one, or one no provider has
-    (over a billion a minute) announces nothing."""
-    limits: dict[str, float] = {}
-    exhausted: str | None = None
-    for kind in (REQUESTS, IMAGES):
-        limit = _number((headers or {}).get(f"x-ratelimit-limit-{kind}"))
-        if limit is not None and 0 < limit < 1e9:
-            limits[kind] = limit
-        remaining = _number((headers or {}).get(f"x-ratelimit-remaining-{kind}"))
-        if remaining is not None and remaining < 1 and exhausted is None:
-            exhausted = kind
-    text = message or ""
-    if m := _LIMIT_MSG.search(text):
-        kind = _KIND_OF[m.group(1).lower()]
-        value = _number(m.group(2).replace(",", ""))
-        if value is not None and 0 < value < 1e9 and m.group(1).lower() != "tokens":
-            limits.setdefault(kind, value)
-        exhausted = exhausted or kind
-    elif m := _KIND_MSG.search(text):
-        exhausted = exhausted or _KIND_OF[(m.group(1) or m.group(2)).lower()]
-    concurrency = bool(_CONCURRENT_MSG.search(text) or _CONCURRENT_MSG.search(code or ""))
-    wait = None
-    if m := _WAIT_MSG.search(text):
-        wait = float(m.group(1)) / (1000.0 if m.group(2).lower() == "ms" else 1.0)
-        wait = wait if math.isfinite(wait) and wait < 86_400 else None
-    return Hint(limits, exhausted, concurrency, wait)
 
 
 class RateControl:
@@ -272,6 +218,7 @@ class InflightControl:
         # under it for latency (a busy client's own queueing looks like the provider's)
         self.need = 0.0
         self.last_median: float | None = None
+        self.calm = True  # the last window's latency was near its floor: no queue forming
         self._shrunk = 0  # latency cuts in a row
         self.losses = 0
         self.shrinks = 0
@@ -343,7 +290,8 @@ class InflightControl:
         # a provider that refuses past its cap of tasks does not queue them: with that cap
         # found, a slow window is jitter, not a queue
         queue = self.refused_at is None and not self.given
-        if median > self.cfg.latency_tolerance * floor and full and self.limit > need and queue:
+        self.calm = median <= self.cfg.latency_tolerance * floor
+        if not self.calm and full and self.limit > need and queue:
             if self._shrunk >= 3:
                 # three cuts and the latency did not come back: it is not our load (slower
                 # prompts, a slower model); take it as the new floor
@@ -390,13 +338,3 @@ class InflightControl:
         if self.losses or self.shrinks:
             return self.slots
         return self.cap if self.fixed else None
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

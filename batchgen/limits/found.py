@@ -19,7 +19,7 @@ def describe(gate: RateLimiter) -> str:
         parts.append(f"{gate.requests.control.current:,.0f} req/min")
     if gate.images is not None and math.isfinite(gate.images.control.current):
         parts.append(f"{gate.images.control.current:,.0f} img/min")
-    parts.append(f"{gate._slots.used}/{gate.inflight.slots} in flight")
+    parts.append(f"{gate.slots_taken}/{gate.inflight.slots} in flight")
     if gate.paused_until > anyio.current_time():
         left = gate.paused_until - anyio.current_time()
         parts.append(f"paused {left:.1f}s")

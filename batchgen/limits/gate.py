@@ -21,7 +21,6 @@ All time is the event loop's (``anyio.current_time``), so tests run this on a vi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -37,23 +36,16 @@ from batchgen.limits.autopilot import (
     AutopilotConfig,
     InflightControl,
     RateControl,
-    read_hint,
 )
 from batchgen.limits.found import describe, learned
+from batchgen.limits.hints import guess_kind, read_hint
 from batchgen.limits.pacing import BURST_S as BURST_S
-from batchgen.limits.pacing import Paced, Slots
+from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
 # no Retry-After or reset holds the pool longer than this at once (--max-pause)
 MAX_PAUSE_S: float = POOL_DEFAULTS["max_pause"]
-
-
-@dataclass(slots=True)
-class Ticket:
-    inflight: int  # requests out when this one was sent, itself included
-    sent_at: float
-    n: int = 1  # images asked for
 
 
 class RateLimiter:
@@ -70,18 +62,18 @@ class RateLimiter:
         max_pause_s: float = MAX_PAUSE_S,
     ) -> None:
         cfg = config or AutopilotConfig()
-        now = anyio.current_time() if _in_loop() else 0.0
+        now = loop_now()
         self.adapt = adapt
         self.max_pause_s = max_pause_s
         self.requests: Paced | None = None
         self.images: Paced | None = None
         if adapt or rpm:
-            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now))
+            self.requests = Paced(RateControl(REQUESTS, rpm, cfg, now), now)
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
             if not ipm:
                 images.current = math.inf  # dormant until the provider limits images
-            self.images = Paced(images)
+            self.images = Paced(images, now)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
         if adapt and concurrency:
@@ -109,6 +101,11 @@ class RateLimiter:
     @property
     def concurrency_cap(self) -> int:
         return self.inflight.cap
+
+    @property
+    def slots_taken(self) -> int:
+        """In-flight slots held now (requests out, and workers between a slot and sending)."""
+        return self._slots.used
 
     async def acquire(self, n: int = 1) -> float:
         """Wait for the pause, then for one request token and n image tokens.
@@ -333,28 +330,15 @@ class RateLimiter:
         return moved
 
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
-        """A 429 with no hint: concurrency when it was sent with every slot taken and more
-        out than any recent success was sent with; otherwise requests/min."""
+        """A 429 with no hint: which limit it most likely was (hints.guess_kind)."""
         # with jobs of several n, count images: pacing images holds an images/min limit, and a
         # requests/min one too at the mean n
         rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
         if ticket is None or self.inflight.fixed:
             return rate_kind
-        # Nothing tells the two apart before the rate was ever cut (a rate that is cut is the
-        # safe guess: the first no-hint 429 of a run is the rate's), nor while sending at
-        # about the rate a 429 came at before, or with about what that rate needs in flight
         paced = self.images if rate_kind == IMAGES else self.requests
-        if paced is not None and not paced.control.fixed_by_flag:
-            w_max = paced.control.w_max
-            if (
-                w_max is None
-                or paced.control.sent_rate(now, 2.0) >= 0.8 * w_max
-                or 0 < 0.8 * self.inflight.need <= ticket.inflight
-            ):
-                return rate_kind
-        high = self.inflight.ok_high(now)
-        full = ticket.inflight >= self.inflight.slots
-        return CONCURRENCY if full and high and ticket.inflight > high else rate_kind
+        rate = paced.control if paced is not None else None
+        return guess_kind(rate_kind, rate, self.inflight, ticket.inflight, now)
 
     def _tick(self, now: float) -> None:
         if not self.adapt:
@@ -370,8 +354,11 @@ class RateLimiter:
     def _need(self, now: float) -> float:
         """In flight the rates in force need (Little's law: rate × latency, 25 % over).
 
-        Before any answer the latency is at least the age of the first request, and the rate
-        (still climbing, bounded by the first 429) is what holds the pool; afterwards only a
+        Before any answer the latency is at least the age of the first request. A rate still
+        in slow start (climbing until the first 429) counts while the latency stays near its
+        floor: the rate's ramp leads and the in-flight limit follows it, or, once answers come,
+        the limit would grow one slot per answer, doubling once per latency (a minute at 15 s,
+        while the rate waits for it). When the latency rises (a queue at the provider), only a
         rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
         if self._first_sent is None:
             return 0.0
@@ -383,8 +370,8 @@ class RateLimiter:
         for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
             if paced is None or not math.isfinite(paced.control.current):
                 continue
-            if self._answered and paced.control.slow_start:
-                continue  # never bounded: the in-flight limit finds its own way
+            if self._answered and paced.control.slow_start and not self.inflight.calm:
+                continue  # a queue and no bound: the in-flight limit finds its own way
             rate = paced.control.current / 60.0 / per_request
             per_s = rate if per_s == 0.0 else min(per_s, rate)
         return per_s * latency * 1.25
@@ -400,11 +387,3 @@ class RateLimiter:
     def learned(self) -> dict[str, Any]:
         """What the autopilot found, for run.json and the report."""
         return learned(self)
-
-
-def _in_loop() -> bool:
-    try:
-        anyio.current_time()
-    except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
-        return False
-    return True

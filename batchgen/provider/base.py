@@ -47,6 +47,13 @@ class GenerateResult:
 class Provider(Protocol):
     name: str
 
+    @property
+    def adds_inflight(self) -> bool:
+        """True when the provider adds each job to the pool's in-flight set itself, when its
+        request really leaves (a Router, after an endpoint's limiter); the attempt adds it
+        otherwise, before the request."""
+        ...
+
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
         """Send one request. Raise batchgen.errors.AttemptError on any failure."""
         ...

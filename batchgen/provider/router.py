@@ -23,6 +23,7 @@ the class (pending for resume) and the run goes on with the others.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,8 @@ import anyio
 
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.jobs.model import Job
-from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits import MAX_PAUSE_S, RateLimiter, Ticket
+from batchgen.limits.pacing import Slots, loop_now
 from batchgen.limits.stop import RunControl
 from batchgen.provider.base import GenerateResult, Provider
 
@@ -68,13 +70,36 @@ class Endpoint:
         return max(0.0, lim.paused_until - now) + by_rate + by_slots * 1e-3
 
 
-class SharedGate(RateLimiter):
-    """The pool's limiter when a Router paces per endpoint: fixed slots (the workers), no
-    rates, never a pause. It still counts 429s and progress for the pool's stall watchdog."""
+class SharedGate:
+    """The pool's gate (a :class:`batchgen.limits.Gate`) when a Router paces per endpoint:
+    fixed slots (the workers), no rates, never a pause. It still counts 429s and progress
+    for the pool's stall watchdog."""
 
-    def __init__(self, concurrency: int, describe: Any = None) -> None:
-        super().__init__(None, None, concurrency=concurrency, adapt=False)
+    max_pause_s = MAX_PAUSE_S
+
+    def __init__(self, concurrency: int, describe: Callable[[], str]) -> None:
+        self._slots = Slots(max(1, concurrency))
         self._describe = describe
+        self._out = 0
+        self.throttled = 0
+        self.throttled_since_progress = 0
+        self.last_progress = loop_now()
+
+    @property
+    def concurrency_cap(self) -> int:
+        return self._slots.limit
+
+    async def admit(self, n: int = 1) -> Ticket:
+        await self._slots.acquire()
+        self._out += 1
+        return Ticket(self._out, anyio.current_time(), n)
+
+    def leave(self, ticket: Ticket) -> None:
+        self._out = max(0, self._out - 1)
+        self._slots.release()
+
+    def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
+        self.on_other()
 
     def on_throttled(self, ticket: Ticket | None, retry_after_s: float | None,
                      headers: dict[str, str] | None = None, message: str = "",
@@ -83,11 +108,21 @@ class SharedGate(RateLimiter):
         self.throttled_since_progress += 1
         return 0.0
 
+    def on_other(self) -> None:
+        self.last_progress = anyio.current_time()
+        self.throttled_since_progress = 0
+
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         return None
 
+    def stalled_s(self) -> float:
+        return anyio.current_time() - self.last_progress
+
     def describe(self) -> str:
-        return self._describe() if self._describe is not None else super().describe()
+        return self._describe()
+
+    def learned(self) -> dict[str, Any]:
+        return {}  # each endpoint's limiter learns (Router.learned)
 
 
 class Router:

@@ -42,6 +42,8 @@ class KeyedSession:
     requests (connection reuse matters at volume), opened on first use, closed by
     :meth:`aclose`."""
 
+    adds_inflight = False  # the pool's attempt adds the job to the in-flight set (Provider)
+
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key

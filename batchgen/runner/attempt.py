@@ -24,7 +24,7 @@ from batchgen.clock import Clock, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.images import save_images
 from batchgen.jobs.model import Job
-from batchgen.limits import RateLimiter, Ticket
+from batchgen.limits import Gate, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import GenerateResult, Provider
@@ -55,7 +55,7 @@ class JobRunner:
         self,
         *,
         provider: Provider,
-        limiter: RateLimiter,
+        limiter: Gate,
         sink: Sink,
         settings: PoolSettings,
         context: RowContext,
@@ -180,7 +180,7 @@ class JobRunner:
         tried.t0 = self.clock.monotonic()
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
-        if not getattr(self.provider, "adds_inflight", False):
+        if not self.provider.adds_inflight:
             # (a Router adds it itself, when the request leaves its endpoint's limiter)
             self.inflight.add(job.id)
         try:

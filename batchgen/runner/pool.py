@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
-from batchgen.limits import RateLimiter
+from batchgen.limits import Gate
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
 from batchgen.provider.base import Provider
@@ -43,7 +43,7 @@ _DEFAULT_SETTINGS = PoolSettings()
 async def run_pool(
     jobs: Iterable[Job],
     provider: Provider,
-    limiter: RateLimiter,
+    limiter: Gate,
     sink: Sink,
     *,
     context: RowContext,
@@ -101,7 +101,7 @@ async def run_pool(
 
 
 async def watch_stall(
-    limiter: RateLimiter,
+    limiter: Gate,
     control: RunControl,
     timeout_s: float,
     clock: Clock = SYSTEM_CLOCK,

@@ -14,7 +14,7 @@ import anyio
 from batchgen.config import PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
-from batchgen.limits import RateLimiter
+from batchgen.limits import Gate, RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
 from batchgen.provider.openai import OpenAIImages
@@ -101,7 +101,7 @@ class _Parts:
     settings: PoolSettings
     inflight: SentJournal
     writer: RunLogWriter
-    limiter: RateLimiter
+    limiter: Gate
     router: Any  # batchgen.provider.router.Router with endpoints, else None
     checker: Any
 
@@ -122,7 +122,7 @@ def _wire(plan: SessionPlan) -> _Parts:
 
         router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control)
         router.inflight = inflight  # added to the sent journal when a request really leaves
-        limiter: RateLimiter = router.gate
+        limiter: Gate = router.gate
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:
         limiter = (plan.gate or make_limiter)(plan.pool)

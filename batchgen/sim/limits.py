@@ -1,4 +1,5 @@
-"""The simulator's own rate limits: smooth token buckets, like a real service enforces them.
+"""The simulator's own rate limits: smooth token buckets, like a real service enforces them
+(the same ``TokenBucket`` the client's gate paces with, batchgen.limits.bucket).
 
 A bucket holds ``burst_s`` seconds' worth of tokens (1 s unless told) and refills continuously,
 so a client that bursts a whole minute's quota at once is refused (429) instead of being served
@@ -12,6 +13,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from batchgen.limits.bucket import TokenBucket
+
 NO_LIMIT_RPM = 1_000_000  # what the headers say when no limit is set
 
 
@@ -20,55 +23,6 @@ class Verdict:
     allowed: bool
     retry_after_s: float  # when the refused request could pass (0 when allowed)
     limited_by: str | None  # "requests" / "images"
-
-
-class TokenBucket:
-    """``per_minute`` tokens a minute, capacity ``max(1, per_minute / 60 * burst_s)``.
-
-    A request costing more than the capacity (n images against a tiny images/min limit) passes
-    when the bucket is full and drives it negative, so the long-run rate stays exact.
-    """
-
-    def __init__(self, per_minute: float, now: float, burst_s: float = 1.0) -> None:
-        self.per_minute = per_minute
-        self.burst_s = burst_s
-        self.capacity = _capacity(per_minute, burst_s)
-        self.tokens = self.capacity
-        self._stamp = now
-
-    @property
-    def per_second(self) -> float:
-        return self.per_minute / 60.0
-
-    def refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self._stamp)
-        self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
-        self._stamp = now
-
-    def wait_for(self, cost: float) -> float:
-        """Seconds until ``cost`` tokens (at most a full bucket) are there; 0 when they are."""
-        need = min(cost, self.capacity)
-        if self.tokens >= need - 1e-9:
-            return 0.0
-        return (need - self.tokens) / self.per_second
-
-    def take(self, cost: float) -> None:
-        self.tokens -= cost
-
-    def set_rate(self, per_minute: float, burst_s: float | None = None) -> None:
-        self.per_minute = per_minute
-        if burst_s is not None:
-            self.burst_s = burst_s
-        self.capacity = _capacity(per_minute, self.burst_s)
-        self.tokens = min(self.tokens, self.capacity)
-
-    def remaining(self) -> int:
-        """Remaining on the per-minute scale the headers use: a full bucket = the limit."""
-        return max(0, int(self.per_minute * max(0.0, self.tokens) / self.capacity))
-
-    def reset_s(self) -> float:
-        """Seconds until the bucket is full again."""
-        return max(0.0, (self.capacity - self.tokens) / self.per_second)
 
 
 Schedule = tuple[tuple[float, float], ...]
@@ -128,7 +82,7 @@ class ServerLimiter:
         self._apply_schedule(now)
         for bucket in (self.requests, self.images):
             if bucket is not None:
-                bucket.tokens, bucket._stamp = bucket.capacity, now
+                bucket.restart(now)
 
     @property
     def started_at(self) -> float:
@@ -192,10 +146,6 @@ class ServerLimiter:
         return out
 
 
-def _capacity(per_minute: float, burst_s: float) -> float:
-    return max(1.0, per_minute / 60.0 * burst_s)
-
-
 def _scheduled(base: float | None, schedule: Schedule, elapsed: float) -> float | None:
     limit = base
     for t, scheduled in schedule:
@@ -212,8 +162,7 @@ def _retarget(
     if bucket is None:
         return TokenBucket(per_minute, now, burst_s)
     if bucket.per_minute != per_minute or bucket.burst_s != burst_s:
-        bucket.refill(now)
-        bucket.set_rate(per_minute, burst_s)
+        bucket.set_rate(per_minute, now, burst_s)
     return bucket
 
 

@@ -187,6 +187,8 @@ class Call:
 class MemoryProvider:
     """A :class:`batchgen.provider.base.Provider` that answers from a script."""
 
+    adds_inflight = False
+
     def __init__(
         self,
         script: Script | None = None,

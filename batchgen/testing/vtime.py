@@ -33,7 +33,7 @@ class _FastForwardSelector(selectors.SelectSelector):
         events = super().select(0)
         if not events and self.loop is not None:
             # Real clocks always move a little between iterations; code that schedules a timer
-            # a rounding error ahead (aiolimiter does) relies on that to make progress.
+            # a rounding error ahead (a token bucket may) relies on that to make progress.
             self.loop.advance(max(timeout or 0.0, 1e-9))
         return events
 
