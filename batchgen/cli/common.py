@@ -45,9 +45,11 @@ __all__ = [
 ]
 
 
-def add_job_defaults(parser: argparse.ArgumentParser) -> None:
+def add_job_defaults(parser: argparse.ArgumentParser, *, model: str | None = None) -> None:
+    """--model, --size, --quality, --n; ``model``: a default --model (`gen`'s)."""
     group = parser.add_argument_group("job defaults (fill what a job leaves out)")
-    group.add_argument("--model", help="e.g. gpt-image-1")
+    shown = f" (default {model})" if model else ""
+    group.add_argument("--model", default=model, help=f"e.g. gpt-image-1{shown}")
     group.add_argument("--size", help="e.g. 1024x1024")
     group.add_argument("--quality", help="e.g. low, medium, high, standard, hd")
     group.add_argument("--n", type=int, help="images per request")

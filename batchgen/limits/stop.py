@@ -17,7 +17,7 @@ class RunControl:
     """The run's stop switch, shared by the pool, its workers and the signal handler.
 
     ``stop`` ends dispatching (no new request is sent; requests in flight finish); ``cancel``
-    also cancels the requests in flight (set by the pool to its task group's cancel scope)."""
+    also cancels the requests in flight (the pool's task group, attached with ``cancels``)."""
 
     def __init__(self) -> None:
         self.reason: ErrorClass | None = None
@@ -49,6 +49,16 @@ class RunControl:
                 yield
         finally:
             self._waits.discard(scope)
+
+    @contextlib.contextmanager
+    def cancels(self, scope: anyio.CancelScope) -> Iterator[None]:
+        """While the block runs, ``cancel`` also cancels ``scope`` (a pool's task group):
+        the one way another module attaches its requests in flight to the switch."""
+        self._cancel = scope.cancel
+        try:
+            yield
+        finally:
+            self._cancel = None
 
     def cancel(self) -> None:
         self.stop(ErrorClass.CANCELLED, "cancelled")

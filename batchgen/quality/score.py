@@ -172,14 +172,13 @@ class JudgePool:
                     self.settings.stall_timeout_s,
                     SYSTEM_CLOCK,
                 )
-                async with anyio.create_task_group() as tg:
-                    self.control._cancel = tg.cancel_scope.cancel
-                    for _ in range(workers):
-                        tg.start_soon(self._work, receive.clone())
-                    receive.close()
+                with anyio.CancelScope() as judges, self.control.cancels(judges):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(workers):
+                            tg.start_soon(self._work, receive.clone())
+                        receive.close()
                 outer.cancel_scope.cancel()
         finally:
-            self.control._cancel = None
             os.close(self._jfd)
         # the session ended without a kill: every sent image has its row (or never got one)
         self.journal.unlink(missing_ok=True)

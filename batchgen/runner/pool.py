@@ -89,15 +89,15 @@ async def run_pool(
     send, receive = anyio.create_memory_object_stream[Job](max(2, 2 * workers))
     async with anyio.create_task_group() as outer:
         outer.start_soon(watch_stall, limiter, control, settings.stall_timeout_s, clock, reach)
-        async with anyio.create_task_group() as tg:
-            control._cancel = tg.cancel_scope.cancel
-            in_memory = isinstance(jobs, Sequence)
-            tg.start_soon(_produce, iter(jobs), send, control, in_memory)
-            async with receive:
-                for _ in range(workers):
-                    tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
+        # control.cancel() cancels the workers' requests in flight (the scope around them)
+        with anyio.CancelScope() as workers_scope, control.cancels(workers_scope):
+            async with anyio.create_task_group() as tg:
+                in_memory = isinstance(jobs, Sequence)
+                tg.start_soon(_produce, iter(jobs), send, control, in_memory)
+                async with receive:
+                    for _ in range(workers):
+                        tg.start_soon(_work, receive.clone(), runner, tally, on_progress)
         outer.cancel_scope.cancel()
-    control._cancel = None
     return tally
 
 
