@@ -25,7 +25,11 @@ def test_flags_win_over_run_json_which_wins_over_the_table() -> None:
     }
     cfg = RunConfig.build({"rpm": 300.0, "model": "ignored on resume"}, recorded)
     assert (cfg.pool.rpm, cfg.pool.timeout, cfg.pool.max_attempts) == (300.0, 30.0, 5)
-    assert cfg.max_cost == 2.0 and cfg.provider == "sim" and cfg.sim == {"sim_rpm": 50.0}
+    assert cfg.max_cost == 2.0 and cfg.provider == "sim" and cfg.sim.rpm == 50.0
+    assert cfg.sim_record() == {"sim_rpm": 50.0}  # what run.json keeps again
+    # a simulator flag given now wins over run.json's; one not given keeps run.json's
+    again = RunConfig.build({"sim_ipm": 20.0, "sim_rpm": None}, recorded)
+    assert (again.sim.rpm, again.sim.ipm) == (50.0, 20.0)
     assert cfg.job_defaults == {"model": "gpt-image-1"}  # the run's ids depend on them
     assert "provider" not in cfg.given  # what this session was given, for its record
 

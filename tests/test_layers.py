@@ -37,6 +37,9 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"images"},
     {"config"},
+    # the simulator's settings (SimConfig, its options' table): RunConfig carries them typed
+    # from the flag to the simulator, so they sit below config; stdlib and errors only
+    {"simconfig"},
     {"errors"},
     {"redaction", "clock", "faultpoints", "numbers"},
 ]

@@ -15,6 +15,7 @@ from batchgen.cli.common import (
     EXIT_USAGE,
     JOB_DEFAULT_FLAGS,
     SESSION_FLAGS,
+    UsageError,
     add_job_defaults,
     add_session_arguments,
     prefer_system_allocator,
@@ -80,6 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchgen.session.start import start_run
 
     console, err = make_console(), make_console(stderr=True)
+    try:  # every setting checked (batchgen.config) before a job file or stdin is read
+        cfg = run_config(args, reads=READS)
+    except UsageError as exc:
+        err.print(f"batchgen run: {exc}", markup=False)
+        return EXIT_USAGE
     if args.jobfile == "-":
         problem = _jobs_from_stdin(args)
         if problem:
@@ -94,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
     return usage_errors(err, "run", lambda: start_run(
-        args.jobfile, run_config(args, reads=READS), run_dir=args.run_dir,
+        args.jobfile, cfg, run_dir=args.run_dir,
         observer=with_notify(observer, args),
         argv=redacted_argv(),
     ).exit_code)  # fmt: skip
