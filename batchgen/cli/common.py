@@ -143,10 +143,11 @@ def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[st
     """--concurrency, --rpm, --ipm, --no-adapt ... (but ``leave_out``): `run`'s, `plan`'s."""
     d = POOL_DEFAULTS
     limits = SkippingGroup(parser.add_argument_group("limits"), leave_out)
+    fixed = "" if "adaptive" in leave_out else f"; {FIXED_CONCURRENCY} with --no-adapt"
     limits.add_argument(
         "--concurrency", type=_whole_number, metavar="N",
         help="requests in flight at most: a cap on the autopilot's in-flight limit (default "
-        f"{DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with --no-adapt)",
+        f"{DEFAULT_CONCURRENCY_CAP}{fixed})",
     )  # fmt: skip
     limits.add_argument(
         "--rpm", type=_number, metavar="N",

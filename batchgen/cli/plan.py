@@ -67,7 +67,6 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--via",
         choices=("live", "batch"),
-        default="live",
         help="batch: also quote the provider's Batch API (half price for OpenAI image models, "
         "done within 24 h) beside the live price",
     )
@@ -130,7 +129,7 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
             args.jobfile, prices, dict(cfg.job_defaults),
             max_jobs=cfg.max_jobs, max_problems=args.max_problems,
             assume_latency=cfg.batch.assume_latency, rpm=cfg.pool.rpm, ipm=cfg.pool.ipm,
-            concurrency=cfg.pool.concurrency_cap, via=args.via,
+            concurrency=cfg.pool.concurrency_cap, via=cfg.via or "live",
         )  # fmt: skip
     except (PricesError, ConfigError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
