@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.errors import ConfigError
@@ -134,6 +134,18 @@ class PoolConfig:
     @property
     def stall_timeout_s(self) -> float:
         return float(self.stall_timeout or POOL_DEFAULTS["stall_timeout"])
+
+    def with_limits(
+        self, *, rpm: float | None, ipm: float | None, concurrency: int | None
+    ) -> PoolConfig:
+        """These settings under an endpoint's own limits (a providers file's): each one it
+        sets replaces the run's."""
+        return replace(
+            self,
+            rpm=rpm or self.rpm,
+            ipm=ipm or self.ipm,
+            concurrency=concurrency or self.concurrency,
+        )
 
     def record(self) -> dict[str, Any]:
         """What run.json keeps (``settings.pool``)."""

@@ -56,3 +56,12 @@ def test_the_help_quotes_the_table() -> None:
     text = run.format_help()
     assert f"(default {DEFAULT_CONCURRENCY_CAP};" in " ".join(text.split())
     assert f"(default {POOL_DEFAULTS['timeout']:g})" in " ".join(text.split())
+
+
+def test_an_endpoints_own_limits_replace_the_runs() -> None:
+    """--providers: an endpoint's rpm/ipm/concurrency replace the run's; what it leaves out
+    (and every other pool setting) stays the run's."""
+    run = PoolConfig.build(None, {"rpm": 60.0, "concurrency": 8, "adaptive": False})
+    own = run.with_limits(rpm=600.0, ipm=None, concurrency=None)
+    assert (own.rpm, own.ipm, own.concurrency, own.adaptive) == (600.0, None, 8, False)
+    assert run.with_limits(rpm=None, ipm=None, concurrency=None) == run
