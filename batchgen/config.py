@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.errors import ConfigError
-from batchgen.simconfig import SimConfig, option_named
+from batchgen.simconfig import SimConfig, is_sim_option, option_named
 
 # the in-flight limit when --concurrency is not given: the autopilot's cap, or the fixed
 # number of workers with --no-adapt (the limiter reads both from here)
@@ -301,6 +301,8 @@ def _sim_options(flags: Mapping[str, Any], recorded: Any) -> dict[str, Any]:
     given = {k: v for k, v in flags.items() if k.startswith("sim_")}
     for source in (recorded if isinstance(recorded, Mapping) else {}, given):
         for key, value in source.items():
+            if source is not given and not is_sim_option(key):
+                continue  # run.json of another version: an option since gone is no error
             option = option_named(key)
             if value is not None and option.field is not None:
                 out[option.name] = value

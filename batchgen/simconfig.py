@@ -408,6 +408,11 @@ SIM_OPTIONS: tuple[SimOption, ...] = (
 _BY_NAME = {option.name: option for option in SIM_OPTIONS}
 
 
+def is_sim_option(name: Any) -> bool:
+    key = str(name).replace("-", "_")
+    return key in _BY_NAME or key.removeprefix("sim_") in _BY_NAME
+
+
 def option_named(name: Any) -> SimOption:
     """The option ``name`` stands for (``rpm``, ``sim_rpm``, ``sim-rpm``, ``fail-after``)."""
     key = str(name).replace("-", "_")

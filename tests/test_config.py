@@ -65,3 +65,11 @@ def test_an_endpoints_own_limits_replace_the_runs() -> None:
     own = run.with_limits(rpm=600.0, ipm=None, concurrency=None)
     assert (own.rpm, own.ipm, own.concurrency, own.adaptive) == (600.0, None, 8, False)
     assert run.with_limits(rpm=None, ipm=None, concurrency=None) == run
+
+
+def test_run_json_sim_options_of_another_version_are_skipped_not_fatal() -> None:
+    recorded = {"provider": "sim", "sim": {"sim_rpm": 30.0, "sim_gone_option": 1}}
+    cfg = RunConfig.build({}, recorded)
+    assert cfg.sim.rpm == 30.0 and cfg.sim_record() == {"sim_rpm": 30.0}
+    with pytest.raises(ConfigError, match="unknown simulator option 'sim_gone'"):
+        RunConfig.build({"sim_gone": 1})  # given now: an error, as any unknown flag
