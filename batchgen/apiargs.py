@@ -12,7 +12,7 @@ from typing import Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, RunDirError, UsageError
-from batchgen.simconfig import option_named
+from batchgen.simoptions import option_named
 
 # the keyword arguments run() and resume() take, by their CLI flag's name
 KEYWORDS = frozenset({

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.errors import ConfigError
-from batchgen.simconfig import SimConfig, is_sim_option, option_named
+from batchgen.simconfig import SimConfig
+from batchgen.simoptions import is_sim_option, option_named
 
 # the in-flight limit when --concurrency is not given: the autopilot's cap, or the fixed
 # number of workers with --no-adapt (the limiter reads both from here)

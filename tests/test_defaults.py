@@ -31,7 +31,8 @@ from batchgen.config import (
     PoolConfig,
     RunConfig,
 )
-from batchgen.simconfig import SIM_OPTIONS, SimConfig
+from batchgen.simconfig import SimConfig
+from batchgen.simoptions import SIM_OPTIONS
 
 # commands whose settings become a RunConfig: their flags must not carry defaults of their own
 SESSION_COMMANDS = ("run", "resume", "plan", "gen", "pilot", "score")

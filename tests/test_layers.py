@@ -37,9 +37,10 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"images"},
     {"config"},
-    # the simulator's settings (SimConfig, its options' table): RunConfig carries them typed
-    # from the flag to the simulator, so they sit below config; stdlib and errors only
+    # the simulator's settings: RunConfig carries them typed from the flag to the simulator,
+    # so they sit below config (SimConfig over the table of its options); stdlib and errors
     {"simconfig"},
+    {"simoptions"},
     {"errors"},
     {"redaction", "clock", "faultpoints", "numbers"},
 ]

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 
 from batchgen.sim.runner import serve_forever
-from batchgen.simconfig import SIM_OPTIONS, SimConfig, SimConfigError
+from batchgen.simconfig import SimConfig, SimConfigError
+from batchgen.simoptions import SIM_OPTIONS
 
 
 def sim_config_from_args(args: argparse.Namespace, *, prefix: str = "") -> SimConfig:

@@ -4,7 +4,8 @@ modules import it from here."""
 
 from __future__ import annotations
 
-from batchgen.simconfig import (
+from batchgen.simconfig import SimConfig, SimConfigError
+from batchgen.simoptions import (
     BATCH_FAULTS,
     FAIL_AFTER_CLASSES,
     FAULT_CLASSES,
@@ -12,8 +13,6 @@ from batchgen.simconfig import (
     LATENCY_PROFILES,
     LIMIT_MESSAGES,
     RETRY_AFTER_MODES,
-    SimConfig,
-    SimConfigError,
     parse_faults,
     parse_schedule,
 )

@@ -1,13 +1,13 @@
 """The simulator's command-line flags, apart from its server: ``batchgen run``/``resume``
 register ``--sim-*`` when their parser is built, which must not load aiohttp.web or Pillow.
-The flags come from batchgen.simconfig's table (SIM_OPTIONS), the one place their names,
+The flags come from batchgen.simoptions' table (SIM_OPTIONS), the one place their names,
 kinds and defaults are written."""
 
 from __future__ import annotations
 
 import argparse
 
-from batchgen.simconfig import LOOPBACK, RETRY_AFTER_MODES, SIM_OPTIONS
+from batchgen.simoptions import LOOPBACK, RETRY_AFTER_MODES, SIM_OPTIONS
 
 __all__ = ["LOOPBACK", "RETRY_AFTER_MODES", "add_sim_arguments"]
 
