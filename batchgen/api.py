@@ -106,7 +106,7 @@ def run(
     ``jobs``: a job file (JSONL, CSV, text, YAML spec ...) or an iterable of job dicts /
     ``Job`` objects (written to ``RUN_DIR/jobs.jsonl`` first, so ``resume`` can read them).
     ``provider="sim"`` runs against the built-in simulator, ``sim={...}`` its options
-    (``{"rpm": 60, "fail_rate": 0.1}``, named like ``batchgen sim``'s flags).
+    (``{"rpm": 60, "faults": "server=0.1"}``, named like ``batchgen sim``'s flags).
     ``ray=True`` (a cluster of this machine) or ``ray="HOST:PORT"`` spreads the run over a Ray
     cluster, as ``--ray`` does (docs/cluster.md)."""
     from batchgen.session.start import default_run_dir, start_run

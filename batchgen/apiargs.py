@@ -12,6 +12,7 @@ from typing import Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, RunDirError, UsageError
+from batchgen.simoptions import option_named
 
 # the keyword arguments run() and resume() take, by their CLI flag's name
 KEYWORDS = frozenset({
@@ -105,8 +106,6 @@ def flags_of_keywords(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -
     """The keyword arguments as the flags they stand for (``sim`` as ``sim_*`` options),
     each checked as its flag is: a wrong kind of value or an unknown choice is a ConfigError
     before anything is sent (``via="btach"`` must not run live at full price)."""
-    from batchgen.session.connect import check_sim_options
-
     unknown = sorted(set(flags) - KEYWORDS)
     if unknown:
         known = ", ".join(sorted(KEYWORDS))
@@ -119,9 +118,8 @@ def flags_of_keywords(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -
         raise ConfigError("api_key goes with one endpoint: a providers file names its variables")
     if sim is not None and not isinstance(sim, Mapping):
         raise ConfigError(f"sim must be a dict of simulator options, got {type(sim).__name__}")
-    check_sim_options(sim or {})
-    for name, value in (sim or {}).items():
-        given["sim_" + str(name).replace("-", "_")] = value
+    for name, value in (sim or {}).items():  # checked once, by RunConfig.build (SimConfig)
+        given["sim_" + option_named(name).name] = value
     if sim and given.get("provider") is None:
         given["provider"] = "sim"
     return given

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.errors import ConfigError
+from batchgen.simconfig import SimConfig
+from batchgen.simoptions import is_sim_option, option_named
 
 # the in-flight limit when --concurrency is not given: the autopilot's cap, or the fixed
 # number of workers with --no-adapt (the limiter reads both from here)
@@ -66,8 +68,6 @@ OTHER_DEFAULTS: Mapping[str, Any] = {
     "prices": None,
     "max_cost": None,
     "price_per_image": None,
-    "confirm_above": None,
-    "yes": False,
     "via": None,  # "live" (default) or "batch"
     "detach": False,
     "deadline": None,  # seconds from now
@@ -136,6 +136,18 @@ class PoolConfig:
     def stall_timeout_s(self) -> float:
         return float(self.stall_timeout or POOL_DEFAULTS["stall_timeout"])
 
+    def with_limits(
+        self, *, rpm: float | None, ipm: float | None, concurrency: int | None
+    ) -> PoolConfig:
+        """These settings under an endpoint's own limits (a providers file's): each one it
+        sets replaces the run's."""
+        return replace(
+            self,
+            rpm=rpm or self.rpm,
+            ipm=ipm or self.ipm,
+            concurrency=concurrency or self.concurrency,
+        )
+
     def record(self) -> dict[str, Any]:
         """What run.json keeps (``settings.pool``)."""
         return {name: getattr(self, name) for name in POOL_DEFAULTS}
@@ -199,8 +211,6 @@ class RunConfig:
     prices: str | None = None
     max_cost: float | None = None
     price_per_image: float | None = None
-    confirm_above: float | None = None
-    yes: bool = False
     via: str | None = None
     detach: bool = False
     deadline: float | None = None
@@ -212,7 +222,9 @@ class RunConfig:
     monthly_budget: float | None = None
     project_budget: float | None = None
     on_budget: str | None = None
-    sim: Mapping[str, Any] = field(default_factory=dict)  # sim_* options, flag-named
+    sim: SimConfig = field(default_factory=SimConfig)  # the built-in simulator's knobs
+    # the simulator's options as given (named like the flags, without --sim-), over run.json's
+    sim_options: Mapping[str, Any] = field(default_factory=dict)
     # the flags of this session as given (and as merged with run.json on resume): what
     # run.json's session record keeps (secrets stripped there)
     given: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -241,12 +253,14 @@ class RunConfig:
         for name in _RECORDED_CONNECTION:  # given now, else what the run used
             scalars[name] = merged.get(name) or rec.get(name)
         _check_money(scalars)
+        sim_options = _sim_options(flags, rec.get("sim"))
         return cls(
             pool=PoolConfig.build(rec.get("pool"), merged),
             batch=BatchConfig.build(rec.get("batch"), merged, now=now),
             job_defaults=_job_defaults(merged, rec),
             recorded_endpoints=rec.get("endpoints"),
-            sim={k: v for k, v in merged.items() if k.startswith("sim_")},
+            sim=SimConfig.from_options(sim_options),
+            sim_options=sim_options,
             given={k: v for k, v in merged.items() if k != "api_key"},  # the key: never kept
             **scalars,
         )
@@ -254,6 +268,11 @@ class RunConfig:
     @property
     def via_batch(self) -> bool:
         return self.via == "batch"
+
+    def sim_record(self) -> dict[str, Any]:
+        """What run.json keeps of the simulator's options (``settings.sim``: flag-named,
+        ``sim_rpm`` ..., the key's variable name at most, never a key)."""
+        return {f"sim_{name}": value for name, value in self.sim_options.items()}
 
 
 def _layered(
@@ -268,15 +287,27 @@ def _layered(
 
 
 def _merge_recorded(flags: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """Flags given now win; money settings and simulator options come from run.json."""
+    """Flags given now win; money settings come from run.json."""
     merged = dict(flags)
     for key in _RECORDED_MONEY:
         if merged.get(key) is None:
             merged[key] = recorded.get(key)
-    for key, value in (recorded.get("sim") or {}).items():
-        if merged.get(key) in (None, "", False, 0.0) or key not in merged:
-            merged[key] = value
     return merged
+
+
+def _sim_options(flags: Mapping[str, Any], recorded: Any) -> dict[str, Any]:
+    """The simulator's knobs given now (``sim_*`` flags, not None) over run.json's, by their
+    option's name; the server's address (host, port) is no knob of a run's simulator."""
+    out: dict[str, Any] = {}
+    given = {k: v for k, v in flags.items() if k.startswith("sim_")}
+    for source in (recorded if isinstance(recorded, Mapping) else {}, given):
+        for key, value in source.items():
+            if source is not given and not is_sim_option(key):
+                continue  # run.json of another version: an option since gone is no error
+            option = option_named(key)
+            if value is not None and option.field is not None:
+                out[option.name] = value
+    return out
 
 
 def _job_defaults(merged: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
@@ -309,11 +340,13 @@ def _check_pool(values: Mapping[str, Any]) -> None:
 
 
 def _check_money(values: Mapping[str, Any]) -> None:
-    money = ("max_cost", "price_per_image", "confirm_above", "monthly_budget", "project_budget")
+    money = ("max_cost", "price_per_image", "monthly_budget", "project_budget")
     for name in money:
         value = values.get(name)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (value >= 0 and math.isfinite(value))
         ):
             msg = f"{name} must be a number >= 0, got {value!r}"
             raise ConfigError(msg)

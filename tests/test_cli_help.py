@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,25 @@ def test_the_named_flags_have_help() -> None:
     assert "json: the same plan" in _help("plan")
     jobs = _help("jobs")
     assert "the run directory (holds run.json)" in jobs
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--rpm", "0"], "rpm must be a number > 0"),
+        (["--ipm", "-5"], "ipm must be a number > 0"),
+        (["--concurrency", "0"], "concurrency must be a whole number >= 1"),
+        (["--max-cost", "-1"], "max_cost must be a number >= 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_plan_and_run_share_flags_and_refuse_the_same_values(
+    command: str, flags: list[str], says: str, tmp_path: Any, capsys: Any
+) -> None:
+    """`plan` takes `run`'s limit and money flags, checked once by RunConfig: the same value
+    is refused by both (exit 2) before any job file is read (plan's --rpm took 0 before)."""
+    missing = str(tmp_path / "never-read.jsonl")
+    code = main([command, missing, *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and says in " ".join(err.split()), err
+    assert "never-read" not in err  # refused before the job file was looked at

@@ -25,7 +25,11 @@ def test_flags_win_over_run_json_which_wins_over_the_table() -> None:
     }
     cfg = RunConfig.build({"rpm": 300.0, "model": "ignored on resume"}, recorded)
     assert (cfg.pool.rpm, cfg.pool.timeout, cfg.pool.max_attempts) == (300.0, 30.0, 5)
-    assert cfg.max_cost == 2.0 and cfg.provider == "sim" and cfg.sim == {"sim_rpm": 50.0}
+    assert cfg.max_cost == 2.0 and cfg.provider == "sim" and cfg.sim.rpm == 50.0
+    assert cfg.sim_record() == {"sim_rpm": 50.0}  # what run.json keeps again
+    # a simulator flag given now wins over run.json's; one not given keeps run.json's
+    again = RunConfig.build({"sim_ipm": 20.0, "sim_rpm": None}, recorded)
+    assert (again.sim.rpm, again.sim.ipm) == (50.0, 20.0)
     assert cfg.job_defaults == {"model": "gpt-image-1"}  # the run's ids depend on them
     assert "provider" not in cfg.given  # what this session was given, for its record
 
@@ -52,3 +56,20 @@ def test_the_help_quotes_the_table() -> None:
     text = run.format_help()
     assert f"(default {DEFAULT_CONCURRENCY_CAP};" in " ".join(text.split())
     assert f"(default {POOL_DEFAULTS['timeout']:g})" in " ".join(text.split())
+
+
+def test_an_endpoints_own_limits_replace_the_runs() -> None:
+    """--providers: an endpoint's rpm/ipm/concurrency replace the run's; what it leaves out
+    (and every other pool setting) stays the run's."""
+    run = PoolConfig.build(None, {"rpm": 60.0, "concurrency": 8, "adaptive": False})
+    own = run.with_limits(rpm=600.0, ipm=None, concurrency=None)
+    assert (own.rpm, own.ipm, own.concurrency, own.adaptive) == (600.0, None, 8, False)
+    assert run.with_limits(rpm=None, ipm=None, concurrency=None) == run
+
+
+def test_run_json_sim_options_of_another_version_are_skipped_not_fatal() -> None:
+    recorded = {"provider": "sim", "sim": {"sim_rpm": 30.0, "sim_gone_option": 1}}
+    cfg = RunConfig.build({}, recorded)
+    assert cfg.sim.rpm == 30.0 and cfg.sim_record() == {"sim_rpm": 30.0}
+    with pytest.raises(ConfigError, match="unknown simulator option 'sim_gone'"):
+        RunConfig.build({"sim_gone": 1})  # given now: an error, as any unknown flag

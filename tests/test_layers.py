@@ -39,6 +39,10 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"images"},
     {"config"},
+    # the simulator's settings: RunConfig carries them typed from the flag to the simulator,
+    # so they sit below config (SimConfig over the table of its options); stdlib and errors
+    {"simconfig"},
+    {"simoptions"},
     {"errors"},
     {"redaction", "clock", "faultpoints", "numbers"},
 ]

@@ -222,8 +222,8 @@ def test_a_job_waiting_for_its_endpoint_is_not_journaled_as_sent(make_sim: Any) 
     async def main() -> None:
         limiter = RateLimiter(None, None, concurrency=1, adapt=False)
         provider = OpenAIImages(sim.base_url, KEY)
-        router = Router([Endpoint("e", "openai", provider, limiter, frozenset({"gpt-image-1"}))])
-        router.inflight = Journal()
+        endpoint = Endpoint("e", "openai", provider, limiter, frozenset({"gpt-image-1"}))
+        router = Router([endpoint], inflight=Journal())
         assert router.adds_inflight
 
         async def one(jid: str) -> None:

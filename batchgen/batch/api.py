@@ -30,8 +30,7 @@ class BatchBackend(Protocol):
     (Batch objects, output lines). :class:`BatchApi` is OpenAI's; Gemini's translates
     (batchgen/batch/gemini.py)."""
 
-    _key: str
-
+    def redact(self, text: str) -> str: ...
     async def upload(self, path: Path, filename: str) -> dict[str, Any]: ...
     def list_files(self) -> AsyncIterator[dict[str, Any]]: ...
     def stream_lines(

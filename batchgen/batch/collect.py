@@ -33,7 +33,7 @@ from batchgen.batch.context import BatchContext
 from batchgen.batch.lines import MAX_LINE_ENV, LongLine, http_status, text
 from batchgen.batch.state import Part
 from batchgen.batch.submit import base_row
-from batchgen.errors import AttemptError, ErrorClass, classify_http, redact
+from batchgen.errors import AttemptError, ErrorClass, classify_http
 from batchgen.images import save_images, sniff_ext
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
@@ -311,7 +311,7 @@ def _error_row(
             "error_class": klass.value,
             "http_status": status,
             "error_code": code,
-            "error_message": redact(message, (ctx.api._key,))[:2000],
+            "error_message": ctx.api.redact(message)[:2000],
             "cost_usd": cost,
             "cost_source": "usage" if usage is not None else "none",
         }

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from batchgen.batch.api import BatchBackend
 from batchgen.batch.state import BatchState
+from batchgen.config import PoolConfig
 from batchgen.jobs.model import Job
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable, Reservation
@@ -61,7 +62,7 @@ class BatchContext:
     jobs_of: Callable[[set[str]], dict[str, Job]]  # ids -> Job, from the job file
     say: Say
     tally: PoolTally = field(default_factory=PoolTally)
-    live_values: dict[str, Any] = field(default_factory=dict)  # pool settings (deadline)
+    pool: PoolConfig = field(default_factory=PoolConfig)  # the live settings (deadline)
     done_ids: set[str] = field(default_factory=set)  # jobs with an ok row
     logged: dict[str, set[str]] = field(default_factory=dict)  # batch id -> job ids with rows
     holds: dict[int, Reservation] = field(default_factory=dict)  # part -> money held

@@ -31,7 +31,6 @@ from batchgen.batch.collect import collect_part
 from batchgen.batch.context import BatchContext
 from batchgen.batch.state import Part
 from batchgen.batch.submit import update_part
-from batchgen.config import DEFAULT_CONCURRENCY_CAP
 from batchgen.errors import AttemptError
 from batchgen.money.quote import DEFAULT_LATENCY_S, min_wall_time
 
@@ -153,11 +152,10 @@ def _live_seconds(ctx: BatchContext, requests: int) -> float:
     latency = ctx.options.assume_latency_s
     if latency is None:
         latency = DEFAULT_LATENCY_S
-    values = ctx.live_values
-    concurrency = values.get("concurrency") or DEFAULT_CONCURRENCY_CAP
+    pool = ctx.pool  # --no-adapt's fixed in-flight count too (concurrency_cap)
     wall = min_wall_time(
         requests, requests, requests * latency,
-        rpm=values.get("rpm"), ipm=values.get("ipm"), concurrency=int(concurrency),
+        rpm=pool.rpm, ipm=pool.ipm, concurrency=pool.concurrency_cap,
     )  # fmt: skip
     return wall.seconds
 

@@ -22,6 +22,7 @@ from batchgen.batch.context import BatchContext, BatchOptions, Say
 from batchgen.batch.follow import follow
 from batchgen.batch.state import BatchState
 from batchgen.batch.submit import reconcile, submit_jobs
+from batchgen.config import PoolConfig
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits.stop import RunControl
@@ -43,7 +44,7 @@ class BatchSession:
     budget: Budget | None
     options: BatchOptions
     jobs_of: Callable[[set[str]], dict[str, Job]]
-    live_values: dict[str, Any]
+    pool: PoolConfig  # the live settings: the deadline's estimate of the rest done live
     say: Say
     timeout_s: float = 120.0
     # the spend ledger's sink around the log writer (batchgen.session.ledgering); None: off
@@ -79,7 +80,7 @@ async def run_batch_session(
     ctx = BatchContext(
         rundir=s.rundir, run_id=s.run_id, session=s.session, provider=s.provider, api=api,
         state=state, sink=sink, prices=s.prices, budget=s.budget, options=s.options,
-        control=control, jobs_of=s.jobs_of, say=s.say, live_values=s.live_values,
+        control=control, jobs_of=s.jobs_of, say=s.say, pool=s.pool,
     )  # fmt: skip
     _from_log(ctx)
     detached = False

@@ -38,6 +38,7 @@ __all__ = [
     "SESSION_FLAGS",
     "UsageError",
     "add_job_defaults",
+    "add_limit_arguments",
     "add_session_arguments",
     "flags_of",
     "prefer_system_allocator",
@@ -45,9 +46,11 @@ __all__ = [
 ]
 
 
-def add_job_defaults(parser: argparse.ArgumentParser) -> None:
+def add_job_defaults(parser: argparse.ArgumentParser, *, model: str | None = None) -> None:
+    """--model, --size, --quality, --n; ``model``: a default --model (`gen`'s)."""
     group = parser.add_argument_group("job defaults (fill what a job leaves out)")
-    group.add_argument("--model", help="e.g. gpt-image-1")
+    shown = f" (default {model})" if model else ""
+    group.add_argument("--model", default=model, help=f"e.g. gpt-image-1{shown}")
     group.add_argument("--size", help="e.g. 1024x1024")
     group.add_argument("--quality", help="e.g. low, medium, high, standard, hd")
     group.add_argument("--n", type=int, help="images per request")
@@ -105,7 +108,7 @@ def add_session_arguments(
     ``leave_out``: the dests of flags the command does not read (`score` reads no --ipm);
     ``sim=False``: no --sim-* flags (`collect` starts no simulator)."""
     _add_provider_arguments(parser, leave_out)
-    _add_limit_arguments(parser, leave_out)
+    add_limit_arguments(parser, leave_out)
     _add_output_arguments(parser, leave_out)
     add_money_arguments(parser, leave_out=leave_out)
     add_ledger_arguments(parser, leave_out=leave_out)
@@ -136,21 +139,23 @@ def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozense
     )  # fmt: skip
 
 
-def _add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+    """--concurrency, --rpm, --ipm, --no-adapt ... (but ``leave_out``): `run`'s, `plan`'s."""
     d = POOL_DEFAULTS
     limits = SkippingGroup(parser.add_argument_group("limits"), leave_out)
+    fixed = "" if "adaptive" in leave_out else f"; {FIXED_CONCURRENCY} with --no-adapt"
     limits.add_argument(
-        "--concurrency", type=_positive_int, metavar="N",
+        "--concurrency", type=_whole_number, metavar="N",
         help="requests in flight at most: a cap on the autopilot's in-flight limit (default "
-        f"{DEFAULT_CONCURRENCY_CAP}; {FIXED_CONCURRENCY} with --no-adapt)",
+        f"{DEFAULT_CONCURRENCY_CAP}{fixed})",
     )  # fmt: skip
     limits.add_argument(
-        "--rpm", type=_positive_float, metavar="N",
+        "--rpm", type=_number, metavar="N",
         help="requests per minute at most: a ceiling the autopilot never "
         "passes, and where it starts (default: found from the provider)",
     )  # fmt: skip
     limits.add_argument(
-        "--ipm", type=_positive_float, metavar="N",
+        "--ipm", type=_number, metavar="N",
         help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
     )  # fmt: skip
     limits.add_argument(
@@ -159,12 +164,12 @@ def _add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[s
         "(no slow start, no following 429s or x-ratelimit headers)",
     )  # fmt: skip
     limits.add_argument(
-        "--stall-timeout", dest="stall_timeout", type=_positive_float, metavar="SECONDS",
+        "--stall-timeout", dest="stall_timeout", type=_number, metavar="SECONDS",
         help="stop (exit 3, jobs pending) when the provider has answered nothing but 429s "
         f"for this long (default {d['stall_timeout']:g})",
     )  # fmt: skip
     limits.add_argument(
-        "--max-pause", dest="max_pause", type=_positive_float, metavar="SECONDS",
+        "--max-pause", dest="max_pause", type=_number, metavar="SECONDS",
         help="hold the pool at most this long for one Retry-After or reset "
         f"(default {d['max_pause']:g}; a longer ask is capped and logged)",
     )  # fmt: skip
@@ -175,16 +180,16 @@ def _add_request_arguments(limits: Any) -> None:
     d = POOL_DEFAULTS
     limits.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=_number,
         metavar="SECONDS",
         help=f"seconds per request (default {d['timeout']:g})",
     )
     limits.add_argument(
-        "--max-attempts", type=_positive_int, metavar="N",
+        "--max-attempts", type=_whole_number, metavar="N",
         help=f"attempts per job for retryable errors (default {d['max_attempts']})",
     )  # fmt: skip
     limits.add_argument(
-        "--grace", type=float, metavar="SECONDS",
+        "--grace", type=_number, metavar="SECONDS",
         help=f"seconds requests in flight may finish after Ctrl-C (default {d['grace']:g})",
     )  # fmt: skip
 
@@ -234,23 +239,20 @@ def prefer_system_allocator() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
+    """The text as a number; whether it is in range is RunConfig's to say (batchgen.config
+    checks every setting once, for the flags and the API's keyword arguments alike)."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number ≥ 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        msg = f"expected a whole number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
+    """The text as a number (range: RunConfig's check, as for ``_whole_number``)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = 0.0
-    if not value > 0:
-        msg = f"expected a number > 0, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        msg = f"expected a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None

@@ -52,11 +52,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--run-dir", help="where the image, log and run.json go (default runs/gen-<UTC time>)"
     )
-    add_job_defaults(parser)
-    parser.set_defaults(model=DEFAULT_MODEL)
-    for action in parser._actions:
-        if action.dest == "model":
-            action.help = f"e.g. gpt-image-1 (default {DEFAULT_MODEL})"
+    add_job_defaults(parser, model=DEFAULT_MODEL)
     add_session_arguments(parser, resume=False, leave_out=SESSION_FLAGS - READS)
     parser.set_defaults(func=cmd_gen)
 

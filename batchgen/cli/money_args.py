@@ -12,7 +12,18 @@ from batchgen.money.quote import Quote
 from batchgen.money.table import PriceTable
 
 
+def _amount(text: str) -> float:
+    """An amount of USD as a number; RunConfig checks its range (once, for the flags and
+    the API's keyword arguments alike)."""
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"expected an amount of USD (e.g. 12.50), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _usd(text: str) -> float:
+    """--confirm-above: the CLI's own (no run setting), checked here."""
     try:
         value = float(text)
     except ValueError:
@@ -52,12 +63,12 @@ def add_ledger_arguments(
         help="the project this run's spend counts for (default the job file's folder name)",
     )  # fmt: skip
     group.add_argument(
-        "--monthly-budget", metavar="USD", type=_usd,
+        "--monthly-budget", metavar="USD", type=_amount,
         help="this month's spend over every run sharing the ledger never passes USD: a "
         "request is sent only if its worst case still fits (config.toml: monthly_budget)",
     )  # fmt: skip
     group.add_argument(
-        "--project-budget", metavar="USD", type=_usd,
+        "--project-budget", metavar="USD", type=_amount,
         help="the same for this run's project (config.toml: [projects.NAME] monthly_budget)",
     )  # fmt: skip
     group.add_argument(
@@ -81,9 +92,9 @@ def add_money_arguments(
 _MONEY_FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--prices",), {"metavar": "FILE", "help": "a TOML price table merged over the shipped "
                      "one (add models, change prices)"}),
-    (("--max-cost",), {"metavar": "USD", "type": _usd, "help": "hard budget: a job is not "
+    (("--max-cost",), {"metavar": "USD", "type": _amount, "help": "hard budget: a job is not "
                        "sent if its worst-case cost would pass this total"}),
-    (("--price-per-image",), {"metavar": "USD", "type": _usd, "help": "price of one image for "
+    (("--price-per-image",), {"metavar": "USD", "type": _amount, "help": "price of one image for "
                               "models missing from the price table"}),
     (("--confirm-above",), {"metavar": "USD", "type": _usd, "help": "ask before starting when "
                             "the quote's high estimate is above this"}),

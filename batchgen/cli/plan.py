@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchgen.cli.money_args import add_money_arguments
-from batchgen.config import DEFAULT_CONCURRENCY_CAP, DEFAULT_MODEL, with_default_model
+from batchgen.config import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_PROBLEMS = 2
 _DEFAULTS = ("model", "size", "quality", "n")  # job defaults from the flags
+_LIMITS = frozenset({"rpm", "ipm", "concurrency"})  # run's limit flags a plan reads
 # the flags `plan` reads (tests/test_cli_help.py: its parser offers exactly these); it asks
 # nothing before a start, so no --confirm-above / --yes
 READS = frozenset({
-    "jobfile", *_DEFAULTS, "rpm", "ipm", "concurrency", "max_jobs", "prices", "max_cost",
+    "jobfile", *_DEFAULTS, *_LIMITS, "max_jobs", "prices", "max_cost",
     "price_per_image", "assume_latency", "via", "output_format", "max_problems",
 })  # fmt: skip
 
@@ -66,7 +67,6 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--via",
         choices=("live", "batch"),
-        default="live",
         help="batch: also quote the provider's Batch API (half price for OpenAI image models, "
         "done within 24 h) beside the live price",
     )
@@ -84,26 +84,13 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job defaults, and the limits the quote's wall time is estimated under: the same
-    defaults as ``run`` (no --concurrency: the autopilot's cap), so both quote alike."""
-    specs: list[tuple[str, dict[str, Any]]] = [
-        ("--model", {"help": f"default model for jobs that name none (default {DEFAULT_MODEL})"}),
-        ("--size", {"help": "default size, e.g. 1024x1024"}),
-        ("--quality", {"help": "default quality, e.g. medium"}),
-        ("--n", {"type": int, "help": "default images per request"}),
-        ("--rpm", {"type": float, "help": "requests per minute allowed"}),
-        ("--ipm", {"type": float, "help": "images per minute allowed"}),
-        (
-            "--concurrency",
-            {
-                "type": int,
-                "help": "requests in flight at most (default, as for run: the autopilot finds "
-                f"the provider's limit, up to {DEFAULT_CONCURRENCY_CAP})",
-            },
-        ),
-    ]
-    for flag, kwargs in specs:
-        parser.add_argument(flag, **kwargs)
+    """`run`'s own flags for what a plan shares with a run: the job defaults and the limits
+    the quote's wall time is estimated under (--rpm, --ipm, --concurrency), with run's
+    defaults and checks (batchgen.config), so both quote alike."""
+    from batchgen.cli.common import LIMIT_FLAGS, add_job_defaults, add_limit_arguments
+
+    add_job_defaults(parser)
+    add_limit_arguments(parser, LIMIT_FLAGS - _LIMITS)
 
 
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
@@ -128,23 +115,23 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
     # the reader, the price table and rich load when a plan is made, not for `batchgen run`
     from batchgen.cli.common import flags_of
     from batchgen.cli.money_args import prices_from_args
+    from batchgen.config import RunConfig
+    from batchgen.errors import ConfigError
     from batchgen.money.load import PricesError
-
-    flags_of(args, READS)  # the parser offers only what is read here
     from batchgen.money.plan import plan_file
 
     out = stdout or sys.stdout
     try:
+        # the same settings a run of these flags would have (defaults and checks)
+        cfg = RunConfig.build(flags_of(args, READS))
         prices = prices_from_args(args)
-        defaults = with_default_model({k: getattr(args, k, None) for k in _DEFAULTS})
         plan = plan_file(
-            args.jobfile, prices, defaults,
-            max_jobs=getattr(args, "max_jobs", None), max_problems=args.max_problems,
-            assume_latency=args.assume_latency, rpm=args.rpm, ipm=args.ipm,
-            concurrency=args.concurrency or DEFAULT_CONCURRENCY_CAP,
-            via=getattr(args, "via", "live"),
+            args.jobfile, prices, dict(cfg.job_defaults),
+            max_jobs=cfg.max_jobs, max_problems=args.max_problems,
+            assume_latency=cfg.batch.assume_latency, rpm=cfg.pool.rpm, ipm=cfg.pool.ipm,
+            concurrency=cfg.pool.concurrency_cap, via=cfg.via or "live",
         )  # fmt: skip
-    except (PricesError, ValueError) as exc:
+    except (PricesError, ConfigError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     if plan.refused is not None or plan.check is None:

@@ -20,7 +20,7 @@ FORMATS = ("text", "json", "html", "md")
 READS = frozenset({"run_dirs", "format", "output", "grid", "no_image_checks"})
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
         help="report a run: success, latency, throughput, cost, errors, recommendations",

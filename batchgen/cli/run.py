@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgen.cli.common import (
     BATCH_FLAGS,
     EXIT_USAGE,
     JOB_DEFAULT_FLAGS,
     SESSION_FLAGS,
+    UsageError,
     add_job_defaults,
     add_session_arguments,
     prefer_system_allocator,
@@ -23,6 +24,9 @@ from batchgen.cli.common import (
 from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
 from batchgen.cli.pilot import APPLY_READS
 from batchgen.cli.score import SCORER_FLAGS
+
+if TYPE_CHECKING:
+    from batchgen.config import RunConfig
 
 # the flags `run` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
@@ -85,6 +89,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchgen.cli.session import ConsoleObserver, make_console, usage_errors
 
     console, err = make_console(), make_console(stderr=True)
+    try:  # every setting checked (batchgen.config) before a job file or stdin is read
+        cfg = run_config(args, reads=READS)
+    except UsageError as exc:
+        err.print(f"batchgen run: {exc}", markup=False)
+        return EXIT_USAGE
     if args.jobfile == "-":
         problem = _jobs_from_stdin(args)
         if problem:
@@ -102,15 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                       "--regenerate-below", markup=False)  # fmt: skip
             return EXIT_USAGE
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
-    return usage_errors(err, "run", lambda: _start(args, observer))
+    return usage_errors(err, "run", lambda: _start(args, observer, cfg))
 
 
-def _start(args: argparse.Namespace, observer: Any) -> int:
+def _start(args: argparse.Namespace, observer: Any, cfg: RunConfig) -> int:
     from batchgen.cli.notifyargs import with_notify
     from batchgen.cli.session import redacted_argv
     from batchgen.session.start import start_run
 
-    cfg = run_config(args, reads=READS)
     cluster = None
     if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
         from batchgen.cluster import ClusterRun, refuse

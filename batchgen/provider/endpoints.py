@@ -34,6 +34,7 @@ from batchgen.errors import UsageError, redact
 from batchgen.redaction import has_hidden_query, looks_like_key, redact_url
 
 if TYPE_CHECKING:
+    from batchgen.limits import RateLimiter
     from batchgen.limits.stop import RunControl
     from batchgen.provider.base import Provider
     from batchgen.provider.router import Router
@@ -251,31 +252,38 @@ def describe(specs: list[EndpointSpec]) -> list[dict[str, Any]]:
     return [s.record() for s in specs]
 
 
+def limiter_for(pool: PoolConfig) -> RateLimiter:
+    """The one way a run's RateLimiter is built from its settings: the run's own (one
+    endpoint), or each endpoint's of a providers file (``pool.with_limits`` of its own)."""
+    from batchgen.limits import RateLimiter
+
+    return RateLimiter(
+        pool.rpm, pool.ipm, concurrency=pool.concurrency, adapt=pool.adaptive,
+        max_pause_s=pool.max_pause_s,
+    )  # fmt: skip
+
+
 def build_router(
     specs: list[EndpointSpec],
     keys: dict[str, str],
     pool: PoolConfig,
     control: RunControl | None,
+    inflight: set[str] | None = None,
 ) -> Router:
     """The Router over these endpoints: a provider and a RateLimiter (its own autopilot)
-    each; the run's --rpm/--ipm/--concurrency apply to every endpoint unless it sets its own."""
-    from batchgen.limits import RateLimiter
+    each; the run's --rpm/--ipm/--concurrency apply to every endpoint unless it sets its own.
+    ``inflight``: the pool's sent journal, which the Router fills as requests leave."""
     from batchgen.provider.router import Endpoint, Router
 
     endpoints = []
     for spec in specs:
-        limiter = RateLimiter(
-            spec.rpm or pool.rpm,
-            spec.ipm or pool.ipm,
-            concurrency=spec.concurrency or pool.concurrency,
-            adapt=pool.adaptive,
-            max_pause_s=pool.max_pause_s,
-        )
+        own = pool.with_limits(rpm=spec.rpm, ipm=spec.ipm, concurrency=spec.concurrency)
+        limiter = limiter_for(own)
         provider = make_provider(spec, keys[spec.name], limiter.concurrency_cap + 4)
         endpoints.append(
             Endpoint(spec.name, spec.protocol, provider, limiter, frozenset(spec.models))
         )
-    return Router(endpoints, control)
+    return Router(endpoints, control, inflight)
 
 
 def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provider:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from batchgen.errors import AttemptError, ErrorClass, classify_http, error_code
+from batchgen.errors import AttemptError, ErrorClass, classify_http
 from batchgen.errors import parse_reset_duration as _duration
 from batchgen.jobs.model import Job
 from batchgen.provider.base import GenerateResult, ImageData, Usage
@@ -110,8 +110,8 @@ def gemini_error(
             err = found if isinstance(found, dict) else {}
         except (ValueError, AttributeError):
             err = {}
-    code = error_code(err.get("status"), (session._key,))
-    message = session._text(err.get("message") or "") or f"HTTP {status}"
+    code = session.code_text(err.get("status"))
+    message = session.field_text(err.get("message") or "") or f"HTTP {status}"
     found_details = err.get("details")
     details: list[Any] = found_details if isinstance(found_details, list) else []
     reasons = " ".join(str(d.get("reason", "")) for d in details if isinstance(d, dict))

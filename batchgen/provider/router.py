@@ -130,7 +130,12 @@ class Router:
 
     name = "router"
 
-    def __init__(self, endpoints: list[Endpoint], control: RunControl | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        control: RunControl | None = None,
+        inflight: set[str] | None = None,
+    ) -> None:
         if not endpoints:
             raise ValueError("a Router needs at least one endpoint")
         self.endpoints = endpoints
@@ -138,7 +143,7 @@ class Router:
         # the pool's in-flight set (the sent journal): the Router adds a job when its request
         # really leaves (after the endpoint's limiter), so a job still waiting at a crash is
         # not "possibly billed twice"; the pool discards it after the row, as for one endpoint
-        self.inflight: set[str] | None = None
+        self.inflight = inflight
         self.by_model: dict[str, list[Endpoint]] = {}
         for ep in endpoints:
             for model in sorted(ep.models):

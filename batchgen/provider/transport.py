@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from batchgen.errors import MAX_FIELD_CHARS, AttemptError, ErrorClass, provider_text
+from batchgen.errors import MAX_FIELD_CHARS, AttemptError, ErrorClass, error_code, provider_text
 from batchgen.redaction import redact
 
 __all__ = [
@@ -61,12 +61,20 @@ class KeyedSession:
             await self._session.close()
             self._session = None
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """``text`` without this client's key: what code outside the client may print."""
         return redact(text, (self._key,))
 
-    def _text(self, value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
+    def field_text(self, value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
         """Any field of an answer, as stored and printed: text, redacted, cut."""
         return provider_text(value, (self._key,), limit)
+
+    def code_text(self, value: Any) -> str | None:
+        """An answer's ``error.code`` / ``status`` as a short redacted string (or None)."""
+        return error_code(value, (self._key,))
+
+    _redact = redact  # the names the protocol clients (subclasses) use
+    _text = field_text
 
     @contextmanager
     def _transport_errors(self, on_timeout: str, where: str = "") -> Iterator[None]:

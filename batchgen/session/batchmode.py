@@ -72,7 +72,7 @@ def run_batch(
         rundir=plan.rundir, run_id=plan.run_id, session=plan.session,
         provider=plan.connection.provider, api_key=plan.connection.api_key, prices=plan.prices,
         budget=plan.budget, options=options, jobs_of=jobs_lookup(job_file, defaults),
-        live_values=plan.pool.record(), say=say, timeout_s=float(plan.pool.timeout),
+        pool=plan.pool, say=say, timeout_s=float(plan.pool.timeout),
         wrap_sink=None if plan.ledger is None else plan.ledger.sink,
         protocol="gemini" if plan.connection.provider == "gemini" else "openai",
     )  # fmt: skip

@@ -5,18 +5,18 @@ here, used by the provider and never written anywhere."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from batchgen.errors import ConfigError, UsageError, redact
+from batchgen.errors import UsageError, redact
 from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.provider.endpoints import LOCAL_KEY, is_loopback, no_key_message
 from batchgen.redaction import has_hidden_query, looks_like_key
 
 if TYPE_CHECKING:
     from batchgen.config import RunConfig
+    from batchgen.simconfig import SimConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,54 +110,12 @@ def resolve_connection(
     return Connection("openai", url, key_env, key)
 
 
-def sim_config(cfg: RunConfig, connection: Connection | None = None) -> Any:
-    """The simulator's settings from the run's ``sim_*`` options; None unless the run goes to
-    the built-in simulator. Raises UsageError for a bad option."""
+def sim_config(cfg: RunConfig, connection: Connection | None = None) -> SimConfig | None:
+    """The built-in simulator's settings (checked when the RunConfig was built); None unless
+    the run goes to it."""
     if connection is not None and connection.provider != "sim":
         return None
-    from argparse import Namespace
-
-    from batchgen.sim.cli import sim_config_from_args
-    from batchgen.sim.config import SimConfigError
-
-    try:
-        return sim_config_from_args(Namespace(**cfg.sim), prefix="sim-")
-    except (SimConfigError, ValueError) as exc:
-        raise UsageError(f"simulator flags: {exc}") from exc
-
-
-def check_sim_options(options: Mapping[str, Any]) -> None:
-    """The API's ``sim={...}`` checked like ``--sim-*`` flags: a name the simulator does not
-    have, or a value of the wrong kind or out of its choices, is a ConfigError."""
-    import argparse
-
-    from batchgen.sim.flags import add_sim_arguments
-
-    parser = argparse.ArgumentParser(add_help=False)
-    add_sim_arguments(parser, prefix="sim-")
-    actions = {a.dest.removeprefix("sim_"): a for a in parser._actions if a.dest != "help"}
-    for name, value in options.items():
-        key = str(name).replace("-", "_")
-        action = actions.get(key)
-        if action is None:
-            known = ", ".join(sorted(actions))
-            raise ConfigError(f"sim: unknown simulator option {name!r}; known: {known}")
-        if value is None:
-            continue
-        if isinstance(action, argparse._StoreTrueAction):
-            ok = isinstance(value, bool)
-            kind = "True or False"
-        elif action.type in (int, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = ok and (action.type is float or float(value).is_integer())
-            kind = "a whole number" if action.type is int else "a number"
-        else:
-            ok = isinstance(value, str)
-            kind = "a string (as its flag --sim-" + key.replace("_", "-") + " takes)"
-        if ok and action.choices is not None and value not in action.choices:
-            ok, kind = False, "one of " + ", ".join(map(str, action.choices))
-        if not ok:
-            raise ConfigError(f"sim: option {name!r} must be {kind}, got {value!r}")
+    return cfg.sim
 
 
 BATCH_PROTOCOLS = ("openai", "gemini")  # the protocols whose Batch API batchgen drives

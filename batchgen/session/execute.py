@@ -17,6 +17,7 @@ from batchgen.jobs.model import Job
 from batchgen.limits import Gate, RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget, PriceTable
+from batchgen.provider.endpoints import limiter_for
 from batchgen.provider.openai import OpenAIImages
 from batchgen.runlog.journal import SentJournal
 from batchgen.runlog.rundir import RunDir
@@ -87,10 +88,7 @@ def pool_settings(pool: PoolConfig) -> PoolSettings:
 
 
 def make_limiter(pool: PoolConfig) -> RateLimiter:
-    return RateLimiter(
-        pool.rpm, pool.ipm, concurrency=pool.concurrency, adapt=pool.adaptive,
-        max_pause_s=pool.max_pause_s,
-    )  # fmt: skip
+    return limiter_for(pool)
 
 
 @dataclass(slots=True)
@@ -120,8 +118,9 @@ def _wire(plan: SessionPlan) -> _Parts:
     if plan.endpoints:
         from batchgen.provider.endpoints import build_router, resolve_keys
 
-        router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control)
-        router.inflight = inflight  # added to the sent journal when a request really leaves
+        # the Router adds to the sent journal when a request really leaves
+        router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control,
+                              inflight)  # fmt: skip
         limiter: Gate = router.gate
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:

@@ -260,7 +260,7 @@ def session_overrides(cfg: RunConfig) -> dict[str, Any]:
     given.pop("run_dir", None)
     given.pop("on_budget", None)  # a command line may carry a webhook's secret
     return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
-        "sim": dict(cfg.sim) or None
+        "sim": cfg.sim_record() or None
     }
 
 

@@ -258,7 +258,7 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "provider": connection.provider,
         "base_url": redact_url(connection.base_url) if connection.base_url else None,
         "api_key_env": connection.key_env,
-        "sim": dict(cfg.sim) if connection.provider == "sim" else None,
+        "sim": cfg.sim_record() if connection.provider == "sim" else None,
         "prices": str(Path(cfg.prices).resolve()) if cfg.prices else None,
         "max_cost": cfg.max_cost,
         "price_per_image": cfg.price_per_image,

@@ -83,13 +83,13 @@ class ThreadedSim(RunningSim):
 
     def __init__(self, running: RunningSim, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(running.server, running.host, running.port)
-        self._loop = loop
+        self.loop = loop
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         async def on_loop() -> Any:
             return fn(*args, **kwargs)
 
-        return asyncio.run_coroutine_threadsafe(on_loop(), self._loop).result(timeout=10)
+        return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(timeout=10)
 
     def update(self, **knobs: Any) -> SimConfig:
         return self._call(self.server.update, **knobs)
@@ -133,7 +133,7 @@ def sim_in_thread(
     try:
         yield sim
     finally:
-        sim._loop.call_soon_threadsafe(box["stop"].set)
+        sim.loop.call_soon_threadsafe(box["stop"].set)
         thread.join(timeout=10)
 
 
