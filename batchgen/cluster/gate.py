@@ -16,7 +16,8 @@ import anyio
 
 from batchgen.cluster.limit import Grant, Report
 from batchgen.limits import RateLimiter, Ticket
-from batchgen.limits.autopilot import REQUESTS, read_hint
+from batchgen.limits.autopilot import REQUESTS
+from batchgen.limits.hints import read_hint
 
 WANT = 64  # permits asked for at once (the actor grants at most ~half a second of the rate)
 # the next chunk is asked for this long before the last one runs out (a call to the actor
