@@ -4,7 +4,9 @@ here, used by the provider and never written anywhere."""
 
 from __future__ import annotations
 
+import argparse
 import os
+from argparse import Namespace
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,8 +14,16 @@ from urllib.parse import urlsplit
 
 from batchgen.errors import ConfigError, UsageError, redact
 from batchgen.provider.base import DEFAULT_BASE_URL
-from batchgen.provider.endpoints import LOCAL_KEY, is_loopback, no_key_message
+from batchgen.provider.endpoints import (
+    LOCAL_KEY,
+    from_records,
+    is_loopback,
+    load_providers,
+    no_key_message,
+    resolve_keys,
+)
 from batchgen.redaction import has_hidden_query, looks_like_key
+from batchgen.sim.flags import add_sim_arguments
 
 if TYPE_CHECKING:
     from batchgen.config import RunConfig
@@ -42,7 +52,6 @@ def connect(cfg: RunConfig) -> tuple[Connection, list[Any] | None]:
 def providers_connection(cfg: RunConfig) -> tuple[Connection, list[Any]] | None:
     """``--providers FILE`` (or the endpoints run.json recorded): the endpoints, their keys
     checked; None when the run has one endpoint (the --provider/--base-url flags)."""
-    from batchgen.provider.endpoints import from_records, load_providers, resolve_keys
 
     if cfg.providers:
         if cfg.given.get("provider") or cfg.given.get("base_url") or cfg.given.get("api_key_env"):
@@ -115,8 +124,8 @@ def sim_config(cfg: RunConfig, connection: Connection | None = None) -> Any:
     the built-in simulator. Raises UsageError for a bad option."""
     if connection is not None and connection.provider != "sim":
         return None
-    from argparse import Namespace
 
+    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
     from batchgen.sim.cli import sim_config_from_args
     from batchgen.sim.config import SimConfigError
 
@@ -129,9 +138,6 @@ def sim_config(cfg: RunConfig, connection: Connection | None = None) -> Any:
 def check_sim_options(options: Mapping[str, Any]) -> None:
     """The API's ``sim={...}`` checked like ``--sim-*`` flags: a name the simulator does not
     have, or a value of the wrong kind or out of its choices, is a ConfigError."""
-    import argparse
-
-    from batchgen.sim.flags import add_sim_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     add_sim_arguments(parser, prefix="sim-")
@@ -169,7 +175,6 @@ def batch_connection(connection: Connection, endpoints: list[Any] | None) -> Con
     (``provider`` is the protocol). Raises UsageError naming the fix."""
     if not endpoints:
         return connection
-    from batchgen.provider.endpoints import resolve_keys
 
     if len(endpoints) != 1 or endpoints[0].protocol not in BATCH_PROTOCOLS:
         raise UsageError(
