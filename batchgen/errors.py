@@ -1,7 +1,6 @@
 """The errors batchgen raises, and the taxonomy of a failed attempt.
 
 What a caller of the library (``batchgen.run``, ``batchgen.resume``) can catch:
-
     BatchgenError (Exception)        anything batchgen raises on purpose
      ├── UsageError                  bad arguments or environment: nothing was sent (CLI exit 2)
      │    ├── ConfigError            a setting's value is wrong (rpm 0, an unknown provider)

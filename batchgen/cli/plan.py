@@ -9,10 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from batchgen.cli.money_args import add_money_arguments
+from rich.console import Console
+
+from batchgen.cli.common import flags_of
+from batchgen.cli.money_args import add_money_arguments, prices_from_args
 from batchgen.config import DEFAULT_CONCURRENCY_CAP, DEFAULT_MODEL, with_default_model
+from batchgen.money import quote_to_dict
+from batchgen.money.load import PricesError
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -109,9 +116,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     if args.jobfile != "-":
         return _plan(args, stdout)
-    import tempfile
-    from pathlib import Path
 
+    # lazy: the CLI builds its parser without batchgen.cli.stdin (tests/test_startup.py)
     from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
 
     try:
@@ -125,12 +131,8 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
 
 
 def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
-    # the reader, the price table and rich load when a plan is made, not for `batchgen run`
-    from batchgen.cli.common import flags_of
-    from batchgen.cli.money_args import prices_from_args
-    from batchgen.money.load import PricesError
-
     flags_of(args, READS)  # the parser offers only what is read here
+    # lazy: the CLI builds its parser without batchgen.money.plan (tests/test_startup.py)
     from batchgen.money.plan import plan_file
 
     out = stdout or sys.stdout
@@ -158,6 +160,7 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
 
 
 def _print_plan(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
+    # lazy: the CLI builds its parser without batchgen.cli.planvars (tests/test_startup.py)
     from batchgen.cli.planvars import print_tally
 
     check = plan.check
@@ -195,8 +198,8 @@ def _print_text(
         return
     if result is None:
         return
-    from rich.console import Console
 
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import quote_renderable
 
     console = Console(file=out, width=None if out.isatty() else 110)
@@ -218,6 +221,7 @@ def default_model_note() -> str:
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:
     """The Batch API's quote beside the live one."""
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import usd
 
     span = (
@@ -243,6 +247,7 @@ def _batch_sentence(live: Quote, batch: Quote) -> str:
 
 
 def _cap_sentence(result: Quote, cap: float) -> str:
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import usd
 
     if result.high_usd <= cap:
@@ -261,8 +266,6 @@ def _cap_sentence(result: Quote, cap: float) -> str:
 
 
 def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
-    from batchgen.money import quote_to_dict
-
     check = plan.check
     assert check is not None
     problems = [*check.validation.problems, *check.model_problems]
@@ -277,6 +280,7 @@ def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
     }
     if check.batch_quote is not None:
         document["batch_quote"] = quote_to_dict(check.batch_quote)
+    # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
     from batchgen.numbers import for_json
 
     json.dump(for_json(document), out, indent=2, ensure_ascii=False)

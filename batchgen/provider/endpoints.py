@@ -259,6 +259,7 @@ def build_router(
 ) -> Router:
     """The Router over these endpoints: a provider and a RateLimiter (its own autopilot)
     each; the run's --rpm/--ipm/--concurrency apply to every endpoint unless it sets its own."""
+    # lazy: loads anyio; this module is imported without it
     from batchgen.limits import RateLimiter
     from batchgen.provider.router import Endpoint, Router
 
@@ -281,26 +282,32 @@ def build_router(
 def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provider:
     """The provider client of ``spec``'s protocol."""
     if spec.protocol == "openai":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.openai import OpenAIImages
 
         return OpenAIImages(spec.base_url, key, connections=connections)
     if spec.protocol == "azure":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.azure import DEFAULT_API_VERSION, AzureImages
 
         return AzureImages(spec.base_url, key, deployments=spec.deployments,
                            api_version=spec.api_version or DEFAULT_API_VERSION,
                            connections=connections)  # fmt: skip
     if spec.protocol == "gemini":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.gemini import GeminiImages
 
         return GeminiImages(spec.base_url, key, connections=connections)
+    # lazy: loads aiohttp, anyio; this module is imported without them
     from batchgen.provider.poll import DEFAULT_POLL_S
 
     poll = spec.poll_interval or DEFAULT_POLL_S
     if spec.protocol == "bfl":
+        # lazy: loads aiohttp, anyio; this module is imported without them
         from batchgen.provider.bfl import BflImages
 
         return BflImages(spec.base_url, key, connections=connections, poll_interval_s=poll)
+    # lazy: loads aiohttp, anyio; this module is imported without them
     from batchgen.provider.fal import FalImages
 
     return FalImages(spec.base_url, key, connections=connections, poll_interval_s=poll)

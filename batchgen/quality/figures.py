@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.quality.store import load_scorer, read_scores
+from batchgen.runlog.reader import read_log
 
 MARGIN = 0.5  # a cheaper setting whose mean score is within this of a dearer one "scores as well"
 MIN_IMAGES = 3  # a setting needs this many scored images before it is compared
@@ -25,7 +26,6 @@ def _setting_of_images(
     run_dir: Path,
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple, list[float]]]:
     """image path → (model, quality, size, prompt); (model, quality, size) → [cost, images]."""
-    from batchgen.runlog.reader import read_log
 
     t = read_log(run_dir, ["status", "image_paths", "model", "quality", "size", "prompt",
                            "cost_usd", "image_count"])  # fmt: skip

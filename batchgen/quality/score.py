@@ -40,6 +40,7 @@ from batchgen.quality.items import (
 )
 from batchgen.quality.store import ScoreStore
 from batchgen.runner.control import PoolSettings
+from batchgen.runner.pool import watch_stall
 from batchgen.runner.tries import Backoff, Tries
 
 __all__ = [
@@ -155,8 +156,6 @@ class JudgePool:
         return cost
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
-        from batchgen.runner.pool import watch_stall
-
         self.scorer_id = scorer_id
         send, receive = anyio.create_memory_object_stream[ImageItem](len(items) or 1)
         for item in items:
