@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from batchgen.checks.ingest import start_ingest_checks
+from batchgen.checks import ingest
 from batchgen.config import PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
@@ -289,7 +289,7 @@ def _image_checker(plan: SessionPlan) -> Any:
     if not plan.pool.image_checks:
         return None
 
-    return start_ingest_checks(plan.rundir.path, plan.session)
+    return ingest.start_ingest_checks(plan.rundir.path, plan.session)
 
 
 @contextlib.asynccontextmanager
