@@ -17,6 +17,7 @@ set — ``result.raise_for_stop()`` raises ``batchgen.RunStopped`` for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +37,7 @@ from batchgen.apiargs import (
 )
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped
+from batchgen.runlog.rundir import RunDir
 from batchgen.session.observer import Silent
 
 if TYPE_CHECKING:
@@ -109,6 +111,7 @@ def run(
     (``{"rpm": 60, "faults": "server=0.1"}``, named like ``batchgen sim``'s flags).
     ``ray=True`` (a cluster of this machine) or ``ray="HOST:PORT"`` spreads the run over a Ray
     cluster, as ``--ray`` does (docs/cluster.md)."""
+    # lazy: loads numpy, aiohttp, pyarrow; this module is imported without them
     from batchgen.session.start import default_run_dir, start_run
 
     no_running_loop("run")
@@ -132,6 +135,7 @@ def run(
         target = default_run_dir(job_file)
     cluster = None
     if address is not None:
+        # lazy: Ray (an optional extra) loads only with ray=
         from batchgen.cluster import ClusterRun, refuse
 
         refuse(cfg)
@@ -154,6 +158,7 @@ async def run_async(
     """``run()`` for code already inside an event loop (asyncio or trio, through anyio): the
     session runs in a worker thread with its own loop, so the caller's loop stays free.
     ``progress`` and ``on_message`` are called from that thread."""
+    # lazy: loads anyio; this module is imported without it
     import anyio.to_thread
 
     call = functools.partial(run, jobs, run_dir=run_dir, progress=progress,
@@ -172,6 +177,7 @@ def resume(
     """Finish the rest of a run: every job without a successful result (``retry_failed=True``
     also those that failed for good). Settings come from run.json; keyword arguments given
     here override them for this session."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.session.resume import resume_run
 
     no_running_loop("resume")
@@ -193,6 +199,7 @@ async def resume_async(
     **flags: Any,
 ) -> RunResult:
     """``resume()`` for code inside an event loop (a worker thread, as ``run_async``)."""
+    # lazy: loads anyio; this module is imported without it
     import anyio.to_thread
 
     call = functools.partial(resume, run_dir, progress=progress, on_message=on_message,
@@ -210,6 +217,7 @@ def report(
     ``.run`` holds the sections (batchgen.reports.model), ``.to_json()``, ``.to_text()``,
     ``.to_markdown()`` and ``.to_html()`` render it, ``.write(fmt, out)`` saves it. With
     ``compare_to``, the two runs compared (``run_dir`` as A)."""
+    # lazy: loads pandas, matplotlib, pyarrow.compute; this module is imported without them
     from batchgen.reports import build_report
 
     for d in (run_dir, compare_to):
@@ -242,8 +250,6 @@ class _ApiObserver(Silent):
         self.say(text)
 
     def progress(self, total: int, budget: Any, status: Callable[[], str]) -> Any:
-        import contextlib
-
         user = self.user_progress
         if user is None:
             return super().progress(total, budget, status)
@@ -282,9 +288,9 @@ def _observer(
 
 def _result(run_dir: Path, outcome: Outcome) -> RunResult:
     """Counts over the whole run directory, and the last session's ending from run.json."""
-    from batchgen.runlog.rundir import RunDir
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+    from batchgen.money.spent import spent
     from batchgen.runlog.state import DONE, FAILED, job_states
-    from batchgen.session.resume import spent_so_far
 
     rundir = RunDir(run_dir)
     manifest = rundir.manifest()
@@ -296,7 +302,7 @@ def _result(run_dir: Path, outcome: Outcome) -> RunResult:
         run_dir=run_dir, run_id=str(manifest.run_id), session=last.session if last else 0,
         succeeded=counts[DONE], failed=counts[FAILED],
         pending=max((manifest.jobs or 0) - counts[DONE] - counts[FAILED], 0),
-        images=_images(rundir), spent_usd=spent_so_far(rundir),
+        images=_images(rundir), spent_usd=spent(run_dir).images_usd,
         ending=str(last.how) if last else "", stop_reason=reason.value if reason else None,
         stop_message=result.stop_message if result is not None else "",
         exit_code=outcome.exit_code, limits=last.autopilot if last else None,
@@ -304,8 +310,10 @@ def _result(run_dir: Path, outcome: Outcome) -> RunResult:
 
 
 def _images(rundir: Any) -> int:
+    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
     import pyarrow.compute as pc
 
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.runlog.reader import read_log
 
     table = read_log(rundir.path, ["image_paths"])

@@ -4,6 +4,7 @@ as objects are checked and written as a job file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -12,6 +13,7 @@ from typing import Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, RunDirError, UsageError
+from batchgen.jobs.model import Job
 from batchgen.simoptions import option_named
 
 # the keyword arguments run() and resume() take, by their CLI flag's name
@@ -58,7 +60,6 @@ def shown(name: str, value: Any) -> str:
 def no_running_loop(what: str) -> None:
     """``run()`` inside a running event loop (a notebook cell, an async function) cannot start
     its own: say so before anything starts."""
-    import asyncio
 
     try:
         asyncio.get_running_loop()
@@ -106,6 +107,7 @@ def flags_of_keywords(flags: Mapping[str, Any], sim: Mapping[str, Any] | None) -
     """The keyword arguments as the flags they stand for (``sim`` as ``sim_*`` options),
     each checked as its flag is: a wrong kind of value or an unknown choice is a ConfigError
     before anything is sent (``via="btach"`` must not run live at full price)."""
+
     unknown = sorted(set(flags) - KEYWORDS)
     if unknown:
         known = ", ".join(sorted(KEYWORDS))
@@ -155,8 +157,6 @@ def write_jobs_file(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def job_record(job: Any, index: int) -> dict[str, Any]:
-    from batchgen.jobs.model import Job
-
     if isinstance(job, Mapping):
         return dict(job)
     if not isinstance(job, Job):

@@ -4,7 +4,6 @@
 message, the base URL in settings and reports; :func:`redact_argv` (the command line saved in
 run.json) applies it to each argument after hiding the values of secret-named flags. A key
 is caught in any of the forms it travels in:
-
 - the key itself, in any letter case, when the caller knows it (``secrets``);
 - anything that looks like an OpenAI-style key (``sk-...``);
 - a credential after ``Bearer``/``Basic`` (an ``Authorization`` header echoed back);

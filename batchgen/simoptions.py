@@ -10,6 +10,7 @@ runs (tests/test_startup.py).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +128,6 @@ class SimOption:
 
 
 def _key_of(name: str) -> str | None:
-    import os
 
     key = os.environ.get(name)
     if not key:

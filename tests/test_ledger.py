@@ -346,7 +346,7 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
     done = cli(["resume", str(run), "--regenerate-below", "6", "--max-rounds", "1", *common],
                ledger)  # fmt: skip
     assert done.code == 0, done.output
-    from batchgen.quality.store import scores_cost
+    from batchgen.money.spent import spent
 
     with sqlite3.connect(ledger) as con:
         by_kind = dict(
@@ -355,7 +355,7 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
         regen = con.execute(
             "SELECT COUNT(*) FROM attempts WHERE kind = 'live' AND session > 1"
         ).fetchone()[0]
-    assert by_kind["judge"] == pytest.approx(scores_cost(run)) and by_kind["judge"] > 0
+    assert by_kind["judge"] == pytest.approx(spent(run).judging_usd) and by_kind["judge"] > 0
     assert by_kind["live"] == pytest.approx(_log_cost(run))
     assert regen == len(wrong)  # the regeneration round's attempts, as they were logged
 

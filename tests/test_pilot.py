@@ -158,8 +158,8 @@ def test_the_pilots_spend_counts_against_max_cost_and_a_rerun_finishes(
     """In process (the same path as the CLI, real HTTP to the simulator): a cap too small
     for the pilot stops it with settings pending; the same pilot with a higher cap finishes
     the rest, and images and judging together stay under each cap."""
+    from batchgen.money.spent import spent
     from batchgen.pilot.run import run_pilot
-    from batchgen.quality.session import spent_total
 
     sim = make_sim(**SIM)
     jobs = write_jobs(tmp_path / "jobs.jsonl", wrong=set())
@@ -172,7 +172,7 @@ def test_the_pilots_spend_counts_against_max_cost_and_a_rerun_finishes(
                       handle_signals=False)  # fmt: skip
     assert first.exit_code == 3 and first.result is None
     assert any("--max-cost <higher>" in line for line in said), said
-    assert spent_total(pilot_dir) <= 0.05
+    assert spent(pilot_dir).total <= 0.05
     served = sim.stats["ok"]
     assert 0 < served < 12
     second = run_pilot(jobs, {**flags, "max_cost": 1.0}, run_dir=pilot_dir, say=said.append,
@@ -180,4 +180,4 @@ def test_the_pilots_spend_counts_against_max_cost_and_a_rerun_finishes(
     assert second.exit_code == 0 and second.result is not None
     assert sim.stats["ok"] == 12  # the rest only: 6 jobs × 2 settings in all
     assert all(s["images"] == 6 for s in second.result["settings"])
-    assert spent_total(pilot_dir) <= 1.0
+    assert spent(pilot_dir).total <= 1.0

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from batchgen.runlog.manifest import Manifest, SessionRecord, read_manifest
+from batchgen.runlog.reader import read_log
 from batchgen.runlog.schema import SCHEMA
 
 # run.json has one type and one reader, the run directory's (batchgen.runlog.manifest)
@@ -59,11 +60,7 @@ def read_columns(
 def _read_via_reader(
     run_dir: Path, columns: list[str], filter: pc.Expression | None
 ) -> pa.Table | None:
-    """Use the run log's own reader (compaction-aware) once it exists."""
-    try:
-        from batchgen.runlog.reader import read_log
-    except ImportError:
-        return None
+    """Use the run log's own reader (compaction-aware)."""
     return read_log(run_dir, columns=columns, filter=filter)
 
 

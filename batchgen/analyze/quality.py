@@ -16,6 +16,7 @@ from typing import Any
 
 from batchgen.analyze.model import CheaperSetting, Quality, ScoreBucket, SettingScore, WeakImage
 from batchgen.quality.store import load_scorer, read_scores
+from batchgen.runlog.reader import read_log
 
 MARGIN = 0.5  # a cheaper setting whose mean score is within this of a dearer one "scores as well"
 MIN_IMAGES = 3  # a setting needs this many scored images before it is compared
@@ -26,7 +27,6 @@ def _setting_of_images(
     run_dir: Path,
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple, list[float]]]:
     """image path → (model, quality, size, prompt); (model, quality, size) → [cost, images]."""
-    from batchgen.runlog.reader import read_log
 
     t = read_log(run_dir, ["status", "image_paths", "model", "quality", "size", "prompt",
                            "cost_usd", "image_count"])  # fmt: skip

@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
 from batchgen.analyze import figures as F
 from batchgen.analyze.cost import cost_figures, possibly_billed_twice
 from batchgen.analyze.endpoints import endpoint_figures
@@ -66,7 +68,6 @@ def analyze_run(
 
 def _baseline(run_dir: Path) -> LatencyBaseline | None:
     """The usual latency of the models that answered in this run (successes only)."""
-    import pyarrow.compute as pc
 
     table = read_columns(run_dir, ["status", "model", "quality", "size"])
     if table.num_rows == 0:

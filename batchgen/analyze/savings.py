@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from batchgen.analyze.model import CostGroup
+from batchgen.money import load_prices
+from batchgen.money.batchrate import batch_table
 
 PriceLookup = Callable[[str, str, str], float | None]
 """(model, quality, size) → USD per image, or None when the table does not know it."""
@@ -31,12 +33,8 @@ def default_price_lookup(override: str | None = None, *, batch: bool = False) ->
     cheaper quality or model changes), or None when no table can be read. ``batch``: at the
     Batch API's rates (a ``--via batch`` run is advised in the prices it pays)."""
     try:
-        from batchgen.money import load_prices
-
         prices = load_prices(override)
         if batch:
-            from batchgen.money.batchrate import batch_table
-
             prices = batch_table(prices)
     except Exception:  # no table, or a malformed override: the report goes on without prices
         return None

@@ -3,7 +3,6 @@
 
 A job's variables are the log's ``vars`` column (canonical JSON, written by every row of a
 spec job); its state is resume's own (``batchgen.runlog.state``). Per value of each variable:
-
 * ``jobs``: distinct jobs logged with that value; ``succeeded`` / ``failed`` / ``pending``
   by their state; ``success_rate`` = succeeded / (succeeded + failed), None when none decided;
 * ``attempts``, ``images`` (saved by ok attempts), ``cost_usd`` (every attempt's cost);
@@ -24,6 +23,7 @@ import numpy as np
 
 from batchgen.analyze.load import read_columns
 from batchgen.analyze.model import EditPair, Grid, GridCell, GridJob, VariableRow
+from batchgen.runlog.state import DONE, FAILED, RETRYABLE_FAILED, states_from_table
 
 _COLUMNS = [
     "job_id", "session", "status", "final", "error_class", "fingerprint", "vars",
@@ -49,7 +49,6 @@ class JobCell:
 
 def job_cells(run_dir: Path | str) -> dict[str, JobCell]:
     """Every logged job of a spec run or of edits, in first-logged order ({} otherwise)."""
-    from batchgen.runlog.state import DONE, FAILED, RETRYABLE_FAILED, states_from_table
 
     run_dir = Path(run_dir)
     probe = read_columns(run_dir, ["vars", "input_hashes"])

@@ -3,7 +3,6 @@
 Google's shapes (Gemini API "Batch Mode", v1beta), translated to and from the OpenAI-shaped
 objects the rest of batchgen/batch/ reads, so submit, follow, collect, resume, cancel and the
 deadline work unchanged:
-
 * **create**: ``POST {base}/models/{model}:batchGenerateContent`` with ``{"batch":
   {"display_name", "input_config": {"requests": {"requests": [{"request", "metadata":
   {"key"}}]}}}}`` (inline, when the part's requests are under ``inline_max_bytes``, 20 MB) or

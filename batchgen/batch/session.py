@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from batchgen.batch.api import BatchApi, BatchBackend
 from batchgen.batch.context import BatchContext, BatchOptions, Say
 from batchgen.batch.follow import follow
+from batchgen.batch.gemini import GeminiBatchApi
 from batchgen.batch.state import BatchState
 from batchgen.batch.submit import reconcile, submit_jobs
 from batchgen.config import PoolConfig
@@ -128,8 +129,6 @@ def batch_backend(
 ) -> BatchBackend:
     """The Batch API client of the endpoint's protocol (OpenAI's, or Gemini's)."""
     if protocol == "gemini":
-        from batchgen.batch.gemini import GeminiBatchApi
-
         return GeminiBatchApi(base_url, api_key, input_path=state.input_path, timeout=timeout_s)
     return BatchApi(base_url, api_key, timeout=timeout_s)
 

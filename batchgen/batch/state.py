@@ -3,7 +3,6 @@
 Each *part* is one input file and one batch. Its record is written (atomically: temp, fsync,
 rename, fsync of the directory) at every step, and each step is recorded before the next
 starts, so a crash anywhere leaves enough to go on without sending a job twice:
-
     1. the part's job ids (``state/batch/part-NNNNN.ids``) and its input file are on disk
     2. intent recorded (part number, file name, job count)   → resume looks for the file
     3. uploaded: ``file_id`` recorded                        → resume looks for the batch

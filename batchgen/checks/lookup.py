@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from batchgen.checks.ingest import default_workers, make_executor
 from batchgen.checks.measure import Measured, measure_batch
 from batchgen.checks.store import ChecksWriter, compact, read_store
 
@@ -146,7 +147,6 @@ def _measure(
     if len(items) <= INLINE_MAX:
         yield measure_batch(args[0], list(items), *args[1:])
         return
-    from batchgen.checks.ingest import default_workers, make_executor
 
     n = workers or default_workers()
     batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]

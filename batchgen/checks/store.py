@@ -6,7 +6,6 @@ instant leaves only complete files (readers skip the temp names). Losing the las
 measurements costs nothing but a second decode: the report measures what has no stored row.
 
 File names say who wrote them, so writers never collide::
-
     s<session:05d>-<seq:06d>.parquet        measured while session <session> ran
     r<time_ns>-<pid>-<seq:06d>.parquet      measured by a report
     merged-<time_ns>-<pid>.parquet          a compaction of earlier files
@@ -216,6 +215,7 @@ def read_store(
             else SCHEMA.empty_table().select([*columns, "thumb_px", "hash_size", "checked_at"])
         )
     table = pa.concat_tables(tables, promote_options="default")
+    # lazy: loads pandas, pyarrow.compute; this module is imported without them
     import pyarrow.compute as pc
 
     keep = pc.and_(pc.equal(table["thumb_px"], thumb_px), pc.equal(table["hash_size"], hash_size))

@@ -10,10 +10,12 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 
 def run_batch(*args: Any) -> Any:
+    # lazy: loads numpy, PIL; this module is imported without them
     from batchgen.checks.measure import measure_batch
 
     return measure_batch(*args)
@@ -32,6 +34,7 @@ def worker_init(parent_pid: int, nice: bool = True) -> None:
         except (AttributeError, OSError):
             pass
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    # lazy: loads numpy, PIL; this module is imported without them
     import batchgen.checks.measure  # noqa: F401 - numpy and Pillow, before the first task
 
 
@@ -45,7 +48,6 @@ def serve() -> None:
     """A worker process: read (module, function, args) tasks from stdin, answer (ok, result
     or error text) on stdout, in order, until stdin closes. Ctrl-C is the run's, not ours:
     ignored (the worker is in its own session too)."""
-    from multiprocessing.connection import Connection
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out_fd = os.dup(1)

@@ -10,8 +10,17 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from batchgen.cli.common import EXIT_OK, EXIT_USAGE, UsageError
+from batchgen.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    SESSION_FLAGS,
+    UsageError,
+    add_session_arguments,
+    flags_of,
+    prefer_system_allocator,
+)
 from batchgen.config import BATCH_DEFAULTS
+from batchgen.errors import AttemptError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -87,8 +96,6 @@ CANCEL_READS = frozenset({"run_dir", "base_url", "api_key_env"})
 
 
 def register(subparsers: Any) -> None:
-    from batchgen.cli.common import SESSION_FLAGS, add_session_arguments
-
     collect = subparsers.add_parser(
         "collect", help="follow and collect a run's submitted batches (--via batch)",
         usage="%(prog)s RUN_DIR [options]",
@@ -118,7 +125,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of, prefer_system_allocator
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.resume import resume_run
 
@@ -132,9 +139,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import ConsoleObserver, make_console
-    from batchgen.errors import AttemptError
     from batchgen.session.batchmode import cancel_batches
 
     console, err = make_console(), make_console(stderr=True)

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
+from batchgen.errors import UsageError
 
 # the flags `export` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = frozenset({"run_dir", "to", "format", "status", "best", "min_score", "shard_size"})
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from batchgen.errors import UsageError
+    # lazy: the CLI builds its parser without batchgen.export (tests/test_startup.py)
     from batchgen.export import Filters, export_run
 
     flags_of(args, READS)  # the parser offers only what is read here

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from batchgen.cli.common import EXIT_USAGE, JOB_DEFAULT_FLAGS, add_job_defaults, flags_of
+from batchgen.errors import UsageError
 
 # the flags `doctor` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = JOB_DEFAULT_FLAGS | frozenset({
@@ -73,9 +74,9 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    # lazy: the CLI builds its parser without batchgen.doctor (tests/test_startup.py)
     from batchgen.doctor import DoctorOptions, run_diagnose
     from batchgen.doctor.render import to_json, to_text
-    from batchgen.errors import UsageError
 
     flags_of(args, READS)  # the parser offers only what is read here
 

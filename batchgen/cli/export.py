@@ -9,7 +9,7 @@ import sys
 from contextlib import nullcontext
 from typing import Any
 
-from batchgen.cli.common import EXIT_OK, EXIT_USAGE
+from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
 from batchgen.runlog.export import STATUSES, export_jobs
 from batchgen.runlog.rundir import RunDirError
 
@@ -34,8 +34,6 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of
-
     flags_of(args, READS)  # the parser offers only what is read here
     try:
         lines = export_jobs(args.run_dir, args.status)

@@ -22,7 +22,11 @@ from batchgen.cli.common import (
     SESSION_FLAGS,
     add_job_defaults,
     add_session_arguments,
+    flags_of,
+    prefer_system_allocator,
 )
+from batchgen.cli.money_args import confirm
+from batchgen.config import RunConfig
 
 DEFAULT_MODEL = "gpt-image-1-mini"
 # one request: no rate or concurrency to tune, no image checks to run in the background
@@ -58,12 +62,10 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of, prefer_system_allocator
-
     flags = flags_of(args, READS)
     prefer_system_allocator()
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import make_console, redacted_argv, usage_errors
-    from batchgen.config import RunConfig
     from batchgen.session.start import start_run
 
     console, err = make_console(), make_console(stderr=True)
@@ -112,6 +114,7 @@ class _GenObserver:
     ending lines only when the run stopped or failed."""
 
     def __init__(self, console: Any, err: Any, args: argparse.Namespace) -> None:
+        # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
         from batchgen.cli.session import ConsoleObserver
 
         self._inner = ConsoleObserver(console, err, args)
@@ -121,14 +124,13 @@ class _GenObserver:
         return getattr(self._inner, name)
 
     def confirm(self, checked: Any) -> bool:
-        from batchgen.cli.money_args import confirm
-
         for model in checked.quote.unknown_models:
             self._inner.warn(f"warning: no price for model {model!r}: its cost is logged as "
                              "unknown (add it with --prices FILE)")  # fmt: skip
         return confirm(checked.quote, self.args)
 
     def session_ended(self, rundir: Any, result: Any, budget: Any, *, summary: bool) -> None:
+        # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
         from batchgen.cli.session import print_ending
 
         if result.exit_code != EXIT_OK:

@@ -11,7 +11,12 @@ Default library: ~/.batchgen/library (--library DIR).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
+from batchgen.errors import UsageError
 
 # the flags `library` reads, over its actions (tests/test_cli_help.py)
 READS = frozenset({"action", "run_dirs", "drop_run", "library"})
@@ -36,11 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_library(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
-    from batchgen.errors import UsageError
+    # lazy: the CLI builds its parser without batchgen.library.entries (tests/test_startup.py)
     from batchgen.library.entries import run_entries
     from batchgen.library.index import DEFAULT_LIBRARY, Library
 

@@ -9,16 +9,18 @@ test_startup.py keeps it that way).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from batchgen import __version__
+from batchgen.cli import common, plan, report, run
+from batchgen.errors import ErrorClass, is_disk_error
+from batchgen.sim.flags import add_sim_arguments
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser. ``argv`` (default: the command line) only decides whether `--help`
     lists the --sim-* flags: with ``--provider sim`` it does, else their group says how."""
-    from batchgen.cli import common, plan, report, run
-    from batchgen.sim.flags import add_sim_arguments
 
     common.SHOW_SIM_HELP[0] = common.wants_sim_help(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -61,14 +63,13 @@ def _plain_text(parser: argparse.ArgumentParser) -> None:
 
 
 def _main_sim(args: argparse.Namespace) -> int:
+    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
     from batchgen.sim.cli import main_sim
 
     return main_sim(args)
 
 
 def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
-    import importlib
-
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 3
     except OSError as exc:
-        from batchgen.errors import ErrorClass, is_disk_error
-
         if not (is_disk_error(exc) or type(exc).__name__ == "RunLogError"):
             raise
         # outside a session (creating the run, recovery before a resume): nothing half-done

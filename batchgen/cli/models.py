@@ -9,6 +9,12 @@ import json
 import sys
 from typing import Any
 
+from rich.console import Console
+
+from batchgen.cli.common import flags_of
+from batchgen.money.cost import image_usd
+from batchgen.money.load import PricesError, load_prices
+
 READS = frozenset({"model", "prices", "output_format"})
 
 
@@ -34,7 +40,7 @@ def register(subparsers: Any) -> None:
 def model_rows(prices: Any, only: str | None = None) -> list[dict[str, Any]]:
     """One row per model: its billing, USD per image by quality and size (image output only:
     a token-billed model adds its prompt's input tokens), the Batch API's rate, as of when."""
-    from batchgen.money.cost import image_usd
+    # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
     from batchgen.numbers import money
 
     rows = []
@@ -56,9 +62,6 @@ def model_rows(prices: Any, only: str | None = None) -> list[dict[str, Any]]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of
-    from batchgen.money.load import PricesError, load_prices
-
     flags_of(args, READS)  # the parser offers only what is read here
     try:
         prices = load_prices(args.prices)
@@ -79,10 +82,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _print_text(rows: list[dict[str, Any]]) -> None:
+    # lazy: rich.box is not loaded to build the CLI's parser (tests/test_startup.py)
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
     from batchgen.numbers import usd
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)

@@ -40,11 +40,13 @@ def with_notify(observer: Any, args: argparse.Namespace) -> Any:
     mode = getattr(args, "metadata", None) or "none"
     if not urls and not on_end and mode == "none":
         return observer
+    # lazy: the CLI builds its parser without batchgen.notify (tests/test_startup.py)
     from batchgen.notify import NotifyingObserver, check_urls
 
     check_urls(urls)
     hide = {getattr(args, "api_key_env", None) or "OPENAI_API_KEY"}
     if on_end and getattr(args, "providers", None):
+        # lazy: the CLI builds its parser without batchgen.provider.endpoints
         from batchgen.provider.endpoints import load_providers
 
         hide.update(spec.key_env for spec in load_providers(args.providers))
@@ -54,6 +56,7 @@ def with_notify(observer: Any, args: argparse.Namespace) -> Any:
 
 def _metadata_hook(observer: Any, mode: str) -> Any:
     def hook(rundir: Any, result: Any) -> None:
+        # lazy: the CLI builds its parser without batchgen.metadata.apply (tests/test_startup.py)
         from batchgen.metadata import apply
 
         last = rundir.manifest().last_session

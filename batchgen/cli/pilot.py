@@ -21,6 +21,7 @@ Exit status: 0 done; 2 bad usage (nothing sent); 3 stopped early: run it again t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from batchgen.cli.common import (
@@ -32,7 +33,7 @@ from batchgen.cli.common import (
     flags_of,
     prefer_system_allocator,
 )
-from batchgen.cli.score import SCORER_FLAGS
+from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
 # the flags of applying a pilot or reusing a library, on `run` and `pilot` alike
 APPLY_READS = frozenset({"setting", "regenerate_below", "max_rounds", "reuse", "reuse_bar"})
@@ -85,7 +86,6 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--apply-run-dir", metavar="DIR", help="the --apply run's directory")
     add_apply_arguments(parser)
-    from batchgen.cli.score import add_scorer_arguments
 
     add_scorer_arguments(parser, for_resume=True)
     add_job_defaults(parser)
@@ -135,8 +135,8 @@ def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
     """``--reuse [LIBRARY]`` as run.json's settings.reuse (library.reuse)."""
     if getattr(args, "reuse", None) is None:
         return None
-    from pathlib import Path
 
+    # lazy: the CLI builds its parser without batchgen.library.index (tests/test_startup.py)
     from batchgen.library.index import DEFAULT_LIBRARY, Library
 
     path = Path(args.reuse).expanduser().resolve() if args.reuse else DEFAULT_LIBRARY
@@ -149,6 +149,7 @@ def regenerate_of(args: argparse.Namespace) -> Any:
     below = getattr(args, "regenerate_below", None)
     if below is None:
         return None
+    # lazy: the CLI builds its parser without batchgen.session.regenerate (tests/test_startup.py)
     from batchgen.session.regenerate import Regenerate
 
     return Regenerate(float(below), int(args.max_rounds))
@@ -165,6 +166,7 @@ def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_pilot(args: argparse.Namespace) -> int:
     prefer_system_allocator()
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.pilot.apply import run_apply
     from batchgen.pilot.run import run_pilot

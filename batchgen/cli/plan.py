@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from batchgen.cli.money_args import add_money_arguments
-from batchgen.config import DEFAULT_MODEL
+from rich.console import Console
+
+from batchgen.cli.common import LIMIT_FLAGS, add_job_defaults, add_limit_arguments, flags_of
+from batchgen.cli.money_args import add_money_arguments, prices_from_args
+from batchgen.config import DEFAULT_MODEL, RunConfig
+from batchgen.errors import ConfigError
+from batchgen.money import quote_to_dict
+from batchgen.money.load import PricesError
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -87,7 +95,6 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     """`run`'s own flags for what a plan shares with a run: the job defaults and the limits
     the quote's wall time is estimated under (--rpm, --ipm, --concurrency), with run's
     defaults and checks (batchgen.config), so both quote alike."""
-    from batchgen.cli.common import LIMIT_FLAGS, add_job_defaults, add_limit_arguments
 
     add_job_defaults(parser)
     add_limit_arguments(parser, LIMIT_FLAGS - _LIMITS)
@@ -96,9 +103,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     if args.jobfile != "-":
         return _plan(args, stdout)
-    import tempfile
-    from pathlib import Path
 
+    # lazy: the CLI builds its parser without batchgen.cli.stdin (tests/test_startup.py)
     from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
 
     try:
@@ -112,12 +118,7 @@ def cmd_plan(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
 
 
 def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
-    # the reader, the price table and rich load when a plan is made, not for `batchgen run`
-    from batchgen.cli.common import flags_of
-    from batchgen.cli.money_args import prices_from_args
-    from batchgen.config import RunConfig
-    from batchgen.errors import ConfigError
-    from batchgen.money.load import PricesError
+    # lazy: the CLI builds its parser without batchgen.money.plan (tests/test_startup.py)
     from batchgen.money.plan import plan_file
 
     out = stdout or sys.stdout
@@ -145,6 +146,7 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
 
 
 def _print_plan(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
+    # lazy: the CLI builds its parser without batchgen.cli.planvars (tests/test_startup.py)
     from batchgen.cli.planvars import print_tally
 
     check = plan.check
@@ -182,8 +184,8 @@ def _print_text(
         return
     if result is None:
         return
-    from rich.console import Console
 
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import quote_renderable
 
     console = Console(file=out, width=None if out.isatty() else 110)
@@ -205,6 +207,7 @@ def default_model_note() -> str:
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:
     """The Batch API's quote beside the live one."""
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import usd
 
     span = (
@@ -230,6 +233,7 @@ def _batch_sentence(live: Quote, batch: Quote) -> str:
 
 
 def _cap_sentence(result: Quote, cap: float) -> str:
+    # lazy: the CLI builds its parser without batchgen.cli.quote (tests/test_startup.py)
     from batchgen.cli.quote import usd
 
     if result.high_usd <= cap:
@@ -248,8 +252,6 @@ def _cap_sentence(result: Quote, cap: float) -> str:
 
 
 def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
-    from batchgen.money import quote_to_dict
-
     check = plan.check
     assert check is not None
     problems = [*check.validation.problems, *check.model_problems]
@@ -264,6 +266,7 @@ def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
     }
     if check.batch_quote is not None:
         document["batch_quote"] = quote_to_dict(check.batch_quote)
+    # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
     from batchgen.numbers import for_json
 
     json.dump(for_json(document), out, indent=2, ensure_ascii=False)

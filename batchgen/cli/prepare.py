@@ -9,6 +9,7 @@ import argparse
 from rich.console import Console
 
 from batchgen.cli.money_args import confirm
+from batchgen.cli.plan import default_model_note
 from batchgen.cli.quote import quote_renderable
 from batchgen.session.prepare import (
     MAX_PROBLEMS,
@@ -32,8 +33,6 @@ def show_quote_and_confirm(
     if not quiet:
         console.print(quote_renderable(checked.quote))
         if not getattr(args, "model", None) and getattr(args, "command", None) == "run":
-            from batchgen.cli.plan import default_model_note
-
             console.print(default_model_note(), markup=False)
     batch = getattr(args, "via", None) == "batch"
     for model in checked.quote.unknown_models:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from batchgen.cli.common import prefer_system_allocator
+from batchgen.cli.common import flags_of, prefer_system_allocator
+from batchgen.runlog import manifest
 
 if TYPE_CHECKING:
     from batchgen.analyze.model import Grid
@@ -64,7 +67,6 @@ def register(subparsers: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     # a 1M-row log peaked at ~765 MB RSS with Arrow's default allocator, ~660 MB with this
     prefer_system_allocator()
-    from batchgen.cli.common import flags_of
 
     flags_of(args, READS)  # the parser offers only what is read here
     problem = _arguments_problem(args)
@@ -72,6 +74,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         # plain stderr, not rich: a message must not be re-wrapped or styled
         print(f"batchgen report: {problem}", file=sys.stderr)
         return 2
+    # lazy: the CLI builds its parser without batchgen.reports (tests/test_startup.py)
     from batchgen.reports import build_report
 
     a, *b = args.run_dirs
@@ -119,6 +122,7 @@ def _grid_names(spec: str) -> list[str]:
 
 
 def _grid(run_dir: Path, spec: str) -> Grid:
+    # lazy: the CLI builds its parser without batchgen.analyze.variables (tests/test_startup.py)
     from batchgen.analyze.variables import grid
 
     rows, cols = _grid_names(spec)
@@ -127,9 +131,6 @@ def _grid(run_dir: Path, spec: str) -> Grid:
 
 def _manifest_problem(path: Path) -> str | None:
     """What is wrong with run.json, if it exists (a bare log directory has none)."""
-    import json
-
-    from batchgen.runlog import manifest
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -147,8 +148,8 @@ def _manifest_problem(path: Path) -> str | None:
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
     """The short summary `batchgen run` prints at the end (no image checks: it must be quick).
     The resume command is left to the ending's "to finish the rest" line: printed once."""
-    import dataclasses
 
+    # lazy: the CLI builds its parser without batchgen.reports (tests/test_startup.py)
     from batchgen.reports import build_report
     from batchgen.reports.text import summary
 

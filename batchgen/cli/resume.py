@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from batchgen.cli.batch import add_batch_arguments
 from batchgen.cli.common import (
     BATCH_FLAGS,
     SESSION_FLAGS,
@@ -19,7 +20,7 @@ from batchgen.cli.common import (
     flags_of,
     prefer_system_allocator,
 )
-from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments, with_notify
 from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
 # the flags `resume` reads (tests/test_cli_help.py: its parser offers exactly these)
@@ -59,7 +60,6 @@ def register(subparsers: Any) -> None:
     add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True)
     add_notify_arguments(parser)
-    from batchgen.cli.batch import add_batch_arguments
 
     add_batch_arguments(parser, resume=True)
     parser.set_defaults(func=cmd_resume)
@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     prefer_system_allocator()
-    from batchgen.cli.notifyargs import with_notify
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
     from batchgen.session.regenerate import Regenerate
     from batchgen.session.resume import resume_run

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from batchgen.cli.batch import add_batch_arguments
 from batchgen.cli.common import (
     BATCH_FLAGS,
     EXIT_USAGE,
@@ -21,12 +23,11 @@ from batchgen.cli.common import (
     prefer_system_allocator,
     run_config,
 )
-from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
-from batchgen.cli.pilot import APPLY_READS
-from batchgen.cli.score import SCORER_FLAGS
-
-if TYPE_CHECKING:
-    from batchgen.config import RunConfig
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments, with_notify
+from batchgen.cli.pilot import APPLY_READS, add_apply_arguments, apply_flags, regenerate_of
+from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
+from batchgen.config import RunConfig
+from batchgen.session.outcome import EXIT_STOPPED
 
 # the flags `run` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
@@ -70,11 +71,8 @@ def register(subparsers: Any) -> None:
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
     add_notify_arguments(parser)
-    from batchgen.cli.batch import add_batch_arguments
 
     add_batch_arguments(parser, resume=False)
-    from batchgen.cli.pilot import add_apply_arguments
-    from batchgen.cli.score import add_scorer_arguments
 
     add_apply_arguments(parser, from_pilot=True)
     add_scorer_arguments(parser, for_resume=True)
@@ -85,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # what a run needs (anyio, aiohttp, pyarrow via the pool and the log) loads now, not when
     # the parser is built for another command
     prefer_system_allocator()
+
+    # lazy: the CLI builds its parser without batchgen.cli.planvars (tests/test_startup.py)
     from batchgen.cli.planvars import too_many_jobs
     from batchgen.cli.session import ConsoleObserver, make_console, usage_errors
 
@@ -115,12 +115,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace, observer: Any, cfg: RunConfig) -> int:
-    from batchgen.cli.notifyargs import with_notify
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import redacted_argv
     from batchgen.session.start import start_run
 
     cluster = None
     if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
+        # lazy: Ray (an optional extra) loads only with --ray
         from batchgen.cluster import ClusterRun, refuse
 
         refuse(cfg)
@@ -134,18 +135,14 @@ def _start(args: argparse.Namespace, observer: Any, cfg: RunConfig) -> int:
 def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
     """--from-pilot (the pilot's setting and images), --reuse (the library), or the
     quality loop right after the run (--regenerate-below)."""
-    from batchgen.cli.pilot import apply_flags, regenerate_of
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import redacted_argv
-    from batchgen.config import RunConfig
     from batchgen.pilot.apply import run_apply
-    from batchgen.session.outcome import EXIT_STOPPED
     from batchgen.session.resume import resume_run
     from batchgen.session.start import default_run_dir, start_run
 
     flags, regen = apply_flags(args), regenerate_of(args)
     if flags.get("via") == "batch":
-        from batchgen.errors import UsageError
-
         msg = ("--reuse, --from-pilot and --regenerate-below go with the live API: drop "
                "--via batch")  # fmt: skip
         raise UsageError(msg)
@@ -166,8 +163,8 @@ def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
 
 def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
     """``-``: stdin saved into the run directory (resume reads it again); None when done."""
-    from pathlib import Path
 
+    # lazy: the CLI builds its parser without batchgen.cli.stdin (tests/test_startup.py)
     from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
     from batchgen.session.start import default_run_dir
 
@@ -186,6 +183,7 @@ def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
 def _big_spec_confirmed(args: argparse.Namespace, err: Any) -> bool:
     """A spec of more than ASK_ABOVE_JOBS jobs without --max-jobs: say the count before its
     jobs are made and checked, and ask (--yes goes on; no terminal: refuse, naming the fix)."""
+    # lazy: the CLI builds its parser without batchgen.jobs.tally (tests/test_startup.py)
     from batchgen.jobs.tally import ASK_ABOVE_JOBS, spec_size
 
     size = spec_size(args.jobfile)

@@ -11,6 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.text import Text
+
+from batchgen.cli.common import flags_of, prefer_system_allocator
+
 READS = frozenset({"folder", "output_format"})
 
 
@@ -33,10 +38,9 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from batchgen.cli.common import flags_of, prefer_system_allocator
-
     flags_of(args, READS)  # the parser offers only what is read here
     prefer_system_allocator()
+    # lazy: the CLI builds its parser without batchgen.runlog.listing (tests/test_startup.py)
     from batchgen.runlog.listing import find_runs, summarize
 
     folder = Path(args.folder)
@@ -46,6 +50,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 2
     runs = [summarize(p) for p in find_runs(folder)]
     if args.output_format == "json":
+        # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
         from batchgen.numbers import money
 
         doc = [{"path": str(r.path), "name": r.name, "created_at": r.created_at,
@@ -62,11 +67,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _print_table(runs: list[Any]) -> None:
+    # lazy: rich.box is not loaded to build the CLI's parser (tests/test_startup.py)
     from rich import box
-    from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
+    # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
     from batchgen.numbers import usd
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)

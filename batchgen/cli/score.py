@@ -28,6 +28,7 @@ from batchgen.cli.common import (
     flags_of,
     prefer_system_allocator,
 )
+from batchgen.errors import printable
 
 SCORER_FLAGS = frozenset({"judge", "scorer", "clip_model", "rubric", "detail"})
 # what a scoring session does not read: it starts no image requests (no --ipm, no image
@@ -93,6 +94,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     prefer_system_allocator()
+    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
     from batchgen.cli.session import make_console, print_score_summary
     from batchgen.session.scoring import score_directory
 
@@ -112,8 +114,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _say_to(console: Any) -> Any:
-    from batchgen.errors import printable
-
     def say(text: str, style: str | None = None) -> None:
         with contextlib.suppress(OSError):  # the terminal may be gone after SIGHUP
             console.print(printable(text), markup=False, style=style)

@@ -14,13 +14,16 @@ from typing import Any
 
 from rich.console import Console
 
-from batchgen.errors import printable
+from batchgen.cli.prepare import show_quote_and_confirm
+from batchgen.cli.progress import Progress
+from batchgen.cli.report import print_run_summary
+from batchgen.errors import UsageError, printable
 from batchgen.money import Budget
-from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.rundir import RunDir, redact_argv
 from batchgen.runner.pool import PoolTally
-from batchgen.session.execute import SessionResult
-from batchgen.session.outcome import EXIT_OK, EXIT_USAGE
-from batchgen.session.prepare import Checked
+from batchgen.session.outcome import EXIT_OK, EXIT_USAGE, SessionResult
+from batchgen.session.prepare import Checked, JobFileProblems
+from batchgen.session.start import Declined
 
 
 class _Console(Console):
@@ -66,15 +69,11 @@ class ConsoleObserver:
     def progress(
         self, total: int, budget: Budget | None, status: Callable[[], str]
     ) -> Iterator[Callable[[PoolTally], None]]:
-        from batchgen.cli.progress import Progress
-
         bar = Progress(self.console, total=total, quiet=self.quiet, budget=budget, status=status)
         with bar:
             yield bar.update
 
     def confirm(self, checked: Checked) -> bool:
-        from batchgen.cli.prepare import show_quote_and_confirm
-
         go = show_quote_and_confirm(self.console, self.args, checked, self.quiet)
         return go and self.closed() is None  # nobody reads what it would print: send nothing
 
@@ -82,8 +81,6 @@ class ConsoleObserver:
         self, rundir: RunDir, result: SessionResult, budget: Budget | None, *, summary: bool
     ) -> None:
         if summary:
-            from batchgen.cli.report import print_run_summary
-
             print_run_summary(rundir.path, self.console)
         print_ending(self.console, rundir, result, budget)
 
@@ -91,8 +88,6 @@ class ConsoleObserver:
         self, rundir: RunDir, result: SessionResult, outcome: Any, budget: Budget | None
     ) -> None:
         if not self.quiet and not outcome.detached:
-            from batchgen.cli.report import print_run_summary
-
             print_run_summary(rundir.path, self.console)
         if result.stop_reason is not None:
             print_ending(self.console, rundir, result, budget)
@@ -173,9 +168,6 @@ def make_console(*, stderr: bool = False) -> Console:
 
 def usage_errors(err: Console, command: str, go: Callable[[], int]) -> int:
     """``go()``, or exit 2 with the message of what stopped it before anything was sent."""
-    from batchgen.errors import UsageError
-    from batchgen.session.prepare import JobFileProblems
-    from batchgen.session.start import Declined
 
     try:
         return go()
@@ -194,12 +186,12 @@ def usage_errors(err: Console, command: str, go: Callable[[], int]) -> int:
 
 def redacted_argv() -> list[str]:
     """The command line for run.json's session record, secrets masked."""
-    from batchgen.runlog.rundir import redact_argv
 
     return redact_argv(sys.argv)
 
 
 def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> None:
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.quality.regenerate import best_per_job, weakest
 
     t = result.tally
@@ -227,7 +219,6 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
     shown = [r for r in weakest(run_dir, spec.id, 10**9) if r["image_path"] in best_paths][:5]
     if shown:
         console.print("weakest jobs (their best image):")
-    from batchgen.errors import printable
 
     for row in shown:
         # the judge's words are data: no control sequence reaches the terminal

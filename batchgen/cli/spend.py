@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from batchgen.cli.common import EXIT_USAGE, flags_of
 from batchgen.cli.money_args import _usd
+from batchgen.errors import UsageError
+from batchgen.money.ledger import ALL, ENV, NANO, Ledger, ledger_path, month_of, month_start
+from batchgen.money.monthly import load_user_config
 
 # the flags `spend` and `ledger` read (tests/test_cli_help.py: their parsers offer exactly these)
 READS = frozenset({"since", "by", "project", "format", "ledger", "monthly_budget"})
@@ -58,12 +63,6 @@ def register(subparsers: Any) -> None:
 
 
 def _open(given: str | None) -> Any:
-    import os
-
-    from batchgen.errors import UsageError
-    from batchgen.money.ledger import ENV, Ledger, ledger_path
-    from batchgen.money.monthly import load_user_config
-
     user = load_user_config()
     if given is None and os.environ.get(ENV) is None:
         given = user.ledger
@@ -74,9 +73,6 @@ def _open(given: str | None) -> Any:
 
 
 def _since(text: str | None) -> float:
-    from batchgen.errors import UsageError
-    from batchgen.money.ledger import month_start
-
     if text is None:
         return month_start(time.time())
     for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m"):
@@ -88,8 +84,6 @@ def _since(text: str | None) -> float:
 
 
 def spend_document(args: argparse.Namespace) -> dict[str, Any]:
-    from batchgen.money.ledger import ALL, NANO, month_of
-
     ledger, user = _open(args.ledger)
     try:
         since = _since(args.since)
@@ -135,8 +129,6 @@ def _line(line: Any) -> dict[str, Any]:
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
-    from batchgen.errors import UsageError
-
     flags_of(args, READS)  # the parser offers only what is read here
     try:
         doc = spend_document(args)
@@ -174,9 +166,7 @@ def _text(doc: dict[str, Any]) -> str:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from batchgen.errors import UsageError
+    # lazy: the CLI builds its parser without batchgen.session.ledgering (tests/test_startup.py)
     from batchgen.session.ledgering import rebuild
 
     flags_of(args, LEDGER_READS)  # the parser offers only what is read here

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchgen.cluster.limit import LimitActor
 from batchgen.cluster.shards import ShardOutcome, ShardSpec, run_shard, shard_sizes
 from batchgen.config import RunConfig
 from batchgen.errors import ErrorClass, UsageError
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runner.control import PoolTally
-from batchgen.session.execute import SessionPlan, SessionResult, session_summary
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from batchgen.session.builder import SessionPlan
+from batchgen.session.execute import session_summary
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ def _connect(address: str | None) -> Any:
         # Ray turns a loopback address into the machine's outward one before it connects (a
         # cluster of several machines needs that); a cluster on loopback keeps it this way
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
+    try:  # lazy: Ray is an optional extra (batchgen[ray])
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'batchgen[ray]'") from None
@@ -149,7 +151,6 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 def _limit_actor(ray: Any, plan: SessionPlan) -> Any:
-    from batchgen.cluster.limit import LimitActor
 
     actor = ray.remote(LimitActor).options(
         name=f"batchgen-limit-{plan.run_id}", num_cpus=0, max_restarts=0

@@ -20,6 +20,7 @@ Pure and clock-free (every method takes ``now``), so its tests need neither Ray 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 # the share of an announced limit the cluster sends at: the shards' clocks and the network
@@ -156,7 +157,6 @@ class LimitActor:
     time, so the schedule needs no lock."""
 
     def __init__(self, rpm: float | None, adapt: bool) -> None:
-        import time
 
         self._clock = time.monotonic
         self.limit = SharedLimit(self._clock(), rpm=rpm, adapt=adapt)

@@ -21,15 +21,22 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import anyio
+
+from batchgen.cluster.gate import ClusterGate, Permits
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError
+from batchgen.jobs import iter_jobs
 from batchgen.jobs.model import Job
 from batchgen.limits import DEFAULT_CONCURRENCY_CAP, RateLimiter
 from batchgen.money import Budget, PriceTable
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runlog.rundir import RunDir
+from batchgen.session.builder import SessionPlan
 from batchgen.session.connect import Connection
-from batchgen.session.execute import SessionResult
+from batchgen.session.execute import execute
+from batchgen.session.observer import Silent
+from batchgen.session.outcome import SessionResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,6 @@ def shard_sizes(total: int, shards: int) -> list[int]:
 def shard_jobs(job_file: str, defaults: dict[str, Any], shard: int, shards: int) -> Iterator[Job]:
     """Every ``shards``-th job of the file from position ``shard`` (file order): the ids are
     the job file's own, whatever shard runs them."""
-    from batchgen.jobs import iter_jobs
 
     return islice(iter_jobs(job_file, defaults), shard, None, shards)
 
@@ -86,10 +92,6 @@ class _ShardRunDir(RunDir):
 def run_shard(spec: ShardSpec) -> ShardOutcome:
     """The Ray task: run the shard's session to its end (never raises for what the provider
     does: that is the outcome's stop reason)."""
-    import anyio
-
-    from batchgen.session.execute import SessionPlan, execute
-    from batchgen.session.observer import Silent
 
     rundir = _ShardRunDir(spec.run_dir)
     _note_worker(rundir, spec)
@@ -109,7 +111,6 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
 
 
 def _gate_factory(spec: ShardSpec) -> Any:
-    from batchgen.cluster.gate import ClusterGate, Permits
 
     def make(pool: PoolConfig) -> RateLimiter:
         cap = pool.concurrency or DEFAULT_CONCURRENCY_CAP

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,8 +149,6 @@ async def _probe(
 
 
 def _probe_dir(run_dir: Path) -> Path:
-    import time
-
     return run_dir / f"doctor-probe-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from batchgen.errors import UsageError
+from batchgen.quality.store import read_scores
 from batchgen.runlog.reader import log_files
 from batchgen.runlog.schema import SCHEMA, STATUS_OK
 
@@ -35,7 +36,6 @@ class Filters:
 
 def _scores(run_dir: Path) -> dict[str, dict[str, Any]]:
     """image path (images/NAME) → {score, defects}: the latest ok verdict of any scorer."""
-    from batchgen.quality.store import read_scores
 
     table = read_scores(run_dir)
     out: dict[str, dict[str, Any]] = {}
@@ -110,8 +110,6 @@ def _iterate(
 
 
 def _job_of_scored(root: Path) -> dict[str, str]:
-    from batchgen.quality.store import read_scores
-
     t = read_scores(root).select(["image_path", "job_id"]).to_pylist()
     return {r["image_path"]: r["job_id"] for r in t}
 

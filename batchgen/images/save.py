@@ -8,8 +8,10 @@ crash or kill -9 loses nothing, since the page cache survives the process.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +71,8 @@ def image_pixels(data: bytes, ext: str) -> int | None:
     if ext == "gif" and len(data) >= 10:
         width, height = struct.unpack("<HH", data[6:10])
         return int(width) * int(height)
-    import io
-    import warnings
 
+    # lazy: Pillow costs ~30 ms to load; only the image paths need it
     from PIL import Image
 
     try:

@@ -19,12 +19,14 @@ import math
 import os
 import re
 import stat
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from batchgen.jobs.formats import kind_of, show
+from batchgen.images import sniff_ext
+from batchgen.jobs.formats import csv_delimiter, first_content_line, kind_of, show
 
 # OpenAI models known to take no edits
 NO_EDIT_MODELS = frozenset({"dall-e-3"})
@@ -68,14 +70,11 @@ _FACTS: OrderedDict[tuple[str, int, int], _FileFacts] = OrderedDict()
 
 
 def _sniff(head: bytes) -> str | None:
-    from batchgen.images import sniff_ext
-
     return sniff_ext(head)
 
 
 def _dimensions(path: str) -> tuple[int, int]:
-    import warnings
-
+    # lazy: Pillow costs ~30 ms to load; only the image paths need it
     from PIL import Image
 
     try:
@@ -323,7 +322,6 @@ def may_have_inputs(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         return True
-    from batchgen.jobs.formats import csv_delimiter, first_content_line
 
     head = first_content_line(path) or ""
     if not head.startswith(("{", "[")):

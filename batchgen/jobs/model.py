@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchgen.jobs.inputs import job_input_tokens
+
 if TYPE_CHECKING:
     from batchgen.jobs.inputs import InputImage
 
@@ -76,7 +78,6 @@ class Job:
         """The quote's estimate of the input image tokens of an edit (0 for a generation)."""
         if not self.inputs:
             return 0
-        from batchgen.jobs.inputs import job_input_tokens
 
         return job_input_tokens(self.inputs, self.body.get("input_fidelity"))
 

@@ -82,6 +82,7 @@ def is_spec(path: Path) -> bool:
 
 
 def _key_lines(text: str) -> dict[str, int]:
+    # lazy: PyYAML loads only for a YAML job spec
     import yaml
 
     try:
@@ -96,6 +97,7 @@ def _key_lines(text: str) -> dict[str, int]:
 def load_spec(path: Path) -> Spec:
     """Read and check a spec (not its jobs' fields: the job scan does that). Raises
     SpecProblems with FILE:LINE problems."""
+    # lazy: PyYAML loads only for a YAML job spec
     import yaml
 
     where = str(path)

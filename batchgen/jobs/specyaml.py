@@ -5,7 +5,6 @@ PyYAML's ``safe_load`` shares the node of an anchor with each of its aliases, so
 body, its size) visits each alias again: 10⁹ nodes. Its composer also recurses per level, so
 50,000 nested ``[`` raise RecursionError. So the text is first read as a stream of events
 (the parser keeps its own stack, no recursion) to bound three things with FILE:LINE errors:
-
 - nesting depth (``MAX_DEPTH`` levels),
 - the expanded size: every node counted as often as aliases repeat it (``MAX_NODES``),
 - then, on the composed nodes, a key given twice in one mapping (YAML says keys are unique;
@@ -32,6 +31,7 @@ class SpecYamlError(ValueError):
 def load_yaml(text: str) -> Any:
     """The spec's data; SpecYamlError for a bomb, a deep nest or a duplicate key;
     yaml.YAMLError for bad syntax."""
+    # lazy: PyYAML loads only for a YAML job spec
     import yaml
 
     _bound(text)
@@ -47,6 +47,7 @@ def load_yaml(text: str) -> Any:
 
 
 def _bound(text: str) -> None:
+    # lazy: PyYAML loads only for a YAML job spec
     import yaml
     from yaml import events as ev
 
@@ -86,6 +87,7 @@ def _bound(text: str) -> None:
 
 
 def _no_duplicate_keys(root: Any) -> None:
+    # lazy: PyYAML loads only for a YAML job spec
     import yaml
 
     seen: set[int] = set()

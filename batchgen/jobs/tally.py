@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.jobs.model import Job
+from batchgen.jobs.spec import SpecProblems, count, is_spec, load_spec
 
 # a spec past this many jobs without --max-jobs is said, and asked about, before its jobs are
 # made and checked one by one (10⁹ cells would run silently for hours)
@@ -17,7 +18,6 @@ ASK_ABOVE_JOBS = 100_000
 def spec_size(path: str | Path) -> tuple[int, str] | None:
     """(jobs, how: "3 style × 2 background") of a spec — computed, not expanded. None when
     it is no spec or has problems of its own (validation reports them)."""
-    from batchgen.jobs.spec import SpecProblems, count, is_spec, load_spec
 
     path = Path(path)
     if not is_spec(path) or not path.is_file():

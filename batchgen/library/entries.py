@@ -23,6 +23,7 @@ class Entry:
 
 def run_entries(run_dir: Path | str) -> list[Entry]:
     """One entry per fingerprint with a saved answer (images present on disk)."""
+    # lazy: loads pandas, pyarrow.dataset; this module is imported without them
     from batchgen.runlog.reader import read_log
 
     root = Path(run_dir).resolve()
@@ -46,6 +47,7 @@ def run_entries(run_dir: Path | str) -> list[Entry]:
 def _best_scores(run_dir: Path) -> dict[str, float]:
     """image path (as the log names it) → its best ok score of any scorer."""
     try:
+        # lazy: loads pandas, pyarrow.dataset; this module is imported without them
         from batchgen.quality.store import read_scores
     except ImportError:  # pragma: no cover - quality is part of the package
         return {}

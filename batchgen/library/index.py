@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchgen.errors import UsageError
 from batchgen.library.entries import Entry
 
 DEFAULT_LIBRARY = Path.home() / ".batchgen" / "library"
@@ -78,7 +79,6 @@ class Library:
 
     def check(self) -> None:
         """Raise UsageError (naming the file and the fix) when the index cannot be used."""
-        from batchgen.errors import UsageError
 
         try:
             with self._db() as con:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchgen.images.save import image_name
 from batchgen.library.entries import run_entries
 from batchgen.library.index import Library, link_or_copy
 from batchgen.runlog.row import Row
@@ -98,8 +99,6 @@ def reuse_filter(
 
 
 def _materialise(found: Found, job_id: str, images_dir: Path) -> tuple[list[str], int]:
-    from batchgen.images.save import image_name
-
     paths, total = [], 0
     made: list[Path] = []
     try:

@@ -1,7 +1,6 @@
 """The autopilot: find the provider's limits from its answers and hold the pool just under them.
 
 Three controls, each adapting from the first request, each capped by the user's flag:
-
 * a requests/min and an images/min rate (:class:`RateControl`): slow start (×2 a second while
   the rate is used and no 429 comes), then, after the first 429, a cubic-like cycle around the
   rate at which the provider refused (``w_max``): cut to ``decrease`` × that rate, close the gap

@@ -192,6 +192,7 @@ def _embedded(data: bytes, text: str, record: dict[str, Any]) -> bytes | None:
         if kind == "jpeg":
             return containers.jpeg_with_xmp(data, containers.xmp_packet(fields))
         if kind == "webp":
+            # lazy: Pillow costs ~30 ms to load; only the image paths need it
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as im:

@@ -1,7 +1,6 @@
 """What one attempt cost, and what one job may cost before it is sent.
 
 Three figures per job, all from the same table lookups:
-
 * ``expected`` — the quote: ``auto``/missing quality and size are quoted as the model's
   assumption (gpt-image: medium, 1024x1024), input text as ``ceil(len(prompt) / 4)`` tokens
   (the usual ~4 characters per token; the simulator bills exactly that);
@@ -16,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from batchgen.jobs.inputs import job_input_tokens
 from batchgen.jobs.model import Job
 from batchgen.money.table import ANY, AUTO, ModelPrice, PriceTable, parse_size
 from batchgen.provider.base import Usage
@@ -173,8 +173,6 @@ def input_images_usd(entry: ModelPrice, job: Job, *, worst: bool = False) -> flo
     if not worst:
         tokens = job.input_image_tokens
     else:
-        from batchgen.jobs.inputs import job_input_tokens
-
         tokens = 2 * job_input_tokens(job.inputs, "high")
     return tokens * entry.image_input_per_1m / 1e6
 

@@ -125,6 +125,7 @@ ALL = "*"  # the scope of a budget over every project of the ledger
 
 def default_path() -> Path:
     """The user's data directory (XDG_DATA_HOME on Linux) / batchgen / ledger.sqlite."""
+    # lazy: platformdirs is not loaded to build the CLI's parser (tests/test_startup.py)
     from platformdirs import user_data_path
 
     return user_data_path("batchgen", appauthor=False) / "ledger.sqlite"

@@ -2,7 +2,6 @@
 
 Every problem names the file, the key path and the fix, and all of a file's problems are
 reported at once, so a user fixes their override in one pass::
-
     my-prices.toml: models."gpt-image-1".image_output_per_1m must be a number ≥ 0, got 'forty'
 """
 

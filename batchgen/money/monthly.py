@@ -20,6 +20,7 @@ import math
 import os
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,6 @@ def config_path() -> Path:
 def load_user_config(path: Path | None = None) -> UserConfig:
     """The user's config file; missing is empty; a bad one is a UsageError naming the file,
     the line (TOML syntax) or the key, and the fix."""
-    import tomllib
 
     path = path or config_path()
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.jobs.tally import PlanTally, too_many_jobs
+from batchgen.money.batchrate import batch_table
 from batchgen.money.precheck import FileCheck, check_file
 from batchgen.money.table import PriceTable
 
@@ -49,8 +50,6 @@ def plan_file(
         return Plan(str(path), refused=refused[0])
     batch_prices = None
     if via == "batch":
-        from batchgen.money.batchrate import batch_table
-
         batch_prices = batch_table(prices)
     tally = PlanTally()
     check = check_file(

@@ -4,7 +4,6 @@
 not with the jobs); ``plan`` prints it and ``run`` shows it before the first request.
 
 Minimum wall time is the largest of three lower bounds:
-
 * requests/min: the last request cannot start before ``(requests - 1) / rpm``, then takes a
   latency;
 * images/min: likewise with ``images / ipm``;

@@ -84,13 +84,14 @@ def end_message(rundir: Any, result: Any) -> EndMessage:
 
 def _counts(rundir: Any, result: Any) -> tuple[int, int, int, float]:
     try:
+        # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+        from batchgen.money.spent import spent
         from batchgen.runlog.state import DONE, FAILED, job_states
-        from batchgen.session.resume import spent_so_far
 
         counts = job_states(rundir.path, with_inflight=False).counts()
         jobs = rundir.manifest().jobs or 0
         done, failed = counts[DONE], counts[FAILED]
-        return done, failed, max(jobs - done - failed, 0), float(spent_so_far(rundir))
+        return done, failed, max(jobs - done - failed, 0), spent(rundir.path).images_usd
     except Exception:  # a damaged run directory still gets its message, from the session
         tally = result.tally
         return tally.ok_jobs, tally.failed_jobs, tally.skipped_jobs, float(tally.cost_usd)

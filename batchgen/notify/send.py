@@ -21,6 +21,7 @@ INSTALL_HINT = "pip install 'batchgen[notify]' (the apprise library)"
 
 def _apprise() -> Any:
     with _quiet():
+        # lazy: optional extra (notify)
         import apprise
     return apprise
 

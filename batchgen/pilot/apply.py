@@ -12,6 +12,9 @@ from typing import Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
+from batchgen.jobs import iter_jobs
+from batchgen.jobs.validate import sha256_file
+from batchgen.pilot.carry import carry_scores
 from batchgen.pilot.plan import PilotPlan, load_result, no_edits
 from batchgen.pilot.run import Say
 from batchgen.pilot.settings import Setting
@@ -46,7 +49,6 @@ def chosen_setting(pilot_dir: Path, plan: PilotPlan, pick: str | None) -> Settin
 def apply_job_file(job_file: Path, plan: PilotPlan, setting: Setting, out: Path) -> int:
     """Every job of the file under the setting, ids kept, into ``out`` (JSONL): the
     sampled jobs' bodies equal the pilot's, so their fingerprints find its images."""
-    from batchgen.jobs import iter_jobs
 
     count = 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def run_apply(
     handle_signals: bool = True,
 ) -> Any:
     """A new run of the whole job file under the pilot's setting (an Outcome)."""
-    from batchgen.jobs.validate import sha256_file
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.session.resume import resume_run
     from batchgen.session.start import default_run_dir, start_run
 
@@ -102,7 +104,6 @@ def run_apply(
                         observer=observer, argv=argv, handle_signals=handle_signals)  # fmt: skip
     if regenerate is None or outcome.exit_code == EXIT_STOPPED:
         return outcome
-    from batchgen.pilot.carry import carry_scores
 
     carried = carry_scores(pdir, target)
     if carried:
@@ -116,6 +117,7 @@ def run_apply(
 
 def _pilot_scorer(pilot_dir: Path) -> dict[str, Any]:
     """The pilot's scorer as flags (the quality loop of the apply scores alike)."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.quality.store import load_scorer
 
     saved = load_scorer(pilot_dir) or {}

@@ -68,7 +68,9 @@ class PilotFigures:
 
 
 def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> PilotFigures:
-    from batchgen.quality.store import read_scores, scores_cost
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+    from batchgen.money.spent import judging_usd
+    from batchgen.quality.store import read_scores
     from batchgen.runlog.reader import read_log
 
     cols = ["job_id", "status", "cost_usd", "latency_s", "image_paths", "started_at",
@@ -105,7 +107,7 @@ def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> P
     ]
     choice = choose(candidates, plan.target, plan.confidence)
     images_cost = sum(a["spent"] for a in by_slug.values())
-    return PilotFigures(figures, choice, images_cost, scores_cost(run_dir), in_flight)
+    return PilotFigures(figures, choice, images_cost, judging_usd(run_dir), in_flight)
 
 
 def _one(

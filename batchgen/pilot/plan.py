@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import UsageError
+from batchgen.runlog.fsio import atomic_write_bytes
 
 PILOT_FILE = "pilot.json"
 RESULT_FILE = "pilot-result.json"
@@ -40,8 +41,6 @@ class PilotPlan:
         raise KeyError(slug)
 
     def save(self, run_dir: Path) -> None:
-        from batchgen.runlog.fsio import atomic_write_bytes
-
         data = json.dumps(asdict(self), indent=2, ensure_ascii=False).encode()
         atomic_write_bytes(run_dir / PILOT_FILE, data)
 
@@ -60,8 +59,6 @@ class PilotPlan:
 
 
 def save_result(run_dir: Path, result: Mapping[str, Any]) -> None:
-    from batchgen.runlog.fsio import atomic_write_bytes
-
     data = json.dumps(result, indent=2, ensure_ascii=False).encode()
     atomic_write_bytes(run_dir / RESULT_FILE, data)
 

@@ -5,6 +5,7 @@ runs the batch with it)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,15 @@ from typing import Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
+from batchgen.jobs import iter_jobs
+from batchgen.jobs.validate import validate_file
+from batchgen.pilot.figures import pilot_figures
 from batchgen.pilot.plan import JOBS_FILE, PILOT_FILE, PilotPlan, no_edits, save_result
+from batchgen.pilot.sample import draw, sample_size
 from batchgen.pilot.settings import Setting, default_ladder, parse_try
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_OK, EXIT_STOPPED
+from batchgen.session.prepare import JobFileProblems
 
 Say = Callable[[str], None]
 DEFAULT_SAMPLE = "24"
@@ -44,6 +50,7 @@ class _Light:
 
 
 def default_pilot_dir(job_file: str | Path) -> Path:
+    # lazy: loads numpy, aiohttp, pyarrow; this module is imported without them
     from batchgen.session.start import default_run_dir
 
     base = default_run_dir(job_file)
@@ -62,6 +69,7 @@ def run_pilot(
 ) -> PilotOutcome:
     """Run (or, when ``run_dir`` already holds this pilot, resume) the pilot. Raises
     UsageError before anything is sent."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.session.resume import resume_run
     from batchgen.session.start import start_run
 
@@ -86,7 +94,6 @@ def run_pilot(
             raise UsageError(f"{target} holds a run that is not a pilot: choose another --run-dir")
         cfg = RunConfig.build(run_flags)
         plan = _make_plan(Path(job_file), flags, cfg, target, say)
-        from batchgen.session.prepare import JobFileProblems
 
         try:
             outcome = start_run(str(target / JOBS_FILE), cfg, run_dir=target,
@@ -106,7 +113,7 @@ def run_pilot(
 def _score_and_choose(
     target: Path, plan: PilotPlan, score_flags: dict[str, Any], say: Say
 ) -> PilotOutcome:
-    from batchgen.pilot.figures import pilot_figures
+    # lazy: loads pandas, matplotlib, pyarrow.compute; this module is imported without them
     from batchgen.pilot.text import table_lines, verdict_lines
     from batchgen.session.scoring import score_directory
 
@@ -161,11 +168,6 @@ def _score_flags(flags: Mapping[str, Any], run_flags: Mapping[str, Any]) -> dict
 def _make_plan(
     job_file: Path, flags: Mapping[str, Any], cfg: RunConfig, target: Path, say: Say
 ) -> PilotPlan:
-    from batchgen.jobs import iter_jobs
-    from batchgen.jobs.validate import validate_file
-    from batchgen.pilot.sample import draw, sample_size
-    from batchgen.session.prepare import JobFileProblems
-
     defaults = dict(cfg.job_defaults)
     light: list[_Light] = []
     checked = validate_file(
@@ -224,9 +226,6 @@ def _mapped_problems(exc: Any, plan: PilotPlan, target: Path) -> UsageError:
     """Problems of the pilot's own job file (a size the model refuses under a setting, a
     field it does not take) named by the user's job file, line and setting; the pilot's
     files removed so the next try starts afresh. Nothing was sent."""
-    import re
-
-    from batchgen.session.prepare import JobFileProblems
 
     where = re.compile(re.escape(JOBS_FILE) + r":(\d+): ")
     k = max(1, len(plan.sample))

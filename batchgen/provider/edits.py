@@ -1,7 +1,6 @@
 """The request of an edit job (``POST {base_url}/images/edits``).
 
 Two wire forms, both from the official schema:
-
 * multipart/form-data (CreateImageEditRequest) when every input is a local file: the images
   as repeated ``image[]`` parts, the mask as ``mask``, every other field as a text part
   (lists and objects as JSON). This is what every provider that takes edits accepts.

@@ -255,6 +255,7 @@ def describe(specs: list[EndpointSpec]) -> list[dict[str, Any]]:
 def limiter_for(pool: PoolConfig) -> RateLimiter:
     """The one way a run's RateLimiter is built from its settings: the run's own (one
     endpoint), or each endpoint's of a providers file (``pool.with_limits`` of its own)."""
+    # lazy: loads anyio; this module is imported without it
     from batchgen.limits import RateLimiter
 
     return RateLimiter(
@@ -273,6 +274,7 @@ def build_router(
     """The Router over these endpoints: a provider and a RateLimiter (its own autopilot)
     each; the run's --rpm/--ipm/--concurrency apply to every endpoint unless it sets its own.
     ``inflight``: the pool's sent journal, which the Router fills as requests leave."""
+    # lazy: loads anyio; this module is imported without it
     from batchgen.provider.router import Endpoint, Router
 
     endpoints = []
@@ -289,26 +291,32 @@ def build_router(
 def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provider:
     """The provider client of ``spec``'s protocol."""
     if spec.protocol == "openai":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.openai import OpenAIImages
 
         return OpenAIImages(spec.base_url, key, connections=connections)
     if spec.protocol == "azure":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.azure import DEFAULT_API_VERSION, AzureImages
 
         return AzureImages(spec.base_url, key, deployments=spec.deployments,
                            api_version=spec.api_version or DEFAULT_API_VERSION,
                            connections=connections)  # fmt: skip
     if spec.protocol == "gemini":
+        # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.gemini import GeminiImages
 
         return GeminiImages(spec.base_url, key, connections=connections)
+    # lazy: loads aiohttp, anyio; this module is imported without them
     from batchgen.provider.poll import DEFAULT_POLL_S
 
     poll = spec.poll_interval or DEFAULT_POLL_S
     if spec.protocol == "bfl":
+        # lazy: loads aiohttp, anyio; this module is imported without them
         from batchgen.provider.bfl import BflImages
 
         return BflImages(spec.base_url, key, connections=connections, poll_interval_s=poll)
+    # lazy: loads aiohttp, anyio; this module is imported without them
     from batchgen.provider.fal import FalImages
 
     return FalImages(spec.base_url, key, connections=connections, poll_interval_s=poll)

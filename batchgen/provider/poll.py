@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import orjson
 
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
@@ -99,8 +100,6 @@ class PollingProvider(JsonHttp):
             return aiohttp.ClientTimeout(total=remaining)
 
         async def work() -> GenerateResult:
-            import orjson
-
             url, body = self.submit_request(job)
             status, headers, raw, ctype = await self._request(
                 "POST", url, headers=self.headers_for(url), data=orjson.dumps(body),

@@ -11,6 +11,7 @@ FLUX endpoints a few seconds. The simulator draws its latencies from this table
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -54,6 +55,5 @@ def typical_latency(
 
 def p95_of(typical: Typical) -> float:
     """The 95th percentile of the lognormal around ``typical``."""
-    import math
 
     return typical.median_s * math.exp(1.645 * typical.sigma)

@@ -30,6 +30,7 @@ class ClipScorer:
     def __init__(self, name_or_path: str = DEFAULT_CLIP_MODEL, *, lo: float = 0.15,
                  hi: float = 0.35, device: str = "cpu") -> None:  # fmt: skip
         try:
+            # lazy: optional extra (clip)
             import torch
             from transformers import CLIPModel, CLIPProcessor
         except ImportError as exc:
@@ -55,6 +56,7 @@ class ClipScorer:
 
     def score_batch(self, pairs: list[tuple[str, Path]]) -> list[tuple[float, str]]:
         """(prompt, image file) → (score 1–10, reasons) for each pair; blocking."""
+        # lazy: Pillow costs ~30 ms to load; only the image paths need it
         from PIL import Image
 
         torch = self._torch

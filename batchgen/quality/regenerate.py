@@ -21,6 +21,7 @@ from typing import Any
 
 from batchgen.quality.score import image_round
 from batchgen.quality.store import read_scores, save_best
+from batchgen.runlog.reader import read_log
 
 
 def best_per_job(run_dir: Path, scorer: str) -> dict[str, dict[str, Any]]:
@@ -60,7 +61,6 @@ _TAG = re.compile(r"~r(\d+)_\d+\.")
 def next_round(run_dir: Path) -> int:
     """One past every round in the log and on disk (a round killed before its rows landed
     left its images: the next round's names must not overwrite them)."""
-    from batchgen.runlog.reader import read_log
 
     t = read_log(run_dir, ["job_id", "image_paths"])
     top = 1

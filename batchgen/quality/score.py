@@ -42,6 +42,7 @@ from batchgen.quality.items import (
 )
 from batchgen.quality.store import ScoreStore
 from batchgen.runner.control import PoolSettings
+from batchgen.runner.pool import watch_stall
 from batchgen.runner.tries import Backoff, Tries
 from batchgen.runner.workers import run_workers
 
@@ -158,8 +159,6 @@ class JudgePool:
         return cost
 
     async def run(self, items: list[ImageItem], scorer_id: str) -> ScoreTally:
-        from batchgen.runner.pool import watch_stall
-
         self.scorer_id = scorer_id
 
         async def feed(send: MemoryObjectSendStream[ImageItem]) -> None:

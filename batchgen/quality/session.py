@@ -21,7 +21,9 @@ import anyio
 
 from batchgen.config import PoolConfig
 from batchgen.errors import ErrorClass, UsageError
+from batchgen.limits import RateLimiter
 from batchgen.limits.stop import RunControl
+from batchgen.quality.clip import DEFAULT_CLIP_MODEL, ClipScorer, ClipUnavailable
 from batchgen.quality.judge import DEFAULT_RUBRIC, OpenAIJudge, rubric_id
 from batchgen.quality.score import (
     JudgePool,
@@ -76,8 +78,6 @@ class ScoreResult:
 
 
 def load_local_scorer(spec: ScorerSpec) -> Any:
-    from batchgen.quality.clip import ClipScorer
-
     return ClipScorer(spec.model)
 
 
@@ -90,7 +90,6 @@ async def score_run(
     """Score every saved image without a verdict of ``spec``; rows land in scores/.
     ``connection`` (a judge's: provider, base_url, api_key) is resolved by the caller;
     ``say(text, style)`` gets the progress lines and the signal notes (None: silent)."""
-    from batchgen.limits import RateLimiter
 
     remove_temp_files(run_dir)
     state_dir = run_dir / "state"
@@ -178,6 +177,7 @@ async def _base_url(connection: Any, sim_config: Any) -> AsyncIterator[str]:
     if connection.provider != "sim":
         yield connection.base_url
         return
+    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
     from batchgen.sim import SimConfig, run_sim
 
     async with run_sim(sim_config or SimConfig()) as sim:
@@ -189,7 +189,6 @@ def scorer_spec(
 ) -> ScorerSpec:
     """The scorer the flags ask for (judge, scorer, clip_model, rubric, detail, threshold,
     provider, base_url, api_key_env); without judge/scorer, the last `score`'s (``saved``)."""
-    from batchgen.quality.clip import DEFAULT_CLIP_MODEL
 
     judge = flags.get("judge")
     kind = flags.get("scorer") or ("judge" if judge else None)
@@ -231,7 +230,6 @@ def _rubric(path: str | None) -> str:
 def local_scorer_or_usage_error(spec: ScorerSpec) -> Any:
     if spec.kind != "clip":
         return None
-    from batchgen.quality.clip import ClipUnavailable
 
     try:
         return load_local_scorer(spec)
@@ -251,15 +249,3 @@ def require_judge_price(spec: ScorerSpec, prices: Any, max_cost: float | None) -
             "input_per_1m, output_per_1m, source, as_of)"
         )
         raise UsageError(msg)
-
-
-def spent_total(run_dir: Path) -> float:
-    """What the run directory cost so far: images (the log) and scoring."""
-    import pyarrow.compute as pc
-
-    from batchgen.quality.store import scores_cost
-    from batchgen.runlog.reader import read_log
-
-    table = read_log(run_dir, ["cost_usd"])
-    logged = float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
-    return logged + scores_cost(run_dir)

@@ -11,7 +11,6 @@ metadata names the parts it replaces (readers here drop those), as the log does.
     compact-<session:05d>-<seq:06d>.parquet  a session's parts merged
 
 and beside them, in RUN_DIR (so this folder is a pure Parquet dataset)::
-
     scorer.json                              the scorer of the last `score` (no key)
     best.json                                job id -> its best image and score
 
@@ -32,10 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchgen import faultpoints
+from batchgen.money.spent import SCORES_DIR
 from batchgen.runlog.fsio import atomic_write_bytes, fsync_dir
 from batchgen.runlog.row import RowContract
 
-SCORES_DIR = "scores"
 REPLACES_KEY = b"batchgen.replaces"
 _NAME = re.compile(r"^(part|compact)-(\d{5})-(\d{6})\.parquet$")
 
@@ -104,12 +103,6 @@ def visible_files(folder: Path) -> list[Path]:
 
 def next_session(run_dir: Path | str) -> int:
     return max((s for _k, s, _q, _p in _files(scores_dir(run_dir))), default=0) + 1
-
-
-def scores_cost(run_dir: Path | str) -> float:
-    """USD billed for scoring this run, every session and every row (re-scores included)."""
-    table = read_scores(run_dir, latest=False)
-    return float(sum(c for c in table["cost_usd"].to_pylist() if c))
 
 
 def read_scores(run_dir: Path | str, scorer: str | None = None, *, latest: bool = True) -> pa.Table:

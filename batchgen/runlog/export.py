@@ -18,6 +18,7 @@ STATUSES = ("ok", "failed", "pending")  # pending = not ok and not failed
 def states_for(status: str) -> frozenset[str]:
     """The job states (batchgen.runlog.state's names) that ``status`` exports; "pending" is
     every other state."""
+    # lazy: the CLI builds its parser without batchgen.runlog.state (tests/test_startup.py)
     from batchgen.runlog import state  # here: it loads pyarrow.dataset
 
     finished = {"ok": frozenset({state.DONE}),
@@ -37,6 +38,7 @@ def export_jobs(run_dir: str | Path, status: str) -> Iterator[dict[str, Any]]:
     job_file = Path(manifest["job_file"])
     if not job_file.exists():
         raise RunDirError(f"the run's job file {job_file} is gone")
+    # lazy: the CLI builds its parser without batchgen.runlog.state (tests/test_startup.py)
     from batchgen.runlog.state import job_states
 
     table = job_states(rundir.path, with_inflight=False).table

@@ -1,7 +1,6 @@
 """The log directory's file layout, compaction and crash recovery.
 
 Layout of ``RUN_DIR/log``::
-
     part-<session:05d>-<seq:06d>.parquet      one flush of the writer (~1 s of rows)
     compact-<session:05d>-<seq:06d>.parquet   zstd merge of a session's earlier files
     .<name>.tmp                               being written; never read, deleted by recovery

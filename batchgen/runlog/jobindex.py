@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from batchgen import jobs
+from batchgen.jobs.inputs import may_have_inputs
 from batchgen.runlog.fsio import create_temp, fsync_dir
 from batchgen.runlog.table import ints_from_buffers, strings_from_buffers
 
@@ -87,7 +90,6 @@ def write_index(
 ) -> Path:
     """Write the index atomically (temp, fsync, rename, fsync the directory): a reader sees
     the whole index or none."""
-    import pyarrow.parquet as pq
 
     path = index_path(state_dir)
     meta = {_SHA_KEY: job_sha256.encode(), _DEFAULTS_KEY: defaults_key(defaults).encode()}
@@ -112,7 +114,6 @@ def read_index(
 ) -> pa.Table | None:
     """The stored index if it was built from this job file (sha256) with these defaults;
     None when it is missing, unreadable, or from another file or defaults."""
-    import pyarrow.parquet as pq
 
     path = index_path(state_dir)
     try:
@@ -135,8 +136,6 @@ def load_or_build(
 ) -> pa.Table:
     """The index for resume: the stored one when it matches, else scan the job file (the
     slow path) and store the result, so the next resume is fast."""
-    from batchgen import jobs  # looked up at call time: tests replace jobs.job_index
-    from batchgen.jobs.inputs import may_have_inputs
 
     # an edit's fingerprint covers its input photos, which change without the job file:
     # such a file is always scanned afresh, and no index of it is kept

@@ -48,8 +48,10 @@ def is_running(run_dir: Path) -> bool:
 
 def summarize(run_dir: Path) -> RunSummary:
     """One run's line: counts from the log (per job, its latest state), cost from its rows."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
     import pyarrow.compute as pc
 
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.runlog.reader import read_log
     from batchgen.runlog.state import DONE, FAILED, job_states
 

@@ -14,7 +14,6 @@ microsecond for a pool row; the bulk conversion in ``table.py`` stays tolerant, 
 line for what a type test cannot see (a lone surrogate in a string).
 
 Accepted Python types per Arrow type (None is accepted everywhere):
-
     string          str
     int32 / int64   int within the column's range (not bool)
     float64         float, or int within ±2**53 (exact as a float)

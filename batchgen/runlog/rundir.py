@@ -27,6 +27,7 @@ from typing import Any
 from batchgen.errors import RunDirError as RunDirError  # re-exported: callers import it here
 from batchgen.errors import RunLocked, redact
 from batchgen.redaction import ENV_NAME, SECRETISH, is_env_name
+from batchgen.redaction import redact_argv as redact_args
 from batchgen.runlog import manifest
 from batchgen.runlog.fsio import atomic_write_bytes
 
@@ -92,7 +93,6 @@ def _name_ok(path: str, value: str) -> bool:
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
     """The command line without secrets (the one redaction: batchgen.redaction)."""
-    from batchgen.redaction import redact_argv as redact_args
 
     return redact_args(argv)
 

@@ -1,7 +1,6 @@
 """Per-job state for resume, computed column-wise from the log (no Python loop over rows).
 
 The state of a job is decided by its last ``final`` row (the last session that finished it)::
-
     done              status ok
     failed            status error, class content_policy / bad_request (never retried), or
                       a delivered answer the client refused (code answer_refused: sending it

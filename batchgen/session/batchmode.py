@@ -9,18 +9,35 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
+from batchgen.batch.context import BatchContext, BatchOptions, say_nothing
+from batchgen.batch.follow import cancel_open
+from batchgen.batch.session import BatchSession, batch_backend, run_batch_session
+from batchgen.batch.state import BatchState
 from batchgen.config import BatchConfig, RunConfig
 from batchgen.errors import ErrorClass, UsageError
-from batchgen.session.connect import batch_connection, connect, resolve_connection, sim_config
-from batchgen.session.execute import SessionPlan, SessionResult, base_url_of, session_summary
+from batchgen.jobs import iter_jobs, sha256_file
+from batchgen.limits.stop import RunControl
+from batchgen.money.spent import spent
+from batchgen.provider.endpoints import from_records
+from batchgen.runlog.files import compact_all
+from batchgen.runlog.jobindex import load_or_build
+from batchgen.runlog.orphans import image_job_ids
+from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.state import DONE, FAILED, job_states, remaining
+from batchgen.runner.recovery import adopt_orphans, remove_torn_images
+from batchgen.session.builder import Prepared, SessionPlan, prepare_session, session_overrides
+from batchgen.session.connect import Connection, batch_connection, resolve_connection
+from batchgen.session.execute import base_url_of, session_summary
+from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome, SessionResult
 
 if TYPE_CHECKING:
     from batchgen.batch.context import BatchOptions, Say
     from batchgen.batch.session import BatchOutcome
     from batchgen.jobs.model import Job
-    from batchgen.runlog.rundir import RunDir
 
 Submit = Callable[[], "Iterable[Job] | None"]
 _BATCH_ENDING = {ErrorClass.BUDGET: "stopped_budget", ErrorClass.AUTH: "stopped_auth",
@@ -28,8 +45,6 @@ _BATCH_ENDING = {ErrorClass.BUDGET: "stopped_budget", ErrorClass.AUTH: "stopped_
 
 
 def batch_options(batch: BatchConfig, **extra: Any) -> BatchOptions:
-    from batchgen.batch.context import BatchOptions
-
     return BatchOptions(
         max_requests=int(batch.batch_max_requests), max_bytes=int(batch.batch_max_bytes),
         poll_s=float(batch.poll_interval), poll_max_s=float(batch.poll_max),
@@ -38,8 +53,6 @@ def batch_options(batch: BatchConfig, **extra: Any) -> BatchOptions:
 
 
 def jobs_lookup(job_file: Path | str, defaults: dict[str, Any]) -> Callable[[set[str]], Any]:
-    from batchgen.jobs import iter_jobs
-
     def jobs_of(ids: set[str]) -> dict[str, Job]:
         if not ids:
             return {}
@@ -62,10 +75,6 @@ def run_batch(
     defaults: dict[str, Any],
 ) -> tuple[SessionResult, BatchOutcome]:  # fmt: skip
     """One batch session of ``plan``; ends it in run.json."""
-    import anyio
-
-    from batchgen.batch.context import say_nothing
-    from batchgen.batch.session import BatchSession, run_batch_session
 
     say = say_nothing if plan.quiet else say_for(plan.observer)
     s = BatchSession(
@@ -111,7 +120,6 @@ def _ending(outcome: BatchOutcome) -> tuple[str, int]:
 def _with_run_pending(plan: SessionPlan, outcome: BatchOutcome) -> BatchOutcome:
     """Pending counted over the whole run (a job this session left pending may have been
     submitted again and finished in the same session): not done, not failed for good."""
-    from batchgen.runlog.state import DONE, FAILED, job_states
 
     counts = job_states(plan.rundir.path, with_inflight=False).counts()
     pending = max(int(plan.manifest.get("jobs") or 0) - counts[DONE] - counts[FAILED], 0)
@@ -137,14 +145,10 @@ def run_via_batch(
 
 
 def open_parts_of(rundir: RunDir, run_id: str) -> list[Any]:
-    from batchgen.batch.state import BatchState
-
     return BatchState(rundir.state_dir, run_id).open_parts()
 
 
 def open_ids_now(rundir: RunDir, run_id: str) -> set[str]:
-    from batchgen.batch.state import BatchState
-
     state = BatchState(rundir.state_dir, run_id)
     return state.ids_in(state.open_parts())
 
@@ -161,13 +165,6 @@ class _Pending:
 def _what_is_pending(
     rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, via: str, collect_only: bool
 ) -> _Pending:
-    from batchgen.batch.state import BatchState
-    from batchgen.jobs import sha256_file
-    from batchgen.runlog.files import compact_all
-    from batchgen.runlog.jobindex import load_or_build
-    from batchgen.runlog.state import job_states, remaining
-    from batchgen.runner.recovery import remove_torn_images
-
     run_id, job_file = manifest["run_id"], Path(manifest["job_file"])
     compact_all(rundir.log_dir)
     remove_torn_images(rundir.images_dir)
@@ -210,8 +207,6 @@ def resume_via_batch(
 
     def submit() -> Iterable[Job] | None:
         """Called once the open batches are collected: what is left now, their pending too."""
-        from batchgen.jobs import iter_jobs
-        from batchgen.runlog.state import job_states, remaining
 
         now = remaining(index, job_states(rundir.path, with_inflight=False), cfg.retry_failed)
         ids = set(now.run) - open_ids_now(rundir, run_id)
@@ -225,40 +220,25 @@ def _resume_plan(
     rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, pending: _Pending,
     observer: Observer, argv: Sequence[str], handle_signals: bool,
 ) -> SessionPlan:  # fmt: skip
-    from batchgen.money.batchrate import batch_table
-    from batchgen.session.prepare import check_job_file, load_prices, make_budget
-    from batchgen.session.resume import session_overrides, spent_so_far
-    from batchgen.session.start import Declined
-
-    routed, endpoints = connect(cfg)
-    connection = batch_connection(routed, endpoints)
-    prices = batch_table(load_prices(cfg.prices, cfg.price_per_image))
-    checked = check_job_file(Path(manifest["job_file"]), dict(cfg.job_defaults), prices,
-                             only=frozenset(pending.to_submit), rpm=cfg.pool.rpm,
-                             ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency)  # fmt: skip
-    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked,
-                         spent_before=spent_so_far(rundir))  # fmt: skip
-    if pending.to_submit and not observer.confirm(checked):
-        raise Declined("the quote was not confirmed: nothing was sent")
+    # --max-cost bounds images and judging together, as on every resume
+    prepared = prepare_session(cfg, manifest["job_file"], only=frozenset(pending.to_submit),
+                               spent_before=spent(rundir.path).total, via_batch=True)  # fmt: skip
+    if pending.to_submit:
+        prepared.confirm(observer)
     session = rundir.begin_session(session_overrides(cfg), list(argv))
-    _adopt_live_orphans(rundir, manifest, cfg, pending, session, prices)
+    _adopt_live_orphans(rundir, manifest, pending, session, prepared)
     link = _ledger(rundir, manifest, cfg)
     what = "collecting" if not pending.to_submit else "resuming"
     observer.say(f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "
                  f"{len(pending.to_submit)} to submit")  # fmt: skip
-    return SessionPlan(
-        rundir=rundir, manifest=manifest, session=session, jobs=(),
-        jobs_to_run=len(pending.to_submit), connection=connection, pool=cfg.pool,
-        prices=prices, budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
-        sim_config=sim_config(cfg, connection), quiet=cfg.quiet, observer=observer,
-        handle_signals=handle_signals, ledger=link,
-    )  # fmt: skip
+    return prepared.plan(rundir, manifest, session, observer, jobs=(),
+                         jobs_to_run=len(pending.to_submit), handle_signals=handle_signals,
+                         ledger=link)  # fmt: skip
 
 
 def _ledger(rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig) -> Any:
     """The spend ledger: the run's rows made its log's; what the batches collected now is
     added as it is logged."""
-    from batchgen.session.ledgering import LedgerLink
 
     settings = manifest.get("settings") or {}
     link = LedgerLink.open(cfg, manifest["job_file"], settings.get("project"))
@@ -269,21 +249,16 @@ def _ledger(rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig) -> Any:
 
 
 def _adopt_live_orphans(
-    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, pending: _Pending, session: int,
-    prices: Any,
+    rundir: RunDir, manifest: dict[str, Any], pending: _Pending, session: int,
+    prepared: Prepared,
 ) -> None:  # fmt: skip
     """Images a crashed live session saved without their row (never those of open batches:
     their collection logs them) are adopted, and not submitted again."""
-    from batchgen.jobs import iter_jobs
-    from batchgen.runlog.orphans import image_job_ids
-    from batchgen.runner.recovery import adopt_orphans
-
     adoptable = (image_job_ids(rundir.images_dir) & pending.to_submit) - pending.open_ids
     if not adoptable:
         return
-    job_file, defaults = manifest["job_file"], dict(cfg.job_defaults)
-    wanted = {j.id: j for j in iter_jobs(job_file, defaults) if j.id in adoptable}
-    adopted = adopt_orphans(rundir, manifest["run_id"], session, wanted, prices)
+    wanted = {j.id: j for j in prepared.jobs(adoptable)}
+    adopted = adopt_orphans(rundir, manifest["run_id"], session, wanted, prepared.prices)
     pending.to_submit -= set(adopted)
 
 
@@ -292,14 +267,6 @@ def cancel_batches(
 ) -> int | None:
     """Ask the provider to cancel the run's open batches; how many. None: the run used the
     in-process simulator, whose batches ended with it."""
-    import anyio
-
-    from batchgen.batch.context import BatchContext
-    from batchgen.batch.follow import cancel_open
-    from batchgen.batch.session import batch_backend
-    from batchgen.batch.state import BatchState
-    from batchgen.limits.stop import RunControl
-    from batchgen.runlog.rundir import RunDir
 
     rundir = RunDir(run_dir)
     with rundir.lock():
@@ -334,9 +301,6 @@ def _cancel_connection(
     the OpenAI-compatible URL (the one given now winning)."""
     endpoints = recorded.get("endpoints")
     if endpoints and not base_url:
-        from batchgen.provider.endpoints import from_records
-        from batchgen.session.connect import Connection
-
         return batch_connection(Connection("providers", None, "", ""), from_records(endpoints))
     return resolve_connection("openai", base_url or recorded.get("base_url"),
                               api_key_env or recorded.get("api_key_env"))  # fmt: skip

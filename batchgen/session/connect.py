@@ -11,7 +11,14 @@ from urllib.parse import urlsplit
 
 from batchgen.errors import UsageError, redact
 from batchgen.provider.base import DEFAULT_BASE_URL
-from batchgen.provider.endpoints import LOCAL_KEY, is_loopback, no_key_message
+from batchgen.provider.endpoints import (
+    LOCAL_KEY,
+    from_records,
+    is_loopback,
+    load_providers,
+    no_key_message,
+    resolve_keys,
+)
 from batchgen.redaction import has_hidden_query, looks_like_key
 
 if TYPE_CHECKING:
@@ -42,7 +49,6 @@ def connect(cfg: RunConfig) -> tuple[Connection, list[Any] | None]:
 def providers_connection(cfg: RunConfig) -> tuple[Connection, list[Any]] | None:
     """``--providers FILE`` (or the endpoints run.json recorded): the endpoints, their keys
     checked; None when the run has one endpoint (the --provider/--base-url flags)."""
-    from batchgen.provider.endpoints import from_records, load_providers, resolve_keys
 
     if cfg.providers:
         if cfg.given.get("provider") or cfg.given.get("base_url") or cfg.given.get("api_key_env"):
@@ -127,7 +133,6 @@ def batch_connection(connection: Connection, endpoints: list[Any] | None) -> Con
     (``provider`` is the protocol). Raises UsageError naming the fix."""
     if not endpoints:
         return connection
-    from batchgen.provider.endpoints import resolve_keys
 
     if len(endpoints) != 1 or endpoints[0].protocol not in BATCH_PROTOCOLS:
         raise UsageError(

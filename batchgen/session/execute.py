@@ -5,29 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from batchgen.checks import ingest
 from batchgen.config import PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import Gate, RateLimiter
 from batchgen.limits.stop import RunControl
-from batchgen.money import Budget, PriceTable
-from batchgen.provider.endpoints import limiter_for
+from batchgen.money import Budget
+from batchgen.provider.endpoints import build_router, limiter_for, resolve_keys
 from batchgen.provider.openai import OpenAIImages
 from batchgen.runlog.journal import SentJournal
-from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogError, RunLogWriter
 from batchgen.runner.control import PoolSettings, RowContext
 from batchgen.runner.pool import PoolTally, run_pool
 from batchgen.runner.signals import watch_signals
+from batchgen.session.builder import SessionPlan
 from batchgen.session.connect import Connection
-from batchgen.session.observer import Observer, Silent
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from batchgen.session.observer import Observer
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
 
 ENDING = {
     None: "completed",
@@ -39,48 +41,6 @@ ENDING = {
     ErrorClass.RATE_LIMIT: "stopped_rate_limit",
     ErrorClass.NETWORK: "stopped_network",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPlan:
-    rundir: RunDir
-    manifest: dict[str, Any]
-    session: int
-    jobs: Iterable[Job]
-    jobs_to_run: int
-    connection: Connection
-    pool: PoolConfig
-    prices: PriceTable
-    budget: Budget | None
-    cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
-    sim_config: Any  # SimConfig when connection.provider == "sim"
-    quiet: bool = False
-    # a regeneration round (resume --regenerate-below): file name tag and the round header
-    image_tag: str = ""
-    retag: frozenset[str] = frozenset()  # edited jobs: new images under the session's tag
-    extra_headers: dict[str, str] | None = None
-    # `--providers FILE`: the endpoints (batchgen.provider.endpoints.EndpointSpec); None: one
-    endpoints: list[Any] | None = None
-    observer: Observer = field(default_factory=Silent)
-    handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
-    ledger: Any = None  # batchgen.session.ledgering.LedgerLink, bound to the run; None: off
-    # the gate-factory hook: the pool's gate made another way (a cluster shard's, scheduled by
-    # the run's one limit: batchgen.cluster.gate); None: make_limiter, this process's autopilot
-    gate: Callable[[PoolConfig], RateLimiter] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return str(self.manifest["run_id"])
-
-
-@dataclass(frozen=True, slots=True)
-class SessionResult:
-    tally: PoolTally
-    stop_reason: ErrorClass | None
-    stop_message: str
-    exit_code: int
-    how: str = "completed"  # the session's ending in run.json
-    learned: dict[str, Any] | None = None  # what the autopilot learned (one endpoint)
 
 
 def pool_settings(pool: PoolConfig) -> PoolSettings:
@@ -116,8 +76,6 @@ def _wire(plan: SessionPlan) -> _Parts:
     writer.set_inflight(inflight)
     router = None
     if plan.endpoints:
-        from batchgen.provider.endpoints import build_router, resolve_keys
-
         # the Router adds to the sent journal when a request really leaves
         router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control,
                               inflight)  # fmt: skip
@@ -155,8 +113,8 @@ def _add_to_library(plan: SessionPlan) -> None:
     libraries = [s["path"] for s in spec.get("sources") or [] if s.get("kind") == "library"]
     if not libraries:
         return
-    import sqlite3
 
+    # lazy: loads pyarrow.compute; this module is imported without it
     from batchgen.library.entries import run_entries
     from batchgen.library.index import Library
 
@@ -213,6 +171,7 @@ def _reusing(plan: SessionPlan, parts: _Parts) -> Iterable[Job]:
     spec = (plan.manifest.get("settings") or {}).get("reuse")
     if not spec or plan.image_tag:  # a regeneration round wants a new picture
         return plan.jobs
+    # lazy: loads pyarrow.compute; this module is imported without it
     from batchgen.library.reuse import reuse_filter
 
     return reuse_filter(
@@ -327,9 +286,8 @@ async def _watch_output(observer: Any, control: RunControl) -> None:
 def _image_checker(plan: SessionPlan) -> Any:
     if not plan.pool.image_checks:
         return None
-    from batchgen.checks.ingest import start_ingest_checks
 
-    return start_ingest_checks(plan.rundir.path, plan.session)
+    return ingest.start_ingest_checks(plan.rundir.path, plan.session)
 
 
 @contextlib.asynccontextmanager
@@ -350,6 +308,7 @@ async def base_url_of(
         assert connection.base_url is not None
         yield connection.base_url
         return
+    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
     from batchgen.sim import SimConfig, run_sim
 
     async with run_sim(sim_config or SimConfig()) as sim:

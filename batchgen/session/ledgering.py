@@ -13,6 +13,7 @@ path also from ``$BATCHGEN_LEDGER`` (between the two).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -218,8 +219,10 @@ class LedgerLink:
 def log_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The priced rows of a run's log, with the columns the ledger keeps, and the judge's
     bills of its scores (kind ``judge``)."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
     import pyarrow.compute as pc
 
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.runlog.reader import read_log
 
     table = read_log(run_dir, _LOG_COLUMNS)
@@ -233,6 +236,7 @@ def log_rows(run_dir: Path) -> list[dict[str, Any]]:
 def judge_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Each billed score row as a ledger row: the judge's model from the scorer's id
     (``judge:<model>:<rubric>``)."""
+    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.quality.store import read_scores
 
     out = []
@@ -254,7 +258,6 @@ def rebuild(ledger: Ledger, run_dirs: list[Path]) -> list[tuple[Path, str, int, 
     """Each run's ledger rows := its log's; (dir, run id, rows, cost) per run. A directory
     that is not a run directory is a UsageError naming it (nothing of the others is lost:
     each run is its own transaction)."""
-    import json
 
     out = []
     for run_dir in run_dirs:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from batchgen.money import Budget
     from batchgen.runlog.rundir import RunDir
     from batchgen.runner.pool import PoolTally
-    from batchgen.session.execute import SessionResult
+    from batchgen.session.outcome import SessionResult
     from batchgen.session.prepare import Checked
 
 ProgressFn = Callable[["PoolTally"], None]

@@ -9,19 +9,31 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import anyio
 
 from batchgen.config import RunConfig
+from batchgen.money import Budget, PriceTable
+from batchgen.money.spent import spent
+from batchgen.quality.regenerate import mark_best, next_round, weak_jobs
+from batchgen.quality.session import (
+    ScoreResult,
+    ScorerSpec,
+    local_scorer_or_usage_error,
+    require_judge_price,
+    score_run,
+    scorer_spec,
+)
+from batchgen.quality.store import load_scorer
+from batchgen.runlog.rundir import RunDir
+from batchgen.session.builder import prepare_session
 from batchgen.session.connect import Connection, connect, resolve_connection, sim_config
-from batchgen.session.execute import SessionPlan
+from batchgen.session.execute import execute
+from batchgen.session.ledgering import judge_to_ledger, link_for_run
 from batchgen.session.observer import Observer
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
-
-if TYPE_CHECKING:
-    from batchgen.money import Budget, PriceTable
-    from batchgen.quality.session import ScoreResult, ScorerSpec
-    from batchgen.runlog.rundir import RunDir
-    from batchgen.session.execute import SessionResult
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
+from batchgen.session.prepare import load_prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +56,6 @@ class _Rounds:
         self, rundir: RunDir, cfg: RunConfig, manifest: dict[str, Any], regen: Regenerate,
         job_file: Path, observer: Observer, argv: Sequence[str], handle_signals: bool,
     ) -> None:  # fmt: skip
-        from batchgen.quality.session import (
-            local_scorer_or_usage_error,
-            require_judge_price,
-            scorer_spec,
-        )
-        from batchgen.quality.store import load_scorer
-        from batchgen.session.prepare import load_prices
-
         self.rundir, self.cfg, self.manifest, self.regen = rundir, cfg, manifest, regen
         self.job_file, self.observer, self.argv = job_file, observer, argv
         self.handle_signals = handle_signals
@@ -67,19 +71,11 @@ class _Rounds:
         require_judge_price(spec, self.prices, cfg.max_cost)
 
     def cap_left(self) -> float | None:
-        from batchgen.quality.session import spent_total
-
         if self.cfg.max_cost is None:
             return None
-        return max(0.0, self.cfg.max_cost - spent_total(self.rundir.path))
+        return max(0.0, self.cfg.max_cost - spent(self.rundir.path).total)
 
     def score(self) -> ScoreResult:
-        import anyio
-
-        from batchgen.quality.regenerate import mark_best
-        from batchgen.quality.session import score_run
-        from batchgen.session.ledgering import judge_to_ledger
-
         spec, cfg = self.spec, self.cfg
         judge = self._judge_connection()
         result = anyio.run(lambda: score_run(
@@ -117,8 +113,6 @@ def run_rounds(
     job_file: Path, observer: Observer, argv: Sequence[str], handle_signals: bool = True,
 ) -> RoundsOutcome:  # fmt: skip
     """The rounds; runs under the run directory's lock."""
-    from batchgen.quality.regenerate import weak_jobs
-
     r = _Rounds(rundir, cfg, manifest, regen, job_file, observer, argv, handle_signals)
     if r.scoring_stopped(r.score()):
         return RoundsOutcome(EXIT_STOPPED)
@@ -145,39 +139,23 @@ def run_rounds(
 
 def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
     """One session over the weak jobs, then its images scored; an outcome when it stopped."""
-    import anyio
-
-    from batchgen.jobs import iter_jobs
-    from batchgen.quality.regenerate import next_round
-    from batchgen.quality.session import spent_total
-    from batchgen.session.execute import execute
-    from batchgen.session.ledgering import link_for_run
-    from batchgen.session.prepare import check_job_file, make_budget
-
-    cfg, rundir, defaults = r.cfg, r.rundir, dict(r.cfg.job_defaults)
+    cfg, rundir = r.cfg, r.rundir
     round_no = next_round(rundir.path)
     r.observer.say(
         f"round {rounds}/{r.regen.max_rounds}: regenerating {len(weak)} job(s) whose best "
         f"image scores below {r.regen.threshold:g} (images tagged ~r{round_no})"
     )
-    checked = check_job_file(
-        r.job_file, defaults, r.prices, only=frozenset(weak),
-        rpm=cfg.pool.rpm, ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency,
-    )  # fmt: skip
-    budget = make_budget(cfg.max_cost, cfg.price_per_image, r.prices, checked,
-                         spent_before=spent_total(rundir.path))  # fmt: skip
+    prepared = prepare_session(cfg, r.job_file, only=frozenset(weak), via_batch=False,
+                               spent_before=spent(rundir.path).total)  # fmt: skip
     session = rundir.begin_session(
         {"regenerate_below": r.regen.threshold, "round": round_no}, list(r.argv)
     )
-    plan = SessionPlan(
-        rundir=rundir, manifest=r.manifest, session=session,
-        jobs=(job for job in iter_jobs(r.job_file, defaults) if job.id in weak),
-        jobs_to_run=len(weak), connection=r.connection, pool=cfg.pool, prices=r.prices,
-        budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
-        sim_config=sim_config(cfg, r.connection), quiet=cfg.quiet, image_tag=f"~r{round_no}",
-        extra_headers={"X-Batchgen-Round": str(round_no)}, observer=r.observer,
+    budget = prepared.budget
+    plan = prepared.plan(
+        rundir, r.manifest, session, r.observer, jobs=prepared.jobs(weak), jobs_to_run=len(weak),
         handle_signals=r.handle_signals,
         ledger=link_for_run(cfg, r.manifest, rundir.path, budget, r.observer),
+        image_tag=f"~r{round_no}", extra_headers={"X-Batchgen-Round": str(round_no)},
     )  # fmt: skip
     try:
         result = anyio.run(execute, plan)

@@ -7,20 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import anyio
 
 from batchgen import faultpoints
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
-from batchgen.session.connect import connect, sim_config
-from batchgen.session.execute import SessionPlan
+from batchgen.jobs import iter_jobs, sha256_file
+from batchgen.money import Budget, Quote
+from batchgen.money.spent import spent
+from batchgen.runlog.files import damaged_message
+from batchgen.runlog.jobindex import load_or_build
+from batchgen.runlog.orphans import image_job_ids
+from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.state import Remaining, job_states, remaining
+from batchgen.runner.recovery import (
+    adopt_orphans,
+    record_crashed_inflight,
+    remove_torn_images,
+    settle_log,
+)
+from batchgen.session.batchmode import open_parts_of, resume_via_batch
+from batchgen.session.builder import Declined, prepare_session, session_overrides
+from batchgen.session.execute import execute
+from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome
-
-if TYPE_CHECKING:
-    from batchgen.runlog.rundir import RunDir
-    from batchgen.runlog.state import Remaining
-    from batchgen.session.regenerate import Regenerate
+from batchgen.session.regenerate import Regenerate, run_rounds
 
 
 def resume_run(
@@ -35,8 +49,6 @@ def resume_run(
     """Take the run's lock and finish the rest of it. ``flags`` (CLI names) override what
     run.json recorded for this session. Raises UsageError (RunDirError, RunLocked,
     JobFileProblems) before anything is sent."""
-    from batchgen.runlog.rundir import RunDir
-
     rundir = RunDir(run_dir)
     with rundir.lock():
         return resume_locked(rundir, flags, observer or Silent(), argv,
@@ -52,8 +64,6 @@ def resume_locked(
     regenerate: Regenerate | None = None,
     handle_signals: bool = True,
 ) -> Outcome:
-    from batchgen.session.batchmode import open_parts_of, resume_via_batch
-
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     cfg = RunConfig.build(flags, recorded)
@@ -89,13 +99,6 @@ def _recover(
     rundir: RunDir, cfg: RunConfig, job_file: Path, observer: Observer
 ) -> tuple[Remaining, str]:
     """Settle what a crashed session left; which jobs still need a run."""
-    # the log readers (pyarrow.dataset) load here, not when the CLI builds its parser
-    from batchgen.jobs import sha256_file
-    from batchgen.runlog.files import damaged_message
-    from batchgen.runlog.jobindex import load_or_build
-    from batchgen.runlog.state import job_states, remaining
-    from batchgen.runner.recovery import remove_torn_images, settle_log
-
     # a crashed session left part files and an in-flight list: settle them first
     for path in settle_log(rundir.log_dir):
         observer.warn(damaged_message(path, moved=True))
@@ -123,8 +126,6 @@ class _Resume:
 
 
 def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
-    from batchgen.session.regenerate import run_rounds
-
     code = EXIT_OK
     last: Outcome | None = None
     if rest.run:
@@ -142,52 +143,33 @@ def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
 
 def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     """Run the jobs without a successful result (the resume proper)."""
-    import anyio
-
-    from batchgen.jobs import iter_jobs
-    from batchgen.session.execute import execute
-    from batchgen.session.prepare import check_job_file, load_prices, make_budget
-    from batchgen.session.start import Declined, check_served
-
     cfg, rundir = ctx.cfg, ctx.rundir
-    connection, endpoints = connect(cfg)
-    prices = load_prices(cfg.prices, cfg.price_per_image)
-    checked = check_job_file(
-        ctx.job_file, ctx.defaults, prices, only=rest.run, rpm=cfg.pool.rpm,
-        ipm=cfg.pool.ipm, concurrency=cfg.pool.concurrency_cap,
-    )  # fmt: skip
-    if endpoints:
-        check_served(endpoints, checked)
+    prepared = prepare_session(cfg, ctx.job_file, only=rest.run)
     session = rundir.begin_session(session_overrides(cfg), list(ctx.argv))
     faultpoints.hit("resume:before_recovery_rows")
-    to_run = rest.run - _adopt(ctx, rest, session, prices)
+    to_run = rest.run - _adopt(ctx, rest, session, prepared.prices)
     rundir.mark_crashed(before=session)  # what they left is in the log now
-    spent = spent_so_far(rundir)
-    if cfg.max_cost is not None:
-        from batchgen.quality.store import scores_cost
-
-        spent += scores_cost(rundir.path)  # --max-cost bounds images and scoring together
-    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before=spent)
+    # --max-cost bounds images and judging together, the adopted images' cost included
+    prepared = prepared.with_spent(spent(rundir.path).total)
     try:
-        link = _ledger(ctx, budget, checked.quote)
+        link = _ledger(ctx, prepared.budget, prepared.checked.quote)
     except UsageError:
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
         raise
-    if not ctx.observer.confirm(checked):
+    try:
+        prepared.confirm(ctx.observer)
+    except Declined:
         if link is not None:
             link.close()
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
-        raise Declined("the quote was not confirmed: nothing was sent")
+        raise
     ctx.observer.say(
-        f"resuming {rundir.path}: {len(to_run)} job(s) to run, spent so far ${spent:.4f}"
+        f"resuming {rundir.path}: {len(to_run)} job(s) to run, "
+        f"spent so far ${prepared.budget.spent:.4f}"
     )
-    plan = SessionPlan(
-        rundir=rundir, manifest=ctx.manifest, session=session,
-        jobs=(job for job in iter_jobs(ctx.job_file, ctx.defaults) if job.id in to_run),
-        jobs_to_run=len(to_run), connection=connection, pool=cfg.pool, prices=prices,
-        budget=budget, cheapest_job_usd=checked.cheapest_job_usd,
-        sim_config=sim_config(cfg, connection), quiet=cfg.quiet, endpoints=endpoints,
-        observer=ctx.observer, handle_signals=ctx.handle_signals, ledger=link,
+    plan = prepared.plan(
+        rundir, ctx.manifest, session, ctx.observer, jobs=prepared.jobs(to_run),
+        jobs_to_run=len(to_run), handle_signals=ctx.handle_signals, ledger=link,
         retag=frozenset(rest.edited) & to_run,
     )  # fmt: skip
     try:
@@ -197,15 +179,13 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
     finally:
         if link is not None:
             link.close()
-    ctx.observer.session_ended(rundir, result, budget, summary=not cfg.quiet)
-    return Outcome(rundir, result.exit_code, result, budget)
+    ctx.observer.session_ended(rundir, result, plan.budget, summary=not cfg.quiet)
+    return Outcome(rundir, result.exit_code, result, plan.budget)
 
 
-def _ledger(ctx: _Resume, budget: Any, quote: Any) -> Any:
+def _ledger(ctx: _Resume, budget: Budget, quote: Quote) -> LedgerLink | None:
     """The spend ledger for this session: the run's rows made its log's (what a crash left
     unlogged is not in the log either, and recovery's rows are), then the month checked."""
-    from batchgen.session.ledgering import LedgerLink
-
     settings = ctx.manifest.get("settings") or {}
     link = LedgerLink.open(ctx.cfg, ctx.job_file, settings.get("project"))
     if link is None:
@@ -226,10 +206,6 @@ def _ledger(ctx: _Resume, budget: Any, quote: Any) -> Any:
 def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]:
     """Jobs whose images were saved before a crash (logged now, not paid again); jobs in
     flight at a crash are recorded as possibly billed twice. Returns the adopted ids."""
-    from batchgen.jobs import iter_jobs
-    from batchgen.runlog.orphans import image_job_ids
-    from batchgen.runner.recovery import adopt_orphans, record_crashed_inflight
-
     rundir, run_id = ctx.rundir, ctx.manifest["run_id"]
     # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
     # and those in flight at a crash; the rest stream from the file when the pool runs
@@ -252,25 +228,6 @@ def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]
             "yellow",
         )
     return set(adopted)
-
-
-def session_overrides(cfg: RunConfig) -> dict[str, Any]:
-    """What run.json's session record keeps of the flags (secrets stripped by RunDir)."""
-    given = {k: v for k, v in cfg.given.items() if v not in (None, False) and k != "func"}
-    given.pop("run_dir", None)
-    given.pop("on_budget", None)  # a command line may carry a webhook's secret
-    return {k: v for k, v in given.items() if not k.startswith("sim_")} | {
-        "sim": cfg.sim_record() or None
-    }
-
-
-def spent_so_far(rundir: RunDir) -> float:
-    import pyarrow.compute as pc
-
-    from batchgen.runlog.reader import read_log
-
-    table = read_log(rundir.path, ["cost_usd"])
-    return float(pc.sum(table["cost_usd"]).as_py() or 0.0) if table.num_rows else 0.0
 
 
 def _say_what_changed(

@@ -5,34 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import anyio
 
 from batchgen.config import PoolConfig, RunConfig
+from batchgen.money.spent import spent
+from batchgen.quality.session import (
+    ScoreResult,
+    ScorerSpec,
+    local_scorer_or_usage_error,
+    require_judge_price,
+    score_run,
+    scorer_spec,
+)
+from batchgen.quality.store import load_scorer
+from batchgen.runlog.rundir import RunDir
 from batchgen.runner.signals import Say
 from batchgen.session.connect import resolve_connection, sim_config
-
-if TYPE_CHECKING:
-    from batchgen.quality.session import ScoreResult, ScorerSpec
+from batchgen.session.ledgering import judge_to_ledger
+from batchgen.session.prepare import load_prices
 
 
 def score_directory(
     run_dir: str | Path, flags: Mapping[str, Any], *, say: Say | None = None
 ) -> tuple[ScorerSpec, ScoreResult]:
     """Score the run directory's images; raises UsageError (RunDirError) before any."""
-    import anyio
-
-    from batchgen.quality.session import (
-        local_scorer_or_usage_error,
-        require_judge_price,
-        score_run,
-        scorer_spec,
-        spent_total,
-    )
-    from batchgen.quality.store import load_scorer
-    from batchgen.runlog.rundir import RunDir
-    from batchgen.session.ledgering import judge_to_ledger
-    from batchgen.session.prepare import load_prices
-
     cfg = RunConfig.build(flags)
     rundir = RunDir(run_dir)
     with rundir.lock():
@@ -43,7 +41,7 @@ def score_directory(
         require_judge_price(spec, prices, cfg.max_cost)
         cap = None
         if cfg.max_cost is not None:
-            cap = max(0.0, cfg.max_cost - spent_total(rundir.path))
+            cap = max(0.0, cfg.max_cost - spent(rundir.path).total)
         judge = None
         if spec.kind == "judge":
             judge = resolve_connection(spec.provider, spec.base_url, spec.api_key_env)

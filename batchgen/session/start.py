@@ -7,40 +7,41 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import anyio
+import pyarrow as pa
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
+from batchgen.jobs.inputs import may_have_inputs
+from batchgen.provider.endpoints import describe
 from batchgen.redaction import redact_url
-from batchgen.session.connect import Connection, connect, sim_config
-from batchgen.session.execute import SessionPlan, SessionResult
+from batchgen.runlog.jobindex import IndexBuilder, write_index
+from batchgen.runlog.rundir import RunDir
+from batchgen.session.builder import (
+    Declined,
+    Prepared,
+    SessionPlan,
+    has_edits,
+    prepare_session,
+)
+from batchgen.session.connect import Connection
+from batchgen.session.execute import execute
+from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer, Silent
-from batchgen.session.outcome import Outcome
-from batchgen.session.prepare import Checked, check_job_file, load_prices, make_budget
+from batchgen.session.outcome import Outcome, SessionResult
 
-if TYPE_CHECKING:
-    from batchgen.money import Budget, PriceTable
-    from batchgen.runlog.jobindex import IndexBuilder
-    from batchgen.runlog.rundir import RunDir
-
-
-class Declined(UsageError):
-    """The quote was not confirmed: nothing was sent (the CLI exits 2, silently)."""
+__all__ = ["Declined", "NewRun", "default_run_dir", "prepare_run", "start_run"]
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
+class NewRun:
     """A run checked and quoted, nothing created or sent yet."""
 
-    cfg: RunConfig
-    job_file: str
-    connection: Connection
-    endpoints: list[Any] | None
-    prices: PriceTable
-    checked: Checked
-    budget: Budget
-    index: IndexBuilder
-    ledger: Any = None  # batchgen.session.ledgering.LedgerLink (None: the ledger is off)
+    prepared: Prepared
+    index: IndexBuilder  # every job's (id, fingerprint, line), kept for resume
+    ledger: LedgerLink | None = None  # None: the spend ledger is off
 
 
 def default_run_dir(jobfile: str | Path) -> Path:
@@ -48,52 +49,33 @@ def default_run_dir(jobfile: str | Path) -> Path:
     return Path("runs") / f"{Path(jobfile).stem}-{stamp}"
 
 
-def prepare_run(job_file: str, cfg: RunConfig) -> Prepared:
+def prepare_run(job_file: str, cfg: RunConfig) -> NewRun:
     """Everything `run` checks before it creates the run directory; raises UsageError (or
     JobFileProblems) with the fix, nothing sent."""
-    from batchgen.runlog.jobindex import IndexBuilder
-
     _check_modes(cfg)
-    connection, endpoints = connect(cfg)
-    _check_connection(cfg, connection, endpoints, job_file)
-    prices = load_prices(cfg.prices, cfg.price_per_image)
-    if cfg.via_batch:
-        from batchgen.money.batchrate import batch_table
-        from batchgen.session.connect import batch_connection
-
-        connection = batch_connection(connection, endpoints)  # one endpoint, its Batch API
-
-        prices = batch_table(prices)  # quote, budget and costs at the batch rate
     index = IndexBuilder()
-    pool = cfg.pool
-    # the built-in simulator's latency is known: the estimate assumes it, not a real model's
-    sim = sim_config(cfg, connection)  # bad simulator options: a usage error now
-    checked = check_job_file(
-        job_file, dict(cfg.job_defaults), prices, rpm=pool.rpm, ipm=pool.ipm,
-        concurrency=pool.concurrency_cap, index=index,
-        assume_latency=sim.latency_mean if sim is not None else None,
-    )  # fmt: skip
+
+    def check_connection(connection: Connection, endpoints: list[Any] | None) -> None:
+        _check_connection(cfg, connection, endpoints, job_file)
+
+    prepared = prepare_session(cfg, job_file, index=index, check_connection=check_connection)
+    checked = prepared.checked
     if cfg.max_jobs is not None and checked.jobs > cfg.max_jobs:
         msg = f"{job_file}: {checked.jobs:,} jobs, more than --max-jobs {cfg.max_jobs:,}"
         raise UsageError(msg)
-    if endpoints:
-        check_served(endpoints, checked)
-    if cfg.via_batch and connection.provider == "gemini":
+    if cfg.via_batch and prepared.connection.provider == "gemini":
         models = sorted({line.model for line in checked.quote.lines})
         if len(models) > 1:
             raise UsageError(
                 f"{job_file}: a Gemini batch runs one model, and this job file has "
                 f"{len(models)} ({', '.join(models)}): split it by model, one run each"
             )
-    budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked)
-    link = _open_ledger(cfg, job_file, checked)
-    return Prepared(cfg, job_file, connection, endpoints, prices, checked, budget, index, link)
+    return NewRun(prepared, index, _open_ledger(cfg, job_file, prepared))
 
 
-def _open_ledger(cfg: RunConfig, job_file: str, checked: Checked) -> Any:
+def _open_ledger(cfg: RunConfig, job_file: str, prepared: Prepared) -> LedgerLink | None:
     """The spend ledger, and the month's budgets checked against the run's quote."""
-    from batchgen.session.ledgering import LedgerLink
-
+    checked = prepared.checked
     link = LedgerLink.open(cfg, job_file)
     if link is not None:
         need = checked.quote.expected_usd
@@ -156,8 +138,6 @@ def start_run(
     created its run) and writes nothing. ``write_jobs`` (the API's jobs given as objects)
     writes ``job_file`` inside the run directory, under the lock. ``execute_plan`` runs the
     first session's plan another way (``--ray``: batchgen.cluster spreads it over shards)."""
-    from batchgen.runlog.rundir import RunDir
-
     observer = observer or Silent()
     rundir = RunDir(run_dir or default_run_dir(job_file))
     rundir.refuse_existing()  # said before the lock's "in use" for a run already there
@@ -169,41 +149,30 @@ def start_run(
             prepared = _checked_and_quoted(job_file, cfg, observer)
         assert prepared is not None
         settings = run_settings(prepared)
-        checked = prepared.checked
+        checked = prepared.prepared.checked
         rundir.create(job_file, checked.sha256, checked.jobs, checked.images, settings)
         _store_index(rundir, prepared.index, checked.sha256, dict(cfg.job_defaults), job_file)
         return _first_session(rundir, prepared, observer, argv, handle_signals, execute_plan)
 
 
-def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> Prepared:
-    prepared = prepare_run(job_file, cfg)
-    if not observer.confirm(prepared.checked):
-        raise Declined("the quote was not confirmed: nothing was sent")
-    return prepared
+def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> NewRun:
+    new = prepare_run(job_file, cfg)
+    new.prepared.confirm(observer)
+    return new
 
 
 def _first_session(
-    rundir: RunDir, prepared: Prepared, observer: Observer, argv: Sequence[str],
+    rundir: RunDir, new: NewRun, observer: Observer, argv: Sequence[str],
     handle_signals: bool, execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
 ) -> Outcome:  # fmt: skip
-    import anyio
-
-    from batchgen.jobs import iter_jobs
-    from batchgen.session.execute import execute
-
+    prepared = new.prepared
     cfg, checked = prepared.cfg, prepared.checked
     manifest = rundir.load()
     session = rundir.begin_session({}, list(argv))
     observer.say(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
-    defaults = dict(cfg.job_defaults)
-    plan = SessionPlan(
-        rundir=rundir, manifest=manifest, session=session,
-        jobs=iter_jobs(prepared.job_file, defaults), jobs_to_run=checked.jobs,
-        connection=prepared.connection, pool=cfg.pool, prices=prepared.prices,
-        budget=prepared.budget, cheapest_job_usd=checked.cheapest_job_usd,
-        sim_config=sim_config(cfg, prepared.connection), quiet=cfg.quiet,
-        endpoints=prepared.endpoints, observer=observer, handle_signals=handle_signals,
-        ledger=_bound(prepared, manifest, rundir, observer),
+    plan = prepared.plan(
+        rundir, manifest, session, observer, jobs=prepared.jobs(), jobs_to_run=checked.jobs,
+        handle_signals=handle_signals, ledger=_bound(new, manifest, rundir, observer),
     )  # fmt: skip
     if cfg.via_batch:
         return _batch_first(rundir, prepared, plan, observer, argv)
@@ -218,12 +187,14 @@ def _first_session(
     return Outcome(rundir, result.exit_code, result, plan.budget)
 
 
-def _bound(prepared: Prepared, manifest: dict[str, Any], rundir: RunDir, observer: Observer) -> Any:
-    link = prepared.ledger
+def _bound(
+    new: NewRun, manifest: dict[str, Any], rundir: RunDir, observer: Observer
+) -> LedgerLink | None:
+    link = new.ledger
     if link is not None:
         link.bind(str(manifest["run_id"]), rundir.path)
-        if not prepared.cfg.via_batch:
-            link.attach(prepared.budget, observer)
+        if not new.prepared.cfg.via_batch:
+            link.attach(new.prepared.budget, observer)
         elif link.monthly.enforced:
             observer.warn(
                 "--via batch: the monthly budget was checked against the quote; the batches' "
@@ -236,6 +207,8 @@ def _batch_first(
     rundir: RunDir, prepared: Prepared, plan: SessionPlan, observer: Observer,
     argv: Sequence[str],
 ) -> Outcome:  # fmt: skip
+    # lazy: the Batch API's session and resume read the log (pyarrow.compute, which loads
+    # pandas: ~0.8 s); a live run never needs them (tests/test_startup.py)
     from batchgen.session.batchmode import run_via_batch
     from batchgen.session.resume import resume_locked
 
@@ -249,8 +222,9 @@ def _batch_first(
     return resume_locked(rundir, live, observer, argv, handle_signals=plan.handle_signals)
 
 
-def run_settings(prepared: Prepared) -> dict[str, Any]:
+def run_settings(new: NewRun) -> dict[str, Any]:
     """What run.json records of the run's settings (no key: the variable's name only)."""
+    prepared = new.prepared
     cfg, connection = prepared.cfg, prepared.connection
     settings: dict[str, Any] = {
         "defaults": dict(cfg.job_defaults),
@@ -268,15 +242,13 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         # the spend ledger (a path given now; never the --on-budget command: it may hold a
         # webhook's secret) and the budgets, which a resume keeps unless given again
         "ledger": cfg.ledger,
-        "project": prepared.ledger.project if prepared.ledger is not None else cfg.project,
+        "project": new.ledger.project if new.ledger is not None else cfg.project,
         "monthly_budget": cfg.monthly_budget,
         "project_budget": cfg.project_budget,
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()
     if prepared.endpoints:
-        from batchgen.provider.endpoints import describe
-
         settings["endpoints"] = describe(prepared.endpoints)  # names, URLs, key variables
         settings["providers_file"] = str(Path(str(cfg.providers)).resolve())
     return settings
@@ -287,11 +259,6 @@ def _store_index(
 ) -> None:
     """Keep the job file's index for resume; without it resume rescans the file (slower).
     Not for a file of edits: its fingerprints depend on input photos that can change."""
-    import pyarrow as pa
-
-    from batchgen.jobs.inputs import may_have_inputs
-    from batchgen.runlog.jobindex import write_index
-
     if may_have_inputs(job_file):
         return
     try:
@@ -300,29 +267,3 @@ def _store_index(
         return
     # the index is on disk: hand its buffers back before the run's own allocations start
     pa.default_memory_pool().release_unused()
-
-
-def has_edits(job_file: str | Path) -> bool:
-    """Whether any job of the file is an edit (a byte scan first; a parse only if it may)."""
-    from batchgen.jobs import JobFileError, iter_jobs
-    from batchgen.jobs.inputs import may_have_inputs
-
-    if not may_have_inputs(job_file):
-        return False
-    try:
-        return any(job.inputs for job in iter_jobs(job_file))
-    except (JobFileError, OSError, ValueError):
-        return False  # the validation that follows reports it
-
-
-def check_served(endpoints: list[Any], checked: Checked) -> None:
-    """Every model of the job file has an endpoint, or nothing is sent."""
-    from batchgen.provider.endpoints import unserved
-
-    missing = unserved(endpoints, {line.model for line in checked.quote.lines})
-    if missing:
-        msg = (
-            f"no endpoint of the providers file serves model(s) {', '.join(missing)}: add them "
-            "to an endpoint's models list"
-        )
-        raise UsageError(msg)

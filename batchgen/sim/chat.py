@@ -82,6 +82,7 @@ def image_tokens(image: bytes, detail: str) -> int:
     if detail == "low":
         return 85
     try:
+        # lazy: Pillow costs ~30 ms to load; only the image paths need it
         from PIL import Image
 
         with Image.open(io.BytesIO(image)) as img:

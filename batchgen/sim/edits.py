@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from batchgen.images import sniff_ext
+from batchgen.jobs.inputs import input_image_tokens
 from batchgen.sim.models import ApiError
 
 EDIT_GPT_MODELS = frozenset(
@@ -97,7 +101,6 @@ async def parse_edit(request: web.Request, extra_models: tuple[str, ...]) -> Edi
     sizes = [_check_image(img, i, dalle2) for i, img in enumerate(images)]
     if mask is not None:
         _check_mask(mask, sizes[0])
-    from batchgen.jobs.inputs import input_image_tokens
 
     tokens = sum(input_image_tokens(w, h, fidelity) for w, h in sizes) if not dalle2 else 0
     gen = {k: v for k, v in body.items() if k not in _EDIT_ONLY}
@@ -176,15 +179,11 @@ def _json_ref(ref: Any, param: str) -> _Input:
 
 
 def _kind(data: bytes) -> str | None:
-    from batchgen.images import sniff_ext
-
     return sniff_ext(data)
 
 
 def _dims(data: bytes) -> tuple[int, int]:
-    import io
-    import warnings
-
+    # lazy: Pillow costs ~30 ms to load; only the image paths need it
     from PIL import Image
 
     try:

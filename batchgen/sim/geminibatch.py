@@ -1,6 +1,5 @@
 """The simulator's Gemini Batch API and Files API (Google's v1beta shapes, key in
 ``x-goog-api-key``), beside the Gemini generateContent route:
-
 POST /v1beta/models/{model}:batchGenerateContent   inline requests or a file_name
 GET  /v1beta/batches/{id}     the long-running Operation (metadata.state, batchStats; once
                               done, response.inlinedResponses or response.responsesFile)

@@ -1,6 +1,5 @@
 """The simulator's other protocols, on the same server, limits, faults and pictures as its
 OpenAI images API (prompt directives such as ``[sim:quota]`` work the same on every route):
-
 POST /v1beta/models/{model}:generateContent     Gemini (key: x-goog-api-key)
 POST /bfl/v1/{model}                            Black Forest Labs submit (key: x-key)
 GET  /bfl/v1/get_result?id=ID                   its polling_url
@@ -17,6 +16,7 @@ A submitted task is ready after the request's simulated latency.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -179,8 +179,6 @@ class ProtocolSims:
         return web.json_response(payload)
 
     async def _wait(self, outcome: Outcome) -> None:
-        import asyncio
-
         if outcome.kind == "timeout":
             await asyncio.sleep(self.s.config.hang_s)
         elif outcome.latency_s > 0:

@@ -23,7 +23,7 @@ from aiohttp import web
 from batchgen.sim import chat, modellist, protocols, responses
 from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
-from batchgen.sim.edits import EditRequest
+from batchgen.sim.edits import EditRequest, parse_edit
 from batchgen.sim.faults import data_url, parse_directives, wants_data_url
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
@@ -88,8 +88,6 @@ class SimServer(SimFront):
         return await self._serve(request, body)
 
     async def handle_edit(self, request: web.Request) -> web.StreamResponse:
-        from batchgen.sim.edits import parse_edit
-
         try:
             edit: EditRequest | ApiError = await parse_edit(request, self.config.extra_models)
         except ApiError as err:

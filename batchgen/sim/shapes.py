@@ -1,7 +1,6 @@
 """Realistic provider shapes for the autopilot: what image APIs look like from a client.
 
 Modelled on the providers' documentation, not on what batchgen handles:
-
 * OpenAI's image models answer in tens of seconds (gpt-image-1 ~15–60 s by quality), dall-e-3
   in ~10 s; limits are per organisation and model, on requests per minute and on **images per
   minute** (``n`` counts), the first tier at 5 images/min. A 429 says so in its text: "Rate

@@ -8,6 +8,9 @@ the returned table on their own, not from this module.
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,10 +231,8 @@ def table_from_rows(rows: list[dict]) -> pa.Table:
 
 def _measure(rows: int = 1_000_000) -> None:
     """``python -m batchgen.testing.synthetic [JOBS]``: time the report on a synthetic log."""
-    import sys
-    import tempfile
-    import time
 
+    # lazy: loads pandas, pyarrow.dataset, PIL; this module is imported without them
     from batchgen.analyze.run import analyze_run
     from batchgen.reports import to_json
 
