@@ -15,7 +15,9 @@ from typing import Any
 from batchgen.cli.common import (
     BATCH_FLAGS,
     SESSION_FLAGS,
+    STORAGE_FLAGS,
     add_session_arguments,
+    add_storage_arguments,
     flags_of,
     prefer_system_allocator,
 )
@@ -28,6 +30,7 @@ READS = (
     | SCORER_FLAGS
     | NOTIFY_FLAGS
     | SESSION_FLAGS
+    | STORAGE_FLAGS
     | BATCH_FLAGS
 )
 
@@ -58,6 +61,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True)
+    add_storage_arguments(parser)
     add_notify_arguments(parser)
     from batchgen.cli.batch import add_batch_arguments
 

@@ -15,8 +15,10 @@ from batchgen.cli.common import (
     EXIT_USAGE,
     JOB_DEFAULT_FLAGS,
     SESSION_FLAGS,
+    STORAGE_FLAGS,
     add_job_defaults,
     add_session_arguments,
+    add_storage_arguments,
     prefer_system_allocator,
     run_config,
 )
@@ -29,6 +31,7 @@ READS = (
     frozenset({"jobfile", "max_jobs", "run_dir", "from_pilot"})
     | JOB_DEFAULT_FLAGS
     | SESSION_FLAGS
+    | STORAGE_FLAGS
     | BATCH_FLAGS
     | APPLY_READS
     | SCORER_FLAGS
@@ -58,6 +61,7 @@ def register(subparsers: Any) -> None:
     )
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
+    add_storage_arguments(parser)
     add_notify_arguments(parser)
     from batchgen.cli.batch import add_batch_arguments
 

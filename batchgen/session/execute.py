@@ -27,6 +27,7 @@ from batchgen.runner.signals import watch_signals
 from batchgen.session.connect import Connection
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from batchgen.storage import ImageStore, open_store
 
 ENDING = {
     None: "completed",
@@ -63,6 +64,7 @@ class SessionPlan:
     observer: Observer = field(default_factory=Silent)
     handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
     ledger: Any = None  # batchgen.session.ledgering.LedgerLink, bound to the run; None: off
+    images_to: str | None = None  # --images-to URL (batchgen.storage); None: RUN_DIR/images
 
     @property
     def run_id(self) -> str:
@@ -101,6 +103,7 @@ class _Parts:
     limiter: RateLimiter
     router: Any  # batchgen.provider.router.Router with endpoints, else None
     checker: Any
+    store: ImageStore
 
 
 def _wire(plan: SessionPlan) -> _Parts:
@@ -123,7 +126,8 @@ def _wire(plan: SessionPlan) -> _Parts:
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:
         limiter = make_limiter(plan.pool)
-    return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan))
+    store = open_store(plan.images_to, plan.rundir.images_dir, plan.rundir.state_dir, plan.session)
+    return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan), store)
 
 
 async def execute(plan: SessionPlan) -> SessionResult:
@@ -140,10 +144,30 @@ async def execute(plan: SessionPlan) -> SessionResult:
         parts.inflight.close(remove=lost is None)
         # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
         checks = parts.checker.finish().as_dict() if parts.checker is not None else {"where": "off"}
+    close = getattr(parts.store, "close", None)
+    if close is not None:
+        close()
     ended = _end(plan, parts, tally, lost, checks)
     if lost is None:
         _add_to_library(plan)
+        _copy_log_beside_images(plan)
     return ended
+
+
+def _copy_log_beside_images(plan: SessionPlan) -> None:
+    """``--images-to URL``: the log, checks and run.json go beside the images (a copy: the
+    run directory, with its lock and journals, stays where it is)."""
+    if not plan.images_to:
+        return
+    from batchgen.storage.upload import upload_run_files
+
+    try:
+        copied = upload_run_files(plan.rundir.path, plan.images_to)
+    except OSError as exc:  # StorageError: redacted; the run itself lost nothing
+        plan.observer.warn(f"{exc}; the next session's end copies it again")
+        return
+    if copied:
+        plan.observer.say(f"log copied beside the images: {plan.images_to}/log/ ({copied} files)")
 
 
 def _add_to_library(plan: SessionPlan) -> None:
@@ -189,7 +213,7 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
-                        retag=plan.retag,
+                        retag=plan.retag, store=parts.store,
                     ),
                     settings=settings, control=parts.control, prices=plan.prices,
                     budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
@@ -327,6 +351,8 @@ def _image_checker(plan: SessionPlan) -> Any:
         return None
     from batchgen.checks.ingest import start_ingest_checks
 
+    if plan.images_to:  # the workers read no file: each is handed the bytes just uploaded
+        return start_ingest_checks(plan.rundir.path, plan.session, kind="thread")
     return start_ingest_checks(plan.rundir.path, plan.session)
 
 

@@ -178,6 +178,7 @@ def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
         extra_headers={"X-Batchgen-Round": str(round_no)}, observer=r.observer,
         handle_signals=r.handle_signals,
         ledger=link_for_run(cfg, r.manifest, rundir.path, budget, r.observer),
+        images_to=cfg.images_to,
     )  # fmt: skip
     try:
         result = anyio.run(execute, plan)

@@ -201,7 +201,7 @@ def _first_session(
         budget=prepared.budget, cheapest_job_usd=checked.cheapest_job_usd,
         sim_config=sim_config(cfg, prepared.connection), quiet=cfg.quiet,
         endpoints=prepared.endpoints, observer=observer, handle_signals=handle_signals,
-        ledger=_bound(prepared, manifest, rundir, observer),
+        ledger=_bound(prepared, manifest, rundir, observer), images_to=cfg.images_to,
     )  # fmt: skip
     if cfg.via_batch:
         return _batch_first(rundir, prepared, plan, observer, argv)
@@ -269,6 +269,8 @@ def run_settings(prepared: Prepared) -> dict[str, Any]:
         "project": prepared.ledger.project if prepared.ledger is not None else cfg.project,
         "monthly_budget": cfg.monthly_budget,
         "project_budget": cfg.project_budget,
+        # --images-to: where the images go (a URL without credentials; batchgen.storage)
+        "images_to": cfg.images_to,
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()
