@@ -169,3 +169,24 @@ def test_a_store_that_refuses_stops_the_run_pending_and_says_why_without_a_secre
     assert scan_for(run_dir, SECRETS) == []
     assert not {r["job_id"] for r in log_table(run_dir, ["job_id", "status"]).to_pylist()
                 if r["status"] == "ok"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_thousand_images_of_300_kb_reach_the_bucket_once_each(
+    tmp_path: Path, make_sim, s3: S3Server
+) -> None:
+    sim = make_sim(tiny=False, image_kb=300, variants=8, latency_mean=0.0, seed=3)
+    run_dir = _run(tmp_path, sim, s3, "big", 500, "--n", "2", "--concurrency", "32")
+    rows = log_table(run_dir, ["job_id", "status", "image_paths", "image_bytes"]).to_pylist()
+    assert len(rows) == 500 and {r["status"] for r in rows} == {"ok"}
+    client = s3.client()
+    listed = {
+        item["Key"]: item["Size"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="big/")
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(".png")
+    }
+    logged = [p.removeprefix(f"s3://{BUCKET}/") for r in rows for p in r["image_paths"]]
+    assert len(listed) == 1000 and sorted(listed) == sorted(logged)
+    assert sum(listed.values()) == sum(r["image_bytes"] for r in rows) > 1000 * 200_000
+    assert scan_for(run_dir, SECRETS) == []

@@ -83,20 +83,19 @@ class RemoteImages:
     def inline(self, images: Sequence[ImageData]) -> bool:
         return False
 
-    def uri(self, path: str) -> str:
-        return str(self.fs.unstrip_protocol(path))
-
     def save(self, job_id: str, images: list[ImageData], tag: str = "") -> tuple[list[str], int]:
         stored: list[StoredObject] = []
         written: list[str] = []
         try:
             for i, image in enumerate(images):
-                path = f"{self.root}/{image_name(job_id, i, image.ext, tag)}"
+                name = image_name(job_id, i, image.ext, tag)
+                path = f"{self.root}/{name}"
                 faultpoints.fail("image:write")
                 self._put(path, image.data)
                 written.append(path)
                 digest = hashlib.sha256(image.data).hexdigest()
-                stored.append(StoredObject(self.uri(path), len(image.data), digest))
+                # the row names the object under the URL as given (s3://bucket/prefix/name)
+                stored.append(StoredObject(f"{self.url}/{name}", len(image.data), digest))
         except Exception as exc:
             # a set is stored whole or not at all: what went up of it is taken back
             for path in written:
