@@ -6,6 +6,7 @@ its target, write ``bench/results.json``. Exit status 1 when a target is missed.
     python -m bench --only overhead,resume
     python -m bench --quick              small sizes, a smoke test of the harness (~3 min)
     python -m bench --only auto-headers  issue 10: the client finds the limit by itself
+    python -m bench --only upload        issue 28: --images-to s3:// vs plain upload loops
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from typing import Any
 from rich.console import Console
 
 from batchgen.sim.shapes import SHAPES
-from bench import autopilot, batch_collect, ingest, memory, overhead, scale, shapes, utilisation
+from bench import (
+    autopilot,
+    batch_collect,
+    ingest,
+    memory,
+    overhead,
+    scale,
+    shapes,
+    upload,
+    utilisation,
+)
 from bench.metrics import Figure, median_figures
 from bench.report import Outcome, print_table, write_results
 
@@ -82,6 +93,10 @@ SPECS = (
              root, *((40, 500) if quick else (batch_collect.JOBS, batch_collect.IMAGE_KB)))),
     Spec("ingest", "8. image checks at ingest",
          lambda root, quick, _: ingest.bench_ingest(root, jobs=300 if quick else ingest.JOBS)),
+    # issue 28: --images-to s3:// against moto's S3 server, beside plain fsspec/boto3 loops
+    Spec("upload", "28. upload to an S3 server: batchgen.storage vs plain loops",
+         lambda root, quick, _: upload.bench_upload(
+             root, images=100 if quick else upload.IMAGES, rounds=1 if quick else upload.ROUNDS)),
 )  # fmt: skip
 
 

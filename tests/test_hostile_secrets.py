@@ -181,7 +181,7 @@ def test_images_to_keeps_the_key_and_the_storage_credentials_out_of_every_file(
     provider echoing the key: neither reaches the run dir, the images' folder (where the log
     is copied) or the output. The S3 server's version: tests/test_storage_s3.py."""
     pytest.importorskip("fsspec")
-    from tests.s3server import STORAGE_SECRETS, scan_for
+    from batchgen.testing.s3server import STORAGE_SECRETS, scan_for
 
     out = tmp_path / "bucket"
     names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
+from batchgen.testing.s3server import STORAGE_SECRETS, S3Server, s3_server, scan_for, with_s3
 from tests.runhelpers import (
     MODEL_FLAGS,
     SECRET_KEY,
@@ -26,7 +27,6 @@ from tests.runhelpers import (
     sim_flags,
     write_text_jobs,
 )
-from tests.s3server import STORAGE_SECRETS, S3Server, s3_server, scan_for, with_s3
 
 pytestmark = pytest.mark.timeout(120)
 BUCKET = "shots"

@@ -1,8 +1,9 @@
 """Any filesystem fsspec knows (``s3://``, ``gs://``, ``az://``, ``memory://``, ``file://``):
 each image is written there as its answer arrives, from memory (no temp copy on disk).
 
-An object store's PUT is atomic: the object appears whole or not at all; s3fs sends images
-over 100 MB as a multipart upload, completed only once every part is in. The local filesystem
+An object store's PUT is atomic: the object appears whole or not at all (S3: one PUT per
+image, up to 5 GB, through botocore from the worker thread, ``s3put``; other stores: fsspec's
+``pipe_file``, multipart where the backend does it). The local filesystem
 (``file://``) is written to a temp name and renamed, as ``RUN_DIR/images`` is. Credentials are
 fsspec's and the backend's own (s3fs: environment, profile, instance role; gcsfs: ADC): none
 is passed here, so none can reach run.json, a row or a message; and every message is redacted
@@ -27,6 +28,7 @@ from batchgen.images.save import image_name
 from batchgen.redaction import redact
 from batchgen.storage.base import StorageError
 from batchgen.storage.journal import StoredObject, UploadJournal
+from batchgen.storage.s3put import botocore_put
 from batchgen.storage.url import check_url
 
 # variables that hold a storage credential (their values are masked in every message)
@@ -75,6 +77,8 @@ class RemoteImages:
         self._local = "file" in protocols(self.fs)
         if self._local:
             os.makedirs(self.root, exist_ok=True)
+        # S3: botocore's PUT from the calling thread (batchgen.storage.s3put says why)
+        self._put_object = botocore_put(self.fs) if "s3" in protocols(self.fs) else None
 
     @property
     def where(self) -> str:
@@ -113,6 +117,9 @@ class RemoteImages:
             self.journal.close()
 
     def _put(self, path: str, data: bytes) -> None:
+        if self._put_object is not None:
+            self._put_object(path, data)
+            return
         if not self._local:
             self.fs.pipe_file(path, data)
             return

@@ -1,6 +1,7 @@
-"""A real S3 API for the --images-to tests: moto's server mode (``moto_server``), started as
-a subprocess on a free loopback port, with credentials made up for the test. Not a mock of the
-client: s3fs and boto3 speak HTTP to it as they would to AWS.
+"""A real S3 API for the --images-to tests and benchmarks: moto's server mode (``moto_server``,
+from ``moto[server]`` in the test extra), started as a subprocess on a free loopback port, with
+credentials made up for the test. Not a mock of the client: s3fs, botocore and boto3 speak
+HTTP to it as they would to AWS.
 
     with s3_server() as s3:                 # s3.env: AWS_ENDPOINT_URL + credentials
         s3.make_bucket("shots")
