@@ -245,6 +245,10 @@ class RunConfig:
         for name in _RECORDED_CONNECTION:  # given now, else what the run used
             scalars[name] = merged.get(name) or rec.get(name)
         _check_money(scalars)
+        if scalars.get("images_to") and scalars.get("via") == "batch":
+            # a batch's output files are collected into RUN_DIR/images (docs/storage.md)
+            msg = "--images-to works with the live path only: leave out --via batch, or it"
+            raise ConfigError(msg)
         return cls(
             pool=PoolConfig.build(rec.get("pool"), merged),
             batch=BatchConfig.build(rec.get("batch"), merged, now=now),

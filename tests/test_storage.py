@@ -154,3 +154,11 @@ def test_storage_messages_mask_the_credentials_of_the_environment(monkeypatch) -
     )
     masked = clean(text)
     assert "AKIAMASKME000111" not in masked and "wjalrxutnfemi" not in masked.lower()
+
+
+def test_images_to_with_the_batch_api_is_refused_not_ignored(tmp_path: Path) -> None:
+    # a batch's output files are collected into RUN_DIR/images: the URL would be ignored
+    with pytest.raises(ConfigError, match="live path only"):
+        batchgen.run(["a"], run_dir=tmp_path / "r", provider="sim", via="batch",
+                     images_to="memory://bucket/p")  # fmt: skip
+    assert not (tmp_path / "r" / "run.json").exists()
