@@ -22,7 +22,7 @@ KEYWORDS = frozenset({
     "stall_timeout", "max_pause", "image_checks", "model", "size", "quality", "n",
     "provider", "base_url", "api_key_env", "api_key", "providers", "prices", "max_cost",
     "price_per_image", "via", "retry_failed", "max_jobs",
-    "ledger", "project", "monthly_budget", "project_budget", "on_budget",
+    "ledger", "project", "monthly_budget", "project_budget", "on_budget", "images_to",
 })  # fmt: skip
 
 
@@ -48,9 +48,22 @@ def checked(name: str, value: Any) -> Any:
         if not isinstance(value, str | os.PathLike):
             raise ConfigError(f"{name} must be a file's path, got {type(value).__name__}")
         return os.fspath(value)
+    if name == "images_to":
+        return _images_url(value)
     if name in _WHOLE and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
     return value
+
+
+def _images_url(value: Any) -> str:
+    from batchgen.storage.url import check_url
+
+    if not isinstance(value, str):
+        raise ConfigError(f"images_to must be a URL string, got {type(value).__name__}")
+    try:
+        return check_url(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--images-to", "images_to")) from None
 
 
 def shown(name: str, value: Any) -> str:

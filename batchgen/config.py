@@ -80,6 +80,9 @@ OTHER_DEFAULTS: Mapping[str, Any] = {
     "monthly_budget": None,  # USD per calendar month (UTC) over every project of the ledger
     "project_budget": None,  # USD per calendar month for this run's project
     "on_budget": None,  # a shell command run at 50/80/100 % of a budget
+    # where images go: None is RUN_DIR/images; a URL (s3://bucket/prefix) any fsspec
+    # filesystem (batchgen.storage); the run directory itself stays on a POSIX path
+    "images_to": None,
 }
 DEFAULTS: Mapping[str, Any] = {**POOL_DEFAULTS, **BATCH_DEFAULTS, **OTHER_DEFAULTS}
 JOB_DEFAULT_NAMES = ("model", "size", "quality", "n")
@@ -103,7 +106,7 @@ _RECORDED_MONEY = (
     "prices", "max_cost", "price_per_image", "ledger", "project", "monthly_budget",
     "project_budget",
 )  # fmt: skip
-_RECORDED_CONNECTION = ("provider", "base_url", "api_key_env")
+_RECORDED_CONNECTION = ("provider", "base_url", "api_key_env", "images_to")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ class RunConfig:
     monthly_budget: float | None = None
     project_budget: float | None = None
     on_budget: str | None = None
+    images_to: str | None = None  # --images-to URL (None: RUN_DIR/images)
     sim: SimConfig = field(default_factory=SimConfig)  # the built-in simulator's knobs
     # the simulator's options as given (named like the flags, without --sim-), over run.json's
     sim_options: Mapping[str, Any] = field(default_factory=dict)
@@ -254,6 +258,10 @@ class RunConfig:
             scalars[name] = merged.get(name) or rec.get(name)
         _check_money(scalars)
         sim_options = _sim_options(flags, rec.get("sim"))
+        if scalars.get("images_to") and scalars.get("via") == "batch":
+            # a batch's output files are collected into RUN_DIR/images (docs/storage.md)
+            msg = "--images-to works with the live path only: leave out --via batch or --images-to"
+            raise ConfigError(msg)
         return cls(
             pool=PoolConfig.build(rec.get("pool"), merged),
             batch=BatchConfig.build(rec.get("batch"), merged, now=now),

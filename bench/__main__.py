@@ -7,6 +7,7 @@ its target, write ``bench/results.json``. Exit status 1 when a target is missed.
     python -m bench --quick              small sizes, a smoke test of the harness (~3 min)
     python -m bench --only auto-headers  issue 10: the client finds the limit by itself
     python -m bench --only cluster       issue 28: a run over a local Ray cluster, shared limit
+    python -m bench --only upload        issue 28: --images-to s3:// vs plain upload loops
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench import (
     overhead,
     scale,
     shapes,
+    upload,
     utilisation,
 )
 from bench.metrics import Figure, median_figures
@@ -100,6 +102,10 @@ SPECS = (
     # issue 28: a run over a local Ray cluster (4 shards) under one shared limit
     Spec("cluster", "28. --ray: 4 shards, 1,200 req/min, shared limit vs per shard",
          lambda root, quick, _: cluster.bench_cluster(root, quick=quick)),
+    # issue 28: --images-to s3:// against moto's S3 server, beside plain fsspec/boto3 loops
+    Spec("upload", "28. upload to an S3 server: batchgen.storage vs plain loops",
+         lambda root, quick, _: upload.bench_upload(
+             root, images=100 if quick else upload.IMAGES, rounds=1 if quick else upload.ROUNDS)),
 )  # fmt: skip
 
 

@@ -171,3 +171,32 @@ def test_cost_is_never_below_the_table_price() -> None:
     assert failed == pytest.approx(table)
     honest, source = cost_of_attempt(prices, job, Usage(input_tokens=1, output_tokens=10**6), 2)
     assert source == "usage" and honest is not None and honest > table
+
+
+# ------------------------------------------------------------------ storage credentials
+def test_images_to_keeps_the_key_and_the_storage_credentials_out_of_every_file(
+    server: HostileServer, tmp_path: Path
+) -> None:
+    """--images-to with storage credentials in the environment (as s3fs takes them) and a
+    provider echoing the key: neither reaches the run dir, the images' folder (where the log
+    is copied) or the output. The S3 server's version: tests/test_storage_s3.py."""
+    pytest.importorskip("fsspec")
+    from batchgen.testing.s3server import STORAGE_SECRETS, scan_for
+
+    out = tmp_path / "bucket"
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    env = {**cli_env(), **dict(zip(names, STORAGE_SECRETS, strict=True))}
+    jobfile = tmp_path / "jobs.jsonl"
+    jobfile.write_text('{"id": "ok", "prompt": "echo_key_ok"}\n')
+    run_dir = tmp_path / "run"
+    done = run_cli(
+        ["run", str(jobfile), "--run-dir", str(run_dir), "--base-url", server.url, "--quiet",
+         "--model", "gpt-image-1", "--images-to", out.as_uri()],
+        env=env,
+    )  # fmt: skip
+    rows = check_run(done, run_dir, 0)
+    assert rows[0]["image_paths"] == [f"{out.as_uri()}/ok_0.png"]
+    assert (out / "ok_0.png").exists() and list((out / "log").glob("*.parquet"))
+    needles = (SECRET_KEY, *STORAGE_SECRETS)
+    assert scan_for(run_dir, needles) == [] and scan_for(out, needles) == []
+    assert not any(s.lower() in done.output.lower() for s in needles)

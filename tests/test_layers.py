@@ -37,6 +37,9 @@ LAYERS: list[set[str]] = [
     {"provider"},
     {"limits"},
     {"jobs"},
+    # where images go (the local folder or any fsspec filesystem): it wraps images' atomic
+    # writes, so it sits right above them; the pool (runner), recovery and the reports use it
+    {"storage"},
     {"images"},
     {"config"},
     # the simulator's settings: RunConfig carries them typed from the flag to the simulator,

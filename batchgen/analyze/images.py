@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from batchgen.analyze.load import read_columns
 from batchgen.analyze.model import Finding, ImageChecks
-from batchgen.checks.lookup import absolute, disk_sizes, stored_for
+from batchgen.checks.lookup import absolute, disk_sizes, stored_for, stored_rows
 
 # re-exported: the measurements and the decompression-bomb guard live with the check workers
 from batchgen.checks.measure import IMAGE_ERRORS as IMAGE_ERRORS
@@ -31,6 +31,7 @@ from batchgen.checks.measure import laplacian_var as laplacian_var
 from batchgen.checks.measure import no_bombs as no_bombs
 from batchgen.checks.record import Measured
 from batchgen.runlog.schema import STATUS_OK
+from batchgen.storage.cache import is_uri
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
@@ -133,11 +134,22 @@ def check_images(
     the next report decodes nothing. ``measure=False`` evaluates only what is stored."""
     run_dir = absolute(run_dir)  # once: every file below is found from it
     images = list(saved_images(run_dir, resolve=False))
-    on_disk = disk_sizes(run_dir, images)
-    found = stored_for(run_dir, images, on_disk, config, measure=measure)
+    # --images-to: objects are judged by what was measured as they were stored (checks/);
+    # the report fetches none of them (an object without a measurement is "unmeasured")
+    remote = {img.path for img in images if is_uri(img.path)}
+    local = [img for img in images if img.path not in remote] if remote else images
+    on_disk = disk_sizes(run_dir, local)
+    found = stored_for(run_dir, local, on_disk, config, measure=measure)
+    if remote:
+        measured = stored_rows(run_dir, config)
+        for path in remote:
+            if path in measured:
+                found.rows[path], found.stored = measured[path], found.stored + 1
+            else:
+                found.unmeasured += 1
     tally = _Tally(config)
     for img in images:
-        if img.path not in on_disk:
+        if img.path not in on_disk and img.path not in remote:
             tally.flag(
                 "missing", img.path, img.job_id, "the log lists it but the file is not there"
             )

@@ -239,6 +239,30 @@ def prefer_system_allocator() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
+# ---- --images-to (batchgen.storage): `run` and `resume` only ----------------------------------
+STORAGE_FLAGS = frozenset({"images_to"})
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    # in the "output" group, beside --image-checks (a group of its own costs two help lines)
+    group = next((g for g in parser._action_groups if g.title == "output"), parser)
+    group.add_argument(
+        "--images-to", type=_images_url, metavar="URL",
+        help="write images to s3://bucket/prefix/ (any fsspec URL) as they arrive, not to "
+        "RUN_DIR/images (docs/storage.md)",
+    )  # fmt: skip
+
+
+def _images_url(text: str) -> str:
+    # lazy: the CLI builds its parser without batchgen.storage (tests/test_startup.py)
+    from batchgen.storage.url import check_url
+
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _whole_number(text: str) -> int:
     """The text as a number; whether it is in range is RunConfig's to say (batchgen.config
     checks every setting once, for the flags and the API's keyword arguments alike)."""

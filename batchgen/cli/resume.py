@@ -16,7 +16,9 @@ from batchgen.cli.batch import add_batch_arguments
 from batchgen.cli.common import (
     BATCH_FLAGS,
     SESSION_FLAGS,
+    STORAGE_FLAGS,
     add_session_arguments,
+    add_storage_arguments,
     flags_of,
     prefer_system_allocator,
 )
@@ -29,6 +31,7 @@ READS = (
     | SCORER_FLAGS
     | NOTIFY_FLAGS
     | SESSION_FLAGS
+    | STORAGE_FLAGS
     | BATCH_FLAGS
 )
 
@@ -59,6 +62,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True)
+    add_storage_arguments(parser)
     add_notify_arguments(parser)
 
     add_batch_arguments(parser, resume=True)

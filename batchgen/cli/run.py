@@ -17,9 +17,11 @@ from batchgen.cli.common import (
     EXIT_USAGE,
     JOB_DEFAULT_FLAGS,
     SESSION_FLAGS,
+    STORAGE_FLAGS,
     UsageError,
     add_job_defaults,
     add_session_arguments,
+    add_storage_arguments,
     prefer_system_allocator,
     run_config,
 )
@@ -34,6 +36,7 @@ READS = (
     frozenset({"jobfile", "max_jobs", "run_dir", "from_pilot", "ray"})
     | JOB_DEFAULT_FLAGS
     | SESSION_FLAGS
+    | STORAGE_FLAGS
     | BATCH_FLAGS
     | APPLY_READS
     | SCORER_FLAGS
@@ -70,6 +73,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
+    add_storage_arguments(parser)
     add_notify_arguments(parser)
 
     add_batch_arguments(parser, resume=False)

@@ -107,7 +107,9 @@ def print_ending(
     def say(text: str, style: str | None = None) -> None:
         console.print(printable(text, one_line=True), markup=False, style=style)
 
-    say(f"images: {rundir.images_dir}")
+    # --images-to: the URL run.json recorded (no credential can be in it: storage.url)
+    images_to = ((rundir.load() if rundir.exists() else {}).get("settings") or {}).get("images_to")
+    say(f"images: {images_to or rundir.images_dir}")
     say(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM "
         f"read_parquet('{rundir.log_dir}/*.parquet'))")  # fmt: skip
     reason = result.stop_reason

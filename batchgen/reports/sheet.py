@@ -16,6 +16,7 @@ from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
 from batchgen.analyze.model import Quality, RunReport
 from batchgen.reports.figures import below_threshold, by_key, setting, words
 from batchgen.reports.page import e, html_table
+from batchgen.storage.cache import is_uri, thumbnail
 
 THUMB_PX = 160
 CONTACT_SHEET = 48
@@ -34,14 +35,22 @@ def thumb(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _remote_thumb(run_dir: Path, uri: str) -> str | None:
+    jpeg = thumbnail(run_dir, uri, THUMB_PX)
+    return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
 def contact_sheet(r: RunReport, out_dir: Path) -> str:
     run_dir = Path(r.run_dir)
     flagged = {f.path: f.problem for f in r.image_checks.findings or ()}
     best = set(r.quality.best_images.values()) if r.quality else set()
     figures = []
     for img in saved_images(run_dir, limit=CONTACT_SHEET):
-        data = thumb(img.file)
-        href = urllib.parse.quote(os.path.relpath(img.file.resolve(), out_dir.resolve()))
+        if is_uri(img.path):  # --images-to: the object's thumbnail, cached in RUN_DIR/cache
+            data, href = _remote_thumb(run_dir, img.path), img.path
+        else:
+            data = thumb(img.file)
+            href = urllib.parse.quote(os.path.relpath(img.file.resolve(), out_dir.resolve()))
         problem = flagged.get(img.path)
         flag = ' class="flag"' if problem else ""
         pic = (

@@ -22,7 +22,6 @@ from tenacity import (
 from batchgen import faultpoints
 from batchgen.clock import Clock, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
-from batchgen.images import save_images
 from batchgen.jobs.model import Job
 from batchgen.limits import Gate, Ticket
 from batchgen.limits.stop import RunControl
@@ -35,9 +34,6 @@ from batchgen.runner.control import PoolSettings, PoolTally, RowContext, Sink
 from batchgen.runner.reach import Reachability
 from batchgen.runner.rows import attempt_row, routed, usage_into
 from batchgen.runner.tries import Backoff, Tries, Try
-
-# answers up to this size are written on the event loop; larger ones in a worker thread
-_INLINE_SAVE_BYTES = 512 * 1024
 
 
 class _Stopped(Exception):
@@ -209,15 +205,13 @@ class JobRunner:
         latency = self._latency(tried)
         self.limiter.on_ok(ticket, result.ratelimit)
         self.reach.answered(self.clock.monotonic())
+        store, tag = self.ctx.images, self.ctx.tag_of(job.id)
         try:
-            if sum(len(i.data) for i in result.images) <= _INLINE_SAVE_BYTES:
-                # into the page cache: cheaper than a thread hop and its hand-off of the GIL
-                paths, nbytes = save_images(
-                    self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
-                )
-            else:
+            if store.inline(result.images):  # a small answer into the page cache
+                paths, nbytes = store.save(job.id, result.images, tag)
+            else:  # a large one, or an upload: in a worker thread
                 paths, nbytes = await anyio.to_thread.run_sync(
-                    save_images, self.ctx.images_dir, job.id, result.images, self.ctx.tag_of(job.id)
+                    store.save, job.id, result.images, tag
                 )
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None

@@ -13,6 +13,7 @@ from batchgen.config import FIXED_CONCURRENCY, POOL_DEFAULTS, PoolConfig
 from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.runlog.row import Row
+from batchgen.storage import ImageStore, LocalImages
 
 
 class Sink(Protocol):
@@ -63,6 +64,17 @@ class RowContext:
     # jobs run again after an edit of their job line or input images: their new images get
     # the session's tag ("~s2") and do not overwrite the images the earlier answer paid for
     retag: frozenset[str] = frozenset()
+    # where the images go (batchgen.storage): None is the run dir's images/ folder
+    store: ImageStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            object.__setattr__(self, "store", LocalImages(self.images_dir))
+
+    @property
+    def images(self) -> ImageStore:
+        assert self.store is not None  # set by __post_init__
+        return self.store
 
     def tag_of(self, job_id: str) -> str:
         if self.image_tag or job_id not in self.retag:

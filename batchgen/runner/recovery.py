@@ -126,6 +126,41 @@ def adopt_orphans(
     return [o.job_id for o in adoptable]
 
 
+def adopt_stored(
+    rundir: RunDir, run_id: str, session: int, wanted: Mapping[str, Job], prices: PriceTable
+) -> tuple[list[str], list[str]]:
+    """``--images-to``: log an ok row (cost_source=recovered) for every job whose objects the
+    upload journal names and the store holds unchanged (size and sha256). Returns (adopted
+    job ids, why each other set was not adopted): those jobs run again."""
+    from batchgen.storage.adopt import find_stored
+
+    found = find_stored(rundir.state_dir, {i: j.n for i, j in wanted.items()})
+    adoptable = [s for s in found if s.adoptable]
+    if adoptable:
+        with RunLogWriter(
+            rundir.log_dir, run_id=run_id, session=session, state_dir=rundir.state_dir
+        ) as writer:
+            for stored in adoptable:
+                job = wanted[stored.job_id]
+                cost, _ = cost_of_attempt(prices, job, None, len(stored.objects))
+                row = _base_row(run_id, session, job)
+                row.update(
+                    {
+                        "status": STATUS_OK,
+                        "final": True,
+                        "image_paths": [o.uri for o in stored.objects],
+                        "image_count": len(stored.objects),
+                        "image_bytes": stored.image_bytes,
+                        "cost_usd": cost,
+                        "cost_source": "recovered",
+                        "error_message": "adopted: objects stored before a crash, log row missing",
+                    }
+                )
+                writer.append(row)
+    refused = [f"{s.job_id}: {s.reason}" for s in found if not s.adoptable]
+    return [s.job_id for s in adoptable], refused
+
+
 def record_crashed_inflight(
     rundir: RunDir,
     run_id: str,

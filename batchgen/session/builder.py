@@ -68,6 +68,7 @@ class SessionPlan:
     # the gate-factory hook: the pool's gate made another way (a cluster shard's, scheduled by
     # the run's one limit: batchgen.cluster.gate); None: make_limiter, this process's autopilot
     gate: Callable[[PoolConfig], RateLimiter] | None = None
+    images_to: str | None = None  # --images-to URL (batchgen.storage); None: RUN_DIR/images
 
     @property
     def run_id(self) -> str:
@@ -117,7 +118,7 @@ class Prepared:
             cheapest_job_usd=self.checked.cheapest_job_usd,
             sim_config=sim_config(cfg, self.connection), quiet=cfg.quiet,
             endpoints=self.endpoints, observer=observer, handle_signals=handle_signals,
-            ledger=ledger, **extra,
+            ledger=ledger, images_to=cfg.images_to, **extra,
         )  # fmt: skip
 
 

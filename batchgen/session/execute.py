@@ -30,6 +30,7 @@ from batchgen.session.builder import SessionPlan
 from batchgen.session.connect import Connection
 from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
+from batchgen.storage import ImageStore, open_store
 
 ENDING = {
     None: "completed",
@@ -62,6 +63,7 @@ class _Parts:
     limiter: Gate
     router: Any  # batchgen.provider.router.Router with endpoints, else None
     checker: Any
+    store: ImageStore
 
 
 def _wire(plan: SessionPlan) -> _Parts:
@@ -83,7 +85,8 @@ def _wire(plan: SessionPlan) -> _Parts:
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:
         limiter = (plan.gate or make_limiter)(plan.pool)
-    return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan))
+    store = open_store(plan.images_to, plan.rundir.images_dir, plan.rundir.state_dir, plan.session)
+    return _Parts(control, settings, inflight, writer, limiter, router, _image_checker(plan), store)
 
 
 async def execute(plan: SessionPlan) -> SessionResult:
@@ -100,10 +103,30 @@ async def execute(plan: SessionPlan) -> SessionResult:
         parts.inflight.close(remove=lost is None)
         # after the last request: what is still queued, for a bounded time (Ctrl-C ends it)
         checks = parts.checker.finish().as_dict() if parts.checker is not None else {"where": "off"}
+    close = getattr(parts.store, "close", None)
+    if close is not None:
+        close()
     ended = _end(plan, parts, tally, lost, checks)
     if lost is None:
         _add_to_library(plan)
+        _copy_log_beside_images(plan)
     return ended
+
+
+def _copy_log_beside_images(plan: SessionPlan) -> None:
+    """``--images-to URL``: the log, checks and run.json go beside the images (a copy: the
+    run directory, with its lock and journals, stays where it is)."""
+    if not plan.images_to:
+        return
+    from batchgen.storage.upload import upload_run_files
+
+    try:
+        copied = upload_run_files(plan.rundir.path, plan.images_to)
+    except OSError as exc:  # StorageError: redacted; the run itself lost nothing
+        plan.observer.warn(f"{exc}; the next session's end copies it again")
+        return
+    if copied:
+        plan.observer.say(f"log copied beside the images: {plan.images_to}/log/ ({copied} files)")
 
 
 def _add_to_library(plan: SessionPlan) -> None:
@@ -149,7 +172,7 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
                     context=RowContext(
                         plan.run_id, plan.session, plan.connection.provider,
                         plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
-                        retag=plan.retag,
+                        retag=plan.retag, store=parts.store,
                     ),
                     settings=settings, control=parts.control, prices=plan.prices,
                     budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
@@ -287,6 +310,8 @@ def _image_checker(plan: SessionPlan) -> Any:
     if not plan.pool.image_checks:
         return None
 
+    if plan.images_to:  # the workers read no file: each is handed the bytes just uploaded
+        return ingest.start_ingest_checks(plan.rundir.path, plan.session, kind="thread")
     return ingest.start_ingest_checks(plan.rundir.path, plan.session)
 
 

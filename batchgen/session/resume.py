@@ -206,15 +206,28 @@ def _ledger(ctx: _Resume, budget: Budget, quote: Quote) -> LedgerLink | None:
 def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]:
     """Jobs whose images were saved before a crash (logged now, not paid again); jobs in
     flight at a crash are recorded as possibly billed twice. Returns the adopted ids."""
+
+    from batchgen.runner.recovery import adopt_stored
+    from batchgen.storage.adopt import uploaded_job_ids
+
     rundir, run_id = ctx.rundir, ctx.manifest["run_id"]
     # only the jobs recovery may log are kept whole: those with images on disk (to adopt)
     # and those in flight at a crash; the rest stream from the file when the pool runs
-    candidates = (image_job_ids(rundir.images_dir) & rest.run) | rest.possibly_billed_twice
+    on_disk = image_job_ids(rundir.images_dir)
+    stored = uploaded_job_ids(rundir.state_dir)  # --images-to: sets the journal names
+    candidates = ((on_disk | stored) & rest.run) | rest.possibly_billed_twice
     rest_jobs = {j.id: j for j in iter_jobs(ctx.job_file, ctx.defaults) if j.id in candidates}
     # an edited job's images on disk are its old body's (same file names): never adopt them
     edited = set(rest.edited)
     wanted = {i: job for i, job in rest_jobs.items() if i not in edited}
     adopted = adopt_orphans(rundir, run_id, session, wanted, prices)
+    if stored:
+        objects, refused = adopt_stored(
+            rundir, run_id, session, {i: j for i, j in wanted.items() if i not in adopted}, prices
+        )
+        adopted += objects
+        for why in refused[:5]:
+            ctx.observer.warn(f"not adopted, sent again: {why}")
     # in flight at a crash (the last in-flight snapshot and the sent journal); an adopted
     # job's answer arrived before the crash: billed once, and not sent again
     in_flight = rest.possibly_billed_twice - set(adopted)

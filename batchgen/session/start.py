@@ -245,6 +245,8 @@ def run_settings(new: NewRun) -> dict[str, Any]:
         "project": new.ledger.project if new.ledger is not None else cfg.project,
         "monthly_budget": cfg.monthly_budget,
         "project_budget": cfg.project_budget,
+        # --images-to: where the images go (a URL without credentials; batchgen.storage)
+        "images_to": cfg.images_to,
     }
     if cfg.via_batch:
         settings["batch"] = cfg.batch.record()
