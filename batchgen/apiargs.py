@@ -56,6 +56,7 @@ def checked(name: str, value: Any) -> Any:
 
 
 def _images_url(value: Any) -> str:
+    # lazy: batchgen.api loads without batchgen.storage (tests/test_startup.py)
     from batchgen.storage.url import check_url
 
     if not isinstance(value, str):

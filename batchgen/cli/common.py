@@ -102,14 +102,16 @@ def add_session_arguments(
     resume: bool,
     leave_out: frozenset[str] = frozenset(),
     sim: bool = True,
+    storage: bool = False,
 ) -> None:
     """Flags of `run`, and of `resume` where given ones override run.json. Every default is
     None here: RunConfig fills what was not given (run.json, then batchgen.config).
     ``leave_out``: the dests of flags the command does not read (`score` reads no --ipm);
-    ``sim=False``: no --sim-* flags (`collect` starts no simulator)."""
+    ``sim=False``: no --sim-* flags (`collect` starts no simulator); ``storage=True``:
+    --images-to (`run` and `resume`), in the output group."""
     _add_provider_arguments(parser, leave_out)
     add_limit_arguments(parser, leave_out)
-    _add_output_arguments(parser, leave_out)
+    _add_output_arguments(parser, leave_out, storage)
     add_money_arguments(parser, leave_out=leave_out)
     add_ledger_arguments(parser, leave_out=leave_out)
     if sim:
@@ -194,8 +196,15 @@ def _add_request_arguments(limits: Any) -> None:
     )  # fmt: skip
 
 
-def _add_output_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
+def _add_output_arguments(
+    parser: argparse.ArgumentParser, leave_out: frozenset[str], storage: bool
+) -> None:
     out = SkippingGroup(parser.add_argument_group("output"), leave_out)
+    if storage:
+        out.add_argument(
+            "--images-to", type=_images_url, metavar="URL",
+            help="write images to an fsspec URL (s3://bucket/prefix/)",
+        )  # fmt: skip
     out.add_argument("--quiet", action="store_true", help="no progress display")
     out.add_argument(
         "--image-checks", action=argparse.BooleanOptionalAction, default=None,
@@ -241,16 +250,6 @@ def prefer_system_allocator() -> None:
 
 # ---- --images-to (batchgen.storage): `run` and `resume` only ----------------------------------
 STORAGE_FLAGS = frozenset({"images_to"})
-
-
-def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
-    # in the "output" group, beside --image-checks (a group of its own costs two help lines)
-    group = next((g for g in parser._action_groups if g.title == "output"), parser)
-    group.add_argument(
-        "--images-to", type=_images_url, metavar="URL",
-        help="write images to s3://bucket/prefix/ (any fsspec URL) as they arrive, not to "
-        "RUN_DIR/images (docs/storage.md)",
-    )  # fmt: skip
 
 
 def _images_url(text: str) -> str:

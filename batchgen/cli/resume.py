@@ -18,7 +18,6 @@ from batchgen.cli.common import (
     SESSION_FLAGS,
     STORAGE_FLAGS,
     add_session_arguments,
-    add_storage_arguments,
     flags_of,
     prefer_system_allocator,
 )
@@ -61,8 +60,7 @@ def register(subparsers: Any) -> None:
         help="regeneration rounds at most (default 2); --max-cost also stops them",
     )  # fmt: skip
     add_scorer_arguments(parser, for_resume=True)
-    add_session_arguments(parser, resume=True)
-    add_storage_arguments(parser)
+    add_session_arguments(parser, resume=True, storage=True)
     add_notify_arguments(parser)
 
     add_batch_arguments(parser, resume=True)

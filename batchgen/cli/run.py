@@ -21,7 +21,6 @@ from batchgen.cli.common import (
     UsageError,
     add_job_defaults,
     add_session_arguments,
-    add_storage_arguments,
     prefer_system_allocator,
     run_config,
 )
@@ -72,8 +71,7 @@ def register(subparsers: Any) -> None:
         "JOBFILE, or write --ray=ADDRESS. See docs/cluster.md",
     )  # fmt: skip
     add_job_defaults(parser)
-    add_session_arguments(parser, resume=False)
-    add_storage_arguments(parser)
+    add_session_arguments(parser, resume=False, storage=True)
     add_notify_arguments(parser)
 
     add_batch_arguments(parser, resume=False)

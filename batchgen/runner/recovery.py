@@ -132,6 +132,7 @@ def adopt_stored(
     """``--images-to``: log an ok row (cost_source=recovered) for every job whose objects the
     upload journal names and the store holds unchanged (size and sha256). Returns (adopted
     job ids, why each other set was not adopted): those jobs run again."""
+    # lazy: a local run loads none of the remote store (tests/test_storage.py)
     from batchgen.storage.adopt import find_stored
 
     found = find_stored(rundir.state_dir, {i: j.n for i, j in wanted.items()})

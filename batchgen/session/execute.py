@@ -118,6 +118,7 @@ def _copy_log_beside_images(plan: SessionPlan) -> None:
     run directory, with its lock and journals, stays where it is)."""
     if not plan.images_to:
         return
+    # lazy: a local run loads none of the remote store (tests/test_storage.py)
     from batchgen.storage.upload import upload_run_files
 
     try:

@@ -24,6 +24,7 @@ from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.state import Remaining, job_states, remaining
 from batchgen.runner.recovery import (
     adopt_orphans,
+    adopt_stored,
     record_crashed_inflight,
     remove_torn_images,
     settle_log,
@@ -207,7 +208,7 @@ def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]
     """Jobs whose images were saved before a crash (logged now, not paid again); jobs in
     flight at a crash are recorded as possibly billed twice. Returns the adopted ids."""
 
-    from batchgen.runner.recovery import adopt_stored
+    # lazy: a local run loads none of the remote store (tests/test_storage.py)
     from batchgen.storage.adopt import uploaded_job_ids
 
     rundir, run_id = ctx.rundir, ctx.manifest["run_id"]

@@ -21,6 +21,7 @@ def open_store(
     journaling each stored set under ``state_dir`` (for adoption on resume)."""
     if not images_to:
         return LocalImages(images_dir)
+    # lazy: a local run (no --images-to) loads none of the remote store
     from batchgen.storage.journal import UploadJournal, journal_file
     from batchgen.storage.remote import RemoteImages
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.storage.journal import StoredObject, uploaded
-from batchgen.storage.remote import clean, open_fs
+from batchgen.storage.remote import clean, object_path, open_fs
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def _check(obj: StoredObject, filesystems: dict[str, tuple[Any, str]]) -> str:
         if scheme not in filesystems:
             filesystems[scheme] = open_fs(obj.uri)
         fs, _ = filesystems[scheme]
-        path = fs._strip_protocol(obj.uri)
+        path = object_path(obj.uri)
         size = int(fs.size(path))
         if size != obj.size:
             return f"{obj.uri}: {size} bytes, {obj.size} were stored"

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
-from batchgen.storage.remote import open_fs
+from batchgen.storage.remote import object_path, open_fs
 
 
 def is_uri(logged: str) -> bool:
@@ -21,7 +21,7 @@ def is_uri(logged: str) -> bool:
 
 def fetch(uri: str) -> bytes:
     fs, _ = open_fs(uri)
-    return bytes(fs.cat_file(fs._strip_protocol(uri)))
+    return bytes(fs.cat_file(object_path(uri)))
 
 
 def thumbnail(run_dir: Path, uri: str, px: int) -> bytes | None:
@@ -44,6 +44,7 @@ def thumbnail(run_dir: Path, uri: str, px: int) -> bytes | None:
 
 
 def _thumb(data: bytes, px: int) -> bytes | None:
+    # lazy: Pillow loads only when a thumbnail is made
     from PIL import Image
 
     ext = sniff_ext(data)

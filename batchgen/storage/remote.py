@@ -49,9 +49,18 @@ def clean(text: object) -> str:
     return redact(str(text), storage_secrets())
 
 
+def object_path(uri: str) -> str:
+    """The object's path inside its filesystem (the URI without its scheme)."""
+    # lazy: fsspec is an optional extra (batchgen[s3]); a local run never loads it
+    from fsspec.core import strip_protocol
+
+    return str(strip_protocol(uri))
+
+
 def open_fs(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, root path inside it) for a URL; a missing backend is named."""
     try:
+        # lazy: fsspec is an optional extra (batchgen[s3]); a local run never loads it
         import fsspec
     except ImportError as exc:
         msg = "--images-to needs fsspec: pip install 'batchgen[s3]'"

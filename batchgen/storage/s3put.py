@@ -22,7 +22,7 @@ Put = Callable[[str, bytes], None]
 
 def botocore_put(fs: Any) -> Put | None:
     """A ``put(path, data)`` for an s3fs filesystem (``bucket/key`` paths), or None."""
-    try:
+    try:  # lazy: botocore/s3fs come with the optional extra batchgen[s3]
         import botocore.session
         import s3fs
         from botocore.config import Config

@@ -34,6 +34,7 @@ class S3Server:
     env: dict[str, str] = field(default_factory=dict)
 
     def client(self) -> Any:
+        # lazy: boto3 is a test dependency, not the package's
         import boto3
 
         return boto3.client(
