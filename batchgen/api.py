@@ -140,9 +140,15 @@ def run(
 
         refuse(cfg)
         cluster = ClusterRun(address or None)
-    outcome = start_run(str(job_file), cfg, run_dir=target, observer=observer,
-                        handle_signals=False, write_jobs=write_jobs,
-                        execute_plan=cluster)  # fmt: skip
+    outcome = start_run(
+        str(job_file),
+        cfg,
+        run_dir=target,
+        observer=observer,
+        handle_signals=False,
+        write_jobs=write_jobs,
+        execute_plan=cluster,
+    )
     return _result(target, outcome)
 
 
@@ -161,8 +167,9 @@ async def run_async(
     # lazy: loads anyio; this module is imported without it
     import anyio.to_thread
 
-    call = functools.partial(run, jobs, run_dir=run_dir, progress=progress,
-                             on_message=on_message, sim=sim, **flags)  # fmt: skip
+    call = functools.partial(
+        run, jobs, run_dir=run_dir, progress=progress, on_message=on_message, sim=sim, **flags
+    )
     return await anyio.to_thread.run_sync(call)
 
 
@@ -202,8 +209,9 @@ async def resume_async(
     # lazy: loads anyio; this module is imported without it
     import anyio.to_thread
 
-    call = functools.partial(resume, run_dir, progress=progress, on_message=on_message,
-                             sim=sim, **flags)  # fmt: skip
+    call = functools.partial(
+        resume, run_dir, progress=progress, on_message=on_message, sim=sim, **flags
+    )
     return await anyio.to_thread.run_sync(call)
 
 
@@ -299,14 +307,20 @@ def _result(run_dir: Path, outcome: Outcome) -> RunResult:
     result = outcome.result
     reason = result.stop_reason if result is not None else None
     return RunResult(
-        run_dir=run_dir, run_id=str(manifest.run_id), session=last.session if last else 0,
-        succeeded=counts[DONE], failed=counts[FAILED],
+        run_dir=run_dir,
+        run_id=str(manifest.run_id),
+        session=last.session if last else 0,
+        succeeded=counts[DONE],
+        failed=counts[FAILED],
         pending=max((manifest.jobs or 0) - counts[DONE] - counts[FAILED], 0),
-        images=_images(rundir), spent_usd=spent(run_dir).images_usd,
-        ending=str(last.how) if last else "", stop_reason=reason.value if reason else None,
+        images=_images(rundir),
+        spent_usd=spent(run_dir).images_usd,
+        ending=str(last.how) if last else "",
+        stop_reason=reason.value if reason else None,
         stop_message=result.stop_message if result is not None else "",
-        exit_code=outcome.exit_code, limits=last.autopilot if last else None,
-    )  # fmt: skip
+        exit_code=outcome.exit_code,
+        limits=last.autopilot if last else None,
+    )
 
 
 def _images(rundir: Any) -> int:

@@ -17,13 +17,41 @@ from batchgen.jobs.model import Job
 from batchgen.simoptions import option_named
 
 # the keyword arguments run() and resume() take, by their CLI flag's name
-KEYWORDS = frozenset({
-    "rpm", "ipm", "concurrency", "timeout", "max_attempts", "grace", "adaptive",
-    "stall_timeout", "max_pause", "image_checks", "model", "size", "quality", "n",
-    "provider", "base_url", "api_key_env", "api_key", "providers", "prices", "max_cost",
-    "price_per_image", "via", "retry_failed", "max_jobs",
-    "ledger", "project", "monthly_budget", "project_budget", "on_budget", "images_to",
-})  # fmt: skip
+KEYWORDS = frozenset(
+    {
+        "rpm",
+        "ipm",
+        "concurrency",
+        "timeout",
+        "max_attempts",
+        "grace",
+        "adaptive",
+        "stall_timeout",
+        "max_pause",
+        "image_checks",
+        "model",
+        "size",
+        "quality",
+        "n",
+        "provider",
+        "base_url",
+        "api_key_env",
+        "api_key",
+        "providers",
+        "prices",
+        "max_cost",
+        "price_per_image",
+        "via",
+        "retry_failed",
+        "max_jobs",
+        "ledger",
+        "project",
+        "monthly_budget",
+        "project_budget",
+        "on_budget",
+        "images_to",
+    }
+)
 
 
 _CHOICES = {"via": ("live", "batch"), "provider": ("openai", "sim")}

@@ -103,9 +103,14 @@ def with_default_model(defaults: Mapping[str, Any]) -> dict[str, Any]:
 PROVIDERS = ("openai", "sim")
 # recorded by `run` at the top of settings and taken from there on resume
 _RECORDED_MONEY = (
-    "prices", "max_cost", "price_per_image", "ledger", "project", "monthly_budget",
+    "prices",
+    "max_cost",
+    "price_per_image",
+    "ledger",
+    "project",
+    "monthly_budget",
     "project_budget",
-)  # fmt: skip
+)
 _RECORDED_CONNECTION = ("provider", "base_url", "api_key_env", "images_to")
 
 

@@ -15,8 +15,16 @@ from __future__ import annotations
 import math
 
 __all__ = [
-    "compact", "count", "decimal", "duration", "for_json", "money", "seconds", "tidy", "usd",
-]  # fmt: skip
+    "compact",
+    "count",
+    "decimal",
+    "duration",
+    "for_json",
+    "money",
+    "seconds",
+    "tidy",
+    "usd",
+]
 
 
 def count(n: float) -> str:

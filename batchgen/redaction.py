@@ -59,8 +59,19 @@ _JSON_FIELD = re.compile(
 # every answer. ASCII text is checked by plain containment in its lower case (~0.5 µs);
 # other text by the same literals under IGNORECASE, which folds as the patterns do (the long
 # s, the Kelvin sign).
-_TRIGGERS = ("@", "sk-", "bearer", "basic", "token", "key", "secret", "passw", "authorization",
-             "credential", "sig")  # fmt: skip
+_TRIGGERS = (
+    "@",
+    "sk-",
+    "bearer",
+    "basic",
+    "token",
+    "key",
+    "secret",
+    "passw",
+    "authorization",
+    "credential",
+    "sig",
+)
 _MAYBE_SECRET = re.compile("|".join(map(re.escape, _TRIGGERS)), re.IGNORECASE)
 
 

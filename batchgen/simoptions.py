@@ -44,12 +44,17 @@ LATENCY_DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "uniform")
 LATENCY_PROFILES: tuple[str, ...] = ("", "models")
 LIMIT_MESSAGES: tuple[str, ...] = ("auto", "stated", "plain")
 BATCH_FAULTS: tuple[str, ...] = (
-    "fail", "expire",
+    "fail",
+    "expire",
     # hostile providers (K-th batch): request_counts as strings, errors as a bare list (with
     # a failed validation), its output file answers 404; =1 on/off: GET /v1/files
     # or GET /v1/batches answers 405 (providers without those listings)
-    "counts_str", "errors_list", "output_404", "no_file_list", "no_batch_list",
-)  # fmt: skip
+    "counts_str",
+    "errors_list",
+    "output_404",
+    "no_file_list",
+    "no_batch_list",
+)
 
 
 class SimConfigError(ConfigError, ValueError):

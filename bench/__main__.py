@@ -55,58 +55,126 @@ class Spec:
 # Order: the CPU-bound overhead comparison first, on a machine the harness has not warmed
 # with its own work; the scale benchmarks (which build big files in this process) last.
 SPECS = (
-    Spec("overhead", "3. overhead, instant provider",
-         lambda root, quick, i: overhead.bench_overhead(
-             root, jobs=500 if quick else overhead.JOBS, first=i)),
-    Spec("memory", "4. memory vs job file size",
-         lambda root, quick, _: memory.bench_memory(root, *((1_000, 10_000) if quick else
-                                                         (memory.SMALL, memory.LARGE)))),
-    Spec("rpm", "1. limit utilisation, --rpm",
-         lambda root, quick, _: utilisation.bench_rpm(root, seconds=10 if quick else 62)),
-    Spec("ipm", "1. limit utilisation, --ipm",
-         lambda root, quick, _: utilisation.bench_ipm(root, seconds=10 if quick else 62)),
-    Spec("misconfigured", "2. misconfigured --rpm 2R",
-         lambda root, quick, _: utilisation.bench_misconfigured(root, quick=quick)),
+    Spec(
+        "overhead",
+        "3. overhead, instant provider",
+        lambda root, quick, i: overhead.bench_overhead(
+            root, jobs=500 if quick else overhead.JOBS, first=i
+        ),
+    ),
+    Spec(
+        "memory",
+        "4. memory vs job file size",
+        lambda root, quick, _: memory.bench_memory(
+            root, *((1_000, 10_000) if quick else (memory.SMALL, memory.LARGE))
+        ),
+    ),
+    Spec(
+        "rpm",
+        "1. limit utilisation, --rpm",
+        lambda root, quick, _: utilisation.bench_rpm(root, seconds=10 if quick else 62),
+    ),
+    Spec(
+        "ipm",
+        "1. limit utilisation, --ipm",
+        lambda root, quick, _: utilisation.bench_ipm(root, seconds=10 if quick else 62),
+    ),
+    Spec(
+        "misconfigured",
+        "2. misconfigured --rpm 2R",
+        lambda root, quick, _: utilisation.bench_misconfigured(root, quick=quick),
+    ),
     # issue 10: no --rpm/--ipm/--concurrency, the simulator enforcing its limit (each ≥ 60 s)
-    Spec("auto-headers", "10. autopilot, rpm, x-ratelimit headers, retry-after-ms",
-         lambda root, quick, _: autopilot.bench_headers(root, quick=quick)),
-    Spec("auto-noheaders", "10. autopilot, rpm, no headers, Retry-After seconds",
-         lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="seconds")),
-    Spec("auto-noheaders-none", "10. autopilot, rpm, no headers, no Retry-After",
-         lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="none")),
-    Spec("auto-concurrency", "10. autopilot, max 24 concurrent, no rate limit",
-         lambda root, quick, _: autopilot.bench_concurrency(root, quick=quick)),
-    Spec("auto-ipm", "10. autopilot, ipm, n = 1/2/4",
-         lambda root, quick, _: autopilot.bench_ipm(root, quick=quick)),
-    Spec("auto-moving", "10. autopilot, rpm halved at 30 s, restored at 60 s",
-         lambda root, quick, _: autopilot.bench_moving(root, quick=quick)),
+    Spec(
+        "auto-headers",
+        "10. autopilot, rpm, x-ratelimit headers, retry-after-ms",
+        lambda root, quick, _: autopilot.bench_headers(root, quick=quick),
+    ),
+    Spec(
+        "auto-noheaders",
+        "10. autopilot, rpm, no headers, Retry-After seconds",
+        lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="seconds"),
+    ),
+    Spec(
+        "auto-noheaders-none",
+        "10. autopilot, rpm, no headers, no Retry-After",
+        lambda root, quick, _: autopilot.bench_noheaders(root, quick=quick, retry="none"),
+    ),
+    Spec(
+        "auto-concurrency",
+        "10. autopilot, max 24 concurrent, no rate limit",
+        lambda root, quick, _: autopilot.bench_concurrency(root, quick=quick),
+    ),
+    Spec(
+        "auto-ipm",
+        "10. autopilot, ipm, n = 1/2/4",
+        lambda root, quick, _: autopilot.bench_ipm(root, quick=quick),
+    ),
+    Spec(
+        "auto-moving",
+        "10. autopilot, rpm halved at 30 s, restored at 60 s",
+        lambda root, quick, _: autopilot.bench_moving(root, quick=quick),
+    ),
     # issue 21: realistic shapes (latency of seconds, images/min, plain 429s), time × 0.25
-    *(Spec(f"shape-{sh.key}", f"21. {sh.title} (time × {shapes.TIME_SCALE:g})",
-           lambda root, quick, _, key=sh.key: shapes.bench_shape(root, key, quick=quick))
-      for sh in SHAPES),
+    *(
+        Spec(
+            f"shape-{sh.key}",
+            f"21. {sh.title} (time × {shapes.TIME_SCALE:g})",
+            lambda root, quick, _, key=sh.key: shapes.bench_shape(root, key, quick=quick),
+        )
+        for sh in SHAPES
+    ),
     # issue 21, acceptance 3: the same shapes with the limit given, against --no-adapt
-    *(Spec(f"given-{sh.key}", f"21. {sh.title}, limit given (time × {shapes.TIME_SCALE:g})",
-           lambda root, quick, _, key=sh.key: shapes.bench_given(root, key, quick=quick))
-      for sh in SHAPES),
-    Spec("instant", "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
-         lambda root, quick, _: shapes.bench_instant(root, quick=quick)),
-    Spec("resume", "5. resume scan, 1M rows",
-         lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000)),
-    Spec("report", "6. report, 1M rows",
-         lambda root, quick, _: scale.bench_report(root, rows=50_000 if quick else 1_000_000)),
-    Spec("batch_collect", "7. --via batch: collect a ≥ 1 GB output file",
-         lambda root, quick, _: batch_collect.bench_batch_collect(
-             root, *((40, 500) if quick else (batch_collect.JOBS, batch_collect.IMAGE_KB)))),
-    Spec("ingest", "8. image checks at ingest",
-         lambda root, quick, _: ingest.bench_ingest(root, jobs=300 if quick else ingest.JOBS)),
+    *(
+        Spec(
+            f"given-{sh.key}",
+            f"21. {sh.title}, limit given (time × {shapes.TIME_SCALE:g})",
+            lambda root, quick, _, key=sh.key: shapes.bench_given(root, key, quick=quick),
+        )
+        for sh in SHAPES
+    ),
+    Spec(
+        "instant",
+        "21. no flags vs bare aiohttp, instant server, 6,000 jobs",
+        lambda root, quick, _: shapes.bench_instant(root, quick=quick),
+    ),
+    Spec(
+        "resume",
+        "5. resume scan, 1M rows",
+        lambda root, quick, _: scale.bench_resume(root, rows=50_000 if quick else 1_000_000),
+    ),
+    Spec(
+        "report",
+        "6. report, 1M rows",
+        lambda root, quick, _: scale.bench_report(root, rows=50_000 if quick else 1_000_000),
+    ),
+    Spec(
+        "batch_collect",
+        "7. --via batch: collect a ≥ 1 GB output file",
+        lambda root, quick, _: batch_collect.bench_batch_collect(
+            root, *((40, 500) if quick else (batch_collect.JOBS, batch_collect.IMAGE_KB))
+        ),
+    ),
+    Spec(
+        "ingest",
+        "8. image checks at ingest",
+        lambda root, quick, _: ingest.bench_ingest(root, jobs=300 if quick else ingest.JOBS),
+    ),
     # issue 28: a run over a local Ray cluster (4 shards) under one shared limit
-    Spec("cluster", "28. --ray: 4 shards, 1,200 req/min, shared limit vs per shard",
-         lambda root, quick, _: cluster.bench_cluster(root, quick=quick)),
+    Spec(
+        "cluster",
+        "28. --ray: 4 shards, 1,200 req/min, shared limit vs per shard",
+        lambda root, quick, _: cluster.bench_cluster(root, quick=quick),
+    ),
     # issue 28: --images-to s3:// against moto's S3 server, beside plain fsspec/boto3 loops
-    Spec("upload", "28. upload to an S3 server: batchgen.storage vs plain loops",
-         lambda root, quick, _: upload.bench_upload(
-             root, images=100 if quick else upload.IMAGES, rounds=1 if quick else upload.ROUNDS)),
-)  # fmt: skip
+    Spec(
+        "upload",
+        "28. upload to an S3 server: batchgen.storage vs plain loops",
+        lambda root, quick, _: upload.bench_upload(
+            root, images=100 if quick else upload.IMAGES, rounds=1 if quick else upload.ROUNDS
+        ),
+    ),
+)
 
 
 def run_spec(spec: Spec, root: Path, repeat: int, quick: bool, console: Console) -> Outcome:
@@ -131,8 +199,9 @@ def run_spec(spec: Spec, root: Path, repeat: int, quick: bool, console: Console)
             time.perf_counter() - started,
             error=f"{type(exc).__name__}: {exc}",
         )
-    return Outcome(spec.key, spec.title, median_figures(runs), details,
-                   time.perf_counter() - started)  # fmt: skip
+    return Outcome(
+        spec.key, spec.title, median_figures(runs), details, time.perf_counter() - started
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -92,8 +92,15 @@ def learned_figures(
         out.append(Figure(f"learned {key}", value, None, units[key], note))
     value = _number(autopilot.get(judged)) if autopilot else None
     share = ratio(value, true_limit)
-    out.append(Figure(f"learned {judged} / true, low bound", share, Target(">=", 0.9), "×",
-                      f"true {judged} {true_limit:g}"))  # fmt: skip
+    out.append(
+        Figure(
+            f"learned {judged} / true, low bound",
+            share,
+            Target(">=", 0.9),
+            "×",
+            f"true {judged} {true_limit:g}",
+        )
+    )
     out.append(Figure(f"learned {judged} / true, high bound", share, Target("<=", 1.1), "×", ""))
     return out
 
@@ -103,8 +110,14 @@ def _run(sim: SimProcess, jobfile: Path, run_dir: Path, jobs: int, seconds: floa
     t0 = sim.reset()  # the schedule's start, on the timeline's clock
     # no --rpm/--ipm/--concurrency: the point. Exit 1 (jobs failed for good) and 3 (stopped
     # early) are figures here, not harness failures
-    measured = run_batchgen(jobfile, sim.base_url, run_dir, concurrency=None,
-                            timeout_s=max(300.0, 6 * seconds), ok=(0, 1, 3))  # fmt: skip
+    measured = run_batchgen(
+        jobfile,
+        sim.base_url,
+        run_dir,
+        concurrency=None,
+        timeout_s=max(300.0, 6 * seconds),
+        ok=(0, 1, 3),
+    )
     return {
         "t0": t0,
         "stats": sim.stats(),
@@ -125,13 +138,22 @@ def _done_jobs(run_dir: Path) -> int:
 def _common(run: dict[str, Any], jobs: int, share_bound: float | None) -> list[Figure]:
     target = Target("<=", share_bound) if share_bound is not None else None
     return [
-        Figure("jobs not done", float(run["not_done"]), Target("<=", 0), "jobs",
-               f"{jobs:,} jobs; batchgen exit status {run['exit']}"),
+        Figure(
+            "jobs not done",
+            float(run["not_done"]),
+            Target("<=", 0),
+            "jobs",
+            f"{jobs:,} jobs; batchgen exit status {run['exit']}",
+        ),
         # with no target the report would print a bare fraction: say what it is
-        Figure("429 share", rate_limited_share(run["stats"]), target,
-               "" if target else "of requests",
-               "server limit + concurrency refusals per request received"),
-    ]  # fmt: skip
+        Figure(
+            "429 share",
+            rate_limited_share(run["stats"]),
+            target,
+            "" if target else "of requests",
+            "server limit + concurrency refusals per request received",
+        ),
+    ]
 
 
 def _details(run: dict[str, Any], *, images: bool = False) -> dict[str, Any]:
@@ -146,14 +168,17 @@ def _details(run: dict[str, Any], *, images: bool = False) -> dict[str, Any]:
         "outcomes": stats["outcomes"],
         "peak_in_flight": stats.get("peak_in_flight"),
         "first_request_after_reset_s": (stats["first_received"] - t0)
-        if stats.get("first_received") is not None else None,
+        if stats.get("first_received") is not None
+        else None,
         "wall_s": run["wall_s"],
         "cpu_s": run["cpu_s"],
         "autopilot": run["autopilot"],
         # accepted per minute (images if images) in each 10 s after the reset
-        "per_10s": [round(window_rate(accepted, t0 + s, t0 + s + 10.0, images=images))
-                    for s in range(0, int(span) + 10, 10)],
-    }  # fmt: skip
+        "per_10s": [
+            round(window_rate(accepted, t0 + s, t0 + s + 10.0, images=images))
+            for s in range(0, int(span) + 10, 10)
+        ],
+    }
 
 
 def _whole_run(stats: Mapping[str, Any], *, images: bool = False) -> float:
@@ -174,23 +199,40 @@ def bench_rpm(
     setup = ", ".join(f"{k}={v}" for k, v in knobs.items())
     figures = [
         *_common(run, jobs, share_bound),
-        Figure("accepted rate / limit, whole run", rate, Target(">=", rate_bound), "×",
-               f"limit {RPM:g}/min, {setup}; first request to last accepted (the bucket's "
-               f"initial 1 s of rate adds ~{100 / seconds:.1f} %)"),
+        Figure(
+            "accepted rate / limit, whole run",
+            rate,
+            Target(">=", rate_bound),
+            "×",
+            f"limit {RPM:g}/min, {setup}; first request to last accepted (the bucket's "
+            f"initial 1 s of rate adds ~{100 / seconds:.1f} %)",
+        ),
         *learned_figures(run["autopilot"], "rpm", RPM),
-    ]  # fmt: skip
+    ]
     return figures, _details(run)
 
 
 def bench_headers(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
-    return bench_rpm(root, quick=quick, name="auto-headers", share_bound=0.02, rate_bound=0.93,
-                     retry_after_mode="ms")  # fmt: skip
+    return bench_rpm(
+        root,
+        quick=quick,
+        name="auto-headers",
+        share_bound=0.02,
+        rate_bound=0.93,
+        retry_after_mode="ms",
+    )
 
 
 def bench_noheaders(root: Path, *, quick: bool, retry: str) -> tuple[list[Figure], dict[str, Any]]:
-    return bench_rpm(root, quick=quick, name=f"auto-noheaders-{retry}", share_bound=0.03,
-                     rate_bound=0.90, ratelimit_headers=False,
-                     retry_after_mode=retry)  # fmt: skip
+    return bench_rpm(
+        root,
+        quick=quick,
+        name=f"auto-noheaders-{retry}",
+        share_bound=0.03,
+        rate_bound=0.90,
+        ratelimit_headers=False,
+        retry_after_mode=retry,
+    )
 
 
 def bench_concurrency(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
@@ -203,11 +245,16 @@ def bench_concurrency(root: Path, *, quick: bool) -> tuple[list[Figure], dict[st
     per_s = _whole_run(run["stats"]) / 60.0
     figures = [
         *_common(run, jobs, 0.05),
-        Figure("throughput / (cap / mean latency)", per_s / ceiling, Target(">=", 0.85), "×",
-               f"cap {CAP}, latency {LATENCY_MEAN:g} s: {ceiling:g} req/s; "
-               f"peak in flight {run['stats'].get('peak_in_flight')}"),
+        Figure(
+            "throughput / (cap / mean latency)",
+            per_s / ceiling,
+            Target(">=", 0.85),
+            "×",
+            f"cap {CAP}, latency {LATENCY_MEAN:g} s: {ceiling:g} req/s; "
+            f"peak in flight {run['stats'].get('peak_in_flight')}",
+        ),
         *learned_figures(run["autopilot"], "concurrency", CAP),
-    ]  # fmt: skip
+    ]
     return figures, _details(run)
 
 
@@ -221,10 +268,15 @@ def bench_ipm(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]
     rate = _whole_run(run["stats"], images=True) / IPM
     figures = [
         *_common(run, jobs, None),
-        Figure("accepted images / limit, whole run", rate, Target(">=", 0.90), "×",
-               f"limit {IPM:g} images/min, n = {'/'.join(map(str, IPM_NS))} in turn"),
+        Figure(
+            "accepted images / limit, whole run",
+            rate,
+            Target(">=", 0.90),
+            "×",
+            f"limit {IPM:g} images/min, n = {'/'.join(map(str, IPM_NS))} in turn",
+        ),
         *learned_figures(run["autopilot"], "ipm", IPM),
-    ]  # fmt: skip
+    ]
     return figures, _details(run, images=True)
 
 
@@ -252,9 +304,16 @@ def bench_moving(root: Path, *, quick: bool) -> tuple[list[Figure], dict[str, An
     for a, b in windows:
         limit = [rpm for t, rpm in schedule if t <= a][-1]
         rate = window_rate(accepted, t0 + a, t0 + b) / limit
-        figures.append(Figure(f"rate / limit in {a:.3g}–{b:.3g} s", rate, Target(">=", 0.85), "×",
-                              f"limit {limit:g}/min there; schedule " +
-                              ", ".join(f"{t:.3g} s: {r:g}" for t, r in schedule) +
-                              " after the reset"))  # fmt: skip
+        figures.append(
+            Figure(
+                f"rate / limit in {a:.3g}–{b:.3g} s",
+                rate,
+                Target(">=", 0.85),
+                "×",
+                f"limit {limit:g}/min there; schedule "
+                + ", ".join(f"{t:.3g} s: {r:g}" for t, r in schedule)
+                + " after the reset",
+            )
+        )
     figures += learned_figures(run["autopilot"], "rpm", schedule[-1][1])
     return figures, _details(run)

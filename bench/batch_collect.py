@@ -48,9 +48,12 @@ def bench_batch_collect(
     run_dir = root / "batch-collect"
     with SimProcess(image_kb=image_kb, batch_seconds=0.5) as sim:
         measured = run_batchgen(
-            jobfile, sim.base_url, run_dir, timeout_s=1800,
+            jobfile,
+            sim.base_url,
+            run_dir,
+            timeout_s=1800,
             extra=["--via", "batch", "--poll-interval", "0.2", "--poll-max", "1"],
-        )  # fmt: skip
+        )
         size = _output_bytes(sim.base_url, run_dir)
         images = sum(
             1
@@ -64,9 +67,17 @@ def bench_batch_collect(
     gb = size / 1e9
     figures = [
         Figure("output file collected", gb, Target(">=", 1.0), "GB", f"{jobs} lines"),
-        Figure("peak RSS collecting it", measured.peak_rss_mb, Target("<=", 300.0), "MB",
-               f"{size / 1e6 / measured.wall_s:.0f} MB/s over the whole run "
-               f"({measured.wall_s:.0f} s)"),
-    ]  # fmt: skip
-    return figures, {"output_bytes": size, "peak_rss_mb": measured.peak_rss_mb,
-                     "wall_s": measured.wall_s, "cpu_s": measured.cpu_s}  # fmt: skip
+        Figure(
+            "peak RSS collecting it",
+            measured.peak_rss_mb,
+            Target("<=", 300.0),
+            "MB",
+            f"{size / 1e6 / measured.wall_s:.0f} MB/s over the whole run ({measured.wall_s:.0f} s)",
+        ),
+    ]
+    return figures, {
+        "output_bytes": size,
+        "peak_rss_mb": measured.peak_rss_mb,
+        "wall_s": measured.wall_s,
+        "cpu_s": measured.cpu_s,
+    }

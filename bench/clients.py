@@ -43,9 +43,20 @@ def batchgen_command(
     a bench run's simulated spend must not land in the user's real spend ledger."""
     limit = ["--concurrency", str(concurrency)] if concurrency is not None else []
     return [
-        *batchgen_prefix(), "run", str(jobfile), "--base-url", base_url, "--run-dir", str(run_dir),
-        *limit, "--quiet", "--yes", "--ledger", "off", *extra,
-    ]  # fmt: skip
+        *batchgen_prefix(),
+        "run",
+        str(jobfile),
+        "--base-url",
+        base_url,
+        "--run-dir",
+        str(run_dir),
+        *limit,
+        "--quiet",
+        "--yes",
+        "--ledger",
+        "off",
+        *extra,
+    ]
 
 
 def run_batchgen(
@@ -68,8 +79,16 @@ def run_baseline(
     name: str, jobfile: Path, base_url: str, out_dir: Path, *, concurrency: int = 64
 ) -> Measured:
     shutil.rmtree(out_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "bench.baselines", name, str(jobfile), base_url, str(out_dir),
-           str(concurrency)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.baselines",
+        name,
+        str(jobfile),
+        base_url,
+        str(out_dir),
+        str(concurrency),
+    ]
     return run_measured(cmd, env=client_env()).check(f"the {name} baseline")
 
 

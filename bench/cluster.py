@@ -64,10 +64,14 @@ def _cluster() -> Any:
         from ray.cluster_utils import Cluster
 
         c = Cluster(
-            initialize_head=True, connect=False,
-            head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
-                            "include_dashboard": False},
-        )  # fmt: skip
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 2,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+            },
+        )
         c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
         c.wait_for_nodes()
     finally:
@@ -79,8 +83,11 @@ def _cluster() -> Any:
 
 
 def _jobs(path: Path, count: int) -> Path:
-    path.write_text("".join(json.dumps({"prompt": f"a harbour at dawn, study {i}"}) + "\n"
-                            for i in range(count)))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"a harbour at dawn, study {i}"}) + "\n" for i in range(count)
+        )
+    )
     return path
 
 
@@ -88,15 +95,40 @@ def _run(work: Path, name: str, address: str, jobs: Path, rpm: str | None) -> di
     run_dir = work / name
     with SimProcess(rpm=RPM, latency_mean=0.3, tiny=True, seed=7) as sim:
         if rpm is None:  # the shared limit, through the CLI as a user runs it
-            cmd = [sys.executable, "-m", "batchgen", "run", str(jobs), "--run-dir", str(run_dir),
-                   "--base-url", sim.base_url, "--model", "gpt-image-1", "--quality", "low",
-                   "--yes", "--quiet", "--no-image-checks", f"--ray={address}"]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "batchgen",
+                "run",
+                str(jobs),
+                "--run-dir",
+                str(run_dir),
+                "--base-url",
+                sim.base_url,
+                "--model",
+                "gpt-image-1",
+                "--quality",
+                "low",
+                "--yes",
+                "--quiet",
+                "--no-image-checks",
+                f"--ray={address}",
+            ]
         else:
-            cmd = [sys.executable, "-c", _PER_SHARD, str(jobs), str(run_dir), sim.base_url,
-                   address, rpm]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-c",
+                _PER_SHARD,
+                str(jobs),
+                str(run_dir),
+                sim.base_url,
+                address,
+                rpm,
+            ]
         started = time.perf_counter()
-        done = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True,
-                              timeout=1800)  # fmt: skip
+        done = subprocess.run(
+            cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=1800
+        )
         wall = time.perf_counter() - started
     if done.returncode != 0:
         msg = f"bench cluster {name}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -140,18 +172,32 @@ def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
         cluster.shutdown()
     figures = [
         Figure("shared: every job exactly once", float(shared["jobs_once"]), Target(">=", 1)),
-        Figure("shared: ok rate after the ramp / limit", shared["ok_per_min"] / RPM,
-               Target(">=", 0.90), "×"),
+        Figure(
+            "shared: ok rate after the ramp / limit",
+            shared["ok_per_min"] / RPM,
+            Target(">=", 0.90),
+            "×",
+        ),
         Figure("shared: 429 share", shared["share_429"], Target("<=", 0.03)),
-        Figure("shared: limit actor calls per request", shared["calls_per_request"],
-               Target("<=", 0.35)),
+        Figure(
+            "shared: limit actor calls per request", shared["calls_per_request"], Target("<=", 0.35)
+        ),
         Figure("per-shard autopilots: sent / limit", alone["sent_per_min"] / RPM, None, "×"),
         Figure("per-shard autopilots: 429 share", alone["share_429"]),
         # each shard pauses for the 429s' Retry-After, so 4 × the limit shows as 2–3.5 ×
-        Figure("per-shard --rpm L: sent / limit", flagged["sent_per_min"] / RPM,
-               Target(">=", 2.0), "×", note="4 shards at the limit each: the shared one stops it"),
-        Figure("per-shard --rpm L: ok rate after the ramp / limit",
-               flagged["ok_per_min"] / RPM, None, "×"),
+        Figure(
+            "per-shard --rpm L: sent / limit",
+            flagged["sent_per_min"] / RPM,
+            Target(">=", 2.0),
+            "×",
+            note="4 shards at the limit each: the shared one stops it",
+        ),
+        Figure(
+            "per-shard --rpm L: ok rate after the ramp / limit",
+            flagged["ok_per_min"] / RPM,
+            None,
+            "×",
+        ),
         Figure("per-shard --rpm L: 429 share", flagged["share_429"]),
-    ]  # fmt: skip
+    ]
     return figures, {"rpm": RPM, "shared": shared, "per_shard": alone, "per_shard_flags": flagged}

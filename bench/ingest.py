@@ -39,8 +39,14 @@ KIND_SAMPLE = 200  # images for the thread-vs-process comparison
 
 def _run(sim: SimProcess, jobfile: Path, run_dir: Path, extra: list[str]) -> dict[str, Any]:
     sim.reset()
-    measured = run_batchgen(jobfile, sim.base_url, run_dir, concurrency=CONCURRENCY,
-                            extra=["--rpm", f"{RPM:g}", *extra], timeout_s=900)  # fmt: skip
+    measured = run_batchgen(
+        jobfile,
+        sim.base_url,
+        run_dir,
+        concurrency=CONCURRENCY,
+        extra=["--rpm", f"{RPM:g}", *extra],
+        timeout_s=900,
+    )
     stats = sim.stats()
     summary = json.loads((run_dir / "run.json").read_text())["sessions"][-1]["summary"]
     images = summary["images"]
@@ -72,32 +78,67 @@ def bench_ingest(root: Path, *, jobs: int = JOBS) -> tuple[list[Figure], dict[st
     plain = (plain_a + plain_b) / 2
     old_first_s, old_first = _report(without_dir)
     old_second_s, old_second = _report(without_dir)
-    every = checked["checked"] == on["images"] == sum(checked["measured"].values()) - checked[
-        "measured"]["unmeasured"]  # fmt: skip
+    every = (
+        checked["checked"]
+        == on["images"]
+        == sum(checked["measured"].values()) - checked["measured"]["unmeasured"]
+    )
     ingest = on["image_checks"] or {}
-    note = (f"{jobs:,} jobs, {IMAGE_KB} KB PNGs, --rpm {RPM:g} = simulator limit, "
-            f"concurrency {CONCURRENCY}")  # fmt: skip
+    note = (
+        f"{jobs:,} jobs, {IMAGE_KB} KB PNGs, --rpm {RPM:g} = simulator limit, "
+        f"concurrency {CONCURRENCY}"
+    )
     figures = [
-        Figure("checks at ingest / off, images/s", on["images_per_s"] / off["images_per_s"],
-               Target(">=", 0.97), "×", note + "; whole process"),
-        Figure("  steady state: checks / off", on["steady_images_per_s"]
-               / off["steady_images_per_s"], unit="×", note="first to last accepted request"),
+        Figure(
+            "checks at ingest / off, images/s",
+            on["images_per_s"] / off["images_per_s"],
+            Target(">=", 0.97),
+            "×",
+            note + "; whole process",
+        ),
+        Figure(
+            "  steady state: checks / off",
+            on["steady_images_per_s"] / off["steady_images_per_s"],
+            unit="×",
+            note="first to last accepted request",
+        ),
         Figure("  off: accepted rate / R", off["steady_images_per_s"] * 60 / RPM, unit="×"),
-        Figure("  measured at ingest (while requests went)",
-               ingest.get("measured", 0) - ingest.get("measured_after_end", 0), unit="images",
-               note=f"after the last request: {ingest.get('measured_after_end')}, left to the "
-                    f"report: {ingest.get('deferred', 0) + ingest.get('dropped', 0)}, finish "
-                    f"{ingest.get('finish_s')} s; checks ran: {ingest.get('where')}"),
-        Figure("report: checks / --no-image-checks", checked_s / plain, Target("<=", 1.5), "×",
-               f"same run; {checked['measured']['now']} images decoded by the report, "
-               f"{checked['measured']['stored']} read from checks/"),
-        Figure("  every image checked", 1.0 if every else 0.0, Target(">=", 1.0), "",
-               f"{checked['checked']} of {on['images']}"),
-        Figure("  old run, first report / no checks", old_first_s / plain, unit="×",
-               note=f"decodes {old_first['measured']['now']} and stores them"),
-        Figure("  old run, second report / no checks", old_second_s / plain, unit="×",
-               note=f"decodes {old_second['measured']['now']}"),
-    ]  # fmt: skip
+        Figure(
+            "  measured at ingest (while requests went)",
+            ingest.get("measured", 0) - ingest.get("measured_after_end", 0),
+            unit="images",
+            note=f"after the last request: {ingest.get('measured_after_end')}, left to the "
+            f"report: {ingest.get('deferred', 0) + ingest.get('dropped', 0)}, finish "
+            f"{ingest.get('finish_s')} s; checks ran: {ingest.get('where')}",
+        ),
+        Figure(
+            "report: checks / --no-image-checks",
+            checked_s / plain,
+            Target("<=", 1.5),
+            "×",
+            f"same run; {checked['measured']['now']} images decoded by the report, "
+            f"{checked['measured']['stored']} read from checks/",
+        ),
+        Figure(
+            "  every image checked",
+            1.0 if every else 0.0,
+            Target(">=", 1.0),
+            "",
+            f"{checked['checked']} of {on['images']}",
+        ),
+        Figure(
+            "  old run, first report / no checks",
+            old_first_s / plain,
+            unit="×",
+            note=f"decodes {old_first['measured']['now']} and stores them",
+        ),
+        Figure(
+            "  old run, second report / no checks",
+            old_second_s / plain,
+            unit="×",
+            note=f"decodes {old_second['measured']['now']}",
+        ),
+    ]
     kinds = _kinds(with_dir, KIND_SAMPLE)
     for kind, k in kinds.items():
         figures.append(
@@ -121,7 +162,7 @@ def bench_ingest(root: Path, *, jobs: int = JOBS) -> tuple[list[Figure], dict[st
     }
     shutil.rmtree(with_dir, ignore_errors=True)
     shutil.rmtree(without_dir, ignore_errors=True)
-    return figures, details  # fmt: skip
+    return figures, details
 
 
 def _spin(stop: threading.Event) -> int:
@@ -159,8 +200,9 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
         (scratch / "images").mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copyfile(f, scratch / "images" / f.name)
-        checker = IngestChecker(scratch, 1, kind=kind, workers=2, start_after=1,
-                                backlog=sample * 4, flush_s=3600)  # fmt: skip
+        checker = IngestChecker(
+            scratch, 1, kind=kind, workers=2, start_after=1, backlog=sample * 4, flush_s=3600
+        )
         checker.start()
         checker.submit(paths[:2], datas[:2])  # warm: the pool started, workers imported
         while checker.measured < 2:
@@ -179,7 +221,10 @@ def _kinds(run_dir: Path, sample: int) -> dict[str, dict[str, float]]:
         stop.set()
         spinner.join()
         checker.finish(0.0)
-        out[kind] = {"checks_per_s": sample / elapsed, "main_kept": out[kind]["n"] / elapsed
-                     / solo, "solo_per_s": solo}  # fmt: skip
+        out[kind] = {
+            "checks_per_s": sample / elapsed,
+            "main_kept": out[kind]["n"] / elapsed / solo,
+            "solo_per_s": solo,
+        }
         shutil.rmtree(scratch, ignore_errors=True)
     return out

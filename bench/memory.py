@@ -37,9 +37,13 @@ def bench_memory(
             peaks[count] = measured.peak_rss_mb
             walls[count] = measured.wall_s
     figures = [
-        Figure(f"peak RSS {large // 1000}k jobs / {small // 1000}k jobs",
-               peaks[large] / peaks[small], Target("<=", 1.2), "×",
-               f"{peaks[small]:.0f} MB vs {peaks[large]:.0f} MB"),
+        Figure(
+            f"peak RSS {large // 1000}k jobs / {small // 1000}k jobs",
+            peaks[large] / peaks[small],
+            Target("<=", 1.2),
+            "×",
+            f"{peaks[small]:.0f} MB vs {peaks[large]:.0f} MB",
+        ),
         Figure(f"peak RSS, {large // 1000}k jobs", peaks[large], Target("<=", 300.0), "MB", ""),
-    ]  # fmt: skip
+    ]
     return figures, {"peak_rss_mb": peaks, "wall_s": walls}

@@ -64,7 +64,7 @@ def _one(client: str, jobfile: Path, sim: SimProcess, out: Path, jobs: int) -> d
             f"bench overhead: {client} wrote {written} images for {jobs} jobs "
             f"(simulator outcomes {stats['outcomes']}); the comparison needs equal work"
         )
-        raise RuntimeError(msg)  # fmt: skip
+        raise RuntimeError(msg)
     return {
         "wall_s": measured.wall_s,
         "cpu_s": measured.cpu_s,
@@ -121,30 +121,54 @@ def bench_overhead(
     where = f"files on {fs_type(memory)}" if memory else f"files on disk ({fs_type(root)})"
     note = f"{jobs:,} jobs, {IMAGE_KB} KB images, concurrency {CONCURRENCY}, {where}"
     figures = [
-        Figure("batchgen / bare aiohttp, images/s", _ratio(judged, "images_per_s", "aiohttp"),
-               Target(">=", 0.8), "×", note + ", whole process"),
-        Figure("batchgen / openai SDK, images/s", _ratio(judged, "images_per_s", "openai"),
-               Target(">=", 2.5), "×", "whole process"),
-        Figure("  steady state: batchgen / bare", _ratio(judged, "steady_images_per_s",
-               "aiohttp"), unit="×", note="first to last accepted request"),
-        Figure("  steady state: batchgen / SDK", _ratio(judged, "steady_images_per_s",
-               "openai"), unit="×"),
+        Figure(
+            "batchgen / bare aiohttp, images/s",
+            _ratio(judged, "images_per_s", "aiohttp"),
+            Target(">=", 0.8),
+            "×",
+            note + ", whole process",
+        ),
+        Figure(
+            "batchgen / openai SDK, images/s",
+            _ratio(judged, "images_per_s", "openai"),
+            Target(">=", 2.5),
+            "×",
+            "whole process",
+        ),
+        Figure(
+            "  steady state: batchgen / bare",
+            _ratio(judged, "steady_images_per_s", "aiohttp"),
+            unit="×",
+            note="first to last accepted request",
+        ),
+        Figure(
+            "  steady state: batchgen / SDK",
+            _ratio(judged, "steady_images_per_s", "openai"),
+            unit="×",
+        ),
         *_client_figures(judged, jobs, ""),
         _checks_figure(judged, ""),
-    ]  # fmt: skip
+    ]
     if on_disk:
         disk = f"on disk ({fs_type(root)})"
         figures += [
-            Figure(f"  {disk}: batchgen / bare", _ratio(on_disk, "images_per_s", "aiohttp"),
-                   unit="×", note="whole process; not judged: the disk sets the pace"),
-            Figure(f"  {disk}: batchgen / SDK", _ratio(on_disk, "images_per_s", "openai"),
-                   unit="×", note="whole process"),
+            Figure(
+                f"  {disk}: batchgen / bare",
+                _ratio(on_disk, "images_per_s", "aiohttp"),
+                unit="×",
+                note="whole process; not judged: the disk sets the pace",
+            ),
+            Figure(
+                f"  {disk}: batchgen / SDK",
+                _ratio(on_disk, "images_per_s", "openai"),
+                unit="×",
+                note="whole process",
+            ),
             *_client_figures(on_disk, jobs, f"{disk}: "),
             _checks_figure(on_disk, f"{disk}: "),
-        ]  # fmt: skip
+        ]
     orders = [_order(first + i) for i in range(rounds)]
-    return figures, {"rounds": judged, "disk_rounds": on_disk, "judged_on": where,
-                     "orders": orders}  # fmt: skip
+    return figures, {"rounds": judged, "disk_rounds": on_disk, "judged_on": where, "orders": orders}
 
 
 def _ratio(rounds: list[Round], key: str, baseline: str) -> float | None:
@@ -159,10 +183,14 @@ def _checks_figure(rounds: list[Round], prefix: str) -> Figure:
     after = [c.get("measured_after_end", 0) for c in checks]
     left = [c.get("deferred", 0) + c.get("dropped", 0) for c in checks]
     wheres = sorted({str(c.get("where")) for c in checks})
-    return Figure(f"  {prefix}batchgen image checks, in the background", median(during),
-                  unit="images", note=f"ran: {', '.join(wheres)}; after the last request "
-                  f"{median(after)}, deferred to the report {median(left)}, finish "
-                  f"{median([c.get('finish_s', 0.0) for c in checks])} s")  # fmt: skip
+    return Figure(
+        f"  {prefix}batchgen image checks, in the background",
+        median(during),
+        unit="images",
+        note=f"ran: {', '.join(wheres)}; after the last request "
+        f"{median(after)}, deferred to the report {median(left)}, finish "
+        f"{median([c.get('finish_s', 0.0) for c in checks])} s",
+    )
 
 
 def _client_figures(rounds: list[Round], jobs: int, prefix: str) -> list[Figure]:
@@ -170,11 +198,15 @@ def _client_figures(rounds: list[Round], jobs: int, prefix: str) -> list[Figure]
         return 1000 * (median([r[client][key] for r in rounds]) or 0.0) / jobs
 
     return [
-        Figure(f"  {prefix}{client}: images/s", median([r[client]["images_per_s"] for r in rounds]),
-               unit="img/s", note=f"{per_image_ms(client, 'cpu_s'):.2f} ms CPU per image, "
-                                  f"{per_image_ms(client, 'sys_s'):.2f} of it in the kernel")
+        Figure(
+            f"  {prefix}{client}: images/s",
+            median([r[client]["images_per_s"] for r in rounds]),
+            unit="img/s",
+            note=f"{per_image_ms(client, 'cpu_s'):.2f} ms CPU per image, "
+            f"{per_image_ms(client, 'sys_s'):.2f} of it in the kernel",
+        )
         for client in CLIENTS
-    ]  # fmt: skip
+    ]
 
 
 if __name__ == "__main__":

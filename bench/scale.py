@@ -27,8 +27,12 @@ DEFAULTS: dict[str, object] = {}  # the job file names every field; run.json rec
 
 
 def job_body(i: int) -> dict[str, str]:
-    return {"prompt": f"a watercolour fox, variant {i}", "model": "gpt-image-1",
-            "size": "1024x1024", "quality": "medium"}  # fmt: skip
+    return {
+        "prompt": f"a watercolour fox, variant {i}",
+        "model": "gpt-image-1",
+        "size": "1024x1024",
+        "quality": "medium",
+    }
 
 
 def make_resume_case(root: Path, rows: int) -> tuple[Path, Path, int]:
@@ -118,21 +122,35 @@ def bench_resume(root: Path, rows: int = 1_000_000) -> tuple[list[Figure], dict[
     ).check("the resume scan")
     timing = json.loads(child.stdout.strip().splitlines()[-1])
     figures = [
-        Figure("resume scan, stored index + job states + remaining", timing["total_s"],
-               Target("<=", RESUME_TARGET_S), "s",
-               f"{logged:,} log rows, {rows:,} job lines"),
+        Figure(
+            "resume scan, stored index + job states + remaining",
+            timing["total_s"],
+            Target("<=", RESUME_TARGET_S),
+            "s",
+            f"{logged:,} log rows, {rows:,} job lines",
+        ),
         Figure("  of which sha256 of the job file + read the index", timing["index_s"], unit="s"),
         Figure("  of which job_states", timing["states_s"], unit="s"),
         Figure("  of which remaining", timing["remaining_s"], unit="s"),
-        Figure("  without the index: rescan + job_states + remaining",
-               timing["without_index_s"], unit="s"),
-    ]  # fmt: skip
+        Figure(
+            "  without the index: rescan + job_states + remaining",
+            timing["without_index_s"],
+            unit="s",
+        ),
+    ]
     return figures, {**timing, "log_rows": logged, "job_lines": rows, "wall_s": child.wall_s}
 
 
 def report_command(run: Path) -> list[str]:
-    return [sys.executable, "-m", "batchgen.cli.report", str(run),
-            "--format", "json", "--no-image-checks"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "batchgen.cli.report",
+        str(run),
+        "--format",
+        "json",
+        "--no-image-checks",
+    ]
 
 
 def bench_report(root: Path, rows: int = 1_000_000) -> tuple[list[Figure], dict[str, object]]:
@@ -140,10 +158,15 @@ def bench_report(root: Path, rows: int = 1_000_000) -> tuple[list[Figure], dict[
     child = run_measured(report_command(run)).check("batchgen report")
     json.loads(child.stdout)  # it must be the report, not an error page
     figures = [
-        Figure("report --format json --no-image-checks", child.wall_s,
-               Target("<=", REPORT_TARGET_S), "s", f"{logged:,} log rows, whole process"),
+        Figure(
+            "report --format json --no-image-checks",
+            child.wall_s,
+            Target("<=", REPORT_TARGET_S),
+            "s",
+            f"{logged:,} log rows, whole process",
+        ),
         Figure("  its peak RSS", child.peak_rss_mb, unit="MB"),
-    ]  # fmt: skip
+    ]
     return figures, {"log_rows": logged, "wall_s": child.wall_s, "cpu_s": child.cpu_s}
 
 

@@ -34,9 +34,12 @@ SIM = ["--provider", "sim", "--sim-latency", "0.05"]
 
 def _batchgen(*args: str, ok: tuple[int, ...] = (0,)) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "batchgen", *args], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "batchgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "COLUMNS": "120"},
-    )  # fmt: skip
+    )
     if proc.returncode not in ok:
         msg = f"batchgen {' '.join(args)}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
         raise SystemExit(msg)
@@ -44,12 +47,25 @@ def _batchgen(*args: str, ok: tuple[int, ...] = (0,)) -> None:
 
 def _shot(chromium: str, page: Path, png: Path, height: int, work: Path) -> None:
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", "--hide-scrollbars", f"--user-data-dir={work / 'profile'}",
-         f"--window-size={WIDTH},{height}", f"--screenshot={png}", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={work / 'profile'}",
+            f"--window-size={WIDTH},{height}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if proc.returncode != 0 or not png.is_file():
         raise SystemExit(f"chromium failed: {proc.stderr[-2000:]}")
     _shrink(png)
@@ -71,17 +87,34 @@ def make_screenshots(work: Path, out: Path = OUT) -> list[Path]:
         raise SystemExit("no chromium: apt-get install -y chromium")
     out.mkdir(parents=True, exist_ok=True)
     demo = work / "demo"
-    _batchgen("run", str(ROOT / "jobs" / "demo.jsonl"), "--run-dir", str(demo), "--quiet",
-              "--sim-faults", "server=0.1,rate_limit=0.05,content_policy=0.05", *SIM,
-              ok=(0, 1))  # fmt: skip
+    _batchgen(
+        "run",
+        str(ROOT / "jobs" / "demo.jsonl"),
+        "--run-dir",
+        str(demo),
+        "--quiet",
+        "--sim-faults",
+        "server=0.1,rate_limit=0.05,content_policy=0.05",
+        *SIM,
+        ok=(0, 1),
+    )
     _batchgen("score", str(demo), "--judge", "gpt-4o-mini", "--quiet", *SIM)
     _batchgen("resume", str(demo), "--regenerate-below", "6", "--quiet", "--yes", ok=(0, 1))
     _batchgen("report", str(demo), "--format", "html")
     spec = work / "mugs.yaml"
     spec.write_text(SPEC, encoding="utf-8")
     grid = work / "grid"
-    _batchgen("run", str(spec), "--run-dir", str(grid), "--quiet", "--sim-faults",
-              "content_policy=0.05", *SIM, ok=(0, 1))  # fmt: skip
+    _batchgen(
+        "run",
+        str(spec),
+        "--run-dir",
+        str(grid),
+        "--quiet",
+        "--sim-faults",
+        "content_policy=0.05",
+        *SIM,
+        ok=(0, 1),
+    )
     _batchgen("report", str(grid), "--format", "html", "--grid", "style,product")
     shots = [out / "report.png", out / "grid.png"]
     _shot(chromium, demo / "report.html", shots[0], 7000, work)

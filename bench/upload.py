@@ -140,15 +140,23 @@ def bench_upload(
     plain = max(rate["fsspec"], rate["boto3"])
     plain_typical = max(typical["fsspec"], typical["boto3"])
     figures = [
-        Figure("batchgen / fastest plain loop, images/s", rate["batchgen"] / plain,
-               Target(">=", 0.8), "×", f"{images} × {image_kb} KB, {CONCURRENCY} workers"),
+        Figure(
+            "batchgen / fastest plain loop, images/s",
+            rate["batchgen"] / plain,
+            Target(">=", 0.8),
+            "×",
+            f"{images} × {image_kb} KB, {CONCURRENCY} workers",
+        ),
         Figure("  the same, median rounds", typical["batchgen"] / plain_typical, unit="×"),
-        Figure("  batchgen storage path", rate["batchgen"], unit="images/s",
-               note=f"{rate['batchgen'] * mb / images:.1f} MB/s"),
+        Figure(
+            "  batchgen storage path",
+            rate["batchgen"],
+            unit="images/s",
+            note=f"{rate['batchgen'] * mb / images:.1f} MB/s",
+        ),
         Figure("  plain fsspec fs.pipe", rate["fsspec"], unit="images/s"),
-        Figure(f"  plain boto3 put_object, {CONCURRENCY} threads", rate["boto3"],
-               unit="images/s"),
+        Figure(f"  plain boto3 put_object, {CONCURRENCY} threads", rate["boto3"], unit="images/s"),
         Figure("  every image an object", 1.0 if stored == images else 0.0, Target(">=", 1.0)),
-    ]  # fmt: skip
+    ]
     details = {"seconds": times, "images": images, "image_kb": image_kb, "rounds": rounds}
     return figures, details

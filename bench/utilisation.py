@@ -34,8 +34,12 @@ def _run(sim: SimProcess, jobfile: Path, run_dir: Path, extra: list[str]) -> tup
     measured = run_batchgen(jobfile, sim.base_url, run_dir, extra=extra, timeout_s=300, ok=(0, 1))
     stats = sim.stats()
     failed = _failed_jobs(run_dir)
-    return {"stats": stats, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
-            "failed_jobs": failed}, t0  # fmt: skip
+    return {
+        "stats": stats,
+        "wall_s": measured.wall_s,
+        "cpu_s": measured.cpu_s,
+        "failed_jobs": failed,
+    }, t0
 
 
 def _failed_jobs(run_dir: Path) -> int:
@@ -55,10 +59,11 @@ def bench_rpm(root: Path, seconds: float = 62.0) -> tuple[list[Figure], dict[str
     span = accepted[-1][0] - accepted[0][0] if accepted else 0.0
     note = f"R = {RPM:g}/min, {jobs:,} jobs over {span:.0f} s"
     figures = [
-        Figure("--rpm R: accepted rate / R", window_rate(accepted) / RPM, Target(">=", 0.98),
-               "×", note),
+        Figure(
+            "--rpm R: accepted rate / R", window_rate(accepted) / RPM, Target(">=", 0.98), "×", note
+        ),
         Figure("--rpm R: 429 share", rate_limited_share(stats), Target("<=", 0.005), "", ""),
-    ]  # fmt: skip
+    ]
     return figures, _details(run, span)
 
 
@@ -72,10 +77,15 @@ def bench_ipm(root: Path, seconds: float = 62.0) -> tuple[list[Figure], dict[str
     span = accepted[-1][0] - accepted[0][0] if accepted else 0.0
     note = f"I = {IPM:g} images/min, n = {IPM_N}, {jobs:,} jobs over {span:.0f} s"
     figures = [
-        Figure("--ipm I: accepted images / I", window_rate(accepted, images=True) / IPM,
-               Target(">=", 0.98), "×", note),
+        Figure(
+            "--ipm I: accepted images / I",
+            window_rate(accepted, images=True) / IPM,
+            Target(">=", 0.98),
+            "×",
+            note,
+        ),
         Figure("--ipm I: 429 share", rate_limited_share(stats), Target("<=", 0.005), "", ""),
-    ]  # fmt: skip
+    ]
     return figures, _details(run, span)
 
 
@@ -95,14 +105,25 @@ def bench_misconfigured(root: Path, *, quick: bool = False) -> tuple[list[Figure
     after = window_rate(accepted, t0 + window[0], t0 + window[1])
     span = accepted[-1][0] - accepted[0][0] if accepted else 0.0
     figures = [
-        Figure("--rpm 2R: accepted rate / R", before / RPM, Target(">=", 0.90), "×",
-               f"R = {RPM:g}/min, first {raise_at:g} s"),
-        Figure("--rpm 2R: 429 share", rate_limited_share(stats), Target("<=", 0.05), "",
-               "whole run"),
-        Figure("--rpm 2R: after the limit rises, rate / new limit", after / RAISED_RPM,
-               Target(">=", 0.90), "×", f"limit {RAISED_RPM:g}/min from {raise_at:g} s, "
-               f"measured over {window[0]:g}–{window[1]:g} s"),
-    ]  # fmt: skip
+        Figure(
+            "--rpm 2R: accepted rate / R",
+            before / RPM,
+            Target(">=", 0.90),
+            "×",
+            f"R = {RPM:g}/min, first {raise_at:g} s",
+        ),
+        Figure(
+            "--rpm 2R: 429 share", rate_limited_share(stats), Target("<=", 0.05), "", "whole run"
+        ),
+        Figure(
+            "--rpm 2R: after the limit rises, rate / new limit",
+            after / RAISED_RPM,
+            Target(">=", 0.90),
+            "×",
+            f"limit {RAISED_RPM:g}/min from {raise_at:g} s, "
+            f"measured over {window[0]:g}–{window[1]:g} s",
+        ),
+    ]
     details = _details(run, span)
     details["per_10s"] = [
         round(window_rate(accepted, t0 + s, t0 + s + 10.0)) for s in range(0, int(span) + 10, 10)

@@ -210,7 +210,8 @@ def run_shape(shape: Shape, seed: int = 1, **limiter_kw: object) -> ShapeRun:
         floor = 2 * max(shape.ns) if images else 2
         worst = max([0, *after])
         worst = worst if worst > floor else 0.0
-        return ShapeRun(shape, took, p.refused, len(p.arrivals), hint, worst, limiter.learned(),
-                        per_second)  # fmt: skip
+        return ShapeRun(
+            shape, took, p.refused, len(p.arrivals), hint, worst, limiter.learned(), per_second
+        )
 
     return run_virtual(main)

@@ -148,8 +148,12 @@ async def _bomb_image(_req: web.Request, _key: str) -> web.Response:
 
 
 # rate-limit headers that would stall a client that believed them
-_ABSURD = {"x-ratelimit-limit-requests": "-5", "x-ratelimit-limit-images": "nan",
-           "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1e9s"}  # fmt: skip
+_ABSURD = {
+    "x-ratelimit-limit-requests": "-5",
+    "x-ratelimit-limit-images": "nan",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "1e9s",
+}
 
 
 def _429_once(retry_after: str) -> Handler:
@@ -271,10 +275,21 @@ def run(
     jobfile = write_jsonl_jobs(tmp / "jobs.jsonl", jobs)
     run_dir = tmp / "run"
     done = run_cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), "--base-url", server.url, "--quiet",
-         "--max-attempts", "1", *MODEL, *extra],
+        [
+            "run",
+            str(jobfile),
+            "--run-dir",
+            str(run_dir),
+            "--base-url",
+            server.url,
+            "--quiet",
+            "--max-attempts",
+            "1",
+            *MODEL,
+            *extra,
+        ],
         env=cli_env(),
-    )  # fmt: skip
+    )
     return done, run_dir
 
 

@@ -450,5 +450,7 @@ def test_a_gpt_image_1_run_at_its_usual_latency_is_not_poor(tmp_path: Path) -> N
     assert "gpt-image-1 at medium quality" in (rated.baseline or "")
     # the same times at low quality (usually ~12 s) or from a FLUX endpoint are slow
     assert _slow_run(tmp_path, "gpt-image-1", "low").ratings["response_time"].rating in (
-        "acceptable", "poor")  # fmt: skip
+        "acceptable",
+        "poor",
+    )
     assert _slow_run(tmp_path, "flux-pro-1.1", "").ratings["response_time"].rating == "poor"

@@ -91,9 +91,12 @@ def test_resume_finishes_what_a_stopped_run_left(tmp_path: Path) -> None:
     run_dir = tmp_path / "stopped"
     jobs = [job for job in _demo_jobs() if "[sim:" not in job["prompt"]]
     first = batchgen.run(
-        jobs, run_dir=run_dir, provider="sim", sim={**SIM, "fail_after": "quota=5"},
+        jobs,
+        run_dir=run_dir,
+        provider="sim",
+        sim={**SIM, "fail_after": "quota=5"},
         concurrency=1,
-    )  # fmt: skip
+    )
     assert first.stop_reason == "quota" and first.exit_code == 3 and first.pending > 0
     with pytest.raises(batchgen.RunStopped) as stopped:
         first.raise_for_stop()

@@ -62,8 +62,14 @@ def test_two_threads_running_into_one_run_dir(make_sim: Any, tmp_path: Path) -> 
     def call(tag: str) -> None:
         start.wait()
         try:
-            outcomes[tag] = batchgen.run(_jobs(tag), run_dir=run_dir, base_url=sim.base_url,
-                                         api_key=SECRET_KEY, concurrency=2, **KW)  # fmt: skip
+            outcomes[tag] = batchgen.run(
+                _jobs(tag),
+                run_dir=run_dir,
+                base_url=sim.base_url,
+                api_key=SECRET_KEY,
+                concurrency=2,
+                **KW,
+            )
         except BaseException as exc:
             outcomes[tag] = exc
 
@@ -101,10 +107,16 @@ def test_two_processes_running_into_one_run_dir(make_sim: Any, tmp_path: Path) -
     run_dir = tmp_path / "shared"
     env = {**cli_env(SECRET_KEY), "N": str(N), "RUN_DIR": str(run_dir), "SIM_URL": sim.base_url}
     procs = {
-        tag: subprocess.Popen([sys.executable, "-c", SCRIPT, tag], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tag: subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, tag],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for tag in ("a", "b")
-    }  # fmt: skip
+    }
     outs = {tag: p.communicate(timeout=90)[0] for tag, p in procs.items()}
     assert all(p.returncode == 0 for p in procs.values()), outs
     assert all("Traceback" not in o for o in outs.values()), outs
@@ -137,8 +149,13 @@ def test_a_bad_keyword_is_a_clear_error_and_sends_nothing(
     make_sim: Any, tmp_path: Path, kwargs: dict[str, Any], error: type, says: str
 ) -> None:
     sim = make_sim(api_key=SECRET_KEY)
-    call: dict[str, Any] = {"run_dir": tmp_path / "run", "base_url": sim.base_url,
-                            "api_key": SECRET_KEY, **KW, **kwargs}  # fmt: skip
+    call: dict[str, Any] = {
+        "run_dir": tmp_path / "run",
+        "base_url": sim.base_url,
+        "api_key": SECRET_KEY,
+        **KW,
+        **kwargs,
+    }
     jobs = call.pop("jobs", _jobs("x"))
     with pytest.raises(error) as caught:
         batchgen.run(jobs, **call)
@@ -152,8 +169,9 @@ def test_a_run_dir_that_is_a_file_is_a_run_dir_error(make_sim: Any, tmp_path: Pa
     (tmp_path / "afile").write_text("mine")
     for run_dir in (tmp_path / "afile", tmp_path / "afile" / "below"):
         with pytest.raises(RunDirError, match="file"):
-            batchgen.run(_jobs("f"), run_dir=run_dir, base_url=sim.base_url, api_key=SECRET_KEY,
-                         **KW)  # fmt: skip
+            batchgen.run(
+                _jobs("f"), run_dir=run_dir, base_url=sim.base_url, api_key=SECRET_KEY, **KW
+            )
     assert (tmp_path / "afile").read_text() == "mine" and sim.stats.received == 0
 
 
@@ -161,8 +179,9 @@ def test_run_inside_a_running_event_loop_says_use_run_async(make_sim: Any, tmp_p
     sim = make_sim(api_key=SECRET_KEY)
 
     async def inside() -> None:
-        batchgen.run(_jobs("l"), run_dir=tmp_path / "run", base_url=sim.base_url,
-                     api_key=SECRET_KEY, **KW)  # fmt: skip
+        batchgen.run(
+            _jobs("l"), run_dir=tmp_path / "run", base_url=sim.base_url, api_key=SECRET_KEY, **KW
+        )
 
     with pytest.raises(UsageError, match="run_async"):
         asyncio.run(inside())
@@ -180,9 +199,15 @@ def test_a_progress_callback_that_raises_does_not_abort_the_paid_run(
         calls.append(p.done)
         raise ValueError("a bug in the caller's callback")
 
-    result = batchgen.run(_jobs("p"), run_dir=tmp_path / "run", base_url=sim.base_url,
-                          api_key=SECRET_KEY, progress=progress, on_message=messages.append,
-                          **KW)  # fmt: skip
+    result = batchgen.run(
+        _jobs("p"),
+        run_dir=tmp_path / "run",
+        base_url=sim.base_url,
+        api_key=SECRET_KEY,
+        progress=progress,
+        on_message=messages.append,
+        **KW,
+    )
     assert result.succeeded == N and result.exit_code == 0
     assert sim.stats.received == N
     assert len(calls) == 1  # called once, then not again

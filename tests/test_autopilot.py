@@ -329,8 +329,10 @@ def test_latency_that_rises_for_good_is_taken_as_the_new_floor_after_three_cuts(
 
 def test_a_429_text_that_says_when_to_try_again_is_read_as_the_wait() -> None:
     """OpenAI's images 429s often carry no Retry-After header, only the text."""
-    text = ("Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
-            "Limit 5, Used 5, Requested 1. Please try again in 12s. Visit https://…")  # fmt: skip
+    text = (
+        "Rate limit reached for gpt-image-1 in organization org-x on images per min (IPM): "
+        "Limit 5, Used 5, Requested 1. Please try again in 12s. Visit https://…"
+    )
     hint = read_hint(None, text)
     assert hint.wait_s == 12.0 and hint.limits == {"images": 5.0}
     assert read_hint(None, "... Please try again in 566ms.").wait_s == 0.566

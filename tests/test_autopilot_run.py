@@ -18,8 +18,9 @@ from tests.runhelpers import MODEL_FLAGS, cli_env, run_cli, sim_flags
 
 
 def _jobs(path: Path, count: int) -> Path:
-    path.write_text("".join(json.dumps({"prompt": f"a red fox, take {i}"}) + "\n"
-                            for i in range(count)))  # fmt: skip
+    path.write_text(
+        "".join(json.dumps({"prompt": f"a red fox, take {i}"}) + "\n" for i in range(count))
+    )
     return path
 
 
@@ -27,10 +28,20 @@ def _run(tmp_path: Path, sim: Any, jobs: int, *flags: str, timeout: float = 60) 
     """``batchgen run`` of ``jobs`` prompts against ``sim``; returns (finished, run dir)."""
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(_jobs(tmp_path / "jobs.jsonl", jobs)), "--run-dir", str(run_dir),
-         *sim_flags(sim), *MODEL_FLAGS, "--yes", "--quiet", *flags],
-        env=cli_env(), timeout=timeout,
-    )  # fmt: skip
+        [
+            "run",
+            str(_jobs(tmp_path / "jobs.jsonl", jobs)),
+            "--run-dir",
+            str(run_dir),
+            *sim_flags(sim),
+            *MODEL_FLAGS,
+            "--yes",
+            "--quiet",
+            *flags,
+        ],
+        env=cli_env(),
+        timeout=timeout,
+    )
     return done, run_dir
 
 
@@ -38,12 +49,16 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "run.json").read_text())
 
 
-@pytest.mark.parametrize(("flags", "rpm", "jobs"), [
-    # a ceiling far above the provider's: the autopilot comes down
-    (["--rpm", "6000"], 300, 60),
-    # fixed: hammers, 429 after 429 (hundreds of them in 4 s of a 600/min limit)
-    (["--no-adapt", "--rpm", "6000", "--concurrency", "16"], 600, 40),
-], ids=["adaptive", "no-adapt"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("flags", "rpm", "jobs"),
+    [
+        # a ceiling far above the provider's: the autopilot comes down
+        (["--rpm", "6000"], 300, 60),
+        # fixed: hammers, 429 after 429 (hundreds of them in 4 s of a 600/min limit)
+        (["--no-adapt", "--rpm", "6000", "--concurrency", "16"], 600, 40),
+    ],
+    ids=["adaptive", "no-adapt"],
+)
 def test_a_burst_of_tiny_retry_after_429s_fails_no_job(
     make_sim: Any, tmp_path: Path, flags: list[str], rpm: int, jobs: int
 ) -> None:

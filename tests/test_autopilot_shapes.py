@@ -61,8 +61,15 @@ def test_a_realistic_shape_with_its_limit_given(key: str) -> None:
 def test_the_ramp_is_clocked_by_answers_an_instant_server_is_at_full_speed_at_once() -> None:
     """No limit at all and answers in 2 ms: the rate doubles per few answers' time, not per
     wall second, so thousands of requests a minute are reached in well under a second."""
-    instant = Shape("instant", "no limit, 2 ms", jobs=3000, latency_median=0.002,
-                    latency_sigma=0.1, max_concurrent=None, rpm=1e9)  # fmt: skip
+    instant = Shape(
+        "instant",
+        "no limit, 2 ms",
+        jobs=3000,
+        latency_median=0.002,
+        latency_sigma=0.1,
+        max_concurrent=None,
+        rpm=1e9,
+    )
     run = run_shape(instant)
     first_second = run.per_second[0] if run.per_second else 0
     assert first_second >= 1500, run.per_second[:3]
@@ -90,8 +97,14 @@ def test_when_answers_come_before_the_first_429_the_inflight_limit_follows_the_r
     Retry-After — the rate needs ~6 s of doubling, answers come from the 2nd. The in-flight
     limit keeps what the climbing rate needs (rate × latency) while the latency stays at its
     floor, so the pool is at the limit's share within 6 s."""
-    shape = Shape("fast-answers", "3000 req/min, no headers, 2 s", jobs=3000, rpm=3000,
-                  retry_after="seconds", latency_median=2.0)  # fmt: skip
+    shape = Shape(
+        "fast-answers",
+        "3000 req/min, no headers, 2 s",
+        jobs=3000,
+        rpm=3000,
+        retry_after="seconds",
+        latency_median=2.0,
+    )
     run = run_shape(shape)
     per_s = shape.limit_per_s()
     reached = next(i for i, c in enumerate(run.per_second) if c >= 0.8 * per_s)

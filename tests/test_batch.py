@@ -53,8 +53,20 @@ def _jobs(tmp: Path, n: int, name: str = "jobs.txt", prefix: str = "a quiet harb
 
 
 def _run(jobs: Path, run_dir: Path, sim: Any, *extra: str) -> list[str]:
-    return ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, "--base-url", sim.base_url,
-            "--via", "batch", *POLL, "--yes", *extra]  # fmt: skip
+    return [
+        "run",
+        str(jobs),
+        "--run-dir",
+        str(run_dir),
+        *MODEL_FLAGS,
+        "--base-url",
+        sim.base_url,
+        "--via",
+        "batch",
+        *POLL,
+        "--yes",
+        *extra,
+    ]
 
 
 def _resume(run_dir: Path, *extra: str) -> list[str]:
@@ -104,12 +116,14 @@ def test_jobs_split_across_batches_complete_once_each_at_the_batch_rate(
     sim = make_sim(batch_seconds=1.5)
     jobs = _jobs(tmp_path, count)
     run_dir = tmp_path / "run"
-    plan = run_cli(["plan", str(jobs), *MODEL_FLAGS, "--via", "batch", "--format", "json"],
-                   env=cli_env())  # fmt: skip
+    plan = run_cli(
+        ["plan", str(jobs), *MODEL_FLAGS, "--via", "batch", "--format", "json"], env=cli_env()
+    )
     assert plan.code == 0, plan.output
     quoted = json.loads(plan.stdout)
-    done = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", str(per_batch)),
-                   env=cli_env(), timeout=150)  # fmt: skip
+    done = run_cli(
+        _run(jobs, run_dir, sim, "--batch-max-requests", str(per_batch)), env=cli_env(), timeout=150
+    )
     assert done.code == 0, done.output
     stats = batch_stats(sim)
     assert stats["batches_created"] == 3 and stats["statuses"] == {"completed": 3}
@@ -149,8 +163,10 @@ def test_a_crash_anywhere_then_resume_submits_nothing_twice_and_loses_nothing(
     sim = make_sim(batch_seconds=0.3)
     jobs = _jobs(tmp_path, 500)
     run_dir = tmp_path / "run"
-    crashed = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", "200", "--quiet"),
-                      env=cli_env(crash_at=crash_at))  # fmt: skip
+    crashed = run_cli(
+        _run(jobs, run_dir, sim, "--batch-max-requests", "200", "--quiet"),
+        env=cli_env(crash_at=crash_at),
+    )
     assert crashed.code == faultpoints.EXIT_CODE, crashed.output
     resumed = run_cli(_resume(run_dir), env=cli_env())
     assert resumed.code == 0, resumed.output
@@ -226,8 +242,10 @@ def test_sighup_stops_following_as_ctrl_c_does(tmp_path: Path, make_sim) -> None
 
 def _expected_pending(run_dir: Path, sim: Any) -> set[str]:
     state = json.loads((run_dir / "state" / "batches.json").read_text())
-    ids = {p["part"]: (run_dir / "state" / "batch" / f"part-{p['part']:05d}.ids").read_text()
-           .split() for p in state["parts"]}  # fmt: skip
+    ids = {
+        p["part"]: (run_dir / "state" / "batch" / f"part-{p['part']:05d}.ids").read_text().split()
+        for p in state["parts"]
+    }
     return set(ids[1]) | set(ids[2][len(ids[2]) // 2 :])
 
 
@@ -242,8 +260,9 @@ def test_expired_and_failed_batches_and_errored_lines_leave_exactly_their_jobs_p
     prompts[80] = "[sim:server*1] a snowy pass 080"
     jobs = write_text_jobs(tmp_path / "jobs.txt", prompts)
     run_dir = tmp_path / "run"
-    first = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", "30", "--quiet"),
-                    env=cli_env())  # fmt: skip
+    first = run_cli(
+        _run(jobs, run_dir, sim, "--batch-max-requests", "30", "--quiet"), env=cli_env()
+    )
     assert first.code == 3, first.output
     assert "pending" in first.stdout and "batchgen resume" in first.stdout
     from tests.runhelpers import job_ids_by_prompt
@@ -325,8 +344,12 @@ def test_cancel_command_cancels_open_batches_and_resume_finishes_the_rest(
     sim = make_sim(batch_seconds=30.0)
     jobs = _jobs(tmp_path, 60)
     run_dir = tmp_path / "run"
-    assert run_cli(_run(jobs, run_dir, sim, "--detach", "--batch-max-requests", "30"),
-                   env=cli_env()).code == 0  # fmt: skip
+    assert (
+        run_cli(
+            _run(jobs, run_dir, sim, "--detach", "--batch-max-requests", "30"), env=cli_env()
+        ).code
+        == 0
+    )
     cancelled = run_cli(["cancel", str(run_dir)], env=cli_env())
     assert cancelled.code == 0, cancelled.output
     assert "cancelled 2 batch(es)" in cancelled.stdout
@@ -346,8 +369,10 @@ def test_max_cost_reserves_each_input_file_before_it_is_submitted(tmp_path: Path
     run_dir = tmp_path / "run"
     # a job's worst case at the batch rate is ~$0.0055 (272 output tokens at $20/M, its
     # prompt's bytes at $2.5/M): $0.30 holds 54 of them
-    capped = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", "40", "--max-cost", "0.30",
-                          "--quiet"), env=cli_env())  # fmt: skip
+    capped = run_cli(
+        _run(jobs, run_dir, sim, "--batch-max-requests", "40", "--max-cost", "0.30", "--quiet"),
+        env=cli_env(),
+    )
     assert capped.code == 3, capped.output
     assert "--max-cost" in capped.stdout
     stats = batch_stats(sim)

@@ -50,18 +50,40 @@ def _env(crash_at: str | None = None, ledger: Path | None = None) -> dict[str, s
 
 
 def _setup(tmp: Path, sim: Any, n: int, prompt: str = "a gull over the pier") -> tuple[Path, Path]:
-    providers = providers_file(tmp / "providers.toml", [
-        {"name": "gemini", "protocol": "gemini", "base_url": f"{sim.root_url}/v1beta",
-         "key_env": "GEMINI_KEY", "models": [MODEL]},
-    ])  # fmt: skip
+    providers = providers_file(
+        tmp / "providers.toml",
+        [
+            {
+                "name": "gemini",
+                "protocol": "gemini",
+                "base_url": f"{sim.root_url}/v1beta",
+                "key_env": "GEMINI_KEY",
+                "models": [MODEL],
+            },
+        ],
+    )
     jobs = write_text_jobs(tmp / "jobs.txt", (f"{prompt} {i:04d}" for i in range(n)))
     return providers, jobs
 
 
 def _run(jobs: Path, providers: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["run", str(jobs), "--run-dir", str(run_dir), "--providers", str(providers),
-            "--model", MODEL, "--size", "1024x1024", "--via", "batch", *POLL, "--yes",
-            *extra]  # fmt: skip
+    return [
+        "run",
+        str(jobs),
+        "--run-dir",
+        str(run_dir),
+        "--providers",
+        str(providers),
+        "--model",
+        MODEL,
+        "--size",
+        "1024x1024",
+        "--via",
+        "batch",
+        *POLL,
+        "--yes",
+        *extra,
+    ]
 
 
 def _once_each(run_dir: Path, sim: Any, n: int) -> None:
@@ -129,8 +151,9 @@ def test_a_crash_anywhere_then_resume_sends_every_gemini_job_once(
     env = _env(crash_at)
     if files_api:
         env["BATCHGEN_GEMINI_INLINE_MAX_BYTES"] = "1000"
-    crashed = run_cli(_run(jobs, providers, run_dir, "--batch-max-requests", "25", "--quiet"),
-                      env=env)  # fmt: skip
+    crashed = run_cli(
+        _run(jobs, providers, run_dir, "--batch-max-requests", "25", "--quiet"), env=env
+    )
     assert crashed.code == faultpoints.EXIT_CODE, crashed.output
     env = _env()
     if files_api:
@@ -168,8 +191,10 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     providers, jobs = _setup(tmp_path, sim, 40)
     run_dir = tmp_path / "run"
     ledger = tmp_path / "ledger.sqlite"
-    first = run_cli(_run(jobs, providers, run_dir, "--batch-max-requests", "20", "--quiet"),
-                    env=_env(ledger=ledger))  # fmt: skip
+    first = run_cli(
+        _run(jobs, providers, run_dir, "--batch-max-requests", "20", "--quiet"),
+        env=_env(ledger=ledger),
+    )
     assert first.code == 3, first.output
     assert "pending" in first.stdout and "batchgen resume" in first.stdout
     billed = set(batch_stats(sim)["billed"])
@@ -178,8 +203,10 @@ def test_an_expired_gemini_batch_leaves_its_rest_to_resume_via_live(
     batch_spent, _ = _batch_cost(run_dir)
     assert math.isclose(batch_spent, 30 * LIVE_PER_IMAGE / 2, rel_tol=1e-9)
 
-    resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "live"],
-                      env=_env(ledger=ledger))  # fmt: skip
+    resumed = run_cli(
+        ["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "live"],
+        env=_env(ledger=ledger),
+    )
     assert resumed.code == 0, resumed.output
     by_prompt = job_ids_by_prompt(run_dir)
     live = {by_prompt[p] for p in sim.stats.snapshot(timeline=False)["by_prompt"]}
@@ -217,9 +244,9 @@ def test_gemini_errored_and_blocked_answers_keep_their_class(tmp_path: Path, mak
     by_prompt = job_ids_by_prompt(run_dir)
     log = log_table(run_dir, ["job_id", "status", "error_class", "cost_usd"])
     errors = log.filter(pc.equal(log["status"], "error"))
-    assert dict(zip(errors["job_id"].to_pylist(), errors["error_class"].to_pylist(),
-                    strict=True)) == {by_prompt[prompts[3]]: "content_policy",
-                                      by_prompt[prompts[7]]: "server"}  # fmt: skip
+    assert dict(
+        zip(errors["job_id"].to_pylist(), errors["error_class"].to_pylist(), strict=True)
+    ) == {by_prompt[prompts[3]]: "content_policy", by_prompt[prompts[7]]: "server"}
     assert pc.sum(errors["cost_usd"]).as_py() == 0
     resumed = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet"], env=_env())
     assert resumed.code == 1, resumed.output  # the blocked prompt fails for good
@@ -254,8 +281,9 @@ def test_cancel_command_cancels_open_gemini_batches_and_resume_finishes_the_rest
     providers, _ = _setup(tmp_path, sim, 0)
     other = tmp_path / "other"
     jobs2 = write_text_jobs(tmp_path / "more.txt", (f"a dune {i:02d}" for i in range(20)))
-    detached = run_cli(_run(jobs2, providers, other, "--detach", "--batch-max-requests", "10"),
-                       env=_env())  # fmt: skip
+    detached = run_cli(
+        _run(jobs2, providers, other, "--detach", "--batch-max-requests", "10"), env=_env()
+    )
     assert detached.code == 0, detached.output
     cancelled = run_cli(["cancel", str(other)], env=_env())
     assert cancelled.code == 0, cancelled.output
@@ -280,12 +308,21 @@ def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() ->
 
     meta = {"batchgen_run": "r-2026 x", "part": "3"}
     assert metadata_of(display_name(meta)) == meta and metadata_of("someone else's") is None
-    op = {"name": "batches/b1", "done": True, "metadata": {
-        "displayName": display_name(meta), "state": "BATCH_STATE_EXPIRED",
-        "createTime": "2026-12-07T05:00:00.5Z",
-        "batchStats": {"requestCount": "10", "successfulRequestCount": "4",
-                       "failedRequestCount": True}},
-        "response": {"responsesFile": "files/out1"}}  # fmt: skip
+    op = {
+        "name": "batches/b1",
+        "done": True,
+        "metadata": {
+            "displayName": display_name(meta),
+            "state": "BATCH_STATE_EXPIRED",
+            "createTime": "2026-12-07T05:00:00.5Z",
+            "batchStats": {
+                "requestCount": "10",
+                "successfulRequestCount": "4",
+                "failedRequestCount": True,
+            },
+        },
+        "response": {"responsesFile": "files/out1"},
+    }
     batch = batch_of(op)
     assert batch["status"] == "expired" and batch["metadata"] == meta
     assert batch["request_counts"] == {"total": 10, "completed": 4, "failed": 0}
@@ -293,9 +330,25 @@ def test_gemini_operation_and_answers_translate_into_the_batch_codes_shapes() ->
     assert batch_of({"name": "batches/b2", "metadata": {"state": "??"}})["status"] is None
     assert batch_of("not an object") == {}
 
-    ok = json.loads(output_line("job-1", {"candidates": [{"content": {"parts": [
-        {"text": "here"}, {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}],
-        "responseId": "r1"}, None))  # fmt: skip
+    ok = json.loads(
+        output_line(
+            "job-1",
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "parts": [
+                                {"text": "here"},
+                                {"inlineData": {"mimeType": "image/png", "data": "iVBO"}},
+                            ]
+                        }
+                    }
+                ],
+                "responseId": "r1",
+            },
+            None,
+        )
+    )
     assert ok["custom_id"] == "job-1" and ok["response"]["status_code"] == 200
     assert ok["response"]["body"]["data"] == [{"b64_json": "iVBO"}]
     blocked = json.loads(output_line("job-2", {"promptFeedback": {"blockReason": "SAFETY"}}, None))
@@ -325,19 +378,43 @@ def test_gemini_batch_refuses_mixed_models_and_several_endpoints_before_sending(
     }
     providers = providers_file(tmp_path / "one.toml", [both])
     mixed = tmp_path / "mixed.jsonl"
-    mixed.write_text("".join(
-        json.dumps({"prompt": f"a heron {i}", "model": model}) + "\n"
-        for i, model in enumerate([MODEL, "gemini-2.5-flash-image-preview"])
-    ))  # fmt: skip
-    two = providers_file(tmp_path / "two.toml", [
-        both,
-        {"name": "o", "protocol": "openai", "base_url": sim.base_url, "key_env": "GEMINI_KEY",
-         "models": ["gpt-image-1"]},
-    ])  # fmt: skip
-    for file, jobs, want in ((two, mixed, "one endpoint with a Batch API"),
-                             (providers, mixed, "a Gemini batch runs one model")):  # fmt: skip
-        refused = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "r"), "--providers",
-                           str(file), "--via", "batch", "--yes"], env=_env())  # fmt: skip
+    mixed.write_text(
+        "".join(
+            json.dumps({"prompt": f"a heron {i}", "model": model}) + "\n"
+            for i, model in enumerate([MODEL, "gemini-2.5-flash-image-preview"])
+        )
+    )
+    two = providers_file(
+        tmp_path / "two.toml",
+        [
+            both,
+            {
+                "name": "o",
+                "protocol": "openai",
+                "base_url": sim.base_url,
+                "key_env": "GEMINI_KEY",
+                "models": ["gpt-image-1"],
+            },
+        ],
+    )
+    for file, jobs, want in (
+        (two, mixed, "one endpoint with a Batch API"),
+        (providers, mixed, "a Gemini batch runs one model"),
+    ):
+        refused = run_cli(
+            [
+                "run",
+                str(jobs),
+                "--run-dir",
+                str(tmp_path / "r"),
+                "--providers",
+                str(file),
+                "--via",
+                "batch",
+                "--yes",
+            ],
+            env=_env(),
+        )
         assert refused.code == 2, refused.output
         assert want in refused.output and "Traceback" not in refused.output
     assert batch_stats(sim)["batches_created"] == 0

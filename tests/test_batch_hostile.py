@@ -77,8 +77,9 @@ def test_failed_batch_with_errors_as_a_list_and_an_expired_one_are_not_billed_tw
     sim = make_sim(batch_seconds=0.3, batch_faults="errors_list=1,expire=2")
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"a dry wadi {i:02d}" for i in range(40)))
     run_dir = tmp_path / "run"
-    first = run_cli(_run(jobs, run_dir, sim, "--batch-max-requests", "20", "--quiet"),
-                    env=cli_env())  # fmt: skip
+    first = run_cli(
+        _run(jobs, run_dir, sim, "--batch-max-requests", "20", "--quiet"), env=cli_env()
+    )
     assert first.code == 3, first.output
     _no_traceback(first.output)
     resumed = run_cli(_resume(run_dir), env=cli_env())
@@ -167,8 +168,9 @@ def test_a_crash_after_create_on_a_provider_without_listings_is_accounted_for(
     sim = make_sim(batch_seconds=0.2, batch_faults="no_file_list=1,no_batch_list=1")
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"a pine ridge {i:02d}" for i in range(10)))
     run_dir = tmp_path / "run"
-    crashed = run_cli(_run(jobs, run_dir, sim, "--quiet"),
-                      env=cli_env(crash_at="batch:after_create:1"))  # fmt: skip
+    crashed = run_cli(
+        _run(jobs, run_dir, sim, "--quiet"), env=cli_env(crash_at="batch:after_create:1")
+    )
     assert crashed.code == faultpoints.EXIT_CODE, crashed.output
     resumed = run_cli(_resume_loud(run_dir), env=cli_env())
     assert resumed.code == 0, resumed.output

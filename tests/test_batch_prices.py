@@ -29,8 +29,11 @@ def test_openai_image_models_are_half_price_in_batch_with_a_source() -> None:
 def test_costs_and_worst_case_at_the_batch_rate() -> None:
     live = load_prices()
     batch = batch_table(live)
-    job = Job.make("j1", 1, {"model": "gpt-image-1", "prompt": "a cat", "size": "1024x1024",
-                                  "quality": "low", "n": 1})  # fmt: skip
+    job = Job.make(
+        "j1",
+        1,
+        {"model": "gpt-image-1", "prompt": "a cat", "size": "1024x1024", "quality": "low", "n": 1},
+    )
     usage = Usage(input_tokens=2, input_text_tokens=2, output_tokens=272)
     full = cost_of_attempt(live, job, usage, 1)[0]
     half = cost_of_attempt(batch, job, usage, 1)[0]
@@ -39,8 +42,17 @@ def test_costs_and_worst_case_at_the_batch_rate() -> None:
 
 
 def test_a_bad_batch_rate_is_refused_with_the_key_path() -> None:
-    doc = {"models": {"m": {"billing": "per_image", "per_image": 0.04, "source": "s",
-                            "as_of": "2025-01-01", "batch_rate": 2}}}  # fmt: skip
+    doc = {
+        "models": {
+            "m": {
+                "billing": "per_image",
+                "per_image": 0.04,
+                "source": "s",
+                "as_of": "2025-01-01",
+                "batch_rate": 2,
+            }
+        }
+    }
     with pytest.raises(PricesError, match=r'models."m".batch_rate'):
         build_table([("x.toml", doc)])
     doc["models"]["m"]["batch_rate"] = 0.5

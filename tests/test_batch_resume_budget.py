@@ -47,17 +47,48 @@ def test_a_batch_resume_counts_judging_against_max_cost(tmp_path: Path, make_sim
     run_dir = tmp_path / "run"
     env = cli_env()
     # a first batch session stopped by its cap: some jobs done, the rest pending
-    first = run_cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, "--base-url",
-                     sim.base_url, "--via", "batch", *POLL, "--batch-max-requests", "20",
-                     "--max-cost", "0.12", "--prices", str(prices), "--yes", "--quiet"],
-                    env=env)  # fmt: skip
+    first = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            "--base-url",
+            sim.base_url,
+            "--via",
+            "batch",
+            *POLL,
+            "--batch-max-requests",
+            "20",
+            "--max-cost",
+            "0.12",
+            "--prices",
+            str(prices),
+            "--yes",
+            "--quiet",
+        ],
+        env=env,
+    )
     assert first.code == 3, first.output
     collected = run_cli(["collect", str(run_dir), *POLL, "--quiet"], env=env)
     assert collected.code == 3, collected.output  # the open batches in, the rest pending
     done = len(ok_counts(run_dir))
     assert 0 < done < 60
-    scored = run_cli(["score", str(run_dir), "--judge", "gpt-4o-mini", "--base-url", sim.base_url,
-                      "--prices", str(prices), "--quiet"], env=env)  # fmt: skip
+    scored = run_cli(
+        [
+            "score",
+            str(run_dir),
+            "--judge",
+            "gpt-4o-mini",
+            "--base-url",
+            sim.base_url,
+            "--prices",
+            str(prices),
+            "--quiet",
+        ],
+        env=env,
+    )
     assert scored.code == 0, scored.output
     so_far = spent(run_dir)
     assert so_far.judging_usd > 0.05  # worth ten jobs and more at the batch rate
@@ -65,8 +96,20 @@ def test_a_batch_resume_counts_judging_against_max_cost(tmp_path: Path, make_sim
 
     # a cap above the images alone but below images + judging: no room, nothing submitted
     cap = so_far.images_usd + so_far.judging_usd / 2
-    capped = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "batch",
-                      "--max-cost", f"{cap:.6f}"], env=env)  # fmt: skip
+    capped = run_cli(
+        [
+            "resume",
+            str(run_dir),
+            *POLL,
+            "--yes",
+            "--quiet",
+            "--via",
+            "batch",
+            "--max-cost",
+            f"{cap:.6f}",
+        ],
+        env=env,
+    )
     assert capped.code == 3, capped.output
     assert len(batch_stats(sim)["submitted"]) == submitted
     assert len(ok_counts(run_dir)) == done
@@ -77,8 +120,20 @@ def test_a_batch_resume_counts_judging_against_max_cost(tmp_path: Path, make_sim
     # room for the rest once judging is paid for: the run finishes, images and judging
     # together within the cap
     cap = so_far.total + 60 * 0.006
-    finished = run_cli(["resume", str(run_dir), *POLL, "--yes", "--quiet", "--via", "batch",
-                        "--max-cost", f"{cap:.6f}"], env=env)  # fmt: skip
+    finished = run_cli(
+        [
+            "resume",
+            str(run_dir),
+            *POLL,
+            "--yes",
+            "--quiet",
+            "--via",
+            "batch",
+            "--max-cost",
+            f"{cap:.6f}",
+        ],
+        env=env,
+    )
     assert finished.code == 0, finished.output
     assert len(ok_counts(run_dir)) == 60
     assert set(batch_stats(sim)["submitted"].values()) == {1}

@@ -52,8 +52,10 @@ def test_rate_limited_share_counts_only_the_servers_own_limit() -> None:
     assert rate_limited_share(stats) == pytest.approx(0.05)
     assert rate_limited_share({"received": 0, "outcomes": {}}) == 0.0
     # the concurrency cap's instant 429s are the server's own refusals too
-    capped = {"received": 100, "outcomes": {"ok": 90, "concurrency_limited": 6,
-                                            "server_rate_limited": 4}}  # fmt: skip
+    capped = {
+        "received": 100,
+        "outcomes": {"ok": 90, "concurrency_limited": 6, "server_rate_limited": 4},
+    }
     assert rate_limited_share(capped) == pytest.approx(0.10)
 
 
@@ -74,10 +76,20 @@ def test_learned_figures_judge_the_record_within_ten_percent(tmp_path: Path) -> 
     run.mkdir()
     assert read_autopilot(run) is None  # no run.json
     # the client's shape: sessions[].summary.autopilot, a source per kind
-    record = {"rpm": 1150.0, "rpm_source": "headers", "ipm": None, "concurrency": 22,
-              "concurrency_source": "429", "final_rpm": 1100.0}  # fmt: skip
-    doc = {"sessions": [{"session": 1, "summary": {"autopilot": {"rpm": 5.0}}},
-                        {"session": 2, "summary": {"ok": 3, "autopilot": record}}]}  # fmt: skip
+    record = {
+        "rpm": 1150.0,
+        "rpm_source": "headers",
+        "ipm": None,
+        "concurrency": 22,
+        "concurrency_source": "429",
+        "final_rpm": 1100.0,
+    }
+    doc = {
+        "sessions": [
+            {"session": 1, "summary": {"autopilot": {"rpm": 5.0}}},
+            {"session": 2, "summary": {"ok": 3, "autopilot": record}},
+        ]
+    }
     (run / "run.json").write_text(json.dumps(doc))
     found = read_autopilot(run)
     assert found == record
@@ -128,9 +140,11 @@ def test_target_and_figure_pass_fail() -> None:
 
 def test_median_figures_takes_each_figures_median_over_repeats() -> None:
     t = Target(">=", 1.0)
-    runs = [[Figure("a", 3.0, t, note="5k jobs"), Figure("b", 10.0)],
-            [Figure("a", 1.0, t), Figure("b", None)],
-            [Figure("a", 2.0, t), Figure("b", 30.0)]]  # fmt: skip
+    runs = [
+        [Figure("a", 3.0, t, note="5k jobs"), Figure("b", 10.0)],
+        [Figure("a", 1.0, t), Figure("b", None)],
+        [Figure("a", 2.0, t), Figure("b", 30.0)],
+    ]
     a, b = median_figures(runs)
     assert (a.value, a.passed, a.note) == (2.0, True, "5k jobs; median of 3")
     assert b.value == 20.0  # the repeat that did not measure b is left out
@@ -150,8 +164,13 @@ def test_results_json_has_every_figure_and_the_overall_verdict(tmp_path: Path) -
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["passed"] is False
     assert data["benchmarks"]["a"]["figures"][0] == {
-        "name": "f", "value": 1.0, "unit": "×", "target": ">= 0.5", "passed": True, "note": ""
-    }  # fmt: skip
+        "name": "f",
+        "value": 1.0,
+        "unit": "×",
+        "target": ">= 0.5",
+        "passed": True,
+        "note": "",
+    }
     assert data["benchmarks"]["b"]["error"] == "RuntimeError: boom"
     assert data["machine"]["cores"] >= 1
 
@@ -159,8 +178,14 @@ def test_results_json_has_every_figure_and_the_overall_verdict(tmp_path: Path) -
 def test_cli_rejects_unknown_benchmarks() -> None:
     assert parse_args(["--only", "resume,report"]).keys == ["resume", "report"]
     autopilot_keys = [s.key for s in SPECS if s.key.startswith("auto-")]
-    assert autopilot_keys == ["auto-headers", "auto-noheaders", "auto-noheaders-none",
-                              "auto-concurrency", "auto-ipm", "auto-moving"]  # fmt: skip
+    assert autopilot_keys == [
+        "auto-headers",
+        "auto-noheaders",
+        "auto-noheaders-none",
+        "auto-concurrency",
+        "auto-ipm",
+        "auto-moving",
+    ]
     assert "rpm" in {s.key for s in SPECS}
     with pytest.raises(SystemExit):
         parse_args(["--only", "nope"])
@@ -189,8 +214,13 @@ def test_peak_rss_and_cpu_belong_to_the_child_measured() -> None:
     ballast = bytearray(200 * 1024 * 1024)
     ballast[::4096] = b"x" * len(ballast[::4096])
     small = run_measured([sys.executable, "-c", _SPIN])
-    big = run_measured([sys.executable, "-c", "b = bytearray(80 << 20); b[::4096] = "
-                        "b'x' * len(b[::4096])\n" + _SPIN])  # fmt: skip
+    big = run_measured(
+        [
+            sys.executable,
+            "-c",
+            "b = bytearray(80 << 20); b[::4096] = b'x' * len(b[::4096])\n" + _SPIN,
+        ]
+    )
     del ballast
     assert small.returncode == big.returncode == 0
     assert small.peak_rss_mb < 60
@@ -200,8 +230,14 @@ def test_peak_rss_and_cpu_belong_to_the_child_measured() -> None:
 
 def test_kernel_time_of_the_child_is_measured_apart() -> None:
     # 400,000 one-byte os.write calls to /dev/null: system time, next to no user-level work
-    writes = run_measured([sys.executable, "-c", "import os\nfd = os.open(os.devnull, os.O_WRONLY)"
-                           "\nfor _ in range(400_000): os.write(fd, b'x')"])  # fmt: skip
+    writes = run_measured(
+        [
+            sys.executable,
+            "-c",
+            "import os\nfd = os.open(os.devnull, os.O_WRONLY)"
+            "\nfor _ in range(400_000): os.write(fd, b'x')",
+        ]
+    )
     assert writes.returncode == 0
     assert 0 < writes.sys_s <= writes.cpu_s
 
@@ -242,8 +278,10 @@ def test_batchgen_command_can_measure_another_build(monkeypatch: pytest.MonkeyPa
     assert not {"--concurrency", "--rpm", "--ipm"} & set(bare)
     monkeypatch.setenv(OVERRIDE_ENV, "/usr/bin/python3 '/tmp/patched entry.py'")
     assert batchgen_command(Path("j"), "u", Path("r"))[:3] == [
-        "/usr/bin/python3", "/tmp/patched entry.py", "run"
-    ]  # fmt: skip
+        "/usr/bin/python3",
+        "/tmp/patched entry.py",
+        "run",
+    ]
 
 
 # -- the simulator process and the baselines over real HTTP ------------------------------------
@@ -297,8 +335,11 @@ def test_resume_case_log_matches_job_file_except_the_edited_jobs(tmp_path: Path)
     import pyarrow.parquet as pq
 
     log = pq.read_table(run / "log", columns=["job_id", "fingerprint"])
-    edited_ids = {j for j, fp in zip(log["job_id"].to_pylist(), log["fingerprint"].to_pylist(),
-                                     strict=True) if fp == "0" * 64}  # fmt: skip
+    edited_ids = {
+        j
+        for j, fp in zip(log["job_id"].to_pylist(), log["fingerprint"].to_pylist(), strict=True)
+        if fp == "0" * 64
+    }
     assert rows == log.num_rows
     assert timing["edited"] == len(edited_ids) > 0
     assert timing["run"] >= timing["edited"]

@@ -15,8 +15,10 @@ from tests.runhelpers import cli_env, run_cli, sim_flags
 def test_gen_saves_one_image_in_a_run_directory(tmp_path: Path, make_sim: Any) -> None:
     sim = make_sim()
     run_dir, copy = tmp_path / "gen", tmp_path / "out" / "fox.png"
-    done = run_cli(["gen", "a red fox in snow", "--run-dir", str(run_dir), "-o", str(copy),
-                    *sim_flags(sim)], env=cli_env())  # fmt: skip
+    done = run_cli(
+        ["gen", "a red fox in snow", "--run-dir", str(run_dir), "-o", str(copy), *sim_flags(sim)],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     saved = sorted((run_dir / "images").glob("gen_*"))
     assert len(saved) == 1 and f"saved: {saved[0]}" in done.output
@@ -26,14 +28,12 @@ def test_gen_saves_one_image_in_a_run_directory(tmp_path: Path, make_sim: Any) -
     assert (run_dir / "run.json").is_file()
     report = run_cli(["report", str(run_dir), "--format", "json"], env=cli_env())
     assert report.code == 0 and '"jobs_succeeded": 1' in report.output
-    again = run_cli(["gen", "another", "--run-dir", str(run_dir), *sim_flags(sim)],
-                    env=cli_env())  # fmt: skip
+    again = run_cli(["gen", "another", "--run-dir", str(run_dir), *sim_flags(sim)], env=cli_env())
     assert again.code == 2 and "already holds a run" in again.output
 
 
 def test_gen_refused_by_the_provider_exits_1(tmp_path: Path, make_sim: Any) -> None:
     sim = make_sim(faults={"content_policy": 1.0})
-    done = run_cli(["gen", "no", "--run-dir", str(tmp_path / "g"), *sim_flags(sim)],
-                   env=cli_env())  # fmt: skip
+    done = run_cli(["gen", "no", "--run-dir", str(tmp_path / "g"), *sim_flags(sim)], env=cli_env())
     assert done.code == 1, done.output
     assert "saved:" not in done.output and "failed for good" in done.output

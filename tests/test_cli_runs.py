@@ -16,14 +16,37 @@ T0 = 1_800_000_000.0
 
 
 def _run(folder: Path, name: str, ok: int, failed: int, jobs: int, how: str | None) -> Path:
-    rows = [{"run_id": name, "session": 1, "job_id": f"j{i}", "attempt": 1, "status": "ok",
-             "final": True, "prompt": "p", "model": "gpt-image-1-mini", "image_paths": [],
-             "image_count": 1, "finished_at": T0 + i, "cost_usd": 0.25}
-            for i in range(ok)]  # fmt: skip
-    rows += [{"run_id": name, "session": 1, "job_id": f"f{i}", "attempt": 1, "status": "error",
-              "final": True, "error_class": "content_policy", "prompt": "p",
-              "finished_at": T0 + 50 + i}
-             for i in range(failed)]  # fmt: skip
+    rows = [
+        {
+            "run_id": name,
+            "session": 1,
+            "job_id": f"j{i}",
+            "attempt": 1,
+            "status": "ok",
+            "final": True,
+            "prompt": "p",
+            "model": "gpt-image-1-mini",
+            "image_paths": [],
+            "image_count": 1,
+            "finished_at": T0 + i,
+            "cost_usd": 0.25,
+        }
+        for i in range(ok)
+    ]
+    rows += [
+        {
+            "run_id": name,
+            "session": 1,
+            "job_id": f"f{i}",
+            "attempt": 1,
+            "status": "error",
+            "final": True,
+            "error_class": "content_policy",
+            "prompt": "p",
+            "finished_at": T0 + 50 + i,
+        }
+        for i in range(failed)
+    ]
     sessions = [{"session": 1, "started_at": T0, "ended_at": T0 + 60, "how": how}]
     return write_run(folder / name, table_from_rows(rows), jobs=jobs, sessions=sessions)
 

@@ -51,10 +51,14 @@ def cluster() -> Iterator[str]:
     os.environ["OPENAI_API_KEY"] = SECRET_KEY
     try:
         c = ray_cluster_utils.Cluster(
-            initialize_head=True, connect=False,
-            head_node_args={"num_cpus": 2, "node_ip_address": "127.0.0.1",
-                            "include_dashboard": False},
-        )  # fmt: skip
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 2,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+            },
+        )
         c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
         c.wait_for_nodes()
     finally:
@@ -73,8 +77,10 @@ class SimProcess:
         self.port = _free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "batchgen", "sim", "--port", str(self.port), *flags],
-            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -105,8 +111,19 @@ def _jobs(path: Path, count: int) -> Path:
 
 
 def _run_flags(sim: SimProcess, run_dir: Path) -> list[str]:
-    return ["--run-dir", str(run_dir), "--base-url", sim.base_url, "--model", "gpt-image-1",
-            "--quality", "low", "--yes", "--quiet", "--no-image-checks"]  # fmt: skip
+    return [
+        "--run-dir",
+        str(run_dir),
+        "--base-url",
+        sim.base_url,
+        "--model",
+        "gpt-image-1",
+        "--quality",
+        "low",
+        "--yes",
+        "--quiet",
+        "--no-image-checks",
+    ]
 
 
 def _log(run_dir: Path) -> Any:
@@ -146,8 +163,7 @@ def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int]) -> Path:
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
-        cli = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"],
-                  env=cli_env())  # fmt: skip
+        cli = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"], env=cli_env())
         done = cli.finish(timeout=60 + scale["jobs"] / scale["rpm"] * 60 * 2)
     finally:
         sim.stop()
@@ -214,10 +230,21 @@ def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: P
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
         done = subprocess.run(
-            [sys.executable, "-c", _UNSHARED, str(jobs), str(run_dir), sim.base_url, cluster,
-             str(scale["rpm"])],
-            env=cli_env(), capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                _UNSHARED,
+                str(jobs),
+                str(run_dir),
+                sim.base_url,
+                cluster,
+                str(scale["rpm"]),
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         sim.stop()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -273,8 +300,9 @@ def _wait_for(what: str, check: Any, timeout: float = 60.0) -> None:
 
 
 def _saved_images(run_dir: Path) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in (run_dir / "images").glob("*.png")}  # fmt: skip
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "images").glob("*.png")
+    }
 
 
 def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
@@ -285,8 +313,9 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", jobs_count)
         run_dir = tmp_path / "run"
-        driver = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"],
-                     env=cli_env())  # fmt: skip
+        driver = Cli(
+            ["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"], env=cli_env()
+        )
         _wait_for("4 shards", lambda: len(_pids(run_dir)) == 4)
         _wait_for("some images", lambda: len(_saved_images(run_dir)) >= 60)
         pids = _pids(run_dir)

@@ -38,10 +38,24 @@ def test_the_in_process_simulator_is_refused_before_anything_is_made(tmp_path: P
         batchgen.run(_jobs(tmp_path), run_dir=run_dir, provider="sim", ray=True)
     assert not run_dir.exists()
     done = subprocess.run(
-        [sys.executable, "-m", "batchgen", "run", str(_jobs(tmp_path)), "--provider", "sim",
-         "--run-dir", str(run_dir), "--yes", "--ray"],
-        env=cli_env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(_jobs(tmp_path)),
+            "--provider",
+            "sim",
+            "--run-dir",
+            str(run_dir),
+            "--yes",
+            "--ray",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--ray needs a provider every worker reaches" in done.stderr
     assert not run_dir.exists()
@@ -60,7 +74,10 @@ print(sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "batc
 def test_a_run_without_ray_never_imports_it(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _PLAIN, str(_jobs(tmp_path)), str(tmp_path / "run")],
-        env=cli_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"

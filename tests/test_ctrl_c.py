@@ -114,16 +114,28 @@ def test_a_closed_stdout_pipe_ends_quietly_and_the_session_is_not_crashed(
     run_dir = tmp_path / "run"
     # a first session that leaves every job pending: stopped by a budget of nothing
     first = run_cli(
-        ["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--max-cost", "0.000001", "--yes", "--quiet"],
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--max-cost",
+            "0.000001",
+            "--yes",
+            "--quiet",
+        ],
         env=cli_env(),
-    )  # fmt: skip
+    )
     assert first.code == 3, first.output
     # `batchgen resume RUN | head -3`: the reader takes three lines and goes away
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchgen", "resume", str(run_dir), *FLAGS, "--max-cost", "100"],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     for _ in range(3):
         proc.stdout.readline()

@@ -37,9 +37,13 @@ def _jobs(tmp_path: Path, model: str = "gpt-image-1", count: int = 3) -> str:
 
 def _opts(tmp_path: Path, base_url: str, key: str = KEY, **extra: Any) -> DoctorOptions:
     return DoctorOptions(
-        base_url=base_url, api_key_env="DOCTOR_KEY", environ={"DOCTOR_KEY": key},
-        run_dir=str(tmp_path / "runs"), timeout=5.0, **extra,
-    )  # fmt: skip
+        base_url=base_url,
+        api_key_env="DOCTOR_KEY",
+        environ={"DOCTOR_KEY": key},
+        run_dir=str(tmp_path / "runs"),
+        timeout=5.0,
+        **extra,
+    )
 
 
 def _failed(diagnosis: Diagnosis) -> list[Any]:
@@ -56,8 +60,17 @@ def test_all_checks_pass_against_the_simulator_and_nothing_is_spent(make_sim, tm
     diagnosis = run_diagnose(opts)
     marks = {c.name: c.status for c in diagnosis.checks()}
     assert set(marks.values()) == {Status.OK}, diagnosis.to_json()
-    for name in ("name resolution", "connect", "key present", "key accepted", "models",
-                 "rate limits", "job file", "writable", "free space"):  # fmt: skip
+    for name in (
+        "name resolution",
+        "connect",
+        "key present",
+        "key accepted",
+        "models",
+        "rate limits",
+        "job file",
+        "writable",
+        "free space",
+    ):
         assert name in marks
     assert diagnosis.exit_code == 0
     stats = sim.stats.snapshot(timeline=False)
@@ -82,10 +95,15 @@ def test_a_wrong_key_is_refused_with_the_fix_naming_its_variable(make_sim, tmp_p
 
 
 def test_no_key_set_says_which_variable(tmp_path):
-    diagnosis = run_diagnose(DoctorOptions(
-        base_url="https://api.example.invalid/v1", api_key_env="NOPE_KEY", environ={},
-        run_dir=str(tmp_path), timeout=3.0,
-    ))  # fmt: skip
+    diagnosis = run_diagnose(
+        DoctorOptions(
+            base_url="https://api.example.invalid/v1",
+            api_key_env="NOPE_KEY",
+            environ={},
+            run_dir=str(tmp_path),
+            timeout=3.0,
+        )
+    )
     [bad] = _failed(diagnosis)  # the name does not resolve: the network check stops first
     assert bad.name == "name resolution"
 
@@ -135,22 +153,27 @@ def _tls_server(tmp_path: Path, name_on_cert: str, days: int) -> Iterator[int]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name_on_cert)])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=60))
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name_on_cert)]),
-                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name_on_cert)]), critical=False)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     pem = tmp_path / "cert.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     both = tmp_path / "cert-and-key.pem"
     both.write_bytes(
         cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    )  # fmt: skip
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(both)
 
@@ -186,8 +209,9 @@ def test_a_self_signed_certificate_is_refused_with_the_fix(self_signed_server, t
 
 def test_a_model_the_endpoint_does_not_serve(make_sim, tmp_path):
     sim = make_sim()
-    opts = _opts(tmp_path, _url(sim), jobfile=_jobs(tmp_path, model="house-model-7"),
-                 price_per_image=0.01)  # fmt: skip
+    opts = _opts(
+        tmp_path, _url(sim), jobfile=_jobs(tmp_path, model="house-model-7"), price_per_image=0.01
+    )
     diagnosis = run_diagnose(opts)
     [bad] = _failed(diagnosis)
     assert bad.name == "models" and "house-model-7 not served" in bad.seen
@@ -235,8 +259,15 @@ def test_probe_sends_one_cheapest_request_after_confirmation(make_sim, tmp_path)
 def test_cli_json_and_exit_codes(make_sim, tmp_path, monkeypatch, capsys):
     sim = make_sim(api_key=KEY)
     monkeypatch.setenv("DOCTOR_KEY", KEY)
-    base = ["doctor", "--api-key-env", "DOCTOR_KEY", "--run-dir", str(tmp_path / "r"),
-            "--format", "json"]  # fmt: skip
+    base = [
+        "doctor",
+        "--api-key-env",
+        "DOCTOR_KEY",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--format",
+        "json",
+    ]
     assert main([*base, "--base-url", _url(sim), _jobs(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["would_start"] is True and doc["exit_code"] == 0
@@ -264,8 +295,12 @@ base_url = "http://127.0.0.1:{sim.port}/bfl/v1"
 key_env = "FLUX_KEY"
 models = ["flux-dev"]
 """)
-    opts = DoctorOptions(providers=str(providers), jobfile=_jobs(tmp_path),
-                         environ={"DOCTOR_KEY": KEY}, run_dir=str(tmp_path / "runs"))  # fmt: skip
+    opts = DoctorOptions(
+        providers=str(providers),
+        jobfile=_jobs(tmp_path),
+        environ={"DOCTOR_KEY": KEY},
+        run_dir=str(tmp_path / "runs"),
+    )
     diagnosis = run_diagnose(opts)
     titles = [s.title for s in diagnosis.sections]
     assert titles[0].startswith("endpoint main (openai") and titles[1].startswith("endpoint flux")
@@ -277,10 +312,14 @@ models = ["flux-dev"]
     assert main_checks["models"] is Status.OK and diagnosis.exit_code == 0
 
 
-@pytest.mark.parametrize(("name_on_cert", "days", "said", "fix"), [
-    ("localhost", -1, "has expired", "renew"),
-    ("api.other.example", 30, "for another name", "host name the certificate names"),
-], ids=["expired", "hostname"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name_on_cert", "days", "said", "fix"),
+    [
+        ("localhost", -1, "has expired", "renew"),
+        ("api.other.example", 30, "for another name", "host name the certificate names"),
+    ],
+    ids=["expired", "hostname"],
+)
 def test_a_trusted_certificate_that_expired_or_names_another_host(
     tmp_path, monkeypatch, name_on_cert, days, said, fix
 ):

@@ -45,14 +45,24 @@ def test_a_folder_of_photos_runs_as_edits_and_resume_redoes_the_changed_one(
 ) -> None:
     photos = _photos(tmp_path / "photos")
     jobs = tmp_path / "edits.jsonl"
-    jobs.write_text("".join(
-        json.dumps({"id": f"e{i}", "prompt": f"make photo {i} look like a watercolor",
-                    "image": f"photos/{p.name}"}) + "\n"
-        for i, p in enumerate(photos)
-    ))  # fmt: skip
+    jobs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"e{i}",
+                    "prompt": f"make photo {i} look like a watercolor",
+                    "image": f"photos/{p.name}",
+                }
+            )
+            + "\n"
+            for i, p in enumerate(photos)
+        )
+    )
     run = tmp_path / "run"
-    done = run_cli(["run", str(jobs), "--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim),
-                    "--quiet"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        ["run", str(jobs), "--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim), "--quiet"],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     assert ok_rows(run).num_rows == 10
     rows = [r for r in log_table(run).to_pylist() if r["status"] == "ok"]
@@ -132,9 +142,10 @@ def test_invalid_inputs_are_file_line_errors_and_nothing_is_sent(
         bad["images"] = ["a.png"] * 17
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-    for command in (["plan", str(jobs), *MODEL_FLAGS],
-                    ["run", str(jobs), "--run-dir", str(tmp_path / "run"), *MODEL_FLAGS,
-                     *sim_flags(sim)]):  # fmt: skip
+    for command in (
+        ["plan", str(jobs), *MODEL_FLAGS],
+        ["run", str(jobs), "--run-dir", str(tmp_path / "run"), *MODEL_FLAGS, *sim_flags(sim)],
+    ):
         done = run_cli(command, env=cli_env())
         assert done.code == 2, done.output
         assert f"{jobs}:2: " in done.output and expect in done.output, done.output
@@ -147,16 +158,25 @@ def test_a_url_input_goes_as_the_json_form(tmp_path: Path, sim: Any) -> None:
 
     Image.new("RGB", (64, 200), "red").save(tmp_path / "a.png")
     jobs = tmp_path / "jobs.jsonl"
-    job = {"id": "mix", "prompt": "combine them", "input_fidelity": "low",
-           "images": ["a.png", "https://example.com/b.png", "file-abc123"]}  # fmt: skip
+    job = {
+        "id": "mix",
+        "prompt": "combine them",
+        "input_fidelity": "low",
+        "images": ["a.png", "https://example.com/b.png", "file-abc123"],
+    }
     jobs.write_text(json.dumps(job) + "\n")
     run = tmp_path / "run"
-    done = run_cli(["run", str(jobs), "--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim),
-                    "--quiet"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        ["run", str(jobs), "--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim), "--quiet"],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     (row,) = [r for r in log_table(run).to_pylist() if r["status"] == "ok"]
-    assert row["input_hashes"] == [_sha(tmp_path / "a.png"), "url:https://example.com/b.png",
-                                   "file_id:file-abc123"]  # fmt: skip
+    assert row["input_hashes"] == [
+        _sha(tmp_path / "a.png"),
+        "url:https://example.com/b.png",
+        "file_id:file-abc123",
+    ]
     # the simulator read the data URL (64x200: 4 tiles) and counted the remote ones as
     # 1024x1024 (1 tile each)
     assert input_image_tokens(64, 200) != input_image_tokens(1024, 1024)
@@ -169,8 +189,19 @@ def test_edits_are_refused_via_batch_before_anything_is_sent(tmp_path: Path, sim
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"id": "e", "prompt": "recolour", "image": "a.png"}) + "\n")
-    done = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *MODEL_FLAGS,
-                    *sim_flags(sim), "--via", "batch"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(tmp_path / "run"),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--via",
+            "batch",
+        ],
+        env=cli_env(),
+    )
     assert done.code == 2 and "edits (jobs with image/images/mask) go through the live API" in (
         done.output
     )

@@ -60,10 +60,15 @@ def multipart(
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
     try:
-        conn.request("POST", "/v1/images/edits", body, {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Authorization": f"Bearer {KEY}",
-        })  # fmt: skip
+        conn.request(
+            "POST",
+            "/v1/images/edits",
+            body,
+            {
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Authorization": f"Bearer {KEY}",
+            },
+        )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
@@ -93,9 +98,12 @@ def test_json_edit_with_data_url_url_and_file_id(sim: Any) -> None:
     body = {
         **BASE,
         "input_fidelity": "high",
-        "images": [{"image_url": data_url}, {"image_url": "https://example.com/a.png"},
-                   {"file_id": "file-abc123"}],
-    }  # fmt: skip
+        "images": [
+            {"image_url": data_url},
+            {"image_url": "https://example.com/a.png"},
+            {"file_id": "file-abc123"},
+        ],
+    }
     JSON_EDIT_REQUEST.validate(body)  # the request itself is what the schema describes
     status, _, raw = post(sim, body, path="/v1/images/edits")
     doc = json.loads(raw)
@@ -123,9 +131,17 @@ def _gif() -> bytes:
         ({"model": "dall-e-2"}, [("image[]", png(64, 32))], "image"),
         ({"input_fidelity": "max"}, [("image[]", png())], "input_fidelity"),
     ],
-    ids=["gif", "mask-size", "mask-jpeg", "17-images", "no-image", "dall-e-3", "dalle2-not-square",
-         "fidelity"],
-)  # fmt: skip
+    ids=[
+        "gif",
+        "mask-size",
+        "mask-jpeg",
+        "17-images",
+        "no-image",
+        "dall-e-3",
+        "dalle2-not-square",
+        "fidelity",
+    ],
+)
 def test_invalid_edits_are_refused_like_the_real_api(
     sim: Any, fields: dict[str, str], files: list[tuple[str, bytes]], param: str
 ) -> None:
@@ -147,9 +163,12 @@ def test_edits_get_the_usual_faults(sim: Any) -> None:
 def test_the_openai_client_edits_against_the_simulator(sim: Any) -> None:
     client = openai.OpenAI(api_key=KEY, base_url=sim.base_url, max_retries=0)
     result = client.images.edit(
-        model="gpt-image-1", prompt="add a hat", image=[("a.png", png()), ("b.png", png())],
-        quality="low", size="1024x1024",
-    )  # fmt: skip
+        model="gpt-image-1",
+        prompt="add a hat",
+        image=[("a.png", png()), ("b.png", png())],
+        quality="low",
+        size="1024x1024",
+    )
     assert result.data and result.data[0].b64_json
     assert result.usage is not None
     assert result.usage.input_tokens_details.image_tokens == 2 * input_image_tokens(64, 64)

@@ -41,8 +41,19 @@ def test_plan_and_run_give_the_same_estimate(
     planned = _plan([str(jobs)])
     sim = make_sim()
     # a run stopped by its budget before the first request: only its quote matters here
-    code = main(["run", str(jobs), "--base-url", sim.base_url, "--run-dir",
-                 str(tmp_path / "run"), "--max-cost", "0.000001", "--yes"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(jobs),
+            "--base-url",
+            sim.base_url,
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--max-cost",
+            "0.000001",
+            "--yes",
+        ]
+    )
     ran = capsys.readouterr().out
     assert code == 3 and sim.stats.received == 0
     assert WALL.search(planned) and WALL.search(ran)
@@ -101,8 +112,20 @@ def test_a_runs_real_time_on_the_simulator_falls_within_the_stated_band(
     jobs.write_text("".join(f"a vase, take {i}\n" for i in range(40)), encoding="utf-8")
     run_dir = tmp_path / "run"
     # the built-in simulator: the run knows its latency and quotes with it
-    code = main(["run", str(jobs), "--provider", "sim", "--sim-latency", "0.4", "--sim-tiny",
-                 "--run-dir", str(run_dir), "--yes"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(jobs),
+            "--provider",
+            "sim",
+            "--sim-latency",
+            "0.4",
+            "--sim-tiny",
+            "--run-dir",
+            str(run_dir),
+            "--yes",
+        ]
+    )
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0, out
     assert "assuming 0.4 s per request" in out, out

@@ -30,10 +30,12 @@ def scored_run(make_sim, tmp_path, monkeypatch) -> Path:
     sim = make_sim(tiny=True)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("".join(
-        json.dumps({"prompt": p, "model": "gpt-image-1", "quality": "low", "n": 2}) + "\n"
-        for p in PROMPTS
-    ))  # fmt: skip
+    jobs.write_text(
+        "".join(
+            json.dumps({"prompt": p, "model": "gpt-image-1", "quality": "low", "n": 2}) + "\n"
+            for p in PROMPTS
+        )
+    )
     run = tmp_path / "run"
     common = [*sim_flags(sim), "--quiet"]
     assert main(["run", str(jobs), "--run-dir", str(run), *common]) == 0
@@ -162,8 +164,10 @@ def _flat_memory_round_trip(tmp_path: Path, jobs: int, shard: int, share: float)
     run, total = _image_run(tmp_path, jobs)
     done = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(run), str(tmp_path), str(shard)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     got: dict[str, Any] = json.loads(done.stdout)
     # Python objects and Arrow buffers at their peak: a row group's worth, not the run's
     assert got["arrow_peak"] < total * share, (got, total)
@@ -172,9 +176,11 @@ def _flat_memory_round_trip(tmp_path: Path, jobs: int, shard: int, share: float)
         assert got[fmt]["python_peak"] < total * share, (fmt, got, total)
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset(
-        "parquet", data_dir=str(tmp_path / "hf" / "data"), split="train",
+        "parquet",
+        data_dir=str(tmp_path / "hf" / "data"),
+        split="train",
         cache_dir=str(tmp_path / "cache"),
-    )  # fmt: skip
+    )
     assert ds.num_rows == jobs and ds[jobs - 1]["image"].size == (148, 148)
     wds = pytest.importorskip("webdataset")
     urls = sorted(str(p) for p in (tmp_path / "webdataset").glob("*.tar"))

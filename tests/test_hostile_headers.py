@@ -15,8 +15,15 @@ CASES = ("retry_after_a_year", "retry_after_2099", "retry_after_inf")
 
 def test_absurd_rate_limit_headers_are_capped_ignored_and_logged(tmp_path: Path) -> None:
     with hostile_server() as server:
-        done, run_dir = run(server, tmp_path, [{"prompt": c} for c in CASES] * 2,
-                            "--max-pause", "0.2", "--rpm", "600")  # fmt: skip
+        done, run_dir = run(
+            server,
+            tmp_path,
+            [{"prompt": c} for c in CASES] * 2,
+            "--max-pause",
+            "0.2",
+            "--rpm",
+            "600",
+        )
     rows = check_run(done, run_dir, 0)
     limited = [r for r in rows if r["error_class"] == "rate_limit"]
     assert len(limited) == 3 and not any(r["final"] for r in limited)

@@ -91,9 +91,21 @@ def test_control_sequences_never_reach_the_terminal_or_a_text_report(
         assert printed.code == 0, printed.output
         assert "\x1b" not in printed.output and "\x07" not in printed.output, fmt
         assert "cleared bold" in printed.output, fmt  # the message itself is kept
-    done = run_cli(["run", str(tmp_path / "jobs.jsonl"), "--run-dir", str(tmp_path / "r2"),
-                    "--base-url", server.url, "--max-attempts", "1", "--model", "gpt-image-1"],
-                   env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(tmp_path / "jobs.jsonl"),
+            "--run-dir",
+            str(tmp_path / "r2"),
+            "--base-url",
+            server.url,
+            "--max-attempts",
+            "1",
+            "--model",
+            "gpt-image-1",
+        ],
+        env=cli_env(),
+    )
     check_run(done, tmp_path / "r2", 1)  # the end-of-run summary (not --quiet) too
 
 
@@ -158,8 +170,11 @@ def test_usage_is_suspect_unless_every_count_is_plausible(raw: object, suspect: 
 
 def test_cost_is_never_below_the_table_price() -> None:
     prices = load_prices(None)
-    job = Job.make("a", 1, {"prompt": "p", "model": "gpt-image-1", "quality": "low",
-                            "size": "1024x1024", "n": 2})  # fmt: skip
+    job = Job.make(
+        "a",
+        1,
+        {"prompt": "p", "model": "gpt-image-1", "quality": "low", "size": "1024x1024", "n": 2},
+    )
     table, _ = cost_of_attempt(prices, job, None, 2)
     assert table is not None and table > 0
     zero, source = cost_of_attempt(prices, job, Usage(output_tokens=0), 2)
@@ -190,10 +205,21 @@ def test_images_to_keeps_the_key_and_the_storage_credentials_out_of_every_file(
     jobfile.write_text('{"id": "ok", "prompt": "echo_key_ok"}\n')
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), "--base-url", server.url, "--quiet",
-         "--model", "gpt-image-1", "--images-to", out.as_uri()],
+        [
+            "run",
+            str(jobfile),
+            "--run-dir",
+            str(run_dir),
+            "--base-url",
+            server.url,
+            "--quiet",
+            "--model",
+            "gpt-image-1",
+            "--images-to",
+            out.as_uri(),
+        ],
         env=env,
-    )  # fmt: skip
+    )
     rows = check_run(done, run_dir, 0)
     assert rows[0]["image_paths"] == [f"{out.as_uri()}/ok_0.png"]
     assert (out / "ok_0.png").exists() and list((out / "log").glob("*.parquet"))

@@ -210,8 +210,14 @@ def test_the_graph_sees_imports_inside_functions_and_type_checking() -> None:
         "    from batchgen.session import outcome  # lazy: a reason\n"
         "    import batchgen.runlog.reader\n"
     )
-    known = {"batchgen.errors", "batchgen.money", "batchgen.session", "batchgen.session.outcome",
-             "batchgen.runlog", "batchgen.runlog.reader"}  # fmt: skip
+    known = {
+        "batchgen.errors",
+        "batchgen.money",
+        "batchgen.session",
+        "batchgen.session.outcome",
+        "batchgen.runlog",
+        "batchgen.runlog.reader",
+    }
     found = [
         (_targets(n, "batchgen.x", False, known), inside, typing)
         for n, inside, typing in _walk(ast.parse(src))
@@ -248,8 +254,10 @@ def test_lazy_imports_are_few_and_say_why() -> None:
 if __name__ == "__main__":
     g, lz = read_graph()
     cs = find_cycles(g)
-    print(f"modules {len(g)}, edges {sum(len(v) for v in g.values())}, lazy imports {len(lz)} "
-          f"({sum(1 for *_, w in lz if w)} with a reason), circles {len(cs)}")  # fmt: skip
+    print(
+        f"modules {len(g)}, edges {sum(len(v) for v in g.values())}, lazy imports {len(lz)} "
+        f"({sum(1 for *_, w in lz if w)} with a reason), circles {len(cs)}"
+    )
     for c in cs:
         print("  " + " -> ".join(c))
     if "-v" in sys.argv:

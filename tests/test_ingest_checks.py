@@ -110,15 +110,18 @@ def test_kill_9_mid_run_then_resume_each_image_checked_once(
     common = [*sim_flags(sim), "--concurrency", "4", "--yes", "--quiet"]
     cli = Cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *common], env=cli_env())
     # killed once the background checks have stored something, while requests still go
-    wait_until(lambda: any(p.name.startswith("s00001") for p in visible_files(run_dir)),
-               what="a stored check part", cli=cli, timeout=60)  # fmt: skip
+    wait_until(
+        lambda: any(p.name.startswith("s00001") for p in visible_files(run_dir)),
+        what="a stored check part",
+        cli=cli,
+        timeout=60,
+    )
     served_at_kill = sim.stats["ok"]
     workers = children_of(cli.pid)
     assert workers, "the checks' worker processes were not running"
     assert cli.kill_hard().code == -9
     # orphaned by kill -9, the workers notice and exit: nothing left running
-    wait_until(lambda: not any(alive(p) for p in workers), what="the workers to exit",
-               timeout=30)  # fmt: skip
+    wait_until(lambda: not any(alive(p) for p in workers), what="the workers to exit", timeout=30)
     assert served_at_kill < count
     stored_before = stored_rows(run_dir).num_rows
     assert stored_before > 0
@@ -156,8 +159,20 @@ def test_report_on_an_old_run_checks_each_image_once(tmp_path: Path, make_sim) -
     sim = make_sim(variants=40, seed=5)
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"old run {i:03d}" for i in range(60)))
     run_dir = tmp_path / "run"
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-                    "--yes", "--quiet", "--no-image-checks"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+            "--no-image-checks",
+        ],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     assert not (run_dir / "checks").exists()
     manifest = json.loads((run_dir / "run.json").read_text())
@@ -178,8 +193,21 @@ def test_new_thresholds_re_evaluate_without_decoding(
     sim = make_sim(variants=30, seed=9)
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"thresholds {i:02d}" for i in range(12)))
     run_dir = tmp_path / "run"
-    assert main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-                 "--yes", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                str(jobs),
+                "--run-dir",
+                str(run_dir),
+                *MODEL_FLAGS,
+                *sim_flags(sim),
+                "--yes",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     before = check_images(run_dir)  # 12 images: measured in this process, then stored
     assert before.measured["stored"] + before.measured["now"] == 12
     assert before.counts["blank"] == 0
@@ -207,8 +235,9 @@ def test_a_full_backlog_drops_work_which_the_report_checks(
     made: list[ingest.IngestChecker] = []
 
     def small_checker(run_dir: Path, session: int) -> ingest.IngestChecker:
-        checker = ingest.IngestChecker(run_dir, session, backlog=20, start_after=10_000,
-                                       finish_cap_s=0.0)  # fmt: skip
+        checker = ingest.IngestChecker(
+            run_dir, session, backlog=20, start_after=10_000, finish_cap_s=0.0
+        )
         made.append(checker)
         return checker.start()
 
@@ -216,8 +245,21 @@ def test_a_full_backlog_drops_work_which_the_report_checks(
     sim = make_sim(variants=50, seed=2)
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"backlog {i:02d}" for i in range(50)))
     run_dir = tmp_path / "run"
-    assert main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-                 "--yes", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                str(jobs),
+                "--run-dir",
+                str(run_dir),
+                *MODEL_FLAGS,
+                *sim_flags(sim),
+                "--yes",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     stats = made[0].stats()
     assert stats.submitted == 50
     assert stats.dropped == 30 and stats.deferred == 20 and stats.measured == 0

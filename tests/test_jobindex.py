@@ -68,8 +68,20 @@ def _jobs(tmp_path: Path, count: int) -> Path:
 
 
 def _run(run_dir: Path, jobs: Path, sim: Any) -> int:
-    return main(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-                 "--concurrency", "1", "--yes", "--quiet"])  # fmt: skip
+    return main(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--concurrency",
+            "1",
+            "--yes",
+            "--quiet",
+        ]
+    )
 
 
 def _resume(run_dir: Path) -> int:
@@ -209,13 +221,18 @@ def test_the_builder_flushes_in_chunks_and_keeps_order(tmp_path: Path) -> None:
 
 
 def test_remaining_gives_the_same_answer_for_a_table_and_for_tuples() -> None:
-    states = JobStates(pa.table({
-        "job_id": ["a", "b", "c", "d", "gone"],
-        "state": ["done", "done", "failed", "pending", "done"],
-        "fingerprint": ["fa", "fb-old", "fc", "fd", "fg"],
-        "error_class": [None, None, "content_policy", "quota", None],
-        "session": [1, 1, 1, 1, 1],
-    }), frozenset({"d"}))  # fmt: skip
+    states = JobStates(
+        pa.table(
+            {
+                "job_id": ["a", "b", "c", "d", "gone"],
+                "state": ["done", "done", "failed", "pending", "done"],
+                "fingerprint": ["fa", "fb-old", "fc", "fd", "fg"],
+                "error_class": [None, None, "content_policy", "quota", None],
+                "session": [1, 1, 1, 1, 1],
+            }
+        ),
+        frozenset({"d"}),
+    )
     triples = [("new", "fn", 1), ("d", "fd", 2), ("c", "fc", 3), ("b", "fb", 4), ("a", "fa", 5)]
     for retry_failed in (False, True):
         from_tuples = remaining(iter(triples), states, retry_failed)

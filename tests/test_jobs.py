@@ -439,8 +439,9 @@ def test_the_pools_scan_does_not_remember_every_explicit_id(tmp_path: Path) -> N
     # validation holds every id (to report duplicates); the scan that feeds the pool runs
     # after it and must stay flat however many ids the file has
     def file_of(count: int) -> Path:
-        lines = (json.dumps({"id": f"shot-{i:06d}", "prompt": f"a lamp, view {i}"})
-                 for i in range(count))  # fmt: skip
+        lines = (
+            json.dumps({"id": f"shot-{i:06d}", "prompt": f"a lamp, view {i}"}) for i in range(count)
+        )
         return write(tmp_path, f"ids-{count}.jsonl", "\n".join(lines) + "\n")
 
     (small, small_peak), (large, large_peak) = (
@@ -467,5 +468,11 @@ def test_the_pools_scan_gives_the_ids_validation_checked(tmp_path: Path) -> None
     assert validate_file(path, on_job=lambda j: seen.append((j.id, j.line))).ok
     assert [(j.id, j.line) for j in iter_jobs(path)] == seen
     pear = derived({"prompt": "a pear"})
-    assert [i for i, _ in seen] == [derived(apple), pear + "-7", derived(apple) + "-2",
-                                    "Mixed-Case", pear, derived(apple) + "-3"]  # fmt: skip
+    assert [i for i, _ in seen] == [
+        derived(apple),
+        pear + "-7",
+        derived(apple) + "-2",
+        "Mixed-Case",
+        pear,
+        derived(apple) + "-3",
+    ]

@@ -119,13 +119,25 @@ def test_two_runs_at_once_never_pass_the_monthly_budget_together(tmp_path, make_
     clis = []
     for name in ("a", "b"):  # each wants 100 x $0.08 = $8 of a $10 month
         jobs = _jobs(tmp_path / name / "jobs.jsonl", 100, HD, tag=name)
-        args = ["run", str(jobs), "--run-dir", str(tmp_path / f"run-{name}"), "--quiet",
-                "--monthly-budget", "10", "--concurrency", "8", *sim_flags(sim)]  # fmt: skip
+        args = [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(tmp_path / f"run-{name}"),
+            "--quiet",
+            "--monthly-budget",
+            "10",
+            "--concurrency",
+            "8",
+            *sim_flags(sim),
+        ]
         clis.append(Cli(args, env=_env(ledger)))
     results = [c.finish() for c in clis]
     codes = sorted(r.code for r in results)
-    spent = [_log_cost(tmp_path / f"run-{n}") if (tmp_path / f"run-{n}").exists() else 0.0
-             for n in ("a", "b")]  # fmt: skip
+    spent = [
+        _log_cost(tmp_path / f"run-{n}") if (tmp_path / f"run-{n}").exists() else 0.0
+        for n in ("a", "b")
+    ]
     assert sum(spent) <= 10.0 + 1e-9, (spent, [r.output for r in results])
     assert _ledger_total(ledger) == pytest.approx(sum(spent))
     if 2 in codes:  # the second came when the first had spent its $8: refused at the start
@@ -143,13 +155,21 @@ def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim,
     ledger_path = tmp_path / "ledger.sqlite"
     ledger = Ledger.open(ledger_path)
     now = time.time()
-    spent = [{"job_id": f"x{i}", "cost_usd": 1.0, "image_count": 1, "finished_at": now}
-             for i in range(9)]  # fmt: skip
+    spent = [
+        {"job_id": f"x{i}", "cost_usd": 1.0, "image_count": 1, "finished_at": now} for i in range(9)
+    ]
     ledger.record(spent, RunTag("earlier", "other"))
     ledger.close()
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 25, STD)  # needs $1.00
-    args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--monthly-budget", "9.5",
-            *sim_flags(sim)]  # fmt: skip
+    args = [
+        "run",
+        str(jobs),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--monthly-budget",
+        "9.5",
+        *sim_flags(sim),
+    ]
     done = cli(args, ledger_path)
     assert done.code == 2, done.output
     text = " ".join(done.output.split())
@@ -175,25 +195,42 @@ def test_alerts_at_50_and_80_percent_reach_the_terminal_and_the_hook(tmp_path, s
     ledger = tmp_path / "ledger.sqlite"
     events = tmp_path / "events.txt"
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 11, HD)  # $0.88 of $1
-    hook = f'{sys.executable} -c "import os; open({str(events)!r}, \'a\').write(' \
-        "os.environ['BATCHGEN_BUDGET_PERCENT'] + ' ' + os.environ['BATCHGEN_BUDGET_SPENT_USD'] " \
-        "+ chr(10))\""  # fmt: skip
-    args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--monthly-budget", "1",
-            "--on-budget", hook, "--concurrency", "1", *sim_flags(sim)]  # fmt: skip
+    hook = (
+        f"{sys.executable} -c \"import os; open({str(events)!r}, 'a').write("
+        "os.environ['BATCHGEN_BUDGET_PERCENT'] + ' ' + os.environ['BATCHGEN_BUDGET_SPENT_USD'] "
+        '+ chr(10))"'
+    )
+    args = [
+        "run",
+        str(jobs),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--monthly-budget",
+        "1",
+        "--on-budget",
+        hook,
+        "--concurrency",
+        "1",
+        *sim_flags(sim),
+    ]
     done = cli(args, ledger)
     assert done.code == 0, done.output
     text = " ".join(done.output.split())
     # the hook's command line (it may carry a webhook's token) is masked in a recorded argv
     from batchgen.redaction import redact_argv
 
-    for argv in (["--on-budget", "curl https://hooks.example/T0K3N"],
-                 ["--on-budget=curl https://hooks.example/T0K3N"]):  # fmt: skip
+    for argv in (
+        ["--on-budget", "curl https://hooks.example/T0K3N"],
+        ["--on-budget=curl https://hooks.example/T0K3N"],
+    ):
         assert "T0K3N" not in " ".join(redact_argv(["run", "jobs.csv", *argv]))
     assert "budget alert: 50 % of the monthly budget" in text
     assert "budget alert: 80 % of the monthly budget" in text
     assert "100 % of the monthly budget" not in text
-    wait_until(lambda: events.exists() and len(events.read_text().splitlines()) == 2,
-               what="two hook events")  # fmt: skip
+    wait_until(
+        lambda: events.exists() and len(events.read_text().splitlines()) == 2,
+        what="two hook events",
+    )
     got = sorted(line.split() for line in events.read_text().splitlines())
     assert [g[0] for g in got] == ["50", "80"]
     assert float(got[0][1]) >= 0.5 and float(got[1][1]) >= 0.8
@@ -212,8 +249,10 @@ def test_kill_9_then_resume_ledger_and_log_agree_and_rebuild_gives_the_same(
     ledger = tmp_path / "ledger.sqlite"
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 120, STD)
     run = tmp_path / "run"
-    proc = Cli(["run", str(jobs), "--run-dir", str(run), "--concurrency", "4", "--quiet",
-               *sim_flags(sim)], env=_env(ledger))  # fmt: skip
+    proc = Cli(
+        ["run", str(jobs), "--run-dir", str(run), "--concurrency", "4", "--quiet", *sim_flags(sim)],
+        env=_env(ledger),
+    )
     wait_until(lambda: sim.stats["ok"] >= 30, what="30 served requests", cli=proc)
     proc.kill_hard()
     done = cli(["resume", str(run), "--quiet"], ledger)
@@ -237,8 +276,11 @@ def test_kill_9_then_resume_ledger_and_log_agree_and_rebuild_gives_the_same(
 def test_spend_by_model_matches_duckdb_over_the_logs(tmp_path, sim, cli):
     ledger = tmp_path / "ledger.sqlite"
     runs = []
-    for name, body, n in (("a", HD, 3), ("b", STD, 5), ("c", {"model": "gpt-image-1",
-                          "quality": "low", "size": "1024x1024"}, 4)):  # fmt: skip
+    for name, body, n in (
+        ("a", HD, 3),
+        ("b", STD, 5),
+        ("c", {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}, 4),
+    ):
         jobs = _jobs(tmp_path / name / "jobs.jsonl", n, body, tag=name)
         run = tmp_path / "runs" / name
         done = cli(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim)], ledger)
@@ -317,8 +359,11 @@ def test_config_file_honours_xdg_and_names_its_problems(tmp_path, monkeypatch):
     )
     from batchgen.errors import UsageError
 
-    for text, words in (("monthly_budget = -1\n", "monthly_budget"), ("a = 1\nb = = 2\n", "line 2"),
-                        ("budget = 3\n", "unknown key")):  # fmt: skip
+    for text, words in (
+        ("monthly_budget = -1\n", "monthly_budget"),
+        ("a = 1\nb = = 2\n", "line 2"),
+        ("budget = 3\n", "unknown key"),
+    ):
         path.write_text(text)
         with pytest.raises(UsageError) as info:
             load_user_config()
@@ -330,10 +375,15 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
     ledger = tmp_path / "ledger.sqlite"
     wrong = {1, 4}
     lines = [
-        {"id": f"shot-{i}", "prompt": f"shot {i}: a mug" + (" [sim:wrong]" if i in wrong else ""),
-         "model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
+        {
+            "id": f"shot-{i}",
+            "prompt": f"shot {i}: a mug" + (" [sim:wrong]" if i in wrong else ""),
+            "model": "gpt-image-1",
+            "quality": "low",
+            "size": "1024x1024",
+        }
         for i in range(6)
-    ]  # fmt: skip
+    ]
     jobs = tmp_path / "p" / "jobs.jsonl"
     jobs.parent.mkdir()
     jobs.write_text("".join(json.dumps(j) + "\n" for j in lines))
@@ -343,8 +393,9 @@ def test_judging_and_regeneration_are_in_the_ledger(tmp_path, make_sim, cli):
     scoring = [*sim_flags(sim), "--quiet"]  # score asks nothing before it starts: no --yes
     done = cli(["score", str(run), "--judge", "gpt-4o-mini", "--threshold", "6", *scoring], ledger)
     assert done.code == 0, done.output
-    done = cli(["resume", str(run), "--regenerate-below", "6", "--max-rounds", "1", *common],
-               ledger)  # fmt: skip
+    done = cli(
+        ["resume", str(run), "--regenerate-below", "6", "--max-rounds", "1", *common], ledger
+    )
     assert done.code == 0, done.output
     from batchgen.money.spent import spent
 
@@ -365,9 +416,22 @@ def test_resume_keeps_the_runs_ledger_and_monthly_budget(tmp_path, sim, cli):
     elsewhere = tmp_path / "env.sqlite"  # $BATCHGEN_LEDGER of the later sessions
     jobs = _jobs(tmp_path / "p" / "jobs.jsonl", 10, STD)  # $0.40
     run = tmp_path / "run"
-    first = cli(["run", str(jobs), "--run-dir", str(run), "--ledger", str(ledger),
-                 "--monthly-budget", "0.3", "--max-cost", "0.2", *sim_flags(sim)],
-                elsewhere)  # fmt: skip
+    first = cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run),
+            "--ledger",
+            str(ledger),
+            "--monthly-budget",
+            "0.3",
+            "--max-cost",
+            "0.2",
+            *sim_flags(sim),
+        ],
+        elsewhere,
+    )
     assert first.code == 3, first.output  # --max-cost stopped it at $0.20
     refused = cli(["resume", str(run), "--max-cost", "1"], elsewhere)
     assert refused.code == 2, refused.output  # the recorded $0.30 a month: $0.20 more won't fit
@@ -404,8 +468,10 @@ def test_month_totals_follow_records_and_run_replacements(tmp_path):
     now = time.time()
 
     def rows(n: int, usd: float) -> list[dict[str, Any]]:
-        return [{"job_id": f"j{i}", "cost_usd": usd, "image_count": 1, "finished_at": now}
-                for i in range(n)]  # fmt: skip
+        return [
+            {"job_id": f"j{i}", "cost_usd": usd, "image_count": 1, "finished_at": now}
+            for i in range(n)
+        ]
 
     ledger.record(rows(7, 0.1), RunTag("a", "cats"))
     ledger.record(rows(3, 0.04), RunTag("b", "dogs"))
@@ -435,8 +501,21 @@ def test_a_project_budget_from_config_toml_binds_only_its_project(tmp_path, sim,
     done = cli(["run", str(dogs), "--run-dir", str(tmp_path / "d"), *flags], ledger, **env)
     assert done.code == 0, done.output
     # the flag wins over the file: 3 jobs of cats fit in $0.12
-    done = cli(["run", str(cats), "--run-dir", str(tmp_path / "c2"), "--project-budget", "0.12",
-                "--max-cost", "0.12", *flags], ledger, **env)  # fmt: skip
+    done = cli(
+        [
+            "run",
+            str(cats),
+            "--run-dir",
+            str(tmp_path / "c2"),
+            "--project-budget",
+            "0.12",
+            "--max-cost",
+            "0.12",
+            *flags,
+        ],
+        ledger,
+        **env,
+    )
     assert done.code == 3, done.output
     assert _log_cost(tmp_path / "c2") == pytest.approx(3 * STD_USD)
     with sqlite3.connect(ledger) as con:
@@ -457,12 +536,17 @@ def test_the_simulators_spend_stays_out_of_the_users_ledger(tmp_path, capsys, mo
     assert main(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *flags]) == 0
     assert not default_path().exists()
     assert "spend ledger" not in capsys.readouterr().out
-    code = main(["run", str(jobs), "--run-dir", str(tmp_path / "run2"), *flags,
-                 "--monthly-budget", "5"])  # fmt: skip
+    code = main(
+        ["run", str(jobs), "--run-dir", str(tmp_path / "run2"), *flags, "--monthly-budget", "5"]
+    )
     assert code == 2 and "--ledger PATH" in capsys.readouterr().err
     assert not default_path().exists() and not (tmp_path / "run2" / "run.json").exists()
     # named, the simulator's spend goes where it is told
     named = tmp_path / "sim-ledger.sqlite"
-    assert main(["run", str(jobs), "--run-dir", str(tmp_path / "run3"), *flags,
-                 "--ledger", str(named)]) == 0  # fmt: skip
+    assert (
+        main(
+            ["run", str(jobs), "--run-dir", str(tmp_path / "run3"), *flags, "--ledger", str(named)]
+        )
+        == 0
+    )
     assert named.exists() and not default_path().exists()

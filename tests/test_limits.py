@@ -188,6 +188,9 @@ def test_the_limits_and_the_simulators_bucket_touch_no_private_name_of_another_o
             ):
                 found.append(f"{path.name}:{node.lineno} .{node.attr}")
             if isinstance(node, ast.ClassDef):
-                found += [f"{path.name}:{node.lineno} {node.name}({ast.unparse(b)})"
-                          for b in node.bases if "." in ast.unparse(b)]  # fmt: skip
+                found += [
+                    f"{path.name}:{node.lineno} {node.name}({ast.unparse(b)})"
+                    for b in node.bases
+                    if "." in ast.unparse(b)
+                ]
     assert found == []

@@ -24,13 +24,25 @@ KEY = "sk-meta-0123456789"
 def _run(tmp_path: Path, sim, *extra: str, fmt: str = "png", jobs: int = 3) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "jobs.jsonl"
-    path.write_text("".join(
-        json.dumps({"prompt": f"a glass owl {i}", "model": "gpt-image-1", "quality": "low",
-                    "output_format": fmt}) + "\n" for i in range(jobs)
-    ))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"a glass owl {i}",
+                    "model": "gpt-image-1",
+                    "quality": "low",
+                    "output_format": fmt,
+                }
+            )
+            + "\n"
+            for i in range(jobs)
+        )
+    )
     run = tmp_path / "run"
-    assert main(["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--yes", "--quiet",
-                 *extra]) == 0  # fmt: skip
+    assert (
+        main(["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--yes", "--quiet", *extra])
+        == 0
+    )
     return run
 
 

@@ -27,8 +27,10 @@ from tests.runhelpers import log_table, sim_flags
 
 KEY = "sk-c2pa-0123456789"
 FIXTURES = Path(__file__).parent / "data" / "c2pa"
-SIGNED = {"png": (FIXTURES / "signed.png", "image/png"),
-          "jpeg": (FIXTURES / "signed.jpg", "image/jpeg")}  # fmt: skip
+SIGNED = {
+    "png": (FIXTURES / "signed.png", "image/png"),
+    "jpeg": (FIXTURES / "signed.jpg", "image/jpeg"),
+}
 
 
 def _validation(data: bytes, mime: str) -> tuple[str, list[str]]:
@@ -84,14 +86,32 @@ def test_the_fixtures_are_signed_and_an_embed_would_break_them():
 
 def _run_embed(tmp_path: Path, sim: Any, fmt: str, jobs: int, capsys: Any) -> tuple[Path, str]:
     path = tmp_path / "jobs.jsonl"
-    path.write_text("".join(
-        json.dumps({"prompt": f"a signed owl {i}", "model": "gpt-image-1", "quality": "low",
-                    "output_format": fmt}) + "\n" for i in range(jobs)
-    ))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"a signed owl {i}",
+                    "model": "gpt-image-1",
+                    "quality": "low",
+                    "output_format": fmt,
+                }
+            )
+            + "\n"
+            for i in range(jobs)
+        )
+    )
     run = tmp_path / "run"
     capsys.readouterr()
-    args = ["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--yes",
-            "--metadata", "embed"]  # fmt: skip
+    args = [
+        "run",
+        str(path),
+        "--run-dir",
+        str(run),
+        *sim_flags(sim),
+        "--yes",
+        "--metadata",
+        "embed",
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     return run, out.out + out.err

@@ -46,8 +46,19 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def _run(tmp_path: Path, sim: Any, *extra: str, prompts: int = 4) -> int:
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"a kite {i}" for i in range(prompts)))
-    return main(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *MODEL_FLAGS,
-                 *sim_flags(sim), "--yes", "--quiet", *extra])  # fmt: skip
+    return main(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(tmp_path / "run"),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def test_one_message_when_the_run_finishes(make_sim, tmp_path, receiver, monkeypatch):
@@ -103,8 +114,9 @@ def test_a_budget_alert_before_the_cap_then_the_end(make_sim, tmp_path, receiver
     sim = make_sim(api_key=KEY)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     # ~$0.011 an image: 80% of $0.06 is passed at the 5th image, the cap stops the run
-    code = _run(tmp_path, sim, "--notify", url, "--max-cost", "0.06", "--concurrency", "1",
-                prompts=10)  # fmt: skip
+    code = _run(
+        tmp_path, sim, "--notify", url, "--max-cost", "0.06", "--concurrency", "1", prompts=10
+    )
     assert code == 3
     wait_until(lambda: len(got) >= 2, what="the alert and the end message", timeout=10)
     bodies = [g["body"] for g in got]

@@ -24,17 +24,37 @@ SIM = {"variants": 10**9}  # a picture per prompt, so the judge's draws are inde
 
 
 def write_jobs(path: Path, wrong: set[int] | frozenset[int] = frozenset({5})) -> Path:
-    return write_jsonl_jobs(path, (
-        {"id": f"shot-{i:03d}",
-         "prompt": f"product shot {i}: a ceramic mug" + (" [sim:wrong]" if i in wrong else "")}
-        for i in range(JOBS)
-    ))  # fmt: skip
+    return write_jsonl_jobs(
+        path,
+        (
+            {
+                "id": f"shot-{i:03d}",
+                "prompt": f"product shot {i}: a ceramic mug"
+                + (" [sim:wrong]" if i in wrong else ""),
+            }
+            for i in range(JOBS)
+        ),
+    )
 
 
 def pilot_args(jobs: Path, run_dir: Path, sim: object) -> list[str]:
-    return ["pilot", str(jobs), "--run-dir", str(run_dir), "--sample", str(SAMPLE), *TRY,
-            "--bar", str(BAR), "--target", str(TARGET), "--judge", "gpt-4o-mini",
-            *sim_flags(sim), *COMMON]  # fmt: skip
+    return [
+        "pilot",
+        str(jobs),
+        "--run-dir",
+        str(run_dir),
+        "--sample",
+        str(SAMPLE),
+        *TRY,
+        "--bar",
+        str(BAR),
+        "--target",
+        str(TARGET),
+        "--judge",
+        "gpt-4o-mini",
+        *sim_flags(sim),
+        *COMMON,
+    ]
 
 
 def _wilson_lower(k: int, n: int) -> float:
@@ -51,8 +71,9 @@ def recompute_choice(run_dir: Path) -> tuple[str | None, dict[str, dict[str, flo
     share and cost per image; the pick: cheapest per passing image whose lower bound meets
     the target."""
     log = log_table(run_dir).to_pylist()
-    scores = {r["image_path"]: r["score"] for r in read_scores(run_dir).to_pylist()
-              if r["status"] == "ok"}  # fmt: skip
+    scores = {
+        r["image_path"]: r["score"] for r in read_scores(run_dir).to_pylist() if r["status"] == "ok"
+    }
     per: dict[str, dict[str, float]] = {}
     for r in log:
         q = per.setdefault(r["quality"], {"cost": 0.0, "images": 0, "scored": 0, "passed": 0})
@@ -83,8 +104,16 @@ def test_pilot_prints_the_table_picks_what_a_person_would_and_apply_pays_once(
     done = run_cli(pilot_args(jobs, pilot_dir, sim), env=env, timeout=120)
     assert done.code == 0, done.output
     out = done.output
-    for column in ("mean score (95%)", f"pass≥{BAR} (95%)", "$/image", "$/passing", "p50",
-                   "job file $", "with regen $", "time"):  # fmt: skip
+    for column in (
+        "mean score (95%)",
+        f"pass≥{BAR} (95%)",
+        "$/image",
+        "$/passing",
+        "p50",
+        "job file $",
+        "with regen $",
+        "time",
+    ):
         assert column in out, out
     plan = json.loads((pilot_dir / "pilot.json").read_text())
     result = json.loads((pilot_dir / "pilot-result.json").read_text())
@@ -120,9 +149,25 @@ def test_pilot_prints_the_table_picks_what_a_person_would_and_apply_pays_once(
     # -- apply: the whole job file under the chosen setting -------------------------------
     run_dir = tmp_path / "applied"
     judged_before = len(sim.stats.snapshot(timeline=False)["chat"]["judged_by_sha256"])
-    done = run_cli(["run", str(jobs), "--from-pilot", str(pilot_dir), "--run-dir", str(run_dir),
-                    "--regenerate-below", "2", "--judge", "gpt-4o-mini", *sim_flags(sim),
-                    "--yes", "--quiet"], env=env, timeout=120)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--from-pilot",
+            str(pilot_dir),
+            "--run-dir",
+            str(run_dir),
+            "--regenerate-below",
+            "2",
+            "--judge",
+            "gpt-4o-mini",
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
+        env=env,
+        timeout=120,
+    )
     assert done.code == 0, done.output
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]
     assert sum(by_prompt.values()) == 3 * SAMPLE + (JOBS - SAMPLE)  # the rest only
@@ -140,7 +185,8 @@ def test_pilot_prints_the_table_picks_what_a_person_would_and_apply_pays_once(
     for r in reused:  # the pilot's very image, under the job's own name
         name = f"{r['job_id']}={expected}_0.png"
         assert (run_dir / r["image_paths"][0]).read_bytes() == (
-            pilot_dir / "images" / name).read_bytes()  # fmt: skip
+            pilot_dir / "images" / name
+        ).read_bytes()
     report = run_cli(["report", str(run_dir)], env=env)
     text = " ".join(report.output.replace("│", " ").split())
     assert f"{SAMPLE} images reused from earlier runs" in text, text
@@ -164,19 +210,29 @@ def test_the_pilots_spend_counts_against_max_cost_and_a_rerun_finishes(
     sim = make_sim(**SIM)
     jobs = write_jobs(tmp_path / "jobs.jsonl", wrong=set())
     pilot_dir = tmp_path / "pilot"
-    flags = {"base_url": sim.base_url, "judge": "gpt-4o-mini", "sample": "6",
-             "try_": ["quality=low,high"], "model": "gpt-image-1-mini", "size": "1024x1024",
-             "yes": True, "quiet": True, "image_checks": False}  # fmt: skip
+    flags = {
+        "base_url": sim.base_url,
+        "judge": "gpt-4o-mini",
+        "sample": "6",
+        "try_": ["quality=low,high"],
+        "model": "gpt-image-1-mini",
+        "size": "1024x1024",
+        "yes": True,
+        "quiet": True,
+        "image_checks": False,
+    }
     said: list[str] = []
-    first = run_pilot(jobs, {**flags, "max_cost": 0.05}, run_dir=pilot_dir, say=said.append,
-                      handle_signals=False)  # fmt: skip
+    first = run_pilot(
+        jobs, {**flags, "max_cost": 0.05}, run_dir=pilot_dir, say=said.append, handle_signals=False
+    )
     assert first.exit_code == 3 and first.result is None
     assert any("--max-cost <higher>" in line for line in said), said
     assert spent(pilot_dir).total <= 0.05
     served = sim.stats["ok"]
     assert 0 < served < 12
-    second = run_pilot(jobs, {**flags, "max_cost": 1.0}, run_dir=pilot_dir, say=said.append,
-                       handle_signals=False)  # fmt: skip
+    second = run_pilot(
+        jobs, {**flags, "max_cost": 1.0}, run_dir=pilot_dir, say=said.append, handle_signals=False
+    )
     assert second.exit_code == 0 and second.result is not None
     assert sim.stats["ok"] == 12  # the rest only: 6 jobs × 2 settings in all
     assert all(s["images"] == 6 for s in second.result["settings"])

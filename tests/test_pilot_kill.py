@@ -25,8 +25,19 @@ from tests.runhelpers import (
 
 JOBS, SAMPLE = 16, 8
 TRY = ["--try", "quality=low,medium,high"]
-COMMON = ["--model", "gpt-image-1-mini", "--size", "1024x1024", "--yes", "--quiet",
-          "--no-image-checks", "--concurrency", "3", "--grace", "60"]  # fmt: skip
+COMMON = [
+    "--model",
+    "gpt-image-1-mini",
+    "--size",
+    "1024x1024",
+    "--yes",
+    "--quiet",
+    "--no-image-checks",
+    "--concurrency",
+    "3",
+    "--grace",
+    "60",
+]
 
 
 def _billed_twice(run_dir: Path) -> int:
@@ -43,13 +54,28 @@ def _sent(*sims) -> int:
 def test_kill_9_during_pilot_and_apply_then_resume_pays_nothing_twice(
     tmp_path: Path, make_sim
 ) -> None:
-    jobs = write_jsonl_jobs(tmp_path / "jobs.jsonl", (
-        {"id": f"k{i:02d}", "prompt": f"a lamp, angle {i}"} for i in range(JOBS)))  # fmt: skip
+    jobs = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl",
+        ({"id": f"k{i:02d}", "prompt": f"a lamp, angle {i}"} for i in range(JOBS)),
+    )
     pilot_dir = tmp_path / "pilot"
 
     def pilot(sim) -> list[str]:
-        return ["pilot", str(jobs), "--run-dir", str(pilot_dir), "--sample", str(SAMPLE), *TRY,
-                "--judge", "gpt-4o-mini", "--bar", "7", *sim_flags(sim), *COMMON]  # fmt: skip
+        return [
+            "pilot",
+            str(jobs),
+            "--run-dir",
+            str(pilot_dir),
+            "--sample",
+            str(SAMPLE),
+            *TRY,
+            "--judge",
+            "gpt-4o-mini",
+            "--bar",
+            "7",
+            *sim_flags(sim),
+            *COMMON,
+        ]
 
     slow = make_sim(latency_mean=0.5, seed=1, variants=10**9)
     cli = Cli(pilot(slow), env=cli_env())
@@ -68,10 +94,27 @@ def test_kill_9_during_pilot_and_apply_then_resume_pays_nothing_twice(
     # -- the apply, killed after a few requests of the rest --------------------------------
     run_dir = tmp_path / "applied"
     slow2 = make_sim(latency_mean=0.5, seed=3, variants=10**9)
-    cli = Cli(["run", str(jobs), "--from-pilot", str(pilot_dir), "--setting", "3",
-               "--run-dir", str(run_dir), *sim_flags(slow2), "--yes", "--quiet",
-               "--no-image-checks", "--concurrency", "2", "--grace", "60"],
-              env=cli_env())  # fmt: skip
+    cli = Cli(
+        [
+            "run",
+            str(jobs),
+            "--from-pilot",
+            str(pilot_dir),
+            "--setting",
+            "3",
+            "--run-dir",
+            str(run_dir),
+            *sim_flags(slow2),
+            "--yes",
+            "--quiet",
+            "--no-image-checks",
+            "--concurrency",
+            "2",
+            "--grace",
+            "60",
+        ],
+        env=cli_env(),
+    )
     wait_until(lambda: slow2.stats["ok"] >= 2, what="two requests of the rest", cli=cli)
     cli.kill_hard()
     fast2 = make_sim(latency_mean=0.0, seed=4, variants=10**9)

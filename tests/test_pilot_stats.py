@@ -127,8 +127,9 @@ def test_sample_is_seeded_and_stratified_over_a_specs_variables() -> None:
         per_cell[j.vars["cell"]] = per_cell.get(j.vars["cell"], 0) + 1
     assert per_cell == {"0": 2, "1": 2, "2": 2, "3": 2}
     # unequal cells: every cell at least one, the rest by size
-    uneven = _jobs(1, 30) + [Job.make(f"x{i}", 100 + i, {"prompt": "x"}, vars={"cell": "x"})
-                             for i in range(2)]  # fmt: skip
+    uneven = _jobs(1, 30) + [
+        Job.make(f"x{i}", 100 + i, {"prompt": "x"}, vars={"cell": "x"}) for i in range(2)
+    ]
     got = draw(uneven, 6, seed=1)
     assert sum(1 for j in got if j.vars == {"cell": "x"}) == 1
     assert len(got) == 6 and len({j.id for j in got}) == 6
@@ -167,7 +168,10 @@ def test_try_gives_every_combination_and_clear_errors() -> None:
     assert len(settings) == 6
     assert settings[0].label == "model=gpt-image-1-mini quality=low"
     assert settings[0].apply({"prompt": "p", "quality": "auto"}) == {
-        "prompt": "p", "model": "gpt-image-1-mini", "quality": "low"}  # fmt: skip
+        "prompt": "p",
+        "model": "gpt-image-1-mini",
+        "quality": "low",
+    }
     assert len({s.slug for s in settings}) == 6
     assert parse_try(["n=1,2"])[1].values == {"n": 2}
     for bad, msg in [
@@ -198,16 +202,17 @@ def test_pilot_usage_errors_name_the_fix_and_send_nothing(tmp_path: Path) -> Non
     from batchgen.pilot.run import run_pilot
     from batchgen.session.prepare import JobFileProblems
 
-    jobs = _file(tmp_path, [{"id": f"a{i}", "prompt": f"p {i}", "size": "1024x1024"}
-                            for i in range(6)])  # fmt: skip
+    jobs = _file(
+        tmp_path, [{"id": f"a{i}", "prompt": f"p {i}", "size": "1024x1024"} for i in range(6)]
+    )
     with pytest.raises(UsageError, match="--judge MODEL"):
         run_pilot(jobs, {"base_url": "http://127.0.0.1:9/v1"}, run_dir=tmp_path / "x")
     # a size the model refuses under one setting: the job file's line and the setting
-    wide = _file(tmp_path, [{"id": "w", "prompt": "p", "size": "1792x1024",
-                             "model": "dall-e-3"}])  # fmt: skip
+    wide = _file(tmp_path, [{"id": "w", "prompt": "p", "size": "1792x1024", "model": "dall-e-3"}])
     with pytest.raises(JobFileProblems) as caught:
-        run_pilot(wide, {"provider": "sim", "try_": ["model=gpt-image-1-mini"]},
-                  run_dir=tmp_path / "w")  # fmt: skip
+        run_pilot(
+            wide, {"provider": "sim", "try_": ["model=gpt-image-1-mini"]}, run_dir=tmp_path / "w"
+        )
     text = str(caught.value)
     assert f"{wide.resolve()}:1: under --try model=gpt-image-1-mini:" in text, text
     assert "1792x1024" in text and not (tmp_path / "w" / "pilot.json").exists()

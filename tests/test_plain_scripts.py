@@ -57,9 +57,14 @@ def test_a_script_without_a_main_guard_runs_each_job_once(
     (tmp_path / "script.py").write_text(SCRIPT)
     args: list[str] = {"file": ["script.py"], "stdin": ["-"], "-c": ["-c", SCRIPT]}[how]
     done = subprocess.run(
-        [sys.executable, *args], cwd=tmp_path, env=_env(sim), capture_output=True, text=True,
-        input=SCRIPT if how == "stdin" else None, timeout=150,
-    )  # fmt: skip
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=_env(sim),
+        capture_output=True,
+        text=True,
+        input=SCRIPT if how == "stdin" else None,
+        timeout=150,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Traceback" not in output and "bootstrapping" not in output
@@ -96,10 +101,27 @@ def test_ctrl_c_to_the_process_group_during_image_checks_prints_no_traceback(
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "batchgen", "run", str(jobs), "--run-dir", "run",
-             "--base-url", sim.base_url, "--concurrency", "16", "--yes", *MODEL_FLAGS],
-            cwd=tmp_path, env=env, stdout=o, stderr=e, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "batchgen",
+                "run",
+                str(jobs),
+                "--run-dir",
+                "run",
+                "--base-url",
+                sim.base_url,
+                "--concurrency",
+                "16",
+                "--yes",
+                *MODEL_FLAGS,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=o,
+            stderr=e,
+            start_new_session=True,
+        )
         try:
             # the image checks' workers are running (they start once ~50 images wait)
             deadline = time.monotonic() + 60
@@ -129,8 +151,16 @@ def test_a_relative_run_dir_finds_its_images_and_a_second_report_decodes_nothing
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("".join(f"a relative picture {i}\n" for i in range(20)))
     env = cli_env(SECRET_KEY)
-    run = ["run", "jobs.txt", "--run-dir", "runs/rel", "--base-url", sim.base_url, "--yes",
-           *MODEL_FLAGS]  # fmt: skip
+    run = [
+        "run",
+        "jobs.txt",
+        "--run-dir",
+        "runs/rel",
+        "--base-url",
+        sim.base_url,
+        "--yes",
+        *MODEL_FLAGS,
+    ]
     done = run_cli(run, env=env, cwd=tmp_path)
     assert done.code == 0, done.output
     reports = []
@@ -152,9 +182,18 @@ def test_the_demo_with_a_relative_run_dir_flags_no_good_image_and_decodes_once(
     shutil.copy(ROOT / "jobs" / "demo.jsonl", tmp_path / "demo.jsonl")
     env = cli_env(None)
     # the demo's own command (Makefile `demo`), faster: its simulator renders full-size images
-    run = ["run", "demo.jsonl", "--provider", "sim", "--run-dir", "runs/demo",
-           "--sim-faults", "server=0.1,rate_limit=0.05,content_policy=0.05",
-           "--sim-latency", "0.05"]  # fmt: skip
+    run = [
+        "run",
+        "demo.jsonl",
+        "--provider",
+        "sim",
+        "--run-dir",
+        "runs/demo",
+        "--sim-faults",
+        "server=0.1,rate_limit=0.05,content_policy=0.05",
+        "--sim-latency",
+        "0.05",
+    ]
     done = run_cli(run, env=env, cwd=tmp_path)
     assert done.code in (0, 1), done.output  # the demo holds a refused prompt
     reports = []

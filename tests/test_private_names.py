@@ -24,10 +24,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "batchgen"
 
 # names with a leading underscore that are documented public API
-DOCUMENTED = frozenset({
-    "_replace", "_fields", "_asdict", "_make", "_field_defaults",  # typing.NamedTuple's API
-    "_exit",  # os._exit: the documented exit without cleanup (forked workers, crash points)
-})  # fmt: skip
+DOCUMENTED = frozenset(
+    {
+        "_replace",
+        "_fields",
+        "_asdict",
+        "_make",
+        "_field_defaults",  # typing.NamedTuple's API
+        "_exit",  # os._exit: the documented exit without cleanup (forked workers, crash points)
+    }
+)
 
 # (path under batchgen/, name) -> why it cannot be avoided
 ALLOWED: dict[tuple[str, str], str] = {

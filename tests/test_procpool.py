@@ -40,8 +40,9 @@ def test_workers_measure_in_their_own_session_and_end_with_the_pool(tmp_path: Pa
             assert os.getsid(pid) != os.getsid(0) and os.getpgid(pid) != os.getpgid(0)
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             assert b"batchgen.checks.worker" in cmdline
-        (m,) = pool.submit(run_batch, str(tmp_path), [("images/a.png", "images/a.png")], 16, 8
-                           ).result(30)  # fmt: skip
+        (m,) = pool.submit(
+            run_batch, str(tmp_path), [("images/a.png", "images/a.png")], 16, 8
+        ).result(30)
         assert (m.path, m.width, m.height, m.error) == ("images/a.png", 40, 30, None)
         # one worker killed: its tasks fail, the other worker goes on
         os.kill(pids[0], signal.SIGKILL)

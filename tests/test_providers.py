@@ -37,12 +37,15 @@ def make(protocol: str, sim: Any, key: str = KEY) -> Any:
     return FalImages(f"{root}/fal", key, poll_interval_s=POLL, max_poll_interval_s=POLL)
 
 
-MODELS = {"azure": "gpt-image-1", "gemini": "gemini-2.5-flash-image",
-          "bfl": "flux-pro-1.1", "fal": "fal-ai/flux/dev"}  # fmt: skip
+MODELS = {
+    "azure": "gpt-image-1",
+    "gemini": "gemini-2.5-flash-image",
+    "bfl": "flux-pro-1.1",
+    "fal": "fal-ai/flux/dev",
+}
 
 
-def generate(protocol: str, sim: Any, prompt: str, *, key: str = KEY, timeout: float = 10.0
-             ) -> Any:  # fmt: skip
+def generate(protocol: str, sim: Any, prompt: str, *, key: str = KEY, timeout: float = 10.0) -> Any:
     async def main() -> Any:
         provider = make(protocol, sim, key)
         try:
@@ -184,8 +187,14 @@ def test_gemini_error_shapes_map_to_the_taxonomy() -> None:
     def klass(status: int, grpc: str, message: str = "m", details: Any = None) -> ErrorClass:
         import json
 
-        body = {"error": {"code": status, "status": grpc, "message": message,
-                          **({"details": details} if details else {})}}  # fmt: skip
+        body = {
+            "error": {
+                "code": status,
+                "status": grpc,
+                "message": message,
+                **({"details": details} if details else {}),
+            }
+        }
         return g._error(status, json.dumps(body).encode(), {}, "application/json").error_class
 
     assert klass(429, "RESOURCE_EXHAUSTED") is ErrorClass.RATE_LIMIT

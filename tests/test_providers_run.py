@@ -51,32 +51,91 @@ def env_with(**keys: str) -> dict[str, str]:
 def mixed_endpoints(sim: Any) -> list[dict[str, Any]]:
     root = sim.root_url
     return [
-        {"name": "openai-a", "protocol": "openai", "base_url": sim.base_url,
-         "key_env": "KEY_A", "models": ["gpt-image-1"]},
-        {"name": "gemini", "protocol": "gemini", "base_url": f"{root}/v1beta",
-         "key_env": "KEY_A", "models": ["gemini-2.5-flash-image"]},
-        {"name": "bfl", "protocol": "bfl", "base_url": f"{root}/bfl/v1", "key_env": "KEY_A",
-         "models": ["flux-pro-1.1"], "poll_interval": 0.001},
-        {"name": "fal", "protocol": "fal", "base_url": f"{root}/fal", "key_env": "KEY_A",
-         "models": ["fal-ai/flux/dev"], "poll_interval": 0.001},
-        {"name": "azure", "protocol": "azure", "base_url": f"{root}/openai", "key_env": "KEY_A",
-         "models": ["gpt-image-1-mini"], "deployments": {"gpt-image-1-mini": "mini-dep"}},
-    ]  # fmt: skip
+        {
+            "name": "openai-a",
+            "protocol": "openai",
+            "base_url": sim.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        },
+        {
+            "name": "gemini",
+            "protocol": "gemini",
+            "base_url": f"{root}/v1beta",
+            "key_env": "KEY_A",
+            "models": ["gemini-2.5-flash-image"],
+        },
+        {
+            "name": "bfl",
+            "protocol": "bfl",
+            "base_url": f"{root}/bfl/v1",
+            "key_env": "KEY_A",
+            "models": ["flux-pro-1.1"],
+            "poll_interval": 0.001,
+        },
+        {
+            "name": "fal",
+            "protocol": "fal",
+            "base_url": f"{root}/fal",
+            "key_env": "KEY_A",
+            "models": ["fal-ai/flux/dev"],
+            "poll_interval": 0.001,
+        },
+        {
+            "name": "azure",
+            "protocol": "azure",
+            "base_url": f"{root}/openai",
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1-mini"],
+            "deployments": {"gpt-image-1-mini": "mini-dep"},
+        },
+    ]
 
 
 def test_a_mixed_job_file_runs_through_one_providers_file(make_sim: Any, tmp_path: Path) -> None:
     sim = make_sim(api_key=KEY_A)
-    models = ["gpt-image-1", "gemini-2.5-flash-image", "flux-pro-1.1", "fal-ai/flux/dev",
-              "gpt-image-1-mini"]  # fmt: skip
-    jobs = [{"id": f"j{i}", "prompt": f"picture {i}", "model": models[i % 5],
-             "size": "1024x1024", "quality": "low"} for i in range(20)]  # fmt: skip
-    jobs.append({"id": "refused", "prompt": "[sim:content_policy] no", "model": "flux-pro-1.1",
-                 "size": "1024x1024"})  # fmt: skip
+    models = [
+        "gpt-image-1",
+        "gemini-2.5-flash-image",
+        "flux-pro-1.1",
+        "fal-ai/flux/dev",
+        "gpt-image-1-mini",
+    ]
+    jobs = [
+        {
+            "id": f"j{i}",
+            "prompt": f"picture {i}",
+            "model": models[i % 5],
+            "size": "1024x1024",
+            "quality": "low",
+        }
+        for i in range(20)
+    ]
+    jobs.append(
+        {
+            "id": "refused",
+            "prompt": "[sim:content_policy] no",
+            "model": "flux-pro-1.1",
+            "size": "1024x1024",
+        }
+    )
     job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", jobs)
     providers = providers_file(tmp_path / "providers.toml", mixed_endpoints(sim))
     run = tmp_path / "run"
-    done = run_cli(["run", str(job_file), "--run-dir", str(run), "--providers", str(providers),
-                    "--yes", "--max-attempts", "2"], env=env_with(KEY_A=KEY_A))  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(run),
+            "--providers",
+            str(providers),
+            "--yes",
+            "--max-attempts",
+            "2",
+        ],
+        env=env_with(KEY_A=KEY_A),
+    )
     assert done.code == 1, done.output  # one job refused for good
     ok = ok_rows(run)
     assert ok.num_rows == 20
@@ -87,9 +146,13 @@ def test_a_mixed_job_file_runs_through_one_providers_file(make_sim: Any, tmp_pat
     by_model = {m: set() for m in models}
     for row in table.to_pylist():
         by_model[row["model"]].add(row["endpoint"])
-    assert by_model == {"gpt-image-1": {"openai-a"}, "gemini-2.5-flash-image": {"gemini"},
-                        "flux-pro-1.1": {"bfl"}, "fal-ai/flux/dev": {"fal"},
-                        "gpt-image-1-mini": {"azure"}}  # fmt: skip
+    assert by_model == {
+        "gpt-image-1": {"openai-a"},
+        "gemini-2.5-flash-image": {"gemini"},
+        "flux-pro-1.1": {"bfl"},
+        "fal-ai/flux/dev": {"fal"},
+        "gpt-image-1-mini": {"azure"},
+    }
     refused = [r for r in table.to_pylist() if r["job_id"] == "refused"]
     assert [r["error_class"] for r in refused] == ["content_policy"]
     manifest = json.loads((run / "run.json").read_text())
@@ -111,18 +174,38 @@ def test_an_endpoint_out_of_quota_is_taken_out_and_the_other_carries_on(
 ) -> None:
     good, broke = make_sim(api_key=KEY_A), make_sim(api_key=KEY_B, fail_after={"quota": 2})
     endpoints = [
-        {"name": "a", "protocol": "openai", "base_url": good.base_url, "key_env": "KEY_A",
-         "models": ["gpt-image-1"]},
-        {"name": "b", "protocol": "openai", "base_url": broke.base_url, "key_env": "KEY_B",
-         "models": ["gpt-image-1"]},
-    ]  # fmt: skip
-    jobs = [{"id": f"j{i}", "prompt": f"p {i}", "model": "gpt-image-1", "size": "1024x1024",
-             "quality": "low"} for i in range(60)]  # fmt: skip
+        {
+            "name": "a",
+            "protocol": "openai",
+            "base_url": good.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        },
+        {
+            "name": "b",
+            "protocol": "openai",
+            "base_url": broke.base_url,
+            "key_env": "KEY_B",
+            "models": ["gpt-image-1"],
+        },
+    ]
+    jobs = [
+        {
+            "id": f"j{i}",
+            "prompt": f"p {i}",
+            "model": "gpt-image-1",
+            "size": "1024x1024",
+            "quality": "low",
+        }
+        for i in range(60)
+    ]
     job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", jobs)
     providers = providers_file(tmp_path / "providers.toml", endpoints)
     run = tmp_path / "run"
-    done = run_cli(["run", str(job_file), "--run-dir", str(run), "--providers", str(providers),
-                    "--yes"], env=env_with(KEY_A=KEY_A, KEY_B=KEY_B))  # fmt: skip
+    done = run_cli(
+        ["run", str(job_file), "--run-dir", str(run), "--providers", str(providers), "--yes"],
+        env=env_with(KEY_A=KEY_A, KEY_B=KEY_B),
+    )
     assert done.code == 0, done.output  # every job done: b's refused ones went to a
     assert ok_rows(run).num_rows == 60
     table = log_table(run, ["endpoint", "status", "error_class"])
@@ -137,15 +220,42 @@ def test_an_endpoint_out_of_quota_is_taken_out_and_the_other_carries_on(
 
 def test_the_run_stops_when_no_endpoint_is_left(make_sim: Any, tmp_path: Path) -> None:
     sim = make_sim(api_key=KEY_A, fail_after={"auth": 1})
-    endpoints = [{"name": "only", "protocol": "openai", "base_url": sim.base_url,
-                  "key_env": "KEY_A", "models": ["gpt-image-1"]}]  # fmt: skip
-    jobs = [{"id": f"j{i}", "prompt": f"p {i}", "model": "gpt-image-1", "size": "1024x1024",
-             "quality": "low"} for i in range(30)]  # fmt: skip
+    endpoints = [
+        {
+            "name": "only",
+            "protocol": "openai",
+            "base_url": sim.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        }
+    ]
+    jobs = [
+        {
+            "id": f"j{i}",
+            "prompt": f"p {i}",
+            "model": "gpt-image-1",
+            "size": "1024x1024",
+            "quality": "low",
+        }
+        for i in range(30)
+    ]
     job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", jobs)
     providers = providers_file(tmp_path / "providers.toml", endpoints)
     run = tmp_path / "run"
-    done = run_cli(["run", str(job_file), "--run-dir", str(run), "--providers", str(providers),
-                    "--yes", "--concurrency", "2"], env=env_with(KEY_A=KEY_A))  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(run),
+            "--providers",
+            str(providers),
+            "--yes",
+            "--concurrency",
+            "2",
+        ],
+        env=env_with(KEY_A=KEY_A),
+    )
     assert done.code == 3, done.output
     assert "stopped (auth)" in done.stdout
     assert ok_rows(run).num_rows < 30
@@ -155,13 +265,31 @@ def test_a_model_no_endpoint_serves_is_refused_before_sending(
     make_sim: Any, tmp_path: Path
 ) -> None:
     sim = make_sim()
-    endpoints = [{"name": "a", "protocol": "openai", "base_url": sim.base_url,
-                  "key_env": "KEY_A", "models": ["gpt-image-1"]}]  # fmt: skip
-    job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", [
-        {"id": "x", "prompt": "p", "model": "flux-pro-1.1"}])  # fmt: skip
+    endpoints = [
+        {
+            "name": "a",
+            "protocol": "openai",
+            "base_url": sim.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        }
+    ]
+    job_file = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl", [{"id": "x", "prompt": "p", "model": "flux-pro-1.1"}]
+    )
     providers = providers_file(tmp_path / "providers.toml", endpoints)
-    done = run_cli(["run", str(job_file), "--run-dir", str(tmp_path / "run"), "--providers",
-                    str(providers), "--yes"], env=env_with(KEY_A=KEY_A))  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--providers",
+            str(providers),
+            "--yes",
+        ],
+        env=env_with(KEY_A=KEY_A),
+    )
     assert done.code == 2 and "flux-pro-1.1" in done.output, done.output
     assert sim.stats.received == 0
 
@@ -201,22 +329,39 @@ def test_two_endpoints_of_600_rpm_sustain_about_1200_together(
     from batchgen.runner.pool import run_pool
 
     sims = [make_sim(rpm=600, burst_s=0.2), make_sim(rpm=600, burst_s=0.2)]
-    specs = [EndpointSpec(f"e{i}", "openai", s.base_url, "NO_SUCH_KEY_VAR", ("gpt-image-1",),
-                          rpm=600.0) for i, s in enumerate(sims)]  # fmt: skip
+    specs = [
+        EndpointSpec(f"e{i}", "openai", s.base_url, "NO_SUCH_KEY_VAR", ("gpt-image-1",), rpm=600.0)
+        for i, s in enumerate(sims)
+    ]
     pool = PoolConfig.build(None, {"concurrency": 16})
-    jobs = [Job.make(f"j{i}", i + 1, {"prompt": f"p{i}", "model": "gpt-image-1", "n": 1,
-                                       "size": "1024x1024", "quality": "low"})
-            for i in range(140)]  # fmt: skip
+    jobs = [
+        Job.make(
+            f"j{i}",
+            i + 1,
+            {
+                "prompt": f"p{i}",
+                "model": "gpt-image-1",
+                "n": 1,
+                "size": "1024x1024",
+                "quality": "low",
+            },
+        )
+        for i in range(140)
+    ]
     rows: list[dict[str, Any]] = []
 
     async def main() -> float:
         router = build_router(specs, {"e0": "k", "e1": "k"}, pool, None)
         t0 = anyio.current_time()
         try:
-            await run_pool(jobs, router, router.gate, rows,
-                           context=RowContext("r", 1, "providers", tmp_path),
-                           settings=PoolSettings(concurrency=router.gate.concurrency_cap,
-                                                 timeout=10.0))  # fmt: skip
+            await run_pool(
+                jobs,
+                router,
+                router.gate,
+                rows,
+                context=RowContext("r", 1, "providers", tmp_path),
+                settings=PoolSettings(concurrency=router.gate.concurrency_cap, timeout=10.0),
+            )
         finally:
             for ep in router.endpoints:
                 await ep.provider.aclose()
@@ -238,20 +383,48 @@ def test_a_model_whose_only_endpoint_is_out_stays_pending_and_resume_finishes_it
 ) -> None:
     openai_sim, gemini_sim = make_sim(), make_sim(fail_after={"quota": 1})
     endpoints = [
-        {"name": "o", "protocol": "openai", "base_url": openai_sim.base_url, "key_env": "KEY_A",
-         "models": ["gpt-image-1"]},
-        {"name": "g", "protocol": "gemini", "base_url": f"{gemini_sim.root_url}/v1beta",
-         "key_env": "KEY_B", "models": ["gemini-2.5-flash-image"]},
-    ]  # fmt: skip
-    jobs = [{"id": f"j{i}", "prompt": f"p {i}", "size": "1024x1024",
-             "model": "gpt-image-1" if i % 2 else "gemini-2.5-flash-image"}
-            for i in range(20)]  # fmt: skip
+        {
+            "name": "o",
+            "protocol": "openai",
+            "base_url": openai_sim.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        },
+        {
+            "name": "g",
+            "protocol": "gemini",
+            "base_url": f"{gemini_sim.root_url}/v1beta",
+            "key_env": "KEY_B",
+            "models": ["gemini-2.5-flash-image"],
+        },
+    ]
+    jobs = [
+        {
+            "id": f"j{i}",
+            "prompt": f"p {i}",
+            "size": "1024x1024",
+            "model": "gpt-image-1" if i % 2 else "gemini-2.5-flash-image",
+        }
+        for i in range(20)
+    ]
     job_file = write_jsonl_jobs(tmp_path / "jobs.jsonl", jobs)
     providers = providers_file(tmp_path / "providers.toml", endpoints)
     run = tmp_path / "run"
     env = env_with(KEY_A=KEY_A, KEY_B=KEY_B)
-    done = run_cli(["run", str(job_file), "--run-dir", str(run), "--providers", str(providers),
-                    "--yes", "--concurrency", "2"], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(job_file),
+            "--run-dir",
+            str(run),
+            "--providers",
+            str(providers),
+            "--yes",
+            "--concurrency",
+            "2",
+        ],
+        env=env,
+    )
     assert done.code == 3 and "stopped (quota)" in done.stdout, done.output
     table = log_table(run, ["job_id", "model", "status"])
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]

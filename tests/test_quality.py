@@ -45,15 +45,18 @@ def _no_yes(flags: list[str]) -> list[str]:
 
 
 def _jobs(path: Path) -> Path:
-    return write_jsonl_jobs(path, (
-        {
-            "id": f"shot-{i:03d}",
-            "prompt": f"product shot {i}: a ceramic mug on oak"
-            + (" [sim:wrong]" if i in WRONG else ""),
-            "quality": "low" if i % 2 == 0 else "high",
-        }
-        for i in range(JOBS)
-    ))  # fmt: skip
+    return write_jsonl_jobs(
+        path,
+        (
+            {
+                "id": f"shot-{i:03d}",
+                "prompt": f"product shot {i}: a ceramic mug on oak"
+                + (" [sim:wrong]" if i in WRONG else ""),
+                "quality": "low" if i % 2 == 0 else "high",
+            }
+            for i in range(JOBS)
+        ),
+    )
 
 
 def _chat_stats(sim) -> dict:
@@ -81,14 +84,29 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     jobs = _jobs(tmp_path / "jobs.jsonl")
     env = cli_env()
     common = [*sim_flags(sim), *QUIET]
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    "--size", "1024x1024", *common], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            "--size",
+            "1024x1024",
+            *common,
+        ],
+        env=env,
+    )
     assert done.code == 0, done.output
     wrong_ids = {f"shot-{i:03d}" for i in WRONG}
 
     # -- score: exactly the 20 wrong jobs fall below the threshold --------------------------
-    done = run_cli(["score", str(run_dir), *JUDGE, "--threshold", str(THRESHOLD), *_no_yes(common)],
-                   env=env, timeout=120)  # fmt: skip
+    done = run_cli(
+        ["score", str(run_dir), *JUDGE, "--threshold", str(THRESHOLD), *_no_yes(common)],
+        env=env,
+        timeout=120,
+    )
     assert done.code == 0, done.output
     assert f"jobs whose best image scores below {THRESHOLD}: 20 of {JOBS}" in done.output
     best = _best(run_dir)
@@ -109,8 +127,19 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
 
     # -- regenerate: exactly those 20, and the new images score above --------------------
     images_before = image_files(run_dir)  # sidecars (--metadata) left out
-    done = run_cli(["resume", str(run_dir), "--regenerate-below", str(THRESHOLD),
-                    "--max-rounds", "3", *common], env=env, timeout=120)  # fmt: skip
+    done = run_cli(
+        [
+            "resume",
+            str(run_dir),
+            "--regenerate-below",
+            str(THRESHOLD),
+            "--max-rounds",
+            "3",
+            *common,
+        ],
+        env=env,
+        timeout=120,
+    )
     assert done.code == 0, done.output
     assert "round 1/3: regenerating 20 job(s)" in done.output
     assert "round 2/3" not in done.output  # nothing left to regenerate after one round
@@ -144,8 +173,9 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     judge_usd = _usd(
         billed, "chat:gpt-4o-mini", (judge.chat_input_per_1m, judge.chat_output_per_1m)
     )
-    images_usd = _usd(billed, "images:gpt-image-1",
-                      (image.text_input_per_1m, image.image_output_per_1m))  # fmt: skip
+    images_usd = _usd(
+        billed, "images:gpt-image-1", (image.text_input_per_1m, image.image_output_per_1m)
+    )
     logged_scoring = sum(r["cost_usd"] for r in read_scores(run_dir, latest=False).to_pylist())
     logged_images = sum(r["cost_usd"] or 0 for r in rows)
     assert judge_usd > 0 and images_usd > 0
@@ -180,9 +210,16 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
         JOIN cost c USING (model, quality, size)
         WHERE s.status = 'ok' GROUP BY ALL ORDER BY i.quality""").fetchall()
     got = sorted(
-        (g["model"], g["quality"], g["size"], g["images_scored"], g["mean_score"],
-         g["cost_per_image_usd"]) for g in q["by_setting"]
-    )  # fmt: skip
+        (
+            g["model"],
+            g["quality"],
+            g["size"],
+            g["images_scored"],
+            g["mean_score"],
+            g["cost_per_image_usd"],
+        )
+        for g in q["by_setting"]
+    )
     assert len(got) == len(expected) == 2
     for mine, theirs in zip(got, sorted(expected, key=lambda r: r[1]), strict=True):
         assert mine[:4] == theirs[:4]
@@ -221,20 +258,39 @@ def test_judge_faults_and_429s_are_retried_and_billed_usage_counted(
 ) -> None:
     sim = make_sim(**SIM)
     run_dir = tmp_path / "run"
-    jobs = write_jsonl_jobs(tmp_path / "j.jsonl", (
-        {"id": f"j{i}", "prompt": f"a red bicycle {i}" + (" [sim:wrong]" if i < 3 else "")}
-        for i in range(30)
-    ))  # fmt: skip
+    jobs = write_jsonl_jobs(
+        tmp_path / "j.jsonl",
+        (
+            {"id": f"j{i}", "prompt": f"a red bicycle {i}" + (" [sim:wrong]" if i < 3 else "")}
+            for i in range(30)
+        ),
+    )
     env = cli_env()
     common = [*sim_flags(sim), *QUIET]
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    "--size", "1024x1024", "--quality", "medium", *common], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "medium",
+            *common,
+        ],
+        env=env,
+    )
     assert done.code == 0, done.output
     # now the judge meets 5xx, unusable answers (billed) and rate limits
-    sim.update(faults={"server": 0.15, "not_image": 0.15, "rate_limit": 0.15},
-               retry_after_s=0.01)  # fmt: skip
-    done = run_cli(["score", str(run_dir), *JUDGE, "--max-attempts", "8", *_no_yes(common)],
-                   env=env, timeout=120)  # fmt: skip
+    sim.update(faults={"server": 0.15, "not_image": 0.15, "rate_limit": 0.15}, retry_after_s=0.01)
+    done = run_cli(
+        ["score", str(run_dir), *JUDGE, "--max-attempts", "8", *_no_yes(common)],
+        env=env,
+        timeout=120,
+    )
     assert done.code == 0, done.output
     stats = sim.stats.snapshot(timeline=False)
     outcomes = stats["chat"]["outcomes"]
@@ -244,8 +300,9 @@ def test_judge_faults_and_429s_are_retried_and_billed_usage_counted(
     assert sum(r["score"] < THRESHOLD for r in rows) == 3
     assert max(r["attempts"] for r in rows) > 1
     judge = load_prices().get("gpt-4o-mini")
-    billed = _usd(stats["billed"], "chat:gpt-4o-mini",
-                  (judge.chat_input_per_1m, judge.chat_output_per_1m))  # fmt: skip
+    billed = _usd(
+        stats["billed"], "chat:gpt-4o-mini", (judge.chat_input_per_1m, judge.chat_output_per_1m)
+    )
     # unusable 200s were billed by the simulator, and logged at their usage cost
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(billed, rel=1e-9)
 
@@ -255,20 +312,34 @@ def test_score_usage_errors(tmp_path: Path, make_sim) -> None:
     run_dir = tmp_path / "run"
     jobs = write_jsonl_jobs(tmp_path / "j.jsonl", ({"prompt": f"p {i}"} for i in range(3)))
     env = cli_env()
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    *sim_flags(sim), *QUIET], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            *sim_flags(sim),
+            *QUIET,
+        ],
+        env=env,
+    )
     assert done.code == 0, done.output
     no_scorer = run_cli(["score", str(run_dir), *sim_flags(sim)], env=env)
     assert no_scorer.code == 2 and "--judge MODEL" in no_scorer.output
-    missing = run_cli(["score", str(run_dir), *JUDGE, "--rubric", str(tmp_path / "nope.txt"),
-                       *sim_flags(sim)], env=env)  # fmt: skip
+    missing = run_cli(
+        ["score", str(run_dir), *JUDGE, "--rubric", str(tmp_path / "nope.txt"), *sim_flags(sim)],
+        env=env,
+    )
     assert missing.code == 2 and "--rubric" in missing.output
     # a custom rubric is a different scorer: the images are judged again under it
     rubric = tmp_path / "rubric.txt"
     rubric.write_text("Score how well the mug is lit. JSON only.")
     assert run_cli(["score", str(run_dir), *JUDGE, *sim_flags(sim)], env=env).code == 0
-    done = run_cli(["score", str(run_dir), *JUDGE, "--rubric", str(rubric), *sim_flags(sim)],
-                   env=env)  # fmt: skip
+    done = run_cli(
+        ["score", str(run_dir), *JUDGE, "--rubric", str(rubric), *sim_flags(sim)], env=env
+    )
     assert done.code == 0 and "scored 3 image(s)" in done.output
     assert len({r["scorer"] for r in read_scores(run_dir).to_pylist()}) == 2
     assert job_ids_by_prompt(run_dir)
@@ -280,17 +351,44 @@ def test_max_cost_stops_judging_then_a_higher_cap_finishes(tmp_path: Path, make_
     jobs = write_jsonl_jobs(tmp_path / "j.jsonl", ({"prompt": f"a lamp {i}"} for i in range(40)))
     env = cli_env()
     common = [*sim_flags(sim), *QUIET]
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    "--quality", "low", "--size", "1024x1024", *common], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            "--quality",
+            "low",
+            "--size",
+            "1024x1024",
+            *common,
+        ],
+        env=env,
+    )
     assert done.code == 0, done.output
     images_usd = sum(r["cost_usd"] for r in log_table(run_dir, ["cost_usd"]).to_pylist())
     # a judge the price table does not know cannot be capped
-    unpriced = run_cli(["score", str(run_dir), "--judge", "gpt-4.1", "--max-cost", "100",
-                        *_no_yes(common)], env=env)  # fmt: skip
+    unpriced = run_cli(
+        ["score", str(run_dir), "--judge", "gpt-4.1", "--max-cost", "100", *_no_yes(common)],
+        env=env,
+    )
     assert unpriced.code == 2 and "--max-cost needs the judge's price" in unpriced.output
     cap = images_usd + 0.0015  # room for about half of the 40 verdicts
-    done = run_cli(["score", str(run_dir), *JUDGE, "--max-cost", f"{cap:.6f}", "--concurrency",
-                    "4", *_no_yes(common)], env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "score",
+            str(run_dir),
+            *JUDGE,
+            "--max-cost",
+            f"{cap:.6f}",
+            "--concurrency",
+            "4",
+            *_no_yes(common),
+        ],
+        env=env,
+    )
     assert done.code == 3, done.output
     assert "stopped (budget)" in done.output
     scored = read_scores(run_dir, latest=False).to_pylist()
@@ -310,8 +408,18 @@ def test_score_store_takes_concurrent_writers(tmp_path: Path) -> None:
     store = ScoreStore(tmp_path, 1)
 
     def write(i: int) -> None:
-        store.add([{"job_id": f"j{i}", "image_path": f"images/j{i}_0.png", "image_sha256": str(i),
-                    "scorer": "s", "score": 5.0, "status": "ok"}])  # fmt: skip
+        store.add(
+            [
+                {
+                    "job_id": f"j{i}",
+                    "image_path": f"images/j{i}_0.png",
+                    "image_sha256": str(i),
+                    "scorer": "s",
+                    "score": 5.0,
+                    "status": "ok",
+                }
+            ]
+        )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(200)))

@@ -65,16 +65,26 @@ def build_tiny_clip(out: Path) -> Path:
     eos, bos = vocab["<|endoftext|>"], vocab["<|startoftext|>"]
     config = CLIPConfig(
         text_config={
-            "vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 77,
-            "eos_token_id": eos, "bos_token_id": bos, "pad_token_id": eos,
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+            "eos_token_id": eos,
+            "bos_token_id": bos,
+            "pad_token_id": eos,
         },
         vision_config={
-            "image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37,
-            "num_hidden_layers": 1, "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
         },
         projection_dim=16,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = CLIPModel(config)
     processor = CLIPProcessor(
@@ -91,9 +101,24 @@ def build_tiny_clip(out: Path) -> Path:
 def _run(tmp_path: Path, sim, jobs: int = 12) -> Path:
     run_dir = tmp_path / "run"
     path = write_text_jobs(tmp_path / "jobs.txt", (f"a teapot number {i}" for i in range(jobs)))
-    done = run_cli(["run", str(path), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    "--size", "1024x1024", "--quality", "low", *sim_flags(sim), "--yes",
-                    "--quiet"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(path),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "low",
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     return run_dir
 
@@ -135,8 +160,21 @@ def test_clip_scorer_end_to_end_with_a_tiny_model(tmp_path: Path, make_sim) -> N
 
     # regeneration with the scorer of the last `score` (CLIP): a threshold above every score
     # makes every job weak; one round regenerates all of them and scores the new images
-    done = run_cli(["resume", str(run_dir), "--regenerate-below", "10.5", "--max-rounds", "1",
-                    *sim_flags(sim), "--yes", "--quiet"], env=env, timeout=180)  # fmt: skip
+    done = run_cli(
+        [
+            "resume",
+            str(run_dir),
+            "--regenerate-below",
+            "10.5",
+            "--max-rounds",
+            "1",
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
+        env=env,
+        timeout=180,
+    )
     assert done.code == 1, done.output  # still below after the last round
     assert "round 1/1: regenerating 12 job(s)" in done.output
     rows = read_scores(run_dir).to_pylist()

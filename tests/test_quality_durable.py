@@ -28,9 +28,24 @@ SEED = 20_261_201
 def _run(tmp_path: Path, sim, jobs: int) -> Path:
     run_dir = tmp_path / "run"
     path = write_text_jobs(tmp_path / "jobs.txt", (f"studio photo {i}" for i in range(jobs)))
-    done = run_cli(["run", str(path), "--run-dir", str(run_dir), "--model", "gpt-image-1",
-                    "--size", "1024x1024", "--quality", "low", *sim_flags(sim), "--yes",
-                    "--quiet"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(path),
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            "gpt-image-1",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "low",
+            *sim_flags(sim),
+            "--yes",
+            "--quiet",
+        ],
+        env=cli_env(),
+    )
     assert done.code == 0, done.output
     return run_dir
 
@@ -53,8 +68,7 @@ def test_crash_after_a_saved_verdict_then_score_again_judges_exactly_the_rest(
     jobs = 60
     sim = make_sim(variants=10**9, latency_mean=0.005)
     run_dir = _run(tmp_path, sim, jobs)
-    args = ["score", str(run_dir), "--judge", "gpt-4o-mini", "--concurrency", "1",
-            *sim_flags(sim)]  # fmt: skip
+    args = ["score", str(run_dir), "--judge", "gpt-4o-mini", "--concurrency", "1", *sim_flags(sim)]
     for k in (17, 9):
         crashed = run_cli(args, env=cli_env(crash_at=f"score:after_save:{k}"))
         assert crashed.code == EXIT_CODE, crashed.output
@@ -75,16 +89,19 @@ def test_kill_9_at_random_instants_then_score_misses_none_and_says_what_may_be_t
     sim = make_sim(variants=10**9, latency_mean=0.03, latency_jitter=0.01, seed=SEED)
     run_dir = _run(tmp_path, sim, jobs)
     rng = random.Random(SEED)
-    args = ["score", str(run_dir), "--judge", "gpt-4o-mini", "--concurrency", "4",
-            *sim_flags(sim)]  # fmt: skip
+    args = ["score", str(run_dir), "--judge", "gpt-4o-mini", "--concurrency", "4", *sim_flags(sim)]
     for _ in range(3):
         before = sum(_judged(sim).values())
         if before >= jobs - 10:
             break
         target = before + rng.randint(5, 30)
         cli = Cli(args, env=cli_env())
-        wait_until(lambda t=target: sum(_judged(sim).values()) >= t,
-                   what=f"{target} images judged", cli=cli, timeout=60)  # fmt: skip
+        wait_until(
+            lambda t=target: sum(_judged(sim).values()) >= t,
+            what=f"{target} images judged",
+            cli=cli,
+            timeout=60,
+        )
         cli.kill_hard()
     done = run_cli(args, env=cli_env(), timeout=120)
     assert done.code == 0, done.output

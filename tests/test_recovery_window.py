@@ -47,8 +47,7 @@ def test_a_resume_killed_before_it_logs_the_crashed_requests_leaves_them_flagged
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"window job {i:02d}" for i in range(JOBS)))
     run_dir = tmp_path / "run"
     common = [*sim_flags(sim), "--concurrency", str(CONCURRENCY), "--yes", "--quiet"]
-    first = Cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *common],
-                env=cli_env())  # fmt: skip
+    first = Cli(["run", str(jobs), "--run-dir", str(run_dir), *MODEL_FLAGS, *common], env=cli_env())
     wait_until(lambda: sim.stats["ok"] >= 10, what="10 served", cli=first)
     assert first.kill_hard().code == -9
 

@@ -45,8 +45,21 @@ def test_a_key_in_any_form_never_survives_even_unnamed(key: str, form: str, temp
 
 @pytest.mark.parametrize("key", KEYS)
 def test_argv_hides_flag_values_in_both_spellings(key: str) -> None:
-    argv = ["batchgen", "run", "jobs.jsonl", "--api-key", key, f"--api-key={key}",
-            "--token", key, "--api-key-env", "MY_KEY", "--rpm", "30", f"--x=see {key}"]  # fmt: skip
+    argv = [
+        "batchgen",
+        "run",
+        "jobs.jsonl",
+        "--api-key",
+        key,
+        f"--api-key={key}",
+        "--token",
+        key,
+        "--api-key-env",
+        "MY_KEY",
+        "--rpm",
+        "30",
+        f"--x=see {key}",
+    ]
     out = redact_argv(argv)
     assert not any(key in arg for arg in out), out
     assert out[:4] == ["batchgen", "run", "jobs.jsonl", "--api-key"]
@@ -87,22 +100,69 @@ def test_text_without_a_key_is_unchanged(text: str) -> None:
     assert redact(text) == text
 
 
-_NAMES = ("key", "Token", "secret", "passwd", "password", "authorization", "credential", "sig",
-          "x-signature")  # fmt: skip
+_NAMES = (
+    "key",
+    "Token",
+    "secret",
+    "passwd",
+    "password",
+    "authorization",
+    "credential",
+    "sig",
+    "x-signature",
+)
 # pieces of what a provider sends and of every form above, and the letters that IGNORECASE
 # folds across scripts (the long s, the Kelvin sign, the dotless i)
-_PIECES = st.sampled_from([*string.ascii_letters, *string.digits, *" -_:=?&@/\\\"'.,#{}",
-                           "sk-", "Bearer ", "basic ", "Token ", "api-key", "key", "KEY",
-                           "secret", "passwd", "password", "authorization", "credential",
-                           "sig", "signature", "access_token", "https://", "://", "\u017f",
-                           "\u212a", "\u0131", "\u017fk-", "\u212aey", "é", "ẞ", "\n", "?sig=",
-                           "&token=", "?Key=", '"api_key": "', "'secret':'", "x-goog-api-key:",
-                           "AbCdEf0123456789", "gw_tok_77xQ2k9Lm", "GW_TOK_77XQ2K9LM",
-                           *(t.format(key=k) for _, t in FORMS for k in KEYS),
-                           *(f"{sep}{name}=" for sep in "?&" for name in _NAMES),
-                           *(f'"{name}": "' for name in _NAMES)])  # fmt: skip
-_SECRETS = st.lists(st.sampled_from(["", "ab", "gw_tok_77xQ2k9Lm", "\u212aey-123", "sk-bench",
-                                     "Secret9", "tok\u0131n-77"]), max_size=2)  # fmt: skip
+_PIECES = st.sampled_from(
+    [
+        *string.ascii_letters,
+        *string.digits,
+        *" -_:=?&@/\\\"'.,#{}",
+        "sk-",
+        "Bearer ",
+        "basic ",
+        "Token ",
+        "api-key",
+        "key",
+        "KEY",
+        "secret",
+        "passwd",
+        "password",
+        "authorization",
+        "credential",
+        "sig",
+        "signature",
+        "access_token",
+        "https://",
+        "://",
+        "\u017f",
+        "\u212a",
+        "\u0131",
+        "\u017fk-",
+        "\u212aey",
+        "é",
+        "ẞ",
+        "\n",
+        "?sig=",
+        "&token=",
+        "?Key=",
+        '"api_key": "',
+        "'secret':'",
+        "x-goog-api-key:",
+        "AbCdEf0123456789",
+        "gw_tok_77xQ2k9Lm",
+        "GW_TOK_77XQ2K9LM",
+        *(t.format(key=k) for _, t in FORMS for k in KEYS),
+        *(f"{sep}{name}=" for sep in "?&" for name in _NAMES),
+        *(f'"{name}": "' for name in _NAMES),
+    ]
+)
+_SECRETS = st.lists(
+    st.sampled_from(
+        ["", "ab", "gw_tok_77xQ2k9Lm", "\u212aey-123", "sk-bench", "Secret9", "tok\u0131n-77"]
+    ),
+    max_size=2,
+)
 
 
 def _every_pattern(text: str, secrets: list[str]) -> str:

@@ -36,10 +36,15 @@ def test_fal_gemini_bfl_and_openai_answers_carrying_data_urls_save_their_images(
 ) -> None:
     sim = make_sim(api_key=KEY)
     jobs = [
-        {"id": name, "prompt": f"[sim:data_url] a lighthouse for {name}", "model": model,
-         "size": "1024x1024", "quality": "low"}
+        {
+            "id": name,
+            "prompt": f"[sim:data_url] a lighthouse for {name}",
+            "model": model,
+            "size": "1024x1024",
+            "quality": "low",
+        }
         for name, model in MODELS.items()
-    ]  # fmt: skip
+    ]
     done, run = _run(tmp_path, sim, jobs)
     assert done.code == 0, done.output
     rows = log_table(run).to_pylist()

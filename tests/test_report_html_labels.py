@@ -35,14 +35,28 @@ def _spec_run(tmp_path: Path) -> Path:
                         Image.new("RGB", (8, 8), (i * 9 % 255, 80, 120)).save(run / name)
                         paths.append(name)
                     vars_ = {"style": style, "product": product, "background": background}
-                    rows.append({
-                        "run_id": "r", "session": 1, "job_id": job, "attempt": 1,
-                        "status": "ok", "final": True, "prompt": f"a {style} {product}",
-                        "model": "gpt-image-1-mini", "quality": "low", "size": "1024x1024",
-                        "image_paths": paths, "image_count": len(paths), "latency_s": 1.5,
-                        "wait_s": 0.0, "finished_at": T0 + i, "cost_usd": 0.005 * len(paths),
-                        "cost_source": "usage", "vars": json.dumps(vars_),
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "run_id": "r",
+                            "session": 1,
+                            "job_id": job,
+                            "attempt": 1,
+                            "status": "ok",
+                            "final": True,
+                            "prompt": f"a {style} {product}",
+                            "model": "gpt-image-1-mini",
+                            "quality": "low",
+                            "size": "1024x1024",
+                            "image_paths": paths,
+                            "image_count": len(paths),
+                            "latency_s": 1.5,
+                            "wait_s": 0.0,
+                            "finished_at": T0 + i,
+                            "cost_usd": 0.005 * len(paths),
+                            "cost_source": "usage",
+                            "vars": json.dumps(vars_),
+                        }
+                    )
                     i += 1
     return write_run(run, table_from_rows(rows), jobs=i)
 
@@ -73,8 +87,14 @@ def test_every_grid_image_is_labelled_and_told_apart(tmp_path: Path) -> None:
 def test_no_internal_keys_and_numbers_aligned(tmp_path: Path) -> None:
     page = build_report(_spec_run(tmp_path), image_checks=False).to_html()
     text = re.sub(r"<[^>]+>", " ", re.sub(r'data:[^"]+', "", page))
-    for key in ("latency_s.p95", "cost_per_image_usd", "success_rate (success_rate)",
-                "response_time", "wrong_size", "cheaper_setting_scores_as_well"):  # fmt: skip
+    for key in (
+        "latency_s.p95",
+        "cost_per_image_usd",
+        "success_rate (success_rate)",
+        "response_time",
+        "wrong_size",
+        "cheaper_setting_scores_as_well",
+    ):
         assert key not in text, key
     assert "response time (latency p95)" in text and "success rate (decided jobs)" in text
     # a numeric column's header sits over its numbers; every table scrolls inside its box

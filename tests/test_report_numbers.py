@@ -39,30 +39,66 @@ T0 = 1_800_000_000.0
 def _awkward_run(tmp_path: Path, span_s: float = 15.0) -> Path:
     rows = []
     for i in range(8):
-        rows.append({
-            "run_id": "r", "session": 1 if i < 6 else 2, "job_id": f"job-{i}", "attempt": 1,
-            "status": "ok", "final": True, "prompt": f"a lighthouse {i}",
-            "model": "gpt-image-1", "quality": None if i % 2 else "medium",
-            "size": None if i % 3 == 0 else "1024x1024",
-            "image_paths": [], "image_count": 1,
-            "latency_s": 0.012600879399906258 * (i + 1), "wait_s": 0.1 / 3,
-            "finished_at": T0 + span_s * i / 8, "cost_usd": 0.008478000000000001 * (i + 1),
-            "cost_source": "usage",
-        })  # fmt: skip
+        rows.append(
+            {
+                "run_id": "r",
+                "session": 1 if i < 6 else 2,
+                "job_id": f"job-{i}",
+                "attempt": 1,
+                "status": "ok",
+                "final": True,
+                "prompt": f"a lighthouse {i}",
+                "model": "gpt-image-1",
+                "quality": None if i % 2 else "medium",
+                "size": None if i % 3 == 0 else "1024x1024",
+                "image_paths": [],
+                "image_count": 1,
+                "latency_s": 0.012600879399906258 * (i + 1),
+                "wait_s": 0.1 / 3,
+                "finished_at": T0 + span_s * i / 8,
+                "cost_usd": 0.008478000000000001 * (i + 1),
+                "cost_source": "usage",
+            }
+        )
     for i in range(2):
-        rows.append({
-            "run_id": "r", "session": 1, "job_id": f"bad-{i}", "attempt": 1, "status": "error",
-            "final": True, "error_class": "content_policy", "error_message": "refused",
-            "prompt": "no", "finished_at": T0 + 1 / 3, "http_status": 400,
-        })  # fmt: skip
-    autopilot = {"adaptive": True, "rpm": 985000.0, "rpm_source": "headers",
-                 "concurrency": 24, "concurrency_source": "latency"}  # fmt: skip
+        rows.append(
+            {
+                "run_id": "r",
+                "session": 1,
+                "job_id": f"bad-{i}",
+                "attempt": 1,
+                "status": "error",
+                "final": True,
+                "error_class": "content_policy",
+                "error_message": "refused",
+                "prompt": "no",
+                "finished_at": T0 + 1 / 3,
+                "http_status": 400,
+            }
+        )
+    autopilot = {
+        "adaptive": True,
+        "rpm": 985000.0,
+        "rpm_source": "headers",
+        "concurrency": 24,
+        "concurrency_source": "latency",
+    }
     sessions = [
-        {"session": 1, "started_at": T0 - 1, "ended_at": T0 + span_s, "how": "completed",
-         "summary": {"autopilot": {**autopilot, "peak_inflight": 24, "throttled": 3}}},
-        {"session": 2, "started_at": T0 + span_s, "ended_at": T0 + span_s + 2, "how": "completed",
-         "summary": {"autopilot": {**autopilot, "peak_inflight": 1, "throttled": 1}}},
-    ]  # fmt: skip
+        {
+            "session": 1,
+            "started_at": T0 - 1,
+            "ended_at": T0 + span_s,
+            "how": "completed",
+            "summary": {"autopilot": {**autopilot, "peak_inflight": 24, "throttled": 3}},
+        },
+        {
+            "session": 2,
+            "started_at": T0 + span_s,
+            "ended_at": T0 + span_s + 2,
+            "how": "completed",
+            "summary": {"autopilot": {**autopilot, "peak_inflight": 1, "throttled": 1}},
+        },
+    ]
     return write_run(tmp_path / "run", table_from_rows(rows), jobs=10, sessions=sessions)
 
 

@@ -19,43 +19,70 @@ from batchgen.library.index import Library
 from tests.runhelpers import cli_env, log_table, run_cli, sim_flags, write_jsonl_jobs
 
 JOBS = 12
-RUN = ["--model", "gpt-image-1-mini", "--size", "1024x1024", "--quality", "low", "--yes",
-       "--quiet", "--no-image-checks"]  # fmt: skip
+RUN = [
+    "--model",
+    "gpt-image-1-mini",
+    "--size",
+    "1024x1024",
+    "--quality",
+    "low",
+    "--yes",
+    "--quiet",
+    "--no-image-checks",
+]
 
 
 def _jobs(path: Path, changed: int | None = None) -> Path:
-    return write_jsonl_jobs(path, (
-        {"id": f"r{i:02d}", "prompt": f"a teapot, view {i}",
-         **({"quality": "medium"} if i == changed else {})}
-        for i in range(JOBS)
-    ))  # fmt: skip
+    return write_jsonl_jobs(
+        path,
+        (
+            {
+                "id": f"r{i:02d}",
+                "prompt": f"a teapot, view {i}",
+                **({"quality": "medium"} if i == changed else {}),
+            }
+            for i in range(JOBS)
+        ),
+    )
 
 
 def _run(jobs: Path, run_dir: Path, sim, reuse: dict) -> int:  # type: ignore[no-untyped-def, type-arg]
     from batchgen.config import RunConfig
     from batchgen.session.start import start_run
 
-    flags = {"base_url": sim.base_url, "model": "gpt-image-1-mini", "size": "1024x1024",
-             "quality": "low", "yes": True, "quiet": True, "image_checks": False,
-             "reuse": reuse}  # fmt: skip
-    return start_run(str(jobs), RunConfig.build(flags), run_dir=run_dir,
-                     handle_signals=False).exit_code  # fmt: skip
+    flags = {
+        "base_url": sim.base_url,
+        "model": "gpt-image-1-mini",
+        "size": "1024x1024",
+        "quality": "low",
+        "yes": True,
+        "quiet": True,
+        "image_checks": False,
+        "reuse": reuse,
+    }
+    return start_run(
+        str(jobs), RunConfig.build(flags), run_dir=run_dir, handle_signals=False
+    ).exit_code
 
 
 def test_reuse_second_run_sends_nothing_and_a_changed_job_is_sent(tmp_path: Path, sim) -> None:
     env, lib = cli_env(), tmp_path / "lib"
     jobs = _jobs(tmp_path / "jobs.jsonl")
     first = tmp_path / "first"
-    done = run_cli(["run", str(jobs), "--run-dir", str(first), "--reuse", str(lib),
-                    *sim_flags(sim), *RUN], env=env)  # fmt: skip
+    done = run_cli(
+        ["run", str(jobs), "--run-dir", str(first), "--reuse", str(lib), *sim_flags(sim), *RUN],
+        env=env,
+    )
     assert done.code == 0, done.output
     assert sim.stats.received == JOBS
     assert Library(lib).totals()["entries"] == JOBS
 
     # the same job file again: no request, $0, every row names the first run
     second = tmp_path / "second"
-    done = run_cli(["run", str(jobs), "--run-dir", str(second), "--reuse", str(lib),
-                    *sim_flags(sim), *RUN], env=env)  # fmt: skip
+    done = run_cli(
+        ["run", str(jobs), "--run-dir", str(second), "--reuse", str(lib), *sim_flags(sim), *RUN],
+        env=env,
+    )
     assert done.code == 0, done.output
     assert sim.stats.received == JOBS  # nothing sent
     log = log_table(second)
@@ -65,7 +92,8 @@ def test_reuse_second_run_sends_nothing_and_a_changed_job_is_sent(tmp_path: Path
     assert set(log["reused_from"].to_pylist()) == {str(first.resolve())}
     for r in log.to_pylist():
         assert (second / r["image_paths"][0]).read_bytes() == (
-            first / "images" / f"{r['job_id']}_0.png").read_bytes()  # fmt: skip
+            first / "images" / f"{r['job_id']}_0.png"
+        ).read_bytes()
     report = run_cli(["report", str(second), "--format", "json", "--no-image-checks"], env=env)
     figures = json.loads(report.stdout)
     assert figures["cost_by_source"] == {"reused": {"rows": JOBS, "cost_usd": 0.0}}
@@ -140,8 +168,9 @@ def test_two_processes_adding_at_once(tmp_path: Path) -> None:
         "    Library(root / 'lib').add_entries([Entry(fp, 'run-' + tag, str(root), f'j{i}',"
         " (img,), None)])\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, tag, str(tmp_path)])
-             for tag in ("a", "b")]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, tag, str(tmp_path)]) for tag in ("a", "b")
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     lib = Library(tmp_path / "lib")
     assert lib.totals() == {"entries": 120, "files": 120, "bytes": lib.totals()["bytes"]}

@@ -98,8 +98,10 @@ def test_bad_values_are_refused_at_append_naming_the_column(log_dir: Path) -> No
 
 def test_bad_values_become_null_and_are_reported_not_fatal() -> None:
     # the table builder stays tolerant (a second line behind the check at append)
-    rows = [row("a", http_status="not-a-number", latency_s=1.25),
-            row("b", http_status=500, bogus_column=1)]  # fmt: skip
+    rows = [
+        row("a", http_status="not-a-number", latency_s=1.25),
+        row("b", http_status=500, bogus_column=1),
+    ]
     t, problems = rows_to_table(rows, run_id="r", session=1)
     assert t["http_status"].to_pylist() == [None, 500]
     assert t["latency_s"].to_pylist() == [1.25, None]

@@ -33,12 +33,22 @@ def test_a_key_pasted_into_key_env_is_never_echoed(tmp_path: Path, where: str) -
     run_dir = tmp_path / "run"
     args = ["run", str(_jobs(tmp_path)), "--run-dir", str(run_dir), "--yes"]
     if where == "providers":
-        ep = {"name": "az", "protocol": "openai", "base_url": "https://api.example.invalid/v1",
-              "key_env": HEX_KEY, "models": ["gpt-image-1"]}  # fmt: skip
+        ep = {
+            "name": "az",
+            "protocol": "openai",
+            "base_url": "https://api.example.invalid/v1",
+            "key_env": HEX_KEY,
+            "models": ["gpt-image-1"],
+        }
         args += ["--providers", str(providers_file(tmp_path / "p.toml", [ep]))]
     else:
-        args += [*MODEL_FLAGS, "--base-url", "https://api.example.invalid/v1",
-                 "--api-key-env", HEX_KEY]  # fmt: skip
+        args += [
+            *MODEL_FLAGS,
+            "--base-url",
+            "https://api.example.invalid/v1",
+            "--api-key-env",
+            HEX_KEY,
+        ]
     done = run_cli(args, env=cli_env(None))
     assert done.code == 2, done.output
     assert "looks like a key itself" in done.output and "NAME" in done.output
@@ -56,8 +66,13 @@ def test_a_token_in_a_base_urls_userinfo_is_refused_never_stored(
     run_dir = tmp_path / "run"
     args = ["run", str(_jobs(tmp_path)), "--run-dir", str(run_dir), "--yes"]
     if where == "providers":
-        ep = {"name": "gw", "protocol": "openai", "base_url": url, "key_env": "KEY_A",
-              "models": ["gpt-image-1"]}  # fmt: skip
+        ep = {
+            "name": "gw",
+            "protocol": "openai",
+            "base_url": url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+        }
         args += ["--providers", str(providers_file(tmp_path / "p.toml", [ep]))]
     else:
         args += [*MODEL_FLAGS, "--base-url", url]
@@ -75,8 +90,21 @@ def test_a_query_secret_in_a_base_url_is_not_stored_and_resume_asks_for_the_url(
     secret = "c0deSECRET4242"
     url = f"{sim.base_url}?code={secret}"
     run_dir = tmp_path / "run"
-    done = run_cli(["run", str(_jobs(tmp_path)), "--run-dir", str(run_dir), *MODEL_FLAGS,
-                    "--base-url", url, "--yes", "--max-attempts", "1"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(_jobs(tmp_path)),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            "--base-url",
+            url,
+            "--yes",
+            "--max-attempts",
+            "1",
+        ],
+        env=cli_env(),
+    )
     assert "Traceback" not in done.output
     assert secret not in _everything_in(run_dir)
     manifest = json.loads((run_dir / "run.json").read_text())
@@ -90,14 +118,31 @@ def test_a_lower_case_key_env_is_kept_in_run_json_and_resume_works(
     make_sim: Any, tmp_path: Path
 ) -> None:
     sim = make_sim(api_key="sk-lower-case-key-0001", faults={"server": 1.0})
-    ep = {"name": "low", "protocol": "openai", "base_url": sim.base_url,
-          "key_env": "my_openai_key", "models": ["gpt-image-1"]}  # fmt: skip
+    ep = {
+        "name": "low",
+        "protocol": "openai",
+        "base_url": sim.base_url,
+        "key_env": "my_openai_key",
+        "models": ["gpt-image-1"],
+    }
     providers = providers_file(tmp_path / "p.toml", [ep])
     run_dir = tmp_path / "run"
     env = env_with(my_openai_key="sk-lower-case-key-0001")
-    first = run_cli(["run", str(_jobs(tmp_path)), "--run-dir", str(run_dir), "--providers",
-                     str(providers), *MODEL_FLAGS, "--yes", "--max-attempts", "1"],
-                    env=env)  # fmt: skip
+    first = run_cli(
+        [
+            "run",
+            str(_jobs(tmp_path)),
+            "--run-dir",
+            str(run_dir),
+            "--providers",
+            str(providers),
+            *MODEL_FLAGS,
+            "--yes",
+            "--max-attempts",
+            "1",
+        ],
+        env=env,
+    )
     assert first.code in (1, 3), first.output
     recorded = json.loads((run_dir / "run.json").read_text())["settings"]["endpoints"]
     assert recorded[0]["key_env"] == "my_openai_key"
@@ -122,9 +167,24 @@ def test_azure_accepts_deployment_as_well_as_deployments(make_sim: Any, tmp_path
     assert spec.deployments == {"gpt-image-1-mini": "mini-dep"}
     run_dir = tmp_path / "run"
     jobs = write_text_jobs(tmp_path / "jobs.txt", ["a red kite"])
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--providers", str(providers),
-                    "--model", "gpt-image-1-mini", "--size", "1024x1024", "--quality", "low",
-                    "--yes"], env=env_with(AZ_KEY="sk-azure-key-000001"))  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--providers",
+            str(providers),
+            "--model",
+            "gpt-image-1-mini",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "low",
+            "--yes",
+        ],
+        env=env_with(AZ_KEY="sk-azure-key-000001"),
+    )
     assert done.code == 0, done.output
     assert len(ok_counts(run_dir)) == 1
     both = providers_file(tmp_path / "b.toml", [{**ep, "deployments": {"x": "y"}}])
@@ -149,17 +209,41 @@ def test_attempts_waiting_for_an_endpoint_taken_out_by_auth_are_not_logged_as_se
     good = make_sim(api_key="sk-good-endpoint-0001", latency_mean=0.05)
     broke = make_sim(api_key="sk-broke-endpoint-001", fail_after={"auth": 1}, latency_mean=0.2)
     endpoints = [
-        {"name": "a", "protocol": "openai", "base_url": good.base_url, "key_env": "KEY_A",
-         "models": ["gpt-image-1"], "concurrency": 4, "rpm": 240},
-        {"name": "b", "protocol": "openai", "base_url": broke.base_url, "key_env": "KEY_B",
-         "models": ["gpt-image-1"], "concurrency": 4, "rpm": 240},
-    ]  # fmt: skip
+        {
+            "name": "a",
+            "protocol": "openai",
+            "base_url": good.base_url,
+            "key_env": "KEY_A",
+            "models": ["gpt-image-1"],
+            "concurrency": 4,
+            "rpm": 240,
+        },
+        {
+            "name": "b",
+            "protocol": "openai",
+            "base_url": broke.base_url,
+            "key_env": "KEY_B",
+            "models": ["gpt-image-1"],
+            "concurrency": 4,
+            "rpm": 240,
+        },
+    ]
     jobs = write_text_jobs(tmp_path / "jobs.txt", (f"a quiet pier {i:02d}" for i in range(30)))
     run = tmp_path / "run"
     env = env_with(KEY_A="sk-good-endpoint-0001", KEY_B="sk-broke-endpoint-001")
-    done = run_cli(["run", str(jobs), "--run-dir", str(run), "--providers",
-                    str(providers_file(tmp_path / "p.toml", endpoints)), *MODEL_FLAGS, "--yes"],
-                   env=env)  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run),
+            "--providers",
+            str(providers_file(tmp_path / "p.toml", endpoints)),
+            *MODEL_FLAGS,
+            "--yes",
+        ],
+        env=env,
+    )
     assert done.code == 0, done.output
     assert len(ok_counts(run)) == 30
     t = log_table(run, ["endpoint", "status"]).to_pylist()

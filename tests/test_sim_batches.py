@@ -49,13 +49,22 @@ def _call(sim: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]
 
 def _lines(n: int, *, start: int = 0, prompt: str = "a lighthouse at dusk") -> bytes:
     return b"".join(
-        json.dumps({
-            "custom_id": f"job-{i}", "method": "POST", "url": "/v1/images/generations",
-            "body": {"model": "gpt-image-1", "prompt": f"{prompt} {i}", "size": "1024x1024",
-                     "quality": "low"},
-        }).encode() + b"\n"
+        json.dumps(
+            {
+                "custom_id": f"job-{i}",
+                "method": "POST",
+                "url": "/v1/images/generations",
+                "body": {
+                    "model": "gpt-image-1",
+                    "prompt": f"{prompt} {i}",
+                    "size": "1024x1024",
+                    "quality": "low",
+                },
+            }
+        ).encode()
+        + b"\n"
         for i in range(start, start + n)
-    )  # fmt: skip
+    )
 
 
 def _client(sim: Any) -> openai.OpenAI:
@@ -66,10 +75,17 @@ def _submit(sim: Any, data: bytes, **meta: str) -> dict[str, Any]:
     client = _client(sim)
     f = client.files.create(file=(f"in-{uuid.uuid4().hex}.jsonl", data), purpose="batch")
     FILE.validate(f.model_dump(exclude_none=True))
-    status, batch = _call(sim, "POST", "/v1/batches", {
-        "input_file_id": f.id, "endpoint": "/v1/images/generations",
-        "completion_window": "24h", "metadata": meta or None,
-    })  # fmt: skip
+    status, batch = _call(
+        sim,
+        "POST",
+        "/v1/batches",
+        {
+            "input_file_id": f.id,
+            "endpoint": "/v1/images/generations",
+            "completion_window": "24h",
+            "metadata": meta or None,
+        },
+    )
     assert status == 200, batch
     BATCH.validate(batch)
     return batch
@@ -93,9 +109,13 @@ def test_state_machine_counts_and_output_lines_follow_the_clock(make_sim) -> Non
         BATCH.validate(b)
         seen.append((b["status"], b["request_counts"]["completed"]))
     assert seen == [
-        ("validating", 0), ("in_progress", 0), ("in_progress", 5), ("in_progress", 9),
-        ("finalizing", 10), ("completed", 10),
-    ]  # fmt: skip
+        ("validating", 0),
+        ("in_progress", 0),
+        ("in_progress", 5),
+        ("in_progress", 9),
+        ("finalizing", 10),
+        ("completed", 10),
+    ]
     assert b["output_file_id"] and "error_file_id" not in b and b["completed_at"]
     lines = _content(sim, b["output_file_id"])
     assert [line["custom_id"] for line in lines] == [f"job-{i}" for i in range(10)]

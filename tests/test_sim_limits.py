@@ -139,8 +139,9 @@ def test_headers_follow_both_schedules_even_on_answers_that_skip_the_limit(make_
     )
     headers = post(sim, gpt("first"))[1]
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-limit-images"]) == (
-        "60", "120",
-    )  # fmt: skip
+        "60",
+        "120",
+    )
     clock.advance(5.0)
     status, headers, _ = post(sim, gpt("bad n", n=0))  # a 400: never reaches the buckets
     assert status == 400 and headers["x-ratelimit-limit-images"] == "240"
@@ -151,8 +152,9 @@ def test_headers_follow_both_schedules_even_on_answers_that_skip_the_limit(make_
     assert post(sim, b"", path="/_sim/reset")[0] == 200  # the schedules start again
     headers = post(sim, gpt("bad n", n=0))[1]
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-limit-images"]) == (
-        "60", "120",
-    )  # fmt: skip
+        "60",
+        "120",
+    )
     config = json.loads(get(sim, "/_sim/config")[2])
     assert config["ipm_schedule"] == [[5.0, 240.0]]
 
@@ -165,9 +167,11 @@ def test_no_ratelimit_headers_and_a_429_that_names_no_limit(make_sim):
     status, headers, data = post(sim, gpt("refused"))
     assert status == 429 and not [h for h in headers if h.startswith("x-ratelimit")]
     assert error_of(status, data) == {
-        "message": "Too Many Requests", "type": "rate_limit_error",
-        "code": "rate_limit_exceeded", "param": None,
-    }  # fmt: skip
+        "message": "Too Many Requests",
+        "type": "rate_limit_error",
+        "code": "rate_limit_exceeded",
+        "param": None,
+    }
     assert headers["retry-after-ms"] == "1000"  # the hint is retry_after_mode's business
     assert sim.stats["server_rate_limited"] == 1
     sim.update(ratelimit_headers=True)  # OpenAI's style again
@@ -216,9 +220,11 @@ def test_max_concurrent_refuses_at_once_with_no_hint(make_sim):
         status, headers, data = post(sim, gpt("third"))
         assert status == 429
         assert error_of(status, data) == {
-            "message": "Too many concurrent requests", "type": "rate_limit_error",
-            "code": "concurrency_limit_exceeded", "param": None,
-        }  # fmt: skip
+            "message": "Too many concurrent requests",
+            "type": "rate_limit_error",
+            "code": "concurrency_limit_exceeded",
+            "param": None,
+        }
         assert not [h for h in headers if h.startswith(("x-ratelimit", "retry-after"))]
     finally:
         for sock in hanging:
@@ -242,18 +248,32 @@ def test_run_flags_reach_the_new_knobs():
     def make_sim_config(args):
         return sim_config(run_config(args))
 
-    args = build_parser().parse_args([
-        "run", "x.jsonl", "--sim-burst", "3", "--sim-no-ratelimit-headers",
-        "--sim-retry-after-mode", "date", "--sim-max-concurrent", "24",
-        "--sim-ipm", "100", "--sim-ipm-schedule", "0:100,30:50",
-    ])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "run",
+            "x.jsonl",
+            "--sim-burst",
+            "3",
+            "--sim-no-ratelimit-headers",
+            "--sim-retry-after-mode",
+            "date",
+            "--sim-max-concurrent",
+            "24",
+            "--sim-ipm",
+            "100",
+            "--sim-ipm-schedule",
+            "0:100,30:50",
+        ]
+    )
     config = make_sim_config(args)
     assert (config.burst_s, config.ratelimit_headers, config.retry_after_mode) == (3, False, "date")
     assert config.max_concurrent == 24 and config.ipm_schedule == ((0, 100), (30, 50))
     defaults = make_sim_config(build_parser().parse_args(["run", "x.jsonl"]))
     assert (defaults.burst_s, defaults.ratelimit_headers, defaults.retry_after_mode) == (
-        1.0, True, "both",
-    )  # fmt: skip
+        1.0,
+        True,
+        "both",
+    )
     assert defaults.max_concurrent is None and defaults.ipm_schedule == ()
 
 
@@ -284,8 +304,9 @@ def test_openai_429_texts_stated_and_plain_and_the_client_reads_the_stated_one(m
     from batchgen.limits.hints import read_hint
 
     clock = FakeClock()
-    sim = make_sim(ipm=5, ratelimit_headers=False, limit_message="stated",
-                   retry_after_mode="none", clock=clock)  # fmt: skip
+    sim = make_sim(
+        ipm=5, ratelimit_headers=False, limit_message="stated", retry_after_mode="none", clock=clock
+    )
     assert post(sim, gpt("first", n=2))[0] == 200
     status, headers, data = post(sim, gpt("second", n=2))
     message = error_of(status, data)["message"]

@@ -63,8 +63,10 @@ def test_the_scores_folder_is_a_pure_parquet_dataset(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"image_path": ["images/a_0.png"], "score": [7.0]}),
-                   scores / "part-00001-000001.parquet")  # fmt: skip
+    pq.write_table(
+        pa.table({"image_path": ["images/a_0.png"], "score": [7.0]}),
+        scores / "part-00001-000001.parquet",
+    )
     (scores / "scorer.json").write_text('{"id": "old"}')  # as an older version left it
     assert load_scorer(run_dir) == {"id": "old"}  # still read
     save_scorer(run_dir, {"id": "judge"})
@@ -80,8 +82,19 @@ def test_a_refused_detach_leaves_no_run_lock(
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("a kettle\n", encoding="utf-8")
     run_dir = tmp_path / "runs" / "detached"
-    code = main(["run", str(jobs), "--provider", "sim", "--via", "batch", "--detach",
-                 "--run-dir", str(run_dir)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(jobs),
+            "--provider",
+            "sim",
+            "--via",
+            "batch",
+            "--detach",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert code == 2 and "--detach needs a provider" in capsys.readouterr().err
     assert not (run_dir / "run.lock").exists() and not run_dir.exists()
 
@@ -93,8 +106,21 @@ def test_a_second_cancel_says_there_is_nothing_to_cancel(
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("a kettle\na teapot\n", encoding="utf-8")
     run_dir = tmp_path / "run"
-    code = main(["run", str(jobs), "--base-url", sim.base_url, "--via", "batch", "--detach",
-                 "--run-dir", str(run_dir), "--yes", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(jobs),
+            "--base-url",
+            sim.base_url,
+            "--via",
+            "batch",
+            "--detach",
+            "--run-dir",
+            str(run_dir),
+            "--yes",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert main(["cancel", str(run_dir)]) == 0
     assert "cancelled 1 batch(es)" in capsys.readouterr().out
@@ -130,9 +156,13 @@ def test_a_job_file_of_dash_is_read_from_stdin_and_kept_for_resume(
 
 @pytest.mark.parametrize(
     ("data", "suffix"),
-    [(b'{"prompt": "x"}\n', ".jsonl"), (b"prompt,size\nx,auto\n", ".csv"),
-     (b"prompt: a {s} mug\nmatrix:\n  s: [red]\n", ".yaml"), (b"a mug, red\n", ".txt")],
-)  # fmt: skip
+    [
+        (b'{"prompt": "x"}\n', ".jsonl"),
+        (b"prompt,size\nx,auto\n", ".csv"),
+        (b"prompt: a {s} mug\nmatrix:\n  s: [red]\n", ".yaml"),
+        (b"a mug, red\n", ".txt"),
+    ],
+)
 def test_stdins_format_is_recognised(data: bytes, suffix: str) -> None:
     from batchgen.cli.stdin import suffix_of
 

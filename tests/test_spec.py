@@ -48,8 +48,12 @@ def test_matrix_zip_repeat_expands_to_24_jobs_with_stable_ids(tmp_path: Path) ->
     job = next(j for j in first if j.id == "style=studio.background=oak.product=mug.r2")
     assert job.body["prompt"] == "A studio photo of a mug on oak"
     assert job.body["images"] == "photos/mug.png" and job.inputs[0].sha256
-    assert job.vars == {"style": "studio", "background": "oak", "product": "mug",
-                        "images": "photos/mug.png"}  # fmt: skip
+    assert job.vars == {
+        "style": "studio",
+        "background": "oak",
+        "product": "mug",
+        "images": "photos/mug.png",
+    }
     assert "background" not in {k for k in job.body if k != "prompt" and job.body[k] == "oak"}
     validation = validate_file(path)
     assert validation.ok and validation.format == "spec" and validation.jobs == 24
@@ -64,8 +68,10 @@ def test_plan_shows_24_jobs_and_per_variable_counts(tmp_path: Path) -> None:
     assert re.search(r"background=oak\s+12\s+12", done.output)
     doc = json.loads(run_cli(["plan", str(path), "--format", "json"], env=cli_env()).stdout)
     assert doc["variables"]["style"]["lifestyle"] == {"jobs": 8, "images": 8}
-    assert doc["variables"]["product"] == {"mug": {"jobs": 12, "images": 12},
-                                           "lamp": {"jobs": 12, "images": 12}}  # fmt: skip
+    assert doc["variables"]["product"] == {
+        "mug": {"jobs": 12, "images": 12},
+        "lamp": {"jobs": 12, "images": 12},
+    }
     assert doc["edits"]["input_images"] == 24
     refused = run_cli(["plan", str(path), "--max-jobs", "23"], env=cli_env())
     assert refused.code == 2
@@ -74,8 +80,10 @@ def test_plan_shows_24_jobs_and_per_variable_counts(tmp_path: Path) -> None:
 
 def test_a_million_cell_matrix_is_counted_not_materialised(tmp_path: Path) -> None:
     values = ", ".join(str(i) for i in range(100))
-    text = ("defaults: {model: gpt-image-1-mini}\nprompt: 'a {a} {b} {c}'\n"
-            f"matrix: {{a: [{values}], b: [{values}], c: [{values}]}}\n")  # fmt: skip
+    text = (
+        "defaults: {model: gpt-image-1-mini}\nprompt: 'a {a} {b} {c}'\n"
+        f"matrix: {{a: [{values}], b: [{values}], c: [{values}]}}\n"
+    )
     path = tmp_path / "big.yaml"
     path.write_text(text)
     tracemalloc.start()
@@ -94,9 +102,13 @@ def test_a_million_cell_matrix_is_counted_not_materialised(tmp_path: Path) -> No
 def test_glob_csv_and_variants(tmp_path: Path) -> None:
     _spec(tmp_path)
     (tmp_path / "colors.csv").write_text("color,mood\nred,calm\nteal,bold\n")
-    path = _spec(tmp_path, "defaults: {model: gpt-image-1}\n"
-                 "prompt: 'the {stem} in {color}, {mood}, {matte|glossy}'\n"
-                 "images: photos/*.png\nvars_csv: colors.csv\n", "g.yml")  # fmt: skip
+    path = _spec(
+        tmp_path,
+        "defaults: {model: gpt-image-1}\n"
+        "prompt: 'the {stem} in {color}, {mood}, {matte|glossy}'\n"
+        "images: photos/*.png\nvars_csv: colors.csv\n",
+        "g.yml",
+    )
     jobs = list(iter_jobs(path))
     assert len(jobs) == 2 * 2 * 2 == count(load_spec(path))
     ids = [j.id for j in jobs]
@@ -110,23 +122,33 @@ def test_glob_csv_and_variants(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expect"),
     [
-        ("prompt: 'a {product}'\nzip: {product: [mug, lamp], size: [1024x1024]}\n",
-         ":3: zip: lists of unequal lengths (product: 2, size: 1)"),
-        ("prompt: 'a {colour} mug'\nmatrix: {color: [red]}\n",
-         ":2: prompt: {colour} is not a variable (variables: color)"),
-        ("prompt: 'a mug'\nimages: [photos/mug.png, photos/nope.png]\n",
-         ': job job (#1): image "photos/nope.png" does not exist'),
+        (
+            "prompt: 'a {product}'\nzip: {product: [mug, lamp], size: [1024x1024]}\n",
+            ":3: zip: lists of unequal lengths (product: 2, size: 1)",
+        ),
+        (
+            "prompt: 'a {colour} mug'\nmatrix: {color: [red]}\n",
+            ":2: prompt: {colour} is not a variable (variables: color)",
+        ),
+        (
+            "prompt: 'a mug'\nimages: [photos/mug.png, photos/nope.png]\n",
+            ': job job (#1): image "photos/nope.png" does not exist',
+        ),
         ("prompt: 'a {x}'\nmatrix: {x: [1]}\nrepeat: 0\n", ":4: repeat: must be a whole number"),
         ("prompt: 'a mug'\nimages: 'photos/*.gif'\n", ':3: images: the pattern "photos/*.gif"'),
         ("prompt: [unclosed\n", ":2: not valid YAML"),
     ],
     ids=["zip-unequal", "unknown-var", "missing-image", "repeat", "empty-glob", "yaml"],
-)  # fmt: skip
+)
 def test_spec_problems_are_file_line_errors_and_nothing_is_sent(
     tmp_path: Path, sim: Any, text: str, expect: str
 ) -> None:
-    path = _spec(tmp_path, "defaults: {model: gpt-image-1}\n" + text if "defaults" not in text
-                 and not text.startswith("prompt: [") else text)  # fmt: skip
+    path = _spec(
+        tmp_path,
+        "defaults: {model: gpt-image-1}\n" + text
+        if "defaults" not in text and not text.startswith("prompt: [")
+        else text,
+    )
     for command in (
         ["plan", str(path)],
         ["run", str(path), "--run-dir", str(tmp_path / "run"), *sim_flags(sim)],
@@ -140,8 +162,9 @@ def test_spec_problems_are_file_line_errors_and_nothing_is_sent(
 def test_spec_run_report_by_variable_and_grid(tmp_path: Path, sim: Any) -> None:
     path = _spec(tmp_path)
     run = tmp_path / "run"
-    done = run_cli(["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--quiet"],
-                   env=cli_env())  # fmt: skip
+    done = run_cli(
+        ["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--quiet"], env=cli_env()
+    )
     assert done.code == 1, done.output  # the flat lay jobs are refused (content policy)
     glob = str(run / "log" / "*.parquet")
     expected = {
@@ -167,8 +190,9 @@ def test_spec_run_report_by_variable_and_grid(tmp_path: Path, sim: Any) -> None:
     md = run_cli(["report", str(run), "--format", "md"], env=cli_env()).stdout
     assert "## By variable" in md and "| style | studio | 8 |" in md
 
-    html_done = run_cli(["report", str(run), "--format", "html", "--grid", "style,product"],
-                        env=cli_env())  # fmt: skip
+    html_done = run_cli(
+        ["report", str(run), "--format", "html", "--grid", "style,product"], env=cli_env()
+    )
     assert html_done.code == 0, html_done.output
     page = (run / "report.html").read_text()
     grid = page[page.index("<h2>Grid: style × product</h2>") :]

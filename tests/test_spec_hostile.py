@@ -56,8 +56,10 @@ def test_deep_nesting_is_a_clear_error_not_a_recursion_error(tmp_path: Path) -> 
 
 def test_a_duplicate_key_names_both_lines(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
-    path.write_text("defaults: {model: gpt-image-1}\nprompt: 'a {x}'\nmatrix: {x: [1, 2, 3]}\n"
-                    "repeat: 1\nmatrix: {x: [4]}\n")  # fmt: skip
+    path.write_text(
+        "defaults: {model: gpt-image-1}\nprompt: 'a {x}'\nmatrix: {x: [1, 2, 3]}\n"
+        "repeat: 1\nmatrix: {x: [4]}\n"
+    )
     message = _problem(path)
     assert f"{path}:5:" in message and "lines 3 and 5" in message and "matrix" in message
 
@@ -96,11 +98,14 @@ def test_a_specs_glob_resolves_from_its_own_folder_whatever_the_cwd(
 def test_a_spec_too_big_to_check_says_its_count_and_asks(tmp_path: Path) -> None:
     values = ", ".join(str(i) for i in range(1000))
     path = tmp_path / "huge.yaml"
-    path.write_text("defaults: {model: gpt-image-1-mini}\nprompt: 'a {a} {b} {c}'\n"
-                    f"matrix: {{a: [{values}], b: [{values}], c: [{values}]}}\n")  # fmt: skip
+    path.write_text(
+        "defaults: {model: gpt-image-1-mini}\nprompt: 'a {a} {b} {c}'\n"
+        f"matrix: {{a: [{values}], b: [{values}], c: [{values}]}}\n"
+    )
     started = time.monotonic()
-    done = run_cli(["run", str(path), "--run-dir", str(tmp_path / "run"), "--provider", "sim"],
-                   env=cli_env())  # fmt: skip
+    done = run_cli(
+        ["run", str(path), "--run-dir", str(tmp_path / "run"), "--provider", "sim"], env=cli_env()
+    )
     assert done.code == 2, done.output
     assert "expands to 1,000,000,000 jobs" in done.output and "--max-jobs" in done.output
     assert time.monotonic() - started < 30
@@ -120,12 +125,26 @@ def test_an_edit_input_that_is_not_a_small_regular_file_is_refused_not_read(
     else:
         with open(target, "wb") as f:
             f.truncate(20 * 1024**3)  # sparse: 20 GB on paper, nothing on disk
-    jobs = write_jsonl_jobs(tmp_path / "jobs.jsonl", [
-        {"id": "bad", "prompt": "edit it", "image": "in.png", "model": "gpt-image-1"},
-    ])  # fmt: skip
+    jobs = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            {"id": "bad", "prompt": "edit it", "image": "in.png", "model": "gpt-image-1"},
+        ],
+    )
     started = time.monotonic()
-    done = run_cli(["run", str(jobs), "--run-dir", str(tmp_path / "run"), *sim_flags(sim),
-                    "--yes", "--timeout", "5"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(tmp_path / "run"),
+            *sim_flags(sim),
+            "--yes",
+            "--timeout",
+            "5",
+        ],
+        env=cli_env(),
+    )
     assert time.monotonic() - started < 30
     assert done.code == 2, done.output
     assert "in.png" in done.output and ("regular file" in done.output or "MB" in done.output)
@@ -139,9 +158,12 @@ def test_an_edit_input_swapped_for_a_fifo_mid_run_fails_that_job_without_hanging
     from batchgen.provider.edits import edit_request
 
     Image.new("RGB", (32, 32), "blue").save(tmp_path / "in.png")
-    jobs = write_jsonl_jobs(tmp_path / "jobs.jsonl", [
-        {"id": "e", "prompt": "edit it", "image": "in.png", "model": "gpt-image-1"},
-    ])  # fmt: skip
+    jobs = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl",
+        [
+            {"id": "e", "prompt": "edit it", "image": "in.png", "model": "gpt-image-1"},
+        ],
+    )
     [job] = list(iter_jobs(jobs))
     (tmp_path / "in.png").unlink()
     os.mkfifo(tmp_path / "in.png")  # swapped after the job file was checked

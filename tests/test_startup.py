@@ -50,9 +50,13 @@ def _in_child(code: str, env: dict[str, str] | None = None) -> Any:
     """Run ``code`` in a fresh interpreter (nothing imported yet) and return the JSON it
     prints last."""
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=env,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
         cwd=Path(__file__).resolve().parents[1],
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -75,14 +79,18 @@ def test_help_of_every_command_still_works_without_them() -> None:
     for argv in ([], ["run"], ["resume"], ["plan"], ["report"], ["jobs"], ["sim"]):
         proc = subprocess.run(
             [sys.executable, "-m", "batchgen", *argv, "--help"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, (argv, proc.stderr[-2000:])
         assert proc.stdout.startswith("usage: batchgen"), argv
     run_help = subprocess.run(
         [sys.executable, "-m", "batchgen", "run", "--provider", "sim", "--help"],
-        capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "--sim-latency" in run_help and "--max-cost" in run_help and "--rpm" in run_help
 
 
@@ -111,8 +119,20 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
         tmp_path / "jobs.jsonl", ({"id": f"j{i}", "prompt": f"a kite, no. {i}"} for i in range(25))
     )
     run = tmp_path / "run"
-    argv = ["run", str(jobs), "--run-dir", str(run), *sim_flags(sim), *MODEL_FLAGS,
-            "--concurrency", "4", "--max-attempts", "5", "--yes", "--quiet"]  # fmt: skip
+    argv = [
+        "run",
+        str(jobs),
+        "--run-dir",
+        str(run),
+        *sim_flags(sim),
+        *MODEL_FLAGS,
+        "--concurrency",
+        "4",
+        "--max-attempts",
+        "5",
+        "--yes",
+        "--quiet",
+    ]
     loaded = _in_child(
         "import json, sys\n"
         "from batchgen.cli.main import main\n"

@@ -122,14 +122,25 @@ def test_timestamps_from_buffers_round_as_compute_does() -> None:
 def _row(i: int, rng: random.Random) -> dict[str, Any]:
     ok = rng.random() < 0.7
     return {
-        "job_id": f"job-{i}", "job_line": i + 1, "fingerprint": f"{i:064x}", "attempt": 1,
-        "status": "ok" if ok else "error", "final": ok or rng.random() < 0.5,
-        "error_class": None if ok else "server", "http_status": 200 if ok else 500,
-        "model": "gpt-image-1", "prompt": f"a fox №{i}", "n": 1,
-        "queued_at": 1.7e9 + i / 3, "started_at": 1.7e9 + i / 3 + 0.25, "finished_at": None,
-        "latency_s": rng.random(), "image_paths": [f"images/job-{i}_0.png"] if ok else None,
-        "image_bytes": 49_152 if ok else None, "cost_usd": 0.011 if ok else 0.0,
-    }  # fmt: skip
+        "job_id": f"job-{i}",
+        "job_line": i + 1,
+        "fingerprint": f"{i:064x}",
+        "attempt": 1,
+        "status": "ok" if ok else "error",
+        "final": ok or rng.random() < 0.5,
+        "error_class": None if ok else "server",
+        "http_status": 200 if ok else 500,
+        "model": "gpt-image-1",
+        "prompt": f"a fox №{i}",
+        "n": 1,
+        "queued_at": 1.7e9 + i / 3,
+        "started_at": 1.7e9 + i / 3 + 0.25,
+        "finished_at": None,
+        "latency_s": rng.random(),
+        "image_paths": [f"images/job-{i}_0.png"] if ok else None,
+        "image_bytes": 49_152 if ok else None,
+        "cost_usd": 0.011 if ok else 0.0,
+    }
 
 
 def test_a_log_batch_equals_the_pa_array_table() -> None:
@@ -184,10 +195,15 @@ def test_check_job_file_reads_the_file_once_and_agrees_with_separate_passes(
     lines = [
         {"prompt": f"a red boat {i}", "model": m, "quality": q, "size": s}
         for i, (m, q, s) in enumerate(
-            [("gpt-image-1", "low", "1024x1024"), ("gpt-image-1", None, None),
-             ("dall-e-3", "hd", "1792x1024"), ("gpt-image-1-mini", "high", "1024x1536")] * 5
+            [
+                ("gpt-image-1", "low", "1024x1024"),
+                ("gpt-image-1", None, None),
+                ("dall-e-3", "hd", "1792x1024"),
+                ("gpt-image-1-mini", "high", "1024x1536"),
+            ]
+            * 5
         )
-    ]  # fmt: skip
+    ]
     path = _jobs_file(tmp_path / "jobs.jsonl", [{k: v for k, v in d.items() if v} for d in lines])
     prices = load_prices()
     defaults: dict[str, Any] = {"model": None, "size": None, "quality": None, "n": None}
@@ -249,8 +265,11 @@ def _uncached_estimate(prices: Any, job: Job) -> tuple[float, float, float] | No
     entry = prices.get(job.model)
     if entry is None:
         return None
-    known = [c for q, s in _candidates(entry, job)
-             if (c := _one_request(entry, job, q, s, 0)) is not None]  # fmt: skip
+    known = [
+        c
+        for q, s in _candidates(entry, job)
+        if (c := _one_request(entry, job, q, s, 0)) is not None
+    ]
     if not known:
         return None
     tokens = quoted_input_tokens(job.prompt)

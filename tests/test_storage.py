@@ -33,8 +33,14 @@ def test_a_local_run_never_imports_fsspec(tmp_path: Path) -> None:
         " 'botocore', 'aiobotocore') or m == 'batchgen.storage.remote')\n"
         "print(loaded)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=cli_env(), timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert len(list((tmp_path / "r" / "images").iterdir())) == 2
@@ -57,10 +63,13 @@ def test_a_remote_store_writes_objects_and_journals_each_set(tmp_path: Path) -> 
     assert paths == ["memory://bucket/a/j1_0.png", "memory://bucket/a/j1_1.jpg"]
     assert nbytes == 2 * len(PNG) + 1
     line = json.loads((tmp_path / "state" / "uploads-00003.jsonl").read_text())
-    assert line == {"job": "j1", "objects": [
-        [paths[0], len(PNG), hashlib.sha256(PNG).hexdigest()],
-        [paths[1], len(PNG) + 1, hashlib.sha256(PNG + b"x").hexdigest()],
-    ]}  # fmt: skip
+    assert line == {
+        "job": "j1",
+        "objects": [
+            [paths[0], len(PNG), hashlib.sha256(PNG).hexdigest()],
+            [paths[1], len(PNG) + 1, hashlib.sha256(PNG + b"x").hexdigest()],
+        ],
+    }
     from batchgen.storage.cache import fetch
 
     assert fetch(paths[1]) == PNG + b"x"
@@ -109,9 +118,11 @@ def test_a_run_to_a_file_url_through_the_api(tmp_path: Path) -> None:
     pytest.importorskip("fsspec")
     out = tmp_path / "bucket" / "p"
     result = batchgen.run(
-        [{"prompt": "one"}, {"prompt": "two", "n": 2}], run_dir=tmp_path / "r",
-        provider="sim", images_to=out.as_uri() + "/",
-    )  # fmt: skip
+        [{"prompt": "one"}, {"prompt": "two", "n": 2}],
+        run_dir=tmp_path / "r",
+        provider="sim",
+        images_to=out.as_uri() + "/",
+    )
     assert result.succeeded == 2 and result.images == 3
     rows = log_table(tmp_path / "r", ["image_paths"]).to_pylist()
     uris = sorted(p for r in rows for p in r["image_paths"])
@@ -131,8 +142,20 @@ def test_an_images_url_with_a_credential_is_refused_and_never_echoed(
 ) -> None:
     jobs = write_text_jobs(tmp_path / "jobs.txt", ["a"])
     run_dir = tmp_path / "run"
-    done = run_cli(["run", str(jobs), "--run-dir", str(run_dir), "--provider", "sim",
-                    "--images-to", url, "--yes"], env=cli_env())  # fmt: skip
+    done = run_cli(
+        [
+            "run",
+            str(jobs),
+            "--run-dir",
+            str(run_dir),
+            "--provider",
+            "sim",
+            "--images-to",
+            url,
+            "--yes",
+        ],
+        env=cli_env(),
+    )
     assert done.code == 2 and "--images-to must not carry" in done.output
     assert "storage-secret-42" not in done.output and "sig42" not in done.output
     assert not run_dir.exists()
@@ -159,6 +182,11 @@ def test_storage_messages_mask_the_credentials_of_the_environment(monkeypatch) -
 def test_images_to_with_the_batch_api_is_refused_not_ignored(tmp_path: Path) -> None:
     # a batch's output files are collected into RUN_DIR/images: the URL would be ignored
     with pytest.raises(ConfigError, match="live path only"):
-        batchgen.run(["a"], run_dir=tmp_path / "r", provider="sim", via="batch",
-                     images_to="memory://bucket/p")  # fmt: skip
+        batchgen.run(
+            ["a"],
+            run_dir=tmp_path / "r",
+            provider="sim",
+            via="batch",
+            images_to="memory://bucket/p",
+        )
     assert not (tmp_path / "r" / "run.json").exists()

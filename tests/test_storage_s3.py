@@ -48,10 +48,20 @@ def _run(tmp_path: Path, sim, s3: S3Server, prefix: str, jobs: int, *extra: str)
     jobfile = write_text_jobs(tmp_path / "jobs.txt", (f"object job {i}" for i in range(jobs)))
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--images-to", f"s3://{BUCKET}/{prefix}/", "--yes", *extra],
+        [
+            "run",
+            str(jobfile),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--images-to",
+            f"s3://{BUCKET}/{prefix}/",
+            "--yes",
+            *extra,
+        ],
         env=_env(s3),
-    )  # fmt: skip
+    )
     assert done.code == 0, done.output
     _no_secret(done.output)
     return run_dir
@@ -110,10 +120,21 @@ def test_resume_adopts_the_objects_a_crash_left_and_resends_a_short_one(
     run_dir = tmp_path / "run"
     url = f"s3://{BUCKET}/crash/"
     cli = Cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--images-to", url, "--concurrency", "4", "--yes"],
+        [
+            "run",
+            str(jobfile),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--images-to",
+            url,
+            "--concurrency",
+            "4",
+            "--yes",
+        ],
         env=_env(s3, crash_at="image:before_row:3"),
-    )  # fmt: skip
+    )
     assert cli.finish().code == 137
     journal = [
         json.loads(line)
@@ -159,16 +180,28 @@ def test_a_store_that_refuses_stops_the_run_pending_and_says_why_without_a_secre
     jobfile = write_text_jobs(tmp_path / "jobs.txt", (f"nowhere {i}" for i in range(3)))
     run_dir = tmp_path / "run"
     done = run_cli(
-        ["run", str(jobfile), "--run-dir", str(run_dir), *MODEL_FLAGS, *sim_flags(sim),
-         "--images-to", "s3://no-such-bucket/p/", "--yes"],
+        [
+            "run",
+            str(jobfile),
+            "--run-dir",
+            str(run_dir),
+            *MODEL_FLAGS,
+            *sim_flags(sim),
+            "--images-to",
+            "s3://no-such-bucket/p/",
+            "--yes",
+        ],
         env=_env(s3),
-    )  # fmt: skip
+    )
     assert done.code == 3, done.output  # stopped: the jobs stay pending for a resume
     assert "no-such-bucket" in done.output
     _no_secret(done.output)
     assert scan_for(run_dir, SECRETS) == []
-    assert not {r["job_id"] for r in log_table(run_dir, ["job_id", "status"]).to_pylist()
-                if r["status"] == "ok"}  # fmt: skip
+    assert not {
+        r["job_id"]
+        for r in log_table(run_dir, ["job_id", "status"]).to_pylist()
+        if r["status"] == "ok"
+    }
 
 
 @pytest.mark.slow

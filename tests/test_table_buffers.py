@@ -172,8 +172,9 @@ def batches(draw: st.DrawFn, clean_only: bool = False) -> list[dict[str, Any]]:
     for field in schema.SCHEMA:
         if clean_only:
             strategy = TS_ROUND_TRIP if field.type == schema.TS else CLEAN_ROUND_TRIP[field.type]
-            columns[field.name] = draw(st.lists(st.one_of(st.none(), strategy), min_size=n,
-                                                max_size=n))  # fmt: skip
+            columns[field.name] = draw(
+                st.lists(st.one_of(st.none(), strategy), min_size=n, max_size=n)
+            )
         else:
             columns[field.name] = draw(column_values(field.type, n))
     # a key left out reads as null (run_id / session as the writer's defaults)

@@ -41,9 +41,23 @@ def run_against(tmp_path: Path, base_url: str, *extra: str) -> tuple[int, Path, 
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
     code = main(
-        ["run", str(jobs), "--base-url", base_url, "--run-dir", str(run_dir), "--quiet",
-         "--model", "gpt-image-1-mini", "--concurrency", "4", "--max-attempts", "5", *extra]
-    )  # fmt: skip
+        [
+            "run",
+            str(jobs),
+            "--base-url",
+            base_url,
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            "--model",
+            "gpt-image-1-mini",
+            "--concurrency",
+            "4",
+            "--max-attempts",
+            "5",
+            *extra,
+        ]
+    )
     return code, run_dir, time.monotonic() - t0
 
 

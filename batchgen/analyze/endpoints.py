@@ -44,23 +44,25 @@ def endpoint_figures(run_dir: Path, manifest: Manifest) -> tuple[Endpoint, ...]:
         jobs = {rows["job_id"][i] for i in idx}
         ok_jobs = {rows["job_id"][i] for i in ok}
         auto = (learned.get(name) or {}).get("autopilot") or {}
-        out.append(Endpoint(
-            name=name,
-            protocol=spec.get("protocol"),
-            base_url=spec.get("base_url"),
-            models=spec.get("models"),
-            attempts=len(idx),
-            jobs=len(jobs),
-            jobs_succeeded=len(ok_jobs),
-            success_rate=round(len(ok_jobs) / len(jobs), 4) if jobs else None,
-            images=int(sum(rows["image_count"][i] or 0 for i in ok)),
-            throttled=sum(1 for i in idx if rows["error_class"][i] == "rate_limit"),
-            latency_p50_s=_pct(latencies, 50),
-            latency_p95_s=_pct(latencies, 95),
-            cost_usd=round(sum(rows["cost_usd"][i] or 0.0 for i in idx), 6),
-            learned_rpm=auto.get("rpm"),
-            learned_ipm=auto.get("ipm"),
-            learned_concurrency=auto.get("concurrency"),
-            taken_out=(learned.get(name) or {}).get("taken_out"),
-        ))  # fmt: skip
+        out.append(
+            Endpoint(
+                name=name,
+                protocol=spec.get("protocol"),
+                base_url=spec.get("base_url"),
+                models=spec.get("models"),
+                attempts=len(idx),
+                jobs=len(jobs),
+                jobs_succeeded=len(ok_jobs),
+                success_rate=round(len(ok_jobs) / len(jobs), 4) if jobs else None,
+                images=int(sum(rows["image_count"][i] or 0 for i in ok)),
+                throttled=sum(1 for i in idx if rows["error_class"][i] == "rate_limit"),
+                latency_p50_s=_pct(latencies, 50),
+                latency_p95_s=_pct(latencies, 95),
+                cost_usd=round(sum(rows["cost_usd"][i] or 0.0 for i in idx), 6),
+                learned_rpm=auto.get("rpm"),
+                learned_ipm=auto.get("ipm"),
+                learned_concurrency=auto.get("concurrency"),
+                taken_out=(learned.get(name) or {}).get("taken_out"),
+            )
+        )
     return tuple(out)

@@ -28,8 +28,10 @@ def _setting_of_images(
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple, list[float]]]:
     """image path → (model, quality, size, prompt); (model, quality, size) → [cost, images]."""
 
-    t = read_log(run_dir, ["status", "image_paths", "model", "quality", "size", "prompt",
-                           "cost_usd", "image_count"])  # fmt: skip
+    t = read_log(
+        run_dir,
+        ["status", "image_paths", "model", "quality", "size", "prompt", "cost_usd", "image_count"],
+    )
     by_path: dict[str, tuple[Any, ...]] = {}
     costs: dict[tuple, list[float]] = {}
     for r in t.to_pylist():
@@ -128,12 +130,18 @@ def by_setting(
         groups.items(), key=lambda kv: tuple(map(str, kv[0]))
     ):
         cost, images = costs.get((model, quality, size), [0.0, 0])
-        out.append(SettingScore(
-            model=model, quality=quality, size=size,
-            images_scored=len(scores), mean_score=statistics.fmean(scores),
-            images=int(images), cost_usd=cost,
-            cost_per_image_usd=cost / images if images else None,
-        ))  # fmt: skip
+        out.append(
+            SettingScore(
+                model=model,
+                quality=quality,
+                size=size,
+                images_scored=len(scores),
+                mean_score=statistics.fmean(scores),
+                images=int(images),
+                cost_usd=cost,
+                cost_per_image_usd=cost / images if images else None,
+            )
+        )
     return tuple(out)
 
 
@@ -162,16 +170,20 @@ def cheaper_settings(
     ``margin`` of it (or above), on at least MIN_IMAGES scored images each."""
     # (setting, its cost per image): only settings with a cost and enough scored images
     usable = [
-        (g, g.cost_per_image_usd) for g in groups
+        (g, g.cost_per_image_usd)
+        for g in groups
         if g.images_scored >= MIN_IMAGES and g.cost_per_image_usd is not None
-    ]  # fmt: skip
+    ]
     out: list[CheaperSetting] = []
     for dear, dear_cost in usable:
         alternatives = [
-            (g, cost) for g, cost in usable
-            if g is not dear and g.size == dear.size and cost < dear_cost
+            (g, cost)
+            for g, cost in usable
+            if g is not dear
+            and g.size == dear.size
+            and cost < dear_cost
             and g.mean_score >= dear.mean_score - margin
-        ]  # fmt: skip
+        ]
         if not alternatives:
             continue
         cheap, cheap_cost = min(alternatives, key=lambda gc: gc[1])
@@ -190,11 +202,13 @@ def cheaper_settings(
             f"${saving:.4f} per image (${saving * dear.images:.2f} on this run's "
             f"{dear.images} {_label(dear, pair)} images)"
         )
-        out.append(CheaperSetting(
-            cheaper=_summary(cheap),
-            dearer=_summary(dear),
-            margin=margin,
-            saving_per_image_usd=saving,
-            message=message,
-        ))  # fmt: skip
+        out.append(
+            CheaperSetting(
+                cheaper=_summary(cheap),
+                dearer=_summary(dear),
+                margin=margin,
+                saving_per_image_usd=saving,
+                message=message,
+            )
+        )
     return tuple(out)

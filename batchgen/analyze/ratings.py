@@ -69,9 +69,9 @@ class LatencyBaseline:
         return (0.75 * self.p95_s, 1.25 * self.p95_s, 2.0 * self.p95_s)
 
 
-def latency_baseline(groups: list[tuple[str | None, str | None, str | None, int]]) -> (
-    LatencyBaseline | None
-):  # fmt: skip
+def latency_baseline(
+    groups: list[tuple[str | None, str | None, str | None, int]],
+) -> LatencyBaseline | None:
     """From (model, quality, size, successes) groups; None when nothing succeeded."""
     total = sum(n for *_, n in groups)
     if total <= 0:

@@ -47,19 +47,27 @@ def _quality(fig: RunReport) -> list[Recommendation]:
     if not q:
         return []
     out = [
-        Recommendation("cheaper_setting_scores_as_well", c.message, {
-            "cheaper": c.cheaper, "dearer": c.dearer, "margin": c.margin,
-            "saving_per_image_usd": c.saving_per_image_usd,
-        })
+        Recommendation(
+            "cheaper_setting_scores_as_well",
+            c.message,
+            {
+                "cheaper": c.cheaper,
+                "dearer": c.dearer,
+                "margin": c.margin,
+                "saving_per_image_usd": c.saving_per_image_usd,
+            },
+        )
         for c in q.cheaper_settings
-    ]  # fmt: skip
+    ]
     if q.jobs_below_threshold:
-        out.append(Recommendation(
-            "regenerate_weak",
-            f"{q.jobs_below_threshold} job(s) have no image scoring {q.threshold:g} or "
-            f"more: batchgen resume {fig.run_dir} --regenerate-below {q.threshold:g}",
-            {"jobs": q.jobs_below_threshold, "threshold": q.threshold},
-        ))  # fmt: skip
+        out.append(
+            Recommendation(
+                "regenerate_weak",
+                f"{q.jobs_below_threshold} job(s) have no image scoring {q.threshold:g} or "
+                f"more: batchgen resume {fig.run_dir} --regenerate-below {q.threshold:g}",
+                {"jobs": q.jobs_below_threshold, "threshold": q.threshold},
+            )
+        )
     return out
 
 
@@ -150,8 +158,12 @@ def _learned_limits(fig: RunReport, learned: dict[str, Any]) -> list[Recommendat
 
 
 AT_LIMIT = 0.8  # a run whose accepted rate came this close to a limit was held by it
-_BY = {"headers": "announced in its x-ratelimit headers", "429": "found from its 429s",
-       "latency": "found from its latency", "flag": "your flag"}  # fmt: skip
+_BY = {
+    "headers": "announced in its x-ratelimit headers",
+    "429": "found from its 429s",
+    "latency": "found from its latency",
+    "flag": "your flag",
+}
 
 
 def _timeout(fig: RunReport) -> list[Recommendation]:

@@ -173,10 +173,12 @@ def _autopilot(manifest: Manifest) -> dict[str, Json] | None:
     out: dict[str, Any] = {"session": last.session, **(last.autopilot or {})}
     if len(recorded) > 1:
         out["sessions"] = len(recorded)
-        out["peak_inflight"] = max(int(s.autopilot.get("peak_inflight") or 0)
-                                   for s in recorded if s.autopilot)  # fmt: skip
-        out["throttled"] = sum(int(s.autopilot.get("throttled") or 0)
-                               for s in recorded if s.autopilot)  # fmt: skip
+        out["peak_inflight"] = max(
+            int(s.autopilot.get("peak_inflight") or 0) for s in recorded if s.autopilot
+        )
+        out["throttled"] = sum(
+            int(s.autopilot.get("throttled") or 0) for s in recorded if s.autopilot
+        )
     return out
 
 

@@ -26,9 +26,19 @@ from batchgen.analyze.model import EditPair, Grid, GridCell, GridJob, VariableRo
 from batchgen.runlog.state import DONE, FAILED, RETRYABLE_FAILED, states_from_table
 
 _COLUMNS = [
-    "job_id", "session", "status", "final", "error_class", "fingerprint", "vars",
-    "latency_s", "cost_usd", "image_paths", "params", "input_hashes",
-]  # fmt: skip
+    "job_id",
+    "session",
+    "status",
+    "final",
+    "error_class",
+    "fingerprint",
+    "vars",
+    "latency_s",
+    "cost_usd",
+    "image_paths",
+    "params",
+    "input_hashes",
+]
 EDIT_PAIRS_SHOWN = 24
 # variables a spec adds that are not worth a breakdown of their own
 _INPUT_VARS = ("images", "image", "mask")
@@ -59,8 +69,9 @@ def job_cells(run_dir: Path | str) -> dict[str, JobCell]:
         return {}
     table = read_columns(run_dir, _COLUMNS)
     cells: dict[str, JobCell] = {}
-    for row in table.select(["job_id", "status", "vars", "latency_s", "cost_usd",
-                             "image_paths", "params"]).to_pylist():  # fmt: skip
+    for row in table.select(
+        ["job_id", "status", "vars", "latency_s", "cost_usd", "image_paths", "params"]
+    ).to_pylist():
         cell = cells.get(row["job_id"])
         if cell is None:
             cell = cells[row["job_id"]] = JobCell(row["job_id"])
@@ -76,8 +87,12 @@ def job_cells(run_dir: Path | str) -> dict[str, JobCell]:
                 cell.latencies.append(row["latency_s"])
     states = states_from_table(table).table
     names = {DONE: "succeeded", FAILED: "failed", RETRYABLE_FAILED: "failed"}
-    for job_id, state, klass in zip(states["job_id"].to_pylist(), states["state"].to_pylist(),
-                                    states["error_class"].to_pylist(), strict=True):  # fmt: skip
+    for job_id, state, klass in zip(
+        states["job_id"].to_pylist(),
+        states["state"].to_pylist(),
+        states["error_class"].to_pylist(),
+        strict=True,
+    ):
         if job_id in cells:
             cells[job_id].state = names.get(state, "pending")
             cells[job_id].error_class = klass if names.get(state) == "failed" else None
@@ -142,8 +157,14 @@ def edit_pairs(cells: dict[str, JobCell], base: Path | None) -> tuple[EditPair, 
             if not ref.startswith(("http://", "https://", "file-")) and not path.is_absolute():
                 path = (base or Path()) / path
             inputs.append(str(path) if not ref.startswith(("http", "file-")) else ref)
-        out.append(EditPair(job_id=cell.job_id, state=cell.state, inputs=tuple(inputs),
-                            outputs=tuple(cell.images)))  # fmt: skip
+        out.append(
+            EditPair(
+                job_id=cell.job_id,
+                state=cell.state,
+                inputs=tuple(inputs),
+                outputs=tuple(cell.images),
+            )
+        )
         if len(out) >= EDIT_PAIRS_SHOWN:
             break
     return tuple(out)
@@ -171,8 +192,10 @@ def grid(run_dir: Path | str, rows: str, cols: str) -> Grid:
     known = sorted({k for c in cells.values() for k in c.vars})
     for name in (rows, cols):
         if name not in known:
-            msg = (f"--grid: {name!r} is not a variable of this run "
-                   f"(variables: {', '.join(known) or 'none: not a spec run'})")  # fmt: skip
+            msg = (
+                f"--grid: {name!r} is not a variable of this run "
+                f"(variables: {', '.join(known) or 'none: not a spec run'})"
+            )
             raise ValueError(msg)
     row_values: list[str] = []
     col_values: list[str] = []

@@ -163,9 +163,11 @@ class BatchApi(KeyedSession):
         self, input_file_id: str, endpoint: str, metadata: dict[str, str]
     ) -> dict[str, Any]:
         body = {
-            "input_file_id": input_file_id, "endpoint": endpoint, "completion_window": "24h",
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": "24h",
             "metadata": metadata,
-        }  # fmt: skip
+        }
         # not retried blindly: a lost answer may hide a created batch (the caller reconciles)
         return await self._call("POST", "/batches", retry=False, json=body)
 

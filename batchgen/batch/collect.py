@@ -115,9 +115,13 @@ def _batch_message(part: Part) -> str:
 
 
 async def _one_line(
-    ctx: BatchContext, part: Part, raw: bytes | bytearray | LongLine, jobs: dict[str, Job],
-    seen: set[str], billed: list[float],
-) -> None:  # fmt: skip
+    ctx: BatchContext,
+    part: Part,
+    raw: bytes | bytearray | LongLine,
+    jobs: dict[str, Job],
+    seen: set[str],
+    billed: list[float],
+) -> None:
     if isinstance(raw, LongLine):
         _long_line(ctx, part, raw, jobs, seen)
         return
@@ -161,8 +165,9 @@ async def _one_line(
     if status is None:
         shown = orjson.dumps(raw_status)[:40].decode("utf-8", "replace")
         message = f"the line's status_code {shown} is not an HTTP status, and it has no images"
-        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, None, None, message,
-                   request_id, None)  # fmt: skip
+        _error_row(
+            ctx, part, job, ErrorClass.INVALID_RESPONSE, None, None, message, request_id, None
+        )
         return
     code, message = error_fields(body if isinstance(body, dict) else None)
     klass = classify_http(status, code)
@@ -170,9 +175,15 @@ async def _one_line(
 
 
 async def _ok_line(
-    ctx: BatchContext, part: Part, job: Job, body: Any, status: int | None,
-    request_id: str | None, seen: set[str], billed: list[float],
-) -> None:  # fmt: skip
+    ctx: BatchContext,
+    part: Part,
+    job: Job,
+    body: Any,
+    status: int | None,
+    request_id: str | None,
+    seen: set[str],
+    billed: list[float],
+) -> None:
     # a usage the provider got wrong is priced from the table (provider/usage.py)
     usage = parse_usage(body.get("usage"))[0] if isinstance(body, dict) else None
     try:
@@ -183,8 +194,18 @@ async def _ok_line(
         seen.add(job.id)
         cost = _cost(ctx, job, usage, 0)
         billed[0] += cost or 0.0
-        _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, status, None, str(exc),
-                   request_id, usage, cost)  # fmt: skip
+        _error_row(
+            ctx,
+            part,
+            job,
+            ErrorClass.INVALID_RESPONSE,
+            status,
+            None,
+            str(exc),
+            request_id,
+            usage,
+            cost,
+        )
         return
     seen.add(job.id)
     if sum(len(i.data) for i in images) <= _INLINE_SAVE_BYTES:
@@ -239,8 +260,9 @@ def _long_line(
         f"provider may have billed it; raise {MAX_LINE_ENV} and collect a copy of the file "
         "to keep it"
     )
-    _error_row(ctx, part, job, ErrorClass.INVALID_RESPONSE, None, "line_too_long", message,
-               None, None)  # fmt: skip
+    _error_row(
+        ctx, part, job, ErrorClass.INVALID_RESPONSE, None, "line_too_long", message, None, None
+    )
 
 
 def _loads(raw: bytes | bytearray) -> Any:
@@ -299,10 +321,17 @@ def _row(ctx: BatchContext, part: Part, job: Job, request_id: str | None) -> Row
 
 
 def _error_row(
-    ctx: BatchContext, part: Part, job: Job, klass: ErrorClass, status: int | None,
-    code: str | None, message: str, request_id: str | None, usage: Usage | None,
+    ctx: BatchContext,
+    part: Part,
+    job: Job,
+    klass: ErrorClass,
+    status: int | None,
+    code: str | None,
+    message: str,
+    request_id: str | None,
+    usage: Usage | None,
     cost: float | None = 0.0,
-) -> None:  # fmt: skip
+) -> None:
     row = _row(ctx, part, job, request_id)
     row.update(
         {

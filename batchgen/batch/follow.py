@@ -154,9 +154,13 @@ def _live_seconds(ctx: BatchContext, requests: int) -> float:
         latency = DEFAULT_LATENCY_S
     pool = ctx.pool  # --no-adapt's fixed in-flight count too (concurrency_cap)
     wall = min_wall_time(
-        requests, requests, requests * latency,
-        rpm=pool.rpm, ipm=pool.ipm, concurrency=pool.concurrency_cap,
-    )  # fmt: skip
+        requests,
+        requests,
+        requests * latency,
+        rpm=pool.rpm,
+        ipm=pool.ipm,
+        concurrency=pool.concurrency_cap,
+    )
     return wall.seconds
 
 

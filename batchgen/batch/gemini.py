@@ -61,9 +61,14 @@ class GeminiBatchApi(KeyedSession):
     batch is created): the model and the inline requests are read from it at creation."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, input_path: Callable[[int], Path],
-        timeout: float = 120.0, inline_max_bytes: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        input_path: Callable[[int], Path],
+        timeout: float = 120.0,
+        inline_max_bytes: int | None = None,
+    ) -> None:
         super().__init__(base_url, api_key)
         base = self.base_url.rstrip("/")
         root, _, version = base.rpartition("/")
@@ -96,9 +101,12 @@ class GeminiBatchApi(KeyedSession):
         where = url.removeprefix(self._root)
         with self._transport_errors(f"{method} {where}: no answer in time", f"{method} {where}: "):
             async with self._client().request(
-                method, url, headers={**self._headers, **(headers or {})}, timeout=timeout,
+                method,
+                url,
+                headers={**self._headers, **(headers or {})},
+                timeout=timeout,
                 **kwargs,
-            ) as resp:  # fmt: skip
+            ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise gemini_error(self, resp.status, body, resp.headers, resp.content_type)
@@ -123,8 +131,10 @@ class GeminiBatchApi(KeyedSession):
     def _model(self, path: Path) -> str:
         models = {str(body.get("model")) for _, body in self._lines(path)}
         if len(models) != 1:
-            msg = (f"a Gemini batch runs one model, and this part holds {len(models)} "
-                   f"({', '.join(sorted(models))}): split the job file by model")  # fmt: skip
+            msg = (
+                f"a Gemini batch runs one model, and this part holds {len(models)} "
+                f"({', '.join(sorted(models))}): split the job file by model"
+            )
             raise AttemptError(ErrorClass.BAD_REQUEST, msg)
         return models.pop()
 
@@ -151,9 +161,12 @@ class GeminiBatchApi(KeyedSession):
 
     async def _upload(self, path: Path, size: int, filename: str) -> dict[str, Any]:
         url = f"{self._root}/upload/{self._version}/files"
-        start = {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-                 "X-Goog-Upload-Header-Content-Length": str(size),
-                 "X-Goog-Upload-Header-Content-Type": "application/jsonl"}  # fmt: skip
+        start = {
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": str(size),
+            "X-Goog-Upload-Header-Content-Type": "application/jsonl",
+        }
         attempt = 0
         while True:
             attempt += 1
@@ -185,8 +198,11 @@ class GeminiBatchApi(KeyedSession):
             page = await self._call("GET", self._url("files"), params=params)
             for item in page.get("files") or []:
                 if isinstance(item, dict):
-                    yield {"id": item.get("name"), "filename": item.get("displayName"),
-                           "purpose": "batch"}  # fmt: skip
+                    yield {
+                        "id": item.get("name"),
+                        "filename": item.get("displayName"),
+                        "purpose": "batch",
+                    }
             token = page.get("nextPageToken")
             if not token:
                 return
@@ -230,8 +246,10 @@ class GeminiBatchApi(KeyedSession):
         model = self._model(path)
         config: dict[str, Any]
         if input_file_id.startswith(INLINE):
-            requests = [{"request": body_request(body), "metadata": {"key": key}}
-                        for key, body in self._lines(path)]  # fmt: skip
+            requests = [
+                {"request": body_request(body), "metadata": {"key": key}}
+                for key, body in self._lines(path)
+            ]
             config = {"requests": {"requests": requests}}
         else:
             config = {"file_name": input_file_id}

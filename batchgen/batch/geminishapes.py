@@ -27,8 +27,20 @@ STATES = {
     "BATCH_STATE_EXPIRED": "expired",
 }
 # google.rpc.Code → HTTP status (an errored line's status; collect classifies it)
-_RPC_HTTP = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400,
-             13: 500, 14: 503, 16: 401}  # fmt: skip
+_RPC_HTTP = {
+    1: 499,
+    2: 500,
+    3: 400,
+    4: 504,
+    5: 404,
+    7: 403,
+    8: 429,
+    9: 400,
+    11: 400,
+    13: 500,
+    14: 503,
+    16: 401,
+}
 _NAME_SEP = " part "
 
 
@@ -85,12 +97,16 @@ def batch_of(op: Any) -> dict[str, Any]:
     found = meta.get("batchStats")
     stats: dict[str, Any] = found if isinstance(found, dict) else {}
     out: dict[str, Any] = {
-        "id": name, "status": status, "created_at": _unix(meta.get("createTime")),
-        "request_counts": {"total": _int(stats.get("requestCount")),
-                           "completed": _int(stats.get("successfulRequestCount")),
-                           "failed": _int(stats.get("failedRequestCount"))},
+        "id": name,
+        "status": status,
+        "created_at": _unix(meta.get("createTime")),
+        "request_counts": {
+            "total": _int(stats.get("requestCount")),
+            "completed": _int(stats.get("successfulRequestCount")),
+            "failed": _int(stats.get("failedRequestCount")),
+        },
         "metadata": metadata_of(meta.get("displayName")),
-    }  # fmt: skip
+    }
     result = op.get("response") if isinstance(op.get("response"), dict) else meta.get("output")
     if isinstance(result, dict):
         if isinstance(result.get("responsesFile"), str):
@@ -138,8 +154,10 @@ def output_line(key: str, answer: Any, error: Any) -> bytes:
     response: dict[str, Any] = {"request_id": request_id if isinstance(request_id, str) else None}
     if not data and reasons:
         message = f"the prompt or its image was blocked by Gemini's safety filters ({reasons[0]})"
-        response.update(status_code=400, body={"error": {"code": "content_policy_violation",
-                                                         "message": message}})  # fmt: skip
+        response.update(
+            status_code=400,
+            body={"error": {"code": "content_policy_violation", "message": message}},
+        )
     else:
         response.update(status_code=200, body={"data": data})
     head["response"] = response

@@ -73,16 +73,28 @@ async def run_batch_session(
     """Reconcile, collect the batches already out there, then submit ``submit()`` (called
     once they are collected, so a job they left pending is sent again) and follow those."""
     control = RunControl()
-    writer = RunLogWriter(s.rundir.log_dir, run_id=s.run_id, session=s.session,
-                          state_dir=s.rundir.state_dir)  # fmt: skip
+    writer = RunLogWriter(
+        s.rundir.log_dir, run_id=s.run_id, session=s.session, state_dir=s.rundir.state_dir
+    )
     state = BatchState(s.rundir.state_dir, s.run_id)
     api = batch_backend(s.protocol, base_url, s.api_key, state, s.timeout_s)
     sink = writer if s.wrap_sink is None else s.wrap_sink(writer)
     ctx = BatchContext(
-        rundir=s.rundir, run_id=s.run_id, session=s.session, provider=s.provider, api=api,
-        state=state, sink=sink, prices=s.prices, budget=s.budget, options=s.options,
-        control=control, jobs_of=s.jobs_of, say=s.say, pool=s.pool,
-    )  # fmt: skip
+        rundir=s.rundir,
+        run_id=s.run_id,
+        session=s.session,
+        provider=s.provider,
+        api=api,
+        state=state,
+        sink=sink,
+        prices=s.prices,
+        budget=s.budget,
+        options=s.options,
+        control=control,
+        jobs_of=s.jobs_of,
+        say=s.say,
+        pool=s.pool,
+    )
     _from_log(ctx)
     detached = False
     try:

@@ -102,9 +102,13 @@ async def _submit_cut(ctx: BatchContext, cut: _Cut) -> int:
     size = state.write_part_files(number, cut.ids, iter(cut.lines))
     held = sum(r.amount_usd for r in cut.reservations)
     part = Part(
-        part=number, jobs=len(cut.ids), bytes=size, session=ctx.session,
-        filename=state.filename(number), reserved_usd=round(held, 9),
-    )  # fmt: skip
+        part=number,
+        jobs=len(cut.ids),
+        bytes=size,
+        session=ctx.session,
+        filename=state.filename(number),
+        reserved_usd=round(held, 9),
+    )
     state.record(part)
     faultpoints.hit("batch:after_intent")
     if ctx.budget is not None and cut.reservations:
@@ -276,9 +280,18 @@ def _skip(ctx: BatchContext, job: Job, reason: ErrorClass, message: str = "") ->
 def base_row(ctx: BatchContext, job: Job, *, attempt: int = 1) -> Row:
     body = job.body
     return {
-        "run_id": ctx.run_id, "session": ctx.session, "job_id": job.id, "job_line": job.line,
-        "fingerprint": job.fingerprint, "attempt": attempt, "provider": ctx.provider,
-        "model": body.get("model"), "prompt": body.get("prompt"), "size": body.get("size"),
-        "quality": body.get("quality"), "n": job.n, "params": job.params_json(),
+        "run_id": ctx.run_id,
+        "session": ctx.session,
+        "job_id": job.id,
+        "job_line": job.line,
+        "fingerprint": job.fingerprint,
+        "attempt": attempt,
+        "provider": ctx.provider,
+        "model": body.get("model"),
+        "prompt": body.get("prompt"),
+        "size": body.get("size"),
+        "quality": body.get("quality"),
+        "n": job.n,
+        "params": job.params_json(),
         "finished_at": time.time(),
-    }  # fmt: skip
+    }

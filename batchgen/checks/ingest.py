@@ -206,10 +206,18 @@ class IngestChecker:
         else:
             where = "background"
         return IngestStats(
-            self.submitted, self.measured, self.measured - self.measured_by_end, self.skipped,
-            self.dropped, self.deferred, self.failed_batches, round(self.finish_s, 3),
-            round(self._load.paused_share(), 3), self._load.mean_busy(), where,
-        )  # fmt: skip
+            self.submitted,
+            self.measured,
+            self.measured - self.measured_by_end,
+            self.skipped,
+            self.dropped,
+            self.deferred,
+            self.failed_batches,
+            round(self.finish_s, 3),
+            round(self._load.paused_share(), 3),
+            self._load.mean_busy(),
+            where,
+        )
 
     # ---- the dispatcher thread -------------------------------------------------------------
     def _run(self) -> None:

@@ -50,9 +50,13 @@ class _Worker:
     def __init__(self, nice: bool, on_broken: Callable[[], None]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _ENTRY, "1" if nice else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=_worker_env(), start_new_session=True, close_fds=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_worker_env(),
+            start_new_session=True,
+            close_fds=True,
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.tasks = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
         self.results = Connection(os.dup(self.proc.stdout.fileno()), writable=False)

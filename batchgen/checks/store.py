@@ -142,9 +142,13 @@ class ChecksWriter:
     """Appends measurements as new part files; not thread-safe (one owner thread)."""
 
     def __init__(
-        self, run_dir: Path | str, prefix: str, origin: str,
-        thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE,
-    ) -> None:  # fmt: skip
+        self,
+        run_dir: Path | str,
+        prefix: str,
+        origin: str,
+        thumb_px: int = THUMB_PX,
+        hash_size: int = HASH_SIZE,
+    ) -> None:
         self.folder = checks_dir(run_dir)
         self.prefix = prefix
         self.origin = origin
@@ -197,14 +201,18 @@ def _read_one(path: Path, columns: list[str] | None) -> pa.Table | None:
 
 
 def read_store(
-    run_dir: Path | str, thumb_px: int = THUMB_PX, hash_size: int = HASH_SIZE,
+    run_dir: Path | str,
+    thumb_px: int = THUMB_PX,
+    hash_size: int = HASH_SIZE,
     columns: list[str] | None = None,
-) -> pa.Table:  # fmt: skip
+) -> pa.Table:
     """Every stored measurement made with these parameters, the newest per path."""
     for _ in range(5):  # a listing raced by a compaction: list again
         listed = visible_files(run_dir)
-        tables = [_read_one(p, columns and [*columns, "thumb_px", "hash_size", "checked_at"])
-                  for p in listed]  # fmt: skip
+        tables = [
+            _read_one(p, columns and [*columns, "thumb_px", "hash_size", "checked_at"])
+            for p in listed
+        ]
         if all(t is not None for t in tables):
             break
     tables = [t for t in tables if t is not None and t.num_rows]

@@ -37,90 +37,129 @@ def duration(text: str) -> float:
 def add_batch_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> None:
     group = parser.add_argument_group("Batch API (--via batch: half price, done within 24 h)")
     group.add_argument(
-        "--via", choices=("live", "batch"), default=None,
+        "--via",
+        choices=("live", "batch"),
+        default=None,
         help="live: request by request (default); batch: through the provider's Batch API"
         + (" (default: what the run used)" if resume else ""),
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--detach", action="store_true",
+        "--detach",
+        action="store_true",
         help="submit the batches and exit; `batchgen collect RUN_DIR` later",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--deadline", type=duration, default=None, metavar="DURATION",
+        "--deadline",
+        type=duration,
+        default=None,
+        metavar="DURATION",
         help="e.g. 6h: what the batches cannot finish in time goes to the live "
         "API (counted from now)",
-    )  # fmt: skip
+    )
     _add_batch_tuning(group)
 
 
 def add_poll_arguments(group: Any) -> None:
     d = BATCH_DEFAULTS
     group.add_argument(
-        "--poll-interval", type=float, default=None, metavar="S",
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="S",
         help="first poll of the batches after S seconds, doubling while "
         f"nothing changes (default {d['poll_interval']:g})",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--poll-max", type=float, default=None, metavar="S",
+        "--poll-max",
+        type=float,
+        default=None,
+        metavar="S",
         help=f"longest wait between polls (default {d['poll_max']:g})",
-    )  # fmt: skip
+    )
 
 
 def _add_batch_tuning(group: Any) -> None:
     d = BATCH_DEFAULTS
     add_poll_arguments(group)
     group.add_argument(
-        "--batch-max-requests", type=int, default=None, metavar="N",
+        "--batch-max-requests",
+        type=int,
+        default=None,
+        metavar="N",
         help=f"requests per input file (default {d['batch_max_requests']}, the provider's limit)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--batch-max-bytes", type=int, default=None, metavar="BYTES",
+        "--batch-max-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
         help=f"bytes per input file (default {d['batch_max_bytes'] // 2**20} MB, the "
         "provider's limit)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--assume-latency", type=float, default=None, metavar="S",
+        "--assume-latency",
+        type=float,
+        default=None,
+        metavar="S",
         help="seconds a live request takes, for the deadline's estimate (default: "
         "the model's typical latency)",
-    )  # fmt: skip
+    )
 
 
 # ---- collect / cancel --------------------------------------------------------------------
 # `collect` submits nothing and sends no image request: of the session's flags it reads where
 # the batches are, how long a request may take, the output and the prices of what it collects
-COLLECT_READS = frozenset({
-    "run_dir", "provider", "base_url", "api_key_env", "providers", "timeout", "grace", "quiet",
-    "image_checks", "prices", "price_per_image", "poll_interval", "poll_max",
-})  # fmt: skip
+COLLECT_READS = frozenset(
+    {
+        "run_dir",
+        "provider",
+        "base_url",
+        "api_key_env",
+        "providers",
+        "timeout",
+        "grace",
+        "quiet",
+        "image_checks",
+        "prices",
+        "price_per_image",
+        "poll_interval",
+        "poll_max",
+    }
+)
 CANCEL_READS = frozenset({"run_dir", "base_url", "api_key_env"})
 
 
 def register(subparsers: Any) -> None:
     collect = subparsers.add_parser(
-        "collect", help="follow and collect a run's submitted batches (--via batch)",
+        "collect",
+        help="follow and collect a run's submitted batches (--via batch)",
         usage="%(prog)s RUN_DIR [options]",
         description="Re-attach to the batches a run submitted (after --detach, Ctrl-C or a "
         "crash): wait for them, save their images, log one row per line. Submits nothing.",
-    )  # fmt: skip
+    )
     collect.add_argument("run_dir", help="the run directory (holds run.json)")
     add_session_arguments(collect, resume=True, leave_out=SESSION_FLAGS - COLLECT_READS, sim=False)
     add_poll_arguments(collect.add_argument_group("Batch API"))
     collect.set_defaults(func=cmd_collect)
     cancel = subparsers.add_parser(
-        "cancel", help="cancel a run's open batches (--via batch)",
+        "cancel",
+        help="cancel a run's open batches (--via batch)",
         description="Ask the provider to cancel every batch of the run that is still running. "
         "What finished before the cancel is billed and is collected by `collect`/`resume`; "
         "the rest stays pending.",
-    )  # fmt: skip
+    )
     cancel.add_argument("run_dir", help="the run directory (holds run.json)")
     cancel.add_argument(
-        "--base-url", default=None,
+        "--base-url",
+        default=None,
         help="the Batch API's base URL (default: the one the run used)",
-    )  # fmt: skip
+    )
     cancel.add_argument(
-        "--api-key-env", default=None, metavar="NAME",
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
         help="environment variable holding the API key (default: the one the run used)",
-    )  # fmt: skip
+    )
     cancel.set_defaults(func=cmd_cancel)
 
 
@@ -133,9 +172,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     flags = {**flags_of(args, COLLECT_READS), "via": "batch", "collect_only": True}
     console, err = make_console(), make_console(stderr=True)
     observer = ConsoleObserver(console, err, args)
-    return usage_errors(err, "collect", lambda: resume_run(
-        args.run_dir, flags, observer=observer, argv=redacted_argv(),
-    ).exit_code)  # fmt: skip
+    return usage_errors(
+        err,
+        "collect",
+        lambda: (
+            resume_run(
+                args.run_dir,
+                flags,
+                observer=observer,
+                argv=redacted_argv(),
+            ).exit_code
+        ),
+    )
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -146,8 +194,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     console, err = make_console(), make_console(stderr=True)
     try:
         flags_of(args, CANCEL_READS)  # the parser offers only what is read here
-        n = cancel_batches(args.run_dir, args.base_url, args.api_key_env,
-                           ConsoleObserver(console, err, args))  # fmt: skip
+        n = cancel_batches(
+            args.run_dir, args.base_url, args.api_key_env, ConsoleObserver(console, err, args)
+        )
     except (UsageError, AttemptError) as exc:
         err.print(f"batchgen cancel: {exc}", markup=False)
         return EXIT_USAGE

@@ -59,10 +59,19 @@ def add_job_defaults(parser: argparse.ArgumentParser, *, model: str | None = Non
 # ---- which flags each command reads (its parser must offer exactly these: test_cli_help) --
 JOB_DEFAULT_FLAGS = frozenset({"model", "size", "quality", "n"})
 CONNECTION_FLAGS = frozenset({"provider", "base_url", "api_key_env", "providers"})
-LIMIT_FLAGS = frozenset({
-    "concurrency", "rpm", "ipm", "adaptive", "stall_timeout", "max_pause", "timeout",
-    "max_attempts", "grace",
-})  # fmt: skip
+LIMIT_FLAGS = frozenset(
+    {
+        "concurrency",
+        "rpm",
+        "ipm",
+        "adaptive",
+        "stall_timeout",
+        "max_pause",
+        "timeout",
+        "max_attempts",
+        "grace",
+    }
+)
 OUTPUT_FLAGS = frozenset({"quiet", "image_checks"})
 MONEY_FLAGS = frozenset({"prices", "max_cost", "price_per_image", "confirm_above", "yes"})
 LEDGER_FLAGS = frozenset({"ledger", "project", "monthly_budget", "project_budget", "on_budget"})
@@ -79,10 +88,18 @@ SIM_FLAGS = _sim_flags()
 SESSION_FLAGS = (
     CONNECTION_FLAGS | LIMIT_FLAGS | OUTPUT_FLAGS | MONEY_FLAGS | LEDGER_FLAGS | SIM_FLAGS
 )
-BATCH_FLAGS = frozenset({
-    "via", "detach", "deadline", "poll_interval", "poll_max", "batch_max_requests",
-    "batch_max_bytes", "assume_latency",
-})  # fmt: skip
+BATCH_FLAGS = frozenset(
+    {
+        "via",
+        "detach",
+        "deadline",
+        "poll_interval",
+        "poll_max",
+        "batch_max_requests",
+        "batch_max_bytes",
+        "assume_latency",
+    }
+)
 
 # `--help` lists the --sim-* flags only when the command line asks for the simulator (set by
 # batchgen.cli.main before the subcommands register; the flags are accepted either way)
@@ -121,24 +138,28 @@ def add_session_arguments(
 def _add_provider_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
     conn = SkippingGroup(parser.add_argument_group("provider"), leave_out)
     conn.add_argument(
-        "--provider", choices=("openai", "sim"), default=None,
+        "--provider",
+        choices=("openai", "sim"),
+        default=None,
         help="openai: any OpenAI-compatible API (default); sim: start the built-in simulator",
-    )  # fmt: skip
+    )
     conn.add_argument(
         "--base-url",
         metavar="URL",
         help=f"API base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     conn.add_argument(
-        "--api-key-env", metavar="NAME",
+        "--api-key-env",
+        metavar="NAME",
         help="environment variable holding the API key (default OPENAI_API_KEY)",
-    )  # fmt: skip
+    )
     conn.add_argument(
-        "--providers", metavar="FILE",
+        "--providers",
+        metavar="FILE",
         help="a TOML file of endpoints (protocol, base URL, key variable, models): each job "
         "goes to an endpoint serving its model, each endpoint with its own autopilot "
         "(docs/providers.md)",
-    )  # fmt: skip
+    )
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[str]) -> None:
@@ -147,34 +168,49 @@ def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[st
     limits = SkippingGroup(parser.add_argument_group("limits"), leave_out)
     fixed = "" if "adaptive" in leave_out else f"; {FIXED_CONCURRENCY} with --no-adapt"
     limits.add_argument(
-        "--concurrency", type=_whole_number, metavar="N",
+        "--concurrency",
+        type=_whole_number,
+        metavar="N",
         help="requests in flight at most: a cap on the autopilot's in-flight limit (default "
         f"{DEFAULT_CONCURRENCY_CAP}{fixed})",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--rpm", type=_number, metavar="N",
+        "--rpm",
+        type=_number,
+        metavar="N",
         help="requests per minute at most: a ceiling the autopilot never "
         "passes, and where it starts (default: found from the provider)",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--ipm", type=_number, metavar="N",
+        "--ipm",
+        type=_number,
+        metavar="N",
         help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--no-adapt", dest="adaptive", action="store_false", default=None,
+        "--no-adapt",
+        dest="adaptive",
+        action="store_false",
+        default=None,
         help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
         "(no slow start, no following 429s or x-ratelimit headers)",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--stall-timeout", dest="stall_timeout", type=_number, metavar="SECONDS",
+        "--stall-timeout",
+        dest="stall_timeout",
+        type=_number,
+        metavar="SECONDS",
         help="stop (exit 3, jobs pending) when the provider has answered nothing but 429s "
         f"for this long (default {d['stall_timeout']:g})",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--max-pause", dest="max_pause", type=_number, metavar="SECONDS",
+        "--max-pause",
+        dest="max_pause",
+        type=_number,
+        metavar="SECONDS",
         help="hold the pool at most this long for one Retry-After or reset "
         f"(default {d['max_pause']:g}; a longer ask is capped and logged)",
-    )  # fmt: skip
+    )
     _add_request_arguments(limits)
 
 
@@ -187,13 +223,17 @@ def _add_request_arguments(limits: Any) -> None:
         help=f"seconds per request (default {d['timeout']:g})",
     )
     limits.add_argument(
-        "--max-attempts", type=_whole_number, metavar="N",
+        "--max-attempts",
+        type=_whole_number,
+        metavar="N",
         help=f"attempts per job for retryable errors (default {d['max_attempts']})",
-    )  # fmt: skip
+    )
     limits.add_argument(
-        "--grace", type=_number, metavar="SECONDS",
+        "--grace",
+        type=_number,
+        metavar="SECONDS",
         help=f"seconds requests in flight may finish after Ctrl-C (default {d['grace']:g})",
-    )  # fmt: skip
+    )
 
 
 def _add_output_arguments(
@@ -202,15 +242,19 @@ def _add_output_arguments(
     out = SkippingGroup(parser.add_argument_group("output"), leave_out)
     if storage:
         out.add_argument(
-            "--images-to", type=_images_url, metavar="URL",
+            "--images-to",
+            type=_images_url,
+            metavar="URL",
             help="write images to an fsspec URL (s3://bucket/prefix/)",
-        )  # fmt: skip
+        )
     out.add_argument("--quiet", action="store_true", help="no progress display")
     out.add_argument(
-        "--image-checks", action=argparse.BooleanOptionalAction, default=None,
+        "--image-checks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="check each saved image in the background (decodable, size, blank, blur, "
         "duplicates) so `batchgen report` only reads the results (default on)",
-    )  # fmt: skip
+    )
 
 
 def flags_of(args: argparse.Namespace, reads: frozenset[str] | None = None) -> dict[str, Any]:

@@ -20,18 +20,26 @@ READS = frozenset({"run_dir", "to", "format", "status", "best", "min_score", "sh
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "export", help="export a run's images as a dataset (hf, webdataset, parquet, csv, jsonl)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "export",
+        help="export a run's images as a dataset (hf, webdataset, parquet, csv, jsonl)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
     parser.add_argument("--to", required=True, metavar="DIR", help="a new or empty directory")
-    parser.add_argument("--format", required=True,
-                        choices=("hf", "webdataset", "parquet", "csv", "jsonl"),
-                        help="hf (Parquet shards with an Image column), webdataset (tar "
-                        "shards), parquet (one table with the bytes), csv or jsonl (manifests)",
-                        )  # fmt: skip
-    parser.add_argument("--status", choices=("ok",), default="ok",
-                        help="which attempts' images (only ok ones have images)")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=("hf", "webdataset", "parquet", "csv", "jsonl"),
+        help="hf (Parquet shards with an Image column), webdataset (tar "
+        "shards), parquet (one table with the bytes), csv or jsonl (manifests)",
+    )
+    parser.add_argument(
+        "--status",
+        choices=("ok",),
+        default="ok",
+        help="which attempts' images (only ok ones have images)",
+    )
     parser.add_argument(
         "--best",
         action="store_true",
@@ -57,8 +65,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     flags_of(args, READS)  # the parser offers only what is read here
     filters = Filters(args.status, args.best, args.min_score)
     try:
-        count = export_run(args.run_dir, args.to, args.format, filters,
-                           shard_images=args.shard_size)  # fmt: skip
+        count = export_run(
+            args.run_dir, args.to, args.format, filters, shard_images=args.shard_size
+        )
     except UsageError as exc:
         print(f"batchgen export: {exc}", file=sys.stderr)
         return EXIT_USAGE

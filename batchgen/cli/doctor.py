@@ -16,10 +16,25 @@ from batchgen.cli.common import EXIT_USAGE, JOB_DEFAULT_FLAGS, add_job_defaults,
 from batchgen.errors import UsageError
 
 # the flags `doctor` reads (tests/test_cli_help.py: its parser offers exactly these)
-READS = JOB_DEFAULT_FLAGS | frozenset({
-    "jobfile", "base_url", "api_key_env", "providers", "run_dir", "prices", "price_per_image",
-    "rpm", "ipm", "concurrency", "adaptive", "timeout", "probe", "yes", "format",
-})  # fmt: skip
+READS = JOB_DEFAULT_FLAGS | frozenset(
+    {
+        "jobfile",
+        "base_url",
+        "api_key_env",
+        "providers",
+        "run_dir",
+        "prices",
+        "price_per_image",
+        "rpm",
+        "ipm",
+        "concurrency",
+        "adaptive",
+        "timeout",
+        "probe",
+        "yes",
+        "format",
+    }
+)
 
 
 def register(subparsers: Any) -> None:
@@ -81,17 +96,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     flags_of(args, READS)  # the parser offers only what is read here
 
     if args.providers and args.base_url:
-        print("batchgen doctor: --providers names every endpoint: drop --base-url",
-              file=sys.stderr)  # fmt: skip
+        print("batchgen doctor: --providers names every endpoint: drop --base-url", file=sys.stderr)
         return EXIT_USAGE
     opts = DoctorOptions(
-        jobfile=args.jobfile, providers=args.providers, base_url=args.base_url,
+        jobfile=args.jobfile,
+        providers=args.providers,
+        base_url=args.base_url,
         api_key_env=args.api_key_env,
         defaults={k: getattr(args, k) for k in ("model", "size", "quality", "n")},
-        prices=args.prices, price_per_image=args.price_per_image, run_dir=args.run_dir,
-        rpm=args.rpm, ipm=args.ipm, concurrency=args.concurrency, adaptive=args.adaptive,
-        timeout=args.timeout, probe=args.probe,
-    )  # fmt: skip
+        prices=args.prices,
+        price_per_image=args.price_per_image,
+        run_dir=args.run_dir,
+        rpm=args.rpm,
+        ipm=args.ipm,
+        concurrency=args.concurrency,
+        adaptive=args.adaptive,
+        timeout=args.timeout,
+        probe=args.probe,
+    )
 
     def confirm(text: str) -> bool:
         if args.yes:

@@ -50,9 +50,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("prompt", help="what the image should show")
     parser.add_argument(
-        "-o", "--output", metavar="FILE",
+        "-o",
+        "--output",
+        metavar="FILE",
         help="also copy the image here (with --n 2 or more: FILE_1.png, FILE_2.png ...)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--run-dir", help="where the image, log and run.json go (default runs/gen-<UTC time>)"
     )
@@ -72,8 +74,11 @@ def cmd_gen(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_dir = Path(args.run_dir or Path("runs") / f"gen-{stamp}")
     if (run_dir / "run.json").exists():
-        err.print(f"batchgen gen: {run_dir} already holds a run; pick another --run-dir "
-                  "(or leave it out for a new one)", markup=False)  # fmt: skip
+        err.print(
+            f"batchgen gen: {run_dir} already holds a run; pick another --run-dir "
+            "(or leave it out for a new one)",
+            markup=False,
+        )
         return EXIT_USAGE
     if not args.prompt.strip():
         err.print("batchgen gen: the prompt is empty; say what the image should show")
@@ -85,9 +90,19 @@ def cmd_gen(args: argparse.Namespace) -> int:
         flags.pop(name, None)
     cfg = RunConfig.build({**flags, "image_checks": False})
     observer = _GenObserver(console, err, args)
-    code = usage_errors(err, "gen", lambda: start_run(
-        str(job_file), cfg, run_dir=run_dir, observer=observer, argv=redacted_argv(),
-    ).exit_code)  # fmt: skip
+    code = usage_errors(
+        err,
+        "gen",
+        lambda: (
+            start_run(
+                str(job_file),
+                cfg,
+                run_dir=run_dir,
+                observer=observer,
+                argv=redacted_argv(),
+            ).exit_code
+        ),
+    )
     return _saved(console, err, run_dir, args.output, code)
 
 
@@ -125,8 +140,10 @@ class _GenObserver:
 
     def confirm(self, checked: Any) -> bool:
         for model in checked.quote.unknown_models:
-            self._inner.warn(f"warning: no price for model {model!r}: its cost is logged as "
-                             "unknown (add it with --prices FILE)")  # fmt: skip
+            self._inner.warn(
+                f"warning: no price for model {model!r}: its cost is logged as "
+                "unknown (add it with --prices FILE)"
+            )
         return confirm(checked.quote, self.args)
 
     def session_ended(self, rundir: Any, result: Any, budget: Any, *, summary: bool) -> None:

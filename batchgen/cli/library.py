@@ -24,9 +24,11 @@ READS = frozenset({"action", "run_dirs", "drop_run", "library"})
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "library", help="the reuse library: add a run's images, list, collect garbage",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "library",
+        help="the reuse library: add a run's images, list, collect garbage",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, help="add, ls or gc"
     )
@@ -55,8 +57,10 @@ def cmd_library(args: argparse.Namespace) -> int:
     if args.action == "add":
         for run_dir in args.run_dirs:
             if not (Path(run_dir) / "run.json").is_file():
-                print(f"batchgen library add: {run_dir} is not a run directory (no run.json)",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"batchgen library add: {run_dir} is not a run directory (no run.json)",
+                    file=sys.stderr,
+                )
                 return EXIT_USAGE
             added, new = lib.add_entries(run_entries(run_dir))
             print(f"{run_dir}: {added} answer(s) indexed, {new} new image file(s) in {lib.root}")
@@ -64,8 +68,10 @@ def cmd_library(args: argparse.Namespace) -> int:
     if args.action == "ls":
         for r in lib.runs():
             score = "—" if r["mean_score"] is None else f"{r['mean_score']:.2f}"
-            print(f"{r['run_id']}  {r['entries']:>6} answers  {r['images']:>6} images  "
-                  f"mean score {score}  {r['run_dir']}")  # fmt: skip
+            print(
+                f"{r['run_id']}  {r['entries']:>6} answers  {r['images']:>6} images  "
+                f"mean score {score}  {r['run_dir']}"
+            )
         t = lib.totals()
         print(f"{lib.root}: {t['entries']} answers, {t['files']} files, {t['bytes']:,} bytes")
         return EXIT_OK

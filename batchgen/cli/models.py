@@ -27,13 +27,17 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("model", nargs="?", help="show only this model (default: every one)")
     parser.add_argument(
-        "--prices", metavar="FILE",
+        "--prices",
+        metavar="FILE",
         help="a TOML price table merged over the shipped one (add models, change prices)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", dest="output_format",
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        dest="output_format",
         help="text (default) or json (one object per model)",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=cmd_models)
 
 
@@ -47,11 +51,17 @@ def model_rows(prices: Any, only: str | None = None) -> list[dict[str, Any]]:
     for name, entry in prices.models.items():
         if only is not None and name != only:
             continue
-        row: dict[str, Any] = {"model": name, "billing": entry.billing, "as_of": entry.as_of,
-                               "batch_rate": entry.batch_rate}  # fmt: skip
+        row: dict[str, Any] = {
+            "model": name,
+            "billing": entry.billing,
+            "as_of": entry.as_of,
+            "batch_rate": entry.batch_rate,
+        }
         if entry.billing == "chat":
-            row["chat_usd_per_1m"] = {"input": money(entry.chat_input_per_1m),
-                                      "output": money(entry.chat_output_per_1m)}  # fmt: skip
+            row["chat_usd_per_1m"] = {
+                "input": money(entry.chat_input_per_1m),
+                "output": money(entry.chat_output_per_1m),
+            }
         else:
             row["usd_per_image"] = {
                 q: {s: money(image_usd(prices, name, q, s)) for s in entry.known_sizes()}
@@ -71,8 +81,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = model_rows(prices, args.model)
     if args.model and not rows:
         known = ", ".join(prices.models)
-        print(f"batchgen models: {args.model!r} is not in the price table (known: {known}); "
-              "add it with --prices FILE", file=sys.stderr)  # fmt: skip
+        print(
+            f"batchgen models: {args.model!r} is not in the price table (known: {known}); "
+            "add it with --prices FILE",
+            file=sys.stderr,
+        )
         return 2
     if args.output_format == "json":
         print(json.dumps(rows, indent=2))
@@ -96,8 +109,9 @@ def _print_text(rows: list[dict[str, Any]]) -> None:
     images.add_column("per image, by size", no_wrap=True)
     images.add_column("batch", justify="right")
     images.add_column("as of")
-    chats = Table(title="Judges (chat): USD per 1M tokens", title_justify="left",
-                  box=box.SIMPLE_HEAD)  # fmt: skip
+    chats = Table(
+        title="Judges (chat): USD per 1M tokens", title_justify="left", box=box.SIMPLE_HEAD
+    )
     for col in ("model", "input", "output", "as of"):
         chats.add_column(col, justify="right" if col in ("input", "output") else "left")
     for row in rows:
@@ -112,8 +126,13 @@ def _print_text(rows: list[dict[str, Any]]) -> None:
                 for size, v in by_size.items()
             )
             q = "any" if quality == "*" else quality
-            images.add_row(row["model"] if i == 0 else "", q, sizes,
-                           batch if i == 0 else "", row["as_of"] if i == 0 else "")  # fmt: skip
+            images.add_row(
+                row["model"] if i == 0 else "",
+                q,
+                sizes,
+                batch if i == 0 else "",
+                row["as_of"] if i == 0 else "",
+            )
     if images.row_count:
         images.caption = "token-billed models (gpt-image-*) add the prompt's input tokens"
         console.print(images)

@@ -54,28 +54,35 @@ def add_ledger_arguments(
         parser.add_argument_group("money across runs (the spend ledger)"), leave_out
     )
     group.add_argument(
-        "--ledger", metavar="PATH",
+        "--ledger",
+        metavar="PATH",
         help="the SQLite spend ledger shared by every run (default $BATCHGEN_LEDGER, else "
         "config.toml's ledger, else the user data directory; 'off': none)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--project", metavar="NAME",
+        "--project",
+        metavar="NAME",
         help="the project this run's spend counts for (default the job file's folder name)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--monthly-budget", metavar="USD", type=_amount,
+        "--monthly-budget",
+        metavar="USD",
+        type=_amount,
         help="this month's spend over every run sharing the ledger never passes USD: a "
         "request is sent only if its worst case still fits (config.toml: monthly_budget)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--project-budget", metavar="USD", type=_amount,
+        "--project-budget",
+        metavar="USD",
+        type=_amount,
         help="the same for this run's project (config.toml: [projects.NAME] monthly_budget)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--on-budget", metavar="CMD",
+        "--on-budget",
+        metavar="CMD",
         help="a shell command run at 50, 80 and 100 %% of a budget, the event in "
         "BATCHGEN_BUDGET_* environment variables",
-    )  # fmt: skip
+    )
 
 
 def add_money_arguments(

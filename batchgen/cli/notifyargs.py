@@ -13,23 +13,28 @@ NOTIFY_FLAGS = frozenset({"notify", "on_end", "metadata"})
 def add_notify_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("when the session ends (docs/notify.md, docs/metadata.md)")
     group.add_argument(
-        "--metadata", choices=("sidecar", "embed", "none"), default="sidecar",
+        "--metadata",
+        choices=("sidecar", "embed", "none"),
+        default="sidecar",
         help="each saved image's prompt, model, settings, run and job id and cost: sidecar "
         "(default) NAME.png.json beside it; embed: inside the file (PNG iTXt, JPEG/WebP XMP) "
         "unless it carries a C2PA manifest, which would break (a sidecar then); none",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--notify", action="append", metavar="URL",
+        "--notify",
+        action="append",
+        metavar="URL",
         help="send a short message (outcome, counts, cost; never the key) to this apprise URL "
         "when the session ends: json://host:port/path, slack://…, ntfys://topic, mailto://…; "
         "repeatable. Needs pip install 'batchgen[notify]'",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--on-end", metavar="CMD",
+        "--on-end",
+        metavar="CMD",
         help="run CMD in a shell when the session ends, with BATCHGEN_OUTCOME, "
         "BATCHGEN_EXIT_CODE, BATCHGEN_SUCCEEDED, BATCHGEN_FAILED, BATCHGEN_PENDING, "
         "BATCHGEN_COST_USD, BATCHGEN_RUN_DIR ... set (the API key's variable is not passed on)",
-    )  # fmt: skip
+    )
 
 
 def with_notify(observer: Any, args: argparse.Namespace) -> Any:

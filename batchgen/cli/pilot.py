@@ -39,10 +39,25 @@ from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 APPLY_READS = frozenset({"setting", "regenerate_below", "max_rounds", "reuse", "reuse_bar"})
 # the flags `pilot` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
-    frozenset({"jobfile", "sample", "seed", "try_", "bar", "target", "confidence", "run_dir",
-               "apply", "apply_run_dir"})
-    | APPLY_READS | SCORER_FLAGS | JOB_DEFAULT_FLAGS | SESSION_FLAGS
-)  # fmt: skip
+    frozenset(
+        {
+            "jobfile",
+            "sample",
+            "seed",
+            "try_",
+            "bar",
+            "target",
+            "confidence",
+            "run_dir",
+            "apply",
+            "apply_run_dir",
+        }
+    )
+    | APPLY_READS
+    | SCORER_FLAGS
+    | JOB_DEFAULT_FLAGS
+    | SESSION_FLAGS
+)
 
 
 def register(subparsers: Any) -> None:
@@ -90,7 +105,7 @@ def register(subparsers: Any) -> None:
     add_scorer_arguments(parser, for_resume=True)
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
-    parser.set_defaults(func=cmd_pilot)  # fmt: skip
+    parser.set_defaults(func=cmd_pilot)
 
 
 def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = False) -> None:
@@ -127,8 +142,9 @@ def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = F
         metavar="LIBRARY",
         help="reuse images made for the same request (library: default ~/.batchgen/library)",
     )
-    g.add_argument("--reuse-bar", type=float, metavar="S",
-                   help="with --reuse: only images scored at least S")  # fmt: skip
+    g.add_argument(
+        "--reuse-bar", type=float, metavar="S", help="with --reuse: only images scored at least S"
+    )
 
 
 def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -141,8 +157,10 @@ def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
 
     path = Path(args.reuse).expanduser().resolve() if args.reuse else DEFAULT_LIBRARY
     Library(path).check()  # a damaged index: a usage error now, before anything is sent
-    return {"sources": [{"kind": "library", "path": str(path)}],
-            "bar": getattr(args, "reuse_bar", None)}  # fmt: skip
+    return {
+        "sources": [{"kind": "library", "path": str(path)}],
+        "bar": getattr(args, "reuse_bar", None),
+    }
 
 
 def regenerate_of(args: argparse.Namespace) -> Any:
@@ -156,9 +174,23 @@ def regenerate_of(args: argparse.Namespace) -> Any:
 
 
 def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"jobfile", "run_dir", "apply", "apply_run_dir", "from_pilot", "setting",
-            "regenerate_below", "max_rounds", "reuse_bar", "sample", "seed", "try_", "bar",
-            "target", "confidence"}  # fmt: skip
+    skip = {
+        "jobfile",
+        "run_dir",
+        "apply",
+        "apply_run_dir",
+        "from_pilot",
+        "setting",
+        "regenerate_below",
+        "max_rounds",
+        "reuse_bar",
+        "sample",
+        "seed",
+        "try_",
+        "bar",
+        "target",
+        "confidence",
+    }
     flags = {k: v for k, v in flags_of(args).items() if k not in skip}
     flags["reuse"] = reuse_spec(args)
     return flags
@@ -178,19 +210,45 @@ def cmd_pilot(args: argparse.Namespace) -> int:
         observer.say(text)
 
     def go() -> int:
-        flags = {k: v for k, v in flags_of(args, READS).items()
-                 if k not in ("jobfile", "run_dir", "apply", "apply_run_dir", "setting",
-                              "regenerate_below", "max_rounds", "reuse", "reuse_bar")}  # fmt: skip
-        outcome = run_pilot(args.jobfile, flags, run_dir=args.run_dir, observer=observer,
-                            say=say, argv=redacted_argv())  # fmt: skip
+        flags = {
+            k: v
+            for k, v in flags_of(args, READS).items()
+            if k
+            not in (
+                "jobfile",
+                "run_dir",
+                "apply",
+                "apply_run_dir",
+                "setting",
+                "regenerate_below",
+                "max_rounds",
+                "reuse",
+                "reuse_bar",
+            )
+        }
+        outcome = run_pilot(
+            args.jobfile,
+            flags,
+            run_dir=args.run_dir,
+            observer=observer,
+            say=say,
+            argv=redacted_argv(),
+        )
         if not args.apply or outcome.exit_code == EXIT_STOPPED:
             if outcome.result is not None and outcome.result.get("chosen"):
                 say(f"next: batchgen run {args.jobfile} --from-pilot {outcome.run_dir}")
             return outcome.exit_code
-        applied = run_apply(args.jobfile, outcome.run_dir, apply_flags(args),
-                            run_dir=args.apply_run_dir, observer=observer, say=say,
-                            argv=redacted_argv(), regenerate=regenerate_of(args),
-                            pick=args.setting)  # fmt: skip
+        applied = run_apply(
+            args.jobfile,
+            outcome.run_dir,
+            apply_flags(args),
+            run_dir=args.apply_run_dir,
+            observer=observer,
+            say=say,
+            argv=redacted_argv(),
+            regenerate=regenerate_of(args),
+            pick=args.setting,
+        )
         return int(applied.exit_code)
 
     return usage_errors(err, "pilot", go)

@@ -33,10 +33,21 @@ _DEFAULTS = ("model", "size", "quality", "n")  # job defaults from the flags
 _LIMITS = frozenset({"rpm", "ipm", "concurrency"})  # run's limit flags a plan reads
 # the flags `plan` reads (tests/test_cli_help.py: its parser offers exactly these); it asks
 # nothing before a start, so no --confirm-above / --yes
-READS = frozenset({
-    "jobfile", *_DEFAULTS, *_LIMITS, "max_jobs", "prices", "max_cost",
-    "price_per_image", "assume_latency", "via", "output_format", "max_problems",
-})  # fmt: skip
+READS = frozenset(
+    {
+        "jobfile",
+        *_DEFAULTS,
+        *_LIMITS,
+        "max_jobs",
+        "prices",
+        "max_cost",
+        "price_per_image",
+        "assume_latency",
+        "via",
+        "output_format",
+        "max_problems",
+    }
+)
 
 
 def register(subparsers: Any) -> None:
@@ -79,9 +90,12 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         "done within 24 h) beside the live price",
     )
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", dest="output_format",
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        dest="output_format",
         help="text (default) or json: the same plan as one JSON object, for scripts",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--max-problems",
         metavar="N",
@@ -127,11 +141,17 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
         cfg = RunConfig.build(flags_of(args, READS))
         prices = prices_from_args(args)
         plan = plan_file(
-            args.jobfile, prices, dict(cfg.job_defaults),
-            max_jobs=cfg.max_jobs, max_problems=args.max_problems,
-            assume_latency=cfg.batch.assume_latency, rpm=cfg.pool.rpm, ipm=cfg.pool.ipm,
-            concurrency=cfg.pool.concurrency_cap, via=cfg.via or "live",
-        )  # fmt: skip
+            args.jobfile,
+            prices,
+            dict(cfg.job_defaults),
+            max_jobs=cfg.max_jobs,
+            max_problems=args.max_problems,
+            assume_latency=cfg.batch.assume_latency,
+            rpm=cfg.pool.rpm,
+            ipm=cfg.pool.ipm,
+            concurrency=cfg.pool.concurrency_cap,
+            via=cfg.via or "live",
+        )
     except (PricesError, ConfigError, ValueError) as exc:
         print(f"batchgen plan: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS

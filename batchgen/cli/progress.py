@@ -158,10 +158,13 @@ class Progress:
             return text
         label = room >= _BAR_MIN + len(_LABEL)
         bar = bar_text(
-            ProgressBar(total=max(self.total, 1), completed=_done(tally),
-                        width=min(room - (len(_LABEL) if label else 0), _BAR_MAX)),
+            ProgressBar(
+                total=max(self.total, 1),
+                completed=_done(tally),
+                width=min(room - (len(_LABEL) if label else 0), _BAR_MAX),
+            ),
             self.console,
-        )  # fmt: skip
+        )
         head = Text(_LABEL if label else "", style="bold")
         return Text.assemble(head, bar, " ", text, no_wrap=True, overflow="crop")
 

@@ -51,14 +51,19 @@ def register(subparsers: Any) -> None:
     )
     regen = parser.add_argument_group("quality loop")
     regen.add_argument(
-        "--regenerate-below", type=float, metavar="S",
+        "--regenerate-below",
+        type=float,
+        metavar="S",
         help="rerun jobs whose best image scores below S (scored with the last `batchgen "
         "score`'s scorer, or --judge/--scorer given here); every image is kept",
-    )  # fmt: skip
+    )
     regen.add_argument(
-        "--max-rounds", type=int, default=2, metavar="R",
+        "--max-rounds",
+        type=int,
+        default=2,
+        metavar="R",
         help="regeneration rounds at most (default 2); --max-cost also stops them",
-    )  # fmt: skip
+    )
     add_scorer_arguments(parser, for_resume=True)
     add_session_arguments(parser, resume=True, storage=True)
     add_notify_arguments(parser)
@@ -78,7 +83,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     below = getattr(args, "regenerate_below", None)
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
-    return usage_errors(err, "resume", lambda: resume_run(
-        args.run_dir, flags_of(args, READS), observer=with_notify(observer, args),
-        argv=redacted_argv(), regenerate=regen,
-    ).exit_code)  # fmt: skip
+    return usage_errors(
+        err,
+        "resume",
+        lambda: (
+            resume_run(
+                args.run_dir,
+                flags_of(args, READS),
+                observer=with_notify(observer, args),
+                argv=redacted_argv(),
+                regenerate=regen,
+            ).exit_code
+        ),
+    )

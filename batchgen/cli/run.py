@@ -57,19 +57,25 @@ def register(subparsers: Any) -> None:
         "from stdin (kept in the run directory as stdin-jobs.<ext>, for resume)",
     )
     parser.add_argument(
-        "--max-jobs", metavar="N", type=int,
+        "--max-jobs",
+        metavar="N",
+        type=int,
         help="refuse (exit 2, nothing sent) a job file or spec of more than N jobs",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
     )
     parser.add_argument(
-        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
         help="spread the run over a Ray cluster (pip install 'batchgen[ray]'): shards of the "
         "job file run on its workers under one shared limit; ADDRESS of a running cluster "
         "(ray start --head), else $RAY_ADDRESS, else a cluster of this machine. Put it after "
         "JOBFILE, or write --ray=ADDRESS. See docs/cluster.md",
-    )  # fmt: skip
+    )
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False, storage=True)
     add_notify_arguments(parser)
@@ -109,8 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     observer = ConsoleObserver(console, err, args)
     if args.from_pilot or args.reuse is not None or args.regenerate_below is not None:
         if args.ray is not None:
-            err.print("batchgen run: --ray goes without --from-pilot, --reuse and "
-                      "--regenerate-below", markup=False)  # fmt: skip
+            err.print(
+                "batchgen run: --ray goes without --from-pilot, --reuse and --regenerate-below",
+                markup=False,
+            )
             return EXIT_USAGE
         return usage_errors(err, "run", lambda: _run_reusing(args, observer))
     return usage_errors(err, "run", lambda: _start(args, observer, cfg))
@@ -129,9 +137,13 @@ def _start(args: argparse.Namespace, observer: Any, cfg: RunConfig) -> int:
         refuse(cfg)
         cluster = ClusterRun(args.ray or None)
     return start_run(
-        args.jobfile, cfg, run_dir=args.run_dir, observer=with_notify(observer, args),
-        argv=redacted_argv(), execute_plan=cluster,
-    ).exit_code  # fmt: skip
+        args.jobfile,
+        cfg,
+        run_dir=args.run_dir,
+        observer=with_notify(observer, args),
+        argv=redacted_argv(),
+        execute_plan=cluster,
+    ).exit_code
 
 
 def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
@@ -145,22 +157,38 @@ def _run_reusing(args: argparse.Namespace, observer: Any) -> int:
 
     flags, regen = apply_flags(args), regenerate_of(args)
     if flags.get("via") == "batch":
-        msg = ("--reuse, --from-pilot and --regenerate-below go with the live API: drop "
-               "--via batch")  # fmt: skip
+        msg = "--reuse, --from-pilot and --regenerate-below go with the live API: drop --via batch"
         raise UsageError(msg)
     if args.from_pilot:
-        return int(run_apply(
-            args.jobfile, args.from_pilot, flags, run_dir=args.run_dir, observer=observer,
-            say=observer.say, argv=redacted_argv(), regenerate=regen, pick=args.setting,
-        ).exit_code)  # fmt: skip
+        return int(
+            run_apply(
+                args.jobfile,
+                args.from_pilot,
+                flags,
+                run_dir=args.run_dir,
+                observer=observer,
+                say=observer.say,
+                argv=redacted_argv(),
+                regenerate=regen,
+                pick=args.setting,
+            ).exit_code
+        )
     target = args.run_dir or default_run_dir(args.jobfile)
-    outcome = start_run(args.jobfile, RunConfig.build(flags), run_dir=target,
-                        observer=observer, argv=redacted_argv())  # fmt: skip
+    outcome = start_run(
+        args.jobfile,
+        RunConfig.build(flags),
+        run_dir=target,
+        observer=observer,
+        argv=redacted_argv(),
+    )
     if regen is None or outcome.exit_code == EXIT_STOPPED:
         return int(outcome.exit_code)
     flags.pop("reuse", None)
-    return int(resume_run(target, flags, observer=observer, argv=redacted_argv(),
-                          regenerate=regen).exit_code)  # fmt: skip
+    return int(
+        resume_run(
+            target, flags, observer=observer, argv=redacted_argv(), regenerate=regen
+        ).exit_code
+    )
 
 
 def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
@@ -197,8 +225,11 @@ def _big_spec_confirmed(args: argparse.Namespace, err: Any) -> bool:
         err.print(f"{said}; checking them before the quote", markup=False)
         return True
     if not sys.stdin.isatty():
-        err.print(f"{said}: more than {ASK_ABOVE_JOBS:,} — pass --max-jobs {total} (or --yes) "
-                  "to go on, or shrink the matrix", markup=False)  # fmt: skip
+        err.print(
+            f"{said}: more than {ASK_ABOVE_JOBS:,} — pass --max-jobs {total} (or --yes) "
+            "to go on, or shrink the matrix",
+            markup=False,
+        )
         return False
     err.print(f"{said}. Check them all and quote? [y/N] ", markup=False, end="")
     return sys.stdin.readline().strip().lower() in {"y", "yes"}

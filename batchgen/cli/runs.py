@@ -27,13 +27,18 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "folder", nargs="?", default="runs",
+        "folder",
+        nargs="?",
+        default="runs",
         help="where the runs are (default runs/); its run directories and those one level down",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", dest="output_format",
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        dest="output_format",
         help="text (default) or json (one object per run)",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=cmd_runs)
 
 
@@ -45,18 +50,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     folder = Path(args.folder)
     if not folder.is_dir():
-        print(f"batchgen runs: {folder} is not a folder; pass where your run directories are "
-              "(`batchgen run --run-dir` chose them; default runs/)", file=sys.stderr)  # fmt: skip
+        print(
+            f"batchgen runs: {folder} is not a folder; pass where your run directories are "
+            "(`batchgen run --run-dir` chose them; default runs/)",
+            file=sys.stderr,
+        )
         return 2
     runs = [summarize(p) for p in find_runs(folder)]
     if args.output_format == "json":
         # lazy: the CLI builds its parser without batchgen.numbers (tests/test_startup.py)
         from batchgen.numbers import money
 
-        doc = [{"path": str(r.path), "name": r.name, "created_at": r.created_at,
-                "state": r.state, "jobs": r.jobs, "succeeded": r.succeeded, "failed": r.failed,
-                "pending": r.pending, "cost_usd": money(r.cost_usd), "sessions": r.sessions}
-               for r in runs]  # fmt: skip
+        doc = [
+            {
+                "path": str(r.path),
+                "name": r.name,
+                "created_at": r.created_at,
+                "state": r.state,
+                "jobs": r.jobs,
+                "succeeded": r.succeeded,
+                "failed": r.failed,
+                "pending": r.pending,
+                "cost_usd": money(r.cost_usd),
+                "sessions": r.sessions,
+            }
+            for r in runs
+        ]
         print(json.dumps(doc, indent=2))
         return 0
     if not runs:
@@ -86,8 +105,13 @@ def _print_table(runs: list[Any]) -> None:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "-"
         style = {"running": "cyan", "completed": "green"}.get(r.state, "yellow")
         table.add_row(
-            Text(str(r.path)), created, Text(r.state, style=style),
-            "-" if r.jobs is None else f"{r.jobs:,}", f"{r.succeeded:,}", f"{r.failed:,}",
-            "-" if r.pending is None else f"{r.pending:,}", usd(r.cost_usd),
-        )  # fmt: skip
+            Text(str(r.path)),
+            created,
+            Text(r.state, style=style),
+            "-" if r.jobs is None else f"{r.jobs:,}",
+            f"{r.succeeded:,}",
+            f"{r.failed:,}",
+            "-" if r.pending is None else f"{r.pending:,}",
+            usd(r.cost_usd),
+        )
     console.print(table)

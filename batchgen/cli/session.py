@@ -110,8 +110,10 @@ def print_ending(
     # --images-to: the URL run.json recorded (no credential can be in it: storage.url)
     images_to = ((rundir.load() if rundir.exists() else {}).get("settings") or {}).get("images_to")
     say(f"images: {images_to or rundir.images_dir}")
-    say(f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM "
-        f"read_parquet('{rundir.log_dir}/*.parquet'))")  # fmt: skip
+    say(
+        f"log:    {rundir.log_dir}  (duckdb: SELECT * FROM "
+        f"read_parquet('{rundir.log_dir}/*.parquet'))"
+    )
     reason = result.stop_reason
     if reason is None:
         say(f"ended:  {_finished(result, path)}")
@@ -150,13 +152,17 @@ def print_batch_ending(console: Console, rundir: RunDir, outcome: Any, code: int
         )
         return
     if open_parts:
-        console.print(f"{len(open_parts)} batch(es) still open at the provider: "
-                      f"[bold]batchgen collect {path}[/] (or `batchgen resume {path}`) picks "
-                      "them up; nothing was submitted twice")  # fmt: skip
+        console.print(
+            f"{len(open_parts)} batch(es) still open at the provider: "
+            f"[bold]batchgen collect {path}[/] (or `batchgen resume {path}`) picks "
+            "them up; nothing was submitted twice"
+        )
     if outcome.pending:
-        console.print(f"{outcome.pending} job(s) pending (expired, failed or cancelled batches, "
-                      f"errored lines): [bold]batchgen resume {path}[/] submits them again "
-                      f"(`--via live` finishes them on the live API)")  # fmt: skip
+        console.print(
+            f"{outcome.pending} job(s) pending (expired, failed or cancelled batches, "
+            f"errored lines): [bold]batchgen resume {path}[/] submits them again "
+            f"(`--via live` finishes them on the live API)"
+        )
     if code == EXIT_OK:
         console.print("ended:  every job succeeded")
 

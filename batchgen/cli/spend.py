@@ -29,26 +29,32 @@ LEDGER_READS = frozenset({"ledger_command", "run_dirs", "ledger"})
 
 def register(subparsers: Any) -> None:
     spend = subparsers.add_parser(
-        "spend", help="this month's spend across runs (the ledger)", description=__doc__,
+        "spend",
+        help="this month's spend across runs (the ledger)",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     spend.add_argument(
-        "--since", metavar="DATE",
+        "--since",
+        metavar="DATE",
         help="from this UTC date (YYYY-MM-DD, or YYYY-MM-DDTHH:MM) instead of the month's start",
-    )  # fmt: skip
+    )
     spend.add_argument(
-        "--by", choices=("day", "model", "project", "endpoint", "provider", "run"),
+        "--by",
+        choices=("day", "model", "project", "endpoint", "provider", "run"),
         help="one line per day, model, project, endpoint, provider or run",
-    )  # fmt: skip
+    )
     spend.add_argument("--project", metavar="NAME", help="only this project's spend")
     spend.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
     spend.add_argument("--ledger", metavar="PATH", help="the ledger file (as for run)")
     spend.add_argument(
-        "--monthly-budget", metavar="USD", type=_usd,
+        "--monthly-budget",
+        metavar="USD",
+        type=_usd,
         help="the budget to compare with (default config.toml's monthly_budget)",
-    )  # fmt: skip
+    )
     spend.set_defaults(func=cmd_spend)
     ledger = subparsers.add_parser("ledger", help="the spend ledger: rebuild it from run logs")
     sub = ledger.add_subparsers(
@@ -99,12 +105,16 @@ def spend_document(args: argparse.Namespace) -> dict[str, Any]:
         for scope, usd in scopes:
             spent = ledger.spent_nano(month, scope) / NANO
             left = max(usd - spent, 0.0)
-            budgets.append({
-                "scope": "all projects" if scope == ALL else f"project {scope}",
-                "month": month, "budget_usd": usd, "spent_usd": round(spent, 6),
-                "remaining_usd": round(left, 6),
-                "remaining_share": round(left / usd, 4) if usd > 0 else 0.0,
-            })  # fmt: skip
+            budgets.append(
+                {
+                    "scope": "all projects" if scope == ALL else f"project {scope}",
+                    "month": month,
+                    "budget_usd": usd,
+                    "spent_usd": round(spent, 6),
+                    "remaining_usd": round(left, 6),
+                    "remaining_share": round(left / usd, 4) if usd > 0 else 0.0,
+                }
+            )
     finally:
         ledger.close()
     empty = {"key": "total", "attempts": 0, "images": 0, "cost_usd": 0.0, "cost_per_image": None}
@@ -122,10 +132,12 @@ def spend_document(args: argparse.Namespace) -> dict[str, Any]:
 def _line(line: Any) -> dict[str, Any]:
     per = line.per_image
     return {
-        "key": line.key, "attempts": line.attempts, "images": line.images,
+        "key": line.key,
+        "attempts": line.attempts,
+        "images": line.images,
         "cost_usd": round(line.cost_usd, 9),
         "cost_per_image": None if per is None else round(per, 9),
-    }  # fmt: skip
+    }
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
@@ -150,12 +162,15 @@ def _text(doc: dict[str, Any]) -> str:
     out = [f"spend since {doc['since'][:16].replace('T', ' ')} UTC  (ledger {doc['ledger']})"]
     rows = [*doc["lines"], doc["total"]] if doc["by"] else [doc["total"]]
     width = max(len(str(r["key"])) for r in rows) + 2
-    out.append(f"  {doc['by'] or '':<{width}}{'attempts':>10}{'images':>10}{'cost':>14}"
-               f"{'per image':>12}")  # fmt: skip
+    out.append(
+        f"  {doc['by'] or '':<{width}}{'attempts':>10}{'images':>10}{'cost':>14}{'per image':>12}"
+    )
     for r in rows:
         per = "-" if r["cost_per_image"] is None else _money(r["cost_per_image"])
-        out.append(f"  {r['key']:<{width}}{r['attempts']:>10,}{r['images']:>10,}"
-                   f"{_money(r['cost_usd']):>14}{per:>12}")  # fmt: skip
+        out.append(
+            f"  {r['key']:<{width}}{r['attempts']:>10,}{r['images']:>10,}"
+            f"{_money(r['cost_usd']):>14}{per:>12}"
+        )
     for b in doc["budgets"]:
         out.append(
             f"budget ({b['scope']}, {b['month']}): {_money(b['spent_usd'])} of "

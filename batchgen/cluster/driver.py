@@ -81,16 +81,28 @@ def _spec(
 ) -> ShardSpec:
     budget = plan.budget
     return ShardSpec(
-        run_dir=str(Path(plan.rundir.path).resolve()), manifest=plan.manifest, session=session,
-        shard=shard, shards=shards, job_file=str(plan.manifest["job_file"]),
+        run_dir=str(Path(plan.rundir.path).resolve()),
+        manifest=plan.manifest,
+        session=session,
+        shard=shard,
+        shards=shards,
+        job_file=str(plan.manifest["job_file"]),
         defaults=dict((plan.manifest.get("settings") or {}).get("defaults") or {}),
-        jobs_to_run=size, connection=dataclasses.replace(plan.connection, api_key=""),
-        pool=plan.pool, prices=budget.prices if budget else plan.prices,
-        max_cost=_share(budget.cap_usd if budget else None, size, plan.jobs_to_run,
-                        budget.spent if budget else 0.0),
-        spent_before=0.0, price_per_image=None,  # the budget's prices have it already
-        cheapest_job_usd=plan.cheapest_job_usd, limit=limit,
-    )  # fmt: skip
+        jobs_to_run=size,
+        connection=dataclasses.replace(plan.connection, api_key=""),
+        pool=plan.pool,
+        prices=budget.prices if budget else plan.prices,
+        max_cost=_share(
+            budget.cap_usd if budget else None,
+            size,
+            plan.jobs_to_run,
+            budget.spent if budget else 0.0,
+        ),
+        spent_before=0.0,
+        price_per_image=None,  # the budget's prices have it already
+        cheapest_job_usd=plan.cheapest_job_usd,
+        limit=limit,
+    )
 
 
 def refuse(cfg: RunConfig) -> None:
@@ -133,9 +145,11 @@ def _connect(address: str | None) -> Any:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:  # a cluster of this machine, on loopback, gone when the run ends
             ray.init(
-                include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
                 _node_ip_address="127.0.0.1",
-            )  # fmt: skip
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         msg = (

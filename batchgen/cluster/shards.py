@@ -99,12 +99,22 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
     budget = Budget(spec.max_cost, spec.spent_before, spec.prices, spec.price_per_image)
     gate = None if spec.limit is None else _gate_factory(spec)
     plan = SessionPlan(
-        rundir=rundir, manifest=spec.manifest, session=spec.session,
+        rundir=rundir,
+        manifest=spec.manifest,
+        session=spec.session,
         jobs=shard_jobs(spec.job_file, spec.defaults, spec.shard, spec.shards),
-        jobs_to_run=spec.jobs_to_run, connection=connection, pool=spec.pool,
-        prices=spec.prices, budget=budget, cheapest_job_usd=spec.cheapest_job_usd,
-        sim_config=None, quiet=True, observer=Silent(), handle_signals=False, gate=gate,
-    )  # fmt: skip
+        jobs_to_run=spec.jobs_to_run,
+        connection=connection,
+        pool=spec.pool,
+        prices=spec.prices,
+        budget=budget,
+        cheapest_job_usd=spec.cheapest_job_usd,
+        sim_config=None,
+        quiet=True,
+        observer=Silent(),
+        handle_signals=False,
+        gate=gate,
+    )
     result = anyio.run(execute, plan)
     how, summary = rundir.ended or (result.how, {})
     return ShardOutcome(spec.session, dataclasses.replace(result, how=how), summary)
@@ -136,9 +146,13 @@ def _key(connection: Connection) -> str:
 def _note_worker(rundir: RunDir, spec: ShardSpec) -> None:
     """RUN_DIR/shards/s<session>.json: which process on which host runs the shard."""
     note = {
-        "session": spec.session, "shard": spec.shard, "shards": spec.shards,
-        "jobs": spec.jobs_to_run, "pid": os.getpid(), "host": socket.gethostname(),
-    }  # fmt: skip
+        "session": spec.session,
+        "shard": spec.shard,
+        "shards": spec.shards,
+        "jobs": spec.jobs_to_run,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
     folder = Path(rundir.path) / "shards"
     folder.mkdir(exist_ok=True)
     atomic_write_bytes(folder / f"s{spec.session}.json", json.dumps(note).encode())

@@ -52,8 +52,18 @@ def endpoints(opts: DoctorOptions) -> list[remote.Endpoint]:
             loop = is_loopback(urlsplit(spec.base_url).hostname or "")
             given = env.get(spec.key_env, "")
             key = given or (LOCAL_KEY if loop else "")
-            out.append(remote.Endpoint(spec.name, spec.protocol, spec.base_url, spec.key_env,
-                                       key, spec.models, loop, bool(given)))  # fmt: skip
+            out.append(
+                remote.Endpoint(
+                    spec.name,
+                    spec.protocol,
+                    spec.base_url,
+                    spec.key_env,
+                    key,
+                    spec.models,
+                    loop,
+                    bool(given),
+                )
+            )
         return out
     url = opts.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     key_env = opts.api_key_env or "OPENAI_API_KEY"
@@ -129,22 +139,32 @@ async def _probe(
     job = probe_job(facts.cheapest)
     targets = [ep for ep in ready if not ep.models or job.model in ep.models]
     if not targets:
-        section.add(fail("probe", "no endpoint passed its checks (see above)",
-                         "Fix the ✗ above first"))  # fmt: skip
+        section.add(
+            fail("probe", "no endpoint passed its checks (see above)", "Fix the ✗ above first")
+        )
         return 0.0
     each = facts.cheapest_usd / max(1, int(facts.cheapest.body.get("n") or 1))
-    text = (f"--probe sends {len(targets)} request(s) of 1 image ({job.model}, job "
-            f"{job.id}), at most ${each * len(targets):.4f} in all")  # fmt: skip
+    text = (
+        f"--probe sends {len(targets)} request(s) of 1 image ({job.model}, job "
+        f"{job.id}), at most ${each * len(targets):.4f} in all"
+    )
     if confirm is None or not confirm(text):
-        section.add(unknown("probe", f"not sent: {text} was not confirmed",
-                            "Answer yes, or add --yes"))  # fmt: skip
+        section.add(
+            unknown("probe", f"not sent: {text} was not confirmed", "Answer yes, or add --yes")
+        )
         return 0.0
     spent = 0.0
     out = _probe_dir(run_dir)
     for ep in targets:
-        spent += await probe(section, ep, job, out, prices_file=opts.prices,
-                             price_per_image=opts.price_per_image,
-                             timeout=max(opts.timeout, 120.0))  # fmt: skip
+        spent += await probe(
+            section,
+            ep,
+            job,
+            out,
+            prices_file=opts.prices,
+            price_per_image=opts.price_per_image,
+            timeout=max(opts.timeout, 120.0),
+        )
     return spent
 
 

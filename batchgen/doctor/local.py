@@ -66,23 +66,40 @@ def job_file_checks(
     try:
         check = check_file(path, defaults, prices, max_problems=_MAX_SHOWN, on_job=visit)
     except (OSError, ValueError) as exc:
-        section.add(fail("job file", f"{path}: {exc}", "Give a readable job file (or fix the "
-                         "--model/--size/--quality/--n defaults)"))  # fmt: skip
+        section.add(
+            fail(
+                "job file",
+                f"{path}: {exc}",
+                "Give a readable job file (or fix the --model/--size/--quality/--n defaults)",
+            )
+        )
         return facts
     validation = check.validation
     if not validation.ok:
         for problem in validation.problems[:_MAX_SHOWN]:
-            section.add(fail("job file", str(problem), "Fix the line as the message says "
-                             "(`batchgen plan FILE` lists every problem)"))  # fmt: skip
+            section.add(
+                fail(
+                    "job file",
+                    str(problem),
+                    "Fix the line as the message says (`batchgen plan FILE` lists every problem)",
+                )
+            )
         return facts
     if check.model_problem_count:
         for problem in check.model_problems[:_MAX_SHOWN]:
-            section.add(fail("job settings", str(problem), ErrorClass.BAD_REQUEST.remedy,
-                             ErrorClass.BAD_REQUEST))  # fmt: skip
+            section.add(
+                fail(
+                    "job settings",
+                    str(problem),
+                    ErrorClass.BAD_REQUEST.remedy,
+                    ErrorClass.BAD_REQUEST,
+                )
+            )
         more = check.model_problem_count - len(check.model_problems[:_MAX_SHOWN])
         if more > 0:
-            section.add(fail("job settings", f"… and {more} more", "`batchgen plan FILE` "
-                             "lists them all"))  # fmt: skip
+            section.add(
+                fail("job settings", f"… and {more} more", "`batchgen plan FILE` lists them all")
+            )
         return facts
     facts.checked = True
     quote = check.quote
@@ -91,8 +108,13 @@ def job_file_checks(
         cost = f", quote ${quote.low_usd:.2f}–${quote.high_usd:.2f}"
         if not quote.complete:
             cost += f" (no price for {', '.join(quote.unknown_models)})"
-    section.add(ok("job file", f"{validation.jobs} jobs, {validation.images} images, sizes, "
-                   f"qualities and n accepted by their models{cost}"))  # fmt: skip
+    section.add(
+        ok(
+            "job file",
+            f"{validation.jobs} jobs, {validation.images} images, sizes, "
+            f"qualities and n accepted by their models{cost}",
+        )
+    )
     return facts
 
 
@@ -115,16 +137,20 @@ def run_dir_checks(section: Section, run_dir: str | Path, estimated_bytes: int) 
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        section.add(fail("writable", f"{existing} is not a directory",
-                         "Choose another --run-dir"))  # fmt: skip
+        section.add(fail("writable", f"{existing} is not a directory", "Choose another --run-dir"))
         return
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".batchgen-doctor-"):
             pass
     except OSError as exc:
-        section.add(fail("writable", f"cannot write in {existing}: {exc.strerror or exc}",
-                         "Choose a --run-dir you may write to (or fix its permissions)",
-                         ErrorClass.DISK))  # fmt: skip
+        section.add(
+            fail(
+                "writable",
+                f"cannot write in {existing}: {exc.strerror or exc}",
+                "Choose a --run-dir you may write to (or fix its permissions)",
+                ErrorClass.DISK,
+            )
+        )
         return
     where = str(target) if existing == target else f"{existing} (creates {target})"
     section.add(ok("writable", where))
@@ -132,8 +158,15 @@ def run_dir_checks(section: Section, run_dir: str | Path, estimated_bytes: int) 
     need = estimated_bytes + 16 * 1024 * 1024  # the log, run.json, checks: small
     seen = f"{_size(free)} free, the run needs about {_size(need)}"
     if free < need:
-        section.add(fail("free space", seen, ErrorClass.DISK.remedy.split(", then")[0] +
-                         ", or choose a --run-dir on a bigger disk", ErrorClass.DISK))  # fmt: skip
+        section.add(
+            fail(
+                "free space",
+                seen,
+                ErrorClass.DISK.remedy.split(", then")[0]
+                + ", or choose a --run-dir on a bigger disk",
+                ErrorClass.DISK,
+            )
+        )
     else:
         section.add(ok("free space", seen))
 

@@ -78,9 +78,15 @@ async def network_checks(section: Section, base_url: str, timeout: float = 5.0) 
             asyncio.open_connection(ip, addr.port, family=family), timeout
         )
     except TimeoutError:
-        section.add(fail("connect", f"no answer from {ip}:{addr.port} in {timeout:g} s "
-                         "(a firewall dropping packets, or a wrong address)", NETWORK_FIX,
-                         ErrorClass.NETWORK))  # fmt: skip
+        section.add(
+            fail(
+                "connect",
+                f"no answer from {ip}:{addr.port} in {timeout:g} s "
+                "(a firewall dropping packets, or a wrong address)",
+                NETWORK_FIX,
+                ErrorClass.NETWORK,
+            )
+        )
         return False
     except OSError as exc:
         section.add(_connect_failed(addr, ip, exc))
@@ -101,11 +107,15 @@ async def _resolve(section: Section, addr: Address, timeout: float) -> list[Any]
         )
     except (OSError, TimeoutError) as exc:
         why = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
-        section.add(fail(
-            "name resolution", f"{addr.host} did not resolve ({why})",
-            "Check the host name in the base URL (a typo?), then this machine's DNS and "
-            "network", ErrorClass.NETWORK,
-        ))  # fmt: skip
+        section.add(
+            fail(
+                "name resolution",
+                f"{addr.host} did not resolve ({why})",
+                "Check the host name in the base URL (a typo?), then this machine's DNS and "
+                "network",
+                ErrorClass.NETWORK,
+            )
+        )
         return None
     ips = sorted({str(info[4][0]) for info in infos})
     shown = ", ".join(ips[:3]) + (f" (+{len(ips) - 3})" if len(ips) > 3 else "")
@@ -133,10 +143,14 @@ async def _tls_check(section: Section, addr: Address, ip: str, timeout: float) -
         section.add(_certificate_failed(addr, exc))
         return False
     except (OSError, TimeoutError) as exc:
-        section.add(fail("TLS", f"handshake with {addr.host}:{addr.port} failed: "
-                         f"{type(exc).__name__}: {exc}",
-                         "Check that the port speaks https (use http:// for a plain server)",
-                         ErrorClass.NETWORK))  # fmt: skip
+        section.add(
+            fail(
+                "TLS",
+                f"handshake with {addr.host}:{addr.port} failed: {type(exc).__name__}: {exc}",
+                "Check that the port speaks https (use http:// for a plain server)",
+                ErrorClass.NETWORK,
+            )
+        )
         return False
     sslobj = writer.get_extra_info("ssl_object")
     cert = sslobj.getpeercert() if sslobj is not None else None
@@ -166,8 +180,10 @@ def _certificate_failed(addr: Address, exc: ssl.SSLCertVerificationError) -> Che
     where = f"{addr.host}:{addr.port}"
     if code in _SELF_SIGNED:
         seen = f"{where}: the certificate is self-signed ({message}), so it proves nothing"
-        fix = ("Give the server a certificate from a public CA, or trust its own: "
-               "SSL_CERT_FILE=/path/to/its-ca.pem (http:// for a local test server)")  # fmt: skip
+        fix = (
+            "Give the server a certificate from a public CA, or trust its own: "
+            "SSL_CERT_FILE=/path/to/its-ca.pem (http:// for a local test server)"
+        )
     elif code == _EXPIRED:
         seen = f"{where}: the certificate has expired ({message})"
         fix = "Tell the server's owner to renew its certificate (or check this machine's clock)"
@@ -179,8 +195,10 @@ def _certificate_failed(addr: Address, exc: ssl.SSLCertVerificationError) -> Che
         fix = "Use the host name the certificate names in the base URL"
     elif code in _NO_ISSUER:
         seen = f"{where}: the certificate's issuer is not trusted here ({message})"
-        fix = ("A private CA or an intercepting proxy signed it: point SSL_CERT_FILE at that "
-               "CA's certificate, or install it into the system store")  # fmt: skip
+        fix = (
+            "A private CA or an intercepting proxy signed it: point SSL_CERT_FILE at that "
+            "CA's certificate, or install it into the system store"
+        )
     else:
         seen = f"{where}: the certificate was refused ({message})"
         fix = "Check the server's certificate chain (openssl s_client -connect HOST:443)"

@@ -45,8 +45,14 @@ async def probe(
         result = await provider.generate(job, timeout=timeout)
     except AttemptError as exc:
         cls = exc.error_class
-        section.add(fail("probe", redact(f"{job.model}: {exc}", (ep.key,)),
-                         cls.remedy.replace("OPENAI_API_KEY", ep.key_env), cls))  # fmt: skip
+        section.add(
+            fail(
+                "probe",
+                redact(f"{job.model}: {exc}", (ep.key,)),
+                cls.remedy.replace("OPENAI_API_KEY", ep.key_env),
+                cls,
+            )
+        )
         return 0.0
     finally:
         await provider.aclose()
@@ -56,11 +62,22 @@ async def probe(
     try:
         paths, size = _save(out_dir, f"probe-{ep.name}", result.images)
     except OSError as exc:
-        section.add(fail("probe", f"the answer came but could not be saved: {exc}",
-                         ErrorClass.DISK.remedy, ErrorClass.DISK))  # fmt: skip
+        section.add(
+            fail(
+                "probe",
+                f"the answer came but could not be saved: {exc}",
+                ErrorClass.DISK.remedy,
+                ErrorClass.DISK,
+            )
+        )
         return usd or 0.0
     cost = f"${usd:.4f} ({source})" if usd is not None else "cost unknown (no price)"
     where = ", ".join(str(out_dir / Path(p).name) for p in paths)
-    section.add(ok("probe", f"{job.model}: {len(paths)} image(s), {size:,} bytes in "
-                   f"{latency:.1f} s, {cost}, saved to {where}"))  # fmt: skip
+    section.add(
+        ok(
+            "probe",
+            f"{job.model}: {len(paths)} image(s), {size:,} bytes in "
+            f"{latency:.1f} s, {cost}, saved to {where}",
+        )
+    )
     return usd or 0.0

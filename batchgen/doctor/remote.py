@@ -55,24 +55,35 @@ def key_check(section: Section, ep: Endpoint) -> bool:
         section.add(ok("key present", f"${ep.key_env} is set, sent as {how}"))
         return True
     if ep.key:  # a loopback server without a key variable: the placeholder a run sends
-        section.add(ok("key present", f"${ep.key_env} is not set: a local server needs none "
-                       f"(a placeholder is sent as {how})"))  # fmt: skip
+        section.add(
+            ok(
+                "key present",
+                f"${ep.key_env} is not set: a local server needs none "
+                f"(a placeholder is sent as {how})",
+            )
+        )
         return True
-    section.add(fail(
-        "key present", f"${ep.key_env} is not set",
-        f"Export it (export {ep.key_env}=...) or name another variable with --api-key-env",
-        ErrorClass.AUTH,
-    ))  # fmt: skip
+    section.add(
+        fail(
+            "key present",
+            f"${ep.key_env} is not set",
+            f"Export it (export {ep.key_env}=...) or name another variable with --api-key-env",
+            ErrorClass.AUTH,
+        )
+    )
     return False
 
 
 async def free_call(section: Section, ep: Endpoint, timeout: float = 15.0) -> Seen:
     """GET /models with the key (OpenAI-compatible endpoints); ``?`` for the others."""
     if ep.protocol != "openai":
-        section.add(unknown(
-            "key accepted", f"the {ep.protocol} protocol has no free call batchgen uses to check "
-            "a key", "Run `batchgen doctor --probe` to send one cheapest request and prove it",
-        ))  # fmt: skip
+        section.add(
+            unknown(
+                "key accepted",
+                f"the {ep.protocol} protocol has no free call batchgen uses to check a key",
+                "Run `batchgen doctor --probe` to send one cheapest request and prove it",
+            )
+        )
         return Seen()
     url = ep.base_url.rstrip("/") + "/models"
     shown = redact(url)
@@ -86,8 +97,14 @@ async def free_call(section: Section, ep: Endpoint, timeout: float = 15.0) -> Se
             status, answer_headers = resp.status, dict(resp.headers)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         text = redact(f"{type(exc).__name__}: {exc}", (ep.key,))
-        section.add(fail("key accepted", f"GET {shown} failed: {text}",
-                         ErrorClass.NETWORK.remedy, ErrorClass.NETWORK))  # fmt: skip
+        section.add(
+            fail(
+                "key accepted",
+                f"GET {shown} failed: {text}",
+                ErrorClass.NETWORK.remedy,
+                ErrorClass.NETWORK,
+            )
+        )
         return Seen()
     seen = Seen(headers=ratelimit_headers(answer_headers))
     doc = loads(body)
@@ -107,26 +124,34 @@ def _refused(ep: Endpoint, shown: str, status: int, doc: Any) -> Any:
     said = redact(str(message), (ep.key,))[:160].rstrip(". ") if message else ""
     if 300 <= status < 400:
         return fail(
-            "base URL", f"GET {shown} answered {status}, a redirect: the API is elsewhere",
+            "base URL",
+            f"GET {shown} answered {status}, a redirect: the API is elsewhere",
             "Use the URL the server redirects to as --base-url (batchgen does not follow "
-            "redirects with the key)", ErrorClass.BAD_REQUEST,
-        )  # fmt: skip
+            "redirects with the key)",
+            ErrorClass.BAD_REQUEST,
+        )
     if status in (404, 405) or status == 200:
         what = f"{status}, not JSON" if not isinstance(doc, dict) else f"{status}"
         return fail(
-            "base URL", f"GET {shown} answered {what}: no OpenAI-compatible API at this path",
+            "base URL",
+            f"GET {shown} answered {what}: no OpenAI-compatible API at this path",
             "Check --base-url: it is the part before /images/generations and /models, usually "
-            "ending in /v1 (e.g. https://api.openai.com/v1)", ErrorClass.BAD_REQUEST,
-        )  # fmt: skip
+            "ending in /v1 (e.g. https://api.openai.com/v1)",
+            ErrorClass.BAD_REQUEST,
+        )
     cls = classify_http(status, code if isinstance(code, str) else None)
     seen = f"GET {shown} answered {status}" + (f" ({code})" if code else "")
     seen += f": {said}" if said else ""
     if cls is ErrorClass.RATE_LIMIT:
-        return unknown("key accepted", seen + " — throttled, so the key is probably good",
-                       ErrorClass.RATE_LIMIT.remedy)  # fmt: skip
+        return unknown(
+            "key accepted",
+            seen + " — throttled, so the key is probably good",
+            ErrorClass.RATE_LIMIT.remedy,
+        )
     if cls in (ErrorClass.SERVER, ErrorClass.TIMEOUT):
-        return unknown("key accepted", f"{seen} — the server failed, the key was not judged",
-                       cls.remedy)  # fmt: skip
+        return unknown(
+            "key accepted", f"{seen} — the server failed, the key was not judged", cls.remedy
+        )
     remedy = cls.remedy.replace("OPENAI_API_KEY", f"${ep.key_env}").replace(
         ", then `batchgen resume RUN_DIR`", ""
     )
@@ -147,18 +172,26 @@ def models_check(section: Section, ep: Endpoint, seen: Seen, wanted: set[str]) -
         section.add(ok("models", f"{', '.join(mine)} served"))
         return
     listed = sorted(m for m in seen.served if "image" in m or "dall-e" in m) or sorted(seen.served)
-    section.add(fail(
-        "models", f"{', '.join(missing)} not served here (it lists {', '.join(listed[:8])}"
-        f"{' …' if len(listed) > 8 else ''})",
-        "Use a model this endpoint lists (--model or the job file), or route it with --providers "
-        "to an endpoint that serves it", ErrorClass.BAD_REQUEST,
-    ))  # fmt: skip
+    section.add(
+        fail(
+            "models",
+            f"{', '.join(missing)} not served here (it lists {', '.join(listed[:8])}"
+            f"{' …' if len(listed) > 8 else ''})",
+            "Use a model this endpoint lists (--model or the job file), or route it with "
+            "--providers to an endpoint that serves it",
+            ErrorClass.BAD_REQUEST,
+        )
+    )
 
 
 async def limits_check(
-    section: Section, seen: Seen, rpm: float | None, ipm: float | None,
-    concurrency: int | None, adaptive: bool,
-) -> None:  # fmt: skip
+    section: Section,
+    seen: Seen,
+    rpm: float | None,
+    ipm: float | None,
+    concurrency: int | None,
+    adaptive: bool,
+) -> None:
     """The rate-limit headers seen, and the autopilot's starting point after reading them (the
     run's own RateLimiter, fed the same headers)."""
     limiter = RateLimiter(rpm, ipm, concurrency=concurrency, adapt=adaptive)
@@ -166,13 +199,23 @@ async def limits_check(
     start = limiter.describe()
     if seen.headers:
         shown = ", ".join(
-            f"{k.removeprefix('x-ratelimit-')}={v}" for k, v in sorted(seen.headers.items())
+            f"{k.removeprefix('x-ratelimit-')}={v}"
+            for k, v in sorted(seen.headers.items())
             if k.startswith("x-ratelimit-limit-")
-        )  # fmt: skip
-        section.add(ok("rate limits", f"{shown or 'x-ratelimit-* headers'}; the autopilot "
-                       f"starts at {start}"))  # fmt: skip
+        )
+        section.add(
+            ok(
+                "rate limits",
+                f"{shown or 'x-ratelimit-* headers'}; the autopilot starts at {start}",
+            )
+        )
         return
     mode = "finds the limit from there" if adaptive else "holds it (--no-adapt)"
-    section.add(unknown("rate limits", f"no x-ratelimit-* headers seen (many providers send "
-                        f"them only on image answers); the autopilot starts at {start} and "
-                        f"{mode}"))  # fmt: skip
+    section.add(
+        unknown(
+            "rate limits",
+            f"no x-ratelimit-* headers seen (many providers send "
+            f"them only on image answers); the autopilot starts at {start} and "
+            f"{mode}",
+        )
+    )

@@ -21,9 +21,25 @@ from batchgen.quality.store import read_scores
 from batchgen.runlog.reader import log_files
 from batchgen.runlog.schema import SCHEMA, STATUS_OK
 
-_COLUMNS = ["run_id", "session", "job_id", "attempt", "status", "model", "prompt", "size",
-            "quality", "n", "params", "vars", "image_paths", "cost_usd", "latency_s",
-            "revised_prompt", "finished_at"]  # fmt: skip
+_COLUMNS = [
+    "run_id",
+    "session",
+    "job_id",
+    "attempt",
+    "status",
+    "model",
+    "prompt",
+    "size",
+    "quality",
+    "n",
+    "params",
+    "vars",
+    "image_paths",
+    "cost_usd",
+    "latency_s",
+    "revised_prompt",
+    "finished_at",
+]
 _BATCH_ROWS = 256
 
 
@@ -44,8 +60,11 @@ def _scores(run_dir: Path) -> dict[str, dict[str, Any]]:
     cols = table.select(["image_path", "score", "defects", "status", "scorer"]).to_pylist()
     for r in cols:
         if r["status"] == "ok" and r["score"] is not None:
-            out[r["image_path"]] = {"score": float(r["score"]), "defects": r["defects"] or [],
-                                    "scorer": r["scorer"]}  # fmt: skip
+            out[r["image_path"]] = {
+                "score": float(r["score"]),
+                "defects": r["defects"] or [],
+                "scorer": r["scorer"],
+            }
     return out
 
 
@@ -86,8 +105,9 @@ def _iterate(
     if not files:
         return
     dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
-    scanner = dataset.scanner(columns=_COLUMNS, filter=pc.field("status") == STATUS_OK,
-                              batch_size=_BATCH_ROWS)  # fmt: skip
+    scanner = dataset.scanner(
+        columns=_COLUMNS, filter=pc.field("status") == STATUS_OK, batch_size=_BATCH_ROWS
+    )
     seen: set[str] = set()
     for batch in scanner.to_batches():
         for row in batch.to_pylist():
@@ -115,9 +135,14 @@ def _job_of_scored(root: Path) -> dict[str, str]:
 
 
 def _record(
-    root: Path, row: dict[str, Any], rel: str, path: Path, index: int, count: int,
+    root: Path,
+    row: dict[str, Any],
+    rel: str,
+    path: Path,
+    index: int,
+    count: int,
     score: dict[str, Any] | None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     cost = row["cost_usd"]
     stem = Path(rel).stem
     return {

@@ -24,21 +24,53 @@ import pyarrow.parquet as pq
 
 FORMATS = ("hf", "webdataset", "parquet", "csv", "jsonl")
 ROWS_PER_GROUP = 64
-META = ["key", "job_id", "image_index", "prompt", "revised_prompt", "model", "quality", "size",
-        "vars", "score", "defects", "cost_usd", "latency_s", "run_id"]  # fmt: skip
+META = [
+    "key",
+    "job_id",
+    "image_index",
+    "prompt",
+    "revised_prompt",
+    "model",
+    "quality",
+    "size",
+    "vars",
+    "score",
+    "defects",
+    "cost_usd",
+    "latency_s",
+    "run_id",
+]
 _META_TYPES = {
-    "key": pa.string(), "job_id": pa.string(), "image_index": pa.int32(), "prompt": pa.string(),
-    "revised_prompt": pa.string(), "model": pa.string(), "quality": pa.string(),
-    "size": pa.string(), "vars": pa.string(), "score": pa.float64(),
-    "defects": pa.list_(pa.string()), "cost_usd": pa.float64(), "latency_s": pa.float64(),
+    "key": pa.string(),
+    "job_id": pa.string(),
+    "image_index": pa.int32(),
+    "prompt": pa.string(),
+    "revised_prompt": pa.string(),
+    "model": pa.string(),
+    "quality": pa.string(),
+    "size": pa.string(),
+    "vars": pa.string(),
+    "score": pa.float64(),
+    "defects": pa.list_(pa.string()),
+    "cost_usd": pa.float64(),
+    "latency_s": pa.float64(),
     "run_id": pa.string(),
-}  # fmt: skip
+}
 _HF_META = {
-    "key": "string", "job_id": "string", "image_index": "int32", "prompt": "string",
-    "revised_prompt": "string", "model": "string", "quality": "string", "size": "string",
-    "vars": "string", "score": "float64", "cost_usd": "float64", "latency_s": "float64",
+    "key": "string",
+    "job_id": "string",
+    "image_index": "int32",
+    "prompt": "string",
+    "revised_prompt": "string",
+    "model": "string",
+    "quality": "string",
+    "size": "string",
+    "vars": "string",
+    "score": "float64",
+    "cost_usd": "float64",
+    "latency_s": "float64",
     "run_id": "string",
-}  # fmt: skip
+}
 
 
 def _flat(rec: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +87,12 @@ def write_manifest(records: Iterable[dict[str, Any]], out: Path, fmt: str) -> in
     if fmt == "jsonl":
         with (out / "manifest.jsonl").open("w", encoding="utf-8") as f:
             for rec in records:
-                f.write(json.dumps({"path": rec["path"], "file": rec["file"], **_flat(rec)},
-                                   ensure_ascii=False) + "\n")  # fmt: skip
+                f.write(
+                    json.dumps(
+                        {"path": rec["path"], "file": rec["file"], **_flat(rec)}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
                 count += 1
         return count
     with (out / "manifest.csv").open("w", encoding="utf-8", newline="") as f:
@@ -88,8 +124,10 @@ def _parquet_schema(image_type: pa.DataType, name: str, hf: bool) -> pa.Schema:
         features: dict[str, Any] = {"image": {"_type": "Image"}}
         for k, dtype in _HF_META.items():
             features[k] = {"dtype": dtype, "_type": "Value"}
-        features["defects"] = {"feature": {"dtype": "string", "_type": "Value"},
-                               "_type": "Sequence"}  # fmt: skip
+        features["defects"] = {
+            "feature": {"dtype": "string", "_type": "Value"},
+            "_type": "Sequence",
+        }
         meta = {"info": {"features": features}}
         schema = schema.with_metadata({b"huggingface": json.dumps(meta).encode()})
     return schema
@@ -99,8 +137,7 @@ def write_parquet(
     records: Iterable[dict[str, Any]], out: Path, *, hf: bool, shard_images: int
 ) -> int:
     """``parquet``: out/images.parquet; ``hf``: out/data/train-*.parquet of ``shard_images``."""
-    image_type = (pa.struct([("bytes", pa.binary()), ("path", pa.string())]) if hf
-                  else pa.binary())  # fmt: skip
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())]) if hf else pa.binary()
     name = "image" if hf else "image_bytes"
     schema = _parquet_schema(image_type, name, hf)
     folder = out / "data" if hf else out
@@ -110,8 +147,9 @@ def write_parquet(
     in_shard = count = 0
     try:
         # row groups that fill a shard exactly: the largest divisor of shard_images <= 64
-        size = next(g for g in range(min(ROWS_PER_GROUP, shard_images), 0, -1)
-                    if shard_images % g == 0)  # fmt: skip
+        size = next(
+            g for g in range(min(ROWS_PER_GROUP, shard_images), 0, -1) if shard_images % g == 0
+        )
         for group in _groups(records, size if hf else ROWS_PER_GROUP):
             for rec in group:
                 data = Path(rec["path"]).read_bytes()
@@ -122,8 +160,9 @@ def write_parquet(
             if writer is None or (hf and in_shard >= shard_images):
                 if writer is not None:
                     writer.close()
-                shards.append(folder / (f".part-{len(shards):05d}.parquet" if hf
-                                        else "images.parquet"))  # fmt: skip
+                shards.append(
+                    folder / (f".part-{len(shards):05d}.parquet" if hf else "images.parquet")
+                )
                 writer = pq.ParquetWriter(shards[-1], schema)
                 in_shard = 0
             writer.write_table(table)

@@ -139,8 +139,11 @@ def load_spec(path: Path) -> Spec:
     spec.zipped = _lists(data.get("zip"), "zip", bad)
     if spec.zipped and len({len(v) for _, v in spec.zipped}) > 1:
         sizes = ", ".join(f"{k}: {len(v)}" for k, v in spec.zipped)
-        bad("zip", f"lists of unequal lengths ({sizes}): zip pairs the n-th items, give each "
-            "list the same number of items (or use matrix for every combination)")  # fmt: skip
+        bad(
+            "zip",
+            f"lists of unequal lengths ({sizes}): zip pairs the n-th items, give each "
+            "list the same number of items (or use matrix for every combination)",
+        )
     repeat = data.get("repeat", 1)
     if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
         bad("repeat", f"must be a whole number from 1 to {MAX_REPEAT}, got {show(repeat)}")
@@ -162,9 +165,11 @@ def load_spec(path: Path) -> Spec:
         for name in _placeholders(value, variants=key == "prompt"):
             if name not in names:
                 known = ", ".join(names) or "none"
-                bad(key if key in lines else "prompt",
+                bad(
+                    key if key in lines else "prompt",
                     f"{{{name}}} is not a variable (variables: {known}): define it under "
-                    "matrix or zip, add a vars_csv column, or fix the spelling")  # fmt: skip
+                    "matrix or zip, add a vars_csv column, or fix the spelling",
+                )
     if problems:
         raise SpecProblems(problems)
     return spec
@@ -288,8 +293,13 @@ def _csv_rows(spec: Spec) -> Iterator[tuple[int, dict[str, str]]]:
         for row in reader:
             if any(c.strip() for c in row):
                 number += 1
-                yield number, {c: (row[i].strip() if i < len(row) else "")
-                               for i, c in enumerate(spec.csv_columns)}  # fmt: skip
+                yield (
+                    number,
+                    {
+                        c: (row[i].strip() if i < len(row) else "")
+                        for i, c in enumerate(spec.csv_columns)
+                    },
+                )
 
 
 def records(spec: Spec) -> Iterator[Record]:
@@ -306,8 +316,9 @@ def records(spec: Spec) -> Iterator[Record]:
                     pairs = list(zip(matrix_names, cell, strict=True)) + zipped
                     for picks in itertools.product(*spec.variants):
                         for r in range(1, spec.repeat + 1):
-                            yield _record(spec, next(position), pairs, row_no, row, file,
-                                          list(picks), r)  # fmt: skip
+                            yield _record(
+                                spec, next(position), pairs, row_no, row, file, list(picks), r
+                            )
 
 
 def _record(
@@ -345,8 +356,7 @@ def _record(
         parts.append(f"v{i}={_safe(pick)}")
     if spec.repeat > 1:
         parts.append(f"r{r}")
-    fields = {k: _substitute(v, names, picks if k == "prompt" else None)
-              for k, v in fields.items()}  # fmt: skip
+    fields = {k: _substitute(v, names, picks if k == "prompt" else None) for k, v in fields.items()}
     job_id = ".".join(parts) or "job"
     if len(job_id) > 128:
         digest = hashlib.sha256(job_id.encode()).hexdigest()[:10]
@@ -358,9 +368,17 @@ def _record(
 # "style" and "background" are left to the template: they are everyday words in prompts
 # ("on {background}"), and the API's own values (vivid, opaque) are rarely varied
 _REQUEST_KEYS = frozenset(
-    {"model", "size", "quality", "n", "output_format", "output_compression", "moderation",
-     *EDIT_ONLY_FIELDS}
-)  # fmt: skip
+    {
+        "model",
+        "size",
+        "quality",
+        "n",
+        "output_format",
+        "output_compression",
+        "moderation",
+        *EDIT_ONLY_FIELDS,
+    }
+)
 
 
 def read_spec(path: Path) -> Iterator[Record | Problem]:

@@ -65,8 +65,10 @@ def _bound(text: str) -> None:
             add = anchors.get(str(event.anchor), 1)
         elif isinstance(event, ev.CollectionStartEvent):
             if len(sizes) > MAX_DEPTH:
-                msg = (f"nested more than {MAX_DEPTH} levels deep: a spec is a few levels "
-                       "(matrix → variable → list); flatten it")  # fmt: skip
+                msg = (
+                    f"nested more than {MAX_DEPTH} levels deep: a spec is a few levels "
+                    "(matrix → variable → list); flatten it"
+                )
                 raise SpecYamlError(line, msg)
             sizes.append(1)
             open_anchor.append(event.anchor)
@@ -81,8 +83,10 @@ def _bound(text: str) -> None:
         sizes[-1] += add
         total += add if isinstance(event, ev.AliasEvent) else 0
         if sizes[-1] > MAX_NODES or total > MAX_NODES:
-            msg = (f"expands to more than {MAX_NODES:,} values through aliases (*name): an "
-                   "alias bomb? Write the values out, or use vars_csv for long lists")  # fmt: skip
+            msg = (
+                f"expands to more than {MAX_NODES:,} values through aliases (*name): an "
+                "alias bomb? Write the values out, or use vars_csv for long lists"
+            )
             raise SpecYamlError(line, msg)
 
 
@@ -103,8 +107,10 @@ def _no_duplicate_keys(root: Any) -> None:
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     line = key.start_mark.line + 1
                     if key.value in first:
-                        msg = (f"{key.value}: given twice (lines {first[key.value]} and {line}); "
-                               "YAML keeps only the last: merge them into one")  # fmt: skip
+                        msg = (
+                            f"{key.value}: given twice (lines {first[key.value]} and {line}); "
+                            "YAML keeps only the last: merge them into one"
+                        )
                         raise SpecYamlError(line, msg)
                     first[key.value] = line
                 stack.append(value)

@@ -39,8 +39,16 @@ def run_entries(run_dir: Path | str) -> list[Entry]:
         if not all(f.is_file() for f in files):
             continue
         found = [scores[p] for p in paths if p in scores]
-        seen[fp] = Entry(fp, str(r["run_id"]), str(root), str(r["job_id"]), files,
-                         max(found) if found else None, r["model"], r["prompt"])  # fmt: skip
+        seen[fp] = Entry(
+            fp,
+            str(r["run_id"]),
+            str(root),
+            str(r["job_id"]),
+            files,
+            max(found) if found else None,
+            r["model"],
+            r["prompt"],
+        )
     return list(seen.values())
 
 

@@ -114,10 +114,18 @@ class Library:
                     )
                     con.execute(
                         "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.fingerprint, e.run_id, e.job_id, e.run_dir,
-                         json.dumps([sha for sha, _, _ in files]), e.score, e.model,
-                         e.prompt, now),
-                    )  # fmt: skip
+                        (
+                            e.fingerprint,
+                            e.run_id,
+                            e.job_id,
+                            e.run_dir,
+                            json.dumps([sha for sha, _, _ in files]),
+                            e.score,
+                            e.model,
+                            e.prompt,
+                            now,
+                        ),
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -173,9 +181,17 @@ class Library:
         with self._db() as con:
             query = "SELECT run_id, run_dir, images, score, added_at FROM entries"
             for run_id, run_dir, images, score, added in con.execute(query):
-                r = out.setdefault((run_id, run_dir), {
-                    "run_id": run_id, "run_dir": run_dir, "entries": 0, "images": 0,
-                    "scores": [], "added_at": added})  # fmt: skip
+                r = out.setdefault(
+                    (run_id, run_dir),
+                    {
+                        "run_id": run_id,
+                        "run_dir": run_dir,
+                        "entries": 0,
+                        "images": 0,
+                        "scores": [],
+                        "added_at": added,
+                    },
+                )
                 r["entries"] += 1
                 r["images"] += len(json.loads(images))
                 r["added_at"] = max(r["added_at"], added)
@@ -212,8 +228,7 @@ class Library:
                     "SELECT fingerprint, run_id, job_id, images FROM entries"
                 ).fetchall():
                     shas = json.loads(images)
-                    if not all(s in names and (self.files_dir / names[s]).is_file()
-                               for s in shas):  # fmt: skip
+                    if not all(s in names and (self.files_dir / names[s]).is_file() for s in shas):
                         con.execute(
                             "DELETE FROM entries WHERE fingerprint=? AND run_id=? AND job_id=?",
                             (fp, run_id, job_id),

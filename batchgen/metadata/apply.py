@@ -24,9 +24,25 @@ from batchgen.runlog.schema import STATUS_OK
 
 MODES = ("sidecar", "embed", "none")
 KEYWORD = "batchgen"  # the PNG iTXt keyword
-_COLUMNS = ["run_id", "session", "job_id", "attempt", "status", "model", "prompt", "size",
-            "quality", "n", "params", "vars", "image_paths", "cost_usd", "revised_prompt",
-            "provider", "endpoint"]  # fmt: skip
+_COLUMNS = [
+    "run_id",
+    "session",
+    "job_id",
+    "attempt",
+    "status",
+    "model",
+    "prompt",
+    "size",
+    "quality",
+    "n",
+    "params",
+    "vars",
+    "image_paths",
+    "cost_usd",
+    "revised_prompt",
+    "provider",
+    "endpoint",
+]
 
 
 @dataclass(slots=True)
@@ -42,11 +58,15 @@ class Tally:
             return f"metadata: {self.sidecars} sidecar(s) NAME.json beside the images"
         text = f"metadata: {self.embedded} image(s) embedded"
         if self.c2pa_sidecars:
-            text += (f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
-                     "credential): left as sent, a sidecar NAME.json instead")  # fmt: skip
+            text += (
+                f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
+                "credential): left as sent, a sidecar NAME.json instead"
+            )
         if self.other_sidecars:
-            text += (f"; {self.other_sidecars} in a format it cannot embed into, or already "
-                     "holding the provider's XMP: sidecars")  # fmt: skip
+            text += (
+                f"; {self.other_sidecars} in a format it cannot embed into, or already "
+                "holding the provider's XMP: sidecars"
+            )
         return text
 
 

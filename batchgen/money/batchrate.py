@@ -39,9 +39,11 @@ def batch_price(entry: ModelPrice) -> ModelPrice | None:
             for q, by_size in entry.per_image.items()
         }
     return dataclasses.replace(
-        entry, source=entry.batch_source or entry.source, as_of=entry.batch_as_of or entry.as_of,
+        entry,
+        source=entry.batch_source or entry.source,
+        as_of=entry.batch_as_of or entry.as_of,
         **scaled,
-    )  # fmt: skip
+    )
 
 
 def batch_table(prices: PriceTable) -> PriceTable:

@@ -52,9 +52,22 @@ from batchgen.money.ledgerdata import (
 )
 
 __all__ = [
-    "ALL", "BY", "ENV", "NANO", "OFF", "Ledger", "LedgerError", "Refusal", "RunTag",
-    "SpendLine", "default_path", "ledger_path", "ledger_row", "month_of", "month_start",
-]  # fmt: skip
+    "ALL",
+    "BY",
+    "ENV",
+    "NANO",
+    "OFF",
+    "Ledger",
+    "LedgerError",
+    "Refusal",
+    "RunTag",
+    "SpendLine",
+    "default_path",
+    "ledger_path",
+    "ledger_row",
+    "month_of",
+    "month_start",
+]
 
 
 class Ledger:
@@ -234,9 +247,13 @@ class Ledger:
 
     # ---- reading ----------------------------------------------------------------------
     def spend(
-        self, *, since: float, until: float | None = None, by: str | None = None,
+        self,
+        *,
+        since: float,
+        until: float | None = None,
+        by: str | None = None,
         project: str | None = None,
-    ) -> list[SpendLine]:  # fmt: skip
+    ) -> list[SpendLine]:
         """Attempts, images and cost from ``since`` (unix s), grouped ``by`` one of BY."""
         if by is not None and by not in BY:
             raise UsageError(f"--by must be one of {', '.join(BY)}, got {by!r}")

@@ -68,9 +68,24 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 _COLUMNS = (
-    "run_id", "run_dir", "session", "job_id", "attempt", "kind", "project", "provider",
-    "endpoint", "model", "quality", "size", "images", "cost_usd", "cost_source", "at", "month",
-)  # fmt: skip
+    "run_id",
+    "run_dir",
+    "session",
+    "job_id",
+    "attempt",
+    "kind",
+    "project",
+    "provider",
+    "endpoint",
+    "model",
+    "quality",
+    "size",
+    "images",
+    "cost_usd",
+    "cost_source",
+    "at",
+    "month",
+)
 _ADD_TOTAL = (
     "INSERT INTO totals (month, project, cost_nano) VALUES (?, ?, ?) "
     "ON CONFLICT (month, project) DO UPDATE SET cost_nano = cost_nano + excluded.cost_nano"
@@ -176,11 +191,24 @@ def ledger_row(row: Mapping[str, Any], run: RunTag) -> tuple[Any, ...] | None:
     at = _to_seconds(row.get("finished_at")) or _to_seconds(row.get("started_at")) or time.time()
     kind = row.get("kind") or ("batch" if row.get("provider_batch_id") else "live")
     return (
-        run.run_id, run.run_dir, row.get("session"), row.get("job_id"), row.get("attempt"),
-        kind, run.project, row.get("provider"), row.get("endpoint"), row.get("model"),
-        row.get("quality"), row.get("size"), int(row.get("image_count") or 0), float(cost),
-        row.get("cost_source"), at, month_of(at),
-    )  # fmt: skip
+        run.run_id,
+        run.run_dir,
+        row.get("session"),
+        row.get("job_id"),
+        row.get("attempt"),
+        kind,
+        run.project,
+        row.get("provider"),
+        row.get("endpoint"),
+        row.get("model"),
+        row.get("quality"),
+        row.get("size"),
+        int(row.get("image_count") or 0),
+        float(cost),
+        row.get("cost_source"),
+        at,
+        month_of(at),
+    )
 
 
 _I_PROJECT, _I_COST, _I_MONTH = _COLUMNS.index("project"), _COLUMNS.index("cost_usd"), -1

@@ -149,9 +149,12 @@ def run_hook(command: str, event: BudgetEvent) -> subprocess.Popen[bytes] | None
     waits for it. A command that cannot start is not an error of the run."""
     try:
         return subprocess.Popen(
-            command, shell=True, env={**os.environ, **event.environ()},
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            command,
+            shell=True,
+            env={**os.environ, **event.environ()},
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError:
         return None
 

@@ -53,10 +53,17 @@ def plan_file(
         batch_prices = batch_table(prices)
     tally = PlanTally()
     check = check_file(
-        path, defaults, prices, max_problems=max_problems, on_job=tally.add,
-        assume_latency=assume_latency, rpm=rpm, ipm=ipm, concurrency=concurrency,
+        path,
+        defaults,
+        prices,
+        max_problems=max_problems,
+        on_job=tally.add,
+        assume_latency=assume_latency,
+        rpm=rpm,
+        ipm=ipm,
+        concurrency=concurrency,
         batch_prices=batch_prices,
-    )  # fmt: skip
+    )
     if check.quote is None:
         tally.clear()
     plan = Plan(str(path), check, tally)

@@ -114,8 +114,14 @@ class Quoter:
     file is read once; :func:`quote` is the same over an iterable."""
 
     __slots__ = (
-        "_assume", "_groups", "_images", "_latencies", "_latency_sum", "_prices", "_requests",
-    )  # fmt: skip
+        "_assume",
+        "_groups",
+        "_images",
+        "_latencies",
+        "_latency_sum",
+        "_prices",
+        "_requests",
+    )
 
     def __init__(self, prices: PriceTable, *, assume_latency: float | None = None) -> None:
         self._prices = prices

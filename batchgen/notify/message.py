@@ -29,8 +29,11 @@ class EndMessage:
     @property
     def kind(self) -> str:
         """apprise's notification type."""
-        kinds = {"finished": "success", "finished_with_failures": "warning",
-                 "budget_alert": "warning"}  # fmt: skip
+        kinds = {
+            "finished": "success",
+            "finished_with_failures": "warning",
+            "budget_alert": "warning",
+        }
         return kinds.get(self.outcome, "failure")
 
     def environ(self) -> dict[str, str]:
@@ -55,8 +58,10 @@ ALERT_SHARE = 0.8  # a budget alert when the spend passes this share of --max-co
 def budget_alert(spent: float, cap: float) -> EndMessage:
     """The one mid-run message: the spend passed ALERT_SHARE of --max-cost."""
     title = f"batchgen: ${spent:.2f} of the ${cap:.2f} budget spent"
-    body = (f"{spent / cap:.0%} of --max-cost is spent; the run stops sending before it "
-            "passes the cap (then: batchgen resume RUN_DIR --max-cost HIGHER)")  # fmt: skip
+    body = (
+        f"{spent / cap:.0%} of --max-cost is spent; the run stops sending before it "
+        "passes the cap (then: batchgen resume RUN_DIR --max-cost HIGHER)"
+    )
     return EndMessage("budget_alert", title, body, "", 0, 0, 0, 0, spent, "budget", "running")
 
 
@@ -78,8 +83,19 @@ def end_message(rundir: Any, result: Any) -> EndMessage:
         lines.append(f"batchgen resume {rundir.path} finishes the rest")
     lines.append(f"run: {rundir.path}")
     body = redact("\n".join(lines))
-    return EndMessage(outcome, redact(head), body, str(rundir.path), result.exit_code,
-                      succeeded, failed, pending, cost, reason, str(result.how))  # fmt: skip
+    return EndMessage(
+        outcome,
+        redact(head),
+        body,
+        str(rundir.path),
+        result.exit_code,
+        succeeded,
+        failed,
+        pending,
+        cost,
+        reason,
+        str(result.how),
+    )
 
 
 def _counts(rundir: Any, result: Any) -> tuple[int, int, int, float]:

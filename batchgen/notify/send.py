@@ -49,9 +49,11 @@ def check_urls(urls: Sequence[str]) -> None:
             usable = apprise.Apprise.instantiate(url) is not None
         if not usable:
             scheme = url.partition("://")[0] if "://" in url else "(no scheme)"
-            msg = (f"--notify #{i} ({scheme}://…) is not a URL apprise can send to: see "
-                   "https://github.com/caronc/apprise/wiki for the formats (e.g. "
-                   "json://host:port/path, slack://…, ntfys://topic)")  # fmt: skip
+            msg = (
+                f"--notify #{i} ({scheme}://…) is not a URL apprise can send to: see "
+                "https://github.com/caronc/apprise/wiki for the formats (e.g. "
+                "json://host:port/path, slack://…, ntfys://topic)"
+            )
             raise UsageError(msg)
 
 
@@ -68,8 +70,9 @@ def notify(urls: Sequence[str], message: EndMessage, warn: Callable[[str], None]
             box.add(url)
         try:
             with _quiet():
-                okay = bool(box.notify(title=message.title, body=message.body,
-                                   notify_type=message.kind))  # fmt: skip
+                okay = bool(
+                    box.notify(title=message.title, body=message.body, notify_type=message.kind)
+                )
         except Exception as exc:  # a notifier's own bug must not cost the run its ending
             okay = False
             warn(f"--notify #{i}: {type(exc).__name__}: {redact(str(exc), (url,))}")
@@ -93,8 +96,14 @@ def run_on_end(
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in hide}
     env.update(message.environ())
     try:
-        done = subprocess.run(command, shell=True, env=env, timeout=ON_END_TIMEOUT_S,
-                              check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+        done = subprocess.run(
+            command,
+            shell=True,
+            env=env,
+            timeout=ON_END_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         warn(f"--on-end: {type(exc).__name__}: {exc}")
         return None

@@ -32,13 +32,17 @@ def chosen_setting(pilot_dir: Path, plan: PilotPlan, pick: str | None) -> Settin
         names = "; ".join(f"{i}: {s['label']}" for i, s in enumerate(plan.settings, 1))
         raise UsageError(f"--setting {pick!r} is none of the pilot's settings ({names})")
     if result is None:
-        msg = (f"{pilot_dir} has no result yet: finish the pilot (batchgen pilot "
-               f"{plan.job_file} --run-dir {pilot_dir})")  # fmt: skip
+        msg = (
+            f"{pilot_dir} has no result yet: finish the pilot (batchgen pilot "
+            f"{plan.job_file} --run-dir {pilot_dir})"
+        )
         raise UsageError(msg)
     label = result.get("chosen")
     if not label:
-        msg = (f"the pilot chose no setting ({result.get('reason')}); pick one yourself: "
-               "--setting LABEL (or its row number in the table)")  # fmt: skip
+        msg = (
+            f"the pilot chose no setting ({result.get('reason')}); pick one yourself: "
+            "--setting LABEL (or its row number in the table)"
+        )
         raise UsageError(msg)
     for s in plan.settings:
         if s["label"] == label:
@@ -87,8 +91,10 @@ def run_apply(
     setting = chosen_setting(pdir, plan, pick)
     source = Path(job_file)
     if sha256_file(source) != plan.job_sha256:
-        say(f"note: {source} changed since the pilot: only jobs whose request is unchanged "
-            "take the pilot's images")  # fmt: skip
+        say(
+            f"note: {source} changed since the pilot: only jobs whose request is unchanged "
+            "take the pilot's images"
+        )
     target = Path(run_dir) if run_dir is not None else default_run_dir(source)
     if (target / "run.json").exists():
         raise UsageError(f"{target} already holds a run: resume it (batchgen resume {target})")
@@ -98,10 +104,18 @@ def run_apply(
     reuse = dict(given.get("reuse") or {})
     sources = [{"kind": "run", "path": str(pdir.resolve())}, *reuse.get("sources", [])]
     given["reuse"] = {"sources": sources, "bar": reuse.get("bar")}
-    say(f"applying the pilot's setting {setting.label} to {source}; the pilot's "
-        f"{len(plan.sample)} sampled jobs take its images")  # fmt: skip
-    outcome = start_run(str(jobs_file), RunConfig.build(given), run_dir=target,
-                        observer=observer, argv=argv, handle_signals=handle_signals)  # fmt: skip
+    say(
+        f"applying the pilot's setting {setting.label} to {source}; the pilot's "
+        f"{len(plan.sample)} sampled jobs take its images"
+    )
+    outcome = start_run(
+        str(jobs_file),
+        RunConfig.build(given),
+        run_dir=target,
+        observer=observer,
+        argv=argv,
+        handle_signals=handle_signals,
+    )
     if regenerate is None or outcome.exit_code == EXIT_STOPPED:
         return outcome
 
@@ -111,8 +125,14 @@ def run_apply(
     regen_flags = {k: v for k, v in given.items() if k != "reuse"}
     if not regen_flags.get("judge") and not regen_flags.get("scorer"):
         regen_flags.update(_pilot_scorer(pdir))
-    return resume_run(target, regen_flags, observer=observer, argv=argv, regenerate=regenerate,
-                      handle_signals=handle_signals)  # fmt: skip
+    return resume_run(
+        target,
+        regen_flags,
+        observer=observer,
+        argv=argv,
+        regenerate=regenerate,
+        handle_signals=handle_signals,
+    )
 
 
 def _pilot_scorer(pilot_dir: Path) -> dict[str, Any]:

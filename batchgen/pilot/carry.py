@@ -25,8 +25,11 @@ def carry_scores(pilot_dir: Path, run_dir: Path) -> int:
             verdicts.setdefault(r["image_sha256"], []).append(r)
     if not verdicts:
         return 0
-    log = read_log(run_dir, ["run_id", "job_id", "image_paths", "cost_source"],
-                   filter=pc.field("cost_source") == "reused")  # fmt: skip
+    log = read_log(
+        run_dir,
+        ["run_id", "job_id", "image_paths", "cost_source"],
+        filter=pc.field("cost_source") == "reused",
+    )
     have = {(r["image_path"], r["scorer"]) for r in read_scores(run_dir).to_pylist()}
     rows = []
     for r in log.to_pylist():
@@ -40,9 +43,19 @@ def carry_scores(pilot_dir: Path, run_dir: Path) -> int:
                     continue
                 have.add((path, v["scorer"]))
                 note = f"{v['reasons'] or ''} (judged in the pilot)".strip()
-                rows.append({**v, "run_id": r["run_id"], "job_id": r["job_id"],
-                             "image_path": path, "round": 1, "cost_usd": 0.0,
-                             "cost_source": "none", "attempts": 0, "reasons": note})  # fmt: skip
+                rows.append(
+                    {
+                        **v,
+                        "run_id": r["run_id"],
+                        "job_id": r["job_id"],
+                        "image_path": path,
+                        "round": 1,
+                        "cost_usd": 0.0,
+                        "cost_source": "none",
+                        "attempts": 0,
+                        "reasons": note,
+                    }
+                )
     if rows:
         store = ScoreStore(run_dir, next_session(run_dir))
         store.add(rows)

@@ -73,8 +73,7 @@ def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> P
     from batchgen.quality.store import read_scores
     from batchgen.runlog.reader import read_log
 
-    cols = ["job_id", "status", "cost_usd", "latency_s", "image_paths", "started_at",
-            "finished_at"]  # fmt: skip
+    cols = ["job_id", "status", "cost_usd", "latency_s", "image_paths", "started_at", "finished_at"]
     rows = read_log(run_dir, cols).to_pylist()
     scores: dict[str, float] = {}
     for r in read_scores(run_dir, scorer).to_pylist():
@@ -111,9 +110,12 @@ def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> P
 
 
 def _one(
-    setting: dict[str, Any], acc: dict[str, Any], scores: dict[str, float], plan: PilotPlan,
+    setting: dict[str, Any],
+    acc: dict[str, Any],
+    scores: dict[str, float],
+    plan: PilotPlan,
     in_flight: float | None,
-) -> SettingFigures:  # fmt: skip
+) -> SettingFigures:
     images: list[str] = acc["images"]
     values = [scores[p] for p in images if p in scores]
     passed = sum(1 for v in values if v >= plan.bar)
@@ -128,15 +130,25 @@ def _one(
     if lat and in_flight:
         time_s = plan.jobs_total * statistics.fmean(lat) / in_flight
     return SettingFigures(
-        label=setting["label"], slug=setting["slug"], jobs=jobs, jobs_ok=len(acc["ok_jobs"]),
-        images=len(images), scored=n, passed=passed, mean_score=mean,
+        label=setting["label"],
+        slug=setting["slug"],
+        jobs=jobs,
+        jobs_ok=len(acc["ok_jobs"]),
+        images=len(images),
+        scored=n,
+        passed=passed,
+        mean_score=mean,
         mean_ci=bootstrap_mean(values) if values else None,
         pass_rate=passed / n if n else None,
         pass_ci=wilson(passed, n, z_two_sided(0.95)) if n else None,
-        pass_lower=wilson_lower(passed, n, plan.confidence), spent_usd=acc["spent"],
-        cost_per_image=cost_each, cost_per_passing=each_passing, latency_p50_s=p50,
+        pass_lower=wilson_lower(passed, n, plan.confidence),
+        spent_usd=acc["spent"],
+        cost_per_image=cost_each,
+        cost_per_passing=each_passing,
+        latency_p50_s=p50,
         projected_cost_usd=None if cost_each is None else cost_each * plan.images_total,
         projected_cost_passing_usd=None
-        if each_passing is None else each_passing * plan.images_total,
+        if each_passing is None
+        else each_passing * plan.images_total,
         projected_time_s=time_s,
-    )  # fmt: skip
+    )

@@ -72,6 +72,8 @@ def load_result(run_dir: Path | str) -> dict[str, Any] | None:
 
 
 def no_edits(job_file: Path, line: int) -> None:
-    msg = (f"{job_file}:{line}: an edit (image/mask); the pilot samples generations only — "
-           "pilot a file of generations, or compare settings with a spec matrix")  # fmt: skip
+    msg = (
+        f"{job_file}:{line}: an edit (image/mask); the pilot samples generations only — "
+        "pilot a file of generations, or compare settings with a spec matrix"
+    )
     raise UsageError(msg)

@@ -83,12 +83,18 @@ def run_pilot(
         _same_pilot(plan, Path(job_file), flags, target)
         say(f"pilot {target}: resuming ({len(plan.settings)} settings × {len(plan.sample)} jobs)")
         if (target / "run.json").is_file():
-            outcome = resume_run(target, run_flags, observer=observer, argv=argv,
-                                 handle_signals=handle_signals)  # fmt: skip
+            outcome = resume_run(
+                target, run_flags, observer=observer, argv=argv, handle_signals=handle_signals
+            )
         else:  # killed before the run directory was made: nothing was sent
-            outcome = start_run(str(target / JOBS_FILE), RunConfig.build(run_flags),
-                                run_dir=target, observer=observer, argv=argv,
-                                handle_signals=handle_signals)  # fmt: skip
+            outcome = start_run(
+                str(target / JOBS_FILE),
+                RunConfig.build(run_flags),
+                run_dir=target,
+                observer=observer,
+                argv=argv,
+                handle_signals=handle_signals,
+            )
     else:
         if (target / "run.json").is_file():
             raise UsageError(f"{target} holds a run that is not a pilot: choose another --run-dir")
@@ -96,16 +102,23 @@ def run_pilot(
         plan = _make_plan(Path(job_file), flags, cfg, target, say)
 
         try:
-            outcome = start_run(str(target / JOBS_FILE), cfg, run_dir=target,
-                                observer=observer, argv=argv,
-                                handle_signals=handle_signals)  # fmt: skip
+            outcome = start_run(
+                str(target / JOBS_FILE),
+                cfg,
+                run_dir=target,
+                observer=observer,
+                argv=argv,
+                handle_signals=handle_signals,
+            )
         except JobFileProblems as exc:
             raise _mapped_problems(exc, plan, target) from None
     if outcome.exit_code == EXIT_STOPPED:
         result = getattr(outcome, "result", None)
         budget = getattr(getattr(result, "stop_reason", None), "value", None) == "budget"
-        say(f"the pilot stopped before every setting ran; finish it: batchgen pilot {job_file} "
-            f"--run-dir {target}" + (" --max-cost <higher>" if budget else ""))  # fmt: skip
+        say(
+            f"the pilot stopped before every setting ran; finish it: batchgen pilot {job_file} "
+            f"--run-dir {target}" + (" --max-cost <higher>" if budget else "")
+        )
         return PilotOutcome(target, EXIT_STOPPED, None, plan)
     return _score_and_choose(target, plan, score_flags, say)
 
@@ -122,14 +135,21 @@ def _score_and_choose(
 
     spec, scored = score_directory(target, score_flags, say=tell)
     figures = pilot_figures(target, plan, spec.id)
-    result = {**figures.as_dict(), "scorer": spec.id, "bar": plan.bar, "target": plan.target,
-              "confidence": plan.confidence}  # fmt: skip
+    result = {
+        **figures.as_dict(),
+        "scorer": spec.id,
+        "bar": plan.bar,
+        "target": plan.target,
+        "confidence": plan.confidence,
+    }
     save_result(target, result)
     for line in table_lines(result, plan) + verdict_lines(result, plan):
         say(line)
     if scored.stop_reason is not None:
-        say(f"scoring stopped ({scored.stop_reason.value}): {scored.stop_message}; the table "
-            f"reads the images scored so far — run the pilot again to score the rest")  # fmt: skip
+        say(
+            f"scoring stopped ({scored.stop_reason.value}): {scored.stop_message}; the table "
+            f"reads the images scored so far — run the pilot again to score the rest"
+        )
         return PilotOutcome(target, EXIT_STOPPED, result, plan)
     return PilotOutcome(target, EXIT_OK, result, plan)
 
@@ -137,14 +157,18 @@ def _score_and_choose(
 def _same_pilot(plan: PilotPlan, job_file: Path, flags: Mapping[str, Any], target: Path) -> None:
     """Resuming: the command names the same job file and settings as the pilot there."""
     if job_file.resolve() != Path(plan.job_file):
-        msg = (f"{target} is a pilot of {plan.job_file}, not {job_file}: resume it with that "
-               "file, or choose another --run-dir")  # fmt: skip
+        msg = (
+            f"{target} is a pilot of {plan.job_file}, not {job_file}: resume it with that "
+            "file, or choose another --run-dir"
+        )
         raise UsageError(msg)
     tried = flags.get("try_")
     if tried and [s.label for s in parse_try(list(tried))] != [s["label"] for s in plan.settings]:
         names = "; ".join(s["label"] for s in plan.settings)
-        msg = (f"{target} is a pilot of other settings ({names}): resume it without --try, "
-               "or choose another --run-dir")  # fmt: skip
+        msg = (
+            f"{target} is a pilot of other settings ({names}): resume it without --try, "
+            "or choose another --run-dir"
+        )
         raise UsageError(msg)
 
 
@@ -157,8 +181,10 @@ def _score_flags(flags: Mapping[str, Any], run_flags: Mapping[str, Any]) -> dict
     out = dict(run_flags)
     if not out.get("judge") and not out.get("scorer"):
         if (flags.get("provider") or "openai") != "sim":
-            msg = ("say how to score the pilot: --judge MODEL (a vision chat model, e.g. "
-                   "gpt-4o-mini) or --scorer clip")  # fmt: skip
+            msg = (
+                "say how to score the pilot: --judge MODEL (a vision chat model, e.g. "
+                "gpt-4o-mini) or --scorer clip"
+            )
             raise UsageError(msg)
         out["judge"] = SIM_JUDGE
     out["threshold"] = float(flags.get("bar") or DEFAULT_BAR)
@@ -205,19 +231,31 @@ def _make_plan(
     if not 0 < target_rate <= 1 or not 0.5 <= confidence < 1:
         raise UsageError("--target is a share in (0, 1]; --confidence in [0.5, 1), e.g. 0.8")
     plan = PilotPlan(
-        job_file=str(job_file.resolve()), job_sha256=checked.sha256, jobs_total=len(light),
-        images_total=checked.images, seed=seed,
+        job_file=str(job_file.resolve()),
+        job_sha256=checked.sha256,
+        jobs_total=len(light),
+        images_total=checked.images,
+        seed=seed,
         sample=[{"id": j.id, "line": j.line, "vars": j.vars} for j in picked],
         settings=[{"label": s.label, "slug": s.slug, "values": s.values} for s in settings],
-        pilot_jobs=pilot_jobs, bar=bar, target=target_rate, confidence=confidence,
+        pilot_jobs=pilot_jobs,
+        bar=bar,
+        target=target_rate,
+        confidence=confidence,
         defaults={k: v for k, v in defaults.items() if v is not None},
-    )  # fmt: skip
+    )
     plan.save(target)
-    say(f"pilot: {len(picked)} of {len(light):,} jobs (seed {seed}) × {len(settings)} settings "
-        f"= {len(pilot_jobs)} requests")  # fmt: skip
-    say("sample: " + ", ".join(
-        j.id + (f" ({', '.join(f'{k}={v}' for k, v in j.vars.items())})" if j.vars else "")
-        for j in picked))  # fmt: skip
+    say(
+        f"pilot: {len(picked)} of {len(light):,} jobs (seed {seed}) × {len(settings)} settings "
+        f"= {len(pilot_jobs)} requests"
+    )
+    say(
+        "sample: "
+        + ", ".join(
+            j.id + (f" ({', '.join(f'{k}={v}' for k, v in j.vars.items())})" if j.vars else "")
+            for j in picked
+        )
+    )
     say("settings: " + "; ".join(s.label for s in settings))
     return plan
 
@@ -237,8 +275,9 @@ def _mapped_problems(exc: Any, plan: PilotPlan, target: Path) -> UsageError:
             continue
         i = int(m.group(1)) - 1
         job, setting = plan.sample[i % k], plan.settings[min(i // k, len(plan.settings) - 1)]
-        lines.append(f"{plan.job_file}:{job['line']}: under --try {setting['label']}: "
-                     + text[m.end():])  # fmt: skip
+        lines.append(
+            f"{plan.job_file}:{job['line']}: under --try {setting['label']}: " + text[m.end() :]
+        )
     lines.append("choose settings every sampled job can take (--try), or fix those jobs;")
     (target / PILOT_FILE).unlink(missing_ok=True)
     (target / JOBS_FILE).unlink(missing_ok=True)

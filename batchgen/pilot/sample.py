@@ -63,8 +63,10 @@ def draw(jobs: Iterable[J], k: int, seed: int) -> list[J]:
     k = min(k, total)
     rng = random.Random(seed)
     if k < len(groups):  # more cells than places: balance each variable's values instead
-        return sorted(_balanced([j for key in sorted(groups) for j in groups[key]], k, rng),
-                      key=lambda j: j.line)  # fmt: skip
+        return sorted(
+            _balanced([j for key in sorted(groups) for j in groups[key]], k, rng),
+            key=lambda j: j.line,
+        )
     quotas = _quotas({key: len(g) for key, g in groups.items()}, k, rng)
     chosen: list[J] = []
     for key in sorted(groups):

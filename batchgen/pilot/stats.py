@@ -96,8 +96,10 @@ def choose(candidates: Sequence[Candidate], target: float, confidence: float) ->
 
     def price(c: Candidate) -> tuple[float, float]:
         each = per_passing(c.cost_per_image, c.passed, c.images)
-        return (math.inf if each is None else each,
-                math.inf if c.cost_per_image is None else c.cost_per_image)  # fmt: skip
+        return (
+            math.inf if each is None else each,
+            math.inf if c.cost_per_image is None else c.cost_per_image,
+        )
 
     if ok:
         best = min(ok, key=price)
@@ -109,6 +111,10 @@ def choose(candidates: Sequence[Candidate], target: float, confidence: float) ->
     if not candidates:
         return Choice(None, None, lower, "no setting was tried")
     closest = max(candidates, key=lambda c: (lower[c.label], -price(c)[0]))
-    return Choice(None, closest.label, lower,
-                  f"no setting's pass rate is ≥ {target:g} at {confidence:.0%} confidence; "
-                  f"closest: {closest.label} (lower bound {lower[closest.label]:.2f})")  # fmt: skip
+    return Choice(
+        None,
+        closest.label,
+        lower,
+        f"no setting's pass rate is ≥ {target:g} at {confidence:.0%} confidence; "
+        f"closest: {closest.label} (lower bound {lower[closest.label]:.2f})",
+    )

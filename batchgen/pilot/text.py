@@ -25,23 +25,40 @@ def _dur(s: float | None) -> str:
 
 
 def table_lines(result: dict[str, Any], plan: PilotPlan) -> list[str]:
-    head = ("setting", "ok", "mean score (95%)", f"pass≥{plan.bar:g} (95%)",
-            f"low{plan.confidence:.0%}", "$/image", "$/passing", "p50", "job file $",
-            "with regen $", "time")  # fmt: skip
+    head = (
+        "setting",
+        "ok",
+        "mean score (95%)",
+        f"pass≥{plan.bar:g} (95%)",
+        f"low{plan.confidence:.0%}",
+        "$/image",
+        "$/passing",
+        "p50",
+        "job file $",
+        "with regen $",
+        "time",
+    )
     rows = [head]
     for s in result["settings"]:
         mean = with_interval(s["mean_score"], s["mean_ci"], lambda v: f"{v:.2f}")
         rate = with_interval(s["pass_rate"], s["pass_ci"], lambda v: f"{v:.0%}")
-        rows.append((
-            s["label"], f"{s['images']}/{s['jobs']}", mean, rate, f"{s['pass_lower']:.0%}",
-            _money(s["cost_per_image"]), _money(s["cost_per_passing"]),
-            "—" if s["latency_p50_s"] is None else f"{s['latency_p50_s']:.1f}s",
-            _money(s["projected_cost_usd"]), _money(s["projected_cost_passing_usd"]),
-            _dur(s["projected_time_s"]),
-        ))  # fmt: skip
+        rows.append(
+            (
+                s["label"],
+                f"{s['images']}/{s['jobs']}",
+                mean,
+                rate,
+                f"{s['pass_lower']:.0%}",
+                _money(s["cost_per_image"]),
+                _money(s["cost_per_passing"]),
+                "—" if s["latency_p50_s"] is None else f"{s['latency_p50_s']:.1f}s",
+                _money(s["projected_cost_usd"]),
+                _money(s["projected_cost_passing_usd"]),
+                _dur(s["projected_time_s"]),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]  # fmt: skip
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
 

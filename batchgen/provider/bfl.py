@@ -23,8 +23,16 @@ from batchgen.provider.transport import ratelimit_headers
 
 _MODERATED = ("Request Moderated", "Content Moderated")
 _FAILED = ("Error", "Failed", "Task not found")
-_PASS = ("aspect_ratio", "seed", "output_format", "safety_tolerance", "prompt_upsampling",
-         "steps", "guidance", "raw")  # fmt: skip
+_PASS = (
+    "aspect_ratio",
+    "seed",
+    "output_format",
+    "safety_tolerance",
+    "prompt_upsampling",
+    "steps",
+    "guidance",
+    "raw",
+)
 
 
 class BflImages(PollingProvider):
@@ -61,12 +69,19 @@ class BflImages(PollingProvider):
             if details:
                 msg += f": {self._text(details, 500)}"
             code = str(status).lower().replace(" ", "_")
-            return Poll(error=AttemptError(ErrorClass.CONTENT_POLICY, msg, http_status=200,
-                                           code=code))  # fmt: skip
+            return Poll(
+                error=AttemptError(ErrorClass.CONTENT_POLICY, msg, http_status=200, code=code)
+            )
         if status in _FAILED:
             msg = f"the task ended with status {status!r}"
-            return Poll(error=AttemptError(ErrorClass.SERVER, msg, http_status=200,
-                                           code=str(status).lower().replace(" ", "_")))  # fmt: skip
+            return Poll(
+                error=AttemptError(
+                    ErrorClass.SERVER,
+                    msg,
+                    http_status=200,
+                    code=str(status).lower().replace(" ", "_"),
+                )
+            )
         return Poll()  # Pending, Queued, or anything new: keep polling until the timeout
 
     async def fetch_result(
@@ -99,6 +114,10 @@ class BflImages(PollingProvider):
         else:
             klass, code = classify_http(status, None, is_html=is_html), None
         return AttemptError(
-            klass, f"{step}: {message}", http_status=status, code=code,
-            retry_after_s=parse_retry_after(headers), ratelimit=ratelimit_headers(headers),
-        )  # fmt: skip
+            klass,
+            f"{step}: {message}",
+            http_status=status,
+            code=code,
+            retry_after_s=parse_retry_after(headers),
+            ratelimit=ratelimit_headers(headers),
+        )

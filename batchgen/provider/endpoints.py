@@ -49,9 +49,22 @@ DEFAULT_URLS = {
 LOCAL_KEY = "sk-sim-local"  # the key sent to a loopback server when none is set
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_KEYS = frozenset({"name", "protocol", "base_url", "key_env", "models", "rpm", "ipm",
-                   "concurrency", "deployments", "deployment", "api_version",
-                   "poll_interval"})  # fmt: skip
+_KEYS = frozenset(
+    {
+        "name",
+        "protocol",
+        "base_url",
+        "key_env",
+        "models",
+        "rpm",
+        "ipm",
+        "concurrency",
+        "deployments",
+        "deployment",
+        "api_version",
+        "poll_interval",
+    }
+)
 
 
 class EndpointError(UsageError):
@@ -76,9 +89,12 @@ class EndpointSpec:
     def record(self) -> dict[str, Any]:
         """For run.json and the report: everything but the key (never held here anyway)."""
         out: dict[str, Any] = {
-            "name": self.name, "protocol": self.protocol, "base_url": redact_url(self.base_url),
-            "key_env": self.key_env, "models": list(self.models),
-        }  # fmt: skip
+            "name": self.name,
+            "protocol": self.protocol,
+            "base_url": redact_url(self.base_url),
+            "key_env": self.key_env,
+            "models": list(self.models),
+        }
         for key in ("rpm", "ipm", "concurrency", "api_version", "poll_interval"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -141,15 +157,22 @@ def _spec(t: dict[str, Any], where: str) -> EndpointSpec:
     key_env = t.get("key_env")
     if not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env):
         # never echo the value: someone may have pasted the key itself here
-        raise fail('key_env must name an environment variable (key_env = "OPENAI_KEY_A"), '
-                   "not hold the key")  # fmt: skip
+        raise fail(
+            'key_env must name an environment variable (key_env = "OPENAI_KEY_A"), not hold the key'
+        )
     return EndpointSpec(
-        name=name, protocol=protocol, base_url=url.rstrip("/"), key_env=key_env,
-        models=_models(t, fail), rpm=_positive(t, "rpm", fail), ipm=_positive(t, "ipm", fail),
-        concurrency=_count(t, fail), deployments=_deployments(t, fail),
+        name=name,
+        protocol=protocol,
+        base_url=url.rstrip("/"),
+        key_env=key_env,
+        models=_models(t, fail),
+        rpm=_positive(t, "rpm", fail),
+        ipm=_positive(t, "ipm", fail),
+        concurrency=_count(t, fail),
+        deployments=_deployments(t, fail),
         api_version=t.get("api_version") if isinstance(t.get("api_version"), str) else None,
         poll_interval=_positive(t, "poll_interval", fail),
-    )  # fmt: skip
+    )
 
 
 def _base_url(t: dict[str, Any], protocol: str, fail: _Fail) -> str:
@@ -160,22 +183,31 @@ def _base_url(t: dict[str, Any], protocol: str, fail: _Fail) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise fail(f"base_url {redact(url)!r} is not an http(s) URL")
     if parts.password is not None:
-        raise fail(f"base_url {redact(url)} carries a password: drop `user:password@` (the key "
-                   "goes in the variable named by key_env)")  # fmt: skip
+        raise fail(
+            f"base_url {redact(url)} carries a password: drop `user:password@` (the key "
+            "goes in the variable named by key_env)"
+        )
     if parts.username is not None:
         # aiohttp cannot send both the URL's credentials and the key's Authorization header
-        raise fail(f"base_url {redact(url)} carries credentials before `@`: drop them (a "
-                   "gateway's token goes in the variable named by key_env)")  # fmt: skip
+        raise fail(
+            f"base_url {redact(url)} carries credentials before `@`: drop them (a "
+            "gateway's token goes in the variable named by key_env)"
+        )
     if has_hidden_query(url):
-        raise fail(f"base_url {url} lost its query values: run.json keeps none (they may be "
-                   "secrets); give the providers file again with --providers FILE")  # fmt: skip
+        raise fail(
+            f"base_url {url} lost its query values: run.json keeps none (they may be "
+            "secrets); give the providers file again with --providers FILE"
+        )
     return url
 
 
 def _models(t: dict[str, Any], fail: _Fail) -> tuple[str, ...]:
     models = t.get("models")
-    if (not isinstance(models, list) or not models
-            or not all(isinstance(m, str) and m.strip() for m in models)):  # fmt: skip
+    if (
+        not isinstance(models, list)
+        or not models
+        or not all(isinstance(m, str) and m.strip() for m in models)
+    ):
         raise fail('models must be a non-empty list of model names (models = ["gpt-image-1"])')
     return tuple(models)
 
@@ -259,9 +291,12 @@ def limiter_for(pool: PoolConfig) -> RateLimiter:
     from batchgen.limits import RateLimiter
 
     return RateLimiter(
-        pool.rpm, pool.ipm, concurrency=pool.concurrency, adapt=pool.adaptive,
+        pool.rpm,
+        pool.ipm,
+        concurrency=pool.concurrency,
+        adapt=pool.adaptive,
         max_pause_s=pool.max_pause_s,
-    )  # fmt: skip
+    )
 
 
 def build_router(
@@ -299,9 +334,13 @@ def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provi
         # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.azure import DEFAULT_API_VERSION, AzureImages
 
-        return AzureImages(spec.base_url, key, deployments=spec.deployments,
-                           api_version=spec.api_version or DEFAULT_API_VERSION,
-                           connections=connections)  # fmt: skip
+        return AzureImages(
+            spec.base_url,
+            key,
+            deployments=spec.deployments,
+            api_version=spec.api_version or DEFAULT_API_VERSION,
+            connections=connections,
+        )
     if spec.protocol == "gemini":
         # lazy: loads aiohttp; this module is imported without it
         from batchgen.provider.gemini import GeminiImages

@@ -21,8 +21,14 @@ from batchgen.provider.http import checked_image, json_error_text
 from batchgen.provider.poll import Poll, PollingProvider
 from batchgen.provider.transport import ratelimit_headers
 
-_PASS = ("seed", "output_format", "enable_safety_checker", "num_inference_steps",
-         "guidance_scale", "aspect_ratio")  # fmt: skip
+_PASS = (
+    "seed",
+    "output_format",
+    "enable_safety_checker",
+    "num_inference_steps",
+    "guidance_scale",
+    "aspect_ratio",
+)
 
 
 class FalImages(PollingProvider):
@@ -79,8 +85,13 @@ class FalImages(PollingProvider):
         nsfw = payload.get("has_nsfw_concepts")
         if isinstance(nsfw, list) and nsfw and all(v is True for v in nsfw):
             msg = "every image was flagged by fal's safety checker (has_nsfw_concepts)"
-            raise AttemptError(ErrorClass.CONTENT_POLICY, msg, http_status=200,
-                               code="has_nsfw_concepts", request_id=request_id)  # fmt: skip
+            raise AttemptError(
+                ErrorClass.CONTENT_POLICY,
+                msg,
+                http_status=200,
+                code="has_nsfw_concepts",
+                request_id=request_id,
+            )
         images = []
         for i, item in enumerate(items[: job.n]):
             image_url = item.get("url") if isinstance(item, dict) else None
@@ -108,6 +119,10 @@ class FalImages(PollingProvider):
         else:
             klass = classify_http(status, None, is_html=is_html)
         return AttemptError(
-            klass, f"{step}: {message}", http_status=status, code=code,
-            retry_after_s=parse_retry_after(headers), ratelimit=ratelimit_headers(headers),
-        )  # fmt: skip
+            klass,
+            f"{step}: {message}",
+            http_status=status,
+            code=code,
+            retry_after_s=parse_retry_after(headers),
+            ratelimit=ratelimit_headers(headers),
+        )

@@ -29,10 +29,19 @@ from batchgen.provider.transport import KeyedSession, ratelimit_headers
 from batchgen.provider.usage import MAX_TOKENS
 
 RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-_BLOCKED = frozenset({
-    "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST",
-    "SPII", "RECITATION", "IMAGE_RECITATION", "OTHER",
-})  # fmt: skip
+_BLOCKED = frozenset(
+    {
+        "SAFETY",
+        "IMAGE_SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_RECITATION",
+        "OTHER",
+    }
+)
 _STATUS_CLASS = {
     "UNAUTHENTICATED": ErrorClass.AUTH,
     "PERMISSION_DENIED": ErrorClass.AUTH,
@@ -81,8 +90,10 @@ def body_request(body: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if image_config:
         config["imageConfig"] = image_config
-    return {"contents": [{"role": "user", "parts": [{"text": str(body.get("prompt") or "")}]}],
-            "generationConfig": config}  # fmt: skip
+    return {
+        "contents": [{"role": "user", "parts": [{"text": str(body.get("prompt") or "")}]}],
+        "generationConfig": config,
+    }
 
 
 def _tokens(value: Any) -> int:
@@ -130,9 +141,13 @@ def gemini_error(
     if klass is None:
         klass = classify_http(status, None, is_html=is_html)
     return AttemptError(
-        klass, message, http_status=status, code=code, retry_after_s=retry_after,
+        klass,
+        message,
+        http_status=status,
+        code=code,
+        retry_after_s=retry_after,
         ratelimit=ratelimit_headers(headers),
-    )  # fmt: skip
+    )
 
 
 class GeminiImages(JsonHttp):
@@ -140,8 +155,11 @@ class GeminiImages(JsonHttp):
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         super().__init__(base_url, api_key, connections=connections)
-        self._headers = {"x-goog-api-key": api_key, "Content-Type": "application/json",
-                         "User-Agent": "batchgen"}  # fmt: skip
+        self._headers = {
+            "x-goog-api-key": api_key,
+            "Content-Type": "application/json",
+            "User-Agent": "batchgen",
+        }
 
     def url(self, model: str) -> str:
         return f"{self.base_url}/models/{quote(model, safe='.-_')}:generateContent"
@@ -152,9 +170,12 @@ class GeminiImages(JsonHttp):
 
         async def work() -> GenerateResult:
             status, headers, body, ctype = await self._request(
-                "POST", self.url(str(job.model)), headers=self._headers, data=data,
+                "POST",
+                self.url(str(job.model)),
+                headers=self._headers,
+                data=data,
                 timeout=client_timeout,
-            )  # fmt: skip
+            )
             if status != 200:
                 raise self._error(status, body, headers, ctype)
             return self._parse(job, body, headers)
@@ -170,8 +191,14 @@ class GeminiImages(JsonHttp):
         usage: list[Usage | None] = [None]
 
         def invalid(msg: str, *, final: bool = True) -> AttemptError:
-            return AttemptError(ErrorClass.INVALID_RESPONSE, self._redact(msg), http_status=200,
-                                ratelimit=ratelimit, usage=usage[0], final=final)  # fmt: skip
+            return AttemptError(
+                ErrorClass.INVALID_RESPONSE,
+                self._redact(msg),
+                http_status=200,
+                ratelimit=ratelimit,
+                usage=usage[0],
+                final=final,
+            )
 
         payload = self._json(body, invalid)
         usage[0] = parse_usage(payload.get("usageMetadata"))
@@ -199,8 +226,15 @@ class GeminiImages(JsonHttp):
             if reasons:
                 reason = self._text(reasons[0], 200)
                 msg = f"the prompt or its image was blocked by Gemini's safety filters ({reason})"
-                raise AttemptError(ErrorClass.CONTENT_POLICY, msg, http_status=200,
-                                   code=reason, request_id=request_id, usage=usage[0])  # fmt: skip
+                raise AttemptError(
+                    ErrorClass.CONTENT_POLICY,
+                    msg,
+                    http_status=200,
+                    code=reason,
+                    request_id=request_id,
+                    usage=usage[0],
+                )
             raise invalid("the 200 answer holds no image (no inlineData part)")
-        return GenerateResult(images=images, usage=usage[0], request_id=request_id,
-                              ratelimit=ratelimit)  # fmt: skip
+        return GenerateResult(
+            images=images, usage=usage[0], request_id=request_id, ratelimit=ratelimit
+        )

@@ -55,8 +55,11 @@ class PollingProvider(JsonHttp):
         self.max_poll_interval_s = max(poll_interval_s, max_poll_interval_s)
         self._sleep = sleep
         self._auth = {self.key_header: f"{self.key_prefix}{api_key}"}
-        self._json_headers = {"Content-Type": "application/json", "Accept": "application/json",
-                              "User-Agent": "batchgen"}  # fmt: skip
+        self._json_headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "batchgen",
+        }
 
     def headers_for(self, url: str) -> dict[str, str]:
         """The key goes only to the provider's own hosts, never to a result URL elsewhere."""
@@ -102,18 +105,26 @@ class PollingProvider(JsonHttp):
         async def work() -> GenerateResult:
             url, body = self.submit_request(job)
             status, headers, raw, ctype = await self._request(
-                "POST", url, headers=self.headers_for(url), data=orjson.dumps(body),
+                "POST",
+                url,
+                headers=self.headers_for(url),
+                data=orjson.dumps(body),
                 timeout=left(),
-            )  # fmt: skip
+            )
             if status not in (200, 201, 202):
                 raise self._error(status, raw, headers, ctype, "submit")
             ratelimit = ratelimit_headers(headers)
             request_id: list[str | None] = [None]
 
             def invalid(msg: str, *, final: bool = True) -> AttemptError:
-                return AttemptError(ErrorClass.INVALID_RESPONSE, self._redact(msg),
-                                    http_status=200, request_id=request_id[0],
-                                    ratelimit=ratelimit, final=final)  # fmt: skip
+                return AttemptError(
+                    ErrorClass.INVALID_RESPONSE,
+                    self._redact(msg),
+                    http_status=200,
+                    request_id=request_id[0],
+                    ratelimit=ratelimit,
+                    final=final,
+                )
 
             poll_url, request_id[0], ticket = self.read_submit(self._json(raw, invalid), invalid)
             poll_url = str(poll_url)
@@ -121,9 +132,12 @@ class PollingProvider(JsonHttp):
             while True:
                 await self._sleep(min(interval, max(0.0, deadline - anyio.current_time())))
                 status, headers, raw, ctype = await self._request(
-                    "GET", poll_url, headers=self.headers_for(poll_url), data=None,
+                    "GET",
+                    poll_url,
+                    headers=self.headers_for(poll_url),
+                    data=None,
                     timeout=left(),
-                )  # fmt: skip
+                )
                 if status not in (200, 202):  # fal answers 202 while the job is queued
                     error = self._error(status, raw, headers, ctype, "poll")
                     error.request_id = error.request_id or request_id[0]
@@ -137,8 +151,13 @@ class PollingProvider(JsonHttp):
                 interval = min(interval * 1.5, self.max_poll_interval_s)
             result = await self.fetch_result(job, ticket, poll, left(), invalid, request_id[0])
             if ratelimit and not result.ratelimit:
-                result = GenerateResult(result.images, result.usage, result.request_id,
-                                        ratelimit=ratelimit, note=result.note)  # fmt: skip
+                result = GenerateResult(
+                    result.images,
+                    result.usage,
+                    result.request_id,
+                    ratelimit=ratelimit,
+                    note=result.note,
+                )
             return result
 
         return await self._guarded(timeout, work)
@@ -149,7 +168,12 @@ class PollingProvider(JsonHttp):
                 f"the signed result URL answered HTTP {status}: it expired before the download "
                 "(signed URLs live minutes); the image was made and is sent again"
             )
-            return AttemptError(ErrorClass.INVALID_RESPONSE, msg, http_status=status,
-                                code="result_url_expired", request_id=request_id)  # fmt: skip
+            return AttemptError(
+                ErrorClass.INVALID_RESPONSE,
+                msg,
+                http_status=status,
+                code="result_url_expired",
+                request_id=request_id,
+            )
 
         return make

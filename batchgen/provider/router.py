@@ -101,9 +101,14 @@ class SharedGate:
     def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
         self.on_other()
 
-    def on_throttled(self, ticket: Ticket | None, retry_after_s: float | None,
-                     headers: dict[str, str] | None = None, message: str = "",
-                     code: str = "") -> float:  # fmt: skip
+    def on_throttled(
+        self,
+        ticket: Ticket | None,
+        retry_after_s: float | None,
+        headers: dict[str, str] | None = None,
+        message: str = "",
+        code: str = "",
+    ) -> float:
         self.throttled += 1
         self.throttled_since_progress += 1
         return 0.0
@@ -237,9 +242,15 @@ class Router:
             ep.limiter.on_ok(ticket, result.ratelimit)
             ep.counts["ok"] = ep.counts.get("ok", 0) + 1
             return GenerateResult(
-                result.images, result.usage, result.request_id, result.http_status,
-                result.ratelimit, result.note, endpoint=ep.name, wait_s=wait,
-            )  # fmt: skip
+                result.images,
+                result.usage,
+                result.request_id,
+                result.http_status,
+                result.ratelimit,
+                result.note,
+                endpoint=ep.name,
+                wait_s=wait,
+            )
         finally:
             ep.pending -= 1
             if ticket is not None:
@@ -247,8 +258,9 @@ class Router:
 
     def _answered(self, ep: Endpoint, ticket: Ticket | None, exc: AttemptError) -> None:
         if exc.error_class is ErrorClass.RATE_LIMIT:
-            ep.limiter.on_throttled(ticket, exc.retry_after_s, exc.ratelimit, exc.message,
-                                    exc.code or "")  # fmt: skip
+            ep.limiter.on_throttled(
+                ticket, exc.retry_after_s, exc.ratelimit, exc.message, exc.code or ""
+            )
         else:
             ep.limiter.observe_headers(exc.ratelimit)
             ep.limiter.on_other()
@@ -262,10 +274,14 @@ class Router:
         if self.pick(job.model) is not None:
             note = f"[endpoint {ep.name} taken out; job sent to another]"
             error = AttemptError(
-                exc.error_class, f"{exc.message} {note}",
-                http_status=exc.http_status, code=exc.code, request_id=exc.request_id,
-                endpoint=ep.name, rerouted=True,
-            )  # fmt: skip
+                exc.error_class,
+                f"{exc.message} {note}",
+                http_status=exc.http_status,
+                code=exc.code,
+                request_id=exc.request_id,
+                endpoint=ep.name,
+                rerouted=True,
+            )
         else:
             error = self._none_left(job)
             error.http_status, error.request_id = exc.http_status, exc.request_id

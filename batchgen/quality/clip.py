@@ -27,8 +27,14 @@ class ClipUnavailable(Exception):
 class ClipScorer:
     kind = "clip"
 
-    def __init__(self, name_or_path: str = DEFAULT_CLIP_MODEL, *, lo: float = 0.15,
-                 hi: float = 0.35, device: str = "cpu") -> None:  # fmt: skip
+    def __init__(
+        self,
+        name_or_path: str = DEFAULT_CLIP_MODEL,
+        *,
+        lo: float = 0.15,
+        hi: float = 0.35,
+        device: str = "cpu",
+    ) -> None:
         try:
             # lazy: optional extra (clip)
             import torch

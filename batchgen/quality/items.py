@@ -69,10 +69,18 @@ def saved_images(run_dir: Path) -> list[ImageItem]:
             if rel in seen or not path.is_file():
                 continue
             seen.add(rel)
-            out.append(ImageItem(
-                row["job_id"], rel, sha256_file(path), image_round(row["job_id"], rel),
-                row["prompt"] or "", row["model"], row["quality"], row["size"],
-            ))  # fmt: skip
+            out.append(
+                ImageItem(
+                    row["job_id"],
+                    rel,
+                    sha256_file(path),
+                    image_round(row["job_id"], rel),
+                    row["prompt"] or "",
+                    row["model"],
+                    row["quality"],
+                    row["size"],
+                )
+            )
     return out
 
 
@@ -106,11 +114,15 @@ def possibly_judged_twice(run_dir: Path, state_dir: Path) -> set[str]:
         return set()
     done = read_scores(run_dir)
     have = {
-        f"{p}\t{s}" for p, s, st in zip(
-            done["image_path"].to_pylist(), done["image_sha256"].to_pylist(),
-            done["status"].to_pylist(), strict=True,
-        ) if st == "ok"
-    }  # fmt: skip
+        f"{p}\t{s}"
+        for p, s, st in zip(
+            done["image_path"].to_pylist(),
+            done["image_sha256"].to_pylist(),
+            done["status"].to_pylist(),
+            strict=True,
+        )
+        if st == "ok"
+    }
     return sent - have
 
 

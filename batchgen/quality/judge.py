@@ -78,8 +78,13 @@ JSON_SCHEMA: dict[str, Any] = {
     },
 }
 
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp",
-         "gif": "image/gif"}  # fmt: skip
+_MIME = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
 
 
 def rubric_id(rubric: str) -> str:
@@ -109,9 +114,15 @@ class OpenAIJudge(OpenAIImages):
     name = "openai"
 
     def __init__(
-        self, base_url: str, api_key: str, model: str, *, rubric: str = DEFAULT_RUBRIC,
-        detail: str = "low", connections: int = 100,
-    ) -> None:  # fmt: skip
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        *,
+        rubric: str = DEFAULT_RUBRIC,
+        detail: str = "low",
+        connections: int = 100,
+    ) -> None:
         super().__init__(base_url, api_key, connections=connections)
         self._url = f"{self.base_url}/chat/completions"
         self.model = model
@@ -124,22 +135,27 @@ class OpenAIJudge(OpenAIImages):
             "model": self.model,
             "messages": [
                 {"role": "system", "content": f"{self.rubric}\n\n{DATA_NOTE}"},
-                {"role": "user", "content": [
-                    {"type": "text", "text": fenced(prompt)},
-                    {"type": "image_url", "image_url": {"url": url, "detail": self.detail}},
-                ]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": fenced(prompt)},
+                        {"type": "image_url", "image_url": {"url": url, "detail": self.detail}},
+                    ],
+                },
             ],
             "response_format": {"type": "json_schema", "json_schema": JSON_SCHEMA},
             "temperature": 0,
-        }  # fmt: skip
+        }
 
     async def judge(self, prompt: str, image: bytes, ext: str, *, timeout: float) -> Verdict:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._client().post(
-                self._url, data=orjson.dumps(self.body(prompt, image, ext)),
-                headers=self._headers, timeout=client_timeout,
-            ) as resp:  # fmt: skip
+                self._url,
+                data=orjson.dumps(self.body(prompt, image, ext)),
+                headers=self._headers,
+                timeout=client_timeout,
+            ) as resp:
                 raw = await resp.read()
                 headers = resp.headers
                 status = resp.status
@@ -163,9 +179,13 @@ class OpenAIJudge(OpenAIImages):
 
         def invalid(msg: str, klass: ErrorClass = ErrorClass.INVALID_RESPONSE) -> AttemptError:
             return AttemptError(
-                klass, self._redact(msg), http_status=200, request_id=request_id,
-                ratelimit=ratelimit, usage=usage,
-            )  # fmt: skip
+                klass,
+                self._redact(msg),
+                http_status=200,
+                request_id=request_id,
+                ratelimit=ratelimit,
+                usage=usage,
+            )
 
         try:
             payload = orjson.loads(raw)

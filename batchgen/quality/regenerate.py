@@ -38,8 +38,10 @@ def best_per_job(run_dir: Path, scorer: str) -> dict[str, dict[str, Any]]:
             or (r["score"] == cur["score"] and (r["round"] or 1) < cur["round"])
         ):
             best[r["job_id"]] = {
-                "image_path": r["image_path"], "score": r["score"], "round": r["round"] or 1,
-            }  # fmt: skip
+                "image_path": r["image_path"],
+                "score": r["score"],
+                "round": r["round"] or 1,
+            }
     return best
 
 

@@ -116,11 +116,19 @@ class JudgePool:
     """Judges images with a concurrency the limiter decides; one verdict row per image."""
 
     def __init__(
-        self, judge: Any, limiter: RateLimiter, store: ScoreStore, *, run_id: str,
-        settings: PoolSettings, control: RunControl, prices: PriceTable | None,
-        cap_usd: float | None, journal_dir: Path,
+        self,
+        judge: Any,
+        limiter: RateLimiter,
+        store: ScoreStore,
+        *,
+        run_id: str,
+        settings: PoolSettings,
+        control: RunControl,
+        prices: PriceTable | None,
+        cap_usd: float | None,
+        journal_dir: Path,
         on_progress: Callable[[ScoreTally], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.judge = judge
         self.limiter = limiter
         self.store = store
@@ -265,9 +273,12 @@ class JudgePool:
                 self.limiter.on_ok(ticket, verdict.ratelimit)
                 row = self._row(item, number, started, spend)
                 row.update(
-                    score=verdict.score, defects=verdict.defects, reasons=verdict.reasons,
-                    request_id=verdict.request_id, latency_s=anyio.current_time() - t0,
-                )  # fmt: skip
+                    score=verdict.score,
+                    defects=verdict.defects,
+                    reasons=verdict.reasons,
+                    request_id=verdict.request_id,
+                    latency_s=anyio.current_time() - t0,
+                )
                 return row
             finally:
                 if ticket is not None:
@@ -277,9 +288,13 @@ class JudgePool:
                     self.tally.cost_usd += cost or 0.0
 
     def _row(
-        self, item: ImageItem, number: int, started: float, spend: _Spend,
+        self,
+        item: ImageItem,
+        number: int,
+        started: float,
+        spend: _Spend,
         error: AttemptError | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {
             "run_id": self.run_id,
             "session": self.store.session,
@@ -301,17 +316,23 @@ class JudgePool:
         }
         if error is not None:
             row.update(
-                error_class=error.error_class.value, error_message=error.message[:2000],
+                error_class=error.error_class.value,
+                error_message=error.message[:2000],
                 request_id=error.request_id,
-            )  # fmt: skip
+            )
         return row
 
 
 async def score_locally(
-    scorer: Any, items: list[ImageItem], store: ScoreStore, *, run_id: str,
-    control: RunControl, batch: int = 16,
+    scorer: Any,
+    items: list[ImageItem],
+    store: ScoreStore,
+    *,
+    run_id: str,
+    control: RunControl,
+    batch: int = 16,
     on_progress: Callable[[ScoreTally], None] | None = None,
-) -> ScoreTally:  # fmt: skip
+) -> ScoreTally:
     """A local scorer (CLIP): batches in a worker thread, one part file per batch."""
     tally = ScoreTally()
     run_dir = store.folder.parent
@@ -326,14 +347,26 @@ async def score_locally(
         )
         rows = []
         for item, (score, reasons) in zip(chunk, results, strict=True):
-            rows.append({
-                "run_id": run_id, "session": store.session, "job_id": item.job_id,
-                "image_path": item.image_path, "image_sha256": item.sha256,
-                "round": item.round, "scorer": scorer.id, "score": score, "defects": [],
-                "reasons": reasons, "status": "ok", "attempts": 1, "cost_usd": 0.0,
-                "cost_source": "local", "scored_at": time.time(),
-                "latency_s": (time.time() - t0) / len(chunk),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "session": store.session,
+                    "job_id": item.job_id,
+                    "image_path": item.image_path,
+                    "image_sha256": item.sha256,
+                    "round": item.round,
+                    "scorer": scorer.id,
+                    "score": score,
+                    "defects": [],
+                    "reasons": reasons,
+                    "status": "ok",
+                    "attempts": 1,
+                    "cost_usd": 0.0,
+                    "cost_source": "local",
+                    "scored_at": time.time(),
+                    "latency_s": (time.time() - t0) / len(chunk),
+                }
+            )
         await anyio.to_thread.run_sync(store.add, rows)
         tally.scored += len(rows)
         tally.scores.extend(r["score"] for r in rows)

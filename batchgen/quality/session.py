@@ -82,11 +82,21 @@ def load_local_scorer(spec: ScorerSpec) -> Any:
 
 
 async def score_run(
-    run_dir: Path, spec: ScorerSpec, *, run_id: str, pool: PoolConfig, prices: Any,
-    cap_usd: float | None, connection: Any = None, sim_config: Any = None,
-    local_scorer: Any = None, rescore: bool = False, say: Say | None = None,
-    extra_control: RunControl | None = None, quiet: bool = False,
-) -> ScoreResult:  # fmt: skip
+    run_dir: Path,
+    spec: ScorerSpec,
+    *,
+    run_id: str,
+    pool: PoolConfig,
+    prices: Any,
+    cap_usd: float | None,
+    connection: Any = None,
+    sim_config: Any = None,
+    local_scorer: Any = None,
+    rescore: bool = False,
+    say: Say | None = None,
+    extra_control: RunControl | None = None,
+    quiet: bool = False,
+) -> ScoreResult:
     """Score every saved image without a verdict of ``spec``; rows land in scores/.
     ``connection`` (a judge's: provider, base_url, api_key) is resolved by the caller;
     ``say(text, style)`` gets the progress lines and the signal notes (None: silent)."""
@@ -112,25 +122,39 @@ async def score_run(
         else:
             settings = PoolSettings.from_config(pool)
             limiter = RateLimiter(
-                pool.rpm, None, concurrency=pool.concurrency, adapt=pool.adaptive,
+                pool.rpm,
+                None,
+                concurrency=pool.concurrency,
+                adapt=pool.adaptive,
                 max_pause_s=pool.max_pause_s,
-            )  # fmt: skip
+            )
             async with (
                 _base_url(connection, sim_config) as base_url,
                 anyio.create_task_group() as tg,
             ):
                 judge = OpenAIJudge(
-                    base_url, connection.api_key, spec.model, rubric=spec.rubric,
-                    detail=spec.detail, connections=settings.concurrency + 4,
-                )  # fmt: skip
+                    base_url,
+                    connection.api_key,
+                    spec.model,
+                    rubric=spec.rubric,
+                    detail=spec.detail,
+                    connections=settings.concurrency + 4,
+                )
                 if say is not None:
                     tg.start_soon(watch_signals, control, settings.grace_s, say)
                 try:
                     judges = JudgePool(
-                        judge, limiter, store, run_id=run_id, settings=settings,
-                        control=control, prices=prices, cap_usd=cap_usd,
-                        journal_dir=state_dir, on_progress=progress,
-                    )  # fmt: skip
+                        judge,
+                        limiter,
+                        store,
+                        run_id=run_id,
+                        settings=settings,
+                        control=control,
+                        prices=prices,
+                        cap_usd=cap_usd,
+                        journal_dir=state_dir,
+                        on_progress=progress,
+                    )
                     progress.status = limiter.describe
                     tally = await judges.run(items, spec.id)
                 finally:
@@ -140,9 +164,14 @@ async def score_run(
         await anyio.to_thread.run_sync(lambda: store.close(compact=True))
     mean = statistics.fmean(tally.scores) if tally.scores else None
     return ScoreResult(
-        tally, already, len(items), twice,
-        control.reason, control.message, mean,
-    )  # fmt: skip
+        tally,
+        already,
+        len(items),
+        twice,
+        control.reason,
+        control.message,
+        mean,
+    )
 
 
 class _Progress:

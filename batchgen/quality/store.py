@@ -38,29 +38,31 @@ from batchgen.runlog.row import RowContract
 REPLACES_KEY = b"batchgen.replaces"
 _NAME = re.compile(r"^(part|compact)-(\d{5})-(\d{6})\.parquet$")
 
-SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("session", pa.int32()),  # the score session (its own count, not the log's)
-    ("job_id", pa.string()),
-    ("image_path", pa.string()),  # as the log names it: images/<name>
-    ("image_sha256", pa.string()),
-    ("round", pa.int32()),  # 1: the run's image; 2, 3, ...: regeneration rounds
-    ("scorer", pa.string()),  # judge:<model>:<rubric sha8> or clip:<model>
-    ("score", pa.float64()),  # 1-10; null when scoring failed
-    ("defects", pa.list_(pa.string())),
-    ("reasons", pa.string()),
-    ("status", pa.string()),  # ok / error
-    ("error_class", pa.string()),
-    ("error_message", pa.string()),
-    ("attempts", pa.int32()),
-    ("input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),  # every attempt's billed usage for this image
-    ("cost_source", pa.string()),  # usage / unknown / local / none
-    ("latency_s", pa.float64()),
-    ("scored_at", pa.float64()),  # epoch seconds
-    ("request_id", pa.string()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("session", pa.int32()),  # the score session (its own count, not the log's)
+        ("job_id", pa.string()),
+        ("image_path", pa.string()),  # as the log names it: images/<name>
+        ("image_sha256", pa.string()),
+        ("round", pa.int32()),  # 1: the run's image; 2, 3, ...: regeneration rounds
+        ("scorer", pa.string()),  # judge:<model>:<rubric sha8> or clip:<model>
+        ("score", pa.float64()),  # 1-10; null when scoring failed
+        ("defects", pa.list_(pa.string())),
+        ("reasons", pa.string()),
+        ("status", pa.string()),  # ok / error
+        ("error_class", pa.string()),
+        ("error_message", pa.string()),
+        ("attempts", pa.int32()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),  # every attempt's billed usage for this image
+        ("cost_source", pa.string()),  # usage / unknown / local / none
+        ("latency_s", pa.float64()),
+        ("scored_at", pa.float64()),  # epoch seconds
+        ("request_id", pa.string()),
+    ]
+)
 
 
 SCORE_ROW = RowContract(

@@ -33,12 +33,21 @@ Thumb = Callable[[Path], "str | None"]
 
 def by_variable_html(r: RunReport, e: Escape, table: Callable[..., str]) -> str:
     rows = [
-        [e(name), e(x.value), f"{x.jobs:,}", f"{x.succeeded:,}", f"{x.failed:,}",
-         f"{x.pending:,}", e(pct(x.success_rate)), e(secs(x.latency_p50_s)),
-         e(secs(x.latency_p95_s)), e(usd(x.cost_usd))]
+        [
+            e(name),
+            e(x.value),
+            f"{x.jobs:,}",
+            f"{x.succeeded:,}",
+            f"{x.failed:,}",
+            f"{x.pending:,}",
+            e(pct(x.success_rate)),
+            e(secs(x.latency_p50_s)),
+            e(secs(x.latency_p95_s)),
+            e(usd(x.cost_usd)),
+        ]
         for name, values in r.by_variable.items()
         for x in values
-    ]  # fmt: skip
+    ]
     if not rows:
         return ""
     head = ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p50", "p95", "cost"]

@@ -59,8 +59,11 @@ def _ratings(r: RunReport, level: str) -> list[str]:
             for k, v in r.ratings.items()
         ],
     )
-    notes = [f"{k.replace('_', ' ')} judged against {v.baseline}" for k, v in
-             r.ratings.items() if v.baseline]  # fmt: skip
+    notes = [
+        f"{k.replace('_', ' ')} judged against {v.baseline}"
+        for k, v in r.ratings.items()
+        if v.baseline
+    ]
     return out + ([cell(n) for n in notes] + [""] if notes else [])
 
 
@@ -71,42 +74,62 @@ def _cost(r: RunReport, level: str) -> list[str]:
     out += _table(
         ["model", "quality", "size", "images", "cost", "per image"],
         [
-            [setting(g.model), setting(g.quality), setting(g.size), g.images,
-             by_key("cost_usd_total").fmt(g.cost_usd),
-             by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
+            [
+                setting(g.model),
+                setting(g.quality),
+                setting(g.size),
+                g.images,
+                by_key("cost_usd_total").fmt(g.cost_usd),
+                by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
+            ]
             for g in r.cost_by_group
         ],
-    )  # fmt: skip
+    )
     return out + ([cell(r.cost_note), ""] if r.cost_note else [])
 
 
 def _variables(r: RunReport, level: str) -> list[str]:
     if not r.by_variable:
         return []
-    return _section(f"{level} By variable",
+    return _section(
+        f"{level} By variable",
         ["variable", "value", "jobs", "ok", "failed", "pending", "success", "p95", "cost"],
         [
-            [name, x.value, x.jobs, x.succeeded, x.failed, x.pending,
-             by_key("success_rate").fmt(x.success_rate),
-             by_key("latency_p95_s").fmt(x.latency_p95_s),
-             by_key("cost_usd_total").fmt(x.cost_usd)]
+            [
+                name,
+                x.value,
+                x.jobs,
+                x.succeeded,
+                x.failed,
+                x.pending,
+                by_key("success_rate").fmt(x.success_rate),
+                by_key("latency_p95_s").fmt(x.latency_p95_s),
+                by_key("cost_usd_total").fmt(x.cost_usd),
+            ]
             for name, values in r.by_variable.items()
             for x in values
         ],
-    )  # fmt: skip
+    )
 
 
 def _errors(r: RunReport, level: str) -> list[str]:
     if not r.error_details:
         return []
-    return _section(f"{level} Errors by class",
+    return _section(
+        f"{level} Errors by class",
         ["class", "attempts", "skipped", "diagnosis", "remedy", "top message"],
         [
-            [k, d.attempts, d.skipped, d.diagnosis, d.remedy,
-             d.messages[0].message if d.messages else ""]
+            [
+                k,
+                d.attempts,
+                d.skipped,
+                d.diagnosis,
+                d.remedy,
+                d.messages[0].message if d.messages else "",
+            ]
             for k, d in r.error_details.items()
         ],
-    )  # fmt: skip
+    )
 
 
 def _failed(r: RunReport, level: str) -> list[str]:
@@ -141,36 +164,55 @@ def _quality(q: Quality | None, level: str) -> list[str]:
         return []
     mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     out = [f"{level} Quality", ""]
-    out += [cell(
-        f"{q.images_scored} images scored by {q.scorer}, mean {mean}; "
-        f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
-        f"scoring cost ${q.scoring_cost_usd:.4f}"
-    ), ""]  # fmt: skip
+    out += [
+        cell(
+            f"{q.images_scored} images scored by {q.scorer}, mean {mean}; "
+            f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
+            f"scoring cost ${q.scoring_cost_usd:.4f}"
+        ),
+        "",
+    ]
     out += _table(
         ["model", "quality", "size", "scored", "mean score", "cost / image"],
-        [[setting(g.model), setting(g.quality), setting(g.size), g.images_scored,
-          f"{g.mean_score:.2f}",
-          by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)]
-         for g in q.by_setting],
-    )  # fmt: skip
+        [
+            [
+                setting(g.model),
+                setting(g.quality),
+                setting(g.size),
+                g.images_scored,
+                f"{g.mean_score:.2f}",
+                by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
+            ]
+            for g in q.by_setting
+        ],
+    )
     return out + _table(
         ["score", "image", "best", "reasons"],
-        [[f"{w.score:.1f}", w.image_path, "best" if w.best else "", w.reasons]
-         for w in q.weakest],
-    )  # fmt: skip
+        [[f"{w.score:.1f}", w.image_path, "best" if w.best else "", w.reasons] for w in q.weakest],
+    )
 
 
 def _endpoints(r: RunReport, level: str) -> list[str]:
     if not r.by_endpoint:
         return []
-    return _section(f"{level} By endpoint",
-        ["endpoint", "protocol", "jobs", "ok", "images", "p50", "cost", "learned rpm",
-         "taken out"],
-        [[e.name, e.protocol, e.jobs, e.jobs_succeeded, e.images, secs(e.latency_p50_s),
-          f"${e.cost_usd:.4f}", "-" if e.learned_rpm is None else f"{e.learned_rpm:,.0f}",
-          (e.taken_out or {}).get("class", "")]
-         for e in r.by_endpoint],
-    )  # fmt: skip
+    return _section(
+        f"{level} By endpoint",
+        ["endpoint", "protocol", "jobs", "ok", "images", "p50", "cost", "learned rpm", "taken out"],
+        [
+            [
+                e.name,
+                e.protocol,
+                e.jobs,
+                e.jobs_succeeded,
+                e.images,
+                secs(e.latency_p50_s),
+                f"${e.cost_usd:.4f}",
+                "-" if e.learned_rpm is None else f"{e.learned_rpm:,.0f}",
+                (e.taken_out or {}).get("class", ""),
+            ]
+            for e in r.by_endpoint
+        ],
+    )
 
 
 def _recommendations(r: RunReport, level: str) -> list[str]:

@@ -43,8 +43,9 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.0%}"
 
 
-def pilot_html(r: RunReport, out_dir: Path, e: Escape, table: Callable[..., str],
-               thumb: Thumb) -> str:  # fmt: skip
+def pilot_html(
+    r: RunReport, out_dir: Path, e: Escape, table: Callable[..., str], thumb: Thumb
+) -> str:
     loaded = _load(Path(r.run_dir))
     if loaded is None:
         return ""
@@ -56,29 +57,50 @@ def pilot_html(r: RunReport, out_dir: Path, e: Escape, table: Callable[..., str]
 
 
 def _section(
-    plan: dict[str, Any], result: dict[str, Any], run_dir: Path, e: Escape,
-    table: Callable[..., str], thumb: Thumb,
-) -> str:  # fmt: skip
+    plan: dict[str, Any],
+    result: dict[str, Any],
+    run_dir: Path,
+    e: Escape,
+    table: Callable[..., str],
+    thumb: Thumb,
+) -> str:
     settings = result["settings"]
     rows = []
     for s in settings:
         mean = with_interval(s["mean_score"], s["mean_ci"], lambda v: f"{v:.2f}")
         rate = with_interval(s["pass_rate"], s["pass_ci"], _pct)
         mark = " ★" if s["label"] == result.get("chosen") else ""
-        rows.append([
-            e(s["label"] + mark), f"{s['images']}/{s['jobs']}", e(mean), e(rate),
-            e(_pct(s["pass_lower"])), e(_usd(s["cost_per_image"])),
-            e(_usd(s["cost_per_passing"])),
-            "—" if s["latency_p50_s"] is None else f"{s['latency_p50_s']:.1f}s",
-            e(_usd(s["projected_cost_usd"])), e(_usd(s["projected_cost_passing_usd"])),
-        ])  # fmt: skip
-    header = ["setting", "images", "mean score (95%)", f"pass ≥ {plan['bar']:g} (95%)",
-              f"lower bound ({plan['confidence']:.0%})", "$/image", "$/passing image",
-              "latency p50", "job file", "job file with regenerations"]  # fmt: skip
+        rows.append(
+            [
+                e(s["label"] + mark),
+                f"{s['images']}/{s['jobs']}",
+                e(mean),
+                e(rate),
+                e(_pct(s["pass_lower"])),
+                e(_usd(s["cost_per_image"])),
+                e(_usd(s["cost_per_passing"])),
+                "—" if s["latency_p50_s"] is None else f"{s['latency_p50_s']:.1f}s",
+                e(_usd(s["projected_cost_usd"])),
+                e(_usd(s["projected_cost_passing_usd"])),
+            ]
+        )
+    header = [
+        "setting",
+        "images",
+        "mean score (95%)",
+        f"pass ≥ {plan['bar']:g} (95%)",
+        f"lower bound ({plan['confidence']:.0%})",
+        "$/image",
+        "$/passing image",
+        "latency p50",
+        "job file",
+        "job file with regenerations",
+    ]
     verdict = (
         f"chosen: <b>{e(result['chosen'])}</b> — {e(result['reason'])}"
-        if result.get("chosen") else f"none chosen: {e(result['reason'])}"
-    )  # fmt: skip
+        if result.get("chosen")
+        else f"none chosen: {e(result['reason'])}"
+    )
     return (
         "<h2>Pilot: settings side by side</h2>"
         f'<p class="muted">{len(plan["sample"])} sampled jobs of {plan["jobs_total"]:,} '
@@ -95,30 +117,41 @@ def _chart(settings: list[dict[str, Any]], target: float, e: Escape) -> str:
     width, bar_h, gap, left = 520, 18, 10, 230
     height = len(settings) * (bar_h + gap) + 20
     span = width - left - 10
-    parts = [f'<svg role="img" aria-label="pass rate by setting" width="{width}" '
-             f'height="{height}" style="font:12px sans-serif">']  # fmt: skip
+    parts = [
+        f'<svg role="img" aria-label="pass rate by setting" width="{width}" '
+        f'height="{height}" style="font:12px sans-serif">'
+    ]
     for i, s in enumerate(settings):
         y = 10 + i * (bar_h + gap)
         rate = s["pass_rate"] or 0.0
         parts.append(f'<text x="0" y="{y + 13}">{e(s["label"][:34])}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{rate * span:.1f}" height="{bar_h}" '
-                     'fill="#6b8fd6"/>')  # fmt: skip
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{rate * span:.1f}" height="{bar_h}" fill="#6b8fd6"/>'
+        )
         if s["pass_ci"]:
             lo, hi = s["pass_ci"]
             ym = y + bar_h / 2
-            parts.append(f'<line x1="{left + lo * span:.1f}" x2="{left + hi * span:.1f}" '
-                         f'y1="{ym}" y2="{ym}" stroke="#222" stroke-width="2"/>')  # fmt: skip
+            parts.append(
+                f'<line x1="{left + lo * span:.1f}" x2="{left + hi * span:.1f}" '
+                f'y1="{ym}" y2="{ym}" stroke="#222" stroke-width="2"/>'
+            )
     tx = left + target * span
-    parts.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="0" y2="{height}" stroke="#c0392b" '
-                 'stroke-dasharray="4 3"/>')  # fmt: skip
+    parts.append(
+        f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="0" y2="{height}" stroke="#c0392b" '
+        'stroke-dasharray="4 3"/>'
+    )
     parts.append("</svg>")
     return "<h3>Pass rate (95% interval; dashed: the target)</h3>" + "".join(parts)
 
 
 def _thumbs(
-    plan: dict[str, Any], settings: list[dict[str, Any]], run_dir: Path, e: Escape,
-    table: Callable[..., str], thumb: Thumb,
-) -> str:  # fmt: skip
+    plan: dict[str, Any],
+    settings: list[dict[str, Any]],
+    run_dir: Path,
+    e: Escape,
+    table: Callable[..., str],
+    thumb: Thumb,
+) -> str:
     images = run_dir / "images"
     rows = []
     for job in plan["sample"][:THUMB_ROWS]:
@@ -126,8 +159,11 @@ def _thumbs(
         for s in settings:
             found = sorted(images.glob(f"{job['id']}={s['slug']}_*"))
             data = thumb(found[0]) if found else None
-            cells.append(f'<img loading="lazy" src="{data}" alt="{e(s["label"])}">'
-                         if data else '<span class="muted">—</span>')  # fmt: skip
+            cells.append(
+                f'<img loading="lazy" src="{data}" alt="{e(s["label"])}">'
+                if data
+                else '<span class="muted">—</span>'
+            )
         rows.append(cells)
     header = ["sampled job", *[s["label"] for s in settings]]
     return "<h3>The same jobs under each setting</h3>" + table(header, rows, cls="grid")

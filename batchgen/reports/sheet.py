@@ -89,8 +89,11 @@ def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
     for w in q.weakest:
         file = run_dir / w.image_path
         data = thumb(file)
-        pic = (f'<img loading="lazy" src="{data}" alt="{e(w.prompt or "")}">' if data
-               else '<div class="muted" style="height:160px">cannot decode</div>')  # fmt: skip
+        pic = (
+            f'<img loading="lazy" src="{data}" alt="{e(w.prompt or "")}">'
+            if data
+            else '<div class="muted" style="height:160px">cannot decode</div>'
+        )
         defects = "; ".join(w.defects)
         figures.append(
             f'<figure><a href="{e(link(file, out_dir))}" class="flag">{pic}</a>'
@@ -115,18 +118,25 @@ def quality_html(r: RunReport, out_dir: Path) -> str:
     by = html_table(
         ["model", "quality", "size", "scored", "mean score", "cost / image"],
         [
-            [e(setting(g.model)), e(setting(g.quality)), e(setting(g.size)), f"{g.images_scored:,}",
-             f"{g.mean_score:.2f}", e(by_key("cost_per_image_usd").fmt(g.cost_per_image_usd))]
+            [
+                e(setting(g.model)),
+                e(setting(g.quality)),
+                e(setting(g.size)),
+                f"{g.images_scored:,}",
+                f"{g.mean_score:.2f}",
+                e(by_key("cost_per_image_usd").fmt(g.cost_per_image_usd)),
+            ]
             for g in q.by_setting
         ],
         {3, 4, 5},
-    )  # fmt: skip
+    )
     cheaper = "".join(f"<li>{e(c.message)}</li>" for c in q.cheaper_settings)
     regen = (
         f" {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s);"
         f" {q.jobs_best_from_regeneration} now have their best image from a new round."
-        if q.jobs_regenerated else ""
-    )  # fmt: skip
+        if q.jobs_regenerated
+        else ""
+    )
     below = below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)
     return (
         f"<p>{q.images_scored:,} images scored by <code>{e(q.scorer)}</code>: mean "

@@ -157,8 +157,19 @@ def recommendations(report: RunReport) -> Text:
 
 def variables_table(report: RunReport) -> Table:
     """A spec run's success rate, latency and cost per value of each variable."""
-    t = _table("By variable", "variable", "value", "jobs", "ok", "fail", "pend",
-               "success", "p50 s", "p95 s", "cost")  # fmt: skip
+    t = _table(
+        "By variable",
+        "variable",
+        "value",
+        "jobs",
+        "ok",
+        "fail",
+        "pend",
+        "success",
+        "p50 s",
+        "p95 s",
+        "cost",
+    )
     t.padding = (0, 1, 0, 0)
     for col in t.columns[:2]:
         col.overflow, col.no_wrap, col.max_width = "ellipsis", True, 20
@@ -167,11 +178,17 @@ def variables_table(report: RunReport) -> Table:
     for name, rows in report.by_variable.items():
         for r in rows:
             t.add_row(
-                Text(name), Text(r.value), str(r.jobs), str(r.succeeded),
-                str(r.failed), str(r.pending), pct(r.success_rate),
-                _secs(r.latency_p50_s), _secs(r.latency_p95_s),
+                Text(name),
+                Text(r.value),
+                str(r.jobs),
+                str(r.succeeded),
+                str(r.failed),
+                str(r.pending),
+                pct(r.success_rate),
+                _secs(r.latency_p50_s),
+                _secs(r.latency_p95_s),
                 by_key("cost_usd_total").fmt(r.cost_usd),
-            )  # fmt: skip
+            )
     return t
 
 
@@ -186,13 +203,17 @@ def quality_tables(q: Quality) -> list[Any]:
         f"Quality ({q.scorer}): {q.images_scored} images scored, mean {mean}; "
         f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
         f"scoring cost ${q.scoring_cost_usd:.4f} ({q.scoring_requests} requests)"
-        + (f"; {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s), "
-           f"{q.jobs_best_from_regeneration} now best from a new image"
-           if q.jobs_regenerated else "")
-    )  # fmt: skip
+        + (
+            f"; {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s), "
+            f"{q.jobs_best_from_regeneration} now best from a new image"
+            if q.jobs_regenerated
+            else ""
+        )
+    )
     dist = " ".join(f"{d.score}:{d.images}" for d in q.distribution if d.images)
-    by = _table("Score by setting", "model", "quality", "size", "scored", "mean score",
-                "cost / image")  # fmt: skip
+    by = _table(
+        "Score by setting", "model", "quality", "size", "scored", "mean score", "cost / image"
+    )
     for g in q.by_setting:
         per = g.cost_per_image_usd
         by.add_row(
@@ -212,8 +233,19 @@ def quality_tables(q: Quality) -> list[Any]:
 
 def endpoints_table(report: RunReport) -> Table:
     """Figures by endpoint (`run --providers`)."""
-    table = _table("By endpoint", "endpoint", "protocol", "jobs", "success", "images",
-                   "p50 / p95 s", "cost", "429s", "learned rpm / conc.", "state")  # fmt: skip
+    table = _table(
+        "By endpoint",
+        "endpoint",
+        "protocol",
+        "jobs",
+        "success",
+        "images",
+        "p50 / p95 s",
+        "cost",
+        "429s",
+        "learned rpm / conc.",
+        "state",
+    )
 
     def num(v: Any, fmt: Callable[[float], str] = decimal) -> str:
         return "-" if v is None else fmt(v)
@@ -221,13 +253,17 @@ def endpoints_table(report: RunReport) -> Table:
     for ep in report.by_endpoint:
         out = ep.taken_out
         table.add_row(
-            str(ep.name), str(ep.protocol), str(ep.jobs),
-            num(ep.success_rate, pct), str(ep.images),
+            str(ep.name),
+            str(ep.protocol),
+            str(ep.jobs),
+            num(ep.success_rate, pct),
+            str(ep.images),
             f"{num(ep.latency_p50_s)} / {num(ep.latency_p95_s)}",
-            f"${ep.cost_usd:.4f}", str(ep.throttled),
+            f"${ep.cost_usd:.4f}",
+            str(ep.throttled),
             f"{num(ep.learned_rpm, count_of)} / {num(ep.learned_concurrency, count_of)}",
             f"out ({out['class']})" if isinstance(out, dict) else "ok",
-        )  # fmt: skip
+        )
     return table
 
 

@@ -21,8 +21,10 @@ def states_for(status: str) -> frozenset[str]:
     # lazy: the CLI builds its parser without batchgen.runlog.state (tests/test_startup.py)
     from batchgen.runlog import state  # here: it loads pyarrow.dataset
 
-    finished = {"ok": frozenset({state.DONE}),
-                "failed": frozenset({state.FAILED, state.RETRYABLE_FAILED})}  # fmt: skip
+    finished = {
+        "ok": frozenset({state.DONE}),
+        "failed": frozenset({state.FAILED, state.RETRYABLE_FAILED}),
+    }
     if status == "pending":
         return frozenset()
     return finished[status]

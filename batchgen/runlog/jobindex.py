@@ -63,9 +63,11 @@ class IndexBuilder:
     def _flush(self) -> None:
         if self._ids:
             # from buffers, not pa.array: that would import pandas (see runlog/table.py)
-            arrays = [strings_from_buffers(self._ids, has_none=False),
-                      strings_from_buffers(self._fps, has_none=False),
-                      ints_from_buffers(self._lines, 64, has_none=False)]  # fmt: skip
+            arrays = [
+                strings_from_buffers(self._ids, has_none=False),
+                strings_from_buffers(self._fps, has_none=False),
+                ints_from_buffers(self._lines, 64, has_none=False),
+            ]
             self._chunks.append(pa.RecordBatch.from_arrays(arrays, schema=SCHEMA))
             self._ids, self._fps, self._lines = [], [], []
 

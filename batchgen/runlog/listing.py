@@ -71,11 +71,17 @@ def summarize(run_dir: Path) -> RunSummary:
     done, failed = counts[DONE], counts[FAILED]
     jobs = manifest.jobs
     return RunSummary(
-        path=run_dir, name=manifest.name or run_dir.name, created_at=manifest.created_at,
-        state=state, jobs=jobs, succeeded=done, failed=failed,
-        pending=None if jobs is None else max(jobs - done - failed, 0), cost_usd=cost,
+        path=run_dir,
+        name=manifest.name or run_dir.name,
+        created_at=manifest.created_at,
+        state=state,
+        jobs=jobs,
+        succeeded=done,
+        failed=failed,
+        pending=None if jobs is None else max(jobs - done - failed, 0),
+        cost_usd=cost,
         sessions=len(manifest.sessions),
-    )  # fmt: skip
+    )
 
 
 def find_runs(folder: Path | str) -> list[Path]:

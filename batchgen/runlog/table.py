@@ -138,9 +138,12 @@ def _string_lists(values: Sequence[list[str] | None], has_none: bool) -> pa.Arra
     offsets = array(_INT_CODE[32], [0, *accumulate(lengths)])
     validity, nulls = _validity(values, has_none)
     return pa.Array.from_buffers(
-        pa.list_(pa.string()), len(values), [validity, pa.py_buffer(offsets)],
-        null_count=nulls, children=[strings_from_buffers(items, _NONE in types)],
-    )  # fmt: skip
+        pa.list_(pa.string()),
+        len(values),
+        [validity, pa.py_buffer(offsets)],
+        null_count=nulls,
+        children=[strings_from_buffers(items, _NONE in types)],
+    )
 
 
 def _from_buffers(values: list[Any], kind: pa.DataType) -> pa.Array | None:

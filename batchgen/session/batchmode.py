@@ -40,16 +40,23 @@ if TYPE_CHECKING:
     from batchgen.jobs.model import Job
 
 Submit = Callable[[], "Iterable[Job] | None"]
-_BATCH_ENDING = {ErrorClass.BUDGET: "stopped_budget", ErrorClass.AUTH: "stopped_auth",
-                 ErrorClass.QUOTA: "stopped_quota"}  # fmt: skip
+_BATCH_ENDING = {
+    ErrorClass.BUDGET: "stopped_budget",
+    ErrorClass.AUTH: "stopped_auth",
+    ErrorClass.QUOTA: "stopped_quota",
+}
 
 
 def batch_options(batch: BatchConfig, **extra: Any) -> BatchOptions:
     return BatchOptions(
-        max_requests=int(batch.batch_max_requests), max_bytes=int(batch.batch_max_bytes),
-        poll_s=float(batch.poll_interval), poll_max_s=float(batch.poll_max),
-        deadline_at=batch.deadline_at, assume_latency_s=batch.assume_latency, **extra,
-    )  # fmt: skip
+        max_requests=int(batch.batch_max_requests),
+        max_bytes=int(batch.batch_max_bytes),
+        poll_s=float(batch.poll_interval),
+        poll_max_s=float(batch.poll_max),
+        deadline_at=batch.deadline_at,
+        assume_latency_s=batch.assume_latency,
+        **extra,
+    )
 
 
 def jobs_lookup(job_file: Path | str, defaults: dict[str, Any]) -> Callable[[set[str]], Any]:
@@ -71,20 +78,31 @@ def say_for(observer: Observer) -> Say:
 
 
 def run_batch(
-    plan: SessionPlan, options: BatchOptions, submit: Submit | None, job_file: Path | str,
+    plan: SessionPlan,
+    options: BatchOptions,
+    submit: Submit | None,
+    job_file: Path | str,
     defaults: dict[str, Any],
-) -> tuple[SessionResult, BatchOutcome]:  # fmt: skip
+) -> tuple[SessionResult, BatchOutcome]:
     """One batch session of ``plan``; ends it in run.json."""
 
     say = say_nothing if plan.quiet else say_for(plan.observer)
     s = BatchSession(
-        rundir=plan.rundir, run_id=plan.run_id, session=plan.session,
-        provider=plan.connection.provider, api_key=plan.connection.api_key, prices=plan.prices,
-        budget=plan.budget, options=options, jobs_of=jobs_lookup(job_file, defaults),
-        pool=plan.pool, say=say, timeout_s=float(plan.pool.timeout),
+        rundir=plan.rundir,
+        run_id=plan.run_id,
+        session=plan.session,
+        provider=plan.connection.provider,
+        api_key=plan.connection.api_key,
+        prices=plan.prices,
+        budget=plan.budget,
+        options=options,
+        jobs_of=jobs_lookup(job_file, defaults),
+        pool=plan.pool,
+        say=say,
+        timeout_s=float(plan.pool.timeout),
         wrap_sink=None if plan.ledger is None else plan.ledger.sink,
         protocol="gemini" if plan.connection.provider == "gemini" else "openai",
-    )  # fmt: skip
+    )
 
     async def go() -> BatchOutcome:
         async with base_url_of(plan.connection, plan.sim_config) as base_url:
@@ -97,8 +115,11 @@ def run_batch(
             plan.ledger.close()
     how, code = _ending(outcome)
     summary = session_summary(outcome.ctx.tally, plan.budget)
-    summary["batch"] = {**outcome.ctx.state.summary(), "pending": outcome.pending,
-                        "cutover": outcome.cutover}  # fmt: skip
+    summary["batch"] = {
+        **outcome.ctx.state.summary(),
+        "pending": outcome.pending,
+        "cutover": outcome.cutover,
+    }
     plan.rundir.end_session(plan.session, how, summary)
     result = SessionResult(outcome.ctx.tally, outcome.stop_reason, outcome.stop_message, code, how)
     return result, outcome
@@ -124,18 +145,26 @@ def _with_run_pending(plan: SessionPlan, outcome: BatchOutcome) -> BatchOutcome:
     counts = job_states(plan.rundir.path, with_inflight=False).counts()
     pending = max(int(plan.manifest.get("jobs") or 0) - counts[DONE] - counts[FAILED], 0)
     open_ids = outcome.ctx.state.ids_in(outcome.ctx.state.open_parts())
-    return dataclasses.replace(outcome, pending=max(pending - len(open_ids), 0),
-                               failed=counts[FAILED])  # fmt: skip
+    return dataclasses.replace(
+        outcome, pending=max(pending - len(open_ids), 0), failed=counts[FAILED]
+    )
 
 
 def run_via_batch(
-    plan: SessionPlan, cfg: RunConfig, job_file: Path | str, defaults: dict[str, Any],
-    submit: Submit | None, *, collect_only: bool = False, cancel_open: bool = False,
-) -> Outcome | None:  # fmt: skip
+    plan: SessionPlan,
+    cfg: RunConfig,
+    job_file: Path | str,
+    defaults: dict[str, Any],
+    submit: Submit | None,
+    *,
+    collect_only: bool = False,
+    cancel_open: bool = False,
+) -> Outcome | None:
     """A batch session and what it tells the observer. None: the deadline cut over (or the
     open batches were cancelled for ``--via live``), the caller finishes the rest live."""
-    options = batch_options(cfg.batch, detach=cfg.detach, collect_only=collect_only,
-                            cancel_open=cancel_open)  # fmt: skip
+    options = batch_options(
+        cfg.batch, detach=cfg.detach, collect_only=collect_only, cancel_open=cancel_open
+    )
     result, outcome = run_batch(plan, options, submit, job_file, defaults)
     if (outcome.cutover or cancel_open) and result.stop_reason is None:
         plan.observer.say("the rest goes to the live API now")
@@ -185,9 +214,15 @@ def _what_is_pending(
 
 
 def resume_via_batch(
-    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, via: str, observer: Observer,
-    argv: Sequence[str], *, handle_signals: bool = True,
-) -> Outcome | None:  # fmt: skip
+    rundir: RunDir,
+    manifest: dict[str, Any],
+    cfg: RunConfig,
+    via: str,
+    observer: Observer,
+    argv: Sequence[str],
+    *,
+    handle_signals: bool = True,
+) -> Outcome | None:
     """`resume`/`collect` of a run with batches: follow and collect what was submitted, then
     submit what is left (``--via batch``), or cancel the open batches, collect them, and hand
     the rest to the live path (``--via live``: returns None)."""
@@ -212,28 +247,54 @@ def resume_via_batch(
         ids = set(now.run) - open_ids_now(rundir, run_id)
         return (j for j in iter_jobs(job_file, defaults) if j.id in ids) if ids else None
 
-    return run_via_batch(plan, cfg, job_file, defaults, submit if index is not None else None,
-                         collect_only=collect_only, cancel_open=via == "live")  # fmt: skip
+    return run_via_batch(
+        plan,
+        cfg,
+        job_file,
+        defaults,
+        submit if index is not None else None,
+        collect_only=collect_only,
+        cancel_open=via == "live",
+    )
 
 
 def _resume_plan(
-    rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig, pending: _Pending,
-    observer: Observer, argv: Sequence[str], handle_signals: bool,
-) -> SessionPlan:  # fmt: skip
+    rundir: RunDir,
+    manifest: dict[str, Any],
+    cfg: RunConfig,
+    pending: _Pending,
+    observer: Observer,
+    argv: Sequence[str],
+    handle_signals: bool,
+) -> SessionPlan:
     # --max-cost bounds images and judging together, as on every resume
-    prepared = prepare_session(cfg, manifest["job_file"], only=frozenset(pending.to_submit),
-                               spent_before=spent(rundir.path).total, via_batch=True)  # fmt: skip
+    prepared = prepare_session(
+        cfg,
+        manifest["job_file"],
+        only=frozenset(pending.to_submit),
+        spent_before=spent(rundir.path).total,
+        via_batch=True,
+    )
     if pending.to_submit:
         prepared.confirm(observer)
     session = rundir.begin_session(session_overrides(cfg), list(argv))
     _adopt_live_orphans(rundir, manifest, pending, session, prepared)
     link = _ledger(rundir, manifest, cfg)
     what = "collecting" if not pending.to_submit else "resuming"
-    observer.say(f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "
-                 f"{len(pending.to_submit)} to submit")  # fmt: skip
-    return prepared.plan(rundir, manifest, session, observer, jobs=(),
-                         jobs_to_run=len(pending.to_submit), handle_signals=handle_signals,
-                         ledger=link)  # fmt: skip
+    observer.say(
+        f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "
+        f"{len(pending.to_submit)} to submit"
+    )
+    return prepared.plan(
+        rundir,
+        manifest,
+        session,
+        observer,
+        jobs=(),
+        jobs_to_run=len(pending.to_submit),
+        handle_signals=handle_signals,
+        ledger=link,
+    )
 
 
 def _ledger(rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig) -> Any:
@@ -249,9 +310,12 @@ def _ledger(rundir: RunDir, manifest: dict[str, Any], cfg: RunConfig) -> Any:
 
 
 def _adopt_live_orphans(
-    rundir: RunDir, manifest: dict[str, Any], pending: _Pending, session: int,
+    rundir: RunDir,
+    manifest: dict[str, Any],
+    pending: _Pending,
+    session: int,
     prepared: Prepared,
-) -> None:  # fmt: skip
+) -> None:
     """Images a crashed live session saved without their row (never those of open batches:
     their collection logs them) are adopted, and not submitted again."""
     adoptable = (image_job_ids(rundir.images_dir) & pending.to_submit) - pending.open_ids
@@ -278,12 +342,20 @@ def cancel_batches(
         state = BatchState(rundir.state_dir, manifest["run_id"])
         api = batch_backend(conn.provider, str(conn.base_url), conn.api_key, state)
         ctx = BatchContext(
-            rundir=rundir, run_id=manifest["run_id"], session=0, provider=conn.provider,
-            api=api, state=state, sink=None,
-            prices=None, budget=None,  # type: ignore[arg-type]
-            options=batch_options(BatchConfig()), control=RunControl(),
-            jobs_of=lambda ids: {}, say=say_for(observer),
-        )  # fmt: skip
+            rundir=rundir,
+            run_id=manifest["run_id"],
+            session=0,
+            provider=conn.provider,
+            api=api,
+            state=state,
+            sink=None,
+            prices=None,
+            budget=None,  # type: ignore[arg-type]
+            options=batch_options(BatchConfig()),
+            control=RunControl(),
+            jobs_of=lambda ids: {},
+            say=say_for(observer),
+        )
 
         async def go() -> int:
             try:
@@ -302,5 +374,6 @@ def _cancel_connection(
     endpoints = recorded.get("endpoints")
     if endpoints and not base_url:
         return batch_connection(Connection("providers", None, "", ""), from_records(endpoints))
-    return resolve_connection("openai", base_url or recorded.get("base_url"),
-                              api_key_env or recorded.get("api_key_env"))  # fmt: skip
+    return resolve_connection(
+        "openai", base_url or recorded.get("base_url"), api_key_env or recorded.get("api_key_env")
+    )

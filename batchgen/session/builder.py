@@ -90,8 +90,9 @@ class Prepared:
     def with_spent(self, spent_before: float) -> Prepared:
         """The same session with its budget started from ``spent_before`` (USD)."""
         cfg = self.cfg
-        budget = make_budget(cfg.max_cost, cfg.price_per_image, self.prices, self.checked,
-                             spent_before=spent_before)  # fmt: skip
+        budget = make_budget(
+            cfg.max_cost, cfg.price_per_image, self.prices, self.checked, spent_before=spent_before
+        )
         return dataclasses.replace(self, budget=budget)
 
     def confirm(self, observer: Observer) -> None:
@@ -104,29 +105,53 @@ class Prepared:
         return jobs if ids is None else (job for job in jobs if job.id in ids)
 
     def plan(
-        self, rundir: RunDir, manifest: dict[str, Any], session: int, observer: Observer, *,
-        jobs: Iterable[Job], jobs_to_run: int, handle_signals: bool, ledger: Any = None,
+        self,
+        rundir: RunDir,
+        manifest: dict[str, Any],
+        session: int,
+        observer: Observer,
+        *,
+        jobs: Iterable[Job],
+        jobs_to_run: int,
+        handle_signals: bool,
+        ledger: Any = None,
         **extra: Any,
-    ) -> SessionPlan:  # fmt: skip
+    ) -> SessionPlan:
         """The plan of the session begun as ``session``; ``extra``: SessionPlan's fields of
         a regeneration round or an edited job (image_tag, extra_headers, retag)."""
         cfg = self.cfg
         return SessionPlan(
-            rundir=rundir, manifest=manifest, session=session, jobs=jobs,
-            jobs_to_run=jobs_to_run, connection=self.connection, pool=cfg.pool,
-            prices=self.prices, budget=self.budget,
+            rundir=rundir,
+            manifest=manifest,
+            session=session,
+            jobs=jobs,
+            jobs_to_run=jobs_to_run,
+            connection=self.connection,
+            pool=cfg.pool,
+            prices=self.prices,
+            budget=self.budget,
             cheapest_job_usd=self.checked.cheapest_job_usd,
-            sim_config=sim_config(cfg, self.connection), quiet=cfg.quiet,
-            endpoints=self.endpoints, observer=observer, handle_signals=handle_signals,
-            ledger=ledger, images_to=cfg.images_to, **extra,
-        )  # fmt: skip
+            sim_config=sim_config(cfg, self.connection),
+            quiet=cfg.quiet,
+            endpoints=self.endpoints,
+            observer=observer,
+            handle_signals=handle_signals,
+            ledger=ledger,
+            images_to=cfg.images_to,
+            **extra,
+        )
 
 
 def prepare_session(
-    cfg: RunConfig, job_file: str | Path, *, only: Collection[str] | None = None,
-    index: IndexBuilder | None = None, spent_before: float = 0.0, via_batch: bool | None = None,
+    cfg: RunConfig,
+    job_file: str | Path,
+    *,
+    only: Collection[str] | None = None,
+    index: IndexBuilder | None = None,
+    spent_before: float = 0.0,
+    via_batch: bool | None = None,
     check_connection: Callable[[Connection, list[Any] | None], None] | None = None,
-) -> Prepared:  # fmt: skip
+) -> Prepared:
     """Connect, load the prices, check and quote the job file (``only``: these job ids;
     ``index``: collect every job's id there), and set up the budget from ``spent_before``.
     ``via_batch``: through the Batch API (None: as ``cfg.via`` says; a resume collecting
@@ -144,10 +169,16 @@ def prepare_session(
     sim = sim_config(cfg, connection)  # bad simulator options: a usage error now
     pool = cfg.pool
     checked = check_job_file(
-        job_file, dict(cfg.job_defaults), prices, only=only, rpm=pool.rpm, ipm=pool.ipm,
-        concurrency=pool.concurrency_cap, index=index,
+        job_file,
+        dict(cfg.job_defaults),
+        prices,
+        only=only,
+        rpm=pool.rpm,
+        ipm=pool.ipm,
+        concurrency=pool.concurrency_cap,
+        index=index,
         assume_latency=sim.latency_mean if sim is not None else None,
-    )  # fmt: skip
+    )
     if endpoints:
         check_served(endpoints, checked)
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before)

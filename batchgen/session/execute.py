@@ -72,15 +72,18 @@ def _wire(plan: SessionPlan) -> _Parts:
     # journaled: a resume after kill -9 knows every request sent since the last flush
     inflight = SentJournal(plan.rundir.state_dir, plan.session)
     writer = RunLogWriter(
-        plan.rundir.log_dir, run_id=plan.run_id, session=plan.session,
+        plan.rundir.log_dir,
+        run_id=plan.run_id,
+        session=plan.session,
         state_dir=plan.rundir.state_dir,
-    )  # fmt: skip
+    )
     writer.set_inflight(inflight)
     router = None
     if plan.endpoints:
         # the Router adds to the sent journal when a request really leaves
-        router = build_router(plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control,
-                              inflight)  # fmt: skip
+        router = build_router(
+            plan.endpoints, resolve_keys(plan.endpoints), plan.pool, control, inflight
+        )
         limiter: Gate = router.gate
         settings = dataclasses.replace(settings, concurrency=limiter.concurrency_cap)
     else:
@@ -156,9 +159,11 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
     tally = PoolTally()
     async with _base_url(plan) as base_url, anyio.create_task_group() as tg:
         provider: Any = router or OpenAIImages(
-            base_url, plan.connection.api_key, connections=settings.concurrency + 4,
+            base_url,
+            plan.connection.api_key,
+            connections=settings.concurrency + 4,
             extra_headers=plan.extra_headers,
-        )  # fmt: skip
+        )
         if plan.handle_signals:
             tg.start_soon(watch_signals, parts.control, settings.grace_s, observer.say)
         tg.start_soon(_watch_disk, parts.writer, parts.inflight, parts.control)
@@ -169,16 +174,28 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
             sink: Any = parts.writer if plan.ledger is None else plan.ledger.sink(parts.writer)
             with progress as on_progress:
                 tally = await run_pool(
-                    _reusing(plan, parts), provider, parts.limiter, sink,
+                    _reusing(plan, parts),
+                    provider,
+                    parts.limiter,
+                    sink,
                     context=RowContext(
-                        plan.run_id, plan.session, plan.connection.provider,
-                        plan.rundir.images_dir, checker=parts.checker, image_tag=plan.image_tag,
-                        retag=plan.retag, store=parts.store,
+                        plan.run_id,
+                        plan.session,
+                        plan.connection.provider,
+                        plan.rundir.images_dir,
+                        checker=parts.checker,
+                        image_tag=plan.image_tag,
+                        retag=plan.retag,
+                        store=parts.store,
                     ),
-                    settings=settings, control=parts.control, prices=plan.prices,
-                    budget=plan.budget, cheapest_job_usd=plan.cheapest_job_usd,
-                    inflight=parts.inflight, on_progress=on_progress,
-                )  # fmt: skip
+                    settings=settings,
+                    control=parts.control,
+                    prices=plan.prices,
+                    budget=plan.budget,
+                    cheapest_job_usd=plan.cheapest_job_usd,
+                    inflight=parts.inflight,
+                    on_progress=on_progress,
+                )
                 # the final counts (jobs cancelled in flight report no progress of their own):
                 # the last progress line agrees with the summary printed after it
                 on_progress(tally)
@@ -199,9 +216,13 @@ def _reusing(plan: SessionPlan, parts: _Parts) -> Iterable[Job]:
     from batchgen.library.reuse import reuse_filter
 
     return reuse_filter(
-        plan.jobs, spec, parts.writer.append, run_id=plan.run_id, session=plan.session,
+        plan.jobs,
+        spec,
+        parts.writer.append,
+        run_id=plan.run_id,
+        session=plan.session,
         images_dir=plan.rundir.images_dir,
-    )  # fmt: skip
+    )
 
 
 def _end(

@@ -50,9 +50,21 @@ if TYPE_CHECKING:
 # (a crashed holder on this host is dropped at once: its pid is gone)
 _TTL_MARGIN_S = 600.0
 _LOG_COLUMNS = [
-    "session", "job_id", "attempt", "provider", "endpoint", "model", "quality", "size",
-    "image_count", "cost_usd", "cost_source", "started_at", "finished_at", "provider_batch_id",
-]  # fmt: skip
+    "session",
+    "job_id",
+    "attempt",
+    "provider",
+    "endpoint",
+    "model",
+    "quality",
+    "size",
+    "image_count",
+    "cost_usd",
+    "cost_source",
+    "started_at",
+    "finished_at",
+    "provider_batch_id",
+]
 
 
 def project_of(cfg_project: str | None, job_file: str | Path) -> str:
@@ -98,9 +110,11 @@ class LedgerLink:
         )
         self.on_budget = cfg.on_budget or user.on_budget
         self.monthly = MonthlyBudget(
-            ledger, project, caps_nano(monthly, project_cap, project),
+            ledger,
+            project,
+            caps_nano(monthly, project_cap, project),
             ttl_s=cfg.pool.timeout + _TTL_MARGIN_S,
-        )  # fmt: skip
+        )
 
     @classmethod
     def open(
@@ -245,12 +259,19 @@ def judge_rows(run_dir: Path) -> list[dict[str, Any]]:
             continue
         scorer = str(r["scorer"] or "")
         parts = scorer.split(":")
-        out.append({
-            "session": r["session"], "job_id": r["job_id"], "attempt": r["attempts"],
-            "kind": "judge", "model": parts[1] if len(parts) > 1 else scorer,
-            "image_count": 0, "cost_usd": r["cost_usd"], "cost_source": r["cost_source"],
-            "finished_at": r["scored_at"],
-        })  # fmt: skip
+        out.append(
+            {
+                "session": r["session"],
+                "job_id": r["job_id"],
+                "attempt": r["attempts"],
+                "kind": "judge",
+                "model": parts[1] if len(parts) > 1 else scorer,
+                "image_count": 0,
+                "cost_usd": r["cost_usd"],
+                "cost_source": r["cost_source"],
+                "finished_at": r["scored_at"],
+            }
+        )
     return out
 
 
@@ -281,9 +302,12 @@ def rebuild(ledger: Ledger, run_dirs: list[Path]) -> list[tuple[Path, str, int, 
 
 
 def link_for_run(
-    cfg: RunConfig, manifest: Mapping[str, Any], run_dir: Path, budget: Budget | None,
+    cfg: RunConfig,
+    manifest: Mapping[str, Any],
+    run_dir: Path,
+    budget: Budget | None,
     observer: Observer,
-) -> LedgerLink | None:  # fmt: skip
+) -> LedgerLink | None:
     """The ledger for another session of a recorded run (a regeneration round): bound to the
     run, its budget holding money in the ledger. None: the ledger is off."""
     settings = manifest.get("settings") or {}

@@ -72,9 +72,17 @@ def check_job_file(
     on_job = None if index is None else (lambda job: index.add(job.id, job.fingerprint, job.line))
     try:
         check = check_file(
-            path, defaults, prices, max_problems=MAX_PROBLEMS, only=only, on_job=on_job,
-            rpm=rpm, ipm=ipm, concurrency=concurrency, assume_latency=assume_latency,
-        )  # fmt: skip
+            path,
+            defaults,
+            prices,
+            max_problems=MAX_PROBLEMS,
+            only=only,
+            on_job=on_job,
+            rpm=rpm,
+            ipm=ipm,
+            concurrency=concurrency,
+            assume_latency=assume_latency,
+        )
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from exc
     validation = check.validation

@@ -53,9 +53,16 @@ class _Rounds:
     """One regeneration: the scorer, the connection, and the money bound over the rounds."""
 
     def __init__(
-        self, rundir: RunDir, cfg: RunConfig, manifest: dict[str, Any], regen: Regenerate,
-        job_file: Path, observer: Observer, argv: Sequence[str], handle_signals: bool,
-    ) -> None:  # fmt: skip
+        self,
+        rundir: RunDir,
+        cfg: RunConfig,
+        manifest: dict[str, Any],
+        regen: Regenerate,
+        job_file: Path,
+        observer: Observer,
+        argv: Sequence[str],
+        handle_signals: bool,
+    ) -> None:
         self.rundir, self.cfg, self.manifest, self.regen = rundir, cfg, manifest, regen
         self.job_file, self.observer, self.argv = job_file, observer, argv
         self.handle_signals = handle_signals
@@ -78,12 +85,21 @@ class _Rounds:
     def score(self) -> ScoreResult:
         spec, cfg = self.spec, self.cfg
         judge = self._judge_connection()
-        result = anyio.run(lambda: score_run(
-            self.rundir.path, spec, run_id=self.manifest["run_id"], pool=cfg.pool,
-            prices=self.prices, cap_usd=self.cap_left(), connection=judge,
-            sim_config=sim_config(cfg) if spec.provider == "sim" else None,
-            local_scorer=self.local, say=self._say(), quiet=cfg.quiet,
-        ))  # fmt: skip
+        result = anyio.run(
+            lambda: score_run(
+                self.rundir.path,
+                spec,
+                run_id=self.manifest["run_id"],
+                pool=cfg.pool,
+                prices=self.prices,
+                cap_usd=self.cap_left(),
+                connection=judge,
+                sim_config=sim_config(cfg) if spec.provider == "sim" else None,
+                local_scorer=self.local,
+                say=self._say(),
+                quiet=cfg.quiet,
+            )
+        )
         mark_best(self.rundir.path, spec.id)
         judge_to_ledger(cfg, self.manifest, self.rundir.path)
         if result.to_score:
@@ -109,9 +125,15 @@ class _Rounds:
 
 
 def run_rounds(
-    rundir: RunDir, cfg: RunConfig, manifest: dict[str, Any], regen: Regenerate,
-    job_file: Path, observer: Observer, argv: Sequence[str], handle_signals: bool = True,
-) -> RoundsOutcome:  # fmt: skip
+    rundir: RunDir,
+    cfg: RunConfig,
+    manifest: dict[str, Any],
+    regen: Regenerate,
+    job_file: Path,
+    observer: Observer,
+    argv: Sequence[str],
+    handle_signals: bool = True,
+) -> RoundsOutcome:
     """The rounds; runs under the run directory's lock."""
     r = _Rounds(rundir, cfg, manifest, regen, job_file, observer, argv, handle_signals)
     if r.scoring_stopped(r.score()):
@@ -145,18 +167,29 @@ def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
         f"round {rounds}/{r.regen.max_rounds}: regenerating {len(weak)} job(s) whose best "
         f"image scores below {r.regen.threshold:g} (images tagged ~r{round_no})"
     )
-    prepared = prepare_session(cfg, r.job_file, only=frozenset(weak), via_batch=False,
-                               spent_before=spent(rundir.path).total)  # fmt: skip
+    prepared = prepare_session(
+        cfg,
+        r.job_file,
+        only=frozenset(weak),
+        via_batch=False,
+        spent_before=spent(rundir.path).total,
+    )
     session = rundir.begin_session(
         {"regenerate_below": r.regen.threshold, "round": round_no}, list(r.argv)
     )
     budget = prepared.budget
     plan = prepared.plan(
-        rundir, r.manifest, session, r.observer, jobs=prepared.jobs(weak), jobs_to_run=len(weak),
+        rundir,
+        r.manifest,
+        session,
+        r.observer,
+        jobs=prepared.jobs(weak),
+        jobs_to_run=len(weak),
         handle_signals=r.handle_signals,
         ledger=link_for_run(cfg, r.manifest, rundir.path, budget, r.observer),
-        image_tag=f"~r{round_no}", extra_headers={"X-Batchgen-Round": str(round_no)},
-    )  # fmt: skip
+        image_tag=f"~r{round_no}",
+        extra_headers={"X-Batchgen-Round": str(round_no)},
+    )
     try:
         result = anyio.run(execute, plan)
     finally:

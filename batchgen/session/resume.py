@@ -52,8 +52,14 @@ def resume_run(
     JobFileProblems) before anything is sent."""
     rundir = RunDir(run_dir)
     with rundir.lock():
-        return resume_locked(rundir, flags, observer or Silent(), argv,
-                             regenerate=regenerate, handle_signals=handle_signals)  # fmt: skip
+        return resume_locked(
+            rundir,
+            flags,
+            observer or Silent(),
+            argv,
+            regenerate=regenerate,
+            handle_signals=handle_signals,
+        )
 
 
 def resume_locked(
@@ -71,8 +77,9 @@ def resume_locked(
     via = cfg.via or recorded.get("via") or "live"
     if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
         # batches of this run: collect them first; --via batch submits the rest as batches
-        outcome = resume_via_batch(rundir, manifest, cfg, via, observer, argv,
-                                   handle_signals=handle_signals)  # fmt: skip
+        outcome = resume_via_batch(
+            rundir, manifest, cfg, via, observer, argv, handle_signals=handle_signals
+        )
         if outcome is not None:
             return outcome
         manifest = rundir.load()
@@ -117,9 +124,15 @@ class _Resume:
     """What every step of one resume shares."""
 
     def __init__(
-        self, rundir: RunDir, cfg: RunConfig, manifest: dict[str, Any], job_file: Path,
-        observer: Observer, argv: Sequence[str], handle_signals: bool,
-    ) -> None:  # fmt: skip
+        self,
+        rundir: RunDir,
+        cfg: RunConfig,
+        manifest: dict[str, Any],
+        job_file: Path,
+        observer: Observer,
+        argv: Sequence[str],
+        handle_signals: bool,
+    ) -> None:
         self.rundir, self.cfg, self.manifest = rundir, cfg, manifest
         self.job_file, self.observer, self.argv = job_file, observer, argv
         self.handle_signals = handle_signals
@@ -136,8 +149,16 @@ def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
             return last
     else:
         ctx.rundir.mark_crashed()  # no job of theirs is left to run: nothing to log first
-    rounds = run_rounds(ctx.rundir, ctx.cfg, ctx.manifest, regen, ctx.job_file,
-                        ctx.observer, ctx.argv, ctx.handle_signals)  # fmt: skip
+    rounds = run_rounds(
+        ctx.rundir,
+        ctx.cfg,
+        ctx.manifest,
+        regen,
+        ctx.job_file,
+        ctx.observer,
+        ctx.argv,
+        ctx.handle_signals,
+    )
     result = rounds.result or (last.result if last else None)
     return Outcome(ctx.rundir, max(code, rounds.exit_code), result, rounds.budget)
 
@@ -169,10 +190,16 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         f"spent so far ${prepared.budget.spent:.4f}"
     )
     plan = prepared.plan(
-        rundir, ctx.manifest, session, ctx.observer, jobs=prepared.jobs(to_run),
-        jobs_to_run=len(to_run), handle_signals=ctx.handle_signals, ledger=link,
+        rundir,
+        ctx.manifest,
+        session,
+        ctx.observer,
+        jobs=prepared.jobs(to_run),
+        jobs_to_run=len(to_run),
+        handle_signals=ctx.handle_signals,
+        ledger=link,
         retag=frozenset(rest.edited) & to_run,
-    )  # fmt: skip
+    )
     try:
         result = anyio.run(execute, plan)
         if link is not None and not cfg.quiet and (line := link.share_line()):
@@ -245,16 +272,20 @@ def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]
 
 
 def _say_what_changed(
-    observer: Observer, manifest: dict[str, Any], job_file: Path, job_sha256: str,
+    observer: Observer,
+    manifest: dict[str, Any],
+    job_file: Path,
+    job_sha256: str,
     rest: Remaining,
-) -> None:  # fmt: skip
+) -> None:
     def shown(ids: Sequence[str]) -> str:
         return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
 
     if job_sha256 == manifest.get("job_file_sha256"):
         if rest.edited:  # same file, other content: an edit's input photos changed
-            observer.say(f"input images changed: {len(rest.edited)} job(s) run again: "
-                         f"{shown(rest.edited)}")  # fmt: skip
+            observer.say(
+                f"input images changed: {len(rest.edited)} job(s) run again: {shown(rest.edited)}"
+            )
         return
     observer.say(
         f"the job file {job_file} changed since the run started: "

@@ -48,10 +48,21 @@ def score_directory(
         sims = sim_config(cfg) if spec.provider == "sim" else None
         if say is not None:
             say(f"scoring {rundir.path} with {spec.id}", None)
-        result = anyio.run(lambda: score_run(
-            rundir.path, spec, run_id=manifest["run_id"], pool=PoolConfig.build(None, flags),
-            prices=prices, cap_usd=cap, connection=judge, sim_config=sims, local_scorer=local,
-            rescore=bool(flags.get("rescore")), say=say, quiet=cfg.quiet,
-        ))  # fmt: skip
+        result = anyio.run(
+            lambda: score_run(
+                rundir.path,
+                spec,
+                run_id=manifest["run_id"],
+                pool=PoolConfig.build(None, flags),
+                prices=prices,
+                cap_usd=cap,
+                connection=judge,
+                sim_config=sims,
+                local_scorer=local,
+                rescore=bool(flags.get("rescore")),
+                say=say,
+                quiet=cfg.quiet,
+            )
+        )
         judge_to_ledger(cfg, manifest, rundir.path)
     return spec, result

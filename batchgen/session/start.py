@@ -162,18 +162,28 @@ def _checked_and_quoted(job_file: str, cfg: RunConfig, observer: Observer) -> Ne
 
 
 def _first_session(
-    rundir: RunDir, new: NewRun, observer: Observer, argv: Sequence[str],
-    handle_signals: bool, execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
-) -> Outcome:  # fmt: skip
+    rundir: RunDir,
+    new: NewRun,
+    observer: Observer,
+    argv: Sequence[str],
+    handle_signals: bool,
+    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
+) -> Outcome:
     prepared = new.prepared
     cfg, checked = prepared.cfg, prepared.checked
     manifest = rundir.load()
     session = rundir.begin_session({}, list(argv))
     observer.say(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
     plan = prepared.plan(
-        rundir, manifest, session, observer, jobs=prepared.jobs(), jobs_to_run=checked.jobs,
-        handle_signals=handle_signals, ledger=_bound(new, manifest, rundir, observer),
-    )  # fmt: skip
+        rundir,
+        manifest,
+        session,
+        observer,
+        jobs=prepared.jobs(),
+        jobs_to_run=checked.jobs,
+        handle_signals=handle_signals,
+        ledger=_bound(new, manifest, rundir, observer),
+    )
     if cfg.via_batch:
         return _batch_first(rundir, prepared, plan, observer, argv)
     try:
@@ -204,17 +214,19 @@ def _bound(
 
 
 def _batch_first(
-    rundir: RunDir, prepared: Prepared, plan: SessionPlan, observer: Observer,
+    rundir: RunDir,
+    prepared: Prepared,
+    plan: SessionPlan,
+    observer: Observer,
     argv: Sequence[str],
-) -> Outcome:  # fmt: skip
+) -> Outcome:
     # lazy: the Batch API's session and resume read the log (pyarrow.compute, which loads
     # pandas: ~0.8 s); a live run never needs them (tests/test_startup.py)
     from batchgen.session.batchmode import run_via_batch
     from batchgen.session.resume import resume_locked
 
     cfg = prepared.cfg
-    outcome = run_via_batch(plan, cfg, prepared.job_file, dict(cfg.job_defaults),
-                            lambda: plan.jobs)  # fmt: skip
+    outcome = run_via_batch(plan, cfg, prepared.job_file, dict(cfg.job_defaults), lambda: plan.jobs)
     if outcome is not None:
         return outcome
     # the deadline: what the batches could not finish in time goes live

@@ -119,11 +119,15 @@ class SimBatches:
             found.reverse()
         page = _page(found, request, default_limit=10_000, max_limit=10_000)
         data = [f.json() for f in page[0]]
-        return web.json_response({
-            "object": "list", "data": data, "has_more": page[1],
-            "first_id": data[0]["id"] if data else "",
-            "last_id": data[-1]["id"] if data else "",
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "has_more": page[1],
+                "first_id": data[0]["id"] if data else "",
+                "last_id": data[-1]["id"] if data else "",
+            }
+        )
 
     def _file(self, request: web.Request) -> SimFile:
         for b in self.batches.values():
@@ -178,14 +182,27 @@ class SimBatches:
         lines, errors = parse_input(source.data, endpoint, config, self.server.planner)
         number = self.gemini.number()
         if number in (faults.get("fail"), faults.get("errors_list")) and not errors:
-            errors = [{"code": "invalid_request", "message": "Simulated validation failure "
-                       "(batch_faults fail).", "param": None, "line": 1}]  # fmt: skip
+            errors = [
+                {
+                    "code": "invalid_request",
+                    "message": "Simulated validation failure (batch_faults fail).",
+                    "param": None,
+                    "line": 1,
+                }
+            ]
         batch = Batch(
-            id=self._new_id("batch"), number=number, input_file_id=source.id, endpoint=endpoint,
-            metadata=metadata, created_at=int(time.time()), t0=self._now(),
-            seconds=float(config.batch_seconds), lines=lines, errors=errors,
+            id=self._new_id("batch"),
+            number=number,
+            input_file_id=source.id,
+            endpoint=endpoint,
+            metadata=metadata,
+            created_at=int(time.time()),
+            t0=self._now(),
+            seconds=float(config.batch_seconds),
+            lines=lines,
+            errors=errors,
             expire=config.batch_faults.get("expire") == number,
-        )  # fmt: skip
+        )
         self.batches[batch.id] = batch
         for line in lines:
             self.submitted[line.custom_id] += 1
@@ -267,10 +284,17 @@ class SimBatches:
                 else:
                     message = "This request was not executed: the batch was cancelled."
                 error = {"code": code, "message": message}
-                yield json.dumps({
-                    "id": f"batch_req_{b.id}_{line.number}", "custom_id": line.custom_id,
-                    "response": None, "error": error,
-                }).encode() + b"\n"  # fmt: skip
+                yield (
+                    json.dumps(
+                        {
+                            "id": f"batch_req_{b.id}_{line.number}",
+                            "custom_id": line.custom_id,
+                            "response": None,
+                            "error": error,
+                        }
+                    ).encode()
+                    + b"\n"
+                )
 
         f = SimFile(self._new_id("file"), name, "batch_output", int(time.time()), lines=lines)
         self.files[f.id] = f
@@ -302,10 +326,14 @@ class SimBatches:
         newest_first = list(reversed(self.batches.values()))
         batches, more = _page(newest_first, request, default_limit=20, max_limit=100)
         data = [self._json(b) for b in batches]
-        return web.json_response({
-            "object": "list", "data": data, "has_more": more,
-            **({"first_id": data[0]["id"], "last_id": data[-1]["id"]} if data else {}),
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "has_more": more,
+                **({"first_id": data[0]["id"], "last_id": data[-1]["id"]} if data else {}),
+            }
+        )
 
     def snapshot(self) -> dict[str, Any]:
         for b in self.batches.values():
@@ -314,10 +342,12 @@ class SimBatches:
         statuses = [b.state(now)[0] for b in self.batches.values()] + self.gemini.statuses()
         return {
             "batches_created": len(self.batches) + len(self.gemini.batches),
-            "files_uploaded": self.uploads, "cancels": self.cancels,
+            "files_uploaded": self.uploads,
+            "cancels": self.cancels,
             "statuses": dict(Counter(statuses)),
-            "submitted": dict(self.submitted), "billed": dict(self.billed),
-        }  # fmt: skip
+            "submitted": dict(self.submitted),
+            "billed": dict(self.billed),
+        }
 
 
 _MARKER = re.compile(r"\[batch:([a-z_]+(?:=\d+)?)\]")

@@ -49,10 +49,15 @@ class SimFile:
 
     def json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "object": "file", "bytes": len(self.data or b""),
-            "created_at": self.created_at, "expires_at": self.created_at + 30 * 86400,
-            "filename": self.filename, "purpose": self.purpose, "status": "processed",
-        }  # fmt: skip
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data or b""),
+            "created_at": self.created_at,
+            "expires_at": self.created_at + 30 * 86400,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+        }
 
 
 @dataclass(slots=True)
@@ -123,11 +128,18 @@ class Batch:
         started = status not in ("validating",) and not b.errors
         cancel_frac = None if b.cancel_t is None else (b.cancel_t - b.t0) / max(b.seconds, 1e-9)
         out = {
-            "id": b.id, "object": "batch", "endpoint": b.endpoint, "model": _model(b),
+            "id": b.id,
+            "object": "batch",
+            "endpoint": b.endpoint,
+            "model": _model(b),
             "errors": {"object": "list", "data": b.errors} if b.errors else None,
-            "input_file_id": b.input_file_id, "completion_window": "24h", "status": status,
-            "output_file_id": b.output_file_id, "error_file_id": b.error_file_id,
-            "created_at": b.created_at, "in_progress_at": when(started, VALIDATING),
+            "input_file_id": b.input_file_id,
+            "completion_window": "24h",
+            "status": status,
+            "output_file_id": b.output_file_id,
+            "error_file_id": b.error_file_id,
+            "created_at": b.created_at,
+            "in_progress_at": when(started, VALIDATING),
             "expires_at": b.created_at + 86400,
             "finalizing_at": when(status in ("finalizing", "completed"), RUN_END),
             "completed_at": when(status == "completed", 1.0),
@@ -137,7 +149,7 @@ class Batch:
             "cancelled_at": when(status == "cancelled", (cancel_frac or 0) + CANCELLING),
             "request_counts": {"total": len(b.lines), "completed": ok, "failed": failed},
             "metadata": b.metadata,
-        }  # fmt: skip
+        }
         # the schema's fields are not nullable (but metadata): an unset one is left out
         return {k: v for k, v in out.items() if v is not None or k == "metadata"}
 

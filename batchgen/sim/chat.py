@@ -159,30 +159,35 @@ class SimJudge:
         if "[judge:huge_usage]" in user:
             prompt_tokens = 10**30
         completion_tokens = max(1, math.ceil(len(content) / 4))
-        payload = json.dumps({
-            "id": request_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0},
-            },
-        }).encode()  # fmt: skip
+        payload = json.dumps(
+            {
+                "id": request_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                },
+            }
+        ).encode()
         headers = server.headers(request_id, started)
         if fault == "truncated_json":
             server.stats.record_chat(fault)
             return web.Response(
-                body=payload[: len(payload) // 2], content_type="application/json",
+                body=payload[: len(payload) // 2],
+                content_type="application/json",
                 headers=headers,
-            )  # fmt: skip
+            )
         if fault == "disconnect":
             server.stats.record_chat(fault)
             return await server.drop_mid_response(request, payload, request_id, started)

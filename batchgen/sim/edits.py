@@ -26,9 +26,15 @@ from batchgen.jobs.inputs import input_image_tokens
 from batchgen.sim.models import ApiError
 
 EDIT_GPT_MODELS = frozenset(
-    {"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2",
-     "gpt-image-2-2026-04-21", "chatgpt-image-latest"}
-)  # fmt: skip
+    {
+        "gpt-image-1",
+        "gpt-image-1-mini",
+        "gpt-image-1.5",
+        "gpt-image-2",
+        "gpt-image-2-2026-04-21",
+        "chatgpt-image-latest",
+    }
+)
 DEFAULT_EDIT_MODEL = "gpt-image-1.5"
 MAX_IMAGES = 16
 MAX_BYTES = 50 * 1024 * 1024
@@ -82,11 +88,13 @@ async def parse_edit(request: web.Request, extra_models: tuple[str, ...]) -> Edi
     if model not in EDIT_GPT_MODELS and not dalle2 and model not in extra_models:
         raise _invalid(
             f"Invalid model {model}. The model does not support image edits: use a GPT image "
-            "model or dall-e-2.", "model",
-        )  # fmt: skip
+            "model or dall-e-2.",
+            "model",
+        )
     if json_form and dalle2:
-        raise _invalid("JSON edits support GPT image models only; send dall-e-2 as multipart.",
-                       "model")  # fmt: skip
+        raise _invalid(
+            "JSON edits support GPT image models only; send dall-e-2 as multipart.", "model"
+        )
     if not images:
         raise _invalid(
             "Missing required parameter: 'image'.", "image", "missing_required_parameter"
@@ -96,8 +104,11 @@ async def parse_edit(request: web.Request, extra_models: tuple[str, ...]) -> Edi
         raise _invalid(f"Too many images: {len(images)} given, at most {most}.", "image")
     fidelity = body.get("input_fidelity")
     if fidelity is not None and (fidelity not in ("high", "low") or dalle2):
-        raise _invalid(f"Invalid value for 'input_fidelity': {fidelity!r}. Supported values "
-                       "are 'high' and 'low' (GPT image models).", "input_fidelity")  # fmt: skip
+        raise _invalid(
+            f"Invalid value for 'input_fidelity': {fidelity!r}. Supported values "
+            "are 'high' and 'low' (GPT image models).",
+            "input_fidelity",
+        )
     sizes = [_check_image(img, i, dalle2) for i, img in enumerate(images)]
     if mask is not None:
         _check_mask(mask, sizes[0])
@@ -139,8 +150,9 @@ def _form_value(name: str, value: str) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise _invalid(f"Invalid value for '{name}': {value!r} is not an integer.",
-                           name) from None  # fmt: skip
+            raise _invalid(
+                f"Invalid value for '{name}': {value!r} is not an integer.", name
+            ) from None
     if name == "stream":
         return value.lower() == "true"
     return value
@@ -158,8 +170,9 @@ def _json_inputs(body: dict[str, Any]) -> tuple[list[_Input], _Input | None]:
 
 def _json_ref(ref: Any, param: str) -> _Input:
     if not isinstance(ref, dict) or set(ref) - {"image_url", "file_id"} or len(ref) != 1:
-        raise _invalid(f"'{param}' must be an object with exactly one of 'image_url' or "
-                       "'file_id'.", param)  # fmt: skip
+        raise _invalid(
+            f"'{param}' must be an object with exactly one of 'image_url' or 'file_id'.", param
+        )
     if "file_id" in ref:
         return _Input(None, str(ref["file_id"]))
     url = ref["image_url"]
@@ -204,16 +217,22 @@ def _check_image(img: _Input, index: int, dalle2: bool) -> tuple[int, int]:
         raise _invalid(
             f"Invalid file 'image' ({img.name}): unsupported mimetype ('{mime}'). Supported "
             "file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
-            "image", "unsupported_file_mimetype",
-        )  # fmt: skip
+            "image",
+            "unsupported_file_mimetype",
+        )
     limit = MAX_SMALL_BYTES if dalle2 else MAX_BYTES
     if len(img.data) >= limit:
-        raise _invalid(f"Image {index} is too large: images must be under "
-                       f"{limit // (1024 * 1024)} MB.", "image")  # fmt: skip
+        raise _invalid(
+            f"Image {index} is too large: images must be under {limit // (1024 * 1024)} MB.",
+            "image",
+        )
     width, height = _dims(img.data)
     if not width:
-        raise _invalid(f"Invalid image file or mode for image {index + 1}, please check your "
-                       "image file.", "image", "invalid_image_format")  # fmt: skip
+        raise _invalid(
+            f"Invalid image file or mode for image {index + 1}, please check your image file.",
+            "image",
+            "invalid_image_format",
+        )
     if dalle2 and (kind != "png" or width != height):
         raise _invalid("Uploaded image must be a square PNG for dall-e-2.", "image")
     return width, height
@@ -223,11 +242,14 @@ def _check_mask(mask: _Input, first: tuple[int, int]) -> None:
     if mask.data is None:
         return
     if _kind(mask.data) != "png" or len(mask.data) >= MAX_SMALL_BYTES:
-        raise _invalid("Invalid mask: it must be a PNG file under 4 MB.", "mask",
-                       "invalid_image_format")  # fmt: skip
+        raise _invalid(
+            "Invalid mask: it must be a PNG file under 4 MB.", "mask", "invalid_image_format"
+        )
     dims = _dims(mask.data)
     if dims != first:
         raise _invalid(
             f"Invalid mask image: its size {dims[0]}x{dims[1]} does not match the image's "
-            f"{first[0]}x{first[1]}.", "mask", "invalid_mask_size",
-        )  # fmt: skip
+            f"{first[0]}x{first[1]}.",
+            "mask",
+            "invalid_mask_size",
+        )

@@ -36,6 +36,10 @@ def add_sim_arguments(
             group.add_argument(flag, action="store_true", default=default, help=text)
             continue
         group.add_argument(
-            flag, type=option.kind, default=default, choices=option.choices,
-            metavar=option.metavar, help=text,
-        )  # fmt: skip
+            flag,
+            type=option.kind,
+            default=default,
+            choices=option.choices,
+            metavar=option.metavar,
+            help=text,
+        )

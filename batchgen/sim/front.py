@@ -58,9 +58,13 @@ class SimFront:
         self.planner = FaultPlanner()
         c = self.config
         self.limiter = ServerLimiter(
-            monotonic, c.rpm, c.ipm, c.limit_schedule, ipm_schedule=c.ipm_schedule,
+            monotonic,
+            c.rpm,
+            c.ipm,
+            c.limit_schedule,
+            ipm_schedule=c.ipm_schedule,
             burst_s=c.burst_s,
-        )  # fmt: skip
+        )
         self.in_flight = 0  # image requests between arrival and the end of their answer
         self.request_ids = itertools.count(1)
         # dall-e url id -> (image bytes source, expiry); bounded LRU like a blob store's TTL
@@ -117,10 +121,16 @@ class SimFront:
         out = []
         for i in range(req.n):
             key = ImageKey(
-                width, height, req.output_format, req.transparent,
-                variant_of(source, i, variants), config.seed, config.tiny,
-                config.image_kb, mark,
-            )  # fmt: skip
+                width,
+                height,
+                req.output_format,
+                req.transparent,
+                variant_of(source, i, variants),
+                config.seed,
+                config.tiny,
+                config.image_kb,
+                mark,
+            )
             found = self._images.peek(key)
             out.append(found if found is not None else await self._render_once(key))
         return out

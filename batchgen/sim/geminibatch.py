@@ -34,12 +34,25 @@ from batchgen.sim.faults import parse_directives
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest
 
-_STATE = {"validating": "BATCH_STATE_PENDING", "in_progress": "BATCH_STATE_RUNNING",
-          "finalizing": "BATCH_STATE_RUNNING", "cancelling": "BATCH_STATE_RUNNING",
-          "completed": "BATCH_STATE_SUCCEEDED", "failed": "BATCH_STATE_FAILED",
-          "cancelled": "BATCH_STATE_CANCELLED", "expired": "BATCH_STATE_EXPIRED"}  # fmt: skip
-_SIZES = {"1:1": (1024, 1024), "3:2": (1248, 832), "2:3": (832, 1248), "16:9": (1344, 768),
-          "9:16": (768, 1344), "4:3": (1184, 864), "3:4": (864, 1184)}  # fmt: skip
+_STATE = {
+    "validating": "BATCH_STATE_PENDING",
+    "in_progress": "BATCH_STATE_RUNNING",
+    "finalizing": "BATCH_STATE_RUNNING",
+    "cancelling": "BATCH_STATE_RUNNING",
+    "completed": "BATCH_STATE_SUCCEEDED",
+    "failed": "BATCH_STATE_FAILED",
+    "cancelled": "BATCH_STATE_CANCELLED",
+    "expired": "BATCH_STATE_EXPIRED",
+}
+_SIZES = {
+    "1:1": (1024, 1024),
+    "3:2": (1248, 832),
+    "2:3": (832, 1248),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1184, 864),
+    "3:4": (864, 1184),
+}
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
 
 
@@ -93,8 +106,9 @@ class GeminiBatches:
             key = request.headers.get("x-goog-api-key", "").strip()
             expected = self.server.config.api_key
             if not key or (expected is not None and key != expected):
-                return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid "
-                              "API key.")  # fmt: skip
+                return _error(
+                    400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."
+                )
             try:
                 result: web.StreamResponse = await handler(request)
                 return result
@@ -115,24 +129,31 @@ class GeminiBatches:
             upload_id = self.owner._new_id("upload")
             self.uploads[upload_id] = name
             url = f"{request.scheme}://{request.host}/upload/v1beta/files?upload_id={upload_id}"
-            return web.json_response({}, headers={"X-Goog-Upload-URL": url,
-                                                  "X-Goog-Upload-Status": "active"})  # fmt: skip
+            return web.json_response(
+                {}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
+            )
         if "finalize" not in command:
             raise ApiError(400, "X-Goog-Upload-Command must be start or 'upload, finalize'.")
         name = self.uploads.pop(request.query.get("upload_id", ""), "")
         if not name:
             raise ApiError(404, "No such upload session.")
         data = await request.read()
-        f = SimFile(f"files/{self.owner._new_id('file')}", name, "batch", int(time.time()),
-                    data=data)  # fmt: skip
+        f = SimFile(
+            f"files/{self.owner._new_id('file')}", name, "batch", int(time.time()), data=data
+        )
         self.files[f.id] = f
         self.owner.uploads += 1
         return web.json_response({"file": self._file_json(f)})
 
     def _file_json(self, f: SimFile) -> dict[str, Any]:
-        return {"name": f.id, "displayName": f.filename, "mimeType": "application/jsonl",
-                "sizeBytes": str(len(f.data or b"")), "createTime": _iso(f.created_at),
-                "state": "ACTIVE"}  # fmt: skip
+        return {
+            "name": f.id,
+            "displayName": f.filename,
+            "mimeType": "application/jsonl",
+            "sizeBytes": str(len(f.data or b"")),
+            "createTime": _iso(f.created_at),
+            "state": "ACTIVE",
+        }
 
     async def list_files(self, request: web.Request) -> web.Response:
         if self.server.config.batch_faults.get("no_file_list"):
@@ -157,8 +178,9 @@ class GeminiBatches:
             name = str(batch["display_name"])
             config = batch["input_config"]
         except (ValueError, KeyError, TypeError):
-            raise ApiError(400, "Invalid JSON payload: expected batch.display_name and "
-                           "batch.input_config.") from None  # fmt: skip
+            raise ApiError(
+                400, "Invalid JSON payload: expected batch.display_name and batch.input_config."
+            ) from None
         model = request.match_info["model"]
         if isinstance(config.get("requests"), dict):
             items = config["requests"].get("requests") or []
@@ -177,12 +199,18 @@ class GeminiBatches:
         if number == faults.get("fail") and not errors:
             errors = [{"code": "invalid_request", "message": "Simulated validation failure."}]
         b = Batch(
-            id=f"batches/{self.owner._new_id('batch')}", number=number,
-            input_file_id=str(config.get("file_name") or "inline"), endpoint="gemini",
-            metadata={"displayName": name, "model": model}, created_at=int(time.time()),
-            t0=self.owner._now(), seconds=float(self.server.config.batch_seconds), lines=lines,
-            errors=errors, expire=faults.get("expire") == number,
-        )  # fmt: skip
+            id=f"batches/{self.owner._new_id('batch')}",
+            number=number,
+            input_file_id=str(config.get("file_name") or "inline"),
+            endpoint="gemini",
+            metadata={"displayName": name, "model": model},
+            created_at=int(time.time()),
+            t0=self.owner._now(),
+            seconds=float(self.server.config.batch_seconds),
+            lines=lines,
+            errors=errors,
+            expire=faults.get("expire") == number,
+        )
         self.batches[b.id] = b
         self.inline[b.id] = inline
         for line in lines:
@@ -204,8 +232,12 @@ class GeminiBatches:
                 ratio = (gen.get("imageConfig") or {}).get("aspectRatio", "1:1")
                 assert "IMAGE" in gen["responseModalities"] and ratio in _SIZES
             except (KeyError, IndexError, TypeError, AssertionError):
-                errors.append({"code": "invalid_request", "message": f"request {number} is not "
-                               "a GenerateContentRequest for images"})  # fmt: skip
+                errors.append(
+                    {
+                        "code": "invalid_request",
+                        "message": f"request {number} is not a GenerateContentRequest for images",
+                    }
+                )
                 continue
             decided = server.planner.decide(server.config, prompt, parse_directives(prompt))
             fault = None
@@ -223,24 +255,53 @@ class GeminiBatches:
         for line in ran:
             head = {"key": line.custom_id}
             if line.fault == "server":
-                doc: dict[str, Any] = {"error": {"code": 13, "message": "An internal error has "
-                                                 "occurred. (simulated)"}}  # fmt: skip
+                doc: dict[str, Any] = {
+                    "error": {"code": 13, "message": "An internal error has occurred. (simulated)"}
+                }
             elif line.fault == "content_policy":
                 doc = {"response": {"candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}]}}
             else:
                 self.owner.billed[line.custom_id] += 1
                 w, h = _SIZES[line.body["ratio"]]
-                req = ImageRequest(line.body["model"], "extra", line.body["prompt"], 1, w, h,
-                                   f"{w}x{h}", None, "png", "b64_json", "opaque")  # fmt: skip
+                req = ImageRequest(
+                    line.body["model"],
+                    "extra",
+                    line.body["prompt"],
+                    1,
+                    w,
+                    h,
+                    f"{w}x{h}",
+                    None,
+                    "png",
+                    "b64_json",
+                    "opaque",
+                )
                 data = (await server.rendered(req, server.config))[0].data
-                parts = [{"inlineData": {"mimeType": "image/png",
-                                         "data": base64.b64encode(data).decode()}}]  # fmt: skip
-                usage = {"promptTokenCount": max(1, len(line.body["prompt"]) // 4),
-                         "candidatesTokenCount": 1290}  # fmt: skip
-                doc = {"response": {
-                    "candidates": [{"content": {"role": "model", "parts": parts},
-                                    "finishReason": "STOP", "index": 0}],
-                    "usageMetadata": usage, "responseId": f"{b.id}-{line.number}"}}  # fmt: skip
+                parts = [
+                    {
+                        "inlineData": {
+                            "mimeType": "image/png",
+                            "data": base64.b64encode(data).decode(),
+                        }
+                    }
+                ]
+                usage = {
+                    "promptTokenCount": max(1, len(line.body["prompt"]) // 4),
+                    "candidatesTokenCount": 1290,
+                }
+                doc = {
+                    "response": {
+                        "candidates": [
+                            {
+                                "content": {"role": "model", "parts": parts},
+                                "finishReason": "STOP",
+                                "index": 0,
+                            }
+                        ],
+                        "usageMetadata": usage,
+                        "responseId": f"{b.id}-{line.number}",
+                    }
+                }
             if self.inline[b.id]:
                 doc["metadata"] = head
             else:
@@ -267,8 +328,13 @@ class GeminiBatches:
             for answer in answers:
                 yield answer + b"\n"
 
-        f = SimFile(f"files/{self.owner._new_id('file')}", f"{b.id}-responses.jsonl",
-                    "batch_output", int(time.time()), lines=lines)  # fmt: skip
+        f = SimFile(
+            f"files/{self.owner._new_id('file')}",
+            f"{b.id}-responses.jsonl",
+            "batch_output",
+            int(time.time()),
+            lines=lines,
+        )
         self.files[f.id] = f
         b.output_file_id = f.id
 
@@ -278,13 +344,19 @@ class GeminiBatches:
         ok = sum(1 for line in b.lines[:done] if line.fault is None)
         about = b.metadata or {}
         meta = {
-            "@type": _TYPE + "GenerateContentBatch", "model": f"models/{about.get('model')}",
-            "displayName": about.get("displayName"), "createTime": _iso(b.created_at),
-            "updateTime": _iso(time.time()), "state": _STATE[status],
-            "batchStats": {"requestCount": str(len(b.lines)), "successfulRequestCount": str(ok),
-                           "failedRequestCount": str(done - ok),
-                           "pendingRequestCount": str(len(b.lines) - done)},
-        }  # fmt: skip
+            "@type": _TYPE + "GenerateContentBatch",
+            "model": f"models/{about.get('model')}",
+            "displayName": about.get("displayName"),
+            "createTime": _iso(b.created_at),
+            "updateTime": _iso(time.time()),
+            "state": _STATE[status],
+            "batchStats": {
+                "requestCount": str(len(b.lines)),
+                "successfulRequestCount": str(ok),
+                "failedRequestCount": str(done - ok),
+                "pendingRequestCount": str(len(b.lines) - done),
+            },
+        }
         op: dict[str, Any] = {"name": b.id, "metadata": meta, "done": status in TERMINAL}
         if status == "failed":
             first = b.errors[0]["message"] if b.errors else "failed"

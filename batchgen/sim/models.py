@@ -29,11 +29,22 @@ OUTPUT_TOKENS = {
 
 KNOWN_PARAMS = frozenset(
     {
-        "prompt", "model", "n", "quality", "response_format", "output_format",
-        "output_compression", "stream", "partial_images", "size", "moderation", "background",
-        "style", "user",
+        "prompt",
+        "model",
+        "n",
+        "quality",
+        "response_format",
+        "output_format",
+        "output_compression",
+        "stream",
+        "partial_images",
+        "size",
+        "moderation",
+        "background",
+        "style",
+        "user",
     }
-)  # fmt: skip
+)
 # parameters that make the default model a GPT image model instead of dall-e-2
 _GPT_ONLY_PARAMS = ("output_format", "output_compression", "background", "moderation")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -134,8 +145,12 @@ def validate(body: object, extra_models: tuple[str, ...] = ()) -> ImageRequest:
 
     prompt = body.get("prompt")
     if prompt is None:
-        raise ApiError(400, "Missing required parameter: 'prompt'.", param="prompt",
-                       code="missing_required_parameter")  # fmt: skip
+        raise ApiError(
+            400,
+            "Missing required parameter: 'prompt'.",
+            param="prompt",
+            code="missing_required_parameter",
+        )
     if not isinstance(prompt, str) or not prompt.strip():
         msg = "Invalid 'prompt': expected a non-empty string."
         raise ApiError(400, msg, param="prompt", code="invalid_value")
@@ -198,11 +213,18 @@ def _validate_gpt(body: dict[str, Any], model: str, prompt: str, n: int) -> Imag
         size = _choice({"size": size}, "size", GPT_SIZES, "auto")
         width, height = (1024, 1024) if size == "auto" else _parse_size(size)
     return ImageRequest(
-        model=model, family="gpt", prompt=prompt, n=n, width=width, height=height,
-        size=f"{width}x{height}", quality=quality, output_format=output_format,
+        model=model,
+        family="gpt",
+        prompt=prompt,
+        n=n,
+        width=width,
+        height=height,
+        size=f"{width}x{height}",
+        quality=quality,
+        output_format=output_format,
         response_format="b64_json",
         background="transparent" if background == "transparent" else "opaque",
-    )  # fmt: skip
+    )
 
 
 def _validate_dalle(
@@ -226,10 +248,18 @@ def _validate_dalle(
     response_format = _choice(body, "response_format", ("url", "b64_json"), "url")
     width, height = _parse_size(size)
     return ImageRequest(
-        model=model, family=family, prompt=prompt, n=n, width=width, height=height, size=size,
-        quality="standard" if quality == "auto" else quality, output_format="png",
-        response_format=response_format, background="opaque",
-    )  # fmt: skip
+        model=model,
+        family=family,
+        prompt=prompt,
+        n=n,
+        width=width,
+        height=height,
+        size=size,
+        quality="standard" if quality == "auto" else quality,
+        output_format="png",
+        response_format=response_format,
+        background="opaque",
+    )
 
 
 def _validate_extra(body: dict[str, Any], model: str, prompt: str, n: int) -> ImageRequest:
@@ -239,10 +269,18 @@ def _validate_extra(body: dict[str, Any], model: str, prompt: str, n: int) -> Im
     asked = body.get("output_format")
     output_format = asked if asked in ("jpeg", "webp") else "png"
     return ImageRequest(
-        model=model, family="extra", prompt=prompt, n=n, width=width, height=height,
-        size=f"{width}x{height}", quality=None, output_format=output_format,
-        response_format="b64_json", background="opaque",
-    )  # fmt: skip
+        model=model,
+        family="extra",
+        prompt=prompt,
+        n=n,
+        width=width,
+        height=height,
+        size=f"{width}x{height}",
+        quality=None,
+        output_format=output_format,
+        response_format="b64_json",
+        background="opaque",
+    )
 
 
 def _parse_size(size: str, param_value: object = None) -> tuple[int, int]:

@@ -32,9 +32,15 @@ from batchgen.sim.models import ApiError, ImageRequest
 from batchgen.sim.stats import OK, SERVER_RATE_LIMITED, UNAUTHORIZED
 
 _IDS = itertools.count(1)
-_GEMINI_SIZE = {"1:1": (1024, 1024), "3:2": (1248, 832), "2:3": (832, 1248),
-                "16:9": (1344, 768), "9:16": (768, 1344), "4:3": (1184, 864),
-                "3:4": (864, 1184)}  # fmt: skip
+_GEMINI_SIZE = {
+    "1:1": (1024, 1024),
+    "3:2": (1248, 832),
+    "2:3": (832, 1248),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1184, 864),
+    "3:4": (864, 1184),
+}
 
 
 @dataclass
@@ -59,8 +65,19 @@ def add_routes(app: web.Application, server: SimFront) -> None:
 
 
 def _request(model: str, prompt: str, n: int, width: int, height: int) -> ImageRequest:
-    return ImageRequest(model, "extra", prompt, n, width, height, f"{width}x{height}", None,
-                        "png", "b64_json", "opaque")  # fmt: skip
+    return ImageRequest(
+        model,
+        "extra",
+        prompt,
+        n,
+        width,
+        height,
+        f"{width}x{height}",
+        None,
+        "png",
+        "b64_json",
+        "opaque",
+    )
 
 
 class ProtocolSims:
@@ -114,10 +131,15 @@ class ProtocolSims:
 
         if not self._key_ok(request.headers.get("x-goog-api-key", "")):
             self.s.stats.record_outcome(UNAUTHORIZED)
-            details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "API_KEY_INVALID"}]  # fmt: skip
-            return error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-                         details=details)  # fmt: skip
+            details = [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+            ]
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                details=details,
+            )
         try:
             body = json.loads(await request.read())
             prompt = body["contents"][0]["parts"][0]["text"]
@@ -125,8 +147,12 @@ class ProtocolSims:
             assert "IMAGE" in gen["responseModalities"]
             ratio = (gen.get("imageConfig") or {}).get("aspectRatio", "1:1")
         except (ValueError, KeyError, IndexError, TypeError, AssertionError):
-            return error(400, "INVALID_ARGUMENT", "Invalid JSON payload: expected contents[].parts"
-                         "[].text and generationConfig.responseModalities with IMAGE")  # fmt: skip
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                "Invalid JSON payload: expected contents[].parts"
+                "[].text and generationConfig.responseModalities with IMAGE",
+            )
         if ratio not in _GEMINI_SIZE:
             return error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}")
         try:
@@ -137,28 +163,48 @@ class ProtocolSims:
             return error(400, "INVALID_ARGUMENT", exc.message)
         kind = outcome.kind
         if kind in ("limited", "rate_limit"):
-            retry = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                      "retryDelay": f"{max(1, round(outcome.retry_after_s))}s"}]  # fmt: skip
-            return error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check "
-                         "quota).", details=retry)  # fmt: skip
+            retry = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{max(1, round(outcome.retry_after_s))}s",
+                }
+            ]
+            return error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Resource has been exhausted (e.g. check quota).",
+                details=retry,
+            )
         if kind == "quota":
             self.s.stats.record_outcome(kind)
-            return error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please "
-                         "check your plan and billing details.")  # fmt: skip
+            return error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing details.",
+            )
         if kind == "auth":
             self.s.stats.record_outcome(kind)
-            return error(403, "PERMISSION_DENIED", "Permission denied: the API key's project may "
-                         "not use this model. (simulated auth fault)")  # fmt: skip
+            return error(
+                403,
+                "PERMISSION_DENIED",
+                "Permission denied: the API key's project may "
+                "not use this model. (simulated auth fault)",
+            )
         await self._wait(outcome)
         if kind in ("server", "server_html", "timeout", "disconnect"):
             self.s.stats.record_outcome(kind)
             return error(500, "INTERNAL", "An internal error has occurred. (simulated)")
-        usage = {"promptTokenCount": max(1, len(prompt) // 4), "candidatesTokenCount": 1290,
-                 "totalTokenCount": max(1, len(prompt) // 4) + 1290}  # fmt: skip
+        usage = {
+            "promptTokenCount": max(1, len(prompt) // 4),
+            "candidatesTokenCount": 1290,
+            "totalTokenCount": max(1, len(prompt) // 4) + 1290,
+        }
         if kind == "content_policy":
             self.s.stats.record_outcome(kind)
-            payload = {"candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
-                       "usageMetadata": usage}  # fmt: skip
+            payload = {
+                "candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
+                "usageMetadata": usage,
+            }
             return web.json_response(payload)
         assert outcome.req is not None
         data = (await self.images(outcome.req))[0]
@@ -167,15 +213,23 @@ class ProtocolSims:
             b64 = b64[:-3] + "%%"
         elif kind == "not_image":
             b64 = base64.b64encode(responses.NOT_IMAGE).decode()
-        self.s.stats.record_outcome(OK if kind in ("ok", "expired_url") else kind,
-                                    images=1 if kind in ("ok", "expired_url") else 0)  # fmt: skip
+        self.s.stats.record_outcome(
+            OK if kind in ("ok", "expired_url") else kind,
+            images=1 if kind in ("ok", "expired_url") else 0,
+        )
         if wants_data_url(prompt):  # a gateway's shape: a data: URL where base64 belongs
             b64 = "data:image/png;base64," + b64
-        parts = [{"text": "Here is your image."},
-                 {"inlineData": {"mimeType": "image/png", "data": b64}}]  # fmt: skip
-        payload = {"candidates": [{"content": {"role": "model", "parts": parts},
-                                   "finishReason": "STOP", "index": 0}],
-                   "usageMetadata": usage, "responseId": f"gem-{next(_IDS):x}"}  # fmt: skip
+        parts = [
+            {"text": "Here is your image."},
+            {"inlineData": {"mimeType": "image/png", "data": b64}},
+        ]
+        payload = {
+            "candidates": [
+                {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": usage,
+            "responseId": f"gem-{next(_IDS):x}",
+        }
         return web.json_response(payload)
 
     async def _wait(self, outcome: Outcome) -> None:
@@ -185,12 +239,14 @@ class ProtocolSims:
             await asyncio.sleep(outcome.latency_s)
 
     # -- submit-then-poll (BFL, fal) ----------------------------------------------------------
-    def _submit(self, request: web.Request, model: str, prompt: str, n: int, size: tuple[int, int]
-                ) -> tuple[str, Outcome]:  # fmt: skip
+    def _submit(
+        self, request: web.Request, model: str, prompt: str, n: int, size: tuple[int, int]
+    ) -> tuple[str, Outcome]:
         outcome = self.admit(_request(model, prompt, n, *size))
         task = f"{next(_IDS):08x}-{self.s.config.seed:04x}"
-        ready = self.s.monotonic() + (outcome.latency_s if outcome.kind != "timeout"
-                                       else self.s.config.hang_s)  # fmt: skip
+        ready = self.s.monotonic() + (
+            outcome.latency_s if outcome.kind != "timeout" else self.s.config.hang_s
+        )
         self.tasks[task] = {"ready": ready, "outcome": outcome, "url": None, "n": n}
         return task, outcome
 
@@ -226,15 +282,20 @@ class ProtocolSims:
         try:
             body = json.loads(await request.read())
             prompt = str(body["prompt"])
-            task, outcome = self._submit(request, request.match_info["model"], prompt, 1,
-                                         self._size(body))  # fmt: skip
+            task, outcome = self._submit(
+                request, request.match_info["model"], prompt, 1, self._size(body)
+            )
         except (ValueError, KeyError, TypeError):
             return detail(422, "Invalid request: prompt is required")
         except ApiError as exc:
             return detail(422, exc.message)
         if outcome.kind in ("limited", "rate_limit"):
-            return detail(429, "You have exceeded the number of active tasks or the rate "
-                          "limit. Please wait and try again.", self._retry(outcome))  # fmt: skip
+            return detail(
+                429,
+                "You have exceeded the number of active tasks or the rate "
+                "limit. Please wait and try again.",
+                self._retry(outcome),
+            )
         if outcome.kind in ("auth", "quota"):
             self.s.stats.record_outcome(outcome.kind)
             if outcome.kind == "auth":
@@ -291,12 +352,22 @@ class ProtocolSims:
             return detail(401, "Unauthorized: the key may not use this application")
         if outcome.kind == "quota":
             self.s.stats.record_outcome("quota")
-            return detail(403, "User is locked. Reason: Exhausted balance. Top up your balance "
-                          "at fal.ai/dashboard/billing.")  # fmt: skip
+            return detail(
+                403,
+                "User is locked. Reason: Exhausted balance. Top up your balance "
+                "at fal.ai/dashboard/billing.",
+            )
         root = f"{request.scheme}://{request.host}/fal/{model}/requests/{task}"
-        return web.json_response({"request_id": task, "status": "IN_QUEUE",
-                                  "status_url": f"{root}/status", "response_url": root,
-                                  "cancel_url": f"{root}/cancel"}, status=200)  # fmt: skip
+        return web.json_response(
+            {
+                "request_id": task,
+                "status": "IN_QUEUE",
+                "status_url": f"{root}/status",
+                "response_url": root,
+                "cancel_url": f"{root}/cancel",
+            },
+            status=200,
+        )
 
     def _fal_task(self, request: web.Request) -> tuple[str, dict[str, Any] | None, bool]:
         header = request.headers.get("Authorization", "")
@@ -334,5 +405,11 @@ class ProtocolSims:
             return web.json_response({"detail": "Internal Server Error"}, status=500)
         urls = await self._result_urls(request, task)
         images = [{"url": u, "content_type": "image/png"} for u in urls]
-        return web.json_response({"images": images, "has_nsfw_concepts": [False] * len(urls),
-                                  "seed": 42, "prompt": task["outcome"].req.prompt})  # fmt: skip
+        return web.json_response(
+            {
+                "images": images,
+                "has_nsfw_concepts": [False] * len(urls),
+                "seed": 42,
+                "prompt": task["outcome"].req.prompt,
+            }
+        )

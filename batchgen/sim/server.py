@@ -202,12 +202,16 @@ class SimServer(SimFront):
         an ``api-version`` query, and the deployment's name standing for the model."""
         key = request.headers.get("api-key", "").strip()
         if not key:
-            msg = ("Access denied due to missing subscription key. Make sure to include an "
-                   "api-key header when making requests to an API.")  # fmt: skip
+            msg = (
+                "Access denied due to missing subscription key. Make sure to include an "
+                "api-key header when making requests to an API."
+            )
             raise ApiError(401, msg, code="401")
         if self.config.api_key is not None and key != self.config.api_key:
-            msg = ("Access denied due to invalid subscription key or wrong API endpoint. Make "
-                   "sure to provide a valid key for an active subscription.")  # fmt: skip
+            msg = (
+                "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                "sure to provide a valid key for an active subscription."
+            )
             raise ApiError(401, msg, code="401")
         if not request.query.get("api-version"):
             raise ApiError(404, "Resource not found", code="404")

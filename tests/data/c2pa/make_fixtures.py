@@ -27,17 +27,22 @@ _NOW = dt.datetime.now(dt.UTC)
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "batchgen test fixtures"),
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-    ])  # fmt: skip
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "batchgen test fixtures"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        ]
+    )
 
 
 def _cert(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey, ca: bool,
-) -> x509.Certificate:  # fmt: skip
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    ca: bool,
+) -> x509.Certificate:
     public = key.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -62,10 +67,17 @@ def _cert(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
         )
     builder = builder.add_extension(
-        x509.KeyUsage(content_commitment=False, key_encipherment=False, data_encipherment=False,
-                      key_agreement=False, encipher_only=False, decipher_only=False, **usage),
+        x509.KeyUsage(
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            encipher_only=False,
+            decipher_only=False,
+            **usage,
+        ),
         critical=True,
-    )  # fmt: skip
+    )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -76,9 +88,10 @@ def signer() -> c2pa.Signer:
     leaf = _cert("batchgen fixture signer", leaf_key, mid, mid_key, ca=False)
     chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, mid))
     key = leaf_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    )  # fmt: skip
+    )
     return c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
 
 
@@ -87,15 +100,20 @@ def manifest(title: str, fmt: str) -> dict[str, object]:
         "claim_generator_info": [{"name": "batchgen test fixture", "version": "1"}],
         "title": title,
         "format": fmt,
-        "assertions": [{
-            "label": "c2pa.actions",
-            "data": {"actions": [{
-                "action": "c2pa.created",
-                "digitalSourceType":
-                    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
-            }]},
-        }],
-    }  # fmt: skip
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
 
 
 def main() -> None:
