@@ -349,8 +349,8 @@ def cancel_batches(
             api=api,
             state=state,
             sink=None,
-            prices=None,
-            budget=None,  # type: ignore[arg-type]
+            prices=None,  # type: ignore[arg-type]
+            budget=None,
             options=batch_options(BatchConfig()),
             control=RunControl(),
             jobs_of=lambda ids: {},
