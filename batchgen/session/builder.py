@@ -35,7 +35,10 @@ from batchgen.session.prepare import Checked, check_job_file, load_prices, make_
 if TYPE_CHECKING:
     from batchgen.config import PoolConfig
     from batchgen.limits import RateLimiter
+    from batchgen.provider.endpoints import EndpointSpec
     from batchgen.runlog.jobindex import IndexBuilder
+    from batchgen.session.ledgering import LedgerLink
+    from batchgen.simconfig import SimConfig
 
 
 class Declined(UsageError):
@@ -54,17 +57,17 @@ class SessionPlan:
     prices: PriceTable
     budget: Budget | None
     cheapest_job_usd: float  # below this much budget left, nothing of the batch fits
-    sim_config: Any  # SimConfig when connection.provider == "sim"
+    sim_config: SimConfig | None  # when connection.provider == "sim"
     quiet: bool = False
     # a regeneration round (resume --regenerate-below): file name tag and the round header
     image_tag: str = ""
     retag: frozenset[str] = frozenset()  # edited jobs: new images under the session's tag
     extra_headers: dict[str, str] | None = None
     # `--providers FILE`: the endpoints (batchgen.provider.endpoints.EndpointSpec); None: one
-    endpoints: list[Any] | None = None
+    endpoints: list[EndpointSpec] | None = None
     observer: Observer = field(default_factory=Silent)
     handle_signals: bool = True  # Ctrl-C/SIGTERM stop the session (main thread only)
-    ledger: Any = None  # batchgen.session.ledgering.LedgerLink, bound to the run; None: off
+    ledger: LedgerLink | None = None  # bound to the run; None: the ledger is off
     # the gate-factory hook: the pool's gate made another way (a cluster shard's, scheduled by
     # the run's one limit: batchgen.cluster.gate); None: make_limiter, this process's autopilot
     gate: Callable[[PoolConfig], RateLimiter] | None = None
@@ -82,7 +85,7 @@ class Prepared:
     cfg: RunConfig
     job_file: str
     connection: Connection
-    endpoints: list[Any] | None  # the providers file's (also under --via batch)
+    endpoints: list[EndpointSpec] | None  # the providers file's (also under --via batch)
     prices: PriceTable  # at the Batch API's rate under --via batch
     checked: Checked
     budget: Budget
@@ -114,7 +117,7 @@ class Prepared:
         jobs: Iterable[Job],
         jobs_to_run: int,
         handle_signals: bool,
-        ledger: Any = None,
+        ledger: LedgerLink | None = None,
         **extra: Any,
     ) -> SessionPlan:
         """The plan of the session begun as ``session``; ``extra``: SessionPlan's fields of
