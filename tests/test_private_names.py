@@ -185,7 +185,7 @@ def test_the_check_sees_a_poke() -> None:
     """The rule itself: a read of another object's private, a getattr of one, and a write
     into a dependency's base class are found; self's own and the module's own are not."""
     src = """
-import aiolimiter
+import argparse
 from batchgen.limits.stop import RunControl
 
 class Mine:
@@ -197,9 +197,9 @@ class Mine:
         getattr(other, "_hidden")
         return self._own, other._own
 
-class Bucket(aiolimiter.AsyncLimiter):
+class Parser(argparse.ArgumentParser):
     def poke(self):
-        self._level = 0
+        self._positionals = None
 """
     lines = list(_violations("x.py", ast.parse(src)))
     assert [line.split(":")[1] for line in lines] == ["10", "11", "16"], lines
