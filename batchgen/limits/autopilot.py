@@ -24,6 +24,7 @@ a virtual clock. Nothing here waits or touches the network.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -72,7 +73,13 @@ class RateControl:
         self._last_loss = -math.inf
         self._clean_since = now
         self._last_move = now
-        self._sent: deque[tuple[float, int]] = deque()  # (time, amount) of the last seconds
+        # the last seconds' sends: their times, and the running total sent before each, so
+        # the total over any recent window is one bisect and a subtraction (a sum over the
+        # whole window on every tick was ~4.5 % of the workers' time on an instant server)
+        self._times: list[float] = []
+        self._before: list[int] = []
+        self._head = 0  # entries before it are older than the longest window
+        self._total = 0  # sent since the start
         self._used = True  # the rate was used at the last tick (slow start grows only then)
 
     @property
@@ -87,13 +94,28 @@ class RateControl:
         return min(self.cap, self.announced * self.cfg.headroom)
 
     def sent(self, now: float, amount: int) -> None:
-        self._sent.append((now, amount))
-        while self._sent and self._sent[0][0] < now - 4 * self.cfg.interval_s:
-            self._sent.popleft()
+        times = self._times
+        if times and now < times[-1]:  # out of order (a test's made-up history): keep sorted
+            i = bisect.bisect_right(times, now)
+            times.insert(i, now)
+            self._before.insert(i, self._before[i])
+            for j in range(i + 1, len(times)):
+                self._before[j] += amount
+            if i < self._head:
+                self._head += 1
+        else:
+            times.append(now)
+            self._before.append(self._total)
+        self._total += amount
+        self._head = bisect.bisect_left(times, now - 4 * self.cfg.interval_s, self._head)
+        if self._head > 1024 and self._head * 2 > len(times):  # drop the expired half
+            del times[: self._head], self._before[: self._head]
+            self._head = 0
 
     def sent_rate(self, now: float, window: float) -> float:
         """Per minute, over the last ``window`` seconds."""
-        total = sum(a for t, a in self._sent if t >= now - window)
+        i = bisect.bisect_left(self._times, now - window, self._head)
+        total = self._total - self._before[i] if i < len(self._times) else 0
         return total * 60.0 / window
 
     def announce(self, limit: float, now: float) -> None:
