@@ -250,6 +250,9 @@ class InflightControl:
         self._window: list[float] = []
         self._full = False  # the slots were all taken at some point of this window
         self._medians: deque[tuple[float, float]] = deque()  # (time, window median)
+        # the same medians kept sorted (bisect in, bisect out): the floor and its quartile are
+        # an index, not a sort of the last minute's (thousands on an instant server) per window
+        self._ranked: list[float] = []
         self._ok_hi: list[int] = [0, 0]  # highest in-flight of a success: this and last 10 s
         self._ok_epoch = now
 
@@ -301,11 +304,12 @@ class InflightControl:
         full = self._full
         self._window, self._full, self._window_start = [], False, now
         self._medians.append((now, median))
+        bisect.insort(self._ranked, median)
         while self._medians and self._medians[0][0] < now - 60.0:
-            self._medians.popleft()
+            del self._ranked[bisect.bisect_left(self._ranked, self._medians.popleft()[1])]
         # the lower quartile of the last minute's window medians (their minimum once there
         # are few): one lucky window of a wide-jitter provider is not its floor
-        recent = sorted(m for _, m in self._medians)
+        recent = self._ranked
         floor = recent[len(recent) // 4] if len(recent) >= 8 else recent[0]
         need = min(self.need, self.ceiling)
         # a provider that refuses past its cap of tasks does not queue them: with that cap
@@ -318,6 +322,7 @@ class InflightControl:
                 # prompts, a slower model); take it as the new floor
                 self._medians.clear()
                 self._medians.append((now, median))
+                self._ranked[:] = [median]
                 self._shrunk = 0
                 return
             # latency grows with load: a queue is forming at the provider
@@ -342,7 +347,7 @@ class InflightControl:
         """Not slower than the latency tolerance allows over the floor (any, before one)."""
         if not self._medians:
             return True
-        return latency <= self.cfg.latency_tolerance * min(m for _, m in self._medians)
+        return latency <= self.cfg.latency_tolerance * self._ranked[0]
 
     def on_refused(self, now: float, inflight: int) -> None:
         """A 429 for concurrency, for a request sent when ``inflight`` were out (itself too)."""
