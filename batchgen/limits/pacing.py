@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchgen.clock import loop_time
 from batchgen.limits.autopilot import RateControl
 from batchgen.limits.bucket import TokenBucket
 
@@ -42,7 +43,7 @@ class Paced:
         if math.isclose(value, self._applied, rel_tol=1e-4):
             return
         self._applied = value
-        now = anyio.current_time()
+        now = loop_time()
         if not math.isfinite(value):
             self._bucket = None
         elif self._bucket is None:
@@ -56,7 +57,7 @@ class Paced:
     def drain(self) -> None:
         """Take every token out: the next one comes one spacing from now."""
         if self._bucket is not None:
-            self._bucket.empty(anyio.current_time())
+            self._bucket.empty(loop_time())
             self._wake()
 
     def _wake(self) -> None:
@@ -75,14 +76,14 @@ class Paced:
                 async with self._order:
                     for _ in range(amount):
                         await self._take_one()
-        self.control.sent(anyio.current_time(), amount)
+        self.control.sent(loop_time(), amount)
 
     async def _take_one(self) -> None:
         while True:
             bucket = self._bucket
             if bucket is None:  # the rate became unlimited while this worker waited
                 return
-            bucket.refill(anyio.current_time())
+            bucket.refill(loop_time())
             wait = bucket.wait_for(1)
             if wait <= 0:
                 bucket.take(1)
@@ -142,6 +143,6 @@ class Slots:
 def loop_now() -> float:
     """The event loop's time, or 0.0 outside a loop (a gate built before the run starts)."""
     try:
-        return anyio.current_time()
+        return loop_time()
     except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
         return 0.0
