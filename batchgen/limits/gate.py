@@ -145,6 +145,31 @@ class RateLimiter:
             # tokens go unused (the rate only gets slower) and the slot is queued for again
             self._slots.release()
 
+    def try_admit(self, n: int = 1) -> Ticket | None:
+        """``admit`` when it would not wait: a slot free, no pause, the tokens there. The
+        request's Ticket then, as ``admit`` returns it; None, with nothing taken, otherwise
+        (the caller awaits ``admit``). Most requests pass here on a fast provider, without
+        the cancel scope and the coroutine an awaited ``admit`` costs."""
+        slots = self._slots
+        if not slots.free or self._out >= slots.limit:
+            return None
+        now = loop_time()
+        if self.paused_until > now:
+            return None
+        requests, images = self.requests, self.images
+        if images is not None and n != 1 and images.limited:
+            return None
+        if requests is not None and not requests.ready(now):
+            return None
+        if images is not None and n == 1 and not images.ready(now):
+            return None
+        slots.used += 1
+        if requests is not None:
+            requests.take_now(1, now)
+        if images is not None:
+            images.take_now(n, now)
+        return self._sent(n)
+
     async def _take_slot(self) -> None:
         while self.adapt and not self._answered and not self._ticking:
             # before any answer the in-flight limit grows with time (the latency is at least

@@ -78,6 +78,25 @@ class Paced:
                         await self._take_one()
         self.control.sent(loop_time(), amount)
 
+    @property
+    def limited(self) -> bool:
+        """A bucket paces this rate (it is finite)."""
+        return self._bucket is not None
+
+    def ready(self, now: float) -> bool:
+        """One token can be taken now, without waiting."""
+        bucket = self._bucket
+        if bucket is None:
+            return True
+        bucket.refill(now)
+        return bucket.wait_for(1) <= 0
+
+    def take_now(self, amount: int, now: float) -> None:
+        """Take what ``ready`` found there: one token, or any number while unlimited."""
+        if self._bucket is not None:
+            self._bucket.take(amount)
+        self.control.sent(now, amount)
+
     async def _take_one(self) -> None:
         while True:
             bucket = self._bucket
@@ -108,6 +127,11 @@ class Slots:
         self.limit = limit
         self.used = 0
         self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def free(self) -> bool:
+        """A slot is free now and nobody queues for one."""
+        return self.used < self.limit and not self._waiters
 
     async def acquire(self) -> int:
         """Take a slot; returns how many are out, this one included."""
