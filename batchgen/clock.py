@@ -34,6 +34,17 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+def loop_time() -> float:
+    """The event loop's time: asyncio's loop clock read directly where asyncio runs (the value
+    ``anyio.current_time()`` returns there, without its backend lookup on every call: the
+    limiter reads this several times per request), anyio's on another backend. Raises
+    RuntimeError outside an event loop, as anyio does."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # another backend (trio), or outside an event loop
+        return anyio.current_time()
+
+
 class SystemClock:
     """The real clock: the event loop's time for durations, the system's for timestamps."""
 

@@ -194,3 +194,41 @@ def test_the_limits_and_the_simulators_bucket_touch_no_private_name_of_another_o
                     if "." in ast.unparse(b)
                 ]
     assert found == []
+
+
+def test_try_admit_lets_out_only_what_admit_would_not_hold() -> None:
+    """The attempt's fast path: a Ticket when a slot, the tokens and no pause are there;
+    None with nothing taken otherwise; and workers that try it first keep the rate."""
+
+    async def main() -> tuple[list[float], list[bool], int]:
+        limiter = RateLimiter(rpm=600, adapt=False, concurrency=2)
+        grants: list[float] = []
+        first = limiter.try_admit()
+        second = limiter.try_admit()
+        full = limiter.try_admit()  # both slots taken
+        assert first is not None and second is not None
+        limiter.leave(first)
+        limiter.leave(second)
+        limiter.pause(1.0)
+        paused = limiter.try_admit()
+        held = [full is None, paused is None, limiter.slots_taken == 0]
+        left = iter(range(200))
+
+        async def worker() -> None:
+            for _ in left:
+                ticket = limiter.try_admit() or await limiter.admit()
+                grants.append(anyio.current_time())
+                await anyio.sleep(0.01)
+                limiter.leave(ticket)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):  # no more than the slots: nobody queues, the fast path is open
+                tg.start_soon(worker)
+        return grants, held, limiter.slots_taken
+
+    grants, held, taken = run_virtual(main)
+    assert held == [True, True, True]
+    assert taken == 0
+    per_s = 10.0
+    assert _max_in_window(grants, 1.0) <= per_s + max(1.0, per_s * BURST_S)
+    assert grants[-1] - grants[0] == pytest.approx(199 / per_s, rel=0.1)

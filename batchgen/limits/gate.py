@@ -15,7 +15,7 @@ request with n=4 waits for 4 image tokens and the bucket never needs a capacity 
 The user's --rpm/--ipm/--concurrency are ceilings the autopilot never passes; with
 ``adapt=False`` (--no-adapt) the rates and the slots stay exactly at the flags.
 
-All time is the event loop's (``anyio.current_time``), so tests run this on a virtual clock.
+All time is the event loop's (``batchgen.clock.loop_time``), so tests run this on a virtual clock.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 
+from batchgen.clock import loop_time
 from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
 from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
 from batchgen.config import POOL_DEFAULTS
@@ -111,13 +112,13 @@ class RateLimiter:
         """Wait for the pause, then for one request token and n image tokens.
 
         Returns the seconds spent waiting (the log's ``wait_s``)."""
-        start = anyio.current_time()
+        start = loop_time()
         await self._wait_pause()
         if self.requests is not None:
             await self.requests.acquire(1)
         if self.images is not None:
             await self.images.acquire(n)
-        return anyio.current_time() - start
+        return loop_time() - start
 
     async def admit(self, n: int = 1) -> Ticket:
         """Wait for an in-flight slot, then for the pause, then for one request token and n
@@ -144,6 +145,31 @@ class RateLimiter:
             # tokens go unused (the rate only gets slower) and the slot is queued for again
             self._slots.release()
 
+    def try_admit(self, n: int = 1) -> Ticket | None:
+        """``admit`` when it would not wait: a slot free, no pause, the tokens there. The
+        request's Ticket then, as ``admit`` returns it; None, with nothing taken, otherwise
+        (the caller awaits ``admit``). Most requests pass here on a fast provider, without
+        the cancel scope and the coroutine an awaited ``admit`` costs."""
+        slots = self._slots
+        if not slots.free or self._out >= slots.limit:
+            return None
+        now = loop_time()
+        if self.paused_until > now:
+            return None
+        requests, images = self.requests, self.images
+        if images is not None and n != 1 and images.limited:
+            return None
+        if requests is not None and not requests.ready(now):
+            return None
+        if images is not None and n == 1 and not images.ready(now):
+            return None
+        slots.used += 1
+        if requests is not None:
+            requests.take_now(1, now)
+        if images is not None:
+            images.take_now(n, now)
+        return self._sent(n)
+
     async def _take_slot(self) -> None:
         while self.adapt and not self._answered and not self._ticking:
             # before any answer the in-flight limit grows with time (the latency is at least
@@ -156,11 +182,11 @@ class RateLimiter:
                 self._ticking = False
             if not scope.cancelled_caught:
                 return
-            self._tick(anyio.current_time())
+            self._tick(loop_time())
         await self._slots.acquire()
 
     def _sent(self, n: int) -> Ticket:
-        now = anyio.current_time()
+        now = loop_time()
         self._out += 1
         self._max_n = max(self._max_n, n)
         self._sent_n[0] += 1
@@ -189,7 +215,7 @@ class RateLimiter:
 
     async def _wait_pause(self) -> None:
         # a deadline that a new pause may move on, not a condition an Event could signal
-        while (delay := self.paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+        while (delay := self.paused_until - loop_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(delay)
 
     def pause(self, seconds: float) -> float:
@@ -198,7 +224,7 @@ class RateLimiter:
         if seconds > self.max_pause_s:
             self.capped_pause = (seconds, self.max_pause_s)
             seconds = self.max_pause_s
-        now = anyio.current_time()
+        now = loop_time()
         until = now + seconds
         if until > self.paused_until:
             self.paused_total_s += until - max(now, self.paused_until)
@@ -207,7 +233,7 @@ class RateLimiter:
 
     # -- what the provider said ---------------------------------------------------------------
     def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
-        now = anyio.current_time()
+        now = loop_time()
         self.last_progress = now
         self.throttled_since_progress = 0
         self.observe_headers(headers)
@@ -218,7 +244,7 @@ class RateLimiter:
 
     def on_other(self) -> None:
         """An answer that was neither a success nor a 429: the run is progressing."""
-        self.last_progress = anyio.current_time()
+        self.last_progress = loop_time()
         self.throttled_since_progress = 0
 
     def on_throttled(
@@ -232,7 +258,7 @@ class RateLimiter:
         """A 429 for rate or concurrency: learn from it, cut the right control, and pause the
         pool for the hint — never shorter than one request's spacing at the cut rate.
         Returns the pause held (0 for a concurrency 429: the slots hold the pool back)."""
-        now = anyio.current_time()
+        now = loop_time()
         self.throttled += 1
         self.throttled_since_progress += 1
         hint = read_hint(headers, message, code)
@@ -310,7 +336,7 @@ class RateLimiter:
             return
         hint = read_hint(headers)
         if self.adapt:
-            self._announce(hint.limits, anyio.current_time())
+            self._announce(hint.limits, loop_time())
         if hint.exhausted is not None:
             # the provider's bucket is empty: wait for one unit of it, not for it to refill
             reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{hint.exhausted}"))
@@ -378,7 +404,7 @@ class RateLimiter:
 
     # -- what it found ------------------------------------------------------------------------
     def stalled_s(self) -> float:
-        return anyio.current_time() - self.last_progress
+        return loop_time() - self.last_progress
 
     def describe(self) -> str:
         """The progress line's part: rates, slots, a pause."""

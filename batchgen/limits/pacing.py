@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchgen.clock import loop_time
 from batchgen.limits.autopilot import RateControl
 from batchgen.limits.bucket import TokenBucket
 
@@ -42,7 +43,7 @@ class Paced:
         if math.isclose(value, self._applied, rel_tol=1e-4):
             return
         self._applied = value
-        now = anyio.current_time()
+        now = loop_time()
         if not math.isfinite(value):
             self._bucket = None
         elif self._bucket is None:
@@ -56,7 +57,7 @@ class Paced:
     def drain(self) -> None:
         """Take every token out: the next one comes one spacing from now."""
         if self._bucket is not None:
-            self._bucket.empty(anyio.current_time())
+            self._bucket.empty(loop_time())
             self._wake()
 
     def _wake(self) -> None:
@@ -75,14 +76,33 @@ class Paced:
                 async with self._order:
                     for _ in range(amount):
                         await self._take_one()
-        self.control.sent(anyio.current_time(), amount)
+        self.control.sent(loop_time(), amount)
+
+    @property
+    def limited(self) -> bool:
+        """A bucket paces this rate (it is finite)."""
+        return self._bucket is not None
+
+    def ready(self, now: float) -> bool:
+        """One token can be taken now, without waiting."""
+        bucket = self._bucket
+        if bucket is None:
+            return True
+        bucket.refill(now)
+        return bucket.wait_for(1) <= 0
+
+    def take_now(self, amount: int, now: float) -> None:
+        """Take what ``ready`` found there: one token, or any number while unlimited."""
+        if self._bucket is not None:
+            self._bucket.take(amount)
+        self.control.sent(now, amount)
 
     async def _take_one(self) -> None:
         while True:
             bucket = self._bucket
             if bucket is None:  # the rate became unlimited while this worker waited
                 return
-            bucket.refill(anyio.current_time())
+            bucket.refill(loop_time())
             wait = bucket.wait_for(1)
             if wait <= 0:
                 bucket.take(1)
@@ -107,6 +127,11 @@ class Slots:
         self.limit = limit
         self.used = 0
         self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def free(self) -> bool:
+        """A slot is free now and nobody queues for one."""
+        return self.used < self.limit and not self._waiters
 
     async def acquire(self) -> int:
         """Take a slot; returns how many are out, this one included."""
@@ -142,6 +167,6 @@ class Slots:
 def loop_now() -> float:
     """The event loop's time, or 0.0 outside a loop (a gate built before the run starts)."""
     try:
-        return anyio.current_time()
+        return loop_time()
     except RuntimeError:  # sniffio's AsyncLibraryNotFoundError: no event loop here
         return 0.0

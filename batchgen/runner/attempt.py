@@ -23,7 +23,7 @@ from batchgen import faultpoints
 from batchgen.clock import Clock, backoff_sleep
 from batchgen.errors import Action, AttemptError, ErrorClass
 from batchgen.jobs.model import Job
-from batchgen.limits import Gate, Ticket
+from batchgen.limits import Gate, RateLimiter, Ticket
 from batchgen.limits.stop import RunControl
 from batchgen.money import PriceTable, cost_of_attempt
 from batchgen.provider.base import GenerateResult, Provider
@@ -65,6 +65,9 @@ class JobRunner:
     ) -> None:
         self.provider = provider
         self.limiter = limiter
+        # the autopilot's gate lets a request out without an await when nothing holds it
+        # (RateLimiter.try_admit); any other gate is awaited
+        self._admit_now = limiter.try_admit if isinstance(limiter, RateLimiter) else None
         self.sink = sink
         self.settings = settings
         self.ctx = context
@@ -165,8 +168,11 @@ class JobRunner:
         tried = Try(job, tries.number, queued_at, tries=tries)
         ticket: Ticket | None = None
         waited_from = self.clock.monotonic()
-        with self.control.interruptible():
-            ticket = await self.limiter.admit(job.n)
+        if self._admit_now is not None and not self.control.stopping:
+            ticket = self._admit_now(job.n)
+        if ticket is None:
+            with self.control.interruptible():
+                ticket = await self.limiter.admit(job.n)
         if ticket is None or self.control.stopping:
             if ticket is not None:
                 self.limiter.leave(ticket)
