@@ -34,9 +34,12 @@ def _ns_jobs(path: Path, shape: Shape) -> Path:
 
 
 def shape_figures(
-    shape: Shape, stats: dict[str, Any], wall_s: float, scale: float,
+    shape: Shape,
+    stats: dict[str, Any],
+    wall_s: float,
+    scale: float,
     learned: dict[str, Any] | None,
-) -> tuple[list[Figure], dict[str, Any]]:  # fmt: skip
+) -> tuple[list[Figure], dict[str, Any]]:
     """Efficiency, 429 share and the worst second from the simulator's own record."""
     received = sorted(
         [(t, n, True) for t, n in stats.get("accepted") or []]
@@ -69,17 +72,32 @@ def shape_figures(
         if learned and learned.get(k) is not None
     )
     figures = [
-        Figure("efficiency (ideal / wall)", ideal / wall_s if wall_s else None,
-               Target(">=", 0.90), "×", f"ideal {ideal:.1f} s (scaled ×{scale:g}); learned: "
-               f"{learned_text or 'nothing'}"),
-        Figure("429 share", share, Target("<=", bound), "of requests",
-               f"{refused} of {len(received)}"),
-    ]  # fmt: skip
+        Figure(
+            "efficiency (ideal / wall)",
+            ideal / wall_s if wall_s else None,
+            Target(">=", 0.90),
+            "×",
+            f"ideal {ideal:.1f} s (scaled ×{scale:g}); learned: {learned_text or 'nothing'}",
+        ),
+        Figure(
+            "429 share", share, Target("<=", bound), "of requests", f"{refused} of {len(received)}"
+        ),
+    ]
     if shape.max_concurrent is None:
-        figures.append(Figure("worst second after the first 429 / limit's share", worst,
-                              Target("<=", 2.0), "×", "seconds of the unscaled shape"))  # fmt: skip
-    return figures, {"per_s": [bins.get(k, 0) for k in range(max(bins, default=0) + 1)],
-                     "learned": learned, "wall_s": wall_s}  # fmt: skip
+        figures.append(
+            Figure(
+                "worst second after the first 429 / limit's share",
+                worst,
+                Target("<=", 2.0),
+                "×",
+                "seconds of the unscaled shape",
+            )
+        )
+    return figures, {
+        "per_s": [bins.get(k, 0) for k in range(max(bins, default=0) + 1)],
+        "learned": learned,
+        "wall_s": wall_s,
+    }
 
 
 def bench_shape(root: Path, key: str, *, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
@@ -92,13 +110,24 @@ def bench_shape(root: Path, key: str, *, quick: bool) -> tuple[list[Figure], dic
 
 
 def _one_run(
-    sim: SimProcess, shape: Shape, jobfile: Path, run_dir: Path, scale: float,
-    concurrency: int | None, extra: list[str],
-) -> tuple[list[Figure], dict[str, Any]]:  # fmt: skip
+    sim: SimProcess,
+    shape: Shape,
+    jobfile: Path,
+    run_dir: Path,
+    scale: float,
+    concurrency: int | None,
+    extra: list[str],
+) -> tuple[list[Figure], dict[str, Any]]:
     sim.reset()
-    measured = run_batchgen(jobfile, sim.base_url, run_dir, concurrency=concurrency, extra=extra,
-                            timeout_s=max(300.0, 8 * shape.ideal_s() * scale),
-                            ok=(0, 1, 3))  # fmt: skip
+    measured = run_batchgen(
+        jobfile,
+        sim.base_url,
+        run_dir,
+        concurrency=concurrency,
+        extra=extra,
+        timeout_s=max(300.0, 8 * shape.ideal_s() * scale),
+        ok=(0, 1, 3),
+    )
     stats = sim.stats()
     learned = read_autopilot(run_dir)
     # the run's own span (first request sent to last answer, from its log): the process's
@@ -130,23 +159,41 @@ def bench_given(root: Path, key: str, *, quick: bool) -> tuple[list[Figure], dic
     jobfile = _ns_jobs(root / f"{key}.jsonl", shape)
     flags = rate_flags(shape, scale)
     with SimProcess(**shape.sim_knobs(scale)) as sim:
-        auto, auto_d = _one_run(sim, shape, jobfile, root / f"{key}-given", scale,
-                                shape.max_concurrent, flags)  # fmt: skip
-        fixed, fixed_d = _one_run(sim, shape, jobfile, root / f"{key}-fixed", scale,
-                                  shape.max_concurrent or 128, [*flags, "--no-adapt"])  # fmt: skip
+        auto, auto_d = _one_run(
+            sim, shape, jobfile, root / f"{key}-given", scale, shape.max_concurrent, flags
+        )
+        fixed, fixed_d = _one_run(
+            sim,
+            shape,
+            jobfile,
+            root / f"{key}-fixed",
+            scale,
+            shape.max_concurrent or 128,
+            [*flags, "--no-adapt"],
+        )
     eff, share = auto[0].value, auto[1].value
     fixed_eff, fixed_share = fixed[0].value, fixed[1].value
-    given = " ".join(flags + (["--concurrency", str(shape.max_concurrent)]
-                              if shape.max_concurrent else []))  # fmt: skip
+    given = " ".join(
+        flags + (["--concurrency", str(shape.max_concurrent)] if shape.max_concurrent else [])
+    )
     figures = [
         Figure("efficiency, limit given", eff, Target(">=", 0.95), "×", given),
         Figure("429 share, limit given", share, Target("<=", 0.01), "of requests", auto[1].note),
-        Figure("efficiency − --no-adapt's", None if eff is None or fixed_eff is None
-               else eff - fixed_eff, Target(">=", -0.03), "",
-               f"--no-adapt: {fixed_eff or 0:.3f}"),
-        Figure("429 share − --no-adapt's", None if share is None or fixed_share is None
-               else share - fixed_share, Target("<=", 0.0), "", f"--no-adapt: {fixed[1].note}"),
-    ]  # fmt: skip
+        Figure(
+            "efficiency − --no-adapt's",
+            None if eff is None or fixed_eff is None else eff - fixed_eff,
+            Target(">=", -0.03),
+            "",
+            f"--no-adapt: {fixed_eff or 0:.3f}",
+        ),
+        Figure(
+            "429 share − --no-adapt's",
+            None if share is None or fixed_share is None else share - fixed_share,
+            Target("<=", 0.0),
+            "",
+            f"--no-adapt: {fixed[1].note}",
+        ),
+    ]
     return figures, {"given": auto_d, "no_adapt": fixed_d}
 
 
@@ -193,20 +240,34 @@ def bench_instant(
     no_flags, no_adapt = within(rates, "batchgen"), within(rates, "no-adapt")
     mid = {name: statistics.median(values) for name, values in rates.items()}
     figures = [
-        Figure("no flags / bare aiohttp, images/s", statistics.median(no_flags),
-               Target(">=", 0.8), "×", f"{jobs:,} jobs, instant server, whole process, median "
-               f"of {rounds} interleaved rounds ({_listed(no_flags)}); median rates: bare "
-               f"{mid['aiohttp']:.0f}/s, no flags {mid['batchgen']:.0f}/s, --no-adapt "
-               f"--concurrency 64 {mid['no-adapt']:.0f}/s"),
-        Figure("--no-adapt / bare aiohttp", statistics.median(no_adapt), None, "×",
-               _listed(no_adapt)),
+        Figure(
+            "no flags / bare aiohttp, images/s",
+            statistics.median(no_flags),
+            Target(">=", 0.8),
+            "×",
+            f"{jobs:,} jobs, instant server, whole process, median "
+            f"of {rounds} interleaved rounds ({_listed(no_flags)}); median rates: bare "
+            f"{mid['aiohttp']:.0f}/s, no flags {mid['batchgen']:.0f}/s, --no-adapt "
+            f"--concurrency 64 {mid['no-adapt']:.0f}/s",
+        ),
+        Figure(
+            "--no-adapt / bare aiohttp", statistics.median(no_adapt), None, "×", _listed(no_adapt)
+        ),
         # the machine's load moves wall time far more than CPU time: images per CPU second
         # (user + system of the client's process) says what each client's own work costs
-        Figure("no flags / bare aiohttp, images per CPU s",
-               statistics.median(within(cpu, "batchgen")), None, "×",
-               _listed(within(cpu, "batchgen"))),
-        Figure("--no-adapt / bare aiohttp, images per CPU s",
-               statistics.median(within(cpu, "no-adapt")), None, "×",
-               _listed(within(cpu, "no-adapt"))),
-    ]  # fmt: skip
+        Figure(
+            "no flags / bare aiohttp, images per CPU s",
+            statistics.median(within(cpu, "batchgen")),
+            None,
+            "×",
+            _listed(within(cpu, "batchgen")),
+        ),
+        Figure(
+            "--no-adapt / bare aiohttp, images per CPU s",
+            statistics.median(within(cpu, "no-adapt")),
+            None,
+            "×",
+            _listed(within(cpu, "no-adapt")),
+        ),
+    ]
     return figures, {"images_per_s": rates, "images_per_cpu_s": cpu}

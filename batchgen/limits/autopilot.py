@@ -172,8 +172,10 @@ class RateControl:
             return
         ceiling = self.ceiling
         # over at least two of the rate's spacings: a slow rate's sends are seconds apart
-        window = min(4 * self.cfg.interval_s, max(min(elapsed, 2 * self.cfg.interval_s),
-                                                 120.0 / max(self.current, 1e-9)))  # fmt: skip
+        window = min(
+            4 * self.cfg.interval_s,
+            max(min(elapsed, 2 * self.cfg.interval_s), 120.0 / max(self.current, 1e-9)),
+        )
         used = self.sent_rate(now, window) >= 0.5 * self.current
         self._used = used
         if self.slow_start:

@@ -1,15 +1,15 @@
 """The pool's gate: a pool-wide pause, a requests/min and an images/min bucket, and the in-flight
 slots, each moved by the autopilot (batchgen.limits.autopilot) from what the provider answers.
 
-    worker:  acquire(n)  → pause, then 1 request token and n image tokens (aiolimiter buckets)
+    worker:  acquire(n)  → pause, then 1 request token and n image tokens (TokenBucket)
              enter()     → an in-flight slot; the Ticket remembers how many were out at send
              ... request ...
              on_ok(ticket, headers) / on_throttled(ticket, ...) / on_other(ticket)
              leave(ticket)
 
-Both rates are aiolimiter leaky buckets whose capacity is a fraction of a second's worth
-(``burst_s``), not a minute's: ``AsyncLimiter(600, 60)`` would let 600 requests out in the first
-instant, and a provider that counts per second answers 429. Images are taken one at a time, so a
+Both rates are leaky buckets (batchgen.limits.bucket) whose capacity is a fraction of a second's
+worth (``burst_s``), not a minute's: a minute's bucket of 600 would let 600 requests out in the
+first instant, and a provider that counts per second answers 429. Images are taken one at a time, so a
 request with n=4 waits for 4 image tokens and the bucket never needs a capacity of n.
 
 The user's --rpm/--ipm/--concurrency are ceilings the autopilot never passes; with
@@ -319,8 +319,10 @@ class RateLimiter:
                     paced.control.on_answer(latency)
         if latency < self._fastest:
             self._fastest = latency
-            step = min(self.requests.control.cfg.interval_s if self.requests else 1.0,
-                       max(0.05, 2 * latency))  # fmt: skip
+            step = min(
+                self.requests.control.cfg.interval_s if self.requests else 1.0,
+                max(0.05, 2 * latency),
+            )
             for paced in (self.requests, self.images):
                 if paced is not None:
                     paced.control.step_s = step

@@ -36,8 +36,14 @@ _KIND_MSG = re.compile(r"\b(requests|images|tokens) per min|\b(RPM|IPM|TPM)\b", 
 _CONCURRENT_MSG = re.compile(
     r"concurren|parallel|simultaneous|active (requests|tasks)", re.IGNORECASE
 )
-_KIND_OF = {"requests": REQUESTS, "rpm": REQUESTS, "images": IMAGES, "ipm": IMAGES,
-            "tokens": REQUESTS, "tpm": REQUESTS}  # fmt: skip
+_KIND_OF = {
+    "requests": REQUESTS,
+    "rpm": REQUESTS,
+    "images": IMAGES,
+    "ipm": IMAGES,
+    "tokens": REQUESTS,
+    "tpm": REQUESTS,
+}
 
 
 def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "") -> Hint:
