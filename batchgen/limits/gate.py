@@ -9,8 +9,8 @@ slots, each moved by the autopilot (batchgen.limits.autopilot) from what the pro
 
 Both rates are leaky buckets (batchgen.limits.bucket) whose capacity is a fraction of a second's
 worth (``burst_s``), not a minute's: a minute's bucket of 600 would let 600 requests out in the
-first instant, and a provider that counts per second answers 429. Images are taken one at a time, so a
-request with n=4 waits for 4 image tokens and the bucket never needs a capacity of n.
+first instant, and a provider that counts per second answers 429. Images are taken one at a
+time, so a request with n=4 waits for 4 image tokens and the bucket never needs a capacity of n.
 
 The user's --rpm/--ipm/--concurrency are ceilings the autopilot never passes; with
 ``adapt=False`` (--no-adapt) the rates and the slots stay exactly at the flags.
