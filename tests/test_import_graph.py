@@ -31,11 +31,7 @@ LAZY_CEILING = 149
 
 # circles known and owned elsewhere, each with where it is being undone; the test fails when
 # one is gone (take it off the list) as when a new one comes
-KNOWN_CIRCLES = {
-    # found.py names RateLimiter for its type hints only (under TYPE_CHECKING); the limits/
-    # rework of issue 24 point 3 (a Gate protocol) is where it goes
-    ("batchgen.limits.found", "batchgen.limits.gate"),
-}
+KNOWN_CIRCLES: set[tuple[str, ...]] = set()
 
 
 def _module_name(path: Path) -> str:

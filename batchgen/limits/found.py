@@ -4,15 +4,32 @@ autopilot learned (run.json's ``summary.autopilot``, the report's "limits found"
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
-if TYPE_CHECKING:
-    from batchgen.limits.gate import RateLimiter
+from batchgen.limits.autopilot import InflightControl
+from batchgen.limits.pacing import Paced
 
 
-def describe(gate: RateLimiter) -> str:
+class Found(Protocol):
+    """What is read of the gate (batchgen.limits.gate.RateLimiter), which calls these
+    functions: a protocol, so this module does not import the gate back."""
+
+    requests: Paced | None
+    images: Paced | None
+    inflight: InflightControl
+    adapt: bool
+    paused_until: float
+    paused_total_s: float
+    capped_pause: tuple[float, float] | None
+    throttled: int
+
+    @property
+    def slots_taken(self) -> int: ...
+
+
+def describe(gate: Found) -> str:
     """The progress line's part: rates, slots, a pause."""
     parts = []
     if gate.requests is not None:
@@ -28,7 +45,7 @@ def describe(gate: RateLimiter) -> str:
     return ", ".join(parts)
 
 
-def learned(gate: RateLimiter) -> dict[str, Any]:
+def learned(gate: Found) -> dict[str, Any]:
     """What the autopilot found, for run.json and the report."""
     req = gate.requests.control if gate.requests else None
     img = gate.images.control if gate.images else None
