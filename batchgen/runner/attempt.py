@@ -66,8 +66,11 @@ class JobRunner:
         self.provider = provider
         self.limiter = limiter
         # the autopilot's gate lets a request out without an await when nothing holds it
-        # (RateLimiter.try_admit); any other gate is awaited
-        self._admit_now = limiter.try_admit if isinstance(limiter, RateLimiter) else None
+        # (RateLimiter.try_admit); any other gate, or one that adds to admit (the cluster's
+        # ClusterGate), is awaited
+        self._admit_now = None
+        if isinstance(limiter, RateLimiter) and type(limiter).admit is RateLimiter.admit:
+            self._admit_now = limiter.try_admit
         self.sink = sink
         self.settings = settings
         self.ctx = context
