@@ -55,31 +55,10 @@ def _env() -> dict[str, str]:
 
 
 def _cluster() -> Any:
-    """A head and one worker node on loopback; their workers inherit the key (batchgen never
-    sends it through Ray)."""
-    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
-    saved = os.environ.get("OPENAI_API_KEY")
-    os.environ["OPENAI_API_KEY"] = KEY
-    try:
-        from ray.cluster_utils import Cluster
+    """A head and one worker node on loopback, their workers holding the bench's key."""
+    from batchgen.testing.raycluster import local_cluster
 
-        c = Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={
-                "num_cpus": 2,
-                "node_ip_address": "127.0.0.1",
-                "include_dashboard": False,
-            },
-        )
-        c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
-        c.wait_for_nodes()
-    finally:
-        if saved is None:
-            os.environ.pop("OPENAI_API_KEY", None)
-        else:
-            os.environ["OPENAI_API_KEY"] = saved
-    return c
+    return local_cluster(KEY)
 
 
 def _jobs(path: Path, count: int) -> Path:

@@ -25,12 +25,13 @@ from typing import Any
 
 import pytest
 
+from batchgen.testing.raycluster import local_cluster
 from tests.runhelpers import SECRET_KEY, Cli, cli_env
 
 # Ray turns a loopback address into the machine's outward one unless told not to: the test
 # cluster stays on 127.0.0.1 (this must be set before ray is imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
+pytest.importorskip("ray.cluster_utils")
 
 SMALL = {"jobs": 200, "rpm": 1200}
 ACCEPTANCE = {"jobs": 2000, "rpm": 1200}
@@ -47,25 +48,7 @@ def cluster() -> Iterator[str]:
     """A head (2 CPUs) and a worker node (2 CPUs): 4 shards. Their workers inherit this
     environment, so the test key is set while they start (a cluster's nodes hold the key in
     their environment; batchgen never sends it through Ray)."""
-    saved = os.environ.get("OPENAI_API_KEY")
-    os.environ["OPENAI_API_KEY"] = SECRET_KEY
-    try:
-        c = ray_cluster_utils.Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={
-                "num_cpus": 2,
-                "node_ip_address": "127.0.0.1",
-                "include_dashboard": False,
-            },
-        )
-        c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
-        c.wait_for_nodes()
-    finally:
-        if saved is None:
-            os.environ.pop("OPENAI_API_KEY", None)
-        else:
-            os.environ["OPENAI_API_KEY"] = saved
+    c = local_cluster(SECRET_KEY)
     yield str(c.address)
     c.shutdown()
 
