@@ -423,19 +423,22 @@ def test_run_without_manifest_still_reports_from_the_log(tmp_path):
     assert fig.active_s > 0 and fig.images_per_min > 0
 
 
-def _slow_run(tmp_path: Path, model: str, quality: str) -> RunReport:
-    """A clean run of ``model`` whose successes took gpt-image-1-like times (p95 ~35 s)."""
+def _slow_run(
+    tmp_path: Path, model: str, quality: str, scale: float = 1.0, settings: dict | None = None
+) -> RunReport:
+    """A clean run of ``model`` whose successes took gpt-image-1-like times (p95 ~35 s),
+    × ``scale``."""
     import pyarrow as pa
 
     groups = ((model, quality, "1024x1024", 0.04),)
     table = synthetic_log(200, faults=CLEAN, seed=5, groups=groups)
-    latency = table["latency_s"].to_numpy() * 5.0  # lognormal around 20 s
+    latency = table["latency_s"].to_numpy() * 5.0 * scale  # lognormal around 20 s
     finished = table["finished_at"].cast(pa.int64()).to_numpy()
     started = pa.array(finished - np.round(latency * 1e6).astype("int64"))
     for name, column in (("latency_s", pa.array(latency)), ("started_at", started)):
         i = table.schema.get_field_index(name)
         table = table.set_column(i, name, column.cast(table.schema.field(i).type))
-    run = write_run(tmp_path / f"run-{model}-{quality}", table, jobs=200)
+    run = write_run(tmp_path / f"run-{model}-{quality}-{scale}", table, jobs=200, settings=settings)
     return analyze_run(run, image_checks=False)
 
 
@@ -454,3 +457,22 @@ def test_a_gpt_image_1_run_at_its_usual_latency_is_not_poor(tmp_path: Path) -> N
         "poor",
     )
     assert _slow_run(tmp_path, "flux-pro-1.1", "").ratings["response_time"].rating == "poor"
+
+
+def test_a_simulator_run_at_a_scaled_time_is_rated_against_the_scaled_usual_times(
+    tmp_path: Path,
+) -> None:
+    """The demo replays the models' times at × 0.05: its report rates the p95 against the
+    usual times × 0.05 and says so, not against the real ones (where any p95 of a scaled run
+    is "excellent", and one 20× slower than usual would be too)."""
+    sim = {"provider": "sim", "sim": {"sim_model_latency": True, "sim_time_scale": 0.05}}
+    usual = _slow_run(tmp_path, "gpt-image-1", "medium", 0.05, sim).ratings["response_time"]
+    assert usual.rating in ("excellent", "good"), usual
+    assert "× 0.05, the simulator's time scale" in (usual.baseline or "")
+    assert usual.bounds[2] < 5.0, usual.bounds  # the scaled "acceptable" bound, not ~78 s
+    # twenty times slower than the scaled usual: poor, where the unscaled bounds called it fine
+    slow = _slow_run(tmp_path, "gpt-image-1", "medium", 1.0, sim).ratings["response_time"]
+    assert slow.rating == "poor", slow
+    # the same times from a real endpoint (no simulator in run.json) keep the real baseline
+    real = _slow_run(tmp_path, "gpt-image-1", "medium", 1.0).ratings["response_time"]
+    assert real.rating in ("excellent", "good") and "time scale" not in (real.baseline or "")

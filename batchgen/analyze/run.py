@@ -66,8 +66,9 @@ def analyze_run(
     return replace(report, recommendations=tuple(advice))
 
 
-def _baseline(run_dir: Path) -> LatencyBaseline | None:
-    """The usual latency of the models that answered in this run (successes only)."""
+def _baseline(run_dir: Path, manifest: Manifest) -> LatencyBaseline | None:
+    """The usual latency of the models that answered in this run (successes only), scaled
+    by the simulator's time scale when the run replayed the models' times faster."""
 
     table = read_columns(run_dir, ["status", "model", "quality", "size"])
     if table.num_rows == 0:
@@ -75,8 +76,19 @@ def _baseline(run_dir: Path) -> LatencyBaseline | None:
     ok = table.filter(pc.equal(table["status"], "ok"))
     groups = ok.group_by(["model", "quality", "size"]).aggregate([("status", "count")])
     return latency_baseline(
-        [(r["model"], r["quality"], r["size"], r["status_count"]) for r in groups.to_pylist()]
+        [(r["model"], r["quality"], r["size"], r["status_count"]) for r in groups.to_pylist()],
+        time_scale=_sim_time_scale(manifest),
     )
+
+
+def _sim_time_scale(manifest: Manifest) -> float:
+    """``--sim-time-scale`` of a simulator run (run.json's settings), 1.0 otherwise."""
+    settings = manifest.settings
+    sim = settings.get("sim") if settings.get("provider") == "sim" else None
+    scale = sim.get("sim_time_scale") if isinstance(sim, dict) else None
+    if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0:
+        return float(scale)
+    return 1.0
 
 
 def _figures(
@@ -99,7 +111,7 @@ def _figures(
         success_rate=jobs.success_rate,
         cost_per_image_usd=cost.cost_per_image_usd,
         thresholds=thresholds,
-        baseline=_baseline(run_dir),
+        baseline=_baseline(run_dir, manifest),
     )
     return RunReport(
         report_version=REPORT_VERSION,
