@@ -53,9 +53,12 @@ def _start_slow_run(tmp_path: Path, sim) -> tuple[Path, Path, Cli]:
 def test_a_second_resume_or_run_on_a_busy_run_dir_refuses_and_corrupts_nothing(
     tmp_path: Path, make_sim
 ) -> None:
-    # 16 jobs, 2 at a time, 0.5 s each: the first run holds the directory for ~4 s
+    # 16 jobs, 2 at a time: once the first request is on the wire, the simulator answers in
+    # ~3 s until the refusals are done (the first run holds the directory ~20 s, however slow a
+    # loaded machine starts the two refused processes), then fast again
     sim = make_sim(latency_mean=0.5, seed=21)
     jobs, run_dir, first = _start_slow_run(tmp_path, sim)
+    sim.update(latency_mean=3.0)
 
     second = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert second.code == 2, second.output
@@ -68,6 +71,7 @@ def test_a_second_resume_or_run_on_a_busy_run_dir_refuses_and_corrupts_nothing(
     assert again.code == 2, again.output
     assert "already holds a run" in again.stderr and f"batchgen resume {run_dir}" in again.stderr
     assert first.running(), "the first run ended before the refusals: slow the simulator"
+    sim.update(latency_mean=0.05)
     # the refusals added no session: run.json has the first process's only
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
     assert [s["pid"] for s in sessions] == [first.pid]
