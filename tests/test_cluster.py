@@ -141,12 +141,13 @@ def _exactly_once(run_dir: Path, count: int) -> None:
     assert ok.job_id.value_counts().max() == 1  # no job generated twice
 
 
-def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int]) -> Path:
+def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int], *extra: str) -> Path:
     sim = _sim(scale["rpm"])
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
-        cli = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"], env=cli_env())
+        flags = [*_run_flags(sim, run_dir), *extra, f"--ray={cluster}"]
+        cli = Cli(["run", str(jobs), *flags], env=cli_env())
         done = cli.finish(timeout=60 + scale["jobs"] / scale["rpm"] * 60 * 2)
     finally:
         sim.stop()
@@ -173,8 +174,14 @@ def _check_shared_limit(run_dir: Path, scale: dict[str, int]) -> None:
 
 
 def test_the_shards_send_at_the_one_limit_together(cluster: str, tmp_path: Path) -> None:
-    run_dir = _cluster_run(cluster, tmp_path, SMALL)
+    """... and under a --max-cost that is enough, the one reservation lets every job through
+    (drawn by the shards in chunks: a few calls to the budget actor, not one per job)."""
+    cap = 5.0  # 200 jobs at ~$0.011 (worst case $0.0164)
+    run_dir = _cluster_run(cluster, tmp_path, SMALL, "--max-cost", str(cap))
     _check_shared_limit(run_dir, SMALL)
+    assert _spent(run_dir) <= cap
+    budget = json.loads((run_dir / "run.json").read_text())["sessions"][0]["summary"]["cluster"]
+    assert budget["budget"]["calls"] <= SMALL["jobs"] / 4
     # the report and `jobs` read the shards' sessions as the one run
     from batchgen.runlog.state import DONE, job_states
 
@@ -255,6 +262,47 @@ def test_the_flags_are_the_clusters_with_the_shared_limit(cluster: str, tmp_path
     figures = _figures(run_dir)
     assert figures["sent_per_min"] <= 1.05 * scale["rpm"], figures
     assert figures["share_429"] <= 0.03, figures
+
+
+def _spent(run_dir: Path) -> float:
+    from batchgen.runlog.reader import read_log
+
+    return float(read_log(run_dir, ["cost_usd"]).to_pandas().cost_usd.fillna(0).sum())
+
+
+def test_max_cost_is_one_reservation_for_the_cluster(cluster: str, tmp_path: Path) -> None:
+    """--max-cost binds the whole cluster's spend, not each shard's share: the shards stop as
+    a local run stops at its budget (exit 3, the same message), having spent together no more
+    than the cap; `resume` with a higher cap finishes exactly the rest."""
+    jobs_count, cap = 40, 0.25  # ~$0.011 a job (worst case $0.0164): about half fit
+    sim = _sim(1200)
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", jobs_count)
+        run_dir = tmp_path / "run"
+        flags = [*_run_flags(sim, run_dir), "--max-cost", str(cap), f"--ray={cluster}"]
+        done = Cli(["run", str(jobs), *flags], env=cli_env()).finish(120)
+        assert done.code == 3, done.output
+        assert "Budget reached: spent $" in done.output
+        assert f"batchgen resume {run_dir} --max-cost" in done.output
+        spent = _spent(run_dir)
+        assert spent <= cap
+        ok = _log(run_dir).query("status == 'ok'").job_id.nunique()
+        assert 10 <= ok < jobs_count  # the cap bound, and the shards used most of it
+        manifest = json.loads((run_dir / "run.json").read_text())
+        driver = manifest["sessions"][0]
+        assert driver["how"] == "stopped_budget"
+        assert driver["summary"]["spent_total_usd"] == pytest.approx(spent, abs=1e-6)
+        drawn = driver["summary"]["cluster"]["budget"]  # chunks drawn, the unspent given back
+        assert drawn["drawn_usd"] - drawn["returned_usd"] <= cap
+        resumed = Cli(
+            ["resume", str(run_dir), "--yes", "--quiet", "--max-cost", "2"], env=cli_env()
+        )
+        finished = resumed.finish(120)
+    finally:
+        sim.stop()
+    assert finished.code == 0, finished.output
+    _exactly_once(run_dir, jobs_count)
+    assert _spent(run_dir) <= 2
 
 
 def _pids(run_dir: Path) -> dict[int, int]:
