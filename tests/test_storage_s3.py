@@ -223,3 +223,69 @@ def test_a_thousand_images_of_300_kb_reach_the_bucket_once_each(
     assert len(listed) == 1000 and sorted(listed) == sorted(logged)
     assert sum(listed.values()) == sum(r["image_bytes"] for r in rows) > 1000 * 200_000
     assert scan_for(run_dir, SECRETS) == []
+
+
+def test_a_scored_spec_run_on_s3_shows_every_image_in_every_section(
+    tmp_path: Path, sim, s3: S3Server
+) -> None:
+    """What reads a run's images after it (the scorer, the report's contact sheet, grid and
+    weakest images, the dataset export) reads them where the log rows say: the objects of
+    --images-to, each report thumbnail cached under RUN_DIR/cache/thumbs, no credential in
+    the page."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        'prompt: "a {style} {product}"\nmatrix: {style: [studio, oak], product: [mug, lamp]}\n'
+    )
+    run_dir = tmp_path / "run"
+    flags = [*MODEL_FLAGS, *sim_flags(sim), "--images-to", f"s3://{BUCKET}/spec/"]
+    done = run_cli(
+        ["run", str(spec), "--run-dir", str(run_dir), *flags, "--yes", "--quiet"], env=_env(s3)
+    )
+    assert done.code == 0, done.output
+    logged = [p for r in log_table(run_dir, ["image_paths"]).to_pylist() for p in r["image_paths"]]
+    assert len(logged) == 4 and all(p.startswith(f"s3://{BUCKET}/spec/") for p in logged)
+    assert list((run_dir / "images").iterdir()) == []
+
+    scored = run_cli(
+        ["score", str(run_dir), "--judge", "gpt-4o-mini", *sim_flags(sim), "--quiet"],
+        env=_env(s3),
+    )
+    assert scored.code == 0, scored.output
+    from batchgen.quality.store import read_scores
+
+    scores = read_scores(run_dir).to_pylist()
+    assert sorted(r["image_path"] for r in scores if r["status"] == "ok") == sorted(logged)
+
+    report = run_cli(
+        ["report", str(run_dir), "--format", "html", "--grid", "style,product"], env=_env(s3)
+    )
+    assert report.code == 0, report.output
+    page = (run_dir / "report.html").read_text()
+    sheet = page[page.index('<div class="sheet">') :]
+    grid = page[page.index('class="grid"') :]
+    weakest = page[page.index("<h3>Weakest images</h3>") :]
+    for section in (sheet, grid, weakest):
+        assert "cannot decode" not in section.split("</div></div>")[0]
+    # the contact sheet and the grid show all four objects, linked by their URIs; the weakest
+    # images section at least one; every picture a thumbnail embedded in the page
+    for uri in logged:
+        assert page.count(f'href="{uri}"') >= 2, uri
+    assert page.count("data:image/jpeg;base64,") >= 4 + 4 + 1
+    thumbs = list((run_dir / "cache" / "thumbs").iterdir())
+    assert len(thumbs) == 4  # one per object, made once for every section
+    for secret in SECRETS:
+        assert secret.lower() not in page.lower(), secret
+    _no_secret(report.output + scored.output)
+
+    # the dataset export reads the objects too: a webdataset shard with the four images
+    out = tmp_path / "wds"
+    exported = run_cli(
+        ["export", str(run_dir), "--to", str(out), "--format", "webdataset"], env=_env(s3)
+    )
+    assert exported.code == 0, exported.output
+    import tarfile
+
+    with tarfile.open(next(out.glob("*.tar"))) as tar:
+        pngs = [m for m in tar.getmembers() if m.name.endswith(".png")]
+        assert len(pngs) == 4
+        assert all(tar.extractfile(m).read().startswith(b"\x89PNG") for m in pngs)
