@@ -163,14 +163,14 @@ class ClusterBudget(Budget):
 def through_actor(
     actor: Any,
 ) -> tuple[Callable[[int, int], tuple[int, int]], Callable[[int], int]]:
-    """A BudgetActor handle's draw and give_back as blocking calls."""
-    import ray  # lazy: Ray is an optional extra; only a shard of a cluster run gets here
+    """A BudgetActor handle's draw and give_back as blocking calls (an ObjectRef's future:
+    ``ray.get`` without importing ray here)."""
 
     def draw(need: int, want: int) -> tuple[int, int]:
-        given, free = ray.get(actor.draw.remote(need, want))
+        given, free = actor.draw.remote(need, want).future().result()
         return int(given), int(free)
 
     def give_back(amount: int) -> int:
-        return int(ray.get(actor.give_back.remote(amount)))
+        return int(actor.give_back.remote(amount).future().result())
 
     return draw, give_back
