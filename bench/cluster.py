@@ -2,14 +2,18 @@
 worker node on loopback, 2 CPUs each: 4 shards) against the simulator in its own process,
 enforcing 1,200 requests/min, with no limit flags.
 
-Three runs in one harness, so the figures compare within one measurement:
+Five runs in one harness, so the figures compare within one measurement. On the acceptance's
+shape (the simulator states its limit in x-ratelimit-* headers and its 429s, as OpenAI does;
+answers in 0.3 s):
     shared      ``batchgen run --ray``: the shards under the one limit actor
-    per-shard   each shard its own autopilot (the shared limit switched off)
+    per-shard   each shard its own autopilot (the shared limit switched off), no flags
     per-shard, flags   each shard told the server's limit (--rpm L --no-adapt): what a
                 per-actor qps setting does on Ray Data
-Figures: the shared run's aggregate rate after the ramp (10th–90th percentile of its sends) as
-a share of the limit, its 429 share, the limit actor's calls per request sent; the per-shard
-runs' sending rate as a multiple of the limit and their 429 share.
+and on a server that states nothing (no headers, a bare 429 with Retry-After in whole seconds,
+as gateways answer; answers in 3 s), the shared limit on and off, no flags.
+Figures: each run's aggregate rate after the ramp (10th–90th percentile of its sends) as a share
+of the limit, what it sent over the limit then and in its busiest 2 s (the ramp included), its
+429 share; the shared runs' limit actor calls per request sent.
 """
 
 from __future__ import annotations
@@ -28,6 +32,17 @@ from bench.simproc import SimProcess
 
 RPM = 1200
 JOBS = 2000
+PEAK_S = 2.0
+STATED = {"rpm": RPM, "latency_mean": 0.3, "tiny": True, "seed": 7}
+# a gateway's answer: nothing stated, Retry-After in whole seconds; long answers
+SILENT = {
+    **STATED,
+    "latency_mean": 3.0,
+    "latency_jitter": 1.0,
+    "ratelimit_headers": False,
+    "limit_message": "plain",
+    "retry_after_mode": "seconds",
+}
 KEY = "sk-bench-cluster"
 
 _PER_SHARD = """
@@ -70,9 +85,11 @@ def _jobs(path: Path, count: int) -> Path:
     return path
 
 
-def _run(work: Path, name: str, address: str, jobs: Path, rpm: str | None) -> dict[str, Any]:
+def _run(
+    work: Path, name: str, address: str, jobs: Path, rpm: str | None, knobs: dict[str, Any]
+) -> dict[str, Any]:
     run_dir = work / name
-    with SimProcess(rpm=RPM, latency_mean=0.3, tiny=True, seed=7) as sim:
+    with SimProcess(**knobs) as sim:
         if rpm is None:  # the shared limit, through the CLI as a user runs it
             cmd = [
                 sys.executable,
@@ -125,6 +142,7 @@ def _figures(run_dir: Path) -> dict[str, Any]:
     t10, t90 = ok.quantile(0.1), ok.quantile(0.9)
     middle = sent[(sent.t >= t10) & (sent.t < t90)]
     window = max(t90 - t10, 1e-9)
+    busiest = int((sent.t // PEAK_S).value_counts().max())
     manifest = json.loads((run_dir / "run.json").read_text())
     limit = (manifest["sessions"][0]["summary"].get("cluster") or {}).get("limit") or {}
     return {
@@ -134,6 +152,7 @@ def _figures(run_dir: Path) -> dict[str, Any]:
         "share_429": round(float((sent.http_status == 429).mean()), 4),
         "ok_per_min": round(float((middle.status == "ok").sum() / window * 60), 1),
         "sent_per_min": round(float(len(middle) / window * 60), 1),
+        "peak_per_min": round(busiest / PEAK_S * 60, 1),
         "limit_calls": limit.get("calls"),
         "calls_per_request": round(limit["calls"] / len(sent), 4) if limit.get("calls") else None,
         "ramp_s": round(float(t10), 1),
@@ -144,9 +163,11 @@ def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
     jobs = _jobs(work / "jobs.jsonl", 400 if quick else JOBS)
     cluster = _cluster()
     try:
-        shared = _run(work, "shared", cluster.address, jobs, None)
-        alone = _run(work, "per-shard", cluster.address, jobs, "-")
-        flagged = _run(work, "per-shard-flags", cluster.address, jobs, str(RPM))
+        shared = _run(work, "shared", cluster.address, jobs, None, STATED)
+        alone = _run(work, "per-shard", cluster.address, jobs, "-", STATED)
+        flagged = _run(work, "per-shard-flags", cluster.address, jobs, str(RPM), STATED)
+        silent = _run(work, "silent-shared", cluster.address, jobs, None, SILENT)
+        silent_alone = _run(work, "silent-per-shard", cluster.address, jobs, "-", SILENT)
     finally:
         cluster.shutdown()
     figures = [
@@ -161,7 +182,15 @@ def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
         Figure(
             "shared: limit actor calls per request", shared["calls_per_request"], Target("<=", 0.35)
         ),
+        Figure("shared: busiest 2 s sent / limit", shared["peak_per_min"] / RPM, None, "×"),
         Figure("per-shard autopilots: sent / limit", alone["sent_per_min"] / RPM, None, "×"),
+        Figure(
+            "per-shard autopilots: busiest 2 s sent / limit",
+            alone["peak_per_min"] / RPM,
+            None,
+            "×",
+            note="each autopilot reads the whole stated limit and aims at it",
+        ),
         Figure("per-shard autopilots: 429 share", alone["share_429"]),
         # each shard pauses for the 429s' Retry-After, so 4 × the limit shows as 2–3.5 ×
         Figure(
@@ -178,5 +207,28 @@ def bench_cluster(work: Path, *, quick: bool) -> tuple[list[Figure], dict[str, A
             "×",
         ),
         Figure("per-shard --rpm L: 429 share", flagged["share_429"]),
+        *_pair("no hints, 3 s", silent, silent_alone),
     ]
-    return figures, {"rpm": RPM, "shared": shared, "per_shard": alone, "per_shard_flags": flagged}
+    details = {
+        "rpm": RPM,
+        "shared": shared,
+        "per_shard": alone,
+        "per_shard_flags": flagged,
+        "silent": {"knobs": SILENT, "shared": silent, "per_shard": silent_alone},
+    }
+    return figures, details
+
+
+def _pair(shape: str, shared: dict[str, Any], alone: dict[str, Any]) -> list[Figure]:
+    """The shared limit on and off on one shape: rates over the limit and 429 shares."""
+    out = []
+    for name, run in (("shared", shared), ("per-shard autopilots", alone)):
+        out += [
+            Figure(f"{shape}, {name}: ok rate / limit", run["ok_per_min"] / RPM, None, "×"),
+            Figure(f"{shape}, {name}: sent / limit", run["sent_per_min"] / RPM, None, "×"),
+            Figure(
+                f"{shape}, {name}: busiest 2 s sent / limit", run["peak_per_min"] / RPM, None, "×"
+            ),
+            Figure(f"{shape}, {name}: 429 share", run["share_429"]),
+        ]
+    return out

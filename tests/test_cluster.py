@@ -2,13 +2,16 @@
 loopback, started here) against the simulator in its own process, enforcing a limit.
 
 - the shards send at the one limit together (every job once, few 429s, the rate near the
-  limit); with the shared limit switched off the same cluster overshoots it several times
+  limit); with the shared limit switched off and no flags the same cluster's autopilots each
+  aim at the limit the server states, and pass it
+- --max-cost is one reservation for the cluster: the shards' spend together stays under it
 - a worker killed mid-run, then the driver: `batchgen resume` finishes exactly the rest, and
   no image that reached the disk is generated again
 
 The small versions run in `make test` (one cluster for the module, ~15-25 s to start, and
-each run ~20 s of Ray starting its workers on a busy 2-core machine); the acceptance scale
-(2,000 jobs, 1,200 requests/min, 4 shards) and the flags' check are marked slow."""
+each run ~10-20 s of Ray starting its workers on a busy 2-core machine); the acceptance scale
+(2,000 jobs, 1,200 requests/min, 4 shards), the shards given the limit (--rpm --no-adapt
+each) and the flags' check are marked slow."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 pytest.importorskip("ray.cluster_utils")
 
 SMALL = {"jobs": 200, "rpm": 1200}
+PEAK_S = 2.0
 ACCEPTANCE = {"jobs": 2000, "rpm": 1200}
 
 
@@ -127,10 +131,12 @@ def _figures(run_dir: Path) -> dict[str, float]:
     t10, t90 = ok.quantile(0.1), ok.quantile(0.9)
     window = t90 - t10
     middle = sent[(sent.started_at >= t10) & (sent.started_at < t90)]
+    bins = (sent.started_at // PEAK_S).value_counts()
     return {
         "share_429": float((sent.http_status == 429).mean()),
         "ok_per_min": float(((middle.status == "ok").sum()) / window * 60),
         "sent_per_min": float(len(middle) / window * 60),
+        "peak_per_min": float(bins.max() / PEAK_S * 60),  # the busiest 2 s, ramp included
     }
 
 
@@ -141,12 +147,13 @@ def _exactly_once(run_dir: Path, count: int) -> None:
     assert ok.job_id.value_counts().max() == 1  # no job generated twice
 
 
-def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int]) -> Path:
+def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int], *extra: str) -> Path:
     sim = _sim(scale["rpm"])
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
-        cli = Cli(["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"], env=cli_env())
+        flags = [*_run_flags(sim, run_dir), *extra, f"--ray={cluster}"]
+        cli = Cli(["run", str(jobs), *flags], env=cli_env())
         done = cli.finish(timeout=60 + scale["jobs"] / scale["rpm"] * 60 * 2)
     finally:
         sim.stop()
@@ -160,6 +167,8 @@ def _check_shared_limit(run_dir: Path, scale: dict[str, int]) -> None:
     figures = _figures(run_dir)
     assert figures["share_429"] <= 0.03, figures
     assert figures["ok_per_min"] >= 0.90 * scale["rpm"], figures
+    # the busiest 2 s: a loaded machine bunches a shard's sends a little (1.2x seen at load 8)
+    assert figures["peak_per_min"] <= 1.35 * scale["rpm"], figures
     manifest = json.loads((run_dir / "run.json").read_text())
     driver = manifest["sessions"][0]
     assert driver["how"] == "completed"
@@ -173,8 +182,14 @@ def _check_shared_limit(run_dir: Path, scale: dict[str, int]) -> None:
 
 
 def test_the_shards_send_at_the_one_limit_together(cluster: str, tmp_path: Path) -> None:
-    run_dir = _cluster_run(cluster, tmp_path, SMALL)
+    """... and under a --max-cost that is enough, the one reservation lets every job through
+    (drawn by the shards in chunks: a few calls to the budget actor, not one per job)."""
+    cap = 5.0  # 200 jobs at ~$0.011 (worst case $0.0164)
+    run_dir = _cluster_run(cluster, tmp_path, SMALL, "--max-cost", str(cap))
     _check_shared_limit(run_dir, SMALL)
+    assert _spent(run_dir) <= cap
+    budget = json.loads((run_dir / "run.json").read_text())["sessions"][0]["summary"]["cluster"]
+    assert budget["budget"]["calls"] <= SMALL["jobs"] / 4
     # the report and `jobs` read the shards' sessions as the one run
     from batchgen.runlog.state import DONE, job_states
 
@@ -192,37 +207,28 @@ from batchgen.cluster import ClusterRun
 from batchgen.config import RunConfig
 from batchgen.session.start import start_run
 
-jobs, run_dir, base_url, address = sys.argv[1:5]
-cfg = RunConfig.build({"base_url": base_url, "model": "gpt-image-1", "quality": "low",
-                       "image_checks": False, "yes": True, "quiet": True,
-                       "rpm": float(sys.argv[5]), "adaptive": False})
+jobs, run_dir, base_url, address, rpm = sys.argv[1:6]
+flags = {"base_url": base_url, "model": "gpt-image-1", "quality": "low",
+         "image_checks": False, "yes": True, "quiet": True}
+if rpm != "-":
+    flags.update(rpm=float(rpm), adaptive=False)
+cfg = RunConfig.build(flags)
 outcome = start_run(jobs, cfg, run_dir=run_dir,
                     execute_plan=ClusterRun(address, shared_limit=False))
 sys.exit(outcome.exit_code)
 """
 
 
-def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: Path) -> None:
-    """The same cluster and server, each shard with its own limiter set to the server's limit
-    (--rpm --no-adapt: as Ray Data's per-actor qps is): together they send two to four
-    times the limit and most of it comes back 429. With the shared limit the same flags hold
-    the whole cluster at the limit (test_the_flags_are_the_clusters_with_the_shared_limit)."""
-    scale = {"jobs": 160, "rpm": 1200}
+def _unshared_run(cluster: str, tmp_path: Path, scale: dict[str, int], rpm: str) -> Path:
+    """The shared limit switched off (ClusterRun(shared_limit=False)): each shard its own
+    autopilot (``rpm`` "-"), or its own fixed limiter at ``rpm`` (--rpm --no-adapt)."""
     sim = _sim(scale["rpm"])
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
+        args = [str(jobs), str(run_dir), sim.base_url, cluster, rpm]
         done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _UNSHARED,
-                str(jobs),
-                str(run_dir),
-                sim.base_url,
-                cluster,
-                str(scale["rpm"]),
-            ],
+            [sys.executable, "-c", _UNSHARED, *args],
             env=cli_env(),
             capture_output=True,
             text=True,
@@ -232,7 +238,33 @@ def test_without_the_shared_limit_the_shards_overshoot(cluster: str, tmp_path: P
         sim.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     _exactly_once(run_dir, scale["jobs"])
-    figures = _figures(run_dir)
+    return run_dir
+
+
+def test_without_the_shared_limit_and_with_no_flags_the_shards_overshoot(
+    cluster: str, tmp_path: Path
+) -> None:
+    """The shape of test_the_shards_send_at_the_one_limit_together (the simulator states its
+    limit in x-ratelimit-* headers, as OpenAI does), the shared limit switched off, no
+    flags: each shard's autopilot reads the whole limit and aims at it, so the cluster's
+    busiest seconds pass it and a share comes back 429 (measured at 200 jobs: 22 % refused,
+    the busiest 2 s at 2.0x; 7-15 % and 1.75-2.1x in runs of 200-400 jobs). With the shared
+    limit: <= 3 % and <= 1.35x."""
+    figures = _figures(_unshared_run(cluster, tmp_path, SMALL, "-"))
+    assert figures["share_429"] >= 0.05, figures
+    assert figures["peak_per_min"] >= 1.5 * SMALL["rpm"], figures
+
+
+@pytest.mark.slow
+def test_without_the_shared_limit_shards_given_the_limit_overshoot(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Each shard with its own limiter set to the server's limit (--rpm --no-adapt: as Ray
+    Data's per-actor qps is): together they send two to four times the limit and most of it
+    comes back 429. With the shared limit the same flags hold the whole cluster at the limit
+    (test_the_flags_are_the_clusters_with_the_shared_limit)."""
+    scale = {"jobs": 160, "rpm": 1200}
+    figures = _figures(_unshared_run(cluster, tmp_path, scale, str(scale["rpm"])))
     # 4 x the limit is asked for; each shard's pauses for Retry-After let 2-3.5 x go out
     assert figures["sent_per_min"] >= 2.0 * scale["rpm"], figures
     assert figures["share_429"] >= 0.3, figures  # with the shared limit: <= 3 %
@@ -255,6 +287,47 @@ def test_the_flags_are_the_clusters_with_the_shared_limit(cluster: str, tmp_path
     figures = _figures(run_dir)
     assert figures["sent_per_min"] <= 1.05 * scale["rpm"], figures
     assert figures["share_429"] <= 0.03, figures
+
+
+def _spent(run_dir: Path) -> float:
+    from batchgen.runlog.reader import read_log
+
+    return float(read_log(run_dir, ["cost_usd"]).to_pandas().cost_usd.fillna(0).sum())
+
+
+def test_max_cost_is_one_reservation_for_the_cluster(cluster: str, tmp_path: Path) -> None:
+    """--max-cost binds the whole cluster's spend, not each shard's share: the shards stop as
+    a local run stops at its budget (exit 3, the same message), having spent together no more
+    than the cap; `resume` with a higher cap finishes exactly the rest."""
+    jobs_count, cap = 40, 0.25  # ~$0.011 a job (worst case $0.0164): about half fit
+    sim = _sim(1200)
+    try:
+        jobs = _jobs(tmp_path / "jobs.jsonl", jobs_count)
+        run_dir = tmp_path / "run"
+        flags = [*_run_flags(sim, run_dir), "--max-cost", str(cap), f"--ray={cluster}"]
+        done = Cli(["run", str(jobs), *flags], env=cli_env()).finish(120)
+        assert done.code == 3, done.output
+        assert "Budget reached: spent $" in done.output
+        assert f"batchgen resume {run_dir} --max-cost" in done.output
+        spent = _spent(run_dir)
+        assert spent <= cap
+        ok = _log(run_dir).query("status == 'ok'").job_id.nunique()
+        assert 10 <= ok < jobs_count  # the cap bound, and the shards used most of it
+        manifest = json.loads((run_dir / "run.json").read_text())
+        driver = manifest["sessions"][0]
+        assert driver["how"] == "stopped_budget"
+        assert driver["summary"]["spent_total_usd"] == pytest.approx(spent, abs=1e-6)
+        drawn = driver["summary"]["cluster"]["budget"]  # chunks drawn, the unspent given back
+        assert drawn["drawn_usd"] - drawn["returned_usd"] <= cap
+        resumed = Cli(
+            ["resume", str(run_dir), "--yes", "--quiet", "--max-cost", "2"], env=cli_env()
+        )
+        finished = resumed.finish(120)
+    finally:
+        sim.stop()
+    assert finished.code == 0, finished.output
+    _exactly_once(run_dir, jobs_count)
+    assert _spent(run_dir) <= 2
 
 
 def _pids(run_dir: Path) -> dict[int, int]:
@@ -291,7 +364,7 @@ def _saved_images(run_dir: Path) -> dict[str, tuple[int, int]]:
 def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     cluster: str, tmp_path: Path
 ) -> None:
-    jobs_count, rpm = 300, 900
+    jobs_count, rpm = 200, 1200
     sim = _sim(rpm)
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", jobs_count)
@@ -300,11 +373,11 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
             ["run", str(jobs), *_run_flags(sim, run_dir), f"--ray={cluster}"], env=cli_env()
         )
         _wait_for("4 shards", lambda: len(_pids(run_dir)) == 4)
-        _wait_for("some images", lambda: len(_saved_images(run_dir)) >= 60)
+        _wait_for("some images", lambda: len(_saved_images(run_dir)) >= 40)
         pids = _pids(run_dir)
         victim = min(pids)
         os.kill(pids[victim], signal.SIGKILL)  # a Ray worker dies mid-shard
-        _wait_for("more images", lambda: len(_saved_images(run_dir)) >= 120)
+        _wait_for("more images", lambda: len(_saved_images(run_dir)) >= 80)
         assert driver.running()
         driver.kill_hard()  # then the driver
         # Ray ends a dead driver's tasks: wait until no shard still writes

@@ -1,12 +1,13 @@
 """--images-to s3://... against a real S3 API (moto's server, tests/s3server.py) and the real
 simulator over HTTP, through the real CLI: every image is an object, the log rows name them,
-the HTML report shows them, a resume adopts the objects a crash left without their rows (and
-sends again a job whose object was cut short), and neither the API key nor the storage
-credentials reach a file, a row, an object or an output line."""
+the scorer, the HTML report and the export read them there, a resume adopts the objects a
+crash left without their rows (and sends again a job whose object was cut short), and neither
+the API key nor the storage credentials reach a file, a row, an object or an output line."""
 
 from __future__ import annotations
 
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
+from batchgen.quality.store import read_scores
 from batchgen.testing.s3server import STORAGE_SECRETS, S3Server, s3_server, scan_for, with_s3
 from tests.runhelpers import (
     MODEL_FLAGS,
@@ -72,40 +74,79 @@ def _no_secret(text: str) -> None:
         assert secret.lower() not in text.lower(), secret
 
 
-def test_every_image_is_an_object_the_rows_name_and_the_report_shows(
+def test_every_image_is_an_object_the_rows_name_and_every_reader_reads_it(
     tmp_path: Path, sim, s3: S3Server
 ) -> None:
-    run_dir = _run(tmp_path, sim, s3, "run1", 6, "--n", "2")
+    """A spec run (4 jobs of two variables, n = 2) to s3://: every image an object its row
+    names. What reads the images after the run reads them there: the scorer, the report's
+    contact sheet, grid and weakest images (each object's thumbnail made once, cached under
+    RUN_DIR/cache/thumbs, embedded in the page), the dataset export."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        'prompt: "a {style} {product}"\nmatrix: {style: [studio, oak], product: [mug, lamp]}\n'
+    )
+    run_dir = tmp_path / "run"
+    flags = [*MODEL_FLAGS, *sim_flags(sim), "--images-to", f"s3://{BUCKET}/run1/", "--n", "2"]
+    done = run_cli(
+        ["run", str(spec), "--run-dir", str(run_dir), *flags, "--yes", "--quiet"], env=_env(s3)
+    )
+    assert done.code == 0, done.output
     rows = log_table(run_dir, ["job_id", "status", "image_paths", "image_bytes"]).to_pylist()
-    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     objects = s3.objects(BUCKET, "run1/")
     images = {k: v for k, v in objects.items() if k.endswith(".png")}
     logged = [p for r in rows for p in r["image_paths"]]
     # every image an object, named by its row, nothing local
     assert sorted(logged) == sorted(f"s3://{BUCKET}/{k}" for k in images)
-    assert len(images) == 12 and all(v.startswith(b"\x89PNG") for v in images.values())
+    assert len(images) == 8 and all(v.startswith(b"\x89PNG") for v in images.values())
     assert sum(r["image_bytes"] for r in rows) == sum(len(v) for v in images.values())
     assert list((run_dir / "images").iterdir()) == []
     # the log, its checks and run.json beside the images, readable from the bucket
     assert any(k.startswith("run1/log/") and k.endswith(".parquet") for k in objects)
     assert json.loads(objects["run1/run.json"])["settings"]["images_to"] == f"s3://{BUCKET}/run1"
 
-    report = run_cli(["report", str(run_dir), "--format", "html"], env=_env(s3))
+    # the judge scores the objects
+    scored = run_cli(
+        ["score", str(run_dir), "--judge", "gpt-4o-mini", *sim_flags(sim), "--quiet"],
+        env=_env(s3),
+    )
+    assert scored.code == 0, scored.output
+    scores = read_scores(run_dir).to_pylist()
+    assert sorted(r["image_path"] for r in scores if r["status"] == "ok") == sorted(logged)
+
+    html_report = ["report", str(run_dir), "--format", "html", "--grid", "style,product"]
+    report = run_cli(html_report, env=_env(s3))
     assert report.code == 0, report.output
-    html = (run_dir / "report.html").read_text()
-    assert html.count("data:image/jpeg;base64,") >= 12  # a thumbnail per object
-    assert all(f'href="{uri}"' in html for uri in logged)
-    assert len(list((run_dir / "cache" / "thumbs").iterdir())) == 12  # cached locally
+    page = (run_dir / "report.html").read_text()
+    assert "cannot decode" not in page
+    assert '<h3>Weakest images</h3><div class="sheet"><figure>' in page
+    # the contact sheet and the grid link every object by its URI; each picture a thumbnail
+    # embedded in the page: 8 on the sheet, 8 in the grid, the weakest images
+    assert all(page.count(f'href="{uri}"') >= 2 for uri in logged)
+    assert page.count("data:image/jpeg;base64,") >= 8 + 8 + 1
+    assert len(list((run_dir / "cache" / "thumbs").iterdir())) == 8  # once per object
     assert "missing" not in report.output
+
+    # the dataset export reads the objects: a webdataset shard with the eight images
+    out = tmp_path / "wds"
+    wds = ["export", str(run_dir), "--to", str(out), "--format", "webdataset"]
+    exported = run_cli(wds, env=_env(s3))
+    assert exported.code == 0, exported.output
+    with tarfile.open(next(out.glob("*.tar"))) as tar:
+        pngs = [tar.extractfile(m) for m in tar.getmembers() if m.name.endswith(".png")]
+        assert len(pngs) == 8 and all(f and f.read().startswith(b"\x89PNG") for f in pngs)
+
     # a second report reads the cached thumbnails: the objects may be gone by then
     for key in images:
         s3.client().delete_object(Bucket=BUCKET, Key=key)
-    assert run_cli(["report", str(run_dir), "--format", "html"], env=_env(s3)).code == 0
-    assert (run_dir / "report.html").read_text().count("data:image/jpeg;base64,") >= 12
+    assert run_cli(html_report, env=_env(s3)).code == 0
+    assert (run_dir / "report.html").read_text().count("data:image/jpeg;base64,") >= 8 + 8 + 1
 
-    # no key and no storage credential in any file of the run, any object, any output
+    # no key and no storage credential in any file of the run (the page among them), any
+    # object, any output
     assert scan_for(run_dir, SECRETS) == []
-    _no_secret(report.output)
+    for output in (done.output, scored.output, report.output, exported.output):
+        _no_secret(output)
     for key, data in s3.objects(BUCKET, "run1/").items():
         assert not any(s.lower().encode() in data.lower() for s in SECRETS), key
 

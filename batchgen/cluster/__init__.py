@@ -6,6 +6,7 @@ cluster.
     driver.py   ClusterRun: shards, sessions, the limit actor, the shards' ends in run.json
     shards.py   one shard's session on a worker (the Ray task)
     limit.py    SharedLimit / LimitActor: the cluster's rate, send times handed out in chunks
+    budget.py   SharedBudget / BudgetActor / ClusterBudget: one --max-cost, drawn in chunks
     gate.py     ClusterGate: a shard's pool gate, its sends scheduled by the limit actor
 
 Ray is an optional extra (``pip install 'batchgen[ray]'``): nothing here is imported by a run

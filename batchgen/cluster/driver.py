@@ -2,9 +2,10 @@
 shards that Ray runs on the cluster's workers, under one limit actor per endpoint.
 
     driver: connect to the cluster (or start one here), begin one session per shard in run.json,
-            start the run's LimitActor, one Ray task per shard (batchgen.cluster.shards), then
-            record each shard's end as it comes back, and the driver session's end with the
-            cluster's figures (shards, the limit actor's calls per permit, 429s)
+            start the run's LimitActor (and its BudgetActor under --max-cost), one Ray task per
+            shard (batchgen.cluster.shards), then record each shard's end as it comes back, and
+            the driver session's end with the cluster's figures (shards, the limit actor's calls
+            per permit, 429s, the budget's draws) and every shard's spend
 
 A shard whose worker dies is not retried by Ray (it would send its jobs again): its session
 keeps no end, the run ends ``interrupted``, and `batchgen resume` finishes exactly the rest.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchgen.cluster.budget import BudgetActor
 from batchgen.cluster.limit import LimitActor
 from batchgen.cluster.shards import ShardOutcome, ShardSpec, run_shard, shard_sizes
 from batchgen.config import RunConfig
@@ -61,9 +63,12 @@ class ClusterRun:
         ]
         _write_plan(plan, sessions)
         limit = _limit_actor(ray, plan) if self.shared_limit else None
+        budget = _budget_actor(ray, plan)
         sizes = shard_sizes(plan.jobs_to_run, count)
         pairs = enumerate(zip(sessions, sizes, strict=True))
-        specs = [_spec(plan, k, count, session, size, limit) for k, (session, size) in pairs]
+        specs = [
+            _spec(plan, k, count, session, size, limit, budget) for k, (session, size) in pairs
+        ]
         plan.observer.say(
             f"ray: {count} shard(s) (sessions {sessions[0]}–{sessions[-1]}) on "
             f"{len(ray.nodes())} node(s), {cpus} CPU(s); "
@@ -73,11 +78,18 @@ class ClusterRun:
         refs = {task.remote(spec): spec.session for spec in specs}
         outcomes, lost = _gather(ray, refs, plan)
         figures = ray.get(limit.figures.remote()) if limit is not None else None
-        return _end(plan, sessions, outcomes, lost, figures)
+        spend = ray.get(budget.figures.remote()) if budget is not None else None
+        return _end(plan, sessions, outcomes, lost, {"limit": figures, "budget": spend})
 
 
 def _spec(
-    plan: SessionPlan, shard: int, shards: int, session: int, size: int, limit: Any
+    plan: SessionPlan,
+    shard: int,
+    shards: int,
+    session: int,
+    size: int,
+    limit: Any,
+    shared_budget: Any,
 ) -> ShardSpec:
     budget = plan.budget
     return ShardSpec(
@@ -92,16 +104,12 @@ def _spec(
         connection=dataclasses.replace(plan.connection, api_key=""),
         pool=plan.pool,
         prices=budget.prices if budget else plan.prices,
-        max_cost=_share(
-            budget.cap_usd if budget else None,
-            size,
-            plan.jobs_to_run,
-            budget.spent if budget else 0.0,
-        ),
+        max_cost=budget.cap_usd if budget else None,  # drawn from the BudgetActor
         spent_before=0.0,
         price_per_image=None,  # the budget's prices have it already
         cheapest_job_usd=plan.cheapest_job_usd,
         limit=limit,
+        budget=shared_budget,
     )
 
 
@@ -173,11 +181,15 @@ def _limit_actor(ray: Any, plan: SessionPlan) -> Any:
     return actor.remote(rpm, plan.pool.adaptive)
 
 
-def _share(cap: float | None, jobs: int, total: int, spent: float) -> float | None:
-    """A shard's part of --max-cost: what is left, by its share of the jobs."""
-    if cap is None:
+def _budget_actor(ray: Any, plan: SessionPlan) -> Any:
+    """--max-cost: one reservation for the cluster, what earlier sessions spent taken off."""
+    budget = plan.budget
+    if budget is None or budget.cap_usd is None:
         return None
-    return max(0.0, cap - spent) * jobs / max(1, total)
+    actor = ray.remote(BudgetActor).options(
+        name=f"batchgen-budget-{plan.run_id}", num_cpus=0, max_restarts=0
+    )
+    return actor.remote(max(0.0, budget.cap_usd - budget.spent))
 
 
 def _write_plan(plan: SessionPlan, sessions: list[int]) -> None:
@@ -235,9 +247,12 @@ def _end(
     sessions: list[int],
     outcomes: list[ShardOutcome],
     lost: dict[int, str],
-    figures: dict[str, Any] | None,
+    figures: dict[str, Any],
 ) -> SessionResult:
     tally = _sum(o.result.tally for o in outcomes)
+    if plan.budget is not None and plan.budget.cap_usd is not None:
+        for outcome in outcomes:  # the end is told as one run's: every shard's spend
+            plan.budget.absorb(outcome.spent_usd, outcome.refused)
     stopped = [o.result for o in outcomes if o.result.stop_reason is not None]
     if lost:
         reason: ErrorClass | None = ErrorClass.CANCELLED
@@ -248,12 +263,14 @@ def _end(
         )
     elif stopped:
         reason, how, message = stopped[0].stop_reason, stopped[0].how, stopped[0].stop_message
+        if reason is ErrorClass.BUDGET and plan.budget is not None:
+            message = plan.budget.exhausted_message(str(plan.rundir.path))
     else:
         reason, message = None, ""
         how = "failed_jobs" if tally.failed_jobs else "completed"
     code = EXIT_STOPPED if reason is not None else EXIT_FAILED if tally.failed_jobs else EXIT_OK
-    summary = session_summary(tally, None)
-    summary["cluster"] = {"sessions": sessions, "lost": sorted(lost), "limit": figures}
+    summary = session_summary(tally, plan.budget)
+    summary["cluster"] = {"sessions": sessions, "lost": sorted(lost), **figures}
     plan.rundir.end_session(plan.session, how, summary)
     return SessionResult(tally, reason, message, code, how, None)
 

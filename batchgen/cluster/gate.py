@@ -31,10 +31,11 @@ class _Seen:
     throttled: int = 0
     retry_after_s: float = 0.0
     announced_rpm: float | None = None
+    sent: int = 0
 
     def take(self) -> Report:
-        report = Report(self.ok, self.throttled, self.retry_after_s, self.announced_rpm)
-        self.ok = self.throttled = 0
+        report = Report(self.ok, self.throttled, self.retry_after_s, self.announced_rpm, self.sent)
+        self.ok = self.throttled = self.sent = 0
         self.retry_after_s = 0.0
         return report
 
@@ -58,12 +59,15 @@ class Permits:
         self._times: deque[float] = deque()  # loop times at which each held permit may go
         self._until = 0.0  # when the last chunk's time runs out
         self._fetching = anyio.Lock()
+        # set by a 429: a wait for the next call ends at once, so the actor hears of it now
+        self._urgent = anyio.Event()
 
     async def take(self) -> None:
         """Wait for this shard's next send time."""
         while True:
             if self._times:
                 delay = self._times.popleft() - anyio.current_time()
+                self.seen.sent += 1
                 if delay > 0:
                     await anyio.sleep(delay)
                 return
@@ -72,10 +76,15 @@ class Permits:
                     continue
                 # every time held went to a worker already: ask for more when they are near
                 # their end, not at once (a chunk held early is a chunk another shard waits for)
-                early = self._until - LEAD_S - anyio.current_time()
-                if early > 0:
-                    await anyio.sleep(early)
+                await self._until_urgent(self._until - LEAD_S - anyio.current_time())
                 await self._fetch()
+
+    async def _until_urgent(self, seconds: float) -> None:
+        if seconds > 0 and not self._urgent.is_set():
+            with anyio.move_on_after(seconds):
+                await self._urgent.wait()
+        if self._urgent.is_set():
+            self._urgent = anyio.Event()
 
     async def _fetch(self) -> None:
         grant: Grant = await self.actor.grant.remote(self.shard, self.want, self.seen.take())
@@ -83,7 +92,7 @@ class Permits:
         self.calls += 1
         self.per_minute = grant.per_minute
         if not grant.offsets:
-            await anyio.sleep(grant.wait_s)
+            await self._until_urgent(grant.wait_s)
             return
         self.permits += len(grant.offsets)
         self._times.extend(now + offset for offset in grant.offsets)
@@ -94,6 +103,7 @@ class Permits:
         """A 429: the times held were given out at the old rate; the actor gives new ones."""
         self._times.clear()
         self._until = 0.0
+        self._urgent.set()
 
 
 class ClusterGate(RateLimiter):

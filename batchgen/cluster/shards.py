@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from batchgen.cluster.budget import ClusterBudget, through_actor
 from batchgen.cluster.gate import ClusterGate, Permits
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError
@@ -59,6 +60,7 @@ class ShardSpec:
     price_per_image: float | None
     cheapest_job_usd: float
     limit: Any = None  # the LimitActor's handle; None: this shard's own autopilot
+    budget: Any = None  # the BudgetActor's handle when --max-cost is set (max_cost: the cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class ShardOutcome:
     session: int
     result: SessionResult
     summary: dict[str, Any]  # what execute() recorded as the session's end
+    spent_usd: float = 0.0  # under the cluster's --max-cost: what this shard spent
+    refused: dict[str, float] = dataclasses.field(default_factory=dict)  # job id -> worst USD
 
 
 def shard_sizes(total: int, shards: int) -> list[int]:
@@ -96,7 +100,11 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
     rundir = _ShardRunDir(spec.run_dir)
     _note_worker(rundir, spec)
     connection = dataclasses.replace(spec.connection, api_key=_key(spec.connection))
-    budget = Budget(spec.max_cost, spec.spent_before, spec.prices, spec.price_per_image)
+    budget: Budget = (
+        Budget(spec.max_cost, spec.spent_before, spec.prices, spec.price_per_image)
+        if spec.budget is None
+        else ClusterBudget(spec.max_cost or 0.0, spec.prices, *through_actor(spec.budget))
+    )
     gate = None if spec.limit is None else _gate_factory(spec)
     plan = SessionPlan(
         rundir=rundir,
@@ -117,7 +125,16 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
     )
     result = anyio.run(execute, plan)
     how, summary = rundir.ended or (result.how, {})
-    return ShardOutcome(spec.session, dataclasses.replace(result, how=how), summary)
+    if isinstance(budget, ClusterBudget):
+        budget.give_back()  # what this shard drew and did not spend, for the others
+        summary["cluster_budget_calls"] = budget.calls
+    return ShardOutcome(
+        spec.session,
+        dataclasses.replace(result, how=how),
+        summary,
+        budget.spent,
+        budget.refused_jobs(),
+    )
 
 
 def _gate_factory(spec: ShardSpec) -> Any:

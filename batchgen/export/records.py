@@ -20,6 +20,7 @@ from batchgen.errors import UsageError
 from batchgen.quality.store import read_scores
 from batchgen.runlog.reader import log_files
 from batchgen.runlog.schema import SCHEMA, STATUS_OK
+from batchgen.storage.cache import is_uri
 
 _COLUMNS = [
     "run_id",
@@ -122,8 +123,9 @@ def _iterate(
                     score is None or score["score"] < filters.min_score
                 ):
                     continue
+                # an object of --images-to is read when it is written out (storage.cache)
                 path = root / rel
-                if not path.is_file():
+                if not is_uri(rel) and not path.is_file():
                     continue
                 seen.add(rel)
                 yield _record(root, row, rel, path, i, len(paths), score)
@@ -148,8 +150,8 @@ def _record(
     return {
         "key": stem.replace(".", "_"),
         "file": rel,
-        "path": str(path.resolve()),
-        "ext": path.suffix.lstrip(".").lower(),
+        "path": rel if is_uri(rel) else str(path.resolve()),
+        "ext": Path(rel).suffix.lstrip(".").lower(),
         "run_id": row["run_id"],
         "job_id": row["job_id"],
         "image_index": index,

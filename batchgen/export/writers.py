@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchgen.storage.cache import fetch, is_uri
+
 FORMATS = ("hf", "webdataset", "parquet", "csv", "jsonl")
 ROWS_PER_GROUP = 64
 META = [
@@ -152,7 +154,7 @@ def write_parquet(
         )
         for group in _groups(records, size if hf else ROWS_PER_GROUP):
             for rec in group:
-                data = Path(rec["path"]).read_bytes()
+                data = _image_bytes(rec)
                 rec["_image"] = {"bytes": data, "path": Path(rec["file"]).name} if hf else data
             cols = {name: [r.pop("_image") for r in group]}
             cols.update({k: [_flat(r)[k] for r in group] for k in META})
@@ -190,7 +192,7 @@ def write_webdataset(records: Iterable[dict[str, Any]], out: Path, *, shard_imag
                 tar = tarfile.open(out / f"shard-{shard:06d}.tar", "w")  # noqa: SIM115
                 shard += 1
             ext = rec["ext"] or "png"
-            _add(tar, f"{rec['key']}.{ext}", Path(rec["path"]).read_bytes())
+            _add(tar, f"{rec['key']}.{ext}", _image_bytes(rec))
             meta = json.dumps({"file": rec["file"], **_flat(rec)}, ensure_ascii=False)
             _add(tar, f"{rec['key']}.json", meta.encode())
             count += 1
@@ -198,6 +200,12 @@ def write_webdataset(records: Iterable[dict[str, Any]], out: Path, *, shard_imag
         if tar is not None:
             tar.close()
     return count
+
+
+def _image_bytes(rec: dict[str, Any]) -> bytes:
+    """The image a record names: a file of the run, or an object of --images-to (its URI)."""
+    where = rec["path"]
+    return fetch(where) if is_uri(where) else Path(where).read_bytes()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

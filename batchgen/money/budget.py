@@ -170,6 +170,19 @@ class Budget:
             self._reserved += amount
         return Reservation(self, label, None, amount)
 
+    def absorb(self, spent_usd: float, refused: dict[str, float]) -> None:
+        """Add what other processes of this run spent and refused under the same cap (a
+        cluster's shards, each with its own Budget), so the end is told as one run's."""
+        with self._lock:
+            self._spent += _to_nano(max(spent_usd, 0.0))
+            for job_id, usd in refused.items():
+                self._refused[job_id] = _to_nano_up(usd)
+
+    def refused_jobs(self) -> dict[str, float]:
+        """Job id -> worst case (USD) of the jobs refused and not reserved since."""
+        with self._lock:
+            return {job_id: nano / _NANO for job_id, nano in self._refused.items()}
+
     def exhausted_message(
         self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None
     ) -> str:

@@ -11,7 +11,7 @@ it costs nothing per image, but it cannot see a malformed hand or a wrong count.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 INSTALL_HINT = (
@@ -60,8 +60,8 @@ class ClipScorer:
         scaled = 1.0 + 9.0 * (cosine - self.lo) / (self.hi - self.lo)
         return round(min(10.0, max(1.0, scaled)), 2)
 
-    def score_batch(self, pairs: list[tuple[str, Path]]) -> list[tuple[float, str]]:
-        """(prompt, image file) → (score 1–10, reasons) for each pair; blocking."""
+    def score_batch(self, pairs: list[tuple[str, Path | BinaryIO]]) -> list[tuple[float, str]]:
+        """(prompt, image file or its bytes) → (score 1–10, reasons) for each pair; blocking."""
         # lazy: Pillow costs ~30 ms to load; only the image paths need it
         from PIL import Image
 

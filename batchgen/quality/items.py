@@ -15,6 +15,7 @@ from pathlib import Path
 
 from batchgen.quality.store import read_scores
 from batchgen.runlog.reader import read_log
+from batchgen.storage.cache import is_uri, read_image
 
 JOURNAL_PREFIX = "judge-sent-"
 TWICE_FILE = "judge-possibly-twice.txt"
@@ -56,8 +57,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sha256_of(run_dir: Path, logged: str) -> str | None:
+    """The image's sha256, None when it is gone: a file of the run read in chunks, an object
+    (``--images-to``) read through the store."""
+    if not is_uri(logged):
+        path = run_dir / logged
+        return sha256_file(path) if path.is_file() else None
+    data = read_image(run_dir, logged)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
 def saved_images(run_dir: Path) -> list[ImageItem]:
-    """Every image an ok row of the log names that is on disk, in log order."""
+    """Every image an ok row of the log names that can be read (a file of the run, or an
+    object of ``--images-to``), in log order."""
     t = read_log(run_dir, ["job_id", "status", "image_paths", "prompt", "model", "quality", "size"])
     out: list[ImageItem] = []
     seen: set[str] = set()
@@ -65,15 +77,17 @@ def saved_images(run_dir: Path) -> list[ImageItem]:
         if row["status"] != "ok":
             continue
         for rel in row["image_paths"] or []:
-            path = run_dir / rel
-            if rel in seen or not path.is_file():
+            if rel in seen:
+                continue
+            sha = _sha256_of(run_dir, rel)
+            if sha is None:
                 continue
             seen.add(rel)
             out.append(
                 ImageItem(
                     row["job_id"],
                     rel,
-                    sha256_file(path),
+                    sha,
                     image_round(row["job_id"], rel),
                     row["prompt"] or "",
                     row["model"],

@@ -13,6 +13,7 @@ so after a kill -9 the next session can say which images may have been judged tw
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from batchgen.runner.control import PoolSettings
 from batchgen.runner.pool import watch_stall
 from batchgen.runner.tries import Backoff, Tries
 from batchgen.runner.workers import run_workers
+from batchgen.storage.cache import is_uri, read_image
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -220,7 +222,7 @@ class JudgePool:
 
     async def _judge_one(self, item: ImageItem) -> dict[str, Any] | None:
         data = await anyio.to_thread.run_sync(
-            (self.store.folder.parent / item.image_path).read_bytes
+            _image_bytes, self.store.folder.parent, item.image_path
         )
         ext = Path(item.image_path).suffix.lstrip(".")
         number, started = 0, time.time()
@@ -343,7 +345,7 @@ async def score_locally(
         chunk = items[start : start + batch]
         t0 = time.time()
         results = await anyio.to_thread.run_sync(
-            scorer.score_batch, [(i.prompt, run_dir / i.image_path) for i in chunk]
+            scorer.score_batch, [(i.prompt, _image_source(run_dir, i.image_path)) for i in chunk]
         )
         rows = []
         for item, (score, reasons) in zip(chunk, results, strict=True):
@@ -373,3 +375,17 @@ async def score_locally(
         if on_progress:
             on_progress(tally)
     return tally
+
+
+def _image_bytes(run_dir: Path, logged: str) -> bytes:
+    """The image a log row names, a file of the run or an object (``--images-to``)."""
+    data = read_image(run_dir, logged)
+    if data is None:
+        msg = f"cannot read the image {logged}"
+        raise FileNotFoundError(msg)
+    return data
+
+
+def _image_source(run_dir: Path, logged: str) -> Path | io.BytesIO:
+    """What a local scorer opens: the run's own file, or an object's bytes (--images-to)."""
+    return io.BytesIO(_image_bytes(run_dir, logged)) if is_uri(logged) else run_dir / logged

@@ -14,6 +14,7 @@ from typing import Any
 
 from batchgen.analyze.model import RunReport
 from batchgen.reports.figures import pct, secs, usd
+from batchgen.reports.thumbs import picture
 
 GRID_CSS = """
 .grid td{vertical-align:top;min-width:120px}
@@ -54,6 +55,13 @@ def by_variable_html(r: RunReport, e: Escape, table: Callable[..., str]) -> str:
     return "<h2>By variable</h2>" + table(head, rows, {2, 3, 4, 5, 6, 7, 8, 9})
 
 
+def _output(run_dir: Path, logged: str, out_dir: Path, e: Escape, alt: str) -> str:
+    """An image a log row names (a file of the run, or an object of --images-to)."""
+    data, href = picture(run_dir, logged, out_dir)
+    pic = f'<img loading="lazy" src="{data}" alt="{e(alt)}">' if data else e(Path(logged).name)
+    return f'<a href="{e(href)}">{pic}</a>'
+
+
 def _img(path: Path, out_dir: Path, thumb: Thumb, e: Escape, alt: str) -> str:
     data = thumb(path)
     href = urllib.parse.quote(os.path.relpath(path.resolve(), out_dir.resolve()))
@@ -72,7 +80,7 @@ def edit_pairs_html(r: RunReport, out_dir: Path, e: Escape, thumb: Thumb) -> str
             _img(Path(ref), out_dir, thumb, e, "input") if Path(ref).is_file() else e(ref)
             for ref in p.inputs
         )
-        outs = "".join(_img(run_dir / o, out_dir, thumb, e, "output") for o in p.outputs)
+        outs = "".join(_output(run_dir, o, out_dir, e, "output") for o in p.outputs)
         if not outs:
             outs = f'<span class="muted">{e(p.state)}</span>'
         rows.append(f"<tr><td>{e(p.job_id)}</td><td>{ins}</td><td>→</td><td>{outs}</td></tr>")
@@ -107,7 +115,7 @@ def grid_html(r: RunReport, out_dir: Path, e: Escape, thumb: Thumb) -> str:
                         )
                         parts.append(
                             f'<figure title="{e(j.job_id)}">'
-                            f"{_img(run_dir / p, out_dir, thumb, e, caption or j.job_id)}"
+                            f"{_output(run_dir, p, out_dir, e, caption or j.job_id)}"
                             + (f"<figcaption>{e(caption)}</figcaption>" if caption else "")
                             + "</figure>"
                         )

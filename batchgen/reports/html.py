@@ -27,7 +27,8 @@ from batchgen.reports.grid import by_variable_html, edit_pairs_html, grid_html
 from batchgen.reports.markdown import RATING_KEYS
 from batchgen.reports.page import badge, e, html_page, html_table
 from batchgen.reports.pilot import pilot_html
-from batchgen.reports.sheet import contact_sheet, quality_html, thumb
+from batchgen.reports.sheet import contact_sheet, quality_html
+from batchgen.reports.thumbs import thumb
 
 FAILED_SHOWN = 100
 

@@ -1,43 +1,18 @@
-"""The HTML report's pictures: thumbnails as data: URLs (decoded behind the decompression-bomb
-guard), the contact sheet with the image checks' flags and the best image of each job, and the
-quality section with the weakest images and the judge's reasons."""
+"""The HTML report's pictures (their thumbnails from ``reports/thumbs.py``): the contact sheet
+with the image checks' flags and the best image of each job, and the quality section with the
+weakest images and the judge's reasons."""
 
 from __future__ import annotations
 
-import base64
-import io
-import os
-import urllib.parse
 from pathlib import Path
 
-from PIL import Image
-
-from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, saved_images
+from batchgen.analyze.images import saved_images
 from batchgen.analyze.model import Quality, RunReport
 from batchgen.reports.figures import below_threshold, by_key, setting, words
 from batchgen.reports.page import e, html_table
-from batchgen.storage.cache import is_uri, thumbnail
+from batchgen.reports.thumbs import picture
 
-THUMB_PX = 160
 CONTACT_SHEET = 48
-
-
-def thumb(path: Path) -> str | None:
-    try:
-        with no_bombs(), Image.open(path) as im:
-            im.draft("RGB", (THUMB_PX, THUMB_PX))
-            rgb = im.convert("RGB")
-        rgb.thumbnail((THUMB_PX, THUMB_PX))
-        buf = io.BytesIO()
-        rgb.save(buf, format="JPEG", quality=75)
-    except IMAGE_ERRORS:
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _remote_thumb(run_dir: Path, uri: str) -> str | None:
-    jpeg = thumbnail(run_dir, uri, THUMB_PX)
-    return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
 def contact_sheet(r: RunReport, out_dir: Path) -> str:
@@ -46,11 +21,7 @@ def contact_sheet(r: RunReport, out_dir: Path) -> str:
     best = set(r.quality.best_images.values()) if r.quality else set()
     figures = []
     for img in saved_images(run_dir, limit=CONTACT_SHEET):
-        if is_uri(img.path):  # --images-to: the object's thumbnail, cached in RUN_DIR/cache
-            data, href = _remote_thumb(run_dir, img.path), img.path
-        else:
-            data = thumb(img.file)
-            href = urllib.parse.quote(os.path.relpath(img.file.resolve(), out_dir.resolve()))
+        data, href = picture(run_dir, img.path, out_dir)
         problem = flagged.get(img.path)
         flag = ' class="flag"' if problem else ""
         pic = (
@@ -70,10 +41,6 @@ def contact_sheet(r: RunReport, out_dir: Path) -> str:
     return f'<div class="sheet">{"".join(figures)}</div>'
 
 
-def link(file: Path, out_dir: Path) -> str:
-    return urllib.parse.quote(os.path.relpath(file.resolve(), out_dir.resolve()))
-
-
 def _score_bars(q: Quality) -> str:
     top = max((d.images for d in q.distribution), default=0) or 1
     return "".join(
@@ -87,8 +54,7 @@ def _score_bars(q: Quality) -> str:
 def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
     figures = []
     for w in q.weakest:
-        file = run_dir / w.image_path
-        data = thumb(file)
+        data, href = picture(run_dir, w.image_path, out_dir)
         pic = (
             f'<img loading="lazy" src="{data}" alt="{e(w.prompt or "")}">'
             if data
@@ -96,7 +62,7 @@ def _weakest(q: Quality, run_dir: Path, out_dir: Path) -> str:
         )
         defects = "; ".join(w.defects)
         figures.append(
-            f'<figure><a href="{e(link(file, out_dir))}" class="flag">{pic}</a>'
+            f'<figure><a href="{e(href)}" class="flag">{pic}</a>'
             f'<figcaption title="{e(w.prompt or "")}"><b>{w.score:.1f}</b>'
             f"{' ★ best of its job' if w.best else ''} {e(Path(w.image_path).stem)}<br>"
             f"{e(w.reasons)}{'<br><i>' + e(defects) + '</i>' if defects else ''}"

@@ -1,6 +1,13 @@
-"""Reading images back from a remote store for reports: each image's thumbnail is made once
-and kept under ``RUN_DIR/cache/thumbs/`` (the next report reads the small local file; the
-object is fetched again only when the cache is deleted)."""
+"""Reading a run's images back as their log rows name them: a file of the run directory
+(``images/x_0.png``) or an object (``s3://bucket/prefix/x_0.png``, ``--images-to``). The one way
+for what reads images after a run (the report, the scorer):
+
+    read_image(run_dir, logged) -> bytes | None     the image's bytes, wherever it is
+    thumbnail(run_dir, uri, px) -> bytes | None     an object's JPEG thumbnail, made once and kept
+                                                    under RUN_DIR/cache/thumbs/ (the next report
+                                                    reads the small local file; the object is
+                                                    fetched again only if the cache is deleted)
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,25 @@ from batchgen.storage.remote import object_path, open_fs
 def is_uri(logged: str) -> bool:
     """A logged image path that names an object (``s3://...``), not a file of the run dir."""
     return "://" in logged
+
+
+def local_file(run_dir: Path, logged: str) -> Path:
+    """Where a logged relative path is on disk (an older run's rows may name the file by its
+    name alone: then it is in ``images/``)."""
+    p = Path(logged)
+    if p.is_absolute():
+        return p
+    direct = Path(run_dir) / p
+    return direct if direct.exists() else Path(run_dir) / "images" / p.name
+
+
+def read_image(run_dir: Path, logged: str) -> bytes | None:
+    """The bytes of the image a log row names; None when it cannot be read (a file or an
+    object gone, a store refusing). Credentials are the store's own (storage.remote)."""
+    try:
+        return fetch(logged) if is_uri(logged) else local_file(run_dir, logged).read_bytes()
+    except Exception:  # any backend's error: the caller shows or counts the image as missing
+        return None
 
 
 def fetch(uri: str) -> bytes:
