@@ -84,6 +84,8 @@ class RateLimiter:
             self.inflight.slow_start = False
             self.inflight.given = True
         self._slots = Slots(self.inflight.slots)
+        # the rates that exist (fixed at construction): the per-request ticks loop over these
+        self._paced = tuple(p for p in (self.requests, self.images) if p is not None)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
         self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
@@ -168,7 +170,7 @@ class RateLimiter:
             requests.take_now(1, now)
         if images is not None:
             images.take_now(n, now)
-        return self._sent(n)
+        return self._sent(n, now)
 
     async def _take_slot(self) -> None:
         while self.adapt and not self._answered and not self._ticking:
@@ -185,15 +187,17 @@ class RateLimiter:
             self._tick(loop_time())
         await self._slots.acquire()
 
-    def _sent(self, n: int) -> Ticket:
-        now = loop_time()
+    def _sent(self, n: int, now: float | None = None) -> Ticket:
+        if now is None:
+            now = loop_time()
         self._out += 1
         self._max_n = max(self._max_n, n)
         self._sent_n[0] += 1
         self._sent_n[1] += n
         if self._first_sent is None:
             self._first_sent = now
-        self.inflight.sent_at(max(self._out, self._slots.used), self._out)
+        used = self._slots.used
+        self.inflight.sent_at(used if used > self._out else self._out, self._out)
         if self.adapt:
             self._tick(now)
         return Ticket(self._out, now, n)
@@ -236,7 +240,7 @@ class RateLimiter:
         now = loop_time()
         self.last_progress = now
         self.throttled_since_progress = 0
-        self.observe_headers(headers)
+        self._observe(headers, now)
         if ticket is not None:
             self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
@@ -334,11 +338,15 @@ class RateLimiter:
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
+        if headers:
+            self._observe(headers, loop_time())
+
+    def _observe(self, headers: dict[str, str] | None, now: float) -> None:
         if not headers:
             return
         hint = read_hint(headers)
         if self.adapt:
-            self._announce(hint.limits, loop_time())
+            self._announce(hint.limits, now)
         if hint.exhausted is not None:
             # the provider's bucket is empty: wait for one unit of it, not for it to refill
             reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{hint.exhausted}"))
@@ -371,13 +379,14 @@ class RateLimiter:
     def _tick(self, now: float) -> None:
         if not self.adapt:
             return
-        for paced in (self.requests, self.images):
-            if paced is not None:
-                paced.control.tick(now)
-                paced.sync()
-        self.inflight.need = self._need(now)
-        if self._slots.limit != self.inflight.slots:
-            self._slots.set_limit(self.inflight.slots)
+        for paced in self._paced:
+            paced.control.tick(now)
+            paced.sync()
+        inflight = self.inflight
+        inflight.need = self._need(now)
+        slots = inflight.slots  # a property: read once
+        if self._slots.limit != slots:
+            self._slots.set_limit(slots)
 
     def _need(self, now: float) -> float:
         """In flight the rates in force need (Little's law: rate × latency, 25 % over).
