@@ -250,6 +250,7 @@ class InflightControl:
         self._probe_after = -math.inf
         self._window_start = now
         self._window: list[float] = []
+        self._window_min = math.inf  # min(self._window), kept as answers come (not a scan each)
         self._full = False  # the slots were all taken at some point of this window
         self._medians: deque[tuple[float, float]] = deque()  # (time, window median)
         # the same medians kept sorted (bisect in, bisect out): the floor and its quartile are
@@ -288,6 +289,8 @@ class InflightControl:
         self._roll(now)
         self._ok_hi[0] = max(self._ok_hi[0], inflight)
         self._window.append(latency)
+        if latency < self._window_min:
+            self._window_min = latency
         if self.fixed:
             return
         if self.slow_start and self._full and self._usual(latency):
@@ -298,13 +301,14 @@ class InflightControl:
         span = now - self._window_start
         # a window of five answers and half an interval, or of a few latencies when answers
         # come in milliseconds (an instant server's limit moves in well under a second)
-        least = min(self.cfg.interval_s * 0.5, 4 * min(self._window))
+        least = min(self.cfg.interval_s * 0.5, 4 * self._window_min)
         if span < least - 1e-6 or len(self._window) < 5:
             return
         median = sorted(self._window)[len(self._window) // 2]
         self.last_median = median
         full = self._full
         self._window, self._full, self._window_start = [], False, now
+        self._window_min = math.inf
         self._medians.append((now, median))
         bisect.insort(self._ranked, median)
         while self._medians and self._medians[0][0] < now - 60.0:

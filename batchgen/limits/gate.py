@@ -31,7 +31,6 @@ from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
 from batchgen.config import POOL_DEFAULTS
 from batchgen.errors import parse_reset_duration
 from batchgen.limits.autopilot import (
-    CONCURRENCY,
     IMAGES,
     REQUESTS,
     AutopilotConfig,
@@ -39,9 +38,10 @@ from batchgen.limits.autopilot import (
     RateControl,
 )
 from batchgen.limits.found import describe, learned
-from batchgen.limits.hints import guess_kind, read_hint
+from batchgen.limits.hints import read_hint
 from batchgen.limits.pacing import BURST_S as BURST_S
 from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
+from batchgen.limits.refusal import rate_kind_of, react
 
 # DEFAULT_CONCURRENCY_CAP (in flight at most when --concurrency is not given) and
 # FIXED_CONCURRENCY (with --no-adapt) are batchgen.config's, the one table of defaults
@@ -84,6 +84,8 @@ class RateLimiter:
             self.inflight.slow_start = False
             self.inflight.given = True
         self._slots = Slots(self.inflight.slots)
+        # the rates that exist (fixed at construction): the per-request ticks loop over these
+        self._paced = tuple(p for p in (self.requests, self.images) if p is not None)
         self.paused_until = 0.0
         self.paused_total_s = 0.0
         self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
@@ -95,7 +97,7 @@ class RateLimiter:
         self._first_sent: float | None = None
         self._answered = False
         self._fastest = math.inf  # the quickest answer (a 429's round trip, or a success)
-        self._max_n = 1
+        self.max_n = 1
         self._sent_n = [0, 0]  # requests, images: the mean n of this run
 
     # -- the gate ----------------------------------------------------------------------------
@@ -168,7 +170,7 @@ class RateLimiter:
             requests.take_now(1, now)
         if images is not None:
             images.take_now(n, now)
-        return self._sent(n)
+        return self._sent(n, now)
 
     async def _take_slot(self) -> None:
         while self.adapt and not self._answered and not self._ticking:
@@ -185,15 +187,17 @@ class RateLimiter:
             self._tick(loop_time())
         await self._slots.acquire()
 
-    def _sent(self, n: int) -> Ticket:
-        now = loop_time()
+    def _sent(self, n: int, now: float | None = None) -> Ticket:
+        if now is None:
+            now = loop_time()
         self._out += 1
-        self._max_n = max(self._max_n, n)
+        self.max_n = max(self.max_n, n)
         self._sent_n[0] += 1
         self._sent_n[1] += n
         if self._first_sent is None:
             self._first_sent = now
-        self.inflight.sent_at(max(self._out, self._slots.used), self._out)
+        used = self._slots.used
+        self.inflight.sent_at(used if used > self._out else self._out, self._out)
         if self.adapt:
             self._tick(now)
         return Ticket(self._out, now, n)
@@ -236,7 +240,7 @@ class RateLimiter:
         now = loop_time()
         self.last_progress = now
         self.throttled_since_progress = 0
-        self.observe_headers(headers)
+        self._observe(headers, now)
         if ticket is not None:
             self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
@@ -256,59 +260,16 @@ class RateLimiter:
         code: str = "",
     ) -> float:
         """A 429 for rate or concurrency: learn from it, cut the right control, and pause the
-        pool for the hint — never shorter than one request's spacing at the cut rate.
-        Returns the pause held (0 for a concurrency 429: the slots hold the pool back)."""
+        pool for the hint — never shorter than one request's spacing at the cut rate
+        (batchgen.limits.refusal). Returns the pause held (0 for a concurrency 429: the slots
+        hold the pool back)."""
         now = loop_time()
         self.throttled += 1
         self.throttled_since_progress += 1
         hint = read_hint(headers, message, code)
-        kind = CONCURRENCY if hint.concurrency else hint.exhausted
         if ticket is not None:
             self._answer(now, ticket, ok=False)
-        if self.adapt:
-            moved = self._announce(hint.limits, now)
-            if kind is None:
-                kind = self._guess_kind(ticket, now)
-            if kind == CONCURRENCY:
-                if ticket is not None:
-                    # the slots in force (need included) are what the cut starts from
-                    self.inflight.limit = max(self.inflight.limit, float(self.inflight.slots))
-                    self.inflight.on_refused(now, ticket.inflight)
-                    self._slots.set_limit(self.inflight.slots)
-            else:
-                paced = self.images if kind == IMAGES else self.requests
-                # a 429 stating a new limit of its kind is explained by it: the rate moved
-                # to it already, a cut on top would run under it
-                if paced is not None and kind not in moved and paced.control.on_loss(now):
-                    paced.sync()
-        if kind == CONCURRENCY and retry_after_s is None:
-            return 0.0
-        spacing = self._spacing(ticket.n if ticket is not None else 1)
-        # no Retry-After header: OpenAI's text says it ("Please try again in 12s")
-        wait = retry_after_s if retry_after_s is not None else (hint.wait_s or 0.0)
-        if self.adapt and math.isfinite(wait) and wait >= 1.0 and wait == int(wait):
-            # whole seconds (RFC 9110's Retry-After) are rounded up: "1" may mean 50 ms. The
-            # rate just cut spaces the requests; hold the pool only for what is surely left
-            wait -= 1.0
-        if wait > spacing or not self.adapt:
-            return self.pause(max(wait, spacing))
-        # no longer a wait than one request's spacing: the provider's bucket is empty, so
-        # ours is made so too. The next request leaves one spacing from now; a pool-wide
-        # pause would hold back workers that took their tokens already and then let them
-        # all out together when it ends
-        for paced in (self.requests, self.images):
-            if paced is not None:
-                paced.drain()
-        return spacing
-
-    def _spacing(self, n: int) -> float:
-        """Seconds between requests (of n images) at the rates in force."""
-        spacing = 0.0
-        if self.requests is not None and math.isfinite(self.requests.control.current):
-            spacing = 60.0 / self.requests.control.current
-        if self.images is not None and math.isfinite(self.images.control.current):
-            spacing = max(spacing, 60.0 * n / self.images.control.current)
-        return spacing
+        return react(self, now, ticket, retry_after_s, hint)
 
     def _answer(self, now: float, ticket: Ticket, *, ok: bool) -> None:
         """An answer came back: how fast answers come clocks the rates' slow start."""
@@ -334,11 +295,15 @@ class RateLimiter:
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
         """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
+        if headers:
+            self._observe(headers, loop_time())
+
+    def _observe(self, headers: dict[str, str] | None, now: float) -> None:
         if not headers:
             return
         hint = read_hint(headers)
         if self.adapt:
-            self._announce(hint.limits, loop_time())
+            self.announce_limits(hint.limits, now)
         if hint.exhausted is not None:
             # the provider's bucket is empty: wait for one unit of it, not for it to refill
             reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{hint.exhausted}"))
@@ -346,7 +311,7 @@ class RateLimiter:
                 limit = hint.limits.get(hint.exhausted)
                 self.pause(min(reset, 60.0 / limit) if limit else reset)
 
-    def _announce(self, limits: dict[str, float], now: float) -> set[str]:
+    def announce_limits(self, limits: dict[str, float], now: float) -> set[str]:
         """Announced limits → the rates; returns the kinds whose limit moved."""
         moved = set()
         for kind, limit in limits.items():
@@ -357,27 +322,25 @@ class RateLimiter:
                 moved.add(kind)
         return moved
 
+    def set_slot_limit(self, slots: int) -> None:
+        """The in-flight slots now (a concurrency 429's cut)."""
+        self._slots.set_limit(slots)
+
     def _guess_kind(self, ticket: Ticket | None, now: float) -> str:
-        """A 429 with no hint: which limit it most likely was (hints.guess_kind)."""
-        # with jobs of several n, count images: pacing images holds an images/min limit, and a
-        # requests/min one too at the mean n
-        rate_kind = IMAGES if self._max_n > 1 and self.images is not None else REQUESTS
-        if ticket is None or self.inflight.fixed:
-            return rate_kind
-        paced = self.images if rate_kind == IMAGES else self.requests
-        rate = paced.control if paced is not None else None
-        return guess_kind(rate_kind, rate, self.inflight, ticket.inflight, now)
+        """A 429 with no hint: which limit it most likely was (refusal.rate_kind_of)."""
+        return rate_kind_of(self, ticket, now)
 
     def _tick(self, now: float) -> None:
         if not self.adapt:
             return
-        for paced in (self.requests, self.images):
-            if paced is not None:
-                paced.control.tick(now)
-                paced.sync()
-        self.inflight.need = self._need(now)
-        if self._slots.limit != self.inflight.slots:
-            self._slots.set_limit(self.inflight.slots)
+        for paced in self._paced:
+            paced.control.tick(now)
+            paced.sync()
+        inflight = self.inflight
+        inflight.need = self._need(now)
+        slots = inflight.slots  # a property: read once
+        if self._slots.limit != slots:
+            self._slots.set_limit(slots)
 
     def _need(self, now: float) -> float:
         """In flight the rates in force need (Little's law: rate × latency, 25 % over).

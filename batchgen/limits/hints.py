@@ -46,6 +46,12 @@ _KIND_OF = {
 }
 
 
+_HEADER_NAMES = tuple(
+    (kind, f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}")
+    for kind in (REQUESTS, IMAGES)
+)
+
+
 def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "") -> Hint:
     """Announced limits and the exhausted kind from ``x-ratelimit-*`` headers and a 429 text.
 
@@ -53,13 +59,16 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
     (over a billion a minute) announces nothing."""
     limits: dict[str, float] = {}
     exhausted: str | None = None
-    for kind in (REQUESTS, IMAGES):
-        limit = _number((headers or {}).get(f"x-ratelimit-limit-{kind}"))
-        if limit is not None and 0 < limit < 1e9:
-            limits[kind] = limit
-        remaining = _number((headers or {}).get(f"x-ratelimit-remaining-{kind}"))
-        if remaining is not None and remaining < 1 and exhausted is None:
-            exhausted = kind
+    if headers:
+        for kind, limit_name, remaining_name in _HEADER_NAMES:
+            limit = _number(headers.get(limit_name))
+            if limit is not None and 0 < limit < 1e9:
+                limits[kind] = limit
+            remaining = _number(headers.get(remaining_name))
+            if remaining is not None and remaining < 1 and exhausted is None:
+                exhausted = kind
+    if not message and not code:  # a success's headers: no text to search (each answer)
+        return Hint(limits, exhausted)
     text = message or ""
     if m := _LIMIT_MSG.search(text):
         kind = _KIND_OF[m.group(1).lower()]

@@ -40,7 +40,7 @@ class Paced:
 
     def sync(self) -> None:
         value = self.control.current
-        if math.isclose(value, self._applied, rel_tol=1e-4):
+        if value == self._applied or math.isclose(value, self._applied, rel_tol=1e-4):
             return
         self._applied = value
         now = loop_time()

@@ -91,7 +91,10 @@ class KeyedSession:
 
 def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The ``x-ratelimit-*`` headers of an answer (for the adaptive limiter), names lower case."""
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_RATELIMIT_PREFIX)}
+    # each name lowered once: this runs on every answer
+    return {
+        name: v for k, v in headers.items() if (name := k.lower()).startswith(_RATELIMIT_PREFIX)
+    }
 
 
 def loads(body: bytes | bytearray) -> Any:
