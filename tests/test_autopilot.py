@@ -345,3 +345,24 @@ def test_a_429_text_that_says_when_to_try_again_is_read_as_the_wait() -> None:
     held = run_virtual(main)
     # the pool waits the 12 s the text asks (the 5 img/min spacing, 12.2 s, is longer still)
     assert held == pytest.approx(60.0 / (5 * AutopilotConfig().headroom), rel=0.01)
+
+
+def test_a_fixed_inflight_limit_keeps_no_memory_per_answer() -> None:
+    """--no-adapt on a ten-million-job batch: the fixed in-flight control measures nothing, so
+    its memory does not grow with the answers (it kept every latency in a list that no
+    window ever emptied: ~32 bytes an answer)."""
+    import tracemalloc
+
+    control = InflightControl(64, AutopilotConfig(), now=0.0, fixed=True)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(50_000):
+            control.on_ok(i * 0.01, 64, 0.5 + (i % 7) * 0.01)
+        grown = sum(
+            stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+        )
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, grown  # 50,000 answers kept would be over 400 kB
+    assert control.slots == 64

@@ -288,11 +288,11 @@ class InflightControl:
     def on_ok(self, now: float, inflight: int, latency: float) -> None:
         self._roll(now)
         self._ok_hi[0] = max(self._ok_hi[0], inflight)
+        if self.fixed:  # --no-adapt: no window is measured (it was kept, and grew, per answer)
+            return
         self._window.append(latency)
         if latency < self._window_min:
             self._window_min = latency
-        if self.fixed:
-            return
         if self.slow_start and self._full and self._usual(latency):
             # clocked by answers, as TCP's slow start by acknowledgements: one slot more per
             # answer while the slots are what holds the pool back (and the answer came as fast
