@@ -145,7 +145,7 @@ def report_command(run: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "batchgen.cli.report",
+        "batchgen.cli.commands.report",
         str(run),
         "--format",
         "json",
