@@ -12,7 +12,7 @@ from rich.console import Console
 
 from batchgen.analyze.variables import grid
 from batchgen.cli.common import flags_of
-from batchgen.cli.report import GRID_USAGE, READS, register
+from batchgen.cli.report import GRID_USAGE, READS
 from batchgen.reports import build_report
 from batchgen.runlog import manifest
 
@@ -89,15 +89,3 @@ def _manifest_problem(path: Path) -> str | None:
         return None
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     return f"{path}: {found[0]}{more}; run.json was edited or damaged: fix the key by hand"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `report` alone (python -m batchgen.cli.commands.report), without the whole CLI."""
-    parser = argparse.ArgumentParser(prog="batchgen")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
