@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from batchgen.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -66,7 +68,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return _saved(console, err, run_dir, args.output, code)
 
 
-def _saved(console: Any, err: Any, run_dir: Path, output: str | None, code: int) -> int:
+def _saved(console: Console, err: Console, run_dir: Path, output: str | None, code: int) -> int:
     images = sorted((run_dir / "images").glob("gen_*")) if (run_dir / "images").is_dir() else []
     for image in images:
         console.print(f"saved: {image}", markup=False)
@@ -88,7 +90,7 @@ class _GenObserver:
     """The CLI's observer, quieter: no quote table and no run summary for one image; the
     ending lines only when the run stopped or failed."""
 
-    def __init__(self, console: Any, err: Any, args: argparse.Namespace) -> None:
+    def __init__(self, console: Console, err: Console, args: argparse.Namespace) -> None:
         self._inner = ConsoleObserver(console, err, args)
         self.args = args
 

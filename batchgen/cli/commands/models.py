@@ -15,10 +15,11 @@ from batchgen.cli.common import flags_of
 from batchgen.cli.models import READS
 from batchgen.money.cost import image_usd
 from batchgen.money.load import PricesError, load_prices
+from batchgen.money.table import PriceTable
 from batchgen.numbers import money, usd
 
 
-def model_rows(prices: Any, only: str | None = None) -> list[dict[str, Any]]:
+def model_rows(prices: PriceTable, only: str | None = None) -> list[dict[str, Any]]:
     """One row per model: its billing, USD per image by quality and size (image output only:
     a token-billed model adds its prompt's input tokens), the Batch API's rate, as of when."""
     rows = []

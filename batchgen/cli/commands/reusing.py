@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.cli.common import UsageError, flags_of
-from batchgen.cli.session import redacted_argv
+from batchgen.cli.session import ConsoleObserver, redacted_argv
 from batchgen.config import RunConfig
 from batchgen.library.index import DEFAULT_LIBRARY, Library
 from batchgen.pilot.apply import run_apply
@@ -64,7 +64,7 @@ def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
     return flags
 
 
-def run_reusing(args: argparse.Namespace, observer: Any) -> int:
+def run_reusing(args: argparse.Namespace, observer: ConsoleObserver) -> int:
     """--from-pilot (the pilot's setting and images), --reuse (the library), or the
     quality loop right after the run (--regenerate-below)."""
     flags, regen = apply_flags(args), regenerate_of(args)

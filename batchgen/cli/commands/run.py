@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+
+from rich.console import Console
 
 from batchgen.cli.commands.notify import with_notify
 from batchgen.cli.common import (
@@ -57,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return usage_errors(err, "run", lambda: _start(args, observer, cfg))
 
 
-def _start(args: argparse.Namespace, observer: Any, cfg: RunConfig) -> int:
+def _start(args: argparse.Namespace, observer: ConsoleObserver, cfg: RunConfig) -> int:
     cluster = None
     if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
         # lazy: Ray (an optional extra) loads only with --ray
@@ -90,7 +91,7 @@ def _jobs_from_stdin(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _big_spec_confirmed(args: argparse.Namespace, err: Any) -> bool:
+def _big_spec_confirmed(args: argparse.Namespace, err: Console) -> bool:
     """A spec of more than ASK_ABOVE_JOBS jobs without --max-jobs: say the count before its
     jobs are made and checked, and ask (--yes goes on; no terminal: refuse, naming the fix)."""
     size = spec_size(args.jobfile)

@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -17,7 +16,7 @@ from rich.text import Text
 from batchgen.cli.common import flags_of
 from batchgen.cli.runs import READS
 from batchgen.numbers import money, usd
-from batchgen.runlog.listing import find_runs, summarize
+from batchgen.runlog.listing import RunSummary, find_runs, summarize
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -57,7 +56,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(runs: list[Any]) -> None:
+def _print_table(runs: list[RunSummary]) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("run", overflow="fold")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from rich.console import Console
 
 from batchgen.cli.common import (
     EXIT_FAILED,
@@ -38,7 +40,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.tally.failed else EXIT_OK
 
 
-def _say_to(console: Any) -> Any:
+def _say_to(console: Console) -> Callable[[str, str | None], None]:
     def say(text: str, style: str | None = None) -> None:
         with contextlib.suppress(OSError):  # the terminal may be gone after SIGHUP
             console.print(printable(text), markup=False, style=style)
