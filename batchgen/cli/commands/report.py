@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from batchgen.analyze.variables import grid
 from batchgen.cli.common import flags_of
 from batchgen.cli.report import GRID_USAGE, READS
-from batchgen.reports import build_report
 from batchgen.runlog import manifest
 
 if TYPE_CHECKING:
@@ -21,13 +19,15 @@ if TYPE_CHECKING:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-
     flags_of(args, READS)  # the parser offers only what is read here
     problem = _arguments_problem(args)
     if problem:
         # plain stderr, not rich: a message must not be re-wrapped or styled
         print(f"batchgen report: {problem}", file=sys.stderr)
         return 2
+    # lazy: loads pandas, matplotlib, pyarrow.compute (the analyzers): a missing or damaged
+    # RUN_DIR is refused without them, in a fifth of the time
+    from batchgen.reports import build_report
 
     a, *b = args.run_dirs
     report = build_report(a, compare_to=b[0] if b else None, image_checks=not args.no_image_checks)
@@ -71,6 +71,9 @@ def _grid_names(spec: str) -> list[str]:
 
 
 def _grid(run_dir: Path, spec: str) -> Grid:
+    # lazy: loads pandas, pyarrow.compute, as build_report does (cmd_report says why)
+    from batchgen.analyze.variables import grid
+
     rows, cols = _grid_names(spec)
     return grid(run_dir, rows, cols)
 
