@@ -15,6 +15,7 @@ from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, RunDirError, UsageError
 from batchgen.jobs.model import Job
 from batchgen.simoptions import option_named
+from batchgen.storage.url import check_url
 
 # the keyword arguments run() and resume() take, by their CLI flag's name
 KEYWORDS = frozenset(
@@ -84,9 +85,6 @@ def checked(name: str, value: Any) -> Any:
 
 
 def _images_url(value: Any) -> str:
-    # lazy: batchgen.api loads without batchgen.storage (tests/test_startup.py)
-    from batchgen.storage.url import check_url
-
     if not isinstance(value, str):
         raise ConfigError(f"images_to must be a URL string, got {type(value).__name__}")
     try:

@@ -145,7 +145,8 @@ def report_command(run: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "batchgen.cli.report",
+        "batchgen",
+        "report",
         str(run),
         "--format",
         "json",

@@ -74,6 +74,19 @@ def make_sim() -> Iterator[Callable[..., ThreadedSim]]:
         yield factory
 
 
+@pytest.fixture(scope="module")
+def make_module_sim() -> Iterator[Callable[..., ThreadedSim]]:
+    """``make_sim`` for a set-up that a module's tests share (a run made once, copied by each
+    test): the simulator stops when the module's last test is done."""
+    with ExitStack() as stack:
+
+        def factory(*, clock: Any = None, **knobs: Any) -> ThreadedSim:
+            config = SimConfig(**{**_TEST_DEFAULTS, **knobs})
+            return stack.enter_context(sim_in_thread(config, clock=clock))
+
+        yield factory
+
+
 @pytest.fixture
 def sim(request: pytest.FixtureRequest, make_sim: Callable[..., ThreadedSim]) -> ThreadedSim:
     """A running simulator; ``indirect`` parametrization passes a dict of knobs."""

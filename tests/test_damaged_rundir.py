@@ -105,6 +105,19 @@ def _edit(doc: dict[str, Any], path: str, value: Any) -> None:
         doc[last] = value
 
 
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory, make_module_sim) -> tuple[Any, Path]:
+    """A run stopped by its budget, made once for the module: jobs are pending, so a resume
+    would send requests (the simulator is shared too, to see that none is sent)."""
+    sim = make_module_sim(latency_mean=0.0, seed=32)
+    folder = tmp_path_factory.mktemp("stopped")
+    _, run_dir, done = _run(
+        folder, sim, [f"manifest job {i}" for i in range(6)], "--max-cost", "0.03"
+    )
+    assert done.code == 3, done.output
+    return sim, run_dir
+
+
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
@@ -133,14 +146,11 @@ def _edit(doc: dict[str, Any], path: str, value: Any) -> None:
     ],
 )
 def test_bad_run_json_is_named_and_refused_with_exit_2(
-    tmp_path: Path, make_sim, edit: Any, named: str
+    tmp_path: Path, stopped_run: tuple[Any, Path], edit: Any, named: str
 ) -> None:
-    sim = make_sim(latency_mean=0.0, seed=32)
-    # a run stopped by its budget: jobs are pending, so a resume would send requests
-    _, run_dir, done = _run(
-        tmp_path, sim, [f"manifest job {i}" for i in range(6)], "--max-cost", "0.03"
-    )
-    assert done.code == 3, done.output
+    sim, stopped = stopped_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped, run_dir)  # each edit on its own copy of the one stopped run
     manifest = run_dir / "run.json"
     if isinstance(edit, str):
         manifest.write_text(edit)

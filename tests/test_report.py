@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 from rich.console import Console
 
-from batchgen.cli.report import cmd_report, print_run_summary, register
+from batchgen.cli.commands.report import cmd_report
+from batchgen.cli.report import register
+from batchgen.cli.session import print_run_summary
 from batchgen.reports import build, to_json, write
 from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
@@ -176,7 +178,7 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     register(parser.add_subparsers(dest="command"))
 
     args = parser.parse_args(["report", str(a), "--format", "json", "--no-image-checks"])
-    assert args.func is cmd_report
+    assert args.func.load() is cmd_report
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
     validate(doc)

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
-from pathlib import Path
 from typing import Any
 
+from batchgen.cli.body import Body
 from batchgen.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
     SESSION_FLAGS,
-    UsageError,
     add_session_arguments,
-    flags_of,
-    prefer_system_allocator,
 )
 from batchgen.config import BATCH_DEFAULTS
-from batchgen.errors import AttemptError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -140,7 +133,7 @@ def register(subparsers: Any) -> None:
     collect.add_argument("run_dir", help="the run directory (holds run.json)")
     add_session_arguments(collect, resume=True, leave_out=SESSION_FLAGS - COLLECT_READS, sim=False)
     add_poll_arguments(collect.add_argument_group("Batch API"))
-    collect.set_defaults(func=cmd_collect)
+    collect.set_defaults(func=Body("batch", "cmd_collect"))
     cancel = subparsers.add_parser(
         "cancel",
         help="cancel a run's open batches (--via batch)",
@@ -160,60 +153,4 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="environment variable holding the API key (default: the one the run used)",
     )
-    cancel.set_defaults(func=cmd_cancel)
-
-
-def cmd_collect(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
-    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.session.resume import resume_run
-
-    prefer_system_allocator()
-    flags = {**flags_of(args, COLLECT_READS), "via": "batch", "collect_only": True}
-    console, err = make_console(), make_console(stderr=True)
-    observer = ConsoleObserver(console, err, args)
-    return usage_errors(
-        err,
-        "collect",
-        lambda: (
-            resume_run(
-                args.run_dir,
-                flags,
-                observer=observer,
-                argv=redacted_argv(),
-            ).exit_code
-        ),
-    )
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
-    from batchgen.cli.session import ConsoleObserver, make_console
-    from batchgen.session.batchmode import cancel_batches
-
-    console, err = make_console(), make_console(stderr=True)
-    try:
-        flags_of(args, CANCEL_READS)  # the parser offers only what is read here
-        n = cancel_batches(
-            args.run_dir, args.base_url, args.api_key_env, ConsoleObserver(console, err, args)
-        )
-    except (UsageError, AttemptError) as exc:
-        err.print(f"batchgen cancel: {exc}", markup=False)
-        return EXIT_USAGE
-    if n is None:
-        console.print("this run used the in-process simulator: its batches ended with it")
-        return EXIT_OK
-    path = shlex.quote(str(Path(args.run_dir)))
-    if n == 0:
-        console.print(
-            f"nothing to cancel: no batch of {path} is open at the provider (each was "
-            f"cancelled before or has ended). `batchgen collect {path}` picks up what "
-            f"finished; `batchgen resume {path}` sends the rest.",
-            markup=False,
-        )
-        return EXIT_OK
-    console.print(
-        f"cancelled {n} batch(es). What finished before the cancel is collected by "
-        f"`batchgen collect {path}`; `batchgen resume {path}` then sends the rest."
-    )
-    return EXIT_OK
+    cancel.set_defaults(func=Body("batch", "cmd_cancel"))

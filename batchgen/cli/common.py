@@ -27,6 +27,7 @@ from batchgen.errors import UsageError
 from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from batchgen.sim.flags import add_sim_arguments
+from batchgen.storage.url import check_url
 
 __all__ = [
     "BATCH_FLAGS",
@@ -297,9 +298,6 @@ STORAGE_FLAGS = frozenset({"images_to"})
 
 
 def _images_url(text: str) -> str:
-    # lazy: the CLI builds its parser without batchgen.storage (tests/test_startup.py)
-    from batchgen.storage.url import check_url
-
     try:
         return check_url(text)
     except ValueError as exc:

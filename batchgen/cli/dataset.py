@@ -8,11 +8,9 @@ grow with the run. See docs/export.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
-from batchgen.errors import UsageError
+from batchgen.cli.body import Body
 
 # the flags `export` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = frozenset({"run_dir", "to", "format", "status", "best", "min_score", "shard_size"})
@@ -55,21 +53,4 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="images per shard (hf, webdataset; default 1000)",
     )
-    parser.set_defaults(func=cmd_export)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.export (tests/test_startup.py)
-    from batchgen.export import Filters, export_run
-
-    flags_of(args, READS)  # the parser offers only what is read here
-    filters = Filters(args.status, args.best, args.min_score)
-    try:
-        count = export_run(
-            args.run_dir, args.to, args.format, filters, shard_images=args.shard_size
-        )
-    except UsageError as exc:
-        print(f"batchgen export: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"{count} image(s) exported to {args.to} ({args.format})", file=sys.stderr)
-    return EXIT_OK
+    parser.set_defaults(func=Body("dataset", "cmd_export"))

@@ -9,11 +9,10 @@ Exit status: 0 a run would start; 2 it would not (each ✗ names its fix).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from batchgen.cli.common import EXIT_USAGE, JOB_DEFAULT_FLAGS, add_job_defaults, flags_of
-from batchgen.errors import UsageError
+from batchgen.cli.body import Body
+from batchgen.cli.common import JOB_DEFAULT_FLAGS, add_job_defaults
 
 # the flags `doctor` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = JOB_DEFAULT_FLAGS | frozenset(
@@ -85,49 +84,4 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
-    parser.set_defaults(func=cmd_doctor)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.doctor (tests/test_startup.py)
-    from batchgen.doctor import DoctorOptions, run_diagnose
-    from batchgen.doctor.render import to_json, to_text
-
-    flags_of(args, READS)  # the parser offers only what is read here
-
-    if args.providers and args.base_url:
-        print("batchgen doctor: --providers names every endpoint: drop --base-url", file=sys.stderr)
-        return EXIT_USAGE
-    opts = DoctorOptions(
-        jobfile=args.jobfile,
-        providers=args.providers,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        defaults={k: getattr(args, k) for k in ("model", "size", "quality", "n")},
-        prices=args.prices,
-        price_per_image=args.price_per_image,
-        run_dir=args.run_dir,
-        rpm=args.rpm,
-        ipm=args.ipm,
-        concurrency=args.concurrency,
-        adaptive=args.adaptive,
-        timeout=args.timeout,
-        probe=args.probe,
-    )
-
-    def confirm(text: str) -> bool:
-        if args.yes:
-            return True
-        if not sys.stdin.isatty():
-            print(f"{text}: not confirmed (add --yes when no one can answer)", file=sys.stderr)
-            return False
-        answer = input(f"{text}. Send? [y/N] ")
-        return answer.strip().lower() in ("y", "yes")
-
-    try:
-        diagnosis = run_diagnose(opts, confirm)
-    except UsageError as exc:
-        print(f"batchgen doctor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(to_json(diagnosis) if args.format == "json" else to_text(diagnosis))
-    return diagnosis.exit_code
+    parser.set_defaults(func=Body("doctor", "cmd_doctor"))

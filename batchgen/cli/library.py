@@ -11,12 +11,9 @@ Default library: ~/.batchgen/library (--library DIR).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
-from batchgen.errors import UsageError
+from batchgen.cli.body import Body
 
 # the flags `library` reads, over its actions (tests/test_cli_help.py)
 READS = frozenset({"action", "run_dirs", "drop_run", "library"})
@@ -39,42 +36,4 @@ def register(subparsers: Any) -> None:
     gc.add_argument("--drop-run", metavar="RUN_ID_OR_DIR", help="drop this run's entries first")
     for p in (add, ls, gc):
         p.add_argument("--library", metavar="DIR", help="default ~/.batchgen/library")
-    parser.set_defaults(func=cmd_library)
-
-
-def cmd_library(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.library.entries (tests/test_startup.py)
-    from batchgen.library.entries import run_entries
-    from batchgen.library.index import DEFAULT_LIBRARY, Library
-
-    flags_of(args, READS)  # the parser offers only what is read here
-    lib = Library(Path(args.library) if args.library else DEFAULT_LIBRARY)
-    try:
-        lib.check()
-    except UsageError as exc:
-        print(f"batchgen library: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.action == "add":
-        for run_dir in args.run_dirs:
-            if not (Path(run_dir) / "run.json").is_file():
-                print(
-                    f"batchgen library add: {run_dir} is not a run directory (no run.json)",
-                    file=sys.stderr,
-                )
-                return EXIT_USAGE
-            added, new = lib.add_entries(run_entries(run_dir))
-            print(f"{run_dir}: {added} answer(s) indexed, {new} new image file(s) in {lib.root}")
-        return EXIT_OK
-    if args.action == "ls":
-        for r in lib.runs():
-            score = "—" if r["mean_score"] is None else f"{r['mean_score']:.2f}"
-            print(
-                f"{r['run_id']}  {r['entries']:>6} answers  {r['images']:>6} images  "
-                f"mean score {score}  {r['run_dir']}"
-            )
-        t = lib.totals()
-        print(f"{lib.root}: {t['entries']} answers, {t['files']} files, {t['bytes']:,} bytes")
-        return EXIT_OK
-    removed = lib.gc(drop_run=args.drop_run)
-    print(f"{lib.root}: removed {removed['entries']} entries, {removed['files']} files")
-    return EXIT_OK
+    parser.set_defaults(func=Body("library", "cmd_library"))

@@ -21,17 +21,14 @@ Exit status: 0 done; 2 bad usage (nothing sent); 3 stopped early: run it again t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from batchgen.cli.body import Body
 from batchgen.cli.common import (
-    EXIT_STOPPED,
     JOB_DEFAULT_FLAGS,
     SESSION_FLAGS,
     add_job_defaults,
     add_session_arguments,
-    flags_of,
-    prefer_system_allocator,
 )
 from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
@@ -105,7 +102,7 @@ def register(subparsers: Any) -> None:
     add_scorer_arguments(parser, for_resume=True)
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False)
-    parser.set_defaults(func=cmd_pilot)
+    parser.set_defaults(func=Body("pilot", "cmd_pilot"))
 
 
 def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = False) -> None:
@@ -145,110 +142,3 @@ def add_apply_arguments(parser: argparse.ArgumentParser, *, from_pilot: bool = F
     g.add_argument(
         "--reuse-bar", type=float, metavar="S", help="with --reuse: only images scored at least S"
     )
-
-
-def reuse_spec(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``--reuse [LIBRARY]`` as run.json's settings.reuse (library.reuse)."""
-    if getattr(args, "reuse", None) is None:
-        return None
-
-    # lazy: the CLI builds its parser without batchgen.library.index (tests/test_startup.py)
-    from batchgen.library.index import DEFAULT_LIBRARY, Library
-
-    path = Path(args.reuse).expanduser().resolve() if args.reuse else DEFAULT_LIBRARY
-    Library(path).check()  # a damaged index: a usage error now, before anything is sent
-    return {
-        "sources": [{"kind": "library", "path": str(path)}],
-        "bar": getattr(args, "reuse_bar", None),
-    }
-
-
-def regenerate_of(args: argparse.Namespace) -> Any:
-    below = getattr(args, "regenerate_below", None)
-    if below is None:
-        return None
-    # lazy: the CLI builds its parser without batchgen.session.regenerate (tests/test_startup.py)
-    from batchgen.session.regenerate import Regenerate
-
-    return Regenerate(float(below), int(args.max_rounds))
-
-
-def apply_flags(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {
-        "jobfile",
-        "run_dir",
-        "apply",
-        "apply_run_dir",
-        "from_pilot",
-        "setting",
-        "regenerate_below",
-        "max_rounds",
-        "reuse_bar",
-        "sample",
-        "seed",
-        "try_",
-        "bar",
-        "target",
-        "confidence",
-    }
-    flags = {k: v for k, v in flags_of(args).items() if k not in skip}
-    flags["reuse"] = reuse_spec(args)
-    return flags
-
-
-def cmd_pilot(args: argparse.Namespace) -> int:
-    prefer_system_allocator()
-    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
-    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.pilot.apply import run_apply
-    from batchgen.pilot.run import run_pilot
-
-    console, err = make_console(), make_console(stderr=True)
-    observer = ConsoleObserver(console, err, args)
-
-    def say(text: str) -> None:
-        observer.say(text)
-
-    def go() -> int:
-        flags = {
-            k: v
-            for k, v in flags_of(args, READS).items()
-            if k
-            not in (
-                "jobfile",
-                "run_dir",
-                "apply",
-                "apply_run_dir",
-                "setting",
-                "regenerate_below",
-                "max_rounds",
-                "reuse",
-                "reuse_bar",
-            )
-        }
-        outcome = run_pilot(
-            args.jobfile,
-            flags,
-            run_dir=args.run_dir,
-            observer=observer,
-            say=say,
-            argv=redacted_argv(),
-        )
-        if not args.apply or outcome.exit_code == EXIT_STOPPED:
-            if outcome.result is not None and outcome.result.get("chosen"):
-                say(f"next: batchgen run {args.jobfile} --from-pilot {outcome.run_dir}")
-            return outcome.exit_code
-        applied = run_apply(
-            args.jobfile,
-            outcome.run_dir,
-            apply_flags(args),
-            run_dir=args.apply_run_dir,
-            observer=observer,
-            say=say,
-            argv=redacted_argv(),
-            regenerate=regenerate_of(args),
-            pick=args.setting,
-        )
-        return int(applied.exit_code)
-
-    return usage_errors(err, "pilot", go)

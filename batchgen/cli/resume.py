@@ -13,15 +13,14 @@ import argparse
 from typing import Any
 
 from batchgen.cli.batch import add_batch_arguments
+from batchgen.cli.body import Body
 from batchgen.cli.common import (
     BATCH_FLAGS,
     SESSION_FLAGS,
     STORAGE_FLAGS,
     add_session_arguments,
-    flags_of,
-    prefer_system_allocator,
 )
-from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments, with_notify
+from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
 from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
 # the flags `resume` reads (tests/test_cli_help.py: its parser offers exactly these)
@@ -69,30 +68,4 @@ def register(subparsers: Any) -> None:
     add_notify_arguments(parser)
 
     add_batch_arguments(parser, resume=True)
-    parser.set_defaults(func=cmd_resume)
-
-
-def cmd_resume(args: argparse.Namespace) -> int:
-    prefer_system_allocator()
-    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
-    from batchgen.cli.session import ConsoleObserver, make_console, redacted_argv, usage_errors
-    from batchgen.session.regenerate import Regenerate
-    from batchgen.session.resume import resume_run
-
-    console, err = make_console(), make_console(stderr=True)
-    below = getattr(args, "regenerate_below", None)
-    regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
-    observer = ConsoleObserver(console, err, args)
-    return usage_errors(
-        err,
-        "resume",
-        lambda: (
-            resume_run(
-                args.run_dir,
-                flags_of(args, READS),
-                observer=with_notify(observer, args),
-                argv=redacted_argv(),
-                regenerate=regen,
-            ).exit_code
-        ),
-    )
+    parser.set_defaults(func=Body("resume", "cmd_resume"))

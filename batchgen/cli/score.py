@@ -13,22 +13,13 @@ Exit status: 0 every image scored; 1 some could not be scored; 2 bad usage; 3 st
 from __future__ import annotations
 
 import argparse
-import contextlib
-from pathlib import Path
 from typing import Any
 
+from batchgen.cli.body import Body
 from batchgen.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_STOPPED,
-    EXIT_USAGE,
     SESSION_FLAGS,
-    UsageError,
     add_session_arguments,
-    flags_of,
-    prefer_system_allocator,
 )
-from batchgen.errors import printable
 
 SCORER_FLAGS = frozenset({"judge", "scorer", "clip_model", "rubric", "detail"})
 # what a scoring session does not read: it starts no image requests (no --ipm, no image
@@ -89,33 +80,4 @@ def register(subparsers: Any) -> None:
     parser.add_argument("run_dir", help="the run directory (holds run.json)")
     add_scorer_arguments(parser)
     add_session_arguments(parser, resume=True, leave_out=_NOT_READ)
-    parser.set_defaults(func=cmd_score)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    prefer_system_allocator()
-    # lazy: the CLI builds its parser without batchgen.cli.session (tests/test_startup.py)
-    from batchgen.cli.session import make_console, print_score_summary
-    from batchgen.session.scoring import score_directory
-
-    console = make_console()
-    err = make_console(stderr=True)
-    try:
-        spec, result = score_directory(args.run_dir, flags_of(args, READS), say=_say_to(console))
-    except UsageError as exc:
-        err.print(f"batchgen score: {exc}", markup=False)
-        return EXIT_USAGE
-    print_score_summary(console, Path(args.run_dir), spec, result)
-    if result.stop_reason is not None:
-        console.print(f"[yellow]stopped ({result.stop_reason.value}): {result.stop_message}[/]")
-        console.print(f"to score the rest: batchgen score {Path(args.run_dir)}")
-        return EXIT_STOPPED
-    return EXIT_FAILED if result.tally.failed else EXIT_OK
-
-
-def _say_to(console: Any) -> Any:
-    def say(text: str, style: str | None = None) -> None:
-        with contextlib.suppress(OSError):  # the terminal may be gone after SIGHUP
-            console.print(printable(text), markup=False, style=style)
-
-    return say
+    parser.set_defaults(func=Body("score", "cmd_score"))

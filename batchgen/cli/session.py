@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -16,7 +17,6 @@ from rich.console import Console
 
 from batchgen.cli.prepare import show_quote_and_confirm
 from batchgen.cli.progress import Progress
-from batchgen.cli.report import print_run_summary
 from batchgen.errors import UsageError, printable
 from batchgen.money import Budget
 from batchgen.runlog.rundir import RunDir, redact_argv
@@ -237,3 +237,16 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
         console.print(
             f"regenerate them: batchgen resume {run_dir} --regenerate-below {spec.threshold:g}"
         )
+
+
+def print_run_summary(run_dir: Path | str, console: Console) -> None:
+    """The short summary `batchgen run` prints at the end (no image checks: it must be quick).
+    The resume command is left to the ending's "to finish the rest" line: printed once."""
+    # lazy: loads pandas, pyarrow.compute (the analyzers); a run ends here, and only a run
+    # that shows its summary pays for them (tests/test_startup.py: a run never imports pandas)
+    from batchgen.reports import build_report
+    from batchgen.reports.text import summary
+
+    run = build_report(run_dir, image_checks=False).run
+    advice = tuple(r for r in run.recommendations if r.kind != "pending")
+    console.print(summary(dataclasses.replace(run, recommendations=advice)))

@@ -8,19 +8,10 @@ Exit status: 0 shown; 2 bad usage (a bad date, no ledger, a directory that is no
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from batchgen.cli.common import EXIT_USAGE, flags_of
+from batchgen.cli.body import Body
 from batchgen.cli.money_args import _usd
-from batchgen.errors import UsageError
-from batchgen.money.ledger import ALL, ENV, NANO, Ledger, ledger_path, month_of, month_start
-from batchgen.money.monthly import load_user_config
 
 # the flags `spend` and `ledger` read (tests/test_cli_help.py: their parsers offer exactly these)
 READS = frozenset({"since", "by", "project", "format", "ledger", "monthly_budget"})
@@ -55,7 +46,7 @@ def register(subparsers: Any) -> None:
         type=_usd,
         help="the budget to compare with (default config.toml's monthly_budget)",
     )
-    spend.set_defaults(func=cmd_spend)
+    spend.set_defaults(func=Body("spend", "cmd_spend"))
     ledger = subparsers.add_parser("ledger", help="the spend ledger: rebuild it from run logs")
     sub = ledger.add_subparsers(
         dest="ledger_command", metavar="COMMAND", required=True, help="rebuild"
@@ -65,135 +56,4 @@ def register(subparsers: Any) -> None:
     )
     rebuild.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
     rebuild.add_argument("--ledger", metavar="PATH", help="the ledger file (as for run)")
-    rebuild.set_defaults(func=cmd_rebuild)
-
-
-def _open(given: str | None) -> Any:
-    user = load_user_config()
-    if given is None and os.environ.get(ENV) is None:
-        given = user.ledger
-    path = ledger_path(given)
-    if path is None:
-        raise UsageError(f"the spend ledger is off (--ledger off or {ENV}=off): nothing to show")
-    return Ledger.open(path), user
-
-
-def _since(text: str | None) -> float:
-    if text is None:
-        return month_start(time.time())
-    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            continue
-    raise UsageError(f"--since {text!r}: give a UTC date like 2026-12-01 (or 2026-12-01T08:00)")
-
-
-def spend_document(args: argparse.Namespace) -> dict[str, Any]:
-    ledger, user = _open(args.ledger)
-    try:
-        since = _since(args.since)
-        lines = ledger.spend(since=since, by=args.by, project=args.project)
-        total = ledger.spend(since=since, project=args.project)
-        month = month_of(time.time())
-        budgets = []
-        cap = args.monthly_budget if args.monthly_budget is not None else user.monthly_budget
-        scopes: list[tuple[str, float]] = [] if cap is None else [(ALL, cap)]
-        for name, usd in user.project_budgets.items():
-            if args.project in (None, name):
-                scopes.append((name, usd))
-        for scope, usd in scopes:
-            spent = ledger.spent_nano(month, scope) / NANO
-            left = max(usd - spent, 0.0)
-            budgets.append(
-                {
-                    "scope": "all projects" if scope == ALL else f"project {scope}",
-                    "month": month,
-                    "budget_usd": usd,
-                    "spent_usd": round(spent, 6),
-                    "remaining_usd": round(left, 6),
-                    "remaining_share": round(left / usd, 4) if usd > 0 else 0.0,
-                }
-            )
-    finally:
-        ledger.close()
-    empty = {"key": "total", "attempts": 0, "images": 0, "cost_usd": 0.0, "cost_per_image": None}
-    return {
-        "ledger": str(ledger.path),
-        "since": datetime.fromtimestamp(since, UTC).isoformat(),
-        "by": args.by,
-        "project": args.project,
-        "lines": [_line(line) for line in lines] if args.by else [],
-        "total": _line(total[0]) if total else empty,
-        "budgets": budgets,
-    }
-
-
-def _line(line: Any) -> dict[str, Any]:
-    per = line.per_image
-    return {
-        "key": line.key,
-        "attempts": line.attempts,
-        "images": line.images,
-        "cost_usd": round(line.cost_usd, 9),
-        "cost_per_image": None if per is None else round(per, 9),
-    }
-
-
-def cmd_spend(args: argparse.Namespace) -> int:
-    flags_of(args, READS)  # the parser offers only what is read here
-    try:
-        doc = spend_document(args)
-    except UsageError as exc:
-        print(f"batchgen spend: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.format == "json":
-        print(json.dumps(doc, indent=2))
-        return 0
-    print(_text(doc))
-    return 0
-
-
-def _money(usd: float) -> str:
-    return f"${usd:,.4f}" if usd < 1 else f"${usd:,.2f}"
-
-
-def _text(doc: dict[str, Any]) -> str:
-    out = [f"spend since {doc['since'][:16].replace('T', ' ')} UTC  (ledger {doc['ledger']})"]
-    rows = [*doc["lines"], doc["total"]] if doc["by"] else [doc["total"]]
-    width = max(len(str(r["key"])) for r in rows) + 2
-    out.append(
-        f"  {doc['by'] or '':<{width}}{'attempts':>10}{'images':>10}{'cost':>14}{'per image':>12}"
-    )
-    for r in rows:
-        per = "-" if r["cost_per_image"] is None else _money(r["cost_per_image"])
-        out.append(
-            f"  {r['key']:<{width}}{r['attempts']:>10,}{r['images']:>10,}"
-            f"{_money(r['cost_usd']):>14}{per:>12}"
-        )
-    for b in doc["budgets"]:
-        out.append(
-            f"budget ({b['scope']}, {b['month']}): {_money(b['spent_usd'])} of "
-            f"{_money(b['budget_usd'])} spent, {_money(b['remaining_usd'])} left "
-            f"({b['remaining_share'] * 100:.0f} %)"
-        )
-    return "\n".join(out)
-
-
-def cmd_rebuild(args: argparse.Namespace) -> int:
-    # lazy: the CLI builds its parser without batchgen.session.ledgering (tests/test_startup.py)
-    from batchgen.session.ledgering import rebuild
-
-    flags_of(args, LEDGER_READS)  # the parser offers only what is read here
-    try:
-        ledger, _user = _open(args.ledger)
-        try:
-            done = rebuild(ledger, [Path(d) for d in args.run_dirs])
-        finally:
-            ledger.close()
-    except UsageError as exc:
-        print(f"batchgen ledger rebuild: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for run_dir, run_id, rows, cost in done:
-        print(f"{run_dir}: run {run_id}: {rows} priced attempt(s), ${cost:.4f}")
-    return 0
+    rebuild.set_defaults(func=Body("spend", "cmd_rebuild"))

@@ -19,7 +19,6 @@ no answer.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import time
@@ -29,10 +28,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from batchgen.sim.batchstate import TERMINAL, Batch, Line, SimFile, send_file
-from batchgen.sim.faults import parse_directives
+from batchgen.sim.batchstate import TERMINAL, Batch, SimFile, send_file
 from batchgen.sim.front import SimFront
-from batchgen.sim.models import ApiError, ImageRequest
+from batchgen.sim.geminilines import answer_lines, read_lines
+from batchgen.sim.models import ApiError
 
 _STATE = {
     "validating": "BATCH_STATE_PENDING",
@@ -43,15 +42,6 @@ _STATE = {
     "failed": "BATCH_STATE_FAILED",
     "cancelled": "BATCH_STATE_CANCELLED",
     "expired": "BATCH_STATE_EXPIRED",
-}
-_SIZES = {
-    "1:1": (1024, 1024),
-    "3:2": (1248, 832),
-    "2:3": (832, 1248),
-    "16:9": (1344, 768),
-    "9:16": (768, 1344),
-    "4:3": (1184, 864),
-    "3:4": (864, 1184),
 }
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
 
@@ -193,7 +183,7 @@ class GeminiBatches:
             inline = False
         else:
             raise ApiError(400, "input_config needs requests or file_name.")
-        lines, errors = self._lines(items, model, inline)
+        lines, errors = read_lines(self.server, items, model, inline)
         number = self.number()
         faults = self.server.config.batch_faults
         if number == faults.get("fail") and not errors:
@@ -217,98 +207,6 @@ class GeminiBatches:
             self.owner.submitted[line.custom_id] += 1
         return web.json_response(await self._op(b))
 
-    def _lines(
-        self, items: list[Any], model: str, inline: bool
-    ) -> tuple[list[Line], list[dict[str, Any]]]:
-        lines: list[Line] = []
-        errors: list[dict[str, Any]] = []
-        server = self.server
-        for number, item in enumerate(items, 1):
-            try:
-                key = item["metadata"]["key"] if inline else item["key"]
-                req = item["request"]
-                prompt = req["contents"][0]["parts"][0]["text"]
-                gen = req["generationConfig"]
-                ratio = (gen.get("imageConfig") or {}).get("aspectRatio", "1:1")
-                assert "IMAGE" in gen["responseModalities"] and ratio in _SIZES
-            except (KeyError, IndexError, TypeError, AssertionError):
-                errors.append(
-                    {
-                        "code": "invalid_request",
-                        "message": f"request {number} is not a GenerateContentRequest for images",
-                    }
-                )
-                continue
-            decided = server.planner.decide(server.config, prompt, parse_directives(prompt))
-            fault = None
-            if decided.fault is not None:
-                fault = "content_policy" if decided.fault == "content_policy" else "server"
-            body = {"model": model, "prompt": prompt, "ratio": ratio}
-            lines.append(Line(number, str(key), body, fault))
-        if not lines and not errors:
-            errors.append({"code": "invalid_request", "message": "The batch has no requests."})
-        return lines, errors
-
-    async def _answers(self, b: Batch, ran: list[Line]) -> list[bytes]:
-        out: list[bytes] = []
-        server = self.server
-        for line in ran:
-            head = {"key": line.custom_id}
-            if line.fault == "server":
-                doc: dict[str, Any] = {
-                    "error": {"code": 13, "message": "An internal error has occurred. (simulated)"}
-                }
-            elif line.fault == "content_policy":
-                doc = {"response": {"candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}]}}
-            else:
-                self.owner.billed[line.custom_id] += 1
-                w, h = _SIZES[line.body["ratio"]]
-                req = ImageRequest(
-                    line.body["model"],
-                    "extra",
-                    line.body["prompt"],
-                    1,
-                    w,
-                    h,
-                    f"{w}x{h}",
-                    None,
-                    "png",
-                    "b64_json",
-                    "opaque",
-                )
-                data = (await server.rendered(req, server.config))[0].data
-                parts = [
-                    {
-                        "inlineData": {
-                            "mimeType": "image/png",
-                            "data": base64.b64encode(data).decode(),
-                        }
-                    }
-                ]
-                usage = {
-                    "promptTokenCount": max(1, len(line.body["prompt"]) // 4),
-                    "candidatesTokenCount": 1290,
-                }
-                doc = {
-                    "response": {
-                        "candidates": [
-                            {
-                                "content": {"role": "model", "parts": parts},
-                                "finishReason": "STOP",
-                                "index": 0,
-                            }
-                        ],
-                        "usageMetadata": usage,
-                        "responseId": f"{b.id}-{line.number}",
-                    }
-                }
-            if self.inline[b.id]:
-                doc["metadata"] = head
-            else:
-                doc = {**head, **doc}
-            out.append(json.dumps(doc).encode())
-        return out
-
     async def _settle(self, b: Batch) -> None:
         """Once terminal: the lines that ran are answered (and billed), once."""
         if b.settled:
@@ -319,7 +217,9 @@ class GeminiBatches:
         b.settled = True
         if status == "failed":
             return
-        answers = await self._answers(b, b.lines[:done])
+        answers = await answer_lines(
+            self.server, b, b.lines[:done], billed=self.owner.billed, inline=self.inline[b.id]
+        )
         if self.inline[b.id]:
             self.results[b.id] = answers
             return

@@ -1,0 +1,25 @@
+"""`batchgen export`: a run as a dataset (images and metadata)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
+from batchgen.cli.dataset import READS
+from batchgen.errors import UsageError
+from batchgen.export import Filters, export_run
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    flags_of(args, READS)  # the parser offers only what is read here
+    filters = Filters(args.status, args.best, args.min_score)
+    try:
+        count = export_run(
+            args.run_dir, args.to, args.format, filters, shard_images=args.shard_size
+        )
+    except UsageError as exc:
+        print(f"batchgen export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{count} image(s) exported to {args.to} ({args.format})", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,34 @@
+"""`batchgen jobs`: the run's jobs by status, as the job file's lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+
+from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
+from batchgen.cli.export import READS
+from batchgen.runlog.export import export_jobs
+from batchgen.runlog.rundir import RunDirError
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    flags_of(args, READS)  # the parser offers only what is read here
+    try:
+        lines = export_jobs(args.run_dir, args.status)
+    except RunDirError as exc:
+        print(f"batchgen jobs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    count = 0
+    with (
+        open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out
+    ):
+        for line in lines:
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
+    print(
+        f"{count} {args.status} job(s)" + (f" written to {args.output}" if args.output else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
