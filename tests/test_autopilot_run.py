@@ -69,9 +69,10 @@ def test_a_burst_of_tiny_retry_after_429s_fails_no_job(
     assert done.code == 0, done.output
     log = read_log(run_dir)
     limited = log.filter(pc.equal(log["error_class"], "rate_limit"))
-    # the answer-clocked ramp meets a handful of 429s before it holds the limit (8 to a few
-    # dozen here): enough that tiny retry-after 429s were met and none cost an attempt
-    assert limited.num_rows >= (100 if "--no-adapt" in flags else 5), "no 429 burst was driven"
+    # the answer-clocked ramp meets a handful of 429s before it holds the limit (4 to a few
+    # dozen here, fewer as the ramp got better): tiny retry-after 429s were met and none cost
+    # an attempt; the hundreds of a hammering pool are the no-adapt case's
+    assert limited.num_rows >= (100 if "--no-adapt" in flags else 2), "no 429 burst was driven"
     # every 429 row is a non-final attempt; every job ended with exactly one ok row
     assert not any(limited["final"].to_pylist())
     counts = job_states(run_dir).counts()
