@@ -6,34 +6,29 @@ RUN_DIR/cache/thumbs, so the next report reads the small local file)."""
 from __future__ import annotations
 
 import base64
-import io
 import os
 import urllib.parse
 from pathlib import Path
 
-from PIL import Image
-
-from batchgen.analyze.images import IMAGE_ERRORS, no_bombs, resolve_image
-from batchgen.storage.cache import is_uri, thumbnail
+from batchgen.analyze.images import resolve_image
+from batchgen.storage.cache import is_uri, jpeg_thumbnail, thumbnail
 
 THUMB_PX = 160
 
 
 def thumb(path: Path) -> str | None:
     try:
-        with no_bombs(), Image.open(path) as im:
-            im.draft("RGB", (THUMB_PX, THUMB_PX))
-            rgb = im.convert("RGB")
-        rgb.thumbnail((THUMB_PX, THUMB_PX))
-        buf = io.BytesIO()
-        rgb.save(buf, format="JPEG", quality=75)
-    except IMAGE_ERRORS:
+        data = path.read_bytes()
+    except OSError:
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _data_url(jpeg_thumbnail(data, THUMB_PX))
 
 
 def _remote_thumb(run_dir: Path, uri: str) -> str | None:
-    jpeg = thumbnail(run_dir, uri, THUMB_PX)
+    return _data_url(thumbnail(run_dir, uri, THUMB_PX))
+
+
+def _data_url(jpeg: bytes | None) -> str | None:
     return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 

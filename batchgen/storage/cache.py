@@ -63,13 +63,15 @@ def thumbnail(run_dir: Path, uri: str, px: int) -> bytes | None:
         data = fetch(uri)
     except Exception:
         return None
-    thumb = _thumb(data, px)
+    thumb = jpeg_thumbnail(data, px)
     if thumb is not None:
         _write_atomic(cached, thumb)
     return thumb
 
 
-def _thumb(data: bytes, px: int) -> bytes | None:
+def jpeg_thumbnail(data: bytes, px: int) -> bytes | None:
+    """A JPEG of at most ``px`` × ``px`` of an image's bytes; None when they are not an image
+    or one bigger than the decompression-bomb bound (read from its header, before decoding)."""
     # lazy: Pillow loads only when a thumbnail is made
     from PIL import Image
 
