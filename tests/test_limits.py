@@ -232,3 +232,45 @@ def test_try_admit_lets_out_only_what_admit_would_not_hold() -> None:
     per_s = 10.0
     assert _max_in_window(grants, 1.0) <= per_s + max(1.0, per_s * BURST_S)
     assert grants[-1] - grants[0] == pytest.approx(199 / per_s, rel=0.1)
+
+
+def test_waiters_for_a_rate_wake_once_each_not_once_per_token(monkeypatch) -> None:
+    """A hundred workers queued on a 600/min rate: each sleeps until the token of its place in
+    the queue is due, so the 100 tokens cost about a hundred wake-ups, not one per waiter per
+    token (~5,000: the whole queue woke for every token, and one of them took it). Counted by
+    the pacing clock's reads, one per look at the bucket; the times stay the rate's."""
+    import anyio
+
+    from batchgen.limits import pacing
+    from batchgen.limits.autopilot import AutopilotConfig, RateControl
+    from tests.vtime import run_virtual
+
+    reads = [0]
+    real = pacing.loop_time
+
+    def counted() -> float:
+        reads[0] += 1
+        return real()
+
+    async def main() -> tuple[list[float], int]:
+        start = real()
+        paced = pacing.Paced(RateControl("requests", 600.0, AutopilotConfig(), start), start)
+        monkeypatch.setattr(pacing, "loop_time", counted)
+        taken: list[float] = []
+
+        async def worker() -> None:
+            await paced.acquire(1)
+            taken.append(real() - start)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(worker)
+        return taken, reads[0]
+
+    taken, looks = run_virtual(main)
+    assert len(taken) == 100
+    assert looks < 400, looks
+    # the pace is the rate's: 10 a second after the bucket's first two (0.2 s of burst)
+    assert 9.5 < max(taken) < 10.2, max(taken)
+    gaps = [b - a for a, b in zip(sorted(taken)[2:], sorted(taken)[3:], strict=False)]
+    assert min(gaps) > 0.09, min(gaps)

@@ -37,6 +37,8 @@ class Paced:
             self._bucket = TokenBucket(control.current, now, BURST_S)
         self._order = anyio.Lock()  # held by the worker at the head of the queue
         self._moved = anyio.Event()  # set (and replaced) when the rate moves
+        self._waiting = 0  # workers waiting for a single token
+        self._left = 0  # waiters that have left (with a token or cancelled), ever
 
     def sync(self) -> None:
         value = self.control.current
@@ -98,17 +100,29 @@ class Paced:
         self.control.sent(now, amount)
 
     async def _take_one(self) -> None:
-        while True:
-            bucket = self._bucket
-            if bucket is None:  # the rate became unlimited while this worker waited
-                return
-            bucket.refill(loop_time())
-            wait = bucket.wait_for(1)
-            if wait <= 0:
-                bucket.take(1)
-                return
-            with anyio.move_on_after(wait):
-                await self._moved.wait()
+        # Each waiter sleeps until the token of its place in the queue is due, not the first
+        # one: with all of them woken for each token, N waiters cost N - 1 wasted loop passes a
+        # token (250,000 wake-ups for 1,240 jobs in a no-headers run). The place is where it
+        # came in, less the waiters that have left since (taken or cancelled); it can only be
+        # under the true one (someone behind left first), which wakes it early, never late.
+        self._waiting += 1
+        place, left_before = self._waiting, self._left
+        try:
+            while True:
+                bucket = self._bucket
+                if bucket is None:  # the rate became unlimited while this worker waited
+                    return
+                bucket.refill(loop_time())
+                if bucket.wait_for(1) <= 0:
+                    bucket.take(1)
+                    return
+                ahead = max(1, min(place - (self._left - left_before), self._waiting))
+                wait = (ahead - bucket.tokens) / bucket.per_second
+                with anyio.move_on_after(wait):
+                    await self._moved.wait()
+        finally:
+            self._waiting -= 1
+            self._left += 1
 
 
 @dataclass(slots=True)
