@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import time
@@ -55,6 +56,24 @@ class Stored:
     score: float | None
 
 
+def _wal(con: sqlite3.Connection, tries: int = 300) -> None:
+    """Put the index in WAL mode (it stays so in the file). Switching a new file's journal
+    mode while another process opens it can fail at once with "database is locked": SQLite
+    does not call the busy handler there (two `library add`s on a new library, seen in a
+    test); so the mode is read first and the switch retried for a few seconds."""
+    for _ in range(tries):
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.01 + random.random() * 0.02)
+    con.execute("PRAGMA journal_mode=WAL")  # the last try raises what it meets
+
+
 class Library:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -69,8 +88,8 @@ class Library:
         self.root.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA busy_timeout=30000")
+            _wal(con)
             con.execute("PRAGMA synchronous=FULL")
             con.executescript(_SCHEMA)
             yield con
