@@ -14,8 +14,9 @@
 
 What run.json records of it (:meth:`EndpointSpec.record`) holds no key: names, protocols,
 base URLs (a URL with a password is refused), variable names and models. Problems raise
-:class:`EndpointError` naming the fix (and never echoing a value that may be a key). This
-module imports no aiohttp until :func:`build_router` runs, so building the CLI stays cheap.
+:class:`EndpointError` naming the fix (and never echoing a value that may be a key). It
+imports every protocol's client at its top: only command bodies import it (a run, a resume,
+doctor), and each of those loads aiohttp anyway; the parser does not (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -31,13 +32,19 @@ from urllib.parse import urlsplit
 
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError, redact
+from batchgen.limits import RateLimiter
+from batchgen.provider.azure import DEFAULT_API_VERSION, AzureImages
+from batchgen.provider.bfl import BflImages
+from batchgen.provider.fal import FalImages
+from batchgen.provider.gemini import GeminiImages
+from batchgen.provider.openai import OpenAIImages
+from batchgen.provider.poll import DEFAULT_POLL_S
+from batchgen.provider.router import Endpoint, Router
 from batchgen.redaction import has_hidden_query, looks_like_key, redact_url
 
 if TYPE_CHECKING:
-    from batchgen.limits import RateLimiter
     from batchgen.limits.stop import RunControl
     from batchgen.provider.base import Provider
-    from batchgen.provider.router import Router
 
 PROTOCOLS = ("openai", "azure", "gemini", "bfl", "fal")
 DEFAULT_URLS = {
@@ -287,9 +294,6 @@ def describe(specs: list[EndpointSpec]) -> list[dict[str, Any]]:
 def limiter_for(pool: PoolConfig) -> RateLimiter:
     """The one way a run's RateLimiter is built from its settings: the run's own (one
     endpoint), or each endpoint's of a providers file (``pool.with_limits`` of its own)."""
-    # lazy: loads anyio; this module is imported without it
-    from batchgen.limits import RateLimiter
-
     return RateLimiter(
         pool.rpm,
         pool.ipm,
@@ -309,9 +313,6 @@ def build_router(
     """The Router over these endpoints: a provider and a RateLimiter (its own autopilot)
     each; the run's --rpm/--ipm/--concurrency apply to every endpoint unless it sets its own.
     ``inflight``: the pool's sent journal, which the Router fills as requests leave."""
-    # lazy: loads anyio; this module is imported without it
-    from batchgen.provider.router import Endpoint, Router
-
     endpoints = []
     for spec in specs:
         own = pool.with_limits(rpm=spec.rpm, ipm=spec.ipm, concurrency=spec.concurrency)
@@ -326,14 +327,8 @@ def build_router(
 def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provider:
     """The provider client of ``spec``'s protocol."""
     if spec.protocol == "openai":
-        # lazy: loads aiohttp; this module is imported without it
-        from batchgen.provider.openai import OpenAIImages
-
         return OpenAIImages(spec.base_url, key, connections=connections)
     if spec.protocol == "azure":
-        # lazy: loads aiohttp; this module is imported without it
-        from batchgen.provider.azure import DEFAULT_API_VERSION, AzureImages
-
         return AzureImages(
             spec.base_url,
             key,
@@ -342,20 +337,9 @@ def make_provider(spec: EndpointSpec, key: str, connections: int = 100) -> Provi
             connections=connections,
         )
     if spec.protocol == "gemini":
-        # lazy: loads aiohttp; this module is imported without it
-        from batchgen.provider.gemini import GeminiImages
-
         return GeminiImages(spec.base_url, key, connections=connections)
-    # lazy: loads aiohttp, anyio; this module is imported without them
-    from batchgen.provider.poll import DEFAULT_POLL_S
-
     poll = spec.poll_interval or DEFAULT_POLL_S
     if spec.protocol == "bfl":
-        # lazy: loads aiohttp, anyio; this module is imported without them
-        from batchgen.provider.bfl import BflImages
-
         return BflImages(spec.base_url, key, connections=connections, poll_interval_s=poll)
-    # lazy: loads aiohttp, anyio; this module is imported without them
-    from batchgen.provider.fal import FalImages
 
     return FalImages(spec.base_url, key, connections=connections, poll_interval_s=poll)
