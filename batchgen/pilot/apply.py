@@ -18,8 +18,11 @@ from batchgen.pilot.carry import carry_scores
 from batchgen.pilot.plan import PilotPlan, load_result, no_edits
 from batchgen.pilot.run import Say
 from batchgen.pilot.settings import Setting
+from batchgen.quality.store import load_scorer
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_STOPPED
+from batchgen.session.resume import resume_run
+from batchgen.session.start import default_run_dir, start_run
 
 
 def chosen_setting(pilot_dir: Path, plan: PilotPlan, pick: str | None) -> Setting:
@@ -80,10 +83,6 @@ def run_apply(
     handle_signals: bool = True,
 ) -> Any:
     """A new run of the whole job file under the pilot's setting (an Outcome)."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.session.resume import resume_run
-    from batchgen.session.start import default_run_dir, start_run
-
     observer = observer or Silent()
     say = say or (lambda _t: None)
     pdir = Path(pilot_dir)
@@ -137,9 +136,6 @@ def run_apply(
 
 def _pilot_scorer(pilot_dir: Path) -> dict[str, Any]:
     """The pilot's scorer as flags (the quality loop of the apply scores alike)."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.quality.store import load_scorer
-
     saved = load_scorer(pilot_dir) or {}
     if saved.get("kind") == "clip":
         return {"scorer": "clip", "clip_model": saved.get("model")}

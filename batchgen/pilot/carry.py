@@ -8,17 +8,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
+from batchgen.quality.store import ScoreStore, next_session, read_scores
+from batchgen.runlog.reader import read_log
+
 
 def carry_scores(pilot_dir: Path, run_dir: Path) -> int:
     """Copy the pilot's ok verdicts of the images this run reused; returns rows written.
     Matched by the image's sha256, so only the very same picture takes a verdict."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
-    import pyarrow.compute as pc
-
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.quality.store import ScoreStore, next_session, read_scores
-    from batchgen.runlog.reader import read_log
-
     verdicts: dict[str, list[dict[str, Any]]] = {}
     for r in read_scores(pilot_dir).to_pylist():
         if r["status"] == "ok" and r["score"] is not None:

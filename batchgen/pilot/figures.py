@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from batchgen.money.spent import judging_usd
 from batchgen.pilot.plan import PilotPlan
 from batchgen.pilot.stats import (
     Candidate,
@@ -22,6 +23,8 @@ from batchgen.pilot.stats import (
     wilson_lower,
     z_two_sided,
 )
+from batchgen.quality.store import read_scores
+from batchgen.runlog.reader import read_log
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +71,6 @@ class PilotFigures:
 
 
 def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> PilotFigures:
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.money.spent import judging_usd
-    from batchgen.quality.store import read_scores
-    from batchgen.runlog.reader import read_log
-
     cols = ["job_id", "status", "cost_usd", "latency_s", "image_paths", "started_at", "finished_at"]
     rows = read_log(run_dir, cols).to_pylist()
     scores: dict[str, float] = {}

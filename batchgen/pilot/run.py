@@ -19,9 +19,13 @@ from batchgen.pilot.figures import pilot_figures
 from batchgen.pilot.plan import JOBS_FILE, PILOT_FILE, PilotPlan, no_edits, save_result
 from batchgen.pilot.sample import draw, sample_size
 from batchgen.pilot.settings import Setting, default_ladder, parse_try
+from batchgen.pilot.text import table_lines, verdict_lines
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_OK, EXIT_STOPPED
 from batchgen.session.prepare import JobFileProblems
+from batchgen.session.resume import resume_run
+from batchgen.session.scoring import score_directory
+from batchgen.session.start import default_run_dir, start_run
 
 Say = Callable[[str], None]
 DEFAULT_SAMPLE = "24"
@@ -50,9 +54,6 @@ class _Light:
 
 
 def default_pilot_dir(job_file: str | Path) -> Path:
-    # lazy: loads numpy, aiohttp, pyarrow; this module is imported without them
-    from batchgen.session.start import default_run_dir
-
     base = default_run_dir(job_file)
     return base.with_name("pilot-" + base.name)
 
@@ -69,10 +70,6 @@ def run_pilot(
 ) -> PilotOutcome:
     """Run (or, when ``run_dir`` already holds this pilot, resume) the pilot. Raises
     UsageError before anything is sent."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.session.resume import resume_run
-    from batchgen.session.start import start_run
-
     observer = observer or Silent()
     say = say or (lambda _t: None)
     target = Path(run_dir) if run_dir is not None else default_pilot_dir(job_file)
@@ -126,10 +123,6 @@ def run_pilot(
 def _score_and_choose(
     target: Path, plan: PilotPlan, score_flags: dict[str, Any], say: Say
 ) -> PilotOutcome:
-    # lazy: loads pandas, matplotlib, pyarrow.compute; this module is imported without them
-    from batchgen.pilot.text import table_lines, verdict_lines
-    from batchgen.session.scoring import score_directory
-
     def tell(text: str, style: str | None = None) -> None:
         say(text)
 
