@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
@@ -16,13 +16,17 @@ from batchgen.jobs import iter_jobs
 from batchgen.jobs.validate import sha256_file
 from batchgen.pilot.carry import carry_scores
 from batchgen.pilot.plan import PilotPlan, load_result, no_edits
-from batchgen.pilot.run import Say
 from batchgen.pilot.settings import Setting
 from batchgen.quality.store import load_scorer
 from batchgen.session.observer import Observer, Silent
 from batchgen.session.outcome import EXIT_STOPPED
 from batchgen.session.resume import resume_run
 from batchgen.session.start import default_run_dir, start_run
+
+if TYPE_CHECKING:
+    # a type only: the pilot's own session (run.py) loads the scorer and the report tables
+    # (matplotlib), which an apply, started from `batchgen run --from-pilot`, does not need
+    from batchgen.pilot.run import Say
 
 
 def chosen_setting(pilot_dir: Path, plan: PilotPlan, pick: str | None) -> Setting:
