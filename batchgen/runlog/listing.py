@@ -9,7 +9,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from batchgen.runlog.manifest import read_manifest
+from batchgen.runlog.reader import read_log
+from batchgen.runlog.state import DONE, FAILED, job_states
 
 LOCK_NAME = "run.lock"
 
@@ -48,12 +52,6 @@ def is_running(run_dir: Path) -> bool:
 
 def summarize(run_dir: Path) -> RunSummary:
     """One run's line: counts from the log (per job, its latest state), cost from its rows."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
-    import pyarrow.compute as pc
-
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.runlog.reader import read_log
-    from batchgen.runlog.state import DONE, FAILED, job_states
 
     manifest = read_manifest(run_dir)
     counts = job_states(run_dir, with_inflight=False).counts()

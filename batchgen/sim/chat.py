@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from batchgen.sim import responses
 from batchgen.sim.faults import parse_directives
@@ -82,9 +83,6 @@ def image_tokens(image: bytes, detail: str) -> int:
     if detail == "low":
         return 85
     try:
-        # lazy: Pillow costs ~30 ms to load; only the image paths need it
-        from PIL import Image
-
         with Image.open(io.BytesIO(image)) as img:
             w, h = img.size
     except Exception:

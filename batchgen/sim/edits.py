@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from batchgen.images import sniff_ext
 from batchgen.jobs.inputs import input_image_tokens
@@ -196,9 +197,6 @@ def _kind(data: bytes) -> str | None:
 
 
 def _dims(data: bytes) -> tuple[int, int]:
-    # lazy: Pillow costs ~30 ms to load; only the image paths need it
-    from PIL import Image
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

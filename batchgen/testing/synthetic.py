@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchgen.analyze.run import analyze_run
+from batchgen.reports import to_json
 from batchgen.runlog.schema import SCHEMA
 
 # (model, quality, size, usd per image): a small price list, close to the published one.
@@ -231,11 +233,6 @@ def table_from_rows(rows: list[dict]) -> pa.Table:
 
 def _measure(rows: int = 1_000_000) -> None:
     """``python -m batchgen.testing.synthetic [JOBS]``: time the report on a synthetic log."""
-
-    # lazy: loads pandas, pyarrow.dataset, PIL; this module is imported without them
-    from batchgen.analyze.run import analyze_run
-    from batchgen.reports import to_json
-
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else rows
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
