@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchgen.cli.body import Body
-from batchgen.runlog.export import STATUSES
+from batchgen.runlog.statuses import STATUSES
 
 READS = frozenset({"run_dir", "status", "output"})
 

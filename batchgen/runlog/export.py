@@ -11,19 +11,16 @@ from typing import Any
 from batchgen.jobs import iter_jobs
 from batchgen.jobs.inputs import portable_body
 from batchgen.runlog.rundir import RunDir, RunDirError
-
-STATUSES = ("ok", "failed", "pending")  # pending = not ok and not failed
+from batchgen.runlog.state import DONE, FAILED, RETRYABLE_FAILED, job_states
+from batchgen.runlog.statuses import STATUSES
 
 
 def states_for(status: str) -> frozenset[str]:
     """The job states (batchgen.runlog.state's names) that ``status`` exports; "pending" is
     every other state."""
-    # lazy: the CLI builds its parser without batchgen.runlog.state (tests/test_startup.py)
-    from batchgen.runlog import state  # here: it loads pyarrow.dataset
-
     finished = {
-        "ok": frozenset({state.DONE}),
-        "failed": frozenset({state.FAILED, state.RETRYABLE_FAILED}),
+        "ok": frozenset({DONE}),
+        "failed": frozenset({FAILED, RETRYABLE_FAILED}),
     }
     if status == "pending":
         return frozenset()
@@ -40,9 +37,6 @@ def export_jobs(run_dir: str | Path, status: str) -> Iterator[dict[str, Any]]:
     job_file = Path(manifest["job_file"])
     if not job_file.exists():
         raise RunDirError(f"the run's job file {job_file} is gone")
-    # lazy: the CLI builds its parser without batchgen.runlog.state (tests/test_startup.py)
-    from batchgen.runlog.state import job_states
-
     table = job_states(rundir.path, with_inflight=False).table
     state_of = dict(zip(table["job_id"].to_pylist(), table["state"].to_pylist(), strict=True))
     finished = states_for("ok") | states_for("failed")
