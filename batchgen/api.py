@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+import pyarrow.compute as pc
+
 from batchgen.apiargs import (
     check_callback,
     config_of,
@@ -37,7 +40,10 @@ from batchgen.apiargs import (
 )
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError, ErrorClass, RunDirError, RunStopped
+from batchgen.money.spent import spent
+from batchgen.runlog.reader import read_log
 from batchgen.runlog.rundir import RunDir
+from batchgen.runlog.state import DONE, FAILED, job_states
 from batchgen.session.observer import Silent
 
 if TYPE_CHECKING:
@@ -111,7 +117,8 @@ def run(
     (``{"rpm": 60, "faults": "server=0.1"}``, named like ``batchgen sim``'s flags).
     ``ray=True`` (a cluster of this machine) or ``ray="HOST:PORT"`` spreads the run over a Ray
     cluster, as ``--ray`` does (docs/cluster.md)."""
-    # lazy: loads numpy, aiohttp, pyarrow; this module is imported without them
+    # lazy: the session (aiohttp, tenacity, the providers: ~180 modules) is run()'s and
+    # resume()'s; report() imports this module too and never needs it
     from batchgen.session.start import default_run_dir, start_run
 
     no_running_loop("run")
@@ -135,7 +142,8 @@ def run(
         target = default_run_dir(job_file)
     cluster = None
     if address is not None:
-        # lazy: Ray (an optional extra) loads only with ray=
+        # lazy: the cluster's code (and Ray, an optional extra) loads only with ray=; a run
+        # without it never imports batchgen.cluster (tests/test_cluster_front.py)
         from batchgen.cluster import ClusterRun, refuse
 
         refuse(cfg)
@@ -164,9 +172,6 @@ async def run_async(
     """``run()`` for code already inside an event loop (asyncio or trio, through anyio): the
     session runs in a worker thread with its own loop, so the caller's loop stays free.
     ``progress`` and ``on_message`` are called from that thread."""
-    # lazy: loads anyio; this module is imported without it
-    import anyio.to_thread
-
     call = functools.partial(
         run, jobs, run_dir=run_dir, progress=progress, on_message=on_message, sim=sim, **flags
     )
@@ -184,7 +189,8 @@ def resume(
     """Finish the rest of a run: every job without a successful result (``retry_failed=True``
     also those that failed for good). Settings come from run.json; keyword arguments given
     here override them for this session."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+    # lazy: the session (aiohttp, tenacity, the providers) is run()'s and resume()'s; report()
+    # imports this module too and never needs it
     from batchgen.session.resume import resume_run
 
     no_running_loop("resume")
@@ -206,9 +212,6 @@ async def resume_async(
     **flags: Any,
 ) -> RunResult:
     """``resume()`` for code inside an event loop (a worker thread, as ``run_async``)."""
-    # lazy: loads anyio; this module is imported without it
-    import anyio.to_thread
-
     call = functools.partial(
         resume, run_dir, progress=progress, on_message=on_message, sim=sim, **flags
     )
@@ -225,7 +228,8 @@ def report(
     ``.run`` holds the sections (batchgen.reports.model), ``.to_json()``, ``.to_text()``,
     ``.to_markdown()`` and ``.to_html()`` render it, ``.write(fmt, out)`` saves it. With
     ``compare_to``, the two runs compared (``run_dir`` as A)."""
-    # lazy: loads pandas, matplotlib, pyarrow.compute; this module is imported without them
+    # lazy: the report model and its figures (matplotlib, ~190 modules) are report()'s alone;
+    # run() and resume() never load them
     from batchgen.reports import build_report
 
     for d in (run_dir, compare_to):
@@ -296,10 +300,6 @@ def _observer(
 
 def _result(run_dir: Path, outcome: Outcome) -> RunResult:
     """Counts over the whole run directory, and the last session's ending from run.json."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.money.spent import spent
-    from batchgen.runlog.state import DONE, FAILED, job_states
-
     rundir = RunDir(run_dir)
     manifest = rundir.manifest()
     counts = job_states(run_dir, with_inflight=False).counts()
@@ -324,11 +324,6 @@ def _result(run_dir: Path, outcome: Outcome) -> RunResult:
 
 
 def _images(rundir: Any) -> int:
-    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
-    import pyarrow.compute as pc
-
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
-    from batchgen.runlog.reader import read_log
 
     table = read_log(rundir.path, ["image_paths"])
     if not table.num_rows:
