@@ -1,19 +1,37 @@
 """The `batchgen` command: run, resume, plan, report, jobs, sim.
 
-Building the parser imports only the subcommands' flag definitions: what a subcommand needs
-to run (aiohttp, pyarrow, the simulator, matplotlib) is imported inside its ``cmd_*``, so
-`batchgen --help` and a `run` start without paying for the other commands (and tests/
-test_startup.py keeps it that way).
+Building the parser imports only the subcommands' flag definitions (``batchgen/cli/*.py``):
+what a subcommand needs to run (aiohttp, pyarrow, the simulator, matplotlib) is imported by
+its body (``batchgen/cli/commands/*.py``, loaded by :class:`~batchgen.cli.body.Body` when the
+command runs), so `batchgen --help` and a `run` start without paying for the other commands
+(and tests/test_startup.py keeps it that way).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from batchgen import __version__
-from batchgen.cli import common, plan, report, run
+from batchgen.cli import (
+    batch,
+    common,
+    dataset,
+    doctor,
+    export,
+    gen,
+    library,
+    models,
+    pilot,
+    plan,
+    report,
+    resume,
+    run,
+    runs,
+    score,
+    spend,
+)
+from batchgen.cli.body import Body
 from batchgen.errors import ErrorClass, is_disk_error
 from batchgen.sim.flags import add_sim_arguments
 
@@ -30,24 +48,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"batchgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run.register(sub)
-    _register_optional(sub, "batchgen.cli.resume")
-    plan.register(sub)
-    report.register(sub)
-    _register_optional(sub, "batchgen.cli.score")
-    _register_optional(sub, "batchgen.cli.export")
-    _register_optional(sub, "batchgen.cli.batch")
-    _register_optional(sub, "batchgen.cli.gen")
-    _register_optional(sub, "batchgen.cli.models")
-    _register_optional(sub, "batchgen.cli.runs")
-    _register_optional(sub, "batchgen.cli.pilot")
-    _register_optional(sub, "batchgen.cli.library")
-    _register_optional(sub, "batchgen.cli.spend")
-    _register_optional(sub, "batchgen.cli.doctor")
-    _register_optional(sub, "batchgen.cli.dataset")
+    # in the order `batchgen --help` lists them
+    commands = (run, resume, plan, report, score, export, batch, gen, models, runs, pilot)
+    for module in (*commands, library, spend, doctor, dataset):
+        module.register(sub)
     sim = sub.add_parser("sim", help="serve the built-in OpenAI-compatible simulator")
     add_sim_arguments(sim)
-    sim.set_defaults(func=_main_sim)
+    sim.set_defaults(func=Body("sim", "main_sim"))
     for command in sub.choices.values():
         _plain_text(command)
     return parser
@@ -60,23 +67,6 @@ def _plain_text(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if action.help and action.help is not argparse.SUPPRESS:
             action.help = action.help.replace("``", "`")
-
-
-def _main_sim(args: argparse.Namespace) -> int:
-    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
-    from batchgen.sim.cli import main_sim
-
-    return main_sim(args)
-
-
-def _register_optional(sub: argparse._SubParsersAction, module: str) -> None:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return
-    mod.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
