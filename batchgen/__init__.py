@@ -83,6 +83,8 @@ def __getattr__(name: str) -> Any:  # PEP 562: load the API when it is first use
     if module is None:
         msg = f"module 'batchgen' has no attribute {name!r}"
         raise AttributeError(msg)
+    # lazy: PEP 562, `import batchgen` loads no submodule (tests/test_startup.py);
+    # `batchgen.run` and the other names load their module on first use
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -75,6 +75,20 @@ def test_building_the_parser_imports_nothing_heavy() -> None:
     assert loaded == [], f"building the parser imported {loaded}: import them in cmd_*"
 
 
+def test_importing_batchgen_loads_none_of_it_until_a_name_is_used() -> None:
+    """`import batchgen` is the package's __init__ alone; `batchgen.RunConfig` loads its
+    settings module and still none of the session, the log or the simulator."""
+    loaded = _in_child(
+        "import json, sys\n"
+        "import batchgen\n"
+        "before = sorted(n for n in sys.modules if n.startswith('batchgen'))\n"
+        "batchgen.RunConfig\n"
+        f"print(json.dumps([before, [n for n in {HEAVY!r} if n in sys.modules],\n"
+        "                   'batchgen.api' in sys.modules]))\n"
+    )
+    assert loaded == [["batchgen"], [], False]
+
+
 def test_help_of_every_command_still_works_without_them() -> None:
     for argv in ([], ["run"], ["resume"], ["plan"], ["report"], ["jobs"], ["sim"]):
         proc = subprocess.run(

@@ -62,6 +62,7 @@ def serve() -> None:
         try:
             if not module.startswith("batchgen."):
                 raise ValueError(f"not a batchgen function: {module}.{name}")
+            # lazy: each task names the batchgen function it runs; its module loads then
             value = getattr(importlib.import_module(module), name)(*args)
             answer: tuple[bool, Any] = (True, value)
         except Exception as exc:

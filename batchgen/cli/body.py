@@ -28,8 +28,8 @@ class Body:
     def load(self) -> Callable[..., int]:
         # before the body's imports load pyarrow: Arrow reads its allocator's choice once
         prefer_system_allocator()
-        # the one import of a command's body: `batchgen --help` and every other command
-        # build their parser without it
+        # lazy: the one import of a command's body (what it needs to run: aiohttp, pyarrow,
+        # the session); `batchgen --help` and every command build their parser without it
         found: Callable[..., int] = getattr(
             importlib.import_module(f"batchgen.cli.commands.{self.module}"), self.name
         )

@@ -41,6 +41,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         msg = f"module 'batchgen.sim' has no attribute {name!r}"
         raise AttributeError(msg)
+    # lazy: the parser imports batchgen.sim.flags, which loads this package; the server
+    # (aiohttp.web, Pillow) loads when one of its names is first used
     value = getattr(importlib.import_module(f"batchgen.sim.{module}"), name)
     globals()[name] = value
     return value
