@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from batchgen.quality.store import read_scores
+from batchgen.runlog.reader import read_log
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -23,9 +26,6 @@ class Entry:
 
 def run_entries(run_dir: Path | str) -> list[Entry]:
     """One entry per fingerprint with a saved answer (images present on disk)."""
-    # lazy: loads pandas, pyarrow.dataset; this module is imported without them
-    from batchgen.runlog.reader import read_log
-
     root = Path(run_dir).resolve()
     cols = ["run_id", "job_id", "fingerprint", "status", "image_paths", "model", "prompt"]
     table = read_log(root, cols, filter=pc.field("status") == "ok")
@@ -54,11 +54,6 @@ def run_entries(run_dir: Path | str) -> list[Entry]:
 
 def _best_scores(run_dir: Path) -> dict[str, float]:
     """image path (as the log names it) → its best ok score of any scorer."""
-    try:
-        # lazy: loads pandas, pyarrow.dataset; this module is imported without them
-        from batchgen.quality.store import read_scores
-    except ImportError:  # pragma: no cover - quality is part of the package
-        return {}
     out: dict[str, float] = {}
     for r in read_scores(run_dir).to_pylist():
         if r["status"] == "ok" and r["score"] is not None:

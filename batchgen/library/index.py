@@ -27,10 +27,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgen.errors import UsageError
-from batchgen.library.entries import Entry
+
+if TYPE_CHECKING:
+    # a type only: entries.py reads run directories' logs (pandas, pyarrow.dataset), which
+    # the index's own commands (`batchgen library list`, `gc`, a run's --reuse lookups) skip
+    from batchgen.library.entries import Entry
 
 DEFAULT_LIBRARY = Path.home() / ".batchgen" / "library"
 _SCHEMA = """
