@@ -5,6 +5,8 @@ The CLI is two halves, as pip's and git-style CLIs are: the flags and help of ev
 (``batchgen/cli/commands/*.py``, which imports what it needs at its top: aiohttp, pyarrow,
 the session layer). A parser's ``func`` default is a :class:`Body`; calling it loads the one
 body module of the command that runs (tests/test_startup.py checks what the parser loads).
+A command whose arguments can be refused before its body's imports names a ``check`` from its
+light half: a non-None exit code from it ends the command there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Body:
 
     module: str
     name: str
+    check: Callable[[argparse.Namespace], int | None] | None = None
 
     def load(self) -> Callable[..., int]:
         # before the body's imports load pyarrow: Arrow reads its allocator's choice once
@@ -36,4 +39,6 @@ class Body:
         return found
 
     def __call__(self, args: argparse.Namespace, **options: Any) -> int:
+        if self.check is not None and (refused := self.check(args)) is not None:
+            return refused
         return int(self.load()(args, **options))
