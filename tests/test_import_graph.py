@@ -125,7 +125,8 @@ def _known_prefix(name: str, known: set[str]) -> str:
 
 def _has_reason(lines: list[str], node: ast.stmt | ast.expr) -> bool:
     """A ``# lazy:`` comment on the import's lines, or above it: over the comments and the
-    imports of the same block (one reason may serve a block of imports)."""
+    imports of the same block (one reason may serve a block of imports, its third-party and
+    batchgen groups apart by a blank line)."""
     end = node.end_lineno or node.lineno
     if any("# lazy:" in lines[i - 1] for i in range(node.lineno, end + 1)):
         return True
@@ -136,6 +137,8 @@ def _has_reason(lines: list[str], node: ast.stmt | ast.expr) -> bool:
             return True
         in_block = text.startswith(("#", "from ", "import ", ")")) or text.endswith((",", "("))
         in_block = in_block or "import_module(" in text
+        # the blank line ruff puts between a block's third-party and batchgen imports
+        in_block = in_block or (not text and lines[i - 2].strip().startswith(("import ", "from ")))
         if not in_block:
             return False
         i -= 1

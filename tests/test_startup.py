@@ -43,6 +43,7 @@ HEAVY = (
     "batchgen.sim.config",
     "matplotlib",
     "PIL",
+    "platformdirs",
 )
 
 

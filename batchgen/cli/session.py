@@ -199,7 +199,8 @@ def redacted_argv() -> list[str]:
 
 
 def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> None:
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+    # lazy: the scores' summary reads them with pandas; every run's body imports this module
+    # (its observer) and a plain run never imports pandas (tests/test_startup.py)
     from batchgen.quality.regenerate import best_per_job, weakest
 
     t = result.tally
@@ -242,8 +243,8 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
     """The short summary `batchgen run` prints at the end (no image checks: it must be quick).
     The resume command is left to the ending's "to finish the rest" line: printed once."""
-    # lazy: loads pandas, pyarrow.compute (the analyzers); a run ends here, and only a run
-    # that shows its summary pays for them (tests/test_startup.py: a run never imports pandas)
+    # lazy: the analyzers (pandas, pyarrow.compute, matplotlib): only a run that prints its
+    # summary pays for them; `run --quiet` never imports pandas (tests/test_startup.py)
     from batchgen.reports import build_report
     from batchgen.reports.text import summary
 

@@ -212,7 +212,8 @@ def _embedded(data: bytes, text: str, record: dict[str, Any]) -> bytes | None:
         if kind == "jpeg":
             return containers.jpeg_with_xmp(data, containers.xmp_packet(fields))
         if kind == "webp":
-            # lazy: Pillow costs ~30 ms to load; only the image paths need it
+            # lazy: Pillow (~30 ms) reads a WebP's size for --metadata embed only; every run's
+            # body imports this module (cli/commands/notify) and a run loads no Pillow otherwise
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as im:

@@ -100,7 +100,9 @@ def end_message(rundir: Any, result: Any) -> EndMessage:
 
 def _counts(rundir: Any, result: Any) -> tuple[int, int, int, float]:
     try:
-        # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+        # lazy: the end message's counts read the log (pandas, pyarrow.dataset); every run's
+        # body imports this module (cli/commands/notify), only --notify/--on-end sends one,
+        # and a plain run never imports pandas (tests/test_startup.py)
         from batchgen.money.spent import spent
         from batchgen.runlog.state import DONE, FAILED, job_states
 

@@ -21,7 +21,7 @@ INSTALL_HINT = "pip install 'batchgen[notify]' (the apprise library)"
 
 def _apprise() -> Any:
     with _quiet():
-        # lazy: optional extra (notify)
+        # lazy: apprise is an optional extra (batchgen[notify]); only --notify loads it
         import apprise
     return apprise
 

@@ -36,7 +36,7 @@ class ClipScorer:
         device: str = "cpu",
     ) -> None:
         try:
-            # lazy: optional extra (clip)
+            # lazy: torch and transformers are an optional extra (batchgen[clip])
             import torch
             from transformers import CLIPModel, CLIPProcessor
         except ImportError as exc:
@@ -62,7 +62,8 @@ class ClipScorer:
 
     def score_batch(self, pairs: list[tuple[str, Path | BinaryIO]]) -> list[tuple[float, str]]:
         """(prompt, image file or its bytes) → (score 1–10, reasons) for each pair; blocking."""
-        # lazy: Pillow costs ~30 ms to load; only the image paths need it
+        # lazy: Pillow (~30 ms) only for the CLIP scorer's batches; quality/session.py imports
+        # this module for the judge too, which sends the image files' bytes without it
         from PIL import Image
 
         torch = self._torch

@@ -206,7 +206,8 @@ async def _base_url(connection: Any, sim_config: Any) -> AsyncIterator[str]:
     if connection.provider != "sim":
         yield connection.base_url
         return
-    # lazy: the simulator (its server, Pillow rendering) loads only for --provider sim
+    # lazy: the simulator (aiohttp.web, Pillow rendering) loads only for a judge on
+    # --provider sim
     from batchgen.sim import SimConfig, run_sim
 
     async with run_sim(sim_config or SimConfig()) as sim:

@@ -200,8 +200,9 @@ def _timestamps(values: list[Any], name: str, problems: list[str]) -> pa.Array:
 
 
 def _to_timestamp(seconds: pa.Array) -> pa.Array:
-    # pyarrow.compute costs ~30 ms to import: only a batch with an odd timestamp needs it
-    # lazy: loads pandas, pyarrow.compute; this module is imported without them
+    # lazy: pyarrow.compute (~30 ms, and pandas's shim) only for a batch with an odd
+    # timestamp; the log's writer imports this module and a run never imports
+    # pyarrow.compute (tests/test_startup.py)
     import pyarrow.compute as pc
 
     micros = pc.round(pc.multiply(seconds, 1_000_000.0)).cast(pa.int64())

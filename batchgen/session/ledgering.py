@@ -233,10 +233,11 @@ class LedgerLink:
 def log_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The priced rows of a run's log, with the columns the ledger keeps, and the judge's
     bills of its scores (kind ``judge``)."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow; this module is imported without them
+    # lazy: the log's rows (pandas, pyarrow.compute) only for sync_run (resume, `batchgen
+    # spend`'s rebuild); a new run's session imports this module and never imports pandas
+    # (tests/test_startup.py)
     import pyarrow.compute as pc
 
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.runlog.reader import read_log
 
     table = read_log(run_dir, _LOG_COLUMNS)
@@ -250,7 +251,7 @@ def log_rows(run_dir: Path) -> list[dict[str, Any]]:
 def judge_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Each billed score row as a ledger row: the judge's model from the scorer's id
     (``judge:<model>:<rubric>``)."""
-    # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
+    # lazy: as log_rows's: the scores are read with pyarrow.dataset and pandas
     from batchgen.quality.store import read_scores
 
     out = []

@@ -61,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace, observer: ConsoleObserver, cfg: RunConfig) -> int:
     cluster = None
     if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
-        # lazy: Ray (an optional extra) loads only with --ray
+        # lazy: the cluster's code and Ray (an optional extra) load only with --ray; a run
+        # without it never imports batchgen.cluster (tests/test_cluster_front.py)
         from batchgen.cluster import ClusterRun, refuse
 
         refuse(cfg)
