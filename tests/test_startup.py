@@ -90,6 +90,19 @@ def test_importing_batchgen_loads_none_of_it_until_a_name_is_used() -> None:
     assert loaded == [["batchgen"], [], False]
 
 
+def test_a_report_of_a_missing_run_dir_is_refused_before_the_analyzers_load() -> None:
+    """`batchgen report` checks its RUN_DIR in the parser's half (cli/report.refuse, run by the
+    Body) before its body's imports: a typo costs no pandas or matplotlib."""
+    loaded = _in_child(
+        "import json, sys\n"
+        "from batchgen.cli.main import main\n"
+        "code = main(['report', '/nonexistent/run'])\n"
+        "heavy = ('pandas', 'matplotlib', 'batchgen.reports', 'batchgen.cli.commands.report')\n"
+        "print(json.dumps([code, [n for n in heavy if n in sys.modules]]))\n"
+    )
+    assert loaded == [2, []]
+
+
 def test_help_of_every_command_still_works_without_them() -> None:
     for argv in ([], ["run"], ["resume"], ["plan"], ["report"], ["jobs"], ["sim"]):
         proc = subprocess.run(
