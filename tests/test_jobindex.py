@@ -242,3 +242,71 @@ def test_remaining_gives_the_same_answer_for_a_table_and_for_tuples() -> None:
     assert rest.run == {"new", "d", "b"} and rest.edited == ("b",) and rest.added == ("new",)
     assert rest.removed == ("gone",) and rest.skipped_done == 1 and rest.skipped_failed == 1
     assert rest.possibly_billed_twice == {"d"}
+
+
+def _count_streams(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts the pool's second read of the job file (the real read still runs)."""
+    import batchgen.session.builder as builder
+
+    calls: list[str] = []
+    real = builder.iter_jobs
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builder, "iter_jobs", counting)
+    return calls
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize("keep", [100, 5])
+def test_a_short_job_file_is_parsed_once_a_long_one_streamed_again(
+    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, keep: int
+) -> None:
+    """Up to KEEP_JOBS jobs, the pool sends the jobs the check parsed; past it, the pool
+    streams the file again. Either way every job is sent once, in file order, and logged."""
+    import batchgen.session.start as start
+
+    monkeypatch.setattr(start, "KEEP_JOBS", keep)
+    streams = _count_streams(monkeypatch)
+    sim = make_sim(latency_mean=0.0, seed=2)
+    jobs = _jobs(tmp_path, 12)
+    run_dir = tmp_path / "run"
+    assert _run(run_dir, jobs, sim) == 0
+    assert streams == ([] if keep >= 12 else [str(jobs)])
+    counts = ok_counts(run_dir)
+    assert sorted(counts) == [f"job-{i:02d}" for i in range(12)]
+    assert set(counts.values()) == {1}
+    assert sim.stats["ok"] == 12
+    rows = pq.read_table(run_dir / "log").to_pylist()
+    # --concurrency 1: sent in the file's order, whichever way the jobs were read
+    assert [r["job_id"] for r in sorted(rows, key=lambda r: r["started_at"])] == sorted(counts)
+
+
+def test_the_builder_keeps_the_jobs_of_a_short_file_without_edits() -> None:
+    from batchgen.jobs.inputs import InputImage
+    from batchgen.jobs.model import Job
+
+    def job(i: int, inputs: tuple[InputImage, ...] = ()) -> Job:
+        return Job.make(f"j{i}", i + 1, {"prompt": f"p{i}"}, inputs)
+
+    short = IndexBuilder(keep=3)
+    for i in range(3):
+        short.add_job(job(i))
+    assert [j.id for j in short.kept() or []] == ["j0", "j1", "j2"]
+    assert short.kept() is None  # handed over
+    assert short.table().column("job_id").to_pylist() == ["j0", "j1", "j2"]
+
+    long = IndexBuilder(keep=3)
+    for i in range(4):
+        long.add_job(job(i))
+    assert long.kept() is None
+    assert long.table().num_rows == 4  # the index is whole either way
+
+    edit = InputImage("image", "a.png", "path", "/x/a.png", "0" * 64)
+    edits = IndexBuilder(keep=3)
+    edits.add_job(job(0))
+    edits.add_job(job(1, (edit,)))
+    assert edits.kept() is None
+    assert IndexBuilder().kept() is None  # no keep: nothing kept

@@ -476,3 +476,32 @@ def test_the_pools_scan_gives_the_ids_validation_checked(tmp_path: Path) -> None
         pear,
         derived(apple) + "-3",
     ]
+
+
+def test_canonical_json_is_the_standard_librarys_text_for_every_value() -> None:
+    """Fingerprints (and so resume across versions) rest on this text: the fast path must
+    write exactly what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` writes, for every code point in keys and values, and anything it
+    does not cover must take the standard library's path."""
+    from batchgen.jobs.model import canonical_json
+
+    def stdlib(value: object) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    for start in range(0, len(points), 2048):
+        text = "".join(map(chr, points[start : start + 2048]))
+        body = {text[::7]: text, "a" + text[:40]: [text[::-1], 1, True, None], "m": {"x": text}}
+        assert canonical_json(body) == stdlib(body)
+    others: list[dict[str, object]] = [
+        {"n": 2**64 - 1, "m": -(2**63)},
+        {"n": 2**64, "p": "beyond 64 bits"},
+        {"f": 1e16, "g": 0.1, "h": -0.0},
+        {"t": (1, 2), "s": "tuple"},
+        {"z": "é", "a": "\x00\x1f\x7f\u2028", "é": "", "": ""},
+    ]
+    for body in others:
+        assert canonical_json(body) == stdlib(body)
+    assert canonical_json({1: "int key"}) == stdlib({1: "int key"})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        canonical_json({"d": {1, 2}})  # refused as the standard library refuses it

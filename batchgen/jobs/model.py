@@ -20,7 +20,36 @@ if TYPE_CHECKING:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Only dicts with string keys, lists, strings, integers, booleans and null (exact types):
+    what orjson writes byte for byte as ``_CANONICAL`` does. Not a float (the two write
+    ``1e+16`` and ``1e16``), a tuple, a subclass or anything the standard library refuses
+    and orjson would write (a date, a dataclass)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_json(body: dict[str, Any]) -> str:
+    """Keys sorted, no spaces, UTF-8 as is: the text fingerprints (and the log's ``params``)
+    are made of, the same in every version. orjson writes exactly that text for plain JSON
+    values (every code point, key order and 64-bit integer checked against the standard
+    library: tests/test_jobs.py) at 1/30 of its cost; anything else, or what orjson refuses
+    (an integer beyond 64 bits, nesting past 254 levels), goes through the standard
+    library's encoder as before."""
+    try:
+        if _plain(body):
+            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+    except (orjson.JSONEncodeError, RecursionError):
+        pass
     return _CANONICAL.encode(body)
 
 

@@ -123,9 +123,7 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
     # plain Parquet batches and a filter in Python: a run imports neither pyarrow.compute
     # nor pandas (tests/test_startup.py), and this pass runs at the end of every run
     for log_file in visible_files(log_dir):
-        for row in _rows(log_file.path):
-            if row["status"] != STATUS_OK or (session is not None and row["session"] != session):
-                continue
+        for row in _rows(log_file.path, session):
             paths = row["image_paths"] or []
             for i, rel in enumerate(paths):
                 image = f"{folder}/{rel}"  # plain str paths: pathlib costs more than the write
@@ -137,15 +135,29 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
     return tally
 
 
-def _rows(path: Path) -> Any:
+def _rows(path: Path, session: int | None = None) -> Any:
+    """The part's ok rows (of ``session`` when given), as dicts of ``_COLUMNS``. Read a
+    column at a time and filtered on the status (and session) columns before any row is
+    built: a dict per row only for the rows that get a record (a third of the time of
+    ``RecordBatch.to_pylist`` on every row)."""
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, ValueError):
         return  # a damaged part: resume quarantines it; its images get no record here
     names = set(parquet.schema_arrow.names)
     columns = [c for c in _COLUMNS if c in names]
-    for batch in parquet.iter_batches(batch_size=256, columns=columns):
-        yield from batch.to_pylist()
+    for batch in parquet.iter_batches(batch_size=4096, columns=columns):
+        values = {name: batch.column(name).to_pylist() for name in columns}
+        status, sessions = values.get("status"), values.get("session")
+        if status is None:
+            continue
+        keep = [
+            i
+            for i, s in enumerate(status)
+            if s == STATUS_OK and (session is None or (sessions and sessions[i] == session))
+        ]
+        for i in keep:
+            yield {name: column[i] for name, column in values.items()}
 
 
 def _one(image: str, record: dict[str, Any], mode: str, tally: Tally) -> None:

@@ -111,11 +111,16 @@ def loads(body: bytes | bytearray) -> Any:
 
 async def read_capped(
     resp: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
-) -> bytearray | None:
+) -> bytes | bytearray | None:
     """The body, decompressed, up to ``limit`` bytes. Past it: None, or with ``truncate``
     the first ``limit`` bytes. The rest is never read (the connection is dropped)."""
-    if not truncate and (resp.content_length or 0) > limit:
+    length = resp.content_length
+    if not truncate and (length or 0) > limit:
         return None
+    if length is not None and length <= limit and "Content-Encoding" not in resp.headers:
+        # the body is exactly Content-Length bytes (aiohttp stops there), none decoded: one
+        # read of all of it, without the chunk loop
+        return await resp.read()
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         buf += chunk

@@ -29,6 +29,9 @@ _SHA_KEY = b"batchgen.job_file_sha256"
 _DEFAULTS_KEY = b"batchgen.defaults"
 # small enough that the Python lists held between flushes stay a few MB on any job file
 CHUNK = 16_384
+# a job file up to this many jobs is parsed once: the check's jobs go to the pool as they are
+# (a few MB); a longer one is read again by the pool, streamed, so memory stays flat
+KEEP_JOBS = 20_000
 
 
 def index_path(state_dir: Path | str) -> Path:
@@ -42,16 +45,40 @@ def defaults_key(defaults: Mapping[str, Any] | None) -> str:
 
 class IndexBuilder:
     """Collects (id, fingerprint, line) in Python lists flushed to Arrow every ``chunk`` jobs,
-    so a million jobs cost their Arrow size (~90 MB), not a million tuples."""
+    so a million jobs cost their Arrow size (~90 MB), not a million tuples.
 
-    __slots__ = ("_chunk", "_chunks", "_fps", "_ids", "_lines")
+    ``keep``: :meth:`add_job` also keeps the jobs themselves while there are at most that
+    many, none of them an edit, so the session can send the jobs its check parsed instead of
+    parsing the file a second time (:meth:`kept`)."""
 
-    def __init__(self, chunk: int = CHUNK) -> None:
+    __slots__ = ("_chunk", "_chunks", "_fps", "_ids", "_jobs", "_keep", "_lines")
+
+    def __init__(self, chunk: int = CHUNK, *, keep: int = 0) -> None:
         self._chunk = chunk
         self._chunks: list[pa.RecordBatch] = []
         self._ids: list[str] = []
         self._fps: list[str] = []
         self._lines: list[int] = []
+        self._keep = keep
+        self._jobs: list[jobs.Job] | None = [] if keep > 0 else None
+
+    def add_job(self, job: jobs.Job) -> None:
+        """:meth:`add` of the job's (id, fingerprint, line), and the job kept (``keep``)."""
+        self.add(job.id, job.fingerprint, job.line)
+        kept = self._jobs
+        if kept is not None:
+            if job.inputs or len(kept) >= self._keep:
+                # an edit's inputs are resolved again when read (files may change), and a
+                # long file is streamed: nothing kept
+                self._jobs = None
+            else:
+                kept.append(job)
+
+    def kept(self) -> list[jobs.Job] | None:
+        """The jobs kept by :meth:`add_job`, in file order, handed over (the builder drops
+        them); None when it kept none (no ``keep``, too many jobs, an edit)."""
+        kept, self._jobs = self._jobs, None
+        return kept
 
     def add(self, job_id: str, fp: str, line: int) -> None:
         self._ids.append(job_id)

@@ -69,7 +69,7 @@ def check_job_file(
 
     ``only``: quote just these job ids (resume), while every line is still validated.
     ``index``: also collect every job's (id, fingerprint, line) there, for resume."""
-    on_job = None if index is None else (lambda job: index.add(job.id, job.fingerprint, job.line))
+    on_job = None if index is None else index.add_job
     try:
         check = check_file(
             path,

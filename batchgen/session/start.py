@@ -4,7 +4,7 @@ run directory, then its first session — live, or through the Batch API (``via=
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,10 @@ import pyarrow as pa
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.jobs.inputs import may_have_inputs
+from batchgen.jobs.model import Job
 from batchgen.provider.endpoints import describe
 from batchgen.redaction import redact_url
-from batchgen.runlog.jobindex import IndexBuilder, write_index
+from batchgen.runlog.jobindex import KEEP_JOBS, IndexBuilder, write_index
 from batchgen.runlog.rundir import RunDir
 from batchgen.session.builder import (
     Declined,
@@ -53,7 +54,7 @@ def prepare_run(job_file: str, cfg: RunConfig) -> NewRun:
     """Everything `run` checks before it creates the run directory; raises UsageError (or
     JobFileProblems) with the fix, nothing sent."""
     _check_modes(cfg)
-    index = IndexBuilder()
+    index = IndexBuilder(keep=KEEP_JOBS)  # a short file's jobs: parsed once (_first_session)
 
     def check_connection(connection: Connection, endpoints: list[Any] | None) -> None:
         _check_connection(cfg, connection, endpoints, job_file)
@@ -179,7 +180,7 @@ def _first_session(
         manifest,
         session,
         observer,
-        jobs=prepared.jobs(),
+        jobs=_jobs(new),
         jobs_to_run=checked.jobs,
         handle_signals=handle_signals,
         ledger=_bound(new, manifest, rundir, observer),
@@ -195,6 +196,15 @@ def _first_session(
             plan.ledger.close()
     observer.session_ended(rundir, result, plan.budget, summary=not cfg.quiet)
     return Outcome(rundir, result.exit_code, result, plan.budget)
+
+
+def _jobs(new: NewRun) -> Iterable[Job]:
+    """The jobs the check parsed, when it kept them (a short job file, no edits, live): the
+    file is not parsed a second time; else the file streamed again."""
+    kept = new.index.kept()
+    if kept is not None and not new.prepared.cfg.via_batch:
+        return kept
+    return new.prepared.jobs()
 
 
 def _bound(
