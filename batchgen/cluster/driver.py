@@ -177,8 +177,7 @@ def _limit_actor(ray: Any, plan: SessionPlan) -> Any:
     actor = ray.remote(LimitActor).options(
         name=f"batchgen-limit-{plan.run_id}", num_cpus=0, max_restarts=0
     )
-    rpm = plan.pool.rpm
-    return actor.remote(rpm, plan.pool.adaptive)
+    return actor.remote(plan.pool.rpm, plan.pool.adaptive, plan.pool.ipm)
 
 
 def _budget_actor(ray: Any, plan: SessionPlan) -> Any:
