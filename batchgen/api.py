@@ -179,21 +179,32 @@ def resume(
     progress: Callable[[Progress], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     sim: Mapping[str, Any] | None = None,
+    ray: str | bool | None = None,
     **flags: Any,
 ) -> RunResult:
     """Finish the rest of a run: every job without a successful result (``retry_failed=True``
     also those that failed for good). Settings come from run.json; keyword arguments given
-    here override them for this session."""
+    here override them for this session. ``ray=`` runs the rest over a Ray cluster, as
+    ``run``'s does."""
     # lazy: loads pandas, pyarrow.compute, pyarrow.dataset; this module is imported without them
     from batchgen.session.resume import resume_run
 
     no_running_loop("resume")
     if run_dir_arg(run_dir) is None:
         raise ConfigError("resume needs the run directory: resume(run_dir)")
+    address = ray_address(ray)
     given = flags_of_keywords(flags, sim)
     RunConfig.build(given)  # a bad value is a ConfigError now, before the lock is taken
     observer = _observer(progress, on_message)
-    outcome = resume_run(run_dir, given, observer=observer, handle_signals=False)
+    cluster = None
+    if address is not None:
+        # lazy: Ray (an optional extra) loads only with ray=
+        from batchgen.cluster import ClusterRun
+
+        cluster = ClusterRun(address or None, rest=True)
+    outcome = resume_run(
+        run_dir, given, observer=observer, handle_signals=False, execute_plan=cluster
+    )
     return _result(Path(run_dir), outcome)
 
 

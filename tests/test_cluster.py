@@ -90,6 +90,16 @@ def _sim(rpm: int) -> SimProcess:
     return SimProcess("--rpm", str(rpm), "--latency", "0.3", "--tiny", "--seed", "7")
 
 
+def _silent_sim(rpm: int) -> SimProcess:
+    """A server that states nothing (a gateway's answer): no x-ratelimit headers, a bare
+    "Rate limit exceeded" 429, Retry-After in whole seconds; answers in about a second."""
+    return SimProcess(
+        *("--rpm", str(rpm), "--latency", "1.0", "--latency-jitter", "0.3", "--tiny"),
+        *("--seed", "7", "--no-ratelimit-headers", "--limit-message", "plain"),
+        *("--retry-after-mode", "seconds"),
+    )
+
+
 def _jobs(path: Path, count: int) -> Path:
     path.write_text(
         "".join(json.dumps({"prompt": f"a lighthouse, study {i}"}) + "\n" for i in range(count))
@@ -147,8 +157,10 @@ def _exactly_once(run_dir: Path, count: int) -> None:
     assert ok.job_id.value_counts().max() == 1  # no job generated twice
 
 
-def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int], *extra: str) -> Path:
-    sim = _sim(scale["rpm"])
+def _cluster_run(
+    cluster: str, tmp_path: Path, scale: dict[str, int], *extra: str, silent: bool = False
+) -> Path:
+    sim = _silent_sim(scale["rpm"]) if silent else _sim(scale["rpm"])
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
@@ -194,6 +206,25 @@ def test_the_shards_send_at_the_one_limit_together(cluster: str, tmp_path: Path)
     from batchgen.runlog.state import DONE, job_states
 
     assert job_states(run_dir).counts()[DONE] == SMALL["jobs"]
+
+
+def test_against_a_server_that_states_nothing_the_cluster_finds_the_limit_as_one(
+    cluster: str, tmp_path: Path
+) -> None:
+    """No headers, a bare 429: the limit actor runs the autopilot's rate control on every
+    shard's answers (slow start clocked by them, the cut on a 429, the plateau), so the
+    cluster finds the limit as one local run does. Before it did, the actor's own rule sent
+    half the limit with 14 % refused on this shape (bench --only cluster, 400 jobs)."""
+    scale = {"jobs": 400, "rpm": 1200}
+    run_dir = _cluster_run(cluster, tmp_path, scale, silent=True)
+    _exactly_once(run_dir, scale["jobs"])
+    figures = _figures(run_dir)
+    assert figures["share_429"] <= 0.05, figures
+    assert figures["ok_per_min"] >= 0.90 * scale["rpm"], figures
+    assert figures["peak_per_min"] <= 1.8 * scale["rpm"], figures
+    limit = json.loads((run_dir / "run.json").read_text())["sessions"][0]["summary"]["cluster"]
+    assert limit["limit"]["announced_per_minute"] is None  # nothing was stated
+    assert limit["limit"]["cuts"] >= 1  # the 429s found it
 
 
 @pytest.mark.slow
@@ -384,7 +415,10 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
         _wait_for("the shards to end", lambda: not any(_alive(p) for p in pids.values()))
         before = _saved_images(run_dir)
         assert len(before) < jobs_count
-        resumed = Cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env()).finish(120)
+        # the rest over the cluster: its shards run only what the resume left to run
+        resumed = Cli(
+            ["resume", str(run_dir), "--yes", "--quiet", f"--ray={cluster}"], env=cli_env()
+        ).finish(180)
     finally:
         sim.stop()
     assert resumed.code == 0, resumed.output
@@ -396,4 +430,14 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     manifest = json.loads((run_dir / "run.json").read_text())
     hows = {s["session"]: s["how"] for s in manifest["sessions"]}
     assert hows[victim] == "crashed"  # recovered by resume like a crashed session
-    assert hows[max(hows)] == "completed"
+    plan = json.loads((run_dir / "shards" / "plan.json").read_text())
+    resume_driver = plan["driver_session"]
+    assert resume_driver > max(pids)  # the resume's own shards, after the run's
+    assert hows[resume_driver] == "completed"
+    assert [hows[s] for s in plan["sessions"]] == ["completed"] * len(plan["sessions"])
+    rest = (run_dir / "shards" / f"rest-s{resume_driver}.txt").read_text().split()
+    # one image a job: the jobs with an image on disk were done or adopted, the rest ran
+    assert len(rest) == len(set(rest)) == jobs_count - len(before)
+    log = _log(run_dir)
+    by_shards = log[log.session.isin(plan["sessions"]) & (log.status == "ok")]
+    assert set(by_shards.job_id) == set(rest)  # the shards ran exactly the rest

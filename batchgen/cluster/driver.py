@@ -39,12 +39,14 @@ class ClusterRun:
     """How to run a plan on Ray: ``address`` of a running cluster (``ray start --head``), or
     None to start a local one in this process. ``shards``: default one per CPU the cluster
     has; ``shared_limit=False`` gives each shard its own autopilot (a measurement: N shards
-    then send N times the limit)."""
+    then send N times the limit). ``rest=True`` (a resume): the shards run only the plan's
+    jobs (what the resume left to run), not the whole job file."""
 
     address: str | None = None
     shards: int | None = None
     shared_limit: bool = True
     spent_before: float = 0.0
+    rest: bool = False
 
     def __call__(self, plan: SessionPlan) -> SessionResult:
         _refuse(plan)
@@ -62,12 +64,14 @@ class ClusterRun:
             for k in range(count)
         ]
         _write_plan(plan, sessions)
+        only = _write_rest(plan) if self.rest else None
         limit = _limit_actor(ray, plan) if self.shared_limit else None
         budget = _budget_actor(ray, plan)
         sizes = shard_sizes(plan.jobs_to_run, count)
         pairs = enumerate(zip(sessions, sizes, strict=True))
         specs = [
-            _spec(plan, k, count, session, size, limit, budget) for k, (session, size) in pairs
+            _spec(plan, k, count, session, size, limit, budget, only)
+            for k, (session, size) in pairs
         ]
         plan.observer.say(
             f"ray: {count} shard(s) (sessions {sessions[0]}–{sessions[-1]}) on "
@@ -90,6 +94,7 @@ def _spec(
     size: int,
     limit: Any,
     shared_budget: Any,
+    only: str | None = None,
 ) -> ShardSpec:
     budget = plan.budget
     return ShardSpec(
@@ -110,6 +115,7 @@ def _spec(
         cheapest_job_usd=plan.cheapest_job_usd,
         limit=limit,
         budget=shared_budget,
+        only_file=only,
     )
 
 
@@ -200,6 +206,17 @@ def _write_plan(plan: SessionPlan, sessions: list[int]) -> None:
         "split": "job i of the job file (0-based, file order) runs in shard i % shards",
     }
     atomic_write_bytes(folder / "plan.json", json.dumps(doc, indent=2).encode())
+
+
+def _write_rest(plan: SessionPlan) -> str:
+    """A resume's jobs (the plan's, in file order), one id a line, for the shards to pick
+    theirs from: RUN_DIR/shards/rest-s<driver session>.txt. A file on the shared run
+    directory, not a task argument: a resume of millions of jobs would put them all in every
+    shard's task specification."""
+    path = Path(plan.rundir.path).resolve() / "shards" / f"rest-s{plan.session}.txt"
+    ids = "".join(f"{job.id}\n" for job in plan.jobs)
+    atomic_write_bytes(path, ids.encode())
+    return str(path)
 
 
 def _gather(

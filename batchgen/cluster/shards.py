@@ -61,6 +61,7 @@ class ShardSpec:
     cheapest_job_usd: float
     limit: Any = None  # the LimitActor's handle; None: this shard's own autopilot
     budget: Any = None  # the BudgetActor's handle when --max-cost is set (max_cost: the cap)
+    only_file: str | None = None  # a resume: the ids of the jobs left to run, one a line
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +78,25 @@ def shard_sizes(total: int, shards: int) -> list[int]:
     return [total // shards + (1 if k < total % shards else 0) for k in range(shards)]
 
 
-def shard_jobs(job_file: str, defaults: dict[str, Any], shard: int, shards: int) -> Iterator[Job]:
+def shard_jobs(
+    job_file: str,
+    defaults: dict[str, Any],
+    shard: int,
+    shards: int,
+    only: frozenset[str] | None = None,
+) -> Iterator[Job]:
     """Every ``shards``-th job of the file from position ``shard`` (file order): the ids are
-    the job file's own, whatever shard runs them."""
+    the job file's own, whatever shard runs them. ``only`` (a resume): of those jobs alone."""
+    jobs = iter_jobs(job_file, defaults)
+    if only is not None:
+        jobs = (job for job in jobs if job.id in only)
+    return islice(jobs, shard, None, shards)
 
-    return islice(iter_jobs(job_file, defaults), shard, None, shards)
+
+def _rest(path: str | None) -> frozenset[str] | None:
+    if path is None:
+        return None
+    return frozenset(line for line in Path(path).read_text().splitlines() if line)
 
 
 class _ShardRunDir(RunDir):
@@ -110,7 +125,9 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
         rundir=rundir,
         manifest=spec.manifest,
         session=spec.session,
-        jobs=shard_jobs(spec.job_file, spec.defaults, spec.shard, spec.shards),
+        jobs=shard_jobs(
+            spec.job_file, spec.defaults, spec.shard, spec.shards, _rest(spec.only_file)
+        ),
         jobs_to_run=spec.jobs_to_run,
         connection=connection,
         pool=spec.pool,

@@ -20,6 +20,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     below = getattr(args, "regenerate_below", None)
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
+    cluster = None
+    if args.ray is not None:  # the rest runs as shards on a Ray cluster
+        # lazy: Ray (an optional extra) loads only with --ray
+        from batchgen.cluster import ClusterRun
+
+        cluster = ClusterRun(args.ray or None, rest=True)
     return usage_errors(
         err,
         "resume",
@@ -30,6 +36,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 observer=with_notify(observer, args),
                 argv=redacted_argv(),
                 regenerate=regen,
+                execute_plan=cluster,
             ).exit_code
         ),
     )
