@@ -198,3 +198,19 @@ def test_with_no_hint_slow_start_ends_near_the_limit_and_few_are_refused(latency
     assert 0.8 * 20 * 40 <= len(late) <= 1.05 * 20 * 40, len(late)
     per_s = Counter(int(t) for t in sent)
     assert max(per_s.values()) <= 2.0 * 20  # slow start's overshoot: at most twice, briefly
+
+
+def test_the_progress_is_each_shards_last_tally_added_up() -> None:
+    """The shards send their pool's tally (absolute) with each call; the driver's line adds up
+    the last of each, so a shard that calls often is not counted twice."""
+    limit = SharedLimit(0.0, rpm=600, adapt=False)
+    limit.grant_after(1.0, Report(sent=3, jobs_done=3), 8, "s1")
+    limit.grant_after(1.5, Report(sent=2, jobs_done=5, jobs_failed=1), 8, "s1")
+    limit.grant_after(1.6, Report(sent=4, throttled=1, jobs_done=4), 8, "s2")
+    assert limit.progress() == {
+        "done": 9,
+        "failed": 1,
+        "sent": 9,
+        "throttled": 1,
+        "per_minute": pytest.approx(600),
+    }

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,8 @@ class ClusterRun:
         )
         task = ray.remote(run_shard).options(num_cpus=1, max_retries=0)
         refs = {task.remote(spec): spec.session for spec in specs}
-        outcomes, lost = _gather(ray, refs, plan)
+        line = None if limit is None or plan.quiet else _ProgressLine(ray, limit, plan)
+        outcomes, lost = _gather(ray, refs, plan, line)
         figures = ray.get(limit.figures.remote()) if limit is not None else None
         spend = ray.get(budget.figures.remote()) if budget is not None else None
         return _end(plan, sessions, outcomes, lost, {"limit": figures, "budget": spend})
@@ -219,16 +221,47 @@ def _write_rest(plan: SessionPlan) -> str:
     return str(path)
 
 
+PROGRESS_S = 10.0  # the driver's progress line: once this often while shards run
+
+
+class _ProgressLine:
+    """The cluster's progress, over every shard: what the limit actor heard last from each
+    (jobs ended and failed ride on the shards' calls for permits, so this costs one call to
+    the actor every ``PROGRESS_S``)."""
+
+    def __init__(self, ray: Any, limit: Any, plan: SessionPlan) -> None:
+        self.ray, self.limit, self.plan = ray, limit, plan
+        self.last: tuple[float, int] | None = None  # (time, jobs done) of the last line
+
+    def say(self) -> None:
+        now = time.monotonic()
+        seen = self.ray.get(self.limit.progress.remote())
+        done, failed = int(seen["done"]), int(seen["failed"])
+        rate = ""
+        if self.last is not None and now > self.last[0]:
+            rate = f", {(done - self.last[1]) / (now - self.last[0]) * 60:,.0f} jobs/min"
+        self.last = (now, done)
+        self.plan.observer.say(
+            f"cluster: {done:,} of {self.plan.jobs_to_run:,} done ({failed:,} failed){rate}; "
+            f"{int(seen['sent']):,} sent, {int(seen['throttled']):,} 429s, "
+            f"rate {float(seen['per_minute']):,.0f} req/min"
+        )
+
+
 def _gather(
-    ray: Any, refs: dict[Any, int], plan: SessionPlan
+    ray: Any, refs: dict[Any, int], plan: SessionPlan, line: _ProgressLine | None = None
 ) -> tuple[list[ShardOutcome], dict[int, str]]:
-    """Each shard's outcome as it ends; a shard whose task failed (its worker died) is lost."""
+    """Each shard's outcome as it ends; a shard whose task failed (its worker died) is lost.
+    ``line``: the cluster's progress every ``PROGRESS_S`` meanwhile."""
     outcomes: list[ShardOutcome] = []
     lost: dict[int, str] = {}
     pending = list(refs)
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            timeout = None if line is None else PROGRESS_S
+            done, pending = ray.wait(pending, num_returns=1, timeout=timeout)
+            if not done and line is not None:
+                line.say()
             for ref in done:
                 session = refs[ref]
                 try:

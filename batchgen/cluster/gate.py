@@ -18,6 +18,7 @@ from batchgen.cluster.limit import Grant, Report
 from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.autopilot import IMAGES, REQUESTS
 from batchgen.limits.hints import read_hint
+from batchgen.runner.control import PoolTally
 
 WANT = 64  # permits asked for at once (the actor grants at most ~half a second of the rate)
 # the next chunk is asked for this long before the last one runs out (a call to the actor
@@ -26,7 +27,7 @@ LEAD_S = 0.1
 
 
 @dataclass(slots=True)
-class _Seen:
+class Seen:
     """What this shard's answers said since its last call (the actor's ``Report``)."""
 
     ok: int = 0
@@ -40,6 +41,8 @@ class _Seen:
     announced_ipm: float | None = None
     throttled_images: int = 0
     max_n: int = 1  # the most images a request of this shard asked for (kept across calls)
+    jobs_done: int = 0  # the shard's jobs ended so far, and failed (the pool's tally)
+    jobs_failed: int = 0
 
     def take(self) -> Report:
         report = Report(
@@ -53,11 +56,18 @@ class _Seen:
             images=self.images,
             announced_ipm=self.announced_ipm,
             throttled_images=self.throttled_images,
+            jobs_done=self.jobs_done,
+            jobs_failed=self.jobs_failed,
         )
         self.ok = self.throttled = self.sent = self.images = self.throttled_images = 0
         self.retry_after_s = self.ok_latency_s = 0.0
         self.fastest_s = None
         return report
+
+    def tally(self, tally: PoolTally) -> None:
+        """The pool's progress (the shard's observer gets it): rides on the next call."""
+        self.jobs_done = tally.ok_jobs + tally.failed_jobs
+        self.jobs_failed = tally.failed_jobs
 
     def answered(self, latency: float) -> None:
         if self.fastest_s is None or latency < self.fastest_s:
@@ -80,11 +90,11 @@ class _Seen:
 class Permits:
     """Send times granted by the limit actor, in the order they were given out."""
 
-    def __init__(self, actor: Any, shard: str, want: int = WANT) -> None:
+    def __init__(self, actor: Any, shard: str, want: int = WANT, seen: Seen | None = None) -> None:
         self.actor = actor  # a Ray actor handle of cluster.limit.LimitActor
         self.shard = shard
         self.want = want
-        self.seen = _Seen()
+        self.seen = seen or Seen()
         self.calls = 0
         self.permits = 0
         self.per_minute = 0.0

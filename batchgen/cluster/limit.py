@@ -60,6 +60,8 @@ class Report:
     images: int = 0  # images the requests sent asked for (n added up)
     announced_ipm: float | None = None  # the last images/min limit a provider stated
     throttled_images: int = 0  # of ``throttled``: 429s for images/min
+    jobs_done: int = 0  # the shard's jobs ended so far (absolute): the driver's progress line
+    jobs_failed: int = 0  # ... of them failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class SharedLimit:
     sent_requests: int = 0
     sent_images: int = 0
     shards: set[str] = field(default_factory=set)
+    jobs: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (done, failed)
     # the send times handed out and not yet due: each is the rates' "sent" when its time
     # comes (a shard sends at the time it was given), so what the controls measure is what
     # the server saw then, not the shards' reports a chunk later
@@ -181,6 +184,7 @@ class SharedLimit:
     def grant_after(self, now: float, seen: Report, want: int, shard: str = "") -> Grant:
         """A shard's call: what it saw since its last one, then its next send times."""
         self.report(now, seen)
+        self.jobs[shard] = (seen.jobs_done, seen.jobs_failed)
         return self.grant(now, want, shard)
 
     def grant(self, now: float, want: int, shard: str = "") -> Grant:
@@ -221,6 +225,17 @@ class SharedLimit:
     def per_minute(self) -> float:
         return self.rate * 60.0
 
+    def progress(self) -> dict[str, float | int]:
+        """The cluster's progress line: jobs ended and failed over every shard (as of each
+        shard's last call), requests sent, 429s, the rate in force."""
+        return {
+            "done": sum(done for done, _ in self.jobs.values()),
+            "failed": sum(failed for _, failed in self.jobs.values()),
+            "sent": self.sent_requests,
+            "throttled": self.throttled,
+            "per_minute": self.per_minute,
+        }
+
     def figures(self) -> dict[str, float | int | None]:
         """What the limit did, for run.json and the bench: calls per permit among them."""
         return {
@@ -252,3 +267,6 @@ class LimitActor:
 
     def figures(self) -> dict[str, float | int | None]:
         return self.limit.figures()
+
+    def progress(self) -> dict[str, float | int]:
+        return self.limit.progress()

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from batchgen.cluster.budget import ClusterBudget, through_actor
-from batchgen.cluster.gate import ClusterGate, Permits
+from batchgen.cluster.gate import ClusterGate, Permits, Seen
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError
 from batchgen.jobs import iter_jobs
@@ -120,7 +120,8 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
         if spec.budget is None
         else ClusterBudget(spec.max_cost or 0.0, spec.prices, *through_actor(spec.budget))
     )
-    gate = None if spec.limit is None else _gate_factory(spec)
+    seen = Seen()  # what this shard's answers and its pool's tally tell the limit actor
+    gate = None if spec.limit is None else _gate_factory(spec, seen)
     plan = SessionPlan(
         rundir=rundir,
         manifest=spec.manifest,
@@ -136,7 +137,7 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
         cheapest_job_usd=spec.cheapest_job_usd,
         sim_config=None,
         quiet=True,
-        observer=Silent(),
+        observer=Silent(on_progress=seen.tally),
         handle_signals=False,
         gate=gate,
     )
@@ -154,11 +155,11 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
     )
 
 
-def _gate_factory(spec: ShardSpec) -> Any:
+def _gate_factory(spec: ShardSpec, seen: Seen) -> Any:
 
     def make(pool: PoolConfig) -> RateLimiter:
         cap = pool.concurrency or DEFAULT_CONCURRENCY_CAP
-        permits = Permits(spec.limit, f"s{spec.session}")
+        permits = Permits(spec.limit, f"s{spec.session}", seen=seen)
         return ClusterGate(permits, concurrency=cap, max_pause_s=pool.max_pause_s)
 
     return make
