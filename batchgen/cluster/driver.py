@@ -49,6 +49,10 @@ class ClusterRun:
     spent_before: float = 0.0
     rest: bool = False
 
+    def check(self, cfg: RunConfig) -> None:
+        """What a cluster cannot run, refused before anything is made (``refuse``)."""
+        refuse(cfg)
+
     def __call__(self, plan: SessionPlan) -> SessionResult:
         _refuse(plan)
         ray = _connect(self.address)

@@ -93,7 +93,9 @@ class SharedLimit:
     jobs: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (done, failed)
     # the send times handed out and not yet due: each is the rates' "sent" when its time
     # comes (a shard sends at the time it was given), so what the controls measure is what
-    # the server saw then, not the shards' reports a chunk later
+    # the server saw then, not the shards' reports a chunk later. A time a 429 voided counts
+    # too: a 429 episode's measure runs a little high, and a cut takes the lower of it and
+    # the rate in force
     _due: deque[float] = field(default_factory=deque)
     _images_due: float = 0.0  # images of the sends fed so far, not yet whole
 

@@ -79,8 +79,15 @@ def resume_locked(
     recorded = manifest["settings"]
     cfg = RunConfig.build(flags, recorded)
     via = cfg.via or recorded.get("via") or "live"
-    if execute_plan is not None and (via == "batch" or regenerate is not None):
-        raise UsageError("resume --ray runs the live rest: drop --via batch, --regenerate-below")
+    if execute_plan is not None:
+        if via == "batch" or regenerate is not None:
+            msg = "resume --ray runs the live rest: drop --via batch, --regenerate-below"
+            raise UsageError(msg)
+        # what the executor cannot run (ClusterRun.check: the in-process simulator, several
+        # endpoints), refused before a session is begun
+        check = getattr(execute_plan, "check", None)
+        if check is not None:
+            check(cfg)
     if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
         # batches of this run: collect them first; --via batch submits the rest as batches
         outcome = resume_via_batch(
