@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgen.apiargs import (
     check_callback,
+    cluster_executor,
     config_of,
     flags_of_keywords,
     job_records,
@@ -135,11 +136,7 @@ def run(
         target = default_run_dir(job_file)
     cluster = None
     if address is not None:
-        # lazy: Ray (an optional extra) loads only with ray=
-        from batchgen.cluster import ClusterRun, refuse
-
-        refuse(cfg)
-        cluster = ClusterRun(address or None)
+        cluster = cluster_executor(address, cfg)
     outcome = start_run(
         str(job_file),
         cfg,
@@ -198,10 +195,7 @@ def resume(
     observer = _observer(progress, on_message)
     cluster = None
     if address is not None:
-        # lazy: Ray (an optional extra) loads only with ray=
-        from batchgen.cluster import ClusterRun
-
-        cluster = ClusterRun(address or None, rest=True)
+        cluster = cluster_executor(address, rest=True)
     outcome = resume_run(
         run_dir, given, observer=observer, handle_signals=False, execute_plan=cluster
     )

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchgen.runlog.reader import read_log
+
 
 def local_cluster(key: str, cpus_per_node: int = 2) -> Any:
     """A head and a worker node of ``cpus_per_node`` CPUs each on 127.0.0.1; the caller
@@ -86,9 +88,6 @@ def send_rates(run_dir: str | Path, peak_s: float = 2.0) -> dict[str, float]:
     sends a minute between the 10th and the 90th percentile of the successful sends (after
     the ramp, before the tail); the busiest ``peak_s`` a minute (the ramp included); and
     ``ramp_s``, when that window starts."""
-    # lazy: pandas and pyarrow are the log's, loaded only by who measures a run
-    from batchgen.runlog.reader import read_log
-
     log = read_log(Path(run_dir), ["status", "http_status", "started_at"]).to_pandas()
     log["t"] = (log.started_at - log.started_at.min()).dt.total_seconds()
     sent = log[log.http_status.notna()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from batchgen.apiargs import cluster_executor
 from batchgen.cli.commands.notify import with_notify
 from batchgen.cli.common import (
     flags_of,
@@ -22,10 +23,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     observer = ConsoleObserver(console, err, args)
     cluster = None
     if args.ray is not None:  # the rest runs as shards on a Ray cluster
-        # lazy: Ray (an optional extra) loads only with --ray
-        from batchgen.cluster import ClusterRun
-
-        cluster = ClusterRun(args.ray or None, rest=True)
+        cluster = cluster_executor(args.ray, rest=True)
     return usage_errors(
         err,
         "resume",
