@@ -219,6 +219,7 @@ def test_against_a_server_that_states_nothing_the_cluster_finds_the_limit_as_one
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 2,000 jobs at the limit are ~105 s of sending, Ray's start on top
 def test_acceptance_2000_jobs_over_4_workers_at_1200_rpm(cluster: str, tmp_path: Path) -> None:
     _check_shared_limit(_cluster_run(cluster, tmp_path, ACCEPTANCE), ACCEPTANCE)
 
@@ -364,6 +365,7 @@ def _saved_images(run_dir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.timeout(300)  # a run, then a resume over the cluster: Ray starts workers twice
 def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     cluster: str, tmp_path: Path
 ) -> None:
