@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from batchgen.apiargs import (
     check_callback,
+    cluster_executor,
     config_of,
     flags_of_keywords,
     job_records,
@@ -142,12 +143,7 @@ def run(
         target = default_run_dir(job_file)
     cluster = None
     if address is not None:
-        # lazy: the cluster's code (and Ray, an optional extra) loads only with ray=; a run
-        # without it never imports batchgen.cluster (tests/test_cluster_front.py)
-        from batchgen.cluster import ClusterRun, refuse
-
-        refuse(cfg)
-        cluster = ClusterRun(address or None)
+        cluster = cluster_executor(address, cfg)
     outcome = start_run(
         str(job_file),
         cfg,
@@ -184,11 +180,13 @@ def resume(
     progress: Callable[[Progress], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     sim: Mapping[str, Any] | None = None,
+    ray: str | bool | None = None,
     **flags: Any,
 ) -> RunResult:
     """Finish the rest of a run: every job without a successful result (``retry_failed=True``
     also those that failed for good). Settings come from run.json; keyword arguments given
-    here override them for this session."""
+    here override them for this session. ``ray=`` runs the rest over a Ray cluster, as
+    ``run``'s does."""
     # lazy: the session (aiohttp, tenacity, the providers) is run()'s and resume()'s; report()
     # imports this module too and never needs it
     from batchgen.session.resume import resume_run
@@ -196,10 +194,16 @@ def resume(
     no_running_loop("resume")
     if run_dir_arg(run_dir) is None:
         raise ConfigError("resume needs the run directory: resume(run_dir)")
+    address = ray_address(ray)
     given = flags_of_keywords(flags, sim)
     RunConfig.build(given)  # a bad value is a ConfigError now, before the lock is taken
     observer = _observer(progress, on_message)
-    outcome = resume_run(run_dir, given, observer=observer, handle_signals=False)
+    cluster = None
+    if address is not None:
+        cluster = cluster_executor(address, rest=True)
+    outcome = resume_run(
+        run_dir, given, observer=observer, handle_signals=False, execute_plan=cluster
+    )
     return _result(Path(run_dir), outcome)
 
 

@@ -134,6 +134,18 @@ def ray_address(ray: Any) -> str | None:
     return ray.strip()
 
 
+def cluster_executor(address: str, cfg: RunConfig | None = None, *, rest: bool = False) -> Any:
+    """What runs a session's plan over a Ray cluster (``--ray``/``ray=``, the run's and the
+    resume's): ``address`` as ray_address gives it ("" for a cluster of this machine);
+    ``cfg``: refused now if a cluster cannot run it; ``rest``: a resume's jobs only."""
+    # lazy: the cluster's package (and Ray, an optional extra) loads only with --ray / ray=
+    from batchgen.cluster import ClusterRun, refuse
+
+    if cfg is not None:
+        refuse(cfg)
+    return ClusterRun(address or None, rest=rest)
+
+
 def check_callback(name: str, value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(f"{name} must be a function (or None), got {type(value).__name__}")

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from batchgen.testing.raycluster import local_cluster
+from batchgen.testing.raycluster import local_cluster, run_flags, send_rates, unshared_command
 from tests.runhelpers import SECRET_KEY, Cli, cli_env
 
 # Ray turns a loopback address into the machine's outward one unless told not to: the test
@@ -90,6 +90,16 @@ def _sim(rpm: int) -> SimProcess:
     return SimProcess("--rpm", str(rpm), "--latency", "0.3", "--tiny", "--seed", "7")
 
 
+def _silent_sim(rpm: int) -> SimProcess:
+    """A server that states nothing (a gateway's answer): no x-ratelimit headers, a bare
+    "Rate limit exceeded" 429, Retry-After in whole seconds; answers in about a second."""
+    return SimProcess(
+        *("--rpm", str(rpm), "--latency", "1.0", "--latency-jitter", "0.3", "--tiny"),
+        *("--seed", "7", "--no-ratelimit-headers", "--limit-message", "plain"),
+        *("--retry-after-mode", "seconds"),
+    )
+
+
 def _jobs(path: Path, count: int) -> Path:
     path.write_text(
         "".join(json.dumps({"prompt": f"a lighthouse, study {i}"}) + "\n" for i in range(count))
@@ -98,19 +108,7 @@ def _jobs(path: Path, count: int) -> Path:
 
 
 def _run_flags(sim: SimProcess, run_dir: Path) -> list[str]:
-    return [
-        "--run-dir",
-        str(run_dir),
-        "--base-url",
-        sim.base_url,
-        "--model",
-        "gpt-image-1",
-        "--quality",
-        "low",
-        "--yes",
-        "--quiet",
-        "--no-image-checks",
-    ]
+    return run_flags(sim.base_url, run_dir)
 
 
 def _log(run_dir: Path) -> Any:
@@ -125,19 +123,7 @@ def _log(run_dir: Path) -> Any:
 def _figures(run_dir: Path) -> dict[str, float]:
     """The 429 share of every attempt, and the sending rates between the 10th and the 90th
     percentile of the sends (after the ramp, before the tail)."""
-    log = _log(run_dir)
-    sent = log[log.http_status.notna()]
-    ok = sent[sent.status == "ok"].started_at.sort_values()
-    t10, t90 = ok.quantile(0.1), ok.quantile(0.9)
-    window = t90 - t10
-    middle = sent[(sent.started_at >= t10) & (sent.started_at < t90)]
-    bins = (sent.started_at // PEAK_S).value_counts()
-    return {
-        "share_429": float((sent.http_status == 429).mean()),
-        "ok_per_min": float(((middle.status == "ok").sum()) / window * 60),
-        "sent_per_min": float(len(middle) / window * 60),
-        "peak_per_min": float(bins.max() / PEAK_S * 60),  # the busiest 2 s, ramp included
-    }
+    return send_rates(run_dir, PEAK_S)
 
 
 def _exactly_once(run_dir: Path, count: int) -> None:
@@ -147,18 +133,30 @@ def _exactly_once(run_dir: Path, count: int) -> None:
     assert ok.job_id.value_counts().max() == 1  # no job generated twice
 
 
-def _cluster_run(cluster: str, tmp_path: Path, scale: dict[str, int], *extra: str) -> Path:
-    sim = _sim(scale["rpm"])
+def _cluster_run(
+    cluster: str,
+    tmp_path: Path,
+    scale: dict[str, int],
+    *extra: str,
+    silent: bool = False,
+    said: list[str] | None = None,
+) -> Path:
+    """``said``: run without --quiet, and the driver's lines go there."""
+    sim = _silent_sim(scale["rpm"]) if silent else _sim(scale["rpm"])
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
         flags = [*_run_flags(sim, run_dir), *extra, f"--ray={cluster}"]
+        if said is not None:
+            flags.remove("--quiet")
         cli = Cli(["run", str(jobs), *flags], env=cli_env())
         done = cli.finish(timeout=60 + scale["jobs"] / scale["rpm"] * 60 * 2)
     finally:
         sim.stop()
     assert done.code == 0, done.output
     assert "4 shard(s)" in done.output
+    if said is not None:
+        said.extend(done.output.splitlines())
     return run_dir
 
 
@@ -196,27 +194,34 @@ def test_the_shards_send_at_the_one_limit_together(cluster: str, tmp_path: Path)
     assert job_states(run_dir).counts()[DONE] == SMALL["jobs"]
 
 
+def test_against_a_server_that_states_nothing_the_cluster_finds_the_limit_as_one(
+    cluster: str, tmp_path: Path
+) -> None:
+    """No headers, a bare 429: the limit actor runs the autopilot's rate control on every
+    shard's answers (slow start clocked by them, the cut on a 429, the plateau), so the
+    cluster finds the limit as one local run does. Before it did, the actor's own rule sent
+    half the limit with 14 % refused on this shape (bench --only cluster, 400 jobs)."""
+    scale = {"jobs": 400, "rpm": 1200}
+    said: list[str] = []
+    run_dir = _cluster_run(cluster, tmp_path, scale, silent=True, said=said)
+    _exactly_once(run_dir, scale["jobs"])
+    # the driver's progress line: the jobs done over every shard, every 10 s
+    lines = [line for line in said if line.startswith("cluster: ")]
+    assert lines, said
+    assert all(" of 400 done (" in line and "req/min" in line for line in lines), lines
+    figures = _figures(run_dir)
+    assert figures["share_429"] <= 0.05, figures
+    assert figures["ok_per_min"] >= 0.90 * scale["rpm"], figures
+    assert figures["peak_per_min"] <= 1.8 * scale["rpm"], figures
+    limit = json.loads((run_dir / "run.json").read_text())["sessions"][0]["summary"]["cluster"]
+    assert limit["limit"]["announced_per_minute"] is None  # nothing was stated
+    assert limit["limit"]["cuts"] >= 1  # the 429s found it
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 2,000 jobs at the limit are ~105 s of sending, Ray's start on top
 def test_acceptance_2000_jobs_over_4_workers_at_1200_rpm(cluster: str, tmp_path: Path) -> None:
     _check_shared_limit(_cluster_run(cluster, tmp_path, ACCEPTANCE), ACCEPTANCE)
-
-
-_UNSHARED = """
-import sys
-from batchgen.cluster import ClusterRun
-from batchgen.config import RunConfig
-from batchgen.session.start import start_run
-
-jobs, run_dir, base_url, address, rpm = sys.argv[1:6]
-flags = {"base_url": base_url, "model": "gpt-image-1", "quality": "low",
-         "image_checks": False, "yes": True, "quiet": True}
-if rpm != "-":
-    flags.update(rpm=float(rpm), adaptive=False)
-cfg = RunConfig.build(flags)
-outcome = start_run(jobs, cfg, run_dir=run_dir,
-                    execute_plan=ClusterRun(address, shared_limit=False))
-sys.exit(outcome.exit_code)
-"""
 
 
 def _unshared_run(cluster: str, tmp_path: Path, scale: dict[str, int], rpm: str) -> Path:
@@ -226,9 +231,8 @@ def _unshared_run(cluster: str, tmp_path: Path, scale: dict[str, int], rpm: str)
     try:
         jobs = _jobs(tmp_path / "jobs.jsonl", scale["jobs"])
         run_dir = tmp_path / "run"
-        args = [str(jobs), str(run_dir), sim.base_url, cluster, rpm]
         done = subprocess.run(
-            [sys.executable, "-c", _UNSHARED, *args],
+            unshared_command(jobs, run_dir, sim.base_url, cluster, rpm),
             env=cli_env(),
             capture_output=True,
             text=True,
@@ -361,6 +365,7 @@ def _saved_images(run_dir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.timeout(300)  # a run, then a resume over the cluster: Ray starts workers twice
 def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     cluster: str, tmp_path: Path
 ) -> None:
@@ -384,7 +389,10 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
         _wait_for("the shards to end", lambda: not any(_alive(p) for p in pids.values()))
         before = _saved_images(run_dir)
         assert len(before) < jobs_count
-        resumed = Cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env()).finish(120)
+        # the rest over the cluster: its shards run only what the resume left to run
+        resumed = Cli(
+            ["resume", str(run_dir), "--yes", "--quiet", f"--ray={cluster}"], env=cli_env()
+        ).finish(180)
     finally:
         sim.stop()
     assert resumed.code == 0, resumed.output
@@ -396,4 +404,14 @@ def test_kill_a_worker_then_the_driver_and_resume_finishes_the_rest(
     manifest = json.loads((run_dir / "run.json").read_text())
     hows = {s["session"]: s["how"] for s in manifest["sessions"]}
     assert hows[victim] == "crashed"  # recovered by resume like a crashed session
-    assert hows[max(hows)] == "completed"
+    plan = json.loads((run_dir / "shards" / "plan.json").read_text())
+    resume_driver = plan["driver_session"]
+    assert resume_driver > max(pids)  # the resume's own shards, after the run's
+    assert hows[resume_driver] == "completed"
+    assert [hows[s] for s in plan["sessions"]] == ["completed"] * len(plan["sessions"])
+    rest = (run_dir / "shards" / f"rest-s{resume_driver}.txt").read_text().split()
+    # one image a job: the jobs with an image on disk were done or adopted, the rest ran
+    assert len(rest) == len(set(rest)) == jobs_count - len(before)
+    log = _log(run_dir)
+    by_shards = log[log.session.isin(plan["sessions"]) & (log.status == "ok")]
+    assert set(by_shards.job_id) == set(rest)  # the shards ran exactly the rest

@@ -81,3 +81,40 @@ def test_a_run_without_ray_never_imports_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_resume_over_the_cluster_refuses_what_it_cannot_run_before_a_session(
+    tmp_path: Path,
+) -> None:
+    """``resume --ray`` / ``resume(ray=...)``: the in-process simulator, --regenerate-below
+    and a bad ``ray=`` are refused before the run directory is touched (no session begun)."""
+    jobs = _jobs(tmp_path)
+    run_dir = tmp_path / "run"
+    batchgen.run(jobs, run_dir=run_dir, provider="sim", image_checks=False, sim={"latency": 0.0})
+    with jobs.open("a") as f:  # two jobs more: the rest a resume would run
+        f.write("".join(json.dumps({"prompt": f"a kite {i}"}) + "\n" for i in (7, 8)))
+    before = json.loads((run_dir / "run.json").read_text())["sessions"]
+    with pytest.raises(ConfigError, match="ray must be"):
+        batchgen.resume(run_dir, ray=1)
+    with pytest.raises(UsageError, match="batchgen sim"):
+        batchgen.resume(run_dir, ray=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "batchgen", "resume", str(run_dir), "--yes", "--ray"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--ray needs a provider every worker reaches" in done.stderr
+    regen = [*("--regenerate-below", "5"), "--ray=127.0.0.1:1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "batchgen", "resume", str(run_dir), "--yes", *regen],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "drop --via batch, --regenerate-below" in done.stderr
+    assert json.loads((run_dir / "run.json").read_text())["sessions"] == before

@@ -7,10 +7,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
-from batchgen.cluster.limit import CUT, HORIZON_S, MARGIN, Report, SharedLimit
+from batchgen.cluster.limit import CONFIG, HORIZON_S, MARGIN, Report, SharedLimit
 
 
 def _sends(limit: SharedLimit, shards: int, seconds: float, step: float = 0.01) -> list[float]:
@@ -59,47 +60,70 @@ def test_an_announced_limit_sets_the_rate_below_it() -> None:
     assert len([t for t in sent if 1.0 <= t < 9.0]) == pytest.approx(8 * 20 * MARGIN, abs=3)
 
 
-def test_a_429_cuts_once_a_second_and_its_wait_moves_the_schedule() -> None:
+def test_a_429_cuts_once_an_episode_and_its_wait_moves_the_schedule() -> None:
     limit = SharedLimit(0.0, rpm=600)
+    limit.grant(0.0, 1, "a")  # one shard: the schedule runs a second ahead at most
     limit.report(0.0, Report(announced_rpm=600))
     rate = limit.rate
-    limit.report(1.0, Report(throttled=5, retry_after_s=2.0))
+    assert rate == pytest.approx(600 * MARGIN / 60)
+    limit.report(1.0, Report(throttled=5, retry_after_s=2.5))
     limit.report(1.2, Report(throttled=5))
-    assert limit.rate == pytest.approx(rate * CUT)  # one cut for the burst of 429s
+    assert limit.rate == pytest.approx(rate * CONFIG.decrease)  # one cut for the burst
     early = limit.grant(1.2, 8, "a")  # nothing before the Retry-After has passed
     assert early.offsets == ()
     grant = limit.grant(1.2 + early.wait_s, 8, "a")
-    assert 1.2 + early.wait_s + grant.offsets[0] == pytest.approx(3.0)
-    before = limit.rate  # climbing again a second after the cut
-    assert rate * CUT < before < rate
-    limit.report(3.0, Report(throttled=1))
-    assert limit.rate == pytest.approx(before * CUT)
+    assert 1.2 + early.wait_s + grant.offsets[0] == pytest.approx(3.5)
+    before = limit.rate  # climbing back toward the rate it was cut at
+    assert rate * CONFIG.decrease < before < rate
+    limit.report(4.0, Report(throttled=1))
+    assert limit.rate == pytest.approx(before * CONFIG.decrease)
 
 
-def test_slow_start_doubles_a_second_until_a_hint_and_never_passes_the_flag() -> None:
-    limit = SharedLimit(0.0, rpm=300)
-    limit.grant(0.0, 8, "a")
-    limit.report(1.0, Report(ok=4, sent=4))
-    limit.grant(1.0, 8, "a")
-    assert limit.rate == pytest.approx(4.0)
-    limit.report(3.0, Report(ok=20, sent=20))
-    limit.grant(3.0, 8, "a")
-    assert limit.per_minute == pytest.approx(300)  # 16/s would pass --rpm 300
+def test_a_whole_second_retry_after_holds_the_schedule_a_second_less() -> None:
+    """A Retry-After of "1" may mean 50 ms (RFC 9110 rounds up): the schedule holds for what is
+    surely left, as a local gate does, and the cut rate spaces what follows."""
+    limit = SharedLimit(0.0, rpm=600)
+    limit.report(1.0, Report(throttled=1, retry_after_s=3.0))
+    assert limit.next_free == pytest.approx(3.0)
+    limit.report(5.0, Report(throttled=1, retry_after_s=1.0))
+    assert limit.next_free == pytest.approx(5.0 + 1 / limit.rate)
 
 
-def test_slow_start_grows_no_faster_than_the_answers_come() -> None:
-    """Answers that take seconds: nothing has come back to say the rate is not too fast, so
-    it stays within twice what was answered over the last second."""
+def test_slow_start_doubles_while_the_rate_is_used_and_a_flag_is_where_it_starts() -> None:
+    assert SharedLimit(0.0).per_minute == pytest.approx(CONFIG.start_rpm)
+    limit = SharedLimit(0.0, config=replace(CONFIG, start_rpm=600))
+    sent = _sends(limit, shards=2, seconds=3.05)
+    assert limit.per_minute >= 4 * 600  # x2 a second while every permit is taken
+    assert len(sent) > 3 * 10  # more than the start rate sent (the schedule runs ahead)
+    idle = SharedLimit(0.0, config=replace(CONFIG, start_rpm=600))
+    for t in (1.0, 2.0, 3.0, 4.0):  # a permit asked for a second: most of the rate unused
+        idle.grant(t, 1, "a")
+    assert idle.per_minute == pytest.approx(600)
+    assert SharedLimit(0.0, rpm=300).per_minute == pytest.approx(300)  # --rpm: start there
+
+
+def test_slow_start_is_clocked_by_the_answers() -> None:
+    """Each success adds a request per its latency (as TCP's window grows a segment per
+    acknowledgement), at most doubling: two answers in 1 s take 1/s to 3/s; three in 10 s
+    add a request per 10 s each."""
     limit = SharedLimit(0.0)
-    for t in (1.0, 2.0, 3.0):
-        limit.grant(t, 8, "a")
-    assert limit.rate == pytest.approx(2.0)  # no answer yet
-    limit.report(3.5, Report(ok=1, sent=8))
-    limit.grant(4.0, 8, "a")
-    assert limit.rate == pytest.approx(2.0)  # twice the one answered in the last second
-    limit.report(4.5, Report(ok=10, sent=2))
-    limit.grant(5.0, 8, "a")
-    assert limit.rate == pytest.approx(4.0)  # x2 a second: answers allow 20/s
+    limit.report(0.1, Report(ok=2, ok_latency_s=2.0))
+    assert limit.per_minute == pytest.approx(CONFIG.start_rpm + 2 * 60)
+    limit.report(0.2, Report(ok=3, ok_latency_s=30.0))
+    assert limit.per_minute == pytest.approx(CONFIG.start_rpm + 2 * 60 + 3 * 6)
+
+
+def test_the_sends_measured_are_the_schedules_when_their_time_comes() -> None:
+    """The rates measure what went out at the send times handed out (as a local gate's
+    bucket counts its tokens), not the shards' reports a chunk later: a 429 in slow start
+    cuts to half of what the server saw over the last two seconds."""
+    limit = SharedLimit(0.0, config=replace(CONFIG, start_rpm=600))
+    sent = _sends(limit, shards=4, seconds=4.0)
+    server_saw = len([t for t in sent if 2.0 <= t <= 4.0]) / 2.0
+    assert limit.requests.sent_rate(4.0, 2.0) / 60 == pytest.approx(server_saw)
+    assert limit.rate > 1.2 * server_saw  # the schedule runs ahead of the sends
+    limit.report(4.0, Report(throttled=1))
+    assert limit.rate == pytest.approx(server_saw * CONFIG.ss_decrease, rel=0.05)
 
 
 def test_the_schedule_is_not_handed_out_far_ahead() -> None:
@@ -139,7 +163,7 @@ def _against_a_bucket(
             while answers[k] and answers[k][0] <= t:
                 answers[k].pop(0)
                 r = seen[k]
-                seen[k] = Report(ok=r.ok + 1, throttled=r.throttled, sent=r.sent)
+                seen[k] = replace(r, ok=r.ok + 1, ok_latency_s=r.ok_latency_s + latency)
             while held[k] and held[k][0] <= t:
                 at = held[k].pop(0)
                 sent.append(at)
@@ -147,10 +171,10 @@ def _against_a_bucket(
                 if tokens >= 1:
                     tokens -= 1
                     answers[k].append(t + latency)
-                    seen[k] = Report(ok=r.ok, throttled=r.throttled, sent=r.sent + 1)
+                    seen[k] = replace(r, sent=r.sent + 1)
                     continue
                 refused.append(at)
-                seen[k] = Report(ok=r.ok, throttled=r.throttled + 1, sent=r.sent + 1)
+                seen[k] = replace(r, throttled=r.throttled + 1, sent=r.sent + 1, fastest_s=0.001)
                 held[k] = []  # dropped: the actor gives new times
                 wake[k] = t
             if not held[k] and t >= wake[k]:
@@ -174,3 +198,19 @@ def test_with_no_hint_slow_start_ends_near_the_limit_and_few_are_refused(latency
     assert 0.8 * 20 * 40 <= len(late) <= 1.05 * 20 * 40, len(late)
     per_s = Counter(int(t) for t in sent)
     assert max(per_s.values()) <= 2.0 * 20  # slow start's overshoot: at most twice, briefly
+
+
+def test_the_progress_is_each_shards_last_tally_added_up() -> None:
+    """The shards send their pool's tally (absolute) with each call; the driver's line adds up
+    the last of each, so a shard that calls often is not counted twice."""
+    limit = SharedLimit(0.0, rpm=600, adapt=False)
+    limit.grant_after(1.0, Report(sent=3, jobs_done=3), 8, "s1")
+    limit.grant_after(1.5, Report(sent=2, jobs_done=5, jobs_failed=1), 8, "s1")
+    limit.grant_after(1.6, Report(sent=4, throttled=1, jobs_done=4), 8, "s2")
+    assert limit.progress() == {
+        "done": 9,
+        "failed": 1,
+        "sent": 9,
+        "throttled": 1,
+        "per_minute": pytest.approx(600),
+    }

@@ -25,7 +25,7 @@ from batchgen.cli.score import SCORER_FLAGS, add_scorer_arguments
 
 # the flags `resume` reads (tests/test_cli_help.py: its parser offers exactly these)
 READS = (
-    frozenset({"run_dir", "retry_failed", "regenerate_below", "max_rounds"})
+    frozenset({"run_dir", "retry_failed", "regenerate_below", "max_rounds", "ray"})
     | SCORER_FLAGS
     | NOTIFY_FLAGS
     | SESSION_FLAGS
@@ -47,6 +47,16 @@ def register(subparsers: Any) -> None:
         "--retry-failed",
         action="store_true",
         help="also rerun jobs that failed for good (content policy, bad request)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the rest over a Ray cluster (pip install 'batchgen[ray]'), as run --ray: "
+        "ADDRESS of a running cluster, else $RAY_ADDRESS, else a cluster of this machine. "
+        "Put it after RUN_DIR, or write --ray=ADDRESS. See docs/cluster.md",
     )
     regen = parser.add_argument_group("quality loop")
     regen.add_argument(

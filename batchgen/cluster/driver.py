@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,18 @@ class ClusterRun:
     """How to run a plan on Ray: ``address`` of a running cluster (``ray start --head``), or
     None to start a local one in this process. ``shards``: default one per CPU the cluster
     has; ``shared_limit=False`` gives each shard its own autopilot (a measurement: N shards
-    then send N times the limit)."""
+    then send N times the limit). ``rest=True`` (a resume): the shards run only the plan's
+    jobs (what the resume left to run), not the whole job file."""
 
     address: str | None = None
     shards: int | None = None
     shared_limit: bool = True
     spent_before: float = 0.0
+    rest: bool = False
+
+    def check(self, cfg: RunConfig) -> None:
+        """What a cluster cannot run, refused before anything is made (``refuse``)."""
+        refuse(cfg)
 
     def __call__(self, plan: SessionPlan) -> SessionResult:
         _refuse(plan)
@@ -62,12 +69,14 @@ class ClusterRun:
             for k in range(count)
         ]
         _write_plan(plan, sessions)
+        only = _write_rest(plan) if self.rest else None
         limit = _limit_actor(ray, plan) if self.shared_limit else None
         budget = _budget_actor(ray, plan)
         sizes = shard_sizes(plan.jobs_to_run, count)
         pairs = enumerate(zip(sessions, sizes, strict=True))
         specs = [
-            _spec(plan, k, count, session, size, limit, budget) for k, (session, size) in pairs
+            _spec(plan, k, count, session, size, limit, budget, only)
+            for k, (session, size) in pairs
         ]
         plan.observer.say(
             f"ray: {count} shard(s) (sessions {sessions[0]}–{sessions[-1]}) on "
@@ -76,7 +85,8 @@ class ClusterRun:
         )
         task = ray.remote(run_shard).options(num_cpus=1, max_retries=0)
         refs = {task.remote(spec): spec.session for spec in specs}
-        outcomes, lost = _gather(ray, refs, plan)
+        line = None if limit is None or plan.quiet else _ProgressLine(ray, limit, plan)
+        outcomes, lost = _gather(ray, refs, plan, line)
         figures = ray.get(limit.figures.remote()) if limit is not None else None
         spend = ray.get(budget.figures.remote()) if budget is not None else None
         return _end(plan, sessions, outcomes, lost, {"limit": figures, "budget": spend})
@@ -90,6 +100,7 @@ def _spec(
     size: int,
     limit: Any,
     shared_budget: Any,
+    only: str | None = None,
 ) -> ShardSpec:
     budget = plan.budget
     return ShardSpec(
@@ -110,6 +121,7 @@ def _spec(
         cheapest_job_usd=plan.cheapest_job_usd,
         limit=limit,
         budget=shared_budget,
+        only_file=only,
     )
 
 
@@ -177,8 +189,7 @@ def _limit_actor(ray: Any, plan: SessionPlan) -> Any:
     actor = ray.remote(LimitActor).options(
         name=f"batchgen-limit-{plan.run_id}", num_cpus=0, max_restarts=0
     )
-    rpm = plan.pool.rpm
-    return actor.remote(rpm, plan.pool.adaptive)
+    return actor.remote(plan.pool.rpm, plan.pool.adaptive, plan.pool.ipm)
 
 
 def _budget_actor(ray: Any, plan: SessionPlan) -> Any:
@@ -203,16 +214,58 @@ def _write_plan(plan: SessionPlan, sessions: list[int]) -> None:
     atomic_write_bytes(folder / "plan.json", json.dumps(doc, indent=2).encode())
 
 
+def _write_rest(plan: SessionPlan) -> str:
+    """A resume's jobs (the plan's, in file order), one id a line, for the shards to pick
+    theirs from: RUN_DIR/shards/rest-s<driver session>.txt. A file on the shared run
+    directory, not a task argument: a resume of millions of jobs would put them all in every
+    shard's task specification."""
+    path = Path(plan.rundir.path).resolve() / "shards" / f"rest-s{plan.session}.txt"
+    ids = "".join(f"{job.id}\n" for job in plan.jobs)
+    atomic_write_bytes(path, ids.encode())
+    return str(path)
+
+
+PROGRESS_S = 10.0  # the driver's progress line: once this often while shards run
+
+
+class _ProgressLine:
+    """The cluster's progress, over every shard: what the limit actor heard last from each
+    (jobs ended and failed ride on the shards' calls for permits, so this costs one call to
+    the actor every ``PROGRESS_S``)."""
+
+    def __init__(self, ray: Any, limit: Any, plan: SessionPlan) -> None:
+        self.ray, self.limit, self.plan = ray, limit, plan
+        self.last: tuple[float, int] | None = None  # (time, jobs done) of the last line
+
+    def say(self) -> None:
+        now = time.monotonic()
+        seen = self.ray.get(self.limit.progress.remote())
+        done, failed = int(seen["done"]), int(seen["failed"])
+        rate = ""
+        if self.last is not None and now > self.last[0]:
+            rate = f", {(done - self.last[1]) / (now - self.last[0]) * 60:,.0f} jobs/min"
+        self.last = (now, done)
+        self.plan.observer.say(
+            f"cluster: {done:,} of {self.plan.jobs_to_run:,} done ({failed:,} failed){rate}; "
+            f"{int(seen['sent']):,} sent, {int(seen['throttled']):,} 429s, "
+            f"rate {float(seen['per_minute']):,.0f} req/min"
+        )
+
+
 def _gather(
-    ray: Any, refs: dict[Any, int], plan: SessionPlan
+    ray: Any, refs: dict[Any, int], plan: SessionPlan, line: _ProgressLine | None = None
 ) -> tuple[list[ShardOutcome], dict[int, str]]:
-    """Each shard's outcome as it ends; a shard whose task failed (its worker died) is lost."""
+    """Each shard's outcome as it ends; a shard whose task failed (its worker died) is lost.
+    ``line``: the cluster's progress every ``PROGRESS_S`` meanwhile."""
     outcomes: list[ShardOutcome] = []
     lost: dict[int, str] = {}
     pending = list(refs)
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            timeout = None if line is None else PROGRESS_S
+            done, pending = ray.wait(pending, num_returns=1, timeout=timeout)
+            if not done and line is not None:
+                line.say()
             for ref in done:
                 session = refs[ref]
                 try:

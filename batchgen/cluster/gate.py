@@ -16,8 +16,9 @@ import anyio
 
 from batchgen.cluster.limit import Grant, Report
 from batchgen.limits import RateLimiter, Ticket
-from batchgen.limits.autopilot import REQUESTS
+from batchgen.limits.autopilot import IMAGES, REQUESTS
 from batchgen.limits.hints import read_hint
+from batchgen.runner.control import PoolTally
 
 WANT = 64  # permits asked for at once (the actor grants at most ~half a second of the rate)
 # the next chunk is asked for this long before the last one runs out (a call to the actor
@@ -26,33 +27,74 @@ LEAD_S = 0.1
 
 
 @dataclass(slots=True)
-class _Seen:
+class Seen:
+    """What this shard's answers said since its last call (the actor's ``Report``)."""
+
     ok: int = 0
     throttled: int = 0
     retry_after_s: float = 0.0
     announced_rpm: float | None = None
     sent: int = 0
+    ok_latency_s: float = 0.0
+    fastest_s: float | None = None
+    images: int = 0
+    announced_ipm: float | None = None
+    throttled_images: int = 0
+    max_n: int = 1  # the most images a request of this shard asked for (kept across calls)
+    jobs_done: int = 0  # the shard's jobs ended so far, and failed (the pool's tally)
+    jobs_failed: int = 0
 
     def take(self) -> Report:
-        report = Report(self.ok, self.throttled, self.retry_after_s, self.announced_rpm, self.sent)
-        self.ok = self.throttled = self.sent = 0
-        self.retry_after_s = 0.0
+        report = Report(
+            ok=self.ok,
+            throttled=self.throttled,
+            retry_after_s=self.retry_after_s,
+            announced_rpm=self.announced_rpm,
+            sent=self.sent,
+            ok_latency_s=self.ok_latency_s,
+            fastest_s=self.fastest_s,
+            images=self.images,
+            announced_ipm=self.announced_ipm,
+            throttled_images=self.throttled_images,
+            jobs_done=self.jobs_done,
+            jobs_failed=self.jobs_failed,
+        )
+        self.ok = self.throttled = self.sent = self.images = self.throttled_images = 0
+        self.retry_after_s = self.ok_latency_s = 0.0
+        self.fastest_s = None
         return report
 
-    def hint(self, headers: dict[str, str] | None, message: str = "", code: str = "") -> None:
-        limit = read_hint(headers, message, code).limits.get(REQUESTS)
-        if limit is not None:
+    def tally(self, tally: PoolTally) -> None:
+        """The pool's progress (the shard's observer gets it): rides on the next call."""
+        self.jobs_done = tally.ok_jobs + tally.failed_jobs
+        self.jobs_failed = tally.failed_jobs
+
+    def answered(self, latency: float) -> None:
+        if self.fastest_s is None or latency < self.fastest_s:
+            self.fastest_s = latency
+
+    def hint(self, headers: dict[str, str] | None, message: str = "", code: str = "") -> str:
+        """Read the limits an answer states; returns the kind a 429 was for (the one it names
+        or whose remaining is 0; else images when requests ask for several, as the local
+        gate's guess is)."""
+        hint = read_hint(headers, message, code)
+        if (limit := hint.limits.get(REQUESTS)) is not None:
             self.announced_rpm = limit
+        if (limit := hint.limits.get(IMAGES)) is not None:
+            self.announced_ipm = limit
+        if hint.exhausted is not None:
+            return hint.exhausted
+        return IMAGES if self.max_n > 1 else REQUESTS
 
 
 class Permits:
     """Send times granted by the limit actor, in the order they were given out."""
 
-    def __init__(self, actor: Any, shard: str, want: int = WANT) -> None:
+    def __init__(self, actor: Any, shard: str, want: int = WANT, seen: Seen | None = None) -> None:
         self.actor = actor  # a Ray actor handle of cluster.limit.LimitActor
         self.shard = shard
         self.want = want
-        self.seen = _Seen()
+        self.seen = seen or Seen()
         self.calls = 0
         self.permits = 0
         self.per_minute = 0.0
@@ -61,15 +103,25 @@ class Permits:
         self._fetching = anyio.Lock()
         # set by a 429: a wait for the next call ends at once, so the actor hears of it now
         self._urgent = anyio.Event()
+        # set (and replaced) by a 429: the times the waiting workers took are void
+        self._dropped = anyio.Event()
 
-    async def take(self) -> None:
-        """Wait for this shard's next send time."""
+    async def take(self, n: int = 1) -> None:
+        """Wait for this shard's next send time (for a request of ``n`` images)."""
         while True:
             if self._times:
                 delay = self._times.popleft() - anyio.current_time()
-                self.seen.sent += 1
                 if delay > 0:
-                    await anyio.sleep(delay)
+                    dropped = self._dropped
+                    with anyio.move_on_after(delay):
+                        await dropped.wait()
+                    if dropped.is_set():
+                        # a 429 came while this worker waited: its time was given out at the
+                        # rate before the cut (the workers waiting hold most of a chunk)
+                        continue
+                self.seen.sent += 1
+                self.seen.images += n
+                self.seen.max_n = max(self.seen.max_n, n)
                 return
             async with self._fetching:
                 if self._times:
@@ -104,6 +156,8 @@ class Permits:
         self._times.clear()
         self._until = 0.0
         self._urgent.set()
+        self._dropped.set()
+        self._dropped = anyio.Event()
 
 
 class ClusterGate(RateLimiter):
@@ -117,7 +171,7 @@ class ClusterGate(RateLimiter):
     async def admit(self, n: int = 1) -> Ticket:
         ticket = await super().admit(n)  # the slot first: a permit is never held while waiting
         try:
-            await self.permits.take()
+            await self.permits.take(n)
         except BaseException:
             self.leave(ticket)
             raise
@@ -127,13 +181,18 @@ class ClusterGate(RateLimiter):
     async def acquire(self, n: int = 1) -> float:
         start = anyio.current_time()
         await super().acquire(n)
-        await self.permits.take()
+        await self.permits.take(n)
         return anyio.current_time() - start
 
     def on_ok(self, ticket: Ticket | None, headers: dict[str, str] | None) -> None:
         super().on_ok(ticket, headers)
-        self.permits.seen.ok += 1
-        self.permits.seen.hint(headers)
+        seen = self.permits.seen
+        seen.ok += 1
+        seen.hint(headers)
+        if ticket is not None:
+            latency = anyio.current_time() - ticket.sent_at
+            seen.ok_latency_s += latency
+            seen.answered(latency)
 
     def on_throttled(
         self,
@@ -143,13 +202,20 @@ class ClusterGate(RateLimiter):
         message: str = "",
         code: str = "",
     ) -> float:
-        held = super().on_throttled(ticket, retry_after_s, headers, message, code)
         seen = self.permits.seen
         seen.throttled += 1
         seen.retry_after_s = max(seen.retry_after_s, retry_after_s or 0.0)
-        seen.hint(headers, message, code)
+        if seen.hint(headers, message, code) == IMAGES:
+            seen.throttled_images += 1
+        if ticket is not None:
+            seen.answered(anyio.current_time() - ticket.sent_at)
         self.permits.drop()
-        return held
+        # this shard's workers hold for the Retry-After as an adaptive local gate does: whole
+        # seconds less one ("1" may mean 50 ms; the actor's schedule spaces what follows)
+        wait = retry_after_s
+        if wait is not None and wait >= 1.0 and wait == int(wait):
+            wait -= 1.0
+        return super().on_throttled(ticket, wait, headers, message, code)
 
     def describe(self) -> str:
         return f"cluster {self.permits.per_minute:,.0f} req/min, {super().describe()}"

@@ -6,41 +6,44 @@ each may leave, spaced at the cluster's rate. Successive grants continue one sch
 shards' sends interleave at the rate in force and no chunk is a burst; the actor is called once
 per chunk (about ``horizon_s`` of the cluster's sends), not once per request.
 
-What the shards' answers say comes back with their next call (a ``Report``): the announced
-limit (``x-ratelimit-limit-requests``, a 429 text that states it), 429s and their Retry-After.
+The rate is the autopilot's own (batchgen.limits.autopilot.RateControl, a requests/min and an
+images/min one), fed with what every shard saw, so the cluster adapts as one local run does:
 
-    rate:   slow start (x2 a second) until the first hint; an announced limit sets it to
-            ``margin`` of that limit; a 429 cuts it (at most once a second) to ``cut`` of it,
-            or lower, to ``margin`` of the rate the server accepted over the last second (the
-            shards' sends less their 429s): the schedule runs a second or two ahead of the
-            answers, so slow start's first 429 comes at two to four times a limit that states
-            nothing, and a fixed cut would take seconds of 429s to get there; then it climbs
-            again by ``climb`` a second, never past the announced limit or --rpm
-    pause:  a 429's Retry-After moves the schedule's next free time past it
+    shards' reports  → RateControl      (what a local run's gate does with the same answer)
+    requests sent      sent(now, n)       each rate's measure of what went out
+    a success          on_answer(latency) slow start clocked by answers (+1 request a latency)
+    a stated limit     announce(limit)    x-ratelimit-limit-*, a 429 text that states it
+    a 429              on_loss(now)       the cut (slow start's ½, then the cubic-like cycle),
+                                          for the kind it was for (named, or images with n > 1)
+    every call         tick(now)          slow start ×2 a step, the approach, the probe
+    Retry-After        the schedule's next free time moves past it (whole seconds less one, as
+                       batchgen.limits.refusal does: "1" may mean 50 ms)
+
+The one difference from a local run is the margin: the shards' clocks and the spread of their
+sends over the network jitter the spacing, so a stated limit is aimed at with ``MARGIN``, not
+the autopilot's usual headroom.
 
 Pure and clock-free (every method takes ``now``), so its tests need neither Ray nor sleeps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from batchgen.limits.autopilot import IMAGES, REQUESTS, AutopilotConfig, RateControl
+
 # the share of an announced limit the cluster sends at: the shards' clocks and the network
 # jitter the spacing a little, and a server's bucket holds about a second of the rate
 MARGIN = 0.95
-START_PER_S = 2.0  # requests/s before anything is known (slow start doubles it a second)
-CUT = 0.7  # a 429 with no stated limit: the rate falls to this share at least
-FLOOR_CUT = 0.4  # ... and to the accepted rate's margin, but never below this share at once
-WINDOW_S = 1.0  # the shards' sends and 429s over this long say what the server accepts
-CLIMB = 0.05  # after a cut: the rate grows this share a second
+CONFIG = dataclasses.replace(AutopilotConfig(), headroom=MARGIN)
 HORIZON_S = 0.5  # a grant covers about this much of the cluster's sends
 # the schedule is handed out at most a grant per shard (and one more) ahead: each shard holds
 # about one grant while the next is fetched, and a cut rate is in force within that time
-MIN_PER_S = 1 / 60  # one request a minute: a rate the cuts never pass below
-MIN_SAMPLE = 8  # sends in the window before their acceptance says anything
+MIN_PER_S = 1 / 60  # one request a minute: a rate the schedule never passes below
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +55,20 @@ class Report:
     retry_after_s: float = 0.0  # the longest wait a 429 asked for
     announced_rpm: float | None = None  # the last requests/min limit a provider stated
     sent: int = 0  # permits used (requests sent) since the last call
+    ok_latency_s: float = 0.0  # the successes' latencies added up (their mean clocks slow start)
+    fastest_s: float | None = None  # the quickest answer, a 429's round trip included
+    images: int = 0  # images the requests sent asked for (n added up)
+    announced_ipm: float | None = None  # the last images/min limit a provider stated
+    throttled_images: int = 0  # of ``throttled``: 429s for images/min
+    jobs_done: int = 0  # the shard's jobs ended so far (absolute): the driver's progress line
+    jobs_failed: int = 0  # ... of them failed
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
     offsets: tuple[float, ...]  # seconds from the call's answer at which each permit may go
     wait_s: float  # nothing granted: ask again after this long
-    per_minute: float  # the cluster's rate in force (for the progress line)
+    per_minute: float  # the cluster's request rate in force (for the progress line)
 
 
 @dataclass(slots=True)
@@ -67,121 +77,179 @@ class SharedLimit:
 
     now: float
     rpm: float | None = None  # --rpm: a ceiling the rate never passes
-    adapt: bool = True  # --no-adapt: the rate is --rpm, fixed
-    rate: float = START_PER_S  # requests/s in force
-    announced: float | None = None  # requests/s the provider stated
-    slow_start: bool = True
+    adapt: bool = True  # --no-adapt: the rates are the flags, fixed
+    ipm: float | None = None  # --ipm
+    config: AutopilotConfig = CONFIG
+    requests: RateControl = field(init=False)
+    images: RateControl = field(init=False)
     next_free: float = 0.0  # the schedule: when the next permit may go
-    last_cut: float = -math.inf
-    last_grow: float = 0.0
+    fastest: float = math.inf
     calls: int = 0
     granted: int = 0
     throttled: int = 0
-    cuts: int = 0
+    sent_requests: int = 0
+    sent_images: int = 0
     shards: set[str] = field(default_factory=set)
-    # (time, sent, throttled, ok) of the reports within WINDOW_S: what the server did lately
-    window: deque[tuple[float, int, int, int]] = field(default_factory=deque)
+    jobs: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (done, failed)
+    # the send times handed out and not yet due: each is the rates' "sent" when its time
+    # comes (a shard sends at the time it was given), so what the controls measure is what
+    # the server saw then, not the shards' reports a chunk later. A time a 429 voided counts
+    # too: a 429 episode's measure runs a little high, and a cut takes the lower of it and
+    # the rate in force
+    _due: deque[float] = field(default_factory=deque)
+    _images_due: float = 0.0  # images of the sends fed so far, not yet whole
 
     def __post_init__(self) -> None:
-        self.next_free = self.last_grow = self.now
-        if self.rpm:
-            self.rate = self.rpm / 60.0 if not self.adapt else min(self.rate, self.rpm / 60.0)
-            if not self.adapt:
-                self.slow_start = False
+        self.next_free = self.now
+        self.requests = RateControl(REQUESTS, self.rpm, self.config, self.now)
+        self.images = RateControl(IMAGES, self.ipm, self.config, self.now)
+        if not self.ipm:
+            self.images.current = math.inf  # dormant until the provider limits images
+        if not self.adapt and not self.rpm:
+            self.requests.current = math.inf
 
     @property
-    def ceiling(self) -> float:
-        """Requests/s the rate may reach: --rpm, and the announced limit's margin."""
-        top = self.rpm / 60.0 if self.rpm else math.inf
-        if self.announced is not None:
-            top = min(top, self.announced * MARGIN)
-        return top
+    def rate(self) -> float:
+        """Permits (requests) per second in force: the request rate, and the image rate at the
+        mean n the shards asked for."""
+        per_s = self.requests.current / 60.0
+        mean_n = self.sent_images / self.sent_requests if self.sent_requests else 1.0
+        if math.isfinite(self.images.current):
+            per_s = min(per_s, self.images.current / 60.0 / max(mean_n, 1.0))
+        return max(MIN_PER_S, per_s)
 
     def report(self, now: float, seen: Report) -> None:
         self.throttled += seen.throttled
-        self.window.append((now, seen.sent, seen.throttled, seen.ok))
-        while self.window and self.window[0][0] < now - WINDOW_S:
-            self.window.popleft()
-        if not self.adapt:
-            self._pause(now, seen)
-            return
-        if seen.announced_rpm is not None and seen.announced_rpm > 0:
-            self.announced = seen.announced_rpm / 60.0
-            self.rate = self.ceiling
-            self.slow_start = False
-        if seen.throttled:
-            if now - self.last_cut >= 1.0:
-                self.rate = max(MIN_PER_S, self._cut_to())
-                self.last_cut = now
-                self.cuts += 1
-            self.slow_start = False
+        self.sent_requests += seen.sent
+        self.sent_images += seen.images or seen.sent
+        if seen.fastest_s is not None and seen.fastest_s < self.fastest:
+            self.fastest = seen.fastest_s
+            # slow start steps once per two of the quickest answers (a second at most), as
+            # the local gate's does
+            step = min(self.config.interval_s, max(0.05, 2 * seen.fastest_s))
+            self.requests.step_s = self.images.step_s = step
+        if self.adapt:
+            self._learn(now, seen)
         self._pause(now, seen)
 
-    def _cut_to(self) -> float:
-        """The rate after a 429: ``CUT`` of it, or the margin of what the server accepted over
-        the last second if that is lower (bounded below by ``FLOOR_CUT`` of it)."""
-        sent = sum(s for _, s, _, _ in self.window)
-        throttled = sum(t for _, _, t, _ in self.window)
-        cut = self.rate * CUT
-        if sent >= MIN_SAMPLE:
-            accepted = max(0, sent - throttled) / WINDOW_S
-            cut = min(cut, max(accepted * MARGIN, self.rate * FLOOR_CUT))
-        return cut
+    def _feed_sends(self, now: float) -> None:
+        """The send times now past, into the rates' measure of what went out."""
+        due = self._due
+        mean_n = self.sent_images / self.sent_requests if self.sent_requests else 1.0
+        while due and due[0] <= now:
+            at = due.popleft()
+            self.requests.sent(at, 1)
+            self._images_due += mean_n
+            if self._images_due >= 1.0:
+                whole = int(self._images_due)
+                self._images_due -= whole
+                self.images.sent(at, whole)
+
+    def _learn(self, now: float, seen: Report) -> None:
+        """What a local gate does with the same answers (batchgen.limits.gate, refusal)."""
+        self._feed_sends(now)
+        moved = set()
+        for control, limit in (
+            (self.requests, seen.announced_rpm),
+            (self.images, seen.announced_ipm),
+        ):
+            if limit is not None and limit > 0 and control.announced != limit:
+                control.announce(limit, now)
+                moved.add(control.kind)
+        if seen.ok:
+            latency = seen.ok_latency_s / seen.ok
+            for control in (self.requests, self.images):
+                if math.isfinite(control.current) and latency > 0:
+                    for _ in range(min(seen.ok, 256)):
+                        control.on_answer(latency)
+        # a 429 stating a new limit of its kind is explained by it: no cut on top
+        if seen.throttled - seen.throttled_images > 0 and REQUESTS not in moved:
+            self.requests.on_loss(now)
+        if seen.throttled_images > 0 and IMAGES not in moved:
+            self.images.on_loss(now)
+        self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        self._feed_sends(now)
+        for control in (self.requests, self.images):
+            control.tick(now)
 
     def _pause(self, now: float, seen: Report) -> None:
-        if seen.throttled and seen.retry_after_s > 0:
-            self.next_free = max(self.next_free, now + seen.retry_after_s)
-
-    def _grow(self, now: float) -> None:
-        dt, self.last_grow = max(0.0, now - self.last_grow), now
-        if not self.adapt or dt == 0.0:
+        if not seen.throttled:
             return
-        if self.slow_start:
-            # x2 a second, and at most twice what the server answered over the last second:
-            # with long answers slow start doubles once per answer (as TCP's does per round
-            # trip), not once a second while nothing has come back to say it is too fast
-            answered = sum(ok + throttled for _, _, throttled, ok in self.window) / WINDOW_S
-            top = max(START_PER_S, 2.0 * answered, self.rate)
-            self.rate = min(self.rate * 2.0**dt, top)
-        elif now - self.last_cut >= 1.0:
-            self.rate *= 1.0 + CLIMB * dt
-        self.rate = max(MIN_PER_S, min(self.rate, self.ceiling))
+        wait = seen.retry_after_s
+        if self.adapt and wait >= 1.0 and wait == int(wait):
+            wait -= 1.0  # whole seconds are rounded up: hold only what is surely left
+        # the provider's bucket is empty: the next permit goes one spacing from now at least
+        self.next_free = max(self.next_free, now + max(wait, 1.0 / self.rate))
 
     def grant_after(self, now: float, seen: Report, want: int, shard: str = "") -> Grant:
         """A shard's call: what it saw since its last one, then its next send times."""
         self.report(now, seen)
+        self.jobs[shard] = (seen.jobs_done, seen.jobs_failed)
         return self.grant(now, want, shard)
 
     def grant(self, now: float, want: int, shard: str = "") -> Grant:
         """Up to ``want`` send times, continuing the cluster's schedule."""
         self.calls += 1
-        self.shards.add(shard)
-        self._grow(now)
+        if shard not in self.shards:
+            self.shards.add(shard)
+            self._episode()
+        if self.adapt:
+            self._tick(now)
         start = max(now, self.next_free)
         ahead = HORIZON_S * (len(self.shards) + 1)
         if start - now > ahead:
             return Grant((), start - now - ahead, self.per_minute)
-        count = max(1, min(want, math.floor(self.rate * HORIZON_S)))
-        spacing = 1.0 / self.rate
+        rate = self.rate
+        if not math.isfinite(rate):  # --no-adapt and no flag: nothing to pace
+            self.granted += want
+            return Grant((0.0,) * want, 0.0, self.per_minute)
+        count = max(1, min(want, math.floor(rate * HORIZON_S)))
+        spacing = 1.0 / rate
         offsets = tuple(start - now + i * spacing for i in range(count))
         self.next_free = start + count * spacing
         self.granted += count
+        if self.adapt:
+            self._due.extend(start + i * spacing for i in range(count))
         return Grant(offsets, 0.0, self.per_minute)
+
+    def _episode(self) -> None:
+        """429s of one episode: a cut is in force only for the sends scheduled after it, and
+        the schedule runs up to a grant per shard (and one more) ahead of the answers, so the
+        429s that come that long after a cut are of the rate before it (a local gate's cut is
+        in force for its next request: a second of cooldown is the autopilot's default)."""
+        ahead = HORIZON_S * (len(self.shards) + 1)
+        cfg = dataclasses.replace(self.config, cooldown_s=max(self.config.cooldown_s, ahead))
+        self.requests.cfg = self.images.cfg = cfg
 
     @property
     def per_minute(self) -> float:
         return self.rate * 60.0
 
+    def progress(self) -> dict[str, float | int]:
+        """The cluster's progress line: jobs ended and failed over every shard (as of each
+        shard's last call), requests sent, 429s, the rate in force."""
+        return {
+            "done": sum(done for done, _ in self.jobs.values()),
+            "failed": sum(failed for _, failed in self.jobs.values()),
+            "sent": self.sent_requests,
+            "throttled": self.throttled,
+            "per_minute": self.per_minute,
+        }
+
     def figures(self) -> dict[str, float | int | None]:
         """What the limit did, for run.json and the bench: calls per permit among them."""
         return {
             "per_minute": round(self.per_minute, 3),
-            "announced_per_minute": None if self.announced is None else self.announced * 60,
+            "announced_per_minute": self.requests.announced,
+            "learned_per_minute": self.requests.learned(),
+            "learned_images_per_minute": self.images.learned(),
             "calls": self.calls,
             "permits": self.granted,
             "calls_per_permit": round(self.calls / self.granted, 4) if self.granted else None,
             "throttled": self.throttled,
-            "cuts": self.cuts,
+            "cuts": self.requests.losses + self.images.losses,
             "shards": len(self.shards),
         }
 
@@ -191,13 +259,16 @@ class LimitActor:
     for the cluster, named after the run. A plain (threaded) actor runs its calls one at a
     time, so the schedule needs no lock."""
 
-    def __init__(self, rpm: float | None, adapt: bool) -> None:
+    def __init__(self, rpm: float | None, adapt: bool, ipm: float | None = None) -> None:
 
         self._clock = time.monotonic
-        self.limit = SharedLimit(self._clock(), rpm=rpm, adapt=adapt)
+        self.limit = SharedLimit(self._clock(), rpm=rpm, adapt=adapt, ipm=ipm)
 
     def grant(self, shard: str, want: int, seen: Report) -> Grant:
         return self.limit.grant_after(self._clock(), seen, want, shard)
 
     def figures(self) -> dict[str, float | int | None]:
         return self.limit.figures()
+
+    def progress(self) -> dict[str, float | int]:
+        return self.limit.progress()

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from batchgen.cluster.budget import ClusterBudget, through_actor
-from batchgen.cluster.gate import ClusterGate, Permits
+from batchgen.cluster.gate import ClusterGate, Permits, Seen
 from batchgen.config import PoolConfig
 from batchgen.errors import UsageError
 from batchgen.jobs import iter_jobs
@@ -61,6 +61,7 @@ class ShardSpec:
     cheapest_job_usd: float
     limit: Any = None  # the LimitActor's handle; None: this shard's own autopilot
     budget: Any = None  # the BudgetActor's handle when --max-cost is set (max_cost: the cap)
+    only_file: str | None = None  # a resume: the ids of the jobs left to run, one a line
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +78,25 @@ def shard_sizes(total: int, shards: int) -> list[int]:
     return [total // shards + (1 if k < total % shards else 0) for k in range(shards)]
 
 
-def shard_jobs(job_file: str, defaults: dict[str, Any], shard: int, shards: int) -> Iterator[Job]:
+def shard_jobs(
+    job_file: str,
+    defaults: dict[str, Any],
+    shard: int,
+    shards: int,
+    only: frozenset[str] | None = None,
+) -> Iterator[Job]:
     """Every ``shards``-th job of the file from position ``shard`` (file order): the ids are
-    the job file's own, whatever shard runs them."""
+    the job file's own, whatever shard runs them. ``only`` (a resume): of those jobs alone."""
+    jobs = iter_jobs(job_file, defaults)
+    if only is not None:
+        jobs = (job for job in jobs if job.id in only)
+    return islice(jobs, shard, None, shards)
 
-    return islice(iter_jobs(job_file, defaults), shard, None, shards)
+
+def _rest(path: str | None) -> frozenset[str] | None:
+    if path is None:
+        return None
+    return frozenset(line for line in Path(path).read_text().splitlines() if line)
 
 
 class _ShardRunDir(RunDir):
@@ -105,12 +120,15 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
         if spec.budget is None
         else ClusterBudget(spec.max_cost or 0.0, spec.prices, *through_actor(spec.budget))
     )
-    gate = None if spec.limit is None else _gate_factory(spec)
+    seen = Seen()  # what this shard's answers and its pool's tally tell the limit actor
+    gate = None if spec.limit is None else _gate_factory(spec, seen)
     plan = SessionPlan(
         rundir=rundir,
         manifest=spec.manifest,
         session=spec.session,
-        jobs=shard_jobs(spec.job_file, spec.defaults, spec.shard, spec.shards),
+        jobs=shard_jobs(
+            spec.job_file, spec.defaults, spec.shard, spec.shards, _rest(spec.only_file)
+        ),
         jobs_to_run=spec.jobs_to_run,
         connection=connection,
         pool=spec.pool,
@@ -119,7 +137,7 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
         cheapest_job_usd=spec.cheapest_job_usd,
         sim_config=None,
         quiet=True,
-        observer=Silent(),
+        observer=Silent(on_progress=seen.tally),
         handle_signals=False,
         gate=gate,
     )
@@ -137,11 +155,11 @@ def run_shard(spec: ShardSpec) -> ShardOutcome:
     )
 
 
-def _gate_factory(spec: ShardSpec) -> Any:
+def _gate_factory(spec: ShardSpec, seen: Seen) -> Any:
 
     def make(pool: PoolConfig) -> RateLimiter:
         cap = pool.concurrency or DEFAULT_CONCURRENCY_CAP
-        permits = Permits(spec.limit, f"s{spec.session}")
+        permits = Permits(spec.limit, f"s{spec.session}", seen=seen)
         return ClusterGate(permits, concurrency=cap, max_pause_s=pool.max_pause_s)
 
     return make

@@ -5,7 +5,7 @@ the Batch API, or as regeneration rounds of the quality loop."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,11 @@ from batchgen.runner.recovery import (
     settle_log,
 )
 from batchgen.session.batchmode import open_parts_of, resume_via_batch
-from batchgen.session.builder import Declined, prepare_session, session_overrides
+from batchgen.session.builder import Declined, SessionPlan, prepare_session, session_overrides
 from batchgen.session.execute import execute
 from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer, Silent
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome, SessionResult
 from batchgen.session.regenerate import Regenerate, run_rounds
 
 
@@ -46,10 +46,12 @@ def resume_run(
     argv: Sequence[str] = (),
     regenerate: Regenerate | None = None,
     handle_signals: bool = True,
+    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
 ) -> Outcome:
     """Take the run's lock and finish the rest of it. ``flags`` (CLI names) override what
-    run.json recorded for this session. Raises UsageError (RunDirError, RunLocked,
-    JobFileProblems) before anything is sent."""
+    run.json recorded for this session. ``execute_plan`` runs the session's plan instead of
+    this process's pool (``cluster.ClusterRun(rest=True)``: over a Ray cluster). Raises
+    UsageError (RunDirError, RunLocked, JobFileProblems) before anything is sent."""
     rundir = RunDir(run_dir)
     with rundir.lock():
         return resume_locked(
@@ -59,6 +61,7 @@ def resume_run(
             argv,
             regenerate=regenerate,
             handle_signals=handle_signals,
+            execute_plan=execute_plan,
         )
 
 
@@ -70,11 +73,21 @@ def resume_locked(
     *,
     regenerate: Regenerate | None = None,
     handle_signals: bool = True,
+    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
 ) -> Outcome:
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
     cfg = RunConfig.build(flags, recorded)
     via = cfg.via or recorded.get("via") or "live"
+    if execute_plan is not None:
+        if via == "batch" or regenerate is not None:
+            msg = "resume --ray runs the live rest: drop --via batch, --regenerate-below"
+            raise UsageError(msg)
+        # what the executor cannot run (ClusterRun.check: the in-process simulator, several
+        # endpoints), refused before a session is begun
+        check = getattr(execute_plan, "check", None)
+        if check is not None:
+            check(cfg)
     if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
         # batches of this run: collect them first; --via batch submits the rest as batches
         outcome = resume_via_batch(
@@ -90,6 +103,7 @@ def resume_locked(
     rest, job_sha256 = _recover(rundir, cfg, job_file, observer)
     _say_what_changed(observer, manifest, job_file, job_sha256, rest)
     ctx = _Resume(rundir, cfg, manifest, job_file, observer, argv, handle_signals)
+    ctx.execute_plan = execute_plan
     if regenerate is not None:
         return _with_rounds(ctx, rest, regenerate)
     if not rest.run:
@@ -137,6 +151,7 @@ class _Resume:
         self.job_file, self.observer, self.argv = job_file, observer, argv
         self.handle_signals = handle_signals
         self.defaults = dict(cfg.job_defaults)
+        self.execute_plan: Callable[[SessionPlan], SessionResult] | None = None
 
 
 def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
@@ -201,7 +216,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         retag=frozenset(rest.edited) & to_run,
     )
     try:
-        result = anyio.run(execute, plan)
+        result = anyio.run(execute, plan) if ctx.execute_plan is None else ctx.execute_plan(plan)
         if link is not None and not cfg.quiet and (line := link.share_line()):
             ctx.observer.say(line)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from batchgen.apiargs import cluster_executor
 from batchgen.cli.commands.notify import with_notify
 from batchgen.cli.common import (
     flags_of,
@@ -20,6 +21,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     below = getattr(args, "regenerate_below", None)
     regen = None if below is None else Regenerate(float(below), int(args.max_rounds))
     observer = ConsoleObserver(console, err, args)
+    cluster = None
+    if args.ray is not None:  # the rest runs as shards on a Ray cluster
+        cluster = cluster_executor(args.ray, rest=True)
     return usage_errors(
         err,
         "resume",
@@ -30,6 +34,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 observer=with_notify(observer, args),
                 argv=redacted_argv(),
                 regenerate=regen,
+                execute_plan=cluster,
             ).exit_code
         ),
     )

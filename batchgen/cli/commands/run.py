@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from batchgen.apiargs import cluster_executor
 from batchgen.cli.commands.notify import with_notify
 from batchgen.cli.common import (
     EXIT_USAGE,
@@ -61,12 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace, observer: ConsoleObserver, cfg: RunConfig) -> int:
     cluster = None
     if args.ray is not None:  # the session's plan runs as shards on a Ray cluster
-        # lazy: the cluster's code and Ray (an optional extra) load only with --ray; a run
-        # without it never imports batchgen.cluster (tests/test_cluster_front.py)
-        from batchgen.cluster import ClusterRun, refuse
-
-        refuse(cfg)
-        cluster = ClusterRun(args.ray or None)
+        cluster = cluster_executor(args.ray, cfg)
     return start_run(
         args.jobfile,
         cfg,
