@@ -168,11 +168,18 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
         "import pyarrow as pa\n"
         "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules,\n"
         "                  'compute': 'pyarrow.compute' in sys.modules,\n"
+        "                  'yaml': 'yaml' in sys.modules,\n"
         "                  'allocator': pa.default_memory_pool().backend_name}))\n",
         env={k: v for k, v in cli_env().items() if k != "ARROW_DEFAULT_MEMORY_POOL"},
     )
     # the system allocator hands the log writer's freed memory back (mimalloc keeps it)
-    assert loaded == {"code": 0, "pandas": False, "compute": False, "allocator": "system"}
+    assert loaded == {
+        "code": 0,
+        "pandas": False,
+        "compute": False,
+        "yaml": False,  # PyYAML loads only for a YAML spec (jobs/spec.load_spec)
+        "allocator": "system",
+    }
     served = sim.stats
     assert served["server"] > 0  # some retries: rows with nulls and error columns filled
     rows = log_table(run).to_pylist()

@@ -36,7 +36,6 @@ from typing import Any
 from batchgen.jobs.fields import EDIT_ONLY_FIELDS
 from batchgen.jobs.formats import Problem, Record, kind_of, show
 from batchgen.jobs.specglob import glob_files
-from batchgen.jobs.specyaml import SpecYamlError, load_yaml
 
 SPEC_KEYS = frozenset({"defaults", "prompt", "matrix", "zip", "repeat", "vars_csv", "id"})
 INPUT_KEYS = frozenset({"image", "images", "mask"})
@@ -81,24 +80,12 @@ def is_spec(path: Path) -> bool:
 # ---------------------------------------------------------------------------- loading
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    # lazy: PyYAML loads only for a YAML job spec
-    import yaml
-
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
-
-
 def load_spec(path: Path) -> Spec:
     """Read and check a spec (not its jobs' fields: the job scan does that). Raises
     SpecProblems with FILE:LINE problems."""
-    # lazy: PyYAML loads only for a YAML job spec
-    import yaml
+    # lazy: PyYAML (~25 ms) loads only for a YAML job spec; every job file's reader imports
+    # this module to know one (tests/test_startup.py)
+    from batchgen.jobs.specyaml import SpecYamlError, key_lines, load_yaml
 
     where = str(path)
     try:
@@ -108,15 +95,10 @@ def load_spec(path: Path) -> Spec:
         raise SpecProblems([Problem(where, 0, "not UTF-8 text: save the spec as UTF-8")]) from None
     except SpecYamlError as exc:
         raise SpecProblems([Problem(where, exc.line, exc.message)]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        msg = f"not valid YAML ({getattr(exc, 'problem', None) or exc}): fix the syntax"
-        raise SpecProblems([Problem(where, line, msg)]) from None
     if not isinstance(data, dict):
         msg = f"a spec is a YAML mapping (prompt:, matrix:, …), got {kind_of(data)}"
         raise SpecProblems([Problem(where, 1, msg)])
-    lines = _key_lines(text)
+    lines = key_lines(text)
     problems: list[Problem] = []
 
     def bad(key: str, msg: str) -> None:

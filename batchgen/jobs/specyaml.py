@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+from yaml import events as ev
+
 MAX_DEPTH = 64
 MAX_NODES = 200_000
 
@@ -29,28 +32,39 @@ class SpecYamlError(ValueError):
 
 
 def load_yaml(text: str) -> Any:
-    """The spec's data; SpecYamlError for a bomb, a deep nest or a duplicate key;
-    yaml.YAMLError for bad syntax."""
-    # lazy: PyYAML loads only for a YAML job spec
-    import yaml
-
-    _bound(text)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is None:
-        return None
-    _no_duplicate_keys(node)
-    loader = yaml.SafeLoader(text)
+    """The spec's data; SpecYamlError for bad syntax, a bomb, a deep nest or a duplicate
+    key."""
     try:
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
+        _bound(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        _no_duplicate_keys(node)
+        loader = yaml.SafeLoader(text)
+        try:
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        msg = f"not valid YAML ({getattr(exc, 'problem', None) or exc}): fix the syntax"
+        raise SpecYamlError(line, msg) from None
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """The line (1-based) of each top-level key of a spec that loaded: where a problem with
+    that key's value is reported."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
 
 
 def _bound(text: str) -> None:
-    # lazy: PyYAML loads only for a YAML job spec
-    import yaml
-    from yaml import events as ev
-
     sizes = [0]  # expanded node count of each open collection (and the document)
     anchors: dict[str, int] = {}
     open_anchor: list[str | None] = [None]
@@ -91,9 +105,6 @@ def _bound(text: str) -> None:
 
 
 def _no_duplicate_keys(root: Any) -> None:
-    # lazy: PyYAML loads only for a YAML job spec
-    import yaml
-
     seen: set[int] = set()
     stack = [root]
     while stack:
