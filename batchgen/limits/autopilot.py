@@ -57,14 +57,24 @@ class AutopilotConfig:
 class RateControl:
     """One adaptive rate, per minute. ``current`` is what the pool paces at."""
 
-    def __init__(self, kind: str, cap: float | None, cfg: AutopilotConfig, now: float) -> None:
+    def __init__(
+        self,
+        kind: str,
+        cap: float | None,
+        cfg: AutopilotConfig,
+        now: float,
+        *,
+        start: float | None = None,
+    ) -> None:
+        """``start``: where slow start begins when no cap is given (``cfg.start_rpm`` when
+        None or lower), e.g. the requests a given images/min already bounds."""
         self.kind = kind
         self.cap = float(cap) if cap else math.inf
         self.cfg = cfg
         self.announced: float | None = None
         self.w_max: float | None = float(cap) if cap else None
         self.slow_start = cap is None
-        self.current = float(cap) if cap else cfg.start_rpm
+        self.current = float(cap) if cap else max(cfg.start_rpm, start or 0.0)
         self.source = "flag" if cap else None
         # slow start doubles once a step: the gate sets it from how fast answers come (an
         # instant server's rate doubles every few tens of ms, a slow one's once a second)
@@ -89,7 +99,9 @@ class RateControl:
 
     @property
     def ceiling(self) -> float:
-        if self.announced is None:
+        if self.announced is None or self.cap <= self.announced:
+            # the user's flag, at or under what the provider states: theirs to hold (the
+            # headroom is for a limit only the provider stated; --no-adapt holds the flag too)
             return self.cap
         return min(self.cap, self.announced * self.cfg.headroom)
 
