@@ -69,10 +69,12 @@ class RateLimiter:
         self.requests: Paced | None = None
         self.images: Paced | None = None
         if adapt or rpm:
-            # a request carries at least one image: a given --ipm bounds the requests too, so
-            # their slow start begins there, not at one a second (a ramp --no-adapt does not
-            # have: 2 s lost at the start of a given-ipm run, 3 % of a 64 s bench run)
-            requests = RateControl(REQUESTS, rpm, cfg, now, start=ipm)
+            # the limits the user gave set the scale of the requests' slow start, not one
+            # request a second (a ramp --no-adapt does not have: 2 s lost at the start of a
+            # given-ipm run, 3 % of a 64 s bench run): a request carries at least one image,
+            # so --ipm bounds the requests too; --concurrency lets that many out at once
+            start = max(ipm or 0.0, 60.0 * (concurrency or 0))
+            requests = RateControl(REQUESTS, rpm, cfg, now, start=start)
             self.requests = Paced(requests, now)
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
