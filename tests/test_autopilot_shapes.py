@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from batchgen.limits.autopilot import AutopilotConfig
 from batchgen.sim.shapes import BY_KEY, SHAPES, Shape
 from tests.autopilot_drive import ShapeRun, run_shape, scaled
 
@@ -66,13 +67,15 @@ def test_with_its_limit_given_at_the_bench_time_scale_a_shape_keeps_up_with_no_a
     ÷ 0.25). The client's own clocks are not scaled (its rates move once a second), so what
     costs a second at the start weighs four times as much as on the unscaled shape: main's
     ramp of the requests' rate from one a second, under a given --ipm or --concurrency, and
-    the first window's too-short latency put the autopilot 2-3.3 % behind --no-adapt on five
-    of the seven shapes here (3.6 % on given-ipm-plain-10s in real time). Now within 1.5 %."""
+    the first window's too-short latency put the autopilot 2.7-3.3 % behind --no-adapt on four
+    of the seven shapes here (3.6 % on given-ipm-plain-10s in real time). Now within 1 % past
+    the headroom it keeps under a limit the provider states (--no-adapt holds the flag)."""
     shape = scaled(BY_KEY[key], 0.25)
     run = run_shape(shape, **_flags(shape))
     fixed = run_shape(shape, adapt=False, **{"concurrency": 128, **_flags(shape)})
     assert run.share_429 <= fixed.share_429 + 1e-9, (run.row(), fixed.row())
-    assert run.efficiency >= fixed.efficiency - 0.015, (run.row(), fixed.row())
+    headroom = AutopilotConfig().headroom
+    assert run.efficiency >= fixed.efficiency * headroom - 0.01, (run.row(), fixed.row())
 
 
 def test_the_ramp_is_clocked_by_answers_an_instant_server_is_at_full_speed_at_once() -> None:
@@ -144,18 +147,17 @@ def test_a_given_ipm_is_used_from_the_first_second() -> None:
     assert run.efficiency >= fixed.efficiency - 0.01, (run.row(), fixed.row())
 
 
-def test_a_given_rpm_the_provider_confirms_is_held_from_the_first_answer() -> None:
-    """The bench's given-rpm-headers-5s (time × 0.25: 2,400 req/min in headers, 1.25 s).
-    Two losses against --no-adapt, both shown here: the announced limit's headroom (0.985)
-    pulled the user's own --rpm, equal to it, down to 2,364; and the first window of answers
-    holds only the fast ones (the slow ones are still out), so rate × its median gave too few
-    slots for a second (33 sent of 40)."""
+def test_with_a_given_rpm_the_first_answers_do_not_leave_the_pool_short_of_slots() -> None:
+    """The bench's given-rpm-headers-5s (time × 0.25: 2,400 req/min in headers, 1.25 s). The
+    first window of answers holds only the fast ones (the slow ones are still out), so rate ×
+    its median gave too few slots for a second (33 sent of 40). (The announced limit's
+    headroom, 0.985, stays on a given --rpm equal to it: held at exactly the limit, a tiny
+    limit is refused for arrival jitter, 6 of 66 on given-ipm5-20s in real time.)"""
     shape = scaled(BY_KEY["rpm-headers-5s"], 0.25)
     run = run_shape(shape, rpm=shape.rpm)
     per_s = shape.limit_per_s()
-    assert run.learned["final_rpm"] == shape.rpm, run.learned
-    # every whole second until the last jobs are out sends the limit's share
-    full = [c for c in run.per_second[: int(shape.work_s()) - 1]]
+    # every whole second until the last jobs are out sends the limit's share (less headroom)
+    full = run.per_second[: int(shape.work_s()) - 1]
     assert min(full) >= 0.95 * per_s, run.per_second[:6]
     assert run.share_429 == 0.0, run.row()
 

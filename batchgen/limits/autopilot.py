@@ -99,9 +99,7 @@ class RateControl:
 
     @property
     def ceiling(self) -> float:
-        if self.announced is None or self.cap <= self.announced:
-            # the user's flag, at or under what the provider states: theirs to hold (the
-            # headroom is for a limit only the provider stated; --no-adapt holds the flag too)
+        if self.announced is None:
             return self.cap
         return min(self.cap, self.announced * self.cfg.headroom)
 
