@@ -80,6 +80,7 @@ class RateControl:
         # instant server's rate doubles every few tens of ms, a slow one's once a second)
         self.step_s = cfg.interval_s
         self.losses = 0
+        self.refused = False  # a 429 came for this kind
         self._last_loss = -math.inf
         self._clean_since = now
         self._last_move = now
@@ -101,7 +102,18 @@ class RateControl:
     def ceiling(self) -> float:
         if self.announced is None:
             return self.cap
+        if self.cap <= self.announced and not self.refused:
+            # the user's flag, at or under what the provider states and not refused at:
+            # theirs to hold, as --no-adapt does (the headroom is for a limit the provider
+            # states, or a flag it refused at: a tiny limit held exactly meets arrival jitter)
+            return self.cap
         return min(self.cap, self.announced * self.cfg.headroom)
+
+    def mark_refused(self) -> None:
+        """A 429 for this kind: the headroom holds from now on, under a flag too. (A 429 that
+        its stated limit explains is not cut for (refusal.react); this is all it does.)"""
+        self.refused = True
+        self.current = min(self.current, self.ceiling)
 
     def sent(self, now: float, amount: int) -> None:
         times = self._times
@@ -147,6 +159,7 @@ class RateControl:
 
     def on_loss(self, now: float) -> bool:
         """A 429 for this kind. Returns True when it cut (the first of an episode)."""
+        self.refused = True
         if now - self._last_loss < self.cfg.cooldown_s:
             return False
         self._last_loss = now
