@@ -7,6 +7,7 @@ do: acquire → enter → answer → on_ok / on_throttled → leave.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -170,6 +171,20 @@ class ShapeRun:
             f"  worst s {self.burst_ratio:4.2f}x"
             f"  took {self.took:6.1f}/{self.shape.ideal_s():.1f} s"
         )
+
+
+def scaled(shape: Shape, s: float) -> Shape:
+    """The shape replayed ``1 / s`` times faster, as the real-time bench does (bench/shapes.py,
+    Shape.sim_knobs): latencies × s, limits ÷ s, schedule times × s. The client's own clocks
+    (its rate moves once a second, its ramp from one request a second) are not scaled, so a
+    fixed cost at the start weighs 1 / s times more than on the unscaled shape."""
+    return dataclasses.replace(
+        shape,
+        latency_median=shape.latency_median * s,
+        rpm=shape.rpm / s if shape.rpm is not None else None,
+        ipm=shape.ipm / s if shape.ipm is not None else None,
+        schedule=tuple((t * s, r / s) for t, r in shape.schedule),
+    )
 
 
 def shape_provider(shape: Shape, seed: int = 1) -> Provider:

@@ -366,3 +366,20 @@ def test_a_fixed_inflight_limit_keeps_no_memory_per_answer() -> None:
         tracemalloc.stop()
     assert grown < 100_000, grown  # 50,000 answers kept would be over 400 kB
     assert control.slots == 64
+
+
+def test_a_flag_the_provider_states_is_held_until_a_429_comes_at_it() -> None:
+    """--rpm equal to the limit the headers state: the flag is held as given (as --no-adapt
+    holds it), not 0.985 of it; once a 429 comes for that kind the headroom holds, so a tiny
+    limit held exactly is not refused again and again for arrival jitter (given-ipm5-20s in
+    real time: 5-6 of 66 refused without the headroom, 1 of 61 with it)."""
+    cfg = AutopilotConfig()
+    control = RateControl("images", 20.0, cfg, now=0.0)
+    control.announce(20.0, 1.0)
+    assert control.current == 20.0 and control.ceiling == 20.0
+    control.mark_refused()  # a 429 whose stated limit explains it: no cut, the headroom
+    assert control.current == pytest.approx(20.0 * cfg.headroom)
+    # a flag over the stated limit gets the headroom at once, as before
+    over = RateControl("requests", 1300.0, cfg, now=0.0)
+    over.announce(1200.0, 1.0)
+    assert over.current == pytest.approx(1200.0 * cfg.headroom)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from batchgen.limits.autopilot import AutopilotConfig
 from batchgen.sim.shapes import BY_KEY, SHAPES, Shape
-from tests.autopilot_drive import ShapeRun, run_shape
+from tests.autopilot_drive import ShapeRun, run_shape, scaled
 
 KEYS = [s.key for s in SHAPES]
 
@@ -56,6 +57,25 @@ def test_a_realistic_shape_with_its_limit_given(key: str) -> None:
     # never worse than fixed pacing at the same flags (on 429s; on time within noise)
     assert run.share_429 <= fixed.share_429 + 1e-9, (run.row(), fixed.row())
     assert run.efficiency >= fixed.efficiency - 0.03, (run.row(), fixed.row())
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_with_its_limit_given_at_the_bench_time_scale_a_shape_keeps_up_with_no_adapt(
+    key: str,
+) -> None:
+    """Acceptance 3 as the real-time bench measures it (time × 0.25: latencies × 0.25, limits
+    ÷ 0.25). The client's own clocks are not scaled (its rates move once a second), so what
+    costs a second at the start weighs four times as much as on the unscaled shape: main's
+    ramp of the requests' rate from one a second, under a given --ipm or --concurrency, and
+    the first window's too-short latency put the autopilot 2.7-3.3 % behind --no-adapt on four
+    of the seven shapes here (3.6 % on given-ipm-plain-10s in real time). Now within 1 % past
+    the headroom it keeps under a limit the provider states (--no-adapt holds the flag)."""
+    shape = scaled(BY_KEY[key], 0.25)
+    run = run_shape(shape, **_flags(shape))
+    fixed = run_shape(shape, adapt=False, **{"concurrency": 128, **_flags(shape)})
+    assert run.share_429 <= fixed.share_429 + 1e-9, (run.row(), fixed.row())
+    headroom = AutopilotConfig().headroom
+    assert run.efficiency >= fixed.efficiency * headroom - 0.01, (run.row(), fixed.row())
 
 
 def test_the_ramp_is_clocked_by_answers_an_instant_server_is_at_full_speed_at_once() -> None:
@@ -111,3 +131,46 @@ def test_when_answers_come_before_the_first_429_the_inflight_limit_follows_the_r
     assert reached <= 6, run.per_second[:12]  # one slot per answer: the 10th second
     assert run.efficiency >= 0.92, run.row()
     assert run.share_429 <= 0.05 and run.burst_ratio <= 2.0, run.row()
+
+
+def test_a_given_ipm_is_used_from_the_first_second() -> None:
+    """The bench's given-ipm-plain-10s (time × 0.25: 960 img/min, n = 1/2/4, 2.6 s): with
+    --ipm given, the requests' own rate (no --rpm) slow-started from one request a second, so
+    the first seconds sent 1, 6, 8 images of 16 a second and the run trailed --no-adapt by
+    3 %. A request carries at least one image: the given --ipm bounds the requests too."""
+    shape = scaled(BY_KEY["ipm-plain-10s"], 0.25)
+    run = run_shape(shape, ipm=shape.ipm)
+    fixed = run_shape(shape, adapt=False, concurrency=128, ipm=shape.ipm)
+    per_s = shape.limit_per_s()
+    assert sum(run.per_second[:3]) >= 0.8 * 3 * per_s, run.per_second[:6]
+    assert run.share_429 == 0.0, run.row()
+    assert run.efficiency >= fixed.efficiency - 0.01, (run.row(), fixed.row())
+
+
+def test_with_a_given_rpm_the_first_answers_do_not_leave_the_pool_short_of_slots() -> None:
+    """The bench's given-rpm-headers-5s (time × 0.25: 2,400 req/min in headers, 1.25 s). The
+    first window of answers holds only the fast ones (the slow ones are still out), so rate ×
+    its median gave too few slots for a second (33 sent of 40). (The announced limit's
+    headroom, 0.985, stays on a given --rpm equal to it: held at exactly the limit, a tiny
+    limit is refused for arrival jitter, 6 of 66 on given-ipm5-20s in real time.)"""
+    shape = scaled(BY_KEY["rpm-headers-5s"], 0.25)
+    run = run_shape(shape, rpm=shape.rpm)
+    per_s = shape.limit_per_s()
+    # every whole second until the last jobs are out sends the limit's share (less headroom)
+    full = run.per_second[: int(shape.work_s()) - 1]
+    assert min(full) >= 0.95 * per_s, run.per_second[:6]
+    assert run.share_429 == 0.0, run.row()
+
+
+def test_a_given_concurrency_is_filled_in_the_first_second() -> None:
+    """The bench's given-conc16-8s (time × 0.25: 16 tasks at once, 2 s, wide jitter): with
+    --concurrency 16 given and no rate flag, the requests' rate slow-started from one a second
+    while --no-adapt sent all 16 at once, 3.4 % behind it in real time. The given cap now sets
+    where the ramp starts: its slots filled in the first second."""
+    shape = scaled(BY_KEY["conc16-8s"], 0.25)
+    assert shape.max_concurrent is not None
+    run = run_shape(shape, concurrency=shape.max_concurrent)
+    fixed = run_shape(shape, adapt=False, concurrency=shape.max_concurrent)
+    assert run.per_second[0] >= shape.max_concurrent, run.per_second[:6]
+    assert run.share_429 == 0.0, run.row()
+    assert run.efficiency >= fixed.efficiency - 0.01, (run.row(), fixed.row())

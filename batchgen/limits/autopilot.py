@@ -57,19 +57,30 @@ class AutopilotConfig:
 class RateControl:
     """One adaptive rate, per minute. ``current`` is what the pool paces at."""
 
-    def __init__(self, kind: str, cap: float | None, cfg: AutopilotConfig, now: float) -> None:
+    def __init__(
+        self,
+        kind: str,
+        cap: float | None,
+        cfg: AutopilotConfig,
+        now: float,
+        *,
+        start: float | None = None,
+    ) -> None:
+        """``start``: where slow start begins when no cap is given (``cfg.start_rpm`` when
+        None or lower), e.g. the requests a given images/min already bounds."""
         self.kind = kind
         self.cap = float(cap) if cap else math.inf
         self.cfg = cfg
         self.announced: float | None = None
         self.w_max: float | None = float(cap) if cap else None
         self.slow_start = cap is None
-        self.current = float(cap) if cap else cfg.start_rpm
+        self.current = float(cap) if cap else max(cfg.start_rpm, start or 0.0)
         self.source = "flag" if cap else None
         # slow start doubles once a step: the gate sets it from how fast answers come (an
         # instant server's rate doubles every few tens of ms, a slow one's once a second)
         self.step_s = cfg.interval_s
         self.losses = 0
+        self.refused = False  # a 429 came for this kind
         self._last_loss = -math.inf
         self._clean_since = now
         self._last_move = now
@@ -91,7 +102,18 @@ class RateControl:
     def ceiling(self) -> float:
         if self.announced is None:
             return self.cap
+        if self.cap <= self.announced and not self.refused:
+            # the user's flag, at or under what the provider states and not refused at:
+            # theirs to hold, as --no-adapt does (the headroom is for a limit the provider
+            # states, or a flag it refused at: a tiny limit held exactly meets arrival jitter)
+            return self.cap
         return min(self.cap, self.announced * self.cfg.headroom)
+
+    def mark_refused(self) -> None:
+        """A 429 for this kind: the headroom holds from now on, under a flag too. (A 429 that
+        its stated limit explains is not cut for (refusal.react); this is all it does.)"""
+        self.refused = True
+        self.current = min(self.current, self.ceiling)
 
     def sent(self, now: float, amount: int) -> None:
         times = self._times
@@ -137,6 +159,7 @@ class RateControl:
 
     def on_loss(self, now: float) -> bool:
         """A 429 for this kind. Returns True when it cut (the first of an episode)."""
+        self.refused = True
         if now - self._last_loss < self.cfg.cooldown_s:
             return False
         self._last_loss = now

@@ -53,8 +53,12 @@ def react(
             paced = gate.images if kind == IMAGES else gate.requests
             # a 429 stating a new limit of its kind is explained by it: the rate moved
             # to it already, a cut on top would run under it
-            if paced is not None and kind not in moved and paced.control.on_loss(now):
-                paced.sync()
+            if paced is not None:
+                if kind in moved:
+                    paced.control.mark_refused()
+                    paced.sync()
+                elif paced.control.on_loss(now):
+                    paced.sync()
     if kind == CONCURRENCY and retry_after_s is None:
         return 0.0
     spacing = spacing_s(gate, ticket.n if ticket is not None else 1)
