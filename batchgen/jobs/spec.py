@@ -85,12 +85,12 @@ def load_spec(path: Path) -> Spec:
     SpecProblems with FILE:LINE problems."""
     # lazy: PyYAML (~25 ms) loads only for a YAML job spec; every job file's reader imports
     # this module to know one (tests/test_startup.py)
-    from batchgen.jobs.specyaml import SpecYamlError, key_lines, load_yaml
+    from batchgen.jobs.specyaml import SpecYamlError, load_yaml
 
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = load_yaml(text)
+        data, lines = load_yaml(text)
     except UnicodeDecodeError:
         raise SpecProblems([Problem(where, 0, "not UTF-8 text: save the spec as UTF-8")]) from None
     except SpecYamlError as exc:
@@ -98,7 +98,6 @@ def load_spec(path: Path) -> Spec:
     if not isinstance(data, dict):
         msg = f"a spec is a YAML mapping (prompt:, matrix:, …), got {kind_of(data)}"
         raise SpecProblems([Problem(where, 1, msg)])
-    lines = key_lines(text)
     problems: list[Problem] = []
 
     def bad(key: str, msg: str) -> None:

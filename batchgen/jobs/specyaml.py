@@ -31,18 +31,19 @@ class SpecYamlError(ValueError):
         self.message = message
 
 
-def load_yaml(text: str) -> Any:
-    """The spec's data; SpecYamlError for bad syntax, a bomb, a deep nest or a duplicate
-    key."""
+def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
+    """The spec's data, and the line (1-based) of each top-level key (where a problem with
+    that key's value is reported), from one composition of the text; SpecYamlError for bad
+    syntax, a bomb, a deep nest or a duplicate key."""
     try:
         _bound(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is None:
-            return None
+            return None, {}
         _no_duplicate_keys(node)
         loader = yaml.SafeLoader(text)
         try:
-            return loader.construct_document(node)
+            data = loader.construct_document(node)
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
@@ -50,18 +51,10 @@ def load_yaml(text: str) -> Any:
         line = mark.line + 1 if mark is not None else 0
         msg = f"not valid YAML ({getattr(exc, 'problem', None) or exc}): fix the syntax"
         raise SpecYamlError(line, msg) from None
-
-
-def key_lines(text: str) -> dict[str, int]:
-    """The line (1-based) of each top-level key of a spec that loaded: where a problem with
-    that key's value is reported."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+    return data, lines
 
 
 def _bound(text: str) -> None:
