@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -338,3 +339,14 @@ def test_a_refused_delivered_answer_fails_its_job_at_once(
     assert (row["status"], row["error_class"], row["final"]) == ("error", "invalid_response", True)
     assert row["error_code"] == "answer_refused" and row["http_status"] == 200
     assert sim.stats.by_prompt[prompt] == 1 and no_backoff.count == 0
+
+
+def test_a_cli_session_runs_with_its_start_up_frozen_and_a_larger_young_generation_then_restores():
+    from batchgen.cli.session import session_gc
+
+    before = gc.get_threshold()
+    with session_gc():
+        assert gc.get_threshold() == (5_000, *before[1:])
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
