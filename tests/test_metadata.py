@@ -66,51 +66,6 @@ def test_a_sidecar_beside_each_image_by_default(make_sim, tmp_path, monkeypatch)
         assert b"iTXt" not in image.read_bytes()  # the image itself is as sent
 
 
-def test_the_sidecars_written_while_the_run_goes_on_are_those_of_the_end_pass(
-    make_sim, tmp_path, monkeypatch
-):
-    """A live session's sidecars come from its log parts' rows as they are written (the log
-    writer's thread): byte for byte what the pass over the log at the end writes, n > 1 too."""
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    sim = make_sim()
-    run = tmp_path / "run"
-    jobs = tmp_path / "jobs.jsonl"
-    lines = [
-        {"prompt": f"a tin fox {i}", "model": "gpt-image-1", "quality": "low", "n": 1 + i % 2}
-        for i in range(5)
-    ]
-    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert main(["run", str(jobs), "--run-dir", str(run), *sim_flags(sim), "--yes", "--quiet"]) == 0
-    live = {p.name: p.read_bytes() for p in (run / "images").glob("*.json")}
-    assert len(live) == len(_images(run)) == 7
-    for path in (run / "images").glob("*.json"):
-        path.unlink()
-    assert apply(run, "sidecar").sidecars == 7
-    assert {p.name: p.read_bytes() for p in (run / "images").glob("*.json")} == live
-
-
-def test_a_part_is_durable_before_its_rows_reach_after_part_and_its_failure_is_no_flush_failure(
-    tmp_path,
-):
-    from batchgen.runlog.files import visible_files
-    from batchgen.runlog.writer import RunLogWriter
-
-    seen: list[tuple[int, int]] = []
-
-    def after_part(rows):
-        seen.append((len(rows), len(visible_files(tmp_path / "log"))))
-        raise OSError("disk full")
-
-    writer = RunLogWriter(
-        tmp_path / "log", run_id="r", session=1, flush_interval=3600, after_part=after_part
-    )
-    row = {"job_id": "a", "attempt": 1, "status": "skipped", "final": True}
-    writer.append(row)
-    writer.flush()
-    assert seen == [(1, 1)] and writer.last_error is None
-    writer.close(compact=False)
-
-
 def test_embed_png_itxt_and_jpeg_xmp_that_pillow_reads(make_sim, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     sim = make_sim()

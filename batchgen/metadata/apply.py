@@ -135,36 +135,6 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
     return tally
 
 
-class LiveSidecars:
-    """``--metadata sidecar`` while a session runs: the log writer calls it with each part's
-    rows once the part is durable (``RunLogWriter(after_part=...)``, in the writer's thread),
-    and it writes the sidecars of their ok images from the rows in memory. What the session's
-    end would do with :func:`apply` (the same records, the same files, the same tally),
-    without reading the log back after the last answer."""
-
-    def __init__(self, run_dir: Path | str, run_id: str, session: int) -> None:
-        self.folder = os.fspath(run_dir)
-        self.run_id = run_id
-        self.session = session
-        self.tally = Tally()
-
-    def __call__(self, rows: list[Any]) -> None:
-        folder, tally = self.folder, self.tally
-        for row in rows:
-            if row.get("status") != STATUS_OK or row.get("session", self.session) != self.session:
-                continue
-            if "run_id" not in row or "session" not in row:  # as the writer fills them
-                row = {"run_id": self.run_id, "session": self.session, **row}
-            paths = row.get("image_paths") or []
-            for i, rel in enumerate(paths):
-                image = f"{folder}/{rel}"
-                if os.path.isfile(image):
-                    try:
-                        _one(image, record_of(row, i, len(paths)), "sidecar", tally)
-                    except OSError as exc:
-                        tally.errors.append(f"{rel}: {exc}")
-
-
 def _rows(path: Path, session: int | None = None) -> Any:
     """The part's ok rows (of ``session`` when given), as dicts of ``_COLUMNS``. Read a
     column at a time and filtered on the status (and session) columns before any row is

@@ -72,19 +72,6 @@ class NotifyingObserver:
     def confirm(self, checked: Any) -> bool:
         return bool(self.inner.confirm(checked))
 
-    def log_rows(
-        self, run_dir: Any, run_id: str, session: int
-    ) -> Callable[[list[Any]], None] | None:
-        """What a live session's log writer calls with each durable part's rows: the first
-        hook's ``live`` part that takes them (the --metadata sidecars, written while the run
-        goes on), or None."""
-        for hook in self.hooks:
-            live = getattr(hook, "live", None)
-            taking = live(run_dir, run_id, session) if live is not None else None
-            if taking is not None:
-                return taking  # type: ignore[no-any-return]
-        return None
-
     def session_ended(self, rundir: Any, result: Any, budget: Any, *, summary: bool) -> None:
         self.inner.session_ended(rundir, result, budget, summary=summary)
         self._ended(rundir, result)

@@ -47,8 +47,6 @@ from batchgen.runlog.table import rows_to_table
 log = logging.getLogger(__name__)
 
 InflightSource = Collection[str] | Callable[[], Iterable[str]]
-# called in the writer's thread with the rows of each part once it is renamed (durable)
-AfterPart = Callable[[list[Mapping[str, Any]]], None]
 _MAX_PROBLEMS = 100
 
 
@@ -74,10 +72,6 @@ class RunLogWriter:
 
     ``compact_every``: once this many part files of the session pile up, the writer merges them
     into one compact file, so a long run's log stays a few files (``None`` turns it off).
-
-    ``after_part``: called with each part's rows once the part is renamed, in the writer's
-    thread (the --metadata sidecars are written there, from the rows in memory, while the run
-    goes on); what it raises is logged, never a failed flush.
     """
 
     def __init__(
@@ -91,7 +85,6 @@ class RunLogWriter:
         clock: Clock = SYSTEM_CLOCK,
         state_dir: Path | None = None,
         compact_every: int | None = 256,
-        after_part: AfterPart | None = None,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.state_dir = Path(state_dir) if state_dir else self.log_dir.parent / "state"
@@ -101,7 +94,6 @@ class RunLogWriter:
         self._flush_rows = flush_rows
         self._clock = clock
         self._compact_every = compact_every
-        self._after_part = after_part
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
         self._lock = threading.Lock()  # guards _rows and _closed only: held for an append
@@ -242,11 +234,6 @@ class RunLogWriter:
                 raise RunLogError(msg, e, len(self._rows)) from e
             self.last_error = None
             self.last_flush_s = time.perf_counter() - start
-            if renamed and self._after_part is not None:
-                try:
-                    self._after_part(rows)
-                except Exception as e:  # the part is durable; only its extras are missing
-                    log.warning("run log: after writing a part: %s", e)
             if (
                 renamed
                 and self._compact_every

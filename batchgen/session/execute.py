@@ -71,15 +71,11 @@ def _wire(plan: SessionPlan) -> _Parts:
     settings = pool_settings(plan.pool)
     # journaled: a resume after kill -9 knows every request sent since the last flush
     inflight = SentJournal(plan.rundir.state_dir, plan.session)
-    # an observer may take each durable part's rows (the CLI's --metadata sidecars): written
-    # in the log's thread while the run goes on, not read back from the log at its end
-    live = getattr(plan.observer, "log_rows", None)
     writer = RunLogWriter(
         plan.rundir.log_dir,
         run_id=plan.run_id,
         session=plan.session,
         state_dir=plan.rundir.state_dir,
-        after_part=live(plan.rundir.path, plan.run_id, plan.session) if callable(live) else None,
     )
     writer.set_inflight(inflight)
     router = None

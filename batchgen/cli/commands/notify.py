@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from batchgen.metadata import LiveSidecars, apply
+from batchgen.metadata import apply
 from batchgen.notify import NotifyingObserver, check_urls
 from batchgen.provider.endpoints import load_providers
 
@@ -27,37 +27,14 @@ def with_notify(observer: Any, args: argparse.Namespace) -> Any:
     return NotifyingObserver(observer, urls, on_end, hide_env=sorted(hide), hooks=hooks)
 
 
-class _MetadataHook:
-    """At a session's end, the records of its images (``apply``). With ``sidecar``, a live
-    session's sidecars are written as its log parts are (``live``, the log writer's
-    ``after_part``): its end only says the tally."""
-
-    def __init__(self, observer: Any, mode: str) -> None:
-        self.observer = observer
-        self.mode = mode
-        self._live: dict[int, LiveSidecars] = {}
-
-    def live(self, run_dir: Any, run_id: str, session: int) -> LiveSidecars | None:
-        if self.mode != "sidecar":
-            return None  # embedding rewrites the images: after the session, as before
-        self._live[session] = LiveSidecars(run_dir, run_id, session)
-        return self._live[session]
-
-    def __call__(self, rundir: Any, result: Any) -> None:
-        last = rundir.manifest().last_session
-        live = self._live.pop(last.session, None) if last and not last.shards else None
-        if live is not None:
-            tally = live.tally
-        else:
-            # a --ray run's driver session logs nothing: its shards' sessions hold the images
-            tally = apply(
-                rundir.path, self.mode, last.session if last and not last.shards else None
-            )
-        if tally.sidecars or tally.embedded:
-            self.observer.say(tally.describe(self.mode))
-        for error in tally.errors[:3]:
-            self.observer.warn(f"metadata: {error}")
-
-
 def _metadata_hook(observer: Any, mode: str) -> Any:
-    return _MetadataHook(observer, mode)
+    def hook(rundir: Any, result: Any) -> None:
+        last = rundir.manifest().last_session
+        # a --ray run's driver session logs nothing: its shards' sessions hold the images
+        tally = apply(rundir.path, mode, last.session if last and not last.shards else None)
+        if tally.sidecars or tally.embedded:
+            observer.say(tally.describe(mode))
+        for error in tally.errors[:3]:
+            observer.warn(f"metadata: {error}")
+
+    return hook
