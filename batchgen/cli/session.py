@@ -178,7 +178,7 @@ def make_console(*, stderr: bool = False) -> Console:
 # A session's process keeps tens of thousands of long-lived objects (modules, the job list,
 # pyarrow's) and makes little cyclic garbage, yet at CPython's default young-generation
 # threshold (700) its collector ran every few dozen requests and cost ~8 % of the client's CPU
-# on the instant bench; frozen at start and collected every 5,000 allocations, ~1 %
+# on the instant bench; frozen at start and collected every 5,000 allocations, ~2 %
 # (docs/bench.md). The CLI's process is batchgen's own; the Python API leaves its caller's
 # collector alone.
 _GC_YOUNG = 5_000
