@@ -43,10 +43,16 @@ def slack_s(per_minute: float) -> float:
     return max(0.0, min(SLACK_S - absorbed, SLACK_SHARE * spacing))
 
 
-def slackened(per_minute: float) -> float:
-    """The rate a bucket paces at to keep ``slack_s`` between requests, per minute."""
-    slack = slack_s(per_minute)
-    return per_minute if slack == 0.0 else 60.0 / (60.0 / per_minute + slack)
+def slackened(per_minute: float, limit: float | None = None) -> float:
+    """The rate a bucket paces at to keep ``slack_s`` between requests beyond the spacing of
+    ``limit`` (the provider's, when known; else ``per_minute`` itself), per minute. A rate
+    already that far under the limit (a headroom, a cut after a 429) is kept as it is."""
+    if limit is None or not math.isfinite(limit) or limit < per_minute:
+        limit = per_minute
+    slack = slack_s(limit)
+    if slack == 0.0:
+        return per_minute
+    return 60.0 / max(60.0 / per_minute, 60.0 / limit + slack)
 
 
 class Paced:
@@ -90,7 +96,13 @@ class Paced:
         self._wake()
 
     def _paced(self, per_minute: float) -> float:
-        return slackened(per_minute) if self._slack else per_minute
+        if not self._slack:
+            return per_minute
+        # the slack is counted from the limit's spacing: the headroom under a stated limit is
+        # part of it, not paid twice
+        control = self.control
+        known = [x for x in (control.announced, control.cap) if x is not None]
+        return slackened(per_minute, min(known) if known else None)
 
     def drain(self) -> None:
         """Take every token out: the next one comes one spacing from now."""
