@@ -41,9 +41,18 @@ class Provider:
     # every request that reached the server: (time, n, refused)
     arrivals: list[tuple[float, int, bool]] = field(default_factory=list)
     first_answer: float | None = None  # when the first success reached the client
+    # the way there, beyond half a round trip: seconds a request takes to reach the server
+    # after the gate lets it out, given its index (0 = the run's first) and a random source.
+    # None: none (every request arrives RTT_S / 2 after it leaves). A real path has a first
+    # request slower than the rest (a new connection, first-use costs: +26 ms in the real-time
+    # bench) and jitter (loopback under load: a request 71 ms later than its neighbours), and a
+    # server bucket of one token refuses the request after a late one
+    arrival_delay: Callable[[int, random.Random], float] | None = None
+    departed: int = 0  # requests the gate let out so far
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.path_rng = random.Random(self.seed + 1)  # apart, so latencies stay as they were
         self.server = ServerLimiter(anyio.current_time, self.rpm, self.ipm, self.schedule)
 
     def retry(self, wait_s: float) -> float | None:
@@ -76,7 +85,11 @@ async def drive(limiter: RateLimiter, provider: Provider, ns: list[int]) -> floa
 
 
 async def _answer(limiter: RateLimiter, p: Provider, ticket: object, n: int) -> bool:
-    await anyio.sleep(RTT_S / 2)
+    extra = 0.0
+    if p.arrival_delay is not None:
+        extra = max(0.0, p.arrival_delay(p.departed, p.path_rng))
+    p.departed += 1
+    await anyio.sleep(RTT_S / 2 + extra)
     now = anyio.current_time()
     if p.max_concurrent is not None and p.active >= p.max_concurrent:
         p.arrivals.append((now, n, True))
@@ -187,7 +200,11 @@ def scaled(shape: Shape, s: float) -> Shape:
     )
 
 
-def shape_provider(shape: Shape, seed: int = 1) -> Provider:
+def shape_provider(
+    shape: Shape,
+    seed: int = 1,
+    arrival_delay: Callable[[int, random.Random], float] | None = None,
+) -> Provider:
     median, sigma = shape.latency_median, shape.latency_sigma
     return Provider(
         rpm=shape.rpm,
@@ -199,15 +216,22 @@ def shape_provider(shape: Shape, seed: int = 1) -> Provider:
         message=shape.message,
         latency=lambda r: median * math.exp(sigma * r.gauss(0.0, 1.0)),
         seed=seed,
+        arrival_delay=arrival_delay,
     )
 
 
-def run_shape(shape: Shape, seed: int = 1, **limiter_kw: object) -> ShapeRun:
-    """One shape, every job to success, on the virtual clock."""
+def run_shape(
+    shape: Shape,
+    seed: int = 1,
+    arrival_delay: Callable[[int, random.Random], float] | None = None,
+    **limiter_kw: object,
+) -> ShapeRun:
+    """One shape, every job to success, on the virtual clock (``arrival_delay``: the path's
+    extra delay per request, Provider.arrival_delay)."""
     from batchgen.testing.vtime import run_virtual
 
     async def main() -> ShapeRun:
-        p = shape_provider(shape, seed)
+        p = shape_provider(shape, seed, arrival_delay)
         limiter = RateLimiter(**limiter_kw)  # type: ignore[arg-type]
         t0 = anyio.current_time()
         ns = [shape.n_of(i) for i in range(shape.jobs)]

@@ -6,6 +6,7 @@ a minute or more of virtual time in well under a second of real time."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import anyio
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from batchgen.limits import RateLimiter, Ticket
 from batchgen.limits.autopilot import AutopilotConfig, InflightControl, RateControl
 from batchgen.limits.hints import read_hint
+from batchgen.limits.pacing import slack_s, slackened
 from tests.autopilot_drive import Provider, drive, rate
 from tests.vtime import run_virtual
 
@@ -383,3 +385,30 @@ def test_a_flag_the_provider_states_is_held_until_a_429_comes_at_it() -> None:
     over = RateControl("requests", 1300.0, cfg, now=0.0)
     over.announce(1200.0, 1.0)
     assert over.current == pytest.approx(1200.0 * cfg.headroom)
+
+
+def test_the_time_slack_is_kept_only_where_a_window_holds_one_request() -> None:
+    """pacing.slack_s: 0.1 s between the requests of a rate under one a second (a server's
+    one-second window holds one token and absorbs no arrival jitter), less what the window
+    absorbs as the rate nears it, never over 5 % of the spacing; none at a request a second or
+    more a window (fast rates lose no throughput)."""
+    assert slack_s(5.0) == pytest.approx(0.1)  # 12 s apart: 0.8 % of the spacing
+    assert slack_s(20.0) == pytest.approx(0.1)  # the bench's given-ipm5-20s: 3 s apart
+    assert slack_s(60.0) == pytest.approx(0.05)  # 1 s apart: the 5 % bound
+    assert slack_s(70.0) == 0.0  # 0.857 s apart: the window absorbs 0.143 s
+    for per_minute in (600.0, 2_400.0, 60_000.0, math.inf):
+        assert slack_s(per_minute) == 0.0
+    for per_minute in (1.0, 5.0, 20.0, 45.0, 60.0, 62.0, 64.0, 66.0):
+        assert slack_s(per_minute) <= 0.05 * 60.0 / per_minute + 1e-12
+    assert slackened(20.0) == pytest.approx(60.0 / 3.1)
+    assert slackened(600.0) == 600.0
+
+
+def test_the_time_slack_counts_a_headroom_under_the_limit_as_part_of_it() -> None:
+    """With no flags the autopilot aims at 0.985 of a stated 20/min (3.046 s apart): the slack
+    tops that up to 0.1 s over the limit's 3 s spacing, not 0.1 s more on top (3.146 s: the
+    bench's shape-ipm5-20s at 0.963 instead of 0.993); a rate cut well under it keeps its own."""
+    assert slackened(20.0 * 0.985, 20.0) == pytest.approx(60.0 / 3.1)
+    assert slackened(17.0, 20.0) == 17.0  # 3.53 s apart: more than 3.1 already
+    assert slackened(20.0, None) == pytest.approx(60.0 / 3.1)
+    assert slackened(2_400.0 * 0.985, 2_400.0) == 2_400.0 * 0.985

@@ -105,7 +105,8 @@ class RateControl:
         if self.cap <= self.announced and not self.refused:
             # the user's flag, at or under what the provider states and not refused at:
             # theirs to hold, as --no-adapt does (the headroom is for a limit the provider
-            # states, or a flag it refused at: a tiny limit held exactly meets arrival jitter)
+            # states, or a flag it refused at; the gate's time slack, pacing.slack_s, keeps a
+            # tiny limit's requests apart against arrival jitter)
             return self.cap
         return min(self.cap, self.announced * self.cfg.headroom)
 

@@ -75,12 +75,12 @@ class RateLimiter:
             # so --ipm bounds the requests too; --concurrency lets that many out at once
             start = max(ipm or 0.0, 60.0 * (concurrency or 0))
             requests = RateControl(REQUESTS, rpm, cfg, now, start=start)
-            self.requests = Paced(requests, now)
+            self.requests = Paced(requests, now, slack=adapt)
         if adapt or ipm:
             images = RateControl(IMAGES, ipm, cfg, now)
             if not ipm:
                 images.current = math.inf  # dormant until the provider limits images
-            self.images = Paced(images, now)
+            self.images = Paced(images, now, slack=adapt)
         cap = concurrency or (DEFAULT_CONCURRENCY_CAP if adapt else FIXED_CONCURRENCY)
         self.inflight = InflightControl(cap, cfg, now, fixed=not adapt)
         if adapt and concurrency:

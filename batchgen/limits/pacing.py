@@ -17,6 +17,43 @@ from batchgen.limits.bucket import TokenBucket
 
 BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
 
+# The time slack per token. A provider enforces a per-minute limit over a short window (the
+# simulator's bucket holds one second of the limit; OpenAI's guide says limits may be
+# enforced over shorter periods than the minute they are stated in). A bucket of a window's
+# worth absorbs a request that arrives early by up to the window less one spacing; under one
+# request a window (5 images/min: one every 12 s) it holds one token and absorbs nothing, so
+# a request sent exactly one spacing after another but reaching the server sooner than it
+# did is refused. Requests do not reach it a fixed time after they leave: the run's first is
+# slower (a new connection, first-use costs: 26 ms on loopback), and any may be late (71 ms
+# on a loaded machine), so the request after a slow one is refused. Such a rate keeps
+# SLACK_S between its requests beyond the spacing; where the window absorbs part of that,
+# only the rest; never over SLACK_SHARE of the spacing. At a request a window or more the
+# slack is nothing: fast rates lose no throughput.
+SERVER_WINDOW_S = 1.0
+SLACK_S = 0.1
+SLACK_SHARE = 0.05
+
+
+def slack_s(per_minute: float) -> float:
+    """Seconds added to a rate's spacing for the way to the server (see SLACK_S)."""
+    if not math.isfinite(per_minute) or per_minute <= 0:
+        return 0.0
+    spacing = 60.0 / per_minute
+    absorbed = max(0.0, SERVER_WINDOW_S - spacing)  # what the provider's window takes up
+    return max(0.0, min(SLACK_S - absorbed, SLACK_SHARE * spacing))
+
+
+def slackened(per_minute: float, limit: float | None = None) -> float:
+    """The rate a bucket paces at to keep ``slack_s`` between requests beyond the spacing of
+    ``limit`` (the provider's, when known; else ``per_minute`` itself), per minute. A rate
+    already that far under the limit (a headroom, a cut after a 429) is kept as it is."""
+    if limit is None or not math.isfinite(limit) or limit < per_minute:
+        limit = per_minute
+    slack = slack_s(limit)
+    if slack == 0.0:
+        return per_minute
+    return 60.0 / max(60.0 / per_minute, 60.0 / limit + slack)
+
 
 class Paced:
     """A rate control and the bucket that paces at its current rate (none while it is
@@ -27,14 +64,16 @@ class Paced:
     such request starts after it (tokens handed round-robin would delay all of them). The
     rate moves in place, keeping how full the bucket is: a new bucket at each move would let
     its whole capacity out each time. A worker waiting for a token wakes when it is due or
-    when the rate moves."""
+    when the rate moves. ``slack``: the bucket keeps ``slack_s`` between tokens beyond the
+    rate's spacing (the autopilot's gate; --no-adapt paces at its flags exactly)."""
 
-    def __init__(self, control: RateControl, now: float) -> None:
+    def __init__(self, control: RateControl, now: float, *, slack: bool = False) -> None:
         self.control = control
         self._applied = control.current
+        self._slack = slack
         self._bucket: TokenBucket | None = None
         if math.isfinite(control.current):
-            self._bucket = TokenBucket(control.current, now, BURST_S)
+            self._bucket = TokenBucket(self._paced(control.current), now, BURST_S)
         self._order = anyio.Lock()  # held by the worker at the head of the queue
         self._moved = anyio.Event()  # set (and replaced) when the rate moves
         self._waiting = 0  # workers waiting for a single token
@@ -51,10 +90,19 @@ class Paced:
         elif self._bucket is None:
             # a limit just found (a 429 said so): it was just used up, so the bucket starts
             # empty, or what waited for it would leave together with the refused retry
-            self._bucket = TokenBucket(value, now, BURST_S, full=False)
+            self._bucket = TokenBucket(self._paced(value), now, BURST_S, full=False)
         else:
-            self._bucket.set_rate(value, now, keep="used")
+            self._bucket.set_rate(self._paced(value), now, keep="used")
         self._wake()
+
+    def _paced(self, per_minute: float) -> float:
+        if not self._slack:
+            return per_minute
+        # the slack is counted from the limit's spacing: the headroom under a stated limit is
+        # part of it, not paid twice
+        control = self.control
+        known = [x for x in (control.announced, control.cap) if x is not None]
+        return slackened(per_minute, min(known) if known else None)
 
     def drain(self) -> None:
         """Take every token out: the next one comes one spacing from now."""
