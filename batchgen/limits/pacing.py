@@ -17,9 +17,9 @@ from batchgen.limits.bucket import TokenBucket
 
 BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
 
-# The time slack per token. A provider enforces a per-minute limit over a short window (the
-# simulator's bucket holds one second of the limit; OpenAI's guide says limits may be
-# enforced over shorter periods than the minute they are stated in). A bucket of a window's
+# The time slack per token. A provider may enforce a per-minute limit over a shorter window
+# than the minute it states (the simulator's bucket holds one second of the limit; we have
+# not seen a provider document its window, so one second is an assumption). A bucket of a window's
 # worth absorbs a request that arrives early by up to the window less one spacing; under one
 # request a window (5 images/min: one every 12 s) it holds one token and absorbs nothing, so
 # a request sent exactly one spacing after another but reaching the server sooner than it
