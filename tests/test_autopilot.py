@@ -119,6 +119,9 @@ def test_hints_from_headers_and_openai_style_messages() -> None:
     )
     hint = read_hint({}, msg)
     assert hint.limits == {"images": 1000.0} and hint.exhausted == "images"
+    assert hint.in_text == {"images"}  # stated in the text only: what learned it says so
+    both = read_hint({"x-ratelimit-limit-images": "900"}, msg)
+    assert both.limits == {"images": 900.0} and both.in_text == frozenset()  # headers first
     assert read_hint({}, "Too many concurrent requests").concurrency
     assert read_hint({}, "Too Many Requests") == read_hint(None)
     # nonsense announces nothing: zero, negative, not a number, absurdly large

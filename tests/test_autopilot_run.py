@@ -102,14 +102,20 @@ def test_nothing_but_429s_stops_the_run_after_the_stall_timeout_with_jobs_pendin
     assert job_states(run_dir).counts()["done"] == 12
 
 
+@pytest.mark.parametrize("stated_in", ["headers", "429 text"])
 def test_what_the_autopilot_learned_is_in_run_json_and_the_report(
-    make_sim: Any, tmp_path: Path
+    make_sim: Any, tmp_path: Path, stated_in: str
 ) -> None:
-    sim = make_sim(rpm=600, latency_mean=0.05)
+    """The limit in x-ratelimit headers, or only in the 429's text (OpenAI's "on requests per
+    min (RPM): Limit 600", no headers): run.json and the report name where it came from."""
+    if stated_in == "headers":
+        sim = make_sim(rpm=600, latency_mean=0.05)
+    else:
+        sim = make_sim(rpm=600, latency_mean=0.05, ratelimit_headers=False, limit_message="stated")
     done, run_dir = _run(tmp_path, sim, 80, timeout=60)
     assert done.code == 0, done.output
     learned = _manifest(run_dir)["sessions"][-1]["summary"]["autopilot"]
-    assert learned["rpm"] == 600.0 and learned["rpm_source"] == "headers"
+    assert learned["rpm"] == 600.0 and learned["rpm_source"] == stated_in
     report = run_cli(["report", str(run_dir), "--format", "json"], env=cli_env())
     assert report.code == 0, report.output
     parsed = json.loads(report.stdout)

@@ -210,3 +210,5 @@ def test_a_one_token_bucket_refuses_nothing_for_the_way_there(given: bool) -> No
     for run in runs:
         assert run.refused == (0 if given else 1), run.row()
         assert run.efficiency >= 0.95, run.row()
+        if not given:  # the limit came in the 429's text, and what was learned says so
+            assert run.learned["ipm_source"] == "429 text", run.learned

@@ -139,6 +139,8 @@ def test_the_autopilot_line_covers_every_session(tmp_path: Path) -> None:
     assert "4 × 429" in text
     alone = autopilot_line({"rpm": 1200.0, "rpm_source": "headers", "peak_inflight": 8})
     assert alone == "limits found: 1,200 req/min (x-ratelimit headers) · peak 8 in flight"
+    texted = autopilot_line({"ipm": 5.0, "ipm_source": "429 text", "peak_inflight": 2})
+    assert texted == "limits found: 5 img/min (the 429's text) · peak 2 in flight"
 
 
 def test_recommendations_read_as_labels() -> None:

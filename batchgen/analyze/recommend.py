@@ -131,12 +131,13 @@ def _learned_limits(fig: RunReport, learned: dict[str, Any]) -> list[Recommendat
     said: list[str] = []
     accepted = fig.accepted_rpm or 0.0
     rpm, source = learned.get("rpm"), learned.get("rpm_source")
-    rate_found = source == "headers" or (source == "429" and learned.get("rate_cuts", 0) >= 2)
+    stated = source in ("headers", "429 text")
+    rate_found = stated or (source == "429" and learned.get("rate_cuts", 0) >= 2)
     if rpm and rate_found and accepted >= AT_LIMIT * rpm:
         flags.append(f"--rpm {math.floor(rpm)}")
         said.append(f"{math.floor(rpm)} requests/min ({_BY[str(source)]})")
     ipm = learned.get("ipm")
-    if ipm and learned.get("ipm_source") in ("headers", "429"):
+    if ipm and learned.get("ipm_source") in ("headers", "429 text", "429"):
         images = fig.images_per_min or 0.0
         if images >= AT_LIMIT * ipm:
             flags.append(f"--ipm {math.floor(ipm)}")
@@ -160,6 +161,7 @@ def _learned_limits(fig: RunReport, learned: dict[str, Any]) -> list[Recommendat
 AT_LIMIT = 0.8  # a run whose accepted rate came this close to a limit was held by it
 _BY = {
     "headers": "announced in its x-ratelimit headers",
+    "429 text": "stated in its 429s' text",
     "429": "found from its 429s",
     "latency": "found from its latency",
     "flag": "your flag",

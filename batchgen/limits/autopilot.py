@@ -54,6 +54,10 @@ class AutopilotConfig:
     max_probe_wait_s: float = 120.0
 
 
+# the sources of a limit that is known, not guessed: a flag, or the provider's statement
+STATED = ("flag", "headers", "429 text")
+
+
 class RateControl:
     """One adaptive rate, per minute. ``current`` is what the pool paces at."""
 
@@ -141,13 +145,14 @@ class RateControl:
         total = self._total - self._before[i] if i < len(self._times) else 0
         return total * 60.0 / window
 
-    def announce(self, limit: float, now: float) -> None:
-        """The provider stated its limit: aim just under it at once."""
+    def announce(self, limit: float, now: float, where: str = "headers") -> None:
+        """The provider stated its limit (in ``where``: "headers", or "429 text" for a 429's
+        message): aim just under it at once."""
         old = self.ceiling
         self.announced = limit
         new = self.ceiling
         if self.source != "flag" or new < self.cap:
-            self.source = "headers"
+            self.source = where
         if self.slow_start:
             self.slow_start = False
             self.current = new
@@ -234,7 +239,7 @@ class RateControl:
         """A real limit, not a guess: a flag, an announced limit, or two cuts at it."""
         return (
             not self.slow_start
-            and (self.source in ("flag", "headers") or self.losses >= 2)
+            and (self.source in STATED or self.losses >= 2)
             and math.isfinite(self.current)
         )
 

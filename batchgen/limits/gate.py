@@ -317,13 +317,16 @@ class RateLimiter:
                 limit = hint.limits.get(hint.exhausted)
                 self.pause(min(reset, 60.0 / limit) if limit else reset)
 
-    def announce_limits(self, limits: dict[str, float], now: float) -> set[str]:
-        """Announced limits → the rates; returns the kinds whose limit moved."""
+    def announce_limits(
+        self, limits: dict[str, float], now: float, in_text: frozenset[str] = frozenset()
+    ) -> set[str]:
+        """Announced limits → the rates (``in_text``: the kinds a 429's text stated, not the
+        headers); returns the kinds whose limit moved."""
         moved = set()
         for kind, limit in limits.items():
             paced = self.requests if kind == REQUESTS else self.images
             if paced is not None and paced.control.announced != limit:
-                paced.control.announce(limit, now)
+                paced.control.announce(limit, now, "429 text" if kind in in_text else "headers")
                 paced.sync()
                 moved.add(kind)
         return moved

@@ -26,6 +26,7 @@ class Hint:
     exhausted: str | None  # the kind whose remaining is 0 (or that a 429 message names)
     concurrency: bool = False  # a 429 that names concurrent requests
     wait_s: float | None = None  # "Please try again in 12s" in a 429's text
+    in_text: frozenset[str] = frozenset()  # the kinds whose limit only the 429's text states
 
 
 _LIMIT_MSG = re.compile(
@@ -70,11 +71,14 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
     if not message and not code:  # a success's headers: no text to search (each answer)
         return Hint(limits, exhausted)
     text = message or ""
+    in_text: frozenset[str] = frozenset()
     if m := _LIMIT_MSG.search(text):
         kind = _KIND_OF[m.group(1).lower()]
         value = _number(m.group(2).replace(",", ""))
-        if value is not None and 0 < value < 1e9 and m.group(1).lower() != "tokens":
-            limits.setdefault(kind, value)
+        stated = m.group(1).lower() != "tokens" and kind not in limits  # headers come first
+        if stated and value is not None and 0 < value < 1e9:
+            limits[kind] = value
+            in_text = frozenset((kind,))
         exhausted = exhausted or kind
     elif m := _KIND_MSG.search(text):
         exhausted = exhausted or _KIND_OF[(m.group(1) or m.group(2)).lower()]
@@ -83,7 +87,7 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
     if m := _WAIT_MSG.search(text):
         wait = float(m.group(1)) / (1000.0 if m.group(2).lower() == "ms" else 1.0)
         wait = wait if math.isfinite(wait) and wait < 86_400 else None
-    return Hint(limits, exhausted, concurrency, wait)
+    return Hint(limits, exhausted, concurrency, wait, in_text)
 
 
 def guess_kind(

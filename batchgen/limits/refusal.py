@@ -26,7 +26,9 @@ class Refused(Protocol):
 
     def pause(self, seconds: float) -> float: ...
 
-    def announce_limits(self, limits: dict[str, float], now: float) -> set[str]: ...
+    def announce_limits(
+        self, limits: dict[str, float], now: float, in_text: frozenset[str] = ...
+    ) -> set[str]: ...
 
     def set_slot_limit(self, slots: int) -> None: ...
 
@@ -39,7 +41,7 @@ def react(
     the slots hold the pool back)."""
     kind = CONCURRENCY if hint.concurrency else hint.exhausted
     if gate.adapt:
-        moved = gate.announce_limits(hint.limits, now)
+        moved = gate.announce_limits(hint.limits, now, hint.in_text)
         if kind is None:
             kind = rate_kind_of(gate, ticket, now)
         if kind == CONCURRENCY:

@@ -208,7 +208,13 @@ def by_key(key: str) -> Figure:
     return next(f for f in KEY_FIGURES if f.key == key)
 
 
-_SOURCE = {"headers": "x-ratelimit headers", "429": "429s", "latency": "latency", "flag": "flag"}
+_SOURCE = {
+    "headers": "x-ratelimit headers",
+    "429 text": "the 429's text",
+    "429": "429s",
+    "latency": "latency",
+    "flag": "flag",
+}
 
 
 def autopilot_line(ap: Mapping[str, Any]) -> str:
