@@ -257,6 +257,9 @@ def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):
             "8",
             "--max-attempts",
             "3",
+            # fixed limits: the claim is the report's counts, and the autopilot, cutting its
+            # rate at each of the random 429s, stretched 30 jobs over ~20 s
+            "--no-adapt",
             "--yes",
             "--quiet",
         ],

@@ -84,6 +84,9 @@ def test_first_signal_lets_in_flight_requests_finish_then_resume_finishes_the_ba
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
     assert [s["how"] for s in sessions] == ["interrupted"]
 
+    # the slow answers were there to catch requests in flight at the signal; the resume only
+    # has to finish the rest, once each
+    sim.update(latency_mean=0.02)
     resumed = run_cli(_resume_command(stopped.stdout), env=cli_env())
     assert resumed.code == 0, resumed.output
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]

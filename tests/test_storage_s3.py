@@ -155,8 +155,10 @@ def test_resume_adopts_the_objects_a_crash_left_and_resends_a_short_one(
     tmp_path: Path, make_sim, s3: S3Server
 ) -> None:
     # four requests answered together; the third one's row is never written (kill -9 right
-    # after its upload), and no row of the two before reached the log either (flushed ~1 s)
-    sim = make_sim(latency_mean=0.3, seed=7)
+    # after its upload), and no row of the two before reached the log either (flushed ~1 s:
+    # the answers come at 0.05 s so the uploads end well before it; at 0.3 s the first flush
+    # sometimes came first and logged a row, leaving one orphan)
+    sim = make_sim(latency_mean=0.05, seed=7)
     jobfile = write_text_jobs(tmp_path / "jobs.txt", (f"crash job {i}" for i in range(8)))
     run_dir = tmp_path / "run"
     url = f"s3://{BUCKET}/crash/"
