@@ -201,3 +201,29 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
     index = pq.read_table(run / "state" / "job-index.parquet")
     assert index.num_rows == 25 and index.column("line").to_pylist() == list(range(1, 26))
     assert SECRET_KEY not in (run / "run.json").read_text()
+
+
+def test_a_report_that_draws_no_chart_loads_no_matplotlib(tmp_path: Path, make_sim: Any) -> None:
+    """The terminal and JSON reports of a real run import no matplotlib (~0.2 s of each
+    report: the page's charts are its only user); the HTML page still draws its charts."""
+    sim = make_sim()
+    jobs = write_jsonl_jobs(
+        tmp_path / "jobs.jsonl", ({"id": f"j{i}", "prompt": f"a kite, no. {i}"} for i in range(6))
+    )
+    run = tmp_path / "run"
+    argv = ["run", str(jobs), "--run-dir", str(run), *sim_flags(sim), *MODEL_FLAGS, "--yes"]
+    loaded = _in_child(
+        "import json, sys, contextlib, io\n"
+        "from batchgen.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    codes = [main({[*argv, '--quiet']!r})]\n"
+        f"    codes += [main(['report', {str(run)!r}, '--format', 'json'])]\n"
+        f"    codes += [main(['report', {str(run)!r}])]\n"
+        "before = 'matplotlib' in sys.modules\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    codes += [main(['report', {str(run)!r}, '--format', 'html'])]\n"
+        "print(json.dumps([codes, before, 'matplotlib' in sys.modules]))\n",
+        env=cli_env(),
+    )
+    assert loaded == [[0, 0, 0, 0], False, True]
+    assert "data:image/png;base64," in (run / "report.html").read_text()  # its charts

@@ -25,7 +25,6 @@ from batchgen.analyze import DEFAULT_THRESHOLDS, Thresholds, analyze_run
 from batchgen.analyze.model import Comparison, Grid, RunReport, section_from_dict
 from batchgen.numbers import for_json
 from batchgen.reports.figures import compare
-from batchgen.reports.html import render_compare_html, render_html
 from batchgen.reports.markdown import render_compare_markdown, render_markdown
 from batchgen.reports.text import render_compare_text, render_text
 
@@ -75,6 +74,10 @@ class Report:
 
     def to_html(self, out_path: Path | str | None = None) -> str:
         """The one-file page; image links are relative to ``out_path`` (RUN_DIR/report.html)."""
+        # lazy: the page's charts import matplotlib (~0.2 s); a terminal, JSON or Markdown
+        # report draws none
+        from batchgen.reports.html import render_compare_html, render_html
+
         path = Path(out_path) if out_path else self.html_path()
         body = self.body
         if isinstance(body, Comparison):
