@@ -258,6 +258,21 @@ def _add_output_arguments(
     )
 
 
+def add_ray_argument(parser: argparse.ArgumentParser, what: str, after: str) -> None:
+    """``--ray [ADDRESS]`` of `run` and `resume` (``what`` runs over the cluster; ``after``:
+    the positional the bare flag must follow)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what} (pip install 'batchgen[ray]'): ADDRESS of a running cluster (ray start "
+        f"--head), else $RAY_ADDRESS, else a cluster of this machine. Put it after {after}, or "
+        "write --ray=ADDRESS. See docs/cluster.md",
+    )
+
+
 def flags_of(args: argparse.Namespace, reads: frozenset[str] | None = None) -> dict[str, Any]:
     """The parsed flags by name (the parser's own entries left out). With ``reads`` (the
     command's declaration of the flags it reads), a parsed flag outside it is a bug of the

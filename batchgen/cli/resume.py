@@ -18,6 +18,7 @@ from batchgen.cli.common import (
     BATCH_FLAGS,
     SESSION_FLAGS,
     STORAGE_FLAGS,
+    add_ray_argument,
     add_session_arguments,
 )
 from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
@@ -48,16 +49,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also rerun jobs that failed for good (content policy, bad request)",
     )
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="run the rest over a Ray cluster (pip install 'batchgen[ray]'), as run --ray: "
-        "ADDRESS of a running cluster, else $RAY_ADDRESS, else a cluster of this machine. "
-        "Put it after RUN_DIR, or write --ray=ADDRESS. See docs/cluster.md",
-    )
+    add_ray_argument(parser, "run the rest over a Ray cluster, as run --ray does", "RUN_DIR")
     regen = parser.add_argument_group("quality loop")
     regen.add_argument(
         "--regenerate-below",

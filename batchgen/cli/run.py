@@ -17,6 +17,7 @@ from batchgen.cli.common import (
     SESSION_FLAGS,
     STORAGE_FLAGS,
     add_job_defaults,
+    add_ray_argument,
     add_session_arguments,
 )
 from batchgen.cli.notifyargs import NOTIFY_FLAGS, add_notify_arguments
@@ -58,16 +59,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--run-dir", help="where images, log and run.json go (default runs/<stem>-<UTC time>)"
     )
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="spread the run over a Ray cluster (pip install 'batchgen[ray]'): shards of the "
-        "job file run on its workers under one shared limit; ADDRESS of a running cluster "
-        "(ray start --head), else $RAY_ADDRESS, else a cluster of this machine. Put it after "
-        "JOBFILE, or write --ray=ADDRESS. See docs/cluster.md",
+    add_ray_argument(
+        parser,
+        "spread the run over a Ray cluster, shards of the job file on its workers under one "
+        "shared limit",
+        "JOBFILE",
     )
     add_job_defaults(parser)
     add_session_arguments(parser, resume=False, storage=True)
