@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
@@ -38,7 +38,17 @@ if TYPE_CHECKING:
     from batchgen.provider.endpoints import EndpointSpec
     from batchgen.runlog.jobindex import IndexBuilder
     from batchgen.session.ledgering import LedgerLink
+    from batchgen.session.outcome import SessionResult
     from batchgen.simconfig import SimConfig
+
+
+class PlanExecutor(Protocol):
+    """What runs a session's plan instead of this process's pool (cluster.ClusterRun: over a
+    Ray cluster); ``check`` refuses, before a session is begun, what it cannot run."""
+
+    def check(self, cfg: RunConfig) -> None: ...
+
+    def __call__(self, plan: SessionPlan) -> SessionResult: ...
 
 
 class Declined(UsageError):

@@ -5,7 +5,7 @@ the Batch API, or as regeneration rounds of the quality loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,11 @@ from batchgen.runner.recovery import (
     settle_log,
 )
 from batchgen.session.batchmode import open_parts_of, resume_via_batch
-from batchgen.session.builder import Declined, SessionPlan, prepare_session, session_overrides
+from batchgen.session.builder import Declined, PlanExecutor, prepare_session, session_overrides
 from batchgen.session.execute import execute
 from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer, Silent
-from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome, SessionResult
+from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, Outcome
 from batchgen.session.regenerate import Regenerate, run_rounds
 
 
@@ -46,7 +46,7 @@ def resume_run(
     argv: Sequence[str] = (),
     regenerate: Regenerate | None = None,
     handle_signals: bool = True,
-    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
+    execute_plan: PlanExecutor | None = None,
 ) -> Outcome:
     """Take the run's lock and finish the rest of it. ``flags`` (CLI names) override what
     run.json recorded for this session. ``execute_plan`` runs the session's plan instead of
@@ -73,7 +73,7 @@ def resume_locked(
     *,
     regenerate: Regenerate | None = None,
     handle_signals: bool = True,
-    execute_plan: Callable[[SessionPlan], SessionResult] | None = None,
+    execute_plan: PlanExecutor | None = None,
 ) -> Outcome:
     manifest = rundir.load(strict=True)
     recorded = manifest["settings"]
@@ -85,9 +85,7 @@ def resume_locked(
             raise UsageError(msg)
         # what the executor cannot run (ClusterRun.check: the in-process simulator, several
         # endpoints), refused before a session is begun
-        check = getattr(execute_plan, "check", None)
-        if check is not None:
-            check(cfg)
+        execute_plan.check(cfg)
     if via == "batch" or open_parts_of(rundir, manifest["run_id"]):
         # batches of this run: collect them first; --via batch submits the rest as batches
         outcome = resume_via_batch(
@@ -102,8 +100,7 @@ def resume_locked(
         raise UsageError(msg)
     rest, job_sha256 = _recover(rundir, cfg, job_file, observer)
     _say_what_changed(observer, manifest, job_file, job_sha256, rest)
-    ctx = _Resume(rundir, cfg, manifest, job_file, observer, argv, handle_signals)
-    ctx.execute_plan = execute_plan
+    ctx = _Resume(rundir, cfg, manifest, job_file, observer, argv, handle_signals, execute_plan)
     if regenerate is not None:
         return _with_rounds(ctx, rest, regenerate)
     if not rest.run:
@@ -146,12 +143,13 @@ class _Resume:
         observer: Observer,
         argv: Sequence[str],
         handle_signals: bool,
+        execute_plan: PlanExecutor | None = None,
     ) -> None:
         self.rundir, self.cfg, self.manifest = rundir, cfg, manifest
         self.job_file, self.observer, self.argv = job_file, observer, argv
         self.handle_signals = handle_signals
         self.defaults = dict(cfg.job_defaults)
-        self.execute_plan: Callable[[SessionPlan], SessionResult] | None = None
+        self.execute_plan = execute_plan
 
 
 def _with_rounds(ctx: _Resume, rest: Remaining, regen: Regenerate) -> Outcome:
