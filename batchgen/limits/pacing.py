@@ -17,18 +17,18 @@ from batchgen.limits.bucket import TokenBucket
 
 BURST_S = 0.2  # our buckets' capacity, in seconds of the current rate
 
-# The time slack per token. A provider may enforce a per-minute limit over a shorter window
-# than the minute it states (the simulator's bucket holds one second of the limit; we have
-# not seen a provider document its window, so one second is an assumption). A bucket of a window's
-# worth absorbs a request that arrives early by up to the window less one spacing; under one
-# request a window (5 images/min: one every 12 s) it holds one token and absorbs nothing, so
-# a request sent exactly one spacing after another but reaching the server sooner than it
-# did is refused. Requests do not reach it a fixed time after they leave: the run's first is
-# slower (a new connection, first-use costs: 26 ms on loopback), and any may be late (71 ms
-# on a loaded machine), so the request after a slow one is refused. Such a rate keeps
-# SLACK_S between its requests beyond the spacing; where the window absorbs part of that,
-# only the rest; never over SLACK_SHARE of the spacing. At a request a window or more the
-# slack is nothing: fast rates lose no throughput.
+# The time slack per token. A provider may enforce a per-minute limit over a shorter window than
+# the minute it states (the simulator's bucket holds one second of the limit; we have not seen a
+# provider document its window, so one second is an assumption). A bucket of a window's worth
+# absorbs a request that arrives early by up to the window less one spacing; under one request a
+# window (5 images/min: one every 12 s) it holds one token and absorbs nothing, so a request
+# sent exactly one spacing after another but reaching the server sooner than it did is refused.
+# Requests do not reach it a fixed time after they leave: the run's first is slower (a new
+# connection, first-use costs: 26 ms on loopback), and any may be late (71 ms on a loaded
+# machine), so the request after a slow one is refused. Such a rate keeps SLACK_S between its
+# requests beyond the spacing; where the window absorbs part of that, only the rest; never over
+# SLACK_SHARE of the spacing. At a request a window or more the slack is nothing: fast rates
+# lose no throughput.
 SERVER_WINDOW_S = 1.0
 SLACK_S = 0.1
 SLACK_SHARE = 0.05
