@@ -130,3 +130,21 @@ def test_score_rows_are_checked_against_their_own_schema(tmp_path: Path) -> None
         store.add([{**row, "grade": 7}])
     store.add([row])
     assert store.rows_written == 1
+
+
+def test_a_row_of_a_shape_seen_before_is_still_checked_value_by_value() -> None:
+    # the first row of each shape is checked in full and its shape remembered; the rows after
+    # it (same columns, same types) must still be refused for what their types cannot show
+    shape = {"http_status": 200, "image_paths": ["a.png"], "finished_at": 1.0, "status": "ok"}
+    check_row(good(**shape))
+    check_row(good(**shape))  # the remembered shape
+    with pytest.raises(ValueError, match=r"'http_status' \(int32\).*outside"):
+        check_row(good(**{**shape, "http_status": 2**31}))
+    with pytest.raises(TypeError, match="items must be str"):
+        check_row(good(**{**shape, "image_paths": ["a.png", 3]}))
+    with pytest.raises(ValueError, match="not a finite time"):
+        check_row(good(**{**shape, "finished_at": float("-inf")}))
+    with pytest.raises(ValueError, match="status 'done' is not one of error, ok, skipped"):
+        check_row(good(**{**shape, "status": "done"}))
+    with pytest.raises(TypeError, match="column 'http_status'"):
+        check_row(good(**{**shape, "http_status": "200"}))  # a new shape: checked in full

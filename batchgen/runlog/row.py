@@ -8,10 +8,11 @@ writer) except ``job_id`` and ``status``, which every row has.
 
 ``check_row`` makes a value that does not fit its column an error where the row is made:
 before it, the table builder stored such a value as null and logged a warning at flush time,
-a second after the code that made it had moved on. The check is one dict lookup and one set
-membership test per value (plus a range test for ints and an item test for lists), about a
-microsecond for a pool row; the bulk conversion in ``table.py`` stays tolerant, as a second
-line for what a type test cannot see (a lone surrogate in a string).
+a second after the code that made it had moved on. A row's shape (its column names and the
+type of each value) settles every type and the required columns, so the first row of each
+shape is checked value by value and later ones only have their ints, lists, times and status
+tested (rows of a pool share a handful of shapes); the bulk conversion in ``table.py`` stays
+tolerant, as a second line for what a type test cannot see (a lone surrogate in a string).
 
 Accepted Python types per Arrow type (None is accepted everywhere):
     string          str
@@ -89,7 +90,9 @@ _INF = (math.inf, -math.inf)
 
 
 class RowContract:
-    """The accepted types and int ranges of one Arrow schema's columns (``check`` a row)."""
+    """The accepted types and int ranges of one Arrow schema's columns (``check`` a row).
+
+    ``choices``: columns whose value must be one of a set (a log row's ``status``)."""
 
     def __init__(
         self,
@@ -98,11 +101,13 @@ class RowContract:
         *,
         what: str = "log row",
         defined_in: str = "batchgen/runlog/schema.py",
+        choices: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.schema = arrow_schema
         self.required = required
         self.what = what  # "log row", "score row": how a message names the row
         self.defined_in = defined_in
+        self.choices = dict(choices or {})
         self.accept: dict[str, frozenset[type]] = {}
         self.int_range: dict[str, tuple[int, int]] = {}
         self.timestamps: frozenset[str] = frozenset(
@@ -113,10 +118,42 @@ class RowContract:
             self.accept[field.name] = frozenset({_NONE, *kinds})
             if bounds is not None:
                 self.int_range[field.name] = bounds
+        # (column names in order, type of each value) -> what is left to test of a row of
+        # that shape: the shape alone settles every column's type and the required columns,
+        # so a row of a shape seen before costs a few tests of its ints, lists, times and
+        # choices instead of a lookup per column (thousands of rows a second share a handful
+        # of shapes)
+        self._plans: dict[tuple[tuple[str, ...], tuple[type, ...]], _Plan] = {}
 
     def check(self, row: Mapping[str, Any]) -> None:
         """Raise TypeError (a value of the wrong type) or ValueError (an unknown or missing
-        column, a value out of its column's range) naming the column."""
+        column, a value out of its column's range, a value not among its choices) naming the
+        column."""
+        values = tuple(row.values())
+        shape = (tuple(row), tuple(map(type, values)))
+        plan = self._plans.get(shape)
+        if plan is None:
+            self._check_all(row)
+            if len(self._plans) < _MAX_PLANS:
+                self._plans[shape] = self._plan(*shape)
+            return
+        ints, lists, times, choices = plan
+        for i, lo, hi in ints:
+            if not lo <= values[i] <= hi:
+                self._check_all(row)  # raises, naming the column
+        for i in lists:
+            for item in values[i]:
+                if type(item) is not str:
+                    self._check_all(row)
+        for i in times:
+            if values[i] in _INF:
+                self._check_all(row)
+        for i, allowed in choices:
+            if values[i] not in allowed:
+                self._check_all(row)
+
+    def _check_all(self, row: Mapping[str, Any]) -> None:
+        """The check of every value on its own (a new shape, or to name what is wrong)."""
         accept = self.accept
         for name, value in row.items():
             kinds = accept.get(name)
@@ -139,6 +176,28 @@ class RowContract:
             if row.get(name) is None:
                 msg = f"a {self.what} has no {name!r} (every row needs {', '.join(self.required)})"
                 raise ValueError(f"{msg}: {_brief(row)}")
+        for name, allowed in self.choices.items():
+            value = row.get(name)
+            if value is not None and value not in allowed:
+                msg = (
+                    f"{self.what} for job {row.get('job_id')!r}: {name} {value!r} is not one "
+                    f"of {', '.join(sorted(allowed))}"
+                )
+                raise ValueError(msg)
+
+    def _plan(self, names: tuple[str, ...], kinds: tuple[type, ...]) -> _Plan:
+        """What a row of this (already checked) shape still needs tested, value by value."""
+        ints, lists, times, choices = [], [], [], []
+        for i, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+            if kind is int:
+                ints.append((i, *self.int_range[name]))
+            elif kind is list:
+                lists.append(i)
+            elif kind is float and name in self.timestamps:
+                times.append(i)
+            if name in self.choices and kind is not _NONE:
+                choices.append((i, self.choices[name]))
+        return tuple(ints), tuple(lists), tuple(times), tuple(choices)
 
     def _unknown(self, name: str, row: Mapping[str, Any]) -> str:
         return (
@@ -154,6 +213,18 @@ class RowContract:
             f"{type(value).__name__} {value!r:.80}{'; ' + why if why else ''}; "
             f"expected {expected} or None"
         )
+
+
+# the int columns (index, low, high), list columns, float time columns and columns with
+# choices (index, the choices) of one row shape
+_Plan = tuple[
+    tuple[tuple[int, int, int], ...],
+    tuple[int, ...],
+    tuple[int, ...],
+    tuple[tuple[int, frozenset[str]], ...],
+]
+# shapes remembered per contract; past this, rows of a new shape are checked value by value
+_MAX_PLANS = 256
 
 
 def _accepted(kind: pa.DataType) -> tuple[tuple[type, ...], tuple[int, int] | None]:
@@ -179,16 +250,9 @@ def _brief(row: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r:.40}" for k, v in list(row.items())[:4])
 
 
-LOG_ROW = RowContract(schema.SCHEMA, REQUIRED)
+LOG_ROW = RowContract(schema.SCHEMA, REQUIRED, choices={"status": STATUSES})
 
 
 def check_row(row: Mapping[str, Any]) -> None:
     """Check one attempt-log row against ``schema.SCHEMA`` (see the module docstring)."""
     LOG_ROW.check(row)
-    status = row["status"]
-    if status not in STATUSES:
-        msg = (
-            f"log row for job {row.get('job_id')!r}: status {status!r} is not one of "
-            f"{', '.join(sorted(STATUSES))}"
-        )
-        raise ValueError(msg)

@@ -41,7 +41,7 @@ from batchgen.clock import SYSTEM_CLOCK, Clock
 from batchgen.errors import BatchgenError
 from batchgen.runlog import files
 from batchgen.runlog.fsio import atomic_write_bytes, create_temp, fsync_dir
-from batchgen.runlog.row import check_row
+from batchgen.runlog.row import LOG_ROW
 from batchgen.runlog.table import rows_to_table
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class RunLogWriter:
     def append(self, row: Mapping[str, Any]) -> None:
         """Buffer one row (a ``row.Row``). Raises TypeError/ValueError naming the column when
         a value does not fit the schema, or a column is unknown or missing."""
-        check_row(row)
+        LOG_ROW.check(row)  # (row.check_row)
         with self._lock:
             if self._closed:
                 msg = (
