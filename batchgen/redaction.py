@@ -78,7 +78,11 @@ _MAYBE_SECRET = re.compile("|".join(map(re.escape, _TRIGGERS)), re.IGNORECASE)
 def _may_hold_secret(text: str, lowered: str | None) -> bool:
     if lowered is None:
         return _MAYBE_SECRET.search(text) is not None
-    return any(trigger in lowered for trigger in _TRIGGERS)
+    # a loop, not any() over a generator (SIM110): half the cost, on every answer
+    for trigger in _TRIGGERS:  # noqa: SIM110
+        if trigger in lowered:
+            return True
+    return False
 
 
 # a flag or a settings key naming a secret (`--api-key`, `token`); an ENV_NAME value is no secret

@@ -247,3 +247,38 @@ def test_transport_failures_are_classified_and_never_carry_the_key() -> None:
     assert reset.message.startswith("GET /x: ClientOSError")
     for error in (real, reset, refused):
         assert key.lower() not in str(error).lower() and "***" in error.message, error
+
+
+@pytest.mark.parametrize("key", ["sk-test-SECRET-1234567890", "abcd", "", "Kelvin-\u212a-key-123"])
+def test_a_request_id_is_kept_or_redacted_as_every_other_field(key: str) -> None:
+    # KeyedSession._id_text skips the general path for plain ids: it must give what
+    # field_text(value, 200) gives for every id, plain or hostile
+    from batchgen.provider.transport import KeyedSession
+
+    client = KeyedSession("http://127.0.0.1:1", key)
+    ids = [
+        None,
+        "req_0123abcdef",
+        "7f3e-aa01_B",
+        key,
+        key.upper(),
+        f"req-{key}",
+        "SK-abcdefghijklmnop",
+        "sk-proj-abcdefghij",
+        "x" * 250,
+        "token=abc",
+        "Bearer 12345678abc",
+        "kelvin-k",
+        "req id with spaces",
+    ]
+    for value in ids:
+        assert client._id_text(value) == client.field_text(value, 200), value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abkpsKS-_0123 =:@", max_size=40))
+def test_any_request_id_comes_out_as_field_text_makes_it(value: str) -> None:
+    from batchgen.provider.transport import KeyedSession
+
+    client = KeyedSession("http://127.0.0.1:1", "sk-ab12")
+    assert client._id_text(value) == client.field_text(value, 200)

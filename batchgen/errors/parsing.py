@@ -88,7 +88,9 @@ def provider_text(
         except (TypeError, ValueError):
             text = repr(value)
     # redact before cutting, so a secret is never cut into a part the patterns miss
-    longest = max((len(s) for s in secrets if s), default=0)
+    longest = 0
+    for secret in secrets:
+        longest = max(longest, len(secret))
     text = redact(text[: limit + longest + 64], secrets)
     return text[:limit]
 

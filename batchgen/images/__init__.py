@@ -4,9 +4,17 @@
 from batchgen.images.save import (
     MAX_IMAGE_PIXELS,
     ImageData,
+    image_header,
     image_pixels,
     save_images,
     sniff_ext,
 )
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageData", "image_pixels", "save_images", "sniff_ext"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "ImageData",
+    "image_header",
+    "image_pixels",
+    "save_images",
+    "sniff_ext",
+]

@@ -27,8 +27,10 @@ class ImageData:
     revised_prompt: str | None = None
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG_SIZE = struct.Struct(">II")
 _MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
+    (_PNG, "png"),
     (b"\xff\xd8\xff", "jpeg"),
     (b"GIF87a", "gif"),
     (b"GIF89a", "gif"),
@@ -85,6 +87,16 @@ def image_pixels(data: bytes, ext: str) -> int | None:
     except Exception:
         return None
     return width * height
+
+
+def image_header(data: bytes) -> tuple[str | None, int | None]:
+    """(:func:`sniff_ext`, :func:`image_pixels`) in one call; a PNG (what most providers
+    send) is read without either."""
+    if data[:8] == _PNG and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = _PNG_SIZE.unpack_from(data, 16)
+        return "png", width * height
+    ext = sniff_ext(data)
+    return ext, (None if ext is None else image_pixels(data, ext))
 
 
 def image_name(job_id: str, index: int, ext: str, tag: str = "") -> str:

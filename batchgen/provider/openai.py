@@ -9,6 +9,7 @@ message is redacted of the key before it leaves.
 from __future__ import annotations
 
 import binascii
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import pybase64
+from multidict import CIMultiDict
+from yarl import URL
 
 from batchgen.errors import (
     AttemptError,
@@ -24,7 +27,7 @@ from batchgen.errors import (
     error_code,
     parse_retry_after,
 )
-from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
+from batchgen.images import MAX_IMAGE_PIXELS, image_header
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
@@ -57,46 +60,53 @@ class OpenAIImages(KeyedSession):
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(base_url, api_key, connections=connections)
-        self._url = f"{self.base_url}/images/generations"
+        # parsed once (aiohttp takes a URL as it is; a str it parses on every request)
+        self._url: str | URL = URL(f"{self.base_url}/images/generations")
         self._max_download = max_download_bytes
         self._max_answer = max_answer_bytes
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": "application/json",
-            "User-Agent": "batchgen",
-            **(extra_headers or {}),
-        }
+        # a CIMultiDict, as aiohttp merges it: not converted again for every request
+        self._headers = CIMultiDict(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Content-Type": "application/json",
+                "User-Agent": "batchgen",
+                **(extra_headers or {}),
+            }
+        )
+        self._timeout_s = math.nan
+        self._timeout = aiohttp.ClientTimeout()
 
-    def _url_for(self, job: Job) -> str:
+    def _url_for(self, job: Job) -> str | URL:
         """Where this job's request goes (Azure: per deployment)."""
         return self._url
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
-        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        client_timeout = self._timeout_for(timeout)
         url, headers = self._url_for(job), self._headers
         data: Any
         try:
-            data = request_bytes(job.body)
+            data = request_bytes(job.body)  # the job's canonical JSON: ready bytes, no json=
         except TypeError as exc:  # validation refuses such a body; kept for library callers
             msg = f"the request body cannot be sent as JSON ({exc}): fix job line {job.line}"
             raise AttemptError(ErrorClass.BAD_REQUEST, msg) from exc
         if job.inputs:
             data, content_type = await edit_request(job)
             # the edits endpoint beside the generations one (Azure: of the same deployment)
-            url, headers = url.replace("/images/generations", "/images/edits"), dict(headers)
+            url = str(url).replace("/images/generations", "/images/edits")
+            headers = CIMultiDict(headers)
             if content_type is None:
                 del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
-        with self._transport_errors(f"no complete answer within --timeout {timeout:g}s"):
+        # (self._transport_errors written out: this runs once per request)
+        try:
             async with self._client().post(
                 url, data=data, headers=headers, timeout=client_timeout
             ) as resp:
                 answer_headers = resp.headers
                 status = resp.status
-                content_type = resp.content_type
                 if status != 200:
                     error_body = await read_capped(resp, ERROR_READ_BYTES, truncate=True)
                     raise self._http_error(
-                        status, bytes(error_body or b""), answer_headers, content_type
+                        status, bytes(error_body or b""), answer_headers, resp.content_type
                     )
                 body = await read_capped(resp, self._max_answer)
                 if body is None:  # delivered, and it would be this large again: final
@@ -112,6 +122,15 @@ class OpenAIImages(KeyedSession):
                         final=True,
                     )
             return await self._parse_success(job, body, answer_headers, client_timeout)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            on_timeout = f"no complete answer within --timeout {timeout:g}s"
+            raise self._transport_error(exc, on_timeout) from exc
+
+    def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
+        """One ClientTimeout per value of --timeout, not one per request."""
+        if seconds != self._timeout_s:
+            self._timeout_s, self._timeout = seconds, aiohttp.ClientTimeout(total=seconds)
+        return self._timeout
 
     def _http_error(
         self, status: int, body: bytes, headers: Mapping[str, str], content_type: str
@@ -152,7 +171,7 @@ class OpenAIImages(KeyedSession):
         headers: Mapping[str, str],
         timeout: aiohttp.ClientTimeout,
     ) -> GenerateResult:
-        request_id = self._text(headers.get("x-request-id"), 200)
+        request_id = self._id_text(headers.get("x-request-id"))
         ratelimit = ratelimit_headers(headers)
         usage = None
         notes: list[str] = []
@@ -173,17 +192,22 @@ class OpenAIImages(KeyedSession):
         # orjson and pybase64 (SIMD) parse and decode an answer several times faster than the
         # stdlib (docs/bench.md); at thousands of images per second on one core that is the
         # difference between the client and the server setting the pace
-        payload = loads(body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = loads(body)  # what orjson refuses but JSON allows, or the error
         if isinstance(payload, Exception):
             # not final: a body cut on its way, or not the provider's answer at all (a proxy's
             # page): the answer did not arrive as it was made
             msg = f"the 200 answer is not valid JSON ({payload}; {len(body)} bytes)"
             raise invalid(msg, final=False) from payload
-        if isinstance(payload, dict) and "usage" in payload:
-            usage, note = parse_usage(payload["usage"])
-            if note:
-                notes.append(self._redact(note))
-        data = payload.get("data") if isinstance(payload, dict) else None
+        data = None
+        if isinstance(payload, dict):
+            data = payload.get("data")
+            if "usage" in payload:
+                usage, note = parse_usage(payload["usage"])
+                if note:
+                    notes.append(self._redact(note))
         if not isinstance(data, list) or not data:
             raise invalid("the 200 answer has no images (`data` is missing or empty)")
         if len(data) > job.n:
@@ -209,17 +233,19 @@ class OpenAIImages(KeyedSession):
                 raw = await self._download(str(item["url"]), timeout, invalid)
             else:
                 raise invalid(f"data[{i}] has neither b64_json nor url")
-            ext = sniff_ext(raw)
+            ext, pixels = image_header(raw)
             if ext is None:
                 raise invalid(f"data[{i}] is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
-            pixels = image_pixels(raw, ext)
             if pixels is not None and pixels > MAX_IMAGE_PIXELS:
                 msg = (
                     f"data[{i}] is a decompression bomb: its header claims {pixels:,} pixels "
                     f"(Pillow's limit is {MAX_IMAGE_PIXELS:,})"
                 )
                 raise invalid(msg)
-            images.append(ImageData(raw, ext, self._text(item.get("revised_prompt"), 32_000)))
+            revised = item.get("revised_prompt")
+            if revised is not None:
+                revised = self._text(revised, 32_000)
+            images.append(ImageData(raw, ext, revised))
         return GenerateResult(
             images=images,
             usage=usage,

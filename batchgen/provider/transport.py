@@ -7,6 +7,7 @@ orjson refuses but the standard allows, and the ``x-ratelimit-*`` headers of an 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +35,9 @@ MAX_ANSWER_BYTES = 128 * 1024 * 1024
 # of an error answer only the start is read: the message is in its first few KB
 ERROR_READ_BYTES = 64 * 1024
 _RATELIMIT_PREFIX = "x-ratelimit-"
+# an id that no pattern of batchgen.redaction can match but the key itself and "sk-..." (no
+# "@", no space, no "=" or ":"), and no longer than field_text keeps of an id
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
 class KeyedSession:
@@ -47,6 +51,9 @@ class KeyedSession:
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key
+        # (a key that is empty or not ASCII is "in" every id: such a client takes the general
+        # path, where IGNORECASE folds as redaction does)
+        self._key_lower = api_key.lower() if api_key.isascii() else ""
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -69,6 +76,20 @@ class KeyedSession:
         """Any field of an answer, as stored and printed: text, redacted, cut."""
         return provider_text(value, (self._key,), limit)
 
+    def _id_text(self, value: str | None) -> str | None:
+        """A header's id (``x-request-id``) as :meth:`field_text` cuts it to 200 characters;
+        an id of letters, digits, ``_`` and ``-`` only, with no ``sk-`` and not holding the
+        key, is returned as it is (none of redaction's patterns can match it), without the
+        general path: this runs on every answer."""
+        if (
+            value is not None
+            and _PLAIN_ID.fullmatch(value) is not None
+            and "sk-" not in (lowered := value.lower())
+            and self._key_lower not in lowered
+        ):
+            return value
+        return self.field_text(value, 200)
+
     def code_text(self, value: Any) -> str | None:
         """An answer's ``error.code`` / ``status`` as a short redacted string (or None)."""
         return error_code(value, (self._key,))
@@ -82,11 +103,16 @@ class KeyedSession:
         or read as ErrorClass.NETWORK (``where`` before the exception's text, redacted)."""
         try:
             yield
-        except TimeoutError as exc:  # before OSError: TimeoutError is one
-            raise AttemptError(ErrorClass.TIMEOUT, on_timeout) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            msg = self._redact(f"{where}{type(exc).__name__}: {exc}")
-            raise AttemptError(ErrorClass.NETWORK, msg) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._transport_error(exc, on_timeout, where) from exc
+
+    def _transport_error(
+        self, exc: BaseException, on_timeout: str, where: str = ""
+    ) -> AttemptError:
+        """What :meth:`_transport_errors` raises for ``exc``."""
+        if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
+            return AttemptError(ErrorClass.TIMEOUT, on_timeout)
+        return AttemptError(ErrorClass.NETWORK, self._redact(f"{where}{type(exc).__name__}: {exc}"))
 
 
 def ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -44,6 +44,26 @@ def parse_usage(raw: Any) -> tuple[Usage | None, str | None]:
     (None, None): the answer simply did not say."""
     if raw is None:
         return None, None
+    if type(raw) is dict:
+        # the answer of every well-behaved provider: each count a plain int in range, or
+        # absent; the same Usage as _checked makes, without a call per count
+        details = raw.get("input_tokens_details")
+        if details is None or type(details) is dict:
+            inner = details or {}
+            text, image = inner.get("text_tokens"), inner.get("image_tokens")
+            total_in, output = raw.get("input_tokens"), raw.get("output_tokens")
+            for value in (text, image, total_in, output):
+                if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS):
+                    return _checked(raw)
+            text, image, total_in = text or 0, image or 0, total_in or 0
+            if not details and total_in:
+                text = total_in  # no breakdown: text-only prompt, as for generations
+            return Usage(total_in or text + image, text, image, output or 0), None
+    return _checked(raw)
+
+
+def _checked(raw: Any) -> tuple[Usage | None, str | None]:
+    """parse_usage, count by count, naming what is not a plausible count."""
     if not isinstance(raw, dict):
         note = f"usage ignored: it is {_show(raw)}, not an object; priced from the table"
         return Usage(suspect=True), note
