@@ -121,10 +121,17 @@ def save_images(
             name = image_name(job_id, i, image.ext, tag)
             final = f"{folder}/{name}"
             tmp = f"{folder}/.{name}.tmp"
-            fd = _create(tmp)
+            try:
+                fd = os.open(tmp, _CREATE, 0o644)
+            except FileExistsError:
+                fd = _create(tmp)
             try:
                 faultpoints.fail("image:write")
-                _write_all(fd, image.data)
+                data = image.data
+                # one write takes a whole image almost always; the rest in a loop if not
+                written = os.write(fd, data)
+                if written < len(data):
+                    _write_all(fd, memoryview(data)[written:])
             except BaseException:
                 os.close(fd)
                 _unlink_quietly(tmp)
@@ -159,7 +166,7 @@ def _create(tmp: str) -> int:
         return os.open(tmp, _CREATE, 0o644)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

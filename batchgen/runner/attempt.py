@@ -80,6 +80,11 @@ class JobRunner:
         self.budget_gate = budget_gate
         self.inflight = inflight
         self.tally = tally
+        self._store = context.images
+        # the file name tag of a job's images: the session's, or the retag of an edited job
+        self._tag, self._retag = context.image_tag, context.retag
+        if self._tag:
+            self._retag = frozenset()  # (a round's tag wins: RowContext.tag_of)
         self.reach = reach or Reachability(
             clock.monotonic(), window_s=settings.unreachable_window_s
         )
@@ -103,18 +108,22 @@ class JobRunner:
             await backoff_sleep(seconds, self.clock)
 
     async def run(self, job: Job, queued_at: float) -> None:
-        tries = Tries()
-        backoff = Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tries)
+        tried = Try(job=job, queued_at=queued_at)  # the job's attempts, counted
         try:
             try:
-                await self._reserved_attempt(job, tries, queued_at)
+                # most jobs take one attempt: no retry machinery, no backoff made for them
+                if self.budget_gate is None:
+                    await self._attempt(tried)
+                else:
+                    await self._reserved_attempt(tried)
                 return
             except AttemptError as exc:
-                if not self._again(exc, tries):
+                if not self._again(exc, tried):
                     self._ended(job, exc, queued_at)
                     return
+                backoff = Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s, tried)
                 await self._backoff_sleep(backoff.delay(exc))
-            await self._retry(job, tries, backoff, queued_at)
+            await self._retry(tried, backoff)
         except _Stopped:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
         except _OverBudget:  # only the gate refuses a job for its budget
@@ -133,12 +142,12 @@ class JobRunner:
         if exc.error_class is ErrorClass.RATE_LIMIT or cut:
             self.skip(job, queued_at, self.control.reason or ErrorClass.CANCELLED)
 
-    async def _retry(self, job: Job, tries: Tries, backoff: Backoff, queued_at: float) -> None:
+    async def _retry(self, tried: Try, backoff: Backoff) -> None:
         """Attempts after the first, decided by tenacity from the error taxonomy."""
         attempts = AsyncRetrying(
             stop=lambda _state: False,  # _again decides, from the job's own count
             wait=backoff,
-            retry=retry_if_exception(lambda exc: self._again(exc, tries)),
+            retry=retry_if_exception(lambda exc: self._again(exc, tried)),
             sleep=self._backoff_sleep,
             reraise=True,
         )
@@ -146,29 +155,28 @@ class JobRunner:
             with attempt:
                 if self.control.stopping:
                     raise _Stopped
-                await self._reserved_attempt(job, tries, queued_at)
+                if self.budget_gate is None:
+                    await self._attempt(tried)
+                else:
+                    await self._reserved_attempt(tried)
 
-    async def _reserved_attempt(self, job: Job, tries: Tries, queued_at: float) -> None:
+    async def _reserved_attempt(self, tried: Try) -> None:
         """Every attempt holds its own worst case: a provider that bills a failed attempt
         (a 200 with a broken image) cannot push the spend past the cap on the retry."""
-        if self.budget_gate is None:
-            await self._attempt(job, tries, queued_at)
-            return
-        reservation = await self.budget_gate.reserve(job)
+        assert self.budget_gate is not None  # (run and _retry call this only with a gate)
+        reservation = await self.budget_gate.reserve(tried.job)
         if reservation is None:
             raise _Stopped if self.control.stopping else _OverBudget
         billed = [0.0]
         try:
-            billed[0] = await self._attempt(job, tries, queued_at, billed)
+            billed[0] = await self._attempt(tried, billed)
         finally:
             self.budget_gate.settle(reservation, billed[0])
 
-    async def _attempt(
-        self, job: Job, tries: Tries, queued_at: float, billed: list[float] | None = None
-    ) -> float:
+    async def _attempt(self, tried: Try, billed: list[float] | None = None) -> float:
         """One request; returns its cost. A failed attempt's billed cost goes to ``billed``."""
-        tries.number += 1
-        tried = Try(job, tries.number, queued_at, tries=tries)
+        job = tried.job
+        tried.number += 1
         ticket: Ticket | None = None
         waited_from = self.clock.monotonic()
         if self._admit_now is not None and not self.control.stopping:
@@ -180,60 +188,65 @@ class JobRunner:
             if ticket is not None:
                 self.limiter.leave(ticket)
             raise _Stopped
-        tried.wait_s = self.clock.monotonic() - waited_from
         tried.started = self.clock.wall()
-        tried.t0 = self.clock.monotonic()
+        tried.t0 = t0 = self.clock.monotonic()
+        tried.wait_s = t0 - waited_from
         # in flight from before the request until its row is appended (the log writer copies
         # this set at each flush: after a crash it names the jobs possibly billed twice)
         if not self.provider.adds_inflight:
             # (a Router adds it itself, when the request leaves its endpoint's limiter)
             self.inflight.add(job.id)
         try:
-            return await self._send_and_save(tried, billed, ticket)
+            try:
+                result = await self.provider.generate(job, timeout=self.settings.timeout)
+            except AttemptError as exc:
+                cost = self._on_error(tried, exc, ticket)
+                if billed is not None:
+                    billed[0] = cost
+                raise
+            except anyio.get_cancelled_exc_class():
+                cancelled = AttemptError(
+                    ErrorClass.CANCELLED, "cancelled in flight by the stop of the run"
+                )
+                self._record_error(tried, cancelled, final=True)
+                raise
+            return await self._save(tried, result, billed, ticket)
         finally:
             self.inflight.discard(job.id)
             self.limiter.leave(ticket)
 
-    async def _send_and_save(
-        self, tried: Try, billed: list[float] | None, ticket: Ticket | None = None
+    async def _save(
+        self, tried: Try, result: GenerateResult, billed: list[float] | None, ticket: Ticket
     ) -> float:
-        job = tried.job
-        try:
-            result = await self.provider.generate(job, timeout=self.settings.timeout)
-        except AttemptError as exc:
-            cost = self._on_error(tried, exc, ticket)
-            if billed is not None:
-                billed[0] = cost
-            raise
-        except anyio.get_cancelled_exc_class():
-            cancelled = AttemptError(
-                ErrorClass.CANCELLED, "cancelled in flight by the stop of the run"
-            )
-            self._record_error(tried, cancelled, final=True)
-            raise
-        latency = self._latency(tried)
+        """An answer: its images onto the disk, then its row; returns its cost."""
+        now = self.clock.monotonic()
+        latency = now - tried.t0
         self.limiter.on_ok(ticket, result.ratelimit)
-        self.reach.answered(self.clock.monotonic())
-        store, tag = self.ctx.images, self.ctx.tag_of(job.id)
+        self.reach.answered(now)
+        job, store, images = tried.job, self._store, result.images
+        tag = self._tag if job.id not in self._retag else self.ctx.tag_of(job.id)
         try:
-            if store.inline(result.images):  # a small answer into the page cache
-                paths, nbytes = store.save(job.id, result.images, tag)
+            if store.inline(images):  # a small answer into the page cache
+                paths, nbytes = store.save(job.id, images, tag)
             else:  # a large one, or an upload: in a worker thread
-                paths, nbytes = await anyio.to_thread.run_sync(
-                    store.save, job.id, result.images, tag
-                )
+                paths, nbytes = await anyio.to_thread.run_sync(store.save, job.id, images, tag)
         except OSError as exc:  # disk full, read-only: the run stops (class disk)
             raise self._unsaved(tried, result, exc, billed) from None
         if self.ctx.checker is not None:  # queued for the background checks; never waits
-            self.ctx.checker.submit(paths, result.images)
+            self.ctx.checker.submit(paths, images)
         # a crash here leaves images without their row: resume adopts them (runlog.orphans)
         faultpoints.hit("image:before_row")
         price, source = (
-            cost_of_attempt(self.prices, job, result.usage, len(result.images))
+            cost_of_attempt(self.prices, job, result.usage, len(images))
             if self.prices is not None
             else (None, "unknown")
         )
-        row = self._row(tried, latency)
+        revised = None
+        for image in images:
+            if image.revised_prompt:
+                revised = image.revised_prompt
+                break
+        row = attempt_row(self.ctx, tried, self.clock.wall(), latency)
         row.update(
             {
                 "status": STATUS_OK,
@@ -242,19 +255,17 @@ class JobRunner:
                 "image_paths": paths,
                 "image_count": len(paths),
                 "image_bytes": nbytes,
-                "revised_prompt": next(
-                    (i.revised_prompt for i in result.images if i.revised_prompt), None
-                ),
+                "revised_prompt": revised,
                 "cost_usd": price,
                 "cost_source": source,
                 "request_id": result.request_id,
-                "error_message": getattr(result, "note", None),
+                "error_message": result.note,
             }
         )
-        endpoint = getattr(result, "endpoint", None)  # a Router's answer (several endpoints)
-        if endpoint is not None:
-            routed(row, endpoint, result.wait_s)
-        usage_into(row, result.usage)
+        if result.endpoint is not None:  # a Router's answer (several endpoints)
+            routed(row, result.endpoint, result.wait_s)
+        if result.usage is not None:
+            usage_into(row, result.usage)
         self.sink.append(row)
         self.tally.ok(job, len(paths), price or 0.0)
         return price or 0.0
@@ -285,7 +296,7 @@ class JobRunner:
 
     def _on_error(self, tried: Try, exc: AttemptError, ticket: Ticket | None = None) -> float:
         """Record a failed attempt, act on its class; returns what the provider billed for it."""
-        tries = tried.tries or Tries()
+        tries = tried
         if exc.error_class is ErrorClass.RATE_LIMIT:
             self.reach.answered(self.clock.monotonic())
             held = self.limiter.on_throttled(
@@ -349,7 +360,7 @@ class JobRunner:
 
     def skip(self, job: Job, queued_at: float, reason: ErrorClass, message: str = "") -> None:
         """The job was taken but never sent: it stays pending (budget, stop, cancel)."""
-        row = self._row(Try(job, 0, queued_at), None)
+        row = self._row(Try(job=job, queued_at=queued_at), None)
         row.update(
             {
                 "status": STATUS_SKIPPED,

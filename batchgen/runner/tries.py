@@ -11,24 +11,24 @@ from batchgen.jobs.model import Job
 
 
 @dataclass(slots=True)
-class Try:
-    """One attempt of a job, as its row will tell it."""
-
-    job: Job
-    number: int  # 1-based; 0 for a job skipped before any attempt
-    queued_at: float
-    started: float | None = None  # wall clock, when the request went out
-    t0: float = 0.0  # the clock's monotonic time at the same moment, for the latency
-    wait_s: float | None = None  # spent waiting for the limiter
-    tries: Tries | None = None  # the job's count of attempts that used up max_attempts
-
-
-@dataclass(slots=True)
 class Tries:
     """Attempts of one job that count against max_attempts (a 429 for rate does not)."""
 
     failures: int = 0
     number: int = 0  # every attempt sent, 429s included: the row's ``attempt``
+
+
+@dataclass(slots=True, kw_only=True)
+class Try(Tries):
+    """A job's attempts as its rows tell them: the counts (``Tries``: ``number`` is 1-based
+    once sent, 0 for a job skipped before any attempt) and the timings of the current
+    attempt, set again for each one. One per job, not per attempt."""
+
+    job: Job
+    queued_at: float
+    started: float | None = None  # wall clock, when the request went out
+    t0: float = 0.0  # the clock's monotonic time at the same moment, for the latency
+    wait_s: float | None = None  # spent waiting for the limiter
 
 
 class Backoff:

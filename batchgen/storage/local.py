@@ -26,7 +26,10 @@ class LocalImages:
 
     def inline(self, images: Sequence[ImageData]) -> bool:
         # into the page cache: cheaper than a thread hop and its hand-off of the GIL
-        return sum(len(i.data) for i in images) <= INLINE_SAVE_BYTES
+        total = 0
+        for image in images:  # (a loop, not sum() over a generator: once per answer)
+            total += len(image.data)
+        return total <= INLINE_SAVE_BYTES
 
     def save(self, job_id: str, images: list[ImageData], tag: str = "") -> tuple[list[str], int]:
         return save_images(self.folder, job_id, images, tag)
