@@ -75,14 +75,18 @@ class OpenAIImages(KeyedSession):
         )
         self._timeout_s = math.nan
         self._timeout = aiohttp.ClientTimeout()
+        # a subclass with a URL per job (Azure: per deployment) is asked for it; this one's
+        # URL is the same for every job
+        self._url_per_job = type(self)._url_for is not OpenAIImages._url_for
 
     def _url_for(self, job: Job) -> str | URL:
         """Where this job's request goes (Azure: per deployment)."""
         return self._url
 
     async def generate(self, job: Job, *, timeout: float) -> GenerateResult:
-        client_timeout = self._timeout_for(timeout)
-        url, headers = self._url_for(job), self._headers
+        client_timeout = self._timeout if timeout == self._timeout_s else self._timeout_for(timeout)
+        url = self._url_for(job) if self._url_per_job else self._url
+        headers = self._headers
         data: Any
         try:
             data = request_bytes(job.body)  # the job's canonical JSON: ready bytes, no json=
@@ -98,7 +102,7 @@ class OpenAIImages(KeyedSession):
                 del headers["Content-Type"]  # multipart: aiohttp writes it with the boundary
         # (self._transport_errors written out: this runs once per request)
         try:
-            async with self._client().post(
+            async with (self._session or self._client()).post(
                 url, data=data, headers=headers, timeout=client_timeout
             ) as resp:
                 answer_headers = resp.headers
@@ -108,7 +112,16 @@ class OpenAIImages(KeyedSession):
                     raise self._http_error(
                         status, bytes(error_body or b""), answer_headers, resp.content_type
                     )
-                body = await read_capped(resp, self._max_answer)
+                body: bytes | bytearray | None
+                length, limit = resp.content_length, self._max_answer
+                if (
+                    length is not None
+                    and length <= limit
+                    and "Content-Encoding" not in answer_headers
+                ):
+                    body = await resp.read()  # (read_capped's fast path, written out)
+                else:
+                    body = await read_capped(resp, limit)
                 if body is None:  # delivered, and it would be this large again: final
                     msg = (
                         f"the 200 answer is larger than {self._max_answer} bytes "

@@ -64,7 +64,12 @@ class IndexBuilder:
 
     def add_job(self, job: jobs.Job) -> None:
         """:meth:`add` of the job's (id, fingerprint, line), and the job kept (``keep``)."""
-        self.add(job.id, job.fingerprint, job.line)
+        # (add, written out: this runs for every job of the file at start-up)
+        self._ids.append(job.id)
+        self._fps.append(job.fingerprint)
+        self._lines.append(job.line)
+        if len(self._ids) >= self._chunk:
+            self._flush()
         kept = self._jobs
         if kept is not None:
             if job.inputs or len(kept) >= self._keep:
