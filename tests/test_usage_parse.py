@@ -1,0 +1,45 @@
+"""``parse_usage``'s fast path (plain int counts) gives what the count-by-count check gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchgen.provider.usage import MAX_TOKENS, _checked, parse_usage
+
+_COUNT = st.one_of(
+    st.none(),
+    st.integers(min_value=-5, max_value=MAX_TOKENS + 5),
+    st.sampled_from([0, 1, MAX_TOKENS, True, False, 3.0, 2.5, float("inf"), "7", [1]]),
+)
+_FIELDS = ("input_tokens", "output_tokens")
+_DETAILS = ("text_tokens", "image_tokens")
+
+
+@st.composite
+def _usage(draw: st.DrawFn) -> Any:
+    raw = {k: draw(_COUNT) for k in _FIELDS if draw(st.booleans())}
+    shape = draw(st.sampled_from(["none", "absent", "dict", "empty", "list"]))
+    if shape == "none":
+        raw["input_tokens_details"] = None
+    elif shape == "dict":
+        raw["input_tokens_details"] = {k: draw(_COUNT) for k in _DETAILS if draw(st.booleans())}
+    elif shape == "empty":
+        raw["input_tokens_details"] = {}
+    elif shape == "list":
+        raw["input_tokens_details"] = [1, 2]
+    return raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(_usage())
+def test_the_fast_path_and_the_careful_one_agree(raw: dict[str, Any]) -> None:
+    assert parse_usage(raw) == _checked(raw)
+
+
+def test_what_is_not_an_object_is_still_refused_with_its_note() -> None:
+    usage, note = parse_usage([1, 2])
+    assert usage is not None and usage.suspect and note is not None
+    assert parse_usage(None) == (None, None)
