@@ -8,6 +8,7 @@ or one missing from the table) is only checked for a sane ``n``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from batchgen.jobs.model import Job
@@ -23,16 +24,58 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
             'no "model": set it in the job or pass --model '
             "(the API would silently fall back to dall-e-2)"
         ]
-    limits = models_table.constraints_for(str(model))
+    checked = _setting(models_table, str(model), body.get("n"), job.size, job.quality)
+    limits = checked.limits
     if limits is None:
-        # the job reader already checked n's type and 1–10; nothing more is known
+        # no constraints: the job reader already checked n's type and 1–10; nothing more
         return []
-    problems = _check_n(body.get("n"), str(model), limits)
-    problems += _check_size(body.get("size"), str(model), limits)
-    problems += _check_quality(body.get("quality"), str(model), limits)
-    problems += _check_prompt(body.get("prompt"), str(model), limits)
-    problems += _check_params(body, str(model), limits)
+    problems = list(checked.problems)
+    prompt = body.get("prompt")
+    most = limits.max_prompt_chars
+    if most is not None and isinstance(prompt, str) and len(prompt) > most:
+        problems += _check_prompt(prompt, str(model), limits)
+    if not checked.rejected.isdisjoint(body):
+        problems += _check_params(body, str(model), limits)
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """One model × n × size × quality, checked: a job file has a handful of these."""
+
+    table: PriceTable  # the table it was read from (a reused id() never matches)
+    limits: Constraints | None  # None: the model has no constraints
+    problems: tuple[str, ...] = ()  # what the model refuses in n, size and quality
+    rejected: frozenset[str] = frozenset()  # the parameters it refuses
+
+
+# (id(table), model, n, size, quality and their types: True == 1, but n=True is refused)
+# -> its _Checked
+_CHECKED: dict[tuple[Any, ...], _Checked] = {}
+
+
+def _setting(table: PriceTable, model: str, n: Any, size: Any, quality: Any) -> _Checked:
+    key = (id(table), model, n, size, quality, type(n), type(size), type(quality))
+    try:
+        hit = _CHECKED.get(key)
+    except TypeError:  # an unhashable value (a Python caller's job): checked, not kept
+        return _check_setting(table, model, n, size, quality)
+    if hit is not None and hit.table is table:
+        return hit
+    if len(_CHECKED) >= 4096:
+        _CHECKED.clear()
+    checked = _CHECKED[key] = _check_setting(table, model, n, size, quality)
+    return checked
+
+
+def _check_setting(table: PriceTable, model: str, n: Any, size: Any, quality: Any) -> _Checked:
+    limits = table.constraints_for(model)
+    if limits is None:
+        return _Checked(table, None)
+    problems = _check_n(n, model, limits)
+    problems += _check_size(size, model, limits)
+    problems += _check_quality(quality, model, limits)
+    return _Checked(table, limits, tuple(problems), frozenset(limits.rejected_params))
 
 
 def _check_n(n: Any, model: str, limits: Constraints) -> list[str]:
