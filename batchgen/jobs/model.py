@@ -140,4 +140,6 @@ class Job:
 
     def params_json(self) -> str:
         """Everything but the prompt, as canonical JSON (the log's ``params`` column)."""
-        return canonical_json({k: v for k, v in self.body.items() if k != "prompt"})
+        params = self.body.copy()
+        params.pop("prompt", None)
+        return canonical_json(params)

@@ -148,7 +148,7 @@ def _job(
     missing = {k: v for k, v in defaults.items() if k not in fields} if defaults else None
     body = {**fields, **missing} if missing else fields
     own = fingerprint(fields)
-    hashes = tuple(i.log_hash for i in inputs)
+    hashes = tuple(i.log_hash for i in inputs) if inputs else ()
     full = fingerprint(body, hashes) if missing or hashes else own
     if record.explicit_id is not None:
         if clash := ids.claim(record.explicit_id):

@@ -24,7 +24,14 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
             'no "model": set it in the job or pass --model '
             "(the API would silently fall back to dall-e-2)"
         ]
-    checked = _setting(models_table, str(model), body.get("n"), job.size, job.quality)
+    n, size, quality = body.get("n"), job.size, job.quality
+    key = (id(models_table), model, n, size, quality, type(n), type(size), type(quality))
+    try:
+        checked = _CHECKED.get(key)
+    except TypeError:  # an unhashable value (a Python caller's job): checked, not kept
+        checked = _check_setting(models_table, str(model), n, size, quality)
+    if checked is None or checked.table is not models_table:
+        checked = _remember(key, _check_setting(models_table, str(model), n, size, quality))
     limits = checked.limits
     if limits is None:
         # no constraints: the job reader already checked n's type and 1–10; nothing more
@@ -54,17 +61,10 @@ class _Checked:
 _CHECKED: dict[tuple[Any, ...], _Checked] = {}
 
 
-def _setting(table: PriceTable, model: str, n: Any, size: Any, quality: Any) -> _Checked:
-    key = (id(table), model, n, size, quality, type(n), type(size), type(quality))
-    try:
-        hit = _CHECKED.get(key)
-    except TypeError:  # an unhashable value (a Python caller's job): checked, not kept
-        return _check_setting(table, model, n, size, quality)
-    if hit is not None and hit.table is table:
-        return hit
+def _remember(key: tuple[Any, ...], checked: _Checked) -> _Checked:
     if len(_CHECKED) >= 4096:
         _CHECKED.clear()
-    checked = _CHECKED[key] = _check_setting(table, model, n, size, quality)
+    _CHECKED[key] = checked
     return checked
 
 
