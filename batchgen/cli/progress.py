@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rich.console import Console
 from rich.progress_bar import ProgressBar
@@ -37,8 +36,7 @@ _BAR_MIN, _BAR_MAX = 10, 40
 _LABEL = "batchgen "
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
+class _Part(NamedTuple):
     rank: int  # 0 is kept longest
     order: int  # where it stands on the line
     text: str

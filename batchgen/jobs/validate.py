@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgen.jobs.fields import API_FIELDS, check_defaults, check_fields, unsafe_id_problem
 from batchgen.jobs.formats import (
@@ -59,8 +59,7 @@ class Validation:
         return not self.problems
 
 
-@dataclass(frozen=True, slots=True)
-class _Clash:
+class _Clash(NamedTuple):
     """An id already taken. The first holder's line is looked up afterwards (a second pass,
     only on this error path) so the scan need not remember a line per id."""
 
