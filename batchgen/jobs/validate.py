@@ -93,7 +93,7 @@ class _Ids:
             return None
         if key in self.explicit:
             return "duplicate"
-        if self._derived_taken(key):
+        if key.startswith("j-") and self._derived_taken(key):  # only "j-…" can be derived
             return "takes_derived"
         self.explicit.add(key)
         return None
