@@ -439,3 +439,20 @@ def test_image_usd_resolves_auto_like_the_quote(prices):
     assert image_usd(prices, "gpt-image-1", "high", "1024x1536") == pytest.approx(6240 * 40e-6)
     assert image_usd(prices, "dall-e-3", None, None) == pytest.approx(0.04)
     assert image_usd(prices, "nope", "auto", "auto") is None
+
+
+def test_check_job_remembers_a_setting_but_not_across_its_types_or_prompts(prices):
+    # the checks of n, size and quality are kept per model × n × size × quality: a repeat
+    # gives the same messages, n=True (== 1) is still refused after n=1 passed, and the
+    # prompt and the refused parameters are still checked for each job
+    ok = {"model": "dall-e-3", "n": 1, "size": "1024x1024"}
+    assert check_job(prices, job(ok)) == check_job(prices, job(ok)) == []
+    [bad_n] = check_job(prices, job({**ok, "n": True}))
+    assert '"n" must be a whole number' in bad_n
+    [long] = check_job(prices, Job.make("a", 1, {"prompt": "x" * 4001, **ok}))
+    assert "4,001 characters" in long
+    [style] = check_job(prices, job({**ok, "background": "transparent"}))
+    assert 'does not take "background"' in style
+    two = check_job(prices, job({**ok, "size": "99x99", "quality": "best"}))
+    assert two == check_job(prices, job({**ok, "size": "99x99", "quality": "best"}))
+    assert len(two) == 2 and "99x99" in two[0] and "best" in two[1]

@@ -99,3 +99,15 @@ def test_the_redraw_thread_never_asks_the_limiter() -> None:
     for _ in range(5):
         assert "limits 1 req/min" in bar.line(tally, 130).plain
     assert len(asked) == 1
+
+
+def test_the_live_bar_draws_the_line_on_a_terminal() -> None:
+    # the live bar (cli/progressbar, loaded only on a terminal without --quiet) shows the
+    # same line as Progress.line, with the final counts when the session ends
+    out = io.StringIO()
+    console = Console(width=130, file=out, force_terminal=True, color_system=None)
+    with Progress(console, total=10, quiet=False) as bar:
+        assert bar._bar is not None
+        bar.update(_tally(4, 1, 0.01))
+    text = out.getvalue()
+    assert "batchgen " in text and "5/10" in text and "ok 4" in text and "failed 1" in text

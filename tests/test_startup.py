@@ -169,6 +169,8 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
         "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules,\n"
         "                  'compute': 'pyarrow.compute' in sys.modules,\n"
         "                  'yaml': 'yaml' in sys.modules,\n"
+        "                  'drawing': sorted(m for m in ('rich.progress', 'rich.table')\n"
+        "                                    if m in sys.modules),\n"
         "                  'allocator': pa.default_memory_pool().backend_name}))\n",
         env={k: v for k, v in cli_env().items() if k != "ARROW_DEFAULT_MEMORY_POOL"},
     )
@@ -178,6 +180,8 @@ def test_a_whole_run_never_imports_pandas(tmp_path: Path, make_sim: Any) -> None
         "pandas": False,
         "compute": False,
         "yaml": False,  # PyYAML loads only for a YAML spec (jobs/spec.load_spec)
+        # --quiet draws no live bar and no quote table (cli/progressbar, cli/quote load them)
+        "drawing": [],
         "allocator": "system",
     }
     served = sim.stats

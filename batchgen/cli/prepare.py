@@ -10,7 +10,6 @@ from rich.console import Console
 
 from batchgen.cli.money_args import confirm
 from batchgen.cli.plan import default_model_note
-from batchgen.cli.quote import quote_renderable
 from batchgen.session.prepare import (
     MAX_PROBLEMS,
     Checked,
@@ -31,6 +30,10 @@ def show_quote_and_confirm(
     console: Console, args: argparse.Namespace, checked: Checked, quiet: bool
 ) -> bool:
     if not quiet:
+        # lazy: the quote's table (rich.table, which loads fractions and decimal: ~20 ms of
+        # a run's start) is drawn only without --quiet
+        from batchgen.cli.quote import quote_renderable
+
         console.print(quote_renderable(checked.quote))
         if not getattr(args, "model", None) and getattr(args, "command", None) == "run":
             console.print(default_model_note(), markup=False)

@@ -27,14 +27,18 @@ def _plain(value: Any) -> bool:
     """Only dicts with string keys, lists, strings, integers, booleans and null (exact types):
     what orjson writes byte for byte as ``_CANONICAL`` does. Not a float (the two write
     ``1e+16`` and ``1e16``), a tuple, a subclass or anything the standard library refuses
-    and orjson would write (a date, a dataclass)."""
+    and orjson would write (a date, a dataclass). Scalars are checked inline, so a job's
+    flat body is one call; only a nested container recurses."""
     kind = type(value)
     if kind in _SCALARS:
         return True
     if kind is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
+        for key, inner in value.items():
+            if type(key) is not str or (type(inner) not in _SCALARS and not _plain(inner)):
+                return False
+        return True
     if kind is list:
-        return all(_plain(v) for v in value)
+        return all(type(inner) in _SCALARS or _plain(inner) for inner in value)
     return False
 
 
@@ -85,6 +89,19 @@ class Job:
     inputs: tuple[InputImage, ...] = field(default=(), hash=False)
     # a spec's variables for this cell (style=studio, ...): logged, never sent
     vars: dict[str, str] | None = field(default=None, hash=False)
+    # read from the body once: the quote, the budget, the limiter and the log row each ask
+    # for them, per job and per attempt
+    model: str | None = field(init=False, hash=False, compare=False, repr=False)
+    size: str | None = field(init=False, hash=False, compare=False, repr=False)
+    quality: str | None = field(init=False, hash=False, compare=False, repr=False)
+    n: int = field(init=False, hash=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        body = self.body
+        object.__setattr__(self, "model", body.get("model"))
+        object.__setattr__(self, "size", body.get("size"))
+        object.__setattr__(self, "quality", body.get("quality"))
+        object.__setattr__(self, "n", int(body.get("n") or 1))
 
     @classmethod
     def make(
@@ -121,22 +138,8 @@ class Job:
     def prompt(self) -> str:
         return str(self.body["prompt"])
 
-    @property
-    def model(self) -> str | None:
-        return self.body.get("model")
-
-    @property
-    def size(self) -> str | None:
-        return self.body.get("size")
-
-    @property
-    def quality(self) -> str | None:
-        return self.body.get("quality")
-
-    @property
-    def n(self) -> int:
-        return int(self.body.get("n") or 1)
-
     def params_json(self) -> str:
         """Everything but the prompt, as canonical JSON (the log's ``params`` column)."""
-        return canonical_json({k: v for k, v in self.body.items() if k != "prompt"})
+        params = self.body.copy()
+        params.pop("prompt", None)
+        return canonical_json(params)

@@ -137,7 +137,7 @@ def _drop_nulls(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plain_record(obj: dict[str, Any], number: int, file: str) -> Item:
-    fields = _drop_nulls(obj)
+    fields = _drop_nulls(obj) if None in obj.values() else obj
     raw_id = fields.pop("id", None)
     if raw_id is None:
         return Record(number, fields)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgen.jobs.fields import API_FIELDS, check_defaults, check_fields, unsafe_id_problem
 from batchgen.jobs.formats import (
@@ -59,8 +59,7 @@ class Validation:
         return not self.problems
 
 
-@dataclass(frozen=True, slots=True)
-class _Clash:
+class _Clash(NamedTuple):
     """An id already taken. The first holder's line is looked up afterwards (a second pass,
     only on this error path) so the scan need not remember a line per id."""
 
@@ -94,7 +93,7 @@ class _Ids:
             return None
         if key in self.explicit:
             return "duplicate"
-        if self._derived_taken(key):
+        if key.startswith("j-") and self._derived_taken(key):  # only "j-…" can be derived
             return "takes_derived"
         self.explicit.add(key)
         return None
@@ -148,7 +147,7 @@ def _job(
     missing = {k: v for k, v in defaults.items() if k not in fields} if defaults else None
     body = {**fields, **missing} if missing else fields
     own = fingerprint(fields)
-    hashes = tuple(i.log_hash for i in inputs)
+    hashes = tuple(i.log_hash for i in inputs) if inputs else ()
     full = fingerprint(body, hashes) if missing or hashes else own
     if record.explicit_id is not None:
         if clash := ids.claim(record.explicit_id):
@@ -312,7 +311,10 @@ def validate_file(
             images += item.n
             if on_job is not None:
                 on_job(item)
-            if unknown := item.body.keys() - API_FIELDS - unknown_seen:
+            body = item.body  # most jobs hold only API fields: one subset test, no new sets
+            if not API_FIELDS.issuperset(body) and (
+                unknown := body.keys() - API_FIELDS - unknown_seen
+            ):
                 unknown_seen |= unknown
                 warnings.extend(
                     _unknown_field(str(path), item.line, name) for name in sorted(unknown)

@@ -8,7 +8,7 @@ or one missing from the table) is only checked for a sane ``n``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgen.jobs.model import Job
 from batchgen.money.table import AUTO, Constraints, CustomSizes, PriceTable, parse_size
@@ -23,16 +23,58 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
             'no "model": set it in the job or pass --model '
             "(the API would silently fall back to dall-e-2)"
         ]
-    limits = models_table.constraints_for(str(model))
+    n, size, quality = body.get("n"), job.size, job.quality
+    key = (id(models_table), model, n, size, quality, type(n), type(size), type(quality))
+    try:
+        checked = _CHECKED.get(key)
+    except TypeError:  # an unhashable value (a Python caller's job): checked, not kept
+        checked = _check_setting(models_table, str(model), n, size, quality)
+    if checked is None or checked.table is not models_table:
+        checked = _remember(key, _check_setting(models_table, str(model), n, size, quality))
+    limits = checked.limits
     if limits is None:
-        # the job reader already checked n's type and 1–10; nothing more is known
+        # no constraints: the job reader already checked n's type and 1–10; nothing more
         return []
-    problems = _check_n(body.get("n"), str(model), limits)
-    problems += _check_size(body.get("size"), str(model), limits)
-    problems += _check_quality(body.get("quality"), str(model), limits)
-    problems += _check_prompt(body.get("prompt"), str(model), limits)
-    problems += _check_params(body, str(model), limits)
+    problems = list(checked.problems)
+    prompt = body.get("prompt")
+    most = limits.max_prompt_chars
+    if most is not None and isinstance(prompt, str) and len(prompt) > most:
+        problems += _check_prompt(prompt, str(model), limits)
+    if not checked.rejected.isdisjoint(body):
+        problems += _check_params(body, str(model), limits)
     return problems
+
+
+class _Checked(NamedTuple):
+    """One model × n × size × quality, checked: a job file has a handful of these. A
+    NamedTuple, not a dataclass: private, and a tenth of the cost to define at start-up."""
+
+    table: PriceTable  # the table it was read from (a reused id() never matches)
+    limits: Constraints | None  # None: the model has no constraints
+    problems: tuple[str, ...] = ()  # what the model refuses in n, size and quality
+    rejected: frozenset[str] = frozenset()  # the parameters it refuses
+
+
+# (id(table), model, n, size, quality and their types: True == 1, but n=True is refused)
+# -> its _Checked
+_CHECKED: dict[tuple[Any, ...], _Checked] = {}
+
+
+def _remember(key: tuple[Any, ...], checked: _Checked) -> _Checked:
+    if len(_CHECKED) >= 4096:
+        _CHECKED.clear()
+    _CHECKED[key] = checked
+    return checked
+
+
+def _check_setting(table: PriceTable, model: str, n: Any, size: Any, quality: Any) -> _Checked:
+    limits = table.constraints_for(model)
+    if limits is None:
+        return _Checked(table, None)
+    problems = _check_n(n, model, limits)
+    problems += _check_size(size, model, limits)
+    problems += _check_quality(quality, model, limits)
+    return _Checked(table, limits, tuple(problems), frozenset(limits.rejected_params))
 
 
 def _check_n(n: Any, model: str, limits: Constraints) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgen.jobs.inputs import job_input_tokens
 from batchgen.jobs.model import Job
@@ -52,28 +52,24 @@ def cost_of_attempt(
         # the answer's token counts were not plausible (provider.usage): the table's price of
         # what was asked for (a 200 without a usable image was still billed)
         usage, images_returned = None, max(images_returned, job.n)
-    entry = prices.get(job.model)
-    if entry is None:
+    setting = _setting(prices, job)
+    if setting is None:
         if prices.fallback_per_image is None:
             return None, SOURCE_UNKNOWN
         return prices.fallback_per_image * max(images_returned, 0), SOURCE_TABLE
+    entry = setting.entry
     if entry.billing == "tokens" and usage is not None:
         # never below the cheapest price the returned images can have: an answer claiming
         # (say) 0 output tokens must not lower the spend the budget counts
-        cheapest = _output_costs(prices, entry, job)
-        floor = min(cheapest) / job.n * images_returned if cheapest else 0.0
+        floor = setting.low / job.n * images_returned if setting.outputs else 0.0
         return max(usage_cost(entry, usage), floor), SOURCE_USAGE
-    quality, size = assumed_quality(entry, job.quality), assumed_size(entry, job.size)
-    if entry.billing == "tokens":
-        tokens = entry.image_output_tokens(quality, size)
-        if tokens is None:
-            return None, SOURCE_UNKNOWN
-        text = entry.text_input_usd(quoted_input_tokens(job.prompt)) + input_images_usd(entry, job)
-        return text + entry.image_output_usd(tokens) * images_returned, SOURCE_TABLE
-    price = entry.image_price(quality, size)
-    if price is None:
+    per_image = setting.per_image_returned
+    if per_image is None:
         return None, SOURCE_UNKNOWN
-    return price * images_returned, SOURCE_TABLE
+    if entry.billing == "tokens":
+        text = entry.text_input_usd(quoted_input_tokens(job.prompt)) + input_images_usd(entry, job)
+        return text + per_image * images_returned, SOURCE_TABLE
+    return per_image * images_returned, SOURCE_TABLE
 
 
 def usage_cost(entry: ModelPrice, usage: Usage) -> float:
@@ -130,38 +126,39 @@ class Estimate:
 
 def estimate_job(prices: PriceTable, job: Job) -> Estimate | None:
     """Low / expected / high cost of a job, or None when its model has no price."""
-    entry = prices.get(job.model)
-    if entry is None:
+    setting = _setting(prices, job)
+    if setting is None:
         if prices.fallback_per_image is None:
             return None
         flat = prices.fallback_per_image * job.n
         return Estimate(flat, flat, flat)
-    known, expected_out = _costs(prices, entry, job)
+    if setting.output_estimate is not None:  # per-image billing: the same for every such job
+        return setting.output_estimate
+    known, expected_out = setting.outputs, setting.expected
     if not known:
         return None
-    high_out = max(known)
-    if entry.billing != "tokens":
-        expected = expected_out if expected_out is not None else high_out
-        return Estimate(min(known), expected, high_out)
+    entry = setting.entry
     # only the prompt's text (and an edit's input images) vary between the jobs of one
     # model × quality × size × n
-    text_in = entry.text_input_usd(quoted_input_tokens(job.prompt)) + input_images_usd(entry, job)
-    high = text_in + high_out
+    text_in = entry.text_input_usd(quoted_input_tokens(job.prompt))
+    if job.inputs:
+        text_in += input_images_usd(entry, job)
+    high = text_in + setting.high
     return Estimate(
-        text_in + min(known), text_in + expected_out if expected_out is not None else high, high
+        text_in + setting.low, text_in + expected_out if expected_out is not None else high, high
     )
 
 
 def worst_case_usd(prices: PriceTable, job: Job) -> float | None:
     """The most this job can cost (what the budget reserves), or None when unpriced."""
-    entry = prices.get(job.model)
-    if entry is None:
+    setting = _setting(prices, job)
+    if setting is None:
         return None if prices.fallback_per_image is None else prices.fallback_per_image * job.n
-    known = _output_costs(prices, entry, job)
-    if not known:
+    if not setting.outputs:
         return None
-    inputs = input_images_usd(entry, job, worst=True)
-    return _text_input_usd(entry, max_input_tokens(job.prompt)) + inputs + max(known)
+    entry = setting.entry
+    inputs = input_images_usd(entry, job, worst=True) if job.inputs else 0.0
+    return _text_input_usd(entry, max_input_tokens(job.prompt)) + inputs + setting.high
 
 
 def input_images_usd(entry: ModelPrice, job: Job, *, worst: bool = False) -> float:
@@ -177,36 +174,63 @@ def input_images_usd(entry: ModelPrice, job: Job, *, worst: bool = False) -> flo
     return tokens * entry.image_input_per_1m / 1e6
 
 
-# (id(prices), model, quality, size, n) -> (prices, output cost of each candidate quality ×
-# size, expected output cost). A job file has a handful of distinct combinations; the quote
-# and the budget ask the same question for every job. The table is kept in the value so a
-# reused id never matches.
-_OUTPUT_CACHE: dict[tuple[Any, ...], tuple[PriceTable, tuple[float, ...], float | None]] = {}
+class _Setting(NamedTuple):
+    """What every job of one model × quality × size × n costs apart from its prompt (and an
+    edit's input images): a job file has a handful of these, and the quote, the budget and
+    each attempt's cost ask the same questions for every job. A NamedTuple, not a dataclass:
+    private, and a tenth of the cost to define at start-up."""
+
+    prices: PriceTable  # the table it was read from (a reused id() never matches)
+    entry: ModelPrice
+    outputs: tuple[float, ...]  # the output cost of each quality × size it may be billed as
+    expected: float | None  # the output cost at the quote's assumed quality × size
+    low: float  # min(outputs) (0.0 when there are none)
+    high: float  # max(outputs) (0.0 when there are none)
+    # one returned image at the assumed quality × size, as an attempt without usage is billed
+    per_image_returned: float | None
+    # a per-image model's whole estimate (no part of it depends on the prompt), else None
+    output_estimate: Estimate | None
 
 
-def _output_costs(prices: PriceTable, entry: ModelPrice, job: Job) -> tuple[float, ...]:
-    """What the images of ``job`` cost under each quality × size it may be billed as."""
-    return _costs(prices, entry, job)[0]
+# (id(prices), model, quality, size, n) -> its _Setting
+_SETTINGS: dict[tuple[Any, ...], _Setting] = {}
 
 
-def _costs(
-    prices: PriceTable, entry: ModelPrice, job: Job
-) -> tuple[tuple[float, ...], float | None]:
+def _setting(prices: PriceTable, job: Job) -> _Setting | None:
+    """The job's setting, computed once per table and setting; None when its model is not
+    in the table."""
+    key = (id(prices), job.model, job.quality, job.size, job.n)
+    hit = _SETTINGS.get(key)
+    if hit is not None and hit.prices is prices:
+        return hit
+    entry = prices.get(job.model)
+    if entry is None:
+        return None
+    costs, expected = _costs(entry, job)
+    quality, size = assumed_quality(entry, job.quality), assumed_size(entry, job.size)
+    if entry.billing == "tokens":
+        tokens = entry.image_output_tokens(quality, size)
+        per_image = None if tokens is None else entry.image_output_usd(tokens)
+    else:
+        per_image = entry.image_price(quality, size)
+    low, high = (min(costs), max(costs)) if costs else (0.0, 0.0)
+    whole = None
+    if costs and entry.billing != "tokens":
+        whole = Estimate(low, expected if expected is not None else high, high)
+    if len(_SETTINGS) >= 4096:
+        _SETTINGS.clear()
+    setting = _SETTINGS[key] = _Setting(prices, entry, costs, expected, low, high, per_image, whole)
+    return setting
+
+
+def _costs(entry: ModelPrice, job: Job) -> tuple[tuple[float, ...], float | None]:
     """The candidates' output costs, and the output cost at the quote's assumed quality ×
     size (None when the table has no price for it): the parts of a job's cost that do not
     depend on its prompt."""
-    key = (id(prices), job.model, job.quality, job.size, job.n)
-    hit = _OUTPUT_CACHE.get(key)
-    if hit is not None and hit[0] is prices:
-        return hit[1], hit[2]
     options = (_output_only(entry, job, q, s) for q, s in _candidates(entry, job))
     costs = tuple(c for c in options if c is not None)
     quality, size = assumed_quality(entry, job.quality), _expected_size(entry, job)
-    expected = _output_only(entry, job, quality, size)
-    if len(_OUTPUT_CACHE) >= 4096:
-        _OUTPUT_CACHE.clear()
-    _OUTPUT_CACHE[key] = (prices, costs, expected)
-    return costs, expected
+    return costs, _output_only(entry, job, quality, size)
 
 
 def _text_input_usd(entry: ModelPrice, tokens: int) -> float:

@@ -98,14 +98,16 @@ class Quote:
         return sum(line.expected_usd or 0.0 for line in self.lines if line.model not in left_out)
 
 
-@dataclass(slots=True)
 class _Group:
-    jobs: int = 0
-    images: int = 0
-    low: float = 0.0
-    expected: float = 0.0
-    high: float = 0.0
-    priced: bool = True
+    """One quote line's running sums. A plain class, not a dataclass: private, and ~1 ms
+    less to define at every start."""
+
+    __slots__ = ("expected", "high", "images", "jobs", "low", "priced")
+
+    def __init__(self) -> None:
+        self.jobs = self.images = 0
+        self.low = self.expected = self.high = 0.0
+        self.priced = True
 
 
 class Quoter:
