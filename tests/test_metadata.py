@@ -13,19 +13,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from batchgen import faultpoints
 from batchgen.cli.main import main
 from batchgen.metadata import apply, has_c2pa, sidecar_path
 from batchgen.metadata.containers import png_chunks
-from tests.runhelpers import (
-    MODEL_FLAGS,
-    cli_env,
-    log_table,
-    ok_counts,
-    run_cli,
-    sim_flags,
-    write_text_jobs,
-)
+from tests.runhelpers import log_table, sim_flags
 
 KEY = "sk-meta-0123456789"
 
@@ -156,57 +147,3 @@ def test_c2pa_markers_in_jpeg_and_webp():
     extra = b"C2PA" + struct.pack("<I", 4) + b"jumb"
     riff = webp[:4] + struct.pack("<I", len(webp) - 8 + len(extra)) + webp[8:] + extra
     assert not has_c2pa(webp) and has_c2pa(riff)
-
-
-def _sidecars(run: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (run / "images").glob("*.json")}
-
-
-def test_sidecars_written_while_the_run_goes_are_those_the_log_gives(
-    make_sim, tmp_path, monkeypatch, capsys
-):
-    """Written as each row is logged (batchgen.metadata.live), byte for byte what the pass over
-    the log at a session's end writes, and the end says how many without that pass."""
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    run = _run(tmp_path, make_sim(), "--n", "2", jobs=4)
-    live = _sidecars(run)
-    assert len(live) == 8 == len(_images(run))
-    assert "metadata: 8 sidecar(s)" in capsys.readouterr().out
-    for path in (run / "images").glob("*.json"):
-        path.unlink()
-    assert apply(run, "sidecar", 1).sidecars == 8
-    assert _sidecars(run) == live
-
-
-def test_a_sidecar_torn_by_a_kill_is_rewritten_by_the_resume(make_sim, tmp_path):
-    """A kill -9 while a sidecar is written (after it is opened, before its row is logged)
-    leaves a torn file beside an image with no row: the resume adopts the image and its end
-    writes the sidecar again from the log."""
-    sim = make_sim(latency_mean=0.01, seed=5)
-    jobs = write_text_jobs(tmp_path / "jobs.txt", (f"torn sidecar {i:02d}" for i in range(12)))
-    run = tmp_path / "run"
-    args = ["--run-dir", str(run), *MODEL_FLAGS, *sim_flags(sim), "--concurrency", "2"]
-    crashed = run_cli(
-        ["run", str(jobs), *args, "--yes", "--quiet"],
-        env=cli_env(crash_at="sidecar:before_row:6"),
-    )
-    assert crashed.code == faultpoints.EXIT_CODE, crashed.output
-    orphans = [
-        p for p in _images(run) if p.name.split("_")[0] not in ok_counts(run)
-    ]  # the 6th image's sidecar is written, its row is not
-    assert orphans and all(sidecar_path(p).exists() for p in orphans)
-    for image in orphans:
-        torn = sidecar_path(image)
-        torn.write_bytes(torn.read_bytes()[:20])
-
-    resumed = run_cli(["resume", str(run), "--yes", "--quiet"], env=cli_env())
-    assert resumed.code == 0, resumed.output
-    assert f"adopted {len(orphans)} job(s)" in resumed.stdout
-    images = _images(run)
-    assert len(images) == 12
-    live = _sidecars(run)
-    for path in (run / "images").glob("*.json"):
-        path.unlink()
-    apply(run, "sidecar")  # every session's records, from the log
-    assert _sidecars(run) == live
-    assert all(json.loads(sidecar_path(p).read_text())["tool"] == "batchgen" for p in images)

@@ -160,11 +160,6 @@ def _rows(path: Path, session: int | None = None) -> Any:
             yield {name: column[i] for name, column in values.items()}
 
 
-def sidecar_bytes(record: dict[str, Any]) -> bytes:
-    """A sidecar's content: the record as UTF-8 JSON, keys sorted, compact, one line."""
-    return _dumps(record) + b"\n"
-
-
 def _one(image: str, record: dict[str, Any], mode: str, tally: Tally) -> None:
     # UTF-8, keys sorted, compact (a third of the standard library's time)
     encoded = _dumps(record)

@@ -69,15 +69,6 @@ class NotifyingObserver:
         inner = getattr(self.inner, "closed", None)
         return inner() if callable(inner) else None
 
-    def row_sink(self, inner: Any, run_dir: Any, session: int) -> Any:
-        """The session's row sink, wrapped by each hook that works while it runs (``--metadata
-        sidecar`` writes each image's record as its row goes to the log)."""
-        for hook in self.hooks:
-            wrap = getattr(hook, "row_sink", None)
-            if wrap is not None:
-                inner = wrap(inner, run_dir, session)
-        return inner
-
     def confirm(self, checked: Any) -> bool:
         return bool(self.inner.confirm(checked))
 

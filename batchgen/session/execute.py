@@ -171,11 +171,10 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
             tg.start_soon(_watch_output, observer, parts.control)
         try:
             progress = observer.progress(plan.jobs_to_run, plan.budget, parts.limiter.describe)
-            rows = _row_sink(plan, parts.writer)
-            sink: Any = rows if plan.ledger is None else plan.ledger.sink(rows)
+            sink: Any = parts.writer if plan.ledger is None else plan.ledger.sink(parts.writer)
             with progress as on_progress:
                 tally = await run_pool(
-                    _reusing(plan, parts, rows),
+                    _reusing(plan, parts),
                     provider,
                     parts.limiter,
                     sink,
@@ -207,17 +206,7 @@ async def _run(plan: SessionPlan, parts: _Parts) -> PoolTally:
     return tally
 
 
-def _row_sink(plan: SessionPlan, writer: RunLogWriter) -> Any:
-    """The log's writer, wrapped by the observer's hooks that work while the session runs
-    (``--metadata sidecar``: each image's record written beside it as its row is logged);
-    images stored elsewhere (``--images-to``) get theirs at the end, as before."""
-    wrap = getattr(plan.observer, "row_sink", None)
-    if plan.images_to or not callable(wrap):
-        return writer
-    return wrap(writer, plan.rundir.path, plan.session)
-
-
-def _reusing(plan: SessionPlan, parts: _Parts, rows: Any) -> Iterable[Job]:
+def _reusing(plan: SessionPlan, parts: _Parts) -> Iterable[Job]:
     """The plan's jobs; with ``settings.reuse`` (run --reuse / --from-pilot), those a source
     holds take its images and a row here instead of a request (batchgen.library.reuse)."""
     spec = (plan.manifest.get("settings") or {}).get("reuse")
@@ -229,7 +218,7 @@ def _reusing(plan: SessionPlan, parts: _Parts, rows: Any) -> Iterable[Job]:
     return reuse_filter(
         plan.jobs,
         spec,
-        rows.append,
+        parts.writer.append,
         run_id=plan.run_id,
         session=plan.session,
         images_dir=plan.rundir.images_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from batchgen.metadata.live import SessionMetadata
+from batchgen.metadata import apply
 from batchgen.notify import NotifyingObserver, check_urls
 from batchgen.provider.endpoints import load_providers
 
@@ -23,5 +23,18 @@ def with_notify(observer: Any, args: argparse.Namespace) -> Any:
     hide = {getattr(args, "api_key_env", None) or "OPENAI_API_KEY"}
     if on_end and getattr(args, "providers", None):
         hide.update(spec.key_env for spec in load_providers(args.providers))
-    hooks = [] if mode == "none" else [SessionMetadata(mode, observer.say, observer.warn)]
+    hooks = [] if mode == "none" else [_metadata_hook(observer, mode)]
     return NotifyingObserver(observer, urls, on_end, hide_env=sorted(hide), hooks=hooks)
+
+
+def _metadata_hook(observer: Any, mode: str) -> Any:
+    def hook(rundir: Any, result: Any) -> None:
+        last = rundir.manifest().last_session
+        # a --ray run's driver session logs nothing: its shards' sessions hold the images
+        tally = apply(rundir.path, mode, last.session if last and not last.shards else None)
+        if tally.sidecars or tally.embedded:
+            observer.say(tally.describe(mode))
+        for error in tally.errors[:3]:
+            observer.warn(f"metadata: {error}")
+
+    return hook
