@@ -275,3 +275,58 @@ def test_a_full_backlog_drops_work_which_the_report_checks(
     result = check_images(run_dir)
     assert result.measured == {"stored": 0, "now": 50, "unmeasured": 0}
     assert stored_rows(run_dir).num_rows == 50
+
+
+def test_one_worker_measures_a_backlog_it_drains(tmp_path: Path) -> None:
+    """Each worker costs ~0.2 s of CPU to start: a backlog one worker drains gets no other,
+    even one longer than GROW_BACKLOG (piled up before the workers started)."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    paths, data = [], []
+    for i in range(ingest.GROW_BACKLOG + 40):
+        path = tmp_path / "images" / f"g{i:04d}_0.png"
+        Image.new("RGB", (24, 16), (i % 256, 40, 90)).save(path)
+        paths.append(f"images/{path.name}")
+        data.append(path.read_bytes())
+    checker = ingest.IngestChecker(tmp_path, 1, workers=2, start_after=1).start()
+    checker.submit(paths, data)
+    stats = checker.finish(budget_s=60.0)
+    assert stats.measured == len(paths) and stats.deferred == 0
+    assert checker.started_workers == 1
+
+
+def test_another_worker_when_the_backlog_is_not_kept_up_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The growth rule on a controlled clock: a look every GROW_EVERY_S; a worker more only
+    when the backlog is long and has not shrunk since the last look; never past ``workers``."""
+    now = [100.0]
+    monkeypatch.setattr(ingest, "_monotonic", lambda: now[0])
+    checker = ingest.IngestChecker(tmp_path, 1, workers=2)
+    pool = ingest.WorkerPool(2, nice=False, start=1)
+    try:
+        checker._grow_look = (now[0], float("inf"))  # as when the first worker starts
+        checker._backlog.extend(("p", 1) for _ in range(ingest.GROW_BACKLOG + 10))
+        now[0] += ingest.GROW_EVERY_S
+        checker._grow(pool)  # long, but no earlier look: not yet
+        assert pool.size == 1
+        now[0] += ingest.GROW_EVERY_S / 2
+        checker._backlog.extend(("p", 1) for _ in range(10))
+        checker._grow(pool)  # too soon after the last look
+        assert pool.size == 1
+        for _ in range(15):  # drained a little since the last look
+            checker._backlog.popleft()
+        now[0] += ingest.GROW_EVERY_S
+        checker._grow(pool)
+        assert pool.size == 1
+        checker._backlog.extend(("p", 1) for _ in range(5))  # not shrunk since: another one
+        now[0] += ingest.GROW_EVERY_S
+        checker._grow(pool)
+        assert pool.size == 2
+        checker._backlog.extend(("p", 1) for _ in range(3 * ingest.GROW_BACKLOG))
+        now[0] += ingest.GROW_EVERY_S
+        checker._grow(pool)
+        assert pool.size == 2  # never more than allowed
+    finally:
+        pool.shutdown(wait=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -350,3 +352,24 @@ def test_a_cli_session_runs_with_its_start_up_frozen_and_a_larger_young_generati
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_cli_process_collects_its_garbage_once_at_exit_then_freezes_the_rest():
+    """The teardown then walks no object in its own full collections (~0.1 s of a 6,000-job
+    run's exit), and a garbage cycle still gets its finalizer."""
+    code = (
+        "import atexit, gc\n"
+        "from batchgen.cli.session import session_gc\n"
+        "atexit.register(lambda: print('frozen:', gc.get_freeze_count() > 0))\n"
+        "with session_gc():\n"
+        "    pass\n"
+        "gc.disable()\n"
+        "class Cycle:\n"
+        "    def __del__(self):\n"
+        "        print('finalized')\n"
+        "c = Cycle(); c.me = c; del c\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split("\n")[:2] == ["finalized", "frozen: True"]

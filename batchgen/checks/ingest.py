@@ -16,8 +16,10 @@ script. They run at the lowest CPU priority (nice 19), and the dispatcher hands 
 while the event loop's thread wants a CPU (loopload.py: a very fast provider, or a machine
 busy with other work), so the run keeps its cores and the backlog grows instead. The workers
 start only once they can work (the loop not busy), so a CPU-bound session defers its checks
-without paying for their start. A process worker reads the image back from the page cache
-(just written); a thread worker (``kind="thread"``, for comparison) is given the bytes.
+without paying for their start; one starts, and another only while the backlog outgrows
+those started (each costs ~0.2 s of CPU to start). A process worker reads the image back from
+the page cache (just written); a thread worker (``kind="thread"``, for comparison) is given
+the bytes.
 
 ``finish()`` after the last request: measures what is still queued for at most
 ``finish_share`` of the session's duration (capped at ``finish_cap_s``; Ctrl-C ends it at
@@ -53,6 +55,12 @@ BATCH = 8  # images per task: amortises the pickling and pipe round trip of a ta
 # images wait; a smaller session leaves its few images to the report, which checks a handful
 # in its own process
 START_AFTER = 48
+# one worker starts; another when, at two looks GROW_EVERY_S apart, the backlog held this many
+# images per worker started and had not shrunk (a worker measures ~100 PNGs of 1024² a second:
+# such a backlog is not being kept up with; one piled up during a pause is drained instead)
+GROW_BACKLOG = 4 * 48
+GROW_EVERY_S = 2.0
+_monotonic = time.monotonic  # the growth rule's clock (a test sets it)
 FLUSH_S = 2.0
 FLUSH_ROWS = 4_000
 FINISH_SHARE = 0.05  # after the last request, check for at most 5% of the session's time ...
@@ -67,11 +75,19 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_executor(kind: str, workers: int, *, nice: bool = True) -> cf.Executor:
+def make_executor(
+    kind: str, workers: int, *, nice: bool = True, start: int | None = None
+) -> cf.Executor:
+    """``start``: process workers started at once (all by default; the others on ``grow``).
+    A thread pool starts its threads as tasks come anyway."""
     if kind == "thread":
         return cf.ThreadPoolExecutor(workers, thread_name_prefix="image-check")
     # not multiprocessing: its spawned children re-run the caller's __main__ (procpool.py)
-    return WorkerPool(workers, nice=nice)
+    return WorkerPool(workers, nice=nice, start=start)
+
+
+def _started(executor: cf.Executor, workers: int) -> int:
+    return executor.size if isinstance(executor, WorkerPool) else workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +155,8 @@ class IngestChecker:
         self.deferred = 0
         self.measured_by_end = 0  # measured before finish() began (while requests went)
         self.finish_s = 0.0
+        self.started_workers = 0  # worker processes (or threads allowed) started
+        self._grow_look = (0.0, float("inf"))  # when the backlog was last looked at, its length
         self.error: BaseException | None = None
 
     # ---- the hot path (event loop) -----------------------------------------------------
@@ -235,8 +253,10 @@ class IngestChecker:
                 ):
                     # measured before (an adopted image of a resumed run): not again
                     known = StoredKeys.load(self.run_dir, *self._params).sizes
-                    executor = make_executor(self.kind, self.workers)
-                    for _ in range(self.workers):  # started (nice'd) now: warm when needed
+                    # one worker; more while the backlog outgrows those started (_grow)
+                    executor = make_executor(self.kind, self.workers, start=1)
+                    self._grow_look = (time.monotonic(), float("inf"))
+                    for _ in range(_started(executor, self.workers)):  # warm, nice'd, now
                         executor.submit(warm)
                 past = self._deadline is not None and time.monotonic() >= self._deadline
                 if past or self._abort:
@@ -248,7 +268,9 @@ class IngestChecker:
                     inflight.clear()
                     break
                 if executor is not None and not self._load.paused():
-                    while len(inflight) < 2 * self.workers and self._backlog:
+                    self._grow(executor)
+                    started = _started(executor, self.workers)
+                    while len(inflight) < 2 * started and self._backlog:
                         items = self._take(known)
                         if items:
                             fut = executor.submit(run_batch, self.run_dir, items, *self._params)
@@ -289,6 +311,7 @@ class IngestChecker:
                 self.error = exc
                 log.warning("storing image checks failed: %s", exc)
             if executor is not None:
+                self.started_workers = _started(executor, self.workers)
                 _stop(executor, abandon=bool(inflight) or self.deferred > 0)
 
     def _may_start(self) -> bool:
@@ -299,6 +322,21 @@ class IngestChecker:
             return self._until_deadline() >= MIN_FINISH_TO_START_S
         paused = self._load.paused()  # takes a sample when one is due
         return self._load.sampled and not paused
+
+    def _grow(self, executor: cf.Executor) -> None:
+        """Another worker when those started do not keep up (GROW_BACKLOG): each costs ~0.2 s
+        of CPU to start, which a backlog they drain does not repay (what is left at the end
+        goes to the report, measured once either way)."""
+        if not isinstance(executor, WorkerPool):
+            return
+        now = _monotonic()
+        looked_at, before = self._grow_look
+        if now - looked_at < GROW_EVERY_S:
+            return
+        backlog = len(self._backlog)
+        self._grow_look = (now, backlog)
+        if backlog >= max(before, GROW_BACKLOG * executor.size) and executor.grow():
+            executor.submit(warm)
 
     def _until_deadline(self) -> float:
         return self._flush_s if self._deadline is None else self._deadline - time.monotonic()
