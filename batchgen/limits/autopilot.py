@@ -189,9 +189,15 @@ class RateControl:
         self.current = max(self.cfg.floor_rpm, min(self.current, self.ceiling))
         return True
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> float:
         """Called as requests leave and answers come in; moves the rate at most once an
-        interval (once a step in slow start)."""
+        interval (once a step in slow start). Returns the time before which it will not move
+        again (unless ``step_s`` is lowered), so a caller may skip the calls until then."""
+        self._move(now)
+        # a hair early: a float sum may round past the difference _move compares
+        return self._last_move + (self.step_s if self.slow_start else self.cfg.interval_s) - 1e-9
+
+    def _move(self, now: float) -> None:
         step = self.step_s if self.slow_start else self.cfg.interval_s
         if now - self._last_move < step:
             return
