@@ -353,6 +353,8 @@ class RateLimiter:
         return rate_kind_of(self, ticket, now)
 
     def _tick(self, now: float) -> None:
+        """After each send and answer: the rates that are due move, and the in-flight limit
+        follows what they need (one method: it runs twice a request)."""
         if not self.adapt:
             return
         if now >= self._due:
@@ -364,38 +366,39 @@ class RateLimiter:
                     due = moves
             self._due = due
         inflight = self.inflight
-        inflight.need = self._need(now)
+        # In flight the rates in force need (Little's law: rate × latency, 25 % over).
+        # Before any answer the latency is at least the age of the first request. A rate still
+        # in slow start (climbing until the first 429) counts while the latency stays near its
+        # floor: the rate's ramp leads and the in-flight limit follows it, or, once answers
+        # come, the limit would grow one slot per answer, doubling once per latency (a minute at
+        # 15 s, while the rate waits for it). When the latency rises (a queue at the provider),
+        # only a rate bounded by a hint (a flag, an announced limit, a 429) sets it.
+        need = 0.0
+        if self._first_sent is not None:
+            latency = inflight.last_median
+            age = now - self._first_sent
+            if latency is None or age < 2 * latency:
+                # no window of answers yet, or only the first ones: those are the fast answers
+                # (the slow ones are still out), so the latency is at least the first one's age
+                latency = max(latency or 0.0, age)
+            per_s = 0.0
+            mean_n = self._sent_n[1] / max(1, self._sent_n[0])
+            for pacing, per_request in ((self.requests, 1.0), (self.images, mean_n)):
+                if pacing is None:
+                    continue
+                control = pacing.control
+                current = control.current
+                if current == math.inf:  # (never NaN)
+                    continue
+                if self._answered and control.slow_start and not inflight.calm:
+                    continue  # a queue and no bound: the in-flight limit finds its own way
+                rate = current / 60.0 / per_request
+                per_s = rate if per_s == 0.0 else min(per_s, rate)
+            need = per_s * latency * 1.25
+        inflight.need = need
         slots = inflight.slots  # a property: read once
         if self._slots.limit != slots:
             self._slots.set_limit(slots)
-
-    def _need(self, now: float) -> float:
-        """In flight the rates in force need (Little's law: rate × latency, 25 % over).
-
-        Before any answer the latency is at least the age of the first request. A rate still
-        in slow start (climbing until the first 429) counts while the latency stays near its
-        floor: the rate's ramp leads and the in-flight limit follows it, or, once answers come,
-        the limit would grow one slot per answer, doubling once per latency (a minute at 15 s,
-        while the rate waits for it). When the latency rises (a queue at the provider), only a
-        rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
-        if self._first_sent is None:
-            return 0.0
-        latency = self.inflight.last_median
-        age = now - self._first_sent
-        if latency is None or age < 2 * latency:
-            # no window of answers yet, or only the first ones: those are the fast answers (the
-            # slow ones are still out), so the latency is at least as long as the first is out
-            latency = max(latency or 0.0, age)
-        per_s = 0.0
-        mean_n = self._sent_n[1] / max(1, self._sent_n[0])
-        for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
-            if paced is None or not math.isfinite(paced.control.current):
-                continue
-            if self._answered and paced.control.slow_start and not self.inflight.calm:
-                continue  # a queue and no bound: the in-flight limit finds its own way
-            rate = paced.control.current / 60.0 / per_request
-            per_s = rate if per_s == 0.0 else min(per_s, rate)
-        return per_s * latency * 1.25
 
     # -- what it found ------------------------------------------------------------------------
     def stalled_s(self) -> float:
