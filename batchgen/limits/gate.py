@@ -1,8 +1,9 @@
 """The pool's gate: a pool-wide pause, a requests/min and an images/min bucket, and the in-flight
 slots, each moved by the autopilot (batchgen.limits.autopilot) from what the provider answers.
 
-    worker:  acquire(n)  → pause, then 1 request token and n image tokens (TokenBucket)
-             enter()     → an in-flight slot; the Ticket remembers how many were out at send
+    worker:  admit(n)    → an in-flight slot, the pause, 1 request token and n image tokens
+                           (TokenBucket); the Ticket remembers how many were out at send
+                           (try_admit(n): the same when nothing waits, else None)
              ... request ...
              on_ok(ticket, headers) / on_throttled(ticket, ...) / on_other(ticket)
              leave(ticket)
@@ -209,17 +210,6 @@ class RateLimiter:
         if self.adapt:
             self._tick(now)
         return Ticket(out, now, n)
-
-    async def enter(self) -> Ticket:
-        """An in-flight slot (after any pause that began while waiting for it)."""
-        inflight = await self._slots.acquire()
-        try:
-            await self._wait_pause()
-        except BaseException:
-            self._slots.release()
-            raise
-        del inflight
-        return self._sent(1)
 
     def leave(self, ticket: Ticket) -> None:
         if self._out > 0:
