@@ -169,14 +169,20 @@ class RateLimiter:
         if self.paused_until > now:
             return None
         requests, images = self.requests, self.images
-        if images is not None and images.bucket is not None and (n != 1 or not images.ready(now)):
-            return None  # (several image tokens are collected in turn by admit)
-        # the last check takes its token (the ones before it took nothing)
-        if requests is not None and not requests.try_take(now):
-            return None
-        slots.used += 1
+        if images is not None and images.bucket is not None:
+            # both rates paced: both ready before either is taken (several image tokens are
+            # collected in turn, by admit)
+            if n != 1 or (requests is not None and not requests.ready(now)):
+                return None
+            if not images.ready(now):
+                return None
+            if requests is not None:
+                requests.take_now(1, now)
+        elif requests is not None and not requests.try_take(now):
+            return None  # (the usual case: only the requests paced, checked and taken in one)
         if images is not None:
             images.take_now(n, now)
+        slots.used += 1
         return self._sent(n, now)
 
     async def _take_slot(self) -> None:
@@ -281,7 +287,7 @@ class RateLimiter:
                 # (on_answer moves only a rate in slow start; current is never NaN)
                 if control.slow_start and control.current < math.inf:
                     control.on_answer(latency)
-                    paced.sync()
+                    self._due = -math.inf  # the tick that follows syncs the bucket
         if latency < self._fastest:
             self._fastest = latency
             step = min(
