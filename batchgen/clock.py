@@ -37,29 +37,38 @@ class Clock(Protocol):
 def loop_time() -> float:
     """The event loop's time: asyncio's loop clock read directly where asyncio runs (the value
     ``anyio.current_time()`` returns there, without its backend lookup on every call: the
-    limiter reads this several times per request), anyio's on another backend. Raises
-    RuntimeError outside an event loop, as anyio does."""
+    limiter and the runner read this several times per request), anyio's on another backend.
+    Raises RuntimeError outside an event loop, as anyio does."""
     try:
-        return asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
     except RuntimeError:  # another backend (trio), or outside an event loop
         return anyio.current_time()
+    if type(loop).time is _PLAIN_TIME:
+        # asyncio's own clock is time.monotonic(): read it without the method's call (a loop
+        # that brings its own clock, the tests' virtual one or uvloop's, is asked)
+        return time.monotonic()
+    return loop.time()
+
+
+_PLAIN_TIME = asyncio.BaseEventLoop.time
 
 
 class SystemClock:
     """The real clock: the event loop's time for durations, the system's for timestamps."""
 
     def monotonic(self) -> float:
-        # asyncio's loop time first: the same value anyio.current_time() returns there, for
-        # less (anyio finds the backend on every call, and this runs several times per
-        # request; the cost of each is in docs/bench.md)
+        # loop_time's body, not a call to it (the runner reads this five times per request),
+        # and the system's clock outside an event loop
         try:
-            return asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # another backend (trio), or outside an event loop
-            pass
-        try:
-            return anyio.current_time()
-        except RuntimeError:  # outside an event loop
+            try:
+                return anyio.current_time()
+            except RuntimeError:  # outside an event loop
+                return time.monotonic()
+        if type(loop).time is _PLAIN_TIME:
             return time.monotonic()
+        return loop.time()
 
     def wall(self) -> float:
         return time.time()

@@ -189,9 +189,15 @@ class RateControl:
         self.current = max(self.cfg.floor_rpm, min(self.current, self.ceiling))
         return True
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> float:
         """Called as requests leave and answers come in; moves the rate at most once an
-        interval (once a step in slow start)."""
+        interval (once a step in slow start). Returns the time before which it will not move
+        again (unless ``step_s`` is lowered), so a caller may skip the calls until then."""
+        self._move(now)
+        # a hair early: a float sum may round past the difference _move compares
+        return self._last_move + (self.step_s if self.slow_start else self.cfg.interval_s) - 1e-9
+
+    def _move(self, now: float) -> None:
         step = self.step_s if self.slow_start else self.cfg.interval_s
         if now - self._last_move < step:
             return
@@ -297,7 +303,9 @@ class InflightControl:
         """The limit, never under what a known rate needs (Little's law: rate × latency)."""
         if self.fixed:
             return max(1, int(self.limit))
-        return max(1, int(max(self.limit, min(self.need, self.ceiling))))
+        # (the ceiling's body: this runs three times a request)
+        ceiling = self.cap if self.refused_at is None else max(1, self.refused_at - 1)
+        return max(1, int(max(self.limit, min(self.need, ceiling))))
 
     def sent_at(self, inflight: int, out: int | None = None) -> None:
         """A request left with ``inflight`` slots taken (``out`` of them sent, when known)."""
@@ -315,14 +323,21 @@ class InflightControl:
             self._ok_epoch = now
 
     def on_ok(self, now: float, inflight: int, latency: float) -> None:
-        self._roll(now)
-        self._ok_hi[0] = max(self._ok_hi[0], inflight)
+        if now - self._ok_epoch >= 10.0:
+            self._roll(now)
+        if inflight > self._ok_hi[0]:
+            self._ok_hi[0] = inflight
         if self.fixed:  # --no-adapt: no window is measured (it was kept, and grew, per answer)
             return
         self._window.append(latency)
         if latency < self._window_min:
             self._window_min = latency
-        if self.slow_start and self._full and self._usual(latency):
+        if (
+            self.slow_start
+            and self._full
+            # not slower than the latency tolerance allows over the floor (any, before one)
+            and (not self._medians or latency <= self.cfg.latency_tolerance * self._ranked[0])
+        ):
             # clocked by answers, as TCP's slow start by acknowledgements: one slot more per
             # answer while the slots are what holds the pool back (and the answer came as fast
             # as usual) doubles them once a latency
@@ -377,12 +392,6 @@ class InflightControl:
                 return
             self._probe_after = now + self._probe_wait
         self.limit = min(float(self.cap), nxt)
-
-    def _usual(self, latency: float) -> bool:
-        """Not slower than the latency tolerance allows over the floor (any, before one)."""
-        if not self._medians:
-            return True
-        return latency <= self.cfg.latency_tolerance * self._ranked[0]
 
     def on_refused(self, now: float, inflight: int) -> None:
         """A 429 for concurrency, for a request sent when ``inflight`` were out (itself too)."""

@@ -1,8 +1,9 @@
 """The pool's gate: a pool-wide pause, a requests/min and an images/min bucket, and the in-flight
 slots, each moved by the autopilot (batchgen.limits.autopilot) from what the provider answers.
 
-    worker:  acquire(n)  → pause, then 1 request token and n image tokens (TokenBucket)
-             enter()     → an in-flight slot; the Ticket remembers how many were out at send
+    worker:  admit(n)    → an in-flight slot, the pause, 1 request token and n image tokens
+                           (TokenBucket); the Ticket remembers how many were out at send
+                           (try_admit(n): the same when nothing waits, else None)
              ... request ...
              on_ok(ticket, headers) / on_throttled(ticket, ...) / on_other(ticket)
              leave(ticket)
@@ -38,7 +39,7 @@ from batchgen.limits.autopilot import (
     RateControl,
 )
 from batchgen.limits.found import describe, learned
-from batchgen.limits.hints import read_hint
+from batchgen.limits.hints import header_hint, read_hint
 from batchgen.limits.pacing import BURST_S as BURST_S
 from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
 from batchgen.limits.refusal import rate_kind_of, react
@@ -92,6 +93,8 @@ class RateLimiter:
         self._slots = Slots(self.inflight.slots)
         # the rates that exist (fixed at construction): the per-request ticks loop over these
         self._paced = tuple(p for p in (self.requests, self.images) if p is not None)
+        # no rate moves before this (their tick's answer): the ticks until then are skipped
+        self._due = -math.inf
         self.paused_until = 0.0
         self.paused_total_s = 0.0
         self.capped_pause: tuple[float, float] | None = None  # (asked, held) of the last cap
@@ -159,23 +162,27 @@ class RateLimiter:
         (the caller awaits ``admit``). Most requests pass here on a fast provider, without
         the cancel scope and the coroutine an awaited ``admit`` costs."""
         slots = self._slots
-        if not slots.free or self._out >= slots.limit:
+        limit = slots.limit
+        if slots.used >= limit or slots.waiters or self._out >= limit:
             return None
         now = loop_time()
         if self.paused_until > now:
             return None
         requests, images = self.requests, self.images
-        if images is not None and n != 1 and images.limited:
-            return None
-        if requests is not None and not requests.ready(now):
-            return None
-        if images is not None and n == 1 and not images.ready(now):
-            return None
-        slots.used += 1
-        if requests is not None:
-            requests.take_now(1, now)
+        if images is not None and images.bucket is not None:
+            # both rates paced: both ready before either is taken (several image tokens are
+            # collected in turn, by admit)
+            if n != 1 or (requests is not None and not requests.ready(now)):
+                return None
+            if not images.ready(now):
+                return None
+            if requests is not None:
+                requests.take_now(1, now)
+        elif requests is not None and not requests.try_take(now):
+            return None  # (the usual case: only the requests paced, checked and taken in one)
         if images is not None:
             images.take_now(n, now)
+        slots.used += 1
         return self._sent(n, now)
 
     async def _take_slot(self) -> None:
@@ -196,31 +203,23 @@ class RateLimiter:
     def _sent(self, n: int, now: float | None = None) -> Ticket:
         if now is None:
             now = loop_time()
-        self._out += 1
-        self.max_n = max(self.max_n, n)
-        self._sent_n[0] += 1
-        self._sent_n[1] += n
+        self._out = out = self._out + 1
+        if n > self.max_n:
+            self.max_n = n
+        sent_n = self._sent_n
+        sent_n[0] += 1
+        sent_n[1] += n
         if self._first_sent is None:
             self._first_sent = now
         used = self._slots.used
-        self.inflight.sent_at(used if used > self._out else self._out, self._out)
+        self.inflight.sent_at(used if used > out else out, out)
         if self.adapt:
             self._tick(now)
-        return Ticket(self._out, now, n)
-
-    async def enter(self) -> Ticket:
-        """An in-flight slot (after any pause that began while waiting for it)."""
-        inflight = await self._slots.acquire()
-        try:
-            await self._wait_pause()
-        except BaseException:
-            self._slots.release()
-            raise
-        del inflight
-        return self._sent(1)
+        return Ticket(out, now, n)
 
     def leave(self, ticket: Ticket) -> None:
-        self._out = max(0, self._out - 1)
+        if self._out > 0:
+            self._out -= 1
         self._slots.release()
 
     async def _wait_pause(self) -> None:
@@ -246,11 +245,13 @@ class RateLimiter:
         now = loop_time()
         self.last_progress = now
         self.throttled_since_progress = 0
-        self._observe(headers, now)
+        if headers:
+            self._observe(headers, now)
         if ticket is not None:
             self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
-        self._tick(now)
+        if self.adapt:
+            self._tick(now)
 
     def on_other(self) -> None:
         """An answer that was neither a success nor a 429: the run is progressing."""
@@ -281,18 +282,21 @@ class RateLimiter:
         """An answer came back: how fast answers come clocks the rates' slow start."""
         latency = now - ticket.sent_at
         if ok and self.adapt:
-            for paced in (self.requests, self.images):
-                if paced is not None and math.isfinite(paced.control.current):
-                    paced.control.on_answer(latency)
+            for paced in self._paced:
+                control = paced.control
+                # (on_answer moves only a rate in slow start; current is never NaN)
+                if control.slow_start and control.current < math.inf:
+                    control.on_answer(latency)
+                    self._due = -math.inf  # the tick that follows syncs the bucket
         if latency < self._fastest:
             self._fastest = latency
             step = min(
                 self.requests.control.cfg.interval_s if self.requests else 1.0,
                 max(0.05, 2 * latency),
             )
-            for paced in (self.requests, self.images):
-                if paced is not None:
-                    paced.control.step_s = step
+            for paced in self._paced:
+                paced.control.step_s = step
+            self._due = -math.inf  # a shorter step: the rates may move sooner
         if ok and not self._answered:
             self._answered = True
             # what is out already was let out by the rate: the first answer keeps it
@@ -307,14 +311,19 @@ class RateLimiter:
     def _observe(self, headers: dict[str, str] | None, now: float) -> None:
         if not headers:
             return
-        hint = read_hint(headers)
+        limits, exhausted = header_hint(headers)
         if self.adapt:
-            self.announce_limits(hint.limits, now)
-        if hint.exhausted is not None:
+            for kind, stated in limits.items():
+                paced = self.requests if kind == REQUESTS else self.images
+                if paced is not None and paced.control.announced != stated:
+                    # (each answer repeats the limits: announce only when one moved)
+                    self.announce_limits(limits, now)
+                    break
+        if exhausted is not None:
             # the provider's bucket is empty: wait for one unit of it, not for it to refill
-            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{hint.exhausted}"))
+            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{exhausted}"))
             if reset:
-                limit = hint.limits.get(hint.exhausted)
+                limit = limits.get(exhausted)
                 self.pause(min(reset, 60.0 / limit) if limit else reset)
 
     def announce_limits(
@@ -340,44 +349,52 @@ class RateLimiter:
         return rate_kind_of(self, ticket, now)
 
     def _tick(self, now: float) -> None:
+        """After each send and answer: the rates that are due move, and the in-flight limit
+        follows what they need (one method: it runs twice a request)."""
         if not self.adapt:
             return
-        for paced in self._paced:
-            paced.control.tick(now)
-            paced.sync()
+        if now >= self._due:
+            due = math.inf
+            for paced in self._paced:
+                moves = paced.control.tick(now)
+                paced.sync()
+                if moves < due:
+                    due = moves
+            self._due = due
         inflight = self.inflight
-        inflight.need = self._need(now)
+        # In flight the rates in force need (Little's law: rate × latency, 25 % over).
+        # Before any answer the latency is at least the age of the first request. A rate still
+        # in slow start (climbing until the first 429) counts while the latency stays near its
+        # floor: the rate's ramp leads and the in-flight limit follows it, or, once answers
+        # come, the limit would grow one slot per answer, doubling once per latency (a minute at
+        # 15 s, while the rate waits for it). When the latency rises (a queue at the provider),
+        # only a rate bounded by a hint (a flag, an announced limit, a 429) sets it.
+        need = 0.0
+        if self._first_sent is not None:
+            latency = inflight.last_median
+            age = now - self._first_sent
+            if latency is None or age < 2 * latency:
+                # no window of answers yet, or only the first ones: those are the fast answers
+                # (the slow ones are still out), so the latency is at least the first one's age
+                latency = max(latency or 0.0, age)
+            per_s = 0.0
+            mean_n = self._sent_n[1] / max(1, self._sent_n[0])
+            for pacing, per_request in ((self.requests, 1.0), (self.images, mean_n)):
+                if pacing is None:
+                    continue
+                control = pacing.control
+                current = control.current
+                if current == math.inf:  # (never NaN)
+                    continue
+                if self._answered and control.slow_start and not inflight.calm:
+                    continue  # a queue and no bound: the in-flight limit finds its own way
+                rate = current / 60.0 / per_request
+                per_s = rate if per_s == 0.0 else min(per_s, rate)
+            need = per_s * latency * 1.25
+        inflight.need = need
         slots = inflight.slots  # a property: read once
         if self._slots.limit != slots:
             self._slots.set_limit(slots)
-
-    def _need(self, now: float) -> float:
-        """In flight the rates in force need (Little's law: rate × latency, 25 % over).
-
-        Before any answer the latency is at least the age of the first request. A rate still
-        in slow start (climbing until the first 429) counts while the latency stays near its
-        floor: the rate's ramp leads and the in-flight limit follows it, or, once answers come,
-        the limit would grow one slot per answer, doubling once per latency (a minute at 15 s,
-        while the rate waits for it). When the latency rises (a queue at the provider), only a
-        rate bounded by a hint (a flag, an announced limit, a 429) sets it."""
-        if self._first_sent is None:
-            return 0.0
-        latency = self.inflight.last_median
-        age = now - self._first_sent
-        if latency is None or age < 2 * latency:
-            # no window of answers yet, or only the first ones: those are the fast answers (the
-            # slow ones are still out), so the latency is at least as long as the first is out
-            latency = max(latency or 0.0, age)
-        per_s = 0.0
-        mean_n = self._sent_n[1] / max(1, self._sent_n[0])
-        for paced, per_request in ((self.requests, 1.0), (self.images, mean_n)):
-            if paced is None or not math.isfinite(paced.control.current):
-                continue
-            if self._answered and paced.control.slow_start and not self.inflight.calm:
-                continue  # a queue and no bound: the in-flight limit finds its own way
-            rate = paced.control.current / 60.0 / per_request
-            per_s = rate if per_s == 0.0 else min(per_s, rate)
-        return per_s * latency * 1.25
 
     # -- what it found ------------------------------------------------------------------------
     def stalled_s(self) -> float:

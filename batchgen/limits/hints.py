@@ -58,16 +58,7 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
 
     Nonsense is ignored: a limit of 0, a negative or non-finite one, or one no provider has
     (over a billion a minute) announces nothing."""
-    limits: dict[str, float] = {}
-    exhausted: str | None = None
-    if headers:
-        for kind, limit_name, remaining_name in _HEADER_NAMES:
-            limit = _number(headers.get(limit_name))
-            if limit is not None and 0 < limit < 1e9:
-                limits[kind] = limit
-            remaining = _number(headers.get(remaining_name))
-            if remaining is not None and remaining < 1 and exhausted is None:
-                exhausted = kind
+    limits, exhausted = header_hint(headers) if headers else ({}, None)
     if not message and not code:  # a success's headers: no text to search (each answer)
         return Hint(limits, exhausted)
     text = message or ""
@@ -88,6 +79,33 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
         wait = float(m.group(1)) / (1000.0 if m.group(2).lower() == "ms" else 1.0)
         wait = wait if math.isfinite(wait) and wait < 86_400 else None
     return Hint(limits, exhausted, concurrency, wait, in_text)
+
+
+def header_hint(headers: dict[str, str]) -> tuple[dict[str, float], str | None]:
+    """``read_hint`` of an answer with no text: the announced limits and the exhausted kind.
+    (The gate reads this on every answer; the numbers are parsed here, not by a call each.)"""
+    limits: dict[str, float] = {}
+    exhausted: str | None = None
+    for kind, limit_name, remaining_name in _HEADER_NAMES:
+        raw = headers.get(limit_name)
+        if raw is not None:
+            try:
+                limit = float(raw)
+            except (TypeError, ValueError):
+                pass
+            else:
+                if 0 < limit < 1e9:  # (not NaN, not infinite)
+                    limits[kind] = limit
+        raw = headers.get(remaining_name)
+        if raw is not None and exhausted is None:
+            try:
+                remaining = float(raw)
+            except (TypeError, ValueError):
+                pass
+            else:
+                if -math.inf < remaining < 1:  # (not NaN, not -inf: _number's nonsense)
+                    exhausted = kind
+    return limits, exhausted
 
 
 def guess_kind(

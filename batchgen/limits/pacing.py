@@ -71,9 +71,9 @@ class Paced:
         self.control = control
         self._applied = control.current
         self._slack = slack
-        self._bucket: TokenBucket | None = None
+        self.bucket: TokenBucket | None = None  # None while the rate is infinite
         if math.isfinite(control.current):
-            self._bucket = TokenBucket(self._paced(control.current), now, BURST_S)
+            self.bucket = TokenBucket(self._paced(control.current), now, BURST_S)
         self._order = anyio.Lock()  # held by the worker at the head of the queue
         self._moved = anyio.Event()  # set (and replaced) when the rate moves
         self._waiting = 0  # workers waiting for a single token
@@ -86,13 +86,13 @@ class Paced:
         self._applied = value
         now = loop_time()
         if not math.isfinite(value):
-            self._bucket = None
-        elif self._bucket is None:
+            self.bucket = None
+        elif self.bucket is None:
             # a limit just found (a 429 said so): it was just used up, so the bucket starts
             # empty, or what waited for it would leave together with the refused retry
-            self._bucket = TokenBucket(self._paced(value), now, BURST_S, full=False)
+            self.bucket = TokenBucket(self._paced(value), now, BURST_S, full=False)
         else:
-            self._bucket.set_rate(self._paced(value), now, keep="used")
+            self.bucket.set_rate(self._paced(value), now, keep="used")
         self._wake()
 
     def _paced(self, per_minute: float) -> float:
@@ -106,8 +106,8 @@ class Paced:
 
     def drain(self) -> None:
         """Take every token out: the next one comes one spacing from now."""
-        if self._bucket is not None:
-            self._bucket.empty(loop_time())
+        if self.bucket is not None:
+            self.bucket.empty(loop_time())
             self._wake()
 
     def _wake(self) -> None:
@@ -115,7 +115,7 @@ class Paced:
         self._moved = anyio.Event()
 
     async def acquire(self, amount: int) -> None:
-        if self._bucket is not None:
+        if self.bucket is not None:
             if amount == 1:
                 # no queue for single tokens: whoever wakes when one is due takes it. A FIFO
                 # lock handed the turn on once per token, one event-loop pass each: on a
@@ -131,11 +131,20 @@ class Paced:
     @property
     def limited(self) -> bool:
         """A bucket paces this rate (it is finite)."""
-        return self._bucket is not None
+        return self.bucket is not None
+
+    def try_take(self, now: float) -> bool:
+        """``ready`` and ``take_now(1)`` in one: one token taken and counted as sent (True),
+        or nothing taken (False)."""
+        bucket = self.bucket
+        if bucket is not None and not bucket.try_take(1, now):
+            return False
+        self.control.sent(now, 1)
+        return True
 
     def ready(self, now: float) -> bool:
         """One token can be taken now, without waiting."""
-        bucket = self._bucket
+        bucket = self.bucket
         if bucket is None:
             return True
         bucket.refill(now)
@@ -143,8 +152,8 @@ class Paced:
 
     def take_now(self, amount: int, now: float) -> None:
         """Take what ``ready`` found there: one token, or any number while unlimited."""
-        if self._bucket is not None:
-            self._bucket.take(amount)
+        if self.bucket is not None:
+            self.bucket.take(amount)
         self.control.sent(now, amount)
 
     async def _take_one(self) -> None:
@@ -157,7 +166,7 @@ class Paced:
         place, left_before = self._waiting, self._left
         try:
             while True:
-                bucket = self._bucket
+                bucket = self.bucket
                 if bucket is None:  # the rate became unlimited while this worker waited
                     return
                 bucket.refill(loop_time())
@@ -188,42 +197,43 @@ class Slots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._waiters: deque[anyio.Event] = deque()
+        self.waiters: deque[anyio.Event] = deque()  # workers queued for a slot, first first
 
     @property
     def free(self) -> bool:
         """A slot is free now and nobody queues for one."""
-        return self.used < self.limit and not self._waiters
+        return self.used < self.limit and not self.waiters
 
     async def acquire(self) -> int:
         """Take a slot; returns how many are out, this one included."""
-        if self.used < self.limit and not self._waiters:
+        if self.used < self.limit and not self.waiters:
             self.used += 1
             return self.used
         event = anyio.Event()
-        self._waiters.append(event)
+        self.waiters.append(event)
         try:
             await event.wait()
         except BaseException:
             if event.is_set():
                 self.release()  # handed a slot while being cancelled: pass it on
             else:
-                self._waiters.remove(event)
+                self.waiters.remove(event)
             raise
         return self.used
 
     def release(self) -> None:
         self.used -= 1
-        self._wake()
+        if self.waiters:
+            self._wake()
 
     def set_limit(self, limit: int) -> None:
         self.limit = max(1, limit)
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.used < self.limit:
+        while self.waiters and self.used < self.limit:
             self.used += 1
-            self._waiters.popleft().set()
+            self.waiters.popleft().set()
 
 
 def loop_now() -> float:

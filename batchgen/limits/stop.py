@@ -20,15 +20,23 @@ class RunControl:
     also cancels the requests in flight (the pool's task group, attached with ``cancels``)."""
 
     def __init__(self) -> None:
-        self.reason: ErrorClass | None = None
+        # reason is not None, kept as a plain attribute: every worker reads it several times a
+        # request (a property was a call each time)
+        self.stopping = False
+        self._reason: ErrorClass | None = None
         self.message = ""
         self._cancel: Any = None
         # waits that a stop should cut short (limiter, backoff): a stop must not wait them out
         self._waits: set[anyio.CancelScope] = set()
 
     @property
-    def stopping(self) -> bool:
-        return self.reason is not None
+    def reason(self) -> ErrorClass | None:
+        return self._reason
+
+    @reason.setter
+    def reason(self, reason: ErrorClass | None) -> None:
+        self._reason = reason
+        self.stopping = reason is not None
 
     def stop(self, reason: ErrorClass, message: str = "") -> None:
         if self.reason is None:
