@@ -2,7 +2,7 @@
 (batchgen.sim.limits.ServerLimiter, fed the event loop's time), an optional cap on concurrent
 requests, and answers shaped like the simulator's (x-ratelimit headers or none, Retry-After in
 ms, whole seconds or absent). Workers go through the real RateLimiter exactly as the pool's
-do: acquire → enter → answer → on_ok / on_throttled → leave.
+do: admit → answer → on_ok / on_throttled → leave.
 """
 
 from __future__ import annotations
