@@ -57,18 +57,10 @@ class SystemClock:
     """The real clock: the event loop's time for durations, the system's for timestamps."""
 
     def monotonic(self) -> float:
-        # loop_time's body, not a call to it (the runner reads this five times per request),
-        # and the system's clock outside an event loop
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # another backend (trio), or outside an event loop
-            try:
-                return anyio.current_time()
-            except RuntimeError:  # outside an event loop
-                return time.monotonic()
-        if type(loop).time is _PLAIN_TIME:
+            return loop_time()
+        except RuntimeError:  # outside an event loop
             return time.monotonic()
-        return loop.time()
 
     def wall(self) -> float:
         return time.time()

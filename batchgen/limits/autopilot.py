@@ -303,9 +303,7 @@ class InflightControl:
         """The limit, never under what a known rate needs (Little's law: rate × latency)."""
         if self.fixed:
             return max(1, int(self.limit))
-        # (the ceiling's body: this runs three times a request)
-        ceiling = self.cap if self.refused_at is None else max(1, self.refused_at - 1)
-        return max(1, int(max(self.limit, min(self.need, ceiling))))
+        return max(1, int(max(self.limit, min(self.need, self.ceiling))))
 
     def sent_at(self, inflight: int, out: int | None = None) -> None:
         """A request left with ``inflight`` slots taken (``out`` of them sent, when known)."""

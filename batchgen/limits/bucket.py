@@ -58,15 +58,11 @@ class TokenBucket:
 
     def try_take(self, cost: float, now: float) -> bool:
         """``refill``, then ``take`` when ``wait_for(cost)`` is 0: True; False with nothing
-        taken otherwise. (One call where the gate's path, once per request, made three.)"""
-        elapsed = now - self._stamp
-        if elapsed > 0.0:
-            tokens = self.tokens + elapsed * (self.per_minute / 60.0)  # as refill
-            self.tokens = tokens if tokens < self.capacity else self.capacity
-        self._stamp = now
-        if self.tokens < (cost if cost < self.capacity else self.capacity) - 1e-9:
+        taken otherwise."""
+        self.refill(now)
+        if self.wait_for(cost) > 0.0:
             return False
-        self.tokens -= cost
+        self.take(cost)
         return True
 
     def empty(self, now: float) -> None:

@@ -83,28 +83,17 @@ def read_hint(headers: dict[str, str] | None, message: str = "", code: str = "")
 
 def header_hint(headers: dict[str, str]) -> tuple[dict[str, float], str | None]:
     """``read_hint`` of an answer with no text: the announced limits and the exhausted kind.
-    (The gate reads this on every answer; the numbers are parsed here, not by a call each.)"""
+    (The gate reads this on every answer, without building a Hint.)"""
     limits: dict[str, float] = {}
     exhausted: str | None = None
     for kind, limit_name, remaining_name in _HEADER_NAMES:
-        raw = headers.get(limit_name)
-        if raw is not None:
-            try:
-                limit = float(raw)
-            except (TypeError, ValueError):
-                pass
-            else:
-                if 0 < limit < 1e9:  # (not NaN, not infinite)
-                    limits[kind] = limit
-        raw = headers.get(remaining_name)
-        if raw is not None and exhausted is None:
-            try:
-                remaining = float(raw)
-            except (TypeError, ValueError):
-                pass
-            else:
-                if -math.inf < remaining < 1:  # (not NaN, not -inf: _number's nonsense)
-                    exhausted = kind
+        limit = _number(headers.get(limit_name))
+        if limit is not None and 0 < limit < 1e9:
+            limits[kind] = limit
+        if exhausted is None:
+            remaining = _number(headers.get(remaining_name))
+            if remaining is not None and remaining < 1:
+                exhausted = kind
     return limits, exhausted
 
 
