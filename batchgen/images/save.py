@@ -27,10 +27,8 @@ class ImageData:
     revised_prompt: str | None = None
 
 
-_PNG = b"\x89PNG\r\n\x1a\n"
-_PNG_SIZE = struct.Struct(">II")
 _MAGIC: tuple[tuple[bytes, str], ...] = (
-    (_PNG, "png"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
     (b"GIF87a", "gif"),
     (b"GIF89a", "gif"),
@@ -90,11 +88,8 @@ def image_pixels(data: bytes, ext: str) -> int | None:
 
 
 def image_header(data: bytes) -> tuple[str | None, int | None]:
-    """(:func:`sniff_ext`, :func:`image_pixels`) in one call; a PNG (what most providers
-    send) is read without either."""
-    if data[:8] == _PNG and data[12:16] == b"IHDR" and len(data) >= 24:
-        width, height = _PNG_SIZE.unpack_from(data, 16)
-        return "png", width * height
+    """(:func:`sniff_ext`, :func:`image_pixels`): the format, and the pixels its header
+    claims (None for either that the bytes do not say)."""
     ext = sniff_ext(data)
     return ext, (None if ext is None else image_pixels(data, ext))
 
@@ -121,17 +116,10 @@ def save_images(
             name = image_name(job_id, i, image.ext, tag)
             final = f"{folder}/{name}"
             tmp = f"{folder}/.{name}.tmp"
-            try:
-                fd = os.open(tmp, _CREATE, 0o644)
-            except FileExistsError:
-                fd = _create(tmp)
+            fd = _create(tmp)
             try:
                 faultpoints.fail("image:write")
-                data = image.data
-                # one write takes a whole image almost always; the rest in a loop if not
-                written = os.write(fd, data)
-                if written < len(data):
-                    _write_all(fd, memoryview(data)[written:])
+                _write_all(fd, image.data)
             except BaseException:
                 os.close(fd)
                 _unlink_quietly(tmp)
@@ -166,7 +154,7 @@ def _create(tmp: str) -> int:
         return os.open(tmp, _CREATE, 0o644)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

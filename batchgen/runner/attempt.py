@@ -80,11 +80,9 @@ class JobRunner:
         self.budget_gate = budget_gate
         self.inflight = inflight
         self.tally = tally
-        self._store = context.images
-        # the file name tag of a job's images: the session's, or the retag of an edited job
-        self._tag, self._retag = context.image_tag, context.retag
-        if self._tag:
-            self._retag = frozenset()  # (a round's tag wins: RowContext.tag_of)
+        # one attempt: with a budget, each holds its worst case first (no coroutine level
+        # more for a run without one)
+        self._one_attempt = self._attempt if budget_gate is None else self._reserved_attempt
         self.reach = reach or Reachability(
             clock.monotonic(), window_s=settings.unreachable_window_s
         )
@@ -112,10 +110,7 @@ class JobRunner:
         try:
             try:
                 # most jobs take one attempt: no retry machinery, no backoff made for them
-                if self.budget_gate is None:
-                    await self._attempt(tried)
-                else:
-                    await self._reserved_attempt(tried)
+                await self._one_attempt(tried)
                 return
             except AttemptError as exc:
                 if not self._again(exc, tried):
@@ -155,15 +150,12 @@ class JobRunner:
             with attempt:
                 if self.control.stopping:
                     raise _Stopped
-                if self.budget_gate is None:
-                    await self._attempt(tried)
-                else:
-                    await self._reserved_attempt(tried)
+                await self._one_attempt(tried)
 
     async def _reserved_attempt(self, tried: Try) -> None:
         """Every attempt holds its own worst case: a provider that bills a failed attempt
         (a 200 with a broken image) cannot push the spend past the cap on the retry."""
-        assert self.budget_gate is not None  # (run and _retry call this only with a gate)
+        assert self.budget_gate is not None  # (_one_attempt is this only with a gate)
         reservation = await self.budget_gate.reserve(tried.job)
         if reservation is None:
             raise _Stopped if self.control.stopping else _OverBudget
@@ -223,8 +215,8 @@ class JobRunner:
         latency = now - tried.t0
         self.limiter.on_ok(ticket, result.ratelimit)
         self.reach.answered(now)
-        job, store, images = tried.job, self._store, result.images
-        tag = self._tag if job.id not in self._retag else self.ctx.tag_of(job.id)
+        job, store, images = tried.job, self.ctx.images, result.images
+        tag = self.ctx.tag_of(job.id)
         try:
             if store.inline(images):  # a small answer into the page cache
                 paths, nbytes = store.save(job.id, images, tag)
@@ -246,7 +238,7 @@ class JobRunner:
             if image.revised_prompt:
                 revised = image.revised_prompt
                 break
-        row = attempt_row(self.ctx, tried, self.clock.wall(), latency)
+        row = self._row(tried, latency)
         row.update(
             {
                 "status": STATUS_OK,
