@@ -31,15 +31,10 @@ from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
 from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
 from batchgen.config import POOL_DEFAULTS
 from batchgen.errors import parse_reset_duration
-from batchgen.limits.autopilot import (
-    IMAGES,
-    REQUESTS,
-    AutopilotConfig,
-    InflightControl,
-    RateControl,
-)
+from batchgen.limits.autopilot import IMAGES, REQUESTS, AutopilotConfig, RateControl
 from batchgen.limits.found import describe, learned
 from batchgen.limits.hints import header_hint, read_hint
+from batchgen.limits.inflight import InflightControl
 from batchgen.limits.pacing import BURST_S as BURST_S
 from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
 from batchgen.limits.refusal import rate_kind_of, react
