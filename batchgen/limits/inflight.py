@@ -17,10 +17,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from batchgen.limits.autopilot import AutopilotConfig
+from batchgen.limits.tuning import AutopilotConfig
 
 
 class InflightControl:
