@@ -8,10 +8,15 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from batchgen.cluster.gate import Seen
 from batchgen.cluster.limit import CONFIG, HORIZON_S, MARGIN, Report, SharedLimit
+from batchgen.limits import RateLimiter
+from batchgen.sim.responses import server_rate_limited
+from tests.vtime import run_virtual
 
 
 def _sends(limit: SharedLimit, shards: int, seconds: float, step: float = 0.01) -> list[float]:
@@ -216,3 +221,37 @@ def test_the_progress_is_each_shards_last_tally_added_up() -> None:
         "throttled": 1,
         "per_minute": pytest.approx(600),
     }
+
+
+@pytest.mark.parametrize("kind", ["requests", "images"])
+@pytest.mark.parametrize("stated_in", ["429 text", "headers"])
+def test_a_stated_limit_is_learned_as_from_where_it_was_stated(stated_in, kind) -> None:
+    """A limit a shard read in the simulator's 429 text (no headers) is the cluster's as from
+    "429 text", one from x-ratelimit headers as from "headers": what a local gate records
+    for the same answer (its run.json's rpm_source / ipm_source)."""
+    if stated_in == "429 text":
+        refused = server_rate_limited("gpt-image-1", kind, 600, 2.0)
+        headers, message, code = None, refused.message, refused.code or ""
+    else:
+        headers, message, code = {f"x-ratelimit-limit-{kind}": "600"}, "", ""
+    seen = Seen()
+    seen.hint(headers, message, code)
+    limit = SharedLimit(0.0)
+    limit.report(0.5, seen.take())
+    control = limit.requests if kind == "requests" else limit.images
+
+    async def local_gate() -> dict[str, Any]:  # the same answer, to a local run's gate
+        local = RateLimiter()
+        if message:
+            local.on_throttled(None, None, headers, message, code)
+        else:
+            local.on_ok(None, headers)
+        return local.learned()
+
+    key = "rpm" if kind == "requests" else "ipm"
+    assert control.announced == 600.0 and control.source == stated_in
+    assert run_virtual(local_gate)[f"{key}_source"] == stated_in
+    # a later answer's headers repeat the limit: where it was first stated stays
+    seen.hint({f"x-ratelimit-limit-{kind}": "600"})
+    limit.report(1.0, seen.take())
+    assert control.source == stated_in

@@ -19,6 +19,7 @@ from batchgen.money import (
     quote_to_dict,
     worst_case_usd,
 )
+from batchgen.money.memo import MEMO_LIMIT, remember
 from batchgen.money.quote import min_wall_time
 from batchgen.provider.base import Usage
 
@@ -456,3 +457,21 @@ def test_check_job_remembers_a_setting_but_not_across_its_types_or_prompts(price
     two = check_job(prices, job({**ok, "size": "99x99", "quality": "best"}))
     assert two == check_job(prices, job({**ok, "size": "99x99", "quality": "best"}))
     assert len(two) == 2 and "99x99" in two[0] and "best" in two[1]
+
+
+def test_a_full_memo_is_emptied_and_the_checks_and_costs_stay_right(prices):
+    # the memos of check_job and the cost lookups hold MEMO_LIMIT settings, then start again:
+    # a setting checked before the memo was emptied is checked and priced again, the same
+    memo: dict[int, int] = {}
+    for i in range(MEMO_LIMIT):
+        assert remember(memo, i, i * 2) == i * 2
+    assert len(memo) == MEMO_LIMIT
+    assert remember(memo, -1, 7) == 7 and memo == {-1: 7}
+    first = job({"model": "dall-e-3", "size": "99x99"})
+    problems, estimate = check_job(prices, first), estimate_job(prices, first)
+    assert problems and "99x99" in problems[0] and estimate is not None
+    for i in range(MEMO_LIMIT + 1):  # more settings than a memo holds: each is emptied once
+        other = job({"model": "dall-e-3", "size": f"{i}x7"})
+        assert f"{i}x7" in check_job(prices, other)[0]
+        assert estimate_job(prices, other) == estimate
+    assert check_job(prices, first) == problems and estimate_job(prices, first) == estimate

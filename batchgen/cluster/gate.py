@@ -40,6 +40,7 @@ class Seen:
     images: int = 0
     announced_ipm: float | None = None
     throttled_images: int = 0
+    announced_in_text: frozenset[str] = frozenset()  # of the two above, stated in a 429's text
     max_n: int = 1  # the most images a request of this shard asked for (kept across calls)
     jobs_done: int = 0  # the shard's jobs ended so far, and failed (the pool's tally)
     jobs_failed: int = 0
@@ -56,6 +57,7 @@ class Seen:
             images=self.images,
             announced_ipm=self.announced_ipm,
             throttled_images=self.throttled_images,
+            announced_in_text=self.announced_in_text,
             jobs_done=self.jobs_done,
             jobs_failed=self.jobs_failed,
         )
@@ -78,10 +80,15 @@ class Seen:
         or whose remaining is 0; else images when requests ask for several, as the local
         gate's guess is)."""
         hint = read_hint(headers, message, code)
-        if (limit := hint.limits.get(REQUESTS)) is not None:
+        limits = hint.limits
+        if (limit := limits.get(REQUESTS)) is not None:
             self.announced_rpm = limit
-        if (limit := hint.limits.get(IMAGES)) is not None:
+        if (limit := limits.get(IMAGES)) is not None:
             self.announced_ipm = limit
+        if hint.in_text or self.announced_in_text:
+            # where each kind's last stated limit was: the actor labels it so
+            kept = (kind for kind in self.announced_in_text if kind not in limits)
+            self.announced_in_text = hint.in_text.union(kept)
         if hint.exhausted is not None:
             return hint.exhausted
         return IMAGES if self.max_n > 1 else REQUESTS

@@ -12,7 +12,8 @@ images/min one), fed with what every shard saw, so the cluster adapts as one loc
     shards' reports  → RateControl      (what a local run's gate does with the same answer)
     requests sent      sent(now, n)       each rate's measure of what went out
     a success          on_answer(latency) slow start clocked by answers (+1 request a latency)
-    a stated limit     announce(limit)    x-ratelimit-limit-*, a 429 text that states it
+    a stated limit     announce(limit)    x-ratelimit-limit-*, a 429 text that states it (the
+                                          source it is labelled with: "headers", "429 text")
     a 429              on_loss(now)       the cut (slow start's ½, then the cubic-like cycle),
                                           for the kind it was for (named, or images with n > 1)
     every call         tick(now)          slow start ×2 a step, the approach, the probe
@@ -60,6 +61,8 @@ class Report:
     images: int = 0  # images the requests sent asked for (n added up)
     announced_ipm: float | None = None  # the last images/min limit a provider stated
     throttled_images: int = 0  # of ``throttled``: 429s for images/min
+    # the kinds whose last stated limit was in a 429's text, not in x-ratelimit headers
+    announced_in_text: frozenset[str] = frozenset()
     jobs_done: int = 0  # the shard's jobs ended so far (absolute): the driver's progress line
     jobs_failed: int = 0  # ... of them failed
 
@@ -154,7 +157,9 @@ class SharedLimit:
             (self.images, seen.announced_ipm),
         ):
             if limit is not None and limit > 0 and control.announced != limit:
-                control.announce(limit, now)
+                # labelled by where it was stated, as a local gate does (limits.announced)
+                where = "429 text" if control.kind in seen.announced_in_text else "headers"
+                control.announce(limit, now, where)
                 moved.add(control.kind)
         if seen.ok:
             latency = seen.ok_latency_s / seen.ok

@@ -1,7 +1,8 @@
 """Limits: what holds sending back. The autopilot controls that learn a provider's limits
-(``autopilot``), the gate every request passes (``gate.RateLimiter``: pause, rate buckets,
-adaptive in-flight slots; ``seam.Gate`` is what the pool needs of any gate) and the run's stop
-switch (``stop.RunControl``)."""
+(``autopilot``: the rates; ``inflight``: the in-flight limit; ``tuning``: their settings), the
+gate every request passes (``gate.RateLimiter``: pause, rate buckets, adaptive in-flight slots;
+``seam.Gate`` is what the pool needs of any gate) and the run's stop switch
+(``stop.RunControl``)."""
 
 from batchgen.limits.gate import (
     BURST_S,

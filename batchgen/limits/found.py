@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from batchgen.limits.autopilot import InflightControl
+from batchgen.limits.inflight import InflightControl
 from batchgen.limits.pacing import Paced
 
 

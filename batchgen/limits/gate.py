@@ -16,6 +16,10 @@ time, so a request with n=4 waits for 4 image tokens and the bucket never needs 
 The user's --rpm/--ipm/--concurrency are ceilings the autopilot never passes; with
 ``adapt=False`` (--no-adapt) the rates and the slots stay exactly at the flags.
 
+Modules the gate calls with itself (each reads it through a protocol) decide what a limit the
+provider states does (batchgen.limits.announced), what a 429 does (refusal), and what it found
+(found); the gate keeps the admission and the clock of the controls (``_tick``).
+
 All time is the event loop's (``batchgen.clock.loop_time``), so tests run this on a virtual clock.
 """
 
@@ -30,16 +34,11 @@ from batchgen.clock import loop_time
 from batchgen.config import DEFAULT_CONCURRENCY_CAP as DEFAULT_CONCURRENCY_CAP
 from batchgen.config import FIXED_CONCURRENCY as FIXED_CONCURRENCY
 from batchgen.config import POOL_DEFAULTS
-from batchgen.errors import parse_reset_duration
-from batchgen.limits.autopilot import (
-    IMAGES,
-    REQUESTS,
-    AutopilotConfig,
-    InflightControl,
-    RateControl,
-)
+from batchgen.limits.announced import announce, observe
+from batchgen.limits.autopilot import IMAGES, REQUESTS, AutopilotConfig, RateControl
 from batchgen.limits.found import describe, learned
-from batchgen.limits.hints import header_hint, read_hint
+from batchgen.limits.hints import read_hint
+from batchgen.limits.inflight import InflightControl
 from batchgen.limits.pacing import BURST_S as BURST_S
 from batchgen.limits.pacing import Paced, Slots, Ticket, loop_now
 from batchgen.limits.refusal import rate_kind_of, react
@@ -246,7 +245,7 @@ class RateLimiter:
         self.last_progress = now
         self.throttled_since_progress = 0
         if headers:
-            self._observe(headers, now)
+            observe(self, headers, now)
         if ticket is not None:
             self._answer(now, ticket, ok=True)
             self.inflight.on_ok(now, ticket.inflight, now - ticket.sent_at)
@@ -304,41 +303,17 @@ class RateLimiter:
             self.inflight.limit = max(self.inflight.limit, float(keep))
 
     def observe_headers(self, headers: dict[str, str] | None) -> None:
-        """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer."""
+        """Learn from ``x-ratelimit-{limit,remaining,reset}-{requests,images}`` on any answer
+        (batchgen.limits.announced)."""
         if headers:
-            self._observe(headers, loop_time())
-
-    def _observe(self, headers: dict[str, str] | None, now: float) -> None:
-        if not headers:
-            return
-        limits, exhausted = header_hint(headers)
-        if self.adapt:
-            for kind, stated in limits.items():
-                paced = self.requests if kind == REQUESTS else self.images
-                if paced is not None and paced.control.announced != stated:
-                    # (each answer repeats the limits: announce only when one moved)
-                    self.announce_limits(limits, now)
-                    break
-        if exhausted is not None:
-            # the provider's bucket is empty: wait for one unit of it, not for it to refill
-            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{exhausted}"))
-            if reset:
-                limit = limits.get(exhausted)
-                self.pause(min(reset, 60.0 / limit) if limit else reset)
+            observe(self, headers, loop_time())
 
     def announce_limits(
         self, limits: dict[str, float], now: float, in_text: frozenset[str] = frozenset()
     ) -> set[str]:
         """Announced limits → the rates (``in_text``: the kinds a 429's text stated, not the
-        headers); returns the kinds whose limit moved."""
-        moved = set()
-        for kind, limit in limits.items():
-            paced = self.requests if kind == REQUESTS else self.images
-            if paced is not None and paced.control.announced != limit:
-                paced.control.announce(limit, now, "429 text" if kind in in_text else "headers")
-                paced.sync()
-                moved.add(kind)
-        return moved
+        headers); returns the kinds whose limit moved (batchgen.limits.announced)."""
+        return announce(self, limits, now, in_text)
 
     def set_slot_limit(self, slots: int) -> None:
         """The in-flight slots now (a concurrency 429's cut)."""

@@ -9,13 +9,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from batchgen.limits.autopilot import (
-    CONCURRENCY,
-    IMAGES,
-    REQUESTS,
-    InflightControl,
-    RateControl,
-)
+from batchgen.limits.autopilot import CONCURRENCY, IMAGES, REQUESTS, RateControl
+from batchgen.limits.inflight import InflightControl
 
 
 @dataclass(frozen=True, slots=True)

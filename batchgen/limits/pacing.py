@@ -1,7 +1,7 @@
 """The gate's pacing parts: a token bucket whose rate changes in place with the workers that
 wait for it, a rate control paired with its bucket, and in-flight slots whose number changes
 while they are held. (batchgen.limits.gate puts them together; the controls that move them are
-in autopilot; the bucket's arithmetic, shared with the simulator, is in bucket.)"""
+in autopilot and inflight; the bucket's arithmetic, shared with the simulator, is in bucket.)"""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from batchgen.limits.autopilot import CONCURRENCY, IMAGES, REQUESTS, InflightControl
+from batchgen.limits.autopilot import CONCURRENCY, IMAGES, REQUESTS
 from batchgen.limits.hints import Hint, guess_kind
+from batchgen.limits.inflight import InflightControl
 from batchgen.limits.pacing import Paced, Ticket
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from batchgen.jobs.model import Job
+from batchgen.money.memo import remember
 from batchgen.money.table import AUTO, Constraints, CustomSizes, PriceTable, parse_size
 
 
@@ -30,7 +31,9 @@ def check_job(models_table: PriceTable, job: Job) -> list[str]:
     except TypeError:  # an unhashable value (a Python caller's job): checked, not kept
         checked = _check_setting(models_table, str(model), n, size, quality)
     if checked is None or checked.table is not models_table:
-        checked = _remember(key, _check_setting(models_table, str(model), n, size, quality))
+        checked = remember(
+            _CHECKED, key, _check_setting(models_table, str(model), n, size, quality)
+        )
     limits = checked.limits
     if limits is None:
         # no constraints: the job reader already checked n's type and 1–10; nothing more
@@ -58,13 +61,6 @@ class _Checked(NamedTuple):
 # (id(table), model, n, size, quality and their types: True == 1, but n=True is refused)
 # -> its _Checked
 _CHECKED: dict[tuple[Any, ...], _Checked] = {}
-
-
-def _remember(key: tuple[Any, ...], checked: _Checked) -> _Checked:
-    if len(_CHECKED) >= 4096:
-        _CHECKED.clear()
-    _CHECKED[key] = checked
-    return checked
 
 
 def _check_setting(table: PriceTable, model: str, n: Any, size: Any, quality: Any) -> _Checked:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from batchgen.jobs.inputs import job_input_tokens
 from batchgen.jobs.model import Job
+from batchgen.money.memo import remember
 from batchgen.money.table import ANY, AUTO, ModelPrice, PriceTable, parse_size
 from batchgen.provider.base import Usage
 
@@ -217,10 +218,8 @@ def _setting(prices: PriceTable, job: Job) -> _Setting | None:
     whole = None
     if costs and entry.billing != "tokens":
         whole = Estimate(low, expected if expected is not None else high, high)
-    if len(_SETTINGS) >= 4096:
-        _SETTINGS.clear()
-    setting = _SETTINGS[key] = _Setting(prices, entry, costs, expected, low, high, per_image, whole)
-    return setting
+    setting = _Setting(prices, entry, costs, expected, low, high, per_image, whole)
+    return remember(_SETTINGS, key, setting)
 
 
 def _costs(entry: ModelPrice, job: Job) -> tuple[tuple[float, ...], float | None]:

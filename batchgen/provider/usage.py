@@ -55,11 +55,18 @@ def parse_usage(raw: Any) -> tuple[Usage | None, str | None]:
             for value in (text, image, total_in, output):
                 if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS):
                     return _checked(raw)
-            text, image, total_in = text or 0, image or 0, total_in or 0
-            if not details and total_in:
-                text = total_in  # no breakdown: text-only prompt, as for generations
-            return Usage(total_in or text + image, text, image, output or 0), None
+            return _usage(details, text or 0, image or 0, total_in or 0, output or 0), None
     return _checked(raw)
+
+
+def _usage(
+    details: Any, text: int, image: int, total_in: int, output: int, suspect: bool = False
+) -> Usage:
+    """The Usage of counts already checked (0 where absent). No breakdown of the input (no
+    ``input_tokens_details``, or an empty one): the prompt was text only, as for generations."""
+    if not details and total_in:
+        text = total_in
+    return Usage(total_in or text + image, text, image, output, suspect)
 
 
 def _checked(raw: Any) -> tuple[Usage | None, str | None]:
@@ -76,15 +83,7 @@ def _checked(raw: Any) -> tuple[Usage | None, str | None]:
     image = _count(details.get("image_tokens"), "input_tokens_details.image_tokens", bad)
     total_in = _count(raw.get("input_tokens"), "input_tokens", bad)
     output = _count(raw.get("output_tokens"), "output_tokens", bad)
-    if not details and total_in:
-        text = total_in  # no breakdown: text-only prompt, as for generations
-    usage = Usage(
-        input_tokens=total_in or text + image,
-        input_text_tokens=text,
-        input_image_tokens=image,
-        output_tokens=output,
-        suspect=bool(bad),
-    )
+    usage = _usage(details, text, image, total_in, output, bool(bad))
     if bad:
         return usage, f"usage ignored ({', '.join(bad)}: not token counts); priced from the table"
     return usage, None
