@@ -56,7 +56,9 @@ class SimServer(SimFront):
     def app(self) -> web.Application:
         # edits upload images (up to 16 of < 50 MB each on the real API; the simulator
         # takes bodies up to 128 MB)
-        app = web.Application(client_max_size=128 * 1024 * 1024)
+        # (redirect_to is read when the app is made: no middleware on the hot path without it)
+        moved = [self._moved] if self.config.redirect_to is not None else []
+        app = web.Application(client_max_size=128 * 1024 * 1024, middlewares=moved)
         app.router.add_post("/v1/images/generations", self.handle_generate)
         app.router.add_post("/images/generations", self.handle_generate)
         app.router.add_post("/v1/images/edits", self.handle_edit)
@@ -77,6 +79,15 @@ class SimServer(SimFront):
         app.router.add_get("/_sim/config", self.handle_get_config)
         app.router.add_post("/_sim/config", self.handle_set_config)
         return app
+
+    @web.middleware
+    async def _moved(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """``redirect_to``: the API answers 307 to the same path on another origin."""
+        target = self.config.redirect_to
+        if not target or request.path.startswith("/_sim/"):
+            return await handler(request)
+        location = target.rstrip("/") + request.path_qs
+        return web.Response(status=307, headers={"Location": location})
 
     # -- the images API --------------------------------------------------------------------
     async def handle_generate(self, request: web.Request) -> web.StreamResponse:
