@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from batchgen.errors import MAX_FIELD_CHARS, AttemptError, ErrorClass, error_code, provider_text
 from batchgen.redaction import redact
@@ -56,12 +57,34 @@ class KeyedSession:
         self._key_lower = api_key.lower() if api_key.isascii() else ""
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        home = URL(self.base_url)
+        self._home = (home.scheme, home.host, home.port)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, middlewares=(self._key_stays_home,)
+            )
         return self._session
+
+    def key_may_go_to(self, url: URL) -> bool:
+        """May a request to ``url`` carry the key? Only one to the base URL's origin (the
+        polling providers widen it to their own hosts: batchgen.provider.poll)."""
+        return (url.scheme, url.host, url.port) == self._home
+
+    async def _key_stays_home(
+        self,
+        req: aiohttp.ClientRequest,
+        handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+    ) -> aiohttp.ClientResponse:
+        """Every hop of every request, redirects included: aiohttp drops ``Authorization`` when
+        a redirect leaves the origin, but not ``api-key`` (Azure), ``x-goog-api-key`` (Gemini)
+        or ``x-key`` (Black Forest Labs); a header carrying the key goes nowhere else."""
+        if self._key and not self.key_may_go_to(req.url):
+            for name in [name for name, value in req.headers.items() if self._key in value]:
+                req.headers.popall(name, None)
+        return await handler(req)
 
     async def aclose(self) -> None:
         if self._session is not None:
