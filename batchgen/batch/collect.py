@@ -34,7 +34,7 @@ from batchgen.batch.lines import MAX_LINE_ENV, LongLine, http_status, text
 from batchgen.batch.state import Part
 from batchgen.batch.submit import base_row
 from batchgen.errors import AttemptError, ErrorClass, classify_http
-from batchgen.images import save_images, sniff_ext
+from batchgen.images import MAX_IMAGE_PIXELS, image_header, save_images
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
 from batchgen.provider.base import ImageData, Usage
@@ -187,7 +187,7 @@ async def _ok_line(
     # a usage the provider got wrong is priced from the table (provider/usage.py)
     usage = parse_usage(body.get("usage"))[0] if isinstance(body, dict) else None
     try:
-        images = _images(body)
+        images, note = _images(body, job.n)
     except _Line as exc:
         if job.id in seen:
             return
@@ -227,6 +227,7 @@ async def _ok_line(
             "image_count": len(paths),
             "image_bytes": nbytes,
             "revised_prompt": next((i.revised_prompt for i in images if i.revised_prompt), None),
+            "error_message": note,
             "cost_usd": cost,
             "cost_source": "usage"
             if usage is not None and cost is not None
@@ -283,10 +284,16 @@ def _has_images(body: Any) -> bool:
     )
 
 
-def _images(body: Any) -> list[ImageData]:
+def _images(body: Any, n: int) -> tuple[list[ImageData], str | None]:
+    """The line's images, checked as the live path checks them (batchgen.provider.openai):
+    the first ``n`` only (and a note saying how many came), none a decompression bomb."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list) or not data:
         raise _Line("the 200 line has no images (`data` is missing or empty)")
+    note = None
+    if len(data) > n:
+        note = f"the answer held {len(data)} images for n={n}: kept the first {n}"
+        data = data[:n]
     out = []
     for i, item in enumerate(data):
         b64 = item.get("b64_json") if isinstance(item, dict) else None
@@ -296,11 +303,16 @@ def _images(body: Any) -> list[ImageData]:
             raw = pybase64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise _Line(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
-        ext = sniff_ext(raw)
+        ext, pixels = image_header(raw)
         if ext is None:
             raise _Line(f"data[{i}] is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
+        if pixels is not None and pixels > MAX_IMAGE_PIXELS:
+            raise _Line(
+                f"data[{i}] is a decompression bomb: its header claims {pixels:,} pixels "
+                f"(Pillow's limit is {MAX_IMAGE_PIXELS:,}); not saved"
+            )
         out.append(ImageData(raw, ext, text(item.get("revised_prompt"))))
-    return out
+    return out, note
 
 
 def _cost(ctx: BatchContext, job: Job, usage: Usage | None, images: int) -> float | None:
