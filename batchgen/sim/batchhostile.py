@@ -5,7 +5,8 @@
 a status_code that is not one; ``revised_dict``: a revised_prompt that is an object;
 ``error_then_ok``: a 500 line, then the ok line, for the same custom_id; ``pad=N``: N KB of
 padding inside the body; ``images=K``: the answer's image repeated to K images, whatever
-``n`` asked (a provider's bug or a gateway's fan-out); ``bomb``: the first image replaced by a
+``n`` asked (a provider's bug or a gateway's fan-out); ``b64_lines``: the base64 in MIME lines
+(sim/faults.py's ``[sim:b64_lines]``); ``bomb``: the first image replaced by a
 PNG whose header claims 40,000 × 40,000 pixels (a few hundred bytes; a decoder would try to
 allocate 1.6 GB).
 """
@@ -20,8 +21,9 @@ import zlib
 
 from batchgen.sim import responses
 from batchgen.sim.batchstate import Batch, Line, line_bytes
+from batchgen.sim.faults import mime_b64
 
-_MARKER = re.compile(r"\[batch:([a-z_]+(?:=\d+)?)\]")
+_MARKER = re.compile(r"\[batch:([a-z0-9_]+(?:=\d+)?)\]")
 
 
 def marker(line: Line) -> str | None:
@@ -53,6 +55,11 @@ def mangled(b: Batch, line: Line, body: bytes, mode: str) -> list[bytes]:
     if mode.startswith("images="):
         doc = json.loads(body)
         doc["data"] = [doc["data"][0]] * int(mode[7:])
+        return [line_bytes(b, line, 200, json.dumps(doc).encode())]
+    if mode == "b64_lines":
+        doc = json.loads(body)
+        for item in doc["data"]:
+            item["b64_json"] = mime_b64(base64.b64decode(item["b64_json"]))
         return [line_bytes(b, line, 200, json.dumps(doc).encode())]
     if mode == "bomb":
         doc = json.loads(body)

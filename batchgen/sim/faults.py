@@ -26,8 +26,11 @@ _DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
 QUALITY_DIRECTIVES = frozenset({"wrong"})
 # directives about the answer's shape: ``[sim:data_url]`` answers each image as a
 # ``data:image/png;base64,...`` URL (fal's sync_mode, several gateways) in the field that
-# carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``)
-SHAPE_DIRECTIVES = frozenset({"data_url"})
+# carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``);
+# ``[sim:b64_lines]`` writes the base64 (OpenAI's ``b64_json``, Gemini's ``inlineData.data``)
+# in lines of 76 characters ending in CRLF, as RFC 2045 (MIME) has it and Java's
+# ``Base64.getMimeEncoder()`` and .NET's ``InsertLineBreaks`` write it in gateways
+SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,17 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
 def wants_data_url(prompt: str) -> bool:
     """``[sim:data_url]`` in the prompt: images as data: URLs."""
     return "[sim:data_url]" in prompt
+
+
+def wants_b64_lines(prompt: str) -> bool:
+    """``[sim:b64_lines]`` in the prompt: base64 in MIME lines."""
+    return "[sim:b64_lines]" in prompt
+
+
+def mime_b64(data: bytes) -> str:
+    """RFC 2045 base64: lines of 76 characters, each ended by CRLF but the last."""
+    flat = base64.b64encode(data).decode("ascii")
+    return "\r\n".join(flat[i : i + 76] for i in range(0, len(flat), 76))
 
 
 def data_url(data: bytes) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from batchgen.sim import responses
-from batchgen.sim.faults import wants_data_url
+from batchgen.sim.faults import mime_b64, wants_b64_lines, wants_data_url
 from batchgen.sim.models import ApiError
 from batchgen.sim.protocolcore import IDS, ProtocolCore, image_request
 from batchgen.sim.stats import OK, UNAUTHORIZED
@@ -124,6 +124,8 @@ class GeminiSim(ProtocolCore):
         )
         if wants_data_url(prompt):  # a gateway's shape: a data: URL where base64 belongs
             b64 = "data:image/png;base64," + b64
+        elif wants_b64_lines(prompt) and kind == "ok":  # MIME lines (sim/faults.py)
+            b64 = mime_b64(data)
         parts = [
             {"text": "Here is your image."},
             {"inlineData": {"mimeType": "image/png", "data": b64}},

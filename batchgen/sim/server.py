@@ -24,7 +24,13 @@ from batchgen.sim import chat, modellist, protocols, responses
 from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest, parse_edit
-from batchgen.sim.faults import data_url, parse_directives, wants_data_url
+from batchgen.sim.faults import (
+    data_url,
+    mime_b64,
+    parse_directives,
+    wants_b64_lines,
+    wants_data_url,
+)
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, Rendered
@@ -241,6 +247,8 @@ class SimServer(SimFront):
         revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
         if wants_data_url(req.prompt) and fault is None:  # [sim:data_url]: a gateway's shape
             items = [json.dumps({"url": data_url(img.data)}).encode() for img in images]
+        elif wants_b64_lines(req.prompt) and fault is None:  # [sim:b64_lines]: MIME base64
+            items = [json.dumps({"b64_json": mime_b64(img.data)}).encode() for img in images]
         elif req.response_format == "url":
             items = [self._url_item(request, req, img, fault, revised) for img in images]
         else:
