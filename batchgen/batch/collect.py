@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio
 import orjson
-import pybase64
 
 from batchgen import faultpoints
 from batchgen.batch.api import error_fields
@@ -38,6 +37,7 @@ from batchgen.images import MAX_IMAGE_PIXELS, image_header, save_images
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
 from batchgen.provider.base import ImageData, Usage
+from batchgen.provider.http import b64decode
 from batchgen.provider.usage import parse_usage
 from batchgen.runlog.row import Row
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
@@ -300,7 +300,7 @@ def _images(body: Any, n: int) -> tuple[list[ImageData], str | None]:
         if not b64 or not isinstance(b64, str):
             raise _Line(f"data[{i}] has no b64_json (batch image answers carry base64)")
         try:
-            raw = pybase64.b64decode(b64, validate=True)
+            raw = b64decode(b64)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise _Line(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
         ext, pixels = image_header(raw)

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-import pybase64
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -31,7 +30,7 @@ from batchgen.images import MAX_IMAGE_PIXELS, image_header
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
-from batchgen.provider.http import Invalid, data_url_bytes, is_data_url
+from batchgen.provider.http import Invalid, b64decode, data_url_bytes, is_data_url
 from batchgen.provider.transport import (
     ERROR_READ_BYTES,
     MAX_ANSWER_BYTES,
@@ -236,7 +235,7 @@ class OpenAIImages(KeyedSession):
             b64 = item.get("b64_json")
             if b64:
                 try:
-                    raw = pybase64.b64decode(b64, validate=True)
+                    raw = b64decode(b64)
                 except (binascii.Error, ValueError, TypeError) as exc:
                     raise invalid(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
             elif isinstance(item.get("url"), str) and is_data_url(item["url"]):
