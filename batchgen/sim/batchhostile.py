@@ -6,7 +6,8 @@ a status_code that is not one; ``revised_dict``: a revised_prompt that is an obj
 ``error_then_ok``: a 500 line, then the ok line, for the same custom_id; ``pad=N``: N KB of
 padding inside the body; ``images=K``: the answer's image repeated to K images, whatever
 ``n`` asked (a provider's bug or a gateway's fan-out); ``b64_lines``: the base64 in MIME lines
-(sim/faults.py's ``[sim:b64_lines]``); ``bomb``: the first image replaced by a
+(sim/faults.py's ``[sim:b64_lines]``); ``upper_id``: the line's custom_id upper-cased (a
+provider or proxy that normalises the ids it was given); ``bomb``: the first image replaced by a
 PNG whose header claims 40,000 × 40,000 pixels (a few hundred bytes; a decoder would try to
 allocate 1.6 GB).
 """
@@ -56,6 +57,9 @@ def mangled(b: Batch, line: Line, body: bytes, mode: str) -> list[bytes]:
         doc = json.loads(body)
         doc["data"] = [doc["data"][0]] * int(mode[7:])
         return [line_bytes(b, line, 200, json.dumps(doc).encode())]
+    if mode == "upper_id":
+        cid = json.dumps(line.custom_id).encode()
+        return [ok.replace(b'"custom_id": ' + cid, b'"custom_id": ' + cid.upper(), 1)]
     if mode == "b64_lines":
         doc = json.loads(body)
         for item in doc["data"]:
