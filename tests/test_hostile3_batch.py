@@ -51,3 +51,31 @@ def test_more_images_than_n_and_a_bomb_in_batch_output(tmp_path: Path, make_sim:
     assert not [p for p in image_files(run_dir) if p.startswith(f"images/{ids[prompts[1]]}_")]
     assert image_files(run_dir) == set(logged_images(run_dir))
     assert len(image_files(run_dir)) == 2
+
+
+def test_output_lines_naming_unknown_custom_ids_are_said_not_silently_dropped(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """A provider (or a proxy) that hands back custom_ids changed — here upper-cased: the
+    lines were run and billed, but name no job. Their jobs stay pending (nothing to save), and
+    the run says so, with an example id, instead of logging them "not run" and letting resume
+    pay for them again without a word."""
+    sim = make_sim(batch_seconds=0.2)
+    prompts = ["[batch:upper_id] a renamed fjord", "a plain fjord"]
+    jobs = write_text_jobs(tmp_path / "jobs.txt", prompts)
+    run_dir = tmp_path / "run"
+    done = run_cli(_run(jobs, run_dir, sim), env=cli_env())
+    assert "Traceback" not in done.output, done.output
+    ids = job_ids_by_prompt(run_dir)
+    renamed = ids[prompts[0]]
+    assert "1 line(s) of its output name no job of it" in done.output, done.output
+    assert repr(renamed.upper()) in done.output, done.output
+    rows = {
+        r["job_id"]: r
+        for r in log_table(run_dir, ["job_id", "status", "error_message"]).to_pylist()
+    }
+    assert rows[ids[prompts[1]]]["status"] == "ok"
+    row = rows[renamed]
+    assert row["status"] == "error", row
+    assert "no output line names this job" in row["error_message"], row
+    assert repr(renamed.upper()) in row["error_message"], row
