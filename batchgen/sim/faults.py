@@ -29,8 +29,11 @@ QUALITY_DIRECTIVES = frozenset({"wrong"})
 # carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``);
 # ``[sim:b64_lines]`` writes the base64 (OpenAI's ``b64_json``, Gemini's ``inlineData.data``)
 # in lines of 76 characters ending in CRLF, as RFC 2045 (MIME) has it and Java's
-# ``Base64.getMimeEncoder()`` and .NET's ``InsertLineBreaks`` write it in gateways
-SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines"})
+# ``Base64.getMimeEncoder()`` and .NET's ``InsertLineBreaks`` write it in gateways;
+# ``[sim:status_200]`` sends a fault's JSON error answer (auth, quota, a 429, a refusal, a 500)
+# with HTTP 200, its body unchanged, as OpenRouter documents for errors that occur once
+# generation has begun and as some self-hosted gateways answer every error
+SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines", "status_200"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,11 @@ def wants_data_url(prompt: str) -> bool:
 def wants_b64_lines(prompt: str) -> bool:
     """``[sim:b64_lines]`` in the prompt: base64 in MIME lines."""
     return "[sim:b64_lines]" in prompt
+
+
+def wants_status_200(prompt: str) -> bool:
+    """``[sim:status_200]`` in the prompt: error answers with HTTP 200."""
+    return "[sim:status_200]" in prompt
 
 
 def mime_b64(data: bytes) -> str:

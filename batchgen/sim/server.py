@@ -30,6 +30,7 @@ from batchgen.sim.faults import (
     parse_directives,
     wants_b64_lines,
     wants_data_url,
+    wants_status_200,
 )
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
@@ -190,6 +191,8 @@ class SimServer(SimFront):
             config, decision, request_id, started, self.stats.record_outcome
         )
         if early is not None:
+            if wants_status_200(req.prompt) and early.content_type == "application/json":
+                early.set_status(200)  # [sim:status_200]: the error body, with HTTP 200
             return early
         fault = decision.fault
 
