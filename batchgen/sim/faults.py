@@ -32,8 +32,11 @@ QUALITY_DIRECTIVES = frozenset({"wrong"})
 # ``Base64.getMimeEncoder()`` and .NET's ``InsertLineBreaks`` write it in gateways;
 # ``[sim:status_200]`` sends a fault's JSON error answer (auth, quota, a 429, a refusal, a 500)
 # with HTTP 200, its body unchanged, as OpenRouter documents for errors that occur once
-# generation has begun and as some self-hosted gateways answer every error
-SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines", "status_200"})
+# generation has begun and as some self-hosted gateways answer every error;
+# ``[sim:snake_case]`` writes a Gemini answer's keys in snake_case (``inline_data``,
+# ``finish_reason``), as a gateway that dumps the google-genai SDK's objects
+# (``model_dump()``) does — protobuf's JSON mapping takes both spellings
+SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines", "status_200", "snake_case"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -110,7 +111,7 @@ class GeminiSim(ProtocolCore):
                 "candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
                 "usageMetadata": usage,
             }
-            return web.json_response(payload)
+            return web.json_response(_spelled(payload, prompt))
         assert outcome.req is not None
         data = (await self.images(outcome.req))[0]
         b64 = base64.b64encode(data).decode()
@@ -137,4 +138,17 @@ class GeminiSim(ProtocolCore):
             "usageMetadata": usage,
             "responseId": f"gem-{next(IDS):x}",
         }
-        return web.json_response(payload)
+        return web.json_response(_spelled(payload, prompt))
+
+
+def _spelled(payload: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """``[sim:snake_case]``: the answer's keys in snake_case (sim/faults.py)."""
+    return _snake(payload) if "[sim:snake_case]" in prompt else payload
+
+
+def _snake(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value
