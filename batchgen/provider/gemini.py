@@ -152,6 +152,7 @@ def gemini_error(
 
 class GeminiImages(JsonHttp):
     name = "gemini"
+    key_header = "x-goog-api-key"
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         super().__init__(base_url, api_key, connections=connections)

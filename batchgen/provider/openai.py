@@ -72,6 +72,7 @@ class OpenAIImages(KeyedSession):
                 **(extra_headers or {}),
             }
         )
+        self._foreign_drop = frozenset(name.lower() for name in extra_headers or {})
         self._timeout_s = math.nan
         self._timeout = aiohttp.ClientTimeout()
         # a subclass with a URL per job (Azure: per deployment) is asked for it; this one's

@@ -48,6 +48,9 @@ class KeyedSession:
     :meth:`aclose`."""
 
     adds_inflight = False  # the pool's attempt adds the job to the in-flight set (Provider)
+    # the header the key travels in: aiohttp drops Authorization itself when a redirect leaves
+    # the origin; any other (api-key, x-goog-api-key, x-key) needs :meth:`_key_stays_home`
+    key_header = "Authorization"
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
@@ -59,12 +62,17 @@ class KeyedSession:
         self._session: aiohttp.ClientSession | None = None
         home = URL(self.base_url)
         self._home = (home.scheme, home.host, home.port)
+        # headers of the caller's that may hold other secrets (a gateway's own key): dropped,
+        # like the key, on a hop to another origin
+        self._foreign_drop: frozenset[str] = frozenset()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+            # (no middleware when aiohttp's own rule is enough: none on the OpenAI hot path)
+            guard = self.key_header.lower() != "authorization" or self._foreign_drop
             self._session = aiohttp.ClientSession(
-                connector=connector, middlewares=(self._key_stays_home,)
+                connector=connector, middlewares=(self._key_stays_home,) if guard else ()
             )
         return self._session
 
@@ -81,8 +89,13 @@ class KeyedSession:
         """Every hop of every request, redirects included: aiohttp drops ``Authorization`` when
         a redirect leaves the origin, but not ``api-key`` (Azure), ``x-goog-api-key`` (Gemini)
         or ``x-key`` (Black Forest Labs); a header carrying the key goes nowhere else."""
-        if self._key and not self.key_may_go_to(req.url):
-            for name in [name for name, value in req.headers.items() if self._key in value]:
+        if not self.key_may_go_to(req.url):
+            drop = self._foreign_drop
+            for name in [
+                name
+                for name, value in req.headers.items()
+                if (self._key and self._key in value) or name.lower() in drop
+            ]:
                 req.headers.popall(name, None)
         return await handler(req)
 
