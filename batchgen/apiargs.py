@@ -198,14 +198,33 @@ def job_records(jobs: Any) -> list[dict[str, Any]]:
 
 
 def write_jobs_file(records: list[dict[str, Any]], path: Path) -> None:
+    # allow_nan=False: json writes float("nan") as NaN, which no JSON reader takes (the job
+    # file's own check would then blame a line of this file, not the caller's jobs[i])
     try:
         with path.open("w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"a job is not JSON-serialisable ({exc}): use plain values") from exc
+            for index, record in enumerate(records):
+                try:
+                    line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(_not_json(record, index, exc)) from exc
+                out.write(line + "\n")
     except OSError as exc:
         raise RunDirError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _not_json(record: dict[str, Any], index: int, exc: Exception) -> str:
+    """Which field of ``jobs[index]`` JSON cannot carry, and what to pass instead."""
+    where = f"jobs[{index}]"
+    for key, value in record.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            where = f"jobs[{index}][{key!r}]"
+            break
+    return (
+        f"{where} cannot be written as JSON ({exc}): use plain values — str, int, a finite "
+        "float, list, dict (a numpy or pandas number: .item(); NaN: leave the field out)"
+    )
 
 
 def job_record(job: Any, index: int) -> dict[str, Any]:

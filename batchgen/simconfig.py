@@ -98,6 +98,10 @@ class SimConfig:
     # ``[batch:MODE]`` marker in the prompt (sim/batches.py); more kinds: BATCH_FAULTS
     batch_seconds: float = 1.0
     batch_faults: Mapping[str, int] = field(default_factory=dict)
+    # an origin ("http://host:port"): every API request is answered 307 Temporary Redirect to
+    # the same path there, as a moved endpoint or a gateway in front of another region answers
+    # (the /_sim/ control routes are not redirected)
+    redirect_to: str | None = None
 
     def __post_init__(self) -> None:
         # freeze the containers too, so a caller's later edit cannot change a running sim
@@ -234,6 +238,10 @@ def _check_config(c: SimConfig) -> None:
             problems.append(f"batch_faults: {kind}={k!r}: use {'/'.join(BATCH_FAULTS)}=K, K >= 1")
     if not (isinstance(c.batch_seconds, int | float) and c.batch_seconds >= 0):
         problems.append(f"batch_seconds={c.batch_seconds!r} must be a number >= 0")
+    if c.redirect_to is not None and not (
+        isinstance(c.redirect_to, str) and c.redirect_to.startswith(("http://", "https://"))
+    ):
+        problems.append(f"redirect_to={c.redirect_to!r} must be an http(s) origin")
     if c.variants < 0:
         problems.append(f"variants={c.variants!r} must be >= 0")
     if problems:

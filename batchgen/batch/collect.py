@@ -18,26 +18,25 @@ Fault point: ``batch:collect_line`` (a line's images saved, its row not yet appe
 
 from __future__ import annotations
 
-import binascii
 import json
 import time
 from typing import Any
 
 import anyio
 import orjson
-import pybase64
 
 from batchgen import faultpoints
+from batchgen.batch.answer import LineError, has_images, line_images
 from batchgen.batch.api import error_fields
 from batchgen.batch.context import BatchContext
 from batchgen.batch.lines import MAX_LINE_ENV, LongLine, http_status, text
 from batchgen.batch.state import Part
 from batchgen.batch.submit import base_row
 from batchgen.errors import AttemptError, ErrorClass, classify_http
-from batchgen.images import save_images, sniff_ext
+from batchgen.images import save_images
 from batchgen.jobs.model import Job
 from batchgen.money import cost_of_attempt
-from batchgen.provider.base import ImageData, Usage
+from batchgen.provider.base import Usage
 from batchgen.provider.usage import parse_usage
 from batchgen.runlog.row import Row
 from batchgen.runlog.schema import STATUS_ERROR, STATUS_OK
@@ -47,8 +46,20 @@ _NOT_RUN = {"batch_expired", "batch_cancelled"}
 _GONE = frozenset({404, 410})  # a file the provider no longer has
 
 
-class _Line(Exception):
-    """A line that is not what the Batch API writes: logged as invalid_response."""
+class _Strays:
+    """Lines whose custom_id is none of the part's jobs: how many, and the first one's."""
+
+    __slots__ = ("count", "first", "ids")
+
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+        self.count = 0
+        self.first: object = None
+
+    def add(self, cid: object) -> None:
+        if self.count == 0:
+            self.first = cid if not isinstance(cid, str) else cid[:80]
+        self.count += 1
 
 
 async def collect_part(ctx: BatchContext, part: Part) -> None:
@@ -57,12 +68,13 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
     jobs = ctx.jobs_of(ids - ctx.done_ids)
     seen = ctx.logged.setdefault(str(part.batch_id), set())
     billed = [0.0]
+    strays = _Strays(ids)
     lost: str | None = None
     for file_id, what in ((part.output_file_id, "output"), (part.error_file_id, "error")):
         if file_id:
             try:
                 async for raw in ctx.api.stream_lines(file_id):
-                    await _one_line(ctx, part, raw, jobs, seen, billed)
+                    await _one_line(ctx, part, raw, jobs, seen, billed, strays)
             except AttemptError as exc:
                 if exc.http_status not in _GONE:
                     raise
@@ -91,6 +103,21 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
                 "pending (resume sends them again); they may have been billed once "
                 "already",
                 warning=True,
+            )
+    if strays.count:
+        # run (and likely billed) under an id that is none of ours: a provider or proxy that
+        # rewrote the custom_ids; resume would send (and pay for) these jobs again
+        ctx.say(
+            f"{part.label()}: {strays.count} line(s) of its output name no job of it "
+            f"(custom_id {strays.first!r}, …): not saved. The provider may have run and "
+            "billed them; check that it returns each custom_id as sent before resuming",
+            warning=True,
+        )
+        if ids - seen - ctx.done_ids:
+            message = (
+                f"no output line names this job, and {strays.count} line(s) name custom_ids "
+                f"that are none of this batch's (e.g. {strays.first!r}): the provider may "
+                "have run it under another id; pending"
             )
     for job_id in sorted(ids - seen - ctx.done_ids):
         job = jobs.get(job_id)
@@ -121,6 +148,7 @@ async def _one_line(
     jobs: dict[str, Job],
     seen: set[str],
     billed: list[float],
+    strays: _Strays,
 ) -> None:
     if isinstance(raw, LongLine):
         _long_line(ctx, part, raw, jobs, seen)
@@ -134,11 +162,14 @@ async def _one_line(
         if isinstance(raw, bytearray):
             raw.clear()  # the line's bytes are parsed: free them before its images are decoded
     cid = doc.get("custom_id") if isinstance(doc, dict) else None
-    if not isinstance(cid, str) or cid in ctx.done_ids:
+    if not isinstance(cid, str) or cid not in strays.ids:
+        strays.add(cid)
+        return
+    if cid in ctx.done_ids:
         return  # done already (an earlier collection of this batch, or elsewhere)
     job = jobs.get(cid)
     if job is None:
-        return  # not one of this part's jobs (or done since)
+        return  # not one of this part's open jobs
     response = doc.get("response")
     error = doc.get("error")
     if not isinstance(response, dict):
@@ -156,7 +187,7 @@ async def _one_line(
     request_id = text(response.get("request_id"), 200)
     body = response.get("body")
     # an answer with images is saved whatever its status says (null, "abc"): it was billed
-    if status == 200 or (status is None and _has_images(body)):
+    if status == 200 or (status is None and has_images(body)):
         await _ok_line(ctx, part, job, body, status, request_id, seen, billed)
         return
     if cid in seen:
@@ -187,8 +218,8 @@ async def _ok_line(
     # a usage the provider got wrong is priced from the table (provider/usage.py)
     usage = parse_usage(body.get("usage"))[0] if isinstance(body, dict) else None
     try:
-        images = _images(body)
-    except _Line as exc:
+        images, note = line_images(body, job.n)
+    except LineError as exc:
         if job.id in seen:
             return
         seen.add(job.id)
@@ -227,6 +258,7 @@ async def _ok_line(
             "image_count": len(paths),
             "image_bytes": nbytes,
             "revised_prompt": next((i.revised_prompt for i in images if i.revised_prompt), None),
+            "error_message": note,
             "cost_usd": cost,
             "cost_source": "usage"
             if usage is not None and cost is not None
@@ -274,33 +306,6 @@ def _loads(raw: bytes | bytearray) -> Any:
         # orjson refuses integers past 64 bits (a status_code of 10**30): the standard
         # library reads them (small lines only: a big line is images, parsed by orjson)
         return json.loads(raw)
-
-
-def _has_images(body: Any) -> bool:
-    data = body.get("data") if isinstance(body, dict) else None
-    return isinstance(data, list) and any(
-        isinstance(i, dict) and isinstance(i.get("b64_json"), str) for i in data
-    )
-
-
-def _images(body: Any) -> list[ImageData]:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list) or not data:
-        raise _Line("the 200 line has no images (`data` is missing or empty)")
-    out = []
-    for i, item in enumerate(data):
-        b64 = item.get("b64_json") if isinstance(item, dict) else None
-        if not b64 or not isinstance(b64, str):
-            raise _Line(f"data[{i}] has no b64_json (batch image answers carry base64)")
-        try:
-            raw = pybase64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError, TypeError) as exc:
-            raise _Line(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
-        ext = sniff_ext(raw)
-        if ext is None:
-            raise _Line(f"data[{i}] is {len(raw)} bytes that are not a PNG/JPEG/WebP/GIF")
-        out.append(ImageData(raw, ext, text(item.get("revised_prompt"))))
-    return out
 
 
 def _cost(ctx: BatchContext, job: Job, usage: Usage | None, images: int) -> float | None:

@@ -60,6 +60,8 @@ class GeminiBatchApi(KeyedSession):
     ``input_path(part)`` is the part's local input file (OpenAI request lines, kept until its
     batch is created): the model and the inline requests are read from it at creation."""
 
+    key_header = "x-goog-api-key"
+
     def __init__(
         self,
         base_url: str,

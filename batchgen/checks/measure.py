@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -36,6 +37,7 @@ __all__ = [
     "measure_bytes",
     "measure_file",
     "no_bombs",
+    "read_image_file",
 ]
 
 
@@ -117,11 +119,37 @@ def measure_file(
     """Read and measure ``run_dir/path`` (a logged path; absolute paths are taken as they are)."""
     full = path if os.path.isabs(path) else os.path.join(run_dir, path)
     try:
-        with open(full, "rb") as f:
-            data = f.read()
+        data = read_image_file(full)
     except OSError as exc:
         return Measured(path, -1, None, f"unreadable: {type(exc).__name__}: {exc}", *[None] * 5)
     return measure_bytes(path, data, thumb_px, hash_size)
+
+
+# no image batchgen saves comes near this (an answer is capped at 128 MB, a download at 64 MB)
+MAX_FILE_BYTES = 256 * 1024 * 1024
+_OPEN = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+class NotAnImageFile(OSError):
+    """A logged image path that is not a regular file of a plausible size."""
+
+
+def read_image_file(full: str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES. A FIFO put (or symlinked) in
+    images/ would block the report forever, /dev/zero would never end: both are refused
+    before a byte is read (opened without blocking, then checked by fstat)."""
+    fd = os.open(full, _OPEN)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            msg = "not a regular file (a pipe, a device or a socket): replace it with the image"
+            raise NotAnImageFile(msg)
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise NotAnImageFile(
+            f"larger than {MAX_FILE_BYTES // 2**20} MB: not an image batchgen saved"
+        )
+    return data
 
 
 def measure_batch(

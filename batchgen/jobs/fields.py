@@ -91,8 +91,21 @@ def check_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     return given
 
 
+# a Windows device name followed by a dot ("aux.v2", "NUL.x"): Windows opens the device for
+# any file name starting so ("NUL.txt" is NUL), and an image written there is gone
+_DEVICE_ID = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])\.", re.IGNORECASE)
+
+
 def unsafe_id_problem(job_id: str) -> str | None:
     if _SAFE_ID.fullmatch(job_id):
+        if device := _DEVICE_ID.match(job_id):
+            stem = device.group(1)
+            return (
+                f"id {show(job_id)} starts with the Windows device name {stem.upper()} and "
+                "a dot: on Windows its image files would open the device and be lost; "
+                f'use another id (e.g. "{stem}-{job_id[len(stem) + 1 :]}"; in a spec, '
+                "another id: prefix)"
+            )
         return None
     if not job_id:
         why = "it is empty"

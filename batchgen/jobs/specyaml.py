@@ -8,18 +8,42 @@ body, its size) visits each alias again: 10⁹ nodes. Its composer also recurses
 - nesting depth (``MAX_DEPTH`` levels),
 - the expanded size: every node counted as often as aliases repeat it (``MAX_NODES``),
 - then, on the composed nodes, a key given twice in one mapping (YAML says keys are unique;
-  PyYAML keeps the last silently — ``matrix:`` twice would lose the first).
+  PyYAML keeps the last silently — ``matrix:`` twice would lose the first), and a value JSON
+  cannot carry: ``.nan`` / ``.inf`` / ``1.0e+400`` (sent as ``null`` without a word),
+  ``!!binary`` bytes and ``!!set`` (no JSON for them: a traceback at send time).
+
+A YAML 1.1 date (``user: 2024-01-01``) is kept as the text written, as YAML 1.2 reads it: a
+``date`` object has no JSON either, and the spec's author wrote text.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import yaml
 from yaml import events as ev
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+
+
+_TAG = "tag:yaml.org,2002:"
+# tags whose values JSON has no form for: what to write instead
+_NOT_JSON = {
+    f"{_TAG}binary": "!!binary is bytes, which a JSON request cannot carry: write the value "
+    "as a plain (base64) string",
+    f"{_TAG}set": "!!set has no JSON form: write a list like [a, b]",
+}
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that keeps a timestamp as the text written (module doc)."""
+
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
+        **yaml.SafeLoader.yaml_constructors,
+        f"{_TAG}timestamp": yaml.SafeLoader.construct_yaml_str,
+    }
 
 
 class SpecYamlError(ValueError):
@@ -40,8 +64,8 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is None:
             return None, {}
-        _no_duplicate_keys(node)
-        loader = yaml.SafeLoader(text)
+        _check_nodes(node)
+        loader = _SpecLoader(text)
         try:
             data = loader.construct_document(node)
         finally:
@@ -97,7 +121,8 @@ def _bound(text: str) -> None:
             raise SpecYamlError(line, msg)
 
 
-def _no_duplicate_keys(root: Any) -> None:
+def _check_nodes(root: Any) -> None:
+    """Duplicate keys, and values JSON cannot carry (module doc), with their line."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -105,6 +130,10 @@ def _no_duplicate_keys(root: Any) -> None:
         if id(node) in seen:
             continue
         seen.add(id(node))
+        if node.tag in _NOT_JSON:
+            raise SpecYamlError(node.start_mark.line + 1, _NOT_JSON[node.tag])
+        if isinstance(node, yaml.ScalarNode) and node.tag == f"{_TAG}float":
+            _finite(node)
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for key, value in node.value:
@@ -120,3 +149,17 @@ def _no_duplicate_keys(root: Any) -> None:
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+
+
+def _finite(node: yaml.ScalarNode) -> None:
+    text = node.value.lower().replace("_", "")
+    try:
+        value = float(text.replace(".inf", "inf").replace(".nan", "nan"))
+    except ValueError:
+        return  # a YAML 1.1 base-60 float (1:30.5): finite
+    if not math.isfinite(value):
+        msg = (
+            f"{node.value} is not a finite number, and JSON has none (it would be sent as "
+            f'null): write a number, or quote it ("{node.value}") to send it as text'
+        )
+        raise SpecYamlError(node.start_mark.line + 1, msg)

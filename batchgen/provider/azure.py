@@ -20,6 +20,7 @@ DEFAULT_API_VERSION = "2025-04-01-preview"
 
 class AzureImages(OpenAIImages):
     name = "azure"
+    key_header = "api-key"
 
     def __init__(
         self,

@@ -152,6 +152,7 @@ def gemini_error(
 
 class GeminiImages(JsonHttp):
     name = "gemini"
+    key_header = "x-goog-api-key"
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         super().__init__(base_url, api_key, connections=connections)
@@ -202,22 +203,24 @@ class GeminiImages(JsonHttp):
 
         payload = self._json(body, invalid)
         usage[0] = parse_usage(payload.get("usageMetadata"))
-        request_id = self._text(payload.get("responseId"), 200)
+        request_id = self._text(_field(payload, "responseId", "response_id"), 200)
         images: list[ImageData] = []
         reasons: list[str] = []
-        feedback = payload.get("promptFeedback")
-        if isinstance(feedback, dict) and feedback.get("blockReason"):
-            reasons.append(str(feedback["blockReason"]))
+        feedback = _field(payload, "promptFeedback", "prompt_feedback")
+        blocked = _field(feedback, "blockReason", "block_reason")
+        if blocked:
+            reasons.append(str(blocked))
         candidates = payload.get("candidates")
         for c, cand in enumerate(candidates if isinstance(candidates, list) else []):
             if not isinstance(cand, dict):
                 continue
-            if cand.get("finishReason") in _BLOCKED:
-                reasons.append(str(cand["finishReason"]))
+            finish = _field(cand, "finishReason", "finish_reason")
+            if finish in _BLOCKED:
+                reasons.append(str(finish))
             content = cand.get("content")
             parts = content.get("parts") if isinstance(content, dict) else None
             for p, part in enumerate(parts if isinstance(parts, list) else []):
-                inline = part.get("inlineData") if isinstance(part, dict) else None
+                inline = _field(part, "inlineData", "inline_data")
                 if isinstance(inline, dict) and len(images) < job.n:
                     where = f"candidates[{c}].parts[{p}].inlineData"
                     # base64, or a gateway's data: URL there (b64_image takes both)
@@ -238,3 +241,12 @@ class GeminiImages(JsonHttp):
         return GenerateResult(
             images=images, usage=usage[0], request_id=request_id, ratelimit=ratelimit
         )
+
+
+def _field(obj: Any, camel: str, snake: str) -> Any:
+    """``obj[camel]``, or ``obj[snake]``: protobuf's JSON mapping takes both spellings, and
+    a gateway that dumps the google-genai SDK's objects (``model_dump()``) writes snake_case."""
+    if not isinstance(obj, dict):
+        return None
+    found = obj.get(camel)
+    return found if found is not None else obj.get(snake)

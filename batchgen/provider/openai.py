@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-import pybase64
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -31,7 +30,7 @@ from batchgen.images import MAX_IMAGE_PIXELS, image_header
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
-from batchgen.provider.http import Invalid, data_url_bytes, is_data_url
+from batchgen.provider.http import Invalid, b64decode, data_url_bytes, is_data_url
 from batchgen.provider.transport import (
     ERROR_READ_BYTES,
     MAX_ANSWER_BYTES,
@@ -73,6 +72,7 @@ class OpenAIImages(KeyedSession):
                 **(extra_headers or {}),
             }
         )
+        self._foreign_drop = frozenset(name.lower() for name in extra_headers or {})
         self._timeout_s = math.nan
         self._timeout = aiohttp.ClientTimeout()
         # a subclass with a URL per job (Azure: per deployment) is asked for it; this one's
@@ -177,6 +177,32 @@ class OpenAIImages(KeyedSession):
             ratelimit=ratelimit_headers(headers),
         )
 
+    def _error_in_200(
+        self, err: Any, body: bytes | bytearray, headers: Mapping[str, str]
+    ) -> AttemptError:
+        """An error answered with HTTP 200 (OpenRouter, for errors once generation has begun;
+        some gateways, for all): classified as the status it stands for would be — a numeric
+        ``error.code`` is that status; a rate-limit code a 429; else its code decides, or it
+        is a server error (retried). The log keeps the 200; nothing was delivered."""
+        code = err.get("code") if isinstance(err, dict) else None
+        kind = f"{code} {err.get('type')}" if isinstance(err, dict) else str(err)
+        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+            status = code
+        else:
+            status = 429 if "rate_limit" in kind.lower() else 500
+        as_status = self._http_error(
+            status, bytes(body[:ERROR_READ_BYTES]), headers, "application/json"
+        )
+        return AttemptError(
+            as_status.error_class,
+            f"HTTP 200 with an error body: {as_status.message}",
+            http_status=200,
+            code=as_status.code,
+            retry_after_s=as_status.retry_after_s,
+            request_id=as_status.request_id,
+            ratelimit=as_status.ratelimit,
+        )
+
     async def _parse_success(
         self,
         job: Job,
@@ -222,6 +248,8 @@ class OpenAIImages(KeyedSession):
                 if note:
                     notes.append(self._redact(note))
         if not isinstance(data, list) or not data:
+            if isinstance(payload, dict) and payload.get("error"):
+                raise self._error_in_200(payload["error"], body, headers)
             raise invalid("the 200 answer has no images (`data` is missing or empty)")
         if len(data) > job.n:
             # only what was asked for is decoded and saved (and priced by the table)
@@ -236,7 +264,7 @@ class OpenAIImages(KeyedSession):
             b64 = item.get("b64_json")
             if b64:
                 try:
-                    raw = pybase64.b64decode(b64, validate=True)
+                    raw = b64decode(b64)
                 except (binascii.Error, ValueError, TypeError) as exc:
                     raise invalid(f"data[{i}].b64_json is not valid base64 ({exc})") from exc
             elif isinstance(item.get("url"), str) and is_data_url(item["url"]):

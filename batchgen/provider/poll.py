@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import anyio
 import orjson
+from yarl import URL
 
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.jobs.model import Job
@@ -60,6 +61,10 @@ class PollingProvider(JsonHttp):
             "Accept": "application/json",
             "User-Agent": "batchgen",
         }
+
+    def key_may_go_to(self, url: URL) -> bool:
+        """The provider's own hosts (:func:`same_site`), as :meth:`headers_for` decides."""
+        return same_site(str(url), self.base_url)
 
     def headers_for(self, url: str) -> dict[str, str]:
         """The key goes only to the provider's own hosts, never to a result URL elsewhere."""

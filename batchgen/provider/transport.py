@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from batchgen.errors import MAX_FIELD_CHARS, AttemptError, ErrorClass, error_code, provider_text
 from batchgen.redaction import redact
@@ -47,6 +48,9 @@ class KeyedSession:
     :meth:`aclose`."""
 
     adds_inflight = False  # the pool's attempt adds the job to the in-flight set (Provider)
+    # the header the key travels in: aiohttp drops Authorization itself when a redirect leaves
+    # the origin; any other (api-key, x-goog-api-key, x-key) needs :meth:`_key_stays_home`
+    key_header = "Authorization"
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
@@ -56,12 +60,44 @@ class KeyedSession:
         self._key_lower = api_key.lower() if api_key.isascii() else ""
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        home = URL(self.base_url)
+        self._home = (home.scheme, home.host, home.port)
+        # headers of the caller's that may hold other secrets (a gateway's own key): dropped,
+        # like the key, on a hop to another origin
+        self._foreign_drop: frozenset[str] = frozenset()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            # (no middleware when aiohttp's own rule is enough: none on the OpenAI hot path)
+            guard = self.key_header.lower() != "authorization" or self._foreign_drop
+            self._session = aiohttp.ClientSession(
+                connector=connector, middlewares=(self._key_stays_home,) if guard else ()
+            )
         return self._session
+
+    def key_may_go_to(self, url: URL) -> bool:
+        """May a request to ``url`` carry the key? Only one to the base URL's origin (the
+        polling providers widen it to their own hosts: batchgen.provider.poll)."""
+        return (url.scheme, url.host, url.port) == self._home
+
+    async def _key_stays_home(
+        self,
+        req: aiohttp.ClientRequest,
+        handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+    ) -> aiohttp.ClientResponse:
+        """Every hop of every request, redirects included: aiohttp drops ``Authorization`` when
+        a redirect leaves the origin, but not ``api-key`` (Azure), ``x-goog-api-key`` (Gemini)
+        or ``x-key`` (Black Forest Labs); a header carrying the key goes nowhere else."""
+        if not self.key_may_go_to(req.url):
+            drop = self._foreign_drop
+            for name in [
+                name
+                for name, value in req.headers.items()
+                if (self._key and self._key in value) or name.lower() in drop
+            ]:
+                req.headers.popall(name, None)
+        return await handler(req)
 
     async def aclose(self) -> None:
         if self._session is not None:

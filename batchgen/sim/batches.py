@@ -12,7 +12,7 @@ Hostile answers, for tests: ``batch_faults`` (sim/config.py: ``counts_str``,
 marker in a line's prompt, which mangles that line of the output file: ``status_abc``,
 ``status_huge`` (10³⁰), ``status_null`` (a valid image with a null status), ``revised_dict``,
 ``error_then_ok`` (a 500 line, then the ok line, for the same custom_id), ``pad=N`` (N KB of
-padding inside the line's body).
+padding inside the line's body), ``images=K``, ``bomb``: sim/batchhostile.py.
 
 Counters for tests (in ``GET /_sim/stats`` under ``batch``): ``submitted`` — custom_id →
 times it was in a created batch; ``billed`` — custom_id → 200 lines it got; batches created,
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +31,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from batchgen.sim import responses
+from batchgen.sim.batchhostile import mangled, marker
 from batchgen.sim.batchstate import (
     ENDPOINTS,
     TERMINAL,
@@ -253,11 +253,11 @@ class SimBatches:
                 rest = responses.response_fields(req) if req.family == "gpt" else {}
                 tail = (b"," + json.dumps(rest).encode()[1:-1]) if rest else b""
                 body = b'{"created":%d,"data":[%s]%s}' % (b.created_at, items, tail)
-                mode = _marker(line)
+                mode = marker(line)
                 if mode is None:
                     yield line_bytes(b, line, 200, body)
                 else:
-                    for out in _mangled(b, line, body, mode):
+                    for out in mangled(b, line, body, mode):
                         yield out
 
         f = SimFile(self._new_id("file"), name, "batch_output", int(time.time()), lines=lines)
@@ -348,38 +348,6 @@ class SimBatches:
             "submitted": dict(self.submitted),
             "billed": dict(self.billed),
         }
-
-
-_MARKER = re.compile(r"\[batch:([a-z_]+(?:=\d+)?)\]")
-
-
-def _marker(line: Line) -> str | None:
-    prompt = line.body.get("prompt")
-    found = _MARKER.search(prompt) if isinstance(prompt, str) else None
-    return found.group(1) if found else None
-
-
-def _mangled(b: Batch, line: Line, body: bytes, mode: str) -> list[bytes]:
-    """The output line(s) of ``line`` as a hostile provider writes them (module doc)."""
-    ok = line_bytes(b, line, 200, body)
-    if mode == "status_abc":
-        return [ok.replace(b'"status_code":200', b'"status_code":"abc"', 1)]
-    if mode == "status_huge":
-        return [ok.replace(b'"status_code":200', b'"status_code":' + b"1" + b"0" * 30, 1)]
-    if mode == "status_null":
-        return [ok.replace(b'"status_code":200', b'"status_code":null', 1)]
-    if mode == "revised_dict":
-        doc = json.loads(body)
-        for item in doc["data"]:
-            item["revised_prompt"] = {"text": "a dict, not a string"}
-        return [line_bytes(b, line, 200, json.dumps(doc).encode())]
-    if mode == "error_then_ok":
-        err = responses.FAULT_ERRORS["server"]
-        return [line_bytes(b, line, err.status, json.dumps(err.body()).encode()), ok]
-    if mode.startswith("pad="):
-        pad = b"x" * (int(mode[4:]) * 1024)
-        return [line_bytes(b, line, 200, body[:-1] + b',"pad":"' + pad + b'"}')]
-    return [ok]
 
 
 def _page(

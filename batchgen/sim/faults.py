@@ -26,8 +26,17 @@ _DIRECTIVE = re.compile(r"\[sim:([^\]*]*)(?:\*(\d+))?\]")
 QUALITY_DIRECTIVES = frozenset({"wrong"})
 # directives about the answer's shape: ``[sim:data_url]`` answers each image as a
 # ``data:image/png;base64,...`` URL (fal's sync_mode, several gateways) in the field that
-# carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``)
-SHAPE_DIRECTIVES = frozenset({"data_url"})
+# carries a URL (OpenAI's ``url``, fal's and BFL's result URL; Gemini's ``inlineData.data``);
+# ``[sim:b64_lines]`` writes the base64 (OpenAI's ``b64_json``, Gemini's ``inlineData.data``)
+# in lines of 76 characters ending in CRLF, as RFC 2045 (MIME) has it and Java's
+# ``Base64.getMimeEncoder()`` and .NET's ``InsertLineBreaks`` write it in gateways;
+# ``[sim:status_200]`` sends a fault's JSON error answer (auth, quota, a 429, a refusal, a 500)
+# with HTTP 200, its body unchanged, as OpenRouter documents for errors that occur once
+# generation has begun and as some self-hosted gateways answer every error;
+# ``[sim:snake_case]`` writes a Gemini answer's keys in snake_case (``inline_data``,
+# ``finish_reason``), as a gateway that dumps the google-genai SDK's objects
+# (``model_dump()``) does — protobuf's JSON mapping takes both spellings
+SHAPE_DIRECTIVES = frozenset({"data_url", "b64_lines", "status_200", "snake_case"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,22 @@ def parse_directives(prompt: str) -> tuple[Directive, ...]:
 def wants_data_url(prompt: str) -> bool:
     """``[sim:data_url]`` in the prompt: images as data: URLs."""
     return "[sim:data_url]" in prompt
+
+
+def wants_b64_lines(prompt: str) -> bool:
+    """``[sim:b64_lines]`` in the prompt: base64 in MIME lines."""
+    return "[sim:b64_lines]" in prompt
+
+
+def wants_status_200(prompt: str) -> bool:
+    """``[sim:status_200]`` in the prompt: error answers with HTTP 200."""
+    return "[sim:status_200]" in prompt
+
+
+def mime_b64(data: bytes) -> str:
+    """RFC 2045 base64: lines of 76 characters, each ended by CRLF but the last."""
+    flat = base64.b64encode(data).decode("ascii")
+    return "\r\n".join(flat[i : i + 76] for i in range(0, len(flat), 76))
 
 
 def data_url(data: bytes) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
 from batchgen.sim import responses
-from batchgen.sim.faults import wants_data_url
+from batchgen.sim.faults import mime_b64, wants_b64_lines, wants_data_url
 from batchgen.sim.models import ApiError
 from batchgen.sim.protocolcore import IDS, ProtocolCore, image_request
 from batchgen.sim.stats import OK, UNAUTHORIZED
@@ -110,7 +111,7 @@ class GeminiSim(ProtocolCore):
                 "candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
                 "usageMetadata": usage,
             }
-            return web.json_response(payload)
+            return web.json_response(_spelled(payload, prompt))
         assert outcome.req is not None
         data = (await self.images(outcome.req))[0]
         b64 = base64.b64encode(data).decode()
@@ -124,6 +125,8 @@ class GeminiSim(ProtocolCore):
         )
         if wants_data_url(prompt):  # a gateway's shape: a data: URL where base64 belongs
             b64 = "data:image/png;base64," + b64
+        elif wants_b64_lines(prompt) and kind == "ok":  # MIME lines (sim/faults.py)
+            b64 = mime_b64(data)
         parts = [
             {"text": "Here is your image."},
             {"inlineData": {"mimeType": "image/png", "data": b64}},
@@ -135,4 +138,17 @@ class GeminiSim(ProtocolCore):
             "usageMetadata": usage,
             "responseId": f"gem-{next(IDS):x}",
         }
-        return web.json_response(payload)
+        return web.json_response(_spelled(payload, prompt))
+
+
+def _spelled(payload: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """``[sim:snake_case]``: the answer's keys in snake_case (sim/faults.py)."""
+    return _snake(payload) if "[sim:snake_case]" in prompt else payload
+
+
+def _snake(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value

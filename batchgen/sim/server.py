@@ -24,7 +24,14 @@ from batchgen.sim import chat, modellist, protocols, responses
 from batchgen.sim.batches import SimBatches
 from batchgen.sim.config import SimConfig, SimConfigError
 from batchgen.sim.edits import EditRequest, parse_edit
-from batchgen.sim.faults import data_url, parse_directives, wants_data_url
+from batchgen.sim.faults import (
+    data_url,
+    mime_b64,
+    parse_directives,
+    wants_b64_lines,
+    wants_data_url,
+    wants_status_200,
+)
 from batchgen.sim.front import SimFront
 from batchgen.sim.models import ApiError, ImageRequest, validate
 from batchgen.sim.render import IMAGE_CACHE, ImageCache, Rendered
@@ -56,7 +63,9 @@ class SimServer(SimFront):
     def app(self) -> web.Application:
         # edits upload images (up to 16 of < 50 MB each on the real API; the simulator
         # takes bodies up to 128 MB)
-        app = web.Application(client_max_size=128 * 1024 * 1024)
+        # (redirect_to is read when the app is made: no middleware on the hot path without it)
+        moved = [self._moved] if self.config.redirect_to is not None else []
+        app = web.Application(client_max_size=128 * 1024 * 1024, middlewares=moved)
         app.router.add_post("/v1/images/generations", self.handle_generate)
         app.router.add_post("/images/generations", self.handle_generate)
         app.router.add_post("/v1/images/edits", self.handle_edit)
@@ -77,6 +86,15 @@ class SimServer(SimFront):
         app.router.add_get("/_sim/config", self.handle_get_config)
         app.router.add_post("/_sim/config", self.handle_set_config)
         return app
+
+    @web.middleware
+    async def _moved(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """``redirect_to``: the API answers 307 to the same path on another origin."""
+        target = self.config.redirect_to
+        if not target or request.path.startswith("/_sim/"):
+            return await handler(request)
+        location = target.rstrip("/") + request.path_qs
+        return web.Response(status=307, headers={"Location": location})
 
     # -- the images API --------------------------------------------------------------------
     async def handle_generate(self, request: web.Request) -> web.StreamResponse:
@@ -173,6 +191,8 @@ class SimServer(SimFront):
             config, decision, request_id, started, self.stats.record_outcome
         )
         if early is not None:
+            if wants_status_200(req.prompt) and early.content_type == "application/json":
+                early.set_status(200)  # [sim:status_200]: the error body, with HTTP 200
             return early
         fault = decision.fault
 
@@ -230,6 +250,8 @@ class SimServer(SimFront):
         revised = responses.revised_prompt(req.prompt) if req.family == "dall-e-3" else None
         if wants_data_url(req.prompt) and fault is None:  # [sim:data_url]: a gateway's shape
             items = [json.dumps({"url": data_url(img.data)}).encode() for img in images]
+        elif wants_b64_lines(req.prompt) and fault is None:  # [sim:b64_lines]: MIME base64
+            items = [json.dumps({"b64_json": mime_b64(img.data)}).encode() for img in images]
         elif req.response_format == "url":
             items = [self._url_item(request, req, img, fault, revised) for img in images]
         else:
