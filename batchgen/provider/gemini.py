@@ -104,8 +104,10 @@ def _tokens(value: Any) -> int:
 def parse_usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    prompt = _tokens(raw.get("promptTokenCount"))
-    return Usage(prompt, prompt, 0, _tokens(raw.get("candidatesTokenCount")))
+    prompt = _tokens(_field(raw, "promptTokenCount", "prompt_token_count"))
+    return Usage(
+        prompt, prompt, 0, _tokens(_field(raw, "candidatesTokenCount", "candidates_token_count"))
+    )
 
 
 def gemini_error(
@@ -202,7 +204,7 @@ class GeminiImages(JsonHttp):
             )
 
         payload = self._json(body, invalid)
-        usage[0] = parse_usage(payload.get("usageMetadata"))
+        usage[0] = parse_usage(_field(payload, "usageMetadata", "usage_metadata"))
         request_id = self._text(_field(payload, "responseId", "response_id"), 200)
         images: list[ImageData] = []
         reasons: list[str] = []
