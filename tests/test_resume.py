@@ -52,7 +52,8 @@ def _start(tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY):
 def _exported(run_dir: Path, status: str, out: Path) -> list[str]:
     done = run_cli(["jobs", str(run_dir), "--status", status, "-o", str(out)], env=cli_env())
     assert done.code == 0, done.output
-    assert f"job(s) written to {out}" in done.stderr
+    n = len(out.read_text().splitlines())
+    assert f"{n} {status} job{'' if n == 1 else 's'} written to {out}" in done.stderr
     return [json.loads(line)["id"] for line in out.read_text().splitlines()]
 
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from batchgen.analyze.model import Comparison, Quality, RunReport
 from batchgen.numbers import count as count_of
-from batchgen.numbers import decimal
+from batchgen.numbers import decimal, plural
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -106,7 +106,7 @@ def cost_table(report: RunReport) -> Table:
             by_key("cost_usd_total").fmt(g.cost_usd),
             by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
         )
-    sources = ", ".join(f"{k}: {v.rows} rows" for k, v in report.cost_by_source.items())
+    sources = ", ".join(f"{k}: {plural(v.rows, 'row')}" for k, v in report.cost_by_source.items())
     t.caption = Text(
         f"cost source: {sources}" + (f" — {report.cost_note}" if report.cost_note else "")
     )
@@ -133,7 +133,8 @@ def images_table(report: RunReport) -> Table | Text:
     if not ic.enabled:
         return Text("Image checks: skipped (--no-image-checks)", style="dim")
     t = _table(
-        f"Image checks: {ic.checked} images, {ic.flagged} flagged",
+        f"Image checks: {plural(ic.checked or 0, 'image')} checked, "
+        f"{plural(ic.flagged or 0, 'problem')} found",
         "problem",
         "count",
         "examples",
@@ -200,11 +201,12 @@ def quality_tables(q: Quality) -> list[Any]:
     """Score summary, score by setting beside cost per image, the weakest images."""
     mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     head = Text(
-        f"Quality ({q.scorer}): {q.images_scored} images scored, mean {mean}; "
+        f"Quality ({q.scorer}): {plural(q.images_scored, 'image')} scored, mean {mean}; "
         f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
-        f"scoring cost ${q.scoring_cost_usd:.4f} ({q.scoring_requests} requests)"
+        f"scoring cost ${q.scoring_cost_usd:.4f} ({plural(q.scoring_requests, 'request')})"
         + (
-            f"; {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s), "
+            f"; {plural(q.jobs_regenerated, 'job')} regenerated over "
+            f"{plural(q.rounds, 'round')}, "
             f"{q.jobs_best_from_regeneration} now best from a new image"
             if q.jobs_regenerated
             else ""
@@ -342,12 +344,12 @@ def summary(report: RunReport) -> Group:
     line = Text()
     line.append(
         f"{report.jobs_succeeded:,} succeeded, {report.jobs_failed:,} failed, "
-        f"{report.jobs_pending:,} pending of {report.jobs_total:,} jobs "
+        f"{report.jobs_pending:,} pending of {plural(report.jobs_total, 'job')} "
         f"(success {pct(report.success_rate)}, "
         f"{report.ratings['success_rate'].rating or 'n/a'})\n"
     )
     line.append(
-        f"{report.images:,} images in {report.attempts:,} attempts; "
+        f"{plural(report.images, 'image')} in {plural(report.attempts, 'attempt')}; "
         f"p95 {by_key('latency_p95_s').fmt(report.latency_s.p95)}; "
         f"{by_key('images_per_min').fmt(report.images_per_min)} images/min; "
         f"429s {pct(report.rate_limited_share)}\n"

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
 from batchgen.cli.export import READS
+from batchgen.numbers import plural
 from batchgen.runlog.export import export_jobs
 from batchgen.runlog.rundir import RunDirError
 
@@ -28,7 +29,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             count += 1
     print(
-        f"{count} {args.status} job(s)" + (f" written to {args.output}" if args.output else ""),
+        plural(count, f"{args.status} job") + (f" written to {args.output}" if args.output else ""),
         file=sys.stderr,
     )
     return EXIT_OK
