@@ -15,7 +15,7 @@ from rich.console import Console
 
 from batchgen.cli.commands.report import cmd_report
 from batchgen.cli.report import register
-from batchgen.cli.session import print_run_summary
+from batchgen.cli.session import make_console, print_run_summary
 from batchgen.reports import build, to_json, write
 from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
@@ -201,20 +201,23 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-def test_run_summary_is_short_and_has_the_figures(runs):
+def test_run_summary_is_short_and_has_the_figures(runs, capsys):
     a, _ = runs
-    buf = io.StringIO()
-    print_run_summary(a, Console(file=buf, width=120, no_color=True))
-    out = buf.getvalue()
+    # the console `batchgen run` prints with: soft-wrapped, 120 columns into a pipe
+    print_run_summary(a, make_console())
+    out = capsys.readouterr().out
     data = build([a], image_checks=False)
     assert f"{data['jobs_succeeded']:,} succeeded" in out
     assert f"{data['jobs_pending']:,} pending of 800 jobs" in out
     assert "per image" in out and "possibly billed twice" in out
-    # at most three recommendations, each whole (wrapped, never cut with "…")
+    # at most three recommendations, each whole on its line: never cut at the console's width
+    # (rich cut a "fold" Text at 120 columns there), never shortened with "…"
     assert len(out.splitlines()) <= 12 and "…" not in out
-    flat = " ".join(out.split())
-    for rec in data["recommendations"][:3]:
-        assert " ".join(rec["message"].split()) in flat
+    lines = out.splitlines()
+    shown = data["recommendations"][:3]
+    assert any(len(rec["message"]) > 120 for rec in shown)  # the case that was cut
+    for rec in shown:
+        assert f"→ {rec['message']}" in lines
 
 
 def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):

@@ -365,8 +365,10 @@ def summary(report: RunReport) -> Group:
     _by_model(report, line)
     parts: list[Any] = [line]
     for r in report.recommendations[:3]:
-        # wrapped, not cut: a command to copy must be whole
-        parts.append(Text(f"→ {r.message}", style="cyan", overflow="fold"))
+        # never cut: a command to copy must be whole. No overflow of its own: the CLI's
+        # soft-wrapping console (cli/session.make_console) prints it as one line the terminal
+        # wraps, as it does the lines above; a "fold" here made rich cut it at the width
+        parts.append(Text(f"→ {r.message}", style="cyan"))
     return Group(*parts)
 
 
