@@ -188,12 +188,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[st
         metavar="N",
         help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
     )
+    # the limits this command offers (`score` has no --ipm): the help names no other flag
+    fixed_by = "/".join(f"--{n}" for n in ("rpm", "ipm", "concurrency") if n not in leave_out)
     limits.add_argument(
         "--no-adapt",
         dest="adaptive",
         action="store_false",
         default=None,
-        help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
+        help=f"fixed limits: exactly {fixed_by}, no autopilot "
         "(no slow start, no following 429s or x-ratelimit headers)",
     )
     limits.add_argument(
