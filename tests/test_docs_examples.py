@@ -301,6 +301,26 @@ def test_every_relative_link_resolves(page: Path) -> None:
     assert not broken, f"{rel(page)}: broken links: {broken}"
 
 
+# a repository path a page names in backticks (`batchgen/errors/taxonomy.py`); a dotted name
+# after a module (`tests/autopilot_drive.scaled`) is that module's
+_REPO_PATH = re.compile(r"`((?:batchgen|tests|bench|docs)/[^`\s*<]+?)/?`")
+MADE_BY_A_COMMAND = {"bench/results.json"}  # `make bench` writes it
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_repository_path_a_page_names_exists(page: Path) -> None:
+    """docs/failures.md said the taxonomy is in `batchgen/errors.py` after it became a
+    package: a path in backticks names a file or folder of the repository."""
+    missing = []
+    for found in _REPO_PATH.findall(page.read_text(encoding="utf-8")):
+        named = found.partition("::")[0]  # a test's node id names its file
+        module = re.sub(r"\.[A-Za-z_][\w.]*$", ".py", named)
+        there = (ROOT / named).exists() or (ROOT / module).exists()
+        if not there and named not in MADE_BY_A_COMMAND:
+            missing.append(named)
+    assert not missing, f"{rel(page)} names paths that do not exist: {missing}"
+
+
 def test_the_link_check_finds_links() -> None:
     every = [t for p in PAGES for t in links(p)]
     assert "docs/python-api.md" in every and "docs/storage.md" in every
