@@ -200,6 +200,14 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert args.func(args) == 2
     assert "not a run directory" in capsys.readouterr().err
 
+    # a folder that holds no run (`batchgen report jobs`) was reported as an empty run, exit 0
+    other = tmp_path / "jobs"
+    other.mkdir()
+    (other / "demo.jsonl").write_text('{"prompt": "a lighthouse"}\n')
+    args = parser.parse_args(["report", str(other)])
+    assert args.func(args) == 2
+    assert f"{other} is not a run directory" in capsys.readouterr().err
+
 
 def test_run_summary_is_short_and_has_the_figures(runs, capsys):
     a, _ = runs
