@@ -204,6 +204,27 @@ def _one_of_each_run(tmp_path: Path) -> Path:
     return write_run(tmp_path / "run", table_from_rows(rows), jobs=3)
 
 
+def test_the_run_summary_splits_the_cost_by_model_only_when_something_was_spent(
+    tmp_path: Path,
+) -> None:
+    base = {"run_id": "r", "session": 1, "attempt": 1, "final": True, "finished_at": T0}
+    failed = {**base, "status": "error", "error_class": "network", "error_message": "refused"}
+    paid = {**base, "status": "ok", "image_paths": [], "image_count": 1, "latency_s": 1.0}
+    summaries = []
+    for name, rows in (
+        ("unreachable", [{**failed, "job_id": m, "model": m} for m in ("dall-e-3", "gpt-image-1")]),
+        ("paid", [{**paid, "job_id": m, "model": m, "cost_usd": 0.04, "cost_source": "usage"}
+                  for m in ("dall-e-3", "gpt-image-1")]),
+    ):  # fmt: skip
+        run_dir = write_run(tmp_path / name, table_from_rows(rows), jobs=2)
+        console = Console(width=200, file=io.StringIO(), color_system=None)
+        print_run_summary(run_dir, console)
+        summaries.append(console.file.getvalue())  # type: ignore[attr-defined]
+    unreachable, paid_run = summaries
+    assert "by model" not in unreachable, unreachable  # was "dall-e-3 $0.0000, gpt-image-1 …"
+    assert "by model: dall-e-3 $0.0400, gpt-image-1 $0.0400" in paid_run, paid_run
+
+
 def test_a_count_of_one_reads_singular(tmp_path: Path) -> None:
     """ "1 jobs were refused by the safety system" was printed at the end of the demo itself:
     every count the report, the run summary and the recommendations state agrees with it."""
