@@ -321,6 +321,27 @@ def test_every_repository_path_a_page_names_exists(page: Path) -> None:
     assert not missing, f"{rel(page)} names paths that do not exist: {missing}"
 
 
+def test_the_reports_page_states_the_ratings_the_code_applies() -> None:
+    """docs/reports.md rated response time on 3 s / 8 s / 15 s after the report had moved to
+    the run's models' usual p95: its table is read back against the thresholds."""
+    from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, LatencyBaseline
+
+    text = (ROOT / "docs" / "reports.md").read_text(encoding="utf-8")
+    rows = re.findall(
+        r"^\| (excellent|good|acceptable) \| ≤ ([\d.]+) × the usual p95 "
+        r"\| ≥ (\d+) % \| ≤ \$([\d.]+) \|$",
+        text,
+        re.MULTILINE,
+    )
+    assert [r[0] for r in rows] == ["excellent", "good", "acceptable"], rows
+    stated = [tuple(float(v) for v in r[1:]) for r in rows]
+    t = DEFAULT_THRESHOLDS
+    applied = zip(
+        LatencyBaseline(1.0, "").bounds(), t.success_rate, t.cost_per_image_usd, strict=True
+    )
+    assert stated == [(lat, round(ok * 100), usd) for lat, ok, usd in applied]
+
+
 def test_the_link_check_finds_links() -> None:
     every = [t for p in PAGES for t in links(p)]
     assert "docs/python-api.md" in every and "docs/storage.md" in every
