@@ -141,7 +141,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
         timeout=120,
     )
     assert done.code == 0, done.output
-    assert "round 1/3: regenerating 20 job(s)" in done.output
+    assert "round 1/3: regenerating 20 jobs" in done.output
     assert "round 2/3" not in done.output  # nothing left to regenerate after one round
     log = log_table(run_dir, ["session", "job_id", "status", "image_paths", "cost_usd"])
     rows = log.to_pylist()

@@ -111,7 +111,7 @@ def test_resume_after_editing_the_job_file_runs_exactly_the_added_and_edited_job
     out = resumed.stdout
     assert "changed since the run started" in out
     assert "1 edited, 1 removed" in out and "edited: job-2" in out and "removed: job-7" in out
-    assert "2 job(s) to run" in out
+    assert "2 jobs to run" in out
 
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]
     assert by_prompt["edit test 2, now at dusk"] == 1
@@ -127,7 +127,7 @@ def test_resume_after_editing_the_job_file_runs_exactly_the_added_and_edited_job
 
     again = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert again.code == 0, again.output
-    assert "nothing to resume: 10 job(s) done" in again.stdout
+    assert "nothing to resume: 10 jobs done" in again.stdout
     assert sim.stats["ok"] == 12
 
 
@@ -141,7 +141,7 @@ def test_resume_of_a_finished_run_says_so_exits_0_and_sends_nothing(
     sessions_before = json.loads((run_dir / "run.json").read_text())["sessions"]
     resumed = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert resumed.code == 0, resumed.output
-    assert "nothing to resume: 5 job(s) done, 0 failed for good" in resumed.stdout
+    assert "nothing to resume: 5 jobs done, 0 failed for good" in resumed.stdout
     assert sim.stats.received == 5
     assert json.loads((run_dir / "run.json").read_text())["sessions"] == sessions_before
 
