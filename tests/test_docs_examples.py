@@ -342,6 +342,18 @@ def test_the_reports_page_states_the_ratings_the_code_applies() -> None:
     assert stated == [(lat, round(ok * 100), usd) for lat, ok, usd in applied]
 
 
+def test_the_run_directory_page_names_every_column_of_the_log() -> None:
+    """docs/run-directory.md lists the log's columns; `endpoint` and `reused_from` were added to
+    the schema and not to the page."""
+    from batchgen.runlog.schema import SCHEMA
+
+    text = (ROOT / "docs" / "run-directory.md").read_text(encoding="utf-8")
+    listed = text.split("## The log: one row per attempt", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"[a-z_]+", listed.replace("input/output token counts", "")))
+    tokens = {n for n in SCHEMA.names if n.endswith("_tokens")}  # "input/output token counts"
+    assert not set(SCHEMA.names) - tokens - named, set(SCHEMA.names) - tokens - named
+
+
 def test_the_link_check_finds_links() -> None:
     every = [t for p in PAGES for t in links(p)]
     assert "docs/python-api.md" in every and "docs/storage.md" in every
