@@ -211,18 +211,22 @@ def test_the_run_summary_splits_the_cost_by_model_only_when_something_was_spent(
     failed = {**base, "status": "error", "error_class": "network", "error_message": "refused"}
     paid = {**base, "status": "ok", "image_paths": [], "image_count": 1, "latency_s": 1.0}
     summaries = []
+    bill = {"cost_usd": 0.04, "cost_source": "usage"}
     for name, rows in (
         ("unreachable", [{**failed, "job_id": m, "model": m} for m in ("dall-e-3", "gpt-image-1")]),
-        ("paid", [{**paid, "job_id": m, "model": m, "cost_usd": 0.04, "cost_source": "usage"}
-                  for m in ("dall-e-3", "gpt-image-1")]),
+        ("paid", [{**paid, **bill, "job_id": m, "model": m} for m in ("dall-e-3", "gpt-image-1")]),
+        # a Ctrl-C before the second model's jobs were sent
+        ("stopped", [{**paid, **bill, "job_id": "a", "model": "dall-e-3"},
+                     {**failed, "job_id": "b", "model": "gpt-image-1"}]),
     ):  # fmt: skip
         run_dir = write_run(tmp_path / name, table_from_rows(rows), jobs=2)
         console = Console(width=200, file=io.StringIO(), color_system=None)
         print_run_summary(run_dir, console)
         summaries.append(console.file.getvalue())  # type: ignore[attr-defined]
-    unreachable, paid_run = summaries
+    unreachable, paid_run, stopped = summaries
     assert "by model" not in unreachable, unreachable  # was "dall-e-3 $0.0000, gpt-image-1 …"
     assert "by model: dall-e-3 $0.0400, gpt-image-1 $0.0400" in paid_run, paid_run
+    assert "by model" not in stopped, stopped  # was "dall-e-3 $0.0400, gpt-image-1 $0.0000"
 
 
 def test_a_count_of_one_reads_singular(tmp_path: Path) -> None:

@@ -376,10 +376,11 @@ def _by_model(report: RunReport, line: Text) -> None:
     by_model: dict[str, float] = {}
     for group in report.cost_by_group:
         by_model[group.model] = by_model.get(group.model, 0.0) + (group.cost_usd or 0.0)
-    # nothing spent (a wrong base URL, a bad key): "gpt-image-1 $0.0000, dall-e-3 $0.0000" says
-    # nothing the cost line above has not
-    if len(by_model) > 1 and any(by_model.values()):
-        shown = sorted(by_model.items(), key=lambda kv: -kv[1])
+    # the models something was spent on: after a wrong base URL or a Ctrl-C, "dall-e-3 $0.0000"
+    # says nothing the cost line above has not; one model alone is that cost line again
+    spent = {m: c for m, c in by_model.items() if c > 0}
+    if len(spent) > 1:
+        shown = sorted(spent.items(), key=lambda kv: -kv[1])
         line.append(
             "\nby model: " + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
         )
