@@ -240,6 +240,13 @@ def test_the_readmes_doctor_command_passes_on_the_shipped_example_file(make_sim,
     assert job_file.status is Status.OK and "5 jobs" in job_file.seen
 
 
+def test_a_one_job_file_reads_singular(make_sim, tmp_path):
+    sim = make_sim(api_key=KEY)
+    diagnosis = run_diagnose(_opts(tmp_path, _url(sim), jobfile=_jobs(tmp_path, count=1)))
+    [job_file] = [c for c in diagnosis.checks() if c.name == "job file"]
+    assert job_file.seen.startswith("1 job, 1 image, "), job_file.seen  # was "1 jobs, 1 images"
+
+
 def test_too_little_free_space_is_a_fail(make_sim, tmp_path, monkeypatch):
     import shutil
 
