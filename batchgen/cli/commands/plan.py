@@ -84,7 +84,8 @@ def _print_plan(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
         print(_batch_sentence(result, check.batch_quote), file=out)
     if result is not None:
         if validation.format == "spec":
-            print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
+            jobs, images = plural(validation.jobs, "job"), plural(validation.images, "image")
+            print(f"spec: {jobs}, {images}", file=out)
         print_tally(plan.tally, out)
 
 
