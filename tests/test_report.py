@@ -189,6 +189,13 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert args.func(args) == 0
     assert (a / "report.html").read_text().startswith("<!DOCTYPE html>")
 
+    # the text report into a pipe: 120 columns, as `run` prints there (rich alone gives 80)
+    capsys.readouterr()
+    args = parser.parse_args(["report", str(a), "--no-image-checks"])
+    assert args.func(args) == 0
+    widths = [len(line.rstrip()) for line in capsys.readouterr().out.splitlines()]
+    assert 80 < max(widths) <= 120, max(widths)
+
     out = tmp_path / "cmp.json"
     args = parser.parse_args(
         ["report", str(a), str(b), "--format", "json", "-o", str(out), "--no-image-checks"]

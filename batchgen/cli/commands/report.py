@@ -30,7 +30,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"batchgen report: {exc}", file=sys.stderr)
             return 2
-    path = report.write(args.format, args.output, Console())
+    # into a pipe or a file (`batchgen report RUN | less`, `> report.txt`) 120 columns, as the
+    # other commands print (cli/session.make_console), not rich's 80 that folds every table
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    path = report.write(args.format, args.output, console)
     if path is not None and args.format == "html":
         print(f"report written to {path}", file=sys.stderr)
     return 0
