@@ -134,6 +134,15 @@ def test_no_float_artefacts_in_any_format(tmp_path: Path) -> None:
         assert "│ ?" not in outputs[fmt] and "| ? |" not in outputs[fmt]
 
 
+def test_the_retry_after_note_sits_under_the_figures(tmp_path: Path) -> None:
+    """ "sum of Retry-After over 429 answers: an approximation" explains the figure "paused by
+    429 (≈ Σ Retry-After)"; it was printed after the last table, pages below it."""
+    report = build_report(_awkward_run(tmp_path), image_checks=False)
+    text = _outputs(_awkward_run(tmp_path / "again"))["text"]
+    note = text.index(report.run.paused_note)
+    assert text.index("paused by 429") < note < text.index("Ratings"), text[:note]
+
+
 def test_the_autopilot_line_covers_every_session(tmp_path: Path) -> None:
     text = " ".join(_outputs(_awkward_run(tmp_path))["text"].split())
     assert "peak 24 in flight over 2 sessions" in text  # not the last session's 1

@@ -271,7 +271,9 @@ def endpoints_table(report: RunReport) -> Table:
 
 def _sections(report: RunReport) -> list[Any]:
     """The tables a run has something to show in, in the report's order."""
-    parts: list[Any] = [figures_table(report), ratings_table(report)]
+    # the note under the figure it explains ("paused by 429 (≈ Σ Retry-After)"), not pages below
+    note = Text(report.paused_note, style="dim")
+    parts: list[Any] = [figures_table(report), note, ratings_table(report)]
     if report.cost_by_group:
         parts.append(cost_table(report))
     if report.by_variable:
@@ -285,7 +287,6 @@ def _sections(report: RunReport) -> list[Any]:
     parts.append(images_table(report))
     if report.quality:
         parts += quality_tables(report.quality)
-    parts.append(Text(report.paused_note, style="dim"))
     if report.autopilot:
         parts.append(Text(autopilot_line(report.autopilot)))
     parts.append(recommendations(report))
