@@ -207,6 +207,20 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert args.func(args) == 2
     assert "not a run directory" in capsys.readouterr().err
 
+    # -o into a folder that is missing: made (as `gen -o` does); where no file can be: one line
+    # naming the path and the fix, exit 2 (it was a FileNotFoundError traceback)
+    nested = tmp_path / "new" / "sub" / "report.md"
+    args = parser.parse_args(["report", str(a), "--format", "md", "-o", str(nested)])
+    assert args.func(args) == 0 and nested.read_text().startswith("# batchgen report")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for fmt in ("text", "md", "html", "json"):
+        target = blocker / f"report.{fmt}"
+        args = parser.parse_args(["report", str(a), "--format", fmt, "-o", str(target)])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert f"batchgen report: cannot write {target}" in err and "Traceback" not in err, err
+
     # a folder that holds no run (`batchgen report jobs`) was reported as an empty run, exit 0
     other = tmp_path / "jobs"
     other.mkdir()

@@ -186,6 +186,17 @@ def test_jobs_export_splits_ok_failed_pending_into_valid_job_files(
         }
         assert all(j.fingerprint == by_id[j.id].fingerprint for j in again)
 
+    # -o into a missing folder makes it; where no file can be, one line and exit 2 (it was a
+    # FileNotFoundError traceback)
+    assert _exported(run_dir, "failed", tmp_path / "new" / "failed.jsonl") == [ids[1], ids[3]]
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "failed.jsonl"
+    refused = run_cli(
+        ["jobs", str(run_dir), "--status", "failed", "-o", str(target)], env=cli_env()
+    )
+    assert refused.code == 2 and "Traceback" not in refused.output, refused.output
+    assert refused.stderr.startswith(f"batchgen jobs: cannot write {target}"), refused.stderr
+
     # the pending export re-drives elsewhere: a new run of it sends exactly those jobs
     sim.update(fail_after={})
     other = tmp_path / "other"

@@ -338,3 +338,17 @@ def _number(text: str) -> float:
     except ValueError:
         msg = f"expected a number, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+
+
+def output_problem(path: str) -> str | None:
+    """None when ``-o path`` can be written (its missing folders made, as `gen -o` does);
+    else what stops it and the fix, for a one-line error instead of a traceback."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return (
+            f"cannot write {path}: {exc.strerror or exc}; give -o a file in a folder you can write"
+        )
+    return None

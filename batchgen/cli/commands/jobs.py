@@ -7,7 +7,7 @@ import json
 import sys
 from contextlib import nullcontext
 
-from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
+from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of, output_problem
 from batchgen.cli.export import READS
 from batchgen.numbers import plural
 from batchgen.runlog.export import export_jobs
@@ -20,6 +20,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         lines = export_jobs(args.run_dir, args.status)
     except RunDirError as exc:
         print(f"batchgen jobs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = output_problem(args.output) if args.output else None
+    if problem is not None:
+        print(f"batchgen jobs: {problem}", file=sys.stderr)
         return EXIT_USAGE
     count = 0
     with (

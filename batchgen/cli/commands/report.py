@@ -12,7 +12,7 @@ from rich.console import Console
 
 from batchgen.analyze.model import Grid
 from batchgen.analyze.variables import grid
-from batchgen.cli.common import flags_of
+from batchgen.cli.common import flags_of, output_problem
 from batchgen.cli.report import READS, grid_names, refuse
 from batchgen.reports import build_report
 
@@ -22,6 +22,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     refused = refuse(args)  # again: a caller may call the body without its parser's Body
     if refused is not None:
         return refused
+    problem = output_problem(args.output) if args.output else None
+    if problem is not None:  # before the analysis, not after it as a traceback
+        print(f"batchgen report: {problem}", file=sys.stderr)
+        return 2
     a, *b = args.run_dirs
     report = build_report(a, compare_to=b[0] if b else None, image_checks=not args.no_image_checks)
     if getattr(args, "grid", None):
