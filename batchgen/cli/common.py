@@ -340,15 +340,18 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
 
 
-def output_problem(path: str) -> str | None:
-    """None when ``-o path`` can be written (its missing folders made, as `gen -o` does);
-    else what stops it and the fix, for a one-line error instead of a traceback."""
+def output_problem(path: str, flag: str = "-o") -> str | None:
+    """None when a file can be written at ``path`` (its missing folders are made, as `gen -o`
+    does); else what stops it and the fix, for a one-line error instead of a traceback, said
+    before anything is sent or computed. Nothing is written at ``path`` itself."""
+    folder = os.path.dirname(path) or "."
+    fix = f"give {flag} a file in a folder you can write"
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "a", encoding="utf-8"):
-            pass
+        os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        return (
-            f"cannot write {path}: {exc.strerror or exc}; give -o a file in a folder you can write"
-        )
+        return f"cannot write {path}: {exc.strerror or exc} ({exc.filename}); {fix}"
+    if os.path.isdir(path):
+        return f"cannot write {path}: it is a folder; {fix}"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write {path}: {folder} is not writable; {fix}"
     return None

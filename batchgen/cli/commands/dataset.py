@@ -22,5 +22,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"batchgen export: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # --to where no folder can be (a file in the way, no permission)
+        where = exc.filename or args.to
+        print(
+            f"batchgen export: cannot write {where}: {exc.strerror or exc}; "
+            "give --to a folder you can write",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     print(f"{plural(count, 'image')} exported to {args.to} ({args.format})", file=sys.stderr)
     return EXIT_OK
