@@ -196,6 +196,10 @@ def test_jobs_export_splits_ok_failed_pending_into_valid_job_files(
     )
     assert refused.code == 2 and "Traceback" not in refused.output, refused.output
     assert refused.stderr.startswith(f"batchgen jobs: cannot write {target}"), refused.stderr
+    # a file given as the run directory: one line, not a NotADirectoryError traceback
+    not_a_run = run_cli(["jobs", str(tmp_path / "a-file"), "--status", "ok"], env=cli_env())
+    assert not_a_run.code == 2 and "Traceback" not in not_a_run.output, not_a_run.output
+    assert "is a file, not a run directory" in not_a_run.stderr
 
     # the pending export re-drives elsewhere: a new run of it sends exactly those jobs
     sim.update(fail_after={})

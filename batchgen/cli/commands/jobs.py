@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of, output_problem
 from batchgen.cli.export import READS
@@ -16,6 +17,13 @@ from batchgen.runlog.rundir import RunDirError
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     flags_of(args, READS)  # the parser offers only what is read here
+    if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():  # was a traceback
+        print(
+            f"batchgen jobs: {args.run_dir} is a file, not a run directory; pass the folder "
+            "holding run.json (see `batchgen runs`)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         lines = export_jobs(args.run_dir, args.status)
     except RunDirError as exc:
