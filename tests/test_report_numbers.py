@@ -238,6 +238,17 @@ def test_the_run_summary_splits_the_cost_by_model_only_when_something_was_spent(
     assert "by model" not in stopped, stopped  # was "dall-e-3 $0.0400, gpt-image-1 $0.0000"
 
 
+def test_a_stop_for_the_budget_names_this_run_in_its_command(tmp_path: Path) -> None:
+    """--max-cost 0 ended with "→ `batchgen resume RUN_DIR --max-cost HIGHER` to finish.",
+    the placeholder where the run's own directory is known."""
+    row = {"run_id": "r", "session": 1, "attempt": 0, "status": "skipped", "final": False,
+           "error_class": "budget", "prompt": "a lighthouse", "finished_at": T0}  # fmt: skip
+    run_dir = write_run(tmp_path / "capped", table_from_rows([{**row, "job_id": "a"}]), jobs=1)
+    said = [r.message for r in build_report(run_dir, image_checks=False).run.recommendations]
+    assert any(f"batchgen resume {run_dir} --max-cost" in m for m in said), said
+    assert not any("RUN_DIR" in m for m in said), said
+
+
 def test_a_count_of_one_reads_singular(tmp_path: Path) -> None:
     """ "1 jobs were refused by the safety system" was printed at the end of the demo itself:
     every count the report, the run summary and the recommendations state agrees with it."""

@@ -95,7 +95,9 @@ def _stopped(fig: RunReport) -> list[Recommendation]:
     for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):
         count = fig.errors.get(str(cls), 0) + fig.skipped.get(str(cls), 0)
         if count or f"stopped_{cls}" in endings:
-            out.append(Recommendation(f"stop_{cls}", cls.remedy, {"rows": count}))
+            # the remedy names RUN_DIR; this run's is known ("batchgen resume runs/x --max-cost …")
+            remedy = cls.remedy.replace("RUN_DIR", str(fig.run_dir))
+            out.append(Recommendation(f"stop_{cls}", remedy, {"rows": count}))
     return out
 
 
