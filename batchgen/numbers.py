@@ -6,6 +6,7 @@ module only picks one per kind of number (no dependency needed for that).
     count(985000)      '985,000'
     compact(985000)    '985k'       (a progress line's rate)
     seconds(0.0126)    '0.013 s'    duration(15) '15 s', duration(5400) '1 h 30 min'
+    plural(1, "job")   '1 job'      plural(2, "job") '2 jobs', plural(0, "job") '0 jobs'
     usd(0.008478)      '$0.0085'    money(0.008478000000000001) 0.008478 (JSON)
     decimal(1e6)       '1,000,000'  tidy(0.012600879399906258) 0.0126 (JSON)
 """
@@ -21,6 +22,7 @@ __all__ = [
     "duration",
     "for_json",
     "money",
+    "plural",
     "seconds",
     "tidy",
     "usd",
@@ -30,6 +32,12 @@ __all__ = [
 def count(n: float) -> str:
     """A whole number with thousands separators: ``985,000``."""
     return f"{n:,.0f}"
+
+
+def plural(n: float, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun, singular for exactly one: ``1 job``, ``2 jobs``, ``1,000 images``
+    (``nouns`` for an irregular plural: ``plural(2, "batch", "batches")``)."""
+    return f"{count(n)} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def compact(x: float) -> str:

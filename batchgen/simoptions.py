@@ -175,7 +175,7 @@ SIM_OPTIONS: tuple[SimOption, ...] = (
     _O("latency_dist", str, "lognormal", "latency distribution (default lognormal)",
        "latency_dist", choices=LATENCY_DISTRIBUTIONS),
     _O("model_latency", bool, False, "each model's usual latency (gpt-image-1 tens of seconds "
-       "by quality, dall-e-3 ~10 s, FLUX/Gemini a few) instead of --latency",
+       "by quality, dall-e-3 ~10 s, FLUX/Gemini a few) instead of one mean latency for all",
        "latency_profile"),
     _O("time_scale", float, 1.0, "multiply every latency by X (0.1: a 30 s model answers in "
        "3 s)", "time_scale", metavar="X"),

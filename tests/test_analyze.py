@@ -369,7 +369,8 @@ def test_failures_crashes_and_stops_are_recommended_on(tmp_path):
     fig2 = analyze_run(run2, image_checks=False, price_lookup=None)
     from batchgen.errors import ErrorClass
 
-    assert kinds(fig2)["stop_auth"].message == ErrorClass.AUTH.remedy
+    # the remedy, with this run's directory where it says RUN_DIR
+    assert kinds(fig2)["stop_auth"].message == ErrorClass.AUTH.remedy.replace("RUN_DIR", str(run2))
     assert (fig2.jobs_failed, fig2.jobs_pending) == (0, 5)
 
 

@@ -32,6 +32,22 @@ def test_gen_saves_one_image_in_a_run_directory(tmp_path: Path, make_sim: Any) -
     assert again.code == 2 and "already holds a run" in again.output
 
 
+def test_an_output_gen_cannot_write_is_refused_before_anything_is_sent(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """-o under a file was a traceback after the image was made and paid for."""
+    sim = make_sim()
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "fox.png"
+    done = run_cli(
+        ["gen", "a fox", "--run-dir", str(tmp_path / "g"), "-o", str(target), *sim_flags(sim)],
+        env=cli_env(),
+    )
+    assert done.code == 2 and "Traceback" not in done.output, done.output
+    assert done.stderr.startswith(f"batchgen gen: cannot write {target}"), done.stderr
+    assert sim.stats.snapshot(timeline=False)["received"] == 0
+
+
 def test_gen_refused_by_the_provider_exits_1(tmp_path: Path, make_sim: Any) -> None:
     sim = make_sim(faults={"content_policy": 1.0})
     done = run_cli(["gen", "no", "--run-dir", str(tmp_path / "g"), *sim_flags(sim)], env=cli_env())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 from typing import Any
 
 import pytest
@@ -144,6 +145,23 @@ def test_simulator_flags_are_grouped_and_listed_only_for_the_simulator(
     # the flags are accepted whatever the help shows
     args = build_parser(["run"]).parse_args(["run", "jobs.txt", "--sim-rpm", "5"])
     assert args.sim_rpm == 5
+
+
+# flags a help text names that belong elsewhere: `ray start --head`, and the pilot's
+# --apply / run's --from-pilot, named as the other half of the same step
+OTHER_COMMANDS_FLAGS = {"--head", "--apply", "--from-pilot"}
+
+
+def test_a_help_text_names_only_flags_its_command_takes() -> None:
+    """`run --provider sim --help` said --sim-model-latency was "instead of --latency" (a flag
+    of `batchgen sim` alone) and `score --help` that --no-adapt fixes --ipm (not a flag of
+    score): each flag a help text names is one of its own command's."""
+    for name, parser in _commands(["--provider", "sim"]).items():
+        offered = {o for a in parser._actions for o in a.option_strings}
+        for action in parser._actions:
+            named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", action.help or ""))
+            unknown = named - offered - OTHER_COMMANDS_FLAGS
+            assert not unknown, f"{name} {action.option_strings}: names {unknown}"
 
 
 def test_the_named_flags_have_help() -> None:

@@ -84,7 +84,7 @@ def test_truncated_log_file_is_quarantined_and_its_jobs_adopted_not_paid_twice(
     assert resumed.code == 0, resumed.output
     assert "Traceback" not in resumed.output
     assert "_quarantine" in resumed.stderr and damaged.name in resumed.stderr
-    assert "adopted 8 job(s)" in resumed.stdout
+    assert "adopted 8 jobs" in resumed.stdout
     assert sim.stats.snapshot(timeline=False)["received"] == sent_before  # nothing re-sent
     assert (run_dir / "log" / "_quarantine" / damaged.name).exists()
     counts = ok_counts(run_dir)

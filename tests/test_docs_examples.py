@@ -301,6 +301,59 @@ def test_every_relative_link_resolves(page: Path) -> None:
     assert not broken, f"{rel(page)}: broken links: {broken}"
 
 
+# a repository path a page names in backticks (`batchgen/errors/taxonomy.py`); a dotted name
+# after a module (`tests/autopilot_drive.scaled`) is that module's
+_REPO_PATH = re.compile(r"`((?:batchgen|tests|bench|docs)/[^`\s*<]+?)/?`")
+MADE_BY_A_COMMAND = {"bench/results.json"}  # `make bench` writes it
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_repository_path_a_page_names_exists(page: Path) -> None:
+    """docs/failures.md said the taxonomy is in `batchgen/errors.py` after it became a
+    package: a path in backticks names a file or folder of the repository."""
+    missing = []
+    for found in _REPO_PATH.findall(page.read_text(encoding="utf-8")):
+        named = found.partition("::")[0]  # a test's node id names its file
+        module = re.sub(r"\.[A-Za-z_][\w.]*$", ".py", named)
+        there = (ROOT / named).exists() or (ROOT / module).exists()
+        if not there and named not in MADE_BY_A_COMMAND:
+            missing.append(named)
+    assert not missing, f"{rel(page)} names paths that do not exist: {missing}"
+
+
+def test_the_reports_page_states_the_ratings_the_code_applies() -> None:
+    """docs/reports.md rated response time on 3 s / 8 s / 15 s after the report had moved to
+    the run's models' usual p95: its table is read back against the thresholds."""
+    from batchgen.analyze.ratings import DEFAULT_THRESHOLDS, LatencyBaseline
+
+    text = (ROOT / "docs" / "reports.md").read_text(encoding="utf-8")
+    rows = re.findall(
+        r"^\| (excellent|good|acceptable) \| ≤ ([\d.]+) × the usual p95 "
+        r"\| ≥ (\d+) % \| ≤ \$([\d.]+) \|$",
+        text,
+        re.MULTILINE,
+    )
+    assert [r[0] for r in rows] == ["excellent", "good", "acceptable"], rows
+    stated = [tuple(float(v) for v in r[1:]) for r in rows]
+    t = DEFAULT_THRESHOLDS
+    applied = zip(
+        LatencyBaseline(1.0, "").bounds(), t.success_rate, t.cost_per_image_usd, strict=True
+    )
+    assert stated == [(lat, round(ok * 100), usd) for lat, ok, usd in applied]
+
+
+def test_the_run_directory_page_names_every_column_of_the_log() -> None:
+    """docs/run-directory.md lists the log's columns; `endpoint` and `reused_from` were added to
+    the schema and not to the page."""
+    from batchgen.runlog.schema import SCHEMA
+
+    text = (ROOT / "docs" / "run-directory.md").read_text(encoding="utf-8")
+    listed = text.split("## The log: one row per attempt", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"[a-z_]+", listed.replace("input/output token counts", "")))
+    tokens = {n for n in SCHEMA.names if n.endswith("_tokens")}  # "input/output token counts"
+    assert not set(SCHEMA.names) - tokens - named, set(SCHEMA.names) - tokens - named
+
+
 def test_the_link_check_finds_links() -> None:
     every = [t for p in PAGES for t in links(p)]
     assert "docs/python-api.md" in every and "docs/storage.md" in every

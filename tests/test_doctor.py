@@ -228,6 +228,25 @@ def test_a_job_the_model_refuses_is_named_with_its_line(make_sim, tmp_path):
     assert bad.name == "job settings" and "jobs.jsonl:1" in bad.seen and "256x256" in bad.seen
 
 
+def test_the_readmes_doctor_command_passes_on_the_shipped_example_file(make_sim, tmp_path):
+    """README: `batchgen doctor jobs/examples.csv` checks the job file before you spend. Its
+    last line names no model, which `plan` and `run` send as batchgen's default model; doctor
+    failed it ("no model: … silently fall back to dall-e-2") and exited 2."""
+    sim = make_sim(api_key=KEY)
+    examples = Path(__file__).resolve().parents[1] / "jobs" / "examples.csv"
+    diagnosis = run_diagnose(_opts(tmp_path, _url(sim), jobfile=str(examples)))
+    assert not _failed(diagnosis) and diagnosis.exit_code == 0
+    [job_file] = [c for c in diagnosis.checks() if c.name == "job file"]
+    assert job_file.status is Status.OK and "5 jobs" in job_file.seen
+
+
+def test_a_one_job_file_reads_singular(make_sim, tmp_path):
+    sim = make_sim(api_key=KEY)
+    diagnosis = run_diagnose(_opts(tmp_path, _url(sim), jobfile=_jobs(tmp_path, count=1)))
+    [job_file] = [c for c in diagnosis.checks() if c.name == "job file"]
+    assert job_file.seen.startswith("1 job, 1 image, "), job_file.seen  # was "1 jobs, 1 images"
+
+
 def test_too_little_free_space_is_a_fail(make_sim, tmp_path, monkeypatch):
     import shutil
 

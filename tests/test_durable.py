@@ -180,7 +180,8 @@ def test_kill_between_image_write_and_its_row_adopts_the_image_without_a_new_req
 
     resumed = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert resumed.code == 0, resumed.output
-    assert f"adopted {len(orphans)} job(s)" in resumed.stdout
+    adopted = f"{len(orphans)} job{'' if len(orphans) == 1 else 's'}"
+    assert f"adopted {adopted} whose images were saved" in resumed.stdout
 
     after = _requested(sim)
     sent_now = {id_of[p] for p, k in after.items() if k > before.get(p, 0)}

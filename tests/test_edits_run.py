@@ -79,7 +79,7 @@ def test_a_folder_of_photos_runs_as_edits_and_resume_redoes_the_changed_one(
     Image.new("RGB", (70, 40), "black").save(photos[3])
     again = run_cli(["resume", str(run), *sim_flags(sim), "--quiet"], env=cli_env())
     assert again.code == 0, again.output
-    assert "input images changed: 1 job(s)" in again.output
+    assert "input images changed: 1 job run again" in again.output
     second = [r for r in log_table(run).to_pylist() if r["session"] == 2]
     assert [r["job_id"] for r in second] == ["e3"]
     assert second[0]["status"] == "ok" and second[0]["input_hashes"] == [_sha(photos[3])]

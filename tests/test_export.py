@@ -119,6 +119,12 @@ def test_bad_inputs_are_usage_errors(scored_run, tmp_path, capsys):
     (tmp_path / "full" / "f").write_text("x")
     assert _export(scored_run, tmp_path / "full", "csv") == 2
     assert "not empty" in capsys.readouterr().err
+    # --to under a file: one line naming it, not a NotADirectoryError traceback
+    (tmp_path / "a-file").write_text("")
+    for fmt in ("csv", "parquet"):
+        assert _export(scored_run, tmp_path / "a-file" / "out", fmt) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("batchgen export: cannot write") and "--to" in err, err
 
 
 _MEASURE = """

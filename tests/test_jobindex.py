@@ -146,7 +146,7 @@ def test_an_edited_job_file_is_scanned_and_runs_exactly_the_added_and_edited_job
     assert _resume(run_dir) == 0
     out = capsys.readouterr().out
     assert scans == [str(jobs)]  # the stored index was for the old file
-    assert "1 edited, 1 removed" in out and "2 job(s) to run" in out
+    assert "1 edited, 1 removed" in out and "2 jobs to run" in out
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]
     assert by_prompt["index test 1, now in the rain"] == 1
     assert by_prompt["index test added"] == 1
@@ -159,7 +159,7 @@ def test_an_edited_job_file_is_scanned_and_runs_exactly_the_added_and_edited_job
     _no_scan(monkeypatch)
     assert _resume(run_dir) == 0
     out = capsys.readouterr().out
-    assert "nothing to resume: 8 job(s) done" in out
+    assert "nothing to resume: 8 jobs done" in out
     assert "changed since the run started" in out
     assert sim.stats["ok"] == 10
 

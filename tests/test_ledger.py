@@ -187,7 +187,8 @@ def test_a_run_the_month_cannot_pay_for_is_refused_before_sending(tmp_path, sim,
     assert _ledger_total(ledger_path) == pytest.approx(9 + 25 * STD_USD)
     # the run's share of the month, and what the budget has left: $1 of $10, $1 of $11 left
     text = " ".join(done.output.split())
-    assert "this run: $1.0000 in the spend ledger, 10 % of this month's $10.00" in text
+    # "of this month's $10.00" read as a budget of $10; it is what the month has spent
+    assert "this run: $1.0000 in the spend ledger, 10 % of the $10.00 spent this month" in text
     assert "--monthly-budget $11.00: 9 % left" in text
 
 

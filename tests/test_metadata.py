@@ -50,9 +50,13 @@ def _images(run: Path) -> list[Path]:
     return sorted(p for p in (run / "images").iterdir() if not p.name.endswith(".json"))
 
 
-def test_a_sidecar_beside_each_image_by_default(make_sim, tmp_path, monkeypatch):
+def test_a_sidecar_beside_each_image_by_default(make_sim, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     run = _run(tmp_path, make_sim())
+    # the run says where they are as they are named (it said "NAME.json": they are NAME.png.json)
+    said = capsys.readouterr().out
+    assert "metadata: 3 sidecars beside the images (the image's file name + .json)" in said
+    assert all(sidecar_path(i).name == f"{i.name}.json" for i in _images(run))
     rows = {r["job_id"]: r for r in log_table(run).to_pylist() if r["status"] == "ok"}
     images = _images(run)
     assert len(images) == 3

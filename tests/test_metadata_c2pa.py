@@ -133,7 +133,7 @@ def test_a_signed_image_from_the_provider_keeps_a_valid_manifest_under_embed(
         meta = json.loads(sidecar_path(image).read_text())
         assert meta["job_id"] in image.name and meta["prompt"].startswith("a signed owl")
         assert KEY not in sidecar_path(image).read_text()
-    assert "2 carry a C2PA manifest" in output and "0 image(s) embedded" in output
+    assert "2 carry a C2PA manifest" in output and "0 images embedded" in output
     assert _validation(saved[0].read_bytes(), mime) == _validation(sent, mime)
     assert _validation(sent, mime)[0] == "Valid"
 

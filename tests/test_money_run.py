@@ -254,7 +254,8 @@ def test_half_the_quote_stops_at_the_cap_and_resume_finishes(
     higher = round(expected * 1.1, 2)
     code, out, err = cli(capsys, "resume", str(run_dir), "--max-cost", str(higher), "--quiet")
     assert code == 0, out + err
-    assert f"{len(JOBS) - len(ok)} job(s) to run" in out
+    left = len(JOBS) - len(ok)
+    assert f"{left} job{'' if left == 1 else 's'} to run" in out
     rows = log_rows(run_dir)
     total = logged_total(rows)
     assert total <= higher

@@ -72,7 +72,7 @@ def test_model_problems_are_file_line_and_exit_2(tmp_path):
     )
     assert any(line.startswith(f'{path}:5: gpt-image-1 does not take "style"') for line in lines)
     assert not any(line.startswith(f"{path}:1:") for line in lines)
-    assert "4 problem(s) found" in out
+    assert "4 problems found" in out
     assert "Estimated cost" in out  # the quote is still shown for what the file holds
 
 
@@ -100,7 +100,7 @@ def test_problem_count_is_bounded_but_all_are_counted(tmp_path):
     status, out = run_plan(str(jobfile(tmp_path, *bodies)), "--max-problems", "5")
     assert status == 2
     assert sum(line.startswith(str(tmp_path)) for line in out.splitlines()) == 5
-    assert "… and 25 more problem(s)" in out
+    assert "… and 25 more problems" in out
 
 
 def test_json_format(tmp_path):

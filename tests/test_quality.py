@@ -122,7 +122,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
     # a second `score` judges nothing again
     again = run_cli(["score", str(run_dir), *_no_yes(common)], env=env)
     assert again.code == 0, again.output
-    assert f"scored 0 image(s), {JOBS} already scored" in again.output
+    assert f"scored 0 images, {JOBS} already scored" in again.output
     assert _chat_stats(sim)["chat"]["received"] == stats["chat"]["received"]
 
     # -- regenerate: exactly those 20, and the new images score above --------------------
@@ -141,7 +141,7 @@ def test_score_flags_the_wrong_ones_regenerate_fixes_them_and_costs_match(
         timeout=120,
     )
     assert done.code == 0, done.output
-    assert "round 1/3: regenerating 20 job(s)" in done.output
+    assert "round 1/3: regenerating 20 jobs" in done.output
     assert "round 2/3" not in done.output  # nothing left to regenerate after one round
     log = log_table(run_dir, ["session", "job_id", "status", "image_paths", "cost_usd"])
     rows = log.to_pylist()
@@ -340,7 +340,7 @@ def test_score_usage_errors(tmp_path: Path, make_sim) -> None:
     done = run_cli(
         ["score", str(run_dir), *JUDGE, "--rubric", str(rubric), *sim_flags(sim)], env=env
     )
-    assert done.code == 0 and "scored 3 image(s)" in done.output
+    assert done.code == 0 and "scored 3 images" in done.output
     assert len({r["scorer"] for r in read_scores(run_dir).to_pylist()}) == 2
     assert job_ids_by_prompt(run_dir)
 

@@ -176,7 +176,7 @@ def test_clip_scorer_end_to_end_with_a_tiny_model(tmp_path: Path, make_sim) -> N
         timeout=180,
     )
     assert done.code == 1, done.output  # still below after the last round
-    assert "round 1/1: regenerating 12 job(s)" in done.output
+    assert "round 1/1: regenerating 12 jobs" in done.output
     rows = read_scores(run_dir).to_pylist()
     assert len(rows) == 24 and sum(r["round"] == 2 for r in rows) == 12
 

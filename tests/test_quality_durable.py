@@ -75,7 +75,7 @@ def test_crash_after_a_saved_verdict_then_score_again_judges_exactly_the_rest(
     assert sum(_judged(sim).values()) == 17 + 9
     done = run_cli(args, env=cli_env())
     assert done.code == 0, done.output
-    assert f"scored {jobs - 26} image(s), 26 already scored" in done.output
+    assert f"scored {jobs - 26} images, 26 already scored" in done.output
     assert "judged (and billed) twice" not in done.output
     judged = _judged(sim)
     assert len(judged) == jobs and set(judged.values()) == {1}
@@ -115,6 +115,6 @@ def test_kill_9_at_random_instants_then_score_misses_none_and_says_what_may_be_t
 
 def _twice(output: str) -> int:
     found = re.search(
-        r"(\d+) image\(s\) were in flight when a `score` of this run was killed", output
+        r"(\d+) images? (?:was|were) in flight when a `score` of this run was killed", output
     )
     return int(found.group(1)) if found else 0

@@ -282,3 +282,35 @@ def test_any_request_id_comes_out_as_field_text_makes_it(value: str) -> None:
 
     client = KeyedSession("http://127.0.0.1:1", "sk-ab12")
     assert client._id_text(value) == client.field_text(value, 200)
+
+
+# the shapes a key is known by without a flag naming it (a short gateway token is not one)
+SHAPED = [
+    "sk-proj-AbCdEf0123456789",
+    "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "0123456789abcdef" * 2,
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "argv"),
+    [
+        # a flag that does not exist, named like a key, then the key: any key
+        *((key, ["run", "jobs.jsonl", "--apikey", "{key}"]) for key in KEYS),
+        *((key, ["run", "jobs.jsonl", "--token={key}"]) for key in KEYS),
+        # the key where a number belongs, or one positional too many: a key-shaped one
+        *((key, ["run", "jobs.jsonl", "--rpm", "{key}"]) for key in SHAPED),
+        *((key, ["plan", "jobs.jsonl", "{key}"]) for key in SHAPED),
+    ],
+)
+def test_the_command_lines_own_errors_never_echo_a_key(
+    key: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse's "unrecognized arguments: --apikey sk-…" printed the key on the terminal."""
+    from batchgen.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main([a.format(key=key) for a in argv])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "error:" in err, err
+    assert key not in err and "***" in err, err

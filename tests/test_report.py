@@ -15,7 +15,7 @@ from rich.console import Console
 
 from batchgen.cli.commands.report import cmd_report
 from batchgen.cli.report import register
-from batchgen.cli.session import print_run_summary
+from batchgen.cli.session import make_console, print_run_summary
 from batchgen.reports import build, to_json, write
 from batchgen.testing.synthetic import Faults, synthetic_log, table_from_rows, write_run
 
@@ -189,6 +189,13 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert args.func(args) == 0
     assert (a / "report.html").read_text().startswith("<!DOCTYPE html>")
 
+    # the text report into a pipe: 120 columns, as `run` prints there (rich alone gives 80)
+    capsys.readouterr()
+    args = parser.parse_args(["report", str(a), "--no-image-checks"])
+    assert args.func(args) == 0
+    widths = [len(line.rstrip()) for line in capsys.readouterr().out.splitlines()]
+    assert 80 < max(widths) <= 120, max(widths)
+
     out = tmp_path / "cmp.json"
     args = parser.parse_args(
         ["report", str(a), str(b), "--format", "json", "-o", str(out), "--no-image-checks"]
@@ -200,21 +207,46 @@ def test_cli_report_formats_and_default_html_path(runs, tmp_path, capsys):
     assert args.func(args) == 2
     assert "not a run directory" in capsys.readouterr().err
 
+    # -o into a folder that is missing: made (as `gen -o` does); where no file can be: one line
+    # naming the path and the fix, exit 2 (it was a FileNotFoundError traceback)
+    nested = tmp_path / "new" / "sub" / "report.md"
+    args = parser.parse_args(["report", str(a), "--format", "md", "-o", str(nested)])
+    assert args.func(args) == 0 and nested.read_text().startswith("# batchgen report")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for fmt in ("text", "md", "html", "json"):
+        target = blocker / f"report.{fmt}"
+        args = parser.parse_args(["report", str(a), "--format", fmt, "-o", str(target)])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert f"batchgen report: cannot write {target}" in err and "Traceback" not in err, err
 
-def test_run_summary_is_short_and_has_the_figures(runs):
+    # a folder that holds no run (`batchgen report jobs`) was reported as an empty run, exit 0
+    other = tmp_path / "jobs"
+    other.mkdir()
+    (other / "demo.jsonl").write_text('{"prompt": "a lighthouse"}\n')
+    args = parser.parse_args(["report", str(other)])
+    assert args.func(args) == 2
+    assert f"{other} is not a run directory" in capsys.readouterr().err
+
+
+def test_run_summary_is_short_and_has_the_figures(runs, capsys):
     a, _ = runs
-    buf = io.StringIO()
-    print_run_summary(a, Console(file=buf, width=120, no_color=True))
-    out = buf.getvalue()
+    # the console `batchgen run` prints with: soft-wrapped, 120 columns into a pipe
+    print_run_summary(a, make_console())
+    out = capsys.readouterr().out
     data = build([a], image_checks=False)
     assert f"{data['jobs_succeeded']:,} succeeded" in out
     assert f"{data['jobs_pending']:,} pending of 800 jobs" in out
     assert "per image" in out and "possibly billed twice" in out
-    # at most three recommendations, each whole (wrapped, never cut with "…")
+    # at most three recommendations, each whole on its line: never cut at the console's width
+    # (rich cut a "fold" Text at 120 columns there), never shortened with "…"
     assert len(out.splitlines()) <= 12 and "…" not in out
-    flat = " ".join(out.split())
-    for rec in data["recommendations"][:3]:
-        assert " ".join(rec["message"].split()) in flat
+    lines = out.splitlines()
+    shown = data["recommendations"][:3]
+    assert any(len(rec["message"]) > 120 for rec in shown)  # the case that was cut
+    for rec in shown:
+        assert f"→ {rec['message']}" in lines
 
 
 def test_end_to_end_report_counts_equal_the_simulators(make_sim, tmp_path):

@@ -19,7 +19,8 @@ import pytest
 from rich.console import Console
 
 from batchgen.cli.main import build_parser
-from batchgen.numbers import compact, count, decimal, duration, for_json, usd
+from batchgen.cli.session import print_run_summary
+from batchgen.numbers import compact, count, decimal, duration, for_json, plural, usd
 from batchgen.reports import build_report
 from batchgen.reports.charts import time_axis
 from batchgen.reports.figures import autopilot_line, kind_label
@@ -133,6 +134,15 @@ def test_no_float_artefacts_in_any_format(tmp_path: Path) -> None:
         assert "│ ?" not in outputs[fmt] and "| ? |" not in outputs[fmt]
 
 
+def test_the_retry_after_note_sits_under_the_figures(tmp_path: Path) -> None:
+    """ "sum of Retry-After over 429 answers: an approximation" explains the figure "paused by
+    429 (≈ Σ Retry-After)"; it was printed after the last table, pages below it."""
+    report = build_report(_awkward_run(tmp_path), image_checks=False)
+    text = _outputs(_awkward_run(tmp_path / "again"))["text"]
+    note = text.index(report.run.paused_note)
+    assert text.index("paused by 429") < note < text.index("Ratings"), text[:note]
+
+
 def test_the_autopilot_line_covers_every_session(tmp_path: Path) -> None:
     text = " ".join(_outputs(_awkward_run(tmp_path))["text"].split())
     assert "peak 24 in flight over 2 sessions" in text  # not the last session's 1
@@ -178,6 +188,86 @@ def test_the_number_helpers() -> None:
     assert duration(15) == "15 s" and duration(5400) == "1 h 30 min" and duration(600) == "10 min"
     assert usd(0.008478000000000001) == "$0.0085" and usd(1234.5) == "$1,234.50"
     assert for_json({"a": [0.008478000000000001], "b": 2}) == {"a": [0.008478], "b": 2}
+    assert plural(1, "job") == "1 job" and plural(0, "job") == "0 jobs"
+    assert plural(1200, "image") == "1,200 images" and plural(2, "batch", "batches") == "2 batches"
+
+
+def _one_of_each_run(tmp_path: Path) -> Path:
+    """Three jobs: one ok after one timed-out attempt, one refused for its content, one bad
+    request: every count the report and its recommendations state is 1."""
+    base = {"run_id": "r", "session": 1, "model": "gpt-image-1", "size": "1024x1024"}
+    rows = [
+        {**base, "job_id": "slow", "attempt": 1, "status": "error", "final": False,
+         "error_class": "timeout", "error_message": "timed out", "prompt": "a lighthouse",
+         "finished_at": T0, "latency_s": 60.0},
+        {**base, "job_id": "slow", "attempt": 2, "status": "ok", "final": True,
+         "prompt": "a lighthouse", "image_paths": [], "image_count": 1, "latency_s": 12.0,
+         "finished_at": T0 + 70, "cost_usd": 0.04, "cost_source": "usage"},
+        {**base, "job_id": "refused", "attempt": 1, "status": "error", "final": True,
+         "error_class": "content_policy", "error_message": "refused", "prompt": "no",
+         "http_status": 400, "finished_at": T0 + 1},
+        {**base, "job_id": "typo", "attempt": 1, "status": "error", "final": True,
+         "error_class": "bad_request", "error_message": "Unknown parameter: 'modle'.",
+         "prompt": "a cat", "http_status": 400, "finished_at": T0 + 2},
+    ]  # fmt: skip
+    return write_run(tmp_path / "run", table_from_rows(rows), jobs=3)
+
+
+def test_the_run_summary_splits_the_cost_by_model_only_when_something_was_spent(
+    tmp_path: Path,
+) -> None:
+    base = {"run_id": "r", "session": 1, "attempt": 1, "final": True, "finished_at": T0}
+    failed = {**base, "status": "error", "error_class": "network", "error_message": "refused"}
+    paid = {**base, "status": "ok", "image_paths": [], "image_count": 1, "latency_s": 1.0}
+    summaries = []
+    bill = {"cost_usd": 0.04, "cost_source": "usage"}
+    for name, rows in (
+        ("unreachable", [{**failed, "job_id": m, "model": m} for m in ("dall-e-3", "gpt-image-1")]),
+        ("paid", [{**paid, **bill, "job_id": m, "model": m} for m in ("dall-e-3", "gpt-image-1")]),
+        # a Ctrl-C before the second model's jobs were sent
+        ("stopped", [{**paid, **bill, "job_id": "a", "model": "dall-e-3"},
+                     {**failed, "job_id": "b", "model": "gpt-image-1"}]),
+    ):  # fmt: skip
+        run_dir = write_run(tmp_path / name, table_from_rows(rows), jobs=2)
+        console = Console(width=200, file=io.StringIO(), color_system=None)
+        print_run_summary(run_dir, console)
+        summaries.append(console.file.getvalue())  # type: ignore[attr-defined]
+    unreachable, paid_run, stopped = summaries
+    assert "by model" not in unreachable, unreachable  # was "dall-e-3 $0.0000, gpt-image-1 …"
+    assert "by model: dall-e-3 $0.0400, gpt-image-1 $0.0400" in paid_run, paid_run
+    assert "by model" not in stopped, stopped  # was "dall-e-3 $0.0400, gpt-image-1 $0.0000"
+
+
+def test_a_stop_for_the_budget_names_this_run_in_its_command(tmp_path: Path) -> None:
+    """--max-cost 0 ended with "→ `batchgen resume RUN_DIR --max-cost HIGHER` to finish.",
+    the placeholder where the run's own directory is known."""
+    row = {"run_id": "r", "session": 1, "attempt": 0, "status": "skipped", "final": False,
+           "error_class": "budget", "prompt": "a lighthouse", "finished_at": T0}  # fmt: skip
+    run_dir = write_run(tmp_path / "capped", table_from_rows([{**row, "job_id": "a"}]), jobs=1)
+    said = [r.message for r in build_report(run_dir, image_checks=False).run.recommendations]
+    assert any(f"batchgen resume {run_dir} --max-cost" in m for m in said), said
+    assert not any("RUN_DIR" in m for m in said), said
+
+
+def test_a_count_of_one_reads_singular(tmp_path: Path) -> None:
+    """ "1 jobs were refused by the safety system" was printed at the end of the demo itself:
+    every count the report, the run summary and the recommendations state agrees with it."""
+    run_dir = _one_of_each_run(tmp_path)
+    messages = [r.message for r in build_report(run_dir, image_checks=False).run.recommendations]
+    said = " | ".join(messages)
+    assert "1 job was refused by the safety system" in said, said
+    assert "1 job failed as a bad request" in said, said
+    assert "1 attempt timed out" in said, said
+    outputs = _outputs(run_dir)
+    summary = Console(width=200, file=io.StringIO(), color_system=None)
+    print_run_summary(run_dir, summary)
+    outputs["summary"] = summary.file.getvalue()  # type: ignore[attr-defined]
+    assert "1 image in 4 attempts" in outputs["summary"], outputs["summary"]
+    # line by line: a table's "max 1" above its "images saved" is no sentence
+    wrong = re.compile(r"(?<![\d,.])1 (?:jobs|images|attempts|requests|rows|problems)\b")
+    for fmt, text in outputs.items():
+        if fmt != "json":
+            assert not wrong.findall(text), (fmt, wrong.findall(text))
 
 
 @pytest.mark.slow

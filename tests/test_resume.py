@@ -52,7 +52,8 @@ def _start(tmp_path: Path, sim, jobs: Path, *extra: str, key: str = SECRET_KEY):
 def _exported(run_dir: Path, status: str, out: Path) -> list[str]:
     done = run_cli(["jobs", str(run_dir), "--status", status, "-o", str(out)], env=cli_env())
     assert done.code == 0, done.output
-    assert f"job(s) written to {out}" in done.stderr
+    n = len(out.read_text().splitlines())
+    assert f"{n} {status} job{'' if n == 1 else 's'} written to {out}" in done.stderr
     return [json.loads(line)["id"] for line in out.read_text().splitlines()]
 
 
@@ -110,7 +111,7 @@ def test_resume_after_editing_the_job_file_runs_exactly_the_added_and_edited_job
     out = resumed.stdout
     assert "changed since the run started" in out
     assert "1 edited, 1 removed" in out and "edited: job-2" in out and "removed: job-7" in out
-    assert "2 job(s) to run" in out
+    assert "2 jobs to run" in out
 
     by_prompt = sim.stats.snapshot(timeline=False)["by_prompt"]
     assert by_prompt["edit test 2, now at dusk"] == 1
@@ -126,7 +127,7 @@ def test_resume_after_editing_the_job_file_runs_exactly_the_added_and_edited_job
 
     again = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert again.code == 0, again.output
-    assert "nothing to resume: 10 job(s) done" in again.stdout
+    assert "nothing to resume: 10 jobs done" in again.stdout
     assert sim.stats["ok"] == 12
 
 
@@ -140,7 +141,7 @@ def test_resume_of_a_finished_run_says_so_exits_0_and_sends_nothing(
     sessions_before = json.loads((run_dir / "run.json").read_text())["sessions"]
     resumed = run_cli(["resume", str(run_dir), "--yes", "--quiet"], env=cli_env())
     assert resumed.code == 0, resumed.output
-    assert "nothing to resume: 5 job(s) done, 0 failed for good" in resumed.stdout
+    assert "nothing to resume: 5 jobs done, 0 failed for good" in resumed.stdout
     assert sim.stats.received == 5
     assert json.loads((run_dir / "run.json").read_text())["sessions"] == sessions_before
 
@@ -184,6 +185,21 @@ def test_jobs_export_splits_ok_failed_pending_into_valid_job_files(
             )
         }
         assert all(j.fingerprint == by_id[j.id].fingerprint for j in again)
+
+    # -o into a missing folder makes it; where no file can be, one line and exit 2 (it was a
+    # FileNotFoundError traceback)
+    assert _exported(run_dir, "failed", tmp_path / "new" / "failed.jsonl") == [ids[1], ids[3]]
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "failed.jsonl"
+    refused = run_cli(
+        ["jobs", str(run_dir), "--status", "failed", "-o", str(target)], env=cli_env()
+    )
+    assert refused.code == 2 and "Traceback" not in refused.output, refused.output
+    assert refused.stderr.startswith(f"batchgen jobs: cannot write {target}"), refused.stderr
+    # a file given as the run directory: one line, not a NotADirectoryError traceback
+    not_a_run = run_cli(["jobs", str(tmp_path / "a-file"), "--status", "ok"], env=cli_env())
+    assert not_a_run.code == 2 and "Traceback" not in not_a_run.output, not_a_run.output
+    assert "is a file, not a run directory" in not_a_run.stderr
 
     # the pending export re-drives elsewhere: a new run of it sends exactly those jobs
     sim.update(fail_after={})

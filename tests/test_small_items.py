@@ -151,7 +151,7 @@ def test_a_job_file_of_dash_is_read_from_stdin_and_kept_for_resume(
     assert kept.read_bytes() == csv and sim.stats["ok"] == 2
     capsys.readouterr()
     assert main(["resume", str(run_dir), "--quiet"]) == 0  # reads the kept copy again
-    assert "nothing to resume: 2 job(s) done" in capsys.readouterr().out
+    assert "nothing to resume: 2 jobs done" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,14 @@ def test_matrix_zip_repeat_expands_to_24_jobs_with_stable_ids(tmp_path: Path) ->
     assert validation.ok and validation.format == "spec" and validation.jobs == 24
 
 
+def test_plan_of_a_one_job_spec_reads_singular(tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text('prompt: "A {style} mug"\nmatrix:\n  style: [studio]\nmodel: gpt-image-1\n')
+    done = run_cli(["plan", str(path)], env=cli_env())
+    assert done.code == 0, done.output
+    assert "spec: 1 job, 1 image" in done.output  # was "spec: 1 jobs, 1 images"
+
+
 def test_plan_shows_24_jobs_and_per_variable_counts(tmp_path: Path) -> None:
     path = _spec(tmp_path)
     done = run_cli(["plan", str(path)], env=cli_env())

@@ -14,6 +14,7 @@ from batchgen.analyze.figures import Columns
 from batchgen.analyze.load import floats
 from batchgen.analyze.model import CostGroup, CostSource
 from batchgen.errors import ErrorClass
+from batchgen.numbers import plural
 from batchgen.runlog.manifest import Manifest
 from batchgen.runlog.schema import STATUS_ERROR
 
@@ -76,11 +77,14 @@ def cost_figures(cols: Columns, images: int) -> CostFigures:
     unknown = by_source["unknown"].rows if "unknown" in by_source else 0
     reused = int(cols.images_per_row()[is_reused].sum())
     paid = images - reused
-    notes = [f"{unknown} rows have unknown cost: the totals are a lower bound"] if unknown else []
+    notes = []
+    if unknown:
+        have = "has" if unknown == 1 else "have"
+        notes.append(f"{plural(unknown, 'row')} {have} unknown cost: the totals are a lower bound")
     if reused:
         notes.append(
-            f"{reused} images reused from earlier runs (no request, no cost; `reused_from` "
-            "names the run): left out of the cost per image"
+            f"{plural(reused, 'image')} reused from earlier runs (no request, no cost; "
+            "`reused_from` names the run): left out of the cost per image"
         )
     return CostFigures(
         cost_usd_total=total,

@@ -10,6 +10,7 @@ from typing import Any
 from batchgen.analyze.model import Advice, FailedJob, RunReport
 from batchgen.analyze.savings import PriceLookup, cheaper_options
 from batchgen.errors import ErrorClass
+from batchgen.numbers import plural
 
 RATE_LIMIT_SHARE = 0.03  # above this share of 429s the limiter is set above the account's tier
 RPM_HEADROOM = 0.9  # run a little under the accepted rate so bursts do not hit the limit again
@@ -63,8 +64,10 @@ def _quality(fig: RunReport) -> list[Recommendation]:
         out.append(
             Recommendation(
                 "regenerate_weak",
-                f"{q.jobs_below_threshold} job(s) have no image scoring {q.threshold:g} or "
-                f"more: batchgen resume {fig.run_dir} --regenerate-below {q.threshold:g}",
+                f"{plural(q.jobs_below_threshold, 'job')} "
+                f"{'has' if q.jobs_below_threshold == 1 else 'have'} no image scoring "
+                f"{q.threshold:g} or more: "
+                f"batchgen resume {fig.run_dir} --regenerate-below {q.threshold:g}",
                 {"jobs": q.jobs_below_threshold, "threshold": q.threshold},
             )
         )
@@ -92,7 +95,9 @@ def _stopped(fig: RunReport) -> list[Recommendation]:
     for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):
         count = fig.errors.get(str(cls), 0) + fig.skipped.get(str(cls), 0)
         if count or f"stopped_{cls}" in endings:
-            out.append(Recommendation(f"stop_{cls}", cls.remedy, {"rows": count}))
+            # the remedy names RUN_DIR; this run's is known ("batchgen resume runs/x --max-cost …")
+            remedy = cls.remedy.replace("RUN_DIR", str(fig.run_dir))
+            out.append(Recommendation(f"stop_{cls}", remedy, {"rows": count}))
     return out
 
 
@@ -145,7 +150,7 @@ def _learned_limits(fig: RunReport, learned: dict[str, Any]) -> list[Recommendat
     conc = learned.get("concurrency")
     if conc and learned.get("concurrency_source") in ("429", "latency"):
         flags.append(f"--concurrency {conc}")
-        said.append(f"{conc} requests in flight ({_BY[learned['concurrency_source']]})")
+        said.append(f"{plural(conc, 'request')} in flight ({_BY[learned['concurrency_source']]})")
     if not flags:
         return []
     return [
@@ -181,7 +186,7 @@ def _timeout(fig: RunReport) -> list[Recommendation]:
     return [
         Recommendation(
             "timeout",
-            f"{timeouts} attempts timed out: run with --timeout {suggested} "
+            f"{plural(timeouts, 'attempt')} timed out: run with --timeout {suggested} "
             f"({TIMEOUT_FACTOR} × the observed p99 of {p99:.1f} s"
             + (f", above the {current} s used)" if current else ")"),
             {
@@ -222,7 +227,8 @@ def _content_policy(fig: RunReport) -> list[Recommendation]:
     return [
         Recommendation(
             "content_policy",
-            f"{count} jobs were refused by the safety system: {ErrorClass.CONTENT_POLICY.remedy}",
+            f"{plural(count, 'job')} {'was' if count == 1 else 'were'} refused by the safety "
+            f"system: {ErrorClass.CONTENT_POLICY.remedy}",
             {
                 "jobs": count,
                 "prompts": [{"job_id": j.job_id, "prompt": j.prompt} for j in listed],
@@ -240,7 +246,8 @@ def _bad_request(fig: RunReport) -> list[Recommendation]:
     return [
         Recommendation(
             "bad_request",
-            f"{count} jobs failed as bad requests: {ErrorClass.BAD_REQUEST.remedy}",
+            f"{plural(count, 'job')} failed as {'a bad request' if count == 1 else 'bad requests'}"
+            f": {ErrorClass.BAD_REQUEST.remedy}",
             {"jobs": count, "messages": messages},
         )
     ]
@@ -253,7 +260,7 @@ def _cheaper(fig: RunReport, lookup: PriceLookup | None) -> list[Recommendation]
         out.append(
             Recommendation(
                 "cheaper",
-                f"{a['images']:,} image{'' if a['images'] == 1 else 's'} at "
+                f"{plural(a['images'], 'image')} at "
                 f"{a['model']}/{setting_text(a['quality'])}/{setting_text(a['size'])} "
                 f"(${a['price_usd']:.3f} each): {b['model']} at quality {b['quality']} costs "
                 f"${b['price_usd']:.3f}, saving ${b['saving_usd']:.2f} on a run like this",
@@ -270,9 +277,9 @@ def _billed_twice(fig: RunReport) -> list[Recommendation]:
     return [
         Recommendation(
             "billed_twice",
-            f"possibly billed twice: {n} request(s) were sent again after one of the same job "
-            "was lost in flight (a crash, or a forced stop); the provider's usage page shows "
-            "whether the lost answers were billed",
+            f"possibly billed twice: {plural(n, 'request')} {'was' if n == 1 else 'were'} sent "
+            "again after one of the same job was lost in flight (a crash, or a forced stop); "
+            "the provider's usage page shows whether the lost answers were billed",
             {"jobs": n},
         )
     ]
@@ -285,7 +292,7 @@ def _pending(fig: RunReport, run_dir: Path) -> list[Recommendation]:
     return [
         Recommendation(
             "pending",
-            f"batchgen resume {run_dir} to finish {n} pending jobs",
+            f"batchgen resume {run_dir} to finish {plural(n, 'pending job')}",
             {"jobs_pending": n, "jobs_total": fig.jobs_total},
         )
     ]

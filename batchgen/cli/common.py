@@ -188,12 +188,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser, leave_out: frozenset[st
         metavar="N",
         help="images per minute at most (a request with n=4 counts 4); a ceiling like --rpm",
     )
+    # the limits this command offers (`score` has no --ipm): the help names no other flag
+    fixed_by = "/".join(f"--{n}" for n in ("rpm", "ipm", "concurrency") if n not in leave_out)
     limits.add_argument(
         "--no-adapt",
         dest="adaptive",
         action="store_false",
         default=None,
-        help="fixed limits: exactly --rpm/--ipm/--concurrency, no autopilot "
+        help=f"fixed limits: exactly {fixed_by}, no autopilot "
         "(no slow start, no following 429s or x-ratelimit headers)",
     )
     limits.add_argument(
@@ -336,3 +338,20 @@ def _number(text: str) -> float:
     except ValueError:
         msg = f"expected a number, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+
+
+def output_problem(path: str, flag: str = "-o") -> str | None:
+    """None when a file can be written at ``path`` (its missing folders are made, as `gen -o`
+    does); else what stops it and the fix, for a one-line error instead of a traceback, said
+    before anything is sent or computed. Nothing is written at ``path`` itself."""
+    folder = os.path.dirname(path) or "."
+    fix = f"give {flag} a file in a folder you can write"
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        return f"cannot write {path}: {exc.strerror or exc} ({exc.filename}); {fix}"
+    if os.path.isdir(path):
+        return f"cannot write {path}: it is a folder; {fix}"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write {path}: {folder} is not writable; {fix}"
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from batchgen import __version__
 from batchgen.cli import (
@@ -33,7 +34,23 @@ from batchgen.cli import (
 )
 from batchgen.cli.body import Body
 from batchgen.errors import ErrorClass, is_disk_error
+from batchgen.redaction import MASK, looks_like_key, redact, redact_argv
 from batchgen.sim.flags import add_sim_arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors echo what was typed: `--apikey sk-…` (a flag that does not
+    exist) printed the key in "unrecognized arguments". Its messages are redacted like every
+    other error (the subcommands' parsers are of this class too: add_subparsers makes its
+    parsers of the parent's type)."""
+
+    def error(self, message: str) -> NoReturn:
+        # the values of secret-named flags (`--apikey X`, as in run.json's argv), then any word
+        # shaped like a key (`--rpm sk-…`; not a path: runs/demo-20261208T101500Z stays), then
+        # the patterns every message goes through
+        words = redact_argv(message.split(" "))
+        shaped = [MASK if "/" not in w and looks_like_key(w.strip("'\",")) else w for w in words]
+        super().error(redact(" ".join(shaped)))
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -41,7 +58,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     lists the --sim-* flags: with ``--provider sim`` it does, else their group says how."""
 
     common.SHOW_SIM_HELP[0] = common.wants_sim_help(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="batchgen",
         description="Batch image generation for OpenAI-compatible APIs: rate limits, retries, "
         "a crash-safe Parquet log, resume, cost control and reports.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from batchgen.jobs.tally import PlanTally, too_many_jobs
+from batchgen.numbers import plural
 
 __all__ = ["PlanTally", "print_tally", "too_many_jobs"]
 
@@ -20,8 +21,9 @@ def print_tally(tally: PlanTally, out: TextIO) -> None:
                 print(f"  {label:<34} {jobs:>5,} {images:>8,}", file=out)
     if tally.edit_jobs:
         print(
-            f"edits: {tally.edit_jobs:,} job(s) with {tally.input_images:,} input image(s)"
-            + (f" and {tally.masks:,} mask(s)" if tally.masks else "")
+            f"edits: {plural(tally.edit_jobs, 'job')} with "
+            f"{plural(tally.input_images, 'input image')}"
+            + (f" and {plural(tally.masks, 'mask')}" if tally.masks else "")
             + f", ~{tally.input_tokens:,} input image tokens (in the quote above)",
             file=out,
         )

@@ -78,7 +78,9 @@ def arguments_problem(args: argparse.Namespace) -> str | None:
     if len(args.run_dirs) > 2:
         return f"give one RUN_DIR, or two to compare (got {len(args.run_dirs)})"
     for d in args.run_dirs:
-        if not Path(d).is_dir():
+        # a folder of something else (`batchgen report jobs`) is no empty run either
+        path = Path(d)
+        if not path.is_dir() or not ((path / "run.json").is_file() or (path / "log").is_dir()):
             return (
                 f"{d} is not a run directory; pass the folder holding run.json and log/ "
                 "(see `batchgen run --run-dir`)"

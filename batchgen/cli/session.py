@@ -22,6 +22,7 @@ from batchgen.cli.prepare import show_quote_and_confirm
 from batchgen.cli.progress import Progress
 from batchgen.errors import UsageError, printable
 from batchgen.money import Budget
+from batchgen.numbers import plural
 from batchgen.runlog.rundir import RunDir, redact_argv
 from batchgen.runner.pool import PoolTally
 from batchgen.session.outcome import EXIT_OK, EXIT_USAGE, SessionResult
@@ -139,7 +140,7 @@ def _finished(result: SessionResult, path: str) -> str:
     if result.exit_code == EXIT_OK:
         return "every job succeeded"
     return (
-        f"finished; {result.tally.failed_jobs} job(s) failed for good "
+        f"finished; {plural(result.tally.failed_jobs, 'job')} failed for good "
         f"(see `batchgen report {path}`)"
     )
 
@@ -149,20 +150,20 @@ def print_batch_ending(console: Console, rundir: RunDir, outcome: Any, code: int
     open_parts = outcome.ctx.state.open_parts()
     if outcome.detached:
         console.print(
-            f"submitted {len(open_parts)} batch(es); they run at the provider "
+            f"submitted {plural(len(open_parts), 'batch', 'batches')}; they run at the provider "
             f"(up to 24 h). Collect the results later with: "
             f"[bold]batchgen collect {path}[/]  (cancel them: batchgen cancel {path})"
         )
         return
     if open_parts:
         console.print(
-            f"{len(open_parts)} batch(es) still open at the provider: "
+            f"{plural(len(open_parts), 'batch', 'batches')} still open at the provider: "
             f"[bold]batchgen collect {path}[/] (or `batchgen resume {path}`) picks "
             "them up; nothing was submitted twice"
         )
     if outcome.pending:
         console.print(
-            f"{outcome.pending} job(s) pending (expired, failed or cancelled batches, "
+            f"{plural(outcome.pending, 'job')} pending (expired, failed or cancelled batches, "
             f"errored lines): [bold]batchgen resume {path}[/] submits them again "
             f"(`--via live` finishes them on the live API)"
         )
@@ -249,17 +250,19 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
 
     t = result.tally
     console.print(
-        f"scored {t.scored} image(s)"
+        f"scored {plural(t.scored, 'image')}"
         + (f", {result.already} already scored" if result.already else "")
         + (f", {t.failed} could not be scored" if t.failed else "")
         + (f", {t.skipped} left for the next `score`" if t.skipped else "")
         + (f"; mean {result.mean:.2f}" if result.mean is not None else "")
-        + f"; scoring cost ${t.cost_usd:.4f} ({t.attempts} request(s), {t.retries} retried)"
+        + f"; scoring cost ${t.cost_usd:.4f} ({plural(t.attempts, 'request')}, "
+        f"{t.retries} retried)"
     )
     if result.possibly_twice:
         console.print(
-            f"[yellow]{result.possibly_twice} image(s) were in flight when a `score` of this run "
-            "was killed: they may have been judged (and billed) twice[/]"
+            f"[yellow]{plural(result.possibly_twice, 'image')} "
+            f"{'was' if result.possibly_twice == 1 else 'were'} in flight when a `score` of this "
+            "run was killed: they may have been judged (and billed) twice[/]"
         )
     best = best_per_job(run_dir, spec.id)
     below = {

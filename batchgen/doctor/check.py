@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from batchgen.config import with_default_model
 from batchgen.doctor import local, net, remote
 from batchgen.doctor.model import Diagnosis, Section, fail, unknown
 from batchgen.doctor.probe import probe, probe_job
@@ -81,8 +82,10 @@ async def diagnose(opts: DoctorOptions, confirm: Callable[[str], bool] | None = 
     jobs_section = None
     if opts.jobfile:
         jobs_section = Section(f"job file {opts.jobfile}")
+        # a job that names no model runs as batchgen's default, so it is checked as that
+        defaults = with_default_model(opts.defaults)
         facts = local.job_file_checks(
-            jobs_section, opts.jobfile, opts.defaults, opts.prices, opts.price_per_image
+            jobs_section, opts.jobfile, defaults, opts.prices, opts.price_per_image
         )
     ready: list[remote.Endpoint] = []
     for ep in eps:

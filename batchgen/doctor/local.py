@@ -17,6 +17,7 @@ from batchgen.jobs import Job
 from batchgen.money.cost import worst_case_usd
 from batchgen.money.load import load_prices
 from batchgen.money.precheck import check_file
+from batchgen.numbers import plural
 
 _MAX_SHOWN = 5
 # bytes per pixel of a saved image, by format: a generated PNG is ~1.5–2.5 B/px, JPEG and
@@ -111,7 +112,7 @@ def job_file_checks(
     section.add(
         ok(
             "job file",
-            f"{validation.jobs} jobs, {validation.images} images, sizes, "
+            f"{plural(validation.jobs, 'job')}, {plural(validation.images, 'image')}, sizes, "
             f"qualities and n accepted by their models{cost}",
         )
     )

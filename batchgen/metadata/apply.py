@@ -18,6 +18,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from batchgen.metadata import containers
+from batchgen.numbers import plural
 from batchgen.runlog.files import visible_files
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runlog.schema import STATUS_OK
@@ -55,12 +56,13 @@ class Tally:
 
     def describe(self, mode: str) -> str:
         if mode == "sidecar":
-            return f"metadata: {self.sidecars} sidecar(s) NAME.json beside the images"
-        text = f"metadata: {self.embedded} image(s) embedded"
+            sidecars = plural(self.sidecars, "sidecar")
+            return f"metadata: {sidecars} beside the images (the image's file name + .json)"
+        text = f"metadata: {plural(self.embedded, 'image')} embedded"
         if self.c2pa_sidecars:
             text += (
                 f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
-                "credential): left as sent, a sidecar NAME.json instead"
+                "credential): left as sent, a sidecar (the image's file name + .json) instead"
             )
         if self.other_sidecars:
             text += (

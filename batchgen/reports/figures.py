@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchgen.analyze.model import Comparison, Delta, RunReport
+from batchgen.numbers import plural
 
 Getter = Callable[[RunReport], Any]
 
@@ -62,8 +63,14 @@ def kind_label(kind: str) -> str:
 def below_threshold(jobs_below: int, jobs_scored: int, threshold: float) -> str:
     """The quality summary's sentence on weak jobs, worded for both cases."""
     if not jobs_below:
+        if jobs_scored == 1:
+            return f"the 1 job scored has an image scoring {threshold:g} or more"
         return f"all {jobs_scored:,} jobs scored have an image scoring {threshold:g} or more"
-    return f"{jobs_below:,} of {jobs_scored:,} jobs have no image scoring {threshold:g} or more"
+    have = "has" if jobs_below == 1 else "have"
+    return (
+        f"{jobs_below:,} of {plural(jobs_scored, 'job')} {have} no image scoring "
+        f"{threshold:g} or more"
+    )
 
 
 def rating_label(name: str, metric_label: str) -> str:

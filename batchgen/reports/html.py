@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchgen.analyze.model import Comparison, ImageChecks, RunReport
+from batchgen.numbers import plural
 from batchgen.reports.charts import charts
 from batchgen.reports.figures import (
     DELTA_KEYS,
@@ -52,7 +53,7 @@ def _cards(r: RunReport) -> str:
             "images / min",
             by_key("images_per_min").fmt(r.images_per_min),
             None,
-            f"{r.images:,} images · peak "
+            f"{plural(r.images, 'image')} · peak "
             f"{by_key('images_per_min_peak').fmt(r.images_per_min_peak)}",
         ),
         (
@@ -113,8 +114,8 @@ def _image_checks(ic: ImageChecks) -> str:
     counts = " · ".join(f"{e(words(k))}: <b>{v:,}</b>" for k, v in (ic.counts or {}).items())
     rows = [[e(words(f.problem)), e(f.path), e(f.job_id), e(f.detail)] for f in ic.findings or ()]
     listing = html_table(["problem", "file", "job", "detail"], rows, cls="checks") if rows else ""
-    checked, flagged = ic.checked or 0, ic.flagged or 0
-    return f"<p>{checked:,} images checked, {flagged:,} flagged — {counts}</p>{listing}"
+    checked, found = plural(ic.checked or 0, "image"), plural(ic.flagged or 0, "problem")
+    return f"<p>{checked} checked, {found} found — {counts}</p>{listing}"
 
 
 def _ratings(r: RunReport) -> str:
@@ -149,7 +150,7 @@ def _cost(r: RunReport) -> str:
         ],
         {3, 4, 5, 6},
     )
-    sources = ", ".join(f"{e(k)}: {v.rows:,} rows" for k, v in r.cost_by_source.items())
+    sources = ", ".join(f"{e(k)}: {plural(v.rows, 'row')}" for k, v in r.cost_by_source.items())
     return (
         table
         + f'<p class="muted">cost source: {sources}. {e(r.cost_note or "")}</p>'

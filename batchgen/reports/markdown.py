@@ -9,6 +9,7 @@ from typing import Any
 
 from batchgen.analyze.model import Comparison, ImageChecks, Quality, RunReport
 from batchgen.errors import printable
+from batchgen.numbers import plural
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -149,7 +150,8 @@ def _image_checks(ic: ImageChecks, level: str) -> list[str]:
     out = [f"{level} Image checks", ""]
     if not ic.enabled:
         return [*out, "Skipped (--no-image-checks).", ""]
-    out += [f"{ic.checked} images checked, {ic.flagged} flagged.", ""]
+    checked, found = plural(ic.checked or 0, "image"), plural(ic.flagged or 0, "problem")
+    out += [f"{checked} checked, {found} found.", ""]
     out += _table(["problem", "count"], [[k, v] for k, v in (ic.counts or {}).items()])
     if ic.findings:
         out += _table(
@@ -166,7 +168,7 @@ def _quality(q: Quality | None, level: str) -> list[str]:
     out = [f"{level} Quality", ""]
     out += [
         cell(
-            f"{q.images_scored} images scored by {q.scorer}, mean {mean}; "
+            f"{plural(q.images_scored, 'image')} scored by {q.scorer}, mean {mean}; "
             f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
             f"scoring cost ${q.scoring_cost_usd:.4f}"
         ),

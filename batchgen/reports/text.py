@@ -15,7 +15,7 @@ from rich.text import Text
 
 from batchgen.analyze.model import Comparison, Quality, RunReport
 from batchgen.numbers import count as count_of
-from batchgen.numbers import decimal
+from batchgen.numbers import decimal, plural
 from batchgen.reports.figures import (
     DELTA_KEYS,
     KEY_FIGURES,
@@ -106,7 +106,7 @@ def cost_table(report: RunReport) -> Table:
             by_key("cost_usd_total").fmt(g.cost_usd),
             by_key("cost_per_image_usd").fmt(g.cost_per_image_usd),
         )
-    sources = ", ".join(f"{k}: {v.rows} rows" for k, v in report.cost_by_source.items())
+    sources = ", ".join(f"{k}: {plural(v.rows, 'row')}" for k, v in report.cost_by_source.items())
     t.caption = Text(
         f"cost source: {sources}" + (f" — {report.cost_note}" if report.cost_note else "")
     )
@@ -133,7 +133,8 @@ def images_table(report: RunReport) -> Table | Text:
     if not ic.enabled:
         return Text("Image checks: skipped (--no-image-checks)", style="dim")
     t = _table(
-        f"Image checks: {ic.checked} images, {ic.flagged} flagged",
+        f"Image checks: {plural(ic.checked or 0, 'image')} checked, "
+        f"{plural(ic.flagged or 0, 'problem')} found",
         "problem",
         "count",
         "examples",
@@ -200,11 +201,12 @@ def quality_tables(q: Quality) -> list[Any]:
     """Score summary, score by setting beside cost per image, the weakest images."""
     mean = f"{q.mean:.2f}" if q.mean is not None else "n/a"
     head = Text(
-        f"Quality ({q.scorer}): {q.images_scored} images scored, mean {mean}; "
+        f"Quality ({q.scorer}): {plural(q.images_scored, 'image')} scored, mean {mean}; "
         f"{below_threshold(q.jobs_below_threshold, q.jobs_scored, q.threshold)}; "
-        f"scoring cost ${q.scoring_cost_usd:.4f} ({q.scoring_requests} requests)"
+        f"scoring cost ${q.scoring_cost_usd:.4f} ({plural(q.scoring_requests, 'request')})"
         + (
-            f"; {q.jobs_regenerated:,} job(s) regenerated over {q.rounds} round(s), "
+            f"; {plural(q.jobs_regenerated, 'job')} regenerated over "
+            f"{plural(q.rounds, 'round')}, "
             f"{q.jobs_best_from_regeneration} now best from a new image"
             if q.jobs_regenerated
             else ""
@@ -269,7 +271,9 @@ def endpoints_table(report: RunReport) -> Table:
 
 def _sections(report: RunReport) -> list[Any]:
     """The tables a run has something to show in, in the report's order."""
-    parts: list[Any] = [figures_table(report), ratings_table(report)]
+    # the note under the figure it explains ("paused by 429 (≈ Σ Retry-After)"), not pages below
+    note = Text(report.paused_note, style="dim")
+    parts: list[Any] = [figures_table(report), note, ratings_table(report)]
     if report.cost_by_group:
         parts.append(cost_table(report))
     if report.by_variable:
@@ -283,7 +287,6 @@ def _sections(report: RunReport) -> list[Any]:
     parts.append(images_table(report))
     if report.quality:
         parts += quality_tables(report.quality)
-    parts.append(Text(report.paused_note, style="dim"))
     if report.autopilot:
         parts.append(Text(autopilot_line(report.autopilot)))
     parts.append(recommendations(report))
@@ -342,12 +345,12 @@ def summary(report: RunReport) -> Group:
     line = Text()
     line.append(
         f"{report.jobs_succeeded:,} succeeded, {report.jobs_failed:,} failed, "
-        f"{report.jobs_pending:,} pending of {report.jobs_total:,} jobs "
+        f"{report.jobs_pending:,} pending of {plural(report.jobs_total, 'job')} "
         f"(success {pct(report.success_rate)}, "
         f"{report.ratings['success_rate'].rating or 'n/a'})\n"
     )
     line.append(
-        f"{report.images:,} images in {report.attempts:,} attempts; "
+        f"{plural(report.images, 'image')} in {plural(report.attempts, 'attempt')}; "
         f"p95 {by_key('latency_p95_s').fmt(report.latency_s.p95)}; "
         f"{by_key('images_per_min').fmt(report.images_per_min)} images/min; "
         f"429s {pct(report.rate_limited_share)}\n"
@@ -363,8 +366,10 @@ def summary(report: RunReport) -> Group:
     _by_model(report, line)
     parts: list[Any] = [line]
     for r in report.recommendations[:3]:
-        # wrapped, not cut: a command to copy must be whole
-        parts.append(Text(f"→ {r.message}", style="cyan", overflow="fold"))
+        # never cut: a command to copy must be whole. No overflow of its own: the CLI's
+        # soft-wrapping console (cli/session.make_console) prints it as one line the terminal
+        # wraps, as it does the lines above; a "fold" here made rich cut it at the width
+        parts.append(Text(f"→ {r.message}", style="cyan"))
     return Group(*parts)
 
 
@@ -372,8 +377,11 @@ def _by_model(report: RunReport, line: Text) -> None:
     by_model: dict[str, float] = {}
     for group in report.cost_by_group:
         by_model[group.model] = by_model.get(group.model, 0.0) + (group.cost_usd or 0.0)
-    if len(by_model) > 1:
-        shown = sorted(by_model.items(), key=lambda kv: -kv[1])
+    # the models something was spent on: after a wrong base URL or a Ctrl-C, "dall-e-3 $0.0000"
+    # says nothing the cost line above has not; one model alone is that cost line again
+    spent = {m: c for m, c in by_model.items() if c > 0}
+    if len(spent) > 1:
+        shown = sorted(spent.items(), key=lambda kv: -kv[1])
         line.append(
             "\nby model: " + ", ".join(f"{m} {by_key('cost_usd_total').fmt(c)}" for m, c in shown)
         )

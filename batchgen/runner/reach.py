@@ -14,6 +14,7 @@ before.
 from __future__ import annotations
 
 from batchgen.errors import ErrorClass
+from batchgen.numbers import plural
 
 
 class Reachability:
@@ -49,7 +50,7 @@ class Reachability:
             return None
         last = self.last_message[:300]
         return (
-            f"the endpoint is unreachable: {self.errors} request(s) in a row failed with a "
+            f"the endpoint is unreachable: {plural(self.errors, 'request')} in a row failed with a "
             f"network error and none was answered for {silent:.0f}s (last: {last}); "
             "the jobs left are pending"
         )

@@ -216,7 +216,7 @@ class LedgerLink:
             return None
         text = (
             f"this run: ${run:.4f} in the spend ledger, {min(run / month, 1.0) * 100:.0f} % of "
-            f"this month's ${month:.2f}"
+            f"the ${month:.2f} spent this month"
         )
         for scope, spent, cap in self.monthly.state():
             if cap > 0:

@@ -16,6 +16,7 @@ import anyio
 from batchgen.config import RunConfig
 from batchgen.money import Budget, PriceTable
 from batchgen.money.spent import spent
+from batchgen.numbers import plural
 from batchgen.quality.regenerate import mark_best, next_round, weak_jobs
 from batchgen.quality.session import (
     ScoreResult,
@@ -152,7 +153,7 @@ def run_rounds(
             return stopped
     still = weak_jobs(rundir.path, r.spec.id, regen.threshold)
     observer.say(
-        f"regeneration: {rounds} round(s); jobs whose best image scores below "
+        f"regeneration: {plural(rounds, 'round')}; jobs whose best image scores below "
         f"{regen.threshold:g}: {len(still)}; best images marked in "
         f"{rundir.path / 'best.json'}"
     )
@@ -164,7 +165,7 @@ def _one_round(r: _Rounds, weak: set[str], rounds: int) -> RoundsOutcome | None:
     cfg, rundir = r.cfg, r.rundir
     round_no = next_round(rundir.path)
     r.observer.say(
-        f"round {rounds}/{r.regen.max_rounds}: regenerating {len(weak)} job(s) whose best "
+        f"round {rounds}/{r.regen.max_rounds}: regenerating {plural(len(weak), 'job')} whose best "
         f"image scores below {r.regen.threshold:g} (images tagged ~r{round_no})"
     )
     prepared = prepare_session(

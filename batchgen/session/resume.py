@@ -17,6 +17,7 @@ from batchgen.errors import UsageError
 from batchgen.jobs import iter_jobs, sha256_file
 from batchgen.money import Budget, Quote
 from batchgen.money.spent import spent
+from batchgen.numbers import plural
 from batchgen.runlog.files import damaged_message
 from batchgen.runlog.jobindex import load_or_build
 from batchgen.runlog.orphans import image_job_ids
@@ -106,7 +107,7 @@ def resume_locked(
     if not rest.run:
         rundir.mark_crashed()  # no job of theirs is left to run: nothing to log first
         observer.say(
-            f"nothing to resume: {rest.skipped_done} job(s) done, "
+            f"nothing to resume: {plural(rest.skipped_done, 'job')} done, "
             f"{rest.skipped_failed} failed for good"
             + (" (rerun them with --retry-failed)" if rest.skipped_failed else "")
         )
@@ -199,7 +200,7 @@ def run_rest(ctx: _Resume, rest: Remaining) -> Outcome:
         rundir.end_session(session, "interrupted", {"jobs_taken": 0})
         raise
     ctx.observer.say(
-        f"resuming {rundir.path}: {len(to_run)} job(s) to run, "
+        f"resuming {rundir.path}: {plural(len(to_run), 'job')} to run, "
         f"spent so far ${prepared.budget.spent:.4f}"
     )
     plan = prepared.plan(
@@ -274,11 +275,13 @@ def _adopt(ctx: _Resume, rest: Remaining, session: int, prices: Any) -> set[str]
     in_flight = rest.possibly_billed_twice - set(adopted)
     billed_twice = record_crashed_inflight(rundir, run_id, session, in_flight, rest_jobs)
     if adopted:
-        ctx.observer.say(f"adopted {len(adopted)} job(s) whose images were saved before the crash")
+        ctx.observer.say(
+            f"adopted {plural(len(adopted), 'job')} whose images were saved before the crash"
+        )
     if billed_twice:
         ctx.observer.say(
-            f"{billed_twice} job(s) were in flight at a crash: they may have been billed "
-            "and are sent again",
+            f"{plural(billed_twice, 'job')} {'was' if billed_twice == 1 else 'were'} in flight "
+            "at a crash: they may have been billed and are sent again",
             "yellow",
         )
     return set(adopted)
@@ -297,7 +300,8 @@ def _say_what_changed(
     if job_sha256 == manifest.get("job_file_sha256"):
         if rest.edited:  # same file, other content: an edit's input photos changed
             observer.say(
-                f"input images changed: {len(rest.edited)} job(s) run again: {shown(rest.edited)}"
+                f"input images changed: {plural(len(rest.edited), 'job')} run again: "
+                f"{shown(rest.edited)}"
             )
         return
     observer.say(

@@ -16,6 +16,7 @@ from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.jobs.inputs import may_have_inputs
 from batchgen.jobs.model import Job
+from batchgen.numbers import plural
 from batchgen.provider.endpoints import describe
 from batchgen.redaction import redact_url
 from batchgen.runlog.jobindex import KEEP_JOBS, IndexBuilder, write_index
@@ -174,7 +175,8 @@ def _first_session(
     cfg, checked = prepared.cfg, prepared.checked
     manifest = rundir.load()
     session = rundir.begin_session({}, list(argv))
-    observer.say(f"run dir: {rundir.path}  ({checked.jobs} jobs, {checked.images} images)")
+    jobs, images = plural(checked.jobs, "job"), plural(checked.images, "image")
+    observer.say(f"run dir: {rundir.path}  ({jobs}, {images})")
     plan = prepared.plan(
         rundir,
         manifest,

@@ -9,6 +9,7 @@ from batchgen.cli.common import EXIT_OK, EXIT_USAGE, flags_of
 from batchgen.cli.dataset import READS
 from batchgen.errors import UsageError
 from batchgen.export import Filters, export_run
+from batchgen.numbers import plural
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,5 +22,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"batchgen export: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{count} image(s) exported to {args.to} ({args.format})", file=sys.stderr)
+    except OSError as exc:  # --to where no folder can be (a file in the way, no permission)
+        where = exc.filename or args.to
+        print(
+            f"batchgen export: cannot write {where}: {exc.strerror or exc}; "
+            "give --to a folder you can write",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(f"{plural(count, 'image')} exported to {args.to} ({args.format})", file=sys.stderr)
     return EXIT_OK

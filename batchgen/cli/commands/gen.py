@@ -15,6 +15,7 @@ from batchgen.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     flags_of,
+    output_problem,
 )
 from batchgen.cli.gen import READS
 from batchgen.cli.money_args import confirm
@@ -45,7 +46,16 @@ def cmd_gen(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         err.print("batchgen gen: the prompt is empty; say what the image should show")
         return EXIT_USAGE
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # before the request is paid for: an -o the copy cannot reach was a traceback after it
+    problem = output_problem(args.output) if args.output else None
+    if problem is None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot make {run_dir}: {exc.strerror or exc}; pick another --run-dir"
+    if problem is not None:
+        err.print(f"batchgen gen: {problem}", markup=False)
+        return EXIT_USAGE
     job_file = run_dir / "prompt.jsonl"
     job_file.write_text(json.dumps({"id": "gen", "prompt": args.prompt}) + "\n", "utf-8")
     for name in ("prompt", "output", "run_dir"):

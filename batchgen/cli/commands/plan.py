@@ -22,7 +22,7 @@ from batchgen.errors import ConfigError
 from batchgen.money import quote_to_dict
 from batchgen.money.load import PricesError
 from batchgen.money.plan import plan_file
-from batchgen.numbers import for_json
+from batchgen.numbers import for_json, plural
 
 if TYPE_CHECKING:
     from batchgen.jobs import Problem
@@ -84,7 +84,8 @@ def _print_plan(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
         print(_batch_sentence(result, check.batch_quote), file=out)
     if result is not None:
         if validation.format == "spec":
-            print(f"spec: {validation.jobs:,} jobs, {validation.images:,} images", file=out)
+            jobs, images = plural(validation.jobs, "job"), plural(validation.images, "image")
+            print(f"spec: {jobs}, {images}", file=out)
         print_tally(plan.tally, out)
 
 
@@ -101,10 +102,11 @@ def _print_text(
         print(problem, file=out)
     shown = len(shape) + len(model_problems)
     if total > shown:
-        print(f"… and {total - shown} more problem(s) (--max-problems to see more)", file=out)
+        more = plural(total - shown, "more problem")
+        print(f"… and {more} (--max-problems to see more)", file=out)
     if shape and result is None:
         print(
-            f"{total} problem(s): fix the job file first; model checks and the quote need "
+            f"{plural(total, 'problem')}: fix the job file first; model checks and the quote need "
             "every line readable.",
             file=out,
         )
@@ -119,7 +121,7 @@ def _print_text(
     if args.max_cost is not None:
         print(_cap_sentence(result, args.max_cost), file=out)
     if total:
-        print(f"{total} problem(s) found: the jobs above would be refused (400).", file=out)
+        print(f"{plural(total, 'problem')} found: the jobs above would be refused (400).", file=out)
 
 
 def _batch_sentence(live: Quote, batch: Quote) -> str:

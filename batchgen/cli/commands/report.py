@@ -12,7 +12,7 @@ from rich.console import Console
 
 from batchgen.analyze.model import Grid
 from batchgen.analyze.variables import grid
-from batchgen.cli.common import flags_of
+from batchgen.cli.common import flags_of, output_problem
 from batchgen.cli.report import READS, grid_names, refuse
 from batchgen.reports import build_report
 
@@ -22,6 +22,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     refused = refuse(args)  # again: a caller may call the body without its parser's Body
     if refused is not None:
         return refused
+    problem = output_problem(args.output) if args.output else None
+    if problem is not None:  # before the analysis, not after it as a traceback
+        print(f"batchgen report: {problem}", file=sys.stderr)
+        return 2
     a, *b = args.run_dirs
     report = build_report(a, compare_to=b[0] if b else None, image_checks=not args.no_image_checks)
     if getattr(args, "grid", None):
@@ -30,7 +34,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"batchgen report: {exc}", file=sys.stderr)
             return 2
-    path = report.write(args.format, args.output, Console())
+    # into a pipe or a file (`batchgen report RUN | less`, `> report.txt`) 120 columns, as the
+    # other commands print (cli/session.make_console), not rich's 80 that folds every table
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    path = report.write(args.format, args.output, console)
     if path is not None and args.format == "html":
         print(f"report written to {path}", file=sys.stderr)
     return 0
