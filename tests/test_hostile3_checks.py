@@ -4,8 +4,8 @@ with). The image checks opened it and read: ``batchgen report`` blocked forever 
 and would have read /dev/zero until memory ran out. Now each is an "undecodable" finding that
 says what it is, and the report is made.
 
-(The HTML report's contact sheet, batchgen/reports/thumbs.py, still reads each image with
-Path.read_bytes and blocks the same way: not this module's to change; see the report.)"""
+The HTML report's contact sheet (batchgen/reports/thumbs.py) read each image with
+Path.read_bytes and blocked the same way; it reads through the same guard now."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("fmt", ["json", "text", "md"])
+@pytest.mark.parametrize("fmt", ["json", "text", "md", "html"])
 def test_a_fifo_or_a_device_in_images_is_a_finding_not_a_hang(
     make_sim: Any, tmp_path: Path, fmt: str
 ) -> None:

@@ -11,14 +11,17 @@ import urllib.parse
 from pathlib import Path
 
 from batchgen.analyze.images import resolve_image
+from batchgen.checks.measure import read_image_file
 from batchgen.storage.cache import is_uri, jpeg_thumbnail, thumbnail
 
 THUMB_PX = 160
 
 
 def thumb(path: Path) -> str | None:
+    """None for a file that cannot be read, and for one that is not a regular file of an
+    image's size (a FIFO would block the report, /dev/zero never end: checks.measure)."""
     try:
-        data = path.read_bytes()
+        data = read_image_file(str(path))
     except OSError:
         return None
     return _data_url(jpeg_thumbnail(data, THUMB_PX))
