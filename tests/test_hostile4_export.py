@@ -42,9 +42,7 @@ def _export(run: Path, out: Path, fmt: str) -> int:
 IDS = ["cat.v2", "cat_v2", "a.b.c", "a_b.c", "a.b_c"]
 
 
-def test_ids_differing_by_dot_and_underscore_stay_separate_samples(
-    make_sim, tmp_path, monkeypatch
-):
+def test_ids_differing_by_dot_and_underscore_stay_separate_samples(make_sim, tmp_path, monkeypatch):
     wds = pytest.importorskip("webdataset")
     run = _run(make_sim, tmp_path, monkeypatch, [{"id": i, "prompt": f"p {i}"} for i in IDS])
     out = tmp_path / "wds"

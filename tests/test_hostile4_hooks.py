@@ -30,7 +30,7 @@ def _env_dump_hook(out: Path) -> str:
         "import json, os, sys; "
         f"open({str(out)!r}, 'a').write(json.dumps(dict(os.environ)) + chr(10))"
     )
-    return f"{sys.executable} -c \"{code}\""
+    return f'{sys.executable} -c "{code}"'
 
 
 @pytest.mark.parametrize("key_env", ["OPENAI_API_KEY", "MY_GATEWAY_KEY"])

@@ -57,9 +57,7 @@ def _own_file(root: Path, path: Path) -> bool:
     run directory from elsewhere whose images/x.png points at ~/.ssh/id_ed25519 must not put
     that file into a library, or into a run that reuses it)."""
     try:
-        return (
-            not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root)
-        )
+        return not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root)
     except OSError:
         return False
 
