@@ -51,6 +51,7 @@ class Tally:
     embedded: int = 0
     c2pa_sidecars: int = 0  # embed asked, a C2PA manifest found: a sidecar instead
     other_sidecars: int = 0  # embed asked, a format it cannot write: a sidecar instead
+    damaged_sidecars: int = 0  # embed asked, a PNG/JPEG/WebP cut short: a sidecar instead
     errors: list[str] = field(default_factory=list)
 
     def describe(self, mode: str) -> str:
@@ -61,6 +62,11 @@ class Tally:
             text += (
                 f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
                 "credential): left as sent, a sidecar NAME.json instead"
+            )
+        if self.damaged_sidecars:
+            text += (
+                f"; {self.damaged_sidecars} damaged (cut short?): left as they are, a sidecar "
+                "NAME.json instead"
             )
         if self.other_sidecars:
             text += (
@@ -166,7 +172,9 @@ def _one(image: str, record: dict[str, Any], mode: str, tally: Tally) -> None:
     if mode == "embed":
         text = encoded.decode()
         data = Path(image).read_bytes()
-        if containers.has_c2pa(data):
+        if containers.damaged(data):  # before has_c2pa, which takes it for a signed file
+            tally.damaged_sidecars += 1
+        elif containers.has_c2pa(data):
             tally.c2pa_sidecars += 1
         else:
             embedded = _embedded(data, text, record)
