@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -44,6 +43,7 @@ from batchgen.money.ledgerdata import (
     add_totals,
     as_values,
     default_path,
+    host_identity,
     ledger_path,
     ledger_row,
     month_of,
@@ -77,7 +77,7 @@ class Ledger:
         self.path = path
         self._conn = conn
         self._lock = threading.Lock()
-        self.host = socket.gethostname()
+        self.host = host_identity()
 
     @classmethod
     def open(cls, path: str | Path, *, busy_timeout_s: float = 30.0) -> Ledger:

@@ -4,6 +4,7 @@ place, calendar months (UTC). The store itself is batchgen.money.ledger."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -164,6 +165,18 @@ def month_of(at: float) -> str:
 def month_start(at: float) -> float:
     d = datetime.fromtimestamp(at, UTC)
     return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
+
+
+def host_identity() -> str:
+    """Where a hold's pid means something: the host name, and on Linux the pid namespace
+    (containers sharing the host's name — ``--network host`` — each have their own pids: a
+    live holder's pid there is "no such process" here, and its hold was dropped as dead)."""
+    name = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+    except OSError:
+        return name
+    return f"{name} {namespace}"
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,0 +1,78 @@
+"""Hostile round 4: the monthly budget's reservations shared by processes the ledger cannot
+tell apart by host name and pid alone. Containers run with the host's network (or UTS
+namespace) share its host name but each has its own pid namespace: a live holder's pid means
+nothing in another namespace, so a process there took it for dead and dropped its hold —
+money in flight counted as free, and two runs could pass the budget together. Real
+processes: the holder runs in a new pid namespace (unshare), the other one here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from batchgen.money.ledger import ALL, NANO, Ledger, Refusal
+from batchgen.money.ledgerdata import pid_alive
+from tests.runhelpers import STEP_TIMEOUT_S
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from batchgen.money.ledger import ALL, NANO, Ledger
+    ledger = Ledger.open(sys.argv[1])
+    got = ledger.hold(9 * NANO, {ALL: 10 * NANO}, project="a", ttl_s=3600)
+    import os
+    print("held" if isinstance(got, int) else "refused", os.getpid(), flush=True)
+    sys.stdin.read()  # holds until the test closes its stdin
+    """
+)
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare --pid (root or user namespaces)")
+def test_a_live_hold_from_another_pid_namespace_on_the_same_host_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger.open(path).close()
+    # a pid no process of this namespace has: the holder gets it in its own namespace
+    pid = next(p for p in range(os.getpid() + 50_000, 4_000_000, 7919) if not pid_alive(p))
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER, encoding="utf-8")
+    # sh is the namespace's pid 1; it forks the holder (no exec), which gets ``pid``
+    shell = f"echo {pid - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} {script} {path}"
+    shell += "; true"
+    holder = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", shell],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().split() == ["held", str(pid)]
+        ledger = Ledger.open(path)
+        try:
+            # $9 of $10 held by a live run: $5 more does not fit
+            got = ledger.hold(5 * NANO, {ALL: 10 * NANO}, project="b", ttl_s=60)
+            assert isinstance(got, Refusal), "the live hold was dropped as a dead process's"
+            assert got.held_nano == 9 * NANO
+        finally:
+            ledger.close()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=STEP_TIMEOUT_S)
