@@ -66,3 +66,24 @@ def test_on_budget_never_gets_the_key_variable(tmp_path, sim, monkeypatch, capsy
     assert env["BATCHGEN_BUDGET_PERCENT"] == "50"  # the hook did run with its event
     assert key_env not in env
     assert SECRET_KEY not in dump.read_text()
+
+
+def test_an_on_end_command_that_hangs_is_stopped_without_echoing_it(
+    tmp_path, sim, monkeypatch, capsys
+):
+    """The command line often carries a webhook's token (run.json and the recorded argv mask
+    it); the timeout's warning quoted it whole on stderr (a CI log)."""
+    from batchgen.notify import send
+
+    monkeypatch.setattr(send, "ON_END_TIMEOUT_S", 0.5)  # the knob, not a wait of 120 s
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    token = "T0K3N-xoxb-0123456789"
+    jobs = _jobs(tmp_path / "jobs.jsonl", 2)
+    hook = f"sleep 30; curl -d done https://hooks.example/services/{token}"
+    args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--yes", "--quiet"]
+    code = main([*args, "--on-end", hook, *sim_flags(sim)])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "--on-end" in out.err and "0.5 s" in out.err  # said, with the limit it met
+    assert token not in out.out + out.err
