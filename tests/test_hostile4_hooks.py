@@ -80,10 +80,15 @@ def test_an_on_end_command_that_hangs_is_stopped_without_echoing_it(
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     token = "T0K3N-xoxb-0123456789"
     jobs = _jobs(tmp_path / "jobs.jsonl", 2)
-    hook = f"sleep 30; curl -d done https://hooks.example/services/{token}"
+    pidfile = tmp_path / "sleep.pid"
+    hook = f"sleep 30 & echo $! > {pidfile}; wait; curl -d done https://hooks.example/{token}"
     args = ["run", str(jobs), "--run-dir", str(tmp_path / "run"), "--yes", "--quiet"]
     code = main([*args, "--on-end", hook, *sim_flags(sim)])
     out = capsys.readouterr()
     assert code == 0, out.out + out.err
     assert "--on-end" in out.err and "0.5 s" in out.err  # said, with the limit it met
     assert token not in out.out + out.err
+    # what the command started was stopped with it (a zombie awaiting its reaper is stopped)
+    status = Path(f"/proc/{pidfile.read_text().strip()}/status")
+    if status.parent.parent.is_dir():
+        assert not status.exists() or "State:\tZ" in status.read_text()
