@@ -88,3 +88,37 @@ def test_prompts_with_newlines_and_nul_come_back_as_written(make_sim, tmp_path, 
         rows = pq.read_table(out / "images.parquet").to_pylist()
     got = {r["job_id"]: r["prompt"] for r in rows}
     assert got == {f"j{i}": p for i, p in enumerate(PROMPTS)}
+
+
+def test_to_an_existing_file_is_a_usage_error_not_a_traceback(
+    make_sim, tmp_path, monkeypatch, capsys
+):
+    run = _run(make_sim, tmp_path, monkeypatch, [{"id": "a", "prompt": "a kite"}])
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    assert _export(run, target, "jsonl") == 2
+    err = capsys.readouterr().err
+    assert f"--to {target}" in err and "not a directory" in err
+    assert target.read_text() == "mine\n"  # untouched
+
+
+@pytest.mark.parametrize("fmt", ["hf", "webdataset", "parquet", "jsonl"])
+def test_a_run_without_an_ok_image_exports_nothing_and_says_why(
+    make_sim, tmp_path, monkeypatch, capsys, fmt
+):
+    jobs = [{"id": f"f{i}", "prompt": f"a kite {i} [sim:content_policy]"} for i in range(2)]
+    sim = make_sim(tiny=True)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        "".join(json.dumps({"model": "gpt-image-1", "quality": "low", **j}) + "\n" for j in jobs)
+    )
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--run-dir", str(run), *sim_flags(sim), "--quiet"]) == 1
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert _export(run, out, fmt) == 2
+    err = capsys.readouterr().err
+    assert "no image to export" in err and str(run) in err
+    # no empty dataset left behind (an HF folder without a shard does not load)
+    assert not out.exists()
