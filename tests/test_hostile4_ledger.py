@@ -76,3 +76,21 @@ def test_a_live_hold_from_another_pid_namespace_on_the_same_host_is_kept(tmp_pat
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=STEP_TIMEOUT_S)
+
+
+def test_a_reader_opening_a_ledger_that_is_not_there_is_told_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    """`batchgen spend --ledger typo.sqlite` made an empty ledger there and said "$0 spent"
+    (batchgen/cli/commands/spend.py is to pass create=False for `spend`)."""
+    from batchgen.money.ledger import LedgerError
+
+    missing = tmp_path / "typo-ledger.sqlite"
+    with pytest.raises(LedgerError, match=str(missing)) as err:
+        Ledger.open(missing, create=False)
+    assert "--ledger PATH" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    # a ledger that is there opens for reading as before, with what the runs recorded
+    writer = Ledger.open(missing)
+    writer.close()
+    Ledger.open(missing, create=False).close()

@@ -80,8 +80,17 @@ class Ledger:
         self.host = host_identity()
 
     @classmethod
-    def open(cls, path: str | Path, *, busy_timeout_s: float = 30.0) -> Ledger:
+    def open(cls, path: str | Path, *, busy_timeout_s: float = 30.0, create: bool = True) -> Ledger:
+        """``create=False`` for a reader (``batchgen spend``): a ledger that is not there is a
+        LedgerError naming the path, never a new empty one read as "$0 spent" (a typo)."""
         path = Path(path)
+        if not create and not path.is_file():
+            msg = (
+                f"no spend ledger at {path}: check the path (--ledger PATH, {ENV}, or "
+                "config.toml's ledger); runs record their spend at the default place unless "
+                "told otherwise"
+            )
+            raise LedgerError(msg)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # created user-only before SQLite opens it (its -wal/-shm files take this mode)
