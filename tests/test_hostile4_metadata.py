@@ -103,3 +103,32 @@ def test_embed_into_a_damaged_image_keeps_its_bytes_and_says_so(
     # said as what it is, not as a signed file (it carries no C2PA manifest)
     assert tally.c2pa_sidecars == 0 and "C2PA" not in text
     assert "1 in a format it cannot embed into" in text or "1 damaged" in text
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "embed"])
+def test_images_at_images_to_get_a_sidecar_object_and_it_is_said(
+    make_sim, tmp_path, monkeypatch, capsys, mode
+):
+    """--metadata with --images-to wrote nothing for the objects, and said nothing."""
+    pytest.importorskip("fsspec")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    bucket = tmp_path / "bucket" / "shots"
+    sim = make_sim()
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"o{i}", "prompt": f"an owl {i}", "model": "gpt-image-1"}) + "\n"
+            for i in range(3)
+        )
+    )
+    args = ["run", str(path), "--run-dir", str(tmp_path / "run"), *sim_flags(sim), "--yes"]
+    args += ["--images-to", bucket.as_uri() + "/", "--metadata", mode]
+    assert main(args) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    for i in range(3):
+        image = bucket / f"o{i}_0.png"
+        record = json.loads((bucket / f"o{i}_0.png.json").read_text())
+        assert record["prompt"] == f"an owl {i}" and record["job_id"] == f"o{i}"
+        assert b"iTXt" not in image.read_bytes()  # the uploaded object is as sent
+        assert KEY not in (bucket / f"o{i}_0.png.json").read_text()
+    assert "3 sidecar(s)" in said if mode == "sidecar" else "3 stored at --images-to" in said
