@@ -94,3 +94,50 @@ def test_a_reader_opening_a_ledger_that_is_not_there_is_told_and_creates_nothing
     writer = Ledger.open(missing)
     writer.close()
     Ledger.open(missing, create=False).close()
+
+
+def test_a_copied_run_directory_resumed_beside_its_original_keeps_both_spends(
+    tmp_path: Path, sim, monkeypatch, capsys
+) -> None:
+    """`cp -r runs/x runs/x-retry` then resuming both: one run id, two logs. Each resume made
+    the ledger's rows of that run id its own log's, so the other copy's spend vanished from
+    the month's total (a monthly budget then let that much more through)."""
+    import json
+    import shutil
+    import sqlite3
+
+    from batchgen.cli.main import main
+    from tests.runhelpers import SECRET_KEY, sim_flags
+
+    std = {"model": "dall-e-3", "quality": "standard", "size": "1024x1024"}  # $0.04
+    jobs = tmp_path / "p" / "jobs.jsonl"
+    jobs.parent.mkdir()
+    jobs.write_text("".join(json.dumps({**std, "prompt": f"job {i}"}) + "\n" for i in range(10)))
+    ledger = tmp_path / "ledger.sqlite"
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("BATCHGEN_LEDGER", str(ledger))
+    run, copy = tmp_path / "run", tmp_path / "run-copy"
+    common = ["--concurrency", "1", "--yes", "--quiet", *sim_flags(sim)]
+    assert main(["run", str(jobs), "--run-dir", str(run), "--max-cost", "0.2", *common]) == 3
+    shutil.copytree(run, copy)
+    # the copy goes on: 5 more jobs, $0.20 more
+    assert main(["resume", str(copy), "--max-cost", "1", *common]) == 0
+    # the original is resumed too (under its own cap: nothing more is sent)
+    assert main(["resume", str(run), "--max-cost", "0.2", *common]) in (0, 3)
+    # the original's $0.20 and the copy's $0.20 more (their shared $0.20 counted once)
+    assert sim.stats.received == 10
+    with sqlite3.connect(ledger) as con:
+        total = con.execute("SELECT SUM(cost_usd) FROM attempts").fetchone()[0]
+        month = con.execute("SELECT SUM(cost_nano) FROM totals").fetchone()[0]
+    assert total == pytest.approx(0.40)
+    assert month == round(0.40 * NANO)
+    # moved, not copied: the rows follow the directory (not counted twice)
+    moved = tmp_path / "run-moved"
+    run.rename(moved)
+    assert main(["resume", str(moved), "--max-cost", "0.2", *common]) in (0, 3)
+    with sqlite3.connect(ledger) as con:
+        assert con.execute("SELECT SUM(cost_usd) FROM attempts").fetchone()[0] == pytest.approx(
+            0.40
+        )
+    capsys.readouterr()

@@ -42,6 +42,7 @@ from batchgen.money.ledgerdata import (
     SpendLine,
     add_totals,
     as_values,
+    attempt_key,
     default_path,
     host_identity,
     ledger_path,
@@ -147,14 +148,37 @@ class Ledger:
         return len(values)
 
     def replace_run(self, rows: Iterable[Mapping[str, Any]], run: RunTag) -> int:
-        """The run's rows become exactly these (from its log): one transaction."""
+        """The run's rows from this directory become exactly these (from its log): one
+        transaction. Rows of the same run id from another directory that still exists (a
+        copy, ``cp -r``, resumed on its own) are kept, and the attempts both logs hold (those
+        from before the copy) are counted once; rows of a directory that is gone (moved) are
+        replaced."""
         values = [v for v in (ledger_row(r, run) for r in rows) if v is not None]
+        with self._lock:
+            dirs = [
+                d
+                for (d,) in self._conn.execute(
+                    "SELECT DISTINCT run_dir FROM attempts WHERE run_id = ?", (run.run_id,)
+                ).fetchall()
+            ]
+        others = [d for d in dirs if d and d != run.run_dir and Path(d).is_dir()]
+        keep = f"run_dir IN ({', '.join('?' * len(others))})" if others else "0"
+        mine = f"run_id = ? AND NOT ({keep})"
         with self._write() as conn:
             old = conn.execute(
-                "SELECT month, project, cost_usd FROM attempts WHERE run_id = ?", (run.run_id,)
+                f"SELECT month, project, cost_usd FROM attempts WHERE {mine}",
+                (run.run_id, *others),
             ).fetchall()
             add_totals(conn, [as_values(m, p, c) for m, p, c in old], -1)
-            conn.execute("DELETE FROM attempts WHERE run_id = ?", (run.run_id,))
+            conn.execute(f"DELETE FROM attempts WHERE {mine}", (run.run_id, *others))
+            if others:
+                kept = set(
+                    conn.execute(
+                        "SELECT session, job_id, attempt, kind, at FROM attempts WHERE run_id = ?",
+                        (run.run_id,),
+                    ).fetchall()
+                )
+                values = [v for v in values if attempt_key(v) not in kept]
             conn.executemany(INSERT_SQL, values)
             add_totals(conn, values, 1)
         return len(values)

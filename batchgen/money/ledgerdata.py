@@ -234,6 +234,14 @@ def as_values(month: str, project: str, cost: float) -> tuple[Any, ...]:
     return tuple(row)
 
 
+_I_ATTEMPT = tuple(_COLUMNS.index(c) for c in ("session", "job_id", "attempt", "kind", "at"))
+
+
+def attempt_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What names one attempt of a run across copies of its directory."""
+    return tuple(values[i] for i in _I_ATTEMPT)
+
+
 def add_totals(conn: sqlite3.Connection, values: list[tuple[Any, ...]], sign: int) -> None:
     sums: dict[tuple[str, str], int] = {}
     for v in values:
