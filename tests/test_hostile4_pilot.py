@@ -42,3 +42,20 @@ def test_bar_zero_is_the_judges_threshold_too(tmp_path: Path, sim) -> None:
     assert saved.get("threshold") == 0.0, saved
     scores = read_scores(run_dir).to_pylist()
     assert scores and all(r["status"] == "ok" for r in scores)
+
+
+def test_settings_that_all_fail_are_said_as_such(tmp_path: Path, sim) -> None:
+    """Every sampled request refused under every setting: the verdict said "no setting was
+    tried; a larger --sample narrows the intervals" — wrong on both counts."""
+    rows = ({"id": f"s{i}", "prompt": f"a mug {i} [sim:content_policy]"} for i in range(3))
+    jobs = write_jsonl_jobs(tmp_path / "jobs.jsonl", rows)
+    run_dir = tmp_path / "p"
+    args = ["pilot", str(jobs), "--run-dir", str(run_dir), "--try", "quality=low,medium"]
+    args += ["--judge", "gpt-4o-mini"]
+    done = run_cli([*args, *sim_flags(sim), *COMMON], env=cli_env())
+    assert done.code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "no setting was tried" not in text and "larger --sample" not in text
+    assert "no image came back under any setting" in text
+    assert f"batchgen report {run_dir}" in text
+    assert sim.stats.received == 6  # both settings were tried on the 3 jobs
