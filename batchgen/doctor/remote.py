@@ -95,7 +95,21 @@ async def free_call(section: Section, ep: Endpoint, timeout: float = 15.0) -> Se
         ):
             body = await resp.content.read(_LIST_CAP)
             status, answer_headers = resp.status, dict(resp.headers)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except TimeoutError:
+        # the network checks connected: the server (or a proxy) took the request and said
+        # nothing ("TimeoutError: " told none of that)
+        section.add(
+            fail(
+                "key accepted",
+                f"GET {shown}: connected, but no answer in {timeout:g} s",
+                "Check that --base-url is the API itself (not a port forwarded to nothing, "
+                "nor a proxy that holds requests: HTTPS_PROXY/HTTP_PROXY); a slow gateway: "
+                "doctor --timeout SECONDS",
+                ErrorClass.NETWORK,
+            )
+        )
+        return Seen()
+    except (aiohttp.ClientError, OSError) as exc:
         text = redact(f"{type(exc).__name__}: {exc}", (ep.key,))
         section.add(
             fail(

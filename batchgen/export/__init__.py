@@ -3,6 +3,7 @@ dataset, streamed (memory flat). docs/export.md."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from batchgen.errors import UsageError
@@ -26,9 +27,25 @@ def export_run(
     if shard_images < 1:
         raise UsageError("--shard-size: a whole number of images >= 1")
     out = Path(to)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--to {out}: not a directory; give a new or empty directory")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--to {out}: not empty; give a new or empty directory")
-    records = iter_records(run_dir, filters or Filters())
+    filters = filters or Filters()
+    records = iter_records(run_dir, filters)
+    first = next(records, None)
+    if first is None:
+        # nothing is written: an HF folder without a shard, or a tar-less WebDataset, is no
+        # dataset a reader loads, and "0 image(s) exported" hid why
+        which = (
+            " passes --best/--min-score" if filters.best or filters.min_score is not None else ""
+        )
+        msg = (
+            f"{run_dir}: no image to export: no ok attempt with its image on disk{which}; "
+            f"`batchgen report {run_dir}` shows how the jobs ended"
+        )
+        raise UsageError(msg)
+    records = itertools.chain([first], records)
     if fmt in ("jsonl", "csv"):
         return write_manifest(records, out, fmt)
     if fmt == "webdataset":

@@ -136,6 +136,13 @@ def _job_of_scored(root: Path) -> dict[str, str]:
     return {r["image_path"]: r["job_id"] for r in t}
 
 
+def sample_key(stem: str) -> str:
+    """The image's key: its file's stem, with '.' written %2E (and '%' %25). WebDataset splits
+    a member's name at its first '.', so a key holds none; writing '.' as '_' made job
+    ``cat.v2``'s image the same sample as job ``cat_v2``'s (both allowed ids): one image lost."""
+    return stem.replace("%", "%25").replace(".", "%2E")
+
+
 def _record(
     root: Path,
     row: dict[str, Any],
@@ -148,7 +155,7 @@ def _record(
     cost = row["cost_usd"]
     stem = Path(rel).stem
     return {
-        "key": stem.replace(".", "_"),
+        "key": sample_key(stem),
         "file": rel,
         "path": rel if is_uri(rel) else str(path.resolve()),
         "ext": Path(rel).suffix.lstrip(".").lower(),

@@ -36,7 +36,7 @@ def run_entries(run_dir: Path | str) -> list[Entry]:
         if not fp or not paths or fp in seen or any("~r" in p for p in paths):
             continue
         files = tuple(root / p for p in paths)
-        if not all(f.is_file() for f in files):
+        if not all(_own_file(root, f) for f in files):
             continue
         found = [scores[p] for p in paths if p in scores]
         seen[fp] = Entry(
@@ -50,6 +50,16 @@ def run_entries(run_dir: Path | str) -> list[Entry]:
             r["prompt"],
         )
     return list(seen.values())
+
+
+def _own_file(root: Path, path: Path) -> bool:
+    """A regular file of the run itself: not a symlink, not anywhere but under ``root`` (a
+    run directory from elsewhere whose images/x.png points at ~/.ssh/id_ed25519 must not put
+    that file into a library, or into a run that reuses it)."""
+    try:
+        return not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root)
+    except OSError:
+        return False
 
 
 def _best_scores(run_dir: Path) -> dict[str, float]:

@@ -156,15 +156,12 @@ class Library:
         return len(stored), new_files
 
     def _store_file(self, src: Path) -> tuple[str, str, int, bool]:
-        data_hash = hashlib.sha256()
-        with src.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                data_hash.update(chunk)
-        sha = data_hash.hexdigest()
+        sha = sha256_of(src)
         name = f"{sha[:2]}/{sha}{src.suffix.lower()}"
         dest = self.files_dir / name
-        if dest.is_file():
+        if intact(dest, sha):
             return sha, name, dest.stat().st_size, False
+        # absent, or edited in place since (a hard link shares the run's edits): stored anew
         dest.parent.mkdir(parents=True, exist_ok=True)
         link_or_copy(src, dest)
         return sha, name, dest.stat().st_size, True
@@ -193,7 +190,10 @@ class Library:
                     if hit is not None:
                         names[sha] = hit[0]
                 paths = tuple(self.files_dir / names[s] for s in shas if s in names)
-                if len(paths) == len(shas) and all(p.is_file() for p in paths):
+                # each file still holds the bytes its name (sha256) says: a file stored as a
+                # hard link to a run's image changes when that image is edited in place, and
+                # a reuse hands out only what the model answered (else the request is sent)
+                if len(paths) == len(shas) and all(map(intact, paths, shas)):
                     return Stored(row[0], row[1], row[2] or "", row[3], paths, row[5])
         return None
 
@@ -290,10 +290,30 @@ def _recent(path: Path, seconds: float = 3600.0) -> bool:
         return True
 
 
+def sha256_of(path: Path) -> str:
+    data_hash = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            data_hash.update(chunk)
+    return data_hash.hexdigest()
+
+
+def intact(path: Path, sha: str) -> bool:
+    """``path`` is a regular file (not a symlink) whose bytes hash to ``sha``."""
+    try:
+        return not path.is_symlink() and path.is_file() and sha256_of(path) == sha
+    except OSError:
+        return False
+
+
 def link_or_copy(src: Path, dest: Path) -> None:
     """``dest`` holds ``src``'s bytes, atomically: a hard link (same file system) or a copy,
     to a temp name first, then renamed. batchgen never rewrites an image in place, so a
-    hard link shares nothing that changes."""
+    hard link shares nothing that changes (a user's tool may: the library checks each
+    file's sha256 before handing it out). A symlink is refused (OSError): its target may be
+    any file of the user's."""
+    if src.is_symlink():
+        raise OSError(f"{src} is a symbolic link, not an image file of a run")
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         try:

@@ -52,6 +52,8 @@ class Tally:
     embedded: int = 0
     c2pa_sidecars: int = 0  # embed asked, a C2PA manifest found: a sidecar instead
     other_sidecars: int = 0  # embed asked, a format it cannot write: a sidecar instead
+    damaged_sidecars: int = 0  # embed asked, a PNG/JPEG/WebP cut short: a sidecar instead
+    object_sidecars: int = 0  # images at --images-to: a sidecar object URI.json beside each
     errors: list[str] = field(default_factory=list)
 
     def describe(self, mode: str) -> str:
@@ -59,10 +61,20 @@ class Tally:
             sidecars = plural(self.sidecars, "sidecar")
             return f"metadata: {sidecars} beside the images (the image's file name + .json)"
         text = f"metadata: {plural(self.embedded, 'image')} embedded"
+        if self.object_sidecars:
+            text += (
+                f"; {self.object_sidecars} stored at --images-to: a sidecar object (the "
+                "object's name + .json) beside each (an uploaded object is not rewritten)"
+            )
         if self.c2pa_sidecars:
             text += (
                 f"; {self.c2pa_sidecars} carry a C2PA manifest (a signed content "
                 "credential): left as sent, a sidecar (the image's file name + .json) instead"
+            )
+        if self.damaged_sidecars:
+            text += (
+                f"; {self.damaged_sidecars} damaged (cut short?): left as they are, a sidecar "
+                "(the image's file name + .json) instead"
             )
         if self.other_sidecars:
             text += (
@@ -128,6 +140,9 @@ def apply(run_dir: Path | str, mode: str, session: int | None = None) -> Tally:
         for row in _rows(log_file.path, session):
             paths = row["image_paths"] or []
             for i, rel in enumerate(paths):
+                if "://" in rel:  # an object of --images-to (batchgen.storage.cache.is_uri)
+                    _object_sidecar(rel, record_of(row, i, len(paths)), tally)
+                    continue
                 image = f"{folder}/{rel}"  # plain str paths: pathlib costs more than the write
                 if os.path.isfile(image):
                     try:
@@ -168,7 +183,9 @@ def _one(image: str, record: dict[str, Any], mode: str, tally: Tally) -> None:
     if mode == "embed":
         text = encoded.decode()
         data = Path(image).read_bytes()
-        if containers.has_c2pa(data):
+        if containers.damaged(data):  # before has_c2pa, which takes it for a signed file
+            tally.damaged_sidecars += 1
+        elif containers.has_c2pa(data):
             tally.c2pa_sidecars += 1
         else:
             embedded = _embedded(data, text, record)
@@ -179,6 +196,23 @@ def _one(image: str, record: dict[str, Any], mode: str, tally: Tally) -> None:
             tally.other_sidecars += 1
     _write_sidecar(image, encoded + b"\n")
     tally.sidecars += 1
+
+
+def _object_sidecar(uri: str, record: dict[str, Any], tally: Tally) -> None:
+    """``URI.json`` beside an image stored at --images-to (both modes: embedding would mean
+    rewriting an object the upload journal has by its size and sha256). Such images got no
+    record at all before, and nothing said so."""
+    # lazy: fsspec and the store's backend only for a run whose images are objects
+    from batchgen.storage.cache import store
+    from batchgen.storage.remote import clean
+
+    try:
+        store(f"{uri}.json", _dumps(record) + b"\n")
+    except Exception as exc:  # any backend's error: said, the run's result stands
+        tally.errors.append(f"{uri}.json: {type(exc).__name__}: {clean(exc)}")
+        return
+    tally.sidecars += 1
+    tally.object_sidecars += 1
 
 
 def _dumps(record: dict[str, Any]) -> bytes:

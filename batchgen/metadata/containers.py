@@ -8,6 +8,7 @@ WebP a ``C2PA`` RIFF chunk. Anything not understood is left alone (and gets a si
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from xml.sax.saxutils import escape
@@ -61,6 +62,22 @@ def riff_chunks(data: bytes) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
+def damaged(data: bytes) -> bool:
+    """True when the file says it is a PNG, JPEG or WebP but its structure cannot be walked
+    (cut short, or its chunk lengths run past its end)."""
+    k = kind(data)
+    try:
+        if k == "png":
+            png_chunks(data)
+        elif k == "jpeg":
+            jpeg_segments(data)
+        elif k == "webp":
+            riff_chunks(data)
+    except (ValueError, struct.error):
+        return True
+    return False
+
+
 def has_c2pa(data: bytes) -> bool:
     """True when the container carries a C2PA manifest (or what looks like one)."""
     k = kind(data)
@@ -91,12 +108,25 @@ def png_with_itxt(data: bytes, keyword: str, text: str) -> bytes:
     return data[:iend] + _png_chunk(b"iTXt", body) + data[iend:]
 
 
+# what XML 1.0 cannot hold even as a character reference: C0 controls but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF (https://www.w3.org/TR/xml/#charsets)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    """``value`` as XML character data: markup escaped, and each character XML cannot hold
+    written ``\\uXXXX`` (a JSON string's own escape, so the batchgen:metadata record still
+    reads back as the same JSON). A prompt holding ESC or NUL made a packet no XMP reader
+    parses: the image's whole record lost."""
+    return escape(_NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", value))
+
+
 def xmp_packet(fields: dict[str, str]) -> bytes:
     """An XMP packet: dc:description (the prompt) and batchgen:* properties."""
     props = "".join(
-        f"<batchgen:{k}>{escape(v)}</batchgen:{k}>" for k, v in fields.items() if k != "prompt"
+        f"<batchgen:{k}>{xml_text(v)}</batchgen:{k}>" for k, v in fields.items() if k != "prompt"
     )
-    prompt = escape(fields.get("prompt", ""))
+    prompt = xml_text(fields.get("prompt", ""))
     xml = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '

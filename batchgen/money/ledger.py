@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -43,7 +42,9 @@ from batchgen.money.ledgerdata import (
     SpendLine,
     add_totals,
     as_values,
+    attempt_key,
     default_path,
+    host_identity,
     ledger_path,
     ledger_row,
     month_of,
@@ -77,11 +78,20 @@ class Ledger:
         self.path = path
         self._conn = conn
         self._lock = threading.Lock()
-        self.host = socket.gethostname()
+        self.host = host_identity()
 
     @classmethod
-    def open(cls, path: str | Path, *, busy_timeout_s: float = 30.0) -> Ledger:
+    def open(cls, path: str | Path, *, busy_timeout_s: float = 30.0, create: bool = True) -> Ledger:
+        """``create=False`` for a reader (``batchgen spend``): a ledger that is not there is a
+        LedgerError naming the path, never a new empty one read as "$0 spent" (a typo)."""
         path = Path(path)
+        if not create and not path.is_file():
+            msg = (
+                f"no spend ledger at {path}: check the path (--ledger PATH, {ENV}, or "
+                "config.toml's ledger); runs record their spend at the default place unless "
+                "told otherwise"
+            )
+            raise LedgerError(msg)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # created user-only before SQLite opens it (its -wal/-shm files take this mode)
@@ -138,14 +148,37 @@ class Ledger:
         return len(values)
 
     def replace_run(self, rows: Iterable[Mapping[str, Any]], run: RunTag) -> int:
-        """The run's rows become exactly these (from its log): one transaction."""
+        """The run's rows from this directory become exactly these (from its log): one
+        transaction. Rows of the same run id from another directory that still exists (a
+        copy, ``cp -r``, resumed on its own) are kept, and the attempts both logs hold (those
+        from before the copy) are counted once; rows of a directory that is gone (moved) are
+        replaced."""
         values = [v for v in (ledger_row(r, run) for r in rows) if v is not None]
+        with self._lock:
+            dirs = [
+                d
+                for (d,) in self._conn.execute(
+                    "SELECT DISTINCT run_dir FROM attempts WHERE run_id = ?", (run.run_id,)
+                ).fetchall()
+            ]
+        others = [d for d in dirs if d and d != run.run_dir and Path(d).is_dir()]
+        keep = f"run_dir IN ({', '.join('?' * len(others))})" if others else "0"
+        mine = f"run_id = ? AND NOT ({keep})"
         with self._write() as conn:
             old = conn.execute(
-                "SELECT month, project, cost_usd FROM attempts WHERE run_id = ?", (run.run_id,)
+                f"SELECT month, project, cost_usd FROM attempts WHERE {mine}",
+                (run.run_id, *others),
             ).fetchall()
             add_totals(conn, [as_values(m, p, c) for m, p, c in old], -1)
-            conn.execute("DELETE FROM attempts WHERE run_id = ?", (run.run_id,))
+            conn.execute(f"DELETE FROM attempts WHERE {mine}", (run.run_id, *others))
+            if others:
+                kept = set(
+                    conn.execute(
+                        "SELECT session, job_id, attempt, kind, at FROM attempts WHERE run_id = ?",
+                        (run.run_id,),
+                    ).fetchall()
+                )
+                values = [v for v in values if attempt_key(v) not in kept]
             conn.executemany(INSERT_SQL, values)
             add_totals(conn, values, 1)
         return len(values)

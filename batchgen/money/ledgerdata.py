@@ -4,6 +4,7 @@ place, calendar months (UTC). The store itself is batchgen.money.ledger."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -166,6 +167,18 @@ def month_start(at: float) -> float:
     return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
 
 
+def host_identity() -> str:
+    """Where a hold's pid means something: the host name, and on Linux the pid namespace
+    (containers sharing the host's name — ``--network host`` — each have their own pids: a
+    live holder's pid there is "no such process" here, and its hold was dropped as dead)."""
+    name = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+    except OSError:
+        return name
+    return f"{name} {namespace}"
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -219,6 +232,14 @@ def as_values(month: str, project: str, cost: float) -> tuple[Any, ...]:
     row: list[Any] = [None] * len(_COLUMNS)
     row[_I_PROJECT], row[_I_COST], row[_I_MONTH] = project, cost, month
     return tuple(row)
+
+
+_I_ATTEMPT = tuple(_COLUMNS.index(c) for c in ("session", "job_id", "attempt", "kind", "at"))
+
+
+def attempt_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What names one attempt of a run across copies of its directory."""
+    return tuple(values[i] for i in _I_ATTEMPT)
 
 
 def add_totals(conn: sqlite3.Connection, values: list[tuple[Any, ...]], sign: int) -> None:

@@ -21,7 +21,7 @@ import os
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,14 +144,18 @@ class BudgetEvent:
         }
 
 
-def run_hook(command: str, event: BudgetEvent) -> subprocess.Popen[bytes] | None:
+def run_hook(
+    command: str, event: BudgetEvent, hide: Collection[str] = ()
+) -> subprocess.Popen[bytes] | None:
     """Start ``--on-budget CMD`` (a shell command) with the event in its environment; never
-    waits for it. A command that cannot start is not an error of the run."""
+    waits for it. ``hide``: variables not passed on (the run's key variables, as for
+    ``--on-end``). A command that cannot start is not an error of the run."""
+    env = {k: v for k, v in os.environ.items() if k not in hide}
     try:
         return subprocess.Popen(
             command,
             shell=True,
-            env={**os.environ, **event.environ()},
+            env={**env, **event.environ()},
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,17 +97,29 @@ def run_on_end(
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in hide}
     env.update(message.environ())
     try:
-        done = subprocess.run(
-            command,
-            shell=True,
-            env=env,
-            timeout=ON_END_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
+        # its own process group: at the time limit the command and what it started stop
+        proc = subprocess.Popen(
+            command, shell=True, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        warn(f"--on-end: {type(exc).__name__}: {exc}")
+    except OSError as exc:
+        warn(f"--on-end could not start: {type(exc).__name__}: {exc.strerror or exc}")
         return None
-    if done.returncode != 0:
-        warn(f"--on-end exited with status {done.returncode}")
-    return done.returncode
+    try:
+        code = proc.wait(timeout=ON_END_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # never the command line in the message: it often carries a webhook's token
+        with contextlib.suppress(OSError):
+            killpg = getattr(os, "killpg", None)  # POSIX; elsewhere the shell alone
+            if killpg is not None:
+                killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        proc.wait()
+        warn(
+            f"--on-end did not finish within {ON_END_TIMEOUT_S:g} s and was stopped (the "
+            f"run's result is on disk: {message.run_dir})"
+        )
+        return None
+    if code != 0:
+        warn(f"--on-end exited with status {code}")
+    return code

@@ -103,8 +103,25 @@ def pilot_figures(run_dir: Path | str, plan: PilotPlan, scorer: str | None) -> P
         Candidate(f.label, f.scored, f.passed, f.cost_per_image) for f in figures if f.scored
     ]
     choice = choose(candidates, plan.target, plan.confidence)
+    if not candidates:
+        choice = Choice(None, None, choice.lower_bounds, _why_none(figures, Path(run_dir)))
     images_cost = sum(a["spent"] for a in by_slug.values())
     return PilotFigures(figures, choice, images_cost, judging_usd(run_dir), in_flight)
+
+
+def _why_none(figures: list[SettingFigures], run_dir: Path) -> str:
+    """Why no setting could be judged (every one was tried: "no setting was tried" said
+    otherwise, and the table's advice, a larger sample, helps none of these)."""
+    if not any(f.jobs_ok for f in figures):
+        return (
+            "no image came back under any setting: every sampled request failed "
+            f"(`batchgen report {run_dir}` says why); fix those prompts or the settings, "
+            "then run the pilot again"
+        )
+    return (
+        "no image was scored: run the same pilot command again to score them "
+        f"(`batchgen report {run_dir}` shows the scoring's failures)"
+    )
 
 
 def _one(

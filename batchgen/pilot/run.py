@@ -5,6 +5,7 @@ runs the batch with it)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,6 +166,26 @@ def _same_pilot(plan: PilotPlan, job_file: Path, flags: Mapping[str, Any], targe
         raise UsageError(msg)
 
 
+def pilot_marks(flags: Mapping[str, Any]) -> tuple[float, float, float]:
+    """(--bar, --target, --confidence), each its default only when not given: a given 0 is
+    a value (--bar 0: every image passes) or refused (--target 0), never the default."""
+
+    def given(name: str, default: float) -> float:
+        value = flags.get(name)
+        return default if value is None else float(value)
+
+    bar = given("bar", DEFAULT_BAR)
+    target_rate = given("target", DEFAULT_TARGET)
+    confidence = given("confidence", DEFAULT_CONFIDENCE)
+    if not math.isfinite(bar):
+        raise UsageError(f"--bar {bar}: give the score an image must reach, e.g. --bar 7")
+    if not 0 < target_rate <= 1:
+        raise UsageError(f"--target {target_rate:g}: a share in (0, 1], e.g. --target 0.9")
+    if not 0.5 <= confidence < 1:
+        raise UsageError(f"--confidence {confidence:g}: in [0.5, 1), e.g. --confidence 0.8")
+    return bar, target_rate, confidence
+
+
 def _run_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in flags.items() if k not in PILOT_OPTIONS}
     return out
@@ -180,7 +201,7 @@ def _score_flags(flags: Mapping[str, Any], run_flags: Mapping[str, Any]) -> dict
             )
             raise UsageError(msg)
         out["judge"] = SIM_JUDGE
-    out["threshold"] = float(flags.get("bar") or DEFAULT_BAR)
+    out["threshold"] = pilot_marks(flags)[0]
     return out
 
 
@@ -218,11 +239,7 @@ def _make_plan(
                 pilot_jobs[pid] = [job.id, s.slug]
                 out.write(json.dumps({"id": pid, **s.apply(job.body)}, ensure_ascii=False))
                 out.write("\n")
-    bar = DEFAULT_BAR if flags.get("bar") is None else float(flags["bar"])
-    target_rate = float(flags.get("target") or DEFAULT_TARGET)
-    confidence = float(flags.get("confidence") or DEFAULT_CONFIDENCE)
-    if not 0 < target_rate <= 1 or not 0.5 <= confidence < 1:
-        raise UsageError("--target is a share in (0, 1]; --confidence in [0.5, 1), e.g. 0.8")
+    bar, target_rate, confidence = pilot_marks(flags)
     plan = PilotPlan(
         job_file=str(job_file.resolve()),
         job_sha256=checked.sha256,

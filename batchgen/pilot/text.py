@@ -72,5 +72,6 @@ def verdict_lines(result: dict[str, Any], plan: PilotPlan) -> list[str]:
     if result["chosen"]:
         out.append(f"chosen: {result['chosen']} — {result['reason']}")
     else:
-        out.append(f"none chosen: {result['reason']}; a larger --sample narrows the intervals")
+        hint = "; a larger --sample narrows the intervals" if result.get("closest") else ""
+        out.append(f"none chosen: {result['reason']}{hint}")
     return out

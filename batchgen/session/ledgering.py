@@ -109,6 +109,8 @@ class LedgerLink:
             else user.project_budgets.get(project)
         )
         self.on_budget = cfg.on_budget or user.on_budget
+        # the run's key variables stay out of --on-budget's environment (as --on-end's)
+        self.hide_env = key_variables(cfg) if self.on_budget else ()
         self.monthly = MonthlyBudget(
             ledger,
             project,
@@ -162,7 +164,7 @@ class LedgerLink:
         def on_event(event: BudgetEvent) -> None:
             observer.say(event.line(), "yellow" if event.percent < 100 else "red")
             if hook:
-                run_hook(hook, event)
+                run_hook(hook, event, self.hide_env)
 
         self.monthly.on_event = on_event
 
@@ -228,6 +230,18 @@ class LedgerLink:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+def key_variables(cfg: RunConfig) -> tuple[str, ...]:
+    """The names of the variables holding the run's keys: --api-key-env (default
+    OPENAI_API_KEY) and a --providers file's key_env of each endpoint."""
+    names = {cfg.api_key_env or "OPENAI_API_KEY"}
+    if cfg.providers:
+        # lazy: a providers file is read here only for a run with --on-budget
+        from batchgen.provider.endpoints import load_providers
+
+        names.update(spec.key_env for spec in load_providers(cfg.providers))
+    return tuple(sorted(names))
 
 
 def log_rows(run_dir: Path) -> list[dict[str, Any]]:

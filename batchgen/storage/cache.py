@@ -50,6 +50,12 @@ def fetch(uri: str) -> bytes:
     return bytes(fs.cat_file(object_path(uri)))
 
 
+def store(uri: str, data: bytes) -> None:
+    """Write a small object whole at ``uri`` (a sidecar beside an image object)."""
+    fs, _ = open_fs(uri)
+    fs.pipe_file(object_path(uri), data)
+
+
 def thumbnail(run_dir: Path, uri: str, px: int) -> bytes | None:
     """A JPEG of at most ``px`` × ``px`` of the object, from the cache or made now; None when
     the object cannot be read or is not an image."""
