@@ -118,7 +118,7 @@ def test_exhausted_message_says_how_to_continue(prices):
     assert budget.reserve(dalle3(3)) is None
     message = budget.exhausted_message("runs/x", remaining_usd=2.0)
     assert "spent $0.0400 of --max-cost $0.15 ($0.0800 still held" in message
-    assert "1 job(s) were not sent" in message
+    assert "1 job was not sent because its worst case" in message
     assert "batchgen resume runs/x --max-cost 2.04" in message
     assert "batchgen resume RUN_DIR --max-cost 0.30" in budget.exhausted_message()
 

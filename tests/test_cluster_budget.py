@@ -112,4 +112,4 @@ def test_a_single_budget_absorbs_the_shards_end(prices) -> None:
     assert budget.spent == pytest.approx(0.75)
     message = budget.exhausted_message("runs/x")
     assert "spent $0.7500 of --max-cost $1.00" in message
-    assert "2 job(s) were not sent" in message
+    assert "2 jobs were not sent" in message

@@ -131,4 +131,4 @@ def test_images_at_images_to_get_a_sidecar_object_and_it_is_said(
         assert record["prompt"] == f"an owl {i}" and record["job_id"] == f"o{i}"
         assert b"iTXt" not in image.read_bytes()  # the uploaded object is as sent
         assert KEY not in (bucket / f"o{i}_0.png.json").read_text()
-    assert "3 sidecar(s)" in said if mode == "sidecar" else "3 stored at --images-to" in said
+    assert "3 sidecars" in said if mode == "sidecar" else "3 stored at --images-to" in said

@@ -207,7 +207,7 @@ def test_plan_quotes_the_same_batch_within_5_percent_of_its_run(tmp_path, money_
 
 RESUME_HINT = re.compile(r"To continue: batchgen resume (\S+) --max-cost ([\d.]+)")
 SPENT = re.compile(r"Budget reached: spent \$([\d.]+) of --max-cost \$([\d.]+)")
-NOT_SENT = re.compile(r"(\d+) job\(s\) were not sent")
+NOT_SENT = re.compile(r"(\d+) jobs? (?:was|were) not sent")
 
 
 @pytest.mark.parametrize("concurrency", [1, 16])

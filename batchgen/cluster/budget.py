@@ -27,6 +27,7 @@ from typing import Any
 
 from batchgen.jobs.model import Job
 from batchgen.money import Budget, PriceTable, Reservation
+from batchgen.numbers import plural
 
 NANO = 1_000_000_000
 CHUNK_JOBS = 8  # a draw covers the job that did not fit and about this many more like it
@@ -148,7 +149,8 @@ class ClusterBudget(Budget):
         # the driver tells the end with every shard's spend (Budget.absorb); this is one shard's
         return (
             f"Budget reached: this shard spent ${self.spent:.4f} of the cluster's --max-cost "
-            f"${self.cluster_cap_usd:.4f}; {self.refused} job(s) were not sent"
+            f"${self.cluster_cap_usd:.4f}; {plural(self.refused, 'job')} "
+            f"{'was' if self.refused == 1 else 'were'} not sent"
         )
 
     def _held_cap(self) -> int:

@@ -21,6 +21,7 @@ from batchgen.jobs.model import Job
 from batchgen.money.cost import worst_case_usd
 from batchgen.money.monthly import MonthlyBudget
 from batchgen.money.table import PriceTable
+from batchgen.numbers import plural
 
 _NANO = 1_000_000_000
 
@@ -199,9 +200,14 @@ class Budget:
         # a cap in whole cents reads as such; another one at the spend's precision, so a spend
         # just under it never looks like it passed it
         cap_text = f"{cap:.2f}" if abs(cap * 100 - round(cap * 100)) < 1e-9 else f"{cap:.4f}"
+        refused = (
+            "1 job was not sent because its worst case"
+            if self.refused == 1
+            else f"{plural(self.refused, 'job')} were not sent because their worst case"
+        )
         return (
             f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap_text}{held}; "
-            f"{self.refused} job(s) were not sent because their worst case would pass the cap. "
+            f"{refused} would pass the cap. "
             f"To continue: batchgen resume {run_dir} --max-cost {math.ceil(need * 100) / 100:.2f}"
         )
 

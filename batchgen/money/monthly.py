@@ -28,6 +28,7 @@ from typing import Any
 
 from batchgen.errors import UsageError
 from batchgen.money.ledger import ALL, NANO, Ledger, LedgerError, Refusal, month_of
+from batchgen.numbers import plural
 
 THRESHOLDS = (50, 80, 100)
 CONFIG_ENV = "XDG_CONFIG_HOME"
@@ -258,8 +259,9 @@ class MonthlyBudget:
     def refusal_message(self, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
         if self.error is not None:
             return (
-                f"the monthly budget cannot be kept: {self.error}; {refused} job(s) were not "
-                f"sent. Fix the ledger, then batchgen resume {run_dir}"
+                f"the monthly budget cannot be kept: {self.error}; {plural(refused, 'job')} "
+                f"{'was' if refused == 1 else 'were'} not sent. Fix the ledger, then batchgen "
+                f"resume {run_dir}"
             )
         r = self.last_refusal
         if r is None:
@@ -275,7 +277,11 @@ def describe_scope(scope: str, project: str) -> str:
 
 def monthly_message(r: Refusal, project: str, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
     held = f" (${r.held_nano / NANO:.4f} held by requests in flight)" if r.held_nano else ""
-    jobs = f"{refused} job(s) were not sent; " if refused else ""
+    jobs = (
+        f"{plural(refused, 'job')} {'was' if refused == 1 else 'were'} not sent; "
+        if refused
+        else ""
+    )
     return (
         f"Monthly budget reached: this month's spend is ${r.spent_nano / NANO:.4f} of "
         f"{describe_scope(r.scope, project)} ${r.cap_nano / NANO:.2f}{held}, and the next "
