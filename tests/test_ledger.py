@@ -551,3 +551,20 @@ def test_the_simulators_spend_stays_out_of_the_users_ledger(tmp_path, capsys, mo
         == 0
     )
     assert named.exists() and not default_path().exists()
+
+
+def test_spend_at_a_ledger_that_is_not_there_is_an_error_not_zero(tmp_path, cli):
+    """`batchgen spend --ledger typo.sqlite` (or BATCHGEN_LEDGER naming a missing file) said
+    "$0 spent" from a new empty ledger it had just made; now it is exit 2 naming the path, and
+    no file is made. `ledger rebuild` still creates the ledger it is asked to fill."""
+    typo = tmp_path / "legder.sqlite"
+    out = cli(["spend", "--ledger", str(typo)], tmp_path / "other.sqlite")
+    assert out.code == 2, out.output
+    assert f"no spend ledger at {typo}" in out.output
+    by_env = cli(["spend"], typo)
+    assert by_env.code == 2 and f"no spend ledger at {typo}" in by_env.output
+    assert not typo.exists()
+    empty_run = tmp_path / "no-run"
+    empty_run.mkdir()
+    cli(["ledger", "rebuild", "--ledger", str(typo), str(empty_run)], tmp_path / "other.sqlite")
+    assert typo.is_file()  # made, whatever it then says of a folder that holds no run

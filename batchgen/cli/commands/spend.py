@@ -19,14 +19,17 @@ from batchgen.money.monthly import load_user_config
 from batchgen.session.ledgering import rebuild
 
 
-def _open(given: str | None) -> Any:
+def _open(given: str | None, *, create: bool = False) -> Any:
+    """The ledger to read. One named by --ledger, the environment or config.toml must exist
+    (a typo is an error, not "$0 spent"); the default one is made empty on first use."""
     user = load_user_config()
     if given is None and os.environ.get(ENV) is None:
         given = user.ledger
+    named = given is not None or os.environ.get(ENV) is not None
     path = ledger_path(given)
     if path is None:
         raise UsageError(f"the spend ledger is off (--ledger off or {ENV}=off): nothing to show")
-    return Ledger.open(path), user
+    return Ledger.open(path, create=create or not named), user
 
 
 def _since(text: str | None) -> float:
@@ -134,7 +137,7 @@ def _text(doc: dict[str, Any]) -> str:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     flags_of(args, LEDGER_READS)  # the parser offers only what is read here
     try:
-        ledger, _user = _open(args.ledger)
+        ledger, _user = _open(args.ledger, create=True)
         try:
             done = rebuild(ledger, [Path(d) for d in args.run_dirs])
         finally:
