@@ -22,6 +22,8 @@ from batchgen.numbers import plural
 from batchgen.runlog.files import visible_files
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runlog.schema import STATUS_OK
+from batchgen.storage.cache import store
+from batchgen.storage.remote import clean
 
 MODES = ("sidecar", "embed", "none")
 KEYWORD = "batchgen"  # the PNG iTXt keyword
@@ -202,10 +204,6 @@ def _object_sidecar(uri: str, record: dict[str, Any], tally: Tally) -> None:
     """``URI.json`` beside an image stored at --images-to (both modes: embedding would mean
     rewriting an object the upload journal has by its size and sha256). Such images got no
     record at all before, and nothing said so."""
-    # lazy: fsspec and the store's backend only for a run whose images are objects
-    from batchgen.storage.cache import store
-    from batchgen.storage.remote import clean
-
     try:
         store(f"{uri}.json", _dumps(record) + b"\n")
     except Exception as exc:  # any backend's error: said, the run's result stands

@@ -40,6 +40,7 @@ from batchgen.money.monthly import (
     load_user_config,
     run_hook,
 )
+from batchgen.provider.endpoints import load_providers
 
 if TYPE_CHECKING:
     from batchgen.money import Budget
@@ -237,9 +238,6 @@ def key_variables(cfg: RunConfig) -> tuple[str, ...]:
     OPENAI_API_KEY) and a --providers file's key_env of each endpoint."""
     names = {cfg.api_key_env or "OPENAI_API_KEY"}
     if cfg.providers:
-        # lazy: a providers file is read here only for a run with --on-budget
-        from batchgen.provider.endpoints import load_providers
-
         names.update(spec.key_env for spec in load_providers(cfg.providers))
     return tuple(sorted(names))
 
