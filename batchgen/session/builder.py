@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +28,7 @@ from batchgen.jobs.model import Job
 from batchgen.money import Budget, PriceTable
 from batchgen.money.batchrate import batch_table
 from batchgen.provider.endpoints import unserved
+from batchgen.provider.typical import mean_of, typical_latency
 from batchgen.runlog.rundir import RunDir
 from batchgen.session.connect import Connection, batch_connection, connect, sim_config
 from batchgen.session.observer import Observer, Silent
@@ -190,12 +192,29 @@ def prepare_session(
         ipm=pool.ipm,
         concurrency=pool.concurrency_cap,
         index=index,
-        assume_latency=sim.latency_mean if sim is not None else None,
+        assume_latency=sim_latency(sim),
     )
     if endpoints:
         check_served(endpoints, checked)
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before)
     return Prepared(cfg, str(job_file), connection, endpoints, prices, checked, budget)
+
+
+def sim_latency(sim: SimConfig | None) -> float | Callable[[Job], float] | None:
+    """What the quote assumes one request of the built-in simulator takes: each job's model's
+    usual latency (its mean) under --sim-model-latency, else --sim-latency; both times
+    --sim-time-scale, as the simulator answers. None: not the simulator (the price table's)."""
+    if sim is None:
+        return None
+    scale = sim.time_scale
+    if sim.latency_profile == "models":
+        return lambda job: _model_latency(job.model, job.quality, job.size) * scale
+    return sim.latency_mean * scale
+
+
+@lru_cache(maxsize=256)
+def _model_latency(model: str | None, quality: str | None, size: str | None) -> float:
+    return mean_of(typical_latency(model, quality, size))
 
 
 def check_served(endpoints: list[Any], checked: Checked) -> None:
