@@ -99,10 +99,10 @@ def check_fields(fields: Mapping[str, Any], *, need_prompt: bool = True) -> list
         elif name not in API_FIELDS and (known := _typo_of(name)) is not None:
             if known == "prompt" and need_prompt and "prompt" not in fields:
                 continue  # said above, as the missing prompt
-            why = f'would send both it and "{known}"' if known in fields else f'would go without its "{known}"'
+            why = "would send both it and" if known in fields else "would go without its"
             found.append(
                 f'unknown field "{name}": did you mean "{known}"? Rename it: a field batchgen '
-                f"does not know is sent as is, and this job {why}"
+                f'does not know is sent as is, and this job {why} "{known}"'
             )
     return found
 
