@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from batchgen.cli.main import build_parser, main
-from batchgen.jobs.models import near_misses
+from batchgen.jobs.models import model_typos, near_misses
 from batchgen.session.builder import serves_openai_models
 from batchgen.session.connect import Connection
 
@@ -97,3 +97,11 @@ def test_plan_warns_of_a_near_miss_model_with_its_line(tmp_path: Path) -> None:
     args.func(args, stdout=out)
     text = " ".join(out.getvalue().split())
     assert f'{jobs}:2: model "gpt-image-l"' in text and 'did you mean "gpt-image-1"?' in text
+
+
+def test_a_spec_names_the_job_not_a_line(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('defaults: {model: gpt-image-l}\nprompt: "a {x}"\nmatrix: {x: [cat, dog]}\n')
+    first = near_misses(["gpt-image-l"], PRICED)
+    typos = model_typos(spec, None, first, PRICED, refused=True)
+    assert [str(t).split(": model")[0] for t in typos] == [f"{spec}: job x=cat (#1)"]

@@ -13,7 +13,8 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from batchgen.jobs.formats import Problem, nearest
+from batchgen.jobs.formats import Problem, detect_format, nearest
+from batchgen.jobs.model import Job
 from batchgen.jobs.validate import iter_jobs
 
 # "gpt-image-l"/"gpt-image-1" is 0.91, "dall-e3"/"dall-e-3" 0.93; names of other families
@@ -40,15 +41,15 @@ def near_misses(models: Iterable[str], known: Collection[str]) -> dict[str, str]
     return found
 
 
-def first_lines(
+def first_jobs(
     path: str | Path, defaults: Mapping[str, Any] | None, models: Collection[str]
-) -> dict[str, int]:
-    """The line of each of ``models``' first job in the (validated) job file."""
-    found: dict[str, int] = {}
+) -> dict[str, Job]:
+    """The first job of each of ``models`` in the (validated) job file."""
+    found: dict[str, Job] = {}
     for job in iter_jobs(path, defaults):
         model = job.model
         if model is not None and model in models and model not in found:
-            found[model] = job.line
+            found[model] = job
             if len(found) == len(models):
                 break
     return found
@@ -68,7 +69,8 @@ def model_typos(
     misses = near_misses(models, known)
     if not misses:
         return []
-    lines = first_lines(path, defaults, misses)
+    jobs = first_jobs(path, defaults, misses)
+    spec = detect_format(Path(path), None) == "spec"  # a spec's jobs have no line: name the job
     where = str(path)
     found = []
     for model, close in sorted(misses.items()):
@@ -89,5 +91,8 @@ def model_typos(
                 f'model "{model}" has no price and is one typo from "{close}": did you mean '
                 f'"{close}"? It is sent as written (this endpoint may serve that name)'
             )
-        found.append(Problem(where, lines.get(model, 0), msg))
+        job = jobs.get(model)
+        if job is not None and spec:
+            msg = f"job {job.id} (#{job.line}): {msg}"
+        found.append(Problem(where, 0 if job is None or spec else job.line, msg))
     return found
