@@ -42,10 +42,12 @@ def test_near_misses_of_priced_models_and_only_those() -> None:
     )
     assert found == {
         "gpt-image-l": "gpt-image-1",  # a lookalike wins the tie with gpt-image-2
-        "gpt-image-3": "gpt-image-2",
         "gpt-imag-1-mini": "gpt-image-1-mini",
         "dall-e3": "dall-e-3",
     }
+    # another version of a priced name may be a model newer than the price table: not refused
+    newer = ["gpt-image-3", "dall-e-4", "gpt-image-1.5-mini", "gpt-image-2-2027-01-01"]
+    assert near_misses(newer, PRICED) == {}
     # a local server's or an aggregator's own names are no near miss of anything priced
     local = ["sdxl-turbo", "black-forest-labs/FLUX.1-schnell", "my-model", "stable-diffusion-3"]
     assert near_misses(local, PRICED) == {}

@@ -9,6 +9,7 @@ second pass over the file, taken only when some model is a near miss.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,20 @@ MODEL_CUTOFF = 0.85
 _LOOKALIKE = str.maketrans({"l": "1", "I": "1", "|": "1", "O": "0", "o": "0"})
 
 
+# a name that differs from a priced one only in its version ("gpt-image-3", "dall-e-4",
+# "gpt-image-1.5-mini") may be a model released after the price table: not a typo
+_VERSION = re.compile(r"[0-9.]")
+
+
 def _nearest_model(model: str, choices: list[str]) -> str | None:
     shape = model.translate(_LOOKALIKE)
     same = [c for c in choices if c.translate(_LOOKALIKE) == shape]
-    return same[0] if same else nearest(model, choices, MODEL_CUTOFF)
+    if same:
+        return same[0]
+    close = nearest(model, choices, MODEL_CUTOFF)
+    if close is not None and _VERSION.sub("", close) == _VERSION.sub("", model):
+        return None
+    return close
 
 
 def near_misses(models: Iterable[str], known: Collection[str]) -> dict[str, str]:
