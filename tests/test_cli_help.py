@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import io
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -108,6 +109,10 @@ def test_a_flag_outside_the_declaration_stops_the_command() -> None:
         ("score", ["--image-checks"]),
         ("score", ["--providers", "p.toml"]),
         ("plan", ["--yes"]),
+        # no prefix matching: `doctor --provider sim` was read as `--providers sim`
+        ("doctor", ["--provider", "sim"]),
+        ("plan", ["--max-cos", "5"]),
+        ("run", ["--conc", "5"]),
     ],
 )
 def test_flags_a_command_ignores_are_refused(command: str, flag: list[str]) -> None:
@@ -116,6 +121,19 @@ def test_flags_a_command_ignores_are_refused(command: str, flag: list[str]) -> N
         build_parser([command]).parse_args([command, "runs/x", *flag])
     assert done.value.code == 2
     assert "unrecognized arguments" in err.getvalue()
+
+
+def test_no_parser_takes_abbreviations() -> None:
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    found = list(parsers(build_parser(["--provider", "sim"])))
+    assert len(found) > 20  # the commands and the subcommands of library, spend ledger
+    assert [p.prog for p in found if p.allow_abbrev] == []
 
 
 def test_every_flag_has_help_and_no_markup_shows() -> None:

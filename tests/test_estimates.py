@@ -136,3 +136,34 @@ def test_a_runs_real_time_on_the_simulator_falls_within_the_stated_band(
     took = (max(r["finished_at"] for r in log) - min(r["queued_at"] for r in log)).total_seconds()
     # the stated band, to the second it is printed in
     assert low - 0.5 <= took <= high + 0.5, (took, band.group(0))
+
+
+def test_the_quote_before_a_model_latency_sim_run_assumes_each_models_latency_scaled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo`'s quote said "assuming 0 s per request" (the simulator's latency_mean, unused
+    under --sim-model-latency) while every answer took the model's usual latency × scale."""
+    from batchgen.provider.typical import mean_of, typical_latency
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        '{"prompt": "a", "model": "gpt-image-1", "quality": "high"}\n'
+        '{"prompt": "b", "model": "gpt-image-1-mini", "quality": "low", "size": "1024x1536"}\n',
+        encoding="utf-8",
+    )
+    common = ["--provider", "sim", "--max-cost", "1e-9", "--yes"]
+    scaled = [*common, "--run-dir", str(tmp_path / "a"), "--sim-model-latency"]
+    scaled += ["--sim-time-scale", "0.05"]
+    # a budget too small for any job: the quote is printed, nothing is sent
+    assert main(["run", str(jobs), *scaled]) == 3
+    out = " ".join(capsys.readouterr().out.split())
+    high = mean_of(typical_latency("gpt-image-1", "high"))
+    low = mean_of(typical_latency("gpt-image-1-mini", "low", "1024x1536"))
+    assert 40 < high < 60 and 5 < low < 12  # the models' own figures, not one default
+    assert f"assuming {(high + low) / 2 * 0.05:.3g} s per request" in out, out
+
+    # one mean latency for all: --sim-latency is scaled alike
+    flat = [*common, "--run-dir", str(tmp_path / "b"), "--sim-latency", "4"]
+    flat += ["--sim-time-scale", "0.5"]
+    assert main(["run", str(jobs), *flat]) == 3
+    assert "assuming 2 s per request" in " ".join(capsys.readouterr().out.split())

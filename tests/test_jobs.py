@@ -168,6 +168,28 @@ def test_checksum_covers_the_whole_file_when_reading_stops_early(tmp_path: Path)
     assert not result.ok and result.sha256 == sha256_file(path)
 
 
+def test_provider_extras_that_are_no_near_miss_still_pass(tmp_path: Path) -> None:
+    # fal's image_size and num_images, FLUX's seed and steps: sent as is, only a warning
+    extras = '"image_size": "square_hd", "num_images": 2, "seed": 7, "negative_prompt": "x"'
+    path = write(tmp_path, "x.jsonl", '{"prompt": "a", ' + extras + "}\n")
+    result = validate_file(path)
+    assert result.ok, result.problems
+    names = sorted(str(w).split('"')[1] for w in result.warnings)
+    assert names == ["image_size", "negative_prompt", "num_images", "seed"]
+
+
+def test_n_too_large_still_says_split(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.jsonl", '{"prompt": "a", "n": 11}\n{"prompt": "b", "n": -3}\n')
+    messages = [p.message for p in validate_file(path).problems]
+    assert "split the job into several jobs" in messages[0]
+    assert "split" not in messages[1] and "at least 1" in messages[1]
+
+
+def test_missing_prompt_near_miss_is_reported_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.jsonl", '{"promt": "a"}\n')
+    assert len(validate_file(path).problems) == 1
+
+
 def test_unknown_api_field_is_a_warning_not_a_problem(tmp_path: Path) -> None:
     path = write(tmp_path, "w.csv", "prompt,notes\na,\nb,check later\nc,again\n")
     result = validate_file(path)
@@ -209,7 +231,19 @@ BAD = [
     ("n-bool", "x.jsonl", '{"prompt": "a", "n": true}\n', 1, "got true (a boolean)"),
     ("n-float", "x.jsonl", '{"prompt": "a", "n": 2.0}\n', 1, "got 2.0 (a number): write 2"),
     ("n-range", "x.jsonl", '{"prompt": "a", "n": 11}\n', 1, "from 1 to 10, got 11"),
-    ("n-zero", "x.jsonl", '{"prompt": "a", "n": 0}\n', 1, "from 1 to 10, got 0"),
+    ("n-zero", "x.jsonl", '{"prompt": "a", "n": 0}\n', 1, "at least 1, got 0"),
+    # a negative n is not "too many images": splitting the job is no fix
+    ("n-negative", "x.jsonl", '{"prompt": "a", "n": -1}\n', 1, '"n" must be at least 1, got -1'),
+    # a near miss of a field is a typo, not a provider's extra parameter: sent as is, the job
+    # would run as the default model with an extra "modle" and fail (400)
+    (
+        "field-near-miss",
+        "x.jsonl",
+        '{"prompt": "e", "modle": "gpt-image-1"}\n',
+        1,
+        'unknown field "modle": did you mean "model"?',
+    ),
+    ("field-near-miss-csv", "x.csv", "prompt,qualty\na,high\n", 2, 'did you mean "quality"?'),
     (
         "size-type",
         "x.jsonl",

@@ -80,7 +80,7 @@ LEDGER_FLAGS = frozenset({"ledger", "project", "monthly_budget", "project_budget
 
 def _sim_flags() -> frozenset[str]:
     """The --sim-* flags' names, from the simulator's own definitions (one list)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_sim_arguments(parser, prefix="sim-")
     return frozenset(vars(parser.parse_args([])))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from batchgen import __version__
 from batchgen.cli import (
@@ -42,7 +42,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse's own errors echo what was typed: `--apikey sk-…` (a flag that does not
     exist) printed the key in "unrecognized arguments". Its messages are redacted like every
     other error (the subcommands' parsers are of this class too: add_subparsers makes its
-    parsers of the parent's type)."""
+    parsers of the parent's type).
+
+    No abbreviations: argparse's prefix matching read `doctor --provider sim` (a flag doctor
+    does not take) as `--providers sim`, another flag; a flag is spelt out or refused."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         # the values of secret-named flags (`--apikey X`, as in run.json's argv), then any word

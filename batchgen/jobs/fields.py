@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from batchgen.jobs.formats import did_you_mean, kind_of, show
+from batchgen.jobs.formats import did_you_mean, kind_of, nearest, show
 
 # "=" is allowed after the first character: a spec cell's id reads style=studio.product=mug
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._=-]{0,127}")
@@ -31,12 +32,28 @@ _INT_FIELDS = {"n": (1, 10), "output_compression": (0, 100), "partial_images": (
 # those only POST /images/edits takes (openai-batch-files-edits-openapi.json)
 EDIT_ONLY_FIELDS = frozenset({"image", "images", "mask", "input_fidelity"})
 API_FIELDS = frozenset({"prompt", "stream", *_STRING_FIELDS, *_INT_FIELDS, *EDIT_ONLY_FIELDS})
+# How close an unknown field must be to a known one to be taken for its typo. Higher than
+# did_you_mean's 0.75: other services' own parameters are sent as is, and at 0.75 fal's
+# "image_size" and "num_images" would pass for "images"; "modle", "qualty", "sizes" are >= 0.8
+_TYPO_CUTOFF = 0.8
+
+
+@lru_cache(maxsize=256)
+def _typo_of(name: str) -> str | None:
+    """The API field an unknown field name is a near miss of (a job file repeats its few
+    names on every line: difflib runs once per name)."""
+    return nearest(name, sorted(API_FIELDS), _TYPO_CUTOFF)
 
 
 def _int_problem(name: str, value: object, low: int, high: int) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         if low <= value <= high:
             return None
+        if value < low:
+            return (
+                f'"{name}" must be at least {low}, got {value}: write a whole number from {low} '
+                f"to {high}"
+            )
         fix = "split the job into several jobs" if name == "n" else f"use {low} to {high}"
         return f'"{name}" must be a whole number from {low} to {high}, got {value}: {fix}'
     got = f"got {show(value)} ({kind_of(value)})"
@@ -79,6 +96,14 @@ def check_fields(fields: Mapping[str, Any], *, need_prompt: bool = True) -> list
                 found.append(problem)
         elif name == "stream" and value:
             found.append('streamed answers are not supported: remove "stream"')
+        elif name not in API_FIELDS and (known := _typo_of(name)) is not None:
+            if known == "prompt" and need_prompt and "prompt" not in fields:
+                continue  # said above, as the missing prompt
+            why = "would send both it and" if known in fields else "would go without its"
+            found.append(
+                f'unknown field "{name}": did you mean "{known}"? Rename it: a field batchgen '
+                f'does not know is sent as is, and this job {why} "{known}"'
+            )
     return found
 
 

@@ -96,9 +96,16 @@ def show(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def nearest(word: str, candidates: Iterable[str], cutoff: float = 0.75) -> str | None:
+    """The candidate ``word`` is most likely a typo of (difflib's ratio at least ``cutoff``),
+    or None."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return f' (found "{close[0]}": did you mean "{word}"?)' if close else ""
+    close = nearest(word, candidates)
+    return f' (found "{close}": did you mean "{word}"?)' if close else ""
 
 
 # ---------------------------------------------------------------------------- format detection

@@ -47,7 +47,7 @@ def check_file(
     max_problems: int = 20,
     only: Collection[str] | None = None,
     on_job: Callable[[Job], None] | None = None,
-    assume_latency: float | None = None,
+    assume_latency: float | Callable[[Job], float] | None = None,
     rpm: float | None = None,
     ipm: float | None = None,
     concurrency: int | None = None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +125,9 @@ class Quoter:
         "_requests",
     )
 
-    def __init__(self, prices: PriceTable, *, assume_latency: float | None = None) -> None:
+    def __init__(
+        self, prices: PriceTable, *, assume_latency: float | Callable[[Job], float] | None = None
+    ) -> None:
         self._prices = prices
         self._assume = assume_latency
         self._groups: dict[tuple[str, str, str], _Group] = {}
@@ -152,9 +154,13 @@ class Quoter:
             group.high += estimate.high
         self._requests += 1
         self._images += n
+        assume = self._assume
+        if callable(assume):  # each job's own (the simulator's model latencies)
+            self._latency_sum += assume(job)
+            return
         latency = self._latencies.get(model)
         if latency is None:
-            latency = self._latencies[model] = _latency(prices, model, self._assume)
+            latency = self._latencies[model] = _latency(prices, model, assume)
         self._latency_sum += latency
 
     def result(

@@ -53,6 +53,13 @@ def typical_latency(
     return Typical(5.0, 0.4, f"{model or 'an unknown model'} (a few seconds, not known)")
 
 
+def mean_of(typical: Typical) -> float:
+    """The mean of the lognormal around ``typical`` (above its median): what one request takes
+    on average, the quote's latency for a run on the simulator's model latencies."""
+
+    return typical.median_s * math.exp(typical.sigma**2 / 2)
+
+
 def p95_of(typical: Typical) -> float:
     """The 95th percentile of the lognormal around ``typical``."""
 

@@ -16,21 +16,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.jobs import JobFileError, iter_jobs
 from batchgen.jobs.inputs import may_have_inputs
 from batchgen.jobs.model import Job
+from batchgen.jobs.models import model_typos
 from batchgen.money import Budget, PriceTable
 from batchgen.money.batchrate import batch_table
+from batchgen.provider.base import DEFAULT_BASE_URL
 from batchgen.provider.endpoints import unserved
+from batchgen.provider.typical import mean_of, typical_latency
 from batchgen.runlog.rundir import RunDir
 from batchgen.session.connect import Connection, batch_connection, connect, sim_config
 from batchgen.session.observer import Observer, Silent
-from batchgen.session.prepare import Checked, check_job_file, load_prices, make_budget
+from batchgen.session.prepare import (
+    Checked,
+    JobFileProblems,
+    check_job_file,
+    load_prices,
+    make_budget,
+)
 
 if TYPE_CHECKING:
     from batchgen.config import PoolConfig
@@ -99,6 +110,9 @@ class Prepared:
     prices: PriceTable  # at the Batch API's rate under --via batch
     checked: Checked
     budget: Budget
+    # FILE:LINE notes shown before the quote is confirmed (a model name one typo from a priced
+    # one, sent as written to an endpoint that may serve it)
+    warnings: tuple[str, ...] = ()
 
     def with_spent(self, spent_before: float) -> Prepared:
         """The same session with its budget started from ``spent_before`` (USD)."""
@@ -109,6 +123,8 @@ class Prepared:
         return dataclasses.replace(self, budget=budget)
 
     def confirm(self, observer: Observer) -> None:
+        for warning in self.warnings:
+            observer.warn(f"warning: {warning}")
         if not observer.confirm(self.checked):
             raise Declined("the quote was not confirmed: nothing was sent")
 
@@ -190,12 +206,67 @@ def prepare_session(
         ipm=pool.ipm,
         concurrency=pool.concurrency_cap,
         index=index,
-        assume_latency=sim.latency_mean if sim is not None else None,
+        assume_latency=sim_latency(sim),
     )
     if endpoints:
         check_served(endpoints, checked)
+    warnings = check_model_names(cfg, job_file, connection, endpoints, prices, checked)
     budget = make_budget(cfg.max_cost, cfg.price_per_image, prices, checked, spent_before)
-    return Prepared(cfg, str(job_file), connection, endpoints, prices, checked, budget)
+    return Prepared(cfg, str(job_file), connection, endpoints, prices, checked, budget, warnings)
+
+
+OPENAI_HOST = urlsplit(DEFAULT_BASE_URL).hostname
+
+
+def serves_openai_models(connection: Connection) -> bool:
+    """Whether requests go to OpenAI's own API or the built-in simulator (which serves OpenAI's
+    models and answers 400 for others, as OpenAI does)."""
+    if connection.provider == "sim":
+        return True
+    host = urlsplit(connection.base_url or "").hostname
+    return connection.provider == "openai" and host == OPENAI_HOST
+
+
+def check_model_names(
+    cfg: RunConfig,
+    job_file: str | Path,
+    connection: Connection,
+    endpoints: list[Any] | None,
+    prices: PriceTable,
+    checked: Checked,
+) -> tuple[str, ...]:
+    """A model with no price that is a near miss of a priced one ("gpt-image-l"): refused
+    (JobFileProblems naming its first line) where the endpoint serves OpenAI's models, which
+    would answer 400; elsewhere (names are free-form on aggregators and local servers) the
+    warnings to show, naming the line."""
+    unknown = checked.quote.unknown_models
+    sim = sim_config(cfg, connection)
+    if sim is not None:  # the simulator's extra models are served, priced or not
+        unknown = tuple(m for m in unknown if m not in sim.extra_models)
+    if not unknown:
+        return ()
+    refused = not endpoints and serves_openai_models(connection)
+    typos = model_typos(job_file, cfg.job_defaults, unknown, prices.models, refused=refused)
+    if typos and refused:
+        raise JobFileProblems([str(p) for p in typos])
+    return tuple(str(p) for p in typos)
+
+
+def sim_latency(sim: SimConfig | None) -> float | Callable[[Job], float] | None:
+    """What the quote assumes one request of the built-in simulator takes: each job's model's
+    usual latency (its mean) under --sim-model-latency, else --sim-latency; both times
+    --sim-time-scale, as the simulator answers. None: not the simulator (the price table's)."""
+    if sim is None:
+        return None
+    scale = sim.time_scale
+    if sim.latency_profile == "models":
+        return lambda job: _model_latency(job.model, job.quality, job.size) * scale
+    return sim.latency_mean * scale
+
+
+@lru_cache(maxsize=256)
+def _model_latency(model: str | None, quality: str | None, size: str | None) -> float:
+    return mean_of(typical_latency(model, quality, size))
 
 
 def check_served(endpoints: list[Any], checked: Checked) -> None:

@@ -4,13 +4,13 @@ by ``batchgen plan`` through ``cli/prepare.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgen.errors import UsageError
-from batchgen.jobs import JobFileError, Problem
+from batchgen.jobs import Job, JobFileError, Problem
 from batchgen.money import (
     Budget,
     BudgetError,
@@ -61,7 +61,7 @@ def check_job_file(
     ipm: float | None = None,
     concurrency: int | None = None,
     index: IndexBuilder | None = None,
-    assume_latency: float | None = None,
+    assume_latency: float | Callable[[Job], float] | None = None,
 ) -> Checked:
     """Validate shape, model constraints and the quote in one streamed pass over the file
     (batchgen.money.precheck); any problem raises JobFileProblems, a file that cannot be read

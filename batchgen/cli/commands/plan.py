@@ -19,6 +19,7 @@ from batchgen.cli.quote import quote_renderable, usd
 from batchgen.cli.stdin import StdinError, read_stdin, save_stdin
 from batchgen.config import RunConfig
 from batchgen.errors import ConfigError
+from batchgen.jobs.models import model_typos
 from batchgen.money import quote_to_dict
 from batchgen.money.load import PricesError
 from batchgen.money.plan import plan_file
@@ -68,10 +69,16 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
     if plan.refused is not None or plan.check is None:
         print(plan.refused, file=out)
         return EXIT_PROBLEMS
+    # a model one typo from a priced one: plan does not know the endpoint, so a warning
+    quoted = plan.check.quote
+    unknown = quoted.unknown_models if quoted is not None else ()
+    typos = model_typos(args.jobfile, cfg.job_defaults, unknown, prices.models, refused=None)
     if args.output_format == "json":
-        _print_json(out, args, plan)
+        _print_json(out, args, plan, [str(t) for t in typos])
     else:
         _print_plan(out, args, plan)
+        for typo in typos:
+            print(f"warning: {typo}", file=out)
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
@@ -164,7 +171,7 @@ def _cap_sentence(result: Quote, cap: float) -> str:
     )
 
 
-def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
+def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan, warnings: list[str]) -> None:
     check = plan.check
     assert check is not None
     problems = [*check.validation.problems, *check.model_problems]
@@ -173,6 +180,7 @@ def _print_json(out: TextIO, args: argparse.Namespace, plan: Plan) -> None:
         "file": args.jobfile,
         "problems": [{"file": p.file, "line": p.line, "message": p.message} for p in problems],
         "problem_count": check.problem_count,
+        "warnings": warnings,
         "quote": quote_to_dict(result) if result is not None else None,
         "max_cost": args.max_cost,
         **plan.tally.to_dict(),
