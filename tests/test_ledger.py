@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 from batchgen.cli.main import main
-from batchgen.money.ledger import ALL, NANO, Ledger, RunTag, month_of
+from batchgen.money.ledger import ALL, NANO, Ledger, LedgerError, RunTag, month_of
 from batchgen.money.monthly import UserConfig, load_user_config
 from batchgen.runlog.reader import read_log
 from tests.runhelpers import (
@@ -568,3 +568,23 @@ def test_spend_at_a_ledger_that_is_not_there_is_an_error_not_zero(tmp_path, cli)
     empty_run.mkdir()
     cli(["ledger", "rebuild", "--ledger", str(typo), str(empty_run)], tmp_path / "other.sqlite")
     assert typo.is_file()  # made, whatever it then says of a folder that holds no run
+
+
+def test_a_foreign_sqlite_file_is_not_taken_as_the_ledger(tmp_path: Path, cli: Any) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('ada')")
+    before = other.read_bytes()
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open(other)
+    message = str(caught.value)
+    assert str(other) in message and "not a batchgen spend ledger" in message
+    assert "customers" in message and "--ledger PATH" in message
+    assert other.read_bytes() == before  # nothing of batchgen's was added
+    with sqlite3.connect(other) as conn:
+        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"customers"}
+    spend = cli(["spend"], other)  # the CLI: exit 2, the same message, nothing written
+    assert spend.code == 2 and "not a batchgen spend ledger" in spend.output
+    assert other.read_bytes() == before

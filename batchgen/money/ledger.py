@@ -40,6 +40,7 @@ from batchgen.money.ledgerdata import (
     OFF,
     PARKED_TTL_S,
     SCHEMA_SQL,
+    TABLES,
     LedgerError,
     Refusal,
     RunTag,
@@ -101,11 +102,12 @@ class Ledger:
             # created user-only before SQLite opens it (its -wal/-shm files take this mode)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
-            if path.stat().st_mode & 0o077:
-                os.chmod(path, 0o600)
             conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
+            _refuse_foreign(path, conn)  # before anything of another application's changes
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA_SQL)
@@ -359,3 +361,21 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [SpendLine(str(k), int(a), int(i), float(c)) for k, a, i, c in rows]
+
+
+def _refuse_foreign(path: Path, conn: sqlite3.Connection) -> None:
+    """Another application's SQLite file is not written into: a LedgerError naming it."""
+    names = sorted(
+        str(name)
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if str(name) not in TABLES and not str(name).startswith("sqlite_")
+    )
+    if names:
+        conn.close()
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        msg = (
+            f"{path} is not a batchgen spend ledger: it holds table(s) batchgen did not create "
+            f"({shown}), and nothing was written into it. Give the ledger a file of its own "
+            f"with --ledger PATH or {ENV}=PATH (a path that does not exist yet is created)"
+        )
+        raise LedgerError(msg)

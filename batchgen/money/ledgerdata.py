@@ -99,6 +99,7 @@ INSERT_SQL = (
 
 # a ledger made before holds had an owner gets the column when it is opened
 HOLD_OWNER_SQL = "ALTER TABLE holds ADD COLUMN owner TEXT"
+TABLES = frozenset({"attempts", "totals", "holds", "alerts"})
 # a batch's holds outlive the process that submitted it (--detach, Ctrl-C): until its
 # collection settles them, or for this long (a batch ends within 24 h; collect in time)
 PARKED_TTL_S = 31 * 24 * 3600.0
