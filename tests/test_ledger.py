@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 from batchgen.cli.main import main
-from batchgen.money.ledger import ALL, NANO, Ledger, RunTag, month_of
+from batchgen.money.ledger import ALL, NANO, Ledger, LedgerError, Refusal, RunTag, month_of
 from batchgen.money.monthly import UserConfig, load_user_config
 from batchgen.runlog.reader import read_log
 from tests.runhelpers import (
@@ -568,3 +568,52 @@ def test_spend_at_a_ledger_that_is_not_there_is_an_error_not_zero(tmp_path, cli)
     empty_run.mkdir()
     cli(["ledger", "rebuild", "--ledger", str(typo), str(empty_run)], tmp_path / "other.sqlite")
     assert typo.is_file()  # made, whatever it then says of a folder that holds no run
+
+
+def test_a_foreign_sqlite_file_is_not_taken_as_the_ledger(tmp_path: Path, cli: Any) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('ada')")
+    before = other.read_bytes()
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open(other)
+    message = str(caught.value)
+    assert str(other) in message and "not a batchgen spend ledger" in message
+    assert "customers" in message and "--ledger PATH" in message
+    assert other.read_bytes() == before  # nothing of batchgen's was added
+    with sqlite3.connect(other) as conn:
+        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"customers"}
+    spend = cli(["spend"], other)  # the CLI: exit 2, the same message, nothing written
+    assert spend.code == 2 and "not a batchgen spend ledger" in spend.output
+    assert other.read_bytes() == before
+
+
+def test_a_batch_part_s_holds_outlive_their_process_once_parked(tmp_path: Path) -> None:
+    """A hold owned by a batch part is dropped with its dead process like any other, until it
+    is parked (the batch runs on at the provider); a later process adopts it, or holds the
+    part's money again when a kill -9 dropped it, and releases it by owner."""
+    ledger = Ledger.open(tmp_path / "ledger.sqlite")
+    caps = {ALL: 10 * NANO}
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    gone = int(dead.stdout)
+    for owner in ("batch r part 1", "batch r part 2"):
+        got = ledger.hold(3 * NANO, caps, project="p", ttl_s=3600, owner=owner)
+        assert isinstance(got, int)
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+        conn.execute("UPDATE holds SET pid = ?", (gone,))  # both taken by a process now gone
+    ledger.park("batch r part 2")  # part 2 was parked before its process ended; part 1 not
+    assert ledger.adopt("batch r part 1", ttl_s=3600) == 0  # dropped with its dead process
+    assert ledger.held_nano() == 3 * NANO
+    assert ledger.adopt("batch r part 2", ttl_s=3600) == 3 * NANO  # kept, now this process's
+    assert isinstance(ledger.hold(7 * NANO, caps, project="p", ttl_s=3600), int)  # 3 + 7 fit
+    assert isinstance(ledger.hold(1, caps, project="p", ttl_s=3600), Refusal)
+    ledger.release_owner("batch r part 2")
+    assert ledger.held_nano() == 7 * NANO
+    ledger.close()

@@ -130,6 +130,8 @@ async def run_batch_session(
     finally:
         writer.close(compact=True)
         await api.aclose()
+        for hold in ctx.holds.values():
+            hold.park()  # the batch runs on: its money stays held until it is collected
     pending = ctx.tally.skipped_jobs + sum(
         n for k, n in ctx.tally.failed_by_class.items() if ErrorClass(k).retryable
     )
@@ -146,7 +148,9 @@ def batch_backend(
 
 
 def _from_log(ctx: BatchContext) -> None:
-    """Jobs already done, rows already logged per open batch, money held by open batches."""
+    """Jobs already done, rows already logged per open batch, money held by open batches
+    (their holds in the spend ledger, parked by the session that submitted them, become
+    this one's)."""
     t = read_log(ctx.rundir.path, ["job_id", "status", "provider_batch_id", "cost_usd"])
     ok = pc.equal(t["status"], "ok")
     ctx.done_ids = set(t["job_id"].filter(ok).to_pylist())
@@ -158,7 +162,7 @@ def _from_log(ctx: BatchContext) -> None:
             mine["job_id"].to_pylist(), mine["provider_batch_id"].to_pylist(), strict=True
         ):
             ctx.logged.setdefault(batch_id, set()).add(job_id)
-    if ctx.budget is None or ctx.budget.cap_usd is None:
+    if ctx.budget is None or not ctx.budget.limited:
         return
     for part in open_parts:
         logged_cost = 0.0
@@ -166,7 +170,9 @@ def _from_log(ctx: BatchContext) -> None:
             costs = t.filter(pc.equal(t["provider_batch_id"], part.batch_id))["cost_usd"]
             logged_cost = float(pc.sum(costs).as_py() or 0.0)
         ctx.holds[part.part] = ctx.budget.hold(
-            max(part.reserved_usd - logged_cost, 0.0), f"part-{part.part}"
+            max(part.reserved_usd - logged_cost, 0.0),
+            f"part-{part.part}",
+            owner=ctx.state.hold_owner(part.part),
         )
 
 

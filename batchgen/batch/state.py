@@ -39,7 +39,7 @@ class Part:
     bytes: int
     session: int
     filename: str  # unique per run and part: how an upload is found again after a crash
-    reserved_usd: float = 0.0  # the worst case held under --max-cost when it was submitted
+    reserved_usd: float = 0.0  # the worst case held (--max-cost, monthly) when submitted
     created_local: float = field(default_factory=time.time)
     file_id: str | None = None
     batch_id: str | None = None
@@ -100,6 +100,10 @@ class BatchState:
 
     def metadata(self, part: int) -> dict[str, str]:
         return {"batchgen_run": self.run_id, "part": str(part)}
+
+    def hold_owner(self, part: int) -> str:
+        """Whose holds in the spend ledger the part's worst case is (batchgen.money.ledger)."""
+        return f"batch {self.run_id} part {part}"
 
     def open_parts(self) -> list[Part]:
         return [p for p in self.parts if p.open]

@@ -1,10 +1,12 @@
 """Jobs → input files within the provider's limits → uploads → one batch per file.
 
 Order of each part (see state.py): ids and input on disk → intent recorded → upload → file id
-recorded → batch created → batch id recorded. ``--max-cost`` reserves the worst case of every
-line before the line joins a file; a job that does not fit ends the file there, and the rest
-is logged as skipped (class budget): pending, as on the live path. A file's worst case is then
-held as one sum until its batch is collected.
+recorded → batch created → batch id recorded. ``--max-cost`` and the monthly budgets (a hold in
+the spend ledger, as on the live path) reserve the worst case of every line before the line
+joins a file; a job that does not fit ends the file there, and the rest is logged as skipped
+(class budget): pending, as on the live path. A file's worst case is then held as one sum
+until its batch is collected: its holds in the ledger belong to the part (``hold_owner``), so
+they outlive a --detach and the later ``collect`` settles them.
 
 Fault points (``BATCHGEN_CRASH_AT``): batch:after_intent, batch:after_upload (uploaded, id not
 recorded), batch:after_create (created, id not recorded).
@@ -79,7 +81,7 @@ async def submit_jobs(ctx: BatchContext, jobs: Iterable[Job]) -> int:
             submitted += await _submit_cut(ctx, cut)
             cut = _Cut(opts.max_requests, opts.max_bytes)
         reservation = None
-        if ctx.budget is not None and ctx.budget.cap_usd is not None:
+        if ctx.budget is not None and ctx.budget.limited:
             reservation = ctx.budget.reserve(job)
             if reservation is None:
                 over_budget = True
@@ -112,10 +114,10 @@ async def _submit_cut(ctx: BatchContext, cut: _Cut) -> int:
     state.record(part)
     faultpoints.hit("batch:after_intent")
     if ctx.budget is not None and cut.reservations:
-        # the lines' reservations become one sum held until the batch is collected
-        for r in cut.reservations:
-            r.release()
-        ctx.holds[number] = ctx.budget.hold(held, f"part-{number}")
+        # the lines' reservations (and their holds in the spend ledger) become one, held
+        # until the batch is collected, by this process or a later one (batchgen collect)
+        owner = state.hold_owner(number)
+        ctx.holds[number] = ctx.budget.combine(cut.reservations, f"part-{number}", owner)
     cut.lines.clear()
     await submit_part(ctx, part, recovering=False)
     return part.jobs

@@ -41,7 +41,7 @@ def _to_nano(usd: float) -> int:
 class Reservation:
     """Money held for one job until it is settled (once)."""
 
-    __slots__ = ("_budget", "amount_nano", "hold_id", "job_id", "model", "settled")
+    __slots__ = ("_budget", "amount_nano", "hold_id", "job_id", "model", "owner", "settled")
 
     def __init__(
         self,
@@ -50,12 +50,14 @@ class Reservation:
         model: str | None,
         amount_nano: int,
         hold_id: int | None = None,
+        owner: str | None = None,
     ) -> None:
         self._budget = budget
         self.job_id = job_id
         self.model = model
         self.amount_nano = amount_nano
         self.hold_id = hold_id  # the monthly budget's hold in the shared ledger
+        self.owner = owner  # or the holds of a batch part, released together
         self.settled = False
 
     @property
@@ -70,6 +72,13 @@ class Reservation:
     def release(self) -> None:
         """The job was not sent (or failed before billing): nothing is charged."""
         self.settle(0.0)
+
+    def park(self) -> None:
+        """This process ends before the batch is collected: its holds in the ledger stay
+        until a later collection settles them (no pid of theirs is checked)."""
+        monthly = self._budget.monthly
+        if self.owner is not None and monthly is not None and not self.settled:
+            monthly.park(self.owner)
 
 
 class Budget:
@@ -122,6 +131,11 @@ class Budget:
         return None if local is None else local / _NANO
 
     @property
+    def limited(self) -> bool:
+        """A cap to keep: --max-cost, or a monthly budget in the ledger."""
+        return self._cap is not None or (self.monthly is not None and self.monthly.enforced)
+
+    @property
     def refused(self) -> int:
         """Jobs refused and not reserved since (recorded by the caller as class ``budget``)."""
         return len(self._refused)
@@ -162,14 +176,32 @@ class Budget:
             self._refused.pop(job.id, None)
         return Reservation(self, job.id, job.model, amount, hold_id)
 
-    def hold(self, usd: float, label: str) -> Reservation:
+    def hold(self, usd: float, label: str, owner: str | None = None) -> Reservation:
         """Hold ``usd`` whatever the cap: money already committed to the provider (a batch
         submitted earlier, still running), so later reservations see it. Settle it with what
-        was billed."""
+        was billed. ``owner``: the batch part's holds in the ledger become this process's
+        (taken again when none are left)."""
         amount = _to_nano_up(max(usd, 0.0))
         with self._lock:
             self._reserved += amount
-        return Reservation(self, label, None, amount)
+            if owner is not None and self.monthly is not None and self.monthly.enforced:
+                self.monthly.adopt(owner, amount)
+        return Reservation(self, label, None, amount, owner=owner)
+
+    def combine(self, reservations: list[Reservation], label: str, owner: str) -> Reservation:
+        """The jobs' reservations become one, held until the batch ``owner`` names is
+        collected (its holds in the ledger released together): nothing is freed between."""
+        with self._lock:
+            for r in reservations:
+                if r.settled:
+                    msg = f"reservation for job {r.job_id} was settled twice (a batch bug)"
+                    raise BudgetError(msg)
+                r.settled = True
+            ids = [r.hold_id for r in reservations if r.hold_id is not None]
+            if ids and self.monthly is not None:
+                self.monthly.own(ids, owner)
+        amount = sum(r.amount_nano for r in reservations)
+        return Reservation(self, label, None, amount, owner=owner)
 
     def absorb(self, spent_usd: float, refused: dict[str, float]) -> None:
         """Add what other processes of this run spent and refused under the same cap (a
@@ -237,6 +269,8 @@ class Budget:
             if reservation.hold_id is not None and self.monthly is not None:
                 # the attempt's row is in the ledger by now (the sink records it first)
                 self.monthly.release(reservation.hold_id)
+            if reservation.owner is not None and self.monthly is not None:
+                self.monthly.release_owner(reservation.owner)  # the batch's rows are in too
             if actual > reservation.amount_nano > 0:
                 ratio = actual / reservation.amount_nano
                 self._overrun[reservation.model] = max(

@@ -4,6 +4,8 @@
     ledger.record(rows, run=RunTag)      (a live session's priced rows, as they are logged)
     ledger.replace_run(rows, run=RunTag) (a run's rows from its log: resume, `ledger rebuild`)
     ledger.hold(amount, caps, ...) / release(hold_id)   (the monthly budget's reservations)
+    ledger.own(ids, owner) / park(owner) / adopt(owner) / release_owner(owner)
+                                         (a Batch API part's holds, until it is collected)
     ledger.spend(since=, by=) -> list[SpendLine]
 
 The run's Parquet log stays the source of truth for the run; the ledger is the view across
@@ -32,10 +34,13 @@ from batchgen.money.ledgerdata import (
     ALL,
     BY,
     ENV,
+    HOLD_OWNER_SQL,
     INSERT_SQL,
     NANO,
     OFF,
+    PARKED_TTL_S,
     SCHEMA_SQL,
+    TABLES,
     LedgerError,
     Refusal,
     RunTag,
@@ -97,14 +102,18 @@ class Ledger:
             # created user-only before SQLite opens it (its -wal/-shm files take this mode)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
-            if path.stat().st_mode & 0o077:
-                os.chmod(path, 0o600)
             conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
+            _refuse_foreign(path, conn)  # before anything of another application's changes
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA_SQL)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(holds)")}
+            if "owner" not in columns:
+                conn.execute(HOLD_OWNER_SQL)
         except (OSError, sqlite3.Error) as exc:
             msg = (
                 f"the spend ledger {path} cannot be opened ({exc}): give another file with "
@@ -216,10 +225,12 @@ class Ledger:
         project: str,
         ttl_s: float,
         now: float | None = None,
+        owner: str | None = None,
     ) -> int | Refusal:
         """Reserve ``amount_nano`` this month if it fits under every cap (scope -> nano);
         a hold id, or the first cap it would pass. Holds of dead processes (this host) and
-        expired ones are dropped first."""
+        expired ones are dropped first. No caps: held whatever the budget (money already
+        committed: a batch submitted earlier, whose hold a crash dropped)."""
         now = time.time() if now is None else now
         month = month_of(now)
         with self._write() as conn:
@@ -230,9 +241,9 @@ class Ledger:
                 if spent + held + amount_nano > cap:
                     return Refusal(scope, cap, spent, held, amount_nano)
             cur = conn.execute(
-                "INSERT INTO holds (project, month, amount_nano, pid, host, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (project, month, amount_nano, os.getpid(), self.host, now + ttl_s),
+                "INSERT INTO holds (project, month, amount_nano, pid, host, expires_at, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (project, month, amount_nano, os.getpid(), self.host, now + ttl_s, owner),
             )
             hold_id = cur.lastrowid
         assert hold_id is not None
@@ -241,6 +252,44 @@ class Ledger:
     def release(self, hold_id: int) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
+
+    def own(self, hold_ids: Iterable[int], owner: str) -> None:
+        """The holds become ``owner``'s (a batch part's): released together by it."""
+        ids = list(hold_ids)
+        if ids:
+            with self._write() as conn:
+                conn.executemany(
+                    "UPDATE holds SET owner = ? WHERE id = ?", [(owner, i) for i in ids]
+                )
+
+    def park(self, owner: str, now: float | None = None) -> None:
+        """``owner``'s holds outlive this process (its batch runs on at the provider after a
+        --detach or a Ctrl-C): no pid of theirs is checked; collection settles them."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE holds SET pid = 0, expires_at = ? WHERE owner = ?",
+                (now + PARKED_TTL_S, owner),
+            )
+
+    def adopt(self, owner: str, ttl_s: float, now: float | None = None) -> int:
+        """``owner``'s holds (parked by an earlier process) become this process's; the
+        amount they hold (0: none left, e.g. dropped with a killed process)."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            self._purge(conn, now)
+            conn.execute(
+                "UPDATE holds SET pid = ?, host = ?, expires_at = ? WHERE owner = ?",
+                (os.getpid(), self.host, now + ttl_s, owner),
+            )
+            cur = conn.execute(
+                "SELECT COALESCE(SUM(amount_nano), 0) FROM holds WHERE owner = ?", (owner,)
+            )
+            return int(cur.fetchone()[0])
+
+    def release_owner(self, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM holds WHERE owner = ?", (owner,))
 
     def held_nano(self, scope: str = ALL, now: float | None = None) -> int:
         now = time.time() if now is None else now
@@ -263,7 +312,9 @@ class Ledger:
     def _purge(self, conn: sqlite3.Connection, now: float) -> None:
         conn.execute("DELETE FROM holds WHERE expires_at < ?", (now,))
         for hold_id, pid in conn.execute(
-            "SELECT id, pid FROM holds WHERE host = ? AND pid != ?", (self.host, os.getpid())
+            # pid 0: parked (a batch's holds, no process of theirs)
+            "SELECT id, pid FROM holds WHERE host = ? AND pid != ? AND pid != 0",
+            (self.host, os.getpid()),
         ).fetchall():
             if not pid_alive(int(pid)):
                 conn.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
@@ -310,3 +361,21 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [SpendLine(str(k), int(a), int(i), float(c)) for k, a, i, c in rows]
+
+
+def _refuse_foreign(path: Path, conn: sqlite3.Connection) -> None:
+    """Another application's SQLite file is not written into: a LedgerError naming it."""
+    names = sorted(
+        str(name)
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if str(name) not in TABLES and not str(name).startswith("sqlite_")
+    )
+    if names:
+        conn.close()
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        msg = (
+            f"{path} is not a batchgen spend ledger: it holds table(s) batchgen did not create "
+            f"({shown}), and nothing was written into it. Give the ledger a file of its own "
+            f"with --ledger PATH or {ENV}=PATH (a path that does not exist yet is created)"
+        )
+        raise LedgerError(msg)

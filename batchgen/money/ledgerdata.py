@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS holds (
     amount_nano INTEGER NOT NULL,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    owner TEXT                   -- a Batch API part's holds: 'batch RUN_ID part N'
 );
 CREATE TABLE IF NOT EXISTS alerts (
     month TEXT NOT NULL,
@@ -94,6 +95,14 @@ _ADD_TOTAL = (
 INSERT_SQL = (
     f"INSERT INTO attempts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
+
+
+# a ledger made before holds had an owner gets the column when it is opened
+HOLD_OWNER_SQL = "ALTER TABLE holds ADD COLUMN owner TEXT"
+TABLES = frozenset({"attempts", "totals", "holds", "alerts"})
+# a batch's holds outlive the process that submitted it (--detach, Ctrl-C): until its
+# collection settles them, or for this long (a batch ends within 24 h; collect in time)
+PARKED_TTL_S = 31 * 24 * 3600.0
 
 
 class LedgerError(UsageError):

@@ -3,6 +3,8 @@
 
     MonthlyBudget(ledger, project, caps).hold(amount_nano) -> hold id | None
     .release(hold_id)       after the attempt's row is in the ledger
+    .own(ids, owner) / .park(owner) / .adopt(owner, nano) / .release_owner(owner)
+                            a Batch API part's holds: kept until its collection (any process)
     .check_alerts()         50 / 80 / 100 % crossings, each reported once per month and scope
     load_user_config() -> UserConfig     (~/.config/batchgen/config.toml, XDG_CONFIG_HOME)
 
@@ -214,6 +216,39 @@ class MonthlyBudget:
         except LedgerError as exc:  # the hold expires by itself; stop taking new ones
             self.error = str(exc)
 
+    def own(self, hold_ids: list[int], owner: str) -> None:
+        """The jobs' holds become one batch part's, released when it is collected."""
+        self._guarded(lambda: self.ledger.own(hold_ids, owner))
+
+    def park(self, owner: str) -> None:
+        """The part's batch runs on after this process: its holds wait for its collection."""
+        self._guarded(lambda: self.ledger.park(owner, self.clock()))
+
+    def adopt(self, owner: str, amount_nano: int) -> None:
+        """An open part's holds become this process's; none left (a killed process's, or
+        taken before holds had owners): ``amount_nano`` is held again, whatever the budget
+        (the batch is at the provider: its money is committed)."""
+
+        def go() -> None:
+            now = self.clock()
+            if self.ledger.adopt(owner, self.ttl_s, now) == 0 and amount_nano > 0:
+                self.ledger.hold(
+                    amount_nano, {}, project=self.project, ttl_s=self.ttl_s, now=now, owner=owner
+                )
+
+        self._guarded(go)
+
+    def release_owner(self, owner: str) -> None:
+        self._guarded(lambda: self.ledger.release_owner(owner))
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        if not self.caps:
+            return
+        try:
+            step()
+        except LedgerError as exc:  # a hold expires by itself; stop taking new ones
+            self.error = str(exc)
+
     def remaining_nano(self) -> int:
         """The least room left under the caps (held money counted as spent)."""
         if self.error is not None:
@@ -276,7 +311,11 @@ def describe_scope(scope: str, project: str) -> str:
 
 
 def monthly_message(r: Refusal, project: str, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
-    held = f" (${r.held_nano / NANO:.4f} held by requests in flight)" if r.held_nano else ""
+    held = (
+        f" (+ ${r.held_nano / NANO:.4f} held by requests and batches in flight)"
+        if r.held_nano
+        else ""
+    )
     jobs = (
         f"{plural(refused, 'job')} {'was' if refused == 1 else 'were'} not sent; "
         if refused

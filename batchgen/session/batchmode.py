@@ -280,6 +280,9 @@ def _resume_plan(
     session = rundir.begin_session(session_overrides(cfg), list(argv))
     _adopt_live_orphans(rundir, manifest, pending, session, prepared)
     link = _ledger(rundir, manifest, cfg)
+    if link is not None:
+        # the open batches' holds become this session's, what it submits is held as it goes
+        link.attach(prepared.budget, observer)
     what = "collecting" if not pending.to_submit else "resuming"
     observer.say(
         f"{what} {rundir.path}: {len(pending.open_ids)} job(s) in open batches, "

@@ -215,13 +215,9 @@ def _bound(
     link = new.ledger
     if link is not None:
         link.bind(str(manifest["run_id"]), rundir.path)
-        if not new.prepared.cfg.via_batch:
-            link.attach(new.prepared.budget, observer)
-        elif link.monthly.enforced:
-            observer.warn(
-                "--via batch: the monthly budget was checked against the quote; the batches' "
-                "cost reaches the ledger when they are collected"
-            )
+        # live or batch, each job's worst case is held in the ledger before it is sent (a
+        # batch's holds until it is collected: batchgen/batch/submit.py)
+        link.attach(new.prepared.budget, observer)
     return link
 
 
