@@ -138,7 +138,7 @@ for fmt in ("hf", "webdataset"):
     count = export_run(sys.argv[1], Path(sys.argv[2]) / fmt, fmt, shard_images=int(sys.argv[3]))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    out[fmt] = {"count": count, "python_peak": peak}
+    out[fmt] = {"count": count.images, "python_peak": peak}
 out["arrow_peak"] = pa.default_memory_pool().max_memory()
 print(json.dumps(out))
 """

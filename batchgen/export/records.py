@@ -78,9 +78,13 @@ def _best(scores: dict[str, dict[str, Any]], job_of: dict[str, str]) -> set[str]
     return {path for _, path in best.values()}
 
 
-def iter_records(run_dir: str | Path, filters: Filters | None = None) -> Iterator[dict[str, Any]]:
+def iter_records(
+    run_dir: str | Path, filters: Filters | None = None, missing: set[str] | None = None
+) -> Iterator[dict[str, Any]]:
     """One dict per exported image: ``key``, ``path`` (absolute), ``file`` (images/NAME) and
-    the metadata columns. Raises UsageError for a directory that is no run."""
+    the metadata columns. An image the log names that is not on disk (deleted: curation, or
+    moved) is skipped, its name added to ``missing``. Raises UsageError for a directory that
+    is no run."""
     root = Path(run_dir)
     if not (root / "run.json").is_file():
         msg = f"{root}: not a run directory (no run.json); give the directory `batchgen run` made"
@@ -96,11 +100,15 @@ def iter_records(run_dir: str | Path, filters: Filters | None = None) -> Iterato
     keep: set[str] | None = None
     if filters.best:
         keep = _best(scores, _job_of_scored(root))
-    return _iterate(root, filters, scores, keep)
+    return _iterate(root, filters, scores, keep, set() if missing is None else missing)
 
 
 def _iterate(
-    root: Path, filters: Filters, scores: dict[str, dict[str, Any]], keep: set[str] | None
+    root: Path,
+    filters: Filters,
+    scores: dict[str, dict[str, Any]],
+    keep: set[str] | None,
+    missing: set[str],
 ) -> Iterator[dict[str, Any]]:
     files = [str(p) for p in log_files(root)]
     if not files:
@@ -126,6 +134,7 @@ def _iterate(
                 # an object of --images-to is read when it is written out (storage.cache)
                 path = root / rel
                 if not is_uri(rel) and not path.is_file():
+                    missing.add(rel)
                     continue
                 seen.add(rel)
                 yield _record(root, row, rel, path, i, len(paths), score)

@@ -4,6 +4,7 @@ runs the batch with it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -76,9 +77,11 @@ def run_pilot(
     target = Path(run_dir) if run_dir is not None else default_pilot_dir(job_file)
     run_flags = _run_flags(flags)
     score_flags = _score_flags(flags, run_flags)
+    pilot_marks(flags)  # a bad --bar, --target or --confidence is refused before any file
     if (target / PILOT_FILE).is_file():
         plan = PilotPlan.load(target)
         _same_pilot(plan, Path(job_file), flags, target)
+        plan = _resumed_marks(plan, flags, target, say)
         say(f"pilot {target}: resuming ({len(plan.settings)} settings × {len(plan.sample)} jobs)")
         if (target / "run.json").is_file():
             outcome = resume_run(
@@ -118,7 +121,8 @@ def run_pilot(
             f"--run-dir {target}" + (" --max-cost <higher>" if budget else "")
         )
         return PilotOutcome(target, EXIT_STOPPED, None, plan)
-    return _score_and_choose(target, plan, score_flags, say)
+    # the judge's threshold is the plan's bar (a resume without --bar keeps the pilot's)
+    return _score_and_choose(target, plan, {**score_flags, "threshold": plan.bar}, say)
 
 
 def _score_and_choose(
@@ -166,17 +170,21 @@ def _same_pilot(plan: PilotPlan, job_file: Path, flags: Mapping[str, Any], targe
         raise UsageError(msg)
 
 
-def pilot_marks(flags: Mapping[str, Any]) -> tuple[float, float, float]:
-    """(--bar, --target, --confidence), each its default only when not given: a given 0 is
-    a value (--bar 0: every image passes) or refused (--target 0), never the default."""
+def pilot_marks(
+    flags: Mapping[str, Any],
+    defaults: tuple[float, float, float] = (DEFAULT_BAR, DEFAULT_TARGET, DEFAULT_CONFIDENCE),
+) -> tuple[float, float, float]:
+    """(--bar, --target, --confidence), each its default (``defaults``: a resumed pilot's
+    are its plan's) only when not given: a given 0 is a value (--bar 0: every image passes)
+    or refused (--target 0), never the default."""
 
     def given(name: str, default: float) -> float:
         value = flags.get(name)
         return default if value is None else float(value)
 
-    bar = given("bar", DEFAULT_BAR)
-    target_rate = given("target", DEFAULT_TARGET)
-    confidence = given("confidence", DEFAULT_CONFIDENCE)
+    bar = given("bar", defaults[0])
+    target_rate = given("target", defaults[1])
+    confidence = given("confidence", defaults[2])
     if not math.isfinite(bar):
         raise UsageError(f"--bar {bar}: give the score an image must reach, e.g. --bar 7")
     if not 0 < target_rate <= 1:
@@ -184,6 +192,25 @@ def pilot_marks(flags: Mapping[str, Any]) -> tuple[float, float, float]:
     if not 0.5 <= confidence < 1:
         raise UsageError(f"--confidence {confidence:g}: in [0.5, 1), e.g. --confidence 0.8")
     return bar, target_rate, confidence
+
+
+def _resumed_marks(plan: PilotPlan, flags: Mapping[str, Any], target: Path, say: Say) -> PilotPlan:
+    """A resumed pilot keeps the bar, target and confidence of its plan; one given anew
+    replaces the plan's (saved: later resumes keep it) and is said. The table is read again
+    from the log and the scores, so nothing is sent again for it."""
+    old = (plan.bar, plan.target, plan.confidence)
+    new = pilot_marks(flags, old)
+    if new == old:
+        return plan
+    changed = [
+        f"--{name} {n:g} replaces the pilot's {name} {o:g}"
+        for name, o, n in zip(("bar", "target", "confidence"), old, new, strict=True)
+        if n != o
+    ]
+    plan = dataclasses.replace(plan, bar=new[0], target=new[1], confidence=new[2])
+    plan.save(target)
+    say(f"pilot {target}: " + "; ".join(changed) + " (the table and the choice read the new)")
+    return plan
 
 
 def _run_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,7 +228,6 @@ def _score_flags(flags: Mapping[str, Any], run_flags: Mapping[str, Any]) -> dict
             )
             raise UsageError(msg)
         out["judge"] = SIM_JUDGE
-    out["threshold"] = pilot_marks(flags)[0]
     return out
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,23 +77,45 @@ def project_of(cfg_project: str | None, job_file: str | Path) -> str:
 
 
 class LedgerSink:
-    """The run log's sink, and the ledger's: a priced row goes to both (the ledger first
-    thing after the log, before the attempt's reservation is released)."""
+    """The run log's sink, and the ledger's: a priced row goes to both. Under a monthly
+    budget the ledger is written first thing after the log, before the attempt's hold is
+    released (the pool's thread: the holds are written there too). Without one, the rows go
+    to the ledger in one worker thread, in the order they were logged: another process
+    holding the ledger's write lock (up to its 30 s busy timeout) then keeps no request
+    waiting (tests/test_ledger_loop.py); ``drain`` waits for them."""
 
     def __init__(self, inner: Any, link: LedgerLink) -> None:
         self.inner = inner
         self.link = link
+        self._worker = (
+            None
+            if link.monthly.enforced
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgen-ledger")
+        )
 
     def append(self, row: Mapping[str, Any]) -> None:
         self.inner.append(row)
         cost = row.get("cost_usd")
         if cost is not None and cost > 0 and self.link.monthly.error is None:
-            try:
-                self.link.ledger.record([row], self.link.run)
-            except LedgerError as exc:
-                # the log has the row (a resume or `ledger rebuild` adds it); a budget kept
-                # in a ledger that misses it would let money through: no more holds
-                self.link.monthly.error = str(exc)
+            if self._worker is None:
+                self._record(row)
+            else:
+                self._worker.submit(self._record, dict(row))
+
+    def _record(self, row: Mapping[str, Any]) -> None:
+        if self.link.monthly.error is not None:
+            return
+        try:
+            self.link.ledger.record([row], self.link.run)
+        except LedgerError as exc:
+            # the log has the row (a resume or `ledger rebuild` adds it); a budget kept
+            # in a ledger that misses it would let money through: no more holds
+            self.link.monthly.error = str(exc)
+
+    def drain(self) -> None:
+        """Every row appended is in the ledger (or the ledger's error is noted)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -103,6 +126,7 @@ class LedgerLink:
         self.ledger = ledger
         self.project = project
         self.run = RunTag("", project)
+        self._sinks: list[LedgerSink] = []
         monthly = cfg.monthly_budget if cfg.monthly_budget is not None else user.monthly_budget
         project_cap = (
             cfg.project_budget
@@ -170,7 +194,14 @@ class LedgerLink:
         self.monthly.on_event = on_event
 
     def sink(self, inner: Any) -> LedgerSink:
-        return LedgerSink(inner, self)
+        self._sinks.append(LedgerSink(inner, self))
+        return self._sinks[-1]
+
+    def drain(self) -> None:
+        """The rows the sinks still write in their thread are in the ledger: before it is
+        read or closed (after the session's event loop, which never waits for them)."""
+        for s in self._sinks:
+            s.drain()
 
     def check_month(
         self, need_usd: float, run_dir: str = "RUN_DIR", unpriced: tuple[str, ...] = ()
@@ -206,10 +237,12 @@ class LedgerLink:
         return self.sync_run_of(rundir.path)
 
     def sync_run_of(self, run_dir: Path) -> int:
+        self.drain()
         return self.ledger.replace_run(log_rows(run_dir), self.run)
 
     def share_line(self) -> str | None:
         """ "this run: $X, N % of the month's spend" (None when nothing was spent)."""
+        self.drain()
         try:
             run = self.ledger.run_total(self.run.run_id)
             month = self.ledger.spent_nano(month_of(self.monthly.clock())) / NANO
@@ -230,6 +263,7 @@ class LedgerLink:
         return text
 
     def close(self) -> None:
+        self.drain()
         self.ledger.close()
 
 
