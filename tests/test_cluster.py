@@ -263,12 +263,14 @@ def test_without_the_shared_limit_and_with_no_flags_the_shards_overshoot(
     busiest seconds pass it and a share comes back 429 (measured at 200 jobs: 22 % refused,
     the busiest 2 s at 2.0x; 7-15 % and 1.75-2.1x in runs of 200-400 jobs). With the shared
     limit: <= 3 % and <= 1.35x. Since the autopilot's start-up fixes (stop 33) a clean-clone
-    run saw 11 % refused and 1.45x: the peak is asked to pass what the shared limit ever
-    lets through (SHARED_PEAK), not a figure of one measurement."""
+    run saw 11 % refused and 1.45x; on a faster machine (stop 36), under load, 2.4-2.9 %
+    refused and 1.38-1.43x, as each shard's autopilot cuts sooner on its own 429s. So the
+    figures asked of the run are what any overshoot shows (429s, a busiest 2 s past the
+    limit), and what tells it from the shared limit is what each shard aimed at (below)."""
     run_dir = _unshared_run(cluster, tmp_path, SMALL, "-")
     figures = _figures(run_dir)
-    assert figures["share_429"] >= 0.05, figures
-    assert figures["peak_per_min"] > SHARED_PEAK * SMALL["rpm"], figures
+    assert figures["share_429"] >= 0.01, figures
+    assert figures["peak_per_min"] > 1.2 * SMALL["rpm"], figures
     # each shard read the whole limit from the headers and aimed at it: 4 x the limit between
     # them, held back only by the 429s each one met (and cut its rate at). With the shared
     # limit one actor holds the one limit (test_the_shards_send_at_the_one_limit_together)
