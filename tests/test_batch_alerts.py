@@ -9,6 +9,7 @@ a file, so what it was run with is read back, not assumed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import time
@@ -85,7 +86,7 @@ def test_a_detached_batch_alerts_once_from_the_collect_that_records_its_spend(
     # `collect` takes no --on-budget: the hook is config.toml's (the budget is run.json's)
     config = tmp_path / "config"
     (config / "batchgen").mkdir(parents=True)
-    (config / "batchgen" / "config.toml").write_text(f"on_budget = {_hook(events)!r}\n")
+    (config / "batchgen" / "config.toml").write_text(f"on_budget = {json.dumps(_hook(events))}\n")
     env = {**cli_env(), "XDG_CONFIG_HOME": str(config)}
     jobs = _jobs(tmp_path, JOBS, prefix="a dim lantern")
     flags = ["--ledger", str(ledger), "--monthly-budget", f"{BUDGET}", "--detach"]
