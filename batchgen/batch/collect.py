@@ -131,6 +131,10 @@ async def collect_part(ctx: BatchContext, part: Part) -> None:
     hold = ctx.holds.pop(part.part, None)
     if hold is not None:
         hold.settle(billed[0])
+    if ctx.budget is not None and ctx.budget.monthly is not None:
+        # the part's rows are in the spend ledger now (the sink writes them as they are
+        # logged under a monthly budget): 50 / 80 / 100 % as on the live path, each once
+        ctx.budget.monthly.check_alerts()
 
 
 def _batch_message(part: Part) -> str:

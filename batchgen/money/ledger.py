@@ -227,7 +227,8 @@ class Ledger:
         now: float | None = None,
         owner: str | None = None,
     ) -> int | Refusal:
-        """Reserve ``amount_nano`` this month if it fits under every cap (scope -> nano);
+        """Reserve ``amount_nano`` this month (and every later one until it is released) if it
+        fits under every cap (scope -> nano) beside the month's spend and every hold still out;
         a hold id, or the first cap it would pass. Holds of dead processes (this host) and
         expired ones are dropped first. No caps: held whatever the budget (money already
         committed: a batch submitted earlier, whose hold a crash dropped)."""
@@ -298,13 +299,16 @@ class Ledger:
 
     @staticmethod
     def _held_nano(conn: sqlite3.Connection, month: str, scope: str) -> int:
+        """What ``month`` has held: every hold taken in it or before and not released yet.
+        A hold taken on the 31st whose spend is recorded when it is collected (the 1st: a
+        batch's) holds the next month too, until its cost is there instead."""
         if scope == ALL:
             cur = conn.execute(
-                "SELECT COALESCE(SUM(amount_nano), 0) FROM holds WHERE month = ?", (month,)
+                "SELECT COALESCE(SUM(amount_nano), 0) FROM holds WHERE month <= ?", (month,)
             )
         else:
             cur = conn.execute(
-                "SELECT COALESCE(SUM(amount_nano), 0) FROM holds WHERE month = ? AND project = ?",
+                "SELECT COALESCE(SUM(amount_nano), 0) FROM holds WHERE month <= ? AND project = ?",
                 (month, scope),
             )
         return int(cur.fetchone()[0])

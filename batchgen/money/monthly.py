@@ -11,9 +11,10 @@
 A hold is taken before a request is sent, like ``--max-cost``'s reservation, but in the
 ledger, in one ``BEGIN IMMEDIATE`` transaction: month's spend + every process's holds + this
 hold ≤ the cap, or nothing is sent. The attempt's priced row is added to the ledger before its
-hold is released, so the money is never counted as free in between. A process killed while
-holding loses its holds at the next reservation of any process on the host (its pid is gone),
-or when they expire.
+hold is released, so the money is never counted as free in between; a hold still out when a
+month ends counts in the next one too (a batch submitted on the 31st, collected on the 1st:
+its cost is recorded when it ends). A process killed while holding loses its holds at the next
+reservation of any process on the host (its pid is gone), or when they expire.
 """
 
 from __future__ import annotations
