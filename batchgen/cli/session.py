@@ -123,7 +123,7 @@ def print_ending(
         say(f"ended:  {_finished(result, path)}")
     elif reason.value == "budget" and budget is not None:
         # the message carries the resume command with a cap that lets the rest through
-        say(f"ended:  {budget.exhausted_message(str(rundir.path))}", "yellow")
+        say(f"ended:  {budget_ending(rundir, budget)}", "yellow")
     else:
         say(f"ended:  stopped ({reason.value}): {result.stop_message}", "yellow")
         # the resume command is printed once, on the last line, with the real path
@@ -134,6 +134,18 @@ def print_ending(
 
 
 _RESUME = "`batchgen resume RUN_DIR`"
+
+
+def budget_ending(rundir: RunDir, budget: Budget) -> str:
+    """The budget's message with the rest of the run as resume would select it: every job
+    not sent counted, and a cap (or monthly budget) that covers all of them suggested."""
+    # lazy: the resume module (the job index, pyarrow) only for a run a budget stopped
+    from batchgen.session.resume import quote_rest
+
+    rest = quote_rest(rundir, budget)
+    if rest is None:
+        return budget.exhausted_message(str(rundir.path))
+    return budget.stop_message(str(rundir.path), rest.worst_usd, rest.not_sent)
 
 
 def _finished(result: SessionResult, path: str) -> str:

@@ -6,6 +6,7 @@ the Batch API, or as regeneration rounds of the quality loop."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from batchgen.config import RunConfig
 from batchgen.errors import UsageError
 from batchgen.jobs import iter_jobs, sha256_file
 from batchgen.money import Budget, Quote
+from batchgen.money.budget import BudgetError
 from batchgen.money.spent import spent
 from batchgen.numbers import plural
 from batchgen.runlog.files import damaged_message
@@ -123,13 +125,54 @@ def _recover(
     for path in settle_log(rundir.log_dir):
         observer.warn(damaged_message(path, moved=True))
     remove_torn_images(rundir.images_dir)
-    states = job_states(rundir.path)
+    return select_rest(rundir, job_file, cfg.job_defaults, cfg.retry_failed)
+
+
+def select_rest(
+    rundir: RunDir,
+    job_file: Path,
+    defaults: Mapping[str, Any],
+    retry_failed: bool = False,
+    *,
+    with_inflight: bool = True,
+) -> tuple[Remaining, str]:
+    """Which jobs a resume runs (``Remaining.run``) and the job file's sha256: what the log
+    says of every job of the file as it is now. Reads only (no recovery)."""
+    states = job_states(rundir.path, with_inflight=with_inflight)
     # the crashed sessions are marked only once their requests in flight are logged (run_rest):
     # a resume killed before that leaves them to the next one, which finds the same jobs
     job_sha256 = sha256_file(job_file)
     # the index `run` stored when the file is the same; else the file is scanned (edited)
-    index = load_or_build(rundir.state_dir, job_file, job_sha256, dict(cfg.job_defaults))
-    return remaining(index, states, cfg.retry_failed), job_sha256
+    index = load_or_build(rundir.state_dir, job_file, job_sha256, dict(defaults))
+    return remaining(index, states, retry_failed), job_sha256
+
+
+@dataclass(frozen=True, slots=True)
+class RestQuote:
+    """What a plain ``batchgen resume`` of a stopped run would run, and its worst case."""
+
+    jobs: int  # jobs without a successful result (what resume runs)
+    not_sent: int  # of them, never sent: refused by a budget or never started
+    worst_usd: float  # their worst case together, priced as the budget reserves them
+
+
+def quote_rest(rundir: RunDir, budget: Budget) -> RestQuote | None:
+    """The rest of a run stopped by a budget, selected as resume selects it and priced by
+    ``budget`` (its prices, --price-per-image, the overruns it saw); None when it cannot be
+    told (the job file gone or unreadable, a job without a price)."""
+    try:
+        manifest = rundir.load(strict=True)
+        job_file = Path(manifest["job_file"])
+        defaults = (manifest.get("settings") or {}).get("defaults") or {}
+        rest, _ = select_rest(rundir, job_file, defaults, with_inflight=False)
+        refused = set(budget.refused_jobs())
+        not_sent = len((set(rest.added) | refused) & rest.run)
+        worst = sum(
+            budget.worst_case(job) for job in iter_jobs(job_file, defaults) if job.id in rest.run
+        )
+    except (OSError, UsageError, BudgetError, KeyError, ValueError):
+        return None
+    return RestQuote(len(rest.run), not_sent, worst)
 
 
 class _Resume:
