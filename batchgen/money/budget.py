@@ -235,9 +235,9 @@ class Budget:
         if self.refused_by_month and self.monthly is not None:
             # what is still held (a batch open at the provider) is in the month's holds the
             # refusal counted: only the rest of the worst case comes on top
-            rest = None if remaining_usd is None else max(remaining_usd - self.reserved, 0.0)
+            unheld = None if remaining_usd is None else max(remaining_usd - self.reserved, 0.0)
             jobs = self.refused if not_sent is None else max(not_sent, self.refused)
-            return self.monthly.refusal_message(run_dir, jobs, rest)
+            return self.monthly.refusal_message(run_dir, jobs, unheld)
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
         # with the rest of the batch quoted, suggest that; else double the cap. Either way at
