@@ -11,6 +11,7 @@ $0.30 budget, 80 do not.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -123,3 +124,45 @@ def test_a_detached_batch_holds_the_month_until_a_later_collect_settles_it(
         assert abs(billed.run_total(_run_id(tmp_path / "first")) * NANO - _spent(ledger)) < 10
     finally:
         billed.close()
+
+
+def test_a_batch_run_the_monthly_budget_stops_names_it_and_a_figure_that_finishes_it(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """A ``--via batch`` run stopped half-way by the monthly budget ended suggesting
+    "batchgen resume … --max-cost HIGHER" (there was no --max-cost) and counted the jobs the
+    budget kept back among "pending (expired, failed or cancelled batches, errored lines)".
+    The ending names the monthly budget, counts those jobs as not sent, and the figure it
+    suggests lets a resume finish every job."""
+    sim = make_sim(batch_seconds=0.2, variants=10**9)
+    ledger = tmp_path / "ledger.sqlite"
+    # quality auto: quoted as medium (the run starts: ~$0.17 of $0.30), held as high (~$0.025
+    # a job at the batch rate), so the month refuses the part after the 12th job
+    jobs = _jobs(tmp_path, 60, prefix="a harbour s")
+    run_dir = tmp_path / "run"
+    flags = ["--ledger", str(ledger), "--monthly-budget", f"{BUDGET}"]
+    args = [
+        *_run(jobs, run_dir, sim, "--batch-max-requests", "5", *flags),
+        *("--model", "gpt-image-1-mini", "--quality", "auto", "--size", "auto"),
+    ]
+    stopped = run_cli(args, env=cli_env())
+    assert stopped.code == 3, stopped.output
+    text = " ".join(stopped.output.split())
+    submitted = len(batch_stats(sim)["submitted"])
+    assert 0 < submitted < 60
+    assert "Monthly budget reached" in text and "--max-cost" not in text, text
+    assert f"{60 - submitted} jobs were not sent" in text, text
+    assert "pending (expired" not in text, text
+    figure = re.search(r"raise --monthly-budget to at least \$([\d.]+)", text)
+    assert figure is not None, text
+    # every job's worst case as the ledger holds it: the submitted ones' holds, per job
+    per_job = sum(a for a, _, _ in _holds(ledger)) / submitted / NANO
+    assert float(figure[1]) >= 60 * per_job - 0.01
+    resumed = run_cli(
+        ["resume", str(run_dir), *POLL, "--yes", "--quiet", *flags[:2], "--monthly-budget",
+         figure[1]],
+        env=cli_env(),
+    )  # fmt: skip
+    assert resumed.code == 0, resumed.output
+    assert len(ok_counts(run_dir)) == 60
+    assert _spent(ledger) <= float(figure[1]) * NANO

@@ -194,7 +194,10 @@ def test_unknown_api_field_is_a_warning_not_a_problem(tmp_path: Path) -> None:
     path = write(tmp_path, "w.csv", "prompt,notes\na,\nb,check later\nc,again\n")
     result = validate_file(path)
     assert result.ok and result.jobs == 3
-    assert [str(w).split(" is not")[0] for w in result.warnings] == [f'{path}:3: "notes"']
+    # one warning for the field, at its first line (line 2's cell is empty), with its count
+    assert [str(w).split(" is not")[0] for w in result.warnings] == [
+        f'{path}:3: "notes" (on 2 lines, from this one)'
+    ]
 
 
 # ---------------------------------------------------------------------------- problems

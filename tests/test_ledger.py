@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -616,4 +617,33 @@ def test_a_batch_part_s_holds_outlive_their_process_once_parked(tmp_path: Path) 
     assert isinstance(ledger.hold(1, caps, project="p", ttl_s=3600), Refusal)
     ledger.release_owner("batch r part 2")
     assert ledger.held_nano() == 7 * NANO
+    ledger.close()
+
+
+def test_the_monthly_stop_suggests_a_budget_for_the_months_money_and_the_whole_rest(tmp_path):
+    """The monthly budget's ending said "raise the budget" with no figure, and "1 job was not
+    sent" however many jobs were left: it now counts the jobs not sent and names a budget
+    that covers the month's spend and holds plus the worst case of every job not done."""
+    from batchgen.jobs.model import Job
+    from batchgen.money import Budget, load_prices
+    from batchgen.money.monthly import MonthlyBudget
+
+    ledger = Ledger.open(tmp_path / "l.sqlite")
+    budget = Budget(None, 0.0, load_prices(None))
+    budget.monthly = MonthlyBudget(ledger, "p", {ALL: round(2.5 * STD_USD * NANO)})
+    jobs = [Job(id=f"j{i}", line=i, body={**STD, "prompt": "x", "n": 1}, fingerprint="f")
+            for i in range(1, 6)]  # fmt: skip
+    first, second = budget.reserve(jobs[0]), budget.reserve(jobs[1])
+    assert first is not None and second is not None
+    assert budget.reserve(jobs[2]) is None  # a third does not fit in 2.5 jobs' money
+    first.settle(STD_USD)  # the two in flight answer: spend by the end of the run
+    second.settle(STD_USD)
+    rest = 3 * budget.worst_case(jobs[2])  # jobs 3, 4 and 5 are not done
+    message = budget.stop_message("runs/x", remaining_usd=rest, not_sent=3)
+    assert "3 jobs were not sent" in message, message
+    figure = re.search(r"raise --monthly-budget to at least \$([\d.]+)", message)
+    assert figure is not None, message
+    # what the month holds when it refused (the two in flight) and the three left
+    assert float(figure[1]) == pytest.approx(2 * STD_USD + rest, abs=0.01)
+    assert float(figure[1]) >= 2 * STD_USD + rest
     ledger.close()

@@ -246,7 +246,10 @@ def test_half_the_quote_stops_at_the_cap_and_resume_finishes(
     said_spent, said_cap = map(float, SPENT.search(out).groups())
     assert said_spent == pytest.approx(spent, abs=5e-5)
     assert said_cap == pytest.approx(cap, abs=5e-5)
-    assert int(NOT_SENT.search(out)[1]) == len(refused)
+    # every job without an answer was not sent: the refused ones and those never started
+    assert int(NOT_SENT.search(out)[1]) == len(JOBS) - len(ok)
+    if len(JOBS) - len(ok) > len(refused):
+        assert f"{len(refused)} refused because" in out
     hint = RESUME_HINT.search(out)
     assert hint is not None, out
     assert hint[1] == str(run_dir) and float(hint[2]) > cap
@@ -290,6 +293,29 @@ def test_the_suggested_resume_sends_the_job_the_cap_refused(tmp_path, money_sim,
     rows = log_rows(run_dir)
     assert any(r["prompt"] == "big" and r["status"] == "ok" for r in rows)
     assert logged_total(rows) <= suggested
+
+
+def test_a_stop_counts_every_job_not_sent_and_suggests_a_cap_for_all_of_them(
+    tmp_path, money_sim, capsys
+):
+    """A cap the first job does not fit stops the run with one job refused and the rest never
+    started: the ending counts them all, and the cap it suggests covers the worst case of
+    every job not done, so the suggested resume finishes the batch instead of stopping again
+    half-way (a doubled cap of $1.00 did, for a batch quoted near $2)."""
+    jobfile = write_jobs(tmp_path / "jobs.jsonl", JOBS)
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, money_sim, jobfile, run_dir, "--max-cost", "0")
+    assert code == 3, out + err
+    assert money_sim.stats.received == 0
+    refused = [r for r in log_rows(run_dir) if r["status"] == "skipped"]
+    assert int(NOT_SENT.search(out)[1]) == len(JOBS)
+    assert f"{len(refused)} refused" in out and f"{len(JOBS) - len(refused)} never started" in out
+    suggested = float(RESUME_HINT.search(out)[2])
+    assert suggested >= math.fsum(worst_case(j) for j in JOBS) > 1.0
+    code, out, err = cli(capsys, "resume", str(run_dir), "--max-cost", str(suggested), "--quiet")
+    assert code == 0, out + err
+    assert money_sim.stats.received == len(JOBS)
+    assert logged_total(log_rows(run_dir)) <= suggested
 
 
 # -- 4: constraint violations are refused before anything is sent ---------------------------------

@@ -37,6 +37,8 @@ def show_quote_and_confirm(
         console.print(quote_renderable(checked.quote))
         if not getattr(args, "model", None) and getattr(args, "command", None) == "run":
             console.print(default_model_note(), markup=False)
+    for warning in checked.warnings:  # a field the API does not know, once per field
+        console.print(f"warning: {warning}", markup=False, style="yellow")
     batch = getattr(args, "via", None) == "batch"
     for model in checked.quote.unknown_models:
         what = "no Batch API price" if batch else "no price"

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from batchgen.cli.prepare import show_quote_and_confirm
 from batchgen.cli.progress import Progress
-from batchgen.errors import UsageError, printable
+from batchgen.errors import ErrorClass, UsageError, printable
 from batchgen.money import Budget
 from batchgen.numbers import plural
 from batchgen.runlog.rundir import RunDir, redact_argv
@@ -123,7 +123,7 @@ def print_ending(
         say(f"ended:  {_finished(result, path)}")
     elif reason.value == "budget" and budget is not None:
         # the message carries the resume command with a cap that lets the rest through
-        say(f"ended:  {budget.exhausted_message(str(rundir.path))}", "yellow")
+        say(f"ended:  {budget_ending(rundir, budget)}", "yellow")
     else:
         say(f"ended:  stopped ({reason.value}): {result.stop_message}", "yellow")
         # the resume command is printed once, on the last line, with the real path
@@ -134,6 +134,18 @@ def print_ending(
 
 
 _RESUME = "`batchgen resume RUN_DIR`"
+
+
+def budget_ending(rundir: RunDir, budget: Budget) -> str:
+    """The budget's message with the rest of the run as resume would select it: every job
+    not sent counted, and a cap (or monthly budget) that covers all of them suggested."""
+    # lazy: the resume module (the job index, pyarrow) only for a run a budget stopped
+    from batchgen.session.resume import quote_rest
+
+    rest = quote_rest(rundir, budget)
+    if rest is None:
+        return budget.exhausted_message(str(rundir.path))
+    return budget.stop_message(str(rundir.path), rest.worst_usd, rest.not_sent)
 
 
 def _finished(result: SessionResult, path: str) -> str:
@@ -161,9 +173,12 @@ def print_batch_ending(console: Console, rundir: RunDir, outcome: Any, code: int
             f"[bold]batchgen collect {path}[/] (or `batchgen resume {path}`) picks "
             "them up; nothing was submitted twice"
         )
-    if outcome.pending:
+    # the jobs a budget refused were never submitted: the ending's budget line counts them
+    # (with the budget that stopped them and what to raise it to), not this one
+    pending = outcome.pending - outcome.ctx.tally.skipped_by_class.get(str(ErrorClass.BUDGET), 0)
+    if pending > 0:
         console.print(
-            f"{plural(outcome.pending, 'job')} pending (expired, failed or cancelled batches, "
+            f"{plural(pending, 'job')} pending (expired, failed or cancelled batches, "
             f"errored lines): [bold]batchgen resume {path}[/] submits them again "
             f"(`--via live` finishes them on the live API)"
         )
@@ -287,6 +302,9 @@ def print_score_summary(console: Any, run_dir: Path, spec: Any, result: Any) -> 
         )
 
 
+_TOLD_BY_THE_ENDING = frozenset({"pending", f"stop_{ErrorClass.BUDGET}"})
+
+
 def print_run_summary(run_dir: Path | str, console: Console) -> None:
     """The short summary `batchgen run` prints at the end (no image checks: it must be quick).
     The resume command is left to the ending's "to finish the rest" line: printed once."""
@@ -296,5 +314,7 @@ def print_run_summary(run_dir: Path | str, console: Console) -> None:
     from batchgen.reports.text import summary
 
     run = build_report(run_dir, image_checks=False).run
-    advice = tuple(r for r in run.recommendations if r.kind != "pending")
+    # a budget's stop is told by the ending, with the budget that stopped the run (--max-cost
+    # or a monthly one) and a figure for the rest, where the report's says "--max-cost HIGHER"
+    advice = tuple(r for r in run.recommendations if r.kind not in _TOLD_BY_THE_ENDING)
     console.print(summary(dataclasses.replace(run, recommendations=advice)))

@@ -302,8 +302,9 @@ def validate_file(
     hasher = hashlib.sha256()
     shown: list[Problem] = []
     clashes: list[_Clash] = []
-    warnings: list[Problem] = []
-    unknown_seen: set[str] = set()
+    # fields the API does not know: the first line of each, and on how many lines
+    unknown_first: dict[str, int] = {}
+    unknown_lines: dict[str, int] = {}
     count = jobs = images = 0
     for item in _scan(path, given, resolved, hasher):
         if isinstance(item, Job):
@@ -312,13 +313,10 @@ def validate_file(
             if on_job is not None:
                 on_job(item)
             body = item.body  # most jobs hold only API fields: one subset test, no new sets
-            if not API_FIELDS.issuperset(body) and (
-                unknown := body.keys() - API_FIELDS - unknown_seen
-            ):
-                unknown_seen |= unknown
-                warnings.extend(
-                    _unknown_field(str(path), item.line, name) for name in sorted(unknown)
-                )
+            if not API_FIELDS.issuperset(body):
+                for name in body.keys() - API_FIELDS:
+                    unknown_first.setdefault(name, item.line)
+                    unknown_lines[name] = unknown_lines.get(name, 0) + 1
             continue
         count += 1
         if len(shown) + len(clashes) >= max_errors:
@@ -333,6 +331,10 @@ def validate_file(
         shown.append(Problem(str(path), 1, _no_jobs_message(resolved)))
         count = 1
     shown.sort(key=lambda p: p.line)
+    warnings = [
+        _unknown_field(str(path), line, name, unknown_lines[name])
+        for name, line in sorted(unknown_first.items(), key=lambda kv: (kv[1], kv[0]))
+    ]
     return Validation(
         str(path),
         resolved,
@@ -346,10 +348,13 @@ def validate_file(
     )
 
 
-def _unknown_field(where: str, line: int, name: str) -> Problem:
+def _unknown_field(where: str, line: int, name: str, lines: int = 1) -> Problem:
+    """One warning per field, at its first line, with how many lines have it."""
+    on = "this line" if lines == 1 else f"{lines} lines, from this one"
     msg = (
-        f'"{name}" is not a field of the OpenAI images API: it is sent as is (some servers '
-        "accept extra fields); delete it if it is only a note"
+        f'"{name}" (on {on}) is not a field of the OpenAI images API: it is sent as is '
+        '(some servers accept extra fields; OpenAI answers 400 "Unknown parameter" for every '
+        "such job); delete the field or column if it is only a note"
     )
     return Problem(where, line, msg)
 

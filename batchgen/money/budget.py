@@ -220,27 +220,59 @@ class Budget:
         self, run_dir: str = "RUN_DIR", remaining_usd: float | None = None
     ) -> str:
         """What happened and how to continue, for the end of a run stopped by the cap."""
+        return self.stop_message(run_dir, remaining_usd)
+
+    def stop_message(
+        self,
+        run_dir: str = "RUN_DIR",
+        remaining_usd: float | None = None,
+        not_sent: int | None = None,
+    ) -> str:
+        """:meth:`exhausted_message` told with the rest of the run: ``remaining_usd`` the
+        worst case of every job not done yet (what a resume runs), ``not_sent`` how many jobs
+        were never sent (the refused ones and those never started). Without them the refused
+        jobs are told, and the cap doubled."""
         if self.refused_by_month and self.monthly is not None:
-            return self.monthly.refusal_message(run_dir, self.refused)
+            # what is still held (a batch open at the provider) is in the month's holds the
+            # refusal counted: only the rest of the worst case comes on top
+            unheld = None if remaining_usd is None else max(remaining_usd - self.reserved, 0.0)
+            jobs = self.refused if not_sent is None else max(not_sent, self.refused)
+            return self.monthly.refusal_message(run_dir, jobs, unheld)
         cap = self.cap_usd or 0.0
         held = f" (${self.reserved:.4f} still held by jobs in flight)" if self._reserved else ""
         # with the rest of the batch quoted, suggest that; else double the cap. Either way at
         # least enough for what is held and the refused jobs' worst cases, or the suggested
         # resume would stop again at the same job without sending anything
         unblock = (self._spent + self._reserved + sum(self._refused.values())) / _NANO
-        need = max(self.spent + remaining_usd if remaining_usd else (cap * 2 or 1.0), unblock)
+        if remaining_usd is not None:
+            need = max(self.spent + remaining_usd, unblock)
+        else:
+            need = max(cap * 2 or 1.0, unblock)
         # a cap in whole cents reads as such; another one at the spend's precision, so a spend
         # just under it never looks like it passed it
         cap_text = f"{cap:.2f}" if abs(cap * 100 - round(cap * 100)) < 1e-9 else f"{cap:.4f}"
-        refused = (
-            "1 job was not sent because its worst case"
-            if self.refused == 1
-            else f"{plural(self.refused, 'job')} were not sent because their worst case"
+        suggested = math.ceil(need * 100 - 1e-6) / 100
+        rest = (
+            f"the jobs not done cost at most ${remaining_usd:.4f} more. "
+            if remaining_usd is not None
+            else ""
         )
         return (
             f"Budget reached: spent ${self.spent:.4f} of --max-cost ${cap_text}{held}; "
-            f"{refused} would pass the cap. "
-            f"To continue: batchgen resume {run_dir} --max-cost {math.ceil(need * 100) / 100:.2f}"
+            f"{self._not_sent_text(not_sent)}; {rest}"
+            f"To continue: batchgen resume {run_dir} --max-cost {suggested:.2f}"
+        )
+
+    def _not_sent_text(self, not_sent: int | None) -> str:
+        refused = self.refused
+        worst = "its worst case" if refused == 1 else "their worst case"
+        if not_sent is None or not_sent <= refused:
+            were = "was" if refused == 1 else "were"
+            return f"{plural(refused, 'job')} {were} not sent because {worst} would pass the cap"
+        were = "was" if not_sent == 1 else "were"
+        return (
+            f"{plural(not_sent, 'job')} {were} not sent: {refused} refused because {worst} "
+            f"would pass the cap, {not_sent - refused} never started"
         )
 
     def _worst_case_nano(self, job: Job) -> int:

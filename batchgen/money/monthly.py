@@ -292,7 +292,11 @@ class MonthlyBudget:
                         self.on_event(event)
         return events
 
-    def refusal_message(self, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
+    def refusal_message(
+        self, run_dir: str = "RUN_DIR", refused: int = 0, remaining_usd: float | None = None
+    ) -> str:
+        """``refused``: the jobs not sent; ``remaining_usd``: the worst case of every job not
+        done yet, so the message names a budget that lets the whole rest through."""
         if self.error is not None:
             return (
                 f"the monthly budget cannot be kept: {self.error}; {plural(refused, 'job')} "
@@ -302,7 +306,12 @@ class MonthlyBudget:
         r = self.last_refusal
         if r is None:
             return "the monthly budget is used up"
-        return monthly_message(r, self.project, run_dir, refused)
+        # the month's spend and holds when it refused (this run's in-flight money among them,
+        # spend by now; the ledger is closed by the time a run ends) and the rest's worst case
+        need = (
+            None if remaining_usd is None else (r.spent_nano + r.held_nano) / NANO + remaining_usd
+        )
+        return monthly_message(r, self.project, run_dir, refused, need)
 
 
 def describe_scope(scope: str, project: str) -> str:
@@ -311,7 +320,13 @@ def describe_scope(scope: str, project: str) -> str:
     return f"--project-budget (project {project})"
 
 
-def monthly_message(r: Refusal, project: str, run_dir: str = "RUN_DIR", refused: int = 0) -> str:
+def monthly_message(
+    r: Refusal,
+    project: str,
+    run_dir: str = "RUN_DIR",
+    refused: int = 0,
+    need_usd: float | None = None,
+) -> str:
     held = (
         f" (+ ${r.held_nano / NANO:.4f} held by requests and batches in flight)"
         if r.held_nano
@@ -322,10 +337,17 @@ def monthly_message(r: Refusal, project: str, run_dir: str = "RUN_DIR", refused:
         if refused
         else ""
     )
+    scope = describe_scope(r.scope, project)
+    # the figure covers the month's spend and holds now and the worst case of the run's rest
+    raise_to = (
+        f"raise {scope.split(' ')[0]} to at least ${math.ceil(need_usd * 100 - 1e-6) / 100:.2f}"
+        if need_usd is not None
+        else "raise the budget"
+    )
     return (
         f"Monthly budget reached: this month's spend is ${r.spent_nano / NANO:.4f} of "
-        f"{describe_scope(r.scope, project)} ${r.cap_nano / NANO:.2f}{held}, and the next "
-        f"request needs up to ${r.amount_nano / NANO:.4f}. {jobs}To continue: raise the "
-        f"budget (flag or config.toml) and batchgen resume {run_dir}; `batchgen spend` shows "
+        f"{scope} ${r.cap_nano / NANO:.2f}{held}, and the next "
+        f"request needs up to ${r.amount_nano / NANO:.4f}. {jobs}To continue: {raise_to} "
+        f"(flag or config.toml) and batchgen resume {run_dir}; `batchgen spend` shows "
         "where the month's money went"
     )

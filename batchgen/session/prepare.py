@@ -44,6 +44,8 @@ class Checked:
     sha256: str
     quote: Quote
     cheapest_job_usd: float  # the smallest worst case among the jobs quoted (0 if unpriced)
+    # FILE:LINE notes on fields the API does not know (sent as is), one per field
+    warnings: tuple[str, ...] = ()
 
 
 def load_prices(prices: str | Path | None, price_per_image: float | None) -> PriceTable:
@@ -94,7 +96,12 @@ def check_job_file(
         raise JobFileProblems(lines)
     assert check.quote is not None
     return Checked(
-        validation.jobs, validation.images, validation.sha256, check.quote, check.cheapest_job_usd
+        validation.jobs,
+        validation.images,
+        validation.sha256,
+        check.quote,
+        check.cheapest_job_usd,
+        tuple(str(w) for w in validation.warnings),
     )
 
 

@@ -73,12 +73,14 @@ def _plan(args: argparse.Namespace, stdout: TextIO | None) -> int:
     quoted = plan.check.quote
     unknown = quoted.unknown_models if quoted is not None else ()
     typos = model_typos(args.jobfile, cfg.job_defaults, unknown, prices.models, refused=None)
+    # and the fields the API does not know (sent as is), once per field with its count
+    warnings = [str(w) for w in plan.check.validation.warnings] + [str(t) for t in typos]
     if args.output_format == "json":
-        _print_json(out, args, plan, [str(t) for t in typos])
+        _print_json(out, args, plan, warnings)
     else:
         _print_plan(out, args, plan)
-        for typo in typos:
-            print(f"warning: {typo}", file=out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=out)
     return EXIT_OK if plan.ok else EXIT_PROBLEMS
 
 
