@@ -647,3 +647,38 @@ def test_the_monthly_stop_suggests_a_budget_for_the_months_money_and_the_whole_r
     assert float(figure[1]) == pytest.approx(2 * STD_USD + rest, abs=0.01)
     assert float(figure[1]) >= 2 * STD_USD + rest
     ledger.close()
+
+
+_OPEN_AT_ONCE = """
+import os, sys
+from batchgen.money.ledger import Ledger
+while not os.path.exists(sys.argv[2]):  # the start line: every process ready, then all go
+    pass  # (spun, not slept: a sleep's wake-ups spread the processes apart)
+try:
+    Ledger.open(sys.argv[1]).close()
+except Exception as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_processes_opening_a_new_ledger_at_once_all_open_it(tmp_path):
+    """Several runs started together on a machine with no ledger yet (a shell loop with &):
+    making the new file WAL is answered "database is locked" at once, without SQLite's busy
+    wait, to every process but one that meets it (six processes: a failure in about one round in
+    three before; twelve rounds failed at once in both tries). Each now tries again until the
+    file is WAL."""
+    for round_ in range(12):
+        ledger, go = tmp_path / f"ledger-{round_}.sqlite", tmp_path / f"go-{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT_ONCE, str(ledger), str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        time.sleep(0.3)  # a head start for the imports, not a timing assumption: any order opens
+        go.touch()
+        said = [p.communicate(timeout=60)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, (round_, said)

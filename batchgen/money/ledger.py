@@ -29,6 +29,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
 from batchgen.errors import UsageError
 from batchgen.money.ledgerdata import (
     ALL,
@@ -108,7 +115,7 @@ class Ledger:
             _refuse_foreign(path, conn)  # before anything of another application's changes
             if path.stat().st_mode & 0o077:
                 os.chmod(path, 0o600)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _to_wal(conn, busy_timeout_s)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA_SQL)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(holds)")}
@@ -365,6 +372,25 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [SpendLine(str(k), int(a), int(i), float(c)) for k, a, i, c in rows]
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _to_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another process holds the file in the
+    moment it is made WAL: SQLite answers that "database is locked" at once, without its busy
+    handler (six processes opening one new ledger together: one in three rounds had a process
+    exit 2 on it). Once the file is WAL the pragma is a no-op that never waits."""
+    for attempt in Retrying(
+        retry=retry_if_exception(_locked),
+        stop=stop_after_delay(busy_timeout_s),
+        wait=wait_random_exponential(multiplier=0.005, max=0.2),
+        reraise=True,
+    ):
+        with attempt:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def _refuse_foreign(path: Path, conn: sqlite3.Connection) -> None:
