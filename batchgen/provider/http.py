@@ -8,12 +8,15 @@ Each provider maps its own error answers into batchgen.errors in one method, ``_
 from __future__ import annotations
 
 import binascii
+import functools
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import aiohttp
 import pybase64
+from publicsuffixlist import PSLFILE, PublicSuffixList
 
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
@@ -38,6 +41,7 @@ __all__ = [
     "data_url_bytes",
     "is_data_url",
     "json_error_text",
+    "registrable_domain",
     "same_site",
 ]
 
@@ -191,20 +195,62 @@ def data_url_bytes(url: str, where: str, invalid: Invalid, cap: int | None = Non
 
 
 def same_site(url: str, base_url: str) -> bool:
-    """Does ``url`` (a polling or status URL the provider returned) belong to the provider
-    (its host, or a host of the same parent domain: api.us1.bfl.ai for api.bfl.ai)? Only
-    then does the key go with it; a signed result URL never gets it."""
+    """Does ``url`` (a polling or status URL the provider returned) belong to the provider?
+    Only then does the key go with it; a signed result URL never gets it. It does when it is
+    http(s), not a downgrade from an https base URL to http (the key would cross the network
+    in clear), on the same port (the scheme's default when none is written), and on the base
+    URL's host or a host of the same registrable domain by the Public Suffix List, its
+    private section included (api.us1.bfl.ai for api.bfl.ai; not other.herokuapp.com for
+    mine.herokuapp.com, nor b.co.uk for a.co.uk). An IP address or a name the list holds
+    no registrable domain for (localhost) matches only itself."""
     a, b = urlsplit(url), urlsplit(base_url)
-    if a.scheme not in ("http", "https") or not a.hostname or not b.hostname:
+    if a.scheme not in ("http", "https") or b.scheme not in ("http", "https"):
         return False
-    if a.hostname == b.hostname:
-        return a.port == b.port
-    parent = ".".join(b.hostname.split(".")[-2:])
-    return (
-        "." in parent
-        and not parent.replace(".", "").isdigit()
-        and (a.hostname.endswith("." + parent) or a.hostname == parent)
-    )
+    if b.scheme == "https" and a.scheme != "https":
+        return False
+    try:
+        a_port, b_port = a.port or _DEFAULT_PORT[a.scheme], b.port or _DEFAULT_PORT[b.scheme]
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    a_host, b_host = (a.hostname or "").rstrip("."), (b.hostname or "").rstrip(".")
+    if not a_host or not b_host or a_port != b_port:
+        return False
+    if a_host == b_host:
+        return True
+    site = registrable_domain(b_host)
+    return site is not None and registrable_domain(a_host) == site
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+# shared suffixes whose tenants are strangers to each other but that the Public Suffix List
+# does not hold (yet): Azure's VM names, NAME.REGION.cloudapp.azure.com
+_EXTRA_SUFFIXES = ("*.cloudapp.azure.com",)
+
+
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    """The list as publicsuffixlist bundles it (its release's snapshot: never fetched at run
+    time), with :data:`_EXTRA_SUFFIXES`; parsed on first use (~25 ms), not at import."""
+    with open(PSLFILE, "rb") as f:
+        lines = [*f, *(s.encode() for s in _EXTRA_SUFFIXES)]
+    return PublicSuffixList(lines)
+
+
+def registrable_domain(host: str) -> str | None:
+    """``host``'s registrable domain (eTLD+1: bfl.ai for api.us1.bfl.ai, mine.herokuapp.com
+    for x.mine.herokuapp.com), or None for an IP address, a public suffix itself, or a
+    single-label name (localhost)."""
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if "." not in host:
+        return None
+    return _suffix_list().privatesuffix(host)
 
 
 def json_error_text(body: bytes) -> tuple[dict[str, Any], str]:
