@@ -10,13 +10,17 @@ from __future__ import annotations
 import binascii
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import aiohttp
+import anyio
 import pybase64
 from publicsuffixlist import PSLFILE, PublicSuffixList
+from yarl import URL
 
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
@@ -39,11 +43,84 @@ __all__ = [
     "b64decode",
     "checked_image",
     "data_url_bytes",
+    "get_public",
     "is_data_url",
+    "is_private_address",
     "json_error_text",
     "registrable_domain",
+    "resolve_host",
     "same_site",
 ]
+
+
+# the statuses aiohttp follows (its own limit is 10 hops too)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (an IP address: itself)."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def is_private_address(address: str) -> bool:
+    """Not a global address: loopback, RFC 1918, link-local (cloud metadata at
+    169.254.169.254), CGNAT, unique-local, reserved, unspecified."""
+    return not ipaddress.ip_address(address.partition("%")[0]).is_global
+
+
+@asynccontextmanager
+async def get_public(
+    client: aiohttp.ClientSession,
+    url: str,
+    timeout: aiohttp.ClientTimeout,
+    invalid: Invalid,
+    resolve: Resolve = resolve_host,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET ``url`` without the key, following redirects (up to :data:`MAX_REDIRECTS`) but not
+    one that moves from a public host to a private address: a provider's result URL never
+    needs that, and following it would let whoever answers the URL make this machine fetch
+    from its own network (an SSRF). A URL that starts on a private address (a local server
+    serving its own images) may redirect anywhere. Hosts are resolved only when a redirect
+    comes, so a plain download costs no lookup."""
+    target = URL(url)
+    start_public: bool | None = None
+    for _ in range(MAX_REDIRECTS + 1):
+        async with client.get(target, timeout=timeout, allow_redirects=False) as resp:
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                yield resp
+                return
+        if start_public is None:
+            start_public = not await _private(target, resolve, invalid)
+        target = resp.url.join(URL(location))
+        if target.scheme not in ("http", "https") or not target.host:
+            raise invalid(f"the download redirects to a URL that is not http(s): {location[:80]}")
+        if start_public and await _private(target, resolve, invalid):
+            msg = (
+                f"refusing a redirect of the download from a public host ({resp.url.origin()}) "
+                f"to a private address ({target.origin()}): a provider's result URL never "
+                "needs one, and following it would fetch from this machine's own network"
+            )
+            raise invalid(msg)
+    raise invalid(f"the download redirected more than {MAX_REDIRECTS} times")
+
+
+async def _private(url: URL, resolve: Resolve, invalid: Invalid) -> bool:
+    """Does ``url``'s host resolve to any private address (:func:`is_private_address`)?"""
+    host = url.host or ""
+    try:
+        addresses = await resolve(host, url.port or 0)
+    except OSError as exc:
+        raise invalid(f"could not resolve {host} ({exc})", final=False) from exc
+    return any(is_private_address(a) for a in addresses)
 
 
 class Invalid(Protocol):
@@ -57,6 +134,8 @@ class JsonHttp(KeyedSession):
     """Capped JSON round trips over the shared session (batchgen.provider.transport)."""
 
     name = "http"
+    # how a redirect's host is resolved, to refuse one from a public host to a private address
+    resolve: Resolve = staticmethod(resolve_host)
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         super().__init__(base_url, api_key, connections=connections)
@@ -119,7 +198,7 @@ class JsonHttp(KeyedSession):
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download a result URL that is not http(s): {url[:80]}")
         try:
-            async with self._client().get(url, timeout=timeout) as resp:
+            async with get_public(self._client(), url, timeout, invalid, self.resolve) as resp:
                 if resp.status in (403, 404, 410):
                     raise expired(resp.status)
                 if resp.status != 200:
