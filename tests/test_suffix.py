@@ -34,8 +34,9 @@ POLL = 0.001  # seconds between polls: the simulator's tasks are ready at once (
         # the same host: the written default port is the default port; case and a final dot
         ("https://api.bfl.ai:443/v1/get_result", "https://api.bfl.ai/v1"),
         ("https://API.BFL.AI./v1/get_result", "https://api.bfl.ai/v1"),
-        # an upgrade to https on the same port
+        # an upgrade to https: on the same port, or with no port written
         ("https://localhost:8000/poll", "http://localhost:8000/v1"),
+        ("https://api.us1.bfl.ai/v1/get_result", "http://api.bfl.ai/v1"),
         # loopback and IP addresses: only themselves
         ("http://127.0.0.1:8000/x", "http://127.0.0.1:8000/bfl/v1"),
         ("http://localhost:8000/x", "http://localhost:8000/bfl/v1"),
@@ -67,6 +68,8 @@ def test_the_key_goes_to_the_providers_own_site(url: str, base: str) -> None:
         ("https://api.bfl.ai:8443/x", "https://api.bfl.ai/v1"),
         ("https://api.us1.bfl.ai:8443/x", "https://api.bfl.ai/v1"),
         ("https://api.bfl.ai:notaport/x", "https://api.bfl.ai/v1"),
+        ("https://api.bfl.ai:8000/x", "http://api.bfl.ai/v1"),
+        ("https://api.bfl.ai/x", "http://api.bfl.ai:8000/v1"),
         # IP addresses and single-label names match only themselves
         ("http://127.0.0.2:8000/x", "http://127.0.0.1:8000/v1"),
         ("http://10.0.0.1:8000/x", "http://10.0.0.2:8000/v1"),

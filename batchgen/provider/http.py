@@ -277,11 +277,12 @@ def same_site(url: str, base_url: str) -> bool:
     """Does ``url`` (a polling or status URL the provider returned) belong to the provider?
     Only then does the key go with it; a signed result URL never gets it. It does when it is
     http(s), not a downgrade from an https base URL to http (the key would cross the network
-    in clear), on the same port (the scheme's default when none is written), and on the base
-    URL's host or a host of the same registrable domain by the Public Suffix List, its
-    private section included (api.us1.bfl.ai for api.bfl.ai; not other.herokuapp.com for
-    mine.herokuapp.com, nor b.co.uk for a.co.uk). An IP address or a name the list holds
-    no registrable domain for (localhost) matches only itself."""
+    in clear), on the same port (the scheme's default when none is written; http to https with
+    no port written is an upgrade, allowed), and on the base URL's host or a host of the same
+    registrable domain by the Public Suffix List, its private section included
+    (api.us1.bfl.ai for api.bfl.ai; not other.herokuapp.com for mine.herokuapp.com, nor
+    b.co.uk for a.co.uk). An IP address or a name the list holds no registrable domain for
+    (localhost) matches only itself."""
     a, b = urlsplit(url), urlsplit(base_url)
     if a.scheme not in ("http", "https") or b.scheme not in ("http", "https"):
         return False
@@ -292,7 +293,9 @@ def same_site(url: str, base_url: str) -> bool:
     except ValueError:  # a port that is not a number, or out of range
         return False
     a_host, b_host = (a.hostname or "").rstrip("."), (b.hostname or "").rstrip(".")
-    if not a_host or not b_host or a_port != b_port:
+    # an upgrade to https with no port written is the same service on its https port
+    upgrade = a.scheme != b.scheme and a.port is None and b.port is None
+    if not a_host or not b_host or (a_port != b_port and not upgrade):
         return False
     if a_host == b_host:
         return True
@@ -316,6 +319,7 @@ def _suffix_list() -> PublicSuffixList:
     return PublicSuffixList(lines)
 
 
+@functools.lru_cache(maxsize=1024)  # a run meets a few hosts, on every poll
 def registrable_domain(host: str) -> str | None:
     """``host``'s registrable domain (eTLD+1: bfl.ai for api.us1.bfl.ai, mine.herokuapp.com
     for x.mine.herokuapp.com), or None for an IP address, a public suffix itself, or a
