@@ -50,6 +50,7 @@ class FalImages(PollingProvider):
         status_url, response_url = payload.get("status_url"), payload.get("response_url")
         if not isinstance(status_url, str) or not isinstance(response_url, str):
             raise invalid("the queue's answer has no status_url / response_url")
+        self.own_url(response_url, "the response_url", invalid)
         return status_url, self._text(payload.get("request_id"), 200), response_url
 
     def read_poll(self, payload: dict[str, Any], invalid: Any, request_id: str | None) -> Poll:

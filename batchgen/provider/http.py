@@ -8,12 +8,19 @@ Each provider maps its own error answers into batchgen.errors in one method, ``_
 from __future__ import annotations
 
 import binascii
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import aiohttp
+import anyio
 import pybase64
+from publicsuffixlist import PSLFILE, PublicSuffixList
+from yarl import URL
 
 from batchgen.errors import AttemptError, ErrorClass
 from batchgen.images import MAX_IMAGE_PIXELS, image_pixels, sniff_ext
@@ -36,10 +43,84 @@ __all__ = [
     "b64decode",
     "checked_image",
     "data_url_bytes",
+    "get_public",
     "is_data_url",
+    "is_private_address",
     "json_error_text",
+    "registrable_domain",
+    "resolve_host",
     "same_site",
 ]
+
+
+# the statuses aiohttp follows (its own limit is 10 hops too)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (an IP address: itself)."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def is_private_address(address: str) -> bool:
+    """Not a global address: loopback, RFC 1918, link-local (cloud metadata at
+    169.254.169.254), CGNAT, unique-local, reserved, unspecified."""
+    return not ipaddress.ip_address(address.partition("%")[0]).is_global
+
+
+@asynccontextmanager
+async def get_public(
+    client: aiohttp.ClientSession,
+    url: str,
+    timeout: aiohttp.ClientTimeout,
+    invalid: Invalid,
+    resolve: Resolve = resolve_host,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET ``url`` without the key, following redirects (up to :data:`MAX_REDIRECTS`) but not
+    one that moves from a public host to a private address: a provider's result URL never
+    needs that, and following it would let whoever answers the URL make this machine fetch
+    from its own network (an SSRF). A URL that starts on a private address (a local server
+    serving its own images) may redirect anywhere. Hosts are resolved only when a redirect
+    comes, so a plain download costs no lookup."""
+    target = URL(url)
+    start_public: bool | None = None
+    for _ in range(MAX_REDIRECTS + 1):
+        async with client.get(target, timeout=timeout, allow_redirects=False) as resp:
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                yield resp
+                return
+        if start_public is None:
+            start_public = not await _private(target, resolve, invalid)
+        target = resp.url.join(URL(location))
+        if target.scheme not in ("http", "https") or not target.host:
+            raise invalid(f"the download redirects to a URL that is not http(s): {location[:80]}")
+        if start_public and await _private(target, resolve, invalid):
+            msg = (
+                f"refusing a redirect of the download from a public host ({resp.url.origin()}) "
+                f"to a private address ({target.origin()}): a provider's result URL never "
+                "needs one, and following it would fetch from this machine's own network"
+            )
+            raise invalid(msg)
+    raise invalid(f"the download redirected more than {MAX_REDIRECTS} times")
+
+
+async def _private(url: URL, resolve: Resolve, invalid: Invalid) -> bool:
+    """Does ``url``'s host resolve to any private address (:func:`is_private_address`)?"""
+    host = url.host or ""
+    try:
+        addresses = await resolve(host, url.port or 0)
+    except OSError as exc:
+        raise invalid(f"could not resolve {host} ({exc})", final=False) from exc
+    return any(is_private_address(a) for a in addresses)
 
 
 class Invalid(Protocol):
@@ -53,6 +134,8 @@ class JsonHttp(KeyedSession):
     """Capped JSON round trips over the shared session (batchgen.provider.transport)."""
 
     name = "http"
+    # how a redirect's host is resolved, to refuse one from a public host to a private address
+    resolve: Resolve = staticmethod(resolve_host)
 
     def __init__(self, base_url: str, api_key: str, *, connections: int = 100) -> None:
         super().__init__(base_url, api_key, connections=connections)
@@ -115,7 +198,7 @@ class JsonHttp(KeyedSession):
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download a result URL that is not http(s): {url[:80]}")
         try:
-            async with self._client().get(url, timeout=timeout) as resp:
+            async with get_public(self._client(), url, timeout, invalid, self.resolve) as resp:
                 if resp.status in (403, 404, 410):
                     raise expired(resp.status)
                 if resp.status != 200:
@@ -191,20 +274,66 @@ def data_url_bytes(url: str, where: str, invalid: Invalid, cap: int | None = Non
 
 
 def same_site(url: str, base_url: str) -> bool:
-    """Does ``url`` (a polling or status URL the provider returned) belong to the provider
-    (its host, or a host of the same parent domain: api.us1.bfl.ai for api.bfl.ai)? Only
-    then does the key go with it; a signed result URL never gets it."""
+    """Does ``url`` (a polling or status URL the provider returned) belong to the provider?
+    Only then does the key go with it; a signed result URL never gets it. It does when it is
+    http(s), not a downgrade from an https base URL to http (the key would cross the network
+    in clear), on the same port (the scheme's default when none is written; http to https with
+    no port written is an upgrade, allowed), and on the base URL's host or a host of the same
+    registrable domain by the Public Suffix List, its private section included
+    (api.us1.bfl.ai for api.bfl.ai; not other.herokuapp.com for mine.herokuapp.com, nor
+    b.co.uk for a.co.uk). An IP address or a name the list holds no registrable domain for
+    (localhost) matches only itself."""
     a, b = urlsplit(url), urlsplit(base_url)
-    if a.scheme not in ("http", "https") or not a.hostname or not b.hostname:
+    if a.scheme not in ("http", "https") or b.scheme not in ("http", "https"):
         return False
-    if a.hostname == b.hostname:
-        return a.port == b.port
-    parent = ".".join(b.hostname.split(".")[-2:])
-    return (
-        "." in parent
-        and not parent.replace(".", "").isdigit()
-        and (a.hostname.endswith("." + parent) or a.hostname == parent)
-    )
+    if b.scheme == "https" and a.scheme != "https":
+        return False
+    try:
+        a_port, b_port = a.port or _DEFAULT_PORT[a.scheme], b.port or _DEFAULT_PORT[b.scheme]
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    a_host, b_host = (a.hostname or "").rstrip("."), (b.hostname or "").rstrip(".")
+    # an upgrade to https with no port written is the same service on its https port
+    upgrade = a.scheme != b.scheme and a.port is None and b.port is None
+    if not a_host or not b_host or (a_port != b_port and not upgrade):
+        return False
+    if a_host == b_host:
+        return True
+    site = registrable_domain(b_host)
+    return site is not None and registrable_domain(a_host) == site
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+# shared suffixes whose tenants are strangers to each other but that the Public Suffix List
+# does not hold (yet): Azure's VM names, NAME.REGION.cloudapp.azure.com
+_EXTRA_SUFFIXES = ("*.cloudapp.azure.com",)
+
+
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    """The list as publicsuffixlist bundles it (its release's snapshot: never fetched at run
+    time), with :data:`_EXTRA_SUFFIXES`; parsed on first use (~25 ms), not at import."""
+    with open(PSLFILE, "rb") as f:
+        lines = [*f, *(s.encode() for s in _EXTRA_SUFFIXES)]
+    return PublicSuffixList(lines)
+
+
+@functools.lru_cache(maxsize=1024)  # a run meets a few hosts, on every poll
+def registrable_domain(host: str) -> str | None:
+    """``host``'s registrable domain (eTLD+1: bfl.ai for api.us1.bfl.ai, mine.herokuapp.com
+    for x.mine.herokuapp.com), or None for an IP address, a public suffix itself, or a
+    single-label name (localhost)."""
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if "." not in host:
+        return None
+    return _suffix_list().privatesuffix(host)
 
 
 def json_error_text(body: bytes) -> tuple[dict[str, Any], str]:

@@ -30,7 +30,15 @@ from batchgen.images import MAX_IMAGE_PIXELS, image_header
 from batchgen.jobs.model import Job, request_bytes
 from batchgen.provider.base import GenerateResult, ImageData
 from batchgen.provider.edits import edit_request
-from batchgen.provider.http import Invalid, b64decode, data_url_bytes, is_data_url
+from batchgen.provider.http import (
+    Invalid,
+    Resolve,
+    b64decode,
+    data_url_bytes,
+    get_public,
+    is_data_url,
+    resolve_host,
+)
 from batchgen.provider.transport import (
     ERROR_READ_BYTES,
     MAX_ANSWER_BYTES,
@@ -295,12 +303,16 @@ class OpenAIImages(KeyedSession):
             note="; ".join(notes) or None,
         )
 
+    # how a redirect's host is resolved, to refuse one from a public host to a private address
+    # (batchgen.provider.http.get_public)
+    resolve: Resolve = staticmethod(resolve_host)
+
     async def _download(self, url: str, timeout: aiohttp.ClientTimeout, invalid: Invalid) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):
             raise invalid(f"refusing to download an image URL that is not http(s): {url[:80]}")
         try:
             # no Authorization header: image URLs are pre-signed, and the key must not leak
-            async with self._client().get(url, timeout=timeout) as resp:
+            async with get_public(self._client(), url, timeout, invalid, self.resolve) as resp:
                 if resp.status != 200:  # the download failed, not the answer: not final
                     raise invalid(f"image download answered HTTP {resp.status}", final=False)
                 if (resp.content_length or 0) > self._max_download:

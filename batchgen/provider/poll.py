@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -71,6 +72,21 @@ class PollingProvider(JsonHttp):
         if same_site(url, self.base_url):
             return {**self._json_headers, **self._auth}
         return dict(self._json_headers)
+
+    def own_url(self, url: str, what: str, invalid: Any) -> None:
+        """A URL the provider returned to be fetched with the key (a polling or status URL)
+        that is not its own (:func:`same_site`) is refused here, by name: sent without the key
+        it could only answer 401/403, read as a bad key; sent with it, the key would go to a
+        stranger (another tenant of a shared suffix) or over plain http."""
+        if not same_site(url, self.base_url):
+            mine, base = _origin(url), _origin(self.base_url)
+            msg = (
+                f"{what} the provider returned, on {mine}, is not on the base URL's site "
+                f"({base}: the same host and port, or a host of its "
+                "registrable domain, and https when it is https): the key is not sent there. "
+                "If this host is the provider's, make it the base URL (--base-url)"
+            )
+            raise invalid(msg)
 
     # -- what a subclass says -----------------------------------------------------------------
     def submit_request(self, job: Job) -> tuple[str, dict[str, Any]]:
@@ -133,6 +149,7 @@ class PollingProvider(JsonHttp):
 
             poll_url, request_id[0], ticket = self.read_submit(self._json(raw, invalid), invalid)
             poll_url = str(poll_url)
+            self.own_url(poll_url, "the polling URL", invalid)
             interval = self.poll_interval_s
             while True:
                 await self._sleep(min(interval, max(0.0, deadline - anyio.current_time())))
@@ -182,3 +199,16 @@ class PollingProvider(JsonHttp):
             )
 
         return make
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of ``url``, without its path, query or user info (a signed URL's
+    token stays out of the message)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
