@@ -63,3 +63,30 @@ def test_a_run_max_cost_stopped_is_told_to_raise_max_cost_with_a_figure(
     assert f"stopped by --max-cost: batchgen resume {run_dir} --max-cost " in advice.message
     assert "HIGHER" not in advice.message  # the figure the ending suggested
     assert "monthly" not in advice.message
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"project_budget": 0.5}, "--project-budget"),
+        ({"max_cost": 0.5}, "--max-cost"),
+        ({"max_cost": 0.5, "monthly_budget": 2.0}, None),  # which one is not known
+    ],
+)
+def test_a_run_recorded_before_names_the_one_budget_its_settings_give(
+    tmp_path: Path, settings: dict[str, float], named: str | None
+) -> None:
+    """A run.json without the stop's record (an older run): the budget is the one its settings
+    name; with two, the class's remedy names them all."""
+    from batchgen.testing.synthetic import table_from_rows, write_run
+
+    row = {"run_id": "r", "session": 1, "attempt": 0, "status": "skipped", "final": False,
+           "error_class": "budget", "prompt": "a lamp", "finished_at": 1.7e9, "job_id": "a"}  # fmt: skip
+    run_dir = write_run(tmp_path / "run", table_from_rows([row]), jobs=1, settings=settings)
+    advice = _budget_advice(run_dir)
+    assert advice.evidence.get("stopped_by") == named
+    if named is None:
+        assert "--max-cost" in advice.message and "--monthly-budget" in advice.message
+    else:
+        assert advice.message.startswith(f"stopped by {named}: ")
+    assert f"batchgen resume {run_dir}" in advice.message and "RUN_DIR" not in advice.message
