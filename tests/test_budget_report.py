@@ -81,7 +81,8 @@ def test_a_run_recorded_before_names_the_one_budget_its_settings_give(
     from batchgen.testing.synthetic import table_from_rows, write_run
 
     row = {"run_id": "r", "session": 1, "attempt": 0, "status": "skipped", "final": False,
-           "error_class": "budget", "prompt": "a lamp", "finished_at": 1.7e9, "job_id": "a"}  # fmt: skip
+           "error_class": "budget", "prompt": "a lamp", "finished_at": 1.7e9,
+           "job_id": "a"}  # fmt: skip
     run_dir = write_run(tmp_path / "run", table_from_rows([row]), jobs=1, settings=settings)
     advice = _budget_advice(run_dir)
     assert advice.evidence.get("stopped_by") == named
