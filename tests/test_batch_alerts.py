@@ -83,7 +83,7 @@ def test_a_detached_batch_alerts_once_from_the_collect_that_records_its_spend(
     sim = make_sim(batch_seconds=0.3, variants=10**9)
     ledger = tmp_path / "ledger.sqlite"
     events = tmp_path / "events.txt"
-    # `collect` takes no --on-budget: the hook is config.toml's (the budget is run.json's)
+    # the hook is config.toml's (the budget is run.json's); collect is given no --on-budget
     config = tmp_path / "config"
     (config / "batchgen").mkdir(parents=True)
     (config / "batchgen" / "config.toml").write_text(f"on_budget = {json.dumps(_hook(events))}\n")
@@ -113,3 +113,27 @@ def test_a_detached_batch_alerts_once_from_the_collect_that_records_its_spend(
     with sqlite3.connect(ledger) as conn:
         fired = conn.execute("SELECT percent FROM alerts ORDER BY percent").fetchall()
     assert [str(p) for (p,) in fired] == expected
+
+
+def test_collect_runs_its_own_on_budget_command_at_the_threshold(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """A detached batch run's alerts come from the `collect --on-budget CMD` that records
+    its spend, with no config.toml hook (XDG_CONFIG_HOME empty)."""
+    sim = make_sim(batch_seconds=0.3, variants=10**9)
+    ledger = tmp_path / "ledger.sqlite"
+    events = tmp_path / "events.txt"
+    env = {**cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "no-config")}
+    jobs = _jobs(tmp_path, JOBS, prefix="a pale lantern")
+    flags = ["--ledger", str(ledger), "--monthly-budget", f"{BUDGET}", "--detach"]
+    detached = run_cli([*_run(jobs, tmp_path / "run", sim), *flags], env=env)
+    assert detached.code == 0, detached.output
+    assert not events.exists()
+    collect = ["collect", str(tmp_path / "run"), *POLL, "--on-budget", _hook(events)]
+    collected = run_cli(collect, env=env)
+    assert collected.code == 0, collected.output
+    assert len(ok_counts(tmp_path / "run")) == JOBS
+    expected = _expected(ledger)
+    assert _events(events, len(expected)) == expected
+    # the command (it may hold a webhook's secret) is not recorded in run.json
+    assert _hook(events) not in (tmp_path / "run" / "run.json").read_text()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from batchgen.money.ledger import ALL, NANO, Ledger, month_of
+from batchgen.reports import build_report
 from tests.runhelpers import Cli, cli_env, ok_counts, run_cli
 from tests.test_batch import POLL, _jobs, _run, batch_stats
 
@@ -158,6 +159,13 @@ def test_a_batch_run_the_monthly_budget_stops_names_it_and_a_figure_that_finishe
     # every job's worst case as the ledger holds it: the submitted ones' holds, per job
     per_job = sum(a for a, _, _ in _holds(ledger)) / submitted / NANO
     assert float(figure[1]) >= 60 * per_job - 0.01
+    # run.json records the stop as the ending told it, and the report names the same budget
+    summary = json.loads((run_dir / "run.json").read_text())["sessions"][-1]["summary"]
+    assert summary["stopped_by"] == "--monthly-budget", summary
+    assert f"raise --monthly-budget to at least ${figure[1]}" in summary["stop_message"]
+    advice = build_report(run_dir, image_checks=False).run.recommendations
+    [stop] = [a.message for a in advice if a.kind == "stop_budget"]
+    assert f"raise --monthly-budget to at least ${figure[1]}" in stop and "--max-cost" not in stop
     resumed = run_cli(
         ["resume", str(run_dir), *POLL, "--yes", "--quiet", *flags[:2], "--monthly-budget",
          figure[1]],

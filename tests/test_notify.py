@@ -126,3 +126,37 @@ def test_a_budget_alert_before_the_cap_then_the_end(make_sim, tmp_path, receiver
     assert alert["type"] == "warning" and "of the $0.06 budget" in alert["title"]
     assert "stopped (budget)" in end["title"] and "pending" in end["message"]
     assert KEY not in json.dumps(got)
+
+
+def test_a_budget_stop_is_recorded_and_sent_as_the_ending_says_it(
+    make_sim, tmp_path, receiver, monkeypatch, capsys
+):
+    """run.json's session, the --notify body and --on-end's BATCHGEN_MESSAGE carry the text the
+    run's last line printed: every job not sent counted, the run's own path in the resume
+    command and a cap that covers the rest (not the pool's 'RUN_DIR' and doubled cap)."""
+    url, got = receiver
+    sim = make_sim(api_key=KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "message.txt"
+    on_end = f'printf \'%s\' "$BATCHGEN_MESSAGE" > "{out}"'
+    flags = ("--notify", url, "--on-end", on_end, "--max-cost", "0.03", "--concurrency", "1")
+    assert _run(tmp_path, sim, *flags, prompts=10) == 3
+    ending = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("ended:")
+    )
+    said = ending.removeprefix("ended:").strip()
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    summary = doc["sessions"][-1]["summary"]
+    assert summary["stop_message"] == said and summary["stopped_by"] == "--max-cost"
+    assert "RUN_DIR" not in said and f"batchgen resume {tmp_path / 'run'} --max-cost" in said
+    not_sent = 10 - summary["jobs_ok"]
+    assert not_sent > 1 and f"{not_sent} jobs were not sent" in said
+
+    def ended() -> bool:
+        return out.exists() and any("stopped" in g["body"]["title"] for g in got)
+
+    wait_until(ended, what="the end message", timeout=10)
+    end = next(b for b in (g["body"] for g in got) if "stopped (budget)" in b["title"])
+    assert said in end["message"].splitlines()
+    assert said in out.read_text().splitlines()
+    assert KEY not in json.dumps(got) + out.read_text() + json.dumps(doc)

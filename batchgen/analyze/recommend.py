@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from batchgen.analyze.load import load_manifest
 from batchgen.analyze.model import Advice, FailedJob, RunReport
 from batchgen.analyze.savings import PriceLookup, cheaper_options
 from batchgen.errors import ErrorClass
@@ -95,10 +96,48 @@ def _stopped(fig: RunReport) -> list[Recommendation]:
     for cls in (ErrorClass.AUTH, ErrorClass.QUOTA, ErrorClass.BUDGET):
         count = fig.errors.get(str(cls), 0) + fig.skipped.get(str(cls), 0)
         if count or f"stopped_{cls}" in endings:
+            if cls is ErrorClass.BUDGET and (named := _budget_stop(fig)) is not None:
+                flag, remedy = named
+                evidence = {"rows": count, "stopped_by": flag}
+                out.append(Recommendation(f"stop_{cls}", remedy, evidence))
+                continue
             # the remedy names RUN_DIR; this run's is known ("batchgen resume runs/x --max-cost …")
             remedy = cls.remedy.replace("RUN_DIR", str(fig.run_dir))
             out.append(Recommendation(f"stop_{cls}", remedy, {"rows": count}))
     return out
+
+
+def _budget_stop(fig: RunReport) -> tuple[str, str] | None:
+    """The budget that stopped the run and what to do, named: the last session a budget
+    stopped recorded its flag and the ending's text (session/execute.py's budget_stop), whose
+    "To continue" has the run's path and a figure that covers the rest; a run recorded before
+    that, by the one budget its settings name. None: not known (the class's remedy, naming
+    every budget, is said)."""
+    manifest = load_manifest(Path(fig.run_dir))
+    for session in reversed(manifest.sessions):
+        summary = session.summary or {}
+        flag, said = summary.get("stopped_by"), summary.get("stop_message")
+        if isinstance(flag, str) and isinstance(said, str) and _CONTINUE in said:
+            return flag, f"stopped by {flag}: {said.split(_CONTINUE, 1)[1]}"
+    given = [flag for flag, key in _BUDGET_SETTINGS if fig.settings.get(key) is not None]
+    if len(given) != 1:
+        return None
+    flag = given[0]
+    if flag == "--max-cost":
+        return flag, f"stopped by --max-cost: batchgen resume {fig.run_dir} --max-cost HIGHER"
+    return flag, (
+        f"stopped by {flag}: raise it (flag or config.toml) and batchgen resume {fig.run_dir}; "
+        "`batchgen spend` shows where the month's money went"
+    )
+
+
+_CONTINUE = "To continue: "
+# run.json's settings of a run's budgets, by flag
+_BUDGET_SETTINGS = (
+    ("--max-cost", "max_cost"),
+    ("--monthly-budget", "monthly_budget"),
+    ("--project-budget", "project_budget"),
+)
 
 
 def _rate_limit(fig: RunReport) -> list[Recommendation]:

@@ -101,7 +101,8 @@ def _add_batch_tuning(group: Any) -> None:
 
 # ---- collect / cancel --------------------------------------------------------------------
 # `collect` submits nothing and sends no image request: of the session's flags it reads where
-# the batches are, how long a request may take, the output and the prices of what it collects
+# the batches are, how long a request may take, the output and the prices of what it collects,
+# and the command a budget alert runs (the collected spend can pass 50 / 80 / 100 %)
 COLLECT_READS = frozenset(
     {
         "run_dir",
@@ -117,6 +118,7 @@ COLLECT_READS = frozenset(
         "price_per_image",
         "poll_interval",
         "poll_max",
+        "on_budget",
     }
 )
 CANCEL_READS = frozenset({"run_dir", "base_url", "api_key_env"})

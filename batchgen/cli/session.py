@@ -140,7 +140,7 @@ def budget_ending(rundir: RunDir, budget: Budget) -> str:
     """The budget's message with the rest of the run as resume would select it: every job
     not sent counted, and a cap (or monthly budget) that covers all of them suggested."""
     # lazy: the resume module (the job index, pyarrow) only for a run a budget stopped
-    from batchgen.session.resume import quote_rest
+    from batchgen.session.rest import quote_rest
 
     rest = quote_rest(rundir, budget)
     if rest is None:

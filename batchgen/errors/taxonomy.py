@@ -123,8 +123,11 @@ _INFO: dict[ErrorClass, ClassInfo] = {
     ),
     ErrorClass.BUDGET: ClassInfo(
         Action.PENDING,
-        "Not sent: its worst-case cost would have passed --max-cost.",
-        "`batchgen resume RUN_DIR --max-cost HIGHER` to finish.",
+        "Not sent: its worst-case cost would have passed the run's budget: --max-cost, or "
+        "this month's --monthly-budget or --project-budget in the spend ledger.",
+        "`batchgen resume RUN_DIR --max-cost HIGHER` to finish; a run a monthly budget "
+        "stopped: raise --monthly-budget or --project-budget (flag or config.toml), then "
+        "`batchgen resume RUN_DIR` (`batchgen report RUN_DIR` names the budget).",
     ),
     ErrorClass.CANCELLED: ClassInfo(
         Action.PENDING,

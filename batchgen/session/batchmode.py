@@ -29,10 +29,11 @@ from batchgen.runlog.state import DONE, FAILED, job_states, remaining
 from batchgen.runner.recovery import adopt_orphans, remove_torn_images
 from batchgen.session.builder import Prepared, SessionPlan, prepare_session, session_overrides
 from batchgen.session.connect import Connection, batch_connection, resolve_connection
-from batchgen.session.execute import base_url_of, session_summary
+from batchgen.session.execute import base_url_of, budget_stop, session_summary
 from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome, SessionResult
+from batchgen.session.rest import open_ids_now
 
 if TYPE_CHECKING:
     from batchgen.batch.context import BatchOptions, Say
@@ -114,14 +115,18 @@ def run_batch(
         if plan.ledger is not None:
             plan.ledger.close()
     how, code = _ending(outcome)
-    summary = session_summary(outcome.ctx.tally, plan.budget)
+    # a budget's stop is recorded and sent as the ending tells it (with the rest of the run)
+    budget_stopped = outcome.stop_reason is ErrorClass.BUDGET
+    stop = budget_stop(plan.rundir, plan.budget) if budget_stopped else None
+    message = outcome.stop_message if stop is None else stop[0]
+    summary = session_summary(outcome.ctx.tally, plan.budget, stop)
     summary["batch"] = {
         **outcome.ctx.state.summary(),
         "pending": outcome.pending,
         "cutover": outcome.cutover,
     }
     plan.rundir.end_session(plan.session, how, summary)
-    result = SessionResult(outcome.ctx.tally, outcome.stop_reason, outcome.stop_message, code, how)
+    result = SessionResult(outcome.ctx.tally, outcome.stop_reason, message, code, how)
     return result, outcome
 
 
@@ -175,11 +180,6 @@ def run_via_batch(
 
 def open_parts_of(rundir: RunDir, run_id: str) -> list[Any]:
     return BatchState(rundir.state_dir, run_id).open_parts()
-
-
-def open_ids_now(rundir: RunDir, run_id: str) -> set[str]:
-    state = BatchState(rundir.state_dir, run_id)
-    return state.ids_in(state.open_parts())
 
 
 @dataclasses.dataclass(slots=True)

@@ -19,9 +19,11 @@ from batchgen.jobs.model import Job
 from batchgen.limits import Gate, RateLimiter
 from batchgen.limits.stop import RunControl
 from batchgen.money import Budget
+from batchgen.money.ledger import ALL
 from batchgen.provider.endpoints import build_router, limiter_for, resolve_keys
 from batchgen.provider.openai import OpenAIImages
 from batchgen.runlog.journal import SentJournal
+from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogError, RunLogWriter
 from batchgen.runner.control import PoolSettings, RowContext
 from batchgen.runner.pool import PoolTally, run_pool
@@ -239,10 +241,15 @@ def _end(
     else:
         how, code = ENDING.get(reason, "interrupted"), EXIT_STOPPED
     message = control.message
+    stop = None
+    if reason is ErrorClass.BUDGET and lost is None:
+        stop = budget_stop(plan.rundir, plan.budget)
+    if stop is not None:
+        message = stop[0]  # the ending's text, with the rest of the run (not the gate's)
     learned = parts.limiter.learned() if router is None else None
     if lost is None:
         try:
-            summary = session_summary(tally, plan.budget)
+            summary = session_summary(tally, plan.budget, stop)
             if router is None:
                 summary["autopilot"] = learned
             else:
@@ -372,7 +379,44 @@ def total_spent(budget: Budget | None, tally: PoolTally) -> float:
     return budget.spent + tally.cost_usd
 
 
-def session_summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
+def budget_stop(rundir: RunDir, budget: Budget | None) -> tuple[str, str] | None:
+    """A session a budget stopped: what the run's ending says (every job not sent counted, a
+    cap or monthly budget that covers the rest suggested: cli/session.py's budget_ending) and
+    the flag of the budget that stopped it. Recorded in run.json and sent by --notify/--on-end,
+    so what is read after the run says what the terminal said."""
+    if budget is None:
+        return None
+    # lazy: the rest is priced as resume selects it, reading the log (pyarrow, which imports
+    # pandas); only a session a budget stopped pays for it (a run never imports pandas:
+    # tests/test_startup.py)
+    from batchgen.session.rest import quote_rest
+
+    rest = quote_rest(rundir, budget)
+    path = str(rundir.path)
+    if rest is None:
+        text = budget.exhausted_message(path)
+    else:
+        text = budget.stop_message(path, rest.worst_usd, rest.not_sent)
+    return text, stopped_by(budget)
+
+
+def stopped_by(budget: Budget) -> str:
+    """The flag of the budget whose refusal stopped the run."""
+    monthly = budget.monthly
+    if not budget.refused_by_month or monthly is None:
+        return "--max-cost"
+    refusal = monthly.last_refusal
+    if refusal is None or refusal.scope == ALL:
+        return "--monthly-budget"
+    return "--project-budget"
+
+
+def session_summary(
+    tally: PoolTally, budget: Budget | None, stop: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """run.json's record of a session; ``stop``: :func:`budget_stop`'s, when a budget stopped
+    it (``stop_message``, ``stopped_by``: what `batchgen report` and a webhook read)."""
+    extra = {} if stop is None else {"stop_message": stop[0], "stopped_by": stop[1]}
     return {
         "jobs_taken": tally.taken,
         "jobs_ok": tally.ok_jobs,
@@ -382,4 +426,5 @@ def session_summary(tally: PoolTally, budget: Budget | None) -> dict[str, Any]:
         "attempts": tally.attempts,
         "cost_usd": round(tally.cost_usd, 6),
         "spent_total_usd": round(total_spent(budget, tally), 6),
+        **extra,
     }
