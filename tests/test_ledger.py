@@ -682,3 +682,37 @@ def test_processes_opening_a_new_ledger_at_once_all_open_it(tmp_path):
         go.touch()
         said = [p.communicate(timeout=60)[0] for p in procs]
         assert [p.returncode for p in procs] == [0] * 6, (round_, said)
+
+
+# another process asks whether anything holds SQLite's shared-lock bytes of the file (the
+# range every connection locks while it is open: SHARED_FIRST 0x40000002, 510 bytes)
+_SHARED_HELD = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+query = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0x40000002, 510, 0)
+kind = struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, query))[0]
+print("held" if kind != fcntl.F_UNLCK else "free")
+"""
+
+
+def test_opening_the_ledger_again_keeps_the_locks_this_process_holds(tmp_path):
+    """A second Ledger.open of a file this process has open (a session's link beside a judge's
+    sync) did os.open + os.close on it, and closing any descriptor of a file drops every POSIX
+    lock the process holds on it. Another process's connection, closing, then took itself for
+    the last one and checkpointed and reset the WAL under this one's feet: a clean-clone CI
+    run of two batch runs and their collects read "database disk image is malformed"."""
+    path = tmp_path / "ledger.sqlite"
+    first = Ledger.open(path)
+    try:
+        first.spent_nano(month_of(time.time()))  # a read: the connection holds its shared lock
+        seen = subprocess.run(
+            [sys.executable, "-c", _SHARED_HELD, str(path)], capture_output=True, text=True
+        )
+        assert seen.stdout.strip() == "held", seen
+        Ledger.open(path).close()  # the same ledger opened (and closed) again meanwhile
+        seen = subprocess.run(
+            [sys.executable, "-c", _SHARED_HELD, str(path)], capture_output=True, text=True
+        )
+        assert seen.stdout.strip() == "held", "the first connection's lock was dropped"
+    finally:
+        first.close()

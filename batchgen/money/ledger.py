@@ -106,9 +106,14 @@ class Ledger:
             raise LedgerError(msg)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # created user-only before SQLite opens it (its -wal/-shm files take this mode)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            # created user-only before SQLite opens it (its -wal/-shm files take this mode).
+            # Only a file that is not there: closing any descriptor of a database file drops
+            # every POSIX lock this process holds on it, so an os.open + os.close of a ledger
+            # another connection of this process has open (a session's link beside a judge's
+            # sync, the writer thread's) would let other processes write under its feet: a
+            # "database disk image is malformed" ledger (sqlite.org/howtocorrupt.html, 2.2)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
