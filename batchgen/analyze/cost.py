@@ -51,7 +51,16 @@ def cost_figures(cols: Columns, images: int) -> CostFigures:
         )
         .group_by(["model", "quality", "size"])
         .aggregate([("cost", "sum"), ("images", "sum"), ("attempts", "sum")])
-        .sort_by([("cost_sum", "descending")])
+        # group_by's order varies between calls (threads): ties and all sorted, so the same
+        # run gives the same document byte for byte
+        .sort_by(
+            [
+                ("cost_sum", "descending"),
+                ("model", "ascending"),
+                ("quality", "ascending"),
+                ("size", "ascending"),
+            ]
+        )
     )
     by_group = tuple(
         CostGroup(
@@ -69,6 +78,7 @@ def cost_figures(cols: Columns, images: int) -> CostFigures:
         pa.table({"source": pc.fill_null(table["cost_source"], "none"), "cost": pa.array(cost)})
         .group_by("source")
         .aggregate([("cost", "sum"), ("cost", "count")])
+        .sort_by("source")
     )
     by_source = {
         r["source"]: CostSource(rows=r["cost_count"], cost_usd=r["cost_sum"])

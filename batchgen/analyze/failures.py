@@ -57,7 +57,12 @@ def failure_figures(run_dir: Path, failed_ids: pa.ChunkedArray | pa.Array) -> Fa
     rows = rows.append_column("cls", pc.fill_null(rows["error_class"], "unknown")).append_column(
         "msg", pc.fill_null(rows["error_message"], "")
     )
-    by_status = rows.group_by(["cls", "status"]).aggregate([("job_id", "count")]).to_pylist()
+    by_status = (
+        rows.group_by(["cls", "status"])
+        .aggregate([("job_id", "count")])
+        .sort_by([("cls", "ascending"), ("status", "ascending")])
+        .to_pylist()
+    )
     attempts_by_class: dict[str, int] = {}
     skipped_by_class: dict[str, int] = {}
     for r in by_status:

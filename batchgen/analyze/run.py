@@ -74,7 +74,11 @@ def _baseline(run_dir: Path, manifest: Manifest) -> LatencyBaseline | None:
     if table.num_rows == 0:
         return None
     ok = table.filter(pc.equal(table["status"], "ok"))
-    groups = ok.group_by(["model", "quality", "size"]).aggregate([("status", "count")])
+    groups = (
+        ok.group_by(["model", "quality", "size"])
+        .aggregate([("status", "count")])
+        .sort_by([("model", "ascending"), ("quality", "ascending"), ("size", "ascending")])
+    )
     return latency_baseline(
         [(r["model"], r["quality"], r["size"], r["status_count"]) for r in groups.to_pylist()],
         time_scale=_sim_time_scale(manifest),
