@@ -34,7 +34,7 @@ PACKAGE = ROOT / "batchgen"
 #     observer, summary and notify message, the ledger's log sync, the log writer's odd
 #     timestamps, --reuse/--regenerate-below, --library, the Batch API's session and resume,
 #     the rest of a run a budget stopped (priced as resume would select it, in one place:
-#     session/execute.py's budget_stop, for what the session records and sends and for the
+#     session/record.py's budget_stop, for what the session records and sends and for the
 #     CLI's ending)
 #   Pillow/numpy 7: image edits, WebP metadata, CLIP, thumbnails, the image checks' worker
 #   the remote store off a local run 5

@@ -109,7 +109,7 @@ def _stopped(fig: RunReport) -> list[Recommendation]:
 
 def _budget_stop(fig: RunReport) -> tuple[str, str] | None:
     """The budget that stopped the run and what to do, named: the last session a budget
-    stopped recorded its flag and the ending's text (session/execute.py's budget_stop), whose
+    stopped recorded its flag and the ending's text (session/record.py's budget_stop), whose
     "To continue" has the run's path and a figure that covers the rest; a run recorded before
     that, by the one budget its settings name. None: not known (the class's remedy, naming
     every budget, is said)."""

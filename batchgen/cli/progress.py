@@ -22,7 +22,7 @@ from rich.text import Text
 from batchgen.money import Budget
 from batchgen.numbers import compact
 from batchgen.runner.pool import PoolTally
-from batchgen.session.execute import total_spent
+from batchgen.session.record import total_spent
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress

@@ -25,9 +25,9 @@ from batchgen.money import Budget
 from batchgen.numbers import plural
 from batchgen.runlog.rundir import RunDir, redact_argv
 from batchgen.runner.pool import PoolTally
-from batchgen.session.execute import budget_stop
 from batchgen.session.outcome import EXIT_OK, EXIT_USAGE, SessionResult
 from batchgen.session.prepare import Checked, JobFileProblems
+from batchgen.session.record import budget_stop
 from batchgen.session.start import Declined
 
 
@@ -140,7 +140,7 @@ _RESUME = "`batchgen resume RUN_DIR`"
 def budget_ending(rundir: RunDir, budget: Budget) -> str:
     """The budget's message with the rest of the run as resume would select it: every job
     not sent counted, and a cap (or monthly budget) that covers all of them suggested; the
-    text run.json records and --notify sends (session/execute.py's budget_stop)."""
+    text run.json records and --notify sends (session/record.py's budget_stop)."""
     stop = budget_stop(rundir, budget)
     assert stop is not None  # a budget was given
     return stop[0]

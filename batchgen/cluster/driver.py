@@ -31,8 +31,8 @@ from batchgen.errors import ErrorClass, UsageError
 from batchgen.runlog.fsio import atomic_write_bytes
 from batchgen.runner.control import PoolTally
 from batchgen.session.builder import SessionPlan
-from batchgen.session.execute import session_summary
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
+from batchgen.session.record import session_summary
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,11 @@ from batchgen.runlog.state import DONE, FAILED, job_states, remaining
 from batchgen.runner.recovery import adopt_orphans, remove_torn_images
 from batchgen.session.builder import Prepared, SessionPlan, prepare_session, session_overrides
 from batchgen.session.connect import Connection, batch_connection, resolve_connection
-from batchgen.session.execute import base_url_of, budget_stop, session_summary
+from batchgen.session.execute import base_url_of
 from batchgen.session.ledgering import LedgerLink
 from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, Outcome, SessionResult
+from batchgen.session.record import budget_stop, session_summary
 from batchgen.session.rest import open_ids_now
 
 if TYPE_CHECKING:

@@ -18,12 +18,9 @@ from batchgen.errors import ErrorClass
 from batchgen.jobs.model import Job
 from batchgen.limits import Gate, RateLimiter
 from batchgen.limits.stop import RunControl
-from batchgen.money import Budget
-from batchgen.money.ledger import ALL
 from batchgen.provider.endpoints import build_router, limiter_for, resolve_keys
 from batchgen.provider.openai import OpenAIImages
 from batchgen.runlog.journal import SentJournal
-from batchgen.runlog.rundir import RunDir
 from batchgen.runlog.writer import RunLogError, RunLogWriter
 from batchgen.runner.control import PoolSettings, RowContext
 from batchgen.runner.pool import PoolTally, run_pool
@@ -32,6 +29,7 @@ from batchgen.session.builder import SessionPlan
 from batchgen.session.connect import Connection
 from batchgen.session.observer import Observer
 from batchgen.session.outcome import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, SessionResult
+from batchgen.session.record import budget_stop, session_summary
 from batchgen.storage import ImageStore, open_store
 
 ENDING = {
@@ -367,64 +365,3 @@ async def base_url_of(
 
     async with run_sim(sim_config or SimConfig()) as sim:
         yield sim.base_url
-
-
-def total_spent(budget: Budget | None, tally: PoolTally) -> float:
-    """Spend of the whole run directory: a capped budget tracks it attempt by attempt;
-    otherwise it is what earlier sessions spent plus this session's rows."""
-    if budget is None:
-        return tally.cost_usd
-    if budget.cap_usd is not None:
-        return budget.spent
-    return budget.spent + tally.cost_usd
-
-
-def budget_stop(rundir: RunDir, budget: Budget | None) -> tuple[str, str] | None:
-    """A session a budget stopped: what the run's ending says (every job not sent counted, a
-    cap or monthly budget that covers the rest suggested: cli/session.py's budget_ending) and
-    the flag of the budget that stopped it. Recorded in run.json and sent by --notify/--on-end,
-    so what is read after the run says what the terminal said."""
-    if budget is None:
-        return None
-    # lazy: the rest is priced as resume selects it, reading the log (pyarrow, which imports
-    # pandas); only a session a budget stopped pays for it (a run never imports pandas:
-    # tests/test_startup.py)
-    from batchgen.session.rest import quote_rest
-
-    rest = quote_rest(rundir, budget)
-    path = str(rundir.path)
-    if rest is None:
-        text = budget.exhausted_message(path)
-    else:
-        text = budget.stop_message(path, rest.worst_usd, rest.not_sent)
-    return text, stopped_by(budget)
-
-
-def stopped_by(budget: Budget) -> str:
-    """The flag of the budget whose refusal stopped the run."""
-    monthly = budget.monthly
-    if not budget.refused_by_month or monthly is None:
-        return "--max-cost"
-    refusal = monthly.last_refusal
-    if refusal is None or refusal.scope == ALL:
-        return "--monthly-budget"
-    return "--project-budget"
-
-
-def session_summary(
-    tally: PoolTally, budget: Budget | None, stop: tuple[str, str] | None = None
-) -> dict[str, Any]:
-    """run.json's record of a session; ``stop``: :func:`budget_stop`'s, when a budget stopped
-    it (``stop_message``, ``stopped_by``: what `batchgen report` and a webhook read)."""
-    extra = {} if stop is None else {"stop_message": stop[0], "stopped_by": stop[1]}
-    return {
-        "jobs_taken": tally.taken,
-        "jobs_ok": tally.ok_jobs,
-        "jobs_failed": tally.failed_jobs,
-        "jobs_skipped": tally.skipped_jobs,
-        "images": tally.images,
-        "attempts": tally.attempts,
-        "cost_usd": round(tally.cost_usd, 6),
-        "spent_total_usd": round(total_spent(budget, tally), 6),
-        **extra,
-    }
